@@ -1,0 +1,133 @@
+package journal
+
+import (
+	"errors"
+	"time"
+)
+
+// Ino is an inode number. Numbers are never reused within a drive and
+// survive remount.
+type Ino uint64
+
+// RootIno is the root directory.
+const RootIno Ino = 1
+
+// Attr is an inode's metadata. Mode carries the file type bits
+// (syscall.S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK)
+// and the permission bits, as in stat(2).
+type Attr struct {
+	Ino   Ino
+	Mode  uint32
+	Nlink uint32
+	Uid   uint32
+	Gid   uint32
+	Rdev  uint32
+	Size  uint64
+	// Blocks is the number of 512-byte units allocated (holes cost none).
+	Blocks uint64
+	Atime  time.Time
+	Mtime  time.Time
+	Ctime  time.Time
+}
+
+// SetAttr lists the changes of a setattr call; nil fields are left alone.
+// Ctime is updated by the journal whenever anything changes.
+type SetAttr struct {
+	Mode  *uint32 // permission bits only (07777)
+	Uid   *uint32
+	Gid   *uint32
+	Size  *uint64 // truncate, up or down
+	Atime *time.Time
+	Mtime *time.Time
+}
+
+// DirEntry is one directory entry. Off is the cookie to pass to ReadDir to
+// continue after this entry; cookies stay valid while entries come and go.
+type DirEntry struct {
+	Name string
+	Ino  Ino
+	Mode uint32
+	Off  uint64
+}
+
+// Rename flags, as in renameat2(2).
+const (
+	RenameNoReplace = 1
+	RenameExchange  = 2
+)
+
+// XattrCreate and XattrReplace are setxattr(2) flags.
+const (
+	XattrCreate  = 1
+	XattrReplace = 2
+)
+
+// StatFS is the drive's capacity as df should show it.
+type StatFS struct {
+	TotalBytes uint64
+	FreeBytes  uint64
+	Files      uint64
+}
+
+// State says how safe a file's data is.
+type State int
+
+const (
+	// StateLocal: some data is only in the journal on this machine.
+	StateLocal State = iota
+	// StateDegraded: on the grid, but some segment has fewer than n shards
+	// (repair owed).
+	StateDegraded
+	// StateDurable: every block is in a segment with all n shards stored.
+	StateDurable
+)
+
+func (s State) String() string {
+	switch s {
+	case StateLocal:
+		return "local"
+	case StateDegraded:
+		return "degraded"
+	case StateDurable:
+		return "durable"
+	}
+	return "unknown"
+}
+
+// FileStatus is what `meshdrive status PATH` and the user.meshdrive.status
+// xattr report for one file.
+type FileStatus struct {
+	State         State
+	Blocks        int   // non-hole blocks
+	PendingBlocks int   // not yet on the grid
+	PendingBytes  int64 // plaintext bytes not yet on the grid
+}
+
+// UploadStats is the uploader's progress.
+type UploadStats struct {
+	QueuedBlocks  int64
+	QueuedBytes   int64
+	QueuedFiles   int64
+	InFlightBytes int64
+	DoneBytes     int64 // plaintext bytes made grid-durable since start
+	ShippedBytes  int64 // shard bytes sent to nodes since start
+	Errors        int64
+	LastError     string
+	RepairOwed    int64 // segments stored with fewer than n shards
+}
+
+// Errors of the journal. fs/errno.go maps them to errno values.
+var (
+	ErrNotFound    = errors.New("no such file or directory")
+	ErrExist       = errors.New("file exists")
+	ErrNotEmpty    = errors.New("directory not empty")
+	ErrNotDir      = errors.New("not a directory")
+	ErrIsDir       = errors.New("is a directory")
+	ErrInvalid     = errors.New("invalid argument")
+	ErrNoXattr     = errors.New("no such extended attribute")
+	ErrFull        = errors.New("journal is full: uploads are behind; wait or raise the quota")
+	ErrReadOnly    = errors.New("drive is read-only")
+	ErrNameTooLong = errors.New("file name too long")
+	ErrOffline     = errors.New("block not cached and no node reachable")
+	ErrClosed      = errors.New("journal is closed")
+)

@@ -1,0 +1,393 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// Fetcher is what the cache needs from the grid. *remote.Grid satisfies it.
+type Fetcher interface {
+	// FetchBlock reads and opens one block. plain and sealed are newly
+	// allocated and owned by the caller.
+	FetchBlock(ctx context.Context, ref remote.BlockRef) (plain, sealed []byte, err error)
+	// OpenBlock authenticates and opens sealed bytes of ref (read back from
+	// the disk tier) and returns a new plaintext slice. An error means the
+	// bytes are damaged.
+	OpenBlock(ref remote.BlockRef, sealed []byte) ([]byte, error)
+}
+
+// Defaults for zero Options fields.
+const (
+	DefaultMemBytes  = 256 << 20
+	DefaultDiskBytes = 4 << 30
+	DefaultReadAhead = 4
+
+	// prefetchQueue bounds the read-ahead work waiting for a worker; more
+	// is dropped.
+	prefetchQueue = 64
+	// prefetchTimeout bounds one read-ahead fetch, which no reader waits on.
+	prefetchTimeout = time.Minute
+)
+
+// ErrClosed is returned by ReadBlock after Close.
+var ErrClosed = errors.New("cache is closed")
+
+// Options configure New.
+type Options struct {
+	// Dir holds the disk tier (sealed blocks). "" disables the disk tier.
+	Dir string
+	// MemBytes bounds the plaintext kept in memory: 0 = DefaultMemBytes,
+	// negative = no memory tier.
+	MemBytes int64
+	// DiskBytes bounds the sealed bytes kept under Dir: 0 =
+	// DefaultDiskBytes, negative = no disk tier. Blocks found at New count
+	// against it; if they exceed a lowered budget, the excess is evicted as
+	// new blocks are written (after the owner of pinned files has had the
+	// chance to Pin them again).
+	DiskBytes int64
+	// ReadAhead is the number of parallel read-ahead fetches: 0 =
+	// DefaultReadAhead, negative = Prefetch does nothing.
+	ReadAhead int
+	// Fetcher reads blocks from the grid. Required.
+	Fetcher Fetcher
+	// Logger gets disk-tier problems and corrupt cache files. nil = discard.
+	Logger *slog.Logger
+}
+
+// Stats is a snapshot of the cache's size and counters. Counters count
+// ReadBlock calls, except Fetches/FetchErrors (grid calls, read-ahead
+// included) and the Prefetch ones.
+type Stats struct {
+	MemBytes, MemBlocks   int64  // plaintext in memory
+	DiskBytes, DiskBlocks int64  // sealed blocks on disk
+	Hits                  uint64 // reads served from memory
+	DiskHits              uint64 // reads served from the disk tier
+	Misses                uint64 // reads that waited on the grid (joining another reader's fetch included)
+	Fetches               uint64 // FetchBlock calls
+	FetchErrors           uint64 // FetchBlock calls that failed
+	Evictions             uint64 // blocks evicted to stay within a budget (memory and disk)
+	PrefetchIssued        uint64 // blocks queued for read-ahead
+	PrefetchDropped       uint64 // read-ahead dropped because the queue was full
+	DiskErrors            uint64 // disk-tier reads/writes that failed, corrupt cache files included
+}
+
+// Cache is a two-tier block cache in front of a Fetcher. It is safe for
+// concurrent use.
+type Cache struct {
+	f       Fetcher
+	log     *slog.Logger
+	mem     *mem
+	disk    *disk
+	base    context.Context // cancelled by Close
+	stop    context.CancelFunc
+	workers sync.WaitGroup // read-ahead workers
+	flying  sync.WaitGroup // fetch goroutines
+
+	hits, diskHits, misses, fetches, fetchErrors,
+	evictions, prefetchIssued, prefetchDropped, diskErrors atomic.Uint64
+	isClosed atomic.Bool // mirrors closed for the lock-free memory hit path
+
+	mu        sync.Mutex // mu guards the fields below; lock order: mu, then mem.mu, then disk.mu
+	flights   map[remote.BlockID]*flight
+	queued    map[remote.BlockID]struct{} // in prefetchQ
+	prefetchQ chan remote.BlockRef        // nil when read-ahead is off
+	closed    bool
+}
+
+// flight is one load of a block (disk tier, else grid) shared by every
+// reader that misses it meanwhile.
+type flight struct {
+	done   chan struct{} // closed when plain/src/err are set
+	plain  []byte
+	src    source
+	err    error
+	cancel context.CancelFunc // cancels the load once no one waits
+	// waiters is guarded by Cache.mu.
+	waiters int
+}
+
+type source int
+
+const (
+	fromMem source = iota
+	fromDisk
+	fromGrid
+)
+
+// New opens the cache, rebuilding the disk tier's index from Dir.
+func New(o Options) (*Cache, error) {
+	if o.Fetcher == nil {
+		return nil, errors.New("cache: Options.Fetcher is required")
+	}
+	if o.MemBytes == 0 {
+		o.MemBytes = DefaultMemBytes
+	}
+	if o.DiskBytes == 0 {
+		o.DiskBytes = DefaultDiskBytes
+	}
+	if o.ReadAhead == 0 {
+		o.ReadAhead = DefaultReadAhead
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Cache{
+		f:       o.Fetcher,
+		log:     o.Logger,
+		flights: make(map[remote.BlockID]*flight),
+		queued:  make(map[remote.BlockID]struct{}),
+	}
+	c.mem = newMem(o.MemBytes, &c.evictions)
+	d, err := newDisk(o.Dir, o.DiskBytes, o.Logger, &c.evictions, &c.diskErrors)
+	if err != nil {
+		return nil, err
+	}
+	c.disk = d
+	c.base, c.stop = context.WithCancel(context.Background())
+	if o.ReadAhead > 0 {
+		c.prefetchQ = make(chan remote.BlockRef, prefetchQueue)
+		for range o.ReadAhead {
+			c.workers.Add(1)
+			go c.prefetcher()
+		}
+	}
+	return c, nil
+}
+
+// ReadBlock returns the plaintext of ref's block: from memory, else from the
+// disk tier, else from the grid (one fetch however many readers miss the
+// block at once).
+//
+// The returned slice is shared with the cache and other readers: it is
+// read-only, for as long as the caller keeps it.
+//
+// When ctx ends first, ReadBlock returns ctx.Err() at once; the fetch goes
+// on for the other readers of the block and is cancelled only when none is
+// left. Errors are not cached: the next read tries again.
+func (c *Cache) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, error) {
+	if c.isClosed.Load() {
+		return nil, ErrClosed
+	}
+	if b, ok := c.mem.get(ref.ID); ok {
+		c.hits.Add(1)
+		return b, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b, src, err := c.load(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	switch src {
+	case fromMem:
+		c.hits.Add(1)
+	case fromDisk:
+		c.diskHits.Add(1)
+	default:
+		c.misses.Add(1)
+	}
+	return b, nil
+}
+
+// load joins the block's flight, starting one if there is none, and waits
+// for it or for ctx.
+func (c *Cache) load(ctx context.Context, ref remote.BlockRef) ([]byte, source, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, 0, ErrClosed
+	}
+	fl, ok := c.flights[ref.ID]
+	if !ok {
+		fctx, cancel := context.WithCancel(c.base)
+		fl = &flight{done: make(chan struct{}), cancel: cancel}
+		c.flights[ref.ID] = fl
+		c.flying.Add(1)
+		go c.fly(fctx, ref, fl)
+	}
+	fl.waiters++
+	c.mu.Unlock()
+
+	select {
+	case <-fl.done:
+		return fl.plain, fl.src, fl.err
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fl.waiters--
+	if fl.waiters == 0 {
+		select {
+		case <-fl.done:
+		default:
+			// Nobody is left to want the block: stop the fetch, and let the
+			// next reader start a fresh one rather than join a dying one.
+			fl.cancel()
+			if c.flights[ref.ID] == fl {
+				delete(c.flights, ref.ID)
+			}
+		}
+	}
+	return nil, 0, ctx.Err()
+}
+
+// fly runs one flight and publishes its result.
+func (c *Cache) fly(ctx context.Context, ref remote.BlockRef, fl *flight) {
+	defer c.flying.Done()
+	plain, src, err := c.fill(ctx, ref)
+	c.mu.Lock()
+	if c.flights[ref.ID] == fl {
+		delete(c.flights, ref.ID)
+	}
+	fl.plain, fl.src, fl.err = plain, src, err
+	close(fl.done)
+	c.mu.Unlock()
+	fl.cancel()
+}
+
+// fill loads a block: memory (a flight that just ended may have put it
+// there), disk tier, grid. It stores what it loads in the tiers.
+func (c *Cache) fill(ctx context.Context, ref remote.BlockRef) ([]byte, source, error) {
+	if b, ok := c.mem.get(ref.ID); ok {
+		return b, fromMem, nil
+	}
+	if sealed, ok := c.disk.read(ref); ok {
+		plain, err := c.f.OpenBlock(ref, sealed)
+		if err == nil {
+			c.mem.put(ref.ID, plain)
+			return plain, fromDisk, nil
+		}
+		c.diskErrors.Add(1)
+		c.log.Warn("cache: cached block failed to open (corrupt cache file); deleting it and fetching from the grid",
+			"block", ref.ID, "err", err)
+		c.disk.remove(ref.ID)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	c.fetches.Add(1)
+	plain, sealed, err := c.f.FetchBlock(ctx, ref)
+	if err != nil {
+		c.fetchErrors.Add(1)
+		return nil, 0, fmt.Errorf("cache: fetch block %s: %w", ref.ID, err)
+	}
+	c.mem.put(ref.ID, plain)
+	c.disk.store(ref.ID, sealed)
+	return plain, fromGrid, nil
+}
+
+// Prefetch queues refs for read-ahead and returns at once. Blocks already
+// in memory, being fetched or queued are skipped; when the queue is full the
+// rest is dropped. The read-ahead does not depend on ctx (the request that
+// asked for it ends long before); it stops at Close.
+func (c *Cache) Prefetch(ctx context.Context, refs []remote.BlockRef) {
+	if c.prefetchQ == nil || ctx.Err() != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	for _, ref := range refs {
+		if _, ok := c.flights[ref.ID]; ok {
+			continue
+		}
+		if _, ok := c.queued[ref.ID]; ok {
+			continue
+		}
+		if c.mem.contains(ref.ID) {
+			continue
+		}
+		select {
+		case c.prefetchQ <- ref:
+			c.queued[ref.ID] = struct{}{}
+			c.prefetchIssued.Add(1)
+		default:
+			c.prefetchDropped.Add(1)
+		}
+	}
+}
+
+// prefetcher is one read-ahead worker.
+func (c *Cache) prefetcher() {
+	defer c.workers.Done()
+	for ref := range c.prefetchQ {
+		if c.base.Err() == nil { // else closing: drain without work
+			ctx, cancel := context.WithTimeout(c.base, prefetchTimeout)
+			if _, _, err := c.load(ctx, ref); err != nil && !errors.Is(err, ErrClosed) {
+				c.log.Debug("cache: read-ahead failed", "block", ref.ID, "err", err)
+			}
+			cancel()
+		}
+		// Still "queued" while loading, so Prefetch does not queue it again.
+		c.mu.Lock()
+		delete(c.queued, ref.ID)
+		c.mu.Unlock()
+	}
+}
+
+// Pin keeps id on disk: a pinned block is never evicted, and Clear keeps
+// it. Pins are a set (pinning twice is pinning once) held in memory; the
+// owner of pinned files pins their blocks again after a restart. A pinned
+// block is cached on disk even when that takes the tier over DiskBytes.
+// Pinning does not fetch: read the block to bring it in.
+func (c *Cache) Pin(id remote.BlockID) { c.disk.pin(id) }
+
+// Unpin makes id evictable again.
+func (c *Cache) Unpin(id remote.BlockID) { c.disk.unpin(id) }
+
+// Clear drops every unpinned block from memory and disk, and the disk
+// writes still queued. Reads and fetches running meanwhile may cache their
+// block again.
+func (c *Cache) Clear() error {
+	c.mem.clear(c.disk.isPinned)
+	return c.disk.clear()
+}
+
+// Stats returns a snapshot of sizes and counters.
+func (c *Cache) Stats() Stats {
+	var s Stats
+	s.MemBytes, s.MemBlocks = c.mem.stats()
+	s.DiskBytes, s.DiskBlocks = c.disk.stats()
+	s.Hits = c.hits.Load()
+	s.DiskHits = c.diskHits.Load()
+	s.Misses = c.misses.Load()
+	s.Fetches = c.fetches.Load()
+	s.FetchErrors = c.fetchErrors.Load()
+	s.Evictions = c.evictions.Load()
+	s.PrefetchIssued = c.prefetchIssued.Load()
+	s.PrefetchDropped = c.prefetchDropped.Load()
+	s.DiskErrors = c.diskErrors.Load()
+	return s
+}
+
+// Close cancels running fetches and read-ahead, writes the queued blocks to
+// disk and stops. ReadBlock fails with ErrClosed afterwards. Close is
+// idempotent.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.isClosed.Store(true)
+	if c.prefetchQ != nil {
+		close(c.prefetchQ)
+	}
+	c.mu.Unlock()
+	c.stop()
+	c.workers.Wait()
+	c.flying.Wait()
+	c.disk.close()
+	return nil
+}

@@ -1,0 +1,451 @@
+package cache
+
+import (
+	"container/list"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+const (
+	blocksDir = "blocks" // Dir/blocks/ab/abcdef... : one file of sealed bytes per block id
+	tmpDir    = "tmp"    // Dir/tmp: files being written; emptied at New
+
+	// maxPendingWrites and maxPendingBytes bound the sealed blocks waiting
+	// to be written; past them a block is simply not cached on disk.
+	maxPendingWrites = 64
+	maxPendingBytes  = 64 << 20
+	diskWriters      = 2
+	// fullDiskPause is how long disk caching stays off after the disk
+	// reported it is full.
+	fullDiskPause = time.Minute
+)
+
+// disk is the disk tier: sealed blocks, one file each, bounded by bytes,
+// evicted least recently used first. The index is rebuilt by scanning Dir at
+// New; access order lives in memory (at New it starts from the files'
+// modification times). Pinned ids are never evicted.
+//
+// Files are written to Dir/tmp and renamed into place, so a file under
+// Dir/blocks is complete or absent; its bytes are still checked by the
+// Fetcher's OpenBlock on every read, so a damaged file is caught there and
+// deleted.
+type disk struct {
+	dir       string // "" = the tier is disabled (pins still work)
+	budget    int64
+	log       *slog.Logger
+	evictions *atomic.Uint64
+	errs      *atomic.Uint64
+	// writeFile writes data to a new file in dir and returns its path. A
+	// field so tests can make the disk "full".
+	writeFile func(dir string, data []byte) (string, error)
+
+	mu       sync.Mutex // mu guards the fields below; taken after mem.mu, never before
+	index    map[remote.BlockID]*diskEntry
+	lru      *list.List // of *diskEntry, front = most recently used; pinned entries are not in it
+	bytes    int64
+	pins     map[remote.BlockID]struct{}
+	gen      uint64    // bumped by clear: queued writes of an older generation are dropped
+	offUntil time.Time // disk caching paused (full disk) until then
+	closed   bool
+	pending  int        // writes queued or running
+	pendingB int64      // their bytes
+	idle     *sync.Cond // signalled when pending drops to 0
+
+	writeQ chan diskWrite
+	wg     sync.WaitGroup // the writers
+}
+
+type diskEntry struct {
+	id   remote.BlockID
+	size int64
+	elem *list.Element // nil while pinned
+}
+
+type diskWrite struct {
+	id     remote.BlockID
+	sealed []byte // owned by the write queue until written
+	gen    uint64
+}
+
+func newDisk(dir string, budget int64, log *slog.Logger, evictions, errs *atomic.Uint64) (*disk, error) {
+	d := &disk{
+		budget:    budget,
+		log:       log,
+		evictions: evictions,
+		errs:      errs,
+		writeFile: writeTemp,
+		index:     make(map[remote.BlockID]*diskEntry),
+		lru:       list.New(),
+		pins:      make(map[remote.BlockID]struct{}),
+	}
+	d.idle = sync.NewCond(&d.mu)
+	if dir == "" || budget <= 0 {
+		return d, nil
+	}
+	d.dir = dir
+	if err := os.MkdirAll(filepath.Join(dir, blocksDir), 0o700); err != nil {
+		return nil, fmt.Errorf("cache: create cache directory %s: %w (check the data dir's permissions)", dir, err)
+	}
+	// Leftovers of writes interrupted by a crash.
+	if err := os.RemoveAll(filepath.Join(dir, tmpDir)); err != nil {
+		return nil, fmt.Errorf("cache: clean %s: %w", filepath.Join(dir, tmpDir), err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, tmpDir), 0o700); err != nil {
+		return nil, fmt.Errorf("cache: create cache directory %s: %w", dir, err)
+	}
+	if err := d.scan(); err != nil {
+		return nil, err
+	}
+	d.writeQ = make(chan diskWrite, maxPendingWrites)
+	for range diskWriters {
+		d.wg.Add(1)
+		go d.writer()
+	}
+	return d, nil
+}
+
+// scan rebuilds the index from Dir/blocks. Files whose names are not block
+// ids are left alone.
+func (d *disk) scan() error {
+	type found struct {
+		e     *diskEntry
+		mtime time.Time
+	}
+	var all []found
+	root := filepath.Join(d.dir, blocksDir)
+	subs, err := os.ReadDir(root)
+	if err != nil {
+		return fmt.Errorf("cache: read cache directory %s: %w", root, err)
+	}
+	for _, sub := range subs {
+		if !sub.IsDir() || len(sub.Name()) != 2 {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(root, sub.Name()))
+		if err != nil {
+			return fmt.Errorf("cache: read cache directory %s: %w", filepath.Join(root, sub.Name()), err)
+		}
+		for _, f := range files {
+			id, ok := parseBlockName(sub.Name(), f.Name())
+			if !ok || !f.Type().IsRegular() {
+				d.log.Debug("cache: ignoring foreign file", "name", filepath.Join(root, sub.Name(), f.Name()))
+				continue
+			}
+			info, err := f.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			all = append(all, found{&diskEntry{id: id, size: info.Size()}, info.ModTime()})
+		}
+	}
+	// Oldest first, each pushed to the front: the newest ends up in front.
+	sort.Slice(all, func(i, j int) bool { return all[i].mtime.Before(all[j].mtime) })
+	for _, f := range all {
+		f.e.elem = d.lru.PushFront(f.e)
+		d.index[f.e.id] = f.e
+		d.bytes += f.e.size
+	}
+	return nil
+}
+
+// parseBlockName accepts "ab" / "ab<62 more hex digits>".
+func parseBlockName(sub, name string) (remote.BlockID, bool) {
+	var id remote.BlockID
+	if len(name) != 2*len(id) || name[:2] != sub {
+		return id, false
+	}
+	if _, err := hex.Decode(id[:], []byte(name)); err != nil {
+		return id, false
+	}
+	if hex.EncodeToString(id[:]) != name { // upper-case hex is not ours
+		return id, false
+	}
+	return id, true
+}
+
+func (d *disk) path(id remote.BlockID) string {
+	s := id.String()
+	return filepath.Join(d.dir, blocksDir, s[:2], s)
+}
+
+// read returns the sealed bytes cached for ref (a new slice owned by the
+// caller), or false. A file that vanished or has the wrong length is
+// dropped from the index.
+func (d *disk) read(ref remote.BlockRef) ([]byte, bool) {
+	if d.dir == "" {
+		return nil, false
+	}
+	d.mu.Lock()
+	e, ok := d.index[ref.ID]
+	if ok && e.elem != nil {
+		d.lru.MoveToFront(e.elem)
+	}
+	d.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	b, err := os.ReadFile(d.path(ref.ID))
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			d.errs.Add(1)
+			d.log.Warn("cache: cannot read cached block; fetching it from the grid", "block", ref.ID, "err", err)
+		}
+		d.remove(ref.ID)
+		return nil, false
+	}
+	if ref.Length > 0 && int64(len(b)) != ref.Length {
+		d.errs.Add(1)
+		d.log.Warn("cache: cached block has the wrong length; deleting it", "block", ref.ID, "have", len(b), "want", ref.Length)
+		d.remove(ref.ID)
+		return nil, false
+	}
+	return b, true
+}
+
+// remove deletes id's file (a corrupt or vanished one), pinned or not.
+func (d *disk) remove(id remote.BlockID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.index[id]
+	if !ok {
+		return
+	}
+	d.drop(e)
+}
+
+// drop removes e from the index and deletes its file. d.mu must be held.
+func (d *disk) drop(e *diskEntry) {
+	if e.elem != nil {
+		d.lru.Remove(e.elem)
+	}
+	delete(d.index, e.id)
+	d.bytes -= e.size
+	if err := os.Remove(d.path(e.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		d.errs.Add(1)
+		d.log.Warn("cache: cannot delete cached block", "block", e.id, "err", err)
+	}
+}
+
+// store queues sealed (owned by the disk tier from now on) to be written.
+// It never blocks: when the queue is full, the block is not cached on disk.
+func (d *disk) store(id remote.BlockID, sealed []byte) {
+	if d.dir == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || time.Now().Before(d.offUntil) {
+		return
+	}
+	if _, ok := d.index[id]; ok {
+		return
+	}
+	if _, pinned := d.pins[id]; !pinned && int64(len(sealed)) > d.budget {
+		return
+	}
+	if d.pendingB+int64(len(sealed)) > maxPendingBytes && d.pending > 0 {
+		d.log.Debug("cache: disk write queue full; not caching block on disk", "block", id)
+		return
+	}
+	select {
+	case d.writeQ <- diskWrite{id: id, sealed: sealed, gen: d.gen}:
+		d.pending++
+		d.pendingB += int64(len(sealed))
+	default:
+		d.log.Debug("cache: disk write queue full; not caching block on disk", "block", id)
+	}
+}
+
+func (d *disk) writer() {
+	defer d.wg.Done()
+	for w := range d.writeQ {
+		d.write(w)
+		d.mu.Lock()
+		d.pending--
+		d.pendingB -= int64(len(w.sealed))
+		if d.pending == 0 {
+			d.idle.Broadcast()
+		}
+		d.mu.Unlock()
+	}
+}
+
+// write puts one block on disk: temp file, then (under mu) make room,
+// rename, index. A failure is logged and ignored: the cache is only a cache.
+func (d *disk) write(w diskWrite) {
+	d.mu.Lock()
+	skip := w.gen != d.gen || time.Now().Before(d.offUntil) || d.index[w.id] != nil
+	d.mu.Unlock()
+	if skip {
+		return
+	}
+	tmp, err := d.writeFile(filepath.Join(d.dir, tmpDir), w.sealed)
+	if err == nil {
+		err = d.commit(w, tmp)
+	}
+	if err != nil {
+		d.writeFailed(w.id, err)
+	}
+}
+
+// commit makes room for the block written to tmp, renames it into place
+// and indexes it. tmp is removed whenever it is not renamed.
+func (d *disk) commit(w diskWrite, tmp string) error {
+	size := int64(len(w.sealed))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, pinned := d.pins[w.id]
+	if w.gen != d.gen || d.index[w.id] != nil {
+		os.Remove(tmp)
+		return nil
+	}
+	for d.bytes+size > d.budget && d.lru.Len() > 0 {
+		d.drop(d.lru.Back().Value.(*diskEntry))
+		d.evictions.Add(1)
+	}
+	if d.bytes+size > d.budget && !pinned {
+		// Everything left is pinned: no room for an unpinned block.
+		os.Remove(tmp)
+		return nil
+	}
+	final := d.path(w.id)
+	err := os.Rename(tmp, final)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(final), 0o700); err == nil {
+			err = os.Rename(tmp, final)
+		}
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	e := &diskEntry{id: w.id, size: size}
+	if !pinned {
+		e.elem = d.lru.PushFront(e)
+	}
+	d.index[w.id] = e
+	d.bytes += size
+	return nil
+}
+
+func (d *disk) writeFailed(id remote.BlockID, err error) {
+	d.errs.Add(1)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		d.mu.Lock()
+		d.offUntil = time.Now().Add(fullDiskPause)
+		d.mu.Unlock()
+		d.log.Warn("cache: disk is full; caching on disk paused (reads are not affected)", "dir", d.dir, "pause", fullDiskPause, "err", err)
+		return
+	}
+	d.log.Warn("cache: cannot write block to the disk cache; ignoring", "block", id, "err", err)
+}
+
+// writeTemp writes data to a new file in dir and returns its name.
+func writeTemp(dir string, data []byte) (string, error) {
+	f, err := os.CreateTemp(dir, "blk-*")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// pin marks id as never to be evicted (whether it is cached yet or not).
+func (d *disk) pin(id remote.BlockID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pins[id] = struct{}{}
+	if e, ok := d.index[id]; ok && e.elem != nil {
+		d.lru.Remove(e.elem)
+		e.elem = nil
+	}
+}
+
+func (d *disk) unpin(id remote.BlockID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.pins, id)
+	if e, ok := d.index[id]; ok && e.elem == nil {
+		e.elem = d.lru.PushFront(e)
+	}
+}
+
+// isPinned reports whether id is pinned. It takes d.mu.
+func (d *disk) isPinned(id remote.BlockID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.pins[id]
+	return ok
+}
+
+// clear deletes every unpinned block and drops queued writes.
+func (d *disk) clear() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.gen++
+	var errs []error
+	for el := d.lru.Front(); el != nil; {
+		next := el.Next()
+		e := el.Value.(*diskEntry)
+		d.lru.Remove(el)
+		delete(d.index, e.id)
+		d.bytes -= e.size
+		if err := os.Remove(d.path(e.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		el = next
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cache: clear %s: %w", d.dir, err)
+	}
+	return nil
+}
+
+// waitIdle blocks until no write is queued or running.
+func (d *disk) waitIdle() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.pending > 0 {
+		d.idle.Wait()
+	}
+}
+
+// close stops taking writes, finishes the queued ones and stops the writers.
+func (d *disk) close() {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.closed = true
+	if d.writeQ != nil {
+		close(d.writeQ)
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+}
+
+func (d *disk) stats() (bytes, blocks int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.bytes, int64(len(d.index))
+}

@@ -1,0 +1,342 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// diskUsage counts the block files under dir and their bytes.
+func diskUsage(t testing.TB, dir string) (files int, bytes int64) {
+	t.Helper()
+	err := filepath.WalkDir(filepath.Join(dir, blocksDir), func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		files++
+		bytes += info.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files, bytes
+}
+
+func blockPath(dir string, id remote.BlockID) string {
+	return filepath.Join(dir, blocksDir, id.String()[:2], id.String())
+}
+
+func TestDiskTierSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(20, 20)), 10, 100, 2000)
+	c, err := New(Options{Dir: dir, Fetcher: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refs {
+		mustRead(t, c, g, r)
+	}
+	if err := c.Close(); err != nil { // finishes the queued disk writes
+		t.Fatal(err)
+	}
+
+	g2 := newFakeGrid()
+	for _, r := range refs {
+		g2.add(g.want(r.ID))
+	}
+	c2 := newTestCache(t, Options{Dir: dir, Fetcher: g2})
+	if s := c2.Stats(); s.DiskBlocks != int64(len(refs)) {
+		t.Fatalf("after restart the index has %d blocks, want %d", s.DiskBlocks, len(refs))
+	}
+	for _, r := range refs {
+		mustRead(t, c2, g2, r)
+	}
+	if n := g2.fetches.Load(); n != 0 {
+		t.Fatalf("%d grid fetches after restart, want 0", n)
+	}
+	if s := c2.Stats(); s.DiskHits != uint64(len(refs)) {
+		t.Fatalf("stats %+v, want %d disk hits", s, len(refs))
+	}
+}
+
+func TestCorruptDiskFileIsRefetched(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(b []byte) []byte
+	}{
+		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 1; return b }},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
+		{"empty", func(b []byte) []byte { return nil }},
+		{"flipped trailer", func(b []byte) []byte { b[len(b)-1] ^= 0x80; return b }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			g := newFakeGrid()
+			ref := g.addRandom(rand.New(rand.NewPCG(21, 21)), 1, 1000, 1000)[0]
+			c, err := New(Options{Dir: dir, Fetcher: g})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustRead(t, c, g, ref)
+			c.Close()
+
+			p := blockPath(dir, ref.ID)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatalf("block not on disk: %v", err)
+			}
+			if err := os.WriteFile(p, tc.damage(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			c2, err := New(Options{Dir: dir, Fetcher: g})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustRead(t, c2, g, ref)
+			s := c2.Stats()
+			if g.fetches.Load() != 2 || s.Misses != 1 || s.DiskHits != 0 || s.DiskErrors == 0 {
+				t.Fatalf("stats %+v, fetches %d: want a refetch counted as a miss and a disk error", s, g.fetches.Load())
+			}
+			c2.Close()
+
+			// The damaged file was replaced by a good one.
+			c3 := newTestCache(t, Options{Dir: dir, Fetcher: g})
+			mustRead(t, c3, g, ref)
+			if g.fetches.Load() != 2 || c3.Stats().DiskHits != 1 {
+				t.Fatalf("the refetched block was not cached again on disk (fetches %d)", g.fetches.Load())
+			}
+		})
+	}
+}
+
+func TestClearDropsUnpinnedKeepsPinned(t *testing.T) {
+	dir := t.TempDir()
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(22, 22)), 6, 100, 500)
+	c, err := New(Options{Dir: dir, Fetcher: g, ReadAhead: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := refs[:2]
+	c.Pin(pinned[0].ID) // before it is cached
+	for _, r := range refs {
+		mustRead(t, c, g, r)
+	}
+	c.disk.waitIdle()
+	c.Pin(pinned[1].ID) // after
+	if err := c.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	s := c.Stats()
+	if s.DiskBlocks != 2 || s.DiskBytes != pinned[0].Length+pinned[1].Length || s.MemBlocks != 2 {
+		t.Fatalf("after Clear: %+v, want only the 2 pinned blocks", s)
+	}
+	if files, _ := diskUsage(t, dir); files != 2 {
+		t.Fatalf("after Clear %d files on disk, want 2", files)
+	}
+	// Unpinned blocks come from the grid again; pinned ones do not.
+	before := g.fetches.Load()
+	for _, r := range refs {
+		mustRead(t, c, g, r)
+	}
+	if n := g.fetches.Load() - before; n != 4 {
+		t.Fatalf("%d fetches after Clear, want 4 (the unpinned blocks)", n)
+	}
+	c.Close()
+
+	// Pinned blocks are on disk across a restart (the memory tier is empty).
+	c2 := newTestCache(t, Options{Dir: dir, Fetcher: g, ReadAhead: -1})
+	before = g.fetches.Load()
+	for _, r := range pinned {
+		mustRead(t, c2, g, r)
+	}
+	if g.fetches.Load() != before {
+		t.Fatal("pinned block fetched after restart")
+	}
+}
+
+// Pinned blocks survive eviction pressure; after Unpin they are evictable.
+func TestEvictionSkipsPinned(t *testing.T) {
+	const budget = 5_000
+	dir := t.TempDir()
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(23, 23)), 40, 400, 600)
+	c := newTestCache(t, Options{Dir: dir, Fetcher: g, MemBytes: -1, DiskBytes: budget, ReadAhead: -1})
+	// pin is pinned before it is cached, late after.
+	pin, late := refs[0], refs[1]
+	c.Pin(pin.ID)
+	for _, r := range refs {
+		mustRead(t, c, g, r)
+		c.disk.waitIdle()
+		if r == late {
+			c.Pin(late.ID)
+		}
+	}
+	for _, r := range []remote.BlockRef{pin, late} {
+		if _, err := os.Stat(blockPath(dir, r.ID)); err != nil {
+			t.Fatalf("pinned block evicted: %v", err)
+		}
+	}
+	s := c.Stats()
+	if s.DiskBytes > budget || s.Evictions == 0 {
+		t.Fatalf("stats %+v: want evictions within the %d budget", s, budget)
+	}
+	c.Unpin(pin.ID)
+	for _, r := range refs[2:] {
+		mustRead(t, c, g, r)
+		c.disk.waitIdle()
+	}
+	if _, err := os.Stat(blockPath(dir, pin.ID)); err == nil {
+		t.Fatal("unpinned block never evicted under pressure")
+	}
+}
+
+// A full disk pauses disk caching; reads go on from the grid.
+func TestFullDiskNeverFailsReads(t *testing.T) {
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(24, 24)), 5, 100, 200)
+	c := newTestCache(t, Options{Dir: t.TempDir(), Fetcher: g, ReadAhead: -1})
+	calls := 0
+	c.disk.writeFile = func(dir string, data []byte) (string, error) {
+		calls++ // only writer goroutines call this; waitIdle orders it with the reads below
+		return "", &fs.PathError{Op: "write", Path: dir, Err: syscall.ENOSPC}
+	}
+	for _, r := range refs {
+		mustRead(t, c, g, r)
+		c.disk.waitIdle()
+	}
+	s := c.Stats()
+	if s.DiskBlocks != 0 || s.DiskErrors != 1 || calls != 1 {
+		t.Fatalf("stats %+v, %d write attempts: want one failed write, then disk caching paused", s, calls)
+	}
+}
+
+// Any other write error is logged and ignored.
+func TestDiskWriteErrorIgnored(t *testing.T) {
+	dir := t.TempDir()
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(25, 25)), 3, 100, 200)
+	c := newTestCache(t, Options{Dir: dir, Fetcher: g, ReadAhead: -1})
+	// Replace the temp dir with a file: every write fails.
+	if err := os.RemoveAll(filepath.Join(dir, tmpDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, tmpDir), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refs {
+		mustRead(t, c, g, r)
+		c.disk.waitIdle()
+	}
+	if s := c.Stats(); s.DiskErrors != 3 || s.DiskBlocks != 0 {
+		t.Fatalf("stats %+v, want 3 disk errors and nothing cached", s)
+	}
+}
+
+// New removes leftover temp files, ignores foreign files, and a cache file
+// deleted behind its back is just a miss.
+func TestScanAndVanishedFile(t *testing.T) {
+	dir := t.TempDir()
+	g := newFakeGrid()
+	ref := g.addRandom(rand.New(rand.NewPCG(26, 26)), 1, 100, 200)[0]
+	c, err := New(Options{Dir: dir, Fetcher: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, c, g, ref)
+	c.Close()
+	for name, data := range map[string]string{
+		filepath.Join(tmpDir, "blk-123"):                             "half a block",
+		filepath.Join(blocksDir, "zz", "hello"):                      "not ours",
+		filepath.Join(blocksDir, "README"):                           "not ours",
+		filepath.Join(blocksDir, "ab", "AB"+fmt.Sprintf("%062d", 0)): "upper case",
+	} {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c2 := newTestCache(t, Options{Dir: dir, Fetcher: g})
+	if s := c2.Stats(); s.DiskBlocks != 1 || s.DiskBytes != ref.Length {
+		t.Fatalf("index after scan: %+v, want just the one block", s)
+	}
+	if _, err := os.Stat(filepath.Join(dir, tmpDir, "blk-123")); err == nil {
+		t.Fatal("leftover temp file kept")
+	}
+	if err := os.Remove(blockPath(dir, ref.ID)); err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, c2, g, ref)
+	if s := c2.Stats(); s.Misses != 1 || s.DiskErrors != 0 {
+		t.Fatalf("stats %+v: a vanished file should be a plain miss", s)
+	}
+}
+
+func TestParseBlockName(t *testing.T) {
+	id := remote.BlockID{0xab, 0xcd}
+	s := id.String()
+	if got, ok := parseBlockName(s[:2], s); !ok || got != id {
+		t.Fatalf("parseBlockName(%q) = %v, %v", s, got, ok)
+	}
+	for _, bad := range []struct{ sub, name string }{
+		{"ab", s[:63]}, {"cd", s}, {"ab", s + "0"}, {"AB", "AB" + s[2:]}, {"ab", "ab" + s[2:62] + "zz"},
+	} {
+		if _, ok := parseBlockName(bad.sub, bad.name); ok {
+			t.Errorf("parseBlockName(%q, %q) accepted", bad.sub, bad.name)
+		}
+	}
+}
+
+// FuzzCacheFile puts arbitrary bytes in a block's cache file: ReadBlock must
+// still return exactly the block's plaintext (from the file if it
+// authenticates, else from the grid).
+func FuzzCacheFile(f *testing.F) {
+	g := newFakeGrid()
+	ref := g.add([]byte("the plaintext of one block, not very long"))
+	good := g.seal(ref.ID, g.want(ref.ID))
+	f.Add(good)
+	f.Add([]byte{})
+	f.Add(good[:len(good)-1])
+	f.Add(append(bytes.Clone(good), 0))
+	bad := bytes.Clone(good)
+	bad[3] ^= 0xff
+	f.Add(bad)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		p := blockPath(dir, ref.ID)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(Options{Dir: dir, Fetcher: g, ReadAhead: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		b, err := c.ReadBlock(context.Background(), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, g.want(ref.ID)) {
+			t.Fatalf("cache file %x produced wrong plaintext %q", data, b)
+		}
+	})
+}

@@ -1,0 +1,43 @@
+// Package cache is the block cache between the filesystem and the grid: a
+// byte-bounded memory LRU of plaintext blocks over a byte-bounded disk cache
+// of sealed blocks, in front of a Fetcher (*remote.Grid).
+//
+// # What it owns
+//
+// The directory Options.Dir (the data dir's cache/): Dir/blocks/ab/<id> holds
+// the sealed bytes of one block, Dir/tmp holds files being written (emptied
+// at New). Blocks are written to Dir/tmp and renamed into place. The index is
+// rebuilt by scanning Dir at New, so the disk tier survives a remount. Only
+// sealed bytes reach the disk: a cache file is no more readable than a shard
+// on a node, and every one is authenticated again (Fetcher.OpenBlock) when it
+// is read; a file that fails is deleted and the block fetched from the grid.
+//
+// # What it promises
+//
+//   - Only grid-durable blocks live here. Dirty and staged data is the
+//     journal's and never enters the cache, so evicting or clearing anything
+//     here can never lose data: every block can be fetched again from the
+//     grid. Eviction (least recently used first, per tier, until the tier
+//     fits its byte budget) and Clear never touch a pinned block on disk.
+//   - Many readers missing one block cause one load (disk tier, else one
+//     FetchBlock). A reader whose ctx ends returns ctx.Err() at once; the
+//     fetch goes on for the others and is cancelled when no reader waits.
+//     Errors are not cached.
+//   - ReadBlock returns a slice shared by the cache and every reader of the
+//     block: it is read-only. The cache never modifies or reuses it; it is
+//     garbage once nobody holds it.
+//   - Prefetch never blocks: it queues read-ahead for a bounded number of
+//     workers (Options.ReadAhead) and drops what does not fit.
+//   - The disk tier is only a cache: a failed write is logged and ignored, a
+//     full disk pauses disk caching for a while, and neither fails a read.
+//     Writes to disk are asynchronous and bounded (a block that does not fit
+//     the write queue is just not cached on disk); Close finishes the queued
+//     ones. DiskBytes bounds the blocks in the index; a block being written
+//     may take its size again in Dir/tmp until it is renamed.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. Lock order: Cache.mu, mem.mu,
+// disk.mu. No lock is held across a Fetcher call; disk file reads happen
+// outside locks, renames and evictions under disk.mu.
+package cache

@@ -1,0 +1,560 @@
+package dirstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/shard"
+)
+
+// Version is reported in NodeInfo.Version.
+const Version = "meshdrive-dirstore/1"
+
+// DefaultListLimit is used when List is called with limit <= 0; MaxListLimit
+// caps larger limits.
+const (
+	DefaultListLimit = 1000
+	MaxListLimit     = 10000
+)
+
+// tempPrefix starts every temporary file name. ValidName refuses names that
+// start with a dot, so a temporary file never collides with an object.
+const tempPrefix = ".put-"
+
+// staleTemp is the age after which New removes leftover temporary files.
+const staleTemp = 10 * time.Minute
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// Logger receives warnings (stale files removed, corrupt objects
+	// found). Nil discards.
+	Logger *slog.Logger
+	// HeaderCache is the number of parsed object headers kept in memory
+	// (default 256; negative disables the cache).
+	HeaderCache int
+	// FailWrite is a TEST-ONLY hook: when set it is called before an
+	// object's bytes are written, and a non-nil result is treated as the
+	// write's error (return syscall.ENOSPC to simulate a full disk).
+	FailWrite func(name string) error
+}
+
+// Store is a remote.Store over a local directory.
+type Store struct {
+	dir     string
+	log     *slog.Logger
+	headers *lru.Cache[headerKey, *cachedHeader] // nil when disabled
+	fail    func(string) error
+	objects atomic.Int64 // approximate object count, see Info
+}
+
+var _ remote.Store = (*Store)(nil)
+
+type headerKey struct {
+	name  string
+	size  int64
+	mtime int64
+	ino   uint64
+}
+
+// cachedHeader is immutable once in the cache: readers share it.
+type cachedHeader struct {
+	h   *shard.Header
+	raw []byte // the encoded header, h.Len() bytes
+}
+
+// New opens (creating if needed) a store in dir. It removes temporary
+// files older than ten minutes left by interrupted Puts and counts the
+// objects present.
+func New(dir string, opts Options) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("dirstore: empty directory path")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("dirstore: directory %q: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("dirstore: create directory %s: %w", abs, err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("dirstore: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("dirstore: %s is not a directory", abs)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{dir: abs, log: log, fail: opts.FailWrite}
+	n := opts.HeaderCache
+	if n == 0 {
+		n = 256
+	}
+	if n > 0 {
+		s.headers, err = lru.New[headerKey, *cachedHeader](n)
+		if err != nil {
+			return nil, fmt.Errorf("dirstore: header cache: %w", err)
+		}
+	}
+	count, err := s.scan()
+	if err != nil {
+		return nil, fmt.Errorf("dirstore: scan %s: %w", abs, err)
+	}
+	s.objects.Store(count)
+	return s, nil
+}
+
+// Dir returns the store's absolute directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) String() string { return "dirstore " + s.dir }
+
+// scan counts objects and removes stale temporary files.
+func (s *Store) scan() (int64, error) {
+	var n int64
+	err := filepath.WalkDir(s.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), tempPrefix) {
+			if fi, err := d.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
+				s.log.Warn("dirstore: removing stale temporary file", "path", p)
+				_ = os.Remove(p)
+			}
+			return nil
+		}
+		if rel, err := filepath.Rel(s.dir, p); err == nil && d.Type().IsRegular() && remote.ValidName(filepath.ToSlash(rel)) == nil {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// path maps a name to its file. It validates the name first, so the
+// result is always inside s.dir.
+func (s *Store) path(op, name string) (string, error) {
+	if err := remote.ValidName(name); err != nil {
+		return "", fmt.Errorf("%s: %s: %w", s, op, err)
+	}
+	return filepath.Join(s.dir, filepath.FromSlash(name)), nil
+}
+
+// fsErr maps a filesystem error to the remote sentinels.
+func (s *Store) fsErr(op, name string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("%s: %s %s: %w", s, op, name, remote.ErrNotFound)
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("%s: %s %s: %w (%w); free space on the node", s, op, name, remote.ErrFull, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %s %s: %w", s, op, name, err)
+	}
+	return fmt.Errorf("%s: %s %s: %w", s, op, name, err)
+}
+
+// Put verifies data as a shard object and stores it atomically under name.
+// data is only read, and not kept after Put returns.
+func (s *Store) Put(ctx context.Context, name string, data []byte) error {
+	p, err := s.path("put", name)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: put %s: %w", s, name, err)
+	}
+	if _, _, err := shard.Verify(data); err != nil {
+		return fmt.Errorf("%s: put %s: refusing object of %d bytes: %w: %w", s, name, len(data), remote.ErrCorrupt, err)
+	}
+	parent := filepath.Dir(p)
+	if err := s.mkdirs(parent); err != nil {
+		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("%s: put %s: a parent of the name is an object: %w", s, name, remote.ErrInvalidName)
+		}
+		return s.fsErr("put", name, err)
+	}
+	f, err := os.CreateTemp(parent, tempPrefix+"*")
+	if err != nil {
+		return s.fsErr("put", name, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if s.fail != nil {
+		if err := s.fail(name); err != nil {
+			return s.fsErr("put", name, fmt.Errorf("write %s: %w", tmp, err))
+		}
+	}
+	if _, err := f.Write(data); err != nil {
+		return s.fsErr("put", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		return s.fsErr("put", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return s.fsErr("put", name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: put %s: %w", s, name, err)
+	}
+	// Rename without replacing first, so the object count stays exact
+	// when Puts of one new name race; replace when the name exists.
+	created := true
+	err = renameNoReplace(tmp, p)
+	if err != nil && !errors.Is(err, syscall.EISDIR) {
+		created = !errors.Is(err, syscall.EEXIST)
+		if created {
+			// No RENAME_NOREPLACE here: count by a look before renaming.
+			_, statErr := os.Lstat(p)
+			created = statErr != nil
+		}
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
+			return fmt.Errorf("%s: put %s: the name is a directory of other objects: %w", s, name, remote.ErrInvalidName)
+		}
+		return s.fsErr("put", name, err)
+	}
+	ok = true
+	if created {
+		s.objects.Add(1)
+	}
+	if err := syncDir(parent); err != nil {
+		return s.fsErr("put", name, err)
+	}
+	return nil
+}
+
+// mkdirs creates dir (inside s.dir) and fsyncs the parents of the
+// directories it created.
+func (s *Store) mkdirs(dir string) error {
+	if dir == s.dir {
+		return nil
+	}
+	if st, err := os.Stat(dir); err == nil {
+		if !st.IsDir() {
+			return syscall.ENOTDIR
+		}
+		return nil
+	}
+	if err := s.mkdirs(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			if st, err2 := os.Stat(dir); err2 == nil && st.IsDir() {
+				return nil
+			}
+		}
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Get reads len(p) bytes of name at off into p, verifying the checksums of
+// every payload chunk the range touches. On error p's contents are
+// unspecified (zeroed when verification failed), never unverified bytes.
+func (s *Store) Get(ctx context.Context, name string, off int64, p []byte) error {
+	path, err := s.path("get", name)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: get %s: %w", s, name, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return s.fsErr("get", name, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return s.fsErr("get", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: get %s: %w", s, name, remote.ErrNotFound)
+	}
+	size := fi.Size()
+	n := int64(len(p))
+	if off < 0 || off > size || n > size-off {
+		return fmt.Errorf("%s: get %s [%d,+%d) of %d bytes: %w", s, name, off, n, size, remote.ErrRange)
+	}
+	ch, err := s.header(name, f, fi)
+	if err != nil {
+		return err
+	}
+	if ch.h.ObjectLen() != size {
+		return fmt.Errorf("%s: get %s: file is %d bytes, its header says %d: %w", s, name, size, ch.h.ObjectLen(), remote.ErrCorrupt)
+	}
+	hl := ch.h.Len()
+	// The part inside the header: served from the verified header bytes.
+	if off < hl {
+		m := copy(p, ch.raw[off:])
+		p = p[m:]
+		off += int64(m)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	poff := off - hl // payload offset of p[0]
+	start, end := ch.h.ChunkSpan(poff, int64(len(p)))
+	var buf []byte
+	aligned := start == poff && end == poff+int64(len(p))
+	if aligned {
+		buf = p // read straight into the caller's buffer, verify in place
+	} else {
+		buf = make([]byte, end-start)
+	}
+	if _, err := f.ReadAt(buf, hl+start); err != nil {
+		if aligned {
+			clear(p)
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: get %s: file shorter than its header says: %w", s, name, remote.ErrCorrupt)
+		}
+		return s.fsErr("get", name, err)
+	}
+	if err := ch.h.VerifyRange(start, buf); err != nil {
+		if aligned {
+			clear(p)
+		}
+		s.log.Warn("dirstore: corrupt object", "dir", s.dir, "name", name, "err", err)
+		return fmt.Errorf("%s: get %s: %w: %w", s, name, remote.ErrCorrupt, err)
+	}
+	if !aligned {
+		copy(p, buf[poff-start:])
+	}
+	return nil
+}
+
+// header returns the verified header of the open file f, from the cache
+// when the file is unchanged.
+func (s *Store) header(name string, f *os.File, fi os.FileInfo) (*cachedHeader, error) {
+	key := headerKey{name: name, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		key.ino = st.Ino
+	}
+	if s.headers != nil {
+		if ch, ok := s.headers.Get(key); ok {
+			return ch, nil
+		}
+	}
+	h, err := shard.ReadHeader(f)
+	if err != nil {
+		if errors.Is(err, shard.ErrFormat) || errors.Is(err, shard.ErrCorrupt) {
+			s.log.Warn("dirstore: corrupt object header", "dir", s.dir, "name", name, "err", err)
+			return nil, fmt.Errorf("%s: get %s: bad header: %w: %w", s, name, remote.ErrCorrupt, err)
+		}
+		return nil, s.fsErr("get", name, err)
+	}
+	raw := make([]byte, h.Len())
+	if _, err := f.ReadAt(raw, 0); err != nil {
+		return nil, s.fsErr("get", name, err)
+	}
+	// Re-parse the bytes we keep, so raw is exactly what was verified.
+	h, err = shard.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: get %s: header changed while reading: %w: %w", s, name, remote.ErrCorrupt, err)
+	}
+	ch := &cachedHeader{h: h, raw: raw}
+	if s.headers != nil {
+		s.headers.Add(key, ch)
+	}
+	return ch, nil
+}
+
+// Stat returns the size and modification time of name.
+func (s *Store) Stat(ctx context.Context, name string) (remote.ObjectInfo, error) {
+	p, err := s.path("stat", name)
+	if err != nil {
+		return remote.ObjectInfo{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return remote.ObjectInfo{}, fmt.Errorf("%s: stat %s: %w", s, name, err)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return remote.ObjectInfo{}, s.fsErr("stat", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return remote.ObjectInfo{}, fmt.Errorf("%s: stat %s: %w", s, name, remote.ErrNotFound)
+	}
+	return remote.ObjectInfo{Name: name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Delete removes name; a missing name is not an error. Directories left
+// empty are kept (a later Put reuses them).
+func (s *Store) Delete(ctx context.Context, name string) error {
+	p, err := s.path("delete", name)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: delete %s: %w", s, name, err)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		return s.fsErr("delete", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil // a directory of other objects, not an object
+	}
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return s.fsErr("delete", name, err)
+	}
+	s.objects.Add(-1)
+	return nil
+}
+
+// List returns up to limit objects whose names start with prefix and sort
+// after `after`, in name order.
+func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]remote.ObjectInfo, error) {
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	l := lister{ctx: ctx, prefix: prefix, after: after, limit: limit}
+	if err := l.walk(s.dir, ""); err != nil && !errors.Is(err, errListDone) {
+		return nil, s.fsErr("list", fmt.Sprintf("prefix %q", prefix), err)
+	}
+	return l.out, nil
+}
+
+var errListDone = errors.New("list page full")
+
+type lister struct {
+	ctx           context.Context
+	prefix, after string
+	limit         int
+	out           []remote.ObjectInfo
+}
+
+type listEntry struct {
+	key  string // full name, with "/" appended for directories
+	name string
+	dir  bool
+}
+
+// walk visits dir (whose objects are named rel+...) in global name order.
+// Sorting a directory's entries by name, with "/" appended to
+// subdirectories, gives the order of the full names: every name under a
+// subdirectory d starts with "d/" and no other entry does.
+func (l *lister) walk(dir, rel string) error {
+	if err := l.ctx.Err(); err != nil {
+		return err
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		if rel != "" && errors.Is(err, fs.ErrNotExist) {
+			return nil // removed while listing
+		}
+		return err
+	}
+	ents := make([]listEntry, 0, len(des))
+	for _, de := range des {
+		n := de.Name()
+		if n == "" || n[0] == '.' {
+			continue
+		}
+		full := rel + n
+		switch {
+		case de.IsDir():
+			k := full + "/"
+			// Prune subtrees outside the prefix or wholly before after.
+			if !strings.HasPrefix(k, l.prefix) && !strings.HasPrefix(l.prefix, k) {
+				continue
+			}
+			if k <= l.after && !strings.HasPrefix(l.after, k) {
+				continue
+			}
+			ents = append(ents, listEntry{key: k, name: full, dir: true})
+		case de.Type().IsRegular():
+			if !strings.HasPrefix(full, l.prefix) || full <= l.after {
+				continue
+			}
+			if remote.ValidName(full) != nil {
+				continue // a stray file no Put could have made
+			}
+			ents = append(ents, listEntry{key: full, name: full})
+		}
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].key < ents[j].key })
+	for _, e := range ents {
+		if e.dir {
+			if err := l.walk(filepath.Join(dir, filepath.Base(e.name)), e.key); err != nil {
+				return err
+			}
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(dir, filepath.Base(e.name)))
+		if err != nil {
+			continue // removed while listing
+		}
+		l.out = append(l.out, remote.ObjectInfo{Name: e.name, Size: fi.Size(), ModTime: fi.ModTime()})
+		if len(l.out) >= l.limit {
+			return errListDone
+		}
+	}
+	return nil
+}
+
+// Info reports the filesystem's capacity and free bytes (for an
+// unprivileged writer) and the number of objects.
+func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return remote.NodeInfo{}, fmt.Errorf("%s: info: %w", s, err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return remote.NodeInfo{}, fmt.Errorf("%s: statfs: %w", s, err)
+	}
+	return remote.NodeInfo{
+		Capacity: int64(st.Blocks) * int64(st.Bsize),
+		Free:     int64(st.Bavail) * int64(st.Bsize),
+		Objects:  max(s.objects.Load(), 0),
+		Version:  Version,
+	}, nil
+}

@@ -1,0 +1,260 @@
+package dirstore_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/dirstore"
+	"github.com/meshdrive/meshdrive/remote/remotetest"
+	"github.com/meshdrive/meshdrive/remote/shard"
+)
+
+func newStore(t *testing.T, dir string, o dirstore.Options) *dirstore.Store {
+	t.Helper()
+	s, err := dirstore.New(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCorruptOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir, dirstore.Options{})
+	ctx := t.Context()
+	cs := shard.MinChunkSize
+	obj := remotetest.Object(t, 1, 3*cs+10, cs)
+	hl := remotetest.HeaderLen(t, obj)
+	if err := s.Put(ctx, "shards/x.0", obj); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "shards", "x.0")
+	// Warm the header cache, then damage the payload in place.
+	if err := s.Get(ctx, "shards/x.0", 0, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	bad := remotetest.Flip(obj, hl+cs+1)
+	writeKeepTimes(t, path, bad)
+	p := make([]byte, 20)
+	if err := s.Get(ctx, "shards/x.0", int64(hl+cs-10), p); !errors.Is(err, remote.ErrCorrupt) {
+		t.Fatalf("Get over a flipped byte: %v, want ErrCorrupt", err)
+	}
+	if !bytes.Equal(p, make([]byte, 20)) {
+		t.Fatal("Get left bytes in p after a checksum failure")
+	}
+	// Aligned read into p directly: p must be cleared on failure too.
+	q := make([]byte, cs)
+	if err := s.Get(ctx, "shards/x.0", int64(hl+cs), q); !errors.Is(err, remote.ErrCorrupt) || !bytes.Equal(q, make([]byte, cs)) {
+		t.Fatalf("aligned Get over a flipped byte: %v (p cleared: %v)", err, bytes.Equal(q, make([]byte, cs)))
+	}
+	if err := s.Get(ctx, "shards/x.0", int64(hl+2*cs), q); err != nil || !bytes.Equal(q, obj[hl+2*cs:hl+3*cs]) {
+		t.Fatalf("Get of an intact chunk: %v", err)
+	}
+	// Header damage: even a range inside the header is refused.
+	writeKeepTimes(t, path, remotetest.Flip(obj, 17))
+	if err := s.Get(ctx, "shards/x.0", 0, make([]byte, 4)); !errors.Is(err, remote.ErrCorrupt) {
+		t.Fatalf("Get inside a damaged header: %v, want ErrCorrupt", err)
+	}
+	// A truncated file.
+	if err := os.WriteFile(path, obj[:len(obj)-1], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Get(ctx, "shards/x.0", 0, make([]byte, 4)); !errors.Is(err, remote.ErrCorrupt) {
+		t.Fatalf("Get of a truncated file: %v, want ErrCorrupt", err)
+	}
+	// Garbage shorter than a header.
+	if err := os.WriteFile(path, []byte("MDS1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Get(ctx, "shards/x.0", 0, make([]byte, 4)); !errors.Is(err, remote.ErrCorrupt) {
+		t.Fatalf("Get of a 4-byte file: %v, want ErrCorrupt", err)
+	}
+}
+
+// writeKeepTimes rewrites a file in place, then gives it a new mtime (a
+// real disk error would not, but the cache key also holds the size and
+// inode; an in-place flip keeps both, so the mtime is what tells).
+func writeKeepTimes(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	later := time.Now().Add(time.Second)
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	full := false
+	s := newStore(t, dir, dirstore.Options{FailWrite: func(string) error {
+		if full {
+			return syscall.ENOSPC
+		}
+		return nil
+	}})
+	ctx := t.Context()
+	obj := remotetest.Object(t, 2, 1000, 0)
+	if err := s.Put(ctx, "shards/a.0", obj); err != nil {
+		t.Fatal(err)
+	}
+	full = true
+	err := s.Put(ctx, "shards/b.0", obj)
+	if !errors.Is(err, remote.ErrFull) || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "shards/b.0") {
+		t.Fatalf("Put on a full disk: %v, want ErrFull wrapping ENOSPC and naming the object", err)
+	}
+	if err := s.Put(ctx, "shards/a.0", remotetest.Object(t, 3, 1000, 0)); !errors.Is(err, remote.ErrFull) {
+		t.Fatalf("overwrite on a full disk: %v", err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "shards"))
+	if len(ents) != 1 || ents[0].Name() != "a.0" {
+		t.Fatalf("after full-disk puts the directory holds %v, want only a.0", ents)
+	}
+	p := make([]byte, len(obj))
+	if err := s.Get(ctx, "shards/a.0", 0, p); err != nil || !bytes.Equal(p, obj) {
+		t.Fatalf("the old object after a failed overwrite: %v", err)
+	}
+}
+
+func TestReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir, dirstore.Options{})
+	ctx := t.Context()
+	for _, n := range []string{"a", "b/c", "b/d/e"} {
+		if err := s.Put(ctx, n, remotetest.Object(t, 4, 10, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale := filepath.Join(dir, "b", ".put-123")
+	fresh := filepath.Join(dir, "b", ".put-456")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	// A stray file no Put could have made is neither counted nor listed.
+	if err := os.WriteFile(filepath.Join(dir, "b", "bad name"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := newStore(t, dir, dirstore.Options{})
+	ni, err := s2.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ni.Objects != 3 {
+		t.Fatalf("Info.Objects after reopen = %d", ni.Objects)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a stale temporary file survived New")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatal("New removed a fresh temporary file (a Put may be running)")
+	}
+	objs, err := s2.List(ctx, "", "", 100)
+	if err != nil || len(objs) != 3 {
+		t.Fatalf("List after reopen = %v, %v; want a, b/c, b/d/e", objs, err)
+	}
+	if ni.Capacity <= 0 || ni.Free <= 0 || ni.Free > ni.Capacity {
+		t.Fatalf("Info capacity %d free %d", ni.Capacity, ni.Free)
+	}
+}
+
+func TestNameConflicts(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir, dirstore.Options{})
+	ctx := t.Context()
+	obj := remotetest.Object(t, 5, 10, 0)
+	if err := s.Put(ctx, "a", obj); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "a/b", obj); !errors.Is(err, remote.ErrInvalidName) {
+		t.Fatalf("Put under an object's name: %v, want ErrInvalidName", err)
+	}
+	if err := s.Put(ctx, "d/e", obj); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "d", obj); !errors.Is(err, remote.ErrInvalidName) {
+		t.Fatalf("Put over a directory of objects: %v, want ErrInvalidName", err)
+	}
+	if err := s.Delete(ctx, "d"); err != nil {
+		t.Fatalf("Delete of a directory name: %v, want nil (no such object)", err)
+	}
+	if _, err := s.Stat(ctx, "d/e"); err != nil {
+		t.Fatalf("Delete of a directory name removed its objects: %v", err)
+	}
+	if err := s.Get(ctx, "a/b", 0, make([]byte, 1)); !errors.Is(err, remote.ErrNotFound) {
+		t.Fatalf("Get under an object's name: %v, want ErrNotFound", err)
+	}
+	// Nothing left behind by the refused puts.
+	objs, _ := s.List(ctx, "", "", 10)
+	if len(objs) != 2 {
+		t.Fatalf("List = %v, want a and d/e", objs)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	if _, err := dirstore.New("", dirstore.Options{}); err == nil {
+		t.Fatal("New(\"\") succeeded")
+	}
+	f := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dirstore.New(f, dirstore.Options{}); err == nil {
+		t.Fatal("New on a regular file succeeded")
+	}
+}
+
+// FuzzGet stores arbitrary bytes as an object file and reads arbitrary
+// ranges: no panic, and any successful read returns exactly the file's
+// bytes of a file whose header and touched chunks verify.
+func FuzzGet(f *testing.F) {
+	valid, err := shard.Encode(&shard.Header{Kind: shard.KindMeta, K: 1}, bytes.Repeat([]byte("abc"), 5000))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(valid, int64(0), uint16(100))
+	f.Add(valid, int64(60), uint16(5000))
+	f.Add(remotetest.Flip(valid, 9000), int64(8000), uint16(2000))
+	f.Add(valid[:100], int64(0), uint16(10))
+	f.Add([]byte("MDS1"), int64(0), uint16(1))
+	dir := f.TempDir()
+	s, err := dirstore.New(dir, dirstore.Options{HeaderCache: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, file []byte, off int64, n uint16) {
+		path := filepath.Join(dir, "obj")
+		if err := os.WriteFile(path, file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := make([]byte, n)
+		err := s.Get(t.Context(), "obj", off, p)
+		if err != nil {
+			return
+		}
+		if off < 0 || off+int64(n) > int64(len(file)) || !bytes.Equal(p, file[off:off+int64(n)]) {
+			t.Fatalf("Get(%d, %d) of a %d-byte file returned wrong bytes", off, n, len(file))
+		}
+		if _, err := shard.Parse(file); err != nil {
+			t.Fatalf("Get succeeded on a file whose header does not parse: %v", err)
+		}
+	})
+}

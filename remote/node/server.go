@@ -1,0 +1,440 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/dirstore"
+	"github.com/meshdrive/meshdrive/remote/shard"
+)
+
+// Version is the default NodeInfo.Version a server reports.
+const Version = "meshdrive-node/1"
+
+// DefaultMaxObject is the largest object a server takes by default: the
+// largest payload the shard format allows plus its largest header.
+const DefaultMaxObject = shard.MaxPayloadLen + FixedMaxHeader
+
+// FixedMaxHeader is the header length of the largest shard object.
+const FixedMaxHeader = shard.FixedLen + 8*(shard.MaxPayloadLen/shard.MinChunkSize)
+
+// DefaultShutdownTimeout bounds how long Serve waits for requests in
+// flight after its context is cancelled.
+const DefaultShutdownTimeout = 30 * time.Second
+
+// streamPiece is the size of the pieces a large GET is read and verified
+// in; ranges up to 2*streamPiece are served from one buffer.
+const streamPiece = 4 << 20
+
+// putPrealloc bounds the buffer allocated for an upload before its bytes
+// arrive.
+const putPrealloc = 16 << 20
+
+// ServerOptions configure a Server.
+type ServerOptions struct {
+	// Dir is the directory objects are kept in (a dirstore). Required
+	// unless Store is set.
+	Dir string
+	// Token, when not empty, is required as "Authorization: Bearer TOKEN"
+	// on every request.
+	Token string
+	// Logger receives request errors and lifecycle messages. Nil discards.
+	Logger *slog.Logger
+	// MaxObject bounds an uploaded object's size (default DefaultMaxObject).
+	MaxObject int64
+	// Version is reported by /v1/info (default Version).
+	Version string
+	// ShutdownTimeout bounds the wait for requests in flight when Serve's
+	// context ends (default DefaultShutdownTimeout).
+	ShutdownTimeout time.Duration
+	// DirOptions configure the dirstore opened in Dir.
+	DirOptions dirstore.Options
+	// Store, when set, is served instead of a dirstore in Dir (tests and
+	// wrappers such as remote/faulty).
+	Store remote.Store
+}
+
+// Server serves one remote.Store over the node HTTP API.
+type Server struct {
+	store     remote.Store
+	tokenSum  [32]byte
+	hasToken  bool
+	log       *slog.Logger
+	maxObject int64
+	version   string
+	shutdown  time.Duration
+	pieces    sync.Pool // *[]byte of streamPiece bytes, for large GETs
+}
+
+// NewServer opens the store and returns a server for it.
+func NewServer(o ServerOptions) (*Server, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st := o.Store
+	if st == nil {
+		if o.Dir == "" {
+			return nil, errors.New("node: ServerOptions.Dir is empty; give the directory to keep shards in (--dir)")
+		}
+		dopts := o.DirOptions
+		if dopts.Logger == nil {
+			dopts.Logger = log
+		}
+		ds, err := dirstore.New(o.Dir, dopts)
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		st = ds
+	}
+	s := &Server{
+		store:     st,
+		log:       log,
+		maxObject: o.MaxObject,
+		version:   o.Version,
+		shutdown:  o.ShutdownTimeout,
+	}
+	if s.maxObject <= 0 {
+		s.maxObject = DefaultMaxObject
+	}
+	if s.version == "" {
+		s.version = Version
+	}
+	if s.shutdown <= 0 {
+		s.shutdown = DefaultShutdownTimeout
+	}
+	if o.Token != "" {
+		s.tokenSum = sha256.Sum256([]byte(o.Token))
+		s.hasToken = true
+	}
+	s.pieces.New = func() any { b := make([]byte, streamPiece); return &b }
+	return s, nil
+}
+
+// Handler returns the HTTP handler of the node API.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// Serve answers requests on ln until ctx is cancelled, then shuts down
+// gracefully: it stops accepting, lets requests in flight finish (bounded
+// by ShutdownTimeout) and returns nil. Any other failure is returned. For
+// TLS pass a tls.NewListener.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("node: serving", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("node: serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.log.Info("node: shutting down, finishing requests in flight", "addr", ln.Addr().String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdown)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	<-errc // http.ErrServerClosed once Shutdown began
+	if err != nil {
+		_ = hs.Close()
+		return fmt.Errorf("node: shutdown on %s: requests still running after %v: %w", ln.Addr(), s.shutdown, err)
+	}
+	return nil
+}
+
+// ListenAndServe listens on addr (host:port) and calls Serve.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("node: listen on %s: %w", addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if !s.hasToken {
+		return true
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	sum := sha256.Sum256([]byte(tok))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="meshdrive-node"`)
+		s.fail(w, r, http.StatusUnauthorized, codeUnauthorized, "missing or wrong access token (send Authorization: Bearer TOKEN with the node's token)")
+		return
+	}
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, objectPath):
+		name := p[len(objectPath):]
+		if err := remote.ValidName(name); err != nil {
+			s.fail(w, r, http.StatusBadRequest, codeInvalidName, err.Error())
+			return
+		}
+		switch r.Method {
+		case http.MethodPut:
+			s.put(w, r, name)
+		case http.MethodGet, http.MethodHead:
+			s.get(w, r, name)
+		case http.MethodDelete:
+			s.delete(w, r, name)
+		default:
+			w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
+			s.fail(w, r, http.StatusMethodNotAllowed, codeMethod, "method "+r.Method+" not allowed on objects")
+		}
+	case p == listPath:
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			s.fail(w, r, http.StatusMethodNotAllowed, codeMethod, "method "+r.Method+" not allowed on "+listPath)
+			return
+		}
+		s.list(w, r)
+	case p == infoPath:
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			s.fail(w, r, http.StatusMethodNotAllowed, codeMethod, "method "+r.Method+" not allowed on "+infoPath)
+			return
+		}
+		s.info(w, r)
+	default:
+		s.fail(w, r, http.StatusNotFound, codeBadRequest, "no such endpoint "+strconv.Quote(p)+" (the API is /v1/o/NAME, /v1/list, /v1/info)")
+	}
+}
+
+// fail writes a JSON error body.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	level := slog.LevelDebug
+	if status >= 500 {
+		level = slog.LevelWarn
+	}
+	s.log.Log(r.Context(), level, "node: request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", msg)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	_ = json.NewEncoder(w).Encode(apiError{Code: code, Error: msg})
+}
+
+// storeFail answers the error of a store call.
+func (s *Server) storeFail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, remote.ErrInvalidName):
+		s.fail(w, r, http.StatusBadRequest, codeInvalidName, err.Error())
+	case errors.Is(err, remote.ErrNotFound):
+		s.fail(w, r, http.StatusNotFound, codeNotFound, err.Error())
+	case errors.Is(err, remote.ErrRange):
+		s.fail(w, r, http.StatusRequestedRangeNotSatisfiable, codeRange, err.Error())
+	case errors.Is(err, remote.ErrCorrupt):
+		status := http.StatusConflict // a stored object failed its checksum
+		if r.Method == http.MethodPut {
+			status = http.StatusUnprocessableEntity // the upload itself is bad
+		}
+		s.fail(w, r, status, codeCorrupt, err.Error())
+	case errors.Is(err, remote.ErrFull):
+		s.fail(w, r, http.StatusInsufficientStorage, codeFull, err.Error())
+	case errors.Is(err, remote.ErrUnauthorized):
+		s.fail(w, r, http.StatusForbidden, codeUnauthorized, err.Error())
+	case errors.Is(err, remote.ErrUnavailable):
+		s.fail(w, r, http.StatusServiceUnavailable, codeInternal, err.Error())
+	case r.Context().Err() != nil:
+		s.log.Debug("node: client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.fail(w, r, 499, codeInternal, "request cancelled: "+err.Error())
+	default:
+		s.fail(w, r, http.StatusInternalServerError, codeInternal, err.Error())
+	}
+}
+
+// put reads the whole body (bounded by MaxObject), and stores it; the store
+// verifies it before anything is written.
+func (s *Server) put(w http.ResponseWriter, r *http.Request, name string) {
+	if r.ContentLength > s.maxObject {
+		s.fail(w, r, http.StatusRequestEntityTooLarge, codeTooLarge,
+			fmt.Sprintf("object of %d bytes is larger than this node's limit of %d", r.ContentLength, s.maxObject))
+		return
+	}
+	var data []byte
+	if r.ContentLength >= 0 {
+		// Grow with the bytes that really arrive rather than trusting the
+		// declared length with a large allocation up front.
+		buf := bytes.NewBuffer(make([]byte, 0, min(r.ContentLength, putPrealloc)))
+		n, err := buf.ReadFrom(io.LimitReader(r.Body, r.ContentLength))
+		if err == nil && n < r.ContentLength {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			s.fail(w, r, http.StatusBadRequest, codeBadRequest,
+				fmt.Sprintf("truncated upload of %s: got %d of %d bytes (%v); nothing stored", name, n, r.ContentLength, err))
+			return
+		}
+		data = buf.Bytes()
+	} else {
+		var err error
+		data, err = io.ReadAll(io.LimitReader(r.Body, s.maxObject+1))
+		if err != nil {
+			s.fail(w, r, http.StatusBadRequest, codeBadRequest,
+				fmt.Sprintf("reading upload of %s: %v; nothing stored", name, err))
+			return
+		}
+		if int64(len(data)) > s.maxObject {
+			s.fail(w, r, http.StatusRequestEntityTooLarge, codeTooLarge,
+				fmt.Sprintf("object is larger than this node's limit of %d bytes", s.maxObject))
+			return
+		}
+	}
+	if err := s.store.Put(r.Context(), name, data); err != nil {
+		s.storeFail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusCreated)
+	fmt.Fprintf(w, "stored %s (%d bytes)\n", name, len(data))
+}
+
+// get answers GET and HEAD; GET reads are verified by the store before a
+// byte is sent. A range larger than 2*streamPiece is streamed in pieces;
+// if a later piece fails its checksum the connection is cut, so the
+// client sees a short body, never bad bytes.
+func (s *Server) get(w http.ResponseWriter, r *http.Request, name string) {
+	ctx := r.Context()
+	oi, err := s.store.Stat(ctx, name)
+	if err != nil {
+		s.storeFail(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Accept-Ranges", "bytes")
+	h.Set(mtimeHeader, oi.ModTime.UTC().Format(time.RFC3339Nano))
+	h.Set("Last-Modified", oi.ModTime.UTC().Format(http.TimeFormat))
+	h.Set("Content-Type", "application/octet-stream")
+	off, n, status := int64(0), oi.Size, http.StatusOK
+	if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet {
+		off, n, err = parseRange(rh, oi.Size)
+		switch {
+		case errors.Is(err, errUnsatisfiable):
+			h.Set("Content-Range", fmt.Sprintf("bytes */%d", oi.Size))
+			s.fail(w, r, http.StatusRequestedRangeNotSatisfiable, codeRange,
+				fmt.Sprintf("range %q outside %s of %d bytes", rh, name, oi.Size))
+			return
+		case err != nil:
+			s.fail(w, r, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("%v: %q", err, rh))
+			return
+		}
+		status = http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, oi.Size))
+	}
+	if r.Method == http.MethodHead {
+		h.Set("Content-Length", strconv.FormatInt(n, 10))
+		w.WriteHeader(status)
+		return
+	}
+	if n <= 2*streamPiece {
+		buf := make([]byte, n)
+		if err := s.store.Get(ctx, name, off, buf); err != nil {
+			h.Del("Content-Range")
+			s.storeFail(w, r, err)
+			return
+		}
+		h.Set("Content-Length", strconv.FormatInt(n, 10))
+		w.WriteHeader(status)
+		_, _ = w.Write(buf)
+		return
+	}
+	bp := s.pieces.Get().(*[]byte)
+	defer s.pieces.Put(bp)
+	piece := *bp
+	sent := int64(0)
+	for sent < n {
+		m := min(n-sent, int64(len(piece)))
+		if err := s.store.Get(ctx, name, off+sent, piece[:m]); err != nil {
+			if sent == 0 {
+				h.Del("Content-Range")
+				s.storeFail(w, r, err)
+				return
+			}
+			s.log.Warn("node: aborting GET after a failed piece", "name", name, "sent", sent, "err", err)
+			panic(http.ErrAbortHandler) // cuts the connection: the client sees a short body
+		}
+		if sent == 0 {
+			h.Set("Content-Length", strconv.FormatInt(n, 10))
+			w.WriteHeader(status)
+		}
+		if _, err := w.Write(piece[:m]); err != nil {
+			return // client went away
+		}
+		sent += m
+	}
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, name string) {
+	if err := s.store.Delete(r.Context(), name); err != nil {
+		s.storeFail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	prefix, after, limit, err := parseListQuery(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, codeBadRequest, err.Error())
+		return
+	}
+	objs, err := s.store.List(r.Context(), prefix, after, limit)
+	if err != nil {
+		s.storeFail(w, r, err)
+		return
+	}
+	if objs == nil {
+		objs = []remote.ObjectInfo{}
+	}
+	writeJSON(w, listResult{Objects: objs})
+}
+
+func (s *Server) info(w http.ResponseWriter, r *http.Request) {
+	ni, err := s.store.Info(r.Context())
+	if err != nil {
+		s.storeFail(w, r, err)
+		return
+	}
+	ni.Version = s.version
+	writeJSON(w, ni)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "encoding answer: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	_, _ = w.Write(append(b, '\n'))
+}

@@ -1,0 +1,165 @@
+package open
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/dirstore"
+	"github.com/meshdrive/meshdrive/remote/node"
+	"github.com/meshdrive/meshdrive/remote/s3store"
+)
+
+// Forms is the list of accepted URL forms, for messages.
+const Forms = "/path/to/dir, file:///path/to/dir, http(s)://[TOKEN@]host:port, " +
+	"s3://bucket/prefix?endpoint=host:port&region=R&secure=false (keys in AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+
+// ErrBadURL is wrapped by every error about the URL's form.
+var ErrBadURL = errors.New("bad store URL")
+
+// Options configure the opened store.
+type Options struct {
+	// Token for node URLs; it wins over a token in the URL when both are
+	// set.
+	Token string
+	// Logger is passed to the store. Nil discards.
+	Logger *slog.Logger
+	// Getenv reads the S3 credentials (default os.Getenv).
+	Getenv func(string) string
+}
+
+// Store opens the store rawURL names.
+func Store(ctx context.Context, rawURL string, o Options) (remote.Store, error) {
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	s := strings.TrimSpace(rawURL)
+	if s == "" {
+		return nil, bad(rawURL, "empty")
+	}
+	scheme, _, hasScheme := strings.Cut(s, "://")
+	if !hasScheme {
+		if hostPort.MatchString(s) {
+			return nil, bad(rawURL, "looks like host:port; write http://"+s+" for a node")
+		}
+		return openDir(s, o)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, bad(rawURL, "does not parse")
+	}
+	switch strings.ToLower(scheme) {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, bad(rawURL, "file URLs take an absolute path: file:///path/to/dir")
+		}
+		if u.Path == "" || u.RawQuery != "" || u.Fragment != "" {
+			return nil, bad(rawURL, "file URLs take an absolute path and nothing else")
+		}
+		return openDir(u.Path, o)
+	case "http", "https":
+		if u.Host == "" {
+			return nil, bad(rawURL, "no host")
+		}
+		c, err := node.NewClient(s, node.ClientOptions{Token: o.Token, Logger: o.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: %w; accepted: %s", ErrBadURL, redact(rawURL), err, Forms)
+		}
+		return c, nil
+	case "s3":
+		return openS3(ctx, rawURL, u, o)
+	}
+	return nil, bad(rawURL, "unknown scheme "+strconv.Quote(scheme))
+}
+
+var hostPort = regexp.MustCompile(`^[A-Za-z0-9.\-]+:[0-9]+$`)
+
+func bad(rawURL, why string) error {
+	return fmt.Errorf("%w %q: %s; accepted: %s", ErrBadURL, redact(rawURL), why, Forms)
+}
+
+// redact hides a token (userinfo) in a URL.
+func redact(s string) string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return s
+	}
+	rest := s[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+		return s[:i+3] + "REDACTED" + rest[at:]
+	}
+	return s
+}
+
+func openDir(path string, o Options) (remote.Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+	return dirstore.New(abs, dirstore.Options{Logger: o.Logger})
+}
+
+func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.Store, error) {
+	if u.User != nil {
+		return nil, bad(rawURL, "put S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, not in the URL")
+	}
+	if u.Host == "" {
+		return nil, bad(rawURL, "no bucket")
+	}
+	so := s3store.Options{
+		Bucket:    u.Host,
+		Prefix:    strings.Trim(u.Path, "/"),
+		Endpoint:  "s3.amazonaws.com",
+		Secure:    true,
+		AccessKey: o.Getenv("AWS_ACCESS_KEY_ID"),
+		SecretKey: o.Getenv("AWS_SECRET_ACCESS_KEY"),
+		Region:    o.Getenv("AWS_REGION"),
+		Logger:    o.Logger,
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, bad(rawURL, "bad query")
+	}
+	for k, v := range q {
+		if len(v) != 1 {
+			return nil, bad(rawURL, k+" given more than once")
+		}
+		switch k {
+		case "endpoint":
+			so.Endpoint = v[0]
+		case "region":
+			so.Region = v[0]
+		case "secure":
+			b, err := strconv.ParseBool(v[0])
+			if err != nil {
+				return nil, bad(rawURL, "secure must be true or false")
+			}
+			so.Secure = b
+		default:
+			return nil, bad(rawURL, "unknown parameter "+strconv.Quote(k)+" (endpoint, region, secure)")
+		}
+	}
+	if so.Endpoint == "" || strings.Contains(so.Endpoint, "/") {
+		return nil, bad(rawURL, "endpoint must be host:port")
+	}
+	if so.AccessKey == "" || so.SecretKey == "" {
+		return nil, fmt.Errorf("open store %q: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", rawURL)
+	}
+	st, err := s3store.New(ctx, so)
+	if err != nil {
+		return nil, fmt.Errorf("open store %q: %w", rawURL, err)
+	}
+	return st, nil
+}

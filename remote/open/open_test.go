@@ -1,0 +1,125 @@
+package open_test
+
+import (
+	"errors"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/dirstore"
+	"github.com/meshdrive/meshdrive/remote/node"
+	"github.com/meshdrive/meshdrive/remote/open"
+	"github.com/meshdrive/meshdrive/remote/remotetest"
+	"github.com/meshdrive/meshdrive/remote/s3store"
+)
+
+// roundTrip puts and reads back one object through s.
+func roundTrip(t *testing.T, s remote.Store) {
+	t.Helper()
+	obj := remotetest.Object(t, 1, 100, 0)
+	if err := s.Put(t.Context(), "x", obj); err != nil {
+		t.Fatalf("Put through %T: %v", s, err)
+	}
+	p := make([]byte, len(obj))
+	if err := s.Get(t.Context(), "x", 0, p); err != nil || string(p) != string(obj) {
+		t.Fatalf("Get through %T: %v", s, err)
+	}
+}
+
+func TestDir(t *testing.T) {
+	dir := t.TempDir()
+	for _, u := range []string{dir, "file://" + filepath.Join(dir, "a"), "file://localhost" + filepath.Join(dir, "b")} {
+		s, err := open.Store(t.Context(), u, open.Options{})
+		if err != nil {
+			t.Fatalf("Store(%q): %v", u, err)
+		}
+		if _, ok := s.(*dirstore.Store); !ok {
+			t.Fatalf("Store(%q) = %T, want a dirstore", u, s)
+		}
+		roundTrip(t, s)
+	}
+	t.Chdir(dir)
+	s, err := open.Store(t.Context(), "rel/dir", open.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.(*dirstore.Store).Dir(); got != filepath.Join(dir, "rel", "dir") {
+		t.Fatalf("relative path opened %s", got)
+	}
+}
+
+func TestNode(t *testing.T) {
+	srv, err := node.NewServer(node.ServerOptions{Dir: t.TempDir(), Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	hostport := strings.TrimPrefix(hs.URL, "http://")
+	s, err := open.Store(t.Context(), "http://tok@"+hostport, open.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.(*node.Client); !ok {
+		t.Fatalf("Store(http://...) = %T, want a node client", s)
+	}
+	roundTrip(t, s)
+	s, err = open.Store(t.Context(), hs.URL, open.Options{Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, s)
+	s, err = open.Store(t.Context(), hs.URL, open.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Info(t.Context()); !errors.Is(err, remote.ErrUnauthorized) {
+		t.Fatalf("no token: %v, want ErrUnauthorized", err)
+	}
+}
+
+func TestS3(t *testing.T) {
+	addr := remotetest.StartVersitygw(t)
+	env := map[string]string{"AWS_ACCESS_KEY_ID": remotetest.VersitygwAccess, "AWS_SECRET_ACCESS_KEY": remotetest.VersitygwSecret}
+	s, err := open.Store(t.Context(), "s3://bkt/node-1?endpoint="+addr+"&secure=false&region=us-east-1",
+		open.Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.(*s3store.Store); !ok {
+		t.Fatalf("Store(s3://...) = %T, want an s3store", s)
+	}
+	roundTrip(t, s)
+	_, err = open.Store(t.Context(), "s3://bkt/node-1?endpoint="+addr+"&secure=false",
+		open.Options{Getenv: func(string) string { return "" }})
+	if err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+		t.Fatalf("no credentials: %v, want an error naming AWS_ACCESS_KEY_ID", err)
+	}
+}
+
+func TestBadURLs(t *testing.T) {
+	for _, u := range []string{
+		"", "   ", "ftp://host/x", "node1:9000", "127.0.0.1:8080", "http://", "https://:80x",
+		"file://host/dir", "file:///dir?x=1", "s3://", "s3://b?bogus=1", "s3://b?secure=maybe",
+		"s3://b?endpoint=a&endpoint=b", "s3://AK:SK@bucket/p", "s3://b?endpoint=http://x:1",
+		"http://secrettoken@host:1?q=1",
+	} {
+		_, err := open.Store(t.Context(), u, open.Options{Getenv: func(string) string { return "x" }})
+		if err == nil {
+			t.Errorf("Store(%q) succeeded", u)
+			continue
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "\n") {
+			t.Errorf("Store(%q): error is not one line: %q", u, msg)
+		}
+		if !errors.Is(err, open.ErrBadURL) || !strings.Contains(msg, "http(s)://[TOKEN@]host:port") || !strings.Contains(msg, "s3://bucket") {
+			t.Errorf("Store(%q): %q does not list the accepted forms", u, msg)
+		}
+		if strings.Contains(msg, "secrettoken") || strings.Contains(msg, "AK:SK") {
+			t.Errorf("Store(%q): error %q shows a secret", u, msg)
+		}
+	}
+}

@@ -7,6 +7,44 @@
 // It never knows about files or inodes: its callers hand it sealed-block
 // payloads and get back BlockRefs and SegmentInfos to remember.
 //
+// # Sealing
+//
+// A Sealer derives three keys from the drive's master key (HKDF-SHA256):
+// the block-id key (BlockID is keyed BLAKE3 of the plaintext), the block
+// AEAD key and the metadata AEAD key. Seal compresses with zstd only when
+// a 64 KiB sample shows it pays, then encrypts with AES-256-GCM under a
+// random nonce, the block id (or meta name) as associated data. Open
+// rejects anything it did not seal, never decompresses past MaxBlockSize,
+// and every failure wraps ErrCorrupt.
+//
+// # Segments and reads
+//
+// Grid.WriteSegment cuts a segment into k equal data shards plus m
+// Reed-Solomon parity shards and stores each as a shard-format object on
+// its own node, chosen by weighted rendezvous hashing with zones spread;
+// nodes that fail are skipped for the next candidate. The code is
+// systematic, so FetchBlock's healthy path is one ranged Get per data shard
+// the block touches and no Reed-Solomon work; on failure, AEAD failure or
+// slowness (HedgeAfter) it reads chunk-aligned, checksum-verified spans of
+// any k shards and reconstructs.
+//
+// # Errors
+//
+// Store errors wrap the sentinels in store.go and carry the node's name.
+// A segment that cannot be read is a *TooFewShardsError (errors.Is
+// ErrTooFewShards) naming the segment and listing each shard's cause; a
+// segment that cannot be written wraps ErrTooFewNodes and leaves no shard
+// behind. Failures of the bytes themselves wrap ErrCorrupt.
+//
+// # Concurrency and buffers
+//
+// Sealer and Grid are safe for concurrent use. Every store call holds one
+// of the node's NodeConcurrency slots and is bounded by CallTimeout; a
+// read that returns cancels the shard reads it no longer needs. Slices
+// passed in (plaintext, segment data, ReadSegment's p) are read or written
+// only during the call; slices returned are newly allocated and owned by
+// the caller.
+//
 // Subpackages: shard (the on-node object format), dirstore, node (server
 // and client), s3store (backends), remotetest (the conformance suite every
 // backend passes), faulty (a fault-injecting Store wrapper for tests).

@@ -1,0 +1,353 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/reedsolomon"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshdrive/meshdrive/remote/shard"
+)
+
+// Member is one node of the grid.
+type Member struct {
+	Name  string // unique; recorded in SegmentInfo.Nodes
+	Store Store
+	// Zone labels a failure domain (rack, site). Shards of one segment go
+	// to distinct zones when there are enough; "" means a zone of its own.
+	Zone string
+	// Weight biases placement (e.g. free space); 0 means 1.
+	Weight float64
+}
+
+// GridOptions configure NewGrid. Zero values mean the defaults.
+type GridOptions struct {
+	K, M    int // data and parity shards per segment
+	Members []Member
+	Sealer  *Sealer
+	// HedgeAfter: when a healthy read is slower than this (plus the time
+	// the range takes to transfer at the throughput healthy reads have
+	// shown so far, at most 10x HedgeAfter more), a reconstruct read starts
+	// in parallel and the first to finish wins (default 250ms).
+	HedgeAfter time.Duration
+	// NodeConcurrency bounds parallel calls per node (default 4).
+	NodeConcurrency int
+	// ChunkSize is the shard checksum chunk (default shard.DefaultChunkSize).
+	ChunkSize int
+	// CallTimeout bounds each store call (default 10s). A Put is allowed
+	// one more second per putAllowance bytes it carries, so shards can
+	// cross a slow uplink.
+	CallTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Grid places, writes and reads erasure-coded segments over a set of
+// Stores. It is safe for concurrent use.
+type Grid struct {
+	k, m    int
+	members []*member
+	byName  map[string]*member
+	sealer  *Sealer
+	hedge   time.Duration
+	chunk   int
+	timeout time.Duration
+	log     *slog.Logger
+
+	encMu sync.Mutex // guards encs
+	encs  map[[2]int]reedsolomon.Encoder
+
+	bufs sync.Pool // of *[]byte: shard object buffers in WriteSegment
+
+	stats gridStats
+	rate  atomic.Uint64 // float64 bits: EWMA of healthy Get throughput, bytes/s
+}
+
+type member struct {
+	Member
+	zoneKey string
+	weight  float64
+	sem     chan struct{} // NodeConcurrency slots
+	// downUntil (unix nanoseconds): the node failed as unavailable or timed
+	// out recently; reads try it last and writes prefer others until then.
+	downUntil atomic.Int64
+}
+
+// downFor is how long a node that failed as unavailable is tried last.
+const downFor = 3 * time.Second
+
+func (m *member) isDown() bool { return time.Now().UnixNano() < m.downUntil.Load() }
+
+// Stats counts what the grid's reads did, for tests and status output.
+type Stats struct {
+	HealthyReads  int64 // reads served by the systematic shard(s) alone
+	FallbackReads int64 // reads that went to the reconstruct path
+	Hedged        int64 // fallbacks started because the healthy read was slow
+	Reconstructs  int64 // Reed-Solomon reconstructions run
+	ShardsSkipped int64 // shard reads that failed or did not verify
+}
+
+type gridStats struct {
+	healthy, fallback, hedged, reconstructs, skipped atomic.Int64
+}
+
+// Stats returns the grid's counters since NewGrid.
+func (g *Grid) Stats() Stats {
+	return Stats{
+		HealthyReads:  g.stats.healthy.Load(),
+		FallbackReads: g.stats.fallback.Load(),
+		Hedged:        g.stats.hedged.Load(),
+		Reconstructs:  g.stats.reconstructs.Load(),
+		ShardsSkipped: g.stats.skipped.Load(),
+	}
+}
+
+// NewGrid checks o and builds a grid. It does not contact the nodes.
+func NewGrid(o GridOptions) (*Grid, error) {
+	if o.K < 1 || o.M < 0 || o.K+o.M > shard.MaxShards {
+		return nil, fmt.Errorf("grid: k=%d m=%d: need k >= 1, m >= 0, k+m <= %d", o.K, o.M, shard.MaxShards)
+	}
+	if len(o.Members) < o.K+o.M {
+		return nil, fmt.Errorf("grid: %d nodes for k=%d m=%d: need at least %d; add nodes or lower m", len(o.Members), o.K, o.M, o.K+o.M)
+	}
+	if o.Sealer == nil {
+		return nil, errors.New("grid: no Sealer")
+	}
+	if o.HedgeAfter <= 0 {
+		o.HedgeAfter = 250 * time.Millisecond
+	}
+	if o.NodeConcurrency <= 0 {
+		o.NodeConcurrency = 4
+	}
+	if o.ChunkSize == 0 {
+		o.ChunkSize = shard.DefaultChunkSize
+	}
+	if cs := o.ChunkSize; cs < shard.MinChunkSize || cs > shard.MaxChunkSize || cs&(cs-1) != 0 {
+		return nil, fmt.Errorf("grid: chunk size %d: need a power of two in [%d, %d]", cs, shard.MinChunkSize, shard.MaxChunkSize)
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Grid{
+		k: o.K, m: o.M, sealer: o.Sealer, hedge: o.HedgeAfter, chunk: o.ChunkSize,
+		timeout: o.CallTimeout, log: o.Logger,
+		byName: make(map[string]*member, len(o.Members)),
+		encs:   make(map[[2]int]reedsolomon.Encoder),
+	}
+	for _, mb := range o.Members {
+		if mb.Name == "" || mb.Store == nil {
+			return nil, fmt.Errorf("grid: member %q has no name or no store", mb.Name)
+		}
+		if _, dup := g.byName[mb.Name]; dup {
+			return nil, fmt.Errorf("grid: two members named %q", mb.Name)
+		}
+		if mb.Weight < 0 {
+			return nil, fmt.Errorf("grid: member %q has negative weight %v", mb.Name, mb.Weight)
+		}
+		m := &member{Member: mb, weight: mb.Weight, sem: make(chan struct{}, o.NodeConcurrency)}
+		if m.weight == 0 {
+			m.weight = 1
+		}
+		m.zoneKey = "z:" + mb.Zone
+		if mb.Zone == "" {
+			m.zoneKey = "n:" + mb.Name
+		}
+		g.members = append(g.members, m)
+		g.byName[mb.Name] = m
+	}
+	if _, err := g.encoder(o.K, o.M); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// defaultRate is the throughput assumed before any read was measured.
+const defaultRate = 100e6
+
+// observe folds one healthy Get of n bytes that took d into the
+// throughput estimate. Small reads say more about latency than bandwidth
+// and are left out.
+func (g *Grid) observe(n int64, d time.Duration) {
+	if n < 256<<10 || d <= 0 {
+		return
+	}
+	sample := float64(n) / d.Seconds()
+	old := math.Float64frombits(g.rate.Load())
+	if old == 0 {
+		old = sample
+	}
+	g.rate.Store(math.Float64bits(0.8*old + 0.2*sample)) // racy updates only lose a sample
+}
+
+// hedgeDelay is how long a healthy read of n bytes may take before the
+// fallback starts beside it.
+func (g *Grid) hedgeDelay(n int64) time.Duration {
+	rate := math.Float64frombits(g.rate.Load())
+	if rate <= 0 {
+		rate = defaultRate
+	}
+	extra := time.Duration(float64(n) / rate * float64(time.Second))
+	return g.hedge + min(extra, 10*g.hedge)
+}
+
+// K is the number of data shards per segment written by this grid.
+func (g *Grid) K() int { return g.k }
+
+// M is the number of parity shards per segment written by this grid.
+func (g *Grid) M() int { return g.m }
+
+// Sealer returns the sealer the grid opens blocks with.
+func (g *Grid) Sealer() *Sealer { return g.sealer }
+
+// encoder returns the shared Reed-Solomon encoder for (k, m), built once.
+// Encoders are safe for concurrent use.
+func (g *Grid) encoder(k, m int) (reedsolomon.Encoder, error) {
+	g.encMu.Lock()
+	defer g.encMu.Unlock()
+	if e, ok := g.encs[[2]int{k, m}]; ok {
+		return e, nil
+	}
+	if m == 0 {
+		return nil, nil // k=1..n, no parity: nothing to code (meta objects)
+	}
+	e, err := reedsolomon.New(k, m)
+	if err != nil {
+		return nil, fmt.Errorf("grid: reed-solomon k=%d m=%d: %w", k, m, err)
+	}
+	g.encs[[2]int{k, m}] = e
+	return e, nil
+}
+
+// putAllowance: a Put's timeout grows by a second per this many bytes
+// (2 Mbit/s), on top of CallTimeout.
+const putAllowance = 256 << 10
+
+// call runs fn against member m with a concurrency slot and CallTimeout.
+func (g *Grid) call(ctx context.Context, m *member, fn func(ctx context.Context, s Store) error) error {
+	return g.callSized(ctx, m, 0, fn)
+}
+
+// callSized is call for a Put of size bytes: its timeout is CallTimeout
+// plus a second per putAllowance bytes.
+func (g *Grid) callSized(ctx context.Context, m *member, size int, fn func(ctx context.Context, s Store) error) error {
+	select {
+	case m.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-m.sem }()
+	cctx, cancel := context.WithTimeout(ctx, g.timeout+time.Duration(size/putAllowance)*time.Second)
+	defer cancel()
+	if err := fn(cctx, m.Store); err != nil {
+		if ctx.Err() == nil && (errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)) {
+			m.downUntil.Store(time.Now().Add(downFor).UnixNano())
+		}
+		return fmt.Errorf("node %s: %w", m.Name, err)
+	}
+	if m.downUntil.Load() != 0 {
+		m.downUntil.Store(0)
+	}
+	return nil
+}
+
+// NodeHealth is one member's answer to Health.
+type NodeHealth struct {
+	Name, Zone string
+	Up         bool
+	Latency    time.Duration
+	Info       NodeInfo
+	Err        string
+}
+
+// healthTimeout bounds each node's Info call in Health and Capacity.
+const healthTimeout = 3 * time.Second
+
+// Health asks every member for its Info in parallel, each bounded by a
+// short timeout, and reports who answered and how fast. It never blocks
+// longer than that timeout (or ctx).
+func (g *Grid) Health(ctx context.Context) []NodeHealth {
+	out := make([]NodeHealth, len(g.members))
+	var wg sync.WaitGroup
+	for i, m := range g.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, min(healthTimeout, g.timeout))
+			defer cancel()
+			t0 := time.Now()
+			info, err := m.Store.Info(ctx)
+			h := NodeHealth{Name: m.Name, Zone: m.Zone, Latency: time.Since(t0), Info: info, Up: err == nil}
+			if err != nil {
+				h.Err = err.Error()
+			}
+			out[i] = h
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// Capacity sums the capacity and free bytes of the nodes that answer.
+// Nodes that cannot tell (they report -1, e.g. S3) are left out; when no
+// node can tell, both results are -1.
+func (g *Grid) Capacity(ctx context.Context) (total, free int64) {
+	known := false
+	for _, h := range g.Health(ctx) {
+		if !h.Up || h.Info.Capacity < 0 || h.Info.Free < 0 {
+			continue
+		}
+		known = true
+		total += h.Info.Capacity
+		free += h.Info.Free
+	}
+	if !known {
+		return -1, -1
+	}
+	return total, free
+}
+
+// DeleteSegment deletes every stored shard of seg, in parallel. Shards
+// already gone are not an error; other failures are joined into the
+// result (the shards left behind are garbage a later sweep may remove).
+func (g *Grid) DeleteSegment(ctx context.Context, seg *SegmentInfo) error {
+	var eg errgroup.Group
+	var mu sync.Mutex
+	var errs []error
+	for i, name := range seg.Nodes {
+		if name == "" {
+			continue
+		}
+		m := g.byName[name]
+		if m == nil {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("shard %d is on node %q, which is not in the grid", i, name))
+			mu.Unlock()
+			continue
+		}
+		eg.Go(func() error {
+			err := g.call(ctx, m, func(ctx context.Context, s Store) error {
+				return s.Delete(ctx, ShardName(seg.ID, i))
+			})
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = eg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("delete segment %s: %w", seg.ID, errors.Join(errs...))
+	}
+	return nil
+}

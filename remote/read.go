@@ -1,0 +1,369 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshdrive/meshdrive/remote/shard"
+)
+
+// piece is the part of a segment range that lies in one data shard.
+type piece struct {
+	shard int   // data shard index
+	off   int64 // payload offset in that shard
+	n     int64 // length
+	dst   int64 // offset in the caller's range
+	// span is the chunk-aligned payload span [lo, hi) covering the piece,
+	// the unit a fallback read fetches and verifies.
+	lo, hi int64
+}
+
+// pieces splits segment bytes [off, off+n) over the systematic data shards:
+// segment byte x lies in data shard x/ShardSize at payload offset
+// x%ShardSize.
+func pieces(seg *SegmentInfo, off, n int64) []piece {
+	var ps []piece
+	ss, cs := seg.ShardSize, int64(seg.ChunkSize)
+	for done := int64(0); done < n; {
+		x := off + done
+		p := piece{shard: int(x / ss), off: x % ss, dst: done}
+		p.n = min(n-done, ss-p.off)
+		p.lo = p.off / cs * cs
+		p.hi = min((p.off+p.n+cs-1)/cs*cs, ss)
+		ps = append(ps, p)
+		done += p.n
+	}
+	return ps
+}
+
+func checkRange(seg *SegmentInfo, off, n int64) error {
+	switch {
+	case seg == nil:
+		return errors.New("no segment")
+	case seg.K < 1 || seg.M < 0 || seg.K+seg.M != len(seg.Nodes) || seg.ShardSize <= 0 || seg.ChunkSize <= 0 ||
+		seg.ShardSize*int64(seg.K) < seg.Size:
+		return fmt.Errorf("segment %s: inconsistent info (k=%d m=%d nodes=%d shard size %d chunk %d size %d)",
+			seg.ID, seg.K, seg.M, len(seg.Nodes), seg.ShardSize, seg.ChunkSize, seg.Size)
+	case off < 0 || n <= 0 || off+n > seg.Size:
+		return fmt.Errorf("segment %s: range [%d,+%d) outside its %d bytes", seg.ID, off, n, seg.Size)
+	}
+	return nil
+}
+
+// FetchBlock reads the sealed block ref points at and opens it. The
+// healthy path is one ranged Get of the data shard holding the block (two
+// when it straddles a shard boundary) and no Reed-Solomon work. When a Get
+// fails, the block does not open, or the Get is slower than HedgeAfter (the
+// fallback then runs in parallel and the first to finish wins), the same
+// range is read from any k shards that pass their checksums and
+// reconstructed. Both results are newly allocated and owned by the caller.
+// Fewer than k usable shards -> *TooFewShardsError.
+func (g *Grid) FetchBlock(ctx context.Context, ref BlockRef) (plain, sealed []byte, err error) {
+	if err := checkRange(ref.Seg, ref.Offset, ref.Length); err != nil {
+		return nil, nil, fmt.Errorf("fetch block %s: %w", ref.ID, err)
+	}
+	if ref.Length > MaxSealedSize {
+		return nil, nil, fmt.Errorf("fetch block %s: length %d over the %d limit", ref.ID, ref.Length, MaxSealedSize)
+	}
+	open := func(b []byte) ([]byte, error) { return g.sealer.Open(nil, ref.ID, b) }
+	sealed, plain, err = g.read(ctx, ref.Seg, ref.Offset, ref.Length, false, open)
+	return plain, sealed, err
+}
+
+// OpenBlock opens a sealed block read earlier (from the disk cache).
+func (g *Grid) OpenBlock(ref BlockRef, sealed []byte) ([]byte, error) {
+	return g.sealer.Open(nil, ref.ID, sealed)
+}
+
+// ReadSegment reads segment bytes [off, off+len(p)) into p, verified
+// against the shard checksums, with the same fallback and hedging as
+// FetchBlock. p is owned by the caller and written only before return.
+func (g *Grid) ReadSegment(ctx context.Context, seg *SegmentInfo, off int64, p []byte) error {
+	if err := checkRange(seg, off, int64(len(p))); err != nil {
+		return fmt.Errorf("read segment: %w", err)
+	}
+	b, _, err := g.read(ctx, seg, off, int64(len(p)), true, nil)
+	if err != nil {
+		return err
+	}
+	copy(p, b)
+	return nil
+}
+
+type readResult struct {
+	data, plain []byte
+	err         error
+}
+
+// read runs the healthy read and, when it fails or is slow, the
+// reconstruct read; see FetchBlock. verify makes the healthy path check
+// shard checksums (ReadSegment, which has no AEAD to catch bad bytes).
+// open, when set, must accept the bytes for a path to succeed.
+func (g *Grid) read(ctx context.Context, seg *SegmentInfo, off, n int64, verify bool,
+	open func([]byte) ([]byte, error)) (data, plain []byte, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops whichever path lost
+	ps := pieces(seg, off, n)
+	suspect := make([]bool, len(seg.Nodes))
+	healthyOK := true
+	for _, p := range ps {
+		suspect[p.shard] = true
+		if mb := g.byName[seg.Nodes[p.shard]]; mb == nil || mb.isDown() {
+			healthyOK = false // missing, or known down: straight to the fallback
+		}
+	}
+	var healthy, fallback chan readResult
+	fallbackStarted := false
+	startFallback := func() {
+		fallbackStarted = true
+		g.stats.fallback.Add(1)
+		fallback = make(chan readResult, 1)
+		go func() {
+			d, err := g.reconstruct(ctx, seg, ps, n, suspect)
+			var pl []byte
+			if err == nil && open != nil {
+				if pl, err = open(d); err != nil {
+					err = fmt.Errorf("segment %s: block fails to open after reconstruction: %w", seg.ID, err)
+				}
+			}
+			fallback <- readResult{d, pl, err}
+		}()
+	}
+	if healthyOK {
+		healthy = make(chan readResult, 1)
+		go func() {
+			d, err := g.readHealthy(ctx, seg, ps, n, verify)
+			var pl []byte
+			if err == nil && open != nil {
+				pl, err = open(d)
+			}
+			healthy <- readResult{d, pl, err}
+		}()
+	} else {
+		startFallback()
+	}
+	hedge := time.NewTimer(g.hedgeDelay(n))
+	defer hedge.Stop()
+	var healthyErr error
+	for healthy != nil || fallback != nil {
+		select {
+		case r := <-healthy:
+			healthy = nil
+			if r.err == nil {
+				g.stats.healthy.Add(1)
+				return r.data, r.plain, nil
+			}
+			healthyErr = r.err
+			g.log.Debug("healthy read failed; reconstructing", "segment", seg.ID, "err", r.err)
+			if !fallbackStarted {
+				startFallback()
+			}
+		case <-hedge.C:
+			if !fallbackStarted {
+				g.stats.hedged.Add(1)
+				startFallback()
+			}
+		case r := <-fallback:
+			fallback = nil
+			if r.err == nil {
+				return r.data, r.plain, nil
+			}
+			err = r.err
+			if healthy != nil {
+				continue // the slow healthy read may still answer
+			}
+			if healthyErr != nil && !errors.Is(err, ErrTooFewShards) {
+				err = fmt.Errorf("%w (healthy read: %v)", err, healthyErr)
+			}
+			return nil, nil, err
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+	return nil, nil, err
+}
+
+// readHealthy fetches the range from the data shards that hold it: one
+// ranged Get each (verify: plus the header, and the chunk-aligned span is
+// checked against it).
+func (g *Grid) readHealthy(ctx context.Context, seg *SegmentInfo, ps []piece, n int64, verify bool) ([]byte, error) {
+	buf := make([]byte, n)
+	hl := shard.HeaderLen(seg.ShardSize, seg.ChunkSize)
+	eg, ctx := errgroup.WithContext(ctx) // one piece failing ends the other
+	for _, p := range ps {
+		mb := g.byName[seg.Nodes[p.shard]]
+		eg.Go(func() error {
+			if verify {
+				spans, err := g.fetchVerified(ctx, seg, p.shard, mb, []piece{p})
+				if err != nil {
+					return err
+				}
+				copy(buf[p.dst:p.dst+p.n], spans[0][p.off-p.lo:])
+				return nil
+			}
+			t0 := time.Now()
+			err := g.call(ctx, mb, func(ctx context.Context, s Store) error {
+				return s.Get(ctx, ShardName(seg.ID, p.shard), hl+p.off, buf[p.dst:p.dst+p.n])
+			})
+			if err == nil {
+				g.observe(p.n, time.Since(t0))
+			}
+			return err
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// fetchVerified reads shard idx's header and the chunk spans of ps, checks
+// the header belongs to seg and each span against its checksums, and
+// returns the spans' payload bytes (newly allocated), one per piece.
+func (g *Grid) fetchVerified(ctx context.Context, seg *SegmentInfo, idx int, mb *member, ps []piece) ([][]byte, error) {
+	name := ShardName(seg.ID, idx)
+	hl := shard.HeaderLen(seg.ShardSize, seg.ChunkSize)
+	var hdr []byte
+	spans := make([][]byte, len(ps))
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		hdr = make([]byte, hl)
+		return g.call(ctx, mb, func(ctx context.Context, s Store) error { return s.Get(ctx, name, 0, hdr) })
+	})
+	for i, p := range ps {
+		spans[i] = make([]byte, p.hi-p.lo)
+		eg.Go(func() error {
+			return g.call(ctx, mb, func(ctx context.Context, s Store) error { return s.Get(ctx, name, hl+p.lo, spans[i]) })
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, fmt.Errorf("shard %d: %w", idx, err)
+	}
+	h, err := shard.Parse(hdr)
+	if err != nil {
+		return nil, fmt.Errorf("shard %d on node %s: %w: %w", idx, mb.Name, ErrCorrupt, err)
+	}
+	if h.Kind != shard.KindSegment || h.Segment != seg.ID || int(h.Index) != idx || int(h.K) != seg.K ||
+		int(h.M) != seg.M || h.PayloadLen != seg.ShardSize || int(h.ChunkSize) != seg.ChunkSize {
+		return nil, fmt.Errorf("shard %d on node %s: %w: header does not match the segment", idx, mb.Name, ErrCorrupt)
+	}
+	for i, p := range ps {
+		if err := h.VerifyRange(p.lo, spans[i]); err != nil {
+			return nil, fmt.Errorf("shard %d on node %s: %w: %w", idx, mb.Name, ErrCorrupt, err)
+		}
+	}
+	return spans, nil
+}
+
+type shardSpans struct {
+	idx   int
+	spans [][]byte
+	err   error
+}
+
+// reconstruct reads the pieces' chunk spans from any k shards that verify
+// (data shards first, suspects last, one more shard every HedgeAfter while
+// some are slow, a replacement for each that fails) and rebuilds the range.
+func (g *Grid) reconstruct(ctx context.Context, seg *SegmentInfo, ps []piece, n int64, suspect []bool) ([]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops shard reads no longer needed
+	k := seg.K
+	// Candidates: healthy-looking shards first, then the ones the healthy
+	// read used, then nodes recently seen down.
+	var cands []int
+	var causes []error
+	for pass := 0; pass < 3; pass++ {
+		for i, name := range seg.Nodes {
+			mb := g.byName[name]
+			switch {
+			case name == "":
+				if pass == 0 {
+					causes = append(causes, fmt.Errorf("shard %d: not stored (repair owed)", i))
+				}
+			case mb == nil:
+				if pass == 0 {
+					causes = append(causes, fmt.Errorf("shard %d: node %q is not in the grid", i, name))
+				}
+			case mb.isDown():
+				if pass == 2 {
+					cands = append(cands, i)
+				}
+			case pass < 2 && suspect[i] == (pass == 1):
+				cands = append(cands, i)
+			}
+		}
+	}
+	got := make([][][]byte, len(seg.Nodes)) // got[i][piece]: verified span of shard i
+	ch := make(chan shardSpans, len(cands))
+	next, inflight, usable := 0, 0, 0
+	launch := func() {
+		idx := cands[next]
+		next++
+		inflight++
+		go func() {
+			spans, err := g.fetchVerified(ctx, seg, idx, g.byName[seg.Nodes[idx]], ps)
+			ch <- shardSpans{idx, spans, err}
+		}()
+	}
+	for next < len(cands) && next < k {
+		launch()
+	}
+	tick := time.NewTicker(g.hedge)
+	defer tick.Stop()
+	for usable < k && inflight > 0 {
+		select {
+		case r := <-ch:
+			inflight--
+			if r.err != nil {
+				g.stats.skipped.Add(1)
+				causes = append(causes, r.err)
+				if next < len(cands) {
+					launch()
+				}
+				continue
+			}
+			got[r.idx] = r.spans
+			usable++
+		case <-tick.C:
+			if next < len(cands) {
+				launch() // someone is slow: ask one more shard
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if usable < k {
+		return nil, &TooFewShardsError{Segment: seg.ID, Usable: usable, Need: k, Causes: causes}
+	}
+	out := make([]byte, n)
+	for pi, p := range ps {
+		var src []byte
+		if got[p.shard] != nil {
+			src = got[p.shard][pi]
+		} else {
+			enc, err := g.encoder(seg.K, seg.M)
+			if err != nil || enc == nil {
+				return nil, fmt.Errorf("segment %s: cannot reconstruct (k=%d m=%d): %v", seg.ID, seg.K, seg.M, err)
+			}
+			shards := make([][]byte, len(seg.Nodes))
+			required := make([]bool, len(seg.Nodes))
+			required[p.shard] = true
+			for i := range shards {
+				if got[i] != nil {
+					shards[i] = got[i][pi]
+				}
+			}
+			g.stats.reconstructs.Add(1)
+			if err := enc.ReconstructSome(shards, required); err != nil {
+				return nil, fmt.Errorf("segment %s: reconstruct shard %d: %w", seg.ID, p.shard, err)
+			}
+			src = shards[p.shard]
+		}
+		copy(out[p.dst:p.dst+p.n], src[p.off-p.lo:])
+	}
+	return out, nil
+}

@@ -1,0 +1,198 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// SetAttr changes an inode's attributes; Size truncates (up or down).
+// Ctime is set whenever anything changes.
+func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
+	if err := j.checkWrite(); err != nil {
+		return Attr{}, err
+	}
+	if s.Size != nil {
+		if err := j.truncate(ctx, ino, int64(*s.Size)); err != nil {
+			return Attr{}, err
+		}
+	}
+	if s.Mode != nil || s.Uid != nil || s.Gid != nil || s.Atime != nil || s.Mtime != nil {
+		// A dirty inode keeps its mtime in memory until it is flushed;
+		// flush first so an explicit mtime is not overwritten later.
+		if s.Mtime != nil {
+			if err := j.flushIno(ctx, ino); err != nil {
+				return Attr{}, err
+			}
+		}
+		err := j.tx(ctx, func(tx *sql.Tx) error {
+			a, err := j.getAttrTx(ctx, tx, ino)
+			if err != nil {
+				return err
+			}
+			mode, uid, gid := a.Mode, a.Uid, a.Gid
+			at, mt := a.Atime.UnixNano(), a.Mtime.UnixNano()
+			if s.Mode != nil {
+				mode = a.Mode&sIFMT | *s.Mode&07777
+			}
+			if s.Uid != nil {
+				uid = *s.Uid
+			}
+			if s.Gid != nil {
+				gid = *s.Gid
+			}
+			if s.Atime != nil {
+				at = s.Atime.UnixNano()
+			}
+			if s.Mtime != nil {
+				mt = s.Mtime.UnixNano()
+			}
+			_, err = j.texec(ctx, tx, `UPDATE inodes SET mode = ?, uid = ?, gid = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?`,
+				mode, uid, gid, at, mt, nowNS(), ino)
+			if err != nil {
+				return fmt.Errorf("journal: setattr: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return Attr{}, err
+		}
+	}
+	return j.GetAttr(ctx, ino)
+}
+
+// GetXattr returns the value of an extended attribute.
+func (j *Journal) GetXattr(ctx context.Context, ino Ino, name string) ([]byte, error) {
+	if err := j.checkOpen(); err != nil {
+		return nil, err
+	}
+	var v []byte
+	err := j.db.QueryRowContext(ctx, `SELECT value FROM xattrs WHERE ino = ? AND name = ?`, ino, name).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, gerr := j.GetAttr(ctx, ino); gerr != nil {
+			return nil, gerr
+		}
+		return nil, ErrNoXattr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal: getxattr: %w", err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// SetXattr sets an extended attribute; flags are XattrCreate (fail with
+// ErrExist if present) or XattrReplace (fail with ErrNoXattr if absent).
+func (j *Journal) SetXattr(ctx context.Context, ino Ino, name string, value []byte, flags uint32) error {
+	if err := j.checkWrite(); err != nil {
+		return err
+	}
+	if name == "" || flags&^(XattrCreate|XattrReplace) != 0 || flags == XattrCreate|XattrReplace {
+		return fmt.Errorf("%w: xattr name %q flags %#x", ErrInvalid, name, flags)
+	}
+	if len(name) > maxName {
+		return ErrNameTooLong
+	}
+	if len(value) > maxXattr {
+		return fmt.Errorf("%w: xattr value of %d bytes (max %d)", ErrInvalid, len(value), maxXattr)
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	return j.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := j.getAttrTx(ctx, tx, ino); err != nil {
+			return err
+		}
+		var one int
+		err := j.tqrow(ctx, tx, `SELECT 1 FROM xattrs WHERE ino = ? AND name = ?`, ino, name).Scan(&one)
+		exists := err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("journal: setxattr: %w", err)
+		}
+		if exists && flags&XattrCreate != 0 {
+			return ErrExist
+		}
+		if !exists && flags&XattrReplace != 0 {
+			return ErrNoXattr
+		}
+		if _, err := j.texec(ctx, tx, `INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?, ?, ?)`, ino, name, value); err != nil {
+			return fmt.Errorf("journal: setxattr: %w", err)
+		}
+		_, err = j.texec(ctx, tx, `UPDATE inodes SET ctime = ? WHERE ino = ?`, nowNS(), ino)
+		return err
+	})
+}
+
+// ListXattr lists the names of an inode's extended attributes, sorted.
+func (j *Journal) ListXattr(ctx context.Context, ino Ino) ([]string, error) {
+	if err := j.checkOpen(); err != nil {
+		return nil, err
+	}
+	if _, err := j.GetAttr(ctx, ino); err != nil {
+		return nil, err
+	}
+	rows, err := j.db.QueryContext(ctx, `SELECT name FROM xattrs WHERE ino = ?`, ino)
+	if err != nil {
+		return nil, fmt.Errorf("journal: listxattr: %w", err)
+	}
+	defer rows.Close()
+	names := []string{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("journal: listxattr: %w", err)
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, rows.Err()
+}
+
+// RemoveXattr removes an extended attribute.
+func (j *Journal) RemoveXattr(ctx context.Context, ino Ino, name string) error {
+	if err := j.checkWrite(); err != nil {
+		return err
+	}
+	return j.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := j.getAttrTx(ctx, tx, ino); err != nil {
+			return err
+		}
+		res, err := j.texec(ctx, tx, `DELETE FROM xattrs WHERE ino = ? AND name = ?`, ino, name)
+		if err != nil {
+			return fmt.Errorf("journal: removexattr: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNoXattr
+		}
+		_, err = j.texec(ctx, tx, `UPDATE inodes SET ctime = ? WHERE ino = ?`, nowNS(), ino)
+		return err
+	})
+}
+
+// StatFS reports the grid's capacity scaled by k/n (what data can use).
+func (j *Journal) StatFS(ctx context.Context) (StatFS, error) {
+	if err := j.checkOpen(); err != nil {
+		return StatFS{}, err
+	}
+	var s StatFS
+	if err := j.db.QueryRowContext(ctx, `SELECT count(*) FROM inodes`).Scan(&s.Files); err != nil {
+		return s, fmt.Errorf("journal: statfs: %w", err)
+	}
+	if j.o.Grid == nil {
+		return s, nil
+	}
+	total, free := j.o.Grid.Capacity(ctx)
+	k, m := j.o.Grid.K(), j.o.Grid.M()
+	if k <= 0 || total <= 0 {
+		return s, nil
+	}
+	s.TotalBytes = uint64(total) / uint64(k+m) * uint64(k)
+	if free > 0 {
+		s.FreeBytes = uint64(free) / uint64(k+m) * uint64(k)
+	}
+	return s, nil
+}

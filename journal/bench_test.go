@@ -1,0 +1,101 @@
+package journal
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkMetadata measures the namespace hot paths on a real sqlite
+// file: go test -run '^$' -bench Metadata -benchtime 1x ./journal/
+// (each sub-benchmark reports ops/s).
+func BenchmarkMetadata(b *testing.B) {
+	const n = 100_000
+	e := newEnv(b, nil)
+	j := e.j
+	dir := must[Attr](b)(j.Mkdir(bg, RootIno, "big", 0o755, 0, 0))
+	inos := make([]Ino, 0, n)
+	report := func(b *testing.B, ops int, d time.Duration) {
+		b.ReportMetric(float64(ops)/d.Seconds(), "ops/s")
+	}
+	// cpu-ops/s: operations per second of this process's CPU time, which
+	// a shared, loaded machine distorts less than wall-clock time.
+	var ru0 syscall.Rusage
+	cpuStart := func() { syscall.Getrusage(syscall.RUSAGE_SELF, &ru0) }
+	cpuReport := func(b *testing.B, ops int) {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		d := time.Duration(ru.Utime.Nano() + ru.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+		b.ReportMetric(float64(ops)/d.Seconds(), "cpu-ops/s")
+	}
+	b.Run("create", func(b *testing.B) {
+		start := time.Now()
+		cpuStart()
+		for i := 0; i < n; i++ {
+			a, err := j.Mknod(bg, dir.Ino, fmt.Sprintf("file-%06d", i), 0o644, 0, 0, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			inos = append(inos, a.Ino)
+		}
+		report(b, n, time.Since(start))
+		cpuReport(b, n)
+	})
+	b.Run("lookup", func(b *testing.B) {
+		start := time.Now()
+		cpuStart()
+		for i := 0; i < n; i++ {
+			if _, err := j.Lookup(bg, dir.Ino, fmt.Sprintf("file-%06d", i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b, n, time.Since(start))
+		cpuReport(b, n)
+	})
+	b.Run("getattr", func(b *testing.B) {
+		start := time.Now()
+		cpuStart()
+		for i := 0; i < n; i++ {
+			if _, err := j.GetAttr(bg, inos[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b, n, time.Since(start))
+		cpuReport(b, n)
+	})
+	b.Run("readdir100k", func(b *testing.B) {
+		start := time.Now()
+		cpuStart()
+		var off uint64
+		total := 0
+		for {
+			page, err := j.ReadDir(bg, dir.Ino, off, 512)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			total += len(page)
+			off = page[len(page)-1].Off
+		}
+		if total != n {
+			b.Fatalf("readdir saw %d entries, want %d", total, n)
+		}
+		report(b, n, time.Since(start))
+		cpuReport(b, n)
+	})
+	b.Run("rename", func(b *testing.B) {
+		const r = 20_000
+		start := time.Now()
+		cpuStart()
+		for i := 0; i < r; i++ {
+			if err := j.Rename(bg, dir.Ino, fmt.Sprintf("file-%06d", i), RootIno, fmt.Sprintf("moved-%06d", i), 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b, r, time.Since(start))
+		cpuReport(b, r)
+	})
+}

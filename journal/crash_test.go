@@ -1,0 +1,374 @@
+package journal
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// The crash test runs a child process (this test binary, TestCrashChild)
+// that writes, truncates, renames and unlinks files through the journal
+// and prints every operation before it starts ("B ...") and once it is
+// durable ("A n"). The parent SIGKILLs it at a random moment, reopens the
+// journal and checks that the state is exactly the acknowledged one, or
+// that plus the one operation in flight.
+
+const (
+	crashEnvDir  = "MESHDRIVE_JOURNAL_CRASH_DIR"
+	crashEnvSeed = "MESHDRIVE_JOURNAL_CRASH_SEED"
+	crashBS      = 16 << 10
+	crashFiles   = 6
+)
+
+func crashOptions(dir string) (Options, *fakeGrid, *testReader) {
+	g := newFakeGrid(filepath.Join(dir, "grid"))
+	os.MkdirAll(g.dir, 0o700)
+	s, err := remoteSealer()
+	if err != nil {
+		panic(err)
+	}
+	r := &testReader{g: g, s: s}
+	return Options{
+		Dir: filepath.Join(dir, "journal"), Grid: g, Sealer: s, Blocks: r,
+		BlockSize: crashBS, SegmentSize: 128 << 10, IdleFlush: 20 * time.Millisecond,
+		RetryMax: 50 * time.Millisecond, Quota: 1 << 30,
+	}, g, r
+}
+
+// crashOp is one operation of the child; data is derived from its number.
+type crashOp struct {
+	n        int
+	kind     byte // C create, W write, T truncate, R rename, U unlink
+	name     string
+	to       string
+	off, len int64
+	seed     uint64
+}
+
+func (o crashOp) String() string {
+	return fmt.Sprintf("B %d %c %s %s %d %d %d", o.n, o.kind, o.name, o.to, o.off, o.len, o.seed)
+}
+
+func parseOp(line string) (crashOp, bool) {
+	var o crashOp
+	var kind string
+	if _, err := fmt.Sscanf(line, "B %d %s %s %s %d %d %d", &o.n, &kind, &o.name, &o.to, &o.off, &o.len, &o.seed); err != nil {
+		return o, false
+	}
+	o.kind = kind[0]
+	return o, true
+}
+
+func opData(o crashOp) []byte {
+	p := make([]byte, o.len)
+	if o.seed%5 == 0 {
+		return p // zeros: holes
+	}
+	fillRand(o.seed, p)
+	if o.seed%3 == 0 {
+		for i := range p {
+			p[i] &= 0x0f // compressible
+		}
+	}
+	return p
+}
+
+// apply applies o to a model (name -> contents).
+func apply(m map[string][]byte, o crashOp) {
+	switch o.kind {
+	case 'C':
+		m[o.name] = []byte{}
+	case 'W':
+		b := m[o.name]
+		if end := o.off + o.len; end > int64(len(b)) {
+			b = append(b, make([]byte, end-int64(len(b)))...)
+		}
+		copy(b[o.off:], opData(o))
+		m[o.name] = b
+	case 'T':
+		b := m[o.name]
+		if o.off < int64(len(b)) {
+			b = b[:o.off]
+		} else {
+			b = append(b, make([]byte, o.off-int64(len(b)))...)
+		}
+		m[o.name] = b
+	case 'R':
+		m[o.to] = m[o.name]
+		delete(m, o.name)
+	case 'U':
+		delete(m, o.name)
+	}
+}
+
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv(crashEnvDir)
+	if dir == "" {
+		t.Skip("helper process of TestCrash; runs only when TestCrash starts it")
+	}
+	seed, _ := strconv.ParseUint(os.Getenv(crashEnvSeed), 10, 64)
+	o, _, _ := crashOptions(dir)
+	j, err := Open(bg, o)
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(2)
+	}
+	rng := rand.New(rand.NewPCG(seed, 99))
+	out := bufio.NewWriter(os.Stdout)
+	say := func(s string) {
+		out.WriteString(s + "\n")
+		out.Flush()
+	}
+	exists := func(name string) (Ino, bool) {
+		a, err := j.Lookup(bg, RootIno, name)
+		return a.Ino, err == nil
+	}
+	for n := 0; ; n++ {
+		o := crashOp{n: n, name: fmt.Sprintf("f%d", rng.IntN(crashFiles)), to: "-", seed: seed*1_000_000 + uint64(n)}
+		ino, ok := exists(o.name)
+		r := rng.IntN(100)
+		switch {
+		case !ok:
+			o.kind = 'C'
+		case r < 65:
+			o.kind = 'W'
+			switch rng.IntN(3) {
+			case 0:
+				o.len = rng.Int64N(crashBS/2) + 1
+			case 1:
+				o.len = rng.Int64N(4*crashBS) + 1
+			default:
+				o.len = rng.Int64N(16*crashBS) + 1
+			}
+			o.off = rng.Int64N(20 * crashBS)
+		case r < 80:
+			o.kind = 'T'
+			o.off = rng.Int64N(20 * crashBS)
+		case r < 95:
+			o.kind = 'R'
+			o.to = fmt.Sprintf("f%d", rng.IntN(crashFiles))
+			if o.to == o.name {
+				continue
+			}
+		default:
+			o.kind = 'U'
+		}
+		say(o.String())
+		switch o.kind {
+		case 'C':
+			_, err = j.Mknod(bg, RootIno, o.name, 0o644, 0, 0, 0)
+		case 'W':
+			j.OpenFile(ino)
+			_, err = j.WriteAt(bg, ino, opData(o), o.off)
+			if err == nil {
+				err = j.Fsync(bg, ino)
+			}
+			j.ReleaseFile(ino)
+		case 'T':
+			s := uint64(o.off)
+			_, err = j.SetAttr(bg, ino, SetAttr{Size: &s})
+		case 'R':
+			err = j.Rename(bg, RootIno, o.name, RootIno, o.to, 0)
+		case 'U':
+			err = j.Unlink(bg, RootIno, o.name)
+		}
+		if err != nil {
+			say("ERR " + err.Error())
+			os.Exit(2)
+		}
+		say(fmt.Sprintf("A %d", n))
+	}
+}
+
+func remoteSealer() (*remote.Sealer, error) { return remote.NewSealer(testKey) }
+
+// state reads every file of the root directory.
+func state(t *testing.T, j *Journal) map[string][]byte {
+	t.Helper()
+	m := map[string][]byte{}
+	ents := must[[]DirEntry](t)(j.ReadDir(bg, RootIno, 0, 1000))
+	for _, e := range ents {
+		m[e.Name] = readAll(t, j, e.Ino)
+	}
+	return m
+}
+
+func equalState(a, b map[string][]byte) bool {
+	return maps.EqualFunc(a, b, bytes.Equal)
+}
+
+func diffState(got, want map[string][]byte) string {
+	var s []string
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		a, b := got[k], want[k]
+		if bytes.Equal(a, b) {
+			continue
+		}
+		i := 0
+		for i < min(len(a), len(b)) && a[i] == b[i] {
+			i++
+		}
+		e := i
+		for e < min(len(a), len(b)) && a[e] != b[e] {
+			e++
+		}
+		s = append(s, fmt.Sprintf("%s differs at [%d,%d) (block %d) len %d/%d", k, i, e, i/crashBS, len(a), len(b)))
+	}
+	return strings.Join(s, "; ")
+}
+
+func describe(m map[string][]byte) string {
+	var s []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		s = append(s, fmt.Sprintf("%s:%d", k, len(m[k])))
+	}
+	return strings.Join(s, " ")
+}
+
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: skipped in -short mode")
+	}
+	kills := 50
+	if *long {
+		kills = 300
+	}
+	dir := t.TempDir()
+	model := map[string][]byte{}
+	rng := rand.New(rand.NewPCG(42, 42))
+	var acked, inflight int
+	start := time.Now()
+	for k := 0; k < kills; k++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v=false")
+		cmd.Env = append(os.Environ(), crashEnvDir+"="+dir, crashEnvSeed+"="+strconv.Itoa(k+1))
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 1024)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		// Kill after a random number of acknowledged operations, at a
+		// random moment within the next one.
+		want := rng.IntN(40) + 1
+		var pending *crashOp
+		var got int
+		var recent []string
+		timeout := time.After(20 * time.Second)
+	read:
+		for {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatalf("kill %d: child exited early", k)
+				}
+				switch {
+				case strings.HasPrefix(line, "B "):
+					o, ok := parseOp(line)
+					if !ok {
+						t.Fatalf("bad line %q", line)
+					}
+					pending = &o
+					if got >= want {
+						time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+						break read
+					}
+				case strings.HasPrefix(line, "A "):
+					apply(model, *pending)
+					recent = append(recent, pending.String())
+					pending = nil
+					got++
+					acked++
+				case strings.HasPrefix(line, "ERR"):
+					t.Fatalf("child: %s", line)
+				}
+			case <-timeout:
+				t.Fatalf("kill %d: child made no progress", k)
+			}
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		// Whatever it printed before dying counts.
+		for line := range lines {
+			switch {
+			case strings.HasPrefix(line, "B "):
+				if o, ok := parseOp(line); ok {
+					pending = &o
+				}
+			case strings.HasPrefix(line, "A ") && pending != nil:
+				apply(model, *pending)
+				pending = nil
+				acked++
+			}
+		}
+		cmd.Wait()
+
+		checkDB(t, filepath.Join(dir, "journal"))
+		o, _, _ := crashOptions(dir)
+		j, err := Open(bg, o)
+		if err != nil {
+			t.Fatalf("kill %d: reopen: %v", k, err)
+		}
+		got2 := state(t, j)
+		switch {
+		case equalState(got2, model):
+		case pending != nil && func() bool {
+			alt := maps.Clone(model)
+			for n, b := range alt {
+				alt[n] = bytes.Clone(b)
+			}
+			apply(alt, *pending)
+			if equalState(got2, alt) {
+				model = alt
+				inflight++
+				return true
+			}
+			return false
+		}():
+		default:
+			t.Fatalf("kill %d: state after crash differs\n got  %s\n want %s\n pending %v\n %s\n recent %v", k, describe(got2), describe(model), pending, diffState(got2, model), recent)
+		}
+		ctx, cancel := context.WithTimeout(bg, 20*time.Second)
+		err = j.WaitDurable(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("kill %d: uploader does not drain: %v (%+v)", k, err, j.Stats())
+		}
+		if s := j.Stats(); s.QueuedBlocks != 0 {
+			t.Fatalf("kill %d: queue not empty: %+v", k, s)
+		}
+		var staged int
+		j.db.QueryRow(`SELECT count(*) FROM blocks WHERE state = ?`, blockStaged).Scan(&staged)
+		if staged != 0 {
+			t.Fatalf("kill %d: %d blocks still staged", k, staged)
+		}
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkDB(t, filepath.Join(dir, "journal"))
+	}
+	t.Logf("%d kills, %d acknowledged operations verified, %d in-flight operations found applied, %v",
+		kills, acked, inflight, time.Since(start).Round(time.Millisecond))
+}

@@ -1,0 +1,533 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// mapped is one blockmap row joined with its block.
+type mapped struct {
+	idx      int64
+	id       remote.BlockID
+	plainLen int64
+	state    int
+	seg      []byte
+	off, len sql.NullInt64
+}
+
+// mapRange returns the mapped blocks of ino in [first, last], in order.
+func (j *Journal) mapRange(ctx context.Context, ino Ino, first, last int64) ([]mapped, error) {
+	rows, err := j.st.mapRange.QueryContext(ctx, ino, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("journal: read block map: %w", err)
+	}
+	defer rows.Close()
+	var out []mapped
+	for rows.Next() {
+		var m mapped
+		var id []byte
+		if err := rows.Scan(&m.idx, &id, &m.plainLen, &m.state, &m.seg, &m.off, &m.len); err != nil {
+			return nil, fmt.Errorf("journal: read block map: %w", err)
+		}
+		copy(m.id[:], id)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal: read block map: %w", err)
+	}
+	return out, nil
+}
+
+// segment returns a segment's info (cached; segments are immutable here).
+func (j *Journal) segment(ctx context.Context, raw []byte) (*remote.SegmentInfo, error) {
+	var id remote.SegmentID
+	copy(id[:], raw)
+	j.segMu.Lock()
+	s := j.segs[id]
+	j.segMu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	s, err := loadSegment(ctx, j.db, id)
+	if err != nil {
+		return nil, err
+	}
+	j.segMu.Lock()
+	j.segs[id] = s
+	j.segMu.Unlock()
+	return s, nil
+}
+
+func (j *Journal) ref(ctx context.Context, m mapped) (remote.BlockRef, error) {
+	seg, err := j.segment(ctx, m.seg)
+	if err != nil {
+		return remote.BlockRef{}, err
+	}
+	return remote.BlockRef{ID: m.id, Seg: seg, Offset: m.off.Int64, Length: m.len.Int64}, nil
+}
+
+// blockPlain returns the plaintext of a stored block (read-only; it may
+// be shared with the cache or n's last-block memo). n.mu held.
+func (j *Journal) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, error) {
+	if n.lastIdx == m.idx && n.lastID == m.id && n.lastPlain != nil {
+		return n.lastPlain, nil
+	}
+	var plain []byte
+	for attempt := 0; ; attempt++ {
+		var err error
+		if m.state == blockStaged {
+			plain, err = j.readStaged(m.id)
+			if errors.Is(err, fs.ErrNotExist) && attempt == 0 {
+				// Uploaded (and unstaged) since we looked: look again.
+				ms, qerr := j.mapRange(ctx, n.ino, m.idx, m.idx)
+				if qerr != nil {
+					return nil, qerr
+				}
+				if len(ms) == 1 {
+					m = ms[0]
+					continue
+				}
+			}
+		} else {
+			if j.o.Blocks == nil {
+				return nil, fmt.Errorf("journal: block %s of inode %d: %w", m.id, n.ino, ErrOffline)
+			}
+			var ref remote.BlockRef
+			if ref, err = j.ref(ctx, m); err == nil {
+				plain, err = j.o.Blocks.ReadBlock(ctx, ref)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("journal: read block %d of inode %d: %w", m.idx, n.ino, err)
+		}
+		break
+	}
+	n.lastIdx, n.lastID, n.lastPlain = m.idx, m.id, plain
+	return plain, nil
+}
+
+func (j *Journal) stagePath(id remote.BlockID) string { return j.stage + "/" + id.String() }
+
+func (j *Journal) readStaged(id remote.BlockID) ([]byte, error) {
+	sealed, err := os.ReadFile(j.stagePath(id))
+	if err != nil {
+		return nil, err
+	}
+	plain, err := j.seal.Open(nil, id, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("staged block %s fails to open (local disk corrupted it?): %w", id, err)
+	}
+	return plain, nil
+}
+
+// ReadAt reads into p (owned by the caller) from offset off. It returns
+// len(p) bytes, or fewer only at end of file (never io.EOF).
+func (j *Journal) ReadAt(ctx context.Context, ino Ino, p []byte, off int64) (int, error) {
+	if err := j.checkOpen(); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, ErrInvalid
+	}
+	n := j.getInode(ino)
+	defer j.putInode(n)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := j.regular(ctx, n); err != nil {
+		return 0, err
+	}
+	n.amu.Lock()
+	size := n.size
+	n.amu.Unlock()
+	if off >= size || len(p) == 0 {
+		return 0, nil
+	}
+	end := min(off+int64(len(p)), size)
+	p = p[:end-off]
+	first, last := off/j.bs, (end-1)/j.bs
+	ms, err := j.mapRange(ctx, ino, first, last)
+	if err != nil {
+		return 0, err
+	}
+	mi := 0
+	for idx := first; idx <= last; idx++ {
+		bstart := idx * j.bs
+		lo, hi := max(off, bstart), min(end, bstart+j.bs)
+		dst := p[lo-off : hi-off]
+		for mi < len(ms) && ms[mi].idx < idx {
+			mi++
+		}
+		switch {
+		case hasKey(n.dirty, idx):
+			if err := preadFull(n.f, dst, lo); err != nil {
+				return 0, fmt.Errorf("journal: read dirty data of inode %d: %w", ino, err)
+			}
+		case mi < len(ms) && ms[mi].idx == idx:
+			plain, err := j.blockPlain(ctx, n, ms[mi])
+			if err != nil {
+				return 0, err
+			}
+			c := 0
+			if s := lo - bstart; s < int64(len(plain)) {
+				c = copy(dst, plain[s:min(int64(len(plain)), hi-bstart)])
+			}
+			clear(dst[c:])
+		default:
+			clear(dst)
+		}
+	}
+	j.readAhead(ctx, n, off, end, size)
+	return len(p), nil
+}
+
+// readAhead detects sequential reads and hints the next blocks to the
+// block reader. n.mu held.
+func (j *Journal) readAhead(ctx context.Context, n *inode, off, end, size int64) {
+	if off == n.nextOff {
+		n.seqRun++
+	} else {
+		n.seqRun, n.prefTo = 0, 0
+	}
+	n.nextOff = end
+	if n.seqRun < 2 || j.o.Blocks == nil {
+		return
+	}
+	const ahead = 4
+	cur := (end - 1) / j.bs
+	lastBlock := (size - 1) / j.bs
+	from := max(cur+1, n.prefTo+1)
+	to := min(cur+ahead, lastBlock)
+	if from > to {
+		return
+	}
+	n.prefTo = to
+	ms, err := j.mapRange(ctx, n.ino, from, to)
+	if err != nil {
+		return
+	}
+	var refs []remote.BlockRef
+	for _, m := range ms {
+		if m.state == blockStaged || hasKey(n.dirty, m.idx) {
+			continue
+		}
+		if r, err := j.ref(ctx, m); err == nil {
+			refs = append(refs, r)
+		}
+	}
+	if len(refs) > 0 {
+		j.o.Blocks.Prefetch(ctx, refs)
+	}
+}
+
+func hasKey(m map[int64]struct{}, k int64) bool { _, ok := m[k]; return ok }
+
+// preadFull fills p from f at off; bytes past f's end read as zeros.
+func preadFull(f *os.File, p []byte, off int64) error {
+	if f == nil {
+		clear(p)
+		return nil
+	}
+	c, err := f.ReadAt(p, off)
+	if err == io.EOF {
+		clear(p[c:])
+		return nil
+	}
+	return err
+}
+
+// WriteAt writes p (owned by the caller, used only during the call) at
+// off. The bytes go to the inode's dirty file; Flush makes them blocks.
+func (j *Journal) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (int, error) {
+	if err := j.checkWrite(); err != nil {
+		return 0, err
+	}
+	if off < 0 || off+int64(len(p)) < off {
+		return 0, ErrInvalid
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n := j.getInode(ino)
+	defer j.putInode(n)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := j.regular(ctx, n); err != nil {
+		return 0, err
+	}
+	end := off + int64(len(p))
+	first, last := off/j.bs, (end-1)/j.bs
+	reserved, err := j.reserve(ctx, n, first, last)
+	if err != nil {
+		return 0, err
+	}
+	if err := j.openDirty(n); err != nil {
+		j.unreserve(reserved)
+		return 0, err
+	}
+	n.amu.Lock()
+	size := n.size
+	n.amu.Unlock()
+	// Partially written edge blocks that exist must be filled first so the
+	// dirty file holds whole blocks.
+	var filled int64
+	for _, idx := range []int64{first, last} {
+		if hasKey(n.dirty, idx) {
+			continue
+		}
+		bstart := idx * j.bs
+		if (off <= bstart && end >= bstart+j.bs) || bstart >= size {
+			continue
+		}
+		if err := j.fill(ctx, n, idx); err != nil {
+			// A block fill already made dirty keeps its share of the quota.
+			j.unreserve(reserved - filled*j.bs)
+			return 0, err
+		}
+		filled++
+	}
+	if _, err := n.f.WriteAt(p, off); err != nil {
+		// The dirty file may now hold part of p: the blocks are dirty
+		// either way, which is safe (they are re-read from the file).
+		for idx := first; idx <= last; idx++ {
+			n.dirty[idx] = struct{}{}
+		}
+		return 0, fmt.Errorf("journal: write dirty data of inode %d: %w", ino, err)
+	}
+	for idx := first; idx <= last; idx++ {
+		n.dirty[idx] = struct{}{}
+	}
+	if n.lastIdx >= first && n.lastIdx <= last {
+		n.lastIdx, n.lastPlain = -1, nil
+	}
+	now := nowNS()
+	n.amu.Lock()
+	n.size = max(n.size, end)
+	n.mtime, n.ctime, n.attrDirty = now, now, true
+	n.amu.Unlock()
+	n.hasDirty.Store(true)
+	j.armIdle(n)
+	return len(p), nil
+}
+
+// fill copies stored block idx into the dirty file and marks it dirty.
+// n.mu held; the caller reserved quota for it.
+func (j *Journal) fill(ctx context.Context, n *inode, idx int64) error {
+	ms, err := j.mapRange(ctx, n.ino, idx, idx)
+	if err != nil {
+		return err
+	}
+	if len(ms) == 1 {
+		plain, err := j.blockPlain(ctx, n, ms[0])
+		if err != nil {
+			return err
+		}
+		n.amu.Lock()
+		keep := min(int64(len(plain)), n.size-idx*j.bs)
+		n.amu.Unlock()
+		if keep > 0 {
+			if _, err := n.f.WriteAt(plain[:keep], idx*j.bs); err != nil {
+				return fmt.Errorf("journal: write dirty data of inode %d: %w", n.ino, err)
+			}
+		}
+	}
+	n.dirty[idx] = struct{}{}
+	return nil
+}
+
+func (j *Journal) openDirty(n *inode) error {
+	if n.f != nil {
+		return nil
+	}
+	f, err := os.OpenFile(j.dirtyPath(n.ino), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("journal: open dirty file of inode %d: %w", n.ino, err)
+	}
+	n.f = f
+	return nil
+}
+
+// armIdle (re)starts n's idle-flush timer.
+func (j *Journal) armIdle(n *inode) {
+	n.amu.Lock()
+	defer n.amu.Unlock()
+	if n.timer != nil {
+		n.timer.Reset(j.o.IdleFlush)
+		return
+	}
+	ino := n.ino
+	n.timer = time.AfterFunc(j.o.IdleFlush, func() {
+		if j.closed.Load() {
+			return
+		}
+		if err := j.flushIno(context.Background(), ino); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNotFound) {
+			j.log.Warn("journal: idle flush failed; will retry on the next write or fsync", "ino", ino, "err", err)
+		}
+	})
+}
+
+// reserve takes quota for the blocks in [first, last] that are not dirty
+// yet, waiting up to QuotaWait for the uploader; it returns the bytes
+// taken. n.mu held.
+func (j *Journal) reserve(ctx context.Context, n *inode, first, last int64) (int64, error) {
+	var deadline <-chan time.Time
+	flushed := false
+	for {
+		var fresh int64
+		for idx := first; idx <= last; idx++ {
+			if !hasKey(n.dirty, idx) {
+				fresh++
+			}
+		}
+		bytes := fresh * j.bs
+		if bytes == 0 {
+			return 0, nil
+		}
+		j.qmu.Lock()
+		if j.dirtyB+j.stagedB+bytes <= j.o.Quota || j.dirtyB+j.stagedB == 0 {
+			j.dirtyB += bytes
+			j.qmu.Unlock()
+			return bytes, nil
+		}
+		ch := j.quotaFree
+		j.force = true
+		j.qmu.Unlock()
+		j.poke()
+		if !flushed && len(n.dirty) > 0 {
+			// Our own dirty data can only leave once it is staged.
+			flushed = true
+			if err := j.flushLocked(ctx, n); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if deadline == nil {
+			t := time.NewTimer(j.o.QuotaWait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return 0, fmt.Errorf("journal: %w (quota %d bytes)", ErrFull, j.o.Quota)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+func (j *Journal) unreserve(bytes int64) {
+	j.qmu.Lock()
+	j.dirtyB -= bytes
+	j.qmu.Unlock()
+}
+
+// Flush cuts the file's dirty data into blocks, seals and stages them and
+// commits the block map: afterwards the data survives a crash.
+func (j *Journal) Flush(ctx context.Context, ino Ino) error {
+	if err := j.checkWrite(); err != nil {
+		if errors.Is(err, ErrReadOnly) {
+			return nil
+		}
+		return err
+	}
+	return j.flushIno(ctx, ino)
+}
+
+// Fsync is Flush, and also makes every earlier namespace change of the
+// drive survive a power cut (one WAL fsync).
+func (j *Journal) Fsync(ctx context.Context, ino Ino) error {
+	j.imu.Lock()
+	n := j.inodes[ino]
+	dirty := n != nil && n.hasDirty.Load()
+	j.imu.Unlock()
+	if err := j.Flush(ctx, ino); err != nil {
+		return err
+	}
+	if dirty || j.o.ReadOnly {
+		return nil // the flush commit was durable
+	}
+	if err := j.barrier(ctx); err != nil {
+		return fmt.Errorf("journal: fsync: %w", err)
+	}
+	return nil
+}
+
+func (j *Journal) flushIno(ctx context.Context, ino Ino) error {
+	j.imu.Lock()
+	n := j.inodes[ino]
+	if n != nil {
+		n.refs++
+	}
+	j.imu.Unlock()
+	if n == nil {
+		return nil // nothing in memory: nothing dirty
+	}
+	defer j.putInode(n)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return j.flushLocked(ctx, n)
+}
+
+// truncate sets the file's size. n.mu is taken here.
+func (j *Journal) truncate(ctx context.Context, ino Ino, size int64) error {
+	if size < 0 {
+		return ErrInvalid
+	}
+	n := j.getInode(ino)
+	defer j.putInode(n)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := j.regular(ctx, n); err != nil {
+		return err
+	}
+	n.amu.Lock()
+	old := n.size
+	n.amu.Unlock()
+	if size < old {
+		keep := (size + j.bs - 1) / j.bs
+		for idx := range n.dirty {
+			if idx >= keep {
+				delete(n.dirty, idx)
+				j.unreserve(j.bs)
+			}
+		}
+		if n.f != nil {
+			if err := n.f.Truncate(size); err != nil {
+				return fmt.Errorf("journal: truncate dirty file of inode %d: %w", ino, err)
+			}
+		}
+		n.lastIdx, n.lastPlain = -1, nil
+		if tail := size % j.bs; tail != 0 && !hasKey(n.dirty, size/j.bs) {
+			// The last block keeps only its head: re-cut it.
+			j.qmu.Lock()
+			j.dirtyB += j.bs
+			j.qmu.Unlock()
+			if err := j.openDirty(n); err != nil {
+				j.unreserve(j.bs)
+				return err
+			}
+			n.amu.Lock()
+			n.size = size
+			n.amu.Unlock()
+			if err := j.fill(ctx, n, size/j.bs); err != nil {
+				j.unreserve(j.bs)
+				return err
+			}
+		}
+	}
+	now := nowNS()
+	n.amu.Lock()
+	n.size = size
+	n.mtime, n.ctime, n.attrDirty = now, now, true
+	n.amu.Unlock()
+	n.hasDirty.Store(true)
+	return j.flushLocked(ctx, n)
+}

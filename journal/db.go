@@ -1,0 +1,324 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Block states in the blocks table.
+const (
+	blockStaged   = 0 // sealed bytes in Dir/staging, queued for upload
+	blockUploaded = 1 // in a segment on the grid
+	blockGarbage  = 2 // uploaded, no reference left; collection is later work
+)
+
+// migrations[i] moves the schema from user_version i to i+1. Forward only:
+// never edit a shipped step, append a new one.
+var migrations = []string{
+	`CREATE TABLE inodes(
+		ino        INTEGER PRIMARY KEY AUTOINCREMENT,
+		mode       INTEGER NOT NULL,
+		uid        INTEGER NOT NULL,
+		gid        INTEGER NOT NULL,
+		rdev       INTEGER NOT NULL DEFAULT 0,
+		nlink      INTEGER NOT NULL,
+		size       INTEGER NOT NULL DEFAULT 0,
+		used       INTEGER NOT NULL DEFAULT 0,
+		atime      INTEGER NOT NULL,
+		mtime      INTEGER NOT NULL,
+		ctime      INTEGER NOT NULL,
+		generation INTEGER NOT NULL DEFAULT 1
+	);
+	CREATE INDEX inodes_orphans ON inodes(nlink) WHERE nlink = 0;
+	CREATE TABLE entries(
+		cookie INTEGER PRIMARY KEY AUTOINCREMENT,
+		parent INTEGER NOT NULL REFERENCES inodes(ino),
+		name   TEXT NOT NULL,
+		ino    INTEGER NOT NULL REFERENCES inodes(ino),
+		UNIQUE(parent, name)
+	);
+	CREATE INDEX entries_parent_cookie ON entries(parent, cookie);
+	CREATE INDEX entries_ino ON entries(ino);
+	CREATE TABLE xattrs(
+		ino   INTEGER NOT NULL REFERENCES inodes(ino) ON DELETE CASCADE,
+		name  TEXT NOT NULL,
+		value BLOB NOT NULL,
+		PRIMARY KEY(ino, name)
+	) WITHOUT ROWID;
+	CREATE TABLE symlinks(
+		ino    INTEGER PRIMARY KEY REFERENCES inodes(ino) ON DELETE CASCADE,
+		target TEXT NOT NULL
+	);
+	CREATE TABLE segments(
+		id         BLOB PRIMARY KEY,
+		k          INTEGER NOT NULL,
+		m          INTEGER NOT NULL,
+		size       INTEGER NOT NULL,
+		shard_size INTEGER NOT NULL,
+		chunk_size INTEGER NOT NULL,
+		nodes      TEXT NOT NULL,
+		stored     INTEGER NOT NULL,
+		created    INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE blocks(
+		id         BLOB PRIMARY KEY,
+		plain_len  INTEGER NOT NULL,
+		sealed_len INTEGER NOT NULL,
+		refcount   INTEGER NOT NULL,
+		state      INTEGER NOT NULL,
+		prio       INTEGER NOT NULL,
+		seq        INTEGER NOT NULL,
+		segment    BLOB REFERENCES segments(id),
+		seg_off    INTEGER,
+		seg_len    INTEGER
+	) WITHOUT ROWID;
+	CREATE INDEX blocks_queue ON blocks(state, prio, seq);
+	CREATE TABLE blockmap(
+		ino   INTEGER NOT NULL REFERENCES inodes(ino),
+		idx   INTEGER NOT NULL,
+		block BLOB NOT NULL REFERENCES blocks(id),
+		PRIMARY KEY(ino, idx)
+	) WITHOUT ROWID;
+	CREATE INDEX blockmap_block ON blockmap(block);
+	CREATE TABLE checkpoints(
+		seq     INTEGER PRIMARY KEY,
+		created INTEGER NOT NULL,
+		segment BLOB,
+		root    BLOB
+	);
+	CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`,
+}
+
+func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	// NORMAL: commits reach the WAL but are fsync'd only by the next
+	// durable commit (flush, fsync; see durableTxLocked) or checkpoint. A
+	// process crash loses nothing committed; a power cut may lose
+	// namespace changes made since the last fsync, as POSIX allows.
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("journal: open database %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("journal: open database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func (j *Journal) migrate(ctx context.Context) error {
+	var v int
+	if err := j.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("journal: read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("journal: database schema version %d is newer than this program (%d); upgrade meshdrive", v, len(migrations))
+	}
+	if v == len(migrations) {
+		return j.checkBlockSize(ctx)
+	}
+	if j.o.ReadOnly {
+		return fmt.Errorf("journal: %w: database needs migration from version %d", ErrReadOnly, v)
+	}
+	for ; v < len(migrations); v++ {
+		err := j.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+				return err
+			}
+			if v == 0 {
+				now := nowNS()
+				if _, err := tx.ExecContext(ctx, `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime)
+					VALUES(1, ?, ?, ?, 2, ?, ?, ?)`, sIFDIR|0o755, uint32(osGetuid()), uint32(osGetgid()), now, now, now); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES('block_size', ?)`, fmt.Sprint(j.bs)); err != nil {
+					return err
+				}
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("journal: migrate schema %d -> %d: %w", v, v+1, err)
+		}
+	}
+	return j.checkBlockSize(ctx)
+}
+
+func (j *Journal) checkBlockSize(ctx context.Context) error {
+	var s string
+	if err := j.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key='block_size'`).Scan(&s); err != nil {
+		return fmt.Errorf("journal: read block size: %w", err)
+	}
+	if s != fmt.Sprint(j.bs) {
+		return fmt.Errorf("journal: %w: the journal was made with block size %s, Options.BlockSize is %d; use the original size", ErrInvalid, s, j.bs)
+	}
+	return nil
+}
+
+// tx runs fn in one write transaction under wmu.
+func (j *Journal) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	return j.txLocked(ctx, fn)
+}
+
+// txLocked is tx for callers that hold wmu.
+func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	// The commit must not be cut short by a cancelled caller once the
+	// transaction has started: run it on a context without cancellation.
+	tx, err := j.db.BeginTx(context.WithoutCancel(ctx), nil)
+	if err != nil {
+		return fmt.Errorf("journal: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("journal: commit: %w", err)
+	}
+	return nil
+}
+
+// durableTxLocked is txLocked on the connection with synchronous=FULL:
+// its commit fsyncs the WAL, which makes it and every earlier commit
+// survive a power cut. wmu held.
+func (j *Journal) durableTxLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := j.durable.BeginTx(context.WithoutCancel(ctx), nil)
+	if err != nil {
+		return fmt.Errorf("journal: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("journal: commit: %w", err)
+	}
+	return nil
+}
+
+// barrier makes every commit so far survive a power cut.
+func (j *Journal) barrier(ctx context.Context) error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	return j.durableTxLocked(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('sync', ?)`, fmt.Sprint(nowNS()))
+		return err
+	})
+}
+
+// prep returns q prepared on the database (cached for the journal's
+// life), for use in a transaction via tx.StmtContext.
+func (j *Journal) prep(ctx context.Context, q string) (*sql.Stmt, error) {
+	j.pmu.Lock()
+	defer j.pmu.Unlock()
+	if st := j.pcache[q]; st != nil {
+		return st, nil
+	}
+	st, err := j.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if j.pcache == nil {
+		j.pcache = map[string]*sql.Stmt{}
+	}
+	j.pcache[q] = st
+	return st, nil
+}
+
+// texec, tqrow and tquery run a cached prepared statement in tx.
+func (j *Journal) texec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	st, err := j.prep(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+func (j *Journal) tqrow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	st, err := j.prep(ctx, q)
+	if err != nil {
+		// Let the error surface through Scan.
+		return tx.QueryRowContext(ctx, q, args...)
+	}
+	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+}
+
+func (j *Journal) tquery(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	st, err := j.prep(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+}
+
+// stmts are the prepared statements of the hot paths.
+type stmts struct {
+	lookup, getattr, readdir, mapRange *sql.Stmt
+}
+
+func (j *Journal) prepare(ctx context.Context) error {
+	var err error
+	if !j.o.ReadOnly {
+		if j.durable, err = j.db.Conn(ctx); err != nil {
+			return fmt.Errorf("journal: open durable connection: %w", err)
+		}
+		if _, err = j.durable.ExecContext(ctx, "PRAGMA synchronous = FULL"); err != nil {
+			j.durable.Close()
+			return fmt.Errorf("journal: set synchronous: %w", err)
+		}
+	}
+	p := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var s *sql.Stmt
+		s, err = j.db.PrepareContext(ctx, q)
+		return s
+	}
+	j.st.lookup = p(`SELECT ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino WHERE e.parent = ? AND e.name = ?`)
+	j.st.getattr = p(`SELECT ` + attrCols + ` FROM inodes i WHERE i.ino = ?`)
+	j.st.readdir = p(`SELECT e.name, e.ino, i.mode, e.cookie FROM entries e JOIN inodes i ON i.ino = e.ino
+		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`)
+	j.st.mapRange = p(`SELECT m.idx, b.id, b.plain_len, b.state, b.segment, b.seg_off, b.seg_len
+		FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ? AND m.idx BETWEEN ? AND ? ORDER BY m.idx`)
+	if err != nil {
+		j.st.close()
+		return fmt.Errorf("journal: prepare statements: %w", err)
+	}
+	return nil
+}
+
+func (j *Journal) closeStmts() {
+	j.st.close()
+	j.pmu.Lock()
+	for _, st := range j.pcache {
+		st.Close()
+	}
+	j.pcache = nil
+	j.pmu.Unlock()
+}
+
+func (s *stmts) close() {
+	for _, st := range []*sql.Stmt{s.lookup, s.getattr, s.readdir, s.mapRange} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}

@@ -1,0 +1,78 @@
+// Package journal is the drive's local durable truth: one sqlite database
+// (modernc.org/sqlite, WAL) holding the namespace, each file's block map,
+// where every block lives, the upload queue and (later) checkpoints; the
+// dirty-data files; the staged sealed blocks; and the uploader that ships
+// them to the grid.
+//
+// # Files in Options.Dir
+//
+//	journal.db (+ -wal, -shm)  the database (WAL; see Promises for when commits are fsync'd)
+//	dirty/<ino>                unflushed writes of one file, sparse, at the file's own offsets
+//	staging/<block id hex>     one sealed block per file, fsync'd before the commit that refers to it
+//
+// # Schema (user_version 1; migrations are forward-only, appended to db.go)
+//
+//	inodes(ino AUTOINCREMENT, mode, uid, gid, rdev, nlink, size, used, atime, mtime, ctime, generation)
+//	entries(cookie AUTOINCREMENT, parent, name, ino)  UNIQUE(parent, name); the cookie is the readdir offset
+//	xattrs(ino, name, value); symlinks(ino, target)
+//	blockmap(ino, idx, block)                          no row = hole
+//	blocks(id, plain_len, sealed_len, refcount, state staged|uploaded|garbage, prio, seq, segment, seg_off, seg_len)
+//	segments(id, k, m, size, shard_size, chunk_size, nodes json, stored)
+//	checkpoints(seq, created, segment, root)           empty; for the recovery work to come
+//	meta(key, value)                                   block_size
+//
+// Inode numbers and cookies are AUTOINCREMENT: never reused, so a readdir
+// offset stays valid while entries come and go (a renamed entry gets a new
+// cookie, so a concurrent readdir may see it twice, as POSIX allows).
+//
+// # Promises
+//
+// Namespace operations (create, link, unlink, rename, setattr, xattrs) are
+// one transaction each, committed when they return (synchronous=NORMAL: a
+// killed process loses none of them); they survive a power cut once any
+// Flush or Fsync has returned after them, because those commit on a
+// connection with synchronous=FULL, whose WAL fsync covers every earlier
+// commit (Fsync of a clean file does a one-row commit for this). Truncate
+// is a flush, so it is power-cut safe when it returns. WriteAt puts bytes in
+// the file's dirty file and returns; they are readable at once but may be
+// lost by a crash. Flush/Fsync (or IdleFlush of no writes) cut the dirty
+// blocks, hash them (keyed BLAKE3 via remote.Sealer), deduplicate against
+// existing blocks (refcount only), seal, write and fsync the staging file,
+// and commit the block map, size and times in one transaction: after that
+// a kill -9 or a power cut loses nothing. Trailing zeros of a block are not
+// stored (a short block reads as zeros to its end); an all-zero block is a
+// hole and costs nothing. A stored block never holds bytes past the file
+// size, so truncate-up and writes past EOF expose zeros.
+//
+// At Open, dirty files are deleted (never promised), unlinked inodes are
+// freed, staging files not referenced by a staged block are removed, and a
+// staged block whose file is missing makes Open fail with a message that
+// says so: that data was never uploaded.
+//
+// The uploader (one goroutine) owns the queue, rebuilt from the staged
+// blocks at Open. It packs blocks of small files first, then in staging
+// order, into a segment of SegmentSize (or less after IdleFlush without new
+// data, or at once when WaitDurable or a writer short of quota asks), ships
+// it with Grid.WriteSegment, retrying with capped exponential backoff and
+// jitter while that fails, then records the segment and the block
+// locations in one transaction and deletes the staging files. Segments
+// stored with fewer than K+M shards count as repair owed.
+//
+// # Quota
+//
+// Dirty blocks (counted whole) plus staged sealed bytes are bounded by
+// Options.Quota. A writer that would pass it first flushes its own file,
+// then waits up to QuotaWait for the uploader, then fails with ErrFull.
+//
+// # Concurrency and locks
+//
+// Every method is safe for concurrent use. Each file has its own lock (held
+// while its blocks are read, hashed and sealed, never another file's); write
+// transactions and staging-file renames are serialized by one short lock
+// that is never held while hashing, sealing or talking to the grid. Lock
+// order: inode.mu -> wmu -> imu -> qmu.
+//
+// Errors are the sentinels of types.go, wrapped with what happened; a
+// local disk error is wrapped as is (fs maps it to EIO) and leaves the
+// database as it was before the failed operation.
+package journal

@@ -1,0 +1,366 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// cut is one dirty block after hashing and sealing.
+type cut struct {
+	idx      int64
+	hole     bool
+	id       remote.BlockID
+	plainLen int64
+	tmp      string // sealed bytes staged under a temporary name; "" if deduplicated
+	plain    []byte // kept only when tmp == "" (to seal late if the block vanished)
+}
+
+// freed collects the effects of dropping references, applied after commit.
+type freed struct {
+	staged  []remote.BlockID // rows deleted: remove staging files, dequeue
+	sealedB int64            // their sealed bytes
+}
+
+// flushLocked makes n's dirty data durable: cut, hash, seal and stage
+// outside wmu, then one transaction for the block map, size and times.
+// n.mu held.
+func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
+	if !n.hasDirty.Load() {
+		return nil
+	}
+	n.amu.Lock()
+	size, mtime, ctime := n.size, n.mtime, n.ctime
+	n.amu.Unlock()
+	idxs := make([]int64, 0, len(n.dirty))
+	for idx := range n.dirty {
+		idxs = append(idxs, idx)
+	}
+	slices.Sort(idxs)
+	prio := 1
+	if size < j.bs {
+		prio = 0
+	}
+	var cuts []cut
+	cleanup := func() {
+		for _, c := range cuts {
+			if c.tmp != "" {
+				os.Remove(c.tmp)
+			}
+		}
+	}
+	buf := make([]byte, j.bs)
+	var sealed []byte
+	for _, idx := range idxs {
+		l := min(j.bs, size-idx*j.bs)
+		if l <= 0 {
+			continue
+		}
+		plain := buf[:l]
+		if err := preadFull(n.f, plain, idx*j.bs); err != nil {
+			cleanup()
+			return fmt.Errorf("journal: read dirty data of inode %d: %w", n.ino, err)
+		}
+		// Trailing zeros are not stored: a short block reads as zeros.
+		plain = bytes.TrimRight(plain, "\x00")
+		if len(plain) == 0 {
+			cuts = append(cuts, cut{idx: idx, hole: true})
+			continue
+		}
+		c := cut{idx: idx, plainLen: int64(len(plain))}
+		c.id = j.seal.BlockID(plain)
+		exists, err := j.blockExists(ctx, c.id)
+		if err != nil {
+			cleanup()
+			return err
+		}
+		if exists {
+			c.plain = bytes.Clone(plain)
+		} else {
+			sealed = j.seal.Seal(sealed[:0], c.id, plain)
+			if c.tmp, err = j.writeTemp(c.id, sealed); err != nil {
+				cleanup()
+				return err
+			}
+		}
+		cuts = append(cuts, c)
+	}
+	var fr freed
+	var added []qitem
+	j.wmu.Lock()
+	err := j.durableTxLocked(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := j.tqrow(ctx, tx, `SELECT 1 FROM inodes WHERE ino = ?`, n.ino).Scan(&one); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		renamed := false
+		for i := range cuts {
+			c := &cuts[i]
+			var old []byte
+			err := j.tqrow(ctx, tx, `SELECT block FROM blockmap WHERE ino = ? AND idx = ?`, n.ino, c.idx).Scan(&old)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			if !c.hole && bytes.Equal(old, c.id[:]) {
+				continue
+			}
+			if c.hole {
+				if old == nil {
+					continue
+				}
+				if _, err := j.texec(ctx, tx, `DELETE FROM blockmap WHERE ino = ? AND idx = ?`, n.ino, c.idx); err != nil {
+					return err
+				}
+			} else {
+				it, err := j.incRef(ctx, tx, c, prio, &fr)
+				if err != nil {
+					return err
+				}
+				if it != nil {
+					added = append(added, *it)
+					renamed = true
+				}
+				if _, err := j.texec(ctx, tx, `INSERT OR REPLACE INTO blockmap(ino, idx, block) VALUES(?, ?, ?)`, n.ino, c.idx, c.id[:]); err != nil {
+					return err
+				}
+			}
+			if old != nil {
+				if err := j.decRef(ctx, tx, old, &fr); err != nil {
+					return err
+				}
+			}
+		}
+		if err := j.dropMapFrom(ctx, tx, n.ino, (size+j.bs-1)/j.bs, &fr); err != nil {
+			return err
+		}
+		if _, err := j.texec(ctx, tx, `UPDATE inodes SET size = ?, mtime = ?, ctime = max(ctime, ?),
+			used = (SELECT coalesce(sum(b.plain_len), 0) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ?)
+			WHERE ino = ?`, size, mtime, ctime, n.ino, n.ino); err != nil {
+			return err
+		}
+		if renamed {
+			if err := syncDir(j.stage); err != nil {
+				return fmt.Errorf("sync staging directory: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Staged files of blocks that got no row are orphans; Open would
+		// remove them too.
+		for _, it := range added {
+			os.Remove(j.stagePath(it.id))
+		}
+		j.wmu.Unlock()
+		cleanup()
+		if errors.Is(err, ErrNotFound) {
+			j.discardDirty(n)
+			return err
+		}
+		return fmt.Errorf("journal: flush inode %d: %w", n.ino, err)
+	}
+	j.afterFreeLocked(&fr)
+	j.enqueue(added)
+	j.wmu.Unlock()
+	cleanup()
+	j.qmu.Lock()
+	j.dirtyB -= int64(len(n.dirty)) * j.bs
+	j.signalFreeLocked()
+	j.qmu.Unlock()
+	clear(n.dirty)
+	if n.f != nil {
+		// Drop the bytes; keep the file open for the next write.
+		if err := n.f.Truncate(0); err != nil {
+			j.log.Warn("journal: truncate dirty file", "ino", n.ino, "err", err)
+		}
+	}
+	n.amu.Lock()
+	if n.size == size {
+		n.attrDirty = false
+	}
+	n.amu.Unlock()
+	n.hasDirty.Store(false)
+	n.stopTimer()
+	return nil
+}
+
+func (j *Journal) blockExists(ctx context.Context, id remote.BlockID) (bool, error) {
+	var one int
+	err := j.db.QueryRowContext(ctx, `SELECT 1 FROM blocks WHERE id = ?`, id[:]).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("journal: look up block: %w", err)
+	}
+	return true, nil
+}
+
+// writeTemp writes sealed bytes to a new temporary staging file and
+// fsyncs it.
+func (j *Journal) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
+	var r [8]byte
+	rand.Read(r[:])
+	name := j.stagePath(id) + "." + hex.EncodeToString(r[:]) + ".tmp"
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("journal: stage block: %w", err)
+	}
+	_, err = f.Write(sealed)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return "", fmt.Errorf("journal: stage block: %w", err)
+	}
+	return name, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// incRef adds a reference to c's block, creating the row (and moving the
+// staged file into place) if it is new. It returns the queue item of a new
+// block. wmu held.
+func (j *Journal) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *freed) (*qitem, error) {
+	res, err := j.texec(ctx, tx, `UPDATE blocks SET refcount = refcount + 1,
+		state = CASE state WHEN ? THEN ? ELSE state END WHERE id = ?`, blockGarbage, blockUploaded, c.id[:])
+	if err != nil {
+		return nil, err
+	}
+	if k, _ := res.RowsAffected(); k == 1 {
+		return nil, nil
+	}
+	// Deleted earlier in this transaction and back now: its staging file
+	// must survive the commit.
+	fr.staged = slices.DeleteFunc(fr.staged, func(id remote.BlockID) bool { return id == c.id })
+	if c.tmp == "" {
+		// Deduplicated against a block that has gone since: seal now.
+		sealed := j.seal.Seal(nil, c.id, c.plain)
+		if c.tmp, err = j.writeTemp(c.id, sealed); err != nil {
+			return nil, err
+		}
+	}
+	st, err := os.Stat(c.tmp)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Rename(c.tmp, j.stagePath(c.id)); err != nil {
+		return nil, fmt.Errorf("stage block: %w", err)
+	}
+	c.tmp = ""
+	j.qmu.Lock()
+	seq := j.nextSeq
+	j.nextSeq++
+	j.qmu.Unlock()
+	it := &qitem{id: c.id, seq: seq, prio: prio, sealedLen: st.Size(), plainLen: c.plainLen}
+	_, err = j.texec(ctx, tx, `INSERT INTO blocks(id, plain_len, sealed_len, refcount, state, prio, seq)
+		VALUES(?, ?, ?, 1, ?, ?, ?)`, c.id[:], c.plainLen, it.sealedLen, blockStaged, prio, seq)
+	if err != nil {
+		os.Remove(j.stagePath(c.id))
+		return nil, err
+	}
+	return it, nil
+}
+
+// decRef drops a reference. A staged block with none left is deleted (its
+// file is removed after commit); an uploaded one becomes garbage. wmu held.
+func (j *Journal) decRef(ctx context.Context, tx *sql.Tx, id []byte, fr *freed) error {
+	var ref, state int
+	var sealedLen int64
+	err := j.tqrow(ctx, tx, `UPDATE blocks SET refcount = refcount - 1 WHERE id = ? RETURNING refcount, state, sealed_len`, id).
+		Scan(&ref, &state, &sealedLen)
+	if err != nil {
+		return fmt.Errorf("drop block reference: %w", err)
+	}
+	if ref > 0 {
+		return nil
+	}
+	if state == blockStaged {
+		if _, err := j.texec(ctx, tx, `DELETE FROM blocks WHERE id = ?`, id); err != nil {
+			return err
+		}
+		var bid remote.BlockID
+		copy(bid[:], id)
+		fr.staged = append(fr.staged, bid)
+		fr.sealedB += sealedLen
+		return nil
+	}
+	_, err = j.texec(ctx, tx, `UPDATE blocks SET state = ? WHERE id = ?`, blockGarbage, id)
+	return err
+}
+
+// dropMapFrom removes ino's block map rows with idx >= from. wmu held.
+func (j *Journal) dropMapFrom(ctx context.Context, tx *sql.Tx, ino Ino, from int64, fr *freed) error {
+	rows, err := j.tquery(ctx, tx, `DELETE FROM blockmap WHERE ino = ? AND idx >= ? RETURNING block`, ino, from)
+	if err != nil {
+		return fmt.Errorf("drop block map: %w", err)
+	}
+	var ids [][]byte
+	for rows.Next() {
+		var id []byte
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := j.decRef(ctx, tx, id, fr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (j *Journal) afterFree(fr *freed) {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	j.afterFreeLocked(fr)
+}
+
+// afterFreeLocked removes the staging files of deleted blocks. wmu held
+// (so no flush re-creates one of them meanwhile).
+func (j *Journal) afterFreeLocked(fr *freed) {
+	if len(fr.staged) == 0 {
+		return
+	}
+	for _, id := range fr.staged {
+		if err := os.Remove(j.stagePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			j.log.Warn("journal: remove staged block", "id", id, "err", err)
+		}
+	}
+	j.qmu.Lock()
+	for _, id := range fr.staged {
+		delete(j.queue, id)
+	}
+	j.stagedB -= fr.sealedB
+	j.signalFreeLocked()
+	j.signalProgressLocked()
+	j.qmu.Unlock()
+}

@@ -1,0 +1,291 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// inode is the in-memory state of a file that is open, dirty or in use.
+// It lives in Journal.inodes while refs > 0, open > 0 or it has dirty
+// data.
+type inode struct {
+	ino Ino
+	// refs and open are guarded by Journal.imu.
+	refs int
+	open int
+
+	hasDirty atomic.Bool // dirty blocks or unflushed size/times
+
+	// mu guards the data fields below and serializes reads, writes and
+	// flushes of this file. It is held while hashing and sealing, never
+	// together with another inode's mu.
+	mu     sync.Mutex
+	loaded bool
+	mode   uint32
+	f      *os.File           // Dir/dirty/<ino>, sparse, same offsets as the file; nil until first write
+	dirty  map[int64]struct{} // block indexes whose whole block is in f
+	// last decoded stored block, for small sequential reads
+	lastIdx   int64
+	lastID    remote.BlockID
+	lastPlain []byte
+	nextOff   int64 // where a sequential read would continue
+	seqRun    int
+	prefTo    int64 // block index up to which read-ahead was requested
+
+	// amu guards the attribute overlay below (read by GetAttr without mu).
+	amu       sync.Mutex
+	size      int64
+	attrDirty bool // size/mtime/ctime differ from the database
+	mtime     int64
+	ctime     int64
+	timer     *time.Timer
+}
+
+func (n *inode) stopTimer() {
+	n.amu.Lock()
+	if n.timer != nil {
+		n.timer.Stop()
+		n.timer = nil
+	}
+	n.amu.Unlock()
+}
+
+// getInode returns the in-memory inode with a reference; the caller must
+// call putInode. It does not load it (see load).
+func (j *Journal) getInode(ino Ino) *inode {
+	j.imu.Lock()
+	defer j.imu.Unlock()
+	n := j.inodes[ino]
+	if n == nil {
+		n = &inode{ino: ino, dirty: map[int64]struct{}{}, lastIdx: -1}
+		j.inodes[ino] = n
+	}
+	n.refs++
+	return n
+}
+
+func (j *Journal) putInode(n *inode) {
+	j.imu.Lock()
+	defer j.imu.Unlock()
+	n.refs--
+	j.maybeForgetLocked(n)
+}
+
+// maybeForgetLocked drops a clean, unused inode from the map. imu held.
+func (j *Journal) maybeForgetLocked(n *inode) {
+	if n.refs == 0 && n.open == 0 && !n.hasDirty.Load() && j.inodes[n.ino] == n {
+		delete(j.inodes, n.ino)
+		if n.f != nil {
+			n.f.Close()
+			n.f = nil
+			os.Remove(j.dirtyPath(n.ino))
+		}
+	}
+}
+
+func (j *Journal) dirtyPath(ino Ino) string {
+	return filepath.Join(j.dirty, strconv.FormatUint(uint64(ino), 10))
+}
+
+// load reads size and mode from the database. n.mu held.
+func (j *Journal) load(ctx context.Context, n *inode) error {
+	if n.loaded {
+		return nil
+	}
+	var size int64
+	err := j.db.QueryRowContext(ctx, `SELECT mode, size FROM inodes WHERE ino = ?`, n.ino).Scan(&n.mode, &size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("journal: load inode %d: %w", n.ino, err)
+	}
+	n.amu.Lock()
+	n.size = size
+	n.amu.Unlock()
+	n.loaded = true
+	return nil
+}
+
+// regular loads n and checks that it is a regular file. n.mu held.
+func (j *Journal) regular(ctx context.Context, n *inode) error {
+	if err := j.load(ctx, n); err != nil {
+		return err
+	}
+	switch n.mode & sIFMT {
+	case sIFREG:
+		return nil
+	case sIFDIR:
+		return ErrIsDir
+	}
+	return fmt.Errorf("%w: inode %d is not a regular file", ErrInvalid, n.ino)
+}
+
+// overlay applies unflushed size and times to an attribute read from the
+// database.
+func (j *Journal) overlay(a Attr) Attr {
+	j.imu.Lock()
+	n := j.inodes[a.Ino]
+	j.imu.Unlock()
+	if n == nil {
+		return a
+	}
+	n.amu.Lock()
+	defer n.amu.Unlock()
+	if n.attrDirty {
+		a.Size = uint64(n.size)
+		a.Mtime = time.Unix(0, n.mtime)
+		if ct := time.Unix(0, n.ctime); ct.After(a.Ctime) {
+			a.Ctime = ct
+		}
+		// Unflushed data may use up to the size (an overestimate for
+		// sparse writes until the flush).
+		a.Blocks = max(a.Blocks, uint64(n.size+511)/512)
+	}
+	return a
+}
+
+// OpenFile counts an open handle: the data of an unlinked inode lives
+// until the last ReleaseFile.
+func (j *Journal) OpenFile(ino Ino) {
+	j.imu.Lock()
+	defer j.imu.Unlock()
+	n := j.inodes[ino]
+	if n == nil {
+		n = &inode{ino: ino, dirty: map[int64]struct{}{}, lastIdx: -1}
+		j.inodes[ino] = n
+	}
+	n.open++
+}
+
+// ReleaseFile drops an open handle. The last release of an unlinked inode
+// frees its data; a dirty file is flushed by its idle timer.
+func (j *Journal) ReleaseFile(ino Ino) {
+	j.imu.Lock()
+	n := j.inodes[ino]
+	if n == nil || n.open == 0 {
+		j.imu.Unlock()
+		return
+	}
+	n.open--
+	last := n.open == 0
+	if last {
+		j.maybeForgetLocked(n)
+	}
+	j.imu.Unlock()
+	if last && !j.closed.Load() && !j.o.ReadOnly {
+		if err := j.maybeReclaim(context.Background(), ino); err != nil && !errors.Is(err, ErrClosed) {
+			j.log.Warn("journal: free unlinked file", "ino", ino, "err", err)
+		}
+	}
+}
+
+// maybeReclaim frees an inode with no links and no open handle.
+func (j *Journal) maybeReclaim(ctx context.Context, ino Ino) error {
+	if ino == 0 {
+		return nil
+	}
+	j.imu.Lock()
+	n := j.inodes[ino]
+	open := n != nil && n.open > 0
+	j.imu.Unlock()
+	if open {
+		return nil
+	}
+	var nlink int
+	err := j.db.QueryRowContext(ctx, `SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&nlink)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && nlink > 0 {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("journal: read inode %d: %w", ino, err)
+	}
+	return j.reclaim(ctx, ino)
+}
+
+// reclaim drops an unlinked, closed inode: dirty data, block references,
+// xattrs and the row.
+func (j *Journal) reclaim(ctx context.Context, ino Ino) error {
+	n := j.getInode(ino)
+	defer j.putInode(n)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	j.imu.Lock()
+	open := n.open > 0
+	j.imu.Unlock()
+	if open {
+		return nil
+	}
+	var fr freed
+	err := j.txLocked(ctx, func(tx *sql.Tx) error {
+		var nlink int
+		err := j.tqrow(ctx, tx, `SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&nlink)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && nlink > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := j.dropMapFrom(ctx, tx, ino, 0, &fr); err != nil {
+			return err
+		}
+		if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino = ?`, ino); err != nil {
+			return fmt.Errorf("journal: free inode %d: %w", ino, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	j.discardDirty(n)
+	j.afterFreeLocked(&fr)
+	return nil
+}
+
+// discardDirty forgets n's dirty data. n.mu held.
+func (j *Journal) discardDirty(n *inode) {
+	if len(n.dirty) > 0 {
+		j.qmu.Lock()
+		j.dirtyB -= int64(len(n.dirty)) * j.bs
+		j.qmu.Unlock()
+		clear(n.dirty)
+	}
+	if n.f != nil {
+		n.f.Close()
+		n.f = nil
+		os.Remove(j.dirtyPath(n.ino))
+	}
+	n.stopTimer()
+	n.amu.Lock()
+	n.attrDirty = false
+	n.amu.Unlock()
+	n.hasDirty.Store(false)
+	n.lastIdx = -1
+	n.lastPlain = nil
+	n.loaded = false
+}
+
+// dirtyInodes lists inodes with unflushed data.
+func (j *Journal) dirtyInodes() []Ino {
+	j.imu.Lock()
+	defer j.imu.Unlock()
+	var out []Ino
+	for ino, n := range j.inodes {
+		if n.hasDirty.Load() {
+			out = append(out, ino)
+		}
+	}
+	return out
+}

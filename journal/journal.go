@@ -1,0 +1,279 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// Grid is what the journal needs from the storage grid. *remote.Grid
+// satisfies it.
+type Grid interface {
+	WriteSegment(ctx context.Context, data []byte) (*remote.SegmentInfo, error)
+	DeleteSegment(ctx context.Context, seg *remote.SegmentInfo) error
+	Capacity(ctx context.Context) (total, free int64)
+	K() int
+	M() int
+}
+
+// BlockReader reads uploaded blocks (through the cache). *cache.Cache
+// satisfies it.
+type BlockReader interface {
+	// ReadBlock returns the plaintext of a block; the slice is read-only
+	// and shared.
+	ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, error)
+	// Prefetch is a read-ahead hint; it never blocks long.
+	Prefetch(ctx context.Context, refs []remote.BlockRef)
+}
+
+// sealer is the part of *remote.Sealer the journal uses.
+type sealer interface {
+	BlockID(plain []byte) remote.BlockID
+	Seal(dst []byte, id remote.BlockID, plain []byte) []byte
+	Open(dst []byte, id remote.BlockID, sealed []byte) ([]byte, error)
+}
+
+// Options configure Open. Dir, Grid and Sealer are required (Grid may be
+// nil with ReadOnly).
+type Options struct {
+	Dir    string
+	Grid   Grid
+	Sealer *remote.Sealer
+	Blocks BlockReader
+	// BlockSize is the block size in bytes (default 4 MiB). It must not
+	// change over the life of a journal; Open refuses a different one.
+	BlockSize int
+	// Quota bounds dirty+staged bytes; 0 = 1/4 of free disk at open,
+	// capped at 64 GiB.
+	Quota int64
+	// QuotaWait is how long a writer waits for the uploader before
+	// ErrFull (default 10s).
+	QuotaWait time.Duration
+	// UploadLimit is in bytes/s of shard data; 0 = unlimited.
+	UploadLimit float64
+	// SegmentSize is the target segment size (default 32 MiB).
+	SegmentSize int64
+	// IdleFlush: a file idle this long is flushed, and a partial segment
+	// waits this long for more data before it is shipped (default 2s).
+	IdleFlush time.Duration
+	// RetryMax caps the uploader's retry backoff (default 30s). Additive
+	// to the brief's contract; zero keeps the default.
+	RetryMax time.Duration
+	ReadOnly bool
+	Logger   *slog.Logger
+}
+
+// Journal is the drive's local durable truth. All methods are safe for
+// concurrent use.
+type Journal struct {
+	o    Options
+	seal sealer
+	log  *slog.Logger
+	db   *sql.DB
+	// durable is the one connection with synchronous=FULL; used under wmu.
+	durable *sql.Conn
+	st      stmts
+	pmu     sync.Mutex // guards pcache
+	pcache  map[string]*sql.Stmt
+	dirty   string // Dir/dirty
+	stage   string // Dir/staging
+	bs      int64  // block size
+	closed  atomic.Bool
+
+	// wmu serializes write transactions and the staging-file operations
+	// that must agree with them. Lock order: inode.mu -> wmu -> imu -> qmu.
+	wmu sync.Mutex
+
+	// imu guards inodes.
+	imu    sync.Mutex
+	inodes map[Ino]*inode
+
+	// segMu guards segs, a cache of segment rows.
+	segMu sync.Mutex
+	segs  map[remote.SegmentID]*remote.SegmentInfo
+
+	// qmu guards the queue fields below (the uploader owns the queue;
+	// flushes append to it).
+	qmu       sync.Mutex
+	queue     map[remote.BlockID]qitem
+	nextSeq   int64
+	progress  chan struct{} // closed and replaced on every upload commit or queue removal
+	force     bool          // ship a partial segment now
+	stats     UploadStats
+	dirtyB    int64         // bytes of dirty blocks (counted by block)
+	stagedB   int64         // sealed bytes in staging
+	quotaFree chan struct{} // closed and replaced whenever space is freed
+
+	kick    chan struct{}
+	limiter *rate.Limiter
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// Open opens (or creates) the journal in o.Dir, recovers from a crash
+// (discarding whatever was not committed) and starts the uploader.
+func Open(ctx context.Context, o Options) (*Journal, error) {
+	if o.Dir == "" {
+		return nil, fmt.Errorf("journal: %w: Options.Dir is empty", ErrInvalid)
+	}
+	if o.Sealer == nil {
+		return nil, fmt.Errorf("journal: %w: Options.Sealer is nil", ErrInvalid)
+	}
+	if o.Grid == nil && !o.ReadOnly {
+		return nil, fmt.Errorf("journal: %w: Options.Grid is nil", ErrInvalid)
+	}
+	j, err := open(ctx, o, o.Sealer)
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
+	if o.BlockSize <= 0 {
+		o.BlockSize = 4 << 20
+	}
+	if o.QuotaWait <= 0 {
+		o.QuotaWait = 10 * time.Second
+	}
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = 32 << 20
+	}
+	if o.IdleFlush <= 0 {
+		o.IdleFlush = 2 * time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	j := &Journal{
+		o: o, seal: s, log: o.Logger,
+		dirty:     filepath.Join(o.Dir, "dirty"),
+		stage:     filepath.Join(o.Dir, "staging"),
+		bs:        int64(o.BlockSize),
+		inodes:    map[Ino]*inode{},
+		segs:      map[remote.SegmentID]*remote.SegmentInfo{},
+		queue:     map[remote.BlockID]qitem{},
+		progress:  make(chan struct{}),
+		quotaFree: make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	for _, d := range []string{o.Dir, j.dirty, j.stage} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("journal: create %s: %w", d, err)
+		}
+	}
+	if o.Quota <= 0 {
+		var st unix.Statfs_t
+		if err := unix.Statfs(o.Dir, &st); err != nil {
+			return nil, fmt.Errorf("journal: statfs %s: %w", o.Dir, err)
+		}
+		q := int64(st.Bavail) * int64(st.Bsize) / 4
+		q = min(q, 64<<30)
+		j.o.Quota = max(q, 4*j.bs)
+	}
+	db, err := openDB(ctx, filepath.Join(o.Dir, "journal.db"), o.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	j.db = db
+	if err := j.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := j.prepare(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !o.ReadOnly {
+		if err := j.recover(ctx); err != nil {
+			j.closeStmts()
+			j.durable.Close()
+			db.Close()
+			return nil, err
+		}
+	}
+	lim := rate.Inf
+	if o.UploadLimit > 0 {
+		lim = rate.Limit(o.UploadLimit)
+	}
+	j.limiter = rate.NewLimiter(lim, 1<<20)
+	uctx, cancel := context.WithCancel(context.Background())
+	j.cancel = cancel
+	if o.ReadOnly {
+		close(j.done)
+	} else {
+		go j.uploader(uctx)
+	}
+	return j, nil
+}
+
+// Close flushes every dirty file to local disk, stops the uploader (what
+// is queued stays queued for the next Open) and closes the database.
+func (j *Journal) Close() error {
+	if j.closed.Swap(true) {
+		return nil
+	}
+	var errs []error
+	for _, ino := range j.dirtyInodes() {
+		if err := j.flushIno(context.Background(), ino); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	j.cancel()
+	<-j.done
+	j.imu.Lock()
+	for _, n := range j.inodes {
+		n.stopTimer()
+		if n.f != nil {
+			n.f.Close()
+			n.f = nil
+		}
+	}
+	j.imu.Unlock()
+	j.closeStmts()
+	if j.durable != nil {
+		j.durable.Close()
+	}
+	if !j.o.ReadOnly {
+		if _, err := j.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			errs = append(errs, fmt.Errorf("journal: checkpoint: %w", err))
+		}
+	}
+	if err := j.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("journal: close db: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (j *Journal) checkOpen() error {
+	if j.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (j *Journal) checkWrite() error {
+	if j.closed.Load() {
+		return ErrClosed
+	}
+	if j.o.ReadOnly {
+		return ErrReadOnly
+	}
+	return nil
+}

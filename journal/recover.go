@@ -1,0 +1,116 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// recover runs at Open: it discards what was never committed and rebuilds
+// the upload queue from the database.
+func (j *Journal) recover(ctx context.Context) error {
+	// Dirty files hold only unflushed (never promised) data.
+	if err := os.RemoveAll(j.dirty); err != nil {
+		return fmt.Errorf("journal: clear %s: %w", j.dirty, err)
+	}
+	if err := os.MkdirAll(j.dirty, 0o700); err != nil {
+		return fmt.Errorf("journal: create %s: %w", j.dirty, err)
+	}
+	// Unlinked inodes that were open when we stopped.
+	var fr freed
+	err := j.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT ino FROM inodes WHERE nlink = 0`)
+		if err != nil {
+			return err
+		}
+		var orphans []Ino
+		for rows.Next() {
+			var ino Ino
+			if err := rows.Scan(&ino); err != nil {
+				rows.Close()
+				return err
+			}
+			orphans = append(orphans, ino)
+		}
+		rows.Close()
+		for _, ino := range orphans {
+			if err := j.dropMapFrom(ctx, tx, ino, 0, &fr); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM inodes WHERE ino = ?`, ino); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal: free unlinked files: %w", err)
+	}
+	for _, id := range fr.staged {
+		os.Remove(j.stagePath(id))
+	}
+	// The queue: every staged block.
+	rows, err := j.db.QueryContext(ctx, `SELECT id, seq, prio, sealed_len, plain_len FROM blocks WHERE state = ?`, blockStaged)
+	if err != nil {
+		return fmt.Errorf("journal: read upload queue: %w", err)
+	}
+	for rows.Next() {
+		var it qitem
+		var id []byte
+		if err := rows.Scan(&id, &it.seq, &it.prio, &it.sealedLen, &it.plainLen); err != nil {
+			rows.Close()
+			return fmt.Errorf("journal: read upload queue: %w", err)
+		}
+		copy(it.id[:], id)
+		j.queue[it.id] = it
+		j.stagedB += it.sealedLen
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("journal: read upload queue: %w", err)
+	}
+	if err := j.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) + 1 FROM blocks`).Scan(&j.nextSeq); err != nil {
+		return fmt.Errorf("journal: read upload queue: %w", err)
+	}
+	if err := j.db.QueryRowContext(ctx, `SELECT count(*) FROM segments WHERE stored < k + m`).Scan(&j.stats.RepairOwed); err != nil {
+		return fmt.Errorf("journal: count segments owing repair: %w", err)
+	}
+	// Staging: remove temporaries and files no staged block refers to;
+	// a staged block without its file is damage we must report.
+	ents, err := os.ReadDir(j.stage)
+	if err != nil {
+		return fmt.Errorf("journal: list %s: %w", j.stage, err)
+	}
+	present := map[remote.BlockID]bool{}
+	for _, e := range ents {
+		var id remote.BlockID
+		b, derr := hex.DecodeString(e.Name())
+		if derr == nil && len(b) == len(id) {
+			copy(id[:], b)
+			if _, ok := j.queue[id]; ok {
+				present[id] = true
+				continue
+			}
+		}
+		if err := os.Remove(j.stage + "/" + e.Name()); err != nil {
+			return fmt.Errorf("journal: remove stale staging file %s: %w", e.Name(), err)
+		}
+	}
+	var missing []string
+	for id := range j.queue {
+		if !present[id] {
+			missing = append(missing, id.String())
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("journal: %d staged blocks are missing from %s (first %s): the local staging area was damaged "+
+			"outside meshdrive; these blocks were never uploaded, so files that use them cannot be read back",
+			len(missing), j.stage, strings.Join(missing[:min(3, len(missing))], ", "))
+	}
+	return syncDir(j.stage)
+}

@@ -1,0 +1,380 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// qitem is one staged block waiting for upload.
+type qitem struct {
+	id        remote.BlockID
+	seq       int64
+	prio      int
+	sealedLen int64
+	plainLen  int64
+}
+
+// placedBlock is a block packed into a segment buffer.
+type placedBlock struct {
+	qitem
+	off, len int64
+}
+
+// enqueue adds new staged blocks to the queue and wakes the uploader.
+func (j *Journal) enqueue(items []qitem) {
+	if len(items) == 0 {
+		return
+	}
+	j.qmu.Lock()
+	for _, it := range items {
+		j.queue[it.id] = it
+		j.stagedB += it.sealedLen
+	}
+	j.qmu.Unlock()
+	j.poke()
+}
+
+func (j *Journal) poke() {
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+}
+
+// signalFreeLocked wakes writers waiting for quota. qmu held.
+func (j *Journal) signalFreeLocked() {
+	close(j.quotaFree)
+	j.quotaFree = make(chan struct{})
+}
+
+// signalProgressLocked wakes WaitDurable callers. qmu held.
+func (j *Journal) signalProgressLocked() {
+	close(j.progress)
+	j.progress = make(chan struct{})
+}
+
+// uploader owns the queue: it packs staged blocks into segments, ships
+// them and records where they went. It returns when ctx is cancelled.
+func (j *Journal) uploader(ctx context.Context) {
+	defer close(j.done)
+	for {
+		j.qmu.Lock()
+		n := len(j.queue)
+		var queued int64
+		for _, it := range j.queue {
+			queued += it.sealedLen
+		}
+		force := j.force
+		if n == 0 {
+			j.force = false
+		}
+		j.qmu.Unlock()
+		if n == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-j.kick:
+				continue
+			}
+		}
+		if queued < j.o.SegmentSize && !force {
+			// Wait for more data, or for IdleFlush without any.
+			t := time.NewTimer(j.o.IdleFlush)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-j.kick:
+				t.Stop()
+				continue
+			case <-t.C:
+			}
+		}
+		buf, placed := j.pack()
+		if len(placed) == 0 {
+			if !sleepCtx(ctx, j.o.IdleFlush) {
+				return
+			}
+			continue
+		}
+		info, err := j.ship(ctx, buf)
+		if err != nil {
+			return // ctx cancelled: the blocks stay staged for the next Open
+		}
+		if err := j.commitSegment(ctx, info, placed); err != nil {
+			j.noteError(err)
+			j.log.Error("journal: record uploaded segment; the blocks stay queued and will be uploaded again", "err", err)
+			if !sleepCtx(ctx, j.o.RetryMax) {
+				return
+			}
+		}
+	}
+}
+
+// pack reads the next segment's worth of staged blocks, small files first,
+// then in queue order.
+func (j *Journal) pack() ([]byte, []placedBlock) {
+	j.qmu.Lock()
+	items := make([]qitem, 0, len(j.queue))
+	for _, it := range j.queue {
+		items = append(items, it)
+	}
+	j.qmu.Unlock()
+	slices.SortFunc(items, func(a, b qitem) int {
+		if a.prio != b.prio {
+			return a.prio - b.prio
+		}
+		return int(a.seq - b.seq)
+	})
+	var buf []byte
+	var placed []placedBlock
+	for _, it := range items {
+		if int64(len(buf)) >= j.o.SegmentSize {
+			break
+		}
+		sealed, err := os.ReadFile(j.stagePath(it.id))
+		if err != nil {
+			j.qmu.Lock()
+			_, still := j.queue[it.id]
+			j.qmu.Unlock()
+			if still && errors.Is(err, os.ErrNotExist) {
+				// Freed or uploaded meanwhile: check the database.
+				var state int
+				qerr := j.db.QueryRow(`SELECT state FROM blocks WHERE id = ?`, it.id[:]).Scan(&state)
+				if errors.Is(qerr, sql.ErrNoRows) || qerr == nil && state != blockStaged {
+					j.dequeue(it.id, 0)
+					continue
+				}
+			}
+			if still {
+				j.noteError(fmt.Errorf("read staged block %s: %w", it.id, err))
+				j.log.Error("journal: staged block unreadable; it stays queued", "id", it.id, "err", err)
+			}
+			continue
+		}
+		placed = append(placed, placedBlock{qitem: it, off: int64(len(buf)), len: int64(len(sealed))})
+		buf = append(buf, sealed...)
+	}
+	return buf, placed
+}
+
+func (j *Journal) dequeue(id remote.BlockID, sealed int64) {
+	j.qmu.Lock()
+	delete(j.queue, id)
+	j.stagedB -= sealed
+	j.signalProgressLocked()
+	j.qmu.Unlock()
+}
+
+func (j *Journal) noteError(err error) {
+	j.qmu.Lock()
+	j.stats.Errors++
+	j.stats.LastError = err.Error()
+	j.qmu.Unlock()
+}
+
+// sleepCtx waits d; false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// ship writes one segment, retrying with capped exponential backoff and
+// jitter while the grid fails. It returns an error only when ctx ends.
+func (j *Journal) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, error) {
+	backoff := 50 * time.Millisecond
+	k, m := j.o.Grid.K(), j.o.Grid.M()
+	shardBytes := int64(len(buf))
+	if k > 0 {
+		shardBytes = int64(len(buf)) * int64(k+m) / int64(k)
+	}
+	for {
+		if err := j.throttle(ctx, shardBytes); err != nil {
+			return nil, err
+		}
+		j.qmu.Lock()
+		j.stats.InFlightBytes = int64(len(buf))
+		j.qmu.Unlock()
+		info, err := j.o.Grid.WriteSegment(ctx, buf)
+		j.qmu.Lock()
+		j.stats.InFlightBytes = 0
+		j.qmu.Unlock()
+		if err == nil {
+			return info, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		j.noteError(err)
+		j.log.Warn("journal: segment upload failed; retrying", "bytes", len(buf), "retry_in", backoff, "err", err)
+		d := backoff/2 + rand.N(backoff/2+1)
+		if !sleepCtx(ctx, d) {
+			return nil, ctx.Err()
+		}
+		backoff = min(backoff*2, j.o.RetryMax)
+	}
+}
+
+// throttle waits for the upload limiter to allow n bytes.
+func (j *Journal) throttle(ctx context.Context, n int64) error {
+	burst := int64(j.limiter.Burst())
+	for n > 0 {
+		c := min(n, burst)
+		if err := j.limiter.WaitN(ctx, int(c)); err != nil {
+			return err
+		}
+		n -= c
+	}
+	return nil
+}
+
+// commitSegment records a stored segment and its blocks in one
+// transaction, then frees their staging space.
+func (j *Journal) commitSegment(ctx context.Context, info *remote.SegmentInfo, placed []placedBlock) error {
+	nodes, err := json.Marshal(info.Nodes)
+	if err != nil {
+		return err
+	}
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	var done []placedBlock
+	err = j.txLocked(ctx, func(tx *sql.Tx) error {
+		done = done[:0]
+		if _, err := tx.ExecContext(ctx, `INSERT INTO segments(id, k, m, size, shard_size, chunk_size, nodes, stored, created)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, info.ID[:], info.K, info.M, info.Size, info.ShardSize, info.ChunkSize,
+			string(nodes), info.Stored(), nowNS()); err != nil {
+			return fmt.Errorf("record segment: %w", err)
+		}
+		for _, p := range placed {
+			res, err := tx.ExecContext(ctx, `UPDATE blocks SET state = ?, segment = ?, seg_off = ?, seg_len = ?
+				WHERE id = ? AND state = ?`, blockUploaded, info.ID[:], p.off, p.len, p.id[:], blockStaged)
+			if err != nil {
+				return fmt.Errorf("record block location: %w", err)
+			}
+			if k, _ := res.RowsAffected(); k == 1 {
+				done = append(done, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	var plain, sealed int64
+	for _, p := range done {
+		if err := os.Remove(j.stagePath(p.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			j.log.Warn("journal: remove uploaded staging file", "id", p.id, "err", err)
+		}
+		plain += p.plainLen
+		sealed += p.sealedLen
+	}
+	j.segMu.Lock()
+	j.segs[info.ID] = info
+	j.segMu.Unlock()
+	j.qmu.Lock()
+	for _, p := range placed {
+		delete(j.queue, p.id)
+	}
+	j.stagedB -= sealed
+	j.stats.DoneBytes += plain
+	j.stats.ShippedBytes += info.ShardSize * int64(info.Stored())
+	if info.Stored() < info.K+info.M {
+		j.stats.RepairOwed++
+	}
+	j.signalFreeLocked()
+	j.signalProgressLocked()
+	j.qmu.Unlock()
+	return nil
+}
+
+// Stats reports the uploader's progress.
+func (j *Journal) Stats() UploadStats {
+	j.qmu.Lock()
+	s := j.stats
+	for _, it := range j.queue {
+		s.QueuedBlocks++
+		s.QueuedBytes += it.plainLen
+	}
+	j.qmu.Unlock()
+	if s.QueuedBlocks > 0 && !j.closed.Load() {
+		j.db.QueryRow(`SELECT count(DISTINCT m.ino) FROM blocks b JOIN blockmap m ON m.block = b.id WHERE b.state = ?`,
+			blockStaged).Scan(&s.QueuedFiles)
+	}
+	return s
+}
+
+// WaitDurable flushes every dirty file, asks the uploader to ship partial
+// segments now, and waits until every block queued before the call is in
+// a stored segment.
+func (j *Journal) WaitDurable(ctx context.Context) error {
+	if err := j.checkOpen(); err != nil {
+		return err
+	}
+	if j.o.ReadOnly {
+		return nil
+	}
+	for _, ino := range j.dirtyInodes() {
+		if err := j.flushIno(ctx, ino); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	j.qmu.Lock()
+	target := j.nextSeq
+	j.force = true
+	j.qmu.Unlock()
+	for {
+		j.qmu.Lock()
+		pending := false
+		for _, it := range j.queue {
+			if it.seq < target {
+				pending = true
+				break
+			}
+		}
+		if pending {
+			j.force = true
+		}
+		ch := j.progress
+		j.qmu.Unlock()
+		if !pending {
+			return nil
+		}
+		j.poke()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-j.done:
+			return ErrClosed
+		case <-ch:
+		}
+	}
+}
+
+func loadSegment(ctx context.Context, db *sql.DB, id remote.SegmentID) (*remote.SegmentInfo, error) {
+	s := &remote.SegmentInfo{ID: id}
+	var nodes string
+	err := db.QueryRowContext(ctx, `SELECT k, m, size, shard_size, chunk_size, nodes FROM segments WHERE id = ?`, id[:]).
+		Scan(&s.K, &s.M, &s.Size, &s.ShardSize, &s.ChunkSize, &nodes)
+	if err != nil {
+		return nil, fmt.Errorf("journal: read segment %s: %w", id, err)
+	}
+	if err := json.Unmarshal([]byte(nodes), &s.Nodes); err != nil {
+		return nil, fmt.Errorf("journal: segment %s has bad node list: %w", id, err)
+	}
+	return s, nil
+}

@@ -1,0 +1,88 @@
+// Package fs is the drive as applications see it: go-fuse nodes that turn
+// POSIX calls into journal calls, and the wiring of journal, block cache
+// and grid into a mountable Drive.
+//
+// # What it owns
+//
+// fs holds no durable state and never talks to nodes. Every name, inode,
+// attribute, xattr and byte lives in the journal (package journal), which
+// reads sealed blocks through the cache (package cache) from the grid
+// (package remote). fs owns the FUSE protocol details and the one errno
+// table (errno.go): journal and remote sentinels are matched with
+// errors.Is, context.Canceled becomes EINTR, a syscall.Errno passes
+// through, and anything else becomes EIO with its cause logged. A domain
+// error is never handed to go-fuse's ToErrno (which would say ENOSYS).
+//
+// # Inodes
+//
+// A node's StableAttr.Ino is the journal's inode number, which is never
+// reused and survives remount, so `ls -i` and tools that remember inode
+// numbers (rsync, git, tar) see the same numbers after a restart. go-fuse
+// keeps one node per number: every name of a hard-linked file ends at one
+// *fs.Inode. Directory offsets are the journal's entry cookies (see
+// dir.go), so telldir/seekdir work across calls and a listing taken while
+// entries come and go returns each surviving entry once.
+//
+// # Permissions and POSIX details
+//
+// The mount uses default_permissions: the kernel checks access against
+// our attributes, including the sticky-directory rules, and clears
+// set-user-ID and set-group-ID bits on a write or truncate by a
+// non-owner (it sends us a SETATTR of the mode). fs adds what the kernel
+// leaves to a file system: group inheritance from set-group-ID
+// directories, NAME_MAX (FUSE itself allows 1024-byte names), refusing
+// POSIX ACL xattrs (tools then fall back to chmod), and the read-only
+// user.meshdrive.status xattr (StatusXattr).
+//
+// # Caching
+//
+// Attribute, entry and negative-entry timeouts are one second (mount.go
+// says why). Open files keep the kernel page cache across opens
+// (FOPEN_KEEP_CACHE) because every change passes through this mount;
+// O_DIRECT opens bypass it (FOPEN_DIRECT_IO). The kernel write-back cache
+// is optional (MountOptions.Writeback).
+//
+// # Errors and interrupts
+//
+// Every call passes go-fuse's request context to the journal. When the
+// caller is interrupted (a signal, including the Go runtime's SIGURG) the
+// context is cancelled and a journal call that honours it returns
+// context.Canceled, which the application sees as EINTR. An uncached
+// block with too few nodes up is EIO, fast; a journal over its quota is
+// ENOSPC.
+//
+// # Parallelism and locking
+//
+// go-fuse runs requests in parallel; the journal is safe for concurrent
+// use and serialises what must be. A node's mutable state is its dirty
+// flag (atomic) and its last seen attributes (guarded by node.mu, a leaf
+// lock: nothing else is locked while it is held). A directory handle's
+// cursor is guarded by dirHandle.mu; go-fuse also serialises calls on one
+// handle. File locks are the kernel's own (EnableLocks off): correct for
+// one machine, which is the only place a drive is mounted.
+//
+// # Buffers
+//
+// Read fills the request buffer go-fuse lends (journal.ReadAt reads into
+// it directly; it is ours until the reply is sent), so reads need no pool
+// and no copy of ours. Write's data belongs to go-fuse and is reused
+// after we return; journal.WriteAt copies what it keeps. Setxattr data is
+// lent the same way.
+//
+// # Deadlocks
+//
+// A process that serves the mount must not block on it from a thread the
+// server needs. Tests that mmap a file on the mount keep GOMAXPROCS >= 2
+// (a page fault holds its thread and P), never start a subprocess with
+// its working directory on the mount (the child's chdir would wait for
+// us between fork and exec) and run binaries on the mount through sh.
+// Drive.Close unmounts before closing the journal, so no request can
+// arrive at a closed journal.
+//
+// # Durability
+//
+// write(2) returns when the journal has the data; close(2) of a file
+// written since its last flush, and fsync(2), return when data and
+// metadata are on local disk (journal.Flush, journal.Fsync). Getting the
+// data onto the grid is the journal uploader's business.
+package fs

@@ -1,0 +1,181 @@
+package fs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/meshdrive/meshdrive/journal"
+)
+
+// handle is one open(2) of a regular file. All I/O is done by the node
+// (the kernel's write-back cache sends writes on any handle of the inode);
+// the handle only carries the open flags and makes go-fuse call Release,
+// which balances the journal's open count.
+type handle struct {
+	flags uint32
+}
+
+// openFlags says how the kernel may cache an open file. Every change to a
+// file passes through this one kernel mount, so its page cache is never
+// stale and is kept across opens (FOPEN_KEEP_CACHE): warm reads never
+// reach the daemon. O_DIRECT asks for the opposite, and gets it.
+func openFlags(flags uint32) uint32 {
+	if flags&syscall.O_DIRECT != 0 {
+		return fuse.FOPEN_DIRECT_IO
+	}
+	return fuse.FOPEN_KEEP_CACHE
+}
+
+// open registers an open of n with the journal and returns its handle.
+// O_TRUNC is not seen here: the kernel truncates with a SETATTR before
+// OPEN (we do not ask for atomic O_TRUNC), and Create deals with it.
+func (n *node) open(flags uint32) (fusefs.FileHandle, uint32) {
+	n.fsys.j.OpenFile(n.ino())
+	return &handle{flags: flags}, openFlags(flags)
+}
+
+func (n *node) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	fh, fl := n.open(flags)
+	return fh, fl, 0
+}
+
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
+	if len(name) > nameMax {
+		return nil, nil, 0, syscall.ENAMETOOLONG
+	}
+	uid, gid, m := n.owner(ctx, syscall.S_IFREG|mode&07777)
+	a, err := n.fsys.j.Mknod(ctx, n.ino(), name, m, 0, uid, gid)
+	if errors.Is(err, journal.ErrExist) && flags&syscall.O_EXCL == 0 {
+		// Lost a race with another creator: open what is there.
+		a, err = n.fsys.j.Lookup(ctx, n.ino(), name)
+		if err == nil && a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+			return nil, nil, 0, syscall.EISDIR
+		}
+		if err == nil && flags&syscall.O_TRUNC != 0 && a.Size > 0 {
+			zero := uint64(0)
+			a, err = n.fsys.j.SetAttr(ctx, a.Ino, journal.SetAttr{Size: &zero})
+		}
+	}
+	if err != nil {
+		return nil, nil, 0, n.errno("create", err)
+	}
+	c := n.child(ctx, a, out)
+	fh, fl := c.Operations().(*node).open(flags)
+	return c, fh, fl, 0
+}
+
+// Tmpfile answers open(O_TMPFILE): a file in no directory. The journal
+// has no nameless inodes, so it is created under a hidden unique name,
+// opened, and unlinked at once; the open count keeps it alive until the
+// last close. For that instant the name is visible to a concurrent
+// readdir.
+func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
+	var r [12]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return nil, nil, 0, n.errno("tmpfile", err)
+	}
+	name := ".meshdrive-tmpfile-" + hex.EncodeToString(r[:])
+	uid, gid, m := n.owner(ctx, syscall.S_IFREG|mode&07777)
+	a, err := n.fsys.j.Mknod(ctx, n.ino(), name, m, 0, uid, gid)
+	if err != nil {
+		return nil, nil, 0, n.errno("tmpfile", err)
+	}
+	n.fsys.j.OpenFile(a.Ino)
+	if err := n.fsys.j.Unlink(ctx, n.ino(), name); err != nil {
+		n.fsys.j.ReleaseFile(a.Ino)
+		return nil, nil, 0, n.errno("tmpfile", err)
+	}
+	a.Nlink = 0
+	c := &node{fsys: n.fsys}
+	c.last = a
+	fillAttr(&out.Attr, a)
+	child := n.NewInode(ctx, c, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(a.Ino)})
+	return child, &handle{flags: flags}, openFlags(flags), 0
+}
+
+// Read reads into dest, the request buffer go-fuse lends us until the
+// reply is sent: no copy and no pool of our own.
+func (n *node) Read(ctx context.Context, f fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	k, err := n.fsys.j.ReadAt(ctx, n.ino(), dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, n.errno("read", err)
+	}
+	return fuse.ReadResultData(dest[:k]), 0
+}
+
+// Write hands data to the journal. data belongs to go-fuse and is reused
+// once we return; the journal copies what it keeps.
+func (n *node) Write(ctx context.Context, f fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	n.dirty.Store(true)
+	k, err := n.fsys.j.WriteAt(ctx, n.ino(), data, off)
+	if err != nil {
+		return uint32(k), n.errno("write", err)
+	}
+	return uint32(k), 0
+}
+
+// Flush runs on every close(2). When the inode was written since the last
+// flush, the journal makes the data durable on local disk before close
+// returns (DESIGN promise 1); a read-only open costs nothing.
+func (n *node) Flush(ctx context.Context, f fusefs.FileHandle) syscall.Errno {
+	if !n.dirty.Swap(false) {
+		return 0
+	}
+	if err := n.fsys.j.Flush(ctx, n.ino()); err != nil {
+		n.dirty.Store(true)
+		return n.errno("flush", err)
+	}
+	return 0
+}
+
+// Fsync makes the inode's data and metadata durable on local disk. It
+// also serves fsync of a directory.
+func (n *node) Fsync(ctx context.Context, f fusefs.FileHandle, flags uint32) syscall.Errno {
+	n.dirty.Store(false)
+	if err := n.fsys.j.Fsync(ctx, n.ino()); err != nil {
+		n.dirty.Store(true)
+		return n.errno("fsync", err)
+	}
+	return 0
+}
+
+func (n *node) Release(ctx context.Context, f fusefs.FileHandle) syscall.Errno {
+	if _, ok := f.(*handle); ok {
+		n.fsys.j.ReleaseFile(n.ino())
+	}
+	return 0
+}
+
+// Allocate implements fallocate(2) modes 0 and KEEP_SIZE. Nothing is
+// reserved (space lives on the grid, and the journal's quota decides when
+// writes wait); mode 0 extends the file as a local disk would. Hole
+// punching and the other modes answer EOPNOTSUPP.
+func (n *node) Allocate(ctx context.Context, f fusefs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
+	switch mode {
+	case 0:
+		a, err := n.fsys.j.GetAttr(ctx, n.ino())
+		if err != nil {
+			return n.errno("fallocate", err)
+		}
+		if end := off + size; end > a.Size {
+			a, err = n.fsys.j.SetAttr(ctx, n.ino(), journal.SetAttr{Size: &end})
+			if err != nil {
+				return n.errno("fallocate", err)
+			}
+			n.dirty.Store(true)
+		}
+		n.remember(a)
+		return 0
+	case unix.FALLOC_FL_KEEP_SIZE:
+		return 0
+	}
+	return syscall.EOPNOTSUPP
+}

@@ -1,0 +1,45 @@
+package fs
+
+import (
+	"context"
+
+	"github.com/meshdrive/meshdrive/journal"
+)
+
+// Journal is what the file system needs from the journal: the namespace
+// and the file data. *journal.Journal satisfies it; tests may use a fake.
+// Every method returns journal sentinel errors (see errno.go for how they
+// reach applications).
+type Journal interface {
+	Lookup(ctx context.Context, parent journal.Ino, name string) (journal.Attr, error)
+	GetAttr(ctx context.Context, ino journal.Ino) (journal.Attr, error)
+	SetAttr(ctx context.Context, ino journal.Ino, s journal.SetAttr) (journal.Attr, error)
+	Mknod(ctx context.Context, parent journal.Ino, name string, mode, rdev, uid, gid uint32) (journal.Attr, error)
+	Mkdir(ctx context.Context, parent journal.Ino, name string, mode, uid, gid uint32) (journal.Attr, error)
+	Symlink(ctx context.Context, parent journal.Ino, name, target string, uid, gid uint32) (journal.Attr, error)
+	Readlink(ctx context.Context, ino journal.Ino) (string, error)
+	Link(ctx context.Context, ino, newParent journal.Ino, newName string) (journal.Attr, error)
+	Unlink(ctx context.Context, parent journal.Ino, name string) error
+	Rmdir(ctx context.Context, parent journal.Ino, name string) error
+	Rename(ctx context.Context, oldParent journal.Ino, oldName string, newParent journal.Ino, newName string, flags uint32) error
+	// ReadDir returns up to max entries after cookie off (0 = start),
+	// without "." and "..".
+	ReadDir(ctx context.Context, dir journal.Ino, off uint64, max int) ([]journal.DirEntry, error)
+	GetXattr(ctx context.Context, ino journal.Ino, name string) ([]byte, error)
+	SetXattr(ctx context.Context, ino journal.Ino, name string, value []byte, flags uint32) error
+	ListXattr(ctx context.Context, ino journal.Ino) ([]string, error)
+	RemoveXattr(ctx context.Context, ino journal.Ino, name string) error
+	StatFS(ctx context.Context) (journal.StatFS, error)
+
+	// OpenFile and ReleaseFile count opens: the data of an unlinked inode
+	// lives until its last release.
+	OpenFile(ino journal.Ino)
+	ReleaseFile(ino journal.Ino)
+	// ReadAt fills p (owned by the caller) and reads short only at EOF.
+	ReadAt(ctx context.Context, ino journal.Ino, p []byte, off int64) (int, error)
+	// WriteAt uses p (owned by the caller) only during the call.
+	WriteAt(ctx context.Context, ino journal.Ino, p []byte, off int64) (int, error)
+	Flush(ctx context.Context, ino journal.Ino) error
+	Fsync(ctx context.Context, ino journal.Ino) error
+	Status(ctx context.Context, ino journal.Ino) (journal.FileStatus, error)
+}

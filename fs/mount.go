@@ -1,0 +1,126 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/meshdrive/meshdrive/journal"
+)
+
+// Kernel cache lifetimes. The kernel invalidates its own entries and
+// attributes for every change made through this mount, and every change
+// to the drive is made through it (one mount per journal, enforced by the
+// data dir lock), so these bound staleness only for changes the kernel
+// cannot see: attributes the journal computes by itself (st_blocks after
+// a flush). One second is libfuse's default and keeps a stat-heavy
+// workload (ls -l, make, git status) to about one GETATTR per file per
+// second. Negative entries are cached for the same second: a create
+// through this mount replaces the negative dentry at once, and build
+// tools probe many missing paths.
+const (
+	attrTimeout     = time.Second
+	entryTimeout    = time.Second
+	negativeTimeout = time.Second
+)
+
+// MountOptions configure Mount.
+type MountOptions struct {
+	// AllowOther lets users other than the mounting one use the mount
+	// (permissions are still checked by the kernel: default_permissions).
+	AllowOther bool
+	// ReadOnly mounts with "ro"; the kernel refuses every change.
+	ReadOnly bool
+	// Writeback turns on the kernel's write-back cache: write(2) lands in
+	// the page cache and reaches the journal in large WRITEs on close,
+	// fsync or memory pressure. Off by default: the kernel then owns mtime
+	// and ctime of written files and sends them in a SETATTR at close,
+	// and journal.SetAttr cannot take a ctime, so a written file's ctime
+	// would move by the time between write and close, and change over a
+	// remount. Everything else (posixtest, fsx) holds with it on.
+	Writeback bool
+	// Debug logs every FUSE request (very verbose).
+	Debug  bool
+	Logger *slog.Logger
+}
+
+// Mount mounts the drive whose namespace and data are j on mountpoint and
+// serves it until the returned server is unmounted. It returns once the
+// kernel has the mount ready (server.WaitMount), so callers may use the
+// path at once.
+func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout}}
+	a, err := j.GetAttr(context.Background(), journal.RootIno)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: reading the root directory from the journal: %w", mountpoint, err)
+	}
+	root.last = a
+
+	opts := options(o, log)
+	server, err := fusefs.Mount(mountpoint, root, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w (is /dev/fuse present and the mountpoint an empty directory?)", mountpoint, err)
+	}
+	return server, nil
+}
+
+// options are the go-fuse settings of a meshdrive mount.
+func options(o MountOptions, log *slog.Logger) *fusefs.Options {
+	attr, entry, neg := attrTimeout, entryTimeout, negativeTimeout
+	mo := fuse.MountOptions{
+		AllowOther: o.AllowOther,
+		// The kernel checks permissions against our attributes, with the
+		// sticky-directory, set-ID clearing and access(2) rules of a local
+		// disk; the daemon never second-guesses it.
+		Options: []string{"default_permissions"},
+		// 1 MiB requests: fewer round trips for large reads and writes.
+		MaxWrite:     1 << 20,
+		MaxReadAhead: 1 << 20,
+		// Enough parallel background requests (read-ahead, write-back)
+		// to keep the journal and the cache busy.
+		MaxBackground: 64,
+		FsName:        "meshdrive",
+		Name:          "meshdrive",
+		// We run as root in production and tests: mount(2) directly.
+		// go-fuse falls back to fusermount3 when that fails (not root).
+		DirectMount: true,
+		// The kernel asks for security.capability before every write to
+		// know whether to clear it; answer "none" without a round trip
+		// into the journal. (Setting security.* xattrs still works.)
+		IgnoreSecurityLabels: true,
+		// Only this mount changes the drive, so the kernel never needs to
+		// drop cached pages because an mtime moved; it drops them itself
+		// on truncate.
+		ExplicitDataCacheControl: true,
+		Debug:                    o.Debug,
+	}
+	if o.Writeback {
+		// The kernel then owns size and times of cached inodes and still
+		// sends the set-ID-clearing SETATTR for a non-owner's write.
+		mo.ExtraCapabilities = fuse.CAP_WRITEBACK_CACHE
+	}
+	if o.ReadOnly {
+		mo.Options = append(mo.Options, "ro")
+	}
+	if o.Debug {
+		mo.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	}
+	return &fusefs.Options{
+		MountOptions:    mo,
+		AttrTimeout:     &attr,
+		EntryTimeout:    &entry,
+		NegativeTimeout: &neg,
+		// Keep the modes the journal reports, even 0000.
+		NullPermissions: true,
+		RootStableAttr:  &fusefs.StableAttr{Ino: uint64(journal.RootIno)},
+		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}

@@ -1,0 +1,385 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/meshdrive/meshdrive/journal"
+)
+
+// blksize is st_blksize, the I/O size we tell applications to prefer.
+// stdio, cp and friends size their buffers from it: 128 KiB is the kernel's
+// read-ahead window and coreutils' own minimum, so copies issue large
+// requests without giving every FILE a 1 MiB buffer.
+const blksize = 128 << 10
+
+// nameMax is the longest name a directory entry may have (NAME_MAX). The
+// kernel lets FUSE names grow to 1024 bytes, so we check it ourselves.
+const nameMax = 255
+
+// fileSystem is the state every node shares. It holds no mutable state.
+type fileSystem struct {
+	j           Journal
+	log         *slog.Logger
+	attrTimeout time.Duration
+
+	statMu sync.Mutex // guards the two fields below
+	statAt time.Time
+	stat   journal.StatFS
+}
+
+// statfsTTL is how long a statfs answer is reused. The journal asks every
+// node for its capacity; file managers call statfs several times a
+// second while browsing.
+const statfsTTL = time.Second
+
+func (f *fileSystem) statFS(ctx context.Context) (journal.StatFS, error) {
+	f.statMu.Lock()
+	defer f.statMu.Unlock()
+	if !f.statAt.IsZero() && time.Since(f.statAt) < statfsTTL {
+		return f.stat, nil
+	}
+	st, err := f.j.StatFS(ctx)
+	if err != nil {
+		return st, err
+	}
+	f.stat, f.statAt = st, time.Now()
+	return st, nil
+}
+
+// node is one inode of the drive. Its StableAttr.Ino is the journal's
+// inode number, which never changes and survives remount; go-fuse keeps
+// one node per number, so hard links share it.
+type node struct {
+	fusefs.Inode
+	fsys *fileSystem
+
+	// dirty is set by every write and truncate and cleared by the Flush
+	// that hands the data to the journal. With the kernel's write-back
+	// cache, writes arrive on whichever handle the kernel picks, so this
+	// lives on the node and not on a handle.
+	dirty atomic.Bool
+
+	mu sync.Mutex // guards last
+	// last is the newest attributes seen. It answers fstat of an inode
+	// whose last name is gone and which the journal no longer knows (a
+	// directory renamed over while open), and carries a directory's mode
+	// and group for set-group-ID inheritance.
+	last journal.Attr
+}
+
+var (
+	_ fusefs.NodeLookuper       = (*node)(nil)
+	_ fusefs.NodeGetattrer      = (*node)(nil)
+	_ fusefs.NodeSetattrer      = (*node)(nil)
+	_ fusefs.NodeCreater        = (*node)(nil)
+	_ fusefs.NodeTmpfiler       = (*node)(nil)
+	_ fusefs.NodeMknoder        = (*node)(nil)
+	_ fusefs.NodeMkdirer        = (*node)(nil)
+	_ fusefs.NodeRmdirer        = (*node)(nil)
+	_ fusefs.NodeUnlinker       = (*node)(nil)
+	_ fusefs.NodeRenamer        = (*node)(nil)
+	_ fusefs.NodeLinker         = (*node)(nil)
+	_ fusefs.NodeSymlinker      = (*node)(nil)
+	_ fusefs.NodeReadlinker     = (*node)(nil)
+	_ fusefs.NodeStatfser       = (*node)(nil)
+	_ fusefs.NodeOpener         = (*node)(nil)
+	_ fusefs.NodeOpendirHandler = (*node)(nil)
+	_ fusefs.NodeReader         = (*node)(nil)
+	_ fusefs.NodeWriter         = (*node)(nil)
+	_ fusefs.NodeFlusher        = (*node)(nil)
+	_ fusefs.NodeFsyncer        = (*node)(nil)
+	_ fusefs.NodeReleaser       = (*node)(nil)
+	_ fusefs.NodeAllocater      = (*node)(nil)
+	_ fusefs.NodeGetxattrer     = (*node)(nil)
+	_ fusefs.NodeSetxattrer     = (*node)(nil)
+	_ fusefs.NodeListxattrer    = (*node)(nil)
+	_ fusefs.NodeRemovexattrer  = (*node)(nil)
+)
+
+func (n *node) ino() journal.Ino { return journal.Ino(n.StableAttr().Ino) }
+
+func (n *node) errno(op string, err error) syscall.Errno {
+	return errno(n.fsys.log, op, n.ino(), err)
+}
+
+// remember records a as the newest attributes of n.
+func (n *node) remember(a journal.Attr) {
+	n.mu.Lock()
+	n.last = a
+	n.mu.Unlock()
+}
+
+func (n *node) lastAttr() journal.Attr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.last
+}
+
+// fillAttr copies journal attributes into a FUSE reply.
+func fillAttr(out *fuse.Attr, a journal.Attr) {
+	out.Ino = uint64(a.Ino)
+	out.Mode = a.Mode
+	out.Nlink = a.Nlink
+	out.Uid = a.Uid
+	out.Gid = a.Gid
+	out.Rdev = a.Rdev
+	out.Size = a.Size
+	out.Blocks = a.Blocks
+	out.Blksize = blksize
+	out.SetTimes(&a.Atime, &a.Mtime, &a.Ctime)
+}
+
+// child returns the node for a, creating it if go-fuse does not know the
+// inode yet (go-fuse dedups by StableAttr, so every name of a hard-linked
+// file ends at one node), and fills out.
+func (n *node) child(ctx context.Context, a journal.Attr, out *fuse.EntryOut) *fusefs.Inode {
+	c := &node{fsys: n.fsys}
+	c.last = a
+	fillAttr(&out.Attr, a)
+	return n.NewInode(ctx, c, fusefs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: uint64(a.Ino)})
+}
+
+// owner is the uid and gid a new child of n gets: the caller's, except
+// that a set-group-ID directory hands down its group (and, to
+// directories, the set-group-ID bit), as on a local disk.
+func (n *node) owner(ctx context.Context, mode uint32) (uid, gid, newMode uint32) {
+	if c, ok := fuse.FromContext(ctx); ok {
+		uid, gid = c.Uid, c.Gid
+	}
+	newMode = mode
+	if p := n.lastAttr(); p.Mode&syscall.S_ISGID != 0 {
+		gid = p.Gid
+		if mode&syscall.S_IFMT == syscall.S_IFDIR {
+			newMode |= syscall.S_ISGID
+		}
+	}
+	return uid, gid, newMode
+}
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if len(name) > nameMax {
+		return nil, syscall.ENAMETOOLONG
+	}
+	a, err := n.fsys.j.Lookup(ctx, n.ino(), name)
+	if err != nil {
+		return nil, n.errno("lookup", err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+func (n *node) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a, err := n.fsys.j.GetAttr(ctx, n.ino())
+	if errors.Is(err, journal.ErrNotFound) {
+		// The kernel still holds this inode (an open descriptor), but
+		// it has no name left and the journal dropped it: answer what
+		// we last knew, with no links, as a local disk does.
+		a = n.lastAttr()
+		if a.Ino == 0 {
+			return syscall.ENOENT
+		}
+		a.Nlink = 0
+		err = nil
+	}
+	if err != nil {
+		return n.errno("getattr", err)
+	}
+	n.remember(a)
+	fillAttr(&out.Attr, a)
+	return 0
+}
+
+func (n *node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	var s journal.SetAttr
+	if m, ok := in.GetMode(); ok {
+		s.Mode = &m
+	}
+	if uid, ok := in.GetUID(); ok {
+		s.Uid = &uid
+	}
+	if gid, ok := in.GetGID(); ok {
+		s.Gid = &gid
+	}
+	if size, ok := in.GetSize(); ok {
+		s.Size = &size
+		n.dirty.Store(true)
+	}
+	if t, ok := in.GetATime(); ok {
+		s.Atime = &t
+	}
+	if t, ok := in.GetMTime(); ok {
+		s.Mtime = &t
+	}
+	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && s.Mode == nil {
+		// Only sent when the kernel leaves killing set-ID bits to us
+		// (handle_killpriv_v2, which we do not ask for); honour it anyway.
+		cur, err := n.fsys.j.GetAttr(ctx, n.ino())
+		if err != nil {
+			return n.errno("setattr", err)
+		}
+		m := cur.Mode & 07777 &^ syscall.S_ISUID
+		if cur.Mode&syscall.S_IXGRP != 0 {
+			m &^= syscall.S_ISGID
+		}
+		s.Mode = &m
+	}
+	if in.Valid&fuse.FATTR_CTIME != 0 && s.Mode == nil && s.Uid == nil && s.Gid == nil && s.Size == nil {
+		// The write-back cache flushing the kernel's own times. When
+		// they are what we have, change nothing: a SetAttr would move
+		// ctime to now.
+		cur, err := n.fsys.j.GetAttr(ctx, n.ino())
+		if err != nil {
+			return n.errno("setattr", err)
+		}
+		if (s.Atime == nil || s.Atime.Equal(cur.Atime)) && (s.Mtime == nil || s.Mtime.Equal(cur.Mtime)) {
+			return n.replyAttr(cur, out)
+		}
+	}
+	a, err := n.fsys.j.SetAttr(ctx, n.ino(), s)
+	if err != nil {
+		return n.errno("setattr", err)
+	}
+	return n.replyAttr(a, out)
+}
+
+// replyAttr answers a SETATTR: go-fuse leaves its attribute timeout at
+// zero, which would make the kernel ask again at once.
+func (n *node) replyAttr(a journal.Attr, out *fuse.AttrOut) syscall.Errno {
+	n.remember(a)
+	fillAttr(&out.Attr, a)
+	out.SetTimeout(n.fsys.attrTimeout)
+	return 0
+}
+
+func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if len(name) > nameMax {
+		return nil, syscall.ENAMETOOLONG
+	}
+	switch mode & syscall.S_IFMT {
+	case 0:
+		mode |= syscall.S_IFREG
+	case syscall.S_IFREG, syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK:
+	default:
+		return nil, syscall.EINVAL
+	}
+	uid, gid, mode := n.owner(ctx, mode)
+	a, err := n.fsys.j.Mknod(ctx, n.ino(), name, mode, dev, uid, gid)
+	if err != nil {
+		return nil, n.errno("mknod", err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if len(name) > nameMax {
+		return nil, syscall.ENAMETOOLONG
+	}
+	uid, gid, mode := n.owner(ctx, syscall.S_IFDIR|mode&07777)
+	a, err := n.fsys.j.Mkdir(ctx, n.ino(), name, mode, uid, gid)
+	if err != nil {
+		return nil, n.errno("mkdir", err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if len(name) > nameMax {
+		return nil, syscall.ENAMETOOLONG
+	}
+	uid, gid, _ := n.owner(ctx, syscall.S_IFLNK)
+	a, err := n.fsys.j.Symlink(ctx, n.ino(), name, target, uid, gid)
+	if err != nil {
+		return nil, n.errno("symlink", err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	target, err := n.fsys.j.Readlink(ctx, n.ino())
+	if err != nil {
+		return nil, n.errno("readlink", err)
+	}
+	return []byte(target), 0
+}
+
+func (n *node) Link(ctx context.Context, target fusefs.InodeEmbedder, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if len(name) > nameMax {
+		return nil, syscall.ENAMETOOLONG
+	}
+	t, ok := target.(*node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	a, err := n.fsys.j.Link(ctx, t.ino(), n.ino(), name)
+	if err != nil {
+		return nil, n.errno("link", err)
+	}
+	t.remember(a)
+	fillAttr(&out.Attr, a)
+	// The same *Inode: hard links share one node.
+	return t.EmbeddedInode(), 0
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return n.errno("unlink", n.fsys.j.Unlink(ctx, n.ino(), name))
+}
+
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return n.errno("rmdir", n.fsys.j.Rmdir(ctx, n.ino(), name))
+}
+
+func (n *node) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if len(newName) > nameMax {
+		return syscall.ENAMETOOLONG
+	}
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	var jflags uint32
+	switch flags {
+	case 0:
+	case unixRenameNoReplace:
+		jflags = journal.RenameNoReplace
+	case unixRenameExchange:
+		jflags = journal.RenameExchange
+	default:
+		// RENAME_WHITEOUT (overlayfs) and combinations.
+		return syscall.EINVAL
+	}
+	return n.errno("rename", n.fsys.j.Rename(ctx, n.ino(), name, np.ino(), newName, jflags))
+}
+
+// renameat2(2) flags as the kernel sends them.
+const (
+	unixRenameNoReplace = 1
+	unixRenameExchange  = 2
+)
+
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	st, err := n.fsys.statFS(ctx)
+	if err != nil {
+		return n.errno("statfs", err)
+	}
+	const bsize = 4096
+	// The journal numbers inodes without a limit; report plenty free so
+	// tools that check f_ffree never refuse.
+	const freeFiles = 1 << 32
+	out.Bsize = bsize
+	out.Frsize = bsize
+	out.Blocks = st.TotalBytes / bsize
+	out.Bfree = st.FreeBytes / bsize
+	out.Bavail = out.Bfree
+	out.Files = st.Files + freeFiles
+	out.Ffree = freeFiles
+	out.NameLen = nameMax
+	return 0
+}

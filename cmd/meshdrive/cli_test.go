@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/dirstore"
+	"github.com/meshdrive/meshdrive/remote/keyring"
+)
+
+// TestHelp: every command answers --help on stdout with exit 0, and the
+// flags its synopsis names are the flags it has.
+func TestHelp(t *testing.T) {
+	r := mustRun(t, cmdEnv(), "--help")
+	for _, c := range commands() {
+		if !strings.Contains(r.stdout, c.name) {
+			t.Errorf("top help lacks %q", c.name)
+		}
+	}
+	cases := [][]string{{"init"}, {"mount"}, {"unmount"}, {"status"}, {"sync"}, {"cache"}, {"passwd"}, {"node", "serve"}}
+	for _, c := range cases {
+		r := mustRun(t, cmdEnv(), append(c, "--help")...)
+		usage := "Usage: meshdrive " + strings.Join(c, " ")
+		if !strings.HasPrefix(r.stdout, usage) {
+			t.Errorf("%v --help: %q", c, r.stdout)
+			continue
+		}
+		synopsis, _, _ := strings.Cut(r.stdout, "\n")
+		for _, f := range strings.Fields(synopsis) {
+			f = strings.Trim(f, "[]")
+			if !strings.HasPrefix(f, "--") {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+			if !strings.Contains(r.stdout, "\n  -"+name+" ") && !strings.Contains(r.stdout, "\n  -"+name+"\n") {
+				t.Errorf("%v: synopsis names --%s but the flag list lacks it", c, name)
+			}
+		}
+	}
+	r = runBin(t, cmdEnv(), "frobnicate")
+	if r.code != 2 || !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: %s", r)
+	}
+	r = runBin(t, cmdEnv(), "mount", "--bogus", "x")
+	if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "-bogus") {
+		t.Errorf("bad flag: %s", r)
+	}
+}
+
+// TestPasswd changes the passphrase: the old one stops working, the new one
+// opens the key, the master key is the same, and every node holds the new
+// wrapped key.
+func TestPasswd(t *testing.T) {
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=old pass")
+	dir, _ := newDefaultDrive(t, env)
+	before, err := os.ReadFile(filepath.Join(dir, keyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := keyring.Unwrap(before, []byte("old pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertRefusal(t, runBin(t, cmdEnv("MESHDRIVE_PASSPHRASE=nope", "MESHDRIVE_NEW_PASSPHRASE=x"), "passwd", "--data", dir), dir, "", "wrong passphrase for drive at "+dir)
+	r := mustRun(t, cmdEnv("MESHDRIVE_PASSPHRASE=old pass", "MESHDRIVE_NEW_PASSPHRASE=new pass"), "passwd", "--data", dir)
+	if !strings.Contains(r.stdout, "all 6 nodes") {
+		t.Errorf("passwd output: %s", r.stdout)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, keyFile))
+	if _, err := keyring.Unwrap(after, []byte("old pass")); err != keyring.ErrWrongPassphrase {
+		t.Errorf("old passphrase on the new key: %v", err)
+	}
+	got, err := keyring.Unwrap(after, []byte("new pass"))
+	if err != nil || string(got) != string(master) {
+		t.Fatalf("new passphrase: %v (same key %v)", err, string(got) == string(master))
+	}
+	cfgBytes, _ := os.ReadFile(filepath.Join(dir, configFile))
+	cfg, err := parseConfig(cfgBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := remote.NewSealer(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each node alone: a grid of that node plus five empty stores.
+	for i := range cfg.Nodes {
+		var members []remote.Member
+		for j := range cfg.Nodes {
+			d := filepath.Join(dir, cfg.Nodes[i].URL)
+			if j != i {
+				d = t.TempDir()
+			}
+			st, err := dirstore.New(d, dirstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			members = append(members, remote.Member{Name: cfg.Nodes[j].Name, Store: st})
+		}
+		g, err := remote.NewGrid(remote.GridOptions{K: cfg.K, M: cfg.M, Members: members, Sealer: sealer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := g.GetMeta(context.Background(), metaKey)
+		if err != nil || string(key) != string(after) {
+			t.Errorf("node %s: meta/key %v (matches key.json: %v)", cfg.Nodes[i].Name, err, string(key) == string(after))
+		}
+		sc, err := g.GetMeta(context.Background(), metaConfig)
+		if err != nil {
+			t.Errorf("node %s: meta/config: %v", cfg.Nodes[i].Name, err)
+			continue
+		}
+		plain, err := sealer.OpenMeta(metaConfig, sc)
+		if err != nil || string(plain) != string(cfgBytes) {
+			t.Errorf("node %s: meta/config opens: %v, equals config.json: %v", cfg.Nodes[i].Name, err, string(plain) == string(cfgBytes))
+		}
+		if strings.Contains(string(sc), cfg.DriveID) {
+			t.Errorf("node %s holds the config in the clear", cfg.Nodes[i].Name)
+		}
+	}
+}
+
+// TestForegroundSignal: a foreground mount unmounts and exits 0 on SIGINT
+// and SIGTERM, and what was written before is there at the next mount.
+func TestForegroundSignal(t *testing.T) {
+	requireFuse(t)
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=pw")
+	dir, mp := newDefaultDrive(t, env)
+	cleanupMount(t, env, dir, mp)
+	for i, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		cmd := exec.Command(meshdriveBin(t), "mount", "--data", dir, mp)
+		cmd.Env = env
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		ready := false
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "msg=mounted") {
+				ready = true
+				break
+			}
+		}
+		if !ready {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("foreground mount never said mounted")
+		}
+		go func() {
+			for sc.Scan() {
+			}
+		}()
+		if !mounted(mp) {
+			t.Fatal("said mounted but nothing is mounted")
+		}
+		name := filepath.Join(mp, "note"+string(rune('0'+i)))
+		if err := os.WriteFile(name, []byte("written before "+sig.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Process.Signal(sig)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("exit after %v: %v", sig, err)
+			}
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("mount did not exit after %v", sig)
+		}
+		if mounted(mp) || !lockFree(t, dir) {
+			t.Fatalf("after %v: mounted %v, lock free %v", sig, mounted(mp), lockFree(t, dir))
+		}
+	}
+	mustRun(t, env, "mount", "--daemon", "--read-only", "--data", dir, mp)
+	for i, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		b, err := os.ReadFile(filepath.Join(mp, "note"+string(rune('0'+i))))
+		if err != nil || string(b) != "written before "+sig.String() {
+			t.Errorf("note %d after remount: %q %v", i, b, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(mp, "ro"), []byte("x"), 0o644); err == nil {
+		t.Error("wrote to a --read-only mount")
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}
+
+// TestFirstMount: mount on a data dir that has never seen meshdrive makes
+// the default drive, says where it lives, and mounts it.
+func TestFirstMount(t *testing.T) {
+	requireFuse(t)
+	// Real key-derivation cost here: this is the path a new user takes.
+	env := append(cmdEnv("MESHDRIVE_PASSPHRASE=first"), insecureKDFEnv+"=0")
+	base := t.TempDir()
+	dir := filepath.Join(base, "xdg", "meshdrive")
+	mp := filepath.Join(base, "Drive")
+	os.Mkdir(mp, 0o755)
+	cleanupMount(t, env, dir, mp)
+	r := mustRun(t, append(env, "XDG_DATA_HOME="+filepath.Join(base, "xdg")), "mount", "--daemon", mp)
+	for _, w := range []string{"lives in " + dir, "passphrase and one node", "password manager"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("first mount output lacks %q:\n%s", w, r.stderr)
+		}
+	}
+	if !mounted(mp) {
+		t.Fatal("not mounted")
+	}
+	for i := 1; i <= 6; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "nodes", "node-"+string(rune('0'+i)))); err != nil {
+			t.Errorf("node dir %d: %v", i, err)
+		}
+	}
+	st := statusJSON(t, env, dir)
+	if st.NodesUp != 6 || st.K != 4 || st.M != 2 {
+		t.Errorf("status: %+v", st)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+	// A second mount does not make a new drive or print the notice again.
+	r = mustRun(t, append(env, "MESHDRIVE_DATA="+dir), "mount", "--daemon", mp)
+	if strings.Contains(r.stderr, "lives in") {
+		t.Errorf("second mount repeated the notice:\n%s", r.stderr)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}
+
+// TestNodeServeStops: SIGTERM ends a node with exit 0.
+func TestNodeServeStops(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	if err := n.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("node exit after SIGTERM: %v", err)
+	}
+	r := runBin(t, cmdEnv(), "node", "serve", "--dir", t.TempDir())
+	if r.code != 2 || !strings.Contains(r.stderr, "--listen") {
+		t.Errorf("node serve without --listen: %s", r)
+	}
+}
+
+// TestMountHelper runs contrib/mount.fuse.meshdrive the way mount(8) does.
+func TestMountHelper(t *testing.T) {
+	requireFuse(t)
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=helper")
+	dir, mp := newDefaultDrive(t, env)
+	cleanupMount(t, env, dir, mp)
+	pf := filepath.Join(t.TempDir(), "pass")
+	os.WriteFile(pf, []byte("helper\n"), 0o600)
+	helper, err := filepath.Abs("../../contrib/mount.fuse.meshdrive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The passphrase comes from the option, not the environment.
+	henv := append(cmdEnv(), "MESHDRIVE="+meshdriveBin(t))
+	out, err := exec.Command("env", append(henv, helper, dir, mp, "-o", "rw,_netdev,bogus")...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unknown option bogus") || mounted(mp) {
+		t.Errorf("unknown option: %v %s", err, out)
+	}
+	mountHelper := func(opts string) {
+		t.Helper()
+		cmd := exec.Command(helper, dir, mp, "-o", opts)
+		cmd.Env = henv
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("mount.fuse.meshdrive -o %s: %v\n%s", opts, err, out)
+		}
+		if !mounted(mp) {
+			t.Fatal("helper returned 0 but nothing is mounted")
+		}
+	}
+	mountHelper("rw,nofail,_netdev,cache_size=64MiB,log_level=debug,passphrase_file=" + pf)
+	if err := os.WriteFile(filepath.Join(mp, "x"), []byte("via fstab"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+	mountHelper("ro,passphrase_file=" + pf)
+	if b, err := os.ReadFile(filepath.Join(mp, "x")); err != nil || string(b) != "via fstab" {
+		t.Errorf("read back: %q %v", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(mp, "y"), nil, 0o644); err == nil {
+		t.Error("option ro did not make the mount read-only")
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// controlClient talks to a running mount over DATA/control.sock.
+type controlClient struct {
+	dir  string
+	http *http.Client
+}
+
+func newControlClient(dir string) *controlClient {
+	sock := filepath.Join(dir, controlSock)
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}
+	return &controlClient{dir: dir, http: &http.Client{Transport: tr}}
+}
+
+// notMounted is the one-line answer when no mount serves the socket.
+func (c *controlClient) notMounted() error {
+	return fmt.Errorf("drive at %s is not mounted; run meshdrive mount --data %s MOUNTPOINT", c.dir, c.dir)
+}
+
+func (c *controlClient) do(ctx context.Context, method, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://meshdrive"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, c.notMounted()
+		}
+		return nil, fmt.Errorf("control socket of the drive at %s: %w", c.dir, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var ae apiError
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &ae) == nil && ae.Error != "" {
+			return nil, errors.New(ae.Error)
+		}
+		return nil, fmt.Errorf("control socket: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return resp, nil
+}
+
+func (c *controlClient) getJSON(ctx context.Context, method, path string, v any) error {
+	resp, err := c.do(ctx, method, path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func runStatus(e *env) error {
+	fl := newFlagSet(e, "status", "status [--data DIR] [--json] [PATH]", `
+Show the mounted drive: its nodes (up or down, latency, free space, shard
+count), the upload queue (files, bytes, rate, ETA), the cache, and whether
+everything written is grid-durable. With PATH (a file or folder inside the
+mount, or a path relative to the drive's root): its state (durable, degraded
+or local), blocks and bytes still pending upload. Talks to the running mount.`)
+	dataDir := dataDirFlag(e, fl)
+	asJSON := fl.Bool("json", false, "print JSON")
+	pos, err := parseFlags(e, fl, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usageError("status takes at most one PATH")
+	}
+	dir, err := dataDir()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	c := newControlClient(dir)
+	if len(pos) == 1 {
+		q := url.Values{"path": {pos[0]}}
+		if abs, err := filepath.Abs(pos[0]); err == nil {
+			q.Set("abs", abs)
+		}
+		var rep pathReport
+		if err := c.getJSON(ctx, "GET", "/status?"+q.Encode(), &rep); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, rep)
+		}
+		fmt.Fprintf(e.stdout, "%s (%s): %s\n", rep.Path, rep.Type, rep.State)
+		if rep.Type == "dir" {
+			fmt.Fprintf(e.stdout, "  %d files, %s\n", rep.Files, humanBytes(rep.Size))
+		} else if rep.Type == "file" {
+			fmt.Fprintf(e.stdout, "  %s\n", humanBytes(rep.Size))
+		}
+		fmt.Fprintf(e.stdout, "  %d blocks, %d pending upload (%s)\n", rep.Blocks, rep.PendingBlocks, humanBytes(rep.PendingBytes))
+		return nil
+	}
+	var rep statusReport
+	if err := c.getJSON(ctx, "GET", "/status", &rep); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, rep)
+	}
+	printStatus(e.stdout, &rep)
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printStatus(w io.Writer, r *statusReport) {
+	fmt.Fprintf(w, "drive %s at %s\n", r.DriveID, r.DataDir)
+	ro := ""
+	if r.ReadOnly {
+		ro = ", read-only"
+	}
+	fmt.Fprintf(w, "  mounted at %s (pid %d%s)\n", r.Mountpoint, r.PID, ro)
+	state := r.State
+	switch r.State {
+	case "durable":
+		state = "durable: everything written is on the grid"
+	case "degraded":
+		state = "degraded: on the grid, some segments owe repair"
+	case "local":
+		state = "not yet durable: data waits in the local journal"
+	}
+	fmt.Fprintf(w, "  %s\n", state)
+	online := "online"
+	if !r.Online {
+		online = "OFFLINE: no node reachable"
+	}
+	fmt.Fprintf(w, "\nnodes: %d of %d up, k=%d m=%d (%s)\n", r.NodesUp, r.NodesTotal, r.K, r.M, online)
+	for _, n := range r.Nodes {
+		if n.Up {
+			free := "free ?"
+			if n.Free >= 0 {
+				free = "free " + humanBytes(n.Free)
+			}
+			fmt.Fprintf(w, "  %-10s up    %8.2f ms  %-16s %6d shards  %s\n", n.Name, n.LatencyMS, free, n.Shards, n.URL)
+		} else {
+			fmt.Fprintf(w, "  %-10s DOWN  %s  (%s)\n", n.Name, n.URL, n.Error)
+		}
+	}
+	u := r.Uploads
+	fmt.Fprintf(w, "\nuploads: %d files, %s queued", u.Files, humanBytes(u.Bytes))
+	if u.InFlightBytes > 0 {
+		fmt.Fprintf(w, " (a %s segment in flight)", humanBytes(u.InFlightBytes))
+	}
+	if u.Bytes > 0 {
+		fmt.Fprintf(w, ", %s/s, ETA %s", humanBytes(int64(u.Rate)), humanETA(u.ETASeconds))
+	}
+	fmt.Fprintf(w, "\n  %s made durable since mount, %s shipped to nodes", humanBytes(u.DoneBytes), humanBytes(u.ShippedBytes))
+	if u.RepairOwed > 0 {
+		fmt.Fprintf(w, ", %d segments owe repair", u.RepairOwed)
+	}
+	fmt.Fprintln(w)
+	if u.Errors > 0 {
+		fmt.Fprintf(w, "  %d upload errors, last: %s\n", u.Errors, u.LastError)
+	}
+	var cs map[string]any
+	if json.Unmarshal(r.Cache, &cs) == nil {
+		mem, _ := cs["MemBytes"].(float64)
+		disk, _ := cs["DiskBytes"].(float64)
+		fmt.Fprintf(w, "\ncache: %s in memory, %s on disk\n", humanBytes(int64(mem)), humanBytes(int64(disk)))
+		keys := make([]string, 0, len(cs))
+		for k := range cs {
+			if k != "MemBytes" && k != "DiskBytes" {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %v", k, cs[k]))
+		}
+		fmt.Fprintf(w, "  %s\n", strings.Join(parts, ", "))
+	}
+}
+
+func humanBytes(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB", "PiB"} {
+		f /= unit
+		if f < unit {
+			return fmt.Sprintf("%.1f %s", f, u)
+		}
+	}
+	return fmt.Sprintf("%.1f EiB", f/unit)
+}
+
+func humanETA(s float64) string {
+	if s < 0 {
+		return "unknown"
+	}
+	return (time.Duration(s) * time.Second).Round(time.Second).String()
+}
+
+func runSync(e *env) error {
+	fl := newFlagSet(e, "sync", "sync [--data DIR] [--timeout DURATION]", `
+Wait until everything written to the mounted drive so far is grid-durable
+(every segment stored on the nodes). Shows a progress bar (bytes, rate, ETA)
+on a terminal, plain progress lines otherwise. Talks to the running mount.`)
+	dataDir := dataDirFlag(e, fl)
+	timeout := fl.Duration("timeout", 0, "give up after this long (0 = wait as long as it takes)")
+	pos, err := parseFlags(e, fl, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("sync takes no arguments")
+	}
+	dir, err := dataDir()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	resp, err := newControlClient(dir).do(ctx, "POST", "/sync")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	tty := false
+	if f, ok := e.stdout.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	var bar *progressbar.ProgressBar
+	var total, startDone int64 = -1, 0
+	lastPrint := time.Time{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var l syncLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("sync: bad progress line: %v", err)
+		}
+		if l.Error != "" {
+			return fmt.Errorf("sync did not finish: %s", l.Error)
+		}
+		if total < 0 {
+			startDone = l.DoneBytes
+		}
+		// The total grows when more data is written during the sync.
+		total = max(total, l.DoneBytes-startDone+l.Pending, 1)
+		if tty {
+			if bar == nil {
+				bar = progressbar.NewOptions64(total,
+					progressbar.OptionSetWriter(e.stdout), progressbar.OptionShowBytes(true),
+					progressbar.OptionSetDescription("uploading"), progressbar.OptionShowCount(),
+					progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth(),
+					progressbar.OptionThrottle(100*time.Millisecond))
+			}
+			if bar.GetMax64() != total {
+				bar.ChangeMax64(total)
+			}
+			bar.Set64(total - l.Pending)
+		} else if l.Durable || time.Since(lastPrint) >= 2*time.Second {
+			lastPrint = time.Now()
+			if !l.Durable {
+				fmt.Fprintf(e.stdout, "sync: %s left, %s/s, ETA %s\n", humanBytes(l.Pending), humanBytes(int64(l.Rate)), humanETA(l.ETASeconds))
+			}
+		}
+		if l.Durable {
+			if bar != nil {
+				bar.Finish()
+				fmt.Fprintln(e.stdout)
+			}
+			fmt.Fprintf(e.stdout, "sync: everything written is grid-durable\n")
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("sync: gave up before everything was durable (%v); the upload goes on in the mount", context.Cause(ctx))
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("sync: the mount stopped answering: %w", err)
+	}
+	return errors.New("sync: the mount ended the stream before everything was durable (was it unmounted?)")
+}
+
+func runCache(e *env) error {
+	fl := newFlagSet(e, "cache", "cache clear [--data DIR]", `
+cache clear drops every cached block that is not pinned, from memory and from
+disk. Blocks that are not yet on the grid live in the journal, not the cache,
+so nothing is lost. Talks to the running mount.`)
+	dataDir := dataDirFlag(e, fl)
+	pos, err := parseFlags(e, fl, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || pos[0] != "clear" {
+		return usageError("cache needs the subcommand clear: meshdrive cache clear [--data DIR]")
+	}
+	dir, err := dataDir()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	var rep clearReport
+	if err := newControlClient(dir).getJSON(ctx, "POST", "/cache/clear", &rep); err != nil {
+		return err
+	}
+	var b, a map[string]any
+	json.Unmarshal(rep.Before, &b)
+	json.Unmarshal(rep.After, &a)
+	num := func(m map[string]any, k string) int64 { f, _ := m[k].(float64); return int64(f) }
+	fmt.Fprintf(e.stdout, "cache cleared: memory %s -> %s, disk %s -> %s\n",
+		humanBytes(num(b, "MemBytes")), humanBytes(num(a, "MemBytes")),
+		humanBytes(num(b, "DiskBytes")), humanBytes(num(a, "DiskBytes")))
+	return nil
+}

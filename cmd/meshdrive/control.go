@@ -1,0 +1,425 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// The control socket: the mount process serves HTTP over DATA/control.sock
+// (mode 0600) for status, sync and cache clear.
+//
+//	GET  /status            statusReport as JSON
+//	GET  /status?path=P     pathReport for one file or folder
+//	POST /sync              JSON lines of syncLine until grid-durable
+//	POST /cache/clear       clearReport
+
+// statusReport is GET /status (and meshdrive status --json).
+type statusReport struct {
+	DataDir    string          `json:"data_dir"`
+	DriveID    string          `json:"drive_id"`
+	Mountpoint string          `json:"mountpoint"`
+	PID        int             `json:"pid"`
+	K          int             `json:"k"`
+	M          int             `json:"m"`
+	BlockSize  int             `json:"block_size"`
+	ReadOnly   bool            `json:"read_only"`
+	State      string          `json:"state"`   // durable | degraded | local
+	Durable    bool            `json:"durable"` // everything written is on the grid with all n shards
+	Online     bool            `json:"online"`  // at least one node answered
+	NodesUp    int             `json:"nodes_up"`
+	NodesTotal int             `json:"nodes_total"`
+	Nodes      []nodeStatus    `json:"nodes"`
+	Uploads    uploadStatus    `json:"uploads"`
+	Cache      json.RawMessage `json:"cache"` // cache.Stats
+}
+
+type nodeStatus struct {
+	Name      string  `json:"name"`
+	Zone      string  `json:"zone,omitempty"`
+	URL       string  `json:"url"` // token redacted
+	Up        bool    `json:"up"`
+	LatencyMS float64 `json:"latency_ms"`
+	Capacity  int64   `json:"capacity"` // bytes, -1 unknown
+	Free      int64   `json:"free"`     // bytes, -1 unknown
+	Shards    int64   `json:"shards"`   // objects on the node (all are shards)
+	Error     string  `json:"error,omitempty"`
+}
+
+type uploadStatus struct {
+	Files         int64   `json:"files"`           // files with data waiting to upload
+	Bytes         int64   `json:"bytes"`           // plaintext bytes waiting (in flight included)
+	Blocks        int64   `json:"blocks"`          // blocks waiting
+	InFlightBytes int64   `json:"in_flight_bytes"` // the segment being shipped now (sealed bytes)
+	DoneBytes     int64   `json:"done_bytes"`      // made grid-durable since mount
+	ShippedBytes  int64   `json:"shipped_bytes"`   // shard bytes sent since mount
+	Rate          float64 `json:"rate"`            // bytes/s made durable, recent average
+	ETASeconds    float64 `json:"eta_seconds"`     // -1 when unknown
+	Errors        int64   `json:"errors"`
+	LastError     string  `json:"last_error,omitempty"`
+	RepairOwed    int64   `json:"repair_owed"` // segments with fewer than n shards
+}
+
+// pathReport is GET /status?path=.
+type pathReport struct {
+	Path          string `json:"path"`
+	Type          string `json:"type"` // file, dir, symlink, other
+	Size          int64  `json:"size"` // bytes (a folder: sum over its files)
+	State         string `json:"state"`
+	Files         int    `json:"files"` // regular files counted (1 for a file)
+	Blocks        int    `json:"blocks"`
+	PendingBlocks int    `json:"pending_blocks"`
+	PendingBytes  int64  `json:"pending_bytes"`
+}
+
+// syncLine is one line of POST /sync.
+type syncLine struct {
+	Pending    int64   `json:"pending"` // plaintext bytes not yet grid-durable
+	DoneBytes  int64   `json:"done_bytes"`
+	Rate       float64 `json:"rate"`
+	ETASeconds float64 `json:"eta_seconds"`
+	Errors     int64   `json:"errors"`
+	LastError  string  `json:"last_error,omitempty"`
+	Durable    bool    `json:"durable"`
+	Error      string  `json:"error,omitempty"`
+}
+
+type clearReport struct {
+	Before json.RawMessage `json:"before"`
+	After  json.RawMessage `json:"after"`
+}
+
+type controlOptions struct {
+	dataDir, mountpoint string
+	cfg                 *Config
+	drive               *fs.Drive
+	grid                *remote.Grid
+	readOnly            bool
+	log                 *slog.Logger
+}
+
+type controlServer struct {
+	o      controlOptions
+	path   string
+	srv    *http.Server
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+
+	mu       sync.Mutex // guards the fields below
+	rate     float64
+	lastDone int64
+	lastAt   time.Time
+}
+
+// startControl listens on DATA/control.sock. A socket left by a killed
+// mount is removed first: the caller holds the drive lock, so no live
+// mount owns it.
+func startControl(o controlOptions) (*controlServer, error) {
+	path := filepath.Join(o.dataDir, controlSock)
+	os.Remove(path)
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &controlServer{o: o, path: path, cancel: cancel, lastAt: time.Now(), lastDone: o.drive.Journal().Stats().DoneBytes}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", c.status)
+	mux.HandleFunc("POST /sync", c.sync)
+	mux.HandleFunc("POST /cache/clear", c.cacheClear)
+	c.srv = &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx },
+		ReadHeaderTimeout: 10 * time.Second}
+	c.done.Add(2)
+	go func() {
+		defer c.done.Done()
+		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.log.Error("control socket", "err", err)
+		}
+	}()
+	go func() {
+		defer c.done.Done()
+		c.sampleRate(ctx)
+	}()
+	return c, nil
+}
+
+func (c *controlServer) close() {
+	c.cancel() // ends streaming /sync requests
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.srv.Shutdown(ctx)
+	c.done.Wait()
+	os.Remove(c.path)
+}
+
+// sampleRate keeps an exponentially weighted average of the upload rate.
+func (c *controlServer) sampleRate(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			done := c.o.drive.Journal().Stats().DoneBytes
+			c.mu.Lock()
+			dt := now.Sub(c.lastAt).Seconds()
+			if dt > 0 {
+				inst := float64(done-c.lastDone) / dt
+				c.rate = 0.7*c.rate + 0.3*inst
+				if c.rate < 1 {
+					c.rate = 0
+				}
+			}
+			c.lastDone, c.lastAt = done, now
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (c *controlServer) uploads() uploadStatus {
+	s := c.o.drive.Journal().Stats()
+	c.mu.Lock()
+	rate := c.rate
+	c.mu.Unlock()
+	u := uploadStatus{Files: s.QueuedFiles, Bytes: s.QueuedBytes, Blocks: s.QueuedBlocks,
+		InFlightBytes: s.InFlightBytes, DoneBytes: s.DoneBytes, ShippedBytes: s.ShippedBytes,
+		Rate: rate, ETASeconds: eta(s.QueuedBytes, rate), Errors: s.Errors,
+		LastError: s.LastError, RepairOwed: s.RepairOwed}
+	return u
+}
+
+func eta(pending int64, rate float64) float64 {
+	if pending == 0 {
+		return 0
+	}
+	if rate <= 0 {
+		return -1
+	}
+	return float64(pending) / rate
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if p, ok := r.URL.Query()["path"]; ok {
+		abs := r.URL.Query().Get("abs")
+		rep, err := c.pathStatus(ctx, p[0], abs)
+		if err != nil {
+			writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+		return
+	}
+	cfg := c.o.cfg
+	rep := statusReport{DataDir: c.o.dataDir, DriveID: cfg.DriveID, Mountpoint: c.o.mountpoint, PID: os.Getpid(),
+		K: cfg.K, M: cfg.M, BlockSize: cfg.BlockSize, ReadOnly: c.o.readOnly, NodesTotal: len(cfg.Nodes)}
+	urls := map[string]string{}
+	for _, n := range cfg.Nodes {
+		urls[n.Name] = redactURL(n.URL)
+	}
+	for _, h := range c.o.grid.Health(ctx) {
+		ns := nodeStatus{Name: h.Name, Zone: h.Zone, URL: urls[h.Name], Up: h.Up, Error: h.Err,
+			LatencyMS: float64(h.Latency.Microseconds()) / 1000, Capacity: -1, Free: -1}
+		if h.Up {
+			rep.NodesUp++
+			ns.Capacity, ns.Free, ns.Shards = h.Info.Capacity, h.Info.Free, h.Info.Objects
+		}
+		rep.Nodes = append(rep.Nodes, ns)
+	}
+	rep.Online = rep.NodesUp > 0
+	rep.Uploads = c.uploads()
+	switch {
+	case rep.Uploads.Bytes > 0 || rep.Uploads.InFlightBytes > 0 || rep.Uploads.Blocks > 0:
+		rep.State = journal.StateLocal.String()
+	case rep.Uploads.RepairOwed > 0:
+		rep.State = journal.StateDegraded.String()
+	default:
+		rep.State = journal.StateDurable.String()
+		rep.Durable = true
+	}
+	rep.Cache, _ = json.Marshal(c.o.drive.Cache().Stats())
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// maxWalk bounds the entries a folder status visits.
+const maxWalk = 200000
+
+// pathStatus reports one file, or sums a folder's files. rel is relative
+// to the drive's root; abs, when set and inside the mountpoint, wins.
+func (c *controlServer) pathStatus(ctx context.Context, rel, abs string) (*pathReport, error) {
+	if abs != "" {
+		if r, err := filepath.Rel(c.o.mountpoint, abs); err == nil && r != ".." && !strings.HasPrefix(r, "../") {
+			rel = r
+		} else if filepath.IsAbs(rel) {
+			return nil, fmt.Errorf("%s is not inside the drive mounted at %s", abs, c.o.mountpoint)
+		}
+	}
+	rel = strings.Trim(filepath.ToSlash(filepath.Clean("/"+rel)), "/")
+	j := c.o.drive.Journal()
+	ino := journal.RootIno
+	if rel != "" {
+		var err error
+		if ino, err = j.ResolvePath(ctx, rel); err != nil {
+			return nil, fmt.Errorf("%s: %w", rel, err)
+		}
+	}
+	attr, err := j.GetAttr(ctx, ino)
+	if err != nil {
+		return nil, err
+	}
+	rep := &pathReport{Path: "/" + rel, State: journal.StateDurable.String()}
+	worst := journal.StateDurable
+	add := func(ino journal.Ino, size uint64) error {
+		st, err := j.Status(ctx, ino)
+		if err != nil {
+			return err
+		}
+		rep.Files++
+		rep.Size += int64(size)
+		rep.Blocks += st.Blocks
+		rep.PendingBlocks += st.PendingBlocks
+		rep.PendingBytes += st.PendingBytes
+		worst = min(worst, st.State)
+		return nil
+	}
+	switch attr.Mode & syscall.S_IFMT {
+	case syscall.S_IFREG:
+		rep.Type = "file"
+		if err := add(ino, attr.Size); err != nil {
+			return nil, err
+		}
+	case syscall.S_IFDIR:
+		rep.Type = "dir"
+		visited := 0
+		var walk func(dir journal.Ino) error
+		walk = func(dir journal.Ino) error {
+			var off uint64
+			for {
+				ents, err := j.ReadDir(ctx, dir, off, 1024)
+				if err != nil {
+					return err
+				}
+				if len(ents) == 0 {
+					return nil
+				}
+				for _, d := range ents {
+					off = d.Off
+					if visited++; visited > maxWalk {
+						return fmt.Errorf("folder has more than %d entries; ask for a subfolder", maxWalk)
+					}
+					switch d.Mode & syscall.S_IFMT {
+					case syscall.S_IFDIR:
+						if err := walk(d.Ino); err != nil {
+							return err
+						}
+					case syscall.S_IFREG:
+						a, err := j.GetAttr(ctx, d.Ino)
+						if err != nil {
+							return err
+						}
+						if err := add(d.Ino, a.Size); err != nil {
+							return err
+						}
+					}
+				}
+			}
+		}
+		if err := walk(ino); err != nil {
+			return nil, err
+		}
+	case syscall.S_IFLNK:
+		rep.Type = "symlink"
+	default:
+		rep.Type = "other"
+	}
+	rep.State = worst.String()
+	return rep, nil
+}
+
+// syncProgressEvery is how often POST /sync reports.
+const syncProgressEvery = 500 * time.Millisecond
+
+func (c *controlServer) sync(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	j := c.o.drive.Journal()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	flush := func() {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	enc := json.NewEncoder(w)
+	line := func() syncLine {
+		u := c.uploads()
+		return syncLine{Pending: u.Bytes, DoneBytes: u.DoneBytes, Rate: u.Rate,
+			ETASeconds: u.ETASeconds, Errors: u.Errors, LastError: u.LastError}
+	}
+	done := make(chan error, 1)
+	go func() { done <- j.WaitDurable(ctx) }()
+	t := time.NewTicker(syncProgressEvery)
+	defer t.Stop()
+	enc.Encode(line())
+	flush()
+	for {
+		select {
+		case err := <-done:
+			l := line()
+			if err != nil {
+				l.Error = err.Error()
+			} else {
+				l.Durable = true
+			}
+			enc.Encode(l)
+			flush()
+			return
+		case <-t.C:
+			if enc.Encode(line()) != nil {
+				return
+			}
+			flush()
+		}
+	}
+}
+
+func (c *controlServer) cacheClear(w http.ResponseWriter, r *http.Request) {
+	ca := c.o.drive.Cache()
+	before, _ := json.Marshal(ca.Stats())
+	if err := ca.Clear(); err != nil {
+		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+		return
+	}
+	after, _ := json.Marshal(ca.Stats())
+	writeJSON(w, http.StatusOK, clearReport{Before: before, After: after})
+}

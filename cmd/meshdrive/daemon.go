@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// readyTimeout bounds the wait for the detached mount to report. Mounting
+// never waits for the grid, so this is only reached when something is
+// wrong (a hung disk, say).
+const readyTimeout = 2 * time.Minute
+
+// startDaemon re-executes this binary detached (new session, output to
+// DATA/meshdrive.log), hands it the master key over a pipe and waits for
+// its one-line readiness report: "ok" or "error: MESSAGE".
+func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("daemon: cannot find this program: %w", err)
+	}
+	logPath := filepath.Join(o.dataDir, logFile)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("daemon: cannot open the log %s: %w", logPath, err)
+	}
+	defer logf.Close()
+	keyR, keyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer keyR.Close()
+	defer keyW.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer readyR.Close()
+	defer readyW.Close()
+
+	args := []string{"mount", "--data", o.dataDir,
+		"--cache-size", strconv.FormatInt(o.cacheSize, 10),
+		"--upload-limit", strconv.FormatInt(int64(o.uploadLimit), 10),
+		"--log-level", o.logLevel}
+	if o.allowOther {
+		args = append(args, "--allow-other")
+	}
+	if o.readOnly {
+		args = append(args, "--read-only")
+	}
+	args = append(args, "--", o.mountpoint)
+	cmd := exec.Command(self, args...)
+	cmd.Dir = "/"
+	cmd.Env = append(os.Environ(), daemonEnv+"=3,4")
+	cmd.Stdin = nil
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.ExtraFiles = []*os.File{keyR, readyW} // fds 3 and 4
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("daemon: cannot start: %w", err)
+	}
+	keyR.Close()
+	readyW.Close()
+	if _, err := keyW.Write(master); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("daemon: handing over the key: %w", err)
+	}
+	keyW.Close()
+
+	type result struct {
+		line string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(readyR).ReadString('\n')
+		got <- result{strings.TrimSpace(line), err}
+	}()
+	var r result
+	select {
+	case r = <-got:
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		return errors.New("interrupted before the mount was ready")
+	case <-time.After(readyTimeout):
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		return fmt.Errorf("the mount was not ready after %v; see %s", readyTimeout, logPath)
+	}
+	switch {
+	case r.line == "ok":
+		pid := cmd.Process.Pid
+		cmd.Process.Release()
+		fmt.Fprintf(e.stdout, "drive at %s mounted at %s (pid %d, log %s)\n", o.dataDir, o.mountpoint, pid, logPath)
+		return nil
+	case strings.HasPrefix(r.line, "error: "):
+		cmd.Wait()
+		return errors.New(strings.TrimPrefix(r.line, "error: "))
+	default:
+		cmd.Wait()
+		return fmt.Errorf("the mount process exited before the mount was ready; see %s", logPath)
+	}
+}

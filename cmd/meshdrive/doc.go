@@ -1,0 +1,17 @@
+// Command meshdrive creates, unlocks, mounts and watches a meshdrive drive,
+// and serves a storage node.
+//
+//	meshdrive init      create a drive (data dir, wrapped key, node list)
+//	meshdrive mount     mount it (foreground, or --daemon)
+//	meshdrive unmount   unmount it
+//	meshdrive status    the drive, its nodes, the upload queue, the cache
+//	meshdrive sync      wait until everything written is grid-durable
+//	meshdrive cache clear
+//	meshdrive passwd    change the passphrase (the data is not touched)
+//	meshdrive node serve
+//
+// Flags are parsed only here. Everything else lives in the packages fs,
+// journal, cache and remote; this command wires them together, keeps the
+// drive config (config.json) and the control socket (control.sock) that
+// status, sync and cache clear talk to while a mount runs.
+package main

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
+)
+
+// openTimeout bounds opening one store when mounting (an S3 store checks
+// its bucket when opened).
+const openTimeout = 5 * time.Second
+
+// openStores makes a Store per configured node, in parallel. Strict (init,
+// passwd): any failure is an error. Not strict (mount, which never waits
+// for the grid): a store that cannot be opened in openTimeout stands in as
+// a down node, logged, so the drive still mounts.
+func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logger, strict bool) ([]remote.Member, error) {
+	members := make([]remote.Member, len(cfg.Nodes))
+	errs := make([]error, len(cfg.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range cfg.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			octx, cancel := context.WithTimeout(ctx, openTimeout)
+			defer cancel()
+			st, err := remoteopen.Store(octx, nodeURL(dataDir, n.URL), remoteopen.Options{Logger: log.With("node", n.Name)})
+			if err != nil {
+				errs[i] = fmt.Errorf("node %s (%s): %w", n.Name, redactURL(n.URL), err)
+				st = downStore{cause: errs[i]}
+			}
+			members[i] = remote.Member{Name: n.Name, Store: st, Zone: n.Zone}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if strict {
+			return nil, err
+		}
+		log.Warn("node unavailable: it counts as down until the next mount", "err", err)
+	}
+	return members, nil
+}
+
+// openGrid builds the sealer and the grid of a drive from its master key.
+func openGrid(ctx context.Context, dataDir string, cfg *Config, master []byte, log *slog.Logger, strict bool) (*remote.Grid, *remote.Sealer, error) {
+	sealer, err := remote.NewSealer(master)
+	if err != nil {
+		return nil, nil, err
+	}
+	members, err := openStores(ctx, dataDir, cfg, log, strict)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := remote.NewGrid(remote.GridOptions{K: cfg.K, M: cfg.M, Members: members, Sealer: sealer, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("grid: %w", err)
+	}
+	return g, sealer, nil
+}
+
+// downStore stands in for a node whose store could not be opened: every
+// call fails with remote.ErrUnavailable.
+type downStore struct{ cause error }
+
+func (d downStore) err() error { return fmt.Errorf("%w: %v", remote.ErrUnavailable, d.cause) }
+
+func (d downStore) Put(context.Context, string, []byte) error        { return d.err() }
+func (d downStore) Get(context.Context, string, int64, []byte) error { return d.err() }
+func (d downStore) Stat(context.Context, string) (remote.ObjectInfo, error) {
+	return remote.ObjectInfo{}, d.err()
+}
+func (d downStore) Delete(context.Context, string) error { return d.err() }
+func (d downStore) List(context.Context, string, string, int) ([]remote.ObjectInfo, error) {
+	return nil, d.err()
+}
+func (d downStore) Info(context.Context) (remote.NodeInfo, error) { return remote.NodeInfo{}, d.err() }

@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/keyring"
+)
+
+// Embedded default grid: n node directories under DATA/nodes.
+const (
+	defaultK = 4
+	defaultM = 2
+)
+
+// reachTimeout bounds the reachability check of each node at init.
+const reachTimeout = 10 * time.Second
+
+func runInit(e *env) error {
+	fl := newFlagSet(e, "init", "init [--data DIR] [--node URL ...] [--k K --m M] [--zone-of URL=ZONE] [--passphrase-file F] [--token-file F]", `
+Create a drive: a random 256-bit master key wrapped under your passphrase
+(argon2id + AES-256-GCM), stored in DATA/key.json and on every node, and the
+drive config DATA/config.json (also stored, sealed, on every node).
+
+With no --node the grid lives on this machine: 6 node directories under
+DATA/nodes, k=4 m=2. With --node, each URL is one node:
+  http(s)://[TOKEN@]host:port       a "meshdrive node serve" process
+  s3://bucket/prefix?endpoint=host:port&region=R&secure=false
+                                     an S3-compatible bucket (AWS_ACCESS_KEY_ID,
+                                     AWS_SECRET_ACCESS_KEY from the environment)
+  file:///dir or a path              a local directory
+Every node must be reachable; init refuses to overwrite an existing drive or a
+node that already holds one. The passphrase comes from --passphrase-file,
+else $MESHDRIVE_PASSPHRASE, else a prompt (asked twice).`)
+	dataDir := dataDirFlag(e, fl)
+	var nodes, zoneOf stringList
+	fl.Var(&nodes, "node", "a node URL (repeat for each node)")
+	k := fl.Int("k", 0, "data shards per segment (default: 4 with no --node, else nodes-2 or nodes-1)")
+	m := fl.Int("m", 0, "parity shards per segment: how many nodes may be lost (default: 2, or 1 with fewer than 4 nodes)")
+	fl.Var(&zoneOf, "zone-of", "URL=ZONE: label a node's failure domain (repeatable)")
+	passFile := fl.String("passphrase-file", "", "read the passphrase from this file")
+	tokenFile := fl.String("token-file", "", "access token for http(s) nodes whose URL carries none")
+	logLevel := fl.String("log-level", "warn", "log level: debug, info, warn, error")
+	pos, err := parseFlags(e, fl, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("init takes no arguments (got %q); nodes are given with --node URL", pos[0])
+	}
+	dir, err := dataDir()
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(e.stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	zones := map[string]string{}
+	for _, z := range zoneOf {
+		u, zone, ok := strings.Cut(z, "=")
+		if !ok || u == "" || zone == "" {
+			return usageError("--zone-of %q: want URL=ZONE", z)
+		}
+		zones[u] = zone
+	}
+	for u := range zones {
+		found := false
+		for _, n := range nodes {
+			found = found || n == u
+		}
+		if !found {
+			return usageError("--zone-of %s: no --node with that URL", u)
+		}
+	}
+	token := ""
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("token file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	o := createOptions{dataDir: dir, nodes: nodes, k: *k, m: *m, zones: zones, token: token, log: log,
+		pass: passphraseSource{file: *passFile, envVar: "MESHDRIVE_PASSPHRASE"}}
+	ctx, stop := signalContext()
+	defer stop()
+	cfg, _, err := createDrive(ctx, e, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "created drive %s at %s: k=%d m=%d over %d nodes\n", cfg.DriveID, dir, cfg.K, cfg.M, len(cfg.Nodes))
+	printProtectNotice(e.stdout, dir, cfg)
+	return nil
+}
+
+type createOptions struct {
+	dataDir string
+	nodes   []string          // none: the embedded default grid
+	k, m    int               // 0: defaults
+	zones   map[string]string // node URL -> zone
+	token   string            // for http(s) node URLs without userinfo
+	pass    passphraseSource
+	log     *slog.Logger
+}
+
+// createDrive makes a new drive in o.dataDir and returns its config and
+// master key. On any error it removes what it made, so a failed init
+// leaves nothing half-made behind.
+func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, master []byte, err error) {
+	dir := o.dataDir
+	for _, f := range []string{configFile, keyFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return nil, nil, fmt.Errorf("a drive already exists at %s (%s); mount it, or choose another --data DIR", dir, f)
+		}
+	}
+	cfg := &Config{Version: configVersion, BlockSize: defaultBlockSize, K: o.k, M: o.m}
+	if cfg.DriveID, err = newDriveID(); err != nil {
+		return nil, nil, err
+	}
+	embedded := len(o.nodes) == 0
+	if embedded {
+		if _, err := os.Stat(filepath.Join(dir, nodesDir)); err == nil {
+			return nil, nil, fmt.Errorf("%s already exists; move it away or choose another --data DIR", filepath.Join(dir, nodesDir))
+		}
+		if cfg.K == 0 && cfg.M == 0 {
+			cfg.K, cfg.M = defaultK, defaultM
+		}
+		for i := range cfg.K + cfg.M {
+			name := "node-" + strconv.Itoa(i+1)
+			cfg.Nodes = append(cfg.Nodes, NodeConfig{Name: name, URL: filepath.Join(nodesDir, name)})
+		}
+	} else {
+		seen := map[string]bool{}
+		for i, u := range o.nodes {
+			if seen[u] {
+				return nil, nil, usageError("--node %s given twice", u)
+			}
+			seen[u] = true
+			nu := withToken(u, o.token)
+			if !strings.Contains(nu, "://") && !filepath.IsAbs(nu) {
+				// A relative directory is relative to where init runs; the
+				// config keeps it absolute (relative means the data dir).
+				if nu, err = filepath.Abs(nu); err != nil {
+					return nil, nil, err
+				}
+			}
+			cfg.Nodes = append(cfg.Nodes, NodeConfig{Name: "node-" + strconv.Itoa(i+1), URL: nu, Zone: o.zones[u]})
+		}
+		if cfg.K == 0 && cfg.M == 0 {
+			cfg.K, cfg.M = defaultKM(len(cfg.Nodes))
+		} else if cfg.K == 0 {
+			cfg.K = len(cfg.Nodes) - cfg.M
+		} else if cfg.M == 0 {
+			cfg.M = len(cfg.Nodes) - cfg.K
+		}
+	}
+	if err := checkKM(cfg.K, cfg.M, len(cfg.Nodes)); err != nil {
+		return nil, nil, usageError("%v", err)
+	}
+
+	// Passphrase first: a typo there should cost nothing.
+	pass, err := o.pass.read(e, "New passphrase for the drive at "+dir, true)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	// Nodes next: an unreachable node stops init before anything is made.
+	if !embedded {
+		if err := checkReachable(ctx, dir, cfg, o.log); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	var made []string // paths to remove on failure, most recent last
+	defer func() {
+		if err != nil {
+			for i := len(made) - 1; i >= 0; i-- {
+				os.RemoveAll(made[i])
+			}
+		}
+	}()
+	if _, statErr := os.Stat(dir); errors.Is(statErr, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("cannot create the data dir: %w", err)
+		}
+		made = append(made, dir)
+	} else if statErr != nil {
+		return nil, nil, fmt.Errorf("data dir: %w", statErr)
+	}
+	if embedded {
+		if err := os.MkdirAll(filepath.Join(dir, nodesDir), 0o700); err != nil {
+			return nil, nil, fmt.Errorf("cannot create node dirs: %w", err)
+		}
+		made = append(made, filepath.Join(dir, nodesDir))
+	}
+
+	master, wrapped, err := keyring.NewWithParams(pass, kdfParams(e))
+	if err != nil {
+		return nil, nil, err
+	}
+	grid, sealer, err := openGrid(ctx, dir, cfg, master, o.log, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !embedded {
+		if _, gerr := grid.GetMeta(ctx, metaKey); gerr == nil {
+			return nil, nil, errors.New("a node already holds a meshdrive drive (meta/key found); use empty nodes for a new drive")
+		}
+	}
+	cfgBytes, err := cfg.marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	n := len(cfg.Nodes)
+	if got, err := grid.PutMeta(ctx, metaKey, wrapped); err != nil || got < n {
+		return nil, nil, fmt.Errorf("only %d of %d nodes stored the drive key (%v); check the nodes and run init again", got, n, err)
+	}
+	if got, err := grid.PutMeta(ctx, metaConfig, sealer.SealMeta(metaConfig, cfgBytes)); err != nil || got < n {
+		return nil, nil, fmt.Errorf("only %d of %d nodes stored the drive config (%v); check the nodes and run init again", got, n, err)
+	}
+	kp := filepath.Join(dir, keyFile)
+	if err := writeFileAtomic(kp, wrapped, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("cannot write %s: %w", kp, err)
+	}
+	made = append(made, kp)
+	cp := filepath.Join(dir, configFile)
+	if err := writeFileAtomic(cp, cfgBytes, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("cannot write %s: %w", cp, err)
+	}
+	return cfg, master, nil
+}
+
+// insecureKDFEnv, set to 1, makes new keys with keyring.TestParams.
+// TEST ONLY: such a key gives no protection against guessing; the test
+// suite uses it so that dozens of unlocks stay fast on a loaded machine.
+const insecureKDFEnv = "MESHDRIVE_INSECURE_TEST_KDF"
+
+func kdfParams(e *env) keyring.Params {
+	if e.getenv(insecureKDFEnv) == "1" {
+		return keyring.TestParams
+	}
+	return keyring.DefaultParams
+}
+
+// checkReachable asks every node for its info, in parallel, and names the
+// first that does not answer.
+func checkReachable(ctx context.Context, dir string, cfg *Config, log *slog.Logger) error {
+	members, err := openStores(ctx, dir, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(members))
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i, mb := range members {
+		g.Go(func() error {
+			cctx, cancel := context.WithTimeout(ctx, reachTimeout)
+			defer cancel()
+			_, errs[i] = mb.Store.Info(cctx)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for i, err := range errs {
+		if err != nil {
+			what := "unreachable"
+			if errors.Is(err, remote.ErrUnauthorized) {
+				what = "refused the access token"
+			}
+			return fmt.Errorf("node %s is %s (%v); check the URL and that the node runs (meshdrive node serve)", redactURL(cfg.Nodes[i].URL), what, err)
+		}
+	}
+	return nil
+}
+
+// withToken puts token into an http(s) URL that carries none.
+func withToken(u, token string) string {
+	if token == "" || !(strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")) {
+		return u
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.User != nil {
+		return u
+	}
+	p.User = url.User(token)
+	return p.String()
+}
+
+// printProtectNotice says where the drive lives and how to keep it safe.
+func printProtectNotice(w io.Writer, dir string, cfg *Config) {
+	embedded := len(cfg.Nodes) > 0 && !strings.Contains(cfg.Nodes[0].URL, "://") && !filepath.IsAbs(cfg.Nodes[0].URL)
+	fmt.Fprintf(w, "\nYour drive lives in %s.\n", dir)
+	if embedded {
+		fmt.Fprintf(w, "Its grid is on this machine: %d node directories under %s (k=%d m=%d), so it\n"+
+			"survives %d damaged node directories but not the loss of this disk. Put nodes on\n"+
+			"other machines for that (meshdrive init --node URL; moving an existing drive is later work).\n",
+			len(cfg.Nodes), filepath.Join(dir, nodesDir), cfg.K, cfg.M, cfg.M)
+	} else {
+		fmt.Fprintf(w, "Its data is spread over %d nodes (k=%d m=%d): any %d of them can be lost.\n", len(cfg.Nodes), cfg.K, cfg.M, cfg.M)
+	}
+	fmt.Fprintf(w, "Every byte is encrypted with a key that only your passphrase unlocks. The wrapped key\n"+
+		"and the node list are also stored on every node, so the passphrase and one node are\n"+
+		"enough to rebuild the drive (the recovery command itself is later work; until then\n"+
+		"also keep a copy of %s and %s).\n"+
+		"Keep the passphrase in a password manager: without it nobody, you included, can read the drive.\n\n",
+		filepath.Join(dir, keyFile), filepath.Join(dir, configFile))
+}

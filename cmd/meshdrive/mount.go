@@ -1,0 +1,474 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/keyring"
+)
+
+// daemonEnv is set in the detached child of mount --daemon: fd 3 carries
+// the master key, fd 4 takes the one-line readiness report.
+const daemonEnv = "MESHDRIVE_DAEMON_FDS"
+
+// fuseDeviceEnv overrides the FUSE device path checked before mounting.
+// TEST ONLY: it lets a test simulate a machine without /dev/fuse; the
+// mount itself always uses the kernel's device.
+const fuseDeviceEnv = "MESHDRIVE_FUSE_DEVICE"
+
+// maxSockPath is the longest unix socket path Linux accepts.
+const maxSockPath = 107
+
+// Defaults of the mount flags.
+const (
+	defaultCacheSize = 4 << 30   // disk cache
+	maxCacheMem      = 256 << 20 // memory cache, at most
+)
+
+type mountOptions struct {
+	dataDir     string
+	mountpoint  string
+	cacheSize   int64
+	uploadLimit float64
+	allowOther  bool
+	readOnly    bool
+	daemon      bool
+	logLevel    string
+	pass        passphraseSource
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func runMount(e *env) error {
+	fl := newFlagSet(e, "mount", "mount [--data DIR] [flags] MOUNTPOINT", `
+Mount the drive at MOUNTPOINT (an existing empty directory) and serve it in the
+foreground until it is unmounted (meshdrive unmount, Ctrl-C or SIGTERM, which
+unmount after flushing the journal to local disk). With --daemon, detach once
+the mount is ready (log in DATA/meshdrive.log); the exit code says whether the
+mount got there.
+
+If DATA holds no drive yet, a default drive is created first: its grid is 6
+node directories under DATA/nodes, k=4 m=2. Mounting never waits for the
+nodes: with none reachable the drive mounts from its journal and cache and the
+log says it is offline. The passphrase comes from --passphrase-file, else
+$MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
+	dataDir := dataDirFlag(e, fl)
+	cacheSize := fl.String("cache-size", "4GiB", "disk cache size in bytes (suffixes K, M, G, T, KiB, MiB, GiB, TiB)")
+	uploadLimit := fl.String("upload-limit", "0", "upload bandwidth limit in bytes/s (same suffixes; 0 = unlimited)")
+	allowOther := fl.Bool("allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root)")
+	readOnly := fl.Bool("read-only", false, "mount read-only")
+	daemon := fl.Bool("daemon", false, "detach once the mount is ready; log to DATA/meshdrive.log")
+	logLevel := fl.String("log-level", "info", "log level: debug, info, warn, error")
+	passFile := fl.String("passphrase-file", "", "read the passphrase from this file")
+	pos, err := parseFlags(e, fl, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("mount needs exactly one MOUNTPOINT (got %d arguments); see meshdrive mount --help", len(pos))
+	}
+	o := mountOptions{allowOther: *allowOther, readOnly: *readOnly, daemon: *daemon, logLevel: *logLevel,
+		pass: passphraseSource{file: *passFile, envVar: "MESHDRIVE_PASSPHRASE"}}
+	if o.dataDir, err = dataDir(); err != nil {
+		return err
+	}
+	if o.mountpoint, err = filepath.Abs(pos[0]); err != nil {
+		return err
+	}
+	if o.cacheSize, err = parseBytes(*cacheSize); err != nil || o.cacheSize < 0 {
+		return usageError("--cache-size %q: want a byte count like 4GiB", *cacheSize)
+	}
+	ul, err := parseBytes(*uploadLimit)
+	if err != nil || ul < 0 {
+		return usageError("--upload-limit %q: want bytes per second like 10MiB", *uploadLimit)
+	}
+	o.uploadLimit = float64(ul)
+	log, err := newLogger(e.stderr, o.logLevel)
+	if err != nil {
+		return err
+	}
+	if e.getenv(daemonEnv) != "" {
+		return runDaemonChild(e, o, log)
+	}
+
+	// Refusals first, cheapest first, before anything is made or asked.
+	if sock := filepath.Join(o.dataDir, controlSock); len(sock) > maxSockPath {
+		return fmt.Errorf("data dir %s is too long a path for the control socket (%d bytes, at most %d); choose a shorter --data", o.dataDir, len(sock), maxSockPath)
+	}
+	if err := checkMountpoint(o.mountpoint); err != nil {
+		return err
+	}
+	if err := checkFuseDevice(e, o.allowOther); err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	cfg, master, err := openOrCreate(ctx, e, o, log)
+	if err != nil {
+		return err
+	}
+	defer clear(master)
+	if o.daemon {
+		return startDaemon(ctx, e, o, master)
+	}
+	return serveMount(ctx, o, cfg, master, log, func(error) {})
+}
+
+// openOrCreate loads the drive config and unlocks the key, creating the
+// default drive when DATA has none.
+func openOrCreate(ctx context.Context, e *env, o mountOptions, log *slog.Logger) (*Config, []byte, error) {
+	cfg, err := loadConfig(o.dataDir)
+	if errors.Is(err, errNoDrive) {
+		if err := probeLockIfExists(o.dataDir); err != nil {
+			return nil, nil, err
+		}
+		fmt.Fprintf(e.stderr, "meshdrive: no drive at %s yet; creating one (grid on this machine, k=%d m=%d).\n", o.dataDir, defaultK, defaultM)
+		cfg, master, err := createDrive(ctx, e, createOptions{dataDir: o.dataDir, pass: o.pass, log: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		printProtectNotice(e.stderr, o.dataDir, cfg)
+		return cfg, master, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := probeLock(o.dataDir); err != nil {
+		return nil, nil, err
+	}
+	master, err := unlock(e, o.dataDir, o.pass)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, master, nil
+}
+
+func probeLockIfExists(dir string) error {
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	return probeLock(dir)
+}
+
+// unlock reads DATA/key.json and unwraps it with the passphrase.
+func unlock(e *env, dir string, src passphraseSource) ([]byte, error) {
+	kp := filepath.Join(dir, keyFile)
+	wrapped, err := os.ReadFile(kp)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the drive key %s: %w; restore it from a backup", kp, err)
+	}
+	if _, err := keyring.Decode(wrapped); err != nil {
+		return nil, fmt.Errorf("drive key %s is corrupt (%v); restore it from a backup", kp, err)
+	}
+	pass, err := src.read(e, "Passphrase for the drive at "+dir, false)
+	if err != nil {
+		return nil, err
+	}
+	master, err := keyring.Unwrap(wrapped, pass)
+	if errors.Is(err, keyring.ErrWrongPassphrase) {
+		return nil, fmt.Errorf("wrong passphrase for drive at %s (key check failed)", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("drive key %s: %w", kp, err)
+	}
+	return master, nil
+}
+
+// checkMountpoint refuses a missing, non-directory, non-empty, stale or
+// unwritable mountpoint.
+func checkMountpoint(mp string) error {
+	dead := func(err error) error {
+		if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+			return fmt.Errorf("mountpoint %s is a dead mount (its mount process is gone); clear it with meshdrive unmount %s", mp, mp)
+		}
+		return nil
+	}
+	fi, err := os.Stat(mp)
+	if derr := dead(err); derr != nil {
+		return derr
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("mountpoint %s does not exist; create it with mkdir -p %s", mp, mp)
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("no permission to use mountpoint %s", mp)
+	}
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", mp, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("mountpoint %s is not a directory", mp)
+	}
+	d, err := os.Open(mp)
+	if err != nil {
+		if derr := dead(err); derr != nil {
+			return derr
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("no permission to mount on %s: you cannot read it", mp)
+		}
+		return fmt.Errorf("mountpoint %s: %w", mp, err)
+	}
+	names, _ := d.Readdirnames(1)
+	d.Close()
+	if len(names) > 0 {
+		return fmt.Errorf("mountpoint %s is not empty (it holds %q); mount on an empty directory", mp, names[0])
+	}
+	if err := unix.Access(mp, unix.W_OK); err != nil {
+		return fmt.Errorf("no permission to mount on %s: it is not writable by you", mp)
+	}
+	return nil
+}
+
+// checkFuseDevice refuses when the FUSE device is missing or unusable.
+func checkFuseDevice(e *env, allowOther bool) error {
+	dev := "/dev/fuse"
+	if v := e.getenv(fuseDeviceEnv); v != "" {
+		dev = v
+	}
+	if _, err := os.Stat(dev); err != nil {
+		return fmt.Errorf("%s is missing: load the fuse kernel module (modprobe fuse), or pass the device into this container", dev)
+	}
+	if os.Geteuid() == 0 {
+		f, err := os.OpenFile(dev, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("cannot open %s: %v", dev, err)
+		}
+		f.Close()
+		return nil
+	}
+	if _, err := lookFusermount(); err != nil {
+		return errors.New("fusermount3 is not installed: install fuse3 (apt-get install fuse3) to mount as a non-root user")
+	}
+	if err := unix.Access(dev, unix.R_OK|unix.W_OK); err != nil {
+		return fmt.Errorf("no permission to use %s (%v); ask for access to it", dev, err)
+	}
+	return nil
+}
+
+// serveMount mounts the drive and serves it until unmounted or signalled.
+// ready is called once: nil when the mount is ready, or the error that
+// stopped it.
+func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte, log *slog.Logger, ready func(error)) (err error) {
+	reported := false
+	defer func() {
+		if !reported {
+			ready(err)
+		}
+	}()
+	lock, err := acquireLock(o.dataDir, o.mountpoint)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	grid, sealer, err := openGrid(ctx, o.dataDir, cfg, master, log, false)
+	if err != nil {
+		return err
+	}
+	mem := min(o.cacheSize/4, int64(maxCacheMem))
+	drive, err := fs.OpenDrive(ctx, fs.DriveOptions{
+		DataDir: o.dataDir, Grid: grid, Sealer: sealer,
+		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, UploadLimit: o.uploadLimit,
+		BlockSize: cfg.BlockSize, ReadOnly: o.readOnly, AllowOther: o.allowOther, Logger: log,
+		CorruptReads: func() float64 { f, _ := strconv.ParseFloat(os.Getenv("MESHDRIVE_TEST_CORRUPT_READS"), 64); return f }(), // TEST ONLY negative control (integration)
+	})
+	if err != nil {
+		return fmt.Errorf("cannot open the drive at %s: %w", o.dataDir, err)
+	}
+	defer func() {
+		if cerr := drive.Close(); cerr != nil {
+			log.Error("closing the drive", "err", cerr)
+			if err == nil {
+				err = fmt.Errorf("closing the drive: %w", cerr)
+			}
+		}
+	}()
+	srv, err := drive.Mount(o.mountpoint)
+	if err != nil {
+		return fmt.Errorf("cannot mount at %s: %w", o.mountpoint, err)
+	}
+	served := make(chan struct{})
+	go func() { srv.Wait(); close(served) }()
+
+	hctx, hcancel := context.WithCancel(context.Background())
+	defer hcancel()
+	go watchHealth(hctx, grid, log)
+	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log})
+	if err != nil {
+		unmountServer(o.mountpoint, srv, served, log)
+		return err
+	}
+	defer ctl.close()
+
+	log.Info("mounted", "data", o.dataDir, "mountpoint", o.mountpoint, "nodes", len(cfg.Nodes), "k", cfg.K, "m", cfg.M, "pid", os.Getpid())
+	reported = true
+	ready(nil)
+	select {
+	case <-served:
+		log.Info("unmounted", "mountpoint", o.mountpoint)
+	case <-ctx.Done():
+		log.Info("signal: unmounting", "mountpoint", o.mountpoint)
+		unmountServer(o.mountpoint, srv, served, log)
+	}
+	return nil
+}
+
+// unmountServer unmounts, retrying while the mount is busy, and detaches
+// it lazily if it stays busy, then waits for the server to stop.
+func unmountServer(mp string, srv interface{ Unmount() error }, served <-chan struct{}, log *slog.Logger) {
+	delay := 50 * time.Millisecond
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := srv.Unmount()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			log.Warn("mount still busy; detaching it lazily", "mountpoint", mp, "err", err)
+			lazyUnmount(mp)
+			break
+		}
+		select {
+		case <-served:
+			return
+		case <-time.After(jitter(delay)):
+		}
+		delay = min(delay*2, time.Second)
+	}
+	select {
+	case <-served:
+	case <-time.After(30 * time.Second):
+		log.Error("FUSE server did not stop after unmount", "mountpoint", mp)
+	}
+}
+
+// watchHealth logs when the grid goes offline or comes back.
+func watchHealth(ctx context.Context, g *remote.Grid, log *slog.Logger) {
+	last := -1
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		up, n := 0, 0
+		for _, h := range g.Health(ctx) {
+			n++
+			if h.Up {
+				up++
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case up == 0 && last != 0:
+			log.Warn("offline: no node reachable; reads come from the cache, writes wait in the journal", "nodes", n)
+		case up > 0 && up <= g.K() && last != up:
+			log.Warn("few nodes reachable: uploads wait until more than k are up", "up", up, "nodes", n, "k", g.K())
+		case up > g.K() && last != up && last != -1:
+			log.Info("nodes reachable", "up", up, "nodes", n)
+		}
+		last = up
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// runDaemonChild is the detached half of mount --daemon: it reads the
+// master key from fd 3, mounts, and reports readiness on fd 4.
+func runDaemonChild(e *env, o mountOptions, log *slog.Logger) error {
+	os.Unsetenv(daemonEnv)
+	keyPipe := os.NewFile(3, "key")
+	report := os.NewFile(4, "ready")
+	master := make([]byte, keyring.KeySize)
+	_, err := io.ReadFull(keyPipe, master)
+	keyPipe.Close()
+	once := false
+	ready := func(err error) {
+		if once {
+			return
+		}
+		once = true
+		msg := "ok\n"
+		if err != nil {
+			msg = "error: " + oneLine(err.Error()) + "\n"
+		}
+		report.WriteString(msg)
+		report.Close()
+	}
+	if err != nil {
+		err = fmt.Errorf("daemon: reading the key from the parent: %w", err)
+		ready(err)
+		return err
+	}
+	defer clear(master)
+	cfg, err := loadConfig(o.dataDir)
+	if err != nil {
+		ready(err)
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	signal.Ignore(syscall.SIGHUP)
+	return serveMount(ctx, o, cfg, master, log, ready)
+}
+
+func oneLine(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c == '\n' || c == '\r' {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
+// parseBytes parses "4096", "10M", "4GiB", "1.5G" (K/M/G/T are powers of
+// 1000 with B optional, KiB.. powers of 1024).
+func parseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   float64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+		{"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"B", 1},
+	}
+	mult := 1.0
+	for _, u := range units {
+		if len(s) > len(u.suffix) && s[len(s)-len(u.suffix):] == u.suffix {
+			mult = u.mult
+			s = s[:len(s)-len(u.suffix)]
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, err
+	}
+	if f < 0 || f*mult > 1<<62 {
+		return 0, fmt.Errorf("out of range")
+	}
+	return int64(f * mult), nil
+}
+
+// jitter spreads d over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(time.Now().UnixNano()%int64(d/2+1))
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/term"
+)
+
+// passphraseSource says where a passphrase comes from, in order: a file,
+// an environment variable, a prompt on the terminal.
+type passphraseSource struct {
+	file   string // --passphrase-file
+	envVar string // MESHDRIVE_PASSPHRASE
+}
+
+// errNoPassphrase: no file, no variable, and stdin is not a terminal.
+var errNoPassphrase = errors.New("no passphrase: give --passphrase-file FILE, set MESHDRIVE_PASSPHRASE, or run on a terminal")
+
+// read returns the passphrase. With confirm set, a prompted passphrase is
+// asked twice and must match (for init and passwd).
+func (s passphraseSource) read(e *env, prompt string, confirm bool) ([]byte, error) {
+	if s.file != "" {
+		b, err := os.ReadFile(s.file)
+		if err != nil {
+			return nil, fmt.Errorf("passphrase file: %w", err)
+		}
+		b = bytes.TrimRight(b, "\r\n")
+		if len(b) == 0 {
+			return nil, fmt.Errorf("passphrase file %s is empty", s.file)
+		}
+		return b, nil
+	}
+	if v := e.getenv(s.envVar); v != "" {
+		return []byte(v), nil
+	}
+	if e.stdin == nil || !term.IsTerminal(int(e.stdin.Fd())) {
+		if s.envVar != "MESHDRIVE_PASSPHRASE" {
+			return nil, fmt.Errorf("no passphrase: give a file, set %s, or run on a terminal", s.envVar)
+		}
+		return nil, errNoPassphrase
+	}
+	fd := int(e.stdin.Fd())
+	fmt.Fprintf(e.stderr, "%s: ", prompt)
+	p, err := term.ReadPassword(fd)
+	fmt.Fprintln(e.stderr)
+	if err != nil {
+		return nil, fmt.Errorf("reading passphrase: %w", err)
+	}
+	if len(p) == 0 {
+		return nil, errors.New("empty passphrase")
+	}
+	if confirm {
+		fmt.Fprintf(e.stderr, "%s (again): ", prompt)
+		q, err := term.ReadPassword(fd)
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return nil, fmt.Errorf("reading passphrase: %w", err)
+		}
+		if !bytes.Equal(p, q) {
+			return nil, errors.New("the two passphrases differ; nothing was changed")
+		}
+	}
+	return p, nil
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// newDefaultDrive inits a drive on the embedded default grid.
+func newDefaultDrive(t *testing.T, env []string) (dir, mp string) {
+	t.Helper()
+	base := t.TempDir()
+	dir = filepath.Join(base, "data")
+	mp = filepath.Join(base, "Drive")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, env, "init", "--data", dir)
+	if !strings.Contains(r.stdout, "k=4 m=2 over 6 nodes") || !strings.Contains(r.stdout, "passphrase") {
+		t.Errorf("init output: %s", r.stdout)
+	}
+	return dir, mp
+}
+
+// TestRefusals: every refusal is one line naming the problem, a non-zero
+// exit, and leaves no mount and no lock behind.
+func TestRefusals(t *testing.T) {
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=pw1")
+	dir, mp := newDefaultDrive(t, env)
+	cleanupMount(t, env, dir, mp)
+
+	t.Run("mountpoint missing", func(t *testing.T) {
+		missing := filepath.Join(t.TempDir(), "nope")
+		assertRefusal(t, runBin(t, env, "mount", "--data", dir, missing), dir, missing, missing, "does not exist")
+	})
+	t.Run("mountpoint is a file", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(f, []byte("x"), 0o644)
+		assertRefusal(t, runBin(t, env, "mount", "--data", dir, f), dir, f, f, "not a directory")
+	})
+	t.Run("mountpoint not empty", func(t *testing.T) {
+		full := t.TempDir()
+		os.WriteFile(filepath.Join(full, "keep.txt"), []byte("x"), 0o644)
+		for _, daemon := range []string{"--daemon=false", "--daemon"} {
+			r := runBin(t, env, "mount", daemon, "--data", dir, full)
+			assertRefusal(t, r, dir, full, full, "not empty", "keep.txt")
+		}
+	})
+	t.Run("wrong passphrase", func(t *testing.T) {
+		bad := cmdEnv("MESHDRIVE_PASSPHRASE=pw2")
+		for _, daemon := range []string{"--daemon=false", "--daemon"} {
+			r := runBin(t, bad, "mount", daemon, "--data", dir, mp)
+			assertRefusal(t, r, dir, mp, "wrong passphrase for drive at "+dir+" (key check failed)")
+		}
+		pf := filepath.Join(t.TempDir(), "pass")
+		os.WriteFile(pf, []byte("pw3\n"), 0o600)
+		assertRefusal(t, runBin(t, cmdEnv(), "mount", "--passphrase-file", pf, "--data", dir, mp), dir, mp, "wrong passphrase")
+	})
+	t.Run("no passphrase", func(t *testing.T) {
+		assertRefusal(t, runBin(t, cmdEnv(), "mount", "--data", dir, mp), dir, mp, "no passphrase", "MESHDRIVE_PASSPHRASE")
+	})
+	t.Run("fuse device missing", func(t *testing.T) {
+		noDev := cmdEnv("MESHDRIVE_PASSPHRASE=pw1", fuseDeviceEnv+"=/nonexistent/fuse")
+		assertRefusal(t, runBin(t, noDev, "mount", "--daemon", "--data", dir, mp), dir, mp, "/nonexistent/fuse is missing", "modprobe fuse")
+	})
+	t.Run("corrupt config", func(t *testing.T) {
+		cdir := copyDrive(t, dir)
+		cp := filepath.Join(cdir, configFile)
+		os.WriteFile(cp, []byte(`{"version": 1, "k": 4, "m"`), 0o600)
+		assertRefusal(t, runBin(t, env, "mount", "--data", cdir, mp), cdir, mp, cp, "corrupt", "restore it")
+		os.WriteFile(cp, []byte(`{"version": 7}`), 0o600)
+		assertRefusal(t, runBin(t, env, "mount", "--data", cdir, mp), cdir, mp, cp, "version 7")
+		assertRefusal(t, runBin(t, env, "passwd", "--data", cdir), cdir, "", cp, "corrupt")
+	})
+	t.Run("corrupt key", func(t *testing.T) {
+		cdir := copyDrive(t, dir)
+		kp := filepath.Join(cdir, keyFile)
+		os.WriteFile(kp, []byte(`{"version":1,"kdf":"argon2id"}`), 0o600)
+		assertRefusal(t, runBin(t, env, "mount", "--data", cdir, mp), cdir, mp, kp, "corrupt")
+	})
+	t.Run("no permission", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root to run the binary as another user")
+		}
+		// A mountpoint owned by root, mode 0755, as user nobody.
+		locked := t.TempDir()
+		os.Chmod(filepath.Dir(locked), 0o755)
+		cmd := exec.Command(meshdriveBin(t), "mount", "--data", filepath.Join(locked, "data"), locked)
+		cmd.Env = env
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		r := result{stderr: string(out)}
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		assertRefusal(t, r, "", locked, "no permission", locked)
+	})
+	t.Run("init over an existing drive", func(t *testing.T) {
+		before, _ := os.ReadFile(filepath.Join(dir, keyFile))
+		assertRefusal(t, runBin(t, env, "init", "--data", dir), dir, "", "already exists", dir)
+		after, _ := os.ReadFile(filepath.Join(dir, keyFile))
+		if string(before) != string(after) {
+			t.Error("init over an existing drive changed key.json")
+		}
+	})
+	t.Run("unreachable node at init", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := "http://" + ln.Addr().String()
+		ln.Close()
+		live := startNode(t, t.TempDir())
+		ndir := filepath.Join(t.TempDir(), "data")
+		args := []string{"init", "--data", ndir, "--node", live.url(), "--node", live.url() + "/", "--node", dead, "--k", "2", "--m", "1"}
+		assertRefusal(t, runBin(t, env, args...), "", "", dead, "unreachable")
+		if _, err := os.Stat(ndir); !os.IsNotExist(err) {
+			t.Errorf("a failed init left %s behind (%v)", ndir, err)
+		}
+	})
+	t.Run("node holds another drive", func(t *testing.T) {
+		var args []string
+		for range 3 {
+			args = append(args, "--node", startNode(t, t.TempDir()).url())
+		}
+		first := filepath.Join(t.TempDir(), "data")
+		mustRun(t, env, append([]string{"init", "--data", first}, args...)...)
+		second := filepath.Join(t.TempDir(), "data")
+		assertRefusal(t, runBin(t, env, append([]string{"init", "--data", second}, args...)...), "", "", "already holds a meshdrive drive")
+		if _, err := os.Stat(second); !os.IsNotExist(err) {
+			t.Errorf("a refused init left %s behind (%v)", second, err)
+		}
+	})
+	t.Run("not mounted", func(t *testing.T) {
+		for _, args := range [][]string{{"status"}, {"status", "--json"}, {"sync"}, {"cache", "clear"}, {"status", "x"}} {
+			r := runBin(t, env, append(args, "--data", dir)...)
+			assertRefusal(t, r, dir, "", "drive at "+dir+" is not mounted", "meshdrive mount")
+		}
+	})
+	t.Run("already mounted", func(t *testing.T) {
+		requireFuse(t)
+		mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+		other := t.TempDir()
+		for _, daemon := range []string{"--daemon=false", "--daemon"} {
+			r := runBin(t, env, "mount", daemon, "--data", dir, other)
+			assertRefusal(t, r, "", other, "already mounted at "+mp, "meshdrive unmount")
+		}
+		if !mounted(mp) || lockFree(t, dir) {
+			t.Error("the refused second mount disturbed the first")
+		}
+		mustRun(t, env, "unmount", "--data", dir, mp)
+		if mounted(mp) || !lockFree(t, dir) {
+			t.Errorf("after unmount: mounted %v, lock free %v", mounted(mp), lockFree(t, dir))
+		}
+		if _, err := os.Stat(filepath.Join(dir, controlSock)); !os.IsNotExist(err) {
+			t.Errorf("control socket left behind: %v", err)
+		}
+	})
+	t.Run("dead mount", func(t *testing.T) {
+		requireFuse(t)
+		mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+		pid, _ := lockHolder(dir)
+		if pid <= 0 {
+			t.Fatal("no pid in the lock file")
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+		// The kernel drops the flock once the process is gone.
+		for deadline := time.Now().Add(10 * time.Second); !lockFree(t, dir); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("lock still held 10s after SIGKILL of the mount process")
+			}
+		}
+		r := runBin(t, env, "mount", "--data", dir, mp)
+		if r.code == 0 || !strings.Contains(r.stderr, "dead mount") || !strings.Contains(r.stderr, "meshdrive unmount "+mp) {
+			t.Fatalf("mount on a dead mount: %s", r)
+		}
+		mustRun(t, env, "unmount", "--data", dir, mp)
+		if mounted(mp) {
+			t.Fatal("dead mount still there after meshdrive unmount")
+		}
+		mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+		mustRun(t, env, "unmount", "--data", dir, mp)
+	})
+	t.Run("unmount of nothing", func(t *testing.T) {
+		empty := t.TempDir()
+		assertRefusal(t, runBin(t, env, "unmount", empty), "", "", "nothing is mounted at "+empty)
+	})
+}
+
+// copyDrive copies a drive's config, key and node dirs into a new data
+// dir, to damage one without touching the original.
+func copyDrive(t *testing.T, dir string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "data")
+	if out, err := exec.Command("cp", "-a", dir, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v\n%s", err, out)
+	}
+	os.Remove(filepath.Join(dst, lockFile))
+	return dst
+}

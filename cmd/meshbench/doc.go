@@ -1,0 +1,42 @@
+// Command meshbench measures the meshdrive drive against go-fuse's loopback
+// filesystem on the same disk, in one run, and writes the figures and their
+// ratios as the "## Drive vs loopback" section of docs/BENCHMARKS.md.
+//
+// Three filesystems are mounted side by side under one scratch directory:
+//
+//   - loopback (A): go-fuse's fs.NewLoopbackRoot as is. As root on a kernel
+//     with FUSE passthrough, its files hand their fd to the kernel
+//     (FilePassthroughFder), so reads and writes never reach the daemon:
+//     the kernel's ceiling.
+//   - plain (B): the same loopback whose files answer PassthroughFd with
+//     false, so the daemon serves every byte: a plain FUSE daemon.
+//   - drive (C): fs.OpenDrive + Drive.Mount over a local grid of six
+//     dirstores (k=4, m=2) in the scratch directory, sealed with a random
+//     key.
+//
+// Each filesystem is served by a child process (this binary re-executed with
+// MESHBENCH_SERVE=1) so that its CPU time and CPU profile are the daemon's
+// alone, and so that a crash of one daemon cannot take the driver's mounts
+// with it. The driver talks to a child over its stdin and stdout, one line
+// per command; a child unmounts when told, when its stdin closes (the driver
+// died) or on SIGTERM, and the driver lazily unmounts whatever a dead child
+// left behind.
+//
+// Every workload runs on A, B and C in turn before the next workload
+// starts, so background noise on a shared machine falls on all three alike;
+// the ratios inside one run are the result, absolute figures are noisy.
+// After each workload the driver waits until the drive's uploads are
+// grid-durable and calls sync(2), so one workload's background work does not
+// bill the next.
+//
+// Cold figures drop the kernel's caches (/proc/sys/vm/drop_caches, root
+// only) and, for the drive, its block cache, so blocks come from the grid.
+// Workloads that change nothing (reads, stat, readdir) run --rounds times
+// and the best round counts. At the end the big file is read back from
+// every mount with all caches dropped and compared byte for byte with what
+// was written; a mismatch fails the run. The section is written only when
+// the whole run succeeded.
+//
+// A build with -tags nodrive leaves the drive out (A and B only), for
+// measuring the baseline while the drive's packages do not build.
+package main

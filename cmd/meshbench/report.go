@@ -1,0 +1,425 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"go/build"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sectionHeading is the part of docs/BENCHMARKS.md this command owns.
+const sectionHeading = "## Drive vs loopback"
+
+// results is everything one run measured.
+type results struct {
+	opts     options
+	exe      string
+	scratch  string
+	started  time.Time
+	kernel   string
+	fsType   string
+	srcFiles int
+	srcBytes int64
+	noDrop   bool
+	verified bool              // the big file read back byte-exact on every mount
+	info     map[string]string // kind -> child's ready info
+	rows     []row
+	notes    []string
+	profile  *profileSummary
+	hot      []hotSpots
+}
+
+type row struct {
+	wl     workload
+	got    map[string]measurement // by kind: the best round
+	rounds map[string][]float64   // by kind: every round's figure
+	eintrs map[string]int         // by kind: EINTRs retried over all rounds
+}
+
+func newResults(o options, exe, scratch string) *results {
+	r := &results{opts: o, exe: exe, scratch: scratch, started: time.Now().UTC(), info: map[string]string{}}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		r.kernel = unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:])
+	}
+	r.fsType = fsTypeOf(scratch)
+	return r
+}
+
+// add records one round; the row keeps the best.
+func (r *results) add(wl workload, kind string, m measurement) {
+	i := 0
+	for i < len(r.rows) && r.rows[i].wl.name != wl.name {
+		i++
+	}
+	if i == len(r.rows) {
+		r.rows = append(r.rows, row{wl: wl, got: map[string]measurement{}, rounds: map[string][]float64{}, eintrs: map[string]int{}})
+	}
+	rw := &r.rows[i]
+	if old, ok := rw.got[kind]; !ok || m.value > old.value {
+		rw.got[kind] = m
+	}
+	rw.rounds[kind] = append(rw.rounds[kind], m.value)
+	rw.eintrs[kind] += m.eintr
+}
+
+// ratio is a/b of one row's figures, NaN when either is missing.
+func (rw row) ratio(a, b string) float64 {
+	x, okx := rw.got[a]
+	y, oky := rw.got[b]
+	if !okx || !oky || y.value == 0 {
+		return math.NaN()
+	}
+	return x.value / y.value
+}
+
+// biggestGap is the row where the drive trails the plain daemon most
+// (lowest C/B), or nil.
+func (r *results) biggestGap() *row {
+	var worst *row
+	for i := range r.rows {
+		q := r.rows[i].ratio(kindDrive, kindPlain)
+		if math.IsNaN(q) {
+			continue
+		}
+		if worst == nil || q < worst.ratio(kindDrive, kindPlain) {
+			worst = &r.rows[i]
+		}
+	}
+	return worst
+}
+
+// kindTitle is a mount's column title.
+func kindTitle(kind string) string {
+	switch kind {
+	case kindLoopback:
+		return "A loopback (passthrough)"
+	case kindPlain:
+		return "B plain daemon"
+	case kindDrive:
+		return "C meshdrive"
+	}
+	return kind
+}
+
+// markdown renders the section, heading included.
+func (r *results) markdown() string {
+	var b strings.Builder
+	o := r.opts
+	fmt.Fprintf(&b, "%s\n\n", sectionHeading)
+	fmt.Fprintf(&b, "Written by `meshbench %s` (cmd/meshbench, run by `make bench`) on %s.\n\n",
+		strings.Join(hidePaths(o.args), " "), r.started.Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- Machine: %s, %s/%s, %d CPUs (shared with other work: absolute figures are noisy, the ratios within this run are the result), %s.\n",
+		r.kernel, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	fmt.Fprintf(&b, "- Disk: scratch on %s; A and B serve a directory on it, C keeps its journal, cache and a local grid of 6 dirstores (k=4, m=2) on it.\n", r.fsType)
+	fmt.Fprintf(&b, "- Sizes: %s file in 1 MiB I/O, %d random 4 KiB reads, %d entries, source tree `$GOROOT/%s` (%d files, %.0f MB).\n",
+		humanBytes(o.size), o.randOps, o.files, relGoroot(o.src), r.srcFiles, float64(r.srcBytes)/1e6)
+	for _, k := range o.kinds {
+		fmt.Fprintf(&b, "- %s: %s\n", kindTitle(k), r.info[k])
+	}
+	if r.verified {
+		b.WriteString("- After the workloads the big file was read back with every cache dropped and matched what was written, byte for byte, on every mount.\n")
+	}
+	if r.noDrop {
+		b.WriteString("- **Caches could not be dropped (not root): the cold rows are warm.**\n")
+	}
+	b.WriteString("\nMB = 10^6 bytes. A: go-fuse `NewLoopbackRoot` with example/loopback's options; with FUSE passthrough its reads and writes never reach the daemon (the kernel's ceiling). B: the same, its files answering `PassthroughFd` with false (a daemon that serves every byte). C: `fs.OpenDrive` + `Drive.Mount`. Cold rows drop the kernel's page, dentry and inode caches and C's block cache first (a virtual disk may still be cached by its host, so cold A and B reads can beat the device). Each workload runs on every mount before the next starts; after each, C is left to upload until grid-durable (not timed).\n\n")
+
+	fmt.Fprintf(&b, "| workload | unit |")
+	for _, k := range o.kinds {
+		fmt.Fprintf(&b, " %s |", kindTitle(k))
+	}
+	hasAll := has(o.kinds, kindDrive) && has(o.kinds, kindPlain)
+	if hasAll {
+		b.WriteString(" C/B | C/A | target C/B |")
+	}
+	b.WriteString("\n|---|---|")
+	for range o.kinds {
+		b.WriteString("---:|")
+	}
+	if hasAll {
+		b.WriteString("---:|---:|---:|")
+	}
+	b.WriteString("\n")
+	for _, rw := range r.rows {
+		fmt.Fprintf(&b, "| %s | %s |", rw.wl.title, rw.wl.unit)
+		for _, k := range o.kinds {
+			if m, ok := rw.got[k]; ok {
+				fmt.Fprintf(&b, " %s (%.2f s) |", figure(m.value), m.secs)
+			} else {
+				b.WriteString(" – |")
+			}
+		}
+		if hasAll {
+			cb := rw.ratio(kindDrive, kindPlain)
+			fmt.Fprintf(&b, " %s | %s | %s |", ratioStr(cb), ratioStr(rw.ratio(kindDrive, kindLoopback)), targetStr(rw.wl.target, cb))
+		}
+		b.WriteString("\n")
+	}
+
+	b.WriteString("\nDaemon CPU seconds per workload (user+system of the serving process; requests that reached the daemon, for A and B):\n\n| workload |")
+	for _, k := range o.kinds {
+		fmt.Fprintf(&b, " %s |", kindTitle(k))
+	}
+	b.WriteString("\n|---|")
+	for range o.kinds {
+		b.WriteString("---:|")
+	}
+	b.WriteString("\n")
+	for _, rw := range r.rows {
+		fmt.Fprintf(&b, "| %s |", rw.wl.name)
+		for _, k := range o.kinds {
+			m, ok := rw.got[k]
+			switch {
+			case !ok:
+				b.WriteString(" – |")
+			case m.use.Reads >= 0:
+				fmt.Fprintf(&b, " %.2f s, %d reads, %d writes |", m.use.CPU, m.use.Reads, m.use.Writes)
+			default:
+				fmt.Fprintf(&b, " %.2f s |", m.use.CPU)
+			}
+		}
+		b.WriteString("\n")
+	}
+
+	if o.rounds > 1 {
+		fmt.Fprintf(&b, "\nRead-only rows are the best of %d rounds (interference only slows a round down); every round:\n\n", o.rounds)
+		for _, rw := range r.rows {
+			if !rw.wl.repeat {
+				continue
+			}
+			fmt.Fprintf(&b, "- %s:", rw.wl.name)
+			for i, k := range o.kinds {
+				if i > 0 {
+					b.WriteString(";")
+				}
+				fmt.Fprintf(&b, " %s", kindTitle(k)[:1])
+				for _, v := range rw.rounds[k] {
+					fmt.Fprintf(&b, " %s", figure(v))
+				}
+			}
+			b.WriteString("\n")
+		}
+	}
+
+	if has(o.kinds, kindDrive) {
+		b.WriteString("\n")
+		for _, rw := range r.rows {
+			m, ok := rw.got[kindDrive]
+			if !ok {
+				continue
+			}
+			switch rw.wl.name {
+			case "write":
+				up := "n/a"
+				if t := m.secs + m.settle; t > 0 {
+					up = fmt.Sprintf("%.0f MB/s", float64(o.size)/1e6/t)
+				}
+				fmt.Fprintf(&b, "- C, write then grid-durable: %.2f s more after the fsync (%s from first write to all %d shards stored).\n",
+					m.settle, up, gridK+gridM)
+			case "read-cold":
+				verdict := "meets"
+				if m.value < 300 {
+					verdict = "**misses**"
+				}
+				fmt.Fprintf(&b, "- C, cold read from the local grid: %.0f MB/s, %s the 300 MB/s target.\n", m.value, verdict)
+			case "copy-tree":
+				fmt.Fprintf(&b, "- C, source tree grid-durable %.2f s after cp returned.\n", m.settle)
+			}
+		}
+	}
+	for _, rw := range r.rows {
+		for _, k := range o.kinds {
+			if n := rw.eintrs[k]; n > 0 {
+				fmt.Fprintf(&b, "- %s answered EINTR %d times in %s (over all rounds; retried, as Go's os package does).\n", kindTitle(k), n, rw.wl.name)
+			}
+		}
+	}
+	for _, n := range r.notes {
+		fmt.Fprintf(&b, "- Note: %s\n", n)
+	}
+	if p := r.profile; p != nil {
+		fmt.Fprintf(&b, "\n### Profile of the biggest gap: %s (C/B %s)\n\n", p.workload, ratioStr(p.ratio))
+		fmt.Fprintf(&b, "CPU profile of the drive's process during that workload's best round (%.2f s of CPU in %.2f s; B's daemon used %.2f s). `go tool pprof -top`:\n\n```\n%s```\n",
+			p.cpu, p.secs, p.plainCPU, p.top)
+		if p.cum != "" {
+			fmt.Fprintf(&b, "\nBy cumulative time (`-top -cum`):\n\n```\n%s```\n", p.cum)
+		}
+	}
+	if len(r.hot) > 0 {
+		b.WriteString("\n### Where the drive's CPU goes where it trails\n\nFor each row with C/B below its target (or below 0.5), the drive's own functions with the most cumulative CPU in that workload's profile:\n\n")
+		for _, h := range r.hot {
+			fmt.Fprintf(&b, "- %s (C/B %s, %.1f s CPU in %.1f s): %s\n", h.title, ratioStr(h.ratio), h.cpu, h.secs, strings.Join(h.funcs, ", "))
+		}
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// hidePaths shortens absolute paths in a command line to their last
+// element, so no machine path lands in the docs.
+func hidePaths(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		flag, val, ok := strings.Cut(a, "=")
+		switch {
+		case ok && filepath.IsAbs(val):
+			out[i] = flag + "=…/" + filepath.Base(val)
+		case filepath.IsAbs(a):
+			out[i] = "…/" + filepath.Base(a)
+		default:
+			out[i] = a
+		}
+	}
+	return out
+}
+
+func has(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func figure(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func ratioStr(q float64) string {
+	if math.IsNaN(q) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", q)
+}
+
+func targetStr(target, got float64) string {
+	if target == 0 {
+		return ""
+	}
+	if math.IsNaN(got) {
+		return fmt.Sprintf("≥ %.1f", target)
+	}
+	if got >= target {
+		return fmt.Sprintf("≥ %.1f met", target)
+	}
+	return fmt.Sprintf("≥ %.1f **missed**", target)
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// relGoroot names a path inside GOROOT relative to it, so no machine path
+// lands in the docs.
+func relGoroot(p string) string {
+	if rel, err := filepath.Rel(build.Default.GOROOT, p); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return filepath.Base(p)
+}
+
+// fsTypeOf names the filesystem holding path ("ext4", "xfs", ...), from
+// /proc/self/mountinfo's longest matching mount point.
+func fsTypeOf(path string) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "unknown filesystem"
+	}
+	best, typ := "", "unknown filesystem"
+	for _, l := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(l, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 1 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		if (path == mp || strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/")) && len(mp) >= len(best) {
+			best, typ = mp, g[0]
+		}
+	}
+	return typ
+}
+
+// writeSection replaces the section that starts with heading (up to the
+// next "## " heading) in the markdown file at path, or appends it. The
+// other sections, written by other tools, are left as they are.
+func writeSection(path, heading, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	var out string
+	if len(old) == 0 {
+		out = "# Benchmarks\n\n" + section
+	} else {
+		out = replaceSection(string(old), heading, section)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(out), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	return nil
+}
+
+// replaceSection swaps the lines from heading to the next level-2 heading
+// (or the end) for section; without heading it appends section. Headings
+// inside fenced code blocks do not count.
+func replaceSection(doc, heading, section string) string {
+	lines := strings.SplitAfter(doc, "\n")
+	start, end := -1, len(lines)
+	fence := false
+	for i, l := range lines {
+		t := strings.TrimRight(l, "\r\n")
+		if strings.HasPrefix(t, "```") {
+			fence = !fence
+			continue
+		}
+		if fence {
+			continue
+		}
+		if start < 0 && t == heading {
+			start = i
+			continue
+		}
+		if start >= 0 && strings.HasPrefix(t, "## ") {
+			end = i
+			break
+		}
+	}
+	section = strings.TrimRight(section, "\n") + "\n"
+	if start < 0 {
+		d := strings.TrimRight(doc, "\n")
+		return d + "\n\n" + section
+	}
+	before := strings.Join(lines[:start], "")
+	after := strings.Join(lines[end:], "")
+	if after != "" {
+		section += "\n"
+	}
+	return before + section + after
+}

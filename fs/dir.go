@@ -82,7 +82,7 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		if d.eof {
 			return nil, 0
 		}
-		ents, err := d.n.fsys.j.ReadDir(ctx, d.n.ino(), d.cookie, dirPage)
+		ents, err := d.n.fsys.j.ReadDir(settled(ctx), d.n.ino(), d.cookie, dirPage)
 		if err != nil {
 			return nil, d.n.errno("readdir", err)
 		}

@@ -88,3 +88,12 @@ func errno(log *slog.Logger, op string, ino journal.Ino, err error) syscall.Errn
 	}
 	return e
 }
+
+// settled returns ctx without its cancellation. Journal calls other than
+// ReadAt and WriteAt are short local transactions: once started they run
+// to completion, so an interrupt (a signal delivered to the caller) never
+// makes the drive answer EINTR for a call that has taken effect, and
+// tools that do not retry on EINTR never see it from a stat or a create.
+// Reads and writes, which may wait on the grid or on the journal's quota,
+// stay interruptible: they stop before they change anything.
+func settled(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

@@ -52,16 +52,16 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, syscall.ENAMETOOLONG
 	}
 	uid, gid, m := n.owner(ctx, syscall.S_IFREG|mode&07777)
-	a, err := n.fsys.j.Mknod(ctx, n.ino(), name, m, 0, uid, gid)
+	a, err := n.fsys.j.Mknod(settled(ctx), n.ino(), name, m, 0, uid, gid)
 	if errors.Is(err, journal.ErrExist) && flags&syscall.O_EXCL == 0 {
 		// Lost a race with another creator: open what is there.
-		a, err = n.fsys.j.Lookup(ctx, n.ino(), name)
+		a, err = n.fsys.j.Lookup(settled(ctx), n.ino(), name)
 		if err == nil && a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 			return nil, nil, 0, syscall.EISDIR
 		}
 		if err == nil && flags&syscall.O_TRUNC != 0 && a.Size > 0 {
 			zero := uint64(0)
-			a, err = n.fsys.j.SetAttr(ctx, a.Ino, journal.SetAttr{Size: &zero})
+			a, err = n.fsys.j.SetAttr(settled(ctx), a.Ino, journal.SetAttr{Size: &zero})
 		}
 	}
 	if err != nil {
@@ -84,12 +84,12 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	}
 	name := ".meshdrive-tmpfile-" + hex.EncodeToString(r[:])
 	uid, gid, m := n.owner(ctx, syscall.S_IFREG|mode&07777)
-	a, err := n.fsys.j.Mknod(ctx, n.ino(), name, m, 0, uid, gid)
+	a, err := n.fsys.j.Mknod(settled(ctx), n.ino(), name, m, 0, uid, gid)
 	if err != nil {
 		return nil, nil, 0, n.errno("tmpfile", err)
 	}
 	n.fsys.j.OpenFile(a.Ino)
-	if err := n.fsys.j.Unlink(ctx, n.ino(), name); err != nil {
+	if err := n.fsys.j.Unlink(settled(ctx), n.ino(), name); err != nil {
 		n.fsys.j.ReleaseFile(a.Ino)
 		return nil, nil, 0, n.errno("tmpfile", err)
 	}
@@ -129,7 +129,7 @@ func (n *node) Flush(ctx context.Context, f fusefs.FileHandle) syscall.Errno {
 	if !n.dirty.Swap(false) {
 		return 0
 	}
-	if err := n.fsys.j.Flush(ctx, n.ino()); err != nil {
+	if err := n.fsys.j.Flush(settled(ctx), n.ino()); err != nil {
 		n.dirty.Store(true)
 		return n.errno("flush", err)
 	}
@@ -140,7 +140,7 @@ func (n *node) Flush(ctx context.Context, f fusefs.FileHandle) syscall.Errno {
 // also serves fsync of a directory.
 func (n *node) Fsync(ctx context.Context, f fusefs.FileHandle, flags uint32) syscall.Errno {
 	n.dirty.Store(false)
-	if err := n.fsys.j.Fsync(ctx, n.ino()); err != nil {
+	if err := n.fsys.j.Fsync(settled(ctx), n.ino()); err != nil {
 		n.dirty.Store(true)
 		return n.errno("fsync", err)
 	}
@@ -161,12 +161,12 @@ func (n *node) Release(ctx context.Context, f fusefs.FileHandle) syscall.Errno {
 func (n *node) Allocate(ctx context.Context, f fusefs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
 	switch mode {
 	case 0:
-		a, err := n.fsys.j.GetAttr(ctx, n.ino())
+		a, err := n.fsys.j.GetAttr(settled(ctx), n.ino())
 		if err != nil {
 			return n.errno("fallocate", err)
 		}
 		if end := off + size; end > a.Size {
-			a, err = n.fsys.j.SetAttr(ctx, n.ino(), journal.SetAttr{Size: &end})
+			a, err = n.fsys.j.SetAttr(settled(ctx), n.ino(), journal.SetAttr{Size: &end})
 			if err != nil {
 				return n.errno("fallocate", err)
 			}

@@ -47,7 +47,7 @@ func (f *fileSystem) statFS(ctx context.Context) (journal.StatFS, error) {
 	if !f.statAt.IsZero() && time.Since(f.statAt) < statfsTTL {
 		return f.stat, nil
 	}
-	st, err := f.j.StatFS(ctx)
+	st, err := f.j.StatFS(settled(ctx))
 	if err != nil {
 		return st, err
 	}
@@ -169,7 +169,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fu
 	if len(name) > nameMax {
 		return nil, syscall.ENAMETOOLONG
 	}
-	a, err := n.fsys.j.Lookup(ctx, n.ino(), name)
+	a, err := n.fsys.j.Lookup(settled(ctx), n.ino(), name)
 	if err != nil {
 		return nil, n.errno("lookup", err)
 	}
@@ -177,7 +177,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fu
 }
 
 func (n *node) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	a, err := n.fsys.j.GetAttr(ctx, n.ino())
+	a, err := n.fsys.j.GetAttr(settled(ctx), n.ino())
 	if errors.Is(err, journal.ErrNotFound) {
 		// The kernel still holds this inode (an open descriptor), but
 		// it has no name left and the journal dropped it: answer what
@@ -221,7 +221,7 @@ func (n *node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && s.Mode == nil {
 		// Only sent when the kernel leaves killing set-ID bits to us
 		// (handle_killpriv_v2, which we do not ask for); honour it anyway.
-		cur, err := n.fsys.j.GetAttr(ctx, n.ino())
+		cur, err := n.fsys.j.GetAttr(settled(ctx), n.ino())
 		if err != nil {
 			return n.errno("setattr", err)
 		}
@@ -235,7 +235,7 @@ func (n *node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 		// The write-back cache flushing the kernel's own times. When
 		// they are what we have, change nothing: a SetAttr would move
 		// ctime to now.
-		cur, err := n.fsys.j.GetAttr(ctx, n.ino())
+		cur, err := n.fsys.j.GetAttr(settled(ctx), n.ino())
 		if err != nil {
 			return n.errno("setattr", err)
 		}
@@ -243,7 +243,7 @@ func (n *node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 			return n.replyAttr(cur, out)
 		}
 	}
-	a, err := n.fsys.j.SetAttr(ctx, n.ino(), s)
+	a, err := n.fsys.j.SetAttr(settled(ctx), n.ino(), s)
 	if err != nil {
 		return n.errno("setattr", err)
 	}
@@ -271,7 +271,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 		return nil, syscall.EINVAL
 	}
 	uid, gid, mode := n.owner(ctx, mode)
-	a, err := n.fsys.j.Mknod(ctx, n.ino(), name, mode, dev, uid, gid)
+	a, err := n.fsys.j.Mknod(settled(ctx), n.ino(), name, mode, dev, uid, gid)
 	if err != nil {
 		return nil, n.errno("mknod", err)
 	}
@@ -283,7 +283,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		return nil, syscall.ENAMETOOLONG
 	}
 	uid, gid, mode := n.owner(ctx, syscall.S_IFDIR|mode&07777)
-	a, err := n.fsys.j.Mkdir(ctx, n.ino(), name, mode, uid, gid)
+	a, err := n.fsys.j.Mkdir(settled(ctx), n.ino(), name, mode, uid, gid)
 	if err != nil {
 		return nil, n.errno("mkdir", err)
 	}
@@ -295,7 +295,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 		return nil, syscall.ENAMETOOLONG
 	}
 	uid, gid, _ := n.owner(ctx, syscall.S_IFLNK)
-	a, err := n.fsys.j.Symlink(ctx, n.ino(), name, target, uid, gid)
+	a, err := n.fsys.j.Symlink(settled(ctx), n.ino(), name, target, uid, gid)
 	if err != nil {
 		return nil, n.errno("symlink", err)
 	}
@@ -303,7 +303,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 }
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	target, err := n.fsys.j.Readlink(ctx, n.ino())
+	target, err := n.fsys.j.Readlink(settled(ctx), n.ino())
 	if err != nil {
 		return nil, n.errno("readlink", err)
 	}
@@ -318,7 +318,7 @@ func (n *node) Link(ctx context.Context, target fusefs.InodeEmbedder, name strin
 	if !ok {
 		return nil, syscall.EXDEV
 	}
-	a, err := n.fsys.j.Link(ctx, t.ino(), n.ino(), name)
+	a, err := n.fsys.j.Link(settled(ctx), t.ino(), n.ino(), name)
 	if err != nil {
 		return nil, n.errno("link", err)
 	}
@@ -329,11 +329,11 @@ func (n *node) Link(ctx context.Context, target fusefs.InodeEmbedder, name strin
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	return n.errno("unlink", n.fsys.j.Unlink(ctx, n.ino(), name))
+	return n.errno("unlink", n.fsys.j.Unlink(settled(ctx), n.ino(), name))
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return n.errno("rmdir", n.fsys.j.Rmdir(ctx, n.ino(), name))
+	return n.errno("rmdir", n.fsys.j.Rmdir(settled(ctx), n.ino(), name))
 }
 
 func (n *node) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
@@ -355,7 +355,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fusefs.InodeEm
 		// RENAME_WHITEOUT (overlayfs) and combinations.
 		return syscall.EINVAL
 	}
-	return n.errno("rename", n.fsys.j.Rename(ctx, n.ino(), name, np.ino(), newName, jflags))
+	return n.errno("rename", n.fsys.j.Rename(settled(ctx), n.ino(), name, np.ino(), newName, jflags))
 }
 
 // renameat2(2) flags as the kernel sends them.

@@ -53,13 +53,13 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		return 0, syscall.ENODATA
 	}
 	if attr == StatusXattr {
-		st, err := n.fsys.j.Status(ctx, n.ino())
+		st, err := n.fsys.j.Status(settled(ctx), n.ino())
 		if err != nil {
 			return 0, n.errno("getxattr", err)
 		}
 		return xattrReply([]byte(statusText(st)), dest)
 	}
-	v, err := n.fsys.j.GetXattr(ctx, n.ino(), attr)
+	v, err := n.fsys.j.GetXattr(settled(ctx), n.ino(), attr)
 	if err != nil {
 		return 0, n.errno("getxattr", err)
 	}
@@ -79,11 +79,11 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if flags&^(journal.XattrCreate|journal.XattrReplace) != 0 {
 		return syscall.EINVAL
 	}
-	return n.errno("setxattr", n.fsys.j.SetXattr(ctx, n.ino(), attr, data, flags))
+	return n.errno("setxattr", n.fsys.j.SetXattr(settled(ctx), n.ino(), attr, data, flags))
 }
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	names, err := n.fsys.j.ListXattr(ctx, n.ino())
+	names, err := n.fsys.j.ListXattr(settled(ctx), n.ino())
 	if err != nil {
 		return 0, n.errno("listxattr", err)
 	}
@@ -102,5 +102,5 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if attr == StatusXattr {
 		return syscall.EPERM
 	}
-	return n.errno("removexattr", n.fsys.j.RemoveXattr(ctx, n.ino(), attr))
+	return n.errno("removexattr", n.fsys.j.RemoveXattr(settled(ctx), n.ino(), attr))
 }

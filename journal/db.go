@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -107,7 +108,7 @@ func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", "file:"+uriPath(path)+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("journal: open database %s: %w", path, err)
 	}
@@ -321,4 +322,11 @@ func (s *stmts) close() {
 			st.Close()
 		}
 	}
+}
+
+// uriPath escapes a file path for a "file:" URI: sqlite decodes %XX in the
+// path, and an unescaped '?' or '#' would end it early (a data dir named
+// "a#1" would otherwise open the database "a").
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }

@@ -26,11 +26,44 @@ if [ "$mode" = long ]; then
 	exit 0
 fi
 
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt wants to change: $unformatted"
+	exit 1
+fi
+
 echo "== go vet"
 go vet $pkgs
 
-echo "== go test $pkgs"
-go test -count=1 -timeout 25m $pkgs
+# The integration suites run apart, verbose, so each prints its
+# "NAME: N passed, M failed" line; their full log is shown on failure.
+unit=$(go list $pkgs | grep -v '/integration$' || true)
+integ=$(go list $pkgs | grep '/integration$' || true)
+
+echo "== go test (every package but integration)"
+go test -count=1 -timeout 25m $unit
+
+echo "== go test -race -short (the packages with concurrency)"
+race=$(go list $pkgs | grep -E '/(cache|journal|remote(/.*)?)$' || true)
+if [ -n "$race" ]; then
+	go test -count=1 -race -short -timeout 25m $race
+fi
+
+if [ -n "$integ" ]; then
+	echo "== integration suites"
+	log=$(mktemp)
+	if ! go test -count=1 -v -timeout 25m $integ >"$log" 2>&1; then
+		tail -n 300 "$log"
+		grep -E '^[A-Za-z-]+: [0-9]+ passed, [0-9]+ failed' "$log" || true
+		rm -f "$log"
+		echo "== integration suites FAILED"
+		exit 1
+	fi
+	grep -E '^[A-Za-z-]+: [0-9]+ passed, [0-9]+ failed' "$log" || true
+	grep -E '^(ok|FAIL)[[:space:]]' "$log" || true
+	rm -f "$log"
+fi
 
 echo "== fuzz targets, $fuzztime each"
 n=0

@@ -102,7 +102,9 @@ func (j *Journal) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, e
 			}
 			var ref remote.BlockRef
 			if ref, err = j.ref(ctx, m); err == nil {
+				j.appReads.Add(1)
 				plain, err = j.o.Blocks.ReadBlock(ctx, ref)
+				j.appReads.Add(-1)
 			}
 		}
 		if err != nil {

@@ -56,7 +56,9 @@
 // it with Grid.WriteSegment, retrying with capped exponential backoff and
 // jitter while that fails, then records the segment and the block
 // locations in one transaction and deletes the staging files. Segments
-// stored with fewer than K+M shards count as repair owed.
+// stored with fewer than K+M shards count as repair owed. Before each
+// segment it yields, for at most 250 ms, while an application waits for a
+// block from the grid, so interactive reads do not queue behind uploads.
 //
 // # Quota
 //

@@ -116,6 +116,10 @@ type Journal struct {
 	stagedB   int64         // sealed bytes in staging
 	quotaFree chan struct{} // closed and replaced whenever space is freed
 
+	// appReads counts block reads from the grid that an application is
+	// waiting for; the uploader yields to them (yieldToReads).
+	appReads atomic.Int64
+
 	kick    chan struct{}
 	limiter *rate.Limiter
 	cancel  context.CancelFunc

@@ -207,6 +207,7 @@ func (j *Journal) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, er
 		if err := j.throttle(ctx, shardBytes); err != nil {
 			return nil, err
 		}
+		j.yieldToReads(ctx)
 		j.qmu.Lock()
 		j.stats.InFlightBytes = int64(len(buf))
 		j.qmu.Unlock()
@@ -227,6 +228,32 @@ func (j *Journal) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, er
 			return nil, ctx.Err()
 		}
 		backoff = min(backoff*2, j.o.RetryMax)
+	}
+}
+
+// maxYield bounds how long one segment upload waits for application
+// reads, so a drive that is read without pause still uploads.
+const maxYield = 250 * time.Millisecond
+
+// yieldToReads holds a segment upload back, for at most maxYield, while
+// applications wait for blocks from the grid: an interactive read should
+// not queue behind megabytes of shards going to the same nodes.
+func (j *Journal) yieldToReads(ctx context.Context) {
+	if j.appReads.Load() == 0 {
+		return
+	}
+	deadline := time.NewTimer(maxYield)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for j.appReads.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
 	}
 }
 

@@ -35,22 +35,27 @@ func fullNode(t *testing.T, verified *atomic.Int64) {
 	d := newDrive(t, driveOptions{Nodes: nodeURLs(nodes), K: 4, M: 2})
 	d.mount(t, nil)
 	// Rounds of 8 MiB (segments of about 2 MiB shards): the small node
-	// takes a few shards, then answers 507.
+	// takes a few shards, then answers 507. Placement follows segment ids,
+	// which follow the drive's random key, so whether a given round lands
+	// a shard on the full node is chance (6 in 7 per segment): write at
+	// least 6 rounds, and on until the node has refused a shard.
+	const minRounds, maxRounds = 6, 24
 	files := fileSet{}
-	for r := range 6 {
+	full := 0
+	for r := 0; r < maxRounds && (r < minRounds || full == 0); r++ {
 		round := makeFiles(fmt.Sprintf("r%d/f", r), 2, 4<<20, uint64(70+r))
 		round.write(t, d.mnt)
 		d.sync(t, 3*time.Minute)
 		for k, v := range round {
 			files[k] = v
 		}
+		// The node logs every failed request; a full disk is status=507.
+		full = strings.Count(fileTail(nodes[0].logPath, 1<<20), "status=507")
 	}
 	free := freeBytes(t, small)
 	st := d.status(t)
 	t.Logf("small node: %d bytes free of 8 MiB; status nodes: %+v; uploads: %+v", free, st.Nodes, st.Uploads)
-	// The node logs every failed request; a full disk is status=507.
-	full := strings.Count(fileTail(nodes[0].logPath, 1<<20), "status=507")
-	t.Logf("the small node answered 507 %d times", full)
+	t.Logf("the small node answered 507 %d times after %s written", full, mib(files.bytes()))
 	if full == 0 {
 		t.Errorf("the 8 MiB node never answered 507 (%d bytes free) after %s written: the test proves nothing", free, mib(files.bytes()))
 	}

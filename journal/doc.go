@@ -58,7 +58,12 @@
 // locations in one transaction and deletes the staging files. Segments
 // stored with fewer than K+M shards count as repair owed. Before each
 // segment it yields, for at most 250 ms, while an application waits for a
-// block from the grid, so interactive reads do not queue behind uploads.
+// block from the grid, so interactive reads do not queue behind uploads,
+// and for at most 2 s while a flush of 4 or more blocks runs, so an fsync
+// after a big write does not share the disk (a local grid) or the CPU with
+// shard encoding. A flush cuts, seals and stages its blocks 4 at a time
+// (concurrent fsyncs share the file system's journal commits), then
+// commits them in one transaction.
 //
 // # Quota
 //

@@ -11,6 +11,8 @@ import (
 	"os"
 	"slices"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/meshdrive/meshdrive/remote"
 )
 
@@ -49,7 +51,11 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 	if size < j.bs {
 		prio = 0
 	}
-	var cuts []cut
+	if len(idxs) >= bigFlushBlocks {
+		j.bigFlushes.Add(1)
+		defer j.bigFlushes.Add(-1)
+	}
+	cuts, err := j.prepCuts(ctx, n, idxs, size)
 	cleanup := func() {
 		for _, c := range cuts {
 			if c.tmp != "" {
@@ -57,46 +63,14 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 			}
 		}
 	}
-	buf := make([]byte, j.bs)
-	var sealed []byte
-	for _, idx := range idxs {
-		l := min(j.bs, size-idx*j.bs)
-		if l <= 0 {
-			continue
-		}
-		plain := buf[:l]
-		if err := preadFull(n.f, plain, idx*j.bs); err != nil {
-			cleanup()
-			return fmt.Errorf("journal: read dirty data of inode %d: %w", n.ino, err)
-		}
-		// Trailing zeros are not stored: a short block reads as zeros.
-		plain = bytes.TrimRight(plain, "\x00")
-		if len(plain) == 0 {
-			cuts = append(cuts, cut{idx: idx, hole: true})
-			continue
-		}
-		c := cut{idx: idx, plainLen: int64(len(plain))}
-		c.id = j.seal.BlockID(plain)
-		exists, err := j.blockExists(ctx, c.id)
-		if err != nil {
-			cleanup()
-			return err
-		}
-		if exists {
-			c.plain = bytes.Clone(plain)
-		} else {
-			sealed = j.seal.Seal(sealed[:0], c.id, plain)
-			if c.tmp, err = j.writeTemp(c.id, sealed); err != nil {
-				cleanup()
-				return err
-			}
-		}
-		cuts = append(cuts, c)
+	if err != nil {
+		cleanup()
+		return err
 	}
 	var fr freed
 	var added []qitem
 	j.wmu.Lock()
-	err := j.durableTxLocked(ctx, func(tx *sql.Tx) error {
+	err = j.durableTxLocked(ctx, func(tx *sql.Tx) error {
 		var one int
 		if err := j.tqrow(ctx, tx, `SELECT 1 FROM inodes WHERE ino = ?`, n.ino).Scan(&one); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
@@ -193,6 +167,70 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 	n.hasDirty.Store(false)
 	n.stopTimer()
 	return nil
+}
+
+// bigFlushBlocks is the number of dirty blocks from which a flush counts as
+// big: the uploader holds back while one runs (yieldToForeground).
+const bigFlushBlocks = 4
+
+// flushWorkers bounds the blocks of one flush cut, sealed and staged at
+// once. Sealing is CPU; staging waits on fsync, and concurrent fsyncs share
+// the local file system's journal commits.
+const flushWorkers = 4
+
+// prepCuts reads, hashes, deduplicates, seals and stages the dirty blocks
+// idxs of n (sorted), several at a time. The cuts come back in idxs order;
+// on error the caller removes the temporary files of those returned. n.mu
+// held.
+func (j *Journal) prepCuts(ctx context.Context, n *inode, idxs []int64, size int64) ([]cut, error) {
+	cuts := make([]cut, len(idxs))
+	one := func(i int) error {
+		idx := idxs[i]
+		cuts[i].idx = idx
+		l := min(j.bs, size-idx*j.bs)
+		if l <= 0 {
+			cuts[i].hole = true // beyond the end: nothing to store
+			return nil
+		}
+		plain := make([]byte, l) // owned by this cut until it is staged
+		if err := preadFull(n.f, plain, idx*j.bs); err != nil {
+			return fmt.Errorf("journal: read dirty data of inode %d: %w", n.ino, err)
+		}
+		// Trailing zeros are not stored: a short block reads as zeros.
+		plain = bytes.TrimRight(plain, "\x00")
+		if len(plain) == 0 {
+			cuts[i].hole = true
+			return nil
+		}
+		c := cut{idx: idx, plainLen: int64(len(plain))}
+		c.id = j.seal.BlockID(plain)
+		exists, err := j.blockExists(ctx, c.id)
+		if err != nil {
+			return err
+		}
+		if exists {
+			c.plain = plain
+		} else {
+			sealed := j.seal.Seal(nil, c.id, plain)
+			if c.tmp, err = j.writeTemp(c.id, sealed); err != nil {
+				return err
+			}
+		}
+		cuts[i] = c
+		return nil
+	}
+	if len(idxs) == 1 {
+		if err := one(0); err != nil {
+			return cuts[:0], err
+		}
+		return cuts, nil
+	}
+	var g errgroup.Group
+	g.SetLimit(flushWorkers)
+	for i := range idxs {
+		g.Go(func() error { return one(i) })
+	}
+	return cuts, g.Wait()
 }
 
 func (j *Journal) blockExists(ctx context.Context, id remote.BlockID) (bool, error) {

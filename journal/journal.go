@@ -117,8 +117,12 @@ type Journal struct {
 	quotaFree chan struct{} // closed and replaced whenever space is freed
 
 	// appReads counts block reads from the grid that an application is
-	// waiting for; the uploader yields to them (yieldToReads).
+	// waiting for; the uploader yields to them (yieldToForeground).
 	appReads atomic.Int64
+	// bigFlushes counts flushes of bigFlushBlocks or more blocks in
+	// progress (an fsync or close after a large write); the uploader
+	// holds back while one runs (yieldToForeground).
+	bigFlushes atomic.Int64
 
 	kick    chan struct{}
 	limiter *rate.Limiter

@@ -207,7 +207,7 @@ func (j *Journal) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, er
 		if err := j.throttle(ctx, shardBytes); err != nil {
 			return nil, err
 		}
-		j.yieldToReads(ctx)
+		j.yieldToForeground(ctx)
 		j.qmu.Lock()
 		j.stats.InFlightBytes = int64(len(buf))
 		j.qmu.Unlock()
@@ -235,22 +235,35 @@ func (j *Journal) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, er
 // reads, so a drive that is read without pause still uploads.
 const maxYield = 250 * time.Millisecond
 
-// yieldToReads holds a segment upload back, for at most maxYield, while
-// applications wait for blocks from the grid: an interactive read should
-// not queue behind megabytes of shards going to the same nodes.
-func (j *Journal) yieldToReads(ctx context.Context) {
-	if j.appReads.Load() == 0 {
+// maxFlushYield bounds how long one segment upload waits for big flushes,
+// so a drive written without pause still uploads.
+const maxFlushYield = 2 * time.Second
+
+// yieldToForeground holds a segment upload back while applications wait
+// on the local disk or the grid: for at most maxYield while they wait for
+// blocks from the grid (an interactive read should not queue behind
+// megabytes of shards going to the same nodes), for at most maxFlushYield
+// while a big flush stages its blocks (an fsync should not share the disk
+// with shard writes when the grid is local, nor the CPU with encoding).
+func (j *Journal) yieldToForeground(ctx context.Context) {
+	busy := func() (reads, flushes bool) {
+		return j.appReads.Load() > 0, j.bigFlushes.Load() > 0
+	}
+	reads, flushes := busy()
+	if !reads && !flushes {
 		return
 	}
-	deadline := time.NewTimer(maxYield)
-	defer deadline.Stop()
+	start := time.Now()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for j.appReads.Load() > 0 {
+	for {
+		reads, flushes = busy()
+		waited := time.Since(start)
+		if !(reads && waited < maxYield) && !(flushes && waited < maxFlushYield) {
+			return
+		}
 		select {
 		case <-ctx.Done():
-			return
-		case <-deadline.C:
 			return
 		case <-tick.C:
 		}

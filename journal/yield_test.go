@@ -74,3 +74,44 @@ func TestUploadYieldsToReads(t *testing.T) {
 		t.Fatalf("read %q", got)
 	}
 }
+
+// While a big flush runs, the uploader holds a segment back until it ends,
+// but only for maxFlushYield.
+func TestUploadYieldsToBigFlushes(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	upload := func(name string) time.Duration {
+		t.Helper()
+		a := must[Attr](t)(e.j.Mknod(ctx, RootIno, name, 0o100644, 0, 0, 0))
+		must[int](t)(e.j.WriteAt(ctx, a.Ino, []byte("small file "+name), 0))
+		if err := e.j.Fsync(ctx, a.Ino); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := e.j.WaitDurable(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	if d := upload("quiet"); d >= maxYield {
+		t.Logf("an upload with nothing to yield to took %v (a loaded machine?)", d)
+	}
+
+	// A flush that ends after hold: the upload waits for it.
+	const hold = 300 * time.Millisecond
+	e.j.bigFlushes.Add(1)
+	held := time.Now()
+	done := time.AfterFunc(hold, func() { e.j.bigFlushes.Add(-1) })
+	upload("during")
+	if d := time.Since(held); d < hold || d >= maxFlushYield {
+		t.Errorf("upload during a big flush of %v was durable %v after the flush began, want between %v and %v", hold, d, hold, maxFlushYield)
+	}
+	done.Stop()
+
+	// A flush that never ends: the upload goes ahead after maxFlushYield.
+	e.j.bigFlushes.Store(1)
+	defer e.j.bigFlushes.Store(0)
+	if d := upload("endless"); d < maxFlushYield {
+		t.Errorf("upload during an endless flush took %v, want at least %v", d, maxFlushYield)
+	}
+}

@@ -353,6 +353,15 @@ func (c *Cache) Clear() error {
 	return c.disk.clear()
 }
 
+// Has reports whether block id is cached now, in memory or on disk. It is
+// a map lookup under the tiers' locks: no I/O, no fetch, and it does not
+// change which blocks are least recently used. The answer can be stale as
+// soon as it is returned (a read may bring the block in; eviction or Clear
+// may drop it).
+func (c *Cache) Has(id remote.BlockID) bool {
+	return c.mem.contains(id) || c.disk.has(id)
+}
+
 // Stats returns a snapshot of sizes and counters.
 func (c *Cache) Stats() Stats {
 	var s Stats

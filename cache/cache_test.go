@@ -470,3 +470,32 @@ func TestConcurrentMixedWorkload(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Has sees a block in memory and on disk, not before it is read, and not
+// after Clear; it fetches nothing and counts no hit or miss.
+func TestHas(t *testing.T) {
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(9, 9)), 2, 500, 1000)
+	c := newTestCache(t, Options{Dir: t.TempDir(), Fetcher: g, ReadAhead: -1})
+	if c.Has(refs[0].ID) || c.Has(refs[1].ID) {
+		t.Fatal("Has before any read")
+	}
+	mustRead(t, c, g, refs[0])
+	if !c.Has(refs[0].ID) || c.Has(refs[1].ID) {
+		t.Fatalf("after reading block 0: Has = %v, %v; want true, false", c.Has(refs[0].ID), c.Has(refs[1].ID))
+	}
+	c.disk.waitIdle()
+	c.mem.clear(func(remote.BlockID) bool { return false }) // disk tier only now
+	if !c.Has(refs[0].ID) {
+		t.Fatal("Has misses a block held only on disk")
+	}
+	if err := c.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Has(refs[0].ID) {
+		t.Fatal("Has after Clear")
+	}
+	if s := c.Stats(); s.Hits != 0 || s.DiskHits != 0 || s.Misses != 1 || g.fetches.Load() != 1 {
+		t.Fatalf("Has changed the counters: %+v, %d fetches", s, g.fetches.Load())
+	}
+}

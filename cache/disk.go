@@ -389,6 +389,15 @@ func (d *disk) unpin(id remote.BlockID) {
 	}
 }
 
+// has reports whether id is in the disk tier's index (written and renamed
+// into place). It takes d.mu.
+func (d *disk) has(id remote.BlockID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.index[id]
+	return ok
+}
+
 // isPinned reports whether id is pinned. It takes d.mu.
 func (d *disk) isPinned(id remote.BlockID) bool {
 	d.mu.Lock()

@@ -200,6 +200,12 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		return nil, err
 	}
 	j.db = db
+	if o.ReadOnly {
+		if err := j.createSchema(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if err := j.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -229,6 +235,38 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		go j.uploader(uctx)
 	}
 	return j, nil
+}
+
+// createSchema gives a read-only journal that has no schema yet (a new
+// drive whose first mount is read-only; the database file was just created
+// empty) its schema and empty root, on a read-write connection of its own,
+// so the read-only open shows an empty drive instead of failing. Only an
+// empty database (user_version 0) is touched: it holds no file, so no file
+// changes. An older schema with data in it is left for a read-write open
+// to upgrade.
+func (j *Journal) createSchema(ctx context.Context) error {
+	var v int
+	if err := j.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("journal: read schema version: %w", err)
+	}
+	if v != 0 {
+		return nil
+	}
+	rw, err := openDB(ctx, filepath.Join(j.o.Dir, "journal.db"), false)
+	if err != nil {
+		return err
+	}
+	ro, roDB := j.o.ReadOnly, j.db
+	j.o.ReadOnly, j.db = false, rw
+	err = j.migrate(ctx)
+	j.o.ReadOnly, j.db = ro, roDB
+	if cerr := rw.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("journal: close database: %w", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("journal: create the schema of a new journal for a read-only open: %w", err)
+	}
+	return nil
 }
 
 // Close flushes every dirty file to local disk, stops the uploader (what

@@ -3,6 +3,8 @@ package journal
 import (
 	"context"
 	"fmt"
+
+	"github.com/meshdrive/meshdrive/remote"
 )
 
 // Status reports how safe a file's data is: local while any block is
@@ -67,4 +69,42 @@ func (j *Journal) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 		fs.State = StateDurable
 	}
 	return fs, nil
+}
+
+// GridBlock is one block of a file whose data is on the grid: reading it
+// needs the cache (or a fetch).
+type GridBlock struct {
+	ID  remote.BlockID
+	Len int64 // plaintext bytes
+}
+
+// GridBlocks returns the blocks of a file that are on the grid, in file
+// order (a block used twice appears twice). Blocks still dirty or staged
+// live in the journal and are not listed. Meant for status reports: a file
+// being written meanwhile may list a block its dirty data is replacing.
+func (j *Journal) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error) {
+	if err := j.checkOpen(); err != nil {
+		return nil, err
+	}
+	rows, err := j.db.QueryContext(ctx, `SELECT b.id, b.plain_len
+		FROM blockmap m JOIN blocks b ON b.id = m.block
+		WHERE m.ino = ? AND b.state != ? ORDER BY m.idx`, ino, blockStaged)
+	if err != nil {
+		return nil, fmt.Errorf("journal: grid blocks of inode %d: %w", ino, err)
+	}
+	defer rows.Close()
+	var out []GridBlock
+	for rows.Next() {
+		var id []byte
+		var b GridBlock
+		if err := rows.Scan(&id, &b.Len); err != nil {
+			return nil, fmt.Errorf("journal: grid blocks of inode %d: %w", ino, err)
+		}
+		copy(b.ID[:], id)
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal: grid blocks of inode %d: %w", ino, err)
+	}
+	return out, nil
 }

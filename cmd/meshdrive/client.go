@@ -49,6 +49,9 @@ func (c *controlClient) do(ctx context.Context, method, path string) (*http.Resp
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
+			if errors.Is(err, os.ErrPermission) {
+				return nil, fmt.Errorf("no permission to reach the control socket of the drive at %s: run meshdrive as the user who mounted it", c.dir)
+			}
 			return nil, c.notMounted()
 		}
 		return nil, fmt.Errorf("control socket of the drive at %s: %w", c.dir, err)
@@ -80,7 +83,10 @@ Show the mounted drive: its nodes (up or down, latency, free space, shard
 count), the upload queue (files, bytes, rate, ETA), the cache, and whether
 everything written is grid-durable. With PATH (a file or folder inside the
 mount, or a path relative to the drive's root): its state (durable, degraded
-or local), blocks and bytes still pending upload. Talks to the running mount.`)
+or local), blocks and bytes still pending upload, and whether its blocks on
+the grid are in the local cache: fully, partly or not (blocks not yet
+uploaded are local anyway). A folder sums its files. Talks to the running
+mount.`)
 	dataDir := dataDirFlag(e, fl)
 	asJSON := fl.Bool("json", false, "print JSON")
 	pos, err := parseFlags(e, fl, e.args)
@@ -116,6 +122,7 @@ or local), blocks and bytes still pending upload. Talks to the running mount.`)
 			fmt.Fprintf(e.stdout, "  %s\n", humanBytes(rep.Size))
 		}
 		fmt.Fprintf(e.stdout, "  %d blocks, %d pending upload (%s)\n", rep.Blocks, rep.PendingBlocks, humanBytes(rep.PendingBytes))
+		printCached(e.stdout, &rep)
 		return nil
 	}
 	var rep statusReport
@@ -127,6 +134,26 @@ or local), blocks and bytes still pending upload. Talks to the running mount.`)
 	}
 	printStatus(e.stdout, &rep)
 	return nil
+}
+
+// printCached prints the cache line of status PATH.
+func printCached(w io.Writer, r *pathReport) {
+	switch {
+	case r.Type != "file" && r.Type != "dir":
+		return
+	case r.GridBlocks == 0 && r.Blocks == 0:
+		fmt.Fprintf(w, "  cached: %s (no data)\n", r.Cached)
+		return
+	case r.GridBlocks == 0:
+		fmt.Fprintf(w, "  cached: %s (nothing uploaded yet: every block is in the local journal)\n", r.Cached)
+		return
+	}
+	fmt.Fprintf(w, "  cached: %s (%d of %d uploaded blocks in the local cache, %s of %s",
+		r.Cached, r.CachedBlocks, r.GridBlocks, humanBytes(r.CachedBytes), humanBytes(r.GridBytes))
+	if r.Type == "dir" {
+		fmt.Fprintf(w, "; %d of %d files fully", r.CachedFiles, r.Files)
+	}
+	fmt.Fprintln(w, ")")
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -74,6 +74,9 @@ func loadConfig(dataDir string) (*Config, error) {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w at %s (no %s); create one with meshdrive init --data %s", errNoDrive, dataDir, configFile, dataDir)
 	}
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("no permission to read the drive config %s: run meshdrive as the user who owns the drive, or use your own with --data DIR", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot read drive config %s: %w", path, err)
 	}

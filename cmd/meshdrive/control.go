@@ -84,6 +84,32 @@ type pathReport struct {
 	Blocks        int    `json:"blocks"`
 	PendingBlocks int    `json:"pending_blocks"`
 	PendingBytes  int64  `json:"pending_bytes"`
+	// The local cache, over the blocks that are on the grid (blocks not yet
+	// uploaded are in the journal, on this machine anyway).
+	Cached       string `json:"cached"`        // fully | partly | not: are the grid blocks in the cache
+	GridBlocks   int    `json:"grid_blocks"`   // blocks on the grid
+	GridBytes    int64  `json:"grid_bytes"`    // their plaintext bytes
+	CachedBlocks int    `json:"cached_blocks"` // of those, in the cache (memory or disk)
+	CachedBytes  int64  `json:"cached_bytes"`
+	CachedFiles  int    `json:"cached_files"` // files whose grid blocks are all cached
+}
+
+// Values of pathReport.Cached.
+const (
+	cachedFully  = "fully"  // every grid block is cached (or none is needed)
+	cachedPartly = "partly" // some are
+	cachedNot    = "not"    // none is
+)
+
+func cachedVerdict(cached, grid int) string {
+	switch {
+	case cached >= grid:
+		return cachedFully
+	case cached > 0:
+		return cachedPartly
+	default:
+		return cachedNot
+	}
 }
 
 // syncLine is one line of POST /sync.
@@ -300,11 +326,29 @@ func (c *controlServer) pathStatus(ctx context.Context, rel, abs string) (*pathR
 	}
 	rep := &pathReport{Path: "/" + rel, State: journal.StateDurable.String()}
 	worst := journal.StateDurable
+	ca := c.o.drive.Cache()
 	add := func(ino journal.Ino, size uint64) error {
 		st, err := j.Status(ctx, ino)
 		if err != nil {
 			return err
 		}
+		gb, err := j.GridBlocks(ctx, ino)
+		if err != nil {
+			return err
+		}
+		cached := 0
+		for _, b := range gb {
+			rep.GridBytes += b.Len
+			if ca.Has(b.ID) {
+				cached++
+				rep.CachedBytes += b.Len
+			}
+		}
+		if cached == len(gb) {
+			rep.CachedFiles++
+		}
+		rep.GridBlocks += len(gb)
+		rep.CachedBlocks += cached
 		rep.Files++
 		rep.Size += int64(size)
 		rep.Blocks += st.Blocks
@@ -364,6 +408,7 @@ func (c *controlServer) pathStatus(ctx context.Context, rel, abs string) (*pathR
 		rep.Type = "other"
 	}
 	rep.State = worst.String()
+	rep.Cached = cachedVerdict(rep.CachedBlocks, rep.GridBlocks)
 	return rep, nil
 }
 

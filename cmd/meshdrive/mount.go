@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/keyring"
 )
@@ -224,8 +225,17 @@ func checkMountpoint(mp string) error {
 		}
 		return fmt.Errorf("mountpoint %s: %w", mp, err)
 	}
-	names, _ := d.Readdirnames(1)
+	names, rerr := d.Readdirnames(1)
 	d.Close()
+	if derr := dead(rerr); derr != nil {
+		return derr
+	}
+	// An empty mounted drive looks like an empty directory; mounting over
+	// it would hide it and leave two mounts on one path. (A dead mount is
+	// caught above, with its own advice.)
+	if fstype, ok := mountedAs(mp); ok {
+		return fmt.Errorf("mountpoint %s is already a mount point (%s); unmount it first (meshdrive unmount %s) or mount on another empty directory", mp, fstype, mp)
+	}
 	if len(names) > 0 {
 		return fmt.Errorf("mountpoint %s is not empty (it holds %q); mount on an empty directory", mp, names[0])
 	}
@@ -288,6 +298,11 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		CorruptReads: func() float64 { f, _ := strconv.ParseFloat(os.Getenv("MESHDRIVE_TEST_CORRUPT_READS"), 64); return f }(), // TEST ONLY negative control (integration)
 	})
 	if err != nil {
+		if o.readOnly && errors.Is(err, journal.ErrReadOnly) {
+			// The journal needs a change a read-only open may not make
+			// (an older schema to upgrade).
+			return fmt.Errorf("cannot open the drive at %s read-only: %w; mount it once without --read-only, then read-only again", o.dataDir, err)
+		}
 		return fmt.Errorf("cannot open the drive at %s: %w", o.dataDir, err)
 	}
 	defer func() {

@@ -66,7 +66,9 @@ func TestRefusals(t *testing.T) {
 	})
 	t.Run("fuse device missing", func(t *testing.T) {
 		noDev := cmdEnv("MESHDRIVE_PASSPHRASE=pw1", fuseDeviceEnv+"=/nonexistent/fuse")
-		assertRefusal(t, runBin(t, noDev, "mount", "--daemon", "--data", dir, mp), dir, mp, "/nonexistent/fuse is missing", "modprobe fuse")
+		for _, daemon := range []string{"--daemon=false", "--daemon"} {
+			assertRefusal(t, runBin(t, noDev, "mount", daemon, "--data", dir, mp), dir, mp, "/nonexistent/fuse is missing", "modprobe fuse")
+		}
 	})
 	t.Run("corrupt config", func(t *testing.T) {
 		cdir := copyDrive(t, dir)
@@ -90,17 +92,47 @@ func TestRefusals(t *testing.T) {
 		// A mountpoint owned by root, mode 0755, as user nobody.
 		locked := t.TempDir()
 		os.Chmod(filepath.Dir(locked), 0o755)
-		cmd := exec.Command(meshdriveBin(t), "mount", "--data", filepath.Join(locked, "data"), locked)
-		cmd.Env = env
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		out, err := cmd.CombinedOutput()
-		r := result{stderr: string(out)}
-		if ee, ok := err.(*exec.ExitError); ok {
-			r.code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		r := runAsNobody(t, env, "mount", "--data", filepath.Join(locked, "data"), locked)
 		assertRefusal(t, r, "", locked, "no permission", locked)
+		// Someone else's drive: its data dir is not readable (t.TempDir is 0700).
+		assertRefusal(t, runAsNobody(t, env, "passwd", "--data", dir), dir, "", "no permission to read the drive config", "--data DIR")
+		assertRefusal(t, runAsNobody(t, env, "status", "--data", dir), dir, "", "no permission to reach the control socket", dir)
+	})
+	t.Run("no permission to the fuse device", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root to run the binary as another user")
+		}
+		fi, err := os.Stat("/dev/fuse")
+		if err != nil {
+			t.Skipf("no /dev/fuse: %v", err)
+		}
+		if fi.Mode().Perm()&0o006 == 0o006 {
+			t.Skip("/dev/fuse is open to every user here; nothing to refuse")
+		}
+		// Mountpoint and data dir are the user's own; only the device is not.
+		base := t.TempDir()
+		os.Chmod(filepath.Dir(base), 0o755)
+		os.Chmod(base, 0o755)
+		own := func(name string) string {
+			p := filepath.Join(base, name)
+			if err := os.Mkdir(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		userMP, userData := own("mp"), filepath.Join(own("home"), "data")
+		r := runAsNobody(t, env, "mount", "--data", userData, userMP)
+		if _, err := lookFusermount(); err != nil {
+			assertRefusal(t, r, "", userMP, "fusermount3 is not installed", "install fuse3")
+		} else {
+			assertRefusal(t, r, "", userMP, "no permission to use /dev/fuse", "ask for access")
+		}
+		if _, err := os.Stat(userData); !os.IsNotExist(err) {
+			t.Errorf("a refused mount made the drive %s (%v)", userData, err)
+		}
 	})
 	t.Run("init over an existing drive", func(t *testing.T) {
 		before, _ := os.ReadFile(filepath.Join(dir, keyFile))
@@ -151,6 +183,15 @@ func TestRefusals(t *testing.T) {
 		for _, daemon := range []string{"--daemon=false", "--daemon"} {
 			r := runBin(t, env, "mount", daemon, "--data", dir, other)
 			assertRefusal(t, r, "", other, "already mounted at "+mp, "meshdrive unmount")
+		}
+		// Another drive on the same (empty-looking) mountpoint.
+		dir2, _ := newDefaultDrive(t, env)
+		for _, daemon := range []string{"--daemon=false", "--daemon"} {
+			r := runBin(t, env, "mount", daemon, "--data", dir2, mp)
+			assertRefusal(t, r, dir2, "", mp+" is already a mount point", "meshdrive unmount "+mp)
+			if n := mountCount(t, mp); n != 1 {
+				t.Errorf("%d mounts at %s after a refused second one, want 1", n, mp)
+			}
 		}
 		if !mounted(mp) || lockFree(t, dir) {
 			t.Error("the refused second mount disturbed the first")
@@ -204,4 +245,38 @@ func copyDrive(t *testing.T, dir string) string {
 	}
 	os.Remove(filepath.Join(dst, lockFile))
 	return dst
+}
+
+// runAsNobody runs the binary as user nobody (the caller must be root).
+func runAsNobody(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(meshdriveBin(t), args...)
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("meshdrive %s as nobody: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// mountCount counts the mounts stacked at mp.
+func mountCount(t *testing.T, mp string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && unescapeMount(f[1]) == mp {
+			n++
+		}
+	}
+	return n
 }

@@ -115,6 +115,25 @@ func isMounted(mp string) bool {
 	return false
 }
 
+// mountedAs reports whether mp is a mountpoint in /proc/self/mounts, and
+// the file system type of the topmost mount there. Unlike isMounted it
+// answers false when the table cannot be read.
+func mountedAs(mp string) (fstype string, ok bool) {
+	f, err := os.Open("/proc/self/mounts")
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 3 && unescapeMount(fields[1]) == mp {
+			fstype, ok = fields[2], true
+		}
+	}
+	return fstype, ok
+}
+
 // unescapeMount undoes the octal escapes of /proc/mounts (\040 for space).
 func unescapeMount(s string) string {
 	if !strings.Contains(s, `\`) {

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestStatusPathCached: status PATH says whether a file's uploaded blocks
+// are in the local cache. After sync, a remount (so the kernel's page cache
+// holds nothing) and cache clear: not cached. Reading the small file makes
+// the folder partly cached; reading the big one makes both fully cached;
+// cache clear makes them not cached again.
+func TestStatusPathCached(t *testing.T) {
+	requireFuse(t)
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=cached")
+	dir, mp := newDefaultDrive(t, env)
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+
+	big := make([]byte, defaultBlockSize+defaultBlockSize/4) // two blocks
+	rng := rand.New(rand.NewPCG(5, 5))
+	for i := range big {
+		big[i] = byte(rng.Uint32())
+	}
+	small := []byte("a small file, one block\n")
+	if err := os.Mkdir(filepath.Join(mp, "docs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"big": big, "small": small} {
+		if err := os.WriteFile(filepath.Join(mp, "docs", name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
+	mustRun(t, env, "unmount", "--data", dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	mustRun(t, env, "cache", "clear", "--data", dir)
+
+	check := func(when, path, cached string, blocks, files int, bytes int64) {
+		t.Helper()
+		p := pathJSON(t, env, dir, path)
+		if p.State != "durable" || p.GridBlocks != p.Blocks {
+			t.Errorf("%s: status %s: state %q, %d of %d blocks on the grid; want durable, all", when, path, p.State, p.GridBlocks, p.Blocks)
+		}
+		if p.Cached != cached || p.CachedBlocks != blocks || p.CachedFiles != files || p.CachedBytes != bytes {
+			t.Errorf("%s: status %s: cached %q, %d blocks, %d files, %d bytes; want %q, %d, %d, %d (%+v)",
+				when, path, p.Cached, p.CachedBlocks, p.CachedFiles, p.CachedBytes, cached, blocks, files, bytes, p)
+		}
+	}
+	bigPath, smallPath := filepath.Join(mp, "docs", "big"), filepath.Join(mp, "docs", "small")
+	allBytes := int64(len(big) + len(small))
+	check("after cache clear", bigPath, "not", 0, 0, 0)
+	check("after cache clear", "docs", "not", 0, 0, 0)
+	if p := pathJSON(t, env, dir, "docs"); p.GridBlocks != 3 || p.GridBytes != allBytes || p.Files != 2 {
+		t.Errorf("status docs: %d blocks, %d bytes on the grid in %d files; want 3, %d, 2", p.GridBlocks, p.GridBytes, p.Files, allBytes)
+	}
+	r := mustRun(t, env, "status", "--data", dir, bigPath)
+	if !strings.Contains(r.stdout, "cached: not (0 of 2 uploaded blocks in the local cache") {
+		t.Errorf("status %s does not say it is not cached:\n%s", bigPath, r.stdout)
+	}
+
+	if b, err := os.ReadFile(smallPath); err != nil || !bytes.Equal(b, small) {
+		t.Fatalf("read small: %q %v", b, err)
+	}
+	check("after reading small", smallPath, "fully", 1, 1, int64(len(small)))
+	check("after reading small", bigPath, "not", 0, 0, 0)
+	check("after reading small", "docs", "partly", 1, 1, int64(len(small)))
+
+	if b, err := os.ReadFile(bigPath); err != nil || !bytes.Equal(b, big) {
+		t.Fatalf("read big: %d bytes, %v", len(b), err)
+	}
+	check("after reading both", bigPath, "fully", 2, 1, int64(len(big)))
+	check("after reading both", "docs", "fully", 3, 2, allBytes)
+	r = mustRun(t, env, "status", "--data", dir, "docs")
+	if !strings.Contains(r.stdout, "cached: fully (3 of 3 uploaded blocks in the local cache") || !strings.Contains(r.stdout, "2 of 2 files fully") {
+		t.Errorf("status docs does not say it is fully cached:\n%s", r.stdout)
+	}
+
+	mustRun(t, env, "cache", "clear", "--data", dir)
+	check("after the second cache clear", "docs", "not", 0, 0, 0)
+
+	// A file written and not yet uploaded needs no cache.
+	if err := os.WriteFile(filepath.Join(mp, "empty"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := pathJSON(t, env, dir, "empty"); p.Cached != "fully" || p.GridBlocks != 0 || p.Blocks != 0 {
+		t.Errorf("status of an empty file: %+v", p)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}
+
+// TestReadOnlyNewDrive: a drive that has never been mounted read-write
+// mounts read-only as an empty folder, right after init and on a data dir
+// that holds no drive yet (the embedded default is made first). Writes are
+// refused; a later read-write mount and read-only mount work.
+func TestReadOnlyNewDrive(t *testing.T) {
+	requireFuse(t)
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=ro")
+	expectEmptyReadOnly := func(mp string) {
+		t.Helper()
+		if !mounted(mp) {
+			t.Fatalf("mount --read-only exited 0 but nothing is mounted at %s", mp)
+		}
+		ents, err := os.ReadDir(mp)
+		if err != nil || len(ents) != 0 {
+			t.Errorf("new drive mounted read-only lists %v (%v); want an empty folder", ents, err)
+		}
+		if err := os.WriteFile(filepath.Join(mp, "x"), []byte("x"), 0o644); err == nil {
+			t.Error("wrote to a --read-only mount")
+		}
+	}
+
+	t.Run("after init", func(t *testing.T) {
+		dir, mp := newDefaultDrive(t, env)
+		cleanupMount(t, env, dir, mp)
+		mustRun(t, env, "mount", "--daemon", "--read-only", "--data", dir, mp)
+		expectEmptyReadOnly(mp)
+		if st := statusJSON(t, env, dir); !st.ReadOnly || st.State != "durable" {
+			t.Errorf("status of the read-only mount: read_only %v, state %q", st.ReadOnly, st.State)
+		}
+		mustRun(t, env, "unmount", "--data", dir, mp)
+		mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+		if err := os.WriteFile(filepath.Join(mp, "note"), []byte("read-write later"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, env, "unmount", "--data", dir, mp)
+		mustRun(t, env, "mount", "--daemon", "--read-only", "--data", dir, mp)
+		if b, err := os.ReadFile(filepath.Join(mp, "note")); err != nil || string(b) != "read-write later" {
+			t.Errorf("read-only mount after a read-write one: %q %v", b, err)
+		}
+		mustRun(t, env, "unmount", "--data", dir, mp)
+	})
+
+	t.Run("first mount of the embedded default", func(t *testing.T) {
+		base := t.TempDir()
+		dir := filepath.Join(base, "data")
+		mp := filepath.Join(base, "Drive")
+		if err := os.Mkdir(mp, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cleanupMount(t, env, dir, mp)
+		r := mustRun(t, env, "mount", "--daemon", "--read-only", "--data", dir, mp)
+		if !strings.Contains(r.stderr, "lives in "+dir) {
+			t.Errorf("first mount did not say where the drive lives:\n%s", r.stderr)
+		}
+		expectEmptyReadOnly(mp)
+		mustRun(t, env, "unmount", "--data", dir, mp)
+		if mounted(mp) || !lockFree(t, dir) {
+			t.Errorf("after unmount: mounted %v, lock free %v", mounted(mp), lockFree(t, dir))
+		}
+	})
+}

@@ -244,10 +244,16 @@ const maxFlushYield = 2 * time.Second
 // blocks from the grid (an interactive read should not queue behind
 // megabytes of shards going to the same nodes), for at most maxFlushYield
 // while a big flush stages its blocks (an fsync should not share the disk
-// with shard writes when the grid is local, nor the CPU with encoding).
+// with shard writes when the grid is local, nor the CPU with encoding),
+// unless someone waits for the uploader (quota, WaitDurable).
 func (j *Journal) yieldToForeground(ctx context.Context) {
 	busy := func() (reads, flushes bool) {
-		return j.appReads.Load() > 0, j.bigFlushes.Load() > 0
+		// A writer short of quota, or a caller of WaitDurable, waits for
+		// the uploader itself (force): no yielding to flushes then.
+		j.qmu.Lock()
+		force := j.force
+		j.qmu.Unlock()
+		return j.appReads.Load() > 0, j.bigFlushes.Load() > 0 && !force
 	}
 	reads, flushes := busy()
 	if !reads && !flushes {

@@ -87,9 +87,14 @@ func TestUploadYieldsToBigFlushes(t *testing.T) {
 		if err := e.j.Fsync(ctx, a.Ino); err != nil {
 			t.Fatal(err)
 		}
+		// Polled, not WaitDurable: a waiter makes the uploader skip the
+		// yield on purpose.
 		start := time.Now()
-		if err := e.j.WaitDurable(ctx); err != nil {
-			t.Fatal(err)
+		for e.j.Stats().QueuedBlocks > 0 {
+			if time.Since(start) > time.Minute {
+				t.Fatal("the upload did not finish in a minute")
+			}
+			time.Sleep(time.Millisecond)
 		}
 		return time.Since(start)
 	}
@@ -113,5 +118,16 @@ func TestUploadYieldsToBigFlushes(t *testing.T) {
 	defer e.j.bigFlushes.Store(0)
 	if d := upload("endless"); d < maxFlushYield {
 		t.Errorf("upload during an endless flush took %v, want at least %v", d, maxFlushYield)
+	}
+
+	// Someone waits for the uploader: no yield.
+	a := must[Attr](t)(e.j.Mknod(ctx, RootIno, "waited", 0o100644, 0, 0, 0))
+	must[int](t)(e.j.WriteAt(ctx, a.Ino, []byte("small file waited"), 0))
+	start := time.Now()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d >= maxFlushYield {
+		t.Errorf("WaitDurable during an endless flush took %v: the uploader yielded to it", d)
 	}
 }

@@ -25,6 +25,11 @@
 // Every workload runs on A, B and C in turn before the next workload
 // starts, so background noise on a shared machine falls on all three alike;
 // the ratios inside one run are the result, absolute figures are noisy.
+// Before the mounts start, the driver touches --warm-mem of anonymous memory
+// once (8 GiB by default, at most half of MemAvailable; none with --quick),
+// one byte per 4 KiB page, and unmaps it: a VM pays a large cost the first
+// time its guest uses a page of memory, and without this whichever mount
+// first needs new page-cache pages would pay it alone.
 // After each workload the driver waits until the drive's uploads are
 // grid-durable and calls sync(2), so one workload's background work does not
 // bill the next.

@@ -29,6 +29,7 @@ type results struct {
 	srcBytes int64
 	noDrop   bool
 	verified bool              // the big file read back byte-exact on every mount
+	warmed   int64             // anonymous memory touched before mounting (bytes)
 	info     map[string]string // kind -> child's ready info
 	rows     []row
 	notes    []string
@@ -130,7 +131,11 @@ func (r *results) markdown() string {
 	if r.noDrop {
 		b.WriteString("- **Caches could not be dropped (not root): the cold rows are warm.**\n")
 	}
-	b.WriteString("\nMB = 10^6 bytes. A: go-fuse `NewLoopbackRoot` with example/loopback's options; with FUSE passthrough its reads and writes never reach the daemon (the kernel's ceiling). B: the same, its files answering `PassthroughFd` with false (a daemon that serves every byte). C: `fs.OpenDrive` + `Drive.Mount`. Cold rows drop the kernel's page, dentry and inode caches and C's block cache first (a virtual disk may still be cached by its host, so cold A and B reads can beat the device). Each workload runs on every mount before the next starts; after each, C is left to upload until grid-durable (not timed).\n\n")
+	b.WriteString("\nMB = 10^6 bytes. A: go-fuse `NewLoopbackRoot` with example/loopback's options; with FUSE passthrough its reads and writes never reach the daemon (the kernel's ceiling). B: the same, its files answering `PassthroughFd` with false (a daemon that serves every byte). C: `fs.OpenDrive` + `Drive.Mount`. Cold rows drop the kernel's page, dentry and inode caches and C's block cache first (a virtual disk may still be cached by its host, so cold A and B reads can beat the device). Each workload runs on every mount before the next starts; after each, C is left to upload until grid-durable (not timed).")
+	if r.warmed > 0 {
+		fmt.Fprintf(&b, " Before the mounts started, %s of memory was touched once, so that the VM's first-touch cost of its memory falls on no mount (see the note below).", approxBytes(r.warmed))
+	}
+	b.WriteString("\n\n")
 
 	fmt.Fprintf(&b, "| workload | unit |")
 	for _, k := range o.kinds {

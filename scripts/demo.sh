@@ -32,8 +32,12 @@ if grep -qs " $mp fuse" /proc/self/mounts; then
 fi
 
 "$bin" mount --daemon --log-level info "$mp"
+sleeper= # pid of the loop's sleep below, killed on the way out
 cleanup() {
 	trap - INT TERM EXIT
+	if [ -n "$sleeper" ]; then
+		kill "$sleeper" 2>/dev/null || true
+	fi
 	echo
 	"$bin" unmount "$mp" || true
 }
@@ -55,5 +59,6 @@ echo "Try: ls $mp/samples; $bin status; MESHDRIVE_DATA=$MESHDRIVE_DATA $bin stat
 echo "Press Ctrl-C to unmount."
 while :; do
 	sleep 3600 &
-	wait $! || true
+	sleeper=$!
+	wait "$sleeper" || true
 done

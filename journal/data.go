@@ -229,7 +229,7 @@ func (j *Journal) readAhead(ctx context.Context, n *inode, off, end, size int64)
 	}
 }
 
-func hasKey(m map[int64]struct{}, k int64) bool { _, ok := m[k]; return ok }
+func hasKey[V any](m map[int64]V, k int64) bool { _, ok := m[k]; return ok }
 
 // preadFull fills p from f at off; bytes past f's end read as zeros.
 func preadFull(f *os.File, p []byte, off int64) error {
@@ -299,16 +299,21 @@ func (j *Journal) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (in
 		// The dirty file may now hold part of p: the blocks are dirty
 		// either way, which is safe (they are re-read from the file).
 		for idx := first; idx <= last; idx++ {
-			n.dirty[idx] = struct{}{}
+			n.markDirty(idx)
 		}
 		return 0, fmt.Errorf("journal: write dirty data of inode %d: %w", ino, err)
 	}
 	for idx := first; idx <= last; idx++ {
-		n.dirty[idx] = struct{}{}
+		n.markDirty(idx)
 	}
 	if n.lastIdx >= first && n.lastIdx <= last {
 		n.lastIdx, n.lastPlain = -1, nil
 	}
+	if off == n.wend && off > 0 && (off-1)/j.bs < first {
+		// A sequential writer has moved on from the block before.
+		j.writeBehind(n, (off-1)/j.bs)
+	}
+	n.wend = end
 	now := nowNS()
 	n.amu.Lock()
 	n.size = max(n.size, end)
@@ -340,7 +345,7 @@ func (j *Journal) fill(ctx context.Context, n *inode, idx int64) error {
 			}
 		}
 	}
-	n.dirty[idx] = struct{}{}
+	n.markDirty(idx)
 	return nil
 }
 
@@ -473,7 +478,7 @@ func (j *Journal) flushIno(ctx context.Context, ino Ino) error {
 		return nil // nothing in memory: nothing dirty
 	}
 	defer j.putInode(n)
-	n.mu.Lock()
+	n.waitBehind() // locks n.mu
 	defer n.mu.Unlock()
 	return j.flushLocked(ctx, n)
 }
@@ -504,6 +509,9 @@ func (j *Journal) truncate(ctx context.Context, ino Ino, size int64) error {
 		if n.f != nil {
 			if err := n.f.Truncate(size); err != nil {
 				return fmt.Errorf("journal: truncate dirty file of inode %d: %w", ino, err)
+			}
+			if hasKey(n.dirty, size/j.bs) {
+				n.markDirty(size / j.bs) // its tail is gone
 			}
 		}
 		n.lastIdx, n.lastPlain = -1, nil

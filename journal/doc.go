@@ -44,6 +44,16 @@
 // hole and costs nothing. A stored block never holds bytes past the file
 // size, so truncate-up and writes past EOF expose zeros.
 //
+// Write-behind: while a file is written sequentially, each block the
+// writer has moved past is cut, sealed, staged and committed in the
+// background (at most 2 goroutines per journal), so the fsync or close at
+// the end finds only its last blocks dirty. A block that changes while it
+// is being cut stays dirty (a generation per dirty block decides). Those
+// commits are ordinary ones (they raise the stored size to cover the
+// block, times wait for the flush): after a crash before the flush, a file
+// may show some of its unflushed blocks and not others, never bytes it was
+// not given (behind.go).
+//
 // At Open, dirty files are deleted (never promised), unlinked inodes are
 // freed, staging files not referenced by a staged block are removed, and a
 // staged block whose file is missing makes Open fail with a message that
@@ -59,7 +69,8 @@
 // stored with fewer than K+M shards count as repair owed. Before each
 // segment it yields, for at most 250 ms, while an application waits for a
 // block from the grid, so interactive reads do not queue behind uploads,
-// and for at most 2 s while a flush of 4 or more blocks runs, so an fsync
+// and for at most 2 s while a flush of 4 or more blocks or a write-behind
+// goroutine runs, so an fsync
 // after a big write does not share the disk (a local grid) or the CPU with
 // shard encoding. A flush cuts, seals and stages its blocks 4 at a time
 // (concurrent fsyncs share the file system's journal commits), then

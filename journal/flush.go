@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -71,49 +72,12 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 	var added []qitem
 	j.wmu.Lock()
 	err = j.durableTxLocked(ctx, func(tx *sql.Tx) error {
-		var one int
-		if err := j.tqrow(ctx, tx, `SELECT 1 FROM inodes WHERE ino = ?`, n.ino).Scan(&one); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return ErrNotFound
-			}
+		if err := j.inodeExists(ctx, tx, n.ino); err != nil {
 			return err
 		}
-		renamed := false
-		for i := range cuts {
-			c := &cuts[i]
-			var old []byte
-			err := j.tqrow(ctx, tx, `SELECT block FROM blockmap WHERE ino = ? AND idx = ?`, n.ino, c.idx).Scan(&old)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-			if !c.hole && bytes.Equal(old, c.id[:]) {
-				continue
-			}
-			if c.hole {
-				if old == nil {
-					continue
-				}
-				if _, err := j.texec(ctx, tx, `DELETE FROM blockmap WHERE ino = ? AND idx = ?`, n.ino, c.idx); err != nil {
-					return err
-				}
-			} else {
-				it, err := j.incRef(ctx, tx, c, prio, &fr)
-				if err != nil {
-					return err
-				}
-				if it != nil {
-					added = append(added, *it)
-					renamed = true
-				}
-				if _, err := j.texec(ctx, tx, `INSERT OR REPLACE INTO blockmap(ino, idx, block) VALUES(?, ?, ?)`, n.ino, c.idx, c.id[:]); err != nil {
-					return err
-				}
-			}
-			if old != nil {
-				if err := j.decRef(ctx, tx, old, &fr); err != nil {
-					return err
-				}
-			}
+		renamed, err := j.applyCuts(ctx, tx, n.ino, cuts, prio, &fr, &added)
+		if err != nil {
+			return err
 		}
 		if err := j.dropMapFrom(ctx, tx, n.ino, (size+j.bs-1)/j.bs, &fr); err != nil {
 			return err
@@ -169,6 +133,63 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 	return nil
 }
 
+// inodeExists fails with ErrNotFound when ino has no row. wmu held.
+func (j *Journal) inodeExists(ctx context.Context, tx *sql.Tx, ino Ino) error {
+	var one int
+	if err := j.tqrow(ctx, tx, `SELECT 1 FROM inodes WHERE ino = ?`, ino).Scan(&one); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	}
+	return nil
+}
+
+// applyCuts points ino's block map at the cut blocks, taking references
+// to them (new blocks are moved into staging and queued in *added) and
+// dropping those of the blocks they replace. It reports whether a staging
+// file was renamed into place (the staging directory then needs an fsync
+// before the commit). wmu held.
+func (j *Journal) applyCuts(ctx context.Context, tx *sql.Tx, ino Ino, cuts []cut, prio int, fr *freed, added *[]qitem) (renamed bool, err error) {
+	for i := range cuts {
+		c := &cuts[i]
+		var old []byte
+		err := j.tqrow(ctx, tx, `SELECT block FROM blockmap WHERE ino = ? AND idx = ?`, ino, c.idx).Scan(&old)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return renamed, err
+		}
+		if !c.hole && bytes.Equal(old, c.id[:]) {
+			continue
+		}
+		if c.hole {
+			if old == nil {
+				continue
+			}
+			if _, err := j.texec(ctx, tx, `DELETE FROM blockmap WHERE ino = ? AND idx = ?`, ino, c.idx); err != nil {
+				return renamed, err
+			}
+		} else {
+			it, err := j.incRef(ctx, tx, c, prio, fr)
+			if err != nil {
+				return renamed, err
+			}
+			if it != nil {
+				*added = append(*added, *it)
+				renamed = true
+			}
+			if _, err := j.texec(ctx, tx, `INSERT OR REPLACE INTO blockmap(ino, idx, block) VALUES(?, ?, ?)`, ino, c.idx, c.id[:]); err != nil {
+				return renamed, err
+			}
+		}
+		if old != nil {
+			if err := j.decRef(ctx, tx, old, fr); err != nil {
+				return renamed, err
+			}
+		}
+	}
+	return renamed, nil
+}
+
 // bigFlushBlocks is the number of dirty blocks from which a flush counts as
 // big: the uploader holds back while one runs (yieldToForeground).
 const bigFlushBlocks = 4
@@ -196,25 +217,9 @@ func (j *Journal) prepCuts(ctx context.Context, n *inode, idxs []int64, size int
 		if err := preadFull(n.f, plain, idx*j.bs); err != nil {
 			return fmt.Errorf("journal: read dirty data of inode %d: %w", n.ino, err)
 		}
-		// Trailing zeros are not stored: a short block reads as zeros.
-		plain = bytes.TrimRight(plain, "\x00")
-		if len(plain) == 0 {
-			cuts[i].hole = true
-			return nil
-		}
-		c := cut{idx: idx, plainLen: int64(len(plain))}
-		c.id = j.seal.BlockID(plain)
-		exists, err := j.blockExists(ctx, c.id)
+		c, err := j.cutPlain(ctx, idx, plain)
 		if err != nil {
 			return err
-		}
-		if exists {
-			c.plain = plain
-		} else {
-			sealed := j.seal.Seal(nil, c.id, plain)
-			if c.tmp, err = j.writeTemp(c.id, sealed); err != nil {
-				return err
-			}
 		}
 		cuts[i] = c
 		return nil
@@ -232,6 +237,37 @@ func (j *Journal) prepCuts(ctx context.Context, n *inode, idxs []int64, size int
 	}
 	return cuts, g.Wait()
 }
+
+// cutPlain makes block idx from plain (which the cut owns from here on):
+// trailing zeros are not stored (a short block reads as zeros), an
+// all-zero block is a hole; otherwise it is hashed, looked up for dedup,
+// and sealed and staged under a temporary name when it is new.
+func (j *Journal) cutPlain(ctx context.Context, idx int64, plain []byte) (cut, error) {
+	plain = bytes.TrimRight(plain, "\x00")
+	if len(plain) == 0 {
+		return cut{idx: idx, hole: true}, nil
+	}
+	c := cut{idx: idx, plainLen: int64(len(plain))}
+	c.id = j.seal.BlockID(plain)
+	exists, err := j.blockExists(ctx, c.id)
+	if err != nil {
+		return c, err
+	}
+	if exists {
+		c.plain = plain
+		return c, nil
+	}
+	buf := sealBufs.Get().(*[]byte)
+	sealed := j.seal.Seal((*buf)[:0], c.id, plain)
+	c.tmp, err = j.writeTemp(c.id, sealed)
+	*buf = sealed[:0]
+	sealBufs.Put(buf)
+	return c, err
+}
+
+// sealBufs holds buffers for sealed blocks on their way to a staging
+// file: one lives from Seal to the end of writeTemp.
+var sealBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 func (j *Journal) blockExists(ctx context.Context, id remote.BlockID) (bool, error) {
 	var one int

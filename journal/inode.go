@@ -32,8 +32,16 @@ type inode struct {
 	mu     sync.Mutex
 	loaded bool
 	mode   uint32
-	f      *os.File           // Dir/dirty/<ino>, sparse, same offsets as the file; nil until first write
-	dirty  map[int64]struct{} // block indexes whose whole block is in f
+	f      *os.File         // Dir/dirty/<ino>, sparse, same offsets as the file; nil until first write
+	dirty  map[int64]uint64 // block indexes whose whole block is in f -> wgen of their last change
+	wgen   uint64           // counts changes to f; see markDirty
+	wend   int64            // end of the last write, to see sequential writers
+	// behindQ are blocks a sequential writer has moved past, for the
+	// write-behind goroutines; behindN of them run; behindIdle is
+	// non-nil while any does and closed when the last stops (behind.go).
+	behindQ    []int64
+	behindN    int
+	behindIdle chan struct{}
 	// last decoded stored block, for small sequential reads
 	lastIdx   int64
 	lastID    remote.BlockID
@@ -49,6 +57,13 @@ type inode struct {
 	mtime     int64
 	ctime     int64
 	timer     *time.Timer
+}
+
+// markDirty records that block idx of f changed: write-behind commits a
+// block it cut only if it did not change meanwhile. n.mu held.
+func (n *inode) markDirty(idx int64) {
+	n.wgen++
+	n.dirty[idx] = n.wgen
 }
 
 func (n *inode) stopTimer() {
@@ -67,7 +82,7 @@ func (j *Journal) getInode(ino Ino) *inode {
 	defer j.imu.Unlock()
 	n := j.inodes[ino]
 	if n == nil {
-		n = &inode{ino: ino, dirty: map[int64]struct{}{}, lastIdx: -1}
+		n = &inode{ino: ino, dirty: map[int64]uint64{}, lastIdx: -1}
 		j.inodes[ino] = n
 	}
 	n.refs++
@@ -162,7 +177,7 @@ func (j *Journal) OpenFile(ino Ino) {
 	defer j.imu.Unlock()
 	n := j.inodes[ino]
 	if n == nil {
-		n = &inode{ino: ino, dirty: map[int64]struct{}{}, lastIdx: -1}
+		n = &inode{ino: ino, dirty: map[int64]uint64{}, lastIdx: -1}
 		j.inodes[ino] = n
 	}
 	n.open++

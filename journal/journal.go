@@ -120,9 +120,11 @@ type Journal struct {
 	// waiting for; the uploader yields to them (yieldToForeground).
 	appReads atomic.Int64
 	// bigFlushes counts flushes of bigFlushBlocks or more blocks in
-	// progress (an fsync or close after a large write); the uploader
-	// holds back while one runs (yieldToForeground).
+	// progress (an fsync or close after a large write) and write-behind
+	// goroutines running; the uploader holds back while one runs
+	// (yieldToForeground).
 	bigFlushes atomic.Int64
+	behindSem  chan struct{} // one slot per write-behind goroutine
 
 	kick    chan struct{}
 	limiter *rate.Limiter
@@ -179,6 +181,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		progress:  make(chan struct{}),
 		quotaFree: make(chan struct{}),
 		kick:      make(chan struct{}, 1),
+		behindSem: make(chan struct{}, behindWorkers),
 		done:      make(chan struct{}),
 	}
 	for _, d := range []string{o.Dir, j.dirty, j.stage} {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -99,6 +100,9 @@ func (j *Journal) uploader(ctx context.Context) {
 			case <-t.C:
 			}
 		}
+		// Before reading megabytes of staging files too, not only before
+		// shipping them.
+		j.yieldToForeground(ctx)
 		buf, placed := j.pack()
 		if len(placed) == 0 {
 			if !sleepCtx(ctx, j.o.IdleFlush) {
@@ -135,13 +139,22 @@ func (j *Journal) pack() ([]byte, []placedBlock) {
 		}
 		return int(a.seq - b.seq)
 	})
-	var buf []byte
+	// One buffer for the segment, filled by reading each staging file
+	// into place: no copy per block and no regrowing.
+	var size int64
+	for _, it := range items {
+		if size >= j.o.SegmentSize {
+			break
+		}
+		size += it.sealedLen
+	}
+	buf := make([]byte, 0, size)
 	var placed []placedBlock
 	for _, it := range items {
 		if int64(len(buf)) >= j.o.SegmentSize {
 			break
 		}
-		sealed, err := os.ReadFile(j.stagePath(it.id))
+		sealed, err := readFileInto(j.stagePath(it.id), buf[len(buf):])
 		if err != nil {
 			j.qmu.Lock()
 			_, still := j.queue[it.id]
@@ -162,9 +175,38 @@ func (j *Journal) pack() ([]byte, []placedBlock) {
 			continue
 		}
 		placed = append(placed, placedBlock{qitem: it, off: int64(len(buf)), len: int64(len(sealed))})
-		buf = append(buf, sealed...)
+		if len(sealed) <= cap(buf)-len(buf) {
+			buf = buf[:len(buf)+len(sealed)] // read in place
+		} else {
+			buf = append(buf, sealed...)
+		}
 	}
 	return buf, placed
+}
+
+// readFileInto reads the file at path into dst's spare capacity when it
+// fits (the result then shares dst's array), else into a new slice.
+func readFileInto(path string, dst []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	n := st.Size()
+	var b []byte
+	if int64(cap(dst)) >= n { // the caller relies on this to know it is in place
+		b = dst[:n]
+	} else {
+		b = make([]byte, n)
+	}
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
 }
 
 func (j *Journal) dequeue(id remote.BlockID, sealed int64) {

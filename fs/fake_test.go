@@ -101,6 +101,12 @@ func (f *fakeJournal) GetAttr(ctx context.Context, ino journal.Ino) (journal.Att
 	return in.out(), nil
 }
 
+// SetDirtyTimes: the fake has no unflushed state, so times always go
+// through SetAttr.
+func (f *fakeJournal) SetDirtyTimes(ino journal.Ino, mtime, ctime time.Time) (journal.Attr, bool) {
+	return journal.Attr{}, false
+}
+
 func (f *fakeJournal) SetAttr(ctx context.Context, ino journal.Ino, s journal.SetAttr) (journal.Attr, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"time"
 
 	"github.com/meshdrive/meshdrive/journal"
 )
@@ -14,6 +15,7 @@ type Journal interface {
 	Lookup(ctx context.Context, parent journal.Ino, name string) (journal.Attr, error)
 	GetAttr(ctx context.Context, ino journal.Ino) (journal.Attr, error)
 	SetAttr(ctx context.Context, ino journal.Ino, s journal.SetAttr) (journal.Attr, error)
+	SetDirtyTimes(ino journal.Ino, mtime, ctime time.Time) (journal.Attr, bool)
 	Mknod(ctx context.Context, parent journal.Ino, name string, mode, rdev, uid, gid uint32) (journal.Attr, error)
 	Mkdir(ctx context.Context, parent journal.Ino, name string, mode, uid, gid uint32) (journal.Attr, error)
 	Symlink(ctx context.Context, parent journal.Ino, name, target string, uid, gid uint32) (journal.Attr, error)

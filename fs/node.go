@@ -232,9 +232,15 @@ func (n *node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 		s.Mode = &m
 	}
 	if in.Valid&fuse.FATTR_CTIME != 0 && s.Mode == nil && s.Uid == nil && s.Gid == nil && s.Size == nil {
-		// The write-back cache flushing the kernel's own times. When
-		// they are what we have, change nothing: a SetAttr would move
-		// ctime to now.
+		// The write-back cache flushing the kernel's own times. For a
+		// file with unflushed data they go with its flush (no commit
+		// of their own). When they are what we have, change nothing: a
+		// SetAttr would move ctime to now.
+		if ct, ok := in.GetCTime(); ok && s.Mtime != nil && s.Atime == nil {
+			if a, ok := n.fsys.j.SetDirtyTimes(n.ino(), *s.Mtime, ct); ok {
+				return n.replyAttr(a, out)
+			}
+		}
 		cur, err := n.fsys.j.GetAttr(settled(ctx), n.ino())
 		if err != nil {
 			return n.errno("setattr", err)

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 )
 
 // SetAttr changes an inode's attributes; Size truncates (up or down).
-// Ctime is set whenever anything changes.
+// Ctime is set whenever anything changes. A new mtime for a file with
+// unflushed data flushes it in the same transaction (so the flush cannot
+// overwrite the mtime later, and the pair costs one commit).
 func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 	if err := j.checkWrite(); err != nil {
 		return Attr{}, err
@@ -19,48 +22,107 @@ func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error)
 			return Attr{}, err
 		}
 	}
-	if s.Mode != nil || s.Uid != nil || s.Gid != nil || s.Atime != nil || s.Mtime != nil {
-		// A dirty inode keeps its mtime in memory until it is flushed;
-		// flush first so an explicit mtime is not overwritten later.
-		if s.Mtime != nil {
-			if err := j.flushIno(ctx, ino); err != nil {
-				return Attr{}, err
-			}
-		}
-		err := j.tx(ctx, func(tx *sql.Tx) error {
-			a, err := j.getAttrTx(ctx, tx, ino)
-			if err != nil {
-				return err
-			}
-			mode, uid, gid := a.Mode, a.Uid, a.Gid
-			at, mt := a.Atime.UnixNano(), a.Mtime.UnixNano()
-			if s.Mode != nil {
-				mode = a.Mode&sIFMT | *s.Mode&07777
-			}
-			if s.Uid != nil {
-				uid = *s.Uid
-			}
-			if s.Gid != nil {
-				gid = *s.Gid
-			}
-			if s.Atime != nil {
-				at = s.Atime.UnixNano()
-			}
-			if s.Mtime != nil {
-				mt = s.Mtime.UnixNano()
-			}
-			_, err = j.texec(ctx, tx, `UPDATE inodes SET mode = ?, uid = ?, gid = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?`,
-				mode, uid, gid, at, mt, nowNS(), ino)
-			if err != nil {
-				return fmt.Errorf("journal: setattr: %w", err)
-			}
-			return nil
-		})
+	if s.Mode == nil && s.Uid == nil && s.Gid == nil && s.Atime == nil && s.Mtime == nil {
+		return j.GetAttr(ctx, ino)
+	}
+	if s.Mtime != nil {
+		done, err := j.flushWithAttr(ctx, ino, &s)
 		if err != nil {
 			return Attr{}, err
 		}
+		if done {
+			return j.GetAttr(ctx, ino)
+		}
+	}
+	if err := j.tx(ctx, func(tx *sql.Tx) error { return j.setAttrTx(ctx, tx, ino, &s) }); err != nil {
+		return Attr{}, err
 	}
 	return j.GetAttr(ctx, ino)
+}
+
+// flushWithAttr flushes ino's unflushed data, if it has any, with s
+// applied in the flush's transaction; false when there was nothing to
+// flush (s not applied).
+func (j *Journal) flushWithAttr(ctx context.Context, ino Ino, s *SetAttr) (bool, error) {
+	j.imu.Lock()
+	n := j.inodes[ino]
+	if n != nil {
+		n.refs++
+	}
+	j.imu.Unlock()
+	if n == nil {
+		return false, nil
+	}
+	defer j.putInode(n)
+	n.waitBehind() // locks n.mu
+	defer n.mu.Unlock()
+	if !n.hasDirty.Load() {
+		return false, nil
+	}
+	if err := j.flushLockedAttr(ctx, n, s); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// setAttrTx applies s (all but Size) to ino inside tx. wmu held.
+func (j *Journal) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr) error {
+	a, err := j.getAttrTx(ctx, tx, ino)
+	if err != nil {
+		return err
+	}
+	mode, uid, gid := a.Mode, a.Uid, a.Gid
+	at, mt := a.Atime.UnixNano(), a.Mtime.UnixNano()
+	if s.Mode != nil {
+		mode = a.Mode&sIFMT | *s.Mode&07777
+	}
+	if s.Uid != nil {
+		uid = *s.Uid
+	}
+	if s.Gid != nil {
+		gid = *s.Gid
+	}
+	if s.Atime != nil {
+		at = s.Atime.UnixNano()
+	}
+	if s.Mtime != nil {
+		mt = s.Mtime.UnixNano()
+	}
+	_, err = j.texec(ctx, tx, `UPDATE inodes SET mode = ?, uid = ?, gid = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?`,
+		mode, uid, gid, at, mt, nowNS(), ino)
+	if err != nil {
+		return fmt.Errorf("journal: setattr: %w", err)
+	}
+	return nil
+}
+
+// SetDirtyTimes is the kernel's write-back cache telling the times it
+// keeps for a file it has written: when the file has unflushed data they
+// replace the journal's in memory (its flush stores them) and it returns
+// the attributes and true, with no transaction; otherwise false, and the
+// caller sets them with SetAttr.
+func (j *Journal) SetDirtyTimes(ino Ino, mtime, ctime time.Time) (Attr, bool) {
+	if j.checkWrite() != nil {
+		return Attr{}, false
+	}
+	j.imu.Lock()
+	n := j.inodes[ino]
+	j.imu.Unlock()
+	if n == nil || !n.hasDirty.Load() {
+		return Attr{}, false
+	}
+	n.amu.Lock()
+	ok := n.attrDirty
+	if ok {
+		n.mtime = mtime.UnixNano()
+		n.ctime = max(n.ctime, ctime.UnixNano())
+	}
+	n.amu.Unlock()
+	if !ok {
+		return Attr{}, false
+	}
+	a, err := j.GetAttr(context.Background(), ino)
+	return a, err == nil
 }
 
 // GetXattr returns the value of an extended attribute.
@@ -69,7 +131,7 @@ func (j *Journal) GetXattr(ctx context.Context, ino Ino, name string) ([]byte, e
 		return nil, err
 	}
 	var v []byte
-	err := j.db.QueryRowContext(ctx, `SELECT value FROM xattrs WHERE ino = ? AND name = ?`, ino, name).Scan(&v)
+	err := j.qrow(ctx, `SELECT value FROM xattrs WHERE ino = ? AND name = ?`, ino, name).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, gerr := j.GetAttr(ctx, ino); gerr != nil {
 			return nil, gerr

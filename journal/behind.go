@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Write-behind: a file written sequentially has the blocks its writer has
@@ -99,7 +97,7 @@ func (j *Journal) behind(n *inode) {
 			*pb = make([]byte, j.bs)
 		}
 		plain := (*pb)[:l]
-		err := preadFull(n.f, plain, idx*j.bs)
+		err := n.f.readFull(plain, idx*j.bs)
 		n.mu.Unlock()
 		var c cut
 		if err == nil {
@@ -203,7 +201,7 @@ func (j *Journal) commitBehind(ctx context.Context, n *inode, c *cut, end int64)
 	j.signalFreeLocked()
 	j.qmu.Unlock()
 	// The committed block's bytes need not stay in the dirty file.
-	if err := unix.Fallocate(int(n.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, c.idx*j.bs, j.bs); err != nil {
+	if err := n.f.punch(c.idx*j.bs, j.bs); err != nil {
 		j.log.Debug("journal: punch committed block out of the dirty file", "ino", n.ino, "err", err)
 	}
 	return nil

@@ -2,7 +2,10 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -129,3 +132,52 @@ func TestWriteBehindRacesOverwrites(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A small file never creates a file in the journal: its unflushed bytes
+// stay in memory and its sealed block is staged in the database, which
+// keeps it across a reopen until the uploader ships it.
+func TestSmallFileStagedInDatabase(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
+	e.g.down.Store(true) // keep it staged
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "small", 0o100644, 0, 0, 0))
+	data := make([]byte, 20<<10) // < BlockSize/2 of the test journal
+	fillRand(3, data)
+	must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+	countFiles := func(sub string) int {
+		ents, err := os.ReadDir(filepath.Join(e.opts.Dir, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	if n := countFiles("dirty"); n != 0 {
+		t.Fatalf("%d dirty files for %d unflushed bytes, want none", n, len(data))
+	}
+	if err := e.j.Fsync(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	if n := countFiles("staging"); n != 0 {
+		t.Fatalf("%d staging files for one small block, want none", n)
+	}
+	var rows int
+	if err := e.j.db.QueryRow(`SELECT count(*) FROM staged`).Scan(&rows); err != nil || rows != 1 {
+		t.Fatalf("%d rows in staged (%v), want 1", rows, err)
+	}
+	e.reopen() // checkDB: the row belongs to a staged block
+	if !bytes.Equal(readAll(t, e.j, a.Ino), data) {
+		t.Fatal("small file differs after reopen, read from its staged row")
+	}
+	e.g.down.Store(false)
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.db.QueryRow(`SELECT count(*) FROM staged`).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("%d rows in staged after upload (%v), want 0", rows, err)
+	}
+	e.reopen()
+	if !bytes.Equal(readAll(t, e.j, a.Ino), data) {
+		t.Fatal("small file differs after upload, read from the grid")
+	}
+}

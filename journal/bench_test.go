@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"fmt"
 	"syscall"
 	"testing"
@@ -98,4 +99,40 @@ func BenchmarkMetadata(b *testing.B) {
 		report(b, r, time.Since(start))
 		cpuReport(b, r)
 	})
+}
+
+// BenchmarkSmallFile is what cp -a does to the journal per small file:
+// create, one write, the kernel's time flush and utimensat (SetAttr of
+// times), chmod, and the flush of close.
+func BenchmarkSmallFile(b *testing.B) {
+	e := newEnv(b, func(o *Options) { o.BlockSize = 4 << 20; o.IdleFlush = time.Hour })
+	data := bytes.Repeat([]byte("package main // some source text\n"), 150) // ~5 KB
+	mt := time.Unix(1700000000, 0)
+	mode := uint32(0o644)
+	b.ResetTimer()
+	for i := range b.N {
+		a, err := e.j.Mknod(bg, RootIno, fmt.Sprintf("f%07d", i), 0o100600, 0, 0, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data[0] = byte(i) // distinct blocks
+		data[1] = byte(i >> 8)
+		data[2] = byte(i >> 16)
+		if _, err := e.j.WriteAt(bg, a.Ino, data, 0); err != nil {
+			b.Fatal(err)
+		}
+		now := time.Now()
+		if _, err := e.j.SetAttr(bg, a.Ino, SetAttr{Mtime: &now}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.j.SetAttr(bg, a.Ino, SetAttr{Atime: &mt, Mtime: &mt}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.j.SetAttr(bg, a.Ino, SetAttr{Mode: &mode}); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.j.Flush(bg, a.Ino); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -118,8 +118,30 @@ func (j *Journal) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, e
 
 func (j *Journal) stagePath(id remote.BlockID) string { return j.stage + "/" + id.String() }
 
+// stagedBytes returns staged block id's sealed bytes, from its staging
+// file or its row in table staged, read into dst's spare capacity when
+// they fit (see readFileInto). A block in neither is os.ErrNotExist.
+func (j *Journal) stagedBytes(id remote.BlockID, dst []byte) ([]byte, error) {
+	b, err := readFileInto(j.stagePath(id), dst)
+	if !errors.Is(err, os.ErrNotExist) {
+		return b, err
+	}
+	var row []byte
+	qerr := j.qrow(context.Background(), `SELECT sealed FROM staged WHERE id = ?`, id[:]).Scan(&row)
+	if errors.Is(qerr, sql.ErrNoRows) {
+		return nil, err
+	}
+	if qerr != nil {
+		return nil, fmt.Errorf("journal: read staged block %s: %w", id, qerr)
+	}
+	if len(row) <= cap(dst) {
+		return append(dst[:0], row...), nil
+	}
+	return row, nil
+}
+
 func (j *Journal) readStaged(id remote.BlockID) ([]byte, error) {
-	sealed, err := os.ReadFile(j.stagePath(id))
+	sealed, err := j.stagedBytes(id, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +191,7 @@ func (j *Journal) ReadAt(ctx context.Context, ino Ino, p []byte, off int64) (int
 		}
 		switch {
 		case hasKey(n.dirty, idx):
-			if err := preadFull(n.f, dst, lo); err != nil {
+			if err := n.f.readFull(dst, lo); err != nil {
 				return 0, fmt.Errorf("journal: read dirty data of inode %d: %w", ino, err)
 			}
 		case mi < len(ms) && ms[mi].idx == idx:
@@ -349,15 +371,12 @@ func (j *Journal) fill(ctx context.Context, n *inode, idx int64) error {
 	return nil
 }
 
+// openDirty gives n its dirty data store (in memory until it outgrows
+// memDirtyMax, see dirty.go). n.mu held.
 func (j *Journal) openDirty(n *inode) error {
-	if n.f != nil {
-		return nil
+	if n.f == nil {
+		n.f = &dirtyFile{path: j.dirtyPath(n.ino)}
 	}
-	f, err := os.OpenFile(j.dirtyPath(n.ino), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("journal: open dirty file of inode %d: %w", n.ino, err)
-	}
-	n.f = f
 	return nil
 }
 

@@ -92,6 +92,11 @@ var migrations = []string{
 		root    BLOB
 	);
 	CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`,
+	// 1 -> 2: small staged blocks live in the database (stagedInlineMax).
+	`CREATE TABLE staged(
+		id     BLOB PRIMARY KEY REFERENCES blocks(id),
+		sealed BLOB NOT NULL
+	);`,
 }
 
 func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
@@ -244,6 +249,17 @@ func (j *Journal) prep(ctx context.Context, q string) (*sql.Stmt, error) {
 }
 
 // texec, tqrow and tquery run a cached prepared statement in tx.
+// qrow runs a one-row query of a hot path outside a transaction on its
+// cached prepared statement (parsing it each time costs more than
+// running it).
+func (j *Journal) qrow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := j.prep(ctx, q)
+	if err != nil {
+		return j.db.QueryRowContext(ctx, q, args...) // the error surfaces through Scan
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
 func (j *Journal) texec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
 	st, err := j.prep(ctx, q)
 	if err != nil {

@@ -7,10 +7,12 @@
 // # Files in Options.Dir
 //
 //	journal.db (+ -wal, -shm)  the database (WAL; see Promises for when commits are fsync'd)
-//	dirty/<ino>                unflushed writes of one file, sparse, at the file's own offsets
-//	staging/<block id hex>     one sealed block per file, fsync'd before the commit that refers to it
+//	dirty/<ino>                unflushed writes of one file, sparse, at the file's own offsets,
+//	                           once they reach past memDirtyMax (128 KiB; below, they stay in memory)
+//	staging/<block id hex>     one sealed block per file, fsync'd before the commit that refers to it;
+//	                           sealed blocks of at most 128 KiB (and half a block) are rows of table staged instead
 //
-// # Schema (user_version 1; migrations are forward-only, appended to db.go)
+// # Schema (user_version 2; migrations are forward-only, appended to db.go)
 //
 //	inodes(ino AUTOINCREMENT, mode, uid, gid, rdev, nlink, size, used, atime, mtime, ctime, generation)
 //	entries(cookie AUTOINCREMENT, parent, name, ino)  UNIQUE(parent, name); the cookie is the readdir offset
@@ -18,6 +20,7 @@
 //	blockmap(ino, idx, block)                          no row = hole
 //	blocks(id, plain_len, sealed_len, refcount, state staged|uploaded|garbage, prio, seq, segment, seg_off, seg_len)
 //	segments(id, k, m, size, shard_size, chunk_size, nodes json, stored)
+//	staged(id, sealed)                                 small staged blocks' sealed bytes (schema 2)
 //	checkpoints(seq, created, segment, root)           empty; for the recovery work to come
 //	meta(key, value)                                   block_size
 //

@@ -23,9 +23,20 @@ type cut struct {
 	hole     bool
 	id       remote.BlockID
 	plainLen int64
-	tmp      string // sealed bytes staged under a temporary name; "" if deduplicated
-	plain    []byte // kept only when tmp == "" (to seal late if the block vanished)
+	tmp      string // sealed bytes staged under a temporary name
+	inline   []byte // or, for a small block, the sealed bytes to stage in the database
+	plain    []byte // kept only when deduplicated (tmp and inline empty), to seal late if the block vanished
 }
+
+// stagedInlineMax is the largest sealed block staged in the database
+// (table staged) instead of a staging file: creating a file costs more
+// than the rest of a small file's flush, and the flush's commit makes the
+// row durable with no fsync of its own. Blocks of more than half the
+// block size always get a file (so small test block sizes still exercise
+// both).
+const stagedInlineMax = 128<<10 + remote.SealOverhead
+
+func (j *Journal) inlineMax() int { return min(stagedInlineMax, int(j.bs)/2) }
 
 // freed collects the effects of dropping references, applied after commit.
 type freed struct {
@@ -37,6 +48,12 @@ type freed struct {
 // outside wmu, then one transaction for the block map, size and times.
 // n.mu held.
 func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
+	return j.flushLockedAttr(ctx, n, nil)
+}
+
+// flushLockedAttr is flushLocked that also applies s (if not nil; all but
+// Size) in the same transaction. n.mu held.
+func (j *Journal) flushLockedAttr(ctx context.Context, n *inode, s *SetAttr) error {
 	if !n.hasDirty.Load() {
 		return nil
 	}
@@ -87,6 +104,11 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 			WHERE ino = ?`, size, mtime, ctime, n.ino, n.ino); err != nil {
 			return err
 		}
+		if s != nil {
+			if err := j.setAttrTx(ctx, tx, n.ino, s); err != nil {
+				return err
+			}
+		}
 		if renamed {
 			if err := syncDir(j.stage); err != nil {
 				return fmt.Errorf("sync staging directory: %w", err)
@@ -119,7 +141,7 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 	clear(n.dirty)
 	if n.f != nil {
 		// Drop the bytes; keep the file open for the next write.
-		if err := n.f.Truncate(0); err != nil {
+		if err := n.f.reset(); err != nil {
 			j.log.Warn("journal: truncate dirty file", "ino", n.ino, "err", err)
 		}
 	}
@@ -169,13 +191,13 @@ func (j *Journal) applyCuts(ctx context.Context, tx *sql.Tx, ino Ino, cuts []cut
 				return renamed, err
 			}
 		} else {
-			it, err := j.incRef(ctx, tx, c, prio, fr)
+			it, moved, err := j.incRef(ctx, tx, c, prio, fr)
+			renamed = renamed || moved
 			if err != nil {
 				return renamed, err
 			}
 			if it != nil {
 				*added = append(*added, *it)
-				renamed = true
 			}
 			if _, err := j.texec(ctx, tx, `INSERT OR REPLACE INTO blockmap(ino, idx, block) VALUES(?, ?, ?)`, ino, c.idx, c.id[:]); err != nil {
 				return renamed, err
@@ -214,7 +236,7 @@ func (j *Journal) prepCuts(ctx context.Context, n *inode, idxs []int64, size int
 			return nil
 		}
 		plain := make([]byte, l) // owned by this cut until it is staged
-		if err := preadFull(n.f, plain, idx*j.bs); err != nil {
+		if err := n.f.readFull(plain, idx*j.bs); err != nil {
 			return fmt.Errorf("journal: read dirty data of inode %d: %w", n.ino, err)
 		}
 		c, err := j.cutPlain(ctx, idx, plain)
@@ -257,12 +279,24 @@ func (j *Journal) cutPlain(ctx context.Context, idx int64, plain []byte) (cut, e
 		c.plain = plain
 		return c, nil
 	}
+	err = j.stageSealed(&c, plain)
+	return c, err
+}
+
+// stageSealed seals plain as block c and stages it: in c.inline when
+// small, else in a temporary staging file named by c.tmp.
+func (j *Journal) stageSealed(c *cut, plain []byte) error {
 	buf := sealBufs.Get().(*[]byte)
 	sealed := j.seal.Seal((*buf)[:0], c.id, plain)
-	c.tmp, err = j.writeTemp(c.id, sealed)
+	var err error
+	if len(sealed) <= j.inlineMax() {
+		c.inline = slices.Clone(sealed)
+	} else {
+		c.tmp, err = j.writeTemp(c.id, sealed)
+	}
 	*buf = sealed[:0]
 	sealBufs.Put(buf)
-	return c, err
+	return err
 }
 
 // sealBufs holds buffers for sealed blocks on their way to a staging
@@ -271,7 +305,7 @@ var sealBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 func (j *Journal) blockExists(ctx context.Context, id remote.BlockID) (bool, error) {
 	var one int
-	err := j.db.QueryRowContext(ctx, `SELECT 1 FROM blocks WHERE id = ?`, id[:]).Scan(&one)
+	err := j.qrow(ctx, `SELECT 1 FROM blocks WHERE id = ?`, id[:]).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -315,47 +349,58 @@ func syncDir(dir string) error {
 }
 
 // incRef adds a reference to c's block, creating the row (and moving the
-// staged file into place) if it is new. It returns the queue item of a new
-// block. wmu held.
-func (j *Journal) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *freed) (*qitem, error) {
+// staged file into place, or storing the small sealed block in table
+// staged) if it is new. It returns the queue item of a new block, and
+// whether a staging file was renamed into place. wmu held.
+func (j *Journal) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *freed) (it *qitem, renamed bool, err error) {
 	res, err := j.texec(ctx, tx, `UPDATE blocks SET refcount = refcount + 1,
 		state = CASE state WHEN ? THEN ? ELSE state END WHERE id = ?`, blockGarbage, blockUploaded, c.id[:])
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if k, _ := res.RowsAffected(); k == 1 {
-		return nil, nil
+		return nil, false, nil
 	}
 	// Deleted earlier in this transaction and back now: its staging file
 	// must survive the commit.
 	fr.staged = slices.DeleteFunc(fr.staged, func(id remote.BlockID) bool { return id == c.id })
-	if c.tmp == "" {
+	if c.tmp == "" && c.inline == nil {
 		// Deduplicated against a block that has gone since: seal now.
-		sealed := j.seal.Seal(nil, c.id, c.plain)
-		if c.tmp, err = j.writeTemp(c.id, sealed); err != nil {
-			return nil, err
+		if err := j.stageSealed(c, c.plain); err != nil {
+			return nil, false, err
 		}
 	}
-	st, err := os.Stat(c.tmp)
-	if err != nil {
-		return nil, err
+	var sealedLen int64
+	if c.inline != nil {
+		sealedLen = int64(len(c.inline))
+	} else {
+		st, err := os.Stat(c.tmp)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := os.Rename(c.tmp, j.stagePath(c.id)); err != nil {
+			return nil, false, fmt.Errorf("stage block: %w", err)
+		}
+		c.tmp = ""
+		sealedLen, renamed = st.Size(), true
 	}
-	if err := os.Rename(c.tmp, j.stagePath(c.id)); err != nil {
-		return nil, fmt.Errorf("stage block: %w", err)
-	}
-	c.tmp = ""
 	j.qmu.Lock()
 	seq := j.nextSeq
 	j.nextSeq++
 	j.qmu.Unlock()
-	it := &qitem{id: c.id, seq: seq, prio: prio, sealedLen: st.Size(), plainLen: c.plainLen}
+	it = &qitem{id: c.id, seq: seq, prio: prio, sealedLen: sealedLen, plainLen: c.plainLen}
 	_, err = j.texec(ctx, tx, `INSERT INTO blocks(id, plain_len, sealed_len, refcount, state, prio, seq)
 		VALUES(?, ?, ?, 1, ?, ?, ?)`, c.id[:], c.plainLen, it.sealedLen, blockStaged, prio, seq)
-	if err != nil {
-		os.Remove(j.stagePath(c.id))
-		return nil, err
+	if err == nil && c.inline != nil {
+		_, err = j.texec(ctx, tx, `INSERT INTO staged(id, sealed) VALUES(?, ?)`, c.id[:], c.inline)
 	}
-	return it, nil
+	if err != nil {
+		if renamed {
+			os.Remove(j.stagePath(c.id))
+		}
+		return nil, renamed, err
+	}
+	return it, renamed, nil
 }
 
 // decRef drops a reference. A staged block with none left is deleted (its
@@ -372,6 +417,9 @@ func (j *Journal) decRef(ctx context.Context, tx *sql.Tx, id []byte, fr *freed) 
 		return nil
 	}
 	if state == blockStaged {
+		if _, err := j.texec(ctx, tx, `DELETE FROM staged WHERE id = ?`, id); err != nil {
+			return err
+		}
 		if _, err := j.texec(ctx, tx, `DELETE FROM blocks WHERE id = ?`, id); err != nil {
 			return err
 		}

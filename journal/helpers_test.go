@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -225,6 +226,31 @@ func checkDB(t testing.TB, dir string) {
 	}
 	if bad != 0 {
 		t.Fatalf("%d unreferenced blocks are not garbage", bad)
+	}
+	// Staged bytes: a row in staged for a staged block only, and every
+	// staged block has its bytes in a row or a staging file.
+	if err := db.QueryRow(`SELECT count(*) FROM staged s WHERE NOT EXISTS
+		(SELECT 1 FROM blocks b WHERE b.id = s.id AND b.state = ?)`, blockStaged).Scan(&bad); err != nil {
+		t.Fatal(err)
+	}
+	if bad != 0 {
+		t.Fatalf("%d rows of staged belong to no staged block", bad)
+	}
+	srows, err := db.Query(`SELECT hex(b.id), s.id IS NOT NULL FROM blocks b LEFT JOIN staged s ON s.id = b.id WHERE b.state = ?`, blockStaged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srows.Close()
+	for srows.Next() {
+		var id string
+		var inline bool
+		if err := srows.Scan(&id, &inline); err != nil {
+			t.Fatal(err)
+		}
+		_, ferr := os.Stat(filepath.Join(dir, "staging", strings.ToLower(id)))
+		if inline == (ferr == nil) {
+			t.Fatalf("staged block %s: row in staged %v, staging file %v (want exactly one)", id, inline, ferr == nil)
+		}
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -32,7 +31,7 @@ type inode struct {
 	mu     sync.Mutex
 	loaded bool
 	mode   uint32
-	f      *os.File         // Dir/dirty/<ino>, sparse, same offsets as the file; nil until first write
+	f      *dirtyFile       // unflushed bytes at the file's own offsets (dirty.go); nil until first write
 	dirty  map[int64]uint64 // block indexes whose whole block is in f -> wgen of their last change
 	wgen   uint64           // counts changes to f; see markDirty
 	wend   int64            // end of the last write, to see sequential writers
@@ -101,9 +100,8 @@ func (j *Journal) maybeForgetLocked(n *inode) {
 	if n.refs == 0 && n.open == 0 && !n.hasDirty.Load() && j.inodes[n.ino] == n {
 		delete(j.inodes, n.ino)
 		if n.f != nil {
-			n.f.Close()
+			n.f.remove()
 			n.f = nil
-			os.Remove(j.dirtyPath(n.ino))
 		}
 	}
 }
@@ -118,7 +116,7 @@ func (j *Journal) load(ctx context.Context, n *inode) error {
 		return nil
 	}
 	var size int64
-	err := j.db.QueryRowContext(ctx, `SELECT mode, size FROM inodes WHERE ino = ?`, n.ino).Scan(&n.mode, &size)
+	err := j.qrow(ctx, `SELECT mode, size FROM inodes WHERE ino = ?`, n.ino).Scan(&n.mode, &size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
 	}
@@ -218,7 +216,7 @@ func (j *Journal) maybeReclaim(ctx context.Context, ino Ino) error {
 		return nil
 	}
 	var nlink int
-	err := j.db.QueryRowContext(ctx, `SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&nlink)
+	err := j.qrow(ctx, `SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&nlink)
 	if errors.Is(err, sql.ErrNoRows) || err == nil && nlink > 0 {
 		return nil
 	}
@@ -278,9 +276,8 @@ func (j *Journal) discardDirty(n *inode) {
 		clear(n.dirty)
 	}
 	if n.f != nil {
-		n.f.Close()
+		n.f.remove()
 		n.f = nil
-		os.Remove(j.dirtyPath(n.ino))
 	}
 	n.stopTimer()
 	n.amu.Lock()

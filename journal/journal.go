@@ -290,7 +290,7 @@ func (j *Journal) Close() error {
 	for _, n := range j.inodes {
 		n.stopTimer()
 		if n.f != nil {
-			n.f.Close()
+			n.f.remove() // Open would delete it: nothing in it is promised
 			n.f = nil
 		}
 	}

@@ -219,7 +219,7 @@ func (j *Journal) Readlink(ctx context.Context, ino Ino) (string, error) {
 		return "", err
 	}
 	var t string
-	err := j.db.QueryRowContext(ctx, `SELECT target FROM symlinks WHERE ino = ?`, ino).Scan(&t)
+	err := j.qrow(ctx, `SELECT target FROM symlinks WHERE ino = ?`, ino).Scan(&t)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, gerr := j.GetAttr(ctx, ino); gerr != nil {
 			return "", gerr

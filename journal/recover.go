@@ -87,6 +87,28 @@ func (j *Journal) recover(ctx context.Context) error {
 		return fmt.Errorf("journal: list %s: %w", j.stage, err)
 	}
 	present := map[remote.BlockID]bool{}
+	// Small blocks are staged in the database (table staged).
+	if _, err := j.db.ExecContext(ctx, `DELETE FROM staged WHERE id NOT IN (SELECT id FROM blocks WHERE state = ?)`, blockStaged); err != nil {
+		return fmt.Errorf("journal: clear stale staged rows: %w", err)
+	}
+	srows, err := j.db.QueryContext(ctx, `SELECT id FROM staged`)
+	if err != nil {
+		return fmt.Errorf("journal: read staged blocks: %w", err)
+	}
+	for srows.Next() {
+		var b []byte
+		if err := srows.Scan(&b); err != nil {
+			srows.Close()
+			return fmt.Errorf("journal: read staged blocks: %w", err)
+		}
+		var id remote.BlockID
+		copy(id[:], b)
+		present[id] = true
+	}
+	srows.Close()
+	if err := srows.Err(); err != nil {
+		return fmt.Errorf("journal: read staged blocks: %w", err)
+	}
 	for _, e := range ents {
 		var id remote.BlockID
 		b, derr := hex.DecodeString(e.Name())

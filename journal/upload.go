@@ -154,7 +154,7 @@ func (j *Journal) pack() ([]byte, []placedBlock) {
 		if int64(len(buf)) >= j.o.SegmentSize {
 			break
 		}
-		sealed, err := readFileInto(j.stagePath(it.id), buf[len(buf):])
+		sealed, err := j.stagedBytes(it.id, buf[len(buf):])
 		if err != nil {
 			j.qmu.Lock()
 			_, still := j.queue[it.id]
@@ -356,6 +356,9 @@ func (j *Journal) commitSegment(ctx context.Context, info *remote.SegmentInfo, p
 			}
 			if k, _ := res.RowsAffected(); k == 1 {
 				done = append(done, p)
+				if _, err := tx.ExecContext(ctx, `DELETE FROM staged WHERE id = ?`, p.id[:]); err != nil {
+					return fmt.Errorf("drop staged copy: %w", err)
+				}
 			}
 		}
 		return nil

@@ -109,6 +109,12 @@ func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
 	// process crash loses nothing committed; a power cut may lose
 	// namespace changes made since the last fsync, as POSIX allows.
 	q.Add("_pragma", "synchronous(NORMAL)")
+	// Reads of a large namespace (lookups, getattr) would otherwise pread
+	// a page per query from a 2 MB page cache per connection: map the
+	// database instead (the OS page cache, shared by the connections),
+	// and keep more pages each.
+	q.Add("_pragma", "mmap_size(1073741824)")
+	q.Add("_pragma", "cache_size(-16384)")
 	q.Set("_txlock", "immediate")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")

@@ -100,24 +100,35 @@ func (j *Journal) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr
 // keeps for a file it has written: when the file has unflushed data they
 // replace the journal's in memory (its flush stores them) and it returns
 // the attributes and true, with no transaction; otherwise false, and the
-// caller sets them with SetAttr.
+// caller sets them with SetAttr. The kernel cannot be told apart from a
+// user's mtime-only utimensat on such a file (both arrive with
+// FATTR_CTIME), which is then kept with the file's unflushed data: a
+// crash before the flush loses both together.
 func (j *Journal) SetDirtyTimes(ino Ino, mtime, ctime time.Time) (Attr, bool) {
 	if j.checkWrite() != nil {
 		return Attr{}, false
 	}
 	j.imu.Lock()
 	n := j.inodes[ino]
+	if n != nil {
+		n.refs++
+	}
 	j.imu.Unlock()
-	if n == nil || !n.hasDirty.Load() {
+	if n == nil {
 		return Attr{}, false
 	}
+	defer j.putInode(n)
+	// Under n.mu no flush is between its snapshot of the times and its
+	// commit (it would store the old ones and clear attrDirty).
+	n.mu.Lock()
 	n.amu.Lock()
-	ok := n.attrDirty
+	ok := n.hasDirty.Load() && n.attrDirty
 	if ok {
 		n.mtime = mtime.UnixNano()
 		n.ctime = max(n.ctime, ctime.UnixNano())
 	}
 	n.amu.Unlock()
+	n.mu.Unlock()
 	if !ok {
 		return Attr{}, false
 	}

@@ -53,6 +53,17 @@ func (j *Journal) writeBehind(n *inode, idx int64) {
 		}
 		return
 	}
+	j.behindMu.Lock()
+	if j.closed.Load() {
+		j.behindMu.Unlock()
+		<-j.behindSem
+		if n.behindN == 0 {
+			n.behindQ = n.behindQ[:0]
+		}
+		return
+	}
+	j.behindWG.Add(1)
+	j.behindMu.Unlock()
 	if n.behindN == 0 {
 		n.behindIdle = make(chan struct{})
 	}
@@ -72,6 +83,7 @@ func (j *Journal) behind(n *inode) {
 		j.bigFlushes.Add(-1)
 		<-j.behindSem
 		j.putInode(n)
+		j.behindWG.Done()
 	}()
 	n.mu.Lock()
 	for {

@@ -181,3 +181,104 @@ func TestSmallFileStagedInDatabase(t *testing.T) {
 		t.Fatal("small file differs after upload, read from the grid")
 	}
 }
+
+// Bytes cut by a truncate never come back: not from the spare capacity of
+// the in-memory dirty buffer, not after a write past them.
+func TestTruncatedDirtyBytesStayZero(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour; o.BlockSize = 1 << 20 })
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "t", 0o100644, 0, 0, 0))
+	e.j.OpenFile(a.Ino) // as through the mount: the inode (and its buffer) stays in memory
+	defer e.j.ReleaseFile(a.Ino)
+	must[int](t)(e.j.WriteAt(bg, a.Ino, bytes.Repeat([]byte{'A'}, 100<<10), 0))
+	if _, err := e.j.SetAttr(bg, a.Ino, SetAttr{Size: ptr(uint64(10))}); err != nil {
+		t.Fatal(err)
+	}
+	must[int](t)(e.j.WriteAt(bg, a.Ino, []byte{'B'}, 50000))
+	want := make([]byte, 50001)
+	copy(want, bytes.Repeat([]byte{'A'}, 10))
+	want[50000] = 'B'
+	for _, when := range []string{"before the flush", "after the flush", "after a reopen"} {
+		if got := readAll(t, e.j, a.Ino); !bytes.Equal(got, want) {
+			i := 0
+			for i < min(len(got), len(want)) && got[i] == want[i] {
+				i++
+			}
+			t.Fatalf("%s: %d bytes, first difference at offset %d", when, len(got), i)
+		}
+		switch when {
+		case "before the flush":
+			if err := e.j.Fsync(bg, a.Ino); err != nil {
+				t.Fatal(err)
+			}
+		case "after the flush":
+			e.reopen()
+		}
+	}
+}
+
+// syncMark reads the value barrier writes (meta key "sync").
+func syncMark(t *testing.T, e *env) string {
+	t.Helper()
+	var v string
+	if err := e.j.db.QueryRow(`SELECT coalesce((SELECT value FROM meta WHERE key = 'sync'), '')`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Rewriting staged blocks in place frees their staging files from an
+// ordinary (not fsync'd) write-behind commit: the files may go only after
+// a durable commit, or a power cut would bring back the old block map
+// with its staging files gone (and Open would refuse the journal).
+func TestFreedStagingFilesOnlyAfterDurableCommit(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
+	e.g.down.Store(true) // keep the blocks staged
+	bs := int(e.opts.BlockSize)
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "r", 0o100644, 0, 0, 0))
+	data := make([]byte, 6*bs)
+	fillRand(5, data)
+	must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+	if err := e.j.Fsync(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	staging := filepath.Join(e.opts.Dir, "staging")
+	before, err := os.ReadDir(staging)
+	if err != nil || len(before) != 6 {
+		t.Fatalf("%d staging files after the first fsync (%v), want 6", len(before), err)
+	}
+	mark := syncMark(t, e)
+	fillRand(6, data)
+	const chunk = 16 << 10
+	for off := 0; off < len(data); off += chunk {
+		must[int](t)(e.j.WriteAt(bg, a.Ino, data[off:off+chunk], int64(off)))
+	}
+	// Write-behind replaces blocks 0-4 (the writer moved past them):
+	// wait until an old staging file is gone, then check that a barrier
+	// ran (no fsync or flush has been called since the mark).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		gone := 0
+		for _, de := range before {
+			if _, err := os.Stat(filepath.Join(staging, de.Name())); os.IsNotExist(err) {
+				gone++
+			}
+		}
+		if gone > 0 {
+			if syncMark(t, e) == mark {
+				t.Fatalf("%d staging files of replaced blocks removed with no durable commit since", gone)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("write-behind replaced no staged block")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := e.j.Fsync(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen()
+	if !bytes.Equal(readAll(t, e.j, a.Ino), data) {
+		t.Fatal("file differs after the rewrite and a reopen")
+	}
+}

@@ -120,28 +120,38 @@ func (j *Journal) stagePath(id remote.BlockID) string { return j.stage + "/" + i
 
 // stagedBytes returns staged block id's sealed bytes, from its staging
 // file or its row in table staged, read into dst's spare capacity when
-// they fit (see readFileInto). A block in neither is os.ErrNotExist.
-func (j *Journal) stagedBytes(id remote.BlockID, dst []byte) ([]byte, error) {
+// they fit (see readFileInto). sealedLen, when known (else 0), says which
+// to try first. A block in neither is os.ErrNotExist.
+func (j *Journal) stagedBytes(id remote.BlockID, dst []byte, sealedLen int64) ([]byte, error) {
+	row := func() ([]byte, error) {
+		var b []byte
+		err := j.qrow(context.Background(), `SELECT sealed FROM staged WHERE id = ?`, id[:]).Scan(&b)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("journal: staged block %s: %w", id, os.ErrNotExist)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("journal: read staged block %s: %w", id, err)
+		}
+		if len(b) <= cap(dst) {
+			return append(dst[:0], b...), nil
+		}
+		return b, nil
+	}
+	if sealedLen > 0 && sealedLen <= int64(j.inlineMax()) {
+		if b, err := row(); !errors.Is(err, os.ErrNotExist) {
+			return b, err
+		}
+		return readFileInto(j.stagePath(id), dst)
+	}
 	b, err := readFileInto(j.stagePath(id), dst)
 	if !errors.Is(err, os.ErrNotExist) {
 		return b, err
 	}
-	var row []byte
-	qerr := j.qrow(context.Background(), `SELECT sealed FROM staged WHERE id = ?`, id[:]).Scan(&row)
-	if errors.Is(qerr, sql.ErrNoRows) {
-		return nil, err
-	}
-	if qerr != nil {
-		return nil, fmt.Errorf("journal: read staged block %s: %w", id, qerr)
-	}
-	if len(row) <= cap(dst) {
-		return append(dst[:0], row...), nil
-	}
-	return row, nil
+	return row()
 }
 
 func (j *Journal) readStaged(id remote.BlockID) ([]byte, error) {
-	sealed, err := j.stagedBytes(id, nil)
+	sealed, err := j.stagedBytes(id, nil, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -229,6 +229,11 @@ func (j *Journal) durableTxLocked(ctx context.Context, fn func(tx *sql.Tx) error
 func (j *Journal) barrier(ctx context.Context) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
+	return j.barrierLocked(ctx)
+}
+
+// barrierLocked is barrier for callers that hold wmu.
+func (j *Journal) barrierLocked(ctx context.Context) error {
 	return j.durableTxLocked(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('sync', ?)`, fmt.Sprint(nowNS()))
 		return err

@@ -35,7 +35,11 @@ func (d *dirtyFile) WriteAt(p []byte, off int64) (int, error) {
 				copy(m, d.mem)
 				d.mem = m
 			} else {
+				// Truncate and reset keep the old bytes in the spare
+				// capacity: what was cut must read as zeros again.
+				old := len(d.mem)
 				d.mem = d.mem[:end]
+				clear(d.mem[old:])
 			}
 		}
 		return copy(d.mem[off:], p), nil

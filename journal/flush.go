@@ -42,6 +42,7 @@ func (j *Journal) inlineMax() int { return min(stagedInlineMax, int(j.bs)/2) }
 type freed struct {
 	staged  []remote.BlockID // rows deleted: remove staging files, dequeue
 	sealedB int64            // their sealed bytes
+	durable bool             // the commit that freed them was durable (see afterFreeLocked)
 }
 
 // flushLocked makes n's dirty data durable: cut, hash, seal and stage
@@ -130,6 +131,7 @@ func (j *Journal) flushLockedAttr(ctx context.Context, n *inode, s *SetAttr) err
 		}
 		return fmt.Errorf("journal: flush inode %d: %w", n.ino, err)
 	}
+	fr.durable = true
 	j.afterFreeLocked(&fr)
 	j.enqueue(added)
 	j.wmu.Unlock()
@@ -467,16 +469,34 @@ func (j *Journal) afterFree(fr *freed) {
 }
 
 // afterFreeLocked removes the staging files of deleted blocks. wmu held
-// (so no flush re-creates one of them meanwhile).
+// (so no flush re-creates one of them meanwhile). A file is removed only
+// once the commit that dropped its block can no longer be undone by a
+// power cut: after an ordinary commit (synchronous=NORMAL) it first makes
+// it durable, else a power cut could bring back a staged block whose file
+// is gone, and Open would refuse the journal.
 func (j *Journal) afterFreeLocked(fr *freed) {
 	if len(fr.staged) == 0 {
 		return
+	}
+	if !fr.durable {
+		if err := j.barrierLocked(context.Background()); err != nil {
+			// Keep the files: an orphan costs space until the next Open
+			// removes it; a missing one costs the drive.
+			j.log.Warn("journal: cannot make a commit durable; staging files of freed blocks are kept until the next open", "err", err)
+			j.dequeueFreed(fr)
+			return
+		}
 	}
 	for _, id := range fr.staged {
 		if err := os.Remove(j.stagePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			j.log.Warn("journal: remove staged block", "id", id, "err", err)
 		}
 	}
+	j.dequeueFreed(fr)
+}
+
+// dequeueFreed takes freed blocks off the upload queue and the quota.
+func (j *Journal) dequeueFreed(fr *freed) {
 	j.qmu.Lock()
 	for _, id := range fr.staged {
 		delete(j.queue, id)

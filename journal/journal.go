@@ -124,7 +124,9 @@ type Journal struct {
 	// goroutines running; the uploader holds back while one runs
 	// (yieldToForeground).
 	bigFlushes atomic.Int64
-	behindSem  chan struct{} // one slot per write-behind goroutine
+	behindSem  chan struct{}  // one slot per write-behind goroutine
+	behindWG   sync.WaitGroup // write-behind goroutines running; Close waits
+	behindMu   sync.Mutex     // orders behindWG.Add before Close's Wait (taken alone)
 
 	kick    chan struct{}
 	limiter *rate.Limiter
@@ -243,16 +245,15 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 // createSchema gives a read-only journal that has no schema yet (a new
 // drive whose first mount is read-only; the database file was just created
 // empty) its schema and empty root, on a read-write connection of its own,
-// so the read-only open shows an empty drive instead of failing. Only an
-// empty database (user_version 0) is touched: it holds no file, so no file
-// changes. An older schema with data in it is left for a read-write open
-// to upgrade.
+// so the read-only open shows an empty drive instead of failing. It also
+// brings an older schema up to date the same way: the migrations after
+// the first only add empty tables, so no file changes.
 func (j *Journal) createSchema(ctx context.Context) error {
 	var v int
 	if err := j.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("journal: read schema version: %w", err)
 	}
-	if v != 0 {
+	if v == len(migrations) {
 		return nil
 	}
 	rw, err := openDB(ctx, filepath.Join(j.o.Dir, "journal.db"), false)
@@ -267,7 +268,7 @@ func (j *Journal) createSchema(ctx context.Context) error {
 		err = fmt.Errorf("journal: close database: %w", cerr)
 	}
 	if err != nil {
-		return fmt.Errorf("journal: create the schema of a new journal for a read-only open: %w", err)
+		return fmt.Errorf("journal: bring the journal's schema up to date for a read-only open: %w", err)
 	}
 	return nil
 }
@@ -278,6 +279,10 @@ func (j *Journal) Close() error {
 	if j.closed.Swap(true) {
 		return nil
 	}
+	// No write-behind goroutine starts after this (writeBehind checks
+	// closed under behindMu), so behindWG.Wait below is safe.
+	j.behindMu.Lock()
+	j.behindMu.Unlock()
 	var errs []error
 	for _, ino := range j.dirtyInodes() {
 		if err := j.flushIno(context.Background(), ino); err != nil && !errors.Is(err, ErrNotFound) {
@@ -286,6 +291,7 @@ func (j *Journal) Close() error {
 	}
 	j.cancel()
 	<-j.done
+	j.behindWG.Wait() // they see closed and stop after the block in hand
 	j.imu.Lock()
 	for _, n := range j.inodes {
 		n.stopTimer()

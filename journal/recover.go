@@ -51,6 +51,13 @@ func (j *Journal) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("journal: free unlinked files: %w", err)
 	}
+	if len(fr.staged) > 0 {
+		// Durable first, as afterFreeLocked does; the rest of recover
+		// removes what is left if this fails.
+		if err := j.barrier(ctx); err != nil {
+			return fmt.Errorf("journal: free unlinked files: %w", err)
+		}
+	}
 	for _, id := range fr.staged {
 		os.Remove(j.stagePath(id))
 	}

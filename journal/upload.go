@@ -154,7 +154,7 @@ func (j *Journal) pack() ([]byte, []placedBlock) {
 		if int64(len(buf)) >= j.o.SegmentSize {
 			break
 		}
-		sealed, err := j.stagedBytes(it.id, buf[len(buf):])
+		sealed, err := j.stagedBytes(it.id, buf[len(buf):], it.sealedLen)
 		if err != nil {
 			j.qmu.Lock()
 			_, still := j.queue[it.id]
@@ -366,10 +366,22 @@ func (j *Journal) commitSegment(ctx context.Context, info *remote.SegmentInfo, p
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
+	// The staging files go only once that commit is durable: a power cut
+	// could otherwise bring back staged blocks without their files (see
+	// afterFreeLocked). One WAL fsync per segment.
+	keep := false
+	if len(done) > 0 {
+		if err := j.barrierLocked(ctx); err != nil {
+			j.log.Warn("journal: cannot make the upload commit durable; staging files are kept until the next open", "err", err)
+			keep = true
+		}
+	}
 	var plain, sealed int64
 	for _, p := range done {
-		if err := os.Remove(j.stagePath(p.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			j.log.Warn("journal: remove uploaded staging file", "id", p.id, "err", err)
+		if !keep {
+			if err := os.Remove(j.stagePath(p.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				j.log.Warn("journal: remove uploaded staging file", "id", p.id, "err", err)
+			}
 		}
 		plain += p.plainLen
 		sealed += p.sealedLen

@@ -44,12 +44,7 @@ func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error)
 // applied in the flush's transaction; false when there was nothing to
 // flush (s not applied).
 func (j *Journal) flushWithAttr(ctx context.Context, ino Ino, s *SetAttr) (bool, error) {
-	j.imu.Lock()
-	n := j.inodes[ino]
-	if n != nil {
-		n.refs++
-	}
-	j.imu.Unlock()
+	n := j.memInode(ino)
 	if n == nil {
 		return false, nil
 	}
@@ -108,12 +103,7 @@ func (j *Journal) SetDirtyTimes(ino Ino, mtime, ctime time.Time) (Attr, bool) {
 	if j.checkWrite() != nil {
 		return Attr{}, false
 	}
-	j.imu.Lock()
-	n := j.inodes[ino]
-	if n != nil {
-		n.refs++
-	}
-	j.imu.Unlock()
+	n := j.memInode(ino)
 	if n == nil {
 		return Attr{}, false
 	}

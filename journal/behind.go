@@ -3,7 +3,6 @@ package journal
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"os"
 	"sync"
 )
@@ -190,17 +189,10 @@ func (j *Journal) commitBehind(ctx context.Context, n *inode, c *cut, end int64)
 			end, c.plainLen, oldLen, n.ino); err != nil {
 			return err
 		}
-		if renamed {
-			if err := syncDir(j.stage); err != nil {
-				return fmt.Errorf("sync staging directory: %w", err)
-			}
-		}
-		return nil
+		return j.syncStagingIf(renamed)
 	})
 	if err != nil {
-		for _, it := range added {
-			os.Remove(j.stagePath(it.id))
-		}
+		j.unstage(added)
 		j.wmu.Unlock()
 		return err
 	}

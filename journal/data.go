@@ -497,12 +497,7 @@ func (j *Journal) Fsync(ctx context.Context, ino Ino) error {
 }
 
 func (j *Journal) flushIno(ctx context.Context, ino Ino) error {
-	j.imu.Lock()
-	n := j.inodes[ino]
-	if n != nil {
-		n.refs++
-	}
-	j.imu.Unlock()
+	n := j.memInode(ino)
 	if n == nil {
 		return nil // nothing in memory: nothing dirty
 	}

@@ -110,19 +110,10 @@ func (j *Journal) flushLockedAttr(ctx context.Context, n *inode, s *SetAttr) err
 				return err
 			}
 		}
-		if renamed {
-			if err := syncDir(j.stage); err != nil {
-				return fmt.Errorf("sync staging directory: %w", err)
-			}
-		}
-		return nil
+		return j.syncStagingIf(renamed)
 	})
 	if err != nil {
-		// Staged files of blocks that got no row are orphans; Open would
-		// remove them too.
-		for _, it := range added {
-			os.Remove(j.stagePath(it.id))
-		}
+		j.unstage(added)
 		j.wmu.Unlock()
 		cleanup()
 		if errors.Is(err, ErrNotFound) {
@@ -339,6 +330,26 @@ func (j *Journal) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 		return "", fmt.Errorf("journal: stage block: %w", err)
 	}
 	return name, nil
+}
+
+// syncStagingIf fsyncs the staging directory when a commit is about to
+// refer to a staging file renamed into it.
+func (j *Journal) syncStagingIf(renamed bool) error {
+	if !renamed {
+		return nil
+	}
+	if err := syncDir(j.stage); err != nil {
+		return fmt.Errorf("sync staging directory: %w", err)
+	}
+	return nil
+}
+
+// unstage removes the staging files of blocks whose commit failed: no
+// row refers to them (Open would remove them too).
+func (j *Journal) unstage(added []qitem) {
+	for _, it := range added {
+		os.Remove(j.stagePath(it.id))
+	}
 }
 
 func syncDir(dir string) error {

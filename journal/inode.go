@@ -88,6 +88,18 @@ func (j *Journal) getInode(ino Ino) *inode {
 	return n
 }
 
+// memInode returns ino's in-memory inode with a reference (the caller
+// calls putInode), or nil when it has none (then nothing of it is dirty).
+func (j *Journal) memInode(ino Ino) *inode {
+	j.imu.Lock()
+	defer j.imu.Unlock()
+	n := j.inodes[ino]
+	if n != nil {
+		n.refs++
+	}
+	return n
+}
+
 func (j *Journal) putInode(n *inode) {
 	j.imu.Lock()
 	defer j.imu.Unlock()

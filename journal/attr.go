@@ -60,33 +60,32 @@ func (j *Journal) flushWithAttr(ctx context.Context, ino Ino, s *SetAttr) (bool,
 	return true, nil
 }
 
-// setAttrTx applies s (all but Size) to ino inside tx. wmu held.
+// setAttrTx applies s (all but Size) to ino inside tx, in one statement
+// (a NULL argument keeps the column). wmu held.
 func (j *Journal) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr) error {
-	a, err := j.getAttrTx(ctx, tx, ino)
-	if err != nil {
-		return err
+	opt := func(p *uint32) any {
+		if p == nil {
+			return nil
+		}
+		return int64(*p)
 	}
-	mode, uid, gid := a.Mode, a.Uid, a.Gid
-	at, mt := a.Atime.UnixNano(), a.Mtime.UnixNano()
-	if s.Mode != nil {
-		mode = a.Mode&sIFMT | *s.Mode&07777
+	optTime := func(t *time.Time) any {
+		if t == nil {
+			return nil
+		}
+		return t.UnixNano()
 	}
-	if s.Uid != nil {
-		uid = *s.Uid
-	}
-	if s.Gid != nil {
-		gid = *s.Gid
-	}
-	if s.Atime != nil {
-		at = s.Atime.UnixNano()
-	}
-	if s.Mtime != nil {
-		mt = s.Mtime.UnixNano()
-	}
-	_, err = j.texec(ctx, tx, `UPDATE inodes SET mode = ?, uid = ?, gid = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?`,
-		mode, uid, gid, at, mt, nowNS(), ino)
+	res, err := j.texec(ctx, tx, `UPDATE inodes SET
+		mode = CASE WHEN ?1 IS NULL THEN mode ELSE (mode & ?2) | (?1 & 4095) END,
+		uid = coalesce(?3, uid), gid = coalesce(?4, gid),
+		atime = coalesce(?5, atime), mtime = coalesce(?6, mtime), ctime = ?7
+		WHERE ino = ?8`,
+		opt(s.Mode), sIFMT, opt(s.Uid), opt(s.Gid), optTime(s.Atime), optTime(s.Mtime), nowNS(), ino)
 	if err != nil {
 		return fmt.Errorf("journal: setattr: %w", err)
+	}
+	if k, _ := res.RowsAffected(); k == 0 {
+		return ErrNotFound
 	}
 	return nil
 }

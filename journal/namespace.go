@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"modernc.org/sqlite"
 )
 
 const (
@@ -142,31 +144,41 @@ func (j *Journal) create(ctx context.Context, parent Ino, name string, mode, rde
 		return Attr{}, err
 	}
 	var a Attr
+	// Three statements: the parent's update (which also checks that it
+	// is a directory), the inode, the entry (whose UNIQUE(parent, name)
+	// says whether the name is taken); the reply is built from what was
+	// inserted rather than read back.
 	err := j.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := j.dirAttr(ctx, tx, parent); err != nil {
-			return err
-		}
-		if _, _, err := j.lookupTx(ctx, tx, parent, name); err == nil {
-			return ErrExist
-		} else if !errors.Is(err, ErrNotFound) {
-			return err
-		}
 		now := nowNS()
-		nlink := 1
+		nlink, dl := 1, 0
 		if isDir(mode) {
-			nlink = 2
+			nlink, dl = 2, 1
 		}
-		size := 0
-		if target != "" {
-			size = len(target)
+		res, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?, ctime = ?, nlink = nlink + ? WHERE ino = ? AND mode & ? = ?`,
+			now, now, dl, parent, sIFMT, sIFDIR)
+		if err != nil {
+			return fmt.Errorf("journal: update parent: %w", err)
 		}
-		res, err := j.texec(ctx, tx, `INSERT INTO inodes(mode, uid, gid, rdev, nlink, size, atime, mtime, ctime)
+		if k, _ := res.RowsAffected(); k == 0 {
+			if _, err := j.dirAttr(ctx, tx, parent); err != nil {
+				return err // ErrNotFound or ErrNotDir
+			}
+			return fmt.Errorf("journal: update parent %d: no row changed", parent)
+		}
+		size := len(target)
+		res, err = j.texec(ctx, tx, `INSERT INTO inodes(mode, uid, gid, rdev, nlink, size, atime, mtime, ctime)
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, mode, uid, gid, rdev, nlink, size, now, now, now)
 		if err != nil {
 			return fmt.Errorf("journal: create inode: %w", err)
 		}
-		id, _ := res.LastInsertId()
+		id, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("journal: create inode: %w", err)
+		}
 		if _, err := j.texec(ctx, tx, `INSERT INTO entries(parent, name, ino) VALUES(?, ?, ?)`, parent, name, id); err != nil {
+			if isUniqueViolation(err) {
+				return ErrExist
+			}
 			return fmt.Errorf("journal: create entry: %w", err)
 		}
 		if target != "" {
@@ -174,17 +186,23 @@ func (j *Journal) create(ctx context.Context, parent Ino, name string, mode, rde
 				return fmt.Errorf("journal: create symlink: %w", err)
 			}
 		}
-		dl := 0
-		if isDir(mode) {
-			dl = 1
-		}
-		if err := j.touchDir(ctx, tx, parent, now, dl); err != nil {
-			return fmt.Errorf("journal: update parent: %w", err)
-		}
-		a, err = j.getAttrTx(ctx, tx, Ino(id))
-		return err
+		t := time.Unix(0, now)
+		a = Attr{Ino: Ino(id), Mode: mode, Nlink: uint32(nlink), Uid: uid, Gid: gid, Rdev: rdev, Size: uint64(size),
+			Atime: t, Mtime: t, Ctime: t}
+		return nil
 	})
 	return a, err
+}
+
+// isUniqueViolation reports whether err is sqlite's UNIQUE or PRIMARY KEY
+// constraint failing.
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	const constraintUnique, constraintPrimaryKey = 2067, 1555 // SQLITE_CONSTRAINT_UNIQUE, _PRIMARYKEY
+	return se.Code() == constraintUnique || se.Code() == constraintPrimaryKey
 }
 
 // Mknod creates a regular file, fifo, socket or device node. A mode

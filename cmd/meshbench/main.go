@@ -457,7 +457,7 @@ func measure(ctx context.Context, wl workload, round int, w *workspace, c *child
 			}
 		}
 	}
-	w.eintr = 0
+	w.eintr, w.round = 0, round
 	if err := c.begin(ctx, strings.TrimSuffix(m.prof, ".pprof")); err != nil {
 		return m, err
 	}

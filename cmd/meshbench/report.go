@@ -195,7 +195,7 @@ func (r *results) markdown() string {
 	}
 
 	if o.rounds > 1 {
-		fmt.Fprintf(&b, "\nRead-only rows are the best of %d rounds (interference only slows a round down); every round:\n\n", o.rounds)
+		fmt.Fprintf(&b, "\nRepeated rows (the reads; the write, with other bytes each round so that nothing dedups) are the best of %d rounds, the mounts taking turns (interference only slows a round down); every round:\n\n", o.rounds)
 		for _, rw := range r.rows {
 			if !rw.wl.repeat {
 				continue

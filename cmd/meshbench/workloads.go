@@ -26,9 +26,10 @@ type workload struct {
 	target float64
 	// cold: drop the kernel's caches and the daemon's own cache first.
 	cold bool
-	// repeat: the workload changes nothing, so it runs --rounds times and
-	// the best round counts (interference on a shared machine only ever
-	// slows a round down).
+	// repeat: the workload changes nothing (or, the write, rewrites the
+	// file with other bytes each round, so nothing dedups), so it runs
+	// --rounds times and the best round counts (interference on a shared
+	// machine only ever slows a round down).
 	repeat bool
 	// prep, when set, runs untimed before each measurement.
 	prep func(w *workspace) error
@@ -49,6 +50,8 @@ type workspace struct {
 	offsets  []int64  // the random read offsets, the same on every mount
 	names    []string // the create/stat entry names
 	eintr    int      // EINTR answers retried, reset by measure
+	round    int      // the round being measured, set by measure
+	gen      int      // the round whose bytes the big file holds (set by seqWrite)
 }
 
 const (
@@ -118,7 +121,7 @@ func (w *workspace) scanSource() error {
 // what earlier ones left (the big file, the many-entry directory).
 func workloads() []workload {
 	return []workload{
-		{name: "write", title: "sequential write + fsync", unit: "MB/s", target: 1.0, run: seqWrite},
+		{name: "write", title: "sequential write + fsync", unit: "MB/s", target: 1.0, repeat: true, run: seqWrite},
 		{name: "read-cold", title: "sequential read, cold", unit: "MB/s", cold: true, repeat: true, run: seqRead},
 		{name: "read-warm", title: "sequential read, warm", unit: "MB/s", target: 1.0, repeat: true, run: seqRead},
 		{name: "rand-4k", title: "random 4 KiB reads, warm", unit: "ops/s", repeat: true, run: randRead},
@@ -132,6 +135,7 @@ func workloads() []workload {
 
 // seqWrite writes the big file in 1 MiB writes, fsyncs and closes it.
 func seqWrite(ctx context.Context, w *workspace, dir string) (float64, error) {
+	w.gen = w.round
 	f, err := os.OpenFile(filepath.Join(dir, bigName), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return 0, err
@@ -162,9 +166,10 @@ func (w *workspace) chunk(buf []byte, off int64) int {
 	n := int(min(ioSize, w.size-off))
 	p := off % int64(len(w.pattern))
 	copy(buf[:n], w.pattern[p:])
-	// Stamp every 4 KiB page with its offset: no two pages are equal.
+	// Stamp every 4 KiB page with its offset and the write's round: no
+	// two pages are equal, and no round's file dedups against another's.
 	for i := 0; i+8 <= n; i += randSize {
-		binary.LittleEndian.PutUint64(buf[i:], uint64(off)+uint64(i))
+		binary.LittleEndian.PutUint64(buf[i:], uint64(off)+uint64(i)|uint64(w.gen)<<56)
 	}
 	return n
 }

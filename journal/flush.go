@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/meshdrive/meshdrive/remote"
 )
@@ -321,6 +322,13 @@ func (j *Journal) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 	_, err = f.Write(sealed)
 	if err == nil {
 		err = f.Sync()
+	}
+	if err == nil {
+		// Clean now: drop its pages, which the next staging write then
+		// reuses, instead of growing the page cache by every byte staged
+		// (the uploader reads it once, soon, and that read can come from
+		// the disk).
+		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

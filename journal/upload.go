@@ -70,10 +70,10 @@ func (j *Journal) uploader(ctx context.Context) {
 	for {
 		j.qmu.Lock()
 		n := len(j.queue)
-		var queued int64
-		for _, it := range j.queue {
-			queued += it.sealedLen
-		}
+		// The staged bytes stand for the queue's: summing the queue on
+		// every wake-up (every flush pokes it) was quadratic in a copy of
+		// many small files.
+		queued := j.stagedB
 		force := j.force
 		if n == 0 {
 			j.force = false

@@ -13,12 +13,11 @@ import (
 // last blocks dirty instead of the whole file. At most behindWorkers
 // write-behind goroutines run in the journal, one per queued block of a
 // file at most (blocks that find no free goroutine wait for their flush,
-// as before). The goroutine reads
-// a block from the dirty file under n.mu, hashes, seals and stages it
-// without n.mu (the writer keeps writing), then takes n.mu again and
-// commits it only if it did not change meanwhile (its markDirty
-// generation is the one it read); otherwise the cut is dropped and the
-// block stays dirty.
+// as before). A goroutine reads a block from the dirty data under n.mu,
+// hashes, seals and stages it without n.mu (the writer keeps writing),
+// then takes n.mu again and commits it only if it did not change
+// meanwhile (its markDirty generation is the one it read); otherwise the
+// cut is dropped and the block stays dirty.
 //
 // A write-behind commit is an ordinary one (synchronous=NORMAL: it
 // survives a killed process, and a power cut once a later fsync or flush
@@ -34,8 +33,8 @@ import (
 const behindWorkers = 2
 
 // writeBehind notes that a sequential writer of n has moved past block
-// idx, and starts n's write-behind goroutine if it is not running. n.mu
-// held.
+// idx, and starts a write-behind goroutine for n when fewer run than
+// blocks wait and a slot is free. n.mu held.
 func (j *Journal) writeBehind(n *inode, idx int64) {
 	if !hasKey(n.dirty, idx) || j.o.ReadOnly {
 		return

@@ -57,6 +57,11 @@
 // may show some of its unflushed blocks and not others, never bytes it was
 // not given (behind.go).
 //
+// A staging file freed by an ordinary commit (write-behind
+// replacing a staged block, an unlink, the uploader's segment commit) is
+// removed only after a durable commit: a power cut could otherwise undo
+// the commit but not the removal (afterFreeLocked).
+//
 // At Open, dirty files are deleted (never promised), unlinked inodes are
 // freed, staging files not referenced by a staged block are removed, and a
 // staged block whose file is missing makes Open fail with a message that

@@ -385,7 +385,7 @@ func (j *Journal) fill(ctx context.Context, n *inode, idx int64) error {
 // memDirtyMax, see dirty.go). n.mu held.
 func (j *Journal) openDirty(n *inode) error {
 	if n.f == nil {
-		n.f = &dirtyFile{path: j.dirtyPath(n.ino)}
+		n.f = &dirtyFile{path: j.dirtyPath(n.ino), bs: j.bs, mb: &j.memBlocks}
 	}
 	return nil
 }

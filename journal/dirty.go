@@ -2,6 +2,8 @@ package journal
 
 import (
 	"os"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,18 +17,165 @@ import (
 // blocks, which bounds this memory to memDirtyMax per Quota/BlockSize.
 const memDirtyMax = 128 << 10
 
-// dirtyFile holds a file's unflushed bytes at the file's own offsets:
-// in mem while they all lie below memDirtyMax, else in a sparse file at
-// path (created on the first write past memDirtyMax). Reads past the end
-// read zeros. The owning inode's mu guards it.
+// dirtyFile holds a file's unflushed bytes at the file's own offsets.
+// Whole blocks past memDirtyMax that were never on disk since the last
+// reset live in memory (blocks), as many as the journal's memBlocks
+// allows: a sequential writer's bytes then go from the request to the
+// sealer with no trip through the page cache of a dirty file. The rest
+// (the "base") is in mem while it all lies below memDirtyMax, else in a
+// sparse file at path (created on the first write that needs it). Reads
+// past the end read zeros. The owning inode's mu guards it.
 type dirtyFile struct {
 	path string
 	f    *os.File
 	mem  []byte
+
+	bs     int64            // block size; 0: no in-memory blocks
+	mb     *memBlocks       // the journal's budget and buffers
+	blocks map[int64][]byte // in-memory whole blocks, bs bytes each
+	inBase map[int64]bool   // blocks with bytes in the base: they stay there
+}
+
+// maxMemBlocks bounds the in-memory blocks of all files of a journal
+// (128 MiB with 4 MiB blocks). Write-behind keeps a sequential writer to
+// a few; past the bound, blocks go to the dirty file as before.
+const maxMemBlocks = 32
+
+// memBlocks is the journal's budget of in-memory dirty blocks and its
+// pool of their buffers.
+type memBlocks struct {
+	n    atomic.Int64
+	pool sync.Pool // *[]byte of cap bs
 }
 
 // WriteAt stores p at off. p belongs to the caller.
 func (d *dirtyFile) WriteAt(p []byte, off int64) (int, error) {
+	if d.bs == 0 {
+		return d.writeBase(p, off)
+	}
+	done := 0
+	for done < len(p) {
+		idx := off / d.bs
+		n := int(min(int64(len(p)-done), (idx+1)*d.bs-off))
+		piece := p[done : done+n]
+		if b := d.memBlock(idx); b != nil {
+			copy(b[off-idx*d.bs:], piece)
+		} else {
+			if d.inBase == nil {
+				d.inBase = map[int64]bool{}
+			}
+			d.inBase[idx] = true
+			k, err := d.writeBase(piece, off)
+			if err != nil {
+				return done + k, err
+			}
+		}
+		done += n
+		off += int64(n)
+	}
+	return done, nil
+}
+
+// memBlock returns block idx's memory, making it (zeroed) when the block
+// may live in memory and the budget allows; nil if it lives in the base.
+func (d *dirtyFile) memBlock(idx int64) []byte {
+	if b := d.blocks[idx]; b != nil {
+		return b
+	}
+	if idx*d.bs < memDirtyMax || d.inBase[idx] {
+		return nil
+	}
+	if d.mb.n.Add(1) > maxMemBlocks {
+		d.mb.n.Add(-1)
+		return nil
+	}
+	pb, _ := d.mb.pool.Get().(*[]byte)
+	if pb == nil || int64(cap(*pb)) < d.bs {
+		pb = new([]byte)
+		*pb = make([]byte, d.bs)
+	}
+	b := (*pb)[:d.bs]
+	clear(b)
+	if d.blocks == nil {
+		d.blocks = map[int64][]byte{}
+	}
+	d.blocks[idx] = b
+	return b
+}
+
+// freeBlock gives block idx's memory back.
+func (d *dirtyFile) freeBlock(idx int64) {
+	b := d.blocks[idx]
+	if b == nil {
+		return
+	}
+	delete(d.blocks, idx)
+	d.mb.n.Add(-1)
+	d.mb.pool.Put(&b)
+}
+
+func (d *dirtyFile) dropBlocks() {
+	for idx := range d.blocks {
+		d.freeBlock(idx)
+	}
+	clear(d.inBase)
+}
+
+// readFull fills p from off; bytes past the end read as zeros.
+func (d *dirtyFile) readFull(p []byte, off int64) error {
+	if len(d.blocks) == 0 {
+		return d.readBase(p, off)
+	}
+	done := 0
+	for done < len(p) {
+		idx := off / d.bs
+		n := int(min(int64(len(p)-done), (idx+1)*d.bs-off))
+		if b := d.blocks[idx]; b != nil {
+			copy(p[done:done+n], b[off-idx*d.bs:])
+		} else if err := d.readBase(p[done:done+n], off); err != nil {
+			return err
+		}
+		done += n
+		off += int64(n)
+	}
+	return nil
+}
+
+// Truncate cuts the bytes at and past size (growing is a no-op: past the
+// end reads zeros anyway).
+func (d *dirtyFile) Truncate(size int64) error {
+	for idx, b := range d.blocks {
+		switch start := idx * d.bs; {
+		case start >= size:
+			d.freeBlock(idx)
+		case start+d.bs > size:
+			clear(b[size-start:])
+		}
+	}
+	for idx := range d.inBase {
+		if idx*d.bs >= size {
+			delete(d.inBase, idx)
+		}
+	}
+	return d.truncateBase(size)
+}
+
+// punch forgets the bytes of [off, off+n) (a committed block's), keeping
+// the size.
+func (d *dirtyFile) punch(off, n int64) error {
+	if d.bs > 0 && off%d.bs == 0 && n == d.bs {
+		idx := off / d.bs
+		if d.blocks[idx] != nil {
+			d.freeBlock(idx)
+			return nil
+		}
+		delete(d.inBase, idx)
+	}
+	return d.punchBase(off, n)
+}
+
+// writeBase stores p at off in mem or the file.
+func (d *dirtyFile) writeBase(p []byte, off int64) (int, error) {
 	end := off + int64(len(p))
 	if d.f == nil && end <= memDirtyMax {
 		if end > int64(len(d.mem)) {
@@ -69,8 +218,9 @@ func (d *dirtyFile) spill() error {
 	return nil
 }
 
-// readFull fills p from off; bytes past the end read as zeros.
-func (d *dirtyFile) readFull(p []byte, off int64) error {
+// readBase fills p from off out of mem or the file; bytes past the end
+// read as zeros.
+func (d *dirtyFile) readBase(p []byte, off int64) error {
 	if d.f != nil {
 		return preadFull(d.f, p, off)
 	}
@@ -82,9 +232,8 @@ func (d *dirtyFile) readFull(p []byte, off int64) error {
 	return nil
 }
 
-// Truncate cuts the bytes at and past size (growing is a no-op: past the
-// end reads zeros anyway).
-func (d *dirtyFile) Truncate(size int64) error {
+// truncateBase cuts mem or the file at size.
+func (d *dirtyFile) truncateBase(size int64) error {
 	if d.f != nil {
 		return d.f.Truncate(size)
 	}
@@ -94,9 +243,8 @@ func (d *dirtyFile) Truncate(size int64) error {
 	return nil
 }
 
-// punch forgets the bytes of [off, off+n) (a committed block's), keeping
-// the size.
-func (d *dirtyFile) punch(off, n int64) error {
+// punchBase forgets [off, off+n) of mem or the file.
+func (d *dirtyFile) punchBase(off, n int64) error {
 	if d.f != nil {
 		return unix.Fallocate(int(d.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 	}
@@ -109,6 +257,7 @@ func (d *dirtyFile) punch(off, n int64) error {
 // reset drops every byte and keeps the dirty file, if any, for the next
 // writes.
 func (d *dirtyFile) reset() error {
+	d.dropBlocks()
 	d.mem = d.mem[:0]
 	if d.f != nil {
 		return d.f.Truncate(0)
@@ -118,6 +267,7 @@ func (d *dirtyFile) reset() error {
 
 // remove closes and deletes the dirty file, if there is one.
 func (d *dirtyFile) remove() {
+	d.dropBlocks()
 	d.mem = nil
 	if d.f == nil {
 		return

@@ -8,7 +8,8 @@
 //
 //	journal.db (+ -wal, -shm)  the database (WAL; see Promises for when commits are fsync'd)
 //	dirty/<ino>                unflushed writes of one file, sparse, at the file's own offsets,
-//	                           once they reach past memDirtyMax (128 KiB; below, they stay in memory)
+//	                           once they reach past memDirtyMax (128 KiB; below, they stay in memory,
+//	                           and so do up to 32 whole blocks of the journal past it: dirty.go)
 //	staging/<block id hex>     one sealed block per file, fsync'd before the commit that refers to it;
 //	                           sealed blocks of at most 128 KiB (and half a block) are rows of table staged instead
 //

@@ -125,6 +125,7 @@ type Journal struct {
 	// (yieldToForeground).
 	bigFlushes atomic.Int64
 	behindSem  chan struct{}  // one slot per write-behind goroutine
+	memBlocks  memBlocks      // in-memory dirty blocks of all files (dirty.go)
 	behindWG   sync.WaitGroup // write-behind goroutines running; Close waits
 	behindMu   sync.Mutex     // orders behindWG.Add before Close's Wait (taken alone)
 

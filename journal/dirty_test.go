@@ -1,0 +1,99 @@
+package journal
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+)
+
+// dirtyFile against a plain byte slice: random writes across the
+// in-memory prefix, in-memory blocks and the dirty file, truncates,
+// punches of whole blocks and resets; every read must match the model,
+// and the budget must come back to zero.
+func TestDirtyFileModel(t *testing.T) {
+	sawBlocks, sawFile := false, false
+	for seed := uint64(1); seed <= 20; seed++ {
+		r := rand.New(rand.NewPCG(seed, 99))
+		const bs = 8 << 10
+		mb := &memBlocks{}
+		d := &dirtyFile{path: filepath.Join(t.TempDir(), "dirty"), bs: bs, mb: mb}
+		var model []byte
+		check := func(step int, op string) {
+			t.Helper()
+			n := len(model) + r.IntN(3*bs)
+			got := make([]byte, n)
+			for i := range got {
+				got[i] = 0xee // readFull must overwrite every byte
+			}
+			if err := d.readFull(got, 0); err != nil {
+				t.Fatalf("seed %d step %d (%s): read: %v", seed, step, op, err)
+			}
+			want := make([]byte, n)
+			copy(want, model)
+			if !bytes.Equal(got, want) {
+				i := 0
+				for got[i] == want[i] {
+					i++
+				}
+				t.Fatalf("seed %d step %d (%s): differs from the model at offset %d (block %d)", seed, step, op, i, i/bs)
+			}
+		}
+		for step := range 300 {
+			var op string
+			switch k := r.IntN(10); {
+			case k < 6:
+				off := r.Int64N(60 * bs)
+				if r.IntN(3) == 0 {
+					off -= off % bs // block-aligned, as a sequential writer's
+				}
+				p := make([]byte, 1+r.IntN(3*bs))
+				for i := range p {
+					p[i] = byte(r.Uint32()) | 1
+				}
+				op = "write"
+				if _, err := d.WriteAt(p, off); err != nil {
+					t.Fatal(err)
+				}
+				if end := off + int64(len(p)); end > int64(len(model)) {
+					model = append(model, make([]byte, end-int64(len(model)))...)
+				}
+				copy(model[off:], p)
+			case k < 8:
+				size := r.Int64N(int64(len(model)) + 1)
+				op = "truncate"
+				if err := d.Truncate(size); err != nil {
+					t.Fatal(err)
+				}
+				model = model[:size]
+			case k < 9:
+				idx := r.Int64N(61)
+				op = "punch"
+				if err := d.punch(idx*bs, bs); err != nil {
+					t.Fatal(err)
+				}
+				if lo := idx * bs; lo < int64(len(model)) {
+					clear(model[lo:min(lo+bs, int64(len(model)))])
+				}
+			default:
+				if r.IntN(4) == 0 {
+					op = "reset"
+					if err := d.reset(); err != nil {
+						t.Fatal(err)
+					}
+					model = model[:0]
+				}
+			}
+			check(step, op)
+			sawBlocks = sawBlocks || len(d.blocks) > 0
+			sawFile = sawFile || d.f != nil
+		}
+		d.remove()
+		if n := mb.n.Load(); n != 0 {
+			t.Fatalf("seed %d: %d in-memory blocks still counted after remove", seed, n)
+		}
+	}
+	if !sawBlocks || !sawFile {
+		t.Fatalf("the model run used in-memory blocks %v and a dirty file %v: want both", sawBlocks, sawFile)
+	}
+}

@@ -257,7 +257,7 @@ func (j *Journal) prepCuts(ctx context.Context, n *inode, idxs []int64, size int
 // cutPlain makes block idx from plain (which the cut owns from here on):
 // trailing zeros are not stored (a short block reads as zeros), an
 // all-zero block is a hole; otherwise it is hashed, looked up for dedup,
-// and sealed and staged under a temporary name when it is new.
+// and sealed and staged (stageSealed) when it is new.
 func (j *Journal) cutPlain(ctx context.Context, idx int64, plain []byte) (cut, error) {
 	plain = bytes.TrimRight(plain, "\x00")
 	if len(plain) == 0 {
@@ -293,8 +293,8 @@ func (j *Journal) stageSealed(c *cut, plain []byte) error {
 	return err
 }
 
-// sealBufs holds buffers for sealed blocks on their way to a staging
-// file: one lives from Seal to the end of writeTemp.
+// sealBufs holds buffers for sealed blocks being staged: one lives from
+// Seal to the end of writeTemp (or the copy kept as cut.inline).
 var sealBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 func (j *Journal) blockExists(ctx context.Context, id remote.BlockID) (bool, error) {

@@ -193,7 +193,14 @@ func (j *Journal) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	// The commit must not be cut short by a cancelled caller once the
 	// transaction has started: run it on a context without cancellation.
-	tx, err := j.db.BeginTx(context.WithoutCancel(ctx), nil)
+	ctx0 := context.WithoutCancel(ctx)
+	var tx *sql.Tx
+	var err error
+	if j.w != nil {
+		tx, err = j.w.BeginTx(ctx0, nil)
+	} else {
+		tx, err = j.db.BeginTx(ctx0, nil) // before prepare (migrate)
+	}
 	if err != nil {
 		return fmt.Errorf("journal: begin: %w", err)
 	}
@@ -207,22 +214,20 @@ func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error
 	return nil
 }
 
-// durableTxLocked is txLocked on the connection with synchronous=FULL:
-// its commit fsyncs the WAL, which makes it and every earlier commit
-// survive a power cut. wmu held.
+// durableTxLocked is txLocked with synchronous=FULL for its commit,
+// which fsyncs the WAL: it and every earlier commit survive a power cut.
+// wmu held.
 func (j *Journal) durableTxLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := j.durable.BeginTx(context.WithoutCancel(ctx), nil)
-	if err != nil {
-		return fmt.Errorf("journal: begin: %w", err)
+	ctx0 := context.WithoutCancel(ctx)
+	if _, err := j.w.ExecContext(ctx0, "PRAGMA synchronous = FULL"); err != nil {
+		return fmt.Errorf("journal: set synchronous: %w", err)
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
+	err := j.txLocked(ctx, fn)
+	if _, serr := j.w.ExecContext(ctx0, "PRAGMA synchronous = NORMAL"); serr != nil && err == nil {
+		// The commit is made; the next ones would fsync for nothing.
+		j.log.Warn("journal: cannot set synchronous back to NORMAL", "err", serr)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("journal: commit: %w", err)
-	}
-	return nil
+	return err
 }
 
 // barrier makes every commit so far survive a power cut.
@@ -304,12 +309,8 @@ type stmts struct {
 func (j *Journal) prepare(ctx context.Context) error {
 	var err error
 	if !j.o.ReadOnly {
-		if j.durable, err = j.db.Conn(ctx); err != nil {
-			return fmt.Errorf("journal: open durable connection: %w", err)
-		}
-		if _, err = j.durable.ExecContext(ctx, "PRAGMA synchronous = FULL"); err != nil {
-			j.durable.Close()
-			return fmt.Errorf("journal: set synchronous: %w", err)
+		if j.w, err = j.db.Conn(ctx); err != nil {
+			return fmt.Errorf("journal: open write connection: %w", err)
 		}
 	}
 	p := func(q string) *sql.Stmt {

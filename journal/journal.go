@@ -82,8 +82,11 @@ type Journal struct {
 	seal sealer
 	log  *slog.Logger
 	db   *sql.DB
-	// durable is the one connection with synchronous=FULL; used under wmu.
-	durable *sql.Conn
+	// w is the connection of every write transaction (wmu held): one
+	// connection keeps its page cache across commits, which another
+	// connection's commit would make it read again from the WAL. Its
+	// synchronous is NORMAL, FULL for a durable commit (durableTxLocked).
+	w *sql.Conn
 	st      stmts
 	pmu     sync.Mutex // guards pcache
 	pcache  map[string]*sql.Stmt
@@ -223,7 +226,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	if !o.ReadOnly {
 		if err := j.recover(ctx); err != nil {
 			j.closeStmts()
-			j.durable.Close()
+			j.w.Close()
 			db.Close()
 			return nil, err
 		}
@@ -303,8 +306,8 @@ func (j *Journal) Close() error {
 	}
 	j.imu.Unlock()
 	j.closeStmts()
-	if j.durable != nil {
-		j.durable.Close()
+	if j.w != nil {
+		j.w.Close()
 	}
 	if !j.o.ReadOnly {
 		if _, err := j.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {

@@ -10,9 +10,10 @@ import (
 )
 
 // SetAttr changes an inode's attributes; Size truncates (up or down).
-// Ctime is set whenever anything changes. A new mtime for a file with
-// unflushed data flushes it in the same transaction (so the flush cannot
-// overwrite the mtime later, and the pair costs one commit).
+// Ctime is set whenever anything changes. On a file with unflushed data
+// the rest waits in memory for its flush, which stores it in its own
+// commit (see setPending): utimensat and chmod after a copy's write cost
+// no commit of their own.
 func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 	if err := j.checkWrite(); err != nil {
 		return Attr{}, err
@@ -25,14 +26,8 @@ func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error)
 	if s.Mode == nil && s.Uid == nil && s.Gid == nil && s.Atime == nil && s.Mtime == nil {
 		return j.GetAttr(ctx, ino)
 	}
-	if s.Mtime != nil {
-		done, err := j.flushWithAttr(ctx, ino, &s)
-		if err != nil {
-			return Attr{}, err
-		}
-		if done {
-			return j.GetAttr(ctx, ino)
-		}
+	if j.setPending(ino, &s) {
+		return j.GetAttr(ctx, ino)
 	}
 	if err := j.tx(ctx, func(tx *sql.Tx) error { return j.setAttrTx(ctx, tx, ino, &s) }); err != nil {
 		return Attr{}, err
@@ -40,24 +35,43 @@ func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error)
 	return j.GetAttr(ctx, ino)
 }
 
-// flushWithAttr flushes ino's unflushed data, if it has any, with s
-// applied in the flush's transaction; false when there was nothing to
-// flush (s not applied).
-func (j *Journal) flushWithAttr(ctx context.Context, ino Ino, s *SetAttr) (bool, error) {
+// setPending keeps s (all but Size) with ino's unflushed data and reports
+// whether it did; false when ino has none (then s needs a commit). A
+// crash before the flush loses s together with the data, as a local
+// disk loses a chmod it had not written back; close and fsync flush.
+func (j *Journal) setPending(ino Ino, s *SetAttr) bool {
 	n := j.memInode(ino)
 	if n == nil {
-		return false, nil
+		return false
 	}
 	defer j.putInode(n)
-	n.waitBehind() // locks n.mu
+	// Under n.mu no flush is between its snapshot of the attributes and
+	// its commit (it would store the old ones and clear them).
+	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !n.hasDirty.Load() {
-		return false, nil
+	n.amu.Lock()
+	defer n.amu.Unlock()
+	if !n.hasDirty.Load() || !n.attrDirty {
+		return false
 	}
-	if err := j.flushLockedAttr(ctx, n, s); err != nil {
-		return false, err
+	p := &n.pend
+	if s.Mode != nil {
+		p.mode, p.hasMode = *s.Mode&07777, true
 	}
-	return true, nil
+	if s.Uid != nil {
+		p.uid, p.hasUid = *s.Uid, true
+	}
+	if s.Gid != nil {
+		p.gid, p.hasGid = *s.Gid, true
+	}
+	if s.Atime != nil {
+		p.atime, p.hasAtime = s.Atime.UnixNano(), true
+	}
+	if s.Mtime != nil {
+		n.mtime = s.Mtime.UnixNano()
+	}
+	n.ctime = max(n.ctime, nowNS())
+	return true
 }
 
 // setAttrTx applies s (all but Size) to ino inside tx, in one statement
@@ -133,8 +147,13 @@ func (j *Journal) GetXattr(ctx context.Context, ino Ino, name string) ([]byte, e
 	var v []byte
 	err := j.qrow(ctx, `SELECT value FROM xattrs WHERE ino = ? AND name = ?`, ino, name).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
-		if _, gerr := j.GetAttr(ctx, ino); gerr != nil {
-			return nil, gerr
+		// No such attribute, or no such inode. An open file's row lives
+		// until its last release: skip asking (the kernel asks for
+		// security.capability at a file's first write).
+		if !j.isOpen(ino) {
+			if _, gerr := j.GetAttr(ctx, ino); gerr != nil {
+				return nil, gerr
+			}
 		}
 		return nil, ErrNoXattr
 	}

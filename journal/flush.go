@@ -47,20 +47,15 @@ type freed struct {
 }
 
 // flushLocked makes n's dirty data durable: cut, hash, seal and stage
-// outside wmu, then one transaction for the block map, size and times.
-// n.mu held.
+// outside wmu, then one transaction for the block map, size, times and
+// the attributes set meanwhile (pendAttr). n.mu held.
 func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
-	return j.flushLockedAttr(ctx, n, nil)
-}
-
-// flushLockedAttr is flushLocked that also applies s (if not nil; all but
-// Size) in the same transaction. n.mu held.
-func (j *Journal) flushLockedAttr(ctx context.Context, n *inode, s *SetAttr) error {
 	if !n.hasDirty.Load() {
 		return nil
 	}
 	n.amu.Lock()
 	size, mtime, ctime := n.size, n.mtime, n.ctime
+	pmode, puid, pgid, patime := n.pend.args()
 	n.amu.Unlock()
 	idxs := make([]int64, 0, len(n.dirty))
 	for idx := range n.dirty {
@@ -101,15 +96,12 @@ func (j *Journal) flushLockedAttr(ctx context.Context, n *inode, s *SetAttr) err
 		if err := j.dropMapFrom(ctx, tx, n.ino, (size+j.bs-1)/j.bs, &fr); err != nil {
 			return err
 		}
-		if _, err := j.texec(ctx, tx, `UPDATE inodes SET size = ?, mtime = ?, ctime = max(ctime, ?),
-			used = (SELECT coalesce(sum(b.plain_len), 0) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ?)
-			WHERE ino = ?`, size, mtime, ctime, n.ino, n.ino); err != nil {
+		if _, err := j.texec(ctx, tx, `UPDATE inodes SET size = ?1, mtime = ?2, ctime = max(ctime, ?3),
+			used = (SELECT coalesce(sum(b.plain_len), 0) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ?4),
+			mode = CASE WHEN ?5 IS NULL THEN mode ELSE (mode & ?6) | (?5 & 4095) END,
+			uid = coalesce(?7, uid), gid = coalesce(?8, gid), atime = coalesce(?9, atime)
+			WHERE ino = ?4`, size, mtime, ctime, n.ino, pmode, sIFMT, puid, pgid, patime); err != nil {
 			return err
-		}
-		if s != nil {
-			if err := j.setAttrTx(ctx, tx, n.ino, s); err != nil {
-				return err
-			}
 		}
 		return j.syncStagingIf(renamed)
 	})
@@ -143,6 +135,7 @@ func (j *Journal) flushLockedAttr(ctx context.Context, n *inode, s *SetAttr) err
 	if n.size == size {
 		n.attrDirty = false
 	}
+	n.pend = pendAttr{} // every setter holds n.mu: nothing came meanwhile
 	n.amu.Unlock()
 	n.hasDirty.Store(false)
 	n.stopTimer()

@@ -19,9 +19,12 @@ import (
 // data.
 type inode struct {
 	ino Ino
-	// refs and open are guarded by Journal.imu.
+	// refs, open and unlinked are guarded by Journal.imu.
 	refs int
 	open int
+	// unlinked: a name of it went away while it was open, so its last
+	// ReleaseFile checks whether it has links left.
+	unlinked bool
 
 	hasDirty atomic.Bool // dirty blocks or unflushed size/times
 
@@ -52,10 +55,38 @@ type inode struct {
 	// amu guards the attribute overlay below (read by GetAttr without mu).
 	amu       sync.Mutex
 	size      int64
-	attrDirty bool // size/mtime/ctime differ from the database
+	attrDirty bool // size/mtime/ctime (and pend) differ from the database
 	mtime     int64
 	ctime     int64
+	pend      pendAttr // set while the file has unflushed data (SetAttr)
 	timer     *time.Timer
+}
+
+// pendAttr holds what a SetAttr changed on a file with unflushed data
+// besides times: its flush stores them in its own commit.
+type pendAttr struct {
+	mode, uid, gid          uint32
+	atime                   int64
+	hasMode, hasUid, hasGid bool
+	hasAtime                bool
+}
+
+// args gives the flush's UPDATE its mode, uid, gid and atime (NULL keeps
+// the column).
+func (p *pendAttr) args() (mode, uid, gid, atime any) {
+	if p.hasMode {
+		mode = int64(p.mode)
+	}
+	if p.hasUid {
+		uid = int64(p.uid)
+	}
+	if p.hasGid {
+		gid = int64(p.gid)
+	}
+	if p.hasAtime {
+		atime = p.atime
+	}
+	return
 }
 
 // markDirty records that block idx of f changed: write-behind commits a
@@ -173,6 +204,19 @@ func (j *Journal) overlay(a Attr) Attr {
 		if ct := time.Unix(0, n.ctime); ct.After(a.Ctime) {
 			a.Ctime = ct
 		}
+		p := &n.pend
+		if p.hasMode {
+			a.Mode = a.Mode&sIFMT | p.mode&07777
+		}
+		if p.hasUid {
+			a.Uid = p.uid
+		}
+		if p.hasGid {
+			a.Gid = p.gid
+		}
+		if p.hasAtime {
+			a.Atime = time.Unix(0, p.atime)
+		}
 		// Unflushed data may use up to the size (an overestimate for
 		// sparse writes until the flush).
 		a.Blocks = max(a.Blocks, uint64(n.size+511)/512)
@@ -193,6 +237,14 @@ func (j *Journal) OpenFile(ino Ino) {
 	n.open++
 }
 
+// isOpen reports whether ino has an open handle (then its row exists).
+func (j *Journal) isOpen(ino Ino) bool {
+	j.imu.Lock()
+	defer j.imu.Unlock()
+	n := j.inodes[ino]
+	return n != nil && n.open > 0
+}
+
 // ReleaseFile drops an open handle. The last release of an unlinked inode
 // frees its data; a dirty file is flushed by its idle timer.
 func (j *Journal) ReleaseFile(ino Ino) {
@@ -204,11 +256,13 @@ func (j *Journal) ReleaseFile(ino Ino) {
 	}
 	n.open--
 	last := n.open == 0
+	check := last && n.unlinked
 	if last {
+		n.unlinked = false
 		j.maybeForgetLocked(n)
 	}
 	j.imu.Unlock()
-	if last && !j.closed.Load() && !j.o.ReadOnly {
+	if check && !j.closed.Load() && !j.o.ReadOnly {
 		if err := j.maybeReclaim(context.Background(), ino); err != nil && !errors.Is(err, ErrClosed) {
 			j.log.Warn("journal: free unlinked file", "ino", ino, "err", err)
 		}
@@ -223,6 +277,9 @@ func (j *Journal) maybeReclaim(ctx context.Context, ino Ino) error {
 	j.imu.Lock()
 	n := j.inodes[ino]
 	open := n != nil && n.open > 0
+	if open {
+		n.unlinked = true // the last ReleaseFile comes back here
+	}
 	j.imu.Unlock()
 	if open {
 		return nil
@@ -294,6 +351,7 @@ func (j *Journal) discardDirty(n *inode) {
 	n.stopTimer()
 	n.amu.Lock()
 	n.attrDirty = false
+	n.pend = pendAttr{}
 	n.amu.Unlock()
 	n.hasDirty.Store(false)
 	n.lastIdx = -1

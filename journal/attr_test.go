@@ -1,0 +1,96 @@
+package journal
+
+import (
+	"testing"
+	"time"
+)
+
+// A chmod, chown and utimensat on a file with unflushed data (what cp -a
+// does after its write) wait in memory: GetAttr shows them at once, the
+// database gets them in the flush's commit, and they survive reopen. On a
+// clean file the same SetAttr commits at once.
+func TestSetAttrWaitsForFlush(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100600, 0, 0, 0))
+	if _, err := e.j.WriteAt(bg, a.Ino, []byte("some bytes"), 0); err != nil {
+		t.Fatal(err)
+	}
+	at, mt := time.Unix(1600000000, 5), time.Unix(1650000000, 7)
+	mode, uid, gid := uint32(0o4751), uint32(1000), uint32(2000)
+	before := time.Now()
+	must[Attr](t)(e.j.SetAttr(bg, a.Ino, SetAttr{Mode: &mode}))
+	must[Attr](t)(e.j.SetAttr(bg, a.Ino, SetAttr{Atime: &at, Mtime: &mt}))
+	got := must[Attr](t)(e.j.SetAttr(bg, a.Ino, SetAttr{Uid: &uid, Gid: &gid}))
+
+	want := func(got Attr, where string) {
+		t.Helper()
+		if got.Mode != 0o104751 || got.Uid != uid || got.Gid != gid || !got.Atime.Equal(at) || !got.Mtime.Equal(mt) || got.Size != 10 {
+			t.Errorf("%s: mode %o uid %d gid %d atime %v mtime %v size %d", where, got.Mode, got.Uid, got.Gid, got.Atime, got.Mtime, got.Size)
+		}
+		if got.Ctime.Before(before) {
+			t.Errorf("%s: ctime %v before the setattr at %v", where, got.Ctime, before)
+		}
+	}
+	want(got, "SetAttr reply")
+	want(must[Attr](t)(e.j.GetAttr(bg, a.Ino)), "GetAttr before flush")
+	want(must[Attr](t)(e.j.Lookup(bg, RootIno, "f")), "Lookup before flush")
+
+	row := func() (mode, uid uint32, mtime int64) {
+		t.Helper()
+		if err := e.j.db.QueryRow(`SELECT mode, uid, mtime FROM inodes WHERE ino = ?`, a.Ino).Scan(&mode, &uid, &mtime); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if m, u, _ := row(); m != 0o100600 || u != 0 {
+		t.Errorf("database has mode %o uid %d before the flush: the setattr made a commit of its own", m, u)
+	}
+	if err := e.j.Flush(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	if m, u, mtn := row(); m != 0o104751 || u != uid || mtn != mt.UnixNano() {
+		t.Errorf("database has mode %o uid %d mtime %d after the flush", m, u, mtn)
+	}
+	e.reopen()
+	want(must[Attr](t)(e.j.GetAttr(bg, a.Ino)), "GetAttr after reopen")
+
+	// Clean now: a chmod commits by itself.
+	mode = 0o640
+	must[Attr](t)(e.j.SetAttr(bg, a.Ino, SetAttr{Mode: &mode}))
+	if m, _, _ := row(); m != 0o100640 {
+		t.Errorf("chmod of a clean file: database has mode %o", m)
+	}
+}
+
+// A file's unlinking while it is open frees it at its last release, and
+// only then.
+func TestReleaseFreesUnlinkedOpenFile(t *testing.T) {
+	e := newEnv(t, nil)
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100600, 0, 0, 0))
+	e.j.OpenFile(a.Ino)
+	e.j.OpenFile(a.Ino)
+	if err := e.j.Unlink(bg, RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	exists := func() bool {
+		var n int
+		if err := e.j.db.QueryRow(`SELECT count(*) FROM inodes WHERE ino = ?`, a.Ino).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	e.j.ReleaseFile(a.Ino)
+	if !exists() {
+		t.Fatal("freed while still open")
+	}
+	if _, err := e.j.GetXattr(bg, a.Ino, "user.x"); err != ErrNoXattr {
+		t.Errorf("GetXattr of an open unlinked file: %v, want ErrNoXattr", err)
+	}
+	e.j.ReleaseFile(a.Ino)
+	if exists() {
+		t.Fatal("not freed at the last release")
+	}
+	if _, err := e.j.GetXattr(bg, a.Ino, "user.x"); err != ErrNotFound {
+		t.Errorf("GetXattr of a freed inode: %v, want ErrNotFound", err)
+	}
+}

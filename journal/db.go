@@ -211,6 +211,7 @@ func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("journal: commit: %w", err)
 	}
+	j.commitGen.Add(1) // after the commit: whoever reads the new value sees it
 	return nil
 }
 
@@ -303,7 +304,7 @@ func (j *Journal) tquery(ctx context.Context, tx *sql.Tx, q string, args ...any)
 
 // stmts are the prepared statements of the hot paths.
 type stmts struct {
-	lookup, getattr, readdir, mapRange *sql.Stmt
+	lookup, lookAhead, getattr, readdir, mapRange *sql.Stmt
 }
 
 func (j *Journal) prepare(ctx context.Context) error {
@@ -321,7 +322,9 @@ func (j *Journal) prepare(ctx context.Context) error {
 		s, err = j.db.PrepareContext(ctx, q)
 		return s
 	}
-	j.st.lookup = p(`SELECT ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino WHERE e.parent = ? AND e.name = ?`)
+	j.st.lookup = p(`SELECT e.cookie, ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino WHERE e.parent = ? AND e.name = ?`)
+	j.st.lookAhead = p(`SELECT e.name, e.cookie, ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino
+		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`)
 	j.st.getattr = p(`SELECT ` + attrCols + ` FROM inodes i WHERE i.ino = ?`)
 	j.st.readdir = p(`SELECT e.name, e.ino, i.mode, e.cookie FROM entries e JOIN inodes i ON i.ino = e.ino
 		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`)
@@ -345,7 +348,7 @@ func (j *Journal) closeStmts() {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.lookup, s.getattr, s.readdir, s.mapRange} {
+	for _, st := range []*sql.Stmt{s.lookup, s.lookAhead, s.getattr, s.readdir, s.mapRange} {
 		if st != nil {
 			st.Close()
 		}

@@ -34,9 +34,12 @@
 // Namespace operations (create, link, unlink, rename, setattr, xattrs) are
 // one transaction each, committed when they return (synchronous=NORMAL: a
 // killed process loses none of them); they survive a power cut once any
-// Flush or Fsync has returned after them, because those commit on a
-// connection with synchronous=FULL, whose WAL fsync covers every earlier
-// commit (Fsync of a clean file does a one-row commit for this). Truncate
+// Flush or Fsync has returned after them, because those commit with
+// synchronous=FULL, whose WAL fsync covers every earlier commit (Fsync of
+// a clean file does a one-row commit for this). The exception: a setattr
+// of anything but the size on a file with unflushed data waits in memory
+// with that data (pendAttr) and is committed by its flush, so a crash
+// before the flush loses both together. Truncate
 // is a flush, so it is power-cut safe when it returns. WriteAt puts bytes in
 // the file's dirty file and returns; they are readable at once but may be
 // lost by a crash. Flush/Fsync (or IdleFlush of no writes) cut the dirty

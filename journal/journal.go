@@ -86,14 +86,17 @@ type Journal struct {
 	// connection keeps its page cache across commits, which another
 	// connection's commit would make it read again from the WAL. Its
 	// synchronous is NORMAL, FULL for a durable commit (durableTxLocked).
-	w      *sql.Conn
-	st     stmts
-	pmu    sync.Mutex // guards pcache
-	pcache map[string]*sql.Stmt
-	dirty  string // Dir/dirty
-	stage  string // Dir/staging
-	bs     int64  // block size
-	closed atomic.Bool
+	w *sql.Conn
+	// commitGen counts the commits of w (see lookAhead).
+	commitGen atomic.Uint64
+	la        lookAhead
+	st        stmts
+	pmu       sync.Mutex // guards pcache
+	pcache    map[string]*sql.Stmt
+	dirty     string // Dir/dirty
+	stage     string // Dir/staging
+	bs        int64  // block size
+	closed    atomic.Bool
 
 	// wmu serializes write transactions and the staging-file operations
 	// that must agree with them. Lock order: inode.mu -> wmu -> imu -> qmu.

@@ -68,7 +68,15 @@ func (j *Journal) Lookup(ctx context.Context, parent Ino, name string) (Attr, er
 	if len(name) > maxName {
 		return Attr{}, ErrNameTooLong
 	}
-	a, err := scanAttr(j.st.lookup.QueryRowContext(ctx, parent, name))
+	gen := j.commitGen.Load()
+	if a, ok := j.la.get(parent, name, gen); ok {
+		return j.overlay(a), nil
+	}
+	var cookie int64
+	a, err := scanAttr(rowScanner{j.st.lookup.QueryRowContext(ctx, parent, name), nil, &cookie})
+	if err == nil && j.la.seen(parent, cookie) {
+		j.fillLookAhead(ctx, parent, cookie, gen)
+	}
 	if errors.Is(err, ErrNotFound) {
 		if _, perr := j.dirAttr(ctx, nil, parent); perr != nil {
 			return Attr{}, perr

@@ -1,0 +1,132 @@
+package journal
+
+import (
+	"context"
+	"sync"
+)
+
+// lookAheadN is how many entries one look-ahead query reads.
+const lookAheadN = 128
+
+// lookAheadGap is how far past the last entry's cookie the next may be
+// and still count as a scan (cookies count entries made anywhere, so a
+// directory's entries are apart by those made in others meanwhile), and
+// lookAheadRun how many such steps in a row start one: lookups in
+// random order start none.
+const (
+	lookAheadGap = 64
+	lookAheadRun = 2
+)
+
+// lookAhead serves the lookups of a program that stats a directory's
+// entries in the order they were made, which is readdir's order (ls -l,
+// a file manager, find, a copy): after lookups of entries made shortly
+// after one another (each cookie at most lookAheadGap past the one
+// before) in one directory, the next lookAheadN entries come in one
+// query, and the lookups that follow are answered from them while no
+// transaction has committed since (commitGen), so they are never staler
+// than a query. Like a disk file system reading a whole inode table
+// block for one inode, it is filled by the lookups themselves, never
+// ahead of them; it holds one directory's window.
+type lookAhead struct {
+	mu      sync.Mutex
+	parent  Ino
+	last    int64  // cookie of the last entry looked up in parent (0: none)
+	run     int    // lookups in a row each at most lookAheadGap past the one before
+	gen     uint64 // commitGen when entries were read
+	entries map[string]laEntry
+	hits    int64 // lookups answered from a window (tests)
+	fills   int64 // windows read (tests)
+}
+
+type laEntry struct {
+	a      Attr
+	cookie int64
+}
+
+// get answers a lookup from the window read at gen, if it can.
+func (l *lookAhead) get(parent Ino, name string, gen uint64) (Attr, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.parent != parent || l.gen != gen || l.entries == nil {
+		return Attr{}, false
+	}
+	e, ok := l.entries[name]
+	if !ok {
+		return Attr{}, false
+	}
+	delete(l.entries, name) // each name is looked up once in a scan
+	l.step(e.cookie)
+	l.hits++
+	return e.a, true
+}
+
+// seen records a lookup that went to the database and reports whether it
+// continues a scan of parent in cookie order.
+func (l *lookAhead) seen(parent Ino, cookie int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.parent != parent {
+		l.parent, l.last, l.run, l.entries = parent, 0, 0, nil
+	}
+	l.step(cookie)
+	return l.run >= lookAheadRun
+}
+
+// step moves the scan to cookie. l.mu held.
+func (l *lookAhead) step(cookie int64) {
+	if l.last != 0 && cookie > l.last && cookie-l.last <= lookAheadGap {
+		l.run++
+	} else {
+		l.run = 0
+	}
+	l.last = cookie
+}
+
+func (l *lookAhead) set(parent Ino, gen uint64, entries map[string]laEntry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.parent != parent {
+		return // another directory's scan took over meanwhile
+	}
+	l.gen, l.entries = gen, entries
+	l.fills++
+}
+
+// fillLookAhead reads the entries of parent after cookie as they were at
+// gen. A failure only leaves the window empty.
+func (j *Journal) fillLookAhead(ctx context.Context, parent Ino, cookie int64, gen uint64) {
+	rows, err := j.st.lookAhead.QueryContext(ctx, parent, cookie, lookAheadN)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	m := make(map[string]laEntry, lookAheadN)
+	for rows.Next() {
+		var name string
+		var e laEntry
+		if e.a, err = scanAttr(rowScanner{rows, &name, &e.cookie}); err != nil {
+			return
+		}
+		m[name] = e
+	}
+	if rows.Err() != nil {
+		return
+	}
+	j.la.set(parent, gen, m)
+}
+
+// rowScanner scans two leading columns and then the attribute columns.
+type rowScanner struct {
+	s      scanner
+	name   *string
+	cookie *int64
+}
+
+func (r rowScanner) Scan(dest ...any) error {
+	lead := []any{r.cookie}
+	if r.name != nil {
+		lead = []any{r.name, r.cookie}
+	}
+	return r.s.Scan(append(lead, dest...)...)
+}

@@ -1,0 +1,160 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+func (l *lookAhead) hitCount() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hits
+}
+
+func (l *lookAhead) fillCount() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fills
+}
+
+// Lookups in random order read no windows (each would cost as much as
+// many lookups and serve none).
+func TestLookAheadNotForRandomOrder(t *testing.T) {
+	e := newEnv(t, nil)
+	const n = 2000
+	for i := range n {
+		must[Attr](t)(e.j.Mknod(bg, RootIno, fmt.Sprintf("f%04d", i), 0o100644, 0, 0, 0))
+	}
+	for _, i := range rand.New(rand.NewPCG(3, 4)).Perm(n) {
+		must[Attr](t)(e.j.Lookup(bg, RootIno, fmt.Sprintf("f%04d", i)))
+	}
+	if f := e.j.la.fillCount(); f > 5 {
+		t.Errorf("%d lookups in random order read %d windows", n, f)
+	}
+}
+
+// Lookups in the order the entries were made are answered from a window
+// read ahead, and every answer equals what GetAttr says; a change made
+// after the window was read (chmod, unlink, rename, a write not yet
+// flushed) shows in the next lookup.
+func TestLookAheadNeverStale(t *testing.T) {
+	e := newEnv(t, nil)
+	d := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+	const n = 3*lookAheadN + 7
+	inos := make([]Ino, n)
+	for i := range n {
+		inos[i] = must[Attr](t)(e.j.Mknod(bg, d.Ino, fmt.Sprintf("f%04d", i), 0o100644, 0, 0, 0)).Ino
+	}
+	check := func(i int) Attr {
+		t.Helper()
+		a, err := e.j.Lookup(bg, d.Ino, fmt.Sprintf("f%04d", i))
+		if err != nil {
+			t.Fatalf("lookup f%04d: %v", i, err)
+		}
+		g := must[Attr](t)(e.j.GetAttr(bg, a.Ino))
+		if a != g {
+			t.Fatalf("lookup f%04d: %+v, GetAttr %+v", i, a, g)
+		}
+		return a
+	}
+	for i := range n {
+		if a := check(i); a.Ino != inos[i] {
+			t.Fatalf("f%04d: ino %d, want %d", i, a.Ino, inos[i])
+		}
+	}
+	if h := e.j.la.hitCount(); h < n-10 {
+		t.Fatalf("%d of %d lookups in order came from a window, want nearly all", h, n)
+	}
+
+	// Changes behind a freshly read window.
+	check(0)
+	check(1) // the window now holds f0002...
+	mode := uint32(0o600)
+	must[Attr](t)(e.j.SetAttr(bg, inos[2], SetAttr{Mode: &mode}))
+	if a := check(2); a.Mode != 0o100600 {
+		t.Fatalf("f0002 after chmod: mode %o", a.Mode)
+	}
+	if err := e.j.Unlink(bg, d.Ino, "f0003"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.j.Lookup(bg, d.Ino, "f0003"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("f0003 after unlink: %v", err)
+	}
+	check(4)
+	check(5)
+	if err := e.j.Rename(bg, d.Ino, "f0006", d.Ino, "g", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.j.Lookup(bg, d.Ino, "f0006"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("f0006 after rename: %v", err)
+	}
+	check(7)
+	check(8)
+	if _, err := e.j.WriteAt(bg, inos[9], []byte("abc"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if a := check(9); a.Size != 3 {
+		t.Fatalf("f0009 after an unflushed write: size %d", a.Size)
+	}
+}
+
+// Lookups racing renames and chmods (for go test -race): every lookup
+// finds the file under one of its two names.
+func TestLookAheadConcurrent(t *testing.T) {
+	e := newEnv(t, nil)
+	const n = 2 * lookAheadN
+	for i := range n {
+		must[Attr](t)(e.j.Mknod(bg, RootIno, fmt.Sprintf("f%04d", i), 0o100644, 0, 0, 0))
+	}
+	var wg, rw sync.WaitGroup
+	stop := make(chan struct{})
+	rw.Add(1)
+	go func() {
+		defer rw.Done()
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			i := k % n
+			from, to := fmt.Sprintf("f%04d", i), fmt.Sprintf("r%04d", i)
+			if err := e.j.Rename(bg, RootIno, from, RootIno, to, 0); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := e.j.Rename(bg, RootIno, to, RootIno, from, 0); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for pass := 0; pass < 5; pass++ {
+				for i := range n {
+					_, err := e.j.Lookup(bg, RootIno, fmt.Sprintf("f%04d", i))
+					if errors.Is(err, ErrNotFound) {
+						_, err = e.j.Lookup(bg, RootIno, fmt.Sprintf("r%04d", i))
+						if errors.Is(err, ErrNotFound) {
+							// Renamed back between the two lookups.
+							_, err = e.j.Lookup(bg, RootIno, fmt.Sprintf("f%04d", i))
+						}
+					}
+					if err != nil {
+						t.Errorf("f%04d: %v", i, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	rw.Wait()
+}

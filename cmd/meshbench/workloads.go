@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -129,6 +130,7 @@ func workloads() []workload {
 			prep: (*workspace).scanSource},
 		{name: "create", title: "create empty files in one dir", unit: "ops/s", run: createMany},
 		{name: "stat", title: "stat entries, cold", unit: "ops/s", target: 1.0, cold: true, repeat: true, run: statMany},
+		{name: "stat-random", title: "stat entries in random order, cold", unit: "ops/s", cold: true, repeat: true, run: statRandom},
 		{name: "readdir", title: "readdir of the dir, cold", unit: "entries/s", cold: true, repeat: true, run: readdirMany},
 	}
 }
@@ -287,11 +289,24 @@ func createMany(ctx context.Context, w *workspace, dir string) (float64, error) 
 	return float64(len(w.names)), nil
 }
 
-// statMany lstats every entry createMany made.
+// statMany lstats every entry createMany made, in the order it made
+// them (which is readdir's order: what ls -l and file managers do).
 func statMany(ctx context.Context, w *workspace, dir string) (float64, error) {
+	return statNames(ctx, w, dir, w.names)
+}
+
+// statRandom lstats the same entries in a shuffled order (the same on
+// every mount): no read-ahead of either file system helps.
+func statRandom(ctx context.Context, w *workspace, dir string) (float64, error) {
+	names := slices.Clone(w.names)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(names), func(i, k int) { names[i], names[k] = names[k], names[i] })
+	return statNames(ctx, w, dir, names)
+}
+
+func statNames(ctx context.Context, w *workspace, dir string, names []string) (float64, error) {
 	d := filepath.Join(dir, manyDir)
 	var st unix.Stat_t
-	for i, name := range w.names {
+	for i, name := range names {
 		if i%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return 0, err

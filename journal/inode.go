@@ -232,6 +232,11 @@ func (j *Journal) OpenFile(ino Ino) {
 	n := j.inodes[ino]
 	if n == nil {
 		n = &inode{ino: ino, dirty: map[int64]uint64{}, lastIdx: -1}
+		if c := j.created; c.ino == ino && c.gen == j.commitGen.Load() {
+			// Just made, and nothing committed since: empty, and no
+			// one else holds it in memory (it would be in j.inodes).
+			n.mode, n.loaded = c.mode, true
+		}
 		j.inodes[ino] = n
 	}
 	n.open++

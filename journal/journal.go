@@ -90,6 +90,8 @@ type Journal struct {
 	// commitGen counts the commits of w (see lookAhead).
 	commitGen atomic.Uint64
 	la        lookAhead
+	dirs      knownDirs
+	created   created // guarded by imu
 	st        stmts
 	pmu       sync.Mutex // guards pcache
 	pcache    map[string]*sql.Stmt

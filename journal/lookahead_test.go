@@ -158,3 +158,25 @@ func TestLookAheadConcurrent(t *testing.T) {
 	close(stop)
 	rw.Wait()
 }
+
+// A missing name is ENOENT in a directory, also once the directory is
+// gone, and ENOTDIR under a file, however often it is asked.
+func TestLookupMissingName(t *testing.T) {
+	e := newEnv(t, nil)
+	d := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100644, 0, 0, 0))
+	for range 2 {
+		if _, err := e.j.Lookup(bg, d.Ino, "x"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("missing name in a directory: %v", err)
+		}
+		if _, err := e.j.Lookup(bg, f.Ino, "x"); !errors.Is(err, ErrNotDir) {
+			t.Fatalf("name under a file: %v", err)
+		}
+	}
+	if err := e.j.Rmdir(bg, RootIno, "d"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.j.Lookup(bg, d.Ino, "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("name in a removed directory: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -77,15 +78,46 @@ func (j *Journal) Lookup(ctx context.Context, parent Ino, name string) (Attr, er
 	if err == nil && j.la.seen(parent, cookie) {
 		j.fillLookAhead(ctx, parent, cookie, gen)
 	}
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) && !j.dirs.has(parent) {
+		// Tell a missing name from a parent that is not a directory.
 		if _, perr := j.dirAttr(ctx, nil, parent); perr != nil {
 			return Attr{}, perr
 		}
+		j.dirs.add(parent)
 	}
 	if err != nil {
 		return Attr{}, err
 	}
 	return j.overlay(a), nil
+}
+
+// knownDirs remembers inodes seen to be directories, so that a lookup of
+// a missing name (every create starts with one) needs no second query to
+// tell ENOENT from ENOTDIR. Always right: an inode's type never changes
+// and its number is never reused; once the directory is gone its lookups
+// find nothing, which is ENOENT either way. Bounded: forgets all at
+// knownDirsMax.
+type knownDirs struct {
+	mu sync.Mutex
+	m  map[Ino]struct{}
+}
+
+const knownDirsMax = 1 << 16
+
+func (d *knownDirs) has(ino Ino) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.m[ino]
+	return ok
+}
+
+func (d *knownDirs) add(ino Ino) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil || len(d.m) >= knownDirsMax {
+		d.m = map[Ino]struct{}{}
+	}
+	d.m[ino] = struct{}{}
 }
 
 // GetAttr returns an inode's attributes, including unflushed writes.
@@ -156,7 +188,9 @@ func (j *Journal) create(ctx context.Context, parent Ino, name string, mode, rde
 	// is a directory), the inode, the entry (whose UNIQUE(parent, name)
 	// says whether the name is taken); the reply is built from what was
 	// inserted rather than read back.
-	err := j.tx(ctx, func(tx *sql.Tx) error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		now := nowNS()
 		nlink, dl := 1, 0
 		if isDir(mode) {
@@ -199,7 +233,21 @@ func (j *Journal) create(ctx context.Context, parent Ino, name string, mode, rde
 			Atime: t, Mtime: t, Ctime: t}
 		return nil
 	})
+	if err == nil && mode&sIFMT == sIFREG {
+		j.imu.Lock()
+		j.created = created{ino: a.Ino, mode: mode, gen: j.commitGen.Load()}
+		j.imu.Unlock()
+	}
 	return a, err
+}
+
+// created is the newest regular file made: its open (which comes next
+// when it was made by open(O_CREAT)) knows its mode and size without a
+// query, as long as no commit came between (OpenFile).
+type created struct {
+	ino  Ino
+	mode uint32
+	gen  uint64 // commitGen after its commit
 }
 
 // isUniqueViolation reports whether err is sqlite's UNIQUE or PRIMARY KEY

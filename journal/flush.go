@@ -84,10 +84,14 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 	}
 	var fr freed
 	var added []qitem
+	// An open inode's row lives until reclaim, which waits for n.mu.
+	open := j.isOpen(n.ino)
 	j.wmu.Lock()
 	err = j.durableTxLocked(ctx, func(tx *sql.Tx) error {
-		if err := j.inodeExists(ctx, tx, n.ino); err != nil {
-			return err
+		if !open {
+			if err := j.inodeExists(ctx, tx, n.ino); err != nil {
+				return err
+			}
 		}
 		renamed, err := j.applyCuts(ctx, tx, n.ino, cuts, prio, &fr, &added)
 		if err != nil {

@@ -168,6 +168,7 @@ func (j *Journal) commitBehind(ctx context.Context, n *inode, c *cut, end int64)
 	var fr freed
 	var added []qitem
 	j.wmu.Lock()
+	j.scopeLocked(n.ino)
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		if err := j.inodeExists(ctx, tx, n.ino); err != nil {
 			return err

@@ -202,18 +202,39 @@ func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error
 		tx, err = j.db.BeginTx(ctx0, nil) // before prepare (migrate)
 	}
 	if err != nil {
+		j.scope = scopeAll
 		return fmt.Errorf("journal: begin: %w", err)
 	}
 	if err := fn(tx); err != nil {
+		j.scope = scopeAll
 		tx.Rollback()
 		return err
 	}
+	scope := j.scope
+	j.scope = scopeAll
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("journal: commit: %w", err)
 	}
-	j.commitGen.Add(1) // after the commit: whoever reads the new value sees it
+	// After the commit: whoever reads the new value sees it.
+	gen := j.commitGen.Add(1)
+	if scope != scopeAll {
+		j.ac.carry(gen-1, gen, scope)
+		j.la.carry(gen-1, gen, scope)
+	}
 	return nil
 }
+
+// Scopes of a transaction (Journal.scope): which inode rows it may change.
+const (
+	scopeAll  Ino = 0       // any
+	scopeNone Ino = ^Ino(0) // none (the upload queue, segments, meta)
+	// any other value: that inode's row only
+)
+
+// scopeLocked says that the next transaction changes no inode row but
+// ino's (or none, scopeNone): the caches valid until a commit (attrCache,
+// lookAhead) keep the other rows across it. wmu held; txLocked resets it.
+func (j *Journal) scopeLocked(ino Ino) { j.scope = ino }
 
 // durableTxLocked is txLocked with synchronous=FULL for its commit,
 // which fsyncs the WAL: it and every earlier commit survive a power cut.
@@ -221,6 +242,7 @@ func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error
 func (j *Journal) durableTxLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	ctx0 := context.WithoutCancel(ctx)
 	if _, err := j.w.ExecContext(ctx0, "PRAGMA synchronous = FULL"); err != nil {
+		j.scope = scopeAll
 		return fmt.Errorf("journal: set synchronous: %w", err)
 	}
 	err := j.txLocked(ctx, fn)
@@ -240,6 +262,7 @@ func (j *Journal) barrier(ctx context.Context) error {
 
 // barrierLocked is barrier for callers that hold wmu.
 func (j *Journal) barrierLocked(ctx context.Context) error {
+	j.scopeLocked(scopeNone)
 	return j.durableTxLocked(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('sync', ?)`, fmt.Sprint(nowNS()))
 		return err
@@ -322,23 +345,58 @@ func (j *Journal) prepare(ctx context.Context) error {
 		s, err = j.db.PrepareContext(ctx, q)
 		return s
 	}
-	j.st.lookup = p(`SELECT e.cookie, ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino WHERE e.parent = ? AND e.name = ?`)
-	j.st.lookAhead = p(`SELECT e.name, e.cookie, ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino
-		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`)
-	j.st.getattr = p(`SELECT ` + attrCols + ` FROM inodes i WHERE i.ino = ?`)
+	j.st.lookup = p(lookupQ)
+	j.st.lookAhead = p(lookAheadQ)
+	j.st.getattr = p(getattrQ)
 	j.st.readdir = p(`SELECT e.name, e.ino, i.mode, e.cookie FROM entries e JOIN inodes i ON i.ino = e.ino
 		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`)
 	j.st.mapRange = p(`SELECT m.idx, b.id, b.plain_len, b.state, b.segment, b.seg_off, b.seg_len
 		FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ? AND m.idx BETWEEN ? AND ? ORDER BY m.idx`)
+	if err == nil && j.w != nil {
+		// The same reads on the write connection (see reader).
+		pw := func(q string) *sql.Stmt {
+			if err != nil {
+				return nil
+			}
+			var s *sql.Stmt
+			s, err = j.w.PrepareContext(ctx, q)
+			return s
+		}
+		j.wst.lookup = pw(lookupQ)
+		j.wst.lookAhead = pw(lookAheadQ)
+		j.wst.getattr = pw(getattrQ)
+	}
 	if err != nil {
 		j.st.close()
+		j.wst.close()
 		return fmt.Errorf("journal: prepare statements: %w", err)
 	}
 	return nil
 }
 
+// The hot reads prepared on the pool and on the write connection.
+const (
+	lookupQ    = `SELECT e.cookie, ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino WHERE e.parent = ? AND e.name = ?`
+	lookAheadQ = `SELECT e.name, e.cookie, ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino
+		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`
+	getattrQ = `SELECT ` + attrCols + ` FROM inodes i WHERE i.ino = ?`
+)
+
+// reader picks where a hot read runs: on the write connection when no
+// transaction holds it, else on the pool. The write connection's page
+// cache has every commit; a pool connection reads again, from the WAL,
+// the pages that commits since its last read changed (most of them,
+// while files are being made). Call release after the last Scan.
+func (j *Journal) reader(pool, w *sql.Stmt) (st *sql.Stmt, release func()) {
+	if w != nil && j.wmu.TryLock() {
+		return w, j.wmu.Unlock
+	}
+	return pool, func() {}
+}
+
 func (j *Journal) closeStmts() {
 	j.st.close()
+	j.wst.close()
 	j.pmu.Lock()
 	for _, st := range j.pcache {
 		st.Close()

@@ -87,6 +87,7 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 	// An open inode's row lives until reclaim, which waits for n.mu.
 	open := j.isOpen(n.ino)
 	j.wmu.Lock()
+	j.scopeLocked(n.ino)
 	err = j.durableTxLocked(ctx, func(tx *sql.Tx) error {
 		if !open {
 			if err := j.inodeExists(ctx, tx, n.ino); err != nil {

@@ -91,8 +91,11 @@ type Journal struct {
 	commitGen atomic.Uint64
 	la        lookAhead
 	dirs      knownDirs
+	ac        attrCache
 	created   created // guarded by imu
+	scope     Ino     // of the running transaction; guarded by wmu (scopeLocked)
 	st        stmts
+	wst       stmts      // lookup, lookAhead and getattr on w (reader)
 	pmu       sync.Mutex // guards pcache
 	pcache    map[string]*sql.Stmt
 	dirty     string // Dir/dirty

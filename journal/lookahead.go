@@ -96,7 +96,9 @@ func (l *lookAhead) set(parent Ino, gen uint64, entries map[string]laEntry) {
 // fillLookAhead reads the entries of parent after cookie as they were at
 // gen. A failure only leaves the window empty.
 func (j *Journal) fillLookAhead(ctx context.Context, parent Ino, cookie int64, gen uint64) {
-	rows, err := j.st.lookAhead.QueryContext(ctx, parent, cookie, lookAheadN)
+	st, release := j.reader(j.st.lookAhead, j.wst.lookAhead)
+	defer release()
+	rows, err := st.QueryContext(ctx, parent, cookie, lookAheadN)
 	if err != nil {
 		return
 	}
@@ -129,4 +131,70 @@ func (r rowScanner) Scan(dest ...any) error {
 		lead = []any{r.name, r.cookie}
 	}
 	return r.s.Scan(append(lead, dest...)...)
+}
+
+// attrCache holds inode rows read or written since the last commit: the
+// replies of a create (the new inode and its parent, whose row the
+// create's UPDATE returns), and what GetAttr read. Valid while commitGen
+// is what it was then, like lookAhead; in-memory attributes are laid
+// over on the way out. It spares the queries of the kernel's GETATTR of
+// a directory after each create in it, and of the SetAttr replies of a
+// file whose attributes wait for its flush.
+type attrCache struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[Ino]Attr
+}
+
+// attrCacheMax bounds the inodes kept for one generation.
+const attrCacheMax = 1024
+
+func (c *attrCache) get(ino Ino, gen uint64) (Attr, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return Attr{}, false
+	}
+	a, ok := c.m[ino]
+	return a, ok
+}
+
+// put records a as ino's row at gen (read with no commit after gen).
+func (c *attrCache) put(ino Ino, a Attr, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen < c.gen {
+		return
+	}
+	if gen > c.gen || c.m == nil || len(c.m) >= attrCacheMax {
+		c.gen, c.m = gen, make(map[Ino]Attr)
+	}
+	c.m[ino] = a
+}
+
+// carry keeps the cache across the commit that moved commitGen from old
+// to gen, which changed no inode row but ino's (none: scopeNone).
+func (c *attrCache) carry(old, gen uint64, ino Ino) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != old {
+		return
+	}
+	c.gen = gen
+	delete(c.m, ino)
+}
+
+// carry is attrCache.carry for the window.
+func (l *lookAhead) carry(old, gen uint64, ino Ino) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gen != old {
+		return
+	}
+	l.gen = gen
+	for name, e := range l.entries {
+		if e.a.Ino == ino {
+			delete(l.entries, name)
+		}
+	}
 }

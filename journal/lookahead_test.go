@@ -180,3 +180,57 @@ func TestLookupMissingName(t *testing.T) {
 		t.Fatalf("name in a removed directory: %v", err)
 	}
 }
+
+// The attributes a create caches (the new inode, and its parent as its
+// UPDATE returned it) equal the rows, and every commit after makes
+// GetAttr read again.
+func TestAttrCacheNeverStale(t *testing.T) {
+	e := newEnv(t, nil)
+	row := func(ino Ino) Attr {
+		t.Helper()
+		a, err := scanAttr(e.j.db.QueryRow(`SELECT `+attrCols+` FROM inodes i WHERE i.ino = ?`, ino))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	same := func(ino Ino, where string) {
+		t.Helper()
+		if g, r := must[Attr](t)(e.j.GetAttr(bg, ino)), row(ino); g != r {
+			t.Fatalf("%s: GetAttr %+v, row %+v", where, g, r)
+		}
+	}
+	d := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+	same(RootIno, "root after mkdir")
+	same(d.Ino, "d after mkdir")
+	f := must[Attr](t)(e.j.Mknod(bg, d.Ino, "f", 0o100644, 0, 0, 0))
+	same(d.Ino, "d after create")
+	same(f.Ino, "f after create")
+	// A flush commits f's row only: d stays cached, f is read again.
+	if _, err := e.j.WriteAt(bg, f.Ino, []byte("12345"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.Flush(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	same(f.Ino, "f after flush")
+	same(d.Ino, "d after flush of f")
+	if a := must[Attr](t)(e.j.GetAttr(bg, f.Ino)); a.Size != 5 {
+		t.Fatalf("f after flush: size %d", a.Size)
+	}
+	mode := uint32(0o700)
+	must[Attr](t)(e.j.SetAttr(bg, d.Ino, SetAttr{Mode: &mode}))
+	same(d.Ino, "d after chmod")
+	sub := must[Attr](t)(e.j.Mkdir(bg, d.Ino, "sub", 0o755, 0, 0))
+	same(d.Ino, "d after mkdir in it")
+	if a := must[Attr](t)(e.j.GetAttr(bg, d.Ino)); a.Nlink != 3 || a.Mode != 0o40700 {
+		t.Fatalf("d: nlink %d mode %o", a.Nlink, a.Mode)
+	}
+	must[Attr](t)(e.j.Link(bg, f.Ino, sub.Ino, "f2"))
+	same(f.Ino, "f after link")
+	if err := e.j.Unlink(bg, d.Ino, "f"); err != nil {
+		t.Fatal(err)
+	}
+	same(f.Ino, "f after unlink")
+	same(d.Ino, "d after unlink")
+}

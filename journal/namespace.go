@@ -69,13 +69,15 @@ func (j *Journal) Lookup(ctx context.Context, parent Ino, name string) (Attr, er
 	if len(name) > maxName {
 		return Attr{}, ErrNameTooLong
 	}
-	gen := j.commitGen.Load()
-	if a, ok := j.la.get(parent, name, gen); ok {
+	gen, cached := j.cacheGen()
+	if a, ok := j.la.get(parent, name, gen); ok && cached {
 		return j.overlay(a), nil
 	}
 	var cookie int64
-	a, err := scanAttr(rowScanner{j.st.lookup.QueryRowContext(ctx, parent, name), nil, &cookie})
-	if err == nil && j.la.seen(parent, cookie) {
+	st, release := j.reader(j.st.lookup, j.wst.lookup)
+	a, err := scanAttr(rowScanner{st.QueryRowContext(ctx, parent, name), nil, &cookie})
+	release()
+	if err == nil && cached && j.la.seen(parent, cookie) {
 		j.fillLookAhead(ctx, parent, cookie, gen)
 	}
 	if errors.Is(err, ErrNotFound) && !j.dirs.has(parent) {
@@ -125,11 +127,27 @@ func (j *Journal) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	if err := j.checkOpen(); err != nil {
 		return Attr{}, err
 	}
-	a, err := scanAttr(j.st.getattr.QueryRowContext(ctx, ino))
+	gen, cached := j.cacheGen()
+	if a, ok := j.ac.get(ino, gen); ok && cached {
+		return j.overlay(a), nil
+	}
+	st, release := j.reader(j.st.getattr, j.wst.getattr)
+	a, err := scanAttr(st.QueryRowContext(ctx, ino))
+	release()
 	if err != nil {
 		return Attr{}, err
 	}
+	if cached {
+		j.ac.put(ino, a, gen)
+	}
 	return j.overlay(a), nil
+}
+
+// cacheGen returns commitGen for lookAhead and attrCache, and false when
+// they must not be used: a read-only journal's database may be written by
+// another process, whose commits commitGen does not count.
+func (j *Journal) cacheGen() (uint64, bool) {
+	return j.commitGen.Load(), !j.o.ReadOnly
 }
 
 // getAttrTx reads an inode inside a transaction (no overlay).
@@ -142,7 +160,9 @@ func (j *Journal) dirAttr(ctx context.Context, tx *sql.Tx, ino Ino) (Attr, error
 	var a Attr
 	var err error
 	if tx == nil {
-		a, err = scanAttr(j.st.getattr.QueryRowContext(ctx, ino))
+		st, release := j.reader(j.st.getattr, j.wst.getattr)
+		a, err = scanAttr(st.QueryRowContext(ctx, ino))
+		release()
 	} else {
 		a, err = j.getAttrTx(ctx, tx, ino)
 	}
@@ -183,7 +203,7 @@ func (j *Journal) create(ctx context.Context, parent Ino, name string, mode, rde
 	if err := checkName(name); err != nil {
 		return Attr{}, err
 	}
-	var a Attr
+	var a, parentAttr Attr
 	// Three statements: the parent's update (which also checks that it
 	// is a directory), the inode, the entry (whose UNIQUE(parent, name)
 	// says whether the name is taken); the reply is built from what was
@@ -196,19 +216,20 @@ func (j *Journal) create(ctx context.Context, parent Ino, name string, mode, rde
 		if isDir(mode) {
 			nlink, dl = 2, 1
 		}
-		res, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?, ctime = ?, nlink = nlink + ? WHERE ino = ? AND mode & ? = ?`,
-			now, now, dl, parent, sIFMT, sIFDIR)
-		if err != nil {
-			return fmt.Errorf("journal: update parent: %w", err)
-		}
-		if k, _ := res.RowsAffected(); k == 0 {
+		pa, err := scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET mtime = ?, ctime = ?, nlink = nlink + ? WHERE ino = ? AND mode & ? = ?
+			RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), now, now, dl, parent, sIFMT, sIFDIR))
+		if errors.Is(err, ErrNotFound) {
 			if _, err := j.dirAttr(ctx, tx, parent); err != nil {
 				return err // ErrNotFound or ErrNotDir
 			}
 			return fmt.Errorf("journal: update parent %d: no row changed", parent)
 		}
+		if err != nil {
+			return fmt.Errorf("journal: update parent: %w", err)
+		}
+		parentAttr = pa
 		size := len(target)
-		res, err = j.texec(ctx, tx, `INSERT INTO inodes(mode, uid, gid, rdev, nlink, size, atime, mtime, ctime)
+		res, err := j.texec(ctx, tx, `INSERT INTO inodes(mode, uid, gid, rdev, nlink, size, atime, mtime, ctime)
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, mode, uid, gid, rdev, nlink, size, now, now, now)
 		if err != nil {
 			return fmt.Errorf("journal: create inode: %w", err)
@@ -233,12 +254,18 @@ func (j *Journal) create(ctx context.Context, parent Ino, name string, mode, rde
 			Atime: t, Mtime: t, Ctime: t}
 		return nil
 	})
-	if err == nil && mode&sIFMT == sIFREG {
+	if err != nil {
+		return a, err
+	}
+	gen := j.commitGen.Load() // wmu held: no commit since this one
+	j.ac.put(parent, parentAttr, gen)
+	j.ac.put(a.Ino, a, gen)
+	if mode&sIFMT == sIFREG {
 		j.imu.Lock()
-		j.created = created{ino: a.Ino, mode: mode, gen: j.commitGen.Load()}
+		j.created = created{ino: a.Ino, mode: mode, gen: gen}
 		j.imu.Unlock()
 	}
-	return a, err
+	return a, nil
 }
 
 // created is the newest regular file made: its open (which comes next

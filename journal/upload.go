@@ -341,6 +341,7 @@ func (j *Journal) commitSegment(ctx context.Context, info *remote.SegmentInfo, p
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	var done []placedBlock
+	j.scopeLocked(scopeNone)
 	err = j.txLocked(ctx, func(tx *sql.Tx) error {
 		done = done[:0]
 		if _, err := tx.ExecContext(ctx, `INSERT INTO segments(id, k, m, size, shard_size, chunk_size, nodes, stored, created)

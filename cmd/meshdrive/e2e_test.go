@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // treeStats counts the regular files under root and their bytes.
@@ -196,10 +197,18 @@ func TestEndToEnd(t *testing.T) {
 	if st.Online || st.NodesUp != 0 {
 		t.Errorf("offline status: online %v nodes up %d", st.Online, st.NodesUp)
 	}
+	// The health watcher's first round may end after the listing and
+	// the status above: give it time before unmounting.
+	var log []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		log, _ = os.ReadFile(filepath.Join(dir, logFile))
+		if strings.Contains(string(log), "offline: no node reachable") || time.Now().After(deadline) {
+			break
+		}
+	}
 	mustRun(t, env, "unmount", "--data", dir, mp)
-	log, _ := os.ReadFile(filepath.Join(dir, logFile))
 	if !strings.Contains(string(log), "offline: no node reachable") {
-		t.Errorf("the log does not say the drive is offline:\n%s", log)
+		t.Errorf("the log does not say the drive is offline within 10 s of mounting:\n%s", log)
 	}
 	if mounted(mp) || !lockFree(t, dir) {
 		t.Errorf("at the end: mounted %v, lock free %v", mounted(mp), lockFree(t, dir))

@@ -94,3 +94,29 @@ func TestReleaseFreesUnlinkedOpenFile(t *testing.T) {
 		t.Errorf("GetXattr of a freed inode: %v, want ErrNotFound", err)
 	}
 }
+
+// A reclaim that finds the file opened since its unlink (open(2) racing
+// unlink(2)) leaves it to the last release, which frees it.
+func TestReclaimOfReopenedFileAtRelease(t *testing.T) {
+	e := newEnv(t, nil)
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100600, 0, 0, 0))
+	e.j.OpenFile(a.Ino)
+	if err := e.j.Unlink(bg, RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	// As if the open had come after the unlink's own check.
+	e.j.imu.Lock()
+	e.j.inodes[a.Ino].unlinked = false
+	e.j.imu.Unlock()
+	if err := e.j.reclaim(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	e.j.ReleaseFile(a.Ino)
+	var n int
+	if err := e.j.db.QueryRow(`SELECT count(*) FROM inodes WHERE ino = ?`, a.Ino).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatal("an unlinked file opened during its reclaim was not freed at its last release")
+	}
+}

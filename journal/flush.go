@@ -121,6 +121,8 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 		return fmt.Errorf("journal: flush inode %d: %w", n.ino, err)
 	}
 	fr.durable = true
+	// Before attrDirty and pend are cleared below (see flushedSince).
+	j.flushGen.Store(j.commitGen.Load())
 	j.afterFreeLocked(&fr)
 	j.enqueue(added)
 	j.wmu.Unlock()

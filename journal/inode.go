@@ -311,6 +311,9 @@ func (j *Journal) reclaim(ctx context.Context, ino Ino) error {
 	defer j.wmu.Unlock()
 	j.imu.Lock()
 	open := n.open > 0
+	if open {
+		n.unlinked = true // opened meanwhile: its last ReleaseFile comes back
+	}
 	j.imu.Unlock()
 	if open {
 		return nil

@@ -87,8 +87,10 @@ type Journal struct {
 	// connection's commit would make it read again from the WAL. Its
 	// synchronous is NORMAL, FULL for a durable commit (durableTxLocked).
 	w *sql.Conn
-	// commitGen counts the commits of w (see lookAhead).
+	// commitGen counts the commits of w (see lookAhead); flushGen is
+	// commitGen after the newest flush's commit (flushedSince).
 	commitGen atomic.Uint64
+	flushGen  atomic.Uint64
 	la        lookAhead
 	dirs      knownDirs
 	ac        attrCache

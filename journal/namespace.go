@@ -69,7 +69,22 @@ func (j *Journal) Lookup(ctx context.Context, parent Ino, name string) (Attr, er
 	if len(name) > maxName {
 		return Attr{}, ErrNameTooLong
 	}
-	gen, cached := j.cacheGen()
+	for try := 0; ; try++ {
+		gen, cached := j.cacheGen()
+		a, err := j.lookupOnce(ctx, parent, name, gen, cached)
+		if err != nil || try > 0 || !j.flushedSince(gen) {
+			return a, err
+		}
+	}
+}
+
+// flushedSince reports whether a flush committed after commitGen was gen.
+// A read that began before it may have read the row from before the
+// flush and then found the in-memory attributes gone (the flush clears
+// them after its commit): GetAttr and Lookup read once more.
+func (j *Journal) flushedSince(gen uint64) bool { return j.flushGen.Load() > gen }
+
+func (j *Journal) lookupOnce(ctx context.Context, parent Ino, name string, gen uint64, cached bool) (Attr, error) {
 	if a, ok := j.la.get(parent, name, gen); ok && cached {
 		return j.overlay(a), nil
 	}
@@ -127,7 +142,16 @@ func (j *Journal) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	if err := j.checkOpen(); err != nil {
 		return Attr{}, err
 	}
-	gen, cached := j.cacheGen()
+	for try := 0; ; try++ {
+		gen, cached := j.cacheGen()
+		a, err := j.getAttrOnce(ctx, ino, gen, cached)
+		if err != nil || try > 0 || !j.flushedSince(gen) {
+			return a, err
+		}
+	}
+}
+
+func (j *Journal) getAttrOnce(ctx context.Context, ino Ino, gen uint64, cached bool) (Attr, error) {
 	if a, ok := j.ac.get(ino, gen); ok && cached {
 		return j.overlay(a), nil
 	}

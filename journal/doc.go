@@ -99,8 +99,21 @@
 // Every method is safe for concurrent use. Each file has its own lock (held
 // while its blocks are read, hashed and sealed, never another file's); write
 // transactions and staging-file renames are serialized by one short lock
-// that is never held while hashing, sealing or talking to the grid. Lock
-// order: inode.mu -> wmu -> imu -> qmu.
+// (wmu) that is never held while hashing, sealing or talking to the grid,
+// and run on one connection; lookups and getattrs run on it too when they
+// get wmu without waiting (TryLock), on the pool of read connections
+// otherwise. Lock order: inode.mu -> wmu -> imu -> qmu, and wmu ->
+// lookAhead.mu, attrCache.mu.
+//
+// # Caches of the database
+//
+// Inode rows a create wrote or a getattr read (attrCache) and the entries
+// a lookup read ahead in readdir order (lookAhead) are answered from
+// memory while commitGen, bumped after every commit, is what it was when
+// they were read. A transaction that changes only one inode's row (a
+// flush, a write-behind commit) or none (an upload, a barrier) says so
+// (scopeLocked), and the caches keep the other rows across it. The
+// in-memory attributes of unflushed files are laid over every answer.
 //
 // Errors are the sentinels of types.go, wrapped with what happened; a
 // local disk error is wrapped as is (fs maps it to EIO) and leaves the

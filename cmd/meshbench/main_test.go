@@ -201,3 +201,26 @@ func TestWorkloadsOnPlainDir(t *testing.T) {
 		seen[p] = true
 	}
 }
+
+// The profile goes to the row furthest below its target, before any row
+// without a target that merely has a lower ratio.
+func TestBiggestGapPrefersMissedTarget(t *testing.T) {
+	mk := func(name string, target, drive, plain float64) row {
+		return row{wl: workload{name: name, target: target}, got: map[string]measurement{
+			kindDrive: {value: drive}, kindPlain: {value: plain}}}
+	}
+	r := &results{rows: []row{
+		mk("cold", 0, 30, 100),    // 0.30, no target
+		mk("copy", 0.7, 32, 100),  // 0.32 of 0.7: 0.46
+		mk("write", 1.0, 90, 100), // 0.90 of 1.0
+		mk("stat", 1.0, 120, 100), // met
+	}}
+	if g := r.biggestGap(); g == nil || g.wl.name != "copy" {
+		t.Fatalf("biggest gap %v, want copy", g)
+	}
+	r.rows = r.rows[:1]
+	r.rows = append(r.rows, mk("stat", 1.0, 120, 100))
+	if g := r.biggestGap(); g == nil || g.wl.name != "cold" {
+		t.Fatalf("with every target met: biggest gap %v, want cold (lowest ratio)", g)
+	}
+}

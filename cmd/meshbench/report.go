@@ -81,17 +81,27 @@ func (rw row) ratio(a, b string) float64 {
 	return x.value / y.value
 }
 
-// biggestGap is the row where the drive trails the plain daemon most
-// (lowest C/B), or nil.
+// biggestGap is the row the profile is taken of: among the rows that
+// miss their C/B target, the one furthest below it (C/B over target);
+// when none misses, the row where the drive trails the plain daemon most
+// (lowest C/B); nil when no row has both figures.
 func (r *results) biggestGap() *row {
 	var worst *row
+	var worstScore float64
+	worstMissed := false
 	for i := range r.rows {
-		q := r.rows[i].ratio(kindDrive, kindPlain)
+		rw := &r.rows[i]
+		q := rw.ratio(kindDrive, kindPlain)
 		if math.IsNaN(q) {
 			continue
 		}
-		if worst == nil || q < worst.ratio(kindDrive, kindPlain) {
-			worst = &r.rows[i]
+		missed := rw.wl.target > 0 && q < rw.wl.target
+		score := q
+		if missed {
+			score = q / rw.wl.target
+		}
+		if worst == nil || missed && !worstMissed || missed == worstMissed && score < worstScore {
+			worst, worstScore, worstMissed = rw, score, missed
 		}
 	}
 	return worst

@@ -26,7 +26,7 @@ func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error)
 	if s.Mode == nil && s.Uid == nil && s.Gid == nil && s.Atime == nil && s.Mtime == nil {
 		return j.GetAttr(ctx, ino)
 	}
-	if j.setPending(ino, &s) {
+	if j.setPending(ino, &s, nowNS()) {
 		return j.GetAttr(ctx, ino)
 	}
 	if err := j.tx(ctx, func(tx *sql.Tx) error { return j.setAttrTx(ctx, tx, ino, &s) }); err != nil {
@@ -35,11 +35,12 @@ func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error)
 	return j.GetAttr(ctx, ino)
 }
 
-// setPending keeps s (all but Size) with ino's unflushed data and reports
-// whether it did; false when ino has none (then s needs a commit). A
-// crash before the flush loses s together with the data, as a local
-// disk loses a chmod it had not written back; close and fsync flush.
-func (j *Journal) setPending(ino Ino, s *SetAttr) bool {
+// setPending keeps s (all but Size) with ino's unflushed data, its ctime
+// raised to ctime, and reports whether it did; false when ino has none
+// (then s needs a commit). A crash before the flush loses s together
+// with the data, as a local disk loses a chmod it had not written back;
+// close and fsync flush.
+func (j *Journal) setPending(ino Ino, s *SetAttr, ctime int64) bool {
 	n := j.memInode(ino)
 	if n == nil {
 		return false
@@ -70,7 +71,7 @@ func (j *Journal) setPending(ino Ino, s *SetAttr) bool {
 	if s.Mtime != nil {
 		n.mtime = s.Mtime.UnixNano()
 	}
-	n.ctime = max(n.ctime, nowNS())
+	n.ctime = max(n.ctime, ctime)
 	return true
 }
 
@@ -113,26 +114,7 @@ func (j *Journal) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr
 // FATTR_CTIME), which is then kept with the file's unflushed data: a
 // crash before the flush loses both together.
 func (j *Journal) SetDirtyTimes(ino Ino, mtime, ctime time.Time) (Attr, bool) {
-	if j.checkWrite() != nil {
-		return Attr{}, false
-	}
-	n := j.memInode(ino)
-	if n == nil {
-		return Attr{}, false
-	}
-	defer j.putInode(n)
-	// Under n.mu no flush is between its snapshot of the times and its
-	// commit (it would store the old ones and clear attrDirty).
-	n.mu.Lock()
-	n.amu.Lock()
-	ok := n.hasDirty.Load() && n.attrDirty
-	if ok {
-		n.mtime = mtime.UnixNano()
-		n.ctime = max(n.ctime, ctime.UnixNano())
-	}
-	n.amu.Unlock()
-	n.mu.Unlock()
-	if !ok {
+	if j.checkWrite() != nil || !j.setPending(ino, &SetAttr{Mtime: &mtime}, ctime.UnixNano()) {
 		return Attr{}, false
 	}
 	a, err := j.GetAttr(context.Background(), ino)

@@ -194,6 +194,8 @@ func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error
 	// The commit must not be cut short by a cancelled caller once the
 	// transaction has started: run it on a context without cancellation.
 	ctx0 := context.WithoutCancel(ctx)
+	scope := j.scope
+	j.scope = scopeAll // for the next transaction, whatever becomes of this one
 	var tx *sql.Tx
 	var err error
 	if j.w != nil {
@@ -202,16 +204,12 @@ func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error
 		tx, err = j.db.BeginTx(ctx0, nil) // before prepare (migrate)
 	}
 	if err != nil {
-		j.scope = scopeAll
 		return fmt.Errorf("journal: begin: %w", err)
 	}
 	if err := fn(tx); err != nil {
-		j.scope = scopeAll
 		tx.Rollback()
 		return err
 	}
-	scope := j.scope
-	j.scope = scopeAll
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("journal: commit: %w", err)
 	}
@@ -337,14 +335,18 @@ func (j *Journal) prepare(ctx context.Context) error {
 			return fmt.Errorf("journal: open write connection: %w", err)
 		}
 	}
-	p := func(q string) *sql.Stmt {
-		if err != nil {
-			return nil
+	// on returns a preparer on db or on w that keeps the first error.
+	on := func(prep func(context.Context, string) (*sql.Stmt, error)) func(string) *sql.Stmt {
+		return func(q string) *sql.Stmt {
+			if err != nil {
+				return nil
+			}
+			var s *sql.Stmt
+			s, err = prep(ctx, q)
+			return s
 		}
-		var s *sql.Stmt
-		s, err = j.db.PrepareContext(ctx, q)
-		return s
 	}
+	p := on(j.db.PrepareContext)
 	j.st.lookup = p(lookupQ)
 	j.st.lookAhead = p(lookAheadQ)
 	j.st.getattr = p(getattrQ)
@@ -352,16 +354,9 @@ func (j *Journal) prepare(ctx context.Context) error {
 		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`)
 	j.st.mapRange = p(`SELECT m.idx, b.id, b.plain_len, b.state, b.segment, b.seg_off, b.seg_len
 		FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ? AND m.idx BETWEEN ? AND ? ORDER BY m.idx`)
-	if err == nil && j.w != nil {
+	if j.w != nil {
 		// The same reads on the write connection (see reader).
-		pw := func(q string) *sql.Stmt {
-			if err != nil {
-				return nil
-			}
-			var s *sql.Stmt
-			s, err = j.w.PrepareContext(ctx, q)
-			return s
-		}
+		pw := on(j.w.PrepareContext)
 		j.wst.lookup = pw(lookupQ)
 		j.wst.lookAhead = pw(lookAheadQ)
 		j.wst.getattr = pw(getattrQ)

@@ -34,6 +34,7 @@ type usage struct {
 	CPU    float64 // seconds of daemon CPU
 	Reads  int64   // read requests that reached the daemon (-1: not counted)
 	Writes int64
+	Fsyncs int64 // fsyncs made by the daemon's flushes (D)
 }
 
 // startChild re-executes this binary to serve kind at mnt and waits for it
@@ -130,6 +131,8 @@ func (c *child) end(ctx context.Context) (usage, error) {
 			u.Reads, _ = strconv.ParseInt(v, 10, 64)
 		case "writes":
 			u.Writes, _ = strconv.ParseInt(v, 10, 64)
+		case "fsyncs":
+			u.Fsyncs, _ = strconv.ParseInt(v, 10, 64)
 		}
 	}
 	return u, nil

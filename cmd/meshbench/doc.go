@@ -2,7 +2,7 @@
 // filesystem on the same disk, in one run, and writes the figures and their
 // ratios as the "## Drive vs loopback" section of docs/BENCHMARKS.md.
 //
-// Three filesystems are mounted side by side under one scratch directory:
+// Four filesystems are mounted side by side under one scratch directory:
 //
 //   - loopback (A): go-fuse's fs.NewLoopbackRoot as is. As root on a kernel
 //     with FUSE passthrough, its files hand their fd to the kernel
@@ -10,6 +10,10 @@
 //     the kernel's ceiling.
 //   - plain (B): the same loopback whose files answer PassthroughFd with
 //     false, so the daemon serves every byte: a plain FUSE daemon.
+//   - durable (D): B whose flush fsyncs a file written since the last
+//     flush. It keeps the drive's promise for close (data and metadata on
+//     local disk when close returns, docs/DESIGN.md) and does nothing
+//     else, so C/D is what the drive costs beyond that promise.
 //   - drive (C): fs.OpenDrive + Drive.Mount over a local grid of six
 //     dirstores (k=4, m=2) in the scratch directory, sealed with a random
 //     key.
@@ -22,8 +26,8 @@
 // died) or on SIGTERM, and the driver lazily unmounts whatever a dead child
 // left behind.
 //
-// Every workload runs on A, B and C in turn before the next workload
-// starts, so background noise on a shared machine falls on all three alike;
+// Every workload runs on every mount in turn before the next workload
+// starts, so background noise on a shared machine falls on all alike;
 // the ratios inside one run are the result, absolute figures are noisy.
 // Before the mounts start, the driver touches --warm-mem of anonymous memory
 // once (8 GiB by default, at most half of MemAvailable; none with --quick),
@@ -42,6 +46,6 @@
 // was written; a mismatch fails the run. The section is written only when
 // the whole run succeeded.
 //
-// A build with -tags nodrive leaves the drive out (A and B only), for
+// A build with -tags nodrive leaves the drive out (A, B and D only), for
 // measuring the baseline while the drive's packages do not build.
 package main

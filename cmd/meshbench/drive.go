@@ -75,7 +75,7 @@ func (m *driveMount) Settle(ctx context.Context) error { return m.d.Journal().Wa
 // ClearCache drops every unpinned block, so reads go to the grid.
 func (m *driveMount) ClearCache() error { return m.d.Cache().Clear() }
 
-func (m *driveMount) Counters() (int64, int64) { return -1, -1 }
+func (m *driveMount) Counters() (int64, int64, int64) { return -1, -1, -1 }
 
 func (m *driveMount) Info() string {
 	return fmt.Sprintf("grid=dirstore k=%d m=%d", gridK, gridM)

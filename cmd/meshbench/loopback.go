@@ -15,16 +15,19 @@ import (
 // daemon: with passthrough working, none do.
 type ioCounts struct {
 	reads, writes atomic.Int64
+	fsyncs        atomic.Int64 // D: fsyncs made by flush (close)
 }
 
 // benchNode is go-fuse's LoopbackNode with one change: the files it opens
 // are benchFiles, which count requests and, when passthrough is false,
-// refuse FUSE passthrough. Every child node is wrapped the same way
-// (NodeWrapChilder), so the whole tree behaves alike.
+// refuse FUSE passthrough (and, when durable, fsync at close). Every
+// child node is wrapped the same way (NodeWrapChilder), so the whole tree
+// behaves alike.
 type benchNode struct {
 	*gofs.LoopbackNode
 	counts      *ioCounts
 	passthrough bool
+	durable     bool
 }
 
 var (
@@ -38,7 +41,7 @@ func (n *benchNode) WrapChild(ctx context.Context, ops gofs.InodeEmbedder) gofs.
 	if !ok {
 		return ops
 	}
-	return &benchNode{LoopbackNode: lb, counts: n.counts, passthrough: n.passthrough}
+	return &benchNode{LoopbackNode: lb, counts: n.counts, passthrough: n.passthrough, durable: n.durable}
 }
 
 func (n *benchNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -62,21 +65,27 @@ func (n *benchNode) wrap(fh gofs.FileHandle) gofs.FileHandle {
 	if !ok {
 		return fh
 	}
-	return &benchFile{LoopbackFile: lf, counts: n.counts, passthrough: n.passthrough}
+	return &benchFile{LoopbackFile: lf, counts: n.counts, passthrough: n.passthrough, durable: n.durable}
 }
 
 // benchFile is a LoopbackFile (all its methods promoted) that counts Read
-// and Write and decides whether to offer its fd for passthrough.
+// and Write and decides whether to offer its fd for passthrough. A
+// durable one (D) fsyncs at the flush of close when it was written since
+// the last flush: the promise the drive keeps (data and metadata on local
+// disk when close returns), kept by a daemon that does nothing else.
 type benchFile struct {
 	*gofs.LoopbackFile
 	counts      *ioCounts
 	passthrough bool
+	durable     bool
+	written     atomic.Bool
 }
 
 var (
 	_ gofs.FilePassthroughFder = (*benchFile)(nil)
 	_ gofs.FileReader          = (*benchFile)(nil)
 	_ gofs.FileWriter          = (*benchFile)(nil)
+	_ gofs.FileFlusher         = (*benchFile)(nil)
 )
 
 // PassthroughFd answers (0, false) for the plain daemon, so the kernel
@@ -95,22 +104,38 @@ func (f *benchFile) Read(ctx context.Context, dest []byte, off int64) (fuse.Read
 
 func (f *benchFile) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	f.counts.writes.Add(1)
+	f.written.Store(true)
 	return f.LoopbackFile.Write(ctx, data, off)
 }
 
-// loopbackMount is a mounted loopback (A) or plain (B) filesystem.
+// Flush fsyncs first when the file is durable and was written since the
+// last flush (a written file's size and times change too, so this is
+// fsync, not fdatasync; on ext4 it also commits a new file's entry).
+func (f *benchFile) Flush(ctx context.Context) syscall.Errno {
+	if f.durable && f.written.Swap(false) {
+		f.counts.fsyncs.Add(1)
+		if errno := f.LoopbackFile.Fsync(ctx, 0); errno != 0 {
+			return errno
+		}
+	}
+	return f.LoopbackFile.Flush(ctx)
+}
+
+// loopbackMount is a mounted loopback (A), plain (B) or durable (D)
+// filesystem.
 type loopbackMount struct {
 	mnt         string
 	srv         *fuse.Server
 	counts      *ioCounts
 	passthrough bool
+	durable     bool
 }
 
 // mountLoopback mounts backing at mnt with the options of go-fuse's
 // example/loopback (1 s attribute and entry timeouts, default MaxWrite),
-// so A is the loopback "as is" and B differs from it only in
-// PassthroughFd.
-func mountLoopback(mnt, backing string, passthrough bool) (*loopbackMount, error) {
+// so A is the loopback "as is", B differs from it only in PassthroughFd,
+// and D from B only in the fsync of close.
+func mountLoopback(mnt, backing string, passthrough, durable bool) (*loopbackMount, error) {
 	root, err := gofs.NewLoopbackRoot(backing)
 	if err != nil {
 		return nil, fmt.Errorf("loopback root %s: %w", backing, err)
@@ -122,8 +147,11 @@ func mountLoopback(mnt, backing string, passthrough bool) (*loopbackMount, error
 	counts := &ioCounts{}
 	sec := time.Second
 	name := "meshbench-plain"
-	if passthrough {
+	switch {
+	case passthrough:
 		name = "meshbench-loopback"
+	case durable:
+		name = "meshbench-durable"
 	}
 	opts := &gofs.Options{
 		AttrTimeout:     &sec,
@@ -135,22 +163,25 @@ func mountLoopback(mnt, backing string, passthrough bool) (*loopbackMount, error
 			DirectMount: true,
 		},
 	}
-	srv, err := gofs.Mount(mnt, &benchNode{LoopbackNode: lb, counts: counts, passthrough: passthrough}, opts)
+	srv, err := gofs.Mount(mnt, &benchNode{LoopbackNode: lb, counts: counts, passthrough: passthrough, durable: durable}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("mount loopback at %s: %w", mnt, err)
 	}
-	return &loopbackMount{mnt: mnt, srv: srv, counts: counts, passthrough: passthrough}, nil
+	return &loopbackMount{mnt: mnt, srv: srv, counts: counts, passthrough: passthrough, durable: durable}, nil
 }
 
 func (m *loopbackMount) Settle(ctx context.Context) error { return nil }
 func (m *loopbackMount) ClearCache() error                { return nil }
 
-func (m *loopbackMount) Counters() (int64, int64) {
-	return m.counts.reads.Load(), m.counts.writes.Load()
+func (m *loopbackMount) Counters() (int64, int64, int64) {
+	return m.counts.reads.Load(), m.counts.writes.Load(), m.counts.fsyncs.Load()
 }
 
 func (m *loopbackMount) Info() string {
 	kernel := m.srv.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0
+	if m.durable {
+		return fmt.Sprintf("kernel-passthrough=%t offered=%t fsync-at-close=true", kernel, m.passthrough)
+	}
 	return fmt.Sprintf("kernel-passthrough=%t offered=%t", kernel, m.passthrough)
 }
 

@@ -87,7 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	size := f.String("size", "1GiB", "size of the sequential file (B, KiB, MiB, GiB)")
 	cacheMem := f.String("cache-mem", "0", "drive memory cache size (0: the drive's default)")
 	warmMem := f.String("warm-mem", "8GiB", "before mounting, touch this much anonymous memory once (one byte per 4 KiB page), so a VM's first-touch cost of its memory does not fall on whichever mount first needs new page-cache pages; capped at half of MemAvailable (0: off; --quick: 0 unless given)")
-	kinds := f.String("only", strings.Join(allKinds(), ","), "mounts to measure, comma-separated: loopback, plain, drive")
+	kinds := f.String("only", strings.Join(allKinds(), ","), "mounts to measure, comma-separated: loopback, plain, durable, drive")
 	wls := f.String("workloads", "", "run only these workloads, comma-separated (e.g. write,copy-tree; read-* need write, stat and readdir need create); for iterating, not for the report")
 	f.StringVar(&o.dir, "dir", "", "scratch directory on the disk under test (default: a new temp dir)")
 	f.IntVar(&o.files, "files", 100_000, "entries to create, stat and list")
@@ -159,13 +159,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	for _, k := range strings.Split(*kinds, ",") {
 		k = strings.TrimSpace(k)
 		switch k {
-		case kindLoopback, kindPlain:
+		case kindLoopback, kindPlain, kindDurable:
 		case kindDrive:
 			if !driveBuilt {
 				return o, errors.New("--only drive: this meshbench was built with -tags nodrive")
 			}
 		default:
-			return o, fmt.Errorf("--only: unknown mount %q (want loopback, plain, drive)", k)
+			return o, fmt.Errorf("--only: unknown mount %q (want loopback, plain, durable, drive)", k)
 		}
 		o.kinds = append(o.kinds, k)
 	}
@@ -175,9 +175,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 // allKinds are the mounts a default run measures, in report order.
 func allKinds() []string {
 	if driveBuilt {
-		return []string{kindLoopback, kindPlain, kindDrive}
+		return []string{kindLoopback, kindPlain, kindDurable, kindDrive}
 	}
-	return []string{kindLoopback, kindPlain}
+	return []string{kindLoopback, kindPlain, kindDurable}
 }
 
 // parseSize reads "1GiB", "512MiB", "64KiB", "4096" (bytes); G/M/K are

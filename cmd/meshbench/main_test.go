@@ -84,6 +84,18 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("%s: the loopback (A) saw %d reads, %d writes despite passthrough", name, a.Reads, a.Writes)
 		}
 	}
+	for _, rw := range res.rows {
+		if rw.wl.name != "copy-tree" {
+			continue
+		}
+		files := int64(rw.got[kindDurable].value * rw.got[kindDurable].secs)
+		if d := rw.got[kindDurable].use.Fsyncs; d < files/2 {
+			t.Errorf("copy-tree: the durable daemon (D) made %d fsyncs for about %d files", d, files)
+		}
+		if b := rw.got[kindPlain].use.Fsyncs; b != 0 {
+			t.Errorf("copy-tree: the plain daemon (B) made %d fsyncs at close", b)
+		}
+	}
 	if !passthrough {
 		t.Logf("kernel did not offer FUSE passthrough: A is a plain daemon too (%s)", res.info[kindLoopback])
 	}

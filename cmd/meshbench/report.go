@@ -114,6 +114,8 @@ func kindTitle(kind string) string {
 		return "A loopback (passthrough)"
 	case kindPlain:
 		return "B plain daemon"
+	case kindDurable:
+		return "D plain, fsync at close"
 	case kindDrive:
 		return "C meshdrive"
 	}
@@ -129,7 +131,7 @@ func (r *results) markdown() string {
 		strings.Join(hidePaths(o.args), " "), r.started.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- Machine: %s, %s/%s, %d CPUs (shared with other work: absolute figures are noisy, the ratios within this run are the result), %s.\n",
 		r.kernel, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-	fmt.Fprintf(&b, "- Disk: scratch on %s; A and B serve a directory on it, C keeps its journal, cache and a local grid of 6 dirstores (k=4, m=2) on it.\n", r.fsType)
+	fmt.Fprintf(&b, "- Disk: scratch on %s; A, B and D serve a directory on it, C keeps its journal, cache and a local grid of 6 dirstores (k=4, m=2) on it.\n", r.fsType)
 	fmt.Fprintf(&b, "- Sizes: %s file in 1 MiB I/O, %d random 4 KiB reads, %d entries, source tree `$GOROOT/%s` (%d files, %.0f MB).\n",
 		humanBytes(o.size), o.randOps, o.files, relGoroot(o.src), r.srcFiles, float64(r.srcBytes)/1e6)
 	for _, k := range o.kinds {
@@ -141,7 +143,7 @@ func (r *results) markdown() string {
 	if r.noDrop {
 		b.WriteString("- **Caches could not be dropped (not root): the cold rows are warm.**\n")
 	}
-	b.WriteString("\nMB = 10^6 bytes. A: go-fuse `NewLoopbackRoot` with example/loopback's options; with FUSE passthrough its reads and writes never reach the daemon (the kernel's ceiling). B: the same, its files answering `PassthroughFd` with false (a daemon that serves every byte). C: `fs.OpenDrive` + `Drive.Mount`. Cold rows drop the kernel's page, dentry and inode caches and C's block cache first (a virtual disk may still be cached by its host, so cold A and B reads can beat the device). Each workload runs on every mount before the next starts; after each, C is left to upload until grid-durable (not timed).")
+	b.WriteString("\nMB = 10^6 bytes. A: go-fuse `NewLoopbackRoot` with example/loopback's options; with FUSE passthrough its reads and writes never reach the daemon (the kernel's ceiling). B: the same, its files answering `PassthroughFd` with false (a daemon that serves every byte). D: B whose flush fsyncs a file written since the last flush (the drive's promise for close, kept by a daemon that does nothing else; C/D is what the drive costs beyond that promise). C: `fs.OpenDrive` + `Drive.Mount`. Cold rows drop the kernel's page, dentry and inode caches and C's block cache first (a virtual disk may still be cached by its host, so cold A and B reads can beat the device). Each workload runs on every mount before the next starts; after each, C is left to upload until grid-durable (not timed).")
 	if r.warmed > 0 {
 		fmt.Fprintf(&b, " Before the mounts started, %s of memory was touched once, so that the VM's first-touch cost of its memory falls on no mount (see the note below).", approxBytes(r.warmed))
 	}
@@ -152,8 +154,13 @@ func (r *results) markdown() string {
 		fmt.Fprintf(&b, " %s |", kindTitle(k))
 	}
 	hasAll := has(o.kinds, kindDrive) && has(o.kinds, kindPlain)
+	hasD := hasAll && has(o.kinds, kindDurable)
 	if hasAll {
-		b.WriteString(" C/B | C/A | target C/B |")
+		b.WriteString(" C/B | C/A |")
+		if hasD {
+			b.WriteString(" C/D |")
+		}
+		b.WriteString(" target C/B |")
 	}
 	b.WriteString("\n|---|---|")
 	for range o.kinds {
@@ -161,6 +168,9 @@ func (r *results) markdown() string {
 	}
 	if hasAll {
 		b.WriteString("---:|---:|---:|")
+		if hasD {
+			b.WriteString("---:|")
+		}
 	}
 	b.WriteString("\n")
 	for _, rw := range r.rows {
@@ -174,12 +184,16 @@ func (r *results) markdown() string {
 		}
 		if hasAll {
 			cb := rw.ratio(kindDrive, kindPlain)
-			fmt.Fprintf(&b, " %s | %s | %s |", ratioStr(cb), ratioStr(rw.ratio(kindDrive, kindLoopback)), targetStr(rw.wl.target, cb))
+			fmt.Fprintf(&b, " %s | %s |", ratioStr(cb), ratioStr(rw.ratio(kindDrive, kindLoopback)))
+			if hasD {
+				fmt.Fprintf(&b, " %s |", ratioStr(rw.ratio(kindDrive, kindDurable)))
+			}
+			fmt.Fprintf(&b, " %s |", targetStr(rw.wl.target, cb))
 		}
 		b.WriteString("\n")
 	}
 
-	b.WriteString("\nDaemon CPU seconds per workload (user+system of the serving process; requests that reached the daemon, for A and B):\n\n| workload |")
+	b.WriteString("\nDaemon CPU seconds per workload (user+system of the serving process; requests that reached the daemon, for A, B and D):\n\n| workload |")
 	for _, k := range o.kinds {
 		fmt.Fprintf(&b, " %s |", kindTitle(k))
 	}
@@ -195,6 +209,8 @@ func (r *results) markdown() string {
 			switch {
 			case !ok:
 				b.WriteString(" – |")
+			case m.use.Reads >= 0 && k == kindDurable:
+				fmt.Fprintf(&b, " %.2f s, %d reads, %d writes, %d fsyncs |", m.use.CPU, m.use.Reads, m.use.Writes, m.use.Fsyncs)
 			case m.use.Reads >= 0:
 				fmt.Fprintf(&b, " %.2f s, %d reads, %d writes |", m.use.CPU, m.use.Reads, m.use.Writes)
 			default:

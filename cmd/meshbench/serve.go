@@ -28,6 +28,7 @@ const serveEnv = "MESHBENCH_SERVE"
 const (
 	kindLoopback = "loopback" // A: go-fuse loopback as is (passthrough when offered)
 	kindPlain    = "plain"    // B: loopback with passthrough refused
+	kindDurable  = "durable"  // D: B that fsyncs a written file at close
 	kindDrive    = "drive"    // C: the meshdrive drive over a local grid
 )
 
@@ -44,9 +45,10 @@ type mounted interface {
 	Settle(ctx context.Context) error
 	// ClearCache drops the daemon's own caches (the drive's block cache).
 	ClearCache() error
-	// Counters reports read and write requests that reached the daemon,
+	// Counters reports read and write requests that reached the daemon
+	// and the fsyncs its flushes made,
 	// or -1 when the filesystem does not count them.
-	Counters() (reads, writes int64)
+	Counters() (reads, writes, fsyncs int64)
 	// Info describes the mount in one line (e.g. "passthrough=on").
 	Info() string
 	// Unmount unmounts (lazily if busy) and releases everything; it is
@@ -69,9 +71,9 @@ type serveArgs struct {
 func serve(args []string, stdin io.Reader, stdout io.Writer) int {
 	var a serveArgs
 	f := flag.NewFlagSet("meshbench serve", flag.ContinueOnError)
-	f.StringVar(&a.kind, "kind", "", "loopback, plain or drive")
+	f.StringVar(&a.kind, "kind", "", "loopback, plain, durable or drive")
 	f.StringVar(&a.mnt, "mnt", "", "mount point")
-	f.StringVar(&a.backing, "backing", "", "directory served by loopback and plain")
+	f.StringVar(&a.backing, "backing", "", "directory served by loopback, plain and durable")
 	f.StringVar(&a.data, "data", "", "drive data directory")
 	f.StringVar(&a.profDir, "profdir", "", "directory for CPU profiles")
 	f.Int64Var(&a.cacheMem, "cache-mem", 0, "drive memory cache bytes")
@@ -119,18 +121,18 @@ func mountKind(ctx context.Context, a serveArgs, log *slog.Logger) (mounted, err
 		return nil, errors.New("serve: --mnt is required")
 	}
 	switch a.kind {
-	case kindLoopback, kindPlain:
+	case kindLoopback, kindPlain, kindDurable:
 		if a.backing == "" {
-			return nil, errors.New("serve: --backing is required for loopback and plain")
+			return nil, errors.New("serve: --backing is required for loopback, plain and durable")
 		}
-		return mountLoopback(a.mnt, a.backing, a.kind == kindLoopback)
+		return mountLoopback(a.mnt, a.backing, a.kind == kindLoopback, a.kind == kindDurable)
 	case kindDrive:
 		if a.data == "" {
 			return nil, errors.New("serve: --data is required for drive")
 		}
 		return mountDrive(ctx, a, log)
 	}
-	return nil, fmt.Errorf("serve: unknown kind %q (want loopback, plain or drive)", a.kind)
+	return nil, fmt.Errorf("serve: unknown kind %q (want loopback, plain, durable or drive)", a.kind)
 }
 
 // answer prints "ready INFO", then answers one line per command until
@@ -161,10 +163,10 @@ func answer(ctx context.Context, a serveArgs, m mounted, stdin io.Reader, stdout
 		return err
 	}
 	var (
-		prof      *os.File
-		cpu0      time.Duration
-		r0, w0    int64
-		profiling bool
+		prof       *os.File
+		cpu0       time.Duration
+		r0, w0, f0 int64
+		profiling  bool
 	)
 	stopProf := func() {
 		if prof != nil {
@@ -199,7 +201,7 @@ func answer(ctx context.Context, a serveArgs, m mounted, stdin io.Reader, stdout
 				prof = p
 			}
 			cpu0 = cpuTime()
-			r0, w0 = m.Counters()
+			r0, w0, f0 = m.Counters()
 			profiling = true
 		case "end":
 			stopProf()
@@ -208,11 +210,11 @@ func answer(ctx context.Context, a serveArgs, m mounted, stdin io.Reader, stdout
 				break
 			}
 			profiling = false
-			r, w := m.Counters()
+			r, w, fs := m.Counters()
 			if r >= 0 {
-				r, w = r-r0, w-w0
+				r, w, fs = r-r0, w-w0, fs-f0
 			}
-			reply = fmt.Sprintf("ok cpu=%.3f reads=%d writes=%d", (cpuTime() - cpu0).Seconds(), r, w)
+			reply = fmt.Sprintf("ok cpu=%.3f reads=%d writes=%d fsyncs=%d", (cpuTime() - cpu0).Seconds(), r, w, fs)
 		case "settle":
 			reply = okOrErr(m.Settle(ctx))
 		case "clear":

@@ -127,7 +127,9 @@ func (j *Journal) GetXattr(ctx context.Context, ino Ino, name string) ([]byte, e
 		return nil, err
 	}
 	var v []byte
-	err := j.qrow(ctx, `SELECT value FROM xattrs WHERE ino = ? AND name = ?`, ino, name).Scan(&v)
+	st, release := j.reader(j.st.getxattr, j.wst.getxattr)
+	err := st.QueryRowContext(ctx, ino, name).Scan(&v)
+	release()
 	if errors.Is(err, sql.ErrNoRows) {
 		// No such attribute, or no such inode. An open file's row lives
 		// until its last release: skip asking (the kernel asks for

@@ -167,6 +167,7 @@ func (j *Journal) commitBehind(ctx context.Context, n *inode, c *cut, end int64)
 	prio := 1
 	var fr freed
 	var added []qitem
+	n.mapEmpty = false
 	j.wmu.Lock()
 	j.scopeLocked(n.ino)
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
@@ -180,7 +181,7 @@ func (j *Journal) commitBehind(ctx context.Context, n *inode, c *cut, end int64)
 			return err
 		}
 		cs := []cut{*c}
-		renamed, err := j.applyCuts(ctx, tx, n.ino, cs, prio, &fr, &added)
+		renamed, err := j.applyCuts(ctx, tx, n.ino, cs, prio, &fr, &added, false)
 		if err != nil {
 			return err
 		}

@@ -325,7 +325,7 @@ func (j *Journal) tquery(ctx context.Context, tx *sql.Tx, q string, args ...any)
 
 // stmts are the prepared statements of the hot paths.
 type stmts struct {
-	lookup, lookAhead, getattr, readdir, mapRange *sql.Stmt
+	lookup, lookAhead, getattr, readdir, mapRange, blockExists, getxattr *sql.Stmt
 }
 
 func (j *Journal) prepare(ctx context.Context) error {
@@ -350,6 +350,8 @@ func (j *Journal) prepare(ctx context.Context) error {
 	j.st.lookup = p(lookupQ)
 	j.st.lookAhead = p(lookAheadQ)
 	j.st.getattr = p(getattrQ)
+	j.st.blockExists = p(blockExistsQ)
+	j.st.getxattr = p(getxattrQ)
 	j.st.readdir = p(`SELECT e.name, e.ino, i.mode, e.cookie FROM entries e JOIN inodes i ON i.ino = e.ino
 		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`)
 	j.st.mapRange = p(`SELECT m.idx, b.id, b.plain_len, b.state, b.segment, b.seg_off, b.seg_len
@@ -360,6 +362,8 @@ func (j *Journal) prepare(ctx context.Context) error {
 		j.wst.lookup = pw(lookupQ)
 		j.wst.lookAhead = pw(lookAheadQ)
 		j.wst.getattr = pw(getattrQ)
+		j.wst.blockExists = pw(blockExistsQ)
+		j.wst.getxattr = pw(getxattrQ)
 	}
 	if err != nil {
 		j.st.close()
@@ -374,7 +378,9 @@ const (
 	lookupQ    = `SELECT e.cookie, ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino WHERE e.parent = ? AND e.name = ?`
 	lookAheadQ = `SELECT e.name, e.cookie, ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino
 		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`
-	getattrQ = `SELECT ` + attrCols + ` FROM inodes i WHERE i.ino = ?`
+	getattrQ     = `SELECT ` + attrCols + ` FROM inodes i WHERE i.ino = ?`
+	blockExistsQ = `SELECT 1 FROM blocks WHERE id = ?`
+	getxattrQ    = `SELECT value FROM xattrs WHERE ino = ? AND name = ?`
 )
 
 // reader picks where a hot read runs: on the write connection when no
@@ -401,7 +407,7 @@ func (j *Journal) closeStmts() {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.lookup, s.lookAhead, s.getattr, s.readdir, s.mapRange} {
+	for _, st := range []*sql.Stmt{s.lookup, s.lookAhead, s.getattr, s.readdir, s.mapRange, s.blockExists, s.getxattr} {
 		if st != nil {
 			st.Close()
 		}

@@ -86,6 +86,15 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 	var added []qitem
 	// An open inode's row lives until reclaim, which waits for n.mu.
 	open := j.isOpen(n.ino)
+	// A file with no block map rows has no old blocks to replace or drop.
+	fresh := n.mapEmpty
+	n.mapEmpty = false
+	var used int64
+	for _, c := range cuts {
+		if !c.hole {
+			used += c.plainLen
+		}
+	}
 	j.wmu.Lock()
 	j.scopeLocked(n.ino)
 	err = j.durableTxLocked(ctx, func(tx *sql.Tx) error {
@@ -94,18 +103,21 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 				return err
 			}
 		}
-		renamed, err := j.applyCuts(ctx, tx, n.ino, cuts, prio, &fr, &added)
+		renamed, err := j.applyCuts(ctx, tx, n.ino, cuts, prio, &fr, &added, fresh)
 		if err != nil {
 			return err
 		}
-		if err := j.dropMapFrom(ctx, tx, n.ino, (size+j.bs-1)/j.bs, &fr); err != nil {
+		usedArg := any(nil) // NULL: sum the block map
+		if fresh {
+			usedArg = used // the map is exactly the cuts just applied
+		} else if err := j.dropMapFrom(ctx, tx, n.ino, (size+j.bs-1)/j.bs, &fr); err != nil {
 			return err
 		}
 		if _, err := j.texec(ctx, tx, `UPDATE inodes SET size = ?1, mtime = ?2, ctime = max(ctime, ?3),
-			used = (SELECT coalesce(sum(b.plain_len), 0) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ?4),
+			used = coalesce(?10, (SELECT coalesce(sum(b.plain_len), 0) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ?4)),
 			mode = CASE WHEN ?5 IS NULL THEN mode ELSE (mode & ?6) | (?5 & 4095) END,
 			uid = coalesce(?7, uid), gid = coalesce(?8, gid), atime = coalesce(?9, atime)
-			WHERE ino = ?4`, size, mtime, ctime, n.ino, pmode, sIFMT, puid, pgid, patime); err != nil {
+			WHERE ino = ?4`, size, mtime, ctime, n.ino, pmode, sIFMT, puid, pgid, patime, usedArg); err != nil {
 			return err
 		}
 		return j.syncStagingIf(renamed)
@@ -165,14 +177,17 @@ func (j *Journal) inodeExists(ctx context.Context, tx *sql.Tx, ino Ino) error {
 // to them (new blocks are moved into staging and queued in *added) and
 // dropping those of the blocks they replace. It reports whether a staging
 // file was renamed into place (the staging directory then needs an fsync
-// before the commit). wmu held.
-func (j *Journal) applyCuts(ctx context.Context, tx *sql.Tx, ino Ino, cuts []cut, prio int, fr *freed, added *[]qitem) (renamed bool, err error) {
+// before the commit). fresh: ino has no block map rows, so there are no
+// old blocks to look up. wmu held.
+func (j *Journal) applyCuts(ctx context.Context, tx *sql.Tx, ino Ino, cuts []cut, prio int, fr *freed, added *[]qitem, fresh bool) (renamed bool, err error) {
 	for i := range cuts {
 		c := &cuts[i]
 		var old []byte
-		err := j.tqrow(ctx, tx, `SELECT block FROM blockmap WHERE ino = ? AND idx = ?`, ino, c.idx).Scan(&old)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return renamed, err
+		if !fresh {
+			err := j.tqrow(ctx, tx, `SELECT block FROM blockmap WHERE ino = ? AND idx = ?`, ino, c.idx).Scan(&old)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return renamed, err
+			}
 		}
 		if !c.hole && bytes.Equal(old, c.id[:]) {
 			continue
@@ -299,7 +314,9 @@ var sealBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 func (j *Journal) blockExists(ctx context.Context, id remote.BlockID) (bool, error) {
 	var one int
-	err := j.qrow(ctx, `SELECT 1 FROM blocks WHERE id = ?`, id[:]).Scan(&one)
+	st, release := j.reader(j.st.blockExists, j.wst.blockExists)
+	err := st.QueryRowContext(ctx, id[:]).Scan(&one)
+	release()
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

@@ -33,11 +33,15 @@ type inode struct {
 	// together with another inode's mu.
 	mu     sync.Mutex
 	loaded bool
-	mode   uint32
-	f      *dirtyFile       // unflushed bytes at the file's own offsets (dirty.go); nil until first write
-	dirty  map[int64]uint64 // block indexes whose whole block is in f -> wgen of their last change
-	wgen   uint64           // counts changes to f; see markDirty
-	wend   int64            // end of the last write, to see sequential writers
+	// mapEmpty: the file has no block map rows (made in this mount, and
+	// no flush or write-behind has begun a commit of its blocks since),
+	// so its first flush need not look for old blocks.
+	mapEmpty bool
+	mode     uint32
+	f        *dirtyFile       // unflushed bytes at the file's own offsets (dirty.go); nil until first write
+	dirty    map[int64]uint64 // block indexes whose whole block is in f -> wgen of their last change
+	wgen     uint64           // counts changes to f; see markDirty
+	wend     int64            // end of the last write, to see sequential writers
 	// behindQ are blocks a sequential writer has moved past, for the
 	// write-behind goroutines; behindN of them run; behindIdle is
 	// non-nil while any does and closed when the last stops (behind.go).
@@ -235,7 +239,7 @@ func (j *Journal) OpenFile(ino Ino) {
 		if c := j.created; c.ino == ino && c.gen == j.commitGen.Load() {
 			// Just made, and nothing committed since: empty, and no
 			// one else holds it in memory (it would be in j.inodes).
-			n.mode, n.loaded = c.mode, true
+			n.mode, n.loaded, n.mapEmpty = c.mode, true, true
 		}
 		j.inodes[ino] = n
 	}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh: build cmd/meshbench and run it once: go-fuse's loopback with FUSE
-# passthrough (A), the same loopback serving every byte itself (B) and the
+# passthrough (A), the same loopback serving every byte itself (B), B with an
+# fsync of each written file at close (D: the promise the drive keeps) and the
 # meshdrive drive over a local grid (C), on the same disk, the same workloads.
 # Replaces the "## Drive vs loopback" section of docs/BENCHMARKS.md.
 #

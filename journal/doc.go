@@ -114,6 +114,10 @@
 // flush, a write-behind commit) or none (an upload, a barrier) says so
 // (scopeLocked), and the caches keep the other rows across it. The
 // in-memory attributes of unflushed files are laid over every answer.
+// The hot reads (lookup, getattr, getxattr, the dedup check of a cut
+// block) run on the write connection when wmu is free (reader): a pool
+// connection would read again, from the WAL, the pages each commit
+// changed.
 //
 // Errors are the sentinels of types.go, wrapped with what happened; a
 // local disk error is wrapped as is (fs maps it to EIO) and leaves the

@@ -79,9 +79,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	f.SetOutput(stderr)
 	f.Usage = func() {
 		fmt.Fprintf(stderr, "usage: meshbench [flags]\n\n"+
-			"Mounts go-fuse's loopback (A: passthrough as is; B: passthrough refused) and the\n"+
-			"meshdrive drive (C) on one disk, runs the same workloads on each and reports\n"+
-			"figures and the ratios C/B and C/A. Run as root (FUSE passthrough, drop_caches).\n\nflags:\n")
+			"Mounts go-fuse's loopback (A: passthrough as is; B: passthrough refused; D: B that\n"+
+			"fsyncs a written file at close) and the meshdrive drive (C) on one disk, runs the\n"+
+			"same workloads on each and reports figures and the ratios C/B, C/A and C/D.\n"+
+			"Run as root (FUSE passthrough, drop_caches).\n\nflags:\n")
 		f.PrintDefaults()
 	}
 	size := f.String("size", "1GiB", "size of the sequential file (B, KiB, MiB, GiB)")

@@ -38,7 +38,8 @@ func needFUSE(t *testing.T) {
 // TestQuickRun runs the whole driver in --quick mode on every mount this
 // build has and checks that every workload produced a positive figure on
 // each, that A's reads and writes really bypassed its daemon (passthrough)
-// while B's reached it, and that the report and section came out.
+// while B's reached it, that D fsynced the files cp -a wrote at their close
+// and B did not, and that the report and section came out.
 func TestQuickRun(t *testing.T) {
 	needFUSE(t)
 	dir := t.TempDir()
@@ -234,5 +235,31 @@ func TestBiggestGapPrefersMissedTarget(t *testing.T) {
 	r.rows = append(r.rows, mk("stat", 1.0, 120, 100))
 	if g := r.biggestGap(); g == nil || g.wl.name != "cold" {
 		t.Fatalf("with every target met: biggest gap %v, want cold (lowest ratio)", g)
+	}
+}
+
+// Every line of the report's first table has as many cells as its header,
+// whichever mounts ran (C/D needs only C and D, C/B and C/A need B).
+func TestMarkdownColumns(t *testing.T) {
+	for _, kinds := range [][]string{allKinds(), {kindPlain, kindDrive}, {kindDurable, kindDrive}, {kindLoopback, kindPlain}} {
+		got := map[string]measurement{}
+		for _, k := range kinds {
+			got[k] = measurement{value: 100, secs: 1}
+		}
+		r := &results{opts: options{kinds: kinds, rounds: 1}, info: map[string]string{},
+			rows: []row{{wl: workload{name: "copy-tree", title: "copy", unit: "files/s", target: 0.7}, got: got}}}
+		md := r.markdown()
+		var cells []int
+		for _, line := range strings.Split(md, "\n") {
+			if strings.HasPrefix(line, "| workload | unit |") || strings.HasPrefix(line, "|---|---|") || strings.HasPrefix(line, "| copy |") {
+				cells = append(cells, strings.Count(line, "|"))
+			}
+		}
+		if len(cells) != 3 || cells[0] != cells[1] || cells[1] != cells[2] {
+			t.Errorf("mounts %v: header, separator and row have %v bars:\n%s", kinds, cells, md)
+		}
+		if wantCD := has(kinds, kindDurable) && has(kinds, kindDrive); strings.Contains(md, " C/D |") != wantCD {
+			t.Errorf("mounts %v: C/D column present = %t, want %t", kinds, !wantCD, wantCD)
+		}
 	}
 }

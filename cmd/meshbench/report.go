@@ -154,12 +154,14 @@ func (r *results) markdown() string {
 		fmt.Fprintf(&b, " %s |", kindTitle(k))
 	}
 	hasAll := has(o.kinds, kindDrive) && has(o.kinds, kindPlain)
-	hasD := hasAll && has(o.kinds, kindDurable)
+	hasD := has(o.kinds, kindDrive) && has(o.kinds, kindDurable)
 	if hasAll {
 		b.WriteString(" C/B | C/A |")
-		if hasD {
-			b.WriteString(" C/D |")
-		}
+	}
+	if hasD {
+		b.WriteString(" C/D |")
+	}
+	if hasAll {
 		b.WriteString(" target C/B |")
 	}
 	b.WriteString("\n|---|---|")
@@ -168,9 +170,9 @@ func (r *results) markdown() string {
 	}
 	if hasAll {
 		b.WriteString("---:|---:|---:|")
-		if hasD {
-			b.WriteString("---:|")
-		}
+	}
+	if hasD {
+		b.WriteString("---:|")
 	}
 	b.WriteString("\n")
 	for _, rw := range r.rows {
@@ -182,12 +184,14 @@ func (r *results) markdown() string {
 				b.WriteString(" – |")
 			}
 		}
+		cb := rw.ratio(kindDrive, kindPlain)
 		if hasAll {
-			cb := rw.ratio(kindDrive, kindPlain)
 			fmt.Fprintf(&b, " %s | %s |", ratioStr(cb), ratioStr(rw.ratio(kindDrive, kindLoopback)))
-			if hasD {
-				fmt.Fprintf(&b, " %s |", ratioStr(rw.ratio(kindDrive, kindDurable)))
-			}
+		}
+		if hasD {
+			fmt.Fprintf(&b, " %s |", ratioStr(rw.ratio(kindDrive, kindDurable)))
+		}
+		if hasAll {
 			fmt.Fprintf(&b, " %s |", targetStr(rw.wl.target, cb))
 		}
 		b.WriteString("\n")

@@ -60,7 +60,7 @@ type mounted interface {
 type serveArgs struct {
 	kind     string
 	mnt      string
-	backing  string // loopback and plain: the directory served
+	backing  string // loopback, plain and durable: the directory served
 	data     string // drive: the data dir (journal, cache, nodes)
 	profDir  string // where CPU profiles go; "" = none
 	cacheMem int64  // drive: memory cache bytes (0 = drive default)

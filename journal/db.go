@@ -347,23 +347,14 @@ func (j *Journal) prepare(ctx context.Context) error {
 		}
 	}
 	p := on(j.db.PrepareContext)
-	j.st.lookup = p(lookupQ)
-	j.st.lookAhead = p(lookAheadQ)
-	j.st.getattr = p(getattrQ)
-	j.st.blockExists = p(blockExistsQ)
-	j.st.getxattr = p(getxattrQ)
+	j.st.prepareHot(p)
 	j.st.readdir = p(`SELECT e.name, e.ino, i.mode, e.cookie FROM entries e JOIN inodes i ON i.ino = e.ino
 		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`)
 	j.st.mapRange = p(`SELECT m.idx, b.id, b.plain_len, b.state, b.segment, b.seg_off, b.seg_len
 		FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ? AND m.idx BETWEEN ? AND ? ORDER BY m.idx`)
 	if j.w != nil {
 		// The same reads on the write connection (see reader).
-		pw := on(j.w.PrepareContext)
-		j.wst.lookup = pw(lookupQ)
-		j.wst.lookAhead = pw(lookAheadQ)
-		j.wst.getattr = pw(getattrQ)
-		j.wst.blockExists = pw(blockExistsQ)
-		j.wst.getxattr = pw(getxattrQ)
+		j.wst.prepareHot(on(j.w.PrepareContext))
 	}
 	if err != nil {
 		j.st.close()
@@ -382,6 +373,16 @@ const (
 	blockExistsQ = `SELECT 1 FROM blocks WHERE id = ?`
 	getxattrQ    = `SELECT value FROM xattrs WHERE ino = ? AND name = ?`
 )
+
+// prepareHot prepares the hot reads (the statements reader chooses
+// between) with p.
+func (s *stmts) prepareHot(p func(string) *sql.Stmt) {
+	s.lookup = p(lookupQ)
+	s.lookAhead = p(lookAheadQ)
+	s.getattr = p(getattrQ)
+	s.blockExists = p(blockExistsQ)
+	s.getxattr = p(getxattrQ)
+}
 
 // reader picks where a hot read runs: on the write connection when no
 // transaction holds it, else on the pool. The write connection's page

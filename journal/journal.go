@@ -97,7 +97,7 @@ type Journal struct {
 	created   created // guarded by imu
 	scope     Ino     // of the running transaction; guarded by wmu (scopeLocked)
 	st        stmts
-	wst       stmts      // lookup, lookAhead and getattr on w (reader)
+	wst       stmts      // the hot reads on w (prepareHot, reader)
 	pmu       sync.Mutex // guards pcache
 	pcache    map[string]*sql.Stmt
 	dirty     string // Dir/dirty

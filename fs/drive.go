@@ -30,7 +30,7 @@ type DriveOptions struct {
 
 	ReadOnly, AllowOther bool
 	// Writeback turns on the kernel's write-back cache (see
-	// MountOptions.Writeback for the one thing it costs).
+	// MountOptions.Writeback).
 	Writeback bool
 	Logger    *slog.Logger
 

@@ -37,11 +37,13 @@ type MountOptions struct {
 	ReadOnly bool
 	// Writeback turns on the kernel's write-back cache: write(2) lands in
 	// the page cache and reaches the journal in large WRITEs on close,
-	// fsync or memory pressure. Off by default: the kernel then owns mtime
-	// and ctime of written files and sends them in a SETATTR at close,
-	// and journal.SetAttr cannot take a ctime, so a written file's ctime
-	// would move by the time between write and close, and change over a
-	// remount. Everything else (posixtest, fsx) holds with it on.
+	// fsync or memory pressure. The kernel then owns mtime and ctime of
+	// written files and sends them in a SETATTR (FATTR_CTIME), which the
+	// journal stores as given. Off by default: it did not make cp -a
+	// faster here (docs/BENCHMARKS.md), and written bytes wait in the
+	// kernel, out of the journal's quota, so a full journal is reported
+	// at close or fsync instead of by the write. The real-stack tests run
+	// with it on under MESHDRIVE_FS_WRITEBACK=1.
 	Writeback bool
 	// Debug logs every FUSE request (very verbose).
 	Debug  bool

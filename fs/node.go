@@ -218,6 +218,9 @@ func (n *node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 	if t, ok := in.GetMTime(); ok {
 		s.Mtime = &t
 	}
+	if t, ok := in.GetCTime(); ok {
+		s.Ctime = &t // the write-back cache's own (see journal.SetAttr)
+	}
 	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && s.Mode == nil {
 		// Only sent when the kernel leaves killing set-ID bits to us
 		// (handle_killpriv_v2, which we do not ask for); honour it anyway.

@@ -10,7 +10,7 @@ import (
 )
 
 // SetAttr changes an inode's attributes; Size truncates (up or down).
-// Ctime is set whenever anything changes. On a file with unflushed data
+// Ctime is set whenever anything changes (to s.Ctime when given). On a file with unflushed data
 // the rest waits in memory for its flush, which stores it in its own
 // commit (see setPending): utimensat and chmod after a copy's write cost
 // no commit of their own.
@@ -26,7 +26,7 @@ func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error)
 	if s.Mode == nil && s.Uid == nil && s.Gid == nil && s.Atime == nil && s.Mtime == nil {
 		return j.GetAttr(ctx, ino)
 	}
-	if j.setPending(ino, &s, nowNS()) {
+	if j.setPending(ino, &s) {
 		return j.GetAttr(ctx, ino)
 	}
 	if err := j.tx(ctx, func(tx *sql.Tx) error { return j.setAttrTx(ctx, tx, ino, &s) }); err != nil {
@@ -36,11 +36,13 @@ func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error)
 }
 
 // setPending keeps s (all but Size) with ino's unflushed data, its ctime
-// raised to ctime, and reports whether it did; false when ino has none
+// raised to now or set to s.Ctime (the kernel's, which owns the times of
+// a file it wrote through its write-back cache), and reports whether it
+// did; false when ino has none
 // (then s needs a commit). A crash before the flush loses s together
 // with the data, as a local disk loses a chmod it had not written back;
 // close and fsync flush.
-func (j *Journal) setPending(ino Ino, s *SetAttr, ctime int64) bool {
+func (j *Journal) setPending(ino Ino, s *SetAttr) bool {
 	n := j.memInode(ino)
 	if n == nil {
 		return false
@@ -71,8 +73,20 @@ func (j *Journal) setPending(ino Ino, s *SetAttr, ctime int64) bool {
 	if s.Mtime != nil {
 		n.mtime = s.Mtime.UnixNano()
 	}
-	n.ctime = max(n.ctime, ctime)
+	if s.Ctime != nil {
+		n.ctime, p.exactCtime = s.Ctime.UnixNano(), true
+	} else {
+		n.ctime = max(n.ctime, nowNS())
+	}
 	return true
+}
+
+// ctime is the ctime a SetAttr stores, in ns.
+func (s *SetAttr) ctime() int64 {
+	if s.Ctime != nil {
+		return s.Ctime.UnixNano()
+	}
+	return nowNS()
 }
 
 // setAttrTx applies s (all but Size) to ino inside tx, in one statement
@@ -95,7 +109,7 @@ func (j *Journal) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr
 		uid = coalesce(?3, uid), gid = coalesce(?4, gid),
 		atime = coalesce(?5, atime), mtime = coalesce(?6, mtime), ctime = ?7
 		WHERE ino = ?8`,
-		opt(s.Mode), sIFMT, opt(s.Uid), opt(s.Gid), optTime(s.Atime), optTime(s.Mtime), nowNS(), ino)
+		opt(s.Mode), sIFMT, opt(s.Uid), opt(s.Gid), optTime(s.Atime), optTime(s.Mtime), s.ctime(), ino)
 	if err != nil {
 		return fmt.Errorf("journal: setattr: %w", err)
 	}
@@ -114,7 +128,7 @@ func (j *Journal) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr
 // FATTR_CTIME), which is then kept with the file's unflushed data: a
 // crash before the flush loses both together.
 func (j *Journal) SetDirtyTimes(ino Ino, mtime, ctime time.Time) (Attr, bool) {
-	if j.checkWrite() != nil || !j.setPending(ino, &SetAttr{Mtime: &mtime}, ctime.UnixNano()) {
+	if j.checkWrite() != nil || !j.setPending(ino, &SetAttr{Mtime: &mtime, Ctime: &ctime}) {
 		return Attr{}, false
 	}
 	a, err := j.GetAttr(context.Background(), ino)

@@ -120,3 +120,40 @@ func TestReclaimOfReopenedFileAtRelease(t *testing.T) {
 		t.Fatal("an unlinked file opened during its reclaim was not freed at its last release")
 	}
 }
+
+// The kernel's write-back cache owns the times of a file it wrote and
+// sends its ctime (SetAttr.Ctime), whose coarse clock may read earlier
+// than the journal's own at create or write: it is stored as given, on a
+// file with unflushed data (kept until the flush) and on a clean one
+// (committed at once), and survives reopen.
+func TestSetAttrKeepsKernelCtime(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
+	dirty := must[Attr](t)(e.j.Mknod(bg, RootIno, "dirty", 0o100600, 0, 0, 0))
+	clean := must[Attr](t)(e.j.Mknod(bg, RootIno, "clean", 0o100600, 0, 0, 0))
+	if _, err := e.j.WriteAt(bg, dirty.Ino, []byte("written"), 0); err != nil {
+		t.Fatal(err)
+	}
+	// Earlier than the create and the write, as a coarse clock reads.
+	ct := dirty.Ctime.Add(-3 * time.Millisecond)
+	mt := ct
+	for _, a := range []Attr{dirty, clean} {
+		got := must[Attr](t)(e.j.SetAttr(bg, a.Ino, SetAttr{Mtime: &mt, Ctime: &ct}))
+		if !got.Ctime.Equal(ct) {
+			t.Errorf("inode %d: SetAttr reply has ctime %v, want the kernel's %v", a.Ino, got.Ctime, ct)
+		}
+	}
+	if err := e.j.Flush(bg, dirty.Ino); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen()
+	for _, a := range []Attr{dirty, clean} {
+		if got := must[Attr](t)(e.j.GetAttr(bg, a.Ino)); !got.Ctime.Equal(ct) || !got.Mtime.Equal(mt) {
+			t.Errorf("inode %d after reopen: ctime %v mtime %v, want %v for both", a.Ino, got.Ctime, got.Mtime, ct)
+		}
+	}
+	// Without a Ctime, ctime moves to now again.
+	mode := uint32(0o640)
+	if got := must[Attr](t)(e.j.SetAttr(bg, clean.Ino, SetAttr{Mode: &mode})); !got.Ctime.After(ct) {
+		t.Errorf("chmod without Ctime: ctime %v, want later than %v", got.Ctime, ct)
+	}
+}

@@ -56,6 +56,7 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 	n.amu.Lock()
 	size, mtime, ctime := n.size, n.mtime, n.ctime
 	pmode, puid, pgid, patime := n.pend.args()
+	exactCtime := n.pend.exactCtime
 	n.amu.Unlock()
 	idxs := make([]int64, 0, len(n.dirty))
 	for idx := range n.dirty {
@@ -113,11 +114,11 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 		} else if err := j.dropMapFrom(ctx, tx, n.ino, (size+j.bs-1)/j.bs, &fr); err != nil {
 			return err
 		}
-		if _, err := j.texec(ctx, tx, `UPDATE inodes SET size = ?1, mtime = ?2, ctime = max(ctime, ?3),
+		if _, err := j.texec(ctx, tx, `UPDATE inodes SET size = ?1, mtime = ?2, ctime = CASE WHEN ?11 THEN ?3 ELSE max(ctime, ?3) END,
 			used = coalesce(?10, (SELECT coalesce(sum(b.plain_len), 0) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ?4)),
 			mode = CASE WHEN ?5 IS NULL THEN mode ELSE (mode & ?6) | (?5 & 4095) END,
 			uid = coalesce(?7, uid), gid = coalesce(?8, gid), atime = coalesce(?9, atime)
-			WHERE ino = ?4`, size, mtime, ctime, n.ino, pmode, sIFMT, puid, pgid, patime, usedArg); err != nil {
+			WHERE ino = ?4`, size, mtime, ctime, n.ino, pmode, sIFMT, puid, pgid, patime, usedArg, exactCtime); err != nil {
 			return err
 		}
 		return j.syncStagingIf(renamed)

@@ -73,6 +73,9 @@ type pendAttr struct {
 	atime                   int64
 	hasMode, hasUid, hasGid bool
 	hasAtime                bool
+	// exactCtime: the kernel set the ctime (SetAttr.Ctime), so n.ctime
+	// is stored as it is, not only when it is later than the stored one.
+	exactCtime bool
 }
 
 // args gives the flush's UPDATE its mode, uid, gid and atime (NULL keeps
@@ -205,7 +208,7 @@ func (j *Journal) overlay(a Attr) Attr {
 	if n.attrDirty {
 		a.Size = uint64(n.size)
 		a.Mtime = time.Unix(0, n.mtime)
-		if ct := time.Unix(0, n.ctime); ct.After(a.Ctime) {
+		if ct := time.Unix(0, n.ctime); ct.After(a.Ctime) || n.pend.exactCtime {
 			a.Ctime = ct
 		}
 		p := &n.pend

@@ -39,6 +39,10 @@ type SetAttr struct {
 	Size  *uint64 // truncate, up or down
 	Atime *time.Time
 	Mtime *time.Time
+	// Ctime is the kernel's own ctime, which its write-back cache sends
+	// (FATTR_CTIME) because it, not the journal, owns the times of a
+	// file it has written; nil: now.
+	Ctime *time.Time
 }
 
 // DirEntry is one directory entry. Off is the cookie to pass to ReadDir to

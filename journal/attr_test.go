@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"testing"
 	"time"
 )
@@ -156,4 +157,57 @@ func TestSetAttrKeepsKernelCtime(t *testing.T) {
 	if got := must[Attr](t)(e.j.SetAttr(bg, clean.Ino, SetAttr{Mode: &mode})); !got.Ctime.After(ct) {
 		t.Errorf("chmod without Ctime: ctime %v, want later than %v", got.Ctime, ct)
 	}
+}
+
+// When freeing a deleted file fails (here a trigger refuses it, as a full
+// disk would), the unlink still succeeds, and the reaper frees the file
+// once freeing works again, without waiting for the next Open.
+func TestFailedReclaimIsRetried(t *testing.T) {
+	e := newEnv(t, nil)
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100600, 0, 0, 0))
+	if _, err := e.j.WriteAt(bg, a.Ino, bytes.Repeat([]byte("data"), 1000), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.Flush(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	onWriter := func(q string) {
+		t.Helper()
+		e.j.wmu.Lock()
+		defer e.j.wmu.Unlock()
+		if _, err := e.j.w.ExecContext(bg, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onWriter(`CREATE TEMP TRIGGER refuse_free BEFORE DELETE ON main.inodes BEGIN SELECT RAISE(ABORT, 'injected: cannot free'); END`)
+	if err := e.j.Unlink(bg, RootIno, "f"); err != nil {
+		t.Fatalf("Unlink: %v; the name is gone, only freeing its space failed", err)
+	}
+	if _, err := e.j.Lookup(bg, RootIno, "f"); err != ErrNotFound {
+		t.Fatalf("Lookup after Unlink: %v, want ErrNotFound", err)
+	}
+	rows := func() (inodes, maps int) {
+		t.Helper()
+		if err := e.j.db.QueryRow(`SELECT (SELECT count(*) FROM inodes WHERE ino = ?1), (SELECT count(*) FROM blockmap WHERE ino = ?1)`, a.Ino).Scan(&inodes, &maps); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	time.Sleep(3 * e.opts.RetryMax) // a few refused retries
+	if i, m := rows(); i != 1 || m == 0 {
+		t.Fatalf("freed while freeing was refused: %d inode rows, %d block map rows", i, m)
+	}
+	onWriter(`DROP TRIGGER temp.refuse_free`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		i, m := rows()
+		if i == 0 && m == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not freed 10 s after freeing works again: %d inode rows, %d block map rows", i, m)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.reopen() // checkDB: refcounts match the block map
 }

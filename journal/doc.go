@@ -66,10 +66,13 @@
 // removed only after a durable commit: a power cut could otherwise undo
 // the commit but not the removal (afterFreeLocked).
 //
-// At Open, dirty files are deleted (never promised), unlinked inodes are
-// freed, staging files not referenced by a staged block are removed, and a
-// staged block whose file is missing makes Open fail with a message that
-// says so: that data was never uploaded.
+// An inode whose last link and last handle are gone is freed at once;
+// when that fails (a full disk), the unlink still succeeds and a reaper
+// goroutine retries, RetryMax apart. At Open, dirty files are deleted
+// (never promised), unlinked inodes are freed, staging files not
+// referenced by a staged block are removed, and a staged block whose file
+// is missing makes Open fail with a message that says so: that data was
+// never uploaded.
 //
 // The uploader (one goroutine) owns the queue, rebuilt from the staged
 // blocks at Open. It packs blocks of small files first, then in staging

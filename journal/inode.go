@@ -275,10 +275,78 @@ func (j *Journal) ReleaseFile(ino Ino) {
 	}
 	j.imu.Unlock()
 	if check && !j.closed.Load() && !j.o.ReadOnly {
-		if err := j.maybeReclaim(context.Background(), ino); err != nil && !errors.Is(err, ErrClosed) {
-			j.log.Warn("journal: free unlinked file", "ino", ino, "err", err)
+		j.reclaimLater(context.Background(), ino)
+	}
+}
+
+// reclaimLater frees ino if it has no links and no open handle. When
+// that fails (the disk is full, say) it is logged and left to the reaper:
+// the unlink, rename or release that dropped the last link or handle has
+// happened, and its caller succeeds either way.
+func (j *Journal) reclaimLater(ctx context.Context, ino Ino) {
+	err := j.maybeReclaim(ctx, ino)
+	if err == nil || errors.Is(err, ErrClosed) {
+		return
+	}
+	if ctx.Err() == nil {
+		j.log.Warn("journal: cannot free the space of a deleted file yet; will retry", "ino", ino, "err", err)
+	}
+	select {
+	case j.orphanKick <- struct{}{}:
+	default:
+	}
+}
+
+// reaper frees the inodes left with no link after a failed reclaim
+// (reclaimLater), retrying RetryMax apart until none is left or ctx ends
+// (then the next Open frees them).
+func (j *Journal) reaper(ctx context.Context) {
+	defer close(j.reaperDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-j.orphanKick:
+		}
+		for {
+			err := j.freeOrphans(ctx)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			j.log.Warn("journal: cannot free the space of deleted files yet; will retry", "err", err)
+			if !sleepCtx(ctx, j.o.RetryMax) {
+				return
+			}
 		}
 	}
+}
+
+// freeOrphans reclaims every inode with no link and no open handle.
+func (j *Journal) freeOrphans(ctx context.Context) error {
+	rows, err := j.db.QueryContext(ctx, `SELECT ino FROM inodes WHERE nlink = 0`)
+	if err != nil {
+		return fmt.Errorf("journal: list deleted files: %w", err)
+	}
+	var inos []Ino
+	for rows.Next() {
+		var ino Ino
+		if err := rows.Scan(&ino); err != nil {
+			rows.Close()
+			return fmt.Errorf("journal: list deleted files: %w", err)
+		}
+		inos = append(inos, ino)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("journal: list deleted files: %w", err)
+	}
+	var errs []error
+	for _, ino := range inos {
+		if err := j.maybeReclaim(ctx, ino); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // maybeReclaim frees an inode with no links and no open handle.

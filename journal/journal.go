@@ -68,7 +68,8 @@ type Options struct {
 	// IdleFlush: a file idle this long is flushed, and a partial segment
 	// waits this long for more data before it is shipped (default 2s).
 	IdleFlush time.Duration
-	// RetryMax caps the uploader's retry backoff (default 30s). Additive
+	// RetryMax caps the uploader's retry backoff, and spaces the
+	// reaper's retries of freeing deleted files (default 30s). Additive
 	// to the brief's contract; zero keeps the default.
 	RetryMax time.Duration
 	ReadOnly bool
@@ -146,6 +147,10 @@ type Journal struct {
 	limiter *rate.Limiter
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// orphanKick wakes the reaper (reclaimLater); reaperDone is closed
+	// when it has stopped.
+	orphanKick chan struct{}
+	reaperDone chan struct{}
 }
 
 // Open opens (or creates) the journal in o.Dir, recovers from a crash
@@ -188,17 +193,19 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	}
 	j := &Journal{
 		o: o, seal: s, log: o.Logger,
-		dirty:     filepath.Join(o.Dir, "dirty"),
-		stage:     filepath.Join(o.Dir, "staging"),
-		bs:        int64(o.BlockSize),
-		inodes:    map[Ino]*inode{},
-		segs:      map[remote.SegmentID]*remote.SegmentInfo{},
-		queue:     map[remote.BlockID]qitem{},
-		progress:  make(chan struct{}),
-		quotaFree: make(chan struct{}),
-		kick:      make(chan struct{}, 1),
-		behindSem: make(chan struct{}, behindWorkers),
-		done:      make(chan struct{}),
+		dirty:      filepath.Join(o.Dir, "dirty"),
+		stage:      filepath.Join(o.Dir, "staging"),
+		bs:         int64(o.BlockSize),
+		inodes:     map[Ino]*inode{},
+		segs:       map[remote.SegmentID]*remote.SegmentInfo{},
+		queue:      map[remote.BlockID]qitem{},
+		progress:   make(chan struct{}),
+		quotaFree:  make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		orphanKick: make(chan struct{}, 1),
+		reaperDone: make(chan struct{}),
+		behindSem:  make(chan struct{}, behindWorkers),
+		done:       make(chan struct{}),
 	}
 	for _, d := range []string{o.Dir, j.dirty, j.stage} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -250,8 +257,10 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	j.cancel = cancel
 	if o.ReadOnly {
 		close(j.done)
+		close(j.reaperDone)
 	} else {
 		go j.uploader(uctx)
+		go j.reaper(uctx)
 	}
 	return j, nil
 }
@@ -305,6 +314,7 @@ func (j *Journal) Close() error {
 	}
 	j.cancel()
 	<-j.done
+	<-j.reaperDone
 	j.behindWG.Wait() // they see closed and stop after the block in hand
 	j.imu.Lock()
 	for _, n := range j.inodes {

@@ -441,7 +441,8 @@ func (j *Journal) Unlink(ctx context.Context, parent Ino, name string) error {
 	if err != nil {
 		return err
 	}
-	return j.maybeReclaim(ctx, gone)
+	j.reclaimLater(ctx, gone)
+	return nil
 }
 
 // Rmdir removes an empty directory.
@@ -661,7 +662,7 @@ func (j *Journal) Rename(ctx context.Context, oldParent Ino, oldName string, new
 		return err
 	}
 	if gone != 0 {
-		return j.maybeReclaim(ctx, gone)
+		j.reclaimLater(ctx, gone)
 	}
 	return nil
 }

@@ -263,3 +263,33 @@ func TestMarkdownColumns(t *testing.T) {
 		}
 	}
 }
+
+// With B, D and C, the copy row's note gives D/B and the time per file
+// the target leaves the drive beyond D: B 2000 files/s (500 µs), C 800
+// (1250 µs); C/B ≥ 0.7 allows 714 µs, less than D's 800 at 1250 files/s,
+// 89 µs more than D's 625 at 1600.
+func TestPromiseBudget(t *testing.T) {
+	got := map[string]measurement{
+		kindPlain:   {value: 2000, secs: 1},
+		kindDurable: {value: 1250, secs: 1},
+		kindDrive:   {value: 800, secs: 1},
+	}
+	rw := row{wl: workload{name: "copy-tree", title: "copy", unit: "files/s", target: 0.7}, got: got}
+	want := "- D/B 0.62: the promise of close alone (D) takes 300 µs per file beyond B's 500. C/B ≥ 0.7 (at most 714 µs per file) was out of reach in this run for any daemon that keeps that promise; the drive took 450 µs per file beyond D.\n"
+	if s := promiseBudget(rw); s != want {
+		t.Errorf("promiseBudget:\n got %q\nwant %q", s, want)
+	}
+	got[kindDurable] = measurement{value: 1600, secs: 1} // 625 µs: 89 left
+	if s, want := promiseBudget(rw), "- D/B 0.80: the promise of close alone (D) takes 125 µs per file beyond B's 500. C/B ≥ 0.7 (at most 714 µs per file) leaves the drive 89 µs per file beyond D; it took 625.\n"; s != want {
+		t.Errorf("promiseBudget:\n got %q\nwant %q", s, want)
+	}
+	got[kindDurable] = measurement{value: 1250, secs: 1}
+	r := &results{opts: options{kinds: []string{kindPlain, kindDurable, kindDrive}, rounds: 1}, info: map[string]string{}, rows: []row{rw}}
+	if md := r.markdown(); !strings.Contains(md, want) {
+		t.Errorf("the report lacks the promise's note:\n%s", md)
+	}
+	delete(got, kindDurable)
+	if s := promiseBudget(rw); s != "" {
+		t.Errorf("without D: %q, want no note", s)
+	}
+}

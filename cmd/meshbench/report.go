@@ -267,6 +267,9 @@ func (r *results) markdown() string {
 				fmt.Fprintf(&b, "- C, cold read from the local grid: %.0f MB/s, %s the 300 MB/s target.\n", m.value, verdict)
 			case "copy-tree":
 				fmt.Fprintf(&b, "- C, source tree grid-durable %.2f s after cp returned.\n", m.settle)
+				if s := promiseBudget(rw); s != "" {
+					b.WriteString(s)
+				}
 			}
 		}
 	}
@@ -341,6 +344,27 @@ func ratioStr(q float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f", q)
+}
+
+// promiseBudget says, for a row with a C/B target where B, D and C ran,
+// what D/B is (the cost of the close promise alone) and how much time per
+// item the target leaves C beyond D, against what C took beyond D.
+func promiseBudget(rw row) string {
+	b, okB := rw.got[kindPlain]
+	d, okD := rw.got[kindDurable]
+	c, okC := rw.got[kindDrive]
+	if !okB || !okD || !okC || rw.wl.target == 0 || b.value <= 0 || d.value <= 0 || c.value <= 0 {
+		return ""
+	}
+	tb, td, tc := 1e6/b.value, 1e6/d.value, 1e6/c.value // µs per item
+	most := tb / rw.wl.target
+	head := fmt.Sprintf("- D/B %.2f: the promise of close alone (D) takes %.0f µs per file beyond B's %.0f. ", d.value/b.value, td-tb, tb)
+	if most < td {
+		return head + fmt.Sprintf("C/B ≥ %.1f (at most %.0f µs per file) was out of reach in this run for any daemon that keeps that promise; the drive took %.0f µs per file beyond D.\n",
+			rw.wl.target, most, tc-td)
+	}
+	return head + fmt.Sprintf("C/B ≥ %.1f (at most %.0f µs per file) leaves the drive %.0f µs per file beyond D; it took %.0f.\n",
+		rw.wl.target, most, most-td, tc-td)
 }
 
 func targetStr(target, got float64) string {

@@ -75,6 +75,9 @@ type pendAttr struct {
 	hasAtime                bool
 	// exactCtime: the kernel set the ctime (SetAttr.Ctime), so n.ctime
 	// is stored as it is, not only when it is later than the stored one.
+	// A link, unlink or rename commits its own ctime meanwhile, which
+	// the flush then sets back to the kernel's: with its write-back cache
+	// the kernel owns ctime, and sends its own after those too.
 	exactCtime bool
 }
 
@@ -340,13 +343,20 @@ func (j *Journal) freeOrphans(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("journal: list deleted files: %w", err)
 	}
-	var errs []error
+	var first error
+	failed := 0
 	for _, ino := range inos {
 		if err := j.maybeReclaim(ctx, ino); err != nil {
-			errs = append(errs, err)
+			failed++
+			if first == nil {
+				first = err
+			}
 		}
 	}
-	return errors.Join(errs...)
+	if failed > 1 {
+		return fmt.Errorf("%w (and %d more deleted files)", first, failed-1)
+	}
+	return first
 }
 
 // maybeReclaim frees an inode with no links and no open handle.

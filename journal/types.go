@@ -41,7 +41,8 @@ type SetAttr struct {
 	Mtime *time.Time
 	// Ctime is the kernel's own ctime, which its write-back cache sends
 	// (FATTR_CTIME) because it, not the journal, owns the times of a
-	// file it has written; nil: now.
+	// file it has written; nil: now. It goes with another change (a
+	// SetAttr of Ctime alone changes nothing).
 	Ctime *time.Time
 }
 

@@ -10,10 +10,10 @@ import (
 )
 
 // SetAttr changes an inode's attributes; Size truncates (up or down).
-// Ctime is set whenever anything changes (to s.Ctime when given). On a file with unflushed data
-// the rest waits in memory for its flush, which stores it in its own
-// commit (see setPending): utimensat and chmod after a copy's write cost
-// no commit of their own.
+// Ctime is set whenever anything changes (to s.Ctime when given). On a
+// file with unflushed data the rest waits in memory for its flush, which
+// stores it in its own commit (see setPending): utimensat and chmod after
+// a copy's write cost no commit of their own.
 func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 	if err := j.checkWrite(); err != nil {
 		return Attr{}, err
@@ -38,10 +38,9 @@ func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error)
 // setPending keeps s (all but Size) with ino's unflushed data, its ctime
 // raised to now or set to s.Ctime (the kernel's, which owns the times of
 // a file it wrote through its write-back cache), and reports whether it
-// did; false when ino has none
-// (then s needs a commit). A crash before the flush loses s together
-// with the data, as a local disk loses a chmod it had not written back;
-// close and fsync flush.
+// did; false when ino has none (then s needs a commit). A crash before
+// the flush loses s together with the data, as a local disk loses a
+// chmod it had not written back; close and fsync flush.
 func (j *Journal) setPending(ino Ino, s *SetAttr) bool {
 	n := j.memInode(ino)
 	if n == nil {

@@ -324,23 +324,31 @@ func (j *Journal) reaper(ctx context.Context) {
 	}
 }
 
-// freeOrphans reclaims every inode with no link and no open handle.
-func (j *Journal) freeOrphans(ctx context.Context) error {
-	rows, err := j.db.QueryContext(ctx, `SELECT ino FROM inodes WHERE nlink = 0`)
+// orphans lists the inodes with no link left, on the pool or in a
+// transaction (recover).
+func orphans(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}) ([]Ino, error) {
+	rows, err := q.QueryContext(ctx, `SELECT ino FROM inodes WHERE nlink = 0`)
 	if err != nil {
-		return fmt.Errorf("journal: list deleted files: %w", err)
+		return nil, err
 	}
+	defer rows.Close()
 	var inos []Ino
 	for rows.Next() {
 		var ino Ino
 		if err := rows.Scan(&ino); err != nil {
-			rows.Close()
-			return fmt.Errorf("journal: list deleted files: %w", err)
+			return nil, err
 		}
 		inos = append(inos, ino)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	return inos, rows.Err()
+}
+
+// freeOrphans reclaims every inode with no link and no open handle.
+func (j *Journal) freeOrphans(ctx context.Context) error {
+	inos, err := orphans(ctx, j.db)
+	if err != nil {
 		return fmt.Errorf("journal: list deleted files: %w", err)
 	}
 	var first error

@@ -24,21 +24,11 @@ func (j *Journal) recover(ctx context.Context) error {
 	// Unlinked inodes that were open when we stopped.
 	var fr freed
 	err := j.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT ino FROM inodes WHERE nlink = 0`)
+		inos, err := orphans(ctx, tx)
 		if err != nil {
 			return err
 		}
-		var orphans []Ino
-		for rows.Next() {
-			var ino Ino
-			if err := rows.Scan(&ino); err != nil {
-				rows.Close()
-				return err
-			}
-			orphans = append(orphans, ino)
-		}
-		rows.Close()
-		for _, ino := range orphans {
+		for _, ino := range inos {
 			if err := j.dropMapFrom(ctx, tx, ino, 0, &fr); err != nil {
 				return err
 			}

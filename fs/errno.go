@@ -31,6 +31,7 @@ var errnoTable = []struct {
 	{journal.ErrNameTooLong, syscall.ENAMETOOLONG},
 	{journal.ErrOffline, syscall.EIO},
 	{journal.ErrClosed, syscall.EIO},
+	{journal.ErrLostBlock, syscall.EIO},
 	{remote.ErrTooFewShards, syscall.EIO},
 	{remote.ErrCorrupt, syscall.EIO},
 	{remote.ErrFull, syscall.ENOSPC},

@@ -96,6 +96,8 @@ func (j *Journal) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, e
 					continue
 				}
 			}
+		} else if m.state == blockLost {
+			err = ErrLostBlock
 		} else {
 			if j.o.Blocks == nil {
 				return nil, fmt.Errorf("journal: block %s of inode %d: %w", m.id, n.ino, ErrOffline)

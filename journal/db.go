@@ -15,6 +15,9 @@ const (
 	blockStaged   = 0 // sealed bytes in Dir/staging, queued for upload
 	blockUploaded = 1 // in a segment on the grid
 	blockGarbage  = 2 // uploaded, no reference left; collection is later work
+	// blockLost: a recovered drive's block that was not on the grid when
+	// the metadata record naming it was shipped (Rebuild); reads fail.
+	blockLost = 3
 )
 
 // migrations[i] moves the schema from user_version i to i+1. Forward only:
@@ -97,6 +100,66 @@ var migrations = []string{
 		id     BLOB PRIMARY KEY REFERENCES blocks(id),
 		sealed BLOB NOT NULL
 	);`,
+	// 2 -> 3: the metadata log (metaship.go). Triggers note every changed
+	// row's key in mdirty (append-only: the shipper deletes what it
+	// shipped by id); mlog lists the records shipped to the grid.
+	`CREATE TABLE mdirty(id INTEGER PRIMARY KEY, tbl INTEGER NOT NULL, a, b);
+	CREATE TABLE mlog(
+		seq     INTEGER PRIMARY KEY,
+		kind    INTEGER NOT NULL,
+		base    INTEGER NOT NULL,
+		prev    INTEGER NOT NULL,
+		created INTEGER NOT NULL,
+		seg     BLOB NOT NULL,
+		bytes   INTEGER NOT NULL,
+		name    TEXT UNIQUE,
+		deleted INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TRIGGER md_inodes_i AFTER INSERT ON inodes BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(1, NEW.ino, 0); END;
+	CREATE TRIGGER md_inodes_d AFTER DELETE ON inodes BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(1, OLD.ino, 0); END;
+	CREATE TRIGGER md_inodes_u AFTER UPDATE ON inodes BEGIN
+		INSERT INTO mdirty(tbl, a, b) VALUES(1, NEW.ino, 0);
+		INSERT INTO mdirty(tbl, a, b) SELECT 1, OLD.ino, 0 WHERE OLD.ino IS NOT NEW.ino;
+	END;
+	CREATE TRIGGER md_entries_i AFTER INSERT ON entries BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(2, NEW.parent, NEW.name); END;
+	CREATE TRIGGER md_entries_d AFTER DELETE ON entries BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(2, OLD.parent, OLD.name); END;
+	CREATE TRIGGER md_entries_u AFTER UPDATE ON entries BEGIN
+		INSERT INTO mdirty(tbl, a, b) VALUES(2, NEW.parent, NEW.name);
+		INSERT INTO mdirty(tbl, a, b) SELECT 2, OLD.parent, OLD.name WHERE OLD.parent IS NOT NEW.parent OR OLD.name IS NOT NEW.name;
+	END;
+	CREATE TRIGGER md_xattrs_i AFTER INSERT ON xattrs BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(3, NEW.ino, NEW.name); END;
+	CREATE TRIGGER md_xattrs_d AFTER DELETE ON xattrs BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(3, OLD.ino, OLD.name); END;
+	CREATE TRIGGER md_xattrs_u AFTER UPDATE ON xattrs BEGIN
+		INSERT INTO mdirty(tbl, a, b) VALUES(3, NEW.ino, NEW.name);
+		INSERT INTO mdirty(tbl, a, b) SELECT 3, OLD.ino, OLD.name WHERE OLD.ino IS NOT NEW.ino OR OLD.name IS NOT NEW.name;
+	END;
+	CREATE TRIGGER md_symlinks_i AFTER INSERT ON symlinks BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(4, NEW.ino, 0); END;
+	CREATE TRIGGER md_symlinks_d AFTER DELETE ON symlinks BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(4, OLD.ino, 0); END;
+	CREATE TRIGGER md_symlinks_u AFTER UPDATE ON symlinks BEGIN
+		INSERT INTO mdirty(tbl, a, b) VALUES(4, NEW.ino, 0);
+		INSERT INTO mdirty(tbl, a, b) SELECT 4, OLD.ino, 0 WHERE OLD.ino IS NOT NEW.ino;
+	END;
+	CREATE TRIGGER md_blockmap_i AFTER INSERT ON blockmap BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(5, NEW.ino, NEW.idx); END;
+	CREATE TRIGGER md_blockmap_d AFTER DELETE ON blockmap BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(5, OLD.ino, OLD.idx); END;
+	CREATE TRIGGER md_blockmap_u AFTER UPDATE ON blockmap BEGIN
+		INSERT INTO mdirty(tbl, a, b) VALUES(5, NEW.ino, NEW.idx);
+		INSERT INTO mdirty(tbl, a, b) SELECT 5, OLD.ino, OLD.idx WHERE OLD.ino IS NOT NEW.ino OR OLD.idx IS NOT NEW.idx;
+	END;
+	CREATE TRIGGER md_blocks_i AFTER INSERT ON blocks BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(6, NEW.id, 0); END;
+	CREATE TRIGGER md_blocks_d AFTER DELETE ON blocks BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(6, OLD.id, 0); END;
+	CREATE TRIGGER md_blocks_u AFTER UPDATE OF plain_len, sealed_len, state, segment, seg_off, seg_len ON blocks BEGIN
+		INSERT INTO mdirty(tbl, a, b) VALUES(6, NEW.id, 0);
+		INSERT INTO mdirty(tbl, a, b) SELECT 6, OLD.id, 0 WHERE OLD.id IS NOT NEW.id;
+	END;
+	CREATE TRIGGER md_segments_i AFTER INSERT ON segments BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(7, NEW.id, 0); END;
+	CREATE TRIGGER md_segments_d AFTER DELETE ON segments BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(7, OLD.id, 0); END;
+	CREATE TRIGGER md_segments_u AFTER UPDATE ON segments BEGIN
+		INSERT INTO mdirty(tbl, a, b) VALUES(7, NEW.id, 0);
+		INSERT INTO mdirty(tbl, a, b) SELECT 7, OLD.id, 0 WHERE OLD.id IS NOT NEW.id;
+	END;
+	CREATE TRIGGER md_mlog_i AFTER INSERT ON mlog BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(8, NEW.seq, 0); END;
+	CREATE TRIGGER md_mlog_u AFTER UPDATE ON mlog BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(8, NEW.seq, 0); END;
+	CREATE TRIGGER md_mlog_d AFTER DELETE ON mlog BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(8, OLD.seq, 0); END;`,
 }
 
 func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {

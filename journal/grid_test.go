@@ -116,6 +116,9 @@ func (e *gridEnv) newGrid() {
 func (e *gridEnv) open() {
 	e.t.Helper()
 	e.opts.Grid, e.opts.Blocks = e.grid, e.reader
+	if e.opts.MetaInterval != 0 {
+		e.opts.Meta = e.grid
+	}
 	j, err := Open(bg, e.opts)
 	if err != nil {
 		e.t.Fatal(err)

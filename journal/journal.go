@@ -74,6 +74,11 @@ type Options struct {
 	RetryMax time.Duration
 	ReadOnly bool
 	Logger   *slog.Logger
+	// Meta, when set, is where the metadata log ships (metaship.go): the
+	// grid's copy of the metadata trails the journal by at most
+	// MetaInterval (default DefaultMetaInterval) while it is reachable.
+	Meta         MetaGrid
+	MetaInterval time.Duration
 }
 
 // Journal is the drive's local durable truth. All methods are safe for
@@ -151,6 +156,9 @@ type Journal struct {
 	// when it has stopped.
 	orphanKick chan struct{}
 	reaperDone chan struct{}
+	// ms ships the metadata to the grid (nil without Options.Meta or
+	// read-only).
+	ms *metaShipper
 }
 
 // Open opens (or creates) the journal in o.Dir, recovers from a crash
@@ -261,6 +269,10 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	} else {
 		go j.uploader(uctx)
 		go j.reaper(uctx)
+		if o.Meta != nil {
+			j.ms = newMetaShipper(j)
+			go j.ms.run(uctx)
+		}
 	}
 	return j, nil
 }
@@ -315,6 +327,9 @@ func (j *Journal) Close() error {
 	j.cancel()
 	<-j.done
 	<-j.reaperDone
+	if j.ms != nil {
+		<-j.ms.done
+	}
 	j.behindWG.Wait() // they see closed and stop after the block in hand
 	j.imu.Lock()
 	for _, n := range j.inodes {

@@ -8,7 +8,8 @@ import (
 )
 
 // Status reports how safe a file's data is: local while any block is
-// dirty or staged, degraded while any segment lacks shards, else durable.
+// dirty or staged or its metadata has not reached the grid (with a
+// metadata grid), degraded while any segment lacks shards, else durable.
 func (j *Journal) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 	if err := j.checkOpen(); err != nil {
 		return FileStatus{}, err
@@ -60,8 +61,15 @@ func (j *Journal) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 			fs.PendingBytes += max(0, min(j.bs, size-idx*j.bs))
 		}
 	}
+	if j.ms != nil {
+		p, err := j.metaPending(ctx, ino)
+		if err != nil {
+			return fs, err
+		}
+		fs.MetaPending = p
+	}
 	switch {
-	case fs.PendingBlocks > 0:
+	case fs.PendingBlocks > 0 || fs.MetaPending:
 		fs.State = StateLocal
 	case degraded > 0:
 		fs.State = StateDegraded

@@ -78,7 +78,8 @@ type StatFS struct {
 type State int
 
 const (
-	// StateLocal: some data is only in the journal on this machine.
+	// StateLocal: some data, or the metadata naming it, is only in the
+	// journal on this machine.
 	StateLocal State = iota
 	// StateDegraded: on the grid, but some segment has fewer than n shards
 	// (repair owed).
@@ -106,6 +107,10 @@ type FileStatus struct {
 	Blocks        int   // non-hole blocks
 	PendingBlocks int   // not yet on the grid
 	PendingBytes  int64 // plaintext bytes not yet on the grid
+	// MetaPending: the file's metadata (name, attributes, block map)
+	// changed since the last metadata record reached the grid, so a
+	// recovery from the grid would not find it as it is now.
+	MetaPending bool
 }
 
 // UploadStats is the uploader's progress.
@@ -135,4 +140,7 @@ var (
 	ErrNameTooLong = errors.New("file name too long")
 	ErrOffline     = errors.New("block not cached and no node reachable")
 	ErrClosed      = errors.New("journal is closed")
+	// ErrLostBlock: the drive was recovered from the grid, and this block
+	// had not reached the grid when its file's metadata was shipped.
+	ErrLostBlock = errors.New("block was not on the grid when the drive was recovered; restore the file from a copy")
 )

@@ -68,10 +68,24 @@ func (g *Grid) PutMeta(ctx context.Context, name string, data []byte) (int, erro
 }
 
 // GetMeta returns the payload of the first copy of "meta/"+name that any
-// member serves and that verifies (newly allocated, owned by the caller).
-// All members asked in parallel; when none has a good copy the error wraps
-// ErrNotFound if every member said not found, else the causes.
+// member serves and that verifies (newly allocated, owned by the caller),
+// falling back to the name drives made before 2026-12 used
+// (LegacyMetaName). All members asked in parallel; when none has a good
+// copy the error wraps ErrNotFound if every member said not found, else
+// the causes.
 func (g *Grid) GetMeta(ctx context.Context, name string) ([]byte, error) {
+	data, err := g.getMeta(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		if old := LegacyMetaName(name); old != "" {
+			if d, lerr := g.getMeta(ctx, old); lerr == nil {
+				return d, nil
+			}
+		}
+	}
+	return data, err
+}
+
+func (g *Grid) getMeta(ctx context.Context, name string) ([]byte, error) {
 	full, err := metaName(name)
 	if err != nil {
 		return nil, err
@@ -87,26 +101,9 @@ func (g *Grid) GetMeta(ctx context.Context, name string) ([]byte, error) {
 		go func() {
 			var data []byte
 			err := g.call(ctx, m, func(ctx context.Context, s Store) error {
-				st, err := s.Stat(ctx, full)
-				if err != nil {
-					return err
-				}
-				if st.Size < shard.FixedLen || st.Size > MaxMetaSize+shard.HeaderLen(MaxMetaSize, shard.MinChunkSize) {
-					return fmt.Errorf("%w: meta object of %d bytes", ErrCorrupt, st.Size)
-				}
-				obj := make([]byte, st.Size)
-				if err := s.Get(ctx, full, 0, obj); err != nil {
-					return err
-				}
-				h, payload, err := shard.Verify(obj)
-				if err != nil {
-					return fmt.Errorf("%w: %w", ErrCorrupt, err)
-				}
-				if h.Kind != shard.KindMeta {
-					return fmt.Errorf("%w: object is not a meta object", ErrCorrupt)
-				}
-				data = payload
-				return nil
+				var err error
+				data, err = readMeta(ctx, s, full)
+				return err
 			})
 			ch <- res{data, err}
 		}()
@@ -127,4 +124,134 @@ func (g *Grid) GetMeta(ctx context.Context, name string) ([]byte, error) {
 		return nil, fmt.Errorf("meta object %q: %w on any node", name, ErrNotFound)
 	}
 	return nil, fmt.Errorf("meta object %q: no node served a good copy: %w", name, errors.Join(errs...))
+}
+
+// MetaCopy is one member's answer to GetMetaAll.
+type MetaCopy struct {
+	Node string
+	Data []byte // nil when Err is set
+	Err  error
+}
+
+// GetMetaAll asks every member for its copy of "meta/"+name, in parallel,
+// and returns each answer in member order: the root record is read this
+// way, since copies differ and the newest valid one wins.
+func (g *Grid) GetMetaAll(ctx context.Context, name string) []MetaCopy {
+	full, err := metaName(name)
+	out := make([]MetaCopy, len(g.members))
+	var wg sync.WaitGroup
+	for i, m := range g.members {
+		out[i].Node = m.Name
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].Err = g.call(ctx, m, func(ctx context.Context, s Store) error {
+				var err error
+				out[i].Data, err = readMeta(ctx, s, full)
+				return err
+			})
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// GetMetaFrom reads meta object name from one store that is not (yet) part
+// of a grid: recovery starts from one node's address. It falls back to
+// the legacy name like GetMeta.
+func GetMetaFrom(ctx context.Context, s Store, name string) ([]byte, error) {
+	full, err := metaName(name)
+	if err != nil {
+		return nil, err
+	}
+	data, err := readMeta(ctx, s, full)
+	if errors.Is(err, ErrNotFound) {
+		if old := LegacyMetaName(name); old != "" {
+			if d, lerr := readMeta(ctx, s, "meta/"+old); lerr == nil {
+				return d, nil
+			}
+		}
+	}
+	return data, err
+}
+
+// DeleteMeta removes meta object name (and its legacy name) from every
+// member that is up; it returns how many members answered without error.
+func (g *Grid) DeleteMeta(ctx context.Context, name string) int {
+	full, err := metaName(name)
+	if err != nil {
+		return 0
+	}
+	names := []string{full}
+	if old := LegacyMetaName(name); old != "" {
+		names = append(names, "meta/"+old)
+	}
+	return g.deleteMeta(ctx, names)
+}
+
+// DeleteLegacyMeta removes only the pre-2026-12 copy of meta object name
+// (passwd does, so that the old passphrase no longer unwraps a key kept
+// under the old name).
+func (g *Grid) DeleteLegacyMeta(ctx context.Context, name string) int {
+	old := LegacyMetaName(name)
+	if old == "" {
+		return len(g.members)
+	}
+	return g.deleteMeta(ctx, []string{"meta/" + old})
+}
+
+func (g *Grid) deleteMeta(ctx context.Context, names []string) int {
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex // guards ok
+		ok int
+	)
+	for _, m := range g.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := g.call(ctx, m, func(ctx context.Context, s Store) error {
+				for _, n := range names {
+					if err := s.Delete(ctx, n); err != nil && !errors.Is(err, ErrNotFound) {
+						return err
+					}
+				}
+				return nil
+			})
+			if err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return ok
+}
+
+// readMeta reads and verifies one meta object from s.
+func readMeta(ctx context.Context, s Store, full string) ([]byte, error) {
+	st, err := s.Stat(ctx, full)
+	if err != nil {
+		return nil, err
+	}
+	if st.Size < shard.FixedLen || st.Size > MaxMetaSize+shard.HeaderLen(MaxMetaSize, shard.MinChunkSize) {
+		return nil, fmt.Errorf("%w: meta object of %d bytes", ErrCorrupt, st.Size)
+	}
+	obj := make([]byte, st.Size)
+	if err := s.Get(ctx, full, 0, obj); err != nil {
+		return nil, err
+	}
+	h, payload, err := shard.Verify(obj)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if h.Kind != shard.KindMeta {
+		return nil, fmt.Errorf("%w: object is not a meta object", ErrCorrupt)
+	}
+	return payload, nil
 }

@@ -118,7 +118,7 @@ func TestPasswd(t *testing.T) {
 			t.Errorf("node %s: meta/config: %v", cfg.Nodes[i].Name, err)
 			continue
 		}
-		plain, err := sealer.OpenMeta(metaConfig, sc)
+		plain, err := sealer.OpenMeta(configSealName, sc)
 		if err != nil || string(plain) != string(cfgBytes) {
 			t.Errorf("node %s: meta/config opens: %v, equals config.json: %v", cfg.Nodes[i].Name, err, string(plain) == string(cfgBytes))
 		}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/meshdrive/meshdrive/remote"
 )
 
 // configVersion is the config.json format this program writes and reads.
@@ -31,8 +33,11 @@ const (
 
 // Meta object names kept on every node.
 const (
-	metaKey    = "meta/key"    // the wrapped key, as in key.json (already encrypted)
-	metaConfig = "meta/config" // config.json, sealed with the drive's meta key
+	metaKey    = remote.MetaKey    // the wrapped key, as in key.json (already encrypted)
+	metaConfig = remote.MetaConfig // config.json, sealed with the drive's meta key
+	// configSealName is what the sealed config is bound to (its name
+	// before 2026-12; kept so every drive's config opens).
+	configSealName = "meta/config"
 )
 
 // Config is DATA/config.json.

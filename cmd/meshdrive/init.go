@@ -228,7 +228,7 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 	if got, err := grid.PutMeta(ctx, metaKey, wrapped); err != nil || got < n {
 		return nil, nil, fmt.Errorf("only %d of %d nodes stored the drive key (%v); check the nodes and run init again", got, n, err)
 	}
-	if got, err := grid.PutMeta(ctx, metaConfig, sealer.SealMeta(metaConfig, cfgBytes)); err != nil || got < n {
+	if got, err := grid.PutMeta(ctx, metaConfig, sealer.SealMeta(configSealName, cfgBytes)); err != nil || got < n {
 		return nil, nil, fmt.Errorf("only %d of %d nodes stored the drive config (%v); check the nodes and run init again", got, n, err)
 	}
 	kp := filepath.Join(dir, keyFile)

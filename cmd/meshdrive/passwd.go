@@ -79,6 +79,7 @@ else $MESHDRIVE_NEW_PASSPHRASE, else a prompt (asked twice).`)
 	if err != nil && !errors.Is(err, ctx.Err()) && n == 0 {
 		return fmt.Errorf("passphrase changed in %s, but no node took the new key (%v); run meshdrive passwd again when the nodes are up (the new passphrase is then the current one)", kp, err)
 	}
+	grid.DeleteLegacyMeta(ctx, metaKey) // a pre-2026-12 copy would still open with the old passphrase
 	if n < len(cfg.Nodes) {
 		fmt.Fprintf(e.stdout, "passphrase changed locally and on %d of %d nodes; the others still hold the key under the old passphrase: run meshdrive passwd again (current = new) when they are up\n", n, len(cfg.Nodes))
 		return nil

@@ -1,0 +1,130 @@
+package metalog
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+func testSealer(t testing.TB) *remote.Sealer {
+	s, err := remote.NewSealer(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func prevSeg() *remote.SegmentInfo {
+	return &remote.SegmentInfo{ID: remote.SegmentID{1, 2}, K: 2, M: 1, Size: 1000,
+		ShardSize: remote.ShardSizeFor(1000, 2), ChunkSize: 64 << 10, Nodes: []string{"a", "b", ""}}
+}
+
+func TestRoundTrip(t *testing.T) {
+	s := testSealer(t)
+	h := Header{Seq: 9, Kind: Delta, Base: 3, Prev: 8, Created: time.Unix(100, 5).UTC(), PrevSeg: prevSeg()}
+	b := NewBuilder(h)
+	rows := []Row{
+		{Table: 1, Vals: []any{int64(1), int64(-5), "name", []byte{0, 1}, nil}},
+		{Table: 2, Delete: true, Vals: []any{int64(2), "x"}},
+	}
+	// Enough rows for several pages.
+	big := bytes.Repeat([]byte{9}, 100<<10)
+	for i := range 100 {
+		rows = append(rows, Row{Table: 3, Vals: []any{int64(i), big}})
+	}
+	for _, r := range rows {
+		if err := b.Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := b.Seal(s)
+	gh, iter, err := Open(s, 9, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*gh, h) {
+		t.Fatalf("header %+v, want %+v", *gh, h)
+	}
+	var got []Row
+	if err := iter(func(r Row) error { got = append(got, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, rows) {
+		t.Fatalf("rows differ: got %d rows, want %d", len(got), len(rows))
+	}
+
+	// The same bytes under another seq, truncated, or with a flipped bit
+	// never open.
+	if _, _, err := Open(s, 10, data); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("record under another seq: %v", err)
+	}
+	if _, _, err := Open(s, 9, data[:len(data)-100]); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("truncated record: %v", err)
+	}
+	last := bytes.LastIndex(data, data[len(data)-1:]) // any byte in the last page
+	cut := data[:last]
+	if _, _, err := Open(s, 9, cut); err == nil {
+		t.Error("record with its last page cut off opened")
+	}
+	bad := append([]byte(nil), data...)
+	bad[len(bad)/2] ^= 1
+	if _, _, err := Open(s, 9, bad); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("flipped bit: %v", err)
+	}
+}
+
+func TestDropLastPage(t *testing.T) {
+	s := testSealer(t)
+	b := NewBuilder(Header{Seq: 1, Kind: Full, Base: 1})
+	big := bytes.Repeat([]byte{1}, 512<<10)
+	for i := range 20 {
+		b.Add(Row{Table: 1, Vals: []any{int64(i), big}})
+	}
+	data := b.Seal(s)
+	// Find the last page's start and drop it: the page count catches it.
+	off, starts := 0, []int{}
+	for off < len(data) {
+		starts = append(starts, off)
+		n := int(data[off])<<24 | int(data[off+1])<<16 | int(data[off+2])<<8 | int(data[off+3])
+		off += 4 + n
+	}
+	if len(starts) < 2 {
+		t.Fatalf("want several pages, got %d", len(starts))
+	}
+	if _, _, err := Open(s, 1, data[:starts[len(starts)-1]]); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("record without its last page: %v", err)
+	}
+}
+
+func FuzzDecodePage(f *testing.F) {
+	s := testSealer(f)
+	b := NewBuilder(Header{Seq: 3, Kind: Delta, Base: 1, Prev: 2, PrevSeg: prevSeg()})
+	b.Add(Row{Table: 5, Vals: []any{int64(1), "a", []byte("b"), nil}})
+	data := b.Seal(s)
+	plain, err := s.OpenMeta(pageName(3, 0), data[4:])
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(plain)
+	f.Add([]byte("MDL1\x00\x01\x00\x01\x01\x01\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		_, _, body, err := DecodePage(p)
+		if err != nil {
+			return
+		}
+		for len(body) > 0 {
+			_, rest, err := DecodeRow(body)
+			if err != nil {
+				return
+			}
+			if len(rest) >= len(body) {
+				t.Fatal("DecodeRow consumed nothing")
+			}
+			body = rest
+		}
+	})
+}

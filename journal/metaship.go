@@ -1,0 +1,499 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/meshdrive/meshdrive/journal/metalog"
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// MetaGrid is what shipping the metadata needs of the grid. *remote.Grid
+// satisfies it.
+type MetaGrid interface {
+	WriteSegment(ctx context.Context, data []byte) (*remote.SegmentInfo, error)
+	ReadSegment(ctx context.Context, seg *remote.SegmentInfo, off int64, p []byte) error
+	DeleteSegment(ctx context.Context, seg *remote.SegmentInfo) error
+	PutMeta(ctx context.Context, name string, data []byte) (int, error)
+	GetMetaAll(ctx context.Context, name string) []remote.MetaCopy
+}
+
+// Defaults of the metadata log.
+const (
+	// DefaultMetaInterval is how far the grid's copy of the metadata may
+	// trail the journal while nodes are reachable.
+	DefaultMetaInterval = 30 * time.Second
+	// maxChain is how many deltas follow a full record before the next
+	// record is full again: recovery reads at most this many records.
+	maxChain = 256
+	// minFullRatio: a full record is written when the deltas since the
+	// last one add up to more than this many times its size (or 1 MiB,
+	// whichever is more), so a checkpoint's cost is spread over changes
+	// of at least its own size.
+	minFullBytes = 1 << 20
+)
+
+// MetaStats is the state of the metadata log, for status.
+type MetaStats struct {
+	Head        uint64    // seq of the newest record on the grid (0: none)
+	HeadTime    time.Time // when it was shipped
+	Records     int64     // records shipped since Open
+	Bytes       int64     // their sealed bytes (before erasure coding)
+	PendingRows int64     // changed rows not yet on the grid
+	LastError   string
+}
+
+// metaShipper ships the journal's metadata to the grid: a full record
+// now and then, deltas of the rows changed (mdirty) in between, and a
+// root record on every node naming the newest. One ship runs at a time.
+type metaShipper struct {
+	j        *Journal
+	g        MetaGrid
+	seal     *remote.Sealer
+	log      *slog.Logger
+	interval time.Duration
+	kick     chan struct{}
+	done     chan struct{}
+
+	mu sync.Mutex // serializes ship; guards nothing else
+
+	stMu  sync.Mutex // guards stats
+	stats MetaStats
+}
+
+func newMetaShipper(j *Journal) *metaShipper {
+	iv := j.o.MetaInterval
+	if iv <= 0 {
+		iv = DefaultMetaInterval
+	}
+	return &metaShipper{j: j, g: j.o.Meta, seal: j.o.Sealer, log: j.log, interval: iv,
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// run ships whatever changed every interval, retrying with capped backoff
+// while the grid refuses.
+func (m *metaShipper) run(ctx context.Context) {
+	defer close(m.done)
+	m.checkRoot(ctx)
+	backoff := time.Second
+	wait := m.interval
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-m.kick:
+			t.Stop()
+		}
+		// Give the uploader a moment to ship the blocks the rows name,
+		// so a record rarely names a block that is not on the grid yet.
+		wctx, cancel := context.WithTimeout(ctx, m.interval/2)
+		m.j.WaitDurable(wctx)
+		cancel()
+		if _, err := m.ship(ctx, false, false); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.log.Warn("journal: metadata not shipped to the grid; retrying", "retry_in", backoff, "err", err)
+			wait = backoff/2 + rand.N(backoff/2+1)
+			backoff = min(backoff*2, m.interval)
+			continue
+		}
+		backoff, wait = time.Second, m.interval
+	}
+}
+
+// checkRoot compares the grid's newest root record with the journal's
+// own log: the next seq must be above both.
+func (m *metaShipper) checkRoot(ctx context.Context) {
+	r, err := ReadRoot(ctx, m.g, m.seal, m.log)
+	if err != nil {
+		if !errors.Is(err, remote.ErrNoRoot) {
+			m.log.Debug("journal: root record not read at start", "err", err)
+		}
+		return
+	}
+	next, err := m.j.metaNext(ctx)
+	if err != nil {
+		return
+	}
+	if r.Seq >= next {
+		if err := m.j.setMeta(ctx, "mlog_next", strconv.FormatUint(r.Seq+1, 10)); err != nil {
+			m.log.Warn("journal: cannot record the metadata log's next seq", "err", err)
+		}
+	}
+}
+
+func (j *Journal) metaNext(ctx context.Context) (uint64, error) {
+	var s sql.NullString
+	err := j.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'mlog_next'`).Scan(&s)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("journal: read metadata log position: %w", err)
+	}
+	var next uint64 = 1
+	if s.Valid {
+		next, _ = strconv.ParseUint(s.String, 10, 64)
+	}
+	var head sql.NullInt64
+	if err := j.db.QueryRowContext(ctx, `SELECT max(seq) FROM mlog`).Scan(&head); err != nil {
+		return 0, fmt.Errorf("journal: read metadata log head: %w", err)
+	}
+	return max(next, uint64(head.Int64)+1), nil
+}
+
+func (j *Journal) setMeta(ctx context.Context, key, value string) error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	j.scopeLocked(scopeNone)
+	return j.txLocked(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)`, key, value)
+		return err
+	})
+}
+
+// headRec is the newest record of the local log.
+type headRec struct {
+	seq, base uint64
+	seg       *remote.SegmentInfo
+	// chain counts the deltas since base, chainBytes their bytes,
+	// baseBytes the base's.
+	chain                 int
+	chainBytes, baseBytes int64
+}
+
+func readHead(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}) (*headRec, error) {
+	var h headRec
+	var seg []byte
+	err := q.QueryRowContext(ctx, `SELECT seq, base, seg FROM mlog ORDER BY seq DESC LIMIT 1`).Scan(&h.seq, &h.base, &seg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if h.seg, _, err = remote.DecodeSegmentInfo(seg); err != nil {
+		return nil, err
+	}
+	if err := q.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(bytes), 0) FROM mlog WHERE base = ? AND kind = ?`,
+		h.base, metalog.Delta).Scan(&h.chain, &h.chainBytes); err != nil {
+		return nil, err
+	}
+	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(bytes), 0) FROM mlog WHERE seq = ?`, h.base).Scan(&h.baseBytes); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// ship sends the rows changed since the last record (all rows: full, or
+// when the chain is long) to the grid and names the new record in a root
+// record on every node. With force it ships even when nothing changed.
+// It returns the seq of the newest record (0 when there is none).
+func (m *metaShipper) ship(ctx context.Context, force, full bool) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j := m.j
+	seq, err := j.metaNext(ctx)
+	if err != nil {
+		return 0, err
+	}
+
+	rtx, err := j.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, fmt.Errorf("journal: metadata snapshot: %w", err)
+	}
+	defer rtx.Rollback()
+	var maxID sql.NullInt64
+	var pending int64
+	if err := rtx.QueryRowContext(ctx, `SELECT max(id), coalesce(sum(tbl != ?), 0) FROM mdirty`, mlogTable).Scan(&maxID, &pending); err != nil {
+		return 0, fmt.Errorf("journal: metadata snapshot: %w", err)
+	}
+	head, err := readHead(ctx, rtx)
+	if err != nil {
+		return 0, fmt.Errorf("journal: metadata log head: %w", err)
+	}
+	if pending == 0 && !force && !full && head != nil {
+		return head.seq, nil
+	}
+	h := metalog.Header{Seq: seq, Kind: metalog.Delta, Created: time.Now().UTC()}
+	if full || head == nil || head.chain >= maxChain || head.chainBytes > max(head.baseBytes, minFullBytes) {
+		h.Kind, h.Base = metalog.Full, seq
+	} else {
+		h.Base, h.Prev, h.PrevSeg = head.base, head.seq, head.seg
+	}
+	b := metalog.NewBuilder(h)
+	if h.Kind == metalog.Full {
+		err = fullRows(ctx, rtx, b)
+	} else {
+		err = deltaRows(ctx, rtx, maxID.Int64, b)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("journal: read metadata to ship: %w", err)
+	}
+	rtx.Rollback()
+	data := b.Seal(m.seal)
+
+	info, err := m.g.WriteSegment(ctx, data)
+	if err != nil {
+		return 0, fmt.Errorf("journal: ship metadata record %d: %w", seq, err)
+	}
+	root := m.seal.SealRoot(&remote.RootRecord{Seq: seq, Created: h.Created, Head: *info})
+	if _, err := m.g.PutMeta(ctx, remote.MetaRoot, root); err != nil {
+		m.g.DeleteSegment(context.WithoutCancel(ctx), info)
+		return 0, fmt.Errorf("journal: ship root record %d: %w", seq, err)
+	}
+	segBytes := remote.AppendSegmentInfo(nil, info)
+	j.wmu.Lock()
+	j.scopeLocked(scopeNone)
+	err = j.txLocked(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO mlog(seq, kind, base, prev, created, seg, bytes) VALUES(?, ?, ?, ?, ?, ?, ?)`,
+			seq, h.Kind, h.Base, h.Prev, h.Created.UnixNano(), segBytes, len(data)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('mlog_next', ?)`, strconv.FormatUint(seq+1, 10)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM mdirty WHERE id <= ?`, maxID.Int64)
+		return err
+	})
+	j.wmu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("journal: record metadata record %d: %w", seq, err)
+	}
+	m.stMu.Lock()
+	m.stats.Head, m.stats.HeadTime = seq, h.Created
+	m.stats.Records++
+	m.stats.Bytes += int64(len(data))
+	m.stats.LastError = ""
+	m.stMu.Unlock()
+	m.log.Debug("journal: metadata record shipped", "seq", seq, "full", h.Kind == metalog.Full, "rows", b.Rows(), "bytes", len(data))
+	return seq, nil
+}
+
+// fullRows adds every row of every shipped table.
+func fullRows(ctx context.Context, tx *sql.Tx, b *metalog.Builder) error {
+	for i := range mtables {
+		t := &mtables[i]
+		rows, err := tx.QueryContext(ctx, t.selectAll())
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			r, err := scanRow(t, rows)
+			if err == nil {
+				err = b.Add(r)
+			}
+			if err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deltaRows adds, for every key noted in mdirty up to maxID, the row as
+// it is now, or its deletion.
+func deltaRows(ctx context.Context, tx *sql.Tx, maxID int64, b *metalog.Builder) error {
+	keys, err := tx.QueryContext(ctx, `SELECT DISTINCT tbl, a, b FROM mdirty WHERE id <= ?`, maxID)
+	if err != nil {
+		return err
+	}
+	type key struct {
+		tbl  uint8
+		a, b any
+	}
+	var ks []key
+	for keys.Next() {
+		var k key
+		if err := keys.Scan(&k.tbl, &k.a, &k.b); err != nil {
+			keys.Close()
+			return err
+		}
+		ks = append(ks, k)
+	}
+	if err := keys.Close(); err != nil {
+		return err
+	}
+	stmts := map[uint8]*sql.Stmt{}
+	defer func() {
+		for _, s := range stmts {
+			s.Close()
+		}
+	}()
+	for _, k := range ks {
+		t := mtableByID(k.tbl)
+		if t == nil {
+			return fmt.Errorf("mdirty names table %d", k.tbl)
+		}
+		st := stmts[k.tbl]
+		if st == nil {
+			if st, err = tx.PrepareContext(ctx, t.selectKey()); err != nil {
+				return err
+			}
+			stmts[k.tbl] = st
+		}
+		args := []any{k.a, k.b}[:t.keys]
+		rows, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		found := false
+		for rows.Next() {
+			r, err := scanRow(t, rows)
+			if err == nil {
+				err = b.Add(r)
+			}
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			found = true
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if !found {
+			if err := b.Add(metalog.Row{Table: t.id, Delete: true, Vals: args}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ShipMeta ships the metadata changed since the last record now (a new
+// record even when nothing changed, with force) and returns the newest
+// record's seq. ErrReadOnly without a MetaGrid.
+func (j *Journal) ShipMeta(ctx context.Context, force bool) (uint64, error) {
+	if err := j.checkWrite(); err != nil {
+		return 0, err
+	}
+	if j.ms == nil {
+		return 0, fmt.Errorf("journal: %w: no grid for metadata", ErrInvalid)
+	}
+	return j.ms.ship(ctx, force, false)
+}
+
+// SyncGrid returns once everything written before the call is
+// grid-durable: its data uploaded (WaitDurable) and the metadata naming
+// it shipped in a record that a root record names.
+func (j *Journal) SyncGrid(ctx context.Context) error {
+	if err := j.WaitDurable(ctx); err != nil {
+		return err
+	}
+	if j.ms == nil || j.o.ReadOnly {
+		return nil
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		_, err := j.ms.ship(ctx, false, false)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		j.ms.stMu.Lock()
+		j.ms.stats.LastError = err.Error()
+		j.ms.stMu.Unlock()
+		if !sleepCtx(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// MetaStats returns the metadata log's state.
+func (j *Journal) MetaStats(ctx context.Context) MetaStats {
+	var st MetaStats
+	if j.ms != nil {
+		j.ms.stMu.Lock()
+		st = j.ms.stats
+		j.ms.stMu.Unlock()
+	}
+	if h, err := readHead(ctx, j.db); err == nil && h != nil && st.Head == 0 {
+		st.Head = h.seq
+		var created int64
+		j.db.QueryRowContext(ctx, `SELECT created FROM mlog WHERE seq = ?`, h.seq).Scan(&created)
+		st.HeadTime = time.Unix(0, created).UTC()
+	}
+	j.db.QueryRowContext(ctx, `SELECT count(*) FROM mdirty WHERE tbl != ?`, mlogTable).Scan(&st.PendingRows)
+	return st
+}
+
+// metaPending reports whether a row of file ino (its inode, name, data
+// map, blocks or their segments) changed since the last record shipped.
+func (j *Journal) metaPending(ctx context.Context, ino Ino) (bool, error) {
+	var p bool
+	err := j.db.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM mdirty d WHERE
+		(d.tbl IN (1, 3, 4, 5) AND d.a = ?1)
+		OR (d.tbl = 2 AND EXISTS(SELECT 1 FROM entries e WHERE e.ino = ?1 AND e.parent = d.a AND e.name = d.b))
+		OR (d.tbl = 6 AND d.a IN (SELECT block FROM blockmap WHERE ino = ?1))
+		OR (d.tbl = 7 AND d.a IN (SELECT b.segment FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ?1)))`, ino).Scan(&p)
+	if err != nil {
+		return false, fmt.Errorf("journal: metadata state of inode %d: %w", ino, err)
+	}
+	return p, nil
+}
+
+// ReadRoot reads the root record from every node and returns the valid
+// one with the highest seq. A node whose copy fails authentication (a
+// tampered record, or another drive's) or is older than the newest is
+// named in a warning; neither can roll the drive back. remote.ErrNoRoot
+// when no node has one.
+func ReadRoot(ctx context.Context, g MetaGrid, s *remote.Sealer, log *slog.Logger) (*remote.RootRecord, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	copies := g.GetMetaAll(ctx, remote.MetaRoot)
+	var best *remote.RootRecord
+	seqs := make([]uint64, len(copies))
+	var errs []error
+	notFound := 0
+	for i, c := range copies {
+		if c.Err != nil {
+			if errors.Is(c.Err, remote.ErrNotFound) {
+				notFound++
+			} else {
+				errs = append(errs, c.Err)
+			}
+			continue
+		}
+		r, err := s.OpenRoot(c.Data)
+		if err != nil {
+			log.Warn("ignoring the root record of a node: it fails authentication (tampered, or another drive's)", "node", c.Node, "err", err)
+			errs = append(errs, fmt.Errorf("node %s: %w", c.Node, err))
+			continue
+		}
+		seqs[i] = r.Seq
+		if best == nil || r.Seq > best.Seq {
+			best = r
+		}
+	}
+	if best == nil {
+		if notFound == len(copies) {
+			return nil, remote.ErrNoRoot
+		}
+		return nil, fmt.Errorf("no node served a valid root record: %w", errors.Join(errs...))
+	}
+	for i, c := range copies {
+		if seqs[i] != 0 && seqs[i] < best.Seq {
+			log.Warn("a node serves an older root record; the newest wins", "node", c.Node, "seq", seqs[i], "newest", best.Seq)
+		}
+	}
+	return best, nil
+}

@@ -1,0 +1,220 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/shard"
+)
+
+// dumpTree describes every file under the root: path, type, mode, owner,
+// size, times, link count, xattrs, link target and a content digest.
+func dumpTree(t testing.TB, j *Journal) string {
+	t.Helper()
+	var lines []string
+	var walk func(dir Ino, path string)
+	walk = func(dir Ino, path string) {
+		var off uint64
+		for {
+			ents := must[[]DirEntry](t)(j.ReadDir(bg, dir, off, 100))
+			if len(ents) == 0 {
+				break
+			}
+			for _, d := range ents {
+				off = d.Off
+				p := path + "/" + d.Name
+				a := must[Attr](t)(j.GetAttr(bg, d.Ino))
+				l := fmt.Sprintf("%s mode=%o uid=%d gid=%d size=%d nlink=%d mtime=%d ctime=%d atime=%d", p, a.Mode, a.Uid, a.Gid,
+					a.Size, a.Nlink, a.Mtime.UnixNano(), a.Ctime.UnixNano(), a.Atime.UnixNano())
+				names := must[[]string](t)(j.ListXattr(bg, d.Ino))
+				slices.Sort(names)
+				for _, n := range names {
+					v := must[[]byte](t)(j.GetXattr(bg, d.Ino, n))
+					l += fmt.Sprintf(" x:%s=%q", n, v)
+				}
+				switch a.Mode & sIFMT {
+				case sIFDIR:
+					walk(d.Ino, p)
+				case sIFLNK:
+					l += " -> " + must[string](t)(j.Readlink(bg, d.Ino))
+				case sIFREG:
+					data := readAll(t, j, d.Ino)
+					l += fmt.Sprintf(" data=%x", remote.BlockID(testSealerFor(data)))
+				}
+				lines = append(lines, l)
+			}
+		}
+	}
+	walk(RootIno, "")
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// testSealerFor is a cheap content digest for dumpTree.
+func testSealerFor(b []byte) [32]byte {
+	var d [32]byte
+	for i, c := range b {
+		d[i%32] ^= c
+		d[(i*7+3)%32] += c
+	}
+	d[0] ^= byte(len(b))
+	d[1] ^= byte(len(b) >> 8)
+	d[2] ^= byte(len(b) >> 16)
+	return d
+}
+
+// rebuildFromGrid rebuilds the journal from the grid's newest root record
+// into a new directory and opens it read-only.
+func (e *gridEnv) rebuildFromGrid() (*Journal, *RebuildStats) {
+	e.t.Helper()
+	r, err := ReadRoot(bg, e.grid, e.sealer, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	dir := filepath.Join(e.t.TempDir(), "journal")
+	st, err := Rebuild(bg, RebuildOptions{Dir: dir, Grid: e.grid, Sealer: e.sealer, Seq: r.Seq, Head: r.Head, BlockSize: e.opts.BlockSize})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	j, err := Open(bg, Options{Dir: dir, Sealer: e.sealer, Blocks: e.reader, BlockSize: e.opts.BlockSize, ReadOnly: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { j.Close() })
+	return j, st
+}
+
+func (e *gridEnv) syncGrid() {
+	e.t.Helper()
+	ctx, cancel := contextTimeout(30 * time.Second)
+	defer cancel()
+	if err := e.j.SyncGrid(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestMetaShipAndRebuild ships a namespace with every kind of inode,
+// rebuilds it from the grid alone, and compares; then changes it, ships
+// a delta, and compares again.
+func TestMetaShipAndRebuild(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
+	j := e.j
+	dir := must[Attr](t)(j.Mkdir(bg, RootIno, "dir", 0o750, 1000, 1000))
+	must[Attr](t)(j.Mkdir(bg, dir.Ino, "empty", 0o700, 0, 0))
+	big := bytes.Repeat([]byte("meshdrive "), 250_000) // 2.5 MB: three blocks
+	f := e.writeFile("big", big)
+	must[Attr](t)(j.Mknod(bg, dir.Ino, "empty-file", 0o600, 0, 0, 0))
+	must[Attr](t)(j.Symlink(bg, RootIno, "link", "dir/../big", 0, 0))
+	must[Attr](t)(j.Link(bg, f, dir.Ino, "hardlink"))
+	if err := j.SetXattr(bg, f, "user.color", []byte("blue\x00\xff"), 0); err != nil {
+		t.Fatal(err)
+	}
+	sparse := must[Attr](t)(j.Mknod(bg, dir.Ino, "sparse", 0o640, 0, 0, 0))
+	must[int](t)(j.WriteAt(bg, sparse.Ino, []byte("end"), 3<<20))
+	if err := j.Flush(bg, sparse.Ino); err != nil {
+		t.Fatal(err)
+	}
+	e.syncGrid()
+	want := dumpTree(t, j)
+	if n := strings.Count(want, "\n") + 1; n != 7 {
+		t.Fatalf("the tree has %d entries, want 7:\n%s", n, want)
+	}
+	got, st := e.rebuildFromGrid()
+	if g := dumpTree(t, got); g != want {
+		t.Fatalf("rebuilt tree differs:\n got:\n%s\nwant:\n%s", g, want)
+	}
+	if st.Records != 1 || st.LostBlocks != 0 {
+		t.Fatalf("first rebuild: %+v, want one full record and no lost block", st)
+	}
+	if s := must[FileStatus](t)(j.Status(bg, f)); s.State != StateDurable || s.MetaPending {
+		t.Fatalf("status after SyncGrid: %+v", s)
+	}
+
+	// Change things: the next record is a small delta.
+	if err := j.Rename(bg, RootIno, "big", dir.Ino, "moved", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Unlink(bg, dir.Ino, "empty-file"); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.RemoveXattr(bg, f, "user.color"); err != nil {
+		t.Fatal(err)
+	}
+	must[int](t)(j.WriteAt(bg, f, []byte("changed"), 100))
+	if err := j.Flush(bg, f); err != nil {
+		t.Fatal(err)
+	}
+	if s := must[FileStatus](t)(j.Status(bg, f)); !s.MetaPending || s.State != StateLocal {
+		t.Fatalf("status of a changed file before SyncGrid: %+v, want local with metadata pending", s)
+	}
+	before := j.MetaStats(bg)
+	e.syncGrid()
+	after := j.MetaStats(bg)
+	if after.Head <= before.Head || after.PendingRows != 0 {
+		t.Fatalf("meta stats before %+v after %+v", before, after)
+	}
+	want = dumpTree(t, j)
+	got, st = e.rebuildFromGrid()
+	if g := dumpTree(t, got); g != want {
+		t.Fatalf("rebuilt tree after a delta differs:\n got:\n%s\nwant:\n%s", g, want)
+	}
+	if st.Records != 2 {
+		t.Fatalf("second rebuild read %d records, want a full and a delta", st.Records)
+	}
+	// A sync with nothing changed ships nothing.
+	e.syncGrid()
+	if s := j.MetaStats(bg); s.Head != after.Head {
+		t.Fatalf("a sync with no change shipped record %d", s.Head)
+	}
+}
+
+// TestRootRecordRollback: a node that serves an older root record, or a
+// forged one, does not win.
+func TestRootRecordRollback(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
+	e.writeFile("a", []byte("one"))
+	e.syncGrid()
+	old := must[[]byte](t)(e.grid.GetMeta(bg, remote.MetaRoot))
+	e.writeFile("b", []byte("two"))
+	e.syncGrid()
+	newest := must[*remote.RootRecord](t)(ReadRoot(bg, e.grid, e.sealer, nil))
+	// Node 0 serves the old record, node 1 garbage.
+	ds := e.nodes[0]
+	if err := putMetaOn(ds, remote.MetaRoot, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := putMetaOn(e.nodes[1], remote.MetaRoot, bytes.Repeat([]byte{1}, 100)); err != nil {
+		t.Fatal(err)
+	}
+	r := must[*remote.RootRecord](t)(ReadRoot(bg, e.grid, e.sealer, nil))
+	if r.Seq != newest.Seq {
+		t.Fatalf("root seq %d, want the newest %d", r.Seq, newest.Seq)
+	}
+	j, _ := e.rebuildFromGrid()
+	if _, err := j.Lookup(bg, RootIno, "b"); err != nil {
+		t.Fatalf("the rebuilt drive lacks the newest file: %v", err)
+	}
+}
+
+func putMetaOn(s remote.Store, name string, data []byte) error {
+	obj, err := encodeMeta(data)
+	if err != nil {
+		return err
+	}
+	return s.Put(bg, "meta/"+name, obj)
+}
+
+func contextTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(bg, d)
+}
+
+func encodeMeta(data []byte) ([]byte, error) {
+	return shard.Encode(&shard.Header{Kind: shard.KindMeta, K: 1, SegmentSize: int64(len(data)), ChunkSize: shard.DefaultChunkSize}, data)
+}

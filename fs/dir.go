@@ -69,10 +69,10 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	switch d.next {
 	case 0:
 		d.next = offDot
-		return &fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: uint64(d.n.ino()), Off: offDot}, 0
+		return &fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: d.n.StableAttr().Ino, Off: offDot}, 0
 	case offDot:
 		d.next = offDotDot
-		ino := uint64(d.n.ino())
+		ino := d.n.StableAttr().Ino
 		if _, p := d.n.Parent(); p != nil {
 			ino = p.StableAttr().Ino
 		}
@@ -96,7 +96,7 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	e := d.buf[0]
 	d.buf = d.buf[1:]
 	d.next = e.Off + dirOffBase
-	return &fuse.DirEntry{Name: e.Name, Mode: e.Mode & syscall.S_IFMT, Ino: uint64(e.Ino), Off: d.next}, 0
+	return &fuse.DirEntry{Name: e.Name, Mode: e.Mode & syscall.S_IFMT, Ino: uint64(e.Ino) + d.n.fsys.inoOff, Off: d.next}, 0
 }
 
 func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {

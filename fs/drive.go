@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -27,6 +28,13 @@ type DriveOptions struct {
 	UploadLimit                   float64 // bytes/s, 0 = unlimited
 	JournalQuota                  int64   // 0 = journal default
 	BlockSize                     int     // 0 = journal default (4 MiB)
+
+	// MetaInterval bounds how far the grid's copy of the metadata trails
+	// the journal (0: journal.DefaultMetaInterval).
+	MetaInterval time.Duration
+	// Retention decides which metadata checkpoints stay snapshots (nil:
+	// journal.DefaultRetention).
+	Retention *journal.Retention
 
 	ReadOnly, AllowOther bool
 	// Writeback turns on the kernel's write-back cache (see
@@ -77,15 +85,18 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		blocks = &corruptReader{r: c, frac: o.CorruptReads}
 	}
 	j, err := journal.Open(ctx, journal.Options{
-		Dir:         filepath.Join(o.DataDir, "journal"),
-		Grid:        o.Grid,
-		Sealer:      o.Sealer,
-		Blocks:      blocks,
-		BlockSize:   o.BlockSize,
-		Quota:       o.JournalQuota,
-		UploadLimit: o.UploadLimit,
-		ReadOnly:    o.ReadOnly,
-		Logger:      log,
+		Dir:          filepath.Join(o.DataDir, "journal"),
+		Grid:         o.Grid,
+		Sealer:       o.Sealer,
+		Blocks:       blocks,
+		BlockSize:    o.BlockSize,
+		Quota:        o.JournalQuota,
+		UploadLimit:  o.UploadLimit,
+		ReadOnly:     o.ReadOnly,
+		Logger:       log,
+		Meta:         o.Grid,
+		MetaInterval: o.MetaInterval,
+		Retention:    o.Retention,
 	})
 	if err != nil {
 		c.Close()
@@ -97,12 +108,16 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 // Mount mounts the drive on mountpoint and returns once the mount is
 // ready. Unmount with server.Unmount() before Close.
 func (d *Drive) Mount(mountpoint string) (*fuse.Server, error) {
-	s, err := Mount(mountpoint, d.j, MountOptions{
+	mo := MountOptions{
 		AllowOther: d.o.AllowOther,
 		ReadOnly:   d.o.ReadOnly,
 		Writeback:  d.o.Writeback,
 		Logger:     d.log,
-	})
+	}
+	if !d.o.ReadOnly {
+		mo.Snapshots = d.j
+	}
+	s, err := Mount(mountpoint, d.j, mo)
 	if err != nil {
 		return nil, err
 	}

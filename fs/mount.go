@@ -45,6 +45,8 @@ type MountOptions struct {
 	// at close or fsync instead of by the write. The real-stack tests run
 	// with it on under MESHDRIVE_FS_WRITEBACK=1.
 	Writeback bool
+	// Snapshots, when set, serves MOUNT/.snapshots (read-only).
+	Snapshots Snapshotter
 	// Debug logs every FUSE request (very verbose).
 	Debug  bool
 	Logger *slog.Logger
@@ -59,7 +61,7 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout}}
+	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout, snaps: o.Snapshots}}
 	a, err := j.GetAttr(context.Background(), journal.RootIno)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: reading the root directory from the journal: %w", mountpoint, err)

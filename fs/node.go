@@ -27,7 +27,14 @@ const nameMax = 255
 
 // fileSystem is the state every node shares. It holds no mutable state.
 type fileSystem struct {
-	j           Journal
+	j Journal
+	// inoOff is added to the journal's inode numbers to make the kernel's
+	// (0 for the drive; a snapshot's tree has one of its own, see
+	// snapshots.go).
+	inoOff uint64
+	// snaps serves MOUNT/.snapshots (nil: no snapshots; always nil inside
+	// a snapshot).
+	snaps       Snapshotter
 	log         *slog.Logger
 	attrTimeout time.Duration
 
@@ -105,7 +112,7 @@ var (
 	_ fusefs.NodeRemovexattrer  = (*node)(nil)
 )
 
-func (n *node) ino() journal.Ino { return journal.Ino(n.StableAttr().Ino) }
+func (n *node) ino() journal.Ino { return journal.Ino(n.StableAttr().Ino - n.fsys.inoOff) }
 
 func (n *node) errno(op string, err error) syscall.Errno {
 	return errno(n.fsys.log, op, n.ino(), err)
@@ -125,8 +132,8 @@ func (n *node) lastAttr() journal.Attr {
 }
 
 // fillAttr copies journal attributes into a FUSE reply.
-func fillAttr(out *fuse.Attr, a journal.Attr) {
-	out.Ino = uint64(a.Ino)
+func (f *fileSystem) fillAttr(out *fuse.Attr, a journal.Attr) {
+	out.Ino = uint64(a.Ino) + f.inoOff
 	out.Mode = a.Mode
 	out.Nlink = a.Nlink
 	out.Uid = a.Uid
@@ -144,8 +151,8 @@ func fillAttr(out *fuse.Attr, a journal.Attr) {
 func (n *node) child(ctx context.Context, a journal.Attr, out *fuse.EntryOut) *fusefs.Inode {
 	c := &node{fsys: n.fsys}
 	c.last = a
-	fillAttr(&out.Attr, a)
-	return n.NewInode(ctx, c, fusefs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: uint64(a.Ino)})
+	n.fsys.fillAttr(&out.Attr, a)
+	return n.NewInode(ctx, c, fusefs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: uint64(a.Ino) + n.fsys.inoOff})
 }
 
 // owner is the uid and gid a new child of n gets: the caller's, except
@@ -168,6 +175,9 @@ func (n *node) owner(ctx context.Context, mode uint32) (uid, gid, newMode uint32
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	if len(name) > nameMax {
 		return nil, syscall.ENAMETOOLONG
+	}
+	if name == snapshotsName && n.fsys.snaps != nil && n.ino() == journal.RootIno {
+		return n.snapshotsDir(ctx, out), 0
 	}
 	a, err := n.fsys.j.Lookup(settled(ctx), n.ino(), name)
 	if err != nil {
@@ -193,7 +203,7 @@ func (n *node) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrO
 		return n.errno("getattr", err)
 	}
 	n.remember(a)
-	fillAttr(&out.Attr, a)
+	n.fsys.fillAttr(&out.Attr, a)
 	return 0
 }
 
@@ -263,7 +273,7 @@ func (n *node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 // zero, which would make the kernel ask again at once.
 func (n *node) replyAttr(a journal.Attr, out *fuse.AttrOut) syscall.Errno {
 	n.remember(a)
-	fillAttr(&out.Attr, a)
+	n.fsys.fillAttr(&out.Attr, a)
 	out.SetTimeout(n.fsys.attrTimeout)
 	return 0
 }
@@ -332,7 +342,7 @@ func (n *node) Link(ctx context.Context, target fusefs.InodeEmbedder, name strin
 		return nil, n.errno("link", err)
 	}
 	t.remember(a)
-	fillAttr(&out.Attr, a)
+	n.fsys.fillAttr(&out.Attr, a)
 	// The same *Inode: hard links share one node.
 	return t.EmbeddedInode(), 0
 }

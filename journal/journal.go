@@ -79,6 +79,9 @@ type Options struct {
 	// MetaInterval (default DefaultMetaInterval) while it is reachable.
 	Meta         MetaGrid
 	MetaInterval time.Duration
+	// Retention decides which metadata checkpoints stay snapshots (nil:
+	// DefaultRetention).
+	Retention *Retention
 }
 
 // Journal is the drive's local durable truth. All methods are safe for
@@ -159,6 +162,9 @@ type Journal struct {
 	// ms ships the metadata to the grid (nil without Options.Meta or
 	// read-only).
 	ms *metaShipper
+	// snapMu guards snaps, the snapshot journals opened (SnapshotJournal).
+	snapMu sync.Mutex
+	snaps  map[uint64]*Journal
 }
 
 // Open opens (or creates) the journal in o.Dir, recovers from a crash
@@ -330,6 +336,12 @@ func (j *Journal) Close() error {
 	if j.ms != nil {
 		<-j.ms.done
 	}
+	j.snapMu.Lock()
+	for _, sj := range j.snaps {
+		sj.Close()
+	}
+	j.snaps = nil
+	j.snapMu.Unlock()
 	j.behindWG.Wait() // they see closed and stop after the block in hand
 	j.imu.Lock()
 	for _, n := range j.inodes {

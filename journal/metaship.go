@@ -109,6 +109,7 @@ func (m *metaShipper) run(ctx context.Context) {
 			continue
 		}
 		backoff, wait = time.Second, m.interval
+		m.j.pruneMeta(ctx)
 	}
 }
 

@@ -211,6 +211,16 @@ func printStatus(w io.Writer, r *statusReport) {
 	if u.Errors > 0 {
 		fmt.Fprintf(w, "  %d upload errors, last: %s\n", u.Errors, u.LastError)
 	}
+	md := r.Metadata
+	switch {
+	case md.Head == 0:
+		fmt.Fprintf(w, "\nmetadata: not on the grid yet (%d changes waiting)\n", md.PendingRows)
+	default:
+		fmt.Fprintf(w, "\nmetadata: checkpoint %d on the grid since %s, %d changes waiting\n", md.Head, md.HeadTime.Local().Format(time.DateTime), md.PendingRows)
+	}
+	if md.LastError != "" {
+		fmt.Fprintf(w, "  last error: %s\n", md.LastError)
+	}
 	var cs map[string]any
 	if json.Unmarshal(r.Cache, &cs) == nil {
 		mem, _ := cs["MemBytes"].(float64)

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/remote"
 )
 
@@ -48,6 +50,13 @@ type Config struct {
 	M         int          `json:"m"`
 	BlockSize int          `json:"block_size"`
 	Nodes     []NodeConfig `json:"nodes"`
+	// MetadataInterval bounds how far the grid's copy of the metadata
+	// trails the journal (a Go duration, "30s" when empty); mount
+	// --metadata-interval overrides it.
+	MetadataInterval string `json:"metadata_interval,omitempty"`
+	// Retention says which metadata checkpoints stay snapshots
+	// (journal.ParseRetention; the default when empty).
+	Retention string `json:"retention,omitempty"`
 }
 
 // NodeConfig is one node of the grid. URL is "http(s)://[token@]host:port",
@@ -124,6 +133,16 @@ func (c *Config) validate() error {
 	}
 	if c.BlockSize < 4096 || c.BlockSize > 64<<20 || c.BlockSize&(c.BlockSize-1) != 0 {
 		return fmt.Errorf("block_size %d is not a power of two between 4 KiB and 64 MiB", c.BlockSize)
+	}
+	if c.MetadataInterval != "" {
+		if d, err := time.ParseDuration(c.MetadataInterval); err != nil || d < time.Second {
+			return fmt.Errorf("metadata_interval %q: want a duration of at least 1s, like 30s", c.MetadataInterval)
+		}
+	}
+	if c.Retention != "" {
+		if _, err := journal.ParseRetention(c.Retention); err != nil {
+			return fmt.Errorf("retention: %v", err)
+		}
 	}
 	names := map[string]bool{}
 	for i, n := range c.Nodes {

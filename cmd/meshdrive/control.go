@@ -27,6 +27,9 @@ import (
 //	GET  /status?path=P     pathReport for one file or folder
 //	POST /sync              JSON lines of syncLine until grid-durable
 //	POST /cache/clear       clearReport
+//	GET  /snapshots         []snapshotJSON
+//	POST /snapshots?name=N  snapshotJSON of the new snapshot
+//	POST /snapshots/delete  ?name=N (repeated) or ?all=1: []snapshotJSON deleted
 
 // statusReport is GET /status (and meshdrive status --json).
 type statusReport struct {
@@ -45,7 +48,16 @@ type statusReport struct {
 	NodesTotal int             `json:"nodes_total"`
 	Nodes      []nodeStatus    `json:"nodes"`
 	Uploads    uploadStatus    `json:"uploads"`
+	Metadata   metaStatus      `json:"metadata"`
 	Cache      json.RawMessage `json:"cache"` // cache.Stats
+}
+
+// metaStatus is the metadata log: how far the grid's copy is behind.
+type metaStatus struct {
+	Head        uint64    `json:"head"`      // seq of the newest record on the grid, 0 none
+	HeadTime    time.Time `json:"head_time"` // when it was shipped
+	PendingRows int64     `json:"pending_rows"`
+	LastError   string    `json:"last_error,omitempty"`
 }
 
 type nodeStatus struct {
@@ -173,6 +185,9 @@ func startControl(o controlOptions) (*controlServer, error) {
 	mux.HandleFunc("GET /status", c.status)
 	mux.HandleFunc("POST /sync", c.sync)
 	mux.HandleFunc("POST /cache/clear", c.cacheClear)
+	mux.HandleFunc("GET /snapshots", c.snapshotList)
+	mux.HandleFunc("POST /snapshots", c.snapshotCreate)
+	mux.HandleFunc("POST /snapshots/delete", c.snapshotDelete)
 	c.srv = &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx },
 		ReadHeaderTimeout: 10 * time.Second}
 	c.done.Add(2)
@@ -285,8 +300,10 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 	}
 	rep.Online = rep.NodesUp > 0
 	rep.Uploads = c.uploads()
+	ms := c.o.drive.Journal().MetaStats(ctx)
+	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError}
 	switch {
-	case rep.Uploads.Bytes > 0 || rep.Uploads.InFlightBytes > 0 || rep.Uploads.Blocks > 0:
+	case rep.Uploads.Bytes > 0 || rep.Uploads.InFlightBytes > 0 || rep.Uploads.Blocks > 0 || (ms.PendingRows > 0 && !c.o.readOnly):
 		rep.State = journal.StateLocal.String()
 	case rep.Uploads.RepairOwed > 0:
 		rep.State = journal.StateDegraded.String()
@@ -432,7 +449,7 @@ func (c *controlServer) sync(w http.ResponseWriter, r *http.Request) {
 			ETASeconds: u.ETASeconds, Errors: u.Errors, LastError: u.LastError}
 	}
 	done := make(chan error, 1)
-	go func() { done <- j.WaitDurable(ctx) }()
+	go func() { done <- j.SyncGrid(ctx) }()
 	t := time.NewTicker(syncProgressEvery)
 	defer t.Stop()
 	enc.Encode(line())

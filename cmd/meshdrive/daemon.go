@@ -56,6 +56,9 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 	if o.readOnly {
 		args = append(args, "--read-only")
 	}
+	if o.metaInterval > 0 {
+		args = append(args, "--metadata-interval", o.metaInterval.String())
+	}
 	args = append(args, "--", o.mountpoint)
 	cmd := exec.Command(self, args...)
 	cmd.Dir = "/"

@@ -51,6 +51,8 @@ func commands() []command {
 		{"sync", "wait until everything written so far is grid-durable", runSync},
 		{"cache", "cache clear: drop clean cached blocks", runCache},
 		{"passwd", "change the drive's passphrase (no data is rewritten)", runPasswd},
+		{"recover", "rebuild a lost drive on this machine from the passphrase and one node", runRecover},
+		{"snapshot", "snapshot create | list | delete | restore: the drive's past, browsable under .snapshots", runSnapshot},
 		{"node", "node serve: run a storage node over HTTP", runNode},
 	}
 }

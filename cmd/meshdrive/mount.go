@@ -49,6 +49,8 @@ type mountOptions struct {
 	daemon      bool
 	logLevel    string
 	pass        passphraseSource
+	// metaInterval: --metadata-interval (0: the config's, else the default).
+	metaInterval time.Duration
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -76,14 +78,18 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	daemon := fl.Bool("daemon", false, "detach once the mount is ready; log to DATA/meshdrive.log")
 	logLevel := fl.String("log-level", "info", "log level: debug, info, warn, error")
 	passFile := fl.String("passphrase-file", "", "read the passphrase from this file")
+	metaInterval := fl.Duration("metadata-interval", 0, "how far the grid's copy of the metadata may trail the journal while nodes are up (default: the config's metadata_interval, else 30s)")
 	pos, err := parseFlags(e, fl, e.args)
 	if err != nil {
 		return err
 	}
+	if *metaInterval != 0 && *metaInterval < 100*time.Millisecond {
+		return usageError("--metadata-interval %v: want at least 100ms, like 30s", *metaInterval)
+	}
 	if len(pos) != 1 {
 		return usageError("mount needs exactly one MOUNTPOINT (got %d arguments); see meshdrive mount --help", len(pos))
 	}
-	o := mountOptions{allowOther: *allowOther, readOnly: *readOnly, daemon: *daemon, logLevel: *logLevel,
+	o := mountOptions{allowOther: *allowOther, readOnly: *readOnly, daemon: *daemon, logLevel: *logLevel, metaInterval: *metaInterval,
 		pass: passphraseSource{file: *passFile, envVar: "MESHDRIVE_PASSPHRASE"}}
 	if o.dataDir, err = dataDir(); err != nil {
 		return err
@@ -295,6 +301,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		DataDir: o.dataDir, Grid: grid, Sealer: sealer,
 		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, UploadLimit: o.uploadLimit,
 		BlockSize: cfg.BlockSize, ReadOnly: o.readOnly, AllowOther: o.allowOther, Logger: log,
+		MetaInterval: metaInterval(o, cfg), Retention: retention(cfg),
 		CorruptReads: func() float64 { f, _ := strconv.ParseFloat(os.Getenv("MESHDRIVE_TEST_CORRUPT_READS"), 64); return f }(), // TEST ONLY negative control (integration)
 	})
 	if err != nil {
@@ -486,4 +493,26 @@ func parseBytes(s string) (int64, error) {
 // jitter spreads d over [d/2, d).
 func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(time.Now().UnixNano()%int64(d/2+1))
+}
+
+// metaInterval is --metadata-interval, else the config's, else 0 (the
+// journal's default). The config was validated when loaded.
+func metaInterval(o mountOptions, cfg *Config) time.Duration {
+	if o.metaInterval > 0 {
+		return o.metaInterval
+	}
+	d, _ := time.ParseDuration(cfg.MetadataInterval)
+	return d
+}
+
+// retention is the config's snapshot retention (nil: the default).
+func retention(cfg *Config) *journal.Retention {
+	if cfg.Retention == "" {
+		return nil
+	}
+	r, err := journal.ParseRetention(cfg.Retention)
+	if err != nil {
+		return nil
+	}
+	return &r
 }

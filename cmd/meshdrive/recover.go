@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/keyring"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
+)
+
+func runRecover(e *env) error {
+	fl := newFlagSet(e, "recover", "recover --node URL [--data DIR] [--passphrase-file F]", `
+Rebuild a drive on this machine from its grid: the passphrase and the address
+of one of its nodes are enough. recover fetches the wrapped key and the drive
+config from that node (the config names the other nodes), asks for the
+passphrase, reads the newest root record from every node, and rebuilds the
+journal from the metadata checkpoints it names. File data stays on the grid
+and is fetched when read, so recovery time grows with the number of files,
+not their size. Then mount works as usual.
+
+DIR must not hold a drive; nothing is written to it unless recovery succeeds.
+Everything that was grid-durable (meshdrive sync, or about 30 seconds after a
+change while nodes were reachable) comes back, snapshots included.`)
+	dataDir := dataDirFlag(e, fl)
+	node := fl.String("node", "", "URL of one node of the drive (http://[TOKEN@]host:port, s3://..., or a directory)")
+	passFile := fl.String("passphrase-file", "", "read the passphrase from this file")
+	logLevel := fl.String("log-level", "warn", "log level: debug, info, warn, error")
+	pos, err := parseFlags(e, fl, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError("recover takes no arguments; see meshdrive recover --help")
+	}
+	if *node == "" {
+		return usageError("recover needs --node URL: the address of one node of the drive")
+	}
+	dir, err := dataDir()
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(e.stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		if _, err := os.Stat(filepath.Join(dir, configFile)); err == nil {
+			return fmt.Errorf("a drive already exists at %s; recover into an empty or new --data DIR", dir)
+		}
+		return fmt.Errorf("data dir %s is not empty; recover into an empty or new --data DIR", dir)
+	}
+	ctx, stop := signalContext()
+	defer stop()
+
+	// The node named on the command line: the wrapped key and the config.
+	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	st, err := remoteopen.Store(octx, *node, remoteopen.Options{Logger: log})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("cannot open node %s: %w", redactURL(*node), err)
+	}
+	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	wrapped, err := remote.GetMetaFrom(gctx, st, remote.MetaKey)
+	cancel()
+	switch {
+	case errors.Is(err, remote.ErrNotFound):
+		return fmt.Errorf("node %s holds no meshdrive drive (no drive key on it); check the address", redactURL(*node))
+	case err != nil:
+		return fmt.Errorf("cannot read the drive key from node %s: %w; check that the node is up and the address (and token) right", redactURL(*node), err)
+	}
+	if _, err := keyring.Decode(wrapped); err != nil {
+		return fmt.Errorf("the drive key on node %s is corrupt (%v); try another node of the drive", redactURL(*node), err)
+	}
+	gctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	sealedCfg, err := remote.GetMetaFrom(gctx, st, remote.MetaConfig)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("cannot read the drive config from node %s: %w; try another node of the drive", redactURL(*node), err)
+	}
+	pass, err := passphraseSource{file: *passFile, envVar: "MESHDRIVE_PASSPHRASE"}.read(e, "Passphrase for the drive on "+redactURL(*node), false)
+	if err != nil {
+		return err
+	}
+	master, err := keyring.Unwrap(wrapped, pass)
+	if errors.Is(err, keyring.ErrWrongPassphrase) {
+		return fmt.Errorf("wrong passphrase for the drive on node %s (key check failed); nothing was written", redactURL(*node))
+	}
+	if err != nil {
+		return fmt.Errorf("drive key on node %s: %w", redactURL(*node), err)
+	}
+	sealer, err := remote.NewSealer(master)
+	if err != nil {
+		return err
+	}
+	cfgBytes, err := sealer.OpenMeta(configSealName, sealedCfg)
+	if err != nil {
+		return fmt.Errorf("the drive config on node %s does not open with this drive's key (%v); try another node", redactURL(*node), err)
+	}
+	cfg, err := parseConfig(cfgBytes)
+	if err != nil {
+		return fmt.Errorf("the drive config on node %s is corrupt (%v); try another node", redactURL(*node), err)
+	}
+	rebaseEmbedded(cfg, *node)
+
+	// Build everything in a sibling of dir, renamed into place at the end.
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return fmt.Errorf("cannot create %s: %w", parent, err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".recover-")
+	if err != nil {
+		return fmt.Errorf("cannot create a work dir beside %s: %w", dir, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(tmp)
+		}
+	}()
+	grid, _, err := openGrid(ctx, tmp, cfg, master, log, false)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	root, err := journal.ReadRoot(ctx, grid, sealer, log)
+	switch {
+	case errors.Is(err, remote.ErrNoRoot):
+		return fmt.Errorf("the drive on these nodes has no metadata checkpoint on the grid yet (it was last used by a meshdrive older than 2026-12, or never synced); nothing to recover")
+	case err != nil:
+		return fmt.Errorf("cannot read the drive's root record: %w", err)
+	}
+	progress := recoverProgress(e)
+	rs, err := journal.Rebuild(ctx, journal.RebuildOptions{Dir: filepath.Join(tmp, "journal"), Grid: grid, Sealer: sealer,
+		Seq: root.Seq, Head: root.Head, BlockSize: cfg.BlockSize, Progress: progress, Logger: log})
+	progress("", -1, 0)
+	if err != nil {
+		return fmt.Errorf("cannot rebuild the drive from checkpoint %d: %w; nothing was written", root.Seq, err)
+	}
+	cfgOut, err := cfg.marshal()
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, keyFile), wrapped, 0o600); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, configFile), cfgOut, 0o600); err != nil {
+		return err
+	}
+	os.Remove(dir) // an empty dir the user made
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("cannot move the recovered drive into %s: %w", dir, err)
+	}
+	done = true
+	fmt.Fprintf(e.stdout, "recovered drive %s into %s: %d files and folders from checkpoint %d of %s (%d records, %s of metadata) in %.1fs\n",
+		cfg.DriveID, dir, rs.Inodes, root.Seq, root.Created.Local().Format(time.DateTime), rs.Records, humanBytes(rs.Bytes), time.Since(start).Seconds())
+	if rs.LostBlocks > 0 {
+		fmt.Fprintf(e.stdout, "warning: %d blocks of %d+ files had not reached the grid when that checkpoint was made; reading them fails (inodes %v)\n",
+			rs.LostBlocks, len(rs.LostFiles), rs.LostFiles)
+	}
+	fmt.Fprintf(e.stdout, "mount it with: meshdrive mount --data %s MOUNTPOINT\n", dir)
+	return nil
+}
+
+// rebaseEmbedded points the relative node paths of an embedded default
+// grid (DATA/nodes/node-N) at the node dirs beside the one given, so a copy
+// of a lost machine's node dirs recovers.
+func rebaseEmbedded(cfg *Config, node string) {
+	p := strings.TrimPrefix(node, "file://")
+	if strings.Contains(p, "://") {
+		return
+	}
+	old := filepath.Dir(filepath.Dir(p)) // DATA of DATA/nodes/node-N
+	for i, n := range cfg.Nodes {
+		if !strings.Contains(n.URL, "://") && !filepath.IsAbs(n.URL) {
+			if abs, err := filepath.Abs(filepath.Join(old, n.URL)); err == nil {
+				cfg.Nodes[i].URL = abs
+			}
+		}
+	}
+}
+
+// recoverProgress reports the rebuild: a bar on a terminal, else nothing
+// (the summary line says what was done). stage "" with done < 0 ends it.
+func recoverProgress(e *env) func(stage string, done, total int) {
+	f, ok := e.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return func(string, int, int) {}
+	}
+	var bar *progressbar.ProgressBar
+	last := ""
+	return func(stage string, done, total int) {
+		if done < 0 {
+			if bar != nil {
+				bar.Finish()
+			}
+			return
+		}
+		if stage != last {
+			if bar != nil {
+				bar.Finish()
+			}
+			desc := "reading checkpoints"
+			if stage == "apply" {
+				desc = "rebuilding the journal"
+			}
+			bar = progressbar.NewOptions(max(total, -1), progressbar.OptionSetWriter(e.stderr),
+				progressbar.OptionSetDescription(desc), progressbar.OptionShowCount())
+			if total == 0 {
+				bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(e.stderr),
+					progressbar.OptionSetDescription(desc), progressbar.OptionShowCount())
+			}
+			last = stage
+		}
+		bar.Set(done)
+	}
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/meshdrive/meshdrive/journal"
+)
+
+// snapshotJSON is one snapshot on the control socket.
+type snapshotJSON struct {
+	Name    string    `json:"name"`
+	Seq     uint64    `json:"seq"`
+	Named   bool      `json:"named"`
+	Created time.Time `json:"created"`
+}
+
+func toJSON(ss []journal.Snapshot) []snapshotJSON {
+	out := make([]snapshotJSON, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, snapshotJSON{Name: s.Name, Seq: s.Seq, Named: s.Named, Created: s.Created})
+	}
+	return out
+}
+
+func snapshotStatus(err error) int {
+	switch {
+	case errors.Is(err, journal.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, journal.ErrExist):
+		return http.StatusConflict
+	case errors.Is(err, journal.ErrInvalid), errors.Is(err, journal.ErrReadOnly):
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+func (c *controlServer) snapshotList(w http.ResponseWriter, r *http.Request) {
+	ss, err := c.o.drive.Journal().Snapshots(r.Context())
+	if err != nil {
+		writeJSON(w, snapshotStatus(err), apiError{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(ss))
+}
+
+func (c *controlServer) snapshotCreate(w http.ResponseWriter, r *http.Request) {
+	s, err := c.o.drive.Journal().CreateSnapshot(r.Context(), r.URL.Query().Get("name"))
+	if err != nil {
+		writeJSON(w, snapshotStatus(err), apiError{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON([]journal.Snapshot{s})[0])
+}
+
+func (c *controlServer) snapshotDelete(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	del, err := c.o.drive.Journal().DeleteSnapshots(r.Context(), q["name"], q.Get("all") == "1")
+	if err != nil {
+		writeJSON(w, snapshotStatus(err), apiError{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(del))
+}
+
+func runSnapshot(e *env) error {
+	fl := newFlagSet(e, "snapshot", "snapshot [--data DIR] create [--name N] | list | delete NAME... | delete --all | restore SNAPSHOT PATH [--to DEST]", `
+Snapshots are metadata checkpoints on the grid, kept by the retention policy
+(config "retention"; default: every checkpoint of the last hour, hourly for 48
+hours, daily for 30 days, weekly for a year) or by name until deleted. Each is
+browsable read-only at MOUNTPOINT/.snapshots/NAME (reachable by path, not
+listed in the drive's root). The drive must be mounted.
+
+  create [--name N]       take a snapshot now (ships the metadata first)
+  list                    the kept snapshots, oldest first
+  delete NAME... | --all  stop keeping snapshots (the newest checkpoint stays)
+  restore SNAPSHOT PATH   copy PATH (a file or folder, relative to the drive's
+                          root) out of the snapshot, back to PATH when nothing
+                          is there now, else to --to DEST (a path in or out of
+                          the drive). It never changes the snapshot.`)
+	dataDir := dataDirFlag(e, fl)
+	name := fl.String("name", "", "create: the snapshot's name (kept until deleted)")
+	all := fl.Bool("all", false, "delete: every snapshot but the newest checkpoint")
+	to := fl.String("to", "", "restore: where to put the copy")
+	jsonOut := fl.Bool("json", false, "list: print JSON")
+	pos, err := parseFlags(e, fl, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageError("snapshot needs a subcommand: create, list, delete or restore; see meshdrive snapshot --help")
+	}
+	dir, err := dataDir()
+	if err != nil {
+		return err
+	}
+	c := newControlClient(dir)
+	ctx, stop := signalContext()
+	defer stop()
+	switch pos[0] {
+	case "list":
+		var ss []snapshotJSON
+		if err := c.getJSON(ctx, "GET", "/snapshots", &ss); err != nil {
+			return err
+		}
+		if *jsonOut {
+			return printJSON(e.stdout, ss)
+		}
+		if len(ss) == 0 {
+			fmt.Fprintln(e.stdout, "no snapshots yet: the first checkpoint reaches the grid within the metadata interval, or run meshdrive snapshot create")
+		}
+		for _, s := range ss {
+			kind := "auto"
+			if s.Named {
+				kind = "named"
+			}
+			fmt.Fprintf(e.stdout, "%-32s %-5s %s\n", s.Name, kind, s.Created.Local().Format(time.DateTime))
+		}
+		return nil
+	case "create":
+		if len(pos) != 1 {
+			return usageError("snapshot create takes no arguments (use --name N)")
+		}
+		var s snapshotJSON
+		if err := c.getJSON(ctx, "POST", "/snapshots?name="+url.QueryEscape(*name), &s); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "snapshot %s taken (checkpoint %d)\n", s.Name, s.Seq)
+		return nil
+	case "delete":
+		if (len(pos) == 1) == !*all {
+			return usageError("snapshot delete needs NAME... or --all, not both")
+		}
+		q := url.Values{}
+		for _, n := range pos[1:] {
+			q.Add("name", n)
+		}
+		if *all {
+			q.Set("all", "1")
+		}
+		var del []snapshotJSON
+		if err := c.getJSON(ctx, "POST", "/snapshots/delete?"+q.Encode(), &del); err != nil {
+			return err
+		}
+		for _, s := range del {
+			fmt.Fprintf(e.stdout, "deleted snapshot %s\n", s.Name)
+		}
+		return nil
+	case "restore":
+		if len(pos) != 3 {
+			return usageError("snapshot restore needs SNAPSHOT PATH; see meshdrive snapshot --help")
+		}
+		return restoreSnapshot(ctx, e, c, pos[1], pos[2], *to)
+	}
+	return usageError("unknown snapshot subcommand %q: want create, list, delete or restore", pos[0])
+}
+
+// restoreSnapshot copies PATH out of MOUNT/.snapshots/SNAP.
+func restoreSnapshot(ctx context.Context, e *env, c *controlClient, snap, path, to string) error {
+	var st statusReport
+	if err := c.getJSON(ctx, "GET", "/status", &st); err != nil {
+		return err
+	}
+	rel := strings.TrimPrefix(filepath.Clean("/"+path), "/")
+	if abs, err := filepath.Abs(path); err == nil && strings.HasPrefix(abs, st.Mountpoint+"/") {
+		rel = strings.TrimPrefix(abs, st.Mountpoint+"/") // a path inside the mount
+	}
+	if strings.HasPrefix(rel, ".snapshots") {
+		return usageError("PATH is relative to the drive's root and may not be inside .snapshots")
+	}
+	src := filepath.Join(st.Mountpoint, ".snapshots", snap, rel)
+	if _, err := os.Lstat(filepath.Join(st.Mountpoint, ".snapshots", snap)); err != nil {
+		return fmt.Errorf("no snapshot %q (meshdrive snapshot list shows the names)", snap)
+	}
+	if _, err := os.Lstat(src); err != nil {
+		return fmt.Errorf("snapshot %s has no %s", snap, rel)
+	}
+	dst := to
+	if dst == "" {
+		dst = filepath.Join(st.Mountpoint, rel)
+		if _, err := os.Lstat(dst); err == nil {
+			return fmt.Errorf("%s exists now; restore elsewhere with --to DEST (nothing was changed)", dst)
+		}
+	} else if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("%s exists; choose a --to that does not (nothing was changed)", dst)
+	}
+	n, err := copyTree(src, dst)
+	if err != nil {
+		return fmt.Errorf("restore %s from snapshot %s: %w (%d files copied to %s)", rel, snap, err, n, dst)
+	}
+	fmt.Fprintf(e.stdout, "restored %s from snapshot %s to %s (%d files)\n", rel, snap, dst, n)
+	return nil
+}
+
+// copyTree copies src to dst (which must not exist): folders, files,
+// symlinks, with modes, times and user xattrs. It returns the files
+// copied.
+func copyTree(src, dst string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		out := filepath.Join(dst, rel)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case fi.IsDir():
+			if err := os.Mkdir(out, 0o700); err != nil {
+				return err
+			}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(t, out)
+		case fi.Mode().IsRegular():
+			if err := copyFile(p, out); err != nil {
+				return err
+			}
+			n++
+		default:
+			return nil // devices, fifos and sockets are not copied
+		}
+		copyXattrs(p, out)
+		if err := os.Chmod(out, fi.Mode().Perm()|fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+			return err
+		}
+		if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+			os.Lchown(out, int(s.Uid), int(s.Gid))
+		}
+		return os.Chtimes(out, fi.ModTime(), fi.ModTime())
+	})
+	if err != nil {
+		return n, err
+	}
+	// Folders' times again: copying into them moved their mtimes.
+	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			if fi, err := os.Lstat(p); err == nil {
+				rel, _ := filepath.Rel(src, p)
+				os.Chtimes(filepath.Join(dst, rel), fi.ModTime(), fi.ModTime())
+			}
+		}
+		return nil
+	})
+	return n, nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func copyXattrs(src, dst string) {
+	buf := make([]byte, 64<<10)
+	n, err := unix.Llistxattr(src, buf)
+	if err != nil || n <= 0 {
+		return
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		if !strings.HasPrefix(name, "user.") || name == "user.meshdrive.status" {
+			continue
+		}
+		val := make([]byte, 64<<10)
+		if m, err := unix.Lgetxattr(src, name, val); err == nil {
+			unix.Lsetxattr(dst, name, val[:m], 0)
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/meshdrive/meshdrive/journal"
+)
+
+// snapshotsName is the folder under the root that holds the snapshots.
+// Like ZFS's .zfs it is reachable by path but not listed by the root's
+// readdir, so cp -a, rsync and du of the drive do not walk into it.
+const snapshotsName = ".snapshots"
+
+// Snapshotter is what MOUNT/.snapshots needs: the kept snapshots and a
+// read-only journal of each. *journal.Journal satisfies it.
+type Snapshotter interface {
+	Snapshots(ctx context.Context) ([]journal.Snapshot, error)
+	FindSnapshot(ctx context.Context, name string) (journal.Snapshot, error)
+	SnapshotJournal(ctx context.Context, seq uint64) (*journal.Journal, error)
+}
+
+// Inode numbers the kernel sees: the drive's own are the journal's; the
+// .snapshots folder has snapshotsIno; snapshot seq's tree has the
+// journal's numbers of that snapshot plus snapOff(seq). Journal numbers
+// stay far below 2^40, so the ranges never meet.
+const snapshotsIno = 1 << 62
+
+func snapOff(seq uint64) uint64 { return 1<<63 | seq<<40 }
+
+// snapshotsNode is MOUNT/.snapshots: read-only, one folder per snapshot.
+type snapshotsNode struct {
+	fusefs.Inode
+	fsys *fileSystem
+}
+
+var (
+	_ fusefs.NodeLookuper  = (*snapshotsNode)(nil)
+	_ fusefs.NodeReaddirer = (*snapshotsNode)(nil)
+	_ fusefs.NodeGetattrer = (*snapshotsNode)(nil)
+)
+
+func (n *node) snapshotsDir(ctx context.Context, out *fuse.EntryOut) *fusefs.Inode {
+	s := &snapshotsNode{fsys: n.fsys}
+	s.fill(&out.Attr, n.lastAttr())
+	return n.NewInode(ctx, s, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: snapshotsIno})
+}
+
+// fill gives .snapshots the root's owner and times, mode 0555.
+func (s *snapshotsNode) fill(out *fuse.Attr, root journal.Attr) {
+	out.Ino = snapshotsIno
+	out.Mode = syscall.S_IFDIR | 0o555
+	out.Nlink = 2
+	out.Uid, out.Gid = root.Uid, root.Gid
+	out.Blksize = blksize
+	now := time.Now()
+	out.SetTimes(&now, &root.Mtime, &root.Ctime)
+}
+
+func (s *snapshotsNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	root, err := s.fsys.j.GetAttr(settled(ctx), journal.RootIno)
+	if err != nil {
+		return errno(s.fsys.log, "getattr .snapshots", journal.RootIno, err)
+	}
+	s.fill(&out.Attr, root)
+	return 0
+}
+
+func (s *snapshotsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	snaps, err := s.fsys.snaps.Snapshots(settled(ctx))
+	if err != nil {
+		return nil, errno(s.fsys.log, "readdir .snapshots", journal.RootIno, err)
+	}
+	ents := make([]fuse.DirEntry, 0, len(snaps))
+	for _, sn := range snaps {
+		ents = append(ents, fuse.DirEntry{Name: sn.Name, Mode: syscall.S_IFDIR, Ino: snapOff(sn.Seq) + uint64(journal.RootIno)})
+	}
+	return fusefs.NewListDirStream(ents), 0
+}
+
+func (s *snapshotsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	ctx0 := settled(ctx)
+	sn, err := s.fsys.snaps.FindSnapshot(ctx0, name)
+	if errors.Is(err, journal.ErrNotFound) {
+		return nil, syscall.ENOENT
+	}
+	if err != nil {
+		return nil, errno(s.fsys.log, "lookup .snapshots", journal.RootIno, err)
+	}
+	sj, err := s.fsys.snaps.SnapshotJournal(ctx0, sn.Seq)
+	if err != nil {
+		return nil, errno(s.fsys.log, "open snapshot "+name, journal.RootIno, err)
+	}
+	a, err := sj.GetAttr(ctx0, journal.RootIno)
+	if err != nil {
+		return nil, errno(s.fsys.log, "open snapshot "+name, journal.RootIno, err)
+	}
+	fsys := &fileSystem{j: sj, log: s.fsys.log, attrTimeout: s.fsys.attrTimeout, inoOff: snapOff(sn.Seq)}
+	c := &node{fsys: fsys}
+	c.last = a
+	fsys.fillAttr(&out.Attr, a)
+	return s.NewInode(ctx, c, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: uint64(a.Ino) + fsys.inoOff}), 0
+}

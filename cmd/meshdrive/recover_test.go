@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// describeTree lists every entry under root with its type, mode, owner,
+// size, mtime, link count, symlink target, user xattrs and a content hash,
+// one line each, sorted: two trees are equal when their descriptions are.
+func describeTree(t *testing.T, root string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		l := fmt.Sprintf("%s mode=%v uid=%d gid=%d", rel, fi.Mode(), st.Uid, st.Gid)
+		if !fi.IsDir() {
+			// A directory's mtime and size are the file system's own
+			// business (cp -a sets the mtime; sizes differ by fs).
+			l += fmt.Sprintf(" size=%d mtime=%d nlink=%d", fi.Size(), fi.ModTime().UnixNano(), st.Nlink)
+		} else {
+			l += fmt.Sprintf(" mtime=%d", fi.ModTime().UnixNano())
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			l += " -> " + target
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", rel, err)
+			}
+			l += fmt.Sprintf(" sha=%x", sha256.Sum256(data))
+		}
+		buf := make([]byte, 64<<10)
+		if n, err := unix.Llistxattr(p, buf); err == nil && n > 0 {
+			names := strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00")
+			slices.Sort(names)
+			for _, name := range names {
+				if !strings.HasPrefix(name, "user.") || name == "user.meshdrive.status" {
+					continue
+				}
+				v := make([]byte, 64<<10)
+				m, _ := unix.Lgetxattr(p, name, v)
+				l += fmt.Sprintf(" %s=%q", name, v[:max(m, 0)])
+			}
+		}
+		lines = append(lines, l)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+func sameTree(t *testing.T, what, want, got string) {
+	t.Helper()
+	w, g := describeTree(t, want), describeTree(t, got)
+	if w == g {
+		return
+	}
+	wl, gl := strings.Split(w, "\n"), strings.Split(g, "\n")
+	var diff []string
+	for _, l := range wl {
+		if !slices.Contains(gl, l) {
+			diff = append(diff, "- "+l)
+		}
+	}
+	for _, l := range gl {
+		if !slices.Contains(wl, l) {
+			diff = append(diff, "+ "+l)
+		}
+	}
+	if len(diff) > 40 {
+		diff = append(diff[:40], fmt.Sprintf("... %d more", len(diff)-40))
+	}
+	t.Errorf("%s: the trees differ (- want, + got):\n%s", what, strings.Join(diff, "\n"))
+}
+
+func sh(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// makeRefTree builds the source tree of the recovery test: Go sources,
+// symlinks, hard links, xattrs, sparse, empty and random files, empty
+// folders and odd modes.
+func makeRefTree(t *testing.T, ref string) {
+	t.Helper()
+	sh(t, "cp", "-a", filepath.Join(runtime.GOROOT(), "src", "fmt"), filepath.Join(ref, "fmt"))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(ref, "empty", "deeper"), 0o755))
+	must(os.Mkdir(filepath.Join(ref, "odd"), 0o750))
+	must(os.WriteFile(filepath.Join(ref, "odd", "setuid"), []byte("x"), 0o644))
+	must(os.Chmod(filepath.Join(ref, "odd", "setuid"), 0o4751))
+	must(os.WriteFile(filepath.Join(ref, "odd", "none"), []byte("no permissions"), 0o000))
+	must(os.WriteFile(filepath.Join(ref, "odd", "owned"), []byte("owned by someone"), 0o640))
+	must(os.Lchown(filepath.Join(ref, "odd", "owned"), 1234, 5678))
+	must(os.WriteFile(filepath.Join(ref, "empty-file"), nil, 0o600))
+	must(os.Symlink("fmt/print.go", filepath.Join(ref, "link-to-print")))
+	must(os.Symlink("/nowhere/at/all", filepath.Join(ref, "dangling")))
+	must(os.Link(filepath.Join(ref, "fmt", "doc.go"), filepath.Join(ref, "hardlink-doc.go")))
+	must(unix.Setxattr(filepath.Join(ref, "fmt", "format.go"), "user.color", []byte("green"), 0))
+	must(unix.Setxattr(filepath.Join(ref, "empty"), "user.note", []byte("a folder's xattr\x00\xff"), 0))
+	f, err := os.Create(filepath.Join(ref, "sparse"))
+	must(err)
+	_, err = f.WriteAt([]byte("the end"), 9<<20)
+	must(err)
+	must(f.Close())
+	random := make([]byte, 64<<20)
+	rand.Read(random)
+	must(os.WriteFile(filepath.Join(ref, "random.bin"), random, 0o644))
+	old := time.Date(2001, 2, 3, 4, 5, 6, 7000, time.UTC)
+	must(os.Chtimes(filepath.Join(ref, "random.bin"), old, old))
+}
+
+// TestRecoverFromGrid: a drive on six real nodes, a source tree with every
+// kind of file in it, three snapshots; then the data dir is deleted, two
+// nodes stopped, and the drive recovered from one of the others: the tree,
+// its attributes and its snapshots come back.
+func TestRecoverFromGrid(t *testing.T) {
+	requireFuse(t)
+	base := t.TempDir()
+	var nodes []*nodeProc
+	dir := filepath.Join(base, "data")
+	initArgs := []string{"init", "--data", dir}
+	for i := range 6 {
+		n := startNode(t, filepath.Join(base, "node", string(rune('a'+i))))
+		nodes = append(nodes, n)
+		initArgs = append(initArgs, "--node", n.url())
+	}
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=recover me")
+	mustRun(t, env, initArgs...)
+	mp := filepath.Join(base, "Drive")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, "--metadata-interval", "1s", mp)
+
+	ref := filepath.Join(base, "ref")
+	if err := os.Mkdir(ref, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	makeRefTree(t, ref)
+	sh(t, "cp", "-a", ref+"/.", mp+"/")
+	sameTree(t, "the copy in the mount", ref, mp)
+
+	// Three snapshots of a folder that changes between them; a copy of
+	// it at each moment to compare with.
+	work := filepath.Join(mp, "work")
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if err := os.WriteFile(filepath.Join(work, n), []byte("first "+n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copies := filepath.Join(base, "copies")
+	os.Mkdir(copies, 0o755)
+	snapshot := func(name string) {
+		t.Helper()
+		r := mustRun(t, env, "snapshot", "create", "--data", dir, "--name", name)
+		if !strings.Contains(r.stdout, "snapshot "+name+" taken") {
+			t.Errorf("snapshot create: %s", r)
+		}
+		sh(t, "cp", "-a", work, filepath.Join(copies, name))
+	}
+	snapshot("s1")
+	if err := os.WriteFile(filepath.Join(work, "a"), []byte("second a, longer"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(work, "b"))
+	os.Rename(filepath.Join(work, "c"), filepath.Join(work, "c2"))
+	snapshot("s2")
+	os.WriteFile(filepath.Join(work, "d"), []byte("new d"), 0o600)
+	os.Chmod(filepath.Join(work, "a"), 0o600)
+	snapshot("s3")
+	for _, s := range []string{"s1", "s2", "s3"} {
+		sameTree(t, "snapshot "+s, filepath.Join(copies, s), filepath.Join(mp, ".snapshots", s, "work"))
+	}
+	ents, err := os.ReadDir(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() == ".snapshots" {
+			t.Errorf("readdir of the root lists .snapshots")
+		}
+	}
+	snaps, err := os.ReadDir(filepath.Join(mp, ".snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range snaps {
+		names = append(names, e.Name())
+	}
+	for _, s := range []string{"s1", "s2", "s3"} {
+		if !slices.Contains(names, s) {
+			t.Errorf(".snapshots lists %v, missing %s", names, s)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(mp, ".snapshots", "s1", "work", "a"), []byte("x"), 0o644); !errors_Is(err, syscall.EROFS) {
+		t.Errorf("writing into a snapshot: %v, want EROFS", err)
+	}
+	mustRun(t, env, "snapshot", "restore", "--data", dir, "s1", "work/b")
+	if b, err := os.ReadFile(filepath.Join(work, "b")); err != nil || string(b) != "first b" {
+		t.Errorf("restored work/b: %q, %v", b, err)
+	}
+	if r := runBin(t, env, "snapshot", "restore", "--data", dir, "s1", "work/a"); r.code == 0 || !strings.Contains(r.stderr, "exists now") {
+		t.Errorf("restore over an existing file: %s", r)
+	}
+	sh(t, "cp", "-a", work, filepath.Join(copies, "final"))
+
+	r := mustRun(t, env, "sync", "--data", dir, "--timeout", "5m")
+	if st := statusJSON(t, env, dir); !st.Durable || st.Metadata.Head == 0 || st.Metadata.PendingRows != 0 {
+		t.Fatalf("after sync: %s, status %+v", r.stdout, st)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+
+	// The machine is lost: no data dir; two nodes are down too.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	nodes[1].stop(t, syscall.SIGKILL)
+	nodes[4].stop(t, syscall.SIGKILL)
+	dir2 := filepath.Join(base, "data2")
+
+	// Refusals first: each one line, nothing written.
+	bad := runBin(t, cmdEnv("MESHDRIVE_PASSPHRASE=wrong"), "recover", "--node", nodes[0].url(), "--data", dir2)
+	if bad.code == 0 || !strings.Contains(bad.stderr, "wrong passphrase") {
+		t.Errorf("recover with a wrong passphrase: %s", bad)
+	}
+	empty := startNode(t, filepath.Join(base, "node", "empty"))
+	bad = runBin(t, env, "recover", "--node", empty.url(), "--data", dir2)
+	if bad.code == 0 || !strings.Contains(bad.stderr, "holds no meshdrive drive") {
+		t.Errorf("recover from a node with no drive: %s", bad)
+	}
+	bad = runBin(t, env, "recover", "--node", nodes[1].url(), "--data", dir2)
+	if bad.code == 0 || !strings.Contains(bad.stderr, "node") {
+		t.Errorf("recover from a stopped node: %s", bad)
+	}
+	if _, err := os.Stat(dir2); !os.IsNotExist(err) {
+		t.Fatalf("a refused recover left %s behind (%v)", dir2, err)
+	}
+
+	r = mustRun(t, env, "recover", "--node", nodes[2].url(), "--data", dir2)
+	if !strings.Contains(r.stdout, "recovered drive") || strings.Contains(r.stdout, "warning") {
+		t.Errorf("recover: %s", r)
+	}
+	if bad := runBin(t, env, "recover", "--node", nodes[2].url(), "--data", dir2); bad.code == 0 || !strings.Contains(bad.stderr, "already exists") {
+		t.Errorf("recover over a drive: %s", bad)
+	}
+	cleanupMount(t, env, dir2, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir2, mp)
+	// The work folder changed after the reference copy: compare it apart.
+	sameTree(t, "the recovered work folder", filepath.Join(copies, "final"), work)
+	os.RemoveAll(filepath.Join(base, "copies", "final"))
+	got := filepath.Join(base, "got")
+	sh(t, "cp", "-a", mp+"/.", got)
+	os.RemoveAll(filepath.Join(got, "work"))
+	sameTree(t, "the recovered drive", ref, got)
+	for _, s := range []string{"s1", "s2", "s3"} {
+		sameTree(t, "recovered snapshot "+s, filepath.Join(copies, s), filepath.Join(mp, ".snapshots", s, "work"))
+	}
+	if data, err := os.ReadFile(filepath.Join(mp, "random.bin")); err != nil || !bytes.Equal(data, mustRead(t, filepath.Join(ref, "random.bin"))) {
+		t.Errorf("random.bin after recovery: %v", err)
+	}
+	mustRun(t, env, "unmount", "--data", dir2, mp)
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func errors_Is(err error, target syscall.Errno) bool {
+	var e syscall.Errno
+	if pe, ok := err.(*os.PathError); ok {
+		e, _ = pe.Err.(syscall.Errno)
+	}
+	return e == target
+}

@@ -218,3 +218,59 @@ func contextTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 func encodeMeta(data []byte) ([]byte, error) {
 	return shard.Encode(&shard.Header{Kind: shard.KindMeta, K: 1, SegmentSize: int64(len(data)), ChunkSize: shard.DefaultChunkSize}, data)
 }
+
+// TestMetaIncremental: with many files on the drive, changing one ships
+// a small record, not the drive; and a rebuild of the whole drive from the
+// grid is timed (docs/BENCHMARKS.md quotes the -long run: 100k files).
+func TestMetaIncremental(t *testing.T) {
+	n := 10_000
+	if *long {
+		n = 100_000
+	}
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
+	j := e.j
+	start := time.Now()
+	var dirs []Ino
+	for d := range n / 1000 {
+		dirs = append(dirs, must[Attr](t)(j.Mkdir(bg, RootIno, fmt.Sprintf("d%03d", d), 0o755, 0, 0)).Ino)
+	}
+	var inos []Ino
+	for i := range n {
+		a := must[Attr](t)(j.Mknod(bg, dirs[i%len(dirs)], fmt.Sprintf("file-%06d.txt", i), 0o644, 0, 0, 0))
+		must[int](t)(j.WriteAt(bg, a.Ino, []byte(fmt.Sprintf("file %d of %d\n", i, n)), 0))
+		if err := j.Flush(bg, a.Ino); err != nil {
+			t.Fatal(err)
+		}
+		inos = append(inos, a.Ino)
+	}
+	t.Logf("created %d files in %v", n, time.Since(start))
+	e.syncGrid()
+	// One change may still fold the deltas into a full record; the next
+	// one after it is what a change costs.
+	change := func(ino Ino) int64 {
+		must[int](t)(j.WriteAt(bg, ino, []byte("changed!"), 0))
+		if err := j.Flush(bg, ino); err != nil {
+			t.Fatal(err)
+		}
+		before := e.nodeBytes()
+		e.syncGrid()
+		return e.nodeBytes() - before
+	}
+	change(inos[1])
+	got := change(inos[n/2])
+	t.Logf("changing one file of %d wrote %d bytes to the node dirs (data and metadata, k=4 m=2)", n, got)
+	if got <= 0 || got > 1<<20 {
+		t.Fatalf("changing one file of %d wrote %d bytes to the nodes, want 0 < bytes < 1 MiB", n, got)
+	}
+	start = time.Now()
+	rj, st := e.rebuildFromGrid()
+	took := time.Since(start)
+	t.Logf("rebuilt %d inodes from %d records (%d bytes of metadata) in %v", st.Inodes, st.Records, st.Bytes, took)
+	if st.Inodes != int64(n+len(dirs)+1) {
+		t.Fatalf("rebuilt %d inodes, want %d", st.Inodes, n+len(dirs)+1)
+	}
+	a := must[Attr](t)(rj.Lookup(bg, dirs[(n/2)%len(dirs)], fmt.Sprintf("file-%06d.txt", n/2)))
+	if got := readAll(t, rj, a.Ino); !strings.HasPrefix(string(got), "changed!") {
+		t.Fatalf("the changed file reads %q after the rebuild", got)
+	}
+}

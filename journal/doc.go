@@ -122,6 +122,22 @@
 // connection would read again, from the WAL, the pages each commit
 // changed.
 //
+// # Metadata on the grid
+//
+// With Options.Meta, a goroutine (metaShipper, metaship.go) ships the
+// drive's tables to the grid every MetaInterval while anything changed:
+// triggers note each changed row's key in mdirty, and a record (package
+// metalog) carries those rows as they are (a delta) or every row (a full
+// record, when the deltas outweigh the last one or 256 follow it); a root
+// record on every node names the newest. A record is read in one read
+// transaction, so it is a consistent point in time: a crash at any step
+// leaves the grid's newest record, or an older one, whole. SyncGrid waits
+// for the uploads and then ships; Status counts a file durable only when
+// no row of it waits. Rebuild makes a journal from a record and its chain;
+// every record is a checkpoint, and Retention says which stay snapshots
+// (snapshot.go), each readable through SnapshotJournal. ship holds
+// metaShipper.mu, then wmu for its final commit only.
+//
 // Errors are the sentinels of types.go, wrapped with what happened; a
 // local disk error is wrapped as is (fs maps it to EIO) and leaves the
 // database as it was before the failed operation.

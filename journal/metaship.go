@@ -241,7 +241,27 @@ func (m *metaShipper) ship(ctx context.Context, force, full bool) (uint64, error
 	if err != nil {
 		return 0, fmt.Errorf("journal: read metadata to ship: %w", err)
 	}
+	// Blocks the record's maps name that are still staged: the record
+	// names them once they are on the grid, so it never names data the
+	// grid does not have (their rows were left out above).
+	q := `SELECT DISTINCT m.block FROM mdirty d JOIN blockmap m ON d.tbl = 5 AND m.ino = d.a AND m.idx = d.b
+		JOIN blocks b ON b.id = m.block WHERE d.id <= ?1 AND b.state = 0`
+	if h.Kind == metalog.Full {
+		q = `SELECT DISTINCT m.block FROM blockmap m JOIN blocks b ON b.id = m.block WHERE b.state = 0 AND ?1 = ?1`
+	}
+	staged, err := blockIDs(ctx, rtx, q, maxID.Int64)
+	if err != nil {
+		return 0, fmt.Errorf("journal: read metadata to ship: %w", err)
+	}
 	rtx.Rollback()
+	if len(staged) > 0 {
+		if err := j.waitUploaded(ctx, staged); err != nil {
+			return 0, fmt.Errorf("journal: metadata record %d waits for its blocks: %w", seq, err)
+		}
+		if err := uploadedRows(ctx, j.db, staged, b); err != nil {
+			return 0, fmt.Errorf("journal: metadata record %d: %w", seq, err)
+		}
+	}
 	data := b.Seal(m.seal)
 
 	info, err := m.g.WriteSegment(ctx, data)
@@ -291,7 +311,7 @@ func fullRows(ctx context.Context, tx *sql.Tx, b *metalog.Builder) error {
 		}
 		for rows.Next() {
 			r, err := scanRow(t, rows)
-			if err == nil {
+			if err == nil && !stagedRow(r) {
 				err = b.Add(r)
 			}
 			if err != nil {
@@ -355,7 +375,7 @@ func deltaRows(ctx context.Context, tx *sql.Tx, maxID int64, b *metalog.Builder)
 		found := false
 		for rows.Next() {
 			r, err := scanRow(t, rows)
-			if err == nil {
+			if err == nil && !stagedRow(r) {
 				err = b.Add(r)
 			}
 			if err != nil {
@@ -497,4 +517,113 @@ func ReadRoot(ctx context.Context, g MetaGrid, s *remote.Sealer, log *slog.Logge
 		}
 	}
 	return best, nil
+}
+
+// stagedRow: a blocks row of a block not on the grid yet. Records leave
+// it out; the block's row goes with the record that names it once it is
+// uploaded (uploadedRows), or with the upload's own change.
+func stagedRow(r metalog.Row) bool {
+	return r.Table == 6 && len(r.Vals) > 3 && r.Vals[3] == int64(blockStaged)
+}
+
+func blockIDs(ctx context.Context, tx *sql.Tx, q string, arg int64) ([]remote.BlockID, error) {
+	rows, err := tx.QueryContext(ctx, q, arg)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []remote.BlockID
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return nil, err
+		}
+		var id remote.BlockID
+		copy(id[:], raw)
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// waitUploaded returns once none of ids waits in the upload queue,
+// asking the uploader to ship a partial segment.
+func (j *Journal) waitUploaded(ctx context.Context, ids []remote.BlockID) error {
+	for {
+		j.qmu.Lock()
+		waiting := false
+		for _, id := range ids {
+			if _, ok := j.queue[id]; ok {
+				waiting = true
+				break
+			}
+		}
+		if waiting {
+			j.force = true
+		}
+		ch := j.progress
+		j.qmu.Unlock()
+		if !waiting {
+			return nil
+		}
+		j.poke()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-j.done:
+			return ErrClosed
+		case <-ch:
+		}
+	}
+}
+
+// uploadedRows adds the rows of blocks ids (now uploaded) and of their
+// segments. A block that is gone or still staged (freed before it was
+// uploaded) fails the record: the next one is taken afresh.
+func uploadedRows(ctx context.Context, db *sql.DB, ids []remote.BlockID, b *metalog.Builder) error {
+	bt, st := mtableByID(6), mtableByID(7)
+	segs := map[string]bool{}
+	for _, id := range ids {
+		rows, err := db.QueryContext(ctx, bt.selectKey(), id[:])
+		if err != nil {
+			return err
+		}
+		found := false
+		for rows.Next() {
+			r, err := scanRow(bt, rows)
+			if err != nil || stagedRow(r) {
+				rows.Close()
+				return fmt.Errorf("block %s changed while its record was made; retrying", id)
+			}
+			if seg, ok := r.Vals[4].([]byte); ok {
+				segs[string(seg)] = true
+			}
+			if err := b.Add(r); err != nil {
+				rows.Close()
+				return err
+			}
+			found = true
+		}
+		rows.Close()
+		if !found {
+			return fmt.Errorf("block %s was freed while its record was made; retrying", id)
+		}
+	}
+	for seg := range segs {
+		rows, err := db.QueryContext(ctx, st.selectKey(), []byte(seg))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			r, err := scanRow(st, rows)
+			if err == nil {
+				err = b.Add(r)
+			}
+			if err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+	}
+	return nil
 }

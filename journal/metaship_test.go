@@ -3,6 +3,8 @@ package journal
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -272,5 +274,50 @@ func TestMetaIncremental(t *testing.T) {
 	a := must[Attr](t)(rj.Lookup(bg, dirs[(n/2)%len(dirs)], fmt.Sprintf("file-%06d.txt", n/2)))
 	if got := readAll(t, rj, a.Ino); !strings.HasPrefix(string(got), "changed!") {
 		t.Fatalf("the changed file reads %q after the rebuild", got)
+	}
+}
+
+// TestRebuildWithCorruptShards: one flipped byte in a shard of the newest
+// record is repaired around (any k shards); more flipped shards than m
+// stop the rebuild with a clear error and leave nothing behind.
+func TestRebuildWithCorruptShards(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
+	e.writeFile("a", bytes.Repeat([]byte("abc"), 1000))
+	e.syncGrid()
+	r := must[*remote.RootRecord](t)(ReadRoot(bg, e.grid, e.sealer, nil))
+	flip := func(i int) {
+		t.Helper()
+		node := r.Head.Nodes[i]
+		var idx int
+		fmt.Sscanf(node, "node-%d", &idx)
+		p := filepath.Join(e.dirs[idx], remote.ShardName(r.Head.ID, i))
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)-10] ^= 0x40
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flip(0)
+	e.newGrid() // no cached shard headers
+	j, _ := e.rebuildFromGrid()
+	if _, err := j.Lookup(bg, RootIno, "a"); err != nil {
+		t.Fatalf("rebuild around one flipped shard: %v", err)
+	}
+	flip(1)
+	flip(2)
+	e.newGrid()
+	dir := filepath.Join(t.TempDir(), "journal")
+	_, err := Rebuild(bg, RebuildOptions{Dir: dir, Grid: e.grid, Sealer: e.sealer, Seq: r.Seq, Head: r.Head, BlockSize: e.opts.BlockSize})
+	if !errors.Is(err, remote.ErrTooFewShards) {
+		t.Fatalf("rebuild with 3 of 6 shards flipped: %v, want ErrTooFewShards", err)
+	}
+	if _, serr := os.Stat(dir); !os.IsNotExist(serr) {
+		t.Fatalf("a failed rebuild left %s (%v)", dir, serr)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(dir)); len(ents) != 0 {
+		t.Fatalf("a failed rebuild left %d entries beside %s", len(ents), dir)
 	}
 }

@@ -3,9 +3,12 @@ package remote
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/meshdrive/meshdrive/remote/shard"
 )
 
 func rootSealer(t testing.TB, b byte) *Sealer {
@@ -93,4 +96,53 @@ func FuzzDecodeRoot(f *testing.F) {
 
 func appendU64(b []byte, v uint64) []byte {
 	return append(b, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+// TestLegacyMetaNames: drives made before 2026-12 kept their key under
+// meta/meta/key; it is still found, the new name wins when both exist,
+// and DeleteLegacyMeta removes only the old copy.
+func TestLegacyMetaNames(t *testing.T) {
+	ctx := t.Context()
+	s := NewMemStore()
+	obj := func(b string) []byte {
+		o, err := shard.Encode(&shard.Header{Kind: shard.KindMeta, K: 1, SegmentSize: int64(len(b)), ChunkSize: shard.DefaultChunkSize}, []byte(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	if err := s.Put(ctx, "meta/meta/key", obj("old")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := GetMetaFrom(ctx, s, MetaKey); err != nil || string(got) != "old" {
+		t.Fatalf("legacy key: %q, %v", got, err)
+	}
+	var members []Member
+	for i := range 3 {
+		st := s
+		if i > 0 {
+			st = NewMemStore()
+		}
+		members = append(members, Member{Name: fmt.Sprint("n", i), Store: st})
+	}
+	g, err := NewGrid(GridOptions{K: 2, M: 1, Members: members, Sealer: rootSealer(t, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := g.GetMeta(ctx, MetaKey); err != nil || string(got) != "old" {
+		t.Fatalf("grid, legacy key: %q, %v", got, err)
+	}
+	if _, err := g.PutMeta(ctx, MetaKey, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := g.GetMeta(ctx, MetaKey); err != nil || string(got) != "new" {
+		t.Fatalf("grid, both names: %q, %v", got, err)
+	}
+	g.DeleteLegacyMeta(ctx, MetaKey)
+	if _, err := s.Stat(ctx, "meta/meta/key"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("legacy copy after DeleteLegacyMeta: %v", err)
+	}
+	if got, err := GetMetaFrom(ctx, s, MetaKey); err != nil || string(got) != "new" {
+		t.Fatalf("new key after DeleteLegacyMeta: %q, %v", got, err)
+	}
 }

@@ -35,6 +35,9 @@ type DriveOptions struct {
 	// Retention decides which metadata checkpoints stay snapshots (nil:
 	// journal.DefaultRetention).
 	Retention *journal.Retention
+	// GCInterval: garbage is collected in the background this often
+	// (0: never; meshdrive gc runs it by hand).
+	GCInterval time.Duration
 
 	ReadOnly, AllowOther bool
 	// Writeback turns on the kernel's write-back cache (see
@@ -97,6 +100,7 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		Meta:         o.Grid,
 		MetaInterval: o.MetaInterval,
 		Retention:    o.Retention,
+		GCInterval:   o.GCInterval,
 	})
 	if err != nil {
 		c.Close()

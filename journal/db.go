@@ -160,6 +160,14 @@ var migrations = []string{
 	CREATE TRIGGER md_mlog_i AFTER INSERT ON mlog BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(8, NEW.seq, 0); END;
 	CREATE TRIGGER md_mlog_u AFTER UPDATE ON mlog BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(8, NEW.seq, 0); END;
 	CREATE TRIGGER md_mlog_d AFTER DELETE ON mlog BEGIN INSERT INTO mdirty(tbl, a, b) VALUES(8, OLD.seq, 0); END;`,
+	// 3 -> 4: garbage collection (gc.go). born: the first metadata record
+	// that names the block; freed: the first one that no longer does
+	// (set when a record is shipped after its last reference went).
+	`ALTER TABLE blocks ADD COLUMN born INTEGER;
+	ALTER TABLE blocks ADD COLUMN freed INTEGER;
+	CREATE TRIGGER gc_revive AFTER UPDATE OF state ON blocks WHEN NEW.state = 1 AND OLD.state = 2 BEGIN
+		UPDATE blocks SET freed = NULL WHERE id = NEW.id;
+	END;`,
 }
 
 func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {

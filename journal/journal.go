@@ -82,6 +82,9 @@ type Options struct {
 	// Retention decides which metadata checkpoints stay snapshots (nil:
 	// DefaultRetention).
 	Retention *Retention
+	// GCInterval: with Meta set (and a Meta that is a GCGrid), garbage is
+	// collected in the background this often; 0 = never.
+	GCInterval time.Duration
 }
 
 // Journal is the drive's local durable truth. All methods are safe for
@@ -165,6 +168,12 @@ type Journal struct {
 	// snapMu guards snaps, the snapshot journals opened (SnapshotJournal).
 	snapMu sync.Mutex
 	snaps  map[uint64]*Journal
+	// gcMu serializes collections; gcMu2 guards lastGC. gcDone is closed
+	// when the background collector has stopped.
+	gcMu   sync.Mutex
+	gcMu2  sync.Mutex
+	lastGC *GCStats
+	gcDone chan struct{}
 }
 
 // Open opens (or creates) the journal in o.Dir, recovers from a crash
@@ -278,6 +287,10 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		if o.Meta != nil {
 			j.ms = newMetaShipper(j)
 			go j.ms.run(uctx)
+			if _, ok := o.Meta.(GCGrid); ok && o.GCInterval > 0 {
+				j.gcDone = make(chan struct{})
+				go j.gcLoop(uctx, o.GCInterval)
+			}
 		}
 	}
 	return j, nil
@@ -336,12 +349,10 @@ func (j *Journal) Close() error {
 	if j.ms != nil {
 		<-j.ms.done
 	}
-	j.snapMu.Lock()
-	for _, sj := range j.snaps {
-		sj.Close()
+	if j.gcDone != nil {
+		<-j.gcDone
 	}
-	j.snaps = nil
-	j.snapMu.Unlock()
+	j.closeSnapshots()
 	j.behindWG.Wait() // they see closed and stop after the block in hand
 	j.imu.Lock()
 	for _, n := range j.inodes {

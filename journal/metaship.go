@@ -253,6 +253,12 @@ func (m *metaShipper) ship(ctx context.Context, force, full bool) (uint64, error
 	if err != nil {
 		return 0, fmt.Errorf("journal: read metadata to ship: %w", err)
 	}
+	// Blocks that lost their last reference before this snapshot: this
+	// record is the first that does not name them (gc.go).
+	freedIDs, err := blockIDs(ctx, rtx, `SELECT id FROM blocks WHERE state = 2 AND freed IS NULL AND ?1 = ?1`, 0)
+	if err != nil {
+		return 0, fmt.Errorf("journal: read metadata to ship: %w", err)
+	}
 	rtx.Rollback()
 	if len(staged) > 0 {
 		if err := j.waitUploaded(ctx, staged); err != nil {
@@ -282,6 +288,9 @@ func (m *metaShipper) ship(ctx context.Context, force, full bool) (uint64, error
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('mlog_next', ?)`, strconv.FormatUint(seq+1, 10)); err != nil {
+			return err
+		}
+		if err := markBornFreed(ctx, tx, seq, h.Kind == metalog.Full, maxID.Int64, staged, freedIDs); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM mdirty WHERE id <= ?`, maxID.Int64)
@@ -624,6 +633,31 @@ func uploadedRows(ctx context.Context, db *sql.DB, ids []remote.BlockID, b *meta
 			}
 		}
 		rows.Close()
+	}
+	return nil
+}
+
+// markBornFreed records, for garbage collection, which blocks record seq
+// names for the first time (born) and which it is the first not to name
+// (freed). Born is generous (a block whose row waits for a later record
+// may be marked here): that only keeps a block longer.
+func markBornFreed(ctx context.Context, tx *sql.Tx, seq uint64, full bool, maxID int64, staged, freed []remote.BlockID) error {
+	q := `UPDATE blocks SET born = ?1 WHERE born IS NULL AND state != 0 AND id IN (SELECT a FROM mdirty WHERE tbl = 6 AND id <= ?2)`
+	if full {
+		q = `UPDATE blocks SET born = ?1 WHERE born IS NULL AND state != 0 AND ?2 = ?2`
+	}
+	if _, err := tx.ExecContext(ctx, q, seq, maxID); err != nil {
+		return err
+	}
+	for _, id := range staged {
+		if _, err := tx.ExecContext(ctx, `UPDATE blocks SET born = ? WHERE id = ? AND born IS NULL`, seq, id[:]); err != nil {
+			return err
+		}
+	}
+	for _, id := range freed {
+		if _, err := tx.ExecContext(ctx, `UPDATE blocks SET freed = ? WHERE id = ? AND state = 2 AND freed IS NULL`, seq, id[:]); err != nil {
+			return err
+		}
 	}
 	return nil
 }

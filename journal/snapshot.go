@@ -433,6 +433,9 @@ func (j *Journal) SnapshotJournal(ctx context.Context, seq uint64) (*Journal, er
 			return nil, fmt.Errorf("journal: snapshot %d: %w", seq, err)
 		}
 	}
+	if err := j.refreshPlaces(ctx, dir); err != nil {
+		return nil, fmt.Errorf("journal: snapshot %d: %w", seq, err)
+	}
 	sj, err := Open(ctx, Options{Dir: dir, Sealer: j.o.Sealer, Blocks: j.o.Blocks, BlockSize: int(j.bs), ReadOnly: true, Logger: j.log})
 	if err != nil {
 		return nil, fmt.Errorf("journal: snapshot %d: %w", seq, err)
@@ -442,4 +445,42 @@ func (j *Journal) SnapshotJournal(ctx context.Context, seq uint64) (*Journal, er
 	}
 	j.snaps[seq] = sj
 	return sj, nil
+}
+
+// refreshPlaces points a snapshot's blocks at where they are now: garbage
+// collection moves blocks (compaction) and records the new places in the
+// drive's journal only, so a snapshot's own record may name a segment that
+// is gone. Block ids name content, so the drive's row of a block is the
+// truth about where it lives.
+func (j *Journal) refreshPlaces(ctx context.Context, dir string) error {
+	db, err := openDB(ctx, filepath.Join(dir, "journal.db"), false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	live := "file:" + uriPath(filepath.Join(j.o.Dir, "journal.db")) + "?mode=ro"
+	if _, err := conn.ExecContext(ctx, `ATTACH DATABASE ? AS live`, live); err != nil {
+		return fmt.Errorf("attach the drive's journal: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `DETACH DATABASE live`)
+	for _, q := range []string{
+		`INSERT OR IGNORE INTO main.segments SELECT * FROM live.segments WHERE id IN
+			(SELECT l.segment FROM live.blocks l JOIN main.blocks b ON b.id = l.id WHERE l.segment IS NOT NULL)`,
+		`UPDATE main.blocks SET
+			segment = (SELECT l.segment FROM live.blocks l WHERE l.id = blocks.id),
+			seg_off = (SELECT l.seg_off FROM live.blocks l WHERE l.id = blocks.id),
+			seg_len = (SELECT l.seg_len FROM live.blocks l WHERE l.id = blocks.id),
+			state = CASE state WHEN 3 THEN 1 ELSE state END
+			WHERE id IN (SELECT id FROM live.blocks WHERE segment IS NOT NULL)`,
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("refresh block places: %w", err)
+		}
+	}
+	return nil
 }

@@ -221,6 +221,11 @@ func printStatus(w io.Writer, r *statusReport) {
 	if md.LastError != "" {
 		fmt.Fprintf(w, "  last error: %s\n", md.LastError)
 	}
+	fmt.Fprintf(w, "\ngarbage: %s no file refers to (kept snapshots may)", humanBytes(r.GC.GarbageBytes))
+	if l := r.GC.Last; l != nil {
+		fmt.Fprintf(w, "; the last collection, %s, freed %s", l.Finish.Local().Format(time.DateTime), humanBytes(l.FreedBytes))
+	}
+	fmt.Fprintln(w)
 	var cs map[string]any
 	if json.Unmarshal(r.Cache, &cs) == nil {
 		mem, _ := cs["MemBytes"].(float64)
@@ -269,7 +274,8 @@ func humanETA(s float64) string {
 func runSync(e *env) error {
 	fl := newFlagSet(e, "sync", "sync [--data DIR] [--timeout DURATION]", `
 Wait until everything written to the mounted drive so far is grid-durable
-(every segment stored on the nodes). Shows a progress bar (bytes, rate, ETA)
+(every segment stored on the nodes, and the metadata naming it in a checkpoint
+on the grid). Shows a progress bar (bytes, rate, ETA)
 on a terminal, plain progress lines otherwise. Talks to the running mount.`)
 	dataDir := dataDirFlag(e, fl)
 	timeout := fl.Duration("timeout", 0, "give up after this long (0 = wait as long as it takes)")

@@ -27,6 +27,7 @@ import (
 //	GET  /status?path=P     pathReport for one file or folder
 //	POST /sync              JSON lines of syncLine until grid-durable
 //	POST /cache/clear       clearReport
+//	POST /gc?dry_run=1&grace=D  JSON lines of gcLine, the last with the stats
 //	GET  /snapshots         []snapshotJSON
 //	POST /snapshots?name=N  snapshotJSON of the new snapshot
 //	POST /snapshots/delete  ?name=N (repeated) or ?all=1: []snapshotJSON deleted
@@ -49,7 +50,14 @@ type statusReport struct {
 	Nodes      []nodeStatus    `json:"nodes"`
 	Uploads    uploadStatus    `json:"uploads"`
 	Metadata   metaStatus      `json:"metadata"`
+	GC         gcStatus        `json:"gc"`
 	Cache      json.RawMessage `json:"cache"` // cache.Stats
+}
+
+// gcStatus is garbage collection: what waits, what the last one freed.
+type gcStatus struct {
+	GarbageBytes int64            `json:"garbage_bytes"` // sealed bytes no file refers to (snapshots may)
+	Last         *journal.GCStats `json:"last,omitempty"`
 }
 
 // metaStatus is the metadata log: how far the grid's copy is behind.
@@ -185,6 +193,7 @@ func startControl(o controlOptions) (*controlServer, error) {
 	mux.HandleFunc("GET /status", c.status)
 	mux.HandleFunc("POST /sync", c.sync)
 	mux.HandleFunc("POST /cache/clear", c.cacheClear)
+	mux.HandleFunc("POST /gc", c.gc)
 	mux.HandleFunc("GET /snapshots", c.snapshotList)
 	mux.HandleFunc("POST /snapshots", c.snapshotCreate)
 	mux.HandleFunc("POST /snapshots/delete", c.snapshotDelete)
@@ -301,6 +310,7 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 	rep.Online = rep.NodesUp > 0
 	rep.Uploads = c.uploads()
 	ms := c.o.drive.Journal().MetaStats(ctx)
+	rep.GC = gcStatus{GarbageBytes: c.o.drive.Journal().GarbageBytes(ctx), Last: c.o.drive.Journal().LastGC()}
 	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError}
 	switch {
 	case rep.Uploads.Bytes > 0 || rep.Uploads.InFlightBytes > 0 || rep.Uploads.Blocks > 0 || (ms.PendingRows > 0 && !c.o.readOnly):

@@ -56,6 +56,7 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 	if o.readOnly {
 		args = append(args, "--read-only")
 	}
+	args = append(args, "--gc-interval", o.gcInterval.String())
 	if o.metaInterval > 0 {
 		args = append(args, "--metadata-interval", o.metaInterval.String())
 	}

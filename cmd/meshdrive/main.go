@@ -52,6 +52,7 @@ func commands() []command {
 		{"cache", "cache clear: drop clean cached blocks", runCache},
 		{"passwd", "change the drive's passphrase (no data is rewritten)", runPasswd},
 		{"recover", "rebuild a lost drive on this machine from the passphrase and one node", runRecover},
+		{"gc", "collect garbage: deleted data leaves the grid", runGC},
 		{"snapshot", "snapshot create | list | delete | restore: the drive's past, browsable under .snapshots", runSnapshot},
 		{"node", "node serve: run a storage node over HTTP", runNode},
 	}

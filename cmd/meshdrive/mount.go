@@ -51,6 +51,7 @@ type mountOptions struct {
 	pass        passphraseSource
 	// metaInterval: --metadata-interval (0: the config's, else the default).
 	metaInterval time.Duration
+	gcInterval   time.Duration
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -78,6 +79,7 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	daemon := fl.Bool("daemon", false, "detach once the mount is ready; log to DATA/meshdrive.log")
 	logLevel := fl.String("log-level", "info", "log level: debug, info, warn, error")
 	passFile := fl.String("passphrase-file", "", "read the passphrase from this file")
+	gcInterval := fl.Duration("gc-interval", time.Hour, "collect garbage (deleted data, compaction, orphaned shards) in the background this often; 0 = only by meshdrive gc")
 	metaInterval := fl.Duration("metadata-interval", 0, "how far the grid's copy of the metadata may trail the journal while nodes are up (default: the config's metadata_interval, else 30s)")
 	pos, err := parseFlags(e, fl, e.args)
 	if err != nil {
@@ -89,7 +91,7 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	if len(pos) != 1 {
 		return usageError("mount needs exactly one MOUNTPOINT (got %d arguments); see meshdrive mount --help", len(pos))
 	}
-	o := mountOptions{allowOther: *allowOther, readOnly: *readOnly, daemon: *daemon, logLevel: *logLevel, metaInterval: *metaInterval,
+	o := mountOptions{allowOther: *allowOther, readOnly: *readOnly, daemon: *daemon, logLevel: *logLevel, metaInterval: *metaInterval, gcInterval: *gcInterval,
 		pass: passphraseSource{file: *passFile, envVar: "MESHDRIVE_PASSPHRASE"}}
 	if o.dataDir, err = dataDir(); err != nil {
 		return err
@@ -301,7 +303,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		DataDir: o.dataDir, Grid: grid, Sealer: sealer,
 		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, UploadLimit: o.uploadLimit,
 		BlockSize: cfg.BlockSize, ReadOnly: o.readOnly, AllowOther: o.allowOther, Logger: log,
-		MetaInterval: metaInterval(o, cfg), Retention: retention(cfg),
+		MetaInterval: metaInterval(o, cfg), Retention: retention(cfg), GCInterval: o.gcInterval,
 		CorruptReads: func() float64 { f, _ := strconv.ParseFloat(os.Getenv("MESHDRIVE_TEST_CORRUPT_READS"), 64); return f }(), // TEST ONLY negative control (integration)
 	})
 	if err != nil {

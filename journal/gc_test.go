@@ -1,0 +1,119 @@
+package journal
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// TestCollectGarbage: deleted files leave the grid; a block shared by two
+// files (dedup) and the blocks a kept snapshot names survive the deletion
+// of one file, through compaction; deleting the snapshot frees them too;
+// the drive still rebuilds from the grid; an orphaned shard goes.
+func TestCollectGarbage(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
+		o.MetaInterval = time.Hour
+		o.Retention = &Retention{} // only the newest checkpoint and named snapshots
+	})
+	j := e.j
+	shared := randBytes(2<<20 + 5)
+	keep := randBytes(3 << 20)
+	e.writeFile("a", shared)
+	b := e.writeFile("b", shared) // the same blocks: dedup
+	c := e.writeFile("c", keep)
+	e.writeFile("d", randBytes(4<<20))
+	for i := range 20 {
+		e.writeFile(fmt.Sprintf("small-%d", i), randBytes(10_000+i))
+	}
+	survivor := e.writeFile("survivor", randBytes(1<<20))
+	e.syncGrid()
+	// d and the small files go before the snapshot, a and c after it.
+	if err := j.Unlink(bg, RootIno, "d"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := j.Unlink(bg, RootIno, fmt.Sprintf("small-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.syncGrid()
+	if _, err := j.CreateSnapshot(bg, "keep"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "c"} {
+		if err := j.Unlink(bg, RootIno, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An orphan: a shard of a segment no record names.
+	var orphan remote.SegmentID
+	rand.Read(orphan[:])
+	if err := putMetaOnRaw(e.nodes[0], remote.ShardName(orphan, 3), []byte("orphan")); err != nil {
+		t.Fatal(err)
+	}
+	before := e.nodeBytes()
+	st, err := j.CollectGarbage(bg, GCOptions{OrphanGrace: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := e.nodeBytes()
+	t.Logf("first collection: %+v; node bytes %d -> %d", st, before, mid)
+	if st.Orphans != 1 || st.DeadSegments+st.Compacted == 0 || mid >= before {
+		t.Fatalf("first collection freed nothing or missed the orphan: %+v, node bytes %d -> %d", st, before, mid)
+	}
+	e.wantContent(b, shared)
+	e.wantContent(survivor, readAll(t, j, survivor))
+	snap, err := j.FindSnapshot(bg, "keep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sj, err := j.SnapshotJournal(bg, snap.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, sj, c); !bytes.Equal(got, keep) {
+		t.Fatalf("the snapshot's copy of c: %d bytes differ after collection", len(got))
+	}
+
+	// Without the snapshot, c's blocks go too.
+	if _, err := j.DeleteSnapshots(bg, []string{"keep"}, false); err != nil {
+		t.Fatal(err)
+	}
+	st, err = j.CollectGarbage(bg, GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := e.nodeBytes()
+	t.Logf("second collection: %+v; node bytes %d -> %d", st, mid, after)
+	left := int64(len(shared) + 1<<20)
+	if after >= mid || after > left*6/4*12/10+512<<10 {
+		t.Fatalf("after both collections the nodes hold %d bytes for %d bytes of files", after, left)
+	}
+	e.wantContent(b, shared)
+	got, _ := e.rebuildFromGrid()
+	a := must[Attr](t)(got.Lookup(bg, RootIno, "b"))
+	if data := readAll(t, got, a.Ino); !bytes.Equal(data, shared) {
+		t.Fatalf("b after a rebuild from the collected grid: %d bytes differ", len(data))
+	}
+	if _, err := got.Lookup(bg, RootIno, "c"); err == nil {
+		t.Fatal("c is back after a rebuild")
+	}
+}
+
+func putMetaOnRaw(s remote.Store, name string, data []byte) error {
+	obj, err := encodeMeta(data)
+	if err != nil {
+		return err
+	}
+	return s.Put(bg, name, obj)
+}

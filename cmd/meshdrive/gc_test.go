@@ -44,18 +44,7 @@ func TestGarbageCollection(t *testing.T) {
 	}
 	env := cmdEnv("MESHDRIVE_PASSPHRASE=collect me")
 	mustRun(t, env, initArgs...)
-	// No snapshot is kept but the newest checkpoint.
-	cfgPath := filepath.Join(dir, configFile)
-	var cfg map[string]any
-	b, _ := os.ReadFile(cfgPath)
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["retention"] = "last=0"
-	b, _ = json.Marshal(cfg)
-	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	setConfig(t, dir, "retention", "last=0") // no snapshot is kept but the newest checkpoint
 	mp := filepath.Join(base, "Drive")
 	os.Mkdir(mp, 0o755)
 	cleanupMount(t, env, dir, mp)
@@ -137,4 +126,23 @@ func TestGarbageCollection(t *testing.T) {
 	mustRun(t, env, "mount", "--daemon", "--data", dir2, "--gc-interval", "0", mp)
 	check("recovered after gc")
 	mustRun(t, env, "unmount", "--data", dir2, mp)
+}
+
+// setConfig sets one field of DATA/config.json.
+func setConfig(t *testing.T, dir, key string, value any) {
+	t.Helper()
+	p := filepath.Join(dir, configFile)
+	var cfg map[string]any
+	b, err := os.ReadFile(p)
+	if err == nil {
+		err = json.Unmarshal(b, &cfg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg[key] = value
+	b, _ = json.Marshal(cfg)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -557,32 +557,14 @@ func blockIDs(ctx context.Context, tx *sql.Tx, q string, arg int64) ([]remote.Bl
 // waitUploaded returns once none of ids waits in the upload queue,
 // asking the uploader to ship a partial segment.
 func (j *Journal) waitUploaded(ctx context.Context, ids []remote.BlockID) error {
-	for {
-		j.qmu.Lock()
-		waiting := false
+	return j.waitQueue(ctx, func() bool {
 		for _, id := range ids {
 			if _, ok := j.queue[id]; ok {
-				waiting = true
-				break
+				return true
 			}
 		}
-		if waiting {
-			j.force = true
-		}
-		ch := j.progress
-		j.qmu.Unlock()
-		if !waiting {
-			return nil
-		}
-		j.poke()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-j.done:
-			return ErrClosed
-		case <-ch:
-		}
-	}
+		return false
+	})
 }
 
 // uploadedRows adds the rows of blocks ids (now uploaded) and of their

@@ -439,23 +439,29 @@ func (j *Journal) WaitDurable(ctx context.Context) error {
 	}
 	j.qmu.Lock()
 	target := j.nextSeq
-	j.force = true
 	j.qmu.Unlock()
-	for {
-		j.qmu.Lock()
-		pending := false
+	return j.waitQueue(ctx, func() bool {
 		for _, it := range j.queue {
 			if it.seq < target {
-				pending = true
-				break
+				return true
 			}
 		}
-		if pending {
+		return false
+	})
+}
+
+// waitQueue returns once pending (called with qmu held) is false, asking
+// the uploader to ship partial segments meanwhile.
+func (j *Journal) waitQueue(ctx context.Context, pending func() bool) error {
+	for {
+		j.qmu.Lock()
+		p := pending()
+		if p {
 			j.force = true
 		}
 		ch := j.progress
 		j.qmu.Unlock()
-		if !pending {
+		if !p {
 			return nil
 		}
 		j.poke()

@@ -34,16 +34,7 @@ func nodeDirBytes(t *testing.T, root string) int64 {
 func TestGarbageCollection(t *testing.T) {
 	requireFuse(t)
 	base := t.TempDir()
-	dir := filepath.Join(base, "data")
-	initArgs := []string{"init", "--data", dir}
-	var nodes []*nodeProc
-	for i := range 6 {
-		n := startNode(t, filepath.Join(base, "node", string(rune('a'+i))))
-		nodes = append(nodes, n)
-		initArgs = append(initArgs, "--node", n.url())
-	}
-	env := cmdEnv("MESHDRIVE_PASSPHRASE=collect me")
-	mustRun(t, env, initArgs...)
+	dir, nodes, env := newCluster(t, base, "collect me")
 	setConfig(t, dir, "retention", "last=0") // no snapshot is kept but the newest checkpoint
 	mp := filepath.Join(base, "Drive")
 	os.Mkdir(mp, 0o755)

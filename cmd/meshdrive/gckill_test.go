@@ -20,14 +20,7 @@ import (
 func TestGCKills(t *testing.T) {
 	requireFuse(t)
 	base := t.TempDir()
-	dir := filepath.Join(base, "data")
-	initArgs := []string{"init", "--data", dir}
-	for i := range 6 {
-		n := startNode(t, filepath.Join(base, "node", string(rune('a'+i))))
-		initArgs = append(initArgs, "--node", n.url())
-	}
-	env := cmdEnv("MESHDRIVE_PASSPHRASE=kill the collector")
-	mustRun(t, env, initArgs...)
+	dir, _, env := newCluster(t, base, "kill the collector")
 	setConfig(t, dir, "retention", "last=0") // deleted files are not kept by snapshots
 	mp := filepath.Join(base, "Drive")
 	os.Mkdir(mp, 0o755)
@@ -116,14 +109,7 @@ func TestGCUnderLoad(t *testing.T) {
 		t.Skip("fio not installed")
 	}
 	base := t.TempDir()
-	dir := filepath.Join(base, "data")
-	initArgs := []string{"init", "--data", dir}
-	for i := range 6 {
-		n := startNode(t, filepath.Join(base, "node", string(rune('a'+i))))
-		initArgs = append(initArgs, "--node", n.url())
-	}
-	env := cmdEnv("MESHDRIVE_PASSPHRASE=busy")
-	mustRun(t, env, initArgs...)
+	dir, _, env := newCluster(t, base, "busy")
 	mp := filepath.Join(base, "Drive")
 	os.Mkdir(mp, 0o755)
 	cleanupMount(t, env, dir, mp)

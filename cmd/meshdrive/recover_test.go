@@ -155,16 +155,7 @@ func makeRefTree(t *testing.T, ref string) {
 func TestRecoverFromGrid(t *testing.T) {
 	requireFuse(t)
 	base := t.TempDir()
-	var nodes []*nodeProc
-	dir := filepath.Join(base, "data")
-	initArgs := []string{"init", "--data", dir}
-	for i := range 6 {
-		n := startNode(t, filepath.Join(base, "node", string(rune('a'+i))))
-		nodes = append(nodes, n)
-		initArgs = append(initArgs, "--node", n.url())
-	}
-	env := cmdEnv("MESHDRIVE_PASSPHRASE=recover me")
-	mustRun(t, env, initArgs...)
+	dir, nodes, env := newCluster(t, base, "recover me")
 	mp := filepath.Join(base, "Drive")
 	if err := os.Mkdir(mp, 0o755); err != nil {
 		t.Fatal(err)

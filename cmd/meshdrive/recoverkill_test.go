@@ -22,16 +22,7 @@ func TestRecoverAfterKills(t *testing.T) {
 	requireFuse(t)
 	kills := 20
 	base := t.TempDir()
-	dir := filepath.Join(base, "data")
-	initArgs := []string{"init", "--data", dir}
-	var nodes []*nodeProc
-	for i := range 6 {
-		n := startNode(t, filepath.Join(base, "node", string(rune('a'+i))))
-		nodes = append(nodes, n)
-		initArgs = append(initArgs, "--node", n.url())
-	}
-	env := cmdEnv("MESHDRIVE_PASSPHRASE=kill me")
-	mustRun(t, env, initArgs...)
+	dir, nodes, env := newCluster(t, base, "kill me")
 	mp := filepath.Join(base, "Drive")
 	os.Mkdir(mp, 0o755)
 	cleanupMount(t, env, dir, mp)
@@ -150,4 +141,20 @@ func checkRecovered(t *testing.T, env []string, base, node string, k, synced, wr
 		t.Errorf("kill %d: recovered %d generations, but %d were reported durable by sync", k, manifest, synced)
 	}
 	t.Logf("kill %d: recovered %d of %d generations (%d synced)", k, manifest, written, synced)
+}
+
+// newCluster starts six nodes on 127.0.0.1 and makes a drive over them
+// (k=4 m=2) in base/data with passphrase pass.
+func newCluster(t *testing.T, base, pass string) (dir string, nodes []*nodeProc, env []string) {
+	t.Helper()
+	dir = filepath.Join(base, "data")
+	initArgs := []string{"init", "--data", dir}
+	for i := range 6 {
+		n := startNode(t, filepath.Join(base, "node", string(rune('a'+i))))
+		nodes = append(nodes, n)
+		initArgs = append(initArgs, "--node", n.url())
+	}
+	env = cmdEnv("MESHDRIVE_PASSPHRASE=" + pass)
+	mustRun(t, env, initArgs...)
+	return dir, nodes, env
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/meshdrive/meshdrive/remote"
 )
 
@@ -29,9 +31,17 @@ type GCOptions struct {
 	// OrphanGrace: a shard no record names is deleted once it is older
 	// than this (default 1h): an upload in flight is never an orphan.
 	OrphanGrace time.Duration
+	// Limit bounds the bytes/s compaction reads and writes (0: no limit;
+	// the background pass uses BackgroundGCLimit). Compaction also yields
+	// to application reads and large flushes, as uploads do.
+	Limit float64
 	// Progress, when set, is called as segments are handled.
 	Progress func(done, total int)
 }
+
+// BackgroundGCLimit is the bandwidth budget of the mount's background
+// collection, in bytes/s of segment data read plus written.
+const BackgroundGCLimit = 8 << 20
 
 // GCStats says what a collection found and did.
 type GCStats struct {
@@ -45,6 +55,7 @@ type GCStats struct {
 	OrphanBytes     int64
 	DryRun          bool
 	Started, Finish time.Time
+	limit           float64
 }
 
 // gcBlock is one block's row as garbage collection sees it.
@@ -91,7 +102,7 @@ func (j *Journal) CollectGarbage(ctx context.Context, o GCOptions) (*GCStats, er
 	}
 	j.gcMu.Lock()
 	defer j.gcMu.Unlock()
-	st := &GCStats{DryRun: o.DryRun, Started: time.Now()}
+	st := &GCStats{DryRun: o.DryRun, Started: time.Now(), limit: o.Limit}
 	// What was freed so far must be in a record (freed marks), and the
 	// grid's copy of the block locations current.
 	if err := j.SyncGrid(ctx); err != nil {
@@ -245,9 +256,27 @@ func (j *Journal) compact(ctx context.Context, g GCGrid, segs []*remote.SegmentI
 	var buf []byte
 	var batch []moving
 	moved := 0
+	lim := rate.NewLimiter(rate.Inf, 1<<20)
+	if st.limit > 0 {
+		lim = rate.NewLimiter(rate.Limit(st.limit), 1<<20)
+	}
+	budget := func(n int64) error {
+		j.yieldToForeground(ctx)
+		for n > 0 {
+			c := min(n, 1<<20)
+			if err := lim.WaitN(ctx, int(c)); err != nil {
+				return err
+			}
+			n -= c
+		}
+		return nil
+	}
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
+		}
+		if err := budget(int64(len(buf))); err != nil {
+			return err
 		}
 		info, err := g.WriteSegment(ctx, buf)
 		if err != nil {
@@ -283,6 +312,9 @@ func (j *Journal) compact(ctx context.Context, g GCGrid, segs []*remote.SegmentI
 		for _, b := range bySeg[s.ID] {
 			if !b.live(kept) {
 				continue
+			}
+			if err := budget(b.len); err != nil {
+				return moved, err
 			}
 			sealed := make([]byte, b.len)
 			if err := g.ReadSegment(ctx, s, b.off, sealed); err != nil {
@@ -432,7 +464,7 @@ func (j *Journal) gcLoop(ctx context.Context, every time.Duration) {
 		if !sleepCtx(ctx, every) {
 			return
 		}
-		if _, err := j.CollectGarbage(ctx, GCOptions{}); err != nil && !errors.Is(err, context.Canceled) {
+		if _, err := j.CollectGarbage(ctx, GCOptions{Limit: BackgroundGCLimit}); err != nil && !errors.Is(err, context.Canceled) {
 			j.log.Warn("journal: background garbage collection failed; it runs again later", "err", err)
 		}
 	}

@@ -57,7 +57,7 @@ func TestReadsFromGridWithTwoNodesDown(t *testing.T) {
 	files := degradedFiles(t, s.mnt)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := s.drive.Journal().WaitDurable(ctx); err != nil {
+	if err := s.drive.Journal().SyncGrid(ctx); err != nil {
 		t.Fatal(err)
 	}
 

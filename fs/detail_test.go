@@ -396,11 +396,11 @@ func TestXattrFlags(t *testing.T) {
 	// The status of a file once it is on the grid.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := s.drive.Journal().WaitDurable(ctx); err != nil {
+	if err := s.drive.Journal().SyncGrid(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := unix.Getxattr(fn, StatusXattr, buf); err != nil || string(buf[:n]) != "durable" {
-		t.Errorf("%s after WaitDurable: %q %v", StatusXattr, buf[:n], err)
+		t.Errorf("%s after SyncGrid: %q %v", StatusXattr, buf[:n], err)
 	}
 }
 

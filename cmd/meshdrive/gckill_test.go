@@ -127,8 +127,8 @@ func TestGCUnderLoad(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, fio, "--name=gcload", "--directory="+mp, "--size=48m", "--bs=64k",
-		"--rw=randrw", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--loops=3", "--ioengine=psync", "--fsync=64")
+	cmd := exec.CommandContext(ctx, fio, "--name=gcload", "--directory="+mp, "--size=32m", "--bs=64k",
+		"--rw=randrw", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--loops=2", "--ioengine=psync", "--fsync=64")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -119,7 +119,10 @@ func checkRecovered(t *testing.T, env []string, base, node string, k, synced, wr
 			for i := range 3 {
 				want := strings.Repeat(fmt.Sprintf("generation %d file %d\n", g, i), 50*(i+1))
 				got, err := os.ReadFile(filepath.Join(mp, e.Name(), fmt.Sprintf("f%d", i)))
-				if err == nil && string(got) != want {
+				// A generation past the manifest was being written: a file
+				// of it may be there empty (created, not yet closed), but
+				// never with other bytes.
+				if err == nil && string(got) != want && (g <= manifest || len(got) != 0) {
 					t.Errorf("kill %d: gen-%d/f%d holds %d wrong bytes", k, g, i, len(got))
 				}
 				if err != nil && g <= manifest {

@@ -13,13 +13,19 @@ import (
 // derived from a hash of (seg, i, name). The member with the highest score
 // wins; a member of weight 2w wins twice as often as one of weight w.
 func rendezvousScore(seg SegmentID, i int, name string, w float64) float64 {
+	u := (float64(rendezvousHash(seg, i, name)) + 0.5) / (1 << 53)
+	return -w / math.Log(u)
+}
+
+// rendezvousHash is the 53-bit hash behind rendezvousScore's u. Among
+// members of equal weight the score grows with it, so they can be ranked
+// by it without the logarithm.
+func rendezvousHash(seg SegmentID, i int, name string) uint64 {
 	var buf [16 + 2 + MaxNameLen]byte
 	b := append(buf[:0], seg[:]...)
 	b = binary.LittleEndian.AppendUint16(b, uint16(i))
 	b = append(b, name...)
-	h := xxh3.Hash(b)
-	u := (float64(h>>11) + 0.5) / (1 << 53)
-	return -w / math.Log(u)
+	return xxh3.Hash(b) >> 11
 }
 
 // PlaceNode is what placement knows of one node.
@@ -43,6 +49,7 @@ type Placer struct {
 	weight []float64
 	zone   []int // zone[j]: node j's failure domain, numbered from 0
 	nzones int
+	equal  bool // all weights are equal: rank by rendezvousHash alone
 }
 
 // NewPlacer returns the placer over nodes; node j of the list is j in
@@ -67,6 +74,10 @@ func NewPlacer(nodes []PlaceNode) *Placer {
 		p.zone[j] = z
 	}
 	p.nzones = len(zones)
+	p.equal = true
+	for _, w := range p.weight {
+		p.equal = p.equal && w == p.weight[0]
+	}
 	return p
 }
 
@@ -127,7 +138,12 @@ func (pl *Placement) Pick(i int, usable func(j int) bool) int {
 		if best >= 0 && z > bestZone {
 			continue
 		}
-		s := rendezvousScore(pl.seg, i, p.nodes[j].Name, p.weight[j])
+		var s float64
+		if p.equal {
+			s = float64(rendezvousHash(pl.seg, i, p.nodes[j].Name)) // exact below 2^53
+		} else {
+			s = rendezvousScore(pl.seg, i, p.nodes[j].Name, p.weight[j])
+		}
 		if best < 0 || z < bestZone || s > bestScore {
 			best, bestZone, bestScore = j, z, s
 		}

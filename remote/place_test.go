@@ -88,3 +88,30 @@ func TestRepairPolicy(t *testing.T) {
 		t.Fatalf("order %v, want %v", items, want)
 	}
 }
+
+// TestPlacerEqualWeights: with equal weights Pick ranks by the hash alone;
+// the winner must be the node with the highest rendezvous score.
+func TestPlacerEqualWeights(t *testing.T) {
+	nodes := make([]PlaceNode, 50)
+	for i := range nodes {
+		nodes[i] = PlaceNode{Name: fmt.Sprintf("n%d", i), Weight: 3}
+	}
+	pl := NewPlacer(nodes)
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 500 {
+		var seg SegmentID
+		for i := range seg {
+			seg[i] = byte(r.Uint32())
+		}
+		shard := r.IntN(10)
+		best := 0
+		for j := range nodes {
+			if rendezvousScore(seg, shard, nodes[j].Name, 3) > rendezvousScore(seg, shard, nodes[best].Name, 3) {
+				best = j
+			}
+		}
+		if got := pl.Segment(seg).Pick(shard, nil); got != best {
+			t.Fatalf("segment %s shard %d: Pick chose %d, the highest score is %d", seg, shard, got, best)
+		}
+	}
+}

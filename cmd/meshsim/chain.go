@@ -128,6 +128,12 @@ func solve(a [][]float64, b []float64) []float64 {
 	return x
 }
 
+// minRepairs is how many repairs from a state it takes to fit the
+// state's own repair rates; with fewer, a deeper state borrows the rates
+// of the state above it, whose repairs are the same process (detection,
+// queue, transfer) seen many more times.
+const minRepairs = 20
+
 // errNoRepairs: the run saw no repair to fit the chain's repair rates to.
 var errNoRepairs = errors.New("no repairs in the simulation to fit repair rates to; simulate longer or more nodes")
 
@@ -136,10 +142,13 @@ var errNoRepairs = errors.New("no repairs in the simulation to fit repair rates 
 // saw for Weibull lifetimes), zone losses at z·ZoneAFR taking ceil(n/Z)
 // shards at once, and repairs from j lost shards to j' at the rate the
 // simulation measured (repairs seen / segment-time spent in j). A state
-// the run never repaired from borrows the rates of the nearest shallower
-// one it did; states the policy does not repair get none. The interval
+// the run repaired from fewer than minRepairs times borrows the rates of
+// the nearest shallower one it did; states the policy does not repair get none. The interval
 // holds every fitted repair rate at the ends of its 95% Poisson interval
-// at once, so it is wider than a joint 95% interval.
+// at once, so it is wider than a joint 95% interval; the count behind each
+// rate is the repairs seen, but at most the nodes counted down in the run,
+// since the repairs one node's failure causes are alike. It is the
+// statistical error only, not the model's (see docs/DURABILITY.md).
 func (r *Result) Chain() (Estimate, error) {
 	n, m := r.K+r.M, r.M
 	lambda := r.AFR
@@ -162,7 +171,7 @@ func (r *Result) Chain() (Estimate, error) {
 			if !r.Policy.Needs(n-j, r.K, r.M) {
 				continue
 			}
-			if total(r.RepairN[j]) > 0 && segYears(j) > 0 {
+			if total(r.RepairN[j]) >= minRepairs && segYears(j) > 0 || from < 0 && total(r.RepairN[j]) > 0 {
 				from = j
 			}
 			if from < 0 {
@@ -179,14 +188,11 @@ func (r *Result) Chain() (Estimate, error) {
 	if err != nil {
 		return Estimate{}, err
 	}
-	slow, _ := build(func(j int) float64 {
-		lo, _ := poissonCI(float64(total(r.RepairN[j])))
-		return lo / float64(total(r.RepairN[j]))
-	})
-	fast, _ := build(func(j int) float64 {
-		_, hi := poissonCI(float64(total(r.RepairN[j])))
-		return hi / float64(total(r.RepairN[j]))
-	})
+	// Repairs after one node went down are not independent draws: count
+	// at most one per node counted down.
+	eff := func(j int) float64 { return float64(max(1, min(total(r.RepairN[j]), r.DownEvents))) }
+	slow, _ := build(func(j int) float64 { lo, _ := poissonCI(eff(j)); return lo / eff(j) })
+	fast, _ := build(func(j int) float64 { _, hi := poissonCI(eff(j)); return hi / eff(j) })
 	return Estimate{P: perYear(c.lossRate()), Lo: perYear(fast.lossRate()), Hi: perYear(slow.lossRate())}, nil
 }
 

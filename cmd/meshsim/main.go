@@ -38,13 +38,14 @@ func main() {
 
 // options are the parsed flags: a base Config and the lists to sweep.
 type options struct {
-	base      Config
-	nodes     []int
-	km        [][2]int
-	nodeYears float64
-	parallel  int
-	plot      string
-	plotBW    []float64 // bytes per second
+	base     Config
+	nodes    []int
+	km       [][2]int
+	work     float64 // node-years × nodes per row, when years is 0
+	years    float64
+	parallel int
+	plot     string
+	plotBW   []float64 // bytes per second
 }
 
 const usage = `meshsim estimates how likely a meshdrive grid is to lose a segment in a year.
@@ -94,9 +95,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		replace    = fs.Duration("replace", 72*time.Hour, "a dead node is replaced by an empty one after this long")
 		bw         = fs.String("bandwidth", "20MB", "repair bandwidth per node, bytes per second (k, M, G, T: powers of 1000; Ki, Mi, Gi: of 1024)")
 		nodeData   = fs.String("node-data", "4TB", "bytes of shards stored per node")
-		spn        = fs.Int("shards-per-node", 100, "simulated shards per node: each stands for node-data/shards-per-node bytes; more is slower and makes repair spread wider")
+		spn        = fs.Int("shards-per-node", 0, "simulated shards per node, each standing for node-data/shards-per-node bytes (0: the grid's size, at least 100 and at most 1000); repair spreads over at most this many nodes, so fewer than the nodes overstate repair times")
 		below      = fs.Int("repair-below", 0, "repair a segment when fewer than this many of its shards are stored (0: k+m, any missing shard)")
-		nodeYears  = fs.Float64("node-years", 5000, "simulated node-years per row (years = node-years / nodes, at least 1)")
+		work       = fs.Float64("work", 2e6, "simulated node-years times nodes per row, a row's cost: years = work / (nodes × max(nodes, shards per node)), at least 1 (6 nodes: 3,333 years; 1,000 nodes: 2)")
+		years      = fs.Float64("years", 0, "simulated years per row, instead of -work")
 		seed       = fs.Uint64("seed", 1, "random seed")
 		repairTime = fs.String("repair-time", "", "replace the bandwidth model by a repair time: exp:DURATION or fixed:DURATION (for checking against formulas)")
 		parallel   = fs.Int("parallel", runtime.GOMAXPROCS(0), "simulations run at once")
@@ -109,7 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (meshsim takes flags only; see -help)", fs.Arg(0))
 	}
-	o := &options{nodeYears: *nodeYears, parallel: *parallel, plot: *plot}
+	o := &options{work: *work, years: *years, parallel: *parallel, plot: *plot}
 	var err error
 	if o.nodes, err = parseInts(*nodes); err != nil {
 		return nil, fmt.Errorf("-nodes: %w", err)
@@ -148,12 +150,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-zones %d: cannot be negative", c.Zones)
 	case (c.ZoneAFR > 0 || c.ZoneOutages > 0) && c.Zones == 0:
 		return nil, errors.New("-zone-afr and -zone-outages need -zones")
-	case c.ShardsPerNode < 1:
-		return nil, fmt.Errorf("-shards-per-node %d: want at least 1", c.ShardsPerNode)
+	case c.ShardsPerNode < 0:
+		return nil, fmt.Errorf("-shards-per-node %d: cannot be negative", c.ShardsPerNode)
 	case c.Policy.Below < 0:
 		return nil, fmt.Errorf("-repair-below %d: cannot be negative", c.Policy.Below)
-	case o.nodeYears <= 0:
-		return nil, fmt.Errorf("-node-years %v: want a positive number", o.nodeYears)
+	case o.work <= 0 || o.years < 0:
+		return nil, fmt.Errorf("-work %v, -years %v: want a positive work, and years positive or 0", o.work, o.years)
 	case o.parallel < 1:
 		return nil, fmt.Errorf("-parallel %d: want at least 1", o.parallel)
 	}
@@ -277,6 +279,12 @@ func run(ctx context.Context, o *options, out, logw io.Writer) error {
 func (o *options) config(nodes int, km [2]int, bw float64) Config {
 	c := o.base
 	c.Nodes, c.K, c.M, c.Bandwidth = nodes, km[0], km[1], bw
-	c.Years = max(1, o.nodeYears/float64(nodes))
+	if c.ShardsPerNode == 0 {
+		c.ShardsPerNode = min(1000, max(100, nodes))
+	}
+	c.Years = o.years
+	if c.Years == 0 {
+		c.Years = max(1, o.work/float64(nodes)/float64(max(nodes, c.ShardsPerNode)))
+	}
 	return c
 }

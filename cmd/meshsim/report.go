@@ -22,7 +22,15 @@ func writeReport(w io.Writer, o *options, rs []*Result) {
 	if c.RepairDist != "" {
 		fmt.Fprintf(w, " Repair time %s with mean %s instead of the bandwidth model.", c.RepairDist, fmtDur(c.RepairMean))
 	}
-	fmt.Fprintf(w, " Simulated: %d shards per node, %.0f node-years per row, seed %d.\n\n", c.ShardsPerNode, o.nodeYears, c.Seed)
+	spn := "the grid's size in [100, 1000]"
+	if c.ShardsPerNode > 0 {
+		spn = fmt.Sprint(c.ShardsPerNode)
+	}
+	yrs := fmt.Sprintf("%.3g years per row / (nodes × max(nodes, shards per node)), at least one", o.work)
+	if o.years > 0 {
+		yrs = fmt.Sprintf("%.3g years per row", o.years)
+	}
+	fmt.Fprintf(w, " Simulated: shards per node %s, %s, seed %d.\n\n", spn, yrs, c.Seed)
 	fmt.Fprintln(w, "| nodes | k+m | P(loss)/segment/yr [95%] | direct: losses / segment-yrs | bytes lost/yr | repair/yr total | per node (max) | degraded | restore mean (p99) |")
 	fmt.Fprintln(w, "|---:|---:|---|---|---:|---:|---:|---:|---:|")
 	for _, r := range rs {

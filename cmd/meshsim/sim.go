@@ -58,6 +58,7 @@ type Result struct {
 	Deaths      int     // permanent node failures
 	ZoneDeaths  int     // of which in zone-wide losses
 	OutagesSeen int     // transient outages
+	DownEvents  int     // nodes counted down (deaths and outages detected): independent repair causes
 	Losses      int     // segments lost (each is re-created so exposure continues)
 	Repairs     int     // repair tasks completed
 	RepairBytes float64 // network bytes of repair: k read + r written per repair
@@ -477,6 +478,7 @@ func (s *sim) recover(j int) {
 func (s *sim) detect(j int) {
 	nd := &s.nodes[j]
 	nd.detected = true
+	s.res.DownEvents++
 	s.eachShard(j, s.check)
 	// Its queue goes to nodes that answer.
 	q := nd.queue

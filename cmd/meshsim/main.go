@@ -38,14 +38,15 @@ func main() {
 
 // options are the parsed flags: a base Config and the lists to sweep.
 type options struct {
-	base     Config
-	nodes    []int
-	km       [][2]int
-	work     float64 // node-years × nodes per row, when years is 0
-	years    float64
-	parallel int
-	plot     string
-	plotBW   []float64 // bytes per second
+	base      Config
+	nodes     []int
+	km        [][2]int
+	work      float64 // node-years × nodes per row, when years is 0
+	years     float64
+	parallel  int
+	plot      string
+	plotBW    []float64 // bytes per second
+	plotNodes []int
 }
 
 const usage = `meshsim estimates how likely a meshdrive grid is to lose a segment in a year.
@@ -75,16 +76,13 @@ Flags:
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("meshsim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(io.Discard) // parse errors are returned, not printed with the usage
+	fs.Usage = func() {}
 	var (
 		nodes      = fs.String("nodes", "1000", "grid sizes to simulate, comma-separated")
 		km         = fs.String("km", "4+2", "data+parity shard choices, comma-separated (k+m)")
 		zones      = fs.Int("zones", 0, "failure zones the nodes are spread over (0: none, each node its own)")
-		afr        = fs.Float64("afr", 1.7, "permanent node failures, percent of nodes per year (Backblaze drive stats: 1.4-1.7)")
+		afr        = fs.Float64("afr", 1.7, "permanent node failures, percent of nodes per year (Backblaze's yearly drive AFRs are about 1.4-1.7)")
 		weibull    = fs.Float64("weibull", 0, "Weibull shape for node lifetimes, mean 1/AFR (0 or 1: exponential; <1 infant mortality, >1 wear-out)")
 		outages    = fs.Float64("outages", 4, "transient outages per node per year")
 		outMean    = fs.Duration("outage-mean", 6*time.Minute+30*time.Second, "mean transient outage (exponential); the default leaves 10% longer than 15m")
@@ -97,16 +95,23 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		nodeData   = fs.String("node-data", "4TB", "bytes of shards stored per node")
 		spn        = fs.Int("shards-per-node", 0, "simulated shards per node, each standing for node-data/shards-per-node bytes (0: the grid's size, at least 100 and at most 1000); repair spreads over at most this many nodes, so fewer than the nodes overstate repair times")
 		below      = fs.Int("repair-below", 0, "repair a segment when fewer than this many of its shards are stored (0: k+m, any missing shard)")
-		work       = fs.Float64("work", 2e6, "simulated node-years times nodes per row, a row's cost: years = work / (nodes × max(nodes, shards per node)), at least 1 (6 nodes: 3,333 years; 1,000 nodes: 2)")
+		work       = fs.Float64("work", 2e6, "a row's budget: it simulates work / (nodes × max(nodes, shards per node)) years, at least 1 (6 nodes: 3,333 years; 1,000 nodes: 2)")
 		years      = fs.Float64("years", 0, "simulated years per row, instead of -work")
 		seed       = fs.Uint64("seed", 1, "random seed")
 		repairTime = fs.String("repair-time", "", "replace the bandwidth model by a repair time: exp:DURATION or fixed:DURATION (for checking against formulas)")
 		parallel   = fs.Int("parallel", runtime.GOMAXPROCS(0), "simulations run at once")
-		plot       = fs.String("plot", "", "write a PNG of P(loss)/yr against repair bandwidth, for the first k+m and every grid size")
+		plot       = fs.String("plot", "", "write a PNG of P(loss)/yr against repair bandwidth, for the first k+m and each grid size of -plot-nodes")
+		plotNodes  = fs.String("plot-nodes", "", "grid sizes for -plot, comma-separated (default: those of -nodes)")
 		plotBW     = fs.String("plot-bandwidths", "1MB,2MB,5MB,10MB,20MB,50MB,100MB", "repair bandwidths for -plot")
 	)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprint(stderr, usage)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (meshsim -help lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (meshsim takes flags only; see -help)", fs.Arg(0))
@@ -136,8 +141,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-node-data %q: want a positive size like 4TB", *nodeData)
 	}
 	switch {
-	case c.AFR <= 0 || c.AFR >= 100:
-		return nil, fmt.Errorf("-afr %v: want a percentage above 0 and below 10000", *afr)
+	case c.AFR <= 0:
+		return nil, fmt.Errorf("-afr %v: want a positive percentage, like 1.7", *afr)
 	case c.WeibullShape < 0:
 		return nil, fmt.Errorf("-weibull %v: want 0 (exponential) or a positive shape", c.WeibullShape)
 	case c.Outages < 0 || c.ZoneAFR < 0 || c.ZoneOutages < 0:
@@ -184,6 +189,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("-plot-bandwidths: %q: want positive sizes per second like 5MB", s)
 		}
 		o.plotBW = append(o.plotBW, b)
+	}
+	o.plotNodes = o.nodes
+	if *plotNodes != "" {
+		if o.plotNodes, err = parseInts(*plotNodes); err != nil {
+			return nil, fmt.Errorf("-plot-nodes: %w", err)
+		}
+		for _, n := range o.plotNodes {
+			if n < o.km[0][0]+o.km[0][1] || n < c.Zones {
+				return nil, fmt.Errorf("-plot-nodes %d cannot hold k+m = %d+%d (or the zones)", n, o.km[0][0], o.km[0][1])
+			}
+		}
 	}
 	o.base = c
 	return o, nil
@@ -240,7 +256,7 @@ func run(ctx context.Context, o *options, out, logw io.Writer) error {
 	}
 	var plotCfgs []Config
 	if o.plot != "" {
-		for _, n := range o.nodes {
+		for _, n := range o.plotNodes {
 			for _, b := range o.plotBW {
 				plotCfgs = append(plotCfgs, o.config(n, o.km[0], b))
 			}

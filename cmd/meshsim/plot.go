@@ -12,7 +12,7 @@ import (
 
 // writePlot draws P(loss)/yr against repair bandwidth on log-log axes, one
 // line per grid size, the chain's interval as a bar at each point, and
-// writes it to path as a PNG. rs holds, per grid size in o.nodes, one
+// writes it to path as a PNG. rs holds, per grid size in o.plotNodes, one
 // result per bandwidth in o.plotBW.
 func writePlot(path string, o *options, rs []*Result) error {
 	const (
@@ -27,7 +27,7 @@ func writePlot(path string, o *options, rs []*Result) error {
 	palette := []color.RGBA{{31, 119, 180, 255}, {214, 39, 40, 255}, {44, 160, 44, 255}, {148, 103, 189, 255}, {255, 127, 14, 255}, {23, 190, 207, 255}}
 
 	type point struct{ x, p, lo, hi float64 }
-	lines := make([][]point, len(o.nodes))
+	lines := make([][]point, len(o.plotNodes))
 	ymin, ymax := math.Inf(1), math.Inf(-1)
 	for i, r := range rs {
 		e, err := r.Chain()
@@ -101,7 +101,7 @@ func writePlot(path string, o *options, rs []*Result) error {
 		}
 		ly := top + 10 + i*26
 		line(img, w-right+15, ly+7, w-right+45, ly+7, col, 2)
-		drawText(img, w-right+52, ly, fmt.Sprintf("%d nodes", o.nodes[i]), scale, black, false)
+		drawText(img, w-right+52, ly, fmt.Sprintf("%d nodes", o.plotNodes[i]), scale, black, false)
 	}
 
 	f, err := os.Create(path)

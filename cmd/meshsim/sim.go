@@ -118,9 +118,13 @@ type node struct {
 	detected bool // counted down: its shards are owed repair
 	epoch    int  // bumped whenever it goes down or is replaced
 	shards   []shardRef
-	busy     bool  // running a repair
-	queue    []int // segments this node will repair
+	busy     bool   // running a repair
+	queue    []qent // segments this node will repair
 }
+
+// qent is a segment in a repair queue or the wait list. An entry of an
+// earlier life (the segment was lost and written again) is dropped.
+type qent struct{ seg, life int }
 
 type segment struct {
 	id       remote.SegmentID
@@ -146,7 +150,7 @@ type sim struct {
 	segs   []segment
 	placer *remote.Placer
 	names  []remote.PlaceNode // the placer's nodes
-	wait   []int              // segments owed repair that no node can run now
+	wait   []qent             // segments owed repair that no node can run now
 	up     int                // nodes that answer
 	res    *Result
 	lambda float64 // permanent failure rate per second
@@ -157,7 +161,7 @@ type sim struct {
 // ctx's error.
 func Run(ctx context.Context, c Config) (*Result, error) {
 	start := time.Now()
-	s, err := newSim(c)
+	s, err := newSim(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +187,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	return s.res, nil
 }
 
-func newSim(c Config) (*sim, error) {
+func newSim(ctx context.Context, c Config) (*sim, error) {
 	n := c.K + c.M
 	if c.Nodes < n {
 		return nil, fmt.Errorf("%d nodes for k=%d m=%d: need at least %d", c.Nodes, c.K, c.M, n)
@@ -214,6 +218,9 @@ func newSim(c Config) (*sim, error) {
 	}
 	s.rebuildPlacer()
 	for i := range s.segs {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		s.write(i)
 	}
 	return s, nil
@@ -483,9 +490,16 @@ func (s *sim) detect(j int) {
 	// Its queue goes to nodes that answer.
 	q := nd.queue
 	nd.queue = nil
-	for _, i := range q {
-		s.segs[i].queued = false
-		s.check(i)
+	s.requeue(q)
+}
+
+// requeue checks again the segments of a queue or wait list.
+func (s *sim) requeue(q []qent) {
+	for _, e := range q {
+		if s.segs[e.seg].life == e.life {
+			s.segs[e.seg].queued = false
+			s.check(e.seg)
+		}
 	}
 }
 
@@ -508,10 +522,7 @@ func (s *sim) replace(j int) {
 		s.accountRead(int(r.seg))
 		s.check(int(r.seg))
 	}
-	for _, i := range q {
-		s.segs[i].queued = false
-		s.check(i)
-	}
+	s.requeue(q)
 	s.retryWaiting()
 }
 
@@ -536,21 +547,18 @@ func (s *sim) check(i int) {
 	// The repair runs on a node holding a readable shard: the first.
 	for _, h := range sg.holder {
 		if h >= 0 && s.nodes[h].up {
-			s.nodes[h].queue = append(s.nodes[h].queue, i)
+			s.nodes[h].queue = append(s.nodes[h].queue, qent{i, sg.life})
 			s.startNext(int(h))
 			return
 		}
 	}
-	s.wait = append(s.wait, i)
+	s.wait = append(s.wait, qent{i, sg.life})
 }
 
 func (s *sim) retryWaiting() {
 	w := s.wait
 	s.wait = nil
-	for _, i := range w {
-		s.segs[i].queued = false
-		s.check(i)
-	}
+	s.requeue(w)
 }
 
 func (s *sim) item(i int) remote.RepairItem {
@@ -561,26 +569,39 @@ func (s *sim) item(i int) remote.RepairItem {
 func (s *sim) startNext(j int) {
 	nd := &s.nodes[j]
 	for !nd.busy && nd.up && len(nd.queue) > 0 {
-		best := 0
-		for q := 1; q < len(nd.queue); q++ {
-			if s.c.Policy.Before(s.item(nd.queue[q]), s.item(nd.queue[best])) {
-				best = q
+		// Drop what no longer needs repair (nodes came back), then take
+		// the first in the policy's order.
+		live := nd.queue[:0]
+		var best remote.RepairItem
+		bi := -1
+		for _, e := range nd.queue {
+			sg := &s.segs[e.seg]
+			if sg.life != e.life {
+				continue
 			}
+			it := s.item(e.seg)
+			if !s.c.Policy.Needs(it.Stored, s.c.K, s.c.M) {
+				sg.queued = false
+				continue
+			}
+			if bi < 0 || s.c.Policy.Before(it, best) {
+				bi, best = len(live), it
+			}
+			live = append(live, e)
 		}
-		i := nd.queue[best]
-		nd.queue = slices.Delete(nd.queue, best, best+1)
-		st := s.stored(i)
-		if !s.c.Policy.Needs(st, s.c.K, s.c.M) {
-			s.segs[i].queued = false
-			continue
+		nd.queue = live
+		if bi < 0 {
+			return
 		}
-		if s.readable(i) < s.c.K || s.up-s.readable(i) < 1 {
+		e := nd.queue[bi]
+		nd.queue = slices.Delete(nd.queue, bi, bi+1)
+		if r := s.readable(e.seg); r < s.c.K || s.up-r < 1 {
 			// Too few sources, or no node to put a shard on: wait for a
 			// node to come back or be replaced.
-			s.wait = append(s.wait, i)
+			s.wait = append(s.wait, e)
 			continue
 		}
-		s.startRepair(j, i, st)
+		s.startRepair(j, e.seg, best.Stored)
 	}
 }
 
@@ -663,7 +684,7 @@ func (s *sim) repairDone(e event) {
 	}
 	if rebuilt == 0 {
 		sg.queued = true
-		s.wait = append(s.wait, i) // no node to put a shard on
+		s.wait = append(s.wait, qent{i, sg.life}) // no node to put a shard on
 		return
 	}
 	for _, h := range src {

@@ -68,8 +68,8 @@ grid size and k+m, with:
 
 Usage: meshsim [flags]
 
-Example (the table in docs/DURABILITY.md):
-  meshsim -nodes 6,20,100,1000 -km 4+2,6+3,10+4 -plot docs/durability.png
+Example (the table and plot in docs/DURABILITY.md):
+  meshsim -nodes 6,20,100,1000 -km 4+2,6+3,10+4 -plot docs/durability.png -plot-nodes 6,20,100
 
 Flags:
 `
@@ -250,6 +250,9 @@ func run(ctx context.Context, o *options, out, logw io.Writer) error {
 			if n < p[0]+p[1] {
 				fmt.Fprintf(logw, "meshsim: skipping k+m=%d+%d on %d nodes: every shard of a segment needs its own node\n", p[0], p[1], n)
 				continue
+			}
+			if b := o.base.Policy.Below; b > 0 && b <= p[0] {
+				fmt.Fprintf(logw, "meshsim: warning: -repair-below %d with k=%d never repairs a segment before it is lost\n", b, p[0])
 			}
 			cfgs = append(cfgs, o.config(n, p, o.base.Bandwidth))
 		}

@@ -82,7 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		nodes      = fs.String("nodes", "1000", "grid sizes to simulate, comma-separated")
 		km         = fs.String("km", "4+2", "data+parity shard choices, comma-separated (k+m)")
 		zones      = fs.Int("zones", 0, "failure zones the nodes are spread over (0: none, each node its own)")
-		afr        = fs.Float64("afr", 1.7, "permanent node failures, percent of nodes per year (Backblaze's yearly drive AFRs are about 1.4-1.7)")
+		afr        = fs.Float64("afr", 1.7, "permanent node failures, percent of nodes per year (Backblaze's fleet-wide yearly AFR: 1.37 in 2022, 1.70 in 2023, 1.57 in 2024)")
 		weibull    = fs.Float64("weibull", 0, "Weibull shape for node lifetimes, mean 1/AFR (0 or 1: exponential; <1 infant mortality, >1 wear-out)")
 		outages    = fs.Float64("outages", 4, "transient outages per node per year")
 		outMean    = fs.Duration("outage-mean", 6*time.Minute+30*time.Second, "mean transient outage (exponential); the default leaves 10% longer than 15m")

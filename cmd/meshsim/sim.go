@@ -63,9 +63,9 @@ type Result struct {
 	Repairs     int     // repair tasks completed
 	RepairBytes float64 // network bytes of repair: k read + r written per repair
 	NodeBytes   []float64
-	Degraded    float64 // segment-seconds with fewer than n shards readable
-	Unavailable float64 // segment-seconds with fewer than k shards readable
-	RestoreTime []float64
+	Degraded    float64   // segment-seconds with fewer than n shards readable
+	Unavailable float64   // segment-seconds with fewer than k shards readable
+	RestoreTime []float64 // per episode: from a segment's first shard counted missing to all n stored
 	// Chain is the per-segment Markov chain fitted to the run: time spent
 	// with j shards lost for good and the repairs seen from there.
 	TimeIn  []float64 // TimeIn[j], segment-seconds, j = 0..M
@@ -153,7 +153,6 @@ type sim struct {
 	wait   []qent             // segments owed repair that no node can run now
 	up     int                // nodes that answer
 	res    *Result
-	lambda float64 // permanent failure rate per second
 	scale  float64 // Weibull scale, seconds
 }
 
@@ -194,7 +193,7 @@ func newSim(ctx context.Context, c Config) (*sim, error) {
 	}
 	nseg := max(1, c.ShardsPerNode*c.Nodes/n)
 	s := &sim{c: c, n: n, rng: rand.New(rand.NewPCG(c.Seed, uint64(c.Nodes)<<32|uint64(c.K)<<16|uint64(c.M))),
-		end: c.Years * year, nodes: make([]node, c.Nodes), segs: make([]segment, nseg), lambda: c.AFR / year}
+		end: c.Years * year, nodes: make([]node, c.Nodes), segs: make([]segment, nseg)}
 	s.res = &Result{Config: c, Segments: nseg, ShardBytes: c.NodeData / float64(max(1, c.ShardsPerNode)),
 		NodeBytes: make([]float64, c.Nodes), TimeIn: make([]float64, c.M+1), RepairN: make([][]int, c.M+2)}
 	for j := range s.res.RepairN {
@@ -531,9 +530,10 @@ func (s *sim) check(i int) {
 	sg := &s.segs[i]
 	st := s.stored(i)
 	switch {
-	case st == s.n:
+	case st == s.n && sg.since >= 0:
+		s.res.RestoreTime = append(s.res.RestoreTime, s.now-sg.since)
 		sg.since = -1
-	case sg.since < 0:
+	case st < s.n && sg.since < 0:
 		sg.since = s.now
 	}
 	if sg.queued || !s.c.Policy.Needs(st, s.c.K, s.c.M) || sg.lost > s.c.M {
@@ -695,11 +695,7 @@ func (s *sim) repairDone(e event) {
 	}
 	s.res.Repairs++
 	s.res.RepairBytes += float64(s.c.K+rebuilt) * s.res.ShardBytes
-	since := sg.since
 	s.account(i)
 	s.accountRead(i)
 	s.check(i)
-	if sg.since < 0 && since >= 0 {
-		s.res.RestoreTime = append(s.res.RestoreTime, s.now-since)
-	}
 }

@@ -139,16 +139,17 @@ var errNoRepairs = errors.New("no repairs in the simulation to fit repair rates 
 
 // Chain is the loss probability from the segment Markov chain fitted to
 // the run: failures at (n-j)·λ (λ the configured AFR, or the rate the run
-// saw for Weibull lifetimes), zone losses at z·ZoneAFR taking ceil(n/Z)
-// shards at once, and repairs from j lost shards to j' at the rate the
-// simulation measured (repairs seen / segment-time spent in j). A state
-// the run repaired from fewer than minRepairs times borrows the rates of
-// the nearest shallower one it did; states the policy does not repair get none. The interval
-// holds every fitted repair rate at the ends of its 95% Poisson interval
-// at once, so it is wider than a joint 95% interval; the count behind each
-// rate is the repairs seen, but at most the nodes counted down in the run,
-// since the repairs one node's failure causes are alike. It is the
-// statistical error only, not the model's (see docs/DURABILITY.md).
+// saw for Weibull lifetimes); each zone's loss at ZoneAFR, taking the
+// shards placement put there; and repairs from j lost shards to j' at the
+// rate the simulation measured (repairs seen / segment-time spent in j).
+// A state the run repaired from fewer than minRepairs times borrows the
+// rates of the nearest shallower one it did; states the policy does not
+// repair get none. The interval holds every fitted repair rate at the ends
+// of its 95% Poisson interval at once, so it is wider than a joint 95%
+// interval; the count behind each rate is the repairs seen, but at most
+// the nodes counted down in the run, since the repairs one node's failure
+// causes are alike. It is the statistical error only, not the model's (see
+// docs/DURABILITY.md).
 func (r *Result) Chain() (Estimate, error) {
 	n, m := r.K+r.M, r.M
 	lambda := r.AFR
@@ -161,9 +162,14 @@ func (r *Result) Chain() (Estimate, error) {
 		for j := 0; j <= m; j++ {
 			c.rate[j][j+1] += float64(n-j) * lambda
 			if r.Zones > 0 && r.ZoneAFR > 0 {
-				z := min(n, r.Zones)
-				per := (n + r.Zones - 1) / r.Zones
-				c.rate[j][min(j+per, m+1)] += float64(z) * r.ZoneAFR
+				// Placement spreads the n shards evenly: n%Z zones hold
+				// q+1, the others q (q = n/Z). A zone's loss takes all
+				// of its shards, counted as if none of them was gone yet.
+				q, rem := n/r.Zones, n%r.Zones
+				c.rate[j][min(j+q+1, m+1)] += float64(rem) * r.ZoneAFR
+				if q > 0 {
+					c.rate[j][min(j+q, m+1)] += float64(r.Zones-rem) * r.ZoneAFR
+				}
 			}
 		}
 		from := -1 // the state whose fitted repair rates a state uses

@@ -119,3 +119,28 @@ func TestRepairsAreNeeded(t *testing.T) {
 		t.Fatalf("without repair %.3g [%.3g, %.3g]: not clearly above %.3g", d.P, d.Lo, d.Hi, repaired)
 	}
 }
+
+// TestZoneSimulation: zone losses run through the simulator, and the
+// chain's loss probability with them is far above the one without.
+func TestZoneSimulation(t *testing.T) {
+	c := Config{Nodes: 20, Zones: 4, K: 6, M: 3, AFR: 0.017, Outages: 4, OutageMean: 390, Detect: 900,
+		Replace: 3 * 86400, Bandwidth: 20e6, NodeData: 4e12, ShardsPerNode: 20, Years: 200, Seed: 3}
+	quiet, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ZoneAFR = 0.01
+	zoned, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err1 := quiet.Chain()
+	z, err2 := zoned.Chain()
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	t.Logf("without zone losses %.3g, with %.3g (%d nodes died with their zone)", q.P, z.P, zoned.ZoneDeaths)
+	if zoned.ZoneDeaths == 0 || z.Lo < 100*q.Hi {
+		t.Fatalf("zone losses: %d nodes died with their zone, P %.3g against %.3g without", zoned.ZoneDeaths, z.P, q.P)
+	}
+}

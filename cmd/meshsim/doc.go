@@ -25,8 +25,8 @@
 // measured in the simulation (repairs seen from each state over the time
 // segments spent there). The chain is solved for the probability of loss
 // per excursion from the healthy state directly, so probabilities far below
-// 1e-15 keep their digits. States the run never repaired from borrow the
-// rates of the nearest shallower state. The chain treats segments as
+// 1e-15 keep their digits. States the run repaired from fewer than 20
+// times borrow the rates of the nearest shallower state. The chain treats segments as
 // independent and repair times as exponential with the measured mean;
 // docs/DURABILITY.md says what that means for the numbers.
 //

@@ -28,6 +28,15 @@
 // slowness (HedgeAfter) it reads chunk-aligned, checksum-verified spans of
 // any k shards and reconstructs.
 //
+// # Placement and repair
+//
+// Placer is the placement as a pure function of the node list: weighted
+// rendezvous hashing of (segment, shard index), distinct nodes, zones
+// spread. WriteSegment uses it; repair and cmd/meshsim must too.
+// RepairPolicy says when a segment is owed repair (fewer than Below
+// shards stored) and in what order segments are repaired (fewest shards
+// to spare, then oldest); the drive's repair must follow it.
+//
 // # Errors
 //
 // Store errors wrap the sentinels in store.go and carry the node's name.

@@ -7,6 +7,8 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/dirstore"
@@ -58,4 +60,41 @@ func ExampleGrid() {
 	}
 	fmt.Printf("%d shards stored, read back %q\n", seg.Stored(), got)
 	// Output: 6 shards stored, read back "hello, grid"
+}
+
+// Placement as a pure function of the node list: where a segment's shards
+// go, and where repair puts shard 2 again when its node has died.
+func ExamplePlacer() {
+	var nodes []remote.PlaceNode
+	for i := range 8 {
+		nodes = append(nodes, remote.PlaceNode{Name: fmt.Sprintf("node-%d", i)})
+	}
+	pl := remote.NewPlacer(nodes)
+	var seg remote.SegmentID // a real segment id is random
+	first, _ := pl.Place(seg, 6)
+
+	dead := first[2]
+	p := pl.Segment(seg)
+	for i, j := range first {
+		if i != 2 {
+			p.Hold(j) // the surviving shards stay where they are
+		}
+	}
+	again := p.Pick(2, func(j int) bool { return j != dead })
+	fmt.Println(again != dead, !slices.Contains(first, again))
+	// Output: true true
+}
+
+// The repair order: a segment with no shard to spare goes before one that
+// has lost a shard earlier but still has one to spare.
+func ExampleRepairPolicy() {
+	var policy remote.RepairPolicy // the default: repair any missing shard
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	old := remote.RepairItem{K: 4, Stored: 5, Since: t0}
+	critical := remote.RepairItem{K: 4, Stored: 4, Since: t0.Add(time.Hour)}
+	fmt.Println(policy.Needs(5, 4, 2), policy.Needs(6, 4, 2))
+	fmt.Println(policy.Before(critical, old))
+	// Output:
+	// true false
+	// true
 }

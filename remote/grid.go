@@ -53,6 +53,7 @@ type GridOptions struct {
 type Grid struct {
 	k, m    int
 	members []*member
+	placer  *Placer // over members, in the same order
 	byName  map[string]*member
 	sealer  *Sealer
 	hedge   time.Duration
@@ -71,9 +72,8 @@ type Grid struct {
 
 type member struct {
 	Member
-	zoneKey string
-	weight  float64
-	sem     chan struct{} // NodeConcurrency slots
+	weight float64
+	sem    chan struct{} // NodeConcurrency slots
 	// downUntil (unix nanoseconds): the node failed as unavailable or timed
 	// out recently; reads try it last and writes prefer others until then.
 	downUntil atomic.Int64
@@ -143,6 +143,7 @@ func NewGrid(o GridOptions) (*Grid, error) {
 		byName: make(map[string]*member, len(o.Members)),
 		encs:   make(map[[2]int]reedsolomon.Encoder),
 	}
+	nodes := make([]PlaceNode, 0, len(o.Members))
 	for _, mb := range o.Members {
 		if mb.Name == "" || mb.Store == nil {
 			return nil, fmt.Errorf("grid: member %q has no name or no store", mb.Name)
@@ -157,13 +158,11 @@ func NewGrid(o GridOptions) (*Grid, error) {
 		if m.weight == 0 {
 			m.weight = 1
 		}
-		m.zoneKey = "z:" + mb.Zone
-		if mb.Zone == "" {
-			m.zoneKey = "n:" + mb.Name
-		}
 		g.members = append(g.members, m)
 		g.byName[mb.Name] = m
+		nodes = append(nodes, PlaceNode{Name: mb.Name, Zone: mb.Zone, Weight: m.weight})
 	}
+	g.placer = NewPlacer(nodes)
 	if _, err := g.encoder(o.K, o.M); err != nil {
 		return nil, err
 	}

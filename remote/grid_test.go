@@ -360,11 +360,12 @@ func TestPlacementZones(t *testing.T) {
 }
 
 func TestPlacementWeightsAndSpread(t *testing.T) {
-	members := make([]*member, 5)
-	for i := range members {
-		members[i] = &member{Member: Member{Name: fmt.Sprintf("n%d", i)}, weight: 1, zoneKey: fmt.Sprintf("n:%d", i)}
+	nodes := make([]PlaceNode, 5)
+	for i := range nodes {
+		nodes[i] = PlaceNode{Name: fmt.Sprintf("n%d", i)}
 	}
-	members[0].weight = 4
+	nodes[0].Weight = 4
+	pl := NewPlacer(nodes)
 	count := make([]int, 5)
 	const trials = 20000
 	r := rand.New(rand.NewPCG(10, 10))
@@ -373,8 +374,7 @@ func TestPlacementWeightsAndSpread(t *testing.T) {
 		for i := range seg {
 			seg[i] = byte(r.Uint32())
 		}
-		p := newPlacer(members, seg, 1)
-		j, _ := p.pick(0)
+		j := pl.Segment(seg).Pick(0, nil)
 		count[j]++
 	}
 	// Weight 4 against four of weight 1: wins half of the time.

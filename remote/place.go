@@ -3,7 +3,6 @@ package remote
 import (
 	"encoding/binary"
 	"math"
-	"sort"
 	"sync"
 
 	"github.com/zeebo/xxh3"
@@ -14,84 +13,182 @@ import (
 // derived from a hash of (seg, i, name). The member with the highest score
 // wins; a member of weight 2w wins twice as often as one of weight w.
 func rendezvousScore(seg SegmentID, i int, name string, w float64) float64 {
+	u := (float64(rendezvousHash(seg, i, name)) + 0.5) / (1 << 53)
+	return -w / math.Log(u)
+}
+
+// rendezvousHash is the 53-bit hash behind rendezvousScore's u. Among
+// members of equal weight the score grows with it, so they can be ranked
+// by it without the logarithm.
+func rendezvousHash(seg SegmentID, i int, name string) uint64 {
 	var buf [16 + 2 + MaxNameLen]byte
 	b := append(buf[:0], seg[:]...)
 	b = binary.LittleEndian.AppendUint16(b, uint16(i))
 	b = append(b, name...)
-	h := xxh3.Hash(b)
-	u := (float64(h>>11) + 0.5) / (1 << 53)
-	return -w / math.Log(u)
+	return xxh3.Hash(b) >> 11
 }
 
-// placer hands out nodes to the shards of one segment write: each shard's
-// candidates in its rendezvous order, no node twice, zones spread as evenly
-// as the candidates allow, failed nodes never again.
-type placer struct {
-	members []*member
-	order   [][]int // order[i]: member indexes by descending score for shard i
-
-	mu     sync.Mutex // guards the fields below
-	taken  []bool     // member holds (or is storing) a shard of this segment, or failed
-	zones  map[string]int
-	failed int
+// PlaceNode is what placement knows of one node.
+type PlaceNode struct {
+	Name string
+	// Zone is the node's failure domain; "" is a zone of its own.
+	Zone string
+	// Weight biases placement (e.g. free space); 0 means 1.
+	Weight float64
 }
 
-func newPlacer(members []*member, seg SegmentID, n int) *placer {
-	p := &placer{members: members, order: make([][]int, n), taken: make([]bool, len(members)), zones: map[string]int{}}
-	scores := make([]float64, len(members))
-	for i := range n {
-		idx := make([]int, len(members))
-		for j, m := range members {
-			idx[j] = j
-			scores[j] = rendezvousScore(seg, i, m.Name, m.weight)
+// Placer is the drive's placement: weighted rendezvous hashing of
+// (segment, shard index) over a fixed list of nodes, each shard of a
+// segment on a different node, zones spread as evenly as the nodes allow.
+// Grid.WriteSegment places with it, repair must place rebuilt shards with
+// it, and meshsim simulates grids with it. It is pure (the same nodes and
+// segment give the same choices) and read-only after NewPlacer, so safe
+// for concurrent use.
+type Placer struct {
+	nodes  []PlaceNode
+	weight []float64
+	zone   []int // zone[j]: node j's failure domain, numbered from 0
+	nzones int
+	equal  bool // all weights are equal: rank by rendezvousHash alone
+}
+
+// NewPlacer returns the placer over nodes; node j of the list is j in
+// every answer. nodes is copied.
+func NewPlacer(nodes []PlaceNode) *Placer {
+	p := &Placer{nodes: append([]PlaceNode(nil), nodes...), weight: make([]float64, len(nodes)), zone: make([]int, len(nodes))}
+	zones := map[string]int{}
+	for j, n := range nodes {
+		p.weight[j] = n.Weight
+		if p.weight[j] == 0 {
+			p.weight[j] = 1
 		}
-		sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] > scores[idx[b]] })
-		p.order[i] = idx
+		key := "z:" + n.Zone
+		if n.Zone == "" {
+			key = "n:" + n.Name
+		}
+		z, ok := zones[key]
+		if !ok {
+			z = len(zones)
+			zones[key] = z
+		}
+		p.zone[j] = z
+	}
+	p.nzones = len(zones)
+	p.equal = true
+	for _, w := range p.weight {
+		p.equal = p.equal && w == p.weight[0]
 	}
 	return p
 }
 
-// pick claims the best free member for shard i: the one whose zone holds
-// the fewest shards of this segment so far, ties broken by rendezvous
-// order; members recently seen down only when no other is left. ok is
-// false when no member is left.
-func (p *placer) pick(i int) (int, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if j := p.pickLocked(i, false); j >= 0 {
-		return j, true
-	}
-	j := p.pickLocked(i, true)
-	return j, j >= 0
+// Len is the number of nodes.
+func (p *Placer) Len() int { return len(p.nodes) }
+
+// Segment starts the placement of seg's shards with no node holding one.
+func (p *Placer) Segment(seg SegmentID) *Placement {
+	return &Placement{p: p, seg: seg, taken: make([]bool, len(p.nodes)), zones: make([]int, p.nzones)}
 }
 
-func (p *placer) pickLocked(i int, downOK bool) int {
-	best, bestZone := -1, 0
-	for _, j := range p.order[i] {
-		if p.taken[j] || !downOK && p.members[j].isDown() {
+// Place returns the nodes for shards 0..n-1 of seg when every node takes
+// its shard: WriteSegment's first choices. ok is false when there are
+// fewer than n nodes.
+func (p *Placer) Place(seg SegmentID, n int) (nodes []int, ok bool) {
+	pl := p.Segment(seg)
+	nodes = make([]int, n)
+	for i := range n {
+		if nodes[i] = pl.Pick(i, nil); nodes[i] < 0 {
+			return nil, false
+		}
+	}
+	return nodes, true
+}
+
+// Placement is the placement of one segment's shards in progress: which
+// nodes hold (or are taking) one of them. It is not safe for concurrent
+// use.
+type Placement struct {
+	p     *Placer
+	seg   SegmentID
+	taken []bool // node holds (or is storing) a shard of this segment, or failed
+	zones []int  // shards of this segment per zone
+}
+
+// Hold records that node j holds a shard of the segment (repair: the
+// shards that survive), so no other shard goes there and its zone counts.
+func (pl *Placement) Hold(j int) {
+	if !pl.taken[j] {
+		pl.taken[j] = true
+		pl.zones[pl.p.zone[j]]++
+	}
+}
+
+// Pick claims the node for shard i: of the nodes not taken and usable
+// (usable nil means every node), the one whose zone holds the fewest shards
+// of this segment so far, ties broken by the highest rendezvous score of
+// (segment, i, node name), then by the lower index. It returns -1 when no
+// node is left.
+func (pl *Placement) Pick(i int, usable func(j int) bool) int {
+	p := pl.p
+	best, bestZone, bestScore := -1, 0, 0.0
+	for j := range p.nodes {
+		if pl.taken[j] || usable != nil && !usable(j) {
 			continue
 		}
-		z := p.zones[p.members[j].zoneKey]
-		if best < 0 || z < bestZone {
-			best, bestZone = j, z
-			if z == 0 {
-				break
-			}
+		z := pl.zones[p.zone[j]]
+		if best >= 0 && z > bestZone {
+			continue
+		}
+		var s float64
+		if p.equal {
+			s = float64(rendezvousHash(pl.seg, i, p.nodes[j].Name)) // exact below 2^53
+		} else {
+			s = rendezvousScore(pl.seg, i, p.nodes[j].Name, p.weight[j])
+		}
+		if best < 0 || z < bestZone || s > bestScore {
+			best, bestZone, bestScore = j, z, s
 		}
 	}
-	if best < 0 {
-		return -1
+	if best >= 0 {
+		pl.Hold(best)
 	}
-	p.taken[best] = true
-	p.zones[p.members[best].zoneKey]++
 	return best
 }
 
-// fail records that member j could not take a shard: it stays taken (no
-// other shard of this segment tries it) and its zone slot is freed.
+// Fail records that node j, picked earlier, could not take its shard: it
+// stays taken (no other shard of this segment tries it) and its zone slot
+// is freed.
+func (pl *Placement) Fail(j int) {
+	pl.zones[pl.p.zone[j]]--
+}
+
+// placer hands out members to the shards of one segment write for
+// concurrent writers: the Placement of the grid's Placer, members recently
+// seen down only when no other is left.
+type placer struct {
+	members []*member
+	mu      sync.Mutex // guards pl
+	pl      *Placement
+}
+
+func (g *Grid) newPlacer(seg SegmentID) *placer {
+	return &placer{members: g.members, pl: g.placer.Segment(seg)}
+}
+
+// pick claims the best free member for shard i. ok is false when no
+// member is left.
+func (p *placer) pick(i int) (int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if j := p.pl.Pick(i, func(j int) bool { return !p.members[j].isDown() }); j >= 0 {
+		return j, true
+	}
+	j := p.pl.Pick(i, nil)
+	return j, j >= 0
+}
+
+// fail records that member j could not take a shard.
 func (p *placer) fail(j int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.zones[p.members[j].zoneKey]--
-	p.failed++
+	p.pl.Fail(j)
 }

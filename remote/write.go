@@ -86,7 +86,7 @@ func (g *Grid) WriteSegment(ctx context.Context, data []byte) (*SegmentInfo, err
 		}
 	}
 
-	pl := newPlacer(g.members, info.ID, n)
+	pl := g.newPlacer(info.ID)
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex // guards errs and info.Nodes

@@ -85,9 +85,15 @@
 // cut could otherwise undo the commit but not the removal, and Open would
 // find a staged block without its bytes.
 //
-// An inode whose last link and last handle are gone is freed at once;
-// when that fails (a full disk), the unlink still succeeds and a reaper
-// goroutine retries, RetryMax apart. At Open, dirty files are deleted
+// An unlink (or a rename over a file, or the last release of an unlinked
+// file) does the least it can inside the call: one transaction that
+// removes the name and drops the link count. An inode whose last link
+// and last handle are gone is freed by the reaper goroutine in the
+// background (reclaimLater): its block references, block map rows,
+// xattrs, dirty data and row, up to 64 inodes per transaction; their
+// staging files go after the next durable commit. Until then the inode
+// reads as having no link. When freeing fails (a full disk), the reaper
+// retries, RetryMax apart. At Open, dirty files are deleted
 // (never promised), unlinked inodes are freed, staging files not
 // referenced by a staged block are removed, and a staged block whose file
 // is missing makes Open fail with a message that says so: that data was

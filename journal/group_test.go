@@ -314,3 +314,83 @@ func powerCut(t *testing.T, j *Journal, o Options, hist []map[string][]byte, las
 	t.Fatalf("power cut after op %d: the state is neither that after op %d nor after op %d\n got  %s\n want %s\n %s",
 		len(hist)-1, k, k+1, describe(got), describe(hist[k]), diffState(got, hist[k]))
 }
+
+// TestUnlinkLeavesFreeingToReaper: unlink only removes the name; the
+// reaper frees the inodes, their blocks and (after a durable commit)
+// their staging files in the background.
+func TestUnlinkLeavesFreeingToReaper(t *testing.T) {
+	passes := make(chan struct{}, 1)
+	e := newEnv(t, func(o *Options) {
+		o.reaped = func() {
+			select {
+			case passes <- struct{}{}:
+			default:
+			}
+		}
+	})
+	j := e.j
+	e.g.down.Store(true) // every block stays staged
+	const files = 150
+	p := make([]byte, 64<<10) // a staging file each (sealed > half a block)
+	for i := range files {
+		a := must[Attr](t)(j.Mknod(bg, RootIno, fmt.Sprintf("f%d", i), 0o644, 0, 0, 0))
+		fillRand(uint64(i), p)
+		j.OpenFile(a.Ino)
+		must[int](t)(j.WriteAt(bg, a.Ino, p, 0))
+		if err := j.Flush(bg, a.Ino); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(a.Ino)
+	}
+	if err := j.Fsync(bg, RootIno); err != nil {
+		t.Fatal(err)
+	}
+	count := func(q string) int {
+		var n int
+		if err := j.db.QueryRow(q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	stagingFiles := func() int {
+		ents, err := os.ReadDir(j.stage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	if n := stagingFiles(); n != files {
+		t.Fatalf("%d staging files, want %d", n, files)
+	}
+	for i := range files {
+		if err := j.Unlink(bg, RootIno, fmt.Sprintf("f%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every unlink kicked the reaper after its commit, so a pass follows
+	// the last one: wait for passes until no orphan is left.
+	for count(`SELECT count(*) FROM inodes WHERE nlink = 0`) > 0 {
+		select {
+		case <-passes:
+		case <-time.After(time.Minute): // a failure, not a measure
+			t.Fatal("the reaper did not free the unlinked files")
+		}
+	}
+	if n := count(`SELECT count(*) FROM blocks`); n != 0 {
+		t.Fatalf("%d blocks left after the reaper freed every file", n)
+	}
+	if n := count(`SELECT count(*) FROM blockmap`); n != 0 {
+		t.Fatalf("%d block map rows left", n)
+	}
+	if s := j.Stats(); s.QueuedBlocks != 0 {
+		t.Errorf("upload queue after the reaper: %+v", s)
+	}
+	// The reaper's commits are ordinary: the files wait for a durable one.
+	if err := j.Fsync(bg, RootIno); err != nil {
+		t.Fatal(err)
+	}
+	if n := stagingFiles(); n != 0 {
+		t.Fatalf("%d staging files left after a durable commit", n)
+	}
+	e.reopen()
+}

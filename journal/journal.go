@@ -81,6 +81,9 @@ type Options struct {
 
 	// after is the group committer's clock (tests; default time.After).
 	after func(time.Duration) <-chan time.Time
+	// reaped, when set (tests), runs after every pass of the reaper
+	// that freed what it found.
+	reaped func()
 }
 
 // Journal is the drive's local durable truth. All methods are safe for

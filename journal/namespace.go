@@ -441,7 +441,7 @@ func (j *Journal) Unlink(ctx context.Context, parent Ino, name string) error {
 	if err != nil {
 		return err
 	}
-	j.reclaimLater(ctx, gone)
+	j.reclaimLater(gone)
 	return nil
 }
 
@@ -662,7 +662,7 @@ func (j *Journal) Rename(ctx context.Context, oldParent Ino, oldName string, new
 		return err
 	}
 	if gone != 0 {
-		j.reclaimLater(ctx, gone)
+		j.reclaimLater(gone)
 	}
 	return nil
 }

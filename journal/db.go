@@ -199,6 +199,7 @@ func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error
 	ctx0 := context.WithoutCancel(ctx)
 	scope := j.scope
 	j.scope = scopeAll // for the next transaction, whatever becomes of this one
+	j.narrow = j.narrow[:0]
 	var tx *sql.Tx
 	var err error
 	if j.w != nil {
@@ -221,6 +222,9 @@ func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error
 	if scope != scopeAll {
 		j.ac.carry(gen-1, gen, scope)
 		j.la.carry(gen-1, gen, scope)
+	} else if len(j.narrow) > 0 {
+		j.ac.carry(gen-1, gen, j.narrow...)
+		j.la.carry(gen-1, gen, j.narrow...)
 	}
 	j.kickGroup() // an ordinary commit: durable within GroupCommit
 	return nil
@@ -237,6 +241,13 @@ const (
 // ino's (or none, scopeNone): the caches valid until a commit (attrCache,
 // lookAhead) keep the other rows across it. wmu held; txLocked resets it.
 func (j *Journal) scopeLocked(ino Ino) { j.scope = ino }
+
+// narrowLocked says, from inside a transaction, that it changes no inode
+// row but those of inos, and no entry but ones that name them (an unlink
+// or rmdir: the inode unlinked and its parent): the caches keep the
+// other rows, so a scan that unlinks what it looks up (rm -rf, rm *)
+// keeps its look-ahead window. wmu held, within txLocked's fn.
+func (j *Journal) narrowLocked(inos ...Ino) { j.narrow = append(j.narrow[:0], inos...) }
 
 // durableTxLocked is txLocked with synchronous=FULL for its commit,
 // which fsyncs the WAL: it and every earlier commit survive a power cut.

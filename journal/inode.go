@@ -297,6 +297,11 @@ func (j *Journal) reclaimLater(ino Ino) {
 	}
 }
 
+// reapDelay is how long the reaper lets deleted inodes gather after the
+// first, so that a run of unlinks (rm -rf) costs a transaction per
+// reapBatch inodes, not one per unlink.
+const reapDelay = 100 * time.Millisecond
+
 // reaper frees the inodes left with no link and no handle (reclaimLater),
 // many per transaction, and retries RetryMax apart when that fails until
 // none is left or ctx ends (then the next Open frees them).
@@ -307,6 +312,9 @@ func (j *Journal) reaper(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-j.orphanKick:
+		}
+		if !sleepCtx(ctx, reapDelay) {
+			return
 		}
 		for {
 			err := j.freeOrphans(ctx)
@@ -429,6 +437,13 @@ func (j *Journal) reclaimBatch(ctx context.Context, inos []Ino) (busy []Ino, err
 	var gone []*inode
 	err = j.txLocked(ctx, func(tx *sql.Tx) error {
 		gone = gone[:0]
+		// Only the rows of these inodes, which no entry names: the
+		// caches keep the rest (a scan of rm -rf keeps its window).
+		inos := make([]Ino, len(todo))
+		for i, n := range todo {
+			inos[i] = n.ino
+		}
+		j.narrowLocked(inos...)
 		for _, n := range todo {
 			ok, err := j.reclaimTx(ctx, tx, n.ino, &fr)
 			if err != nil {
@@ -493,6 +508,7 @@ func (j *Journal) reclaim(ctx context.Context, ino Ino) error {
 	var ok bool
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		var err error
+		j.narrowLocked(ino)
 		ok, err = j.reclaimTx(ctx, tx, ino, &fr)
 		return err
 	})

@@ -107,6 +107,7 @@ type Journal struct {
 	ac        attrCache
 	created   created // guarded by imu
 	scope     Ino     // of the running transaction; guarded by wmu (scopeLocked)
+	narrow    []Ino   // set by the running transaction; guarded by wmu (narrowLocked)
 	st        stmts
 	wst       stmts      // the hot reads on w (prepareHot, reader)
 	pmu       sync.Mutex // guards pcache

@@ -82,7 +82,11 @@
 // # Durability
 //
 // write(2) returns when the journal has the data; close(2) of a file
-// written since its last flush, and fsync(2), return when data and
-// metadata are on local disk (journal.Flush, journal.Fsync). Getting the
-// data onto the grid is the journal uploader's business.
+// written since its last flush returns when data and metadata are
+// committed to the journal (journal.Flush: no fsync of its own, so a
+// kill -9 of the drive loses nothing closed, and the journal's group
+// commit puts it on local disk within about a second); fsync(2) of a
+// file or a directory returns when data and metadata are on local disk
+// (journal.Fsync). Getting the data onto the grid is the journal
+// uploader's business.
 package fs

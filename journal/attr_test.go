@@ -88,8 +88,9 @@ func TestReleaseFreesUnlinkedOpenFile(t *testing.T) {
 		t.Errorf("GetXattr of an open unlinked file: %v, want ErrNoXattr", err)
 	}
 	e.j.ReleaseFile(a.Ino)
+	e.reap()
 	if exists() {
-		t.Fatal("not freed at the last release")
+		t.Fatal("not freed after the last release")
 	}
 	if _, err := e.j.GetXattr(bg, a.Ino, "user.x"); err != ErrNotFound {
 		t.Errorf("GetXattr of a freed inode: %v, want ErrNotFound", err)
@@ -113,6 +114,7 @@ func TestReclaimOfReopenedFileAtRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.j.ReleaseFile(a.Ino)
+	e.reap()
 	var n int
 	if err := e.j.db.QueryRow(`SELECT count(*) FROM inodes WHERE ino = ?`, a.Ino).Scan(&n); err != nil {
 		t.Fatal(err)

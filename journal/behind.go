@@ -20,8 +20,8 @@ import (
 // cut is dropped and the block stays dirty.
 //
 // A write-behind commit is an ordinary one (synchronous=NORMAL: it
-// survives a killed process, and a power cut once a later fsync or flush
-// commits durably). It records the block and raises the file's size in the
+// survives a killed process, and a power cut once a later fsync or the
+// group commit commits durably). It records the block and raises the file's size in the
 // database to cover it, and leaves times to the file's flush. After a
 // crash before that flush the file may show some of its unflushed blocks
 // and not others (never bytes it was not given): unflushed data was never

@@ -405,7 +405,7 @@ func (j *Journal) armIdle(n *inode) {
 		if j.closed.Load() {
 			return
 		}
-		if err := j.flushIno(context.Background(), ino); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNotFound) {
+		if err := j.flushIno(context.Background(), ino, false); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNotFound) {
 			j.log.Warn("journal: idle flush failed; will retry on the next write or fsync", "ino", ino, "err", err)
 		}
 	})
@@ -441,7 +441,7 @@ func (j *Journal) reserve(ctx context.Context, n *inode, first, last int64) (int
 		if !flushed && len(n.dirty) > 0 {
 			// Our own dirty data can only leave once it is staged.
 			flushed = true
-			if err := j.flushLocked(ctx, n); err != nil {
+			if err := j.flushLocked(ctx, n, false); err != nil {
 				return 0, err
 			}
 			continue
@@ -468,7 +468,9 @@ func (j *Journal) unreserve(bytes int64) {
 }
 
 // Flush cuts the file's dirty data into blocks, seals and stages them and
-// commits the block map: afterwards the data survives a crash.
+// commits the block map: afterwards the data survives a killed process,
+// and a power cut once the group commit (Options.GroupCommit) or an
+// Fsync has followed. Flush does not fsync the journal itself.
 func (j *Journal) Flush(ctx context.Context, ino Ino) error {
 	if err := j.checkWrite(); err != nil {
 		if errors.Is(err, ErrReadOnly) {
@@ -476,21 +478,21 @@ func (j *Journal) Flush(ctx context.Context, ino Ino) error {
 		}
 		return err
 	}
-	return j.flushIno(ctx, ino)
+	return j.flushIno(ctx, ino, false)
 }
 
-// Fsync is Flush, and also makes every earlier namespace change of the
-// drive survive a power cut (one WAL fsync).
+// Fsync is Flush with a durable commit: the file, and every earlier
+// commit of the drive, survive a power cut (one WAL fsync, none when
+// nothing was committed since the last durable commit).
 func (j *Journal) Fsync(ctx context.Context, ino Ino) error {
-	j.imu.Lock()
-	n := j.inodes[ino]
-	dirty := n != nil && n.hasDirty.Load()
-	j.imu.Unlock()
-	if err := j.Flush(ctx, ino); err != nil {
+	if err := j.checkWrite(); err != nil {
+		if errors.Is(err, ErrReadOnly) {
+			return nil
+		}
 		return err
 	}
-	if dirty || j.o.ReadOnly {
-		return nil // the flush commit was durable
+	if err := j.flushIno(ctx, ino, true); err != nil {
+		return err
 	}
 	if err := j.barrier(ctx); err != nil {
 		return fmt.Errorf("journal: fsync: %w", err)
@@ -498,7 +500,8 @@ func (j *Journal) Fsync(ctx context.Context, ino Ino) error {
 	return nil
 }
 
-func (j *Journal) flushIno(ctx context.Context, ino Ino) error {
+// flushIno flushes ino (see flushLocked for durable).
+func (j *Journal) flushIno(ctx context.Context, ino Ino, durable bool) error {
 	n := j.memInode(ino)
 	if n == nil {
 		return nil // nothing in memory: nothing dirty
@@ -506,7 +509,7 @@ func (j *Journal) flushIno(ctx context.Context, ino Ino) error {
 	defer j.putInode(n)
 	n.waitBehind() // locks n.mu
 	defer n.mu.Unlock()
-	return j.flushLocked(ctx, n)
+	return j.flushLocked(ctx, n, durable)
 }
 
 // truncate sets the file's size. n.mu is taken here.
@@ -565,5 +568,5 @@ func (j *Journal) truncate(ctx context.Context, ino Ino, size int64) error {
 	n.mtime, n.ctime, n.attrDirty = now, now, true
 	n.amu.Unlock()
 	n.hasDirty.Store(true)
-	return j.flushLocked(ctx, n)
+	return j.flushLocked(ctx, n, false)
 }

@@ -298,6 +298,7 @@ func TestDedup(t *testing.T) {
 		t.Fatal("copy differs after unlinking the others")
 	}
 	e.j.Unlink(bg, RootIno, "three")
+	e.reap()
 	var garbage int
 	e.j.db.QueryRow(`SELECT count(*) FROM blocks WHERE state = ?`, blockGarbage).Scan(&garbage)
 	if garbage != len(data)/(64<<10) {

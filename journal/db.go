@@ -3,8 +3,10 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -176,9 +178,10 @@ func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	// NORMAL: commits reach the WAL but are fsync'd only by the next
-	// durable commit (flush, fsync; see durableTxLocked) or checkpoint. A
-	// process crash loses nothing committed; a power cut may lose
-	// namespace changes made since the last fsync, as POSIX allows.
+	// durable commit (fsync, the group commit; see durableTxLocked) or
+	// checkpoint. A process crash loses nothing committed; a power cut
+	// may lose what was committed since the last durable commit, at most
+	// about GroupCommit's worth, as POSIX allows.
 	q.Add("_pragma", "synchronous(NORMAL)")
 	// Reads of a large namespace (lookups, getattr) would otherwise pread
 	// a page per query from a 2 MB page cache per connection: map the
@@ -267,6 +270,7 @@ func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error
 	ctx0 := context.WithoutCancel(ctx)
 	scope := j.scope
 	j.scope = scopeAll // for the next transaction, whatever becomes of this one
+	j.narrow = j.narrow[:0]
 	var tx *sql.Tx
 	var err error
 	if j.w != nil {
@@ -289,7 +293,11 @@ func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error
 	if scope != scopeAll {
 		j.ac.carry(gen-1, gen, scope)
 		j.la.carry(gen-1, gen, scope)
+	} else if len(j.narrow) > 0 {
+		j.ac.carry(gen-1, gen, j.narrow...)
+		j.la.carry(gen-1, gen, j.narrow...)
 	}
+	j.kickGroup() // an ordinary commit: durable within GroupCommit
 	return nil
 }
 
@@ -305,6 +313,13 @@ const (
 // lookAhead) keep the other rows across it. wmu held; txLocked resets it.
 func (j *Journal) scopeLocked(ino Ino) { j.scope = ino }
 
+// narrowLocked says, from inside a transaction, that it changes no inode
+// row but those of inos, and no entry but ones that name them (an unlink
+// or rmdir: the inode unlinked and its parent): the caches keep the
+// other rows, so a scan that unlinks what it looks up (rm -rf, rm *)
+// keeps its look-ahead window. wmu held, within txLocked's fn.
+func (j *Journal) narrowLocked(inos ...Ino) { j.narrow = append(j.narrow[:0], inos...) }
+
 // durableTxLocked is txLocked with synchronous=FULL for its commit,
 // which fsyncs the WAL: it and every earlier commit survive a power cut.
 // wmu held.
@@ -319,7 +334,26 @@ func (j *Journal) durableTxLocked(ctx context.Context, fn func(tx *sql.Tx) error
 		// The commit is made; the next ones would fsync for nothing.
 		j.log.Warn("journal: cannot set synchronous back to NORMAL", "err", serr)
 	}
+	if err == nil {
+		j.durableLocked()
+	}
 	return err
+}
+
+// durableLocked runs after a durable commit: every commit so far
+// survives a power cut, so the staging files of blocks that ordinary
+// commits freed (lazyFree) may go now. wmu held.
+func (j *Journal) durableLocked() {
+	j.durableGen = j.commitGen.Load()
+	for id := range j.lazyFree {
+		if err := os.Remove(j.stagePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			j.log.Warn("journal: remove staged block", "id", id, "err", err)
+		}
+	}
+	clear(j.lazyFree)
+	if j.durableHook != nil {
+		j.durableHook()
+	}
 }
 
 // barrier makes every commit so far survive a power cut.
@@ -329,8 +363,12 @@ func (j *Journal) barrier(ctx context.Context) error {
 	return j.barrierLocked(ctx)
 }
 
-// barrierLocked is barrier for callers that hold wmu.
+// barrierLocked is barrier for callers that hold wmu. With no commit
+// since the last durable one it has nothing to do.
 func (j *Journal) barrierLocked(ctx context.Context) error {
+	if j.durableGen == j.commitGen.Load() && len(j.lazyFree) == 0 {
+		return nil
+	}
 	j.scopeLocked(scopeNone)
 	return j.durableTxLocked(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('sync', ?)`, fmt.Sprint(nowNS()))

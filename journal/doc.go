@@ -31,25 +31,41 @@
 //
 // # Promises
 //
-// Namespace operations (create, link, unlink, rename, setattr, xattrs) are
-// one transaction each, committed when they return (synchronous=NORMAL: a
-// killed process loses none of them); they survive a power cut once any
-// Flush or Fsync has returned after them, because those commit with
-// synchronous=FULL, whose WAL fsync covers every earlier commit (Fsync of
-// a clean file does a one-row commit for this). The exception: a setattr
-// of anything but the size on a file with unflushed data waits in memory
+// Every commit is one of two kinds. An ordinary commit (synchronous=NORMAL)
+// reaches the WAL without an fsync: a killed process loses none of it, a
+// power cut may. A durable commit (synchronous=FULL, durableTxLocked)
+// fsyncs the WAL, which makes it and every earlier commit survive a power
+// cut. Namespace operations (create, link, unlink, rename, setattr,
+// xattrs) are one ordinary transaction each, committed when they return.
+// Flush (what close does), truncate and the idle flush commit ordinarily
+// too: after Flush a killed process loses nothing of the file. The group
+// committer (group.go) makes ordinary commits durable at most
+// Options.GroupCommit (1 s) after the first of them, with one WAL fsync
+// for all of them, so a power cut loses at most that last interval of
+// work nobody fsync'd, and never corrupts the journal. Fsync of a file
+// flushes it with a durable commit; Fsync of a clean file or a directory
+// is a barrier (one small durable commit, none when nothing was committed
+// since the last durable one): either way everything committed before it
+// survives a power cut when it returns. Close of the Journal and
+// WaitDurable end with a durable commit too. The exception: a setattr of
+// anything but the size on a file with unflushed data waits in memory
 // with that data (pendAttr) and is committed by its flush, so a crash
-// before the flush loses both together. Truncate
-// is a flush, so it is power-cut safe when it returns. WriteAt puts bytes in
-// the file's dirty file and returns; they are readable at once but may be
-// lost by a crash. Flush/Fsync (or IdleFlush of no writes) cut the dirty
-// blocks, hash them (keyed BLAKE3 via remote.Sealer), deduplicate against
-// existing blocks (refcount only), seal, write and fsync the staging file,
-// and commit the block map, size and times in one transaction: after that
-// a kill -9 or a power cut loses nothing. Trailing zeros of a block are not
-// stored (a short block reads as zeros to its end); an all-zero block is a
-// hole and costs nothing. A stored block never holds bytes past the file
-// size, so truncate-up and writes past EOF expose zeros.
+// before the flush loses both together. WriteAt puts bytes in the file's
+// dirty data and returns; they are readable at once but may be lost by a
+// crash. A flush cuts the dirty blocks, hashes them (keyed BLAKE3 via
+// remote.Sealer), deduplicates against existing blocks (refcount only),
+// seals, stages them (a row of table staged for a small sealed block, in
+// the flush's own commit; else a staging file, written and fsync'd, and
+// the staging directory fsync'd, before the commit that names it, so no
+// commit, durable or not, ever names a staging file whose bytes could be
+// missing after a power cut), and commits the block map, size and times
+// in one transaction. Trailing zeros of a block are not stored (a short
+// block reads as zeros to its end); an all-zero block is a hole and
+// costs nothing. A stored block never holds bytes past the file size, so
+// truncate-up and writes past EOF expose zeros.
+//
+// (Until 2026-12 every flush, and so every close after a write, was a
+// durable commit; DESIGN.md promise 1 changed.)
 //
 // Write-behind: while a file is written sequentially, each block the
 // writer has moved past is cut, sealed, staged and committed in the
@@ -61,14 +77,23 @@
 // may show some of its unflushed blocks and not others, never bytes it was
 // not given (behind.go).
 //
-// A staging file freed by an ordinary commit (write-behind
-// replacing a staged block, an unlink, the uploader's segment commit) is
-// removed only after a durable commit: a power cut could otherwise undo
-// the commit but not the removal (afterFreeLocked).
+// A staging file freed by an ordinary commit (a flush or write-behind
+// replacing a staged block, the reaper freeing a deleted file) is
+// removed only after a durable commit, the next fsync's or the group
+// commit's (afterFreeLocked, lazyFree); the uploader's segment commit
+// makes itself durable before it removes the files it uploaded. A power
+// cut could otherwise undo the commit but not the removal, and Open would
+// find a staged block without its bytes.
 //
-// An inode whose last link and last handle are gone is freed at once;
-// when that fails (a full disk), the unlink still succeeds and a reaper
-// goroutine retries, RetryMax apart. At Open, dirty files are deleted
+// An unlink (or a rename over a file, or the last release of an unlinked
+// file) does the least it can inside the call: one transaction that
+// removes the name and drops the link count. An inode whose last link
+// and last handle are gone is freed by the reaper goroutine in the
+// background (reclaimLater): its block references, block map rows,
+// xattrs, dirty data and row, up to 64 inodes per transaction; their
+// staging files go after the next durable commit. Until then the inode
+// reads as having no link. When freeing fails (a full disk), the reaper
+// retries, RetryMax apart. At Open, dirty files are deleted
 // (never promised), unlinked inodes are freed, staging files not
 // referenced by a staged block are removed, and a staged block whose file
 // is missing makes Open fail with a message that says so: that data was

@@ -46,10 +46,13 @@ type freed struct {
 	durable bool             // the commit that freed them was durable (see afterFreeLocked)
 }
 
-// flushLocked makes n's dirty data durable: cut, hash, seal and stage
-// outside wmu, then one transaction for the block map, size, times and
-// the attributes set meanwhile (pendAttr). n.mu held.
-func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
+// flushLocked commits n's dirty data: cut, hash, seal and stage outside
+// wmu, then one transaction for the block map, size, times and the
+// attributes set meanwhile (pendAttr). durable: that commit survives a
+// power cut when this returns (fsync); otherwise a killed process loses
+// nothing and the group commit makes it durable soon (close, idle
+// flush, truncate). n.mu held.
+func (j *Journal) flushLocked(ctx context.Context, n *inode, durable bool) error {
 	if !n.hasDirty.Load() {
 		return nil
 	}
@@ -98,7 +101,11 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 	}
 	j.wmu.Lock()
 	j.scopeLocked(n.ino)
-	err = j.durableTxLocked(ctx, func(tx *sql.Tx) error {
+	commit := j.txLocked
+	if durable {
+		commit = j.durableTxLocked
+	}
+	err = commit(ctx, func(tx *sql.Tx) error {
 		if !open {
 			if err := j.inodeExists(ctx, tx, n.ino); err != nil {
 				return err
@@ -133,7 +140,7 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode) error {
 		}
 		return fmt.Errorf("journal: flush inode %d: %w", n.ino, err)
 	}
-	fr.durable = true
+	fr.durable = durable
 	// Before attrDirty and pend are cleared below (see flushedSince).
 	j.flushGen.Store(j.commitGen.Load())
 	j.afterFreeLocked(&fr)
@@ -400,9 +407,11 @@ func (j *Journal) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 	if k, _ := res.RowsAffected(); k == 1 {
 		return nil, false, nil
 	}
-	// Deleted earlier in this transaction and back now: its staging file
-	// must survive the commit.
+	// Deleted earlier in this transaction, or by an ordinary commit whose
+	// staging file waits for a durable one, and back now: its staging
+	// file must survive.
 	fr.staged = slices.DeleteFunc(fr.staged, func(id remote.BlockID) bool { return id == c.id })
+	j.keepStagedLocked(c.id)
 	if c.tmp == "" && c.inline == nil {
 		// Deduplicated against a block that has gone since: seal now.
 		if err := j.stageSealed(c, c.plain); err != nil {
@@ -508,21 +517,18 @@ func (j *Journal) afterFree(fr *freed) {
 // afterFreeLocked removes the staging files of deleted blocks. wmu held
 // (so no flush re-creates one of them meanwhile). A file is removed only
 // once the commit that dropped its block can no longer be undone by a
-// power cut: after an ordinary commit (synchronous=NORMAL) it first makes
-// it durable, else a power cut could bring back a staged block whose file
-// is gone, and Open would refuse the journal.
+// power cut: after an ordinary commit (synchronous=NORMAL) it waits for
+// the next durable commit (freeLaterLocked), else a power cut could
+// bring back a staged block whose file is gone, and Open would refuse
+// the journal. The blocks leave the upload queue and the quota at once.
 func (j *Journal) afterFreeLocked(fr *freed) {
 	if len(fr.staged) == 0 {
 		return
 	}
 	if !fr.durable {
-		if err := j.barrierLocked(context.Background()); err != nil {
-			// Keep the files: an orphan costs space until the next Open
-			// removes it; a missing one costs the drive.
-			j.log.Warn("journal: cannot make a commit durable; staging files of freed blocks are kept until the next open", "err", err)
-			j.dequeueFreed(fr)
-			return
-		}
+		j.freeLaterLocked(fr.staged)
+		j.dequeueFreed(fr)
+		return
 	}
 	for _, id := range fr.staged {
 		if err := os.Remove(j.stagePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {

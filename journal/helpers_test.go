@@ -182,6 +182,15 @@ func (e *env) open() {
 	e.j = j
 }
 
+// reap frees the inodes left with no link and no handle now, as the
+// reaper does in the background after an unlink, rename or release.
+func (e *env) reap() {
+	e.t.Helper()
+	if err := e.j.freeOrphans(bg); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *env) reopen() {
 	e.t.Helper()
 	if err := e.j.Close(); err != nil {

@@ -278,21 +278,18 @@ func (j *Journal) ReleaseFile(ino Ino) {
 	}
 	j.imu.Unlock()
 	if check && !j.closed.Load() && !j.o.ReadOnly {
-		j.reclaimLater(context.Background(), ino)
+		j.reclaimLater(ino)
 	}
 }
 
-// reclaimLater frees ino if it has no links and no open handle. When
-// that fails (the disk is full, say) it is logged and left to the reaper:
-// the unlink, rename or release that dropped the last link or handle has
-// happened, and its caller succeeds either way.
-func (j *Journal) reclaimLater(ctx context.Context, ino Ino) {
-	err := j.maybeReclaim(ctx, ino)
-	if err == nil || errors.Is(err, ErrClosed) {
+// reclaimLater hands ino, which may have no link and no open handle left,
+// to the reaper, which frees it in the background: the unlink, rename or
+// release that dropped the last link or handle does nothing more itself
+// (no block map to walk, no second transaction), and its caller succeeds
+// whatever becomes of the freeing.
+func (j *Journal) reclaimLater(ino Ino) {
+	if ino == 0 {
 		return
-	}
-	if ctx.Err() == nil {
-		j.log.Warn("journal: cannot free the space of a deleted file yet; will retry", "ino", ino, "err", err)
 	}
 	select {
 	case j.orphanKick <- struct{}{}:
@@ -300,9 +297,14 @@ func (j *Journal) reclaimLater(ctx context.Context, ino Ino) {
 	}
 }
 
-// reaper frees the inodes left with no link after a failed reclaim
-// (reclaimLater), retrying RetryMax apart until none is left or ctx ends
-// (then the next Open frees them).
+// reapDelay is how long the reaper lets deleted inodes gather after the
+// first, so that a run of unlinks (rm -rf) costs a transaction per
+// reapBatch inodes, not one per unlink.
+const reapDelay = 100 * time.Millisecond
+
+// reaper frees the inodes left with no link and no handle (reclaimLater),
+// many per transaction, and retries RetryMax apart when that fails until
+// none is left or ctx ends (then the next Open frees them).
 func (j *Journal) reaper(ctx context.Context) {
 	defer close(j.reaperDone)
 	for {
@@ -311,8 +313,14 @@ func (j *Journal) reaper(ctx context.Context) {
 			return
 		case <-j.orphanKick:
 		}
+		if !sleepCtx(ctx, reapDelay) {
+			return
+		}
 		for {
 			err := j.freeOrphans(ctx)
+			if err == nil && j.o.reaped != nil {
+				j.o.reaped()
+			}
 			if err == nil || ctx.Err() != nil {
 				break
 			}
@@ -345,7 +353,12 @@ func orphans(ctx context.Context, q interface {
 	return inos, rows.Err()
 }
 
-// freeOrphans reclaims every inode with no link and no open handle.
+// reapBatch is the most inodes the reaper frees in one transaction: the
+// transaction holds wmu, which creates and flushes wait for.
+const reapBatch = 64
+
+// freeOrphans reclaims every inode with no link and no open handle,
+// reapBatch per transaction.
 func (j *Journal) freeOrphans(ctx context.Context) error {
 	inos, err := orphans(ctx, j.db)
 	if err != nil {
@@ -353,11 +366,28 @@ func (j *Journal) freeOrphans(ctx context.Context) error {
 	}
 	var first error
 	failed := 0
-	for _, ino := range inos {
-		if err := j.maybeReclaim(ctx, ino); err != nil {
-			failed++
+	for len(inos) > 0 {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b := inos[:min(len(inos), reapBatch)]
+		inos = inos[len(b):]
+		busy, err := j.reclaimBatch(ctx, b)
+		if err != nil {
+			failed += len(b)
 			if first == nil {
 				first = err
+			}
+			continue
+		}
+		// Inodes whose lock was taken (a flush of the deleted file, a
+		// release): one at a time, waiting for it.
+		for _, ino := range busy {
+			if err := j.reclaim(ctx, ino); err != nil {
+				failed++
+				if first == nil {
+					first = err
+				}
 			}
 		}
 	}
@@ -367,34 +397,97 @@ func (j *Journal) freeOrphans(ctx context.Context) error {
 	return first
 }
 
-// maybeReclaim frees an inode with no links and no open handle.
-func (j *Journal) maybeReclaim(ctx context.Context, ino Ino) error {
-	if ino == 0 {
-		return nil
+// reclaimBatch frees, in one transaction, the inodes of inos that still
+// have no link and no open handle. It takes each inode's lock without
+// waiting (it holds several, so it must not wait for one: the lock order
+// has no order among inodes) and returns those it could not take.
+func (j *Journal) reclaimBatch(ctx context.Context, inos []Ino) (busy []Ino, err error) {
+	held := make([]*inode, 0, len(inos))
+	defer func() {
+		for _, n := range held {
+			n.mu.Unlock()
+			j.putInode(n)
+		}
+	}()
+	for _, ino := range inos {
+		n := j.getInode(ino)
+		if !n.mu.TryLock() {
+			j.putInode(n)
+			busy = append(busy, ino)
+			continue
+		}
+		held = append(held, n)
 	}
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	todo := make([]*inode, 0, len(held))
 	j.imu.Lock()
-	n := j.inodes[ino]
-	open := n != nil && n.open > 0
-	if open {
-		n.unlinked = true // the last ReleaseFile comes back here
+	for _, n := range held {
+		if n.open > 0 {
+			n.unlinked = true // its last ReleaseFile comes back
+			continue
+		}
+		todo = append(todo, n)
 	}
 	j.imu.Unlock()
-	if open {
-		return nil
+	if len(todo) == 0 {
+		return busy, nil
 	}
-	var nlink int
-	err := j.qrow(ctx, `SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&nlink)
-	if errors.Is(err, sql.ErrNoRows) || err == nil && nlink > 0 {
+	var fr freed
+	var gone []*inode
+	err = j.txLocked(ctx, func(tx *sql.Tx) error {
+		gone = gone[:0]
+		// Only the rows of these inodes, which no entry names: the
+		// caches keep the rest (a scan of rm -rf keeps its window).
+		inos := make([]Ino, len(todo))
+		for i, n := range todo {
+			inos[i] = n.ino
+		}
+		j.narrowLocked(inos...)
+		for _, n := range todo {
+			ok, err := j.reclaimTx(ctx, tx, n.ino, &fr)
+			if err != nil {
+				return err
+			}
+			if ok {
+				gone = append(gone, n)
+			}
+		}
 		return nil
+	})
+	if err != nil {
+		return busy, err
+	}
+	for _, n := range gone {
+		j.discardDirty(n)
+	}
+	j.afterFreeLocked(&fr)
+	return busy, nil
+}
+
+// reclaimTx drops ino's block references and its row (xattrs and a
+// symlink's target go with it) if it has no link left, and reports
+// whether it did. wmu held.
+func (j *Journal) reclaimTx(ctx context.Context, tx *sql.Tx, ino Ino, fr *freed) (bool, error) {
+	var nlink int
+	err := j.tqrow(ctx, tx, `SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&nlink)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && nlink > 0 {
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("journal: read inode %d: %w", ino, err)
+		return false, err
 	}
-	return j.reclaim(ctx, ino)
+	if err := j.dropMapFrom(ctx, tx, ino, 0, fr); err != nil {
+		return false, err
+	}
+	if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino = ?`, ino); err != nil {
+		return false, fmt.Errorf("journal: free inode %d: %w", ino, err)
+	}
+	return true, nil
 }
 
 // reclaim drops an unlinked, closed inode: dirty data, block references,
-// xattrs and the row.
+// xattrs and the row, in a transaction of its own.
 func (j *Journal) reclaim(ctx context.Context, ino Ino) error {
 	n := j.getInode(ino)
 	defer j.putInode(n)
@@ -412,27 +505,19 @@ func (j *Journal) reclaim(ctx context.Context, ino Ino) error {
 		return nil
 	}
 	var fr freed
+	var ok bool
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
-		var nlink int
-		err := j.tqrow(ctx, tx, `SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&nlink)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && nlink > 0 {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := j.dropMapFrom(ctx, tx, ino, 0, &fr); err != nil {
-			return err
-		}
-		if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino = ?`, ino); err != nil {
-			return fmt.Errorf("journal: free inode %d: %w", ino, err)
-		}
-		return nil
+		var err error
+		j.narrowLocked(ino)
+		ok, err = j.reclaimTx(ctx, tx, ino, &fr)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	j.discardDirty(n)
+	if ok {
+		j.discardDirty(n)
+	}
 	j.afterFreeLocked(&fr)
 	return nil
 }

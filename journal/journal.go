@@ -72,8 +72,13 @@ type Options struct {
 	// reaper's retries of freeing deleted files (default 30s). Additive
 	// to the brief's contract; zero keeps the default.
 	RetryMax time.Duration
-	ReadOnly bool
-	Logger   *slog.Logger
+	// GroupCommit bounds how long an ordinary commit (the flush of a
+	// close, a namespace change) waits before a durable commit makes it
+	// survive a power cut (default 1s). Fsync never waits for it.
+	GroupCommit time.Duration
+	ReadOnly    bool
+	Logger      *slog.Logger
+
 	// Meta, when set, is where the metadata log ships (metaship.go): the
 	// grid's copy of the metadata trails the journal by at most
 	// MetaInterval (default DefaultMetaInterval) while it is reachable.
@@ -85,6 +90,12 @@ type Options struct {
 	// GCInterval: with Meta set (and a Meta that is a GCGrid), garbage is
 	// collected in the background this often; 0 = never.
 	GCInterval time.Duration
+
+	// after is the group committer's clock (tests; default time.After).
+	after func(time.Duration) <-chan time.Time
+	// reaped, when set (tests), runs after every pass of the reaper
+	// that freed what it found.
+	reaped func()
 }
 
 // Journal is the drive's local durable truth. All methods are safe for
@@ -108,6 +119,7 @@ type Journal struct {
 	ac        attrCache
 	created   created // guarded by imu
 	scope     Ino     // of the running transaction; guarded by wmu (scopeLocked)
+	narrow    []Ino   // set by the running transaction; guarded by wmu (narrowLocked)
 	st        stmts
 	wst       stmts      // the hot reads on w (prepareHot, reader)
 	pmu       sync.Mutex // guards pcache
@@ -174,6 +186,22 @@ type Journal struct {
 	gcMu2  sync.Mutex
 	lastGC *GCStats
 	gcDone chan struct{}
+
+	// groupKick wakes the group committer (kickGroup); groupDone is
+	// closed when it has stopped. after is its clock (time.After; tests
+	// inject theirs through Options.after).
+	groupKick chan struct{}
+	groupDone chan struct{}
+	after     func(time.Duration) <-chan time.Time
+
+	// durableGen is commitGen after the newest durable commit; lazyFree
+	// holds the blocks whose staging files wait for the next durable
+	// commit (freeLaterLocked). Both guarded by wmu.
+	durableGen uint64
+	lazyFree   map[remote.BlockID]struct{}
+	// durableHook, when set (tests), runs after every durable commit,
+	// wmu held.
+	durableHook func()
 }
 
 // Open opens (or creates) the journal in o.Dir, recovers from a crash
@@ -211,6 +239,12 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	if o.RetryMax <= 0 {
 		o.RetryMax = 30 * time.Second
 	}
+	if o.GroupCommit <= 0 {
+		o.GroupCommit = time.Second
+	}
+	if o.after == nil {
+		o.after = realAfter
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -227,6 +261,10 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		kick:       make(chan struct{}, 1),
 		orphanKick: make(chan struct{}, 1),
 		reaperDone: make(chan struct{}),
+		groupKick:  make(chan struct{}, 1),
+		groupDone:  make(chan struct{}),
+		after:      o.after,
+		lazyFree:   map[remote.BlockID]struct{}{},
 		behindSem:  make(chan struct{}, behindWorkers),
 		done:       make(chan struct{}),
 	}
@@ -281,9 +319,11 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	if o.ReadOnly {
 		close(j.done)
 		close(j.reaperDone)
+		close(j.groupDone)
 	} else {
 		go j.uploader(uctx)
 		go j.reaper(uctx)
+		go j.groupCommitter(uctx)
 		if o.Meta != nil {
 			j.ms = newMetaShipper(j)
 			go j.ms.run(uctx)
@@ -339,13 +379,14 @@ func (j *Journal) Close() error {
 	j.behindMu.Unlock()
 	var errs []error
 	for _, ino := range j.dirtyInodes() {
-		if err := j.flushIno(context.Background(), ino); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := j.flushIno(context.Background(), ino, false); err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}
 	j.cancel()
 	<-j.done
 	<-j.reaperDone
+	<-j.groupDone
 	if j.ms != nil {
 		<-j.ms.done
 	}
@@ -354,6 +395,14 @@ func (j *Journal) Close() error {
 	}
 	j.closeSnapshots()
 	j.behindWG.Wait() // they see closed and stop after the block in hand
+	if !j.o.ReadOnly && j.w != nil {
+		// What the group committer had not made durable yet, and the
+		// staging files waiting for that (the checkpoint below would
+		// make the commits durable, but not remove the files).
+		if err := j.barrier(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("journal: last durable commit: %w", err))
+		}
+	}
 	j.imu.Lock()
 	for _, n := range j.inodes {
 		n.stopTimer()

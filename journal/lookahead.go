@@ -173,19 +173,22 @@ func (c *attrCache) put(ino Ino, a Attr, gen uint64) {
 }
 
 // carry keeps the cache across the commit that moved commitGen from old
-// to gen, which changed no inode row but ino's (none: scopeNone).
-func (c *attrCache) carry(old, gen uint64, ino Ino) {
+// to gen, which changed no inode row but those of inos (none: scopeNone).
+func (c *attrCache) carry(old, gen uint64, inos ...Ino) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != old {
 		return
 	}
 	c.gen = gen
-	delete(c.m, ino)
+	for _, ino := range inos {
+		delete(c.m, ino)
+	}
 }
 
-// carry is attrCache.carry for the window.
-func (l *lookAhead) carry(old, gen uint64, ino Ino) {
+// carry is attrCache.carry for the window: it drops the entries that
+// name one of inos (an entry the commit removed names its inode).
+func (l *lookAhead) carry(old, gen uint64, inos ...Ino) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.gen != old {
@@ -193,8 +196,11 @@ func (l *lookAhead) carry(old, gen uint64, ino Ino) {
 	}
 	l.gen = gen
 	for name, e := range l.entries {
-		if e.a.Ino == ino {
-			delete(l.entries, name)
+		for _, ino := range inos {
+			if e.a.Ino == ino {
+				delete(l.entries, name)
+				break
+			}
 		}
 	}
 }

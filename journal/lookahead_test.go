@@ -234,3 +234,60 @@ func TestAttrCacheNeverStale(t *testing.T) {
 	same(f.Ino, "f after unlink")
 	same(d.Ino, "d after unlink")
 }
+
+// A scan that unlinks each entry after looking it up (rm -rf, rm *) keeps
+// its window across the unlinks: few windows are read, yet no answer is
+// stale. A hard link of an unlinked file in the same window shows its
+// new link count, and a removed directory's parent its new one.
+func TestLookAheadAcrossUnlinks(t *testing.T) {
+	e := newEnv(t, nil)
+	d := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+	const n = 4 * lookAheadN
+	for i := range n {
+		if i == 10 {
+			must[Attr](t)(e.j.Mkdir(bg, d.Ino, fmt.Sprintf("f%04d", i), 0o755, 0, 0))
+			continue
+		}
+		must[Attr](t)(e.j.Mknod(bg, d.Ino, fmt.Sprintf("f%04d", i), 0o100644, 0, 0, 0))
+	}
+	// f0020 is a hard link of f0005, later in the same window.
+	a5 := must[Attr](t)(e.j.Lookup(bg, d.Ino, "f0005"))
+	if err := e.j.Unlink(bg, d.Ino, "f0020"); err != nil {
+		t.Fatal(err)
+	}
+	must[Attr](t)(e.j.Link(bg, a5.Ino, d.Ino, "f0020"))
+	fills := e.j.la.fillCount()
+	for i := range n {
+		name := fmt.Sprintf("f%04d", i)
+		a, err := e.j.Lookup(bg, d.Ino, name)
+		if err != nil {
+			t.Fatalf("lookup %s: %v", name, err)
+		}
+		if g := must[Attr](t)(e.j.GetAttr(bg, a.Ino)); a != g {
+			t.Fatalf("lookup %s: %+v, GetAttr %+v", name, a, g)
+		}
+		if i == 20 && a.Nlink != 1 {
+			t.Fatalf("f0020, a link of the unlinked f0005: nlink %d, want 1", a.Nlink)
+		}
+		if i == 10 {
+			err = e.j.Rmdir(bg, d.Ino, name)
+		} else {
+			err = e.j.Unlink(bg, d.Ino, name)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.j.Lookup(bg, d.Ino, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup of %s after its unlink: %v", name, err)
+		}
+		if i == 10 {
+			p, _ := e.j.Lookup(bg, RootIno, "d")
+			if g := must[Attr](t)(e.j.GetAttr(bg, d.Ino)); p != g || g.Nlink != 2 {
+				t.Fatalf("d after rmdir of its subdirectory: lookup %+v, GetAttr %+v, want nlink 2", p, g)
+			}
+		}
+	}
+	if f := e.j.la.fillCount() - fills; f > n/lookAheadN+8 {
+		t.Errorf("a scan that unlinks as it goes read %d windows for %d entries", f, n)
+	}
+}

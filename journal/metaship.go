@@ -428,6 +428,11 @@ func (j *Journal) SyncGrid(ctx context.Context) error {
 	if j.ms == nil || j.o.ReadOnly {
 		return nil
 	}
+	// Deleted files the reaper has not freed yet: free them now, so the
+	// record says their blocks are free (garbage collection reads that).
+	if err := j.freeOrphans(ctx); err != nil {
+		j.log.Warn("journal: deleted files not freed before the metadata record; the reaper retries", "err", err)
+	}
 	backoff := 100 * time.Millisecond
 	for {
 		_, err := j.ms.ship(ctx, false, false)

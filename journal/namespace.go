@@ -414,34 +414,48 @@ func (j *Journal) Unlink(ctx context.Context, parent Ino, name string) error {
 		return ErrNameTooLong
 	}
 	var gone Ino
-	err := j.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := j.dirAttr(ctx, tx, parent); err != nil {
-			return err
+	var parentAttr Attr
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	err := j.txLocked(ctx, func(tx *sql.Tx) error {
+		// Three statements: the entry goes, the inode loses a link, the
+		// parent's times move (its row comes back for the kernel's
+		// GETATTR of the directory that follows); a directory's entry
+		// comes back with the rollback, and no entry at all asks whether
+		// parent is one.
+		var ino Ino
+		err := j.tqrow(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ? RETURNING ino`, parent, name).Scan(&ino)
+		if errors.Is(err, sql.ErrNoRows) {
+			if _, err := j.dirAttr(ctx, tx, parent); err != nil {
+				return err
+			}
+			return ErrNotFound
 		}
-		ino, mode, err := j.lookupTx(ctx, tx, parent, name)
 		if err != nil {
-			return err
+			return fmt.Errorf("journal: unlink: %w", err)
+		}
+		now := nowNS()
+		var mode uint32
+		if err := j.tqrow(ctx, tx, `UPDATE inodes SET nlink = nlink - 1, ctime = ? WHERE ino = ? RETURNING mode`, now, ino).Scan(&mode); err != nil {
+			return fmt.Errorf("journal: unlink: %w", err)
 		}
 		if isDir(mode) {
 			return ErrIsDir
 		}
-		now := nowNS()
-		if _, err := j.texec(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ?`, parent, name); err != nil {
-			return fmt.Errorf("journal: unlink: %w", err)
+		parentAttr, err = scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2
+			RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), now, parent))
+		if err != nil {
+			return fmt.Errorf("journal: unlink: update parent: %w", err)
 		}
-		if _, err := j.texec(ctx, tx, `UPDATE inodes SET nlink = nlink - 1, ctime = ? WHERE ino = ?`, now, ino); err != nil {
-			return fmt.Errorf("journal: unlink: %w", err)
-		}
-		if err := j.touchDir(ctx, tx, parent, now, 0); err != nil {
-			return err
-		}
+		j.narrowLocked(ino, parent)
 		gone = ino
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	j.reclaimLater(ctx, gone)
+	j.ac.put(parent, parentAttr, j.commitGen.Load()) // wmu held: no commit since this one
+	j.reclaimLater(gone)
 	return nil
 }
 
@@ -479,6 +493,7 @@ func (j *Journal) Rmdir(ctx context.Context, parent Ino, name string) error {
 		if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino = ?`, ino); err != nil {
 			return fmt.Errorf("journal: rmdir: %w", err)
 		}
+		j.narrowLocked(ino, parent)
 		return j.touchDir(ctx, tx, parent, nowNS(), -1)
 	})
 }
@@ -662,7 +677,7 @@ func (j *Journal) Rename(ctx context.Context, oldParent Ino, oldName string, new
 		return err
 	}
 	if gone != 0 {
-		j.reclaimLater(ctx, gone)
+		j.reclaimLater(gone)
 	}
 	return nil
 }

@@ -232,6 +232,7 @@ func TestRenameFlags(t *testing.T) {
 	if got := must[Attr](t)(j.Lookup(bg, RootIno, "a")); got.Ino != a.Ino {
 		t.Fatal("replace failed")
 	}
+	e.reap()
 	_, err := j.GetAttr(bg, b.Ino)
 	wantErr(t, err, ErrNotFound) // replaced, not open: freed
 	// move dir across parents: nlinks
@@ -329,6 +330,7 @@ func TestHardLinksAndUnlinkWhileOpen(t *testing.T) {
 	_, err := j.Link(bg, f.Ino, RootIno, "back")
 	wantErr(t, err, ErrNotFound)
 	j.ReleaseFile(f.Ino)
+	e.reap()
 	_, err = j.GetAttr(bg, f.Ino)
 	wantErr(t, err, ErrNotFound)
 	var blocks int

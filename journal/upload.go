@@ -422,7 +422,8 @@ func (j *Journal) Stats() UploadStats {
 	return s
 }
 
-// WaitDurable flushes every dirty file, asks the uploader to ship partial
+// WaitDurable flushes every dirty file, makes the journal durable on
+// local disk, asks the uploader to ship partial
 // segments now, and waits until every block queued before the call is in
 // a stored segment.
 func (j *Journal) WaitDurable(ctx context.Context) error {
@@ -433,9 +434,13 @@ func (j *Journal) WaitDurable(ctx context.Context) error {
 		return nil
 	}
 	for _, ino := range j.dirtyInodes() {
-		if err := j.flushIno(ctx, ino); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := j.flushIno(ctx, ino, false); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
+	}
+	// One WAL fsync for those flushes and everything before them.
+	if err := j.barrier(ctx); err != nil {
+		return fmt.Errorf("journal: make the journal durable: %w", err)
 	}
 	j.qmu.Lock()
 	target := j.nextSeq

@@ -5,11 +5,12 @@
 # meshdrive drive over a local grid (C), on the same disk, the same workloads.
 # Replaces the "## Drive vs loopback" section of docs/BENCHMARKS.md.
 #
-#   scripts/bench.sh                  # full run (1 GiB, 100k entries, GOROOT/src)
+#   scripts/bench.sh                  # full run (1 GiB, 100k entries, 10k unlinks, GOROOT/src)
 #   scripts/bench.sh --quick          # smoke run, seconds
 #   scripts/bench.sh --dir /mnt/disk  # scratch on another disk
 #
-# Extra arguments go to meshbench (see `meshbench -h`). Needs root: FUSE
+# Extra arguments go to meshbench (see `meshbench -h`); --workloads picks
+# some (e.g. --workloads copy-tree,create,unlink,rm-tree, without --out). Needs root: FUSE
 # passthrough and /proc/sys/vm/drop_caches are root-only. BENCH_OUT overrides
 # the markdown file ("" prints only).
 set -euo pipefail

@@ -11,9 +11,11 @@
 //   - plain (B): the same loopback whose files answer PassthroughFd with
 //     false, so the daemon serves every byte: a plain FUSE daemon.
 //   - durable (D): B whose flush fsyncs a file written since the last
-//     flush. It keeps the drive's promise for close (data and metadata on
-//     local disk when close returns, docs/DESIGN.md) and does nothing
-//     else, so C/D is what the drive costs beyond that promise.
+//     flush: the drive's promise for close until 2026-12 (data and
+//     metadata on local disk when close returns), kept by a daemon that
+//     does nothing else. The drive's close now commits to its journal
+//     without an fsync (a group commit fsyncs within a second), so D
+//     does more than the drive promises.
 //   - drive (C): fs.OpenDrive + Drive.Mount over a local grid of six
 //     dirstores (k=4, m=2) in the scratch directory, sealed with a random
 //     key.
@@ -40,6 +42,11 @@
 //
 // Cold figures drop the kernel's caches (/proc/sys/vm/drop_caches, root
 // only) and, for the drive, its block cache, so blocks come from the grid.
+// The deletes come last: unlink of --unlinks empty files made (untimed)
+// in a directory of their own, and rm -rf of the copied source tree; what
+// a file system does in the background after the call returns (the
+// drive's reaper, which frees deleted files' blocks) is not timed, though
+// it shares the CPUs with the calls while they run.
 // Workloads that change nothing (reads, stat, readdir) run --rounds times
 // and the best round counts. At the end the big file is read back from
 // every mount with all caches dropped and compared byte for byte with what

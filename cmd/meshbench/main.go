@@ -59,6 +59,7 @@ type options struct {
 	dir      string          // scratch parent on the disk under test ("" = temp dir)
 	size     int64           // big file bytes
 	files    int             // entries for create/stat/readdir
+	unlinks  int             // empty files to unlink
 	randOps  int             // random 4 KiB reads
 	rounds   int             // runs of each repeatable workload; the best counts
 	src      string          // source tree to copy
@@ -92,6 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	wls := f.String("workloads", "", "run only these workloads, comma-separated (e.g. write,copy-tree; read-* need write, stat and readdir need create); for iterating, not for the report")
 	f.StringVar(&o.dir, "dir", "", "scratch directory on the disk under test (default: a new temp dir)")
 	f.IntVar(&o.files, "files", 100_000, "entries to create, stat and list")
+	f.IntVar(&o.unlinks, "unlinks", 10_000, "empty files to make (untimed) and unlink")
 	f.IntVar(&o.randOps, "rand-ops", 50_000, "random 4 KiB reads")
 	f.IntVar(&o.rounds, "rounds", 3, "runs of each read-only workload (reads, stat, readdir); the best counts")
 	f.StringVar(&o.src, "src", filepath.Join(build.Default.GOROOT, "src"), "source tree to copy with cp -a")
@@ -124,6 +126,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		if !set["files"] {
 			o.files = 2000
 		}
+		if !set["unlinks"] {
+			o.unlinks = 2000
+		}
 		if !set["rand-ops"] {
 			o.randOps = 2000
 		}
@@ -137,8 +142,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			o.warmMem = 0
 		}
 	}
-	if o.size < randSize || o.files < 1 || o.randOps < 1 || o.rounds < 1 {
-		return o, fmt.Errorf("--size must be at least %d bytes, --files, --rand-ops and --rounds at least 1", randSize)
+	if o.size < randSize || o.files < 1 || o.unlinks < 1 || o.randOps < 1 || o.rounds < 1 {
+		return o, fmt.Errorf("--size must be at least %d bytes, --files, --unlinks, --rand-ops and --rounds at least 1", randSize)
 	}
 	if *wls != "" {
 		o.only = map[string]bool{}
@@ -230,7 +235,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (res *results, err er
 
 	res = newResults(o, exe, scratch)
 	log.Info("preparing", "scratch", scratch, "size", o.size, "files", o.files, "src", o.src)
-	w, err := newWorkspace(o.size, o.randOps, o.files, o.src)
+	w, err := newWorkspace(o.size, o.randOps, o.files, o.unlinks, o.src)
 	if err != nil {
 		return nil, err
 	}
@@ -444,7 +449,7 @@ type measurement struct {
 func measure(ctx context.Context, wl workload, round int, w *workspace, c *child, noDrop bool) (measurement, error) {
 	m := measurement{prof: fmt.Sprintf("%s-%s-%d.pprof", c.kind, wl.name, round)}
 	if wl.prep != nil {
-		if err := wl.prep(w); err != nil {
+		if err := wl.prep(w, c.mnt); err != nil {
 			return m, err
 		}
 	}

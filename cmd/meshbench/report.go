@@ -132,8 +132,8 @@ func (r *results) markdown() string {
 	fmt.Fprintf(&b, "- Machine: %s, %s/%s, %d CPUs (shared with other work: absolute figures are noisy, the ratios within this run are the result), %s.\n",
 		r.kernel, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	fmt.Fprintf(&b, "- Disk: scratch on %s; A, B and D serve a directory on it, C keeps its journal, cache and a local grid of 6 dirstores (k=4, m=2) on it.\n", r.fsType)
-	fmt.Fprintf(&b, "- Sizes: %s file in 1 MiB I/O, %d random 4 KiB reads, %d entries, source tree `$GOROOT/%s` (%d files, %.0f MB).\n",
-		humanBytes(o.size), o.randOps, o.files, relGoroot(o.src), r.srcFiles, float64(r.srcBytes)/1e6)
+	fmt.Fprintf(&b, "- Sizes: %s file in 1 MiB I/O, %d random 4 KiB reads, %d entries, %d empty files unlinked, source tree `$GOROOT/%s` (%d files, %.0f MB; copied, then removed with rm -rf).\n",
+		humanBytes(o.size), o.randOps, o.files, o.unlinks, relGoroot(o.src), r.srcFiles, float64(r.srcBytes)/1e6)
 	for _, k := range o.kinds {
 		fmt.Fprintf(&b, "- %s: %s\n", kindTitle(k), r.info[k])
 	}
@@ -143,7 +143,7 @@ func (r *results) markdown() string {
 	if r.noDrop {
 		b.WriteString("- **Caches could not be dropped (not root): the cold rows are warm.**\n")
 	}
-	b.WriteString("\nMB = 10^6 bytes. A: go-fuse `NewLoopbackRoot` with example/loopback's options; with FUSE passthrough its reads and writes never reach the daemon (the kernel's ceiling). B: the same, its files answering `PassthroughFd` with false (a daemon that serves every byte). D: B whose flush fsyncs a file written since the last flush (the drive's promise for close, kept by a daemon that does nothing else; C/D is what the drive costs beyond that promise). C: `fs.OpenDrive` + `Drive.Mount`. Cold rows drop the kernel's page, dentry and inode caches and C's block cache first (a virtual disk may still be cached by its host, so cold A and B reads can beat the device). Each workload runs on every mount before the next starts; after each, C is left to upload until grid-durable (not timed).")
+	b.WriteString("\nMB = 10^6 bytes. A: go-fuse `NewLoopbackRoot` with example/loopback's options; with FUSE passthrough its reads and writes never reach the daemon (the kernel's ceiling). B: the same, its files answering `PassthroughFd` with false (a daemon that serves every byte). D: B whose flush fsyncs a file written since the last flush (the drive's promise for close until 2026-12, kept by a daemon that does nothing else; the drive's close now commits to its journal without an fsync, and a group commit fsyncs within a second, so D is a daemon that does more than the drive promises). C: `fs.OpenDrive` + `Drive.Mount`. Cold rows drop the kernel's page, dentry and inode caches and C's block cache first (a virtual disk may still be cached by its host, so cold A and B reads can beat the device). Each workload runs on every mount before the next starts; after each, C is left to upload until grid-durable (not timed).")
 	if r.warmed > 0 {
 		fmt.Fprintf(&b, " Before the mounts started, %s of memory was touched once, so that the VM's first-touch cost of its memory falls on no mount (see the note below).", approxBytes(r.warmed))
 	}
@@ -345,8 +345,9 @@ func ratioStr(q float64) string {
 }
 
 // promiseBudget says, for a row with a C/B target where B, D and C ran,
-// what D/B is (the cost of the close promise alone) and how much time per
-// item the target leaves C beyond D, against what C took beyond D.
+// what D/B is (the cost of an fsync at close alone, the drive's promise
+// until 2026-12) and how much time per item the target leaves C beyond D,
+// against what C took beyond D.
 func promiseBudget(rw row) string {
 	b, okB := rw.got[kindPlain]
 	d, okD := rw.got[kindDurable]
@@ -356,9 +357,9 @@ func promiseBudget(rw row) string {
 	}
 	tb, td, tc := 1e6/b.value, 1e6/d.value, 1e6/c.value // µs per item
 	most := tb / rw.wl.target
-	head := fmt.Sprintf("- D/B %.2f: the promise of close alone (D) takes %.0f µs per file beyond B's %.0f. ", d.value/b.value, td-tb, tb)
+	head := fmt.Sprintf("- D/B %.2f: an fsync at close alone (D, the drive's promise until 2026-12) takes %.0f µs per file beyond B's %.0f. ", d.value/b.value, td-tb, tb)
 	if most < td {
-		return head + fmt.Sprintf("C/B ≥ %.1f (at most %.0f µs per file) was out of reach in this run for any daemon that keeps that promise; the drive took %.0f µs per file beyond D.\n",
+		return head + fmt.Sprintf("C/B ≥ %.1f (at most %.0f µs per file) was out of reach in this run for any daemon that fsyncs at close; the drive took %.0f µs per file beyond D.\n",
 			rw.wl.target, most, tc-td)
 	}
 	return head + fmt.Sprintf("C/B ≥ %.1f (at most %.0f µs per file) leaves the drive %.0f µs per file beyond D; it took %.0f.\n",

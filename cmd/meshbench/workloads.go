@@ -32,8 +32,9 @@ type workload struct {
 	// --rounds times and the best round counts (interference on a shared
 	// machine only ever slows a round down).
 	repeat bool
-	// prep, when set, runs untimed before each measurement.
-	prep func(w *workspace) error
+	// prep, when set, runs untimed before each measurement, on the
+	// mount point dir.
+	prep func(w *workspace, dir string) error
 	// run does the work under dir (the mount point) and returns the
 	// amount done in the unit's numerator (bytes, ops, files, entries).
 	run func(ctx context.Context, w *workspace, dir string) (float64, error)
@@ -44,6 +45,7 @@ type workspace struct {
 	size     int64    // bytes of the big file
 	randOps  int      // random reads
 	files    int      // entries for create/stat/readdir
+	unlinks  int      // empty files made (untimed) and unlinked
 	src      string   // source tree to copy
 	srcFiles int      // regular files in src
 	srcBytes int64    // their bytes
@@ -61,10 +63,11 @@ const (
 	bigName  = "big"
 	manyDir  = "many"
 	treeDir  = "tree"
+	goneDir  = "gone"
 )
 
-func newWorkspace(size int64, randOps, files int, src string) (*workspace, error) {
-	w := &workspace{size: size, randOps: randOps, files: files, src: src}
+func newWorkspace(size int64, randOps, files, unlinks int, src string) (*workspace, error) {
+	w := &workspace{size: size, randOps: randOps, files: files, unlinks: unlinks, src: src}
 	// 64 MiB of random bytes (or the file's size if smaller): every 4 MiB
 	// block of the file is distinct and incompressible, so the drive can
 	// neither dedup nor compress it away.
@@ -127,11 +130,13 @@ func workloads() []workload {
 		{name: "read-warm", title: "sequential read, warm", unit: "MB/s", target: 1.0, repeat: true, run: seqRead},
 		{name: "rand-4k", title: "random 4 KiB reads, warm", unit: "ops/s", repeat: true, run: randRead},
 		{name: "copy-tree", title: "copy source tree (cp -a)", unit: "files/s", target: 0.7, run: copyTree,
-			prep: (*workspace).scanSource},
+			prep: func(w *workspace, _ string) error { return w.scanSource() }},
 		{name: "create", title: "create empty files in one dir", unit: "ops/s", run: createMany},
 		{name: "stat", title: "stat entries, cold", unit: "ops/s", target: 1.0, cold: true, repeat: true, run: statMany},
 		{name: "stat-random", title: "stat entries in random order, cold", unit: "ops/s", cold: true, repeat: true, run: statRandom},
 		{name: "readdir", title: "readdir of the dir, cold", unit: "entries/s", cold: true, repeat: true, run: readdirMany},
+		{name: "unlink", title: "unlink empty files in one dir", unit: "ops/s", target: 0.5, run: unlinkMany, prep: makeGone},
+		{name: "rm-tree", title: "remove source tree (rm -rf)", unit: "files/s", target: 0.5, run: removeTree, prep: haveTree},
 	}
 }
 
@@ -355,6 +360,78 @@ func readdirMany(ctx context.Context, w *workspace, dir string) (float64, error)
 		return 0, fmt.Errorf("readdir listed %d entries, want %d", n, len(w.names))
 	}
 	return float64(n), nil
+}
+
+// makeGone creates w.unlinks empty files in a directory of their own for
+// unlinkMany (untimed), in the order unlinkMany removes them.
+func makeGone(w *workspace, dir string) error {
+	d := filepath.Join(dir, goneDir)
+	if err := os.Mkdir(d, 0o755); err != nil {
+		return err
+	}
+	for i := range w.unlinks {
+		f, err := os.OpenFile(filepath.Join(d, fmt.Sprintf("u%07d", i)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unlinkMany unlinks the files makeGone made, in the order it made them,
+// then removes their directory. What a file system leaves to do in the
+// background after unlink returns (the drive's reaper) is not timed.
+func unlinkMany(ctx context.Context, w *workspace, dir string) (float64, error) {
+	d := filepath.Join(dir, goneDir)
+	for i := range w.unlinks {
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+		p := filepath.Join(d, fmt.Sprintf("u%07d", i))
+		err := unix.Unlink(p)
+		for errors.Is(err, unix.EINTR) {
+			w.eintr++ // see statNames
+			err = unix.Unlink(p)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("unlink %s: %w", p, err)
+		}
+	}
+	if err := os.Remove(d); err != nil {
+		return 0, err
+	}
+	return float64(w.unlinks), nil
+}
+
+// haveTree makes sure the copy of the source tree is there for removeTree:
+// copy-tree left it, unless only this workload runs (then it is copied
+// here, untimed).
+func haveTree(w *workspace, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, treeDir)); err == nil {
+		return nil
+	}
+	_, err := copyTree(context.Background(), w, dir)
+	return err
+}
+
+// removeTree runs rm -rf of the copied source tree: a real tool, with its
+// readdir, unlinkat and rmdir calls. The unit is the tree's files.
+func removeTree(ctx context.Context, w *workspace, dir string) (float64, error) {
+	cmd := exec.CommandContext(ctx, "rm", "-rf", filepath.Join(dir, treeDir))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("rm -rf: %w: %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, treeDir)); !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("rm -rf left the tree: %v", err)
+	}
+	return float64(w.srcFiles), nil
 }
 
 // dropCaches writes back dirty pages and drops the page, dentry and inode

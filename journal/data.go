@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -107,6 +108,14 @@ func (j *Journal) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, e
 				j.appReads.Add(1)
 				plain, err = j.o.Blocks.ReadBlock(ctx, ref)
 				j.appReads.Add(-1)
+			}
+			if err != nil && attempt == 0 && ctx.Err() == nil {
+				// Garbage collection may have moved the block (compaction)
+				// and deleted its old segment since we looked.
+				if nm, moved := j.relocate(ctx, m); moved {
+					m = nm
+					continue
+				}
 			}
 		}
 		if err != nil {
@@ -569,4 +578,51 @@ func (j *Journal) truncate(ctx context.Context, ino Ino, size int64) error {
 	n.amu.Unlock()
 	n.hasDirty.Store(true)
 	return j.flushLocked(ctx, n, false)
+}
+
+// BlockPlace is where a block lives now: its state and segment place.
+type BlockPlace struct {
+	State    int
+	Seg      []byte
+	Off, Len int64
+	Info     *remote.SegmentInfo // of Seg
+}
+
+// BlockPlace looks up block id's row (for snapshot journals, whose own
+// records may name a segment compaction has since replaced).
+func (j *Journal) BlockPlace(ctx context.Context, id remote.BlockID) (BlockPlace, bool) {
+	var p BlockPlace
+	var off, n sql.NullInt64
+	err := j.db.QueryRowContext(ctx, `SELECT state, segment, seg_off, seg_len FROM blocks WHERE id = ?`, id[:]).Scan(&p.State, &p.Seg, &off, &n)
+	if err != nil || p.Seg == nil {
+		return p, false
+	}
+	p.Off, p.Len = off.Int64, n.Int64
+	if p.Info, err = j.segment(ctx, p.Seg); err != nil {
+		return p, false
+	}
+	return p, true
+}
+
+// relocate returns m with the block's current place when it differs from
+// m's (from this journal, or the drive's for a snapshot journal).
+func (j *Journal) relocate(ctx context.Context, m mapped) (mapped, bool) {
+	look := j.BlockPlace
+	if j.o.Places != nil {
+		look = j.o.Places
+	}
+	p, ok := look(ctx, m.id)
+	if !ok || p.State != blockUploaded && p.State != blockGarbage {
+		return m, false
+	}
+	if bytes.Equal(p.Seg, m.seg) && p.Off == m.off.Int64 && p.Len == m.len.Int64 {
+		return m, false
+	}
+	j.segMu.Lock()
+	j.segs[p.Info.ID] = p.Info // a snapshot journal's own table may lack it
+	j.segMu.Unlock()
+	m.seg, m.state = p.Seg, p.State
+	m.off = sql.NullInt64{Int64: p.Off, Valid: true}
+	m.len = sql.NullInt64{Int64: p.Len, Valid: true}
+	return m, true
 }

@@ -336,8 +336,9 @@ func (j *Journal) compact(ctx context.Context, g GCGrid, segs []*remote.SegmentI
 	if err := flush(); err != nil {
 		return moved, err
 	}
-	// Open snapshots read block places from this journal: reopen them.
-	j.closeSnapshots()
+	// Readers that looked a moved block up before (this journal's, or a
+	// snapshot journal's) find its new place when the old one fails
+	// (relocate).
 	return moved, nil
 }
 

@@ -90,6 +90,9 @@ type Options struct {
 	// GCInterval: with Meta set (and a Meta that is a GCGrid), garbage is
 	// collected in the background this often; 0 = never.
 	GCInterval time.Duration
+	// Places, when set, says where a block lives now when a read of it
+	// fails (a snapshot journal asks the drive's: compaction moves blocks).
+	Places func(ctx context.Context, id remote.BlockID) (BlockPlace, bool)
 
 	// after is the group committer's clock (tests; default time.After).
 	after func(time.Duration) <-chan time.Time

@@ -436,7 +436,8 @@ func (j *Journal) SnapshotJournal(ctx context.Context, seq uint64) (*Journal, er
 	if err := j.refreshPlaces(ctx, dir); err != nil {
 		return nil, fmt.Errorf("journal: snapshot %d: %w", seq, err)
 	}
-	sj, err := Open(ctx, Options{Dir: dir, Sealer: j.o.Sealer, Blocks: j.o.Blocks, BlockSize: int(j.bs), ReadOnly: true, Logger: j.log})
+	sj, err := Open(ctx, Options{Dir: dir, Sealer: j.o.Sealer, Blocks: j.o.Blocks, BlockSize: int(j.bs), ReadOnly: true, Logger: j.log,
+		Places: j.BlockPlace})
 	if err != nil {
 		return nil, fmt.Errorf("journal: snapshot %d: %w", seq, err)
 	}

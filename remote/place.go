@@ -68,7 +68,7 @@ func (p *placer) pick(i int) (int, bool) {
 func (p *placer) pickLocked(i int, downOK bool) int {
 	best, bestZone := -1, 0
 	for _, j := range p.order[i] {
-		if p.taken[j] || !downOK && p.members[j].isDown() {
+		if p.taken[j] || p.members[j].draining.Load() || !downOK && p.members[j].isDown() {
 			continue
 		}
 		z := p.zones[p.members[j].zoneKey]
@@ -85,6 +85,17 @@ func (p *placer) pickLocked(i int, downOK bool) int {
 	p.taken[best] = true
 	p.zones[p.members[best].zoneKey]++
 	return best
+}
+
+// claim marks member j as holding a shard of this segment already (a
+// shard repair keeps), so no other shard goes there.
+func (p *placer) claim(j int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.taken[j] {
+		p.taken[j] = true
+		p.zones[p.members[j].zoneKey]++
+	}
 }
 
 // fail records that member j could not take a shard: it stays taken (no

@@ -108,11 +108,12 @@ func (g *Grid) read(ctx context.Context, seg *SegmentInfo, off, n int64, verify 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops whichever path lost
 	ps := pieces(seg, off, n)
+	byName := g.view().byName
 	suspect := make([]bool, len(seg.Nodes))
 	healthyOK := true
 	for _, p := range ps {
 		suspect[p.shard] = true
-		if mb := g.byName[seg.Nodes[p.shard]]; mb == nil || mb.isDown() {
+		if mb := byName[seg.Nodes[p.shard]]; mb == nil || mb.isDown() {
 			healthyOK = false // missing, or known down: straight to the fallback
 		}
 	}
@@ -193,9 +194,10 @@ func (g *Grid) read(ctx context.Context, seg *SegmentInfo, off, n int64, verify 
 func (g *Grid) readHealthy(ctx context.Context, seg *SegmentInfo, ps []piece, n int64, verify bool) ([]byte, error) {
 	buf := make([]byte, n)
 	hl := shard.HeaderLen(seg.ShardSize, seg.ChunkSize)
+	byName := g.view().byName
 	eg, ctx := errgroup.WithContext(ctx) // one piece failing ends the other
 	for _, p := range ps {
-		mb := g.byName[seg.Nodes[p.shard]]
+		mb := byName[seg.Nodes[p.shard]]
 		eg.Go(func() error {
 			if verify {
 				spans, err := g.fetchVerified(ctx, seg, p.shard, mb, []piece{p})
@@ -272,13 +274,14 @@ func (g *Grid) reconstruct(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops shard reads no longer needed
 	k := seg.K
+	byName := g.view().byName
 	// Candidates: healthy-looking shards first, then the ones the healthy
 	// read used, then nodes recently seen down.
 	var cands []int
 	var causes []error
 	for pass := 0; pass < 3; pass++ {
 		for i, name := range seg.Nodes {
-			mb := g.byName[name]
+			mb := byName[name]
 			switch {
 			case name == "":
 				if pass == 0 {
@@ -305,7 +308,7 @@ func (g *Grid) reconstruct(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 		next++
 		inflight++
 		go func() {
-			spans, err := g.fetchVerified(ctx, seg, idx, g.byName[seg.Nodes[idx]], ps)
+			spans, err := g.fetchVerified(ctx, seg, idx, byName[seg.Nodes[idx]], ps)
 			ch <- shardSpans{idx, spans, err}
 		}()
 	}

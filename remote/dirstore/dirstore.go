@@ -558,3 +558,87 @@ func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 		Version:  Version,
 	}, nil
 }
+
+// verifyPiece is how much of an object Verify reads at a time.
+const verifyPiece = 1 << 20
+
+var _ remote.Verifier = (*Store)(nil)
+
+// Verify reads the whole object name and checks its header and every
+// payload chunk against their checksums: nil when intact, ErrCorrupt
+// (naming the chunk) when not, ErrNotFound when absent. It reads in 1 MiB
+// pieces, so any object size costs bounded memory.
+func (s *Store) Verify(ctx context.Context, name string) error {
+	path, err := s.path("verify", name)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return s.fsErr("verify", name, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return s.fsErr("verify", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: verify %s: %w", s, name, remote.ErrNotFound)
+	}
+	h, err := shard.ReadHeader(f)
+	if err != nil {
+		if errors.Is(err, shard.ErrFormat) || errors.Is(err, shard.ErrCorrupt) {
+			return fmt.Errorf("%s: verify %s: bad header: %w: %w", s, name, remote.ErrCorrupt, err)
+		}
+		return s.fsErr("verify", name, err)
+	}
+	if h.ObjectLen() != fi.Size() {
+		return fmt.Errorf("%s: verify %s: file is %d bytes, its header says %d: %w", s, name, fi.Size(), h.ObjectLen(), remote.ErrCorrupt)
+	}
+	piece := max(int64(verifyPiece)/int64(h.ChunkSize), 1) * int64(h.ChunkSize)
+	buf := make([]byte, min(piece, h.PayloadLen))
+	hl := h.Len()
+	for off := int64(0); off < h.PayloadLen; off += piece {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: verify %s: %w", s, name, err)
+		}
+		b := buf[:min(piece, h.PayloadLen-off)]
+		if _, err := f.ReadAt(b, hl+off); err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("%s: verify %s: file shorter than its header says: %w", s, name, remote.ErrCorrupt)
+			}
+			return s.fsErr("verify", name, err)
+		}
+		if err := h.VerifyRange(off, b); err != nil {
+			return fmt.Errorf("%s: verify %s: %w: %w", s, name, remote.ErrCorrupt, err)
+		}
+	}
+	return nil
+}
+
+// QuarantineDir is where Quarantine moves corrupt objects, inside the
+// store's directory; its dot keeps it out of List.
+const QuarantineDir = ".quarantine"
+
+// Quarantine moves object name aside into QuarantineDir (its slashes
+// turned into '#'), so it is no longer served or listed and the next
+// repair regenerates it; the bytes stay for a person to inspect.
+func (s *Store) Quarantine(ctx context.Context, name string) error {
+	path, err := s.path("quarantine", name)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	qdir := filepath.Join(s.dir, QuarantineDir)
+	if err := os.MkdirAll(qdir, 0o700); err != nil {
+		return s.fsErr("quarantine", name, err)
+	}
+	dst := filepath.Join(qdir, strings.ReplaceAll(name, "/", "#")+"."+time.Now().UTC().Format("20060102T150405.000000000"))
+	if err := os.Rename(path, dst); err != nil {
+		return s.fsErr("quarantine", name, err)
+	}
+	s.objects.Add(-1)
+	return nil
+}

@@ -87,6 +87,19 @@ func (p *placer) pickLocked(i int, downOK bool) int {
 	return best
 }
 
+// free counts members that could still take a shard.
+func (p *placer) free() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for j, m := range p.members {
+		if !p.taken[j] && !m.draining.Load() && !m.isDown() {
+			n++
+		}
+	}
+	return n
+}
+
 // claim marks member j as holding a shard of this segment already (a
 // shard repair keeps), so no other shard goes there.
 func (p *placer) claim(j int) {

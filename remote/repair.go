@@ -107,6 +107,10 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 	if len(targets) == 0 {
 		return res, nil
 	}
+	if pl.free() == 0 {
+		return res, fmt.Errorf("repair segment %s: %w: every node that could take one of its %d missing shards holds another shard of it, is draining or is down; start the stopped nodes or add one (meshdrive node add)",
+			seg.ID, ErrTooFewNodes, len(targets))
+	}
 	if len(sources) < seg.K {
 		var causes []error
 		for _, sc := range h.Shards {

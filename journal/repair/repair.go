@@ -337,6 +337,9 @@ func (r *Repairer) one(ctx context.Context, seg journal.SegmentRow, h *remote.Se
 		r.log.Warn("repair: could not remove replaced shards (they are garbage now)", "segment", seg.Info.ID, "err", derr)
 	}
 	r.mu.Lock()
+	if err == nil && !h.Healthy() && r.st.Owed > 0 {
+		r.st.Owed--
+	}
 	r.st.Repaired++
 	r.st.Moved += int64(res.Moved)
 	r.st.Bytes += res.Bytes
@@ -433,7 +436,23 @@ type Report struct {
 	RepairErrors []string `json:"repair_errors,omitempty"` // the first 10
 	// Nodes that did not answer.
 	Down []string `json:"down,omitempty"`
+	// Problems lists the shards found wanting (before any repair), at
+	// most maxProblems.
+	Problems []ShardProblem `json:"problems,omitempty"`
 }
+
+// ShardProblem is one shard that is not intact where its segment says.
+type ShardProblem struct {
+	Segment string `json:"segment"`
+	Index   int    `json:"index"`
+	Node    string `json:"node"`
+	Object  string `json:"object"` // its name on the node
+	State   string `json:"state"`  // missing, corrupt, unreachable
+	Error   string `json:"error,omitempty"`
+}
+
+// maxProblems bounds Report.Problems.
+const maxProblems = 10000
 
 // CheckRequest says what to check.
 type CheckRequest struct {
@@ -527,6 +546,18 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 		}
 	} else {
 		progress(Progress{Phase: "check", Done: len(segs), Total: len(segs)})
+	}
+	for _, h := range hs {
+		for _, sc := range h.Shards {
+			if sc.State != remote.ShardOK && len(rep.Problems) < maxProblems {
+				p := ShardProblem{Segment: h.Seg.ID.String(), Index: sc.Index, Node: sc.Node,
+					Object: remote.ShardName(h.Seg.ID, sc.Index), State: sc.State.String()}
+				if sc.Err != nil {
+					p.Error = sc.Err.Error()
+				}
+				rep.Problems = append(rep.Problems, p)
+			}
+		}
 	}
 	if req.Repair {
 		var work []int

@@ -32,7 +32,7 @@ Move every shard off NODE (a name from node list, or its URL) onto the other
 nodes, then delete what is left on it and remove it from the drive. NODE must
 answer. The drive needs k+m other nodes (add one first). A drain cut short
 (Ctrl-C, a crash) is finished by the mount's background pass or by running
-node drain again. Talks to the running mount.`, 1
+node drain again. The moves stay within the mount's --repair-limit. Talks to the running mount.`, 1
 	case "remove":
 		synopsis, desc, nargs = "node remove [--data DIR] NODE", `
 Forget NODE (a name or URL), for a node that is gone for good: its shards

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -348,4 +349,135 @@ func keys(m map[string]bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// waitStatus polls status until ok says yes (60 s at most).
+func waitStatus(t *testing.T, d *repairDrive, what string, ok func(statusReport) bool) statusReport {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := statusJSON(t, d.env, d.dir)
+		if st.Repair != nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 60 s for %s: repair %+v", what, st.Repair)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// shardLayout maps each segment to the node dirs holding its shards
+// (index -> dir index), from the node dirs themselves.
+func shardLayout(t *testing.T, dirs []string) map[string]map[int][]int {
+	t.Helper()
+	out := map[string]map[int][]int{}
+	for di, dir := range dirs {
+		for _, name := range shardFiles(t, dir) {
+			seg, idx, ok := strings.Cut(strings.TrimPrefix(name, "shards/"), ".")
+			if !ok {
+				t.Fatalf("shard name %q", name)
+			}
+			var i int
+			fmt.Sscan(idx, &i)
+			if out[seg] == nil {
+				out[seg] = map[int][]int{}
+			}
+			out[seg][i] = append(out[seg][i], di)
+		}
+	}
+	return out
+}
+
+// TestNodeAddDrain: a seventh node is added, then the first is drained
+// while the mount is killed with SIGKILL in the middle; mounting again
+// and draining again finishes: the drained node holds no shard, every
+// segment has its 6 shards on 6 distinct nodes, and everything reads
+// with two of the remaining six stopped.
+func TestNodeAddDrain(t *testing.T) {
+	d := newRepairDrive(t, 4, 3, "--repair-limit", "400KiB")
+	n7dir := filepath.Join(d.base, "node", "6")
+	n7 := startNode(t, n7dir)
+	r := mustRun(t, d.env, "node", "add", "--data", d.dir, n7.url())
+	if !strings.Contains(r.stdout, "added node-7") {
+		t.Errorf("node add: %s", r)
+	}
+	r = mustRun(t, d.env, "node", "list", "--data", d.dir)
+	if strings.Count(r.stdout, " up ") != 7 || !strings.Contains(r.stdout, n7.url()) {
+		t.Errorf("node list after add:\n%s", r.stdout)
+	}
+	if r := runBin(t, d.env, "node", "add", "--data", d.dir, n7.url()); r.code == 0 || !strings.Contains(r.stderr, "already node node-7") {
+		t.Errorf("adding a node twice: %s", r)
+	}
+	st := waitStatus(t, d, "the rebalancing pass", func(s statusReport) bool {
+		return s.Repair.Phase == "rebalance" && !s.Repair.Running
+	})
+	if st.Repair.Moved == 0 || len(shardFiles(t, n7dir)) == 0 {
+		t.Errorf("nothing rebalanced onto the new node: %+v", st.Repair)
+	}
+
+	// Drain node-1, and kill the mount once the drain has moved a segment.
+	drain := exec.Command(meshdriveBin(t), "node", "drain", "--data", d.dir, d.nodes[0].url())
+	drain.Env = d.env
+	var drainOut bytes.Buffer
+	drain.Stdout, drain.Stderr = &drainOut, &drainOut
+	if err := drain.Start(); err != nil {
+		t.Fatal(err)
+	}
+	st = waitStatus(t, d, "the drain to move a segment", func(s statusReport) bool {
+		return s.Repair.Phase == "drain node-1" && s.Repair.Running && s.Repair.Done >= 1
+	})
+	if st.Repair.Done >= st.Repair.Total {
+		t.Logf("the drain was done before the kill (%d of %d)", st.Repair.Done, st.Repair.Total)
+	}
+	syscall.Kill(st.PID, syscall.SIGKILL)
+	waitGone(t, st.PID)
+	if err := drain.Wait(); err == nil {
+		t.Errorf("node drain exited 0 although its mount was killed: %s", drainOut.String())
+	}
+	mustRun(t, d.env, "unmount", "--data", d.dir, d.mp) // clears the dead mount
+	cfg, err := loadConfig(d.dir)
+	if err != nil || len(cfg.Nodes) != 7 || !cfg.Nodes[0].Draining {
+		t.Fatalf("config after the killed drain: %+v %v", cfg, err)
+	}
+	d.mount(t, "--repair-limit", "0")
+	r = mustRun(t, d.env, "node", "drain", "--data", d.dir, "node-1")
+	if !strings.Contains(r.stdout, "drained and removed node-1") {
+		t.Errorf("node drain: %s", r)
+	}
+	if left := shardFiles(t, d.nodeDirs[0]); len(left) != 0 {
+		t.Errorf("the drained node still holds %d shards: %v", len(left), left)
+	}
+	cfg, err = loadConfig(d.dir)
+	if err != nil || len(cfg.Nodes) != 6 || cfg.Nodes[0].Name == "node-1" {
+		t.Fatalf("config after the drain: %+v %v", cfg, err)
+	}
+	for _, n := range cfg.Nodes {
+		if n.Draining {
+			t.Errorf("node %s still marked draining", n.Name)
+		}
+	}
+	rep, r := d.check(t, "--verify")
+	if r.code != 0 || rep.Healthy != len(d.files) || rep.SegmentsHealthy != rep.Segments || len(rep.Problems) != 0 {
+		t.Fatalf("check --verify after the drain: %v %v\n%s", statesOf(rep), rep.Problems, r)
+	}
+	remaining := append(slices.Clone(d.nodeDirs[1:]), n7dir)
+	layout := shardLayout(t, remaining)
+	if len(layout) != rep.Segments {
+		t.Errorf("%d segments on the nodes, check counted %d", len(layout), rep.Segments)
+	}
+	for seg, byIdx := range layout {
+		seen := map[int]bool{}
+		for i := range 6 {
+			if len(byIdx[i]) != 1 || seen[byIdx[i][0]] {
+				t.Errorf("segment %s: shard %d on node dirs %v (layout %v)", seg, i, byIdx[i], byIdx)
+				continue
+			}
+			seen[byIdx[i][0]] = true
+		}
+	}
+	d.nodes[2].stop(t, syscall.SIGKILL)
+	n7.stop(t, syscall.SIGKILL)
+	d.readAll(t, "after the drain, two of six stopped")
+	d.unmount(t)
 }

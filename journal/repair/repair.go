@@ -78,6 +78,7 @@ type Repairer struct {
 type Stats struct {
 	Owed        int       `json:"owed"`        // segments below n shards at the last survey
 	Running     bool      `json:"running"`     // a pass is repairing now
+	Phase       string    `json:"phase"`       // what the running (or last) pass does: background, rebalance, check, drain NODE
 	Done        int       `json:"done"`        // segments repaired in the running pass
 	Total       int       `json:"total"`       // segments the running pass will repair
 	Repaired    int64     `json:"repaired"`    // segments repaired since mount
@@ -103,7 +104,7 @@ func New(o Options) *Repairer {
 	}
 	r := &Repairer{o: o, log: o.Logger, kick: make(chan struct{}, 1), rebal: make(chan struct{}, 1)}
 	if o.Limit > 0 {
-		r.lim = rate.NewLimiter(rate.Limit(o.Limit), int(min(max(o.Limit, 4<<20), 1<<30)))
+		r.lim = rate.NewLimiter(rate.Limit(o.Limit), int(min(max(o.Limit, 64<<10), 1<<30)))
 	}
 	return r
 }
@@ -171,7 +172,11 @@ func (r *Repairer) Background(ctx context.Context, rebalance bool) error {
 		}
 	}
 	slices.SortStableFunc(work, func(a, b int) int { return cmp.Compare(hs[a].OK, hs[b].OK) })
-	_, err = r.repairAll(ctx, segs, hs, work, rebalance, true, nil)
+	phase := "background"
+	if rebalance {
+		phase = "rebalance"
+	}
+	_, err = r.repairAll(ctx, phase, segs, hs, work, rebalance, true, nil)
 	return err
 }
 
@@ -247,11 +252,11 @@ type repairOutcome struct {
 // of one segment is already parallel). background: yield to applications
 // and keep within the limit. It records each new node list before
 // deleting what it replaced.
-func (r *Repairer) repairAll(ctx context.Context, segs []journal.SegmentRow, hs []*remote.SegmentHealth, work []int,
+func (r *Repairer) repairAll(ctx context.Context, phase string, segs []journal.SegmentRow, hs []*remote.SegmentHealth, work []int,
 	rebalance, background bool, progress func(done, total int)) (map[int]repairOutcome, error) {
 	out := map[int]repairOutcome{}
 	r.mu.Lock()
-	r.st.Running, r.st.Done, r.st.Total = true, 0, len(work)
+	r.st.Running, r.st.Phase, r.st.Done, r.st.Total = true, phase, 0, len(work)
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
@@ -349,8 +354,9 @@ func (r *Repairer) one(ctx context.Context, seg journal.SegmentRow, h *remote.Se
 }
 
 // Drain moves every shard off node (the caller has marked it draining
-// in the grid), then deletes whatever shard objects are left on it that
-// no segment names there. It returns the shards left behind when it
+// in the grid), within Options.Limit and yielding to applications like
+// the background pass, then deletes whatever shard objects are left on
+// it, once no segment names it. It fails, naming what is left, when it
 // could not move them all.
 func (r *Repairer) Drain(ctx context.Context, node string, progress func(done, total int)) error {
 	r.passMu.Lock()
@@ -365,7 +371,7 @@ func (r *Repairer) Drain(ctx context.Context, node string, progress func(done, t
 			work = append(work, i)
 		}
 	}
-	if _, err := r.repairAll(ctx, segs, hs, work, false, false, progress); err != nil {
+	if _, err := r.repairAll(ctx, "drain "+node, segs, hs, work, false, true, progress); err != nil {
 		return fmt.Errorf("drain %s: %w", node, err)
 	}
 	// Leftovers: shards no segment names on node any more.
@@ -567,7 +573,7 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 			}
 		}
 		slices.SortStableFunc(work, func(a, b int) int { return cmp.Compare(hs[a].OK, hs[b].OK) })
-		outs, _ := r.repairAll(ctx, segs, hs, work, false, false, func(d, t int) {
+		outs, _ := r.repairAll(ctx, "check", segs, hs, work, false, false, func(d, t int) {
 			progress(Progress{Phase: "repair", Done: d, Total: t})
 		})
 		for _, i := range work {

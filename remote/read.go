@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -340,6 +341,9 @@ func (g *Grid) reconstruct(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 		}
 	}
 	if usable < k {
+		usable += g.locate(ctx, seg, ps, got, k-usable)
+	}
+	if usable < k {
 		return nil, &TooFewShardsError{Segment: seg.ID, Usable: usable, Need: k, Causes: causes}
 	}
 	out := make([]byte, n)
@@ -369,4 +373,52 @@ func (g *Grid) reconstruct(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 		copy(out[p.dst:p.dst+p.n], src[p.off-p.lo:])
 	}
 	return out, nil
+}
+
+// locate looks for up to need shards of seg that are not in got on the
+// nodes the segment does not name for them: a node list recorded before
+// a repair moved shards (a metadata record's link to its predecessor,
+// a root record written before the move) still reads. It fills got and
+// returns how many it found. Only reads that would fail otherwise pay
+// for it.
+func (g *Grid) locate(ctx context.Context, seg *SegmentInfo, ps []piece, got [][][]byte, need int) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	members := g.view().all
+	type found struct {
+		idx   int
+		spans [][]byte
+	}
+	ch := make(chan found, len(got))
+	var wg sync.WaitGroup
+	for i := range got {
+		if got[i] != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, m := range members {
+				if m.Name == seg.Nodes[i] || m.isDown() {
+					continue
+				}
+				if spans, err := g.fetchVerified(ctx, seg, i, m, ps); err == nil {
+					ch <- found{i, spans}
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(ch) }()
+	n := 0
+	for f := range ch {
+		if n < need {
+			got[f.idx] = f.spans
+			n++
+			if n == need {
+				cancel()
+			}
+		}
+	}
+	return n
 }

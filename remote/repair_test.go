@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -247,4 +248,49 @@ func shardObject(t *testing.T, n int) []byte {
 func fill(b []byte, seed uint64) {
 	cc := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24)})
 	cc.Read(b)
+}
+
+// TestReadLocatesMovedShards: a node list recorded before shards moved
+// (a metadata record's link to its predecessor) still reads, when the
+// shards it names in the wrong place leave fewer than k.
+func TestReadLocatesMovedShards(t *testing.T) {
+	ctx := context.Background()
+	g := newRepairGrid(t, 7)
+	data := make([]byte, 50_000)
+	fill(data, 9)
+	seg, err := g.WriteSegment(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three shards move to other nodes; the old list still names the old ones.
+	free := ""
+	for _, m := range g.Members() {
+		if !slices.Contains(seg.Nodes, m.Name) {
+			free = m.Name
+		}
+	}
+	stale := *seg
+	stale.Nodes = slices.Clone(seg.Nodes)
+	for k, i := range []int{0, 2, 4} {
+		dst := free
+		if k > 0 {
+			dst = seg.Nodes[[]int{0, 2}[k-1]] // a node whose own shard moved on
+		}
+		from := filepath.Join(g.root, seg.Nodes[i], remote.ShardName(seg.ID, i))
+		to := filepath.Join(g.root, dst, remote.ShardName(seg.ID, i))
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Dir(to), 0o700)
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(from)
+	}
+	os.Remove(filepath.Join(g.root, seg.Nodes[5], remote.ShardName(seg.ID, 5))) // and one is lost
+	got := make([]byte, len(data))
+	if err := g.ReadSegment(ctx, &stale, 0, got); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read with a stale node list: %v (equal %v)", err, bytes.Equal(got, data))
+	}
 }

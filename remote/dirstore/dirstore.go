@@ -254,6 +254,12 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 // directories it created.
 func (s *Store) mkdirs(dir string) error {
 	if dir == s.dir {
+		// The store's own directory is gone (a wiped disk): make it
+		// again, so the node can be repaired back to its shards.
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("dirstore: the store's directory was gone; made it again", "dir", dir)
+			return os.MkdirAll(dir, 0o700)
+		}
 		return nil
 	}
 	if st, err := os.Stat(dir); err == nil {
@@ -458,6 +464,9 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]re
 	limit = min(limit, MaxListLimit)
 	l := lister{ctx: ctx, prefix: prefix, after: after, limit: limit}
 	if err := l.walk(s.dir, ""); err != nil && !errors.Is(err, errListDone) {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil // the store's directory is gone: it holds nothing
+		}
 		return nil, s.fsErr("list", fmt.Sprintf("prefix %q", prefix), err)
 	}
 	return l.out, nil
@@ -548,7 +557,11 @@ func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 		return remote.NodeInfo{}, fmt.Errorf("%s: info: %w", s, err)
 	}
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.dir, &st); err != nil {
+	err := syscall.Statfs(s.dir, &st)
+	if errors.Is(err, syscall.ENOENT) { // the directory is gone (wiped): its disk is the parent's
+		err = syscall.Statfs(filepath.Dir(s.dir), &st)
+	}
+	if err != nil {
 		return remote.NodeInfo{}, fmt.Errorf("%s: statfs: %w", s, err)
 	}
 	return remote.NodeInfo{

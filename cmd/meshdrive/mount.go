@@ -85,9 +85,9 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	logLevel := fl.String("log-level", "info", "log level: debug, info, warn, error")
 	passFile := fl.String("passphrase-file", "", "read the passphrase from this file")
 	metaInterval := fl.Duration("metadata-interval", 0, "how far the grid's copy of the metadata may trail the journal while nodes are up (default: the config's metadata_interval, else 30s)")
-	repairLimit := fl.String("repair-limit", "16MiB", "bandwidth of the background repair in bytes/s, shards read plus written (same suffixes; 0 = unlimited); it always yields to reads and uploads")
+	repairLimit := fl.String("repair-limit", "16MiB", "bandwidth of the background repair in bytes/s, shards read plus written (same suffixes; 0 = unlimited); it also holds back while reads and uploads run")
 	repairBelow := fl.Int("repair-below", 0, "the background repair rebuilds segments with fewer than this many shards (default 0: k+m, any missing shard)")
-	repairInterval := fl.Duration("repair-interval", 10*time.Minute, "time between background repair passes (one runs at mount, and after node add, drain or remove)")
+	repairInterval := fl.Duration("repair-interval", 10*time.Minute, "time between background repair passes (one also runs at mount, and after node add or remove)")
 	pos, err := parseFlags(e, fl, e.args)
 	if err != nil {
 		return err

@@ -30,9 +30,11 @@ meshdrive recover sees the new node list. Talks to the running mount.`, 1
 		synopsis, desc, nargs = "node drain [--data DIR] NODE", `
 Move every shard off NODE (a name from node list, or its URL) onto the other
 nodes, then delete what is left on it and remove it from the drive. NODE must
-answer. The drive needs k+m other nodes (add one first). A drain cut short
-(Ctrl-C, a crash) is finished by the mount's background pass or by running
-node drain again. The moves stay within the mount's --repair-limit. Talks to the running mount.`, 1
+answer (to delete what is left). The drive needs k+m other nodes (add one
+first). A drain cut short (Ctrl-C, a crash) leaves the node marked draining:
+the mount's background pass goes on moving its shards, and running node
+drain again finishes and removes it. The moves stay within the mount's
+--repair-limit. Talks to the running mount.`, 1
 	case "remove":
 		synopsis, desc, nargs = "node remove [--data DIR] NODE", `
 Forget NODE (a name or URL), for a node that is gone for good: its shards

@@ -483,3 +483,28 @@ func TestNodeAddDrain(t *testing.T) {
 	d.readAll(t, "after the drain, two of six stopped")
 	d.unmount(t)
 }
+
+// TestNodeServeRefusesOpen: a node on a non-loopback address without a
+// token refuses to start, in one line that says what to do; --insecure
+// starts it anyway, and a token is enough.
+func TestNodeServeRefusesOpen(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		open bool
+	}{{"127.0.0.1:0", false}, {"[::1]:0", false}, {"localhost:0", false}, {"0.0.0.0:0", true}, {":0", true}, {"192.0.2.1:0", true}} {
+		if got := !loopbackAddr(c.addr); got != c.open {
+			t.Errorf("loopbackAddr(%q) = %v", c.addr, !got)
+		}
+	}
+	r := runBin(t, cmdEnv(), "node", "serve", "--dir", t.TempDir(), "--listen", "0.0.0.0:0")
+	if r.code != 2 || !strings.Contains(r.stderr, "without a token") || !strings.Contains(r.stderr, "--token-file") ||
+		strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("open node without a token: %s", r)
+	}
+	n := startNode(t, t.TempDir(), "--listen", "0.0.0.0:0", "--insecure")
+	n.stop(t, syscall.SIGTERM)
+	tok := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tok, []byte("s3cret\n"), 0o600)
+	n = startNode(t, t.TempDir(), "--listen", "0.0.0.0:0", "--token-file", tok)
+	n.stop(t, syscall.SIGTERM)
+}

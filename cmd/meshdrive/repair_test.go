@@ -478,10 +478,53 @@ func TestNodeAddDrain(t *testing.T) {
 			seen[byIdx[i][0]] = true
 		}
 	}
+	// The grid's copy of the config names the new set: recover from the
+	// new node sees it (and reads the metadata records the drain moved).
+	rec := filepath.Join(d.base, "rec")
+	mustRun(t, d.env, "recover", "--node", n7.url(), "--data", rec)
+	if rc, err := loadConfig(rec); err != nil || !slices.Equal(nodeNames(rc), nodeNames(cfg)) {
+		t.Errorf("recovered config: %v %v, want nodes %v", nodeNames(rc), err, nodeNames(cfg))
+	}
+	if r := runBin(t, d.env, "node", "remove", "--data", d.dir, "node-2"); r.code == 0 || !strings.Contains(r.stderr, "add a node first") {
+		t.Errorf("removing a node below k+m: %s", r)
+	}
+
+	// An eighth node joins and dies: node remove forgets it, and the
+	// background pass the removal starts regenerates its shards.
+	n8 := startNode(t, filepath.Join(d.base, "node", "7"))
+	mustRun(t, d.env, "node", "add", "--data", d.dir, n8.url())
+	waitStatus(t, d, "the rebalancing pass onto node-8", func(s statusReport) bool {
+		return s.Repair.Phase == "rebalance" && !s.Repair.Running
+	})
+	n8.stop(t, syscall.SIGKILL)
+	removed := time.Now()
+	r = mustRun(t, d.env, "node", "remove", "--data", d.dir, n8.url())
+	if !strings.Contains(r.stdout, "removed node-8") {
+		t.Errorf("node remove: %s", r)
+	}
+	waitStatus(t, d, "the pass after the removal", func(s statusReport) bool {
+		return s.Repair.LastPass.After(removed) && !s.Repair.Running
+	})
+	rep, r = d.check(t)
+	if r.code != 0 || rep.Healthy != len(d.files) || rep.SegmentsHealthy != rep.Segments {
+		t.Fatalf("check after removing a dead node: %v %v\n%s", statesOf(rep), rep.Problems, r)
+	}
+
 	d.nodes[2].stop(t, syscall.SIGKILL)
 	n7.stop(t, syscall.SIGKILL)
 	d.readAll(t, "after the drain, two of six stopped")
 	d.unmount(t)
+}
+
+func nodeNames(c *Config) []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.Name)
+	}
+	return out
 }
 
 // TestNodeServeRefusesOpen: a node on a non-loopback address without a

@@ -92,14 +92,15 @@ func (j *Journal) FileSegments(ctx context.Context) (map[Ino][]remote.SegmentID,
 	return out, rows.Err()
 }
 
-// errSegmentGone: the segment was deleted while it was repaired.
-var errSegmentGone = errors.New("segment no longer in the journal")
+// ErrSegmentGone: UpdateSegment found no row to update; the segment was
+// deleted (a metadata record the retention dropped) while it was repaired.
+var ErrSegmentGone = errors.New("segment no longer in the journal")
 
 // UpdateSegment records a segment's new node list (after a repair or a
 // move) in one durable commit, so the shards it replaced may be deleted
 // once it returns. The update of a segments or mlog row reaches the grid's
 // copy of the metadata by itself (the triggers note it). It fails with
-// errSegmentGone when the row was deleted meanwhile.
+// ErrSegmentGone when the row was deleted meanwhile.
 func (j *Journal) UpdateSegment(ctx context.Context, info *remote.SegmentInfo, metaSeq uint64) error {
 	if err := j.checkWrite(); err != nil {
 		return err
@@ -124,12 +125,12 @@ func (j *Journal) UpdateSegment(ctx context.Context, info *remote.SegmentInfo, m
 			return err
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return errSegmentGone
+			return ErrSegmentGone
 		}
 		return tx.QueryRowContext(ctx, `SELECT count(*) FROM segments WHERE stored < k + m`).Scan(&owed)
 	})
 	if err != nil {
-		if errors.Is(err, errSegmentGone) {
+		if errors.Is(err, ErrSegmentGone) {
 			return err
 		}
 		return fmt.Errorf("journal: record the new nodes of segment %s: %w", info.ID, err)

@@ -320,18 +320,18 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 	rep.Uploads = c.uploads()
 	ms := c.o.drive.Journal().MetaStats(ctx)
 	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError}
+	if c.o.repair != nil {
+		st := c.o.repair.Stats()
+		rep.Repair = &st
+	}
 	switch {
 	case rep.Uploads.Bytes > 0 || rep.Uploads.InFlightBytes > 0 || rep.Uploads.Blocks > 0 || (ms.PendingRows > 0 && !c.o.readOnly):
 		rep.State = journal.StateLocal.String()
-	case rep.Uploads.RepairOwed > 0:
+	case rep.Uploads.RepairOwed > 0 || (rep.Repair != nil && rep.Repair.Owed > 0):
 		rep.State = journal.StateDegraded.String()
 	default:
 		rep.State = journal.StateDurable.String()
 		rep.Durable = true
-	}
-	if c.o.repair != nil {
-		st := c.o.repair.Stats()
-		rep.Repair = &st
 	}
 	rep.Cache, _ = json.Marshal(c.o.drive.Cache().Stats())
 	writeJSON(w, http.StatusOK, rep)

@@ -336,6 +336,9 @@ func (r *Repairer) one(ctx context.Context, seg journal.SegmentRow, h *remote.Se
 		if derr := r.o.Grid.DeleteShards(context.WithoutCancel(ctx), seg.Info.ID, extra); derr != nil {
 			r.log.Warn("repair: could not remove unrecorded shards", "segment", seg.Info.ID, "err", derr)
 		}
+		if errors.Is(uerr, journal.ErrSegmentGone) {
+			return nil // deleted meanwhile: nothing left to repair
+		}
 		return fmt.Errorf("segment %s: %w", seg.Info.ID, uerr)
 	}
 	if derr := r.o.Grid.DeleteShards(ctx, seg.Info.ID, res.Stale); derr != nil {

@@ -187,7 +187,8 @@ func (c *controlServer) nodeList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, c.nodes(r.Context()))
 }
 
-// nodes is every node's health, capacity and shard count.
+// nodes is every node's health, capacity and shard count (from a listing
+// of its shards/).
 func (c *controlServer) nodes(ctx context.Context) []nodeStatus {
 	cfg := c.config()
 	urls := map[string]string{}
@@ -195,11 +196,15 @@ func (c *controlServer) nodes(ctx context.Context) []nodeStatus {
 		urls[n.Name] = redactURL(n.URL)
 	}
 	var out []nodeStatus
+	sv := c.o.grid.Survey(ctx) // exact shard counts (the node's own object count is approximate)
 	for _, h := range c.o.grid.Health(ctx) {
 		ns := nodeStatus{Name: h.Name, Zone: h.Zone, URL: urls[h.Name], Up: h.Up, Error: h.Err, Draining: h.Draining,
 			LatencyMS: float64(h.Latency.Microseconds()) / 1000, Capacity: -1, Free: -1}
 		if h.Up {
 			ns.Capacity, ns.Free, ns.Shards = h.Info.Capacity, h.Info.Free, h.Info.Objects
+			if n := sv.Count(h.Name); n >= 0 {
+				ns.Shards = int64(n)
+			}
 			ns.Scrub = h.Info.Scrub
 		}
 		out = append(out, ns)

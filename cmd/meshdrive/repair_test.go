@@ -478,6 +478,15 @@ func TestNodeAddDrain(t *testing.T) {
 			seen[byIdx[i][0]] = true
 		}
 	}
+	var ns []nodeStatus
+	if err := json.Unmarshal([]byte(mustRun(t, d.env, "node", "list", "--data", d.dir, "--json").stdout), &ns); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		if !n.Up || n.Shards != int64(rep.Segments) || n.Name == "node-1" {
+			t.Errorf("node list after the drain: %+v, want %d shards each (one per segment)", n, rep.Segments)
+		}
+	}
 	// The grid's copy of the config names the new set: recover from the
 	// new node sees it (and reads the metadata records the drain moved).
 	rec := filepath.Join(d.base, "rec")

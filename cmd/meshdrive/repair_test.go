@@ -124,8 +124,9 @@ func statesOf(rep *repair.Report) map[string]int {
 }
 
 // TestRepairWipedNode: a node loses everything; check finds every file
-// degraded, check --repair and (separately) the mount's background pass
-// bring every segment back to 6 of 6, the files read with two other
+// degraded, check --repair and (separately) the mount's background pass,
+// killed with SIGKILL half-way and run again, bring every segment back to
+// 6 of 6, the files read with two other
 // nodes stopped and an empty cache, and with three stopped check names
 // every file unrecoverable and exits 1 without hanging.
 func TestRepairWipedNode(t *testing.T) {
@@ -157,33 +158,34 @@ func TestRepairWipedNode(t *testing.T) {
 	}
 
 	// The background pass: wipe another node, remount (a pass runs at
-	// mount), wait for status to say it repaired everything.
+	// mount, here slowed by --repair-limit), kill the mount with SIGKILL
+	// once it has repaired a segment, mount again and wait for status to
+	// say the new pass repaired the rest.
 	d.unmount(t)
 	wipe(t, d.nodeDirs[4])
+	d.mount(t, "--repair-limit", "300KiB")
+	st := waitStatus(t, d, "the background pass to repair a segment", func(s statusReport) bool {
+		return s.Repair.Repaired >= 1
+	})
+	if !st.Repair.Running {
+		t.Logf("the background pass finished before the kill: %+v", st.Repair)
+	}
+	syscall.Kill(st.PID, syscall.SIGKILL)
+	waitGone(t, st.PID)
+	mustRun(t, d.env, "unmount", "--data", d.dir, d.mp) // clears the dead mount
 	d.mount(t)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		st := statusJSON(t, d.env, d.dir)
-		if st.Repair == nil {
-			t.Fatal("status has no repair section")
-		}
-		if !st.Repair.LastPass.IsZero() && !st.Repair.Running {
-			if st.Repair.Repaired == 0 || st.Repair.LastError != "" {
-				t.Fatalf("background pass: %+v", st.Repair)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no background pass finished within 60 s: %+v", st.Repair)
-		}
-		time.Sleep(50 * time.Millisecond)
+	st = waitStatus(t, d, "the background pass after the kill", func(s statusReport) bool {
+		return !s.Repair.LastPass.IsZero() && !s.Repair.Running
+	})
+	if st.Repair.LastError != "" || st.Repair.Owed != 0 {
+		t.Fatalf("background pass after the kill: %+v", st.Repair)
 	}
 	rep, r = d.check(t)
 	if r.code != 0 || rep.Healthy != len(d.files) || rep.SegmentsHealthy != rep.Segments {
 		t.Fatalf("check after the background pass: %v\n%s", statesOf(rep), r)
 	}
 	txt := mustRun(t, d.env, "status", "--data", d.dir)
-	if !strings.Contains(txt.stdout, "every segment has all its shards") || !strings.Contains(txt.stdout, "last repair") {
+	if !strings.Contains(txt.stdout, "every segment has all its shards") || (st.Repair.Repaired > 0) != strings.Contains(txt.stdout, "last repair") {
 		t.Errorf("status does not tell the repair:\n%s", txt.stdout)
 	}
 

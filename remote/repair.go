@@ -35,7 +35,7 @@ type RepairResult struct {
 	// between the two leaves an extra copy, never a missing one.
 	Stale []StaleShard
 	// Failed counts shards that needed a node and found none that took
-	// them; Seg names "" for them (repair still owed).
+	// them; Seg still names their old node (repair still owed).
 	Failed int
 	// Bytes is the shard bytes read and written.
 	Bytes int64
@@ -178,10 +178,7 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 				j, ok = pl.pick(i)
 			}
 			mu.Lock()
-			res.Failed++
-			if !moving[i] {
-				res.Seg.Nodes[i] = "" // rebuilt nowhere: still owed
-			}
+			res.Failed++ // the list keeps naming the old node: its shard may come back with it
 			mu.Unlock()
 		}()
 	}

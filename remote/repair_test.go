@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/dirstore"
+	"github.com/meshdrive/meshdrive/remote/faulty"
 	"github.com/meshdrive/meshdrive/remote/node"
 	"github.com/meshdrive/meshdrive/remote/shard"
 )
@@ -292,5 +293,54 @@ func TestReadLocatesMovedShards(t *testing.T) {
 	got := make([]byte, len(data))
 	if err := g.ReadSegment(ctx, &stale, 0, got); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read with a stale node list: %v (equal %v)", err, bytes.Equal(got, data))
+	}
+}
+
+// TestRepairWithNodeDown: with a node down and no spare node, repair
+// says ErrTooFewNodes before reading anything and keeps the node list;
+// with a spare node the shard goes there and the down node's old shard
+// is listed as stale.
+func TestRepairWithNodeDown(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	sealer, _ := remote.NewSealer(bytes.Repeat([]byte{8}, 32))
+	var members []remote.Member
+	var fs []*faulty.Store
+	for i := range 7 {
+		m := repairMember(t, root, i)
+		f := faulty.New(m.Store, faulty.Options{Name: m.Name})
+		fs = append(fs, f)
+		m.Store = f
+		members = append(members, m)
+	}
+	g, err := remote.NewGrid(remote.GridOptions{K: 4, M: 2, Members: members[:6], Sealer: sealer, ChunkSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 30_000)
+	fill(data, 11)
+	seg, err := g.WriteSegment(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs[3].SetDown(true)
+	h := g.CheckSegment(ctx, seg, remote.CheckOptions{})
+	if h.OK != 5 || h.Shards[slices.Index(seg.Nodes, "node-3")].State != remote.ShardUnreachable {
+		t.Fatalf("check with node-3 down: %v", states(h))
+	}
+	before := fs[0].Stats().Calls
+	res, err := g.RepairSegment(ctx, seg, remote.RepairOptions{Health: h})
+	if !errors.Is(err, remote.ErrTooFewNodes) || res.Changed() || fs[0].Stats().Calls != before {
+		t.Fatalf("repair with no spare node: %v, changed %v, calls %d -> %d", err, res.Changed(), before, fs[0].Stats().Calls)
+	}
+	if err := g.AddMember(members[6]); err != nil {
+		t.Fatal(err)
+	}
+	res, err = g.RepairSegment(ctx, seg, remote.RepairOptions{Health: h})
+	if err != nil || res.Rebuilt != 1 || !slices.Contains(res.Seg.Nodes, "node-6") || slices.Contains(res.Seg.Nodes, "node-3") {
+		t.Fatalf("repair with a spare node: %v %+v", err, res)
+	}
+	if len(res.Stale) != 1 || res.Stale[0].Node != "node-3" {
+		t.Errorf("stale shards: %+v, want the one on node-3", res.Stale)
 	}
 }

@@ -295,7 +295,7 @@ func (r *Repairer) repairAll(ctx context.Context, phase string, segs []journal.S
 			if firstErr == nil {
 				firstErr = err
 			}
-			r.log.Warn("repair: segment not repaired", "segment", seg.Info.ID, "shards", h.OK, "err", err)
+			r.log.Debug("repair: segment not repaired", "segment", seg.Info.ID, "shards", h.OK, "err", err) // the pass's error sums them up
 		}
 		if progress != nil {
 			progress(n+1, len(work))

@@ -146,7 +146,7 @@ func (r *Repairer) Run(ctx context.Context) {
 		}
 		err := r.Background(ctx, rebalance)
 		if err != nil && ctx.Err() == nil {
-			r.log.Warn("repair: background pass stopped", "err", err)
+			r.log.Warn("repair: the background pass did not repair everything; the next pass tries again", "err", err)
 		}
 		rebalance = false
 		t.Reset(r.o.Interval)

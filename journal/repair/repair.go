@@ -269,18 +269,20 @@ func (r *Repairer) repairAll(ctx context.Context, phase string, segs []journal.S
 		seg, h := segs[i], hs[i]
 		if background {
 			r.yield(ctx)
-			if r.lim != nil {
-				est := seg.Info.ShardSize * int64(seg.Info.K+len(seg.Info.Nodes)-h.OK)
-				for est > 0 {
-					c := min(est, int64(r.lim.Burst()))
-					if err := r.lim.WaitN(ctx, int(c)); err != nil {
-						return out, err
-					}
-					est -= c
+		}
+		bytes, err := r.one(ctx, seg, h, rebalance)
+		if background && r.lim != nil {
+			// Pay for the traffic after the fact: a segment that needed
+			// nothing (most of a rebalancing pass) costs nothing, and the
+			// average stays within the limit.
+			for bytes > 0 {
+				c := min(bytes, int64(r.lim.Burst()))
+				if werr := r.lim.WaitN(ctx, int(c)); werr != nil {
+					return out, werr
 				}
+				bytes -= c
 			}
 		}
-		err := r.one(ctx, seg, h, rebalance)
 		out[i] = repairOutcome{ok: err == nil, err: err}
 		r.mu.Lock()
 		r.st.Done = n + 1
@@ -316,10 +318,13 @@ func countFailed(out map[int]repairOutcome) int {
 
 // one repairs one segment, records its new nodes, then deletes the
 // shards they replaced.
-func (r *Repairer) one(ctx context.Context, seg journal.SegmentRow, h *remote.SegmentHealth, rebalance bool) error {
+func (r *Repairer) one(ctx context.Context, seg journal.SegmentRow, h *remote.SegmentHealth, rebalance bool) (int64, error) {
 	res, err := r.o.Grid.RepairSegment(ctx, seg.Info, remote.RepairOptions{Health: h, Rebalance: rebalance})
-	if res == nil || !res.Changed() {
-		return err
+	if res == nil {
+		return 0, err
+	}
+	if !res.Changed() {
+		return res.Bytes, err
 	}
 	if uerr := r.o.Journal.UpdateSegment(ctx, res.Seg, seg.MetaSeq); uerr != nil {
 		// Not recorded: the shards just stored are unreferenced; take
@@ -334,9 +339,9 @@ func (r *Repairer) one(ctx context.Context, seg journal.SegmentRow, h *remote.Se
 			r.log.Warn("repair: could not remove unrecorded shards", "segment", seg.Info.ID, "err", derr)
 		}
 		if errors.Is(uerr, journal.ErrSegmentGone) {
-			return nil // deleted meanwhile: nothing left to repair
+			return res.Bytes, nil // deleted meanwhile: nothing left to repair
 		}
-		return fmt.Errorf("segment %s: %w", seg.Info.ID, uerr)
+		return res.Bytes, fmt.Errorf("segment %s: %w", seg.Info.ID, uerr)
 	}
 	if derr := r.o.Grid.DeleteShards(ctx, seg.Info.ID, res.Stale); derr != nil {
 		r.log.Warn("repair: could not remove replaced shards (they are garbage now)", "segment", seg.Info.ID, "err", derr)
@@ -350,7 +355,7 @@ func (r *Repairer) one(ctx context.Context, seg journal.SegmentRow, h *remote.Se
 	r.st.Bytes += res.Bytes
 	r.st.LastRepair = time.Now()
 	r.mu.Unlock()
-	return err
+	return res.Bytes, err
 }
 
 // Drain moves every shard off node (the caller has marked it draining

@@ -163,6 +163,16 @@
 // (snapshot.go), each readable through SnapshotJournal. ship holds
 // metaShipper.mu, then wmu for its final commit only.
 //
+// # Segments and repair
+//
+// Segments lists every segment the drive keeps on the grid (data, and the
+// metadata records' from mlog); FileSegments maps files to theirs.
+// UpdateSegment records a repaired segment's new node list in one durable
+// commit (segments.nodes and stored, or mlog.seg), replaces the cached
+// SegmentInfo (readers holding the old one keep it: both name intact
+// shards until the caller deletes the replaced ones), and recounts the
+// repair owed. Package journal/repair drives them.
+//
 // Errors are the sentinels of types.go, wrapped with what happened; a
 // local disk error is wrapped as is (fs maps it to EIO) and leaves the
 // database as it was before the failed operation.

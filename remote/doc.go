@@ -35,7 +35,20 @@
 // spread. WriteSegment uses it; repair and cmd/meshsim must too.
 // RepairPolicy says when a segment is owed repair (fewer than Below
 // shards stored) and in what order segments are repaired (fewest shards
-// to spare, then oldest); the drive's repair must follow it.
+// to spare, then oldest); RepairSegment places with it.
+//
+// # Health, repair and membership
+//
+// Survey lists every node's shards once, so the shards of many segments
+// are counted from a few listings; CheckSegment asks each shard's node
+// about it (with Verify, the node checks every checksum itself when its
+// store is a Verifier). RepairSegment rebuilds the shards a segment lacks
+// from any k intact ones and places them as a write would (next
+// candidates for nodes gone, draining or failing), moves shards off
+// draining nodes, and with Rebalance onto nodes that joined; the caller
+// records the new node list, then deletes the shards it replaced
+// (DeleteShards). The member list is an immutable view swapped whole by
+// AddMember, RemoveMember and SetDraining.
 //
 // # Errors
 //

@@ -52,9 +52,8 @@ type GridOptions struct {
 // Stores. It is safe for concurrent use.
 type Grid struct {
 	k, m    int
-	members []*member
-	placer  *Placer // over members, in the same order
-	byName  map[string]*member
+	mem     atomic.Pointer[membership] // replaced whole by AddMember, RemoveMember
+	memMu   sync.Mutex                 // serializes membership changes
 	sealer  *Sealer
 	hedge   time.Duration
 	chunk   int
@@ -66,17 +65,22 @@ type Grid struct {
 
 	bufs sync.Pool // of *[]byte: shard object buffers in WriteSegment
 
+	conc int // NodeConcurrency
+
 	stats gridStats
 	rate  atomic.Uint64 // float64 bits: EWMA of healthy Get throughput, bytes/s
 }
 
 type member struct {
 	Member
-	weight float64
-	sem    chan struct{} // NodeConcurrency slots
+	zoneKey string
+	weight  float64
+	sem     chan struct{} // NodeConcurrency slots
 	// downUntil (unix nanoseconds): the node failed as unavailable or timed
 	// out recently; reads try it last and writes prefer others until then.
 	downUntil atomic.Int64
+	// draining: the node takes no new shard; repair moves its shards off.
+	draining atomic.Bool
 }
 
 // downFor is how long a node that failed as unavailable is tried last.
@@ -140,29 +144,21 @@ func NewGrid(o GridOptions) (*Grid, error) {
 	g := &Grid{
 		k: o.K, m: o.M, sealer: o.Sealer, hedge: o.HedgeAfter, chunk: o.ChunkSize,
 		timeout: o.CallTimeout, log: o.Logger,
-		byName: make(map[string]*member, len(o.Members)),
-		encs:   make(map[[2]int]reedsolomon.Encoder),
+		encs: make(map[[2]int]reedsolomon.Encoder), conc: o.NodeConcurrency,
 	}
-	nodes := make([]PlaceNode, 0, len(o.Members))
+	ms := &membership{byName: make(map[string]*member, len(o.Members))}
 	for _, mb := range o.Members {
-		if mb.Name == "" || mb.Store == nil {
-			return nil, fmt.Errorf("grid: member %q has no name or no store", mb.Name)
+		m, err := g.newMember(mb)
+		if err != nil {
+			return nil, err
 		}
-		if _, dup := g.byName[mb.Name]; dup {
+		if _, dup := ms.byName[mb.Name]; dup {
 			return nil, fmt.Errorf("grid: two members named %q", mb.Name)
 		}
-		if mb.Weight < 0 {
-			return nil, fmt.Errorf("grid: member %q has negative weight %v", mb.Name, mb.Weight)
-		}
-		m := &member{Member: mb, weight: mb.Weight, sem: make(chan struct{}, o.NodeConcurrency)}
-		if m.weight == 0 {
-			m.weight = 1
-		}
-		g.members = append(g.members, m)
-		g.byName[mb.Name] = m
-		nodes = append(nodes, PlaceNode{Name: mb.Name, Zone: mb.Zone, Weight: m.weight})
+		ms.all = append(ms.all, m)
+		ms.byName[mb.Name] = m
 	}
-	g.placer = NewPlacer(nodes)
+	g.mem.Store(ms)
 	if _, err := g.encoder(o.K, o.M); err != nil {
 		return nil, err
 	}
@@ -262,6 +258,7 @@ func (g *Grid) callSized(ctx context.Context, m *member, size int, fn func(ctx c
 type NodeHealth struct {
 	Name, Zone string
 	Up         bool
+	Draining   bool
 	Latency    time.Duration
 	Info       NodeInfo
 	Err        string
@@ -274,9 +271,10 @@ const healthTimeout = 3 * time.Second
 // short timeout, and reports who answered and how fast. It never blocks
 // longer than that timeout (or ctx).
 func (g *Grid) Health(ctx context.Context) []NodeHealth {
-	out := make([]NodeHealth, len(g.members))
+	members := g.view().all
+	out := make([]NodeHealth, len(members))
 	var wg sync.WaitGroup
-	for i, m := range g.members {
+	for i, m := range members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -284,7 +282,7 @@ func (g *Grid) Health(ctx context.Context) []NodeHealth {
 			defer cancel()
 			t0 := time.Now()
 			info, err := m.Store.Info(ctx)
-			h := NodeHealth{Name: m.Name, Zone: m.Zone, Latency: time.Since(t0), Info: info, Up: err == nil}
+			h := NodeHealth{Name: m.Name, Zone: m.Zone, Latency: time.Since(t0), Info: info, Up: err == nil, Draining: m.draining.Load()}
 			if err != nil {
 				h.Err = err.Error()
 			}
@@ -318,6 +316,7 @@ func (g *Grid) Capacity(ctx context.Context) (total, free int64) {
 // already gone are not an error; other failures are joined into the
 // result (the shards left behind are garbage a later sweep may remove).
 func (g *Grid) DeleteSegment(ctx context.Context, seg *SegmentInfo) error {
+	byName := g.view().byName
 	var eg errgroup.Group
 	var mu sync.Mutex
 	var errs []error
@@ -325,7 +324,7 @@ func (g *Grid) DeleteSegment(ctx context.Context, seg *SegmentInfo) error {
 		if name == "" {
 			continue
 		}
-		m := g.byName[name]
+		m := byName[name]
 		if m == nil {
 			mu.Lock()
 			errs = append(errs, fmt.Errorf("shard %d is on node %q, which is not in the grid", i, name))

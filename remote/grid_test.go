@@ -38,7 +38,7 @@ func newTestGrid(t testing.TB, nodes, k, m int, edit func(*GridOptions)) *testGr
 }
 
 func (tg *testGrid) store(name string) *MemStore {
-	for i, m := range tg.members {
+	for i, m := range tg.view().all {
 		if m.Name == name {
 			return tg.stores[i]
 		}
@@ -301,7 +301,7 @@ func TestWriteMoreNodesThanN(t *testing.T) {
 	tg := newTestGrid(t, 9, 4, 2, nil)
 	r := rand.New(rand.NewPCG(8, 8))
 	down := map[string]bool{"node-0": true, "node-4": true, "node-7": true}
-	for i, m := range tg.members {
+	for i, m := range tg.view().all {
 		if down[m.Name] {
 			tg.stores[i].SetMode(MemDown)
 		}
@@ -327,7 +327,7 @@ func TestPlacementZones(t *testing.T) {
 		}
 	})
 	zoneOf := map[string]string{}
-	for i, m := range tg.members {
+	for i, m := range tg.view().all {
 		zoneOf[m.Name] = zones[i]
 	}
 	r := rand.New(rand.NewPCG(9, 9))
@@ -563,7 +563,7 @@ func TestDownNodeTriedLast(t *testing.T) {
 
 // downUntil returns the grid's down mark of the member backed by s.
 func (s *MemStore) downUntil(g *Grid) *atomic.Int64 {
-	for _, m := range g.members {
+	for _, m := range g.view().all {
 		if m.Store == Store(s) {
 			return &m.downUntil
 		}

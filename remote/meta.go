@@ -43,7 +43,7 @@ func (g *Grid) PutMeta(ctx context.Context, name string, data []byte) (int, erro
 		ok   int
 		errs []error
 	)
-	for _, m := range g.members {
+	for _, m := range g.view().all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -62,7 +62,7 @@ func (g *Grid) PutMeta(ctx context.Context, name string, data []byte) (int, erro
 		return 0, fmt.Errorf("meta object %q: no node took it (check that the nodes are up): %w", name, errors.Join(errs...))
 	}
 	if len(errs) > 0 {
-		g.log.Warn("meta object not on every node", "name", name, "stored", ok, "nodes", len(g.members), "errors", errors.Join(errs...))
+		g.log.Warn("meta object not on every node", "name", name, "stored", ok, "nodes", len(g.view().all), "errors", errors.Join(errs...))
 	}
 	return ok, nil
 }
@@ -96,8 +96,9 @@ func (g *Grid) getMeta(ctx context.Context, name string) ([]byte, error) {
 		data []byte
 		err  error
 	}
-	ch := make(chan res, len(g.members))
-	for _, m := range g.members {
+	members := g.view().all
+	ch := make(chan res, len(members))
+	for _, m := range members {
 		go func() {
 			var data []byte
 			err := g.call(ctx, m, func(ctx context.Context, s Store) error {
@@ -110,7 +111,7 @@ func (g *Grid) getMeta(ctx context.Context, name string) ([]byte, error) {
 	}
 	var errs []error
 	notFound := 0
-	for range g.members {
+	for range members {
 		r := <-ch
 		if r.err == nil {
 			return r.data, nil
@@ -120,7 +121,7 @@ func (g *Grid) getMeta(ctx context.Context, name string) ([]byte, error) {
 		}
 		errs = append(errs, r.err)
 	}
-	if notFound == len(g.members) {
+	if notFound == len(members) {
 		return nil, fmt.Errorf("meta object %q: %w on any node", name, ErrNotFound)
 	}
 	return nil, fmt.Errorf("meta object %q: no node served a good copy: %w", name, errors.Join(errs...))
@@ -138,9 +139,10 @@ type MetaCopy struct {
 // way, since copies differ and the newest valid one wins.
 func (g *Grid) GetMetaAll(ctx context.Context, name string) []MetaCopy {
 	full, err := metaName(name)
-	out := make([]MetaCopy, len(g.members))
+	members := g.view().all
+	out := make([]MetaCopy, len(members))
 	var wg sync.WaitGroup
-	for i, m := range g.members {
+	for i, m := range members {
 		out[i].Node = m.Name
 		if err != nil {
 			out[i].Err = err
@@ -199,7 +201,7 @@ func (g *Grid) DeleteMeta(ctx context.Context, name string) int {
 func (g *Grid) DeleteLegacyMeta(ctx context.Context, name string) int {
 	old := LegacyMetaName(name)
 	if old == "" {
-		return len(g.members)
+		return len(g.view().all)
 	}
 	return g.deleteMeta(ctx, []string{"meta/" + old})
 }
@@ -210,7 +212,7 @@ func (g *Grid) deleteMeta(ctx context.Context, names []string) int {
 		mu sync.Mutex // guards ok
 		ok int
 	)
-	for _, m := range g.members {
+	for _, m := range g.view().all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -17,7 +17,7 @@ const listPage = 1000
 func (g *Grid) ListObjects(ctx context.Context, prefix string) (map[string][]ObjectInfo, error) {
 	out := map[string][]ObjectInfo{}
 	var errs []error
-	for _, m := range g.members {
+	for _, m := range g.view().all {
 		var objs []ObjectInfo
 		after := ""
 		err := func() error {
@@ -50,7 +50,7 @@ func (g *Grid) ListObjects(ctx context.Context, prefix string) (map[string][]Obj
 // DeleteObject deletes one object from one member; a missing object is no
 // error.
 func (g *Grid) DeleteObject(ctx context.Context, node, name string) error {
-	m := g.byName[node]
+	m := g.view().byName[node]
 	if m == nil {
 		return fmt.Errorf("delete %s: node %q is not in the grid", name, node)
 	}

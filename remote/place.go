@@ -161,17 +161,22 @@ func (pl *Placement) Fail(j int) {
 	pl.zones[pl.p.zone[j]]--
 }
 
-// placer hands out members to the shards of one segment write for
-// concurrent writers: the Placement of the grid's Placer, members recently
-// seen down only when no other is left.
+// placer hands out members to the shards of one segment (a write, a
+// repair) for concurrent callers: the Placement of a Placer over the
+// members, draining members never, members recently seen down only when
+// no other is left.
 type placer struct {
 	members []*member
 	mu      sync.Mutex // guards pl
 	pl      *Placement
 }
 
-func (g *Grid) newPlacer(seg SegmentID) *placer {
-	return &placer{members: g.members, pl: g.placer.Segment(seg)}
+func newPlacer(members []*member, seg SegmentID, n int) *placer {
+	nodes := make([]PlaceNode, len(members))
+	for j, m := range members {
+		nodes[j] = PlaceNode{Name: m.Name, Zone: m.Zone, Weight: m.weight}
+	}
+	return &placer{members: members, pl: NewPlacer(nodes).Segment(seg)}
 }
 
 // pick claims the best free member for shard i. ok is false when no
@@ -179,11 +184,33 @@ func (g *Grid) newPlacer(seg SegmentID) *placer {
 func (p *placer) pick(i int) (int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if j := p.pl.Pick(i, func(j int) bool { return !p.members[j].isDown() }); j >= 0 {
+	up := func(j int) bool { return !p.members[j].draining.Load() && !p.members[j].isDown() }
+	if j := p.pl.Pick(i, up); j >= 0 {
 		return j, true
 	}
-	j := p.pl.Pick(i, nil)
+	j := p.pl.Pick(i, func(j int) bool { return !p.members[j].draining.Load() })
 	return j, j >= 0
+}
+
+// free counts members that could still take a shard.
+func (p *placer) free() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for j, m := range p.members {
+		if !p.pl.taken[j] && !m.draining.Load() && !m.isDown() {
+			n++
+		}
+	}
+	return n
+}
+
+// claim marks member j as holding a shard of this segment already (a
+// shard repair keeps), so no other shard goes there.
+func (p *placer) claim(j int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pl.Hold(j)
 }
 
 // fail records that member j could not take a shard.

@@ -18,7 +18,7 @@ func TestPlacerIsWriteSegments(t *testing.T) {
 		}
 	})
 	var nodes []PlaceNode
-	for _, m := range tg.members {
+	for _, m := range tg.view().all {
 		nodes = append(nodes, PlaceNode{Name: m.Name, Zone: m.Zone, Weight: m.Weight})
 	}
 	pl := NewPlacer(nodes)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -108,11 +109,12 @@ func (g *Grid) read(ctx context.Context, seg *SegmentInfo, off, n int64, verify 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops whichever path lost
 	ps := pieces(seg, off, n)
+	byName := g.view().byName
 	suspect := make([]bool, len(seg.Nodes))
 	healthyOK := true
 	for _, p := range ps {
 		suspect[p.shard] = true
-		if mb := g.byName[seg.Nodes[p.shard]]; mb == nil || mb.isDown() {
+		if mb := byName[seg.Nodes[p.shard]]; mb == nil || mb.isDown() {
 			healthyOK = false // missing, or known down: straight to the fallback
 		}
 	}
@@ -193,9 +195,10 @@ func (g *Grid) read(ctx context.Context, seg *SegmentInfo, off, n int64, verify 
 func (g *Grid) readHealthy(ctx context.Context, seg *SegmentInfo, ps []piece, n int64, verify bool) ([]byte, error) {
 	buf := make([]byte, n)
 	hl := shard.HeaderLen(seg.ShardSize, seg.ChunkSize)
+	byName := g.view().byName
 	eg, ctx := errgroup.WithContext(ctx) // one piece failing ends the other
 	for _, p := range ps {
-		mb := g.byName[seg.Nodes[p.shard]]
+		mb := byName[seg.Nodes[p.shard]]
 		eg.Go(func() error {
 			if verify {
 				spans, err := g.fetchVerified(ctx, seg, p.shard, mb, []piece{p})
@@ -272,13 +275,14 @@ func (g *Grid) reconstruct(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops shard reads no longer needed
 	k := seg.K
+	byName := g.view().byName
 	// Candidates: healthy-looking shards first, then the ones the healthy
 	// read used, then nodes recently seen down.
 	var cands []int
 	var causes []error
 	for pass := 0; pass < 3; pass++ {
 		for i, name := range seg.Nodes {
-			mb := g.byName[name]
+			mb := byName[name]
 			switch {
 			case name == "":
 				if pass == 0 {
@@ -305,7 +309,7 @@ func (g *Grid) reconstruct(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 		next++
 		inflight++
 		go func() {
-			spans, err := g.fetchVerified(ctx, seg, idx, g.byName[seg.Nodes[idx]], ps)
+			spans, err := g.fetchVerified(ctx, seg, idx, byName[seg.Nodes[idx]], ps)
 			ch <- shardSpans{idx, spans, err}
 		}()
 	}
@@ -337,6 +341,9 @@ func (g *Grid) reconstruct(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 		}
 	}
 	if usable < k {
+		usable += g.locate(ctx, seg, ps, got, k-usable)
+	}
+	if usable < k {
 		return nil, &TooFewShardsError{Segment: seg.ID, Usable: usable, Need: k, Causes: causes}
 	}
 	out := make([]byte, n)
@@ -366,4 +373,52 @@ func (g *Grid) reconstruct(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 		copy(out[p.dst:p.dst+p.n], src[p.off-p.lo:])
 	}
 	return out, nil
+}
+
+// locate looks for up to need shards of seg that are not in got on the
+// nodes the segment does not name for them: a node list recorded before
+// a repair moved shards (a metadata record's link to its predecessor,
+// a root record written before the move) still reads. It fills got and
+// returns how many it found. Only reads that would fail otherwise pay
+// for it.
+func (g *Grid) locate(ctx context.Context, seg *SegmentInfo, ps []piece, got [][][]byte, need int) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	members := g.view().all
+	type found struct {
+		idx   int
+		spans [][]byte
+	}
+	ch := make(chan found, len(got))
+	var wg sync.WaitGroup
+	for i := range got {
+		if got[i] != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, m := range members {
+				if m.Name == seg.Nodes[i] || m.isDown() {
+					continue
+				}
+				if spans, err := g.fetchVerified(ctx, seg, i, m, ps); err == nil {
+					ch <- found{i, spans}
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(ch) }()
+	n := 0
+	for f := range ch {
+		if n < need {
+			got[f.idx] = f.spans
+			n++
+			if n == need {
+				cancel()
+			}
+		}
+	}
+	return n
 }

@@ -1,50 +1,311 @@
 package remote
 
 import (
-	"cmp"
-	"time"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/meshdrive/meshdrive/remote/shard"
 )
 
-// RepairPolicy is when the drive rebuilds a segment's missing shards and
-// which segments go first. The drive's repair (still to be built) must
-// follow it, and meshsim simulates it, so the durability meshsim reports
-// is the one this policy gives. The zero value is the default: repair as
-// soon as any shard is missing.
+// RepairOptions configure RepairSegment.
+type RepairOptions struct {
+	CheckOptions
+	// Health, when set, is a CheckSegment answer for this segment to use
+	// instead of checking again.
+	Health *SegmentHealth
+	// Rebalance also moves a shard when a node that holds none of the
+	// segment's shards now wins its placement (after AddMember).
+	Rebalance bool
+}
+
+// RepairResult says what RepairSegment did.
+type RepairResult struct {
+	// Seg is the segment with its new node list (a copy; the one passed in
+	// is not changed). The caller records it, then deletes Stale.
+	Seg *SegmentInfo
+	// Rebuilt counts shards regenerated because they were missing or
+	// corrupt; Moved, intact shards copied off a draining node (or to a
+	// new node, rebalancing).
+	Rebuilt, Moved int
+	// Stale lists shards left on nodes the new list no longer names: the
+	// caller deletes them (DeleteShards) once Seg is recorded, so a crash
+	// between the two leaves an extra copy, never a missing one.
+	Stale []StaleShard
+	// Failed counts shards that needed a node and found none that took
+	// them; Seg still names their old node (repair still owed).
+	Failed int
+	// Bytes is the shard bytes read and written.
+	Bytes int64
+}
+
+// Changed reports whether the node list changed.
+func (r *RepairResult) Changed() bool { return r.Rebuilt+r.Moved > 0 }
+
+// StaleShard is one shard object to delete from one node.
+type StaleShard struct {
+	Node  string
+	Index int
+}
+
+// RepairSegment brings seg back to k+m intact shards on distinct nodes
+// (and zones): shards that are missing, corrupt, on a node no longer in
+// the grid or unreachable are rebuilt from any k intact ones, and shards
+// on draining nodes are copied off. Each goes to the node placement picks
+// for it, skipping nodes that hold another shard of the segment, draining
+// nodes, and nodes that fail (next candidate). Fewer than k intact shards
+// is a *TooFewShardsError and nothing is written.
 //
-// A repair reads k stored shards, rebuilds every shard missing when it
-// writes, and places each rebuilt shard with the segment's Placement, the
-// surviving holders marked with Hold.
-type RepairPolicy struct {
-	// Below: a segment is owed repair when fewer than Below of its n
-	// shards are stored. 0 means n (any missing shard); a smaller value
-	// saves traffic on shards lost for a short while, at the cost of
-	// durability (meshsim shows how much).
-	Below int
-}
-
-// Needs reports whether a segment with stored of its k+m shards is owed
-// repair.
-func (p RepairPolicy) Needs(stored, k, m int) bool {
-	below := p.Below
-	if below <= 0 || below > k+m {
-		below = k + m
+// The caller records Result.Seg (the journal does), then DeleteShards
+// Result.Stale. A shard stored on a node whose put then failed to be
+// recorded is an unreferenced object: garbage, never a loss.
+func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOptions) (*RepairResult, error) {
+	if err := checkRange(seg, 0, 1); err != nil {
+		return nil, fmt.Errorf("repair: %w", err)
 	}
-	return stored < below
-}
-
-// RepairItem is a segment owed repair, as the order sees it.
-type RepairItem struct {
-	K      int       // data shards: any K rebuild the segment
-	Stored int       // shards stored now
-	Since  time.Time // when the segment first lacked a shard
-}
-
-// Before reports whether a is repaired before b: the most endangered
-// first (fewest shards to spare, Stored-K), then the one degraded the
-// longest. It is a strict weak order, for sort.Slice or a heap.
-func (p RepairPolicy) Before(a, b RepairItem) bool {
-	if c := cmp.Compare(a.Stored-a.K, b.Stored-b.K); c != 0 {
-		return c < 0
+	h := o.Health
+	if h == nil {
+		h = g.CheckSegment(ctx, seg, o.CheckOptions)
 	}
-	return a.Since.Before(b.Since)
+	ms := g.view()
+	n := len(seg.Nodes)
+	res := &RepairResult{Seg: &SegmentInfo{ID: seg.ID, K: seg.K, M: seg.M, Size: seg.Size, ShardSize: seg.ShardSize,
+		ChunkSize: seg.ChunkSize, Nodes: slices.Clone(seg.Nodes)}}
+	var sources, targets []int
+	moving := make([]bool, n)
+	for i, sc := range h.Shards {
+		mb := ms.byName[sc.Node]
+		switch {
+		case sc.State != ShardOK:
+			targets = append(targets, i)
+		case mb != nil && mb.draining.Load():
+			sources = append(sources, i)
+			targets = append(targets, i)
+			moving[i] = true
+		default:
+			sources = append(sources, i)
+		}
+	}
+	pl := newPlacer(ms.all, seg.ID, n)
+	idx := make(map[string]int, len(ms.all))
+	for j, m := range ms.all {
+		idx[m.Name] = j
+	}
+	for i, sc := range h.Shards {
+		if sc.State == ShardOK && !moving[i] {
+			pl.claim(idx[sc.Node])
+		}
+	}
+	if o.Rebalance && len(targets) == 0 {
+		targets = g.rebalanceTargets(seg, ms, idx, moving)
+		for _, i := range targets {
+			moving[i] = true
+		}
+	}
+	if len(targets) == 0 {
+		return res, nil
+	}
+	if pl.free() == 0 {
+		return res, fmt.Errorf("repair segment %s: %w: every node that could take one of its %d missing shards holds another shard of it, is draining or is down; start the stopped nodes or add one (meshdrive node add)",
+			seg.ID, ErrTooFewNodes, len(targets))
+	}
+	if len(sources) < seg.K {
+		var causes []error
+		for _, sc := range h.Shards {
+			if sc.State != ShardOK {
+				causes = append(causes, fmt.Errorf("shard %d: %s: %v", sc.Index, sc.State, sc.Err))
+			}
+		}
+		return res, &TooFewShardsError{Segment: seg.ID, Usable: len(sources), Need: seg.K, Causes: causes}
+	}
+
+	payloads, read, err := g.readShards(ctx, seg, ms, sources, targets)
+	if err != nil {
+		return res, err
+	}
+	res.Bytes += read
+
+	// Build each target's object, then place and store them in parallel.
+	hl := shard.HeaderLen(seg.ShardSize, seg.ChunkSize)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex // guards res and errs
+		errs []error
+	)
+	for _, i := range targets {
+		obj := make([]byte, 0, hl+seg.ShardSize)
+		hd := shard.Header{Kind: shard.KindSegment, K: uint8(seg.K), M: uint8(seg.M), Index: uint8(i),
+			ChunkSize: uint32(seg.ChunkSize), Segment: seg.ID, SegmentSize: seg.Size}
+		obj, err := shard.AppendHeader(obj, &hd, payloads[i])
+		if err != nil {
+			return res, fmt.Errorf("repair segment %s: shard %d header: %w", seg.ID, i, err)
+		}
+		obj = append(obj, payloads[i]...)
+		old := seg.Nodes[i] // a node that lost or spoiled the shard may take it back
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j, ok := pl.pick(i)
+			for ok {
+				mb := ms.all[j]
+				err := g.callSized(ctx, mb, len(obj), func(ctx context.Context, s Store) error {
+					return s.Put(ctx, ShardName(seg.ID, i), obj)
+				})
+				if err == nil {
+					mu.Lock()
+					res.Seg.Nodes[i] = mb.Name
+					res.Bytes += int64(len(obj))
+					if moving[i] {
+						res.Moved++
+					} else {
+						res.Rebuilt++
+					}
+					if old != "" && old != mb.Name {
+						res.Stale = append(res.Stale, StaleShard{Node: old, Index: i})
+					}
+					mu.Unlock()
+					return
+				}
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("shard %d: %w", i, err))
+				mu.Unlock()
+				pl.fail(j)
+				if ctx.Err() != nil {
+					break
+				}
+				j, ok = pl.pick(i)
+			}
+			mu.Lock()
+			res.Failed++ // the list keeps naming the old node: its shard may come back with it
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if res.Failed > 0 {
+		return res, fmt.Errorf("repair segment %s: %d shards found no node to take them (start stopped nodes, free space or add a node): %w",
+			seg.ID, res.Failed, errors.Join(errs...))
+	}
+	return res, nil
+}
+
+// rebalanceTargets lists shards whose rendezvous winner among all
+// members is a node that holds no shard of seg.
+func (g *Grid) rebalanceTargets(seg *SegmentInfo, ms *membership, idx map[string]int, moving []bool) []int {
+	holds := map[string]bool{}
+	for _, name := range seg.Nodes {
+		holds[name] = true
+	}
+	ideal := newPlacer(ms.all, seg.ID, len(seg.Nodes))
+	var out []int
+	for i := range seg.Nodes {
+		j, ok := ideal.pick(i)
+		if ok && !holds[ms.all[j].Name] {
+			out = append(out, i)
+			holds[ms.all[j].Name] = true
+		}
+	}
+	return out
+}
+
+// readShards reads the whole payload of k intact shards (sources, data
+// shards first, another source for each that fails) and reconstructs the
+// payloads of targets. payloads[i] is set for every source read and every
+// target.
+func (g *Grid) readShards(ctx context.Context, seg *SegmentInfo, ms *membership, sources, targets []int) ([][]byte, int64, error) {
+	n := len(seg.Nodes)
+	whole := []piece{{shard: 0, off: 0, n: seg.ShardSize, lo: 0, hi: seg.ShardSize}}
+	payloads := make([][]byte, n)
+	var read int64
+	var causes []error
+	type got struct {
+		i    int
+		data []byte
+		err  error
+	}
+	ch := make(chan got, len(sources))
+	next, inflight, usable := 0, 0, 0
+	launch := func() {
+		i := sources[next]
+		next++
+		inflight++
+		go func() {
+			spans, err := g.fetchVerified(ctx, seg, i, ms.byName[seg.Nodes[i]], whole)
+			var d []byte
+			if err == nil {
+				d = spans[0]
+			}
+			ch <- got{i, d, err}
+		}()
+	}
+	for next < len(sources) && next < seg.K {
+		launch()
+	}
+	for usable < seg.K && inflight > 0 {
+		r := <-ch
+		inflight--
+		if r.err != nil {
+			causes = append(causes, r.err)
+			if next < len(sources) {
+				launch()
+			}
+			continue
+		}
+		payloads[r.i] = r.data
+		read += int64(len(r.data))
+		usable++
+	}
+	for inflight > 0 { // drain: every goroutine sends once
+		if r := <-ch; r.err == nil && usable < seg.K {
+			payloads[r.i] = r.data
+			usable++
+		}
+		inflight--
+	}
+	if usable < seg.K {
+		return nil, read, &TooFewShardsError{Segment: seg.ID, Usable: usable, Need: seg.K, Causes: causes}
+	}
+	need := false
+	for _, i := range targets {
+		need = need || payloads[i] == nil
+	}
+	if !need {
+		return payloads, read, nil
+	}
+	enc, err := g.encoder(seg.K, seg.M)
+	if err != nil || enc == nil {
+		return nil, read, fmt.Errorf("repair segment %s: cannot reconstruct (k=%d m=%d): %v", seg.ID, seg.K, seg.M, err)
+	}
+	required := make([]bool, n)
+	for _, i := range targets {
+		required[i] = payloads[i] == nil
+	}
+	g.stats.reconstructs.Add(1)
+	if err := enc.ReconstructSome(payloads, required); err != nil {
+		return nil, read, fmt.Errorf("repair segment %s: reconstruct: %w", seg.ID, err)
+	}
+	return payloads, read, nil
+}
+
+// DeleteShards deletes shards from their nodes (Stale of a RepairResult
+// once the new node list is recorded). A node gone from the grid or down
+// is skipped and reported; a shard already gone is not an error.
+func (g *Grid) DeleteShards(ctx context.Context, seg SegmentID, stale []StaleShard) error {
+	byName := g.view().byName
+	var errs []error
+	for _, s := range stale {
+		mb := byName[s.Node]
+		if mb == nil {
+			continue // forgotten node: nothing to reach
+		}
+		err := g.call(ctx, mb, func(ctx context.Context, st Store) error { return st.Delete(ctx, ShardName(seg, s.Index)) })
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("delete stale shards of segment %s: %w", seg, errors.Join(errs...))
+	}
+	return nil
 }

@@ -49,6 +49,21 @@ type NodeInfo struct {
 	Free     int64  `json:"free"`
 	Objects  int64  `json:"objects"`
 	Version  string `json:"version"`
+	// Scrub is the node's own scrubber's report (node servers with
+	// --scrub-rate); nil when it runs none.
+	Scrub *ScrubReport `json:"scrub,omitempty"`
+}
+
+// ScrubReport is what a node's scrubber has found: it reads every stored
+// object at a gentle rate, and moves the ones that fail a checksum aside
+// (they then count as missing, so repair regenerates them).
+type ScrubReport struct {
+	Passes      int64     `json:"passes"`       // full passes finished
+	Checked     int64     `json:"checked"`      // objects verified, all passes
+	Bytes       int64     `json:"bytes"`        // bytes read, all passes
+	LastPass    time.Time `json:"last_pass"`    // end of the last full pass (zero: none yet)
+	Corrupt     []string  `json:"corrupt"`      // names found corrupt and moved aside (the most recent 1000)
+	CorruptSeen int64     `json:"corrupt_seen"` // how many, all passes
 }
 
 // Sentinel errors of the remote layer. Backends wrap them with the node and

@@ -86,7 +86,8 @@ func (g *Grid) WriteSegment(ctx context.Context, data []byte) (*SegmentInfo, err
 		}
 	}
 
-	pl := g.newPlacer(info.ID)
+	members := g.view().all
+	pl := newPlacer(members, info.ID, n)
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex // guards errs and info.Nodes
@@ -100,7 +101,7 @@ func (g *Grid) WriteSegment(ctx context.Context, data []byte) (*SegmentInfo, err
 			defer wg.Done()
 			j := first
 			for ok {
-				mb := g.members[j]
+				mb := members[j]
 				err := g.callSized(ctx, mb, len(objs[i]), func(ctx context.Context, s Store) error {
 					return s.Put(ctx, ShardName(info.ID, i), objs[i])
 				})

@@ -25,7 +25,8 @@ func TestHelp(t *testing.T) {
 			t.Errorf("top help lacks %q", c.name)
 		}
 	}
-	cases := [][]string{{"init"}, {"mount"}, {"unmount"}, {"status"}, {"sync"}, {"cache"}, {"passwd"}, {"node", "serve"}}
+	cases := [][]string{{"init"}, {"mount"}, {"unmount"}, {"status"}, {"sync"}, {"cache"}, {"passwd"}, {"node", "serve"}, {"check"},
+		{"node", "list"}, {"node", "add"}, {"node", "drain"}, {"node", "remove"}}
 	for _, c := range cases {
 		r := mustRun(t, cmdEnv(), append(c, "--help")...)
 		usage := "Usage: meshdrive " + strings.Join(c, " ")

@@ -211,6 +211,9 @@ func printStatus(w io.Writer, r *statusReport) {
 	if u.Errors > 0 {
 		fmt.Fprintf(w, "  %d upload errors, last: %s\n", u.Errors, u.LastError)
 	}
+	if rp := r.Repair; rp != nil {
+		printRepair(w, rp)
+	}
 	md := r.Metadata
 	switch {
 	case md.Head == 0:

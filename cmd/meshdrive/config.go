@@ -67,6 +67,9 @@ type NodeConfig struct {
 	Name string `json:"name"`
 	URL  string `json:"url"`
 	Zone string `json:"zone,omitempty"`
+	// Draining: meshdrive node drain began and has not finished; the node
+	// takes no new shard and the mount moves its shards off.
+	Draining bool `json:"draining,omitempty"`
 }
 
 func newDriveID() (string, error) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/journal/repair"
 	"github.com/meshdrive/meshdrive/remote"
 )
 
@@ -31,6 +32,11 @@ import (
 //	GET  /snapshots         []snapshotJSON
 //	POST /snapshots?name=N  snapshotJSON of the new snapshot
 //	POST /snapshots/delete  ?name=N (repeated) or ?all=1: []snapshotJSON deleted
+//	POST /check             ?path=P&verify=1&repair=1: JSON lines of checkLine, the last with the report
+//	GET  /nodes             []nodeStatus
+//	POST /nodes/add         ?url=U&zone=Z: nodeStatus of the new node
+//	POST /nodes/drain       ?node=N: JSON lines of checkLine until the node is drained and removed
+//	POST /nodes/remove      ?node=N: the removed nodeStatus
 
 // statusReport is GET /status (and meshdrive status --json).
 type statusReport struct {
@@ -51,7 +57,8 @@ type statusReport struct {
 	Uploads    uploadStatus    `json:"uploads"`
 	Metadata   metaStatus      `json:"metadata"`
 	GC         gcStatus        `json:"gc"`
-	Cache      json.RawMessage `json:"cache"` // cache.Stats
+	Repair     *repair.Stats   `json:"repair,omitempty"` // nil on a read-only mount
+	Cache      json.RawMessage `json:"cache"`            // cache.Stats
 }
 
 // gcStatus is garbage collection: what waits, what the last one freed.
@@ -78,6 +85,9 @@ type nodeStatus struct {
 	Free      int64   `json:"free"`     // bytes, -1 unknown
 	Shards    int64   `json:"shards"`   // objects on the node (all are shards)
 	Error     string  `json:"error,omitempty"`
+	Draining  bool    `json:"draining,omitempty"`
+	// Scrub is the node's own scrubber's report (node serve --scrub-rate).
+	Scrub *remote.ScrubReport `json:"scrub,omitempty"`
 }
 
 type uploadStatus struct {
@@ -156,6 +166,7 @@ type controlOptions struct {
 	grid                *remote.Grid
 	readOnly            bool
 	log                 *slog.Logger
+	repair              *repair.Repairer // nil on a read-only mount
 }
 
 type controlServer struct {
@@ -164,6 +175,8 @@ type controlServer struct {
 	srv    *http.Server
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+
+	cfgMu sync.Mutex // guards o.cfg (replaced whole by node add, drain, remove); taken alone
 
 	mu       sync.Mutex // guards the fields below
 	rate     float64
@@ -197,6 +210,11 @@ func startControl(o controlOptions) (*controlServer, error) {
 	mux.HandleFunc("GET /snapshots", c.snapshotList)
 	mux.HandleFunc("POST /snapshots", c.snapshotCreate)
 	mux.HandleFunc("POST /snapshots/delete", c.snapshotDelete)
+	mux.HandleFunc("POST /check", c.check)
+	mux.HandleFunc("GET /nodes", c.nodeList)
+	mux.HandleFunc("POST /nodes/add", c.nodeAdd)
+	mux.HandleFunc("POST /nodes/drain", c.nodeDrain)
+	mux.HandleFunc("POST /nodes/remove", c.nodeRemove)
 	c.srv = &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx },
 		ReadHeaderTimeout: 10 * time.Second}
 	c.done.Add(2)
@@ -291,7 +309,7 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, rep)
 		return
 	}
-	cfg := c.o.cfg
+	cfg := c.config()
 	rep := statusReport{DataDir: c.o.dataDir, DriveID: cfg.DriveID, Mountpoint: c.o.mountpoint, PID: os.Getpid(),
 		K: cfg.K, M: cfg.M, BlockSize: cfg.BlockSize, ReadOnly: c.o.readOnly, NodesTotal: len(cfg.Nodes)}
 	urls := map[string]string{}
@@ -312,10 +330,14 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 	ms := c.o.drive.Journal().MetaStats(ctx)
 	rep.GC = gcStatus{GarbageBytes: c.o.drive.Journal().GarbageBytes(ctx), Last: c.o.drive.Journal().LastGC()}
 	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError}
+	if c.o.repair != nil {
+		st := c.o.repair.Stats()
+		rep.Repair = &st
+	}
 	switch {
 	case rep.Uploads.Bytes > 0 || rep.Uploads.InFlightBytes > 0 || rep.Uploads.Blocks > 0 || (ms.PendingRows > 0 && !c.o.readOnly):
 		rep.State = journal.StateLocal.String()
-	case rep.Uploads.RepairOwed > 0:
+	case rep.Uploads.RepairOwed > 0 || (rep.Repair != nil && rep.Repair.Owed > 0):
 		rep.State = journal.StateDegraded.String()
 	default:
 		rep.State = journal.StateDurable.String()

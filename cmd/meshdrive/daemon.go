@@ -49,7 +49,10 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 	args := []string{"mount", "--data", o.dataDir,
 		"--cache-size", strconv.FormatInt(o.cacheSize, 10),
 		"--upload-limit", strconv.FormatInt(int64(o.uploadLimit), 10),
-		"--log-level", o.logLevel}
+		"--log-level", o.logLevel,
+		"--repair-limit", strconv.FormatInt(int64(o.repairLimit), 10),
+		"--repair-below", strconv.Itoa(o.repairBelow),
+		"--repair-interval", o.repairInterval.String()}
 	if o.allowOther {
 		args = append(args, "--allow-other")
 	}

@@ -8,10 +8,12 @@
 //	meshdrive sync      wait until everything written is grid-durable
 //	meshdrive cache clear
 //	meshdrive passwd    change the passphrase (the data is not touched)
-//	meshdrive node serve
+//	meshdrive check     count (--verify: verify) every file's shards; --repair
+//	meshdrive node serve | list | add | drain | remove
 //
 // Flags are parsed only here. Everything else lives in the packages fs,
 // journal, cache and remote; this command wires them together, keeps the
 // drive config (config.json) and the control socket (control.sock) that
-// status, sync and cache clear talk to while a mount runs.
+// status, sync, cache clear, check and node list|add|drain|remove talk to
+// while a mount runs.
 package main

@@ -306,7 +306,7 @@ func printProtectNotice(w io.Writer, dir string, cfg *Config) {
 	if embedded {
 		fmt.Fprintf(w, "Its grid is on this machine: %d node directories under %s (k=%d m=%d), so it\n"+
 			"survives %d damaged node directories but not the loss of this disk. Put nodes on\n"+
-			"other machines for that (meshdrive init --node URL; moving an existing drive is later work).\n",
+			"other machines for that (meshdrive node add URL, then meshdrive node drain node-N).\n",
 			len(cfg.Nodes), filepath.Join(dir, nodesDir), cfg.K, cfg.M, cfg.M)
 	} else {
 		fmt.Fprintf(w, "Its data is spread over %d nodes (k=%d m=%d): any %d of them can be lost.\n", len(cfg.Nodes), cfg.K, cfg.M, cfg.M)

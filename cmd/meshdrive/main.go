@@ -54,7 +54,8 @@ func commands() []command {
 		{"recover", "rebuild a lost drive on this machine from the passphrase and one node", runRecover},
 		{"gc", "collect garbage: deleted data leaves the grid", runGC},
 		{"snapshot", "snapshot create | list | delete | restore: the drive's past, browsable under .snapshots", runSnapshot},
-		{"node", "node serve: run a storage node over HTTP", runNode},
+		{"check", "check (--verify, --repair) the shards of every file: healthy, degraded or unrecoverable", runCheck},
+		{"node", "node serve | list | add | drain | remove: run a storage node, or change the drive's nodes", runNode},
 	}
 }
 

@@ -52,6 +52,12 @@ type mountOptions struct {
 	// metaInterval: --metadata-interval (0: the config's, else the default).
 	metaInterval time.Duration
 	gcInterval   time.Duration
+	// Background repair: bytes/s of shard traffic (0 unlimited), the
+	// shard count below which a segment is repaired (0: k+m), and the
+	// time between passes.
+	repairLimit    float64
+	repairBelow    int
+	repairInterval time.Duration
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -81,6 +87,9 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	passFile := fl.String("passphrase-file", "", "read the passphrase from this file")
 	gcInterval := fl.Duration("gc-interval", time.Hour, "collect garbage (deleted data, compaction, orphaned shards) in the background this often; 0 = only by meshdrive gc")
 	metaInterval := fl.Duration("metadata-interval", 0, "how far the grid's copy of the metadata may trail the journal while nodes are up (default: the config's metadata_interval, else 30s)")
+	repairLimit := fl.String("repair-limit", "16MiB", "bandwidth of the background repair in bytes/s, shards read plus written (same suffixes; 0 = unlimited); it also holds back while reads and uploads run")
+	repairBelow := fl.Int("repair-below", 0, "the background repair rebuilds segments with fewer than this many shards (default 0: k+m, any missing shard)")
+	repairInterval := fl.Duration("repair-interval", 10*time.Minute, "time between background repair passes (one also runs at mount, and after node add or remove)")
 	pos, err := parseFlags(e, fl, e.args)
 	if err != nil {
 		return err
@@ -107,6 +116,19 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 		return usageError("--upload-limit %q: want bytes per second like 10MiB", *uploadLimit)
 	}
 	o.uploadLimit = float64(ul)
+	rl, err := parseBytes(*repairLimit)
+	if err != nil || rl < 0 {
+		return usageError("--repair-limit %q: want bytes per second like 16MiB", *repairLimit)
+	}
+	o.repairLimit = float64(rl)
+	if *repairBelow < 0 {
+		return usageError("--repair-below %d: want a shard count, or 0 for k+m", *repairBelow)
+	}
+	o.repairBelow = *repairBelow
+	if *repairInterval < time.Second {
+		return usageError("--repair-interval %v: want at least 1s, like 10m", *repairInterval)
+	}
+	o.repairInterval = *repairInterval
 	log, err := newLogger(e.stderr, o.logLevel)
 	if err != nil {
 		return err
@@ -332,7 +354,8 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	hctx, hcancel := context.WithCancel(context.Background())
 	defer hcancel()
 	go watchHealth(hctx, grid, log)
-	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log})
+	rep := startRepair(hctx, o, cfg, grid, drive.Journal(), log)
+	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep})
 	if err != nil {
 		unmountServer(o.mountpoint, srv, served, log)
 		return err

@@ -10,21 +10,47 @@ import (
 	"github.com/meshdrive/meshdrive/remote/node"
 )
 
+const nodeUsage = `Usage: meshdrive node SUBCOMMAND
+
+  node serve --dir DIR --listen ADDR [flags]   run a storage node
+  node list [--json]                           the drive's nodes: health, latency, capacity, shards
+  node add URL [--zone Z]                      add a node; shards rebalance onto it in the background
+  node drain NODE                              move every shard off a node, then remove it
+  node remove NODE                             forget a dead node; repair regenerates its shards
+
+NODE is a node's name (node list) or URL. list, add, drain and remove talk to
+the running mount. Run "meshdrive node SUBCOMMAND --help" for the flags.
+`
+
 func runNode(e *env) error {
-	if len(e.args) == 0 || e.args[0] != "serve" {
-		if len(e.args) > 0 && (e.args[0] == "-h" || e.args[0] == "--help" || e.args[0] == "help") {
-			fmt.Fprintf(e.stdout, "Usage: meshdrive node serve --dir DIR --listen ADDR [flags]\n\nRun \"meshdrive node serve --help\" for the flags.\n")
-			return nil
-		}
-		return usageError("node needs the subcommand serve: meshdrive node serve --dir DIR --listen ADDR")
+	if len(e.args) == 0 {
+		fmt.Fprint(e.stderr, nodeUsage)
+		return usageError("node needs a subcommand: serve, list, add, drain or remove")
 	}
-	fl := newFlagSet(e, "node serve", "node serve --dir DIR --listen ADDR [--token-file F] [--tls-cert F --tls-key F]", `
+	switch e.args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(e.stdout, nodeUsage)
+		return nil
+	case "serve":
+	case "list", "add", "drain", "remove":
+		return runNodeAdmin(e, e.args[0], e.args[1:])
+	default:
+		fmt.Fprint(e.stderr, nodeUsage)
+		return usageError("unknown node subcommand %q: want serve, list, add, drain or remove", e.args[0])
+	}
+	fl := newFlagSet(e, "node serve", "node serve --dir DIR --listen ADDR [--token-file F] [--tls-cert F --tls-key F] [--scrub-rate R]", `
 Serve a storage node: shards are kept in DIR and served over HTTP (the node
 API, /v1/...). The node sees only encrypted shards, never a file name or a
 plaintext byte. With --token-file, every request must carry that token (give
-drives the URL http://TOKEN@host:port). SIGTERM or Ctrl-C stop accepting,
-finish the requests in flight and exit 0. The bound address is printed on
-stdout ("listening on HOST:PORT"), so --listen 127.0.0.1:0 picks a free port.`)
+drives the URL http://TOKEN@host:port). A node listening on anything but a
+loopback address needs a token (it would be open to anyone who can reach
+it); --insecure serves without one anyway. With --scrub-rate the node reads
+every stored shard again and again at about that many bytes per second,
+moves the ones that fail their checksums aside and reports them in
+/v1/info (meshdrive node list shows them; the drive's repair regenerates
+them). SIGTERM or Ctrl-C stop accepting, finish the requests in flight and
+exit 0. The bound address is printed on stdout ("listening on HOST:PORT"),
+so --listen 127.0.0.1:0 picks a free port.`)
 	dir := fl.String("dir", "", "directory to keep shards in (created if missing)")
 	listen := fl.String("listen", "", "address to listen on, host:port (port 0 picks a free one)")
 	tokenFile := fl.String("token-file", "", "file holding the access token clients must send")
@@ -32,6 +58,8 @@ stdout ("listening on HOST:PORT"), so --listen 127.0.0.1:0 picks a free port.`)
 	keyFile := fl.String("tls-key", "", "TLS private key file (PEM)")
 	addrFile := fl.String("addr-file", "", "also write the bound address to this file")
 	logLevel := fl.String("log-level", "info", "log level: debug, info, warn, error")
+	scrubRate := fl.String("scrub-rate", "0", "verify every stored shard at about this many bytes/s (suffixes K, M, G, KiB, MiB, GiB; 0 = no scrub)")
+	insecure := fl.Bool("insecure", false, "serve a non-loopback address without a token: anyone who reaches it may read, replace or delete shards")
 	pos, err := parseFlags(e, fl, e.args[1:])
 	if err != nil {
 		return err
@@ -44,6 +72,17 @@ stdout ("listening on HOST:PORT"), so --listen 127.0.0.1:0 picks a free port.`)
 	}
 	if (*certFile == "") != (*keyFile == "") {
 		return usageError("--tls-cert and --tls-key go together")
+	}
+	rate, err := parseBytes(*scrubRate)
+	if err != nil || rate < 0 {
+		return usageError("--scrub-rate %q: want bytes per second like 8MiB, or 0", *scrubRate)
+	}
+	if *tokenFile == "" && !loopbackAddr(*listen) {
+		if !*insecure {
+			return usageError("refusing to serve %s without a token: anyone who can reach it could read, replace or delete shards; "+
+				"give --token-file F (and the drive the URL http://TOKEN@host:port), listen on 127.0.0.1, or pass --insecure", *listen)
+		}
+		fmt.Fprintf(e.stderr, "meshdrive: WARNING: serving %s with no token (--insecure): anyone who can reach this address can read, replace or delete every shard\n", *listen)
 	}
 	log, err := newLogger(e.stderr, *logLevel)
 	if err != nil {
@@ -64,7 +103,7 @@ stdout ("listening on HOST:PORT"), so --listen 127.0.0.1:0 picks a free port.`)
 	// that stops the node as soon as it listens gets a clean exit.
 	ctx, stop := signalContext()
 	defer stop()
-	srv, err := node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log})
+	srv, err := node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate})
 	if err != nil {
 		return err
 	}
@@ -89,4 +128,19 @@ stdout ("listening on HOST:PORT"), so --listen 127.0.0.1:0 picks a free port.`)
 	}
 	fmt.Fprintf(e.stdout, "listening on %s\n", addr)
 	return srv.Serve(ctx, ln)
+}
+
+// loopbackAddr reports whether a listen address (host:port) is on a
+// loopback interface only: 127.0.0.0/8, ::1 or localhost. An empty host
+// listens everywhere.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

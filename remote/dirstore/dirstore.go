@@ -254,6 +254,12 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 // directories it created.
 func (s *Store) mkdirs(dir string) error {
 	if dir == s.dir {
+		// The store's own directory is gone (a wiped disk): make it
+		// again, so the node can be repaired back to its shards.
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("dirstore: the store's directory was gone; made it again", "dir", dir)
+			return os.MkdirAll(dir, 0o700)
+		}
 		return nil
 	}
 	if st, err := os.Stat(dir); err == nil {
@@ -458,6 +464,9 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]re
 	limit = min(limit, MaxListLimit)
 	l := lister{ctx: ctx, prefix: prefix, after: after, limit: limit}
 	if err := l.walk(s.dir, ""); err != nil && !errors.Is(err, errListDone) {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil // the store's directory is gone: it holds nothing
+		}
 		return nil, s.fsErr("list", fmt.Sprintf("prefix %q", prefix), err)
 	}
 	return l.out, nil
@@ -548,7 +557,11 @@ func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 		return remote.NodeInfo{}, fmt.Errorf("%s: info: %w", s, err)
 	}
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.dir, &st); err != nil {
+	err := syscall.Statfs(s.dir, &st)
+	if errors.Is(err, syscall.ENOENT) { // the directory is gone (wiped): its disk is the parent's
+		err = syscall.Statfs(filepath.Dir(s.dir), &st)
+	}
+	if err != nil {
 		return remote.NodeInfo{}, fmt.Errorf("%s: statfs: %w", s, err)
 	}
 	return remote.NodeInfo{
@@ -557,4 +570,88 @@ func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 		Objects:  max(s.objects.Load(), 0),
 		Version:  Version,
 	}, nil
+}
+
+// verifyPiece is how much of an object Verify reads at a time.
+const verifyPiece = 1 << 20
+
+var _ remote.Verifier = (*Store)(nil)
+
+// Verify reads the whole object name and checks its header and every
+// payload chunk against their checksums: nil when intact, ErrCorrupt
+// (naming the chunk) when not, ErrNotFound when absent. It reads in 1 MiB
+// pieces, so any object size costs bounded memory.
+func (s *Store) Verify(ctx context.Context, name string) error {
+	path, err := s.path("verify", name)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return s.fsErr("verify", name, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return s.fsErr("verify", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: verify %s: %w", s, name, remote.ErrNotFound)
+	}
+	h, err := shard.ReadHeader(f)
+	if err != nil {
+		if errors.Is(err, shard.ErrFormat) || errors.Is(err, shard.ErrCorrupt) {
+			return fmt.Errorf("%s: verify %s: bad header: %w: %w", s, name, remote.ErrCorrupt, err)
+		}
+		return s.fsErr("verify", name, err)
+	}
+	if h.ObjectLen() != fi.Size() {
+		return fmt.Errorf("%s: verify %s: file is %d bytes, its header says %d: %w", s, name, fi.Size(), h.ObjectLen(), remote.ErrCorrupt)
+	}
+	piece := max(int64(verifyPiece)/int64(h.ChunkSize), 1) * int64(h.ChunkSize)
+	buf := make([]byte, min(piece, h.PayloadLen))
+	hl := h.Len()
+	for off := int64(0); off < h.PayloadLen; off += piece {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: verify %s: %w", s, name, err)
+		}
+		b := buf[:min(piece, h.PayloadLen-off)]
+		if _, err := f.ReadAt(b, hl+off); err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("%s: verify %s: file shorter than its header says: %w", s, name, remote.ErrCorrupt)
+			}
+			return s.fsErr("verify", name, err)
+		}
+		if err := h.VerifyRange(off, b); err != nil {
+			return fmt.Errorf("%s: verify %s: %w: %w", s, name, remote.ErrCorrupt, err)
+		}
+	}
+	return nil
+}
+
+// QuarantineDir is where Quarantine moves corrupt objects, inside the
+// store's directory; its dot keeps it out of List.
+const QuarantineDir = ".quarantine"
+
+// Quarantine moves object name aside into QuarantineDir (its slashes
+// turned into '#'), so it is no longer served or listed and the next
+// repair regenerates it; the bytes stay for a person to inspect.
+func (s *Store) Quarantine(ctx context.Context, name string) error {
+	path, err := s.path("quarantine", name)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	qdir := filepath.Join(s.dir, QuarantineDir)
+	if err := os.MkdirAll(qdir, 0o700); err != nil {
+		return s.fsErr("quarantine", name, err)
+	}
+	dst := filepath.Join(qdir, strings.ReplaceAll(name, "/", "#")+"."+time.Now().UTC().Format("20060102T150405.000000000"))
+	if err := os.Rename(path, dst); err != nil {
+		return s.fsErr("quarantine", name, err)
+	}
+	s.objects.Add(-1)
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -255,6 +256,38 @@ func FuzzGet(f *testing.F) {
 		}
 		if _, err := shard.Parse(file); err != nil {
 			t.Fatalf("Get succeeded on a file whose header does not parse: %v", err)
+		}
+	})
+}
+
+// FuzzVerify stores arbitrary bytes as an object file: Verify never
+// panics, and it passes only a file that shard.Verify accepts whole.
+func FuzzVerify(f *testing.F) {
+	valid, err := shard.Encode(&shard.Header{Kind: shard.KindSegment, K: 2, M: 1, ChunkSize: 4 << 10}, bytes.Repeat([]byte("xyz"), 5000))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(valid)
+	f.Add(remotetest.Flip(valid, 9000))
+	f.Add(valid[:len(valid)-1])
+	f.Add(append(slices.Clone(valid), 0))
+	f.Add([]byte("MDS1"))
+	dir := f.TempDir()
+	s, err := dirstore.New(dir, dirstore.Options{HeaderCache: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, file []byte) {
+		if err := os.WriteFile(filepath.Join(dir, "obj"), file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := s.Verify(t.Context(), "obj")
+		_, _, want := shard.Verify(file)
+		if (err == nil) != (want == nil) {
+			t.Fatalf("Verify says %v, shard.Verify says %v", err, want)
+		}
+		if err != nil && !errors.Is(err, remote.ErrCorrupt) {
+			t.Fatalf("Verify of a bad file: %v, want ErrCorrupt", err)
 		}
 	})
 }

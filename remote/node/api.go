@@ -15,6 +15,7 @@ const (
 	objectPath = "/v1/o/"
 	listPath   = "/v1/list"
 	infoPath   = "/v1/info"
+	verifyPath = "/v1/verify/"
 )
 
 // mtimeHeader carries an object's modification time (RFC 3339, nanoseconds)

@@ -511,6 +511,38 @@ func (c *Client) Info(ctx context.Context) (remote.NodeInfo, error) {
 	return ni, err
 }
 
+var _ remote.Verifier = (*Client)(nil)
+
+// Verify asks the node to check name's checksums where it is stored, so
+// only the verdict crosses the network: nil when intact, ErrCorrupt,
+// ErrNotFound. A node too old to know the request is verified by reading
+// the whole object.
+func (c *Client) Verify(ctx context.Context, name string) error {
+	if err := remote.ValidName(name); err != nil {
+		return c.errf("verify", name, err)
+	}
+	old := false
+	err := c.do(ctx, "verify", name, request{
+		method: http.MethodPost,
+		path:   verifyPath + name,
+		want:   []int{http.StatusNoContent, http.StatusOK, http.StatusNotFound},
+		handle: func(resp *http.Response) error {
+			if resp.StatusCode != http.StatusNotFound {
+				return nil
+			}
+			if err := statusError(resp); !errors.Is(err, remote.ErrNotFound) {
+				old = true // "no such endpoint": a node from before verify
+				return nil
+			}
+			return remote.ErrNotFound
+		},
+	})
+	if old {
+		return remote.VerifyObject(ctx, c, name)
+	}
+	return err
+}
+
 // maxJSON bounds a JSON answer (a list page of MaxListLimit objects fits).
 const maxJSON = 16 << 20
 

@@ -9,7 +9,8 @@
 //	HEAD   /v1/o/{name}   size in Content-Length, mtime in X-Meshdrive-Mtime
 //	DELETE /v1/o/{name}   204, also for a missing name
 //	GET    /v1/list?prefix=P&after=A&limit=N   {"objects":[{"name","size","mtime"}...]} in name order
-//	GET    /v1/info       remote.NodeInfo as JSON (capacity, free, objects, version)
+//	GET    /v1/info       remote.NodeInfo as JSON (capacity, free, objects, version, scrub report)
+//	POST   /v1/verify/{name}  the node checks every checksum of the object: 204 intact, 409 corrupt, 404 missing
 //
 // When the server has a token every request needs "Authorization: Bearer
 // TOKEN" (compared in constant time), else 401. Errors answer a JSON body
@@ -39,6 +40,14 @@
 // each attempt is bounded by ClientOptions.Timeout. Errors name the node
 // URL (never the token) and the object. One http.Transport per client
 // keeps connections alive.
+//
+// # Scrub
+//
+// With ServerOptions.ScrubRate, Serve also runs a scrubber: it lists the
+// store and verifies every object, pass after pass, paced by a token
+// bucket of ScrubRate bytes per second; a corrupt object is moved aside
+// (Quarantiner; the dirstore renames it into .quarantine/) and named in
+// /v1/info, so the drive's next check or repair regenerates it.
 //
 // # Shutdown
 //

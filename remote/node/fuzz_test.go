@@ -114,6 +114,9 @@ func FuzzServerRequest(f *testing.F) {
 		{4, "/v1/o/x", "Bearer tok", "", []byte("x")},
 		{1, "/v1/o//abs", "Bearer tok", "", valid},
 		{1, "/v1/o/a%5cb", "Bearer tok", "", valid},
+		{4, "/v1/verify/shards/x.1", "Bearer tok", "", nil},
+		{4, "/v1/verify/../x", "Bearer tok", "", nil},
+		{0, "/v1/verify/shards/x.1", "Bearer tok", "", nil},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.target, s.auth, s.rng, s.body)

@@ -66,6 +66,11 @@ type ServerOptions struct {
 	// Store, when set, is served instead of a dirstore in Dir (tests and
 	// wrappers such as remote/faulty).
 	Store remote.Store
+	// ScrubRate, when positive, makes Serve verify every stored object
+	// again and again at about this many bytes per second, move the
+	// corrupt ones aside and report them in /v1/info. The store must be a
+	// remote.Verifier (a dirstore is).
+	ScrubRate int64
 }
 
 // Server serves one remote.Store over the node HTTP API.
@@ -78,6 +83,7 @@ type Server struct {
 	version   string
 	shutdown  time.Duration
 	pieces    sync.Pool // *[]byte of streamPiece bytes, for large GETs
+	scrub     *scrubber // nil without ScrubRate
 }
 
 // NewServer opens the store and returns a server for it.
@@ -122,6 +128,13 @@ func NewServer(o ServerOptions) (*Server, error) {
 		s.hasToken = true
 	}
 	s.pieces.New = func() any { b := make([]byte, streamPiece); return &b }
+	if o.ScrubRate > 0 {
+		sc, err := newScrubber(st, o.ScrubRate, log)
+		if err != nil {
+			return nil, err
+		}
+		s.scrub = sc
+	}
 	return s, nil
 }
 
@@ -141,6 +154,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	if s.scrub != nil {
+		sctx, stop := context.WithCancel(ctx)
+		defer stop()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.scrub.run(sctx)
+		}()
+		defer wg.Wait() // after stop: the scrubber ends with the server
+	}
 	s.log.Info("node: serving", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
@@ -213,6 +237,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.list(w, r)
+	case strings.HasPrefix(p, verifyPath):
+		name := p[len(verifyPath):]
+		if err := remote.ValidName(name); err != nil {
+			s.fail(w, r, http.StatusBadRequest, codeInvalidName, err.Error())
+			return
+		}
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			s.fail(w, r, http.StatusMethodNotAllowed, codeMethod, "method "+r.Method+" not allowed on "+verifyPath)
+			return
+		}
+		s.verify(w, r, name)
 	case p == infoPath:
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET")
@@ -221,7 +257,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.info(w, r)
 	default:
-		s.fail(w, r, http.StatusNotFound, codeBadRequest, "no such endpoint "+strconv.Quote(p)+" (the API is /v1/o/NAME, /v1/list, /v1/info)")
+		s.fail(w, r, http.StatusNotFound, codeBadRequest, "no such endpoint "+strconv.Quote(p)+" (the API is /v1/o/NAME, /v1/verify/NAME, /v1/list, /v1/info)")
 	}
 }
 
@@ -425,7 +461,27 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ni.Version = s.version
+	if s.scrub != nil {
+		ni.Scrub = s.scrub.report()
+	}
 	writeJSON(w, ni)
+}
+
+// verify checks a stored object's checksums on this node: 204 when intact,
+// 409 corrupt, 404 missing. The object's bytes are not sent.
+func (s *Server) verify(w http.ResponseWriter, r *http.Request, name string) {
+	v, ok := s.store.(remote.Verifier)
+	var err error
+	if ok {
+		err = v.Verify(r.Context(), name)
+	} else {
+		err = remote.VerifyObject(r.Context(), s.store, name)
+	}
+	if err != nil {
+		s.storeFail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

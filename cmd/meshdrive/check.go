@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/meshdrive/meshdrive/journal/repair"
+)
+
+func runCheck(e *env) error {
+	fl := newFlagSet(e, "check", "check [--data DIR] [--verify] [--repair] [--json] [PATH]", `
+Check the shards of every segment under PATH (a file or folder inside the
+mount, or a path relative to the drive's root; the whole drive by default,
+the metadata's segments included). Without --verify a shard counts when its
+node lists it with the right size (one listing per node); with --verify each
+node reads its shards and checks every checksum itself, answering with a
+verdict (the data does not travel). Each file is healthy (n of n shards),
+degraded (k to n-1: how many) or unrecoverable (fewer than k: which
+segments). With --repair, missing and corrupt shards are rebuilt from any k
+and stored on the nodes placement picks, so every segment returns to n shards
+on n distinct nodes. Nodes that do not answer are reported, not waited for.
+Prints the files that are not healthy and a summary (--json: every file);
+a progress bar on a terminal. Exits 1 when anything is unrecoverable or a
+repair failed. Talks to the running mount.`)
+	dataDir := dataDirFlag(e, fl)
+	verify := fl.Bool("verify", false, "have each node check its shards' checksums (reads every shard on the nodes)")
+	doRepair := fl.Bool("repair", false, "rebuild missing and corrupt shards")
+	asJSON := fl.Bool("json", false, "print the report as JSON")
+	pos, err := parseFlags(e, fl, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usageError("check takes at most one PATH")
+	}
+	dir, err := dataDir()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	q := url.Values{}
+	if len(pos) == 1 {
+		q.Set("path", pos[0])
+		if abs, err := filepath.Abs(pos[0]); err == nil {
+			q.Set("abs", abs)
+		}
+	}
+	if *verify {
+		q.Set("verify", "1")
+	}
+	if *doRepair {
+		q.Set("repair", "1")
+	}
+	var rep *repair.Report
+	err = streamLines(ctx, e, dir, "/check?"+q.Encode(), func(l checkLine) { rep = l.Report })
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	if *asJSON {
+		if err := printJSON(e.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		printCheck(e.stdout, rep)
+	}
+	switch {
+	case rep.Unrecoverable > 0 || len(rep.MetaUnrecoverable) > 0:
+		return &exitError{code: 1, err: fmt.Errorf("%d files and %d metadata records are unrecoverable (fewer than k shards); start stopped nodes (%s) and check again",
+			rep.Unrecoverable, len(rep.MetaUnrecoverable), strings.Join(rep.Down, ", "))}
+	case rep.RepairFailed > 0:
+		return &exitError{code: 1, err: fmt.Errorf("%d segments could not be repaired (first: %s)", rep.RepairFailed, strings.Join(rep.RepairErrors[:min(1, len(rep.RepairErrors))], ""))}
+	}
+	return nil
+}
+
+// streamLines POSTs to a streaming control endpoint, shows its progress
+// (a bar on a terminal) and hands every line to each; the last line must
+// say done or carry the error.
+func streamLines(ctx context.Context, e *env, dir, path string, each func(checkLine)) error {
+	resp, err := newControlClient(dir).do(ctx, "POST", path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	tty := false
+	if f, ok := e.stderr.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	var bar *progressbar.ProgressBar
+	phase := ""
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 256<<20)
+	for sc.Scan() {
+		var l checkLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("bad progress line: %v", err)
+		}
+		each(l)
+		if p := l.Progress; p != nil && tty {
+			if bar == nil || phase != p.Phase {
+				if bar != nil {
+					bar.Finish()
+					fmt.Fprintln(e.stderr)
+				}
+				phase = p.Phase
+				bar = progressbar.NewOptions(p.Total, progressbar.OptionSetWriter(e.stderr),
+					progressbar.OptionSetDescription(p.Phase+" segments"), progressbar.OptionShowCount(),
+					progressbar.OptionFullWidth(), progressbar.OptionThrottle(100*time.Millisecond))
+			}
+			bar.Set(p.Done)
+		}
+		if l.Error != "" || l.Done {
+			if bar != nil {
+				bar.Finish()
+				fmt.Fprintln(e.stderr)
+			}
+			if l.Error != "" {
+				return errors.New(l.Error)
+			}
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted (%v); what was repaired so far stays repaired", context.Cause(ctx))
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("the mount stopped answering: %w", err)
+	}
+	return errors.New("the mount ended the answer early (was it unmounted?); run the command again to finish")
+}
+
+func printCheck(w io.Writer, r *repair.Report) {
+	for _, f := range r.Files {
+		switch f.State {
+		case repair.Degraded:
+			fmt.Fprintf(w, "degraded       %s: %d of %d shards\n", f.Path, f.Shards, f.N)
+		case repair.Unrecoverable:
+			fmt.Fprintf(w, "UNRECOVERABLE  %s: %d of %d shards, segments %s\n", f.Path, f.Shards, f.N, strings.Join(f.Segments, ", "))
+		}
+	}
+	what := "checked"
+	if r.Verify {
+		what = "verified"
+	}
+	fmt.Fprintf(w, "%s %d files: %d healthy, %d degraded, %d unrecoverable; %d segments (%d of metadata): %d healthy, %d degraded, %d unrecoverable\n",
+		what, len(r.Files), r.Healthy, r.Degraded, r.Unrecoverable, r.Segments, r.MetaSegments,
+		r.SegmentsHealthy, r.SegmentsDegraded, r.SegmentsUnrecoverable)
+	if len(r.MetaUnrecoverable) > 0 {
+		fmt.Fprintf(w, "metadata records below k shards: %v (the drive's history before the newest full record may not be recoverable)\n", r.MetaUnrecoverable)
+	}
+	if r.Repair {
+		fmt.Fprintf(w, "repaired %d segments", r.Repaired)
+		if r.RepairFailed > 0 {
+			fmt.Fprintf(w, ", %d failed: %s", r.RepairFailed, strings.Join(r.RepairErrors, "; "))
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.Down) > 0 {
+		fmt.Fprintf(w, "nodes that did not answer: %s\n", strings.Join(r.Down, ", "))
+	}
+}
+
+// printRepair is status's repair paragraph.
+func printRepair(w io.Writer, rp *repair.Stats) {
+	fmt.Fprintf(w, "\nrepair: ")
+	switch {
+	case rp.LastPass.IsZero() && !rp.Running:
+		fmt.Fprintf(w, "no pass yet")
+	case rp.Owed == 0:
+		fmt.Fprintf(w, "every segment has all its shards")
+	default:
+		fmt.Fprintf(w, "%d segments owe repair", rp.Owed)
+		if rp.Unrecovered > 0 {
+			fmt.Fprintf(w, ", %d below k shards (start the stopped nodes)", rp.Unrecovered)
+		}
+	}
+	if rp.Running {
+		fmt.Fprintf(w, "; repairing now, %d of %d", rp.Done, rp.Total)
+	}
+	fmt.Fprintf(w, "\n  %d segments repaired, %d shards moved, %s of shards since mount", rp.Repaired, rp.Moved, humanBytes(rp.Bytes))
+	if !rp.LastRepair.IsZero() {
+		fmt.Fprintf(w, "; last repair %s", rp.LastRepair.Local().Format(time.DateTime))
+	}
+	fmt.Fprintln(w)
+	if rp.LastError != "" {
+		fmt.Fprintf(w, "  last error: %s\n", rp.LastError)
+	}
+}

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/journal/repair"
+	"github.com/meshdrive/meshdrive/remote"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
+)
+
+// startRepair makes the mount's repairer and starts its background pass
+// (none on a read-only mount). Nodes the config marks draining are
+// marked in the grid first, so the pass moves their shards off.
+func startRepair(ctx context.Context, o mountOptions, cfg *Config, grid *remote.Grid, j *journal.Journal, log *slog.Logger) *repair.Repairer {
+	if o.readOnly {
+		return nil
+	}
+	for _, n := range cfg.Nodes {
+		if n.Draining {
+			if err := grid.SetDraining(n.Name, true); err != nil {
+				log.Warn("node marked draining in the config cannot drain", "node", n.Name, "err", err)
+			}
+		}
+	}
+	r := repair.New(repair.Options{Grid: grid, Journal: j, Below: o.repairBelow, Limit: o.repairLimit,
+		Interval: o.repairInterval, Logger: log})
+	go r.Run(ctx)
+	return r
+}
+
+// checkLine is one line of POST /check and POST /nodes/drain.
+type checkLine struct {
+	Progress *repair.Progress `json:"progress,omitempty"`
+	Report   *repair.Report   `json:"report,omitempty"`
+	Done     bool             `json:"done,omitempty"`
+	Error    string           `json:"error,omitempty"`
+}
+
+// stream answers with JSON lines: fn's progress as it comes, then its
+// final line.
+func (c *controlServer) stream(w http.ResponseWriter, fn func(send func(checkLine)) checkLine) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	last := time.Time{}
+	send := func(l checkLine) {
+		if l.Progress != nil && time.Since(last) < 100*time.Millisecond && l.Progress.Done < l.Progress.Total {
+			return
+		}
+		last = time.Now()
+		enc.Encode(l)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	final := fn(send)
+	enc.Encode(final)
+}
+
+func (c *controlServer) check(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	req := repair.CheckRequest{Verify: q.Get("verify") == "1", Repair: q.Get("repair") == "1"}
+	if p := q.Get("path"); p != "" {
+		rel, err := c.relPath(p, q.Get("abs"))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+			return
+		}
+		req.Path = rel
+	}
+	if c.o.repair == nil {
+		writeJSON(w, http.StatusConflict, apiError{"the drive is mounted read-only: check needs a read-write mount (it reads the journal's segments and records repairs)"})
+		return
+	}
+	c.stream(w, func(send func(checkLine)) checkLine {
+		rep, err := c.o.repair.Check(r.Context(), req, func(p repair.Progress) { send(checkLine{Progress: &p}) })
+		if err != nil {
+			return checkLine{Error: err.Error()}
+		}
+		return checkLine{Report: rep, Done: true}
+	})
+}
+
+// relPath turns a status or check path argument into a path relative to
+// the drive's root.
+func (c *controlServer) relPath(rel, abs string) (string, error) {
+	if abs != "" {
+		if r, err := filepath.Rel(c.o.mountpoint, abs); err == nil && r != ".." && !strings.HasPrefix(r, "../") {
+			rel = r
+		} else if filepath.IsAbs(rel) {
+			return "", fmt.Errorf("%s is not inside the drive mounted at %s", abs, c.o.mountpoint)
+		}
+	}
+	return strings.Trim(filepath.ToSlash(filepath.Clean("/"+rel)), "/"), nil
+}
+
+// config returns the drive config as it is now.
+func (c *controlServer) config() *Config {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	return c.o.cfg
+}
+
+// updateConfig applies edit to a copy of the config, writes it to
+// DATA/config.json and, sealed, to every node (so a recover sees the
+// current node list), then makes it the mount's.
+func (c *controlServer) updateConfig(ctx context.Context, edit func(*Config) error) error {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	nc := *c.o.cfg
+	nc.Nodes = append([]NodeConfig(nil), c.o.cfg.Nodes...)
+	if err := edit(&nc); err != nil {
+		return err
+	}
+	if err := nc.validateNodes(); err != nil {
+		return err
+	}
+	b, err := nc.marshal()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(c.o.dataDir, configFile)
+	if err := writeFileAtomic(path, b, 0o600); err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	c.o.cfg = &nc
+	got, err := c.o.grid.PutMeta(ctx, metaConfig, c.o.grid.Sealer().SealMeta(configSealName, b))
+	if n := len(c.o.grid.Members()); err != nil || got < n {
+		c.o.log.Warn("the drive config reached only some nodes; the next node change writes it again", "stored", got, "nodes", n, "err", err)
+	}
+	return nil
+}
+
+// validateNodes checks what a node change may break.
+func (c *Config) validateNodes() error {
+	names := map[string]bool{}
+	for i, n := range c.Nodes {
+		if n.Name == "" || n.URL == "" {
+			return fmt.Errorf("node %d has no name or url", i+1)
+		}
+		if names[n.Name] {
+			return fmt.Errorf("node name %q appears twice", n.Name)
+		}
+		names[n.Name] = true
+	}
+	return checkKM(c.K, c.M, len(c.Nodes))
+}
+
+// findNode finds a configured node by name or URL (tokens ignored).
+func findNode(cfg *Config, dataDir, key string) (NodeConfig, error) {
+	for _, n := range cfg.Nodes {
+		if n.Name == key || n.URL == key || redactURL(n.URL) == redactURL(key) || stripUser(n.URL) == stripUser(key) ||
+			nodeURL(dataDir, n.URL) == key {
+			return n, nil
+		}
+	}
+	var names []string
+	for _, n := range cfg.Nodes {
+		names = append(names, n.Name+" "+redactURL(n.URL))
+	}
+	return NodeConfig{}, fmt.Errorf("no node %q in the drive (its nodes: %s); see meshdrive node list", redactURL(key), strings.Join(names, ", "))
+}
+
+// stripUser drops the userinfo (token) of a URL.
+func stripUser(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		if at := strings.Index(rest, "@"); at >= 0 && (strings.Index(rest, "/") < 0 || at < strings.Index(rest, "/")) {
+			return s[:i+3] + rest[at+1:]
+		}
+	}
+	return s
+}
+
+func (c *controlServer) nodeList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, c.nodes(r.Context()))
+}
+
+// nodes is every node's health, capacity and shard count (from a listing
+// of its shards/).
+func (c *controlServer) nodes(ctx context.Context) []nodeStatus {
+	cfg := c.config()
+	urls := map[string]string{}
+	for _, n := range cfg.Nodes {
+		urls[n.Name] = redactURL(n.URL)
+	}
+	var out []nodeStatus
+	sv := c.o.grid.Survey(ctx) // exact shard counts (the node's own object count is approximate)
+	for _, h := range c.o.grid.Health(ctx) {
+		ns := nodeStatus{Name: h.Name, Zone: h.Zone, URL: urls[h.Name], Up: h.Up, Error: h.Err, Draining: h.Draining,
+			LatencyMS: float64(h.Latency.Microseconds()) / 1000, Capacity: -1, Free: -1}
+		if h.Up {
+			ns.Capacity, ns.Free, ns.Shards = h.Info.Capacity, h.Info.Free, h.Info.Objects
+			if n := sv.Count(h.Name); n >= 0 {
+				ns.Shards = int64(n)
+			}
+			ns.Scrub = h.Info.Scrub
+		}
+		out = append(out, ns)
+	}
+	return out
+}
+
+func (c *controlServer) nodeStatusOf(ctx context.Context, name string) nodeStatus {
+	for _, ns := range c.nodes(ctx) {
+		if ns.Name == name {
+			return ns
+		}
+	}
+	return nodeStatus{Name: name}
+}
+
+// nodeAdd opens the node, checks it answers and holds no other drive,
+// gives it the drive's key, adds it to the grid and the config, and
+// starts a rebalancing pass.
+func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	u, zone := r.URL.Query().Get("url"), r.URL.Query().Get("zone")
+	if c.o.repair == nil {
+		writeJSON(w, http.StatusConflict, apiError{"the drive is mounted read-only; mount it read-write to change its nodes"})
+		return
+	}
+	if u == "" {
+		writeJSON(w, http.StatusBadRequest, apiError{"node add needs a URL"})
+		return
+	}
+	cfg := c.config()
+	if n, err := findNode(cfg, c.o.dataDir, u); err == nil {
+		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("%s is already node %s of the drive", redactURL(u), n.Name)})
+		return
+	}
+	if !strings.Contains(u, "://") && !filepath.IsAbs(u) {
+		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("node URL %q: give an http(s):// or s3:// URL or an absolute directory", u)})
+		return
+	}
+	octx, cancel := context.WithTimeout(ctx, reachTimeout)
+	defer cancel()
+	st, err := remoteopen.Store(octx, u, remoteopen.Options{Logger: c.o.log})
+	if err == nil {
+		_, err = st.Info(octx)
+	}
+	if err != nil {
+		what := "does not answer"
+		if errors.Is(err, remote.ErrUnauthorized) {
+			what = "refused the access token (give it in the URL: http://TOKEN@host:port)"
+		}
+		writeJSON(w, http.StatusBadGateway, apiError{fmt.Sprintf("node %s %s: %v; check the URL and that it runs (meshdrive node serve)", redactURL(u), what, err)})
+		return
+	}
+	wrapped, err := os.ReadFile(filepath.Join(c.o.dataDir, keyFile))
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+		return
+	}
+	if theirs, err := remote.GetMetaFrom(octx, st, metaKey); err == nil && string(theirs) != string(wrapped) {
+		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("node %s already holds another meshdrive drive (meta/key found); use an empty node", redactURL(u))})
+		return
+	}
+	name := nextNodeName(cfg)
+	if err := c.o.grid.AddMember(remote.Member{Name: name, Store: st, Zone: zone}); err != nil {
+		writeJSON(w, http.StatusConflict, apiError{err.Error()})
+		return
+	}
+	if got, err := c.o.grid.PutMeta(ctx, metaKey, wrapped); err != nil || got < len(c.o.grid.Members()) {
+		c.o.log.Warn("the drive key reached only some nodes", "stored", got, "err", err)
+	}
+	err = c.updateConfig(ctx, func(nc *Config) error {
+		nc.Nodes = append(nc.Nodes, NodeConfig{Name: name, URL: u, Zone: zone})
+		return nil
+	})
+	if err != nil {
+		c.o.grid.RemoveMember(name)
+		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+		return
+	}
+	c.o.log.Info("node added; rebalancing onto it in the background", "node", name, "url", redactURL(u))
+	c.o.repair.Kick(true)
+	writeJSON(w, http.StatusOK, c.nodeStatusOf(ctx, name))
+}
+
+// nextNodeName is node-N for the smallest N above every node-N in use.
+func nextNodeName(cfg *Config) string {
+	hi := 0
+	for _, n := range cfg.Nodes {
+		if v, ok := strings.CutPrefix(n.Name, "node-"); ok {
+			if i, err := strconv.Atoi(v); err == nil {
+				hi = max(hi, i)
+			}
+		}
+	}
+	return "node-" + strconv.Itoa(hi+1)
+}
+
+// nodeDrain marks the node draining (in the grid and the config), moves
+// every shard off it, deletes what is left on it, and removes it. A drain
+// cut short (kill -9) leaves the mark in the config: the next mount's
+// background pass goes on with it, and running node drain again finishes.
+func (c *controlServer) nodeDrain(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if c.o.repair == nil {
+		writeJSON(w, http.StatusConflict, apiError{"the drive is mounted read-only; mount it read-write to change its nodes"})
+		return
+	}
+	n, err := findNode(c.config(), c.o.dataDir, r.URL.Query().Get("node"))
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+		return
+	}
+	if err := c.o.grid.SetDraining(n.Name, true); err != nil {
+		writeJSON(w, http.StatusConflict, apiError{err.Error()})
+		return
+	}
+	err = c.updateConfig(ctx, func(nc *Config) error {
+		for i := range nc.Nodes {
+			if nc.Nodes[i].Name == n.Name {
+				nc.Nodes[i].Draining = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+		return
+	}
+	c.stream(w, func(send func(checkLine)) checkLine {
+		err := c.o.repair.Drain(ctx, n.Name, func(d, t int) { send(checkLine{Progress: &repair.Progress{Phase: "drain", Done: d, Total: t}}) })
+		if err != nil {
+			return checkLine{Error: err.Error() + "; run meshdrive node drain again to finish"}
+		}
+		if err := c.forget(ctx, n.Name, true); err != nil {
+			return checkLine{Error: err.Error()}
+		}
+		c.o.log.Info("node drained and removed", "node", n.Name)
+		return checkLine{Done: true}
+	})
+}
+
+// forget removes a node from the grid and the config; clean also deletes
+// the drive's meta objects from it (a drained node).
+func (c *controlServer) forget(ctx context.Context, name string, clean bool) error {
+	if clean {
+		if err := c.o.grid.DeleteObjects(ctx, name, []string{"meta/" + metaKey, "meta/" + metaConfig, "meta/" + remote.MetaRoot, "meta/meta/" + metaKey, "meta/meta/" + metaConfig}); err != nil {
+			c.o.log.Warn("could not delete the drive's meta objects from a drained node", "node", name, "err", err)
+		}
+	}
+	if err := c.o.grid.RemoveMember(name); err != nil {
+		return err
+	}
+	return c.updateConfig(ctx, func(nc *Config) error {
+		var keep []NodeConfig
+		for _, x := range nc.Nodes {
+			if x.Name != name {
+				keep = append(keep, x)
+			}
+		}
+		nc.Nodes = keep
+		return nil
+	})
+}
+
+// nodeRemove forgets a dead node: repair regenerates its shards.
+func (c *controlServer) nodeRemove(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if c.o.repair == nil {
+		writeJSON(w, http.StatusConflict, apiError{"the drive is mounted read-only; mount it read-write to change its nodes"})
+		return
+	}
+	n, err := findNode(c.config(), c.o.dataDir, r.URL.Query().Get("node"))
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+		return
+	}
+	ns := c.nodeStatusOf(ctx, n.Name)
+	if err := c.forget(ctx, n.Name, false); err != nil {
+		writeJSON(w, http.StatusConflict, apiError{err.Error()})
+		return
+	}
+	c.o.log.Info("node removed; repair regenerates its shards in the background", "node", n.Name)
+	c.o.repair.Kick(false)
+	writeJSON(w, http.StatusOK, ns)
+}

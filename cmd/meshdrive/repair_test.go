@@ -1,0 +1,564 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/journal/repair"
+)
+
+// repairDrive is a drive over six real node processes, mounted, with
+// files written in synced batches (a segment or more each).
+type repairDrive struct {
+	env           []string
+	base, dir, mp string
+	nodes         []*nodeProc
+	nodeDirs      []string
+	files         map[string][]byte // path under the mount -> content
+}
+
+func newRepairDrive(t *testing.T, batches, perBatch int, mountArgs ...string) *repairDrive {
+	t.Helper()
+	requireFuse(t)
+	d := &repairDrive{base: t.TempDir(), files: map[string][]byte{},
+		env: cmdEnv("MESHDRIVE_PASSPHRASE=correct horse battery staple")}
+	d.dir, d.mp = filepath.Join(d.base, "data"), filepath.Join(d.base, "Drive")
+	if err := os.Mkdir(d.mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"init", "--data", d.dir}
+	for i := range 6 {
+		nd := filepath.Join(d.base, "node", fmt.Sprint(i))
+		d.nodes = append(d.nodes, startNode(t, nd))
+		d.nodeDirs = append(d.nodeDirs, nd)
+		args = append(args, "--node", d.nodes[i].url())
+	}
+	mustRun(t, d.env, args...)
+	cleanupMount(t, d.env, d.dir, d.mp)
+	d.mount(t, mountArgs...)
+	r := rand.New(rand.NewPCG(1, 2))
+	for batch := range batches {
+		for i := range perBatch {
+			b := make([]byte, 1000+r.IntN(300_000))
+			for j := range b {
+				b[j] = byte(r.Uint32())
+			}
+			name := fmt.Sprintf("b%d/f%d", batch, i)
+			if err := os.MkdirAll(filepath.Join(d.mp, filepath.Dir(name)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d.mp, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d.files[name] = b
+		}
+		mustRun(t, d.env, "sync", "--data", d.dir, "--timeout", "2m")
+	}
+	return d
+}
+
+func (d *repairDrive) mount(t *testing.T, args ...string) {
+	t.Helper()
+	mustRun(t, d.env, append([]string{"mount", "--daemon", "--data", d.dir, "--repair-interval", "1h"}, append(args, d.mp)...)...)
+}
+
+func (d *repairDrive) unmount(t *testing.T) {
+	t.Helper()
+	mustRun(t, d.env, "unmount", "--data", d.dir, d.mp)
+}
+
+// check runs meshdrive check --json with args and returns the report
+// and the exit code.
+func (d *repairDrive) check(t *testing.T, args ...string) (*repair.Report, result) {
+	t.Helper()
+	r := runBin(t, d.env, append([]string{"check", "--data", d.dir, "--json"}, args...)...)
+	var rep repair.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("check %v: %v\n%s", args, err, r)
+	}
+	return &rep, r
+}
+
+// readAll clears the cache and compares every file with what was written.
+func (d *repairDrive) readAll(t *testing.T, when string) {
+	t.Helper()
+	mustRun(t, d.env, "cache", "clear", "--data", d.dir)
+	for name, want := range d.files {
+		got, err := os.ReadFile(filepath.Join(d.mp, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: read %s: %v (equal %v)", when, name, err, bytes.Equal(got, want))
+		}
+	}
+}
+
+// wipe deletes everything a node stores.
+func wipe(t *testing.T, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func statesOf(rep *repair.Report) map[string]int {
+	m := map[string]int{}
+	for _, f := range rep.Files {
+		m[f.State]++
+	}
+	return m
+}
+
+// TestRepairWipedNode: a node loses everything; check finds every file
+// degraded, check --repair and (separately) the mount's background pass,
+// killed with SIGKILL half-way and run again, bring every segment back to
+// 6 of 6, the files read with two other
+// nodes stopped and an empty cache, and with three stopped check names
+// every file unrecoverable and exits 1 without hanging.
+func TestRepairWipedNode(t *testing.T) {
+	d := newRepairDrive(t, 3, 5)
+	rep, r := d.check(t)
+	if r.code != 0 || rep.Healthy != len(d.files) || len(rep.Files) != len(d.files) || rep.SegmentsHealthy != rep.Segments || rep.MetaSegments == 0 {
+		t.Fatalf("check of a fresh drive: %+v\n%s", rep, r)
+	}
+
+	if err := os.RemoveAll(d.nodeDirs[2]); err != nil { // the node's directory itself goes
+		t.Fatal(err)
+	}
+	rep, r = d.check(t)
+	if r.code != 0 || rep.Degraded != len(d.files) {
+		t.Fatalf("after wiping a node: %v\n%s", statesOf(rep), r)
+	}
+	for _, f := range rep.Files {
+		if f.State != repair.Degraded || f.Shards != 5 || f.N != 6 {
+			t.Errorf("after wiping a node: %+v", f)
+		}
+	}
+	rep, r = d.check(t, "--repair")
+	if r.code != 0 || rep.Repaired != rep.Segments || rep.RepairFailed != 0 {
+		t.Fatalf("check --repair: repaired %d of %d segments\n%s", rep.Repaired, rep.Segments, r)
+	}
+	rep, r = d.check(t, "--verify")
+	if r.code != 0 || rep.Healthy != len(d.files) || rep.SegmentsHealthy != rep.Segments || len(rep.Problems) != 0 {
+		t.Fatalf("check --verify after repair: %v, problems %v\n%s", statesOf(rep), rep.Problems, r)
+	}
+
+	// The background pass: wipe another node, remount (a pass runs at
+	// mount, here slowed by --repair-limit), kill the mount with SIGKILL
+	// once it has repaired a segment, mount again and wait for status to
+	// say the new pass repaired the rest.
+	d.unmount(t)
+	wipe(t, d.nodeDirs[4])
+	d.mount(t, "--repair-limit", "300KiB")
+	st := waitStatus(t, d, "the background pass to repair a segment", func(s statusReport) bool {
+		return s.Repair.Repaired >= 1
+	})
+	if !st.Repair.Running {
+		t.Logf("the background pass finished before the kill: %+v", st.Repair)
+	}
+	syscall.Kill(st.PID, syscall.SIGKILL)
+	waitGone(t, st.PID)
+	mustRun(t, d.env, "unmount", "--data", d.dir, d.mp) // clears the dead mount
+	d.mount(t)
+	st = waitStatus(t, d, "the background pass after the kill", func(s statusReport) bool {
+		return !s.Repair.LastPass.IsZero() && !s.Repair.Running
+	})
+	if st.Repair.LastError != "" || st.Repair.Owed != 0 {
+		t.Fatalf("background pass after the kill: %+v", st.Repair)
+	}
+	rep, r = d.check(t)
+	if r.code != 0 || rep.Healthy != len(d.files) || rep.SegmentsHealthy != rep.Segments {
+		t.Fatalf("check after the background pass: %v\n%s", statesOf(rep), r)
+	}
+	txt := mustRun(t, d.env, "status", "--data", d.dir)
+	if !strings.Contains(txt.stdout, "every segment has all its shards") || (st.Repair.Repaired > 0) != strings.Contains(txt.stdout, "last repair") {
+		t.Errorf("status does not tell the repair:\n%s", txt.stdout)
+	}
+
+	// Two other nodes stopped, empty cache: everything reads.
+	d.nodes[0].stop(t, syscall.SIGKILL)
+	d.nodes[1].stop(t, syscall.SIGKILL)
+	d.readAll(t, "two nodes stopped after repair")
+
+	// Three stopped: fewer than k for every segment.
+	d.nodes[3].stop(t, syscall.SIGKILL)
+	t0 := time.Now()
+	rep, r = d.check(t)
+	if r.code != 1 || rep.Unrecoverable != len(d.files) || !strings.Contains(r.stderr, "unrecoverable") {
+		t.Fatalf("check with three nodes stopped: %v\n%s", statesOf(rep), r)
+	}
+	for _, f := range rep.Files {
+		if len(f.Segments) == 0 {
+			t.Errorf("unrecoverable file names no segment: %+v", f)
+		}
+	}
+	if len(rep.Down) != 3 {
+		t.Errorf("nodes down: %v, want 3", rep.Down)
+	}
+	t.Logf("check with three nodes stopped took %v", time.Since(t0))
+	txt = runBin(t, d.env, "check", "--data", d.dir, "b1")
+	if txt.code != 1 || !strings.Contains(txt.stdout, "UNRECOVERABLE  /b1/f0") {
+		t.Errorf("check b1 with three nodes stopped:\n%s", txt)
+	}
+	d.unmount(t)
+}
+
+// shardFiles lists the shard objects under a node dir, as names.
+func shardFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "shards"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, "shards/"+e.Name())
+		}
+	}
+	return out
+}
+
+// TestScrubAndVerify: bytes flipped in 20 shard files on two nodes are
+// found, exactly, by check --verify and by those nodes' scrubbers; reads
+// never return them; repair fixes them.
+func TestScrubAndVerify(t *testing.T) {
+	d := newRepairDrive(t, 10, 1)
+	want := map[string]bool{} // node dir index + object
+	for _, ni := range []int{0, 1} {
+		names := shardFiles(t, d.nodeDirs[ni])
+		if len(names) < 10 {
+			t.Fatalf("node %d holds %d shards, need 10", ni, len(names))
+		}
+		for _, name := range names[:10] {
+			p := filepath.Join(d.nodeDirs[ni], name)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)-1-len(b)/3] ^= 0x5a // in the payload, past the header
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			want[fmt.Sprintf("%d %s", ni, name)] = true
+		}
+	}
+	d.readAll(t, "with 20 corrupt shards")
+
+	cfg, err := loadConfig(d.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeIdx := map[string]int{}
+	for i, n := range cfg.Nodes {
+		nodeIdx[n.Name] = i
+	}
+	rep, r := d.check(t, "--verify")
+	if r.code != 0 {
+		t.Fatalf("check --verify: %s", r)
+	}
+	got := map[string]bool{}
+	for _, p := range rep.Problems {
+		if p.State != "corrupt" {
+			t.Errorf("problem %+v, want only corrupt shards", p)
+		}
+		got[fmt.Sprintf("%d %s", nodeIdx[p.Node], p.Object)] = true
+	}
+	if !mapsEqual(got, want) {
+		t.Errorf("check --verify found %d corrupt shards %v, flipped %d %v", len(got), keys(got), len(want), keys(want))
+	}
+	if plain, _ := d.check(t); len(plain.Problems) != 0 {
+		t.Errorf("check without --verify (sizes only) reports %v", plain.Problems)
+	}
+
+	// The scrubbers of the two nodes find the same ones and move them aside.
+	for _, ni := range []int{0, 1} {
+		addr := d.nodes[ni].addr
+		d.nodes[ni].stop(t, syscall.SIGTERM)
+		d.nodes[ni] = startNode(t, d.nodeDirs[ni], "--listen", addr, "--scrub-rate", "1GiB")
+	}
+	scrubbed := map[string]bool{}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var ns []nodeStatus
+		r := mustRun(t, d.env, "node", "list", "--data", d.dir, "--json")
+		if err := json.Unmarshal([]byte(r.stdout), &ns); err != nil {
+			t.Fatal(err)
+		}
+		done := 0
+		clear(scrubbed)
+		for _, n := range ns {
+			if n.Scrub != nil && n.Scrub.Passes > 0 {
+				done++
+				for _, c := range n.Scrub.Corrupt {
+					scrubbed[fmt.Sprintf("%d %s", nodeIdx[n.Name], c)] = true
+				}
+			}
+		}
+		if done == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the scrubbers did not finish a pass in 60 s: %s", r.stdout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !mapsEqual(scrubbed, want) {
+		t.Errorf("scrub found %v, flipped %v", keys(scrubbed), keys(want))
+	}
+	rep, r = d.check(t, "--repair")
+	if r.code != 0 || rep.RepairFailed != 0 || len(rep.Problems) != len(want) {
+		t.Fatalf("check --repair: %d problems, %d repaired\n%s", len(rep.Problems), rep.Repaired, r)
+	}
+	rep, r = d.check(t, "--verify")
+	if r.code != 0 || len(rep.Problems) != 0 || rep.Healthy != len(d.files) {
+		t.Fatalf("check --verify after repair: %v\n%s", rep.Problems, r)
+	}
+	d.nodes[2].stop(t, syscall.SIGKILL)
+	d.nodes[3].stop(t, syscall.SIGKILL)
+	d.readAll(t, "after repair, two nodes stopped")
+	d.unmount(t)
+}
+
+func mapsEqual(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// waitStatus polls status until ok says yes (60 s at most).
+func waitStatus(t *testing.T, d *repairDrive, what string, ok func(statusReport) bool) statusReport {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := statusJSON(t, d.env, d.dir)
+		if st.Repair != nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 60 s for %s: repair %+v", what, st.Repair)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// shardLayout maps each segment to the node dirs holding its shards
+// (index -> dir index), from the node dirs themselves.
+func shardLayout(t *testing.T, dirs []string) map[string]map[int][]int {
+	t.Helper()
+	out := map[string]map[int][]int{}
+	for di, dir := range dirs {
+		for _, name := range shardFiles(t, dir) {
+			seg, idx, ok := strings.Cut(strings.TrimPrefix(name, "shards/"), ".")
+			if !ok {
+				t.Fatalf("shard name %q", name)
+			}
+			var i int
+			fmt.Sscan(idx, &i)
+			if out[seg] == nil {
+				out[seg] = map[int][]int{}
+			}
+			out[seg][i] = append(out[seg][i], di)
+		}
+	}
+	return out
+}
+
+// TestNodeAddDrain: a seventh node is added, then the first is drained
+// while the mount is killed with SIGKILL in the middle; mounting again
+// and draining again finishes: the drained node holds no shard, every
+// segment has its 6 shards on 6 distinct nodes, and everything reads
+// with two of the remaining six stopped.
+func TestNodeAddDrain(t *testing.T) {
+	d := newRepairDrive(t, 4, 3, "--repair-limit", "400KiB")
+	n7dir := filepath.Join(d.base, "node", "6")
+	n7 := startNode(t, n7dir)
+	r := mustRun(t, d.env, "node", "add", "--data", d.dir, n7.url())
+	if !strings.Contains(r.stdout, "added node-7") {
+		t.Errorf("node add: %s", r)
+	}
+	r = mustRun(t, d.env, "node", "list", "--data", d.dir)
+	if strings.Count(r.stdout, " up ") != 7 || !strings.Contains(r.stdout, n7.url()) {
+		t.Errorf("node list after add:\n%s", r.stdout)
+	}
+	if r := runBin(t, d.env, "node", "add", "--data", d.dir, n7.url()); r.code == 0 || !strings.Contains(r.stderr, "already node node-7") {
+		t.Errorf("adding a node twice: %s", r)
+	}
+	st := waitStatus(t, d, "the rebalancing pass", func(s statusReport) bool {
+		return s.Repair.Phase == "rebalance" && !s.Repair.Running
+	})
+	if st.Repair.Moved == 0 || len(shardFiles(t, n7dir)) == 0 {
+		t.Errorf("nothing rebalanced onto the new node: %+v", st.Repair)
+	}
+
+	// Drain node-1, and kill the mount once the drain has moved a segment.
+	drain := exec.Command(meshdriveBin(t), "node", "drain", "--data", d.dir, d.nodes[0].url())
+	drain.Env = d.env
+	var drainOut bytes.Buffer
+	drain.Stdout, drain.Stderr = &drainOut, &drainOut
+	if err := drain.Start(); err != nil {
+		t.Fatal(err)
+	}
+	st = waitStatus(t, d, "the drain to move a segment", func(s statusReport) bool {
+		return s.Repair.Phase == "drain node-1" && s.Repair.Running && s.Repair.Done >= 1
+	})
+	if st.Repair.Done >= st.Repair.Total {
+		t.Logf("the drain was done before the kill (%d of %d)", st.Repair.Done, st.Repair.Total)
+	}
+	syscall.Kill(st.PID, syscall.SIGKILL)
+	waitGone(t, st.PID)
+	if err := drain.Wait(); err == nil {
+		t.Errorf("node drain exited 0 although its mount was killed: %s", drainOut.String())
+	}
+	mustRun(t, d.env, "unmount", "--data", d.dir, d.mp) // clears the dead mount
+	cfg, err := loadConfig(d.dir)
+	if err != nil || len(cfg.Nodes) != 7 || !cfg.Nodes[0].Draining {
+		t.Fatalf("config after the killed drain: %+v %v", cfg, err)
+	}
+	d.mount(t, "--repair-limit", "0")
+	r = mustRun(t, d.env, "node", "drain", "--data", d.dir, "node-1")
+	if !strings.Contains(r.stdout, "drained and removed node-1") {
+		t.Errorf("node drain: %s", r)
+	}
+	if left := shardFiles(t, d.nodeDirs[0]); len(left) != 0 {
+		t.Errorf("the drained node still holds %d shards: %v", len(left), left)
+	}
+	cfg, err = loadConfig(d.dir)
+	if err != nil || len(cfg.Nodes) != 6 || cfg.Nodes[0].Name == "node-1" {
+		t.Fatalf("config after the drain: %+v %v", cfg, err)
+	}
+	for _, n := range cfg.Nodes {
+		if n.Draining {
+			t.Errorf("node %s still marked draining", n.Name)
+		}
+	}
+	rep, r := d.check(t, "--verify")
+	if r.code != 0 || rep.Healthy != len(d.files) || rep.SegmentsHealthy != rep.Segments || len(rep.Problems) != 0 {
+		t.Fatalf("check --verify after the drain: %v %v\n%s", statesOf(rep), rep.Problems, r)
+	}
+	remaining := append(slices.Clone(d.nodeDirs[1:]), n7dir)
+	layout := shardLayout(t, remaining)
+	if len(layout) != rep.Segments {
+		t.Errorf("%d segments on the nodes, check counted %d", len(layout), rep.Segments)
+	}
+	for seg, byIdx := range layout {
+		seen := map[int]bool{}
+		for i := range 6 {
+			if len(byIdx[i]) != 1 || seen[byIdx[i][0]] {
+				t.Errorf("segment %s: shard %d on node dirs %v (layout %v)", seg, i, byIdx[i], byIdx)
+				continue
+			}
+			seen[byIdx[i][0]] = true
+		}
+	}
+	var ns []nodeStatus
+	if err := json.Unmarshal([]byte(mustRun(t, d.env, "node", "list", "--data", d.dir, "--json").stdout), &ns); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		if !n.Up || n.Shards != int64(rep.Segments) || n.Name == "node-1" {
+			t.Errorf("node list after the drain: %+v, want %d shards each (one per segment)", n, rep.Segments)
+		}
+	}
+	// The grid's copy of the config names the new set: recover from the
+	// new node sees it (and reads the metadata records the drain moved).
+	rec := filepath.Join(d.base, "rec")
+	mustRun(t, d.env, "recover", "--node", n7.url(), "--data", rec)
+	if rc, err := loadConfig(rec); err != nil || !slices.Equal(nodeNames(rc), nodeNames(cfg)) {
+		t.Errorf("recovered config: %v %v, want nodes %v", nodeNames(rc), err, nodeNames(cfg))
+	}
+	if r := runBin(t, d.env, "node", "remove", "--data", d.dir, "node-2"); r.code == 0 || !strings.Contains(r.stderr, "add a node first") {
+		t.Errorf("removing a node below k+m: %s", r)
+	}
+
+	// An eighth node joins and dies: node remove forgets it, and the
+	// background pass the removal starts regenerates its shards.
+	n8 := startNode(t, filepath.Join(d.base, "node", "7"))
+	mustRun(t, d.env, "node", "add", "--data", d.dir, n8.url())
+	waitStatus(t, d, "the rebalancing pass onto node-8", func(s statusReport) bool {
+		return s.Repair.Phase == "rebalance" && !s.Repair.Running
+	})
+	n8.stop(t, syscall.SIGKILL)
+	removed := time.Now()
+	r = mustRun(t, d.env, "node", "remove", "--data", d.dir, n8.url())
+	if !strings.Contains(r.stdout, "removed node-8") {
+		t.Errorf("node remove: %s", r)
+	}
+	waitStatus(t, d, "the pass after the removal", func(s statusReport) bool {
+		return s.Repair.LastPass.After(removed) && !s.Repair.Running
+	})
+	rep, r = d.check(t)
+	if r.code != 0 || rep.Healthy != len(d.files) || rep.SegmentsHealthy != rep.Segments {
+		t.Fatalf("check after removing a dead node: %v %v\n%s", statesOf(rep), rep.Problems, r)
+	}
+
+	d.nodes[2].stop(t, syscall.SIGKILL)
+	n7.stop(t, syscall.SIGKILL)
+	d.readAll(t, "after the drain, two of six stopped")
+	d.unmount(t)
+}
+
+func nodeNames(c *Config) []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+// TestNodeServeRefusesOpen: a node on a non-loopback address without a
+// token refuses to start, in one line that says what to do; --insecure
+// starts it anyway, and a token is enough.
+func TestNodeServeRefusesOpen(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		open bool
+	}{{"127.0.0.1:0", false}, {"[::1]:0", false}, {"localhost:0", false}, {"0.0.0.0:0", true}, {":0", true}, {"192.0.2.1:0", true}} {
+		if got := !loopbackAddr(c.addr); got != c.open {
+			t.Errorf("loopbackAddr(%q) = %v", c.addr, !got)
+		}
+	}
+	r := runBin(t, cmdEnv(), "node", "serve", "--dir", t.TempDir(), "--listen", "0.0.0.0:0")
+	if r.code != 2 || !strings.Contains(r.stderr, "without a token") || !strings.Contains(r.stderr, "--token-file") ||
+		strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("open node without a token: %s", r)
+	}
+	n := startNode(t, t.TempDir(), "--listen", "0.0.0.0:0", "--insecure")
+	n.stop(t, syscall.SIGTERM)
+	tok := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tok, []byte("s3cret\n"), 0o600)
+	n = startNode(t, t.TempDir(), "--listen", "0.0.0.0:0", "--token-file", tok)
+	n.stop(t, syscall.SIGTERM)
+}

@@ -1,0 +1,331 @@
+package repair
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// File states of a check.
+const (
+	Healthy       = "healthy"
+	Degraded      = "degraded"
+	Unrecoverable = "unrecoverable"
+)
+
+// FileReport is one file's verdict.
+type FileReport struct {
+	Path  string `json:"path"`
+	State string `json:"state"`
+	// Shards is the fewest intact shards of any of its segments; N is k+m.
+	Shards int `json:"shards"`
+	N      int `json:"n"`
+	// Segments names the segments below k (unrecoverable files only).
+	Segments []string `json:"segments,omitempty"`
+}
+
+// Report is a check's answer.
+type Report struct {
+	Verify bool         `json:"verify"`
+	Repair bool         `json:"repair"`
+	Files  []FileReport `json:"files"` // every file with data on the grid, in path order
+	// Files by state.
+	Healthy       int `json:"healthy"`
+	Degraded      int `json:"degraded"`
+	Unrecoverable int `json:"unrecoverable"`
+	// Segments checked and their states (data and metadata).
+	Segments              int `json:"segments"`
+	SegmentsHealthy       int `json:"segments_healthy"`
+	SegmentsDegraded      int `json:"segments_degraded"`
+	SegmentsUnrecoverable int `json:"segments_unrecoverable"`
+	// Metadata records whose segment is below k (their seq).
+	MetaUnrecoverable []uint64 `json:"meta_unrecoverable,omitempty"`
+	MetaSegments      int      `json:"meta_segments"`
+	MetaDegraded      int      `json:"meta_degraded"`
+	// Repairs: segments brought back to n shards, and failures.
+	Repaired     int      `json:"repaired"`
+	RepairFailed int      `json:"repair_failed"`
+	RepairErrors []string `json:"repair_errors,omitempty"` // the first 10
+	// Nodes that did not answer.
+	Down []string `json:"down,omitempty"`
+	// Problems lists the shards found wanting (before any repair), at
+	// most maxProblems.
+	Problems []ShardProblem `json:"problems,omitempty"`
+}
+
+// ShardProblem is one shard that is not intact where its segment says.
+type ShardProblem struct {
+	Segment string `json:"segment"`
+	Index   int    `json:"index"`
+	Node    string `json:"node"`
+	Object  string `json:"object"` // its name on the node
+	State   string `json:"state"`  // missing, corrupt, unreachable
+	Error   string `json:"error,omitempty"`
+}
+
+// maxProblems bounds Report.Problems.
+const maxProblems = 10000
+
+// CheckRequest says what to check.
+type CheckRequest struct {
+	// Path is a file or folder relative to the drive's root; "" is the
+	// whole drive, metadata included.
+	Path   string
+	Verify bool
+	Repair bool
+}
+
+// Progress is reported while a check runs.
+type Progress struct {
+	Phase string `json:"phase"` // "check" or "repair"
+	Done  int    `json:"done"`
+	Total int    `json:"total"`
+}
+
+// checkConcurrency bounds the segments verified at once.
+const checkConcurrency = 4
+
+// Check counts the intact shards of every segment under req.Path (with
+// Verify, each node verifies its own shards' checksums; else a listing
+// of each node says which shards are there), repairs the ones that lack
+// any when asked, and reports each file's state.
+func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Progress)) (*Report, error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	files, err := r.files(ctx, req.Path)
+	if err != nil {
+		return nil, err
+	}
+	fileSegs, err := r.o.Journal.FileSegments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.Repair {
+		r.passMu.Lock()
+		defer r.passMu.Unlock()
+	}
+	all, err := r.o.Journal.Segments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The segments in scope: those of the files, and with the whole
+	// drive, the metadata's.
+	want := map[remote.SegmentID]bool{}
+	for _, f := range files {
+		for _, id := range fileSegs[f.ino] {
+			want[id] = true
+		}
+	}
+	var segs []journal.SegmentRow
+	for _, s := range all {
+		if want[s.Info.ID] || (req.Path == "" && s.MetaSeq != 0) {
+			segs = append(segs, s)
+		}
+	}
+	rep := &Report{Verify: req.Verify, Repair: req.Repair, Segments: len(segs)}
+	sv := r.o.Grid.Survey(ctx)
+	for name := range sv.Down {
+		rep.Down = append(rep.Down, name)
+	}
+	slices.Sort(rep.Down)
+	hs := make([]*remote.SegmentHealth, len(segs))
+	for i, s := range segs {
+		hs[i] = sv.Segment(s.Info, r.o.Grid.HasMember)
+	}
+	if req.Verify {
+		down := map[string]bool{}
+		for _, n := range rep.Down {
+			down[n] = true
+		}
+		var eg errgroup.Group
+		eg.SetLimit(checkConcurrency)
+		var mu sync.Mutex // guards done
+		done := 0
+		for i, s := range segs {
+			eg.Go(func() error {
+				hs[i] = r.o.Grid.CheckSegment(ctx, s.Info, remote.CheckOptions{Verify: true, Down: down})
+				mu.Lock()
+				done++
+				progress(Progress{Phase: "check", Done: done, Total: len(segs)})
+				mu.Unlock()
+				return nil
+			})
+		}
+		_ = eg.Wait()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	} else {
+		progress(Progress{Phase: "check", Done: len(segs), Total: len(segs)})
+	}
+	for _, h := range hs {
+		for _, sc := range h.Shards {
+			if sc.State != remote.ShardOK && len(rep.Problems) < maxProblems {
+				p := ShardProblem{Segment: h.Seg.ID.String(), Index: sc.Index, Node: sc.Node,
+					Object: remote.ShardName(h.Seg.ID, sc.Index), State: sc.State.String()}
+				if sc.Err != nil {
+					p.Error = sc.Err.Error()
+				}
+				rep.Problems = append(rep.Problems, p)
+			}
+		}
+	}
+	if req.Repair {
+		var work []int
+		for i, h := range hs {
+			if r.needs(h, len(h.Shards)) {
+				work = append(work, i)
+			}
+		}
+		slices.SortStableFunc(work, func(a, b int) int { return cmp.Compare(hs[a].OK, hs[b].OK) })
+		outs, _ := r.repairAll(ctx, "check", segs, hs, work, false, false, func(d, t int) {
+			progress(Progress{Phase: "repair", Done: d, Total: t})
+		})
+		for _, i := range work {
+			o := outs[i]
+			switch {
+			case o.ok:
+				rep.Repaired++
+				n := len(hs[i].Shards)
+				hs[i] = &remote.SegmentHealth{Seg: hs[i].Seg, Shards: hs[i].Shards, OK: n}
+			default:
+				rep.RepairFailed++
+				if len(rep.RepairErrors) < 10 && o.err != nil {
+					rep.RepairErrors = append(rep.RepairErrors, o.err.Error())
+				}
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	byID := map[remote.SegmentID]*remote.SegmentHealth{}
+	for i, s := range segs {
+		h := hs[i]
+		byID[s.Info.ID] = h
+		switch {
+		case h.Healthy():
+			rep.SegmentsHealthy++
+		case h.Recoverable():
+			rep.SegmentsDegraded++
+		default:
+			rep.SegmentsUnrecoverable++
+		}
+		if s.MetaSeq != 0 {
+			rep.MetaSegments++
+			if !h.Recoverable() {
+				rep.MetaUnrecoverable = append(rep.MetaUnrecoverable, s.MetaSeq)
+			} else if !h.Healthy() {
+				rep.MetaDegraded++
+			}
+		}
+	}
+	n := r.o.Grid.K() + r.o.Grid.M()
+	for _, f := range files {
+		ids := fileSegs[f.ino]
+		if len(ids) == 0 {
+			continue // no data on the grid (empty, inline or not uploaded yet)
+		}
+		fr := FileReport{Path: f.path, Shards: n, N: n}
+		for _, id := range ids {
+			h := byID[id]
+			if h == nil {
+				continue
+			}
+			fr.Shards = min(fr.Shards, h.OK)
+			if !h.Recoverable() {
+				fr.Segments = append(fr.Segments, id.String())
+			}
+			fr.N = len(h.Shards)
+		}
+		switch {
+		case len(fr.Segments) > 0:
+			fr.State = Unrecoverable
+			rep.Unrecoverable++
+		case fr.Shards < fr.N:
+			fr.State = Degraded
+			rep.Degraded++
+		default:
+			fr.State = Healthy
+			rep.Healthy++
+		}
+		rep.Files = append(rep.Files, fr)
+	}
+	return rep, nil
+}
+
+type fileIno struct {
+	path string
+	ino  journal.Ino
+}
+
+// maxWalk bounds the entries a check visits.
+const maxWalk = 10_000_000
+
+// files lists the regular files under rel ("" the root), with paths.
+func (r *Repairer) files(ctx context.Context, rel string) ([]fileIno, error) {
+	j := r.o.Journal
+	ino := journal.RootIno
+	if rel != "" {
+		var err error
+		if ino, err = j.ResolvePath(ctx, rel); err != nil {
+			return nil, fmt.Errorf("%s: %w", rel, err)
+		}
+	}
+	a, err := j.GetAttr(ctx, ino)
+	if err != nil {
+		return nil, err
+	}
+	if a.Mode&syscall.S_IFMT == syscall.S_IFREG {
+		return []fileIno{{"/" + rel, ino}}, nil
+	}
+	if a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return nil, nil
+	}
+	var out []fileIno
+	visited := 0
+	var walk func(dir journal.Ino, p string) error
+	walk = func(dir journal.Ino, p string) error {
+		var off uint64
+		for {
+			ents, err := j.ReadDir(ctx, dir, off, 1024)
+			if err != nil {
+				return err
+			}
+			if len(ents) == 0 {
+				return nil
+			}
+			for _, d := range ents {
+				off = d.Off
+				if visited++; visited > maxWalk {
+					return errors.New("more than 10 million entries; check a folder at a time")
+				}
+				child := path.Join(p, d.Name)
+				switch d.Mode & syscall.S_IFMT {
+				case syscall.S_IFDIR:
+					if err := walk(d.Ino, child); err != nil {
+						return err
+					}
+				case syscall.S_IFREG:
+					out = append(out, fileIno{child, d.Ino})
+				}
+			}
+		}
+	}
+	if err := walk(ino, "/"+rel); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b fileIno) int { return cmp.Compare(a.path, b.path) })
+	return out, nil
+}

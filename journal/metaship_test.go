@@ -226,8 +226,11 @@ func encodeMeta(data []byte) ([]byte, error) {
 // grid is timed (docs/BENCHMARKS.md quotes the -long run: 100k files).
 func TestMetaIncremental(t *testing.T) {
 	n := 10_000
-	if *long {
+	switch {
+	case *long:
 		n = 100_000
+	case testing.Short(): // the -race pass: the full size runs without it
+		n = 2_000
 	}
 	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
 	j := e.j

@@ -6,8 +6,8 @@ import (
 )
 
 // RepairPolicy is when the drive rebuilds a segment's missing shards and
-// which segments go first. The drive's repair (still to be built) must
-// follow it, and meshsim simulates it, so the durability meshsim reports
+// which segments go first. The drive's repair (journal/repair) follows
+// it, and meshsim simulates it, so the durability meshsim reports
 // is the one this policy gives. The zero value is the default: repair as
 // soon as any shard is missing.
 //

@@ -188,7 +188,7 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 				work = append(work, i)
 			}
 		}
-		slices.SortStableFunc(work, func(a, b int) int { return cmp.Compare(hs[a].OK, hs[b].OK) })
+		sortByPolicy(work, hs)
 		outs, _ := r.repairAll(ctx, "check", segs, hs, work, false, false, func(d, t int) {
 			progress(Progress{Phase: "repair", Done: d, Total: t})
 		})

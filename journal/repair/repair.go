@@ -1,7 +1,6 @@
 package repair
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -168,7 +167,7 @@ func (r *Repairer) Background(ctx context.Context, rebalance bool) error {
 			work = append(work, i)
 		}
 	}
-	slices.SortStableFunc(work, func(a, b int) int { return cmp.Compare(hs[a].OK, hs[b].OK) })
+	sortByPolicy(work, hs)
 	phase := "background"
 	if rebalance {
 		phase = "rebalance"
@@ -177,9 +176,10 @@ func (r *Repairer) Background(ctx context.Context, rebalance bool) error {
 	return err
 }
 
-// needs: fewer than below shards, or a shard on a draining node.
+// needs: owed repair by remote.RepairPolicy (fewer than below shards),
+// or a shard on a draining node.
 func (r *Repairer) needs(h *remote.SegmentHealth, below int) bool {
-	if h.OK < below {
+	if (remote.RepairPolicy{Below: below}).Needs(h.OK, h.Seg.K, h.Seg.M) {
 		return true
 	}
 	draining := map[string]bool{}
@@ -403,4 +403,24 @@ func (r *Repairer) Drain(ctx context.Context, node string, progress func(done, t
 		return fmt.Errorf("drain %s: deleting leftover shards: %w", node, err)
 	}
 	return nil
+}
+
+// sortByPolicy orders the segments hs[work[i]] as remote.RepairPolicy
+// says: the most endangered (fewest shards to spare) first. The drive
+// does not record since when a segment is degraded, so ties keep the
+// survey's order.
+func sortByPolicy(work []int, hs []*remote.SegmentHealth) {
+	var p remote.RepairPolicy
+	item := func(i int) remote.RepairItem {
+		return remote.RepairItem{K: hs[i].Seg.K, Stored: hs[i].OK}
+	}
+	slices.SortStableFunc(work, func(a, b int) int {
+		switch {
+		case p.Before(item(a), item(b)):
+			return -1
+		case p.Before(item(b), item(a)):
+			return 1
+		}
+		return 0
+	})
 }

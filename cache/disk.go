@@ -180,20 +180,29 @@ func (d *disk) path(id remote.BlockID) string {
 	return filepath.Join(d.dir, blocksDir, s[:2], s)
 }
 
+// touch marks id used and returns its size, or false when it is not in the
+// tier.
+func (d *disk) touch(id remote.BlockID) (int64, bool) {
+	if d.dir == "" {
+		return 0, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.index[id]
+	if !ok {
+		return 0, false
+	}
+	if e.elem != nil {
+		d.lru.MoveToFront(e.elem)
+	}
+	return e.size, true
+}
+
 // read returns the sealed bytes cached for ref (a new slice owned by the
 // caller), or false. A file that vanished or has the wrong length is
 // dropped from the index.
 func (d *disk) read(ref remote.BlockRef) ([]byte, bool) {
-	if d.dir == "" {
-		return nil, false
-	}
-	d.mu.Lock()
-	e, ok := d.index[ref.ID]
-	if ok && e.elem != nil {
-		d.lru.MoveToFront(e.elem)
-	}
-	d.mu.Unlock()
-	if !ok {
+	if _, ok := d.touch(ref.ID); !ok {
 		return nil, false
 	}
 	b, err := os.ReadFile(d.path(ref.ID))
@@ -212,6 +221,38 @@ func (d *disk) read(ref remote.BlockRef) ([]byte, bool) {
 		return nil, false
 	}
 	return b, true
+}
+
+// readAt returns n sealed bytes at off of the block cached for ref (a new
+// slice owned by the caller), or false: a ranged read of the file, for
+// frames. A file that vanished or has the wrong length is dropped from the
+// index.
+func (d *disk) readAt(ref remote.BlockRef, off, n int64) ([]byte, bool) {
+	size, ok := d.touch(ref.ID)
+	if !ok || off < 0 || n < 0 {
+		return nil, false
+	}
+	if ref.Length > 0 && size != ref.Length || off+n > size {
+		d.errs.Add(1)
+		d.log.Warn("cache: cached block has the wrong length; deleting it", "block", ref.ID, "have", size, "want", ref.Length)
+		d.remove(ref.ID)
+		return nil, false
+	}
+	f, err := os.Open(d.path(ref.ID))
+	if err == nil {
+		b := make([]byte, n)
+		_, err = f.ReadAt(b, off)
+		f.Close()
+		if err == nil {
+			return b, true
+		}
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		d.errs.Add(1)
+		d.log.Warn("cache: cannot read cached block; fetching it from the grid", "block", ref.ID, "err", err)
+	}
+	d.remove(ref.ID)
+	return nil, false
 }
 
 // remove deletes id's file (a corrupt or vanished one), pinned or not.

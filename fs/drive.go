@@ -161,6 +161,14 @@ func (c *corruptReader) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]b
 	return bad, nil
 }
 
+func (c *corruptReader) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(ctx, ref, p, off)
+	if err == nil && n > 0 && rand.Float64() < c.frac {
+		p[rand.IntN(n)] ^= 0xff // p is the caller's own copy
+	}
+	return n, err
+}
+
 func (c *corruptReader) Prefetch(ctx context.Context, refs []remote.BlockRef) {
 	c.r.Prefetch(ctx, refs)
 }

@@ -40,6 +40,20 @@ type DriveOptions struct {
 	CorruptReads float64
 }
 
+// MemoryLimit is the Go memory limit (runtime/debug.SetMemoryLimit) a
+// process serving one drive should run under for its peak RSS to stay near
+// 128 MiB: the memory cache (cacheMem bytes of plaintext; 0 means the
+// cache's default) plus what reads and writes in flight hold. The commands
+// apply it unless GOMEMLIMIT is set; it is soft (the heap may pass it
+// rather than stall), so a larger cache only makes the collector work
+// harder.
+func MemoryLimit(cacheMem int64) int64 {
+	if cacheMem == 0 {
+		cacheMem = cache.DefaultMemBytes
+	}
+	return max(cacheMem, 0) + 48<<20
+}
+
 // Drive is an open drive: its journal, its block cache and the options to
 // mount it with.
 type Drive struct {

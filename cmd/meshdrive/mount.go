@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -297,6 +298,9 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	mem := o.cacheMem
 	if mem == 0 {
 		mem = -1 // --cache-mem 0: no memory tier (the cache's 0 means its default)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(fs.MemoryLimit(mem))
 	}
 	drive, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir: o.dataDir, Grid: grid, Sealer: sealer,

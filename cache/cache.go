@@ -104,8 +104,9 @@ type Cache struct {
 	hits, diskHits, misses, fetches, fetchErrors, frameFetches, indexFetches,
 	evictions, prefetchIssued, prefetchDropped, diskErrors atomic.Uint64
 
-	idx      *indexes    // frame indexes of blocks read a frame at a time
-	isClosed atomic.Bool // mirrors closed for the lock-free memory hit path
+	idx       *indexes    // frame indexes of blocks read a frame at a time
+	frameBufs sync.Pool   // of *[]byte: sealed frames read from disk (sealedBuf)
+	isClosed  atomic.Bool // mirrors closed for the lock-free memory hit path
 
 	mu        sync.Mutex                  // mu guards the fields below; lock order: mu, then mem.mu, then disk.mu
 	flights   map[key]*flight             // a whole block's load, or one frame's

@@ -6,7 +6,7 @@
 // Two ways to read. ReadBlock returns a whole block (sequential reads and
 // read-ahead: one fetch of the whole sealed block, cached in memory and on
 // disk). ReadAt returns a range of a block at the cost of the frames
-// (remote.FrameSize, 64 KiB of plaintext each) that hold it: from memory,
+// (remote.FrameSize, 32 KiB of plaintext each) that hold it: from memory,
 // else a ranged read of the block's file in the disk tier, else one ranged
 // read of the frame from the grid. Frame indexes (where a block's frames
 // lie) are kept in memory for the last few thousand blocks read; the first

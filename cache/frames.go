@@ -123,7 +123,7 @@ func (c *Cache) frameIndex(ctx context.Context, ref remote.BlockRef) (*remote.Fr
 	if f, ok := c.idx.get(ref.ID); ok {
 		return f, nil
 	}
-	if head, ok := c.disk.readAt(ref, 0, min(ref.Length, remote.FrameHeadMax)); ok {
+	if head, ok := c.disk.readAt(ref, 0, min(ref.Length, remote.FrameHeadMax), nil); ok {
 		f, err := remote.ParseFrames(head, ref.Length)
 		if err == nil {
 			c.idx.put(ref.ID, f)
@@ -142,6 +142,17 @@ func (c *Cache) frameIndex(ctx context.Context, ref remote.BlockRef) (*remote.Fr
 	}
 	c.idx.put(ref.ID, f)
 	return f, nil
+}
+
+// sealedBuf returns a pooled buffer for one sealed frame read from disk; it
+// goes back to c.frameBufs once the frame is opened (the plaintext is a new
+// slice).
+func (c *Cache) sealedBuf() *[]byte {
+	if b, ok := c.frameBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, remote.FrameSize+64)
+	return &b
 }
 
 // frame returns frame i of ref's block (read-only, shared like ReadBlock's
@@ -168,8 +179,13 @@ func (c *Cache) fillFrame(ctx context.Context, ref remote.BlockRef, f *remote.Fr
 		return b[po : po+pn : po+pn], fromMem, nil
 	}
 	so, sn := f.Sealed(i, i)
-	if sealed, ok := c.disk.readAt(ref, so, sn); ok {
+	buf := c.sealedBuf()
+	defer c.frameBufs.Put(buf)
+	if sealed, ok := c.disk.readAt(ref, so, sn, *buf); ok {
 		plain, err := c.f.OpenFrames(ref, f, i, i, sealed)
+		if int64(cap(sealed)) > int64(cap(*buf)) {
+			*buf = sealed[:0] // a bigger frame: keep its buffer
+		}
 		if err == nil {
 			c.mem.put(k, plain)
 			return plain, fromDisk, nil

@@ -12,7 +12,7 @@
 // A Sealer derives three keys from the drive's master key (HKDF-SHA256):
 // the block-id key (BlockID is keyed BLAKE3 of the plaintext), the block
 // AEAD key and the metadata AEAD key. Seal cuts a block into frames of
-// FrameSize (64 KiB) of plaintext, each compressed with zstd when a 64 KiB
+// FrameSize (32 KiB) of plaintext, each compressed with zstd when a 64 KiB
 // sample of the block shows it pays and the frame shrinks, and each sealed
 // with AES-256-GCM under its own random nonce, with the block id, the
 // block's length, the frame count, the frame's index and its index entry

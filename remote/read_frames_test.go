@@ -68,7 +68,7 @@ func TestFetchFramesRanged(t *testing.T) {
 		if err != nil {
 			t.Fatalf("block %d: frame index: %v", i, err)
 		}
-		if f.Count() != 64 || !f.Framed() {
+		if f.Count() != 4<<20/FrameSize || !f.Framed() {
 			t.Fatalf("block %d: %d frames", i, f.Count())
 		}
 		headCost := got() - before

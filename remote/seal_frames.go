@@ -13,7 +13,7 @@ import (
 //
 //	off      size     field
 //	0        1        version (sealFramed = 2)
-//	1        1        log2 of the frame size (16: 64 KiB)
+//	1        1        log2 of the frame size (15: 32 KiB; Open takes 14..24)
 //	2        4        plaintext length of the block, little-endian
 //	6        4·count  frame index: per frame a little-endian uint32, bit 31 set when
 //	                  the frame's plaintext was zstd-compressed, bits 0-30 the
@@ -33,9 +33,9 @@ import (
 const (
 	sealFramed = 2
 	// FrameSize is the plaintext carried by one frame of a sealed block.
-	FrameSize      = 64 << 10
-	frameLog2      = 16
-	minFrameLog2   = 16 // Open refuses smaller frames: the index stays small
+	FrameSize      = 32 << 10
+	frameLog2      = 15
+	minFrameLog2   = 14 // Open refuses smaller frames: the index stays small
 	maxFrameLog2   = 24
 	frameHdrLen    = 6
 	frameEntryLen  = 4

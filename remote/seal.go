@@ -307,7 +307,10 @@ func (s *Sealer) openBody(aead cipher.AEAD, dst, nonce, ct, ad []byte, compresse
 		return nil, fmt.Errorf("%w: authentication failed (tampered, truncated or wrong key)", ErrCorrupt)
 	}
 	start := len(dst)
-	out, err := s.dec.DecodeAll(z, growCap(dst, plainLen)[:start:start+plainLen])
+	d := growCap(dst, plainLen)
+	// The decoder may not write past start+plainLen (cap limit), so out is
+	// d's array; d keeps its whole capacity for the frames after this one.
+	out, err := s.dec.DecodeAll(z, d[:start:start+plainLen])
 	s.putScratch(tmp)
 	if err != nil {
 		return nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
@@ -315,7 +318,7 @@ func (s *Sealer) openBody(aead cipher.AEAD, dst, nonce, ct, ad []byte, compresse
 	if len(out)-start != plainLen {
 		return nil, fmt.Errorf("%w: decompressed %d bytes, header says %d", ErrCorrupt, len(out)-start, plainLen)
 	}
-	return out, nil
+	return d[:start+plainLen], nil
 }
 
 // growCap returns b with room for n more bytes (same contents).

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -451,4 +452,31 @@ func FuzzFrames(f *testing.F) {
 			t.Fatalf("opened %d bytes of frames %d..%d, want %d", len(out), a, b, lo+ln-po)
 		}
 	})
+}
+
+// TestOpenFramesNoCopies: opening a block of many compressed frames into
+// a buffer with room fills that buffer, without a new one per frame.
+func TestOpenFramesNoCopies(t *testing.T) {
+	s := newTestSealer(t)
+	r := rand.New(rand.NewPCG(19, 20))
+	plain := mixedBlock(r, 1, 4<<20)
+	id := s.BlockID(plain)
+	sealed := s.Seal(nil, id, plain)
+	dst := make([]byte, 0, len(plain))
+	got, err := s.Open(dst, id, sealed)
+	if err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("open: %v", err)
+	}
+	if &got[0] != &dst[:1][0] {
+		t.Fatal("Open did not fill the buffer it was given")
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := s.Open(dst, id, sealed); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(len(plain)) {
+		t.Fatalf("opening a %d-byte block into a buffer with room allocated %d bytes", len(plain), n)
+	}
 }

@@ -50,6 +50,17 @@
 // # Concurrency
 //
 // All methods are safe for concurrent use. Lock order: Cache.mu, mem.mu,
-// disk.mu. No lock is held across a Fetcher call; disk file reads happen
-// outside locks, renames and evictions under disk.mu.
+// disk.mu; indexes.mu is taken alone. No lock is held across a Fetcher
+// call; disk file reads happen outside locks, renames and evictions under
+// disk.mu. The disk tier keeps the files of the last 64 blocks read by
+// ReadAt open (closed when their block leaves the tier: a read racing with
+// that is a miss, not an error).
+//
+// # Memory
+//
+// MemBytes (default 64 MiB) bounds the plaintext held; beyond it the cache
+// holds the frame indexes of the last 4096 blocks read by ReadAt (a few
+// hundred bytes each), sealed blocks waiting to be written to disk (16 MiB
+// at most: past that a block is not cached on disk) and what running
+// fetches hold (read-ahead: ReadAhead blocks, sealed and plain).
 package cache

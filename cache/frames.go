@@ -158,7 +158,7 @@ func (c *Cache) sealedBuf() *[]byte {
 // frame returns frame i of ref's block (read-only, shared like ReadBlock's
 // slices) and where it came from: memory, else one flight per frame.
 func (c *Cache) frame(ctx context.Context, ref remote.BlockRef, f *remote.Frames, i int) ([]byte, source, error) {
-	k := key{ref.ID, int32(i)}
+	k := frameKey(ref.ID, f, i)
 	if b, ok := c.mem.get(k); ok {
 		return b, fromMem, nil
 	}
@@ -170,7 +170,7 @@ func (c *Cache) frame(ctx context.Context, ref remote.BlockRef, f *remote.Frames
 // fillFrame loads frame i: memory (the frame, or the whole block a flight
 // just brought in), disk tier, grid. It keeps what it loads in memory.
 func (c *Cache) fillFrame(ctx context.Context, ref remote.BlockRef, f *remote.Frames, i int) ([]byte, source, error) {
-	k := key{ref.ID, int32(i)}
+	k := frameKey(ref.ID, f, i)
 	if b, ok := c.mem.get(k); ok {
 		return b, fromMem, nil
 	}

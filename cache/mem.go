@@ -9,17 +9,25 @@ import (
 	"github.com/meshdrive/meshdrive/remote"
 )
 
-// key names what mem holds: a whole block (frame == wholeBlock) or one
-// frame of it.
+// key names what mem holds: a whole block (off == wholeBlock) or the
+// plaintext bytes [off, off+n) of one frame of it. Frames are named by
+// their bytes, not their index, so copies of one block sealed with other
+// frame sizes never answer for each other.
 type key struct {
-	id    remote.BlockID
-	frame int32
+	id     remote.BlockID
+	off, n int32
 }
 
-// wholeBlock is the frame of a key that names the whole block.
+// wholeBlock is the off of a key that names the whole block.
 const wholeBlock = -1
 
-func blockKey(id remote.BlockID) key { return key{id, wholeBlock} }
+func blockKey(id remote.BlockID) key { return key{id, wholeBlock, 0} }
+
+// frameKey names frame i of f, a frame index of block id.
+func frameKey(id remote.BlockID, f *remote.Frames, i int) key {
+	off, n := f.Plain(i)
+	return key{id, int32(off), int32(n)}
+}
 
 // mem is the memory tier: plaintext blocks and frames in an LRU bounded by
 // bytes.

@@ -76,7 +76,7 @@ type disk struct {
 }
 
 // maxOpenFiles bounds the cached block files kept open for ranged reads.
-const maxOpenFiles = 64
+const maxOpenFiles = 512
 
 type openFile struct {
 	id remote.BlockID

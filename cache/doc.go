@@ -32,8 +32,9 @@
 //     grid. Eviction (least recently used first, per tier, until the tier
 //     fits its byte budget) and Clear never touch a pinned block on disk.
 //   - Many readers missing one block cause one load (disk tier, else one
-//     FetchBlock); many missing one frame, one load of that frame. A reader whose ctx ends returns ctx.Err() at once; the
-//     fetch goes on for the others and is cancelled when no reader waits.
+//     FetchBlock); many missing one frame not on disk, one grid read of
+//     it. A reader whose ctx ends returns ctx.Err() at once; the fetch
+//     goes on for the others and is cancelled when no reader waits.
 //     Errors are not cached.
 //   - ReadBlock returns a slice shared by the cache and every reader of the
 //     block: it is read-only. The cache never modifies or reuses it; it is
@@ -52,7 +53,7 @@
 // All methods are safe for concurrent use. Lock order: Cache.mu, mem.mu,
 // disk.mu; indexes.mu is taken alone. No lock is held across a Fetcher
 // call; disk file reads happen outside locks, renames and evictions under
-// disk.mu. The disk tier keeps the files of the last 64 blocks read by
+// disk.mu. The disk tier keeps the files of the last 512 blocks read by
 // ReadAt open (closed when their block leaves the tier: a read racing with
 // that is a miss, not an error).
 //

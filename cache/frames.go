@@ -62,8 +62,9 @@ func (x *indexes) clear() {
 // the cached sealed block), else from the grid (one ranged read of the
 // frame). Frames read this way are kept in memory, not on disk; a block of
 // the old format (one AEAD over the whole block) is read whole
-// (ReadBlock). Many readers missing one frame cause one load; ctx and
-// errors behave as in ReadBlock.
+// (ReadBlock). Many readers missing one frame cause one grid read (a frame
+// on disk is read by each reader that wants it, in its own goroutine); ctx
+// and errors behave as in ReadBlock.
 func (c *Cache) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off int64) (int, error) {
 	if c.isClosed.Load() {
 		return 0, ErrClosed
@@ -162,9 +163,40 @@ func (c *Cache) frame(ctx context.Context, ref remote.BlockRef, f *remote.Frames
 	if b, ok := c.mem.get(k); ok {
 		return b, fromMem, nil
 	}
+	// From the disk tier in the reader's own goroutine: a local pread
+	// is cheaper than a flight's goroutine hand-offs, and two readers
+	// reading one frame from disk at once only cost a pread more.
+	if b, ok := c.diskFrame(ref, f, i); ok {
+		return b, fromDisk, nil
+	}
 	return c.load(ctx, k, func(ctx context.Context) ([]byte, source, error) {
 		return c.fillFrame(ctx, ref, f, i)
 	})
+}
+
+// diskFrame reads and opens frame i from the disk tier and keeps it in
+// memory. A frame that fails to open deletes the block's cache file.
+func (c *Cache) diskFrame(ref remote.BlockRef, f *remote.Frames, i int) ([]byte, bool) {
+	so, sn := f.Sealed(i, i)
+	buf := c.sealedBuf()
+	defer c.frameBufs.Put(buf)
+	sealed, ok := c.disk.readAt(ref, so, sn, *buf)
+	if !ok {
+		return nil, false
+	}
+	plain, err := c.f.OpenFrames(ref, f, i, i, sealed)
+	if int64(cap(sealed)) > int64(cap(*buf)) {
+		*buf = sealed[:0] // a bigger frame: keep its buffer
+	}
+	if err != nil {
+		c.diskErrors.Add(1)
+		c.log.Warn("cache: cached frame failed to open (corrupt cache file); deleting the block and reading from the grid",
+			"block", ref.ID, "frame", i, "err", err)
+		c.disk.remove(ref.ID)
+		return nil, false
+	}
+	c.mem.put(frameKey(ref.ID, f, i), plain)
+	return plain, true
 }
 
 // fillFrame loads frame i: memory (the frame, or the whole block a flight
@@ -178,22 +210,8 @@ func (c *Cache) fillFrame(ctx context.Context, ref remote.BlockRef, f *remote.Fr
 	if b, ok := c.mem.get(blockKey(ref.ID)); ok && int64(len(b)) >= po+pn {
 		return b[po : po+pn : po+pn], fromMem, nil
 	}
-	so, sn := f.Sealed(i, i)
-	buf := c.sealedBuf()
-	defer c.frameBufs.Put(buf)
-	if sealed, ok := c.disk.readAt(ref, so, sn, *buf); ok {
-		plain, err := c.f.OpenFrames(ref, f, i, i, sealed)
-		if int64(cap(sealed)) > int64(cap(*buf)) {
-			*buf = sealed[:0] // a bigger frame: keep its buffer
-		}
-		if err == nil {
-			c.mem.put(k, plain)
-			return plain, fromDisk, nil
-		}
-		c.diskErrors.Add(1)
-		c.log.Warn("cache: cached frame failed to open (corrupt cache file); deleting the block and reading from the grid",
-			"block", ref.ID, "frame", i, "err", err)
-		c.disk.remove(ref.ID)
+	if b, ok := c.diskFrame(ref, f, i); ok { // written to disk meanwhile
+		return b, fromDisk, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err

@@ -27,7 +27,7 @@ const (
 	// maxPendingWrites and maxPendingBytes bound the sealed blocks waiting
 	// to be written; past them a block is simply not cached on disk.
 	maxPendingWrites = 64
-	maxPendingBytes  = 16 << 20
+	maxPendingBytes  = 8 << 20
 	diskWriters      = 2
 	// fullDiskPause is how long disk caching stays off after the disk
 	// reported it is full.

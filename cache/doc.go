@@ -59,9 +59,9 @@
 //
 // # Memory
 //
-// MemBytes (default 64 MiB) bounds the plaintext held; beyond it the cache
+// MemBytes (default 48 MiB) bounds the plaintext held; beyond it the cache
 // holds the frame indexes of the last 4096 blocks read by ReadAt (a few
-// hundred bytes each), sealed blocks waiting to be written to disk (16 MiB
+// hundred bytes each), sealed blocks waiting to be written to disk (8 MiB
 // at most: past that a block is not cached on disk) and what running
 // fetches hold (read-ahead: ReadAhead blocks, sealed and plain).
 package cache

@@ -34,7 +34,7 @@ type Fetcher interface {
 
 // Defaults for zero Options fields.
 const (
-	DefaultMemBytes  = 48 << 20
+	DefaultMemBytes  = 32 << 20
 	DefaultDiskBytes = 4 << 30
 	DefaultReadAhead = 4
 

@@ -59,7 +59,7 @@
 //
 // # Memory
 //
-// MemBytes (default 48 MiB) bounds the plaintext held; beyond it the cache
+// MemBytes (default 32 MiB) bounds the plaintext held; beyond it the cache
 // holds the frame indexes of the last 4096 blocks read by ReadAt (a few
 // hundred bytes each), sealed blocks waiting to be written to disk (8 MiB
 // at most: past that a block is not cached on disk) and what running

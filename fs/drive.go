@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/metrics"
 	"sync"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -44,14 +47,44 @@ type DriveOptions struct {
 // process serving one drive should run under for its peak RSS to stay near
 // 128 MiB: the memory cache (cacheMem bytes of plaintext; 0 means the
 // cache's default) plus what reads and writes in flight hold. The commands
-// apply it unless GOMEMLIMIT is set; it is soft (the heap may pass it
-// rather than stall), so a larger cache only makes the collector work
-// harder.
+// apply it with LimitMemory unless GOMEMLIMIT is set.
 func MemoryLimit(cacheMem int64) int64 {
 	if cacheMem == 0 {
 		cacheMem = cache.DefaultMemBytes
 	}
 	return max(cacheMem, 0) + 48<<20
+}
+
+// LimitMemory keeps the process's Go memory limit at base, or at 1.5x the
+// live heap when that is larger, until ctx ends (it checks every 500 ms).
+// A fixed limit below the live heap (a directory of 100,000 entries keeps
+// more than 128 MiB of inodes alive in go-fuse and the journal) makes the
+// collector run back to back; following the live heap turns that into
+// ordinary collections while reads, whose live heap is the cache, stay
+// under base. It changes a process-wide setting: call it once, from main.
+func LimitMemory(ctx context.Context, base int64) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	set := func() {
+		metrics.Read(sample)
+		limit := base
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			limit = max(base, int64(sample[0].Value.Uint64())*3/2)
+		}
+		debug.SetMemoryLimit(limit)
+	}
+	set()
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				set()
+			}
+		}
+	}()
 }
 
 // Drive is an open drive: its journal, its block cache and the options to

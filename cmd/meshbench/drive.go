@@ -11,7 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
+	"sync"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -30,6 +30,9 @@ type driveMount struct {
 	d   *fs.Drive
 	srv *fuse.Server
 }
+
+// limitOnce applies the drive's memory limit once in a serving process.
+var limitOnce sync.Once
 
 // mountDrive builds a grid of k+m dirstores under DATA/nodes (on the disk
 // under test), seals with a random key (made at the first mount and kept in
@@ -63,8 +66,8 @@ func mountDrive(ctx context.Context, a serveArgs, log *slog.Logger) (*driveMount
 	if err != nil {
 		return nil, fmt.Errorf("local grid: %w", err)
 	}
-	if os.Getenv("GOMEMLIMIT") == "" { // as meshdrive mount does
-		debug.SetMemoryLimit(fs.MemoryLimit(a.cacheMem))
+	if os.Getenv("GOMEMLIMIT") == "" { // as meshdrive mount does; once per process (remounts)
+		limitOnce.Do(func() { fs.LimitMemory(context.Background(), fs.MemoryLimit(a.cacheMem)) })
 	}
 	d, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir:       a.data,

@@ -36,7 +36,7 @@ type Fetcher interface {
 const (
 	DefaultMemBytes  = 32 << 20
 	DefaultDiskBytes = 4 << 30
-	DefaultReadAhead = 4
+	DefaultReadAhead = 2
 
 	// prefetchQueue bounds the read-ahead work waiting for a worker; more
 	// is dropped.

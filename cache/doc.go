@@ -63,5 +63,6 @@
 // holds the frame indexes of the last 4096 blocks read by ReadAt (a few
 // hundred bytes each), sealed blocks waiting to be written to disk (8 MiB
 // at most: past that a block is not cached on disk) and what running
-// fetches hold (read-ahead: ReadAhead blocks, sealed and plain).
+// fetches hold (read-ahead: ReadAhead blocks, 2 by default, sealed and
+// plain).
 package cache

@@ -118,7 +118,7 @@ func (r *results) biggestGap() *row {
 // rssTable writes the peak RSS of every daemon per workload.
 func (r *results) rssTable(b *strings.Builder) {
 	o := r.opts
-	fmt.Fprintf(b, "\nPeak RSS of the serving process per workload (MiB: VmHWM, reset as the workload starts; the largest of its rounds). Target for C: at most %d MiB on every workload.\n\n| workload |", rssTarget>>20)
+	fmt.Fprintf(b, "\nPeak RSS of the serving process per workload (MiB: VmHWM, reset as the workload starts, after the daemon has returned the memory it freed to the system; the largest of its rounds). Target for C: at most %d MiB on every workload.\n\n| workload |", rssTarget>>20)
 	for _, k := range o.kinds {
 		fmt.Fprintf(b, " %s |", kindTitle(k))
 	}

@@ -159,7 +159,7 @@ func mountKind(ctx context.Context, a serveArgs, log *slog.Logger) (mounted, err
 // "quit", stdin's end or SIGTERM/SIGINT:
 //
 //	begin NAME    start a CPU profile PROFDIR/NAME.pprof and a CPU clock, and
-//	              reset the peak RSS (VmHWM)
+//	              return freed memory to the system and reset the peak RSS (VmHWM)
 //	end           stop them; answers "ok cpu=SECONDS reads=N writes=N fsyncs=N rss=BYTES"
 //	settle        wait for background work (the drive's uploads)
 //	clear         drop the daemon's own cache
@@ -224,6 +224,9 @@ func answer(ctx context.Context, a serveArgs, cur func() mounted, remount func(w
 				}
 				prof = p
 			}
+			// Memory the last workload freed goes back to the system first,
+			// so that this workload's peak is its own.
+			debug.FreeOSMemory()
 			if err := resetPeakRSS(); err != nil {
 				reply = "err " + oneLine(err)
 			}

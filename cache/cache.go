@@ -21,13 +21,22 @@ type Fetcher interface {
 	// the disk tier) and returns a new plaintext slice. An error means the
 	// bytes are damaged.
 	OpenBlock(ref remote.BlockRef, sealed []byte) ([]byte, error)
+	// FetchFrameIndex reads the head of ref's sealed block: where its
+	// frames lie (see remote.ParseFrames).
+	FetchFrameIndex(ctx context.Context, ref remote.BlockRef) (*remote.Frames, error)
+	// FetchFrames reads and opens frames [first, last] of ref's block with
+	// one ranged read; plain is newly allocated and owned by the caller.
+	FetchFrames(ctx context.Context, ref remote.BlockRef, f *remote.Frames, first, last int) (plain []byte, err error)
+	// OpenFrames opens frames [first, last] from their sealed bytes (read
+	// from the disk tier); an error means the bytes are damaged.
+	OpenFrames(ref remote.BlockRef, f *remote.Frames, first, last int, sealed []byte) ([]byte, error)
 }
 
 // Defaults for zero Options fields.
 const (
-	DefaultMemBytes  = 256 << 20
+	DefaultMemBytes  = 32 << 20
 	DefaultDiskBytes = 4 << 30
-	DefaultReadAhead = 4
+	DefaultReadAhead = 2
 
 	// prefetchQueue bounds the read-ahead work waiting for a worker; more
 	// is dropped.
@@ -71,7 +80,9 @@ type Stats struct {
 	DiskHits              uint64 // reads served from the disk tier
 	Misses                uint64 // reads that waited on the grid (joining another reader's fetch included)
 	Fetches               uint64 // FetchBlock calls
-	FetchErrors           uint64 // FetchBlock calls that failed
+	FetchErrors           uint64 // FetchBlock and FetchFrames calls that failed
+	FrameFetches          uint64 // FetchFrames calls (ReadAt's misses, one frame each)
+	IndexFetches          uint64 // FetchFrameIndex calls
 	Evictions             uint64 // blocks evicted to stay within a budget (memory and disk)
 	PrefetchIssued        uint64 // blocks queued for read-ahead
 	PrefetchDropped       uint64 // read-ahead dropped because the queue was full
@@ -90,12 +101,15 @@ type Cache struct {
 	workers sync.WaitGroup // read-ahead workers
 	flying  sync.WaitGroup // fetch goroutines
 
-	hits, diskHits, misses, fetches, fetchErrors,
+	hits, diskHits, misses, fetches, fetchErrors, frameFetches, indexFetches,
 	evictions, prefetchIssued, prefetchDropped, diskErrors atomic.Uint64
-	isClosed atomic.Bool // mirrors closed for the lock-free memory hit path
 
-	mu        sync.Mutex // mu guards the fields below; lock order: mu, then mem.mu, then disk.mu
-	flights   map[remote.BlockID]*flight
+	idx       *indexes    // frame indexes of blocks read a frame at a time
+	frameBufs sync.Pool   // of *[]byte: sealed frames read from disk (sealedBuf)
+	isClosed  atomic.Bool // mirrors closed for the lock-free memory hit path
+
+	mu        sync.Mutex                  // mu guards the fields below; lock order: mu, then mem.mu, then disk.mu
+	flights   map[key]*flight             // a whole block's load, or one frame's
 	queued    map[remote.BlockID]struct{} // in prefetchQ
 	prefetchQ chan remote.BlockRef        // nil when read-ahead is off
 	closed    bool
@@ -141,7 +155,8 @@ func New(o Options) (*Cache, error) {
 	c := &Cache{
 		f:       o.Fetcher,
 		log:     o.Logger,
-		flights: make(map[remote.BlockID]*flight),
+		flights: make(map[key]*flight),
+		idx:     newIndexes(),
 		queued:  make(map[remote.BlockID]struct{}),
 	}
 	c.mem = newMem(o.MemBytes, &c.evictions)
@@ -175,17 +190,23 @@ func (c *Cache) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, err
 	if c.isClosed.Load() {
 		return nil, ErrClosed
 	}
-	if b, ok := c.mem.get(ref.ID); ok {
+	if b, ok := c.mem.get(blockKey(ref.ID)); ok {
 		c.hits.Add(1)
 		return b, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	b, src, err := c.load(ctx, ref)
+	b, src, err := c.loadBlock(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
+	c.count(src)
+	return b, nil
+}
+
+// count counts one read served from src.
+func (c *Cache) count(src source) {
 	switch src {
 	case fromMem:
 		c.hits.Add(1)
@@ -194,24 +215,28 @@ func (c *Cache) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, err
 	default:
 		c.misses.Add(1)
 	}
-	return b, nil
 }
 
-// load joins the block's flight, starting one if there is none, and waits
-// for it or for ctx.
-func (c *Cache) load(ctx context.Context, ref remote.BlockRef) ([]byte, source, error) {
+// loadBlock loads ref's whole block (one flight per block).
+func (c *Cache) loadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, source, error) {
+	return c.load(ctx, blockKey(ref.ID), func(ctx context.Context) ([]byte, source, error) { return c.fill(ctx, ref) })
+}
+
+// load joins the flight of k, starting one that runs fill if there is
+// none, and waits for it or for ctx.
+func (c *Cache) load(ctx context.Context, k key, fill func(context.Context) ([]byte, source, error)) ([]byte, source, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil, 0, ErrClosed
 	}
-	fl, ok := c.flights[ref.ID]
+	fl, ok := c.flights[k]
 	if !ok {
 		fctx, cancel := context.WithCancel(c.base)
 		fl = &flight{done: make(chan struct{}), cancel: cancel}
-		c.flights[ref.ID] = fl
+		c.flights[k] = fl
 		c.flying.Add(1)
-		go c.fly(fctx, ref, fl)
+		go c.fly(fctx, k, fl, fill)
 	}
 	fl.waiters++
 	c.mu.Unlock()
@@ -231,8 +256,8 @@ func (c *Cache) load(ctx context.Context, ref remote.BlockRef) ([]byte, source, 
 			// Nobody is left to want the block: stop the fetch, and let the
 			// next reader start a fresh one rather than join a dying one.
 			fl.cancel()
-			if c.flights[ref.ID] == fl {
-				delete(c.flights, ref.ID)
+			if c.flights[k] == fl {
+				delete(c.flights, k)
 			}
 		}
 	}
@@ -240,12 +265,12 @@ func (c *Cache) load(ctx context.Context, ref remote.BlockRef) ([]byte, source, 
 }
 
 // fly runs one flight and publishes its result.
-func (c *Cache) fly(ctx context.Context, ref remote.BlockRef, fl *flight) {
+func (c *Cache) fly(ctx context.Context, k key, fl *flight, fill func(context.Context) ([]byte, source, error)) {
 	defer c.flying.Done()
-	plain, src, err := c.fill(ctx, ref)
+	plain, src, err := fill(ctx)
 	c.mu.Lock()
-	if c.flights[ref.ID] == fl {
-		delete(c.flights, ref.ID)
+	if c.flights[k] == fl {
+		delete(c.flights, k)
 	}
 	fl.plain, fl.src, fl.err = plain, src, err
 	close(fl.done)
@@ -256,13 +281,14 @@ func (c *Cache) fly(ctx context.Context, ref remote.BlockRef, fl *flight) {
 // fill loads a block: memory (a flight that just ended may have put it
 // there), disk tier, grid. It stores what it loads in the tiers.
 func (c *Cache) fill(ctx context.Context, ref remote.BlockRef) ([]byte, source, error) {
-	if b, ok := c.mem.get(ref.ID); ok {
+	if b, ok := c.mem.get(blockKey(ref.ID)); ok {
 		return b, fromMem, nil
 	}
 	if sealed, ok := c.disk.read(ref); ok {
 		plain, err := c.f.OpenBlock(ref, sealed)
 		if err == nil {
-			c.mem.put(ref.ID, plain)
+			c.mem.put(blockKey(ref.ID), plain)
+			c.idx.learn(ref, sealed)
 			return plain, fromDisk, nil
 		}
 		c.diskErrors.Add(1)
@@ -279,7 +305,8 @@ func (c *Cache) fill(ctx context.Context, ref remote.BlockRef) ([]byte, source, 
 		c.fetchErrors.Add(1)
 		return nil, 0, fmt.Errorf("cache: fetch block %s: %w", ref.ID, err)
 	}
-	c.mem.put(ref.ID, plain)
+	c.mem.put(blockKey(ref.ID), plain)
+	c.idx.learn(ref, sealed)
 	c.disk.store(ref.ID, sealed)
 	return plain, fromGrid, nil
 }
@@ -298,13 +325,13 @@ func (c *Cache) Prefetch(ctx context.Context, refs []remote.BlockRef) {
 		return
 	}
 	for _, ref := range refs {
-		if _, ok := c.flights[ref.ID]; ok {
+		if _, ok := c.flights[blockKey(ref.ID)]; ok {
 			continue
 		}
 		if _, ok := c.queued[ref.ID]; ok {
 			continue
 		}
-		if c.mem.contains(ref.ID) {
+		if c.mem.contains(blockKey(ref.ID)) {
 			continue
 		}
 		select {
@@ -323,7 +350,7 @@ func (c *Cache) prefetcher() {
 	for ref := range c.prefetchQ {
 		if c.base.Err() == nil { // else closing: drain without work
 			ctx, cancel := context.WithTimeout(c.base, prefetchTimeout)
-			if _, _, err := c.load(ctx, ref); err != nil && !errors.Is(err, ErrClosed) {
+			if _, _, err := c.loadBlock(ctx, ref); err != nil && !errors.Is(err, ErrClosed) {
 				c.log.Debug("cache: read-ahead failed", "block", ref.ID, "err", err)
 			}
 			cancel()
@@ -350,6 +377,7 @@ func (c *Cache) Unpin(id remote.BlockID) { c.disk.unpin(id) }
 // block again.
 func (c *Cache) Clear() error {
 	c.mem.clear(c.disk.isPinned)
+	c.idx.clear()
 	return c.disk.clear()
 }
 
@@ -359,7 +387,7 @@ func (c *Cache) Clear() error {
 // soon as it is returned (a read may bring the block in; eviction or Clear
 // may drop it).
 func (c *Cache) Has(id remote.BlockID) bool {
-	return c.mem.contains(id) || c.disk.has(id)
+	return c.mem.contains(blockKey(id)) || c.disk.has(id)
 }
 
 // Stats returns a snapshot of sizes and counters.
@@ -372,6 +400,8 @@ func (c *Cache) Stats() Stats {
 	s.Misses = c.misses.Load()
 	s.Fetches = c.fetches.Load()
 	s.FetchErrors = c.fetchErrors.Load()
+	s.FrameFetches = c.frameFetches.Load()
+	s.IndexFetches = c.indexFetches.Load()
 	s.Evictions = c.evictions.Load()
 	s.PrefetchIssued = c.prefetchIssued.Load()
 	s.PrefetchDropped = c.prefetchDropped.Load()

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/meshdrive/meshdrive/remote"
 )
 
@@ -25,7 +27,7 @@ const (
 	// maxPendingWrites and maxPendingBytes bound the sealed blocks waiting
 	// to be written; past them a block is simply not cached on disk.
 	maxPendingWrites = 64
-	maxPendingBytes  = 64 << 20
+	maxPendingBytes  = 8 << 20
 	diskWriters      = 2
 	// fullDiskPause is how long disk caching stays off after the disk
 	// reported it is full.
@@ -63,8 +65,22 @@ type disk struct {
 	pendingB int64      // their bytes
 	idle     *sync.Cond // signalled when pending drops to 0
 
+	// fds keeps the files ReadAt read from recently open (a random read
+	// then costs one pread, not an open and a close as well): at most
+	// maxOpenFiles, the oldest closed first, a file's fd closed when its
+	// block leaves the index.
+	fds    map[remote.BlockID]*list.Element // of *openFile, in fdLRU
+	fdLRU  *list.List
 	writeQ chan diskWrite
 	wg     sync.WaitGroup // the writers
+}
+
+// maxOpenFiles bounds the cached block files kept open for ranged reads.
+const maxOpenFiles = 512
+
+type openFile struct {
+	id remote.BlockID
+	f  *os.File
 }
 
 type diskEntry struct {
@@ -89,6 +105,8 @@ func newDisk(dir string, budget int64, log *slog.Logger, evictions, errs *atomic
 		index:     make(map[remote.BlockID]*diskEntry),
 		lru:       list.New(),
 		pins:      make(map[remote.BlockID]struct{}),
+		fds:       make(map[remote.BlockID]*list.Element),
+		fdLRU:     list.New(),
 	}
 	d.idle = sync.NewCond(&d.mu)
 	if dir == "" || budget <= 0 {
@@ -180,20 +198,29 @@ func (d *disk) path(id remote.BlockID) string {
 	return filepath.Join(d.dir, blocksDir, s[:2], s)
 }
 
+// touch marks id used and returns its size, or false when it is not in the
+// tier.
+func (d *disk) touch(id remote.BlockID) (int64, bool) {
+	if d.dir == "" {
+		return 0, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.index[id]
+	if !ok {
+		return 0, false
+	}
+	if e.elem != nil {
+		d.lru.MoveToFront(e.elem)
+	}
+	return e.size, true
+}
+
 // read returns the sealed bytes cached for ref (a new slice owned by the
 // caller), or false. A file that vanished or has the wrong length is
 // dropped from the index.
 func (d *disk) read(ref remote.BlockRef) ([]byte, bool) {
-	if d.dir == "" {
-		return nil, false
-	}
-	d.mu.Lock()
-	e, ok := d.index[ref.ID]
-	if ok && e.elem != nil {
-		d.lru.MoveToFront(e.elem)
-	}
-	d.mu.Unlock()
-	if !ok {
+	if _, ok := d.touch(ref.ID); !ok {
 		return nil, false
 	}
 	b, err := os.ReadFile(d.path(ref.ID))
@@ -214,6 +241,89 @@ func (d *disk) read(ref remote.BlockRef) ([]byte, bool) {
 	return b, true
 }
 
+// readAt returns n sealed bytes at off of the block cached for ref, read
+// into buf when it has the capacity (else a new slice; either way owned by
+// the caller), or false: a ranged read of the file, for frames. A file that
+// vanished or has the wrong length is dropped from the index.
+func (d *disk) readAt(ref remote.BlockRef, off, n int64, buf []byte) ([]byte, bool) {
+	size, ok := d.touch(ref.ID)
+	if !ok || off < 0 || n < 0 {
+		return nil, false
+	}
+	if ref.Length > 0 && size != ref.Length || off+n > size {
+		d.errs.Add(1)
+		d.log.Warn("cache: cached block has the wrong length; deleting it", "block", ref.ID, "have", size, "want", ref.Length)
+		d.remove(ref.ID)
+		return nil, false
+	}
+	f, err := d.open(ref.ID)
+	if err == nil {
+		b := buf[:0]
+		if int64(cap(b)) >= n {
+			b = b[:n]
+		} else {
+			b = make([]byte, n)
+		}
+		if _, err = f.ReadAt(b, off); err == nil {
+			return b, true
+		}
+		if errors.Is(err, fs.ErrClosed) {
+			return nil, false // dropped meanwhile (evicted, cleared): a miss
+		}
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		d.errs.Add(1)
+		d.log.Warn("cache: cannot read cached block; fetching it from the grid", "block", ref.ID, "err", err)
+	}
+	d.remove(ref.ID)
+	return nil, false
+}
+
+// open returns an open file of block id for ReadAt: the one kept open, or
+// a new one kept from now on. The file is closed when the block leaves the
+// index, so a read racing with that fails with fs.ErrClosed.
+func (d *disk) open(id remote.BlockID) (*os.File, error) {
+	d.mu.Lock()
+	if el, ok := d.fds[id]; ok {
+		d.fdLRU.MoveToFront(el)
+		f := el.Value.(*openFile).f
+		d.mu.Unlock()
+		return f, nil
+	}
+	d.mu.Unlock()
+	f, err := os.Open(d.path(id))
+	if err != nil {
+		return nil, err
+	}
+	// Ranged reads of frames are random: no read-ahead of the rest of the
+	// block by the kernel (whole-block reads use os.ReadFile, not this).
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM) // only a hint
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if el, ok := d.fds[id]; ok { // opened meanwhile
+		f.Close()
+		return el.Value.(*openFile).f, nil
+	}
+	if _, ok := d.index[id]; !ok || d.closed { // dropped meanwhile: a miss
+		f.Close()
+		return nil, fs.ErrNotExist
+	}
+	d.fds[id] = d.fdLRU.PushFront(&openFile{id, f})
+	for d.fdLRU.Len() > maxOpenFiles {
+		d.closeFD(d.fdLRU.Back().Value.(*openFile).id)
+	}
+	return f, nil
+}
+
+// closeFD closes the kept-open file of id, if any. d.mu must be held.
+func (d *disk) closeFD(id remote.BlockID) {
+	if el, ok := d.fds[id]; ok {
+		d.fdLRU.Remove(el)
+		delete(d.fds, id)
+		el.Value.(*openFile).f.Close()
+	}
+}
+
 // remove deletes id's file (a corrupt or vanished one), pinned or not.
 func (d *disk) remove(id remote.BlockID) {
 	d.mu.Lock()
@@ -227,6 +337,7 @@ func (d *disk) remove(id remote.BlockID) {
 
 // drop removes e from the index and deletes its file. d.mu must be held.
 func (d *disk) drop(e *diskEntry) {
+	d.closeFD(e.id)
 	if e.elem != nil {
 		d.lru.Remove(e.elem)
 	}
@@ -416,6 +527,7 @@ func (d *disk) clear() error {
 		next := el.Next()
 		e := el.Value.(*diskEntry)
 		d.lru.Remove(el)
+		d.closeFD(e.id)
 		delete(d.index, e.id)
 		d.bytes -= e.size
 		if err := os.Remove(d.path(e.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -448,6 +560,9 @@ func (d *disk) close() {
 	d.closed = true
 	if d.writeQ != nil {
 		close(d.writeQ)
+	}
+	for id := range d.fds {
+		d.closeFD(id)
 	}
 	d.mu.Unlock()
 	d.wg.Wait()

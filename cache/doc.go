@@ -1,6 +1,18 @@
 // Package cache is the block cache between the filesystem and the grid: a
-// byte-bounded memory LRU of plaintext blocks over a byte-bounded disk cache
-// of sealed blocks, in front of a Fetcher (*remote.Grid).
+// byte-bounded memory LRU of plaintext blocks and frames over a
+// byte-bounded disk cache of sealed blocks, in front of a Fetcher
+// (*remote.Grid).
+//
+// Two ways to read. ReadBlock returns a whole block (sequential reads and
+// read-ahead: one fetch of the whole sealed block, cached in memory and on
+// disk). ReadAt returns a range of a block at the cost of the frames
+// (remote.FrameSize, 32 KiB of plaintext each) that hold it: from memory,
+// else a ranged read of the block's file in the disk tier, else one ranged
+// read of the frame from the grid. Frame indexes (where a block's frames
+// lie) are kept in memory for the last few thousand blocks read; the first
+// ReadAt of a block not on disk reads its index from the grid first. Frames
+// read from the grid are kept in memory only: the disk tier holds whole
+// sealed blocks.
 //
 // # What it owns
 //
@@ -20,8 +32,9 @@
 //     grid. Eviction (least recently used first, per tier, until the tier
 //     fits its byte budget) and Clear never touch a pinned block on disk.
 //   - Many readers missing one block cause one load (disk tier, else one
-//     FetchBlock). A reader whose ctx ends returns ctx.Err() at once; the
-//     fetch goes on for the others and is cancelled when no reader waits.
+//     FetchBlock); many missing one frame not on disk, one grid read of
+//     it. A reader whose ctx ends returns ctx.Err() at once; the fetch
+//     goes on for the others and is cancelled when no reader waits.
 //     Errors are not cached.
 //   - ReadBlock returns a slice shared by the cache and every reader of the
 //     block: it is read-only. The cache never modifies or reuses it; it is
@@ -38,6 +51,18 @@
 // # Concurrency
 //
 // All methods are safe for concurrent use. Lock order: Cache.mu, mem.mu,
-// disk.mu. No lock is held across a Fetcher call; disk file reads happen
-// outside locks, renames and evictions under disk.mu.
+// disk.mu; indexes.mu is taken alone. No lock is held across a Fetcher
+// call; disk file reads happen outside locks, renames and evictions under
+// disk.mu. The disk tier keeps the files of the last 512 blocks read by
+// ReadAt open (closed when their block leaves the tier: a read racing with
+// that is a miss, not an error).
+//
+// # Memory
+//
+// MemBytes (default 32 MiB) bounds the plaintext held; beyond it the cache
+// holds the frame indexes of the last 4096 blocks read by ReadAt (a few
+// hundred bytes each), sealed blocks waiting to be written to disk (8 MiB
+// at most: past that a block is not cached on disk) and what running
+// fetches hold (read-ahead: ReadAhead blocks, 2 by default, sealed and
+// plain).
 package cache

@@ -34,6 +34,20 @@ func (g toyGrid) OpenBlock(ref remote.BlockRef, sealed []byte) ([]byte, error) {
 	return append([]byte(nil), p...), nil
 }
 
+// The toy's blocks have no frames: ReadAt on it fails. frames_test.go reads
+// frames from a real grid.
+func (g toyGrid) FetchFrameIndex(ctx context.Context, ref remote.BlockRef) (*remote.Frames, error) {
+	return nil, remote.ErrNotFound
+}
+
+func (g toyGrid) FetchFrames(ctx context.Context, ref remote.BlockRef, f *remote.Frames, first, last int) ([]byte, error) {
+	return nil, remote.ErrNotFound
+}
+
+func (g toyGrid) OpenFrames(ref remote.BlockRef, f *remote.Frames, first, last int, sealed []byte) ([]byte, error) {
+	return nil, remote.ErrCorrupt
+}
+
 func Example() {
 	dir, err := os.MkdirTemp("", "cache-example")
 	if err != nil {

@@ -176,7 +176,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 func (c *Cache) waiters(id remote.BlockID) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if fl, ok := c.flights[id]; ok {
+	if fl, ok := c.flights[blockKey(id)]; ok {
 		return fl.waiters
 	}
 	return 0
@@ -198,4 +198,20 @@ func mustRead(t testing.TB, c *Cache, g *fakeGrid, ref remote.BlockRef) {
 	if !bytes.Equal(b, g.want(ref.ID)) {
 		t.Fatalf("ReadBlock %s: wrong bytes (%d bytes, want %d)", ref.ID, len(b), len(g.want(ref.ID)))
 	}
+}
+
+// errNoFrames: the fake's sealing has no frames; ReadAt is tested against
+// a real grid (frames_test.go).
+var errNoFrames = errors.New("fake grid: blocks have no frames")
+
+func (g *fakeGrid) FetchFrameIndex(ctx context.Context, ref remote.BlockRef) (*remote.Frames, error) {
+	return nil, errNoFrames
+}
+
+func (g *fakeGrid) FetchFrames(ctx context.Context, ref remote.BlockRef, f *remote.Frames, first, last int) ([]byte, error) {
+	return nil, errNoFrames
+}
+
+func (g *fakeGrid) OpenFrames(ref remote.BlockRef, f *remote.Frames, first, last int, sealed []byte) ([]byte, error) {
+	return nil, errNoFrames
 }

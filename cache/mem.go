@@ -9,7 +9,28 @@ import (
 	"github.com/meshdrive/meshdrive/remote"
 )
 
-// mem is the memory tier: plaintext blocks in an LRU bounded by bytes.
+// key names what mem holds: a whole block (off == wholeBlock) or the
+// plaintext bytes [off, off+n) of one frame of it. Frames are named by
+// their bytes, not their index, so copies of one block sealed with other
+// frame sizes never answer for each other.
+type key struct {
+	id     remote.BlockID
+	off, n int32
+}
+
+// wholeBlock is the off of a key that names the whole block.
+const wholeBlock = -1
+
+func blockKey(id remote.BlockID) key { return key{id, wholeBlock, 0} }
+
+// frameKey names frame i of f, a frame index of block id.
+func frameKey(id remote.BlockID, f *remote.Frames, i int) key {
+	off, n := f.Plain(i)
+	return key{id, int32(off), int32(n)}
+}
+
+// mem is the memory tier: plaintext blocks and frames in an LRU bounded by
+// bytes.
 // simplelru counts entries, so mem keeps its own byte total and evicts the
 // oldest entries until the total fits the budget again.
 //
@@ -20,13 +41,13 @@ type mem struct {
 	evictions *atomic.Uint64
 
 	mu    sync.Mutex // mu guards the fields below; it is taken before disk.mu, never after
-	lru   *simplelru.LRU[remote.BlockID, []byte]
+	lru   *simplelru.LRU[key, []byte]
 	bytes int64
 }
 
 func newMem(budget int64, evictions *atomic.Uint64) *mem {
 	// The entry bound is effectively unlimited: bytes are what count.
-	lru, err := simplelru.NewLRU[remote.BlockID, []byte](math.MaxInt, nil)
+	lru, err := simplelru.NewLRU[key, []byte](math.MaxInt, nil)
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}
@@ -34,7 +55,7 @@ func newMem(budget int64, evictions *atomic.Uint64) *mem {
 }
 
 // get returns the block and marks it recently used.
-func (m *mem) get(id remote.BlockID) ([]byte, bool) {
+func (m *mem) get(id key) ([]byte, bool) {
 	if m.budget <= 0 {
 		return nil, false
 	}
@@ -43,7 +64,7 @@ func (m *mem) get(id remote.BlockID) ([]byte, bool) {
 	return m.lru.Get(id)
 }
 
-func (m *mem) contains(id remote.BlockID) bool {
+func (m *mem) contains(id key) bool {
 	if m.budget <= 0 {
 		return false
 	}
@@ -55,7 +76,7 @@ func (m *mem) contains(id remote.BlockID) bool {
 // put stores b under id (b is owned by mem from now on) and evicts the
 // least recently used blocks until the tier fits its budget. A block larger
 // than the whole budget is not kept.
-func (m *mem) put(id remote.BlockID, b []byte) {
+func (m *mem) put(id key, b []byte) {
 	size := int64(len(b))
 	if m.budget <= 0 || size > m.budget {
 		return
@@ -80,7 +101,7 @@ func (m *mem) put(id remote.BlockID, b []byte) {
 }
 
 // remove drops id if present.
-func (m *mem) remove(id remote.BlockID) {
+func (m *mem) remove(id key) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if v, ok := m.lru.Peek(id); ok {
@@ -95,7 +116,7 @@ func (m *mem) clear(keep func(remote.BlockID) bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, id := range m.lru.Keys() {
-		if keep(id) {
+		if keep(id.id) {
 			continue
 		}
 		if v, ok := m.lru.Peek(id); ok {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"time"
 
@@ -49,6 +51,50 @@ type DriveOptions struct {
 	// blocks the journal reads from the cache get one byte flipped after
 	// every integrity check, so fault suites can prove they notice.
 	CorruptReads float64
+}
+
+// MemoryLimit is the Go memory limit (runtime/debug.SetMemoryLimit) a
+// process serving one drive should run under for its peak RSS to stay near
+// 128 MiB: the memory cache (cacheMem bytes of plaintext; 0 means the
+// cache's default) plus what reads and writes in flight hold. The commands
+// apply it with LimitMemory unless GOMEMLIMIT is set.
+func MemoryLimit(cacheMem int64) int64 {
+	if cacheMem == 0 {
+		cacheMem = cache.DefaultMemBytes
+	}
+	return max(cacheMem, 0) + 48<<20
+}
+
+// LimitMemory keeps the process's Go memory limit at base, or at 1.5x the
+// live heap when that is larger, until ctx ends (it checks every 500 ms).
+// A fixed limit below the live heap (a directory of 100,000 entries keeps
+// more than 128 MiB of inodes alive in go-fuse and the journal) makes the
+// collector run back to back; following the live heap turns that into
+// ordinary collections while reads, whose live heap is the cache, stay
+// under base. It changes a process-wide setting: call it once, from main.
+func LimitMemory(ctx context.Context, base int64) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	set := func() {
+		metrics.Read(sample)
+		limit := base
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			limit = max(base, int64(sample[0].Value.Uint64())*3/2)
+		}
+		debug.SetMemoryLimit(limit)
+	}
+	set()
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				set()
+			}
+		}
+	}()
 }
 
 // Drive is an open drive: its journal, its block cache and the options to
@@ -178,6 +224,14 @@ func (c *corruptReader) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]b
 	bad := append([]byte(nil), b...)
 	bad[rand.IntN(len(bad))] ^= 0xff
 	return bad, nil
+}
+
+func (c *corruptReader) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(ctx, ref, p, off)
+	if err == nil && n > 0 && rand.Float64() < c.frac {
+		p[rand.IntN(n)] ^= 0xff // p is the caller's own copy
+	}
+	return n, err
 }
 
 func (c *corruptReader) Prefetch(ctx context.Context, refs []remote.BlockRef) {

@@ -173,6 +173,52 @@ func (j *Journal) readStaged(id remote.BlockID) ([]byte, error) {
 	return plain, nil
 }
 
+// readMapped fills dst with a stored block's bytes from offset s of the
+// block (zeros past its end). A random read (one that does not go on from
+// the previous read) of an uploaded block reads just its range (the cache
+// then reads only the frames holding it); other reads take the whole
+// block, kept for the next read. n.mu held.
+func (j *Journal) readMapped(ctx context.Context, n *inode, m mapped, dst []byte, s int64, random bool) error {
+	memo := n.lastIdx == m.idx && n.lastID == m.id && n.lastPlain != nil
+	if random && !memo && m.state != blockStaged && m.state != blockLost && j.o.Blocks != nil {
+		var c int
+		var err error
+		for attempt := 0; ; attempt++ {
+			var ref remote.BlockRef
+			ref, err = j.ref(ctx, m)
+			if err == nil {
+				j.appReads.Add(1)
+				c, err = j.o.Blocks.ReadAt(ctx, ref, dst, s)
+				j.appReads.Add(-1)
+			}
+			if err == nil || attempt > 0 || ctx.Err() != nil {
+				break
+			}
+			// Moved by garbage collection since we looked (blockPlain).
+			nm, moved := j.relocate(ctx, m)
+			if !moved {
+				break
+			}
+			m = nm
+		}
+		if err != nil {
+			return fmt.Errorf("journal: read block %d of inode %d: %w", m.idx, n.ino, err)
+		}
+		clear(dst[c:])
+		return nil
+	}
+	plain, err := j.blockPlain(ctx, n, m)
+	if err != nil {
+		return err
+	}
+	c := 0
+	if s < int64(len(plain)) {
+		c = copy(dst, plain[s:min(int64(len(plain)), s+int64(len(dst)))])
+	}
+	clear(dst[c:])
+	return nil
+}
+
 // ReadAt reads into p (owned by the caller) from offset off. It returns
 // len(p) bytes, or fewer only at end of file (never io.EOF).
 func (j *Journal) ReadAt(ctx context.Context, ino Ino, p []byte, off int64) (int, error) {
@@ -216,15 +262,9 @@ func (j *Journal) ReadAt(ctx context.Context, ino Ino, p []byte, off int64) (int
 				return 0, fmt.Errorf("journal: read dirty data of inode %d: %w", ino, err)
 			}
 		case mi < len(ms) && ms[mi].idx == idx:
-			plain, err := j.blockPlain(ctx, n, ms[mi])
-			if err != nil {
+			if err := j.readMapped(ctx, n, ms[mi], dst, lo-bstart, off != n.nextOff); err != nil {
 				return 0, err
 			}
-			c := 0
-			if s := lo - bstart; s < int64(len(plain)) {
-				c = copy(dst, plain[s:min(int64(len(plain)), hi-bstart)])
-			}
-			clear(dst[c:])
 		default:
 			clear(dst)
 		}

@@ -38,6 +38,24 @@ func (r *gridReader) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte
 	return plain, err
 }
 
+// ReadAt reads only the frames holding the range: the frame index, then
+// the frames, from the grid.
+func (r *gridReader) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off int64) (int, error) {
+	r.reads.Add(1)
+	f, err := r.g.FetchFrameIndex(ctx, ref)
+	if err != nil || off >= f.PlainLen() || len(p) == 0 {
+		return 0, err
+	}
+	n := min(int64(len(p)), f.PlainLen()-off)
+	first, last := f.Span(off, n)
+	plain, err := r.g.FetchFrames(ctx, ref, f, first, last)
+	if err != nil {
+		return 0, err
+	}
+	po, _ := f.Plain(first)
+	return copy(p[:n], plain[off-po:]), nil
+}
+
 func (r *gridReader) Prefetch(ctx context.Context, refs []remote.BlockRef) {}
 
 // gridEnv is a journal over a grid of dirstore nodes.

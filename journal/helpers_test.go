@@ -124,6 +124,15 @@ func (r *testReader) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte
 	return r.s.Open(nil, ref.ID, sealed)
 }
 
+// ReadAt opens the whole block and copies the range.
+func (r *testReader) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off int64) (int, error) {
+	b, err := r.ReadBlock(ctx, ref)
+	if err != nil || off >= int64(len(b)) {
+		return 0, err
+	}
+	return copy(p, b[off:]), nil
+}
+
 func (r *testReader) Prefetch(ctx context.Context, refs []remote.BlockRef) {
 	r.prefetchs.Add(int64(len(refs)))
 }

@@ -34,6 +34,10 @@ type BlockReader interface {
 	// ReadBlock returns the plaintext of a block; the slice is read-only
 	// and shared.
 	ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, error)
+	// ReadAt copies the block's plaintext bytes [off, off+len(p)) into p
+	// and returns how many there were (fewer only at the block's end),
+	// reading no more of the block than it must: random reads use it.
+	ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off int64) (int, error)
 	// Prefetch is a read-ahead hint; it never blocks long.
 	Prefetch(ctx context.Context, refs []remote.BlockRef)
 }

@@ -11,11 +11,18 @@
 //
 // A Sealer derives three keys from the drive's master key (HKDF-SHA256):
 // the block-id key (BlockID is keyed BLAKE3 of the plaintext), the block
-// AEAD key and the metadata AEAD key. Seal compresses with zstd only when
-// a 64 KiB sample shows it pays, then encrypts with AES-256-GCM under a
-// random nonce, the block id (or meta name) as associated data. Open
-// rejects anything it did not seal, never decompresses past MaxBlockSize,
-// and every failure wraps ErrCorrupt.
+// AEAD key and the metadata AEAD key. Seal cuts a block into frames of
+// FrameSize (32 KiB) of plaintext, each compressed with zstd when a 64 KiB
+// sample of the block shows it pays and the frame shrinks, and each sealed
+// with AES-256-GCM under its own random nonce, with the block id, the
+// block's length, the frame count, the frame's index and its index entry
+// as associated data (seal_frames.go has the layout). A small frame index
+// after the header lets a reader compute any frame's byte range from the
+// block's first FrameHeadMax bytes (ParseFrames) and open only the frames
+// it needs (OpenFrames). Blocks of the older version 1 (one AEAD over the
+// whole block, still what SealMeta writes) open as one frame. Open and
+// OpenFrames reject anything this build did not seal, never decompress past
+// MaxBlockSize, and every failure wraps ErrCorrupt.
 //
 // # Segments and reads
 //
@@ -26,7 +33,10 @@
 // systematic, so FetchBlock's healthy path is one ranged Get per data shard
 // the block touches and no Reed-Solomon work; on failure, AEAD failure or
 // slowness (HedgeAfter) it reads chunk-aligned, checksum-verified spans of
-// any k shards and reconstructs.
+// any k shards and reconstructs. FetchFrameIndex (the block's head, read
+// checksum-verified) and FetchFrames (a run of frames: the same healthy
+// path and fallback over just their bytes) serve random reads at the cost
+// of the frames they touch.
 //
 // # Placement and repair
 //

@@ -80,6 +80,60 @@ func (g *Grid) OpenBlock(ref BlockRef, sealed []byte) ([]byte, error) {
 	return g.sealer.Open(nil, ref.ID, sealed)
 }
 
+// FetchFrameIndex reads the head of ref's sealed block (its first
+// min(Length, FrameHeadMax) bytes: header and frame index) and parses it.
+// The head carries no tag of its own, so it is read checksum-verified from
+// the shards (with the same fallback as FetchBlock); a frame whose range it
+// gets wrong still fails to open.
+func (g *Grid) FetchFrameIndex(ctx context.Context, ref BlockRef) (*Frames, error) {
+	if err := checkRange(ref.Seg, ref.Offset, ref.Length); err != nil {
+		return nil, fmt.Errorf("fetch frame index of block %s: %w", ref.ID, err)
+	}
+	n := min(ref.Length, FrameHeadMax)
+	// check makes a head that does not parse count as bad bytes (the other
+	// path may still succeed); it runs on both paths' goroutines, so the
+	// winner's bytes are parsed again here.
+	check := func(b []byte) ([]byte, error) {
+		_, err := ParseFrames(b, ref.Length)
+		return nil, err
+	}
+	head, _, err := g.read(ctx, ref.Seg, ref.Offset, n, true, check)
+	if err == nil {
+		var f *Frames
+		if f, err = ParseFrames(head, ref.Length); err == nil {
+			return f, nil
+		}
+	}
+	return nil, fmt.Errorf("fetch frame index of block %s: %w", ref.ID, err)
+}
+
+// FetchFrames reads frames [first, last] of ref's block, f being its
+// frame index (FetchFrameIndex, or ParseFrames of the head of a cached
+// copy), and opens them: one ranged Get of the data shard holding them
+// (two when they straddle), the same fallback and hedging as FetchBlock.
+// plain is newly allocated and owned by the caller.
+func (g *Grid) FetchFrames(ctx context.Context, ref BlockRef, f *Frames, first, last int) (plain []byte, err error) {
+	if err := checkRange(ref.Seg, ref.Offset, ref.Length); err != nil {
+		return nil, fmt.Errorf("fetch block %s: %w", ref.ID, err)
+	}
+	if first < 0 || last < first || last >= f.Count() {
+		return nil, fmt.Errorf("fetch block %s: frames [%d,%d] of %d", ref.ID, first, last, f.Count())
+	}
+	off, n := f.Sealed(first, last)
+	if off+n > ref.Length {
+		return nil, fmt.Errorf("fetch block %s: %w: frames end at %d, past the block's %d bytes", ref.ID, ErrCorrupt, off+n, ref.Length)
+	}
+	open := func(b []byte) ([]byte, error) { return g.sealer.OpenFrames(nil, ref.ID, f, first, last, b) }
+	_, plain, err = g.read(ctx, ref.Seg, ref.Offset+off, n, false, open)
+	return plain, err
+}
+
+// OpenFrames opens frames [first, last] of ref's block from sealed bytes
+// read earlier (the disk cache): sealed is exactly their range.
+func (g *Grid) OpenFrames(ref BlockRef, f *Frames, first, last int, sealed []byte) ([]byte, error) {
+	return g.sealer.OpenFrames(nil, ref.ID, f, first, last, sealed)
+}
+
 // ReadSegment reads segment bytes [off, off+len(p)) into p, verified
 // against the shard checksums, with the same fallback and hedging as
 // FetchBlock. p is owned by the caller and written only before return.

@@ -19,7 +19,8 @@ import (
 // sealed block cannot make a reader allocate more than this.
 const MaxBlockSize = 16 << 20
 
-// Sealed-block layout (Seal writes it, Open reads it):
+// Sealed layout version 1: what SealMeta writes, and what Seal wrote for
+// blocks before framed blocks (seal_frames.go); Open still reads such blocks:
 //
 //	off  size  field
 //	0    1     version (sealVersion)
@@ -36,10 +37,11 @@ const (
 	sealHeaderLen = 6
 	nonceLen      = 12
 	tagLen        = 16
-	// SealOverhead is the most that sealing adds to an incompressible block.
+	// SealOverhead is what version 1 adds to an incompressible object
+	// (SealMeta); a framed block adds SealedSizeMax(n)-n.
 	SealOverhead = sealHeaderLen + nonceLen + tagLen
 	// MaxSealedSize bounds a sealed block's length.
-	MaxSealedSize = MaxBlockSize + SealOverhead
+	MaxSealedSize = MaxBlockSize + MaxSealOverhead
 )
 
 // Compression policy. A block is compressed only when a sample of it
@@ -140,14 +142,14 @@ func (s *Sealer) BlockID(plain []byte) BlockID {
 	return id
 }
 
-// Seal appends the sealed form of plain to dst and returns it. id is bound
-// as associated data: Open with any other id fails. plain is compressed
-// first when that pays (see the compression policy above). Seal panics if
-// len(plain) > MaxBlockSize.
+// Seal appends the sealed form of plain to dst and returns it: a framed
+// block (seal_frames.go), each FrameSize of plaintext its own AEAD unit. id
+// is bound as associated data: Open with any other id fails. Frames are
+// compressed when the block's sample shows it pays and the frame shrinks by
+// 1/32 (see the compression policy above). Seal panics if len(plain) >
+// MaxBlockSize.
 func (s *Sealer) Seal(dst []byte, id BlockID, plain []byte) []byte {
-	var ad [32 + sealHeaderLen]byte
-	copy(ad[:32], id[:])
-	return s.seal(s.block, dst, ad[:32], plain)
+	return s.sealFrames(dst, id, plain)
 }
 
 // SealMeta seals a metadata object (root record, key file) under the meta
@@ -159,10 +161,23 @@ func (s *Sealer) SealMeta(name string, plain []byte) []byte {
 	return s.seal(s.meta, nil, ad, plain)
 }
 
-// Open appends the plaintext of sealed to dst and returns it. Any failure
+// Open appends the plaintext of the whole sealed block to dst and returns
+// it; it reads framed blocks and blocks of version 1. Any failure
 // (truncated, tampered, wrong id, unknown version) is an error wrapping
 // ErrCorrupt; dst's contents past its original length are then undefined.
 func (s *Sealer) Open(dst []byte, id BlockID, sealed []byte) ([]byte, error) {
+	if len(sealed) > 0 && sealed[0] == sealFramed {
+		f, err := ParseFrames(sealed, int64(len(sealed)))
+		if err != nil {
+			return nil, fmt.Errorf("open block %s: %w", id, err)
+		}
+		return s.OpenFrames(dst, id, f, 0, f.Count()-1, sealed[f.HeadLen():])
+	}
+	return s.openV1(dst, id, sealed)
+}
+
+// openV1 opens a block of version 1.
+func (s *Sealer) openV1(dst []byte, id BlockID, sealed []byte) ([]byte, error) {
 	var ad [32 + sealHeaderLen]byte
 	copy(ad[:32], id[:])
 	out, err := s.open(s.block, dst, ad[:32], sealed)
@@ -271,21 +286,31 @@ func (s *Sealer) open(aead cipher.AEAD, dst, ad, sealed []byte) ([]byte, error) 
 	nonce := sealed[sealHeaderLen : sealHeaderLen+nonceLen]
 	ct := sealed[sealHeaderLen+nonceLen:]
 	ad = append(ad, hdr...)
-	if flags&flagZstd == 0 {
+	return s.openBody(aead, dst, nonce, ct, ad, flags&flagZstd != 0, plainLen)
+}
+
+// openBody authenticates and decrypts ct (ciphertext and tag) and, when
+// compressed, decompresses it, appending exactly plainLen bytes to dst.
+// Errors wrap ErrCorrupt.
+func (s *Sealer) openBody(aead cipher.AEAD, dst, nonce, ct, ad []byte, compressed bool, plainLen int) ([]byte, error) {
+	if !compressed {
 		out, err := aead.Open(growCap(dst, plainLen), nonce, ct, ad)
 		if err != nil {
 			return nil, fmt.Errorf("%w: authentication failed (tampered, truncated or wrong key)", ErrCorrupt)
 		}
 		return out, nil
 	}
-	tmp := s.scratch(ctLen)
+	tmp := s.scratch(len(ct))
 	z, err := aead.Open(tmp[:0], nonce, ct, ad)
 	if err != nil {
 		s.putScratch(tmp)
 		return nil, fmt.Errorf("%w: authentication failed (tampered, truncated or wrong key)", ErrCorrupt)
 	}
 	start := len(dst)
-	out, err := s.dec.DecodeAll(z, growCap(dst, plainLen)[:start:start+plainLen])
+	d := growCap(dst, plainLen)
+	// The decoder may not write past start+plainLen (cap limit), so out is
+	// d's array; d keeps its whole capacity for the frames after this one.
+	out, err := s.dec.DecodeAll(z, d[:start:start+plainLen])
 	s.putScratch(tmp)
 	if err != nil {
 		return nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
@@ -293,7 +318,7 @@ func (s *Sealer) open(aead cipher.AEAD, dst, ad, sealed []byte) ([]byte, error) 
 	if len(out)-start != plainLen {
 		return nil, fmt.Errorf("%w: decompressed %d bytes, header says %d", ErrCorrupt, len(out)-start, plainLen)
 	}
-	return out, nil
+	return d[:start+plainLen], nil
 }
 
 // growCap returns b with room for n more bytes (same contents).

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -62,9 +63,22 @@ func TestSealRoundTrip(t *testing.T) {
 				t.Fatalf("n=%d kind=%d: Seal did not append to dst", n, kind)
 			}
 			sealed = sealed[len(prefix):]
-			compressed := sealed[1]&flagZstd != 0
-			if kind == 0 && (compressed || len(sealed) != n+SealOverhead) {
-				t.Errorf("n=%d random: compressed=%v len=%d, want raw %d", n, compressed, len(sealed), n+SealOverhead)
+			if sealed[0] != sealFramed {
+				t.Fatalf("n=%d kind=%d: version %d, want %d", n, kind, sealed[0], sealFramed)
+			}
+			f, err := ParseFrames(sealed, int64(len(sealed)))
+			if err != nil {
+				t.Fatalf("n=%d kind=%d: ParseFrames: %v", n, kind, err)
+			}
+			if want := max(1, (n+FrameSize-1)/FrameSize); f.Count() != want {
+				t.Fatalf("n=%d: %d frames, want %d", n, f.Count(), want)
+			}
+			compressed := false
+			for _, e := range f.ents {
+				compressed = compressed || e&frameFlagZstd != 0
+			}
+			if kind == 0 && (compressed || len(sealed) != SealedSizeMax(n)) {
+				t.Errorf("n=%d random: compressed=%v len=%d, want raw %d", n, compressed, len(sealed), SealedSizeMax(n))
 			}
 			if kind != 0 && n >= 4096 && (!compressed || len(sealed) > n/2) {
 				t.Errorf("n=%d kind=%d: compressed=%v len=%d, want compressed below half", n, kind, compressed, len(sealed))
@@ -94,7 +108,7 @@ func TestSealRejectsTampering(t *testing.T) {
 				t.Fatalf("kind %d: flip at %d: err %v, want ErrCorrupt", kind, i, err)
 			}
 		}
-		for _, cut := range []int{0, 1, SealOverhead - 1, SealOverhead, len(sealed) - 1} {
+		for _, cut := range []int{0, 1, 6, 9, 10, SealOverhead - 1, SealOverhead, len(sealed) - 1} {
 			if _, err := s.Open(nil, id, sealed[:cut]); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("kind %d: truncated to %d: err %v", kind, cut, err)
 			}
@@ -257,5 +271,212 @@ func TestOpenMutations(t *testing.T) {
 		if _, err := s.Open(nil, id, b); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("mutation %d: err %v, want ErrCorrupt", i, err)
 		}
+	}
+}
+
+// sealV1 seals a block the way Seal did before framed blocks (version 1:
+// one AEAD over the whole block), for the tests that prove such blocks
+// still open.
+func sealV1(s *Sealer, id BlockID, plain []byte) []byte {
+	var ad [32 + sealHeaderLen]byte
+	copy(ad[:32], id[:])
+	return s.seal(s.block, nil, ad[:32], plain)
+}
+
+func TestOpenVersion1(t *testing.T) {
+	s := newTestSealer(t)
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, n := range []int{0, 100, 64 << 10, 1<<20 + 3} {
+		for kind := range 3 {
+			plain := mixedBlock(r, kind, n)
+			id := s.BlockID(plain)
+			old := sealV1(s, id, plain)
+			if old[0] != sealVersion {
+				t.Fatalf("sealV1 wrote version %d", old[0])
+			}
+			got, err := s.Open(nil, id, old)
+			if err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("n=%d kind=%d: version-1 block does not open: %v", n, kind, err)
+			}
+			// Read a frame at a time, a version-1 block is one frame: all of it.
+			f, err := ParseFrames(old[:min(len(old), FrameHeadMax)], int64(len(old)))
+			if err != nil {
+				t.Fatalf("n=%d: ParseFrames of version 1: %v", n, err)
+			}
+			if f.Framed() || f.Count() != 1 || f.PlainLen() != int64(n) {
+				t.Fatalf("n=%d: version-1 frames: framed=%v count=%d plain=%d", n, f.Framed(), f.Count(), f.PlainLen())
+			}
+			if first, last := f.Span(int64(n/2), 1); first != 0 || last != 0 {
+				t.Fatalf("span of version 1: %d..%d", first, last)
+			}
+			got, err = s.OpenFrames(nil, id, f, 0, 0, old)
+			if err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("n=%d: OpenFrames of version 1: %v", n, err)
+			}
+			old[len(old)-1] ^= 1
+			if _, err := s.Open(nil, id, old); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("tampered version-1 block: %v", err)
+			}
+		}
+	}
+}
+
+// TestOpenFramesRanged reads single frames and runs of frames the way a
+// ranged reader does: the head only, then only the frames' bytes.
+func TestOpenFramesRanged(t *testing.T) {
+	s := newTestSealer(t)
+	r := rand.New(rand.NewPCG(13, 14))
+	n := 4<<20 - 1000
+	for kind := range 3 {
+		plain := mixedBlock(r, kind, n)
+		if kind == 1 {
+			copy(plain[1<<20:], mixedBlock(r, 0, 1<<20)) // mixed: some frames raw, some compressed
+		}
+		id := s.BlockID(plain)
+		sealed := s.Seal(nil, id, plain)
+		f, err := ParseFrames(sealed[:FrameHeadMax], int64(len(sealed)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range [][2]int64{{0, 4096}, {FrameSize - 1, 2}, {3*FrameSize + 5, 4096}, {int64(n) - 10, 10}, {0, int64(n)}} {
+			first, last := f.Span(c[0], c[1])
+			off, sn := f.Sealed(first, last)
+			got, err := s.OpenFrames([]byte("x"), id, f, first, last, sealed[off:off+sn])
+			if err != nil {
+				t.Fatalf("kind %d frames %d..%d: %v", kind, first, last, err)
+			}
+			pOff, _ := f.Plain(first)
+			lOff, lN := f.Plain(last)
+			if !bytes.Equal(got[1:], plain[pOff:lOff+lN]) || pOff > c[0] || lOff+lN < c[0]+c[1] {
+				t.Fatalf("kind %d frames %d..%d: wrong plaintext", kind, first, last)
+			}
+		}
+		// A frame read as another frame, or of another block, fails.
+		off0, n0 := f.Sealed(0, 0)
+		off1, n1 := f.Sealed(1, 1)
+		if n0 == n1 {
+			if _, err := s.OpenFrames(nil, id, f, 1, 1, sealed[off0:off0+n0]); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("frame 0 opened as frame 1: %v", err)
+			}
+		}
+		other := id
+		other[31] ^= 1
+		if _, err := s.OpenFrames(nil, other, f, 1, 1, sealed[off1:off1+n1]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("frame opened under another id: %v", err)
+		}
+	}
+}
+
+// TestFramesTruncationDetected: a block cut to fewer frames, with its
+// header rewritten to match, fails (the frame count is in every frame's
+// associated data).
+func TestFramesTruncationDetected(t *testing.T) {
+	s := newTestSealer(t)
+	r := rand.New(rand.NewPCG(15, 16))
+	plain := mixedBlock(r, 0, 3*FrameSize)
+	id := s.BlockID(plain)
+	sealed := s.Seal(nil, id, plain)
+	f, err := ParseFrames(sealed, int64(len(sealed)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two frames: new header and index, frames 0 and 1 as they were.
+	cut := []byte{sealFramed, frameLog2, 0, 0, 0, 0}
+	binary.LittleEndian.PutUint32(cut[2:], 2*FrameSize)
+	cut = binary.LittleEndian.AppendUint32(cut, f.ents[0])
+	cut = binary.LittleEndian.AppendUint32(cut, f.ents[1])
+	o, n := f.Sealed(0, 1)
+	cut = append(cut, sealed[o:o+n]...)
+	if _, err := s.Open(nil, id, cut); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("block cut to two frames opened: %v", err)
+	}
+	// Frames swapped (with their index entries): fails.
+	sw := append([]byte(nil), sealed[:f.HeadLen()]...)
+	binary.LittleEndian.PutUint32(sw[6:], f.ents[1])
+	binary.LittleEndian.PutUint32(sw[10:], f.ents[0])
+	o0, n0 := f.Sealed(0, 0)
+	o1, n1 := f.Sealed(1, 1)
+	sw = append(sw, sealed[o1:o1+n1]...)
+	sw = append(sw, sealed[o0:o0+n0]...)
+	sw = append(sw, sealed[o1+n1:]...)
+	if _, err := s.Open(nil, id, sw); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("block with frames swapped opened: %v", err)
+	}
+}
+
+// FuzzFrames feeds arbitrary bytes to the framed decoder the way a ranged
+// reader does: ParseFrames on the head, then OpenFrames of every frame
+// range. Nothing may panic; every failure wraps ErrCorrupt.
+func FuzzFrames(f *testing.F) {
+	s, err := NewSealer(testKey(1))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var id BlockID
+	r := rand.New(rand.NewPCG(17, 18))
+	for kind := range 3 {
+		f.Add(s.Seal(nil, id, mixedBlock(r, kind, 2*FrameSize+100)), uint16(0), uint16(2))
+	}
+	f.Add(s.Seal(nil, id, nil), uint16(0), uint16(0))
+	f.Add(sealV1(s, id, mixedBlock(r, 1, 3000)), uint16(0), uint16(0))
+	f.Add([]byte{sealFramed, frameLog2, 0, 0, 0, 0}, uint16(0), uint16(0))
+	f.Fuzz(func(t *testing.T, sealed []byte, first, last uint16) {
+		fr, err := ParseFrames(sealed[:min(len(sealed), FrameHeadMax)], int64(len(sealed)))
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("ParseFrames error does not wrap ErrCorrupt: %v", err)
+			}
+			return
+		}
+		if fr.PlainLen() > MaxBlockSize || fr.Count() < 1 || fr.Count() > maxFrameCount {
+			t.Fatalf("parsed %d bytes in %d frames", fr.PlainLen(), fr.Count())
+		}
+		a, b := int(first)%fr.Count(), int(last)%fr.Count()
+		if a > b {
+			a, b = b, a
+		}
+		off, n := fr.Sealed(a, b)
+		if off < 0 || n < 0 || off+n > int64(len(sealed)) {
+			t.Fatalf("frames %d..%d at [%d,+%d) outside %d bytes", a, b, off, n, len(sealed))
+		}
+		out, err := s.OpenFrames(nil, id, fr, a, b, sealed[off:off+n])
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("OpenFrames error does not wrap ErrCorrupt: %v", err)
+			}
+			return
+		}
+		po, _ := fr.Plain(a)
+		lo, ln := fr.Plain(b)
+		if int64(len(out)) != lo+ln-po {
+			t.Fatalf("opened %d bytes of frames %d..%d, want %d", len(out), a, b, lo+ln-po)
+		}
+	})
+}
+
+// TestOpenFramesNoCopies: opening a block of many compressed frames into
+// a buffer with room fills that buffer, without a new one per frame.
+func TestOpenFramesNoCopies(t *testing.T) {
+	s := newTestSealer(t)
+	r := rand.New(rand.NewPCG(19, 20))
+	plain := mixedBlock(r, 1, 4<<20)
+	id := s.BlockID(plain)
+	sealed := s.Seal(nil, id, plain)
+	dst := make([]byte, 0, len(plain))
+	got, err := s.Open(dst, id, sealed)
+	if err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("open: %v", err)
+	}
+	if &got[0] != &dst[:1][0] {
+		t.Fatal("Open did not fill the buffer it was given")
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := s.Open(dst, id, sealed); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(len(plain)) {
+		t.Fatalf("opening a %d-byte block into a buffer with room allocated %d bytes", len(plain), n)
 	}
 }

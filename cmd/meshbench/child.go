@@ -35,6 +35,7 @@ type usage struct {
 	Reads  int64   // read requests that reached the daemon (-1: not counted)
 	Writes int64
 	Fsyncs int64 // fsyncs made by the daemon's flushes (D)
+	RSS    int64 // peak resident memory of the daemon during the workload (bytes; -1: unknown)
 }
 
 // startChild re-executes this binary to serve kind at mnt and waits for it
@@ -121,7 +122,7 @@ func (c *child) end(ctx context.Context) (usage, error) {
 	if err != nil {
 		return usage{}, err
 	}
-	var u usage
+	u := usage{RSS: -1}
 	for _, kv := range strings.Fields(rest) {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
@@ -133,6 +134,8 @@ func (c *child) end(ctx context.Context) (usage, error) {
 			u.Writes, _ = strconv.ParseInt(v, 10, 64)
 		case "fsyncs":
 			u.Fsyncs, _ = strconv.ParseInt(v, 10, 64)
+		case "rss":
+			u.RSS, _ = strconv.ParseInt(v, 10, 64)
 		}
 	}
 	return u, nil
@@ -142,6 +145,17 @@ func (c *child) end(ctx context.Context) (usage, error) {
 // local grid on a busy machine can take minutes.
 func (c *child) settle(ctx context.Context) error {
 	_, err := c.call(ctx, 30*time.Minute, "settle")
+	return err
+}
+
+// remount unmounts and mounts again; wipe also deletes the drive's disk
+// cache.
+func (c *child) remount(ctx context.Context, wipe bool) error {
+	mode := "keep"
+	if wipe {
+		mode = "wipe"
+	}
+	_, err := c.call(ctx, 5*time.Minute, "remount "+mode)
 	return err
 }
 

@@ -40,6 +40,12 @@
 // grid-durable and calls sync(2), so one workload's background work does not
 // bill the next.
 //
+// The remount rows unmount every filesystem and mount it again (the drive
+// on the same data dir and key; "wiped" also deletes its disk cache), drop
+// the kernel's caches, then do the random 4 KiB reads: what a read costs
+// when no memory holds the file. Every workload reports each daemon's peak
+// RSS (VmHWM, reset at the workload's start).
+//
 // Cold figures drop the kernel's caches (/proc/sys/vm/drop_caches, root
 // only) and, for the drive, its block cache, so blocks come from the grid.
 // The deletes come last: unlink of --unlinks empty files made (untimed)

@@ -5,9 +5,13 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	iofs "io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -27,11 +31,22 @@ type driveMount struct {
 	srv *fuse.Server
 }
 
+// limitOnce applies the drive's memory limit once in a serving process.
+var limitOnce sync.Once
+
 // mountDrive builds a grid of k+m dirstores under DATA/nodes (on the disk
-// under test), seals with a fresh random key and mounts the drive at mnt.
+// under test), seals with a random key (made at the first mount and kept in
+// DATA/bench.key for remounts) and mounts the drive at mnt.
 func mountDrive(ctx context.Context, a serveArgs, log *slog.Logger) (*driveMount, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
+	keyFile := filepath.Join(a.data, "bench.key")
+	key, err := os.ReadFile(keyFile)
+	if errors.Is(err, iofs.ErrNotExist) {
+		key = make([]byte, 32)
+		if _, err = rand.Read(key); err == nil {
+			err = os.WriteFile(keyFile, key, 0o600)
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("drive key: %w", err)
 	}
 	sealer, err := remote.NewSealer(key)
@@ -50,6 +65,9 @@ func mountDrive(ctx context.Context, a serveArgs, log *slog.Logger) (*driveMount
 	grid, err := remote.NewGrid(remote.GridOptions{K: gridK, M: gridM, Members: members, Sealer: sealer, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("local grid: %w", err)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" { // as meshdrive mount does; once per process (remounts)
+		limitOnce.Do(func() { fs.LimitMemory(context.Background(), fs.MemoryLimit(a.cacheMem)) })
 	}
 	d, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir:       a.data,

@@ -453,10 +453,17 @@ func measure(ctx context.Context, wl workload, round int, w *workspace, c *child
 			return m, err
 		}
 	}
+	if wl.remount != 0 {
+		if err := c.remount(ctx, wl.remount == remountWipe); err != nil {
+			return m, err
+		}
+	}
 	if wl.cold {
 		if err := c.clearCache(ctx); err != nil {
 			return m, err
 		}
+	}
+	if wl.cold || wl.remount != 0 {
 		if !noDrop {
 			if err := dropCaches(); err != nil {
 				return m, err

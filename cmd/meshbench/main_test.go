@@ -67,6 +67,9 @@ func TestQuickRun(t *testing.T) {
 			if !ok || !(m.value > 0) || !(m.secs > 0) {
 				t.Errorf("%s on %s: no positive figure (%+v)", rw.wl.name, k, m)
 			}
+			if rw.rss[k] <= 0 {
+				t.Errorf("%s on %s: no peak RSS (%d)", rw.wl.name, k, rw.rss[k])
+			}
 		}
 	}
 	passthrough := strings.Contains(res.info[kindLoopback], "kernel-passthrough=true")

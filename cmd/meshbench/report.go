@@ -42,7 +42,11 @@ type row struct {
 	got    map[string]measurement // by kind: the best round
 	rounds map[string][]float64   // by kind: every round's figure
 	eintrs map[string]int         // by kind: EINTRs retried over all rounds
+	rss    map[string]int64       // by kind: peak RSS over all rounds (bytes; -1 unknown)
 }
+
+// rssTarget is the drive's peak RSS target on every workload.
+const rssTarget = 128 << 20
 
 func newResults(o options, exe, scratch string) *results {
 	r := &results{opts: o, exe: exe, scratch: scratch, started: time.Now().UTC(), info: map[string]string{}}
@@ -61,7 +65,8 @@ func (r *results) add(wl workload, kind string, m measurement) {
 		i++
 	}
 	if i == len(r.rows) {
-		r.rows = append(r.rows, row{wl: wl, got: map[string]measurement{}, rounds: map[string][]float64{}, eintrs: map[string]int{}})
+		r.rows = append(r.rows, row{wl: wl, got: map[string]measurement{}, rounds: map[string][]float64{}, eintrs: map[string]int{},
+			rss: map[string]int64{}})
 	}
 	rw := &r.rows[i]
 	if old, ok := rw.got[kind]; !ok || m.value > old.value {
@@ -69,6 +74,9 @@ func (r *results) add(wl workload, kind string, m measurement) {
 	}
 	rw.rounds[kind] = append(rw.rounds[kind], m.value)
 	rw.eintrs[kind] += m.eintr
+	if old, ok := rw.rss[kind]; !ok || m.use.RSS > old {
+		rw.rss[kind] = m.use.RSS
+	}
 }
 
 // ratio is a/b of one row's figures, NaN when either is missing.
@@ -105,6 +113,35 @@ func (r *results) biggestGap() *row {
 		}
 	}
 	return worst
+}
+
+// rssTable writes the peak RSS of every daemon per workload.
+func (r *results) rssTable(b *strings.Builder) {
+	o := r.opts
+	fmt.Fprintf(b, "\nPeak RSS of the serving process per workload (MiB: VmHWM, reset as the workload starts, after the daemon has returned the memory it freed to the system; the largest of its rounds). Target for C: at most %d MiB on every workload.\n\n| workload |", rssTarget>>20)
+	for _, k := range o.kinds {
+		fmt.Fprintf(b, " %s |", kindTitle(k))
+	}
+	b.WriteString("\n|---|")
+	for range o.kinds {
+		b.WriteString("---:|")
+	}
+	b.WriteString("\n")
+	for _, rw := range r.rows {
+		fmt.Fprintf(b, "| %s |", rw.wl.name)
+		for _, k := range o.kinds {
+			v, ok := rw.rss[k]
+			switch {
+			case !ok || v < 0:
+				b.WriteString(" – |")
+			case k == kindDrive && v > rssTarget:
+				fmt.Fprintf(b, " **%.0f** (over) |", float64(v)/(1<<20))
+			default:
+				fmt.Fprintf(b, " %.0f |", float64(v)/(1<<20))
+			}
+		}
+		b.WriteString("\n")
+	}
 }
 
 // kindTitle is a mount's column title.
@@ -223,6 +260,8 @@ func (r *results) markdown() string {
 		}
 		b.WriteString("\n")
 	}
+
+	r.rssTable(&b)
 
 	if o.rounds > 1 {
 		fmt.Fprintf(&b, "\nRepeated rows (the reads; the write, with other bytes each round so that nothing dedups) are the best of %d rounds, the mounts taking turns (interference only slows a round down); every round:\n\n", o.rounds)

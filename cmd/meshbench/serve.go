@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -91,7 +93,25 @@ func serve(args []string, stdin io.Reader, stdout io.Writer) int {
 		return 1
 	}
 	code := 0
-	if err := answer(ctx, a, m, stdin, stdout); err != nil {
+	remount := func(wipe bool) error {
+		if err := m.Unmount(); err != nil {
+			return fmt.Errorf("remount: %w", err)
+		}
+		if wipe && a.kind == kindDrive {
+			if err := os.RemoveAll(filepath.Join(a.data, "cache")); err != nil {
+				return fmt.Errorf("remount: wipe the disk cache: %w", err)
+			}
+		}
+		nm, err := mountKind(ctx, a, log)
+		if err != nil {
+			return fmt.Errorf("remount: %w", err)
+		}
+		m = nm
+		// The old mount's garbage is no part of the new one's memory.
+		debug.FreeOSMemory()
+		return nil
+	}
+	if err := answer(ctx, a, func() mounted { return m }, remount, stdin, stdout); err != nil {
 		log.Error("serving commands", "err", err)
 		code = 1
 	}
@@ -138,14 +158,18 @@ func mountKind(ctx context.Context, a serveArgs, log *slog.Logger) (mounted, err
 // answer prints "ready INFO", then answers one line per command until
 // "quit", stdin's end or SIGTERM/SIGINT:
 //
-//	begin NAME  start a CPU profile PROFDIR/NAME.pprof and a CPU clock
-//	end         stop them; answers "ok cpu=SECONDS reads=N writes=N"
-//	settle      wait for background work (the drive's uploads)
-//	clear       drop the daemon's own cache
-//	quit        unmount and exit
+//	begin NAME    start a CPU profile PROFDIR/NAME.pprof and a CPU clock, and
+//	              return freed memory to the system and reset the peak RSS (VmHWM)
+//	end           stop them; answers "ok cpu=SECONDS reads=N writes=N fsyncs=N rss=BYTES"
+//	settle        wait for background work (the drive's uploads)
+//	clear         drop the daemon's own cache
+//	remount MODE  unmount and mount again (the drive: same data dir and key);
+//	              MODE "wipe" also deletes the drive's disk cache, "keep" does not
+//	quit          unmount and exit
 //
-// Every answer is one line starting "ok" or "err".
-func answer(ctx context.Context, a serveArgs, m mounted, stdin io.Reader, stdout io.Writer) error {
+// Every answer is one line starting "ok" or "err". cur returns the mount
+// being served (remount replaces it).
+func answer(ctx context.Context, a serveArgs, cur func() mounted, remount func(wipe bool) error, stdin io.Reader, stdout io.Writer) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
@@ -159,7 +183,7 @@ func answer(ctx context.Context, a serveArgs, m mounted, stdin io.Reader, stdout
 		}
 	}()
 
-	if _, err := fmt.Fprintf(stdout, "ready %s\n", m.Info()); err != nil {
+	if _, err := fmt.Fprintf(stdout, "ready %s\n", cur().Info()); err != nil {
 		return err
 	}
 	var (
@@ -200,8 +224,14 @@ func answer(ctx context.Context, a serveArgs, m mounted, stdin io.Reader, stdout
 				}
 				prof = p
 			}
+			// Memory the last workload freed goes back to the system first,
+			// so that this workload's peak is its own.
+			debug.FreeOSMemory()
+			if err := resetPeakRSS(); err != nil {
+				reply = "err " + oneLine(err)
+			}
 			cpu0 = cpuTime()
-			r0, w0, f0 = m.Counters()
+			r0, w0, f0 = cur().Counters()
 			profiling = true
 		case "end":
 			stopProf()
@@ -210,15 +240,21 @@ func answer(ctx context.Context, a serveArgs, m mounted, stdin io.Reader, stdout
 				break
 			}
 			profiling = false
-			r, w, fs := m.Counters()
+			r, w, fs := cur().Counters()
 			if r >= 0 {
 				r, w, fs = r-r0, w-w0, fs-f0
 			}
-			reply = fmt.Sprintf("ok cpu=%.3f reads=%d writes=%d fsyncs=%d", (cpuTime() - cpu0).Seconds(), r, w, fs)
+			reply = fmt.Sprintf("ok cpu=%.3f reads=%d writes=%d fsyncs=%d rss=%d", (cpuTime() - cpu0).Seconds(), r, w, fs, peakRSS())
 		case "settle":
-			reply = okOrErr(m.Settle(ctx))
+			reply = okOrErr(cur().Settle(ctx))
 		case "clear":
-			reply = okOrErr(m.ClearCache())
+			reply = okOrErr(cur().ClearCache())
+		case "remount":
+			if arg != "wipe" && arg != "keep" {
+				reply = fmt.Sprintf("err remount %q: want wipe or keep", arg)
+				break
+			}
+			reply = okOrErr(remount(arg == "wipe"))
 		case "quit":
 			_, err := fmt.Fprintln(stdout, "ok")
 			return err
@@ -229,6 +265,33 @@ func answer(ctx context.Context, a serveArgs, m mounted, stdin io.Reader, stdout
 			return err
 		}
 	}
+}
+
+// resetPeakRSS makes VmHWM start again from the current RSS.
+func resetPeakRSS() error {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5\n"), 0); err != nil {
+		return fmt.Errorf("reset peak RSS: %w", err)
+	}
+	return nil
+}
+
+// peakRSS is VmHWM of this process in bytes (-1 when unknown).
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 2 && f[1] == "kB" {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb << 10
+				}
+			}
+		}
+	}
+	return -1
 }
 
 func startProfile(path string) (*os.File, error) {

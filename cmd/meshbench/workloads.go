@@ -32,6 +32,9 @@ type workload struct {
 	// --rounds times and the best round counts (interference on a shared
 	// machine only ever slows a round down).
 	repeat bool
+	// remount: unmount and mount again first (and drop the kernel's
+	// caches); remountWipe also deletes the drive's disk cache.
+	remount int
 	// prep, when set, runs untimed before each measurement, on the
 	// mount point dir.
 	prep func(w *workspace, dir string) error
@@ -56,6 +59,12 @@ type workspace struct {
 	round    int      // the round being measured, set by measure
 	gen      int      // the round whose bytes the big file holds (set by seqWrite)
 }
+
+// Remount modes of a workload.
+const (
+	remountKeep = 1 // the drive keeps its disk cache
+	remountWipe = 2 // the drive's disk cache is deleted
+)
 
 const (
 	ioSize   = 1 << 20 // sequential I/O size
@@ -129,6 +138,10 @@ func workloads() []workload {
 		{name: "read-cold", title: "sequential read, cold", unit: "MB/s", cold: true, repeat: true, run: seqRead},
 		{name: "read-warm", title: "sequential read, warm", unit: "MB/s", target: 1.0, repeat: true, run: seqRead},
 		{name: "rand-4k", title: "random 4 KiB reads, warm", unit: "ops/s", repeat: true, run: randRead},
+		{name: "rand-4k-remount", title: "random 4 KiB reads after remount, disk cache kept", unit: "ops/s", target: 0.5,
+			repeat: true, remount: remountKeep, run: randRead},
+		{name: "rand-4k-wiped", title: "random 4 KiB reads after remount, disk cache wiped", unit: "ops/s", target: 0.2,
+			repeat: true, remount: remountWipe, run: randRead},
 		{name: "copy-tree", title: "copy source tree (cp -a)", unit: "files/s", target: 0.7, run: copyTree,
 			prep: func(w *workspace, _ string) error { return w.scanSource() }},
 		{name: "create", title: "create empty files in one dir", unit: "ops/s", run: createMany},

@@ -48,6 +48,7 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 
 	args := []string{"mount", "--data", o.dataDir,
 		"--cache-size", strconv.FormatInt(o.cacheSize, 10),
+		"--cache-mem", strconv.FormatInt(o.cacheMem, 10),
 		"--upload-limit", strconv.FormatInt(int64(o.uploadLimit), 10),
 		"--log-level", o.logLevel,
 		"--repair-limit", strconv.FormatInt(int64(o.repairLimit), 10),

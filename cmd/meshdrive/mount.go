@@ -35,14 +35,14 @@ const maxSockPath = 107
 
 // Defaults of the mount flags.
 const (
-	defaultCacheSize = 4 << 30   // disk cache
-	maxCacheMem      = 256 << 20 // memory cache, at most
+	defaultCacheSize = 4 << 30 // disk cache
 )
 
 type mountOptions struct {
 	dataDir     string
 	mountpoint  string
 	cacheSize   int64
+	cacheMem    int64
 	uploadLimit float64
 	allowOther  bool
 	readOnly    bool
@@ -79,6 +79,7 @@ log says it is offline. The passphrase comes from --passphrase-file, else
 $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	dataDir := dataDirFlag(e, fl)
 	cacheSize := fl.String("cache-size", "4GiB", "disk cache size in bytes (suffixes K, M, G, T, KiB, MiB, GiB, TiB)")
+	cacheMem := fl.String("cache-mem", "32MiB", "memory cache size in bytes (same suffixes): plaintext blocks and frames kept in RAM, most of the mount's memory; raise it for hot working sets larger than this")
 	uploadLimit := fl.String("upload-limit", "0", "upload bandwidth limit in bytes/s (same suffixes; 0 = unlimited)")
 	allowOther := fl.Bool("allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root)")
 	readOnly := fl.Bool("read-only", false, "mount read-only")
@@ -110,6 +111,9 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	}
 	if o.cacheSize, err = parseBytes(*cacheSize); err != nil || o.cacheSize < 0 {
 		return usageError("--cache-size %q: want a byte count like 4GiB", *cacheSize)
+	}
+	if o.cacheMem, err = parseBytes(*cacheMem); err != nil || o.cacheMem < 0 {
+		return usageError("--cache-mem %q: want a byte count like 32MiB", *cacheMem)
 	}
 	ul, err := parseBytes(*uploadLimit)
 	if err != nil || ul < 0 {
@@ -320,7 +324,13 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	if err != nil {
 		return err
 	}
-	mem := min(o.cacheSize/4, int64(maxCacheMem))
+	mem := o.cacheMem
+	if mem == 0 {
+		mem = -1 // --cache-mem 0: no memory tier (the cache's 0 means its default)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		fs.LimitMemory(ctx, fs.MemoryLimit(mem))
+	}
 	drive, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir: o.dataDir, Grid: grid, Sealer: sealer,
 		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, UploadLimit: o.uploadLimit,

@@ -172,17 +172,17 @@ change while nodes were reachable) comes back, snapshots included.`)
 }
 
 // rebaseEmbedded points the relative node paths of an embedded default
-// grid (DATA/nodes/node-N) at the node dirs beside the one given, so a copy
-// of a lost machine's node dirs recovers.
+// grid (DATA/nodes/node-N) at the directories of the same names beside
+// the one given, so a copy of a lost machine's node dirs recovers.
 func rebaseEmbedded(cfg *Config, node string) {
 	p := strings.TrimPrefix(node, "file://")
 	if strings.Contains(p, "://") {
 		return
 	}
-	old := filepath.Dir(filepath.Dir(p)) // DATA of DATA/nodes/node-N
+	dir := filepath.Dir(filepath.Clean(p))
 	for i, n := range cfg.Nodes {
 		if !strings.Contains(n.URL, "://") && !filepath.IsAbs(n.URL) {
-			if abs, err := filepath.Abs(filepath.Join(old, n.URL)); err == nil {
+			if abs, err := filepath.Abs(filepath.Join(dir, filepath.Base(n.URL))); err == nil {
 				cfg.Nodes[i].URL = abs
 			}
 		}

@@ -312,3 +312,36 @@ func errors_Is(err error, target syscall.Errno) bool {
 	}
 	return e == target
 }
+
+// TestRecoverEmbeddedCopy: a drive on the embedded default grid, its
+// node directories copied elsewhere, the data dir lost: recover from the
+// copy finds the other node dirs beside the one named.
+func TestRecoverEmbeddedCopy(t *testing.T) {
+	requireFuse(t)
+	base := t.TempDir()
+	dir := filepath.Join(base, "data")
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=embedded")
+	mustRun(t, env, "init", "--data", dir)
+	mp := filepath.Join(base, "Drive")
+	os.Mkdir(mp, 0o755)
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	want := []byte("kept on the embedded grid\n")
+	if err := os.WriteFile(filepath.Join(mp, "note.txt"), want, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
+	mustRun(t, env, "unmount", "--data", dir, mp)
+	sh(t, "cp", "-a", filepath.Join(dir, nodesDir), filepath.Join(base, "backup"))
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	dir2 := filepath.Join(base, "data2")
+	mustRun(t, env, "recover", "--node", filepath.Join(base, "backup", "node-3"), "--data", dir2)
+	cleanupMount(t, env, dir2, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir2, mp)
+	if got, err := os.ReadFile(filepath.Join(mp, "note.txt")); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("note.txt after recovering from a copy of the node dirs: %q, %v", got, err)
+	}
+	mustRun(t, env, "unmount", "--data", dir2, mp)
+}

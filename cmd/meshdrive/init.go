@@ -312,7 +312,7 @@ func printProtectNotice(w io.Writer, dir string, cfg *Config) {
 		fmt.Fprintf(w, "Its data is spread over %d nodes (k=%d m=%d): any %d of them can be lost.\n", len(cfg.Nodes), cfg.K, cfg.M, cfg.M)
 	}
 	fmt.Fprintf(w, "Every byte is encrypted with a key that only your passphrase unlocks. The wrapped key,\n"+
-		"the node list and the drive's metadata are also stored on every node, so the passphrase\n"+
-		"and one node's address rebuild the drive on another machine: meshdrive recover --node URL.\n"+
+		"the node list and the drive's metadata are also stored on every node, so the\n"+
+		"passphrase and one node are enough to rebuild the drive elsewhere: meshdrive recover --node URL.\n"+
 		"Keep the passphrase in a password manager: without it nobody, you included, can read the drive.\n\n")
 }

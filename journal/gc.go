@@ -403,6 +403,24 @@ func (j *Journal) dropSegment(ctx context.Context, g GCGrid, s *remote.SegmentIn
 // collectOrphans deletes shards whose segment neither a data segment row
 // nor a metadata record names, once older than the grace period.
 func (j *Journal) collectOrphans(ctx context.Context, g GCGrid, o GCOptions, st *GCStats) error {
+	// No segment may be between its shards and its row while we list and
+	// look: wait for the writes in flight (an upload retrying against
+	// down nodes can hold on; then skip orphans this time).
+	deadline := time.Now().Add(30 * time.Second)
+	for !j.segWriteMu.TryLock() {
+		if time.Now().After(deadline) {
+			return errors.New("segment writes in flight for 30s; orphans are looked for next time")
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	locked := true
+	defer func() {
+		if locked {
+			j.segWriteMu.Unlock()
+		}
+	}()
 	known := map[remote.SegmentID]bool{}
 	rows, err := j.db.QueryContext(ctx, `SELECT id FROM segments`)
 	if err != nil {
@@ -430,6 +448,8 @@ func (j *Journal) collectOrphans(ctx context.Context, g GCGrid, o GCOptions, st 
 		known[r.Head.ID] = true // shipped by another mount of this data dir? never deleted
 	}
 	objs, lerr := g.ListObjects(ctx, "shards/")
+	j.segWriteMu.Unlock()
+	locked = false
 	cutoff := time.Now().Add(-o.OrphanGrace)
 	for node, list := range objs {
 		for _, obj := range list {

@@ -191,6 +191,12 @@ type Journal struct {
 	// when the background collector has stopped.
 	gcMu   sync.Mutex
 	gcMu2  sync.Mutex
+	// segWriteMu is read-held from a segment's WriteSegment until the row
+	// that names it is committed (uploads, metadata records); the orphan
+	// pass write-holds it while it lists the nodes and reads which
+	// segments are known, so a segment being written is never an orphan.
+	// Lock order: metaShipper.mu -> segWriteMu -> wmu.
+	segWriteMu sync.RWMutex
 	lastGC *GCStats
 	gcDone chan struct{}
 

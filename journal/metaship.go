@@ -270,6 +270,8 @@ func (m *metaShipper) ship(ctx context.Context, force, full bool) (uint64, error
 	}
 	data := b.Seal(m.seal)
 
+	j.segWriteMu.RLock() // until the record's row is written (gc.go, orphans)
+	defer j.segWriteMu.RUnlock()
 	info, err := m.g.WriteSegment(ctx, data)
 	if err != nil {
 		return 0, fmt.Errorf("journal: ship metadata record %d: %w", seq, err)

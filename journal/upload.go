@@ -110,11 +110,17 @@ func (j *Journal) uploader(ctx context.Context) {
 			}
 			continue
 		}
+		// Between the shards' write and the row that names them, the
+		// segment would look orphaned to garbage collection (gc.go).
+		j.segWriteMu.RLock()
 		info, err := j.ship(ctx, buf)
 		if err != nil {
+			j.segWriteMu.RUnlock()
 			return // ctx cancelled: the blocks stay staged for the next Open
 		}
-		if err := j.commitSegment(ctx, info, placed); err != nil {
+		err = j.commitSegment(ctx, info, placed)
+		j.segWriteMu.RUnlock()
+		if err != nil {
 			j.noteError(err)
 			j.log.Error("journal: record uploaded segment; the blocks stay queued and will be uploaded again", "err", err)
 			if !sleepCtx(ctx, j.o.RetryMax) {

@@ -141,7 +141,8 @@ func TestGCUnderLoad(t *testing.T) {
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Fatalf("fio failed while gc ran %d times: %v\n%s", runs, err, out.String())
+				log, _ := os.ReadFile(filepath.Join(dir, logFile))
+				t.Fatalf("fio failed while gc ran %d times: %v\n%s\nthe mount's log:\n%s", runs, err, out.String(), log)
 			}
 			if runs == 0 {
 				t.Fatalf("fio finished before any gc ran")

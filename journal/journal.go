@@ -189,16 +189,16 @@ type Journal struct {
 	snaps  map[uint64]*Journal
 	// gcMu serializes collections; gcMu2 guards lastGC. gcDone is closed
 	// when the background collector has stopped.
-	gcMu   sync.Mutex
-	gcMu2  sync.Mutex
+	gcMu  sync.Mutex
+	gcMu2 sync.Mutex
 	// segWriteMu is read-held from a segment's WriteSegment until the row
 	// that names it is committed (uploads, metadata records); the orphan
 	// pass write-holds it while it lists the nodes and reads which
 	// segments are known, so a segment being written is never an orphan.
 	// Lock order: metaShipper.mu -> segWriteMu -> wmu.
 	segWriteMu sync.RWMutex
-	lastGC *GCStats
-	gcDone chan struct{}
+	lastGC     *GCStats
+	gcDone     chan struct{}
 
 	// groupKick wakes the group committer (kickGroup); groupDone is
 	// closed when it has stopped. after is its clock (time.After; tests

@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/meshdrive/meshdrive/journal/repair"
 )
@@ -95,10 +93,7 @@ func streamLines(ctx context.Context, e *env, dir, path string, each func(checkL
 		return err
 	}
 	defer resp.Body.Close()
-	tty := false
-	if f, ok := e.stderr.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
+	tty := isTerminal(e.stderr)
 	var bar *progressbar.ProgressBar
 	phase := ""
 	sc := bufio.NewScanner(resp.Body)

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 )
 
 // controlClient talks to a running mount over DATA/control.sock.
@@ -305,10 +304,7 @@ on a terminal, plain progress lines otherwise. Talks to the running mount.`)
 		return err
 	}
 	defer resp.Body.Close()
-	tty := false
-	if f, ok := e.stdout.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
+	tty := isTerminal(e.stdout)
 	var bar *progressbar.ProgressBar
 	var total, startDone int64 = -1, 0
 	lastPrint := time.Time{}

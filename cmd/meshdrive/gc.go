@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/meshdrive/meshdrive/journal"
 )
@@ -109,10 +107,7 @@ the background (mount --gc-interval). Talks to the running mount.`)
 		return err
 	}
 	defer resp.Body.Close()
-	tty := false
-	if f, ok := e.stdout.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
+	tty := isTerminal(e.stdout)
 	var bar *progressbar.ProgressBar
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {

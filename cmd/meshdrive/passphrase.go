@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/term"
@@ -64,4 +65,11 @@ func (s passphraseSource) read(e *env, prompt string, confirm bool) ([]byte, err
 		}
 	}
 	return p, nil
+}
+
+// isTerminal reports whether w is a terminal (progress bars go there;
+// plain lines elsewhere).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

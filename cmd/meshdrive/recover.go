@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/remote"
@@ -192,8 +191,7 @@ func rebaseEmbedded(cfg *Config, node string) {
 // recoverProgress reports the rebuild: a bar on a terminal, else nothing
 // (the summary line says what was done). stage "" with done < 0 ends it.
 func recoverProgress(e *env) func(stage string, done, total int) {
-	f, ok := e.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if !isTerminal(e.stderr) {
 		return func(string, int, int) {}
 	}
 	var bar *progressbar.ProgressBar

@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/remote/faulty"
 )
 
 // degradedFiles writes a mix of files and returns their contents.
@@ -88,7 +91,7 @@ func TestReadsFromGridWithTwoNodesDown(t *testing.T) {
 	// integrity checks, the same comparison must see differences.
 	s.close()
 	o := s.driveOptions()
-	o.CorruptReads = 1
+	o.WrapBlocks = func(r journal.BlockReader) journal.BlockReader { return faulty.CorruptBlocks(r, 1) }
 	d, err := OpenDrive(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +109,6 @@ func TestReadsFromGridWithTwoNodesDown(t *testing.T) {
 		}
 	}
 	if bad == 0 {
-		t.Errorf("CorruptReads=1 changed no file: the comparison above could not fail")
+		t.Errorf("CorruptBlocks(1) changed no file: the comparison above could not fail")
 	}
 }

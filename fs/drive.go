@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"path/filepath"
 	"runtime/debug"
 	"runtime/metrics"
@@ -47,10 +46,10 @@ type DriveOptions struct {
 	Writeback bool
 	Logger    *slog.Logger
 
-	// CorruptReads is a TEST ONLY negative control: this fraction of the
-	// blocks the journal reads from the cache get one byte flipped after
-	// every integrity check, so fault suites can prove they notice.
-	CorruptReads float64
+	// WrapBlocks, when set, wraps the reader of plaintext blocks between
+	// the cache and the journal (fault suites put faulty.CorruptBlocks
+	// here).
+	WrapBlocks func(journal.BlockReader) journal.BlockReader
 }
 
 // MemoryLimit is the Go memory limit (runtime/debug.SetMemoryLimit) a
@@ -130,8 +129,8 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		return nil, fmt.Errorf("open drive at %s: block cache: %w", o.DataDir, err)
 	}
 	var blocks journal.BlockReader = c
-	if o.CorruptReads > 0 {
-		blocks = &corruptReader{r: c, frac: o.CorruptReads}
+	if o.WrapBlocks != nil {
+		blocks = o.WrapBlocks(c)
 	}
 	j, err := journal.Open(ctx, journal.Options{
 		Dir:          filepath.Join(o.DataDir, "journal"),
@@ -205,37 +204,6 @@ func (d *Drive) Close() error {
 		errs = append(errs, fmt.Errorf("close cache: %w", err))
 	}
 	return errors.Join(errs...)
-}
-
-// corruptReader is the CorruptReads negative control: it flips one byte
-// of a fraction of the blocks read, after the cache and the grid have
-// verified them. The cache's slice is shared and read-only, so a flipped
-// block is a fresh copy owned by the caller.
-type corruptReader struct {
-	r    journal.BlockReader
-	frac float64
-}
-
-func (c *corruptReader) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, error) {
-	b, err := c.r.ReadBlock(ctx, ref)
-	if err != nil || len(b) == 0 || rand.Float64() >= c.frac {
-		return b, err
-	}
-	bad := append([]byte(nil), b...)
-	bad[rand.IntN(len(bad))] ^= 0xff
-	return bad, nil
-}
-
-func (c *corruptReader) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off int64) (int, error) {
-	n, err := c.r.ReadAt(ctx, ref, p, off)
-	if err == nil && n > 0 && rand.Float64() < c.frac {
-		p[rand.IntN(n)] ^= 0xff // p is the caller's own copy
-	}
-	return n, err
-}
-
-func (c *corruptReader) Prefetch(ctx context.Context, refs []remote.BlockRef) {
-	c.r.Prefetch(ctx, refs)
 }
 
 var _ Journal = (*journal.Journal)(nil)

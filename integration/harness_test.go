@@ -55,7 +55,8 @@ func buildBinary(dir string) (string, error) {
 		return "", errors.New("cannot find the module root (go env GOMOD is empty)")
 	}
 	bin := filepath.Join(dir, "meshdrive")
-	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/meshdrive")
+	// The test hooks: the negative control's corrupted reads.
+	cmd := exec.Command(goBin, "build", "-tags", "meshdrive_testhooks", "-o", bin, "./cmd/meshdrive")
 	cmd.Dir = filepath.Dir(gomod)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/meshdrive failed: %w\n%s", err, out)

@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// corruptEnv turns on the drive's test-only negative control: the mount
-// process passes its value to fs.DriveOptions.CorruptReads, the fraction of
-// block reads that get a byte flipped after every integrity check.
+// corruptEnv turns on the negative control in the test build of the binary
+// (-tags meshdrive_testhooks; a product binary ignores it): the mount wraps
+// its block reader in faulty.CorruptBlocks with this fraction of block
+// reads getting a byte flipped after every integrity check.
 const corruptEnv = "MESHDRIVE_TEST_CORRUPT_READS"
 
 // TestNegativeControl proves that suite 1's checks can fail: the same fio

@@ -228,7 +228,7 @@ func (j *Journal) migrate(ctx context.Context) error {
 			if v == 0 {
 				now := nowNS()
 				if _, err := tx.ExecContext(ctx, `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime)
-					VALUES(1, ?, ?, ?, 2, ?, ?, ?)`, sIFDIR|0o755, uint32(osGetuid()), uint32(osGetgid()), now, now, now); err != nil {
+					VALUES(1, ?, ?, ?, 2, ?, ?, ?)`, sIFDIR|0o755, uint32(os.Getuid()), uint32(os.Getgid()), now, now, now); err != nil {
 					return err
 				}
 				if _, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES('block_size', ?)`, fmt.Sprint(j.bs)); err != nil {

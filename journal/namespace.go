@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,11 +21,6 @@ const (
 	maxName = 255
 	// maxXattr bounds an xattr value (as Linux does).
 	maxXattr = 64 << 10
-)
-
-var (
-	osGetuid = os.Getuid
-	osGetgid = os.Getgid
 )
 
 const attrCols = `i.ino, i.mode, i.nlink, i.uid, i.gid, i.rdev, i.size, i.used, i.atime, i.mtime, i.ctime`

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,7 +206,7 @@ func TestForegroundSignal(t *testing.T) {
 func TestFirstMount(t *testing.T) {
 	requireFuse(t)
 	// Real key-derivation cost here: this is the path a new user takes.
-	env := append(cmdEnv("MESHDRIVE_PASSPHRASE=first"), insecureKDFEnv+"=0")
+	env := append(cmdEnv("MESHDRIVE_PASSPHRASE=first"), testKDFEnv+"=0")
 	base := t.TempDir()
 	dir := filepath.Join(base, "xdg", "meshdrive")
 	mp := filepath.Join(base, "Drive")
@@ -291,4 +293,41 @@ func TestMountHelper(t *testing.T) {
 		t.Error("option ro did not make the mount read-only")
 	}
 	mustRun(t, env, "unmount", "--data", dir, mp)
+}
+
+// TestProductBinaryHasNoTestHooks builds the binary as a user gets it (no
+// build tags): the test suites' environment variables do nothing there.
+// MESHDRIVE_INSECURE_TEST_KDF=1 still yields a key with the default cost,
+// and neither variable's name is in the binary.
+func TestProductBinaryHasNoTestHooks(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "meshdrive")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{testKDFEnv, "MESHDRIVE_TEST_CORRUPT_READS"} {
+		if bytes.Contains(raw, []byte(name)) {
+			t.Errorf("the product binary contains %s", name)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	cmd := exec.Command(bin, "init", "--data", dir)
+	cmd.Env = cmdEnv("MESHDRIVE_PASSPHRASE=product") // testKDFEnv=1 among them
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	var blob keyring.Blob
+	data, err := os.ReadFile(filepath.Join(dir, keyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &blob); err != nil {
+		t.Fatal(err)
+	}
+	if got := blob.Params(); got != keyring.DefaultParams {
+		t.Fatalf("the product binary made a key with %+v under %s=1, want %+v", got, testKDFEnv, keyring.DefaultParams)
+	}
 }

@@ -27,13 +27,17 @@ var (
 	binError error
 )
 
-// meshdriveBin builds the binary once per test process and returns its path.
+// testKDFEnv=1 makes a test binary derive keys cheaply (testhooks.go).
+const testKDFEnv = "MESHDRIVE_INSECURE_TEST_KDF"
+
+// meshdriveBin builds the binary once per test process, with the test
+// hooks (testhooks.go), and returns its path.
 func meshdriveBin(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		os.Chmod(binDir, 0o755) // the no-permission test runs it as another user
 		p := filepath.Join(binDir, "meshdrive")
-		out, err := exec.Command("go", "build", "-o", p, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", "meshdrive_testhooks", "-o", p, ".").CombinedOutput()
 		if err != nil {
 			binError = fmt.Errorf("building meshdrive: %v\n%s", err, out)
 			return
@@ -80,9 +84,9 @@ func (r result) String() string {
 }
 
 // cmdEnv is the environment for the binary: ours minus MESHDRIVE_*, plus
-// cheap key derivation (see insecureKDFEnv), plus extra.
+// cheap key derivation (see testhooks.go), plus extra.
 func cmdEnv(extra ...string) []string {
-	env := []string{insecureKDFEnv + "=1"}
+	env := []string{testKDFEnv + "=1"}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "MESHDRIVE_") {
 			env = append(env, kv)

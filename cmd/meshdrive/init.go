@@ -243,14 +243,12 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 	return cfg, master, nil
 }
 
-// insecureKDFEnv, set to 1, makes new keys with keyring.TestParams.
-// TEST ONLY: such a key gives no protection against guessing; the test
-// suite uses it so that dozens of unlocks stay fast on a loaded machine.
-const insecureKDFEnv = "MESHDRIVE_INSECURE_TEST_KDF"
-
+// kdfParams are the argon2id parameters of new keys.
 func kdfParams(e *env) keyring.Params {
-	if e.getenv(insecureKDFEnv) == "1" {
-		return keyring.TestParams
+	if testHooks.kdf != nil {
+		if p, ok := testHooks.kdf(e); ok {
+			return p
+		}
 	}
 	return keyring.DefaultParams
 }

@@ -336,7 +336,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, UploadLimit: o.uploadLimit,
 		BlockSize: cfg.BlockSize, ReadOnly: o.readOnly, AllowOther: o.allowOther, Logger: log,
 		MetaInterval: metaInterval(o, cfg), Retention: retention(cfg), GCInterval: o.gcInterval,
-		CorruptReads: func() float64 { f, _ := strconv.ParseFloat(os.Getenv("MESHDRIVE_TEST_CORRUPT_READS"), 64); return f }(), // TEST ONLY negative control (integration)
+		WrapBlocks: testHooks.wrapBlocks,
 	})
 	if err != nil {
 		if o.readOnly && errors.Is(err, journal.ErrReadOnly) {

@@ -46,10 +46,6 @@ type Options struct {
 	// HeaderCache is the number of parsed object headers kept in memory
 	// (default 256; negative disables the cache).
 	HeaderCache int
-	// FailWrite is a TEST-ONLY hook: when set it is called before an
-	// object's bytes are written, and a non-nil result is treated as the
-	// write's error (return syscall.ENOSPC to simulate a full disk).
-	FailWrite func(name string) error
 }
 
 // Store is a remote.Store over a local directory.
@@ -57,8 +53,7 @@ type Store struct {
 	dir     string
 	log     *slog.Logger
 	headers *lru.Cache[headerKey, *cachedHeader] // nil when disabled
-	fail    func(string) error
-	objects atomic.Int64 // approximate object count, see Info
+	objects atomic.Int64                         // approximate object count, see Info
 }
 
 var _ remote.Store = (*Store)(nil)
@@ -101,7 +96,7 @@ func New(dir string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{dir: abs, log: log, fail: opts.FailWrite}
+	s := &Store{dir: abs, log: log}
 	n := opts.HeaderCache
 	if n == 0 {
 		n = 256
@@ -204,11 +199,6 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 			_ = os.Remove(tmp)
 		}
 	}()
-	if s.fail != nil {
-		if err := s.fail(name); err != nil {
-			return s.fsErr("put", name, fmt.Errorf("write %s: %w", tmp, err))
-		}
-	}
 	if _, err := f.Write(data); err != nil {
 		return s.fsErr("put", name, err)
 	}

@@ -98,26 +98,22 @@ func writeKeepTimes(t *testing.T, path string, b []byte) {
 	}
 }
 
+// TestFullDisk fills a real (tmpfs) disk: a Put that does not fit fails
+// with ErrFull naming the object and leaves nothing behind, and an
+// overwrite that does not fit keeps the old object.
 func TestFullDisk(t *testing.T) {
-	dir := t.TempDir()
-	full := false
-	s := newStore(t, dir, dirstore.Options{FailWrite: func(string) error {
-		if full {
-			return syscall.ENOSPC
-		}
-		return nil
-	}})
+	dir := remotetest.Tmpfs(t, "1m")
+	s := newStore(t, dir, dirstore.Options{})
 	ctx := t.Context()
-	obj := remotetest.Object(t, 2, 1000, 0)
+	obj := remotetest.Object(t, 2, 600<<10, 0)
 	if err := s.Put(ctx, "shards/a.0", obj); err != nil {
 		t.Fatal(err)
 	}
-	full = true
-	err := s.Put(ctx, "shards/b.0", obj)
+	err := s.Put(ctx, "shards/b.0", remotetest.Object(t, 5, 600<<10, 0))
 	if !errors.Is(err, remote.ErrFull) || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "shards/b.0") {
 		t.Fatalf("Put on a full disk: %v, want ErrFull wrapping ENOSPC and naming the object", err)
 	}
-	if err := s.Put(ctx, "shards/a.0", remotetest.Object(t, 3, 1000, 0)); !errors.Is(err, remote.ErrFull) {
+	if err := s.Put(ctx, "shards/a.0", remotetest.Object(t, 3, 600<<10, 0)); !errors.Is(err, remote.ErrFull) {
 		t.Fatalf("overwrite on a full disk: %v", err)
 	}
 	ents, _ := os.ReadDir(filepath.Join(dir, "shards"))

@@ -11,11 +11,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -273,30 +271,10 @@ func fullDiskCheck(t *testing.T, dir, url string) {
 	}
 }
 
-func TestFullDiskTmpfs(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs (%v: %s); TestFullDiskInjected covers the same path", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
+// TestFullDisk fills a real (tmpfs) disk.
+func TestFullDisk(t *testing.T) {
+	dir := remotetest.Tmpfs(t, "2m")
 	url, _ := startServer(t, node.ServerOptions{Dir: dir})
-	fullDiskCheck(t, dir, url)
-}
-
-func TestFullDiskInjected(t *testing.T) {
-	dir := t.TempDir()
-	url, _ := startServer(t, node.ServerOptions{Dir: dir, DirOptions: dirstore.Options{
-		FailWrite: func(name string) error {
-			if name == "shards/first.0" {
-				return nil
-			}
-			return syscall.ENOSPC
-		},
-	}})
 	fullDiskCheck(t, dir, url)
 }
 

@@ -49,8 +49,12 @@ type DriveOptions struct {
 	// WrapBlocks, when set, wraps the reader of plaintext blocks between
 	// the cache and the journal (fault suites put faulty.CorruptBlocks
 	// here).
-	WrapBlocks func(journal.BlockReader) journal.BlockReader
+	WrapBlocks func(BlockReader) BlockReader
 }
+
+// BlockReader reads plaintext blocks for the journal: the block cache, or
+// a wrapper of it (DriveOptions.WrapBlocks).
+type BlockReader = journal.BlockReader
 
 // MemoryLimit is the Go memory limit (runtime/debug.SetMemoryLimit) a
 // process serving one drive should run under for its peak RSS to stay near

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/remote/keyring"
 )
 
@@ -14,5 +14,5 @@ var testHooks struct {
 	// of new keys.
 	kdf func(e *env) (keyring.Params, bool)
 	// wrapBlocks wraps the drive's block reader (see fs.DriveOptions).
-	wrapBlocks func(journal.BlockReader) journal.BlockReader
+	wrapBlocks func(fs.BlockReader) fs.BlockReader
 }

@@ -6,7 +6,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/remote/faulty"
 	"github.com/meshdrive/meshdrive/remote/keyring"
 )
@@ -28,7 +28,7 @@ func init() {
 		return keyring.Params{}, false
 	}
 	if f, _ := strconv.ParseFloat(os.Getenv("MESHDRIVE_TEST_CORRUPT_READS"), 64); f > 0 {
-		testHooks.wrapBlocks = func(r journal.BlockReader) journal.BlockReader {
+		testHooks.wrapBlocks = func(r fs.BlockReader) fs.BlockReader {
 			return faulty.CorruptBlocks(r, f)
 		}
 	}

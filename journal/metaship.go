@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -82,7 +81,8 @@ func newMetaShipper(j *Journal) *metaShipper {
 func (m *metaShipper) run(ctx context.Context) {
 	defer close(m.done)
 	m.checkRoot(ctx)
-	backoff := time.Second
+	bo := remote.Backoff{Min: time.Second, Max: m.interval}
+	fails := 0
 	wait := m.interval
 	for {
 		t := time.NewTimer(wait)
@@ -103,12 +103,12 @@ func (m *metaShipper) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			m.log.Warn("journal: metadata not shipped to the grid; retrying", "retry_in", backoff, "err", err)
-			wait = backoff/2 + rand.N(backoff/2+1)
-			backoff = min(backoff*2, m.interval)
+			wait = bo.Delay(fails)
+			fails++
+			m.log.Warn("journal: metadata not shipped to the grid; retrying", "retry_in", wait, "err", err)
 			continue
 		}
-		backoff, wait = time.Second, m.interval
+		fails, wait = 0, m.interval
 		m.j.pruneMeta(ctx)
 	}
 }
@@ -435,8 +435,8 @@ func (j *Journal) SyncGrid(ctx context.Context) error {
 	if err := j.freeOrphans(ctx); err != nil {
 		j.log.Warn("journal: deleted files not freed before the metadata record; the reaper retries", "err", err)
 	}
-	backoff := 100 * time.Millisecond
-	for {
+	bo := remote.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	for attempt := 0; ; attempt++ {
 		_, err := j.ms.ship(ctx, false, false)
 		if err == nil {
 			return nil
@@ -447,10 +447,9 @@ func (j *Journal) SyncGrid(ctx context.Context) error {
 		j.ms.stMu.Lock()
 		j.ms.stats.LastError = err.Error()
 		j.ms.stMu.Unlock()
-		if !sleepCtx(ctx, backoff) {
+		if !sleepCtx(ctx, bo.Delay(attempt)) {
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"time"
@@ -231,27 +230,18 @@ func (j *Journal) noteError(err error) {
 }
 
 // sleepCtx waits d; false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) bool { return remote.Sleep(ctx, d) }
 
 // ship writes one segment, retrying with capped exponential backoff and
 // jitter while the grid fails. It returns an error only when ctx ends.
 func (j *Journal) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, error) {
-	backoff := 50 * time.Millisecond
+	bo := remote.Backoff{Min: 50 * time.Millisecond, Max: j.o.RetryMax}
 	k, m := j.o.Grid.K(), j.o.Grid.M()
 	shardBytes := int64(len(buf))
 	if k > 0 {
 		shardBytes = int64(len(buf)) * int64(k+m) / int64(k)
 	}
-	for {
+	for attempt := 0; ; attempt++ {
 		if err := j.throttle(ctx, shardBytes); err != nil {
 			return nil, err
 		}
@@ -270,12 +260,11 @@ func (j *Journal) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, er
 			return nil, ctx.Err()
 		}
 		j.noteError(err)
-		j.log.Warn("journal: segment upload failed; retrying", "bytes", len(buf), "retry_in", backoff, "err", err)
-		d := backoff/2 + rand.N(backoff/2+1)
+		d := bo.Delay(attempt)
+		j.log.Warn("journal: segment upload failed; retrying", "bytes", len(buf), "retry_in", d, "err", err)
 		if !sleepCtx(ctx, d) {
 			return nil, ctx.Err()
 		}
-		backoff = min(backoff*2, j.o.RetryMax)
 	}
 }
 

@@ -75,7 +75,9 @@ type member struct {
 	Member
 	zoneKey string
 	weight  float64
-	sem     chan struct{} // NodeConcurrency slots
+	// st is Member.Store with the grid's stack around it (newMember):
+	// the breaker, NodeConcurrency slots and CallTimeout.
+	st Store
 	// downUntil (unix nanoseconds): the node failed as unavailable or timed
 	// out recently; reads try it last and writes prefer others until then.
 	downUntil atomic.Int64
@@ -226,32 +228,60 @@ func (g *Grid) encoder(k, m int) (reedsolomon.Encoder, error) {
 // (2 Mbit/s), on top of CallTimeout.
 const putAllowance = 256 << 10
 
-// call runs fn against member m with a concurrency slot and CallTimeout.
+// call runs fn against member m's store, with the grid's stack around
+// each of its calls (see newMember), and names the node in an error.
 func (g *Grid) call(ctx context.Context, m *member, fn func(ctx context.Context, s Store) error) error {
-	return g.callSized(ctx, m, 0, fn)
-}
-
-// callSized is call for a Put of size bytes: its timeout is CallTimeout
-// plus a second per putAllowance bytes.
-func (g *Grid) callSized(ctx context.Context, m *member, size int, fn func(ctx context.Context, s Store) error) error {
-	select {
-	case m.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-m.sem }()
-	cctx, cancel := context.WithTimeout(ctx, g.timeout+time.Duration(size/putAllowance)*time.Second)
-	defer cancel()
-	if err := fn(cctx, m.Store); err != nil {
-		if ctx.Err() == nil && (errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)) {
-			m.downUntil.Store(time.Now().Add(downFor).UnixNano())
-		}
+	if err := fn(ctx, m.st); err != nil {
 		return fmt.Errorf("node %s: %w", m.Name, err)
 	}
-	if m.downUntil.Load() != 0 {
-		m.downUntil.Store(0)
-	}
 	return nil
+}
+
+// slots is the Middleware that allows n calls at a time.
+func slots(n int) Middleware {
+	sem := make(chan struct{}, n)
+	return func(ctx context.Context, c Call, next func(context.Context) error) error {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-sem }()
+		return next(ctx)
+	}
+}
+
+// callTimeout is the Middleware that bounds each call by d, and a Put by
+// one more second per putAllowance bytes it carries.
+func callTimeout(d time.Duration) Middleware {
+	return func(ctx context.Context, c Call, next func(context.Context) error) error {
+		t := d
+		if c.Op == "put" {
+			t += time.Duration(c.Size/putAllowance) * time.Second
+		}
+		cctx, cancel := context.WithTimeout(ctx, t)
+		defer cancel()
+		return next(cctx)
+	}
+}
+
+// breaker is the Middleware that marks m down for downFor when a call
+// fails as unavailable or times out (while the caller still waits), and
+// up again when one succeeds.
+func (m *member) breaker() Middleware {
+	return func(ctx context.Context, c Call, next func(context.Context) error) error {
+		err := next(ctx)
+		if err != nil {
+			if ctx.Err() == nil && (errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)) {
+				m.downUntil.Store(time.Now().Add(downFor).UnixNano())
+			}
+			return err
+		}
+		if m.downUntil.Load() != 0 {
+			m.downUntil.Store(0)
+		}
+		return nil
+	}
 }
 
 // NodeHealth is one member's answer to Health.

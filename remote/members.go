@@ -26,7 +26,10 @@ func (g *Grid) newMember(mb Member) (*member, error) {
 	if len(mb.Name) > MaxNameLen {
 		return nil, fmt.Errorf("grid: member name %q is longer than %d bytes", mb.Name, MaxNameLen)
 	}
-	m := &member{Member: mb, weight: mb.Weight, sem: make(chan struct{}, g.conc)}
+	m := &member{Member: mb, weight: mb.Weight}
+	// The grid's stack, innermost first: each call's timeout starts once
+	// it has a slot; the breaker sees what the caller sees.
+	m.st = Wrap(Wrap(Wrap(mb.Store, callTimeout(g.timeout)), slots(g.conc)), m.breaker())
 	if m.weight == 0 {
 		m.weight = 1
 	}

@@ -47,7 +47,7 @@ func (g *Grid) PutMeta(ctx context.Context, name string, data []byte) (int, erro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := g.callSized(ctx, m, len(obj), func(ctx context.Context, s Store) error { return s.Put(ctx, full, obj) })
+			err := g.call(ctx, m, func(ctx context.Context, s Store) error { return s.Put(ctx, full, obj) })
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -150,7 +150,7 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 			j, ok := pl.pick(i)
 			for ok {
 				mb := ms.all[j]
-				err := g.callSized(ctx, mb, len(obj), func(ctx context.Context, s Store) error {
+				err := g.call(ctx, mb, func(ctx context.Context, s Store) error {
 					return s.Put(ctx, ShardName(seg.ID, i), obj)
 				})
 				if err == nil {

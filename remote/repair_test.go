@@ -205,7 +205,7 @@ func TestVerifyOverHTTP(t *testing.T) {
 	}
 	url, stop := serveForTest(t, srv)
 	defer stop()
-	c, err := node.NewClient(url, node.ClientOptions{Retries: -1})
+	c, err := node.NewClient(url, node.ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func (g *Grid) WriteSegment(ctx context.Context, data []byte) (*SegmentInfo, err
 			j := first
 			for ok {
 				mb := members[j]
-				err := g.callSized(ctx, mb, len(objs[i]), func(ctx context.Context, s Store) error {
+				err := g.call(ctx, mb, func(ctx context.Context, s Store) error {
 					return s.Put(ctx, ShardName(info.ID, i), objs[i])
 				})
 				mu.Lock()

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,44 +18,32 @@ import (
 	"github.com/meshdrive/meshdrive/remote"
 )
 
-// Client defaults.
-const (
-	DefaultTimeout    = 2 * time.Minute
-	DefaultRetries    = 3
-	DefaultMinBackoff = 50 * time.Millisecond
-	DefaultMaxBackoff = 2 * time.Second
-)
+// DefaultTimeout bounds one call of a Client.
+const DefaultTimeout = 2 * time.Minute
 
 // ClientOptions configure a Client. The zero value is usable.
 type ClientOptions struct {
 	// Token is sent as "Authorization: Bearer TOKEN". When empty, the
 	// userinfo of the base URL (http://TOKEN@host:port) is used.
 	Token string
-	// Timeout bounds each attempt of a call (default DefaultTimeout); the
-	// caller's ctx bounds the whole call, retries included.
+	// Timeout bounds each call (default DefaultTimeout), within the
+	// caller's ctx.
 	Timeout time.Duration
-	// Retries is how many times a retryable failure (network error, 5xx
-	// other than 507) is retried (default DefaultRetries; negative: none).
-	Retries int
-	// MinBackoff and MaxBackoff shape the capped exponential backoff with
-	// full jitter between attempts.
-	MinBackoff, MaxBackoff time.Duration
 	// HTTPClient replaces the client's own (one pooled transport).
 	HTTPClient *http.Client
-	// Logger receives retries at debug level. Nil discards.
+	// Logger: nil discards.
 	Logger *slog.Logger
 }
 
 // Client is a remote.Store over the node HTTP API of one node. It is safe
-// for concurrent use and reuses connections.
+// for concurrent use and reuses connections. It tries each call once: a
+// failure worth another try wraps remote.ErrUnavailable, and
+// remote.WithRetry retries those (open.Store stacks it).
 type Client struct {
 	base    string // scheme://host[:port][/path], no userinfo, no trailing slash
 	token   string
 	hc      *http.Client
 	timeout time.Duration
-	retries int
-	minB    time.Duration
-	maxB    time.Duration
 	log     *slog.Logger
 }
 
@@ -91,9 +78,6 @@ func NewClient(baseURL string, o ClientOptions) (*Client, error) {
 		token:   token,
 		hc:      o.HTTPClient,
 		timeout: o.Timeout,
-		retries: o.Retries,
-		minB:    o.MinBackoff,
-		maxB:    o.MaxBackoff,
 		log:     o.Logger,
 	}
 	if c.hc == nil {
@@ -102,18 +86,6 @@ func NewClient(baseURL string, o ClientOptions) (*Client, error) {
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
-	if c.retries == 0 {
-		c.retries = DefaultRetries
-	} else if c.retries < 0 {
-		c.retries = 0
-	}
-	if c.minB <= 0 {
-		c.minB = DefaultMinBackoff
-	}
-	if c.maxB <= 0 {
-		c.maxB = DefaultMaxBackoff
-	}
-	c.maxB = max(c.maxB, c.minB)
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -181,56 +153,30 @@ type request struct {
 	want   []int // success statuses
 }
 
-// retryErr marks a failure worth another attempt.
+// retryErr marks a failure worth another attempt (it wraps
+// remote.ErrUnavailable).
 type retryErr struct{ err error }
 
 func (e retryErr) Error() string { return e.err.Error() }
 func (e retryErr) Unwrap() error { return e.err }
 
-// do runs req with retries. op and name go into error messages.
+// do runs req once. op and name go into error messages.
 func (c *Client) do(ctx context.Context, op, name string, req request) error {
-	var last error
-	for attempt := 0; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			if last != nil {
-				return c.errf(op, name, fmt.Errorf("%w (last failure: %w)", err, last))
-			}
-			return c.errf(op, name, err)
-		}
-		err := c.attempt(ctx, req)
-		if err == nil {
-			return nil
-		}
-		var re retryErr
-		if !errors.As(err, &re) {
-			return c.errf(op, name, err)
-		}
-		last = re.err
+	if err := ctx.Err(); err != nil {
+		return c.errf(op, name, err)
+	}
+	err := c.attempt(ctx, req)
+	if err == nil {
+		return nil
+	}
+	var re retryErr
+	if errors.As(err, &re) {
 		if ctx.Err() != nil {
-			continue // reports ctx's error above
+			return c.errf(op, name, fmt.Errorf("%w (last failure: %w)", ctx.Err(), re.err))
 		}
-		if attempt >= c.retries {
-			return c.errf(op, name, fmt.Errorf("%w after %d attempts: %w", remote.ErrUnavailable, attempt+1, last))
-		}
-		d := c.backoff(attempt)
-		c.log.Debug("node: retrying", "node", c.base, "op", op, "name", name, "attempt", attempt+1, "in", d, "err", last)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
+		return c.errf(op, name, re.err)
 	}
-}
-
-// backoff is min(maxB, minB*2^attempt) with full jitter (at least minB/2).
-func (c *Client) backoff(attempt int) time.Duration {
-	d := c.maxB
-	if attempt < 30 {
-		d = min(c.maxB, c.minB<<attempt)
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
+	return c.errf(op, name, err)
 }
 
 // attempt runs one exchange with its own timeout.

@@ -53,7 +53,7 @@ func TestClientRetries(t *testing.T) {
 	} {
 		var calls atomic.Int64
 		hs := httptest.NewServer(flaky(tc.status, tc.fails, &calls, srv.Handler()))
-		c := newClient(t, hs.URL, node.ClientOptions{Retries: tc.retries})
+		c := retrying(newClient(t, hs.URL, node.ClientOptions{}), max(tc.retries, 0))
 		err := c.Put(t.Context(), "x", obj)
 		if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 			t.Errorf("status %d x%d: Put = %v, want %v", tc.status, tc.fails, err, tc.wantErr)
@@ -75,7 +75,7 @@ func TestClientConnectionRefused(t *testing.T) {
 	}
 	url := "http://" + ln.Addr().String()
 	ln.Close()
-	c := newClient(t, url, node.ClientOptions{Retries: 2})
+	c := retrying(newClient(t, url, node.ClientOptions{}), 2)
 	start := time.Now()
 	err = c.Get(t.Context(), "shards/x.1", 0, make([]byte, 10))
 	if !errors.Is(err, remote.ErrUnavailable) {
@@ -103,7 +103,7 @@ func TestClientHonoursContext(t *testing.T) {
 	}))
 	defer hs.Close()
 	defer close(hang)
-	c := newClient(t, hs.URL, node.ClientOptions{Retries: 5})
+	c := retrying(newClient(t, hs.URL, node.ClientOptions{}), 5)
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -115,7 +115,7 @@ func TestClientHonoursContext(t *testing.T) {
 		t.Fatalf("Get from a hanging node took %v after a 200ms deadline", d)
 	}
 	// The per-attempt timeout turns a hang into retries, then ErrUnavailable.
-	c2 := newClient(t, hs.URL, node.ClientOptions{Retries: 1, Timeout: 100 * time.Millisecond})
+	c2 := retrying(newClient(t, hs.URL, node.ClientOptions{Timeout: 100 * time.Millisecond}), 1)
 	start = time.Now()
 	_, err = c2.Stat(t.Context(), "x")
 	if !errors.Is(err, remote.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {

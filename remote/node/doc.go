@@ -34,10 +34,11 @@
 //
 // Client maps the answers back to the remote sentinels (ErrNotFound,
 // ErrUnauthorized, ErrFull, ErrRange, ErrInvalidName, ErrCorrupt; network
-// failures and 5xx become ErrUnavailable wrapping the cause). It retries
-// only what can succeed on retry (network errors, 5xx except 507, 408,
-// 429) with capped exponential backoff and full jitter, honouring ctx, and
-// each attempt is bounded by ClientOptions.Timeout. Errors name the node
+// failures and 5xx become ErrUnavailable wrapping the cause). It tries each
+// call once, bounded by ClientOptions.Timeout; what can succeed on retry
+// (network errors, 5xx except 507, 408, 429) wraps ErrUnavailable, and
+// remote.WithRetry, stacked on the client by open.Store, retries it with
+// capped exponential backoff and full jitter, honouring ctx. Errors name the node
 // URL (never the token) and the object. One http.Transport per client
 // keeps connections alive.
 //

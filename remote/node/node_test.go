@@ -45,16 +45,18 @@ func startServer(t *testing.T, o node.ServerOptions) (string, *node.Server) {
 
 func newClient(t *testing.T, url string, o node.ClientOptions) *node.Client {
 	t.Helper()
-	if o.MinBackoff == 0 {
-		o.MinBackoff = time.Millisecond
-		o.MaxBackoff = 10 * time.Millisecond
-	}
 	c, err := node.NewClient(url, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// retrying stacks remote.WithRetry on c, n retries with short waits, as
+// open.Store does with the default ones.
+func retrying(c *node.Client, n int) remote.Store {
+	return remote.WithRetry(c, remote.RetryOptions{Retries: n, Backoff: remote.Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}})
 }
 
 func TestStore(t *testing.T) {

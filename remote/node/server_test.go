@@ -100,7 +100,7 @@ func TestWrongToken(t *testing.T) {
 	}
 	before := snapshot(t, dir)
 	for _, tok := range []string{"", "wrong-token", "right-toke", "right-token2", "RIGHT-TOKEN"} {
-		bad := newClient(t, url, node.ClientOptions{Token: tok, Retries: -1})
+		bad := newClient(t, url, node.ClientOptions{Token: tok})
 		check := func(op string, err error) {
 			t.Helper()
 			if !errors.Is(err, remote.ErrUnauthorized) {
@@ -281,7 +281,7 @@ func TestFullDisk(t *testing.T) {
 func TestCorruptShardOnDisk(t *testing.T) {
 	dir := t.TempDir()
 	url, _ := startServer(t, node.ServerOptions{Dir: dir})
-	c := newClient(t, url, node.ClientOptions{Retries: 1})
+	c := retrying(newClient(t, url, node.ClientOptions{}), 1)
 	ctx := t.Context()
 	cs := shard.MinChunkSize
 	obj := remotetest.Object(t, 10, 4*cs, cs)
@@ -347,7 +347,7 @@ func flipOnDisk(t *testing.T, path string, off int) {
 func TestLargeStreamedGet(t *testing.T) {
 	dir := t.TempDir()
 	url, _ := startServer(t, node.ServerOptions{Dir: dir})
-	c := newClient(t, url, node.ClientOptions{Retries: 1})
+	c := retrying(newClient(t, url, node.ClientOptions{}), 1)
 	ctx := t.Context()
 	obj := remotetest.Object(t, 11, 10<<20, shard.DefaultChunkSize)
 	if err := c.Put(ctx, "big", obj); err != nil {
@@ -403,7 +403,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln) }()
-	c := newClient(t, url, node.ClientOptions{Retries: -1})
+	c := newClient(t, url, node.ClientOptions{})
 	obj := remotetest.Object(t, 12, 5000, 0)
 	if err := c.Put(t.Context(), "slow", obj); err != nil {
 		t.Fatal(err)

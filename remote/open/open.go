@@ -73,7 +73,10 @@ func Store(ctx context.Context, rawURL string, o Options) (remote.Store, error) 
 		if err != nil {
 			return nil, fmt.Errorf("%w %q: %w; accepted: %s", ErrBadURL, redact(rawURL), err, Forms)
 		}
-		return c, nil
+		// The client tries each call once; retries wrap it here.
+		return remote.WithRetry(c, remote.RetryOptions{
+			Retries: remote.DefaultRetry.Retries, Backoff: remote.DefaultRetry.Backoff, Logger: o.Logger,
+		}), nil
 	case "s3":
 		return openS3(ctx, rawURL, u, o)
 	}

@@ -62,8 +62,11 @@ func TestNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.(*node.Client); !ok {
-		t.Fatalf("Store(http://...) = %T, want a node client", s)
+	if _, ok := remote.Base(s).(*node.Client); !ok || s == remote.Base(s) {
+		t.Fatalf("Store(http://...) = %T over %T, want a node client with retries stacked on it", s, remote.Base(s))
+	}
+	if _, ok := s.(remote.Verifier); !ok {
+		t.Fatalf("Store(http://...) = %T lost the node client's Verify", s)
 	}
 	roundTrip(t, s)
 	s, err = open.Store(t.Context(), hs.URL, open.Options{Token: "tok"})

@@ -105,6 +105,10 @@ type Drive struct {
 	j     *journal.Journal
 	cache *cache.Cache
 
+	rate     rateSampler
+	stopRate context.CancelFunc
+	rateDone chan struct{}
+
 	mu      sync.Mutex // guards servers
 	servers []*fuse.Server
 }
@@ -152,7 +156,15 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		c.Close()
 		return nil, fmt.Errorf("open drive at %s: journal: %w", o.DataDir, err)
 	}
-	return &Drive{o: o, log: log, j: j, cache: c}, nil
+	d := &Drive{o: o, log: log, j: j, cache: c, rateDone: make(chan struct{})}
+	d.rate.lastAt, d.rate.lastDone = time.Now(), j.Stats().DoneBytes
+	rctx, stop := context.WithCancel(context.Background())
+	d.stopRate = stop
+	go func() {
+		defer close(d.rateDone)
+		d.sampleRate(rctx)
+	}()
+	return d, nil
 }
 
 // Mount mounts the drive on mountpoint and returns once the mount is
@@ -191,6 +203,8 @@ func (d *Drive) Close() error {
 	servers := d.servers
 	d.servers = nil
 	d.mu.Unlock()
+	d.stopRate()
+	<-d.rateDone
 	var errs []error
 	for _, s := range servers {
 		if err := s.Unmount(); err != nil {

@@ -46,6 +46,8 @@ type DriveOptions struct {
 	// MountOptions.Writeback).
 	Writeback bool
 	Logger    *slog.Logger
+	// ObserveOp, when set, is told of every FUSE request (metrics).
+	ObserveOp OpObserver
 
 	// CorruptReads is a TEST ONLY negative control: this fraction of the
 	// blocks the journal reads from the cache get one byte flipped after
@@ -175,6 +177,7 @@ func (d *Drive) Mount(mountpoint string) (*fuse.Server, error) {
 		ReadOnly:   d.o.ReadOnly,
 		Writeback:  d.o.Writeback,
 		Logger:     d.log,
+		Observe:    d.o.ObserveOp,
 	}
 	if !d.o.ReadOnly {
 		mo.Snapshots = d.j

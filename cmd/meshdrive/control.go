@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,6 +59,9 @@ type statusReport struct {
 	GC         gcStatus        `json:"gc"`
 	Repair     *repair.Stats   `json:"repair,omitempty"` // nil on a read-only mount
 	Cache      json.RawMessage `json:"cache"`            // cache.Stats
+	// Web is the web app's address without its token ("" when off);
+	// meshdrive web-url adds the token.
+	Web string `json:"web,omitempty"`
 }
 
 // gcStatus is garbage collection: what waits, what the last one freed.
@@ -120,6 +124,8 @@ type controlOptions struct {
 	readOnly            bool
 	log                 *slog.Logger
 	repair              *repair.Repairer // nil on a read-only mount
+	// wrapStore wraps the store of a node added while mounted (metrics).
+	wrapStore func(name string, s remote.Store) remote.Store
 }
 
 type controlServer struct {
@@ -130,6 +136,8 @@ type controlServer struct {
 	done   sync.WaitGroup
 
 	cfgMu sync.Mutex // guards o.cfg (replaced whole by node add, drain, remove); taken alone
+
+	webURL atomic.Pointer[string] // the web app's address, once it listens
 }
 
 // startControl listens on DATA/control.sock. A socket left by a killed
@@ -208,6 +216,11 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, rep)
 		return
 	}
+	writeJSON(w, http.StatusOK, c.report(ctx))
+}
+
+// report is the drive's status as GET /status serves it.
+func (c *controlServer) report(ctx context.Context) statusReport {
 	cfg := c.config()
 	rep := statusReport{DataDir: c.o.dataDir, DriveID: cfg.DriveID, Mountpoint: c.o.mountpoint, PID: os.Getpid(),
 		K: cfg.K, M: cfg.M, BlockSize: cfg.BlockSize, ReadOnly: c.o.readOnly, NodesTotal: len(cfg.Nodes)}
@@ -236,7 +249,10 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 	rep.GC = gcStatus{GarbageBytes: c.o.drive.Journal().GarbageBytes(ctx), Last: c.o.drive.Journal().LastGC()}
 	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError}
 	rep.Cache, _ = json.Marshal(c.o.drive.Cache().Stats())
-	writeJSON(w, http.StatusOK, rep)
+	if u := c.webURL.Load(); u != nil {
+		rep.Web = *u
+	}
+	return rep
 }
 
 // pathStatus reports one file, or sums a folder's files. rel is relative

@@ -72,6 +72,12 @@ func (o *observedFS) Write(c <-chan struct{}, in *fuse.WriteIn, data []byte) (ui
 	return n, o.done("write", t0, st)
 }
 
+func (o *observedFS) Writev(c <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	t0 := time.Now()
+	n, st := o.RawFileSystem.Writev(c, in, data)
+	return n, o.done("write", t0, st)
+}
+
 func (o *observedFS) Flush(c <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	return o.done("flush", time.Now(), o.RawFileSystem.Flush(c, in))
 }

@@ -448,6 +448,11 @@ func (s *fileOps) upload(w http.ResponseWriter, r *http.Request, escaped string)
 		writeError(w, http.StatusConflict, "is_dir", "upload: the path is the drive's root folder; name the file, like "+apiPrefix+"files/notes.txt")
 		return
 	}
+	if r.ContentLength > s.o.MaxUpload {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+			fmt.Sprintf("upload /%s: %d bytes is more than the %d this server takes in one upload (meshdrive mount --web-max-upload); copy large files into the mounted folder instead", rel, r.ContentLength, s.o.MaxUpload))
+		return
+	}
 	if free, ok := s.free(); ok && r.ContentLength > free {
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large",
 			fmt.Sprintf("upload /%s: %d bytes do not fit: the drive has room for %d more now; wait for uploads to the grid to free the journal, or raise its quota", rel, r.ContentLength, free))
@@ -469,7 +474,7 @@ func (s *fileOps) upload(w http.ResponseWriter, r *http.Request, escaped string)
 		fsError(w, "upload /"+rel, err)
 		return
 	}
-	n, err := io.Copy(f, r.Body)
+	n, err := io.Copy(f, http.MaxBytesReader(w, r.Body, s.o.MaxUpload))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -484,6 +489,11 @@ func (s *fileOps) upload(w http.ResponseWriter, r *http.Request, escaped string)
 		var errno syscall.Errno
 		if errors.As(err, &errno) || errors.Is(err, iofs.ErrNotExist) {
 			fsError(w, "upload /"+rel, err)
+			return
+		}
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+				fmt.Sprintf("upload /%s: more than the %d bytes this server takes in one upload; nothing was changed; copy large files into the mounted folder instead", rel, s.o.MaxUpload))
 			return
 		}
 		writeError(w, http.StatusBadRequest, "incomplete", fmt.Sprintf("upload /%s: the body ended early (%v); nothing was changed, send it again", rel, err))

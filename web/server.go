@@ -20,6 +20,9 @@ import (
 //go:embed static
 var staticFS embed.FS
 
+// DefaultMaxUpload is Options.MaxUpload's default.
+const DefaultMaxUpload = 4 << 30
+
 // cookieName holds the access token in the page's browser.
 const cookieName = "meshdrive_token"
 
@@ -34,6 +37,9 @@ type Options struct {
 	// Drive answers what the mount cannot: states, queue, nodes,
 	// snapshots, check.
 	Drive Drive
+	// MaxUpload bounds one upload (0: DefaultMaxUpload). Larger files go
+	// through the mounted folder, which streams them into the journal.
+	MaxUpload int64
 	// Metrics serves /metrics (behind the token); nil: 404.
 	Metrics http.Handler
 	Logger  *slog.Logger
@@ -99,6 +105,9 @@ func newServer(o Options) (*Server, error) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(o.Mountpoint, &st); err != nil {
 		return nil, fmt.Errorf("web: cannot open the mount at %s: %w", o.Mountpoint, err)
+	}
+	if o.MaxUpload <= 0 {
+		o.MaxUpload = DefaultMaxUpload
 	}
 	log := o.Logger
 	if log == nil {

@@ -61,7 +61,8 @@ type mountOptions struct {
 	repairBelow    int
 	repairInterval time.Duration
 	// webAddr: --web (the web app and API); "" when off.
-	webAddr string
+	webAddr      string
+	webMaxUpload int64
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -95,6 +96,7 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	repairLimit := fl.String("repair-limit", "16MiB", "bandwidth of the background repair in bytes/s, shards read plus written (same suffixes; 0 = unlimited); it also holds back while reads and uploads run")
 	repairBelow := fl.Int("repair-below", 0, "the background repair rebuilds segments with fewer than this many shards (default 0: k+m, any missing shard)")
 	repairInterval := fl.Duration("repair-interval", 10*time.Minute, "time between background repair passes (one also runs at mount, and after node add or remove)")
+	webMaxUpload := fl.String("web-max-upload", "4GiB", "the largest file the web app and API take in one upload (same suffixes); larger ones go through the mounted folder")
 	webFlag := fl.String("web", defaultWebAddr, "serve the web app, the HTTP API and /metrics on this address (port 0: a free port, which meshdrive status and web-url print); off: none. Keep it on loopback unless you mean to share the drive")
 	pos, err := parseFlags(e, fl, e.args)
 	if err != nil {
@@ -144,6 +146,9 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	}
 	if !webOff {
 		o.webAddr = webAddr
+	}
+	if o.webMaxUpload, err = parseBytes(*webMaxUpload); err != nil || o.webMaxUpload <= 0 {
+		return usageError("--web-max-upload %q: want a byte count like 4GiB", *webMaxUpload)
 	}
 	log, err := newLogger(e.stderr, o.logLevel)
 	if err != nil {

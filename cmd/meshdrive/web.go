@@ -87,7 +87,7 @@ func startWeb(o mountOptions, ctl *controlServer, metrics *web.Metrics) (*web.Se
 		ctl.o.log.Warn("the web app listens beyond this computer: anyone who can reach it and holds the token can read and change the drive (plain HTTP)", "addr", o.webAddr)
 	}
 	srv, err := web.Start(web.Options{Addr: o.webAddr, Mountpoint: o.mountpoint, Token: tok,
-		Drive: &webDrive{c: ctl}, Metrics: metrics.Handler(), Logger: ctl.o.log})
+		Drive: &webDrive{c: ctl}, MaxUpload: o.webMaxUpload, Metrics: metrics.Handler(), Logger: ctl.o.log})
 	if err != nil {
 		return nil, err
 	}

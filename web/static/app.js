@@ -182,18 +182,20 @@ function fileRow(e, snap) {
   const isDir = e.type === "dir";
   const q = snap ? "?snapshot=" + encodeURIComponent(snap) : "";
   const href = isDir ? filesHash(e.path, snap) : API + "files/" + encPath(e.path) + q;
-  const link = isDir ? el("a", { href }, e.name) : el("a", { href, download: e.name, title: "Download " + e.name }, e.name);
+  const link = isDir ? el("a", { href }, e.name) : e.type === "file" ? el("a", { href, download: e.name, title: "Download " + e.name }, e.name)
+    : el("span", { class: "n", title: e.target ? "Link to " + e.target : "" }, e.name);
   const icon = el("span", { class: "fi " + (isDir ? "dir" : e.type === "symlink" ? "link" : "file"), "aria-hidden": "true" });
   const badges = el("div", { class: "badges" });
   if (!snap && e.state) badges.append(stateBadge(e.state));
-  if (!snap && e.cached) { const c = cacheBadge(e.cached); if (c) badges.append(c); }
+  // A file not yet uploaded is only here anyway: "cached" says nothing.
+  if (!snap && e.cached && e.state !== "local") { const c = cacheBadge(e.cached); if (c) badges.append(c); }
   if (e.pinned === true) badges.append(el("span", { class: "pill info", title: "Kept on this computer" }, "Pinned"));
   if (e.pending_bytes > 0 && e.state === "local") badges.title = bytes(e.pending_bytes) + " still to upload";
   const acts = el("td", { class: "c-act" });
   if (snap) {
     acts.append(el("button", { class: "btn small", onclick: () => restore(snap, e.path, e.type) }, "Restore"));
   } else {
-    if (!isDir) acts.append(el("a", { class: "btn small hide-phone", href, download: e.name }, "Download"), " ");
+    if (e.type === "file") acts.append(el("a", { class: "btn small hide-phone", href, download: e.name }, "Download"), " ");
     acts.append(el("button", { class: "btn small", title: "Rename", onclick: () => rename(e) }, "Rename"), " ",
       el("button", { class: "btn small danger", title: "Delete", onclick: () => remove(e) }, "Delete"));
   }
@@ -436,12 +438,13 @@ $("btn-snap").onclick = async () => {
 
 // --- Check --------------------------------------------------------------
 
-let checkTimer;
+let checkTimer, checkSeq = 0;
 async function loadCheck() {
   if (!$("check-path").value && route.path) $("check-path").value = "/" + route.path;
+  const seq = ++checkSeq;
   let st;
   try { st = await api("GET", "check"); } catch (e) { return; }
-  renderCheck(st);
+  if (seq === checkSeq) renderCheck(st); // an answer older than a newer request is stale
 }
 
 function renderCheck(st) {
@@ -476,8 +479,9 @@ function renderCheck(st) {
 $("check-form").onsubmit = async (ev) => {
   ev.preventDefault();
   try {
+    const seq = ++checkSeq;
     const st = await api("POST", "check", { path: $("check-path").value.trim(), verify: $("check-verify").checked, repair: $("check-repair").checked });
-    renderCheck(st);
+    if (seq === checkSeq) renderCheck(st);
     checkTimer = setTimeout(loadCheck, 300);
   } catch (e) { fail(e); }
 };

@@ -18,8 +18,10 @@
 //     port; any IP literal when bound to a wildcard address): a DNS
 //     rebinding page on another name is refused (421).
 //   - A request that carries an Origin (every POST, PUT and DELETE from a
-//     browser does) must come from this server's own origin, and a
-//     browser's Sec-Fetch-Site must not say cross-site (403).
+//     browser does) must come from this server's own origin, and an API
+//     request a browser marks with Sec-Fetch-Site must be same-origin (or
+//     "none": a typed address) (403). Cookies are not kept apart by port,
+//     so a page of another local server is same-site but not same-origin.
 //   - Every request but the login page and the page's static assets needs
 //     the access token: as "Authorization: Bearer TOKEN" (scripts) or as
 //     the HttpOnly SameSite=Strict cookie that GET /login?token=TOKEN sets

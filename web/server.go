@@ -168,6 +168,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.static(w, r, p)
 		return
 	}
+	// The API and metrics answer only the page itself (same-origin) and
+	// what no page sent (a typed address, a script: no header).
+	if f := r.Header.Get("Sec-Fetch-Site"); f != "" && f != "same-origin" && f != "none" {
+		writeError(w, http.StatusForbidden, "cross_origin",
+			"request from another site or port refused: only pages served by this drive may call its API")
+		return
+	}
 	if !s.authorized(r) {
 		h.Set("WWW-Authenticate", `Bearer realm="meshdrive"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized",
@@ -202,9 +209,6 @@ func (s *Server) hostOK(host string) bool {
 
 // originOK: a request that says where it comes from comes from us.
 func (s *Server) originOK(r *http.Request) bool {
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-		return false
-	}
 	o := r.Header.Get("Origin")
 	if o == "" {
 		// Browsers send Origin with every POST, PUT and DELETE; a

@@ -324,6 +324,7 @@ func testWebRefusals(t *testing.T, f *webFixture) {
 	f.want(t, 403, nil, "POST", "/api/v1/mkdir/evil", nil, "Origin", "http://evil.example")
 	f.want(t, 403, nil, "PUT", "/api/v1/files/evil.txt", strings.NewReader("x"), "Origin", "null")
 	f.want(t, 403, nil, "GET", "/api/v1/list/", nil, "Sec-Fetch-Site", "cross-site")
+	f.want(t, 403, nil, "GET", "/api/v1/files/docs/photo.jpg", nil, "Sec-Fetch-Site", "same-site") // another local port
 	f.want(t, 421, nil, "GET", "/api/v1/status", nil, "Host", "evil.example:"+strings.Split(f.base, ":")[2])
 	for _, p := range []string{"evil", "evil.txt"} {
 		if _, err := os.Lstat(filepath.Join(f.mp, p)); !os.IsNotExist(err) {

@@ -31,6 +31,7 @@ import (
 
 // webDrive is a mounted drive on six real nodes with its web app.
 type webFixture struct {
+	tmp     string // the nodes' directories are tmp/node/a..f
 	dir, mp string
 	env     []string
 	nodes   []*nodeProc
@@ -51,7 +52,7 @@ func newWebFixture(t *testing.T) *webFixture {
 	}
 	cleanupMount(t, env, dir, mp)
 	mustRun(t, env, "mount", "--daemon", "--data", dir, "--web-max-upload", "64MiB", mp)
-	f := &webFixture{dir: dir, mp: mp, env: env, nodes: nodes}
+	f := &webFixture{tmp: base, dir: dir, mp: mp, env: env, nodes: nodes}
 	f.login = strings.TrimSpace(mustRun(t, env, "web-url", "--data", dir).stdout)
 	u, err := url.Parse(f.login)
 	if err != nil || u.Hostname() != "127.0.0.1" || u.Path != "/login" {
@@ -460,6 +461,67 @@ func testWebMetrics(t *testing.T, f *webFixture) {
 	}
 	if v := metricValue(after, "meshdrive_journal_bytes", nil); v <= 0 {
 		t.Errorf("meshdrive_journal_bytes = %v", v)
+	}
+	testNodeMetrics(t, f)
+}
+
+// testNodeMetrics: node serve's /metrics counts requests by operation and
+// status (a verify of a flipped shard is a 409) and reports what it stores.
+func testNodeMetrics(t *testing.T, f *webFixture) {
+	n := f.nodes[0]
+	scrape := func() map[string]*dto.MetricFamily {
+		t.Helper()
+		resp, err := http.Get(n.url() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("node /metrics: %d, %v", resp.StatusCode, err)
+		}
+		return fams
+	}
+	before := scrape()
+	if v := metricValue(before, "meshdrive_node_server_requests_total", map[string]string{"op": "put"}); v <= 0 {
+		t.Errorf("node metrics count %v puts; the drive stored shards on it", v)
+	}
+	if v := metricValue(before, "meshdrive_node_server_objects", nil); v <= 0 {
+		t.Errorf("node metrics report %v objects", v)
+	}
+	// Flip a byte in the middle of the node's largest shard, verify it
+	// through the node, put the byte back.
+	nodeDir := filepath.Join(f.tmp, "node", "a")
+	var shard string
+	var size int64
+	filepath.Walk(nodeDir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() > size && !strings.Contains(p, "/.") {
+			shard, size = p, fi.Size()
+		}
+		return nil
+	})
+	b, err := os.ReadFile(shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(shard, b, 0o644)
+	rel, _ := filepath.Rel(nodeDir, shard)
+	resp, err := http.Post(n.url()+"/v1/verify/"+filepath.ToSlash(rel), "", nil)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(shard, b, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict {
+		t.Fatalf("verify of a flipped shard %s: %d, want 409", rel, resp.StatusCode)
+	}
+	after := scrape()
+	if v := metricValue(after, "meshdrive_node_server_requests_total", map[string]string{"op": "verify", "code": "409"}) -
+		metricValue(before, "meshdrive_node_server_requests_total", map[string]string{"op": "verify", "code": "409"}); v != 1 {
+		t.Errorf("node metrics count %v more failed verifies; want 1", v)
 	}
 }
 

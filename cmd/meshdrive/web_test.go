@@ -648,6 +648,18 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 	if b, err := os.ReadFile(filepath.Join(f.mp, "docs", "from browser.bin")); err != nil || !bytes.Equal(b, upData) {
 		t.Fatalf("the uploaded file in the mount: %d bytes, %v; want the %d uploaded", len(b), err, len(upData))
 	}
+	// Upload by a drop on the page (a DragEvent carrying a File, as the
+	// desktop's drag and drop delivers it).
+	run("drop", chromedp.Evaluate[chromedp.Void](`(() => {
+		const dt = new DataTransfer();
+		dt.items.add(new File(["dropped on the page\n".repeat(1000)], "dropped.txt"));
+		const zone = document.getElementById("drop");
+		zone.dispatchEvent(new DragEvent("dragenter", {dataTransfer: dt, bubbles: true, cancelable: true}));
+		zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+	})()`), wait(`document.querySelector('tr[data-name="dropped.txt"]') !== null`))
+	if b, err := os.ReadFile(filepath.Join(f.mp, "docs", "dropped.txt")); err != nil || string(b) != strings.Repeat("dropped on the page\n", 1000) {
+		t.Fatalf("the dropped file in the mount: %d bytes, %v", len(b), err)
+	}
 	upState, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(row("from browser.bin")+" .c-state .pill")))
 	if upState != "Local only" && upState != "On the grid" {
 		t.Errorf("the uploaded file's state on the page: %q", upState)

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/meshdrive/meshdrive/fs"
@@ -121,13 +122,19 @@ type Listing struct {
 	// Truncated: the folder has more than maxList entries; the first are
 	// listed.
 	Truncated bool `json:"truncated,omitempty"`
+	// StatesPartial: some files were listed without their state (more
+	// than maxStates, or the drive took longer than statesBudget); stat
+	// them one by one.
+	StatesPartial bool `json:"states_partial,omitempty"`
 }
 
-// maxList bounds a listing; maxStates bounds the files whose state a
-// listing asks the drive for.
+// maxList bounds a listing; maxStates and statesBudget bound the files
+// whose state a listing asks the drive for, statesParallel of them at once.
 const (
-	maxList   = 10000
-	maxStates = 2000
+	maxList        = 10000
+	maxStates      = 5000
+	statesBudget   = time.Second
+	statesParallel = 2
 )
 
 // apiError is every error body.
@@ -359,7 +366,7 @@ func (s *fileOps) list(w http.ResponseWriter, r *http.Request, escaped string) {
 		}
 		return strings.ToLower(ents[i].Name()) < strings.ToLower(ents[j].Name())
 	})
-	states := 0
+	var files []int // entries that get a state
 	for _, de := range ents {
 		if isUploadTemp(de.Name()) {
 			continue
@@ -369,13 +376,51 @@ func (s *fileOps) list(w http.ResponseWriter, r *http.Request, escaped string) {
 			continue // removed meanwhile
 		}
 		crel := path.Join(rel, de.Name())
-		withState := snap == "" && fi.Mode().IsRegular() && states < maxStates
-		if withState {
-			states++
+		if snap == "" && fi.Mode().IsRegular() {
+			files = append(files, len(out.Entries))
 		}
-		out.Entries = append(out.Entries, s.entry(r.Context(), crel, path.Join(inRoot, de.Name()), de.Name(), fi, withState))
+		out.Entries = append(out.Entries, s.entry(r.Context(), crel, path.Join(inRoot, de.Name()), de.Name(), fi, false))
 	}
+	out.StatesPartial = s.fillStates(r.Context(), out.Entries, files)
 	writeJSON(w, http.StatusOK, out)
+}
+
+// fillStates asks the drive for the state of the entries at idx, a few at
+// a time, for at most maxStates files and statesBudget; it reports whether
+// some were left without one.
+func (s *Server) fillStates(ctx context.Context, ents []Entry, idx []int) (partial bool) {
+	if len(idx) > maxStates {
+		idx, partial = idx[:maxStates], true
+	}
+	ctx, cancel := context.WithTimeout(ctx, statesBudget)
+	defer cancel()
+	pinner, _ := s.o.Drive.(Pinner)
+	var g errgroup.Group
+	g.SetLimit(statesParallel)
+	var mu sync.Mutex // guards partial
+	for _, i := range idx {
+		g.Go(func() error {
+			e := &ents[i] // each goroutine owns its entry
+			st, err := s.o.Drive.Status(ctx, e.Path)
+			if err != nil {
+				if ctx.Err() != nil {
+					mu.Lock()
+					partial = true
+					mu.Unlock()
+				}
+				return nil
+			}
+			e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
+			if pinner != nil {
+				if pinned, err := pinner.Pinned(ctx, e.Path); err == nil {
+					e.Pinned = &pinned
+				}
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	return partial
 }
 
 func (s *fileOps) stat(w http.ResponseWriter, r *http.Request, escaped string) {

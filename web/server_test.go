@@ -3,14 +3,17 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/journal/repair"
@@ -142,4 +145,44 @@ func validHeader(v string) bool {
 		}
 	}
 	return true
+}
+
+// slowDrive answers the state of files named fast* at once and of the
+// others never (until the request's budget ends).
+type slowDrive struct{ noDrive }
+
+func (slowDrive) Status(ctx context.Context, rel string) (*fs.PathStatus, error) {
+	if strings.HasPrefix(path.Base(rel), "fast") {
+		return &fs.PathStatus{State: "durable", Cached: "fully"}, nil
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestListStatesBudget: a drive slow to tell states does not hold a
+// listing past its budget; the listing says which states it left out.
+func TestListStatesBudget(t *testing.T) {
+	s, mp := folderServer(t)
+	s.o.Drive = slowDrive{}
+	for _, n := range []string{"fast1", "fast2", "slow1"} {
+		if err := os.WriteFile(filepath.Join(mp, "in/sub", n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	w := serve(s, "GET", "/api/v1/list/in/sub", nil)
+	var l Listing
+	if err := json.Unmarshal(w.Body.Bytes(), &l); err != nil || w.Code != 200 {
+		t.Fatalf("list: %d %q %v", w.Code, w.Body, err)
+	}
+	if d := time.Since(t0); d > statesBudget+time.Second {
+		t.Errorf("the listing took %v; its states budget is %v", d, statesBudget)
+	}
+	got := map[string]string{}
+	for _, e := range l.Entries {
+		got[e.Name] = e.State
+	}
+	if !l.StatesPartial || got["fast1"] != "durable" || got["fast2"] != "durable" || got["slow1"] != "" || len(got) != 3 {
+		t.Errorf("listing: partial %v, states %v", l.StatesPartial, got)
+	}
 }

@@ -176,6 +176,22 @@ async function loadFiles() {
   $("empty").hidden = rows.length > 0;
   $("empty").textContent = snap ? "This folder was empty in the snapshot." : "This folder is empty. Drop files here, or use Upload.";
   if (list.truncated) toast("This folder is very large: only the first 10,000 entries are shown.");
+  if (list.states_partial) fillStates(list.entries.filter((e) => e.type === "file" && !e.state), path);
+}
+
+// fillStates asks for the states a large folder's listing left out, a few
+// at a time, while the folder stays open.
+async function fillStates(missing, path) {
+  const next = async () => {
+    for (let e = missing.shift(); e; e = missing.shift()) {
+      if (route.path !== path || route.snap || route.view !== "files") return;
+      let st;
+      try { st = await api("GET", "stat/" + encPath(e.path)); } catch (err) { continue; }
+      const tr = [...$("rows").children].find((r) => r.dataset.name === e.name);
+      if (tr) tr.replaceWith(fileRow(st, ""));
+    }
+  };
+  await Promise.all([next(), next()]);
 }
 
 function fileRow(e, snap) {

@@ -318,11 +318,19 @@ function uploadFile(file, dir) {
 async function uploadFiles(files) {
   const dir = route.path;
   if (route.snap) { toast("Snapshots are read-only: open the drive to upload.", true); return; }
-  const list = Array.from(files);
+  let list = Array.from(files);
+  const here = new Set([...$("rows").children].map((r) => r.dataset.name));
+  const clash = list.filter((f) => here.has(f.name));
+  if (clash.length) {
+    const names = clash.length === 1 ? clash[0].name : plural(clash.length, "file");
+    const ok = await ask("Replace?", names + (clash.length === 1 ? " is" : " are") +
+      " already in this folder. Replace with the uploaded " + (clash.length === 1 ? "file" : "files") + "? Snapshots keep the old version.", undefined, "Replace");
+    if (!ok) list = list.filter((f) => !here.has(f.name));
+  }
   for (const f of list) await uploadFile(f, dir);
   if (route.path === dir && route.view === "files") loadFiles();
   const failed = transfers.filter((t) => t.state === "failed").length;
-  if (!failed) toast(plural(list.length, "file") + " uploaded. They reach the grid in the background (see Activity).");
+  if (!failed && list.length) toast(plural(list.length, "file") + " uploaded. They reach the grid in the background (see Activity).");
 }
 
 $("file-input").onchange = (ev) => { uploadFiles(ev.target.files); ev.target.value = ""; };

@@ -260,6 +260,7 @@ async function restore(snap, path, type) {
   const what = path ? "/" + path : "the whole drive";
   if (!(await ask("Restore from " + snap, "Copy " + what + " as it was in snapshot " + snap +
     " back into the drive. If something is there now, the copy is put beside it.", undefined, "Restore"))) return;
+  toast("Restoring " + what + " from " + snap + "…");
   try {
     const r = await api("POST", "restore", { snapshot: snap, path });
     toast("Restored " + plural(r.files, "file") + " (" + bytes(r.bytes) + ") to " + r.to);

@@ -1,7 +1,7 @@
 # meshdrive: build, demo, test. The test suite itself lives in scripts/test.sh.
 GO ?= go
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := fuse3 fio stress-ng rsync libglib2.0-bin sqlite3 git ca-certificates
+DEB_PACKAGES := fuse3 fio stress-ng rsync libglib2.0-bin sqlite3 git ca-certificates chromium
 VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 
 .PHONY: build demo test test-long bench bench-go deps vet clean

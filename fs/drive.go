@@ -45,6 +45,8 @@ type DriveOptions struct {
 	// MountOptions.Writeback).
 	Writeback bool
 	Logger    *slog.Logger
+	// ObserveOp, when set, is told of every FUSE request (metrics).
+	ObserveOp OpObserver
 
 	// WrapBlocks, when set, wraps the reader of plaintext blocks between
 	// the cache and the journal (fault suites put faulty.CorruptBlocks
@@ -108,6 +110,10 @@ type Drive struct {
 	j     *journal.Journal
 	cache *cache.Cache
 
+	rate     rateSampler
+	stopRate context.CancelFunc
+	rateDone chan struct{}
+
 	mu      sync.Mutex // guards servers
 	servers []*fuse.Server
 }
@@ -155,7 +161,15 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		c.Close()
 		return nil, fmt.Errorf("open drive at %s: journal: %w", o.DataDir, err)
 	}
-	return &Drive{o: o, log: log, j: j, cache: c}, nil
+	d := &Drive{o: o, log: log, j: j, cache: c, rateDone: make(chan struct{})}
+	d.rate.lastAt, d.rate.lastDone = time.Now(), j.Stats().DoneBytes
+	rctx, stop := context.WithCancel(context.Background())
+	d.stopRate = stop
+	go func() {
+		defer close(d.rateDone)
+		d.sampleRate(rctx)
+	}()
+	return d, nil
 }
 
 // Mount mounts the drive on mountpoint and returns once the mount is
@@ -166,6 +180,7 @@ func (d *Drive) Mount(mountpoint string) (*fuse.Server, error) {
 		ReadOnly:   d.o.ReadOnly,
 		Writeback:  d.o.Writeback,
 		Logger:     d.log,
+		Observe:    d.o.ObserveOp,
 	}
 	if !d.o.ReadOnly {
 		mo.Snapshots = d.j
@@ -194,6 +209,8 @@ func (d *Drive) Close() error {
 	servers := d.servers
 	d.servers = nil
 	d.mu.Unlock()
+	d.stopRate()
+	<-d.rateDone
 	var errs []error
 	for _, s := range servers {
 		if err := s.Unmount(); err != nil {

@@ -47,6 +47,8 @@ type MountOptions struct {
 	Writeback bool
 	// Snapshots, when set, serves MOUNT/.snapshots (read-only).
 	Snapshots Snapshotter
+	// Observe, when set, is told of every FUSE request (metrics).
+	Observe OpObserver
 	// Debug logs every FUSE request (very verbose).
 	Debug  bool
 	Logger *slog.Logger
@@ -69,7 +71,15 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 	root.last = a
 
 	opts := options(o, log)
-	server, err := fusefs.Mount(mountpoint, root, opts)
+	raw := fusefs.NewNodeFS(root, opts)
+	if o.Observe != nil {
+		raw = &observedFS{RawFileSystem: raw, obs: o.Observe}
+	}
+	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
+	if err == nil {
+		go server.Serve()
+		err = server.WaitMount() // a failed mount ends the serve loop by itself
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w (is /dev/fuse present and the mountpoint an empty directory?)", mountpoint, err)
 	}

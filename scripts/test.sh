@@ -45,7 +45,7 @@ echo "== go test (every package but integration)"
 go test -count=1 -timeout 25m $unit
 
 echo "== go test -race -short (the packages with concurrency)"
-race=$(go list $pkgs | grep -E '/(cache|journal|remote(/.*)?)$' || true)
+race=$(go list $pkgs | grep -E '/(cache|journal|remote(/.*)?|web)$' || true)
 if [ -n "$race" ]; then
 	go test -count=1 -race -short -timeout 25m $race
 fi

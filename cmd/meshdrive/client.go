@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -168,6 +167,9 @@ func printStatus(w io.Writer, r *statusReport) {
 		ro = ", read-only"
 	}
 	fmt.Fprintf(w, "  mounted at %s (pid %d%s)\n", r.Mountpoint, r.PID, ro)
+	if r.Web != "" {
+		fmt.Fprintf(w, "  web app at %s (meshdrive web-url prints it with its access token)\n", r.Web)
+	}
 	state := r.State
 	switch r.State {
 	case "durable":
@@ -228,23 +230,35 @@ func printStatus(w io.Writer, r *statusReport) {
 		fmt.Fprintf(w, "; the last collection, %s, freed %s", l.Finish.Local().Format(time.DateTime), humanBytes(l.FreedBytes))
 	}
 	fmt.Fprintln(w)
-	var cs map[string]any
-	if json.Unmarshal(r.Cache, &cs) == nil {
-		mem, _ := cs["MemBytes"].(float64)
-		disk, _ := cs["DiskBytes"].(float64)
-		fmt.Fprintf(w, "\ncache: %s in memory, %s on disk\n", humanBytes(int64(mem)), humanBytes(int64(disk)))
-		keys := make([]string, 0, len(cs))
-		for k := range cs {
-			if k != "MemBytes" && k != "DiskBytes" {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		var parts []string
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s %v", k, cs[k]))
-		}
-		fmt.Fprintf(w, "  %s\n", strings.Join(parts, ", "))
+	printCacheStats(w, r.Cache)
+}
+
+// printCacheStats says what the cache holds and how reads went, in
+// sentences; the counters themselves are on /metrics.
+func printCacheStats(w io.Writer, raw json.RawMessage) {
+	var cs struct {
+		MemBytes, DiskBytes                      int64
+		Hits, DiskHits, Misses                   uint64
+		FetchErrors, DiskErrors, PrefetchDropped uint64
+	}
+	if json.Unmarshal(raw, &cs) != nil {
+		return
+	}
+	fmt.Fprintf(w, "\ncache: %s in memory, %s on disk\n", humanBytes(cs.MemBytes), humanBytes(cs.DiskBytes))
+	if reads := cs.Hits + cs.DiskHits + cs.Misses; reads == 0 {
+		fmt.Fprintln(w, "  no block read from the grid since mount")
+	} else {
+		fmt.Fprintf(w, "  %.0f%% of %d block reads since mount were served here (%d from memory, %d from disk); %d went to the grid\n",
+			100*float64(cs.Hits+cs.DiskHits)/float64(reads), reads, cs.Hits, cs.DiskHits, cs.Misses)
+	}
+	if cs.FetchErrors > 0 {
+		fmt.Fprintf(w, "  %d fetches from the grid failed (see the node list above)\n", cs.FetchErrors)
+	}
+	if cs.DiskErrors > 0 {
+		fmt.Fprintf(w, "  %d reads or writes of the disk cache failed; corrupt cache files are dropped and fetched again\n", cs.DiskErrors)
+	}
+	if cs.PrefetchDropped > 0 {
+		fmt.Fprintf(w, "  read-ahead skipped %d blocks because its queue was full\n", cs.PrefetchDropped)
 	}
 }
 

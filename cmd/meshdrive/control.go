@@ -10,8 +10,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,6 +59,9 @@ type statusReport struct {
 	GC         gcStatus        `json:"gc"`
 	Repair     *repair.Stats   `json:"repair,omitempty"` // nil on a read-only mount
 	Cache      json.RawMessage `json:"cache"`            // cache.Stats
+	// Web is the web app's address without its token ("" when off);
+	// meshdrive web-url adds the token.
+	Web string `json:"web,omitempty"`
 }
 
 // gcStatus is garbage collection: what waits, what the last one freed.
@@ -90,57 +93,11 @@ type nodeStatus struct {
 	Scrub *remote.ScrubReport `json:"scrub,omitempty"`
 }
 
-type uploadStatus struct {
-	Files         int64   `json:"files"`           // files with data waiting to upload
-	Bytes         int64   `json:"bytes"`           // plaintext bytes waiting (in flight included)
-	Blocks        int64   `json:"blocks"`          // blocks waiting
-	InFlightBytes int64   `json:"in_flight_bytes"` // the segment being shipped now (sealed bytes)
-	DoneBytes     int64   `json:"done_bytes"`      // made grid-durable since mount
-	ShippedBytes  int64   `json:"shipped_bytes"`   // shard bytes sent since mount
-	Rate          float64 `json:"rate"`            // bytes/s made durable, recent average
-	ETASeconds    float64 `json:"eta_seconds"`     // -1 when unknown
-	Errors        int64   `json:"errors"`
-	LastError     string  `json:"last_error,omitempty"`
-	RepairOwed    int64   `json:"repair_owed"` // segments with fewer than n shards
-}
+// uploadStatus is the upload queue with its rate and ETA (the drive's).
+type uploadStatus = fs.Progress
 
-// pathReport is GET /status?path=.
-type pathReport struct {
-	Path          string `json:"path"`
-	Type          string `json:"type"` // file, dir, symlink, other
-	Size          int64  `json:"size"` // bytes (a folder: sum over its files)
-	State         string `json:"state"`
-	Files         int    `json:"files"` // regular files counted (1 for a file)
-	Blocks        int    `json:"blocks"`
-	PendingBlocks int    `json:"pending_blocks"`
-	PendingBytes  int64  `json:"pending_bytes"`
-	// The local cache, over the blocks that are on the grid (blocks not yet
-	// uploaded are in the journal, on this machine anyway).
-	Cached       string `json:"cached"`        // fully | partly | not: are the grid blocks in the cache
-	GridBlocks   int    `json:"grid_blocks"`   // blocks on the grid
-	GridBytes    int64  `json:"grid_bytes"`    // their plaintext bytes
-	CachedBlocks int    `json:"cached_blocks"` // of those, in the cache (memory or disk)
-	CachedBytes  int64  `json:"cached_bytes"`
-	CachedFiles  int    `json:"cached_files"` // files whose grid blocks are all cached
-}
-
-// Values of pathReport.Cached.
-const (
-	cachedFully  = "fully"  // every grid block is cached (or none is needed)
-	cachedPartly = "partly" // some are
-	cachedNot    = "not"    // none is
-)
-
-func cachedVerdict(cached, grid int) string {
-	switch {
-	case cached >= grid:
-		return cachedFully
-	case cached > 0:
-		return cachedPartly
-	default:
-		return cachedNot
-	}
-}
+// pathReport is GET /status?path=: the drive's report on one file or folder.
+type pathReport = fs.PathStatus
 
 // syncLine is one line of POST /sync.
 type syncLine struct {
@@ -167,6 +124,8 @@ type controlOptions struct {
 	readOnly            bool
 	log                 *slog.Logger
 	repair              *repair.Repairer // nil on a read-only mount
+	// wrapStore wraps the store of a node added while mounted (metrics).
+	wrapStore func(name string, s remote.Store) remote.Store
 }
 
 type controlServer struct {
@@ -178,10 +137,7 @@ type controlServer struct {
 
 	cfgMu sync.Mutex // guards o.cfg (replaced whole by node add, drain, remove); taken alone
 
-	mu       sync.Mutex // guards the fields below
-	rate     float64
-	lastDone int64
-	lastAt   time.Time
+	webURL atomic.Pointer[string] // the web app's address, once it listens
 }
 
 // startControl listens on DATA/control.sock. A socket left by a killed
@@ -201,7 +157,7 @@ func startControl(o controlOptions) (*controlServer, error) {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &controlServer{o: o, path: path, cancel: cancel, lastAt: time.Now(), lastDone: o.drive.Journal().Stats().DoneBytes}
+	c := &controlServer{o: o, path: path, cancel: cancel}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", c.status)
 	mux.HandleFunc("POST /sync", c.sync)
@@ -217,16 +173,12 @@ func startControl(o controlOptions) (*controlServer, error) {
 	mux.HandleFunc("POST /nodes/remove", c.nodeRemove)
 	c.srv = &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx },
 		ReadHeaderTimeout: 10 * time.Second}
-	c.done.Add(2)
+	c.done.Add(1)
 	go func() {
 		defer c.done.Done()
 		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			o.log.Error("control socket", "err", err)
 		}
-	}()
-	go func() {
-		defer c.done.Done()
-		c.sampleRate(ctx)
 	}()
 	return c, nil
 }
@@ -240,52 +192,7 @@ func (c *controlServer) close() {
 	os.Remove(c.path)
 }
 
-// sampleRate keeps an exponentially weighted average of the upload rate.
-func (c *controlServer) sampleRate(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			done := c.o.drive.Journal().Stats().DoneBytes
-			c.mu.Lock()
-			dt := now.Sub(c.lastAt).Seconds()
-			if dt > 0 {
-				inst := float64(done-c.lastDone) / dt
-				c.rate = 0.7*c.rate + 0.3*inst
-				if c.rate < 1 {
-					c.rate = 0
-				}
-			}
-			c.lastDone, c.lastAt = done, now
-			c.mu.Unlock()
-		}
-	}
-}
-
-func (c *controlServer) uploads() uploadStatus {
-	s := c.o.drive.Journal().Stats()
-	c.mu.Lock()
-	rate := c.rate
-	c.mu.Unlock()
-	u := uploadStatus{Files: s.QueuedFiles, Bytes: s.QueuedBytes, Blocks: s.QueuedBlocks,
-		InFlightBytes: s.InFlightBytes, DoneBytes: s.DoneBytes, ShippedBytes: s.ShippedBytes,
-		Rate: rate, ETASeconds: eta(s.QueuedBytes, rate), Errors: s.Errors,
-		LastError: s.LastError, RepairOwed: s.RepairOwed}
-	return u
-}
-
-func eta(pending int64, rate float64) float64 {
-	if pending == 0 {
-		return 0
-	}
-	if rate <= 0 {
-		return -1
-	}
-	return float64(pending) / rate
-}
+func (c *controlServer) uploads() uploadStatus { return c.o.drive.Progress() }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -309,6 +216,11 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, rep)
 		return
 	}
+	writeJSON(w, http.StatusOK, c.report(ctx))
+}
+
+// report is the drive's status as GET /status serves it.
+func (c *controlServer) report(ctx context.Context) statusReport {
 	cfg := c.config()
 	rep := statusReport{DataDir: c.o.dataDir, DriveID: cfg.DriveID, Mountpoint: c.o.mountpoint, PID: os.Getpid(),
 		K: cfg.K, M: cfg.M, BlockSize: cfg.BlockSize, ReadOnly: c.o.readOnly, NodesTotal: len(cfg.Nodes)}
@@ -326,139 +238,31 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 		rep.Nodes = append(rep.Nodes, ns)
 	}
 	rep.Online = rep.NodesUp > 0
-	rep.Uploads = c.uploads()
-	ms := c.o.drive.Journal().MetaStats(ctx)
-	rep.GC = gcStatus{GarbageBytes: c.o.drive.Journal().GarbageBytes(ctx), Last: c.o.drive.Journal().LastGC()}
-	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError}
+	var owed int64
 	if c.o.repair != nil {
 		st := c.o.repair.Stats()
 		rep.Repair = &st
+		owed = int64(st.Owed)
 	}
-	switch {
-	case rep.Uploads.Bytes > 0 || rep.Uploads.InFlightBytes > 0 || rep.Uploads.Blocks > 0 || (ms.PendingRows > 0 && !c.o.readOnly):
-		rep.State = journal.StateLocal.String()
-	case rep.Uploads.RepairOwed > 0 || (rep.Repair != nil && rep.Repair.Owed > 0):
-		rep.State = journal.StateDegraded.String()
-	default:
-		rep.State = journal.StateDurable.String()
-		rep.Durable = true
-	}
+	state, up, ms := c.o.drive.State(ctx, owed)
+	rep.State, rep.Durable, rep.Uploads = state.String(), state == journal.StateDurable, up
+	rep.GC = gcStatus{GarbageBytes: c.o.drive.Journal().GarbageBytes(ctx), Last: c.o.drive.Journal().LastGC()}
+	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError}
 	rep.Cache, _ = json.Marshal(c.o.drive.Cache().Stats())
-	writeJSON(w, http.StatusOK, rep)
+	if u := c.webURL.Load(); u != nil {
+		rep.Web = *u
+	}
+	return rep
 }
-
-// maxWalk bounds the entries a folder status visits.
-const maxWalk = 200000
 
 // pathStatus reports one file, or sums a folder's files. rel is relative
 // to the drive's root; abs, when set and inside the mountpoint, wins.
 func (c *controlServer) pathStatus(ctx context.Context, rel, abs string) (*pathReport, error) {
-	if abs != "" {
-		if r, err := filepath.Rel(c.o.mountpoint, abs); err == nil && r != ".." && !strings.HasPrefix(r, "../") {
-			rel = r
-		} else if filepath.IsAbs(rel) {
-			return nil, fmt.Errorf("%s is not inside the drive mounted at %s", abs, c.o.mountpoint)
-		}
-	}
-	rel = strings.Trim(filepath.ToSlash(filepath.Clean("/"+rel)), "/")
-	j := c.o.drive.Journal()
-	ino := journal.RootIno
-	if rel != "" {
-		var err error
-		if ino, err = j.ResolvePath(ctx, rel); err != nil {
-			return nil, fmt.Errorf("%s: %w", rel, err)
-		}
-	}
-	attr, err := j.GetAttr(ctx, ino)
+	rel, err := c.relPath(rel, abs)
 	if err != nil {
 		return nil, err
 	}
-	rep := &pathReport{Path: "/" + rel, State: journal.StateDurable.String()}
-	worst := journal.StateDurable
-	ca := c.o.drive.Cache()
-	add := func(ino journal.Ino, size uint64) error {
-		st, err := j.Status(ctx, ino)
-		if err != nil {
-			return err
-		}
-		gb, err := j.GridBlocks(ctx, ino)
-		if err != nil {
-			return err
-		}
-		cached := 0
-		for _, b := range gb {
-			rep.GridBytes += b.Len
-			if ca.Has(b.ID) {
-				cached++
-				rep.CachedBytes += b.Len
-			}
-		}
-		if cached == len(gb) {
-			rep.CachedFiles++
-		}
-		rep.GridBlocks += len(gb)
-		rep.CachedBlocks += cached
-		rep.Files++
-		rep.Size += int64(size)
-		rep.Blocks += st.Blocks
-		rep.PendingBlocks += st.PendingBlocks
-		rep.PendingBytes += st.PendingBytes
-		worst = min(worst, st.State)
-		return nil
-	}
-	switch attr.Mode & syscall.S_IFMT {
-	case syscall.S_IFREG:
-		rep.Type = "file"
-		if err := add(ino, attr.Size); err != nil {
-			return nil, err
-		}
-	case syscall.S_IFDIR:
-		rep.Type = "dir"
-		visited := 0
-		var walk func(dir journal.Ino) error
-		walk = func(dir journal.Ino) error {
-			var off uint64
-			for {
-				ents, err := j.ReadDir(ctx, dir, off, 1024)
-				if err != nil {
-					return err
-				}
-				if len(ents) == 0 {
-					return nil
-				}
-				for _, d := range ents {
-					off = d.Off
-					if visited++; visited > maxWalk {
-						return fmt.Errorf("folder has more than %d entries; ask for a subfolder", maxWalk)
-					}
-					switch d.Mode & syscall.S_IFMT {
-					case syscall.S_IFDIR:
-						if err := walk(d.Ino); err != nil {
-							return err
-						}
-					case syscall.S_IFREG:
-						a, err := j.GetAttr(ctx, d.Ino)
-						if err != nil {
-							return err
-						}
-						if err := add(d.Ino, a.Size); err != nil {
-							return err
-						}
-					}
-				}
-			}
-		}
-		if err := walk(ino); err != nil {
-			return nil, err
-		}
-	case syscall.S_IFLNK:
-		rep.Type = "symlink"
-	default:
-		rep.Type = "other"
-	}
-	rep.State = worst.String()
-	rep.Cached = cachedVerdict(rep.CachedBlocks, rep.GridBlocks)
-	return rep, nil
+	return c.o.drive.Status(ctx, rel)
 }
 
 // syncProgressEvery is how often POST /sync reports.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/journal/repair"
 	"github.com/meshdrive/meshdrive/remote"
@@ -102,7 +103,7 @@ func (c *controlServer) relPath(rel, abs string) (string, error) {
 			return "", fmt.Errorf("%s is not inside the drive mounted at %s", abs, c.o.mountpoint)
 		}
 	}
-	return strings.Trim(filepath.ToSlash(filepath.Clean("/"+rel)), "/"), nil
+	return fs.CleanPath(filepath.ToSlash(rel)), nil
 }
 
 // config returns the drive config as it is now.
@@ -268,6 +269,9 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := nextNodeName(cfg)
+	if c.o.wrapStore != nil {
+		st = c.o.wrapStore(name, st)
+	}
 	if err := c.o.grid.AddMember(remote.Member{Name: name, Store: st, Zone: zone}); err != nil {
 		writeJSON(w, http.StatusConflict, apiError{err.Error()})
 		return

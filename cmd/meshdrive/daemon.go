@@ -64,6 +64,11 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 	if o.metaInterval > 0 {
 		args = append(args, "--metadata-interval", o.metaInterval.String())
 	}
+	web := o.webAddr
+	if web == "" {
+		web = "off"
+	}
+	args = append(args, "--web", web, "--web-max-upload", strconv.FormatInt(o.webMaxUpload, 10))
 	args = append(args, "--", o.mountpoint)
 	cmd := exec.Command(self, args...)
 	cmd.Dir = "/"

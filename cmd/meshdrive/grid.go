@@ -20,6 +20,12 @@ const openTimeout = 5 * time.Second
 // for the grid): a store that cannot be opened in openTimeout stands in as
 // a down node, logged, so the drive still mounts.
 func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logger, strict bool) ([]remote.Member, error) {
+	return openStoresWrapped(ctx, dataDir, cfg, log, strict, nil)
+}
+
+// openStoresWrapped is openStores with each store passed through wrap
+// (nil: none), the mount's metrics.
+func openStoresWrapped(ctx context.Context, dataDir string, cfg *Config, log *slog.Logger, strict bool, wrap func(string, remote.Store) remote.Store) ([]remote.Member, error) {
 	members := make([]remote.Member, len(cfg.Nodes))
 	errs := make([]error, len(cfg.Nodes))
 	var wg sync.WaitGroup
@@ -33,6 +39,9 @@ func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logg
 			if err != nil {
 				errs[i] = fmt.Errorf("node %s (%s): %w", n.Name, redactURL(n.URL), err)
 				st = downStore{cause: errs[i]}
+			}
+			if wrap != nil {
+				st = wrap(n.Name, st)
 			}
 			members[i] = remote.Member{Name: n.Name, Store: st, Zone: n.Zone}
 		}()
@@ -52,11 +61,16 @@ func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logg
 
 // openGrid builds the sealer and the grid of a drive from its master key.
 func openGrid(ctx context.Context, dataDir string, cfg *Config, master []byte, log *slog.Logger, strict bool) (*remote.Grid, *remote.Sealer, error) {
+	return openGridWrapped(ctx, dataDir, cfg, master, log, strict, nil)
+}
+
+// openGridWrapped is openGrid with every node's store passed through wrap.
+func openGridWrapped(ctx context.Context, dataDir string, cfg *Config, master []byte, log *slog.Logger, strict bool, wrap func(string, remote.Store) remote.Store) (*remote.Grid, *remote.Sealer, error) {
 	sealer, err := remote.NewSealer(master)
 	if err != nil {
 		return nil, nil, err
 	}
-	members, err := openStores(ctx, dataDir, cfg, log, strict)
+	members, err := openStoresWrapped(ctx, dataDir, cfg, log, strict, wrap)
 	if err != nil {
 		return nil, nil, err
 	}

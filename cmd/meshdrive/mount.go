@@ -19,6 +19,8 @@ import (
 	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/keyring"
+	"github.com/meshdrive/meshdrive/remote/metered"
+	"github.com/meshdrive/meshdrive/web"
 )
 
 // daemonEnv is set in the detached child of mount --daemon: fd 3 carries
@@ -58,6 +60,9 @@ type mountOptions struct {
 	repairLimit    float64
 	repairBelow    int
 	repairInterval time.Duration
+	// webAddr: --web (the web app and API); "" when off.
+	webAddr      string
+	webMaxUpload int64
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -91,6 +96,8 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	repairLimit := fl.String("repair-limit", "16MiB", "bandwidth of the background repair in bytes/s, shards read plus written (same suffixes; 0 = unlimited); it also holds back while reads and uploads run")
 	repairBelow := fl.Int("repair-below", 0, "the background repair rebuilds segments with fewer than this many shards (default 0: k+m, any missing shard)")
 	repairInterval := fl.Duration("repair-interval", 10*time.Minute, "time between background repair passes (one also runs at mount, and after node add or remove)")
+	webMaxUpload := fl.String("web-max-upload", "4GiB", "the largest file the web app and API take in one upload (same suffixes); larger ones go through the mounted folder")
+	webFlag := fl.String("web", defaultWebAddr, "serve the web app, the HTTP API and /metrics on this address (port 0: a free port, which meshdrive status and web-url print); off: none. Keep it on loopback unless you mean to share the drive")
 	pos, err := parseFlags(e, fl, e.args)
 	if err != nil {
 		return err
@@ -133,6 +140,16 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 		return usageError("--repair-interval %v: want at least 1s, like 10m", *repairInterval)
 	}
 	o.repairInterval = *repairInterval
+	webAddr, webOff, err := parseWebAddr(*webFlag)
+	if err != nil {
+		return err
+	}
+	if !webOff {
+		o.webAddr = webAddr
+	}
+	if o.webMaxUpload, err = parseBytes(*webMaxUpload); err != nil || o.webMaxUpload <= 0 {
+		return usageError("--web-max-upload %q: want a byte count like 4GiB", *webMaxUpload)
+	}
 	log, err := newLogger(e.stderr, o.logLevel)
 	if err != nil {
 		return err
@@ -320,7 +337,9 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		return err
 	}
 	defer lock.release()
-	grid, sealer, err := openGrid(ctx, o.dataDir, cfg, master, log, false)
+	metrics := web.NewMetrics()
+	wrap := func(name string, s remote.Store) remote.Store { return metered.Wrap(name, s, metrics) }
+	grid, sealer, err := openGridWrapped(ctx, o.dataDir, cfg, master, log, false, wrap)
 	if err != nil {
 		return err
 	}
@@ -336,6 +355,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, UploadLimit: o.uploadLimit,
 		BlockSize: cfg.BlockSize, ReadOnly: o.readOnly, AllowOther: o.allowOther, Logger: log,
 		MetaInterval: metaInterval(o, cfg), Retention: retention(cfg), GCInterval: o.gcInterval,
+		ObserveOp:  metrics.ObserveFUSE,
 		WrapBlocks: testHooks.wrapBlocks,
 	})
 	if err != nil {
@@ -365,12 +385,24 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	defer hcancel()
 	go watchHealth(hctx, grid, log)
 	rep := startRepair(hctx, o, cfg, grid, drive.Journal(), log)
-	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep})
+	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep, wrapStore: wrap})
 	if err != nil {
 		unmountServer(o.mountpoint, srv, served, log)
 		return err
 	}
 	defer ctl.close()
+	watchDrive(metrics, o.dataDir, drive, rep)
+	closeWeb := func() {}
+	if o.webAddr != "" {
+		ws, err := startWeb(o, ctl, metrics)
+		if err != nil {
+			unmountServer(o.mountpoint, srv, served, log)
+			return err
+		}
+		// Closed before the unmount: its requests hold files of the mount open.
+		closeWeb = func() { ws.Close() }
+		defer closeWeb()
+	}
 
 	log.Info("mounted", "data", o.dataDir, "mountpoint", o.mountpoint, "nodes", len(cfg.Nodes), "k", cfg.K, "m", cfg.M, "pid", os.Getpid())
 	reported = true
@@ -380,6 +412,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		log.Info("unmounted", "mountpoint", o.mountpoint)
 	case <-ctx.Done():
 		log.Info("signal: unmounting", "mountpoint", o.mountpoint)
+		closeWeb()
 		unmountServer(o.mountpoint, srv, served, log)
 	}
 	return nil

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
 	"strings"
 
+	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/node"
+	"github.com/meshdrive/meshdrive/web"
 )
 
 const nodeUsage = `Usage: meshdrive node SUBCOMMAND
@@ -103,7 +106,11 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	// that stops the node as soon as it listens gets a clean exit.
 	ctx, stop := signalContext()
 	defer stop()
-	srv, err := node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate})
+	// The metrics ask the server, which is made after them.
+	var srv *node.Server
+	metrics := web.NewNodeMetrics(func(ctx context.Context) (remote.NodeInfo, error) { return srv.Info(ctx) })
+	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate,
+		Observe: metrics.Observe, Metrics: metrics.Handler()})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"sync"
 	"syscall"
@@ -294,36 +293,14 @@ func (r *Repairer) files(ctx context.Context, rel string) ([]fileIno, error) {
 		return nil, nil
 	}
 	var out []fileIno
-	visited := 0
-	var walk func(dir journal.Ino, p string) error
-	walk = func(dir journal.Ino, p string) error {
-		var off uint64
-		for {
-			ents, err := j.ReadDir(ctx, dir, off, 1024)
-			if err != nil {
-				return err
-			}
-			if len(ents) == 0 {
-				return nil
-			}
-			for _, d := range ents {
-				off = d.Off
-				if visited++; visited > maxWalk {
-					return errors.New("more than 10 million entries; check a folder at a time")
-				}
-				child := path.Join(p, d.Name)
-				switch d.Mode & syscall.S_IFMT {
-				case syscall.S_IFDIR:
-					if err := walk(d.Ino, child); err != nil {
-						return err
-					}
-				case syscall.S_IFREG:
-					out = append(out, fileIno{child, d.Ino})
-				}
-			}
-		}
+	err = journal.WalkFiles(ctx, j, ino, "/"+rel, maxWalk, func(p string, e journal.DirEntry) error {
+		out = append(out, fileIno{p, e.Ino})
+		return nil
+	})
+	if errors.Is(err, journal.ErrTooManyEntries) {
+		return nil, errors.New("more than 10 million entries; check a folder at a time")
 	}
-	if err := walk(ino, "/"+rel); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(out, func(a, b fileIno) int { return cmp.Compare(a.path, b.path) })

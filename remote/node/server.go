@@ -71,6 +71,12 @@ type ServerOptions struct {
 	// corrupt ones aside and report them in /v1/info. The store must be a
 	// remote.Verifier (a dirstore is).
 	ScrubRate int64
+	// Observe, when set, is told of every request: its operation (put,
+	// get, delete, list, verify, info, metrics, other), the status
+	// answered and how long it took.
+	Observe func(op string, status int, d time.Duration)
+	// Metrics, when set, is served on GET /metrics (behind the token).
+	Metrics http.Handler
 }
 
 // Server serves one remote.Store over the node HTTP API.
@@ -84,6 +90,8 @@ type Server struct {
 	shutdown  time.Duration
 	pieces    sync.Pool // *[]byte of streamPiece bytes, for large GETs
 	scrub     *scrubber // nil without ScrubRate
+	observe   func(op string, status int, d time.Duration)
+	metrics   http.Handler
 }
 
 // NewServer opens the store and returns a server for it.
@@ -113,6 +121,8 @@ func NewServer(o ServerOptions) (*Server, error) {
 		maxObject: o.MaxObject,
 		version:   o.Version,
 		shutdown:  o.ShutdownTimeout,
+		observe:   o.Observe,
+		metrics:   o.Metrics,
 	}
 	if s.maxObject <= 0 {
 		s.maxObject = DefaultMaxObject
@@ -139,7 +149,72 @@ func NewServer(o ServerOptions) (*Server, error) {
 }
 
 // Handler returns the HTTP handler of the node API.
-func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+func (s *Server) Handler() http.Handler {
+	if s.observe == nil {
+		return http.HandlerFunc(s.serveHTTP)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t0 := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		s.serveHTTP(sw, r)
+		s.observe(opOf(r), sw.status, time.Since(t0))
+	})
+}
+
+// statusWriter remembers the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// opOf names the operation of a request, for Observe.
+func opOf(r *http.Request) string {
+	switch p := r.URL.Path; {
+	case strings.HasPrefix(p, objectPath):
+		switch r.Method {
+		case http.MethodPut:
+			return "put"
+		case http.MethodGet, http.MethodHead:
+			return "get"
+		case http.MethodDelete:
+			return "delete"
+		}
+		return "other"
+	case strings.HasPrefix(p, verifyPath):
+		return "verify"
+	case p == listPath:
+		return "list"
+	case p == infoPath:
+		return "info"
+	case p == metricsPath:
+		return "metrics"
+	}
+	return "other"
+}
+
+// metricsPath serves ServerOptions.Metrics.
+const metricsPath = "/metrics"
+
+// Info is what /v1/info answers: the store's capacity and objects, this
+// server's version and its scrubber's report.
+func (s *Server) Info(ctx context.Context) (remote.NodeInfo, error) {
+	ni, err := s.store.Info(ctx)
+	if err != nil {
+		return ni, err
+	}
+	ni.Version = s.version
+	if s.scrub != nil {
+		ni.Scrub = s.scrub.report()
+	}
+	return ni, nil
+}
 
 // Serve answers requests on ln until ctx is cancelled, then shuts down
 // gracefully: it stops accepting, lets requests in flight finish (bounded
@@ -249,6 +324,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.verify(w, r, name)
+	case p == metricsPath && s.metrics != nil && r.Method == http.MethodGet:
+		s.metrics.ServeHTTP(w, r)
 	case p == infoPath:
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET")
@@ -455,14 +532,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) info(w http.ResponseWriter, r *http.Request) {
-	ni, err := s.store.Info(r.Context())
+	ni, err := s.Info(r.Context())
 	if err != nil {
 		s.storeFail(w, r, err)
 		return
-	}
-	ni.Version = s.version
-	if s.scrub != nil {
-		ni.Scrub = s.scrub.report()
 	}
 	writeJSON(w, ni)
 }

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	mfs "github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/journal/repair"
+	"github.com/meshdrive/meshdrive/web"
+)
+
+// webTokenFile holds the web app's access token (mode 0600).
+const webTokenFile = "web.token"
+
+// defaultWebAddr: loopback, a port the kernel picks (status prints it).
+const defaultWebAddr = "127.0.0.1:0"
+
+// webToken reads DATA/web.token, making it (32 random bytes, hex) on
+// first use.
+func webToken(dataDir string) (string, error) {
+	p := filepath.Join(dataDir, webTokenFile)
+	b, err := os.ReadFile(p)
+	if err == nil {
+		if t := strings.TrimSpace(string(b)); len(t) >= 32 {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				return "", fmt.Errorf("%s can be read by other users (mode %v); run chmod 600 %s, or delete it to get a new token", p, fi.Mode().Perm(), p)
+			}
+			return t, nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("cannot read the web access token %s: %w", p, err)
+	}
+	var raw [32]byte
+	rand.Read(raw[:])
+	t := hex.EncodeToString(raw[:])
+	if err := writeFileAtomic(p, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("cannot write the web access token %s: %w", p, err)
+	}
+	return t, nil
+}
+
+// parseWebAddr checks --web: "off", or host:port. A host that is not
+// loopback is allowed (the user asked for it) but logged.
+func parseWebAddr(s string) (addr string, off bool, err error) {
+	if s == "off" || s == "" {
+		return "", true, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", false, usageError("--web %q: want host:port like 127.0.0.1:8080 (port 0: any free port), or off", s)
+	}
+	if host == "" {
+		return "", false, usageError("--web %q: name the address to listen on, like 127.0.0.1:%s (an empty host would listen on every network)", s, port)
+	}
+	return s, false, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// startWeb serves the web app and API of the mount, and tells the
+// control socket its address.
+func startWeb(o mountOptions, ctl *controlServer, metrics *web.Metrics) (*web.Server, error) {
+	tok, err := webToken(o.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if !isLoopback(o.webAddr) {
+		ctl.o.log.Warn("the web app listens beyond this computer: anyone who can reach it and holds the token can read and change the drive (plain HTTP)", "addr", o.webAddr)
+	}
+	srv, err := web.Start(web.Options{Addr: o.webAddr, Mountpoint: o.mountpoint, Token: tok,
+		Drive: &webDrive{c: ctl}, MaxUpload: o.webMaxUpload, Metrics: metrics.Handler(), Logger: ctl.o.log})
+	if err != nil {
+		return nil, err
+	}
+	u := srv.URL()
+	ctl.webURL.Store(&u)
+	ctl.o.log.Info("web app", "url", u)
+	return srv, nil
+}
+
+// watchDrive registers the metrics read from the drive at each scrape.
+func watchDrive(m *web.Metrics, dataDir string, d *mfs.Drive, rep *repair.Repairer) {
+	var mu sync.Mutex // guards the two below
+	var size int64
+	var at time.Time
+	m.Watch(web.Sources{
+		Cache: func() (uint64, uint64, uint64, int64, int64) {
+			s := d.Cache().Stats()
+			return s.Hits, s.DiskHits, s.Misses, s.MemBytes, s.DiskBytes
+		},
+		Progress: d.Progress,
+		RepairOwed: func() int64 {
+			owed := d.Progress().RepairOwed
+			if rep != nil {
+				owed = max(owed, int64(rep.Stats().Owed))
+			}
+			return owed
+		},
+		JournalBytes: func() int64 {
+			// A walk of the journal's files, at most every 10 s.
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(at) > 10*time.Second {
+				size, at = dirSize(filepath.Join(dataDir, "journal")), time.Now()
+			}
+			return size
+		},
+	})
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// webDrive is the mount as the web server sees it.
+type webDrive struct{ c *controlServer }
+
+func (w *webDrive) Status(ctx context.Context, rel string) (*mfs.PathStatus, error) {
+	return w.c.o.drive.Status(ctx, rel)
+}
+
+func (w *webDrive) Summary(ctx context.Context) web.Summary {
+	r := w.c.report(ctx)
+	s := web.Summary{Mountpoint: r.Mountpoint, State: r.State, Durable: r.Durable, Online: r.Online, ReadOnly: r.ReadOnly,
+		K: r.K, M: r.M, NodesUp: r.NodesUp, NodesTotal: r.NodesTotal, Uploads: r.Uploads,
+		MetaPendingRows: r.Metadata.PendingRows, MetaLastError: r.Metadata.LastError, RepairOwed: r.Uploads.RepairOwed}
+	if r.Repair != nil {
+		s.RepairOwed = max(s.RepairOwed, int64(r.Repair.Owed))
+	}
+	for _, n := range r.Nodes {
+		s.Nodes = append(s.Nodes, web.Node{Name: n.Name, Zone: n.Zone, Up: n.Up, Draining: n.Draining, LatencyMS: n.LatencyMS,
+			Capacity: n.Capacity, Free: n.Free, Shards: n.Shards, Error: n.Error})
+	}
+	cs := w.c.o.drive.Cache().Stats()
+	s.Cache = web.CacheSummary{MemBytes: cs.MemBytes, DiskBytes: cs.DiskBytes, Hits: cs.Hits + cs.DiskHits, Misses: cs.Misses, HitRate: -1}
+	if t := cs.Hits + cs.DiskHits + cs.Misses; t > 0 {
+		s.Cache.HitRate = float64(cs.Hits+cs.DiskHits) / float64(t)
+	}
+	return s
+}
+
+func toWebSnapshots(ss []journal.Snapshot) []web.Snapshot {
+	out := make([]web.Snapshot, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, web.Snapshot{Name: s.Name, Seq: s.Seq, Named: s.Named, Created: s.Created})
+	}
+	return out
+}
+
+func (w *webDrive) Snapshots(ctx context.Context) ([]web.Snapshot, error) {
+	ss, err := w.c.o.drive.Journal().Snapshots(ctx)
+	return toWebSnapshots(ss), err
+}
+
+func (w *webDrive) CreateSnapshot(ctx context.Context, name string) (web.Snapshot, error) {
+	s, err := w.c.o.drive.Journal().CreateSnapshot(ctx, name)
+	if err != nil {
+		return web.Snapshot{}, err
+	}
+	return toWebSnapshots([]journal.Snapshot{s})[0], nil
+}
+
+func (w *webDrive) Check(ctx context.Context, req repair.CheckRequest, progress func(repair.Progress)) (*repair.Report, error) {
+	if w.c.o.repair == nil {
+		return nil, errors.New("the drive is mounted read-only: check needs a read-write mount")
+	}
+	return w.c.o.repair.Check(ctx, req, progress)
+}
+
+func runWebURL(e *env) error {
+	fl := newFlagSet(e, "web-url", "web-url [--data DIR]", `
+Print the address of the mounted drive's web app with its access token. Open
+it in a browser on this computer: the page keeps the token in a cookie, so the
+address is needed once per browser. Scripts use the API with the token in
+DATA/web.token (see docs/API.md).`)
+	dataDir := dataDirFlag(e, fl)
+	pos, err := parseFlags(e, fl, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError("web-url takes no arguments")
+	}
+	dir, err := dataDir()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	var st statusReport
+	if err := newControlClient(dir).getJSON(ctx, "GET", "/status", &st); err != nil {
+		return err
+	}
+	if st.Web == "" {
+		return fmt.Errorf("the drive at %s is mounted without its web app (--web off); remount it without --web off", dir)
+	}
+	tok, err := webToken(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%slogin?token=%s\n", st.Web, url.QueryEscape(tok))
+	return nil
+}

@@ -1,0 +1,250 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/meshdrive/meshdrive/journal"
+)
+
+// PathStatus is what the drive says about one file, or a folder's files
+// summed: how safe the data is and how much of it is in the local cache.
+// The control socket (meshdrive status PATH) and the web API both serve it.
+type PathStatus struct {
+	Path          string `json:"path"`
+	Type          string `json:"type"` // file, dir, symlink, other
+	Size          int64  `json:"size"` // bytes (a folder: sum over its files)
+	State         string `json:"state"`
+	Files         int    `json:"files"` // regular files counted (1 for a file)
+	Blocks        int    `json:"blocks"`
+	PendingBlocks int    `json:"pending_blocks"`
+	PendingBytes  int64  `json:"pending_bytes"`
+	// The local cache, over the blocks that are on the grid (blocks not yet
+	// uploaded are in the journal, on this machine anyway).
+	Cached       string `json:"cached"`        // fully | partly | not: are the grid blocks in the cache
+	GridBlocks   int    `json:"grid_blocks"`   // blocks on the grid
+	GridBytes    int64  `json:"grid_bytes"`    // their plaintext bytes
+	CachedBlocks int    `json:"cached_blocks"` // of those, in the cache (memory or disk)
+	CachedBytes  int64  `json:"cached_bytes"`
+	CachedFiles  int    `json:"cached_files"` // files whose grid blocks are all cached
+}
+
+// Values of PathStatus.Cached.
+const (
+	CachedFully  = "fully"  // every grid block is cached (or none is needed)
+	CachedPartly = "partly" // some are
+	CachedNot    = "not"    // none is
+)
+
+func cachedVerdict(cached, grid int) string {
+	switch {
+	case cached >= grid:
+		return CachedFully
+	case cached > 0:
+		return CachedPartly
+	default:
+		return CachedNot
+	}
+}
+
+// MaxWalk bounds the entries a folder's Status visits.
+const MaxWalk = 200000
+
+// CleanPath turns a path given relative to the drive's root ("/a/b",
+// "a/b/", "") into the form Status takes ("a/b", "" for the root). A
+// path that climbs above the root stops at the root.
+func CleanPath(rel string) string {
+	return strings.Trim(path.Clean("/"+rel), "/")
+}
+
+// Status reports one file, or sums a folder's files (at most MaxWalk
+// entries). rel is relative to the drive's root (see CleanPath).
+func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
+	rel = CleanPath(rel)
+	j := d.j
+	ino := journal.RootIno
+	if rel != "" {
+		var err error
+		if ino, err = j.ResolvePath(ctx, rel); err != nil {
+			return nil, fmt.Errorf("%s: %w", rel, err)
+		}
+	}
+	attr, err := j.GetAttr(ctx, ino)
+	if err != nil {
+		return nil, err
+	}
+	rep := &PathStatus{Path: "/" + rel}
+	worst := journal.StateDurable
+	add := func(ino journal.Ino, size uint64) error {
+		st, err := j.Status(ctx, ino)
+		if err != nil {
+			return err
+		}
+		gb, err := j.GridBlocks(ctx, ino)
+		if err != nil {
+			return err
+		}
+		cached := 0
+		for _, b := range gb {
+			rep.GridBytes += b.Len
+			if d.cache.Has(b.ID) {
+				cached++
+				rep.CachedBytes += b.Len
+			}
+		}
+		if cached == len(gb) {
+			rep.CachedFiles++
+		}
+		rep.GridBlocks += len(gb)
+		rep.CachedBlocks += cached
+		rep.Files++
+		rep.Size += int64(size)
+		rep.Blocks += st.Blocks
+		rep.PendingBlocks += st.PendingBlocks
+		rep.PendingBytes += st.PendingBytes
+		worst = min(worst, st.State)
+		return nil
+	}
+	switch attr.Mode & syscall.S_IFMT {
+	case syscall.S_IFREG:
+		rep.Type = "file"
+		if err := add(ino, attr.Size); err != nil {
+			return nil, err
+		}
+	case syscall.S_IFDIR:
+		rep.Type = "dir"
+		err := journal.WalkFiles(ctx, j, ino, rep.Path, MaxWalk, func(_ string, e journal.DirEntry) error {
+			a, err := j.GetAttr(ctx, e.Ino)
+			if err != nil {
+				return err
+			}
+			return add(e.Ino, a.Size)
+		})
+		if errors.Is(err, journal.ErrTooManyEntries) {
+			return nil, fmt.Errorf("folder has more than %d entries; ask for a subfolder", MaxWalk)
+		}
+		if err != nil {
+			return nil, err
+		}
+	case syscall.S_IFLNK:
+		rep.Type = "symlink"
+	default:
+		rep.Type = "other"
+	}
+	rep.State = worst.String()
+	rep.Cached = cachedVerdict(rep.CachedBlocks, rep.GridBlocks)
+	return rep, nil
+}
+
+// Progress is the uploader's progress with a recent rate and an estimate
+// of the time left.
+type Progress struct {
+	Files         int64   `json:"files"`           // files with data waiting to upload
+	Bytes         int64   `json:"bytes"`           // plaintext bytes waiting (in flight included)
+	Blocks        int64   `json:"blocks"`          // blocks waiting
+	InFlightBytes int64   `json:"in_flight_bytes"` // the segment being shipped now (sealed bytes)
+	DoneBytes     int64   `json:"done_bytes"`      // made grid-durable since mount
+	ShippedBytes  int64   `json:"shipped_bytes"`   // shard bytes sent since mount
+	Rate          float64 `json:"rate"`            // bytes/s made durable, recent average
+	ETASeconds    float64 `json:"eta_seconds"`     // -1 when unknown
+	Errors        int64   `json:"errors"`
+	LastError     string  `json:"last_error,omitempty"`
+	RepairOwed    int64   `json:"repair_owed"` // segments with fewer than n shards
+	// QueueAgeSeconds: how long the upload queue has been non-empty
+	// without a break (0 when it is empty).
+	QueueAgeSeconds float64 `json:"queue_age_seconds"`
+}
+
+// rateSampler keeps an exponentially weighted average of the upload rate,
+// sampled once a second by the drive's own goroutine.
+type rateSampler struct {
+	mu        sync.Mutex // guards the fields below
+	rate      float64
+	lastDone  int64
+	lastAt    time.Time
+	busySince time.Time // zero while the queue is empty
+}
+
+func (r *rateSampler) sample(now time.Time, s journal.UploadStats) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if dt := now.Sub(r.lastAt).Seconds(); dt > 0 {
+		inst := float64(s.DoneBytes-r.lastDone) / dt
+		r.rate = 0.7*r.rate + 0.3*inst
+		if r.rate < 1 {
+			r.rate = 0
+		}
+	}
+	r.lastDone, r.lastAt = s.DoneBytes, now
+	switch busy := s.QueuedBytes > 0 || s.QueuedBlocks > 0; {
+	case busy && r.busySince.IsZero():
+		r.busySince = now
+	case !busy:
+		r.busySince = time.Time{}
+	}
+}
+
+func (d *Drive) sampleRate(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			d.rate.sample(now, d.j.Stats())
+		}
+	}
+}
+
+// Progress reports the upload queue, its rate and ETA.
+func (d *Drive) Progress() Progress {
+	s := d.j.Stats()
+	d.rate.mu.Lock()
+	rate, since := d.rate.rate, d.rate.busySince
+	d.rate.mu.Unlock()
+	p := Progress{Files: s.QueuedFiles, Bytes: s.QueuedBytes, Blocks: s.QueuedBlocks,
+		InFlightBytes: s.InFlightBytes, DoneBytes: s.DoneBytes, ShippedBytes: s.ShippedBytes,
+		Rate: rate, ETASeconds: ETA(s.QueuedBytes, rate), Errors: s.Errors,
+		LastError: s.LastError, RepairOwed: s.RepairOwed}
+	if !since.IsZero() && (s.QueuedBytes > 0 || s.QueuedBlocks > 0) {
+		p.QueueAgeSeconds = time.Since(since).Seconds()
+	}
+	return p
+}
+
+// ETA is the seconds to move pending bytes at rate: 0 when nothing is
+// pending, -1 when the rate is unknown.
+func ETA(pending int64, rate float64) float64 {
+	if pending == 0 {
+		return 0
+	}
+	if rate <= 0 {
+		return -1
+	}
+	return float64(pending) / rate
+}
+
+// State is the whole drive's state: local while any data or metadata is
+// only on this machine, degraded while a segment owes repair (repairOwed
+// adds what a repairer outside the journal counts), else durable.
+func (d *Drive) State(ctx context.Context, repairOwed int64) (journal.State, Progress, journal.MetaStats) {
+	p := d.Progress()
+	ms := d.j.MetaStats(ctx)
+	switch {
+	case p.Bytes > 0 || p.InFlightBytes > 0 || p.Blocks > 0 || (ms.PendingRows > 0 && !d.o.ReadOnly):
+		return journal.StateLocal, p, ms
+	case p.RepairOwed > 0 || repairOwed > 0:
+		return journal.StateDegraded, p, ms
+	}
+	return journal.StateDurable, p, ms
+}
+
+// ReadOnly reports whether the drive was opened read-only.
+func (d *Drive) ReadOnly() bool { return d.o.ReadOnly }

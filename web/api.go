@@ -1,0 +1,261 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/journal/repair"
+)
+
+const apiPrefix = "/api/v1/"
+
+// Drive is what the server needs from the mount besides its files. The
+// mount process implements it; every method is safe for concurrent use.
+type Drive interface {
+	// Status is fs.Drive.Status: the state of one file or folder.
+	Status(ctx context.Context, rel string) (*fs.PathStatus, error)
+	// Summary is the drive as a whole: state, queue, nodes, cache.
+	Summary(ctx context.Context) Summary
+	Snapshots(ctx context.Context) ([]Snapshot, error)
+	CreateSnapshot(ctx context.Context, name string) (Snapshot, error)
+	// Check runs repair.Repairer.Check; it fails at once on a read-only
+	// mount.
+	Check(ctx context.Context, req repair.CheckRequest, progress func(repair.Progress)) (*repair.Report, error)
+}
+
+// Pinner is the hook for pins: a Drive that also implements it gets each
+// file's "pinned" in listings and stat.
+type Pinner interface {
+	Pinned(ctx context.Context, rel string) (bool, error)
+}
+
+// Summary is GET /api/v1/status.
+type Summary struct {
+	Mountpoint string      `json:"mountpoint"`
+	State      string      `json:"state"` // durable | degraded | local
+	Durable    bool        `json:"durable"`
+	Online     bool        `json:"online"`
+	ReadOnly   bool        `json:"read_only"`
+	K          int         `json:"k"`
+	M          int         `json:"m"`
+	NodesUp    int         `json:"nodes_up"`
+	NodesTotal int         `json:"nodes_total"`
+	Nodes      []Node      `json:"nodes"`
+	Uploads    fs.Progress `json:"uploads"`
+	// MetaPendingRows: metadata changes not yet on the grid.
+	MetaPendingRows int64        `json:"meta_pending_rows"`
+	MetaLastError   string       `json:"meta_last_error,omitempty"`
+	RepairOwed      int64        `json:"repair_owed"` // segments below n shards
+	Cache           CacheSummary `json:"cache"`
+}
+
+// Node is one storage node's health.
+type Node struct {
+	Name      string  `json:"name"`
+	Zone      string  `json:"zone,omitempty"`
+	Up        bool    `json:"up"`
+	Draining  bool    `json:"draining,omitempty"`
+	LatencyMS float64 `json:"latency_ms"`
+	Capacity  int64   `json:"capacity"` // bytes, -1 unknown
+	Free      int64   `json:"free"`     // bytes, -1 unknown
+	Shards    int64   `json:"shards"`
+	Error     string  `json:"error,omitempty"`
+}
+
+// CacheSummary is the local block cache.
+type CacheSummary struct {
+	MemBytes  int64   `json:"mem_bytes"`
+	DiskBytes int64   `json:"disk_bytes"`
+	Hits      uint64  `json:"hits"` // memory and disk
+	Misses    uint64  `json:"misses"`
+	HitRate   float64 `json:"hit_rate"` // 0..1, -1 before the first read
+}
+
+// Snapshot is one kept snapshot.
+type Snapshot struct {
+	Name    string    `json:"name"`
+	Seq     uint64    `json:"seq"`
+	Named   bool      `json:"named"`
+	Created time.Time `json:"created"`
+}
+
+// Entry is one file or folder in a listing, and GET /api/v1/stat.
+type Entry struct {
+	Name  string    `json:"name"`
+	Path  string    `json:"path"` // relative to the drive's root
+	Type  string    `json:"type"` // file, dir, symlink, other
+	Size  int64     `json:"size"`
+	MTime time.Time `json:"mtime"`
+	// State, Cached and PendingBytes come from the drive (files of the
+	// live drive; a folder's only in stat, which walks it).
+	State        string `json:"state,omitempty"`
+	Cached       string `json:"cached,omitempty"`
+	PendingBytes int64  `json:"pending_bytes,omitempty"`
+	Pinned       *bool  `json:"pinned,omitempty"` // nil: pins not known
+	Target       string `json:"target,omitempty"` // a symlink's
+}
+
+// Listing is GET /api/v1/list/PATH.
+type Listing struct {
+	Path     string  `json:"path"`
+	Snapshot string  `json:"snapshot,omitempty"`
+	Entries  []Entry `json:"entries"`
+	// Truncated: the folder has more than maxList entries; the first are
+	// listed.
+	Truncated bool `json:"truncated,omitempty"`
+	// StatesPartial: some files were listed without their state (more
+	// than maxStates, or the drive took longer than statesBudget); stat
+	// them one by one.
+	StatesPartial bool `json:"states_partial,omitempty"`
+}
+
+// maxList bounds a listing; maxStates and statesBudget bound the files
+// whose state a listing asks the drive for, statesParallel of them at once.
+const (
+	maxList        = 10000
+	maxStates      = 5000
+	statesBudget   = time.Second
+	statesParallel = 2
+)
+
+// apiError is every error body.
+type apiError struct {
+	Error string `json:"error"` // what happened and what to do
+	Code  string `json:"code"`  // stable, for scripts
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, apiError{Error: msg, Code: code})
+}
+
+// fsError answers a file system error with a status that says what it is.
+func fsError(w http.ResponseWriter, what string, err error) {
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	switch {
+	case errors.Is(err, errBadPath) || strings.Contains(err.Error(), "path escapes from parent"):
+		writeError(w, http.StatusBadRequest, "bad_path", what+": the path leaves the drive or is not a name (no \"..\", no encoded slash, no symlink out of the drive)")
+	case errors.Is(err, iofs.ErrNotExist):
+		writeError(w, http.StatusNotFound, "not_found", what+": no such file or folder; list its folder to see what is there")
+	case errors.Is(err, iofs.ErrExist) || errno == syscall.ENOTEMPTY:
+		writeError(w, http.StatusConflict, "exists", what+": something is already there (or the folder is not empty); choose another name or remove it first")
+	case errno == syscall.EROFS:
+		writeError(w, http.StatusForbidden, "read_only", what+": the drive is mounted read-only (or this is a snapshot); remount it read-write to change it")
+	case errors.Is(err, iofs.ErrPermission):
+		writeError(w, http.StatusForbidden, "permission", what+": permission denied by the file's mode")
+	case errno == syscall.ENOTDIR:
+		writeError(w, http.StatusConflict, "not_dir", what+": a part of the path is a file, not a folder")
+	case errno == syscall.EISDIR:
+		writeError(w, http.StatusConflict, "is_dir", what+": it is a folder; list it with /api/v1/list/PATH")
+	case errno == syscall.ENOSPC || errno == syscall.EDQUOT:
+		writeError(w, http.StatusInsufficientStorage, "full", what+": the drive's journal is full; wait for uploads to catch up (meshdrive status) and try again")
+	case errno == syscall.ENAMETOOLONG:
+		writeError(w, http.StatusBadRequest, "name_too_long", what+": a name is longer than 255 bytes")
+	case errno == syscall.EIO:
+		writeError(w, http.StatusBadGateway, "io", what+": the data could not be read from the grid (nodes unreachable and the block not cached); try again when nodes are up")
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", what+": "+err.Error())
+	}
+}
+
+// fileOps is one request's view of the mount: the mountpoint opened as
+// an os.Root for the request and closed after it, so no descriptor keeps
+// the mount busy between requests (unmount would fail).
+type fileOps struct {
+	*Server
+	root *os.Root
+}
+
+// openRoot opens the mountpoint, and refuses when the drive is no longer
+// mounted there (the empty folder under it is not the drive).
+func (s *Server) openRoot() (*os.Root, error) {
+	root, err := os.OpenRoot(s.o.Mountpoint)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := root.Stat(".")
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Dev != s.dev {
+		root.Close()
+		return nil, errNotMounted
+	}
+	return root, nil
+}
+
+var errNotMounted = errors.New("the drive is no longer mounted")
+
+// api routes /api/v1/REST.
+func (srv *Server) api(w http.ResponseWriter, r *http.Request, rest string) {
+	ep, tail, _ := strings.Cut(rest, "/")
+	m := r.Method
+	s := &fileOps{Server: srv}
+	switch ep {
+	case "list", "stat", "files", "mkdir", "rename", "restore":
+		root, err := srv.openRoot()
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "not_mounted", "the drive is not mounted at "+srv.o.Mountpoint+" any more ("+err.Error()+"); mount it again")
+			return
+		}
+		defer root.Close()
+		s.root = root
+	}
+	switch {
+	case ep == "list" && m == http.MethodGet:
+		s.list(w, r, tail)
+	case ep == "stat" && m == http.MethodGet:
+		s.stat(w, r, tail)
+	case ep == "files" && (m == http.MethodGet || m == http.MethodHead):
+		s.download(w, r, tail)
+	case ep == "files" && m == http.MethodPut:
+		s.upload(w, r, tail)
+	case ep == "files" && m == http.MethodDelete:
+		s.remove(w, r, tail)
+	case ep == "mkdir" && m == http.MethodPost:
+		s.mkdir(w, r, tail)
+	case ep == "rename" && tail == "" && m == http.MethodPost:
+		s.rename(w, r)
+	case ep == "status" && tail == "" && m == http.MethodGet:
+		writeJSON(w, http.StatusOK, s.o.Drive.Summary(r.Context()))
+	case ep == "nodes" && tail == "" && m == http.MethodGet:
+		writeJSON(w, http.StatusOK, s.o.Drive.Summary(r.Context()).Nodes)
+	case ep == "snapshots" && tail == "" && m == http.MethodGet:
+		s.snapshots(w, r)
+	case ep == "snapshots" && tail == "" && m == http.MethodPost:
+		s.snapshotCreate(w, r)
+	case ep == "restore" && tail == "" && m == http.MethodPost:
+		s.restore(w, r)
+	case ep == "check" && tail == "" && m == http.MethodGet:
+		writeJSON(w, http.StatusOK, s.check.state())
+	case ep == "check" && tail == "" && m == http.MethodPost:
+		s.checkStart(w, r)
+	default:
+		switch ep {
+		case "list", "stat", "files", "mkdir", "rename", "status", "nodes", "snapshots", "restore", "check":
+			if tail == "" || ep == "list" || ep == "stat" || ep == "files" || ep == "mkdir" {
+				writeError(w, http.StatusMethodNotAllowed, "method", fmt.Sprintf("%s is not allowed on %s%s; see docs/API.md", m, apiPrefix, ep))
+				return
+			}
+		}
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s%s; see docs/API.md", apiPrefix, rest))
+	}
+}

@@ -1,0 +1,401 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"mime"
+	"net/http"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// target decodes the path and the optional ?snapshot=NAME into a path
+// inside the root: rel in the drive, or .snapshots/NAME/rel.
+func (s *Server) target(r *http.Request, escaped string) (rel, inRoot, snap string, err error) {
+	if rel, err = DecodePath(escaped); err != nil {
+		return "", "", "", err
+	}
+	snap = r.URL.Query().Get("snapshot")
+	if snap == "" {
+		return rel, orDot(rel), "", nil
+	}
+	if !validName(snap) {
+		return "", "", "", errBadPath
+	}
+	return rel, path.Join(snapshotsDir, snap, rel), snap, nil
+}
+
+func orDot(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return rel
+}
+
+func typeOf(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "dir"
+	case m.IsRegular():
+		return "file"
+	case m&os.ModeSymlink != 0:
+		return "symlink"
+	}
+	return "other"
+}
+
+// isUploadTemp: the temporary name an upload writes before its rename.
+func isUploadTemp(name string) bool { return strings.HasPrefix(name, ".meshdrive-upload-") }
+
+func (s *fileOps) entry(ctx context.Context, rel, inRoot, name string, fi os.FileInfo, withState bool) Entry {
+	e := Entry{Name: name, Path: rel, Type: typeOf(fi.Mode()), Size: fi.Size(), MTime: fi.ModTime()}
+	if e.Type == "dir" {
+		e.Size = 0
+	}
+	if e.Type == "symlink" {
+		e.Target, _ = s.root.Readlink(inRoot)
+	}
+	if withState && (e.Type == "file" || e.Type == "dir") {
+		if st, err := s.o.Drive.Status(ctx, rel); err == nil {
+			e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
+		}
+		if p, ok := s.o.Drive.(Pinner); ok {
+			if pinned, err := p.Pinned(ctx, rel); err == nil {
+				e.Pinned = &pinned
+			}
+		}
+	}
+	return e
+}
+
+func (s *fileOps) list(w http.ResponseWriter, r *http.Request, escaped string) {
+	rel, inRoot, snap, err := s.target(r, escaped)
+	if err != nil {
+		fsError(w, "list", err)
+		return
+	}
+	if snap != "" {
+		if _, err := s.root.Lstat(path.Join(snapshotsDir, snap)); err != nil {
+			writeError(w, http.StatusNotFound, "no_snapshot", fmt.Sprintf("no snapshot %q; GET %ssnapshots lists them", snap, apiPrefix))
+			return
+		}
+	}
+	d, err := s.root.Open(inRoot)
+	if err != nil {
+		fsError(w, "list /"+rel, err)
+		return
+	}
+	defer d.Close()
+	if fi, err := d.Stat(); err == nil && !fi.IsDir() {
+		writeError(w, http.StatusConflict, "not_dir", "list /"+rel+": it is a file, not a folder; download it with "+apiPrefix+"files/PATH")
+		return
+	}
+	ents, err := d.ReadDir(maxList + 1)
+	if err != nil && err != io.EOF {
+		fsError(w, "list /"+rel, err)
+		return
+	}
+	out := Listing{Path: "/" + rel, Snapshot: snap, Entries: []Entry{}}
+	if len(ents) > maxList {
+		ents, out.Truncated = ents[:maxList], true
+	}
+	sort.Slice(ents, func(i, j int) bool {
+		if ents[i].IsDir() != ents[j].IsDir() {
+			return ents[i].IsDir()
+		}
+		return strings.ToLower(ents[i].Name()) < strings.ToLower(ents[j].Name())
+	})
+	var files []int // entries that get a state
+	for _, de := range ents {
+		if isUploadTemp(de.Name()) {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		crel := path.Join(rel, de.Name())
+		if snap == "" && fi.Mode().IsRegular() {
+			files = append(files, len(out.Entries))
+		}
+		out.Entries = append(out.Entries, s.entry(r.Context(), crel, path.Join(inRoot, de.Name()), de.Name(), fi, false))
+	}
+	out.StatesPartial = s.fillStates(r.Context(), out.Entries, files)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// fillStates asks the drive for the state of the entries at idx, a few at
+// a time, for at most maxStates files and statesBudget; it reports whether
+// some were left without one.
+func (s *Server) fillStates(ctx context.Context, ents []Entry, idx []int) (partial bool) {
+	if len(idx) > maxStates {
+		idx, partial = idx[:maxStates], true
+	}
+	ctx, cancel := context.WithTimeout(ctx, statesBudget)
+	defer cancel()
+	pinner, _ := s.o.Drive.(Pinner)
+	var g errgroup.Group
+	g.SetLimit(statesParallel)
+	var mu sync.Mutex // guards partial
+	for _, i := range idx {
+		g.Go(func() error {
+			e := &ents[i] // each goroutine owns its entry
+			st, err := s.o.Drive.Status(ctx, e.Path)
+			if err != nil {
+				if ctx.Err() != nil {
+					mu.Lock()
+					partial = true
+					mu.Unlock()
+				}
+				return nil
+			}
+			e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
+			if pinner != nil {
+				if pinned, err := pinner.Pinned(ctx, e.Path); err == nil {
+					e.Pinned = &pinned
+				}
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	return partial
+}
+
+func (s *fileOps) stat(w http.ResponseWriter, r *http.Request, escaped string) {
+	rel, inRoot, snap, err := s.target(r, escaped)
+	if err != nil {
+		fsError(w, "stat", err)
+		return
+	}
+	fi, err := s.root.Lstat(inRoot)
+	if err != nil {
+		fsError(w, "stat /"+rel, err)
+		return
+	}
+	name := path.Base("/" + rel)
+	writeJSON(w, http.StatusOK, s.entry(r.Context(), rel, inRoot, name, fi, snap == ""))
+}
+
+func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped string) {
+	rel, inRoot, _, err := s.target(r, escaped)
+	if err != nil {
+		fsError(w, "download", err)
+		return
+	}
+	f, err := s.root.Open(inRoot)
+	if err != nil {
+		fsError(w, "download /"+rel, err)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		fsError(w, "download /"+rel, err)
+		return
+	}
+	if fi.IsDir() {
+		writeError(w, http.StatusConflict, "is_dir", "download /"+rel+": it is a folder; list it with "+apiPrefix+"list/PATH")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": path.Base("/" + rel)}))
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	h.Del("Cache-Control")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// free is the room the drive reports for new data (its journal's quota).
+func (s *Server) free() (int64, bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.o.Mountpoint, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
+}
+
+// upload writes the body to a temporary file beside the target and
+// renames it over the target once complete: readers see the old file or
+// the whole new one.
+func (s *fileOps) upload(w http.ResponseWriter, r *http.Request, escaped string) {
+	rel, _, snap, err := s.target(r, escaped)
+	if err != nil {
+		fsError(w, "upload", err)
+		return
+	}
+	if snap != "" {
+		writeError(w, http.StatusForbidden, "read_only", "snapshots are read-only; upload into the drive instead")
+		return
+	}
+	if rel == "" {
+		writeError(w, http.StatusConflict, "is_dir", "upload: the path is the drive's root folder; name the file, like "+apiPrefix+"files/notes.txt")
+		return
+	}
+	if r.ContentLength > s.o.MaxUpload {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+			fmt.Sprintf("upload /%s: %d bytes is more than the %d this server takes in one upload (meshdrive mount --web-max-upload); copy large files into the mounted folder instead", rel, r.ContentLength, s.o.MaxUpload))
+		return
+	}
+	if free, ok := s.free(); ok && r.ContentLength > free {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+			fmt.Sprintf("upload /%s: %d bytes do not fit: the drive has room for %d more now; wait for uploads to the grid to free the journal, or raise its quota", rel, r.ContentLength, free))
+		return
+	}
+	if fi, err := s.root.Lstat(rel); err == nil && fi.IsDir() {
+		writeError(w, http.StatusConflict, "is_dir", "upload /"+rel+": a folder has that name; choose another name")
+		return
+	}
+	dir, name := path.Split(rel)
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:])+"-"+name)
+	if len(path.Base(tmp)) > 255 {
+		tmp = path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:]))
+	}
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		fsError(w, "upload /"+rel, err)
+		return
+	}
+	n, err := io.Copy(f, http.MaxBytesReader(w, r.Body, s.o.MaxUpload))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && r.ContentLength >= 0 && n != r.ContentLength {
+		err = fmt.Errorf("got %d of %d bytes", n, r.ContentLength)
+	}
+	if err == nil {
+		err = s.root.Rename(tmp, rel)
+	}
+	if err != nil {
+		s.root.Remove(tmp)
+		var errno syscall.Errno
+		if errors.As(err, &errno) || errors.Is(err, iofs.ErrNotExist) {
+			fsError(w, "upload /"+rel, err)
+			return
+		}
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+				fmt.Sprintf("upload /%s: more than the %d bytes this server takes in one upload; nothing was changed; copy large files into the mounted folder instead", rel, s.o.MaxUpload))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "incomplete", fmt.Sprintf("upload /%s: the body ended early (%v); nothing was changed, send it again", rel, err))
+		return
+	}
+	fi, err := s.root.Lstat(rel)
+	if err != nil {
+		fsError(w, "upload /"+rel, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.entry(r.Context(), rel, rel, path.Base(rel), fi, true))
+}
+
+func (s *fileOps) remove(w http.ResponseWriter, r *http.Request, escaped string) {
+	rel, _, snap, err := s.target(r, escaped)
+	if err != nil {
+		fsError(w, "delete", err)
+		return
+	}
+	if snap != "" {
+		writeError(w, http.StatusForbidden, "read_only", "snapshots are read-only; delete a snapshot with meshdrive snapshot delete")
+		return
+	}
+	if rel == "" {
+		writeError(w, http.StatusForbidden, "root", "delete: the drive's root folder cannot be deleted")
+		return
+	}
+	if _, err := s.root.Lstat(rel); err != nil {
+		fsError(w, "delete /"+rel, err)
+		return
+	}
+	if r.URL.Query().Get("recursive") == "1" {
+		err = s.root.RemoveAll(rel)
+	} else {
+		err = s.root.Remove(rel)
+	}
+	if err != nil {
+		fsError(w, "delete /"+rel, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *fileOps) mkdir(w http.ResponseWriter, r *http.Request, escaped string) {
+	rel, _, snap, err := s.target(r, escaped)
+	if err != nil || snap != "" || rel == "" {
+		if err == nil {
+			err = errBadPath
+		}
+		fsError(w, "mkdir", err)
+		return
+	}
+	if err := s.root.Mkdir(rel, 0o755); err != nil {
+		fsError(w, "mkdir /"+rel, err)
+		return
+	}
+	fi, err := s.root.Lstat(rel)
+	if err != nil {
+		fsError(w, "mkdir /"+rel, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.entry(r.Context(), rel, rel, path.Base(rel), fi, false))
+}
+
+// maxJSONBody bounds a JSON request body.
+const maxJSONBody = 64 << 10
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_json", "the request body is not the JSON this endpoint takes ("+err.Error()+"); see docs/API.md")
+		return false
+	}
+	return true
+}
+
+type renameRequest struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+func (s *fileOps) rename(w http.ResponseWriter, r *http.Request) {
+	var req renameRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	from, err1 := cleanRel(req.From)
+	to, err2 := cleanRel(req.To)
+	if err := errors.Join(err1, err2); err != nil || from == "" || to == "" {
+		fsError(w, "rename", errBadPath)
+		return
+	}
+	if _, err := s.root.Lstat(to); err == nil {
+		writeError(w, http.StatusConflict, "exists", "rename: /"+to+" exists; choose another name or delete it first")
+		return
+	}
+	if err := s.root.Rename(from, to); err != nil {
+		fsError(w, "rename /"+from, err)
+		return
+	}
+	fi, err := s.root.Lstat(to)
+	if err != nil {
+		fsError(w, "rename /"+from, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.entry(r.Context(), to, to, path.Base(to), fi, false))
+}

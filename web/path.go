@@ -1,0 +1,67 @@
+package web
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
+
+// errBadPath is a path the API refuses: it would leave the drive or is
+// not a name.
+var errBadPath = errors.New("bad path")
+
+// snapshotsDir is the drive's folder of snapshots (fs.snapshotsName); the
+// API reaches it with ?snapshot=NAME, never by path.
+const snapshotsDir = ".snapshots"
+
+// DecodePath turns the escaped path after an endpoint's prefix ("a/b%20c/")
+// into a clean path relative to the drive's root ("a/b c"; "" is the root).
+// Empty segments are skipped. A segment that is "." or "..", that decodes
+// to a string holding "/" or NUL, or that is not valid escaping is
+// refused, as is ".snapshots" at the top (reach snapshots with
+// ?snapshot=NAME).
+func DecodePath(escaped string) (string, error) {
+	var segs []string
+	for _, s := range strings.Split(escaped, "/") {
+		if s == "" {
+			continue
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil {
+			return "", errBadPath
+		}
+		if d == "." || d == ".." || strings.ContainsAny(d, "/\x00") || d == "" {
+			return "", errBadPath
+		}
+		segs = append(segs, d)
+	}
+	if len(segs) > 0 && segs[0] == snapshotsDir {
+		return "", errBadPath
+	}
+	return strings.Join(segs, "/"), nil
+}
+
+// validName reports whether s is one path segment: a snapshot's name, a
+// new name in a rename.
+func validName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00") && len(s) <= 255
+}
+
+// cleanRel checks a path given in a JSON body ("a/b", "/a/b"): the same
+// rules as DecodePath, without the escaping.
+func cleanRel(p string) (string, error) {
+	var segs []string
+	for _, s := range strings.Split(p, "/") {
+		if s == "" {
+			continue
+		}
+		if !validName(s) {
+			return "", errBadPath
+		}
+		segs = append(segs, s)
+	}
+	if len(segs) > 0 && segs[0] == snapshotsDir {
+		return "", errBadPath
+	}
+	return strings.Join(segs, "/"), nil
+}

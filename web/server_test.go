@@ -1,0 +1,188 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/journal/repair"
+)
+
+// noDrive answers the Drive questions of a server over a plain folder
+// (the fuzz test serves files only; the real mount's are in cmd/meshdrive).
+type noDrive struct{}
+
+var errNoDrive = errors.New("no drive behind this folder")
+
+func (noDrive) Status(context.Context, string) (*fs.PathStatus, error) { return nil, errNoDrive }
+func (noDrive) Summary(context.Context) Summary                        { return Summary{} }
+func (noDrive) Snapshots(context.Context) ([]Snapshot, error)          { return nil, errNoDrive }
+func (noDrive) CreateSnapshot(context.Context, string) (Snapshot, error) {
+	return Snapshot{}, errNoDrive
+}
+func (noDrive) Check(context.Context, repair.CheckRequest, func(repair.Progress)) (*repair.Report, error) {
+	return nil, errNoDrive
+}
+
+const (
+	fuzzToken   = "0123456789abcdef0123456789abcdef"
+	fuzzHost    = "127.0.0.1:8080"
+	secret      = "SECRET-OUTSIDE-THE-DRIVE"
+	fileContent = "0123456789 the file inside the drive"
+)
+
+// folderServer serves a folder that holds a file, a folder, and symlinks
+// that point out of it (relative and absolute) at a secret.
+func folderServer(t testing.TB) (*Server, string) {
+	base := t.TempDir()
+	mp := filepath.Join(base, "mnt")
+	for _, d := range []string{mp + "/in/sub", base + "/outside"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(mp, "in/file.txt"), []byte(fileContent), 0o644))
+	must(os.WriteFile(filepath.Join(base, "outside/secret"), []byte(secret), 0o644))
+	must(os.Symlink("../../outside/secret", filepath.Join(mp, "in/rel")))
+	must(os.Symlink(filepath.Join(base, "outside/secret"), filepath.Join(mp, "in/abs")))
+	must(os.Symlink("../../outside", filepath.Join(mp, "in/dirlink")))
+	must(os.Symlink("file.txt", filepath.Join(mp, "in/ok")))
+	s, err := newServer(Options{Mountpoint: mp, Token: fuzzToken, Drive: noDrive{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.port = "8080"
+	s.hosts[fuzzHost] = true
+	return s, mp
+}
+
+func serve(s *Server, method, target string, hdr map[string]string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		w.Code = -1 // not a request a client can send
+		return w
+	}
+	r := httptest.NewRequest(method, "http://"+fuzzHost+"/", nil)
+	r.URL, r.RequestURI, r.Host = u, target, fuzzHost
+	r.Header.Set("Authorization", "Bearer "+fuzzToken)
+	for k, v := range hdr {
+		r.Header.Set(k, v)
+	}
+	s.ServeHTTP(w, r)
+	return w
+}
+
+// TestSymlinksOut: a symlink that leaves the drive is refused, one that
+// stays inside works.
+func TestSymlinksOut(t *testing.T) {
+	s, _ := folderServer(t)
+	for _, p := range []string{"in/rel", "in/abs", "in/dirlink/secret"} {
+		w := serve(s, "GET", "/api/v1/files/"+p, nil)
+		if w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), secret) {
+			t.Errorf("GET %s: %d %q; want 400 without the secret", p, w.Code, w.Body)
+		}
+	}
+	if w := serve(s, "GET", "/api/v1/files/in/ok", nil); w.Code != 200 || w.Body.String() != fileContent {
+		t.Errorf("GET in/ok (a symlink inside the drive): %d %q", w.Code, w.Body)
+	}
+	if w := serve(s, "GET", "/api/v1/list/in/dirlink", nil); w.Code != http.StatusBadRequest {
+		t.Errorf("list of a symlink to a folder outside: %d %q; want 400", w.Code, w.Body)
+	}
+}
+
+// FuzzServe: whatever the path and Range header, the server never answers
+// with bytes from outside the drive, never fails with 5xx, and a file's
+// answer is a slice of that file.
+func FuzzServe(f *testing.F) {
+	for _, s := range [][2]string{{"in/file.txt", "bytes=0-3"}, {"in/file.txt", "bytes=-5"}, {"in/file.txt", "bytes=3-1,0-0"},
+		{"in/rel", ""}, {"in/%2E%2E/%2E%2E/outside/secret", ""}, {"in/dirlink/secret", "bytes=0-"}, {"in/file.txt", "bytes=99999999999999999999-"},
+		{"in%2Ffile.txt", ""}, {"in/sub", ""}, {"in/file.txt", "bytes=0-1,2-3,4-5"}} {
+		f.Add(s[0], s[1])
+	}
+	srv, _ := folderServer(f)
+	f.Fuzz(func(t *testing.T, p, rng string) {
+		if strings.ContainsAny(p, "?#") || !validHeader(rng) {
+			return
+		}
+		for _, ep := range []string{"files", "list", "stat"} {
+			w := serve(srv, "GET", "/api/v1/"+ep+"/"+p, map[string]string{"Range": rng})
+			body := w.Body.Bytes()
+			if bytes.Contains(body, []byte(secret)) || w.Code == 200 && bytes.Contains(body, []byte(`"name": "secret"`)) {
+				t.Fatalf("GET %s/%s Range %q leaked what is outside the drive: %d %q", ep, p, rng, w.Code, body)
+			}
+			if w.Code >= 500 {
+				t.Fatalf("GET %s/%s Range %q: %d %q", ep, p, rng, w.Code, body)
+			}
+			if ep == "files" && (w.Code == 200 || w.Code == 206) && !strings.HasPrefix(w.Header().Get("Content-Type"), "multipart/") &&
+				!strings.Contains(fileContent, string(body)) {
+				t.Fatalf("GET files/%s Range %q: %d %q is not a slice of the file", p, rng, w.Code, body)
+			}
+		}
+	})
+}
+
+func validHeader(v string) bool {
+	for _, c := range []byte(v) {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// slowDrive answers the state of files named fast* at once and of the
+// others never (until the request's budget ends).
+type slowDrive struct{ noDrive }
+
+func (slowDrive) Status(ctx context.Context, rel string) (*fs.PathStatus, error) {
+	if strings.HasPrefix(path.Base(rel), "fast") {
+		return &fs.PathStatus{State: "durable", Cached: "fully"}, nil
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestListStatesBudget: a drive slow to tell states does not hold a
+// listing past its budget; the listing says which states it left out.
+func TestListStatesBudget(t *testing.T) {
+	s, mp := folderServer(t)
+	s.o.Drive = slowDrive{}
+	for _, n := range []string{"fast1", "fast2", "slow1"} {
+		if err := os.WriteFile(filepath.Join(mp, "in/sub", n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	w := serve(s, "GET", "/api/v1/list/in/sub", nil)
+	var l Listing
+	if err := json.Unmarshal(w.Body.Bytes(), &l); err != nil || w.Code != 200 {
+		t.Fatalf("list: %d %q %v", w.Code, w.Body, err)
+	}
+	if d := time.Since(t0); d > statesBudget+time.Second {
+		t.Errorf("the listing took %v; its states budget is %v", d, statesBudget)
+	}
+	got := map[string]string{}
+	for _, e := range l.Entries {
+		got[e.Name] = e.State
+	}
+	if !l.StatesPartial || got["fast1"] != "durable" || got["fast2"] != "durable" || got["slow1"] != "" || len(got) != 3 {
+		t.Errorf("listing: partial %v, states %v", l.StatesPartial, got)
+	}
+}

@@ -1,0 +1,182 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"net/http"
+	"os"
+	"path"
+)
+
+func (s *Server) snapshots(w http.ResponseWriter, r *http.Request) {
+	ss, err := s.o.Drive.Snapshots(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "snapshots", "cannot list snapshots: "+err.Error())
+		return
+	}
+	if ss == nil {
+		ss = []Snapshot{}
+	}
+	writeJSON(w, http.StatusOK, ss)
+}
+
+func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if r.ContentLength != 0 && !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Name != "" && !validName(req.Name) {
+		writeError(w, http.StatusBadRequest, "bad_name", "a snapshot's name is one path segment: no slash, not . or ..")
+		return
+	}
+	sn, err := s.o.Drive.CreateSnapshot(r.Context(), req.Name)
+	if err != nil {
+		writeError(w, http.StatusConflict, "snapshot", "cannot take a snapshot: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, sn)
+}
+
+type restoreRequest struct {
+	Snapshot string `json:"snapshot"`
+	Path     string `json:"path"`
+	// To is where the copy goes; "" puts it back at Path when nothing is
+	// there now, else beside it as "NAME (restored SNAPSHOT)".
+	To string `json:"to,omitempty"`
+}
+
+type restoreResult struct {
+	Snapshot string `json:"snapshot"`
+	Path     string `json:"path"`
+	To       string `json:"to"`
+	Files    int    `json:"files"`
+	Bytes    int64  `json:"bytes"`
+}
+
+// restore copies a file or folder out of a snapshot into the drive. It
+// never overwrites: the copy goes where nothing is.
+func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
+	var req restoreRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	rel, err := cleanRel(req.Path)
+	if err != nil || !validName(req.Snapshot) {
+		fsError(w, "restore", errBadPath)
+		return
+	}
+	src := path.Join(snapshotsDir, req.Snapshot, rel)
+	if _, err := s.root.Lstat(path.Join(snapshotsDir, req.Snapshot)); err != nil {
+		writeError(w, http.StatusNotFound, "no_snapshot", fmt.Sprintf("no snapshot %q; GET %ssnapshots lists them", req.Snapshot, apiPrefix))
+		return
+	}
+	if _, err := s.root.Lstat(src); err != nil {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("snapshot %s has no /%s; list the snapshot to see what it holds", req.Snapshot, rel))
+		return
+	}
+	var to string
+	switch {
+	case req.To != "":
+		if to, err = cleanRel(req.To); err != nil || to == "" {
+			fsError(w, "restore", errBadPath)
+			return
+		}
+		if _, err := s.root.Lstat(to); err == nil {
+			writeError(w, http.StatusConflict, "exists", "restore: /"+to+" exists; choose a destination that does not (nothing was changed)")
+			return
+		}
+	case rel == "":
+		to = "Restored " + req.Snapshot
+	default:
+		to = rel
+	}
+	if req.To == "" {
+		base := to
+		for i := 1; ; i++ {
+			if _, err := s.root.Lstat(to); errors.Is(err, iofs.ErrNotExist) {
+				break
+			}
+			suffix := fmt.Sprintf(" (restored %s)", req.Snapshot)
+			if i > 1 {
+				suffix = fmt.Sprintf(" (restored %s, %d)", req.Snapshot, i)
+			}
+			to = base + suffix
+			if i > 100 {
+				writeError(w, http.StatusConflict, "exists", "restore: too many restored copies already; choose a destination with \"to\"")
+				return
+			}
+		}
+	}
+	res := restoreResult{Snapshot: req.Snapshot, Path: "/" + rel, To: "/" + to}
+	if err := s.copyTree(r.Context(), src, to, &res); err != nil {
+		fsError(w, fmt.Sprintf("restore /%s from %s (%d files copied to /%s)", rel, req.Snapshot, res.Files, to), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// copyTree copies src to dst (which does not exist) inside the root:
+// folders, files and symlinks, with modes and times.
+func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreResult) error {
+	fi, err := s.root.Lstat(src)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	switch {
+	case fi.IsDir():
+		if err := s.root.Mkdir(dst, fi.Mode().Perm()|0o700); err != nil {
+			return err
+		}
+		d, err := s.root.Open(src)
+		if err != nil {
+			return err
+		}
+		names, err := d.Readdirnames(-1)
+		d.Close()
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if err := s.copyTree(ctx, path.Join(src, n), path.Join(dst, n), res); err != nil {
+				return err
+			}
+		}
+		s.root.Chmod(dst, fi.Mode().Perm())
+	case fi.Mode()&os.ModeSymlink != 0:
+		t, err := s.root.Readlink(src)
+		if err != nil {
+			return err
+		}
+		return s.root.Symlink(t, dst)
+	case fi.Mode().IsRegular():
+		in, err := s.root.Open(src)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := s.root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
+		if err != nil {
+			return err
+		}
+		n, err := io.Copy(out, in)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		res.Files++
+		res.Bytes += n
+	default:
+		return nil // devices, fifos, sockets are not copied
+	}
+	return s.root.Chtimes(dst, fi.ModTime(), fi.ModTime())
+}

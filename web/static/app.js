@@ -1,0 +1,520 @@
+// meshdrive web app: plain JS, no build step. Every request goes to the
+// drive's own API (/api/v1/), which the page reaches with its cookie.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const API = "/api/v1/";
+
+// el builds an element; text goes in as text, never as HTML.
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const k of kids.flat()) {
+    if (k === null || k === undefined || k === false) continue;
+    e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  }
+  return e;
+}
+
+const encPath = (p) => p.split("/").filter(Boolean).map(encodeURIComponent).join("/");
+const joinPath = (dir, name) => (dir ? dir + "/" : "") + name;
+
+function bytes(n) {
+  if (n === undefined || n === null || n < 0) return "unknown";
+  const u = ["bytes", "KB", "MB", "GB", "TB", "PB"];
+  let i = 0;
+  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
+  return (i === 0 ? n : n.toFixed(n < 10 ? 1 : 0)) + " " + u[i];
+}
+function duration(s) {
+  if (s < 0 || !isFinite(s)) return "unknown";
+  if (s < 60) return Math.max(1, Math.round(s)) + " s";
+  if (s < 3600) return Math.round(s / 60) + " min";
+  if (s < 86400) return (s / 3600).toFixed(1) + " h";
+  return (s / 86400).toFixed(1) + " days";
+}
+function when(t) {
+  const d = new Date(t);
+  if (isNaN(d)) return "";
+  const now = new Date();
+  const same = d.toDateString() === now.toDateString();
+  return same ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : d.toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" });
+}
+const plural = (n, one, many) => n + " " + (n === 1 ? one : (many || one + "s"));
+
+class APIError extends Error {
+  constructor(status, msg) { super(msg); this.status = status; }
+}
+
+async function api(method, path, body) {
+  const opts = { method, credentials: "same-origin", headers: {} };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  let r;
+  try {
+    r = await fetch(API + path, opts);
+  } catch (e) {
+    throw new APIError(0, "The drive is not answering: is it still mounted? (meshdrive status)");
+  }
+  if (r.status === 401) { $("gone").hidden = false; throw new APIError(401, "Signed out"); }
+  if (r.status === 204) return null;
+  let data = null;
+  try { data = await r.json(); } catch (e) { /* not JSON */ }
+  if (!r.ok) throw new APIError(r.status, (data && data.error) || ("The drive answered " + r.status + " " + r.statusText));
+  return data;
+}
+
+let toastTimer;
+function toast(msg, bad) {
+  const t = $("toast");
+  t.textContent = msg;
+  t.className = "toast" + (bad ? " bad" : "");
+  t.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { t.hidden = true; }, bad ? 8000 : 3500);
+}
+const fail = (e) => { if (e.status !== 401) toast(e.message, true); };
+
+// ask shows a small dialog; it resolves to the text typed (or true), or null.
+function ask(title, text, value, okLabel) {
+  return new Promise((resolve) => {
+    $("modal-title").textContent = title;
+    $("modal-text").textContent = text || "";
+    const input = $("modal-input");
+    input.hidden = value === undefined;
+    input.value = value || "";
+    $("modal-ok").textContent = okLabel || "OK";
+    $("modal").hidden = false;
+    if (!input.hidden) { input.focus(); input.select(); } else $("modal-ok").focus();
+    const done = (v) => { $("modal").hidden = true; $("modal-form").onsubmit = null; $("modal-cancel").onclick = null; resolve(v); };
+    $("modal-form").onsubmit = (ev) => { ev.preventDefault(); done(input.hidden ? true : input.value.trim()); };
+    $("modal-cancel").onclick = () => done(null);
+  });
+}
+
+// --- States -----------------------------------------------------------
+
+const STATE = {
+  local: ["warn", "Local only", "Written on this computer; not yet on the grid"],
+  degraded: ["warn", "Degraded", "On the grid with fewer shards than it should have; repair is owed"],
+  durable: ["ok", "On the grid", "Stored on the grid with every shard: it survives losing this computer"],
+};
+function stateBadge(s) {
+  const [cls, label, title] = STATE[s] || ["muted", s, ""];
+  return el("span", { class: "pill " + cls, title }, label);
+}
+function cacheBadge(c) {
+  if (c === "fully") return el("span", { class: "pill info", title: "Every block is on this computer: it opens without the network" }, "Cached");
+  if (c === "partly") return el("span", { class: "pill muted", title: "Some blocks are on this computer" }, "Partly cached");
+  return null;
+}
+
+// --- Routing ----------------------------------------------------------
+
+let route = { view: "files", path: "", snap: "" };
+function parseRoute() {
+  const h = decodeURI(location.hash.slice(1) || "/files/");
+  const parts = h.split("/").filter((x, i) => i > 0);
+  const view = parts[0] || "files";
+  if (view === "snap") return { view: "files", snap: decodeURIComponent(parts[1] || ""), path: parts.slice(2).map(decodeURIComponent).join("/") };
+  if (view === "files") return { view, snap: "", path: parts.slice(1).map(decodeURIComponent).join("/") };
+  return { view, snap: "", path: "" };
+}
+function filesHash(path, snap) {
+  const p = path.split("/").filter(Boolean).map(encodeURIComponent).join("/");
+  return snap ? "#/snap/" + encodeURIComponent(snap) + "/" + p : "#/files/" + p;
+}
+
+function show() {
+  route = parseRoute();
+  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== "view-" + route.view;
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("on", a.dataset.view === route.view || (route.snap && a.dataset.view === "snapshots"));
+  if (route.snap) document.querySelector('#nav a[data-view="files"]').classList.remove("on");
+  ({ files: loadFiles, activity: renderActivity, nodes: renderNodes, snapshots: loadSnapshots, check: loadCheck }[route.view] || loadFiles)();
+}
+
+// --- Files ------------------------------------------------------------
+
+async function loadFiles() {
+  const { path, snap } = route;
+  const crumbs = $("crumbs");
+  crumbs.replaceChildren(el("li", {}, el("a", { href: filesHash("", snap) }, snap ? "Snapshot " + snap : "My drive")));
+  let acc = "";
+  for (const seg of path.split("/").filter(Boolean)) {
+    acc = joinPath(acc, seg);
+    crumbs.append(el("li", {}, el("a", { href: filesHash(acc, snap) }, seg)));
+  }
+  $("file-actions").hidden = !!snap;
+  const banner = $("snap-banner");
+  banner.hidden = !snap;
+  if (snap) {
+    banner.replaceChildren(el("span", {}, "You are looking at snapshot ", el("b", {}, snap), ", read-only."),
+      el("span", { class: "actions" },
+        el("button", { class: "btn small", onclick: () => restore(snap, path, "dir") }, path ? "Restore this folder" : "Restore everything"),
+        el("a", { class: "btn small", href: "#/files/" + encPath(path) }, "Back to the drive")));
+  }
+  let list;
+  try {
+    list = await api("GET", "list/" + encPath(path) + (snap ? "?snapshot=" + encodeURIComponent(snap) : ""));
+  } catch (e) {
+    $("rows").replaceChildren();
+    $("empty").hidden = false;
+    $("empty").textContent = e.message;
+    return;
+  }
+  if (route.path !== path || route.snap !== snap) return; // moved on meanwhile
+  const rows = list.entries.map((e) => fileRow(e, snap));
+  $("rows").replaceChildren(...rows);
+  $("empty").hidden = rows.length > 0;
+  $("empty").textContent = snap ? "This folder was empty in the snapshot." : "This folder is empty. Drop files here, or use Upload.";
+  if (list.truncated) toast("This folder is very large: only the first 10,000 entries are shown.");
+  if (list.states_partial) fillStates(list.entries.filter((e) => e.type === "file" && !e.state), path);
+}
+
+// fillStates asks for the states a large folder's listing left out, a few
+// at a time, while the folder stays open.
+async function fillStates(missing, path) {
+  const next = async () => {
+    for (let e = missing.shift(); e; e = missing.shift()) {
+      if (route.path !== path || route.snap || route.view !== "files") return;
+      let st;
+      try { st = await api("GET", "stat/" + encPath(e.path)); } catch (err) { continue; }
+      const tr = [...$("rows").children].find((r) => r.dataset.name === e.name);
+      if (tr) tr.replaceWith(fileRow(st, ""));
+    }
+  };
+  await Promise.all([next(), next()]);
+}
+
+function fileRow(e, snap) {
+  const isDir = e.type === "dir";
+  const q = snap ? "?snapshot=" + encodeURIComponent(snap) : "";
+  const href = isDir ? filesHash(e.path, snap) : API + "files/" + encPath(e.path) + q;
+  const link = isDir ? el("a", { href }, e.name) : e.type === "file" ? el("a", { href, download: e.name, title: "Download " + e.name }, e.name)
+    : el("span", { class: "n", title: e.target ? "Link to " + e.target : "" }, e.name);
+  const icon = el("span", { class: "fi " + (isDir ? "dir" : e.type === "symlink" ? "link" : "file"), "aria-hidden": "true" });
+  const badges = el("div", { class: "badges" });
+  if (!snap && e.state) badges.append(stateBadge(e.state));
+  // A file not yet uploaded is only here anyway: "cached" says nothing.
+  if (!snap && e.cached && e.state !== "local") { const c = cacheBadge(e.cached); if (c) badges.append(c); }
+  if (e.pinned === true) badges.append(el("span", { class: "pill info", title: "Kept on this computer" }, "Pinned"));
+  if (e.pending_bytes > 0 && e.state === "local") badges.title = bytes(e.pending_bytes) + " still to upload";
+  const acts = el("td", { class: "c-act" });
+  if (snap) {
+    acts.append(el("button", { class: "btn small", onclick: () => restore(snap, e.path, e.type) }, "Restore"));
+  } else {
+    if (e.type === "file") acts.append(el("a", { class: "btn small hide-phone", href, download: e.name }, "Download"), " ");
+    acts.append(el("button", { class: "btn small", title: "Rename", onclick: () => rename(e) }, "Rename"), " ",
+      el("button", { class: "btn small danger", title: "Delete", onclick: () => remove(e) }, "Delete"));
+  }
+  // On a phone the size, date and state columns fold into a line under the name.
+  const sub = el("div", { class: "sub" }, isDir ? "Folder" : bytes(e.size), " · ", when(e.mtime), badges.cloneNode(true));
+  return el("tr", { "data-name": e.name },
+    el("td", { class: "c-name" }, el("div", { class: "name" }, icon, el("div", { class: "nm" }, link, sub))),
+    el("td", { class: "c-size" }, isDir ? "" : bytes(e.size)),
+    el("td", { class: "c-date" }, when(e.mtime)),
+    el("td", { class: "c-state" }, badges),
+    acts);
+}
+
+async function rename(e) {
+  const name = await ask("Rename", "New name for " + e.name, e.name, "Rename");
+  if (!name || name === e.name) return;
+  if (name.includes("/")) { toast("A name cannot hold a slash.", true); return; }
+  const dir = e.path.split("/").slice(0, -1).join("/");
+  try {
+    await api("POST", "rename", { from: e.path, to: joinPath(dir, name) });
+    toast("Renamed to " + name);
+    loadFiles();
+  } catch (err) { fail(err); }
+}
+
+async function remove(e) {
+  const what = e.type === "dir" ? "the folder " + e.name + " and everything in it" : e.name;
+  if (!(await ask("Delete", "Delete " + what + "? Snapshots keep their copies.", undefined, "Delete"))) return;
+  try {
+    await api("DELETE", "files/" + encPath(e.path) + (e.type === "dir" ? "?recursive=1" : ""));
+    toast("Deleted " + e.name);
+    loadFiles();
+  } catch (err) { fail(err); }
+}
+
+$("btn-mkdir").onclick = async () => {
+  const name = await ask("New folder", "Name of the new folder", "New folder", "Create");
+  if (!name) return;
+  try {
+    await api("POST", "mkdir/" + encPath(joinPath(route.path, name)));
+    loadFiles();
+  } catch (err) { fail(err); }
+};
+
+async function restore(snap, path, type) {
+  const what = path ? "/" + path : "the whole drive";
+  if (!(await ask("Restore from " + snap, "Copy " + what + " as it was in snapshot " + snap +
+    " back into the drive. If something is there now, the copy is put beside it.", undefined, "Restore"))) return;
+  toast("Restoring " + what + " from " + snap + "…");
+  try {
+    const r = await api("POST", "restore", { snapshot: snap, path });
+    toast("Restored " + plural(r.files, "file") + " (" + bytes(r.bytes) + ") to " + r.to);
+    const dir = r.to.split("/").filter(Boolean).slice(0, type === "dir" && !path ? 1 : -1).join("/");
+    location.hash = filesHash(type === "dir" && !path ? "" : dir, "");
+  } catch (err) { fail(err); }
+}
+
+// --- Uploads from this browser ---------------------------------------
+
+const transfers = [];
+function renderTransfers() {
+  const mk = (t) => {
+    const pct = t.total ? Math.min(100, (100 * t.sent) / t.total) : 0;
+    const bar = el("div", { class: "meter" + (t.state === "done" ? " done" : "") }, el("div"));
+    bar.firstChild.style.width = (t.state === "done" ? 100 : pct) + "%";
+    let how;
+    if (t.state === "done") how = "Uploaded to the drive — " + bytes(t.total);
+    else if (t.state === "failed") how = t.error;
+    else {
+      const el_ = (Date.now() - t.start) / 1000;
+      const rate = el_ > 0.5 ? t.sent / el_ : 0;
+      how = bytes(t.sent) + " of " + bytes(t.total) + (rate ? " — " + bytes(rate) + "/s, " + duration((t.total - t.sent) / rate) + " left" : "");
+    }
+    return el("li", { class: "xfer " + t.state }, el("span", { class: "what" }, "/" + t.path), el("span", { class: "how" }, how), bar);
+  };
+  $("transfer-list").replaceChildren(...transfers.filter((t) => t.state !== "done" || Date.now() - t.end < 15000).map(mk));
+  $("transfers").hidden = $("transfer-list").children.length === 0;
+  $("transfer-list-2").replaceChildren(...transfers.slice().reverse().map(mk));
+  $("no-transfers").hidden = transfers.length > 0;
+}
+
+function uploadFile(file, dir) {
+  const t = { path: joinPath(dir, file.name), total: file.size, sent: 0, state: "sending", start: Date.now() };
+  transfers.push(t);
+  renderTransfers();
+  return new Promise((resolve) => {
+    const x = new XMLHttpRequest();
+    x.open("PUT", API + "files/" + encPath(t.path));
+    x.upload.onprogress = (ev) => { t.sent = ev.loaded; renderTransfers(); };
+    x.onload = () => {
+      if (x.status === 201) { t.state = "done"; t.end = Date.now(); t.sent = t.total; }
+      else {
+        t.state = "failed";
+        try { t.error = JSON.parse(x.responseText).error; } catch (e) { t.error = "The drive answered " + x.status; }
+        if (x.status === 401) $("gone").hidden = false;
+      }
+      renderTransfers();
+      resolve();
+    };
+    x.onerror = () => { t.state = "failed"; t.error = "The connection to the drive broke; try again"; renderTransfers(); resolve(); };
+    x.send(file);
+  });
+}
+
+async function uploadFiles(files) {
+  const dir = route.path;
+  if (route.snap) { toast("Snapshots are read-only: open the drive to upload.", true); return; }
+  let list = Array.from(files);
+  const here = new Set([...$("rows").children].map((r) => r.dataset.name));
+  const clash = list.filter((f) => here.has(f.name));
+  if (clash.length) {
+    const names = clash.length === 1 ? clash[0].name : plural(clash.length, "file");
+    const ok = await ask("Replace?", names + (clash.length === 1 ? " is" : " are") +
+      " already in this folder. Replace with the uploaded " + (clash.length === 1 ? "file" : "files") + "? Snapshots keep the old version.", undefined, "Replace");
+    if (!ok) list = list.filter((f) => !here.has(f.name));
+  }
+  for (const f of list) await uploadFile(f, dir);
+  if (route.path === dir && route.view === "files") loadFiles();
+  const failed = transfers.filter((t) => t.state === "failed").length;
+  if (!failed && list.length) toast(plural(list.length, "file") + " uploaded. They reach the grid in the background (see Activity).");
+}
+
+$("file-input").onchange = (ev) => { uploadFiles(ev.target.files); ev.target.value = ""; };
+(() => {
+  const zone = $("drop");
+  let depth = 0;
+  const hint = (on) => { zone.classList.toggle("over", on); $("drop-hint").hidden = !on; };
+  zone.addEventListener("dragenter", (ev) => { if (route.snap) return; ev.preventDefault(); depth++; hint(true); });
+  zone.addEventListener("dragover", (ev) => { if (route.snap) return; ev.preventDefault(); ev.dataTransfer.dropEffect = "copy"; });
+  zone.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; hint(false); } });
+  zone.addEventListener("drop", (ev) => {
+    ev.preventDefault(); depth = 0; hint(false);
+    const items = ev.dataTransfer.items ? Array.from(ev.dataTransfer.items) : [];
+    if (items.some((i) => i.webkitGetAsEntry && i.webkitGetAsEntry() && i.webkitGetAsEntry().isDirectory)) {
+      toast("Folders cannot be dropped yet: drop the files, or copy the folder into the mounted drive.", true);
+    }
+    const files = Array.from(ev.dataTransfer.files).filter((f, i) => !(items[i] && items[i].webkitGetAsEntry && items[i].webkitGetAsEntry() && items[i].webkitGetAsEntry().isDirectory));
+    if (files.length) uploadFiles(files);
+  });
+  window.addEventListener("dragover", (ev) => ev.preventDefault());
+  window.addEventListener("drop", (ev) => ev.preventDefault());
+})();
+
+// --- Status, activity, nodes -------------------------------------------
+
+let summary = null;
+async function refreshStatus() {
+  try { summary = await api("GET", "status"); } catch (e) { return; }
+  const s = summary;
+  const top = $("drive-state");
+  const [cls, label] = s.online ? (STATE[s.state] || ["muted", s.state]) : ["bad", "Offline"];
+  top.className = "pill " + cls;
+  top.textContent = !s.online ? "Offline — working from this computer" : s.state === "durable" ? "All safe on the grid" :
+    s.state === "local" ? "Uploading to the grid" : "Repair owed";
+  const q = $("nav-queue");
+  q.hidden = !(s.uploads.bytes > 0);
+  q.textContent = bytes(s.uploads.bytes);
+  const n = $("nav-nodes");
+  n.hidden = s.nodes_up === s.nodes_total;
+  n.textContent = (s.nodes_total - s.nodes_up) + " down";
+  if (route.view === "activity") renderActivity();
+  if (route.view === "nodes") renderNodes();
+}
+
+function facts(dl, pairs) {
+  dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+function renderActivity() {
+  renderTransfers();
+  const s = summary;
+  if (!s) return;
+  const u = s.uploads;
+  let sent;
+  if (u.bytes === 0 && u.in_flight_bytes === 0) sent = s.meta_pending_rows > 0 ? "All file data is on the grid; the latest folder changes follow within a minute." : "Nothing waiting: everything written is on the grid.";
+  else if (!s.online) sent = bytes(u.bytes) + " in " + plural(u.files, "file") + " waiting. No node is reachable, so uploads resume when one is.";
+  else sent = bytes(u.bytes) + " in " + plural(u.files, "file") + " waiting to upload" + (u.rate > 0 ? ", at " + bytes(u.rate) + "/s: about " + duration(u.eta_seconds) + " left." : ".");
+  $("q-sentence").textContent = sent;
+  const total = u.bytes + u.done_bytes;
+  $("q-bar").style.width = (total > 0 ? (100 * u.done_bytes) / total : 100) + "%";
+  const rows = [["Waiting", bytes(u.bytes)], ["Uploaded since mount", bytes(u.done_bytes)], ["Rate", u.rate > 0 ? bytes(u.rate) + "/s" : "idle"],
+    ["Time left", u.bytes > 0 ? duration(u.eta_seconds) : "—"]];
+  if (u.queue_age_seconds > 0) rows.push(["Waiting for", duration(u.queue_age_seconds)]);
+  if (u.errors > 0) rows.push(["Failed attempts", String(u.errors)]);
+  facts($("q-facts"), rows);
+  if (u.last_error && u.bytes > 0) $("q-sentence").append(el("p", { class: "err" }, "Last problem: " + u.last_error));
+  const c = s.cache;
+  $("cache-sentence").textContent = c.hit_rate < 0 ? "Nothing read from the grid yet." :
+    Math.round(c.hit_rate * 100) + "% of reads were served from this computer.";
+  facts($("cache-facts"), [["In memory", bytes(c.mem_bytes)], ["On disk", bytes(c.disk_bytes)], ["Reads from cache", String(c.hits)], ["Reads from the grid", String(c.misses)]]);
+  let safety;
+  if (s.state === "durable") safety = "Every file is stored as " + (s.k + s.m) + " shards on the nodes; any " + s.k + " of them rebuild it, so " + plural(s.m, "node") + " can be lost.";
+  else if (s.state === "degraded") safety = plural(s.repair_owed, "segment") + " on the grid lack shards. Repair runs in the background; you can start one under Check.";
+  else safety = "Some recent changes exist only on this computer until they are uploaded.";
+  $("safety-sentence").textContent = safety;
+}
+
+function renderNodes() {
+  const s = summary;
+  if (!s) { refreshStatus(); return; }
+  const down = s.nodes_total - s.nodes_up;
+  $("nodes-sentence").textContent = down === 0 ? "All " + plural(s.nodes_total, "node") + " are up." :
+    plural(down, "node") + " of " + s.nodes_total + (down === 1 ? " is" : " are") + " down. " +
+    (s.nodes_up >= s.k ? "Every file still reads; new data waits or is stored with fewer shards until " + (down === 1 ? "it comes" : "they come") + " back." :
+      "Fewer than " + s.k + " nodes are up: files that are not cached cannot be read until more come back.");
+  $("node-cards").replaceChildren(...s.nodes.map((n) => {
+    const used = n.capacity > 0 && n.free >= 0 ? n.capacity - n.free : -1;
+    const meter = el("div", { class: "meter" }, el("div"));
+    meter.firstChild.style.width = (used >= 0 ? (100 * used) / n.capacity : 0) + "%";
+    const card = el("div", { class: "card" + (n.up ? "" : " down"), "data-node": n.name },
+      el("div", { class: "node-head" }, el("h2", {}, n.name),
+        n.up ? el("span", { class: "pill ok" }, n.draining ? "Up, draining" : "Up") : el("span", { class: "pill bad" }, "Down")),
+      n.zone ? el("p", { class: "muted" }, "Zone " + n.zone) : null,
+      n.up && n.capacity > 0 ? meter : null);
+    const dl = el("dl", { class: "facts" });
+    facts(dl, n.up ? [["Answers in", n.latency_ms.toFixed(1) + " ms"], ["Shards", String(n.shards)],
+      ["Free", n.free >= 0 ? bytes(n.free) + (n.capacity > 0 ? " of " + bytes(n.capacity) : "") : "unknown"]] : []);
+    card.append(dl);
+    if (!n.up) card.append(el("p", { class: "err" }, "Not answering: " + (n.error || "no reply") + ". Start the node again, or replace it with meshdrive node add and node remove."));
+    return card;
+  }));
+}
+
+// --- Snapshots ----------------------------------------------------------
+
+async function loadSnapshots() {
+  let ss;
+  try { ss = await api("GET", "snapshots"); } catch (e) { fail(e); return; }
+  const list = $("snap-list");
+  if (!ss.length) {
+    list.replaceChildren(el("li", {}, el("span", { class: "muted" }, "No snapshots yet. The first one is taken automatically within a minute of the first change, or take one now.")));
+    return;
+  }
+  list.replaceChildren(...ss.slice().reverse().map((s) => el("li", { "data-snap": s.name },
+    el("div", {}, el("div", { class: "title" }, s.name), el("div", { class: "muted" },
+      new Date(s.created).toLocaleString() + " — " + (s.named ? "kept until deleted" : "kept by the retention schedule"))),
+    el("a", { class: "btn small", href: filesHash("", s.name) }, "Browse and restore"))));
+}
+
+$("btn-snap").onclick = async () => {
+  const name = await ask("Take a snapshot", "A name keeps the snapshot until you delete it. Leave it empty for an automatic one.", "", "Take snapshot");
+  if (name === null) return;
+  try {
+    const s = await api("POST", "snapshots", name ? { name } : {});
+    toast("Snapshot " + s.name + " taken.");
+    loadSnapshots();
+  } catch (e) { fail(e); }
+};
+
+// --- Check --------------------------------------------------------------
+
+let checkTimer, checkSeq = 0;
+async function loadCheck() {
+  if (!$("check-path").value && route.path) $("check-path").value = "/" + route.path;
+  const seq = ++checkSeq;
+  let st;
+  try { st = await api("GET", "check"); } catch (e) { return; }
+  if (seq === checkSeq) renderCheck(st); // an answer older than a newer request is stale
+}
+
+function renderCheck(st) {
+  clearTimeout(checkTimer);
+  if (!st.started) { $("check-status").hidden = true; $("btn-check").disabled = false; return; }
+  $("check-status").hidden = false;
+  $("btn-check").disabled = st.running;
+  const p = st.progress || {};
+  const pct = st.running ? (p.total > 0 ? (100 * p.done) / p.total : 2) : 100;
+  $("check-bar").style.width = pct + "%";
+  $("check-bar").parentElement.classList.toggle("done", !st.running && !st.error);
+  $("check-title").textContent = (st.repair ? "Check and repair of " : "Check of ") + (st.path === "/" ? "the whole drive" : st.path);
+  const files = $("check-files");
+  files.replaceChildren();
+  if (st.running) {
+    $("check-sentence").textContent = p.total > 0 ? (p.phase === "repair" ? "Repairing" : "Checking") + ": " + p.done + " of " + plural(p.total, "segment") + "…" : "Starting…";
+    checkTimer = setTimeout(loadCheck, 500);
+    return;
+  }
+  if (st.error) { $("check-sentence").textContent = "The check stopped: " + st.error; return; }
+  const r = st.report;
+  let s = plural(r.segments, "segment") + " checked: " + r.segments_healthy + " healthy";
+  if (r.segments_degraded) s += ", " + r.segments_degraded + " missing shards" + (st.repair ? " (repaired where a node had room)" : "");
+  if (r.segments_unrecoverable) s += ", " + r.segments_unrecoverable + " unrecoverable";
+  s += ". Files: " + r.healthy + " healthy";
+  if (r.degraded) s += ", " + r.degraded + " degraded";
+  if (r.unrecoverable) s += ", " + r.unrecoverable + " lost (restore them from a snapshot or a copy)";
+  $("check-sentence").textContent = s + ".";
+  for (const f of r.files || []) files.append(el("li", { class: "xfer" }, el("span", { class: "what" }, f.path), el("span", { class: "pill " + (f.state === "unrecoverable" ? "bad" : "warn") }, f.state)));
+}
+
+$("check-form").onsubmit = async (ev) => {
+  ev.preventDefault();
+  try {
+    const seq = ++checkSeq;
+    const st = await api("POST", "check", { path: $("check-path").value.trim(), verify: $("check-verify").checked, repair: $("check-repair").checked });
+    if (seq === checkSeq) renderCheck(st);
+    checkTimer = setTimeout(loadCheck, 300);
+  } catch (e) { fail(e); }
+};
+
+// --- Start --------------------------------------------------------------
+
+window.addEventListener("hashchange", show);
+show();
+refreshStatus();
+setInterval(refreshStatus, 3000);
+setInterval(() => { if (transfers.some((t) => t.state === "sending" || (t.state === "done" && Date.now() - t.end < 16000))) renderTransfers(); }, 1000);

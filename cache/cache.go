@@ -68,6 +68,9 @@ type Options struct {
 	Fetcher Fetcher
 	// Logger gets disk-tier problems and corrupt cache files. nil = discard.
 	Logger *slog.Logger
+
+	// now is the clock of the scan resistance (tests; default time.Now).
+	now func() time.Time
 }
 
 // Stats is a snapshot of the cache's size and counters. Counters count
@@ -159,8 +162,11 @@ func New(o Options) (*Cache, error) {
 		idx:     newIndexes(),
 		queued:  make(map[remote.BlockID]struct{}),
 	}
-	c.mem = newMem(o.MemBytes, &c.evictions)
-	d, err := newDisk(o.Dir, o.DiskBytes, o.Logger, &c.evictions, &c.diskErrors)
+	if o.now == nil {
+		o.now = time.Now
+	}
+	c.mem = newMem(o.MemBytes, &c.evictions, o.now)
+	d, err := newDisk(o.Dir, o.DiskBytes, o.Logger, &c.evictions, &c.diskErrors, o.now)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +196,7 @@ func (c *Cache) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, err
 	if c.isClosed.Load() {
 		return nil, ErrClosed
 	}
-	if b, ok := c.mem.get(blockKey(ref.ID)); ok {
+	if b, ok := c.memGet(blockKey(ref.ID)); ok {
 		c.hits.Add(1)
 		return b, nil
 	}
@@ -203,6 +209,16 @@ func (c *Cache) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, err
 	}
 	c.count(src)
 	return b, nil
+}
+
+// memGet is mem.get that tells the disk tier when memory saw the block
+// used again, so a block kept hot in memory is protected on disk too.
+func (c *Cache) memGet(k key) ([]byte, bool) {
+	b, ok, promoted := c.mem.get(k)
+	if promoted {
+		c.disk.promote(k.id)
+	}
+	return b, ok
 }
 
 // count counts one read served from src.
@@ -281,7 +297,7 @@ func (c *Cache) fly(ctx context.Context, k key, fl *flight, fill func(context.Co
 // fill loads a block: memory (a flight that just ended may have put it
 // there), disk tier, grid. It stores what it loads in the tiers.
 func (c *Cache) fill(ctx context.Context, ref remote.BlockRef) ([]byte, source, error) {
-	if b, ok := c.mem.get(blockKey(ref.ID)); ok {
+	if b, ok := c.memGet(blockKey(ref.ID)); ok {
 		return b, fromMem, nil
 	}
 	if sealed, ok := c.disk.read(ref); ok {

@@ -385,6 +385,45 @@ func (c *Cache) prefetcher() {
 // Pinning does not fetch: read the block to bring it in.
 func (c *Cache) Pin(id remote.BlockID) { c.disk.pin(id) }
 
+// ErrNoDiskTier is returned by Keep when the cache has no disk tier.
+var ErrNoDiskTier = errors.New("the cache has no disk tier (cache size 0), so nothing can be kept on this machine")
+
+// Keep pins ref's block and makes sure it is on disk: it returns at once
+// when it is, else it fetches the sealed block from the grid and writes it
+// before returning (not through the write queue, which may drop it). It
+// does not touch the memory tier, so keeping a folder offline does not
+// push out what is being read. An error means the block is not on disk
+// (yet): the grid failed, or the disk did.
+func (c *Cache) Keep(ctx context.Context, ref remote.BlockRef) error {
+	if c.isClosed.Load() {
+		return ErrClosed
+	}
+	if c.disk.dir == "" {
+		return ErrNoDiskTier
+	}
+	c.disk.pin(ref.ID)
+	if c.disk.has(ref.ID) {
+		return nil
+	}
+	c.fetches.Add(1)
+	_, sealed, err := c.f.FetchBlock(ctx, ref)
+	if err != nil {
+		c.fetchErrors.Add(1)
+		return fmt.Errorf("cache: fetch block %s to keep it: %w", ref.ID, err)
+	}
+	c.disk.mu.Lock()
+	gen := c.disk.gen
+	c.disk.mu.Unlock()
+	c.disk.write(diskWrite{id: ref.ID, sealed: sealed, gen: gen})
+	if !c.disk.has(ref.ID) {
+		return fmt.Errorf("cache: block %s could not be written to the disk cache in %s (see the log)", ref.ID, c.disk.dir)
+	}
+	return nil
+}
+
+// OnDisk reports whether block id is in the disk tier now (see Has).
+func (c *Cache) OnDisk(id remote.BlockID) bool { return c.disk.has(id) }
+
 // Unpin makes id evictable again.
 func (c *Cache) Unpin(id remote.BlockID) { c.disk.unpin(id) }
 

@@ -47,6 +47,8 @@ type MountOptions struct {
 	Writeback bool
 	// Snapshots, when set, serves MOUNT/.snapshots (read-only).
 	Snapshots Snapshotter
+	// Pins, when set, handles the PinXattr xattr (pin, unpin).
+	Pins Pins
 	// Debug logs every FUSE request (very verbose).
 	Debug  bool
 	Logger *slog.Logger
@@ -61,7 +63,7 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout, snaps: o.Snapshots}}
+	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout, snaps: o.Snapshots, pins: o.Pins}}
 	a, err := j.GetAttr(context.Background(), journal.RootIno)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: reading the root directory from the journal: %w", mountpoint, err)

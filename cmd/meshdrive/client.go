@@ -84,7 +84,9 @@ everything written is grid-durable. With PATH (a file or folder inside the
 mount, or a path relative to the drive's root): its state (durable, degraded
 or local), blocks and bytes still pending upload, and whether its blocks on
 the grid are in the local cache: fully, partly or not (blocks not yet
-uploaded are local anyway). A folder sums its files. Talks to the running
+uploaded are local anyway), whether it is pinned (meshdrive pin) and how much
+of it is on this machine's disk ("local: fully" once a pinned folder can be
+read with no node reachable). A folder sums its files. Talks to the running
 mount.`)
 	dataDir := dataDirFlag(e, fl)
 	asJSON := fl.Bool("json", false, "print JSON")
@@ -122,6 +124,7 @@ mount.`)
 		}
 		fmt.Fprintf(e.stdout, "  %d blocks, %d pending upload (%s)\n", rep.Blocks, rep.PendingBlocks, humanBytes(rep.PendingBytes))
 		printCached(e.stdout, &rep)
+		printPinned(e.stdout, &rep)
 		return nil
 	}
 	var rep statusReport

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +27,7 @@ import (
 //	GET  /status?path=P     pathReport for one file or folder
 //	POST /sync              JSON lines of syncLine until grid-durable
 //	POST /cache/clear       clearReport
+//	POST /pin, /unpin       ?path=P&abs=A (repeated): []pinReport
 //	POST /gc?dry_run=1&grace=D  JSON lines of gcLine, the last with the stats
 //	GET  /snapshots         []snapshotJSON
 //	POST /snapshots?name=N  snapshotJSON of the new snapshot
@@ -122,6 +122,13 @@ type pathReport struct {
 	CachedBlocks int    `json:"cached_blocks"` // of those, in the cache (memory or disk)
 	CachedBytes  int64  `json:"cached_bytes"`
 	CachedFiles  int    `json:"cached_files"` // files whose grid blocks are all cached
+	// Pinned: the path or a folder above it is pinned. Local is like
+	// Cached over the disk cache only (what survives a restart; pinned
+	// blocks live there): fully | partly | not.
+	Pinned      bool   `json:"pinned"`
+	Local       string `json:"local"`
+	LocalBlocks int    `json:"local_blocks"`
+	LocalBytes  int64  `json:"local_bytes"`
 }
 
 // Values of pathReport.Cached.
@@ -206,6 +213,8 @@ func startControl(o controlOptions) (*controlServer, error) {
 	mux.HandleFunc("GET /status", c.status)
 	mux.HandleFunc("POST /sync", c.sync)
 	mux.HandleFunc("POST /cache/clear", c.cacheClear)
+	mux.HandleFunc("POST /pin", c.pin)
+	mux.HandleFunc("POST /unpin", c.pin)
 	mux.HandleFunc("POST /gc", c.gc)
 	mux.HandleFunc("GET /snapshots", c.snapshotList)
 	mux.HandleFunc("POST /snapshots", c.snapshotCreate)
@@ -353,27 +362,16 @@ const maxWalk = 200000
 // pathStatus reports one file, or sums a folder's files. rel is relative
 // to the drive's root; abs, when set and inside the mountpoint, wins.
 func (c *controlServer) pathStatus(ctx context.Context, rel, abs string) (*pathReport, error) {
-	if abs != "" {
-		if r, err := filepath.Rel(c.o.mountpoint, abs); err == nil && r != ".." && !strings.HasPrefix(r, "../") {
-			rel = r
-		} else if filepath.IsAbs(rel) {
-			return nil, fmt.Errorf("%s is not inside the drive mounted at %s", abs, c.o.mountpoint)
-		}
+	ino, rel, err := c.resolve(ctx, rel, abs)
+	if err != nil {
+		return nil, err
 	}
-	rel = strings.Trim(filepath.ToSlash(filepath.Clean("/"+rel)), "/")
 	j := c.o.drive.Journal()
-	ino := journal.RootIno
-	if rel != "" {
-		var err error
-		if ino, err = j.ResolvePath(ctx, rel); err != nil {
-			return nil, fmt.Errorf("%s: %w", rel, err)
-		}
-	}
 	attr, err := j.GetAttr(ctx, ino)
 	if err != nil {
 		return nil, err
 	}
-	rep := &pathReport{Path: "/" + rel, State: journal.StateDurable.String()}
+	rep := &pathReport{Path: "/" + rel, State: journal.StateDurable.String(), Pinned: c.pinned(ctx, rel)}
 	worst := journal.StateDurable
 	ca := c.o.drive.Cache()
 	add := func(ino journal.Ino, size uint64) error {
@@ -391,6 +389,10 @@ func (c *controlServer) pathStatus(ctx context.Context, rel, abs string) (*pathR
 			if ca.Has(b.ID) {
 				cached++
 				rep.CachedBytes += b.Len
+			}
+			if ca.OnDisk(b.ID) {
+				rep.LocalBlocks++
+				rep.LocalBytes += b.Len
 			}
 		}
 		if cached == len(gb) {
@@ -414,41 +416,14 @@ func (c *controlServer) pathStatus(ctx context.Context, rel, abs string) (*pathR
 		}
 	case syscall.S_IFDIR:
 		rep.Type = "dir"
-		visited := 0
-		var walk func(dir journal.Ino) error
-		walk = func(dir journal.Ino) error {
-			var off uint64
-			for {
-				ents, err := j.ReadDir(ctx, dir, off, 1024)
-				if err != nil {
-					return err
-				}
-				if len(ents) == 0 {
-					return nil
-				}
-				for _, d := range ents {
-					off = d.Off
-					if visited++; visited > maxWalk {
-						return fmt.Errorf("folder has more than %d entries; ask for a subfolder", maxWalk)
-					}
-					switch d.Mode & syscall.S_IFMT {
-					case syscall.S_IFDIR:
-						if err := walk(d.Ino); err != nil {
-							return err
-						}
-					case syscall.S_IFREG:
-						a, err := j.GetAttr(ctx, d.Ino)
-						if err != nil {
-							return err
-						}
-						if err := add(d.Ino, a.Size); err != nil {
-							return err
-						}
-					}
-				}
+		err := j.WalkFiles(ctx, ino, maxWalk, func(_ string, f journal.Ino) error {
+			a, err := j.GetAttr(ctx, f)
+			if err != nil {
+				return err
 			}
-		}
-		if err := walk(ino); err != nil {
+			return add(f, a.Size)
+		})
+		if err != nil {
 			return nil, err
 		}
 	case syscall.S_IFLNK:
@@ -458,6 +433,7 @@ func (c *controlServer) pathStatus(ctx context.Context, rel, abs string) (*pathR
 	}
 	rep.State = worst.String()
 	rep.Cached = cachedVerdict(rep.CachedBlocks, rep.GridBlocks)
+	rep.Local = cachedVerdict(rep.LocalBlocks, rep.GridBlocks)
 	return rep, nil
 }
 
@@ -513,6 +489,9 @@ func (c *controlServer) cacheClear(w http.ResponseWriter, r *http.Request) {
 	if err := ca.Clear(); err != nil {
 		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
 		return
+	}
+	if p := c.o.drive.Pins(); p != nil {
+		p.Kick() // pinned blocks stay; the pinner checks
 	}
 	after, _ := json.Marshal(ca.Stats())
 	writeJSON(w, http.StatusOK, clearReport{Before: before, After: after})

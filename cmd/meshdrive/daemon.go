@@ -64,6 +64,9 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 	if o.metaInterval > 0 {
 		args = append(args, "--metadata-interval", o.metaInterval.String())
 	}
+	if o.pinBudget > 0 {
+		args = append(args, "--pin-budget", strconv.FormatInt(o.pinBudget, 10))
+	}
 	args = append(args, "--", o.mountpoint)
 	cmd := exec.Command(self, args...)
 	cmd.Dir = "/"

@@ -43,6 +43,7 @@ type mountOptions struct {
 	mountpoint  string
 	cacheSize   int64
 	cacheMem    int64
+	pinBudget   int64
 	uploadLimit float64
 	allowOther  bool
 	readOnly    bool
@@ -80,6 +81,7 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	dataDir := dataDirFlag(e, fl)
 	cacheSize := fl.String("cache-size", "4GiB", "disk cache size in bytes (suffixes K, M, G, T, KiB, MiB, GiB, TiB)")
 	cacheMem := fl.String("cache-mem", "32MiB", "memory cache size in bytes (same suffixes): plaintext blocks and frames kept in RAM, most of the mount's memory; raise it for hot working sets larger than this")
+	pinBudget := fl.String("pin-budget", "", "how much pinned files (meshdrive pin) may hold on this machine, in bytes (same suffixes; default: --cache-size); pinned blocks live in the disk cache and take their room from it")
 	uploadLimit := fl.String("upload-limit", "0", "upload bandwidth limit in bytes/s (same suffixes; 0 = unlimited)")
 	allowOther := fl.Bool("allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root)")
 	readOnly := fl.Bool("read-only", false, "mount read-only")
@@ -114,6 +116,11 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	}
 	if o.cacheMem, err = parseBytes(*cacheMem); err != nil || o.cacheMem < 0 {
 		return usageError("--cache-mem %q: want a byte count like 32MiB", *cacheMem)
+	}
+	if *pinBudget != "" {
+		if o.pinBudget, err = parseBytes(*pinBudget); err != nil || o.pinBudget <= 0 {
+			return usageError("--pin-budget %q: want a byte count like 10GiB", *pinBudget)
+		}
 	}
 	ul, err := parseBytes(*uploadLimit)
 	if err != nil || ul < 0 {
@@ -333,7 +340,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	}
 	drive, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir: o.dataDir, Grid: grid, Sealer: sealer,
-		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, UploadLimit: o.uploadLimit,
+		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, PinBudget: o.pinBudget, UploadLimit: o.uploadLimit,
 		BlockSize: cfg.BlockSize, ReadOnly: o.readOnly, AllowOther: o.allowOther, Logger: log,
 		MetaInterval: metaInterval(o, cfg), Retention: retention(cfg), GCInterval: o.gcInterval,
 		CorruptReads: func() float64 { f, _ := strconv.ParseFloat(os.Getenv("MESHDRIVE_TEST_CORRUPT_READS"), 64); return f }(), // TEST ONLY negative control (integration)

@@ -185,6 +185,9 @@ func printStatus(w io.Writer, r *statusReport) {
 	if !r.Online {
 		online = "OFFLINE: no node reachable"
 	}
+	if r.OfflineSince != nil {
+		fmt.Fprintf(w, "  %s\n", offlineLine(r, time.Now()))
+	}
 	fmt.Fprintf(w, "\nnodes: %d of %d up, k=%d m=%d (%s)\n", r.NodesUp, r.NodesTotal, r.K, r.M, online)
 	for _, n := range r.Nodes {
 		if n.Up {
@@ -226,6 +229,7 @@ func printStatus(w io.Writer, r *statusReport) {
 	if md.LastError != "" {
 		fmt.Fprintf(w, "  last error: %s\n", md.LastError)
 	}
+	printBandwidth(w, r)
 	fmt.Fprintf(w, "\ngarbage: %s no file refers to (kept snapshots may)", humanBytes(r.GC.GarbageBytes))
 	if l := r.GC.Last; l != nil {
 		fmt.Fprintf(w, "; the last collection, %s, freed %s", l.Finish.Local().Format(time.DateTime), humanBytes(l.FreedBytes))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/limit"
 )
 
 // configVersion is the config.json format this program writes and reads.
@@ -57,6 +58,12 @@ type Config struct {
 	// Retention says which metadata checkpoints stay snapshots
 	// (journal.ParseRetention; the default when empty).
 	Retention string `json:"retention,omitempty"`
+	// BandwidthSchedule says which upload and download limits are in
+	// force at what time of day (remote/limit.ParseSchedule), for example
+	// "08:00-18:00 1MiB/s, otherwise unlimited"; outside its windows (and
+	// when empty) mount's --upload-limit and --download-limit apply. The
+	// mount re-reads it every 10 s.
+	BandwidthSchedule string `json:"bandwidth_schedule,omitempty"`
 }
 
 // NodeConfig is one node of the grid. URL is "http(s)://[token@]host:port",
@@ -146,6 +153,9 @@ func (c *Config) validate() error {
 		if _, err := journal.ParseRetention(c.Retention); err != nil {
 			return fmt.Errorf("retention: %v", err)
 		}
+	}
+	if _, err := limit.ParseSchedule(c.BandwidthSchedule); err != nil {
+		return fmt.Errorf("bandwidth_schedule: %v", err)
 	}
 	names := map[string]bool{}
 	for i, n := range c.Nodes {

@@ -40,25 +40,30 @@ import (
 
 // statusReport is GET /status (and meshdrive status --json).
 type statusReport struct {
-	DataDir    string          `json:"data_dir"`
-	DriveID    string          `json:"drive_id"`
-	Mountpoint string          `json:"mountpoint"`
-	PID        int             `json:"pid"`
-	K          int             `json:"k"`
-	M          int             `json:"m"`
-	BlockSize  int             `json:"block_size"`
-	ReadOnly   bool            `json:"read_only"`
-	State      string          `json:"state"`   // durable | degraded | local
-	Durable    bool            `json:"durable"` // everything written is on the grid with all n shards
-	Online     bool            `json:"online"`  // at least one node answered
-	NodesUp    int             `json:"nodes_up"`
-	NodesTotal int             `json:"nodes_total"`
-	Nodes      []nodeStatus    `json:"nodes"`
-	Uploads    uploadStatus    `json:"uploads"`
-	Metadata   metaStatus      `json:"metadata"`
-	GC         gcStatus        `json:"gc"`
-	Repair     *repair.Stats   `json:"repair,omitempty"` // nil on a read-only mount
-	Cache      json.RawMessage `json:"cache"`            // cache.Stats
+	DataDir    string `json:"data_dir"`
+	DriveID    string `json:"drive_id"`
+	Mountpoint string `json:"mountpoint"`
+	PID        int    `json:"pid"`
+	K          int    `json:"k"`
+	M          int    `json:"m"`
+	BlockSize  int    `json:"block_size"`
+	ReadOnly   bool   `json:"read_only"`
+	State      string `json:"state"`   // durable | degraded | local
+	Durable    bool   `json:"durable"` // everything written is on the grid with all n shards
+	Online     bool   `json:"online"`  // at least one node answered
+	// OfflineSince: when no node was reachable any more (set while
+	// offline); what waits is in Uploads and Metadata.
+	OfflineSince *time.Time      `json:"offline_since,omitempty"`
+	NodesUp      int             `json:"nodes_up"`
+	NodesTotal   int             `json:"nodes_total"`
+	Nodes        []nodeStatus    `json:"nodes"`
+	Uploads      uploadStatus    `json:"uploads"`
+	Metadata     metaStatus      `json:"metadata"`
+	GC           gcStatus        `json:"gc"`
+	Repair       *repair.Stats   `json:"repair,omitempty"` // nil on a read-only mount
+	Bandwidth    bandwidthStatus `json:"bandwidth"`
+	Pins         *fs.PinStats    `json:"pins,omitempty"` // nil on a read-only mount
+	Cache        json.RawMessage `json:"cache"`          // cache.Stats
 }
 
 // gcStatus is garbage collection: what waits, what the last one freed.
@@ -174,6 +179,9 @@ type controlOptions struct {
 	readOnly            bool
 	log                 *slog.Logger
 	repair              *repair.Repairer // nil on a read-only mount
+	stack               gridStack        // what a node added while mounted is wrapped in
+	bandwidth           *bandwidth       // the limits in force and their schedule
+	online              *onlineState     // since when no node is reachable
 }
 
 type controlServer struct {
@@ -335,6 +343,12 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 		rep.Nodes = append(rep.Nodes, ns)
 	}
 	rep.Online = rep.NodesUp > 0
+	if c.o.online != nil {
+		c.o.online.observe(rep.NodesUp, time.Now())
+		if since := c.o.online.offlineSince(); !rep.Online && !since.IsZero() {
+			rep.OfflineSince = &since
+		}
+	}
 	rep.Uploads = c.uploads()
 	ms := c.o.drive.Journal().MetaStats(ctx)
 	rep.GC = gcStatus{GarbageBytes: c.o.drive.Journal().GarbageBytes(ctx), Last: c.o.drive.Journal().LastGC()}
@@ -353,6 +367,13 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 		rep.Durable = true
 	}
 	rep.Cache, _ = json.Marshal(c.o.drive.Cache().Stats())
+	if c.o.bandwidth != nil {
+		rep.Bandwidth = c.o.bandwidth.status()
+	}
+	if p := c.o.drive.Pins(); p != nil {
+		st := p.Stats()
+		rep.Pins = &st
+	}
 	writeJSON(w, http.StatusOK, rep)
 }
 

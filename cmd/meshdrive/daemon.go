@@ -50,6 +50,7 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 		"--cache-size", strconv.FormatInt(o.cacheSize, 10),
 		"--cache-mem", strconv.FormatInt(o.cacheMem, 10),
 		"--upload-limit", strconv.FormatInt(int64(o.uploadLimit), 10),
+		"--download-limit", strconv.FormatInt(int64(o.downloadLimit), 10),
 		"--log-level", o.logLevel,
 		"--repair-limit", strconv.FormatInt(int64(o.repairLimit), 10),
 		"--repair-below", strconv.Itoa(o.repairBelow),

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/limit"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
@@ -19,7 +20,7 @@ const openTimeout = 5 * time.Second
 // passwd): any failure is an error. Not strict (mount, which never waits
 // for the grid): a store that cannot be opened in openTimeout stands in as
 // a down node, logged, so the drive still mounts.
-func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logger, strict bool) ([]remote.Member, error) {
+func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logger, strict bool, stack gridStack) ([]remote.Member, error) {
 	members := make([]remote.Member, len(cfg.Nodes))
 	errs := make([]error, len(cfg.Nodes))
 	var wg sync.WaitGroup
@@ -34,7 +35,7 @@ func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logg
 				errs[i] = fmt.Errorf("node %s (%s): %w", n.Name, redactURL(n.URL), err)
 				st = downStore{cause: errs[i]}
 			}
-			members[i] = remote.Member{Name: n.Name, Store: st, Zone: n.Zone}
+			members[i] = remote.Member{Name: n.Name, Store: stack.wrap(st), Zone: n.Zone}
 		}()
 	}
 	wg.Wait()
@@ -50,13 +51,34 @@ func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logg
 	return members, nil
 }
 
-// openGrid builds the sealer and the grid of a drive from its master key.
+// gridStack is what every store of a grid is wrapped in, composed here
+// and nowhere else (node add goes through it too). Today: the bandwidth
+// limit (remote/limit), when set.
+type gridStack struct {
+	limits *limit.Limits
+}
+
+// wrap puts st inside the stack.
+func (s gridStack) wrap(st remote.Store) remote.Store {
+	if s.limits != nil {
+		st = s.limits.Wrap(st)
+	}
+	return st
+}
+
+// openGrid builds the sealer and the grid of a drive from its master key,
+// with no wrapper around the stores (commands other than mount).
 func openGrid(ctx context.Context, dataDir string, cfg *Config, master []byte, log *slog.Logger, strict bool) (*remote.Grid, *remote.Sealer, error) {
+	return openGridStack(ctx, dataDir, cfg, master, log, strict, gridStack{})
+}
+
+// openGridStack is openGrid with every store wrapped in stack.
+func openGridStack(ctx context.Context, dataDir string, cfg *Config, master []byte, log *slog.Logger, strict bool, stack gridStack) (*remote.Grid, *remote.Sealer, error) {
 	sealer, err := remote.NewSealer(master)
 	if err != nil {
 		return nil, nil, err
 	}
-	members, err := openStores(ctx, dataDir, cfg, log, strict)
+	members, err := openStores(ctx, dataDir, cfg, log, strict, stack)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -29,21 +29,48 @@ func randomFile(t *testing.T, path string, n int, seed uint64) []byte {
 	return b
 }
 
+// mountedCluster starts six nodes, makes a drive on them with passphrase
+// pass, calls before (if set) with the data dir, and mounts the drive with
+// args (unmounted at cleanup).
+func mountedCluster(t *testing.T, pass string, before func(dir string), args ...string) (base, dir string, nodes []*nodeProc, env []string, mp string) {
+	t.Helper()
+	requireFuse(t)
+	base = t.TempDir()
+	dir, nodes, env = newCluster(t, base, pass)
+	mp = filepath.Join(base, "Drive")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if before != nil {
+		before(dir)
+	}
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, append(append([]string{"mount", "--daemon", "--data", dir}, args...), mp)...)
+	return base, dir, nodes, env, mp
+}
+
+// waitUntil polls get every 200 ms until ok holds (a minute at most).
+func waitUntil[T any](t *testing.T, what string, get func() T, ok func(T) bool) T {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		v := get()
+		if ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for %s; last: %+v", what, v)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // waitLocal waits until status PATH says every uploaded block is on this
 // machine's disk.
 func waitLocal(t *testing.T, env []string, dir, path string) pathReport {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		p := pathJSON(t, env, dir, path)
-		if p.Local == "fully" && p.GridBlocks > 0 && p.State == "durable" {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status %s never said local: fully: %+v", path, p)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return waitUntil(t, "status "+path+" to say local: fully", func() pathReport { return pathJSON(t, env, dir, path) },
+		func(p pathReport) bool { return p.Local == "fully" && p.GridBlocks > 0 && p.State == "durable" })
 }
 
 // TestPinKeepsFolderOffline is issue 18's pin scenario through the real
@@ -54,15 +81,7 @@ func waitLocal(t *testing.T, env []string, dir, path string) pathReport {
 // unpinned, uncached file fails with EIO within 2 s. A pin over the budget
 // is refused up front (command and xattr) and changes nothing.
 func TestPinKeepsFolderOffline(t *testing.T) {
-	requireFuse(t)
-	base := t.TempDir()
-	dir, nodes, env := newCluster(t, base, "pins")
-	mp := filepath.Join(base, "Drive")
-	if err := os.Mkdir(mp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cleanupMount(t, env, dir, mp)
-	mustRun(t, env, "mount", "--daemon", "--data", dir, "--pin-budget", "56MiB", mp)
+	_, dir, nodes, env, mp := mountedCluster(t, "pins", nil, "--pin-budget", "56MiB")
 
 	keep := filepath.Join(mp, "keep")
 	other := filepath.Join(mp, "other")

@@ -18,13 +18,18 @@ import (
 // only older:
 //
 //   - every row of an inode that has a queued block (its inode row, map,
-//     xattrs, symlink), and the names that point to it now;
-//   - every deletion of an inode or a name (a name removed may have been
-//     the old name of a file whose rows are left out; an inode removed
-//     may still be named by a removal left out), with every row of that
-//     inode;
-//   - no block is marked freed by such a record (a row left out may still
-//     name it: garbage collection must keep it).
+//     xattrs, symlink) and every name that points to it now are left out:
+//     a new file is not on the grid yet; a file rewritten in place keeps
+//     its older version there, whole;
+//   - no block is marked freed by such a record (the older version's
+//     blocks are garbage locally but still named on the grid: garbage
+//     collection must keep them);
+//   - when the window removes a name (unlink, rename), nothing is left
+//     out: a removed name may be the old name of a file whose new name
+//     would be left out (the grid would lose the file), and leaving the
+//     removal out while shipping a new name would give a file two names.
+//     Such a record waits for the queued blocks, as every record did
+//     before (an editor's save by rename during a copy waits for it).
 //
 // What is left out goes back into mdirty with new ids, so status shows
 // those files as not yet grid-durable, and SyncGrid, snapshots and
@@ -40,43 +45,43 @@ type mkey struct {
 }
 
 // deferral is what a record leaves for later: inodes (nil: nothing is
-// left out) and the keys left out.
+// left out) and the keys left out; shipped counts the others, so a record
+// that would carry nothing but its own log rows is not written.
 type deferral struct {
-	inodes map[int64]bool
-	keys   []mkey
+	inodes  map[int64]bool
+	keys    []mkey
+	shipped int // keys of the record, mlog's own left aside
 }
 
 // deferredInodes returns the inodes whose rows a delta record up to maxID
-// leaves out: those with a block in the upload queue and, when there is
-// any, those deleted since the last record. nil when none has a queued
-// block (the record then leaves nothing out).
+// leaves out: those with a block in the upload queue. nil when there is
+// none, or when the window removes a name (then nothing is left out).
 func deferredInodes(ctx context.Context, tx *sql.Tx, maxID int64) (map[int64]bool, error) {
-	out := map[int64]bool{}
-	add := func(q string, args ...any) error {
-		rows, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var ino int64
-			if err := rows.Scan(&ino); err != nil {
-				return err
-			}
-			out[ino] = true
-		}
-		return rows.Err()
-	}
-	if err := add(`SELECT DISTINCT m.ino FROM blockmap m JOIN blocks b ON b.id = m.block WHERE b.state = ?`, blockStaged); err != nil {
+	var removes bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM mdirty d WHERE d.tbl = 2 AND d.id <= ?
+		AND NOT EXISTS(SELECT 1 FROM entries e WHERE e.parent = d.a AND e.name = d.b))`, maxID).Scan(&removes); err != nil {
 		return nil, err
 	}
-	if len(out) == 0 {
+	if removes {
 		return nil, nil
 	}
-	if err := add(`SELECT DISTINCT d.a FROM mdirty d WHERE d.tbl = 1 AND d.id <= ? AND NOT EXISTS(SELECT 1 FROM inodes i WHERE i.ino = d.a)`, maxID); err != nil {
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT m.ino FROM blockmap m JOIN blocks b ON b.id = m.block WHERE b.state = ?`, blockStaged)
+	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	defer rows.Close()
+	var out map[int64]bool
+	for rows.Next() {
+		var ino int64
+		if err := rows.Scan(&ino); err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = map[int64]bool{}
+		}
+		out[ino] = true
+	}
+	return out, rows.Err()
 }
 
 // leaves reports whether key k is left out of the record.
@@ -88,11 +93,11 @@ func (d *deferral) leaves(ctx context.Context, tx *sql.Tx, k mkey) (bool, error)
 	case 1, 3, 4, 5: // inodes, xattrs, symlinks, blockmap: keyed by ino
 		ino, ok := k.a.(int64)
 		return ok && d.inodes[ino], nil
-	case 2: // entries: by the inode they name now; removals always
+	case 2: // entries: by the inode they name now
 		var ino int64
 		err := tx.QueryRowContext(ctx, `SELECT ino FROM entries WHERE parent = ? AND name = ?`, k.a, k.b).Scan(&ino)
 		if errors.Is(err, sql.ErrNoRows) {
-			return true, nil
+			return false, nil // a removal: deferredInodes let none through
 		}
 		if err != nil {
 			return false, err

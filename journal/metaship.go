@@ -260,7 +260,7 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 	if err != nil {
 		return 0, fmt.Errorf("journal: read metadata to ship: %w", err)
 	}
-	if len(later.keys) > 0 && b.Rows() == 0 && !force {
+	if len(later.keys) > 0 && later.shipped == 0 && !force {
 		return headSeq(head), nil // everything waits for its blocks
 	}
 	// Blocks the record's maps name that are still staged: the record
@@ -413,6 +413,9 @@ func deltaRows(ctx context.Context, tx *sql.Tx, maxID int64, b *metalog.Builder,
 		} else if leave {
 			later.keys = append(later.keys, k)
 			continue
+		}
+		if k.tbl != mlogTable {
+			later.shipped++
 		}
 		args := []any{k.a, k.b}[:t.keys]
 		rows, err := st.QueryContext(ctx, args...)

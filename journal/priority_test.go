@@ -58,6 +58,23 @@ func TestFsyncedSmallFileDurableBeforeBulk(t *testing.T) {
 			bst.State, bst.PendingBlocks, bulkBlocks)
 	}
 
+	// What the grid has now is consistent: the small file, whole; the
+	// bulk file not yet.
+	mid, _ := e.rebuildFromGrid()
+	checkDB(t, mid.o.Dir)
+	a := must[Attr](t)(mid.Lookup(bg, RootIno, "small"))
+	if got := readAll(t, mid, a.Ino); string(got) != string(small) {
+		t.Fatalf("the grid's copy of the small file mid-copy: %d bytes", len(got))
+	}
+	if a, err := mid.Lookup(bg, RootIno, "bulk"); err == nil {
+		// Named by a record made before its blocks were queued: an
+		// older version, whole (a prefix of what was written).
+		if got := readAll(t, mid, a.Ino); len(got) == len(bulk) || string(got) != string(bulk[:len(got)]) {
+			t.Fatalf("the grid's copy of the bulk file mid-copy: %d bytes, not an older version of it", len(got))
+		}
+	}
+	mid.Close()
+
 	e.syncGrid()
 	e.wantState(bulkIno, StateDurable)
 	e.wantState(smallIno, StateDurable)
@@ -70,4 +87,54 @@ func TestFsyncedSmallFileDurableBeforeBulk(t *testing.T) {
 			t.Fatalf("rebuilt %s: %d bytes, want the %d written", name, len(got), len(want))
 		}
 	}
+}
+
+// A file on the grid, rewritten (its new blocks queued behind a copy) and
+// renamed: the grid's copy names it once, under its old name or its new
+// one, never both and never neither (a window that removes a name leaves
+// nothing out; leaving out the new name of a queued file while shipping
+// the removal of its old one would lose it).
+func TestRenameDuringDeferredCopy(t *testing.T) {
+	lim := limit.New(limit.Rates{Up: 8 << 20})
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
+		o.BlockSize = 256 << 10
+		o.SegmentSize = 1 << 20
+		o.MetaInterval = 200 * time.Millisecond
+	})
+	e.wrap = lim.Wrap
+	e.reopen()
+	doc := []byte("the document, version 1\n")
+	docIno := e.writeFile("doc", doc)
+	must[struct{}](t)(struct{}{}, e.j.Flush(bg, docIno))
+	e.syncGrid()
+
+	rng := rand.New(rand.NewPCG(19, 19))
+	bulk := make([]byte, 16<<20)
+	for i := range bulk {
+		bulk[i] = byte(rng.Uint32())
+	}
+	bulkIno := e.writeFile("bulk", bulk)
+	must[struct{}](t)(struct{}{}, e.j.Flush(bg, bulkIno))
+	v2 := bulk[:2<<20:2<<20]
+	must[int](t)(e.j.WriteAt(bg, docIno, v2, 0))
+	must[struct{}](t)(struct{}{}, e.j.Flush(bg, docIno))
+	if err := e.j.Rename(bg, RootIno, "doc", RootIno, "doc.renamed", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.Fsync(bg, docIno); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		time.Sleep(500 * time.Millisecond)
+		g, _ := e.rebuildFromGrid()
+		checkDB(t, g.o.Dir)
+		_, errOld := g.Lookup(bg, RootIno, "doc")
+		_, errNew := g.Lookup(bg, RootIno, "doc.renamed")
+		if (errOld == nil) == (errNew == nil) {
+			t.Fatalf("the grid names the renamed file %s (old name: %v, new name: %v)",
+				map[bool]string{true: "twice", false: "nowhere"}[errOld == nil], errOld, errNew)
+		}
+		g.Close()
+	}
+	e.syncGrid()
 }

@@ -8,6 +8,21 @@ import (
 	"github.com/meshdrive/meshdrive/remote/limit"
 )
 
+// newPacedEnv is a grid env whose uploads are held to 8 MiB/s of shards
+// (all nodes together) by the bandwidth wrapper, with small blocks and
+// segments and a metadata record every 200 ms.
+func newPacedEnv(t *testing.T) *gridEnv {
+	lim := limit.New(limit.Rates{Up: 8 << 20})
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
+		o.BlockSize = 256 << 10
+		o.SegmentSize = 1 << 20
+		o.MetaInterval = 200 * time.Millisecond
+	})
+	e.wrap = lim.Wrap
+	e.reopen()
+	return e
+}
+
 // A small file saved and fsync'd after a bulk copy was queued is
 // grid-durable (its data and its metadata on the grid) while most of the
 // copy still waits: its blocks go first (prio 0), and the metadata record
@@ -16,14 +31,7 @@ import (
 // is paced by the bandwidth wrapper (remote/limit); the test counts, it
 // does not time.
 func TestFsyncedSmallFileDurableBeforeBulk(t *testing.T) {
-	lim := limit.New(limit.Rates{Up: 8 << 20}) // shard bytes, all nodes together
-	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
-		o.BlockSize = 256 << 10
-		o.SegmentSize = 1 << 20
-		o.MetaInterval = 200 * time.Millisecond
-	})
-	e.wrap = lim.Wrap
-	e.reopen()
+	e := newPacedEnv(t)
 	// The first record is a full one, which never leaves anything out
 	// (the grid would forget older versions of the files left out).
 	e.syncGrid()
@@ -95,14 +103,7 @@ func TestFsyncedSmallFileDurableBeforeBulk(t *testing.T) {
 // nothing out; leaving out the new name of a queued file while shipping
 // the removal of its old one would lose it).
 func TestRenameDuringDeferredCopy(t *testing.T) {
-	lim := limit.New(limit.Rates{Up: 8 << 20})
-	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
-		o.BlockSize = 256 << 10
-		o.SegmentSize = 1 << 20
-		o.MetaInterval = 200 * time.Millisecond
-	})
-	e.wrap = lim.Wrap
-	e.reopen()
+	e := newPacedEnv(t)
 	doc := []byte("the document, version 1\n")
 	docIno := e.writeFile("doc", doc)
 	must[struct{}](t)(struct{}{}, e.j.Flush(bg, docIno))
@@ -115,7 +116,7 @@ func TestRenameDuringDeferredCopy(t *testing.T) {
 	}
 	bulkIno := e.writeFile("bulk", bulk)
 	must[struct{}](t)(struct{}{}, e.j.Flush(bg, bulkIno))
-	v2 := bulk[:2<<20:2<<20]
+	v2 := bulk[: 2<<20 : 2<<20]
 	must[int](t)(e.j.WriteAt(bg, docIno, v2, 0))
 	must[struct{}](t)(struct{}{}, e.j.Flush(bg, docIno))
 	if err := e.j.Rename(bg, RootIno, "doc", RootIno, "doc.renamed", 0); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 
 // scheduleEvery is how often the mount applies the bandwidth schedule
 // (re-reading it from the config, so an edit applies without a remount).
-const scheduleEvery = 10 * time.Second
+const scheduleEvery = 2 * time.Second
 
 // bandwidth is the mount's bandwidth limit: the base rates of the flags,
 // the config's schedule, and the limits in force (shared by every store).
@@ -39,15 +40,22 @@ type bandwidthStatus struct {
 	Error    string  `json:"error,omitempty"` // the config's schedule does not parse (the last good one applies)
 }
 
-func newBandwidth(dataDir string, cfg *Config, base limit.Rates, log *slog.Logger) *bandwidth {
+// newBandwidth refuses a config whose schedule does not parse (the mount
+// then stops, saying where to fix it).
+func newBandwidth(dataDir string, cfg *Config, base limit.Rates, log *slog.Logger) (*bandwidth, error) {
+	if _, err := limit.ParseSchedule(cfg.BandwidthSchedule); err != nil {
+		return nil, fmt.Errorf("%v in %s; fix bandwidth_schedule there, or remove it to use --upload-limit and --download-limit alone",
+			err, filepath.Join(dataDir, configFile))
+	}
 	b := &bandwidth{base: base, dataDir: dataDir, log: log}
 	b.load(cfg)
 	b.limits = limit.New(b.sched.At(time.Now(), base))
-	return b
+	return b, nil
 }
 
-// load takes the schedule of cfg (kept when it does not parse: loadConfig
-// refuses such a config at mount, so only a later edit can be wrong).
+// load takes the schedule of cfg (the previous one stays when it does not
+// parse: newBandwidth refused that at mount, so only a later edit can be
+// wrong).
 func (b *bandwidth) load(cfg *Config) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -14,7 +14,6 @@ import (
 
 	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/remote"
-	"github.com/meshdrive/meshdrive/remote/limit"
 )
 
 // configVersion is the config.json format this program writes and reads.
@@ -62,7 +61,7 @@ type Config struct {
 	// force at what time of day (remote/limit.ParseSchedule), for example
 	// "08:00-18:00 1MiB/s, otherwise unlimited"; outside its windows (and
 	// when empty) mount's --upload-limit and --download-limit apply. The
-	// mount re-reads it every 10 s.
+	// mount re-reads it every 2 s.
 	BandwidthSchedule string `json:"bandwidth_schedule,omitempty"`
 }
 
@@ -154,9 +153,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("retention: %v", err)
 		}
 	}
-	if _, err := limit.ParseSchedule(c.BandwidthSchedule); err != nil {
-		return fmt.Errorf("bandwidth_schedule: %v", err)
-	}
+
 	names := map[string]bool{}
 	for i, n := range c.Nodes {
 		if n.Name == "" || n.URL == "" {

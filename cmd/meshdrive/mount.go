@@ -336,7 +336,10 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		return err
 	}
 	defer lock.release()
-	bw := newBandwidth(o.dataDir, cfg, limit.Rates{Up: o.uploadLimit, Down: o.downloadLimit}, log)
+	bw, err := newBandwidth(o.dataDir, cfg, limit.Rates{Up: o.uploadLimit, Down: o.downloadLimit}, log)
+	if err != nil {
+		return err
+	}
 	stack := gridStack{limits: bw.limits}
 	grid, sealer, err := openGridStack(ctx, o.dataDir, cfg, master, log, false, stack)
 	if err != nil {

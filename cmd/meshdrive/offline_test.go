@@ -150,3 +150,17 @@ func TestBandwidthAndUploadOrder(t *testing.T) {
 		t.Fatalf("the small file became durable only once the copy had %d of %d blocks waiting (%s)", b.PendingBlocks, b.Blocks, b.State)
 	}
 }
+
+// A schedule edited wrong while mounted: status says so and the previous
+// limits stay; a mount with it is refused, saying where to fix it.
+func TestBadScheduleKeptOutAndRefused(t *testing.T) {
+	_, dir, _, env, mp := mountedCluster(t, "badschedule", nil, "--upload-limit", "3MiB")
+	setConfig(t, dir, "bandwidth_schedule", "8-18 fast")
+	s := pollStatus(t, env, dir, "status to report the wrong schedule", func(s statusReport) bool { return s.Bandwidth.Error != "" })
+	if s.Bandwidth.Up != 3<<20 || !strings.Contains(s.Bandwidth.Error, "example:") {
+		t.Errorf("with a wrong schedule: %+v", s.Bandwidth)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+	r := runBin(t, env, "mount", "--daemon", "--data", dir, mp)
+	assertRefusal(t, r, dir, mp, "bandwidth schedule, rule 1", "config.json", "fix bandwidth_schedule there")
+}

@@ -79,8 +79,13 @@ mount got there.
 If DATA holds no drive yet, a default drive is created first: its grid is 6
 node directories under DATA/nodes, k=4 m=2. Mounting never waits for the
 nodes: with none reachable the drive mounts from its journal and cache and the
-log says it is offline. The passphrase comes from --passphrase-file, else
-$MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
+log says it is offline; writes wait in the journal and go up by themselves
+when nodes come back. Small and fsync'd files upload before bulk copies.
+--upload-limit and --download-limit hold the traffic to all nodes together;
+"bandwidth_schedule" in DATA/config.json overrides them by the hour, for
+example "08:00-18:00 1MiB/s, otherwise unlimited" (re-read every 2 s).
+The passphrase comes from --passphrase-file, else $MESHDRIVE_PASSPHRASE,
+else a prompt on the terminal.`)
 	dataDir := dataDirFlag(e, fl)
 	cacheSize := fl.String("cache-size", "4GiB", "disk cache size in bytes (suffixes K, M, G, T, KiB, MiB, GiB, TiB)")
 	cacheMem := fl.String("cache-mem", "32MiB", "memory cache size in bytes (same suffixes): plaintext blocks and frames kept in RAM, most of the mount's memory; raise it for hot working sets larger than this")

@@ -194,4 +194,8 @@ func TestPinKeepsFolderOffline(t *testing.T) {
 	if p := pathJSON(t, env, dir, keep); p.Pinned {
 		t.Errorf("unpinned folder still pinned: %+v", p)
 	}
+	// The pinner lets go of every block (they are evictable again).
+	pollStatus(t, env, dir, "the pinner to hold nothing after unpin", func(s statusReport) bool {
+		return s.Pins != nil && s.Pins.Files == 0 && s.Pins.Blocks == 0 && s.Pins.Bytes == 0
+	})
 }

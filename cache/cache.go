@@ -68,6 +68,9 @@ type Options struct {
 	Fetcher Fetcher
 	// Logger gets disk-tier problems and corrupt cache files. nil = discard.
 	Logger *slog.Logger
+
+	// now is the clock of the scan resistance (tests; default time.Now).
+	now func() time.Time
 }
 
 // Stats is a snapshot of the cache's size and counters. Counters count
@@ -159,8 +162,11 @@ func New(o Options) (*Cache, error) {
 		idx:     newIndexes(),
 		queued:  make(map[remote.BlockID]struct{}),
 	}
-	c.mem = newMem(o.MemBytes, &c.evictions)
-	d, err := newDisk(o.Dir, o.DiskBytes, o.Logger, &c.evictions, &c.diskErrors)
+	if o.now == nil {
+		o.now = time.Now
+	}
+	c.mem = newMem(o.MemBytes, &c.evictions, o.now)
+	d, err := newDisk(o.Dir, o.DiskBytes, o.Logger, &c.evictions, &c.diskErrors, o.now)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +196,7 @@ func (c *Cache) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, err
 	if c.isClosed.Load() {
 		return nil, ErrClosed
 	}
-	if b, ok := c.mem.get(blockKey(ref.ID)); ok {
+	if b, ok := c.memGet(blockKey(ref.ID)); ok {
 		c.hits.Add(1)
 		return b, nil
 	}
@@ -203,6 +209,16 @@ func (c *Cache) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, err
 	}
 	c.count(src)
 	return b, nil
+}
+
+// memGet is mem.get that tells the disk tier when memory saw the block
+// used again, so a block kept hot in memory is protected on disk too.
+func (c *Cache) memGet(k key) ([]byte, bool) {
+	b, ok, promoted := c.mem.get(k)
+	if promoted {
+		c.disk.promote(k.id)
+	}
+	return b, ok
 }
 
 // count counts one read served from src.
@@ -281,7 +297,7 @@ func (c *Cache) fly(ctx context.Context, k key, fl *flight, fill func(context.Co
 // fill loads a block: memory (a flight that just ended may have put it
 // there), disk tier, grid. It stores what it loads in the tiers.
 func (c *Cache) fill(ctx context.Context, ref remote.BlockRef) ([]byte, source, error) {
-	if b, ok := c.mem.get(blockKey(ref.ID)); ok {
+	if b, ok := c.memGet(blockKey(ref.ID)); ok {
 		return b, fromMem, nil
 	}
 	if sealed, ok := c.disk.read(ref); ok {
@@ -368,6 +384,45 @@ func (c *Cache) prefetcher() {
 // block is cached on disk even when that takes the tier over DiskBytes.
 // Pinning does not fetch: read the block to bring it in.
 func (c *Cache) Pin(id remote.BlockID) { c.disk.pin(id) }
+
+// ErrNoDiskTier is returned by Keep when the cache has no disk tier.
+var ErrNoDiskTier = errors.New("the cache has no disk tier (cache size 0), so nothing can be kept on this machine")
+
+// Keep pins ref's block and makes sure it is on disk: it returns at once
+// when it is, else it fetches the sealed block from the grid and writes it
+// before returning (not through the write queue, which may drop it). It
+// does not touch the memory tier, so keeping a folder offline does not
+// push out what is being read. An error means the block is not on disk
+// (yet): the grid failed, or the disk did.
+func (c *Cache) Keep(ctx context.Context, ref remote.BlockRef) error {
+	if c.isClosed.Load() {
+		return ErrClosed
+	}
+	if c.disk.dir == "" {
+		return ErrNoDiskTier
+	}
+	c.disk.pin(ref.ID)
+	if c.disk.has(ref.ID) {
+		return nil
+	}
+	c.fetches.Add(1)
+	_, sealed, err := c.f.FetchBlock(ctx, ref)
+	if err != nil {
+		c.fetchErrors.Add(1)
+		return fmt.Errorf("cache: fetch block %s to keep it: %w", ref.ID, err)
+	}
+	c.disk.mu.Lock()
+	gen := c.disk.gen
+	c.disk.mu.Unlock()
+	c.disk.write(diskWrite{id: ref.ID, sealed: sealed, gen: gen})
+	if !c.disk.has(ref.ID) {
+		return fmt.Errorf("cache: block %s could not be written to the disk cache in %s (see the log)", ref.ID, c.disk.dir)
+	}
+	return nil
+}
+
+// OnDisk reports whether block id is in the disk tier now (see Has).
+func (c *Cache) OnDisk(id remote.BlockID) bool { return c.disk.has(id) }
 
 // Unpin makes id evictable again.
 func (c *Cache) Unpin(id remote.BlockID) { c.disk.unpin(id) }

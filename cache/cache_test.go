@@ -105,8 +105,8 @@ func TestBudgetsHoldUnderRandomWorkload(t *testing.T) {
 	// Memory accounting agrees with the LRU's contents.
 	var sum int64
 	c.mem.mu.Lock()
-	for _, v := range c.mem.lru.Values() {
-		sum += int64(len(v))
+	for _, v := range append(c.mem.probation.Values(), c.mem.protected.Values()...) {
+		sum += int64(len(v.b))
 	}
 	c.mem.mu.Unlock()
 	if sum != s.MemBytes {

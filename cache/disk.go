@@ -35,9 +35,11 @@ const (
 )
 
 // disk is the disk tier: sealed blocks, one file each, bounded by bytes,
-// evicted least recently used first. The index is rebuilt by scanning Dir at
-// New; access order lives in memory (at New it starts from the files'
-// modification times). Pinned ids are never evicted.
+// in a segmented LRU like mem's (probation, then protected once read
+// again; probation's oldest evicted first; see mem.go). The index is
+// rebuilt by scanning Dir at New; access order lives in memory (at New
+// every block starts in probation, ordered by the files' modification
+// times). Pinned ids are in neither segment and never evicted.
 //
 // Files are written to Dir/tmp and renamed into place, so a file under
 // Dir/blocks is complete or absent; its bytes are still checked by the
@@ -49,14 +51,17 @@ type disk struct {
 	log       *slog.Logger
 	evictions *atomic.Uint64
 	errs      *atomic.Uint64
+	now       func() time.Time // the clock (tests set their own)
 	// writeFile writes data to a new file in dir and returns its path. A
 	// field so tests can make the disk "full".
 	writeFile func(dir string, data []byte) (string, error)
 
 	mu       sync.Mutex // mu guards the fields below; taken after mem.mu, never before
 	index    map[remote.BlockID]*diskEntry
-	lru      *list.List // of *diskEntry, front = most recently used; pinned entries are not in it
-	bytes    int64
+	lru      *list.List // probation: of *diskEntry, front = most recently used; pinned entries are in neither list
+	prot     *list.List // protected: of *diskEntry, read again since they came in
+	protB    int64      // bytes in prot
+	bytes    int64      // all indexed blocks, pinned included
 	pins     map[remote.BlockID]struct{}
 	gen      uint64    // bumped by clear: queued writes of an older generation are dropped
 	offUntil time.Time // disk caching paused (full disk) until then
@@ -86,7 +91,9 @@ type openFile struct {
 type diskEntry struct {
 	id   remote.BlockID
 	size int64
-	elem *list.Element // nil while pinned
+	elem *list.Element // in lru, or in prot when prot is set; nil while pinned
+	prot bool
+	born int64 // when it came in (clock nanoseconds)
 }
 
 type diskWrite struct {
@@ -95,8 +102,9 @@ type diskWrite struct {
 	gen    uint64
 }
 
-func newDisk(dir string, budget int64, log *slog.Logger, evictions, errs *atomic.Uint64) (*disk, error) {
+func newDisk(dir string, budget int64, log *slog.Logger, evictions, errs *atomic.Uint64, now func() time.Time) (*disk, error) {
 	d := &disk{
+		now:       now,
 		budget:    budget,
 		log:       log,
 		evictions: evictions,
@@ -104,6 +112,7 @@ func newDisk(dir string, budget int64, log *slog.Logger, evictions, errs *atomic
 		writeFile: writeTemp,
 		index:     make(map[remote.BlockID]*diskEntry),
 		lru:       list.New(),
+		prot:      list.New(),
 		pins:      make(map[remote.BlockID]struct{}),
 		fds:       make(map[remote.BlockID]*list.Element),
 		fdLRU:     list.New(),
@@ -210,10 +219,68 @@ func (d *disk) touch(id remote.BlockID) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	if e.elem != nil {
+	switch {
+	case e.elem == nil: // pinned
+	case e.prot:
+		d.prot.MoveToFront(e.elem)
+	case d.now().UnixNano()-e.born >= int64(correlatedPeriod):
+		d.protectLocked(e)
+	default:
 		d.lru.MoveToFront(e.elem)
 	}
 	return e.size, true
+}
+
+// promote moves id to the protected segment (memory saw it used again).
+func (d *disk) promote(id remote.BlockID) {
+	if d.dir == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.index[id]; ok && e.elem != nil && !e.prot {
+		d.protectLocked(e)
+	}
+}
+
+// protectLocked moves e (in probation) to protected, and protected's
+// oldest back to probation while it holds more than its share. d.mu held.
+func (d *disk) protectLocked(e *diskEntry) {
+	d.lru.Remove(e.elem)
+	e.elem, e.prot = d.prot.PushFront(e), true
+	d.protB += e.size
+	limit := d.budget * protectedNum / protectedDen
+	for d.protB > limit && d.prot.Len() > 1 {
+		old := d.prot.Remove(d.prot.Back()).(*diskEntry)
+		d.protB -= old.size
+		old.elem, old.prot, old.born = d.lru.PushFront(old), false, d.now().UnixNano()
+	}
+}
+
+// unlistLocked takes e out of whichever segment holds it. d.mu held.
+func (d *disk) unlistLocked(e *diskEntry) {
+	if e.elem == nil {
+		return
+	}
+	if e.prot {
+		d.prot.Remove(e.elem)
+		d.protB -= e.size
+	} else {
+		d.lru.Remove(e.elem)
+	}
+	e.elem, e.prot = nil, false
+}
+
+// oldestLocked is the next block to evict: probation's oldest, else
+// protected's; nil when only pinned blocks are left. d.mu held.
+func (d *disk) oldestLocked() *diskEntry {
+	if el := d.lru.Back(); el != nil {
+		return el.Value.(*diskEntry)
+	}
+	if el := d.prot.Back(); el != nil {
+		return el.Value.(*diskEntry)
+	}
+	return nil
 }
 
 // read returns the sealed bytes cached for ref (a new slice owned by the
@@ -338,9 +405,7 @@ func (d *disk) remove(id remote.BlockID) {
 // drop removes e from the index and deletes its file. d.mu must be held.
 func (d *disk) drop(e *diskEntry) {
 	d.closeFD(e.id)
-	if e.elem != nil {
-		d.lru.Remove(e.elem)
-	}
+	d.unlistLocked(e)
 	delete(d.index, e.id)
 	d.bytes -= e.size
 	if err := os.Remove(d.path(e.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -422,8 +487,12 @@ func (d *disk) commit(w diskWrite, tmp string) error {
 		os.Remove(tmp)
 		return nil
 	}
-	for d.bytes+size > d.budget && d.lru.Len() > 0 {
-		d.drop(d.lru.Back().Value.(*diskEntry))
+	for d.bytes+size > d.budget {
+		old := d.oldestLocked()
+		if old == nil {
+			break
+		}
+		d.drop(old)
 		d.evictions.Add(1)
 	}
 	if d.bytes+size > d.budget && !pinned {
@@ -442,7 +511,7 @@ func (d *disk) commit(w diskWrite, tmp string) error {
 		os.Remove(tmp)
 		return err
 	}
-	e := &diskEntry{id: w.id, size: size}
+	e := &diskEntry{id: w.id, size: size, born: d.now().UnixNano()}
 	if !pinned {
 		e.elem = d.lru.PushFront(e)
 	}
@@ -485,9 +554,8 @@ func (d *disk) pin(id remote.BlockID) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.pins[id] = struct{}{}
-	if e, ok := d.index[id]; ok && e.elem != nil {
-		d.lru.Remove(e.elem)
-		e.elem = nil
+	if e, ok := d.index[id]; ok {
+		d.unlistLocked(e)
 	}
 }
 
@@ -496,7 +564,7 @@ func (d *disk) unpin(id remote.BlockID) {
 	defer d.mu.Unlock()
 	delete(d.pins, id)
 	if e, ok := d.index[id]; ok && e.elem == nil {
-		e.elem = d.lru.PushFront(e)
+		e.elem, e.born = d.lru.PushFront(e), d.now().UnixNano()
 	}
 }
 
@@ -523,17 +591,14 @@ func (d *disk) clear() error {
 	defer d.mu.Unlock()
 	d.gen++
 	var errs []error
-	for el := d.lru.Front(); el != nil; {
-		next := el.Next()
-		e := el.Value.(*diskEntry)
-		d.lru.Remove(el)
+	for e := d.oldestLocked(); e != nil; e = d.oldestLocked() {
+		d.unlistLocked(e)
 		d.closeFD(e.id)
 		delete(d.index, e.id)
 		d.bytes -= e.size
 		if err := os.Remove(d.path(e.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
-		el = next
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cache: clear %s: %w", d.dir, err)

@@ -1,5 +1,5 @@
 // Package cache is the block cache between the filesystem and the grid: a
-// byte-bounded memory LRU of plaintext blocks and frames over a
+// byte-bounded, scan-resistant memory cache of plaintext blocks and frames over a
 // byte-bounded disk cache of sealed blocks, in front of a Fetcher
 // (*remote.Grid).
 //
@@ -29,8 +29,14 @@
 //   - Only grid-durable blocks live here. Dirty and staged data is the
 //     journal's and never enters the cache, so evicting or clearing anything
 //     here can never lose data: every block can be fetched again from the
-//     grid. Eviction (least recently used first, per tier, until the tier
-//     fits its byte budget) and Clear never touch a pinned block on disk.
+//     grid. Eviction (per tier, until the tier fits its byte budget) and
+//     Clear never touch a pinned block on disk.
+//   - Scan resistance: each tier is a segmented LRU in the manner of 2Q. A
+//     block enters probation; read again at least half a second after it
+//     came in (reads in a row are one use) it moves to a protected segment
+//     of at most 3/4 of the budget; probation's oldest are evicted first.
+//     Reading a tree larger than the cache once (grep -r, a backup) churns
+//     probation only and leaves the blocks used again and again in place.
 //   - Many readers missing one block cause one load (disk tier, else one
 //     FetchBlock); many missing one frame not on disk, one grid read of
 //     it. A reader whose ctx ends returns ctx.Err() at once; the fetch

@@ -72,7 +72,7 @@ func (c *Cache) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off i
 	if off < 0 {
 		return 0, fmt.Errorf("cache: read block %s at negative offset %d", ref.ID, off)
 	}
-	if b, ok := c.mem.get(blockKey(ref.ID)); ok {
+	if b, ok := c.memGet(blockKey(ref.ID)); ok {
 		c.hits.Add(1)
 		return copyAt(p, b, off), nil
 	}
@@ -160,7 +160,7 @@ func (c *Cache) sealedBuf() *[]byte {
 // slices) and where it came from: memory, else one flight per frame.
 func (c *Cache) frame(ctx context.Context, ref remote.BlockRef, f *remote.Frames, i int) ([]byte, source, error) {
 	k := frameKey(ref.ID, f, i)
-	if b, ok := c.mem.get(k); ok {
+	if b, ok := c.memGet(k); ok {
 		return b, fromMem, nil
 	}
 	// From the disk tier in the reader's own goroutine: a local pread
@@ -203,11 +203,11 @@ func (c *Cache) diskFrame(ref remote.BlockRef, f *remote.Frames, i int) ([]byte,
 // just brought in), disk tier, grid. It keeps what it loads in memory.
 func (c *Cache) fillFrame(ctx context.Context, ref remote.BlockRef, f *remote.Frames, i int) ([]byte, source, error) {
 	k := frameKey(ref.ID, f, i)
-	if b, ok := c.mem.get(k); ok {
+	if b, ok := c.memGet(k); ok {
 		return b, fromMem, nil
 	}
 	po, pn := f.Plain(i)
-	if b, ok := c.mem.get(blockKey(ref.ID)); ok && int64(len(b)) >= po+pn {
+	if b, ok := c.memGet(blockKey(ref.ID)); ok && int64(len(b)) >= po+pn {
 		return b[po : po+pn : po+pn], fromMem, nil
 	}
 	if b, ok := c.diskFrame(ref, f, i); ok { // written to disk meanwhile

@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/meshdrive/meshdrive/remote"
@@ -29,39 +30,110 @@ func frameKey(id remote.BlockID, f *remote.Frames, i int) key {
 	return key{id, int32(off), int32(n)}
 }
 
-// mem is the memory tier: plaintext blocks and frames in an LRU bounded by
-// bytes.
-// simplelru counts entries, so mem keeps its own byte total and evicts the
-// oldest entries until the total fits the budget again.
+// Scan resistance (both tiers): a segmented LRU in the manner of 2Q. New
+// entries enter a probation segment; an entry used again later moves to a
+// protected segment that holds at most protectedShare of the budget, and
+// whose least recently used entries drop back to probation when it is
+// full. Eviction takes probation's oldest first. A one-pass read of a tree
+// larger than the cache (grep -r, a backup) only churns probation, so what
+// is read again and again survives it.
+const (
+	// protectedNum/protectedDen of a tier's budget may be protected.
+	protectedNum, protectedDen = 3, 4
+	// correlatedPeriod: a use of an entry counts as "again" only this
+	// long after it came in (2Q's correlated reference period). The
+	// reads of one pass over a file hit its block many times in a row
+	// (each FUSE request, the read-ahead that brought it in); those are
+	// one use.
+	correlatedPeriod = 500 * time.Millisecond
+	// ghostKeys bounds the keys remembered after eviction from probation
+	// (2Q's A1out): one of them put again goes straight to protected.
+	ghostKeys = 1 << 14
+)
+
+// memEntry is one cached slice and when it came in (clock nanoseconds).
+type memEntry struct {
+	b    []byte
+	born int64
+}
+
+// mem is the memory tier: plaintext blocks and frames in a segmented LRU
+// bounded by bytes. simplelru counts entries, so mem keeps its own byte
+// totals and evicts until they fit the budget again.
 //
 // The slices it stores are owned by mem from put on and handed out shared:
 // nobody may modify them.
 type mem struct {
 	budget    int64 // <= 0: the tier is disabled
 	evictions *atomic.Uint64
+	now       func() time.Time // the clock (tests set their own)
 
-	mu    sync.Mutex // mu guards the fields below; it is taken before disk.mu, never after
-	lru   *simplelru.LRU[key, []byte]
-	bytes int64
+	mu        sync.Mutex // mu guards the fields below; it is taken before disk.mu, never after
+	probation *simplelru.LRU[key, memEntry]
+	protected *simplelru.LRU[key, memEntry]
+	ghost     *simplelru.LRU[key, struct{}]
+	probB     int64 // bytes in probation
+	protB     int64 // bytes in protected
 }
 
-func newMem(budget int64, evictions *atomic.Uint64) *mem {
-	// The entry bound is effectively unlimited: bytes are what count.
-	lru, err := simplelru.NewLRU[key, []byte](math.MaxInt, nil)
+func newLRU[V any](size int) *simplelru.LRU[key, V] {
+	lru, err := simplelru.NewLRU[key, V](size, nil)
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}
-	return &mem{budget: budget, evictions: evictions, lru: lru}
+	return lru
 }
 
-// get returns the block and marks it recently used.
-func (m *mem) get(id key) ([]byte, bool) {
+func newMem(budget int64, evictions *atomic.Uint64, now func() time.Time) *mem {
+	// The entry bound is effectively unlimited: bytes are what count.
+	return &mem{budget: budget, evictions: evictions, now: now,
+		probation: newLRU[memEntry](math.MaxInt), protected: newLRU[memEntry](math.MaxInt),
+		ghost: newLRU[struct{}](ghostKeys)}
+}
+
+// get returns the block and marks it used. promoted reports that this use
+// moved it to the protected segment (the disk tier hears of it).
+func (m *mem) get(id key) (b []byte, ok, promoted bool) {
 	if m.budget <= 0 {
-		return nil, false
+		return nil, false, false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.lru.Get(id)
+	return m.useLocked(id)
+}
+
+// useLocked marks id used (promoting it when the use is a repeated one).
+func (m *mem) useLocked(id key) (b []byte, ok, promoted bool) {
+	if e, ok := m.protected.Get(id); ok {
+		return e.b, true, false
+	}
+	e, ok := m.probation.Peek(id)
+	if !ok {
+		return nil, false, false
+	}
+	if m.now().UnixNano()-e.born < int64(correlatedPeriod) {
+		m.probation.Get(id) // most recent in probation
+		return e.b, true, false
+	}
+	m.probation.Remove(id)
+	m.probB -= int64(len(e.b))
+	m.protectLocked(id, e)
+	return e.b, true, true
+}
+
+// protectLocked adds e to protected and drops protected's oldest back to
+// probation while it holds more than its share.
+func (m *mem) protectLocked(id key, e memEntry) {
+	m.protected.Add(id, e)
+	m.protB += int64(len(e.b))
+	limit := m.budget * protectedNum / protectedDen
+	for m.protB > limit && m.protected.Len() > 1 {
+		k, old, _ := m.protected.RemoveOldest()
+		m.protB -= int64(len(old.b))
+		old.born = m.now().UnixNano() // a fresh probation entry
+		m.probation.Add(k, old)
+		m.probB += int64(len(old.b))
+	}
 }
 
 func (m *mem) contains(id key) bool {
@@ -70,12 +142,13 @@ func (m *mem) contains(id key) bool {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.lru.Contains(id)
+	return m.protected.Contains(id) || m.probation.Contains(id)
 }
 
-// put stores b under id (b is owned by mem from now on) and evicts the
-// least recently used blocks until the tier fits its budget. A block larger
-// than the whole budget is not kept.
+// put stores b under id (b is owned by mem from now on) and evicts until
+// the tier fits its budget: probation's oldest first. A block larger than
+// the whole budget is not kept. An id evicted from probation not long ago
+// comes back protected.
 func (m *mem) put(id key, b []byte) {
 	size := int64(len(b))
 	if m.budget <= 0 || size > m.budget {
@@ -83,19 +156,28 @@ func (m *mem) put(id key, b []byte) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.lru.Get(id); ok {
+	if _, ok, _ := m.useLocked(id); ok {
 		// Same id, same content (ids are content hashes): keep the old slice,
 		// which readers may already hold, and just mark it used.
 		return
 	}
-	m.lru.Add(id, b)
-	m.bytes += size
-	for m.bytes > m.budget {
-		_, v, ok := m.lru.RemoveOldest()
-		if !ok {
+	e := memEntry{b: b, born: m.now().UnixNano()}
+	if m.ghost.Contains(id) {
+		m.ghost.Remove(id)
+		m.protectLocked(id, e)
+	} else {
+		m.probation.Add(id, e)
+		m.probB += size
+	}
+	for m.probB+m.protB > m.budget {
+		if k, v, ok := m.probation.RemoveOldest(); ok {
+			m.probB -= int64(len(v.b))
+			m.ghost.Add(k, struct{}{})
+		} else if _, v, ok := m.protected.RemoveOldest(); ok {
+			m.protB -= int64(len(v.b))
+		} else {
 			break
 		}
-		m.bytes -= int64(len(v))
 		m.evictions.Add(1)
 	}
 }
@@ -104,9 +186,13 @@ func (m *mem) put(id key, b []byte) {
 func (m *mem) remove(id key) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if v, ok := m.lru.Peek(id); ok {
-		m.lru.Remove(id)
-		m.bytes -= int64(len(v))
+	if v, ok := m.probation.Peek(id); ok {
+		m.probation.Remove(id)
+		m.probB -= int64(len(v.b))
+	}
+	if v, ok := m.protected.Peek(id); ok {
+		m.protected.Remove(id)
+		m.protB -= int64(len(v.b))
 	}
 }
 
@@ -115,13 +201,19 @@ func (m *mem) remove(id key) {
 func (m *mem) clear(keep func(remote.BlockID) bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, id := range m.lru.Keys() {
-		if keep(id.id) {
-			continue
-		}
-		if v, ok := m.lru.Peek(id); ok {
-			m.lru.Remove(id)
-			m.bytes -= int64(len(v))
+	m.ghost.Purge()
+	for _, seg := range []struct {
+		lru   *simplelru.LRU[key, memEntry]
+		bytes *int64
+	}{{m.probation, &m.probB}, {m.protected, &m.protB}} {
+		for _, id := range seg.lru.Keys() {
+			if keep(id.id) {
+				continue
+			}
+			if v, ok := seg.lru.Peek(id); ok {
+				seg.lru.Remove(id)
+				*seg.bytes -= int64(len(v.b))
+			}
 		}
 	}
 }
@@ -129,5 +221,5 @@ func (m *mem) clear(keep func(remote.BlockID) bool) {
 func (m *mem) stats() (bytes, blocks int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.bytes, int64(m.lru.Len())
+	return m.probB + m.protB, int64(m.probation.Len() + m.protected.Len())
 }

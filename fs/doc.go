@@ -32,7 +32,9 @@
 // leaves to a file system: group inheritance from set-group-ID
 // directories, NAME_MAX (FUSE itself allows 1024-byte names), refusing
 // POSIX ACL xattrs (tools then fall back to chmod), and the read-only
-// user.meshdrive.status xattr (StatusXattr).
+// user.meshdrive.status xattr (StatusXattr), and the pin xattr
+// user.meshdrive.pinned (PinXattr), which goes through the drive's Pinner
+// (pins.go): a pin over the budget is ENOSPC.
 //
 // # Caching
 //

@@ -26,9 +26,12 @@ type DriveOptions struct {
 	Sealer  *remote.Sealer
 
 	CacheMemBytes, CacheDiskBytes int64
-	UploadLimit                   float64 // bytes/s, 0 = unlimited
-	JournalQuota                  int64   // 0 = journal default
-	BlockSize                     int     // 0 = journal default (4 MiB)
+	// PinBudget bounds the bytes of pinned files (0: CacheDiskBytes, or
+	// the cache's default disk size).
+	PinBudget    int64
+	UploadLimit  float64 // bytes/s, 0 = unlimited
+	JournalQuota int64   // 0 = journal default
+	BlockSize    int     // 0 = journal default (4 MiB)
 
 	// MetaInterval bounds how far the grid's copy of the metadata trails
 	// the journal (0: journal.DefaultMetaInterval).
@@ -109,6 +112,10 @@ type Drive struct {
 	log   *slog.Logger
 	j     *journal.Journal
 	cache *cache.Cache
+	pins  *Pinner // nil read-only
+	// stopPins ends the pinner; pinsDone is closed when it has stopped.
+	stopPins context.CancelFunc
+	pinsDone chan struct{}
 
 	rate     rateSampler
 	stopRate context.CancelFunc
@@ -169,6 +176,23 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		defer close(d.rateDone)
 		d.sampleRate(rctx)
 	}()
+	if !o.ReadOnly {
+		budget := o.PinBudget
+		if budget <= 0 {
+			budget = o.CacheDiskBytes
+		}
+		if budget <= 0 {
+			budget = cache.DefaultDiskBytes
+		}
+		d.pins = NewPinner(j, c, budget, log)
+		var pctx context.Context
+		pctx, d.stopPins = context.WithCancel(context.Background())
+		d.pinsDone = make(chan struct{})
+		go func() {
+			defer close(d.pinsDone)
+			d.pins.Run(pctx)
+		}()
+	}
 	return d, nil
 }
 
@@ -184,6 +208,7 @@ func (d *Drive) Mount(mountpoint string) (*fuse.Server, error) {
 	}
 	if !d.o.ReadOnly {
 		mo.Snapshots = d.j
+		mo.Pins = d.pins
 	}
 	s, err := Mount(mountpoint, d.j, mo)
 	if err != nil {
@@ -201,6 +226,9 @@ func (d *Drive) Journal() *journal.Journal { return d.j }
 // Cache returns the drive's block cache (clear, pin, stats).
 func (d *Drive) Cache() *cache.Cache { return d.cache }
 
+// Pins returns the drive's pinner (nil on a read-only drive).
+func (d *Drive) Pins() *Pinner { return d.pins }
+
 // Close unmounts any mount still up, then closes the journal (which
 // flushes dirty data to local disk and stops the uploader; what is not yet
 // on the grid resumes at the next open) and the cache.
@@ -217,6 +245,10 @@ func (d *Drive) Close() error {
 			// Already unmounted by its owner: nothing to do.
 			d.log.Debug("fs: unmount at close", "err", err)
 		}
+	}
+	if d.pins != nil {
+		d.stopPins()
+		<-d.pinsDone
 	}
 	if err := d.j.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close journal: %w", err))

@@ -49,6 +49,8 @@ type MountOptions struct {
 	Snapshots Snapshotter
 	// Observe, when set, is told of every FUSE request (metrics).
 	Observe OpObserver
+	// Pins, when set, handles the PinXattr xattr (pin, unpin).
+	Pins Pins
 	// Debug logs every FUSE request (very verbose).
 	Debug  bool
 	Logger *slog.Logger
@@ -63,7 +65,7 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout, snaps: o.Snapshots}}
+	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout, snaps: o.Snapshots, pins: o.Pins}}
 	a, err := j.GetAttr(context.Background(), journal.RootIno)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: reading the root directory from the journal: %w", mountpoint, err)

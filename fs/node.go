@@ -34,7 +34,10 @@ type fileSystem struct {
 	inoOff uint64
 	// snaps serves MOUNT/.snapshots (nil: no snapshots; always nil inside
 	// a snapshot).
-	snaps       Snapshotter
+	snaps Snapshotter
+	// pins handles PinXattr (nil: it is an ordinary xattr; always nil
+	// inside a snapshot).
+	pins        Pins
 	log         *slog.Logger
 	attrTimeout time.Duration
 

@@ -33,6 +33,13 @@ type PathStatus struct {
 	CachedBlocks int    `json:"cached_blocks"` // of those, in the cache (memory or disk)
 	CachedBytes  int64  `json:"cached_bytes"`
 	CachedFiles  int    `json:"cached_files"` // files whose grid blocks are all cached
+	// Pinned: the path or a folder above it is pinned. Local is like
+	// Cached over the disk cache only (what survives a restart; pinned
+	// blocks live there): fully | partly | not.
+	Pinned      bool   `json:"pinned"`
+	Local       string `json:"local"`
+	LocalBlocks int    `json:"local_blocks"`
+	LocalBytes  int64  `json:"local_bytes"`
 }
 
 // Values of PathStatus.Cached.
@@ -79,7 +86,7 @@ func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &PathStatus{Path: "/" + rel}
+	rep := &PathStatus{Path: "/" + rel, Pinned: d.Pinned(ctx, rel)}
 	worst := journal.StateDurable
 	add := func(ino journal.Ino, size uint64) error {
 		st, err := j.Status(ctx, ino)
@@ -96,6 +103,10 @@ func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
 			if d.cache.Has(b.ID) {
 				cached++
 				rep.CachedBytes += b.Len
+			}
+			if d.cache.OnDisk(b.ID) {
+				rep.LocalBlocks++
+				rep.LocalBytes += b.Len
 			}
 		}
 		if cached == len(gb) {
@@ -139,7 +150,35 @@ func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
 	}
 	rep.State = worst.String()
 	rep.Cached = cachedVerdict(rep.CachedBlocks, rep.GridBlocks)
+	rep.Local = cachedVerdict(rep.LocalBlocks, rep.GridBlocks)
 	return rep, nil
+}
+
+// Pinned reports whether rel (relative to the drive's root, see
+// CleanPath) or a folder above it is pinned.
+func (d *Drive) Pinned(ctx context.Context, rel string) bool {
+	rel = CleanPath(rel)
+	has := func(ino journal.Ino) bool {
+		v, err := d.j.GetXattr(ctx, ino, PinXattr)
+		return err == nil && string(v) != "0"
+	}
+	if has(journal.RootIno) {
+		return true
+	}
+	if rel == "" {
+		return false
+	}
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		ino, err := d.j.ResolvePath(ctx, strings.Join(parts[:i+1], "/"))
+		if err != nil {
+			return false
+		}
+		if has(ino) {
+			return true
+		}
+	}
+	return false
 }
 
 // Progress is the uploader's progress with a recent rate and an estimate

@@ -79,6 +79,12 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if flags&^(journal.XattrCreate|journal.XattrReplace) != 0 {
 		return syscall.EINVAL
 	}
+	if attr == PinXattr && n.fsys.pins != nil {
+		if string(data) == "0" {
+			return n.errno("setxattr", n.fsys.pins.Unpin(settled(ctx), n.ino()))
+		}
+		return n.errno("setxattr", n.fsys.pins.Pin(settled(ctx), n.ino()))
+	}
 	return n.errno("setxattr", n.fsys.j.SetXattr(settled(ctx), n.ino(), attr, data, flags))
 }
 
@@ -101,6 +107,9 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	}
 	if attr == StatusXattr {
 		return syscall.EPERM
+	}
+	if attr == PinXattr && n.fsys.pins != nil {
+		return n.errno("removexattr", n.fsys.pins.Unpin(settled(ctx), n.ino()))
 	}
 	return n.errno("removexattr", n.fsys.j.RemoveXattr(settled(ctx), n.ino(), attr))
 }

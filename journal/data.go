@@ -546,6 +546,7 @@ func (j *Journal) Fsync(ctx context.Context, ino Ino) error {
 	if err := j.barrier(ctx); err != nil {
 		return fmt.Errorf("journal: fsync: %w", err)
 	}
+	j.prioritize(ctx, ino) // fsync'd data goes before bulk uploads
 	return nil
 }
 

@@ -67,7 +67,7 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode, durable bool) error
 	}
 	slices.Sort(idxs)
 	prio := 1
-	if size < j.bs {
+	if size < j.bs || durable { // small and fsync'd files before bulk
 		prio = 0
 	}
 	if len(idxs) >= bigFlushBlocks {

@@ -69,6 +69,8 @@ type gridEnv struct {
 	sealer *remote.Sealer
 	j      *Journal
 	opts   Options
+	// wrap, when set, wraps every node's store from the next newGrid on.
+	wrap func(remote.Store) remote.Store
 }
 
 // newGridEnv builds n dirstore nodes, a k+m grid over them and a journal
@@ -120,7 +122,11 @@ func (e *gridEnv) newGrid() {
 		name := fmt.Sprintf("node-%d", i)
 		f := faulty.New(ds, faulty.Options{Name: name, Seed: uint64(i + 1)})
 		e.nodes = append(e.nodes, f)
-		members = append(members, remote.Member{Name: name, Store: f})
+		var st remote.Store = f
+		if e.wrap != nil {
+			st = e.wrap(st)
+		}
+		members = append(members, remote.Member{Name: name, Store: st})
 	}
 	g, err := remote.NewGrid(remote.GridOptions{K: e.k, M: e.m, Members: members, Sealer: e.sealer,
 		CallTimeout: 30 * time.Second})

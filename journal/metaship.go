@@ -84,6 +84,7 @@ func (m *metaShipper) run(ctx context.Context) {
 	bo := remote.Backoff{Min: time.Second, Max: m.interval}
 	fails := 0
 	wait := m.interval
+	var last time.Time
 	for {
 		t := time.NewTimer(wait)
 		select {
@@ -93,13 +94,20 @@ func (m *metaShipper) run(ctx context.Context) {
 		case <-t.C:
 		case <-m.kick:
 			t.Stop()
+			// An fsync asked: at most one record per kickGap for them.
+			if !sleepCtx(ctx, time.Until(last.Add(min(kickGap, m.interval)))) {
+				return
+			}
 		}
-		// Give the uploader a moment to ship the blocks the rows name,
-		// so a record rarely names a block that is not on the grid yet.
+		// Give the uploader a moment to ship the urgent blocks (small
+		// and fsync'd files'), so their rows go in this record; rows of
+		// files whose blocks still wait behind bulk uploads wait for a
+		// later record (deferStaged).
 		wctx, cancel := context.WithTimeout(ctx, m.interval/2)
-		m.j.WaitDurable(wctx)
+		m.j.waitUrgent(wctx)
 		cancel()
-		if _, err := m.ship(ctx, false, false); err != nil {
+		last = time.Now()
+		if _, err := m.ship(ctx, false, false, true); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -200,7 +208,12 @@ func readHead(ctx context.Context, q interface {
 // when the chain is long) to the grid and names the new record in a root
 // record on every node. With force it ships even when nothing changed.
 // It returns the seq of the newest record (0 when there is none).
-func (m *metaShipper) ship(ctx context.Context, force, full bool) (uint64, error) {
+//
+// With deferStaged (the background shipper), a delta record leaves out the
+// rows of files whose blocks still wait in the upload queue (see
+// deferredInodes) instead of waiting for them: a small file saved during a
+// long copy reaches the grid without waiting for the copy.
+func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j := m.j
@@ -233,13 +246,22 @@ func (m *metaShipper) ship(ctx context.Context, force, full bool) (uint64, error
 		h.Base, h.Prev, h.PrevSeg = head.base, head.seq, head.seg
 	}
 	b := metalog.NewBuilder(h)
+	var later deferral
 	if h.Kind == metalog.Full {
 		err = fullRows(ctx, rtx, b)
 	} else {
-		err = deltaRows(ctx, rtx, maxID.Int64, b)
+		if deferStaged {
+			if later.inodes, err = deferredInodes(ctx, rtx, maxID.Int64); err != nil {
+				return 0, fmt.Errorf("journal: read metadata to ship: %w", err)
+			}
+		}
+		err = deltaRows(ctx, rtx, maxID.Int64, b, &later)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("journal: read metadata to ship: %w", err)
+	}
+	if len(later.keys) > 0 && later.shipped == 0 && !force {
+		return headSeq(head), nil // everything waits for its blocks
 	}
 	// Blocks the record's maps name that are still staged: the record
 	// names them once they are on the grid, so it never names data the
@@ -249,7 +271,10 @@ func (m *metaShipper) ship(ctx context.Context, force, full bool) (uint64, error
 	if h.Kind == metalog.Full {
 		q = `SELECT DISTINCT m.block FROM blockmap m JOIN blocks b ON b.id = m.block WHERE b.state = 0 AND ?1 = ?1`
 	}
-	staged, err := blockIDs(ctx, rtx, q, maxID.Int64)
+	var staged []remote.BlockID
+	if later.inodes == nil { // else every map row naming a queued block is left out
+		staged, err = blockIDs(ctx, rtx, q, maxID.Int64)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("journal: read metadata to ship: %w", err)
 	}
@@ -258,6 +283,12 @@ func (m *metaShipper) ship(ctx context.Context, force, full bool) (uint64, error
 	freedIDs, err := blockIDs(ctx, rtx, `SELECT id FROM blocks WHERE state = 2 AND freed IS NULL AND ?1 = ?1`, 0)
 	if err != nil {
 		return 0, fmt.Errorf("journal: read metadata to ship: %w", err)
+	}
+	if len(later.keys) > 0 {
+		// A row left for later may still name a block freed here (a file
+		// deleted while the record leaves its deletion out): no block is
+		// marked freed until nothing is left out.
+		freedIDs = nil
 	}
 	rtx.Rollback()
 	if len(staged) > 0 {
@@ -295,8 +326,10 @@ func (m *metaShipper) ship(ctx context.Context, force, full bool) (uint64, error
 		if err := markBornFreed(ctx, tx, seq, h.Kind == metalog.Full, maxID.Int64, staged, freedIDs); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM mdirty WHERE id <= ?`, maxID.Int64)
-		return err
+		if _, err := tx.ExecContext(ctx, `DELETE FROM mdirty WHERE id <= ?`, maxID.Int64); err != nil {
+			return err
+		}
+		return later.requeue(ctx, tx)
 	})
 	j.wmu.Unlock()
 	if err != nil {
@@ -339,18 +372,15 @@ func fullRows(ctx context.Context, tx *sql.Tx, b *metalog.Builder) error {
 
 // deltaRows adds, for every key noted in mdirty up to maxID, the row as
 // it is now, or its deletion.
-func deltaRows(ctx context.Context, tx *sql.Tx, maxID int64, b *metalog.Builder) error {
+// Keys that later says to leave out are collected in later.keys instead.
+func deltaRows(ctx context.Context, tx *sql.Tx, maxID int64, b *metalog.Builder, later *deferral) error {
 	keys, err := tx.QueryContext(ctx, `SELECT DISTINCT tbl, a, b FROM mdirty WHERE id <= ?`, maxID)
 	if err != nil {
 		return err
 	}
-	type key struct {
-		tbl  uint8
-		a, b any
-	}
-	var ks []key
+	var ks []mkey
 	for keys.Next() {
-		var k key
+		var k mkey
 		if err := keys.Scan(&k.tbl, &k.a, &k.b); err != nil {
 			keys.Close()
 			return err
@@ -377,6 +407,15 @@ func deltaRows(ctx context.Context, tx *sql.Tx, maxID int64, b *metalog.Builder)
 				return err
 			}
 			stmts[k.tbl] = st
+		}
+		if leave, err := later.leaves(ctx, tx, k); err != nil {
+			return err
+		} else if leave {
+			later.keys = append(later.keys, k)
+			continue
+		}
+		if k.tbl != mlogTable {
+			later.shipped++
 		}
 		args := []any{k.a, k.b}[:t.keys]
 		rows, err := st.QueryContext(ctx, args...)
@@ -417,7 +456,7 @@ func (j *Journal) ShipMeta(ctx context.Context, force bool) (uint64, error) {
 	if j.ms == nil {
 		return 0, fmt.Errorf("journal: %w: no grid for metadata", ErrInvalid)
 	}
-	return j.ms.ship(ctx, force, false)
+	return j.ms.ship(ctx, force, false, false)
 }
 
 // SyncGrid returns once everything written before the call is
@@ -437,7 +476,7 @@ func (j *Journal) SyncGrid(ctx context.Context) error {
 	}
 	bo := remote.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for attempt := 0; ; attempt++ {
-		_, err := j.ms.ship(ctx, false, false)
+		_, err := j.ms.ship(ctx, false, false, false)
 		if err == nil {
 			return nil
 		}

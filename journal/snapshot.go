@@ -262,7 +262,7 @@ func (j *Journal) CreateSnapshot(ctx context.Context, name string) (Snapshot, er
 	if err := j.SyncGrid(ctx); err != nil {
 		return Snapshot{}, err
 	}
-	seq, err := j.ms.ship(ctx, true, false)
+	seq, err := j.ms.ship(ctx, true, false, false)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -281,7 +281,7 @@ func (j *Journal) CreateSnapshot(ctx context.Context, name string) (Snapshot, er
 			return Snapshot{}, fmt.Errorf("journal: name snapshot: %w", err)
 		}
 		// The name itself reaches the grid with the next record.
-		if _, err := j.ms.ship(ctx, true, false); err != nil {
+		if _, err := j.ms.ship(ctx, true, false, false); err != nil {
 			return Snapshot{}, err
 		}
 	}
@@ -335,7 +335,7 @@ func (j *Journal) DeleteSnapshots(ctx context.Context, names []string, all bool)
 		return nil, fmt.Errorf("journal: delete snapshots: %w", err)
 	}
 	if j.ms != nil {
-		if _, err := j.ms.ship(ctx, true, false); err != nil {
+		if _, err := j.ms.ship(ctx, true, false, false); err != nil {
 			return del, err
 		}
 		j.pruneMeta(ctx)

@@ -116,3 +116,74 @@ func (j *Journal) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error) 
 	}
 	return out, nil
 }
+
+// GridRefs returns where the blocks of a file that are on the grid lie, in
+// file order, each block once: what a reader (or a pin) fetches. Like
+// GridBlocks it is a report: a file written meanwhile may list a block its
+// dirty data is replacing.
+func (j *Journal) GridRefs(ctx context.Context, ino Ino) ([]remote.BlockRef, error) {
+	if err := j.checkOpen(); err != nil {
+		return nil, err
+	}
+	rows, err := j.db.QueryContext(ctx, `SELECT b.id, b.segment, b.seg_off, b.seg_len
+		FROM blockmap m JOIN blocks b ON b.id = m.block
+		WHERE m.ino = ? AND b.state IN (?, ?) AND b.segment IS NOT NULL ORDER BY m.idx`, ino, blockUploaded, blockGarbage)
+	if err != nil {
+		return nil, fmt.Errorf("journal: block places of inode %d: %w", ino, err)
+	}
+	type place struct {
+		id       remote.BlockID
+		seg      []byte
+		off, len int64
+	}
+	var ps []place
+	seen := map[remote.BlockID]bool{}
+	for rows.Next() {
+		var p place
+		var id []byte
+		if err := rows.Scan(&id, &p.seg, &p.off, &p.len); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("journal: block places of inode %d: %w", ino, err)
+		}
+		copy(p.id[:], id)
+		if !seen[p.id] {
+			seen[p.id] = true
+			ps = append(ps, p)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal: block places of inode %d: %w", ino, err)
+	}
+	out := make([]remote.BlockRef, 0, len(ps))
+	for _, p := range ps {
+		seg, err := j.segment(ctx, p.seg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, remote.BlockRef{ID: p.id, Seg: seg, Offset: p.off, Length: p.len})
+	}
+	return out, nil
+}
+
+// XattrInodes returns the inodes that have the extended attribute name
+// (pins are one: fs.PinXattr).
+func (j *Journal) XattrInodes(ctx context.Context, name string) ([]Ino, error) {
+	if err := j.checkOpen(); err != nil {
+		return nil, err
+	}
+	rows, err := j.db.QueryContext(ctx, `SELECT ino FROM xattrs WHERE name = ?`, name)
+	if err != nil {
+		return nil, fmt.Errorf("journal: inodes with xattr %s: %w", name, err)
+	}
+	defer rows.Close()
+	var out []Ino
+	for rows.Next() {
+		var ino Ino
+		if err := rows.Scan(&ino); err != nil {
+			return nil, fmt.Errorf("journal: inodes with xattr %s: %w", name, err)
+		}
+		out = append(out, ino)
+	}
+	return out, rows.Err()
+}

@@ -129,8 +129,8 @@ func (j *Journal) uploader(ctx context.Context) {
 	}
 }
 
-// pack reads the next segment's worth of staged blocks, small files first,
-// then in queue order.
+// pack reads the next segment's worth of staged blocks, small and fsync'd
+// files first (alone when there are any), then in queue order.
 func (j *Journal) pack() ([]byte, []placedBlock) {
 	j.qmu.Lock()
 	items := make([]qitem, 0, len(j.queue))
@@ -144,6 +144,14 @@ func (j *Journal) pack() ([]byte, []placedBlock) {
 		}
 		return int(a.seq - b.seq)
 	})
+	// A segment that starts with urgent blocks (small and fsync'd
+	// files') carries only those: it ships in the time its own bytes
+	// take, not a full segment of bulk data's.
+	if len(items) > 0 && items[0].prio == 0 {
+		if i := slices.IndexFunc(items, func(it qitem) bool { return it.prio != 0 }); i > 0 {
+			items = items[:i]
+		}
+	}
 	// One buffer for the segment, filled by reading each staging file
 	// into place: no copy per block and no regrowing.
 	var size int64

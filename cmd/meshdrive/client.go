@@ -83,7 +83,9 @@ everything written is grid-durable. With PATH (a file or folder inside the
 mount, or a path relative to the drive's root): its state (durable, degraded
 or local), blocks and bytes still pending upload, and whether its blocks on
 the grid are in the local cache: fully, partly or not (blocks not yet
-uploaded are local anyway). A folder sums its files. Talks to the running
+uploaded are local anyway), whether it is pinned (meshdrive pin) and how much
+of it is on this machine's disk ("local: fully" once a pinned folder can be
+read with no node reachable). A folder sums its files. Talks to the running
 mount.`)
 	dataDir := dataDirFlag(e, fl)
 	asJSON := fl.Bool("json", false, "print JSON")
@@ -121,6 +123,7 @@ mount.`)
 		}
 		fmt.Fprintf(e.stdout, "  %d blocks, %d pending upload (%s)\n", rep.Blocks, rep.PendingBlocks, humanBytes(rep.PendingBytes))
 		printCached(e.stdout, &rep)
+		printPinned(e.stdout, &rep)
 		return nil
 	}
 	var rep statusReport
@@ -184,6 +187,9 @@ func printStatus(w io.Writer, r *statusReport) {
 	if !r.Online {
 		online = "OFFLINE: no node reachable"
 	}
+	if r.OfflineSince != nil {
+		fmt.Fprintf(w, "  %s\n", offlineLine(r, time.Now()))
+	}
 	fmt.Fprintf(w, "\nnodes: %d of %d up, k=%d m=%d (%s)\n", r.NodesUp, r.NodesTotal, r.K, r.M, online)
 	for _, n := range r.Nodes {
 		if n.Up {
@@ -225,6 +231,7 @@ func printStatus(w io.Writer, r *statusReport) {
 	if md.LastError != "" {
 		fmt.Fprintf(w, "  last error: %s\n", md.LastError)
 	}
+	printBandwidth(w, r)
 	fmt.Fprintf(w, "\ngarbage: %s no file refers to (kept snapshots may)", humanBytes(r.GC.GarbageBytes))
 	if l := r.GC.Last; l != nil {
 		fmt.Fprintf(w, "; the last collection, %s, freed %s", l.Finish.Local().Format(time.DateTime), humanBytes(l.FreedBytes))

@@ -57,6 +57,12 @@ type Config struct {
 	// Retention says which metadata checkpoints stay snapshots
 	// (journal.ParseRetention; the default when empty).
 	Retention string `json:"retention,omitempty"`
+	// BandwidthSchedule says which upload and download limits are in
+	// force at what time of day (remote/limit.ParseSchedule), for example
+	// "08:00-18:00 1MiB/s, otherwise unlimited"; outside its windows (and
+	// when empty) mount's --upload-limit and --download-limit apply. The
+	// mount re-reads it every 2 s.
+	BandwidthSchedule string `json:"bandwidth_schedule,omitempty"`
 }
 
 // NodeConfig is one node of the grid. URL is "http(s)://[token@]host:port",
@@ -147,6 +153,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("retention: %v", err)
 		}
 	}
+
 	names := map[string]bool{}
 	for i, n := range c.Nodes {
 		if n.Name == "" || n.URL == "" {

@@ -28,6 +28,7 @@ import (
 //	GET  /status?path=P     pathReport for one file or folder
 //	POST /sync              JSON lines of syncLine until grid-durable
 //	POST /cache/clear       clearReport
+//	POST /pin, /unpin       ?path=P&abs=A (repeated): []pinReport
 //	POST /gc?dry_run=1&grace=D  JSON lines of gcLine, the last with the stats
 //	GET  /snapshots         []snapshotJSON
 //	POST /snapshots?name=N  snapshotJSON of the new snapshot
@@ -40,25 +41,30 @@ import (
 
 // statusReport is GET /status (and meshdrive status --json).
 type statusReport struct {
-	DataDir    string          `json:"data_dir"`
-	DriveID    string          `json:"drive_id"`
-	Mountpoint string          `json:"mountpoint"`
-	PID        int             `json:"pid"`
-	K          int             `json:"k"`
-	M          int             `json:"m"`
-	BlockSize  int             `json:"block_size"`
-	ReadOnly   bool            `json:"read_only"`
-	State      string          `json:"state"`   // durable | degraded | local
-	Durable    bool            `json:"durable"` // everything written is on the grid with all n shards
-	Online     bool            `json:"online"`  // at least one node answered
-	NodesUp    int             `json:"nodes_up"`
-	NodesTotal int             `json:"nodes_total"`
-	Nodes      []nodeStatus    `json:"nodes"`
-	Uploads    uploadStatus    `json:"uploads"`
-	Metadata   metaStatus      `json:"metadata"`
-	GC         gcStatus        `json:"gc"`
-	Repair     *repair.Stats   `json:"repair,omitempty"` // nil on a read-only mount
-	Cache      json.RawMessage `json:"cache"`            // cache.Stats
+	DataDir    string `json:"data_dir"`
+	DriveID    string `json:"drive_id"`
+	Mountpoint string `json:"mountpoint"`
+	PID        int    `json:"pid"`
+	K          int    `json:"k"`
+	M          int    `json:"m"`
+	BlockSize  int    `json:"block_size"`
+	ReadOnly   bool   `json:"read_only"`
+	State      string `json:"state"`   // durable | degraded | local
+	Durable    bool   `json:"durable"` // everything written is on the grid with all n shards
+	Online     bool   `json:"online"`  // at least one node answered
+	// OfflineSince: when no node was reachable any more (set while
+	// offline); what waits is in Uploads and Metadata.
+	OfflineSince *time.Time      `json:"offline_since,omitempty"`
+	NodesUp      int             `json:"nodes_up"`
+	NodesTotal   int             `json:"nodes_total"`
+	Nodes        []nodeStatus    `json:"nodes"`
+	Uploads      uploadStatus    `json:"uploads"`
+	Metadata     metaStatus      `json:"metadata"`
+	GC           gcStatus        `json:"gc"`
+	Repair       *repair.Stats   `json:"repair,omitempty"` // nil on a read-only mount
+	Bandwidth    bandwidthStatus `json:"bandwidth"`
+	Pins         *fs.PinStats    `json:"pins,omitempty"` // nil on a read-only mount
+	Cache        json.RawMessage `json:"cache"`          // cache.Stats
 	// Web is the web app's address without its token ("" when off);
 	// meshdrive web-url adds the token.
 	Web string `json:"web,omitempty"`
@@ -124,8 +130,9 @@ type controlOptions struct {
 	readOnly            bool
 	log                 *slog.Logger
 	repair              *repair.Repairer // nil on a read-only mount
-	// wrapStore wraps the store of a node added while mounted (metrics).
-	wrapStore func(name string, s remote.Store) remote.Store
+	stack               gridStack        // what a node added while mounted is wrapped in
+	bandwidth           *bandwidth       // the limits in force and their schedule
+	online              *onlineState     // since when no node is reachable
 }
 
 type controlServer struct {
@@ -162,6 +169,8 @@ func startControl(o controlOptions) (*controlServer, error) {
 	mux.HandleFunc("GET /status", c.status)
 	mux.HandleFunc("POST /sync", c.sync)
 	mux.HandleFunc("POST /cache/clear", c.cacheClear)
+	mux.HandleFunc("POST /pin", c.pin)
+	mux.HandleFunc("POST /unpin", c.pin)
 	mux.HandleFunc("POST /gc", c.gc)
 	mux.HandleFunc("GET /snapshots", c.snapshotList)
 	mux.HandleFunc("POST /snapshots", c.snapshotCreate)
@@ -238,6 +247,12 @@ func (c *controlServer) report(ctx context.Context) statusReport {
 		rep.Nodes = append(rep.Nodes, ns)
 	}
 	rep.Online = rep.NodesUp > 0
+	if c.o.online != nil {
+		c.o.online.observe(rep.NodesUp, time.Now())
+		if since := c.o.online.offlineSince(); !rep.Online && !since.IsZero() {
+			rep.OfflineSince = &since
+		}
+	}
 	var owed int64
 	if c.o.repair != nil {
 		st := c.o.repair.Stats()
@@ -251,6 +266,13 @@ func (c *controlServer) report(ctx context.Context) statusReport {
 	rep.Cache, _ = json.Marshal(c.o.drive.Cache().Stats())
 	if u := c.webURL.Load(); u != nil {
 		rep.Web = *u
+	}
+	if c.o.bandwidth != nil {
+		rep.Bandwidth = c.o.bandwidth.status()
+	}
+	if p := c.o.drive.Pins(); p != nil {
+		st := p.Stats()
+		rep.Pins = &st
 	}
 	return rep
 }
@@ -317,6 +339,9 @@ func (c *controlServer) cacheClear(w http.ResponseWriter, r *http.Request) {
 	if err := ca.Clear(); err != nil {
 		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
 		return
+	}
+	if p := c.o.drive.Pins(); p != nil {
+		p.Kick() // pinned blocks stay; the pinner checks
 	}
 	after, _ := json.Marshal(ca.Stats())
 	writeJSON(w, http.StatusOK, clearReport{Before: before, After: after})

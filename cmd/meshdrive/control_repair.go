@@ -269,10 +269,7 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := nextNodeName(cfg)
-	if c.o.wrapStore != nil {
-		st = c.o.wrapStore(name, st)
-	}
-	if err := c.o.grid.AddMember(remote.Member{Name: name, Store: st, Zone: zone}); err != nil {
+	if err := c.o.grid.AddMember(remote.Member{Name: name, Store: c.o.stack.wrap(name, st), Zone: zone}); err != nil {
 		writeJSON(w, http.StatusConflict, apiError{err.Error()})
 		return
 	}

@@ -50,6 +50,7 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 		"--cache-size", strconv.FormatInt(o.cacheSize, 10),
 		"--cache-mem", strconv.FormatInt(o.cacheMem, 10),
 		"--upload-limit", strconv.FormatInt(int64(o.uploadLimit), 10),
+		"--download-limit", strconv.FormatInt(int64(o.downloadLimit), 10),
 		"--log-level", o.logLevel,
 		"--repair-limit", strconv.FormatInt(int64(o.repairLimit), 10),
 		"--repair-below", strconv.Itoa(o.repairBelow),
@@ -69,6 +70,9 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 		web = "off"
 	}
 	args = append(args, "--web", web, "--web-max-upload", strconv.FormatInt(o.webMaxUpload, 10))
+	if o.pinBudget > 0 {
+		args = append(args, "--pin-budget", strconv.FormatInt(o.pinBudget, 10))
+	}
 	args = append(args, "--", o.mountpoint)
 	cmd := exec.Command(self, args...)
 	cmd.Dir = "/"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/limit"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
@@ -19,13 +20,7 @@ const openTimeout = 5 * time.Second
 // passwd): any failure is an error. Not strict (mount, which never waits
 // for the grid): a store that cannot be opened in openTimeout stands in as
 // a down node, logged, so the drive still mounts.
-func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logger, strict bool) ([]remote.Member, error) {
-	return openStoresWrapped(ctx, dataDir, cfg, log, strict, nil)
-}
-
-// openStoresWrapped is openStores with each store passed through wrap
-// (nil: none), the mount's metrics.
-func openStoresWrapped(ctx context.Context, dataDir string, cfg *Config, log *slog.Logger, strict bool, wrap func(string, remote.Store) remote.Store) ([]remote.Member, error) {
+func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logger, strict bool, stack gridStack) ([]remote.Member, error) {
 	members := make([]remote.Member, len(cfg.Nodes))
 	errs := make([]error, len(cfg.Nodes))
 	var wg sync.WaitGroup
@@ -40,10 +35,7 @@ func openStoresWrapped(ctx context.Context, dataDir string, cfg *Config, log *sl
 				errs[i] = fmt.Errorf("node %s (%s): %w", n.Name, redactURL(n.URL), err)
 				st = downStore{cause: errs[i]}
 			}
-			if wrap != nil {
-				st = wrap(n.Name, st)
-			}
-			members[i] = remote.Member{Name: n.Name, Store: st, Zone: n.Zone}
+			members[i] = remote.Member{Name: n.Name, Store: stack.wrap(n.Name, st), Zone: n.Zone}
 		}()
 	}
 	wg.Wait()
@@ -59,18 +51,40 @@ func openStoresWrapped(ctx context.Context, dataDir string, cfg *Config, log *sl
 	return members, nil
 }
 
-// openGrid builds the sealer and the grid of a drive from its master key.
-func openGrid(ctx context.Context, dataDir string, cfg *Config, master []byte, log *slog.Logger, strict bool) (*remote.Grid, *remote.Sealer, error) {
-	return openGridWrapped(ctx, dataDir, cfg, master, log, strict, nil)
+// gridStack is what the mount wraps every store of its grid in, composed
+// here and nowhere else (node add goes through it too): innermost the
+// metrics (per-node latency, errors and bytes), then the bandwidth limit
+// (remote/limit), each when set. open.Store puts the retries under them;
+// the grid puts its timeouts, slots and breaker over them.
+type gridStack struct {
+	metrics func(name string, st remote.Store) remote.Store
+	limits  *limit.Limits
 }
 
-// openGridWrapped is openGrid with every node's store passed through wrap.
-func openGridWrapped(ctx context.Context, dataDir string, cfg *Config, master []byte, log *slog.Logger, strict bool, wrap func(string, remote.Store) remote.Store) (*remote.Grid, *remote.Sealer, error) {
+// wrap puts the store of node name inside the stack.
+func (s gridStack) wrap(name string, st remote.Store) remote.Store {
+	if s.metrics != nil {
+		st = s.metrics(name, st)
+	}
+	if s.limits != nil {
+		st = s.limits.Wrap(st)
+	}
+	return st
+}
+
+// openGrid builds the sealer and the grid of a drive from its master key,
+// with no wrapper around the stores (commands other than mount).
+func openGrid(ctx context.Context, dataDir string, cfg *Config, master []byte, log *slog.Logger, strict bool) (*remote.Grid, *remote.Sealer, error) {
+	return openGridStack(ctx, dataDir, cfg, master, log, strict, gridStack{})
+}
+
+// openGridStack is openGrid with every store wrapped in stack.
+func openGridStack(ctx context.Context, dataDir string, cfg *Config, master []byte, log *slog.Logger, strict bool, stack gridStack) (*remote.Grid, *remote.Sealer, error) {
 	sealer, err := remote.NewSealer(master)
 	if err != nil {
 		return nil, nil, err
 	}
-	members, err := openStoresWrapped(ctx, dataDir, cfg, log, strict, wrap)
+	members, err := openStores(ctx, dataDir, cfg, log, strict, stack)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -256,7 +256,7 @@ func kdfParams(e *env) keyring.Params {
 // checkReachable asks every node for its info, in parallel, and names the
 // first that does not answer.
 func checkReachable(ctx context.Context, dir string, cfg *Config, log *slog.Logger) error {
-	members, err := openStores(ctx, dir, cfg, log, true)
+	members, err := openStores(ctx, dir, cfg, log, true, gridStack{})
 	if err != nil {
 		return err
 	}

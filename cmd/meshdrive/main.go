@@ -50,6 +50,8 @@ func commands() []command {
 		{"status", "show the drive, its nodes, the upload queue and the cache", runStatus},
 		{"sync", "wait until everything written so far is grid-durable", runSync},
 		{"cache", "cache clear: drop clean cached blocks", runCache},
+		{"pin", "keep files and folders on this machine (offline)", runPin},
+		{"unpin", "let pinned files and folders be evicted again", runUnpin},
 		{"passwd", "change the drive's passphrase (no data is rewritten)", runPasswd},
 		{"recover", "rebuild a lost drive on this machine from the passphrase and one node", runRecover},
 		{"gc", "collect garbage: deleted data leaves the grid", runGC},

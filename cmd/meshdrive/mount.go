@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +19,7 @@ import (
 	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/keyring"
+	"github.com/meshdrive/meshdrive/remote/limit"
 	"github.com/meshdrive/meshdrive/remote/metered"
 	"github.com/meshdrive/meshdrive/web"
 )
@@ -41,16 +42,18 @@ const (
 )
 
 type mountOptions struct {
-	dataDir     string
-	mountpoint  string
-	cacheSize   int64
-	cacheMem    int64
-	uploadLimit float64
-	allowOther  bool
-	readOnly    bool
-	daemon      bool
-	logLevel    string
-	pass        passphraseSource
+	dataDir       string
+	mountpoint    string
+	cacheSize     int64
+	cacheMem      int64
+	pinBudget     int64
+	uploadLimit   float64
+	downloadLimit float64
+	allowOther    bool
+	readOnly      bool
+	daemon        bool
+	logLevel      string
+	pass          passphraseSource
 	// metaInterval: --metadata-interval (0: the config's, else the default).
 	metaInterval time.Duration
 	gcInterval   time.Duration
@@ -80,12 +83,19 @@ mount got there.
 If DATA holds no drive yet, a default drive is created first: its grid is 6
 node directories under DATA/nodes, k=4 m=2. Mounting never waits for the
 nodes: with none reachable the drive mounts from its journal and cache and the
-log says it is offline. The passphrase comes from --passphrase-file, else
-$MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
+log says it is offline; writes wait in the journal and go up by themselves
+when nodes come back. Small and fsync'd files upload before bulk copies.
+--upload-limit and --download-limit hold the traffic to all nodes together;
+"bandwidth_schedule" in DATA/config.json overrides them by the hour, for
+example "08:00-18:00 1MiB/s, otherwise unlimited" (re-read every 2 s).
+The passphrase comes from --passphrase-file, else $MESHDRIVE_PASSPHRASE,
+else a prompt on the terminal.`)
 	dataDir := dataDirFlag(e, fl)
 	cacheSize := fl.String("cache-size", "4GiB", "disk cache size in bytes (suffixes K, M, G, T, KiB, MiB, GiB, TiB)")
 	cacheMem := fl.String("cache-mem", "32MiB", "memory cache size in bytes (same suffixes): plaintext blocks and frames kept in RAM, most of the mount's memory; raise it for hot working sets larger than this")
-	uploadLimit := fl.String("upload-limit", "0", "upload bandwidth limit in bytes/s (same suffixes; 0 = unlimited)")
+	pinBudget := fl.String("pin-budget", "", "how much pinned files (meshdrive pin) may hold on this machine, in bytes (same suffixes; default: --cache-size); pinned blocks live in the disk cache and take their room from it")
+	uploadLimit := fl.String("upload-limit", "0", "upload bandwidth limit in bytes/s, shards and metadata to every node together (same suffixes; 0 = unlimited); the config's bandwidth_schedule overrides it in its windows")
+	downloadLimit := fl.String("download-limit", "0", "download bandwidth limit in bytes/s, reads from every node together (same suffixes; 0 = unlimited); the config's bandwidth_schedule overrides it in its windows")
 	allowOther := fl.Bool("allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root)")
 	readOnly := fl.Bool("read-only", false, "mount read-only")
 	daemon := fl.Bool("daemon", false, "detach once the mount is ready; log to DATA/meshdrive.log")
@@ -122,11 +132,21 @@ $MESHDRIVE_PASSPHRASE, else a prompt on the terminal.`)
 	if o.cacheMem, err = parseBytes(*cacheMem); err != nil || o.cacheMem < 0 {
 		return usageError("--cache-mem %q: want a byte count like 32MiB", *cacheMem)
 	}
+	if *pinBudget != "" {
+		if o.pinBudget, err = parseBytes(*pinBudget); err != nil || o.pinBudget <= 0 {
+			return usageError("--pin-budget %q: want a byte count like 10GiB", *pinBudget)
+		}
+	}
 	ul, err := parseBytes(*uploadLimit)
 	if err != nil || ul < 0 {
 		return usageError("--upload-limit %q: want bytes per second like 10MiB", *uploadLimit)
 	}
 	o.uploadLimit = float64(ul)
+	dl, err := parseBytes(*downloadLimit)
+	if err != nil || dl < 0 {
+		return usageError("--download-limit %q: want bytes per second like 10MiB", *downloadLimit)
+	}
+	o.downloadLimit = float64(dl)
 	rl, err := parseBytes(*repairLimit)
 	if err != nil || rl < 0 {
 		return usageError("--repair-limit %q: want bytes per second like 16MiB", *repairLimit)
@@ -337,9 +357,13 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		return err
 	}
 	defer lock.release()
+	bw, err := newBandwidth(o.dataDir, cfg, limit.Rates{Up: o.uploadLimit, Down: o.downloadLimit}, log)
+	if err != nil {
+		return err
+	}
 	metrics := web.NewMetrics()
-	wrap := func(name string, s remote.Store) remote.Store { return metered.Wrap(name, s, metrics) }
-	grid, sealer, err := openGridWrapped(ctx, o.dataDir, cfg, master, log, false, wrap)
+	stack := gridStack{limits: bw.limits, metrics: func(name string, s remote.Store) remote.Store { return metered.Wrap(name, s, metrics) }}
+	grid, sealer, err := openGridStack(ctx, o.dataDir, cfg, master, log, false, stack)
 	if err != nil {
 		return err
 	}
@@ -352,7 +376,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	}
 	drive, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir: o.dataDir, Grid: grid, Sealer: sealer,
-		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, UploadLimit: o.uploadLimit,
+		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, PinBudget: o.pinBudget,
 		BlockSize: cfg.BlockSize, ReadOnly: o.readOnly, AllowOther: o.allowOther, Logger: log,
 		MetaInterval: metaInterval(o, cfg), Retention: retention(cfg), GCInterval: o.gcInterval,
 		ObserveOp:  metrics.ObserveFUSE,
@@ -383,9 +407,16 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 
 	hctx, hcancel := context.WithCancel(context.Background())
 	defer hcancel()
-	go watchHealth(hctx, grid, log)
+	online := &onlineState{}
+	go watchHealth(hctx, grid, online, func() {
+		if p := drive.Pins(); p != nil {
+			p.Kick()
+		}
+	}, log)
+	go bw.follow(hctx)
 	rep := startRepair(hctx, o, cfg, grid, drive.Journal(), log)
-	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep, wrapStore: wrap})
+	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep,
+		stack: stack, bandwidth: bw, online: online})
 	if err != nil {
 		unmountServer(o.mountpoint, srv, served, log)
 		return err
@@ -447,10 +478,43 @@ func unmountServer(mp string, srv interface{ Unmount() error }, served <-chan st
 	}
 }
 
-// watchHealth logs when the grid goes offline or comes back.
-func watchHealth(ctx context.Context, g *remote.Grid, log *slog.Logger) {
+// healthEvery is how often the mount looks at its nodes.
+const healthEvery = 5 * time.Second
+
+// onlineState remembers since when no node has been reachable.
+type onlineState struct {
+	mu    sync.Mutex // guards since
+	since time.Time  // zero while online
+}
+
+// observe records how many nodes are up at now; it reports whether the
+// drive just came back online.
+func (s *onlineState) observe(up int, now time.Time) (back bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case up == 0 && s.since.IsZero():
+		s.since = now
+	case up > 0 && !s.since.IsZero():
+		s.since = time.Time{}
+		return true
+	}
+	return false
+}
+
+// offlineSince is when the drive went offline (zero: it is online).
+func (s *onlineState) offlineSince() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.since
+}
+
+// watchHealth looks at the nodes every healthEvery, records when the grid
+// goes offline and comes back, and logs it; back is called when it comes
+// back (the pinner fetches what it could not).
+func watchHealth(ctx context.Context, g *remote.Grid, st *onlineState, back func(), log *slog.Logger) {
 	last := -1
-	t := time.NewTicker(30 * time.Second)
+	t := time.NewTicker(healthEvery)
 	defer t.Stop()
 	for {
 		up, n := 0, 0
@@ -462,6 +526,9 @@ func watchHealth(ctx context.Context, g *remote.Grid, log *slog.Logger) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if st.observe(up, time.Now()) {
+			back()
 		}
 		switch {
 		case up == 0 && last != 0:
@@ -530,32 +597,10 @@ func oneLine(s string) string {
 }
 
 // parseBytes parses "4096", "10M", "4GiB", "1.5G" (K/M/G/T are powers of
-// 1000 with B optional, KiB.. powers of 1024).
+// 1000 with B optional, KiB.. powers of 1024): limit.ParseSize.
 func parseBytes(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   float64
-	}{
-		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
-		{"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"B", 1},
-	}
-	mult := 1.0
-	for _, u := range units {
-		if len(s) > len(u.suffix) && s[len(s)-len(u.suffix):] == u.suffix {
-			mult = u.mult
-			s = s[:len(s)-len(u.suffix)]
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, err
-	}
-	if f < 0 || f*mult > 1<<62 {
-		return 0, fmt.Errorf("out of range")
-	}
-	return int64(f * mult), nil
+	f, err := limit.ParseSize(s)
+	return int64(f), err
 }
 
 // jitter spreads d over [d/2, d).

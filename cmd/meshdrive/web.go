@@ -147,6 +147,11 @@ func (w *webDrive) Status(ctx context.Context, rel string) (*mfs.PathStatus, err
 	return w.c.o.drive.Status(ctx, rel)
 }
 
+// Pinned: rel or a folder above it is pinned (meshdrive pin).
+func (w *webDrive) Pinned(ctx context.Context, rel string) (bool, error) {
+	return w.c.o.drive.Pinned(ctx, rel), nil
+}
+
 func (w *webDrive) Summary(ctx context.Context) web.Summary {
 	r := w.c.report(ctx)
 	s := web.Summary{Mountpoint: r.Mountpoint, State: r.State, Durable: r.Durable, Online: r.Online, ReadOnly: r.ReadOnly,

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote/limit"
+)
+
+// scheduleEvery is how often the mount applies the bandwidth schedule
+// (re-reading it from the config, so an edit applies without a remount).
+const scheduleEvery = 2 * time.Second
+
+// bandwidth is the mount's bandwidth limit: the base rates of the flags,
+// the config's schedule, and the limits in force (shared by every store).
+type bandwidth struct {
+	limits  *limit.Limits
+	base    limit.Rates
+	dataDir string
+	log     *slog.Logger
+
+	mu      sync.Mutex // guards the fields below
+	sched   *limit.Schedule
+	text    string // the schedule as the config has it
+	lastErr string
+}
+
+// bandwidthStatus is the bandwidth part of GET /status.
+type bandwidthStatus struct {
+	Up       float64 `json:"up"`   // bytes/s in force, 0 unlimited
+	Down     float64 `json:"down"` // bytes/s in force, 0 unlimited
+	BaseUp   float64 `json:"base_up"`
+	BaseDown float64 `json:"base_down"`
+	Schedule string  `json:"schedule,omitempty"`
+	Error    string  `json:"error,omitempty"` // the config's schedule does not parse (the last good one applies)
+}
+
+// newBandwidth refuses a config whose schedule does not parse (the mount
+// then stops, saying where to fix it).
+func newBandwidth(dataDir string, cfg *Config, base limit.Rates, log *slog.Logger) (*bandwidth, error) {
+	if _, err := limit.ParseSchedule(cfg.BandwidthSchedule); err != nil {
+		return nil, fmt.Errorf("%v in %s; fix bandwidth_schedule there, or remove it to use --upload-limit and --download-limit alone",
+			err, filepath.Join(dataDir, configFile))
+	}
+	b := &bandwidth{base: base, dataDir: dataDir, log: log}
+	b.load(cfg)
+	b.limits = limit.New(b.sched.At(time.Now(), base))
+	return b, nil
+}
+
+// load takes the schedule of cfg (the previous one stays when it does not
+// parse: newBandwidth refused that at mount, so only a later edit can be
+// wrong).
+func (b *bandwidth) load(cfg *Config) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cfg.BandwidthSchedule == b.text && b.lastErr == "" {
+		return
+	}
+	s, err := limit.ParseSchedule(cfg.BandwidthSchedule)
+	if err != nil {
+		if b.lastErr != err.Error() {
+			b.log.Warn("config: bandwidth_schedule does not parse; the previous schedule stays in force until it is fixed", "err", err)
+		}
+		b.lastErr = err.Error()
+		return
+	}
+	b.sched, b.text, b.lastErr = s, cfg.BandwidthSchedule, ""
+}
+
+// source is limit.Follow's view: the config re-read, its schedule and
+// the flags' rates.
+func (b *bandwidth) source() (*limit.Schedule, limit.Rates) {
+	if cfg, err := loadConfig(b.dataDir); err == nil {
+		b.load(cfg)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sched, b.base
+}
+
+// follow applies the schedule until ctx ends.
+func (b *bandwidth) follow(ctx context.Context) {
+	limit.Follow(ctx, b.limits, b.source, time.Now, scheduleEvery)
+}
+
+func (b *bandwidth) status() bandwidthStatus {
+	cur := b.limits.Current()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bandwidthStatus{Up: cur.Up, Down: cur.Down, BaseUp: b.base.Up, BaseDown: b.base.Down,
+		Schedule: b.sched.String(), Error: b.lastErr}
+}
+
+// printBandwidth prints the bandwidth and pins lines of status.
+func printBandwidth(w io.Writer, r *statusReport) {
+	b := r.Bandwidth
+	fmt.Fprintf(w, "\nbandwidth: up %s, down %s in force", limit.RateString(b.Up), limit.RateString(b.Down))
+	if b.Schedule != "" {
+		fmt.Fprintf(w, " (schedule: %s; outside it up %s, down %s)", b.Schedule, limit.RateString(b.BaseUp), limit.RateString(b.BaseDown))
+	}
+	fmt.Fprintln(w)
+	if b.Error != "" {
+		fmt.Fprintf(w, "  the config's bandwidth_schedule is wrong, the previous one applies: %s\n", b.Error)
+	}
+	if p := r.Pins; p != nil {
+		fmt.Fprintf(w, "pins: %d files, %s of a %s budget; %d of %d uploaded blocks on this machine\n",
+			p.Files, humanBytes(p.Bytes), humanBytes(p.Budget), p.LocalBlocks, p.Blocks)
+	}
+}
+
+// offlineLine says since when the drive is offline and what waits.
+func offlineLine(r *statusReport, now time.Time) string {
+	since := *r.OfflineSince
+	return fmt.Sprintf("OFFLINE since %s (%s): waiting for the nodes are %d files (%s) to upload and %d metadata changes; they go up by themselves when nodes come back",
+		since.Local().Format(time.DateTime), now.Sub(since).Round(time.Second), r.Uploads.Files, humanBytes(r.Uploads.Bytes), r.Metadata.PendingRows)
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/journal"
+)
+
+// pinReport is one path of POST /pin or /unpin.
+type pinReport struct {
+	Path   string      `json:"path"`
+	Pinned bool        `json:"pinned"`
+	Stats  fs.PinStats `json:"stats"` // the pinner's, after the change
+}
+
+// resolve turns a path relative to the drive's root (or abs, when set and
+// inside the mountpoint) into its inode and its clean relative form.
+func (c *controlServer) resolve(ctx context.Context, rel, abs string) (journal.Ino, string, error) {
+	if abs != "" {
+		if r, err := filepath.Rel(c.o.mountpoint, abs); err == nil && r != ".." && !strings.HasPrefix(r, "../") {
+			rel = r
+		} else if filepath.IsAbs(rel) {
+			return 0, "", fmt.Errorf("%s is not inside the drive mounted at %s", abs, c.o.mountpoint)
+		}
+	}
+	rel = strings.Trim(filepath.ToSlash(filepath.Clean("/"+rel)), "/")
+	if rel == "" {
+		return journal.RootIno, rel, nil
+	}
+	ino, err := c.o.drive.Journal().ResolvePath(ctx, rel)
+	if err != nil {
+		return 0, "", fmt.Errorf("%s: %w", rel, err)
+	}
+	return ino, rel, nil
+}
+
+// pinned reports whether rel or a folder above it carries the pin xattr.
+func (c *controlServer) pinned(ctx context.Context, rel string) bool {
+	return c.o.drive.Pinned(ctx, rel)
+}
+
+// pin serves POST /pin and POST /unpin: every path, in order; the first
+// refusal stops the rest.
+func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	p := c.o.drive.Pins()
+	if p == nil {
+		writeJSON(w, http.StatusConflict, apiError{"the drive is mounted read-only: pins cannot change; mount it read-write"})
+		return
+	}
+	unpin := r.URL.Path == "/unpin"
+	q := r.URL.Query()
+	paths, abss := q["path"], q["abs"]
+	var out []pinReport
+	for i, path := range paths {
+		abs := ""
+		if i < len(abss) {
+			abs = abss[i]
+		}
+		ino, rel, err := c.resolve(ctx, path, abs)
+		if err == nil {
+			if unpin {
+				err = p.Unpin(ctx, ino)
+				if errors.Is(err, journal.ErrNoXattr) {
+					if c.pinned(ctx, rel) {
+						err = fmt.Errorf("/%s is pinned through a folder above it; unpin that folder", rel)
+					} else {
+						err = nil // not pinned: nothing to do
+					}
+				}
+			} else {
+				err = p.Pin(ctx, ino)
+			}
+		}
+		if err != nil {
+			verb := "pin"
+			if unpin {
+				verb = "unpin"
+			}
+			writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("cannot %s %s: %v", verb, path, err)})
+			return
+		}
+		out = append(out, pinReport{Path: "/" + rel, Pinned: !unpin, Stats: p.Stats()})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func runPin(e *env) error   { return pinCommand(e, false) }
+func runUnpin(e *env) error { return pinCommand(e, true) }
+
+func pinCommand(e *env, unpin bool) error {
+	name, help := "pin", `
+Keep files and folders on this machine: their blocks are fetched in the
+background, never evicted from the disk cache, and read with no node
+reachable. A folder is pinned with everything under it, files added later
+included. Pinned files count against the mount's --pin-budget; a pin that
+does not fit is refused and changes nothing. meshdrive status PATH shows
+whether a path is pinned and how much of it is on this machine. The same
+works from a file manager: setfattr -n user.meshdrive.pinned -v 1 PATH
+(setfattr -x to unpin). Talks to the running mount.`
+	if unpin {
+		name, help = "unpin", `
+Let pinned files and folders be evicted from the cache again (their data
+stays on the grid). A file pinned through a folder above it stays pinned
+until that folder is unpinned. Talks to the running mount.`
+	}
+	fl := newFlagSet(e, name, name+" [--data DIR] PATH...", help)
+	dataDir := dataDirFlag(e, fl)
+	pos, err := parseFlags(e, fl, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageError("%s needs at least one PATH (a file or folder inside the mount)", name)
+	}
+	dir, err := dataDir()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	q := url.Values{}
+	for _, p := range pos {
+		q.Add("path", p)
+		abs, _ := filepath.Abs(p)
+		q.Add("abs", abs)
+	}
+	var reps []pinReport
+	if err := newControlClient(dir).getJSON(ctx, "POST", "/"+name+"?"+q.Encode(), &reps); err != nil {
+		return err
+	}
+	for _, r := range reps {
+		s := r.Stats
+		if unpin {
+			fmt.Fprintf(e.stdout, "unpinned %s\n", r.Path)
+		} else {
+			fmt.Fprintf(e.stdout, "pinned %s; fetching it in the background (meshdrive status PATH shows how much is local)\n", r.Path)
+		}
+		fmt.Fprintf(e.stdout, "  pins: %d files, %s of %s budget; %d of %d blocks on this machine\n",
+			s.Files, humanBytes(s.Bytes), humanBytes(s.Budget), s.LocalBlocks, s.Blocks)
+	}
+	return nil
+}
+
+// printPinned prints the pin line of status PATH.
+func printPinned(w io.Writer, r *pathReport) {
+	if r.Type != "file" && r.Type != "dir" {
+		return
+	}
+	pin := "not pinned"
+	if r.Pinned {
+		pin = "pinned"
+	}
+	fmt.Fprintf(w, "  %s; local: %s (%d of %d uploaded blocks on this machine's disk, %s of %s)\n",
+		pin, r.Local, r.LocalBlocks, r.GridBlocks, humanBytes(r.LocalBytes), humanBytes(r.GridBytes))
+}

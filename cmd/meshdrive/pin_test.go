@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// randomFile writes n incompressible bytes to path and returns them.
+func randomFile(t *testing.T, path string, n int, seed uint64) []byte {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// mountedCluster starts six nodes, makes a drive on them with passphrase
+// pass, calls before (if set) with the data dir, and mounts the drive with
+// args (unmounted at cleanup).
+func mountedCluster(t *testing.T, pass string, before func(dir string), args ...string) (base, dir string, nodes []*nodeProc, env []string, mp string) {
+	t.Helper()
+	requireFuse(t)
+	base = t.TempDir()
+	dir, nodes, env = newCluster(t, base, pass)
+	mp = filepath.Join(base, "Drive")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if before != nil {
+		before(dir)
+	}
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, append(append([]string{"mount", "--daemon", "--data", dir}, args...), mp)...)
+	return base, dir, nodes, env, mp
+}
+
+// waitUntil polls get every 200 ms until ok holds (a minute at most).
+func waitUntil[T any](t *testing.T, what string, get func() T, ok func(T) bool) T {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		v := get()
+		if ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for %s; last: %+v", what, v)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitLocal waits until status PATH says every uploaded block is on this
+// machine's disk.
+func waitLocal(t *testing.T, env []string, dir, path string) pathReport {
+	t.Helper()
+	return waitUntil(t, "status "+path+" to say local: fully", func() pathReport { return pathJSON(t, env, dir, path) },
+		func(p pathReport) bool { return p.Local == "fully" && p.GridBlocks > 0 && p.State == "durable" })
+}
+
+// TestPinKeepsFolderOffline is issue 18's pin scenario through the real
+// binary, mount and node processes: a 50 MiB folder, written and synced,
+// the cache cleared, then pinned; status says when it is all local; a file
+// added under it later is pinned too; pins survive cache clear; with every
+// node stopped and a fresh mount, every pinned byte reads back and an
+// unpinned, uncached file fails with EIO within 2 s. A pin over the budget
+// is refused up front (command and xattr) and changes nothing.
+func TestPinKeepsFolderOffline(t *testing.T) {
+	_, dir, nodes, env, mp := mountedCluster(t, "pins", nil, "--pin-budget", "56MiB")
+
+	keep := filepath.Join(mp, "keep")
+	other := filepath.Join(mp, "other")
+	for _, d := range []string{keep, filepath.Join(keep, "sub"), other} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string][]byte{}
+	for i := range 10 { // 50 MiB in ten files, two folders deep
+		p := filepath.Join(keep, fmt.Sprintf("f%d", i))
+		if i%2 == 1 {
+			p = filepath.Join(keep, "sub", fmt.Sprintf("f%d", i))
+		}
+		want[p] = randomFile(t, p, 5<<20, uint64(i+1))
+	}
+	otherFile := filepath.Join(other, "big")
+	randomFile(t, otherFile, 8<<20, 99)
+	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
+	mustRun(t, env, "cache", "clear", "--data", dir)
+
+	// Over the budget: refused, with the size it needs, nothing pinned.
+	r := runBin(t, env, "pin", "--data", dir, mp)
+	if r.code == 0 || !strings.Contains(r.stderr, "needs 58.0 MiB more") || !strings.Contains(r.stderr, "--pin-budget") {
+		t.Fatalf("pin of the whole drive over the budget: want a refusal naming the size needed: %s", r)
+	}
+	if p := pathJSON(t, env, dir, keep); p.Pinned {
+		t.Fatalf("a refused pin pinned %s", keep)
+	}
+
+	r = mustRun(t, env, "pin", "--data", dir, keep)
+	if !strings.Contains(r.stdout, "pinned /keep") {
+		t.Errorf("pin output: %s", r.stdout)
+	}
+	start := time.Now()
+	p := waitLocal(t, env, dir, keep)
+	t.Logf("50 MiB pinned folder local %v after pin (%d blocks)", time.Since(start).Round(time.Millisecond), p.LocalBlocks)
+	if !p.Pinned || p.Files != 10 {
+		t.Fatalf("status keep: %+v", p)
+	}
+	if p := pathJSON(t, env, dir, filepath.Join(keep, "sub", "f1")); !p.Pinned || p.Local != "fully" {
+		t.Fatalf("a file under the pinned folder: %+v", p)
+	}
+	if p := pathJSON(t, env, dir, otherFile); p.Pinned || p.Local != "not" {
+		t.Fatalf("an unpinned file after cache clear: %+v", p)
+	}
+
+	// The xattr: refused over the budget with ENOSPC; then set and removed.
+	if err := unix.Setxattr(otherFile, "user.meshdrive.pinned", []byte("1"), 0); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("setxattr user.meshdrive.pinned over the budget: %v, want ENOSPC", err)
+	}
+	small := filepath.Join(other, "small")
+	randomFile(t, small, 1000, 7)
+	if err := unix.Setxattr(small, "user.meshdrive.pinned", []byte("1"), 0); err != nil {
+		t.Fatalf("pin by xattr: %v", err)
+	}
+	if p := pathJSON(t, env, dir, small); !p.Pinned {
+		t.Fatalf("pinned by xattr, status says %+v", p)
+	}
+	if err := unix.Removexattr(small, "user.meshdrive.pinned"); err != nil {
+		t.Fatalf("unpin by xattr: %v", err)
+	}
+	if p := pathJSON(t, env, dir, small); p.Pinned {
+		t.Fatalf("unpinned by xattr, status says pinned")
+	}
+
+	// A file added later under the pinned folder is pinned too, and kept
+	// once it is uploaded.
+	late := filepath.Join(keep, "sub", "late")
+	want[late] = randomFile(t, late, 1<<20, 42)
+	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
+	waitLocal(t, env, dir, late)
+	// Pins survive cache clear.
+	mustRun(t, env, "cache", "clear", "--data", dir)
+	if p := pathJSON(t, env, dir, keep); p.Local != "fully" {
+		t.Fatalf("cache clear dropped pinned blocks: %+v", p)
+	}
+	r = mustRun(t, env, "status", "--data", dir, keep)
+	if !strings.Contains(r.stdout, "pinned; local: fully") {
+		t.Errorf("status keep does not say pinned and local:\n%s", r.stdout)
+	}
+
+	// Every node stopped, a fresh mount (nothing in the kernel's page
+	// cache): the pinned folder reads back byte for byte.
+	for _, n := range nodes {
+		n.stop(t, syscall.SIGTERM)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	for path, b := range want {
+		got, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("offline read of pinned %s: %d bytes, %v; want %d bytes as written", path, len(got), err, len(b))
+		}
+	}
+	start = time.Now()
+	_, err := os.ReadFile(otherFile)
+	took := time.Since(start)
+	if !errors.Is(err, syscall.EIO) || took > 2*time.Second {
+		t.Fatalf("offline read of an unpinned, uncached file: %v after %v; want EIO within 2s", err, took)
+	}
+	t.Logf("unpinned uncached read offline: EIO after %v", took.Round(time.Millisecond))
+
+	// Unpin: the pin goes; a file pinned through its folder says so.
+	r = runBin(t, env, "unpin", "--data", dir, filepath.Join(keep, "f0"))
+	if r.code == 0 || !strings.Contains(r.stderr, "pinned through a folder above it") {
+		t.Errorf("unpin of a file pinned through its folder: %s", r)
+	}
+	mustRun(t, env, "unpin", "--data", dir, keep)
+	if p := pathJSON(t, env, dir, keep); p.Pinned {
+		t.Errorf("unpinned folder still pinned: %+v", p)
+	}
+	// The pinner lets go of every block (they are evictable again).
+	pollStatus(t, env, dir, "the pinner to hold nothing after unpin", func(s statusReport) bool {
+		return s.Pins != nil && s.Pins.Files == 0 && s.Pins.Blocks == 0 && s.Pins.Bytes == 0
+	})
+}

@@ -17,8 +17,8 @@ const snapshotsDir = ".snapshots"
 // DecodePath turns the escaped path after an endpoint's prefix ("a/b%20c/")
 // into a clean path relative to the drive's root ("a/b c"; "" is the root).
 // Empty segments are skipped. A segment that is "." or "..", that decodes
-// to a string holding "/" or NUL, or that is not valid escaping is
-// refused, as is ".snapshots" at the top (reach snapshots with
+// to a string holding "/" or NUL or longer than 255 bytes, or that is not
+// valid escaping is refused, as is ".snapshots" at the top (reach snapshots with
 // ?snapshot=NAME).
 func DecodePath(escaped string) (string, error) {
 	var segs []string
@@ -30,7 +30,7 @@ func DecodePath(escaped string) (string, error) {
 		if err != nil {
 			return "", errBadPath
 		}
-		if d == "." || d == ".." || strings.ContainsAny(d, "/\x00") || d == "" {
+		if !validName(d) { // ".", "..", "/", NUL, longer than a name may be
 			return "", errBadPath
 		}
 		segs = append(segs, d)

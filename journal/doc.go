@@ -87,8 +87,10 @@
 //
 // An unlink (or a rename over a file, or the last release of an unlinked
 // file) does the least it can inside the call: one transaction that
-// removes the name and drops the link count. An inode whose last link
-// and last handle are gone is freed by the reaper goroutine in the
+// removes the name and drops the link count (or, for the last link of
+// a closed file with no data and nothing in memory, drops its row: the
+// same one transaction, and nothing left to reap). Any other inode whose
+// last link and last handle are gone is freed by the reaper goroutine in the
 // background (reclaimLater): its block references, block map rows,
 // xattrs, dirty data and row, up to 64 inodes per transaction; their
 // staging files go after the next durable commit. Until then the inode
@@ -158,7 +160,8 @@
 // transaction, so it is a consistent point in time: a crash at any step
 // leaves the grid's newest record, or an older one, whole. SyncGrid waits
 // for the uploads and then ships; Status counts a file durable only when
-// no row of it waits. Rebuild makes a journal from a record and its chain;
+// no row of it waits (from mdirty's keys kept in memory, metapending.go:
+// mdirty has no index, so as not to cost every commit one). Rebuild makes a journal from a record and its chain;
 // every record is a checkpoint, and Retention says which stay snapshots
 // (snapshot.go), each readable through SnapshotJournal. ship holds
 // metaShipper.mu, then wmu for its final commit only.

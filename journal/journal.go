@@ -184,6 +184,8 @@ type Journal struct {
 	// ms ships the metadata to the grid (nil without Options.Meta or
 	// read-only).
 	ms *metaShipper
+	// pending is mdirty's keys in memory, for Status (metapending.go).
+	pending pendingKeys
 	// snapMu guards snaps, the snapshot journals opened (SnapshotJournal).
 	snapMu sync.Mutex
 	snaps  map[uint64]*Journal

@@ -510,21 +510,6 @@ func (j *Journal) MetaStats(ctx context.Context) MetaStats {
 	return st
 }
 
-// metaPending reports whether a row of file ino (its inode, name, data
-// map, blocks or their segments) changed since the last record shipped.
-func (j *Journal) metaPending(ctx context.Context, ino Ino) (bool, error) {
-	var p bool
-	err := j.db.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM mdirty d WHERE
-		(d.tbl IN (1, 3, 4, 5) AND d.a = ?1)
-		OR (d.tbl = 2 AND EXISTS(SELECT 1 FROM entries e WHERE e.ino = ?1 AND e.parent = d.a AND e.name = d.b))
-		OR (d.tbl = 6 AND d.a IN (SELECT block FROM blockmap WHERE ino = ?1))
-		OR (d.tbl = 7 AND d.a IN (SELECT b.segment FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ?1)))`, ino).Scan(&p)
-	if err != nil {
-		return false, fmt.Errorf("journal: metadata state of inode %d: %w", ino, err)
-	}
-	return p, nil
-}
-
 // ReadRoot reads the root record from every node and returns the valid
 // one with the highest seq. A node whose copy fails authentication (a
 // tampered record, or another drive's) or is older than the newest is

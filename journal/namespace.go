@@ -411,12 +411,16 @@ func (j *Journal) Unlink(ctx context.Context, parent Ino, name string) error {
 	var parentAttr Attr
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
+	// imuHeld: the transaction took imu to drop the inode row itself (see
+	// below); it is held until the commit or rollback is over.
+	imuHeld := false
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
-		// Three statements: the entry goes, the inode loses a link, the
-		// parent's times move (its row comes back for the kernel's
-		// GETATTR of the directory that follows); a directory's entry
-		// comes back with the rollback, and no entry at all asks whether
-		// parent is one.
+		// Three statements: the entry goes, the inode loses a link (or,
+		// when it is the last and nothing else is left of the file, its
+		// row goes), the parent's times move (its row comes back for the
+		// kernel's GETATTR of the directory that follows); a directory's
+		// entry comes back with the rollback, and no entry at all asks
+		// whether parent is one.
 		var ino Ino
 		err := j.tqrow(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ? RETURNING ino`, parent, name).Scan(&ino)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -429,6 +433,28 @@ func (j *Journal) Unlink(ctx context.Context, parent Ino, name string) error {
 			return fmt.Errorf("journal: unlink: %w", err)
 		}
 		now := nowNS()
+		// A file with no handle, no dirty data and no in-memory state
+		// (not in j.inodes), no block map row and no other link is
+		// freed here and now: that is one DELETE instead of the UPDATE
+		// below plus the reaper's transaction. imu is held from the look
+		// at j.inodes until the commit, so no OpenFile of it comes in
+		// between (lock order wmu -> imu); any other file takes the
+		// reaper's way.
+		j.imu.Lock()
+		imuHeld = true
+		if j.inodes[ino] == nil {
+			var mode uint32
+			err := j.tqrow(ctx, tx, `DELETE FROM inodes WHERE ino = ?1 AND nlink = 1 AND mode & ?2 != ?3
+				AND NOT EXISTS(SELECT 1 FROM blockmap WHERE ino = ?1) RETURNING mode`, ino, sIFMT, sIFDIR).Scan(&mode)
+			if err == nil {
+				return j.unlinkParent(ctx, tx, parent, now, ino, &parentAttr)
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("journal: unlink: %w", err)
+			}
+		}
+		j.imu.Unlock()
+		imuHeld = false
 		var mode uint32
 		if err := j.tqrow(ctx, tx, `UPDATE inodes SET nlink = nlink - 1, ctime = ? WHERE ino = ? RETURNING mode`, now, ino).Scan(&mode); err != nil {
 			return fmt.Errorf("journal: unlink: %w", err)
@@ -436,20 +462,31 @@ func (j *Journal) Unlink(ctx context.Context, parent Ino, name string) error {
 		if isDir(mode) {
 			return ErrIsDir
 		}
-		parentAttr, err = scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2
-			RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), now, parent))
-		if err != nil {
-			return fmt.Errorf("journal: unlink: update parent: %w", err)
-		}
-		j.narrowLocked(ino, parent)
 		gone = ino
-		return nil
+		return j.unlinkParent(ctx, tx, parent, now, ino, &parentAttr)
 	})
+	if imuHeld {
+		j.imu.Unlock()
+	}
 	if err != nil {
 		return err
 	}
 	j.ac.put(parent, parentAttr, j.commitGen.Load()) // wmu held: no commit since this one
 	j.reclaimLater(gone)
+	return nil
+}
+
+// unlinkParent is the last statement of an unlink of ino from parent:
+// the parent's times move, and its row comes back in pa. wmu held,
+// within txLocked's fn.
+func (j *Journal) unlinkParent(ctx context.Context, tx *sql.Tx, parent Ino, now int64, ino Ino, pa *Attr) error {
+	var err error
+	*pa, err = scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2
+		RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), now, parent))
+	if err != nil {
+		return fmt.Errorf("journal: unlink: update parent: %w", err)
+	}
+	j.narrowLocked(ino, parent)
 	return nil
 }
 

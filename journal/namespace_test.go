@@ -451,3 +451,89 @@ func TestStatFS(t *testing.T) {
 		t.Fatalf("statfs %+v", s)
 	}
 }
+
+// TestUnlinkFreesEmptyFileAtOnce: the last unlink of a closed file with
+// no data and nothing in memory drops its inode row in its own
+// transaction (no reaper pass needed); an open file, a file with data, or
+// a hard-linked one keeps its row until the reaper or its last release.
+func TestUnlinkFreesEmptyFileAtOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	j := e.j
+	rows := func(ino Ino) int {
+		t.Helper()
+		var n int
+		if err := j.db.QueryRowContext(bg, `SELECT count(*) FROM inodes WHERE ino = ?`, ino).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Empty, closed: gone with the unlink; so is a symlink's row.
+	a := must[Attr](t)(j.Mknod(bg, RootIno, "empty", 0o644, 0, 0, 0))
+	s := must[Attr](t)(j.Symlink(bg, RootIno, "link", "target", 0, 0))
+	for _, name := range []string{"empty", "link"} {
+		if err := j.Unlink(bg, RootIno, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rows(a.Ino) != 0 || rows(s.Ino) != 0 {
+		t.Fatal("an unlinked empty file or symlink kept its inode row")
+	}
+	var n int
+	if err := j.db.QueryRowContext(bg, `SELECT count(*) FROM symlinks WHERE ino = ?`, s.Ino).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("symlink row left: %d, %v", n, err)
+	}
+	// Open: the row stays (nlink 0) while the handle lives.
+	o := must[Attr](t)(j.Mknod(bg, RootIno, "open", 0o644, 0, 0, 0))
+	j.OpenFile(o.Ino)
+	if err := j.Unlink(bg, RootIno, "open"); err != nil {
+		t.Fatal(err)
+	}
+	if rows(o.Ino) != 1 {
+		t.Fatal("unlink dropped the row of an open file")
+	}
+	if _, err := j.WriteAt(bg, o.Ino, []byte("still here"), 0); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 10)
+	if k, err := j.ReadAt(bg, o.Ino, buf, 0); k != 10 || string(buf) != "still here" {
+		t.Fatalf("read of an open unlinked file: %q, %v", buf[:k], err)
+	}
+	j.ReleaseFile(o.Ino)
+	e.reap()
+	if rows(o.Ino) != 0 {
+		t.Fatal("the released unlinked file was not freed")
+	}
+	// Hard-linked: one unlink leaves the other name and the row.
+	h := must[Attr](t)(j.Mknod(bg, RootIno, "h1", 0o644, 0, 0, 0))
+	must[Attr](t)(j.Link(bg, h.Ino, RootIno, "h2"))
+	if err := j.Unlink(bg, RootIno, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := must[Attr](t)(j.Lookup(bg, RootIno, "h2")); got.Nlink != 1 {
+		t.Fatalf("nlink after one unlink of two: %d", got.Nlink)
+	}
+	// With data: the reaper frees it, blocks and all.
+	d := must[Attr](t)(j.Mknod(bg, RootIno, "data", 0o644, 0, 0, 0))
+	j.OpenFile(d.Ino)
+	if _, err := j.WriteAt(bg, d.Ino, []byte("some bytes"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Flush(bg, d.Ino); err != nil {
+		t.Fatal(err)
+	}
+	j.ReleaseFile(d.Ino)
+	if err := j.Unlink(bg, RootIno, "data"); err != nil {
+		t.Fatal(err)
+	}
+	e.reap()
+	if rows(d.Ino) != 0 {
+		t.Fatal("the reaper did not free the unlinked file with data")
+	}
+	if err := j.db.QueryRowContext(bg, `SELECT count(*) FROM blockmap WHERE ino = ?`, d.Ino).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("block map rows left: %d, %v", n, err)
+	}
+	// A directory is still refused, and keeps its entry.
+	must[Attr](t)(j.Mkdir(bg, RootIno, "dir", 0o755, 0, 0))
+	wantErr(t, j.Unlink(bg, RootIno, "dir"), ErrIsDir)
+	must[Attr](t)(j.Lookup(bg, RootIno, "dir"))
+}

@@ -136,12 +136,6 @@ func TestSmallFileBeforeBulkAtScale(t *testing.T) {
 	px := startProxies(t, nodes)
 	d := newDrive(t, driveOptions{Nodes: px.urls(), K: 4, M: 2})
 	d.mount(t, nil)
-	// A drive in use: its metadata already has a checkpoint on the grid.
-	// (The first record of a new drive is a full one, and a full record
-	// waits for every staged block: see the issue's note.)
-	before := makeFiles("before", 1, 1<<20, 185)
-	before.write(t, d.mnt)
-	d.sync(t, 2*time.Minute)
 	for i := range nodes {
 		px.add(t, i, "bandwidth", `{"rate":8192}`, "upstream") // KB/s, towards the node
 	}

@@ -81,6 +81,7 @@ func newMetaShipper(j *Journal) *metaShipper {
 func (m *metaShipper) run(ctx context.Context) {
 	defer close(m.done)
 	m.checkRoot(ctx)
+	m.firstRecord(ctx)
 	bo := remote.Backoff{Min: time.Second, Max: m.interval}
 	fails := 0
 	wait := m.interval
@@ -204,6 +205,24 @@ func readHead(ctx context.Context, q interface {
 	return &h, nil
 }
 
+// firstRecord ships the first full record of a drive that has none, at
+// once, while it is small and nothing is queued: the records after it can
+// then be deltas, which do not wait for a big first copy's blocks. A
+// failure is left to the run loop.
+func (m *metaShipper) firstRecord(ctx context.Context) {
+	if h, err := readHead(ctx, m.j.db); err != nil || h != nil {
+		return
+	}
+	var queued int
+	m.j.db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM blocks WHERE state = 0 LIMIT 1)`).Scan(&queued)
+	if queued > 0 {
+		return
+	}
+	if _, err := m.ship(ctx, true, true, false); err != nil && ctx.Err() == nil {
+		m.log.Debug("journal: first metadata record not shipped yet", "err", err)
+	}
+}
+
 // ship sends the rows changed since the last record (all rows: full, or
 // when the chain is long) to the grid and names the new record in a root
 // record on every node. With force it ships even when nothing changed.
@@ -240,7 +259,16 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 		return head.seq, nil
 	}
 	h := metalog.Header{Seq: seq, Kind: metalog.Delta, Created: time.Now().UTC()}
-	if full || head == nil || head.chain >= maxChain || head.chainBytes > max(head.baseBytes, minFullBytes) {
+	wantFull := full || head == nil || head.chain >= maxChain || head.chainBytes > max(head.baseBytes, minFullBytes)
+	if wantFull && !full && head != nil && deferStaged {
+		// A full record leaves nothing out: it would wait for every queued
+		// block (a small file saved during a big copy with it). While
+		// blocks are queued, the chain grows a little longer instead.
+		var queued int
+		rtx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM blocks WHERE state = 0 LIMIT 1)`).Scan(&queued)
+		wantFull = queued == 0 || head.chain >= 4*maxChain
+	}
+	if wantFull {
 		h.Kind, h.Base = metalog.Full, seq
 	} else {
 		h.Base, h.Prev, h.PrevSeg = head.base, head.seq, head.seg

@@ -37,7 +37,7 @@ type webFixture struct {
 	dir, mp string
 	env     []string
 	nodes   []*nodeProc
-	login   string // web-url's output
+	login   string // web-url's first output (its code is single-use)
 	base    string // http://127.0.0.1:PORT
 	token   string
 	photo   []byte // docs/photo.jpg, written through the mount
@@ -58,7 +58,7 @@ func newWebFixture(t *testing.T) *webFixture {
 	f.login = strings.TrimSpace(mustRun(t, env, "web-url", "--data", dir).stdout)
 	u, err := url.Parse(f.login)
 	if err != nil || u.Hostname() != "127.0.0.1" || u.Path != "/login" {
-		t.Fatalf("web-url printed %q; want http://127.0.0.1:PORT/login?token=...", f.login)
+		t.Fatalf("web-url printed %q; want http://127.0.0.1:PORT/login?code=...", f.login)
 	}
 	f.base = "http://" + u.Host
 	fi, err := os.Stat(filepath.Join(dir, webTokenFile))
@@ -67,8 +67,11 @@ func newWebFixture(t *testing.T) *webFixture {
 	}
 	tok, _ := os.ReadFile(filepath.Join(dir, webTokenFile))
 	f.token = strings.TrimSpace(string(tok))
-	if u.Query().Get("token") != f.token || len(f.token) < 32 {
-		t.Fatalf("web-url's token %q is not the token file's %q", u.Query().Get("token"), f.token)
+	if c := u.Query().Get("code"); len(c) < 32 || len(f.token) < 32 || strings.Contains(f.login, f.token) || u.Query().Has("token") {
+		t.Fatalf("web-url printed %q; want a login code, not the token file's %q", f.login, f.token)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, metricsTokenFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("metrics token file: %v; want mode 0600", err)
 	}
 	if st := mustRun(t, env, "status", "--data", dir).stdout; !strings.Contains(st, "web app at "+f.base+"/") {
 		t.Errorf("status does not print the web app's address %s:\n%s", f.base, st)
@@ -86,6 +89,12 @@ func newWebFixture(t *testing.T) *webFixture {
 	}
 	mustRun(t, env, "sync", "--data", dir, "--timeout", "1m")
 	return f
+}
+
+// loginURL is a fresh login address from web-url.
+func (f *webFixture) loginURL(t *testing.T) string {
+	t.Helper()
+	return strings.TrimSpace(mustRun(t, f.env, "web-url", "--data", f.dir).stdout)
 }
 
 // req sends one API request with the token (unless hdr says otherwise).
@@ -286,22 +295,29 @@ func testWebRefusals(t *testing.T, f *webFixture) {
 	f.want(t, 401, nil, "GET", "/api/v1/status", nil, "Authorization", "")
 	f.want(t, 401, nil, "GET", "/api/v1/list/", nil, "Authorization", "Bearer "+strings.Repeat("0", len(f.token)))
 	f.want(t, 401, nil, "GET", "/metrics", nil, "Authorization", "")
-	f.want(t, 401, nil, "GET", "/api/v1/status", nil, "Authorization", "", "Cookie", "meshdrive_token=wrong")
-	resp, _ := f.req(t, "GET", "/login?token=wrong", nil)
-	if resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
-		t.Errorf("login with a wrong token: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	port := strings.Split(f.base, ":")[2]
+	for _, ck := range []string{"meshdrive_token=" + f.token, "meshdrive_" + port + "=" + f.token, "meshdrive_" + port + "=wrong"} {
+		f.want(t, 401, nil, "GET", "/api/v1/status", nil, "Authorization", "", "Cookie", ck)
+	}
+	for _, q := range []string{"token=" + f.token, "code=wrong", "code=" + f.token} {
+		if resp, _ := f.req(t, "GET", "/login?"+q, nil); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+			t.Errorf("login?%s: %d, cookies %v; want 401", q, resp.StatusCode, resp.Cookies())
+		}
 	}
 
-	// The login URL sets an HttpOnly SameSite=Strict cookie that then works.
+	// A login address sets a session cookie, HttpOnly, SameSite=Strict,
+	// named after the port, without the token; it works once.
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(f.login)
+	login := f.loginURL(t)
+	resp, err := c.Get(login)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	ck := resp.Cookies()
-	if resp.StatusCode != http.StatusSeeOther || len(ck) != 1 || !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteStrictMode || ck[0].Value != f.token {
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" || len(ck) != 1 || !ck[0].HttpOnly ||
+		ck[0].SameSite != http.SameSiteStrictMode || ck[0].Name != "meshdrive_"+port || strings.Contains(ck[0].Value, f.token) {
 		t.Fatalf("login: %d, cookies %+v", resp.StatusCode, ck)
 	}
 	resp, err = c.Get(f.base + "/api/v1/status")
@@ -309,6 +325,12 @@ func testWebRefusals(t *testing.T, f *webFixture) {
 		t.Fatalf("status with the cookie: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	if resp, _ := f.req(t, "GET", strings.TrimPrefix(login, f.base), nil); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+		t.Errorf("a login address used twice: %d, cookies %v; want 401", resp.StatusCode, resp.Cookies())
+	}
+	mtok, _ := os.ReadFile(filepath.Join(f.dir, metricsTokenFile))
+	f.want(t, 200, nil, "GET", "/metrics", nil, "Authorization", "Bearer "+strings.TrimSpace(string(mtok)))
+	f.want(t, 401, nil, "GET", "/api/v1/status", nil, "Authorization", "Bearer "+strings.TrimSpace(string(mtok)))
 
 	// Paths that leave the drive.
 	for _, p := range []string{"docs/../../etc/passwd", "docs/..%2F..%2Fetc%2Fpasswd", "docs%2Fphoto.jpg", "%2E%2E/x", ".snapshots/api-snap/docs/photo.jpg", "docs/%00"} {
@@ -623,9 +645,9 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 	}
 	row := func(name string) string { return fmt.Sprintf(`tr[data-name=%q]`, name) }
 
-	// Log in with the token URL: the page drops the token from the address.
+	// Log in with a login address: the page drops the code from the address.
 	run("log in and list the root",
-		chromedp.Navigate(f.login),
+		chromedp.Navigate(f.loginURL(t)),
 		wait(`document.querySelector('tr[data-name="docs"]') !== null`),
 		wait(`location.search === "" && document.getElementById("drive-state").textContent !== "…"`),
 		shot("files"))

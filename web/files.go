@@ -93,16 +93,18 @@ func (s *fileOps) list(w http.ResponseWriter, r *http.Request, escaped string) {
 			return
 		}
 	}
-	d, err := s.root.Open(inRoot)
+	d, err := openDir(s.root, inRoot)
+	if errors.Is(err, syscall.ENOTDIR) {
+		if fi, lerr := s.root.Lstat(inRoot); lerr == nil && !fi.IsDir() {
+			writeError(w, http.StatusConflict, "not_dir", "list /"+rel+": it is a file, not a folder; download it with "+apiPrefix+"files/PATH")
+			return
+		}
+	}
 	if err != nil {
 		fsError(w, "list /"+rel, err)
 		return
 	}
 	defer d.Close()
-	if fi, err := d.Stat(); err == nil && !fi.IsDir() {
-		writeError(w, http.StatusConflict, "not_dir", "list /"+rel+": it is a file, not a folder; download it with "+apiPrefix+"files/PATH")
-		return
-	}
 	ents, err := d.ReadDir(maxList + 1)
 	if err != nil && err != io.EOF {
 		fsError(w, "list /"+rel, err)
@@ -196,7 +198,7 @@ func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped strin
 		fsError(w, "download", err)
 		return
 	}
-	f, err := s.root.Open(inRoot)
+	f, err := s.root.OpenFile(inRoot, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		fsError(w, "download /"+rel, err)
 		return
@@ -211,12 +213,40 @@ func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped strin
 		writeError(w, http.StatusConflict, "is_dir", "download /"+rel+": it is a folder; list it with "+apiPrefix+"list/PATH")
 		return
 	}
+	if !fi.Mode().IsRegular() {
+		writeError(w, http.StatusConflict, "not_regular", "download /"+rel+": it is not a regular file (a FIFO, socket or device) and has no content to download")
+		return
+	}
+	if err := setBlocking(f); err != nil {
+		fsError(w, "download /"+rel, err)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": path.Base("/" + rel)}))
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	h.Del("Cache-Control")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// openDir opens a folder. O_NONBLOCK and O_DIRECTORY: a FIFO's open
+// would wait for a writer, holding the request and the mount busy.
+func openDir(root *os.Root, name string) (*os.File, error) {
+	return root.OpenFile(name, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK, 0)
+}
+
+// setBlocking clears O_NONBLOCK on a regular file opened with it (the
+// poller does not take regular files, so reads are plain blocking calls).
+func setBlocking(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetNonblock(int(fd), false) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 // free is the room the drive reports for new data (its journal's quota).

@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/journal/repair"
+	"golang.org/x/sys/unix"
 )
 
 // noDrive answers the Drive questions of a server over a plain folder
@@ -184,5 +185,29 @@ func TestListStatesBudget(t *testing.T) {
 	}
 	if !l.StatesPartial || got["fast1"] != "durable" || got["fast2"] != "durable" || got["slow1"] != "" || len(got) != 3 {
 		t.Errorf("listing: partial %v, states %v", l.StatesPartial, got)
+	}
+}
+
+// TestFIFO: a FIFO in the drive neither hangs a download nor a listing
+// (opening one waits for a writer): a download is refused with 409.
+func TestFIFO(t *testing.T) {
+	s, mp := folderServer(t)
+	if err := unix.Mkfifo(filepath.Join(mp, "in/pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		target string
+		code   int
+	}{{"/api/v1/files/in/pipe", 409}, {"/api/v1/list/in/pipe", 409}, {"/api/v1/list/in", 200}, {"/api/v1/stat/in/pipe", 200}} {
+		done := make(chan *httptest.ResponseRecorder, 1)
+		go func() { done <- serve(s, "GET", c.target, nil) }()
+		select {
+		case w := <-done:
+			if w.Code != c.code {
+				t.Errorf("GET %s: %d %q; want %d", c.target, w.Code, w.Body, c.code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("GET %s hangs on a FIFO", c.target) // the goroutine stays blocked in open
+		}
 	}
 }

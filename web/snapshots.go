@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path"
+
+	"golang.org/x/sys/unix"
 )
 
 func (s *Server) snapshots(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +137,7 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 		if err := s.root.Mkdir(dst, fi.Mode().Perm()|0o700); err != nil {
 			return err
 		}
-		d, err := s.root.Open(src)
+		d, err := openDir(s.root, src)
 		if err != nil {
 			return err
 		}
@@ -157,11 +159,17 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 		}
 		return s.root.Symlink(t, dst)
 	case fi.Mode().IsRegular():
-		in, err := s.root.Open(src)
+		in, err := s.root.OpenFile(src, os.O_RDONLY|unix.O_NONBLOCK, 0)
 		if err != nil {
 			return err
 		}
 		defer in.Close()
+		if fi, err := in.Stat(); err != nil || !fi.Mode().IsRegular() {
+			return nil // replaced meanwhile by what is not a file
+		}
+		if err := setBlocking(in); err != nil {
+			return err
+		}
 		out, err := s.root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
 		if err != nil {
 			return err

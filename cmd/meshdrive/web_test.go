@@ -363,6 +363,17 @@ func testWebRefusals(t *testing.T, f *webFixture) {
 	f.want(t, 409, nil, "PUT", "/api/v1/files/docs", strings.NewReader("x"))
 	f.want(t, 409, nil, "GET", "/api/v1/list/docs/photo.jpg", nil)
 	f.want(t, 404, nil, "GET", "/api/v1/stat/nothing-here", nil)
+	// A FIFO on the mount: opening it would wait for a writer (and keep
+	// the mount busy); a download is refused, listings go on.
+	if err := syscall.Mkfifo(filepath.Join(f.mp, "docs", "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.want(t, 409, nil, "GET", "/api/v1/files/docs/pipe", nil)
+	f.want(t, 409, nil, "GET", "/api/v1/list/docs/pipe", nil)
+	f.want(t, 200, nil, "GET", "/api/v1/list/docs", nil)
+	if err := os.Remove(filepath.Join(f.mp, "docs", "pipe")); err != nil {
+		t.Fatal(err)
+	}
 	f.want(t, 405, nil, "PATCH", "/api/v1/files/docs/photo.jpg", nil)
 	f.want(t, 404, nil, "GET", "/api/v1/nothing", nil)
 	f.want(t, 400, nil, "POST", "/api/v1/rename", strings.NewReader("{not json"))

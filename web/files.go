@@ -155,20 +155,23 @@ func (s *Server) fillStates(ctx context.Context, ents []Entry, idx []int) (parti
 	for _, i := range idx {
 		g.Go(func() error {
 			e := &ents[i] // each goroutine owns its entry
-			st, err := s.o.Drive.Status(ctx, e.Path)
-			if err != nil {
-				if ctx.Err() != nil {
-					mu.Lock()
-					partial = true
-					mu.Unlock()
+			err := safely(s.log, "the state of /"+e.Path, func() error {
+				st, err := s.o.Drive.Status(ctx, e.Path)
+				if err != nil {
+					return err
+				}
+				e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
+				if pinner != nil {
+					if pinned, err := pinner.Pinned(ctx, e.Path); err == nil {
+						e.Pinned = &pinned
+					}
 				}
 				return nil
-			}
-			e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
-			if pinner != nil {
-				if pinned, err := pinner.Pinned(ctx, e.Path); err == nil {
-					e.Pinned = &pinned
-				}
+			})
+			if err != nil && (ctx.Err() != nil || errors.Is(err, errPanic)) {
+				mu.Lock()
+				partial = true
+				mu.Unlock()
 			}
 			return nil
 		})

@@ -211,3 +211,38 @@ func TestFIFO(t *testing.T) {
 		}
 	}
 }
+
+// panicDrive panics where a drive answers.
+type panicDrive struct{ noDrive }
+
+func (panicDrive) Status(context.Context, string) (*fs.PathStatus, error) { panic("status bug") }
+func (panicDrive) Check(context.Context, repair.CheckRequest, func(repair.Progress)) (*repair.Report, error) {
+	panic("check bug")
+}
+
+// TestPanicsRecovered: a panic in the server's own goroutines (a check, the
+// states of a listing) becomes an error or a partial answer, not a crash.
+func TestPanicsRecovered(t *testing.T) {
+	s, _ := folderServer(t)
+	s.o.Drive = panicDrive{}
+	w := serve(s, "GET", "/api/v1/list/in", nil)
+	var l Listing
+	if err := json.Unmarshal(w.Body.Bytes(), &l); err != nil || w.Code != 200 || !l.StatesPartial {
+		t.Errorf("list with a panicking Status: %d %q; want 200, states_partial", w.Code, w.Body)
+	}
+	if w := serve(s, "POST", "/api/v1/check", nil); w.Code != http.StatusAccepted {
+		t.Fatalf("check: %d %q", w.Code, w.Body)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st := s.check.state()
+		if !st.Running {
+			if !strings.Contains(st.Error, "check bug") {
+				t.Errorf("check after a panic: %+v; want its error", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the check still runs after its panic")
+		}
+	}
+}

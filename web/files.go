@@ -417,6 +417,10 @@ func (s *fileOps) rename(w http.ResponseWriter, r *http.Request) {
 		fsError(w, "rename", errBadPath)
 		return
 	}
+	if to == from || strings.HasPrefix(to, from+"/") {
+		writeError(w, http.StatusBadRequest, "into_itself", "rename: /"+to+" is inside /"+from+": a folder cannot be moved into itself; choose a destination outside it")
+		return
+	}
 	if _, err := s.root.Lstat(to); err == nil {
 		writeError(w, http.StatusConflict, "exists", "rename: /"+to+" exists; choose another name or delete it first")
 		return

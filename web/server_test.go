@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/journal/repair"
 	"golang.org/x/sys/unix"
 )
@@ -243,6 +245,64 @@ func TestPanicsRecovered(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the check still runs after its panic")
+		}
+	}
+}
+
+// TestUserMistakes: a folder renamed into itself and a symlink loop are
+// the user's mistakes (400 with what to do), not the server's (500).
+func TestUserMistakes(t *testing.T) {
+	s, mp := folderServer(t)
+	if err := os.Symlink("loop", filepath.Join(mp, "in/loop")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ method, target, body, code string }{
+		{"POST", "/api/v1/rename", `{"from":"in","to":"in/sub/in"}`, "into_itself"},
+		{"GET", "/api/v1/files/in/loop", "", "symlink_loop"},
+		{"GET", "/api/v1/list/in/loop", "", "symlink_loop"},
+	} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(c.method, "http://"+fuzzHost+c.target, strings.NewReader(c.body))
+		r.Host = fuzzHost
+		r.Header.Set("Authorization", "Bearer "+fuzzToken)
+		s.ServeHTTP(w, r)
+		var e apiError
+		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 400 || e.Code != c.code {
+			t.Errorf("%s %s %s: %d %q; want 400 %s", c.method, c.target, c.body, w.Code, w.Body, c.code)
+		}
+	}
+}
+
+// snapDrive fails CreateSnapshot as the journal does.
+type snapDrive struct {
+	noDrive
+	err error
+}
+
+func (d snapDrive) CreateSnapshot(context.Context, string) (Snapshot, error) {
+	return Snapshot{}, d.err
+}
+
+func TestSnapshotCreateErrors(t *testing.T) {
+	s, _ := folderServer(t)
+	for _, c := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{fmt.Errorf("journal: %w: snapshot name looks like a time name", journal.ErrInvalid), 400, "bad_name"},
+		{fmt.Errorf("journal: %w", journal.ErrReadOnly), 403, "read_only"},
+		{fmt.Errorf("journal: snapshot %q: %w", "x", journal.ErrExist), 409, "exists"},
+	} {
+		s.o.Drive = snapDrive{err: c.err}
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("POST", "http://"+fuzzHost+"/api/v1/snapshots", strings.NewReader(`{"name":"x"}`))
+		r.Host = fuzzHost
+		r.Header.Set("Authorization", "Bearer "+fuzzToken)
+		s.ServeHTTP(w, r)
+		var e apiError
+		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != c.status || e.Code != c.code {
+			t.Errorf("CreateSnapshot failing with %v: %d %q; want %d %s", c.err, w.Code, w.Body, c.status, c.code)
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"path"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshdrive/meshdrive/journal"
 )
 
 func (s *Server) snapshots(w http.ResponseWriter, r *http.Request) {
@@ -37,8 +39,17 @@ func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sn, err := s.o.Drive.CreateSnapshot(r.Context(), req.Name)
-	if err != nil {
+	switch {
+	case errors.Is(err, journal.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "bad_name", "cannot take a snapshot: "+err.Error()+"; choose another name (at most 100 bytes, not a time like 2026-01-02T150405Z)")
+	case errors.Is(err, journal.ErrReadOnly):
+		writeError(w, http.StatusForbidden, "read_only", "cannot take a snapshot: the drive is mounted read-only; remount it read-write")
+	case errors.Is(err, journal.ErrExist):
+		writeError(w, http.StatusConflict, "exists", fmt.Sprintf("cannot take a snapshot: one is named %q already; choose another name", req.Name))
+	case err != nil:
 		writeError(w, http.StatusConflict, "snapshot", "cannot take a snapshot: "+err.Error())
+	}
+	if err != nil {
 		return
 	}
 	writeJSON(w, http.StatusCreated, sn)

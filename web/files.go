@@ -252,6 +252,38 @@ func setBlocking(f *os.File) error {
 	return serr
 }
 
+// renameNoReplace renames from to to, failing with EEXIST when to exists:
+// renameat2(RENAME_NOREPLACE) on the two folders opened in the root, so
+// nothing can appear at to between a check and the rename (the mount's
+// Rename takes the flag). A file system that refuses the flag (EINVAL)
+// gets a check, then rename(2): best effort there.
+func (s *fileOps) renameNoReplace(from, to string) error {
+	fd, err := openDir(s.root, orDot(path.Dir(from)))
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	td, err := openDir(s.root, orDot(path.Dir(to)))
+	if err != nil {
+		return err
+	}
+	defer td.Close()
+	err = unix.Renameat2(int(fd.Fd()), path.Base(from), int(td.Fd()), path.Base(to), unix.RENAME_NOREPLACE)
+	if err == nil {
+		return nil
+	}
+	if err != unix.EINVAL {
+		return &os.LinkError{Op: "renameat2", Old: from, New: to, Err: err}
+	}
+	if _, err := s.root.Lstat(from); err != nil {
+		return err
+	}
+	if _, err := s.root.Lstat(to); err == nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: unix.EEXIST}
+	}
+	return s.root.Rename(from, to)
+}
+
 // free is the room the drive reports for new data (its journal's quota).
 func (s *Server) free() (int64, bool) {
 	var st unix.Statfs_t
@@ -421,11 +453,11 @@ func (s *fileOps) rename(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "into_itself", "rename: /"+to+" is inside /"+from+": a folder cannot be moved into itself; choose a destination outside it")
 		return
 	}
-	if _, err := s.root.Lstat(to); err == nil {
-		writeError(w, http.StatusConflict, "exists", "rename: /"+to+" exists; choose another name or delete it first")
-		return
-	}
-	if err := s.root.Rename(from, to); err != nil {
+	if err := s.renameNoReplace(from, to); err != nil {
+		if errors.Is(err, iofs.ErrExist) {
+			writeError(w, http.StatusConflict, "exists", "rename: /"+to+" exists; choose another name or delete it first")
+			return
+		}
 		fsError(w, "rename /"+from, err)
 		return
 	}

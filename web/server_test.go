@@ -306,3 +306,35 @@ func TestSnapshotCreateErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRenameNoReplace: a rename never replaces what is at its destination
+// (renameat2 RENAME_NOREPLACE: no check-then-rename race).
+func TestRenameNoReplace(t *testing.T) {
+	s, mp := folderServer(t)
+	if err := os.WriteFile(filepath.Join(mp, "in/sub/other"), []byte("other"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	post := func(body string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("POST", "http://"+fuzzHost+"/api/v1/rename", strings.NewReader(body))
+		r.Host = fuzzHost
+		r.Header.Set("Authorization", "Bearer "+fuzzToken)
+		s.ServeHTTP(w, r)
+		return w
+	}
+	if w := post(`{"from":"in/file.txt","to":"in/sub/other"}`); w.Code != http.StatusConflict {
+		t.Errorf("rename onto a file: %d %q; want 409", w.Code, w.Body)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "in/sub/other")); err != nil || string(b) != "other" {
+		t.Errorf("the destination after a refused rename: %q %v", b, err)
+	}
+	if w := post(`{"from":"in/file.txt","to":"in/sub/moved"}`); w.Code != 200 {
+		t.Errorf("rename to a free name: %d %q", w.Code, w.Body)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "in/sub/moved")); err != nil || string(b) != fileContent {
+		t.Errorf("the file after its rename: %q %v", b, err)
+	}
+	if w := post(`{"from":"in/nothing","to":"in/sub/x"}`); w.Code != 404 {
+		t.Errorf("rename of nothing: %d %q; want 404", w.Code, w.Body)
+	}
+}

@@ -224,6 +224,8 @@ func testWebAPI(t *testing.T, f *webFixture) {
 		t.Fatalf("after rename the mount holds %q", got)
 	}
 	f.want(t, 409, nil, "POST", "/api/v1/rename", jsonBody(map[string]string{"from": "docs/sub", "to": "docs/photo.jpg"}))
+	// RENAME_NOREPLACE on the mount: a file is not renamed over another.
+	f.want(t, 409, nil, "POST", "/api/v1/rename", jsonBody(map[string]string{"from": "docs/sub/notes.txt", "to": "docs/photo.jpg"}))
 	f.want(t, 409, nil, "DELETE", "/api/v1/files/docs/sub", nil) // not empty
 	f.want(t, 204, nil, "DELETE", "/api/v1/files/docs/sub?recursive=1", nil)
 	if _, err := os.Stat(filepath.Join(f.mp, "docs", "sub")); !os.IsNotExist(err) {

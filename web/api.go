@@ -100,6 +100,9 @@ type Entry struct {
 	State        string `json:"state,omitempty"`
 	Cached       string `json:"cached,omitempty"`
 	PendingBytes int64  `json:"pending_bytes,omitempty"`
+	// StatePartial: stat gave up on the state within statesBudget (a
+	// large folder's walk); ask again, or stat what is inside.
+	StatePartial bool   `json:"state_partial,omitempty"`
 	Pinned       *bool  `json:"pinned,omitempty"` // nil: pins not known
 	Target       string `json:"target,omitempty"` // a symlink's
 }

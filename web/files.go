@@ -69,9 +69,17 @@ func (s *fileOps) entry(ctx context.Context, rel, inRoot, name string, fi os.Fil
 		e.Target, _ = s.root.Readlink(inRoot)
 	}
 	if withState && (e.Type == "file" || e.Type == "dir") {
-		if st, err := s.o.Drive.Status(ctx, rel); err == nil {
-			e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
-		}
+		// A folder's state walks its tree: the budget of a listing's.
+		ctx, cancel := context.WithTimeout(ctx, statesBudget)
+		defer cancel()
+		err := safely(s.log, "the state of /"+rel, func() error {
+			st, err := s.o.Drive.Status(ctx, rel)
+			if err == nil {
+				e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
+			}
+			return err
+		})
+		e.StatePartial = err != nil && (ctx.Err() != nil || errors.Is(err, errPanic))
 		if p, ok := s.o.Drive.(Pinner); ok {
 			if pinned, err := p.Pinned(ctx, rel); err == nil {
 				e.Pinned = &pinned
@@ -228,7 +236,7 @@ func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped strin
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": path.Base("/" + rel)}))
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
-	h.Del("Cache-Control")
+	h.Set("Cache-Control", "private, no-cache")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }
 

@@ -338,3 +338,22 @@ func TestRenameNoReplace(t *testing.T) {
 		t.Errorf("rename of nothing: %d %q; want 404", w.Code, w.Body)
 	}
 }
+
+// TestStatBudget: a folder's stat (a walk of its tree) keeps a listing's
+// budget and says when it gave up; downloads are not kept by caches.
+func TestStatBudget(t *testing.T) {
+	s, _ := folderServer(t)
+	s.o.Drive = slowDrive{}
+	t0 := time.Now()
+	w := serve(s, "GET", "/api/v1/stat/in/sub", nil)
+	var e Entry
+	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != 200 || !e.StatePartial || e.State != "" {
+		t.Errorf("stat of a folder slow to tell its state: %d %q %v; want 200, state_partial", w.Code, w.Body, err)
+	}
+	if d := time.Since(t0); d > statesBudget+time.Second {
+		t.Errorf("the stat took %v; its budget is %v", d, statesBudget)
+	}
+	if w := serve(s, "GET", "/api/v1/files/in/file.txt", nil); w.Code != 200 || w.Header().Get("Cache-Control") != "private, no-cache" {
+		t.Errorf("download: %d, Cache-Control %q; want private, no-cache", w.Code, w.Header().Get("Cache-Control"))
+	}
+}

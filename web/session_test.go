@@ -114,3 +114,19 @@ func TestHostPort80(t *testing.T) {
 		t.Errorf("Host without a port accepted on port 8080")
 	}
 }
+
+// TestServerLimits: a slow or idle client cannot hold a connection open
+// for ever, nor send endless headers.
+func TestServerLimits(t *testing.T) {
+	s, err := Start(Options{Addr: "127.0.0.1:0", Mountpoint: t.TempDir(), Token: fuzzToken, Drive: noDrive{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.srv.ReadHeaderTimeout != 10*time.Second || s.srv.IdleTimeout != 2*time.Minute || s.srv.MaxHeaderBytes != 64<<10 {
+		t.Errorf("http.Server: ReadHeaderTimeout %v, IdleTimeout %v, MaxHeaderBytes %d", s.srv.ReadHeaderTimeout, s.srv.IdleTimeout, s.srv.MaxHeaderBytes)
+	}
+	if u := s.LoginURL(); !strings.HasPrefix(u, s.URL()+"login?code=") || strings.Contains(u, fuzzToken) {
+		t.Errorf("LoginURL %q", u)
+	}
+}

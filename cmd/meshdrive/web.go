@@ -235,6 +235,9 @@ docs/API.md).`)
 	defer stop()
 	var l webLoginReply
 	if err := newControlClient(dir).getJSON(ctx, "POST", "/web/login", &l); err != nil {
+		if strings.Contains(err.Error(), "404 Not Found") {
+			return fmt.Errorf("the mount of the drive at %s runs an older meshdrive, which hands out no login codes; unmount it and mount it again", dir)
+		}
 		return err
 	}
 	fmt.Fprintln(e.stdout, l.URL)

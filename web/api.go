@@ -100,6 +100,9 @@ type Entry struct {
 	State        string `json:"state,omitempty"`
 	Cached       string `json:"cached,omitempty"`
 	PendingBytes int64  `json:"pending_bytes,omitempty"`
+	// StatePartial: stat gave up on the state within statesBudget (a
+	// large folder's walk); ask again, or stat what is inside.
+	StatePartial bool   `json:"state_partial,omitempty"`
 	Pinned       *bool  `json:"pinned,omitempty"` // nil: pins not known
 	Target       string `json:"target,omitempty"` // a symlink's
 }
@@ -168,6 +171,10 @@ func fsError(w http.ResponseWriter, what string, err error) {
 		writeError(w, http.StatusInsufficientStorage, "full", what+": the drive's journal is full; wait for uploads to catch up (meshdrive status) and try again")
 	case errno == syscall.ENAMETOOLONG:
 		writeError(w, http.StatusBadRequest, "name_too_long", what+": a name is longer than 255 bytes")
+	case errno == syscall.ELOOP:
+		writeError(w, http.StatusBadRequest, "symlink_loop", what+": a symlink on the path points back at itself (a loop); fix or delete the symlink")
+	case errno == syscall.EINVAL:
+		writeError(w, http.StatusBadRequest, "invalid", what+": the drive refused it as invalid (a folder cannot be moved into itself, for one); choose another destination")
 	case errno == syscall.EIO:
 		writeError(w, http.StatusBadGateway, "io", what+": the data could not be read from the grid (nodes unreachable and the block not cached); try again when nodes are up")
 	default:

@@ -103,10 +103,14 @@ func (s *Server) checkStart(w http.ResponseWriter, r *http.Request) {
 	c.mu.Unlock()
 	go func() {
 		defer cancel()
-		rep, err := s.o.Drive.Check(ctx, creq, func(p repair.Progress) {
-			c.mu.Lock()
-			c.progress = p
-			c.mu.Unlock()
+		var rep *repair.Report
+		err := safely(s.log, "check", func() (err error) {
+			rep, err = s.o.Drive.Check(ctx, creq, func(p repair.Progress) {
+				c.mu.Lock()
+				c.progress = p
+				c.mu.Unlock()
+			})
+			return err
 		})
 		c.mu.Lock()
 		defer c.mu.Unlock()

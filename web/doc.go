@@ -23,9 +23,13 @@
 //     "none": a typed address) (403). Cookies are not kept apart by port,
 //     so a page of another local server is same-site but not same-origin.
 //   - Every request but the login page and the page's static assets needs
-//     the access token: as "Authorization: Bearer TOKEN" (scripts) or as
-//     the HttpOnly SameSite=Strict cookie that GET /login?token=TOKEN sets
-//     (the page). Tokens are compared in constant time (401 otherwise).
+//     the access token as "Authorization: Bearer TOKEN" (scripts; compared
+//     in constant time), or a browser session: GET /login?code=CODE trades
+//     a single-use code (LoginURL, a minute) for a random secret kept in
+//     memory only, in an HttpOnly SameSite=Strict cookie named after the
+//     port. The token never goes into a URL or a cookie (cookies reach
+//     every port of the host). Options.MetricsToken opens /metrics only.
+//     401 otherwise.
 //   - Paths are decoded segment by segment (DecodePath): a segment that is
 //     "." or "..", holds an encoded slash or a NUL is refused (400), and
 //     os.Root refuses symlinks that leave the mountpoint.

@@ -69,9 +69,17 @@ func (s *fileOps) entry(ctx context.Context, rel, inRoot, name string, fi os.Fil
 		e.Target, _ = s.root.Readlink(inRoot)
 	}
 	if withState && (e.Type == "file" || e.Type == "dir") {
-		if st, err := s.o.Drive.Status(ctx, rel); err == nil {
-			e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
-		}
+		// A folder's state walks its tree: the budget of a listing's.
+		ctx, cancel := context.WithTimeout(ctx, statesBudget)
+		defer cancel()
+		err := safely(s.log, "the state of /"+rel, func() error {
+			st, err := s.o.Drive.Status(ctx, rel)
+			if err == nil {
+				e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
+			}
+			return err
+		})
+		e.StatePartial = err != nil && (ctx.Err() != nil || errors.Is(err, errPanic))
 		if p, ok := s.o.Drive.(Pinner); ok {
 			if pinned, err := p.Pinned(ctx, rel); err == nil {
 				e.Pinned = &pinned
@@ -93,16 +101,18 @@ func (s *fileOps) list(w http.ResponseWriter, r *http.Request, escaped string) {
 			return
 		}
 	}
-	d, err := s.root.Open(inRoot)
+	d, err := openDir(s.root, inRoot)
+	if errors.Is(err, syscall.ENOTDIR) {
+		if fi, lerr := s.root.Lstat(inRoot); lerr == nil && !fi.IsDir() {
+			writeError(w, http.StatusConflict, "not_dir", "list /"+rel+": it is a file, not a folder; download it with "+apiPrefix+"files/PATH")
+			return
+		}
+	}
 	if err != nil {
 		fsError(w, "list /"+rel, err)
 		return
 	}
 	defer d.Close()
-	if fi, err := d.Stat(); err == nil && !fi.IsDir() {
-		writeError(w, http.StatusConflict, "not_dir", "list /"+rel+": it is a file, not a folder; download it with "+apiPrefix+"files/PATH")
-		return
-	}
 	ents, err := d.ReadDir(maxList + 1)
 	if err != nil && err != io.EOF {
 		fsError(w, "list /"+rel, err)
@@ -153,20 +163,23 @@ func (s *Server) fillStates(ctx context.Context, ents []Entry, idx []int) (parti
 	for _, i := range idx {
 		g.Go(func() error {
 			e := &ents[i] // each goroutine owns its entry
-			st, err := s.o.Drive.Status(ctx, e.Path)
-			if err != nil {
-				if ctx.Err() != nil {
-					mu.Lock()
-					partial = true
-					mu.Unlock()
+			err := safely(s.log, "the state of /"+e.Path, func() error {
+				st, err := s.o.Drive.Status(ctx, e.Path)
+				if err != nil {
+					return err
+				}
+				e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
+				if pinner != nil {
+					if pinned, err := pinner.Pinned(ctx, e.Path); err == nil {
+						e.Pinned = &pinned
+					}
 				}
 				return nil
-			}
-			e.State, e.Cached, e.PendingBytes = st.State, st.Cached, st.PendingBytes
-			if pinner != nil {
-				if pinned, err := pinner.Pinned(ctx, e.Path); err == nil {
-					e.Pinned = &pinned
-				}
+			})
+			if err != nil && (ctx.Err() != nil || errors.Is(err, errPanic)) {
+				mu.Lock()
+				partial = true
+				mu.Unlock()
 			}
 			return nil
 		})
@@ -196,7 +209,7 @@ func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped strin
 		fsError(w, "download", err)
 		return
 	}
-	f, err := s.root.Open(inRoot)
+	f, err := s.root.OpenFile(inRoot, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		fsError(w, "download /"+rel, err)
 		return
@@ -211,12 +224,72 @@ func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped strin
 		writeError(w, http.StatusConflict, "is_dir", "download /"+rel+": it is a folder; list it with "+apiPrefix+"list/PATH")
 		return
 	}
+	if !fi.Mode().IsRegular() {
+		writeError(w, http.StatusConflict, "not_regular", "download /"+rel+": it is not a regular file (a FIFO, socket or device) and has no content to download")
+		return
+	}
+	if err := setBlocking(f); err != nil {
+		fsError(w, "download /"+rel, err)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": path.Base("/" + rel)}))
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
-	h.Del("Cache-Control")
+	h.Set("Cache-Control", "private, no-cache")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// openDir opens a folder. O_NONBLOCK and O_DIRECTORY: a FIFO's open
+// would wait for a writer, holding the request and the mount busy.
+func openDir(root *os.Root, name string) (*os.File, error) {
+	return root.OpenFile(name, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK, 0)
+}
+
+// setBlocking clears O_NONBLOCK on a regular file opened with it (the
+// poller does not take regular files, so reads are plain blocking calls).
+func setBlocking(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetNonblock(int(fd), false) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// renameNoReplace renames from to to, failing with EEXIST when to exists:
+// renameat2(RENAME_NOREPLACE) on the two folders opened in the root, so
+// nothing can appear at to between a check and the rename (the mount's
+// Rename takes the flag). A file system that refuses the flag (EINVAL)
+// gets a check, then rename(2): best effort there.
+func (s *fileOps) renameNoReplace(from, to string) error {
+	fd, err := openDir(s.root, orDot(path.Dir(from)))
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	td, err := openDir(s.root, orDot(path.Dir(to)))
+	if err != nil {
+		return err
+	}
+	defer td.Close()
+	err = unix.Renameat2(int(fd.Fd()), path.Base(from), int(td.Fd()), path.Base(to), unix.RENAME_NOREPLACE)
+	if err == nil {
+		return nil
+	}
+	if err != unix.EINVAL {
+		return &os.LinkError{Op: "renameat2", Old: from, New: to, Err: err}
+	}
+	if _, err := s.root.Lstat(from); err != nil {
+		return err
+	}
+	if _, err := s.root.Lstat(to); err == nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: unix.EEXIST}
+	}
+	return s.root.Rename(from, to)
 }
 
 // free is the room the drive reports for new data (its journal's quota).
@@ -384,11 +457,15 @@ func (s *fileOps) rename(w http.ResponseWriter, r *http.Request) {
 		fsError(w, "rename", errBadPath)
 		return
 	}
-	if _, err := s.root.Lstat(to); err == nil {
-		writeError(w, http.StatusConflict, "exists", "rename: /"+to+" exists; choose another name or delete it first")
+	if to == from || strings.HasPrefix(to, from+"/") {
+		writeError(w, http.StatusBadRequest, "into_itself", "rename: /"+to+" is inside /"+from+": a folder cannot be moved into itself; choose a destination outside it")
 		return
 	}
-	if err := s.root.Rename(from, to); err != nil {
+	if err := s.renameNoReplace(from, to); err != nil {
+		if errors.Is(err, iofs.ErrExist) {
+			writeError(w, http.StatusConflict, "exists", "rename: /"+to+" exists; choose another name or delete it first")
+			return
+		}
 		fsError(w, "rename /"+from, err)
 		return
 	}

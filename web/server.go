@@ -23,17 +23,17 @@ var staticFS embed.FS
 // DefaultMaxUpload is Options.MaxUpload's default.
 const DefaultMaxUpload = 4 << 30
 
-// cookieName holds the access token in the page's browser.
-const cookieName = "meshdrive_token"
-
 // Options configure Start.
 type Options struct {
 	// Addr is the address to listen on, like "127.0.0.1:0" (a free port).
 	Addr string
 	// Mountpoint is where the drive is mounted; files are served from it.
 	Mountpoint string
-	// Token is the access token every API request must carry.
+	// Token is the access token every API request must carry (as
+	// Authorization: Bearer, or a browser's session from LoginURL).
 	Token string
+	// MetricsToken, if set, is also accepted, on /metrics only.
+	MetricsToken string
 	// Drive answers what the mount cannot: states, queue, nodes,
 	// snapshots, check.
 	Drive Drive
@@ -61,6 +61,7 @@ type Server struct {
 	closeErr  error
 
 	check checkJob
+	sess  *sessions
 }
 
 // Start opens the mountpoint as a root, listens on o.Addr and serves until
@@ -86,7 +87,9 @@ func Start(o Options) (*Server, error) {
 		s.hosts[ln.Addr().String()] = true
 		s.hosts[net.JoinHostPort(strings.Trim(host, "[]"), port)] = true
 	}
+	s.addDefaultPortHosts()
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	go func() {
 		defer close(s.done)
@@ -113,7 +116,7 @@ func newServer(o Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{o: o, log: log, dev: st.Dev, hosts: map[string]bool{}, done: make(chan struct{})}, nil
+	return &Server{o: o, log: log, dev: st.Dev, hosts: map[string]bool{}, done: make(chan struct{}), sess: newSessions()}, nil
 }
 
 // Addr is the address the server listens on (host:port).
@@ -127,6 +130,16 @@ func (s *Server) URL() string {
 	}
 	return "http://" + net.JoinHostPort(host, s.port) + "/"
 }
+
+// LoginURL is the server's URL with a fresh single-use login code, valid
+// for a minute: opening it gives the browser a session.
+func (s *Server) LoginURL() string {
+	return s.URL() + "login?code=" + s.sess.newCode()
+}
+
+// cookieName is the session cookie's: one per port, as cookies are not
+// port-scoped and two mounts on one computer would clobber one cookie.
+func (s *Server) cookieName() string { return "meshdrive_" + s.port }
 
 // Close stops serving: requests in flight get 5 s, a running check is
 // cancelled. It may be called more than once.
@@ -175,7 +188,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"request from another site or port refused: only pages served by this drive may call its API")
 		return
 	}
-	if !s.authorized(r) {
+	if !s.authorized(r, p == "/metrics") {
 		h.Set("WWW-Authenticate", `Bearer realm="meshdrive"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized",
 			"missing or wrong access token: send Authorization: Bearer TOKEN (the token is in the data dir's web.token), or open the URL meshdrive web-url prints")
@@ -195,15 +208,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// addDefaultPortHosts: on port 80 browsers send Host without the port.
+func (s *Server) addDefaultPortHosts() {
+	if s.port != "80" {
+		return
+	}
+	for h := range s.hosts {
+		if n, _, err := net.SplitHostPort(h); err == nil {
+			if strings.Contains(n, ":") {
+				n = "[" + n + "]"
+			}
+			s.hosts[n] = true
+		}
+	}
+}
+
 // hostOK: Host names this server (DNS rebinding defence).
 func (s *Server) hostOK(host string) bool {
-	if s.hosts[strings.ToLower(host)] {
+	host = strings.ToLower(host)
+	if s.hosts[host] {
 		return true
 	}
 	if !s.anyIP {
 		return false
 	}
 	h, port, err := net.SplitHostPort(host)
+	if err != nil && s.port == "80" {
+		h, port, err = strings.Trim(host, "[]"), "80", nil
+	}
 	return err == nil && port == s.port && (net.ParseIP(strings.Trim(h, "[]")) != nil || h == "localhost")
 }
 
@@ -219,28 +251,39 @@ func (s *Server) originOK(r *http.Request) bool {
 	return o == "http://"+r.Host
 }
 
-func (s *Server) authorized(r *http.Request) bool {
-	got := ""
+// authorized: the request carries the token, or a live session cookie;
+// on /metrics the metrics-only token too.
+func (s *Server) authorized(r *http.Request, metrics bool) bool {
 	if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
-		got = strings.TrimSpace(strings.TrimPrefix(a, "Bearer "))
-	} else if c, err := r.Cookie(cookieName); err == nil {
-		got = c.Value
+		got := []byte(strings.TrimSpace(strings.TrimPrefix(a, "Bearer ")))
+		if len(got) == 0 {
+			return false
+		}
+		if subtle.ConstantTimeCompare(got, []byte(s.o.Token)) == 1 {
+			return true
+		}
+		return metrics && s.o.MetricsToken != "" && subtle.ConstantTimeCompare(got, []byte(s.o.MetricsToken)) == 1
 	}
-	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.o.Token)) == 1
+	c, err := r.Cookie(s.cookieName())
+	return err == nil && s.sess.valid(c.Value)
 }
 
-// login takes the token from the URL once, keeps it in the cookie and
-// sends the browser to the app (so the token leaves the address bar).
+// login exchanges a single-use code from LoginURL for a session cookie
+// and sends the browser to the app, so the code leaves the address bar.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	tok := r.URL.Query().Get("token")
-	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.o.Token)) != 1 {
+	if r.Method != http.MethodGet {
+		writeError(w, http.StatusMethodNotAllowed, "method", "only GET here")
+		return
+	}
+	sec, ok := s.sess.redeem(r.URL.Query().Get("code"))
+	if !ok {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusUnauthorized)
 		fmt.Fprint(w, loginFailedPage)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.o.Token, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, MaxAge: 30 * 24 * 3600})
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: sec, Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -248,8 +291,9 @@ const loginFailedPage = `<!doctype html><html lang="en"><head><meta charset="utf
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>meshdrive</title>
 <link rel="stylesheet" href="/static/style.css"></head><body class="center">
 <div class="card narrow"><h1>This link has expired</h1>
-<p>The access token in the address is missing or not this drive's. Run
-<code>meshdrive web-url</code> on this computer and open the address it prints.</p></div></body></html>`
+<p>A login address works once, for a minute, and only until the drive is
+mounted again. Run <code>meshdrive web-url</code> on this computer and open the
+address it prints.</p></div></body></html>`
 
 var (
 	staticOnce sync.Once

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/journal/repair"
+	"golang.org/x/sys/unix"
 )
 
 // noDrive answers the Drive questions of a server over a plain folder
@@ -184,5 +187,173 @@ func TestListStatesBudget(t *testing.T) {
 	}
 	if !l.StatesPartial || got["fast1"] != "durable" || got["fast2"] != "durable" || got["slow1"] != "" || len(got) != 3 {
 		t.Errorf("listing: partial %v, states %v", l.StatesPartial, got)
+	}
+}
+
+// TestFIFO: a FIFO in the drive neither hangs a download nor a listing
+// (opening one waits for a writer): a download is refused with 409.
+func TestFIFO(t *testing.T) {
+	s, mp := folderServer(t)
+	if err := unix.Mkfifo(filepath.Join(mp, "in/pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		target string
+		code   int
+	}{{"/api/v1/files/in/pipe", 409}, {"/api/v1/list/in/pipe", 409}, {"/api/v1/list/in", 200}, {"/api/v1/stat/in/pipe", 200}} {
+		done := make(chan *httptest.ResponseRecorder, 1)
+		go func() { done <- serve(s, "GET", c.target, nil) }()
+		select {
+		case w := <-done:
+			if w.Code != c.code {
+				t.Errorf("GET %s: %d %q; want %d", c.target, w.Code, w.Body, c.code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("GET %s hangs on a FIFO", c.target) // the goroutine stays blocked in open
+		}
+	}
+}
+
+// panicDrive panics where a drive answers.
+type panicDrive struct{ noDrive }
+
+func (panicDrive) Status(context.Context, string) (*fs.PathStatus, error) { panic("status bug") }
+func (panicDrive) Check(context.Context, repair.CheckRequest, func(repair.Progress)) (*repair.Report, error) {
+	panic("check bug")
+}
+
+// TestPanicsRecovered: a panic in the server's own goroutines (a check, the
+// states of a listing) becomes an error or a partial answer, not a crash.
+func TestPanicsRecovered(t *testing.T) {
+	s, _ := folderServer(t)
+	s.o.Drive = panicDrive{}
+	w := serve(s, "GET", "/api/v1/list/in", nil)
+	var l Listing
+	if err := json.Unmarshal(w.Body.Bytes(), &l); err != nil || w.Code != 200 || !l.StatesPartial {
+		t.Errorf("list with a panicking Status: %d %q; want 200, states_partial", w.Code, w.Body)
+	}
+	if w := serve(s, "POST", "/api/v1/check", nil); w.Code != http.StatusAccepted {
+		t.Fatalf("check: %d %q", w.Code, w.Body)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st := s.check.state()
+		if !st.Running {
+			if !strings.Contains(st.Error, "check bug") {
+				t.Errorf("check after a panic: %+v; want its error", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the check still runs after its panic")
+		}
+	}
+}
+
+// TestUserMistakes: a folder renamed into itself and a symlink loop are
+// the user's mistakes (400 with what to do), not the server's (500).
+func TestUserMistakes(t *testing.T) {
+	s, mp := folderServer(t)
+	if err := os.Symlink("loop", filepath.Join(mp, "in/loop")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ method, target, body, code string }{
+		{"POST", "/api/v1/rename", `{"from":"in","to":"in/sub/in"}`, "into_itself"},
+		{"GET", "/api/v1/files/in/loop", "", "symlink_loop"},
+		{"GET", "/api/v1/list/in/loop", "", "symlink_loop"},
+	} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(c.method, "http://"+fuzzHost+c.target, strings.NewReader(c.body))
+		r.Host = fuzzHost
+		r.Header.Set("Authorization", "Bearer "+fuzzToken)
+		s.ServeHTTP(w, r)
+		var e apiError
+		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 400 || e.Code != c.code {
+			t.Errorf("%s %s %s: %d %q; want 400 %s", c.method, c.target, c.body, w.Code, w.Body, c.code)
+		}
+	}
+}
+
+// snapDrive fails CreateSnapshot as the journal does.
+type snapDrive struct {
+	noDrive
+	err error
+}
+
+func (d snapDrive) CreateSnapshot(context.Context, string) (Snapshot, error) {
+	return Snapshot{}, d.err
+}
+
+func TestSnapshotCreateErrors(t *testing.T) {
+	s, _ := folderServer(t)
+	for _, c := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{fmt.Errorf("journal: %w: snapshot name looks like a time name", journal.ErrInvalid), 400, "bad_name"},
+		{fmt.Errorf("journal: %w", journal.ErrReadOnly), 403, "read_only"},
+		{fmt.Errorf("journal: snapshot %q: %w", "x", journal.ErrExist), 409, "exists"},
+	} {
+		s.o.Drive = snapDrive{err: c.err}
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("POST", "http://"+fuzzHost+"/api/v1/snapshots", strings.NewReader(`{"name":"x"}`))
+		r.Host = fuzzHost
+		r.Header.Set("Authorization", "Bearer "+fuzzToken)
+		s.ServeHTTP(w, r)
+		var e apiError
+		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != c.status || e.Code != c.code {
+			t.Errorf("CreateSnapshot failing with %v: %d %q; want %d %s", c.err, w.Code, w.Body, c.status, c.code)
+		}
+	}
+}
+
+// TestRenameNoReplace: a rename never replaces what is at its destination
+// (renameat2 RENAME_NOREPLACE: no check-then-rename race).
+func TestRenameNoReplace(t *testing.T) {
+	s, mp := folderServer(t)
+	if err := os.WriteFile(filepath.Join(mp, "in/sub/other"), []byte("other"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	post := func(body string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("POST", "http://"+fuzzHost+"/api/v1/rename", strings.NewReader(body))
+		r.Host = fuzzHost
+		r.Header.Set("Authorization", "Bearer "+fuzzToken)
+		s.ServeHTTP(w, r)
+		return w
+	}
+	if w := post(`{"from":"in/file.txt","to":"in/sub/other"}`); w.Code != http.StatusConflict {
+		t.Errorf("rename onto a file: %d %q; want 409", w.Code, w.Body)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "in/sub/other")); err != nil || string(b) != "other" {
+		t.Errorf("the destination after a refused rename: %q %v", b, err)
+	}
+	if w := post(`{"from":"in/file.txt","to":"in/sub/moved"}`); w.Code != 200 {
+		t.Errorf("rename to a free name: %d %q", w.Code, w.Body)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "in/sub/moved")); err != nil || string(b) != fileContent {
+		t.Errorf("the file after its rename: %q %v", b, err)
+	}
+	if w := post(`{"from":"in/nothing","to":"in/sub/x"}`); w.Code != 404 {
+		t.Errorf("rename of nothing: %d %q; want 404", w.Code, w.Body)
+	}
+}
+
+// TestStatBudget: a folder's stat (a walk of its tree) keeps a listing's
+// budget and says when it gave up; downloads are not kept by caches.
+func TestStatBudget(t *testing.T) {
+	s, _ := folderServer(t)
+	s.o.Drive = slowDrive{}
+	t0 := time.Now()
+	w := serve(s, "GET", "/api/v1/stat/in/sub", nil)
+	var e Entry
+	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != 200 || !e.StatePartial || e.State != "" {
+		t.Errorf("stat of a folder slow to tell its state: %d %q %v; want 200, state_partial", w.Code, w.Body, err)
+	}
+	if d := time.Since(t0); d > statesBudget+time.Second {
+		t.Errorf("the stat took %v; its budget is %v", d, statesBudget)
+	}
+	if w := serve(s, "GET", "/api/v1/files/in/file.txt", nil); w.Code != 200 || w.Header().Get("Cache-Control") != "private, no-cache" {
+		t.Errorf("download: %d, Cache-Control %q; want private, no-cache", w.Code, w.Header().Get("Cache-Control"))
 	}
 }

@@ -9,6 +9,10 @@ import (
 	"net/http"
 	"os"
 	"path"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/meshdrive/meshdrive/journal"
 )
 
 func (s *Server) snapshots(w http.ResponseWriter, r *http.Request) {
@@ -35,8 +39,17 @@ func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sn, err := s.o.Drive.CreateSnapshot(r.Context(), req.Name)
-	if err != nil {
+	switch {
+	case errors.Is(err, journal.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "bad_name", "cannot take a snapshot: "+err.Error()+"; choose another name (at most 100 bytes, not a time like 2026-01-02T150405Z)")
+	case errors.Is(err, journal.ErrReadOnly):
+		writeError(w, http.StatusForbidden, "read_only", "cannot take a snapshot: the drive is mounted read-only; remount it read-write")
+	case errors.Is(err, journal.ErrExist):
+		writeError(w, http.StatusConflict, "exists", fmt.Sprintf("cannot take a snapshot: one is named %q already; choose another name", req.Name))
+	case err != nil:
 		writeError(w, http.StatusConflict, "snapshot", "cannot take a snapshot: "+err.Error())
+	}
+	if err != nil {
 		return
 	}
 	writeJSON(w, http.StatusCreated, sn)
@@ -135,7 +148,7 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 		if err := s.root.Mkdir(dst, fi.Mode().Perm()|0o700); err != nil {
 			return err
 		}
-		d, err := s.root.Open(src)
+		d, err := openDir(s.root, src)
 		if err != nil {
 			return err
 		}
@@ -157,11 +170,17 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 		}
 		return s.root.Symlink(t, dst)
 	case fi.Mode().IsRegular():
-		in, err := s.root.Open(src)
+		in, err := s.root.OpenFile(src, os.O_RDONLY|unix.O_NONBLOCK, 0)
 		if err != nil {
 			return err
 		}
 		defer in.Close()
+		if fi, err := in.Stat(); err != nil || !fi.Mode().IsRegular() {
+			return nil // replaced meanwhile by what is not a file
+		}
+		if err := setBlocking(in); err != nil {
+			return err
+		}
 		out, err := s.root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
 		if err != nil {
 			return err

@@ -171,7 +171,7 @@ func printStatus(w io.Writer, r *statusReport) {
 	}
 	fmt.Fprintf(w, "  mounted at %s (pid %d%s)\n", r.Mountpoint, r.PID, ro)
 	if r.Web != "" {
-		fmt.Fprintf(w, "  web app at %s (meshdrive web-url prints it with its access token)\n", r.Web)
+		fmt.Fprintf(w, "  web app at %s (meshdrive web-url prints a login address)\n", r.Web)
 	}
 	state := r.State
 	switch r.State {

@@ -19,6 +19,7 @@ import (
 	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/journal/repair"
 	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/web"
 )
 
 // The control socket: the mount process serves HTTP over DATA/control.sock
@@ -65,8 +66,8 @@ type statusReport struct {
 	Bandwidth    bandwidthStatus `json:"bandwidth"`
 	Pins         *fs.PinStats    `json:"pins,omitempty"` // nil on a read-only mount
 	Cache        json.RawMessage `json:"cache"`          // cache.Stats
-	// Web is the web app's address without its token ("" when off);
-	// meshdrive web-url adds the token.
+	// Web is the web app's address ("" when off); meshdrive web-url
+	// asks POST /web/login for a login address.
 	Web string `json:"web,omitempty"`
 }
 
@@ -144,7 +145,8 @@ type controlServer struct {
 
 	cfgMu sync.Mutex // guards o.cfg (replaced whole by node add, drain, remove); taken alone
 
-	webURL atomic.Pointer[string] // the web app's address, once it listens
+	webURL atomic.Pointer[string]     // the web app's address, once it listens
+	web    atomic.Pointer[web.Server] // the web app, once it listens
 }
 
 // startControl listens on DATA/control.sock. A socket left by a killed
@@ -176,6 +178,7 @@ func startControl(o controlOptions) (*controlServer, error) {
 	mux.HandleFunc("POST /snapshots", c.snapshotCreate)
 	mux.HandleFunc("POST /snapshots/delete", c.snapshotDelete)
 	mux.HandleFunc("POST /check", c.check)
+	mux.HandleFunc("POST /web/login", c.webLogin)
 	mux.HandleFunc("GET /nodes", c.nodeList)
 	mux.HandleFunc("POST /nodes/add", c.nodeAdd)
 	mux.HandleFunc("POST /nodes/drain", c.nodeDrain)

@@ -57,7 +57,7 @@ func commands() []command {
 		{"gc", "collect garbage: deleted data leaves the grid", runGC},
 		{"snapshot", "snapshot create | list | delete | restore: the drive's past, browsable under .snapshots", runSnapshot},
 		{"check", "check (--verify, --repair) the shards of every file: healthy, degraded or unrecoverable", runCheck},
-		{"web-url", "print the address of the web app, with its access token", runWebURL},
+		{"web-url", "print a single-use login address for the web app", runWebURL},
 		{"node", "node serve | list | add | drain | remove: run a storage node, or change the drive's nodes", runNode},
 	}
 }

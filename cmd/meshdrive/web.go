@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/url"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,16 +21,23 @@ import (
 	"github.com/meshdrive/meshdrive/web"
 )
 
-// webTokenFile holds the web app's access token (mode 0600).
-const webTokenFile = "web.token"
+// webTokenFile holds the web app's access token (mode 0600);
+// metricsTokenFile a token that opens /metrics only.
+const (
+	webTokenFile     = "web.token"
+	metricsTokenFile = "metrics.token"
+)
 
 // defaultWebAddr: loopback, a port the kernel picks (status prints it).
 const defaultWebAddr = "127.0.0.1:0"
 
 // webToken reads DATA/web.token, making it (32 random bytes, hex) on
 // first use.
-func webToken(dataDir string) (string, error) {
-	p := filepath.Join(dataDir, webTokenFile)
+func webToken(dataDir string) (string, error) { return tokenFile(dataDir, webTokenFile) }
+
+// tokenFile reads DATA/name, making it (32 random bytes, hex) on first use.
+func tokenFile(dataDir, name string) (string, error) {
+	p := filepath.Join(dataDir, name)
 	b, err := os.ReadFile(p)
 	if err == nil {
 		if t := strings.TrimSpace(string(b)); len(t) >= 32 {
@@ -83,16 +90,21 @@ func startWeb(o mountOptions, ctl *controlServer, metrics *web.Metrics) (*web.Se
 	if err != nil {
 		return nil, err
 	}
+	mtok, err := tokenFile(o.dataDir, metricsTokenFile)
+	if err != nil {
+		return nil, err
+	}
 	if !isLoopback(o.webAddr) {
 		ctl.o.log.Warn("the web app listens beyond this computer: anyone who can reach it and holds the token can read and change the drive (plain HTTP)", "addr", o.webAddr)
 	}
-	srv, err := web.Start(web.Options{Addr: o.webAddr, Mountpoint: o.mountpoint, Token: tok,
+	srv, err := web.Start(web.Options{Addr: o.webAddr, Mountpoint: o.mountpoint, Token: tok, MetricsToken: mtok,
 		Drive: &webDrive{c: ctl}, MaxUpload: o.webMaxUpload, Metrics: metrics.Handler(), Logger: ctl.o.log})
 	if err != nil {
 		return nil, err
 	}
 	u := srv.URL()
 	ctl.webURL.Store(&u)
+	ctl.web.Store(srv)
 	ctl.o.log.Info("web app", "url", u)
 	return srv, nil
 }
@@ -202,10 +214,11 @@ func (w *webDrive) Check(ctx context.Context, req repair.CheckRequest, progress 
 
 func runWebURL(e *env) error {
 	fl := newFlagSet(e, "web-url", "web-url [--data DIR]", `
-Print the address of the mounted drive's web app with its access token. Open
-it in a browser on this computer: the page keeps the token in a cookie, so the
-address is needed once per browser. Scripts use the API with the token in
-DATA/web.token (see docs/API.md).`)
+Print a login address for the mounted drive's web app. Open it in a browser
+within a minute: it works once, and gives the browser a session (a cookie) that
+lasts until the drive is unmounted, or a week. Scripts use the API with the
+token in DATA/web.token, and Prometheus /metrics with DATA/metrics.token (see
+docs/API.md).`)
 	dataDir := dataDirFlag(e, fl)
 	pos, err := parseFlags(e, fl, e.args)
 	if err != nil {
@@ -220,17 +233,28 @@ DATA/web.token (see docs/API.md).`)
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	var st statusReport
-	if err := newControlClient(dir).getJSON(ctx, "GET", "/status", &st); err != nil {
+	var l webLoginReply
+	if err := newControlClient(dir).getJSON(ctx, "POST", "/web/login", &l); err != nil {
+		if strings.Contains(err.Error(), "404 Not Found") {
+			return fmt.Errorf("the mount of the drive at %s runs an older meshdrive, which hands out no login codes; unmount it and mount it again", dir)
+		}
 		return err
 	}
-	if st.Web == "" {
-		return fmt.Errorf("the drive at %s is mounted without its web app (--web off); remount it without --web off", dir)
-	}
-	tok, err := webToken(dir)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%slogin?token=%s\n", st.Web, url.QueryEscape(tok))
+	fmt.Fprintln(e.stdout, l.URL)
 	return nil
+}
+
+type webLoginReply struct {
+	URL string `json:"url"`
+}
+
+// webLogin answers web-url: a login address with a fresh single-use code
+// (the control socket is 0600: only the mount's user gets one).
+func (c *controlServer) webLogin(w http.ResponseWriter, r *http.Request) {
+	srv := c.web.Load()
+	if srv == nil {
+		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("the drive at %s is mounted without its web app (--web off); remount it without --web off", c.o.dataDir)})
+		return
+	}
+	writeJSON(w, http.StatusOK, webLoginReply{URL: srv.LoginURL()})
 }

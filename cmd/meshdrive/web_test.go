@@ -37,7 +37,7 @@ type webFixture struct {
 	dir, mp string
 	env     []string
 	nodes   []*nodeProc
-	login   string // web-url's output
+	login   string // web-url's first output (its code is single-use)
 	base    string // http://127.0.0.1:PORT
 	token   string
 	photo   []byte // docs/photo.jpg, written through the mount
@@ -58,7 +58,7 @@ func newWebFixture(t *testing.T) *webFixture {
 	f.login = strings.TrimSpace(mustRun(t, env, "web-url", "--data", dir).stdout)
 	u, err := url.Parse(f.login)
 	if err != nil || u.Hostname() != "127.0.0.1" || u.Path != "/login" {
-		t.Fatalf("web-url printed %q; want http://127.0.0.1:PORT/login?token=...", f.login)
+		t.Fatalf("web-url printed %q; want http://127.0.0.1:PORT/login?code=...", f.login)
 	}
 	f.base = "http://" + u.Host
 	fi, err := os.Stat(filepath.Join(dir, webTokenFile))
@@ -67,8 +67,11 @@ func newWebFixture(t *testing.T) *webFixture {
 	}
 	tok, _ := os.ReadFile(filepath.Join(dir, webTokenFile))
 	f.token = strings.TrimSpace(string(tok))
-	if u.Query().Get("token") != f.token || len(f.token) < 32 {
-		t.Fatalf("web-url's token %q is not the token file's %q", u.Query().Get("token"), f.token)
+	if c := u.Query().Get("code"); len(c) < 32 || len(f.token) < 32 || strings.Contains(f.login, f.token) || u.Query().Has("token") {
+		t.Fatalf("web-url printed %q; want a login code, not the token file's %q", f.login, f.token)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, metricsTokenFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("metrics token file: %v; want mode 0600", err)
 	}
 	if st := mustRun(t, env, "status", "--data", dir).stdout; !strings.Contains(st, "web app at "+f.base+"/") {
 		t.Errorf("status does not print the web app's address %s:\n%s", f.base, st)
@@ -86,6 +89,12 @@ func newWebFixture(t *testing.T) *webFixture {
 	}
 	mustRun(t, env, "sync", "--data", dir, "--timeout", "1m")
 	return f
+}
+
+// loginURL is a fresh login address from web-url.
+func (f *webFixture) loginURL(t *testing.T) string {
+	t.Helper()
+	return strings.TrimSpace(mustRun(t, f.env, "web-url", "--data", f.dir).stdout)
 }
 
 // req sends one API request with the token (unless hdr says otherwise).
@@ -215,6 +224,8 @@ func testWebAPI(t *testing.T, f *webFixture) {
 		t.Fatalf("after rename the mount holds %q", got)
 	}
 	f.want(t, 409, nil, "POST", "/api/v1/rename", jsonBody(map[string]string{"from": "docs/sub", "to": "docs/photo.jpg"}))
+	// RENAME_NOREPLACE on the mount: a file is not renamed over another.
+	f.want(t, 409, nil, "POST", "/api/v1/rename", jsonBody(map[string]string{"from": "docs/sub/notes.txt", "to": "docs/photo.jpg"}))
 	f.want(t, 409, nil, "DELETE", "/api/v1/files/docs/sub", nil) // not empty
 	f.want(t, 204, nil, "DELETE", "/api/v1/files/docs/sub?recursive=1", nil)
 	if _, err := os.Stat(filepath.Join(f.mp, "docs", "sub")); !os.IsNotExist(err) {
@@ -286,22 +297,29 @@ func testWebRefusals(t *testing.T, f *webFixture) {
 	f.want(t, 401, nil, "GET", "/api/v1/status", nil, "Authorization", "")
 	f.want(t, 401, nil, "GET", "/api/v1/list/", nil, "Authorization", "Bearer "+strings.Repeat("0", len(f.token)))
 	f.want(t, 401, nil, "GET", "/metrics", nil, "Authorization", "")
-	f.want(t, 401, nil, "GET", "/api/v1/status", nil, "Authorization", "", "Cookie", "meshdrive_token=wrong")
-	resp, _ := f.req(t, "GET", "/login?token=wrong", nil)
-	if resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
-		t.Errorf("login with a wrong token: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	port := strings.Split(f.base, ":")[2]
+	for _, ck := range []string{"meshdrive_token=" + f.token, "meshdrive_" + port + "=" + f.token, "meshdrive_" + port + "=wrong"} {
+		f.want(t, 401, nil, "GET", "/api/v1/status", nil, "Authorization", "", "Cookie", ck)
+	}
+	for _, q := range []string{"token=" + f.token, "code=wrong", "code=" + f.token} {
+		if resp, _ := f.req(t, "GET", "/login?"+q, nil); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+			t.Errorf("login?%s: %d, cookies %v; want 401", q, resp.StatusCode, resp.Cookies())
+		}
 	}
 
-	// The login URL sets an HttpOnly SameSite=Strict cookie that then works.
+	// A login address sets a session cookie, HttpOnly, SameSite=Strict,
+	// named after the port, without the token; it works once.
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(f.login)
+	login := f.loginURL(t)
+	resp, err := c.Get(login)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	ck := resp.Cookies()
-	if resp.StatusCode != http.StatusSeeOther || len(ck) != 1 || !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteStrictMode || ck[0].Value != f.token {
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" || len(ck) != 1 || !ck[0].HttpOnly ||
+		ck[0].SameSite != http.SameSiteStrictMode || ck[0].Name != "meshdrive_"+port || strings.Contains(ck[0].Value, f.token) {
 		t.Fatalf("login: %d, cookies %+v", resp.StatusCode, ck)
 	}
 	resp, err = c.Get(f.base + "/api/v1/status")
@@ -309,6 +327,12 @@ func testWebRefusals(t *testing.T, f *webFixture) {
 		t.Fatalf("status with the cookie: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	if resp, _ := f.req(t, "GET", strings.TrimPrefix(login, f.base), nil); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+		t.Errorf("a login address used twice: %d, cookies %v; want 401", resp.StatusCode, resp.Cookies())
+	}
+	mtok, _ := os.ReadFile(filepath.Join(f.dir, metricsTokenFile))
+	f.want(t, 200, nil, "GET", "/metrics", nil, "Authorization", "Bearer "+strings.TrimSpace(string(mtok)))
+	f.want(t, 401, nil, "GET", "/api/v1/status", nil, "Authorization", "Bearer "+strings.TrimSpace(string(mtok)))
 
 	// Paths that leave the drive.
 	for _, p := range []string{"docs/../../etc/passwd", "docs/..%2F..%2Fetc%2Fpasswd", "docs%2Fphoto.jpg", "%2E%2E/x", ".snapshots/api-snap/docs/photo.jpg", "docs/%00"} {
@@ -341,6 +365,17 @@ func testWebRefusals(t *testing.T, f *webFixture) {
 	f.want(t, 409, nil, "PUT", "/api/v1/files/docs", strings.NewReader("x"))
 	f.want(t, 409, nil, "GET", "/api/v1/list/docs/photo.jpg", nil)
 	f.want(t, 404, nil, "GET", "/api/v1/stat/nothing-here", nil)
+	// A FIFO on the mount: opening it would wait for a writer (and keep
+	// the mount busy); a download is refused, listings go on.
+	if err := syscall.Mkfifo(filepath.Join(f.mp, "docs", "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.want(t, 409, nil, "GET", "/api/v1/files/docs/pipe", nil)
+	f.want(t, 409, nil, "GET", "/api/v1/list/docs/pipe", nil)
+	f.want(t, 200, nil, "GET", "/api/v1/list/docs", nil)
+	if err := os.Remove(filepath.Join(f.mp, "docs", "pipe")); err != nil {
+		t.Fatal(err)
+	}
 	f.want(t, 405, nil, "PATCH", "/api/v1/files/docs/photo.jpg", nil)
 	f.want(t, 404, nil, "GET", "/api/v1/nothing", nil)
 	f.want(t, 400, nil, "POST", "/api/v1/rename", strings.NewReader("{not json"))
@@ -623,14 +658,33 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 	}
 	row := func(name string) string { return fmt.Sprintf(`tr[data-name=%q]`, name) }
 
-	// Log in with the token URL: the page drops the token from the address.
+	pctNames := []string{"100%", "a%2Fb"} // folders whose names hold %
+	for _, name := range pctNames {
+		if err := os.MkdirAll(filepath.Join(f.mp, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(f.mp, name, "inside.txt"), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Log in with a login address: the page drops the code from the address.
 	run("log in and list the root",
-		chromedp.Navigate(f.login),
+		chromedp.Navigate(f.loginURL(t)),
 		wait(`document.querySelector('tr[data-name="docs"]') !== null`),
 		wait(`location.search === "" && document.getElementById("drive-state").textContent !== "…"`),
 		shot("files"))
 
 	// Open a folder; the synced file says it is on the grid.
+	// Folders whose names hold % route to themselves: each segment of the
+	// hash is decoded once ("100%" threw, "a%2Fb" opened a/b).
+	for _, name := range pctNames {
+		run("open the folder "+name, chromedp.Click(chromedp.CSS(row(name)+" .c-name a")),
+			wait(fmt.Sprintf(`location.hash === %q && document.querySelector('tr[data-name="inside.txt"]') !== null`, "#/files/"+url.PathEscape(name))),
+			chromedp.Evaluate[chromedp.Void](`location.hash = "#/files/"`),
+			wait(`document.querySelector('tr[data-name="docs"]') !== null && document.querySelector('tr[data-name="inside.txt"]') === null`))
+	}
+
 	run("open docs", chromedp.Click(chromedp.CSS(row("docs")+" .c-name a")),
 		wait(`location.hash === "#/files/docs" && document.querySelector('tr[data-name="photo.jpg"]') !== null`))
 	state, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(row("photo.jpg")+" .c-state .pill")))

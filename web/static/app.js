@@ -120,12 +120,15 @@ function cacheBadge(c) {
 // --- Routing ----------------------------------------------------------
 
 let route = { view: "files", path: "", snap: "" };
+// Each segment of the hash is %-encoded (filesHash): decode each once, as
+// a whole the hash is not decoded ("100%" is 100%25, "a%2Fb" is a%252Fb).
+const decSeg = (s) => { try { return decodeURIComponent(s); } catch { return s; } };
 function parseRoute() {
-  const h = decodeURI(location.hash.slice(1) || "/files/");
+  const h = location.hash.slice(1) || "/files/";
   const parts = h.split("/").filter((x, i) => i > 0);
   const view = parts[0] || "files";
-  if (view === "snap") return { view: "files", snap: decodeURIComponent(parts[1] || ""), path: parts.slice(2).map(decodeURIComponent).join("/") };
-  if (view === "files") return { view, snap: "", path: parts.slice(1).map(decodeURIComponent).join("/") };
+  if (view === "snap") return { view: "files", snap: decSeg(parts[1] || ""), path: parts.slice(2).map(decSeg).join("/") };
+  if (view === "files") return { view, snap: "", path: parts.slice(1).map(decSeg).join("/") };
   return { view, snap: "", path: "" };
 }
 function filesHash(path, snap) {

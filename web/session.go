@@ -1,0 +1,105 @@
+package web
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
+	"time"
+)
+
+// Browsers log in with a single-use code (LoginURL, asked for over the
+// mount's control socket by meshdrive web-url) and get a session: a random
+// secret kept only in this process's memory, in a cookie named after the
+// port. The access token never goes into a URL or a cookie: cookies are
+// not port-scoped, so a cookie on 127.0.0.1 reaches every local server.
+const (
+	codeTTL     = 60 * time.Second
+	sessionTTL  = 7 * 24 * time.Hour
+	maxCodes    = 16  // unused login codes kept at once
+	maxSessions = 256 // live sessions kept at once
+)
+
+// sessions holds login codes and session secrets, by their SHA-256 (a map
+// lookup on the hash leaks no timing about the secret).
+type sessions struct {
+	mu    sync.Mutex             // guards the two below
+	codes map[[32]byte]time.Time // single-use code → expiry
+	live  map[[32]byte]time.Time // session secret → expiry
+	now   func() time.Time       // time.Now; tests replace it
+}
+
+func newSessions() *sessions {
+	return &sessions{codes: map[[32]byte]time.Time{}, live: map[[32]byte]time.Time{}, now: time.Now}
+}
+
+func randomSecret() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// add keeps key until ttl, dropping expired ones and, when m holds max,
+// the one that expires first.
+func (ss *sessions) add(m map[[32]byte]time.Time, secret string, ttl time.Duration, max int) {
+	now := ss.now()
+	for k, exp := range m {
+		if !now.Before(exp) {
+			delete(m, k)
+		}
+	}
+	for len(m) >= max {
+		var first [32]byte
+		var at time.Time
+		for k, exp := range m {
+			if at.IsZero() || exp.Before(at) {
+				first, at = k, exp
+			}
+		}
+		delete(m, first)
+	}
+	m[sha256.Sum256([]byte(secret))] = now.Add(ttl)
+}
+
+// newCode is a fresh single-use login code, valid for codeTTL.
+func (ss *sessions) newCode() string {
+	c := randomSecret()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.add(ss.codes, c, codeTTL, maxCodes)
+	return c
+}
+
+// redeem uses up code and, if it was valid, returns a new session secret.
+func (ss *sessions) redeem(code string) (string, bool) {
+	if code == "" {
+		return "", false
+	}
+	k := sha256.Sum256([]byte(code))
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	exp, ok := ss.codes[k]
+	delete(ss.codes, k)
+	if !ok || !ss.now().Before(exp) {
+		return "", false
+	}
+	sec := randomSecret()
+	ss.add(ss.live, sec, sessionTTL, maxSessions)
+	return sec, true
+}
+
+// valid: secret is a live session.
+func (ss *sessions) valid(secret string) bool {
+	if secret == "" {
+		return false
+	}
+	k := sha256.Sum256([]byte(secret))
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	exp, ok := ss.live[k]
+	if ok && !ss.now().Before(exp) {
+		delete(ss.live, k)
+		ok = false
+	}
+	return ok
+}

@@ -20,8 +20,8 @@ import (
 type pathStatus struct {
 	State         string `json:"state"`
 	PendingBlocks int    `json:"pending_blocks"`
-	GridBlocks   int    `json:"grid_blocks"`
-	CachedBlocks int    `json:"cached_blocks"`
+	GridBlocks    int    `json:"grid_blocks"`
+	CachedBlocks  int    `json:"cached_blocks"`
 }
 
 // cacheStats is the part of status --json's cache these tests read.

@@ -266,7 +266,7 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 		// blocks are queued, the chain grows a little longer instead.
 		var queued int
 		rtx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM blocks WHERE state = 0 LIMIT 1)`).Scan(&queued)
-		wantFull = queued == 0 || head.chain >= 4*maxChain
+		wantFull = queued == 0 || head.chain >= 2*maxChain // rebuild walks at most 4*maxChain
 	}
 	if wantFull {
 		h.Kind, h.Base = metalog.Full, seq

@@ -29,9 +29,8 @@ type DriveOptions struct {
 	// PinBudget bounds the bytes of pinned files (0: CacheDiskBytes, or
 	// the cache's default disk size).
 	PinBudget    int64
-	UploadLimit  float64 // bytes/s, 0 = unlimited
-	JournalQuota int64   // 0 = journal default
-	BlockSize    int     // 0 = journal default (4 MiB)
+	JournalQuota int64 // 0 = journal default
+	BlockSize    int   // 0 = journal default (4 MiB)
 
 	// MetaInterval bounds how far the grid's copy of the metadata trails
 	// the journal (0: journal.DefaultMetaInterval).
@@ -156,7 +155,6 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		Blocks:       blocks,
 		BlockSize:    o.BlockSize,
 		Quota:        o.JournalQuota,
-		UploadLimit:  o.UploadLimit,
 		ReadOnly:     o.ReadOnly,
 		Logger:       log,
 		Meta:         o.Grid,

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"golang.org/x/time/rate"
 
 	"github.com/meshdrive/meshdrive/remote"
 )
@@ -65,8 +64,6 @@ type Options struct {
 	// QuotaWait is how long a writer waits for the uploader before
 	// ErrFull (default 10s).
 	QuotaWait time.Duration
-	// UploadLimit is in bytes/s of shard data; 0 = unlimited.
-	UploadLimit float64
 	// SegmentSize is the target segment size (default 32 MiB).
 	SegmentSize int64
 	// IdleFlush: a file idle this long is flushed, and a partial segment
@@ -173,10 +170,9 @@ type Journal struct {
 	behindWG   sync.WaitGroup // write-behind goroutines running; Close waits
 	behindMu   sync.Mutex     // orders behindWG.Add before Close's Wait (taken alone)
 
-	kick    chan struct{}
-	limiter *rate.Limiter
-	cancel  context.CancelFunc
-	done    chan struct{}
+	kick   chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
 	// orphanKick wakes the reaper (reclaimLater); reaperDone is closed
 	// when it has stopped.
 	orphanKick chan struct{}
@@ -324,11 +320,6 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 			return nil, err
 		}
 	}
-	lim := rate.Inf
-	if o.UploadLimit > 0 {
-		lim = rate.Limit(o.UploadLimit)
-	}
-	j.limiter = rate.NewLimiter(lim, 1<<20)
 	uctx, cancel := context.WithCancel(context.Background())
 	j.cancel = cancel
 	if o.ReadOnly {

@@ -244,15 +244,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool { return remote.Sleep(c
 // jitter while the grid fails. It returns an error only when ctx ends.
 func (j *Journal) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, error) {
 	bo := remote.Backoff{Min: 50 * time.Millisecond, Max: j.o.RetryMax}
-	k, m := j.o.Grid.K(), j.o.Grid.M()
-	shardBytes := int64(len(buf))
-	if k > 0 {
-		shardBytes = int64(len(buf)) * int64(k+m) / int64(k)
-	}
 	for attempt := 0; ; attempt++ {
-		if err := j.throttle(ctx, shardBytes); err != nil {
-			return nil, err
-		}
+		// Bandwidth limits are the grid's stores' (remote/limit).
 		j.yieldToForeground(ctx)
 		j.qmu.Lock()
 		j.stats.InFlightBytes = int64(len(buf))
@@ -319,19 +312,6 @@ func (j *Journal) yieldToForeground(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
-}
-
-// throttle waits for the upload limiter to allow n bytes.
-func (j *Journal) throttle(ctx context.Context, n int64) error {
-	burst := int64(j.limiter.Burst())
-	for n > 0 {
-		c := min(n, burst)
-		if err := j.limiter.WaitN(ctx, int(c)); err != nil {
-			return err
-		}
-		n -= c
-	}
-	return nil
 }
 
 // commitSegment records a stored segment and its blocks in one

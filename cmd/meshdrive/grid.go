@@ -33,7 +33,7 @@ func openStores(ctx context.Context, dataDir string, cfg *Config, log *slog.Logg
 			st, err := remoteopen.Store(octx, nodeURL(dataDir, n.URL), remoteopen.Options{Logger: log.With("node", n.Name)})
 			if err != nil {
 				errs[i] = fmt.Errorf("node %s (%s): %w", n.Name, redactURL(n.URL), err)
-				st = downStore{cause: errs[i]}
+				st = remoteopen.Down(errs[i])
 			}
 			members[i] = remote.Member{Name: n.Name, Store: stack.wrap(n.Name, st), Zone: n.Zone}
 		}()
@@ -94,20 +94,3 @@ func openGridStack(ctx context.Context, dataDir string, cfg *Config, master []by
 	}
 	return g, sealer, nil
 }
-
-// downStore stands in for a node whose store could not be opened: every
-// call fails with remote.ErrUnavailable.
-type downStore struct{ cause error }
-
-func (d downStore) err() error { return fmt.Errorf("%w: %v", remote.ErrUnavailable, d.cause) }
-
-func (d downStore) Put(context.Context, string, []byte) error        { return d.err() }
-func (d downStore) Get(context.Context, string, int64, []byte) error { return d.err() }
-func (d downStore) Stat(context.Context, string) (remote.ObjectInfo, error) {
-	return remote.ObjectInfo{}, d.err()
-}
-func (d downStore) Delete(context.Context, string) error { return d.err() }
-func (d downStore) List(context.Context, string, string, int) ([]remote.ObjectInfo, error) {
-	return nil, d.err()
-}
-func (d downStore) Info(context.Context) (remote.NodeInfo, error) { return remote.NodeInfo{}, d.err() }

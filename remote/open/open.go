@@ -166,3 +166,23 @@ func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.S
 	}
 	return st, nil
 }
+
+// Down returns a store that stands in for a node whose store could not be
+// opened (a mount never waits for the grid): every call fails with
+// remote.ErrUnavailable and says why.
+func Down(cause error) remote.Store { return downStore{cause: cause} }
+
+type downStore struct{ cause error }
+
+func (d downStore) err() error { return fmt.Errorf("%w: %v", remote.ErrUnavailable, d.cause) }
+
+func (d downStore) Put(context.Context, string, []byte) error        { return d.err() }
+func (d downStore) Get(context.Context, string, int64, []byte) error { return d.err() }
+func (d downStore) Stat(context.Context, string) (remote.ObjectInfo, error) {
+	return remote.ObjectInfo{}, d.err()
+}
+func (d downStore) Delete(context.Context, string) error { return d.err() }
+func (d downStore) List(context.Context, string, string, int) ([]remote.ObjectInfo, error) {
+	return nil, d.err()
+}
+func (d downStore) Info(context.Context) (remote.NodeInfo, error) { return remote.NodeInfo{}, d.err() }

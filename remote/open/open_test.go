@@ -126,3 +126,14 @@ func TestBadURLs(t *testing.T) {
 		}
 	}
 }
+
+func TestDown(t *testing.T) {
+	cause := errors.New("dial tcp: connection refused")
+	s := open.Down(cause)
+	if err := s.Put(t.Context(), "x", nil); !errors.Is(err, remote.ErrUnavailable) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Put on a down store: %v, want ErrUnavailable saying why", err)
+	}
+	if _, err := s.Info(t.Context()); !errors.Is(err, remote.ErrUnavailable) {
+		t.Fatalf("Info on a down store: %v", err)
+	}
+}

@@ -218,10 +218,17 @@ func (m *metaShipper) firstRecord(ctx context.Context) {
 	if queued > 0 {
 		return
 	}
-	if _, err := m.ship(ctx, true, true, false); err != nil && ctx.Err() == nil {
+	// Only while the drive is still empty in the record's own snapshot: a
+	// record that took rows written meanwhile would race with them (and
+	// with whoever looks at mdirty) for no gain.
+	if _, err := m.ship(context.WithValue(ctx, emptyOnly{}, true), true, true, false); err != nil && ctx.Err() == nil {
 		m.log.Debug("journal: first metadata record not shipped yet", "err", err)
 	}
 }
+
+// emptyOnly, as a ctx value, makes ship write nothing unless no row is
+// pending (firstRecord).
+type emptyOnly struct{}
 
 // ship sends the rows changed since the last record (all rows: full, or
 // when the chain is long) to the grid and names the new record in a root
@@ -257,6 +264,9 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 	}
 	if pending == 0 && !force && !full && head != nil {
 		return head.seq, nil
+	}
+	if pending > 0 && ctx.Value(emptyOnly{}) != nil {
+		return headSeq(head), nil
 	}
 	h := metalog.Header{Seq: seq, Kind: metalog.Delta, Created: time.Now().UTC()}
 	wantFull := full || head == nil || head.chain >= maxChain || head.chainBytes > max(head.baseBytes, minFullBytes)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"strings"
 
 	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/journal"
@@ -24,14 +23,10 @@ type pinReport struct {
 // resolve turns a path relative to the drive's root (or abs, when set and
 // inside the mountpoint) into its inode and its clean relative form.
 func (c *controlServer) resolve(ctx context.Context, rel, abs string) (journal.Ino, string, error) {
-	if abs != "" {
-		if r, err := filepath.Rel(c.o.mountpoint, abs); err == nil && r != ".." && !strings.HasPrefix(r, "../") {
-			rel = r
-		} else if filepath.IsAbs(rel) {
-			return 0, "", fmt.Errorf("%s is not inside the drive mounted at %s", abs, c.o.mountpoint)
-		}
+	rel, err := c.relPath(rel, abs)
+	if err != nil {
+		return 0, "", err
 	}
-	rel = strings.Trim(filepath.ToSlash(filepath.Clean("/"+rel)), "/")
 	if rel == "" {
 		return journal.RootIno, rel, nil
 	}
@@ -40,11 +35,6 @@ func (c *controlServer) resolve(ctx context.Context, rel, abs string) (journal.I
 		return 0, "", fmt.Errorf("%s: %w", rel, err)
 	}
 	return ino, rel, nil
-}
-
-// pinned reports whether rel or a folder above it carries the pin xattr.
-func (c *controlServer) pinned(ctx context.Context, rel string) bool {
-	return c.o.drive.Pinned(ctx, rel)
 }
 
 // pin serves POST /pin and POST /unpin: every path, in order; the first
@@ -70,7 +60,7 @@ func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
 			if unpin {
 				err = p.Unpin(ctx, ino)
 				if errors.Is(err, journal.ErrNoXattr) {
-					if c.pinned(ctx, rel) {
+					if c.o.drive.Pinned(ctx, rel) {
 						err = fmt.Errorf("/%s is pinned through a folder above it; unpin that folder", rel)
 					} else {
 						err = nil // not pinned: nothing to do

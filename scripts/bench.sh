@@ -5,7 +5,7 @@
 # meshdrive drive over a local grid (C), on the same disk, the same workloads.
 # Replaces the "## Drive vs loopback" section of docs/BENCHMARKS.md.
 #
-#   scripts/bench.sh                  # full run (1 GiB, 100k entries, 10k unlinks, GOROOT/src)
+#   scripts/bench.sh                  # full run (2 GiB, 100k entries, 10k unlinks, GOROOT/src)
 #   scripts/bench.sh --quick          # smoke run, seconds
 #   scripts/bench.sh --dir /mnt/disk  # scratch on another disk
 #

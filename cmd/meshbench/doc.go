@@ -42,8 +42,9 @@
 //
 // The remount rows unmount every filesystem and mount it again (the drive
 // on the same data dir and key; "wiped" also deletes its disk cache), drop
-// the kernel's caches, then do the random 4 KiB reads: what a read costs
-// when no memory holds the file. Every workload reports each daemon's peak
+// the kernel's caches, then read the big file (sequentially, disk cache
+// kept) or do the random 4 KiB reads: what a read costs when no memory
+// holds the file. Every workload reports each daemon's peak
 // RSS (VmHWM, reset at the workload's start).
 //
 // Cold figures drop the kernel's caches (/proc/sys/vm/drop_caches, root

@@ -86,7 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			"Run as root (FUSE passthrough, drop_caches).\n\nflags:\n")
 		f.PrintDefaults()
 	}
-	size := f.String("size", "1GiB", "size of the sequential file (B, KiB, MiB, GiB)")
+	size := f.String("size", "2GiB", "size of the sequential file (B, KiB, MiB, GiB)")
 	cacheMem := f.String("cache-mem", "0", "drive memory cache size (0: the drive's default)")
 	warmMem := f.String("warm-mem", "8GiB", "before mounting, touch this much anonymous memory once (one byte per 4 KiB page), so a VM's first-touch cost of its memory does not fall on whichever mount first needs new page-cache pages; capped at half of MemAvailable (0: off; --quick: 0 unless given)")
 	kinds := f.String("only", strings.Join(allKinds(), ","), "mounts to measure, comma-separated: loopback, plain, durable, drive")

@@ -20,7 +20,7 @@ import (
 
 // DriveOptions configure OpenDrive.
 type DriveOptions struct {
-	// DataDir holds journal/ and cache/ (see the brief's data dir layout).
+	// DataDir holds journal/ and cache/ (docs/DESIGN.md, "Data dir").
 	DataDir string
 	Grid    *remote.Grid
 	Sealer  *remote.Sealer

@@ -22,7 +22,7 @@ const configVersion = 1
 // defaultBlockSize is the block size of new drives.
 const defaultBlockSize = 4 << 20
 
-// Files in the data dir (see the team brief's layout).
+// Files in the data dir (docs/DESIGN.md, "Data dir").
 const (
 	configFile  = "config.json"
 	keyFile     = "key.json"

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/remote"
 )
 
@@ -55,7 +55,7 @@ type Config struct {
 	// --metadata-interval overrides it.
 	MetadataInterval string `json:"metadata_interval,omitempty"`
 	// Retention says which metadata checkpoints stay snapshots
-	// (journal.ParseRetention; the default when empty).
+	// (fs.ParseRetention; the default when empty).
 	Retention string `json:"retention,omitempty"`
 	// BandwidthSchedule says which upload and download limits are in
 	// force at what time of day (remote/limit.ParseSchedule), for example
@@ -149,7 +149,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Retention != "" {
-		if _, err := journal.ParseRetention(c.Retention); err != nil {
+		if _, err := fs.ParseRetention(c.Retention); err != nil {
 			return fmt.Errorf("retention: %v", err)
 		}
 	}

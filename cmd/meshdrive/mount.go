@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/keyring"
 	"github.com/meshdrive/meshdrive/remote/limit"
@@ -383,7 +382,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		WrapBlocks: testHooks.wrapBlocks,
 	})
 	if err != nil {
-		if o.readOnly && errors.Is(err, journal.ErrReadOnly) {
+		if o.readOnly && errors.Is(err, fs.ErrReadOnly) {
 			// The journal needs a change a read-only open may not make
 			// (an older schema to upgrade).
 			return fmt.Errorf("cannot open the drive at %s read-only: %w; mount it once without --read-only, then read-only again", o.dataDir, err)
@@ -414,7 +413,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		}
 	}, log)
 	go bw.follow(hctx)
-	rep := startRepair(hctx, o, cfg, grid, drive.Journal(), log)
+	rep := startRepair(hctx, o, cfg, grid, drive, log)
 	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep,
 		stack: stack, bandwidth: bw, online: online})
 	if err != nil {
@@ -619,11 +618,11 @@ func metaInterval(o mountOptions, cfg *Config) time.Duration {
 }
 
 // retention is the config's snapshot retention (nil: the default).
-func retention(cfg *Config) *journal.Retention {
+func retention(cfg *Config) *fs.Retention {
 	if cfg.Retention == "" {
 		return nil
 	}
-	r, err := journal.ParseRetention(cfg.Retention)
+	r, err := fs.ParseRetention(cfg.Retention)
 	if err != nil {
 		return nil
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/keyring"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
@@ -131,7 +131,7 @@ change while nodes were reachable) comes back, snapshots included.`)
 		return err
 	}
 	start := time.Now()
-	root, err := journal.ReadRoot(ctx, grid, sealer, log)
+	root, err := fs.ReadRoot(ctx, grid, sealer, log)
 	switch {
 	case errors.Is(err, remote.ErrNoRoot):
 		return fmt.Errorf("the drive on these nodes has no metadata checkpoint on the grid yet (it was last used by a meshdrive older than 2026-12, or never synced); nothing to recover")
@@ -139,7 +139,7 @@ change while nodes were reachable) comes back, snapshots included.`)
 		return fmt.Errorf("cannot read the drive's root record: %w", err)
 	}
 	progress := recoverProgress(e)
-	rs, err := journal.Rebuild(ctx, journal.RebuildOptions{Dir: filepath.Join(tmp, "journal"), Grid: grid, Sealer: sealer,
+	rs, err := fs.Rebuild(ctx, fs.RebuildOptions{Dir: filepath.Join(tmp, "journal"), Grid: grid, Sealer: sealer,
 		Seq: root.Seq, Head: root.Head, BlockSize: cfg.BlockSize, Progress: progress, Logger: log})
 	progress("", -1, 0)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/remote"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
 // configVersion is the config.json format this program writes and reads.
@@ -35,8 +35,8 @@ const (
 
 // Meta object names kept on every node.
 const (
-	metaKey    = remote.MetaKey    // the wrapped key, as in key.json (already encrypted)
-	metaConfig = remote.MetaConfig // config.json, sealed with the drive's meta key
+	metaKey    = remoteopen.MetaKey    // the wrapped key, as in key.json (already encrypted)
+	metaConfig = remoteopen.MetaConfig // config.json, sealed with the drive's meta key
 	// configSealName is what the sealed config is bound to (its name
 	// before 2026-12; kept so every drive's config opens).
 	configSealName = "meta/config"

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/remote"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 	"github.com/meshdrive/meshdrive/web"
 )
 
@@ -95,7 +95,7 @@ type nodeStatus struct {
 	Error     string  `json:"error,omitempty"`
 	Draining  bool    `json:"draining,omitempty"`
 	// Scrub is the node's own scrubber's report (node serve --scrub-rate).
-	Scrub *remote.ScrubReport `json:"scrub,omitempty"`
+	Scrub *remoteopen.ScrubReport `json:"scrub,omitempty"`
 }
 
 // uploadStatus is the upload queue with its rate and ETA (the drive's).
@@ -125,13 +125,13 @@ type controlOptions struct {
 	dataDir, mountpoint string
 	cfg                 *Config
 	drive               *fs.Drive
-	grid                *remote.Grid
+	grid                *remoteopen.Grid
 	readOnly            bool
 	log                 *slog.Logger
-	repair              *fs.Repairer // nil on a read-only mount
-	stack               gridStack    // what a node added while mounted is wrapped in
-	bandwidth           *bandwidth   // the limits in force and their schedule
-	online              *onlineState // since when no node is reachable
+	repair              *fs.Repairer     // nil on a read-only mount
+	stack               remoteopen.Stack // what a node added while mounted is wrapped in
+	bandwidth           *bandwidth       // the limits in force and their schedule
+	online              *onlineState     // since when no node is reachable
 }
 
 type controlServer struct {

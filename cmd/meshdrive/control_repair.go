@@ -14,14 +14,13 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/remote"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
 // startRepair makes the mount's repairer and starts its background pass
 // (none on a read-only mount). Nodes the config marks draining are
 // marked in the grid first, so the pass moves their shards off.
-func startRepair(ctx context.Context, o mountOptions, cfg *Config, grid *remote.Grid, drive *fs.Drive, log *slog.Logger) *fs.Repairer {
+func startRepair(ctx context.Context, o mountOptions, cfg *Config, grid *remoteopen.Grid, drive *fs.Drive, log *slog.Logger) *fs.Repairer {
 	if o.readOnly {
 		return nil
 	}
@@ -248,7 +247,7 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		what := "does not answer"
-		if errors.Is(err, remote.ErrUnauthorized) {
+		if errors.Is(err, remoteopen.ErrUnauthorized) {
 			what = "refused the access token (give it in the URL: http://TOKEN@host:port)"
 		}
 		writeJSON(w, http.StatusBadGateway, apiError{fmt.Sprintf("node %s %s: %v; check the URL and that it runs (meshdrive node serve)", redactURL(u), what, err)})
@@ -259,12 +258,12 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
 		return
 	}
-	if theirs, err := remote.GetMetaFrom(octx, st, metaKey); err == nil && string(theirs) != string(wrapped) {
+	if theirs, err := remoteopen.GetMeta(octx, st, metaKey); err == nil && string(theirs) != string(wrapped) {
 		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("node %s already holds another meshdrive drive (meta/key found); use an empty node", redactURL(u))})
 		return
 	}
 	name := nextNodeName(cfg)
-	if err := c.o.grid.AddMember(remote.Member{Name: name, Store: c.o.stack.wrap(name, st), Zone: zone}); err != nil {
+	if err := c.o.grid.AddMember(remoteopen.Member{Name: name, Store: c.o.stack.Wrap(name, st), Zone: zone}); err != nil {
 		writeJSON(w, http.StatusConflict, apiError{err.Error()})
 		return
 	}
@@ -346,7 +345,7 @@ func (c *controlServer) nodeDrain(w http.ResponseWriter, r *http.Request) {
 // the drive's meta objects from it (a drained node).
 func (c *controlServer) forget(ctx context.Context, name string, clean bool) error {
 	if clean {
-		if err := c.o.grid.DeleteObjects(ctx, name, []string{"meta/" + metaKey, "meta/" + metaConfig, "meta/" + remote.MetaRoot, "meta/meta/" + metaKey, "meta/meta/" + metaConfig}); err != nil {
+		if err := c.o.grid.DeleteObjects(ctx, name, []string{"meta/" + metaKey, "meta/" + metaConfig, "meta/" + remoteopen.MetaRoot, "meta/meta/" + metaKey, "meta/meta/" + metaConfig}); err != nil {
 			c.o.log.Warn("could not delete the drive's meta objects from a drained node", "node", name, "err", err)
 		}
 	}

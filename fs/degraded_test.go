@@ -60,14 +60,14 @@ func TestReadsFromGridWithTwoNodesDown(t *testing.T) {
 	files := degradedFiles(t, s.mnt)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := s.drive.Journal().SyncGrid(ctx); err != nil {
+	if err := s.drive.SyncGrid(ctx); err != nil {
 		t.Fatal(err)
 	}
 
 	// Remount so the kernel page cache is gone, drop the block cache,
 	// and stop two nodes.
 	s.remount()
-	if err := s.drive.Cache().Clear(); err != nil {
+	if err := s.drive.ClearCache(); err != nil {
 		t.Fatal(err)
 	}
 	s.stores[1].down.Store(true)
@@ -98,7 +98,7 @@ func TestReadsFromGridWithTwoNodesDown(t *testing.T) {
 	}
 	s.drive = d
 	s.mount()
-	if err := d.Cache().Clear(); err != nil {
+	if err := d.ClearCache(); err != nil {
 		t.Fatal(err)
 	}
 	bad := 0

@@ -396,7 +396,7 @@ func TestXattrFlags(t *testing.T) {
 	// The status of a file once it is on the grid.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := s.drive.Journal().SyncGrid(ctx); err != nil {
+	if err := s.drive.SyncGrid(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := unix.Getxattr(fn, StatusXattr, buf); err != nil || string(buf[:n]) != "durable" {

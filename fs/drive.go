@@ -15,15 +15,17 @@ import (
 
 	"github.com/meshdrive/meshdrive/cache"
 	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/journal/repair"
 	"github.com/meshdrive/meshdrive/remote"
 )
 
 // DriveOptions configure OpenDrive.
 type DriveOptions struct {
-	// DataDir holds journal/ and cache/ (see the brief's data dir layout).
+	// DataDir holds journal/ and cache/ (docs/DESIGN.md, "Data dir").
 	DataDir string
-	Grid    *remote.Grid
-	Sealer  *remote.Sealer
+	// Grid is the drive's storage grid (*remote.Grid satisfies it).
+	Grid   Grid
+	Sealer *remote.Sealer
 
 	CacheMemBytes, CacheDiskBytes int64
 	// PinBudget bounds the bytes of pinned files (0: CacheDiskBytes, or
@@ -54,6 +56,16 @@ type DriveOptions struct {
 	// the cache and the journal (fault suites put faulty.CorruptBlocks
 	// here).
 	WrapBlocks func(BlockReader) BlockReader
+}
+
+// Grid is what a drive needs of its storage grid: what the cache, the
+// journal (data, metadata, garbage) and repair each declare.
+// *remote.Grid satisfies it.
+type Grid interface {
+	cache.Fetcher
+	journal.Grid
+	journal.GCGrid
+	repair.Grid
 }
 
 // BlockReader reads plaintext blocks for the journal: the block cache, or
@@ -218,12 +230,6 @@ func (d *Drive) Mount(mountpoint string) (*fuse.Server, error) {
 	return s, nil
 }
 
-// Journal returns the drive's journal (status, sync, upload stats).
-func (d *Drive) Journal() *journal.Journal { return d.j }
-
-// Cache returns the drive's block cache (clear, pin, stats).
-func (d *Drive) Cache() *cache.Cache { return d.cache }
-
 // Pins returns the drive's pinner (nil on a read-only drive).
 func (d *Drive) Pins() *Pinner { return d.pins }
 
@@ -257,4 +263,7 @@ func (d *Drive) Close() error {
 	return errors.Join(errs...)
 }
 
-var _ Journal = (*journal.Journal)(nil)
+var (
+	_ Journal = (*journal.Journal)(nil)
+	_ Grid    = (*remote.Grid)(nil)
+)

@@ -222,7 +222,7 @@ func (x *fsx) step() string {
 	case r < 96:
 		op = "cache-drop"
 		x.note("cache drop")
-		if err := x.s.drive.Cache().Clear(); err != nil {
+		if err := x.s.drive.ClearCache(); err != nil {
 			x.t.Fatalf("cache clear: %v", err)
 		}
 		x.compareAll()

@@ -70,8 +70,8 @@ type Options struct {
 	// waits this long for more data before it is shipped (default 2s).
 	IdleFlush time.Duration
 	// RetryMax caps the uploader's retry backoff, and spaces the
-	// reaper's retries of freeing deleted files (default 30s). Additive
-	// to the brief's contract; zero keeps the default.
+	// reaper's retries of freeing deleted files (default 30s); zero
+	// keeps the default.
 	RetryMax time.Duration
 	// GroupCommit bounds how long an ordinary commit (the flush of a
 	// close, a namespace change) waits before a durable commit makes it

@@ -88,10 +88,10 @@ func mountDrive(ctx context.Context, a serveArgs, log *slog.Logger) (*driveMount
 }
 
 // Settle waits until everything written so far is grid-durable.
-func (m *driveMount) Settle(ctx context.Context) error { return m.d.Journal().WaitDurable(ctx) }
+func (m *driveMount) Settle(ctx context.Context) error { return m.d.WaitDurable(ctx) }
 
 // ClearCache drops every unpinned block, so reads go to the grid.
-func (m *driveMount) ClearCache() error { return m.d.Cache().Clear() }
+func (m *driveMount) ClearCache() error { return m.d.ClearCache() }
 
 func (m *driveMount) Counters() (int64, int64, int64) { return -1, -1, -1 }
 

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/meshdrive/meshdrive/remote/limit"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
 // scheduleEvery is how often the mount applies the bandwidth schedule
@@ -19,13 +19,13 @@ const scheduleEvery = 2 * time.Second
 // bandwidth is the mount's bandwidth limit: the base rates of the flags,
 // the config's schedule, and the limits in force (shared by every store).
 type bandwidth struct {
-	limits  *limit.Limits
-	base    limit.Rates
+	limits  *remoteopen.Limits
+	base    remoteopen.Rates
 	dataDir string
 	log     *slog.Logger
 
 	mu      sync.Mutex // guards the fields below
-	sched   *limit.Schedule
+	sched   *remoteopen.Schedule
 	text    string // the schedule as the config has it
 	lastErr string
 }
@@ -42,14 +42,14 @@ type bandwidthStatus struct {
 
 // newBandwidth refuses a config whose schedule does not parse (the mount
 // then stops, saying where to fix it).
-func newBandwidth(dataDir string, cfg *Config, base limit.Rates, log *slog.Logger) (*bandwidth, error) {
-	if _, err := limit.ParseSchedule(cfg.BandwidthSchedule); err != nil {
+func newBandwidth(dataDir string, cfg *Config, base remoteopen.Rates, log *slog.Logger) (*bandwidth, error) {
+	if _, err := remoteopen.ParseSchedule(cfg.BandwidthSchedule); err != nil {
 		return nil, fmt.Errorf("%v in %s; fix bandwidth_schedule there, or remove it to use --upload-limit and --download-limit alone",
 			err, filepath.Join(dataDir, configFile))
 	}
 	b := &bandwidth{base: base, dataDir: dataDir, log: log}
 	b.load(cfg)
-	b.limits = limit.New(b.sched.At(time.Now(), base))
+	b.limits = remoteopen.NewLimits(b.sched.At(time.Now(), base))
 	return b, nil
 }
 
@@ -62,7 +62,7 @@ func (b *bandwidth) load(cfg *Config) {
 	if cfg.BandwidthSchedule == b.text && b.lastErr == "" {
 		return
 	}
-	s, err := limit.ParseSchedule(cfg.BandwidthSchedule)
+	s, err := remoteopen.ParseSchedule(cfg.BandwidthSchedule)
 	if err != nil {
 		if b.lastErr != err.Error() {
 			b.log.Warn("config: bandwidth_schedule does not parse; the previous schedule stays in force until it is fixed", "err", err)
@@ -73,9 +73,9 @@ func (b *bandwidth) load(cfg *Config) {
 	b.sched, b.text, b.lastErr = s, cfg.BandwidthSchedule, ""
 }
 
-// source is limit.Follow's view: the config re-read, its schedule and
+// source is remoteopen.FollowSchedule's view: the config re-read, its schedule and
 // the flags' rates.
-func (b *bandwidth) source() (*limit.Schedule, limit.Rates) {
+func (b *bandwidth) source() (*remoteopen.Schedule, remoteopen.Rates) {
 	if cfg, err := loadConfig(b.dataDir); err == nil {
 		b.load(cfg)
 	}
@@ -86,7 +86,7 @@ func (b *bandwidth) source() (*limit.Schedule, limit.Rates) {
 
 // follow applies the schedule until ctx ends.
 func (b *bandwidth) follow(ctx context.Context) {
-	limit.Follow(ctx, b.limits, b.source, time.Now, scheduleEvery)
+	remoteopen.FollowSchedule(ctx, b.limits, b.source, scheduleEvery)
 }
 
 func (b *bandwidth) status() bandwidthStatus {
@@ -100,9 +100,9 @@ func (b *bandwidth) status() bandwidthStatus {
 // printBandwidth prints the bandwidth and pins lines of status.
 func printBandwidth(w io.Writer, r *statusReport) {
 	b := r.Bandwidth
-	fmt.Fprintf(w, "\nbandwidth: up %s, down %s in force", limit.RateString(b.Up), limit.RateString(b.Down))
+	fmt.Fprintf(w, "\nbandwidth: up %s, down %s in force", remoteopen.RateString(b.Up), remoteopen.RateString(b.Down))
 	if b.Schedule != "" {
-		fmt.Fprintf(w, " (schedule: %s; outside it up %s, down %s)", b.Schedule, limit.RateString(b.BaseUp), limit.RateString(b.BaseDown))
+		fmt.Fprintf(w, " (schedule: %s; outside it up %s, down %s)", b.Schedule, remoteopen.RateString(b.BaseUp), remoteopen.RateString(b.BaseDown))
 	}
 	fmt.Fprintln(w)
 	if b.Error != "" {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/meshdrive/meshdrive/journal/repair"
+	"github.com/meshdrive/meshdrive/fs"
 )
 
 func runCheck(e *env) error {
@@ -62,7 +62,7 @@ repair failed. Talks to the running mount.`)
 	if *doRepair {
 		q.Set("repair", "1")
 	}
-	var rep *repair.Report
+	var rep *fs.RepairReport
 	err = streamLines(ctx, e, dir, "/check?"+q.Encode(), func(l checkLine) { rep = l.Report })
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
@@ -137,12 +137,12 @@ func streamLines(ctx context.Context, e *env, dir, path string, each func(checkL
 	return errors.New("the mount ended the answer early (was it unmounted?); run the command again to finish")
 }
 
-func printCheck(w io.Writer, r *repair.Report) {
+func printCheck(w io.Writer, r *fs.RepairReport) {
 	for _, f := range r.Files {
 		switch f.State {
-		case repair.Degraded:
+		case fs.FileDegraded:
 			fmt.Fprintf(w, "degraded       %s: %d of %d shards\n", f.Path, f.Shards, f.N)
-		case repair.Unrecoverable:
+		case fs.FileUnrecoverable:
 			fmt.Fprintf(w, "UNRECOVERABLE  %s: %d of %d shards, segments %s\n", f.Path, f.Shards, f.N, strings.Join(f.Segments, ", "))
 		}
 	}
@@ -169,7 +169,7 @@ func printCheck(w io.Writer, r *repair.Report) {
 }
 
 // printRepair is status's repair paragraph.
-func printRepair(w io.Writer, rp *repair.Stats) {
+func printRepair(w io.Writer, rp *fs.RepairStats) {
 	fmt.Fprintf(w, "\nrepair: ")
 	switch {
 	case rp.LastPass.IsZero() && !rp.Running:

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meshdrive/meshdrive/journal"
-	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/fs"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
 // configVersion is the config.json format this program writes and reads.
@@ -22,7 +22,7 @@ const configVersion = 1
 // defaultBlockSize is the block size of new drives.
 const defaultBlockSize = 4 << 20
 
-// Files in the data dir (see the team brief's layout).
+// Files in the data dir (docs/DESIGN.md, "Data dir").
 const (
 	configFile  = "config.json"
 	keyFile     = "key.json"
@@ -35,8 +35,8 @@ const (
 
 // Meta object names kept on every node.
 const (
-	metaKey    = remote.MetaKey    // the wrapped key, as in key.json (already encrypted)
-	metaConfig = remote.MetaConfig // config.json, sealed with the drive's meta key
+	metaKey    = remoteopen.MetaKey    // the wrapped key, as in key.json (already encrypted)
+	metaConfig = remoteopen.MetaConfig // config.json, sealed with the drive's meta key
 	// configSealName is what the sealed config is bound to (its name
 	// before 2026-12; kept so every drive's config opens).
 	configSealName = "meta/config"
@@ -55,7 +55,7 @@ type Config struct {
 	// --metadata-interval overrides it.
 	MetadataInterval string `json:"metadata_interval,omitempty"`
 	// Retention says which metadata checkpoints stay snapshots
-	// (journal.ParseRetention; the default when empty).
+	// (fs.ParseRetention; the default when empty).
 	Retention string `json:"retention,omitempty"`
 	// BandwidthSchedule says which upload and download limits are in
 	// force at what time of day (remote/limit.ParseSchedule), for example
@@ -149,7 +149,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Retention != "" {
-		if _, err := journal.ParseRetention(c.Retention); err != nil {
+		if _, err := fs.ParseRetention(c.Retention); err != nil {
 			return fmt.Errorf("retention: %v", err)
 		}
 	}

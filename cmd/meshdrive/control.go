@@ -16,9 +16,7 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/journal"
-	"github.com/meshdrive/meshdrive/journal/repair"
-	"github.com/meshdrive/meshdrive/remote"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 	"github.com/meshdrive/meshdrive/web"
 )
 
@@ -62,7 +60,7 @@ type statusReport struct {
 	Uploads      uploadStatus    `json:"uploads"`
 	Metadata     metaStatus      `json:"metadata"`
 	GC           gcStatus        `json:"gc"`
-	Repair       *repair.Stats   `json:"repair,omitempty"` // nil on a read-only mount
+	Repair       *fs.RepairStats `json:"repair,omitempty"` // nil on a read-only mount
 	Bandwidth    bandwidthStatus `json:"bandwidth"`
 	Pins         *fs.PinStats    `json:"pins,omitempty"` // nil on a read-only mount
 	Cache        json.RawMessage `json:"cache"`          // cache.Stats
@@ -73,8 +71,8 @@ type statusReport struct {
 
 // gcStatus is garbage collection: what waits, what the last one freed.
 type gcStatus struct {
-	GarbageBytes int64            `json:"garbage_bytes"` // sealed bytes no file refers to (snapshots may)
-	Last         *journal.GCStats `json:"last,omitempty"`
+	GarbageBytes int64       `json:"garbage_bytes"` // sealed bytes no file refers to (snapshots may)
+	Last         *fs.GCStats `json:"last,omitempty"`
 }
 
 // metaStatus is the metadata log: how far the grid's copy is behind.
@@ -97,7 +95,7 @@ type nodeStatus struct {
 	Error     string  `json:"error,omitempty"`
 	Draining  bool    `json:"draining,omitempty"`
 	// Scrub is the node's own scrubber's report (node serve --scrub-rate).
-	Scrub *remote.ScrubReport `json:"scrub,omitempty"`
+	Scrub *remoteopen.ScrubReport `json:"scrub,omitempty"`
 }
 
 // uploadStatus is the upload queue with its rate and ETA (the drive's).
@@ -127,11 +125,11 @@ type controlOptions struct {
 	dataDir, mountpoint string
 	cfg                 *Config
 	drive               *fs.Drive
-	grid                *remote.Grid
+	grid                *remoteopen.Grid
 	readOnly            bool
 	log                 *slog.Logger
-	repair              *repair.Repairer // nil on a read-only mount
-	stack               gridStack        // what a node added while mounted is wrapped in
+	repair              *fs.Repairer     // nil on a read-only mount
+	stack               remoteopen.Stack // what a node added while mounted is wrapped in
 	bandwidth           *bandwidth       // the limits in force and their schedule
 	online              *onlineState     // since when no node is reachable
 }
@@ -263,10 +261,10 @@ func (c *controlServer) report(ctx context.Context) statusReport {
 		owed = int64(st.Owed)
 	}
 	state, up, ms := c.o.drive.State(ctx, owed)
-	rep.State, rep.Durable, rep.Uploads = state.String(), state == journal.StateDurable, up
-	rep.GC = gcStatus{GarbageBytes: c.o.drive.Journal().GarbageBytes(ctx), Last: c.o.drive.Journal().LastGC()}
+	rep.State, rep.Durable, rep.Uploads = state.String(), state == fs.StateDurable, up
+	rep.GC = gcStatus{GarbageBytes: c.o.drive.GarbageBytes(ctx), Last: c.o.drive.LastGC()}
 	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError}
-	rep.Cache, _ = json.Marshal(c.o.drive.Cache().Stats())
+	rep.Cache, _ = json.Marshal(c.o.drive.CacheStats())
 	if u := c.webURL.Load(); u != nil {
 		rep.Web = *u
 	}
@@ -295,7 +293,6 @@ const syncProgressEvery = 500 * time.Millisecond
 
 func (c *controlServer) sync(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	j := c.o.drive.Journal()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	flush := func() {
@@ -310,7 +307,7 @@ func (c *controlServer) sync(w http.ResponseWriter, r *http.Request) {
 			ETASeconds: u.ETASeconds, Errors: u.Errors, LastError: u.LastError}
 	}
 	done := make(chan error, 1)
-	go func() { done <- j.SyncGrid(ctx) }()
+	go func() { done <- c.o.drive.SyncGrid(ctx) }()
 	t := time.NewTicker(syncProgressEvery)
 	defer t.Stop()
 	enc.Encode(line())
@@ -337,15 +334,14 @@ func (c *controlServer) sync(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *controlServer) cacheClear(w http.ResponseWriter, r *http.Request) {
-	ca := c.o.drive.Cache()
-	before, _ := json.Marshal(ca.Stats())
-	if err := ca.Clear(); err != nil {
+	before, _ := json.Marshal(c.o.drive.CacheStats())
+	if err := c.o.drive.ClearCache(); err != nil {
 		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
 		return
 	}
 	if p := c.o.drive.Pins(); p != nil {
 		p.Kick() // pinned blocks stay; the pinner checks
 	}
-	after, _ := json.Marshal(ca.Stats())
+	after, _ := json.Marshal(c.o.drive.CacheStats())
 	writeJSON(w, http.StatusOK, clearReport{Before: before, After: after})
 }

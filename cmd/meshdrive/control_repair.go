@@ -14,16 +14,13 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/journal"
-	"github.com/meshdrive/meshdrive/journal/repair"
-	"github.com/meshdrive/meshdrive/remote"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
 // startRepair makes the mount's repairer and starts its background pass
 // (none on a read-only mount). Nodes the config marks draining are
 // marked in the grid first, so the pass moves their shards off.
-func startRepair(ctx context.Context, o mountOptions, cfg *Config, grid *remote.Grid, j *journal.Journal, log *slog.Logger) *repair.Repairer {
+func startRepair(ctx context.Context, o mountOptions, cfg *Config, grid *remoteopen.Grid, drive *fs.Drive, log *slog.Logger) *fs.Repairer {
 	if o.readOnly {
 		return nil
 	}
@@ -34,18 +31,15 @@ func startRepair(ctx context.Context, o mountOptions, cfg *Config, grid *remote.
 			}
 		}
 	}
-	r := repair.New(repair.Options{Grid: grid, Journal: j, Below: o.repairBelow, Limit: o.repairLimit,
-		Interval: o.repairInterval, Logger: log})
-	go r.Run(ctx)
-	return r
+	return drive.StartRepair(ctx, fs.RepairOptions{Below: o.repairBelow, Limit: o.repairLimit, Interval: o.repairInterval})
 }
 
 // checkLine is one line of POST /check and POST /nodes/drain.
 type checkLine struct {
-	Progress *repair.Progress `json:"progress,omitempty"`
-	Report   *repair.Report   `json:"report,omitempty"`
-	Done     bool             `json:"done,omitempty"`
-	Error    string           `json:"error,omitempty"`
+	Progress *fs.RepairProgress `json:"progress,omitempty"`
+	Report   *fs.RepairReport   `json:"report,omitempty"`
+	Done     bool               `json:"done,omitempty"`
+	Error    string             `json:"error,omitempty"`
 }
 
 // stream answers with JSON lines: fn's progress as it comes, then its
@@ -71,7 +65,7 @@ func (c *controlServer) stream(w http.ResponseWriter, fn func(send func(checkLin
 
 func (c *controlServer) check(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	req := repair.CheckRequest{Verify: q.Get("verify") == "1", Repair: q.Get("repair") == "1"}
+	req := fs.CheckRequest{Verify: q.Get("verify") == "1", Repair: q.Get("repair") == "1"}
 	if p := q.Get("path"); p != "" {
 		rel, err := c.relPath(p, q.Get("abs"))
 		if err != nil {
@@ -85,7 +79,7 @@ func (c *controlServer) check(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.stream(w, func(send func(checkLine)) checkLine {
-		rep, err := c.o.repair.Check(r.Context(), req, func(p repair.Progress) { send(checkLine{Progress: &p}) })
+		rep, err := c.o.repair.Check(r.Context(), req, func(p fs.RepairProgress) { send(checkLine{Progress: &p}) })
 		if err != nil {
 			return checkLine{Error: err.Error()}
 		}
@@ -253,7 +247,7 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		what := "does not answer"
-		if errors.Is(err, remote.ErrUnauthorized) {
+		if errors.Is(err, remoteopen.ErrUnauthorized) {
 			what = "refused the access token (give it in the URL: http://TOKEN@host:port)"
 		}
 		writeJSON(w, http.StatusBadGateway, apiError{fmt.Sprintf("node %s %s: %v; check the URL and that it runs (meshdrive node serve)", redactURL(u), what, err)})
@@ -264,12 +258,12 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
 		return
 	}
-	if theirs, err := remote.GetMetaFrom(octx, st, metaKey); err == nil && string(theirs) != string(wrapped) {
+	if theirs, err := remoteopen.GetMeta(octx, st, metaKey); err == nil && string(theirs) != string(wrapped) {
 		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("node %s already holds another meshdrive drive (meta/key found); use an empty node", redactURL(u))})
 		return
 	}
 	name := nextNodeName(cfg)
-	if err := c.o.grid.AddMember(remote.Member{Name: name, Store: c.o.stack.wrap(name, st), Zone: zone}); err != nil {
+	if err := c.o.grid.AddMember(remoteopen.Member{Name: name, Store: c.o.stack.Wrap(name, st), Zone: zone}); err != nil {
 		writeJSON(w, http.StatusConflict, apiError{err.Error()})
 		return
 	}
@@ -335,7 +329,7 @@ func (c *controlServer) nodeDrain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.stream(w, func(send func(checkLine)) checkLine {
-		err := c.o.repair.Drain(ctx, n.Name, func(d, t int) { send(checkLine{Progress: &repair.Progress{Phase: "drain", Done: d, Total: t}}) })
+		err := c.o.repair.Drain(ctx, n.Name, func(d, t int) { send(checkLine{Progress: &fs.RepairProgress{Phase: "drain", Done: d, Total: t}}) })
 		if err != nil {
 			return checkLine{Error: err.Error() + "; run meshdrive node drain again to finish"}
 		}
@@ -351,7 +345,7 @@ func (c *controlServer) nodeDrain(w http.ResponseWriter, r *http.Request) {
 // the drive's meta objects from it (a drained node).
 func (c *controlServer) forget(ctx context.Context, name string, clean bool) error {
 	if clean {
-		if err := c.o.grid.DeleteObjects(ctx, name, []string{"meta/" + metaKey, "meta/" + metaConfig, "meta/" + remote.MetaRoot, "meta/meta/" + metaKey, "meta/meta/" + metaConfig}); err != nil {
+		if err := c.o.grid.DeleteObjects(ctx, name, []string{"meta/" + metaKey, "meta/" + metaConfig, "meta/" + remoteopen.MetaRoot, "meta/meta/" + metaKey, "meta/meta/" + metaConfig}); err != nil {
 			c.o.log.Warn("could not delete the drive's meta objects from a drained node", "node", name, "err", err)
 		}
 	}

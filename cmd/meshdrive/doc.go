@@ -15,5 +15,7 @@
 // journal, cache and remote; this command wires them together, keeps the
 // drive config (config.json) and the control socket (control.sock) that
 // status, sync, cache clear, check and node list|add|drain|remove talk to
-// while a mount runs.
+// while a mount runs. It reaches the journal, the cache and repair only
+// through fs (fs.Drive), and the grid only through remote/open (and
+// remote/node, to serve a node): TestImportsThin holds it there.
 package main

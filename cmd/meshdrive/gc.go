@@ -10,20 +10,20 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/fs"
 )
 
 // gcLine is one line of POST /gc: progress, then the result.
 type gcLine struct {
-	Done  int              `json:"done"`
-	Total int              `json:"total"`
-	Stats *journal.GCStats `json:"stats,omitempty"`
-	Error string           `json:"error,omitempty"`
+	Done  int         `json:"done"`
+	Total int         `json:"total"`
+	Stats *fs.GCStats `json:"stats,omitempty"`
+	Error string      `json:"error,omitempty"`
 }
 
 func (c *controlServer) gc(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	o := journal.GCOptions{DryRun: q.Get("dry_run") == "1"}
+	o := fs.GCOptions{DryRun: q.Get("dry_run") == "1"}
 	if g := q.Get("grace"); g != "" {
 		d, err := time.ParseDuration(g)
 		if err != nil || d <= 0 {
@@ -49,7 +49,7 @@ func (c *controlServer) gc(w http.ResponseWriter, r *http.Request) {
 	}
 	res := make(chan gcLine, 1)
 	go func() {
-		st, err := c.o.drive.Journal().CollectGarbage(r.Context(), o)
+		st, err := c.o.drive.CollectGarbage(r.Context(), o)
 		l := gcLine{Stats: st}
 		if err != nil {
 			l.Error = err.Error()
@@ -140,7 +140,7 @@ the background (mount --gc-interval). Talks to the running mount.`)
 	return context.Cause(ctx)
 }
 
-func printGC(e *env, st *journal.GCStats) {
+func printGC(e *env, st *fs.GCStats) {
 	verb := "freed"
 	if st.DryRun {
 		verb = "would free"

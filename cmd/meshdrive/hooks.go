@@ -2,7 +2,7 @@ package main
 
 import (
 	"github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/remote/keyring"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
 // testHooks are set only in a binary built with the meshdrive_testhooks
@@ -12,7 +12,7 @@ import (
 var testHooks struct {
 	// kdf, when it returns true, replaces the key derivation parameters
 	// of new keys.
-	kdf func(e *env) (keyring.Params, bool)
+	kdf func(e *env) (remoteopen.KeyParams, bool)
 	// wrapBlocks wraps the drive's block reader (see fs.DriveOptions).
 	wrapBlocks func(fs.BlockReader) fs.BlockReader
 }

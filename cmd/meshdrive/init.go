@@ -15,8 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/meshdrive/meshdrive/remote"
-	"github.com/meshdrive/meshdrive/remote/keyring"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
 // Embedded default grid: n node directories under DATA/nodes.
@@ -207,7 +206,7 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 		made = append(made, filepath.Join(dir, nodesDir))
 	}
 
-	master, wrapped, err := keyring.NewWithParams(pass, kdfParams(e))
+	master, wrapped, err := remoteopen.NewKey(pass, kdfParams(e))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -244,19 +243,19 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 }
 
 // kdfParams are the argon2id parameters of new keys.
-func kdfParams(e *env) keyring.Params {
+func kdfParams(e *env) remoteopen.KeyParams {
 	if testHooks.kdf != nil {
 		if p, ok := testHooks.kdf(e); ok {
 			return p
 		}
 	}
-	return keyring.DefaultParams
+	return remoteopen.DefaultKeyParams()
 }
 
 // checkReachable asks every node for its info, in parallel, and names the
 // first that does not answer.
 func checkReachable(ctx context.Context, dir string, cfg *Config, log *slog.Logger) error {
-	members, err := openStores(ctx, dir, cfg, log, true, gridStack{})
+	members, err := remoteopen.Members(ctx, gridOptions(dir, cfg, nil, log, true, remoteopen.Stack{}))
 	if err != nil {
 		return err
 	}
@@ -275,7 +274,7 @@ func checkReachable(ctx context.Context, dir string, cfg *Config, log *slog.Logg
 	for i, err := range errs {
 		if err != nil {
 			what := "unreachable"
-			if errors.Is(err, remote.ErrUnauthorized) {
+			if errors.Is(err, remoteopen.ErrUnauthorized) {
 				what = "refused the access token"
 			}
 			return fmt.Errorf("node %s is %s (%v); check the URL and that the node runs (meshdrive node serve)", redactURL(cfg.Nodes[i].URL), what, err)

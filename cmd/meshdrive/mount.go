@@ -16,11 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/journal"
-	"github.com/meshdrive/meshdrive/remote"
-	"github.com/meshdrive/meshdrive/remote/keyring"
-	"github.com/meshdrive/meshdrive/remote/limit"
-	"github.com/meshdrive/meshdrive/remote/metered"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 	"github.com/meshdrive/meshdrive/web"
 )
 
@@ -244,15 +240,15 @@ func unlock(e *env, dir string, src passphraseSource) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the drive key %s: %w; restore it from a backup", kp, err)
 	}
-	if _, err := keyring.Decode(wrapped); err != nil {
+	if _, err := remoteopen.DecodeKey(wrapped); err != nil {
 		return nil, fmt.Errorf("drive key %s is corrupt (%v); restore it from a backup", kp, err)
 	}
 	pass, err := src.read(e, "Passphrase for the drive at "+dir, false)
 	if err != nil {
 		return nil, err
 	}
-	master, err := keyring.Unwrap(wrapped, pass)
-	if errors.Is(err, keyring.ErrWrongPassphrase) {
+	master, err := remoteopen.UnwrapKey(wrapped, pass)
+	if errors.Is(err, remoteopen.ErrWrongPassphrase) {
 		return nil, fmt.Errorf("wrong passphrase for drive at %s (key check failed)", dir)
 	}
 	if err != nil {
@@ -357,12 +353,12 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		return err
 	}
 	defer lock.release()
-	bw, err := newBandwidth(o.dataDir, cfg, limit.Rates{Up: o.uploadLimit, Down: o.downloadLimit}, log)
+	bw, err := newBandwidth(o.dataDir, cfg, remoteopen.Rates{Up: o.uploadLimit, Down: o.downloadLimit}, log)
 	if err != nil {
 		return err
 	}
 	metrics := web.NewMetrics()
-	stack := gridStack{limits: bw.limits, metrics: func(name string, s remote.Store) remote.Store { return metered.Wrap(name, s, metrics) }}
+	stack := remoteopen.Stack{Limits: bw.limits, Metrics: metrics}
 	grid, sealer, err := openGridStack(ctx, o.dataDir, cfg, master, log, false, stack)
 	if err != nil {
 		return err
@@ -383,7 +379,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		WrapBlocks: testHooks.wrapBlocks,
 	})
 	if err != nil {
-		if o.readOnly && errors.Is(err, journal.ErrReadOnly) {
+		if o.readOnly && errors.Is(err, fs.ErrReadOnly) {
 			// The journal needs a change a read-only open may not make
 			// (an older schema to upgrade).
 			return fmt.Errorf("cannot open the drive at %s read-only: %w; mount it once without --read-only, then read-only again", o.dataDir, err)
@@ -414,7 +410,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 		}
 	}, log)
 	go bw.follow(hctx)
-	rep := startRepair(hctx, o, cfg, grid, drive.Journal(), log)
+	rep := startRepair(hctx, o, cfg, grid, drive, log)
 	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep,
 		stack: stack, bandwidth: bw, online: online})
 	if err != nil {
@@ -512,7 +508,7 @@ func (s *onlineState) offlineSince() time.Time {
 // watchHealth looks at the nodes every healthEvery, records when the grid
 // goes offline and comes back, and logs it; back is called when it comes
 // back (the pinner fetches what it could not).
-func watchHealth(ctx context.Context, g *remote.Grid, st *onlineState, back func(), log *slog.Logger) {
+func watchHealth(ctx context.Context, g *remoteopen.Grid, st *onlineState, back func(), log *slog.Logger) {
 	last := -1
 	t := time.NewTicker(healthEvery)
 	defer t.Stop()
@@ -553,7 +549,7 @@ func runDaemonChild(e *env, o mountOptions, log *slog.Logger) error {
 	os.Unsetenv(daemonEnv)
 	keyPipe := os.NewFile(3, "key")
 	report := os.NewFile(4, "ready")
-	master := make([]byte, keyring.KeySize)
+	master := make([]byte, remoteopen.KeySize)
 	_, err := io.ReadFull(keyPipe, master)
 	keyPipe.Close()
 	once := false
@@ -599,7 +595,7 @@ func oneLine(s string) string {
 // parseBytes parses "4096", "10M", "4GiB", "1.5G" (K/M/G/T are powers of
 // 1000 with B optional, KiB.. powers of 1024): limit.ParseSize.
 func parseBytes(s string) (int64, error) {
-	f, err := limit.ParseSize(s)
+	f, err := remoteopen.ParseSize(s)
 	return int64(f), err
 }
 
@@ -619,11 +615,11 @@ func metaInterval(o mountOptions, cfg *Config) time.Duration {
 }
 
 // retention is the config's snapshot retention (nil: the default).
-func retention(cfg *Config) *journal.Retention {
+func retention(cfg *Config) *fs.Retention {
 	if cfg.Retention == "" {
 		return nil
 	}
-	r, err := journal.ParseRetention(cfg.Retention)
+	r, err := fs.ParseRetention(cfg.Retention)
 	if err != nil {
 		return nil
 	}

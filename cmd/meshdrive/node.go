@@ -8,8 +8,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/node"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 	"github.com/meshdrive/meshdrive/web"
 )
 
@@ -108,7 +108,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	defer stop()
 	// The metrics ask the server, which is made after them.
 	var srv *node.Server
-	metrics := web.NewNodeMetrics(func(ctx context.Context) (remote.NodeInfo, error) { return srv.Info(ctx) })
+	metrics := web.NewNodeMetrics(func(ctx context.Context) (remoteopen.NodeInfo, error) { return srv.Info(ctx) })
 	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate,
 		Observe: metrics.Observe, Metrics: metrics.Handler()})
 	if err != nil {

@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/meshdrive/meshdrive/remote/keyring"
+	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
 func runPasswd(e *env) error {
@@ -53,7 +53,7 @@ else $MESHDRIVE_NEW_PASSPHRASE, else a prompt (asked twice).`)
 	if err != nil {
 		return err
 	}
-	b, err := keyring.Decode(wrapped)
+	b, err := remoteopen.DecodeKey(wrapped)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ else $MESHDRIVE_NEW_PASSPHRASE, else a prompt (asked twice).`)
 	if def := kdfParams(e); params.MemoryKiB < def.MemoryKiB || params.Time < def.Time {
 		params = def // raise the cost of an old or weak key
 	}
-	nw, err := keyring.Wrap(master, newPass, params)
+	nw, err := remoteopen.WrapKey(master, newPass, params)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 
 	"github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/journal"
 )
 
 // pinReport is one path of POST /pin or /unpin.
@@ -22,15 +21,12 @@ type pinReport struct {
 
 // resolve turns a path relative to the drive's root (or abs, when set and
 // inside the mountpoint) into its inode and its clean relative form.
-func (c *controlServer) resolve(ctx context.Context, rel, abs string) (journal.Ino, string, error) {
+func (c *controlServer) resolve(ctx context.Context, rel, abs string) (fs.Ino, string, error) {
 	rel, err := c.relPath(rel, abs)
 	if err != nil {
 		return 0, "", err
 	}
-	if rel == "" {
-		return journal.RootIno, rel, nil
-	}
-	ino, err := c.o.drive.Journal().ResolvePath(ctx, rel)
+	ino, err := c.o.drive.Resolve(ctx, rel)
 	if err != nil {
 		return 0, "", fmt.Errorf("%s: %w", rel, err)
 	}
@@ -59,7 +55,7 @@ func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			if unpin {
 				err = p.Unpin(ctx, ino)
-				if errors.Is(err, journal.ErrNoXattr) {
+				if errors.Is(err, fs.ErrNoXattr) {
 					if c.o.drive.Pinned(ctx, rel) {
 						err = fmt.Errorf("/%s is pinned through a folder above it; unpin that folder", rel)
 					} else {

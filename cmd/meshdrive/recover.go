@@ -11,9 +11,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/meshdrive/meshdrive/journal"
-	"github.com/meshdrive/meshdrive/remote"
-	"github.com/meshdrive/meshdrive/remote/keyring"
+	"github.com/meshdrive/meshdrive/fs"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
@@ -69,19 +67,19 @@ change while nodes were reachable) comes back, snapshots included.`)
 		return fmt.Errorf("cannot open node %s: %w", redactURL(*node), err)
 	}
 	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	wrapped, err := remote.GetMetaFrom(gctx, st, remote.MetaKey)
+	wrapped, err := remoteopen.GetMeta(gctx, st, remoteopen.MetaKey)
 	cancel()
 	switch {
-	case errors.Is(err, remote.ErrNotFound):
+	case errors.Is(err, remoteopen.ErrNotFound):
 		return fmt.Errorf("node %s holds no meshdrive drive (no drive key on it); check the address", redactURL(*node))
 	case err != nil:
 		return fmt.Errorf("cannot read the drive key from node %s: %w; check that the node is up and the address (and token) right", redactURL(*node), err)
 	}
-	if _, err := keyring.Decode(wrapped); err != nil {
+	if _, err := remoteopen.DecodeKey(wrapped); err != nil {
 		return fmt.Errorf("the drive key on node %s is corrupt (%v); try another node of the drive", redactURL(*node), err)
 	}
 	gctx, cancel = context.WithTimeout(ctx, 30*time.Second)
-	sealedCfg, err := remote.GetMetaFrom(gctx, st, remote.MetaConfig)
+	sealedCfg, err := remoteopen.GetMeta(gctx, st, remoteopen.MetaConfig)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("cannot read the drive config from node %s: %w; try another node of the drive", redactURL(*node), err)
@@ -90,14 +88,14 @@ change while nodes were reachable) comes back, snapshots included.`)
 	if err != nil {
 		return err
 	}
-	master, err := keyring.Unwrap(wrapped, pass)
-	if errors.Is(err, keyring.ErrWrongPassphrase) {
+	master, err := remoteopen.UnwrapKey(wrapped, pass)
+	if errors.Is(err, remoteopen.ErrWrongPassphrase) {
 		return fmt.Errorf("wrong passphrase for the drive on node %s (key check failed); nothing was written", redactURL(*node))
 	}
 	if err != nil {
 		return fmt.Errorf("drive key on node %s: %w", redactURL(*node), err)
 	}
-	sealer, err := remote.NewSealer(master)
+	sealer, err := remoteopen.NewSealer(master)
 	if err != nil {
 		return err
 	}
@@ -131,15 +129,15 @@ change while nodes were reachable) comes back, snapshots included.`)
 		return err
 	}
 	start := time.Now()
-	root, err := journal.ReadRoot(ctx, grid, sealer, log)
+	root, err := fs.ReadRoot(ctx, grid, sealer, log)
 	switch {
-	case errors.Is(err, remote.ErrNoRoot):
+	case errors.Is(err, remoteopen.ErrNoRoot):
 		return fmt.Errorf("the drive on these nodes has no metadata checkpoint on the grid yet (it was last used by a meshdrive older than 2026-12, or never synced); nothing to recover")
 	case err != nil:
 		return fmt.Errorf("cannot read the drive's root record: %w", err)
 	}
 	progress := recoverProgress(e)
-	rs, err := journal.Rebuild(ctx, journal.RebuildOptions{Dir: filepath.Join(tmp, "journal"), Grid: grid, Sealer: sealer,
+	rs, err := fs.Rebuild(ctx, fs.RebuildOptions{Dir: filepath.Join(tmp, "journal"), Grid: grid, Sealer: sealer,
 		Seq: root.Seq, Head: root.Head, BlockSize: cfg.BlockSize, Progress: progress, Logger: log})
 	progress("", -1, 0)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/meshdrive/meshdrive/journal"
+	mfs "github.com/meshdrive/meshdrive/fs"
 )
 
 // snapshotJSON is one snapshot on the control socket.
@@ -27,7 +27,7 @@ type snapshotJSON struct {
 	Created time.Time `json:"created"`
 }
 
-func toJSON(ss []journal.Snapshot) []snapshotJSON {
+func toJSON(ss []mfs.Snapshot) []snapshotJSON {
 	out := make([]snapshotJSON, 0, len(ss))
 	for _, s := range ss {
 		out = append(out, snapshotJSON{Name: s.Name, Seq: s.Seq, Named: s.Named, Created: s.Created})
@@ -37,18 +37,18 @@ func toJSON(ss []journal.Snapshot) []snapshotJSON {
 
 func snapshotStatus(err error) int {
 	switch {
-	case errors.Is(err, journal.ErrNotFound):
+	case errors.Is(err, mfs.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, journal.ErrExist):
+	case errors.Is(err, mfs.ErrExist):
 		return http.StatusConflict
-	case errors.Is(err, journal.ErrInvalid), errors.Is(err, journal.ErrReadOnly):
+	case errors.Is(err, mfs.ErrInvalid), errors.Is(err, mfs.ErrReadOnly):
 		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
 }
 
 func (c *controlServer) snapshotList(w http.ResponseWriter, r *http.Request) {
-	ss, err := c.o.drive.Journal().Snapshots(r.Context())
+	ss, err := c.o.drive.Snapshots(r.Context())
 	if err != nil {
 		writeJSON(w, snapshotStatus(err), apiError{err.Error()})
 		return
@@ -57,17 +57,17 @@ func (c *controlServer) snapshotList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *controlServer) snapshotCreate(w http.ResponseWriter, r *http.Request) {
-	s, err := c.o.drive.Journal().CreateSnapshot(r.Context(), r.URL.Query().Get("name"))
+	s, err := c.o.drive.CreateSnapshot(r.Context(), r.URL.Query().Get("name"))
 	if err != nil {
 		writeJSON(w, snapshotStatus(err), apiError{err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, toJSON([]journal.Snapshot{s})[0])
+	writeJSON(w, http.StatusOK, toJSON([]mfs.Snapshot{s})[0])
 }
 
 func (c *controlServer) snapshotDelete(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	del, err := c.o.drive.Journal().DeleteSnapshots(r.Context(), q["name"], q.Get("all") == "1")
+	del, err := c.o.drive.DeleteSnapshots(r.Context(), q["name"], q.Get("all") == "1")
 	if err != nil {
 		writeJSON(w, snapshotStatus(err), apiError{err.Error()})
 		return

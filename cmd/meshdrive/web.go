@@ -16,8 +16,6 @@ import (
 	"time"
 
 	mfs "github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/journal"
-	"github.com/meshdrive/meshdrive/journal/repair"
 	"github.com/meshdrive/meshdrive/web"
 )
 
@@ -110,13 +108,13 @@ func startWeb(o mountOptions, ctl *controlServer, metrics *web.Metrics) (*web.Se
 }
 
 // watchDrive registers the metrics read from the drive at each scrape.
-func watchDrive(m *web.Metrics, dataDir string, d *mfs.Drive, rep *repair.Repairer) {
+func watchDrive(m *web.Metrics, dataDir string, d *mfs.Drive, rep *mfs.Repairer) {
 	var mu sync.Mutex // guards the two below
 	var size int64
 	var at time.Time
 	m.Watch(web.Sources{
 		Cache: func() (uint64, uint64, uint64, int64, int64) {
-			s := d.Cache().Stats()
+			s := d.CacheStats()
 			return s.Hits, s.DiskHits, s.Misses, s.MemBytes, s.DiskBytes
 		},
 		Progress: d.Progress,
@@ -176,7 +174,7 @@ func (w *webDrive) Summary(ctx context.Context) web.Summary {
 		s.Nodes = append(s.Nodes, web.Node{Name: n.Name, Zone: n.Zone, Up: n.Up, Draining: n.Draining, LatencyMS: n.LatencyMS,
 			Capacity: n.Capacity, Free: n.Free, Shards: n.Shards, Error: n.Error})
 	}
-	cs := w.c.o.drive.Cache().Stats()
+	cs := w.c.o.drive.CacheStats()
 	s.Cache = web.CacheSummary{MemBytes: cs.MemBytes, DiskBytes: cs.DiskBytes, Hits: cs.Hits + cs.DiskHits, Misses: cs.Misses, HitRate: -1}
 	if t := cs.Hits + cs.DiskHits + cs.Misses; t > 0 {
 		s.Cache.HitRate = float64(cs.Hits+cs.DiskHits) / float64(t)
@@ -184,7 +182,7 @@ func (w *webDrive) Summary(ctx context.Context) web.Summary {
 	return s
 }
 
-func toWebSnapshots(ss []journal.Snapshot) []web.Snapshot {
+func toWebSnapshots(ss []mfs.Snapshot) []web.Snapshot {
 	out := make([]web.Snapshot, 0, len(ss))
 	for _, s := range ss {
 		out = append(out, web.Snapshot{Name: s.Name, Seq: s.Seq, Named: s.Named, Created: s.Created})
@@ -193,19 +191,19 @@ func toWebSnapshots(ss []journal.Snapshot) []web.Snapshot {
 }
 
 func (w *webDrive) Snapshots(ctx context.Context) ([]web.Snapshot, error) {
-	ss, err := w.c.o.drive.Journal().Snapshots(ctx)
+	ss, err := w.c.o.drive.Snapshots(ctx)
 	return toWebSnapshots(ss), err
 }
 
 func (w *webDrive) CreateSnapshot(ctx context.Context, name string) (web.Snapshot, error) {
-	s, err := w.c.o.drive.Journal().CreateSnapshot(ctx, name)
+	s, err := w.c.o.drive.CreateSnapshot(ctx, name)
 	if err != nil {
 		return web.Snapshot{}, err
 	}
-	return toWebSnapshots([]journal.Snapshot{s})[0], nil
+	return toWebSnapshots([]mfs.Snapshot{s})[0], nil
 }
 
-func (w *webDrive) Check(ctx context.Context, req repair.CheckRequest, progress func(repair.Progress)) (*repair.Report, error) {
+func (w *webDrive) Check(ctx context.Context, req mfs.CheckRequest, progress func(mfs.RepairProgress)) (*mfs.RepairReport, error) {
 	if w.c.o.repair == nil {
 		return nil, errors.New("the drive is mounted read-only: check needs a read-write mount")
 	}

@@ -1,0 +1,143 @@
+package fs
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/meshdrive/meshdrive/cache"
+	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/journal/repair"
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// What the commands ask of an open drive beyond mounting it: sync, cache,
+// snapshots, garbage, repair. Each method is a thin call into the journal,
+// the cache or the repairer, so cmd/meshdrive imports none of them. The
+// types below are theirs, named here because they are part of the
+// drive's API.
+
+// Types of the journal, the cache and repair that the drive's API uses.
+type (
+	Ino            = journal.Ino
+	State          = journal.State
+	Snapshot       = journal.Snapshot
+	Retention      = journal.Retention
+	GCOptions      = journal.GCOptions
+	GCStats        = journal.GCStats
+	CacheStats     = cache.Stats
+	Repairer       = repair.Repairer
+	RepairStats    = repair.Stats
+	RepairReport   = repair.Report
+	RepairProgress = repair.Progress
+	CheckRequest   = repair.CheckRequest
+)
+
+// RootIno is the drive's root folder.
+const RootIno = journal.RootIno
+
+// StateDurable: everything written is on the grid with all n shards.
+const StateDurable = journal.StateDurable
+
+// States of a file in a RepairReport.
+const (
+	FileDegraded      = repair.Degraded
+	FileUnrecoverable = repair.Unrecoverable
+)
+
+// The journal's sentinel errors the commands tell apart.
+var (
+	ErrNotFound = journal.ErrNotFound
+	ErrExist    = journal.ErrExist
+	ErrInvalid  = journal.ErrInvalid
+	ErrReadOnly = journal.ErrReadOnly
+	ErrNoXattr  = journal.ErrNoXattr
+)
+
+// RebuildOptions configure Rebuild.
+type RebuildOptions = journal.RebuildOptions
+
+// ReadRoot reads the drive's root record from the grid: the newest copy
+// the nodes hold (remote.ErrNoRoot when none has one).
+func ReadRoot(ctx context.Context, g journal.MetaGrid, s *remote.Sealer, log *slog.Logger) (*remote.RootRecord, error) {
+	return journal.ReadRoot(ctx, g, s, log)
+}
+
+// Rebuild makes a drive's journal from the metadata on the grid (meshdrive
+// recover).
+func Rebuild(ctx context.Context, o RebuildOptions) (*journal.RebuildStats, error) {
+	return journal.Rebuild(ctx, o)
+}
+
+// ParseRetention parses a snapshot retention ("" is the default).
+func ParseRetention(s string) (Retention, error) { return journal.ParseRetention(s) }
+
+// Resolve returns the inode of a path relative to the drive's root
+// (CleanPath form; "" is the root).
+func (d *Drive) Resolve(ctx context.Context, rel string) (Ino, error) {
+	if rel == "" {
+		return RootIno, nil
+	}
+	return d.j.ResolvePath(ctx, rel)
+}
+
+// SyncGrid returns once everything written before the call is
+// grid-durable, data and metadata.
+func (d *Drive) SyncGrid(ctx context.Context) error { return d.j.SyncGrid(ctx) }
+
+// WaitDurable returns once every queued upload is on the grid.
+func (d *Drive) WaitDurable(ctx context.Context) error { return d.j.WaitDurable(ctx) }
+
+// CacheStats reports the block cache.
+func (d *Drive) CacheStats() CacheStats { return d.cache.Stats() }
+
+// ClearCache empties the block cache but for pinned blocks.
+func (d *Drive) ClearCache() error { return d.cache.Clear() }
+
+// GarbageBytes is the sealed bytes no file refers to (snapshots may).
+func (d *Drive) GarbageBytes(ctx context.Context) int64 { return d.j.GarbageBytes(ctx) }
+
+// LastGC is what the last garbage collection did (nil: none yet).
+func (d *Drive) LastGC() *GCStats { return d.j.LastGC() }
+
+// CollectGarbage runs one garbage collection.
+func (d *Drive) CollectGarbage(ctx context.Context, o GCOptions) (*GCStats, error) {
+	return d.j.CollectGarbage(ctx, o)
+}
+
+// Snapshots lists the kept snapshots.
+func (d *Drive) Snapshots(ctx context.Context) ([]Snapshot, error) { return d.j.Snapshots(ctx) }
+
+// CreateSnapshot makes a named snapshot of the drive as it is now.
+func (d *Drive) CreateSnapshot(ctx context.Context, name string) (Snapshot, error) {
+	return d.j.CreateSnapshot(ctx, name)
+}
+
+// DeleteSnapshots deletes the named snapshots, or all of them.
+func (d *Drive) DeleteSnapshots(ctx context.Context, names []string, all bool) ([]Snapshot, error) {
+	return d.j.DeleteSnapshots(ctx, names, all)
+}
+
+// RepairOptions configure StartRepair (see repair.Options).
+type RepairOptions struct {
+	// Below: the background pass repairs segments with fewer shards
+	// present (0: k+m). Limit bounds its shard traffic, bytes per second
+	// (0: none). Interval is the time between passes (0: repair's
+	// default).
+	Below    int
+	Limit    float64
+	Interval time.Duration
+}
+
+// StartRepair makes the drive's repairer over its grid and journal and
+// runs its background pass until ctx ends. A read-only drive repairs
+// nothing: it returns nil.
+func (d *Drive) StartRepair(ctx context.Context, o RepairOptions) *Repairer {
+	if d.o.ReadOnly {
+		return nil
+	}
+	r := repair.New(repair.Options{Grid: d.o.Grid, Journal: d.j, Below: o.Below, Limit: o.Limit,
+		Interval: o.Interval, Logger: d.log})
+	go r.Run(ctx)
+	return r
+}

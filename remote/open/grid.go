@@ -1,0 +1,175 @@
+package open
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/limit"
+	"github.com/meshdrive/meshdrive/remote/metered"
+)
+
+// The grid's types and names that a program opening a drive handles, so
+// that it needs no package of remote but this one (and remote/node to
+// serve a node).
+type (
+	Grid        = remote.Grid
+	Sealer      = remote.Sealer
+	Member      = remote.Member
+	NodeInfo    = remote.NodeInfo
+	ScrubReport = remote.ScrubReport
+)
+
+// Names of the small objects every node holds under meta/.
+const (
+	MetaKey    = remote.MetaKey
+	MetaConfig = remote.MetaConfig
+	MetaRoot   = remote.MetaRoot
+)
+
+// The grid's sentinel errors a program tells apart.
+var (
+	ErrNotFound     = remote.ErrNotFound
+	ErrUnauthorized = remote.ErrUnauthorized
+	ErrNoRoot       = remote.ErrNoRoot
+)
+
+// GetMeta reads the meta object name from one store (remote.GetMetaFrom).
+func GetMeta(ctx context.Context, st remote.Store, name string) ([]byte, error) {
+	return remote.GetMetaFrom(ctx, st, name)
+}
+
+// NewSealer makes the sealer of the drive with this master key.
+func NewSealer(master []byte) (*Sealer, error) { return remote.NewSealer(master) }
+
+// Stack is what every store of a grid is wrapped in, composed here and
+// nowhere else (a node added while mounted goes through it too):
+// innermost the metrics (per-node latency, errors and bytes), then the
+// bandwidth limit (remote/limit), each when set. Store puts the retries
+// under them; the grid puts its timeouts, slots and breaker over them.
+type Stack struct {
+	Metrics metered.Observer
+	Limits  *Limits
+}
+
+// Wrap puts the store of node name inside the stack.
+func (s Stack) Wrap(name string, st remote.Store) remote.Store {
+	if s.Metrics != nil {
+		st = metered.Wrap(name, st, s.Metrics)
+	}
+	if s.Limits != nil {
+		st = s.Limits.Wrap(st)
+	}
+	return st
+}
+
+// Node is one store of a grid: its name, its URL (a form Store takes;
+// relative directories are the caller's to resolve) and its zone.
+type Node struct {
+	Name, URL, Zone string
+}
+
+// DefaultTimeout bounds opening one store of a grid (an S3 store checks
+// its bucket when opened).
+const DefaultTimeout = 5 * time.Second
+
+// GridOptions configure NewGrid.
+type GridOptions struct {
+	K, M   int
+	Master []byte // the drive's master key
+	Nodes  []Node
+	// Strict: a store that cannot be opened is an error. Otherwise (a
+	// mount never waits for the grid) it stands in as a down node
+	// (Down), logged, and the grid opens.
+	Strict bool
+	Stack  Stack
+	// Timeout bounds opening each store (0: DefaultTimeout).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// NewGrid opens every node's store (Members) and builds the sealer and
+// the grid of the drive.
+func NewGrid(ctx context.Context, o GridOptions) (*Grid, *Sealer, error) {
+	sealer, err := remote.NewSealer(o.Master)
+	if err != nil {
+		return nil, nil, err
+	}
+	members, err := Members(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := remote.NewGrid(remote.GridOptions{K: o.K, M: o.M, Members: members, Sealer: sealer, Logger: o.Logger})
+	if err != nil {
+		return nil, nil, fmt.Errorf("grid: %w", err)
+	}
+	return g, sealer, nil
+}
+
+// Members opens every node's store, in parallel, each wrapped in the
+// stack (o's K, M and Master are not used).
+func Members(ctx context.Context, o GridOptions) ([]Member, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	members := make([]remote.Member, len(o.Nodes))
+	errs := make([]error, len(o.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range o.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			octx, cancel := context.WithTimeout(ctx, o.Timeout)
+			defer cancel()
+			st, err := Store(octx, n.URL, Options{Logger: log.With("node", n.Name)})
+			if err != nil {
+				errs[i] = fmt.Errorf("node %s (%s): %w", n.Name, redact(n.URL), err)
+				st = Down(errs[i])
+			}
+			members[i] = remote.Member{Name: n.Name, Store: o.Stack.Wrap(n.Name, st), Zone: n.Zone}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if o.Strict {
+			return nil, err
+		}
+		log.Warn("node unavailable: it counts as down until the next mount", "err", err)
+	}
+	return members, nil
+}
+
+// Bandwidth limits of a grid's stores (remote/limit).
+type (
+	Limits   = limit.Limits
+	Rates    = limit.Rates
+	Schedule = limit.Schedule
+)
+
+// NewLimits makes limits at rates r; Stack.Limits applies them.
+func NewLimits(r Rates) *Limits { return limit.New(r) }
+
+// ParseSchedule parses a bandwidth schedule (limit.ParseSchedule).
+func ParseSchedule(text string) (*Schedule, error) { return limit.ParseSchedule(text) }
+
+// FollowSchedule keeps l at the rates src's schedule gives until ctx ends
+// (limit.Follow).
+func FollowSchedule(ctx context.Context, l *Limits, src func() (*Schedule, Rates), every time.Duration) {
+	limit.Follow(ctx, l, src, time.Now, every)
+}
+
+// RateString writes bytes per second as a person reads it (0: unlimited).
+func RateString(bps float64) string { return limit.RateString(bps) }
+
+// ParseSize parses "4096", "10M", "4GiB", "1.5G" (limit.ParseSize).
+func ParseSize(s string) (float64, error) { return limit.ParseSize(s) }

@@ -1,0 +1,88 @@
+package open_test
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/open"
+)
+
+// countOps is a metered.Observer that counts calls per node.
+type countOps struct {
+	mu sync.Mutex // guards n
+	n  map[string]int
+}
+
+func (c *countOps) ObserveNode(node, op string, bytes int, d time.Duration, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n[node]++
+}
+
+func (c *countOps) calls(node string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[node]
+}
+
+func gridNodes(t *testing.T, n int) []open.Node {
+	dir := t.TempDir()
+	nodes := make([]open.Node, n)
+	for i := range nodes {
+		nodes[i] = open.Node{Name: fmt.Sprintf("node-%d", i+1), URL: filepath.Join(dir, fmt.Sprint(i))}
+	}
+	return nodes
+}
+
+func TestNewGridWrapsEveryStore(t *testing.T) {
+	obs := &countOps{n: map[string]int{}}
+	master := make([]byte, open.KeySize)
+	g, sealer, err := open.NewGrid(t.Context(), open.GridOptions{K: 2, M: 1, Master: master, Nodes: gridNodes(t, 3),
+		Strict: true, Stack: open.Stack{Metrics: obs, Limits: open.NewLimits(open.Rates{})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sealer == nil || g.K() != 2 || g.M() != 1 {
+		t.Fatalf("grid k=%d m=%d, sealer %v", g.K(), g.M(), sealer)
+	}
+	if _, err := g.WriteSegment(t.Context(), []byte(strings.Repeat("segment ", 1000))); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"node-1", "node-2", "node-3"} {
+		if obs.calls(n) == 0 {
+			t.Errorf("no call of %s went through the stack's metrics", n)
+		}
+	}
+}
+
+func TestNewGridDownNode(t *testing.T) {
+	nodes := gridNodes(t, 3)
+	nodes[1].URL = "127.0.0.1:1" // not a URL Store takes
+	o := open.GridOptions{K: 2, M: 1, Master: make([]byte, open.KeySize), Nodes: nodes}
+
+	o.Strict = true
+	if _, _, err := open.NewGrid(t.Context(), o); err == nil || !strings.Contains(err.Error(), "node-2") {
+		t.Fatalf("strict NewGrid with a bad node: %v, want an error naming node-2", err)
+	}
+
+	o.Strict = false
+	members, err := open.Members(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := members[1].Store.Info(t.Context()); !errors.Is(err, remote.ErrUnavailable) {
+		t.Fatalf("the bad node's store: %v, want remote.ErrUnavailable", err)
+	}
+	if _, err := members[0].Store.Info(t.Context()); err != nil {
+		t.Fatalf("a good node's store: %v", err)
+	}
+	if _, _, err := open.NewGrid(t.Context(), o); err != nil {
+		t.Fatalf("NewGrid with one node down: %v", err)
+	}
+}

@@ -102,9 +102,14 @@ type Options struct {
 	reaped func()
 }
 
-// Journal is the drive's local durable truth. All methods are safe for
-// concurrent use.
-type Journal struct {
+// shared is what every part of the journal shares (parts.go): the
+// options, the database handles, the caches, the inode table, the upload
+// queue and the locks that guard them, in one place the parts point at.
+// It has no methods, so a part that embeds it gets its fields and nothing
+// else.
+type shared struct {
+	parts
+
 	o    Options
 	seal sealer
 	log  *slog.Logger
@@ -259,7 +264,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	j := &Journal{
+	j := &Journal{newShared(&shared{
 		o: o, seal: s, log: o.Logger,
 		dirty:      filepath.Join(o.Dir, "dirty"),
 		stage:      filepath.Join(o.Dir, "staging"),
@@ -278,7 +283,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		lazyFree:   map[remote.BlockID]struct{}{},
 		behindSem:  make(chan struct{}, behindWorkers),
 		done:       make(chan struct{}),
-	}
+	})}
 	for _, d := range []string{o.Dir, j.dirty, j.stage} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("journal: create %s: %w", d, err)
@@ -299,22 +304,22 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	}
 	j.db = db
 	if o.ReadOnly {
-		if err := j.createSchema(ctx); err != nil {
+		if err := j.c.createSchema(ctx); err != nil {
 			db.Close()
 			return nil, err
 		}
 	}
-	if err := j.migrate(ctx); err != nil {
+	if err := j.c.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if err := j.prepare(ctx); err != nil {
+	if err := j.c.prepare(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	if !o.ReadOnly {
-		if err := j.recover(ctx); err != nil {
-			j.closeStmts()
+		if err := j.fl.recover(ctx); err != nil {
+			j.c.closeStmts()
 			j.w.Close()
 			db.Close()
 			return nil, err
@@ -327,15 +332,15 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		close(j.reaperDone)
 		close(j.groupDone)
 	} else {
-		go j.uploader(uctx)
-		go j.reaper(uctx)
-		go j.groupCommitter(uctx)
+		go j.up.uploader(uctx)
+		go j.it.reaper(uctx)
+		go j.c.groupCommitter(uctx)
 		if o.Meta != nil {
-			j.ms = newMetaShipper(j)
+			j.ms = newMetaShipper(j.md)
 			go j.ms.run(uctx)
 			if _, ok := o.Meta.(GCGrid); ok && o.GCInterval > 0 {
 				j.gcDone = make(chan struct{})
-				go j.gcLoop(uctx, o.GCInterval)
+				go j.gc.gcLoop(uctx, o.GCInterval)
 			}
 		}
 	}
@@ -348,7 +353,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 // so the read-only open shows an empty drive instead of failing. It also
 // brings an older schema up to date the same way: the migrations after
 // the first only add empty tables, so no file changes.
-func (j *Journal) createSchema(ctx context.Context) error {
+func (j *core) createSchema(ctx context.Context) error {
 	var v int
 	if err := j.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("journal: read schema version: %w", err)
@@ -384,8 +389,8 @@ func (j *Journal) Close() error {
 	j.behindMu.Lock()
 	j.behindMu.Unlock()
 	var errs []error
-	for _, ino := range j.dirtyInodes() {
-		if err := j.flushIno(context.Background(), ino, false); err != nil && !errors.Is(err, ErrNotFound) {
+	for _, ino := range j.it.dirtyInodes() {
+		if err := j.fd.flushIno(context.Background(), ino, false); err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}
@@ -399,13 +404,13 @@ func (j *Journal) Close() error {
 	if j.gcDone != nil {
 		<-j.gcDone
 	}
-	j.closeSnapshots()
+	j.gc.closeSnapshots()
 	j.behindWG.Wait() // they see closed and stop after the block in hand
 	if !j.o.ReadOnly && j.w != nil {
 		// What the group committer had not made durable yet, and the
 		// staging files waiting for that (the checkpoint below would
 		// make the commits durable, but not remove the files).
-		if err := j.barrier(context.Background()); err != nil {
+		if err := j.c.barrier(context.Background()); err != nil {
 			errs = append(errs, fmt.Errorf("journal: last durable commit: %w", err))
 		}
 	}
@@ -418,7 +423,7 @@ func (j *Journal) Close() error {
 		}
 	}
 	j.imu.Unlock()
-	j.closeStmts()
+	j.c.closeStmts()
 	if j.w != nil {
 		j.w.Close()
 	}
@@ -433,14 +438,14 @@ func (j *Journal) Close() error {
 	return errors.Join(errs...)
 }
 
-func (j *Journal) checkOpen() error {
+func (j *core) checkOpen() error {
 	if j.closed.Load() {
 		return ErrClosed
 	}
 	return nil
 }
 
-func (j *Journal) checkWrite() error {
+func (j *core) checkWrite() error {
 	if j.closed.Load() {
 		return ErrClosed
 	}

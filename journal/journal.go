@@ -150,17 +150,7 @@ type shared struct {
 	segMu sync.Mutex
 	segs  map[remote.SegmentID]*remote.SegmentInfo
 
-	// qmu guards the queue fields below (the uploader owns the queue;
-	// flushes append to it).
-	qmu       sync.Mutex
-	queue     map[remote.BlockID]qitem
-	nextSeq   int64
-	progress  chan struct{} // closed and replaced on every upload commit or queue removal
-	force     bool          // ship a partial segment now
-	stats     UploadStats
-	dirtyB    int64         // bytes of dirty blocks (counted by block)
-	stagedB   int64         // sealed bytes in staging
-	quotaFree chan struct{} // closed and replaced whenever space is freed
+	uploadQueue
 
 	// appReads counts block reads from the grid that an application is
 	// waiting for; the uploader yields to them (yieldToForeground).
@@ -220,6 +210,22 @@ type shared struct {
 	durableHook func()
 }
 
+// uploadQueue is the upload queue's state, a part of shared. The
+// uploader owns the queue (one goroutine drains it, upload.go); flushes
+// append to it.
+type uploadQueue struct {
+	// qmu guards the fields below.
+	qmu       sync.Mutex
+	queue     map[remote.BlockID]qitem
+	nextSeq   int64
+	progress  chan struct{} // closed and replaced on every upload commit or queue removal
+	force     bool          // ship a partial segment now
+	stats     UploadStats
+	dirtyB    int64         // bytes of dirty blocks (counted by block)
+	stagedB   int64         // sealed bytes in staging
+	quotaFree chan struct{} // closed and replaced whenever space is freed
+}
+
 // Open opens (or creates) the journal in o.Dir, recovers from a crash
 // (discarding whatever was not committed) and starts the uploader.
 func Open(ctx context.Context, o Options) (*Journal, error) {
@@ -271,9 +277,6 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		bs:         int64(o.BlockSize),
 		inodes:     map[Ino]*inode{},
 		segs:       map[remote.SegmentID]*remote.SegmentInfo{},
-		queue:      map[remote.BlockID]qitem{},
-		progress:   make(chan struct{}),
-		quotaFree:  make(chan struct{}),
 		kick:       make(chan struct{}, 1),
 		orphanKick: make(chan struct{}, 1),
 		reaperDone: make(chan struct{}),
@@ -284,6 +287,9 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		behindSem:  make(chan struct{}, behindWorkers),
 		done:       make(chan struct{}),
 	})}
+	j.queue = map[remote.BlockID]qitem{}
+	j.progress = make(chan struct{})
+	j.quotaFree = make(chan struct{})
 	for _, d := range []string{o.Dir, j.dirty, j.stage} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("journal: create %s: %w", d, err)

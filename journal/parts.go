@@ -25,11 +25,11 @@ package journal
 //	             deferral of staged rows (metaship.go, metapending.go,
 //	             metadefer.go)
 //
-// Every part embeds *core (and through it *shared), so a method's body
-// reaches the shared fields and the database layer as j.field and j.tx
-// whatever part it is on; it calls another part through that part's
-// pointer in parts (j.up.enqueue). Receivers are named j in every part for
-// that reason. *Journal (api.go) is the exported surface: it forwards each
+// Every part embeds *core (shared's own fields, with the database layer's
+// methods), so a method's body reaches the shared fields and the database
+// layer as j.field and j.tx whatever part it is on; it calls another part
+// through that part's pointer in parts (j.up.enqueue). Receivers are
+// named j in every part for that reason. *Journal (api.go) is the exported surface: it forwards each
 // call to the part that owns it.
 //
 // The locks stay in shared and their order is unchanged by the split
@@ -52,8 +52,11 @@ type parts struct {
 	md *meta
 }
 
-// core is the database layer over the shared state (see parts).
-type core struct{ *shared }
+// core is the shared state with the database layer's methods: the same
+// struct as shared, so a part reaches a field through one pointer, as
+// Journal's methods did before the split, and *Journal (which embeds
+// *shared) gets none of core's methods.
+type core shared
 
 type (
 	namespace   struct{ *core }
@@ -71,7 +74,7 @@ type (
 
 // newShared returns s with its parts made, each pointing at s.
 func newShared(s *shared) *shared {
-	c := &core{s}
+	c := (*core)(s)
 	s.parts = parts{
 		c:  c,
 		ns: &namespace{c},

@@ -7,15 +7,24 @@ import (
 	"github.com/meshdrive/meshdrive/journal"
 )
 
-// Journal is what the file system needs from the journal: the namespace
-// and the file data. *journal.Journal satisfies it; tests may use a fake.
-// Every method returns journal sentinel errors (see errno.go for how they
-// reach applications).
+// Journal is what the file system needs from the journal, in the small
+// interfaces below: the namespace, attributes and xattrs, file data, and
+// a file's status. *journal.Journal satisfies it; tests may use a fake
+// (fake_test.go). Every method returns journal sentinel errors (see
+// errno.go for how they reach applications).
 type Journal interface {
+	Namespace
+	Attrs
+	Files
+	// Status says how far a file is on its way to the grid (the status
+	// xattr).
+	Status(ctx context.Context, ino journal.Ino) (journal.FileStatus, error)
+}
+
+// Namespace is the directory tree: names and the inodes they point at.
+type Namespace interface {
 	Lookup(ctx context.Context, parent journal.Ino, name string) (journal.Attr, error)
 	GetAttr(ctx context.Context, ino journal.Ino) (journal.Attr, error)
-	SetAttr(ctx context.Context, ino journal.Ino, s journal.SetAttr) (journal.Attr, error)
-	SetDirtyTimes(ino journal.Ino, mtime, ctime time.Time) (journal.Attr, bool)
 	Mknod(ctx context.Context, parent journal.Ino, name string, mode, rdev, uid, gid uint32) (journal.Attr, error)
 	Mkdir(ctx context.Context, parent journal.Ino, name string, mode, uid, gid uint32) (journal.Attr, error)
 	Symlink(ctx context.Context, parent journal.Ino, name, target string, uid, gid uint32) (journal.Attr, error)
@@ -27,12 +36,21 @@ type Journal interface {
 	// ReadDir returns up to max entries after cookie off (0 = start),
 	// without "." and "..".
 	ReadDir(ctx context.Context, dir journal.Ino, off uint64, max int) ([]journal.DirEntry, error)
+}
+
+// Attrs changes an inode's attributes and keeps its extended ones.
+type Attrs interface {
+	SetAttr(ctx context.Context, ino journal.Ino, s journal.SetAttr) (journal.Attr, error)
+	SetDirtyTimes(ino journal.Ino, mtime, ctime time.Time) (journal.Attr, bool)
 	GetXattr(ctx context.Context, ino journal.Ino, name string) ([]byte, error)
 	SetXattr(ctx context.Context, ino journal.Ino, name string, value []byte, flags uint32) error
 	ListXattr(ctx context.Context, ino journal.Ino) ([]string, error)
 	RemoveXattr(ctx context.Context, ino journal.Ino, name string) error
 	StatFS(ctx context.Context) (journal.StatFS, error)
+}
 
+// Files is the data of regular files.
+type Files interface {
 	// OpenFile and ReleaseFile count opens: the data of an unlinked inode
 	// lives until its last release.
 	OpenFile(ino journal.Ino)
@@ -43,5 +61,4 @@ type Journal interface {
 	WriteAt(ctx context.Context, ino journal.Ino, p []byte, off int64) (int, error)
 	Flush(ctx context.Context, ino journal.Ino) error
 	Fsync(ctx context.Context, ino journal.Ino) error
-	Status(ctx context.Context, ino journal.Ino) (journal.FileStatus, error)
 }

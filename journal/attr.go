@@ -14,25 +14,25 @@ import (
 // file with unflushed data the rest waits in memory for its flush, which
 // stores it in its own commit (see setPending): utimensat and chmod after
 // a copy's write cost no commit of their own.
-func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
+func (j *attrs) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 	if err := j.checkWrite(); err != nil {
 		return Attr{}, err
 	}
 	if s.Size != nil {
-		if err := j.truncate(ctx, ino, int64(*s.Size)); err != nil {
+		if err := j.fd.truncate(ctx, ino, int64(*s.Size)); err != nil {
 			return Attr{}, err
 		}
 	}
 	if s.Mode == nil && s.Uid == nil && s.Gid == nil && s.Atime == nil && s.Mtime == nil {
-		return j.GetAttr(ctx, ino)
+		return j.ns.GetAttr(ctx, ino)
 	}
 	if j.setPending(ino, &s) {
-		return j.GetAttr(ctx, ino)
+		return j.ns.GetAttr(ctx, ino)
 	}
 	if err := j.tx(ctx, func(tx *sql.Tx) error { return j.setAttrTx(ctx, tx, ino, &s) }); err != nil {
 		return Attr{}, err
 	}
-	return j.GetAttr(ctx, ino)
+	return j.ns.GetAttr(ctx, ino)
 }
 
 // setPending keeps s (all but Size) with ino's unflushed data, its ctime
@@ -41,12 +41,12 @@ func (j *Journal) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error)
 // did; false when ino has none (then s needs a commit). A crash before
 // the flush loses s together with the data, as a local disk loses a
 // chmod it had not written back; close and fsync flush.
-func (j *Journal) setPending(ino Ino, s *SetAttr) bool {
-	n := j.memInode(ino)
+func (j *attrs) setPending(ino Ino, s *SetAttr) bool {
+	n := j.it.memInode(ino)
 	if n == nil {
 		return false
 	}
-	defer j.putInode(n)
+	defer j.it.putInode(n)
 	// Under n.mu no flush is between its snapshot of the attributes and
 	// its commit (it would store the old ones and clear them).
 	n.mu.Lock()
@@ -90,7 +90,7 @@ func (s *SetAttr) ctime() int64 {
 
 // setAttrTx applies s (all but Size) to ino inside tx, in one statement
 // (a NULL argument keeps the column). wmu held.
-func (j *Journal) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr) error {
+func (j *attrs) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr) error {
 	opt := func(p *uint32) any {
 		if p == nil {
 			return nil
@@ -126,16 +126,16 @@ func (j *Journal) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr
 // user's mtime-only utimensat on such a file (both arrive with
 // FATTR_CTIME), which is then kept with the file's unflushed data: a
 // crash before the flush loses both together.
-func (j *Journal) SetDirtyTimes(ino Ino, mtime, ctime time.Time) (Attr, bool) {
+func (j *attrs) SetDirtyTimes(ino Ino, mtime, ctime time.Time) (Attr, bool) {
 	if j.checkWrite() != nil || !j.setPending(ino, &SetAttr{Mtime: &mtime, Ctime: &ctime}) {
 		return Attr{}, false
 	}
-	a, err := j.GetAttr(context.Background(), ino)
+	a, err := j.ns.GetAttr(context.Background(), ino)
 	return a, err == nil
 }
 
 // GetXattr returns the value of an extended attribute.
-func (j *Journal) GetXattr(ctx context.Context, ino Ino, name string) ([]byte, error) {
+func (j *attrs) GetXattr(ctx context.Context, ino Ino, name string) ([]byte, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}
@@ -147,8 +147,8 @@ func (j *Journal) GetXattr(ctx context.Context, ino Ino, name string) ([]byte, e
 		// No such attribute, or no such inode. An open file's row lives
 		// until its last release: skip asking (the kernel asks for
 		// security.capability at a file's first write).
-		if !j.isOpen(ino) {
-			if _, gerr := j.GetAttr(ctx, ino); gerr != nil {
+		if !j.it.isOpen(ino) {
+			if _, gerr := j.ns.GetAttr(ctx, ino); gerr != nil {
 				return nil, gerr
 			}
 		}
@@ -165,7 +165,7 @@ func (j *Journal) GetXattr(ctx context.Context, ino Ino, name string) ([]byte, e
 
 // SetXattr sets an extended attribute; flags are XattrCreate (fail with
 // ErrExist if present) or XattrReplace (fail with ErrNoXattr if absent).
-func (j *Journal) SetXattr(ctx context.Context, ino Ino, name string, value []byte, flags uint32) error {
+func (j *attrs) SetXattr(ctx context.Context, ino Ino, name string, value []byte, flags uint32) error {
 	if err := j.checkWrite(); err != nil {
 		return err
 	}
@@ -182,7 +182,7 @@ func (j *Journal) SetXattr(ctx context.Context, ino Ino, name string, value []by
 		value = []byte{}
 	}
 	return j.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := j.getAttrTx(ctx, tx, ino); err != nil {
+		if _, err := j.ns.getAttrTx(ctx, tx, ino); err != nil {
 			return err
 		}
 		var one int
@@ -206,11 +206,11 @@ func (j *Journal) SetXattr(ctx context.Context, ino Ino, name string, value []by
 }
 
 // ListXattr lists the names of an inode's extended attributes, sorted.
-func (j *Journal) ListXattr(ctx context.Context, ino Ino) ([]string, error) {
+func (j *attrs) ListXattr(ctx context.Context, ino Ino) ([]string, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}
-	if _, err := j.GetAttr(ctx, ino); err != nil {
+	if _, err := j.ns.GetAttr(ctx, ino); err != nil {
 		return nil, err
 	}
 	rows, err := j.db.QueryContext(ctx, `SELECT name FROM xattrs WHERE ino = ?`, ino)
@@ -231,12 +231,12 @@ func (j *Journal) ListXattr(ctx context.Context, ino Ino) ([]string, error) {
 }
 
 // RemoveXattr removes an extended attribute.
-func (j *Journal) RemoveXattr(ctx context.Context, ino Ino, name string) error {
+func (j *attrs) RemoveXattr(ctx context.Context, ino Ino, name string) error {
 	if err := j.checkWrite(); err != nil {
 		return err
 	}
 	return j.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := j.getAttrTx(ctx, tx, ino); err != nil {
+		if _, err := j.ns.getAttrTx(ctx, tx, ino); err != nil {
 			return err
 		}
 		res, err := j.texec(ctx, tx, `DELETE FROM xattrs WHERE ino = ? AND name = ?`, ino, name)
@@ -252,7 +252,7 @@ func (j *Journal) RemoveXattr(ctx context.Context, ino Ino, name string) error {
 }
 
 // StatFS reports the grid's capacity scaled by k/n (what data can use).
-func (j *Journal) StatFS(ctx context.Context) (StatFS, error) {
+func (j *attrs) StatFS(ctx context.Context) (StatFS, error) {
 	if err := j.checkOpen(); err != nil {
 		return StatFS{}, err
 	}

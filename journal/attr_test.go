@@ -110,7 +110,7 @@ func TestReclaimOfReopenedFileAtRelease(t *testing.T) {
 	e.j.imu.Lock()
 	e.j.inodes[a.Ino].unlinked = false
 	e.j.imu.Unlock()
-	if err := e.j.reclaim(bg, a.Ino); err != nil {
+	if err := e.j.it.reclaim(bg, a.Ino); err != nil {
 		t.Fatal(err)
 	}
 	e.j.ReleaseFile(a.Ino)

@@ -35,7 +35,7 @@ const behindWorkers = 2
 // writeBehind notes that a sequential writer of n has moved past block
 // idx, and starts a write-behind goroutine for n when fewer run than
 // blocks wait and a slot is free. n.mu held.
-func (j *Journal) writeBehind(n *inode, idx int64) {
+func (j *writeBehind) writeBehind(n *inode, idx int64) {
 	if !hasKey(n.dirty, idx) || j.o.ReadOnly {
 		return
 	}
@@ -75,12 +75,12 @@ func (j *Journal) writeBehind(n *inode, idx int64) {
 
 // behind is one of n's write-behind goroutines: it cuts and commits
 // blocks of n.behindQ until it is empty.
-func (j *Journal) behind(n *inode) {
+func (j *writeBehind) behind(n *inode) {
 	ctx := context.Background()
 	defer func() {
 		j.bigFlushes.Add(-1)
 		<-j.behindSem
-		j.putInode(n)
+		j.it.putInode(n)
 		j.behindWG.Done()
 	}()
 	n.mu.Lock()
@@ -111,7 +111,7 @@ func (j *Journal) behind(n *inode) {
 		n.mu.Unlock()
 		var c cut
 		if err == nil {
-			c, err = j.cutPlain(ctx, idx, plain)
+			c, err = j.fl.cutPlain(ctx, idx, plain)
 		}
 		if c.plain == nil {
 			plainBufs.Put(pb) // sealed and staged: the bytes are not needed
@@ -163,7 +163,7 @@ func (n *inode) waitBehind() {
 // commitBehind commits the cut block c of n, which covers the file up to
 // end, and forgets it as dirty; c.tmp is left set when its file was not
 // moved into staging. On error the block stays dirty. n.mu held.
-func (j *Journal) commitBehind(ctx context.Context, n *inode, c *cut, end int64) error {
+func (j *writeBehind) commitBehind(ctx context.Context, n *inode, c *cut, end int64) error {
 	prio := 1
 	var fr freed
 	var added []qitem
@@ -171,7 +171,7 @@ func (j *Journal) commitBehind(ctx context.Context, n *inode, c *cut, end int64)
 	j.wmu.Lock()
 	j.scopeLocked(n.ino)
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
-		if err := j.inodeExists(ctx, tx, n.ino); err != nil {
+		if err := j.fl.inodeExists(ctx, tx, n.ino); err != nil {
 			return err
 		}
 		var oldLen int64
@@ -181,7 +181,7 @@ func (j *Journal) commitBehind(ctx context.Context, n *inode, c *cut, end int64)
 			return err
 		}
 		cs := []cut{*c}
-		renamed, err := j.applyCuts(ctx, tx, n.ino, cs, prio, &fr, &added, false)
+		renamed, err := j.fl.applyCuts(ctx, tx, n.ino, cs, prio, &fr, &added, false)
 		if err != nil {
 			return err
 		}
@@ -190,20 +190,20 @@ func (j *Journal) commitBehind(ctx context.Context, n *inode, c *cut, end int64)
 			end, c.plainLen, oldLen, n.ino); err != nil {
 			return err
 		}
-		return j.syncStagingIf(renamed)
+		return j.fl.syncStagingIf(renamed)
 	})
 	if err != nil {
-		j.unstage(added)
+		j.fl.unstage(added)
 		j.wmu.Unlock()
 		return err
 	}
-	j.afterFreeLocked(&fr)
-	j.enqueue(added)
+	j.fl.afterFreeLocked(&fr)
+	j.up.enqueue(added)
 	j.wmu.Unlock()
 	delete(n.dirty, c.idx)
 	j.qmu.Lock()
 	j.dirtyB -= j.bs
-	j.signalFreeLocked()
+	j.up.signalFreeLocked()
 	j.qmu.Unlock()
 	// The committed block's bytes need not stay in the dirty file.
 	if err := n.f.punch(c.idx*j.bs, j.bs); err != nil {

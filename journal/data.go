@@ -25,7 +25,7 @@ type mapped struct {
 }
 
 // mapRange returns the mapped blocks of ino in [first, last], in order.
-func (j *Journal) mapRange(ctx context.Context, ino Ino, first, last int64) ([]mapped, error) {
+func (j *files) mapRange(ctx context.Context, ino Ino, first, last int64) ([]mapped, error) {
 	rows, err := j.st.mapRange.QueryContext(ctx, ino, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("journal: read block map: %w", err)
@@ -48,7 +48,7 @@ func (j *Journal) mapRange(ctx context.Context, ino Ino, first, last int64) ([]m
 }
 
 // segment returns a segment's info (cached; segments are immutable here).
-func (j *Journal) segment(ctx context.Context, raw []byte) (*remote.SegmentInfo, error) {
+func (j *files) segment(ctx context.Context, raw []byte) (*remote.SegmentInfo, error) {
 	var id remote.SegmentID
 	copy(id[:], raw)
 	j.segMu.Lock()
@@ -67,7 +67,7 @@ func (j *Journal) segment(ctx context.Context, raw []byte) (*remote.SegmentInfo,
 	return s, nil
 }
 
-func (j *Journal) ref(ctx context.Context, m mapped) (remote.BlockRef, error) {
+func (j *files) ref(ctx context.Context, m mapped) (remote.BlockRef, error) {
 	seg, err := j.segment(ctx, m.seg)
 	if err != nil {
 		return remote.BlockRef{}, err
@@ -77,7 +77,7 @@ func (j *Journal) ref(ctx context.Context, m mapped) (remote.BlockRef, error) {
 
 // blockPlain returns the plaintext of a stored block (read-only; it may
 // be shared with the cache or n's last-block memo). n.mu held.
-func (j *Journal) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, error) {
+func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, error) {
 	if n.lastIdx == m.idx && n.lastID == m.id && n.lastPlain != nil {
 		return n.lastPlain, nil
 	}
@@ -127,13 +127,13 @@ func (j *Journal) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, e
 	return plain, nil
 }
 
-func (j *Journal) stagePath(id remote.BlockID) string { return j.stage + "/" + id.String() }
+func (j *core) stagePath(id remote.BlockID) string { return j.stage + "/" + id.String() }
 
 // stagedBytes returns staged block id's sealed bytes, from its staging
 // file or its row in table staged, read into dst's spare capacity when
 // they fit (see readFileInto). sealedLen, when known (else 0), says which
 // to try first. A block in neither is os.ErrNotExist.
-func (j *Journal) stagedBytes(id remote.BlockID, dst []byte, sealedLen int64) ([]byte, error) {
+func (j *files) stagedBytes(id remote.BlockID, dst []byte, sealedLen int64) ([]byte, error) {
 	row := func() ([]byte, error) {
 		var b []byte
 		err := j.qrow(context.Background(), `SELECT sealed FROM staged WHERE id = ?`, id[:]).Scan(&b)
@@ -148,7 +148,7 @@ func (j *Journal) stagedBytes(id remote.BlockID, dst []byte, sealedLen int64) ([
 		}
 		return b, nil
 	}
-	if sealedLen > 0 && sealedLen <= int64(j.inlineMax()) {
+	if sealedLen > 0 && sealedLen <= int64(j.fl.inlineMax()) {
 		if b, err := row(); !errors.Is(err, os.ErrNotExist) {
 			return b, err
 		}
@@ -161,7 +161,7 @@ func (j *Journal) stagedBytes(id remote.BlockID, dst []byte, sealedLen int64) ([
 	return row()
 }
 
-func (j *Journal) readStaged(id remote.BlockID) ([]byte, error) {
+func (j *files) readStaged(id remote.BlockID) ([]byte, error) {
 	sealed, err := j.stagedBytes(id, nil, 0)
 	if err != nil {
 		return nil, err
@@ -178,7 +178,7 @@ func (j *Journal) readStaged(id remote.BlockID) ([]byte, error) {
 // the previous read) of an uploaded block reads just its range (the cache
 // then reads only the frames holding it); other reads take the whole
 // block, kept for the next read. n.mu held.
-func (j *Journal) readMapped(ctx context.Context, n *inode, m mapped, dst []byte, s int64, random bool) error {
+func (j *files) readMapped(ctx context.Context, n *inode, m mapped, dst []byte, s int64, random bool) error {
 	memo := n.lastIdx == m.idx && n.lastID == m.id && n.lastPlain != nil
 	if random && !memo && m.state != blockStaged && m.state != blockLost && j.o.Blocks != nil {
 		var c int
@@ -221,18 +221,18 @@ func (j *Journal) readMapped(ctx context.Context, n *inode, m mapped, dst []byte
 
 // ReadAt reads into p (owned by the caller) from offset off. It returns
 // len(p) bytes, or fewer only at end of file (never io.EOF).
-func (j *Journal) ReadAt(ctx context.Context, ino Ino, p []byte, off int64) (int, error) {
+func (j *files) ReadAt(ctx context.Context, ino Ino, p []byte, off int64) (int, error) {
 	if err := j.checkOpen(); err != nil {
 		return 0, err
 	}
 	if off < 0 {
 		return 0, ErrInvalid
 	}
-	n := j.getInode(ino)
-	defer j.putInode(n)
+	n := j.it.getInode(ino)
+	defer j.it.putInode(n)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := j.regular(ctx, n); err != nil {
+	if err := j.it.regular(ctx, n); err != nil {
 		return 0, err
 	}
 	n.amu.Lock()
@@ -275,7 +275,7 @@ func (j *Journal) ReadAt(ctx context.Context, ino Ino, p []byte, off int64) (int
 
 // readAhead detects sequential reads and hints the next blocks to the
 // block reader. n.mu held.
-func (j *Journal) readAhead(ctx context.Context, n *inode, off, end, size int64) {
+func (j *files) readAhead(ctx context.Context, n *inode, off, end, size int64) {
 	if off == n.nextOff {
 		n.seqRun++
 	} else {
@@ -330,7 +330,7 @@ func preadFull(f *os.File, p []byte, off int64) error {
 
 // WriteAt writes p (owned by the caller, used only during the call) at
 // off. The bytes go to the inode's dirty file; Flush makes them blocks.
-func (j *Journal) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (int, error) {
+func (j *files) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (int, error) {
 	if err := j.checkWrite(); err != nil {
 		return 0, err
 	}
@@ -340,11 +340,11 @@ func (j *Journal) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (in
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n := j.getInode(ino)
-	defer j.putInode(n)
+	n := j.it.getInode(ino)
+	defer j.it.putInode(n)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := j.regular(ctx, n); err != nil {
+	if err := j.it.regular(ctx, n); err != nil {
 		return 0, err
 	}
 	end := off + int64(len(p))
@@ -394,7 +394,7 @@ func (j *Journal) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (in
 	}
 	if off == n.wend && off > 0 && (off-1)/j.bs < first {
 		// A sequential writer has moved on from the block before.
-		j.writeBehind(n, (off-1)/j.bs)
+		j.wb.writeBehind(n, (off-1)/j.bs)
 	}
 	n.wend = end
 	now := nowNS()
@@ -409,7 +409,7 @@ func (j *Journal) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (in
 
 // fill copies stored block idx into the dirty file and marks it dirty.
 // n.mu held; the caller reserved quota for it.
-func (j *Journal) fill(ctx context.Context, n *inode, idx int64) error {
+func (j *files) fill(ctx context.Context, n *inode, idx int64) error {
 	ms, err := j.mapRange(ctx, n.ino, idx, idx)
 	if err != nil {
 		return err
@@ -434,15 +434,15 @@ func (j *Journal) fill(ctx context.Context, n *inode, idx int64) error {
 
 // openDirty gives n its dirty data store (in memory until it outgrows
 // memDirtyMax, see dirty.go). n.mu held.
-func (j *Journal) openDirty(n *inode) error {
+func (j *files) openDirty(n *inode) error {
 	if n.f == nil {
-		n.f = &dirtyFile{path: j.dirtyPath(n.ino), bs: j.bs, mb: &j.memBlocks}
+		n.f = &dirtyFile{path: j.it.dirtyPath(n.ino), bs: j.bs, mb: &j.memBlocks}
 	}
 	return nil
 }
 
 // armIdle (re)starts n's idle-flush timer.
-func (j *Journal) armIdle(n *inode) {
+func (j *files) armIdle(n *inode) {
 	n.amu.Lock()
 	defer n.amu.Unlock()
 	if n.timer != nil {
@@ -463,7 +463,7 @@ func (j *Journal) armIdle(n *inode) {
 // reserve takes quota for the blocks in [first, last] that are not dirty
 // yet, waiting up to QuotaWait for the uploader; it returns the bytes
 // taken. n.mu held.
-func (j *Journal) reserve(ctx context.Context, n *inode, first, last int64) (int64, error) {
+func (j *files) reserve(ctx context.Context, n *inode, first, last int64) (int64, error) {
 	var deadline <-chan time.Time
 	flushed := false
 	for {
@@ -486,11 +486,11 @@ func (j *Journal) reserve(ctx context.Context, n *inode, first, last int64) (int
 		ch := j.quotaFree
 		j.force = true
 		j.qmu.Unlock()
-		j.poke()
+		j.up.poke()
 		if !flushed && len(n.dirty) > 0 {
 			// Our own dirty data can only leave once it is staged.
 			flushed = true
-			if err := j.flushLocked(ctx, n, false); err != nil {
+			if err := j.fl.flushLocked(ctx, n, false); err != nil {
 				return 0, err
 			}
 			continue
@@ -510,7 +510,7 @@ func (j *Journal) reserve(ctx context.Context, n *inode, first, last int64) (int
 	}
 }
 
-func (j *Journal) unreserve(bytes int64) {
+func (j *files) unreserve(bytes int64) {
 	j.qmu.Lock()
 	j.dirtyB -= bytes
 	j.qmu.Unlock()
@@ -520,7 +520,7 @@ func (j *Journal) unreserve(bytes int64) {
 // commits the block map: afterwards the data survives a killed process,
 // and a power cut once the group commit (Options.GroupCommit) or an
 // Fsync has followed. Flush does not fsync the journal itself.
-func (j *Journal) Flush(ctx context.Context, ino Ino) error {
+func (j *files) Flush(ctx context.Context, ino Ino) error {
 	if err := j.checkWrite(); err != nil {
 		if errors.Is(err, ErrReadOnly) {
 			return nil
@@ -533,7 +533,7 @@ func (j *Journal) Flush(ctx context.Context, ino Ino) error {
 // Fsync is Flush with a durable commit: the file, and every earlier
 // commit of the drive, survive a power cut (one WAL fsync, none when
 // nothing was committed since the last durable commit).
-func (j *Journal) Fsync(ctx context.Context, ino Ino) error {
+func (j *files) Fsync(ctx context.Context, ino Ino) error {
 	if err := j.checkWrite(); err != nil {
 		if errors.Is(err, ErrReadOnly) {
 			return nil
@@ -546,32 +546,32 @@ func (j *Journal) Fsync(ctx context.Context, ino Ino) error {
 	if err := j.barrier(ctx); err != nil {
 		return fmt.Errorf("journal: fsync: %w", err)
 	}
-	j.prioritize(ctx, ino) // fsync'd data goes before bulk uploads
+	j.md.prioritize(ctx, ino) // fsync'd data goes before bulk uploads
 	return nil
 }
 
 // flushIno flushes ino (see flushLocked for durable).
-func (j *Journal) flushIno(ctx context.Context, ino Ino, durable bool) error {
-	n := j.memInode(ino)
+func (j *files) flushIno(ctx context.Context, ino Ino, durable bool) error {
+	n := j.it.memInode(ino)
 	if n == nil {
 		return nil // nothing in memory: nothing dirty
 	}
-	defer j.putInode(n)
+	defer j.it.putInode(n)
 	n.waitBehind() // locks n.mu
 	defer n.mu.Unlock()
-	return j.flushLocked(ctx, n, durable)
+	return j.fl.flushLocked(ctx, n, durable)
 }
 
 // truncate sets the file's size. n.mu is taken here.
-func (j *Journal) truncate(ctx context.Context, ino Ino, size int64) error {
+func (j *files) truncate(ctx context.Context, ino Ino, size int64) error {
 	if size < 0 {
 		return ErrInvalid
 	}
-	n := j.getInode(ino)
-	defer j.putInode(n)
+	n := j.it.getInode(ino)
+	defer j.it.putInode(n)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := j.regular(ctx, n); err != nil {
+	if err := j.it.regular(ctx, n); err != nil {
 		return err
 	}
 	n.amu.Lock()
@@ -618,7 +618,7 @@ func (j *Journal) truncate(ctx context.Context, ino Ino, size int64) error {
 	n.mtime, n.ctime, n.attrDirty = now, now, true
 	n.amu.Unlock()
 	n.hasDirty.Store(true)
-	return j.flushLocked(ctx, n, false)
+	return j.fl.flushLocked(ctx, n, false)
 }
 
 // BlockPlace is where a block lives now: its state and segment place.
@@ -631,7 +631,7 @@ type BlockPlace struct {
 
 // BlockPlace looks up block id's row (for snapshot journals, whose own
 // records may name a segment compaction has since replaced).
-func (j *Journal) BlockPlace(ctx context.Context, id remote.BlockID) (BlockPlace, bool) {
+func (j *files) BlockPlace(ctx context.Context, id remote.BlockID) (BlockPlace, bool) {
 	var p BlockPlace
 	var off, n sql.NullInt64
 	err := j.db.QueryRowContext(ctx, `SELECT state, segment, seg_off, seg_len FROM blocks WHERE id = ?`, id[:]).Scan(&p.State, &p.Seg, &off, &n)
@@ -647,7 +647,7 @@ func (j *Journal) BlockPlace(ctx context.Context, id remote.BlockID) (BlockPlace
 
 // relocate returns m with the block's current place when it differs from
 // m's (from this journal, or the drive's for a snapshot journal).
-func (j *Journal) relocate(ctx context.Context, m mapped) (mapped, bool) {
+func (j *files) relocate(ctx context.Context, m mapped) (mapped, bool) {
 	look := j.BlockPlace
 	if j.o.Places != nil {
 		look = j.o.Places

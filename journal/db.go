@@ -206,7 +206,7 @@ func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
 	return db, nil
 }
 
-func (j *Journal) migrate(ctx context.Context) error {
+func (j *core) migrate(ctx context.Context) error {
 	var v int
 	if err := j.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("journal: read schema version: %w", err)
@@ -245,7 +245,7 @@ func (j *Journal) migrate(ctx context.Context) error {
 	return j.checkBlockSize(ctx)
 }
 
-func (j *Journal) checkBlockSize(ctx context.Context) error {
+func (j *core) checkBlockSize(ctx context.Context) error {
 	var s string
 	if err := j.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key='block_size'`).Scan(&s); err != nil {
 		return fmt.Errorf("journal: read block size: %w", err)
@@ -257,14 +257,14 @@ func (j *Journal) checkBlockSize(ctx context.Context) error {
 }
 
 // tx runs fn in one write transaction under wmu.
-func (j *Journal) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (j *core) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	return j.txLocked(ctx, fn)
 }
 
 // txLocked is tx for callers that hold wmu.
-func (j *Journal) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	// The commit must not be cut short by a cancelled caller once the
 	// transaction has started: run it on a context without cancellation.
 	ctx0 := context.WithoutCancel(ctx)
@@ -311,19 +311,19 @@ const (
 // scopeLocked says that the next transaction changes no inode row but
 // ino's (or none, scopeNone): the caches valid until a commit (attrCache,
 // lookAhead) keep the other rows across it. wmu held; txLocked resets it.
-func (j *Journal) scopeLocked(ino Ino) { j.scope = ino }
+func (j *core) scopeLocked(ino Ino) { j.scope = ino }
 
 // narrowLocked says, from inside a transaction, that it changes no inode
 // row but those of inos, and no entry but ones that name them (an unlink
 // or rmdir: the inode unlinked and its parent): the caches keep the
 // other rows, so a scan that unlinks what it looks up (rm -rf, rm *)
 // keeps its look-ahead window. wmu held, within txLocked's fn.
-func (j *Journal) narrowLocked(inos ...Ino) { j.narrow = append(j.narrow[:0], inos...) }
+func (j *core) narrowLocked(inos ...Ino) { j.narrow = append(j.narrow[:0], inos...) }
 
 // durableTxLocked is txLocked with synchronous=FULL for its commit,
 // which fsyncs the WAL: it and every earlier commit survive a power cut.
 // wmu held.
-func (j *Journal) durableTxLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (j *core) durableTxLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	ctx0 := context.WithoutCancel(ctx)
 	if _, err := j.w.ExecContext(ctx0, "PRAGMA synchronous = FULL"); err != nil {
 		j.scope = scopeAll
@@ -343,7 +343,7 @@ func (j *Journal) durableTxLocked(ctx context.Context, fn func(tx *sql.Tx) error
 // durableLocked runs after a durable commit: every commit so far
 // survives a power cut, so the staging files of blocks that ordinary
 // commits freed (lazyFree) may go now. wmu held.
-func (j *Journal) durableLocked() {
+func (j *core) durableLocked() {
 	j.durableGen = j.commitGen.Load()
 	for id := range j.lazyFree {
 		if err := os.Remove(j.stagePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -357,7 +357,7 @@ func (j *Journal) durableLocked() {
 }
 
 // barrier makes every commit so far survive a power cut.
-func (j *Journal) barrier(ctx context.Context) error {
+func (j *core) barrier(ctx context.Context) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	return j.barrierLocked(ctx)
@@ -365,7 +365,7 @@ func (j *Journal) barrier(ctx context.Context) error {
 
 // barrierLocked is barrier for callers that hold wmu. With no commit
 // since the last durable one it has nothing to do.
-func (j *Journal) barrierLocked(ctx context.Context) error {
+func (j *core) barrierLocked(ctx context.Context) error {
 	if j.durableGen == j.commitGen.Load() && len(j.lazyFree) == 0 {
 		return nil
 	}
@@ -378,7 +378,7 @@ func (j *Journal) barrierLocked(ctx context.Context) error {
 
 // prep returns q prepared on the database (cached for the journal's
 // life), for use in a transaction via tx.StmtContext.
-func (j *Journal) prep(ctx context.Context, q string) (*sql.Stmt, error) {
+func (j *core) prep(ctx context.Context, q string) (*sql.Stmt, error) {
 	j.pmu.Lock()
 	defer j.pmu.Unlock()
 	if st := j.pcache[q]; st != nil {
@@ -399,7 +399,7 @@ func (j *Journal) prep(ctx context.Context, q string) (*sql.Stmt, error) {
 // qrow runs a one-row query of a hot path outside a transaction on its
 // cached prepared statement (parsing it each time costs more than
 // running it).
-func (j *Journal) qrow(ctx context.Context, q string, args ...any) *sql.Row {
+func (j *core) qrow(ctx context.Context, q string, args ...any) *sql.Row {
 	st, err := j.prep(ctx, q)
 	if err != nil {
 		return j.db.QueryRowContext(ctx, q, args...) // the error surfaces through Scan
@@ -407,7 +407,7 @@ func (j *Journal) qrow(ctx context.Context, q string, args ...any) *sql.Row {
 	return st.QueryRowContext(ctx, args...)
 }
 
-func (j *Journal) texec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+func (j *core) texec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
 	st, err := j.prep(ctx, q)
 	if err != nil {
 		return nil, err
@@ -415,7 +415,7 @@ func (j *Journal) texec(ctx context.Context, tx *sql.Tx, q string, args ...any) 
 	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 }
 
-func (j *Journal) tqrow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+func (j *core) tqrow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
 	st, err := j.prep(ctx, q)
 	if err != nil {
 		// Let the error surface through Scan.
@@ -424,7 +424,7 @@ func (j *Journal) tqrow(ctx context.Context, tx *sql.Tx, q string, args ...any) 
 	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 }
 
-func (j *Journal) tquery(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+func (j *core) tquery(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
 	st, err := j.prep(ctx, q)
 	if err != nil {
 		return nil, err
@@ -437,7 +437,7 @@ type stmts struct {
 	lookup, lookAhead, getattr, readdir, mapRange, blockExists, getxattr *sql.Stmt
 }
 
-func (j *Journal) prepare(ctx context.Context) error {
+func (j *core) prepare(ctx context.Context) error {
 	var err error
 	if !j.o.ReadOnly {
 		if j.w, err = j.db.Conn(ctx); err != nil {
@@ -498,14 +498,14 @@ func (s *stmts) prepareHot(p func(string) *sql.Stmt) {
 // cache has every commit; a pool connection reads again, from the WAL,
 // the pages that commits since its last read changed (most of them,
 // while files are being made). Call release after the last Scan.
-func (j *Journal) reader(pool, w *sql.Stmt) (st *sql.Stmt, release func()) {
+func (j *core) reader(pool, w *sql.Stmt) (st *sql.Stmt, release func()) {
 	if w != nil && j.wmu.TryLock() {
 		return w, j.wmu.Unlock
 	}
 	return pool, func() {}
 }
 
-func (j *Journal) closeStmts() {
+func (j *core) closeStmts() {
 	j.st.close()
 	j.wst.close()
 	j.pmu.Lock()

@@ -176,6 +176,15 @@
 // shards until the caller deletes the replaced ones), and recounts the
 // repair owed. Package journal/repair drives them.
 //
+// # Code
+//
+// Journal's state is one struct (shared, journal.go) and its methods are
+// cut into parts over it, one or a few files each (parts.go says which):
+// the database layer every part stands on, the namespace, attributes,
+// file data, the inode table, the flusher, the uploader, write-behind,
+// the grid view, garbage collection, snapshots and the metadata shipper.
+// Journal forwards each exported call to its part (api.go).
+//
 // Errors are the sentinels of types.go, wrapped with what happened; a
 // local disk error is wrapped as is (fs maps it to EIO) and leaves the
 // database as it was before the failed operation.

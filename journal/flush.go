@@ -37,7 +37,7 @@ type cut struct {
 // both).
 const stagedInlineMax = 128<<10 + remote.SealOverhead
 
-func (j *Journal) inlineMax() int { return min(stagedInlineMax, int(j.bs)/2) }
+func (j *flusher) inlineMax() int { return min(stagedInlineMax, int(j.bs)/2) }
 
 // freed collects the effects of dropping references, applied after commit.
 type freed struct {
@@ -52,7 +52,7 @@ type freed struct {
 // power cut when this returns (fsync); otherwise a killed process loses
 // nothing and the group commit makes it durable soon (close, idle
 // flush, truncate). n.mu held.
-func (j *Journal) flushLocked(ctx context.Context, n *inode, durable bool) error {
+func (j *flusher) flushLocked(ctx context.Context, n *inode, durable bool) error {
 	if !n.hasDirty.Load() {
 		return nil
 	}
@@ -89,7 +89,7 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode, durable bool) error
 	var fr freed
 	var added []qitem
 	// An open inode's row lives until reclaim, which waits for n.mu.
-	open := j.isOpen(n.ino)
+	open := j.it.isOpen(n.ino)
 	// A file with no block map rows has no old blocks to replace or drop.
 	fresh := n.mapEmpty
 	n.mapEmpty = false
@@ -135,7 +135,7 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode, durable bool) error
 		j.wmu.Unlock()
 		cleanup()
 		if errors.Is(err, ErrNotFound) {
-			j.discardDirty(n)
+			j.it.discardDirty(n)
 			return err
 		}
 		return fmt.Errorf("journal: flush inode %d: %w", n.ino, err)
@@ -144,12 +144,12 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode, durable bool) error
 	// Before attrDirty and pend are cleared below (see flushedSince).
 	j.flushGen.Store(j.commitGen.Load())
 	j.afterFreeLocked(&fr)
-	j.enqueue(added)
+	j.up.enqueue(added)
 	j.wmu.Unlock()
 	cleanup()
 	j.qmu.Lock()
 	j.dirtyB -= int64(len(n.dirty)) * j.bs
-	j.signalFreeLocked()
+	j.up.signalFreeLocked()
 	j.qmu.Unlock()
 	clear(n.dirty)
 	if n.f != nil {
@@ -170,7 +170,7 @@ func (j *Journal) flushLocked(ctx context.Context, n *inode, durable bool) error
 }
 
 // inodeExists fails with ErrNotFound when ino has no row. wmu held.
-func (j *Journal) inodeExists(ctx context.Context, tx *sql.Tx, ino Ino) error {
+func (j *flusher) inodeExists(ctx context.Context, tx *sql.Tx, ino Ino) error {
 	var one int
 	if err := j.tqrow(ctx, tx, `SELECT 1 FROM inodes WHERE ino = ?`, ino).Scan(&one); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -187,7 +187,7 @@ func (j *Journal) inodeExists(ctx context.Context, tx *sql.Tx, ino Ino) error {
 // file was renamed into place (the staging directory then needs an fsync
 // before the commit). fresh: ino has no block map rows, so there are no
 // old blocks to look up. wmu held.
-func (j *Journal) applyCuts(ctx context.Context, tx *sql.Tx, ino Ino, cuts []cut, prio int, fr *freed, added *[]qitem, fresh bool) (renamed bool, err error) {
+func (j *flusher) applyCuts(ctx context.Context, tx *sql.Tx, ino Ino, cuts []cut, prio int, fr *freed, added *[]qitem, fresh bool) (renamed bool, err error) {
 	for i := range cuts {
 		c := &cuts[i]
 		var old []byte
@@ -242,7 +242,7 @@ const flushWorkers = 4
 // idxs of n (sorted), several at a time. The cuts come back in idxs order;
 // on error the caller removes the temporary files of those returned. n.mu
 // held.
-func (j *Journal) prepCuts(ctx context.Context, n *inode, idxs []int64, size int64) ([]cut, error) {
+func (j *flusher) prepCuts(ctx context.Context, n *inode, idxs []int64, size int64) ([]cut, error) {
 	cuts := make([]cut, len(idxs))
 	one := func(i int) error {
 		idx := idxs[i]
@@ -281,7 +281,7 @@ func (j *Journal) prepCuts(ctx context.Context, n *inode, idxs []int64, size int
 // trailing zeros are not stored (a short block reads as zeros), an
 // all-zero block is a hole; otherwise it is hashed, looked up for dedup,
 // and sealed and staged (stageSealed) when it is new.
-func (j *Journal) cutPlain(ctx context.Context, idx int64, plain []byte) (cut, error) {
+func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte) (cut, error) {
 	plain = bytes.TrimRight(plain, "\x00")
 	if len(plain) == 0 {
 		return cut{idx: idx, hole: true}, nil
@@ -302,7 +302,7 @@ func (j *Journal) cutPlain(ctx context.Context, idx int64, plain []byte) (cut, e
 
 // stageSealed seals plain as block c and stages it: in c.inline when
 // small, else in a temporary staging file named by c.tmp.
-func (j *Journal) stageSealed(c *cut, plain []byte) error {
+func (j *flusher) stageSealed(c *cut, plain []byte) error {
 	buf := sealBufs.Get().(*[]byte)
 	sealed := j.seal.Seal((*buf)[:0], c.id, plain)
 	var err error
@@ -320,7 +320,7 @@ func (j *Journal) stageSealed(c *cut, plain []byte) error {
 // Seal to the end of writeTemp (or the copy kept as cut.inline).
 var sealBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-func (j *Journal) blockExists(ctx context.Context, id remote.BlockID) (bool, error) {
+func (j *flusher) blockExists(ctx context.Context, id remote.BlockID) (bool, error) {
 	var one int
 	st, release := j.reader(j.st.blockExists, j.wst.blockExists)
 	err := st.QueryRowContext(ctx, id[:]).Scan(&one)
@@ -336,7 +336,7 @@ func (j *Journal) blockExists(ctx context.Context, id remote.BlockID) (bool, err
 
 // writeTemp writes sealed bytes to a new temporary staging file and
 // fsyncs it.
-func (j *Journal) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
+func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 	var r [8]byte
 	rand.Read(r[:])
 	name := j.stagePath(id) + "." + hex.EncodeToString(r[:]) + ".tmp"
@@ -367,7 +367,7 @@ func (j *Journal) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 
 // syncStagingIf fsyncs the staging directory when a commit is about to
 // refer to a staging file renamed into it.
-func (j *Journal) syncStagingIf(renamed bool) error {
+func (j *flusher) syncStagingIf(renamed bool) error {
 	if !renamed {
 		return nil
 	}
@@ -379,7 +379,7 @@ func (j *Journal) syncStagingIf(renamed bool) error {
 
 // unstage removes the staging files of blocks whose commit failed: no
 // row refers to them (Open would remove them too).
-func (j *Journal) unstage(added []qitem) {
+func (j *flusher) unstage(added []qitem) {
 	for _, it := range added {
 		os.Remove(j.stagePath(it.id))
 	}
@@ -398,7 +398,7 @@ func syncDir(dir string) error {
 // staged file into place, or storing the small sealed block in table
 // staged) if it is new. It returns the queue item of a new block, and
 // whether a staging file was renamed into place. wmu held.
-func (j *Journal) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *freed) (it *qitem, renamed bool, err error) {
+func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *freed) (it *qitem, renamed bool, err error) {
 	res, err := j.texec(ctx, tx, `UPDATE blocks SET refcount = refcount + 1,
 		state = CASE state WHEN ? THEN ? ELSE state END WHERE id = ?`, blockGarbage, blockUploaded, c.id[:])
 	if err != nil {
@@ -453,7 +453,7 @@ func (j *Journal) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 
 // decRef drops a reference. A staged block with none left is deleted (its
 // file is removed after commit); an uploaded one becomes garbage. wmu held.
-func (j *Journal) decRef(ctx context.Context, tx *sql.Tx, id []byte, fr *freed) error {
+func (j *flusher) decRef(ctx context.Context, tx *sql.Tx, id []byte, fr *freed) error {
 	var ref, state int
 	var sealedLen int64
 	err := j.tqrow(ctx, tx, `UPDATE blocks SET refcount = refcount - 1 WHERE id = ? RETURNING refcount, state, sealed_len`, id).
@@ -482,7 +482,7 @@ func (j *Journal) decRef(ctx context.Context, tx *sql.Tx, id []byte, fr *freed) 
 }
 
 // dropMapFrom removes ino's block map rows with idx >= from. wmu held.
-func (j *Journal) dropMapFrom(ctx context.Context, tx *sql.Tx, ino Ino, from int64, fr *freed) error {
+func (j *flusher) dropMapFrom(ctx context.Context, tx *sql.Tx, ino Ino, from int64, fr *freed) error {
 	rows, err := j.tquery(ctx, tx, `DELETE FROM blockmap WHERE ino = ? AND idx >= ? RETURNING block`, ino, from)
 	if err != nil {
 		return fmt.Errorf("drop block map: %w", err)
@@ -508,7 +508,7 @@ func (j *Journal) dropMapFrom(ctx context.Context, tx *sql.Tx, ino Ino, from int
 	return nil
 }
 
-func (j *Journal) afterFree(fr *freed) {
+func (j *flusher) afterFree(fr *freed) {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	j.afterFreeLocked(fr)
@@ -521,7 +521,7 @@ func (j *Journal) afterFree(fr *freed) {
 // the next durable commit (freeLaterLocked), else a power cut could
 // bring back a staged block whose file is gone, and Open would refuse
 // the journal. The blocks leave the upload queue and the quota at once.
-func (j *Journal) afterFreeLocked(fr *freed) {
+func (j *flusher) afterFreeLocked(fr *freed) {
 	if len(fr.staged) == 0 {
 		return
 	}
@@ -539,13 +539,13 @@ func (j *Journal) afterFreeLocked(fr *freed) {
 }
 
 // dequeueFreed takes freed blocks off the upload queue and the quota.
-func (j *Journal) dequeueFreed(fr *freed) {
+func (j *flusher) dequeueFreed(fr *freed) {
 	j.qmu.Lock()
 	for _, id := range fr.staged {
 		delete(j.queue, id)
 	}
 	j.stagedB -= fr.sealedB
-	j.signalFreeLocked()
-	j.signalProgressLocked()
+	j.up.signalFreeLocked()
+	j.up.signalProgressLocked()
 	j.qmu.Unlock()
 }

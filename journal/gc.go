@@ -86,7 +86,7 @@ func (b *gcBlock) live(kept []uint64) bool {
 // are on the grid. Shards no record names (an upload cut short by a crash,
 // a node that was down during a delete) are deleted after a grace period.
 // A crash at any step loses nothing: the next collection finishes the job.
-func (j *Journal) CollectGarbage(ctx context.Context, o GCOptions) (*GCStats, error) {
+func (j *collector) CollectGarbage(ctx context.Context, o GCOptions) (*GCStats, error) {
 	if err := j.checkWrite(); err != nil {
 		return nil, err
 	}
@@ -105,15 +105,15 @@ func (j *Journal) CollectGarbage(ctx context.Context, o GCOptions) (*GCStats, er
 	st := &GCStats{DryRun: o.DryRun, Started: time.Now(), limit: o.Limit}
 	// What was freed so far must be in a record (freed marks), and the
 	// grid's copy of the block locations current.
-	if err := j.SyncGrid(ctx); err != nil {
+	if err := j.md.SyncGrid(ctx); err != nil {
 		return nil, fmt.Errorf("journal: collect garbage: ship metadata first: %w", err)
 	}
-	j.pruneMeta(ctx)
-	mrows, err := j.mlogRows(ctx)
+	j.sn.pruneMeta(ctx)
+	mrows, err := j.sn.mlogRows(ctx)
 	if err != nil {
 		return nil, err
 	}
-	keptSet := j.retention().kept(mrows, time.Now())
+	keptSet := j.sn.retention().kept(mrows, time.Now())
 	var kept []uint64
 	for s := range keptSet {
 		kept = append(kept, s)
@@ -157,7 +157,7 @@ func (j *Journal) CollectGarbage(ctx context.Context, o GCOptions) (*GCStats, er
 		}
 		// The new places must be on the grid before the old go.
 		if moved > 0 {
-			if err := j.SyncGrid(ctx); err != nil {
+			if err := j.md.SyncGrid(ctx); err != nil {
 				return st, fmt.Errorf("journal: collect garbage: ship the compacted blocks' places: %w", err)
 			}
 		}
@@ -196,14 +196,14 @@ func (j *Journal) CollectGarbage(ctx context.Context, o GCOptions) (*GCStats, er
 
 // LastGC returns the stats of the newest collection of this mount (nil if
 // none ran).
-func (j *Journal) LastGC() *GCStats {
+func (j *collector) LastGC() *GCStats {
 	j.gcMu2.Lock()
 	defer j.gcMu2.Unlock()
 	return j.lastGC
 }
 
 // gcScan reads every data segment and the blocks in it.
-func (j *Journal) gcScan(ctx context.Context) ([]*remote.SegmentInfo, map[remote.SegmentID][]*gcBlock, error) {
+func (j *collector) gcScan(ctx context.Context) ([]*remote.SegmentInfo, map[remote.SegmentID][]*gcBlock, error) {
 	rows, err := j.db.QueryContext(ctx, `SELECT id FROM segments`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("journal: collect garbage: %w", err)
@@ -220,7 +220,7 @@ func (j *Journal) gcScan(ctx context.Context) ([]*remote.SegmentInfo, map[remote
 	rows.Close()
 	var segs []*remote.SegmentInfo
 	for _, id := range ids {
-		s, err := j.segment(ctx, id)
+		s, err := j.fd.segment(ctx, id)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -247,7 +247,7 @@ func (j *Journal) gcScan(ctx context.Context) ([]*remote.SegmentInfo, map[remote
 
 // compact copies the live blocks of segs into new segments and points
 // their rows there. It returns how many blocks moved.
-func (j *Journal) compact(ctx context.Context, g GCGrid, segs []*remote.SegmentInfo, bySeg map[remote.SegmentID][]*gcBlock,
+func (j *collector) compact(ctx context.Context, g GCGrid, segs []*remote.SegmentInfo, bySeg map[remote.SegmentID][]*gcBlock,
 	kept []uint64, st *GCStats, progress func()) (int, error) {
 	type moving struct {
 		b      *gcBlock
@@ -261,7 +261,7 @@ func (j *Journal) compact(ctx context.Context, g GCGrid, segs []*remote.SegmentI
 		lim = rate.NewLimiter(rate.Limit(st.limit), 1<<20)
 	}
 	budget := func(n int64) error {
-		j.yieldToForeground(ctx)
+		j.up.yieldToForeground(ctx)
 		for n > 0 {
 			c := min(n, 1<<20)
 			if err := lim.WaitN(ctx, int(c)); err != nil {
@@ -363,7 +363,7 @@ func insertSegment(ctx context.Context, tx *sql.Tx, info *remote.SegmentInfo) er
 // a garbage block; after this commit it finds no row and stores the block
 // anew), then its shards. A crash between the two leaves shards no record
 // names, which the orphan pass deletes.
-func (j *Journal) dropSegment(ctx context.Context, g GCGrid, s *remote.SegmentInfo) (bool, error) {
+func (j *collector) dropSegment(ctx context.Context, g GCGrid, s *remote.SegmentInfo) (bool, error) {
 	gone := false
 	j.wmu.Lock()
 	j.scopeLocked(scopeNone)
@@ -402,7 +402,7 @@ func (j *Journal) dropSegment(ctx context.Context, g GCGrid, s *remote.SegmentIn
 
 // collectOrphans deletes shards whose segment neither a data segment row
 // nor a metadata record names, once older than the grace period.
-func (j *Journal) collectOrphans(ctx context.Context, g GCGrid, o GCOptions, st *GCStats) error {
+func (j *collector) collectOrphans(ctx context.Context, g GCGrid, o GCOptions, st *GCStats) error {
 	// No segment may be between its shards and its row while we list and
 	// look: wait for the writes in flight (an upload retrying against
 	// down nodes can hold on; then skip orphans this time).
@@ -435,7 +435,7 @@ func (j *Journal) collectOrphans(ctx context.Context, g GCGrid, o GCOptions, st 
 		}
 	}
 	rows.Close()
-	mrows, err := j.mlogRows(ctx)
+	mrows, err := j.sn.mlogRows(ctx)
 	if err != nil {
 		return err
 	}
@@ -472,14 +472,14 @@ func (j *Journal) collectOrphans(ctx context.Context, g GCGrid, o GCOptions, st 
 
 // GarbageBytes sums the sealed bytes of blocks no file refers to (some may
 // still be kept by snapshots).
-func (j *Journal) GarbageBytes(ctx context.Context) int64 {
+func (j *collector) GarbageBytes(ctx context.Context) int64 {
 	var n int64
 	j.db.QueryRowContext(ctx, `SELECT coalesce(sum(seg_len), 0) FROM blocks WHERE state = ?`, blockGarbage).Scan(&n)
 	return n
 }
 
 // gcLoop collects garbage every interval in the background.
-func (j *Journal) gcLoop(ctx context.Context, every time.Duration) {
+func (j *collector) gcLoop(ctx context.Context, every time.Duration) {
 	defer close(j.gcDone)
 	for {
 		if !sleepCtx(ctx, every) {
@@ -491,7 +491,7 @@ func (j *Journal) gcLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
-func (j *Journal) closeSnapshots() {
+func (j *collector) closeSnapshots() {
 	j.snapMu.Lock()
 	for _, sj := range j.snaps {
 		sj.Close()

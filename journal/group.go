@@ -18,7 +18,7 @@ import (
 // kickGroup tells the group committer that an ordinary commit was made.
 // Cheap and non-blocking: the committer counts one interval from the
 // first kick it sees.
-func (j *Journal) kickGroup() {
+func (j *core) kickGroup() {
 	select {
 	case j.groupKick <- struct{}{}:
 	default:
@@ -28,7 +28,7 @@ func (j *Journal) kickGroup() {
 // groupCommitter is the goroutine that makes ordinary commits durable:
 // GroupCommit after a kick, one barrier (which does nothing when a fsync
 // got there first). It stops with ctx; Close makes the rest durable.
-func (j *Journal) groupCommitter(ctx context.Context) {
+func (j *core) groupCommitter(ctx context.Context) {
 	defer close(j.groupDone)
 	for {
 		select {
@@ -54,7 +54,7 @@ func (j *Journal) groupCommitter(ctx context.Context) {
 // deleted: they are removed after the next durable commit (durableLocked),
 // never before, or a power cut could undo the commit but not the removal
 // and bring back a staged block without its bytes. wmu held.
-func (j *Journal) freeLaterLocked(ids []remote.BlockID) {
+func (j *core) freeLaterLocked(ids []remote.BlockID) {
 	for _, id := range ids {
 		j.lazyFree[id] = struct{}{}
 	}
@@ -62,7 +62,7 @@ func (j *Journal) freeLaterLocked(ids []remote.BlockID) {
 
 // keepStagedLocked takes id off the removals waiting for a durable commit:
 // a new block of the same id is being staged under the same name. wmu held.
-func (j *Journal) keepStagedLocked(id remote.BlockID) {
+func (j *core) keepStagedLocked(id remote.BlockID) {
 	delete(j.lazyFree, id)
 }
 

@@ -68,7 +68,7 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := j.blockIDs(t, a.Ino)[0]
-	if _, err := os.Stat(j.stagePath(old)); err != nil {
+	if _, err := os.Stat(j.c.stagePath(old)); err != nil {
 		t.Fatalf("staging file of the flushed block: %v", err)
 	}
 	if durables.Load() != 0 || !pending() {
@@ -81,7 +81,7 @@ func TestGroupCommit(t *testing.T) {
 	if err := j.Flush(bg, a.Ino); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(j.stagePath(old)); err != nil {
+	if _, err := os.Stat(j.c.stagePath(old)); err != nil {
 		t.Fatalf("staging file of a block freed by an ordinary commit was removed before a durable commit: %v", err)
 	}
 	if durables.Load() != 0 {
@@ -97,7 +97,7 @@ func TestGroupCommit(t *testing.T) {
 	if pending() {
 		t.Fatal("commits still not durable after the group commit")
 	}
-	if _, err := os.Stat(j.stagePath(old)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(j.c.stagePath(old)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("staging file of the freed block after the group commit: %v", err)
 	}
 
@@ -251,7 +251,7 @@ func TestPowerCut(t *testing.T) {
 			err = j.Fsync(bg, RootIno) // fsync of the directory
 			fsynced = true
 		default:
-			err = j.barrier(bg) // what the group committer does
+			err = j.c.barrier(bg) // what the group committer does
 		}
 		if err != nil {
 			t.Fatalf("op %d: %v", c, err)

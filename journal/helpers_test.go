@@ -195,7 +195,7 @@ func (e *env) open() {
 // reaper does in the background after an unlink, rename or release.
 func (e *env) reap() {
 	e.t.Helper()
-	if err := e.j.freeOrphans(bg); err != nil {
+	if err := e.j.it.freeOrphans(bg); err != nil {
 		e.t.Fatal(err)
 	}
 }

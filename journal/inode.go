@@ -117,7 +117,7 @@ func (n *inode) stopTimer() {
 
 // getInode returns the in-memory inode with a reference; the caller must
 // call putInode. It does not load it (see load).
-func (j *Journal) getInode(ino Ino) *inode {
+func (j *inodeTable) getInode(ino Ino) *inode {
 	j.imu.Lock()
 	defer j.imu.Unlock()
 	n := j.inodes[ino]
@@ -131,7 +131,7 @@ func (j *Journal) getInode(ino Ino) *inode {
 
 // memInode returns ino's in-memory inode with a reference (the caller
 // calls putInode), or nil when it has none (then nothing of it is dirty).
-func (j *Journal) memInode(ino Ino) *inode {
+func (j *inodeTable) memInode(ino Ino) *inode {
 	j.imu.Lock()
 	defer j.imu.Unlock()
 	n := j.inodes[ino]
@@ -141,7 +141,7 @@ func (j *Journal) memInode(ino Ino) *inode {
 	return n
 }
 
-func (j *Journal) putInode(n *inode) {
+func (j *inodeTable) putInode(n *inode) {
 	j.imu.Lock()
 	defer j.imu.Unlock()
 	n.refs--
@@ -149,7 +149,7 @@ func (j *Journal) putInode(n *inode) {
 }
 
 // maybeForgetLocked drops a clean, unused inode from the map. imu held.
-func (j *Journal) maybeForgetLocked(n *inode) {
+func (j *inodeTable) maybeForgetLocked(n *inode) {
 	if n.refs == 0 && n.open == 0 && !n.hasDirty.Load() && j.inodes[n.ino] == n {
 		delete(j.inodes, n.ino)
 		if n.f != nil {
@@ -159,12 +159,12 @@ func (j *Journal) maybeForgetLocked(n *inode) {
 	}
 }
 
-func (j *Journal) dirtyPath(ino Ino) string {
+func (j *inodeTable) dirtyPath(ino Ino) string {
 	return filepath.Join(j.dirty, strconv.FormatUint(uint64(ino), 10))
 }
 
 // load reads size and mode from the database. n.mu held.
-func (j *Journal) load(ctx context.Context, n *inode) error {
+func (j *inodeTable) load(ctx context.Context, n *inode) error {
 	if n.loaded {
 		return nil
 	}
@@ -184,7 +184,7 @@ func (j *Journal) load(ctx context.Context, n *inode) error {
 }
 
 // regular loads n and checks that it is a regular file. n.mu held.
-func (j *Journal) regular(ctx context.Context, n *inode) error {
+func (j *inodeTable) regular(ctx context.Context, n *inode) error {
 	if err := j.load(ctx, n); err != nil {
 		return err
 	}
@@ -199,7 +199,7 @@ func (j *Journal) regular(ctx context.Context, n *inode) error {
 
 // overlay applies unflushed size and times to an attribute read from the
 // database.
-func (j *Journal) overlay(a Attr) Attr {
+func (j *inodeTable) overlay(a Attr) Attr {
 	j.imu.Lock()
 	n := j.inodes[a.Ino]
 	j.imu.Unlock()
@@ -236,7 +236,7 @@ func (j *Journal) overlay(a Attr) Attr {
 
 // OpenFile counts an open handle: the data of an unlinked inode lives
 // until the last ReleaseFile.
-func (j *Journal) OpenFile(ino Ino) {
+func (j *inodeTable) OpenFile(ino Ino) {
 	j.imu.Lock()
 	defer j.imu.Unlock()
 	n := j.inodes[ino]
@@ -253,7 +253,7 @@ func (j *Journal) OpenFile(ino Ino) {
 }
 
 // isOpen reports whether ino has an open handle (then its row exists).
-func (j *Journal) isOpen(ino Ino) bool {
+func (j *inodeTable) isOpen(ino Ino) bool {
 	j.imu.Lock()
 	defer j.imu.Unlock()
 	n := j.inodes[ino]
@@ -262,7 +262,7 @@ func (j *Journal) isOpen(ino Ino) bool {
 
 // ReleaseFile drops an open handle. The last release of an unlinked inode
 // frees its data; a dirty file is flushed by its idle timer.
-func (j *Journal) ReleaseFile(ino Ino) {
+func (j *inodeTable) ReleaseFile(ino Ino) {
 	j.imu.Lock()
 	n := j.inodes[ino]
 	if n == nil || n.open == 0 {
@@ -287,7 +287,7 @@ func (j *Journal) ReleaseFile(ino Ino) {
 // release that dropped the last link or handle does nothing more itself
 // (no block map to walk, no second transaction), and its caller succeeds
 // whatever becomes of the freeing.
-func (j *Journal) reclaimLater(ino Ino) {
+func (j *inodeTable) reclaimLater(ino Ino) {
 	if ino == 0 {
 		return
 	}
@@ -305,7 +305,7 @@ const reapDelay = 100 * time.Millisecond
 // reaper frees the inodes left with no link and no handle (reclaimLater),
 // many per transaction, and retries RetryMax apart when that fails until
 // none is left or ctx ends (then the next Open frees them).
-func (j *Journal) reaper(ctx context.Context) {
+func (j *inodeTable) reaper(ctx context.Context) {
 	defer close(j.reaperDone)
 	for {
 		select {
@@ -359,7 +359,7 @@ const reapBatch = 64
 
 // freeOrphans reclaims every inode with no link and no open handle,
 // reapBatch per transaction.
-func (j *Journal) freeOrphans(ctx context.Context) error {
+func (j *inodeTable) freeOrphans(ctx context.Context) error {
 	inos, err := orphans(ctx, j.db)
 	if err != nil {
 		return fmt.Errorf("journal: list deleted files: %w", err)
@@ -401,7 +401,7 @@ func (j *Journal) freeOrphans(ctx context.Context) error {
 // have no link and no open handle. It takes each inode's lock without
 // waiting (it holds several, so it must not wait for one: the lock order
 // has no order among inodes) and returns those it could not take.
-func (j *Journal) reclaimBatch(ctx context.Context, inos []Ino) (busy []Ino, err error) {
+func (j *inodeTable) reclaimBatch(ctx context.Context, inos []Ino) (busy []Ino, err error) {
 	held := make([]*inode, 0, len(inos))
 	defer func() {
 		for _, n := range held {
@@ -461,14 +461,14 @@ func (j *Journal) reclaimBatch(ctx context.Context, inos []Ino) (busy []Ino, err
 	for _, n := range gone {
 		j.discardDirty(n)
 	}
-	j.afterFreeLocked(&fr)
+	j.fl.afterFreeLocked(&fr)
 	return busy, nil
 }
 
 // reclaimTx drops ino's block references and its row (xattrs and a
 // symlink's target go with it) if it has no link left, and reports
 // whether it did. wmu held.
-func (j *Journal) reclaimTx(ctx context.Context, tx *sql.Tx, ino Ino, fr *freed) (bool, error) {
+func (j *inodeTable) reclaimTx(ctx context.Context, tx *sql.Tx, ino Ino, fr *freed) (bool, error) {
 	var nlink int
 	err := j.tqrow(ctx, tx, `SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&nlink)
 	if errors.Is(err, sql.ErrNoRows) || err == nil && nlink > 0 {
@@ -477,7 +477,7 @@ func (j *Journal) reclaimTx(ctx context.Context, tx *sql.Tx, ino Ino, fr *freed)
 	if err != nil {
 		return false, err
 	}
-	if err := j.dropMapFrom(ctx, tx, ino, 0, fr); err != nil {
+	if err := j.fl.dropMapFrom(ctx, tx, ino, 0, fr); err != nil {
 		return false, err
 	}
 	if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino = ?`, ino); err != nil {
@@ -488,7 +488,7 @@ func (j *Journal) reclaimTx(ctx context.Context, tx *sql.Tx, ino Ino, fr *freed)
 
 // reclaim drops an unlinked, closed inode: dirty data, block references,
 // xattrs and the row, in a transaction of its own.
-func (j *Journal) reclaim(ctx context.Context, ino Ino) error {
+func (j *inodeTable) reclaim(ctx context.Context, ino Ino) error {
 	n := j.getInode(ino)
 	defer j.putInode(n)
 	n.mu.Lock()
@@ -518,12 +518,12 @@ func (j *Journal) reclaim(ctx context.Context, ino Ino) error {
 	if ok {
 		j.discardDirty(n)
 	}
-	j.afterFreeLocked(&fr)
+	j.fl.afterFreeLocked(&fr)
 	return nil
 }
 
 // discardDirty forgets n's dirty data. n.mu held.
-func (j *Journal) discardDirty(n *inode) {
+func (j *inodeTable) discardDirty(n *inode) {
 	if len(n.dirty) > 0 {
 		j.qmu.Lock()
 		j.dirtyB -= int64(len(n.dirty)) * j.bs
@@ -546,7 +546,7 @@ func (j *Journal) discardDirty(n *inode) {
 }
 
 // dirtyInodes lists inodes with unflushed data.
-func (j *Journal) dirtyInodes() []Ino {
+func (j *inodeTable) dirtyInodes() []Ino {
 	j.imu.Lock()
 	defer j.imu.Unlock()
 	var out []Ino

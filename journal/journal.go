@@ -102,9 +102,14 @@ type Options struct {
 	reaped func()
 }
 
-// Journal is the drive's local durable truth. All methods are safe for
-// concurrent use.
-type Journal struct {
+// shared is what every part of the journal shares (parts.go): the
+// options, the database handles, the caches, the inode table, the upload
+// queue and the locks that guard them, in one place the parts point at.
+// It has no methods, so a part that embeds it gets its fields and nothing
+// else.
+type shared struct {
+	parts
+
 	o    Options
 	seal sealer
 	log  *slog.Logger
@@ -145,17 +150,7 @@ type Journal struct {
 	segMu sync.Mutex
 	segs  map[remote.SegmentID]*remote.SegmentInfo
 
-	// qmu guards the queue fields below (the uploader owns the queue;
-	// flushes append to it).
-	qmu       sync.Mutex
-	queue     map[remote.BlockID]qitem
-	nextSeq   int64
-	progress  chan struct{} // closed and replaced on every upload commit or queue removal
-	force     bool          // ship a partial segment now
-	stats     UploadStats
-	dirtyB    int64         // bytes of dirty blocks (counted by block)
-	stagedB   int64         // sealed bytes in staging
-	quotaFree chan struct{} // closed and replaced whenever space is freed
+	uploadQueue
 
 	// appReads counts block reads from the grid that an application is
 	// waiting for; the uploader yields to them (yieldToForeground).
@@ -215,6 +210,22 @@ type Journal struct {
 	durableHook func()
 }
 
+// uploadQueue is the upload queue's state, a part of shared. The
+// uploader owns the queue (one goroutine drains it, upload.go); flushes
+// append to it.
+type uploadQueue struct {
+	// qmu guards the fields below.
+	qmu       sync.Mutex
+	queue     map[remote.BlockID]qitem
+	nextSeq   int64
+	progress  chan struct{} // closed and replaced on every upload commit or queue removal
+	force     bool          // ship a partial segment now
+	stats     UploadStats
+	dirtyB    int64         // bytes of dirty blocks (counted by block)
+	stagedB   int64         // sealed bytes in staging
+	quotaFree chan struct{} // closed and replaced whenever space is freed
+}
+
 // Open opens (or creates) the journal in o.Dir, recovers from a crash
 // (discarding whatever was not committed) and starts the uploader.
 func Open(ctx context.Context, o Options) (*Journal, error) {
@@ -259,16 +270,13 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	j := &Journal{
+	j := &Journal{newShared(&shared{
 		o: o, seal: s, log: o.Logger,
 		dirty:      filepath.Join(o.Dir, "dirty"),
 		stage:      filepath.Join(o.Dir, "staging"),
 		bs:         int64(o.BlockSize),
 		inodes:     map[Ino]*inode{},
 		segs:       map[remote.SegmentID]*remote.SegmentInfo{},
-		queue:      map[remote.BlockID]qitem{},
-		progress:   make(chan struct{}),
-		quotaFree:  make(chan struct{}),
 		kick:       make(chan struct{}, 1),
 		orphanKick: make(chan struct{}, 1),
 		reaperDone: make(chan struct{}),
@@ -278,7 +286,10 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		lazyFree:   map[remote.BlockID]struct{}{},
 		behindSem:  make(chan struct{}, behindWorkers),
 		done:       make(chan struct{}),
-	}
+	})}
+	j.queue = map[remote.BlockID]qitem{}
+	j.progress = make(chan struct{})
+	j.quotaFree = make(chan struct{})
 	for _, d := range []string{o.Dir, j.dirty, j.stage} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("journal: create %s: %w", d, err)
@@ -299,22 +310,22 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	}
 	j.db = db
 	if o.ReadOnly {
-		if err := j.createSchema(ctx); err != nil {
+		if err := j.c.createSchema(ctx); err != nil {
 			db.Close()
 			return nil, err
 		}
 	}
-	if err := j.migrate(ctx); err != nil {
+	if err := j.c.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if err := j.prepare(ctx); err != nil {
+	if err := j.c.prepare(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	if !o.ReadOnly {
-		if err := j.recover(ctx); err != nil {
-			j.closeStmts()
+		if err := j.fl.recover(ctx); err != nil {
+			j.c.closeStmts()
 			j.w.Close()
 			db.Close()
 			return nil, err
@@ -327,15 +338,15 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		close(j.reaperDone)
 		close(j.groupDone)
 	} else {
-		go j.uploader(uctx)
-		go j.reaper(uctx)
-		go j.groupCommitter(uctx)
+		go j.up.uploader(uctx)
+		go j.it.reaper(uctx)
+		go j.c.groupCommitter(uctx)
 		if o.Meta != nil {
-			j.ms = newMetaShipper(j)
+			j.ms = newMetaShipper(j.md)
 			go j.ms.run(uctx)
 			if _, ok := o.Meta.(GCGrid); ok && o.GCInterval > 0 {
 				j.gcDone = make(chan struct{})
-				go j.gcLoop(uctx, o.GCInterval)
+				go j.gc.gcLoop(uctx, o.GCInterval)
 			}
 		}
 	}
@@ -348,7 +359,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 // so the read-only open shows an empty drive instead of failing. It also
 // brings an older schema up to date the same way: the migrations after
 // the first only add empty tables, so no file changes.
-func (j *Journal) createSchema(ctx context.Context) error {
+func (j *core) createSchema(ctx context.Context) error {
 	var v int
 	if err := j.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("journal: read schema version: %w", err)
@@ -384,8 +395,8 @@ func (j *Journal) Close() error {
 	j.behindMu.Lock()
 	j.behindMu.Unlock()
 	var errs []error
-	for _, ino := range j.dirtyInodes() {
-		if err := j.flushIno(context.Background(), ino, false); err != nil && !errors.Is(err, ErrNotFound) {
+	for _, ino := range j.it.dirtyInodes() {
+		if err := j.fd.flushIno(context.Background(), ino, false); err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}
@@ -399,13 +410,13 @@ func (j *Journal) Close() error {
 	if j.gcDone != nil {
 		<-j.gcDone
 	}
-	j.closeSnapshots()
+	j.gc.closeSnapshots()
 	j.behindWG.Wait() // they see closed and stop after the block in hand
 	if !j.o.ReadOnly && j.w != nil {
 		// What the group committer had not made durable yet, and the
 		// staging files waiting for that (the checkpoint below would
 		// make the commits durable, but not remove the files).
-		if err := j.barrier(context.Background()); err != nil {
+		if err := j.c.barrier(context.Background()); err != nil {
 			errs = append(errs, fmt.Errorf("journal: last durable commit: %w", err))
 		}
 	}
@@ -418,7 +429,7 @@ func (j *Journal) Close() error {
 		}
 	}
 	j.imu.Unlock()
-	j.closeStmts()
+	j.c.closeStmts()
 	if j.w != nil {
 		j.w.Close()
 	}
@@ -433,14 +444,14 @@ func (j *Journal) Close() error {
 	return errors.Join(errs...)
 }
 
-func (j *Journal) checkOpen() error {
+func (j *core) checkOpen() error {
 	if j.closed.Load() {
 		return ErrClosed
 	}
 	return nil
 }
 
-func (j *Journal) checkWrite() error {
+func (j *core) checkWrite() error {
 	if j.closed.Load() {
 		return ErrClosed
 	}

@@ -95,7 +95,7 @@ func (l *lookAhead) set(parent Ino, gen uint64, entries map[string]laEntry) {
 
 // fillLookAhead reads the entries of parent after cookie as they were at
 // gen. A failure only leaves the window empty.
-func (j *Journal) fillLookAhead(ctx context.Context, parent Ino, cookie int64, gen uint64) {
+func (j *namespace) fillLookAhead(ctx context.Context, parent Ino, cookie int64, gen uint64) {
 	st, release := j.reader(j.st.lookAhead, j.wst.lookAhead)
 	defer release()
 	rows, err := st.QueryContext(ctx, parent, cookie, lookAheadN)

@@ -126,11 +126,11 @@ func headSeq(h *headRec) uint64 {
 
 // waitUrgent returns once no urgent block (prio 0) queued before the call
 // waits for upload, asking the uploader to ship a partial segment.
-func (j *Journal) waitUrgent(ctx context.Context) error {
+func (j *meta) waitUrgent(ctx context.Context) error {
 	j.qmu.Lock()
 	target := j.nextSeq
 	j.qmu.Unlock()
-	return j.waitQueue(ctx, func() bool {
+	return j.up.waitQueue(ctx, func() bool {
 		for _, it := range j.queue {
 			if it.prio == 0 && it.seq < target {
 				return true
@@ -142,7 +142,7 @@ func (j *Journal) waitUrgent(ctx context.Context) error {
 
 // prioritize makes the queued blocks of ino urgent (an fsync asked for
 // them) and asks the metadata shipper for a record soon.
-func (j *Journal) prioritize(ctx context.Context, ino Ino) {
+func (j *meta) prioritize(ctx context.Context, ino Ino) {
 	if j.ms != nil {
 		select {
 		case j.ms.kick <- struct{}{}:

@@ -55,7 +55,7 @@ func mdKey(v any) string {
 
 // metaPending reports whether a row of file ino (its inode, name, data
 // map, blocks or their segments) changed since the last record shipped.
-func (j *Journal) metaPending(ctx context.Context, ino Ino) (bool, error) {
+func (j *meta) metaPending(ctx context.Context, ino Ino) (bool, error) {
 	p := &j.pending
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -81,7 +81,7 @@ func (j *Journal) metaPending(ctx context.Context, ino Ino) (bool, error) {
 
 // anyPending reports whether a key that q (tbl, a, b rows) lists for ino
 // is in p. p.mu held.
-func (j *Journal) anyPending(ctx context.Context, p *pendingKeys, q string, ino Ino) (bool, error) {
+func (j *meta) anyPending(ctx context.Context, p *pendingKeys, q string, ino Ino) (bool, error) {
 	rows, err := j.db.QueryContext(ctx, q, ino)
 	if err != nil {
 		return false, fmt.Errorf("journal: metadata state of inode %d: %w", ino, err)
@@ -106,7 +106,7 @@ func (j *Journal) anyPending(ctx context.Context, p *pendingKeys, q string, ino 
 
 // refreshPending brings p up to date with mdirty, in one read
 // transaction. p.mu held.
-func (j *Journal) refreshPending(ctx context.Context, p *pendingKeys) error {
+func (j *meta) refreshPending(ctx context.Context, p *pendingKeys) error {
 	if p.drop == nil {
 		p.drop = time.AfterFunc(pendingKeep, func() {
 			p.mu.Lock()

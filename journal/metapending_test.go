@@ -34,7 +34,7 @@ func TestMetaPendingMatchesScan(t *testing.T) {
 		t.Helper()
 		some, none := false, true
 		for _, f := range files {
-			got := must[bool](t)(j.metaPending(bg, f))
+			got := must[bool](t)(j.md.metaPending(bg, f))
 			if want := metaPendingScan(t, j, f); got != want {
 				t.Fatalf("%s: metaPending(%d) = %v, the scan of mdirty says %v", when, f, got, want)
 			}
@@ -106,7 +106,7 @@ func BenchmarkMetaPending(b *testing.B) {
 	for i := range inos {
 		inos[i] = must[Attr](b)(j.Mknod(bg, RootIno, fmt.Sprintf("f%06d", i), 0o644, 0, 0, 0)).Ino
 	}
-	b.Run("keys-first", func(b *testing.B) { must[bool](b)(j.metaPending(bg, inos[0])) })
+	b.Run("keys-first", func(b *testing.B) { must[bool](b)(j.md.metaPending(bg, inos[0])) })
 	b.Run("scan", func(b *testing.B) {
 		for range b.N {
 			for i := range asked {
@@ -118,7 +118,7 @@ func BenchmarkMetaPending(b *testing.B) {
 	b.Run("keys", func(b *testing.B) {
 		for range b.N {
 			for i := range asked {
-				must[bool](b)(j.metaPending(bg, inos[i*(made/asked)]))
+				must[bool](b)(j.md.metaPending(bg, inos[i*(made/asked)]))
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*asked), "µs/file")

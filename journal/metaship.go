@@ -53,7 +53,7 @@ type MetaStats struct {
 // now and then, deltas of the rows changed (mdirty) in between, and a
 // root record on every node naming the newest. One ship runs at a time.
 type metaShipper struct {
-	j        *Journal
+	j        *meta
 	g        MetaGrid
 	seal     *remote.Sealer
 	log      *slog.Logger
@@ -67,7 +67,7 @@ type metaShipper struct {
 	stats MetaStats
 }
 
-func newMetaShipper(j *Journal) *metaShipper {
+func newMetaShipper(j *meta) *metaShipper {
 	iv := j.o.MetaInterval
 	if iv <= 0 {
 		iv = DefaultMetaInterval
@@ -118,7 +118,7 @@ func (m *metaShipper) run(ctx context.Context) {
 			continue
 		}
 		fails, wait = 0, m.interval
-		m.j.pruneMeta(ctx)
+		m.j.sn.pruneMeta(ctx)
 	}
 }
 
@@ -143,7 +143,7 @@ func (m *metaShipper) checkRoot(ctx context.Context) {
 	}
 }
 
-func (j *Journal) metaNext(ctx context.Context) (uint64, error) {
+func (j *meta) metaNext(ctx context.Context) (uint64, error) {
 	var s sql.NullString
 	err := j.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'mlog_next'`).Scan(&s)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -160,7 +160,7 @@ func (j *Journal) metaNext(ctx context.Context) (uint64, error) {
 	return max(next, uint64(head.Int64)+1), nil
 }
 
-func (j *Journal) setMeta(ctx context.Context, key, value string) error {
+func (j *meta) setMeta(ctx context.Context, key, value string) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	j.scopeLocked(scopeNone)
@@ -243,7 +243,7 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j := m.j
-	seq, err := j.metaNext(ctx)
+	seq, err := j.md.metaNext(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -330,7 +330,7 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 	}
 	rtx.Rollback()
 	if len(staged) > 0 {
-		if err := j.waitUploaded(ctx, staged); err != nil {
+		if err := j.md.waitUploaded(ctx, staged); err != nil {
 			return 0, fmt.Errorf("journal: metadata record %d waits for its blocks: %w", seq, err)
 		}
 		if err := uploadedRows(ctx, j.db, staged, b); err != nil {
@@ -352,8 +352,8 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 	}
 	segBytes := remote.AppendSegmentInfo(nil, info)
 	j.wmu.Lock()
-	j.scopeLocked(scopeNone)
-	err = j.txLocked(ctx, func(tx *sql.Tx) error {
+	j.c.scopeLocked(scopeNone)
+	err = j.c.txLocked(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO mlog(seq, kind, base, prev, created, seg, bytes) VALUES(?, ?, ?, ?, ?, ?, ?)`,
 			seq, h.Kind, h.Base, h.Prev, h.Created.UnixNano(), segBytes, len(data)); err != nil {
 			return err
@@ -487,7 +487,7 @@ func deltaRows(ctx context.Context, tx *sql.Tx, maxID int64, b *metalog.Builder,
 // ShipMeta ships the metadata changed since the last record now (a new
 // record even when nothing changed, with force) and returns the newest
 // record's seq. ErrReadOnly without a MetaGrid.
-func (j *Journal) ShipMeta(ctx context.Context, force bool) (uint64, error) {
+func (j *meta) ShipMeta(ctx context.Context, force bool) (uint64, error) {
 	if err := j.checkWrite(); err != nil {
 		return 0, err
 	}
@@ -500,8 +500,8 @@ func (j *Journal) ShipMeta(ctx context.Context, force bool) (uint64, error) {
 // SyncGrid returns once everything written before the call is
 // grid-durable: its data uploaded (WaitDurable) and the metadata naming
 // it shipped in a record that a root record names.
-func (j *Journal) SyncGrid(ctx context.Context) error {
-	if err := j.WaitDurable(ctx); err != nil {
+func (j *meta) SyncGrid(ctx context.Context) error {
+	if err := j.up.WaitDurable(ctx); err != nil {
 		return err
 	}
 	if j.ms == nil || j.o.ReadOnly {
@@ -509,7 +509,7 @@ func (j *Journal) SyncGrid(ctx context.Context) error {
 	}
 	// Deleted files the reaper has not freed yet: free them now, so the
 	// record says their blocks are free (garbage collection reads that).
-	if err := j.freeOrphans(ctx); err != nil {
+	if err := j.it.freeOrphans(ctx); err != nil {
 		j.log.Warn("journal: deleted files not freed before the metadata record; the reaper retries", "err", err)
 	}
 	bo := remote.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
@@ -531,7 +531,7 @@ func (j *Journal) SyncGrid(ctx context.Context) error {
 }
 
 // MetaStats returns the metadata log's state.
-func (j *Journal) MetaStats(ctx context.Context) MetaStats {
+func (j *meta) MetaStats(ctx context.Context) MetaStats {
 	var st MetaStats
 	if j.ms != nil {
 		j.ms.stMu.Lock()
@@ -624,8 +624,8 @@ func blockIDs(ctx context.Context, tx *sql.Tx, q string, arg int64) ([]remote.Bl
 
 // waitUploaded returns once none of ids waits in the upload queue,
 // asking the uploader to ship a partial segment.
-func (j *Journal) waitUploaded(ctx context.Context, ids []remote.BlockID) error {
-	return j.waitQueue(ctx, func() bool {
+func (j *meta) waitUploaded(ctx context.Context, ids []remote.BlockID) error {
+	return j.up.waitQueue(ctx, func() bool {
 		for _, id := range ids {
 			if _, ok := j.queue[id]; ok {
 				return true

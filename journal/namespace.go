@@ -56,7 +56,7 @@ func checkName(name string) error {
 }
 
 // Lookup finds name in the directory parent.
-func (j *Journal) Lookup(ctx context.Context, parent Ino, name string) (Attr, error) {
+func (j *namespace) Lookup(ctx context.Context, parent Ino, name string) (Attr, error) {
 	if err := j.checkOpen(); err != nil {
 		return Attr{}, err
 	}
@@ -76,11 +76,11 @@ func (j *Journal) Lookup(ctx context.Context, parent Ino, name string) (Attr, er
 // A read that began before it may have read the row from before the
 // flush and then found the in-memory attributes gone (the flush clears
 // them after its commit): GetAttr and Lookup read once more.
-func (j *Journal) flushedSince(gen uint64) bool { return j.flushGen.Load() > gen }
+func (j *namespace) flushedSince(gen uint64) bool { return j.flushGen.Load() > gen }
 
-func (j *Journal) lookupOnce(ctx context.Context, parent Ino, name string, gen uint64, cached bool) (Attr, error) {
+func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen uint64, cached bool) (Attr, error) {
 	if a, ok := j.la.get(parent, name, gen); ok && cached {
-		return j.overlay(a), nil
+		return j.it.overlay(a), nil
 	}
 	var cookie int64
 	st, release := j.reader(j.st.lookup, j.wst.lookup)
@@ -99,7 +99,7 @@ func (j *Journal) lookupOnce(ctx context.Context, parent Ino, name string, gen u
 	if err != nil {
 		return Attr{}, err
 	}
-	return j.overlay(a), nil
+	return j.it.overlay(a), nil
 }
 
 // knownDirs remembers inodes seen to be directories, so that a lookup of
@@ -132,7 +132,7 @@ func (d *knownDirs) add(ino Ino) {
 }
 
 // GetAttr returns an inode's attributes, including unflushed writes.
-func (j *Journal) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
+func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	if err := j.checkOpen(); err != nil {
 		return Attr{}, err
 	}
@@ -145,9 +145,9 @@ func (j *Journal) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	}
 }
 
-func (j *Journal) getAttrOnce(ctx context.Context, ino Ino, gen uint64, cached bool) (Attr, error) {
+func (j *namespace) getAttrOnce(ctx context.Context, ino Ino, gen uint64, cached bool) (Attr, error) {
 	if a, ok := j.ac.get(ino, gen); ok && cached {
-		return j.overlay(a), nil
+		return j.it.overlay(a), nil
 	}
 	st, release := j.reader(j.st.getattr, j.wst.getattr)
 	a, err := scanAttr(st.QueryRowContext(ctx, ino))
@@ -158,23 +158,23 @@ func (j *Journal) getAttrOnce(ctx context.Context, ino Ino, gen uint64, cached b
 	if cached {
 		j.ac.put(ino, a, gen)
 	}
-	return j.overlay(a), nil
+	return j.it.overlay(a), nil
 }
 
 // cacheGen returns commitGen for lookAhead and attrCache, and false when
 // they must not be used: a read-only journal's database may be written by
 // another process, whose commits commitGen does not count.
-func (j *Journal) cacheGen() (uint64, bool) {
+func (j *namespace) cacheGen() (uint64, bool) {
 	return j.commitGen.Load(), !j.o.ReadOnly
 }
 
 // getAttrTx reads an inode inside a transaction (no overlay).
-func (j *Journal) getAttrTx(ctx context.Context, tx *sql.Tx, ino Ino) (Attr, error) {
+func (j *namespace) getAttrTx(ctx context.Context, tx *sql.Tx, ino Ino) (Attr, error) {
 	return scanAttr(j.tqrow(ctx, tx, `SELECT `+attrCols+` FROM inodes i WHERE i.ino = ?`, ino))
 }
 
 // dirAttr reads ino and checks that it is a directory. tx may be nil.
-func (j *Journal) dirAttr(ctx context.Context, tx *sql.Tx, ino Ino) (Attr, error) {
+func (j *namespace) dirAttr(ctx context.Context, tx *sql.Tx, ino Ino) (Attr, error) {
 	var a Attr
 	var err error
 	if tx == nil {
@@ -194,7 +194,7 @@ func (j *Journal) dirAttr(ctx context.Context, tx *sql.Tx, ino Ino) (Attr, error
 }
 
 // lookupTx finds an entry's inode inside a transaction.
-func (j *Journal) lookupTx(ctx context.Context, tx *sql.Tx, parent Ino, name string) (Ino, uint32, error) {
+func (j *namespace) lookupTx(ctx context.Context, tx *sql.Tx, parent Ino, name string) (Ino, uint32, error) {
 	var ino Ino
 	var mode uint32
 	err := j.tqrow(ctx, tx, `SELECT e.ino, i.mode FROM entries e JOIN inodes i ON i.ino = e.ino
@@ -208,13 +208,13 @@ func (j *Journal) lookupTx(ctx context.Context, tx *sql.Tx, parent Ino, name str
 	return ino, mode, nil
 }
 
-func (j *Journal) touchDir(ctx context.Context, tx *sql.Tx, dir Ino, now int64, dNlink int) error {
+func (j *namespace) touchDir(ctx context.Context, tx *sql.Tx, dir Ino, now int64, dNlink int) error {
 	_, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?, ctime = ?, nlink = nlink + ? WHERE ino = ?`, now, now, dNlink, dir)
 	return err
 }
 
 // create makes a new inode and its entry.
-func (j *Journal) create(ctx context.Context, parent Ino, name string, mode, rdev, uid, gid uint32, target string) (Attr, error) {
+func (j *namespace) create(ctx context.Context, parent Ino, name string, mode, rdev, uid, gid uint32, target string) (Attr, error) {
 	if err := j.checkWrite(); err != nil {
 		return Attr{}, err
 	}
@@ -308,7 +308,7 @@ func isUniqueViolation(err error) bool {
 
 // Mknod creates a regular file, fifo, socket or device node. A mode
 // without type bits is a regular file.
-func (j *Journal) Mknod(ctx context.Context, parent Ino, name string, mode, rdev, uid, gid uint32) (Attr, error) {
+func (j *namespace) Mknod(ctx context.Context, parent Ino, name string, mode, rdev, uid, gid uint32) (Attr, error) {
 	switch mode & sIFMT {
 	case 0:
 		mode |= sIFREG
@@ -320,12 +320,12 @@ func (j *Journal) Mknod(ctx context.Context, parent Ino, name string, mode, rdev
 }
 
 // Mkdir creates a directory.
-func (j *Journal) Mkdir(ctx context.Context, parent Ino, name string, mode, uid, gid uint32) (Attr, error) {
+func (j *namespace) Mkdir(ctx context.Context, parent Ino, name string, mode, uid, gid uint32) (Attr, error) {
 	return j.create(ctx, parent, name, sIFDIR|mode&07777, 0, uid, gid, "")
 }
 
 // Symlink creates a symbolic link to target.
-func (j *Journal) Symlink(ctx context.Context, parent Ino, name, target string, uid, gid uint32) (Attr, error) {
+func (j *namespace) Symlink(ctx context.Context, parent Ino, name, target string, uid, gid uint32) (Attr, error) {
 	if target == "" || len(target) > 4096 {
 		return Attr{}, fmt.Errorf("%w: symlink target of %d bytes", ErrInvalid, len(target))
 	}
@@ -333,7 +333,7 @@ func (j *Journal) Symlink(ctx context.Context, parent Ino, name, target string, 
 }
 
 // Readlink returns a symlink's target.
-func (j *Journal) Readlink(ctx context.Context, ino Ino) (string, error) {
+func (j *namespace) Readlink(ctx context.Context, ino Ino) (string, error) {
 	if err := j.checkOpen(); err != nil {
 		return "", err
 	}
@@ -352,7 +352,7 @@ func (j *Journal) Readlink(ctx context.Context, ino Ino) (string, error) {
 }
 
 // Link adds a hard link newParent/newName to ino.
-func (j *Journal) Link(ctx context.Context, ino, newParent Ino, newName string) (Attr, error) {
+func (j *namespace) Link(ctx context.Context, ino, newParent Ino, newName string) (Attr, error) {
 	if err := j.checkWrite(); err != nil {
 		return Attr{}, err
 	}
@@ -395,12 +395,12 @@ func (j *Journal) Link(ctx context.Context, ino, newParent Ino, newName string) 
 	if err != nil {
 		return Attr{}, err
 	}
-	return j.overlay(a), nil
+	return j.it.overlay(a), nil
 }
 
 // Unlink removes a non-directory entry. The inode's data lives on while
 // the file is open (see OpenFile/ReleaseFile).
-func (j *Journal) Unlink(ctx context.Context, parent Ino, name string) error {
+func (j *namespace) Unlink(ctx context.Context, parent Ino, name string) error {
 	if err := j.checkWrite(); err != nil {
 		return err
 	}
@@ -472,14 +472,14 @@ func (j *Journal) Unlink(ctx context.Context, parent Ino, name string) error {
 		return err
 	}
 	j.ac.put(parent, parentAttr, j.commitGen.Load()) // wmu held: no commit since this one
-	j.reclaimLater(gone)
+	j.it.reclaimLater(gone)
 	return nil
 }
 
 // unlinkParent is the last statement of an unlink of ino from parent:
 // the parent's times move, and its row comes back in pa. wmu held,
 // within txLocked's fn.
-func (j *Journal) unlinkParent(ctx context.Context, tx *sql.Tx, parent Ino, now int64, ino Ino, pa *Attr) error {
+func (j *namespace) unlinkParent(ctx context.Context, tx *sql.Tx, parent Ino, now int64, ino Ino, pa *Attr) error {
 	var err error
 	*pa, err = scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2
 		RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), now, parent))
@@ -491,7 +491,7 @@ func (j *Journal) unlinkParent(ctx context.Context, tx *sql.Tx, parent Ino, now 
 }
 
 // Rmdir removes an empty directory.
-func (j *Journal) Rmdir(ctx context.Context, parent Ino, name string) error {
+func (j *namespace) Rmdir(ctx context.Context, parent Ino, name string) error {
 	if err := j.checkWrite(); err != nil {
 		return err
 	}
@@ -529,7 +529,7 @@ func (j *Journal) Rmdir(ctx context.Context, parent Ino, name string) error {
 	})
 }
 
-func (j *Journal) dirEmpty(ctx context.Context, tx *sql.Tx, dir Ino) error {
+func (j *namespace) dirEmpty(ctx context.Context, tx *sql.Tx, dir Ino) error {
 	var one int
 	err := j.tqrow(ctx, tx, `SELECT 1 FROM entries WHERE parent = ? LIMIT 1`, dir).Scan(&one)
 	if err == nil {
@@ -542,7 +542,7 @@ func (j *Journal) dirEmpty(ctx context.Context, tx *sql.Tx, dir Ino) error {
 }
 
 // isAncestor reports whether anc is dir or one of its ancestors.
-func (j *Journal) isAncestor(ctx context.Context, tx *sql.Tx, anc, dir Ino) (bool, error) {
+func (j *namespace) isAncestor(ctx context.Context, tx *sql.Tx, anc, dir Ino) (bool, error) {
 	for i := 0; ; i++ {
 		if dir == anc {
 			return true, nil
@@ -561,7 +561,7 @@ func (j *Journal) isAncestor(ctx context.Context, tx *sql.Tx, anc, dir Ino) (boo
 
 // Rename moves oldParent/oldName to newParent/newName, replacing a
 // target (a directory only if it is empty) unless flags say otherwise.
-func (j *Journal) Rename(ctx context.Context, oldParent Ino, oldName string, newParent Ino, newName string, flags uint32) error {
+func (j *namespace) Rename(ctx context.Context, oldParent Ino, oldName string, newParent Ino, newName string, flags uint32) error {
 	if err := j.checkWrite(); err != nil {
 		return err
 	}
@@ -708,14 +708,14 @@ func (j *Journal) Rename(ctx context.Context, oldParent Ino, oldName string, new
 		return err
 	}
 	if gone != 0 {
-		j.reclaimLater(gone)
+		j.it.reclaimLater(gone)
 	}
 	return nil
 }
 
 // ReadDir returns up to max entries of dir after cookie off (0 = start).
 // "." and ".." are not included.
-func (j *Journal) ReadDir(ctx context.Context, dir Ino, off uint64, max int) ([]DirEntry, error) {
+func (j *namespace) ReadDir(ctx context.Context, dir Ino, off uint64, max int) ([]DirEntry, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}
@@ -747,7 +747,7 @@ func (j *Journal) ReadDir(ctx context.Context, dir Ino, off uint64, max int) ([]
 }
 
 // ResolvePath walks a slash-separated path relative to the root.
-func (j *Journal) ResolvePath(ctx context.Context, path string) (Ino, error) {
+func (j *namespace) ResolvePath(ctx context.Context, path string) (Ino, error) {
 	ino := RootIno
 	for _, part := range strings.Split(path, "/") {
 		if part == "" || part == "." {

@@ -124,8 +124,8 @@ func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildStats, error) {
 		return nil, err
 	}
 	defer db.Close()
-	j := &Journal{o: Options{Dir: tmp, BlockSize: o.BlockSize}, db: db, bs: int64(o.BlockSize), log: o.Logger}
-	if err := j.migrate(ctx); err != nil {
+	j := newShared(&shared{o: Options{Dir: tmp, BlockSize: o.BlockSize}, db: db, bs: int64(o.BlockSize), log: o.Logger})
+	if err := j.c.migrate(ctx); err != nil {
 		return nil, err
 	}
 	conn, err := db.Conn(ctx)

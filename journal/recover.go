@@ -13,7 +13,7 @@ import (
 
 // recover runs at Open: it discards what was never committed and rebuilds
 // the upload queue from the database.
-func (j *Journal) recover(ctx context.Context) error {
+func (j *flusher) recover(ctx context.Context) error {
 	// Dirty files hold only unflushed (never promised) data.
 	if err := os.RemoveAll(j.dirty); err != nil {
 		return fmt.Errorf("journal: clear %s: %w", j.dirty, err)

@@ -20,7 +20,7 @@ type SegmentRow struct {
 
 // Segments lists every segment the drive keeps on the grid: data segments,
 // then the segments of the metadata records not deleted from the grid.
-func (j *Journal) Segments(ctx context.Context) ([]SegmentRow, error) {
+func (j *gridView) Segments(ctx context.Context) ([]SegmentRow, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func (j *Journal) Segments(ctx context.Context) ([]SegmentRow, error) {
 
 // FileSegments maps every regular file with data on the grid to the
 // segments holding its blocks.
-func (j *Journal) FileSegments(ctx context.Context) (map[Ino][]remote.SegmentID, error) {
+func (j *gridView) FileSegments(ctx context.Context) (map[Ino][]remote.SegmentID, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ var ErrSegmentGone = errors.New("segment no longer in the journal")
 // once it returns. The update of a segments or mlog row reaches the grid's
 // copy of the metadata by itself (the triggers note it). It fails with
 // ErrSegmentGone when the row was deleted meanwhile.
-func (j *Journal) UpdateSegment(ctx context.Context, info *remote.SegmentInfo, metaSeq uint64) error {
+func (j *gridView) UpdateSegment(ctx context.Context, info *remote.SegmentInfo, metaSeq uint64) error {
 	if err := j.checkWrite(); err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func (j *Journal) UpdateSegment(ctx context.Context, info *remote.SegmentInfo, m
 
 // Foreground reports whether an application waits for the grid or a big
 // flush runs: background work (repair) holds back while it does.
-func (j *Journal) Foreground() bool {
+func (j *gridView) Foreground() bool {
 	j.qmu.Lock()
 	uploading := j.stats.InFlightBytes > 0
 	j.qmu.Unlock()

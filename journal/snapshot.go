@@ -116,7 +116,7 @@ type mlogRow struct {
 	seg             []byte
 }
 
-func (j *Journal) mlogRows(ctx context.Context) ([]mlogRow, error) {
+func (j *snapshots) mlogRows(ctx context.Context) ([]mlogRow, error) {
 	rows, err := j.db.QueryContext(ctx, `SELECT seq, base, prev, created, name, deleted, seg FROM mlog ORDER BY seq`)
 	if err != nil {
 		return nil, fmt.Errorf("journal: read snapshots: %w", err)
@@ -174,7 +174,7 @@ func (r Retention) kept(rows []mlogRow, now time.Time) map[uint64]bool {
 	return keep
 }
 
-func (j *Journal) retention() Retention {
+func (j *snapshots) retention() Retention {
 	if j.o.Retention != nil {
 		return *j.o.Retention
 	}
@@ -182,7 +182,7 @@ func (j *Journal) retention() Retention {
 }
 
 // Snapshots lists the kept snapshots, oldest first.
-func (j *Journal) Snapshots(ctx context.Context) ([]Snapshot, error) {
+func (j *snapshots) Snapshots(ctx context.Context) ([]Snapshot, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func (j *Journal) Snapshots(ctx context.Context) ([]Snapshot, error) {
 }
 
 // FindSnapshot returns the kept snapshot called name. ErrNotFound if none.
-func (j *Journal) FindSnapshot(ctx context.Context, name string) (Snapshot, error) {
+func (j *snapshots) FindSnapshot(ctx context.Context, name string) (Snapshot, error) {
 	snaps, err := j.Snapshots(ctx)
 	if err != nil {
 		return Snapshot{}, err
@@ -244,7 +244,7 @@ func CheckSnapshotName(name string) error {
 // CreateSnapshot ships a checkpoint now and keeps it as a snapshot, named
 // name when not "" (kept until deleted), else by its time (kept by the
 // retention). It returns once the snapshot is on the grid.
-func (j *Journal) CreateSnapshot(ctx context.Context, name string) (Snapshot, error) {
+func (j *snapshots) CreateSnapshot(ctx context.Context, name string) (Snapshot, error) {
 	if err := j.checkWrite(); err != nil {
 		return Snapshot{}, err
 	}
@@ -259,7 +259,7 @@ func (j *Journal) CreateSnapshot(ctx context.Context, name string) (Snapshot, er
 			return Snapshot{}, fmt.Errorf("journal: snapshot %q: %w", name, ErrExist)
 		}
 	}
-	if err := j.SyncGrid(ctx); err != nil {
+	if err := j.md.SyncGrid(ctx); err != nil {
 		return Snapshot{}, err
 	}
 	seq, err := j.ms.ship(ctx, true, false, false)
@@ -300,7 +300,7 @@ func (j *Journal) CreateSnapshot(ctx context.Context, name string) (Snapshot, er
 // DeleteSnapshots stops keeping the snapshots named (every one but the
 // newest checkpoint, with all); their records leave the grid at the next
 // prune unless another snapshot needs them.
-func (j *Journal) DeleteSnapshots(ctx context.Context, names []string, all bool) ([]Snapshot, error) {
+func (j *snapshots) DeleteSnapshots(ctx context.Context, names []string, all bool) ([]Snapshot, error) {
 	if err := j.checkWrite(); err != nil {
 		return nil, err
 	}
@@ -347,7 +347,7 @@ func (j *Journal) DeleteSnapshots(ctx context.Context, names []string, all bool)
 // the newest checkpoint needs (each needs its chain back to its full
 // record), and their local copies. Records of the newest chain are never
 // touched. Failures are logged and retried at the next prune.
-func (j *Journal) pruneMeta(ctx context.Context) {
+func (j *snapshots) pruneMeta(ctx context.Context) {
 	rows, err := j.mlogRows(ctx)
 	if err != nil || len(rows) == 0 {
 		return
@@ -394,14 +394,14 @@ func (j *Journal) pruneMeta(ctx context.Context) {
 	}
 }
 
-func (j *Journal) snapshotDir(seq uint64) string {
+func (j *snapshots) snapshotDir(seq uint64) string {
 	return filepath.Join(j.o.Dir, "snapshots", strconv.FormatUint(seq, 10))
 }
 
 // SnapshotJournal returns a read-only journal of snapshot seq, built from
 // the grid the first time (kept under Dir/snapshots) and opened once per
 // mount. It reads file data through the same BlockReader.
-func (j *Journal) SnapshotJournal(ctx context.Context, seq uint64) (*Journal, error) {
+func (j *snapshots) SnapshotJournal(ctx context.Context, seq uint64) (*Journal, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}
@@ -437,7 +437,7 @@ func (j *Journal) SnapshotJournal(ctx context.Context, seq uint64) (*Journal, er
 		return nil, fmt.Errorf("journal: snapshot %d: %w", seq, err)
 	}
 	sj, err := Open(ctx, Options{Dir: dir, Sealer: j.o.Sealer, Blocks: j.o.Blocks, BlockSize: int(j.bs), ReadOnly: true, Logger: j.log,
-		Places: j.BlockPlace})
+		Places: j.fd.BlockPlace})
 	if err != nil {
 		return nil, fmt.Errorf("journal: snapshot %d: %w", seq, err)
 	}
@@ -453,7 +453,7 @@ func (j *Journal) SnapshotJournal(ctx context.Context, seq uint64) (*Journal, er
 // drive's journal only, so a snapshot's own record may name a segment that
 // is gone. Block ids name content, so the drive's row of a block is the
 // truth about where it lives.
-func (j *Journal) refreshPlaces(ctx context.Context, dir string) error {
+func (j *snapshots) refreshPlaces(ctx context.Context, dir string) error {
 	db, err := openDB(ctx, filepath.Join(dir, "journal.db"), false)
 	if err != nil {
 		return err

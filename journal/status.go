@@ -10,11 +10,11 @@ import (
 // Status reports how safe a file's data is: local while any block is
 // dirty or staged or its metadata has not reached the grid (with a
 // metadata grid), degraded while any segment lacks shards, else durable.
-func (j *Journal) Status(ctx context.Context, ino Ino) (FileStatus, error) {
+func (j *gridView) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 	if err := j.checkOpen(); err != nil {
 		return FileStatus{}, err
 	}
-	if _, err := j.GetAttr(ctx, ino); err != nil {
+	if _, err := j.ns.GetAttr(ctx, ino); err != nil {
 		return FileStatus{}, err
 	}
 	var fs FileStatus
@@ -46,9 +46,9 @@ func (j *Journal) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 			idxs = append(idxs, idx)
 		}
 		n.mu.Unlock()
-		j.putInode(n)
+		j.it.putInode(n)
 		for _, idx := range idxs {
-			ms, err := j.mapRange(ctx, ino, idx, idx)
+			ms, err := j.fd.mapRange(ctx, ino, idx, idx)
 			if err != nil {
 				return fs, err
 			}
@@ -62,7 +62,7 @@ func (j *Journal) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 		}
 	}
 	if j.ms != nil {
-		p, err := j.metaPending(ctx, ino)
+		p, err := j.md.metaPending(ctx, ino)
 		if err != nil {
 			return fs, err
 		}
@@ -90,7 +90,7 @@ type GridBlock struct {
 // order (a block used twice appears twice). Blocks still dirty or staged
 // live in the journal and are not listed. Meant for status reports: a file
 // being written meanwhile may list a block its dirty data is replacing.
-func (j *Journal) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error) {
+func (j *gridView) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func (j *Journal) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error) 
 // file order, each block once: what a reader (or a pin) fetches. Like
 // GridBlocks it is a report: a file written meanwhile may list a block its
 // dirty data is replacing.
-func (j *Journal) GridRefs(ctx context.Context, ino Ino) ([]remote.BlockRef, error) {
+func (j *gridView) GridRefs(ctx context.Context, ino Ino) ([]remote.BlockRef, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func (j *Journal) GridRefs(ctx context.Context, ino Ino) ([]remote.BlockRef, err
 	}
 	out := make([]remote.BlockRef, 0, len(ps))
 	for _, p := range ps {
-		seg, err := j.segment(ctx, p.seg)
+		seg, err := j.fd.segment(ctx, p.seg)
 		if err != nil {
 			return nil, err
 		}
@@ -168,7 +168,7 @@ func (j *Journal) GridRefs(ctx context.Context, ino Ino) ([]remote.BlockRef, err
 
 // XattrInodes returns the inodes that have the extended attribute name
 // (pins are one: fs.PinXattr).
-func (j *Journal) XattrInodes(ctx context.Context, name string) ([]Ino, error) {
+func (j *gridView) XattrInodes(ctx context.Context, name string) ([]Ino, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ type placedBlock struct {
 }
 
 // enqueue adds new staged blocks to the queue and wakes the uploader.
-func (j *Journal) enqueue(items []qitem) {
+func (j *uploader) enqueue(items []qitem) {
 	if len(items) == 0 {
 		return
 	}
@@ -43,7 +43,7 @@ func (j *Journal) enqueue(items []qitem) {
 	j.poke()
 }
 
-func (j *Journal) poke() {
+func (j *uploader) poke() {
 	select {
 	case j.kick <- struct{}{}:
 	default:
@@ -51,20 +51,20 @@ func (j *Journal) poke() {
 }
 
 // signalFreeLocked wakes writers waiting for quota. qmu held.
-func (j *Journal) signalFreeLocked() {
+func (j *uploader) signalFreeLocked() {
 	close(j.quotaFree)
 	j.quotaFree = make(chan struct{})
 }
 
 // signalProgressLocked wakes WaitDurable callers. qmu held.
-func (j *Journal) signalProgressLocked() {
+func (j *uploader) signalProgressLocked() {
 	close(j.progress)
 	j.progress = make(chan struct{})
 }
 
 // uploader owns the queue: it packs staged blocks into segments, ships
 // them and records where they went. It returns when ctx is cancelled.
-func (j *Journal) uploader(ctx context.Context) {
+func (j *uploader) uploader(ctx context.Context) {
 	defer close(j.done)
 	for {
 		j.qmu.Lock()
@@ -131,7 +131,7 @@ func (j *Journal) uploader(ctx context.Context) {
 
 // pack reads the next segment's worth of staged blocks, small and fsync'd
 // files first (alone when there are any), then in queue order.
-func (j *Journal) pack() ([]byte, []placedBlock) {
+func (j *uploader) pack() ([]byte, []placedBlock) {
 	j.qmu.Lock()
 	items := make([]qitem, 0, len(j.queue))
 	for _, it := range j.queue {
@@ -167,7 +167,7 @@ func (j *Journal) pack() ([]byte, []placedBlock) {
 		if int64(len(buf)) >= j.o.SegmentSize {
 			break
 		}
-		sealed, err := j.stagedBytes(it.id, buf[len(buf):], it.sealedLen)
+		sealed, err := j.fd.stagedBytes(it.id, buf[len(buf):], it.sealedLen)
 		if err != nil {
 			j.qmu.Lock()
 			_, still := j.queue[it.id]
@@ -222,7 +222,7 @@ func readFileInto(path string, dst []byte) ([]byte, error) {
 	return b, nil
 }
 
-func (j *Journal) dequeue(id remote.BlockID, sealed int64) {
+func (j *uploader) dequeue(id remote.BlockID, sealed int64) {
 	j.qmu.Lock()
 	delete(j.queue, id)
 	j.stagedB -= sealed
@@ -230,7 +230,7 @@ func (j *Journal) dequeue(id remote.BlockID, sealed int64) {
 	j.qmu.Unlock()
 }
 
-func (j *Journal) noteError(err error) {
+func (j *uploader) noteError(err error) {
 	j.qmu.Lock()
 	j.stats.Errors++
 	j.stats.LastError = err.Error()
@@ -242,7 +242,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool { return remote.Sleep(c
 
 // ship writes one segment, retrying with capped exponential backoff and
 // jitter while the grid fails. It returns an error only when ctx ends.
-func (j *Journal) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, error) {
+func (j *uploader) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, error) {
 	bo := remote.Backoff{Min: 50 * time.Millisecond, Max: j.o.RetryMax}
 	for attempt := 0; ; attempt++ {
 		// Bandwidth limits are the grid's stores' (remote/limit).
@@ -284,7 +284,7 @@ const maxFlushYield = 2 * time.Second
 // while a big flush stages its blocks (an fsync should not share the disk
 // with shard writes when the grid is local, nor the CPU with encoding),
 // unless someone waits for the uploader (quota, WaitDurable).
-func (j *Journal) yieldToForeground(ctx context.Context) {
+func (j *uploader) yieldToForeground(ctx context.Context) {
 	busy := func() (reads, flushes bool) {
 		// A writer short of quota, or a caller of WaitDurable, waits for
 		// the uploader itself (force): no yielding to flushes then.
@@ -316,7 +316,7 @@ func (j *Journal) yieldToForeground(ctx context.Context) {
 
 // commitSegment records a stored segment and its blocks in one
 // transaction, then frees their staging space.
-func (j *Journal) commitSegment(ctx context.Context, info *remote.SegmentInfo, placed []placedBlock) error {
+func (j *uploader) commitSegment(ctx context.Context, info *remote.SegmentInfo, placed []placedBlock) error {
 	nodes, err := json.Marshal(info.Nodes)
 	if err != nil {
 		return err
@@ -390,7 +390,7 @@ func (j *Journal) commitSegment(ctx context.Context, info *remote.SegmentInfo, p
 }
 
 // Stats reports the uploader's progress.
-func (j *Journal) Stats() UploadStats {
+func (j *uploader) Stats() UploadStats {
 	j.qmu.Lock()
 	s := j.stats
 	for _, it := range j.queue {
@@ -409,15 +409,15 @@ func (j *Journal) Stats() UploadStats {
 // local disk, asks the uploader to ship partial
 // segments now, and waits until every block queued before the call is in
 // a stored segment.
-func (j *Journal) WaitDurable(ctx context.Context) error {
+func (j *uploader) WaitDurable(ctx context.Context) error {
 	if err := j.checkOpen(); err != nil {
 		return err
 	}
 	if j.o.ReadOnly {
 		return nil
 	}
-	for _, ino := range j.dirtyInodes() {
-		if err := j.flushIno(ctx, ino, false); err != nil && !errors.Is(err, ErrNotFound) {
+	for _, ino := range j.it.dirtyInodes() {
+		if err := j.fd.flushIno(ctx, ino, false); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 	}
@@ -440,7 +440,7 @@ func (j *Journal) WaitDurable(ctx context.Context) error {
 
 // waitQueue returns once pending (called with qmu held) is false, asking
 // the uploader to ship partial segments meanwhile.
-func (j *Journal) waitQueue(ctx context.Context, pending func() bool) error {
+func (j *uploader) waitQueue(ctx context.Context, pending func() bool) error {
 	for {
 		j.qmu.Lock()
 		p := pending()

@@ -298,6 +298,9 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		j.la.carry(gen-1, gen, j.narrow...)
 	}
 	j.kickGroup() // an ordinary commit: durable within GroupCommit
+	if gen%checkpointEvery == 0 {
+		j.checkpointSoon()
+	}
 	return nil
 }
 
@@ -442,6 +445,12 @@ func (j *core) prepare(ctx context.Context) error {
 	if !j.o.ReadOnly {
 		if j.w, err = j.db.Conn(ctx); err != nil {
 			return fmt.Errorf("journal: open write connection: %w", err)
+		}
+		// Checkpoints run beside the commits (checkpointSoon); the
+		// write connection checkpoints itself only when they fall far
+		// behind.
+		if _, err = j.w.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", walBackstop)); err != nil {
+			return fmt.Errorf("journal: set wal_autocheckpoint: %w", err)
 		}
 	}
 	// on returns a preparer on db or on w that keeps the first error.

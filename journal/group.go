@@ -66,5 +66,43 @@ func (j *core) keepStagedLocked(id remote.BlockID) {
 	delete(j.lazyFree, id)
 }
 
+// WAL checkpoints. sqlite's own (wal_autocheckpoint, 1000 pages) run
+// inside the commit that crosses the mark, on the write connection with
+// wmu held: that commit, and every create, unlink or close queued behind
+// it, waits for the copy of the WAL into the database and its two
+// fsyncs. Instead every checkpointEvery commits a PASSIVE checkpoint runs
+// on a pool connection on a goroutine of its own, beside the commits
+// (WAL mode lets a checkpoint run beside a writer; it copies what no
+// reader still needs and never blocks one), and the write connection
+// checkpoints itself only past walBackstop pages. While commits go on,
+// the WAL cannot start over (a background checkpoint never catches up
+// with the last frame), so it grows to walBackstop and the write
+// connection's checkpoint then copies only the frames since the last
+// background one. A checkpoint changes nothing of what a crash keeps:
+// the WAL's committed frames are the truth until they are in the
+// database file. BenchmarkOpLog's journal figures, three runs in turns
+// with the old autocheckpoint (1000 pages, inline): wall µs per create
+// 187, 169, 309 against 278, 294, 427; per unlink 248, 154, 468 against
+// 307, 270, 369; CPU the same or lower.
+const (
+	checkpointEvery = 256  // commits (a create or unlink writes about 8 pages)
+	walBackstop     = 8192 // pages (32 MiB)
+)
+
+// checkpointSoon starts a background checkpoint unless one is running.
+func (j *core) checkpointSoon() {
+	select {
+	case j.ckpt <- struct{}{}:
+	default:
+		return // one is running, or Close has begun
+	}
+	go func() {
+		defer func() { <-j.ckpt }()
+		if _, err := j.db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+			j.log.Warn("journal: background checkpoint", "err", err)
+		}
+	}()
+}
+
 // realAfter is time.After: the group committer's clock outside tests.
 func realAfter(d time.Duration) <-chan time.Time { return time.After(d) }

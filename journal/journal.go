@@ -198,7 +198,10 @@ type shared struct {
 	// inject theirs through Options.after).
 	groupKick chan struct{}
 	groupDone chan struct{}
-	after     func(time.Duration) <-chan time.Time
+	// ckpt holds a token while a background WAL checkpoint runs
+	// (checkpointSoon); Close takes it to wait for the last one.
+	ckpt  chan struct{}
+	after func(time.Duration) <-chan time.Time
 
 	// durableGen is commitGen after the newest durable commit; lazyFree
 	// holds the blocks whose staging files wait for the next durable
@@ -282,6 +285,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		reaperDone: make(chan struct{}),
 		groupKick:  make(chan struct{}, 1),
 		groupDone:  make(chan struct{}),
+		ckpt:       make(chan struct{}, 1),
 		after:      o.after,
 		lazyFree:   map[remote.BlockID]struct{}{},
 		behindSem:  make(chan struct{}, behindWorkers),
@@ -432,6 +436,9 @@ func (j *Journal) Close() error {
 	j.c.closeStmts()
 	if j.w != nil {
 		j.w.Close()
+	}
+	if j.ckpt != nil {
+		j.ckpt <- struct{}{} // no background checkpoint from here on
 	}
 	if !j.o.ReadOnly {
 		if _, err := j.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {

@@ -36,9 +36,10 @@
 // one byte per 4 KiB page, and unmaps it: a VM pays a large cost the first
 // time its guest uses a page of memory, and without this whichever mount
 // first needs new page-cache pages would pay it alone.
-// After each workload the driver waits until the drive's uploads are
-// grid-durable and calls sync(2), so one workload's background work does not
-// bill the next.
+// After each workload, and after a workload's untimed preparation (the
+// files unlink removes), the driver waits until the drive is grid-durable
+// (uploads done, metadata record shipped) and calls sync(2) after the
+// workload, so one workload's background work does not bill the next.
 //
 // The remount rows unmount every filesystem and mount it again (the drive
 // on the same data dir and key; "wiped" also deletes its disk cache), drop

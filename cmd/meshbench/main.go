@@ -452,6 +452,11 @@ func measure(ctx context.Context, wl workload, round int, w *workspace, c *child
 		if err := wl.prep(w, c.mnt); err != nil {
 			return m, err
 		}
+		// The prep's background work (the drive's uploads and metadata
+		// record of the files it made) is not the workload's.
+		if err := c.settle(ctx); err != nil {
+			return m, err
+		}
 	}
 	if wl.remount != 0 {
 		if err := c.remount(ctx, wl.remount == remountWipe); err != nil {

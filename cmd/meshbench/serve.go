@@ -161,7 +161,7 @@ func mountKind(ctx context.Context, a serveArgs, log *slog.Logger) (mounted, err
 //	begin NAME    start a CPU profile PROFDIR/NAME.pprof and a CPU clock, and
 //	              return freed memory to the system and reset the peak RSS (VmHWM)
 //	end           stop them; answers "ok cpu=SECONDS reads=N writes=N fsyncs=N rss=BYTES"
-//	settle        wait for background work (the drive's uploads)
+//	settle        wait for background work (the drive's uploads and metadata record)
 //	clear         drop the daemon's own cache
 //	remount MODE  unmount and mount again (the drive: same data dir and key);
 //	              MODE "wipe" also deletes the drive's disk cache, "keep" does not

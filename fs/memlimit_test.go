@@ -1,0 +1,35 @@
+package fs
+
+import (
+	"runtime"
+	"testing"
+)
+
+func TestGoMemoryLimit(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name                      string
+		target, other, live, want int64
+	}{
+		{"what the rest leaves", 128 * mib, 40 * mib, 30 * mib, 88 * mib},
+		{"nothing outside Go", 128 * mib, 0, 30 * mib, 128 * mib},
+		{"negative other counts as none", 128 * mib, -5 * mib, 30 * mib, 128 * mib},
+		{"live heap too large: a quarter above it", 128 * mib, 40 * mib, 96 * mib, 128 * mib},
+		{"live heap larger than target", 128 * mib, 40 * mib, 160 * mib, 208 * mib},
+		{"others fill the target", 128 * mib, 200 * mib, 0, 8 * mib},
+	} {
+		if got := goMemoryLimit(c.target, c.other, c.live); got != c.want {
+			t.Errorf("%s: goMemoryLimit(%d, %d, %d) = %d MiB, want %d MiB", c.name, c.target/mib, c.other/mib, c.live/mib, got/mib, c.want/mib)
+		}
+	}
+}
+
+func TestResidentBytes(t *testing.T) {
+	rss, ok := residentBytes()
+	if runtime.GOOS != "linux" {
+		t.Skip("no /proc/self/statm")
+	}
+	if !ok || rss < 1<<20 || rss > 1<<40 {
+		t.Fatalf("residentBytes() = %d, %v; want a plausible resident size", rss, ok)
+	}
+}

@@ -3,6 +3,9 @@ package fs
 import (
 	"runtime"
 	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/journal"
 )
 
 func TestGoMemoryLimit(t *testing.T) {
@@ -31,5 +34,21 @@ func TestResidentBytes(t *testing.T) {
 	}
 	if !ok || rss < 1<<20 || rss > 1<<40 {
 		t.Fatalf("residentBytes() = %d, %v; want a plausible resident size", rss, ok)
+	}
+}
+
+func TestPackedAttr(t *testing.T) {
+	for _, a := range []journal.Attr{
+		{Ino: 7, Mode: 0o100644, Nlink: 2, Uid: 1000, Gid: 100, Rdev: 3, Size: 1 << 40, Blocks: 9,
+			Atime: time.Unix(1, 2), Mtime: time.Unix(1700000000, 999999999), Ctime: time.Unix(-5, 0)},
+		{Ino: 1},
+	} {
+		got := packAttr(a).attr()
+		if got.Ino != a.Ino || got.Mode != a.Mode || got.Nlink != a.Nlink || got.Uid != a.Uid || got.Gid != a.Gid ||
+			got.Rdev != a.Rdev || got.Size != a.Size || got.Blocks != a.Blocks ||
+			!got.Atime.Equal(a.Atime) || !got.Mtime.Equal(a.Mtime) || !got.Ctime.Equal(a.Ctime) ||
+			got.Atime.IsZero() != a.Atime.IsZero() {
+			t.Errorf("packAttr(%+v).attr() = %+v", a, got)
+		}
 	}
 }

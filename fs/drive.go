@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,34 +75,46 @@ type Grid interface {
 // a wrapper of it (DriveOptions.WrapBlocks).
 type BlockReader = journal.BlockReader
 
-// MemoryLimit is the Go memory limit (runtime/debug.SetMemoryLimit) a
-// process serving one drive should run under for its peak RSS to stay near
-// 128 MiB: the memory cache (cacheMem bytes of plaintext; 0 means the
-// cache's default) plus what reads and writes in flight hold. The commands
-// apply it with LimitMemory unless GOMEMLIMIT is set.
+// MemoryLimit is the peak RSS a process serving one drive aims for: the
+// memory cache (cacheMem bytes of plaintext; 0 means the cache's default)
+// plus 96 MiB for the rest (the uploader's segment and shards, dirty
+// blocks, sqlite, the binary's own pages): 128 MiB with the default cache.
+// The commands apply it with LimitMemory unless GOMEMLIMIT is set.
 func MemoryLimit(cacheMem int64) int64 {
 	if cacheMem == 0 {
 		cacheMem = cache.DefaultMemBytes
 	}
-	return max(cacheMem, 0) + 48<<20
+	return max(cacheMem, 0) + 96<<20
 }
 
-// LimitMemory keeps the process's Go memory limit at base, or at 1.5x the
-// live heap when that is larger, until ctx ends (it checks every 500 ms).
-// A fixed limit below the live heap (a directory of 100,000 entries keeps
-// more than 128 MiB of inodes alive in go-fuse and the journal) makes the
-// collector run back to back; following the live heap turns that into
-// ordinary collections while reads, whose live heap is the cache, stay
-// under base. It changes a process-wide setting: call it once, from main.
-func LimitMemory(ctx context.Context, base int64) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+// LimitMemory keeps the process's RSS near target until ctx ends: every
+// 500 ms it sets the Go memory limit to target less the resident memory
+// the Go runtime does not manage (sqlite's page caches, the mapped
+// database and the binary's pages), so the collector works to keep the
+// whole process under target. A directory of 100,000 entries keeps tens
+// of MiB of inodes alive in go-fuse and the journal: when the live heap
+// does not fit, the limit stays a quarter above it, so the collector runs
+// more often but never back to back. It changes a process-wide setting:
+// call it once, from main.
+func LimitMemory(ctx context.Context, target int64) {
+	samples := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+	}
 	set := func() {
-		metrics.Read(sample)
-		limit := base
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			limit = max(base, int64(sample[0].Value.Uint64())*3/2)
+		metrics.Read(samples)
+		var v [3]int64
+		for i, s := range samples {
+			if s.Value.Kind() == metrics.KindUint64 {
+				v[i] = int64(s.Value.Uint64())
+			}
 		}
-		debug.SetMemoryLimit(limit)
+		other := int64(0)
+		if rss, ok := residentBytes(); ok {
+			other = rss - (v[1] - v[2])
+		}
+		debug.SetMemoryLimit(goMemoryLimit(target-limitSlack, other, v[0]))
 	}
 	set()
 	go func() {
@@ -114,6 +129,38 @@ func LimitMemory(ctx context.Context, base int64) {
 			}
 		}
 	}()
+}
+
+// limitSlack is kept below the target: the Go limit is soft (a large
+// buffer allocated at the limit is allocated all the same) and the other
+// memory is sampled only every 500 ms. Without it, writes peaked at
+// 130-133 MiB against a 128 MiB target.
+const limitSlack = 8 << 20
+
+// goMemoryLimit is the Go memory limit for a process whose RSS should stay
+// under target, with other bytes resident outside the Go runtime and a
+// live Go heap of live bytes: what target leaves of other, but at least
+// 1.25x live + 8 MiB (the collector's headroom).
+func goMemoryLimit(target, other, live int64) int64 {
+	return max(target-max(other, 0), live+live/4+8<<20)
+}
+
+// residentBytes is the process's resident memory (/proc/self/statm);
+// false where that is not available.
+func residentBytes() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * int64(os.Getpagesize()), true
 }
 
 // Drive is an open drive: its journal, its block cache and the options to

@@ -95,7 +95,7 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	}
 	a.Nlink = 0
 	c := &node{fsys: n.fsys}
-	c.last = a
+	c.last = packAttr(a)
 	n.fsys.fillAttr(&out.Attr, a)
 	child := n.NewInode(ctx, c, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(a.Ino) + n.fsys.inoOff})
 	return child, &handle{flags: flags}, openFlags(flags), 0

@@ -70,7 +70,7 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: reading the root directory from the journal: %w", mountpoint, err)
 	}
-	root.last = a
+	root.last = packAttr(a)
 
 	opts := options(o, log)
 	raw := fusefs.NewNodeFS(root, opts)

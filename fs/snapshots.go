@@ -102,7 +102,7 @@ func (s *snapshotsNode) Lookup(ctx context.Context, name string, out *fuse.Entry
 	}
 	fsys := &fileSystem{j: sj, log: s.fsys.log, attrTimeout: s.fsys.attrTimeout, inoOff: snapOff(sn.Seq)}
 	c := &node{fsys: fsys}
-	c.last = a
+	c.last = packAttr(a)
 	fsys.fillAttr(&out.Attr, a)
 	return s.NewInode(ctx, c, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: uint64(a.Ino) + fsys.inoOff}), 0
 }

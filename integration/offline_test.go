@@ -187,7 +187,7 @@ func TestSmallFileBeforeBulkAtScale(t *testing.T) {
 // TestUploadLimitAtScale: with --upload-limit 2MiB, what the mount ships
 // to the nodes during a minute-long upload averages within 10% of 2 MiB/s.
 // (The whole upload is the window: shipped bytes are counted per segment,
-// 48 MiB of shards at a time, too coarse for a 30 s window.)
+// 24 MiB of shards at a time (a 16 MiB segment), too coarse for a 30 s window.)
 func TestUploadLimitAtScale(t *testing.T) {
 	if !*long {
 		t.Skip("takes a minute of paced upload: runs with -long (scripts/test.sh long)")

@@ -185,10 +185,12 @@ func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
 	q.Add("_pragma", "synchronous(NORMAL)")
 	// Reads of a large namespace (lookups, getattr) would otherwise pread
 	// a page per query from a 2 MB page cache per connection: map the
-	// database instead (the OS page cache, shared by the connections),
-	// and keep more pages each.
+	// database instead (the OS page cache, shared by the connections).
+	// Each connection's own cache (4 MiB) then holds mostly WAL and dirty
+	// pages; it is sqlite's memory, outside the Go heap and its limit, so
+	// it stays small: 8 connections of 16 MiB each were up to 128 MiB.
 	q.Add("_pragma", "mmap_size(1073741824)")
-	q.Add("_pragma", "cache_size(-16384)")
+	q.Add("_pragma", "cache_size(-4096)")
 	q.Set("_txlock", "immediate")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")

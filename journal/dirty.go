@@ -37,9 +37,9 @@ type dirtyFile struct {
 }
 
 // maxMemBlocks bounds the in-memory blocks of all files of a journal
-// (64 MiB with 4 MiB blocks). Write-behind keeps a sequential writer to
+// (16 MiB with 4 MiB blocks). Write-behind keeps a sequential writer to
 // a few; past the bound, blocks go to the dirty file as before.
-const maxMemBlocks = 16
+const maxMemBlocks = 4
 
 // memBlocks is the journal's budget of in-memory dirty blocks and its
 // pool of their buffers.

@@ -64,7 +64,9 @@ type Options struct {
 	// QuotaWait is how long a writer waits for the uploader before
 	// ErrFull (default 10s).
 	QuotaWait time.Duration
-	// SegmentSize is the target segment size (default 32 MiB).
+	// SegmentSize is the target segment size (default 16 MiB). The
+	// uploader holds a segment and its k+m shards while it ships them:
+	// about 2.5x this with k=4, m=2.
 	SegmentSize int64
 	// IdleFlush: a file idle this long is flushed, and a partial segment
 	// waits this long for more data before it is shipped (default 2s).
@@ -256,7 +258,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		o.QuotaWait = 10 * time.Second
 	}
 	if o.SegmentSize <= 0 {
-		o.SegmentSize = 32 << 20
+		o.SegmentSize = 16 << 20
 	}
 	if o.IdleFlush <= 0 {
 		o.IdleFlush = 2 * time.Second

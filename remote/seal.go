@@ -105,8 +105,12 @@ func NewSealer(master []byte) (*Sealer, error) {
 		h, _ := blake3.NewKeyed(s.idKey) // key length checked above
 		return h
 	}
+	// Blocks are compressed a frame (FrameSize) at a time, so a 1 MiB
+	// window loses nothing there and keeps the encoder's history at about
+	// 1 MiB instead of 8 (only whole metadata records, Seal, are longer).
 	s.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
+		zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false),
+		zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, fmt.Errorf("sealer: zstd encoder: %w", err)
 	}

@@ -1,0 +1,54 @@
+package fs
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/journal"
+)
+
+func TestGoMemoryLimit(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name                      string
+		target, other, live, want int64
+	}{
+		{"what the rest leaves", 128 * mib, 40 * mib, 30 * mib, 88 * mib},
+		{"nothing outside Go", 128 * mib, 0, 30 * mib, 128 * mib},
+		{"negative other counts as none", 128 * mib, -5 * mib, 30 * mib, 128 * mib},
+		{"live heap too large: a quarter above it", 128 * mib, 40 * mib, 96 * mib, 128 * mib},
+		{"live heap larger than target", 128 * mib, 40 * mib, 160 * mib, 208 * mib},
+		{"others fill the target", 128 * mib, 200 * mib, 0, 8 * mib},
+	} {
+		if got := goMemoryLimit(c.target, c.other, c.live); got != c.want {
+			t.Errorf("%s: goMemoryLimit(%d, %d, %d) = %d MiB, want %d MiB", c.name, c.target/mib, c.other/mib, c.live/mib, got/mib, c.want/mib)
+		}
+	}
+}
+
+func TestResidentBytes(t *testing.T) {
+	rss, ok := residentBytes()
+	if runtime.GOOS != "linux" {
+		t.Skip("no /proc/self/statm")
+	}
+	if !ok || rss < 1<<20 || rss > 1<<40 {
+		t.Fatalf("residentBytes() = %d, %v; want a plausible resident size", rss, ok)
+	}
+}
+
+func TestPackedAttr(t *testing.T) {
+	for _, a := range []journal.Attr{
+		{Ino: 7, Mode: 0o100644, Nlink: 2, Uid: 1000, Gid: 100, Rdev: 3, Size: 1 << 40, Blocks: 9,
+			Atime: time.Unix(1, 2), Mtime: time.Unix(1700000000, 999999999), Ctime: time.Unix(-5, 0)},
+		{Ino: 1},
+	} {
+		got := packAttr(a).attr()
+		if got.Ino != a.Ino || got.Mode != a.Mode || got.Nlink != a.Nlink || got.Uid != a.Uid || got.Gid != a.Gid ||
+			got.Rdev != a.Rdev || got.Size != a.Size || got.Blocks != a.Blocks ||
+			!got.Atime.Equal(a.Atime) || !got.Mtime.Equal(a.Mtime) || !got.Ctime.Equal(a.Ctime) ||
+			got.Atime.IsZero() != a.Atime.IsZero() {
+			t.Errorf("packAttr(%+v).attr() = %+v", a, got)
+		}
+	}
+}

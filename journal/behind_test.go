@@ -23,6 +23,10 @@ func blockRows(t *testing.T, e *env, ino Ino) int {
 // A sequential writer's finished blocks are committed in the background
 // before any flush, and the file reads back whole after a reopen.
 func TestWriteBehindCommitsFinishedBlocks(t *testing.T) {
+	bubble(t, testWriteBehindCommitsFinishedBlocks)
+}
+
+func testWriteBehindCommitsFinishedBlocks(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	bs := int(e.opts.BlockSize)
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "seq", 0o100644, 0, 0, 0))
@@ -71,7 +75,9 @@ func TestWriteBehindCommitsFinishedBlocks(t *testing.T) {
 // Writes that land in blocks the write-behind goroutines are cutting, and
 // truncates under them, never lose the newer bytes: a model file and the
 // journal agree after every fsync and after a reopen.
-func TestWriteBehindRacesOverwrites(t *testing.T) {
+func TestWriteBehindRacesOverwrites(t *testing.T) { bubble(t, testWriteBehindRacesOverwrites) }
+
+func testWriteBehindRacesOverwrites(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	bs := int64(e.opts.BlockSize)
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "race", 0o100644, 0, 0, 0))
@@ -136,7 +142,9 @@ func ptr[T any](v T) *T { return &v }
 // A small file never creates a file in the journal: its unflushed bytes
 // stay in memory and its sealed block is staged in the database, which
 // keeps it across a reopen until the uploader ships it.
-func TestSmallFileStagedInDatabase(t *testing.T) {
+func TestSmallFileStagedInDatabase(t *testing.T) { bubble(t, testSmallFileStagedInDatabase) }
+
+func testSmallFileStagedInDatabase(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	e.g.down.Store(true) // keep it staged
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "small", 0o100644, 0, 0, 0))
@@ -184,7 +192,9 @@ func TestSmallFileStagedInDatabase(t *testing.T) {
 
 // Bytes cut by a truncate never come back: not from the spare capacity of
 // the in-memory dirty buffer, not after a write past them.
-func TestTruncatedDirtyBytesStayZero(t *testing.T) {
+func TestTruncatedDirtyBytesStayZero(t *testing.T) { bubble(t, testTruncatedDirtyBytesStayZero) }
+
+func testTruncatedDirtyBytesStayZero(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour; o.BlockSize = 1 << 20 })
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "t", 0o100644, 0, 0, 0))
 	e.j.OpenFile(a.Ino) // as through the mount: the inode (and its buffer) stays in memory
@@ -231,6 +241,10 @@ func syncMark(t *testing.T, e *env) string {
 // a durable commit, or a power cut would bring back the old block map
 // with its staging files gone (and Open would refuse the journal).
 func TestFreedStagingFilesOnlyAfterDurableCommit(t *testing.T) {
+	bubble(t, testFreedStagingFilesOnlyAfterDurableCommit)
+}
+
+func testFreedStagingFilesOnlyAfterDurableCommit(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	e.g.down.Store(true) // keep the blocks staged
 	bs := int(e.opts.BlockSize)

@@ -27,7 +27,9 @@ func (r *gatedReader) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byt
 
 // While an application waits for a block from the grid, the uploader
 // holds a segment back, but only for maxYield.
-func TestUploadYieldsToReads(t *testing.T) {
+func TestUploadYieldsToReads(t *testing.T) { bubble(t, testUploadYieldsToReads) }
+
+func testUploadYieldsToReads(t *testing.T) {
 	var gr *gatedReader
 	e := newEnv(t, func(o *Options) {
 		gr = &gatedReader{BlockReader: o.Blocks, entered: make(chan struct{}, 1), gate: make(chan struct{})}
@@ -77,7 +79,9 @@ func TestUploadYieldsToReads(t *testing.T) {
 
 // While a big flush runs, the uploader holds a segment back until it ends,
 // but only for maxFlushYield.
-func TestUploadYieldsToBigFlushes(t *testing.T) {
+func TestUploadYieldsToBigFlushes(t *testing.T) { bubble(t, testUploadYieldsToBigFlushes) }
+
+func testUploadYieldsToBigFlushes(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	upload := func(name string) time.Duration {

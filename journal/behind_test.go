@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -41,14 +42,12 @@ func testWriteBehindCommitsFinishedBlocks(t *testing.T) {
 		end := min(off+chunk, len(data))
 		must[int](t)(e.j.WriteAt(bg, a.Ino, data[off:end], int64(off)))
 	}
-	// Every block but the last one or two was moved past: wait for the
-	// write-behind goroutines to commit them (no flush has run).
-	deadline := time.Now().Add(10 * time.Second)
-	for blockRows(t, e, a.Ino) < nblocks-1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("write-behind committed %d of %d finished blocks before any flush", blockRows(t, e, a.Ino), nblocks-1)
-		}
-		time.Sleep(5 * time.Millisecond)
+	// Every block but the last one or two was moved past: once the
+	// write-behind goroutines are idle they have committed them (no flush
+	// has run).
+	synctest.Wait()
+	if n := blockRows(t, e, a.Ino); n < nblocks-1 {
+		t.Fatalf("write-behind committed %d of %d finished blocks before any flush", n, nblocks-1)
 	}
 	got := make([]byte, len(data))
 	must[int](t)(e.j.ReadAt(bg, a.Ino, got, 0))
@@ -266,27 +265,28 @@ func testFreedStagingFilesOnlyAfterDurableCommit(t *testing.T) {
 	for off := 0; off < len(data); off += chunk {
 		must[int](t)(e.j.WriteAt(bg, a.Ino, data[off:off+chunk], int64(off)))
 	}
-	// Write-behind replaces blocks 0-4 (the writer moved past them):
-	// wait until an old staging file is gone, then check that a barrier
-	// ran (no fsync or flush has been called since the mark).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		gone := 0
+	// Write-behind replaces blocks 0-4 (the writer moved past them) in
+	// ordinary commits: an old staging file may go only once a barrier
+	// ran (no fsync or flush has been called since the mark), and the
+	// group commit runs one an interval after them.
+	gone := func() int {
+		n := 0
 		for _, de := range before {
 			if _, err := os.Stat(filepath.Join(staging, de.Name())); os.IsNotExist(err) {
-				gone++
+				n++
 			}
 		}
-		if gone > 0 {
-			if syncMark(t, e) == mark {
-				t.Fatalf("%d staging files of replaced blocks removed with no durable commit since", gone)
-			}
-			break
+		if n > 0 && syncMark(t, e) == mark {
+			t.Fatalf("%d staging files of replaced blocks removed with no durable commit since", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("write-behind replaced no staged block")
-		}
-		time.Sleep(5 * time.Millisecond)
+		return n
+	}
+	synctest.Wait()
+	gone()
+	time.Sleep(e.j.o.GroupCommit)
+	synctest.Wait()
+	if gone() == 0 {
+		t.Fatal("write-behind replaced no staged block")
 	}
 	if err := e.j.Fsync(bg, a.Ino); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -399,13 +400,12 @@ func testUploaderRetriesUntilGridReturns(t *testing.T) {
 	}
 	fails := e.g.fails.Load()
 	e.g.down.Store(false)
-	// No user action: the uploader resumes on its own.
-	deadline := time.Now().Add(10 * time.Second)
-	for e.j.Stats().QueuedBlocks > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("queue did not drain after the grid came back")
-		}
-		time.Sleep(20 * time.Millisecond)
+	// No user action: the uploader resumes on its own, at its next retry
+	// (RetryMax apart at most).
+	time.Sleep(e.opts.RetryMax)
+	synctest.Wait()
+	if st := e.j.Stats(); st.QueuedBlocks > 0 {
+		t.Fatalf("queue did not drain %v after the grid came back: %+v", e.opts.RetryMax, st)
 	}
 	if s := must[FileStatus](t)(e.j.Status(bg, f.Ino)); s.State != StateDurable {
 		t.Fatalf("status after recovery: %+v", s)

@@ -29,12 +29,13 @@ func readAll(t testing.TB, j *Journal, ino Ino) []byte {
 // TestRandomOpsModel writes, reads, truncates, fsyncs and reopens at
 // random, comparing against an in-memory model.
 func TestRandomOpsModel(t *testing.T) {
+	t.Parallel()
 	seeds := []uint64{1}
 	if *long {
 		seeds = []uint64{1, 2, 3, 4, 5, 6, 7, 8}
 	}
 	for _, seed := range seeds {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { randomOps(t, seed) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { bubble(t, func(t *testing.T) { randomOps(t, seed) }) })
 	}
 }
 

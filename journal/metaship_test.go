@@ -231,9 +231,7 @@ func encodeMeta(data []byte) ([]byte, error) {
 // TestMetaIncremental: with many files on the drive, changing one ships
 // a small record, not the drive; and a rebuild of the whole drive from the
 // grid is timed (docs/BENCHMARKS.md quotes the -long run: 100k files).
-func TestMetaIncremental(t *testing.T) { bubble(t, testMetaIncremental) }
-
-func testMetaIncremental(t *testing.T) {
+func TestMetaIncremental(t *testing.T) {
 	n := 10_000
 	switch {
 	case *long:

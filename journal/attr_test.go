@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -10,7 +11,9 @@ import (
 // does after its write) wait in memory: GetAttr shows them at once, the
 // database gets them in the flush's commit, and they survive reopen. On a
 // clean file the same SetAttr commits at once.
-func TestSetAttrWaitsForFlush(t *testing.T) {
+func TestSetAttrWaitsForFlush(t *testing.T) { bubble(t, testSetAttrWaitsForFlush) }
+
+func testSetAttrWaitsForFlush(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100600, 0, 0, 0))
 	if _, err := e.j.WriteAt(bg, a.Ino, []byte("some bytes"), 0); err != nil {
@@ -65,7 +68,9 @@ func TestSetAttrWaitsForFlush(t *testing.T) {
 
 // A file's unlinking while it is open frees it at its last release, and
 // only then.
-func TestReleaseFreesUnlinkedOpenFile(t *testing.T) {
+func TestReleaseFreesUnlinkedOpenFile(t *testing.T) { bubble(t, testReleaseFreesUnlinkedOpenFile) }
+
+func testReleaseFreesUnlinkedOpenFile(t *testing.T) {
 	e := newEnv(t, nil)
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100600, 0, 0, 0))
 	e.j.OpenFile(a.Ino)
@@ -99,7 +104,9 @@ func TestReleaseFreesUnlinkedOpenFile(t *testing.T) {
 
 // A reclaim that finds the file opened since its unlink (open(2) racing
 // unlink(2)) leaves it to the last release, which frees it.
-func TestReclaimOfReopenedFileAtRelease(t *testing.T) {
+func TestReclaimOfReopenedFileAtRelease(t *testing.T) { bubble(t, testReclaimOfReopenedFileAtRelease) }
+
+func testReclaimOfReopenedFileAtRelease(t *testing.T) {
 	e := newEnv(t, nil)
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100600, 0, 0, 0))
 	e.j.OpenFile(a.Ino)
@@ -129,7 +136,9 @@ func TestReclaimOfReopenedFileAtRelease(t *testing.T) {
 // than the journal's own at create or write: it is stored as given, on a
 // file with unflushed data (kept until the flush) and on a clean one
 // (committed at once), and survives reopen.
-func TestSetAttrKeepsKernelCtime(t *testing.T) {
+func TestSetAttrKeepsKernelCtime(t *testing.T) { bubble(t, testSetAttrKeepsKernelCtime) }
+
+func testSetAttrKeepsKernelCtime(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	dirty := must[Attr](t)(e.j.Mknod(bg, RootIno, "dirty", 0o100600, 0, 0, 0))
 	clean := must[Attr](t)(e.j.Mknod(bg, RootIno, "clean", 0o100600, 0, 0, 0))
@@ -164,7 +173,9 @@ func TestSetAttrKeepsKernelCtime(t *testing.T) {
 // When freeing a deleted file fails (here a trigger refuses it, as a full
 // disk would), the unlink still succeeds, and the reaper frees the file
 // once freeing works again, without waiting for the next Open.
-func TestFailedReclaimIsRetried(t *testing.T) {
+func TestFailedReclaimIsRetried(t *testing.T) { bubble(t, testFailedReclaimIsRetried) }
+
+func testFailedReclaimIsRetried(t *testing.T) {
 	e := newEnv(t, nil)
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100600, 0, 0, 0))
 	if _, err := e.j.WriteAt(bg, a.Ino, bytes.Repeat([]byte("data"), 1000), 0); err != nil {
@@ -196,20 +207,16 @@ func TestFailedReclaimIsRetried(t *testing.T) {
 		return
 	}
 	time.Sleep(3 * e.opts.RetryMax) // a few refused retries
+	synctest.Wait()
 	if i, m := rows(); i != 1 || m == 0 {
 		t.Fatalf("freed while freeing was refused: %d inode rows, %d block map rows", i, m)
 	}
 	onWriter(`DROP TRIGGER temp.refuse_free`)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		i, m := rows()
-		if i == 0 && m == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not freed 10 s after freeing works again: %d inode rows, %d block map rows", i, m)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// The reaper retries RetryMax apart: its next pass frees the file.
+	time.Sleep(e.opts.RetryMax)
+	synctest.Wait()
+	if i, m := rows(); i != 0 || m != 0 {
+		t.Fatalf("not freed %v after freeing works again: %d inode rows, %d block map rows", e.opts.RetryMax, i, m)
 	}
 	e.reopen() // checkDB: refcounts match the block map
 }

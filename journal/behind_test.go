@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -23,6 +24,10 @@ func blockRows(t *testing.T, e *env, ino Ino) int {
 // A sequential writer's finished blocks are committed in the background
 // before any flush, and the file reads back whole after a reopen.
 func TestWriteBehindCommitsFinishedBlocks(t *testing.T) {
+	bubble(t, testWriteBehindCommitsFinishedBlocks)
+}
+
+func testWriteBehindCommitsFinishedBlocks(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	bs := int(e.opts.BlockSize)
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "seq", 0o100644, 0, 0, 0))
@@ -37,14 +42,12 @@ func TestWriteBehindCommitsFinishedBlocks(t *testing.T) {
 		end := min(off+chunk, len(data))
 		must[int](t)(e.j.WriteAt(bg, a.Ino, data[off:end], int64(off)))
 	}
-	// Every block but the last one or two was moved past: wait for the
-	// write-behind goroutines to commit them (no flush has run).
-	deadline := time.Now().Add(10 * time.Second)
-	for blockRows(t, e, a.Ino) < nblocks-1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("write-behind committed %d of %d finished blocks before any flush", blockRows(t, e, a.Ino), nblocks-1)
-		}
-		time.Sleep(5 * time.Millisecond)
+	// Every block but the last one or two was moved past: once the
+	// write-behind goroutines are idle they have committed them (no flush
+	// has run).
+	synctest.Wait()
+	if n := blockRows(t, e, a.Ino); n < nblocks-1 {
+		t.Fatalf("write-behind committed %d of %d finished blocks before any flush", n, nblocks-1)
 	}
 	got := make([]byte, len(data))
 	must[int](t)(e.j.ReadAt(bg, a.Ino, got, 0))
@@ -71,7 +74,9 @@ func TestWriteBehindCommitsFinishedBlocks(t *testing.T) {
 // Writes that land in blocks the write-behind goroutines are cutting, and
 // truncates under them, never lose the newer bytes: a model file and the
 // journal agree after every fsync and after a reopen.
-func TestWriteBehindRacesOverwrites(t *testing.T) {
+func TestWriteBehindRacesOverwrites(t *testing.T) { bubble(t, testWriteBehindRacesOverwrites) }
+
+func testWriteBehindRacesOverwrites(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	bs := int64(e.opts.BlockSize)
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "race", 0o100644, 0, 0, 0))
@@ -136,7 +141,9 @@ func ptr[T any](v T) *T { return &v }
 // A small file never creates a file in the journal: its unflushed bytes
 // stay in memory and its sealed block is staged in the database, which
 // keeps it across a reopen until the uploader ships it.
-func TestSmallFileStagedInDatabase(t *testing.T) {
+func TestSmallFileStagedInDatabase(t *testing.T) { bubble(t, testSmallFileStagedInDatabase) }
+
+func testSmallFileStagedInDatabase(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	e.g.down.Store(true) // keep it staged
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "small", 0o100644, 0, 0, 0))
@@ -184,7 +191,9 @@ func TestSmallFileStagedInDatabase(t *testing.T) {
 
 // Bytes cut by a truncate never come back: not from the spare capacity of
 // the in-memory dirty buffer, not after a write past them.
-func TestTruncatedDirtyBytesStayZero(t *testing.T) {
+func TestTruncatedDirtyBytesStayZero(t *testing.T) { bubble(t, testTruncatedDirtyBytesStayZero) }
+
+func testTruncatedDirtyBytesStayZero(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour; o.BlockSize = 1 << 20 })
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "t", 0o100644, 0, 0, 0))
 	e.j.OpenFile(a.Ino) // as through the mount: the inode (and its buffer) stays in memory
@@ -231,6 +240,10 @@ func syncMark(t *testing.T, e *env) string {
 // a durable commit, or a power cut would bring back the old block map
 // with its staging files gone (and Open would refuse the journal).
 func TestFreedStagingFilesOnlyAfterDurableCommit(t *testing.T) {
+	bubble(t, testFreedStagingFilesOnlyAfterDurableCommit)
+}
+
+func testFreedStagingFilesOnlyAfterDurableCommit(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	e.g.down.Store(true) // keep the blocks staged
 	bs := int(e.opts.BlockSize)
@@ -252,27 +265,28 @@ func TestFreedStagingFilesOnlyAfterDurableCommit(t *testing.T) {
 	for off := 0; off < len(data); off += chunk {
 		must[int](t)(e.j.WriteAt(bg, a.Ino, data[off:off+chunk], int64(off)))
 	}
-	// Write-behind replaces blocks 0-4 (the writer moved past them):
-	// wait until an old staging file is gone, then check that a barrier
-	// ran (no fsync or flush has been called since the mark).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		gone := 0
+	// Write-behind replaces blocks 0-4 (the writer moved past them) in
+	// ordinary commits: an old staging file may go only once a barrier
+	// ran (no fsync or flush has been called since the mark), and the
+	// group commit runs one an interval after them.
+	gone := func() int {
+		n := 0
 		for _, de := range before {
 			if _, err := os.Stat(filepath.Join(staging, de.Name())); os.IsNotExist(err) {
-				gone++
+				n++
 			}
 		}
-		if gone > 0 {
-			if syncMark(t, e) == mark {
-				t.Fatalf("%d staging files of replaced blocks removed with no durable commit since", gone)
-			}
-			break
+		if n > 0 && syncMark(t, e) == mark {
+			t.Fatalf("%d staging files of replaced blocks removed with no durable commit since", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("write-behind replaced no staged block")
-		}
-		time.Sleep(5 * time.Millisecond)
+		return n
+	}
+	synctest.Wait()
+	gone()
+	time.Sleep(e.j.o.GroupCommit)
+	synctest.Wait()
+	if gone() == 0 {
+		t.Fatal("write-behind replaced no staged block")
 	}
 	if err := e.j.Fsync(bg, a.Ino); err != nil {
 		t.Fatal(err)

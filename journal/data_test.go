@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -28,12 +29,13 @@ func readAll(t testing.TB, j *Journal, ino Ino) []byte {
 // TestRandomOpsModel writes, reads, truncates, fsyncs and reopens at
 // random, comparing against an in-memory model.
 func TestRandomOpsModel(t *testing.T) {
+	t.Parallel()
 	seeds := []uint64{1}
 	if *long {
 		seeds = []uint64{1, 2, 3, 4, 5, 6, 7, 8}
 	}
 	for _, seed := range seeds {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { randomOps(t, seed) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { bubble(t, func(t *testing.T) { randomOps(t, seed) }) })
 	}
 }
 
@@ -142,7 +144,9 @@ func randomOps(t *testing.T, seed uint64) {
 	t.Logf("%d ops, %d reopens, %d segments", ops, reopens, e.g.calls.Load())
 }
 
-func TestHolesCostNothing(t *testing.T) {
+func TestHolesCostNothing(t *testing.T) { bubble(t, testHolesCostNothing) }
+
+func testHolesCostNothing(t *testing.T) {
 	e := newEnv(t, nil)
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "sparse", 0o644, 0, 0, 0))
 	// an explicitly written all-zero block, a truncate-up hole, one byte at the end
@@ -170,7 +174,9 @@ func TestHolesCostNothing(t *testing.T) {
 	}
 }
 
-func TestOffsetsPast4GiB(t *testing.T) {
+func TestOffsetsPast4GiB(t *testing.T) { bubble(t, testOffsetsPast4GiB) }
+
+func testOffsetsPast4GiB(t *testing.T) {
 	e := newEnv(t, nil)
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "big", 0o644, 0, 0, 0))
 	offs := []int64{4<<30 - 3, 5 << 30, 1<<40 + 12345}
@@ -213,7 +219,9 @@ func TestOffsetsPast4GiB(t *testing.T) {
 
 // TestDifferentialUpload: a 1 MiB edit in the middle of a large file ships
 // at most 2 blocks.
-func TestDifferentialUpload(t *testing.T) {
+func TestDifferentialUpload(t *testing.T) { bubble(t, testDifferentialUpload) }
+
+func testDifferentialUpload(t *testing.T) {
 	size, bs := int64(64<<20), 4<<20
 	if *long {
 		size = 1 << 30
@@ -259,7 +267,9 @@ func TestDifferentialUpload(t *testing.T) {
 	}
 }
 
-func TestDedup(t *testing.T) {
+func TestDedup(t *testing.T) { bubble(t, testDedup) }
+
+func testDedup(t *testing.T) {
 	e := newEnv(t, nil)
 	data := make([]byte, 10<<20)
 	fillRand(5, data)
@@ -364,6 +374,10 @@ func TestQuotaFullThenDrain(t *testing.T) {
 }
 
 func TestUploaderRetriesUntilGridReturns(t *testing.T) {
+	bubble(t, testUploaderRetriesUntilGridReturns)
+}
+
+func testUploaderRetriesUntilGridReturns(t *testing.T) {
 	e := newEnv(t, nil)
 	e.g.down.Store(true)
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
@@ -387,13 +401,12 @@ func TestUploaderRetriesUntilGridReturns(t *testing.T) {
 	}
 	fails := e.g.fails.Load()
 	e.g.down.Store(false)
-	// No user action: the uploader resumes on its own.
-	deadline := time.Now().Add(10 * time.Second)
-	for e.j.Stats().QueuedBlocks > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("queue did not drain after the grid came back")
-		}
-		time.Sleep(20 * time.Millisecond)
+	// No user action: the uploader resumes on its own, at its next retry
+	// (RetryMax apart at most).
+	time.Sleep(e.opts.RetryMax)
+	synctest.Wait()
+	if st := e.j.Stats(); st.QueuedBlocks > 0 {
+		t.Fatalf("queue did not drain %v after the grid came back: %+v", e.opts.RetryMax, st)
 	}
 	if s := must[FileStatus](t)(e.j.Status(bg, f.Ino)); s.State != StateDurable {
 		t.Fatalf("status after recovery: %+v", s)
@@ -404,7 +417,9 @@ func TestUploaderRetriesUntilGridReturns(t *testing.T) {
 	t.Logf("%d failed attempts while down, stats %+v", fails, e.j.Stats())
 }
 
-func TestDegradedRecordsRepair(t *testing.T) {
+func TestDegradedRecordsRepair(t *testing.T) { bubble(t, testDegradedRecordsRepair) }
+
+func testDegradedRecordsRepair(t *testing.T) {
 	e := newEnv(t, nil)
 	e.g.stored.Store(5) // k+1 of 6
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
@@ -424,7 +439,9 @@ func TestDegradedRecordsRepair(t *testing.T) {
 	}
 }
 
-func TestSequentialReadPrefetches(t *testing.T) {
+func TestSequentialReadPrefetches(t *testing.T) { bubble(t, testSequentialReadPrefetches) }
+
+func testSequentialReadPrefetches(t *testing.T) {
 	e := newEnv(t, nil)
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
 	data := make([]byte, 2<<20)
@@ -453,7 +470,9 @@ func TestSequentialReadPrefetches(t *testing.T) {
 	}
 }
 
-func TestConcurrentFiles(t *testing.T) {
+func TestConcurrentFiles(t *testing.T) { bubble(t, testConcurrentFiles) }
+
+func testConcurrentFiles(t *testing.T) {
 	e := newEnv(t, nil)
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -505,7 +524,9 @@ func fillRand(seed uint64, p []byte) {
 // TestDiskErrorKeepsConsistent: a failing staging area makes Fsync fail
 // with the cause wrapped; nothing is committed, the data stays dirty, and
 // once the disk works again the same Fsync succeeds.
-func TestDiskErrorKeepsConsistent(t *testing.T) {
+func TestDiskErrorKeepsConsistent(t *testing.T) { bubble(t, testDiskErrorKeepsConsistent) }
+
+func testDiskErrorKeepsConsistent(t *testing.T) {
 	e := newEnv(t, nil)
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
 	data := make([]byte, 200<<10)
@@ -560,7 +581,9 @@ func checkAccounting(t *testing.T, j *Journal) {
 // must look again. The database check at reopen fails on a refcount that
 // a skipped lookup left wrong, and the used space is compared with the
 // blocks the file keeps.
-func TestFirstFlushOfNewFile(t *testing.T) {
+func TestFirstFlushOfNewFile(t *testing.T) { bubble(t, testFirstFlushOfNewFile) }
+
+func testFirstFlushOfNewFile(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
 	bs := int(e.j.bs)
 	rnd := rand.New(rand.NewPCG(7, 7))

@@ -11,7 +11,9 @@ import (
 // in-memory prefix, in-memory blocks and the dirty file, truncates,
 // punches of whole blocks and resets; every read must match the model,
 // and the budget must come back to zero.
-func TestDirtyFileModel(t *testing.T) {
+func TestDirtyFileModel(t *testing.T) { bubble(t, testDirtyFileModel) }
+
+func testDirtyFileModel(t *testing.T) {
 	sawBlocks, sawFile := false, false
 	for seed := uint64(1); seed <= 20; seed++ {
 		r := rand.New(rand.NewPCG(seed, 99))

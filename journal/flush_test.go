@@ -11,7 +11,9 @@ import (
 // A flush of many blocks stages them several at a time; repeated blocks
 // in one flush are stored once, holes not at all, and no temporary file
 // survives.
-func TestFlushManyBlocksParallel(t *testing.T) {
+func TestFlushManyBlocksParallel(t *testing.T) { bubble(t, testFlushManyBlocksParallel) }
+
+func testFlushManyBlocksParallel(t *testing.T) {
 	e := newEnv(t, nil)
 	bs := int(e.opts.BlockSize)
 	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "many", 0o100644, 0, 0, 0))

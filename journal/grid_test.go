@@ -354,7 +354,9 @@ func gridOverhead(size int64, segs int) int64 { return size/100 + int64(segs)*64
 
 // TestGridDedup: the same content under three names grows the node
 // directories by about size×n/k, not three times that.
-func TestGridDedup(t *testing.T) {
+func TestGridDedup(t *testing.T) { bubble(t, testGridDedup) }
+
+func testGridDedup(t *testing.T) {
 	size := int64(24 << 20)
 	if *long {
 		size = 100 << 20
@@ -401,7 +403,9 @@ func TestGridDedup(t *testing.T) {
 
 // TestGridDifferential: changing 1 MiB in the middle of a big file grows
 // the node directories by at most 2 blocks × n/k plus metadata.
-func TestGridDifferential(t *testing.T) {
+func TestGridDifferential(t *testing.T) { bubble(t, testGridDifferential) }
+
+func testGridDifferential(t *testing.T) {
 	size, bs := int64(64<<20), int64(4<<20)
 	if *long {
 		size = 1 << 30
@@ -463,7 +467,9 @@ func TestGridDifferential(t *testing.T) {
 
 // TestGridTwoDownOfEight: with 8 nodes (k=4, m=2) and 2 down, uploads
 // complete with all 6 shards on nodes that are up.
-func TestGridTwoDownOfEight(t *testing.T) {
+func TestGridTwoDownOfEight(t *testing.T) { bubble(t, testGridTwoDownOfEight) }
+
+func testGridTwoDownOfEight(t *testing.T) {
 	e := newGridEnv(t, 8, 4, 2, nil)
 	e.nodes[2].SetDown(true)
 	e.nodes[5].SetDown(true)
@@ -491,7 +497,9 @@ func TestGridTwoDownOfEight(t *testing.T) {
 
 // TestGridOneDownOfSix: with 6 nodes and 1 down, uploads complete with
 // k+1 shards, repair is owed and the file says degraded.
-func TestGridOneDownOfSix(t *testing.T) {
+func TestGridOneDownOfSix(t *testing.T) { bubble(t, testGridOneDownOfSix) }
+
+func testGridOneDownOfSix(t *testing.T) {
 	e := newGridEnv(t, 6, 4, 2, nil)
 	e.nodes[3].SetDown(true)
 	data := make([]byte, 12<<20)
@@ -535,7 +543,9 @@ func countEmpty(s []string) int {
 // TestGridWaitsForNodes: with fewer than k+1 nodes up, then all down,
 // uploads wait with the data safe and readable in the journal, and resume
 // on their own when the nodes return.
-func TestGridWaitsForNodes(t *testing.T) {
+func TestGridWaitsForNodes(t *testing.T) { bubble(t, testGridWaitsForNodes) }
+
+func testGridWaitsForNodes(t *testing.T) {
 	e := newGridEnv(t, 6, 4, 2, nil)
 	e.nodes[0].SetDown(true)
 	e.nodes[4].SetDown(true)

@@ -7,7 +7,9 @@ import (
 
 // GridBlocks lists a file's blocks only once they are on the grid, in file
 // order, with their plaintext lengths.
-func TestGridBlocks(t *testing.T) {
+func TestGridBlocks(t *testing.T) { bubble(t, testGridBlocks) }
+
+func testGridBlocks(t *testing.T) {
 	e := newEnv(t, nil)
 	j := e.j
 	f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))

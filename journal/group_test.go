@@ -41,7 +41,9 @@ func durableCount(j *Journal) (*atomic.Int64, chan struct{}) {
 // TestGroupCommit: the flush of a close commits without making the
 // journal durable; the staging file of a block it replaced stays until
 // the group commit, which the clock starts; fsync is durable at once.
-func TestGroupCommit(t *testing.T) {
+func TestGroupCommit(t *testing.T) { bubble(t, testGroupCommit) }
+
+func testGroupCommit(t *testing.T) {
 	clock := make(manualClock)
 	e := newEnv(t, func(o *Options) { o.after = clock.after })
 	j := e.j
@@ -149,7 +151,9 @@ func (j *Journal) blockIDs(t *testing.T, ino Ino) []remote.BlockID {
 // corrupt, no staged block without its file), hold the namespace and
 // data of one moment between two operations, and that moment must not
 // be older than the newest fsync.
-func TestPowerCut(t *testing.T) {
+func TestPowerCut(t *testing.T) { bubble(t, testPowerCut) }
+
+func testPowerCut(t *testing.T) {
 	dir := t.TempDir()
 	o, _, _ := crashOptions(dir)
 	o.after = make(manualClock).after // the test runs the group commits itself (barrier)
@@ -318,7 +322,9 @@ func powerCut(t *testing.T, j *Journal, o Options, hist []map[string][]byte, las
 // TestUnlinkLeavesFreeingToReaper: unlink only removes the name; the
 // reaper frees the inodes, their blocks and (after a durable commit)
 // their staging files in the background.
-func TestUnlinkLeavesFreeingToReaper(t *testing.T) {
+func TestUnlinkLeavesFreeingToReaper(t *testing.T) { bubble(t, testUnlinkLeavesFreeingToReaper) }
+
+func testUnlinkLeavesFreeingToReaper(t *testing.T) {
 	passes := make(chan struct{}, 1)
 	e := newEnv(t, func(o *Options) {
 		o.reaped = func() {

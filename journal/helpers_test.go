@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -289,4 +290,15 @@ func wantErr(t testing.TB, err, want error) {
 	if !errors.Is(err, want) {
 		t.Fatalf("got error %v, want %v", err, want)
 	}
+}
+
+// bubble runs test in a synctest bubble, in parallel with the package's
+// other tests: the journal's timers (IdleFlush, the group commit, the
+// reaper's delay, retries, yields) run on the bubble's clock, which jumps
+// ahead as soon as every goroutine of the test waits, and synctest.Wait
+// waits for them to settle. Everything the test starts must stop before
+// it returns (Close the journal).
+func bubble(t *testing.T, test func(*testing.T)) {
+	t.Parallel()
+	synctest.Test(t, test)
 }

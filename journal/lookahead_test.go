@@ -22,7 +22,9 @@ func (l *lookAhead) fillCount() int64 {
 
 // Lookups in random order read no windows (each would cost as much as
 // many lookups and serve none).
-func TestLookAheadNotForRandomOrder(t *testing.T) {
+func TestLookAheadNotForRandomOrder(t *testing.T) { bubble(t, testLookAheadNotForRandomOrder) }
+
+func testLookAheadNotForRandomOrder(t *testing.T) {
 	e := newEnv(t, nil)
 	const n = 2000
 	for i := range n {
@@ -40,7 +42,9 @@ func TestLookAheadNotForRandomOrder(t *testing.T) {
 // read ahead, and every answer equals what GetAttr says; a change made
 // after the window was read (chmod, unlink, rename, a write not yet
 // flushed) shows in the next lookup.
-func TestLookAheadNeverStale(t *testing.T) {
+func TestLookAheadNeverStale(t *testing.T) { bubble(t, testLookAheadNeverStale) }
+
+func testLookAheadNeverStale(t *testing.T) {
 	e := newEnv(t, nil)
 	d := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
 	const n = 3*lookAheadN + 7
@@ -103,7 +107,9 @@ func TestLookAheadNeverStale(t *testing.T) {
 
 // Lookups racing renames and chmods (for go test -race): every lookup
 // finds the file under one of its two names.
-func TestLookAheadConcurrent(t *testing.T) {
+func TestLookAheadConcurrent(t *testing.T) { bubble(t, testLookAheadConcurrent) }
+
+func testLookAheadConcurrent(t *testing.T) {
 	e := newEnv(t, nil)
 	const n = 2 * lookAheadN
 	for i := range n {
@@ -161,7 +167,9 @@ func TestLookAheadConcurrent(t *testing.T) {
 
 // A missing name is ENOENT in a directory, also once the directory is
 // gone, and ENOTDIR under a file, however often it is asked.
-func TestLookupMissingName(t *testing.T) {
+func TestLookupMissingName(t *testing.T) { bubble(t, testLookupMissingName) }
+
+func testLookupMissingName(t *testing.T) {
 	e := newEnv(t, nil)
 	d := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100644, 0, 0, 0))
@@ -184,7 +192,9 @@ func TestLookupMissingName(t *testing.T) {
 // The attributes a create caches (the new inode, and its parent as its
 // UPDATE returned it) equal the rows, and every commit after makes
 // GetAttr read again.
-func TestAttrCacheNeverStale(t *testing.T) {
+func TestAttrCacheNeverStale(t *testing.T) { bubble(t, testAttrCacheNeverStale) }
+
+func testAttrCacheNeverStale(t *testing.T) {
 	e := newEnv(t, nil)
 	row := func(ino Ino) Attr {
 		t.Helper()
@@ -239,7 +249,9 @@ func TestAttrCacheNeverStale(t *testing.T) {
 // its window across the unlinks: few windows are read, yet no answer is
 // stale. A hard link of an unlinked file in the same window shows its
 // new link count, and a removed directory's parent its new one.
-func TestLookAheadAcrossUnlinks(t *testing.T) {
+func TestLookAheadAcrossUnlinks(t *testing.T) { bubble(t, testLookAheadAcrossUnlinks) }
+
+func testLookAheadAcrossUnlinks(t *testing.T) {
 	e := newEnv(t, nil)
 	d := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
 	const n = 4 * lookAheadN

@@ -26,7 +26,9 @@ func metaPendingScan(t testing.TB, j *Journal, ino Ino) bool {
 // mdirty does, for files changed in every way, before and after records
 // ship (the shipper deletes rows: the keys are read again) and as rows
 // are appended (only the new ones are read).
-func TestMetaPendingMatchesScan(t *testing.T) {
+func TestMetaPendingMatchesScan(t *testing.T) { bubble(t, testMetaPendingMatchesScan) }
+
+func testMetaPendingMatchesScan(t *testing.T) {
 	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
 	j := e.j
 	var files []Ino

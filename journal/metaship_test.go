@@ -105,7 +105,9 @@ func (e *gridEnv) syncGrid() {
 // TestMetaShipAndRebuild ships a namespace with every kind of inode,
 // rebuilds it from the grid alone, and compares; then changes it, ships
 // a delta, and compares again.
-func TestMetaShipAndRebuild(t *testing.T) {
+func TestMetaShipAndRebuild(t *testing.T) { bubble(t, testMetaShipAndRebuild) }
+
+func testMetaShipAndRebuild(t *testing.T) {
 	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
 	j := e.j
 	dir := must[Attr](t)(j.Mkdir(bg, RootIno, "dir", 0o750, 1000, 1000))
@@ -182,7 +184,9 @@ func TestMetaShipAndRebuild(t *testing.T) {
 
 // TestRootRecordRollback: a node that serves an older root record, or a
 // forged one, does not win.
-func TestRootRecordRollback(t *testing.T) {
+func TestRootRecordRollback(t *testing.T) { bubble(t, testRootRecordRollback) }
+
+func testRootRecordRollback(t *testing.T) {
 	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
 	e.writeFile("a", []byte("one"))
 	e.syncGrid()
@@ -286,7 +290,9 @@ func TestMetaIncremental(t *testing.T) {
 // TestRebuildWithCorruptShards: one flipped byte in a shard of the newest
 // record is repaired around (any k shards); more flipped shards than m
 // stop the rebuild with a clear error and leave nothing behind.
-func TestRebuildWithCorruptShards(t *testing.T) {
+func TestRebuildWithCorruptShards(t *testing.T) { bubble(t, testRebuildWithCorruptShards) }
+
+func testRebuildWithCorruptShards(t *testing.T) {
 	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
 	e.writeFile("a", bytes.Repeat([]byte("abc"), 1000))
 	e.syncGrid()

@@ -9,7 +9,9 @@ import (
 	"time"
 )
 
-func TestRootCreated(t *testing.T) {
+func TestRootCreated(t *testing.T) { bubble(t, testRootCreated) }
+
+func testRootCreated(t *testing.T) {
 	e := newEnv(t, nil)
 	a := must[Attr](t)(e.j.GetAttr(bg, RootIno))
 	if a.Mode != syscall.S_IFDIR|0o755 || a.Nlink != 2 || a.Uid != uint32(syscall.Getuid()) {
@@ -119,7 +121,9 @@ func TestNamespaceErrors(t *testing.T) {
 	checkDB(t, e.opts.Dir)
 }
 
-func TestReadOnlyAndClosed(t *testing.T) {
+func TestReadOnlyAndClosed(t *testing.T) { bubble(t, testReadOnlyAndClosed) }
+
+func testReadOnlyAndClosed(t *testing.T) {
 	e := newEnv(t, nil)
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
 	e.j.Close()
@@ -143,7 +147,9 @@ func names(es []DirEntry) []string {
 	return out
 }
 
-func TestReadDirOffsetsStable(t *testing.T) {
+func TestReadDirOffsetsStable(t *testing.T) { bubble(t, testReadDirOffsetsStable) }
+
+func testReadDirOffsetsStable(t *testing.T) {
 	e := newEnv(t, nil)
 	j := e.j
 	for i := 0; i < 100; i++ {
@@ -209,7 +215,9 @@ func TestReadDirOffsetsStable(t *testing.T) {
 	}
 }
 
-func TestRenameFlags(t *testing.T) {
+func TestRenameFlags(t *testing.T) { bubble(t, testRenameFlags) }
+
+func testRenameFlags(t *testing.T) {
 	e := newEnv(t, nil)
 	j := e.j
 	a := must[Attr](t)(j.Mknod(bg, RootIno, "a", 0o644, 0, 0, 0))
@@ -291,7 +299,9 @@ func TestRenameFlags(t *testing.T) {
 	checkDB(t, e.opts.Dir)
 }
 
-func TestHardLinksAndUnlinkWhileOpen(t *testing.T) {
+func TestHardLinksAndUnlinkWhileOpen(t *testing.T) { bubble(t, testHardLinksAndUnlinkWhileOpen) }
+
+func testHardLinksAndUnlinkWhileOpen(t *testing.T) {
 	e := newEnv(t, nil)
 	j := e.j
 	f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
@@ -350,7 +360,9 @@ func TestHardLinksAndUnlinkWhileOpen(t *testing.T) {
 	wantErr(t, err, ErrNotFound)
 }
 
-func TestXattrs(t *testing.T) {
+func TestXattrs(t *testing.T) { bubble(t, testXattrs) }
+
+func testXattrs(t *testing.T) {
 	e := newEnv(t, nil)
 	j := e.j
 	f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
@@ -386,7 +398,9 @@ func TestXattrs(t *testing.T) {
 	checkDB(t, e.opts.Dir)
 }
 
-func TestTimes(t *testing.T) {
+func TestTimes(t *testing.T) { bubble(t, testTimes) }
+
+func testTimes(t *testing.T) {
 	e := newEnv(t, nil)
 	j := e.j
 	step := func() { time.Sleep(2 * time.Millisecond) }
@@ -437,6 +451,7 @@ func TestTimes(t *testing.T) {
 	if !y.Mtime.Equal(when) || y.Size != 2 {
 		t.Fatalf("after reopen: %+v", y)
 	}
+	step()
 	uid, gid := uint32(7), uint32(8)
 	z := must[Attr](t)(e.j.SetAttr(bg, f.Ino, SetAttr{Uid: &uid, Gid: &gid}))
 	if z.Uid != 7 || z.Gid != 8 || !z.Ctime.After(y.Ctime) {
@@ -444,7 +459,9 @@ func TestTimes(t *testing.T) {
 	}
 }
 
-func TestStatFS(t *testing.T) {
+func TestStatFS(t *testing.T) { bubble(t, testStatFS) }
+
+func testStatFS(t *testing.T) {
 	e := newEnv(t, nil)
 	s := must[StatFS](t)(e.j.StatFS(bg))
 	if s.TotalBytes != 4<<30 || s.FreeBytes != 2<<30 || s.Files != 1 {
@@ -456,7 +473,9 @@ func TestStatFS(t *testing.T) {
 // no data and nothing in memory drops its inode row in its own
 // transaction (no reaper pass needed); an open file, a file with data, or
 // a hard-linked one keeps its row until the reaper or its last release.
-func TestUnlinkFreesEmptyFileAtOnce(t *testing.T) {
+func TestUnlinkFreesEmptyFileAtOnce(t *testing.T) { bubble(t, testUnlinkFreesEmptyFileAtOnce) }
+
+func testUnlinkFreesEmptyFileAtOnce(t *testing.T) {
 	e := newEnv(t, nil)
 	j := e.j
 	rows := func(ino Ino) int {

@@ -11,7 +11,9 @@ import (
 // no journal yet (a new drive mounted read-only first), or only the empty
 // database such an open used to leave behind, shows an empty root, refuses
 // writes, and a later read-write open and read-only open both work on it.
-func TestReadOnlyOpenOfNewJournal(t *testing.T) {
+func TestReadOnlyOpenOfNewJournal(t *testing.T) { bubble(t, testReadOnlyOpenOfNewJournal) }
+
+func testReadOnlyOpenOfNewJournal(t *testing.T) {
 	ctx := context.Background()
 	for _, leftover := range []bool{false, true} {
 		dir := filepath.Join(t.TempDir(), "journal")

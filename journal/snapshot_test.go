@@ -7,7 +7,9 @@ import (
 
 // TestRetentionKeeps applies a short policy to a made-up history and
 // checks exactly which checkpoints stay.
-func TestRetentionKeeps(t *testing.T) {
+func TestRetentionKeeps(t *testing.T) { bubble(t, testRetentionKeeps) }
+
+func testRetentionKeeps(t *testing.T) {
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	r, err := ParseRetention("last=10m, hourly=3h, daily=2d")
 	if err != nil {

@@ -7,7 +7,9 @@ import (
 )
 
 // A data dir whose name holds URI syntax must keep its database inside it.
-func TestOpenDBPathWithURISyntax(t *testing.T) {
+func TestOpenDBPathWithURISyntax(t *testing.T) { bubble(t, testOpenDBPathWithURISyntax) }
+
+func testOpenDBPathWithURISyntax(t *testing.T) {
 	base := t.TempDir()
 	for _, name := range []string{"a#1", "b?x=1", "c%20d", "e f"} {
 		dir := filepath.Join(base, name)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -27,7 +28,9 @@ func (r *gatedReader) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byt
 
 // While an application waits for a block from the grid, the uploader
 // holds a segment back, but only for maxYield.
-func TestUploadYieldsToReads(t *testing.T) {
+func TestUploadYieldsToReads(t *testing.T) { bubble(t, testUploadYieldsToReads) }
+
+func testUploadYieldsToReads(t *testing.T) {
 	var gr *gatedReader
 	e := newEnv(t, func(o *Options) {
 		gr = &gatedReader{BlockReader: o.Blocks, entered: make(chan struct{}, 1), gate: make(chan struct{})}
@@ -77,47 +80,54 @@ func TestUploadYieldsToReads(t *testing.T) {
 
 // While a big flush runs, the uploader holds a segment back until it ends,
 // but only for maxFlushYield.
-func TestUploadYieldsToBigFlushes(t *testing.T) {
+func TestUploadYieldsToBigFlushes(t *testing.T) { bubble(t, testUploadYieldsToBigFlushes) }
+
+func testUploadYieldsToBigFlushes(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
-	upload := func(name string) time.Duration {
+	write := func(name string) {
 		t.Helper()
 		a := must[Attr](t)(e.j.Mknod(ctx, RootIno, name, 0o100644, 0, 0, 0))
 		must[int](t)(e.j.WriteAt(ctx, a.Ino, []byte("small file "+name), 0))
 		if err := e.j.Fsync(ctx, a.Ino); err != nil {
 			t.Fatal(err)
 		}
-		// Polled, not WaitDurable: a waiter makes the uploader skip the
-		// yield on purpose.
-		start := time.Now()
-		for e.j.Stats().QueuedBlocks > 0 {
-			if time.Since(start) > time.Minute {
-				t.Fatal("the upload did not finish in a minute")
-			}
-			time.Sleep(time.Millisecond)
-		}
-		return time.Since(start)
 	}
-	if d := upload("quiet"); d >= maxYield {
-		t.Logf("an upload with nothing to yield to took %v (a loaded machine?)", d)
+	// queuedAfter lets d pass on the bubble's clock and says whether the
+	// upload still waits once the journal's goroutines are idle. Not
+	// WaitDurable: a waiter makes the uploader skip the yield on purpose.
+	queuedAfter := func(d time.Duration) bool {
+		time.Sleep(d)
+		synctest.Wait()
+		return e.j.Stats().QueuedBlocks > 0
+	}
+	write("quiet")
+	if queuedAfter(e.opts.IdleFlush) {
+		t.Errorf("an upload with nothing to yield to still waits %v after the fsync", e.opts.IdleFlush)
 	}
 
 	// A flush that ends after hold: the upload waits for it.
 	const hold = 300 * time.Millisecond
 	e.j.bigFlushes.Add(1)
-	held := time.Now()
 	done := time.AfterFunc(hold, func() { e.j.bigFlushes.Add(-1) })
-	upload("during")
-	if d := time.Since(held); d < hold || d >= maxFlushYield {
-		t.Errorf("upload during a big flush of %v was durable %v after the flush began, want between %v and %v", hold, d, hold, maxFlushYield)
+	write("during")
+	if !queuedAfter(hold - time.Millisecond) {
+		t.Errorf("upload during a big flush of %v went ahead before the flush ended", hold)
+	}
+	if queuedAfter(maxFlushYield - hold) {
+		t.Errorf("upload during a big flush of %v still waits %v after the flush began", hold, maxFlushYield-time.Millisecond)
 	}
 	done.Stop()
 
 	// A flush that never ends: the upload goes ahead after maxFlushYield.
 	e.j.bigFlushes.Store(1)
 	defer e.j.bigFlushes.Store(0)
-	if d := upload("endless"); d < maxFlushYield {
-		t.Errorf("upload during an endless flush took %v, want at least %v", d, maxFlushYield)
+	write("endless")
+	if !queuedAfter(maxFlushYield - time.Millisecond) {
+		t.Errorf("upload during an endless flush went ahead before %v", maxFlushYield)
+	}
+	if queuedAfter(time.Minute) {
+		t.Fatal("the upload did not finish in a minute")
 	}
 
 	// Someone waits for the uploader: no yield.

@@ -270,6 +270,15 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	// The commit must not be cut short by a cancelled caller once the
 	// transaction has started: run it on a context without cancellation.
 	ctx0 := context.WithoutCancel(ctx)
+	if j.unlN.Load() > 0 && !j.unlApplying {
+		// Deferred unlinks first, in a transaction of their own: this
+		// one may read or change what they change (unlinks.go).
+		scope := j.scope
+		if err := j.ns.applyUnlinksLocked(ctx0); err != nil {
+			return err
+		}
+		j.scope = scope
+	}
 	scope := j.scope
 	j.scope = scopeAll // for the next transaction, whatever becomes of this one
 	j.narrow = j.narrow[:0]
@@ -371,6 +380,9 @@ func (j *core) barrier(ctx context.Context) error {
 // barrierLocked is barrier for callers that hold wmu. With no commit
 // since the last durable one it has nothing to do.
 func (j *core) barrierLocked(ctx context.Context) error {
+	if err := j.ns.applyUnlinksLocked(ctx); err != nil {
+		return err
+	}
 	if j.durableGen == j.commitGen.Load() && len(j.lazyFree) == 0 {
 		return nil
 	}

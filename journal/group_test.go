@@ -373,6 +373,7 @@ func testUnlinkLeavesFreeingToReaper(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	applyUnlinks(t, j)
 	// Every unlink kicked the reaper after its commit, so a pass follows
 	// the last one: wait for passes until no orphan is left.
 	for count(`SELECT count(*) FROM inodes WHERE nlink = 0`) > 0 {

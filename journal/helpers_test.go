@@ -196,6 +196,7 @@ func (e *env) open() {
 // reaper does in the background after an unlink, rename or release.
 func (e *env) reap() {
 	e.t.Helper()
+	applyUnlinks(e.t, e.j)
 	if err := e.j.it.freeOrphans(bg); err != nil {
 		e.t.Fatal(err)
 	}
@@ -301,4 +302,16 @@ func wantErr(t testing.TB, err, want error) {
 func bubble(t *testing.T, test func(*testing.T)) {
 	t.Parallel()
 	synctest.Test(t, test)
+}
+
+// applyUnlinks applies the deferred unlinks (unlinks.go) now, as the
+// unlinker does UnlinkDelay after an unlink: for a test that reads the
+// database itself.
+func applyUnlinks(t testing.TB, j *Journal) {
+	t.Helper()
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	if err := j.ns.applyUnlinksLocked(bg); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -79,6 +79,11 @@ type Options struct {
 	// close, a namespace change) waits before a durable commit makes it
 	// survive a power cut (default 1s). Fsync never waits for it.
 	GroupCommit time.Duration
+	// UnlinkDelay bounds how long an unlink of a file nothing holds
+	// waits to be applied to the database together with others (it is
+	// in the unlink log at once: unlinks.go); default 5 ms, negative:
+	// every unlink is applied by its own transaction.
+	UnlinkDelay time.Duration
 	ReadOnly    bool
 	Logger      *slog.Logger
 
@@ -153,6 +158,7 @@ type shared struct {
 	segs  map[remote.SegmentID]*remote.SegmentInfo
 
 	uploadQueue
+	unlinkQueue
 
 	// appReads counts block reads from the grid that an application is
 	// waiting for; the uploader yields to them (yieldToForeground).
@@ -269,6 +275,9 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	if o.GroupCommit <= 0 {
 		o.GroupCommit = time.Second
 	}
+	if o.UnlinkDelay == 0 {
+		o.UnlinkDelay = 5 * time.Millisecond
+	}
 	if o.after == nil {
 		o.after = realAfter
 	}
@@ -293,6 +302,8 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		behindSem:  make(chan struct{}, behindWorkers),
 		done:       make(chan struct{}),
 	})}
+	j.unlKick = make(chan struct{}, 1)
+	j.unlDone = make(chan struct{})
 	j.queue = map[remote.BlockID]qitem{}
 	j.progress = make(chan struct{})
 	j.quotaFree = make(chan struct{})
@@ -336,6 +347,15 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 			db.Close()
 			return nil, err
 		}
+		if err := j.ns.openUnlinkLog(ctx); err != nil {
+			if j.ulog != nil {
+				j.ulog.Close()
+			}
+			j.c.closeStmts()
+			j.w.Close()
+			db.Close()
+			return nil, err
+		}
 	}
 	uctx, cancel := context.WithCancel(context.Background())
 	j.cancel = cancel
@@ -343,10 +363,16 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		close(j.done)
 		close(j.reaperDone)
 		close(j.groupDone)
+		close(j.unlDone)
 	} else {
 		go j.up.uploader(uctx)
 		go j.it.reaper(uctx)
 		go j.c.groupCommitter(uctx)
+		if j.ulog != nil {
+			go j.ns.unlinker(uctx)
+		} else {
+			close(j.unlDone)
+		}
 		if o.Meta != nil {
 			j.ms = newMetaShipper(j.md)
 			go j.ms.run(uctx)
@@ -410,6 +436,7 @@ func (j *Journal) Close() error {
 	<-j.done
 	<-j.reaperDone
 	<-j.groupDone
+	<-j.unlDone
 	if j.ms != nil {
 		<-j.ms.done
 	}
@@ -425,6 +452,9 @@ func (j *Journal) Close() error {
 		if err := j.c.barrier(context.Background()); err != nil {
 			errs = append(errs, fmt.Errorf("journal: last durable commit: %w", err))
 		}
+	}
+	if j.ulog != nil {
+		j.ulog.Close() // the barrier applied what it held and emptied it
 	}
 	j.imu.Lock()
 	for _, n := range j.inodes {

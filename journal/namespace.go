@@ -63,6 +63,9 @@ func (j *namespace) Lookup(ctx context.Context, parent Ino, name string) (Attr, 
 	if len(name) > maxName {
 		return Attr{}, ErrNameTooLong
 	}
+	if j.unlinkPending(parent, name) {
+		return Attr{}, ErrNotFound
+	}
 	for try := 0; ; try++ {
 		gen, cached := j.cacheGen()
 		a, err := j.lookupOnce(ctx, parent, name, gen, cached)
@@ -134,6 +137,9 @@ func (d *knownDirs) add(ino Ino) {
 // GetAttr returns an inode's attributes, including unflushed writes.
 func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	if err := j.checkOpen(); err != nil {
+		return Attr{}, err
+	}
+	if err := j.applyUnlinksFor(ctx, ino); err != nil {
 		return Attr{}, err
 	}
 	for try := 0; ; try++ {
@@ -411,6 +417,9 @@ func (j *namespace) Unlink(ctx context.Context, parent Ino, name string) error {
 	var parentAttr Attr
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
+	if done, err := j.deferUnlinkLocked(ctx, parent, name); done {
+		return err
+	}
 	// imuHeld: the transaction took imu to drop the inode row itself (see
 	// below); it is held until the commit or rollback is over.
 	imuHeld := false
@@ -721,6 +730,9 @@ func (j *namespace) ReadDir(ctx context.Context, dir Ino, off uint64, max int) (
 	}
 	if max <= 0 {
 		max = 1024
+	}
+	if err := j.applyUnlinksFor(ctx, dir); err != nil {
+		return nil, err
 	}
 	rows, err := j.st.readdir.QueryContext(ctx, dir, int64(off), max)
 	if err != nil {

@@ -494,6 +494,7 @@ func testUnlinkFreesEmptyFileAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	applyUnlinks(t, j)
 	if rows(a.Ino) != 0 || rows(s.Ino) != 0 {
 		t.Fatal("an unlinked empty file or symlink kept its inode row")
 	}

@@ -1,0 +1,226 @@
+package journal
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// entryRows counts the database's entries for name in the root.
+func entryRows(t *testing.T, j *Journal, name string) int {
+	t.Helper()
+	var n int
+	if err := j.db.QueryRow(`SELECT count(*) FROM entries WHERE parent = ? AND name = ?`, RootIno, name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestDeferredUnlink: an unlink of a file nothing holds is answered from
+// memory and applied later; until then every read of the namespace
+// already sees it done, and any other change applies it first.
+func TestDeferredUnlink(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+		j := e.j
+		for _, name := range []string{"a", "b", "c", "d"} {
+			must[Attr](t)(j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+		}
+		data := must[Attr](t)(j.Lookup(bg, RootIno, "b"))
+		j.OpenFile(data.Ino)
+		must[int](t)(j.WriteAt(bg, data.Ino, bytes.Repeat([]byte("x"), 100<<10), 0))
+		if err := j.Flush(bg, data.Ino); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(data.Ino)
+		before := must[Attr](t)(j.GetAttr(bg, RootIno))
+		time.Sleep(time.Millisecond) // the bubble's clock: the parent's mtime must move
+		for _, name := range []string{"a", "b"} {
+			if err := j.Unlink(bg, RootIno, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Deferred: the rows are still there...
+		if entryRows(t, j, "a") != 1 || entryRows(t, j, "b") != 1 {
+			t.Fatal("the unlinks were applied at once, not deferred")
+		}
+		// ...but no read sees them.
+		for _, name := range []string{"a", "b"} {
+			if _, err := j.Lookup(bg, RootIno, name); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("lookup of unlinked %q: %v", name, err)
+			}
+			if err := j.Unlink(bg, RootIno, name); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("second unlink of %q: %v", name, err)
+			}
+		}
+		// A create of a pending name applies the pending unlinks first.
+		a2 := must[Attr](t)(j.Mknod(bg, RootIno, "a", 0o600, 0, 0, 0))
+		if a2.Mode&0o777 != 0o600 || entryRows(t, j, "b") != 0 {
+			t.Fatalf("create after unlink: mode %o, b's rows %d", a2.Mode, entryRows(t, j, "b"))
+		}
+		// The block of b is freed by the reaper, as after any unlink.
+		e.reap()
+		var n int
+		j.db.QueryRow(`SELECT count(*) FROM blockmap WHERE ino = ?`, data.Ino).Scan(&n)
+		if n != 0 {
+			t.Fatalf("%d block map rows left of the unlinked file", n)
+		}
+
+		// A directory's GETATTR and READDIR apply what is pending in it.
+		if err := j.Unlink(bg, RootIno, "c"); err != nil {
+			t.Fatal(err)
+		}
+		if entryRows(t, j, "c") != 1 {
+			t.Fatal("the unlink of c was not deferred")
+		}
+		after := must[Attr](t)(j.GetAttr(bg, RootIno))
+		if !after.Mtime.After(before.Mtime) || entryRows(t, j, "c") != 0 {
+			t.Fatalf("GETATTR of the parent: mtime %v -> %v, c's rows %d", before.Mtime, after.Mtime, entryRows(t, j, "c"))
+		}
+		if err := j.Unlink(bg, RootIno, "d"); err != nil {
+			t.Fatal(err)
+		}
+		for _, de := range must[[]DirEntry](t)(j.ReadDir(bg, RootIno, 0, 100)) {
+			if de.Name == "d" {
+				t.Fatal("readdir lists a file unlinked")
+			}
+		}
+		// A directory is refused at once, and its entry stays.
+		must[Attr](t)(j.Mkdir(bg, RootIno, "dir", 0o755, 0, 0))
+		if err := j.Unlink(bg, RootIno, "dir"); !errors.Is(err, ErrIsDir) {
+			t.Fatalf("unlink of a directory: %v", err)
+		}
+		must[Attr](t)(j.Lookup(bg, RootIno, "dir"))
+	})
+}
+
+// TestDeferredUnlinkApplied: the unlinker applies pending unlinks
+// UnlinkDelay after the first, with no other change to push them.
+func TestDeferredUnlinkApplied(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = 10 * time.Millisecond })
+		for i := range 20 {
+			must[Attr](t)(e.j.Mknod(bg, RootIno, string(rune('a'+i)), 0o644, 0, 0, 0))
+		}
+		for i := range 20 {
+			if err := e.j.Unlink(bg, RootIno, string(rune('a'+i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if entryRows(t, e.j, "a") != 1 {
+			t.Fatal("not deferred")
+		}
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
+		var n int
+		e.j.db.QueryRow(`SELECT count(*) FROM entries WHERE parent = ?`, RootIno).Scan(&n)
+		if n != 0 || e.j.unlN.Load() != 0 {
+			t.Fatalf("%d entries left, %d pending, after UnlinkDelay", n, e.j.unlN.Load())
+		}
+		if st, _ := os.Stat(filepath.Join(e.opts.Dir, unlinkLogName)); st == nil || st.Size() != 0 {
+			t.Fatalf("the unlink log is not empty after the unlinks were applied: %v", st)
+		}
+	})
+}
+
+// TestUnlinkLogReplay: what the unlink log holds when the process dies
+// is applied by the next Open; a torn last record is dropped, a record
+// already applied does nothing.
+func TestUnlinkLogReplay(t *testing.T) {
+	e := newEnv(t, nil)
+	var inos []Ino
+	for _, name := range []string{"x", "y", "z", "keep"} {
+		inos = append(inos, must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0)).Ino)
+	}
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	// What a killed process leaves: x and y unlinked (y twice, as when
+	// a crash came between the apply's commit and the log's truncation),
+	// z's record torn.
+	var b []byte
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: inos[0], name: "x"})
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: inos[1], name: "y"})
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: inos[1], name: "y"})
+	z := appendUnlink(nil, unlinkRec{parent: RootIno, ino: inos[2], name: "z"})
+	b = append(b, z[:len(z)-2]...)
+	path := filepath.Join(e.opts.Dir, unlinkLogName)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.open()
+	for name, want := range map[string]bool{"x": false, "y": false, "z": true, "keep": true} {
+		_, err := e.j.Lookup(bg, RootIno, name)
+		if (err == nil) != want {
+			t.Fatalf("after replay, lookup of %q: %v (want present: %v)", name, err, want)
+		}
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != 0 {
+		t.Fatalf("unlink log after replay: %v, %v", st, err)
+	}
+	// A stale record (the inode number does not match) changes nothing.
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	os.WriteFile(path, appendUnlink(nil, unlinkRec{parent: RootIno, ino: inos[3] + 100, name: "keep"}), 0o600)
+	e.open()
+	must[Attr](t)(e.j.Lookup(bg, RootIno, "keep"))
+}
+
+func TestUnlinkLogRoundTrip(t *testing.T) {
+	recs := []unlinkRec{{1, 2, "a"}, {1 << 40, 1<<63 + 5, "ünïcode name"}, {7, 9, string(bytes.Repeat([]byte("n"), maxName))}}
+	var b []byte
+	for _, r := range recs {
+		b = appendUnlink(b, r)
+	}
+	got, n := decodeUnlinks(b)
+	if n != len(b) || len(got) != len(recs) {
+		t.Fatalf("decoded %d records of %d bytes, want %d of %d", len(got), n, len(recs), len(b))
+	}
+	for i := range recs {
+		if got[i] != recs[i] {
+			t.Fatalf("record %d: %+v, want %+v", i, got[i], recs[i])
+		}
+	}
+	// Every cut and every flipped byte ends the log at a record boundary.
+	for cut := range len(b) {
+		if _, n := decodeUnlinks(b[:cut]); n > cut {
+			t.Fatalf("cut at %d: decoded %d bytes", cut, n)
+		}
+	}
+	for i := range b {
+		c := bytes.Clone(b)
+		c[i] ^= 0x40
+		got, _ := decodeUnlinks(c)
+		for _, r := range got {
+			if r != recs[0] && r != recs[1] && r != recs[2] {
+				t.Fatalf("flipped byte %d decoded a record never written: %+v", i, r)
+			}
+		}
+	}
+}
+
+func FuzzUnlinkLog(f *testing.F) {
+	f.Add(appendUnlink(appendUnlink(nil, unlinkRec{1, 2, "a"}), unlinkRec{3, 4, "bb"}))
+	f.Add([]byte{unlinkMagic, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		recs, n := decodeUnlinks(b)
+		if n < 0 || n > len(b) {
+			t.Fatalf("consumed %d of %d bytes", n, len(b))
+		}
+		var again []byte
+		for _, r := range recs {
+			again = appendUnlink(again, r)
+		}
+		if !bytes.Equal(again, b[:n]) {
+			t.Fatalf("records re-encode to other bytes than they were read from")
+		}
+	})
+}

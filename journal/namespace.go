@@ -139,13 +139,16 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	if err := j.checkOpen(); err != nil {
 		return Attr{}, err
 	}
-	if err := j.applyUnlinksFor(ctx, ino); err != nil {
-		return Attr{}, err
-	}
+	// Before the read: an apply in between writes these times.
+	pend, pending := j.dirPendTime(ino)
 	for try := 0; ; try++ {
 		gen, cached := j.cacheGen()
 		a, err := j.getAttrOnce(ctx, ino, gen, cached)
 		if err != nil || try > 0 || !j.flushedSince(gen) {
+			if pending && err == nil && pend > a.Mtime.UnixNano() {
+				a.Mtime = time.Unix(0, pend)
+				a.Ctime = a.Mtime
+			}
 			return a, err
 		}
 	}

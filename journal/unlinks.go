@@ -28,8 +28,10 @@ import (
 //   - every other write transaction, and every durable commit (fsync, the
 //     group commit, Close), applies the pending unlinks first, in a
 //     transaction of their own (txLocked);
-//   - a GETATTR of a directory with pending unlinks in it (its times, its
-//     link count) and a READDIR of it apply them first.
+//   - a GETATTR of a directory with pending unlinks in it shows their
+//     times as its mtime and ctime (the kernel asks for one after every
+//     unlink when it checks permissions; the apply writes the same times),
+//     and a READDIR of it applies them first.
 //
 // A power cut may lose the last second of unlinks nobody fsync'd, as it
 // may any namespace change (promise 1): the log is not fsync'd, and it is
@@ -47,12 +49,19 @@ type dirName struct {
 	name   string
 }
 
+// dirPend is what a directory has pending: how many unlinks, and when
+// the newest was made (its mtime and ctime once applied).
+type dirPend struct {
+	n int
+	t int64
+}
+
 // unlinkQueue is the deferred unlinks' state, a part of shared.
 type unlinkQueue struct {
 	// umu guards names and dirs, read by lookups that do not hold wmu.
 	umu      sync.Mutex
 	unlNames map[dirName]struct{}
-	unlDirs  map[Ino]int // pending unlinks per parent
+	unlDirs  map[Ino]dirPend
 	// n is len(names), for a check without umu.
 	unlN atomic.Int64
 	// recs, applying and ulog are guarded by wmu.
@@ -85,23 +94,31 @@ func (q *unlinkQueue) unlinkPending(parent Ino, name string) bool {
 
 // dirPending reports whether dir has pending unlinks in it.
 func (q *unlinkQueue) dirPending(dir Ino) bool {
+	_, ok := q.dirPendTime(dir)
+	return ok
+}
+
+// dirPendTime is when the newest pending unlink in dir was made.
+func (q *unlinkQueue) dirPendTime(dir Ino) (int64, bool) {
 	if q.unlN.Load() == 0 {
-		return false
+		return 0, false
 	}
 	q.umu.Lock()
 	defer q.umu.Unlock()
-	return q.unlDirs[dir] > 0
+	d, ok := q.unlDirs[dir]
+	return d.t, ok
 }
 
-func (q *unlinkQueue) addPending(r unlinkRec) {
+func (q *unlinkQueue) addPending(r unlinkRec, now int64) {
 	q.umu.Lock()
 	defer q.umu.Unlock()
 	if q.unlNames == nil {
 		q.unlNames = map[dirName]struct{}{}
-		q.unlDirs = map[Ino]int{}
+		q.unlDirs = map[Ino]dirPend{}
 	}
 	q.unlNames[dirName{r.parent, r.name}] = struct{}{}
-	q.unlDirs[r.parent]++
+	d := q.unlDirs[r.parent]
+	q.unlDirs[r.parent] = dirPend{n: d.n + 1, t: max(d.t, now)}
 	q.unlN.Store(int64(len(q.unlNames)))
 	q.unlRecs = append(q.unlRecs, r)
 }
@@ -139,8 +156,9 @@ func (j *namespace) openUnlinkLog(ctx context.Context) error {
 	}
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
+	now := nowNS()
 	for _, r := range recs {
-		j.addPending(r)
+		j.addPending(r, now)
 	}
 	if err := j.applyUnlinksLocked(ctx); err != nil {
 		return err
@@ -191,7 +209,7 @@ func (j *namespace) deferUnlinkLocked(ctx context.Context, parent Ino, name stri
 		// is applied before this unlink (by its own transaction).
 		return false, nil
 	}
-	j.addPending(r)
+	j.addPending(r, nowNS())
 	select {
 	case j.unlKick <- struct{}{}:
 	default:
@@ -245,7 +263,11 @@ func (j *namespace) applyUnlinksLocked(ctx context.Context) error {
 			gone = append(gone, ino)
 		}
 		for p := range parents {
-			if _, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2`, now, p); err != nil {
+			t, ok := j.dirPendTime(p)
+			if !ok {
+				t = now
+			}
+			if _, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2`, t, p); err != nil {
 				return fmt.Errorf("journal: unlink: update parent: %w", err)
 			}
 		}
@@ -270,8 +292,8 @@ func (j *namespace) applyUnlinksLocked(ctx context.Context) error {
 	return nil
 }
 
-// applyUnlinksFor applies the pending unlinks when dir has one: a GETATTR
-// or READDIR of dir is about to read what they change. wmu not held.
+// applyUnlinksFor applies the pending unlinks when dir has one: a
+// READDIR of dir is about to read what they change. wmu not held.
 func (j *namespace) applyUnlinksFor(ctx context.Context, dir Ino) error {
 	if !j.dirPending(dir) {
 		return nil

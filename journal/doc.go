@@ -85,7 +85,13 @@
 // cut could otherwise undo the commit but not the removal, and Open would
 // find a staged block without its bytes.
 //
-// An unlink (or a rename over a file, or the last release of an unlinked
+// An unlink of a file nothing holds is deferred (unlinks.go): an append
+// to the unlink log, which a killed process cannot lose, and the
+// database's transaction later, shared with the unlinks around it; every
+// read of the namespace sees it done at once, and a durable commit
+// applies it first, so it survives a power cut once the next fsync or
+// group commit returns, as any namespace change. Any other unlink (or a
+// rename over a file, or the last release of an unlinked
 // file) does the least it can inside the call: one transaction that
 // removes the name and drops the link count (or, for the last link of
 // a closed file with no data and nothing in memory, drops its row: the

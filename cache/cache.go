@@ -18,8 +18,9 @@ type Fetcher interface {
 	// allocated and owned by the caller.
 	FetchBlock(ctx context.Context, ref remote.BlockRef) (plain, sealed []byte, err error)
 	// OpenBlock authenticates and opens sealed bytes of ref (read back from
-	// the disk tier) and returns a new plaintext slice. An error means the
-	// bytes are damaged.
+	// the disk tier) and returns a new plaintext slice. It must not keep
+	// sealed past its return: the cache reuses that buffer. An error means
+	// the bytes are damaged.
 	OpenBlock(ref remote.BlockRef, sealed []byte) ([]byte, error)
 	// FetchFrameIndex reads the head of ref's sealed block: where its
 	// frames lie (see remote.ParseFrames).
@@ -28,7 +29,8 @@ type Fetcher interface {
 	// one ranged read; plain is newly allocated and owned by the caller.
 	FetchFrames(ctx context.Context, ref remote.BlockRef, f *remote.Frames, first, last int) (plain []byte, err error)
 	// OpenFrames opens frames [first, last] from their sealed bytes (read
-	// from the disk tier); an error means the bytes are damaged.
+	// from the disk tier, into a buffer the cache reuses: it must not keep
+	// sealed past its return); an error means the bytes are damaged.
 	OpenFrames(ref remote.BlockRef, f *remote.Frames, first, last int, sealed []byte) ([]byte, error)
 }
 
@@ -109,6 +111,7 @@ type Cache struct {
 
 	idx       *indexes    // frame indexes of blocks read a frame at a time
 	frameBufs sync.Pool   // of *[]byte: sealed frames read from disk (sealedBuf)
+	blockBufs sync.Pool   // of *[]byte: whole sealed blocks read from disk (blockBuf)
 	isClosed  atomic.Bool // mirrors closed for the lock-free memory hit path
 
 	mu        sync.Mutex                  // mu guards the fields below; lock order: mu, then mem.mu, then disk.mu
@@ -300,13 +303,9 @@ func (c *Cache) fill(ctx context.Context, ref remote.BlockRef) ([]byte, source, 
 	if b, ok := c.memGet(blockKey(ref.ID)); ok {
 		return b, fromMem, nil
 	}
-	if sealed, ok := c.disk.read(ref); ok {
-		plain, err := c.f.OpenBlock(ref, sealed)
-		if err == nil {
-			c.mem.put(blockKey(ref.ID), plain)
-			c.idx.learn(ref, sealed)
-			return plain, fromDisk, nil
-		}
+	if plain, ok, err := c.diskBlock(ref); ok {
+		return plain, fromDisk, nil
+	} else if err != nil {
 		c.diskErrors.Add(1)
 		c.log.Warn("cache: cached block failed to open (corrupt cache file); deleting it and fetching from the grid",
 			"block", ref.ID, "err", err)

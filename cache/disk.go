@@ -283,39 +283,25 @@ func (d *disk) oldestLocked() *diskEntry {
 	return nil
 }
 
-// read returns the sealed bytes cached for ref (a new slice owned by the
-// caller), or false. A file that vanished or has the wrong length is
-// dropped from the index.
-func (d *disk) read(ref remote.BlockRef) ([]byte, bool) {
-	if _, ok := d.touch(ref.ID); !ok {
-		return nil, false
-	}
-	b, err := os.ReadFile(d.path(ref.ID))
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			d.errs.Add(1)
-			d.log.Warn("cache: cannot read cached block; fetching it from the grid", "block", ref.ID, "err", err)
-		}
-		d.remove(ref.ID)
-		return nil, false
-	}
-	if ref.Length > 0 && int64(len(b)) != ref.Length {
-		d.errs.Add(1)
-		d.log.Warn("cache: cached block has the wrong length; deleting it", "block", ref.ID, "have", len(b), "want", ref.Length)
-		d.remove(ref.ID)
-		return nil, false
-	}
-	return b, true
+// read returns the whole sealed block cached for ref, read into buf when
+// it has the capacity (else a new slice; either way owned by the caller),
+// or false. A file that vanished or has the wrong length is dropped from
+// the index.
+func (d *disk) read(ref remote.BlockRef, buf []byte) ([]byte, bool) {
+	return d.readAt(ref, 0, -1, buf)
 }
 
 // readAt returns n sealed bytes at off of the block cached for ref, read
 // into buf when it has the capacity (else a new slice; either way owned by
-// the caller), or false: a ranged read of the file, for frames. A file that
-// vanished or has the wrong length is dropped from the index.
+// the caller), or false: a ranged read of the file (n < 0: to its end). A
+// file that vanished or has the wrong length is dropped from the index.
 func (d *disk) readAt(ref remote.BlockRef, off, n int64, buf []byte) ([]byte, bool) {
 	size, ok := d.touch(ref.ID)
-	if !ok || off < 0 || n < 0 {
+	if !ok || off < 0 || off > size {
 		return nil, false
+	}
+	if n < 0 {
+		n = size - off
 	}
 	if ref.Length > 0 && size != ref.Length || off+n > size {
 		d.errs.Add(1)
@@ -363,7 +349,7 @@ func (d *disk) open(id remote.BlockID) (*os.File, error) {
 		return nil, err
 	}
 	// Ranged reads of frames are random: no read-ahead of the rest of the
-	// block by the kernel (whole-block reads use os.ReadFile, not this).
+	// block by the kernel (a whole-block read asks for all of it anyway).
 	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM) // only a hint
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -340,3 +340,48 @@ func FuzzCacheFile(f *testing.F) {
 		}
 	})
 }
+
+// Whole blocks read from disk go through one pooled buffer per reader:
+// blocks read later (of other sizes, by many readers at once) must never
+// change a plaintext handed out earlier, and every read is a disk hit.
+func TestDiskReadsReuseBuffersSafely(t *testing.T) {
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(7, 7)), 24, 1000, 300000)
+	c := newTestCache(t, Options{Dir: t.TempDir(), Fetcher: g, MemBytes: -1, ReadAhead: -1})
+	for _, r := range refs {
+		mustRead(t, c, g, r)
+	}
+	c.disk.waitIdle()
+	got := make([][]byte, len(refs))
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			for round := range 3 {
+				for i := w; i < len(refs); i += 4 {
+					b, err := c.ReadBlock(context.Background(), refs[(i+round)%len(refs)])
+					if err != nil {
+						errs <- err
+						return
+					}
+					if round == 0 {
+						got[i] = b
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range refs {
+		if !bytes.Equal(got[i], g.want(r.ID)) {
+			t.Fatalf("block %d changed after later disk reads", i)
+		}
+	}
+	if s := c.Stats(); s.DiskHits != uint64(3*len(refs)) || g.fetches.Load() != int64(len(refs)) {
+		t.Fatalf("stats %+v (fetches %d), want %d disk hits and no refetch", s, g.fetches.Load(), 3*len(refs))
+	}
+}

@@ -156,6 +156,39 @@ func (c *Cache) sealedBuf() *[]byte {
 	return &b
 }
 
+// blockBuf returns a pooled buffer for a whole sealed block read from
+// disk; it goes back to c.blockBufs once the block is opened and its frame
+// index parsed (both copy what they keep).
+func (c *Cache) blockBuf() *[]byte {
+	if b, ok := c.blockBufs.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte) // sized by the first read, then kept
+}
+
+// diskBlock reads the whole sealed block of ref from the disk tier into a
+// pooled buffer (one pread of the kept-open file, no new 4 MiB slice per
+// block), opens it and keeps the plaintext in memory. ok false with a nil
+// error is a miss; a non-nil error means the file did not open (damaged).
+func (c *Cache) diskBlock(ref remote.BlockRef) (plain []byte, ok bool, err error) {
+	buf := c.blockBuf()
+	defer c.blockBufs.Put(buf)
+	sealed, ok := c.disk.read(ref, *buf)
+	if !ok {
+		return nil, false, nil
+	}
+	if cap(sealed) > cap(*buf) {
+		*buf = sealed[:0] // a bigger block: keep its buffer
+	}
+	plain, err = c.f.OpenBlock(ref, sealed)
+	if err != nil {
+		return nil, false, err
+	}
+	c.mem.put(blockKey(ref.ID), plain)
+	c.idx.learn(ref, sealed)
+	return plain, true, nil
+}
+
 // frame returns frame i of ref's block (read-only, shared like ReadBlock's
 // slices) and where it came from: memory, else one flight per frame.
 func (c *Cache) frame(ctx context.Context, ref remote.BlockRef, f *remote.Frames, i int) ([]byte, source, error) {

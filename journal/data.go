@@ -47,6 +47,52 @@ func (j *files) mapRange(ctx context.Context, ino Ino, first, last int64) ([]map
 	return out, nil
 }
 
+// mapMemoMax bounds the block map rows an inode remembers (mapMemo).
+const mapMemoMax = 1024
+
+// memoRow is a remembered block map row; ok is false for a hole.
+type memoRow struct {
+	m  mapped
+	ok bool
+}
+
+// mapMemo is mapRange for a read. The row of a read within one block is
+// remembered in n until the next commit of the journal (commitGen), which
+// is the only way a block map or block row changes: random reads of a
+// stored file (a database, a disk image) ask for one block each, and
+// would otherwise pay a query per read. n.mu held.
+func (j *files) mapMemo(ctx context.Context, n *inode, first, last int64) ([]mapped, error) {
+	if first != last {
+		return j.mapRange(ctx, n.ino, first, last)
+	}
+	// Read before the query: a commit during it makes the row it read
+	// stale at once.
+	gen := j.commitGen.Load()
+	if n.memoGen != gen {
+		clear(n.memo)
+		n.memoGen = gen
+	}
+	if r, ok := n.memo[first]; ok {
+		if !r.ok {
+			return nil, nil
+		}
+		return []mapped{r.m}, nil
+	}
+	ms, err := j.mapRange(ctx, n.ino, first, last)
+	if err != nil {
+		return nil, err
+	}
+	if n.memo == nil || len(n.memo) >= mapMemoMax {
+		n.memo = map[int64]memoRow{}
+	}
+	if len(ms) == 1 {
+		n.memo[first] = memoRow{m: ms[0], ok: true}
+	} else {
+		n.memo[first] = memoRow{}
+	}
+	return ms, nil
+}
+
 // segment returns a segment's info (cached; segments are immutable here).
 func (j *files) segment(ctx context.Context, raw []byte) (*remote.SegmentInfo, error) {
 	var id remote.SegmentID
@@ -244,7 +290,7 @@ func (j *files) ReadAt(ctx context.Context, ino Ino, p []byte, off int64) (int, 
 	end := min(off+int64(len(p)), size)
 	p = p[:end-off]
 	first, last := off/j.bs, (end-1)/j.bs
-	ms, err := j.mapRange(ctx, ino, first, last)
+	ms, err := j.mapMemo(ctx, n, first, last)
 	if err != nil {
 		return 0, err
 	}

@@ -52,9 +52,13 @@ type inode struct {
 	lastIdx   int64
 	lastID    remote.BlockID
 	lastPlain []byte
-	nextOff   int64 // where a sequential read would continue
-	seqRun    int
-	prefTo    int64 // block index up to which read-ahead was requested
+	// memo holds block map rows of one-block reads, valid while
+	// commitGen is memoGen (mapMemo).
+	memo    map[int64]memoRow
+	memoGen uint64
+	nextOff int64 // where a sequential read would continue
+	seqRun  int
+	prefTo  int64 // block index up to which read-ahead was requested
 
 	// amu guards the attribute overlay below (read by GetAttr without mu).
 	amu       sync.Mutex

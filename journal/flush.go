@@ -398,21 +398,17 @@ func syncDir(dir string) error {
 // staged file into place, or storing the small sealed block in table
 // staged) if it is new. It returns the queue item of a new block, and
 // whether a staging file was renamed into place. wmu held.
+//
+// A block sealed by this flush (c.inline or c.tmp set) was not in the
+// table when cutPlain looked, so its row is inserted first and the
+// reference update runs only if another flush added the block since: a
+// new small file's flush runs one statement fewer.
 func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *freed) (it *qitem, renamed bool, err error) {
-	res, err := j.texec(ctx, tx, `UPDATE blocks SET refcount = refcount + 1,
-		state = CASE state WHEN ? THEN ? ELSE state END WHERE id = ?`, blockGarbage, blockUploaded, c.id[:])
-	if err != nil {
-		return nil, false, err
-	}
-	if k, _ := res.RowsAffected(); k == 1 {
-		return nil, false, nil
-	}
-	// Deleted earlier in this transaction, or by an ordinary commit whose
-	// staging file waits for a durable one, and back now: its staging
-	// file must survive.
-	fr.staged = slices.DeleteFunc(fr.staged, func(id remote.BlockID) bool { return id == c.id })
-	j.keepStagedLocked(c.id)
-	if c.tmp == "" && c.inline == nil {
+	sealedNow := c.tmp != "" || c.inline != nil
+	if !sealedNow {
+		if ok, err := j.addRef(ctx, tx, c); ok || err != nil {
+			return nil, false, err
+		}
 		// Deduplicated against a block that has gone since: seal now.
 		if err := j.stageSealed(c, c.plain); err != nil {
 			return nil, false, err
@@ -426,29 +422,53 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 		if err != nil {
 			return nil, false, err
 		}
-		if err := os.Rename(c.tmp, j.stagePath(c.id)); err != nil {
-			return nil, false, fmt.Errorf("stage block: %w", err)
-		}
-		c.tmp = ""
-		sealedLen, renamed = st.Size(), true
+		sealedLen = st.Size()
 	}
 	j.qmu.Lock()
 	seq := j.nextSeq
 	j.nextSeq++
 	j.qmu.Unlock()
-	it = &qitem{id: c.id, seq: seq, prio: prio, sealedLen: sealedLen, plainLen: c.plainLen}
-	_, err = j.texec(ctx, tx, `INSERT INTO blocks(id, plain_len, sealed_len, refcount, state, prio, seq)
-		VALUES(?, ?, ?, 1, ?, ?, ?)`, c.id[:], c.plainLen, it.sealedLen, blockStaged, prio, seq)
-	if err == nil && c.inline != nil {
-		_, err = j.texec(ctx, tx, `INSERT INTO staged(id, sealed) VALUES(?, ?)`, c.id[:], c.inline)
-	}
+	res, err := j.texec(ctx, tx, `INSERT INTO blocks(id, plain_len, sealed_len, refcount, state, prio, seq)
+		VALUES(?, ?, ?, 1, ?, ?, ?) ON CONFLICT(id) DO NOTHING`, c.id[:], c.plainLen, sealedLen, blockStaged, prio, seq)
 	if err != nil {
-		if renamed {
-			os.Remove(j.stagePath(c.id))
-		}
-		return nil, renamed, err
+		return nil, false, err
 	}
-	return it, renamed, nil
+	if k, _ := res.RowsAffected(); k == 0 {
+		// Added by another flush since cutPlain looked (only a sealed
+		// block gets here: the others' row went, under wmu, before the
+		// insert). The staging file made for it is removed by the caller.
+		if _, err := j.addRef(ctx, tx, c); err != nil {
+			return nil, false, err
+		}
+		return nil, false, nil
+	}
+	// Deleted earlier in this transaction, or by an ordinary commit whose
+	// staging file waits for a durable one, and back now: its staging
+	// file must survive.
+	fr.staged = slices.DeleteFunc(fr.staged, func(id remote.BlockID) bool { return id == c.id })
+	j.keepStagedLocked(c.id)
+	it = &qitem{id: c.id, seq: seq, prio: prio, sealedLen: sealedLen, plainLen: c.plainLen}
+	if c.inline != nil {
+		_, err = j.texec(ctx, tx, `INSERT INTO staged(id, sealed) VALUES(?, ?)`, c.id[:], c.inline)
+		return it, false, err
+	}
+	if err := os.Rename(c.tmp, j.stagePath(c.id)); err != nil {
+		return nil, false, fmt.Errorf("stage block: %w", err)
+	}
+	c.tmp = ""
+	return it, true, nil
+}
+
+// addRef adds a reference to c's block if its row exists (reviving it
+// if it was garbage), and reports whether it did. wmu held.
+func (j *flusher) addRef(ctx context.Context, tx *sql.Tx, c *cut) (bool, error) {
+	res, err := j.texec(ctx, tx, `UPDATE blocks SET refcount = refcount + 1,
+		state = CASE state WHEN ? THEN ? ELSE state END WHERE id = ?`, blockGarbage, blockUploaded, c.id[:])
+	if err != nil {
+		return false, err
+	}
+	k, _ := res.RowsAffected()
+	return k == 1, nil
 }
 
 // decRef drops a reference. A staged block with none left is deleted (its

@@ -2,6 +2,8 @@ package journal
 
 import (
 	"bytes"
+	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,5 +68,60 @@ func testFlushManyBlocksParallel(t *testing.T) {
 	must[int](t)(e.j.ReadAt(bg, a.Ino, got, 0))
 	if !bytes.Equal(got, data) {
 		t.Fatal("the file read back differs from what was written")
+	}
+}
+
+// A block sealed by one flush but added by another before the first
+// commits (both found it absent) gets a reference, not a second row: the
+// insert that incRef tries first for a freshly sealed block gives way to
+// the reference update.
+func TestIncRefSealedBlockAddedMeanwhile(t *testing.T) {
+	bubble(t, testIncRefSealedBlockAddedMeanwhile)
+}
+
+func testIncRefSealedBlockAddedMeanwhile(t *testing.T) {
+	e := newEnv(t, nil)
+	data := bytes.Repeat([]byte("sealed twice "), 300)
+	c, err := e.j.fl.cutPlain(bg, 0, bytes.Clone(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.inline == nil && c.tmp == "" {
+		t.Fatal("the block was not sealed: the test needs it absent")
+	}
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "one", 0o100644, 0, 0, 0))
+	must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+	if err := e.j.Flush(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	rollback := errors.New("roll back")
+	e.j.wmu.Lock()
+	err = e.j.c.txLocked(bg, func(tx *sql.Tx) error {
+		var fr freed
+		it, renamed, err := e.j.fl.incRef(bg, tx, &c, 1, &fr)
+		if err != nil {
+			return err
+		}
+		if it != nil || renamed {
+			t.Errorf("incRef of a block present: item %v, renamed %v", it, renamed)
+		}
+		var refs, staged int
+		if err := tx.QueryRow(`SELECT refcount FROM blocks WHERE id = ?`, c.id[:]).Scan(&refs); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(`SELECT count(*) FROM staged WHERE id = ?`, c.id[:]).Scan(&staged); err != nil {
+			return err
+		}
+		if refs != 2 || staged != 1 {
+			t.Errorf("refcount %d, staged rows %d; want 2 and 1", refs, staged)
+		}
+		return rollback
+	})
+	e.j.wmu.Unlock()
+	if !errors.Is(err, rollback) {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readAll(t, e.j, a.Ino), data) {
+		t.Fatal("file differs")
 	}
 }

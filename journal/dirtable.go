@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"sort"
@@ -55,20 +56,22 @@ const (
 // A directory's table is read after dirTableMinMisses lookups in it that
 // the window did not answer, and again (after a commit dropped it) only
 // once the lookups since the last read would have cost about as much as
-// reading it: a row of a scan costs about a thirtieth of a lookup
-// (dirTableRowCost), so a directory whose table commits keep dropping
-// reads it at most once per rows/dirTableRowCost lookups.
+// reading it: a row of the scan costs about a tenth of a lookup
+// (dirTableRowCost; 100,000 rows in 0.4 s of CPU against 40-70 µs a
+// lookup), so a directory whose table commits keep dropping is read at
+// most once per rows/dirTableRowCost lookups.
 const (
 	dirTableMinMisses = 64
-	dirTableRowCost   = 30
+	dirTableRowCost   = 10
 )
 
-func (t *dirTable) name(i uint32) string { return string(t.names[t.off[i]:t.off[i+1]]) }
+// key is entry i's name; compared as string(key), it is not copied.
+func (t *dirTable) key(i uint32) []byte { return t.names[t.off[i]:t.off[i+1]] }
 
 func (t *dirTable) find(name string) (uint32, bool) {
 	n := len(t.order)
-	k := sort.Search(n, func(k int) bool { return t.name(t.order[k]) >= name })
-	if k < n && t.name(t.order[k]) == name {
+	k := sort.Search(n, func(k int) bool { return string(t.key(t.order[k])) >= name })
+	if k < n && string(t.key(t.order[k])) == name {
 		return t.order[k], true
 	}
 	return 0, false
@@ -162,7 +165,7 @@ func (j *namespace) fillTable(ctx context.Context, parent Ino, gen uint64) {
 	for i := range nt.order {
 		nt.order[i] = uint32(i)
 	}
-	sort.Slice(nt.order, func(a, b int) bool { return nt.name(nt.order[a]) < nt.name(nt.order[b]) })
+	slices.SortFunc(nt.order, func(a, b uint32) int { return bytes.Compare(nt.key(a), nt.key(b)) })
 	nt.names = slices.Clone(nt.names)
 	nt.off = slices.Clone(nt.off)
 	nt.attrs = slices.Clone(nt.attrs)

@@ -144,11 +144,13 @@
 // # Caches of the database
 //
 // Inode rows a create wrote or a getattr read (attrCache) and the entries
-// a lookup read ahead in readdir order (lookAhead) are answered from
+// a lookup read ahead in readdir order (lookAhead), or with the whole
+// directory when lookups come in random order (dirTable), are answered from
 // memory while commitGen, bumped after every commit, is what it was when
 // they were read. A transaction that changes only one inode's row (a
 // flush, a write-behind commit) or none (an upload, a barrier) says so
-// (scopeLocked), and the caches keep the other rows across it. The
+// (scopeLocked), and the caches keep the other rows across it (the
+// dirTable only across one that changes none). The
 // in-memory attributes of unflushed files are laid over every answer.
 // The hot reads (lookup, getattr, getxattr, the dedup check of a cut
 // block) run on the write connection when wmu is free (reader): a pool

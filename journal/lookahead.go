@@ -37,6 +37,17 @@ type lookAhead struct {
 	entries map[string]laEntry
 	hits    int64 // lookups answered from a window (tests)
 	fills   int64 // windows read (tests)
+
+	// tabParent's table (dirTable), valid at tabGen. misses counts the
+	// lookups in missParent in a row that went to the database, rows
+	// what the last reads of directories' tables found (bounded).
+	tab        *dirTable
+	tabParent  Ino
+	tabGen     uint64
+	missParent Ino
+	misses     int
+	rows       map[Ino]int
+	filling    bool // a read of a table is under way
 }
 
 type laEntry struct {
@@ -48,11 +59,14 @@ type laEntry struct {
 func (l *lookAhead) get(parent Ino, name string, gen uint64) (Attr, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.parent != parent || l.gen != gen || l.entries == nil {
-		return Attr{}, false
-	}
 	e, ok := l.entries[name]
-	if !ok {
+	if l.parent != parent || l.gen != gen || !ok {
+		if l.tabGen < gen {
+			l.tab = nil // stale: a commit not carried (txLocked calls no carry for scopeAll)
+		}
+		if l.tabParent == parent && l.tabGen == gen {
+			return l.tab.get(name)
+		}
 		return Attr{}, false
 	}
 	delete(l.entries, name) // each name is looked up once in a scan
@@ -62,15 +76,19 @@ func (l *lookAhead) get(parent Ino, name string, gen uint64) (Attr, bool) {
 }
 
 // seen records a lookup that went to the database and reports whether it
-// continues a scan of parent in cookie order.
-func (l *lookAhead) seen(parent Ino, cookie int64) bool {
+// continues a scan of parent in cookie order (read a window), or else
+// whether to read parent's table (tableWanted).
+func (l *lookAhead) seen(parent Ino, cookie int64) (window, table bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.parent != parent {
 		l.parent, l.last, l.run, l.entries = parent, 0, 0, nil
 	}
 	l.step(cookie)
-	return l.run >= lookAheadRun
+	if l.run >= lookAheadRun {
+		return true, false
+	}
+	return false, l.tableWanted(parent)
 }
 
 // step moves the scan to cookie. l.mu held.
@@ -187,10 +205,17 @@ func (c *attrCache) carry(old, gen uint64, inos ...Ino) {
 }
 
 // carry is attrCache.carry for the window: it drops the entries that
-// name one of inos (an entry the commit removed names its inode).
+// name one of inos (an entry the commit removed names its inode). The
+// table is carried only across a commit that changes no inode row
+// (scopeNone): finding inos in it would cost a scan of it per commit.
 func (l *lookAhead) carry(old, gen uint64, inos ...Ino) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.tabGen == old && len(inos) == 1 && inos[0] == scopeNone {
+		l.tabGen = gen
+	} else {
+		l.tab = nil
+	}
 	if l.gen != old {
 		return
 	}

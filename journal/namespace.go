@@ -89,8 +89,13 @@ func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen
 	st, release := j.reader(j.st.lookup, j.wst.lookup)
 	a, err := scanAttr(rowScanner{st.QueryRowContext(ctx, parent, name), nil, &cookie})
 	release()
-	if err == nil && cached && j.la.seen(parent, cookie) {
-		j.fillLookAhead(ctx, parent, cookie, gen)
+	if err == nil && cached {
+		switch window, table := j.la.seen(parent, cookie); {
+		case window:
+			j.fillLookAhead(ctx, parent, cookie, gen)
+		case table:
+			j.fillTable(ctx, parent, gen)
+		}
 	}
 	if errors.Is(err, ErrNotFound) && !j.dirs.has(parent) {
 		// Tell a missing name from a parent that is not a directory.

@@ -140,6 +140,10 @@ type shared struct {
 	bs        int64  // block size
 	closed    atomic.Bool
 
+	// bufferedStage: the staging directory refused O_DIRECT writes, so
+	// staging files are written through the page cache (stagefile.go).
+	bufferedStage atomic.Bool
+
 	// wmu serializes write transactions and the staging-file operations
 	// that must agree with them. Lock order: inode.mu -> wmu -> imu -> qmu.
 	wmu sync.Mutex

@@ -18,7 +18,8 @@ import (
 )
 
 // Grid is what the journal needs from the storage grid. *remote.Grid
-// satisfies it.
+// satisfies it. WriteSegment keeps no reference to data once it returns:
+// the uploader reuses the buffer for the next segment.
 type Grid interface {
 	WriteSegment(ctx context.Context, data []byte) (*remote.SegmentInfo, error)
 	DeleteSegment(ctx context.Context, seg *remote.SegmentInfo) error

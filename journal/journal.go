@@ -171,6 +171,11 @@ type shared struct {
 	memBlocks  memBlocks      // in-memory dirty blocks of all files (dirty.go)
 	behindWG   sync.WaitGroup // write-behind goroutines running; Close waits
 	behindMu   sync.Mutex     // orders behindWG.Add before Close's Wait (taken alone)
+	// behindEnd is when a write-behind goroutine last ended (Unix
+	// nanoseconds): a sequential writer's goroutines come and go between
+	// its blocks, and the uploader keeps yielding for behindLinger after
+	// one ends (yieldToForeground).
+	behindEnd atomic.Int64
 
 	kick   chan struct{}
 	cancel context.CancelFunc

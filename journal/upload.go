@@ -298,12 +298,20 @@ const maxYield = 250 * time.Millisecond
 // so a drive written without pause still uploads.
 const maxFlushYield = 2 * time.Second
 
+// behindLinger is how long after a write-behind goroutine ends the
+// uploader still counts the write as going on: between two blocks of a
+// sequential writer no goroutine runs for a few milliseconds (a 4 MiB
+// block every 40 ms at 100 MB/s), and an uploader that shipped in such a
+// gap took the CPU the writer's next blocks needed.
+const behindLinger = 100 * time.Millisecond
+
 // yieldToForeground holds a segment upload back while applications wait
 // on the local disk or the grid: for at most maxYield while they wait for
 // blocks from the grid (an interactive read should not queue behind
 // megabytes of shards going to the same nodes), for at most maxFlushYield
-// while a big flush stages its blocks (an fsync should not share the disk
-// with shard writes when the grid is local, nor the CPU with encoding),
+// while a big flush stages its blocks or a sequential write is cut behind
+// its writer (an fsync should not share the disk with shard writes when
+// the grid is local, nor the CPU with encoding; nor should the writer),
 // unless someone waits for the uploader (quota, WaitDurable).
 func (j *uploader) yieldToForeground(ctx context.Context) {
 	busy := func() (reads, flushes bool) {
@@ -312,7 +320,8 @@ func (j *uploader) yieldToForeground(ctx context.Context) {
 		j.qmu.Lock()
 		force := j.force
 		j.qmu.Unlock()
-		return j.appReads.Load() > 0, j.bigFlushes.Load() > 0 && !force
+		writing := j.bigFlushes.Load() > 0 || time.Since(time.Unix(0, j.behindEnd.Load())) < behindLinger
+		return j.appReads.Load() > 0, writing && !force
 	}
 	reads, flushes := busy()
 	if !reads && !flushes {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"os"
 	"sync"
+	"time"
 )
 
 // Write-behind: a file written sequentially has the blocks its writer has
@@ -78,6 +79,7 @@ func (j *writeBehind) writeBehind(n *inode, idx int64) {
 func (j *writeBehind) behind(n *inode) {
 	ctx := context.Background()
 	defer func() {
+		j.behindEnd.Store(time.Now().UnixNano())
 		j.bigFlushes.Add(-1)
 		<-j.behindSem
 		j.it.putInode(n)

@@ -32,7 +32,7 @@ type dirtyFile struct {
 
 	bs     int64            // block size; 0: no in-memory blocks
 	mb     *memBlocks       // the journal's budget and buffers
-	blocks map[int64][]byte // in-memory whole blocks, bs bytes each
+	blocks map[int64][]byte // in-memory whole blocks, cap bs; len: written up to (zeros after)
 	inBase map[int64]bool   // blocks with bytes in the base: they stay there
 }
 
@@ -59,7 +59,7 @@ func (d *dirtyFile) WriteAt(p []byte, off int64) (int, error) {
 		n := int(min(int64(len(p)-done), (idx+1)*d.bs-off))
 		piece := p[done : done+n]
 		if b := d.memBlock(idx); b != nil {
-			copy(b[off-idx*d.bs:], piece)
+			d.blocks[idx] = writeMem(b, piece, int(off-idx*d.bs))
 		} else {
 			if d.inBase == nil {
 				d.inBase = map[int64]bool{}
@@ -76,8 +76,25 @@ func (d *dirtyFile) WriteAt(p []byte, off int64) (int, error) {
 	return done, nil
 }
 
-// memBlock returns block idx's memory, making it (zeroed) when the block
-// may live in memory and the budget allows; nil if it lives in the base.
+// writeMem copies p to in-memory block b at o and returns b grown to
+// cover it. b's bytes past its length are stale (a pooled buffer's): a
+// gap between its end and o is cleared, nothing else, so a sequential
+// writer's block is written once and never zeroed.
+func writeMem(b, p []byte, o int) []byte {
+	if end := o + len(p); end > len(b) {
+		old := len(b)
+		b = b[:end]
+		if o > old {
+			clear(b[old:o])
+		}
+	}
+	copy(b[o:], p)
+	return b
+}
+
+// memBlock returns block idx's memory (its length how far it was
+// written, see writeMem), making it when the block may live in memory
+// and the budget allows; nil if it lives in the base.
 func (d *dirtyFile) memBlock(idx int64) []byte {
 	if b := d.blocks[idx]; b != nil {
 		return b
@@ -94,8 +111,7 @@ func (d *dirtyFile) memBlock(idx int64) []byte {
 		pb = new([]byte)
 		*pb = make([]byte, d.bs)
 	}
-	b := (*pb)[:d.bs]
-	clear(b)
+	b := (*pb)[:0]
 	if d.blocks == nil {
 		d.blocks = map[int64][]byte{}
 	}
@@ -131,7 +147,11 @@ func (d *dirtyFile) readFull(p []byte, off int64) error {
 		idx := off / d.bs
 		n := int(min(int64(len(p)-done), (idx+1)*d.bs-off))
 		if b := d.blocks[idx]; b != nil {
-			copy(p[done:done+n], b[off-idx*d.bs:])
+			c := 0
+			if o := off - idx*d.bs; o < int64(len(b)) {
+				c = copy(p[done:done+n], b[o:])
+			}
+			clear(p[done+c : done+n])
 		} else if err := d.readBase(p[done:done+n], off); err != nil {
 			return err
 		}
@@ -149,7 +169,7 @@ func (d *dirtyFile) Truncate(size int64) error {
 		case start >= size:
 			d.freeBlock(idx)
 		case start+d.bs > size:
-			clear(b[size-start:])
+			d.blocks[idx] = b[:min(int64(len(b)), size-start)]
 		}
 	}
 	for idx := range d.inBase {

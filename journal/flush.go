@@ -304,7 +304,7 @@ func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte) (cut, e
 // small, else in a temporary staging file named by c.tmp.
 func (j *flusher) stageSealed(c *cut, plain []byte) error {
 	buf := sealBufs.Get().(*[]byte)
-	sealed := j.seal.Seal((*buf)[:0], c.id, plain)
+	sealed := j.seal.Seal(sealBuf(buf, len(plain)), c.id, plain)
 	var err error
 	if len(sealed) <= j.inlineMax() {
 		c.inline = slices.Clone(sealed)
@@ -335,11 +335,23 @@ func (j *flusher) blockExists(ctx context.Context, id remote.BlockID) (bool, err
 }
 
 // writeTemp writes sealed bytes to a new temporary staging file and
-// fsyncs it.
+// fsyncs it: with O_DIRECT when it can (stagefile.go), else through the
+// page cache.
 func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 	var r [8]byte
 	rand.Read(r[:])
 	name := j.stagePath(id) + "." + hex.EncodeToString(r[:]) + ".tmp"
+	if !j.bufferedStage.Load() && canWriteDirect(sealed) {
+		err := writeDirect(name, sealed)
+		if err == nil {
+			return name, nil
+		}
+		if !errors.Is(err, errNoDirect) {
+			return "", fmt.Errorf("journal: stage block: %w", err)
+		}
+		j.bufferedStage.Store(true)
+		j.log.Info("journal: the staging directory refuses O_DIRECT; staging through the page cache", "dir", j.stage)
+	}
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("journal: stage block: %w", err)

@@ -18,7 +18,8 @@ import (
 )
 
 // Grid is what the journal needs from the storage grid. *remote.Grid
-// satisfies it.
+// satisfies it. WriteSegment keeps no reference to data once it returns:
+// the uploader reuses the buffer for the next segment.
 type Grid interface {
 	WriteSegment(ctx context.Context, data []byte) (*remote.SegmentInfo, error)
 	DeleteSegment(ctx context.Context, seg *remote.SegmentInfo) error
@@ -145,6 +146,10 @@ type shared struct {
 	bs        int64  // block size
 	closed    atomic.Bool
 
+	// bufferedStage: the staging directory refused O_DIRECT writes, so
+	// staging files are written through the page cache (stagefile.go).
+	bufferedStage atomic.Bool
+
 	// wmu serializes write transactions and the staging-file operations
 	// that must agree with them. Lock order: inode.mu -> wmu -> imu -> qmu.
 	wmu sync.Mutex
@@ -172,6 +177,11 @@ type shared struct {
 	memBlocks  memBlocks      // in-memory dirty blocks of all files (dirty.go)
 	behindWG   sync.WaitGroup // write-behind goroutines running; Close waits
 	behindMu   sync.Mutex     // orders behindWG.Add before Close's Wait (taken alone)
+	// behindEnd is when a write-behind goroutine last ended (Unix
+	// nanoseconds): a sequential writer's goroutines come and go between
+	// its blocks, and the uploader keeps yielding for behindLinger after
+	// one ends (yieldToForeground).
+	behindEnd atomic.Int64
 
 	kick   chan struct{}
 	cancel context.CancelFunc

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -119,6 +120,7 @@ func (j *uploader) uploader(ctx context.Context) {
 		}
 		err = j.commitSegment(ctx, info, placed)
 		j.segWriteMu.RUnlock()
+		putSegBuf(buf)
 		if err != nil {
 			j.noteError(err)
 			j.log.Error("journal: record uploaded segment; the blocks stay queued and will be uploaded again", "err", err)
@@ -161,7 +163,7 @@ func (j *uploader) pack() ([]byte, []placedBlock) {
 		}
 		size += it.sealedLen
 	}
-	buf := make([]byte, 0, size)
+	buf := getSegBuf(size)
 	var placed []placedBlock
 	for _, it := range items {
 		if int64(len(buf)) >= j.o.SegmentSize {
@@ -195,6 +197,25 @@ func (j *uploader) pack() ([]byte, []placedBlock) {
 		}
 	}
 	return buf, placed
+}
+
+// segBufs holds the uploader's segment buffers: a fresh 16 MiB slice per
+// segment was zeroed by the runtime first (a third of a second of CPU per
+// 2 GiB written), and pack overwrites every byte it uses. A buffer is the
+// uploader's from getSegBuf in pack until putSegBuf after its segment's
+// commit (WriteSegment copies the bytes and keeps no reference).
+var segBufs sync.Pool // of *[]byte
+
+func getSegBuf(size int64) []byte {
+	if p, ok := segBufs.Get().(*[]byte); ok && int64(cap(*p)) >= size {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, size)
+}
+
+func putSegBuf(b []byte) {
+	b = b[:0]
+	segBufs.Put(&b)
 }
 
 // readFileInto reads the file at path into dst's spare capacity when it
@@ -277,12 +298,20 @@ const maxYield = 250 * time.Millisecond
 // so a drive written without pause still uploads.
 const maxFlushYield = 2 * time.Second
 
+// behindLinger is how long after a write-behind goroutine ends the
+// uploader still counts the write as going on: between two blocks of a
+// sequential writer no goroutine runs for a few milliseconds (a 4 MiB
+// block every 40 ms at 100 MB/s), and an uploader that shipped in such a
+// gap took the CPU the writer's next blocks needed.
+const behindLinger = 100 * time.Millisecond
+
 // yieldToForeground holds a segment upload back while applications wait
 // on the local disk or the grid: for at most maxYield while they wait for
 // blocks from the grid (an interactive read should not queue behind
 // megabytes of shards going to the same nodes), for at most maxFlushYield
-// while a big flush stages its blocks (an fsync should not share the disk
-// with shard writes when the grid is local, nor the CPU with encoding),
+// while a big flush stages its blocks or a sequential write is cut behind
+// its writer (an fsync should not share the disk with shard writes when
+// the grid is local, nor the CPU with encoding; nor should the writer),
 // unless someone waits for the uploader (quota, WaitDurable).
 func (j *uploader) yieldToForeground(ctx context.Context) {
 	busy := func() (reads, flushes bool) {
@@ -291,7 +320,8 @@ func (j *uploader) yieldToForeground(ctx context.Context) {
 		j.qmu.Lock()
 		force := j.force
 		j.qmu.Unlock()
-		return j.appReads.Load() > 0, j.bigFlushes.Load() > 0 && !force
+		writing := j.bigFlushes.Load() > 0 || time.Since(time.Unix(0, j.behindEnd.Load())) < behindLinger
+		return j.appReads.Load() > 0, writing && !force
 	}
 	reads, flushes := busy()
 	if !reads && !flushes {

@@ -119,6 +119,18 @@ func testUploadYieldsToBigFlushes(t *testing.T) {
 	}
 	done.Stop()
 
+	// A sequential write between two of its blocks: no write-behind
+	// goroutine runs, one ended just now. The upload waits behindLinger
+	// for the next, then goes ahead.
+	e.j.behindEnd.Store(time.Now().UnixNano())
+	write("between blocks")
+	if !queuedAfter(behindLinger - time.Millisecond) {
+		t.Errorf("upload went ahead within %v of a write-behind's end", behindLinger)
+	}
+	if queuedAfter(e.opts.IdleFlush) {
+		t.Errorf("upload still waits %v after the last write-behind ended", behindLinger+e.opts.IdleFlush)
+	}
+
 	// A flush that never ends: the upload goes ahead after maxFlushYield.
 	e.j.bigFlushes.Store(1)
 	defer e.j.bigFlushes.Store(0)

@@ -133,6 +133,7 @@ type shared struct {
 	flushGen  atomic.Uint64
 	la        lookAhead
 	dirs      knownDirs
+	lastLk    lastLookup
 	ac        attrCache
 	created   created // guarded by imu
 	scope     Ino     // of the running transaction; guarded by wmu (scopeLocked)

@@ -83,6 +83,7 @@ func (j *namespace) flushedSince(gen uint64) bool { return j.flushGen.Load() > g
 
 func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen uint64, cached bool) (Attr, error) {
 	if a, ok := j.la.get(parent, name, gen); ok && cached {
+		j.lastLk.put(parent, name, a, gen)
 		return j.it.overlay(a), nil
 	}
 	var cookie int64
@@ -90,6 +91,7 @@ func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen
 	a, err := scanAttr(rowScanner{st.QueryRowContext(ctx, parent, name), nil, &cookie})
 	release()
 	if err == nil && cached {
+		j.lastLk.put(parent, name, a, gen)
 		switch window, table := j.la.seen(parent, cookie); {
 		case window:
 			j.fillLookAhead(ctx, parent, cookie, gen)
@@ -108,6 +110,35 @@ func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen
 		return Attr{}, err
 	}
 	return j.it.overlay(a), nil
+}
+
+// lastLookup remembers the newest lookup that found its name, as the
+// database had it at commitGen gen: an unlink asks again for the name the
+// kernel looked up just before (deferUnlinkLocked), which the window has
+// already given away and which is no reason to read a directory's table.
+type lastLookup struct {
+	mu     sync.Mutex
+	parent Ino
+	name   string
+	a      Attr
+	gen    uint64
+}
+
+func (l *lastLookup) put(parent Ino, name string, a Attr, gen uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.parent, l.name, l.a, l.gen = parent, name, a, gen
+}
+
+// get returns the remembered answer for name in parent if no commit came
+// since it was read.
+func (l *lastLookup) get(parent Ino, name string, gen uint64) (Attr, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gen != gen || l.parent != parent || l.name != name || l.a.Ino == 0 {
+		return Attr{}, false
+	}
+	return l.a, true
 }
 
 // knownDirs remembers inodes seen to be directories, so that a lookup of

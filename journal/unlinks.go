@@ -178,9 +178,15 @@ func (j *namespace) deferUnlinkLocked(ctx context.Context, parent Ino, name stri
 	if j.ulog == nil || j.unlApplying {
 		return false, nil
 	}
-	a, err := j.Lookup(ctx, parent, name)
-	if err != nil {
-		return true, err
+	var a Attr
+	gen, cached := j.cacheGen()
+	if la, ok := j.lastLk.get(parent, name, gen); ok && cached && !j.unlinkPending(parent, name) {
+		a = j.it.overlay(la)
+	} else {
+		var err error
+		if a, err = j.Lookup(ctx, parent, name); err != nil {
+			return true, err
+		}
 	}
 	if isDir(a.Mode) {
 		return true, ErrIsDir

@@ -270,11 +270,11 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	// The commit must not be cut short by a cancelled caller once the
 	// transaction has started: run it on a context without cancellation.
 	ctx0 := context.WithoutCancel(ctx)
-	if j.unlN.Load() > 0 && !j.unlApplying {
+	if j.unl.unlN.Load() > 0 && !j.unl.unlApplying {
 		// Deferred unlinks first, in a transaction of their own: this
 		// one may read or change what they change (unlinks.go).
 		scope := j.scope
-		if err := j.ns.applyUnlinksLocked(ctx0); err != nil {
+		if err := j.ul.applyUnlinksLocked(ctx0); err != nil {
 			return err
 		}
 		j.scope = scope
@@ -380,7 +380,7 @@ func (j *core) barrier(ctx context.Context) error {
 // barrierLocked is barrier for callers that hold wmu. With no commit
 // since the last durable one it has nothing to do.
 func (j *core) barrierLocked(ctx context.Context) error {
-	if err := j.ns.applyUnlinksLocked(ctx); err != nil {
+	if err := j.ul.applyUnlinksLocked(ctx); err != nil {
 		return err
 	}
 	if j.durableGen == j.commitGen.Load() && len(j.lazyFree) == 0 {

@@ -311,7 +311,7 @@ func applyUnlinks(t testing.TB, j *Journal) {
 	t.Helper()
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
-	if err := j.ns.applyUnlinksLocked(bg); err != nil {
+	if err := j.ul.applyUnlinksLocked(bg); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -164,7 +164,7 @@ type shared struct {
 	segs  map[remote.SegmentID]*remote.SegmentInfo
 
 	uploadQueue
-	unlinkQueue
+	unl unlinkQueue // deferred unlinks (unlinks.go)
 
 	// appReads counts block reads from the grid that an application is
 	// waiting for; the uploader yields to them (yieldToForeground).
@@ -313,8 +313,8 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		behindSem:  make(chan struct{}, behindWorkers),
 		done:       make(chan struct{}),
 	})}
-	j.unlKick = make(chan struct{}, 1)
-	j.unlDone = make(chan struct{})
+	j.unl.unlKick = make(chan struct{}, 1)
+	j.unl.unlDone = make(chan struct{})
 	j.queue = map[remote.BlockID]qitem{}
 	j.progress = make(chan struct{})
 	j.quotaFree = make(chan struct{})
@@ -358,9 +358,9 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 			db.Close()
 			return nil, err
 		}
-		if err := j.ns.openUnlinkLog(ctx); err != nil {
-			if j.ulog != nil {
-				j.ulog.Close()
+		if err := j.ul.openUnlinkLog(ctx); err != nil {
+			if j.unl.ulog != nil {
+				j.unl.ulog.Close()
 			}
 			j.c.closeStmts()
 			j.w.Close()
@@ -374,15 +374,15 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		close(j.done)
 		close(j.reaperDone)
 		close(j.groupDone)
-		close(j.unlDone)
+		close(j.unl.unlDone)
 	} else {
 		go j.up.uploader(uctx)
 		go j.it.reaper(uctx)
 		go j.c.groupCommitter(uctx)
-		if j.ulog != nil {
-			go j.ns.unlinker(uctx)
+		if j.unl.ulog != nil {
+			go j.ul.unlinker(uctx)
 		} else {
-			close(j.unlDone)
+			close(j.unl.unlDone)
 		}
 		if o.Meta != nil {
 			j.ms = newMetaShipper(j.md)
@@ -447,7 +447,7 @@ func (j *Journal) Close() error {
 	<-j.done
 	<-j.reaperDone
 	<-j.groupDone
-	<-j.unlDone
+	<-j.unl.unlDone
 	if j.ms != nil {
 		<-j.ms.done
 	}
@@ -464,8 +464,8 @@ func (j *Journal) Close() error {
 			errs = append(errs, fmt.Errorf("journal: last durable commit: %w", err))
 		}
 	}
-	if j.ulog != nil {
-		j.ulog.Close() // the barrier applied what it held and emptied it
+	if j.unl.ulog != nil {
+		j.unl.ulog.Close() // the barrier applied what it held and emptied it
 	}
 	j.imu.Lock()
 	for _, n := range j.inodes {

@@ -63,7 +63,7 @@ func (j *namespace) Lookup(ctx context.Context, parent Ino, name string) (Attr, 
 	if len(name) > maxName {
 		return Attr{}, ErrNameTooLong
 	}
-	if j.unlinkPending(parent, name) {
+	if j.unl.unlinkPending(parent, name) {
 		return Attr{}, ErrNotFound
 	}
 	for try := 0; ; try++ {
@@ -176,7 +176,7 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 		return Attr{}, err
 	}
 	// Before the read: an apply in between writes these times.
-	pend, pending := j.dirPendTime(ino)
+	pend, pending := j.unl.dirPendTime(ino)
 	for try := 0; ; try++ {
 		gen, cached := j.cacheGen()
 		a, err := j.getAttrOnce(ctx, ino, gen, cached)
@@ -456,7 +456,7 @@ func (j *namespace) Unlink(ctx context.Context, parent Ino, name string) error {
 	var parentAttr Attr
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
-	if done, err := j.deferUnlinkLocked(ctx, parent, name); done {
+	if done, err := j.ul.deferUnlinkLocked(ctx, parent, name); done {
 		return err
 	}
 	// imuHeld: the transaction took imu to drop the inode row itself (see
@@ -770,7 +770,7 @@ func (j *namespace) ReadDir(ctx context.Context, dir Ino, off uint64, max int) (
 	if max <= 0 {
 		max = 1024
 	}
-	if err := j.applyUnlinksFor(ctx, dir); err != nil {
+	if err := j.ul.applyUnlinksFor(ctx, dir); err != nil {
 		return nil, err
 	}
 	rows, err := j.st.readdir.QueryContext(ctx, dir, int64(off), max)

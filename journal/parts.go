@@ -24,6 +24,8 @@ package journal
 //	meta         the metadata log's shipping, its pending keys and the
 //	             deferral of staged rows (metaship.go, metapending.go,
 //	             metadefer.go)
+//	unlinks      deferred unlinks: the unlink log, the pending unlinks and
+//	             the goroutine that applies them (unlinks.go)
 //
 // Every part embeds *core (shared's own fields, with the database layer's
 // methods), so a method's body reaches the shared fields and the database
@@ -50,6 +52,7 @@ type parts struct {
 	gc *collector
 	sn *snapshots
 	md *meta
+	ul *unlinks
 }
 
 // core is the shared state with the database layer's methods: the same
@@ -70,6 +73,7 @@ type (
 	collector   struct{ *core }
 	snapshots   struct{ *core }
 	meta        struct{ *core }
+	unlinks     struct{ *core }
 )
 
 // newShared returns s with its parts made, each pointing at s.
@@ -88,6 +92,7 @@ func newShared(s *shared) *shared {
 		gc: &collector{c},
 		sn: &snapshots{c},
 		md: &meta{c},
+		ul: &unlinks{c},
 	}
 	return s
 }

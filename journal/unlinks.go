@@ -136,7 +136,7 @@ func (q *unlinkQueue) clearPending() {
 // openUnlinkLog opens the unlink log, applies what a crash left in it and
 // starts the unlinker. Open calls it after recovery; a journal without a
 // log applies every unlink at once.
-func (j *namespace) openUnlinkLog(ctx context.Context) error {
+func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	if j.o.UnlinkDelay < 0 {
 		return nil
 	}
@@ -149,7 +149,7 @@ func (j *namespace) openUnlinkLog(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("journal: open the unlink log: %w", err)
 	}
-	j.ulog = f
+	j.unl.ulog = f
 	recs, n := decodeUnlinks(b)
 	if n < len(b) {
 		j.log.Warn("journal: the unlink log ends in a torn record; the unlinks before it are applied", "bytes", len(b)-n)
@@ -158,13 +158,13 @@ func (j *namespace) openUnlinkLog(ctx context.Context) error {
 	defer j.wmu.Unlock()
 	now := nowNS()
 	for _, r := range recs {
-		j.addPending(r, now)
+		j.unl.addPending(r, now)
 	}
 	if err := j.applyUnlinksLocked(ctx); err != nil {
 		return err
 	}
 	if len(b) > 0 && len(recs) == 0 {
-		if err := j.ulog.Truncate(0); err != nil {
+		if err := j.unl.ulog.Truncate(0); err != nil {
 			return fmt.Errorf("journal: empty the unlink log: %w", err)
 		}
 	}
@@ -174,17 +174,17 @@ func (j *namespace) openUnlinkLog(ctx context.Context) error {
 // deferUnlink is Unlink's fast way: it reports false when the unlink must
 // take the synchronous one (deferral off, a directory or a file someone
 // holds, more than one link, the log unwritable). wmu held.
-func (j *namespace) deferUnlinkLocked(ctx context.Context, parent Ino, name string) (bool, error) {
-	if j.ulog == nil || j.unlApplying {
+func (j *unlinks) deferUnlinkLocked(ctx context.Context, parent Ino, name string) (bool, error) {
+	if j.unl.ulog == nil || j.unl.unlApplying {
 		return false, nil
 	}
 	var a Attr
-	gen, cached := j.cacheGen()
-	if la, ok := j.lastLk.get(parent, name, gen); ok && cached && !j.unlinkPending(parent, name) {
+	gen, cached := j.ns.cacheGen()
+	if la, ok := j.lastLk.get(parent, name, gen); ok && cached && !j.unl.unlinkPending(parent, name) {
 		a = j.it.overlay(la)
 	} else {
 		var err error
-		if a, err = j.Lookup(ctx, parent, name); err != nil {
+		if a, err = j.ns.Lookup(ctx, parent, name); err != nil {
 			return true, err
 		}
 	}
@@ -200,24 +200,24 @@ func (j *namespace) deferUnlinkLocked(ctx context.Context, parent Ino, name stri
 	if held {
 		return false, nil
 	}
-	if len(j.unlRecs) >= unlinkMax {
+	if len(j.unl.unlRecs) >= unlinkMax {
 		if err := j.applyUnlinksLocked(ctx); err != nil {
 			return true, err
 		}
 	}
 	r := unlinkRec{parent: parent, ino: a.Ino, name: name}
-	j.ulogBuf = appendUnlink(j.ulogBuf[:0], r)
-	if _, err := j.ulog.Write(j.ulogBuf); err != nil {
+	j.unl.ulogBuf = appendUnlink(j.unl.ulogBuf[:0], r)
+	if _, err := j.unl.ulog.Write(j.unl.ulogBuf); err != nil {
 		j.log.Warn("journal: cannot append to the unlink log; unlinks are applied one by one", "err", err)
-		j.ulog.Close()
-		j.ulog = nil
+		j.unl.ulog.Close()
+		j.unl.ulog = nil
 		// A partial record is torn for the next Open; what is pending
 		// is applied before this unlink (by its own transaction).
 		return false, nil
 	}
-	j.addPending(r, nowNS())
+	j.unl.addPending(r, nowNS())
 	select {
-	case j.unlKick <- struct{}{}:
+	case j.unl.unlKick <- struct{}{}:
 	default:
 	}
 	return true, nil
@@ -225,20 +225,20 @@ func (j *namespace) deferUnlinkLocked(ctx context.Context, parent Ino, name stri
 
 // applyUnlinksLocked applies every pending unlink in one transaction and
 // empties the log. wmu held.
-func (j *namespace) applyUnlinksLocked(ctx context.Context) error {
-	if len(j.unlRecs) == 0 {
+func (j *unlinks) applyUnlinksLocked(ctx context.Context) error {
+	if len(j.unl.unlRecs) == 0 {
 		return nil
 	}
-	j.unlApplying = true
-	defer func() { j.unlApplying = false }()
+	j.unl.unlApplying = true
+	defer func() { j.unl.unlApplying = false }()
 	var gone []Ino
 	j.imu.Lock()
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		gone = gone[:0]
 		now := nowNS()
-		touched := make([]Ino, 0, 2*len(j.unlRecs))
+		touched := make([]Ino, 0, 2*len(j.unl.unlRecs))
 		parents := map[Ino]struct{}{}
-		for _, r := range j.unlRecs {
+		for _, r := range j.unl.unlRecs {
 			var ino Ino
 			err := j.tqrow(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ? AND ino = ? RETURNING ino`, r.parent, r.name, r.ino).Scan(&ino)
 			if errors.Is(err, sql.ErrNoRows) {
@@ -269,7 +269,7 @@ func (j *namespace) applyUnlinksLocked(ctx context.Context) error {
 			gone = append(gone, ino)
 		}
 		for p := range parents {
-			t, ok := j.dirPendTime(p)
+			t, ok := j.unl.dirPendTime(p)
 			if !ok {
 				t = now
 			}
@@ -282,11 +282,11 @@ func (j *namespace) applyUnlinksLocked(ctx context.Context) error {
 	})
 	j.imu.Unlock()
 	if err != nil {
-		return fmt.Errorf("journal: apply %d deferred unlinks: %w", len(j.unlRecs), err)
+		return fmt.Errorf("journal: apply %d deferred unlinks: %w", len(j.unl.unlRecs), err)
 	}
-	j.clearPending()
-	if j.ulog != nil {
-		if err := j.ulog.Truncate(0); err != nil {
+	j.unl.clearPending()
+	if j.unl.ulog != nil {
+		if err := j.unl.ulog.Truncate(0); err != nil {
 			// The next Open applies them again: each finds its entry
 			// gone and does nothing.
 			j.log.Warn("journal: cannot empty the unlink log", "err", err)
@@ -300,8 +300,8 @@ func (j *namespace) applyUnlinksLocked(ctx context.Context) error {
 
 // applyUnlinksFor applies the pending unlinks when dir has one: a
 // READDIR of dir is about to read what they change. wmu not held.
-func (j *namespace) applyUnlinksFor(ctx context.Context, dir Ino) error {
-	if !j.dirPending(dir) {
+func (j *unlinks) applyUnlinksFor(ctx context.Context, dir Ino) error {
+	if !j.unl.dirPending(dir) {
 		return nil
 	}
 	j.wmu.Lock()
@@ -310,13 +310,13 @@ func (j *namespace) applyUnlinksFor(ctx context.Context, dir Ino) error {
 }
 
 // unlinker applies pending unlinks UnlinkDelay after the first of them.
-func (j *namespace) unlinker(ctx context.Context) {
-	defer close(j.unlDone)
+func (j *unlinks) unlinker(ctx context.Context) {
+	defer close(j.unl.unlDone)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-j.unlKick:
+		case <-j.unl.unlKick:
 		}
 		select {
 		case <-ctx.Done():

@@ -124,8 +124,8 @@ func TestDeferredUnlinkApplied(t *testing.T) {
 		synctest.Wait()
 		var n int
 		e.j.db.QueryRow(`SELECT count(*) FROM entries WHERE parent = ?`, RootIno).Scan(&n)
-		if n != 0 || e.j.unlN.Load() != 0 {
-			t.Fatalf("%d entries left, %d pending, after UnlinkDelay", n, e.j.unlN.Load())
+		if n != 0 || e.j.unl.unlN.Load() != 0 {
+			t.Fatalf("%d entries left, %d pending, after UnlinkDelay", n, e.j.unl.unlN.Load())
 		}
 		if st, _ := os.Stat(filepath.Join(e.opts.Dir, unlinkLogName)); st == nil || st.Size() != 0 {
 			t.Fatalf("the unlink log is not empty after the unlinks were applied: %v", st)

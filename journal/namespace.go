@@ -491,14 +491,12 @@ func (j *namespace) Unlink(ctx context.Context, parent Ino, name string) error {
 		j.imu.Lock()
 		imuHeld = true
 		if j.inodes[ino] == nil {
-			var mode uint32
-			err := j.tqrow(ctx, tx, `DELETE FROM inodes WHERE ino = ?1 AND nlink = 1 AND mode & ?2 != ?3
-				AND NOT EXISTS(SELECT 1 FROM blockmap WHERE ino = ?1) RETURNING mode`, ino, sIFMT, sIFDIR).Scan(&mode)
-			if err == nil {
-				return j.unlinkParent(ctx, tx, parent, now, ino, &parentAttr)
+			dropped, err := j.dropEmptyInode(ctx, tx, ino)
+			if err != nil {
+				return err
 			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("journal: unlink: %w", err)
+			if dropped {
+				return j.unlinkParent(ctx, tx, parent, now, ino, &parentAttr)
 			}
 		}
 		j.imu.Unlock()
@@ -522,6 +520,23 @@ func (j *namespace) Unlink(ctx context.Context, parent Ino, name string) error {
 	j.ac.put(parent, parentAttr, j.commitGen.Load()) // wmu held: no commit since this one
 	j.it.reclaimLater(gone)
 	return nil
+}
+
+// dropEmptyInode deletes ino's row when its last link is going and
+// nothing else is left of it (not a directory, no block map row), and
+// reports whether it did. The caller holds imu and saw ino absent from
+// j.inodes; within txLocked's fn.
+func (j *namespace) dropEmptyInode(ctx context.Context, tx *sql.Tx, ino Ino) (bool, error) {
+	var mode uint32
+	err := j.tqrow(ctx, tx, `DELETE FROM inodes WHERE ino = ?1 AND nlink = 1 AND mode & ?2 != ?3
+		AND NOT EXISTS(SELECT 1 FROM blockmap WHERE ino = ?1) RETURNING mode`, ino, sIFMT, sIFDIR).Scan(&mode)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("journal: unlink: %w", err)
+	}
+	return true, nil
 }
 
 // unlinkParent is the last statement of an unlink of ino from parent:

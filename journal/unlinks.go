@@ -49,22 +49,18 @@ type dirName struct {
 	name   string
 }
 
-// dirPend is what a directory has pending: how many unlinks, and when
-// the newest was made (its mtime and ctime once applied).
-type dirPend struct {
-	n int
-	t int64
-}
-
 // unlinkQueue is the deferred unlinks' state, a part of shared.
 type unlinkQueue struct {
-	// umu guards names and dirs, read by lookups that do not hold wmu.
+	// umu guards unlNames and unlDirs, read by lookups that do not hold
+	// wmu. unlDirs: the directories with pending unlinks, and when the
+	// newest of them was made (the directory's mtime and ctime once
+	// applied).
 	umu      sync.Mutex
 	unlNames map[dirName]struct{}
-	unlDirs  map[Ino]dirPend
-	// n is len(names), for a check without umu.
+	unlDirs  map[Ino]int64
+	// unlN is len(unlNames), for a check without umu.
 	unlN atomic.Int64
-	// recs, applying and ulog are guarded by wmu.
+	// unlRecs, unlApplying, ulog and ulogBuf are guarded by wmu.
 	unlRecs     []unlinkRec
 	unlApplying bool
 	ulog        *os.File // nil: unlinks are not deferred (read-only, or the log failed)
@@ -105,8 +101,8 @@ func (q *unlinkQueue) dirPendTime(dir Ino) (int64, bool) {
 	}
 	q.umu.Lock()
 	defer q.umu.Unlock()
-	d, ok := q.unlDirs[dir]
-	return d.t, ok
+	t, ok := q.unlDirs[dir]
+	return t, ok
 }
 
 func (q *unlinkQueue) addPending(r unlinkRec, now int64) {
@@ -114,11 +110,10 @@ func (q *unlinkQueue) addPending(r unlinkRec, now int64) {
 	defer q.umu.Unlock()
 	if q.unlNames == nil {
 		q.unlNames = map[dirName]struct{}{}
-		q.unlDirs = map[Ino]dirPend{}
+		q.unlDirs = map[Ino]int64{}
 	}
 	q.unlNames[dirName{r.parent, r.name}] = struct{}{}
-	d := q.unlDirs[r.parent]
-	q.unlDirs[r.parent] = dirPend{n: d.n + 1, t: max(d.t, now)}
+	q.unlDirs[r.parent] = max(q.unlDirs[r.parent], now)
 	q.unlN.Store(int64(len(q.unlNames)))
 	q.unlRecs = append(q.unlRecs, r)
 }
@@ -133,9 +128,9 @@ func (q *unlinkQueue) clearPending() {
 	q.unlRecs = q.unlRecs[:0]
 }
 
-// openUnlinkLog opens the unlink log, applies what a crash left in it and
-// starts the unlinker. Open calls it after recovery; a journal without a
-// log applies every unlink at once.
+// openUnlinkLog opens the unlink log and applies what a crash left in it.
+// Open calls it after recovery, and starts the unlinker when the log is
+// open; a journal without a log applies every unlink at once.
 func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	if j.o.UnlinkDelay < 0 {
 		return nil
@@ -171,11 +166,11 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	return nil
 }
 
-// deferUnlink is Unlink's fast way: it reports false when the unlink must
-// take the synchronous one (deferral off, a directory or a file someone
+// deferUnlinkLocked is Unlink's fast way: it reports false when the
+// unlink must take the synchronous one (deferral off, a file someone
 // holds, more than one link, the log unwritable). wmu held.
 func (j *unlinks) deferUnlinkLocked(ctx context.Context, parent Ino, name string) (bool, error) {
-	if j.unl.ulog == nil || j.unl.unlApplying {
+	if j.unl.ulog == nil {
 		return false, nil
 	}
 	var a Attr
@@ -253,14 +248,12 @@ func (j *unlinks) applyUnlinksLocked(ctx context.Context) error {
 				touched = append(touched, r.parent)
 			}
 			if j.inodes[ino] == nil {
-				var mode uint32
-				err := j.tqrow(ctx, tx, `DELETE FROM inodes WHERE ino = ?1 AND nlink = 1 AND mode & ?2 != ?3
-					AND NOT EXISTS(SELECT 1 FROM blockmap WHERE ino = ?1) RETURNING mode`, ino, sIFMT, sIFDIR).Scan(&mode)
-				if err == nil {
-					continue
+				dropped, err := j.ns.dropEmptyInode(ctx, tx, ino)
+				if err != nil {
+					return err
 				}
-				if !errors.Is(err, sql.ErrNoRows) {
-					return fmt.Errorf("journal: unlink: %w", err)
+				if dropped {
+					continue
 				}
 			}
 			if _, err := j.texec(ctx, tx, `UPDATE inodes SET nlink = nlink - 1, ctime = ? WHERE ino = ?`, now, ino); err != nil {

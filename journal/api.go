@@ -69,6 +69,9 @@ func (j *Journal) ReadDir(ctx context.Context, dir Ino, off uint64, max int) ([]
 
 // ResolvePath: see namespace.ResolvePath (namespace.go).
 func (j *Journal) ResolvePath(ctx context.Context, path string) (Ino, error) {
+	if err := j.ul.settle(ctx); err != nil {
+		return 0, err
+	}
 	return j.ns.ResolvePath(ctx, path)
 }
 
@@ -134,16 +137,25 @@ func (j *Journal) ReleaseFile(ino Ino) { j.it.ReleaseFile(ino) }
 
 // Status: see gridView.Status (status.go).
 func (j *Journal) Status(ctx context.Context, ino Ino) (FileStatus, error) {
+	if err := j.ul.settle(ctx); err != nil {
+		return FileStatus{}, err
+	}
 	return j.gv.Status(ctx, ino)
 }
 
 // GridBlocks: see gridView.GridBlocks (status.go).
 func (j *Journal) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error) {
+	if err := j.ul.settle(ctx); err != nil {
+		return nil, err
+	}
 	return j.gv.GridBlocks(ctx, ino)
 }
 
 // GridRefs: see gridView.GridRefs (status.go).
 func (j *Journal) GridRefs(ctx context.Context, ino Ino) ([]remote.BlockRef, error) {
+	if err := j.ul.settle(ctx); err != nil {
+		return nil, err
+	}
 	return j.gv.GridRefs(ctx, ino)
 }
 

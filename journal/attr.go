@@ -260,6 +260,7 @@ func (j *attrs) StatFS(ctx context.Context) (StatFS, error) {
 	if err := j.db.QueryRowContext(ctx, `SELECT count(*) FROM inodes`).Scan(&s.Files); err != nil {
 		return s, fmt.Errorf("journal: statfs: %w", err)
 	}
+	s.Files += uint64(j.unl.crN.Load()) // deferred creates (creates.go)
 	if j.o.Grid == nil {
 		return s, nil
 	}

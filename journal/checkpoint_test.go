@@ -11,7 +11,8 @@ import (
 // copies the WAL into the database file beside the commits, long before
 // the write connection's own checkpoint (walBackstop pages) would.
 func TestCheckpointBesideCommits(t *testing.T) {
-	e := newEnv(t, nil)
+	// A commit per create: no deferred creates.
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = -1 })
 	path := filepath.Join(e.opts.Dir, "journal.db")
 	size := func() int64 {
 		fi, err := os.Stat(path)

@@ -172,6 +172,11 @@ func (j *inodeTable) load(ctx context.Context, n *inode) error {
 	if n.loaded {
 		return nil
 	}
+	if a, ok := j.unl.createdAttr(n.ino); ok {
+		// Made by a pending create: empty, no block map (creates.go).
+		n.mode, n.loaded, n.mapEmpty = a.Mode, true, true
+		return nil
+	}
 	var size int64
 	err := j.qrow(ctx, `SELECT mode, size FROM inodes WHERE ino = ?`, n.ino).Scan(&n.mode, &size)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -250,6 +255,8 @@ func (j *inodeTable) OpenFile(ino Ino) {
 			// Just made, and nothing committed since: empty, and no
 			// one else holds it in memory (it would be in j.inodes).
 			n.mode, n.loaded, n.mapEmpty = c.mode, true, true
+		} else if a, ok := j.unl.createdAttr(ino); ok {
+			n.mode, n.loaded, n.mapEmpty = a.Mode, true, true // made by a pending create
 		}
 		j.inodes[ino] = n
 	}

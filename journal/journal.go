@@ -80,10 +80,11 @@ type Options struct {
 	// close, a namespace change) waits before a durable commit makes it
 	// survive a power cut (default 1s). Fsync never waits for it.
 	GroupCommit time.Duration
-	// UnlinkDelay bounds how long an unlink of a file nothing holds
-	// waits to be applied to the database together with others (it is
-	// in the unlink log at once: unlinks.go); default 5 ms, negative:
-	// every unlink is applied by its own transaction.
+	// UnlinkDelay bounds how long an unlink of a file nothing holds, or
+	// a create of a regular file, waits to be applied to the database
+	// together with others (it is in the unlink log at once: unlinks.go,
+	// creates.go); default 5 ms, negative: each is applied by its own
+	// transaction.
 	UnlinkDelay time.Duration
 	ReadOnly    bool
 	Logger      *slog.Logger

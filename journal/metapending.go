@@ -56,6 +56,9 @@ func mdKey(v any) string {
 // metaPending reports whether a row of file ino (its inode, name, data
 // map, blocks or their segments) changed since the last record shipped.
 func (j *meta) metaPending(ctx context.Context, ino Ino) (bool, error) {
+	if _, ok := j.unl.createdAttr(ino); ok {
+		return true, nil // a deferred create: its rows are not even written
+	}
 	p := &j.pending
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -54,6 +54,7 @@ func testMetaPendingMatchesScan(t *testing.T) {
 	for i := range 6 {
 		files = append(files, e.writeFile(fmt.Sprintf("f%d", i), []byte(fmt.Sprintf("file %d", i))))
 	}
+	applyUnlinks(t, j) // the creates, for the scan
 	check("new files", true, false)
 	e.syncGrid()
 	check("after the first record", false, true)

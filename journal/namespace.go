@@ -63,6 +63,9 @@ func (j *namespace) Lookup(ctx context.Context, parent Ino, name string) (Attr, 
 	if len(name) > maxName {
 		return Attr{}, ErrNameTooLong
 	}
+	if a, ok := j.unl.createdAt(parent, name); ok {
+		return j.it.overlay(a), nil
+	}
 	if j.unl.unlinkPending(parent, name) {
 		return Attr{}, ErrNotFound
 	}
@@ -99,12 +102,17 @@ func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen
 			j.fillTable(ctx, parent, gen)
 		}
 	}
-	if errors.Is(err, ErrNotFound) && !j.dirs.has(parent) {
-		// Tell a missing name from a parent that is not a directory.
-		if _, perr := j.dirAttr(ctx, nil, parent); perr != nil {
-			return Attr{}, perr
+	if errors.Is(err, ErrNotFound) {
+		if !j.dirs.has(parent) {
+			// Tell a missing name from a parent that is not a directory.
+			if _, perr := j.dirAttr(ctx, nil, parent); perr != nil {
+				return Attr{}, perr
+			}
+			j.dirs.add(parent)
 		}
-		j.dirs.add(parent)
+		if cached {
+			j.lastLk.put(parent, name, Attr{}, gen)
+		}
 	}
 	if err != nil {
 		return Attr{}, err
@@ -116,11 +124,13 @@ func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen
 // database had it at commitGen gen: an unlink asks again for the name the
 // kernel looked up just before (deferUnlinkLocked), which the window has
 // already given away and which is no reason to read a directory's table.
+// It remembers a lookup that found nothing too: a create asks again for
+// the name the kernel looked up just before (deferCreateLocked).
 type lastLookup struct {
 	mu     sync.Mutex
 	parent Ino
 	name   string
-	a      Attr
+	a      Attr // Ino 0: the name was missing
 	gen    uint64
 }
 
@@ -128,6 +138,14 @@ func (l *lastLookup) put(parent Ino, name string, a Attr, gen uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.parent, l.name, l.a, l.gen = parent, name, a, gen
+}
+
+// missing reports whether the newest lookup, at commitGen gen, found no
+// name in parent.
+func (l *lastLookup) missing(parent Ino, name string, gen uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gen == gen && l.parent == parent && l.name == name && l.a.Ino == 0
 }
 
 // get returns the remembered answer for name in parent if no commit came
@@ -174,6 +192,9 @@ func (d *knownDirs) add(ino Ino) {
 func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	if err := j.checkOpen(); err != nil {
 		return Attr{}, err
+	}
+	if a, ok := j.unl.createdAttr(ino); ok {
+		return j.it.overlay(a), nil
 	}
 	// Before the read: an apply in between writes these times.
 	pend, pending := j.unl.dirPendTime(ino)
@@ -222,6 +243,9 @@ func (j *namespace) getAttrTx(ctx context.Context, tx *sql.Tx, ino Ino) (Attr, e
 func (j *namespace) dirAttr(ctx context.Context, tx *sql.Tx, ino Ino) (Attr, error) {
 	var a Attr
 	var err error
+	if _, ok := j.unl.createdAttr(ino); ok && tx == nil {
+		return a, ErrNotDir // a deferred create's regular file
+	}
 	if tx == nil {
 		st, release := j.reader(j.st.getattr, j.wst.getattr)
 		a, err = scanAttr(st.QueryRowContext(ctx, ino))
@@ -267,12 +291,21 @@ func (j *namespace) create(ctx context.Context, parent Ino, name string, mode, r
 		return Attr{}, err
 	}
 	var a, parentAttr Attr
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	if a, done, err := j.ul.deferCreateLocked(ctx, parent, name, mode, uid, gid); done {
+		if err == nil {
+			j.imu.Lock()
+			j.created = created{ino: a.Ino, mode: mode, gen: j.commitGen.Load()}
+			j.imu.Unlock()
+		}
+		return a, err
+	}
 	// Three statements: the parent's update (which also checks that it
 	// is a directory), the inode, the entry (whose UNIQUE(parent, name)
 	// says whether the name is taken); the reply is built from what was
 	// inserted rather than read back.
-	j.wmu.Lock()
-	defer j.wmu.Unlock()
+	j.unl.crNext = 0 // AUTOINCREMENT takes the number
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		now := nowNS()
 		nlink, dl := 1, 0

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -37,11 +38,18 @@ import (
 // may any namespace change (promise 1): the log is not fsync'd, and it is
 // truncated once the transaction that applied it is committed.
 
-// unlinkRec is one deferred unlink: name in parent, which named ino.
+// unlinkRec is one deferred change: an unlink (name in parent, which
+// named ino) or, with create set, a create (name in parent, a new regular
+// file ino made with mode, uid and gid at time t; creates.go).
 type unlinkRec struct {
 	parent Ino
 	ino    Ino
 	name   string
+	create bool
+	mode   uint32
+	uid    uint32
+	gid    uint32
+	t      int64
 }
 
 type dirName struct {
@@ -58,8 +66,16 @@ type unlinkQueue struct {
 	umu      sync.Mutex
 	unlNames map[dirName]struct{}
 	unlDirs  map[Ino]int64
-	// unlN is len(unlNames), for a check without umu.
+	// crNames and crAttrs are the deferred creates (creates.go): the
+	// names they make and the attributes of their inodes. Under umu.
+	crNames map[dirName]Ino
+	crAttrs map[Ino]Attr
+	// unlN is len(unlRecs), crN len(crAttrs), for a check without umu.
 	unlN atomic.Int64
+	crN  atomic.Int64
+	// crNext is the next inode number a deferred create takes (0: read
+	// it from the database first). Guarded by wmu.
+	crNext Ino
 	// unlRecs, unlApplying, ulog and ulogBuf are guarded by wmu.
 	unlRecs     []unlinkRec
 	unlApplying bool
@@ -111,11 +127,19 @@ func (q *unlinkQueue) addPending(r unlinkRec, now int64) {
 	if q.unlNames == nil {
 		q.unlNames = map[dirName]struct{}{}
 		q.unlDirs = map[Ino]int64{}
+		q.crNames = map[dirName]Ino{}
+		q.crAttrs = map[Ino]Attr{}
 	}
-	q.unlNames[dirName{r.parent, r.name}] = struct{}{}
+	if r.create {
+		q.crNames[dirName{r.parent, r.name}] = r.ino
+		q.crAttrs[r.ino] = r.attr()
+		q.crN.Store(int64(len(q.crAttrs)))
+	} else {
+		q.unlNames[dirName{r.parent, r.name}] = struct{}{}
+	}
 	q.unlDirs[r.parent] = max(q.unlDirs[r.parent], now)
-	q.unlN.Store(int64(len(q.unlNames)))
 	q.unlRecs = append(q.unlRecs, r)
+	q.unlN.Store(int64(len(q.unlRecs)))
 }
 
 // clearPending forgets every pending unlink (they are applied).
@@ -124,7 +148,10 @@ func (q *unlinkQueue) clearPending() {
 	defer q.umu.Unlock()
 	clear(q.unlNames)
 	clear(q.unlDirs)
+	clear(q.crNames)
+	clear(q.crAttrs)
 	q.unlN.Store(0)
+	q.crN.Store(0)
 	q.unlRecs = q.unlRecs[:0]
 }
 
@@ -151,6 +178,9 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	}
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
+	if recs, err = j.replayable(ctx, recs); err != nil {
+		return err
+	}
 	now := nowNS()
 	for _, r := range recs {
 		j.unl.addPending(r, now)
@@ -170,7 +200,9 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 // unlink must take the synchronous one (deferral off, a file someone
 // holds, more than one link, the log unwritable). wmu held.
 func (j *unlinks) deferUnlinkLocked(ctx context.Context, parent Ino, name string) (bool, error) {
-	if j.unl.ulog == nil {
+	if j.unl.ulog == nil || j.unl.createPending(parent, name) {
+		// A file made by a deferred create goes the synchronous way,
+		// whose transaction applies the create first.
 		return false, nil
 	}
 	var a Attr
@@ -201,21 +233,31 @@ func (j *unlinks) deferUnlinkLocked(ctx context.Context, parent Ino, name string
 		}
 	}
 	r := unlinkRec{parent: parent, ino: a.Ino, name: name}
-	j.unl.ulogBuf = appendUnlink(j.unl.ulogBuf[:0], r)
-	if _, err := j.unl.ulog.Write(j.unl.ulogBuf); err != nil {
-		j.log.Warn("journal: cannot append to the unlink log; unlinks are applied one by one", "err", err)
-		j.unl.ulog.Close()
-		j.unl.ulog = nil
-		// A partial record is torn for the next Open; what is pending
-		// is applied before this unlink (by its own transaction).
+	if !j.logPendingLocked(r, nowNS()) {
 		return false, nil
 	}
-	j.unl.addPending(r, nowNS())
+	return true, nil
+}
+
+// logPendingLocked appends r to the log with one write() and makes it
+// pending, made at now. It reports false when the log cannot take it:
+// then deferral is off for good, and the caller takes the synchronous
+// way (whose transaction applies what is pending first). wmu held.
+func (j *unlinks) logPendingLocked(r unlinkRec, now int64) bool {
+	j.unl.ulogBuf = appendUnlink(j.unl.ulogBuf[:0], r)
+	if _, err := j.unl.ulog.Write(j.unl.ulogBuf); err != nil {
+		j.log.Warn("journal: cannot append to the unlink log; unlinks and creates are applied one by one", "err", err)
+		j.unl.ulog.Close()
+		j.unl.ulog = nil
+		// A partial record is torn for the next Open.
+		return false
+	}
+	j.unl.addPending(r, now)
 	select {
 	case j.unl.unlKick <- struct{}{}:
 	default:
 	}
-	return true, nil
+	return true
 }
 
 // applyUnlinksLocked applies every pending unlink in one transaction and
@@ -234,6 +276,16 @@ func (j *unlinks) applyUnlinksLocked(ctx context.Context) error {
 		touched := make([]Ino, 0, 2*len(j.unl.unlRecs))
 		parents := map[Ino]struct{}{}
 		for _, r := range j.unl.unlRecs {
+			if r.create {
+				if err := j.applyCreate(ctx, tx, r); err != nil {
+					return err
+				}
+				if _, ok := parents[r.parent]; !ok {
+					parents[r.parent] = struct{}{}
+					touched = append(touched, r.parent)
+				}
+				continue
+			}
 			var ino Ino
 			err := j.tqrow(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ? AND ino = ? RETURNING ino`, r.parent, r.name, r.ino).Scan(&ino)
 			if errors.Is(err, sql.ErrNoRows) {
@@ -275,7 +327,7 @@ func (j *unlinks) applyUnlinksLocked(ctx context.Context) error {
 	})
 	j.imu.Unlock()
 	if err != nil {
-		return fmt.Errorf("journal: apply %d deferred unlinks: %w", len(j.unl.unlRecs), err)
+		return fmt.Errorf("journal: apply %d deferred unlinks and creates: %w", len(j.unl.unlRecs), err)
 	}
 	j.unl.clearPending()
 	if j.unl.ulog != nil {
@@ -325,19 +377,32 @@ func (j *unlinks) unlinker(ctx context.Context) {
 	}
 }
 
-// The unlink log's record: 'u', the payload's length (uvarint), the
-// payload (parent and inode as uvarints, then the name), the payload's
-// CRC-32C (4 bytes, little-endian).
-const unlinkMagic = 'u'
+// The unlink log's record: 'u' (an unlink) or 'c' (a create), the
+// payload's length (uvarint), the payload, the payload's CRC-32C (4
+// bytes, little-endian). An unlink's payload is parent and inode as
+// uvarints, then the name; a create's is parent, inode, mode, uid, gid
+// and time (nanoseconds) as uvarints, then the name.
+const (
+	unlinkMagic = 'u'
+	createMagic = 'c'
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func appendUnlink(b []byte, r unlinkRec) []byte {
-	var p [2 * binary.MaxVarintLen64]byte
+	var p [6 * binary.MaxVarintLen64]byte
 	n := binary.PutUvarint(p[:], uint64(r.parent))
 	n += binary.PutUvarint(p[n:], uint64(r.ino))
+	magic := byte(unlinkMagic)
+	if r.create {
+		magic = createMagic
+		n += binary.PutUvarint(p[n:], uint64(r.mode))
+		n += binary.PutUvarint(p[n:], uint64(r.uid))
+		n += binary.PutUvarint(p[n:], uint64(r.gid))
+		n += binary.PutUvarint(p[n:], uint64(r.t))
+	}
 	crc := crc32.Update(crc32.Checksum(p[:n], castagnoli), castagnoli, []byte(r.name))
-	b = append(b, unlinkMagic)
+	b = append(b, magic)
 	b = binary.AppendUvarint(b, uint64(n+len(r.name)))
 	b = append(b, p[:n]...)
 	b = append(b, r.name...)
@@ -349,7 +414,7 @@ func appendUnlink(b []byte, r unlinkRec) []byte {
 func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 	for n < len(b) {
 		rest := b[n:]
-		if rest[0] != unlinkMagic {
+		if rest[0] != unlinkMagic && rest[0] != createMagic {
 			return recs, n
 		}
 		l, k := uvarint(rest[1:])
@@ -368,11 +433,28 @@ func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 		if c <= 0 {
 			return recs, n
 		}
-		name := string(p[a+c:])
-		if checkName(name) != nil || parent == 0 || ino == 0 {
+		r := unlinkRec{parent: Ino(parent), ino: Ino(ino), create: rest[0] == createMagic}
+		at := a + c
+		if r.create {
+			var v [4]uint64
+			for i := range v {
+				x, k := uvarint(p[at:])
+				if k <= 0 {
+					return recs, n
+				}
+				v[i], at = x, at+k
+			}
+			if v[0] > math.MaxUint32 || v[1] > math.MaxUint32 || v[2] > math.MaxUint32 || v[3] > math.MaxInt64 ||
+				uint32(v[0])&sIFMT != sIFREG {
+				return recs, n
+			}
+			r.mode, r.uid, r.gid, r.t = uint32(v[0]), uint32(v[1]), uint32(v[2]), int64(v[3])
+		}
+		r.name = string(p[at:])
+		if checkName(r.name) != nil || parent == 0 || ino == 0 {
 			return recs, n
 		}
-		recs = append(recs, unlinkRec{parent: Ino(parent), ino: Ino(ino), name: name})
+		recs = append(recs, r)
 		n += 1 + k + int(l) + 4
 	}
 	return recs, n

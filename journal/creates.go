@@ -1,0 +1,199 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Deferred creates. A regular file made by create or mknod is acknowledged
+// once it is in memory and appended to the unlink log (unlinks.go), as a
+// deferred unlink is: its inode number is handed out from memory, and the
+// sqlite work (the parent's times, the inode, the entry, and a commit:
+// most of a create's cost) is done for many creates at once, in log order
+// with the deferred unlinks, by the unlinker or by the next transaction.
+// Until then:
+//
+//   - a lookup of its name and a GETATTR, GETXATTR or LISTXATTR of its
+//     inode answer from memory (the inode has no xattrs yet);
+//   - an open knows it is empty and has no block map (OpenFile);
+//   - every transaction applies it first (txLocked), so whatever changes
+//     or reads the file inside one (a flush of its data, a setattr, an
+//     unlink, a rename, a link) finds its row;
+//   - a READDIR of its directory applies it first, and a GETATTR of the
+//     directory shows its time as the directory's mtime and ctime;
+//   - the few reads that go to the database by inode outside those
+//     (status, grid blocks, paths) apply what is pending first (settle).
+//
+// Only creates whose name is free in memory and in the database are
+// deferred; an unlink of a name a pending create made takes the
+// synchronous way, which applies the create first. So no name is both
+// pending-created and pending-unlinked, and the log replays in order.
+//
+// Inode numbers: the inodes table is AUTOINCREMENT, and sqlite_sequence
+// holds the largest number ever used. A deferred create takes the next
+// one after it (and after the pending ones) and inserts it explicitly,
+// which moves sqlite_sequence on; every other create applies the pending
+// ones first. So a create record whose inode number is at most
+// sqlite_sequence's was applied before a crash cut the log short.
+
+// attr is a pending create's inode as a GETATTR shows it.
+func (r unlinkRec) attr() Attr {
+	t := time.Unix(0, r.t)
+	return Attr{Ino: r.ino, Mode: r.mode, Nlink: 1, Uid: r.uid, Gid: r.gid, Atime: t, Mtime: t, Ctime: t}
+}
+
+// createPending reports whether name in parent was made by a create
+// that is not applied yet.
+func (q *unlinkQueue) createPending(parent Ino, name string) bool {
+	_, ok := q.createdAt(parent, name)
+	return ok
+}
+
+// createdAt returns the inode a pending create made as name in parent.
+func (q *unlinkQueue) createdAt(parent Ino, name string) (Attr, bool) {
+	if q.crN.Load() == 0 {
+		return Attr{}, false
+	}
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	ino, ok := q.crNames[dirName{parent, name}]
+	if !ok {
+		return Attr{}, false
+	}
+	return q.crAttrs[ino], true
+}
+
+// createdAttr returns ino's attributes if a pending create made it.
+func (q *unlinkQueue) createdAttr(ino Ino) (Attr, bool) {
+	if q.crN.Load() == 0 {
+		return Attr{}, false
+	}
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	a, ok := q.crAttrs[ino]
+	return a, ok
+}
+
+// deferCreateLocked is create's fast way for a regular file: it reports
+// false when the create must take the synchronous one (deferral off,
+// not a regular file, the log unwritable). wmu held.
+func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string, mode, uid, gid uint32) (Attr, bool, error) {
+	if j.unl.ulog == nil || mode&sIFMT != sIFREG {
+		return Attr{}, false, nil
+	}
+	pa, err := j.ns.GetAttr(ctx, parent)
+	if err != nil {
+		return Attr{}, true, err
+	}
+	if !isDir(pa.Mode) {
+		return Attr{}, true, ErrNotDir
+	}
+	if j.unl.createPending(parent, name) {
+		return Attr{}, true, ErrExist
+	}
+	if j.unl.unlinkPending(parent, name) {
+		// The name is free once the unlink is applied, which must come
+		// first in the database: apply it now, and take this create
+		// the synchronous way.
+		return Attr{}, false, nil
+	}
+	gen, cached := j.ns.cacheGen()
+	if !(cached && j.lastLk.missing(parent, name, gen)) {
+		switch _, err := j.ns.Lookup(ctx, parent, name); {
+		case err == nil:
+			return Attr{}, true, ErrExist
+		case !errors.Is(err, ErrNotFound):
+			return Attr{}, true, err
+		}
+	}
+	if len(j.unl.unlRecs) >= unlinkMax {
+		if err := j.applyUnlinksLocked(ctx); err != nil {
+			return Attr{}, true, err
+		}
+	}
+	if j.unl.crNext == 0 {
+		var seq int64
+		err := j.qrow(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'inodes'`).Scan(&seq)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return Attr{}, true, fmt.Errorf("journal: create: next inode number: %w", err)
+		}
+		j.unl.crNext = Ino(seq) + 1
+	}
+	r := unlinkRec{parent: parent, ino: j.unl.crNext, name: name, create: true, mode: mode, uid: uid, gid: gid, t: nowNS()}
+	if !j.logPendingLocked(r, r.t) {
+		return Attr{}, false, nil
+	}
+	j.unl.crNext++
+	return r.attr(), true, nil
+}
+
+// applyCreate inserts a pending create's inode and entry. wmu held,
+// inside applyUnlinksLocked's transaction.
+func (j *unlinks) applyCreate(ctx context.Context, tx *sql.Tx, r unlinkRec) error {
+	if _, err := j.texec(ctx, tx, `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime) VALUES(?, ?, ?, ?, 1, ?, ?, ?)`,
+		r.ino, r.mode, r.uid, r.gid, r.t, r.t, r.t); err != nil {
+		return fmt.Errorf("journal: create inode %d: %w", r.ino, err)
+	}
+	if _, err := j.texec(ctx, tx, `INSERT INTO entries(parent, name, ino) VALUES(?, ?, ?)`, r.parent, r.name, r.ino); err != nil {
+		return fmt.Errorf("journal: create entry %q in %d: %w", r.name, r.parent, err)
+	}
+	return nil
+}
+
+// replayable drops from the records a crash left in the log the creates
+// that were applied before it (their inode number is taken) and those
+// that no longer fit the database (a parent gone or a name taken: a log
+// from another database, or edited), with a warning. wmu held.
+func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec, error) {
+	var seq int64
+	err := j.qrow(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'inodes'`).Scan(&seq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("journal: replay the unlink log: %w", err)
+	}
+	out := recs[:0]
+	made := map[dirName]bool{} // names the records before made (true) or freed (false)
+	for _, r := range recs {
+		key := dirName{r.parent, r.name}
+		if !r.create {
+			made[key] = false
+			out = append(out, r)
+			continue
+		}
+		if int64(r.ino) <= seq {
+			continue // applied
+		}
+		taken, known := made[key]
+		if !known {
+			var one int
+			lerr := j.qrow(ctx, `SELECT 1 FROM entries WHERE parent = ? AND name = ?`, r.parent, r.name).Scan(&one)
+			if lerr != nil && !errors.Is(lerr, sql.ErrNoRows) {
+				return nil, fmt.Errorf("journal: replay the unlink log: %w", lerr)
+			}
+			taken = lerr == nil
+		}
+		_, perr := j.ns.dirAttr(ctx, nil, r.parent)
+		if taken || perr != nil {
+			j.log.Warn("journal: the unlink log holds a create that does not fit the database; dropped", "parent", r.parent, "name", r.name, "ino", r.ino)
+			continue
+		}
+		made[key] = true
+		seq = int64(r.ino)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// settle applies the pending unlinks and creates: for the reads that go to
+// the database by inode or by path outside a transaction and know nothing
+// of them. wmu not held.
+func (j *unlinks) settle(ctx context.Context) error {
+	if j.unl.unlN.Load() == 0 {
+		return nil
+	}
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	return j.applyUnlinksLocked(ctx)
+}

@@ -1,0 +1,192 @@
+package journal
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestDeferredCreate: a create of a regular file is answered from memory
+// and applied later; until then every read sees the file, and anything
+// that changes or lists it applies it first.
+func TestDeferredCreate(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+		j := e.j
+		files0 := must[StatFS](t)(j.StatFS(bg)).Files
+		time.Sleep(time.Millisecond) // the bubble's clock: the parent's mtime must move
+		f := must[Attr](t)(j.Mknod(bg, RootIno, "f", sIFREG|0o640, 0, 7, 8))
+		if entryRows(t, j, "f") != 0 {
+			t.Fatal("the create was applied at once, not deferred")
+		}
+		if f.Mode != sIFREG|0o640 || f.Uid != 7 || f.Gid != 8 || f.Nlink != 1 || f.Size != 0 {
+			t.Fatalf("create's reply: %+v", f)
+		}
+		// Every read answers from memory.
+		if a := must[Attr](t)(j.Lookup(bg, RootIno, "f")); a != f {
+			t.Fatalf("lookup: %+v, want %+v", a, f)
+		}
+		if a := must[Attr](t)(j.GetAttr(bg, f.Ino)); a != f {
+			t.Fatalf("getattr: %+v, want %+v", a, f)
+		}
+		if p := must[Attr](t)(j.GetAttr(bg, RootIno)); !p.Mtime.Equal(f.Mtime) || !p.Ctime.Equal(f.Mtime) {
+			t.Fatalf("the parent's mtime %v ctime %v, want the create's %v", p.Mtime, p.Ctime, f.Mtime)
+		}
+		if _, err := j.GetXattr(bg, f.Ino, "user.x"); !errors.Is(err, ErrNoXattr) {
+			t.Fatalf("getxattr: %v", err)
+		}
+		if l := must[[]string](t)(j.ListXattr(bg, f.Ino)); len(l) != 0 {
+			t.Fatalf("listxattr: %v", l)
+		}
+		if _, err := j.Lookup(bg, f.Ino, "x"); !errors.Is(err, ErrNotDir) {
+			t.Fatalf("lookup under the file: %v", err)
+		}
+		if _, err := j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0); !errors.Is(err, ErrExist) {
+			t.Fatalf("second create of the name: %v", err)
+		}
+		if n := must[StatFS](t)(j.StatFS(bg)).Files; n != files0+1 {
+			t.Fatalf("statfs counts %d files, want %d", n, files0+1)
+		}
+		// Open, write, read back, flush: the flush applies it.
+		j.OpenFile(f.Ino)
+		must[int](t)(j.WriteAt(bg, f.Ino, []byte("hello"), 0))
+		buf := make([]byte, 10)
+		if n := must[int](t)(j.ReadAt(bg, f.Ino, buf, 0)); string(buf[:n]) != "hello" {
+			t.Fatalf("read back %q", buf[:n])
+		}
+		if entryRows(t, j, "f") != 0 {
+			t.Fatal("a write applied the create")
+		}
+		if err := j.Flush(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(f.Ino)
+		var size int64
+		var mode, uid uint32
+		if err := j.db.QueryRow(`SELECT size, mode, uid FROM inodes WHERE ino = ?`, f.Ino).Scan(&size, &mode, &uid); err != nil || size != 5 || mode != f.Mode || uid != 7 {
+			t.Fatalf("row after the flush: size %d mode %o uid %d, %v", size, mode, uid, err)
+		}
+		// A READDIR lists pending creates.
+		g := must[Attr](t)(j.Mknod(bg, RootIno, "g", 0o644, 0, 0, 0))
+		var names []string
+		for _, de := range must[[]DirEntry](t)(j.ReadDir(bg, RootIno, 0, 100)) {
+			names = append(names, de.Name)
+		}
+		if !slices.Contains(names, "g") || entryRows(t, j, "g") != 1 {
+			t.Fatalf("readdir after a create: %v", names)
+		}
+		// An unlink of a pending create applies it, then unlinks.
+		k := must[Attr](t)(j.Mknod(bg, RootIno, "k", 0o644, 0, 0, 0))
+		if err := j.Unlink(bg, RootIno, "k"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.Lookup(bg, RootIno, "k"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup after unlink: %v", err)
+		}
+		if _, err := j.GetAttr(bg, k.Ino); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("getattr of the unlinked pending create: %v", err)
+		}
+		// A rename and a setattr of pending creates.
+		must[Attr](t)(j.Mknod(bg, RootIno, "r", 0o644, 0, 0, 0))
+		if err := j.Rename(bg, RootIno, "r", RootIno, "r2", 0); err != nil {
+			t.Fatal(err)
+		}
+		s := must[Attr](t)(j.Mknod(bg, RootIno, "s", 0o644, 0, 0, 0))
+		m := uint32(0o600)
+		if a := must[Attr](t)(j.SetAttr(bg, s.Ino, SetAttr{Mode: &m})); a.Mode != sIFREG|0o600 {
+			t.Fatalf("setattr of a pending create: mode %o", a.Mode)
+		}
+		// Inode numbers: a synchronous create (mkdir) and deferred ones
+		// never share one.
+		d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+		x := must[Attr](t)(j.Mknod(bg, RootIno, "x", 0o644, 0, 0, 0))
+		inos := []Ino{f.Ino, g.Ino, k.Ino, s.Ino, d.Ino, x.Ino}
+		for i := 1; i < len(inos); i++ {
+			if inos[i] <= inos[i-1] {
+				t.Fatalf("inode numbers %v: not increasing", inos)
+			}
+		}
+		// Close applies what is pending; all of it is there after.
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.j = nil
+		e.open()
+		for _, name := range []string{"f", "g", "r2", "s", "d", "x"} {
+			must[Attr](t)(e.j.Lookup(bg, RootIno, name))
+		}
+		if a := must[Attr](t)(e.j.Lookup(bg, RootIno, "x")); a.Ino != x.Ino {
+			t.Fatalf("x reopened as inode %d, made as %d", a.Ino, x.Ino)
+		}
+	})
+}
+
+// TestCreateLogReplay: Open applies the creates a kill -9 left in the log,
+// in order with the unlinks, and drops those already applied and those
+// that do not fit the database.
+func TestCreateLogReplay(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	keep := must[Attr](t)(e.j.Mknod(bg, RootIno, "keep", 0o644, 0, 0, 0))
+	file := must[Attr](t)(e.j.Mknod(bg, RootIno, "file", 0o644, 0, 0, 0))
+	applyUnlinks(t, e.j)
+	var seq int64
+	if err := e.j.db.QueryRow(`SELECT seq FROM sqlite_sequence WHERE name = 'inodes'`).Scan(&seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	at := time.Unix(1700000000, 123).UnixNano()
+	mk := func(parent Ino, name string, ino int64) unlinkRec {
+		return unlinkRec{parent: parent, ino: Ino(ino), name: name, create: true, mode: sIFREG | 0o600, uid: 5, gid: 6, t: at}
+	}
+	var b []byte
+	b = appendUnlink(b, mk(RootIno, "old", seq))                                 // applied before the crash: its number is taken
+	b = appendUnlink(b, mk(RootIno, "new", seq+1))                               // replayed
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: keep.Ino, name: "keep"}) // then keep's name is free...
+	b = appendUnlink(b, mk(RootIno, "keep", seq+2))                              // ...and made again
+	b = appendUnlink(b, mk(file.Ino, "under", seq+3))                            // its parent is no directory: dropped
+	b = appendUnlink(b, mk(RootIno, "file", seq+4))                              // its name is taken: dropped
+	torn := appendUnlink(nil, mk(RootIno, "torn", seq+5))
+	b = append(b, torn[:len(torn)-1]...)
+	path := filepath.Join(e.opts.Dir, unlinkLogName)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.open()
+	j := e.j
+	for name, want := range map[string]Ino{"new": Ino(seq + 1), "keep": Ino(seq + 2), "file": file.Ino} {
+		a, err := j.Lookup(bg, RootIno, name)
+		if err != nil || a.Ino != want {
+			t.Fatalf("after replay, %q is inode %d (%v), want %d", name, a.Ino, err, want)
+		}
+	}
+	if a := must[Attr](t)(j.Lookup(bg, RootIno, "new")); a.Mode != sIFREG|0o600 || a.Uid != 5 || a.Gid != 6 || a.Mtime.UnixNano() != at {
+		t.Fatalf("replayed create: %+v", a)
+	}
+	for _, name := range []string{"old", "torn"} {
+		if _, err := j.Lookup(bg, RootIno, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("after replay, lookup of %q: %v", name, err)
+		}
+	}
+	if _, err := j.Lookup(bg, file.Ino, "under"); !errors.Is(err, ErrNotDir) {
+		t.Fatalf("after replay, lookup under a file: %v", err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != 0 {
+		t.Fatalf("log after replay: %v, %v", st, err)
+	}
+	// The next inode number is past every replayed one.
+	if a := must[Attr](t)(j.Mknod(bg, RootIno, "next", 0o644, 0, 0, 0)); a.Ino <= Ino(seq+2) {
+		t.Fatalf("a create after the replay took inode %d, at most a replayed one (%d)", a.Ino, seq+2)
+	}
+	applyUnlinks(t, j)
+	var n int
+	j.db.QueryRow(`SELECT count(*) FROM inodes WHERE nlink = 1 AND ino NOT IN (SELECT ino FROM entries)`).Scan(&n)
+	if n != 0 {
+		t.Fatalf("%d inodes without an entry after the replay", n)
+	}
+}

@@ -270,14 +270,22 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	// The commit must not be cut short by a cancelled caller once the
 	// transaction has started: run it on a context without cancellation.
 	ctx0 := context.WithoutCancel(ctx)
-	if j.unl.unlN.Load() > 0 && !j.unl.unlApplying {
-		// Deferred unlinks first, in a transaction of their own: this
-		// one may read or change what they change (unlinks.go).
-		scope := j.scope
-		if err := j.ul.applyUnlinksLocked(ctx0); err != nil {
-			return err
+	// Deferred unlinks and creates first: this transaction may read or
+	// change what they change (unlinks.go, creates.go). Creates alone
+	// are applied inside it (a flush of a file just made commits its
+	// create with its data); with unlinks, in a transaction of their
+	// own, which holds imu.
+	folded := false
+	if n := j.unl.unlN.Load(); n > 0 && !j.unl.unlApplying {
+		if j.unl.crN.Load() == n {
+			folded = true
+		} else {
+			scope := j.scope
+			if err := j.ul.applyUnlinksLocked(ctx0); err != nil {
+				return err
+			}
+			j.scope = scope
 		}
-		j.scope = scope
 	}
 	scope := j.scope
 	j.scope = scopeAll // for the next transaction, whatever becomes of this one
@@ -292,6 +300,13 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("journal: begin: %w", err)
 	}
+	var applied []Ino // rows the folded creates changed (their parents)
+	if folded {
+		if applied, _, err = j.ul.applyTx(ctx0, tx); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("journal: apply %d deferred creates: %w", j.unl.unlN.Load(), err)
+		}
+	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
@@ -301,18 +316,41 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	// After the commit: whoever reads the new value sees it.
 	gen := j.commitGen.Add(1)
-	if scope != scopeAll {
-		j.ac.carry(gen-1, gen, scope)
-		j.la.carry(gen-1, gen, scope)
-	} else if len(j.narrow) > 0 {
-		j.ac.carry(gen-1, gen, j.narrow...)
-		j.la.carry(gen-1, gen, j.narrow...)
+	if folded {
+		j.ul.appliedLocked(nil)
+	}
+	if keep := j.keptRows(scope, applied); len(keep) > 0 {
+		j.ac.carry(gen-1, gen, keep...)
+		j.la.carry(gen-1, gen, keep...)
 	}
 	j.kickGroup() // an ordinary commit: durable within GroupCommit
 	if gen%checkpointEvery == 0 {
 		j.checkpointSoon()
 	}
 	return nil
+}
+
+// keptRows says which rows a commit changed, for the caches to drop only
+// those (attrCache.carry, lookAhead.carry): none when it may have changed
+// any (nil), else its scope or its narrowed rows, and the rows that the
+// deferred creates folded into it changed. wmu held.
+func (j *core) keptRows(scope Ino, applied []Ino) []Ino {
+	var rows []Ino
+	switch {
+	case scope != scopeAll:
+		rows = []Ino{scope}
+	case len(j.narrow) > 0:
+		rows = j.narrow
+	default:
+		return nil
+	}
+	if len(applied) == 0 {
+		return rows
+	}
+	if len(rows) == 1 && rows[0] == scopeNone {
+		return applied
+	}
+	return append(rows, applied...)
 }
 
 // Scopes of a transaction (Journal.scope): which inode rows it may change.

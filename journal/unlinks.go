@@ -271,76 +271,93 @@ func (j *unlinks) applyUnlinksLocked(ctx context.Context) error {
 	var gone []Ino
 	j.imu.Lock()
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
-		gone = gone[:0]
-		now := nowNS()
-		touched := make([]Ino, 0, 2*len(j.unl.unlRecs))
-		parents := map[Ino]struct{}{}
-		for _, r := range j.unl.unlRecs {
-			if r.create {
-				if err := j.applyCreate(ctx, tx, r); err != nil {
-					return err
-				}
-				if _, ok := parents[r.parent]; !ok {
-					parents[r.parent] = struct{}{}
-					touched = append(touched, r.parent)
-				}
-				continue
-			}
-			var ino Ino
-			err := j.tqrow(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ? AND ino = ? RETURNING ino`, r.parent, r.name, r.ino).Scan(&ino)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue // applied before a crash cut the log short
-			}
-			if err != nil {
-				return fmt.Errorf("journal: unlink: %w", err)
-			}
-			touched = append(touched, ino)
-			if _, ok := parents[r.parent]; !ok {
-				parents[r.parent] = struct{}{}
-				touched = append(touched, r.parent)
-			}
-			if j.inodes[ino] == nil {
-				dropped, err := j.ns.dropEmptyInode(ctx, tx, ino)
-				if err != nil {
-					return err
-				}
-				if dropped {
-					continue
-				}
-			}
-			if _, err := j.texec(ctx, tx, `UPDATE inodes SET nlink = nlink - 1, ctime = ? WHERE ino = ?`, now, ino); err != nil {
-				return fmt.Errorf("journal: unlink: %w", err)
-			}
-			gone = append(gone, ino)
-		}
-		for p := range parents {
-			t, ok := j.unl.dirPendTime(p)
-			if !ok {
-				t = now
-			}
-			if _, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2`, t, p); err != nil {
-				return fmt.Errorf("journal: unlink: update parent: %w", err)
-			}
-		}
+		touched, g, err := j.applyTx(ctx, tx)
+		gone = g
 		j.narrowLocked(touched...)
-		return nil
+		return err
 	})
 	j.imu.Unlock()
 	if err != nil {
 		return fmt.Errorf("journal: apply %d deferred unlinks and creates: %w", len(j.unl.unlRecs), err)
 	}
+	j.appliedLocked(gone)
+	return nil
+}
+
+// applyTx applies the pending records in tx, in log order, and returns
+// the inodes whose rows it changed and those it left with one link
+// fewer, for the reaper. wmu held, and imu unless every record is a
+// create (the unlinks read j.inodes).
+func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx) (touched, gone []Ino, err error) {
+	now := nowNS()
+	touched = make([]Ino, 0, 2*len(j.unl.unlRecs))
+	parents := map[Ino]struct{}{}
+	for _, r := range j.unl.unlRecs {
+		if r.create {
+			if err := j.applyCreate(ctx, tx, r); err != nil {
+				return nil, nil, err
+			}
+			if _, ok := parents[r.parent]; !ok {
+				parents[r.parent] = struct{}{}
+				touched = append(touched, r.parent)
+			}
+			continue
+		}
+		var ino Ino
+		err := j.tqrow(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ? AND ino = ? RETURNING ino`, r.parent, r.name, r.ino).Scan(&ino)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // applied before a crash cut the log short
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("journal: unlink: %w", err)
+		}
+		touched = append(touched, ino)
+		if _, ok := parents[r.parent]; !ok {
+			parents[r.parent] = struct{}{}
+			touched = append(touched, r.parent)
+		}
+		if j.inodes[ino] == nil {
+			dropped, err := j.ns.dropEmptyInode(ctx, tx, ino)
+			if err != nil {
+				return nil, nil, err
+			}
+			if dropped {
+				continue
+			}
+		}
+		if _, err := j.texec(ctx, tx, `UPDATE inodes SET nlink = nlink - 1, ctime = ? WHERE ino = ?`, now, ino); err != nil {
+			return nil, nil, fmt.Errorf("journal: unlink: %w", err)
+		}
+		gone = append(gone, ino)
+	}
+	for p := range parents {
+		t, ok := j.unl.dirPendTime(p)
+		if !ok {
+			t = now
+		}
+		if _, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2`, t, p); err != nil {
+			return nil, nil, fmt.Errorf("journal: unlink: update parent: %w", err)
+		}
+	}
+	return touched, gone, nil
+}
+
+// appliedLocked runs after the commit of applyTx's transaction: the
+// records are in the database, the log is emptied, the reaper gets what
+// the unlinks left. wmu held.
+func (j *unlinks) appliedLocked(gone []Ino) {
 	j.unl.clearPending()
 	if j.unl.ulog != nil {
 		if err := j.unl.ulog.Truncate(0); err != nil {
-			// The next Open applies them again: each finds its entry
-			// gone and does nothing.
+			// The next Open applies them again: each unlink finds its
+			// entry gone, each create its inode number taken, and does
+			// nothing.
 			j.log.Warn("journal: cannot empty the unlink log", "err", err)
 		}
 	}
 	for _, ino := range gone {
 		j.it.reclaimLater(ino)
 	}
-	return nil
 }
 
 // applyUnlinksFor applies the pending unlinks when dir has one: a

@@ -159,9 +159,6 @@ func (q *unlinkQueue) clearPending() {
 // Open calls it after recovery, and starts the unlinker when the log is
 // open; a journal without a log applies every unlink at once.
 func (j *unlinks) openUnlinkLog(ctx context.Context) error {
-	if j.o.UnlinkDelay < 0 {
-		return nil
-	}
 	path := filepath.Join(j.o.Dir, unlinkLogName)
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -191,6 +188,15 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	if len(b) > 0 && len(recs) == 0 {
 		if err := j.unl.ulog.Truncate(0); err != nil {
 			return fmt.Errorf("journal: empty the unlink log: %w", err)
+		}
+	}
+	if j.o.UnlinkDelay < 0 {
+		// Deferral off: the log is replayed (a mount with it on may
+		// have left records), then not written.
+		err := j.unl.ulog.Close()
+		j.unl.ulog = nil
+		if err != nil {
+			return fmt.Errorf("journal: close the unlink log: %w", err)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -130,15 +131,45 @@ func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string
 	return r.attr(), true, nil
 }
 
-// applyCreate inserts a pending create's inode and entry. wmu held,
-// inside applyUnlinksLocked's transaction.
-func (j *unlinks) applyCreate(ctx context.Context, tx *sql.Tx, r unlinkRec) error {
-	if _, err := j.texec(ctx, tx, `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime) VALUES(?, ?, ?, ?, 1, ?, ?, ?)`,
-		r.ino, r.mode, r.uid, r.gid, r.t, r.t, r.t); err != nil {
-		return fmt.Errorf("journal: create inode %d: %w", r.ino, err)
+// createRows is how many creates one INSERT applies: a statement costs
+// about as much as the rows it carries, here.
+const createRows = 32
+
+var (
+	insertInodes  = `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime) VALUES` + valueRows(createRows, "(?, ?, ?, ?, 1, ?, ?, ?)")
+	insertEntries = `INSERT INTO entries(parent, name, ino) VALUES` + valueRows(createRows, "(?, ?, ?)")
+)
+
+func valueRows(n int, row string) string {
+	return strings.Repeat(row+", ", n-1) + row
+}
+
+// applyCreates inserts pending creates' inodes and entries, createRows
+// to a statement. wmu held, inside applyTx's transaction.
+func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec) error {
+	for len(recs) >= createRows {
+		ia := make([]any, 0, 7*createRows)
+		ea := make([]any, 0, 3*createRows)
+		for _, r := range recs[:createRows] {
+			ia = append(ia, r.ino, r.mode, r.uid, r.gid, r.t, r.t, r.t)
+			ea = append(ea, r.parent, r.name, r.ino)
+		}
+		if _, err := j.texec(ctx, tx, insertInodes, ia...); err != nil {
+			return fmt.Errorf("journal: create %d inodes from %d: %w", createRows, recs[0].ino, err)
+		}
+		if _, err := j.texec(ctx, tx, insertEntries, ea...); err != nil {
+			return fmt.Errorf("journal: create %d entries from %q in %d: %w", createRows, recs[0].name, recs[0].parent, err)
+		}
+		recs = recs[createRows:]
 	}
-	if _, err := j.texec(ctx, tx, `INSERT INTO entries(parent, name, ino) VALUES(?, ?, ?)`, r.parent, r.name, r.ino); err != nil {
-		return fmt.Errorf("journal: create entry %q in %d: %w", r.name, r.parent, err)
+	for _, r := range recs {
+		if _, err := j.texec(ctx, tx, `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime) VALUES(?, ?, ?, ?, 1, ?, ?, ?)`,
+			r.ino, r.mode, r.uid, r.gid, r.t, r.t, r.t); err != nil {
+			return fmt.Errorf("journal: create inode %d: %w", r.ino, err)
+		}
+		if _, err := j.texec(ctx, tx, `INSERT INTO entries(parent, name, ino) VALUES(?, ?, ?)`, r.parent, r.name, r.ino); err != nil {
+			return fmt.Errorf("journal: create entry %q in %d: %w", r.name, r.parent, err)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -190,4 +191,39 @@ func TestCreateLogReplay(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("%d inodes without an entry after the replay", n)
 	}
+}
+
+// TestDeferredCreatesBatch: many pending creates, between pending
+// unlinks, are applied in one transaction, several to a statement, each
+// with its own inode number, name and attributes.
+func TestDeferredCreatesBatch(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+		j := e.j
+		old := must[Attr](t)(j.Mknod(bg, RootIno, "old", 0o644, 0, 0, 0))
+		applyUnlinks(t, j)
+		made := map[string]Attr{}
+		for i := range 2*createRows + 5 {
+			if i == createRows+3 {
+				if err := j.Unlink(bg, RootIno, "old"); err != nil { // a pending unlink between the creates
+					t.Fatal(err)
+				}
+			}
+			name := fmt.Sprintf("n%03d", i)
+			made[name] = must[Attr](t)(j.Mknod(bg, RootIno, name, sIFREG|uint32(0o600+i%8), 0, uint32(i), uint32(2*i)))
+		}
+		if entryRows(t, j, "n000") != 0 || entryRows(t, j, "old") != 1 {
+			t.Fatal("not deferred")
+		}
+		applyUnlinks(t, j)
+		for name, want := range made {
+			a, err := scanAttr(j.db.QueryRow(`SELECT `+attrCols+` FROM entries e JOIN inodes i ON i.ino = e.ino WHERE e.parent = ? AND e.name = ?`, RootIno, name))
+			if err != nil || a != want {
+				t.Fatalf("%s: row %+v (%v), made %+v", name, a, err, want)
+			}
+		}
+		if _, err := j.GetAttr(bg, old.Ino); !errors.Is(err, ErrNotFound) || entryRows(t, j, "old") != 0 {
+			t.Fatalf("the unlink between the creates: %v, %d rows", err, entryRows(t, j, "old"))
+		}
+	})
 }

@@ -298,15 +298,24 @@ func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx) (touched, gone []Ino,
 	now := nowNS()
 	touched = make([]Ino, 0, 2*len(j.unl.unlRecs))
 	parents := map[Ino]struct{}{}
-	for _, r := range j.unl.unlRecs {
+	recs := j.unl.unlRecs
+	for i := 0; i < len(recs); i++ {
+		r := recs[i]
 		if r.create {
-			if err := j.applyCreate(ctx, tx, r); err != nil {
+			k := i + 1
+			for k < len(recs) && recs[k].create {
+				k++
+			}
+			if err := j.applyCreates(ctx, tx, recs[i:k]); err != nil {
 				return nil, nil, err
 			}
-			if _, ok := parents[r.parent]; !ok {
-				parents[r.parent] = struct{}{}
-				touched = append(touched, r.parent)
+			for _, r := range recs[i:k] {
+				if _, ok := parents[r.parent]; !ok {
+					parents[r.parent] = struct{}{}
+					touched = append(touched, r.parent)
+				}
 			}
+			i = k - 1
 			continue
 		}
 		var ino Ino

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -99,6 +100,7 @@ func (j *flusher) flushLocked(ctx context.Context, n *inode, durable bool) error
 			used += c.plainLen
 		}
 	}
+	var row Attr // the inode's row after the commit
 	j.wmu.Lock()
 	j.scopeLocked(n.ino)
 	commit := j.txLocked
@@ -121,11 +123,14 @@ func (j *flusher) flushLocked(ctx context.Context, n *inode, durable bool) error
 		} else if err := j.dropMapFrom(ctx, tx, n.ino, (size+j.bs-1)/j.bs, &fr); err != nil {
 			return err
 		}
-		if _, err := j.texec(ctx, tx, `UPDATE inodes SET size = ?1, mtime = ?2, ctime = CASE WHEN ?11 THEN ?3 ELSE max(ctime, ?3) END,
+		// The row comes back for the attribute cache: the kernel asks
+		// for the file's attributes after its close.
+		row, err = scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET size = ?1, mtime = ?2, ctime = CASE WHEN ?11 THEN ?3 ELSE max(ctime, ?3) END,
 			used = coalesce(?10, (SELECT coalesce(sum(b.plain_len), 0) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ?4)),
 			mode = CASE WHEN ?5 IS NULL THEN mode ELSE (mode & ?6) | (?5 & 4095) END,
 			uid = coalesce(?7, uid), gid = coalesce(?8, gid), atime = coalesce(?9, atime)
-			WHERE ino = ?4`, size, mtime, ctime, n.ino, pmode, sIFMT, puid, pgid, patime, usedArg, exactCtime); err != nil {
+			WHERE ino = ?4 RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), size, mtime, ctime, n.ino, pmode, sIFMT, puid, pgid, patime, usedArg, exactCtime))
+		if err != nil {
 			return err
 		}
 		return j.syncStagingIf(renamed)
@@ -143,6 +148,7 @@ func (j *flusher) flushLocked(ctx context.Context, n *inode, durable bool) error
 	fr.durable = durable
 	// Before attrDirty and pend are cleared below (see flushedSince).
 	j.flushGen.Store(j.commitGen.Load())
+	j.ac.put(n.ino, row, j.commitGen.Load()) // wmu held: no commit since
 	j.afterFreeLocked(&fr)
 	j.up.enqueue(added)
 	j.wmu.Unlock()

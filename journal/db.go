@@ -331,8 +331,10 @@ func (j *core) scopeLocked(ino Ino) { j.scope = ino }
 // row but those of inos, and no entry but ones that name them (an unlink
 // or rmdir: the inode unlinked and its parent): the caches keep the
 // other rows, so a scan that unlinks what it looks up (rm -rf, rm *)
-// keeps its look-ahead window. wmu held, within txLocked's fn.
-func (j *core) narrowLocked(inos ...Ino) { j.narrow = append(j.narrow[:0], inos...) }
+// keeps its look-ahead window. Calls in one transaction add up (the
+// deferred unlinks and the rmdir that follows them). wmu held, within
+// txLocked's fn.
+func (j *core) narrowLocked(inos ...Ino) { j.narrow = append(j.narrow, inos...) }
 
 // durableTxLocked is txLocked with synchronous=FULL for its commit,
 // which fsyncs the WAL: it and every earlier commit survive a power cut.

@@ -477,6 +477,9 @@ func (j *inodeTable) reclaimBatch(ctx context.Context, inos []Ino) (busy []Ino, 
 // holds in one UPDATE. The caller makes sure nothing holds them (imu, or
 // their locks). wmu held, within txLocked's fn.
 func (j *inodeTable) freeTx(ctx context.Context, tx *sql.Tx, inos []Ino, fr *freed) (map[Ino]struct{}, error) {
+	if len(inos) == 0 {
+		return nil, nil
+	}
 	dead, err := j.inoSet(ctx, tx, `SELECT ino FROM inodes WHERE ino IN (SELECT value FROM json_each(?1)) AND nlink <= 0`, inoJSON(inos))
 	if err != nil || len(dead) == 0 {
 		return nil, err

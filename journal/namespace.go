@@ -567,7 +567,9 @@ func (j *namespace) Rmdir(ctx context.Context, parent Ino, name string) error {
 	if name == ".." {
 		return ErrNotEmpty
 	}
-	return j.tx(ctx, func(tx *sql.Tx) error {
+	// The unlinks pending in the directory (rm -rf unlinked its files
+	// just before) are applied in the rmdir's transaction.
+	return j.ul.txApplying(ctx, func(tx *sql.Tx) error {
 		if _, err := j.dirAttr(ctx, tx, parent); err != nil {
 			return err
 		}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,60 +223,53 @@ func (j *unlinks) deferUnlinkLocked(ctx context.Context, parent Ino, name string
 // applyUnlinksLocked applies every pending unlink in one transaction and
 // empties the log. wmu held.
 func (j *unlinks) applyUnlinksLocked(ctx context.Context) error {
+	return j.txApplyingLocked(ctx, nil)
+}
+
+// txApplying runs fn in one write transaction under wmu, like tx, with
+// the pending unlinks applied at its start, in it: a rmdir of a
+// directory whose entries are pending unlinks (rm -rf) commits once, not
+// twice. fn must say which inode rows it changes (narrowLocked), as
+// Rmdir does. When fn fails, the unlinks stay pending.
+func (j *unlinks) txApplying(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	if len(j.unl.unlRecs) == 0 {
+		return j.txLocked(ctx, fn)
+	}
+	return j.txApplyingLocked(ctx, fn)
+}
+
+// txApplyingLocked applies the pending unlinks, then runs fn (when not
+// nil) in the same transaction. wmu held.
+func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if len(j.unl.unlRecs) == 0 {
 		return nil
 	}
 	j.unl.unlApplying = true
 	defer func() { j.unl.unlApplying = false }()
+	var fr freed
 	var gone []Ino
+	// imu is held from the look at j.inodes until the commit, so no
+	// OpenFile of an inode freed here comes in between (lock order
+	// wmu -> imu); fn must not take it.
 	j.imu.Lock()
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
-		gone = gone[:0]
-		now := nowNS()
-		touched := make([]Ino, 0, 2*len(j.unl.unlRecs))
-		parents := map[Ino]struct{}{}
-		for _, r := range j.unl.unlRecs {
-			var ino Ino
-			err := j.tqrow(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ? AND ino = ? RETURNING ino`, r.parent, r.name, r.ino).Scan(&ino)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue // applied before a crash cut the log short
-			}
-			if err != nil {
-				return fmt.Errorf("journal: unlink: %w", err)
-			}
-			touched = append(touched, ino)
-			if _, ok := parents[r.parent]; !ok {
-				parents[r.parent] = struct{}{}
-				touched = append(touched, r.parent)
-			}
-			if j.inodes[ino] == nil {
-				dropped, err := j.ns.dropEmptyInode(ctx, tx, ino)
-				if err != nil {
-					return err
-				}
-				if dropped {
-					continue
-				}
-			}
-			if _, err := j.texec(ctx, tx, `UPDATE inodes SET nlink = nlink - 1, ctime = ? WHERE ino = ?`, now, ino); err != nil {
-				return fmt.Errorf("journal: unlink: %w", err)
-			}
-			gone = append(gone, ino)
+		fr = freed{}
+		var err error
+		if gone, err = j.applyTx(ctx, tx, &fr); err != nil {
+			return err
 		}
-		for p := range parents {
-			t, ok := j.unl.dirPendTime(p)
-			if !ok {
-				t = now
-			}
-			if _, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2`, t, p); err != nil {
-				return fmt.Errorf("journal: unlink: update parent: %w", err)
-			}
+		if fn != nil {
+			return fn(tx)
 		}
-		j.narrowLocked(touched...)
 		return nil
 	})
 	j.imu.Unlock()
 	if err != nil {
+		if fn != nil {
+			return err
+		}
 		return fmt.Errorf("journal: apply %d deferred unlinks: %w", len(j.unl.unlRecs), err)
 	}
 	j.unl.clearPending()
@@ -285,10 +280,87 @@ func (j *unlinks) applyUnlinksLocked(ctx context.Context) error {
 			j.log.Warn("journal: cannot empty the unlink log", "err", err)
 		}
 	}
+	j.fl.afterFreeLocked(&fr)
 	for _, ino := range gone {
 		j.it.reclaimLater(ino)
 	}
 	return nil
+}
+
+// applyTx applies the pending unlinks in a few statements whatever their
+// number: one DELETE of their entries (the records go as a JSON array of
+// [parent, ino, hex(name)]: a name is any bytes), one UPDATE of the link
+// counts, freeTx for the inodes nothing holds (a file's blocks go with
+// it, so the reaper has nothing left to do), one UPDATE per parent. It
+// returns the unlinked inodes something holds, for the reaper. wmu and
+// imu held, within txLocked's fn.
+func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, fr *freed) ([]Ino, error) {
+	b := make([]byte, 0, 64*len(j.unl.unlRecs))
+	b = append(b, '[')
+	for i, r := range j.unl.unlRecs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendUint(b, uint64(r.parent), 10)
+		b = append(b, ',')
+		b = strconv.AppendUint(b, uint64(r.ino), 10)
+		b = append(b, ',', '"')
+		b = hex.AppendEncode(b, []byte(r.name))
+		b = append(b, '"', ']')
+	}
+	b = append(b, ']')
+	// An entry applied before a crash cut the log short is not there
+	// any more: its record does nothing.
+	deleted, err := j.inoSet(ctx, tx, `DELETE FROM entries WHERE cookie IN (
+		SELECT e.cookie FROM json_each(?1) AS r JOIN entries AS e
+		ON e.parent = r.value->>0 AND e.name = CAST(unhex(r.value->>2) AS TEXT) AND e.ino = r.value->>1)
+		RETURNING ino`, string(b))
+	if err != nil {
+		return nil, fmt.Errorf("journal: unlink: %w", err)
+	}
+	now := nowNS()
+	inos := make([]Ino, 0, len(deleted))
+	touched := make([]Ino, 0, len(deleted)+1)
+	for ino := range deleted {
+		inos = append(inos, ino)
+	}
+	touched = append(touched, inos...)
+	if _, err := j.texec(ctx, tx, `UPDATE inodes SET nlink = nlink - 1, ctime = ?2 WHERE ino IN (SELECT value FROM json_each(?1))`, inoJSON(inos), now); err != nil {
+		return nil, fmt.Errorf("journal: unlink: %w", err)
+	}
+	free := inos[:0:0]
+	var held []Ino
+	for _, ino := range inos {
+		if j.inodes[ino] == nil {
+			free = append(free, ino)
+		} else {
+			held = append(held, ino)
+		}
+	}
+	if _, err := j.it.freeTx(ctx, tx, free, fr); err != nil {
+		return nil, err
+	}
+	parents := map[Ino]struct{}{}
+	for _, r := range j.unl.unlRecs {
+		if _, ok := deleted[r.ino]; !ok {
+			continue
+		}
+		if _, ok := parents[r.parent]; ok {
+			continue
+		}
+		parents[r.parent] = struct{}{}
+		touched = append(touched, r.parent)
+		t, ok := j.unl.dirPendTime(r.parent)
+		if !ok {
+			t = now
+		}
+		if _, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2`, t, r.parent); err != nil {
+			return nil, fmt.Errorf("journal: unlink: update parent: %w", err)
+		}
+	}
+	j.narrowLocked(touched...)
+	return held, nil
 }
 
 // applyUnlinksFor applies the pending unlinks when dir has one: a

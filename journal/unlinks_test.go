@@ -230,3 +230,87 @@ func FuzzUnlinkLog(f *testing.F) {
 		}
 	})
 }
+
+// TestDeferredUnlinkRmdir: rm -rf's shape. The files of a directory are
+// unlinked (deferred), then the directory is removed: one transaction
+// applies the unlinks, frees the files with their blocks (nothing is
+// left for the reaper) and removes the directory. Names are any bytes.
+func TestDeferredUnlinkRmdir(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+		j := e.j
+		dir := must[Attr](t)(j.Mkdir(bg, RootIno, "dir", 0o755, 0, 0))
+		names := []string{"plain", "with \"quotes\" and \\", "\xff\xfe not utf-8", "ünïcode", "data"}
+		var inos []Ino
+		for _, name := range names {
+			inos = append(inos, must[Attr](t)(j.Mknod(bg, dir.Ino, name, 0o644, 0, 0, 0)).Ino)
+		}
+		data := inos[len(inos)-1]
+		j.OpenFile(data)
+		must[int](t)(j.WriteAt(bg, data, bytes.Repeat([]byte("y"), 200<<10), 0))
+		if err := j.Flush(bg, data); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(data)
+		for _, name := range names {
+			if err := j.Unlink(bg, dir.Ino, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := j.unl.unlN.Load(); n != int64(len(names)) {
+			t.Fatalf("%d unlinks pending, want %d", n, len(names))
+		}
+		gen := j.commitGen.Load()
+		if err := j.Rmdir(bg, RootIno, "dir"); err != nil {
+			t.Fatal(err)
+		}
+		if commits := j.commitGen.Load() - gen; commits != 1 {
+			t.Fatalf("rmdir after deferred unlinks took %d commits, want 1", commits)
+		}
+		count := func(q string, args ...any) int {
+			t.Helper()
+			var n int
+			if err := j.db.QueryRow(q, args...).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := count(`SELECT count(*) FROM entries WHERE parent = ?`, dir.Ino); n != 0 {
+			t.Fatalf("%d entries left in the removed directory", n)
+		}
+		for _, ino := range append(inos, dir.Ino) {
+			if n := count(`SELECT count(*) FROM inodes WHERE ino = ?`, ino); n != 0 {
+				t.Fatalf("inode %d left after rm -rf", ino)
+			}
+		}
+		if n := count(`SELECT count(*) FROM blockmap WHERE ino = ?`, data); n != 0 {
+			t.Fatalf("%d block map rows left of the unlinked file", n)
+		}
+		if n := count(`SELECT count(*) FROM blocks WHERE refcount > 0`); n != 0 {
+			t.Fatalf("%d blocks still referenced", n)
+		}
+		if _, err := j.Lookup(bg, RootIno, "dir"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup of the removed directory: %v", err)
+		}
+
+		// An rmdir that fails leaves the unlinks pending, and they are
+		// applied later as usual.
+		d2 := must[Attr](t)(j.Mkdir(bg, RootIno, "d2", 0o755, 0, 0))
+		must[Attr](t)(j.Mknod(bg, d2.Ino, "gone", 0o644, 0, 0, 0))
+		must[Attr](t)(j.Mknod(bg, d2.Ino, "stays", 0o644, 0, 0, 0))
+		if err := j.Unlink(bg, d2.Ino, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Rmdir(bg, RootIno, "d2"); !errors.Is(err, ErrNotEmpty) {
+			t.Fatalf("rmdir of a directory with a file left: %v", err)
+		}
+		if _, err := j.Lookup(bg, d2.Ino, "gone"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup of a pending unlink after a failed rmdir: %v", err)
+		}
+		applyUnlinks(t, j)
+		got := must[[]DirEntry](t)(j.ReadDir(bg, d2.Ino, 0, 10))
+		if len(got) != 1 || got[0].Name != "stays" {
+			t.Fatalf("d2 lists %+v, want only stays", got)
+		}
+	})
+}

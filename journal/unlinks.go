@@ -53,20 +53,21 @@ type dirName struct {
 
 // unlinkQueue is the deferred unlinks' state, a part of shared.
 type unlinkQueue struct {
-	// umu guards unlNames and unlDirs, read by lookups that do not hold
-	// wmu. unlDirs: the directories with pending unlinks, and when the
-	// newest of them was made (the directory's mtime and ctime once
-	// applied).
+	// umu guards the fields below it; an unlink defers itself under umu
+	// alone (not wmu), so it does not wait for the apply of the ones
+	// before it. unlDirs: the directories with pending unlinks, and
+	// when the newest of them was made (the directory's mtime and ctime
+	// once applied). unlRecs: in the order of the log.
 	umu      sync.Mutex
 	unlNames map[dirName]struct{}
 	unlDirs  map[Ino]int64
+	unlRecs  []unlinkRec
+	ulog     *os.File // nil: unlinks are not deferred (read-only, closed, or the log failed)
+	ulogBuf  []byte
 	// unlN is len(unlNames), for a check without umu.
 	unlN atomic.Int64
-	// unlRecs, unlApplying, ulog and ulogBuf are guarded by wmu.
-	unlRecs     []unlinkRec
+	// unlApplying is guarded by wmu.
 	unlApplying bool
-	ulog        *os.File // nil: unlinks are not deferred (read-only, or the log failed)
-	ulogBuf     []byte
 	unlKick     chan struct{}
 	unlDone     chan struct{}
 }
@@ -107,9 +108,8 @@ func (q *unlinkQueue) dirPendTime(dir Ino) (int64, bool) {
 	return t, ok
 }
 
-func (q *unlinkQueue) addPending(r unlinkRec, now int64) {
-	q.umu.Lock()
-	defer q.umu.Unlock()
+// addPendingLocked adds r, made at now. umu held.
+func (q *unlinkQueue) addPendingLocked(r unlinkRec, now int64) {
 	if q.unlNames == nil {
 		q.unlNames = map[dirName]struct{}{}
 		q.unlDirs = map[Ino]int64{}
@@ -120,14 +120,60 @@ func (q *unlinkQueue) addPending(r unlinkRec, now int64) {
 	q.unlRecs = append(q.unlRecs, r)
 }
 
-// clearPending forgets every pending unlink (they are applied).
-func (q *unlinkQueue) clearPending() {
+// pending is the pending unlinks, in the log's order: a view that later
+// unlinks do not change (they append past its end), valid until
+// dropApplied.
+func (q *unlinkQueue) pending() []unlinkRec {
 	q.umu.Lock()
 	defer q.umu.Unlock()
-	clear(q.unlNames)
+	return q.unlRecs[:len(q.unlRecs):len(q.unlRecs)]
+}
+
+// dropApplied forgets the first n pending unlinks (applied), and empties
+// the log when no other came meanwhile (else the next apply does: a
+// record applied twice finds its entry gone and does nothing). A
+// directory that still has pending unlinks keeps its newest time, which
+// the apply wrote as its mtime.
+func (j *unlinks) dropApplied(n int) {
+	q := &j.unl
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	for _, r := range q.unlRecs[:n] {
+		delete(q.unlNames, dirName{r.parent, r.name})
+	}
+	q.unlRecs = q.unlRecs[:copy(q.unlRecs, q.unlRecs[n:])]
+	q.unlN.Store(int64(len(q.unlNames)))
+	if len(q.unlRecs) > 0 {
+		left := make(map[Ino]struct{}, len(q.unlDirs))
+		for _, r := range q.unlRecs {
+			left[r.parent] = struct{}{}
+		}
+		for d := range q.unlDirs {
+			if _, ok := left[d]; !ok {
+				delete(q.unlDirs, d)
+			}
+		}
+		return
+	}
 	clear(q.unlDirs)
-	q.unlN.Store(0)
-	q.unlRecs = q.unlRecs[:0]
+	if q.ulog != nil {
+		if err := q.ulog.Truncate(0); err != nil {
+			// The next Open applies them again: each finds its entry
+			// gone and does nothing.
+			j.log.Warn("journal: cannot empty the unlink log", "err", err)
+		}
+	}
+}
+
+// closeLog closes the unlink log (Close, after the last apply); an
+// unlink after it is not deferred.
+func (q *unlinkQueue) closeLog() {
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	if q.ulog != nil {
+		q.ulog.Close()
+		q.ulog = nil
+	}
 }
 
 // openUnlinkLog opens the unlink log and applies what a crash left in it.
@@ -154,9 +200,11 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	now := nowNS()
+	j.unl.umu.Lock()
 	for _, r := range recs {
-		j.unl.addPending(r, now)
+		j.unl.addPendingLocked(r, now)
 	}
+	j.unl.umu.Unlock()
 	if err := j.applyUnlinksLocked(ctx); err != nil {
 		return err
 	}
@@ -168,11 +216,14 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	return nil
 }
 
-// deferUnlinkLocked is Unlink's fast way: it reports false when the
-// unlink must take the synchronous one (deferral off, a file someone
-// holds, more than one link, the log unwritable). wmu held.
-func (j *unlinks) deferUnlinkLocked(ctx context.Context, parent Ino, name string) (bool, error) {
-	if j.unl.ulog == nil {
+// deferUnlink is Unlink's fast way: it reports false when the unlink
+// must take the synchronous one (deferral off, a file someone holds,
+// more than one link, unlinkMax pending, the log unwritable). It takes
+// neither wmu nor a transaction: the kernel holds the directory's lock,
+// so no other change to this name runs meanwhile, and the apply looks at
+// j.inodes again.
+func (j *unlinks) deferUnlink(ctx context.Context, parent Ino, name string) (bool, error) {
+	if j.unl.ulogOff() {
 		return false, nil
 	}
 	var a Attr
@@ -197,27 +248,38 @@ func (j *unlinks) deferUnlinkLocked(ctx context.Context, parent Ino, name string
 	if held {
 		return false, nil
 	}
-	if len(j.unl.unlRecs) >= unlinkMax {
-		if err := j.applyUnlinksLocked(ctx); err != nil {
-			return true, err
-		}
+	q := &j.unl
+	q.umu.Lock()
+	if q.ulog == nil || len(q.unlRecs) >= unlinkMax {
+		// Full: the synchronous unlink applies them first.
+		q.umu.Unlock()
+		return false, nil
 	}
 	r := unlinkRec{parent: parent, ino: a.Ino, name: name}
-	j.unl.ulogBuf = appendUnlink(j.unl.ulogBuf[:0], r)
-	if _, err := j.unl.ulog.Write(j.unl.ulogBuf); err != nil {
+	q.ulogBuf = appendUnlink(q.ulogBuf[:0], r)
+	if _, err := q.ulog.Write(q.ulogBuf); err != nil {
 		j.log.Warn("journal: cannot append to the unlink log; unlinks are applied one by one", "err", err)
-		j.unl.ulog.Close()
-		j.unl.ulog = nil
+		q.ulog.Close()
+		q.ulog = nil
+		q.umu.Unlock()
 		// A partial record is torn for the next Open; what is pending
 		// is applied before this unlink (by its own transaction).
 		return false, nil
 	}
-	j.unl.addPending(r, nowNS())
+	q.addPendingLocked(r, nowNS())
+	q.umu.Unlock()
 	select {
-	case j.unl.unlKick <- struct{}{}:
+	case q.unlKick <- struct{}{}:
 	default:
 	}
 	return true, nil
+}
+
+// ulogOff reports whether unlinks are not deferred.
+func (q *unlinkQueue) ulogOff() bool {
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	return q.ulog == nil
 }
 
 // applyUnlinksLocked applies every pending unlink in one transaction and
@@ -234,7 +296,7 @@ func (j *unlinks) applyUnlinksLocked(ctx context.Context) error {
 func (j *unlinks) txApplying(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
-	if len(j.unl.unlRecs) == 0 {
+	if j.unl.unlN.Load() == 0 {
 		return j.txLocked(ctx, fn)
 	}
 	return j.txApplyingLocked(ctx, fn)
@@ -243,7 +305,11 @@ func (j *unlinks) txApplying(ctx context.Context, fn func(tx *sql.Tx) error) err
 // txApplyingLocked applies the pending unlinks, then runs fn (when not
 // nil) in the same transaction. wmu held.
 func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if len(j.unl.unlRecs) == 0 {
+	recs := j.unl.pending()
+	if len(recs) == 0 {
+		if fn != nil {
+			return j.txLocked(ctx, fn)
+		}
 		return nil
 	}
 	j.unl.unlApplying = true
@@ -257,7 +323,7 @@ func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) erro
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		fr = freed{}
 		var err error
-		if gone, err = j.applyTx(ctx, tx, &fr); err != nil {
+		if gone, err = j.applyTx(ctx, tx, recs, &fr); err != nil {
 			return err
 		}
 		if fn != nil {
@@ -270,16 +336,9 @@ func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) erro
 		if fn != nil {
 			return err
 		}
-		return fmt.Errorf("journal: apply %d deferred unlinks: %w", len(j.unl.unlRecs), err)
+		return fmt.Errorf("journal: apply %d deferred unlinks: %w", len(recs), err)
 	}
-	j.unl.clearPending()
-	if j.unl.ulog != nil {
-		if err := j.unl.ulog.Truncate(0); err != nil {
-			// The next Open applies them again: each finds its entry
-			// gone and does nothing.
-			j.log.Warn("journal: cannot empty the unlink log", "err", err)
-		}
-	}
+	j.dropApplied(len(recs))
 	j.fl.afterFreeLocked(&fr)
 	for _, ino := range gone {
 		j.it.reclaimLater(ino)
@@ -287,17 +346,17 @@ func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) erro
 	return nil
 }
 
-// applyTx applies the pending unlinks in a few statements whatever their
+// applyTx applies recs (pending unlinks) in a few statements whatever their
 // number: one DELETE of their entries (the records go as a JSON array of
 // [parent, ino, hex(name)]: a name is any bytes), one UPDATE of the link
 // counts, freeTx for the inodes nothing holds (a file's blocks go with
 // it, so the reaper has nothing left to do), one UPDATE per parent. It
 // returns the unlinked inodes something holds, for the reaper. wmu and
 // imu held, within txLocked's fn.
-func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, fr *freed) ([]Ino, error) {
-	b := make([]byte, 0, 64*len(j.unl.unlRecs))
+func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr *freed) ([]Ino, error) {
+	b := make([]byte, 0, 64*len(recs))
 	b = append(b, '[')
-	for i, r := range j.unl.unlRecs {
+	for i, r := range recs {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -342,7 +401,7 @@ func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, fr *freed) ([]Ino, er
 		return nil, err
 	}
 	parents := map[Ino]struct{}{}
-	for _, r := range j.unl.unlRecs {
+	for _, r := range recs {
 		if _, ok := deleted[r.ino]; !ok {
 			continue
 		}

@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -313,4 +314,83 @@ func TestDeferredUnlinkRmdir(t *testing.T) {
 			t.Fatalf("d2 lists %+v, want only stays", got)
 		}
 	})
+}
+
+// TestDeferredUnlinkConcurrent: unlinks defer themselves without wmu,
+// while the unlinker applies the ones before them; many at once, in
+// several directories, with lookups, readdirs and creates beside them.
+// Every unlinked name is gone, every other stays, nothing is left over.
+func TestDeferredUnlinkConcurrent(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = 200 * time.Microsecond })
+	j := e.j
+	const dirs, files = 4, 300
+	var dinos []Ino
+	for d := range dirs {
+		dir := must[Attr](t)(j.Mkdir(bg, RootIno, string(rune('A'+d)), 0o755, 0, 0))
+		dinos = append(dinos, dir.Ino)
+		for i := range files {
+			must[Attr](t)(j.Mknod(bg, dir.Ino, fmt.Sprintf("f%04d", i), 0o644, 0, 0, 0))
+		}
+	}
+	errs := make(chan error, dirs*2)
+	for _, dir := range dinos {
+		go func() {
+			for i := range files {
+				name := fmt.Sprintf("f%04d", i)
+				if i%3 == 2 {
+					continue // kept
+				}
+				if err := j.Unlink(bg, dir, name); err != nil {
+					errs <- fmt.Errorf("unlink %s: %w", name, err)
+					return
+				}
+				if _, err := j.Lookup(bg, dir, name); !errors.Is(err, ErrNotFound) {
+					errs <- fmt.Errorf("lookup of %s just unlinked: %v", name, err)
+					return
+				}
+				if i%50 == 0 {
+					if _, err := j.ReadDir(bg, dir, 0, 10); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+		go func() {
+			for i := range 50 {
+				if _, err := j.Mknod(bg, dir, fmt.Sprintf("new%d", i), 0o644, 0, 0, 0); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range dirs * 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyUnlinks(t, j)
+	for _, dir := range dinos {
+		ents := must[[]DirEntry](t)(j.ReadDir(bg, dir, 0, 2*files))
+		if want := files/3 + 50; len(ents) != want {
+			t.Fatalf("directory %d lists %d entries, want %d", dir, len(ents), want)
+		}
+		for _, de := range ents {
+			var i int
+			if _, err := fmt.Sscanf(de.Name, "f%04d", &i); err == nil && i%3 != 2 {
+				t.Fatalf("%s listed after its unlink", de.Name)
+			}
+		}
+	}
+	var orphans int
+	j.db.QueryRow(`SELECT count(*) FROM inodes WHERE nlink <= 0`).Scan(&orphans)
+	if orphans != 0 || j.unl.unlN.Load() != 0 {
+		t.Fatalf("%d inodes with no link left, %d unlinks pending", orphans, j.unl.unlN.Load())
+	}
+	if st, err := os.Stat(filepath.Join(e.opts.Dir, unlinkLogName)); err != nil || st.Size() != 0 {
+		t.Fatalf("unlink log after every unlink was applied: %v, %v", st, err)
+	}
 }

@@ -20,16 +20,18 @@ import (
 // in-memory state, one link) is acknowledged once it is in memory and
 // appended to the unlink log (Dir/unlinks.log) with one write(): a kill -9
 // cannot lose it (the kernel has the write), and the next Open applies
-// what the database does not have yet. The sqlite work, three statements
-// and a commit per file (about 180 µs here, most of an unlink's cost), is
-// done for many unlinks at once, by the unlinker goroutine at most
-// UnlinkDelay after the first, or before anything that could see the
-// difference:
+// what the database does not have yet. The deferral takes neither wmu
+// nor a transaction. The sqlite work (three statements and a commit per
+// file when done one by one, about 180 µs here, most of an unlink's
+// cost) is done for many unlinks at once, in a few statements (applyTx),
+// by the unlinker goroutine at most UnlinkDelay after the first, or
+// before anything that could see the difference:
 //
 //   - a lookup of a pending name answers ENOENT from memory;
 //   - every other write transaction, and every durable commit (fsync, the
 //     group commit, Close), applies the pending unlinks first, in a
-//     transaction of their own (txLocked);
+//     transaction of their own (txLocked), or, for an rmdir, at the
+//     start of its own (txApplying);
 //   - a GETATTR of a directory with pending unlinks in it shows their
 //     times as its mtime and ctime (the kernel asks for one after every
 //     unlink when it checks permissions; the apply writes the same times),

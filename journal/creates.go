@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -82,7 +83,7 @@ func (q *unlinkQueue) createdAttr(ino Ino) (Attr, bool) {
 // false when the create must take the synchronous one (deferral off,
 // not a regular file, the log unwritable). wmu held.
 func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string, mode, uid, gid uint32) (Attr, bool, error) {
-	if j.unl.ulog == nil || mode&sIFMT != sIFREG {
+	if mode&sIFMT != sIFREG || j.unl.ulogOff() {
 		return Attr{}, false, nil
 	}
 	pa, err := j.ns.GetAttr(ctx, parent)
@@ -110,7 +111,7 @@ func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string
 			return Attr{}, true, err
 		}
 	}
-	if len(j.unl.unlRecs) >= unlinkMax {
+	if len(j.unl.pending()) >= unlinkMax {
 		if err := j.applyUnlinksLocked(ctx); err != nil {
 			return Attr{}, true, err
 		}
@@ -124,9 +125,14 @@ func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string
 		j.unl.crNext = Ino(seq) + 1
 	}
 	r := unlinkRec{parent: parent, ino: j.unl.crNext, name: name, create: true, mode: mode, uid: uid, gid: gid, t: nowNS()}
-	if !j.logPendingLocked(r, r.t) {
+	q := &j.unl
+	q.umu.Lock()
+	logged := q.ulog != nil && j.logLocked(r, r.t)
+	q.umu.Unlock()
+	if !logged {
 		return Attr{}, false, nil
 	}
+	q.kick()
 	j.unl.crNext++
 	return r.attr(), true, nil
 }
@@ -145,8 +151,25 @@ func valueRows(n int, row string) string {
 }
 
 // applyCreates inserts pending creates' inodes and entries, createRows
-// to a statement. wmu held, inside applyTx's transaction.
-func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec) error {
+// to a statement, and moves their parents' times to the newest pending
+// change in each; it returns the parents. wmu held, in a transaction.
+func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([]Ino, error) {
+	var parents []Ino
+	for _, r := range recs {
+		if !slices.Contains(parents, r.parent) {
+			parents = append(parents, r.parent)
+		}
+	}
+	now := nowNS()
+	for _, p := range parents {
+		t, ok := j.unl.dirPendTime(p)
+		if !ok {
+			t = now
+		}
+		if _, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2`, t, p); err != nil {
+			return nil, fmt.Errorf("journal: create: update parent: %w", err)
+		}
+	}
 	for len(recs) >= createRows {
 		ia := make([]any, 0, 7*createRows)
 		ea := make([]any, 0, 3*createRows)
@@ -155,23 +178,23 @@ func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec
 			ea = append(ea, r.parent, r.name, r.ino)
 		}
 		if _, err := j.texec(ctx, tx, insertInodes, ia...); err != nil {
-			return fmt.Errorf("journal: create %d inodes from %d: %w", createRows, recs[0].ino, err)
+			return nil, fmt.Errorf("journal: create %d inodes from %d: %w", createRows, recs[0].ino, err)
 		}
 		if _, err := j.texec(ctx, tx, insertEntries, ea...); err != nil {
-			return fmt.Errorf("journal: create %d entries from %q in %d: %w", createRows, recs[0].name, recs[0].parent, err)
+			return nil, fmt.Errorf("journal: create %d entries from %q in %d: %w", createRows, recs[0].name, recs[0].parent, err)
 		}
 		recs = recs[createRows:]
 	}
 	for _, r := range recs {
 		if _, err := j.texec(ctx, tx, `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime) VALUES(?, ?, ?, ?, 1, ?, ?, ?)`,
 			r.ino, r.mode, r.uid, r.gid, r.t, r.t, r.t); err != nil {
-			return fmt.Errorf("journal: create inode %d: %w", r.ino, err)
+			return nil, fmt.Errorf("journal: create inode %d: %w", r.ino, err)
 		}
 		if _, err := j.texec(ctx, tx, `INSERT INTO entries(parent, name, ino) VALUES(?, ?, ?)`, r.parent, r.name, r.ino); err != nil {
-			return fmt.Errorf("journal: create entry %q in %d: %w", r.name, r.parent, err)
+			return nil, fmt.Errorf("journal: create entry %q in %d: %w", r.name, r.parent, err)
 		}
 	}
-	return nil
+	return parents, nil
 }
 
 // replayable drops from the records a crash left in the log the creates

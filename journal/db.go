@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -275,10 +276,13 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	// are applied inside it (a flush of a file just made commits its
 	// create with its data); with unlinks, in a transaction of their
 	// own, which holds imu.
-	folded := false
-	if n := j.unl.unlN.Load(); n > 0 && !j.unl.unlApplying {
-		if j.unl.crN.Load() == n {
-			folded = true
+	var folded []unlinkRec
+	if j.unl.unlN.Load() > 0 && !j.unl.unlApplying {
+		// Creates are made under wmu, unlinks under umu alone: the
+		// pending ones now are all the creates there will be until
+		// this commit, and maybe some unlinks.
+		if recs := j.unl.pending(); !slices.ContainsFunc(recs, func(r unlinkRec) bool { return !r.create }) {
+			folded = recs
 		} else {
 			scope := j.scope
 			if err := j.ul.applyUnlinksLocked(ctx0); err != nil {
@@ -301,10 +305,10 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("journal: begin: %w", err)
 	}
 	var applied []Ino // rows the folded creates changed (their parents)
-	if folded {
-		if applied, _, err = j.ul.applyTx(ctx0, tx); err != nil {
+	if len(folded) > 0 {
+		if applied, err = j.ul.applyCreates(ctx0, tx, folded); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("journal: apply %d deferred creates: %w", j.unl.unlN.Load(), err)
+			return fmt.Errorf("journal: apply %d deferred creates: %w", len(folded), err)
 		}
 	}
 	if err := fn(tx); err != nil {
@@ -316,8 +320,8 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	// After the commit: whoever reads the new value sees it.
 	gen := j.commitGen.Add(1)
-	if folded {
-		j.ul.appliedLocked(nil)
+	if len(folded) > 0 {
+		j.ul.dropApplied(len(folded))
 	}
 	if keep := j.keptRows(scope, applied); len(keep) > 0 {
 		j.ac.carry(gen-1, gen, keep...)
@@ -369,8 +373,10 @@ func (j *core) scopeLocked(ino Ino) { j.scope = ino }
 // row but those of inos, and no entry but ones that name them (an unlink
 // or rmdir: the inode unlinked and its parent): the caches keep the
 // other rows, so a scan that unlinks what it looks up (rm -rf, rm *)
-// keeps its look-ahead window. wmu held, within txLocked's fn.
-func (j *core) narrowLocked(inos ...Ino) { j.narrow = append(j.narrow[:0], inos...) }
+// keeps its look-ahead window. Calls in one transaction add up (the
+// deferred unlinks and the rmdir that follows them). wmu held, within
+// txLocked's fn.
+func (j *core) narrowLocked(inos ...Ino) { j.narrow = append(j.narrow, inos...) }
 
 // durableTxLocked is txLocked with synchronous=FULL for its commit,
 // which fsyncs the WAL: it and every earlier commit survive a power cut.

@@ -95,7 +95,9 @@
 // file) does the least it can inside the call: one transaction that
 // removes the name and drops the link count (or, for the last link of
 // a closed file with no data and nothing in memory, drops its row: the
-// same one transaction, and nothing left to reap). Any other inode whose
+// same one transaction, and nothing left to reap). A deferred unlink's
+// file that nothing holds is freed, blocks and all, in the transaction
+// that applies it (freeTx). Any other inode whose
 // last link and last handle are gone is freed by the reaper goroutine in the
 // background (reclaimLater): its block references, block map rows,
 // xattrs, dirty data and row, up to 64 inodes per transaction; their
@@ -139,7 +141,8 @@
 // and run on one connection; lookups and getattrs run on it too when they
 // get wmu without waiting (TryLock), on the pool of read connections
 // otherwise. Lock order: inode.mu -> wmu -> imu -> qmu, and wmu ->
-// lookAhead.mu, attrCache.mu.
+// lookAhead.mu, attrCache.mu; the deferred unlinks' umu is a leaf (an
+// unlink defers itself under umu alone, not wmu).
 //
 // # Caches of the database
 //

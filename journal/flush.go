@@ -503,20 +503,26 @@ func (j *flusher) decRef(ctx context.Context, tx *sql.Tx, id []byte, fr *freed) 
 		return nil
 	}
 	if state == blockStaged {
-		if _, err := j.texec(ctx, tx, `DELETE FROM staged WHERE id = ?`, id); err != nil {
-			return err
-		}
-		if _, err := j.texec(ctx, tx, `DELETE FROM blocks WHERE id = ?`, id); err != nil {
-			return err
-		}
-		var bid remote.BlockID
-		copy(bid[:], id)
-		fr.staged = append(fr.staged, bid)
-		fr.sealedB += sealedLen
-		return nil
+		return j.dropStaged(ctx, tx, id, sealedLen, fr)
 	}
 	_, err = j.texec(ctx, tx, `UPDATE blocks SET state = ? WHERE id = ?`, blockGarbage, id)
 	return err
+}
+
+// dropStaged deletes a staged block left with no reference; its staging
+// file is removed after the commit (afterFreeLocked). wmu held.
+func (j *flusher) dropStaged(ctx context.Context, tx *sql.Tx, id []byte, sealedLen int64, fr *freed) error {
+	if _, err := j.texec(ctx, tx, `DELETE FROM staged WHERE id = ?`, id); err != nil {
+		return err
+	}
+	if _, err := j.texec(ctx, tx, `DELETE FROM blocks WHERE id = ?`, id); err != nil {
+		return err
+	}
+	var bid remote.BlockID
+	copy(bid[:], id)
+	fr.staged = append(fr.staged, bid)
+	fr.sealedB += sealedLen
+	return nil
 }
 
 // dropMapFrom removes ino's block map rows with idx >= from. wmu held.

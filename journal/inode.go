@@ -455,12 +455,12 @@ func (j *inodeTable) reclaimBatch(ctx context.Context, inos []Ino) (busy []Ino, 
 			inos[i] = n.ino
 		}
 		j.narrowLocked(inos...)
+		freed, err := j.freeTx(ctx, tx, inos, &fr)
+		if err != nil {
+			return err
+		}
 		for _, n := range todo {
-			ok, err := j.reclaimTx(ctx, tx, n.ino, &fr)
-			if err != nil {
-				return err
-			}
-			if ok {
+			if _, ok := freed[n.ino]; ok {
 				gone = append(gone, n)
 			}
 		}
@@ -476,25 +476,101 @@ func (j *inodeTable) reclaimBatch(ctx context.Context, inos []Ino) (busy []Ino, 
 	return busy, nil
 }
 
-// reclaimTx drops ino's block references and its row (xattrs and a
-// symlink's target go with it) if it has no link left, and reports
-// whether it did. wmu held.
-func (j *inodeTable) reclaimTx(ctx context.Context, tx *sql.Tx, ino Ino, fr *freed) (bool, error) {
-	var nlink int
-	err := j.tqrow(ctx, tx, `SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&nlink)
-	if errors.Is(err, sql.ErrNoRows) || err == nil && nlink > 0 {
-		return false, nil
+// freeTx drops, for the inodes of inos that have no link left, their
+// block references, block map rows and inode rows (xattrs and a symlink's
+// target go with them), and returns the inodes it dropped. A few
+// statements for the whole set, whatever its size: the inodes go as a
+// JSON array of numbers, and each block loses all the references the set
+// holds in one UPDATE. The caller makes sure nothing holds them (imu, or
+// their locks). wmu held, within txLocked's fn.
+func (j *inodeTable) freeTx(ctx context.Context, tx *sql.Tx, inos []Ino, fr *freed) (map[Ino]struct{}, error) {
+	if len(inos) == 0 {
+		return nil, nil
 	}
+	dead, err := j.inoSet(ctx, tx, `SELECT ino FROM inodes WHERE ino IN (SELECT value FROM json_each(?1)) AND nlink <= 0`, inoJSON(inos))
+	if err != nil || len(dead) == 0 {
+		return nil, err
+	}
+	set := make([]Ino, 0, len(dead))
+	for ino := range dead {
+		set = append(set, ino)
+	}
+	arg := inoJSON(set)
+	// Every block the set refers to loses its references at once (SET
+	// reads the row as it was): one left with none becomes garbage when
+	// it was uploaded; a staged one is deleted below.
+	rows, err := j.tquery(ctx, tx, `UPDATE blocks SET refcount = refcount - d.n,
+		state = CASE WHEN refcount - d.n <= 0 AND state != ?2 THEN ?3 ELSE state END
+		FROM (SELECT block, count(*) AS n FROM blockmap WHERE ino IN (SELECT value FROM json_each(?1)) GROUP BY block) AS d
+		WHERE blocks.id = d.block RETURNING id, refcount, state, sealed_len`, arg, blockStaged, blockGarbage)
 	if err != nil {
-		return false, err
+		return nil, fmt.Errorf("journal: free inodes: drop block references: %w", err)
 	}
-	if err := j.fl.dropMapFrom(ctx, tx, ino, 0, fr); err != nil {
-		return false, err
+	type stagedRow struct {
+		id        []byte
+		sealedLen int64
 	}
-	if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino = ?`, ino); err != nil {
-		return false, fmt.Errorf("journal: free inode %d: %w", ino, err)
+	var staged []stagedRow
+	for rows.Next() {
+		var id []byte
+		var ref, state int
+		var sealedLen int64
+		if err := rows.Scan(&id, &ref, &state, &sealedLen); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("journal: free inodes: %w", err)
+		}
+		if ref <= 0 && state == blockStaged {
+			staged = append(staged, stagedRow{id, sealedLen})
+		}
 	}
-	return true, nil
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal: free inodes: drop block references: %w", err)
+	}
+	if _, err := j.texec(ctx, tx, `DELETE FROM blockmap WHERE ino IN (SELECT value FROM json_each(?1))`, arg); err != nil {
+		return nil, fmt.Errorf("journal: free inodes: drop block maps: %w", err)
+	}
+	for _, s := range staged { // after the block map rows that named them
+		if err := j.fl.dropStaged(ctx, tx, s.id, s.sealedLen, fr); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino IN (SELECT value FROM json_each(?1))`, arg); err != nil {
+		return nil, fmt.Errorf("journal: free inodes: %w", err)
+	}
+	return dead, nil
+}
+
+// inoSet runs q (one column of inode numbers) and returns its rows as a set.
+func (j *core) inoSet(ctx context.Context, tx *sql.Tx, q string, args ...any) (map[Ino]struct{}, error) {
+	rows, err := j.tquery(ctx, tx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[Ino]struct{}{}
+	for rows.Next() {
+		var ino Ino
+		if err := rows.Scan(&ino); err != nil {
+			return nil, err
+		}
+		out[ino] = struct{}{}
+	}
+	return out, rows.Err()
+}
+
+// inoJSON is inos as a JSON array, the argument of json_each in a
+// statement about a set of inodes.
+func inoJSON(inos []Ino) string {
+	b := make([]byte, 0, 2+len(inos)*8)
+	b = append(b, '[')
+	for i, ino := range inos {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(ino), 10)
+	}
+	return string(append(b, ']'))
 }
 
 // reclaim drops an unlinked, closed inode: dirty data, block references,
@@ -520,7 +596,8 @@ func (j *inodeTable) reclaim(ctx context.Context, ino Ino) error {
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		var err error
 		j.narrowLocked(ino)
-		ok, err = j.reclaimTx(ctx, tx, ino, &fr)
+		freed, err := j.freeTx(ctx, tx, []Ino{ino}, &fr)
+		_, ok = freed[ino]
 		return err
 	})
 	if err != nil {

@@ -465,9 +465,7 @@ func (j *Journal) Close() error {
 			errs = append(errs, fmt.Errorf("journal: last durable commit: %w", err))
 		}
 	}
-	if j.unl.ulog != nil {
-		j.unl.ulog.Close() // the barrier applied what it held and emptied it
-	}
+	j.unl.closeLog() // the barrier applied what it held and emptied it
 	j.imu.Lock()
 	for _, n := range j.inodes {
 		n.stopTimer()

@@ -122,7 +122,7 @@ func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen
 
 // lastLookup remembers the newest lookup that found its name, as the
 // database had it at commitGen gen: an unlink asks again for the name the
-// kernel looked up just before (deferUnlinkLocked), which the window has
+// kernel looked up just before (deferUnlink), which the window has
 // already given away and which is no reason to read a directory's table.
 // It remembers a lookup that found nothing too: a create asks again for
 // the name the kernel looked up just before (deferCreateLocked).
@@ -485,13 +485,13 @@ func (j *namespace) Unlink(ctx context.Context, parent Ino, name string) error {
 	if len(name) > maxName {
 		return ErrNameTooLong
 	}
+	if done, err := j.ul.deferUnlink(ctx, parent, name); done {
+		return err
+	}
 	var gone Ino
 	var parentAttr Attr
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
-	if done, err := j.ul.deferUnlinkLocked(ctx, parent, name); done {
-		return err
-	}
 	// imuHeld: the transaction took imu to drop the inode row itself (see
 	// below); it is held until the commit or rollback is over.
 	imuHeld := false
@@ -600,7 +600,9 @@ func (j *namespace) Rmdir(ctx context.Context, parent Ino, name string) error {
 	if name == ".." {
 		return ErrNotEmpty
 	}
-	return j.tx(ctx, func(tx *sql.Tx) error {
+	// The unlinks pending in the directory (rm -rf unlinked its files
+	// just before) are applied in the rmdir's transaction.
+	return j.ul.txApplying(ctx, func(tx *sql.Tx) error {
 		if _, err := j.dirAttr(ctx, tx, parent); err != nil {
 			return err
 		}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,20 +21,24 @@ import (
 // in-memory state, one link) is acknowledged once it is in memory and
 // appended to the unlink log (Dir/unlinks.log) with one write(): a kill -9
 // cannot lose it (the kernel has the write), and the next Open applies
-// what the database does not have yet. The sqlite work, three statements
-// and a commit per file (about 180 µs here, most of an unlink's cost), is
-// done for many unlinks at once, by the unlinker goroutine at most
-// UnlinkDelay after the first, or before anything that could see the
-// difference:
+// what the database does not have yet. The deferral takes neither wmu
+// nor a transaction. The sqlite work (three statements and a commit per
+// file when done one by one, about 180 µs here, most of an unlink's
+// cost) is done for many unlinks at once, in a few statements (applyTx),
+// by the unlinker goroutine at most UnlinkDelay after the first, or
+// before anything that could see the difference:
 //
 //   - a lookup of a pending name answers ENOENT from memory;
 //   - every other write transaction, and every durable commit (fsync, the
 //     group commit, Close), applies the pending unlinks first, in a
-//     transaction of their own (txLocked);
+//     transaction of their own (txLocked), or, for an rmdir, at the
+//     start of its own (txApplying);
 //   - a GETATTR of a directory with pending unlinks in it shows their
 //     times as its mtime and ctime (the kernel asks for one after every
 //     unlink when it checks permissions; the apply writes the same times),
 //     and a READDIR of it applies them first.
+//
+// Creates of regular files go the same way, in the same log (creates.go).
 //
 // A power cut may lose the last second of unlinks nobody fsync'd, as it
 // may any namespace change (promise 1): the log is not fsync'd, and it is
@@ -59,28 +65,30 @@ type dirName struct {
 
 // unlinkQueue is the deferred unlinks' state, a part of shared.
 type unlinkQueue struct {
-	// umu guards unlNames and unlDirs, read by lookups that do not hold
-	// wmu. unlDirs: the directories with pending unlinks, and when the
-	// newest of them was made (the directory's mtime and ctime once
-	// applied).
+	// umu guards the fields below it; an unlink defers itself under umu
+	// alone (not wmu), so it does not wait for the apply of the ones
+	// before it. unlDirs: the directories with pending unlinks, and
+	// when the newest of them was made (the directory's mtime and ctime
+	// once applied). unlRecs: in the order of the log.
 	umu      sync.Mutex
 	unlNames map[dirName]struct{}
 	unlDirs  map[Ino]int64
+	unlRecs  []unlinkRec
+	ulog     *os.File // nil: unlinks are not deferred (read-only, closed, or the log failed)
+	ulogBuf  []byte
 	// crNames and crAttrs are the deferred creates (creates.go): the
-	// names they make and the attributes of their inodes. Under umu.
+	// names they make and the attributes of their inodes.
 	crNames map[dirName]Ino
 	crAttrs map[Ino]Attr
-	// unlN is len(unlRecs), crN len(crAttrs), for a check without umu.
+	// unlN is len(unlRecs) (unlinks and creates), crN len(crAttrs), for
+	// a check without umu.
 	unlN atomic.Int64
 	crN  atomic.Int64
 	// crNext is the next inode number a deferred create takes (0: read
 	// it from the database first). Guarded by wmu.
 	crNext Ino
-	// unlRecs, unlApplying, ulog and ulogBuf are guarded by wmu.
-	unlRecs     []unlinkRec
+	// unlApplying is guarded by wmu.
 	unlApplying bool
-	ulog        *os.File // nil: unlinks are not deferred (read-only, or the log failed)
-	ulogBuf     []byte
 	unlKick     chan struct{}
 	unlDone     chan struct{}
 }
@@ -110,7 +118,8 @@ func (q *unlinkQueue) dirPending(dir Ino) bool {
 	return ok
 }
 
-// dirPendTime is when the newest pending unlink in dir was made.
+// dirPendTime is when the newest pending unlink or create in dir was
+// made.
 func (q *unlinkQueue) dirPendTime(dir Ino) (int64, bool) {
 	if q.unlN.Load() == 0 {
 		return 0, false
@@ -121,9 +130,8 @@ func (q *unlinkQueue) dirPendTime(dir Ino) (int64, bool) {
 	return t, ok
 }
 
-func (q *unlinkQueue) addPending(r unlinkRec, now int64) {
-	q.umu.Lock()
-	defer q.umu.Unlock()
+// addPendingLocked adds r, made at now. umu held.
+func (q *unlinkQueue) addPendingLocked(r unlinkRec, now int64) {
 	if q.unlNames == nil {
 		q.unlNames = map[dirName]struct{}{}
 		q.unlDirs = map[Ino]int64{}
@@ -142,17 +150,67 @@ func (q *unlinkQueue) addPending(r unlinkRec, now int64) {
 	q.unlN.Store(int64(len(q.unlRecs)))
 }
 
-// clearPending forgets every pending unlink (they are applied).
-func (q *unlinkQueue) clearPending() {
+// pending is the pending unlinks, in the log's order: a view that later
+// unlinks do not change (they append past its end), valid until
+// dropApplied.
+func (q *unlinkQueue) pending() []unlinkRec {
 	q.umu.Lock()
 	defer q.umu.Unlock()
-	clear(q.unlNames)
+	return q.unlRecs[:len(q.unlRecs):len(q.unlRecs)]
+}
+
+// dropApplied forgets the first n pending unlinks (applied), and empties
+// the log when no other came meanwhile (else the next apply does: a
+// record applied twice finds its entry gone and does nothing). A
+// directory that still has pending unlinks keeps its newest time, which
+// the apply wrote as its mtime.
+func (j *unlinks) dropApplied(n int) {
+	q := &j.unl
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	for _, r := range q.unlRecs[:n] {
+		if r.create {
+			delete(q.crNames, dirName{r.parent, r.name})
+			delete(q.crAttrs, r.ino)
+		} else {
+			delete(q.unlNames, dirName{r.parent, r.name})
+		}
+	}
+	q.unlRecs = q.unlRecs[:copy(q.unlRecs, q.unlRecs[n:])]
+	q.unlN.Store(int64(len(q.unlRecs)))
+	q.crN.Store(int64(len(q.crAttrs)))
+	if len(q.unlRecs) > 0 {
+		left := make(map[Ino]struct{}, len(q.unlDirs))
+		for _, r := range q.unlRecs {
+			left[r.parent] = struct{}{}
+		}
+		for d := range q.unlDirs {
+			if _, ok := left[d]; !ok {
+				delete(q.unlDirs, d)
+			}
+		}
+		return
+	}
 	clear(q.unlDirs)
-	clear(q.crNames)
-	clear(q.crAttrs)
-	q.unlN.Store(0)
-	q.crN.Store(0)
-	q.unlRecs = q.unlRecs[:0]
+	if q.ulog != nil {
+		if err := q.ulog.Truncate(0); err != nil {
+			// The next Open applies them again: each unlink finds its
+			// entry gone, each create its inode number taken, and does
+			// nothing.
+			j.log.Warn("journal: cannot empty the unlink log", "err", err)
+		}
+	}
+}
+
+// closeLog closes the unlink log (Close, after the last apply); an
+// unlink after it is not deferred.
+func (q *unlinkQueue) closeLog() {
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	if q.ulog != nil {
+		q.ulog.Close()
+		q.ulog = nil
+	}
 }
 
 // openUnlinkLog opens the unlink log and applies what a crash left in it.
@@ -179,9 +237,11 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 		return err
 	}
 	now := nowNS()
+	j.unl.umu.Lock()
 	for _, r := range recs {
-		j.unl.addPending(r, now)
+		j.unl.addPendingLocked(r, now)
 	}
+	j.unl.umu.Unlock()
 	if err := j.applyUnlinksLocked(ctx); err != nil {
 		return err
 	}
@@ -202,11 +262,14 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	return nil
 }
 
-// deferUnlinkLocked is Unlink's fast way: it reports false when the
-// unlink must take the synchronous one (deferral off, a file someone
-// holds, more than one link, the log unwritable). wmu held.
-func (j *unlinks) deferUnlinkLocked(ctx context.Context, parent Ino, name string) (bool, error) {
-	if j.unl.ulog == nil || j.unl.createPending(parent, name) {
+// deferUnlink is Unlink's fast way: it reports false when the unlink
+// must take the synchronous one (deferral off, a file someone holds,
+// more than one link, unlinkMax pending, the log unwritable). It takes
+// neither wmu nor a transaction: the kernel holds the directory's lock,
+// so no other change to this name runs meanwhile, and the apply looks at
+// j.inodes again.
+func (j *unlinks) deferUnlink(ctx context.Context, parent Ino, name string) (bool, error) {
+	if j.unl.ulogOff() || j.unl.createPending(parent, name) {
 		// A file made by a deferred create goes the synchronous way,
 		// whose transaction applies the create first.
 		return false, nil
@@ -233,146 +296,226 @@ func (j *unlinks) deferUnlinkLocked(ctx context.Context, parent Ino, name string
 	if held {
 		return false, nil
 	}
-	if len(j.unl.unlRecs) >= unlinkMax {
-		if err := j.applyUnlinksLocked(ctx); err != nil {
-			return true, err
-		}
-	}
-	r := unlinkRec{parent: parent, ino: a.Ino, name: name}
-	if !j.logPendingLocked(r, nowNS()) {
+	q := &j.unl
+	q.umu.Lock()
+	if q.ulog == nil || len(q.unlRecs) >= unlinkMax {
+		// Full: the synchronous unlink applies them first.
+		q.umu.Unlock()
 		return false, nil
 	}
+	r := unlinkRec{parent: parent, ino: a.Ino, name: name}
+	if !j.logLocked(r, nowNS()) {
+		q.umu.Unlock()
+		// A partial record is torn for the next Open; what is pending
+		// is applied before this unlink (by its own transaction).
+		return false, nil
+	}
+	q.umu.Unlock()
+	q.kick()
 	return true, nil
 }
 
-// logPendingLocked appends r to the log with one write() and makes it
-// pending, made at now. It reports false when the log cannot take it:
-// then deferral is off for good, and the caller takes the synchronous
-// way (whose transaction applies what is pending first). wmu held.
-func (j *unlinks) logPendingLocked(r unlinkRec, now int64) bool {
-	j.unl.ulogBuf = appendUnlink(j.unl.ulogBuf[:0], r)
-	if _, err := j.unl.ulog.Write(j.unl.ulogBuf); err != nil {
+// logLocked appends r to the log with one write() and makes it pending,
+// made at now. It reports false when the log cannot take it: deferral is
+// then off for good. umu held.
+func (j *unlinks) logLocked(r unlinkRec, now int64) bool {
+	q := &j.unl
+	q.ulogBuf = appendUnlink(q.ulogBuf[:0], r)
+	if _, err := q.ulog.Write(q.ulogBuf); err != nil {
 		j.log.Warn("journal: cannot append to the unlink log; unlinks and creates are applied one by one", "err", err)
-		j.unl.ulog.Close()
-		j.unl.ulog = nil
-		// A partial record is torn for the next Open.
+		q.ulog.Close()
+		q.ulog = nil
 		return false
 	}
-	j.unl.addPending(r, now)
+	q.addPendingLocked(r, now)
+	return true
+}
+
+// kick wakes the unlinker.
+func (q *unlinkQueue) kick() {
 	select {
-	case j.unl.unlKick <- struct{}{}:
+	case q.unlKick <- struct{}{}:
 	default:
 	}
-	return true
+}
+
+// ulogOff reports whether unlinks are not deferred.
+func (q *unlinkQueue) ulogOff() bool {
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	return q.ulog == nil
 }
 
 // applyUnlinksLocked applies every pending unlink in one transaction and
 // empties the log. wmu held.
 func (j *unlinks) applyUnlinksLocked(ctx context.Context) error {
-	if len(j.unl.unlRecs) == 0 {
+	return j.txApplyingLocked(ctx, nil)
+}
+
+// txApplying runs fn in one write transaction under wmu, like tx, with
+// the pending unlinks applied at its start, in it: a rmdir of a
+// directory whose entries are pending unlinks (rm -rf) commits once, not
+// twice. fn must say which inode rows it changes (narrowLocked), as
+// Rmdir does. When fn fails, the unlinks stay pending.
+func (j *unlinks) txApplying(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	if j.unl.unlN.Load() == 0 {
+		return j.txLocked(ctx, fn)
+	}
+	return j.txApplyingLocked(ctx, fn)
+}
+
+// txApplyingLocked applies the pending unlinks, then runs fn (when not
+// nil) in the same transaction. wmu held.
+func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	recs := j.unl.pending()
+	if len(recs) == 0 {
+		if fn != nil {
+			return j.txLocked(ctx, fn)
+		}
 		return nil
 	}
 	j.unl.unlApplying = true
 	defer func() { j.unl.unlApplying = false }()
+	var fr freed
 	var gone []Ino
+	// imu is held from the look at j.inodes until the commit, so no
+	// OpenFile of an inode freed here comes in between (lock order
+	// wmu -> imu); fn must not take it.
 	j.imu.Lock()
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
-		touched, g, err := j.applyTx(ctx, tx)
-		gone = g
-		j.narrowLocked(touched...)
-		return err
+		fr = freed{}
+		var err error
+		if gone, err = j.applyTx(ctx, tx, recs, &fr); err != nil {
+			return err
+		}
+		if fn != nil {
+			return fn(tx)
+		}
+		return nil
 	})
 	j.imu.Unlock()
 	if err != nil {
-		return fmt.Errorf("journal: apply %d deferred unlinks and creates: %w", len(j.unl.unlRecs), err)
+		if fn != nil {
+			return err
+		}
+		return fmt.Errorf("journal: apply %d deferred unlinks: %w", len(recs), err)
 	}
-	j.appliedLocked(gone)
-	return nil
-}
-
-// applyTx applies the pending records in tx, in log order, and returns
-// the inodes whose rows it changed and those it left with one link
-// fewer, for the reaper. wmu held, and imu unless every record is a
-// create (the unlinks read j.inodes).
-func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx) (touched, gone []Ino, err error) {
-	now := nowNS()
-	touched = make([]Ino, 0, 2*len(j.unl.unlRecs))
-	parents := map[Ino]struct{}{}
-	recs := j.unl.unlRecs
-	for i := 0; i < len(recs); i++ {
-		r := recs[i]
-		if r.create {
-			k := i + 1
-			for k < len(recs) && recs[k].create {
-				k++
-			}
-			if err := j.applyCreates(ctx, tx, recs[i:k]); err != nil {
-				return nil, nil, err
-			}
-			for _, r := range recs[i:k] {
-				if _, ok := parents[r.parent]; !ok {
-					parents[r.parent] = struct{}{}
-					touched = append(touched, r.parent)
-				}
-			}
-			i = k - 1
-			continue
-		}
-		var ino Ino
-		err := j.tqrow(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ? AND ino = ? RETURNING ino`, r.parent, r.name, r.ino).Scan(&ino)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // applied before a crash cut the log short
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("journal: unlink: %w", err)
-		}
-		touched = append(touched, ino)
-		if _, ok := parents[r.parent]; !ok {
-			parents[r.parent] = struct{}{}
-			touched = append(touched, r.parent)
-		}
-		if j.inodes[ino] == nil {
-			dropped, err := j.ns.dropEmptyInode(ctx, tx, ino)
-			if err != nil {
-				return nil, nil, err
-			}
-			if dropped {
-				continue
-			}
-		}
-		if _, err := j.texec(ctx, tx, `UPDATE inodes SET nlink = nlink - 1, ctime = ? WHERE ino = ?`, now, ino); err != nil {
-			return nil, nil, fmt.Errorf("journal: unlink: %w", err)
-		}
-		gone = append(gone, ino)
-	}
-	for p := range parents {
-		t, ok := j.unl.dirPendTime(p)
-		if !ok {
-			t = now
-		}
-		if _, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2`, t, p); err != nil {
-			return nil, nil, fmt.Errorf("journal: unlink: update parent: %w", err)
-		}
-	}
-	return touched, gone, nil
-}
-
-// appliedLocked runs after the commit of applyTx's transaction: the
-// records are in the database, the log is emptied, the reaper gets what
-// the unlinks left. wmu held.
-func (j *unlinks) appliedLocked(gone []Ino) {
-	j.unl.clearPending()
-	if j.unl.ulog != nil {
-		if err := j.unl.ulog.Truncate(0); err != nil {
-			// The next Open applies them again: each unlink finds its
-			// entry gone, each create its inode number taken, and does
-			// nothing.
-			j.log.Warn("journal: cannot empty the unlink log", "err", err)
-		}
-	}
+	j.dropApplied(len(recs))
+	j.fl.afterFreeLocked(&fr)
 	for _, ino := range gone {
 		j.it.reclaimLater(ino)
 	}
+	return nil
+}
+
+// applyTx applies recs, pending unlinks and creates, in tx. No name is
+// both pending-unlinked and pending-created (creates.go), and an unlink
+// names an inode no pending create made, so the two kinds are applied
+// apart, whatever their order in the log. It returns the unlinked inodes
+// something holds, for the reaper. wmu and imu held, within txLocked's
+// fn.
+func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr *freed) ([]Ino, error) {
+	var unl, cr []unlinkRec
+	for _, r := range recs {
+		if r.create {
+			cr = append(cr, r)
+		} else {
+			unl = append(unl, r)
+		}
+	}
+	var held []Ino
+	if len(unl) > 0 {
+		var err error
+		if held, err = j.applyUnlinkRecs(ctx, tx, unl, fr); err != nil {
+			return nil, err
+		}
+	}
+	if len(cr) > 0 {
+		parents, err := j.applyCreates(ctx, tx, cr)
+		if err != nil {
+			return nil, err
+		}
+		j.narrowLocked(parents...)
+	}
+	return held, nil
+}
+
+// applyUnlinkRecs applies recs (pending unlinks) in a few statements whatever their
+// number: one DELETE of their entries (the records go as a JSON array of
+// [parent, ino, hex(name)]: a name is any bytes), one UPDATE of the link
+// counts, freeTx for the inodes nothing holds (a file's blocks go with
+// it, so the reaper has nothing left to do), one UPDATE per parent. It
+// returns the unlinked inodes something holds, for the reaper. wmu and
+// imu held, within txLocked's fn.
+func (j *unlinks) applyUnlinkRecs(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr *freed) ([]Ino, error) {
+	b := make([]byte, 0, 64*len(recs))
+	b = append(b, '[')
+	for i, r := range recs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendUint(b, uint64(r.parent), 10)
+		b = append(b, ',')
+		b = strconv.AppendUint(b, uint64(r.ino), 10)
+		b = append(b, ',', '"')
+		b = hex.AppendEncode(b, []byte(r.name))
+		b = append(b, '"', ']')
+	}
+	b = append(b, ']')
+	// An entry applied before a crash cut the log short is not there
+	// any more: its record does nothing.
+	deleted, err := j.inoSet(ctx, tx, `DELETE FROM entries WHERE cookie IN (
+		SELECT e.cookie FROM json_each(?1) AS r JOIN entries AS e
+		ON e.parent = r.value->>0 AND e.name = CAST(unhex(r.value->>2) AS TEXT) AND e.ino = r.value->>1)
+		RETURNING ino`, string(b))
+	if err != nil {
+		return nil, fmt.Errorf("journal: unlink: %w", err)
+	}
+	now := nowNS()
+	inos := make([]Ino, 0, len(deleted))
+	touched := make([]Ino, 0, len(deleted)+1)
+	for ino := range deleted {
+		inos = append(inos, ino)
+	}
+	touched = append(touched, inos...)
+	if _, err := j.texec(ctx, tx, `UPDATE inodes SET nlink = nlink - 1, ctime = ?2 WHERE ino IN (SELECT value FROM json_each(?1))`, inoJSON(inos), now); err != nil {
+		return nil, fmt.Errorf("journal: unlink: %w", err)
+	}
+	free := inos[:0:0]
+	var held []Ino
+	for _, ino := range inos {
+		if j.inodes[ino] == nil {
+			free = append(free, ino)
+		} else {
+			held = append(held, ino)
+		}
+	}
+	if _, err := j.it.freeTx(ctx, tx, free, fr); err != nil {
+		return nil, err
+	}
+	parents := map[Ino]struct{}{}
+	for _, r := range recs {
+		if _, ok := deleted[r.ino]; !ok {
+			continue
+		}
+		if _, ok := parents[r.parent]; ok {
+			continue
+		}
+		parents[r.parent] = struct{}{}
+		touched = append(touched, r.parent)
+		t, ok := j.unl.dirPendTime(r.parent)
+		if !ok {
+			t = now
+		}
+		if _, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2`, t, r.parent); err != nil {
+			return nil, fmt.Errorf("journal: unlink: update parent: %w", err)
+		}
+	}
+	j.narrowLocked(touched...)
+	return held, nil
 }
 
 // applyUnlinksFor applies the pending unlinks when dir has one: a

@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -238,4 +239,167 @@ func FuzzUnlinkLog(f *testing.F) {
 			t.Fatalf("records re-encode to other bytes than they were read from")
 		}
 	})
+}
+
+// TestDeferredUnlinkRmdir: rm -rf's shape. The files of a directory are
+// unlinked (deferred), then the directory is removed: one transaction
+// applies the unlinks, frees the files with their blocks (nothing is
+// left for the reaper) and removes the directory. Names are any bytes.
+func TestDeferredUnlinkRmdir(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+		j := e.j
+		dir := must[Attr](t)(j.Mkdir(bg, RootIno, "dir", 0o755, 0, 0))
+		names := []string{"plain", "with \"quotes\" and \\", "\xff\xfe not utf-8", "ünïcode", "data"}
+		var inos []Ino
+		for _, name := range names {
+			inos = append(inos, must[Attr](t)(j.Mknod(bg, dir.Ino, name, 0o644, 0, 0, 0)).Ino)
+		}
+		data := inos[len(inos)-1]
+		j.OpenFile(data)
+		must[int](t)(j.WriteAt(bg, data, bytes.Repeat([]byte("y"), 200<<10), 0))
+		if err := j.Flush(bg, data); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(data)
+		for _, name := range names {
+			if err := j.Unlink(bg, dir.Ino, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := j.unl.unlN.Load(); n != int64(len(names)) {
+			t.Fatalf("%d unlinks pending, want %d", n, len(names))
+		}
+		gen := j.commitGen.Load()
+		if err := j.Rmdir(bg, RootIno, "dir"); err != nil {
+			t.Fatal(err)
+		}
+		if commits := j.commitGen.Load() - gen; commits != 1 {
+			t.Fatalf("rmdir after deferred unlinks took %d commits, want 1", commits)
+		}
+		count := func(q string, args ...any) int {
+			t.Helper()
+			var n int
+			if err := j.db.QueryRow(q, args...).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := count(`SELECT count(*) FROM entries WHERE parent = ?`, dir.Ino); n != 0 {
+			t.Fatalf("%d entries left in the removed directory", n)
+		}
+		for _, ino := range append(inos, dir.Ino) {
+			if n := count(`SELECT count(*) FROM inodes WHERE ino = ?`, ino); n != 0 {
+				t.Fatalf("inode %d left after rm -rf", ino)
+			}
+		}
+		if n := count(`SELECT count(*) FROM blockmap WHERE ino = ?`, data); n != 0 {
+			t.Fatalf("%d block map rows left of the unlinked file", n)
+		}
+		if n := count(`SELECT count(*) FROM blocks WHERE refcount > 0`); n != 0 {
+			t.Fatalf("%d blocks still referenced", n)
+		}
+		if _, err := j.Lookup(bg, RootIno, "dir"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup of the removed directory: %v", err)
+		}
+
+		// An rmdir that fails leaves the unlinks pending, and they are
+		// applied later as usual.
+		d2 := must[Attr](t)(j.Mkdir(bg, RootIno, "d2", 0o755, 0, 0))
+		must[Attr](t)(j.Mknod(bg, d2.Ino, "gone", 0o644, 0, 0, 0))
+		must[Attr](t)(j.Mknod(bg, d2.Ino, "stays", 0o644, 0, 0, 0))
+		if err := j.Unlink(bg, d2.Ino, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Rmdir(bg, RootIno, "d2"); !errors.Is(err, ErrNotEmpty) {
+			t.Fatalf("rmdir of a directory with a file left: %v", err)
+		}
+		if _, err := j.Lookup(bg, d2.Ino, "gone"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup of a pending unlink after a failed rmdir: %v", err)
+		}
+		applyUnlinks(t, j)
+		got := must[[]DirEntry](t)(j.ReadDir(bg, d2.Ino, 0, 10))
+		if len(got) != 1 || got[0].Name != "stays" {
+			t.Fatalf("d2 lists %+v, want only stays", got)
+		}
+	})
+}
+
+// TestDeferredUnlinkConcurrent: unlinks defer themselves without wmu,
+// while the unlinker applies the ones before them; many at once, in
+// several directories, with lookups, readdirs and creates beside them.
+// Every unlinked name is gone, every other stays, nothing is left over.
+func TestDeferredUnlinkConcurrent(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = 200 * time.Microsecond })
+	j := e.j
+	const dirs, files = 4, 300
+	var dinos []Ino
+	for d := range dirs {
+		dir := must[Attr](t)(j.Mkdir(bg, RootIno, string(rune('A'+d)), 0o755, 0, 0))
+		dinos = append(dinos, dir.Ino)
+		for i := range files {
+			must[Attr](t)(j.Mknod(bg, dir.Ino, fmt.Sprintf("f%04d", i), 0o644, 0, 0, 0))
+		}
+	}
+	errs := make(chan error, dirs*2)
+	for _, dir := range dinos {
+		go func() {
+			for i := range files {
+				name := fmt.Sprintf("f%04d", i)
+				if i%3 == 2 {
+					continue // kept
+				}
+				if err := j.Unlink(bg, dir, name); err != nil {
+					errs <- fmt.Errorf("unlink %s: %w", name, err)
+					return
+				}
+				if _, err := j.Lookup(bg, dir, name); !errors.Is(err, ErrNotFound) {
+					errs <- fmt.Errorf("lookup of %s just unlinked: %v", name, err)
+					return
+				}
+				if i%50 == 0 {
+					if _, err := j.ReadDir(bg, dir, 0, 10); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+		go func() {
+			for i := range 50 {
+				if _, err := j.Mknod(bg, dir, fmt.Sprintf("new%d", i), 0o644, 0, 0, 0); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range dirs * 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyUnlinks(t, j)
+	for _, dir := range dinos {
+		ents := must[[]DirEntry](t)(j.ReadDir(bg, dir, 0, 2*files))
+		if want := files/3 + 50; len(ents) != want {
+			t.Fatalf("directory %d lists %d entries, want %d", dir, len(ents), want)
+		}
+		for _, de := range ents {
+			var i int
+			if _, err := fmt.Sscanf(de.Name, "f%04d", &i); err == nil && i%3 != 2 {
+				t.Fatalf("%s listed after its unlink", de.Name)
+			}
+		}
+	}
+	var orphans int
+	j.db.QueryRow(`SELECT count(*) FROM inodes WHERE nlink <= 0`).Scan(&orphans)
+	if orphans != 0 || j.unl.unlN.Load() != 0 {
+		t.Fatalf("%d inodes with no link left, %d unlinks pending", orphans, j.unl.unlN.Load())
+	}
+	if st, err := os.Stat(filepath.Join(e.opts.Dir, unlinkLogName)); err != nil || st.Size() != 0 {
+		t.Fatalf("unlink log after every unlink was applied: %v, %v", st, err)
+	}
 }

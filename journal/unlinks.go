@@ -76,6 +76,7 @@ type unlinkQueue struct {
 	unlRecs  []unlinkRec
 	ulog     *os.File // nil: unlinks are not deferred (read-only, closed, or the log failed)
 	ulogBuf  []byte
+	ulogSize int64 // bytes in the log, applied or not
 	// crNames and crAttrs are the deferred creates (creates.go): the
 	// names they make and the attributes of their inodes.
 	crNames map[dirName]Ino
@@ -192,7 +193,8 @@ func (j *unlinks) dropApplied(n int) {
 		return
 	}
 	clear(q.unlDirs)
-	if q.ulog != nil {
+	if q.ulog != nil && q.ulogSize > ulogKeep {
+		q.ulogSize = 0
 		if err := q.ulog.Truncate(0); err != nil {
 			// The next Open applies them again: each unlink finds its
 			// entry gone, each create its inode number taken, and does
@@ -201,6 +203,12 @@ func (j *unlinks) dropApplied(n int) {
 		}
 	}
 }
+
+// ulogKeep is how many bytes of applied records the log keeps before it
+// is emptied: replaying them does nothing (an unlink finds its entry
+// gone, a create its inode number taken), and a truncate per apply cost
+// a syscall per file made by cp -a.
+const ulogKeep = 64 << 10
 
 // closeLog closes the unlink log (Close, after the last apply); an
 // unlink after it is not deferred.
@@ -245,7 +253,9 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	if err := j.applyUnlinksLocked(ctx); err != nil {
 		return err
 	}
-	if len(b) > 0 && len(recs) == 0 {
+	if len(b) > 0 {
+		// Emptied at once, whatever its size: appends must not follow
+		// a torn record, and what it held is applied.
 		if err := j.unl.ulog.Truncate(0); err != nil {
 			return fmt.Errorf("journal: empty the unlink log: %w", err)
 		}
@@ -321,6 +331,7 @@ func (j *unlinks) deferUnlink(ctx context.Context, parent Ino, name string) (boo
 func (j *unlinks) logLocked(r unlinkRec, now int64) bool {
 	q := &j.unl
 	q.ulogBuf = appendUnlink(q.ulogBuf[:0], r)
+	q.ulogSize += int64(len(q.ulogBuf))
 	if _, err := q.ulog.Write(q.ulogBuf); err != nil {
 		j.log.Warn("journal: cannot append to the unlink log; unlinks and creates are applied one by one", "err", err)
 		q.ulog.Close()

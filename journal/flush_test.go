@@ -125,3 +125,44 @@ func testIncRefSealedBlockAddedMeanwhile(t *testing.T) {
 		t.Fatal("file differs")
 	}
 }
+
+// TestDedupSmallBlocks: copies of a small block (kept in the database,
+// not in a staging file) end as one row with a reference per file and
+// one staged copy, and the block lives until its last file goes.
+func TestDedupSmallBlocks(t *testing.T) { bubble(t, testDedupSmallBlocks) }
+
+func testDedupSmallBlocks(t *testing.T) {
+	e := newEnv(t, nil)
+	data := make([]byte, 5000)
+	fillRand(9, data)
+	var inos []Ino
+	for _, name := range []string{"one", "two", "three"} {
+		f := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+		must[int](t)(e.j.WriteAt(bg, f.Ino, data, 0))
+		if err := e.j.Flush(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		inos = append(inos, f.Ino)
+	}
+	var blocks, refs, staged int
+	e.j.db.QueryRow(`SELECT count(*), coalesce(max(refcount), 0) FROM blocks`).Scan(&blocks, &refs)
+	e.j.db.QueryRow(`SELECT count(*) FROM staged`).Scan(&staged)
+	if blocks != 1 || refs != 3 || staged > 1 {
+		t.Fatalf("3 copies of a small block: %d block rows, refcount %d, %d staged", blocks, refs, staged)
+	}
+	for _, ino := range inos {
+		if !bytes.Equal(readAll(t, e.j, ino), data) {
+			t.Fatal("copy differs")
+		}
+	}
+	for _, name := range []string{"one", "two"} {
+		if err := e.j.Unlink(bg, RootIno, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.reap()
+	e.j.db.QueryRow(`SELECT count(*), coalesce(max(refcount), 0) FROM blocks`).Scan(&blocks, &refs)
+	if blocks != 1 || refs != 1 || !bytes.Equal(readAll(t, e.j, inos[2]), data) {
+		t.Fatalf("after two unlinks: %d block rows, refcount %d", blocks, refs)
+	}
+}

@@ -334,6 +334,14 @@ func (c *Cache) Prefetch(ctx context.Context, refs []remote.BlockRef) {
 	if c.prefetchQ == nil || ctx.Err() != nil {
 		return
 	}
+	var queued []remote.BlockID
+	defer func() {
+		// Outside c.mu: the kernel starts reading the queued blocks'
+		// files while the workers are busy with the ones before.
+		for _, id := range queued {
+			c.disk.willNeed(id)
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -353,6 +361,7 @@ func (c *Cache) Prefetch(ctx context.Context, refs []remote.BlockRef) {
 		case c.prefetchQ <- ref:
 			c.queued[ref.ID] = struct{}{}
 			c.prefetchIssued.Add(1)
+			queued = append(queued, ref.ID)
 		default:
 			c.prefetchDropped.Add(1)
 		}
@@ -410,10 +419,7 @@ func (c *Cache) Keep(ctx context.Context, ref remote.BlockRef) error {
 		c.fetchErrors.Add(1)
 		return fmt.Errorf("cache: fetch block %s to keep it: %w", ref.ID, err)
 	}
-	c.disk.mu.Lock()
-	gen := c.disk.gen
-	c.disk.mu.Unlock()
-	c.disk.write(diskWrite{id: ref.ID, sealed: sealed, gen: gen})
+	c.disk.writeNow(ref.ID, sealed)
 	if !c.disk.has(ref.ID) {
 		return fmt.Errorf("cache: block %s could not be written to the disk cache in %s (see the log)", ref.ID, c.disk.dir)
 	}

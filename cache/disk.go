@@ -368,6 +368,25 @@ func (d *disk) open(id remote.BlockID) (*os.File, error) {
 	return f, nil
 }
 
+// willNeed asks the kernel to read id's file into the page cache in the
+// background (the block is about to be read whole: read-ahead), so its
+// pread does not wait for the device. A block not in the tier, or a
+// failure, is ignored: it is only a hint.
+func (d *disk) willNeed(id remote.BlockID) {
+	if !d.has(id) {
+		return
+	}
+	f, err := d.open(id)
+	if err != nil {
+		return
+	}
+	// Control holds the fd, so an eviction closing the file meanwhile
+	// cannot hand the hint to a reused descriptor.
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _ = unix.Fadvise(int(fd), 0, 0, unix.FADV_WILLNEED) })
+	}
+}
+
 // closeFD closes the kept-open file of id, if any. d.mu must be held.
 func (d *disk) closeFD(id remote.BlockID) {
 	if el, ok := d.fds[id]; ok {
@@ -401,33 +420,56 @@ func (d *disk) drop(e *diskEntry) {
 }
 
 // store queues sealed (owned by the disk tier from now on) to be written.
-// It never blocks: when the queue is full, the block is not cached on disk.
+// When the queue is full it writes the block itself before returning
+// (backpressure: the fetch that brought the block pays for its write, and
+// a sequential read that outruns the writers still leaves every block on
+// disk for the next read). The caller holds sealed either way, so this
+// costs no memory beyond the queue's bound.
 func (d *disk) store(id remote.BlockID, sealed []byte) {
 	if d.dir == "" {
 		return
 	}
+	w, full := d.enqueue(id, sealed)
+	if full {
+		d.write(w)
+	}
+}
+
+// enqueue queues the write of id, or returns it (full) when the queue has
+// no room; nothing is queued or returned when the block need not be
+// written.
+func (d *disk) enqueue(id remote.BlockID, sealed []byte) (w diskWrite, full bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed || time.Now().Before(d.offUntil) {
-		return
+		return w, false
 	}
 	if _, ok := d.index[id]; ok {
-		return
+		return w, false
 	}
 	if _, pinned := d.pins[id]; !pinned && int64(len(sealed)) > d.budget {
-		return
+		return w, false
 	}
+	w = diskWrite{id: id, sealed: sealed, gen: d.gen}
 	if d.pendingB+int64(len(sealed)) > maxPendingBytes && d.pending > 0 {
-		d.log.Debug("cache: disk write queue full; not caching block on disk", "block", id)
-		return
+		return w, true
 	}
 	select {
-	case d.writeQ <- diskWrite{id: id, sealed: sealed, gen: d.gen}:
+	case d.writeQ <- w:
 		d.pending++
 		d.pendingB += int64(len(sealed))
+		return diskWrite{}, false
 	default:
-		d.log.Debug("cache: disk write queue full; not caching block on disk", "block", id)
+		return w, true
 	}
+}
+
+// writeNow writes id's block before returning, not through the queue.
+func (d *disk) writeNow(id remote.BlockID, sealed []byte) {
+	d.mu.Lock()
+	gen := d.gen
+	d.mu.Unlock()
+	d.write(diskWrite{id: id, sealed: sealed, gen: gen})
 }
 
 func (d *disk) writer() {

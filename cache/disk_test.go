@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -383,5 +385,43 @@ func TestDiskReadsReuseBuffersSafely(t *testing.T) {
 	}
 	if s := c.Stats(); s.DiskHits != uint64(3*len(refs)) || g.fetches.Load() != int64(len(refs)) {
 		t.Fatalf("stats %+v (fetches %d), want %d disk hits and no refetch", s, g.fetches.Load(), 3*len(refs))
+	}
+}
+
+// A full disk write queue makes the fetch write its block itself: a read
+// that outruns the writers still leaves every block on disk (a sequential
+// read after a remount then reads the disk tier, not the grid).
+func TestFullWriteQueueWritesInline(t *testing.T) {
+	g := newFakeGrid()
+	var refs []remote.BlockRef
+	for i := range 3 {
+		refs = append(refs, g.add(bytes.Repeat([]byte{byte(i + 1)}, 3<<20))) // two fill the queue's bytes
+	}
+	c := newTestCache(t, Options{Dir: t.TempDir(), Fetcher: g, ReadAhead: -1})
+	gate := make(chan struct{})
+	var open sync.Once
+	release := func() { open.Do(func() { close(gate) }) }
+	t.Cleanup(release) // before the cache's Close, which waits for the writers
+	var calls atomic.Int32
+	write := c.disk.writeFile
+	c.disk.writeFile = func(dir string, data []byte) (string, error) {
+		if calls.Add(1) <= diskWriters {
+			<-gate // the writer goroutines are stuck on the first blocks
+		}
+		return write(dir, data)
+	}
+	mustRead(t, c, g, refs[0])
+	mustRead(t, c, g, refs[1])
+	eventually(t, "both writers busy", func() bool { return calls.Load() == diskWriters })
+	mustRead(t, c, g, refs[2])
+	if !c.OnDisk(refs[2].ID) {
+		t.Fatal("a block read while the write queue was full is not on disk when its read returns")
+	}
+	release()
+	c.disk.waitIdle()
+	for i, r := range refs {
+		if !c.OnDisk(r.ID) {
+			t.Fatalf("block %d not on disk", i)
+		}
 	}
 }

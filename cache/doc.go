@@ -45,13 +45,17 @@
 //   - ReadBlock returns a slice shared by the cache and every reader of the
 //     block: it is read-only. The cache never modifies or reuses it; it is
 //     garbage once nobody holds it.
-//   - Prefetch never blocks: it queues read-ahead for a bounded number of
-//     workers (Options.ReadAhead) and drops what does not fit.
+//   - Prefetch never waits for a read: it queues read-ahead for a bounded
+//     number of workers (Options.ReadAhead), drops what does not fit, and
+//     asks the kernel to start reading the queued blocks' files in the
+//     disk tier (fadvise WILLNEED, a hint).
 //   - The disk tier is only a cache: a failed write is logged and ignored, a
 //     full disk pauses disk caching for a while, and neither fails a read.
-//     Writes to disk are asynchronous and bounded (a block that does not fit
-//     the write queue is just not cached on disk); Close finishes the queued
-//     ones. DiskBytes bounds the blocks in the index; a block being written
+//     Writes to disk are asynchronous and bounded; a block that does not fit
+//     the write queue is written by the fetch that brought it (backpressure,
+//     no more memory than the fetch already holds), so a read faster than
+//     the writers still leaves every block on disk. Close finishes the
+//     queued ones. DiskBytes bounds the blocks in the index; a block being written
 //     may take its size again in Dir/tmp until it is renamed.
 //
 // # Concurrency

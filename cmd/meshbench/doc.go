@@ -46,7 +46,13 @@
 // the kernel's caches, then read the big file (sequentially, disk cache
 // kept) or do the random 4 KiB reads: what a read costs when no memory
 // holds the file. Every workload reports each daemon's peak
-// RSS (VmHWM, reset at the workload's start).
+// RSS (VmHWM, reset at the workload's start). To see what holds that
+// memory, set MESHBENCH_HEAPPROF=DIR: each serving child then writes
+// DIR/KIND-WORKLOAD.heap (a pprof heap profile) and .status (its
+// /proc status, resident memory per mapped file and the Go runtime's
+// classes) each time its RSS passes a new high by 2 MiB, so the last
+// pair is from near the peak (heapwatch.go; a debugging aid, not for
+// timed runs).
 //
 // Cold figures drop the kernel's caches (/proc/sys/vm/drop_caches, root
 // only) and, for the drive, its block cache, so blocks come from the grid.

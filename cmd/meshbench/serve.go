@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -200,6 +199,8 @@ func answer(ctx context.Context, a serveArgs, cur func() mounted, remount func(w
 		}
 	}
 	defer stopProf()
+	stopWatch := func() {}
+	defer func() { stopWatch() }()
 	for {
 		var line string
 		select {
@@ -230,11 +231,15 @@ func answer(ctx context.Context, a serveArgs, cur func() mounted, remount func(w
 			if err := resetPeakRSS(); err != nil {
 				reply = "err " + oneLine(err)
 			}
+			stopWatch()
+			stopWatch = watchHeap(a.kind, arg)
 			cpu0 = cpuTime()
 			r0, w0, f0 = cur().Counters()
 			profiling = true
 		case "end":
 			stopProf()
+			stopWatch()
+			stopWatch = func() {}
 			if !profiling {
 				reply = "err end without begin"
 				break
@@ -277,21 +282,11 @@ func resetPeakRSS() error {
 
 // peakRSS is VmHWM of this process in bytes (-1 when unknown).
 func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
+	kb := statusKiB("VmHWM:")
+	if kb < 0 {
 		return -1
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 2 && f[1] == "kB" {
-				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-					return kb << 10
-				}
-			}
-		}
-	}
-	return -1
+	return kb << 10
 }
 
 func startProfile(path string) (*os.File, error) {

@@ -37,6 +37,7 @@ type Journal interface {
 	ResolvePath(ctx context.Context, path string) (journal.Ino, error)
 	ReadDir(ctx context.Context, dir journal.Ino, off uint64, max int) ([]journal.DirEntry, error)
 	GetAttr(ctx context.Context, ino journal.Ino) (journal.Attr, error)
+	Stats() journal.UploadStats
 }
 
 // Options configure New.
@@ -52,7 +53,11 @@ type Options struct {
 	// Interval is the time between background passes (default 10m); Kick
 	// starts one sooner.
 	Interval time.Duration
-	Logger   *slog.Logger
+	// Soon is how often Run looks whether segments owe repair (the
+	// uploader stored them short: a node was down or restarting), and
+	// the first wait after a pass before it repairs them (default 30s).
+	Soon   time.Duration
+	Logger *slog.Logger
 }
 
 // Repairer runs checks, repairs and drains of one drive, one at a time,
@@ -95,6 +100,10 @@ func New(o Options) *Repairer {
 	if o.Interval <= 0 {
 		o.Interval = 10 * time.Minute
 	}
+	if o.Soon <= 0 {
+		o.Soon = 30 * time.Second
+	}
+	o.Soon = min(o.Soon, o.Interval)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -126,12 +135,22 @@ func (r *Repairer) Kick(rebalance bool) {
 }
 
 // Run does a background pass now and every Interval (or when kicked)
-// until ctx ends.
+// until ctx ends. Between passes it looks every Options.Soon whether
+// segments owe repair (the uploader stores a segment short while a node
+// is down or restarting): a pass then runs Soon after the last one, and
+// the wait doubles, up to Interval, while passes leave work owed (a node
+// still down); a segment stored short since resets it to Soon.
 func (r *Repairer) Run(ctx context.Context) {
 	rebalance := false
 	t := time.NewTimer(0)
 	defer t.Stop()
+	watch := time.NewTicker(r.o.Soon)
+	defer watch.Stop()
+	wait := r.o.Soon // from the last pass to a soon one
+	var owed int64   // segments owed, as last seen
+	var last time.Time
 	for {
+		soon := false
 		select {
 		case <-ctx.Done():
 			return
@@ -139,12 +158,29 @@ func (r *Repairer) Run(ctx context.Context) {
 		case <-r.kick:
 		case <-r.rebal:
 			rebalance = true
+		case now := <-watch.C:
+			n := r.o.Journal.Stats().RepairOwed
+			if n > owed {
+				wait = r.o.Soon // stored short since: try soon again
+			}
+			owed = n
+			if n == 0 || now.Sub(last) < wait {
+				continue
+			}
+			soon = true
 		}
 		err := r.Background(ctx, rebalance)
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("repair: the background pass did not repair everything; the next pass tries again", "err", err)
 		}
 		rebalance = false
+		owed, last = r.o.Journal.Stats().RepairOwed, time.Now()
+		switch {
+		case owed == 0:
+			wait = r.o.Soon
+		case soon:
+			wait = min(2*wait, r.o.Interval)
+		}
 		t.Reset(r.o.Interval)
 	}
 }

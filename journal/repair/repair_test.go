@@ -8,18 +8,21 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/journal/repair"
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/dirstore"
+	"github.com/meshdrive/meshdrive/remote/faulty"
 )
 
 // drive is a journal over a real grid of six dir stores, k=4 m=2.
 type drive struct {
-	j     *journal.Journal
-	g     *remote.Grid
-	nodes string
+	j      *journal.Journal
+	g      *remote.Grid
+	nodes  string
+	faults []*faulty.Store // one per node, no rules: each can be taken down
 }
 
 func newDrive(t *testing.T) *drive {
@@ -30,13 +33,16 @@ func newDrive(t *testing.T) *drive {
 		t.Fatal(err)
 	}
 	var members []remote.Member
+	var faults []*faulty.Store
 	for i := range 6 {
 		name := fmt.Sprintf("node-%d", i)
 		st, err := dirstore.New(filepath.Join(root, "nodes", name), dirstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		members = append(members, remote.Member{Name: name, Store: st})
+		f := faulty.New(st, faulty.Options{Name: name})
+		faults = append(faults, f)
+		members = append(members, remote.Member{Name: name, Store: f})
 	}
 	g, err := remote.NewGrid(remote.GridOptions{K: 4, M: 2, Members: members, Sealer: sealer, ChunkSize: 4 << 10})
 	if err != nil {
@@ -47,7 +53,7 @@ func newDrive(t *testing.T) *drive {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { j.Close() })
-	return &drive{j: j, g: g, nodes: filepath.Join(root, "nodes")}
+	return &drive{j: j, g: g, nodes: filepath.Join(root, "nodes"), faults: faults}
 }
 
 // write makes a file and waits until it is on the grid.
@@ -66,6 +72,44 @@ func (d *drive) write(t *testing.T, name string, data []byte) {
 	}
 	if err := d.j.WaitDurable(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunRepairsSoon: a segment stored short while a node is down is
+// repaired by the background loop soon after the node comes back, not an
+// Interval later; the passes that fail while it is down back off.
+func TestRunRepairsSoon(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	d := newDrive(t)
+	r := repair.New(repair.Options{Grid: d.g, Journal: d.j, Interval: time.Hour, Soon: 20 * time.Millisecond})
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the first pass", func() bool { return !r.Stats().LastPass.IsZero() })
+
+	d.faults[2].SetDown(true)
+	d.write(t, "f", bytes.Repeat([]byte{7}, 100_000))
+	if n := d.j.Stats().RepairOwed; n == 0 {
+		t.Fatal("no segment stored short with a node down")
+	}
+	// With the node down a pass cannot repair (every other node holds a
+	// shard): passes run and fail, and back off.
+	waitFor(t, "a pass that fails while the node is down", func() bool { return r.Stats().LastError != "" })
+	d.faults[2].SetDown(false)
+	waitFor(t, "the repair once the node is back", func() bool { return d.j.Stats().RepairOwed == 0 })
+	if st := r.Stats(); st.Repaired == 0 {
+		t.Errorf("owed 0 but nothing repaired: %+v", st)
+	}
+}
+
+// waitFor polls cond every 10 ms, for 20 s at most.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 20 s for %s", what)
+		}
 	}
 }
 

@@ -29,7 +29,10 @@ func (j *attrs) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 	if j.setPending(ino, &s) {
 		return j.ns.GetAttr(ctx, ino)
 	}
-	if err := j.tx(ctx, func(tx *sql.Tx) error { return j.setAttrTx(ctx, tx, ino, &s) }); err != nil {
+	if err := j.tx(ctx, func(tx *sql.Tx) error {
+		j.narrowLocked(ino) // its row alone: the caches keep the others
+		return j.setAttrTx(ctx, tx, ino, &s)
+	}); err != nil {
 		return Attr{}, err
 	}
 	return j.ns.GetAttr(ctx, ino)

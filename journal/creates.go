@@ -159,6 +159,7 @@ func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec
 		if !slices.Contains(parents, r.parent) {
 			parents = append(parents, r.parent)
 		}
+		j.ents.added = append(j.ents.added, addedEntry{parent: r.parent, name: r.name})
 	}
 	now := nowNS()
 	for _, p := range parents {

@@ -294,6 +294,7 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	scope := j.scope
 	j.scope = scopeAll // for the next transaction, whatever becomes of this one
 	j.narrow = j.narrow[:0]
+	j.ents.reset()
 	var tx *sql.Tx
 	var err error
 	if j.w != nil {
@@ -327,6 +328,8 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		j.ac.carry(gen-1, gen, keep...)
 		j.la.carry(gen-1, gen, keep...)
 	}
+	j.ents.known = j.ents.known || scope != scopeAll || len(j.narrow) > 0 // see nameSets
+	j.names.commit(gen-1, gen, &j.ents)
 	j.kickGroup() // an ordinary commit: durable within GroupCommit
 	if gen%checkpointEvery == 0 {
 		j.checkpointSoon()

@@ -136,9 +136,11 @@ type shared struct {
 	dirs      knownDirs
 	lastLk    lastLookup
 	ac        attrCache
-	created   created // guarded by imu
-	scope     Ino     // of the running transaction; guarded by wmu (scopeLocked)
-	narrow    []Ino   // set by the running transaction; guarded by wmu (narrowLocked)
+	created   created      // guarded by imu
+	scope     Ino          // of the running transaction; guarded by wmu (scopeLocked)
+	narrow    []Ino        // set by the running transaction; guarded by wmu (narrowLocked)
+	ents      entryChanges // said by the running transaction; guarded by wmu
+	names     nameSets
 	st        stmts
 	wst       stmts      // the hot reads on w (prepareHot, reader)
 	pmu       sync.Mutex // guards pcache

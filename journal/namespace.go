@@ -89,6 +89,10 @@ func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen
 		j.lastLk.put(parent, name, a, gen)
 		return j.it.overlay(a), nil
 	}
+	if cached && j.names.absent(parent, name, gen) {
+		j.lastLk.put(parent, name, Attr{}, gen)
+		return Attr{}, ErrNotFound
+	}
 	var cookie int64
 	st, release := j.reader(j.st.lookup, j.wst.lookup)
 	a, err := scanAttr(rowScanner{st.QueryRowContext(ctx, parent, name), nil, &cookie})
@@ -340,6 +344,11 @@ func (j *namespace) create(ctx context.Context, parent Ino, name string, mode, r
 			}
 			return fmt.Errorf("journal: create entry: %w", err)
 		}
+		var made Ino
+		if isDir(mode) {
+			made = Ino(id)
+		}
+		j.entryAddedLocked(parent, name, made)
 		if target != "" {
 			if _, err := j.texec(ctx, tx, `INSERT INTO symlinks(ino, target) VALUES(?, ?)`, id, target); err != nil {
 				return fmt.Errorf("journal: create symlink: %w", err)
@@ -623,6 +632,7 @@ func (j *namespace) Rmdir(ctx context.Context, parent Ino, name string) error {
 			return fmt.Errorf("journal: rmdir: %w", err)
 		}
 		j.narrowLocked(ino, parent)
+		j.ents.removed = append(j.ents.removed, ino)
 		return j.touchDir(ctx, tx, parent, nowNS(), -1)
 	})
 }

@@ -117,12 +117,11 @@ func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string
 		}
 	}
 	if j.unl.crNext == 0 {
-		var seq int64
-		err := j.qrow(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'inodes'`).Scan(&seq)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		seq, err := j.inodeSeq(ctx)
+		if err != nil {
 			return Attr{}, true, fmt.Errorf("journal: create: next inode number: %w", err)
 		}
-		j.unl.crNext = Ino(seq) + 1
+		j.unl.crNext = seq + 1
 	}
 	r := unlinkRec{parent: parent, ino: j.unl.crNext, name: name, create: true, mode: mode, uid: uid, gid: gid, t: nowNS()}
 	q := &j.unl
@@ -203,9 +202,8 @@ func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec
 // that no longer fit the database (a parent gone or a name taken: a log
 // from another database, or edited), with a warning. wmu held.
 func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec, error) {
-	var seq int64
-	err := j.qrow(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'inodes'`).Scan(&seq)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	seq, err := j.inodeSeq(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("journal: replay the unlink log: %w", err)
 	}
 	out := recs[:0]
@@ -217,7 +215,7 @@ func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec
 			out = append(out, r)
 			continue
 		}
-		if int64(r.ino) <= seq {
+		if r.ino <= seq {
 			continue // applied
 		}
 		taken, known := made[key]
@@ -235,10 +233,21 @@ func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec
 			continue
 		}
 		made[key] = true
-		seq = int64(r.ino)
+		seq = r.ino
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// inodeSeq is the largest inode number AUTOINCREMENT ever gave (or a
+// deferred create inserted), 0 before the first.
+func (j *unlinks) inodeSeq(ctx context.Context) (Ino, error) {
+	var seq int64
+	err := j.qrow(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'inodes'`).Scan(&seq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	return Ino(seq), nil
 }
 
 // settle applies the pending unlinks and creates: for the reads that go to

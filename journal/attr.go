@@ -203,6 +203,7 @@ func (j *attrs) SetXattr(ctx context.Context, ino Ino, name string, value []byte
 		if _, err := j.texec(ctx, tx, `INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?, ?, ?)`, ino, name, value); err != nil {
 			return fmt.Errorf("journal: setxattr: %w", err)
 		}
+		j.narrowLocked(ino) // its row alone: the caches keep the others
 		_, err = j.texec(ctx, tx, `UPDATE inodes SET ctime = ? WHERE ino = ?`, nowNS(), ino)
 		return err
 	})
@@ -249,6 +250,7 @@ func (j *attrs) RemoveXattr(ctx context.Context, ino Ino, name string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNoXattr
 		}
+		j.narrowLocked(ino) // its row alone: the caches keep the others
 		_, err = j.texec(ctx, tx, `UPDATE inodes SET ctime = ? WHERE ino = ?`, nowNS(), ino)
 		return err
 	})

@@ -54,6 +54,25 @@ func TestNameSets(t *testing.T) {
 		t.Fatalf("%d of 100 lookups of new names answered without a query", h)
 	}
 	found(d.Ino, names...)
+	// A setattr or setxattr keeps the sets (and their rows are read
+	// again: the caches drop what they changed).
+	f0 := must[Attr](t)(j.Lookup(bg, d.Ino, "f000"))
+	mode := uint32(0o600)
+	must[Attr](t)(j.SetAttr(bg, d.Ino, SetAttr{Mode: &mode}))
+	if err := j.SetXattr(bg, f0.Ino, "user.k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	h := hits()
+	found(d.Ino)
+	if hits() == h {
+		t.Error("a setattr or setxattr dropped the sets")
+	}
+	if a := must[Attr](t)(j.GetAttr(bg, d.Ino)); a.Mode&0o7777 != mode {
+		t.Errorf("mode after the setattr: %o", a.Mode)
+	}
+	if a := must[Attr](t)(j.Lookup(bg, d.Ino, "f000")); !a.Ctime.After(f0.Ctime) {
+		t.Errorf("ctime after the setxattr: %v, before %v", a.Ctime, f0.Ctime)
+	}
 	sub := must[Attr](t)(j.Mkdir(bg, d.Ino, "sub", 0o755, 0, 0))
 	must[Attr](t)(j.Symlink(bg, d.Ino, "ln", "f000", 0, 0))
 	must[Attr](t)(j.Mknod(bg, sub.Ino, "inner", sIFREG|0o644, 0, 0, 0))

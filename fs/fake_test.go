@@ -461,20 +461,20 @@ func (f *fakeJournal) ReleaseFile(ino journal.Ino) {
 	}
 }
 
-func (f *fakeJournal) ReadAt(ctx context.Context, ino journal.Ino, p []byte, off int64) (int, error) {
+func (f *fakeJournal) Read(ctx context.Context, ino journal.Ino, p []byte, off int64) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
-		return 0, f.fail
+		return nil, f.fail
 	}
 	in, err := f.get(ino)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if off >= int64(len(in.data)) {
-		return 0, nil
+		return p[:0], nil
 	}
-	return copy(p, in.data[off:]), nil
+	return p[:copy(p, in.data[off:])], nil
 }
 
 func (f *fakeJournal) WriteAt(ctx context.Context, ino journal.Ino, p []byte, off int64) (int, error) {

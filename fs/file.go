@@ -101,14 +101,17 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	return child, &handle{flags: flags}, openFlags(flags), 0
 }
 
-// Read reads into dest, the request buffer go-fuse lends us until the
-// reply is sent: no copy and no pool of our own.
+// Read answers with dest (the request buffer go-fuse lends us until the
+// reply is sent) filled, or with a read-only slice of a block's
+// plaintext that the journal shares with the cache: go-fuse writes it to
+// the kernel before it lets go of the result, and nobody writes to it.
+// Either way no pool of our own.
 func (n *node) Read(ctx context.Context, f fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	k, err := n.fsys.j.ReadAt(ctx, n.ino(), dest, off)
+	b, err := n.fsys.j.Read(ctx, n.ino(), dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, n.errno("read", err)
 	}
-	return fuse.ReadResultData(dest[:k]), 0
+	return fuse.ReadResultData(b), 0
 }
 
 // Write hands data to the journal. data belongs to go-fuse and is reused

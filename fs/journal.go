@@ -55,8 +55,9 @@ type Files interface {
 	// lives until its last release.
 	OpenFile(ino journal.Ino)
 	ReleaseFile(ino journal.Ino)
-	// ReadAt fills p (owned by the caller) and reads short only at EOF.
-	ReadAt(ctx context.Context, ino journal.Ino, p []byte, off int64) (int, error)
+	// Read returns the bytes at off, short only at EOF: p (owned by the
+	// caller) filled, or a read-only slice shared with the block cache.
+	Read(ctx context.Context, ino journal.Ino, p []byte, off int64) ([]byte, error)
 	// WriteAt uses p (owned by the caller) only during the call.
 	WriteAt(ctx context.Context, ino journal.Ino, p []byte, off int64) (int, error)
 	Flush(ctx context.Context, ino journal.Ino) error

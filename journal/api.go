@@ -113,6 +113,11 @@ func (j *Journal) ReadAt(ctx context.Context, ino Ino, p []byte, off int64) (int
 	return j.fd.ReadAt(ctx, ino, p, off)
 }
 
+// Read: see files.Read (data.go).
+func (j *Journal) Read(ctx context.Context, ino Ino, p []byte, off int64) ([]byte, error) {
+	return j.fd.Read(ctx, ino, p, off)
+}
+
 // WriteAt: see files.WriteAt (data.go).
 func (j *Journal) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (int, error) {
 	return j.fd.WriteAt(ctx, ino, p, off)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -294,5 +295,113 @@ func testFreedStagingFilesOnlyAfterDurableCommit(t *testing.T) {
 	e.reopen()
 	if !bytes.Equal(readAll(t, e.j, a.Ino), data) {
 		t.Fatal("file differs after the rewrite and a reopen")
+	}
+}
+
+// A sequential writer that would start a new in-memory block while the
+// journal's budget of them is spent and its write-behind runs waits for
+// a block to be given back, instead of putting the block in the dirty
+// file (a write now, a read back when it is cut); once its write-behind
+// has nothing left to do, it goes on to the dirty file as before.
+func TestWriterWaitsForWriteBehindMemory(t *testing.T) {
+	bubble(t, testWriterWaitsForWriteBehindMemory)
+}
+
+func testWriterWaitsForWriteBehindMemory(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
+	bs := int64(e.opts.BlockSize)
+	first := (memDirtyMax + bs - 1) / bs // the first block that may be in memory
+	block := bytes.Repeat([]byte{7}, int(bs))
+	// File a takes the whole budget: whole blocks written out of order,
+	// so no write-behind gives them back before a's flush.
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "a", 0o100644, 0, 0, 0))
+	fillBudget := func(from int64) {
+		t.Helper()
+		for i := from; e.j.memBlocks.n.Load() < maxMemBlocks; i += 2 {
+			must[int](t)(e.j.WriteAt(bg, a.Ino, block, (first+i)*bs))
+		}
+	}
+	fillBudget(0)
+	// File b has a dirty file and, as far as its writer can tell, a
+	// write-behind goroutine at work.
+	b := must[Attr](t)(e.j.Mknod(bg, RootIno, "b", 0o100644, 0, 0, 0))
+	must[int](t)(e.j.WriteAt(bg, b.Ino, []byte("head"), 0))
+	nb := e.j.it.getInode(b.Ino)
+	defer e.j.it.putInode(nb)
+	idle := make(chan struct{})
+	nb.mu.Lock()
+	nb.behindN, nb.behindIdle = 1, idle
+	nb.mu.Unlock()
+	stopPretending := func() {
+		nb.mu.Lock()
+		if nb.behindIdle == idle {
+			nb.behindN, nb.behindIdle = 0, nil
+			close(idle)
+		}
+		nb.mu.Unlock()
+	}
+	defer stopPretending() // a failed test must not leave the writer waiting
+
+	write := func(idx int64) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.j.WriteAt(bg, b.Ino, block, idx*bs)
+			done <- err
+		}()
+		synctest.Wait()
+		return done
+	}
+	inMemory := func(idx int64) (mem, base bool) {
+		nb.mu.Lock()
+		defer nb.mu.Unlock()
+		return nb.f.blocks[idx] != nil, nb.f.inBase[idx]
+	}
+
+	// waiting reports whether the write of done has not returned.
+	waiting := func(done <-chan error) bool {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return false
+		default:
+			return true
+		}
+	}
+
+	done := write(first)
+	if !waiting(done) {
+		t.Fatal("the write went on with no in-memory block free and write-behind running")
+	}
+	if err := e.j.Fsync(bg, a.Ino); err != nil { // gives a's blocks back
+		t.Fatal(err)
+	}
+	synctest.Wait()
+	if waiting(done) {
+		t.Fatal("the write still waits after blocks were given back")
+	}
+	if mem, base := inMemory(first); !mem || base {
+		t.Fatalf("block after the wait: in memory %v, in the dirty file %v; want memory", mem, base)
+	}
+
+	fillBudget(1)
+	done = write(first + 1)
+	if !waiting(done) {
+		t.Fatal("the write went on with no in-memory block free and write-behind running")
+	}
+	stopPretending() // write-behind ran out of work without giving a block back
+	synctest.Wait()
+	if waiting(done) {
+		t.Fatal("the write still waits after write-behind went idle")
+	}
+	if mem, base := inMemory(first + 1); mem || !base {
+		t.Fatalf("block written once write-behind was idle: in memory %v, in the dirty file %v; want the dirty file", mem, base)
+	}
+	got := make([]byte, 2*bs)
+	must[int](t)(e.j.ReadAt(bg, b.Ino, got, first*bs))
+	if !bytes.Equal(got, append(slices.Clone(block), block...)) {
+		t.Fatal("b reads back other bytes than were written")
 	}
 }

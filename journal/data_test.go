@@ -645,3 +645,75 @@ func testFirstFlushOfNewFile(t *testing.T) {
 		t.Errorf("g: %d blocks of 512 bytes, want %d", got, want)
 	}
 }
+
+// A sequential read that lies in one stored block answers with a slice
+// of the block's plaintext (no copy into the caller's buffer); reads that
+// straddle blocks, dirty blocks, a random read and the zero tail past a
+// block's stored bytes fill the buffer. A write after a shared read
+// changes neither the slice handed out nor what the next read returns.
+func TestSequentialReadSharesBlock(t *testing.T) { bubble(t, testSequentialReadSharesBlock) }
+
+func testSequentialReadSharesBlock(t *testing.T) {
+	e := newEnv(t, nil)
+	bs := int64(e.opts.BlockSize)
+	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	data := make([]byte, 4*bs)
+	fillRand(11, data)
+	q := bs / 4
+	clear(data[2*bs-q : 2*bs]) // block 1 is stored without its zero tail
+	must[int](t)(e.j.WriteAt(bg, f.Ino, data, 0))
+	if err := e.j.WaitDurable(bg); err != nil {
+		t.Fatal(err)
+	}
+	e.j.OpenFile(f.Ino)
+	defer e.j.ReleaseFile(f.Ino)
+	read := func(off, n int64) (b []byte, shared bool) {
+		t.Helper()
+		p := make([]byte, n)
+		b, err := e.j.Read(bg, f.Ino, p, off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, data[off:off+int64(len(b))]) || int64(len(b)) != min(n, int64(len(data))-off) {
+			t.Fatalf("read of %d at %d: %d bytes, not what was written", n, off, len(b))
+		}
+		return b, len(b) > 0 && &b[0] != &p[0]
+	}
+	for _, c := range []struct {
+		off, n int64
+		shared bool
+	}{
+		{0, q, true},         // sequential from the start, in block 0
+		{q, q, true},         // goes on in block 0
+		{2 * q, bs, false},   // straddles blocks 0 and 1
+		{bs + 2*q, q, true},  // goes on in block 1
+		{bs + 3*q, q, false}, // block 1's zero tail, which is not stored
+		{3 * bs, q, false},   // random: only its frames
+		{3*bs + q, q, true},  // sequential again
+	} {
+		if _, shared := read(c.off, c.n); shared != c.shared {
+			t.Fatalf("read of %d at %d: shared %v, want %v", c.n, c.off, shared, c.shared)
+		}
+	}
+	b, shared := read(3*bs+2*q, q)
+	if !shared {
+		t.Fatal("sequential read within block 3 was copied")
+	}
+	kept := bytes.Clone(b)
+	patch := bytes.Repeat([]byte{0xee}, int(q))
+	must[int](t)(e.j.WriteAt(bg, f.Ino, patch, 3*bs+2*q))
+	copy(data[3*bs+2*q:], patch)
+	if !bytes.Equal(b, kept) {
+		t.Fatal("a write changed the slice a read had handed out")
+	}
+	if _, shared := read(3*bs+2*q, q); shared {
+		t.Fatal("a read of a dirty block shared a stored block's plaintext")
+	}
+	if err := e.j.Fsync(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	read(3*bs, q)
+	if b, _ := read(3*bs+q, 2*q); !bytes.Equal(b[q:], patch) {
+		t.Fatal("a read after the write's flush returns the old bytes")
+	}
+}

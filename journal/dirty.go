@@ -46,6 +46,33 @@ const maxMemBlocks = 4
 type memBlocks struct {
 	n    atomic.Int64
 	pool sync.Pool // *[]byte of cap bs
+
+	mu    sync.Mutex    // mu guards freed
+	freed chan struct{} // closed by the next freeBlock; nil when nobody waits
+}
+
+// full reports whether the budget is spent.
+func (m *memBlocks) full() bool { return m.n.Load() >= maxMemBlocks }
+
+// freedCh returns a channel closed when a block is next given back. Take
+// it before looking at full, so a block freed in between is not missed.
+func (m *memBlocks) freedCh() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.freed == nil {
+		m.freed = make(chan struct{})
+	}
+	return m.freed
+}
+
+// signal wakes the writers waiting for a block (freedCh).
+func (m *memBlocks) signal() {
+	m.mu.Lock()
+	if m.freed != nil {
+		close(m.freed)
+		m.freed = nil
+	}
+	m.mu.Unlock()
 }
 
 // WriteAt stores p at off. p belongs to the caller.
@@ -128,6 +155,22 @@ func (d *dirtyFile) freeBlock(idx int64) {
 	delete(d.blocks, idx)
 	d.mb.n.Add(-1)
 	d.mb.pool.Put(&b)
+	d.mb.signal()
+}
+
+// needsMemBlock reports whether a write to blocks [first, last] would
+// take a new in-memory block (one past memDirtyMax that is neither in
+// memory nor in the base).
+func (d *dirtyFile) needsMemBlock(first, last int64) bool {
+	if d.bs == 0 {
+		return false
+	}
+	for idx := first; idx <= last; idx++ {
+		if d.blocks[idx] == nil && idx*d.bs >= memDirtyMax && !d.inBase[idx] {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *dirtyFile) dropBlocks() {

@@ -191,6 +191,9 @@ func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
 	// limit. Pages come from the OS page cache by pread instead, into each
 	// connection's own cache (4 MiB; sqlite's memory, outside the Go heap,
 	// so it stays small: 8 connections of 16 MiB each were up to 128 MiB).
+	// Measured against the map: a cold readdir of 100,000 entries peaked
+	// at 119-122 MiB instead of 137-147, for no more CPU; stat may cost
+	// a little more (docs/BENCHMARKS.md).
 	q.Add("_pragma", "mmap_size(0)")
 	q.Add("_pragma", "cache_size(-4096)")
 	q.Set("_txlock", "immediate")
@@ -327,8 +330,6 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if keep := j.keptRows(scope, applied); len(keep) > 0 {
 		j.ac.carry(gen-1, gen, keep...)
 		j.la.carry(gen-1, gen, keep...)
-	} else {
-		j.la.dropTable(gen) // stale now: free it (MiBs) before the next lookup
 	}
 	j.kickGroup() // an ordinary commit: durable within GroupCommit
 	if gen%checkpointEvery == 0 {

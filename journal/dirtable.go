@@ -128,18 +128,6 @@ func (l *lookAhead) setTable(parent Ino, gen uint64, t *dirTable, rows int) {
 	l.tab, l.tabParent, l.tabGen = t, parent, gen
 }
 
-// dropTable frees the table if a commit made it stale (it is read at a
-// generation before gen): a table of 100,000 entries holds about 8 MiB,
-// which a directory's table kept until its next lookup would add to the
-// peak of whatever runs next.
-func (l *lookAhead) dropTable(gen uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.tabGen < gen {
-		l.tab = nil
-	}
-}
-
 // fillTable reads parent's table as it is at gen (or later: a commit in
 // between leaves it at an old gen, unused).
 func (j *namespace) fillTable(ctx context.Context, parent Ino, gen uint64) {

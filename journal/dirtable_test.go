@@ -112,39 +112,3 @@ func testDirTableNeverStale(t *testing.T) {
 		t.Fatalf("f0009 after its flush: size %d, blocks %d", a.Size, a.Blocks)
 	}
 }
-
-// A commit that may change any inode row frees the table at once, not at
-// the next lookup: a stale table of a big directory is megabytes that
-// whatever runs next would carry.
-func TestDirTableFreedWhenStale(t *testing.T) { bubble(t, testDirTableFreedWhenStale) }
-
-func testDirTableFreedWhenStale(t *testing.T) {
-	e := newEnv(t, nil)
-	d := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
-	const n = 500
-	for i := range n {
-		must[Attr](t)(e.j.Mknod(bg, d.Ino, fmt.Sprintf("f%04d", i), 0o100644, 0, 0, 0))
-	}
-	applyUnlinks(t, e.j) // lookups of pending creates do not read the database
-	held := func() bool {
-		e.j.la.mu.Lock()
-		defer e.j.la.mu.Unlock()
-		return e.j.la.tab != nil
-	}
-	for _, i := range rand.New(rand.NewPCG(7, 8)).Perm(n) {
-		must[Attr](t)(e.j.Lookup(bg, d.Ino, fmt.Sprintf("f%04d", i)))
-		if held() {
-			break
-		}
-	}
-	if !held() {
-		t.Fatalf("%d lookups in random order read no table", n)
-	}
-	// A chmod of the directory commits with scope all (a create would
-	// be deferred: no commit).
-	mode := uint32(0o700)
-	must[Attr](t)(e.j.SetAttr(bg, d.Ino, SetAttr{Mode: &mode}))
-	if held() {
-		t.Fatal("the table is still held after a commit made it stale")
-	}
-}

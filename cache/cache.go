@@ -441,6 +441,12 @@ func (c *Cache) Clear() error {
 	return c.disk.clear()
 }
 
+// ShedMem evicts at least n bytes from the memory tier (or all it holds),
+// oldest and least used first, and returns the bytes evicted: for a
+// process whose other memory grew past its budget (fs.LimitMemory). The
+// tier's budget stays, so later reads fill it again.
+func (c *Cache) ShedMem(n int64) int64 { return c.mem.shed(n) }
+
 // Has reports whether block id is cached now, in memory or on disk. It is
 // a map lookup under the tiers' locks: no I/O, no fetch, and it does not
 // change which blocks are least recently used. The answer can be stale as

@@ -44,6 +44,35 @@ func TestHitMissAccounting(t *testing.T) {
 	}
 }
 
+// ShedMem evicts the oldest blocks first, at least the bytes asked for,
+// never more blocks than that takes; the budget stays, so the next read
+// of a shed block fills the tier again (from the disk tier).
+func TestShedMem(t *testing.T) {
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(4, 4)), 4, 1000, 1000)
+	c := newTestCache(t, Options{Dir: t.TempDir(), Fetcher: g, ReadAhead: -1})
+	for _, r := range refs {
+		mustRead(t, c, g, r)
+	}
+	if got := c.ShedMem(1); got != 1000 {
+		t.Fatalf("ShedMem(1) evicted %d bytes, want one block of 1000", got)
+	}
+	if c.mem.contains(blockKey(refs[0].ID)) || !c.mem.contains(blockKey(refs[1].ID)) {
+		t.Fatal("ShedMem(1) did not evict the oldest block alone")
+	}
+	if got := c.ShedMem(1 << 30); got != 3000 {
+		t.Fatalf("ShedMem(1 GiB) evicted %d bytes, want the 3000 left", got)
+	}
+	if s := c.Stats(); s.MemBytes != 0 || s.MemBlocks != 0 {
+		t.Fatalf("memory tier after shedding all: %+v", s)
+	}
+	c.disk.waitIdle()
+	mustRead(t, c, g, refs[2])
+	if s := c.Stats(); s.MemBlocks != 1 || s.DiskHits != 1 {
+		t.Fatalf("read after shedding: %+v, want it from disk and kept in memory", s)
+	}
+}
+
 // With a memory tier too small for any block, the second read comes from
 // the disk tier.
 func TestDiskHitWhenMemoryTooSmall(t *testing.T) {

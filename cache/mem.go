@@ -169,17 +169,36 @@ func (m *mem) put(id key, b []byte) {
 		m.probation.Add(id, e)
 		m.probB += size
 	}
-	for m.probB+m.protB > m.budget {
+	m.evictLocked(m.probB + m.protB - m.budget)
+}
+
+// evictLocked evicts until n bytes are gone or the tier is empty:
+// probation's oldest first, then protected's. It returns the bytes
+// evicted. m.mu held.
+func (m *mem) evictLocked(n int64) int64 {
+	var freed int64
+	for freed < n {
 		if k, v, ok := m.probation.RemoveOldest(); ok {
 			m.probB -= int64(len(v.b))
+			freed += int64(len(v.b))
 			m.ghost.Add(k, struct{}{})
 		} else if _, v, ok := m.protected.RemoveOldest(); ok {
 			m.protB -= int64(len(v.b))
+			freed += int64(len(v.b))
 		} else {
 			break
 		}
 		m.evictions.Add(1)
 	}
+	return freed
+}
+
+// shed evicts at least n bytes, or all the tier holds, and returns the
+// bytes evicted. The budget stays: later reads fill the tier again.
+func (m *mem) shed(n int64) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.evictLocked(n)
 }
 
 // remove drops id if present.

@@ -94,6 +94,11 @@ func (d *Drive) CacheStats() CacheStats { return d.cache.Stats() }
 // ClearCache empties the block cache but for pinned blocks.
 func (d *Drive) ClearCache() error { return d.cache.Clear() }
 
+// ShedMemory evicts at least n bytes from the block cache's memory tier
+// (or all it holds) and returns the bytes evicted: LimitMemory's shed,
+// when the rest of the process needs the memory.
+func (d *Drive) ShedMemory(n int64) int64 { return d.cache.ShedMem(n) }
+
 // GarbageBytes is the sealed bytes no file refers to (snapshots may).
 func (d *Drive) GarbageBytes(ctx context.Context) int64 { return d.j.GarbageBytes(ctx) }
 

@@ -93,18 +93,23 @@ func MemoryLimit(cacheMem int64) int64 {
 // database and the binary's pages), so the collector works to keep the
 // whole process under target. A directory of 100,000 entries keeps tens
 // of MiB of inodes alive in go-fuse and the journal: when the live heap
-// does not fit, the limit stays a quarter above it, so the collector runs
-// more often but never back to back. It changes a process-wide setting:
-// call it once, from main.
-func LimitMemory(ctx context.Context, target int64) {
+// does not fit, shed (nil: none; Drive.ShedMemory) is asked first to free
+// what does not fit (the memory cache gives way), at most once per
+// collection, since the live heap is known only after one; what still
+// does not fit keeps the limit a quarter above the live heap, so the
+// collector runs more often but never back to back. It changes a
+// process-wide setting: call it once, from main.
+func LimitMemory(ctx context.Context, target int64, shed func(n int64) int64) {
 	samples := []metrics.Sample{
 		{Name: "/gc/heap/live:bytes"},
 		{Name: "/memory/classes/total:bytes"},
 		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/gc/cycles/total:gc-cycles"},
 	}
+	var shedAt uint64 // the collection of the last shed
 	set := func() {
 		metrics.Read(samples)
-		var v [3]int64
+		var v [4]int64
 		for i, s := range samples {
 			if s.Value.Kind() == metrics.KindUint64 {
 				v[i] = int64(s.Value.Uint64())
@@ -113,6 +118,11 @@ func LimitMemory(ctx context.Context, target int64) {
 		other := int64(0)
 		if rss, ok := residentBytes(); ok {
 			other = rss - (v[1] - v[2])
+		}
+		if n := overLive(target-limitSlack, other, v[0]); n > 0 && shed != nil && uint64(v[3]) != shedAt {
+			if shed(n) > 0 {
+				shedAt = uint64(v[3])
+			}
 		}
 		debug.SetMemoryLimit(goMemoryLimit(target-limitSlack, other, v[0]))
 	}
@@ -142,7 +152,17 @@ const limitSlack = 8 << 20
 // live Go heap of live bytes: what target leaves of other, but at least
 // 1.25x live + 8 MiB (the collector's headroom).
 func goMemoryLimit(target, other, live int64) int64 {
-	return max(target-max(other, 0), live+live/4+8<<20)
+	return max(target-max(other, 0), liveFloor(live))
+}
+
+// liveFloor is the least Go memory limit for a live heap of live bytes:
+// the collector's headroom above it.
+func liveFloor(live int64) int64 { return live + live/4 + 8<<20 }
+
+// overLive is how much of a live heap of live bytes must be freed for
+// goMemoryLimit to be what target leaves of other again (0: it is).
+func overLive(target, other, live int64) int64 {
+	return max(liveFloor(live)-(target-max(other, 0)), 0) * 4 / 5
 }
 
 // residentBytes is the process's resident memory (/proc/self/statm);

@@ -27,6 +27,29 @@ func TestGoMemoryLimit(t *testing.T) {
 	}
 }
 
+func TestOverLive(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name                      string
+		target, other, live, want int64
+	}{
+		{"fits", 120 * mib, 25 * mib, 60 * mib, 0},
+		{"fits exactly", 120 * mib, 25 * mib, 69 * mib, 0},
+		{"over: what brings the floor to the target", 120 * mib, 25 * mib, 80 * mib, 104 * mib / 10},
+		{"negative other counts as none", 120 * mib, -5 * mib, 80 * mib, 0},
+	} {
+		got := overLive(c.target, c.other, c.live)
+		if got != c.want {
+			t.Errorf("%s: overLive(%d, %d, %d) = %d, want %d", c.name, c.target/mib, c.other/mib, c.live/mib, got, c.want)
+		}
+		if got > 0 {
+			if lim := goMemoryLimit(c.target, c.other, c.live-got); lim > c.target-c.other+1 {
+				t.Errorf("%s: freeing %d leaves the limit at %d, over %d", c.name, got, lim, c.target-c.other)
+			}
+		}
+	}
+}
+
 func TestResidentBytes(t *testing.T) {
 	rss, ok := residentBytes()
 	if runtime.GOOS != "linux" {

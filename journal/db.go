@@ -184,13 +184,17 @@ func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
 	// may lose what was committed since the last durable commit, at most
 	// about GroupCommit's worth, as POSIX allows.
 	q.Add("_pragma", "synchronous(NORMAL)")
-	// Reads of a large namespace (lookups, getattr) would otherwise pread
-	// a page per query from a 2 MB page cache per connection: map the
-	// database instead (the OS page cache, shared by the connections).
-	// Each connection's own cache (4 MiB) then holds mostly WAL and dirty
-	// pages; it is sqlite's memory, outside the Go heap and its limit, so
-	// it stays small: 8 connections of 16 MiB each were up to 128 MiB.
-	q.Add("_pragma", "mmap_size(1073741824)")
+	// No mmap: sqlite maps the database once per connection, and every
+	// page a connection touched through its map counts in the process's
+	// RSS once per mapping (35 MiB of a 100,000-entry database in two
+	// maps at the peak of a create), beside the Go heap and outside its
+	// limit. Pages come from the OS page cache by pread instead, into each
+	// connection's own cache (4 MiB; sqlite's memory, outside the Go heap,
+	// so it stays small: 8 connections of 16 MiB each were up to 128 MiB).
+	// Measured against the map: a cold readdir of 100,000 entries peaked
+	// at 119-122 MiB instead of 137-147, for no more CPU; stat may cost
+	// a little more (docs/BENCHMARKS.md).
+	q.Add("_pragma", "mmap_size(0)")
 	q.Add("_pragma", "cache_size(-4096)")
 	q.Set("_txlock", "immediate")
 	if readOnly {

@@ -391,17 +391,7 @@ func fullRows(ctx context.Context, tx *sql.Tx, b *metalog.Builder) error {
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			r, err := scanRow(t, rows)
-			if err == nil && !stagedRow(r) {
-				err = b.Add(r)
-			}
-			if err != nil {
-				rows.Close()
-				return err
-			}
-		}
-		if err := rows.Close(); err != nil {
+		if _, err := addRows(t, rows, b); err != nil {
 			return err
 		}
 	}
@@ -411,77 +401,86 @@ func fullRows(ctx context.Context, tx *sql.Tx, b *metalog.Builder) error {
 // deltaRows adds, for every key noted in mdirty up to maxID, the row as
 // it is now, or its deletion.
 // Keys that later says to leave out are collected in later.keys instead.
+// The keys are read as the rows are added, not gathered first: 100,000
+// creates note 200,000 keys, 14 MiB of the mount's peak as a slice.
 func deltaRows(ctx context.Context, tx *sql.Tx, maxID int64, b *metalog.Builder, later *deferral) error {
 	keys, err := tx.QueryContext(ctx, `SELECT DISTINCT tbl, a, b FROM mdirty WHERE id <= ?`, maxID)
 	if err != nil {
 		return err
 	}
-	var ks []mkey
-	for keys.Next() {
-		var k mkey
-		if err := keys.Scan(&k.tbl, &k.a, &k.b); err != nil {
-			keys.Close()
-			return err
-		}
-		ks = append(ks, k)
-	}
-	if err := keys.Close(); err != nil {
-		return err
-	}
+	defer keys.Close()
 	stmts := map[uint8]*sql.Stmt{}
 	defer func() {
 		for _, s := range stmts {
 			s.Close()
 		}
 	}()
-	for _, k := range ks {
-		t := mtableByID(k.tbl)
-		if t == nil {
-			return fmt.Errorf("mdirty names table %d", k.tbl)
-		}
-		st := stmts[k.tbl]
-		if st == nil {
-			if st, err = tx.PrepareContext(ctx, t.selectKey()); err != nil {
-				return err
-			}
-			stmts[k.tbl] = st
-		}
-		if leave, err := later.leaves(ctx, tx, k); err != nil {
-			return err
-		} else if leave {
-			later.keys = append(later.keys, k)
-			continue
-		}
-		if k.tbl != mlogTable {
-			later.shipped++
-		}
-		args := []any{k.a, k.b}[:t.keys]
-		rows, err := st.QueryContext(ctx, args...)
-		if err != nil {
+	for keys.Next() {
+		var k mkey
+		if err := keys.Scan(&k.tbl, &k.a, &k.b); err != nil {
 			return err
 		}
-		found := false
-		for rows.Next() {
-			r, err := scanRow(t, rows)
-			if err == nil && !stagedRow(r) {
-				err = b.Add(r)
-			}
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			found = true
-		}
-		if err := rows.Close(); err != nil {
+		if err := deltaRow(ctx, tx, k, stmts, b, later); err != nil {
 			return err
-		}
-		if !found {
-			if err := b.Add(metalog.Row{Table: t.id, Delete: true, Vals: args}); err != nil {
-				return err
-			}
 		}
 	}
-	return nil
+	return keys.Err()
+}
+
+// deltaRow adds key k's row as it is now, or its deletion, or leaves it
+// for later (deltaRows); stmts holds the statements prepared so far.
+func deltaRow(ctx context.Context, tx *sql.Tx, k mkey, stmts map[uint8]*sql.Stmt, b *metalog.Builder, later *deferral) error {
+	t := mtableByID(k.tbl)
+	if t == nil {
+		return fmt.Errorf("mdirty names table %d", k.tbl)
+	}
+	st := stmts[k.tbl]
+	if st == nil {
+		var err error
+		if st, err = tx.PrepareContext(ctx, t.selectKey()); err != nil {
+			return err
+		}
+		stmts[k.tbl] = st
+	}
+	if leave, err := later.leaves(ctx, tx, k); err != nil {
+		return err
+	} else if leave {
+		later.keys = append(later.keys, k)
+		return nil
+	}
+	if k.tbl != mlogTable {
+		later.shipped++
+	}
+	args := []any{k.a, k.b}[:t.keys]
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	if found, err := addRows(t, rows, b); err != nil || found {
+		return err
+	}
+	return b.Add(metalog.Row{Table: t.id, Delete: true, Vals: args})
+}
+
+// addRows adds the rows of table t that rows reads (but staged ones) and
+// closes rows; found reports that it read any.
+func addRows(t *mtable, rows *sql.Rows, b *metalog.Builder) (found bool, err error) {
+	defer func() {
+		if cerr := rows.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	for rows.Next() {
+		r, err := scanRow(t, rows)
+		if err == nil && !stagedRow(r) {
+			err = b.Add(r)
+		}
+		if err != nil {
+			return found, err
+		}
+		found = true
+	}
+	return found, rows.Err()
 }
 
 // ShipMeta ships the metadata changed since the last record now (a new

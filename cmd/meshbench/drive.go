@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -31,8 +32,20 @@ type driveMount struct {
 	srv *fuse.Server
 }
 
-// limitOnce applies the drive's memory limit once in a serving process.
-var limitOnce sync.Once
+// limitOnce applies the drive's memory limit once in a serving process;
+// its shed goes to the drive mounted now (remounts replace it).
+var (
+	limitOnce    sync.Once
+	mountedDrive atomic.Pointer[fs.Drive]
+)
+
+// shedMounted is LimitMemory's shed: the mounted drive's memory cache.
+func shedMounted(n int64) int64 {
+	if d := mountedDrive.Load(); d != nil {
+		return d.ShedMemory(n)
+	}
+	return 0
+}
 
 // mountDrive builds a grid of k+m dirstores under DATA/nodes (on the disk
 // under test), seals with a random key (made at the first mount and kept in
@@ -67,7 +80,7 @@ func mountDrive(ctx context.Context, a serveArgs, log *slog.Logger) (*driveMount
 		return nil, fmt.Errorf("local grid: %w", err)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" { // as meshdrive mount does; once per process (remounts)
-		limitOnce.Do(func() { fs.LimitMemory(context.Background(), fs.MemoryLimit(a.cacheMem)) })
+		limitOnce.Do(func() { fs.LimitMemory(context.Background(), fs.MemoryLimit(a.cacheMem), shedMounted) })
 	}
 	d, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir:       a.data,
@@ -84,6 +97,7 @@ func mountDrive(ctx context.Context, a serveArgs, log *slog.Logger) (*driveMount
 		d.Close()
 		return nil, fmt.Errorf("mount drive at %s: %w", a.mnt, err)
 	}
+	mountedDrive.Store(d)
 	return &driveMount{mnt: a.mnt, d: d, srv: srv}, nil
 }
 
@@ -104,6 +118,7 @@ func (m *driveMount) Info() string {
 
 func (m *driveMount) Unmount() error {
 	uerr := unmountOrDetach(m.mnt, m.srv.Unmount)
+	mountedDrive.CompareAndSwap(m.d, nil)
 	cerr := m.d.Close()
 	if uerr != nil {
 		return fmt.Errorf("unmount drive: %w", uerr)

@@ -367,9 +367,6 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	if mem == 0 {
 		mem = -1 // --cache-mem 0: no memory tier (the cache's 0 means its default)
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		fs.LimitMemory(ctx, fs.MemoryLimit(mem))
-	}
 	drive, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir: o.dataDir, Grid: grid, Sealer: sealer,
 		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, PinBudget: o.pinBudget,
@@ -385,6 +382,9 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 			return fmt.Errorf("cannot open the drive at %s read-only: %w; mount it once without --read-only, then read-only again", o.dataDir, err)
 		}
 		return fmt.Errorf("cannot open the drive at %s: %w", o.dataDir, err)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		fs.LimitMemory(ctx, fs.MemoryLimit(mem), drive.ShedMemory)
 	}
 	defer func() {
 		if cerr := drive.Close(); cerr != nil {

@@ -81,7 +81,6 @@ func (j *writeBehind) behind(n *inode) {
 	defer func() {
 		j.behindEnd.Store(time.Now().UnixNano())
 		j.bigFlushes.Add(-1)
-		<-j.behindSem
 		j.it.putInode(n)
 		j.behindWG.Done()
 	}()
@@ -89,6 +88,11 @@ func (j *writeBehind) behind(n *inode) {
 	for {
 		idx, gen, ok := n.nextBehind()
 		if !ok || j.closed.Load() || n.f == nil {
+			// The slot goes back under n.mu, before a writer waiting
+			// for behindIdle (waitMemBlock) wakes: the block it moves
+			// past next must find the slot free, or it would be left
+			// to the flush.
+			<-j.behindSem
 			if n.behindN--; n.behindN == 0 {
 				n.behindQ = n.behindQ[:0]
 				close(n.behindIdle)

@@ -354,7 +354,13 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		db.Close()
 		return nil, err
 	}
-	if !o.ReadOnly {
+	if o.ReadOnly {
+		if err := j.ul.warnUnapplied(ctx); err != nil {
+			j.c.closeStmts()
+			db.Close()
+			return nil, err
+		}
+	} else {
 		if err := j.fl.recover(ctx); err != nil {
 			j.c.closeStmts()
 			j.w.Close()

@@ -272,6 +272,42 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	return nil
 }
 
+// warnUnapplied is openUnlinkLog for a read-only open, which cannot
+// apply the log: it says how many of the log's creates and unlinks the
+// database does not show yet (a drive stopped by a crash or kill -9
+// before it applied them), and how to see them.
+func (j *unlinks) warnUnapplied(ctx context.Context) error {
+	path := filepath.Join(j.o.Dir, unlinkLogName)
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return nil // no log: nothing to show; an unreadable one is the read-write open's to report
+	}
+	recs, _ := decodeUnlinks(b)
+	if recs, err = j.replayable(ctx, recs); err != nil {
+		return err
+	}
+	creates, unlinks := 0, 0
+	for _, r := range recs {
+		if r.create {
+			creates++
+			continue
+		}
+		var one int
+		err := j.qrow(ctx, `SELECT 1 FROM entries WHERE parent = ? AND name = ? AND ino = ?`, r.parent, r.name, r.ino).Scan(&one)
+		switch {
+		case err == nil:
+			unlinks++
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("journal: read the unlink log: %w", err)
+		}
+	}
+	if creates+unlinks > 0 {
+		j.log.Warn("journal: the drive stopped before it applied its last creates and deletes; this read-only mount shows the drive without them. Mount it read-write once to apply them",
+			"creates", creates, "unlinks", unlinks)
+	}
+	return nil
+}
+
 // deferUnlink is Unlink's fast way: it reports false when the unlink
 // must take the synchronous one (deferral off, a file someone holds,
 // more than one link, unlinkMax pending, the log unwritable). It takes

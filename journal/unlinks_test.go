@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -415,5 +417,53 @@ func TestDeferredUnlinkConcurrent(t *testing.T) {
 	}
 	if st, err := os.Stat(filepath.Join(e.opts.Dir, unlinkLogName)); err != nil || st.Size() > 2*ulogKeep {
 		t.Fatalf("unlink log after every unlink was applied: %v, %v", st, err)
+	}
+}
+
+// TestReadOnlyWarnsUnappliedLog: a read-only open cannot apply the log
+// a crash left, so it says what it does not show, and leaves the log for
+// the next read-write open.
+func TestReadOnlyWarnsUnappliedLog(t *testing.T) {
+	e := newEnv(t, nil)
+	x := must[Attr](t)(e.j.Mknod(bg, RootIno, "x", 0o644, 0, 0, 0))
+	keep := must[Attr](t)(e.j.Mknod(bg, RootIno, "keep", 0o644, 0, 0, 0))
+	applyUnlinks(t, e.j)
+	seq := must[Ino](t)(e.j.ul.inodeSeq(bg))
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	var b []byte
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: x.Ino, name: "x"})
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: keep.Ino + 100, name: "keep"}) // stale: changes nothing
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: seq + 1, name: "new", create: true, mode: sIFREG | 0o600})
+	path := filepath.Join(e.opts.Dir, unlinkLogName)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	e.opts.ReadOnly = true
+	e.opts.Logger = slog.New(slog.NewTextHandler(&out, nil))
+	e.open()
+	if s := out.String(); !strings.Contains(s, "creates=1 unlinks=1") || !strings.Contains(s, "read-write") {
+		t.Fatalf("read-only open of a drive with an unapplied log logged %q, want a warning with creates=1 unlinks=1", s)
+	}
+	must[Attr](t)(e.j.Lookup(bg, RootIno, "x")) // the database's state, as the warning says
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("read-only open changed the unlink log: %v", err)
+	}
+	e.j.Close()
+	out.Reset()
+	e.opts.ReadOnly = false
+	e.open()
+	if _, err := e.j.Lookup(bg, RootIno, "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("read-write open after the read-only one: lookup of x: %v, want ErrNotFound", err)
+	}
+	must[Attr](t)(e.j.Lookup(bg, RootIno, "new"))
+	e.j.Close()
+	e.opts.ReadOnly = true
+	e.open()
+	if out.Len() != 0 {
+		t.Fatalf("read-only open of a drive with nothing left to apply logged %q", out.String())
 	}
 }

@@ -83,7 +83,7 @@ type Options struct {
 	// UnlinkDelay bounds how long an unlink of a file nothing holds, or
 	// a create of a regular file, waits to be applied to the database
 	// together with others (it is in the unlink log at once: unlinks.go,
-	// creates.go); default 5 ms, negative: each is applied by its own
+	// creates.go); default 20 ms, negative: each is applied by its own
 	// transaction.
 	UnlinkDelay time.Duration
 	ReadOnly    bool
@@ -290,7 +290,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		o.GroupCommit = time.Second
 	}
 	if o.UnlinkDelay == 0 {
-		o.UnlinkDelay = 5 * time.Millisecond
+		o.UnlinkDelay = 20 * time.Millisecond
 	}
 	if o.after == nil {
 		o.after = realAfter

@@ -96,7 +96,7 @@ type unlinkQueue struct {
 
 // unlinkMax bounds the pending unlinks: the one that would go past it
 // applies them first.
-const unlinkMax = 512
+const unlinkMax = 2048
 
 // unlinkLogName is the unlink log's file in Options.Dir.
 const unlinkLogName = "unlinks.log"

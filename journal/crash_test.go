@@ -21,7 +21,8 @@ import (
 )
 
 // The crash test runs a child process (this test binary, TestCrashChild)
-// that writes, truncates, renames and unlinks files through the journal
+// that writes, truncates, renames and unlinks files through the journal,
+// and makes and removes directories with a file in them (rm -rf's shape),
 // and prints every operation before it starts ("B ...") and once it has
 // returned ("A n"): a write followed by Flush (what close does, no fsync)
 // or by Fsync, the others as they are. The parent SIGKILLs it at a random moment, reopens the
@@ -53,7 +54,7 @@ func crashOptions(dir string) (Options, *fakeGrid, *testReader) {
 // crashOp is one operation of the child; data is derived from its number.
 type crashOp struct {
 	n        int
-	kind     byte // C create, W write, T truncate, R rename, U unlink
+	kind     byte // C create, W write, T truncate, R rename, U unlink, M mkdir with a file, X rm -rf of it
 	name     string
 	to       string
 	off, len int64
@@ -113,7 +114,32 @@ func apply(m map[string][]byte, o crashOp) {
 		delete(m, o.name)
 	case 'U':
 		delete(m, o.name)
+	case 'M':
+		m[o.name+"/"] = []byte{}
+		m[o.name+"/x"] = opData(o)
+	case 'X':
+		delete(m, o.name+"/x")
+		delete(m, o.name+"/")
 	}
+}
+
+// partials are the states o leaves when a crash cuts it short: M and X
+// are several calls.
+func partials(m map[string][]byte, o crashOp) []map[string][]byte {
+	var out []map[string][]byte
+	with := func(f func(map[string][]byte)) {
+		alt := maps.Clone(m)
+		f(alt)
+		out = append(out, alt)
+	}
+	switch o.kind {
+	case 'M':
+		with(func(a map[string][]byte) { a[o.name+"/"] = []byte{} })
+		with(func(a map[string][]byte) { a[o.name+"/"] = []byte{}; a[o.name+"/x"] = []byte{} })
+	case 'X':
+		with(func(a map[string][]byte) { delete(a, o.name+"/x") })
+	}
+	return out
 }
 
 func TestCrashChild(t *testing.T) {
@@ -140,9 +166,17 @@ func TestCrashChild(t *testing.T) {
 	}
 	for n := 0; ; n++ {
 		o := crashOp{n: n, name: fmt.Sprintf("f%d", rng.IntN(crashFiles)), to: "-", seed: seed*1_000_000 + uint64(n)}
+		if rng.IntN(10) == 0 {
+			o.name = fmt.Sprintf("d%d", rng.IntN(3))
+		}
 		ino, ok := exists(o.name)
 		r := rng.IntN(100)
 		switch {
+		case o.name[0] == 'd' && !ok:
+			o.kind = 'M'
+			o.len = rng.Int64N(crashBS) + 1
+		case o.name[0] == 'd':
+			o.kind = 'X'
 		case !ok:
 			o.kind = 'C'
 		case r < 65:
@@ -188,6 +222,26 @@ func TestCrashChild(t *testing.T) {
 			err = j.Rename(bg, RootIno, o.name, RootIno, o.to, 0)
 		case 'U':
 			err = j.Unlink(bg, RootIno, o.name)
+		case 'M':
+			var d, x Attr
+			if d, err = j.Mkdir(bg, RootIno, o.name, 0o755, 0, 0); err != nil {
+				break
+			}
+			if x, err = j.Mknod(bg, d.Ino, "x", 0o644, 0, 0, 0); err != nil {
+				break
+			}
+			j.OpenFile(x.Ino)
+			if _, err = j.WriteAt(bg, x.Ino, opData(o), 0); err == nil {
+				err = j.Flush(bg, x.Ino)
+			}
+			j.ReleaseFile(x.Ino)
+		case 'X':
+			if _, lerr := j.Lookup(bg, ino, "x"); lerr == nil { // a crash may have cut M short
+				err = j.Unlink(bg, ino, "x")
+			}
+			if err == nil {
+				err = j.Rmdir(bg, RootIno, o.name)
+			}
 		}
 		if err != nil {
 			say("ERR " + err.Error())
@@ -199,13 +253,21 @@ func TestCrashChild(t *testing.T) {
 
 func remoteSealer() (*remote.Sealer, error) { return remote.NewSealer(testKey) }
 
-// state reads every file of the root directory.
+// state reads every file of the root directory, and of the directories
+// in it (a directory is its name with a slash, holding nothing).
 func state(t *testing.T, j *Journal) map[string][]byte {
 	t.Helper()
 	m := map[string][]byte{}
 	ents := must[[]DirEntry](t)(j.ReadDir(bg, RootIno, 0, 1000))
 	for _, e := range ents {
-		m[e.Name] = readAll(t, j, e.Ino)
+		if !isDir(e.Mode) {
+			m[e.Name] = readAll(t, j, e.Ino)
+			continue
+		}
+		m[e.Name+"/"] = []byte{}
+		for _, c := range must[[]DirEntry](t)(j.ReadDir(bg, e.Ino, 0, 1000)) {
+			m[e.Name+"/"+c.Name] = readAll(t, j, c.Ino)
+		}
 	}
 	return m
 }
@@ -347,6 +409,13 @@ func TestCrash(t *testing.T) {
 				model = alt
 				inflight++
 				return true
+			}
+			for _, p := range partials(model, *pending) {
+				if equalState(got2, p) {
+					model = p
+					inflight++
+					return true
+				}
 			}
 			return false
 		}():

@@ -96,10 +96,11 @@ func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string
 	if j.unl.createPending(parent, name) {
 		return Attr{}, true, ErrExist
 	}
-	if j.unl.unlinkPending(parent, name) {
+	if j.unl.unlinkPending(parent, name) || j.unl.rmdirPending(parent) {
 		// The name is free once the unlink is applied, which must come
 		// first in the database: apply it now, and take this create
-		// the synchronous way.
+		// the synchronous way. (In a directory a pending rmdir removes,
+		// that way finds no directory.)
 		return Attr{}, false, nil
 	}
 	gen, cached := j.ns.cacheGen()

@@ -126,6 +126,7 @@ func TestNameSets(t *testing.T) {
 	if err := j.Rmdir(bg, d.Ino, "sub"); err != nil {
 		t.Fatal(err)
 	}
+	applyUnlinks(t, j) // the rmdir was deferred
 	j.names.mu.Lock()
 	_, kept := j.names.dirs[sub.Ino]
 	j.names.mu.Unlock()

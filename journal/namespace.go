@@ -73,6 +73,9 @@ func (j *namespace) Lookup(ctx context.Context, parent Ino, name string) (Attr, 
 		gen, cached := j.cacheGen()
 		a, err := j.lookupOnce(ctx, parent, name, gen, cached)
 		if err != nil || try > 0 || !j.flushedSince(gen) {
+			if err == nil && isDir(a.Mode) {
+				a.Nlink -= uint32(j.unl.rmdirsIn(a.Ino)) // as GetAttr shows it
+			}
 			return a, err
 		}
 	}
@@ -209,6 +212,9 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 			if pending && err == nil && pend > a.Mtime.UnixNano() {
 				a.Mtime = time.Unix(0, pend)
 				a.Ctime = a.Mtime
+			}
+			if pending && err == nil {
+				a.Nlink -= uint32(j.unl.rmdirsIn(ino))
 			}
 			return a, err
 		}
@@ -609,9 +615,14 @@ func (j *namespace) Rmdir(ctx context.Context, parent Ino, name string) error {
 	if name == ".." {
 		return ErrNotEmpty
 	}
-	// The unlinks pending in the directory (rm -rf unlinked its files
-	// just before) are applied in the rmdir's transaction.
-	return j.ul.txApplying(ctx, func(tx *sql.Tx) error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	if done, err := j.ul.deferRmdirLocked(ctx, parent, name); done {
+		return err
+	}
+	// The unlinks pending in the directory are applied in the rmdir's
+	// transaction.
+	return j.ul.txApplyingLocked(ctx, func(tx *sql.Tx) error {
 		if _, err := j.dirAttr(ctx, tx, parent); err != nil {
 			return err
 		}

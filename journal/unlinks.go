@@ -38,20 +38,24 @@ import (
 //     unlink when it checks permissions; the apply writes the same times),
 //     and a READDIR of it applies them first.
 //
-// Creates of regular files go the same way, in the same log (creates.go).
+// Creates of regular files go the same way, in the same log (creates.go),
+// and so does an rmdir of a directory whose entries are all pending
+// unlinks (rm -rf: deferRmdirLocked).
 //
 // A power cut may lose the last second of unlinks nobody fsync'd, as it
 // may any namespace change (promise 1): the log is not fsync'd, and it is
 // truncated once the transaction that applied it is committed.
 
 // unlinkRec is one deferred change: an unlink (name in parent, which
-// named ino) or, with create set, a create (name in parent, a new regular
-// file ino made with mode, uid and gid at time t; creates.go).
+// named ino); with dir set, an rmdir (name in parent, the directory ino);
+// with create set, a create (name in parent, a new regular file ino made
+// with mode, uid and gid at time t; creates.go).
 type unlinkRec struct {
 	parent Ino
 	ino    Ino
 	name   string
 	create bool
+	dir    bool
 	mode   uint32
 	uid    uint32
 	gid    uint32
@@ -81,6 +85,10 @@ type unlinkQueue struct {
 	// names they make and the attributes of their inodes.
 	crNames map[dirName]Ino
 	crAttrs map[Ino]Attr
+	// inDir counts the pending records per parent directory, by kind;
+	// rmdirs is the directories a pending rmdir removes.
+	inDir  map[Ino]pendCount
+	rmdirs map[Ino]struct{}
 	// unlN is len(unlRecs) (unlinks and creates), crN len(crAttrs), for
 	// a check without umu.
 	unlN atomic.Int64
@@ -92,6 +100,24 @@ type unlinkQueue struct {
 	unlApplying bool
 	unlKick     chan struct{}
 	unlDone     chan struct{}
+}
+
+// pendCount is how many pending unlinks (rmdirs included), rmdirs and
+// creates a directory has in it.
+type pendCount struct{ unl, rmdirs, creates int }
+
+// add adds the count of r to c, or takes it away with d = -1.
+func (c pendCount) add(r unlinkRec, d int) pendCount {
+	switch {
+	case r.create:
+		c.creates += d
+	case r.dir:
+		c.rmdirs += d
+		c.unl += d
+	default:
+		c.unl += d
+	}
+	return c
 }
 
 // unlinkMax bounds the pending unlinks: the one that would go past it
@@ -138,6 +164,12 @@ func (q *unlinkQueue) addPendingLocked(r unlinkRec, now int64) {
 		q.unlDirs = map[Ino]int64{}
 		q.crNames = map[dirName]Ino{}
 		q.crAttrs = map[Ino]Attr{}
+		q.inDir = map[Ino]pendCount{}
+		q.rmdirs = map[Ino]struct{}{}
+	}
+	q.inDir[r.parent] = q.inDir[r.parent].add(r, 1)
+	if r.dir {
+		q.rmdirs[r.ino] = struct{}{}
 	}
 	if r.create {
 		q.crNames[dirName{r.parent, r.name}] = r.ino
@@ -175,6 +207,14 @@ func (j *unlinks) dropApplied(n int) {
 			delete(q.crAttrs, r.ino)
 		} else {
 			delete(q.unlNames, dirName{r.parent, r.name})
+		}
+		if r.dir {
+			delete(q.rmdirs, r.ino)
+		}
+		if c := q.inDir[r.parent].add(r, -1); c == (pendCount{}) {
+			delete(q.inDir, r.parent)
+		} else {
+			q.inDir[r.parent] = c
 		}
 	}
 	q.unlRecs = q.unlRecs[:copy(q.unlRecs, q.unlRecs[n:])]
@@ -361,6 +401,78 @@ func (j *unlinks) deferUnlink(ctx context.Context, parent Ino, name string) (boo
 	return true, nil
 }
 
+// deferRmdirLocked is Rmdir's fast way: when every entry of the
+// directory is a pending unlink (rm -rf has just unlinked them), the
+// rmdir is a record in the log too, and the unlinker applies it after
+// them; the call does not wait for their transaction. It reports false
+// when the rmdir must take the synchronous way (deferral off, the
+// directory holds a pending create or something holds it, unlinkMax
+// pending, the log unwritable); its transaction then applies what is
+// pending first. wmu held, so no apply changes the pending unlinks and
+// the database between the count and the record.
+func (j *unlinks) deferRmdirLocked(ctx context.Context, parent Ino, name string) (bool, error) {
+	if j.unl.ulogOff() {
+		return false, nil
+	}
+	a, err := j.ns.Lookup(ctx, parent, name)
+	if err != nil {
+		return true, err
+	}
+	if !isDir(a.Mode) {
+		return true, ErrNotDir
+	}
+	j.imu.Lock()
+	held := j.inodes[a.Ino] != nil
+	j.imu.Unlock()
+	q := &j.unl
+	q.umu.Lock()
+	c := q.inDir[a.Ino]
+	full := q.ulog == nil || len(q.unlRecs) >= unlinkMax
+	q.umu.Unlock()
+	if held || full || c.creates > 0 {
+		return false, nil
+	}
+	// The entries the database has in it, up to one more than the
+	// pending unlinks there: each of those has its entry still there.
+	var n int
+	if err := j.qrow(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE parent = ? LIMIT ?)`, a.Ino, c.unl+1).Scan(&n); err != nil {
+		return true, fmt.Errorf("journal: rmdir: read directory: %w", err)
+	}
+	if n > c.unl {
+		return true, ErrNotEmpty
+	}
+	q.umu.Lock()
+	logged := q.ulog != nil && j.logLocked(unlinkRec{parent: parent, ino: a.Ino, name: name, dir: true}, nowNS())
+	q.umu.Unlock()
+	if !logged {
+		return false, nil
+	}
+	q.kick()
+	return true, nil
+}
+
+// rmdirPending reports whether a pending rmdir removes dir.
+func (q *unlinkQueue) rmdirPending(dir Ino) bool {
+	if q.unlN.Load() == 0 {
+		return false
+	}
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	_, ok := q.rmdirs[dir]
+	return ok
+}
+
+// rmdirsIn is how many pending rmdirs remove a directory in dir: its
+// link count is that much lower once they are applied.
+func (q *unlinkQueue) rmdirsIn(dir Ino) int {
+	if q.unlN.Load() == 0 {
+		return 0
+	}
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	return q.inDir[dir].rmdirs
+}
+
 // logLocked appends r to the log with one write() and makes it pending,
 // made at now. It reports false when the log cannot take it: deferral is
 // then off for good. umu held.
@@ -457,18 +569,23 @@ func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) erro
 	return nil
 }
 
-// applyTx applies recs, pending unlinks and creates, in tx. No name is
-// both pending-unlinked and pending-created (creates.go), and an unlink
-// names an inode no pending create made, so the two kinds are applied
-// apart, whatever their order in the log. It returns the unlinked inodes
+// applyTx applies recs, pending unlinks, rmdirs and creates, in tx. No
+// name is both pending-unlinked and pending-created (creates.go), an
+// unlink names an inode no pending create made, and no create is pending
+// in a directory a pending rmdir removes (deferCreateLocked), so the
+// kinds are applied apart, whatever their order in the log: the unlinks,
+// then the rmdirs, then the creates. It returns the unlinked inodes
 // something holds, for the reaper. wmu and imu held, within txLocked's
 // fn.
 func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr *freed) ([]Ino, error) {
-	var unl, cr []unlinkRec
+	var unl, rmd, cr []unlinkRec
 	for _, r := range recs {
-		if r.create {
+		switch {
+		case r.create:
 			cr = append(cr, r)
-		} else {
+		case r.dir:
+			rmd = append(rmd, r)
+		default:
 			unl = append(unl, r)
 		}
 	}
@@ -476,6 +593,13 @@ func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr 
 	if len(unl) > 0 {
 		var err error
 		if held, err = j.applyUnlinkRecs(ctx, tx, unl, fr); err != nil {
+			return nil, err
+		}
+	}
+	// After the unlinks that emptied them, in the log's order (a
+	// directory before its parent).
+	for _, r := range rmd {
+		if err := j.applyRmdir(ctx, tx, r); err != nil {
 			return nil, err
 		}
 	}
@@ -565,6 +689,49 @@ func (j *unlinks) applyUnlinkRecs(ctx context.Context, tx *sql.Tx, recs []unlink
 	return held, nil
 }
 
+// applyRmdir applies a pending rmdir: the directory's entry, its inode,
+// and its parent's link count and times. A record whose entry is gone
+// (applied before a crash cut the log short) does nothing; one that
+// names no directory, or whose directory is not empty (which
+// deferRmdirLocked rules out), is dropped with a warning, the entry left
+// in place. wmu held, within
+// txLocked's fn.
+func (j *unlinks) applyRmdir(ctx context.Context, tx *sql.Tx, r unlinkRec) error {
+	var mode uint32
+	err := j.tqrow(ctx, tx, `SELECT i.mode FROM entries AS e JOIN inodes AS i ON i.ino = e.ino
+		WHERE e.parent = ? AND e.name = ? AND e.ino = ?`, r.parent, r.name, r.ino).Scan(&mode)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("journal: rmdir: %w", err)
+	}
+	if !isDir(mode) {
+		j.log.Warn("journal: a deferred rmdir names no directory; dropped", "parent", r.parent, "name", r.name, "ino", r.ino)
+		return nil
+	}
+	switch err := j.ns.dirEmpty(ctx, tx, r.ino); {
+	case errors.Is(err, ErrNotEmpty):
+		j.log.Warn("journal: a deferred rmdir found its directory not empty; the directory stays", "parent", r.parent, "name", r.name, "ino", r.ino)
+		return nil
+	case err != nil:
+		return err
+	}
+	if _, err := j.texec(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ?`, r.parent, r.name); err != nil {
+		return fmt.Errorf("journal: rmdir: %w", err)
+	}
+	if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino = ?`, r.ino); err != nil {
+		return fmt.Errorf("journal: rmdir: %w", err)
+	}
+	j.narrowLocked(r.ino, r.parent)
+	j.ents.removed = append(j.ents.removed, r.ino)
+	t, ok := j.unl.dirPendTime(r.parent)
+	if !ok {
+		t = nowNS()
+	}
+	return j.ns.touchDir(ctx, tx, r.parent, t, -1)
+}
+
 // applyUnlinksFor applies the pending unlinks when dir has one: a
 // READDIR of dir is about to read what they change. wmu not held.
 func (j *unlinks) applyUnlinksFor(ctx context.Context, dir Ino) error {
@@ -599,13 +766,16 @@ func (j *unlinks) unlinker(ctx context.Context) {
 	}
 }
 
-// The unlink log's record: 'u' (an unlink) or 'c' (a create), the
-// payload's length (uvarint), the payload, the payload's CRC-32C (4
-// bytes, little-endian). An unlink's payload is parent and inode as
-// uvarints, then the name; a create's is parent, inode, mode, uid, gid
-// and time (nanoseconds) as uvarints, then the name.
+// The unlink log's record: 'u' (an unlink), 'd' (an rmdir) or 'c' (a
+// create), the payload's length (uvarint), the payload, the payload's
+// CRC-32C (4 bytes, little-endian). An unlink's and an rmdir's payload is
+// parent and inode as uvarints, then the name; a create's is parent,
+// inode, mode, uid, gid and time (nanoseconds) as uvarints, then the
+// name. (A build from before rmdirs were deferred stops at a 'd' record
+// as at a torn one.)
 const (
 	unlinkMagic = 'u'
+	rmdirMagic  = 'd'
 	createMagic = 'c'
 )
 
@@ -616,6 +786,9 @@ func appendUnlink(b []byte, r unlinkRec) []byte {
 	n := binary.PutUvarint(p[:], uint64(r.parent))
 	n += binary.PutUvarint(p[n:], uint64(r.ino))
 	magic := byte(unlinkMagic)
+	if r.dir {
+		magic = rmdirMagic
+	}
 	if r.create {
 		magic = createMagic
 		n += binary.PutUvarint(p[n:], uint64(r.mode))
@@ -636,7 +809,7 @@ func appendUnlink(b []byte, r unlinkRec) []byte {
 func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 	for n < len(b) {
 		rest := b[n:]
-		if rest[0] != unlinkMagic && rest[0] != createMagic {
+		if rest[0] != unlinkMagic && rest[0] != rmdirMagic && rest[0] != createMagic {
 			return recs, n
 		}
 		l, k := uvarint(rest[1:])
@@ -655,7 +828,7 @@ func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 		if c <= 0 {
 			return recs, n
 		}
-		r := unlinkRec{parent: Ino(parent), ino: Ino(ino), create: rest[0] == createMagic}
+		r := unlinkRec{parent: Ino(parent), ino: Ino(ino), create: rest[0] == createMagic, dir: rest[0] == rmdirMagic}
 		at := a + c
 		if r.create {
 			var v [4]uint64

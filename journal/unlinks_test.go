@@ -205,6 +205,7 @@ func TestUnlinkLogRoundTrip(t *testing.T) {
 		{parent: 7, ino: 9, name: string(bytes.Repeat([]byte("n"), maxName))},
 		{parent: 3, ino: 1 << 33, name: "made", create: true, mode: sIFREG | 0o640, uid: 1<<32 - 1, gid: 7, t: 1<<63 - 1},
 		{parent: 1, ino: 10, name: "z", create: true, mode: sIFREG, t: 0},
+		{parent: 4, ino: 11, name: "removed dir", dir: true},
 	}
 	var b []byte
 	for _, r := range recs {
@@ -240,6 +241,7 @@ func TestUnlinkLogRoundTrip(t *testing.T) {
 func FuzzUnlinkLog(f *testing.F) {
 	f.Add(appendUnlink(appendUnlink(nil, unlinkRec{parent: 1, ino: 2, name: "a"}), unlinkRec{parent: 3, ino: 4, name: "bb"}))
 	f.Add(appendUnlink(nil, unlinkRec{parent: 1, ino: 5, name: "c", create: true, mode: sIFREG | 0o644, uid: 1000, gid: 1000, t: 1 << 60}))
+	f.Add(appendUnlink(nil, unlinkRec{parent: 1, ino: 6, name: "dir", dir: true}))
 	f.Add([]byte{unlinkMagic, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -257,10 +259,21 @@ func FuzzUnlinkLog(f *testing.F) {
 	})
 }
 
+// queryInt is the one integer q returns from j's database.
+func queryInt(t *testing.T, j *Journal, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := j.db.QueryRow(q, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // TestDeferredUnlinkRmdir: rm -rf's shape. The files of a directory are
-// unlinked (deferred), then the directory is removed: one transaction
-// applies the unlinks, frees the files with their blocks (nothing is
-// left for the reaper) and removes the directory. Names are any bytes.
+// unlinked (deferred), then the directory is removed (deferred too): one
+// transaction applies the unlinks, frees the files with their blocks
+// (nothing is left for the reaper) and removes the directory. Names are
+// any bytes.
 func TestDeferredUnlinkRmdir(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
@@ -290,29 +303,28 @@ func TestDeferredUnlinkRmdir(t *testing.T) {
 		if err := j.Rmdir(bg, RootIno, "dir"); err != nil {
 			t.Fatal(err)
 		}
+		if commits := j.commitGen.Load() - gen; commits != 0 || !j.unl.rmdirPending(dir.Ino) {
+			t.Fatalf("rmdir after deferred unlinks took %d commits (pending: %v), want it deferred", commits, j.unl.rmdirPending(dir.Ino))
+		}
+		if _, err := j.Lookup(bg, RootIno, "dir"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup of the directory a pending rmdir removes: %v", err)
+		}
+		applyUnlinks(t, j)
 		if commits := j.commitGen.Load() - gen; commits != 1 {
-			t.Fatalf("rmdir after deferred unlinks took %d commits, want 1", commits)
+			t.Fatalf("rm -rf's unlinks and rmdir applied in %d commits, want 1", commits)
 		}
-		count := func(q string, args ...any) int {
-			t.Helper()
-			var n int
-			if err := j.db.QueryRow(q, args...).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-		if n := count(`SELECT count(*) FROM entries WHERE parent = ?`, dir.Ino); n != 0 {
+		if n := queryInt(t, j, `SELECT count(*) FROM entries WHERE parent = ?`, dir.Ino); n != 0 {
 			t.Fatalf("%d entries left in the removed directory", n)
 		}
 		for _, ino := range append(inos, dir.Ino) {
-			if n := count(`SELECT count(*) FROM inodes WHERE ino = ?`, ino); n != 0 {
+			if n := queryInt(t, j, `SELECT count(*) FROM inodes WHERE ino = ?`, ino); n != 0 {
 				t.Fatalf("inode %d left after rm -rf", ino)
 			}
 		}
-		if n := count(`SELECT count(*) FROM blockmap WHERE ino = ?`, data); n != 0 {
+		if n := queryInt(t, j, `SELECT count(*) FROM blockmap WHERE ino = ?`, data); n != 0 {
 			t.Fatalf("%d block map rows left of the unlinked file", n)
 		}
-		if n := count(`SELECT count(*) FROM blocks WHERE refcount > 0`); n != 0 {
+		if n := queryInt(t, j, `SELECT count(*) FROM blocks WHERE refcount > 0`); n != 0 {
 			t.Fatalf("%d blocks still referenced", n)
 		}
 		if _, err := j.Lookup(bg, RootIno, "dir"); !errors.Is(err, ErrNotFound) {
@@ -466,4 +478,117 @@ func TestReadOnlyWarnsUnappliedLog(t *testing.T) {
 	if out.Len() != 0 {
 		t.Fatalf("read-only open of a drive with nothing left to apply logged %q", out.String())
 	}
+}
+
+// TestDeferredRmdir: an rmdir of a directory whose entries are all
+// pending unlinks is a record too, applied after them, nested ones in
+// the log's order; until then the name is gone and the parent's link
+// count shows it. An rmdir that cannot be deferred answers as before.
+func TestDeferredRmdir(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+		j := e.j
+		root0 := must[Attr](t)(j.GetAttr(bg, RootIno))
+		d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+		sub := must[Attr](t)(j.Mkdir(bg, d.Ino, "sub", 0o755, 0, 0))
+		must[Attr](t)(j.Mknod(bg, sub.Ino, "x", 0o644, 0, 0, 0))
+		must[Attr](t)(j.Mknod(bg, d.Ino, "a", 0o644, 0, 0, 0))
+		fa := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+		applyUnlinks(t, j)
+
+		if err := j.Rmdir(bg, RootIno, "f"); !errors.Is(err, ErrNotDir) {
+			t.Fatalf("rmdir of a file: %v", err)
+		}
+		if err := j.Unlink(bg, sub.Ino, "x"); err != nil {
+			t.Fatal(err)
+		}
+		gen := j.commitGen.Load()
+		if err := j.Rmdir(bg, d.Ino, "sub"); err != nil {
+			t.Fatal(err)
+		}
+		// d still has a, which no unlink is pending for: not empty,
+		// answered without applying anything.
+		if err := j.Rmdir(bg, RootIno, "d"); !errors.Is(err, ErrNotEmpty) {
+			t.Fatalf("rmdir of a directory with a file in it: %v", err)
+		}
+		if c := j.commitGen.Load() - gen; c != 0 || j.unl.unlN.Load() != 2 {
+			t.Fatalf("after a deferred rmdir and a refused one: %d commits, %d pending; want 0 and 2", c, j.unl.unlN.Load())
+		}
+		if _, err := j.Lookup(bg, d.Ino, "sub"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup of a pending rmdir's name: %v", err)
+		}
+		if g := must[Attr](t)(j.GetAttr(bg, d.Ino)); g.Nlink != 2 {
+			t.Fatalf("d with its subdirectory's rmdir pending: nlink %d, want 2", g.Nlink)
+		}
+		if err := j.Unlink(bg, d.Ino, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Rmdir(bg, RootIno, "d"); err != nil {
+			t.Fatal(err)
+		}
+		if c := j.commitGen.Load() - gen; c != 0 || j.unl.unlN.Load() != 4 {
+			t.Fatalf("rm -rf of d: %d commits, %d pending; want 0 and 4", c, j.unl.unlN.Load())
+		}
+		if g := must[Attr](t)(j.GetAttr(bg, RootIno)); g.Nlink != root0.Nlink {
+			t.Fatalf("root with d's rmdir pending: nlink %d, want %d", g.Nlink, root0.Nlink)
+		}
+		// A create in a directory a pending rmdir removes (only the API
+		// can: the kernel refuses one in a removed directory) applies
+		// the rmdir first and finds no directory.
+		if _, err := j.Mknod(bg, d.Ino, "late", 0o644, 0, 0, 0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("create in a removed directory: %v", err)
+		}
+		if j.unl.unlN.Load() != 0 {
+			t.Fatalf("%d pending after a create applied them", j.unl.unlN.Load())
+		}
+		for _, ino := range []Ino{d.Ino, sub.Ino} {
+			if n := queryInt(t, j, `SELECT count(*) FROM inodes WHERE ino = ?`, ino); n != 0 {
+				t.Fatalf("directory inode %d left after its rmdir was applied", ino)
+			}
+		}
+		if n := queryInt(t, j, `SELECT count(*) FROM entries WHERE ino IN (?, ?) OR parent IN (?, ?)`, d.Ino, sub.Ino, d.Ino, sub.Ino); n != 0 {
+			t.Fatalf("%d entries of the removed directories left", n)
+		}
+		if g := must[Attr](t)(j.GetAttr(bg, RootIno)); g.Nlink != root0.Nlink {
+			t.Fatalf("root after the apply: nlink %d, want %d", g.Nlink, root0.Nlink)
+		}
+
+		// Replay: what a kill -9 leaves. e's unlink and rmdir, then an
+		// rmdir whose directory is not empty and one of a file (both
+		// dropped; they stay), then a torn rmdir.
+		e2 := must[Attr](t)(j.Mkdir(bg, RootIno, "e", 0o755, 0, 0))
+		y := must[Attr](t)(j.Mknod(bg, e2.Ino, "y", 0o644, 0, 0, 0))
+		full := must[Attr](t)(j.Mkdir(bg, RootIno, "full", 0o755, 0, 0))
+		must[Attr](t)(j.Mknod(bg, full.Ino, "z", 0o644, 0, 0, 0))
+		torn := must[Attr](t)(j.Mkdir(bg, RootIno, "torn", 0o755, 0, 0))
+		if err := e.j.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.j = nil
+		var b []byte
+		b = appendUnlink(b, unlinkRec{parent: e2.Ino, ino: y.Ino, name: "y"})
+		b = appendUnlink(b, unlinkRec{parent: RootIno, ino: e2.Ino, name: "e", dir: true})
+		b = appendUnlink(b, unlinkRec{parent: RootIno, ino: full.Ino, name: "full", dir: true})
+		b = appendUnlink(b, unlinkRec{parent: RootIno, ino: fa.Ino, name: "f", dir: true}) // a file: dropped
+		tr := appendUnlink(nil, unlinkRec{parent: RootIno, ino: torn.Ino, name: "torn", dir: true})
+		b = append(b, tr[:len(tr)-1]...)
+		if err := os.WriteFile(filepath.Join(e.opts.Dir, unlinkLogName), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		e.open()
+		for name, want := range map[string]bool{"e": false, "full": true, "torn": true, "f": true} {
+			if _, err := e.j.Lookup(bg, RootIno, name); (err == nil) != want {
+				t.Fatalf("after replay, lookup of %q: %v (want present: %v)", name, err, want)
+			}
+		}
+		must[Attr](t)(e.j.Lookup(bg, full.Ino, "z"))
+		if g := must[Attr](t)(e.j.GetAttr(bg, RootIno)); g.Nlink != root0.Nlink+2 {
+			t.Fatalf("root after replay: nlink %d, want %d", g.Nlink, root0.Nlink+2)
+		}
+		if err := e.j.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.j = nil
+		checkDB(t, e.opts.Dir)
+	})
 }

@@ -1,0 +1,87 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The blocks of many small files shipped in one segment are all recorded
+// at their own place in it (the commit places them in two statements for
+// the whole segment), their staged rows go, and each file reads back
+// from the grid after a reopen.
+func TestSegmentOfSmallFilesCommitted(t *testing.T) { bubble(t, testSegmentOfSmallFilesCommitted) }
+
+func testSegmentOfSmallFilesCommitted(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.IdleFlush = time.Hour })
+	e.g.down.Store(true) // stage them all first: one segment for all
+	const files = 40
+	var inos []Ino
+	var datas [][]byte
+	for i := range files {
+		a := must[Attr](t)(e.j.Mknod(bg, RootIno, fmt.Sprintf("f%d", i), 0o100644, 0, 0, 0))
+		data := make([]byte, 1000+97*i)
+		fillRand(uint64(100+i), data)
+		must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+		if err := e.j.Flush(bg, a.Ino); err != nil {
+			t.Fatal(err)
+		}
+		inos = append(inos, a.Ino)
+		datas = append(datas, data)
+	}
+	var staged int
+	if err := e.j.db.QueryRow(`SELECT count(*) FROM staged`).Scan(&staged); err != nil || staged != files {
+		t.Fatalf("%d rows in staged (%v), want %d", staged, err, files)
+	}
+	e.g.down.Store(false)
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.db.QueryRow(`SELECT count(*) FROM staged`).Scan(&staged); err != nil || staged != 0 {
+		t.Fatalf("%d rows in staged after upload (%v), want 0", staged, err)
+	}
+	var blocks, uploaded, places int
+	if err := e.j.db.QueryRow(`SELECT count(*), count(*) FILTER (WHERE state = ? AND segment IS NOT NULL AND seg_len = sealed_len),
+		count(DISTINCT hex(segment) || ':' || seg_off) FROM blocks`, blockUploaded).Scan(&blocks, &uploaded, &places); err != nil {
+		t.Fatal(err)
+	}
+	if blocks != files || uploaded != files || places != files {
+		t.Fatalf("%d blocks, %d recorded as uploaded with their sealed length, at %d distinct places; want %d of each",
+			blocks, uploaded, places, files)
+	}
+	e.reopen()
+	for i, ino := range inos {
+		if !bytes.Equal(readAll(t, e.j, ino), datas[i]) {
+			t.Fatalf("file %d differs after upload, read from the grid", i)
+		}
+	}
+}
+
+// The segment's commit finds each block by its key, not by a scan of
+// every staged block per block placed (quadratic: a copied source tree
+// stages thousands).
+func TestPlaceBlocksPlan(t *testing.T) {
+	e := newEnv(t, nil)
+	rows, err := e.j.db.Query(`EXPLAIN QUERY PLAN `+placeBlocksSQL, blockUploaded, []byte{1}, "[]", blockStaged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if len(plan) != 2 || !strings.HasPrefix(plan[0], "SCAN r") || plan[1] != "SEARCH blocks USING PRIMARY KEY (id=?)" {
+		t.Fatalf("plan of the segment's block update: %q; want the array scanned, each block searched by its key", plan)
+	}
+}

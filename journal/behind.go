@@ -127,7 +127,7 @@ func (j *writeBehind) behind(n *inode) {
 		n.mu.Unlock()
 		var c cut
 		if err == nil {
-			c, err = j.fl.cutPlain(ctx, idx, plain)
+			c, err = j.fl.cutPlain(ctx, idx, plain, true)
 		}
 		if pb != nil && c.plain == nil {
 			plainBufs.Put(pb) // sealed and staged: the bytes are not needed
@@ -141,6 +141,9 @@ func (j *writeBehind) behind(n *inode) {
 		}
 		if c.tmp != "" {
 			os.Remove(c.tmp) // not committed, or deduplicated after all
+		}
+		if c.staged != 0 {
+			j.fl.dropOwnStaged(&c) // likewise
 		}
 		if err != nil {
 			// The block stays dirty: its flush will try again, and
@@ -204,7 +207,7 @@ func (j *writeBehind) commitBehind(ctx context.Context, n *inode, c *cut, end in
 		if err != nil {
 			return err
 		}
-		c.tmp = cs[0].tmp
+		c.tmp, c.staged = cs[0].tmp, cs[0].staged
 		if _, err := j.texec(ctx, tx, `UPDATE inodes SET size = max(size, ?), used = max(0, used + ? - ?) WHERE ino = ?`,
 			end, c.plainLen, oldLen, n.ino); err != nil {
 			return err

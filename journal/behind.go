@@ -14,10 +14,11 @@ import (
 // last blocks dirty instead of the whole file. At most behindWorkers
 // write-behind goroutines run in the journal, one per queued block of a
 // file at most (blocks that find no free goroutine wait for their flush,
-// as before). A goroutine reads a block from the dirty data under n.mu,
-// hashes, seals and stages it without n.mu (the writer keeps writing),
-// then takes n.mu again and commits it only if it did not change
-// meanwhile (its markDirty generation is the one it read); otherwise the
+// as before). A goroutine borrows an in-memory block's buffer (or reads
+// a block from the dirty file) under n.mu, hashes, seals and stages it
+// without n.mu (the writer keeps writing; a write to a lent block goes
+// to a copy, dirtyFile.lend), then takes n.mu again and commits it only
+// if it did not change meanwhile (its markDirty generation is the one it read); otherwise the
 // cut is dropped and the block stays dirty.
 //
 // A write-behind commit is an ordinary one (synchronous=NORMAL: it
@@ -108,26 +109,41 @@ func (j *writeBehind) behind(n *inode) {
 		if l <= 0 {
 			continue // truncated away meanwhile
 		}
-		pb := plainBufs.Get().(*[]byte)
-		if int64(cap(*pb)) < l {
-			*pb = make([]byte, j.bs)
+		// An in-memory block is sealed from its own buffer (lent until
+		// the commit below: the plaintext of a deduplicated cut is used
+		// there); a block in the dirty file is read into a pooled one.
+		f := n.f
+		plain := f.lend(idx, int(l))
+		var pb *[]byte
+		var err error
+		if plain == nil {
+			pb = plainBufs.Get().(*[]byte)
+			if int64(cap(*pb)) < l {
+				*pb = make([]byte, j.bs)
+			}
+			plain = (*pb)[:l]
+			err = f.readFull(plain, idx*j.bs)
 		}
-		plain := (*pb)[:l]
-		err := n.f.readFull(plain, idx*j.bs)
 		n.mu.Unlock()
 		var c cut
 		if err == nil {
-			c, err = j.fl.cutPlain(ctx, idx, plain)
+			c, err = j.fl.cutPlain(ctx, idx, plain, true)
 		}
-		if c.plain == nil {
+		if pb != nil && c.plain == nil {
 			plainBufs.Put(pb) // sealed and staged: the bytes are not needed
 		}
 		n.mu.Lock()
 		if err == nil && n.dirty[idx] == gen && n.f != nil {
 			err = j.commitBehind(ctx, n, &c, min(size, (idx+1)*j.bs))
 		}
+		if pb == nil {
+			f.giveBack(idx, plain[:0:cap(plain)])
+		}
 		if c.tmp != "" {
 			os.Remove(c.tmp) // not committed, or deduplicated after all
+		}
+		if c.staged != 0 {
+			j.fl.dropOwnStaged(&c) // likewise
 		}
 		if err != nil {
 			// The block stays dirty: its flush will try again, and
@@ -191,7 +207,7 @@ func (j *writeBehind) commitBehind(ctx context.Context, n *inode, c *cut, end in
 		if err != nil {
 			return err
 		}
-		c.tmp = cs[0].tmp
+		c.tmp, c.staged = cs[0].tmp, cs[0].staged
 		if _, err := j.texec(ctx, tx, `UPDATE inodes SET size = max(size, ?), used = max(0, used + ? - ?) WHERE ino = ?`,
 			end, c.plainLen, oldLen, n.ino); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,6 +35,7 @@ type dirtyFile struct {
 	mb     *memBlocks       // the journal's budget and buffers
 	blocks map[int64][]byte // in-memory whole blocks, cap bs; len: written up to (zeros after)
 	inBase map[int64]bool   // blocks with bytes in the base: they stay there
+	lent   map[int64]bool   // blocks whose buffer write-behind reads without mu (lend)
 }
 
 // maxMemBlocks bounds the in-memory blocks of all files of a journal
@@ -121,9 +123,13 @@ func writeMem(b, p []byte, o int) []byte {
 
 // memBlock returns block idx's memory (its length how far it was
 // written, see writeMem), making it when the block may live in memory
-// and the budget allows; nil if it lives in the base.
+// and the budget allows; nil if it lives in the base. A lent block is
+// copied first (see lend).
 func (d *dirtyFile) memBlock(idx int64) []byte {
 	if b := d.blocks[idx]; b != nil {
+		if d.lent[idx] {
+			b = d.unlend(idx, b)
+		}
 		return b
 	}
 	if idx*d.bs < memDirtyMax || d.inBase[idx] {
@@ -133,12 +139,7 @@ func (d *dirtyFile) memBlock(idx int64) []byte {
 		d.mb.n.Add(-1)
 		return nil
 	}
-	pb, _ := d.mb.pool.Get().(*[]byte)
-	if pb == nil || int64(cap(*pb)) < d.bs {
-		pb = new([]byte)
-		*pb = make([]byte, d.bs)
-	}
-	b := (*pb)[:0]
+	b := d.newBuf()
 	if d.blocks == nil {
 		d.blocks = map[int64][]byte{}
 	}
@@ -146,16 +147,84 @@ func (d *dirtyFile) memBlock(idx int64) []byte {
 	return b
 }
 
-// freeBlock gives block idx's memory back.
+// newBuf returns an empty block buffer (cap bs) from the pool; the
+// caller counted it in the budget.
+func (d *dirtyFile) newBuf() []byte {
+	pb, _ := d.mb.pool.Get().(*[]byte)
+	if pb == nil || int64(cap(*pb)) < d.bs {
+		pb = new([]byte)
+		*pb = make([]byte, d.bs)
+	}
+	return (*pb)[:0]
+}
+
+// putBuf gives a block buffer back to the pool and the budget.
+func (d *dirtyFile) putBuf(b []byte) {
+	d.mb.n.Add(-1)
+	d.mb.pool.Put(&b)
+	d.mb.signal()
+}
+
+// freeBlock gives block idx's memory back; a lent block's goes back when
+// its borrower is done with it (giveBack).
 func (d *dirtyFile) freeBlock(idx int64) {
 	b := d.blocks[idx]
 	if b == nil {
 		return
 	}
 	delete(d.blocks, idx)
-	d.mb.n.Add(-1)
-	d.mb.pool.Put(&b)
-	d.mb.signal()
+	if d.lent[idx] {
+		delete(d.lent, idx) // the borrower owns the buffer now
+		return
+	}
+	d.putBuf(b)
+}
+
+// lend returns in-memory block idx's first l bytes (zeros past how far
+// it was written) for write-behind to hash and seal without mu and
+// without a copy of its own, or nil when the block is not in memory or
+// is lent already. Until giveBack the buffer is read-only: a write to
+// the block first moves it to a copy (unlend, counted in the budget
+// beyond its bound for that while), and freeing the block leaves the
+// buffer to the borrower. mu held.
+func (d *dirtyFile) lend(idx int64, l int) []byte {
+	b := d.blocks[idx]
+	if b == nil || d.lent[idx] || int64(l) > d.bs {
+		return nil
+	}
+	if len(b) < l {
+		old := len(b)
+		b = b[:l]
+		clear(b[old:]) // a pooled buffer's stale bytes
+		d.blocks[idx] = b
+	}
+	if d.lent == nil {
+		d.lent = map[int64]bool{}
+	}
+	d.lent[idx] = true
+	return b[:l]
+}
+
+// unlend moves lent block idx (buffer b) to a copy the writer may change;
+// the borrower keeps b. mu held.
+func (d *dirtyFile) unlend(idx int64, b []byte) []byte {
+	d.mb.n.Add(1)
+	nb := append(d.newBuf(), b...)
+	d.blocks[idx] = nb
+	delete(d.lent, idx)
+	return nb
+}
+
+// giveBack ends the loan of block idx's buffer b (from lend): it stays
+// the block's if nothing changed it meanwhile, else it goes back to the
+// pool. mu held (of the inode that owned d, which may have dropped d
+// since).
+func (d *dirtyFile) giveBack(idx int64, b []byte) {
+	if d.lent[idx] && unsafe.SliceData(d.blocks[idx]) == unsafe.SliceData(b) {
+		delete(d.lent, idx)
+		return
+	}
+	d.putBuf(b)
 }
 
 // needsMemBlock reports whether a write to blocks [first, last] would

@@ -4,25 +4,37 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
 // dirtyFile against a plain byte slice: random writes across the
 // in-memory prefix, in-memory blocks and the dirty file, truncates,
 // punches of whole blocks and resets; every read must match the model,
-// and the budget must come back to zero.
+// and the budget must come back to zero. Blocks lent to a sealer (lend)
+// meanwhile must keep the bytes they had when lent until given back.
 func TestDirtyFileModel(t *testing.T) { bubble(t, testDirtyFileModel) }
 
 func testDirtyFileModel(t *testing.T) {
-	sawBlocks, sawFile := false, false
+	sawBlocks, sawFile, sawLent := false, false, false
 	for seed := uint64(1); seed <= 20; seed++ {
 		r := rand.New(rand.NewPCG(seed, 99))
 		const bs = 8 << 10
 		mb := &memBlocks{}
 		d := &dirtyFile{path: filepath.Join(t.TempDir(), "dirty"), bs: bs, mb: mb}
 		var model []byte
+		type loan struct {
+			idx        int64
+			buf, bytes []byte // the lent buffer, and its bytes when lent
+		}
+		var loans []loan
 		check := func(step int, op string) {
 			t.Helper()
+			for _, l := range loans {
+				if !bytes.Equal(l.buf, l.bytes) {
+					t.Fatalf("seed %d step %d (%s): lent block %d changed", seed, step, op, l.idx)
+				}
+			}
 			n := len(model) + r.IntN(3*bs)
 			got := make([]byte, n)
 			for i := range got {
@@ -78,12 +90,38 @@ func testDirtyFileModel(t *testing.T) {
 					clear(model[lo:min(lo+bs, int64(len(model)))])
 				}
 			default:
-				if r.IntN(4) == 0 {
+				switch r.IntN(4) {
+				case 0:
 					op = "reset"
 					if err := d.reset(); err != nil {
 						t.Fatal(err)
 					}
 					model = model[:0]
+				case 1, 2:
+					op = "lend"
+					for idx := range d.blocks {
+						lo := idx * bs
+						l := min(bs, max(int64(len(model))-lo, 0))
+						if b := d.lend(idx, int(l)); b != nil {
+							want := make([]byte, l)
+							if lo < int64(len(model)) {
+								copy(want, model[lo:])
+							}
+							if !bytes.Equal(b, want) {
+								t.Fatalf("seed %d step %d: lent block %d does not match the model", seed, step, idx)
+							}
+							loans = append(loans, loan{idx, b, want})
+							sawLent = true
+						}
+						break
+					}
+				default:
+					if len(loans) > 0 {
+						op = "give back"
+						i := r.IntN(len(loans))
+						d.giveBack(loans[i].idx, loans[i].buf[:0])
+						loans = slices.Delete(loans, i, i+1)
+					}
 				}
 			}
 			check(step, op)
@@ -91,11 +129,14 @@ func testDirtyFileModel(t *testing.T) {
 			sawFile = sawFile || d.f != nil
 		}
 		d.remove()
+		for _, l := range loans {
+			d.giveBack(l.idx, l.buf[:0])
+		}
 		if n := mb.n.Load(); n != 0 {
 			t.Fatalf("seed %d: %d in-memory blocks still counted after remove", seed, n)
 		}
 	}
-	if !sawBlocks || !sawFile {
-		t.Fatalf("the model run used in-memory blocks %v and a dirty file %v: want both", sawBlocks, sawFile)
+	if !sawBlocks || !sawFile || !sawLent {
+		t.Fatalf("the model run used in-memory blocks %v, a dirty file %v and lent blocks %v: want all", sawBlocks, sawFile, sawLent)
 	}
 }

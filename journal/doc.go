@@ -58,7 +58,9 @@
 // the flush's own commit; else a staging file, written and fsync'd, and
 // the staging directory fsync'd, before the commit that names it, so no
 // commit, durable or not, ever names a staging file whose bytes could be
-// missing after a power cut), and commits the block map, size and times
+// missing after a power cut; write-behind writes it under its own name
+// before its commit, a flush under a temporary one that its commit
+// renames), and commits the block map, size and times
 // in one transaction. Trailing zeros of a block are not stored (a short
 // block reads as zeros to its end); an all-zero block is a hole and
 // costs nothing. A stored block never holds bytes past the file size, so

@@ -28,6 +28,7 @@ type cut struct {
 	tmp      string // sealed bytes staged under a temporary name
 	inline   []byte // or, for a small block, the sealed bytes to stage in the database
 	plain    []byte // kept only when deduplicated (tmp and inline empty), to seal late if the block vanished
+	staged   uint64 // or: the inode number of its file at its staging name (stageDirect), until a commit takes it
 }
 
 // stagedInlineMax is the largest sealed block staged in the database
@@ -262,7 +263,7 @@ func (j *flusher) prepCuts(ctx context.Context, n *inode, idxs []int64, size int
 		if err := n.f.readFull(plain, idx*j.bs); err != nil {
 			return fmt.Errorf("journal: read dirty data of inode %d: %w", n.ino, err)
 		}
-		c, err := j.cutPlain(ctx, idx, plain)
+		c, err := j.cutPlain(ctx, idx, plain, false)
 		if err != nil {
 			return err
 		}
@@ -286,8 +287,9 @@ func (j *flusher) prepCuts(ctx context.Context, n *inode, idxs []int64, size int
 // cutPlain makes block idx from plain (which the cut owns from here on):
 // trailing zeros are not stored (a short block reads as zeros), an
 // all-zero block is a hole; otherwise it is hashed, looked up for dedup,
-// and sealed and staged (stageSealed) when it is new.
-func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte) (cut, error) {
+// and sealed and staged (stageSealed) when it is new. direct: stage a
+// big block under its own name (stageDirect) when it can.
+func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte, direct bool) (cut, error) {
 	plain = bytes.TrimRight(plain, "\x00")
 	if len(plain) == 0 {
 		return cut{idx: idx, hole: true}, nil
@@ -302,19 +304,20 @@ func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte) (cut, e
 		c.plain = plain
 		return c, nil
 	}
-	err = j.stageSealed(&c, plain)
+	err = j.stageSealed(&c, plain, direct)
 	return c, err
 }
 
 // stageSealed seals plain as block c and stages it: in c.inline when
-// small, else in a temporary staging file named by c.tmp.
-func (j *flusher) stageSealed(c *cut, plain []byte) error {
+// small, else in a temporary staging file named by c.tmp, or (direct)
+// under its own name (c.staged, stageDirect).
+func (j *flusher) stageSealed(c *cut, plain []byte, direct bool) error {
 	buf := sealBufs.Get().(*[]byte)
 	sealed := j.seal.Seal(sealBuf(buf, len(plain)), c.id, plain)
 	var err error
 	if len(sealed) <= j.inlineMax() {
 		c.inline = slices.Clone(sealed)
-	} else {
+	} else if !direct || !j.stageDirect(c, sealed) {
 		c.tmp, err = j.writeTemp(c.id, sealed)
 	}
 	*buf = sealed[:0]
@@ -348,9 +351,12 @@ func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 	rand.Read(r[:])
 	name := j.stagePath(id) + "." + hex.EncodeToString(r[:]) + ".tmp"
 	if !j.bufferedStage.Load() && canWriteDirect(sealed) {
-		err := writeDirect(name, sealed)
+		ino, err := writeDirect(name, sealed)
 		if err == nil {
 			return name, nil
+		}
+		if ino != 0 {
+			os.Remove(name) // a random name: nobody else has it
 		}
 		if !errors.Is(err, errNoDirect) {
 			return "", fmt.Errorf("journal: stage block: %w", err)
@@ -422,19 +428,22 @@ func syncDir(dir string) error {
 // reference update runs only if another flush added the block since: a
 // new small file's flush runs one statement fewer.
 func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *freed) (it *qitem, renamed bool, err error) {
-	sealedNow := c.tmp != "" || c.inline != nil
+	sealedNow := c.tmp != "" || c.inline != nil || c.staged != 0
 	if !sealedNow {
 		if ok, err := j.addRef(ctx, tx, c); ok || err != nil {
 			return nil, false, err
 		}
 		// Deduplicated against a block that has gone since: seal now.
-		if err := j.stageSealed(c, c.plain); err != nil {
+		if err := j.stageSealed(c, c.plain, false); err != nil {
 			return nil, false, err
 		}
 	}
 	var sealedLen int64
+	own := false // c.staged's file is still at its name
 	if c.inline != nil {
 		sealedLen = int64(len(c.inline))
+	} else if c.staged != 0 {
+		sealedLen, own = j.ownStaged(c)
 	} else {
 		st, err := os.Stat(c.tmp)
 		if err != nil {
@@ -460,6 +469,11 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 		}
 		return nil, false, nil
 	}
+	if c.staged != 0 && !own {
+		// Another flush of the block renamed its file over this one's
+		// and dropped it since: the commit fails, the block stays dirty.
+		return nil, false, fmt.Errorf("stage block %s: its staging file was replaced", c.id)
+	}
 	// Deleted earlier in this transaction, or by an ordinary commit whose
 	// staging file waits for a durable one, and back now: its staging
 	// file must survive.
@@ -469,6 +483,10 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 	if c.inline != nil {
 		_, err = j.texec(ctx, tx, `INSERT INTO staged(id, sealed) VALUES(?, ?)`, c.id[:], c.inline)
 		return it, false, err
+	}
+	if c.staged != 0 {
+		c.staged = 0 // at its name, the directory synced, since stageDirect
+		return it, false, nil
 	}
 	if err := os.Rename(c.tmp, j.stagePath(c.id)); err != nil {
 		return nil, false, fmt.Errorf("stage block: %w", err)

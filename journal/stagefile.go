@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"database/sql"
 	"errors"
 	"os"
 	"unsafe"
@@ -58,15 +59,22 @@ func canWriteDirect(sealed []byte) bool {
 }
 
 // writeDirect writes sealed (canWriteDirect) to the new file name with
-// O_DIRECT and fsyncs it. errNoDirect when the file system refuses it;
-// on any error no file is left behind.
-func writeDirect(name string, sealed []byte) error {
+// O_DIRECT and fsyncs it. errNoDirect when the file system refuses it.
+// ino is the file's inode number once it was created, also on error: the
+// caller removes the file then.
+func writeDirect(name string, sealed []byte) (ino uint64, err error) {
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_DIRECT, 0o600)
 	if errors.Is(err, unix.EINVAL) {
-		return errNoDirect
+		return 0, errNoDirect
 	}
 	if err != nil {
-		return err
+		return 0, err
+	}
+	var st unix.Stat_t
+	if err = unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		os.Remove(name) // not known to be ours by its number: nobody else has it yet
+		return 0, err
 	}
 	padded := sealed[:roundUp(len(sealed), directAlign)]
 	clear(padded[len(sealed):])
@@ -83,8 +91,63 @@ func writeDirect(name string, sealed []byte) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		os.Remove(name)
+	return st.Ino, err
+}
+
+// stageDirect stages sealed, a block c that had no row when cutPlain
+// looked, under its own staging name instead of a temporary one:
+// written with O_DIRECT, fsync'd, and the staging directory fsync'd, all
+// before the commit, which then refers to the file with no rename and no
+// directory fsync of its own (a write-behind commit holds wmu and the
+// inode's lock, and the writer waits for the latter: the directory fsync
+// was most of the commit). c.staged records the file's inode number: a
+// commit takes the file only if the name still holds it (ownStaged),
+// since another flush of the same block may rename its own file over it
+// meanwhile. False when the name is taken (another flush is staging the
+// block, or its file waits for removal) or O_DIRECT cannot be used; the
+// caller stages through a temporary file then.
+func (j *flusher) stageDirect(c *cut, sealed []byte) bool {
+	if j.bufferedStage.Load() || !canWriteDirect(sealed) {
+		return false
 	}
-	return err
+	ino, err := writeDirect(j.stagePath(c.id), sealed)
+	if err == nil {
+		err = syncDir(j.stage)
+	}
+	if err != nil {
+		if ino != 0 {
+			c.staged = ino
+			j.dropOwnStaged(c)
+		}
+		return false
+	}
+	c.staged = ino
+	return true
+}
+
+// ownStaged reports whether block c's staging name holds the file
+// stageDirect wrote for it, and its length. wmu held (renames into and
+// removals from the staging directory happen under it).
+func (j *flusher) ownStaged(c *cut) (sealedLen int64, ok bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(j.stagePath(c.id), &st); err != nil {
+		return 0, false
+	}
+	return st.Size, st.Ino == c.staged
+}
+
+// dropOwnStaged removes the file stageDirect wrote for c when no commit
+// took it: when the name still holds it and no staged block row refers
+// to it. Takes wmu.
+func (j *flusher) dropOwnStaged(c *cut) {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	if _, ok := j.ownStaged(c); ok {
+		var state int
+		err := j.db.QueryRow(`SELECT state FROM blocks WHERE id = ?`, c.id[:]).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && state != blockStaged) {
+			os.Remove(j.stagePath(c.id))
+		}
+	}
+	c.staged = 0
 }

@@ -2,7 +2,9 @@ package journal
 
 import (
 	"bytes"
+	"database/sql"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -26,7 +28,7 @@ func TestWriteDirect(t *testing.T) {
 		}
 		b[:cap(b)][n:cap(b)][0] = 0xff // stale padding must not reach the file
 		name := filepath.Join(dir, "f")
-		err := writeDirect(name, b)
+		_, err := writeDirect(name, b)
 		if errors.Is(err, errNoDirect) {
 			t.Skipf("the file system of %s refuses O_DIRECT", dir)
 		}
@@ -40,7 +42,7 @@ func TestWriteDirect(t *testing.T) {
 		if !bytes.Equal(got, b) {
 			t.Fatalf("%d bytes written, read back %d, equal prefix %v", n, len(got), bytes.HasPrefix(got, b))
 		}
-		if err := writeDirect(name, b); err == nil || errors.Is(err, errNoDirect) {
+		if _, err := writeDirect(name, b); err == nil || errors.Is(err, errNoDirect) {
 			t.Fatalf("writeDirect over an existing file: %v, want an error (O_EXCL)", err)
 		}
 		os.Remove(name)
@@ -80,5 +82,104 @@ func TestWriteTempPaths(t *testing.T) {
 			t.Fatalf("%s: staged %d bytes, read back %d", tc.name, len(tc.sealed), len(got))
 		}
 		os.Remove(name)
+	}
+}
+
+// TestStageDirect: write-behind stages a new block under its own name
+// before its commit, which takes the file as it lies (no rename); a
+// commit whose file another flush of the same block replaced fails
+// instead of recording a block without its bytes; and dropOwnStaged
+// removes such a file only while no staged block row refers to it.
+func TestStageDirect(t *testing.T) {
+	e := newEnv(t, nil)
+	r := rand.New(rand.NewPCG(3, 4))
+	newCut := func() (cut, []byte) {
+		t.Helper()
+		data := make([]byte, 60<<10) // sealed, more than inlineMax: a file
+		for i := range data {
+			data[i] = byte(r.Uint32())
+		}
+		c, err := e.j.fl.cutPlain(bg, 0, bytes.Clone(data), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.j.bufferedStage.Load() {
+			t.Skip("the staging directory refuses O_DIRECT: no direct staging")
+		}
+		if c.staged == 0 || c.tmp != "" {
+			t.Fatalf("not staged under its own name: staged %d, tmp %q", c.staged, c.tmp)
+		}
+		return c, data
+	}
+	commit := func(c *cut) (*qitem, bool, error) {
+		var it *qitem
+		var renamed bool
+		e.j.wmu.Lock()
+		defer e.j.wmu.Unlock()
+		err := e.j.c.txLocked(bg, func(tx *sql.Tx) error {
+			var fr freed
+			var err error
+			it, renamed, err = e.j.fl.incRef(bg, tx, c, 1, &fr)
+			return err
+		})
+		return it, renamed, err
+	}
+	rows := func(id remote.BlockID) int {
+		var k int
+		if err := e.j.db.QueryRow(`SELECT count(*) FROM blocks WHERE id = ?`, id[:]).Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+
+	// Taken as it lies.
+	c, data := newCut()
+	id, ino := c.id, c.staged
+	it, renamed, err := commit(&c)
+	if err != nil || it == nil || renamed || c.staged != 0 {
+		t.Fatalf("commit of a directly staged block: item %v, renamed %v, staged %d, err %v", it, renamed, c.staged, err)
+	}
+	sealed, err := os.ReadFile(e.j.c.stagePath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.opts.Sealer.Open(nil, id, sealed); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the staged file does not open to the block: %v", err)
+	}
+	// A row refers to it now: dropOwnStaged leaves it.
+	c.staged = ino
+	e.j.fl.dropOwnStaged(&c)
+	if _, err := os.Stat(e.j.c.stagePath(id)); err != nil {
+		t.Fatalf("dropOwnStaged removed a staged block's file: %v", err)
+	}
+
+	// Replaced by another flush's file, which was then dropped: the
+	// commit fails and records nothing.
+	c, _ = newCut()
+	other := e.j.c.stagePath(c.id) + ".other.tmp"
+	if err := os.WriteFile(other, []byte("another flush"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.j.wmu.Lock()
+	err = os.Rename(other, e.j.c.stagePath(c.id))
+	if err == nil {
+		err = os.Remove(e.j.c.stagePath(c.id))
+	}
+	e.j.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := commit(&c); err == nil {
+		t.Fatal("a commit took a staging file that is gone")
+	}
+	if k := rows(c.id); k != 0 {
+		t.Fatalf("%d rows for a block whose staging file is gone", k)
+	}
+
+	// Not committed: dropOwnStaged removes it.
+	c, _ = newCut()
+	e.j.fl.dropOwnStaged(&c)
+	if _, err := os.Stat(e.j.c.stagePath(c.id)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("an uncommitted directly staged file stayed: %v", err)
 	}
 }

@@ -28,8 +28,8 @@ func nodeDirBytes(t *testing.T, root string) int64 {
 
 // TestGarbageCollection: 256 MiB in files of mixed sizes, synced; 90% of
 // them deleted and the snapshots that held them expired (a retention that
-// keeps none); gc brings the node dirs down to what is left times n/k
-// (plus 20% and the metadata); what is left reads byte-exact with the cache
+// keeps none); gc brings the node dirs down to at most twice what is left
+// times n/k (no segment under half live is kept) plus the metadata; what is left reads byte-exact with the cache
 // cleared and 2 nodes stopped, and a recover from scratch still works.
 func TestGarbageCollection(t *testing.T) {
 	requireFuse(t)
@@ -76,9 +76,13 @@ func TestGarbageCollection(t *testing.T) {
 	after := nodeDirBytes(t, filepath.Join(base, "node"))
 	st := statusJSON(t, env, dir)
 	t.Logf("%d files, %d bytes; kept %d files, %d bytes; node dirs %d -> %d bytes; %s", len(files), total, len(kept), left, full, after, r.stdout)
-	limit := left*6/4*12/10 + 4<<20 // + the metadata (a few records)
+	// gc keeps a segment that is at least half live (the default
+	// threshold, 0.5): what is left is at most twice the live bytes,
+	// times n/k, plus the metadata (a few records). (1.2 x was too
+	// tight: a CI run kept 1.94 x.)
+	limit := left*6/4*2 + 4<<20
 	if after > limit {
-		t.Errorf("after gc the node dirs hold %d bytes, want at most %d (1.2 x %d x 6/4 + metadata)", after, limit, left)
+		t.Errorf("after gc the node dirs hold %d bytes, want at most %d (2 x %d x 6/4 + metadata)", after, limit, left)
 	}
 	if st.GC.Last == nil || st.GC.Last.FreedBytes == 0 {
 		t.Errorf("status after gc: %+v", st.GC)

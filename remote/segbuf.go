@@ -176,19 +176,32 @@ func (b *SegmentBuf) seal(g *Grid, id SegmentID) error {
 	return nil
 }
 
+// poolMin is the least capacity of a pooled shard buffer: smaller ones
+// cost little to allocate and would crowd the pool.
+const poolMin = 1 << 20
+
 // getBuf returns a buffer of exactly n bytes, from the pool when it has
-// one large enough.
+// one that fits. One more than twice as large stays in the pool: a small
+// segment (the urgent blocks', a metadata record's) does not keep a full
+// segment's shards alive, nor take them from a full segment packed at the
+// same time, and pooled buffers that no full segment uses go at the next
+// collections.
 func (b *SegmentBuf) getBuf(n int) []byte {
-	if b.pool != nil {
-		if p, ok := b.pool.Get().(*[]byte); ok && cap(*p) >= n {
-			return (*p)[:n]
+	if b.pool != nil && n >= poolMin/2 {
+		if p, ok := b.pool.Get().(*[]byte); ok {
+			if cap(*p) >= n && cap(*p) <= 2*n {
+				return (*p)[:n]
+			}
+			if cap(*p) > 2*n {
+				b.pool.Put(p)
+			}
 		}
 	}
 	return make([]byte, n)
 }
 
 func (b *SegmentBuf) putBuf(o []byte) {
-	if b.pool != nil {
+	if b.pool != nil && cap(o) >= poolMin {
 		o = o[:0]
 		b.pool.Put(&o)
 	}

@@ -70,8 +70,9 @@ type Options struct {
 	// ErrFull (default 10s).
 	QuotaWait time.Duration
 	// SegmentSize is the target segment size (default 16 MiB). The
-	// uploader holds a segment and its k+m shards while it ships them:
-	// about 2.5x this with k=4, m=2.
+	// uploader holds a segment's k+m shards while it ships them: about
+	// 1.5x this with k=4, m=2 (the data shards are the segment). A
+	// segment of small files' blocks is at most half this size.
 	SegmentSize int64
 	// IdleFlush: a file idle this long is flushed, and a partial segment
 	// waits this long for more data before it is shipped (default 2s).

@@ -153,18 +153,23 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 	})
 	// A segment that starts with urgent blocks (small and fsync'd
 	// files') carries only those: it ships in the time its own bytes
-	// take, not a full segment of bulk data's.
+	// take, not a full segment of bulk data's. It is half a segment at
+	// most: while small files are copied, the uploader's shards (half
+	// the live heap then) are the memory that most often meets the
+	// rest of the work at its peak.
+	limit := j.o.SegmentSize
 	if len(items) > 0 && items[0].prio == 0 {
 		if i := slices.IndexFunc(items, func(it qitem) bool { return it.prio != 0 }); i > 0 {
 			items = items[:i]
 		}
+		limit = max(limit/2, 1)
 	}
 	// The segment is laid out in its shard objects for the size of the
 	// blocks taken, and each staging file is read into place: no copy
 	// per block, and none of the whole segment when it ships.
 	var size int64
 	for _, it := range items {
-		if size >= j.o.SegmentSize {
+		if size >= limit {
 			break
 		}
 		size += it.sealedLen
@@ -180,7 +185,7 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 	}
 	var placed []placedBlock
 	for _, it := range items {
-		if seg.Len() >= j.o.SegmentSize || it.sealedLen > seg.Cap()-seg.Len() {
+		if seg.Len() >= limit || it.sealedLen > seg.Cap()-seg.Len() {
 			break // full, or a block before this one was skipped
 		}
 		off := seg.Len()

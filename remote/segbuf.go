@@ -181,18 +181,18 @@ func (b *SegmentBuf) seal(g *Grid, id SegmentID) error {
 const poolMin = 1 << 20
 
 // getBuf returns a buffer of exactly n bytes, from the pool when it has
-// one that fits. One more than twice as large stays in the pool: a small
-// segment (the urgent blocks', a metadata record's) does not keep a full
-// segment's shards alive, nor take them from a full segment packed at the
-// same time, and pooled buffers that no full segment uses go at the next
-// collections.
+// one that fits. One more than half as large again stays in the pool: a
+// smaller segment (the urgent blocks', a metadata record's) does not keep
+// a full segment's shards alive, nor take them from a full segment packed
+// at the same time, and pooled buffers that no full segment uses go at the
+// next collections.
 func (b *SegmentBuf) getBuf(n int) []byte {
 	if b.pool != nil && n >= poolMin/2 {
 		if p, ok := b.pool.Get().(*[]byte); ok {
-			if cap(*p) >= n && cap(*p) <= 2*n {
+			if cap(*p) >= n && cap(*p) <= n+n/2 {
 				return (*p)[:n]
 			}
-			if cap(*p) > 2*n {
+			if cap(*p) > n+n/2 {
 				b.pool.Put(p)
 			}
 		}

@@ -113,9 +113,11 @@
 //
 // The uploader (one goroutine) owns the queue, rebuilt from the staged
 // blocks at Open. It packs blocks of small files first, then in staging
-// order, into a segment of SegmentSize (or less after IdleFlush without new
-// data, or at once when WaitDurable or a writer short of quota asks), ships
-// it with Grid.WriteSegment, retrying with capped exponential backoff and
+// order, into a segment of SegmentSize (half of it for small files'
+// blocks; less after IdleFlush without new data, or at once when
+// WaitDurable or a writer short of quota asks), reading each staging file
+// straight into the shard objects of a Grid.NewSegmentBuf, ships it with
+// Grid.WriteSegmentBuf, retrying with capped exponential backoff and
 // jitter while that fails, then records the segment and the block
 // locations in one transaction and deletes the staging files. Segments
 // stored with fewer than K+M shards count as repair owed. Before each

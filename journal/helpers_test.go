@@ -81,6 +81,14 @@ func (g *fakeGrid) WriteSegment(ctx context.Context, data []byte) (*remote.Segme
 	return &remote.SegmentInfo{ID: id, K: g.k, M: g.m, Size: int64(len(data)), ShardSize: shard, ChunkSize: 64 << 10, Nodes: nodes}, nil
 }
 
+func (g *fakeGrid) NewSegmentBuf(size int64) (*remote.SegmentBuf, error) {
+	return remote.NewSegmentBuf(g.k, g.m, 0, size)
+}
+
+func (g *fakeGrid) WriteSegmentBuf(ctx context.Context, b *remote.SegmentBuf) (*remote.SegmentInfo, error) {
+	return g.WriteSegment(ctx, b.Bytes())
+}
+
 func (g *fakeGrid) DeleteSegment(ctx context.Context, seg *remote.SegmentInfo) error { return nil }
 
 func (g *fakeGrid) Capacity(ctx context.Context) (int64, int64) { return 6 << 30, 3 << 30 }

@@ -18,10 +18,14 @@ import (
 )
 
 // Grid is what the journal needs from the storage grid. *remote.Grid
-// satisfies it. WriteSegment keeps no reference to data once it returns:
-// the uploader reuses the buffer for the next segment.
+// satisfies it. WriteSegment and WriteSegmentBuf keep no reference to
+// their data once they return. The uploader packs staged blocks straight
+// into a SegmentBuf's shard objects (NewSegmentBuf), so a segment is held
+// once while it ships, not also in a buffer of the uploader's.
 type Grid interface {
 	WriteSegment(ctx context.Context, data []byte) (*remote.SegmentInfo, error)
+	NewSegmentBuf(size int64) (*remote.SegmentBuf, error)
+	WriteSegmentBuf(ctx context.Context, b *remote.SegmentBuf) (*remote.SegmentInfo, error)
 	DeleteSegment(ctx context.Context, seg *remote.SegmentInfo) error
 	Capacity(ctx context.Context) (total, free int64)
 	K() int
@@ -66,8 +70,9 @@ type Options struct {
 	// ErrFull (default 10s).
 	QuotaWait time.Duration
 	// SegmentSize is the target segment size (default 16 MiB). The
-	// uploader holds a segment and its k+m shards while it ships them:
-	// about 2.5x this with k=4, m=2.
+	// uploader holds a segment's k+m shards while it ships them: about
+	// 1.5x this with k=4, m=2 (the data shards are the segment). A
+	// segment of small files' blocks is at most half this size.
 	SegmentSize int64
 	// IdleFlush: a file idle this long is flushed, and a partial segment
 	// waits this long for more data before it is shipped (default 2s).

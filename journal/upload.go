@@ -11,7 +11,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -105,8 +104,11 @@ func (j *uploader) uploader(ctx context.Context) {
 		// Before reading megabytes of staging files too, not only before
 		// shipping them.
 		j.yieldToForeground(ctx)
-		buf, placed := j.pack()
+		seg, placed := j.pack()
 		if len(placed) == 0 {
+			if seg != nil {
+				seg.Release()
+			}
 			if !sleepCtx(ctx, j.o.IdleFlush) {
 				return
 			}
@@ -115,14 +117,15 @@ func (j *uploader) uploader(ctx context.Context) {
 		// Between the shards' write and the row that names them, the
 		// segment would look orphaned to garbage collection (gc.go).
 		j.segWriteMu.RLock()
-		info, err := j.ship(ctx, buf)
+		info, err := j.ship(ctx, seg)
 		if err != nil {
 			j.segWriteMu.RUnlock()
+			seg.Release()
 			return // ctx cancelled: the blocks stay staged for the next Open
 		}
 		err = j.commitSegment(ctx, info, placed)
 		j.segWriteMu.RUnlock()
-		putSegBuf(buf)
+		seg.Release()
 		if err != nil {
 			j.noteError(err)
 			j.log.Error("journal: record uploaded segment; the blocks stay queued and will be uploaded again", "err", err)
@@ -134,8 +137,10 @@ func (j *uploader) uploader(ctx context.Context) {
 }
 
 // pack reads the next segment's worth of staged blocks, small and fsync'd
-// files first (alone when there are any), then in queue order.
-func (j *uploader) pack() ([]byte, []placedBlock) {
+// files first (alone when there are any), then in queue order. The
+// segment is the uploader's until it calls seg.Release after the
+// segment's commit; nil when there is nothing to pack.
+func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 	j.qmu.Lock()
 	items := make([]qitem, 0, len(j.queue))
 	for _, it := range j.queue {
@@ -150,28 +155,43 @@ func (j *uploader) pack() ([]byte, []placedBlock) {
 	})
 	// A segment that starts with urgent blocks (small and fsync'd
 	// files') carries only those: it ships in the time its own bytes
-	// take, not a full segment of bulk data's.
+	// take, not a full segment of bulk data's. It is half a segment at
+	// most: while small files are copied, the uploader's shards (half
+	// the live heap then) are the memory that most often meets the
+	// rest of the work at its peak.
+	limit := j.o.SegmentSize
 	if len(items) > 0 && items[0].prio == 0 {
 		if i := slices.IndexFunc(items, func(it qitem) bool { return it.prio != 0 }); i > 0 {
 			items = items[:i]
 		}
+		limit = max(limit/2, 1)
 	}
-	// One buffer for the segment, filled by reading each staging file
-	// into place: no copy per block and no regrowing.
+	// The segment is laid out in its shard objects for the size of the
+	// blocks taken, and each staging file is read into place: no copy
+	// per block, and none of the whole segment when it ships.
 	var size int64
 	for _, it := range items {
-		if size >= j.o.SegmentSize {
+		if size >= limit {
 			break
 		}
 		size += it.sealedLen
 	}
-	buf := getSegBuf(size)
+	if size == 0 {
+		return nil, nil
+	}
+	seg, err := j.o.Grid.NewSegmentBuf(size)
+	if err != nil {
+		j.noteError(err)
+		j.log.Error("journal: cannot lay out a segment; the blocks stay queued", "bytes", size, "err", err)
+		return nil, nil
+	}
 	var placed []placedBlock
 	for _, it := range items {
-		if int64(len(buf)) >= j.o.SegmentSize {
-			break
+		if seg.Len() >= limit || it.sealedLen > seg.Cap()-seg.Len() {
+			break // full, or a block before this one was skipped
 		}
-		sealed, err := j.fd.stagedBytes(it.id, buf[len(buf):], it.sealedLen)
+		off := seg.Len()
+		err := j.packBlock(seg, it)
 		if err != nil {
 			j.qmu.Lock()
 			_, still := j.queue[it.id]
@@ -191,33 +211,38 @@ func (j *uploader) pack() ([]byte, []placedBlock) {
 			}
 			continue
 		}
-		placed = append(placed, placedBlock{qitem: it, off: int64(len(buf)), len: int64(len(sealed))})
-		if len(sealed) <= cap(buf)-len(buf) {
-			buf = buf[:len(buf)+len(sealed)] // read in place
-		} else {
-			buf = append(buf, sealed...)
+		placed = append(placed, placedBlock{qitem: it, off: off, len: seg.Len() - off})
+	}
+	return seg, placed
+}
+
+// packBlock appends staged block it's sealed bytes to seg: a staging file
+// is read straight into the shard payloads, a database row (small blocks)
+// copied there.
+func (j *uploader) packBlock(seg *remote.SegmentBuf, it qitem) error {
+	if it.sealedLen > int64(j.fl.inlineMax()) {
+		f, err := os.Open(j.stagePath(it.id))
+		if err == nil {
+			defer f.Close()
+			st, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			if err := seg.ReadFull(f, st.Size()); err != nil {
+				return fmt.Errorf("read %s: %w", f.Name(), err)
+			}
+			return nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
 		}
 	}
-	return buf, placed
-}
-
-// segBufs holds the uploader's segment buffers: a fresh 16 MiB slice per
-// segment was zeroed by the runtime first (a third of a second of CPU per
-// 2 GiB written), and pack overwrites every byte it uses. A buffer is the
-// uploader's from getSegBuf in pack until putSegBuf after its segment's
-// commit (WriteSegment copies the bytes and keeps no reference).
-var segBufs sync.Pool // of *[]byte
-
-func getSegBuf(size int64) []byte {
-	if p, ok := segBufs.Get().(*[]byte); ok && int64(cap(*p)) >= size {
-		return (*p)[:0]
+	b, err := j.fd.stagedBytes(it.id, nil, it.sealedLen)
+	if err != nil {
+		return err
 	}
-	return make([]byte, 0, size)
-}
-
-func putSegBuf(b []byte) {
-	b = b[:0]
-	segBufs.Put(&b)
+	_, err = seg.Write(b)
+	return err
 }
 
 // readFileInto reads the file at path into dst's spare capacity when it
@@ -265,15 +290,15 @@ func sleepCtx(ctx context.Context, d time.Duration) bool { return remote.Sleep(c
 
 // ship writes one segment, retrying with capped exponential backoff and
 // jitter while the grid fails. It returns an error only when ctx ends.
-func (j *uploader) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, error) {
+func (j *uploader) ship(ctx context.Context, seg *remote.SegmentBuf) (*remote.SegmentInfo, error) {
 	bo := remote.Backoff{Min: 50 * time.Millisecond, Max: j.o.RetryMax}
 	for attempt := 0; ; attempt++ {
 		// Bandwidth limits are the grid's stores' (remote/limit).
 		j.yieldToForeground(ctx)
 		j.qmu.Lock()
-		j.stats.InFlightBytes = int64(len(buf))
+		j.stats.InFlightBytes = seg.Len()
 		j.qmu.Unlock()
-		info, err := j.o.Grid.WriteSegment(ctx, buf)
+		info, err := j.o.Grid.WriteSegmentBuf(ctx, seg)
 		j.qmu.Lock()
 		j.stats.InFlightBytes = 0
 		j.qmu.Unlock()
@@ -285,7 +310,7 @@ func (j *uploader) ship(ctx context.Context, buf []byte) (*remote.SegmentInfo, e
 		}
 		j.noteError(err)
 		d := bo.Delay(attempt)
-		j.log.Warn("journal: segment upload failed; retrying", "bytes", len(buf), "retry_in", d, "err", err)
+		j.log.Warn("journal: segment upload failed; retrying", "bytes", seg.Len(), "retry_in", d, "err", err)
 		if !sleepCtx(ctx, d) {
 			return nil, ctx.Err()
 		}

@@ -27,7 +27,9 @@
 // # Segments and reads
 //
 // Grid.WriteSegment cuts a segment into k equal data shards plus m
-// Reed-Solomon parity shards and stores each as a shard-format object on
+// Reed-Solomon parity shards (a SegmentBuf holds a segment already laid
+// out in its shard objects, for WriteSegmentBuf to ship without a copy)
+// and stores each as a shard-format object on
 // its own node, chosen by weighted rendezvous hashing with zones spread;
 // nodes that fail are skipped for the next candidate. The code is
 // systematic, so FetchBlock's healthy path is one ranged Get per data shard

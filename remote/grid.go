@@ -63,7 +63,7 @@ type Grid struct {
 	encMu sync.Mutex // guards encs
 	encs  map[[2]int]reedsolomon.Encoder
 
-	bufs sync.Pool // of *[]byte: shard object buffers in WriteSegment
+	bufs sync.Pool // of *[]byte: shard object buffers of SegmentBufs
 
 	conc int // NodeConcurrency
 

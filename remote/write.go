@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-
-	"github.com/meshdrive/meshdrive/remote/shard"
 )
 
 // shardAlign rounds shard payloads up so every shard is the same, SIMD-
@@ -28,63 +26,56 @@ func ShardSizeFor(size int64, k int) int64 {
 // Fewer -> the shards stored are deleted (best effort) and the error wraps
 // ErrTooFewNodes; the caller still owns data and should retry later.
 //
-// data is only read, and only during the call.
+// data is only read, and only during the call: it is copied once, into
+// the shard objects. A caller that builds segments of its own should
+// build them in a SegmentBuf (WriteSegmentBuf), which needs no copy.
 func (g *Grid) WriteSegment(ctx context.Context, data []byte) (*SegmentInfo, error) {
-	k, m := g.k, g.m
-	n := k + m
 	if len(data) == 0 {
 		return nil, errors.New("write segment: no data")
 	}
-	ss := ShardSizeFor(int64(len(data)), k)
-	if ss > shard.MaxPayloadLen {
-		return nil, fmt.Errorf("write segment: %d bytes make %d-byte shards, over the %d limit; write smaller segments", len(data), ss, shard.MaxPayloadLen)
+	b, err := g.NewSegmentBuf(int64(len(data)))
+	if err != nil {
+		return nil, err
 	}
-	info := &SegmentInfo{K: k, M: m, Size: int64(len(data)), ShardSize: ss, ChunkSize: g.chunk, Nodes: make([]string, n)}
-	if _, err := rand.Read(info.ID[:]); err != nil {
-		return nil, fmt.Errorf("write segment: random id: %w", err)
+	defer b.Release()
+	if _, err := b.Write(data); err != nil {
+		return nil, err
 	}
+	return g.WriteSegmentBuf(ctx, b)
+}
 
-	// One buffer per shard object: header, then payload. Data shards get
-	// their slice of data copied in once (zero padding after the end);
-	// parity is encoded straight into the parity payloads.
-	hl := int(shard.HeaderLen(ss, g.chunk))
-	objs := make([][]byte, n)
-	payloads := make([][]byte, n)
-	for i := range objs {
-		objs[i] = g.getBuf(hl + int(ss))
-		payloads[i] = objs[i][hl:]
+// WriteSegmentBuf stores the segment b holds, as WriteSegment does. b
+// stays the caller's: it is only read (its parity and headers are
+// written in place) and may be written again after an error. A b not
+// filled to the size it was laid out for, or laid out for another code,
+// is copied into a new layout first.
+func (g *Grid) WriteSegmentBuf(ctx context.Context, b *SegmentBuf) (*SegmentInfo, error) {
+	if b.n == 0 {
+		return nil, errors.New("write segment: no data")
 	}
-	defer func() {
-		for _, b := range objs {
-			g.putBuf(b)
-		}
-	}()
-	for i := range k {
-		lo := min(int64(i)*ss, int64(len(data)))
-		hi := min(lo+ss, int64(len(data)))
-		c := copy(payloads[i], data[lo:hi])
-		clear(payloads[i][c:])
-	}
-	if m > 0 {
-		enc, err := g.encoder(k, m)
+	if b.n != b.size || b.k != g.k || b.m != g.m || b.chunk != g.chunk {
+		nb, err := g.NewSegmentBuf(b.n)
 		if err != nil {
 			return nil, err
 		}
-		if err := enc.Encode(payloads); err != nil {
-			return nil, fmt.Errorf("write segment: encode: %w", err)
+		defer nb.Release()
+		for i := int64(0); i*b.ss < b.n; i++ {
+			if _, err := nb.Write(b.objs[i][b.hl : b.hl+min(b.ss, b.n-i*b.ss)]); err != nil {
+				return nil, err
+			}
 		}
+		b = nb
 	}
-	for i := range n {
-		h := shard.Header{Kind: shard.KindSegment, K: uint8(k), M: uint8(m), Index: uint8(i),
-			ChunkSize: uint32(g.chunk), Segment: info.ID, SegmentSize: info.Size}
-		hdr, err := shard.AppendHeader(objs[i][:0], &h, payloads[i])
-		if err != nil {
-			return nil, fmt.Errorf("write segment: shard header: %w", err)
-		}
-		if len(hdr) != hl || &hdr[0] != &objs[i][0] {
-			return nil, fmt.Errorf("write segment: shard header is %d bytes, expected %d", len(hdr), hl)
-		}
+	k, m := g.k, g.m
+	n := k + m
+	info := &SegmentInfo{K: k, M: m, Size: b.n, ShardSize: b.ss, ChunkSize: g.chunk, Nodes: make([]string, n)}
+	if _, err := rand.Read(info.ID[:]); err != nil {
+		return nil, fmt.Errorf("write segment: random id: %w", err)
 	}
+	if err := b.seal(g, info.ID); err != nil {
+		return nil, err
+	}
+	objs := b.objs
 
 	members := g.view().all
 	pl := newPlacer(members, info.ID, n)
@@ -144,17 +135,4 @@ func (g *Grid) WriteSegment(ctx context.Context, data []byte) (*SegmentInfo, err
 	return nil, fmt.Errorf("write segment %s: %w: only %d of %d nodes tried took a shard, need at least %d of %d; "+
 		"start the stopped nodes or free space on full ones, then retry (the data is kept until then): %w",
 		info.ID, ErrTooFewNodes, stored, len(tried), k+1, n, cause)
-}
-
-// getBuf returns a buffer of exactly n bytes from the shard buffer pool.
-func (g *Grid) getBuf(n int) []byte {
-	if p, ok := g.bufs.Get().(*[]byte); ok && cap(*p) >= n {
-		return (*p)[:n]
-	}
-	return make([]byte, n)
-}
-
-func (g *Grid) putBuf(b []byte) {
-	b = b[:0]
-	g.bufs.Put(&b)
 }

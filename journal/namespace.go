@@ -636,16 +636,23 @@ func (j *namespace) Rmdir(ctx context.Context, parent Ino, name string) error {
 		if err := j.dirEmpty(ctx, tx, ino); err != nil {
 			return err
 		}
-		if _, err := j.texec(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ?`, parent, name); err != nil {
-			return fmt.Errorf("journal: rmdir: %w", err)
-		}
-		if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino = ?`, ino); err != nil {
-			return fmt.Errorf("journal: rmdir: %w", err)
-		}
-		j.narrowLocked(ino, parent)
-		j.ents.removed = append(j.ents.removed, ino)
-		return j.touchDir(ctx, tx, parent, nowNS(), -1)
+		return j.dropDirTx(ctx, tx, parent, name, ino, nowNS())
 	})
+}
+
+// dropDirTx removes the empty directory ino, name in parent: its entry,
+// its inode, and its parent's link, with the parent's times set to t.
+// Rmdir and a deferred rmdir's apply. wmu held, within txLocked's fn.
+func (j *namespace) dropDirTx(ctx context.Context, tx *sql.Tx, parent Ino, name string, ino Ino, t int64) error {
+	if _, err := j.texec(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ?`, parent, name); err != nil {
+		return fmt.Errorf("journal: rmdir: %w", err)
+	}
+	if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino = ?`, ino); err != nil {
+		return fmt.Errorf("journal: rmdir: %w", err)
+	}
+	j.narrowLocked(ino, parent)
+	j.ents.removed = append(j.ents.removed, ino)
+	return j.touchDir(ctx, tx, parent, t, -1)
 }
 
 func (j *namespace) dirEmpty(ctx context.Context, tx *sql.Tx, dir Ino) error {

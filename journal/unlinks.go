@@ -717,19 +717,11 @@ func (j *unlinks) applyRmdir(ctx context.Context, tx *sql.Tx, r unlinkRec) error
 	case err != nil:
 		return err
 	}
-	if _, err := j.texec(ctx, tx, `DELETE FROM entries WHERE parent = ? AND name = ?`, r.parent, r.name); err != nil {
-		return fmt.Errorf("journal: rmdir: %w", err)
-	}
-	if _, err := j.texec(ctx, tx, `DELETE FROM inodes WHERE ino = ?`, r.ino); err != nil {
-		return fmt.Errorf("journal: rmdir: %w", err)
-	}
-	j.narrowLocked(r.ino, r.parent)
-	j.ents.removed = append(j.ents.removed, r.ino)
 	t, ok := j.unl.dirPendTime(r.parent)
 	if !ok {
 		t = nowNS()
 	}
-	return j.ns.touchDir(ctx, tx, r.parent, t, -1)
+	return j.ns.dropDirTx(ctx, tx, r.parent, r.name, r.ino, t)
 }
 
 // applyUnlinksFor applies the pending unlinks when dir has one: a

@@ -637,11 +637,15 @@ func (j *unlinks) applyUnlinkRecs(ctx context.Context, tx *sql.Tx, recs []unlink
 	}
 	b = append(b, ']')
 	// An entry applied before a crash cut the log short is not there
-	// any more: its record does nothing.
+	// any more: its record does nothing. Nor does one that names a
+	// directory: deferUnlink never logs one, and the record's kind is
+	// outside its CRC, so only a corrupted log could make one; the entry
+	// stays.
 	deleted, err := j.inoSet(ctx, tx, `DELETE FROM entries WHERE cookie IN (
 		SELECT e.cookie FROM json_each(?1) AS r JOIN entries AS e
-		ON e.parent = r.value->>0 AND e.name = CAST(unhex(r.value->>2) AS TEXT) AND e.ino = r.value->>1)
-		RETURNING ino`, string(b))
+		ON e.parent = r.value->>0 AND e.name = CAST(unhex(r.value->>2) AS TEXT) AND e.ino = r.value->>1
+		JOIN inodes AS i ON i.ino = e.ino AND i.mode & ?2 != ?3)
+		RETURNING ino`, string(b), sIFMT, sIFDIR)
 	if err != nil {
 		return nil, fmt.Errorf("journal: unlink: %w", err)
 	}

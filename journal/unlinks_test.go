@@ -161,6 +161,7 @@ func TestUnlinkLogReplay(t *testing.T) {
 	for _, name := range []string{"x", "y", "z", "keep"} {
 		inos = append(inos, must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0)).Ino)
 	}
+	dir := must[Attr](t)(e.j.Mkdir(bg, RootIno, "dir", 0o755, 0, 0))
 	if err := e.j.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +173,9 @@ func TestUnlinkLogReplay(t *testing.T) {
 	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: inos[0], name: "x"})
 	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: inos[1], name: "y"})
 	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: inos[1], name: "y"})
+	// An unlink that names a directory (only a corrupted kind byte
+	// makes one) leaves it in place.
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: dir.Ino, name: "dir"})
 	z := appendUnlink(nil, unlinkRec{parent: RootIno, ino: inos[2], name: "z"})
 	b = append(b, z[:len(z)-2]...)
 	path := filepath.Join(e.opts.Dir, unlinkLogName)
@@ -179,7 +183,7 @@ func TestUnlinkLogReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.open()
-	for name, want := range map[string]bool{"x": false, "y": false, "z": true, "keep": true} {
+	for name, want := range map[string]bool{"x": false, "y": false, "z": true, "keep": true, "dir": true} {
 		_, err := e.j.Lookup(bg, RootIno, name)
 		if (err == nil) != want {
 			t.Fatalf("after replay, lookup of %q: %v (want present: %v)", name, err, want)

@@ -152,8 +152,9 @@ func valueRows(n int, row string) string {
 
 // applyCreates inserts pending creates' inodes and entries, createRows
 // to a statement, and moves their parents' times to the newest pending
-// change in each; it returns the parents. wmu held, in a transaction.
-func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([]Ino, error) {
+// change in each; it returns the parents and their rows as the
+// transaction leaves them. wmu held, in a transaction.
+func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([]Ino, []Attr, error) {
 	var parents []Ino
 	for _, r := range recs {
 		if !slices.Contains(parents, r.parent) {
@@ -162,14 +163,18 @@ func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec
 		j.ents.added = append(j.ents.added, addedEntry{parent: r.parent, name: r.name})
 	}
 	now := nowNS()
+	rows := make([]Attr, 0, len(parents))
 	for _, p := range parents {
 		t, ok := j.unl.dirPendTime(p)
 		if !ok {
 			t = now
 		}
-		if _, err := j.texec(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2`, t, p); err != nil {
-			return nil, fmt.Errorf("journal: create: update parent: %w", err)
+		a, err := scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2 RETURNING `+
+			strings.ReplaceAll(attrCols, "i.", ""), t, p))
+		if err != nil {
+			return nil, nil, fmt.Errorf("journal: create: update parent: %w", err)
 		}
+		rows = append(rows, a)
 	}
 	for len(recs) >= createRows {
 		ia := make([]any, 0, 7*createRows)
@@ -179,23 +184,23 @@ func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec
 			ea = append(ea, r.parent, r.name, r.ino)
 		}
 		if _, err := j.texec(ctx, tx, insertInodes, ia...); err != nil {
-			return nil, fmt.Errorf("journal: create %d inodes from %d: %w", createRows, recs[0].ino, err)
+			return nil, nil, fmt.Errorf("journal: create %d inodes from %d: %w", createRows, recs[0].ino, err)
 		}
 		if _, err := j.texec(ctx, tx, insertEntries, ea...); err != nil {
-			return nil, fmt.Errorf("journal: create %d entries from %q in %d: %w", createRows, recs[0].name, recs[0].parent, err)
+			return nil, nil, fmt.Errorf("journal: create %d entries from %q in %d: %w", createRows, recs[0].name, recs[0].parent, err)
 		}
 		recs = recs[createRows:]
 	}
 	for _, r := range recs {
 		if _, err := j.texec(ctx, tx, `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime) VALUES(?, ?, ?, ?, 1, ?, ?, ?)`,
 			r.ino, r.mode, r.uid, r.gid, r.t, r.t, r.t); err != nil {
-			return nil, fmt.Errorf("journal: create inode %d: %w", r.ino, err)
+			return nil, nil, fmt.Errorf("journal: create inode %d: %w", r.ino, err)
 		}
 		if _, err := j.texec(ctx, tx, `INSERT INTO entries(parent, name, ino) VALUES(?, ?, ?)`, r.parent, r.name, r.ino); err != nil {
-			return nil, fmt.Errorf("journal: create entry %q in %d: %w", r.name, r.parent, err)
+			return nil, nil, fmt.Errorf("journal: create entry %q in %d: %w", r.name, r.parent, err)
 		}
 	}
-	return parents, nil
+	return parents, rows, nil
 }
 
 // replayable drops from the records a crash left in the log the creates

@@ -227,3 +227,66 @@ func TestDeferredCreatesBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestFoldedCreateKeepsParentRow: a flush that commits its file's pending
+// create leaves the parent's row in the attribute cache, as the commit
+// left it (the kernel asks for the directory's attributes before the next
+// create in it); a transaction that changes the parent after the folded
+// creates leaves nothing stale there.
+func TestFoldedCreateKeepsParentRow(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+		j := e.j
+		d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+		dbRow := func() Attr {
+			t.Helper()
+			return must[Attr](t)(scanAttr(j.db.QueryRow(getattrQ, d.Ino)))
+		}
+		for i := range 3 {
+			time.Sleep(time.Millisecond) // the bubble's clock: the parent's mtime must move
+			f := must[Attr](t)(j.Mknod(bg, d.Ino, fmt.Sprintf("f%d", i), sIFREG|0o644, 0, 0, 0))
+			j.OpenFile(f.Ino)
+			must[int](t)(j.WriteAt(bg, f.Ino, []byte("data"), 0))
+			if err := j.Flush(bg, f.Ino); err != nil {
+				t.Fatal(err)
+			}
+			j.ReleaseFile(f.Ino)
+			want := dbRow()
+			if !want.Mtime.Equal(f.Mtime) {
+				t.Fatalf("file %d: the parent's mtime in the database %v, want the create's %v", i, want.Mtime, f.Mtime)
+			}
+			if _, ok := j.ac.get(d.Ino, j.commitGen.Load()); !ok {
+				t.Fatalf("file %d: the flush that applied the create left no row of the parent in the attribute cache", i)
+			}
+			if got := must[Attr](t)(j.GetAttr(bg, d.Ino)); got != want {
+				t.Fatalf("file %d: getattr of the parent %+v, want the database's %+v", i, got, want)
+			}
+		}
+		// A create pending, then a mkdir in the same directory: its
+		// transaction folds the create and changes the parent again.
+		time.Sleep(time.Millisecond)
+		must[Attr](t)(j.Mknod(bg, d.Ino, "g", sIFREG|0o644, 0, 0, 0))
+		time.Sleep(time.Millisecond)
+		must[Attr](t)(j.Mkdir(bg, d.Ino, "sub", 0o755, 0, 0))
+		want := dbRow()
+		if want.Nlink != 3 {
+			t.Fatalf("the parent's nlink after a mkdir in it: %d, want 3", want.Nlink)
+		}
+		if got := must[Attr](t)(j.GetAttr(bg, d.Ino)); got != want {
+			t.Fatalf("after a mkdir: getattr of the parent %+v, want the database's %+v", got, want)
+		}
+		// A create pending, then a chmod of the directory, whose
+		// transaction changes the parent's row after the folded create.
+		time.Sleep(time.Millisecond)
+		must[Attr](t)(j.Mknod(bg, d.Ino, "h", sIFREG|0o644, 0, 0, 0))
+		mode := uint32(0o700)
+		must[Attr](t)(j.SetAttr(bg, d.Ino, SetAttr{Mode: &mode}))
+		want = dbRow()
+		if want.Mode&0o7777 != 0o700 {
+			t.Fatalf("the parent's mode after a chmod: %o", want.Mode)
+		}
+		if got := must[Attr](t)(j.GetAttr(bg, d.Ino)); got != want {
+			t.Fatalf("after a chmod: getattr of the parent %+v, want the database's %+v", got, want)
+		}
+	})
+}

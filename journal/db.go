@@ -309,9 +309,10 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("journal: begin: %w", err)
 	}
-	var applied []Ino // rows the folded creates changed (their parents)
+	var applied []Ino     // rows the folded creates changed (their parents)
+	var parentRows []Attr // and those rows as they left them
 	if len(folded) > 0 {
-		if applied, err = j.ul.applyCreates(ctx0, tx, folded); err != nil {
+		if applied, parentRows, err = j.ul.applyCreates(ctx0, tx, folded); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("journal: apply %d deferred creates: %w", len(folded), err)
 		}
@@ -331,6 +332,15 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if keep := j.keptRows(scope, applied); len(keep) > 0 {
 		j.ac.carry(gen-1, gen, keep...)
 		j.la.carry(gen-1, gen, keep...)
+		// The folded creates' parents as they are now, unless fn may
+		// have changed them after the creates did: the kernel asks for
+		// a directory's attributes after each create in it (a copied
+		// tree's flush commits the create of the file before).
+		for _, a := range parentRows {
+			if !slices.Contains(keep[:len(keep)-len(applied)], a.Ino) {
+				j.ac.put(a.Ino, a, gen)
+			}
+		}
 	}
 	j.ents.known = j.ents.known || scope != scopeAll || len(j.narrow) > 0 // see nameSets
 	j.names.commit(gen-1, gen, &j.ents)

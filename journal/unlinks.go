@@ -604,7 +604,7 @@ func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr 
 		}
 	}
 	if len(cr) > 0 {
-		parents, err := j.applyCreates(ctx, tx, cr)
+		parents, _, err := j.applyCreates(ctx, tx, cr)
 		if err != nil {
 			return nil, err
 		}

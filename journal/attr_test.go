@@ -53,6 +53,7 @@ func testSetAttrWaitsForFlush(t *testing.T) {
 	if err := e.j.Flush(bg, a.Ino); err != nil {
 		t.Fatal(err)
 	}
+	applyUnlinks(t, e.j) // the close's deferred flush
 	if m, u, mtn := row(); m != 0o104751 || u != uid || mtn != mt.UnixNano() {
 		t.Errorf("database has mode %o uid %d mtime %d after the flush", m, u, mtn)
 	}

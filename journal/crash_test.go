@@ -54,7 +54,7 @@ func crashOptions(dir string) (Options, *fakeGrid, *testReader) {
 // crashOp is one operation of the child; data is derived from its number.
 type crashOp struct {
 	n        int
-	kind     byte // C create, W write, S whole blocks written in order, T truncate, R rename, U unlink, M mkdir with a file, X rm -rf of it
+	kind     byte // C create, W write, S whole blocks written in order, P a small file saved whole, T truncate, R rename, U unlink, M mkdir with a file, X rm -rf of it
 	name     string
 	to       string
 	off, len int64
@@ -101,6 +101,8 @@ func apply(m map[string][]byte, o crashOp) {
 		}
 		copy(b[o.off:], opData(o))
 		m[o.name] = b
+	case 'P':
+		m[o.name] = opData(o)
 	case 'T':
 		b := m[o.name]
 		if o.off < int64(len(b)) {
@@ -133,6 +135,8 @@ func partials(m map[string][]byte, o crashOp) []map[string][]byte {
 		out = append(out, alt)
 	}
 	switch o.kind {
+	case 'P':
+		with(func(a map[string][]byte) { a[o.name] = []byte{} }) // truncated, not written
 	case 'M':
 		with(func(a map[string][]byte) { a[o.name+"/"] = []byte{} })
 		with(func(a map[string][]byte) { a[o.name+"/"] = []byte{}; a[o.name+"/x"] = []byte{} })
@@ -232,6 +236,11 @@ func TestCrashChild(t *testing.T) {
 			o.kind = 'S'
 			o.off = rng.Int64N(4) * crashBS
 			o.len = (rng.Int64N(6) + 3) * crashBS
+		case r < 30:
+			// A small file saved whole and closed: its close is logged
+			// (a deferred flush, flushlog.go) and applied later.
+			o.kind = 'P'
+			o.len = rng.Int64N(crashBS/2) + 1
 		case r < 65:
 			o.kind = 'W'
 			switch rng.IntN(3) {
@@ -278,6 +287,15 @@ func TestCrashChild(t *testing.T) {
 				err = j.Flush(bg, ino)
 			} else if err == nil {
 				err = j.Fsync(bg, ino)
+			}
+			j.ReleaseFile(ino)
+		case 'P':
+			j.OpenFile(ino)
+			var zero uint64
+			if _, err = j.SetAttr(bg, ino, SetAttr{Size: &zero}); err == nil {
+				if _, err = j.WriteAt(bg, ino, opData(o), 0); err == nil {
+					err = j.Flush(bg, ino)
+				}
 			}
 			j.ReleaseFile(ino)
 		case 'T':

@@ -204,7 +204,8 @@ func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec
 }
 
 // replayable drops from the records a crash left in the log the creates
-// that were applied before it (their inode number is taken) and those
+// and flushes that were applied before it (their inode number is taken;
+// their sequence number is not above meta's flush_seq) and the creates
 // that no longer fit the database (a parent gone or a name taken: a log
 // from another database, or edited), with a warning. wmu held.
 func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec, error) {
@@ -212,9 +213,19 @@ func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec
 	if err != nil {
 		return nil, fmt.Errorf("journal: replay the unlink log: %w", err)
 	}
+	flushed, err := j.flushSeqApplied(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("journal: replay the unlink log: %w", err)
+	}
 	out := recs[:0]
 	made := map[dirName]bool{} // names the records before made (true) or freed (false)
 	for _, r := range recs {
+		if r.fl != nil {
+			if r.fl.seq > flushed {
+				out = append(out, r)
+			}
+			continue
+		}
 		key := dirName{r.parent, r.name}
 		if !r.create {
 			made[key] = false
@@ -261,9 +272,12 @@ func (j *unlinks) inodeSeq(ctx context.Context) (Ino, error) {
 // of them. wmu not held.
 func (j *unlinks) settle(ctx context.Context) error {
 	if j.unl.unlN.Load() == 0 {
+		j.cleanApplied()
 		return nil
 	}
 	j.wmu.Lock()
-	defer j.wmu.Unlock()
-	return j.applyUnlinksLocked(ctx)
+	err := j.applyUnlinksLocked(ctx)
+	j.wmu.Unlock()
+	j.cleanApplied() // a file whose close was applied has nothing in memory now
+	return err
 }

@@ -65,6 +65,7 @@ func TestDeferredCreate(t *testing.T) {
 			t.Fatal(err)
 		}
 		j.ReleaseFile(f.Ino)
+		applyUnlinks(t, j) // the close's deferred flush, with the create
 		var size int64
 		var mode, uid uint32
 		if err := j.db.QueryRow(`SELECT size, mode, uid FROM inodes WHERE ino = ?`, f.Ino).Scan(&size, &mode, &uid); err != nil || size != 5 || mode != f.Mode || uid != 7 {
@@ -247,7 +248,8 @@ func TestFoldedCreateKeepsParentRow(t *testing.T) {
 			f := must[Attr](t)(j.Mknod(bg, d.Ino, fmt.Sprintf("f%d", i), sIFREG|0o644, 0, 0, 0))
 			j.OpenFile(f.Ino)
 			must[int](t)(j.WriteAt(bg, f.Ino, []byte("data"), 0))
-			if err := j.Flush(bg, f.Ino); err != nil {
+			// fsync: a flush that commits (a close's is deferred).
+			if err := j.Fsync(bg, f.Ino); err != nil {
 				t.Fatal(err)
 			}
 			j.ReleaseFile(f.Ino)

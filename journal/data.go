@@ -634,9 +634,10 @@ func (j *files) unreserve(bytes int64) {
 }
 
 // Flush cuts the file's dirty data into blocks, seals and stages them and
-// commits the block map: afterwards the data survives a killed process,
-// and a power cut once the group commit (Options.GroupCommit) or an
-// Fsync has followed. Flush does not fsync the journal itself.
+// commits the block map, or, for a small file, logs them for a commit
+// soon with others (flushlog.go): afterwards the data survives a killed
+// process, and a power cut once the group commit (Options.GroupCommit)
+// or an Fsync has followed. Flush does not fsync the journal itself.
 func (j *files) Flush(ctx context.Context, ino Ino) error {
 	if err := j.checkWrite(); err != nil {
 		if errors.Is(err, ErrReadOnly) {
@@ -644,7 +645,7 @@ func (j *files) Flush(ctx context.Context, ino Ino) error {
 		}
 		return err
 	}
-	return j.flushIno(ctx, ino, false)
+	return j.flushInoHow(ctx, ino, false, true)
 }
 
 // Fsync is Flush with a durable commit: the file, and every earlier
@@ -669,6 +670,11 @@ func (j *files) Fsync(ctx context.Context, ino Ino) error {
 
 // flushIno flushes ino (see flushLocked for durable).
 func (j *files) flushIno(ctx context.Context, ino Ino, durable bool) error {
+	return j.flushInoHow(ctx, ino, durable, false)
+}
+
+// flushInoHow is flushIno; mayLog: a close's (see flushHowLocked).
+func (j *files) flushInoHow(ctx context.Context, ino Ino, durable, mayLog bool) error {
 	n := j.it.memInode(ino)
 	if n == nil {
 		return nil // nothing in memory: nothing dirty
@@ -676,7 +682,7 @@ func (j *files) flushIno(ctx context.Context, ino Ino, durable bool) error {
 	defer j.it.putInode(n)
 	n.waitBehind() // locks n.mu
 	defer n.mu.Unlock()
-	return j.fl.flushLocked(ctx, n, durable)
+	return j.fl.flushHowLocked(ctx, n, durable, mayLog)
 }
 
 // truncate sets the file's size. n.mu is taken here.
@@ -691,6 +697,7 @@ func (j *files) truncate(ctx context.Context, ino Ino, size int64) error {
 	if err := j.it.regular(ctx, n); err != nil {
 		return err
 	}
+	n.wgen++ // a logged close's state is not this one (flushRec.matches)
 	n.amu.Lock()
 	old := n.size
 	n.amu.Unlock()

@@ -285,7 +285,7 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		// Creates are made under wmu, unlinks under umu alone: the
 		// pending ones now are all the creates there will be until
 		// this commit, and maybe some unlinks.
-		if recs := j.unl.pending(); !slices.ContainsFunc(recs, func(r unlinkRec) bool { return !r.create }) {
+		if recs := j.unl.pending(); !slices.ContainsFunc(recs, func(r unlinkRec) bool { return !r.create && r.fl == nil }) {
 			folded = recs
 		} else {
 			scope := j.scope
@@ -309,19 +309,23 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("journal: begin: %w", err)
 	}
-	var applied []Ino     // rows the folded creates changed (their parents)
-	var parentRows []Attr // and those rows as they left them
+	var applied []Ino     // rows the folded creates changed (their parents), and the folded flushes (their files)
+	var parentRows []Attr // and the parents' rows as they left them
+	j.unl.fa = flushApplied{}
 	if len(folded) > 0 {
-		if applied, parentRows, err = j.ul.applyCreates(ctx0, tx, folded); err != nil {
+		if applied, parentRows, err = j.applyFolded(ctx0, tx, folded); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("journal: apply %d deferred creates: %w", len(folded), err)
+			j.unl.fa = flushApplied{}
+			return err
 		}
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
+		j.unl.fa = flushApplied{}
 		return err
 	}
 	if err := tx.Commit(); err != nil {
+		j.unl.fa = flushApplied{}
 		return fmt.Errorf("journal: commit: %w", err)
 	}
 	// After the commit: whoever reads the new value sees it.
@@ -341,6 +345,9 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 				j.ac.put(a.Ino, a, gen)
 			}
 		}
+		j.ul.afterFlushRecsLocked(gen, true, keep[:len(keep)-len(applied)])
+	} else {
+		j.ul.afterFlushRecsLocked(gen, false, nil)
 	}
 	j.ents.known = j.ents.known || scope != scopeAll || len(j.narrow) > 0 // see nameSets
 	j.names.commit(gen-1, gen, &j.ents)
@@ -349,6 +356,36 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		j.checkpointSoon()
 	}
 	return nil
+}
+
+// applyFolded applies the pending creates and flushes folded into the
+// transaction tx: the creates first (a flush's file may be one of them).
+// It returns the rows they changed, and the rows of the creates' parents
+// as they left them. wmu held.
+func (j *core) applyFolded(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([]Ino, []Attr, error) {
+	var cr, fl []unlinkRec
+	for _, r := range recs {
+		if r.fl != nil {
+			fl = append(fl, r)
+		} else {
+			cr = append(cr, r)
+		}
+	}
+	var applied []Ino
+	var rows []Attr
+	if len(cr) > 0 {
+		var err error
+		if applied, rows, err = j.ul.applyCreates(ctx, tx, cr); err != nil {
+			return nil, nil, fmt.Errorf("journal: apply %d deferred creates: %w", len(cr), err)
+		}
+	}
+	if len(fl) > 0 {
+		if err := j.ul.applyFlushRecs(ctx, tx, fl); err != nil {
+			return nil, nil, fmt.Errorf("journal: apply %d deferred flushes: %w", len(fl), err)
+		}
+		applied = append(applied, j.unl.fa.inos...)
+	}
+	return applied, rows, nil
 }
 
 // keptRows says which rows a commit changed, for the caches to drop only

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -55,13 +54,26 @@ type freed struct {
 // nothing and the group commit makes it durable soon (close, idle
 // flush, truncate). n.mu held.
 func (j *flusher) flushLocked(ctx context.Context, n *inode, durable bool) error {
+	return j.flushHowLocked(ctx, n, durable, false)
+}
+
+// flushHowLocked is flushLocked; mayLog: a close's flush, which may log
+// its cuts and leave the commit to later (flushlog.go).
+func (j *flusher) flushHowLocked(ctx context.Context, n *inode, durable, mayLog bool) error {
 	if !n.hasDirty.Load() {
+		return nil
+	}
+	if r := n.rec; r != nil && !durable && r.matches(n) {
+		// Logged already, and nothing changed since: its apply commits
+		// it, or has.
+		if r.applied.Load() {
+			j.cleanLocked(n, r.size)
+		}
 		return nil
 	}
 	n.amu.Lock()
 	size, mtime, ctime := n.size, n.mtime, n.ctime
-	pmode, puid, pgid, patime := n.pend.args()
-	exactCtime := n.pend.exactCtime
+	pend := n.pend
 	n.amu.Unlock()
 	idxs := make([]int64, 0, len(n.dirty))
 	for idx := range n.dirty {
@@ -90,10 +102,16 @@ func (j *flusher) flushLocked(ctx context.Context, n *inode, durable bool) error
 	}
 	var fr freed
 	var added []qitem
-	// An open inode's row lives until reclaim, which waits for n.mu.
-	open := j.it.isOpen(n.ino)
 	// A file with no block map rows has no old blocks to replace or drop.
 	fresh := n.mapEmpty
+	if mayLog && !durable && size <= flushMaxSize && loggable(cuts) {
+		r := &flushRec{size: size, mtime: mtime, ctime: ctime, pend: pend, cuts: cuts, fresh: fresh}
+		if j.ul.logFlushLocked(n, r) {
+			return nil
+		}
+	}
+	// An open inode's row lives until reclaim, which waits for n.mu.
+	open := j.it.isOpen(n.ino)
 	n.mapEmpty = false
 	var used int64
 	for _, c := range cuts {
@@ -126,11 +144,7 @@ func (j *flusher) flushLocked(ctx context.Context, n *inode, durable bool) error
 		}
 		// The row comes back for the attribute cache: the kernel asks
 		// for the file's attributes after its close.
-		row, err = scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET size = ?1, mtime = ?2, ctime = CASE WHEN ?11 THEN ?3 ELSE max(ctime, ?3) END,
-			used = coalesce(?10, (SELECT coalesce(sum(b.plain_len), 0) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE m.ino = ?4)),
-			mode = CASE WHEN ?5 IS NULL THEN mode ELSE (mode & ?6) | (?5 & 4095) END,
-			uid = coalesce(?7, uid), gid = coalesce(?8, gid), atime = coalesce(?9, atime)
-			WHERE ino = ?4 RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), size, mtime, ctime, n.ino, pmode, sIFMT, puid, pgid, patime, usedArg, exactCtime))
+		row, err = j.updateFlushed(ctx, tx, n.ino, size, mtime, ctime, &pend, usedArg)
 		if err != nil {
 			return err
 		}
@@ -147,32 +161,12 @@ func (j *flusher) flushLocked(ctx context.Context, n *inode, durable bool) error
 		return fmt.Errorf("journal: flush inode %d: %w", n.ino, err)
 	}
 	fr.durable = durable
-	// Before attrDirty and pend are cleared below (see flushedSince).
-	j.flushGen.Store(j.commitGen.Load())
 	j.ac.put(n.ino, row, j.commitGen.Load()) // wmu held: no commit since
 	j.afterFreeLocked(&fr)
 	j.up.enqueue(added)
 	j.wmu.Unlock()
 	cleanup()
-	j.qmu.Lock()
-	j.dirtyB -= int64(len(n.dirty)) * j.bs
-	j.up.signalFreeLocked()
-	j.qmu.Unlock()
-	clear(n.dirty)
-	if n.f != nil {
-		// Drop the bytes; keep the file open for the next write.
-		if err := n.f.reset(); err != nil {
-			j.log.Warn("journal: truncate dirty file", "ino", n.ino, "err", err)
-		}
-	}
-	n.amu.Lock()
-	if n.size == size {
-		n.attrDirty = false
-	}
-	n.pend = pendAttr{} // every setter holds n.mu: nothing came meanwhile
-	n.amu.Unlock()
-	n.hasDirty.Store(false)
-	n.stopTimer()
+	j.cleanLocked(n, size)
 	return nil
 }
 

@@ -144,6 +144,7 @@ func testDedupSmallBlocks(t *testing.T) {
 		}
 		inos = append(inos, f.Ino)
 	}
+	applyUnlinks(t, e.j) // the closes' deferred flushes
 	var blocks, refs, staged int
 	e.j.db.QueryRow(`SELECT count(*), coalesce(max(refcount), 0) FROM blocks`).Scan(&blocks, &refs)
 	e.j.db.QueryRow(`SELECT count(*) FROM staged`).Scan(&staged)

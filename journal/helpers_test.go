@@ -318,8 +318,10 @@ func bubble(t *testing.T, test func(*testing.T)) {
 func applyUnlinks(t testing.TB, j *Journal) {
 	t.Helper()
 	j.wmu.Lock()
-	defer j.wmu.Unlock()
-	if err := j.ul.applyUnlinksLocked(bg); err != nil {
+	err := j.ul.applyUnlinksLocked(bg)
+	j.wmu.Unlock()
+	if err != nil {
 		t.Fatal(err)
 	}
+	j.ul.cleanApplied()
 }

@@ -42,6 +42,9 @@ type inode struct {
 	dirty    map[int64]uint64 // block indexes whose whole block is in f -> wgen of their last change
 	wgen     uint64           // counts changes to f; see markDirty
 	wend     int64            // end of the last write, to see sequential writers
+	// rec is the deferred flush that logged this file's close, until its
+	// apply is cleaned up (flushlog.go).
+	rec *flushRec
 	// behindQ are blocks a sequential writer has moved past, for the
 	// write-behind goroutines; behindN of them run; behindIdle is
 	// non-nil while any does and closed when the last stops (behind.go).
@@ -628,6 +631,7 @@ func (j *inodeTable) discardDirty(n *inode) {
 	n.pend = pendAttr{}
 	n.amu.Unlock()
 	n.hasDirty.Store(false)
+	n.rec = nil
 	n.lastIdx = -1
 	n.lastPlain = nil
 	n.loaded = false

@@ -225,6 +225,7 @@ func testAttrCacheNeverStale(t *testing.T) {
 	if err := e.j.Flush(bg, f.Ino); err != nil {
 		t.Fatal(err)
 	}
+	applyUnlinks(t, e.j) // the close's deferred flush
 	same(f.Ino, "f after flush")
 	same(d.Ino, "d after flush of f")
 	if a := must[Attr](t)(e.j.GetAttr(bg, f.Ino)); a.Size != 5 {

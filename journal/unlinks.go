@@ -60,6 +60,8 @@ type unlinkRec struct {
 	uid    uint32
 	gid    uint32
 	t      int64
+	// fl, for a deferred flush of ino (flushlog.go): no parent, no name.
+	fl *flushRec
 }
 
 type dirName struct {
@@ -100,6 +102,14 @@ type unlinkQueue struct {
 	unlApplying bool
 	unlKick     chan struct{}
 	unlDone     chan struct{}
+	// Deferred flushes (flushlog.go), under umu: the bytes their pending
+	// records hold, the last sequence number given, and the applied
+	// records whose inodes the unlinker cleans next. fa is guarded by
+	// wmu.
+	flushB   int
+	flushSeq uint64
+	toClean  []*flushRec
+	fa       flushApplied
 }
 
 // pendCount is how many pending unlinks (rmdirs included), rmdirs and
@@ -167,6 +177,12 @@ func (q *unlinkQueue) addPendingLocked(r unlinkRec, now int64) {
 		q.inDir = map[Ino]pendCount{}
 		q.rmdirs = map[Ino]struct{}{}
 	}
+	if r.fl != nil {
+		q.flushB += r.fl.logB
+		q.unlRecs = append(q.unlRecs, r)
+		q.unlN.Store(int64(len(q.unlRecs)))
+		return
+	}
 	q.inDir[r.parent] = q.inDir[r.parent].add(r, 1)
 	if r.dir {
 		q.rmdirs[r.ino] = struct{}{}
@@ -202,6 +218,10 @@ func (j *unlinks) dropApplied(n int) {
 	q.umu.Lock()
 	defer q.umu.Unlock()
 	for _, r := range q.unlRecs[:n] {
+		if r.fl != nil {
+			q.flushB -= r.fl.logB
+			continue
+		}
 		if r.create {
 			delete(q.crNames, dirName{r.parent, r.name})
 			delete(q.crAttrs, r.ino)
@@ -223,7 +243,9 @@ func (j *unlinks) dropApplied(n int) {
 	if len(q.unlRecs) > 0 {
 		left := make(map[Ino]struct{}, len(q.unlDirs))
 		for _, r := range q.unlRecs {
-			left[r.parent] = struct{}{}
+			if r.fl == nil {
+				left[r.parent] = struct{}{}
+			}
 		}
 		for d := range q.unlDirs {
 			if _, ok := left[d]; !ok {
@@ -293,6 +315,20 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	if err := j.applyUnlinksLocked(ctx); err != nil {
 		return err
 	}
+	if len(recs) > 0 {
+		// Durable before the log is emptied: a flush record's data is
+		// in no other place.
+		if err := j.barrierLocked(ctx); err != nil {
+			return err
+		}
+	}
+	seq, err := j.flushSeqApplied(ctx)
+	if err != nil {
+		return fmt.Errorf("journal: read the unlink log's state: %w", err)
+	}
+	j.unl.umu.Lock()
+	j.unl.flushSeq = seq
+	j.unl.umu.Unlock()
 	if len(b) > 0 {
 		// Emptied at once, whatever its size: appends must not follow
 		// a torn record, and what it held is applied.
@@ -326,8 +362,12 @@ func (j *unlinks) warnUnapplied(ctx context.Context) error {
 	if recs, err = j.replayable(ctx, recs); err != nil {
 		return err
 	}
-	creates, unlinks := 0, 0
+	creates, unlinks, flushes := 0, 0, 0
 	for _, r := range recs {
+		if r.fl != nil {
+			flushes++
+			continue
+		}
 		if r.create {
 			creates++
 			continue
@@ -341,9 +381,9 @@ func (j *unlinks) warnUnapplied(ctx context.Context) error {
 			return fmt.Errorf("journal: read the unlink log: %w", err)
 		}
 	}
-	if creates+unlinks > 0 {
-		j.log.Warn("journal: the drive stopped before it applied its last creates and deletes; this read-only mount shows the drive without them. Mount it read-write once to apply them",
-			"creates", creates, "unlinks", unlinks)
+	if creates+unlinks+flushes > 0 {
+		j.log.Warn("journal: the drive stopped before it applied its last creates, deletes and closed files; this read-only mount shows the drive without them. Mount it read-write once to apply them",
+			"creates", creates, "unlinks", unlinks, "closed_files", flushes)
 	}
 	return nil
 }
@@ -578,9 +618,11 @@ func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) erro
 // something holds, for the reaper. wmu and imu held, within txLocked's
 // fn.
 func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr *freed) ([]Ino, error) {
-	var unl, rmd, cr []unlinkRec
+	var unl, rmd, cr, fl []unlinkRec
 	for _, r := range recs {
 		switch {
+		case r.fl != nil:
+			fl = append(fl, r)
 		case r.create:
 			cr = append(cr, r)
 		case r.dir:
@@ -609,6 +651,15 @@ func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr 
 			return nil, err
 		}
 		j.narrowLocked(parents...)
+	}
+	// Last: a deferred flush's inode may be one of the creates (it
+	// cannot be one of the unlinks: a file with unapplied data in
+	// memory is unlinked the synchronous way, which applies it first).
+	if len(fl) > 0 {
+		if err := j.applyFlushRecs(ctx, tx, fl); err != nil {
+			return nil, err
+		}
+		j.narrowLocked(j.unl.fa.inos...)
 	}
 	return held, nil
 }
@@ -759,6 +810,7 @@ func (j *unlinks) unlinker(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			j.log.Warn("journal: applying deferred unlinks failed; retrying with the next change", "err", err)
 		}
+		j.cleanApplied()
 	}
 }
 
@@ -767,8 +819,9 @@ func (j *unlinks) unlinker(ctx context.Context) {
 // CRC-32C (4 bytes, little-endian). An unlink's and an rmdir's payload is
 // parent and inode as uvarints, then the name; a create's is parent,
 // inode, mode, uid, gid and time (nanoseconds) as uvarints, then the
-// name. (A build from before rmdirs were deferred stops at a 'd' record
-// as at a torn one.)
+// name. A close's record ('f') is in flushlog.go. (A build from before
+// rmdirs, or closes, were deferred stops at a 'd', or 'f', record as at a
+// torn one.)
 const (
 	unlinkMagic = 'u'
 	rmdirMagic  = 'd'
@@ -778,6 +831,13 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func appendUnlink(b []byte, r unlinkRec) []byte {
+	if r.fl != nil {
+		p := appendFlushPayload(nil, r.ino, r.fl)
+		b = append(b, flushMagic)
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+		return binary.LittleEndian.AppendUint32(b, crc32.Checksum(p, castagnoli))
+	}
 	var p [6 * binary.MaxVarintLen64]byte
 	n := binary.PutUvarint(p[:], uint64(r.parent))
 	n += binary.PutUvarint(p[n:], uint64(r.ino))
@@ -805,7 +865,7 @@ func appendUnlink(b []byte, r unlinkRec) []byte {
 func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 	for n < len(b) {
 		rest := b[n:]
-		if rest[0] != unlinkMagic && rest[0] != rmdirMagic && rest[0] != createMagic {
+		if rest[0] != unlinkMagic && rest[0] != rmdirMagic && rest[0] != createMagic && rest[0] != flushMagic {
 			return recs, n
 		}
 		l, k := uvarint(rest[1:])
@@ -815,6 +875,15 @@ func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 		p := rest[1+k : 1+k+int(l)]
 		if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(rest[1+k+int(l):]) {
 			return recs, n
+		}
+		if rest[0] == flushMagic {
+			ino, fr, ok := decodeFlushPayload(p)
+			if !ok {
+				return recs, n
+			}
+			recs = append(recs, unlinkRec{ino: ino, fl: fr})
+			n += 1 + k + int(l) + 4
+			continue
 		}
 		parent, a := uvarint(p)
 		if a <= 0 {

@@ -41,6 +41,7 @@ func TestDeferredUnlink(t *testing.T) {
 			t.Fatal(err)
 		}
 		j.ReleaseFile(data.Ino)
+		applyUnlinks(t, j) // the close's deferred flush: the file has nothing in memory now
 		before := must[Attr](t)(j.GetAttr(bg, RootIno))
 		time.Sleep(time.Millisecond) // the bubble's clock: the parent's mtime must move
 		for _, name := range []string{"a", "b"} {
@@ -224,7 +225,14 @@ func TestUnlinkLogRoundTrip(t *testing.T) {
 			t.Fatalf("record %d: %+v, want %+v", i, got[i], recs[i])
 		}
 	}
-	// Every cut and every flipped byte ends the log at a record boundary.
+	checkLogDamage(t, b, func(_ int, r unlinkRec) bool { return slices.Contains(recs, r) })
+}
+
+// checkLogDamage checks that every cut of the log b ends it at a record
+// boundary, and that after any flipped byte every record decoded (the
+// k-th) is one written (written).
+func checkLogDamage(t *testing.T, b []byte, written func(k int, r unlinkRec) bool) {
+	t.Helper()
 	for cut := range len(b) {
 		if _, n := decodeUnlinks(b[:cut]); n > cut {
 			t.Fatalf("cut at %d: decoded %d bytes", cut, n)
@@ -234,8 +242,8 @@ func TestUnlinkLogRoundTrip(t *testing.T) {
 		c := bytes.Clone(b)
 		c[i] ^= 0x40
 		got, _ := decodeUnlinks(c)
-		for _, r := range got {
-			if !slices.Contains(recs, r) {
+		for k, r := range got {
+			if !written(k, r) {
 				t.Fatalf("flipped byte %d decoded a record never written: %+v", i, r)
 			}
 		}
@@ -246,6 +254,10 @@ func FuzzUnlinkLog(f *testing.F) {
 	f.Add(appendUnlink(appendUnlink(nil, unlinkRec{parent: 1, ino: 2, name: "a"}), unlinkRec{parent: 3, ino: 4, name: "bb"}))
 	f.Add(appendUnlink(nil, unlinkRec{parent: 1, ino: 5, name: "c", create: true, mode: sIFREG | 0o644, uid: 1000, gid: 1000, t: 1 << 60}))
 	f.Add(appendUnlink(nil, unlinkRec{parent: 1, ino: 6, name: "dir", dir: true}))
+	f.Add(appendUnlink(appendUnlink(nil, unlinkRec{ino: 7, fl: &flushRec{seq: 3, size: 70000, mtime: -5, ctime: 1 << 60,
+		pend: pendAttr{mode: 0o4755, hasMode: true, atime: -1, hasAtime: true, exactCtime: true},
+		cuts: []cut{{idx: 0, id: [32]byte{1, 2, 3}, plainLen: 65536, inline: []byte("sealed bytes")}, {idx: 1, hole: true}}}}),
+		unlinkRec{ino: 8, fl: &flushRec{seq: 4}}))
 	f.Add([]byte{unlinkMagic, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -295,6 +307,7 @@ func TestDeferredUnlinkRmdir(t *testing.T) {
 			t.Fatal(err)
 		}
 		j.ReleaseFile(data)
+		applyUnlinks(t, j) // the close's deferred flush: the file has nothing in memory now
 		for _, name := range names {
 			if err := j.Unlink(bg, dir.Ino, name); err != nil {
 				t.Fatal(err)

@@ -537,6 +537,8 @@ func (j *uploader) WaitDurable(ctx context.Context) error {
 	if err := j.barrier(ctx); err != nil {
 		return fmt.Errorf("journal: make the journal durable: %w", err)
 	}
+	j.ul.cleanApplied() // the closes it applied: nothing left in memory
+
 	j.qmu.Lock()
 	target := j.nextSeq
 	j.qmu.Unlock()

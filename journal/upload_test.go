@@ -32,6 +32,7 @@ func testSegmentOfSmallFilesCommitted(t *testing.T) {
 		inos = append(inos, a.Ino)
 		datas = append(datas, data)
 	}
+	applyUnlinks(t, e.j) // the closes' deferred flushes
 	var staged int
 	if err := e.j.db.QueryRow(`SELECT count(*) FROM staged`).Scan(&staged); err != nil || staged != files {
 		t.Fatalf("%d rows in staged (%v), want %d", staged, err, files)

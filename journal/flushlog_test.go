@@ -1,0 +1,234 @@
+package journal
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// dbSize is ino's size in the database.
+func dbSize(t *testing.T, j *Journal, ino Ino) int64 {
+	t.Helper()
+	return int64(queryInt(t, j, `SELECT size FROM inodes WHERE ino = ?`, ino))
+}
+
+// pendingFlushes counts the pending deferred flushes.
+func pendingFlushes(j *Journal) int {
+	n := 0
+	for _, r := range j.unl.pending() {
+		if r.fl != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestDeferredFlush: the close of a small file is logged, not committed;
+// until the apply every read sees the file as closed, a second close or
+// idle flush logs nothing, and a write, truncate or fsync after it keeps
+// the newer state; the apply commits the file and cleans its inode.
+func TestDeferredFlush(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour; o.IdleFlush = time.Hour })
+		j := e.j
+		f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+		applyUnlinks(t, j) // the create, so that the row below exists
+		j.OpenFile(f.Ino)
+		data := []byte("hello, deferred world")
+		must[int](t)(j.WriteAt(bg, f.Ino, data, 0))
+		gen := j.commitGen.Load()
+		if err := j.Flush(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		if j.commitGen.Load() != gen || pendingFlushes(j) != 1 {
+			t.Fatalf("the close committed (%d commits) or logged %d records, want no commit and 1 record", j.commitGen.Load()-gen, pendingFlushes(j))
+		}
+		if s := dbSize(t, j, f.Ino); s != 0 {
+			t.Fatalf("database size %d before the apply, want 0", s)
+		}
+		if a := must[Attr](t)(j.GetAttr(bg, f.Ino)); a.Size != uint64(len(data)) {
+			t.Fatalf("GetAttr size %d before the apply, want %d", a.Size, len(data))
+		}
+		if got := readAll(t, j, f.Ino); !bytes.Equal(got, data) {
+			t.Fatalf("read %q before the apply", got)
+		}
+		// The release's and the idle timer's flushes find it logged.
+		if err := j.Flush(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		if n := pendingFlushes(j); n != 1 || j.commitGen.Load() != gen {
+			t.Fatalf("a second close logged again or committed: %d records", n)
+		}
+		// A write after the logged close: its own close logs a second
+		// record, applied after the first.
+		more := []byte("HELLO")
+		must[int](t)(j.WriteAt(bg, f.Ino, more, 0))
+		if err := j.Flush(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		if n := pendingFlushes(j); n != 2 {
+			t.Fatalf("%d records after a write and a close, want 2", n)
+		}
+		want := append(append([]byte{}, more...), data[len(more):]...)
+		j.ReleaseFile(f.Ino)
+		applyUnlinks(t, j)
+		if s := dbSize(t, j, f.Ino); s != int64(len(want)) {
+			t.Fatalf("database size %d after the apply, want %d", s, len(want))
+		}
+		j.imu.Lock()
+		_, inMem := j.inodes[f.Ino]
+		j.imu.Unlock()
+		if inMem {
+			t.Fatal("the inode is still in memory after the apply of its closes")
+		}
+		if got := readAll(t, j, f.Ino); !bytes.Equal(got, want) {
+			t.Fatalf("read %q after the apply, want %q", got, want)
+		}
+		if queryInt(t, j, `SELECT count(*) FROM blocks`) != 1 || queryInt(t, j, `SELECT count(*) FROM staged`) != 1 {
+			t.Fatal("the first record's block outlived the second's")
+		}
+
+		// A truncate, and an fsync, after a logged close.
+		g := must[Attr](t)(j.Mknod(bg, RootIno, "g", 0o644, 0, 0, 0))
+		j.OpenFile(g.Ino)
+		must[int](t)(j.WriteAt(bg, g.Ino, []byte("0123456789"), 0))
+		if err := j.Flush(bg, g.Ino); err != nil {
+			t.Fatal(err)
+		}
+		four := uint64(4)
+		must[Attr](t)(j.SetAttr(bg, g.Ino, SetAttr{Size: &four}))
+		if got := readAll(t, j, g.Ino); string(got) != "0123" {
+			t.Fatalf("read %q after a truncate of a logged file", got)
+		}
+		must[int](t)(j.WriteAt(bg, g.Ino, []byte("x"), 10))
+		if err := j.Flush(bg, g.Ino); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Fsync(bg, g.Ino); err != nil {
+			t.Fatal(err)
+		}
+		if n := pendingFlushes(j); n != 0 {
+			t.Fatalf("%d records pending after an fsync", n)
+		}
+		j.ReleaseFile(g.Ino)
+		if s := dbSize(t, j, g.Ino); s != 11 {
+			t.Fatalf("database size %d after the fsync, want 11", s)
+		}
+		e.reopen()
+		if got := readAll(t, e.j, g.Ino); string(got) != "0123\x00\x00\x00\x00\x00\x00x" {
+			t.Fatalf("read %q after reopen", got)
+		}
+		if got := readAll(t, e.j, f.Ino); !bytes.Equal(got, want) {
+			t.Fatalf("read %q after reopen, want %q", got, want)
+		}
+	})
+}
+
+// TestFlushLogReplayOnce: a logged close applied before a crash stays in
+// the log (it is emptied only past ulogKeep); the next Open must not
+// apply it again over what was committed after it.
+func TestFlushLogReplayOnce(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	j := e.j
+	f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	j.OpenFile(f.Ino)
+	must[int](t)(j.WriteAt(bg, f.Ino, []byte("old content"), 0))
+	if err := j.Flush(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	applyUnlinks(t, j)
+	must[int](t)(j.WriteAt(bg, f.Ino, []byte("NEW"), 0))
+	if err := j.Fsync(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	j.ReleaseFile(f.Ino)
+	path := filepath.Join(e.opts.Dir, unlinkLogName)
+	log, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, n := decodeUnlinks(log)
+	if n != len(log) || len(recs) != 2 || recs[1].fl == nil {
+		t.Fatalf("the log holds %d records in %d of %d bytes, want the create and the close", len(recs), n, len(log))
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	if err := os.WriteFile(path, log, 0o600); err != nil { // as a crash left it
+		t.Fatal(err)
+	}
+	e.open()
+	if got := readAll(t, e.j, f.Ino); string(got) != "NEW content" {
+		t.Fatalf("after reopen the file reads %q, want %q: an applied close was replayed", got, "NEW content")
+	}
+	// A close logged after the reopen must be numbered past the applied
+	// ones, or a crash before its apply would skip it.
+	j = e.j
+	j.OpenFile(f.Ino)
+	must[int](t)(j.WriteAt(bg, f.Ino, []byte("third"), 0))
+	if err := j.Flush(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	j.ReleaseFile(f.Ino)
+	log2, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	rec, _ := decodeUnlinks(log2)
+	if len(rec) != 1 || rec[0].fl == nil || rec[0].fl.seq <= recs[1].fl.seq {
+		t.Fatalf("the log after reopen: %d records, want one close numbered past %d", len(rec), recs[1].fl.seq)
+	}
+	e.open()
+	if got := readAll(t, e.j, f.Ino); string(got) != "thirdontent" {
+		t.Fatalf("after the second reopen the file reads %q", got)
+	}
+}
+
+// TestFlushRecRoundTrip: flush records read back as written, between
+// other records; a cut or flipped byte never makes one up.
+func TestFlushRecRoundTrip(t *testing.T) {
+	recs := []unlinkRec{
+		{ino: 7, fl: &flushRec{seq: 1, size: 70000, mtime: -5, ctime: 1<<63 - 1,
+			pend: pendAttr{mode: 0o4755, uid: 1<<32 - 1, gid: 3, atime: -1 << 62, hasMode: true, hasUid: true, hasGid: true, hasAtime: true, exactCtime: true},
+			cuts: []cut{{idx: 0, id: [32]byte{1, 2, 3}, plainLen: 65536, inline: []byte("sealed bytes")}, {idx: 1, hole: true}}}},
+		{parent: 1, ino: 2, name: "a"},
+		{ino: 1 << 40, fl: &flushRec{seq: 1 << 50, cuts: []cut{}}},
+	}
+	var b []byte
+	for _, r := range recs {
+		b = appendUnlink(b, r)
+	}
+	same := func(a, b unlinkRec) bool {
+		if a.fl == nil || b.fl == nil {
+			return a.fl == nil && b.fl == nil && a == b
+		}
+		x, y := a.fl, b.fl
+		if a.ino != b.ino || x.seq != y.seq || x.size != y.size || x.mtime != y.mtime || x.ctime != y.ctime || x.pend != y.pend || len(x.cuts) != len(y.cuts) {
+			return false
+		}
+		for i, c := range x.cuts {
+			d := y.cuts[i]
+			if c.idx != d.idx || c.hole != d.hole || c.id != d.id || c.plainLen != d.plainLen || !bytes.Equal(c.inline, d.inline) {
+				return false
+			}
+		}
+		return true
+	}
+	got, n := decodeUnlinks(b)
+	if n != len(b) || len(got) != len(recs) {
+		t.Fatalf("decoded %d records of %d bytes, want %d of %d", len(got), n, len(recs), len(b))
+	}
+	for i := range recs {
+		if !same(got[i], recs[i]) {
+			t.Fatalf("record %d: %+v, want %+v", i, got[i], recs[i])
+		}
+	}
+	checkLogDamage(t, b, func(k int, r unlinkRec) bool { return same(r, recs[k]) })
+}

@@ -64,6 +64,13 @@ type flushRec struct {
 // commits at once, and its transaction applies them all.
 const flushLogMax = 8 << 20
 
+// flushLogGrow bounds the unlink log while deferred flushes keep coming:
+// it is emptied only when an apply finds nothing new pending, which a
+// steady stream of closes may never let happen. Past it a close commits
+// itself, and its transaction applies the pending records first; the
+// log is then emptied when nothing else came meanwhile.
+const flushLogGrow = 32 << 20
+
 // flushMaxSize is the largest file whose close may be logged: larger
 // ones do not fit in the database's staging (stagedInlineMax) anyway.
 const flushMaxSize = 1 << 20
@@ -104,7 +111,7 @@ func (j *unlinks) logFlushLocked(n *inode, r *flushRec) bool {
 	for _, c := range r.cuts {
 		size += len(c.inline) + 64
 	}
-	if q.flushB+size > flushLogMax {
+	if q.flushB+size > flushLogMax || q.ulogSize > flushLogGrow {
 		return false
 	}
 	r.seq = q.flushSeq + 1

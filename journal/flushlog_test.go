@@ -232,3 +232,26 @@ func TestFlushRecRoundTrip(t *testing.T) {
 	}
 	checkLogDamage(t, b, func(k int, r unlinkRec) bool { return same(r, recs[k]) })
 }
+
+// TestDeferredFlushBounded: past flushLogGrow bytes of log a close
+// commits itself (and applies what is pending) rather than grow it.
+func TestDeferredFlushBounded(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	j := e.j
+	f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	j.OpenFile(f.Ino)
+	defer j.ReleaseFile(f.Ino)
+	j.unl.umu.Lock()
+	j.unl.ulogSize = flushLogGrow + 1
+	j.unl.umu.Unlock()
+	must[int](t)(j.WriteAt(bg, f.Ino, []byte("data"), 0))
+	if err := j.Flush(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	if n := pendingFlushes(j); n != 0 || j.unl.unlN.Load() != 0 {
+		t.Fatalf("%d flush records (%d records) pending past the log's bound", n, j.unl.unlN.Load())
+	}
+	if s := dbSize(t, j, f.Ino); s != 4 {
+		t.Fatalf("database size %d after a close past the bound, want 4", s)
+	}
+}

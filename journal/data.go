@@ -698,6 +698,7 @@ func (j *files) truncate(ctx context.Context, ino Ino, size int64) error {
 		return err
 	}
 	n.wgen++ // a logged close's state is not this one (flushRec.matches)
+	n.recBlocks.Store(0)
 	n.amu.Lock()
 	old := n.size
 	n.amu.Unlock()

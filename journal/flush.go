@@ -104,6 +104,7 @@ func (j *flusher) flushHowLocked(ctx context.Context, n *inode, durable, mayLog 
 	var added []qitem
 	// A file with no block map rows has no old blocks to replace or drop.
 	fresh := n.mapEmpty
+	used := cutsUsed(cuts)
 	if mayLog && !durable && size <= flushMaxSize && loggable(cuts) {
 		r := &flushRec{size: size, mtime: mtime, ctime: ctime, pend: pend, cuts: cuts, fresh: fresh}
 		if j.ul.logFlushLocked(n, r) {
@@ -113,12 +114,6 @@ func (j *flusher) flushHowLocked(ctx context.Context, n *inode, durable, mayLog 
 	// An open inode's row lives until reclaim, which waits for n.mu.
 	open := j.it.isOpen(n.ino)
 	n.mapEmpty = false
-	var used int64
-	for _, c := range cuts {
-		if !c.hole {
-			used += c.plainLen
-		}
-	}
 	var row Attr // the inode's row after the commit
 	j.wmu.Lock()
 	j.scopeLocked(n.ino)

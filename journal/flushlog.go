@@ -85,6 +85,17 @@ func (r *flushRec) matches(n *inode) bool {
 	return n.size == r.size && n.mtime == r.mtime && n.ctime == r.ctime && n.pend == r.pend
 }
 
+// cutsUsed is the plain bytes of cuts' blocks (holes use none).
+func cutsUsed(cuts []cut) int64 {
+	var used int64
+	for _, c := range cuts {
+		if !c.hole {
+			used += c.plainLen
+		}
+	}
+	return used
+}
+
 // loggable reports whether cuts can go in a flush record: holes and
 // blocks sealed by this flush, small enough for the database.
 func loggable(cuts []cut) bool {
@@ -121,6 +132,10 @@ func (j *unlinks) logFlushLocked(n *inode, r *flushRec) bool {
 	}
 	q.flushSeq = r.seq
 	n.rec = r
+	if r.fresh {
+		// Its apply stores exactly these blocks (holes use none).
+		n.recBlocks.Store((cutsUsed(r.cuts)+511)/512 + 1)
+	}
 	n.mapEmpty = false // the next flush finds this one's rows
 	q.kick()
 	return true
@@ -166,13 +181,7 @@ func (j *unlinks) applyFlushRecs(ctx context.Context, tx *sql.Tx, recs []unlinkR
 		}
 		var used any // NULL: sum the block map
 		if r.fresh {
-			var u int64
-			for _, c := range r.cuts {
-				if !c.hole {
-					u += c.plainLen
-				}
-			}
-			used = u
+			used = cutsUsed(r.cuts)
 		} else if err := j.fl.dropMapFrom(ctx, tx, ur.ino, (r.size+j.bs-1)/j.bs, &fa.fr); err != nil {
 			return fmt.Errorf("journal: flush inode %d: %w", ur.ino, err)
 		}
@@ -305,6 +314,7 @@ func (j *flusher) cleanLocked(n *inode, size int64) {
 	n.amu.Unlock()
 	n.hasDirty.Store(false)
 	n.rec = nil
+	n.recBlocks.Store(0)
 	n.stopTimer()
 }
 

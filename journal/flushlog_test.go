@@ -255,3 +255,34 @@ func TestDeferredFlushBounded(t *testing.T) {
 		t.Fatalf("database size %d after a close past the bound, want 4", s)
 	}
 }
+
+// TestDeferredFlushBlocks: a file's block count is the same before and
+// after the apply of its close (a stat must not change with no change to
+// the file): zeros use none, data its bytes.
+func TestDeferredFlushBlocks(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	j := e.j
+	data := make([]byte, 1500)
+	fillRand(3, data)
+	files := map[string][]byte{"zeros": make([]byte, 3), "data": data}
+	before := map[Ino]uint64{}
+	for name, b := range files {
+		f := must[Attr](t)(j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+		j.OpenFile(f.Ino)
+		must[int](t)(j.WriteAt(bg, f.Ino, b, 0))
+		if err := j.Flush(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(f.Ino)
+		before[f.Ino] = must[Attr](t)(j.GetAttr(bg, f.Ino)).Blocks
+	}
+	if pendingFlushes(j) != 2 {
+		t.Fatalf("%d closes logged, want 2", pendingFlushes(j))
+	}
+	applyUnlinks(t, j)
+	for ino, b := range before {
+		if a := must[Attr](t)(j.GetAttr(bg, ino)); a.Blocks != b {
+			t.Errorf("inode %d: %d blocks before the apply of its close, %d after", ino, b, a.Blocks)
+		}
+	}
+}

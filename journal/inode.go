@@ -43,8 +43,11 @@ type inode struct {
 	wgen     uint64           // counts changes to f; see markDirty
 	wend     int64            // end of the last write, to see sequential writers
 	// rec is the deferred flush that logged this file's close, until its
-	// apply is cleaned up (flushlog.go).
-	rec *flushRec
+	// apply is cleaned up (flushlog.go); recBlocks is, while the file is
+	// as rec logged it, the 512-byte blocks rec's blocks use, plus one
+	// (0: not known), so that its stat shows what the apply will store.
+	rec       *flushRec
+	recBlocks atomic.Int64
 	// behindQ are blocks a sequential writer has moved past, for the
 	// write-behind goroutines; behindN of them run; behindIdle is
 	// non-nil while any does and closed when the last stops (behind.go).
@@ -110,6 +113,7 @@ func (p *pendAttr) args() (mode, uid, gid, atime any) {
 // block it cut only if it did not change meanwhile. n.mu held.
 func (n *inode) markDirty(idx int64) {
 	n.wgen++
+	n.recBlocks.Store(0)
 	n.dirty[idx] = n.wgen
 }
 
@@ -239,9 +243,13 @@ func (j *inodeTable) overlay(a Attr) Attr {
 		if p.hasAtime {
 			a.Atime = time.Unix(0, p.atime)
 		}
-		// Unflushed data may use up to the size (an overestimate for
-		// sparse writes until the flush).
-		a.Blocks = max(a.Blocks, uint64(n.size+511)/512)
+		if b := n.recBlocks.Load(); b > 0 {
+			a.Blocks = uint64(b - 1) // a logged close's (flushlog.go)
+		} else {
+			// Unflushed data may use up to the size (an overestimate
+			// for sparse writes until the flush).
+			a.Blocks = max(a.Blocks, uint64(n.size+511)/512)
+		}
 	}
 	return a
 }
@@ -632,6 +640,7 @@ func (j *inodeTable) discardDirty(n *inode) {
 	n.amu.Unlock()
 	n.hasDirty.Store(false)
 	n.rec = nil
+	n.recBlocks.Store(0)
 	n.lastIdx = -1
 	n.lastPlain = nil
 	n.loaded = false

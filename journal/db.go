@@ -436,6 +436,9 @@ func (j *core) narrowLocked(inos ...Ino) { j.narrow = append(j.narrow, inos...) 
 // which fsyncs the WAL: it and every earlier commit survive a power cut.
 // wmu held.
 func (j *core) durableTxLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if j.durableStartHook != nil {
+		j.durableStartHook()
+	}
 	ctx0 := context.WithoutCancel(ctx)
 	if _, err := j.w.ExecContext(ctx0, "PRAGMA synchronous = FULL"); err != nil {
 		j.scope = scopeAll

@@ -236,8 +236,11 @@ type shared struct {
 	durableGen uint64
 	lazyFree   map[remote.BlockID]struct{}
 	// durableHook, when set (tests), runs after every durable commit,
-	// wmu held.
-	durableHook func()
+	// wmu held; durableStartHook before each begins (what was logged by
+	// then is in it: a close or unlink logged meanwhile may or may not
+	// be, since logging takes no wmu).
+	durableHook      func()
+	durableStartHook func()
 }
 
 // uploadQueue is the upload queue's state, a part of shared. The

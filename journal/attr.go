@@ -26,7 +26,16 @@ func (j *attrs) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 	if s.Mode == nil && s.Uid == nil && s.Gid == nil && s.Atime == nil && s.Mtime == nil {
 		return j.ns.GetAttr(ctx, ino)
 	}
-	if j.setPending(ino, &s) {
+	kept, logged := j.setPending(ino, &s)
+	if logged {
+		// Its data is safe in the log, and s must be too: apply the
+		// close first, which leaves nothing in memory, so s commits.
+		if err := j.ul.settle(ctx); err != nil {
+			return Attr{}, err
+		}
+		kept, _ = j.setPending(ino, &s)
+	}
+	if kept {
 		return j.ns.GetAttr(ctx, ino)
 	}
 	if err := j.tx(ctx, func(tx *sql.Tx) error {
@@ -43,21 +52,26 @@ func (j *attrs) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 // a file it wrote through its write-back cache), and reports whether it
 // did; false when ino has none (then s needs a commit). A crash before
 // the flush loses s together with the data, as a local disk loses a
-// chmod it had not written back; close and fsync flush.
-func (j *attrs) setPending(ino Ino, s *SetAttr) bool {
+// chmod it had not written back; close and fsync flush. logged: ino's
+// unflushed state is a close logged and not yet applied (flushlog.go),
+// whose data a crash would keep: s is not kept.
+func (j *attrs) setPending(ino Ino, s *SetAttr) (kept, logged bool) {
 	n := j.it.memInode(ino)
 	if n == nil {
-		return false
+		return false, false
 	}
 	defer j.it.putInode(n)
 	// Under n.mu no flush is between its snapshot of the attributes and
 	// its commit (it would store the old ones and clear them).
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.rec != nil && n.rec.matches(n) {
+		return false, true
+	}
 	n.amu.Lock()
 	defer n.amu.Unlock()
 	if !n.hasDirty.Load() || !n.attrDirty {
-		return false
+		return false, false
 	}
 	p := &n.pend
 	if s.Mode != nil {
@@ -80,7 +94,7 @@ func (j *attrs) setPending(ino Ino, s *SetAttr) bool {
 	} else {
 		n.ctime = max(n.ctime, nowNS())
 	}
-	return true
+	return true, false
 }
 
 // ctime is the ctime a SetAttr stores, in ns.
@@ -130,8 +144,11 @@ func (j *attrs) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr) 
 // FATTR_CTIME), which is then kept with the file's unflushed data: a
 // crash before the flush loses both together.
 func (j *attrs) SetDirtyTimes(ino Ino, mtime, ctime time.Time) (Attr, bool) {
-	if j.checkWrite() != nil || !j.setPending(ino, &SetAttr{Mtime: &mtime, Ctime: &ctime}) {
+	if j.checkWrite() != nil {
 		return Attr{}, false
+	}
+	if kept, _ := j.setPending(ino, &SetAttr{Mtime: &mtime, Ctime: &ctime}); !kept {
+		return Attr{}, false // a logged close: the caller's SetAttr applies it first
 	}
 	a, err := j.ns.GetAttr(context.Background(), ino)
 	return a, err == nil

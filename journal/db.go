@@ -380,7 +380,7 @@ func (j *core) applyFolded(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([
 		}
 	}
 	if len(fl) > 0 {
-		if err := j.ul.applyFlushRecs(ctx, tx, fl); err != nil {
+		if err := j.ul.applyFlushRecs(ctx, tx, fl, &j.unl.fa.fr); err != nil {
 			return nil, nil, fmt.Errorf("journal: apply %d deferred flushes: %w", len(fl), err)
 		}
 		applied = append(applied, j.unl.fa.inos...)

@@ -148,7 +148,7 @@ type flushApplied struct {
 	inos  []Ino
 	rows  []Attr
 	added []qitem
-	fr    freed
+	fr    freed // when folded: what they freed (applyTx passes its own)
 }
 
 // applyFlushRecs applies deferred flushes, in log order, in tx: each
@@ -157,7 +157,12 @@ type flushApplied struct {
 // gone or is no regular file, or whose cuts do not fit the block size
 // (a log from another journal), is dropped with a warning. wmu held, in
 // a transaction.
-func (j *unlinks) applyFlushRecs(ctx context.Context, tx *sql.Tx, recs []unlinkRec) error {
+//
+// fr collects the blocks the transaction frees: the same list as the
+// unlinks applied before in it, so that a block an unlink freed and a
+// record brings back is neither dropped from the upload queue nor left
+// in it.
+func (j *unlinks) applyFlushRecs(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr *freed) error {
 	fa := &j.unl.fa
 	var last uint64
 	for _, ur := range recs {
@@ -176,13 +181,13 @@ func (j *unlinks) applyFlushRecs(ctx context.Context, tx *sql.Tx, recs []unlinkR
 		if r.size < j.bs {
 			prio = 0
 		}
-		if _, err := j.fl.applyCuts(ctx, tx, ur.ino, r.cuts, prio, &fa.fr, &fa.added, r.fresh); err != nil {
+		if _, err := j.fl.applyCuts(ctx, tx, ur.ino, r.cuts, prio, fr, &fa.added, r.fresh); err != nil {
 			return fmt.Errorf("journal: flush inode %d: %w", ur.ino, err)
 		}
 		var used any // NULL: sum the block map
 		if r.fresh {
 			used = cutsUsed(r.cuts)
-		} else if err := j.fl.dropMapFrom(ctx, tx, ur.ino, (r.size+j.bs-1)/j.bs, &fa.fr); err != nil {
+		} else if err := j.fl.dropMapFrom(ctx, tx, ur.ino, (r.size+j.bs-1)/j.bs, fr); err != nil {
 			return fmt.Errorf("journal: flush inode %d: %w", ur.ino, err)
 		}
 		row, err := j.fl.updateFlushed(ctx, tx, ur.ino, r.size, r.mtime, r.ctime, &r.pend, used)
@@ -264,17 +269,31 @@ func (j *unlinks) cleanApplied() {
 	recs := j.unl.toClean
 	j.unl.toClean = nil
 	j.unl.umu.Unlock()
+	var busy []*flushRec
 	for _, r := range recs {
 		n := j.it.memInode(r.n.ino)
 		if n == nil {
 			continue
 		}
-		n.mu.Lock()
+		// Not waiting: a writer may hold n.mu for long (a big flush, a
+		// wait for quota), and the inodes after this one hold quota
+		// until they are cleaned. Its own next flush cleans it too.
+		if !n.mu.TryLock() {
+			busy = append(busy, r)
+			j.it.putInode(n)
+			continue
+		}
 		if n.rec == r && r.matches(n) {
 			j.fl.cleanLocked(n, r.size)
 		}
 		n.mu.Unlock()
 		j.it.putInode(n)
+	}
+	if len(busy) > 0 {
+		j.unl.umu.Lock()
+		j.unl.toClean = append(j.unl.toClean, busy...)
+		j.unl.umu.Unlock()
+		j.unl.kick()
 	}
 }
 
@@ -409,11 +428,12 @@ func decodeFlushPayload(p []byte) (ino Ino, r *flushRec, ok bool) {
 			return 0, nil, false
 		}
 	}
-	if a[0] > math.MaxUint32 || a[1] > math.MaxUint32 || a[2] > math.MaxUint32 || a[4] > uint64(len(p)-at) {
+	// A cut takes two bytes at least.
+	if a[0] > math.MaxUint32 || a[1] > math.MaxUint32 || a[2] > math.MaxUint32 || a[4] > uint64(len(p)-at)/2 {
 		return 0, nil, false
 	}
 	r.pend.mode, r.pend.uid, r.pend.gid, r.pend.atime = uint32(a[0]), uint32(a[1]), uint32(a[2]), unzigzag(a[3])
-	r.cuts = make([]cut, 0, a[4])
+	r.cuts = make([]cut, 0, min(a[4], 16))
 	for range a[4] {
 		idx, good := next()
 		if !good || idx > math.MaxInt64 || at >= len(p) {

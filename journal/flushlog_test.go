@@ -286,3 +286,40 @@ func TestDeferredFlushBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestSetAttrAfterLoggedClose: a chmod or utimensat after a logged close
+// is committed at once, as after any close (a crash must not keep the
+// data and lose the mode), and GetAttr shows it.
+func TestSetAttrAfterLoggedClose(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour; o.IdleFlush = time.Hour })
+		j := e.j
+		f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+		j.OpenFile(f.Ino)
+		must[int](t)(j.WriteAt(bg, f.Ino, []byte("#!/bin/sh\n"), 0))
+		if err := j.Flush(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(f.Ino)
+		if pendingFlushes(j) != 1 {
+			t.Fatal("the close was not logged")
+		}
+		mode := uint32(0o755)
+		mt := time.Unix(1600000000, 0)
+		a := must[Attr](t)(j.SetAttr(bg, f.Ino, SetAttr{Mode: &mode, Mtime: &mt}))
+		if a.Mode&0o7777 != 0o755 || !a.Mtime.Equal(mt) || a.Size != 10 {
+			t.Fatalf("SetAttr after a logged close answered %+v", a)
+		}
+		var m uint32
+		var mtime, size int64
+		if err := j.db.QueryRow(`SELECT mode, mtime, size FROM inodes WHERE ino = ?`, f.Ino).Scan(&m, &mtime, &size); err != nil {
+			t.Fatal(err)
+		}
+		if m&0o7777 != 0o755 || mtime != mt.UnixNano() || size != 10 {
+			t.Fatalf("database after the chmod: mode %o mtime %d size %d; want 755, %d, 10", m&0o7777, mtime, size, mt.UnixNano())
+		}
+		if got := readAll(t, j, f.Ino); string(got) != "#!/bin/sh\n" {
+			t.Fatalf("read %q", got)
+		}
+	})
+}

@@ -656,7 +656,7 @@ func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr 
 	// cannot be one of the unlinks: a file with unapplied data in
 	// memory is unlinked the synchronous way, which applies it first).
 	if len(fl) > 0 {
-		if err := j.applyFlushRecs(ctx, tx, fl); err != nil {
+		if err := j.applyFlushRecs(ctx, tx, fl, fr); err != nil {
 			return nil, err
 		}
 		j.narrowLocked(j.unl.fa.inos...)

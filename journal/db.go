@@ -288,9 +288,12 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		if recs := j.unl.pending(); !slices.ContainsFunc(recs, func(r unlinkRec) bool { return !r.create && r.fl == nil }) {
 			folded = recs
 		} else {
+			// That transaction says for itself which rows it changes:
+			// this one's scope is not its.
 			scope := j.scope
+			j.scope = scopeAll
 			if err := j.ul.applyUnlinksLocked(ctx0); err != nil {
-				return err
+				return err // scopeAll for the next one, as below
 			}
 			j.scope = scope
 		}

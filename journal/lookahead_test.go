@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 )
 
 func (l *lookAhead) hitCount() int64 {
@@ -305,4 +306,37 @@ func testLookAheadAcrossUnlinks(t *testing.T) {
 	if f := e.j.la.fillCount() - fills; f > n/lookAheadN+8 {
 		t.Errorf("a scan that unlinks as it goes read %d windows for %d entries", f, n)
 	}
+}
+
+// TestNestedApplyDropsItsRows: a transaction scoped to one inode (an
+// fsync's flush) that first applies pending unlinks in a transaction of
+// their own must not let that one pass for its scope: the cached row of
+// the unlinked file's directory goes.
+func TestNestedApplyDropsItsRows(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+		j := e.j
+		d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+		g := must[Attr](t)(j.Mknod(bg, d.Ino, "g", 0o644, 0, 0, 0))
+		must[Attr](t)(j.Mknod(bg, d.Ino, "x", 0o644, 0, 0, 0))
+		applyUnlinks(t, j)
+		must[Attr](t)(j.GetAttr(bg, d.Ino)) // cached
+		time.Sleep(time.Millisecond)        // the bubble's clock: the unlink moves d's mtime
+		if err := j.Unlink(bg, d.Ino, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if j.unl.unlN.Load() != 1 {
+			t.Fatal("the unlink was not deferred")
+		}
+		j.OpenFile(g.Ino)
+		must[int](t)(j.WriteAt(bg, g.Ino, []byte("data"), 0))
+		if err := j.Fsync(bg, g.Ino); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(g.Ino)
+		want := must[Attr](t)(scanAttr(j.db.QueryRow(getattrQ, d.Ino)))
+		if got := must[Attr](t)(j.GetAttr(bg, d.Ino)); got != want {
+			t.Fatalf("d after the unlink applied before an fsync: GetAttr %+v, database %+v", got, want)
+		}
+	})
 }

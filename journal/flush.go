@@ -463,10 +463,14 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 		// and dropped it since: the commit fails, the block stays dirty.
 		return nil, false, fmt.Errorf("stage block %s: its staging file was replaced", c.id)
 	}
-	// Deleted earlier in this transaction, or by an ordinary commit whose
-	// staging file waits for a durable one, and back now: its staging
-	// file must survive.
+	// Deleted earlier in this transaction (here, or by a logged close
+	// applied at its start, whose frees are kept apart: j.unl.fa), or
+	// by an ordinary commit whose staging file waits for a durable one,
+	// and back now: its staging file must survive.
 	fr.staged = slices.DeleteFunc(fr.staged, func(id remote.BlockID) bool { return id == c.id })
+	if fa := &j.unl.fa.fr; fa != fr {
+		fa.staged = slices.DeleteFunc(fa.staged, func(id remote.BlockID) bool { return id == c.id })
+	}
 	j.keepStagedLocked(c.id)
 	it = &qitem{id: c.id, seq: seq, prio: prio, sealedLen: sealedLen, plainLen: c.plainLen}
 	if c.inline != nil {

@@ -323,3 +323,48 @@ func TestSetAttrAfterLoggedClose(t *testing.T) {
 		}
 	})
 }
+
+// TestFoldedCloseFreesBlockAnotherBringsBack: a logged close that drops a
+// file's staged block X is applied at the start of another file's fsync,
+// whose data is X again (deduplicated, then staged anew because the
+// apply freed it). X's staging file must survive the next durable commit.
+func TestFoldedCloseFreesBlockAnotherBringsBack(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	e.g.down.Store(true) // nothing leaves the staging directory
+	j := e.j
+	x := make([]byte, 40<<10) // sealed past the inline bound: a staging file
+	fillRand(11, x)
+	a := must[Attr](t)(j.Mknod(bg, RootIno, "a", 0o644, 0, 0, 0))
+	j.OpenFile(a.Ino)
+	must[int](t)(j.WriteAt(bg, a.Ino, x, 0))
+	if err := j.Fsync(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	// a's block becomes small and compressible: its close is logged.
+	must[int](t)(j.WriteAt(bg, a.Ino, make([]byte, len(x)-1), 1))
+	if err := j.Flush(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	j.ReleaseFile(a.Ino)
+	if pendingFlushes(j) != 1 {
+		t.Fatal("a's close was not logged")
+	}
+	b := must[Attr](t)(j.Mknod(bg, RootIno, "b", 0o644, 0, 0, 0))
+	j.OpenFile(b.Ino)
+	must[int](t)(j.WriteAt(bg, b.Ino, x, 0))
+	if err := j.Fsync(bg, b.Ino); err != nil {
+		t.Fatal(err)
+	}
+	j.ReleaseFile(b.Ino)
+	if err := j.c.barrier(bg); err != nil { // a durable commit: what waited for one goes
+		t.Fatal(err)
+	}
+	must[Attr](t)(j.Mknod(bg, RootIno, "c", 0o644, 0, 0, 0))
+	if err := j.Fsync(bg, RootIno); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen() // checkDB, and Open refuses a staged block without its file
+	if got := readAll(t, e.j, b.Ino); !bytes.Equal(got, x) {
+		t.Fatal("b does not read back")
+	}
+}

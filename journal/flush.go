@@ -104,7 +104,6 @@ func (j *flusher) flushHowLocked(ctx context.Context, n *inode, durable, mayLog 
 	var added []qitem
 	// A file with no block map rows has no old blocks to replace or drop.
 	fresh := n.mapEmpty
-	used := cutsUsed(cuts)
 	if mayLog && !durable && size <= flushMaxSize && loggable(cuts) {
 		r := &flushRec{size: size, mtime: mtime, ctime: ctime, pend: pend, cuts: cuts, fresh: fresh}
 		if j.ul.logFlushLocked(n, r) {
@@ -127,19 +126,11 @@ func (j *flusher) flushHowLocked(ctx context.Context, n *inode, durable, mayLog 
 				return err
 			}
 		}
-		renamed, err := j.applyCuts(ctx, tx, n.ino, cuts, prio, &fr, &added, fresh)
-		if err != nil {
-			return err
-		}
-		usedArg := any(nil) // NULL: sum the block map
-		if fresh {
-			usedArg = used // the map is exactly the cuts just applied
-		} else if err := j.dropMapFrom(ctx, tx, n.ino, (size+j.bs-1)/j.bs, &fr); err != nil {
-			return err
-		}
 		// The row comes back for the attribute cache: the kernel asks
 		// for the file's attributes after its close.
-		row, err = j.updateFlushed(ctx, tx, n.ino, size, mtime, ctime, &pend, usedArg)
+		var renamed bool
+		var err error
+		row, renamed, err = j.cutsTx(ctx, tx, n.ino, cuts, prio, fresh, size, mtime, ctime, &pend, &fr, &added)
 		if err != nil {
 			return err
 		}
@@ -163,6 +154,27 @@ func (j *flusher) flushHowLocked(ctx context.Context, n *inode, durable, mayLog 
 	cleanup()
 	j.cleanLocked(n, size)
 	return nil
+}
+
+// cutsTx is a flush's transaction body (flushLocked's, and a logged
+// close's apply): ino's block map pointed at cuts (applyCuts), the map
+// cut back to size, and the inode's row updated with size, times and
+// the pending attributes p; it returns the row, and whether a staging
+// file was renamed into place. fresh: ino had no block map rows. wmu
+// held.
+func (j *flusher) cutsTx(ctx context.Context, tx *sql.Tx, ino Ino, cuts []cut, prio int, fresh bool, size, mtime, ctime int64, p *pendAttr, fr *freed, added *[]qitem) (Attr, bool, error) {
+	renamed, err := j.applyCuts(ctx, tx, ino, cuts, prio, fr, added, fresh)
+	if err != nil {
+		return Attr{}, renamed, err
+	}
+	var used any // NULL: sum the block map
+	if fresh {
+		used = cutsUsed(cuts) // the map is exactly the cuts just applied
+	} else if err := j.dropMapFrom(ctx, tx, ino, (size+j.bs-1)/j.bs, fr); err != nil {
+		return Attr{}, renamed, err
+	}
+	row, err := j.updateFlushed(ctx, tx, ino, size, mtime, ctime, p, used)
+	return row, renamed, err
 }
 
 // inodeExists fails with ErrNotFound when ino has no row. wmu held.

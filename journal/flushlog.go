@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -181,16 +182,8 @@ func (j *unlinks) applyFlushRecs(ctx context.Context, tx *sql.Tx, recs []unlinkR
 		if r.size < j.bs {
 			prio = 0
 		}
-		if _, err := j.fl.applyCuts(ctx, tx, ur.ino, r.cuts, prio, fr, &fa.added, r.fresh); err != nil {
-			return fmt.Errorf("journal: flush inode %d: %w", ur.ino, err)
-		}
-		var used any // NULL: sum the block map
-		if r.fresh {
-			used = cutsUsed(r.cuts)
-		} else if err := j.fl.dropMapFrom(ctx, tx, ur.ino, (r.size+j.bs-1)/j.bs, fr); err != nil {
-			return fmt.Errorf("journal: flush inode %d: %w", ur.ino, err)
-		}
-		row, err := j.fl.updateFlushed(ctx, tx, ur.ino, r.size, r.mtime, r.ctime, &r.pend, used)
+		// Only blocks in the database: no staging file is renamed.
+		row, _, err := j.fl.cutsTx(ctx, tx, ur.ino, r.cuts, prio, r.fresh, r.size, r.mtime, r.ctime, &r.pend, fr, &fa.added)
 		if err != nil {
 			return fmt.Errorf("journal: flush inode %d: %w", ur.ino, err)
 		}
@@ -230,7 +223,7 @@ func (j *unlinks) afterFlushRecsLocked(gen uint64, put bool, skip []Ino) {
 		return
 	}
 	for i, a := range fa.rows {
-		if put && !containsIno(skip, fa.inos[i]) {
+		if put && !slices.Contains(skip, fa.inos[i]) {
 			j.ac.put(fa.inos[i], a, gen)
 		}
 	}
@@ -251,15 +244,6 @@ func (j *unlinks) afterFlushRecsLocked(gen uint64, put bool, skip []Ino) {
 	if clean {
 		j.unl.kick()
 	}
-}
-
-func containsIno(s []Ino, ino Ino) bool {
-	for _, x := range s {
-		if x == ino {
-			return true
-		}
-	}
-	return false
 }
 
 // cleanApplied cleans the inodes of applied deferred flushes whose state

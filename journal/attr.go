@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -38,10 +39,22 @@ func (j *attrs) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 	if kept {
 		return j.ns.GetAttr(ctx, ino)
 	}
-	if err := j.tx(ctx, func(tx *sql.Tx) error {
+	j.wmu.Lock()
+	var row Attr
+	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		j.narrowLocked(ino) // its row alone: the caches keep the others
-		return j.setAttrTx(ctx, tx, ino, &s)
-	}); err != nil {
+		var err error
+		row, err = j.setAttrTx(ctx, tx, ino, &s)
+		return err
+	})
+	if err == nil {
+		// The row as the commit left it, for the reply below (which
+		// otherwise reads it back: cp -a sets the times of each
+		// directory it copies).
+		j.ac.put(ino, row, j.commitGen.Load()) // wmu held: no commit since
+	}
+	j.wmu.Unlock()
+	if err != nil {
 		return Attr{}, err
 	}
 	return j.ns.GetAttr(ctx, ino)
@@ -106,8 +119,9 @@ func (s *SetAttr) ctime() int64 {
 }
 
 // setAttrTx applies s (all but Size) to ino inside tx, in one statement
-// (a NULL argument keeps the column). wmu held.
-func (j *attrs) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr) error {
+// (a NULL argument keeps the column), and returns the row it leaves.
+// wmu held.
+func (j *attrs) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr) (Attr, error) {
 	opt := func(p *uint32) any {
 		if p == nil {
 			return nil
@@ -120,19 +134,16 @@ func (j *attrs) setAttrTx(ctx context.Context, tx *sql.Tx, ino Ino, s *SetAttr) 
 		}
 		return t.UnixNano()
 	}
-	res, err := j.texec(ctx, tx, `UPDATE inodes SET
+	a, err := scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET
 		mode = CASE WHEN ?1 IS NULL THEN mode ELSE (mode & ?2) | (?1 & 4095) END,
 		uid = coalesce(?3, uid), gid = coalesce(?4, gid),
 		atime = coalesce(?5, atime), mtime = coalesce(?6, mtime), ctime = ?7
-		WHERE ino = ?8`,
-		opt(s.Mode), sIFMT, opt(s.Uid), opt(s.Gid), optTime(s.Atime), optTime(s.Mtime), s.ctime(), ino)
-	if err != nil {
-		return fmt.Errorf("journal: setattr: %w", err)
+		WHERE ino = ?8 RETURNING `+strings.ReplaceAll(attrCols, "i.", ""),
+		opt(s.Mode), sIFMT, opt(s.Uid), opt(s.Gid), optTime(s.Atime), optTime(s.Mtime), s.ctime(), ino))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return a, fmt.Errorf("journal: setattr: %w", err)
 	}
-	if k, _ := res.RowsAffected(); k == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return a, err
 }
 
 // SetDirtyTimes is the kernel's write-back cache telling the times it

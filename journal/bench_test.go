@@ -325,3 +325,26 @@ func batchedFlushRows(b *testing.B, batch int) {
 	b.ReportMetric(float64(cpu.Microseconds())/float64(files*b.N), "cpu-µs/file")
 	b.ReportMetric(float64(total)/float64(files*b.N), "frames/file")
 }
+
+// BenchmarkSetAttrDir is cp -a's last word on each directory it copies:
+// a SetAttr of its times, whose commit the reply follows.
+func BenchmarkSetAttrDir(b *testing.B) {
+	e := newEnv(b, nil)
+	j := e.j
+	var dirs []Ino
+	for i := range 256 {
+		dirs = append(dirs, must[Attr](b)(j.Mkdir(bg, RootIno, fmt.Sprintf("d%d", i), 0o755, 0, 0)).Ino)
+	}
+	mt := time.Unix(1_700_000_000, 0)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		t := mt.Add(time.Duration(i))
+		a, err := j.SetAttr(bg, dirs[i%len(dirs)], SetAttr{Atime: &t, Mtime: &t})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !a.Mtime.Equal(t) {
+			b.Fatalf("SetAttr replied mtime %v, want %v", a.Mtime, t)
+		}
+	}
+}

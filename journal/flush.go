@@ -297,6 +297,13 @@ func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte, direct 
 	}
 	c := cut{idx: idx, plainLen: int64(len(plain))}
 	c.id = j.seal.BlockID(plain)
+	if remote.SealedSizeMax(len(plain)) <= j.inlineMax() && j.known.absent(c.id) {
+		// New for sure, and staged in the database whatever it seals to
+		// (known.go): no look-up.
+		j.known.skipped.Add(1)
+		err := j.stageSealed(&c, plain, false)
+		return c, err
+	}
 	exists, err := j.blockExists(ctx, c.id)
 	if err != nil {
 		return c, err
@@ -462,14 +469,17 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 		return nil, false, err
 	}
 	if k, _ := res.RowsAffected(); k == 0 {
-		// Added by another flush since cutPlain looked (only a sealed
-		// block gets here: the others' row went, under wmu, before the
-		// insert). The staging file made for it is removed by the caller.
+		// Added by another flush since cutPlain looked, or in the
+		// table all along but not in the filter of known blocks
+		// (known.go). Only a sealed block gets here: the others' row
+		// went, under wmu, before the insert. The staging file made for
+		// it is removed by the caller.
 		if _, err := j.addRef(ctx, tx, c); err != nil {
 			return nil, false, err
 		}
 		return nil, false, nil
 	}
+	j.known.add(c.id)
 	if c.staged != 0 && !own {
 		// Another flush of the block renamed its file over this one's
 		// and dropped it since: the commit fails, the block stays dirty.

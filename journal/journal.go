@@ -172,7 +172,8 @@ type shared struct {
 	segs  map[remote.SegmentID]*remote.SegmentInfo
 
 	uploadQueue
-	unl unlinkQueue // deferred unlinks (unlinks.go)
+	unl   unlinkQueue // deferred unlinks (unlinks.go)
+	known knownBlocks // a filter of the block ids in table blocks (known.go)
 
 	// appReads counts block reads from the grid that an application is
 	// waiting for; the uploader yields to them (yieldToForeground).
@@ -396,6 +397,8 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		go j.up.uploader(uctx)
 		go j.it.reaper(uctx)
 		go j.c.groupCommitter(uctx)
+		j.known.build = func(k *knownBlocks) { j.fl.buildKnown(uctx, k) }
+		j.known.buildSoon()
 		if j.unl.ulog != nil {
 			go j.ul.unlinker(uctx)
 		} else {
@@ -465,6 +468,10 @@ func (j *Journal) Close() error {
 	<-j.reaperDone
 	<-j.groupDone
 	<-j.unl.unlDone
+	j.known.mu.Lock()
+	j.known.build = nil // no build starts after this
+	j.known.mu.Unlock()
+	j.known.wg.Wait()
 	if j.ms != nil {
 		<-j.ms.done
 	}

@@ -3,7 +3,6 @@ package journal
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -84,27 +83,24 @@ func deferredInodes(ctx context.Context, tx *sql.Tx, maxID int64) (map[int64]boo
 	return out, rows.Err()
 }
 
-// leaves reports whether key k is left out of the record.
-func (d *deferral) leaves(ctx context.Context, tx *sql.Tx, k mkey) (bool, error) {
+// leaves reports whether key k, whose row is now cur (nil: deleted), is
+// left out of the record.
+func (d *deferral) leaves(k mkey, cur []any) bool {
 	if d.inodes == nil {
-		return false, nil
+		return false
 	}
 	switch k.tbl {
 	case 1, 3, 4, 5: // inodes, xattrs, symlinks, blockmap: keyed by ino
 		ino, ok := k.a.(int64)
-		return ok && d.inodes[ino], nil
+		return ok && d.inodes[ino]
 	case 2: // entries: by the inode they name now
-		var ino int64
-		err := tx.QueryRowContext(ctx, `SELECT ino FROM entries WHERE parent = ? AND name = ?`, k.a, k.b).Scan(&ino)
-		if errors.Is(err, sql.ErrNoRows) {
-			return false, nil // a removal: deferredInodes let none through
+		if cur == nil {
+			return false // a removal: deferredInodes let none through
 		}
-		if err != nil {
-			return false, err
-		}
-		return d.inodes[ino], nil
+		ino, ok := cur[2].(int64)
+		return ok && d.inodes[ino]
 	}
-	return false, nil
+	return false
 }
 
 // requeue notes the keys left out in mdirty again, for a later record.

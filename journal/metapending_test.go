@@ -1,9 +1,13 @@
 package journal
 
 import (
+	"database/sql"
 	"fmt"
+	"math"
 	"testing"
 	"time"
+
+	"github.com/meshdrive/meshdrive/journal/metalog"
 )
 
 // metaPendingScan is what metaPending answered before it kept mdirty's
@@ -126,4 +130,133 @@ func BenchmarkMetaPending(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*asked), "µs/file")
 	})
+}
+
+// BenchmarkShipDelta: the delta record after 20,000 creates (60,000 keys
+// noted), what the metadata shipper reads from the journal while a large
+// copy goes on.
+//
+//	go test -run '^$' -bench ShipDelta -benchtime 1x ./journal/
+func BenchmarkShipDelta(b *testing.B) {
+	const made = 20_000
+	e := newGridEnv(b, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
+	j := e.j
+	must[uint64](b)(j.ShipMeta(bg, true)) // the full record: the next is a delta
+	for i := range made {
+		must[Attr](b)(j.Mknod(bg, RootIno, fmt.Sprintf("f%06d", i), 0o644, 0, 0, 0))
+	}
+	if err := j.ul.settle(bg); err != nil {
+		b.Fatal(err)
+	}
+	var rows int
+	b.ResetTimer()
+	for range b.N {
+		j.ms.mu.Lock()
+		rtx, err := j.db.BeginTx(bg, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		bl := metalog.NewBuilder(metalog.Header{Seq: 2, Kind: metalog.Delta})
+		var later deferral
+		err = deltaRows(bg, rtx, math.MaxInt64, bl, &later)
+		rtx.Rollback()
+		j.ms.mu.Unlock()
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows = bl.Rows()
+	}
+	if rows < made*2 {
+		b.Fatalf("the delta holds %d rows after %d creates", rows, made)
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*rows), "µs/row")
+}
+
+// TestDeltaRowsLeavesOut: a delta record holds the rows of the keys noted
+// since the last one as they are now, and deletions of those gone; the
+// rows of an inode the deferral leaves out (its inode, block map and the
+// entry that names it) go to later.keys instead.
+func TestDeltaRowsLeavesOut(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = -1 })
+	j := e.j
+	mk := func(name string) Ino { return must[Attr](t)(j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0)).Ino }
+	gone := mk("gone")
+	j.wmu.Lock()
+	_, err := j.w.ExecContext(bg, `DELETE FROM mdirty`) // as after a record
+	j.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, left := mk("kept"), mk("left")
+	for _, ino := range []Ino{kept, left} {
+		j.OpenFile(ino)
+		must[int](t)(j.WriteAt(bg, ino, []byte("some data"), 0))
+		if err := j.Fsync(bg, ino); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(ino)
+	}
+	if err := j.Unlink(bg, RootIno, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.ul.settle(bg); err != nil {
+		t.Fatal(err)
+	}
+
+	rtx, err := j.db.BeginTx(bg, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtx.Rollback()
+	b := metalog.NewBuilder(metalog.Header{Seq: 1, Kind: metalog.Full, Base: 1}) // what deltaRows adds; Open checks no chain
+	later := deferral{inodes: map[int64]bool{int64(left): true}}
+	if err := deltaRows(bg, rtx, math.MaxInt64, b, &later); err != nil {
+		t.Fatal(err)
+	}
+	s := testSealer(t)
+	_, each, err := metalog.Open(s, 1, b.Seal(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type key struct {
+		tbl uint8
+		del bool
+		a   any
+	}
+	got := map[key]bool{}
+	if err := each(func(r metalog.Row) error {
+		a := r.Vals[0]
+		if r.Table == 2 && !r.Delete { // entries: by the inode they name
+			a = r.Vals[2]
+		}
+		if r.Table == 2 && r.Delete { // by name
+			a = r.Vals[1]
+		}
+		got[key{r.Table, r.Delete, a}] = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []key{
+		{1, false, int64(kept)}, {2, false, int64(kept)}, {5, false, int64(kept)},
+		{1, true, int64(gone)}, {2, true, "gone"},
+	} {
+		if !got[want] {
+			t.Errorf("the delta lacks %+v; it holds %v", want, got)
+		}
+	}
+	for k := range got {
+		if k.a == int64(left) {
+			t.Errorf("the delta holds %+v of the inode it leaves out", k)
+		}
+	}
+	leftKeys := map[uint8]bool{}
+	for _, k := range later.keys {
+		leftKeys[k.tbl] = true
+	}
+	for _, tbl := range []uint8{1, 2, 5} {
+		if !leftKeys[tbl] {
+			t.Errorf("no key of table %d left for later; left: %+v", tbl, later.keys)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -399,67 +400,71 @@ func fullRows(ctx context.Context, tx *sql.Tx, b *metalog.Builder) error {
 }
 
 // deltaRows adds, for every key noted in mdirty up to maxID, the row as
-// it is now, or its deletion.
-// Keys that later says to leave out are collected in later.keys instead.
-// The keys are read as the rows are added, not gathered first: 100,000
-// creates note 200,000 keys, 14 MiB of the mount's peak as a slice.
+// it is now, or its deletion: one query per table joins the keys noted
+// for it with the table (a query per key cost about 10 µs each, a second
+// of CPU per record while cp -a ran: docs/BENCHMARKS.md). Keys that later
+// says to leave out are collected in later.keys instead. The rows are
+// added as they are read, not gathered first: 100,000 creates note
+// 200,000 keys, 14 MiB of the mount's peak as a slice.
 func deltaRows(ctx context.Context, tx *sql.Tx, maxID int64, b *metalog.Builder, later *deferral) error {
-	keys, err := tx.QueryContext(ctx, `SELECT DISTINCT tbl, a, b FROM mdirty WHERE id <= ?`, maxID)
-	if err != nil {
+	var unknown sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT min(tbl) FROM mdirty WHERE id <= ?1 AND tbl NOT IN (`+mtableIDs()+`)`, maxID).Scan(&unknown); err != nil {
 		return err
 	}
-	defer keys.Close()
-	stmts := map[uint8]*sql.Stmt{}
-	defer func() {
-		for _, s := range stmts {
-			s.Close()
-		}
-	}()
-	for keys.Next() {
-		var k mkey
-		if err := keys.Scan(&k.tbl, &k.a, &k.b); err != nil {
-			return err
-		}
-		if err := deltaRow(ctx, tx, k, stmts, b, later); err != nil {
+	if unknown.Valid {
+		return fmt.Errorf("mdirty names table %d", unknown.Int64)
+	}
+	for _, t := range mtablesByID() {
+		if err := deltaTable(ctx, tx, t, maxID, b, later); err != nil {
 			return err
 		}
 	}
-	return keys.Err()
+	return nil
 }
 
-// deltaRow adds key k's row as it is now, or its deletion, or leaves it
-// for later (deltaRows); stmts holds the statements prepared so far.
-func deltaRow(ctx context.Context, tx *sql.Tx, k mkey, stmts map[uint8]*sql.Stmt, b *metalog.Builder, later *deferral) error {
-	t := mtableByID(k.tbl)
-	if t == nil {
-		return fmt.Errorf("mdirty names table %d", k.tbl)
-	}
-	st := stmts[k.tbl]
-	if st == nil {
-		var err error
-		if st, err = tx.PrepareContext(ctx, t.selectKey()); err != nil {
-			return err
-		}
-		stmts[k.tbl] = st
-	}
-	if leave, err := later.leaves(ctx, tx, k); err != nil {
-		return err
-	} else if leave {
-		later.keys = append(later.keys, k)
-		return nil
-	}
-	if k.tbl != mlogTable {
-		later.shipped++
-	}
-	args := []any{k.a, k.b}[:t.keys]
-	rows, err := st.QueryContext(ctx, args...)
+// deltaTable is deltaRows for the keys of table t.
+func deltaTable(ctx context.Context, tx *sql.Tx, t *mtable, maxID int64, b *metalog.Builder, later *deferral) error {
+	rows, err := tx.QueryContext(ctx, t.selectDirty(), maxID, t.id)
 	if err != nil {
 		return err
 	}
-	if found, err := addRows(t, rows, b); err != nil || found {
-		return err
+	defer rows.Close()
+	vals := make([]any, 2+len(t.cols)) // the key's a and b, then the row (NULLs: none)
+	ptrs := make([]any, len(vals))
+	for i := range vals {
+		ptrs[i] = &vals[i]
 	}
-	return b.Add(metalog.Row{Table: t.id, Delete: true, Vals: args})
+	for rows.Next() {
+		clear(vals)
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		k := mkey{tbl: t.id, a: vals[0], b: vals[1]}
+		var cur []any       // the row as it is now; nil: deleted
+		if vals[2] != nil { // a key column: never NULL in a row
+			cur = slices.Clone(vals[2:])
+			if err := rowVals(t, cur); err != nil {
+				return err
+			}
+		}
+		if later.leaves(k, cur) {
+			later.keys = append(later.keys, k)
+			continue
+		}
+		if k.tbl != mlogTable {
+			later.shipped++
+		}
+		r := metalog.Row{Table: t.id, Vals: cur}
+		if cur == nil {
+			r = metalog.Row{Table: t.id, Delete: true, Vals: []any{k.a, k.b}[:t.keys]}
+		} else if stagedRow(r) {
+			continue
+		}
+		if err := b.Add(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // addRows adds the rows of table t that rows reads (but staged ones) and

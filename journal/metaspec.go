@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/meshdrive/meshdrive/journal/metalog"
@@ -70,6 +72,38 @@ func (t *mtable) upsert() string {
 	return "INSERT OR REPLACE INTO " + t.name + "(" + strings.Join(t.cols, ", ") + t.fillCols + ") VALUES(" + q + t.fillVals + ")"
 }
 
+// selectDirty selects the keys of t noted in mdirty up to ?1 (?2 is
+// t's id), each with the row it has now: the key's a and b, then t's
+// columns, NULL when no row has the key.
+func (t *mtable) selectDirty() string {
+	on := []string{"t." + t.cols[0] + " = d.a"}
+	if t.keys > 1 {
+		on = append(on, "t."+t.cols[1]+" = d.b")
+	}
+	return "SELECT d.a, d.b, t." + strings.Join(t.cols, ", t.") +
+		" FROM (SELECT DISTINCT a, b FROM mdirty WHERE tbl = ?2 AND id <= ?1) AS d LEFT JOIN " + t.name +
+		" AS t ON " + strings.Join(on, " AND ")
+}
+
+// mtablesByID returns the shipped tables by ascending id.
+func mtablesByID() []*mtable {
+	out := make([]*mtable, len(mtables))
+	for i := range mtables {
+		out[i] = &mtables[i]
+	}
+	slices.SortFunc(out, func(a, b *mtable) int { return int(a.id) - int(b.id) })
+	return out
+}
+
+// mtableIDs lists the shipped tables' ids for an IN (...).
+func mtableIDs() string {
+	ids := make([]string, len(mtables))
+	for i := range mtables {
+		ids[i] = strconv.Itoa(int(mtables[i].id))
+	}
+	return strings.Join(ids, ", ")
+}
+
 // scanRow reads the current row of rows into a metalog row of table t.
 func scanRow(t *mtable, rows *sql.Rows) (metalog.Row, error) {
 	vals := make([]any, len(t.cols))
@@ -80,6 +114,15 @@ func scanRow(t *mtable, rows *sql.Rows) (metalog.Row, error) {
 	if err := rows.Scan(ptrs...); err != nil {
 		return metalog.Row{}, err
 	}
+	if err := rowVals(t, vals); err != nil {
+		return metalog.Row{}, err
+	}
+	return metalog.Row{Table: t.id, Vals: vals}, nil
+}
+
+// rowVals makes the values scanned from a row of t what a metalog row
+// holds: nil, int64, string or []byte.
+func rowVals(t *mtable, vals []any) error {
 	for i, v := range vals {
 		switch x := v.(type) {
 		case nil, int64, string, []byte:
@@ -90,10 +133,10 @@ func scanRow(t *mtable, rows *sql.Rows) (metalog.Row, error) {
 				vals[i] = int64(0)
 			}
 		default:
-			return metalog.Row{}, fmt.Errorf("table %s column %s: value of type %T", t.name, t.cols[i], v)
+			return fmt.Errorf("table %s column %s: value of type %T", t.name, t.cols[i], v)
 		}
 	}
-	return metalog.Row{Table: t.id, Vals: vals}, nil
+	return nil
 }
 
 // applier applies metalog rows to a database under rebuild.

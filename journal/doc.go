@@ -146,7 +146,8 @@
 // get wmu without waiting (TryLock), on the pool of read connections
 // otherwise. Lock order: inode.mu -> wmu -> imu -> qmu, and wmu ->
 // lookAhead.mu, attrCache.mu; the deferred unlinks' umu is a leaf (an
-// unlink defers itself under umu alone, not wmu).
+// unlink defers itself under umu alone, not wmu), and so is the filter of
+// known blocks' mu (known.go; taken under wmu by incRef).
 //
 // # Caches of the database
 //

@@ -36,7 +36,7 @@ package journal
 //
 // The locks stay in shared and their order is unchanged by the split
 // (doc.go, journal.go): inode.mu -> wmu -> imu -> qmu; wmu ->
-// lookAhead.mu, attrCache.mu; metaShipper.mu -> segWriteMu -> wmu.
+// lookAhead.mu, attrCache.mu, knownBlocks.mu; metaShipper.mu -> segWriteMu -> wmu.
 
 // parts points at each part of one journal; shared embeds it.
 type parts struct {

@@ -48,7 +48,7 @@ func TestBloom(t *testing.T) {
 }
 
 // waitKnown waits until j's filter of known blocks is built.
-func waitKnown(t *testing.T, j *Journal) {
+func waitKnown(t testing.TB, j *Journal) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); j.known.cur.Load() == nil; {
 		if time.Now().After(deadline) {
@@ -131,12 +131,7 @@ func BenchmarkKnownBlocks(b *testing.B) {
 	for i := range 3000 {
 		smallFile(b, j, i, data)
 	}
-	for deadline := time.Now().Add(10 * time.Second); j.known.cur.Load() == nil; {
-		if time.Now().After(deadline) {
-			b.Fatal("the filter of known blocks was not built within 10 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitKnown(b, j)
 	filter := j.known.cur.Load()
 	for _, on := range []bool{true, false} {
 		b.Run(map[bool]string{true: "filter", false: "lookup"}[on], func(b *testing.B) {

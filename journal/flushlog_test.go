@@ -15,6 +15,14 @@ func dbSize(t *testing.T, j *Journal, ino Ino) int64 {
 }
 
 // pendingFlushes counts the pending deferred flushes.
+// noTimers keeps the journal's timers from applying a logged close
+// behind a test's back in real time: the idle flush (which would commit
+// a file between its write and its close), the group commit and the
+// unlink apply (either would fold the record into its transaction).
+func noTimers(o *Options) {
+	o.UnlinkDelay, o.IdleFlush, o.GroupCommit = time.Hour, time.Hour, time.Hour
+}
+
 func pendingFlushes(j *Journal) int {
 	n := 0
 	for _, r := range j.unl.pending() {
@@ -130,7 +138,7 @@ func TestDeferredFlush(t *testing.T) {
 // the log (it is emptied only past ulogKeep); the next Open must not
 // apply it again over what was committed after it.
 func TestFlushLogReplayOnce(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	e := newEnv(t, noTimers)
 	j := e.j
 	f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
 	j.OpenFile(f.Ino)
@@ -236,7 +244,7 @@ func TestFlushRecRoundTrip(t *testing.T) {
 // TestDeferredFlushBounded: past flushLogGrow bytes of log a close
 // commits itself (and applies what is pending) rather than grow it.
 func TestDeferredFlushBounded(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	e := newEnv(t, noTimers)
 	j := e.j
 	f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
 	j.OpenFile(f.Ino)
@@ -260,7 +268,7 @@ func TestDeferredFlushBounded(t *testing.T) {
 // after the apply of its close (a stat must not change with no change to
 // the file): zeros use none, data its bytes.
 func TestDeferredFlushBlocks(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	e := newEnv(t, noTimers)
 	j := e.j
 	data := make([]byte, 1500)
 	fillRand(3, data)
@@ -329,7 +337,7 @@ func TestSetAttrAfterLoggedClose(t *testing.T) {
 // whose data is X again (deduplicated, then staged anew because the
 // apply freed it). X's staging file must survive the next durable commit.
 func TestFoldedCloseFreesBlockAnotherBringsBack(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	e := newEnv(t, noTimers)
 	e.g.down.Store(true) // nothing leaves the staging directory
 	j := e.j
 	x := make([]byte, 40<<10) // sealed past the inline bound: a staging file

@@ -14,7 +14,6 @@ func dbSize(t *testing.T, j *Journal, ino Ino) int64 {
 	return int64(queryInt(t, j, `SELECT size FROM inodes WHERE ino = ?`, ino))
 }
 
-// pendingFlushes counts the pending deferred flushes.
 // noTimers keeps the journal's timers from applying a logged close
 // behind a test's back in real time: the idle flush (which would commit
 // a file between its write and its close), the group commit and the
@@ -23,6 +22,7 @@ func noTimers(o *Options) {
 	o.UnlinkDelay, o.IdleFlush, o.GroupCommit = time.Hour, time.Hour, time.Hour
 }
 
+// pendingFlushes counts the pending deferred flushes.
 func pendingFlushes(j *Journal) int {
 	n := 0
 	for _, r := range j.unl.pending() {

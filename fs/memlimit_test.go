@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/meshdrive/meshdrive/journal"
 )
@@ -66,12 +67,21 @@ func TestPackedAttr(t *testing.T) {
 			Atime: time.Unix(1, 2), Mtime: time.Unix(1700000000, 999999999), Ctime: time.Unix(-5, 0)},
 		{Ino: 1},
 	} {
-		got := packAttr(a).attr()
+		got := packAttr(a).attr(a.Ino)
 		if got.Ino != a.Ino || got.Mode != a.Mode || got.Nlink != a.Nlink || got.Uid != a.Uid || got.Gid != a.Gid ||
 			got.Rdev != a.Rdev || got.Size != a.Size || got.Blocks != a.Blocks ||
 			!got.Atime.Equal(a.Atime) || !got.Mtime.Equal(a.Mtime) || !got.Ctime.Equal(a.Ctime) ||
 			got.Atime.IsZero() != a.Atime.IsZero() {
 			t.Errorf("packAttr(%+v).attr() = %+v", a, got)
 		}
+	}
+}
+
+// TestNodeSize keeps a node within its size class: 100,000 nodes of the
+// next class (224 bytes) are 1.6 MB more live heap, and the live heap sets
+// the peak RSS of a big directory's create (docs/BENCHMARKS.md).
+func TestNodeSize(t *testing.T) {
+	if sz := unsafe.Sizeof(node{}); sz > nodeSize {
+		t.Fatalf("a node is %d bytes, over %d (the size class that 100,000 of them are sized for)", sz, nodeSize)
 	}
 }

@@ -79,19 +79,30 @@ type node struct {
 	// lives on the node and not on a handle.
 	dirty atomic.Bool
 
-	mu sync.Mutex // guards last
-	// last is the newest attributes seen. It answers fstat of an inode
-	// whose last name is gone and which the journal no longer knows (a
-	// directory renamed over while open), and carries a directory's mode
-	// and group for set-group-ID inheritance.
+	// last is the newest attributes seen, guarded by n.attrLock(). It
+	// answers fstat of an inode whose last name is gone and which the
+	// journal no longer knows (a directory renamed over while open), and
+	// carries a directory's mode and group for set-group-ID inheritance.
 	last packedAttr
 }
 
-// packedAttr is a journal.Attr with its times as nanoseconds: every inode
-// the kernel knows keeps one, and 100,000 of them were 12 MiB (120 bytes
-// each, three of them pointers) as journal.Attr, 7 MiB this way.
+// nodeSize is the most a node may take: 208 bytes is a size class of Go's
+// allocator (the next is 224), and a directory of 100,000 entries keeps
+// that many nodes live (TestNodeSize).
+const nodeSize = 208
+
+// attrLocks guard the nodes' last attributes, striped by inode number: a
+// mutex in every node would take it over nodeSize, and the lock is held
+// only to copy 64 bytes.
+var attrLocks [64]sync.Mutex
+
+func (n *node) attrLock() *sync.Mutex { return &attrLocks[n.StableAttr().Ino%uint64(len(attrLocks))] }
+
+// packedAttr is a journal.Attr with its times as nanoseconds and without
+// its inode number (the node's StableAttr has it): every inode the kernel
+// knows keeps one, and 100,000 of them were 12 MiB (120 bytes each, three
+// of them pointers) as journal.Attr, 6 MiB this way.
 type packedAttr struct {
-	ino                         journal.Ino
 	mode, nlink, uid, gid, rdev uint32
 	size, blocks                uint64
 	atime, mtime, ctime         int64 // Unix ns; zeroTime for the zero time
@@ -107,18 +118,19 @@ func packAttr(a journal.Attr) packedAttr {
 		}
 		return t.UnixNano()
 	}
-	return packedAttr{ino: a.Ino, mode: a.Mode, nlink: a.Nlink, uid: a.Uid, gid: a.Gid, rdev: a.Rdev,
+	return packedAttr{mode: a.Mode, nlink: a.Nlink, uid: a.Uid, gid: a.Gid, rdev: a.Rdev,
 		size: a.Size, blocks: a.Blocks, atime: ns(a.Atime), mtime: ns(a.Mtime), ctime: ns(a.Ctime)}
 }
 
-func (p packedAttr) attr() journal.Attr {
+// attr is p as the attributes of inode ino.
+func (p packedAttr) attr(ino journal.Ino) journal.Attr {
 	t := func(ns int64) time.Time {
 		if ns == zeroTime {
 			return time.Time{}
 		}
 		return time.Unix(0, ns)
 	}
-	return journal.Attr{Ino: p.ino, Mode: p.mode, Nlink: p.nlink, Uid: p.uid, Gid: p.gid, Rdev: p.rdev,
+	return journal.Attr{Ino: ino, Mode: p.mode, Nlink: p.nlink, Uid: p.uid, Gid: p.gid, Rdev: p.rdev,
 		Size: p.size, Blocks: p.blocks, Atime: t(p.atime), Mtime: t(p.mtime), Ctime: t(p.ctime)}
 }
 
@@ -159,15 +171,19 @@ func (n *node) errno(op string, err error) syscall.Errno {
 
 // remember records a as the newest attributes of n.
 func (n *node) remember(a journal.Attr) {
-	n.mu.Lock()
-	n.last = packAttr(a)
-	n.mu.Unlock()
+	p := packAttr(a)
+	mu := n.attrLock()
+	mu.Lock()
+	n.last = p
+	mu.Unlock()
 }
 
 func (n *node) lastAttr() journal.Attr {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.last.attr()
+	mu := n.attrLock()
+	mu.Lock()
+	p := n.last
+	mu.Unlock()
+	return p.attr(n.ino())
 }
 
 // fillAttr copies journal attributes into a FUSE reply.

@@ -18,10 +18,11 @@ type Fetcher interface {
 	// allocated and owned by the caller.
 	FetchBlock(ctx context.Context, ref remote.BlockRef) (plain, sealed []byte, err error)
 	// OpenBlock authenticates and opens sealed bytes of ref (read back from
-	// the disk tier) and returns a new plaintext slice. It must not keep
-	// sealed past its return: the cache reuses that buffer. An error means
-	// the bytes are damaged.
-	OpenBlock(ref remote.BlockRef, sealed []byte) ([]byte, error)
+	// the disk tier) and appends the plaintext to dst (in its spare
+	// capacity when it fits: the cache passes a reused buffer). It must not
+	// keep sealed past its return: the cache reuses that buffer too. An
+	// error means the bytes are damaged.
+	OpenBlock(dst []byte, ref remote.BlockRef, sealed []byte) ([]byte, error)
 	// FetchFrameIndex reads the head of ref's sealed block: where its
 	// frames lie (see remote.ParseFrames).
 	FetchFrameIndex(ctx context.Context, ref remote.BlockRef) (*remote.Frames, error)
@@ -108,10 +109,12 @@ type Cache struct {
 
 	hits, diskHits, misses, fetches, fetchErrors, frameFetches, indexFetches,
 	evictions, prefetchIssued, prefetchDropped, diskErrors atomic.Uint64
+	reused atomic.Uint64 // plaintext buffers taken from plainBufs (tests)
 
 	idx       *indexes    // frame indexes of blocks read a frame at a time
 	frameBufs sync.Pool   // of *[]byte: sealed frames read from disk (sealedBuf)
 	blockBufs sync.Pool   // of *[]byte: whole sealed blocks read from disk (blockBuf)
+	plainBufs sync.Pool   // of *[]byte: whole plaintext blocks nobody holds any more (plainBuf)
 	isClosed  atomic.Bool // mirrors closed for the lock-free memory hit path
 
 	mu        sync.Mutex                  // mu guards the fields below; lock order: mu, then mem.mu, then disk.mu
@@ -124,13 +127,16 @@ type Cache struct {
 // flight is one load of a block (disk tier, else grid) shared by every
 // reader that misses it meanwhile.
 type flight struct {
-	done   chan struct{} // closed when plain/src/err are set
-	plain  []byte
+	done chan struct{} // closed when p/src/err are set
+	// p is the result, with a reference of the flight's own that is
+	// released once every waiter has taken one (or left).
+	p      *buf
 	src    source
 	err    error
 	cancel context.CancelFunc // cancels the load once no one waits
-	// waiters is guarded by Cache.mu.
-	waiters int
+	// waiters and released are guarded by Cache.mu.
+	waiters  int
+	released bool
 }
 
 type source int
@@ -169,6 +175,7 @@ func New(o Options) (*Cache, error) {
 		o.now = time.Now
 	}
 	c.mem = newMem(o.MemBytes, &c.evictions, o.now)
+	c.mem.recycle = c.recycle
 	d, err := newDisk(o.Dir, o.DiskBytes, o.Logger, &c.evictions, &c.diskErrors, o.now)
 	if err != nil {
 		return nil, err
@@ -196,33 +203,95 @@ func New(o Options) (*Cache, error) {
 // on for the other readers of the block and is cancelled only when none is
 // left. Errors are not cached: the next read tries again.
 func (c *Cache) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, error) {
+	p, err := c.acquire(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	p.escape() // its holders from here on are not counted
+	b := p.b
+	c.mem.release(p)
+	return b, nil
+}
+
+// AcquireBlock is ReadBlock for a caller that says when it is done: b is
+// read-only and stays valid until release is called, exactly once, after
+// which the cache may reuse its memory for another block. A sequential
+// read of a big file then costs no new 4 MiB slice per block (the reuse
+// saves the allocation and its zeroing).
+func (c *Cache) AcquireBlock(ctx context.Context, ref remote.BlockRef) (b []byte, release func(), err error) {
+	p, err := c.acquire(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.b, func() { c.mem.release(p) }, nil
+}
+
+// acquire returns ref's block with a reference for the caller.
+func (c *Cache) acquire(ctx context.Context, ref remote.BlockRef) (*buf, error) {
 	if c.isClosed.Load() {
 		return nil, ErrClosed
 	}
-	if b, ok := c.memGet(blockKey(ref.ID)); ok {
+	if p, ok := c.memGet(blockKey(ref.ID)); ok {
 		c.hits.Add(1)
-		return b, nil
+		return p, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	b, src, err := c.loadBlock(ctx, ref)
+	p, src, err := c.loadBlock(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	c.count(src)
-	return b, nil
+	return p, nil
 }
 
 // memGet is mem.get that tells the disk tier when memory saw the block
-// used again, so a block kept hot in memory is protected on disk too.
-func (c *Cache) memGet(k key) ([]byte, bool) {
-	b, ok, promoted := c.mem.get(k)
+// used again, so a block kept hot in memory is protected on disk too. The
+// caller releases what it gets.
+func (c *Cache) memGet(k key) (*buf, bool) {
+	p, ok, promoted := c.mem.get(k)
 	if promoted {
 		c.disk.promote(k.id)
 	}
-	return b, ok
+	return p, ok
 }
+
+// memBytes is memGet for a frame, or a block read into a slice it keeps
+// (escaped): the bytes stay valid for as long as the caller keeps them.
+func (c *Cache) memBytes(k key) ([]byte, bool) {
+	p, ok := c.memGet(k)
+	if !ok {
+		return nil, false
+	}
+	if p.pooled {
+		p.escape()
+	}
+	b := p.b
+	c.mem.release(p)
+	return b, true
+}
+
+// plainBuf returns an empty slice with room for a whole block's plaintext
+// when the pool has one (nil when it has none: the opener allocates).
+func (c *Cache) plainBuf() []byte {
+	if b, ok := c.plainBufs.Get().(*[]byte); ok {
+		c.reused.Add(1)
+		return (*b)[:0]
+	}
+	return nil
+}
+
+// recycle takes back a plaintext buffer that nobody holds.
+func (c *Cache) recycle(b []byte) {
+	if cap(b) >= minPooledPlain {
+		c.plainBufs.Put(&b)
+	}
+}
+
+// minPooledPlain: smaller plaintexts (small files' blocks) are not worth
+// keeping for reuse.
+const minPooledPlain = 256 << 10
 
 // count counts one read served from src.
 func (c *Cache) count(src source) {
@@ -236,14 +305,16 @@ func (c *Cache) count(src source) {
 	}
 }
 
-// loadBlock loads ref's whole block (one flight per block).
-func (c *Cache) loadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, source, error) {
-	return c.load(ctx, blockKey(ref.ID), func(ctx context.Context) ([]byte, source, error) { return c.fill(ctx, ref) })
+// loadBlock loads ref's whole block (one flight per block), with a
+// reference for the caller.
+func (c *Cache) loadBlock(ctx context.Context, ref remote.BlockRef) (*buf, source, error) {
+	return c.load(ctx, blockKey(ref.ID), func(ctx context.Context) (*buf, source, error) { return c.fill(ctx, ref) })
 }
 
 // load joins the flight of k, starting one that runs fill if there is
-// none, and waits for it or for ctx.
-func (c *Cache) load(ctx context.Context, k key, fill func(context.Context) ([]byte, source, error)) ([]byte, source, error) {
+// none, and waits for it or for ctx. What it returns has a reference for
+// the caller; fill's result has one for the flight.
+func (c *Cache) load(ctx context.Context, k key, fill func(context.Context) (*buf, source, error)) (*buf, source, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -262,7 +333,14 @@ func (c *Cache) load(ctx context.Context, k key, fill func(context.Context) ([]b
 
 	select {
 	case <-fl.done:
-		return fl.plain, fl.src, fl.err
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if fl.p != nil {
+			fl.p.refs.Add(1) // the caller's
+		}
+		fl.waiters--
+		c.settleLocked(fl)
+		return fl.p, fl.src, fl.err
 	case <-ctx.Done():
 	}
 	c.mu.Lock()
@@ -271,6 +349,7 @@ func (c *Cache) load(ctx context.Context, k key, fill func(context.Context) ([]b
 	if fl.waiters == 0 {
 		select {
 		case <-fl.done:
+			c.settleLocked(fl)
 		default:
 			// Nobody is left to want the block: stop the fetch, and let the
 			// next reader start a fresh one rather than join a dying one.
@@ -283,28 +362,41 @@ func (c *Cache) load(ctx context.Context, k key, fill func(context.Context) ([]b
 	return nil, 0, ctx.Err()
 }
 
+// settleLocked releases the flight's reference to its result once it
+// has ended and every waiter has taken its own or left. c.mu held.
+func (c *Cache) settleLocked(fl *flight) {
+	if fl.waiters == 0 && !fl.released {
+		fl.released = true
+		if fl.p != nil {
+			c.mem.release(fl.p)
+		}
+	}
+}
+
 // fly runs one flight and publishes its result.
-func (c *Cache) fly(ctx context.Context, k key, fl *flight, fill func(context.Context) ([]byte, source, error)) {
+func (c *Cache) fly(ctx context.Context, k key, fl *flight, fill func(context.Context) (*buf, source, error)) {
 	defer c.flying.Done()
-	plain, src, err := fill(ctx)
+	p, src, err := fill(ctx)
 	c.mu.Lock()
 	if c.flights[k] == fl {
 		delete(c.flights, k)
 	}
-	fl.plain, fl.src, fl.err = plain, src, err
+	fl.p, fl.src, fl.err = p, src, err
 	close(fl.done)
+	c.settleLocked(fl) // nobody waits any more (all gave up)
 	c.mu.Unlock()
 	fl.cancel()
 }
 
 // fill loads a block: memory (a flight that just ended may have put it
-// there), disk tier, grid. It stores what it loads in the tiers.
-func (c *Cache) fill(ctx context.Context, ref remote.BlockRef) ([]byte, source, error) {
-	if b, ok := c.memGet(blockKey(ref.ID)); ok {
-		return b, fromMem, nil
+// there), disk tier, grid. It stores what it loads in the tiers and
+// returns it with a reference for the flight.
+func (c *Cache) fill(ctx context.Context, ref remote.BlockRef) (*buf, source, error) {
+	if p, ok := c.memGet(blockKey(ref.ID)); ok {
+		return p, fromMem, nil
 	}
-	if plain, ok, err := c.diskBlock(ref); ok {
-		return plain, fromDisk, nil
+	if p, ok, err := c.diskBlock(ref); ok {
+		return p, fromDisk, nil
 	} else if err != nil {
 		c.diskErrors.Add(1)
 		c.log.Warn("cache: cached block failed to open (corrupt cache file); deleting it and fetching from the grid",
@@ -320,10 +412,11 @@ func (c *Cache) fill(ctx context.Context, ref remote.BlockRef) ([]byte, source, 
 		c.fetchErrors.Add(1)
 		return nil, 0, fmt.Errorf("cache: fetch block %s: %w", ref.ID, err)
 	}
-	c.mem.put(blockKey(ref.ID), plain)
+	p := newBuf(plain, true) // the grid's new slice: reusable once nobody holds it
+	c.mem.put(blockKey(ref.ID), p)
 	c.idx.learn(ref, sealed)
 	c.disk.store(ref.ID, sealed)
-	return plain, fromGrid, nil
+	return p, fromGrid, nil
 }
 
 // Prefetch queues refs for read-ahead and returns at once. Blocks already
@@ -374,8 +467,10 @@ func (c *Cache) prefetcher() {
 	for ref := range c.prefetchQ {
 		if c.base.Err() == nil { // else closing: drain without work
 			ctx, cancel := context.WithTimeout(c.base, prefetchTimeout)
-			if _, _, err := c.loadBlock(ctx, ref); err != nil && !errors.Is(err, ErrClosed) {
+			if p, _, err := c.loadBlock(ctx, ref); err != nil && !errors.Is(err, ErrClosed) {
 				c.log.Debug("cache: read-ahead failed", "block", ref.ID, "err", err)
+			} else if err == nil {
+				c.mem.release(p)
 			}
 			cancel()
 		}

@@ -135,7 +135,7 @@ func TestBudgetsHoldUnderRandomWorkload(t *testing.T) {
 	var sum int64
 	c.mem.mu.Lock()
 	for _, v := range append(c.mem.probation.Values(), c.mem.protected.Values()...) {
-		sum += int64(len(v.b))
+		sum += int64(len(v.p.b))
 	}
 	c.mem.mu.Unlock()
 	if sum != s.MemBytes {

@@ -23,7 +23,7 @@ func (g toyGrid) FetchBlock(ctx context.Context, ref remote.BlockRef) ([]byte, [
 	return append([]byte(nil), p...), append(append([]byte(nil), p...), sum[:]...), nil
 }
 
-func (g toyGrid) OpenBlock(ref remote.BlockRef, sealed []byte) ([]byte, error) {
+func (g toyGrid) OpenBlock(dst []byte, ref remote.BlockRef, sealed []byte) ([]byte, error) {
 	if len(sealed) < sha256.Size {
 		return nil, remote.ErrCorrupt
 	}
@@ -31,7 +31,7 @@ func (g toyGrid) OpenBlock(ref remote.BlockRef, sealed []byte) ([]byte, error) {
 	if sum := sha256.Sum256(p); string(sum[:]) != string(sealed[len(p):]) {
 		return nil, remote.ErrCorrupt
 	}
-	return append([]byte(nil), p...), nil
+	return append(dst, p...), nil
 }
 
 // The toy's blocks have no frames: ReadAt on it fails. frames_test.go reads

@@ -133,13 +133,13 @@ func (g *fakeGrid) FetchBlock(ctx context.Context, ref remote.BlockRef) ([]byte,
 	return bytes.Clone(p), g.seal(ref.ID, p), nil
 }
 
-func (g *fakeGrid) OpenBlock(ref remote.BlockRef, sealed []byte) ([]byte, error) {
+func (g *fakeGrid) OpenBlock(dst []byte, ref remote.BlockRef, sealed []byte) ([]byte, error) {
 	g.opens.Add(1)
 	if len(sealed) < sha256.Size {
 		return nil, fmt.Errorf("block %s: short: %w", ref.ID, remote.ErrCorrupt)
 	}
 	n := len(sealed) - sha256.Size
-	plain := make([]byte, n)
+	plain := append(dst, make([]byte, n)...)[len(dst):]
 	g.xor(plain, sealed[:n])
 	if sum := trailer(ref.ID, plain); !bytes.Equal(sum[:], sealed[n:]) {
 		return nil, fmt.Errorf("block %s: authentication failed: %w", ref.ID, remote.ErrCorrupt)

@@ -74,7 +74,9 @@ func (c *Cache) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off i
 	}
 	if b, ok := c.memGet(blockKey(ref.ID)); ok {
 		c.hits.Add(1)
-		return copyAt(p, b, off), nil
+		n := copyAt(p, b.b, off)
+		c.mem.release(b)
+		return n, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -84,10 +86,11 @@ func (c *Cache) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off i
 		return 0, err
 	}
 	if !f.Framed() {
-		b, err := c.ReadBlock(ctx, ref)
+		b, release, err := c.AcquireBlock(ctx, ref)
 		if err != nil {
 			return 0, err
 		}
+		defer release()
 		return copyAt(p, b, off), nil
 	}
 	if off >= f.PlainLen() || len(p) == 0 {
@@ -168,9 +171,10 @@ func (c *Cache) blockBuf() *[]byte {
 
 // diskBlock reads the whole sealed block of ref from the disk tier into a
 // pooled buffer (one pread of the kept-open file, no new 4 MiB slice per
-// block), opens it and keeps the plaintext in memory. ok false with a nil
-// error is a miss; a non-nil error means the file did not open (damaged).
-func (c *Cache) diskBlock(ref remote.BlockRef) (plain []byte, ok bool, err error) {
+// block), opens it into a pooled plaintext buffer and keeps that in
+// memory; the caller gets a reference. ok false with a nil error is a
+// miss; a non-nil error means the file did not open (damaged).
+func (c *Cache) diskBlock(ref remote.BlockRef) (p *buf, ok bool, err error) {
 	buf := c.blockBuf()
 	defer c.blockBufs.Put(buf)
 	sealed, ok := c.disk.read(ref, *buf)
@@ -180,20 +184,31 @@ func (c *Cache) diskBlock(ref remote.BlockRef) (plain []byte, ok bool, err error
 	if cap(sealed) > cap(*buf) {
 		*buf = sealed[:0] // a bigger block: keep its buffer
 	}
-	plain, err = c.f.OpenBlock(ref, sealed)
+	dst := c.plainBuf()
+	if int64(cap(dst)) > ref.Length*4/3 {
+		// The tier counts a block by its length: a small block must not
+		// sit in a big buffer. (Sealing only ever shrinks a block, so
+		// its plaintext is at least about its sealed length.)
+		dst = nil
+	}
+	plain, err := c.f.OpenBlock(dst, ref, sealed)
 	if err != nil {
+		if dst != nil {
+			c.recycle(dst)
+		}
 		return nil, false, err
 	}
-	c.mem.put(blockKey(ref.ID), plain)
+	p = newBuf(plain, true)
+	c.mem.put(blockKey(ref.ID), p)
 	c.idx.learn(ref, sealed)
-	return plain, true, nil
+	return p, true, nil
 }
 
 // frame returns frame i of ref's block (read-only, shared like ReadBlock's
 // slices) and where it came from: memory, else one flight per frame.
 func (c *Cache) frame(ctx context.Context, ref remote.BlockRef, f *remote.Frames, i int) ([]byte, source, error) {
 	k := frameKey(ref.ID, f, i)
-	if b, ok := c.memGet(k); ok {
+	if b, ok := c.memBytes(k); ok {
 		return b, fromMem, nil
 	}
 	// From the disk tier in the reader's own goroutine: a local pread
@@ -202,9 +217,15 @@ func (c *Cache) frame(ctx context.Context, ref remote.BlockRef, f *remote.Frames
 	if b, ok := c.diskFrame(ref, f, i); ok {
 		return b, fromDisk, nil
 	}
-	return c.load(ctx, k, func(ctx context.Context) ([]byte, source, error) {
+	p, src, err := c.load(ctx, k, func(ctx context.Context) (*buf, source, error) {
 		return c.fillFrame(ctx, ref, f, i)
 	})
+	if err != nil {
+		return nil, 0, err
+	}
+	b := p.b // a frame's own slice, or an escaped block's: never reused
+	c.mem.release(p)
+	return b, src, nil
 }
 
 // diskFrame reads and opens frame i from the disk tier and keeps it in
@@ -228,23 +249,25 @@ func (c *Cache) diskFrame(ref remote.BlockRef, f *remote.Frames, i int) ([]byte,
 		c.disk.remove(ref.ID)
 		return nil, false
 	}
-	c.mem.put(frameKey(ref.ID, f, i), plain)
+	p := newBuf(plain, false)
+	c.mem.put(frameKey(ref.ID, f, i), p)
+	c.mem.release(p)
 	return plain, true
 }
 
 // fillFrame loads frame i: memory (the frame, or the whole block a flight
 // just brought in), disk tier, grid. It keeps what it loads in memory.
-func (c *Cache) fillFrame(ctx context.Context, ref remote.BlockRef, f *remote.Frames, i int) ([]byte, source, error) {
+func (c *Cache) fillFrame(ctx context.Context, ref remote.BlockRef, f *remote.Frames, i int) (*buf, source, error) {
 	k := frameKey(ref.ID, f, i)
-	if b, ok := c.memGet(k); ok {
-		return b, fromMem, nil
+	if p, ok := c.memGet(k); ok {
+		return p, fromMem, nil
 	}
 	po, pn := f.Plain(i)
-	if b, ok := c.memGet(blockKey(ref.ID)); ok && int64(len(b)) >= po+pn {
-		return b[po : po+pn : po+pn], fromMem, nil
+	if b, ok := c.memBytes(blockKey(ref.ID)); ok && int64(len(b)) >= po+pn {
+		return newBuf(b[po:po+pn:po+pn], false), fromMem, nil
 	}
 	if b, ok := c.diskFrame(ref, f, i); ok { // written to disk meanwhile
-		return b, fromDisk, nil
+		return newBuf(b, false), fromDisk, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
@@ -255,6 +278,7 @@ func (c *Cache) fillFrame(ctx context.Context, ref remote.BlockRef, f *remote.Fr
 		c.fetchErrors.Add(1)
 		return nil, 0, fmt.Errorf("cache: fetch frame %d of block %s: %w", i, ref.ID, err)
 	}
-	c.mem.put(k, plain)
-	return plain, fromGrid, nil
+	p := newBuf(plain, false)
+	c.mem.put(k, p)
+	return p, fromGrid, nil
 }

@@ -52,11 +52,39 @@ const (
 	ghostKeys = 1 << 14
 )
 
-// memEntry is one cached slice and when it came in (clock nanoseconds).
+// memEntry is one cached plaintext and when it came in (clock
+// nanoseconds).
 type memEntry struct {
-	b    []byte
+	p    *buf
 	born int64
 }
+
+// buf is a plaintext the memory tier holds, counted: each holder (the
+// tier while it keeps it, a flight until its waiters have theirs, each
+// reader between get and release) has one reference. A buffer that came
+// from the cache's pool of block buffers goes back to it when the last
+// reference is released, unless it escaped: ReadBlock hands slices out to
+// holders the count does not know, so an escaped buffer is left to the
+// collector. A release missed is therefore harmless (the buffer is
+// collected, not reused); a release too many is not, so every get is
+// released exactly once.
+type buf struct {
+	b       []byte
+	pooled  bool // from the block pool: goes back to it
+	refs    atomic.Int32
+	escaped atomic.Bool
+}
+
+// newBuf returns b as a buffer with one reference, the caller's.
+func newBuf(b []byte, pooled bool) *buf {
+	p := &buf{b: b, pooled: pooled}
+	p.refs.Store(1)
+	return p
+}
+
+// escape marks p handed out beyond the count: it is never reused. The
+// caller holds a reference.
+func (p *buf) escape() { p.escaped.Store(true) }
 
 // mem is the memory tier: plaintext blocks and frames in a segmented LRU
 // bounded by bytes. simplelru counts entries, so mem keeps its own byte
@@ -67,6 +95,7 @@ type memEntry struct {
 type mem struct {
 	budget    int64 // <= 0: the tier is disabled
 	evictions *atomic.Uint64
+	recycle   func([]byte)     // takes back a pooled buffer nobody holds (nil: none)
 	now       func() time.Time // the clock (tests set their own)
 
 	mu        sync.Mutex // mu guards the fields below; it is taken before disk.mu, never after
@@ -91,9 +120,10 @@ func newMem(budget int64, evictions *atomic.Uint64, now func() time.Time) *mem {
 		probation: newLRU[memEntry](math.MaxInt), protected: newLRU[memEntry](math.MaxInt)}
 }
 
-// get returns the block and marks it used. promoted reports that this use
-// moved it to the protected segment (the disk tier hears of it).
-func (m *mem) get(id key) (b []byte, ok, promoted bool) {
+// get returns the block with a reference for the caller (release it) and
+// marks it used. promoted reports that this use moved it to the protected
+// segment (the disk tier hears of it).
+func (m *mem) get(id key) (p *buf, ok, promoted bool) {
 	if m.budget <= 0 {
 		return nil, false, false
 	}
@@ -103,9 +133,11 @@ func (m *mem) get(id key) (b []byte, ok, promoted bool) {
 }
 
 // useLocked marks id used (promoting it when the use is a repeated one).
-func (m *mem) useLocked(id key) (b []byte, ok, promoted bool) {
+// The caller gets a reference.
+func (m *mem) useLocked(id key) (p *buf, ok, promoted bool) {
 	if e, ok := m.protected.Get(id); ok {
-		return e.b, true, false
+		e.p.refs.Add(1)
+		return e.p, true, false
 	}
 	e, ok := m.probation.Peek(id)
 	if !ok {
@@ -113,26 +145,36 @@ func (m *mem) useLocked(id key) (b []byte, ok, promoted bool) {
 	}
 	if m.now().UnixNano()-e.born < int64(correlatedPeriod) {
 		m.probation.Get(id) // most recent in probation
-		return e.b, true, false
+		e.p.refs.Add(1)
+		return e.p, true, false
 	}
 	m.probation.Remove(id)
-	m.probB -= int64(len(e.b))
+	m.probB -= int64(len(e.p.b))
 	m.protectLocked(id, e)
-	return e.b, true, true
+	e.p.refs.Add(1)
+	return e.p, true, true
+}
+
+// release drops one reference to p; the last one sends a pooled buffer
+// that did not escape back to the pool.
+func (m *mem) release(p *buf) {
+	if p.refs.Add(-1) == 0 && p.pooled && !p.escaped.Load() && m.recycle != nil {
+		m.recycle(p.b)
+	}
 }
 
 // protectLocked adds e to protected and drops protected's oldest back to
 // probation while it holds more than its share.
 func (m *mem) protectLocked(id key, e memEntry) {
 	m.protected.Add(id, e)
-	m.protB += int64(len(e.b))
+	m.protB += int64(len(e.p.b))
 	limit := m.budget * protectedNum / protectedDen
 	for m.protB > limit && m.protected.Len() > 1 {
 		k, old, _ := m.protected.RemoveOldest()
-		m.protB -= int64(len(old.b))
+		m.protB -= int64(len(old.p.b))
 		old.born = m.now().UnixNano() // a fresh probation entry
 		m.probation.Add(k, old)
-		m.probB += int64(len(old.b))
+		m.probB += int64(len(old.p.b))
 	}
 }
 
@@ -145,23 +187,25 @@ func (m *mem) contains(id key) bool {
 	return m.protected.Contains(id) || m.probation.Contains(id)
 }
 
-// put stores b under id (b is owned by mem from now on) and evicts until
-// the tier fits its budget: probation's oldest first. A block larger than
-// the whole budget is not kept. An id evicted from probation not long ago
-// comes back protected.
-func (m *mem) put(id key, b []byte) {
-	size := int64(len(b))
+// put stores p under id (the tier takes a reference of its own; the
+// caller keeps its) and evicts until the tier fits its budget:
+// probation's oldest first. A block larger than the whole budget is not
+// kept. An id evicted from probation not long ago comes back protected.
+func (m *mem) put(id key, p *buf) {
+	size := int64(len(p.b))
 	if m.budget <= 0 || size > m.budget {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok, _ := m.useLocked(id); ok {
-		// Same id, same content (ids are content hashes): keep the old slice,
-		// which readers may already hold, and just mark it used.
+	if old, ok, _ := m.useLocked(id); ok {
+		// Same id, same content (ids are content hashes): keep the old
+		// buffer, which readers may already hold, and just mark it used.
+		m.release(old)
 		return
 	}
-	e := memEntry{b: b, born: m.now().UnixNano()}
+	p.refs.Add(1)
+	e := memEntry{p: p, born: m.now().UnixNano()}
 	if m.ghost.remove(id) {
 		m.protectLocked(id, e)
 	} else {
@@ -178,12 +222,14 @@ func (m *mem) evictLocked(n int64) int64 {
 	var freed int64
 	for freed < n {
 		if k, v, ok := m.probation.RemoveOldest(); ok {
-			m.probB -= int64(len(v.b))
-			freed += int64(len(v.b))
+			m.probB -= int64(len(v.p.b))
+			freed += int64(len(v.p.b))
 			m.ghost.add(k)
+			m.release(v.p)
 		} else if _, v, ok := m.protected.RemoveOldest(); ok {
-			m.protB -= int64(len(v.b))
-			freed += int64(len(v.b))
+			m.protB -= int64(len(v.p.b))
+			freed += int64(len(v.p.b))
+			m.release(v.p)
 		} else {
 			break
 		}
@@ -206,11 +252,13 @@ func (m *mem) remove(id key) {
 	defer m.mu.Unlock()
 	if v, ok := m.probation.Peek(id); ok {
 		m.probation.Remove(id)
-		m.probB -= int64(len(v.b))
+		m.probB -= int64(len(v.p.b))
+		m.release(v.p)
 	}
 	if v, ok := m.protected.Peek(id); ok {
 		m.protected.Remove(id)
-		m.protB -= int64(len(v.b))
+		m.protB -= int64(len(v.p.b))
+		m.release(v.p)
 	}
 }
 
@@ -230,7 +278,8 @@ func (m *mem) clear(keep func(remote.BlockID) bool) {
 			}
 			if v, ok := seg.lru.Peek(id); ok {
 				seg.lru.Remove(id)
-				*seg.bytes -= int64(len(v.b))
+				*seg.bytes -= int64(len(v.p.b))
+				m.release(v.p)
 			}
 		}
 	}

@@ -461,7 +461,12 @@ func (f *fakeJournal) ReleaseFile(ino journal.Ino) {
 	}
 }
 
-func (f *fakeJournal) Read(ctx context.Context, ino journal.Ino, p []byte, off int64) ([]byte, error) {
+func (f *fakeJournal) ReadShared(ctx context.Context, ino journal.Ino, p []byte, off int64) ([]byte, func(), error) {
+	b, err := f.read(ctx, ino, p, off)
+	return b, nil, err
+}
+
+func (f *fakeJournal) read(ctx context.Context, ino journal.Ino, p []byte, off int64) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"sync"
 	"syscall"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -107,12 +108,38 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 // the kernel before it lets go of the result, and nobody writes to it.
 // Either way no pool of our own.
 func (n *node) Read(ctx context.Context, f fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	b, err := n.fsys.j.Read(ctx, n.ino(), dest, off)
+	b, release, err := n.fsys.j.ReadShared(ctx, n.ino(), dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
+		if release != nil {
+			release()
+		}
 		return nil, n.errno("read", err)
+	}
+	if release != nil {
+		return &sharedResult{b: b, release: release}, 0
 	}
 	return fuse.ReadResultData(b), 0
 }
+
+// sharedResult is a reply of bytes shared with the block cache: go-fuse
+// calls Done once it has written them to the kernel, and the cache may
+// then reuse the block's memory. (A reply go-fuse never sends, such as
+// one to an interrupted request, is never released: the cache then leaves
+// that buffer to the collector instead of reusing it.)
+type sharedResult struct {
+	b       []byte
+	release func()
+	once    sync.Once
+}
+
+func (r *sharedResult) Size() int { return len(r.b) }
+
+func (r *sharedResult) Bytes(buf []byte) ([]byte, fuse.Status) { return r.b, fuse.OK }
+
+// Slices lets go-fuse write the bytes with writev, without a copy.
+func (r *sharedResult) Slices() ([][]byte, fuse.Status) { return [][]byte{r.b}, fuse.OK }
+
+func (r *sharedResult) Done() { r.once.Do(r.release) }
 
 // Write hands data to the journal. data belongs to go-fuse and is reused
 // once we return; the journal copies what it keeps.

@@ -55,9 +55,10 @@ type Files interface {
 	// lives until its last release.
 	OpenFile(ino journal.Ino)
 	ReleaseFile(ino journal.Ino)
-	// Read returns the bytes at off, short only at EOF: p (owned by the
-	// caller) filled, or a read-only slice shared with the block cache.
-	Read(ctx context.Context, ino journal.Ino, p []byte, off int64) ([]byte, error)
+	// ReadShared returns the bytes at off, short only at EOF: p (owned by
+	// the caller) filled, or a read-only slice shared with the block
+	// cache, with a release to call once when done with it.
+	ReadShared(ctx context.Context, ino journal.Ino, p []byte, off int64) ([]byte, func(), error)
 	// WriteAt uses p (owned by the caller) only during the call.
 	WriteAt(ctx context.Context, ino journal.Ino, p []byte, off int64) (int, error)
 	Flush(ctx context.Context, ino journal.Ino) error

@@ -86,6 +86,7 @@ type stackOptions struct {
 	HTTP       bool
 	BlockSize  int
 	AllowOther bool
+	CacheMem   int64 // the memory cache's bytes (0: default)
 }
 
 // writebackTests runs the real-stack tests with the kernel write-back
@@ -168,13 +169,14 @@ func newStack(t testing.TB, o stackOptions) *stack {
 
 func (s *stack) driveOptions() DriveOptions {
 	return DriveOptions{
-		DataDir:    filepath.Join(s.base, "data"),
-		Grid:       s.grid,
-		Sealer:     s.sealer,
-		BlockSize:  s.o.BlockSize,
-		AllowOther: s.o.AllowOther,
-		Writeback:  writebackTests,
-		Logger:     testLogger(),
+		DataDir:       filepath.Join(s.base, "data"),
+		Grid:          s.grid,
+		Sealer:        s.sealer,
+		BlockSize:     s.o.BlockSize,
+		AllowOther:    s.o.AllowOther,
+		CacheMemBytes: s.o.CacheMem,
+		Writeback:     writebackTests,
+		Logger:        testLogger(),
 	}
 }
 

@@ -118,6 +118,11 @@ func (j *Journal) Read(ctx context.Context, ino Ino, p []byte, off int64) ([]byt
 	return j.fd.Read(ctx, ino, p, off)
 }
 
+// ReadShared: see files.ReadShared (data.go).
+func (j *Journal) ReadShared(ctx context.Context, ino Ino, p []byte, off int64) ([]byte, func(), error) {
+	return j.fd.ReadShared(ctx, ino, p, off)
+}
+
 // WriteAt: see files.WriteAt (data.go).
 func (j *Journal) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (int, error) {
 	return j.fd.WriteAt(ctx, ino, p, off)

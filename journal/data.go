@@ -128,6 +128,7 @@ func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, err
 		return n.lastPlain, nil
 	}
 	var plain []byte
+	var release func()
 	for attempt := 0; ; attempt++ {
 		var err error
 		if m.state == blockStaged {
@@ -152,7 +153,11 @@ func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, err
 			var ref remote.BlockRef
 			if ref, err = j.ref(ctx, m); err == nil {
 				j.appReads.Add(1)
-				plain, err = j.o.Blocks.ReadBlock(ctx, ref)
+				if a, ok := j.o.Blocks.(blockAcquirer); ok {
+					plain, release, err = a.AcquireBlock(ctx, ref)
+				} else {
+					plain, err = j.o.Blocks.ReadBlock(ctx, ref)
+				}
 				j.appReads.Add(-1)
 			}
 			if err != nil && attempt == 0 && ctx.Err() == nil {
@@ -169,8 +174,16 @@ func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, err
 		}
 		break
 	}
-	n.lastIdx, n.lastID, n.lastPlain = m.idx, m.id, plain
+	n.dropLast()
+	n.lastIdx, n.lastID, n.lastPlain, n.lastRelease = m.idx, m.id, plain, release
 	return plain, nil
+}
+
+// blockAcquirer is a BlockReader whose blocks are released when done with
+// (*cache.Cache): the memo and the FUSE replies that share a block's
+// plaintext release it, so the cache can reuse the memory.
+type blockAcquirer interface {
+	AcquireBlock(ctx context.Context, ref remote.BlockRef) (b []byte, release func(), err error)
 }
 
 func (j *core) stagePath(id remote.BlockID) string { return j.stage + "/" + id.String() }
@@ -276,42 +289,56 @@ func (j *files) ReadAt(ctx context.Context, ino Ino, p []byte, off int64) (int, 
 }
 
 // Read returns the bytes of ino at [off, off+len(p)), fewer only at end
-// of file (never io.EOF): p (owned by the caller) filled, or, for a
+// of file (never io.EOF), in p (owned by the caller) or in a slice of a
+// block's plaintext shared with the cache and read-only (ReadShared).
+func (j *files) Read(ctx context.Context, ino Ino, p []byte, off int64) ([]byte, error) {
+	b, release, err := j.ReadShared(ctx, ino, p, off)
+	if release != nil {
+		b = p[:copy(p, b)]
+		release()
+	}
+	return b, err
+}
+
+// ReadShared returns the bytes of ino at [off, off+len(p)), fewer only at
+// end of file (never io.EOF): p (owned by the caller) filled, or, for a
 // sequential read that lies in one stored block, a slice of that block's
 // plaintext, shared with the cache and read-only, so the bytes reach the
-// FUSE reply without a copy into p (a 1 MiB request copied 1 MiB).
-func (j *files) Read(ctx context.Context, ino Ino, p []byte, off int64) ([]byte, error) {
+// FUSE reply without a copy into p (a 1 MiB request copied 1 MiB). A
+// non-nil release must then be called, once, when the caller is done with
+// the bytes (the cache reuses the block's memory after that).
+func (j *files) ReadShared(ctx context.Context, ino Ino, p []byte, off int64) (b []byte, release func(), err error) {
 	if err := j.checkOpen(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if off < 0 {
-		return nil, ErrInvalid
+		return nil, nil, ErrInvalid
 	}
 	n := j.it.getInode(ino)
 	defer j.it.putInode(n)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := j.it.regular(ctx, n); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	n.amu.Lock()
 	size := n.size
 	n.amu.Unlock()
 	if off >= size || len(p) == 0 {
-		return p[:0], nil
+		return p[:0], nil, nil
 	}
 	end := min(off+int64(len(p)), size)
 	p = p[:end-off]
 	first, last := off/j.bs, (end-1)/j.bs
 	ms, err := j.mapMemo(ctx, n, first, last)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if b, ok, err := j.readShared(ctx, n, ms, off, end); ok || err != nil {
+	if b, release, ok, err := j.readShared(ctx, n, ms, off, end); ok || err != nil {
 		if err == nil {
 			j.readAhead(ctx, n, off, end, size)
 		}
-		return b, err
+		return b, release, err
 	}
 	mi := 0
 	for idx := first; idx <= last; idx++ {
@@ -324,37 +351,45 @@ func (j *files) Read(ctx context.Context, ino Ino, p []byte, off int64) ([]byte,
 		switch {
 		case hasKey(n.dirty, idx):
 			if err := n.f.readFull(dst, lo); err != nil {
-				return nil, fmt.Errorf("journal: read dirty data of inode %d: %w", ino, err)
+				return nil, nil, fmt.Errorf("journal: read dirty data of inode %d: %w", ino, err)
 			}
 		case mi < len(ms) && ms[mi].idx == idx:
 			if err := j.readMapped(ctx, n, ms[mi], dst, lo-bstart, off != n.nextOff); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		default:
 			clear(dst)
 		}
 	}
 	j.readAhead(ctx, n, off, end, size)
-	return p, nil
+	return p, nil, nil
 }
 
-// readShared is Read's path without a copy: [off, end) continues the
-// previous read and lies in one stored, clean block whose plaintext
-// covers it. ok false: take the copying path. n.mu held.
-func (j *files) readShared(ctx context.Context, n *inode, ms []mapped, off, end int64) (b []byte, ok bool, err error) {
+// readShared is ReadShared's path without a copy: [off, end) continues
+// the previous read and lies in one stored, clean block whose plaintext
+// covers it. ok false: take the copying path. The bytes outlive n.mu (the
+// FUSE reply writes them after the request returns), so a released block
+// goes with the memo's reference: the caller releases it and the memo
+// forgets the block (the next read finds it in the cache's memory). n.mu
+// held.
+func (j *files) readShared(ctx context.Context, n *inode, ms []mapped, off, end int64) (b []byte, release func(), ok bool, err error) {
 	idx := off / j.bs
 	if off != n.nextOff || (end-1)/j.bs != idx || len(ms) != 1 || ms[0].idx != idx || hasKey(n.dirty, idx) {
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
 	plain, err := j.blockPlain(ctx, n, ms[0])
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	s, e := off-idx*j.bs, end-idx*j.bs
 	if e > int64(len(plain)) {
-		return nil, false, nil // the block's tail reads as zeros: copy
+		return nil, nil, false, nil // the block's tail reads as zeros: copy
 	}
-	return plain[s:e:e], true, nil
+	if n.lastRelease != nil {
+		release = n.lastRelease
+		n.lastIdx, n.lastPlain, n.lastRelease = -1, nil, nil
+	}
+	return plain[s:e:e], release, true, nil
 }
 
 // readAhead detects sequential reads and hints the next blocks to the
@@ -477,7 +512,7 @@ func (j *files) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (int,
 		n.markDirty(idx)
 	}
 	if n.lastIdx >= first && n.lastIdx <= last {
-		n.lastIdx, n.lastPlain = -1, nil
+		n.dropLast()
 	}
 	if off == n.wend && off > 0 && (off-1)/j.bs < first {
 		// A sequential writer has moved on from the block before.
@@ -718,7 +753,7 @@ func (j *files) truncate(ctx context.Context, ino Ino, size int64) error {
 				n.markDirty(size / j.bs) // its tail is gone
 			}
 		}
-		n.lastIdx, n.lastPlain = -1, nil
+		n.dropLast()
 		if tail := size % j.bs; tail != 0 && !hasKey(n.dirty, size/j.bs) {
 			// The last block keeps only its head: re-cut it.
 			j.qmu.Lock()

@@ -54,10 +54,13 @@ type inode struct {
 	behindQ    []int64
 	behindN    int
 	behindIdle chan struct{}
-	// last decoded stored block, for small sequential reads
-	lastIdx   int64
-	lastID    remote.BlockID
-	lastPlain []byte
+	// last decoded stored block, for small sequential reads; lastRelease
+	// (nil: nothing to release) lets the block reader reuse lastPlain's
+	// memory once the memo drops it (dropLast)
+	lastIdx     int64
+	lastID      remote.BlockID
+	lastPlain   []byte
+	lastRelease func()
 	// memo holds block map rows of one-block reads, valid while
 	// commitGen is memoGen (mapMemo).
 	memo    map[int64]memoRow
@@ -641,8 +644,7 @@ func (j *inodeTable) discardDirty(n *inode) {
 	n.hasDirty.Store(false)
 	n.rec = nil
 	n.recBlocks.Store(0)
-	n.lastIdx = -1
-	n.lastPlain = nil
+	n.dropLast()
 	n.loaded = false
 }
 
@@ -657,4 +659,13 @@ func (j *inodeTable) dirtyInodes() []Ino {
 		}
 	}
 	return out
+}
+
+// dropLast forgets the last decoded block and releases it to the block
+// reader. n.mu held.
+func (n *inode) dropLast() {
+	if n.lastRelease != nil {
+		n.lastRelease()
+	}
+	n.lastIdx, n.lastPlain, n.lastRelease = -1, nil, nil
 }

@@ -75,9 +75,10 @@ func (g *Grid) FetchBlock(ctx context.Context, ref BlockRef) (plain, sealed []by
 	return plain, sealed, err
 }
 
-// OpenBlock opens a sealed block read earlier (from the disk cache).
-func (g *Grid) OpenBlock(ref BlockRef, sealed []byte) ([]byte, error) {
-	return g.sealer.Open(nil, ref.ID, sealed)
+// OpenBlock opens a sealed block read earlier (from the disk cache) and
+// appends its plaintext to dst (see Sealer.Open).
+func (g *Grid) OpenBlock(dst []byte, ref BlockRef, sealed []byte) ([]byte, error) {
+	return g.sealer.Open(dst, ref.ID, sealed)
 }
 
 // FetchFrameIndex reads the head of ref's sealed block (its first

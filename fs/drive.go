@@ -119,7 +119,7 @@ func LimitMemory(ctx context.Context, target int64, shed func(n int64) int64) {
 		if rss, ok := residentBytes(); ok {
 			other = rss - (v[1] - v[2])
 		}
-		if n := overLive(target-limitSlack, other, v[0]); n > 0 && shed != nil && uint64(v[3]) != shedAt {
+		if n := overLive(target-limitSlack-shedMargin, other, v[0]); n > 0 && shed != nil && uint64(v[3]) != shedAt {
 			if shed(n) > 0 {
 				shedAt = uint64(v[3])
 			}
@@ -146,6 +146,14 @@ func LimitMemory(ctx context.Context, target int64, shed func(n int64) int64) {
 // memory is sampled only every 500 ms. Without it, writes peaked at
 // 130-133 MiB against a 128 MiB target.
 const limitSlack = 8 << 20
+
+// shedMargin: the memory cache gives way while the collector still has
+// this much room under the limit, not once it has none. A directory's
+// create after reads and a copy (the cache full, tens of MiB of inodes
+// coming) peaked at 128-135 MiB with the cache giving way at the limit:
+// the limit is soft, and the memory outside Go is sampled only every
+// 500 ms.
+const shedMargin = 8 << 20
 
 // goMemoryLimit is the Go memory limit for a process whose RSS should stay
 // under target, with other bytes resident outside the Go runtime and a

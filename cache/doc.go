@@ -44,7 +44,13 @@
 //     Errors are not cached.
 //   - ReadBlock returns a slice shared by the cache and every reader of the
 //     block: it is read-only. The cache never modifies or reuses it; it is
-//     garbage once nobody holds it.
+//     garbage once nobody holds it. AcquireBlock returns the same bytes
+//     with a release: they stay valid until release, after which the cache
+//     may reuse the buffer for another block opened from the disk tier (a
+//     sequential read then allocates no 4 MiB slice per block). The memory
+//     tier counts each buffer's holders (itself, a flight until its
+//     waiters have theirs, each acquirer); a buffer ReadBlock handed out
+//     is never reused.
 //   - Prefetch never waits for a read: it queues read-ahead for a bounded
 //     number of workers (Options.ReadAhead), drops what does not fit, and
 //     asks the kernel to start reading the queued blocks' files in the

@@ -213,18 +213,36 @@ func (c *Cache) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, err
 	return b, nil
 }
 
+// Hold is a counted reference to a block's plaintext (AcquireBlock):
+// Retain adds one, Release drops one; once every one is released the
+// cache may reuse the memory for another block.
+type Hold = interface {
+	Retain()
+	Release()
+}
+
 // AcquireBlock is ReadBlock for a caller that says when it is done: b is
-// read-only and stays valid until release is called, exactly once, after
-// which the cache may reuse its memory for another block. A sequential
-// read of a big file then costs no new 4 MiB slice per block (the reuse
-// saves the allocation and its zeroing).
-func (c *Cache) AcquireBlock(ctx context.Context, ref remote.BlockRef) (b []byte, release func(), err error) {
+// read-only and stays valid until h's references are all released (one
+// from AcquireBlock, one more per Retain), after which the cache may reuse
+// its memory for another block. A sequential read of a big file then
+// costs no new 4 MiB slice per block (the reuse saves the allocation and
+// its zeroing).
+func (c *Cache) AcquireBlock(ctx context.Context, ref remote.BlockRef) (b []byte, h Hold, err error) {
 	p, err := c.acquire(ctx, ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	return p.b, func() { c.mem.release(p) }, nil
+	return p.b, &hold{c.mem, p}, nil
 }
+
+// hold is a Hold on one buf.
+type hold struct {
+	m *mem
+	p *buf
+}
+
+func (h *hold) Retain()  { h.p.refs.Add(1) }
+func (h *hold) Release() { h.m.release(h.p) }
 
 // acquire returns ref's block with a reference for the caller.
 func (c *Cache) acquire(ctx context.Context, ref remote.BlockRef) (*buf, error) {
@@ -272,14 +290,22 @@ func (c *Cache) memBytes(k key) ([]byte, bool) {
 	return b, true
 }
 
-// plainBuf returns an empty slice with room for a whole block's plaintext
-// when the pool has one (nil when it has none: the opener allocates).
-func (c *Cache) plainBuf() []byte {
-	if b, ok := c.plainBufs.Get().(*[]byte); ok {
-		c.reused.Add(1)
-		return (*b)[:0]
+// plainBuf returns an empty slice from the pool with room for n bytes of
+// plaintext, nil when the pool has none that fits: the opener then
+// allocates. A buffer more than a third larger than n goes back: the
+// memory tier counts a block by its length, so a small block must not
+// sit in a big buffer.
+func (c *Cache) plainBuf(n int64) []byte {
+	b, ok := c.plainBufs.Get().(*[]byte)
+	if !ok {
+		return nil
 	}
-	return nil
+	if int64(cap(*b)) < n || int64(cap(*b)) > n+n/3 {
+		c.plainBufs.Put(b)
+		return nil
+	}
+	c.reused.Add(1)
+	return (*b)[:0]
 }
 
 // recycle takes back a plaintext buffer that nobody holds.

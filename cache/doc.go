@@ -45,9 +45,10 @@
 //   - ReadBlock returns a slice shared by the cache and every reader of the
 //     block: it is read-only. The cache never modifies or reuses it; it is
 //     garbage once nobody holds it. AcquireBlock returns the same bytes
-//     with a release: they stay valid until release, after which the cache
-//     may reuse the buffer for another block opened from the disk tier (a
-//     sequential read then allocates no 4 MiB slice per block). The memory
+//     with a Hold: they stay valid until its references are released (one,
+//     and one more per Retain), after which the cache may reuse the buffer
+//     for another block opened from the disk tier (a sequential read then
+//     allocates no 4 MiB slice per block). The memory
 //     tier counts each buffer's holders (itself, a flight until its
 //     waiters have theirs, each acquirer); a buffer ReadBlock handed out
 //     is never reused.

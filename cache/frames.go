@@ -86,11 +86,11 @@ func (c *Cache) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, off i
 		return 0, err
 	}
 	if !f.Framed() {
-		b, release, err := c.AcquireBlock(ctx, ref)
+		b, h, err := c.AcquireBlock(ctx, ref)
 		if err != nil {
 			return 0, err
 		}
-		defer release()
+		defer h.Release()
 		return copyAt(p, b, off), nil
 	}
 	if off >= f.PlainLen() || len(p) == 0 {
@@ -184,13 +184,13 @@ func (c *Cache) diskBlock(ref remote.BlockRef) (p *buf, ok bool, err error) {
 	if cap(sealed) > cap(*buf) {
 		*buf = sealed[:0] // a bigger block: keep its buffer
 	}
-	dst := c.plainBuf()
-	if int64(cap(dst)) > ref.Length*4/3 {
-		// The tier counts a block by its length: a small block must not
-		// sit in a big buffer. (Sealing only ever shrinks a block, so
-		// its plaintext is at least about its sealed length.)
-		dst = nil
+	// The plaintext's length: in a framed block's index; about the sealed
+	// length less the overhead for an old block sealed whole.
+	n := max(int64(len(sealed))-remote.SealOverhead, 0)
+	if f, err := remote.ParseFrames(sealed, int64(len(sealed))); err == nil && f.Framed() {
+		n = f.PlainLen()
 	}
+	dst := c.plainBuf(n)
 	plain, err := c.f.OpenBlock(dst, ref, sealed)
 	if err != nil {
 		if dst != nil {

@@ -109,16 +109,16 @@ func TestAcquiredBlocksReusedNotClobbered(t *testing.T) {
 				want := g.plain[r.ID]
 				if !bytes.Equal(b, want) {
 					errs <- fmt.Errorf("block %s read wrong", r.ID)
-					release()
+					release.Release()
 					return
 				}
 				runtime.Gosched() // let the others evict and reuse meanwhile
 				if !bytes.Equal(b, want) {
 					errs <- fmt.Errorf("block %s changed while held: its buffer was reused before release", r.ID)
-					release()
+					release.Release()
 					return
 				}
-				release()
+				release.Release()
 			}
 		}()
 	}

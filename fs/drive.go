@@ -341,4 +341,7 @@ func (d *Drive) Close() error {
 var (
 	_ Journal = (*journal.Journal)(nil)
 	_ Grid    = (*remote.Grid)(nil)
+	// The journal reuses block buffers only through this: a change of
+	// AcquireBlock's signature must not silently turn that off.
+	_ journal.BlockAcquirer = (*cache.Cache)(nil)
 )

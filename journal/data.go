@@ -128,7 +128,7 @@ func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, err
 		return n.lastPlain, nil
 	}
 	var plain []byte
-	var release func()
+	var hold BlockHold
 	for attempt := 0; ; attempt++ {
 		var err error
 		if m.state == blockStaged {
@@ -153,8 +153,8 @@ func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, err
 			var ref remote.BlockRef
 			if ref, err = j.ref(ctx, m); err == nil {
 				j.appReads.Add(1)
-				if a, ok := j.o.Blocks.(blockAcquirer); ok {
-					plain, release, err = a.AcquireBlock(ctx, ref)
+				if a, ok := j.o.Blocks.(BlockAcquirer); ok {
+					plain, hold, err = a.AcquireBlock(ctx, ref)
 				} else {
 					plain, err = j.o.Blocks.ReadBlock(ctx, ref)
 				}
@@ -175,15 +175,23 @@ func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, err
 		break
 	}
 	n.dropLast()
-	n.lastIdx, n.lastID, n.lastPlain, n.lastRelease = m.idx, m.id, plain, release
+	n.lastIdx, n.lastID, n.lastPlain, n.lastHold = m.idx, m.id, plain, hold
 	return plain, nil
 }
 
-// blockAcquirer is a BlockReader whose blocks are released when done with
+// BlockHold is a counted reference to a block's plaintext from the block
+// reader (cache.Hold): Retain adds one, Release drops one, and once all
+// are released the reader may reuse the memory.
+type BlockHold = interface {
+	Retain()
+	Release()
+}
+
+// BlockAcquirer is a BlockReader whose blocks are released when done with
 // (*cache.Cache): the memo and the FUSE replies that share a block's
-// plaintext release it, so the cache can reuse the memory.
-type blockAcquirer interface {
-	AcquireBlock(ctx context.Context, ref remote.BlockRef) (b []byte, release func(), err error)
+// plaintext each hold a reference, so the cache can reuse the memory.
+type BlockAcquirer interface {
+	AcquireBlock(ctx context.Context, ref remote.BlockRef) (b []byte, h BlockHold, err error)
 }
 
 func (j *core) stagePath(id remote.BlockID) string { return j.stage + "/" + id.String() }
@@ -368,9 +376,8 @@ func (j *files) ReadShared(ctx context.Context, ino Ino, p []byte, off int64) (b
 // readShared is ReadShared's path without a copy: [off, end) continues
 // the previous read and lies in one stored, clean block whose plaintext
 // covers it. ok false: take the copying path. The bytes outlive n.mu (the
-// FUSE reply writes them after the request returns), so a released block
-// goes with the memo's reference: the caller releases it and the memo
-// forgets the block (the next read finds it in the cache's memory). n.mu
+// FUSE reply writes them after the request returns), so the caller gets a
+// reference of its own to the block (release), beside the memo's. n.mu
 // held.
 func (j *files) readShared(ctx context.Context, n *inode, ms []mapped, off, end int64) (b []byte, release func(), ok bool, err error) {
 	idx := off / j.bs
@@ -385,9 +392,9 @@ func (j *files) readShared(ctx context.Context, n *inode, ms []mapped, off, end 
 	if e > int64(len(plain)) {
 		return nil, nil, false, nil // the block's tail reads as zeros: copy
 	}
-	if n.lastRelease != nil {
-		release = n.lastRelease
-		n.lastIdx, n.lastPlain, n.lastRelease = -1, nil, nil
+	if h := n.lastHold; h != nil {
+		h.Retain()
+		release = h.Release
 	}
 	return plain[s:e:e], release, true, nil
 }

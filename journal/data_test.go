@@ -9,10 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
 )
 
 func readAll(t testing.TB, j *Journal, ino Ino) []byte {
@@ -715,5 +718,78 @@ func testSequentialReadSharesBlock(t *testing.T) {
 	read(3*bs, q)
 	if b, _ := read(3*bs+q, 2*q); !bytes.Equal(b[q:], patch) {
 		t.Fatal("a read after the write's flush returns the old bytes")
+	}
+}
+
+// acquireReader is a testReader that counts its blocks' references
+// (cache.Cache's AcquireBlock, as the journal sees it).
+type acquireReader struct {
+	*testReader
+	acquires atomic.Int64
+	held     atomic.Int64 // references not yet released
+}
+
+type countedHold struct{ r *acquireReader }
+
+func (h countedHold) Retain() { h.r.held.Add(1) }
+func (h countedHold) Release() {
+	if h.r.held.Add(-1) < 0 {
+		panic("a block reference released twice")
+	}
+}
+
+func (r *acquireReader) AcquireBlock(ctx context.Context, ref remote.BlockRef) ([]byte, BlockHold, error) {
+	b, err := r.ReadBlock(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.acquires.Add(1)
+	r.held.Add(1)
+	return b, countedHold{r}, nil
+}
+
+// TestSharedReadsAcquireOncePerBlock: a sequential reader in small
+// requests acquires each block once (the memo keeps it, each shared reply
+// takes a reference of its own), and every reference but the memo's is
+// released.
+func TestSharedReadsAcquireOncePerBlock(t *testing.T) {
+	var ar *acquireReader
+	e := newEnv(t, func(o *Options) {
+		ar = &acquireReader{testReader: o.Blocks.(*testReader)}
+		o.Blocks = ar
+	})
+	bs := int64(e.opts.BlockSize)
+	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	data := make([]byte, 4*bs)
+	fillRand(12, data)
+	must[int](t)(e.j.WriteAt(bg, f.Ino, data, 0))
+	if err := e.j.WaitDurable(bg); err != nil {
+		t.Fatal(err)
+	}
+	e.j.OpenFile(f.Ino)
+	defer e.j.ReleaseFile(f.Ino)
+	q := bs / 8
+	shared := 0
+	for off := int64(0); off < int64(len(data)); off += q {
+		b, release, err := e.j.ReadShared(bg, f.Ino, make([]byte, q), off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, data[off:off+q]) {
+			t.Fatalf("read at %d: not what was written", off)
+		}
+		if release != nil {
+			shared++
+			release()
+		}
+	}
+	if shared == 0 {
+		t.Fatal("no read was shared: the test reads nothing it means to")
+	}
+	if got := ar.acquires.Load(); got != 4 {
+		t.Errorf("%d blocks acquired for a sequential read of 4 blocks in %d requests, want 4", got, len(data)/int(q))
+	}
+	if got := ar.held.Load(); got != 1 {
+		t.Errorf("%d references held after the reads, want 1 (the memo's)", got)
 	}
 }

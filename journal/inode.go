@@ -54,13 +54,13 @@ type inode struct {
 	behindQ    []int64
 	behindN    int
 	behindIdle chan struct{}
-	// last decoded stored block, for small sequential reads; lastRelease
+	// last decoded stored block, for small sequential reads; lastHold
 	// (nil: nothing to release) lets the block reader reuse lastPlain's
 	// memory once the memo drops it (dropLast)
-	lastIdx     int64
-	lastID      remote.BlockID
-	lastPlain   []byte
-	lastRelease func()
+	lastIdx   int64
+	lastID    remote.BlockID
+	lastPlain []byte
+	lastHold  BlockHold
 	// memo holds block map rows of one-block reads, valid while
 	// commitGen is memoGen (mapMemo).
 	memo    map[int64]memoRow
@@ -664,8 +664,8 @@ func (j *inodeTable) dirtyInodes() []Ino {
 // dropLast forgets the last decoded block and releases it to the block
 // reader. n.mu held.
 func (n *inode) dropLast() {
-	if n.lastRelease != nil {
-		n.lastRelease()
+	if n.lastHold != nil {
+		n.lastHold.Release()
 	}
-	n.lastIdx, n.lastPlain, n.lastRelease = -1, nil, nil
+	n.lastIdx, n.lastPlain, n.lastHold = -1, nil, nil
 }

@@ -282,9 +282,7 @@ func (c *Cache) memBytes(k key) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	if p.pooled {
-		p.escape()
-	}
+	p.escape()
 	b := p.b
 	c.mem.release(p)
 	return b, true

@@ -442,19 +442,27 @@ func testDegradedRecordsRepair(t *testing.T) {
 	}
 }
 
-func TestSequentialReadPrefetches(t *testing.T) { bubble(t, testSequentialReadPrefetches) }
-
-func testSequentialReadPrefetches(t *testing.T) {
-	e := newEnv(t, nil)
+// storedOpenFile makes file "f" in the root of n random bytes (seed),
+// waits until it is grid-durable and opens it (closed at cleanup).
+func storedOpenFile(t *testing.T, e *env, seed uint64, n int64) (Attr, []byte) {
+	t.Helper()
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
-	data := make([]byte, 2<<20)
-	fillRand(9, data)
+	data := make([]byte, n)
+	fillRand(seed, data)
 	must[int](t)(e.j.WriteAt(bg, f.Ino, data, 0))
 	if err := e.j.WaitDurable(bg); err != nil {
 		t.Fatal(err)
 	}
 	e.j.OpenFile(f.Ino)
-	defer e.j.ReleaseFile(f.Ino)
+	t.Cleanup(func() { e.j.ReleaseFile(f.Ino) })
+	return f, data
+}
+
+func TestSequentialReadPrefetches(t *testing.T) { bubble(t, testSequentialReadPrefetches) }
+
+func testSequentialReadPrefetches(t *testing.T) {
+	e := newEnv(t, nil)
+	f, data := storedOpenFile(t, e, 9, 2<<20)
 	p := make([]byte, 16<<10)
 	var got []byte
 	for off := int64(0); off < int64(len(data)); off += int64(len(p)) {
@@ -759,15 +767,7 @@ func TestSharedReadsAcquireOncePerBlock(t *testing.T) {
 		o.Blocks = ar
 	})
 	bs := int64(e.opts.BlockSize)
-	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
-	data := make([]byte, 4*bs)
-	fillRand(12, data)
-	must[int](t)(e.j.WriteAt(bg, f.Ino, data, 0))
-	if err := e.j.WaitDurable(bg); err != nil {
-		t.Fatal(err)
-	}
-	e.j.OpenFile(f.Ino)
-	defer e.j.ReleaseFile(f.Ino)
+	f, data := storedOpenFile(t, e, 12, 4*bs)
 	q := bs / 8
 	shared := 0
 	for off := int64(0); off < int64(len(data)); off += q {

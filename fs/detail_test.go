@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -207,7 +209,94 @@ func TestSetIDClearedByNonOwner(t *testing.T) {
 	if st := stat(t, fn); st.Mode&setid != 0 || st.Size != 2 {
 		t.Errorf("truncate by a non-owner: mode %o size %d", st.Mode, st.Size)
 	}
+	reset()
+	if out, err := asNobody(t, "sh", "-c", ": > "+fn); err != nil {
+		t.Fatalf("open O_TRUNC as nobody: %v %s", err, out)
+	}
+	if st := stat(t, fn); st.Mode&setid != 0 || st.Size != 0 {
+		t.Errorf("open O_TRUNC by a non-owner: mode %o size %d", st.Mode, st.Size)
+	}
+	// Root truncating keeps them, as root writing does.
+	reset()
+	if err := os.Truncate(fn, 1); err != nil {
+		t.Fatal(err)
+	}
+	if m := stat(t, fn).Mode; m&setid != setid {
+		t.Errorf("truncate by root cleared set-ID bits: %o", m)
+	}
+	// chown of a file clears them whoever does it.
+	reset()
+	if err := os.Chown(fn, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if st := stat(t, fn); st.Mode&setid != 0 || st.Uid != 65534 {
+		t.Errorf("chown by root: mode %o uid %d", st.Mode, st.Uid)
+	}
+	// Without group execute, set-group-ID stays (it marks mandatory
+	// locking, not a privilege).
+	writeFile(t, fn, []byte("data\n"), 0o777)
+	if err := syscall.Chmod(fn, 0o6767); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := asNobody(t, "sh", "-c", "echo nobody >> "+fn); err != nil {
+		t.Fatalf("append as nobody: %v %s", err, out)
+	}
+	if m := stat(t, fn).Mode & 07777; m != 0o2767 {
+		t.Errorf("write by a non-owner to a 6767 file: mode %o, want 2767", m)
+	}
 }
+
+// TestWritesAskNoCapability: the drive clears set-ID bits itself
+// (killpriv.go), so the kernel does not ask for security.capability
+// before every write, a round trip per request. go-fuse answers that
+// question without calling the file system (IgnoreSecurityLabels), so
+// the test counts the requests in its debug log.
+func TestWritesAskNoCapability(t *testing.T) {
+	requireFUSE(t)
+	var getxattrs, writes atomic.Int64
+	log := slog.New(countingHandler(func(msg string) {
+		switch {
+		case strings.Contains(msg, "GETXATTR") && strings.Contains(msg, "security.capability"):
+			getxattrs.Add(1)
+		case strings.Contains(msg, "WRITE"):
+			writes.Add(1)
+		}
+	}))
+	mnt := t.TempDir()
+	srv, err := Mount(mnt, newFakeJournal(), MountOptions{Debug: true, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmountOnCleanup(t, srv)
+	f, err := os.Create(filepath.Join(mnt, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := range 64 {
+		if _, err := f.WriteAt([]byte("x"), int64(i)*4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if writes.Load() < 64 {
+		t.Fatalf("the debug log showed %d WRITE requests for 64 writes: the count below means nothing", writes.Load())
+	}
+	if n := getxattrs.Load(); n > 1 {
+		t.Errorf("64 writes asked for security.capability %d times; want at most once", n)
+	}
+}
+
+// countingHandler is a slog handler that passes each record's message
+// to f.
+type countingHandler func(msg string)
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h(r.Message)
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
 
 func tsTime(ts syscall.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec) }
 

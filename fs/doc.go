@@ -26,10 +26,12 @@
 // # Permissions and POSIX details
 //
 // The mount uses default_permissions: the kernel checks access against
-// our attributes, including the sticky-directory rules, and clears
-// set-user-ID and set-group-ID bits on a write or truncate by a
-// non-owner (it sends us a SETATTR of the mode). fs adds what the kernel
-// leaves to a file system: group inheritance from set-group-ID
+// our attributes, including the sticky-directory rules, and decides when
+// set-user-ID and set-group-ID bits must go (a write or truncate by a
+// caller without CAP_FSETID, a chown); with handle_killpriv_v2 it flags
+// those requests and fs clears the bits, which spares a GETXATTR of
+// security.capability before every write (killpriv.go). fs adds what the
+// kernel leaves to a file system: group inheritance from set-group-ID
 // directories, NAME_MAX (FUSE itself allows 1024-byte names), refusing
 // POSIX ACL xattrs (tools then fall back to chmod), and the read-only
 // user.meshdrive.status xattr (StatusXattr), and the pin xattr

@@ -145,6 +145,11 @@ func (r *sharedResult) Done() { r.once.Do(r.release) }
 // once we return; the journal copies what it keeps.
 func (n *node) Write(ctx context.Context, f fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	n.dirty.Store(true)
+	if n.fsys.killRequested(ctx) {
+		if errno := n.killSetID(ctx); errno != 0 {
+			return 0, errno
+		}
+	}
 	k, err := n.fsys.j.WriteAt(ctx, n.ino(), data, off)
 	if err != nil {
 		return uint32(k), n.errno("write", err)

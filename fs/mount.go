@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -65,7 +66,8 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout, snaps: o.Snapshots, pins: o.Pins}}
+	marks := new(sync.Map)
+	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout, snaps: o.Snapshots, pins: o.Pins, killMarks: marks}}
 	a, err := j.GetAttr(context.Background(), journal.RootIno)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: reading the root directory from the journal: %w", mountpoint, err)
@@ -73,7 +75,7 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 	root.last = packAttr(a)
 
 	opts := options(o, log)
-	raw := fusefs.NewNodeFS(root, opts)
+	var raw fuse.RawFileSystem = &killPrivFS{RawFileSystem: fusefs.NewNodeFS(root, opts), marks: marks}
 	if o.Observe != nil {
 		raw = &observedFS{RawFileSystem: raw, obs: o.Observe}
 	}
@@ -118,10 +120,15 @@ func options(o MountOptions, log *slog.Logger) *fusefs.Options {
 		ExplicitDataCacheControl: true,
 		Debug:                    o.Debug,
 	}
+	// Set-ID bits are cleared by us, on the kernel's word, and the kernel
+	// stops asking for security.capability before every write
+	// (killpriv.go).
+	mo.ExtraCapabilities = fuse.CAP_HANDLE_KILLPRIV_V2
 	if o.Writeback {
-		// The kernel then owns size and times of cached inodes and still
-		// sends the set-ID-clearing SETATTR for a non-owner's write.
-		mo.ExtraCapabilities = fuse.CAP_WRITEBACK_CACHE
+		// The kernel then owns size and times of cached inodes; a write
+		// to a file whose set-ID bits it must drop skips the cache and
+		// comes to us flagged.
+		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}
 	if o.ReadOnly {
 		mo.Options = append(mo.Options, "ro")

@@ -42,6 +42,10 @@ type fileSystem struct {
 	log         *slog.Logger
 	attrTimeout time.Duration
 
+	// killMarks holds the WRITEs being served that must clear set-ID
+	// bits first (killPrivFS); nil inside a snapshot.
+	killMarks *sync.Map
+
 	statMu sync.Mutex // guards the two fields below
 	statAt time.Time
 	stat   journal.StatFS
@@ -287,17 +291,15 @@ func (n *node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 		s.Ctime = &t // the write-back cache's own (see journal.SetAttr)
 	}
 	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && s.Mode == nil {
-		// Only sent when the kernel leaves killing set-ID bits to us
-		// (handle_killpriv_v2, which we do not ask for); honour it anyway.
+		// A truncate by a caller without CAP_FSETID, or a chown: the
+		// kernel leaves clearing set-ID bits to us (killpriv.go).
 		cur, err := n.fsys.j.GetAttr(settled(ctx), n.ino())
 		if err != nil {
 			return n.errno("setattr", err)
 		}
-		m := cur.Mode & 07777 &^ syscall.S_ISUID
-		if cur.Mode&syscall.S_IXGRP != 0 {
-			m &^= syscall.S_ISGID
+		if m, ok := withoutSetID(cur.Mode); ok {
+			s.Mode = &m
 		}
-		s.Mode = &m
 	}
 	if in.Valid&fuse.FATTR_CTIME != 0 && s.Mode == nil && s.Uid == nil && s.Gid == nil && s.Size == nil {
 		// The write-back cache flushing the kernel's own times. For a

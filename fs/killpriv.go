@@ -14,8 +14,8 @@ import (
 // the kernel clears them itself, and to know whether a file has file
 // capabilities to drop it asks for security.capability before every
 // WRITE: one GETXATTR round trip per write request (2,048 for a 2 GiB
-// file in 1 MiB writes, one per small file in cp -a). With
-// CAP_HANDLE_KILLPRIV_V2 the kernel stops asking (SB_NOSEC) and leaves
+// file in 1 MiB writes). With CAP_HANDLE_KILLPRIV_V2 the kernel asks
+// once per inode and then remembers the answer (SB_NOSEC), and leaves
 // the clearing to us, by flags on the requests that must do it:
 //
 //   - WRITE: WRITE_KILL_SUIDGID, set when the file has set-ID bits and

@@ -184,11 +184,11 @@ func (c *Cache) diskBlock(ref remote.BlockRef) (p *buf, ok bool, err error) {
 	if cap(sealed) > cap(*buf) {
 		*buf = sealed[:0] // a bigger block: keep its buffer
 	}
-	// The plaintext's length: in a framed block's index; about the sealed
+	// The plaintext's length: in a framed block's header; about the sealed
 	// length less the overhead for an old block sealed whole.
 	n := max(int64(len(sealed))-remote.SealOverhead, 0)
-	if f, err := remote.ParseFrames(sealed, int64(len(sealed))); err == nil && f.Framed() {
-		n = f.PlainLen()
+	if l, ok := remote.FramedPlainLen(sealed); ok {
+		n = l
 	}
 	dst := c.plainBuf(n)
 	plain, err := c.f.OpenBlock(dst, ref, sealed)

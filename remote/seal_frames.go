@@ -187,6 +187,17 @@ func ParseFrames(head []byte, sealedLen int64) (*Frames, error) {
 	return f, nil
 }
 
+// FramedPlainLen is the plaintext length stated in the header of a framed
+// block (version 2) whose first bytes are head, read without its frame
+// index; false for an old block or too few bytes. Unverified until the
+// block is opened: for sizing a buffer, not for trusting.
+func FramedPlainLen(head []byte) (int64, bool) {
+	if len(head) < frameHdrLen || head[0] != sealFramed {
+		return 0, false
+	}
+	return int64(binary.LittleEndian.Uint32(head[2:6])), true
+}
+
 // Count is the number of frames.
 func (f *Frames) Count() int { return len(f.offs) - 1 }
 

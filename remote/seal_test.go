@@ -73,6 +73,9 @@ func TestSealRoundTrip(t *testing.T) {
 			if want := max(1, (n+FrameSize-1)/FrameSize); f.Count() != want {
 				t.Fatalf("n=%d: %d frames, want %d", n, f.Count(), want)
 			}
+			if l, ok := FramedPlainLen(sealed); !ok || l != int64(n) {
+				t.Fatalf("n=%d kind=%d: FramedPlainLen %d %v, want %d", n, kind, l, ok, n)
+			}
 			compressed := false
 			for _, e := range f.ents {
 				compressed = compressed || e&frameFlagZstd != 0
@@ -293,6 +296,9 @@ func TestOpenVersion1(t *testing.T) {
 			old := sealV1(s, id, plain)
 			if old[0] != sealVersion {
 				t.Fatalf("sealV1 wrote version %d", old[0])
+			}
+			if _, ok := FramedPlainLen(old); ok {
+				t.Fatalf("n=%d: FramedPlainLen reads a length from a version-1 block", n)
 			}
 			got, err := s.Open(nil, id, old)
 			if err != nil || !bytes.Equal(got, plain) {

@@ -551,6 +551,18 @@ func (c *Cache) OnDisk(id remote.BlockID) bool { return c.disk.has(id) }
 // Unpin makes id evictable again.
 func (c *Cache) Unpin(id remote.BlockID) { c.disk.unpin(id) }
 
+// Adopt takes the file at path, which holds block id's sealed bytes (size
+// of them), into the disk tier by renaming it there: the journal hands
+// over the staging file of each block whose upload committed, so a file
+// just written is read from local disk after a remount, not fetched back
+// from the grid. The caller gives the file up: when the tier does not
+// take it (disabled, closed, on another file system, no room beside
+// pinned blocks), it is deleted. The block goes in as any block the
+// cache writes does, evicting the least recently used ones for room.
+func (c *Cache) Adopt(id remote.BlockID, path string, size int64) {
+	c.disk.adopt(id, path, size)
+}
+
 // Clear drops every unpinned block from memory and disk, and the disk
 // writes still queued. Reads and fetches running meanwhile may cache their
 // block again.

@@ -66,6 +66,7 @@ type disk struct {
 	gen      uint64    // bumped by clear: queued writes of an older generation are dropped
 	offUntil time.Time // disk caching paused (full disk) until then
 	closed   bool
+	noAdopt  bool       // adopt deletes: its files are on another file system
 	pending  int        // writes queued or running
 	pendingB int64      // their bytes
 	idle     *sync.Cond // signalled when pending drops to 0
@@ -497,17 +498,46 @@ func (d *disk) write(w diskWrite) {
 	}
 	tmp, err := d.writeFile(filepath.Join(d.dir, tmpDir), w.sealed)
 	if err == nil {
-		err = d.commit(w, tmp)
+		err = d.commit(w, int64(len(w.sealed)), tmp)
 	}
 	if err != nil {
 		d.writeFailed(w.id, err)
 	}
 }
 
-// commit makes room for the block written to tmp, renames it into place
-// and indexes it. tmp is removed whenever it is not renamed.
-func (d *disk) commit(w diskWrite, tmp string) error {
-	size := int64(len(w.sealed))
+// adopt takes path, a file of id's sealed bytes (size of them) that
+// someone else wrote, into the tier by renaming it into place, as a
+// write's temp file is (commit). The file is deleted when the tier does
+// not take it: disabled, closed, paused, holding id already, or full of
+// pinned blocks. A rename across file systems fails (EXDEV); adopt then
+// deletes from then on, with no copy: the cache is only a cache.
+func (d *disk) adopt(id remote.BlockID, path string, size int64) {
+	d.mu.Lock()
+	skip := d.dir == "" || d.closed || d.noAdopt || time.Now().Before(d.offUntil) || d.index[id] != nil
+	gen := d.gen
+	d.mu.Unlock()
+	if skip {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			d.log.Warn("cache: cannot delete a block file it did not keep", "path", path, "err", err)
+		}
+		return
+	}
+	err := d.commit(diskWrite{id: id, gen: gen}, size, path)
+	switch {
+	case errors.Is(err, syscall.EXDEV):
+		d.mu.Lock()
+		d.noAdopt = true
+		d.mu.Unlock()
+		d.log.Info("cache: the cache is on another file system than the journal; blocks just uploaded are not kept in it (they are fetched from the grid when read)", "dir", d.dir)
+	case err != nil:
+		d.writeFailed(id, err)
+	}
+}
+
+// commit makes room for the block of size bytes written to tmp, renames
+// it into place and indexes it. tmp is removed whenever it is not
+// renamed.
+func (d *disk) commit(w diskWrite, size int64, tmp string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	_, pinned := d.pins[w.id]

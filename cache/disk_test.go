@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/meshdrive/meshdrive/remote"
 )
@@ -423,5 +426,128 @@ func TestFullWriteQueueWritesInline(t *testing.T) {
 		if !c.OnDisk(r.ID) {
 			t.Fatalf("block %d not on disk", i)
 		}
+	}
+}
+
+// writeSealed writes ref's sealed bytes to a new file in dir, as the
+// journal's staging does, and returns its path.
+func writeSealed(t testing.TB, dir string, g *fakeGrid, ref remote.BlockRef) string {
+	t.Helper()
+	p := filepath.Join(dir, ref.ID.String())
+	if err := os.WriteFile(p, g.seal(ref.ID, g.want(ref.ID)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// An adopted file is read from the disk tier, here and after a restart,
+// and never fetched; within the budget, older blocks make room for it.
+func TestAdoptedBlocksReadFromDisk(t *testing.T) {
+	dir, stage := t.TempDir(), t.TempDir()
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(31, 31)), 8, 1000, 1000)
+	budget := 4 * refs[0].Length
+	c := newTestCache(t, Options{Dir: dir, Fetcher: g, MemBytes: -1, DiskBytes: budget, ReadAhead: -1})
+	for _, r := range refs[:4] {
+		mustRead(t, c, g, r)
+		c.disk.waitIdle()
+	}
+	fetched := g.fetches.Load()
+	for _, r := range refs[4:] {
+		p := writeSealed(t, stage, g, r)
+		c.Adopt(r.ID, p, r.Length)
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("adopted file still at its old path: %v", err)
+		}
+		if _, err := os.Stat(blockPath(dir, r.ID)); err != nil {
+			t.Fatalf("adopted file not in the tier: %v", err)
+		}
+	}
+	if s := c.Stats(); s.DiskBytes > budget || s.DiskBlocks != 4 || s.Evictions != 4 {
+		t.Fatalf("stats %+v: want the 4 adopted blocks alone in the %d budget, 4 evicted", s, budget)
+	}
+	for _, r := range refs[4:] {
+		mustRead(t, c, g, r)
+	}
+	if n := g.fetches.Load() - fetched; n != 0 {
+		t.Fatalf("%d grid fetches of adopted blocks, want 0", n)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := newTestCache(t, Options{Dir: dir, Fetcher: g, MemBytes: -1, DiskBytes: budget, ReadAhead: -1})
+	for _, r := range refs[4:] {
+		mustRead(t, c2, g, r)
+	}
+	if n := g.fetches.Load() - fetched; n != 0 {
+		t.Fatalf("%d grid fetches of adopted blocks after a restart, want 0", n)
+	}
+}
+
+// A file the tier does not take is deleted: the caller gave it up.
+func TestAdoptDeletesWhatItDoesNotKeep(t *testing.T) {
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(32, 32)), 3, 500, 500)
+	stage := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		o    Options
+		prep func(c *Cache)
+	}{
+		{"disk tier off", Options{Fetcher: g}, func(*Cache) {}},
+		{"already cached", Options{Dir: t.TempDir(), Fetcher: g, ReadAhead: -1}, func(c *Cache) {
+			mustRead(t, c, g, refs[0])
+			c.disk.waitIdle()
+		}},
+		{"closed", Options{Dir: t.TempDir(), Fetcher: g}, func(c *Cache) { c.Close() }},
+		{"no room beside pins", Options{Dir: t.TempDir(), Fetcher: g, MemBytes: -1, DiskBytes: refs[1].Length, ReadAhead: -1}, func(c *Cache) {
+			c.Pin(refs[1].ID)
+			mustRead(t, c, g, refs[1])
+			c.disk.waitIdle()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestCache(t, tc.o)
+			tc.prep(c)
+			p := writeSealed(t, stage, g, refs[0])
+			c.Adopt(refs[0].ID, p, refs[0].Length)
+			if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("file not taken is still there: %v", err)
+			}
+		})
+	}
+}
+
+// Across file systems the rename fails: the file is deleted, not copied,
+// and adopting stops.
+func TestAdoptAcrossFileSystems(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "adopt")
+	if err != nil {
+		t.Skipf("no tmpfs at /dev/shm to stand for another file system: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	dir := t.TempDir()
+	var a, b unix.Statfs_t
+	if unix.Statfs(shm, &a) != nil || unix.Statfs(dir, &b) != nil || a.Type == b.Type {
+		t.Skip("/dev/shm is not a different file system here")
+	}
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(33, 33)), 2, 500, 500)
+	c := newTestCache(t, Options{Dir: dir, Fetcher: g, ReadAhead: -1})
+	for _, r := range refs {
+		p := writeSealed(t, shm, g, r)
+		c.Adopt(r.ID, p, r.Length)
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("file on another file system not deleted: %v", err)
+		}
+	}
+	if s := c.Stats(); s.DiskBlocks != 0 || s.DiskErrors != 0 {
+		t.Fatalf("stats %+v: want nothing kept and no error counted", s)
+	}
+	c.disk.mu.Lock()
+	off := c.disk.noAdopt
+	c.disk.mu.Unlock()
+	if !off {
+		t.Fatal("adopting not turned off after a rename across file systems")
 	}
 }

@@ -18,7 +18,10 @@
 //
 // The directory Options.Dir (the data dir's cache/): Dir/blocks/ab/<id> holds
 // the sealed bytes of one block, Dir/tmp holds files being written (emptied
-// at New). Blocks are written to Dir/tmp and renamed into place. The index is
+// at New). Blocks are written to Dir/tmp and renamed into place, or handed
+// over whole: the journal's staging file of a block whose upload has
+// committed is renamed in (Adopt), so a file written on this drive is read
+// from local disk after a remount, not fetched back. The index is
 // rebuilt by scanning Dir at New, so the disk tier survives a remount. Only
 // sealed bytes reach the disk: a cache file is no more readable than a shard
 // on a node, and every one is authenticated again (Fetcher.OpenBlock) when it

@@ -122,23 +122,11 @@ func TestSequentialReadsShareReusedBlocks(t *testing.T) {
 	const bs = 256 << 10
 	s := newStack(t, stackOptions{BlockSize: bs, CacheMem: 2 * bs})
 	rng := rand.New(rand.NewPCG(3, 4))
-	files := map[string][]byte{}
-	for i := range 4 {
-		b := make([]byte, 8*bs+int(rng.IntN(bs)))
-		for k := range b {
-			b[k] = byte(rng.Uint32())
-		}
-		name := fmt.Sprintf("seq%d", i)
-		files[name] = b
-		if err := os.WriteFile(filepath.Join(s.mnt, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	var sizes []int
+	for range 4 {
+		sizes = append(sizes, 8*bs+int(rng.IntN(bs)))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := s.drive.SyncGrid(ctx); err != nil {
-		t.Fatal(err)
-	}
+	files := writeRandomFiles(t, s, rng, "seq", sizes)
 	for round := range 4 {
 		s.remount()
 		errs := make(chan error, len(files))
@@ -172,4 +160,51 @@ func TestSequentialReadsShareReusedBlocks(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestWrittenFilesReadLocallyAfterRemount: the blocks of files written on
+// this drive stay in its disk cache once uploaded (the journal hands the
+// staging files to the cache), so after a remount the files read with
+// every node down and not one fetch from the grid.
+func TestWrittenFilesReadLocallyAfterRemount(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	// Whole blocks of random bytes: each seals too big to be staged in
+	// the journal's database, so each has a staging file to hand over.
+	files := writeRandomFiles(t, s, rand.New(rand.NewPCG(3, 4)), "w", []int{64 << 10, 320 << 10, 2 << 20})
+	s.remount() // the kernel's page cache and the memory tier are gone
+	for _, st := range s.stores {
+		st.down.Store(true)
+	}
+	c0 := s.drive.CacheStats()
+	checkFiles(t, s.mnt, files)
+	c1 := s.drive.CacheStats()
+	if f := (c1.Fetches - c0.Fetches) + (c1.FrameFetches - c0.FrameFetches); f != 0 || c1.DiskHits == c0.DiskHits {
+		t.Errorf("reading the written files after a remount: %d grid fetches and %d disk-tier hits, want 0 and some",
+			f, c1.DiskHits-c0.DiskHits)
+	}
+}
+
+// writeRandomFiles writes files of random bytes of the given sizes (named
+// prefix0, prefix1, ...) through s's mount, waits until they are
+// grid-durable and returns their contents.
+func writeRandomFiles(t *testing.T, s *stack, rng *rand.Rand, prefix string, sizes []int) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	for i, size := range sizes {
+		b := make([]byte, size)
+		for k := range b {
+			b[k] = byte(rng.Uint32())
+		}
+		name := fmt.Sprintf("%s%d", prefix, i)
+		files[name] = b
+		if err := os.WriteFile(filepath.Join(s.mnt, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := s.drive.SyncGrid(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return files
 }

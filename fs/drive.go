@@ -248,6 +248,7 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		MetaInterval: o.MetaInterval,
 		Retention:    o.Retention,
 		GCInterval:   o.GCInterval,
+		Uploaded:     c.Adopt,
 	})
 	if err != nil {
 		c.Close()

@@ -108,6 +108,14 @@ type Options struct {
 	// Places, when set, says where a block lives now when a read of it
 	// fails (a snapshot journal asks the drive's: compaction moves blocks).
 	Places func(ctx context.Context, id remote.BlockID) (BlockPlace, bool)
+	// Uploaded, when set, is handed the staging file of each block whose
+	// upload has committed durably (its path and sealed size) in place of
+	// the journal deleting it, and must move or delete it. The drive gives
+	// them to its disk cache (cache.Adopt), so a file just written is read
+	// from local disk after a remount. Blocks staged in the database
+	// (small ones) have no file and are not handed over. It runs with the
+	// journal's write lock held, so it must not call the journal.
+	Uploaded func(id remote.BlockID, path string, size int64)
 
 	// after is the group committer's clock (tests; default time.After).
 	after func(time.Duration) <-chan time.Time

@@ -417,7 +417,9 @@ func (j *uploader) commitSegment(ctx context.Context, info *remote.SegmentInfo, 
 	}
 	var plain, sealed int64
 	for _, p := range done {
-		if !keep {
+		if !keep && j.o.Uploaded != nil && p.sealedLen > int64(j.fl.inlineMax()) {
+			j.o.Uploaded(p.id, j.stagePath(p.id), p.sealedLen) // it takes the file
+		} else if !keep {
 			if err := os.Remove(j.stagePath(p.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				j.log.Warn("journal: remove uploaded staging file", "id", p.id, "err", err)
 			}

@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
 )
 
 // The blocks of many small files shipped in one segment are all recorded
@@ -84,5 +89,73 @@ func TestPlaceBlocksPlan(t *testing.T) {
 	}
 	if len(plan) != 2 || !strings.HasPrefix(plan[0], "SCAN r") || plan[1] != "SEARCH blocks USING PRIMARY KEY (id=?)" {
 		t.Fatalf("plan of the segment's block update: %q; want the array scanned, each block searched by its key", plan)
+	}
+}
+
+// The staging file of each uploaded block that has one goes to
+// Options.Uploaded (the drive's disk cache adopts it) once its segment is
+// committed, holding exactly the block's sealed bytes; blocks staged in
+// the database have no file and are not handed over.
+func TestUploadedStagingFilesHandedOver(t *testing.T) { bubble(t, testUploadedStagingFilesHandedOver) }
+
+func testUploadedStagingFilesHandedOver(t *testing.T) {
+	kept := t.TempDir()
+	var mu sync.Mutex
+	got := map[remote.BlockID]int64{}
+	e := newEnv(t, func(o *Options) {
+		o.Uploaded = func(id remote.BlockID, path string, size int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			if st, err := os.Stat(path); err != nil || st.Size() != size {
+				t.Errorf("handed %s of %d bytes: %v", path, size, err)
+			}
+			if err := os.Rename(path, filepath.Join(kept, id.String())); err != nil {
+				t.Error(err)
+			}
+			got[id] = size
+		}
+	})
+	big := make([]byte, 4*e.opts.BlockSize)
+	fillRand(41, big)
+	small := make([]byte, 1000)
+	fillRand(42, small)
+	for name, data := range map[string][]byte{"big": big, "small": small} {
+		a := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o100644, 0, 0, 0))
+		must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+		if err := e.j.Fsync(bg, a.Ino); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 4 {
+		t.Fatalf("%d staging files handed over, want the big file's 4 blocks", len(got))
+	}
+	for i := range 4 {
+		chunk := big[i*int(e.opts.BlockSize) : (i+1)*int(e.opts.BlockSize)]
+		id := e.opts.Sealer.BlockID(chunk)
+		if _, ok := got[id]; !ok {
+			t.Fatalf("block %d of the big file not handed over", i)
+		}
+		sealed, err := os.ReadFile(filepath.Join(kept, id.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := e.opts.Sealer.Open(nil, id, sealed)
+		if err != nil || !bytes.Equal(plain, chunk) {
+			t.Fatalf("handed file of block %d does not open to its bytes: %v", i, err)
+		}
+	}
+	left, err := os.ReadDir(e.j.stage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range left {
+		t.Errorf("staging file %s left after its upload", f.Name())
 	}
 }

@@ -45,7 +45,10 @@
 // on the same data dir and key; "wiped" also deletes its disk cache), drop
 // the kernel's caches, then read the big file (sequentially, disk cache
 // kept) or do the random 4 KiB reads: what a read costs when no memory
-// holds the file. Every workload reports each daemon's peak
+// holds the file. The first of them, right after the write (and its
+// uploads), reads the file as a user opens one just copied in; the
+// others come after the cold read, which wiped the drive's cache and
+// filled it again from the grid. Every workload reports each daemon's peak
 // RSS (VmHWM, reset at the workload's start). To see what holds that
 // memory, set MESHBENCH_HEAPPROF=DIR: each serving child then writes
 // DIR/KIND-WORKLOAD.heap (a pprof heap profile) and .status (its
@@ -62,7 +65,8 @@
 // drive's reaper, which frees deleted files' blocks) is not timed, though
 // it shares the CPUs with the calls while they run.
 // Workloads that change nothing (reads, stat, readdir) run --rounds times
-// and the best round counts. At the end the big file is read back from
+// and the best round counts, except the read just after the write (once:
+// only the first read finds the file just written). At the end the big file is read back from
 // every mount with all caches dropped and compared byte for byte with what
 // was written; a mismatch fails the run. The section is written only when
 // the whole run succeeded.

@@ -135,6 +135,10 @@ func (w *workspace) scanSource() error {
 func workloads() []workload {
 	return []workload{
 		{name: "write", title: "sequential write + fsync", unit: "MB/s", target: 1.0, repeat: true, run: seqWrite},
+		// The file a user just copied in, opened after a remount (or a
+		// reboot): once, as only the first read finds it just written.
+		{name: "read-written", title: "sequential read after remount, just written", unit: "MB/s",
+			remount: remountKeep, run: seqRead},
 		{name: "read-cold", title: "sequential read, cold", unit: "MB/s", cold: true, repeat: true, run: seqRead},
 		{name: "read-warm", title: "sequential read, warm", unit: "MB/s", target: 1.0, repeat: true, run: seqRead},
 		{name: "read-remount", title: "sequential read after remount, disk cache kept", unit: "MB/s", target: 0.5,

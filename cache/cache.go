@@ -15,7 +15,8 @@ import (
 // Fetcher is what the cache needs from the grid. *remote.Grid satisfies it.
 type Fetcher interface {
 	// FetchBlock reads and opens one block. plain and sealed are newly
-	// allocated and owned by the caller.
+	// allocated and owned by the caller. (A Fetcher that also has
+	// FetchBlockInto, IntoFetcher, reads into buffers the cache reuses.)
 	FetchBlock(ctx context.Context, ref remote.BlockRef) (plain, sealed []byte, err error)
 	// OpenBlock authenticates and opens sealed bytes of ref (read back from
 	// the disk tier) and appends the plaintext to dst (in its spare
@@ -431,16 +432,62 @@ func (c *Cache) fill(ctx context.Context, ref remote.BlockRef) (*buf, source, er
 		return nil, 0, err
 	}
 	c.fetches.Add(1)
-	plain, sealed, err := c.f.FetchBlock(ctx, ref)
+	plain, sealed, pooled, err := c.fetchBlock(ctx, ref)
 	if err != nil {
 		c.fetchErrors.Add(1)
 		return nil, 0, fmt.Errorf("cache: fetch block %s: %w", ref.ID, err)
 	}
-	p := newBuf(plain, true) // the grid's new slice: reusable once nobody holds it
+	p := newBuf(plain, true) // a new or recycled slice: reusable once nobody holds it
 	c.mem.put(blockKey(ref.ID), p)
-	c.idx.learn(ref, sealed)
-	c.disk.store(ref.ID, sealed)
+	c.idx.learn(ref, sealed) // copies what it keeps
+	var done func()
+	if pooled {
+		done = func() { b := sealed[:0]; c.blockBufs.Put(&b) } // written: the next fetch's
+	}
+	c.disk.store(ref.ID, sealed, done)
 	return p, fromGrid, nil
+}
+
+// IntoFetcher is a Fetcher that can also read a block into buffers the
+// cache reuses (remote.Grid does; see its FetchBlockInto): the sealed
+// bytes into sealedDst, the plaintext into plainDst, each when it fits.
+// free false means a read that lost a race may still write into them.
+type IntoFetcher interface {
+	FetchBlockInto(ctx context.Context, ref remote.BlockRef, plainDst, sealedDst []byte) (plain, sealed []byte, free bool, err error)
+}
+
+// fetchBlock fetches ref's block from the grid, into a pooled sealed
+// buffer and a recycled plaintext one when the Fetcher can (a fresh 4 MiB
+// slice per block costs its zeroing and page faults: about a quarter of a
+// cold read's CPU). pooled: sealed may go back to c.blockBufs once the
+// disk tier has written it.
+func (c *Cache) fetchBlock(ctx context.Context, ref remote.BlockRef) (plain, sealed []byte, pooled bool, err error) {
+	f, ok := c.f.(IntoFetcher)
+	if !ok {
+		plain, sealed, err = c.f.FetchBlock(ctx, ref)
+		return plain, sealed, false, err
+	}
+	sb := c.blockBuf()
+	// A framed block's plaintext is its sealed length less a little per
+	// frame; a compressed one's is longer and opens into a new slice.
+	pd := c.plainBuf(ref.Length - ref.Length/64)
+	plain, sealed, free, err := f.FetchBlockInto(ctx, ref, pd, (*sb)[:0])
+	if !free {
+		return plain, sealed, false, err // the losing read may write into sb and pd: dropped
+	}
+	if pd != nil && !sameArray(plain, pd) {
+		c.recycle(pd)
+	}
+	if cap(*sb) > 0 && !sameArray(sealed, *sb) {
+		c.blockBufs.Put(sb) // unused (too small); an empty one would only take the slot of the next
+	}
+	return plain, sealed, err == nil, err
+}
+
+// sameArray reports whether a and b start in the same backing array (b
+// nonempty in capacity): whether a was read into b.
+func sameArray(a, b []byte) bool {
+	return cap(a) > 0 && cap(b) > 0 && &a[:1][0] == &b[:1][0]
 }
 
 // Prefetch queues refs for read-ahead and returns at once. Blocks already

@@ -101,6 +101,7 @@ type diskWrite struct {
 	id     remote.BlockID
 	sealed []byte // owned by the write queue until written
 	gen    uint64
+	done   func() // when set, called once sealed is no longer needed
 }
 
 func newDisk(dir string, budget int64, log *slog.Logger, evictions, errs *atomic.Uint64, now func() time.Time) (*disk, error) {
@@ -426,42 +427,55 @@ func (d *disk) drop(e *diskEntry) {
 // a sequential read that outruns the writers still leaves every block on
 // disk for the next read). The caller holds sealed either way, so this
 // costs no memory beyond the queue's bound.
-func (d *disk) store(id remote.BlockID, sealed []byte) {
+// done, when set, is called once sealed is no longer needed (written,
+// or not to be written), so the caller can reuse its buffer.
+func (d *disk) store(id remote.BlockID, sealed []byte, done func()) {
 	if d.dir == "" {
+		if done != nil {
+			done()
+		}
 		return
 	}
-	w, full := d.enqueue(id, sealed)
-	if full {
+	w, full, queued := d.enqueue(id, sealed, done)
+	switch {
+	case full:
 		d.write(w)
+		if done != nil {
+			done()
+		}
+	case !queued && done != nil:
+		done()
 	}
 }
 
-// enqueue queues the write of id, or returns it (full) when the queue has
-// no room; nothing is queued or returned when the block need not be
-// written.
-func (d *disk) enqueue(id remote.BlockID, sealed []byte) (w diskWrite, full bool) {
+// enqueue queues the write of id (queued: the writer calls done), or
+// returns it (full) when the queue has no room; nothing is queued or
+// returned when the block need not be written.
+func (d *disk) enqueue(id remote.BlockID, sealed []byte, done func()) (w diskWrite, full, queued bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed || time.Now().Before(d.offUntil) {
-		return w, false
+		return w, false, false
 	}
 	if _, ok := d.index[id]; ok {
-		return w, false
+		return w, false, false
 	}
 	if _, pinned := d.pins[id]; !pinned && int64(len(sealed)) > d.budget {
-		return w, false
+		return w, false, false
 	}
 	w = diskWrite{id: id, sealed: sealed, gen: d.gen}
 	if d.pendingB+int64(len(sealed)) > maxPendingBytes && d.pending > 0 {
-		return w, true
+		return w, true, false
 	}
+	w.done = done
 	select {
 	case d.writeQ <- w:
 		d.pending++
 		d.pendingB += int64(len(sealed))
-		return diskWrite{}, false
+		return diskWrite{}, false, true
 	default:
-		return w, true
+		w.done = nil
+		return w, true, false
 	}
 }
 
@@ -477,6 +491,9 @@ func (d *disk) writer() {
 	defer d.wg.Done()
 	for w := range d.writeQ {
 		d.write(w)
+		if w.done != nil {
+			w.done()
+		}
 		d.mu.Lock()
 		d.pending--
 		d.pendingB -= int64(len(w.sealed))

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -549,5 +550,81 @@ func TestAdoptAcrossFileSystems(t *testing.T) {
 	c.disk.mu.Unlock()
 	if !off {
 		t.Fatal("adopting not turned off after a rename across file systems")
+	}
+}
+
+// Blocks fetched from the grid go into reused buffers: the sealed bytes
+// into one the disk tier gave back after writing the last, the plaintext
+// into one an eviction freed. Readers at once, blocks held from earlier
+// and the files on disk must all keep the right bytes; buffers a losing
+// read may still write into are never reused.
+func TestFetchesReuseBuffers(t *testing.T) {
+	for _, lose := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lose=%v", lose), func(t *testing.T) {
+			// One P: a buffer the disk writer puts back into the pool
+			// is then where the next fetch looks (sync.Pool keeps one
+			// per P out of reach of the others; with more, reuse is
+			// likely, not certain).
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+			g := newFakeGrid()
+			g.lose.Store(lose)
+			refs := g.addRandom(rand.New(rand.NewPCG(34, 34)), 16, 300000, 300000)
+			c := newTestCache(t, Options{Dir: t.TempDir(), Fetcher: g, MemBytes: 2 * 300000, ReadAhead: -1})
+			held := make([][]byte, len(refs))
+			for i, r := range refs {
+				// Every other block is held (ReadBlock: never reused); the
+				// others are released, so their buffers come back.
+				if i%2 == 0 {
+					b, err := c.ReadBlock(context.Background(), r)
+					if err != nil {
+						t.Fatal(err)
+					}
+					held[i] = b
+				} else {
+					b, h, err := c.AcquireBlock(context.Background(), r)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(b, g.want(r.ID)) {
+						t.Fatalf("block %d read wrong", i)
+					}
+					h.Release()
+				}
+				c.disk.waitIdle() // the sealed buffer is given back once written
+			}
+			errs := make(chan error, 4)
+			for w := range 4 {
+				go func() {
+					for i := w; i < 4*len(refs); i += 4 {
+						r := refs[(i*7)%len(refs)]
+						b, err := c.ReadBlock(context.Background(), r)
+						if err == nil && !bytes.Equal(b, g.want(r.ID)) {
+							err = fmt.Errorf("block %s read wrong", r.ID)
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range 4 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, r := range refs {
+				if held[i] != nil && !bytes.Equal(held[i], g.want(r.ID)) {
+					t.Fatalf("block %d changed after later fetches", i)
+				}
+			}
+			if s := c.Stats(); s.DiskErrors != 0 || s.DiskBlocks != int64(len(refs)) {
+				t.Fatalf("stats %+v: want every block on disk, intact", s)
+			}
+			if si, pi := g.sealedInto.Load(), g.plainInto.Load(); lose && si+pi != 0 || !lose && (si == 0 || pi == 0) {
+				t.Fatalf("%d sealed and %d plaintext fetches into reused buffers; want none when the read lost, some otherwise", si, pi)
+			}
+		})
 	}
 }

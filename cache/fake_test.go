@@ -35,6 +35,13 @@ type fakeGrid struct {
 	opens    atomic.Int64 // OpenBlock calls
 	failN    atomic.Int64 // fail this many more fetches
 	ctxEnded atomic.Int64 // fetches that returned because their ctx ended
+
+	// FetchBlockInto: the calls whose sealed bytes and plaintext went into
+	// the caller's buffers; lose makes it answer as a reconstruct read
+	// that won while the healthy read still runs (not free), which then
+	// scribbles over the buffers it was given.
+	sealedInto, plainInto atomic.Int64
+	lose                  atomic.Bool
 }
 
 func newFakeGrid() *fakeGrid {
@@ -131,6 +138,35 @@ func (g *fakeGrid) FetchBlock(ctx context.Context, ref remote.BlockRef) ([]byte,
 		return nil, nil, fmt.Errorf("block %s: %w", ref.ID, remote.ErrNotFound)
 	}
 	return bytes.Clone(p), g.seal(ref.ID, p), nil
+}
+
+// FetchBlockInto is FetchBlock into the caller's buffers when they fit
+// (IntoFetcher).
+func (g *fakeGrid) FetchBlockInto(ctx context.Context, ref remote.BlockRef, plainDst, sealedDst []byte) (plain, sealed []byte, free bool, err error) {
+	plain, sealed, err = g.FetchBlock(ctx, ref)
+	if g.lose.Load() {
+		go func() { // the losing read, still writing
+			time.Sleep(time.Millisecond)
+			for _, b := range [][]byte{plainDst[:cap(plainDst)], sealedDst[:cap(sealedDst)]} {
+				for i := range b {
+					b[i] = 0xff
+				}
+			}
+		}()
+		return plain, sealed, false, err
+	}
+	if err != nil {
+		return nil, nil, true, err
+	}
+	if cap(sealedDst) >= len(sealed) {
+		g.sealedInto.Add(1)
+		sealed = append(sealedDst[:0], sealed...)
+	}
+	if cap(plainDst) >= len(plain) {
+		g.plainInto.Add(1)
+		plain = append(plainDst[:0], plain...)
+	}
+	return plain, sealed, true, nil
 }
 
 func (g *fakeGrid) OpenBlock(dst []byte, ref remote.BlockRef, sealed []byte) ([]byte, error) {

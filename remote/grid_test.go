@@ -570,3 +570,66 @@ func (s *MemStore) downUntil(g *Grid) *atomic.Int64 {
 	}
 	panic("store not in grid")
 }
+
+// sharesArray reports whether a starts in b's backing array.
+func sharesArray(a, b []byte) bool {
+	return cap(a) > 0 && cap(b) > 0 && &a[:1][0] == &b[:1][0]
+}
+
+// FetchBlockInto reads into the caller's buffers on the healthy path and
+// says they are free; buffers too small are not used; when the
+// reconstruct read answers while the healthy read hangs, the results are
+// the fallback's own and the buffers are not free (the hung read may
+// still write into them).
+func TestFetchBlockIntoBuffers(t *testing.T) {
+	tg := newTestGrid(t, 6, 4, 2, noHedge)
+	r := rand.New(rand.NewPCG(7, 7))
+	w := writeMixed(t, tg.Grid, r, 6, 30000)
+	ctx := context.Background()
+	check := func(i int, plain, sealed []byte) {
+		t.Helper()
+		ref := w.refs[i]
+		if !bytes.Equal(plain, w.plain[i]) || !bytes.Equal(sealed, w.data[ref.Offset:ref.Offset+ref.Length]) {
+			t.Fatalf("block %d: read back differs", i)
+		}
+	}
+	pd, sd := make([]byte, 7, 64<<10), make([]byte, 3, 64<<10) // lengths ignored
+	for i, ref := range w.refs {
+		plain, sealed, free, err := tg.FetchBlockInto(ctx, ref, pd, sd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(i, plain, sealed)
+		if !free || !sharesArray(plain, pd) || !sharesArray(sealed, sd) {
+			t.Fatalf("block %d: free %v, plaintext in the buffer %v, sealed in the buffer %v; want all true",
+				i, free, sharesArray(plain, pd), sharesArray(sealed, sd))
+		}
+	}
+	small := make([]byte, 0, 100)
+	plain, sealed, free, err := tg.FetchBlockInto(ctx, w.refs[0], small, small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(0, plain, sealed)
+	if !free || sharesArray(plain, small) || sharesArray(sealed, small) {
+		t.Fatalf("buffers too small: free %v, used %v %v; want free, unused", free, sharesArray(plain, small), sharesArray(sealed, small))
+	}
+
+	hedged := newTestGrid(t, 6, 4, 2, nil)
+	w2 := writeMixed(t, hedged.Grid, r, 2, 30000)
+	ref := w2.refs[0]
+	home := hedged.store(w2.seg.Nodes[pieces(ref.Seg, ref.Offset, ref.Length)[0].shard])
+	home.SetMode(MemHang)
+	plain, sealed, free, err = hedged.FetchBlockInto(ctx, ref, pd, sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(plain, w2.plain[0]) {
+		t.Fatal("hedged read differs")
+	}
+	if free || sharesArray(plain, pd) || sharesArray(sealed, sd) {
+		t.Fatalf("answered by the reconstruct read while the healthy one hangs: free %v, used %v %v; want not free, unused",
+			free, sharesArray(plain, pd), sharesArray(sealed, sd))
+	}
+	home.SetMode(MemUp)
+}

@@ -241,9 +241,6 @@ func (g *Grid) readBufs(ctx context.Context, seg *SegmentInfo, off, n int64, ver
 	} else {
 		startFallback()
 	}
-	// Whatever it returns: free once the healthy read has answered (or
-	// never started).
-	defer func() { free = healthy == nil }()
 	hedge := time.NewTimer(g.hedgeDelay(n))
 	defer hedge.Stop()
 	var healthyErr error
@@ -268,7 +265,7 @@ func (g *Grid) readBufs(ctx context.Context, seg *SegmentInfo, off, n int64, ver
 		case r := <-fallback:
 			fallback = nil
 			if r.err == nil {
-				return r.data, r.plain, false, nil
+				return r.data, r.plain, healthy == nil, nil // free if the healthy read answered (failed)
 			}
 			err = r.err
 			if healthy != nil {
@@ -277,12 +274,12 @@ func (g *Grid) readBufs(ctx context.Context, seg *SegmentInfo, off, n int64, ver
 			if healthyErr != nil && !errors.Is(err, ErrTooFewShards) {
 				err = fmt.Errorf("%w (healthy read: %v)", err, healthyErr)
 			}
-			return nil, nil, false, err
+			return nil, nil, true, err // both answered
 		case <-ctx.Done():
-			return nil, nil, false, ctx.Err()
+			return nil, nil, healthy == nil, ctx.Err()
 		}
 	}
-	return nil, nil, false, err
+	return nil, nil, true, err // both answered
 }
 
 // readHealthy fetches the range from the data shards that hold it: one

@@ -118,8 +118,23 @@ func (n *node) Read(ctx context.Context, f fusefs.FileHandle, dest []byte, off i
 	if release != nil {
 		return &sharedResult{b: b, release: release}, 0
 	}
-	return fuse.ReadResultData(b), 0
+	return dataResult(b), 0
 }
+
+// dataResult is a reply of bytes that need no release, written with
+// writev like sharedResult. (go-fuse first tries to splice a
+// fuse.ReadResultData reply: it takes a pipe, writes the reply's header
+// into it and falls back, for every READ, and logs an error when the
+// READ is bigger than a pipe may be, as 1 MiB ones are.)
+type dataResult []byte
+
+func (r dataResult) Size() int { return len(r) }
+
+func (r dataResult) Bytes(buf []byte) ([]byte, fuse.Status) { return r, fuse.OK }
+
+func (r dataResult) Slices() ([][]byte, fuse.Status) { return [][]byte{r}, fuse.OK }
+
+func (r dataResult) Done() {}
 
 // sharedResult is a reply of bytes shared with the block cache: go-fuse
 // calls Done once it has written them to the kernel, and the cache may

@@ -181,6 +181,8 @@ func options(o MountOptions, log *slog.Logger) *fusefs.Options {
 	if o.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}
+	// go-fuse's own complaints go to the drive's log, not to stderr.
+	mo.Logger = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	if o.Debug {
 		mo.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	}

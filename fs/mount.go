@@ -112,8 +112,8 @@ func raiseReadAhead(mountpoint string, want int, log *slog.Logger) {
 		err = os.WriteFile(p, []byte(strconv.Itoa(want>>10)), 0)
 	}
 	if err != nil {
-		log.Info("fs: the kernel's read-ahead stays at its default (raising it needs root); sequential reads take more requests",
-			"mountpoint", mountpoint, "want_kb", want>>10, "err", err)
+		log.Info("fs: the kernel's read-ahead for this mount stays at its default (raising it needs root): big files are read in smaller requests; root may write want_kb to file",
+			"mountpoint", mountpoint, "file", p, "want_kb", want>>10, "err", err)
 	}
 }
 

@@ -112,3 +112,18 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestReadAheadNotRaisedIsLogged: a mount whose read-ahead cannot be
+// raised (here: no such mountpoint to find its device by) says so, with
+// what a user may do, and goes on.
+func TestReadAheadNotRaisedIsLogged(t *testing.T) {
+	var logged syncBuffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	raiseReadAhead(filepath.Join(t.TempDir(), "missing"), 1<<20, log)
+	s := logged.String()
+	for _, want := range []string{"level=INFO", "read-ahead", "needs root", "want_kb=1024", "no such file"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("log %q lacks %q", s, want)
+		}
+	}
+}

@@ -169,7 +169,7 @@ func (r *results) markdown() string {
 	fmt.Fprintf(&b, "- Machine: %s, %s/%s, %d CPUs (shared with other work: absolute figures are noisy, the ratios within this run are the result), %s.\n",
 		r.kernel, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	fmt.Fprintf(&b, "- Disk: scratch on %s; A, B and D serve a directory on it, C keeps its journal, cache and a local grid of 6 dirstores (k=4, m=2) on it.\n", r.fsType)
-	fmt.Fprintf(&b, "- Sizes: %s file in 1 MiB I/O, %d random 4 KiB reads, %d entries, %d empty files unlinked, source tree `$GOROOT/%s` (%d files, %.0f MB; copied, then removed with rm -rf).\n",
+	fmt.Fprintf(&b, "- Sizes: %s file in 1 MiB I/O, %d random 4 KiB reads, %d entries, %d empty files unlinked, source tree `$GOROOT/%s` (%d files, %.0f MB; copied, read back after a remount, then removed with rm -rf).\n",
 		humanBytes(o.size), o.randOps, o.files, o.unlinks, relGoroot(o.src), r.srcFiles, float64(r.srcBytes)/1e6)
 	for _, k := range o.kinds {
 		fmt.Fprintf(&b, "- %s: %s\n", kindTitle(k), r.info[k])

@@ -150,6 +150,10 @@ func workloads() []workload {
 			repeat: true, remount: remountWipe, run: randRead},
 		{name: "copy-tree", title: "copy source tree (cp -a)", unit: "files/s", target: 0.7, run: copyTree,
 			prep: func(w *workspace, _ string) error { return w.scanSource() }},
+		// The copied tree read back after a remount (or a reboot), as grep
+		// -r or a build reads a folder just copied in.
+		{name: "read-tree", title: "read copied tree after remount", unit: "files/s",
+			remount: remountKeep, run: readTree, prep: haveTree},
 		{name: "create", title: "create empty files in one dir", unit: "ops/s", target: 0.8, run: createMany},
 		{name: "stat", title: "stat entries, cold", unit: "ops/s", target: 1.0, cold: true, repeat: true, run: statMany},
 		{name: "stat-random", title: "stat entries in random order, cold", unit: "ops/s", target: 1.0, cold: true, repeat: true, run: statRandom},
@@ -288,6 +292,73 @@ func copyTree(ctx context.Context, w *workspace, dir string) (float64, error) {
 		return 0, fmt.Errorf("cp -a %s: %w: %s", w.src, err, out)
 	}
 	return float64(w.srcFiles), nil
+}
+
+// readTree reads every file of the copied source tree and checks it
+// against the source (warm in the page cache since scanSource). The unit
+// is the tree's files.
+func readTree(ctx context.Context, w *workspace, dir string) (float64, error) {
+	root := filepath.Join(dir, treeDir)
+	buf := make([]byte, ioSize)
+	files := 0
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		got, err := readAll(path, buf)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		want, err := os.ReadFile(filepath.Join(w.src, rel))
+		if err != nil {
+			return fmt.Errorf("source tree: %w", err)
+		}
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("%s: read %d bytes that differ from the source's %d", rel, len(got), len(want))
+		}
+		files++
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if files != w.srcFiles {
+		return 0, fmt.Errorf("read %d files of a tree of %d", files, w.srcFiles)
+	}
+	return float64(files), nil
+}
+
+// readAll reads the file at path into buf, grown as needed.
+func readAll(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	n := 0
+	for {
+		if n == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...)
+		}
+		c, err := f.Read(buf[n:])
+		n += c
+		if errors.Is(err, io.EOF) {
+			return buf[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // createMany creates w.files empty files in one directory.

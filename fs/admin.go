@@ -91,8 +91,17 @@ func (d *Drive) WaitDurable(ctx context.Context) error { return d.j.WaitDurable(
 // CacheStats reports the block cache.
 func (d *Drive) CacheStats() CacheStats { return d.cache.Stats() }
 
-// ClearCache empties the block cache but for pinned blocks.
-func (d *Drive) ClearCache() error { return d.cache.Clear() }
+// ClearCache empties the block cache but for pinned blocks, and drops the
+// copies of small blocks the journal keeps (journal.Options.KeepSmall).
+func (d *Drive) ClearCache() error {
+	if err := d.cache.Clear(); err != nil {
+		return err
+	}
+	if d.o.ReadOnly {
+		return nil
+	}
+	return d.j.DropKept(context.Background())
+}
 
 // ShedMemory evicts at least n bytes from the block cache's memory tier
 // (or all it holds) and returns the bytes evicted: LimitMemory's shed,

@@ -164,13 +164,16 @@ func TestSequentialReadsShareReusedBlocks(t *testing.T) {
 
 // TestWrittenFilesReadLocallyAfterRemount: the blocks of files written on
 // this drive stay in its disk cache once uploaded (the journal hands the
-// staging files to the cache), so after a remount the files read with
+// staging files to the cache), and small blocks in the journal's database
+// (journal.Options.KeepSmall), so after a remount the files read with
 // every node down and not one fetch from the grid.
 func TestWrittenFilesReadLocallyAfterRemount(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	// Whole blocks of random bytes: each seals too big to be staged in
 	// the journal's database, so each has a staging file to hand over.
-	files := writeRandomFiles(t, s, rand.New(rand.NewPCG(3, 4)), "w", []int{64 << 10, 320 << 10, 2 << 20})
+	// And small ones (a small file, a big file's short last block),
+	// staged in the database and kept there after their upload.
+	files := writeRandomFiles(t, s, rand.New(rand.NewPCG(3, 4)), "w", []int{64 << 10, 320 << 10, 2 << 20, 5000, 128<<10 + 3000})
 	s.remount() // the kernel's page cache and the memory tier are gone
 	for _, st := range s.stores {
 		st.down.Store(true)

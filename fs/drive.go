@@ -75,6 +75,21 @@ type Grid interface {
 // a wrapper of it (DriveOptions.WrapBlocks).
 type BlockReader = journal.BlockReader
 
+// keepSmall is the journal's budget for small blocks kept in its database
+// after their upload (journal.Options.KeepSmall), beside a disk cache of
+// diskBytes (0: the cache's default; negative: none, and nothing kept): a
+// quarter of it, for blocks of at most 128 KiB that have no file to give
+// the disk cache.
+func keepSmall(diskBytes int64) int64 {
+	if diskBytes < 0 {
+		return 0
+	}
+	if diskBytes == 0 {
+		diskBytes = cache.DefaultDiskBytes
+	}
+	return diskBytes / 4
+}
+
 // MemoryLimit is the peak RSS a process serving one drive aims for: the
 // memory cache (cacheMem bytes of plaintext; 0 means the cache's default)
 // plus 96 MiB for the rest (the uploader's segment and shards, dirty
@@ -249,6 +264,7 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		Retention:    o.Retention,
 		GCInterval:   o.GCInterval,
 		Uploaded:     c.Adopt,
+		KeepSmall:    keepSmall(o.CacheDiskBytes),
 	})
 	if err != nil {
 		c.Close()

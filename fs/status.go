@@ -100,11 +100,11 @@ func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
 		cached := 0
 		for _, b := range gb {
 			rep.GridBytes += b.Len
-			if d.cache.Has(b.ID) {
+			if b.Kept || d.cache.Has(b.ID) {
 				cached++
 				rep.CachedBytes += b.Len
 			}
-			if d.cache.OnDisk(b.ID) {
+			if b.Kept || d.cache.OnDisk(b.ID) {
 				rep.LocalBlocks++
 				rep.LocalBytes += b.Len
 			}

@@ -153,6 +153,9 @@ func (j *Journal) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 	return j.gv.Status(ctx, ino)
 }
 
+// DropKept: see files.DropKept (kept.go).
+func (j *Journal) DropKept(ctx context.Context) error { return j.fd.DropKept(ctx) }
+
 // GridBlocks: see gridView.GridBlocks (status.go).
 func (j *Journal) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error) {
 	if err := j.ul.settle(ctx); err != nil {

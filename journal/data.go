@@ -146,6 +146,8 @@ func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, err
 			}
 		} else if m.state == blockLost {
 			err = ErrLostBlock
+		} else if kept, ok := j.keptPlain(ctx, m); ok {
+			plain = kept
 		} else {
 			if j.o.Blocks == nil {
 				return nil, fmt.Errorf("journal: block %s of inode %d: %w", m.id, n.ino, ErrOffline)
@@ -247,7 +249,7 @@ func (j *files) readStaged(id remote.BlockID) ([]byte, error) {
 // block, kept for the next read. n.mu held.
 func (j *files) readMapped(ctx context.Context, n *inode, m mapped, dst []byte, s int64, random bool) error {
 	memo := n.lastIdx == m.idx && n.lastID == m.id && n.lastPlain != nil
-	if random && !memo && m.state != blockStaged && m.state != blockLost && j.o.Blocks != nil {
+	if random && !memo && m.state != blockStaged && m.state != blockLost && j.o.Blocks != nil && !j.mayBeKept(m) {
 		var c int
 		var err error
 		for attempt := 0; ; attempt++ {

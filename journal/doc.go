@@ -21,7 +21,8 @@
 //	blockmap(ino, idx, block)                          no row = hole
 //	blocks(id, plain_len, sealed_len, refcount, state staged|uploaded|garbage, prio, seq, segment, seg_off, seg_len)
 //	segments(id, k, m, size, shard_size, chunk_size, nodes json, stored)
-//	staged(id, sealed)                                 small staged blocks' sealed bytes (schema 2)
+//	staged(id, sealed)                                 small staged blocks' sealed bytes (schema 2); after the
+//	                                                   upload, kept as a local copy up to Options.KeepSmall (kept.go)
 //	checkpoints(seq, created, segment, root)           empty; for the recovery work to come
 //	meta(key, value)                                   block_size
 //

@@ -365,15 +365,21 @@ func insertSegment(ctx context.Context, tx *sql.Tx, info *remote.SegmentInfo) er
 // names, which the orphan pass deletes.
 func (j *collector) dropSegment(ctx context.Context, g GCGrid, s *remote.SegmentInfo) (bool, error) {
 	gone := false
+	var unkept int64
 	j.wmu.Lock()
 	j.scopeLocked(scopeNone)
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
+		gone, unkept = false, 0
 		var liveN int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM blocks WHERE segment = ? AND state != ?`, s.ID[:], blockGarbage).Scan(&liveN); err != nil {
 			return err
 		}
 		if liveN > 0 {
 			return nil // a later collection looks again
+		}
+		var err error
+		if unkept, err = j.dropKeptTx(ctx, tx, s.ID); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM blocks WHERE segment = ? AND state = ?`, s.ID[:], blockGarbage); err != nil {
 			return err
@@ -384,6 +390,9 @@ func (j *collector) dropSegment(ctx context.Context, g GCGrid, s *remote.Segment
 		gone = true
 		return nil
 	})
+	if err == nil {
+		j.keptB -= unkept
+	}
 	j.wmu.Unlock()
 	if err != nil {
 		return false, fmt.Errorf("journal: collect garbage: forget segment %s: %w", s.ID, err)

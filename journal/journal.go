@@ -113,9 +113,16 @@ type Options struct {
 	// the journal deleting it, and must move or delete it. The drive gives
 	// them to its disk cache (cache.Adopt), so a file just written is read
 	// from local disk after a remount. Blocks staged in the database
-	// (small ones) have no file and are not handed over. It runs with the
+	// (small ones) have no file and are not handed over (KeepSmall keeps
+	// their rows instead). It runs with the
 	// journal's write lock held, so it must not call the journal.
 	Uploaded func(id remote.BlockID, path string, size int64)
+	// KeepSmall bounds the sealed bytes of small blocks (those staged in
+	// the database, table staged) kept there after their upload, so that
+	// a small file written here is read from local disk after a remount,
+	// as Uploaded does for the others; the oldest go first past it
+	// (kept.go). 0: none are kept.
+	KeepSmall int64
 
 	// after is the group committer's clock (tests; default time.After).
 	after func(time.Duration) <-chan time.Time
@@ -244,6 +251,9 @@ type shared struct {
 	// commit (freeLaterLocked). Both guarded by wmu.
 	durableGen uint64
 	lazyFree   map[remote.BlockID]struct{}
+	// keptB is the sealed bytes of uploaded blocks whose rows table
+	// staged keeps (Options.KeepSmall), guarded by wmu.
+	keptB int64
 	// durableHook, when set (tests), runs after every durable commit,
 	// wmu held; durableStartHook before each begins (what was logged by
 	// then is in it: a close or unlink logged meanwhile may or may not

@@ -84,11 +84,12 @@ func (j *flusher) recover(ctx context.Context) error {
 		return fmt.Errorf("journal: list %s: %w", j.stage, err)
 	}
 	present := map[remote.BlockID]bool{}
-	// Small blocks are staged in the database (table staged).
-	if _, err := j.db.ExecContext(ctx, `DELETE FROM staged WHERE id NOT IN (SELECT id FROM blocks WHERE state = ?)`, blockStaged); err != nil {
-		return fmt.Errorf("journal: clear stale staged rows: %w", err)
+	// Small blocks are staged in the database (table staged), and kept
+	// there after their upload (kept.go).
+	if err := j.recoverKept(ctx); err != nil {
+		return err
 	}
-	srows, err := j.db.QueryContext(ctx, `SELECT id FROM staged`)
+	srows, err := j.db.QueryContext(ctx, `SELECT s.id FROM staged s JOIN blocks b ON b.id = s.id AND b.state = ?`, blockStaged)
 	if err != nil {
 		return fmt.Errorf("journal: read staged blocks: %w", err)
 	}

@@ -82,8 +82,9 @@ func (j *gridView) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 // GridBlock is one block of a file whose data is on the grid: reading it
 // needs the cache (or a fetch).
 type GridBlock struct {
-	ID  remote.BlockID
-	Len int64 // plaintext bytes
+	ID   remote.BlockID
+	Len  int64 // plaintext bytes
+	Kept bool  // a copy is kept in the journal (Options.KeepSmall)
 }
 
 // GridBlocks returns the blocks of a file that are on the grid, in file
@@ -94,7 +95,7 @@ func (j *gridView) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error)
 	if err := j.checkOpen(); err != nil {
 		return nil, err
 	}
-	rows, err := j.db.QueryContext(ctx, `SELECT b.id, b.plain_len
+	rows, err := j.db.QueryContext(ctx, `SELECT b.id, b.plain_len, EXISTS(SELECT 1 FROM staged s WHERE s.id = b.id)
 		FROM blockmap m JOIN blocks b ON b.id = m.block
 		WHERE m.ino = ? AND b.state != ? ORDER BY m.idx`, ino, blockStaged)
 	if err != nil {
@@ -105,7 +106,7 @@ func (j *gridView) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error)
 	for rows.Next() {
 		var id []byte
 		var b GridBlock
-		if err := rows.Scan(&id, &b.Len); err != nil {
+		if err := rows.Scan(&id, &b.Len, &b.Kept); err != nil {
 			return nil, fmt.Errorf("journal: grid blocks of inode %d: %w", ino, err)
 		}
 		copy(b.ID[:], id)

@@ -381,9 +381,10 @@ func (j *uploader) commitSegment(ctx context.Context, info *remote.SegmentInfo, 
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	var done []placedBlock
+	var keptDelta int64
 	j.scopeLocked(scopeNone)
 	err = j.txLocked(ctx, func(tx *sql.Tx) error {
-		done = done[:0]
+		done, keptDelta = done[:0], 0
 		if _, err := j.texec(ctx, tx, `INSERT INTO segments(id, k, m, size, shard_size, chunk_size, nodes, stored, created)
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, info.ID[:], info.K, info.M, info.Size, info.ShardSize, info.ChunkSize,
 			string(nodes), info.Stored(), nowNS()); err != nil {
@@ -398,13 +399,24 @@ func (j *uploader) commitSegment(ctx context.Context, info *remote.SegmentInfo, 
 		for _, p := range placed {
 			if _, ok := moved[p.id]; ok {
 				done = append(done, p)
+				if j.o.KeepSmall > 0 && p.sealedLen <= int64(j.fl.inlineMax()) {
+					keptDelta += p.sealedLen
+				}
 			}
+		}
+		if keptDelta > 0 {
+			evicted, err := j.evictKeptTx(ctx, tx, j.keptB+keptDelta-j.o.KeepSmall)
+			if err != nil {
+				return err
+			}
+			keptDelta -= evicted
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
+	j.keptB += keptDelta
 	// The staging files go only once that commit is durable: a power cut
 	// could otherwise bring back staged blocks without their files (see
 	// afterFreeLocked). One WAL fsync per segment.
@@ -454,7 +466,8 @@ const placeBlocksSQL = `UPDATE blocks SET state = ?1, segment = ?2, seg_off = r.
 	FROM json_each(?3) AS r WHERE blocks.id = unhex(r.value->>0) AND +blocks.state = ?4 RETURNING blocks.id`
 
 // placeBlocksTx points the staged blocks among placed at their place in
-// segment seg and drops their staged rows, in two statements (the blocks
+// segment seg and drops their staged rows (unless Options.KeepSmall keeps
+// them), in two statements (the blocks
 // as one JSON array: hex id, offset, length); it returns the blocks it
 // moved. A block no longer staged (freed, or placed by an earlier
 // segment) is left alone. wmu held, in a transaction.
@@ -493,8 +506,8 @@ func (j *uploader) placeBlocksTx(ctx context.Context, tx *sql.Tx, seg remote.Seg
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("record block locations: %w", err)
 	}
-	if len(moved) == 0 {
-		return moved, nil
+	if len(moved) == 0 || j.o.KeepSmall > 0 {
+		return moved, nil // small blocks' rows stay (kept.go)
 	}
 	if _, err := j.texec(ctx, tx, `DELETE FROM staged WHERE id IN (SELECT unhex(r.value->>0) FROM json_each(?1) AS r
 		JOIN blocks ON blocks.id = unhex(r.value->>0) AND blocks.segment = ?2)`, string(b), seg[:]); err != nil {

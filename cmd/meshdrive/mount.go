@@ -87,7 +87,7 @@ example "08:00-18:00 1MiB/s, otherwise unlimited" (re-read every 2 s).
 The passphrase comes from --passphrase-file, else $MESHDRIVE_PASSPHRASE,
 else a prompt on the terminal.`)
 	dataDir := dataDirFlag(e, fl)
-	cacheSize := fl.String("cache-size", "4GiB", "disk cache size in bytes (suffixes K, M, G, T, KiB, MiB, GiB, TiB)")
+	cacheSize := fl.String("cache-size", "4GiB", "disk cache size in bytes (suffixes K, M, G, T, KiB, MiB, GiB, TiB); small blocks written here are kept in the journal besides, up to a quarter of it")
 	cacheMem := fl.String("cache-mem", "32MiB", "memory cache size in bytes (same suffixes): plaintext blocks and frames kept in RAM, most of the mount's memory; raise it for hot working sets larger than this")
 	pinBudget := fl.String("pin-budget", "", "how much pinned files (meshdrive pin) may hold on this machine, in bytes (same suffixes; default: --cache-size); pinned blocks live in the disk cache and take their room from it")
 	uploadLimit := fl.String("upload-limit", "0", "upload bandwidth limit in bytes/s, shards and metadata to every node together (same suffixes; 0 = unlimited); the config's bandwidth_schedule overrides it in its windows")

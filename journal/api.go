@@ -153,8 +153,8 @@ func (j *Journal) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 	return j.gv.Status(ctx, ino)
 }
 
-// DropKept: see files.DropKept (kept.go).
-func (j *Journal) DropKept(ctx context.Context) error { return j.fd.DropKept(ctx) }
+// DropKept: see keeper.DropKept (kept.go).
+func (j *Journal) DropKept(ctx context.Context) error { return j.kp.DropKept(ctx) }
 
 // GridBlocks: see gridView.GridBlocks (status.go).
 func (j *Journal) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error) {

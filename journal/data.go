@@ -146,7 +146,7 @@ func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, err
 			}
 		} else if m.state == blockLost {
 			err = ErrLostBlock
-		} else if kept, ok := j.keptPlain(ctx, m); ok {
+		} else if kept, ok := j.kp.plain(ctx, m); ok {
 			plain = kept
 		} else {
 			if j.o.Blocks == nil {
@@ -249,7 +249,7 @@ func (j *files) readStaged(id remote.BlockID) ([]byte, error) {
 // block, kept for the next read. n.mu held.
 func (j *files) readMapped(ctx context.Context, n *inode, m mapped, dst []byte, s int64, random bool) error {
 	memo := n.lastIdx == m.idx && n.lastID == m.id && n.lastPlain != nil
-	if random && !memo && m.state != blockStaged && m.state != blockLost && j.o.Blocks != nil && !j.mayBeKept(m) {
+	if random && !memo && m.state != blockStaged && m.state != blockLost && j.o.Blocks != nil && !j.kp.mayBe(m) {
 		var c int
 		var err error
 		for attempt := 0; ; attempt++ {
@@ -428,8 +428,8 @@ func (j *files) readAhead(ctx context.Context, n *inode, off, end, size int64) {
 	}
 	var refs []remote.BlockRef
 	for _, m := range ms {
-		if m.state == blockStaged || hasKey(n.dirty, m.idx) {
-			continue
+		if m.state == blockStaged || hasKey(n.dirty, m.idx) || j.kp.mayBe(m) {
+			continue // local already, or a small block the journal may keep
 		}
 		if r, err := j.ref(ctx, m); err == nil {
 			refs = append(refs, r)

@@ -378,7 +378,7 @@ func (j *collector) dropSegment(ctx context.Context, g GCGrid, s *remote.Segment
 			return nil // a later collection looks again
 		}
 		var err error
-		if unkept, err = j.dropKeptTx(ctx, tx, s.ID); err != nil {
+		if unkept, err = j.kp.dropTx(ctx, tx, s.ID); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM blocks WHERE segment = ? AND state = ?`, s.ID[:], blockGarbage); err != nil {
@@ -392,6 +392,12 @@ func (j *collector) dropSegment(ctx context.Context, g GCGrid, s *remote.Segment
 	})
 	if err == nil {
 		j.keptB -= unkept
+		if gone {
+			// Durable before the shards go: a power cut must not bring
+			// back garbage rows naming a deleted segment, which a dedup
+			// hit could then revive into a file.
+			err = j.barrierLocked(ctx)
+		}
 	}
 	j.wmu.Unlock()
 	if err != nil {

@@ -248,3 +248,62 @@ func TestGCCrashPoints(t *testing.T) {
 		})
 	}
 }
+
+// durableCheckGrid records, at each DeleteSegment, whether every commit so
+// far is durable: a segment's shards may go only once no power cut can
+// bring back the rows that named it.
+type durableCheckGrid struct {
+	*remote.Grid
+	j                   *Journal
+	deletes, notDurable int
+}
+
+func (g *durableCheckGrid) DeleteSegment(ctx context.Context, seg *remote.SegmentInfo) error {
+	g.j.wmu.Lock()
+	if g.j.durableGen != g.j.commitGen.Load() {
+		g.notDurable++
+	}
+	g.j.wmu.Unlock()
+	g.deletes++
+	return g.Grid.DeleteSegment(ctx, seg)
+}
+
+// TestSegmentForgottenDurablyBeforeItsShardsGo: the commit that forgets a
+// dead segment is durable before its shards are deleted. Were it not, a
+// power cut could bring back garbage rows naming the deleted segment, and
+// a new write of the same bytes would revive one (dedup) into a file
+// whose block is nowhere.
+func TestSegmentForgottenDurablyBeforeItsShardsGo(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
+		o.MetaInterval = time.Hour
+		o.Retention = &Retention{}
+	})
+	for i := range 4 {
+		e.writeFile(fmt.Sprint("f", i), randBytes(300_000+i))
+	}
+	e.syncGrid()
+	for i := range 4 {
+		if err := e.j.Unlink(bg, RootIno, fmt.Sprint("f", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.syncGrid()
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g := &durableCheckGrid{Grid: e.grid}
+	o := e.opts
+	o.Meta = g
+	j, err := Open(bg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.j = j
+	g.j = j
+	if _, err := j.CollectGarbage(bg, GCOptions{OrphanGrace: time.Nanosecond}); err != nil {
+		t.Fatal(err)
+	}
+	if g.deletes == 0 || g.notDurable != 0 {
+		t.Fatalf("%d segments deleted, %d of them while the commit that forgot them was not durable", g.deletes, g.notDurable)
+	}
+}

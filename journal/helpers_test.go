@@ -122,6 +122,8 @@ type testReader struct {
 	s         *remote.Sealer
 	reads     atomic.Int64
 	prefetchs atomic.Int64
+	pmu       sync.Mutex
+	prefetchd map[remote.BlockID]bool // every block asked for by Prefetch
 }
 
 func (r *testReader) ReadBlock(ctx context.Context, ref remote.BlockRef) ([]byte, error) {
@@ -144,6 +146,14 @@ func (r *testReader) ReadAt(ctx context.Context, ref remote.BlockRef, p []byte, 
 
 func (r *testReader) Prefetch(ctx context.Context, refs []remote.BlockRef) {
 	r.prefetchs.Add(int64(len(refs)))
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	if r.prefetchd == nil {
+		r.prefetchd = map[remote.BlockID]bool{}
+	}
+	for _, ref := range refs {
+		r.prefetchd[ref.ID] = true
+	}
 }
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")

@@ -34,10 +34,10 @@ import (
 // segment of small blocks.
 const keptMax = 4096
 
-// evictKeptTx deletes the oldest kept rows until over bytes are freed (or
+// evictTx deletes the oldest kept rows until over bytes are freed (or
 // keptMax rows were looked at) and returns the bytes freed. wmu held, in
 // a transaction.
-func (j *core) evictKeptTx(ctx context.Context, tx *sql.Tx, over int64) (int64, error) {
+func (j *keeper) evictTx(ctx context.Context, tx *sql.Tx, over int64) (int64, error) {
 	if over <= 0 {
 		return 0, nil
 	}
@@ -69,10 +69,10 @@ func (j *core) evictKeptTx(ctx context.Context, tx *sql.Tx, over int64) (int64, 
 	return freed, nil
 }
 
-// dropKeptTx deletes the kept rows of segment seg's garbage blocks,
+// dropTx deletes the kept rows of segment seg's garbage blocks,
 // before garbage collection deletes the blocks, and returns their sealed
 // bytes. wmu held, in a transaction.
-func (j *core) dropKeptTx(ctx context.Context, tx *sql.Tx, seg remote.SegmentID) (int64, error) {
+func (j *keeper) dropTx(ctx context.Context, tx *sql.Tx, seg remote.SegmentID) (int64, error) {
 	var n int64
 	err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(b.sealed_len), 0) FROM blocks b JOIN staged s ON s.id = b.id
 		WHERE b.segment = ? AND b.state = ?`, seg[:], blockGarbage).Scan(&n)
@@ -87,11 +87,11 @@ func (j *core) dropKeptTx(ctx context.Context, tx *sql.Tx, seg remote.SegmentID)
 	return n, err
 }
 
-// recoverKept deletes the staged rows of blocks that are neither staged
+// recover deletes the staged rows of blocks that are neither staged
 // nor uploaded (and all kept rows when KeepSmall is 0), then counts the
 // kept ones. Part of Open's recovery.
-func (j *core) recoverKept(ctx context.Context) error {
-	q := `DELETE FROM staged WHERE id NOT IN (SELECT id FROM blocks WHERE state IN (?, ?))`
+func (j *keeper) recover(ctx context.Context) error {
+	q := `DELETE FROM staged WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.id = staged.id AND b.state IN (?, ?))`
 	args := []any{blockStaged, blockUploaded}
 	if j.o.KeepSmall <= 0 {
 		args[1] = blockStaged
@@ -111,7 +111,7 @@ func (j *core) recoverKept(ctx context.Context) error {
 		var freed int64
 		err := j.txLocked(ctx, func(tx *sql.Tx) error {
 			var err error
-			freed, err = j.evictKeptTx(ctx, tx, over)
+			freed, err = j.evictTx(ctx, tx, over)
 			return err
 		})
 		if err != nil {
@@ -122,15 +122,15 @@ func (j *core) recoverKept(ctx context.Context) error {
 	return nil
 }
 
-// mayBeKept reports whether uploaded block m is small enough to have a
+// mayBe reports whether uploaded block m is small enough to have a
 // kept row: its reads go to blockPlain, which looks there first.
-func (j *files) mayBeKept(m mapped) bool {
+func (j *keeper) mayBe(m mapped) bool {
 	return j.o.KeepSmall > 0 && m.len.Valid && m.len.Int64 <= int64(j.fl.inlineMax())
 }
 
 // DropKept deletes every kept row (cache clear: the local copies of
 // uploaded blocks go, and reads fetch them from the grid again).
-func (j *files) DropKept(ctx context.Context) error {
+func (j *keeper) DropKept(ctx context.Context) error {
 	if err := j.checkWrite(); err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func (j *files) DropKept(ctx context.Context) error {
 	defer j.wmu.Unlock()
 	j.scopeLocked(scopeNone)
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
-		_, err := j.texec(ctx, tx, `DELETE FROM staged WHERE id IN (SELECT id FROM blocks WHERE state != ?)`, blockStaged)
+		_, err := j.texec(ctx, tx, `DELETE FROM staged WHERE EXISTS (SELECT 1 FROM blocks b WHERE b.id = staged.id AND b.state != ?)`, blockStaged)
 		return err
 	})
 	if err != nil {
@@ -148,11 +148,11 @@ func (j *files) DropKept(ctx context.Context) error {
 	return nil
 }
 
-// keptPlain returns the plaintext of uploaded block m from its kept row,
+// plain returns the plaintext of uploaded block m from its kept row,
 // or false when it has none (or the row does not open: the grid has the
 // block). n.mu held.
-func (j *files) keptPlain(ctx context.Context, m mapped) ([]byte, bool) {
-	if !j.mayBeKept(m) {
+func (j *keeper) plain(ctx context.Context, m mapped) ([]byte, bool) {
+	if !j.mayBe(m) {
 		return nil, false
 	}
 	var sealed []byte
@@ -165,9 +165,47 @@ func (j *files) keptPlain(ctx context.Context, m mapped) ([]byte, bool) {
 	}
 	plain, err := j.seal.Open(nil, m.id, sealed)
 	if err != nil {
-		j.log.Warn("journal: a small block kept on local disk fails to open (local disk corrupted it?); reading it from the grid",
+		j.log.Warn("journal: a small block kept on local disk fails to open (local disk corrupted it?); dropping the copy and reading the block from the grid",
 			"id", m.id, "err", err)
+		// Not here: n.mu is held, and the commit may wait for a flush.
+		j.dropLater(m.id, int64(len(sealed)))
 		return nil, false
 	}
 	return plain, true
+}
+
+// dropLater deletes block id's kept row, of n sealed bytes, on a
+// goroutine of its own (a copy that failed to open). Only a row of a block
+// still uploaded or garbage: a block staged anew under that id meanwhile
+// keeps its row.
+func (j *keeper) dropLater(id remote.BlockID, n int64) {
+	if j.checkWrite() != nil {
+		return
+	}
+	go func() {
+		ctx := context.Background()
+		j.wmu.Lock()
+		defer j.wmu.Unlock()
+		if j.closed.Load() {
+			return
+		}
+		var gone int64
+		j.scopeLocked(scopeNone)
+		err := j.txLocked(ctx, func(tx *sql.Tx) error {
+			res, err := j.texec(ctx, tx, `DELETE FROM staged WHERE id = ?1 AND EXISTS
+				(SELECT 1 FROM blocks b WHERE b.id = ?1 AND b.state != ?2)`, id[:], blockStaged)
+			if err != nil {
+				return err
+			}
+			if k, err := res.RowsAffected(); err == nil && k > 0 {
+				gone = n
+			}
+			return nil
+		})
+		if err != nil {
+			j.log.Warn("journal: drop a damaged kept block", "id", id, "err", err)
+			return
+		}
+		j.keptB -= gone
+	}()
 }

@@ -123,6 +123,36 @@ func TestSmallBlocksKeptAfterUpload(t *testing.T) {
 	}
 }
 
+// A sequential read prefetches the big blocks of a file from the grid but
+// not its short last block, which the journal keeps.
+func TestSequentialReadSkipsKeptBlocks(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.KeepSmall = 1 << 20 })
+	data := make([]byte, 8*64<<10+1000)
+	fillRand(95, data)
+	ino := writeSmall(t, e, "f", data)
+	ids := e.j.blockIDs(t, ino)
+	if kept := keptIDs(t, e.j); len(kept) != 1 || !kept[ids[len(ids)-1]] {
+		t.Fatalf("%d blocks kept, want the last one alone", len(kept))
+	}
+	e.reopen()
+	e.j.OpenFile(ino)
+	defer e.j.ReleaseFile(ino)
+	p := make([]byte, 16<<10)
+	var got []byte
+	for off := int64(0); off < int64(len(data)); off += int64(len(p)) {
+		n := must[int](t)(e.j.ReadAt(bg, ino, p, off))
+		got = append(got, p[:n]...)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("sequential read differs")
+	}
+	e.r.pmu.Lock()
+	defer e.r.pmu.Unlock()
+	if len(e.r.prefetchd) == 0 || e.r.prefetchd[ids[len(ids)-1]] {
+		t.Fatalf("prefetched %d blocks, the kept one among them: %v", len(e.r.prefetchd), e.r.prefetchd[ids[len(ids)-1]])
+	}
+}
+
 // Past KeepSmall the oldest kept rows go first; the blocks they held are
 // read from the grid again. A lower KeepSmall at the next open evicts
 // down to it.
@@ -180,6 +210,20 @@ func TestKeptSmallBlockDamagedReadsGrid(t *testing.T) {
 	}
 	if got := e.r.reads.Load() - before; got != 1 {
 		t.Fatalf("%d reads of the grid, want 1", got)
+	}
+	// The damaged copy is dropped, in the background.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(keptIDs(t, e.j)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the damaged kept row is still there")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.j.wmu.Lock()
+	kb := e.j.keptB
+	e.j.wmu.Unlock()
+	if kb != 0 {
+		t.Fatalf("kept bytes %d after the only kept row was dropped", kb)
 	}
 }
 

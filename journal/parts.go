@@ -26,6 +26,8 @@ package journal
 //	             metadefer.go)
 //	unlinks      deferred unlinks: the unlink log, the pending unlinks and
 //	             the goroutine that applies them (unlinks.go)
+//	keeper       small blocks kept in the database after their upload
+//	             (kept.go)
 //
 // Every part embeds *core (shared's own fields, with the database layer's
 // methods), so a method's body reaches the shared fields and the database
@@ -53,6 +55,7 @@ type parts struct {
 	sn *snapshots
 	md *meta
 	ul *unlinks
+	kp *keeper
 }
 
 // core is the shared state with the database layer's methods: the same
@@ -74,6 +77,7 @@ type (
 	snapshots   struct{ *core }
 	meta        struct{ *core }
 	unlinks     struct{ *core }
+	keeper      struct{ *core }
 )
 
 // newShared returns s with its parts made, each pointing at s.
@@ -93,6 +97,7 @@ func newShared(s *shared) *shared {
 		sn: &snapshots{c},
 		md: &meta{c},
 		ul: &unlinks{c},
+		kp: &keeper{c},
 	}
 	return s
 }

@@ -86,7 +86,7 @@ func (j *flusher) recover(ctx context.Context) error {
 	present := map[remote.BlockID]bool{}
 	// Small blocks are staged in the database (table staged), and kept
 	// there after their upload (kept.go).
-	if err := j.recoverKept(ctx); err != nil {
+	if err := j.kp.recover(ctx); err != nil {
 		return err
 	}
 	srows, err := j.db.QueryContext(ctx, `SELECT s.id FROM staged s JOIN blocks b ON b.id = s.id AND b.state = ?`, blockStaged)

@@ -405,7 +405,7 @@ func (j *uploader) commitSegment(ctx context.Context, info *remote.SegmentInfo, 
 			}
 		}
 		if keptDelta > 0 {
-			evicted, err := j.evictKeptTx(ctx, tx, j.keptB+keptDelta-j.o.KeepSmall)
+			evicted, err := j.kp.evictTx(ctx, tx, j.keptB+keptDelta-j.o.KeepSmall)
 			if err != nil {
 				return err
 			}

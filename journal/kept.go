@@ -16,15 +16,14 @@ import (
 // Options.KeepSmall set, the row stays instead of being deleted by the
 // commit that places the block in its segment: a small file written here
 // is then read from the database after a remount, not fetched back from
-// the grid (about a tenth of a millisecond of a local query and an Open,
-// against a grid read and a new file in the disk cache; and it reads
-// with the grid out of reach).
+// the grid (a local query and an Open, against a grid read and a new file
+// in the disk cache; and it reads with the grid out of reach).
 //
 // A kept row is a copy: the block's state says uploaded (or garbage), and
 // its bytes are on the grid. The sealed bytes are authenticated with the
 // block id, so a kept row can only ever open to the block's own
-// plaintext; one that fails to open is skipped and the grid read as
-// before. Rows are kept up to KeepSmall sealed bytes (keptB counts them);
+// plaintext; one that fails to open is dropped (dropLater) and the grid
+// read as before. Rows are kept up to KeepSmall sealed bytes (keptB counts them);
 // the commit that keeps more deletes the oldest (staged rows in the
 // order they were made). Garbage collection deletes the kept rows of a
 // segment's blocks with them, and Open those of blocks that are no longer

@@ -23,9 +23,9 @@ import (
 // its bytes are on the grid. The sealed bytes are authenticated with the
 // block id, so a kept row can only ever open to the block's own
 // plaintext; one that fails to open is dropped (dropLater) and the grid
-// read as before. Rows are kept up to KeepSmall sealed bytes (keptB counts them);
-// the commit that keeps more deletes the oldest (staged rows in the
-// order they were made). Garbage collection deletes the kept rows of a
+// read as before. Rows are kept up to KeepSmall sealed bytes (keptB
+// counts them); the commit that keeps more deletes the oldest (staged
+// rows in the order they were made). Garbage collection deletes the kept rows of a
 // segment's blocks with them, and Open those of blocks that are no longer
 // live (stale rows of a crash, or of garbage).
 

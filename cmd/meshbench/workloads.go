@@ -299,7 +299,6 @@ func copyTree(ctx context.Context, w *workspace, dir string) (float64, error) {
 // is the tree's files.
 func readTree(ctx context.Context, w *workspace, dir string) (float64, error) {
 	root := filepath.Join(dir, treeDir)
-	buf := make([]byte, ioSize)
 	files := 0
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -311,7 +310,7 @@ func readTree(ctx context.Context, w *workspace, dir string) (float64, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		got, err := readAll(path, buf)
+		got, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
@@ -336,29 +335,6 @@ func readTree(ctx context.Context, w *workspace, dir string) (float64, error) {
 		return 0, fmt.Errorf("read %d files of a tree of %d", files, w.srcFiles)
 	}
 	return float64(files), nil
-}
-
-// readAll reads the file at path into buf, grown as needed.
-func readAll(path string, buf []byte) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	n := 0
-	for {
-		if n == len(buf) {
-			buf = append(buf, make([]byte, len(buf))...)
-		}
-		c, err := f.Read(buf[n:])
-		n += c
-		if errors.Is(err, io.EOF) {
-			return buf[:n], nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
 }
 
 // createMany creates w.files empty files in one directory.

@@ -40,6 +40,10 @@ func (j *attrs) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 		return j.ns.GetAttr(ctx, ino)
 	}
 	j.wmu.Lock()
+	if s.Size == nil && j.da.deferLocked(ctx, ino, &s) {
+		j.wmu.Unlock() // a directory's: in the log (dirattr.go)
+		return j.ns.GetAttr(ctx, ino)
+	}
 	var row Attr
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		j.narrowLocked(ino) // its row alone: the caches keep the others

@@ -96,11 +96,12 @@ func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string
 	if j.unl.createPending(parent, name) {
 		return Attr{}, true, ErrExist
 	}
-	if j.unl.unlinkPending(parent, name) || j.unl.rmdirPending(parent) {
+	if j.unl.unlinkPending(parent, name) || j.unl.rmdirPending(parent) || j.unl.dirSetPending(parent) {
 		// The name is free once the unlink is applied, which must come
 		// first in the database: apply it now, and take this create
 		// the synchronous way. (In a directory a pending rmdir removes,
-		// that way finds no directory.)
+		// that way finds no directory. A pending change of the
+		// directory's attributes must come first too: dirattr.go.)
 		return Attr{}, false, nil
 	}
 	gen, cached := j.ns.cacheGen()
@@ -222,6 +223,12 @@ func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec
 	for _, r := range recs {
 		if r.fl != nil {
 			if r.fl.seq > flushed {
+				out = append(out, r)
+			}
+			continue
+		}
+		if r.set != nil {
+			if r.set.seq > flushed {
 				out = append(out, r)
 			}
 			continue

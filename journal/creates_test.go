@@ -277,15 +277,31 @@ func TestFoldedCreateKeepsParentRow(t *testing.T) {
 		if got := must[Attr](t)(j.GetAttr(bg, d.Ino)); got != want {
 			t.Fatalf("after a mkdir: getattr of the parent %+v, want the database's %+v", got, want)
 		}
-		// A create pending, then a chmod of the directory, whose
-		// transaction changes the parent's row after the folded create.
+		// A create pending, then a chmod of the directory, deferred
+		// behind it (dirattr.go); the fsync of a file folds both, the
+		// chmod after the create, into a commit that says it changes
+		// the file's row alone: the parent's row as the create left it
+		// must not reach the attribute cache.
 		time.Sleep(time.Millisecond)
 		must[Attr](t)(j.Mknod(bg, d.Ino, "h", sIFREG|0o644, 0, 0, 0))
+		time.Sleep(time.Millisecond)
 		mode := uint32(0o700)
 		must[Attr](t)(j.SetAttr(bg, d.Ino, SetAttr{Mode: &mode}))
+		pending := must[Attr](t)(j.GetAttr(bg, d.Ino))
+		time.Sleep(time.Millisecond)
+		f0 := must[Attr](t)(j.Lookup(bg, d.Ino, "f0"))
+		j.OpenFile(f0.Ino)
+		must[int](t)(j.WriteAt(bg, f0.Ino, []byte("more"), 4))
+		if err := j.Fsync(bg, f0.Ino); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(f0.Ino)
 		want = dbRow()
 		if want.Mode&0o7777 != 0o700 {
 			t.Fatalf("the parent's mode after a chmod: %o", want.Mode)
+		}
+		if pending != want {
+			t.Fatalf("while pending: getattr of the parent %+v, then the database's %+v", pending, want)
 		}
 		if got := must[Attr](t)(j.GetAttr(bg, d.Ino)); got != want {
 			t.Fatalf("after a chmod: getattr of the parent %+v, want the database's %+v", got, want)

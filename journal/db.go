@@ -285,7 +285,7 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		// Creates are made under wmu, unlinks under umu alone: the
 		// pending ones now are all the creates there will be until
 		// this commit, and maybe some unlinks.
-		if recs := j.unl.pending(); !slices.ContainsFunc(recs, func(r unlinkRec) bool { return !r.create && r.fl == nil }) {
+		if recs := j.unl.pending(); !slices.ContainsFunc(recs, func(r unlinkRec) bool { return !r.create && r.fl == nil && r.set == nil }) {
 			folded = recs
 		} else {
 			// That transaction says for itself which rows it changes:
@@ -315,6 +315,7 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	var applied []Ino     // rows the folded creates changed (their parents), and the folded flushes (their files)
 	var parentRows []Attr // and the parents' rows as they left them
 	j.unl.fa = flushApplied{}
+	j.unl.setsApplied = false
 	if len(folded) > 0 {
 		if applied, parentRows, err = j.applyFolded(ctx0, tx, folded); err != nil {
 			tx.Rollback()
@@ -330,6 +331,10 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		j.unl.fa = flushApplied{}
 		return fmt.Errorf("journal: commit: %w", err)
+	}
+	if j.unl.setsApplied {
+		// Before commitGen moves on (dirattr.go).
+		j.unl.dropSetsLocked(&j.flushGen, j.commitGen.Load()+1)
 	}
 	// After the commit: whoever reads the new value sees it.
 	gen := j.commitGen.Add(1)
@@ -361,16 +366,20 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// applyFolded applies the pending creates and flushes folded into the
-// transaction tx: the creates first (a flush's file may be one of them).
-// It returns the rows they changed, and the rows of the creates' parents
-// as they left them. wmu held.
+// applyFolded applies the pending creates, flushes and directory
+// changes folded into the transaction tx: the creates first (a flush's
+// file may be one of them), the directory changes last (dirattr.go). It
+// returns the rows they changed, and the rows of the creates' parents as
+// they left them. wmu held.
 func (j *core) applyFolded(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([]Ino, []Attr, error) {
-	var cr, fl []unlinkRec
+	var cr, fl, st []unlinkRec
 	for _, r := range recs {
-		if r.fl != nil {
+		switch {
+		case r.fl != nil:
 			fl = append(fl, r)
-		} else {
+		case r.set != nil:
+			st = append(st, r)
+		default:
 			cr = append(cr, r)
 		}
 	}
@@ -387,6 +396,15 @@ func (j *core) applyFolded(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([
 			return nil, nil, fmt.Errorf("journal: apply %d deferred flushes: %w", len(fl), err)
 		}
 		applied = append(applied, j.unl.fa.inos...)
+	}
+	if len(st) > 0 {
+		inos, err := j.da.apply(ctx, tx, st, maxFlushSeq(fl))
+		if err != nil {
+			return nil, nil, err
+		}
+		applied = append(applied, inos...)
+		// A parent's row as the creates left it is not the row now.
+		rows = slices.DeleteFunc(rows, func(a Attr) bool { return slices.Contains(inos, a.Ino) })
 	}
 	return applied, rows, nil
 }

@@ -379,14 +379,7 @@ func appendFlushPayload(p []byte, ino Ino, r *flushRec) []byte {
 // is not one this build writes.
 func decodeFlushPayload(p []byte) (ino Ino, r *flushRec, ok bool) {
 	at := 0
-	next := func() (uint64, bool) {
-		v, k := uvarint(p[at:])
-		if k <= 0 {
-			return 0, false
-		}
-		at += k
-		return v, true
-	}
+	next := func() (uint64, bool) { return nextUvarint(p, &at) }
 	var v [5]uint64
 	for i := range v {
 		var good bool

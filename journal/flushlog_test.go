@@ -209,10 +209,6 @@ func TestFlushRecRoundTrip(t *testing.T) {
 		{parent: 1, ino: 2, name: "a"},
 		{ino: 1 << 40, fl: &flushRec{seq: 1 << 50, cuts: []cut{}}},
 	}
-	var b []byte
-	for _, r := range recs {
-		b = appendUnlink(b, r)
-	}
 	same := func(a, b unlinkRec) bool {
 		if a.fl == nil || b.fl == nil {
 			return a.fl == nil && b.fl == nil && a == b
@@ -229,16 +225,7 @@ func TestFlushRecRoundTrip(t *testing.T) {
 		}
 		return true
 	}
-	got, n := decodeUnlinks(b)
-	if n != len(b) || len(got) != len(recs) {
-		t.Fatalf("decoded %d records of %d bytes, want %d of %d", len(got), n, len(recs), len(b))
-	}
-	for i := range recs {
-		if !same(got[i], recs[i]) {
-			t.Fatalf("record %d: %+v, want %+v", i, got[i], recs[i])
-		}
-	}
-	checkLogDamage(t, b, func(k int, r unlinkRec) bool { return same(r, recs[k]) })
+	checkRoundTrip(t, recs, same)
 }
 
 // TestDeferredFlushBounded: past flushLogGrow bytes of log a close

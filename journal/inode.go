@@ -219,6 +219,7 @@ func (j *inodeTable) regular(ctx context.Context, n *inode) error {
 // overlay applies unflushed size and times to an attribute read from the
 // database.
 func (j *inodeTable) overlay(a Attr) Attr {
+	a = j.unl.dirSetOverlay(a) // a directory's pending change (dirattr.go)
 	j.imu.Lock()
 	n := j.inodes[a.Ino]
 	j.imu.Unlock()

@@ -59,6 +59,9 @@ func (j *meta) metaPending(ctx context.Context, ino Ino) (bool, error) {
 	if _, ok := j.unl.createdAttr(ino); ok {
 		return true, nil // a deferred create: its rows are not even written
 	}
+	if j.unl.dirSetPending(ino) {
+		return true, nil // a directory's deferred change (dirattr.go)
+	}
 	p := &j.pending
 	p.mu.Lock()
 	defer p.mu.Unlock()

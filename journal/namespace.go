@@ -203,15 +203,20 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	if a, ok := j.unl.createdAttr(ino); ok {
 		return j.it.overlay(a), nil
 	}
-	// Before the read: an apply in between writes these times.
+	// Before the read: an apply in between writes these times. A
+	// pending change of the directory's times comes after them
+	// (dirattr.go), before the read or after it.
 	pend, pending := j.unl.dirPendTime(ino)
+	set0, _ := j.unl.dirSet(ino)
 	for try := 0; ; try++ {
 		gen, cached := j.cacheGen()
 		a, err := j.getAttrOnce(ctx, ino, gen, cached)
 		if err != nil || try > 0 || !j.flushedSince(gen) {
 			if pending && err == nil && pend > a.Mtime.UnixNano() {
-				a.Mtime = time.Unix(0, pend)
-				a.Ctime = a.Mtime
+				if set1, _ := j.unl.dirSet(ino); (set0.has|set1.has)&setHasMtime == 0 {
+					a.Mtime = time.Unix(0, pend)
+					a.Ctime = time.Unix(0, max(pend, a.Ctime.UnixNano()))
+				}
 			}
 			if pending && err == nil {
 				a.Nlink -= uint32(j.unl.rmdirsIn(ino))

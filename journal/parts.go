@@ -28,6 +28,7 @@ package journal
 //	             the goroutine that applies them (unlinks.go)
 //	keeper       small blocks kept in the database after their upload
 //	             (kept.go)
+//	dirAttrs     deferred attribute changes of directories (dirattr.go)
 //
 // Every part embeds *core (shared's own fields, with the database layer's
 // methods), so a method's body reaches the shared fields and the database
@@ -56,6 +57,7 @@ type parts struct {
 	md *meta
 	ul *unlinks
 	kp *keeper
+	da *dirAttrs
 }
 
 // core is the shared state with the database layer's methods: the same
@@ -78,6 +80,7 @@ type (
 	meta        struct{ *core }
 	unlinks     struct{ *core }
 	keeper      struct{ *core }
+	dirAttrs    struct{ *core }
 )
 
 // newShared returns s with its parts made, each pointing at s.
@@ -98,6 +101,7 @@ func newShared(s *shared) *shared {
 		md: &meta{c},
 		ul: &unlinks{c},
 		kp: &keeper{c},
+		da: &dirAttrs{c},
 	}
 	return s
 }

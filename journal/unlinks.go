@@ -62,6 +62,9 @@ type unlinkRec struct {
 	t      int64
 	// fl, for a deferred flush of ino (flushlog.go): no parent, no name.
 	fl *flushRec
+	// set, for a deferred SetAttr of directory ino (dirattr.go): no
+	// parent, no name.
+	set *setRec
 }
 
 type dirName struct {
@@ -110,6 +113,12 @@ type unlinkQueue struct {
 	flushSeq uint64
 	toClean  []*flushRec
 	fa       flushApplied
+	// Deferred changes of directories' attributes (dirattr.go), under
+	// umu: merged, by directory; setN is len(sets), for a look without
+	// umu. setsApplied (wmu): the transaction under way applied them.
+	sets        map[Ino]setRec
+	setN        atomic.Int64
+	setsApplied bool
 }
 
 // pendCount is how many pending unlinks (rmdirs included), rmdirs and
@@ -183,6 +192,16 @@ func (q *unlinkQueue) addPendingLocked(r unlinkRec, now int64) {
 		q.unlN.Store(int64(len(q.unlRecs)))
 		return
 	}
+	if r.set != nil {
+		if q.sets == nil {
+			q.sets = map[Ino]setRec{}
+		}
+		q.sets[r.ino] = q.sets[r.ino].merge(*r.set)
+		q.setN.Store(int64(len(q.sets)))
+		q.unlRecs = append(q.unlRecs, r)
+		q.unlN.Store(int64(len(q.unlRecs)))
+		return
+	}
 	q.inDir[r.parent] = q.inDir[r.parent].add(r, 1)
 	if r.dir {
 		q.rmdirs[r.ino] = struct{}{}
@@ -222,6 +241,9 @@ func (j *unlinks) dropApplied(n int) {
 			q.flushB -= r.fl.logB
 			continue
 		}
+		if r.set != nil {
+			continue // forgotten at the commit that applied it (dropSetsLocked)
+		}
 		if r.create {
 			delete(q.crNames, dirName{r.parent, r.name})
 			delete(q.crAttrs, r.ino)
@@ -243,7 +265,7 @@ func (j *unlinks) dropApplied(n int) {
 	if len(q.unlRecs) > 0 {
 		left := make(map[Ino]struct{}, len(q.unlDirs))
 		for _, r := range q.unlRecs {
-			if r.fl == nil {
+			if r.fl == nil && r.set == nil {
 				left[r.parent] = struct{}{}
 			}
 		}
@@ -362,10 +384,14 @@ func (j *unlinks) warnUnapplied(ctx context.Context) error {
 	if recs, err = j.replayable(ctx, recs); err != nil {
 		return err
 	}
-	creates, unlinks, flushes := 0, 0, 0
+	creates, unlinks, flushes, sets := 0, 0, 0, 0
 	for _, r := range recs {
 		if r.fl != nil {
 			flushes++
+			continue
+		}
+		if r.set != nil {
+			sets++
 			continue
 		}
 		if r.create {
@@ -381,9 +407,9 @@ func (j *unlinks) warnUnapplied(ctx context.Context) error {
 			return fmt.Errorf("journal: read the unlink log: %w", err)
 		}
 	}
-	if creates+unlinks+flushes > 0 {
-		j.log.Warn("journal: the drive stopped before it applied its last creates, deletes and closed files; this read-only mount shows the drive without them. Mount it read-write once to apply them",
-			"creates", creates, "unlinks", unlinks, "closed_files", flushes)
+	if creates+unlinks+flushes+sets > 0 {
+		j.log.Warn("journal: the drive stopped before it applied its last creates, deletes, closed files and folder attribute changes; this read-only mount shows the drive without them. Mount it read-write once to apply them",
+			"creates", creates, "unlinks", unlinks, "closed_files", flushes, "folder_changes", sets)
 	}
 	return nil
 }
@@ -424,8 +450,10 @@ func (j *unlinks) deferUnlink(ctx context.Context, parent Ino, name string) (boo
 	}
 	q := &j.unl
 	q.umu.Lock()
-	if q.ulog == nil || len(q.unlRecs) >= unlinkMax {
-		// Full: the synchronous unlink applies them first.
+	if _, set := q.sets[parent]; set || q.ulog == nil || len(q.unlRecs) >= unlinkMax {
+		// Full, or parent's pending attribute change must be applied
+		// before the unlink changes its times (dirattr.go): the
+		// synchronous unlink applies what is pending first.
 		q.umu.Unlock()
 		return false, nil
 	}
@@ -467,7 +495,8 @@ func (j *unlinks) deferRmdirLocked(ctx context.Context, parent Ino, name string)
 	q := &j.unl
 	q.umu.Lock()
 	c := q.inDir[a.Ino]
-	full := q.ulog == nil || len(q.unlRecs) >= unlinkMax
+	_, set := q.sets[parent] // applied first (dirattr.go)
+	full := set || q.ulog == nil || len(q.unlRecs) >= unlinkMax
 	q.umu.Unlock()
 	if held || full || c.creates > 0 {
 		return false, nil
@@ -618,9 +647,11 @@ func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) erro
 // something holds, for the reaper. wmu and imu held, within txLocked's
 // fn.
 func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr *freed) ([]Ino, error) {
-	var unl, rmd, cr, fl []unlinkRec
+	var unl, rmd, cr, fl, st []unlinkRec
 	for _, r := range recs {
 		switch {
+		case r.set != nil:
+			st = append(st, r)
 		case r.fl != nil:
 			fl = append(fl, r)
 		case r.create:
@@ -660,6 +691,14 @@ func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr 
 			return nil, err
 		}
 		j.narrowLocked(j.unl.fa.inos...)
+	}
+	// After everything that changes a directory's times (dirattr.go).
+	if len(st) > 0 {
+		inos, err := j.da.apply(ctx, tx, st, maxFlushSeq(fl))
+		if err != nil {
+			return nil, err
+		}
+		j.narrowLocked(inos...)
 	}
 	return held, nil
 }
@@ -819,9 +858,10 @@ func (j *unlinks) unlinker(ctx context.Context) {
 // CRC-32C (4 bytes, little-endian). An unlink's and an rmdir's payload is
 // parent and inode as uvarints, then the name; a create's is parent,
 // inode, mode, uid, gid and time (nanoseconds) as uvarints, then the
-// name. A close's record ('f') is in flushlog.go. (A build from before
-// rmdirs, or closes, were deferred stops at a 'd', or 'f', record as at a
-// torn one.)
+// name. A close's record ('f') is in flushlog.go, a directory's
+// attribute change ('s') in dirattr.go. (A build from before rmdirs,
+// closes or attribute changes were deferred stops at a 'd', 'f' or 's'
+// record as at a torn one.)
 const (
 	unlinkMagic = 'u'
 	rmdirMagic  = 'd'
@@ -831,9 +871,15 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func appendUnlink(b []byte, r unlinkRec) []byte {
-	if r.fl != nil {
-		p := appendFlushPayload(nil, r.ino, r.fl)
-		b = append(b, flushMagic)
+	if r.fl != nil || r.set != nil {
+		var p []byte
+		magic := byte(flushMagic)
+		if r.fl != nil {
+			p = appendFlushPayload(nil, r.ino, r.fl)
+		} else {
+			p, magic = appendSetPayload(nil, r.ino, r.set), setMagic
+		}
+		b = append(b, magic)
 		b = binary.AppendUvarint(b, uint64(len(p)))
 		b = append(b, p...)
 		return binary.LittleEndian.AppendUint32(b, crc32.Checksum(p, castagnoli))
@@ -865,7 +911,7 @@ func appendUnlink(b []byte, r unlinkRec) []byte {
 func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 	for n < len(b) {
 		rest := b[n:]
-		if rest[0] != unlinkMagic && rest[0] != rmdirMagic && rest[0] != createMagic && rest[0] != flushMagic {
+		if rest[0] != unlinkMagic && rest[0] != rmdirMagic && rest[0] != createMagic && rest[0] != flushMagic && rest[0] != setMagic {
 			return recs, n
 		}
 		l, k := uvarint(rest[1:])
@@ -876,12 +922,18 @@ func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 		if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(rest[1+k+int(l):]) {
 			return recs, n
 		}
-		if rest[0] == flushMagic {
-			ino, fr, ok := decodeFlushPayload(p)
+		if rest[0] == flushMagic || rest[0] == setMagic {
+			var r unlinkRec
+			var ok bool
+			if rest[0] == flushMagic {
+				r.ino, r.fl, ok = decodeFlushPayload(p)
+			} else {
+				r.ino, r.set, ok = decodeSetPayload(p)
+			}
 			if !ok {
 				return recs, n
 			}
-			recs = append(recs, unlinkRec{ino: ino, fl: fr})
+			recs = append(recs, r)
 			n += 1 + k + int(l) + 4
 			continue
 		}
@@ -918,6 +970,16 @@ func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 		n += 1 + k + int(l) + 4
 	}
 	return recs, n
+}
+
+// nextUvarint reads a uvarint at *at in p and moves *at past it.
+func nextUvarint(p []byte, at *int) (uint64, bool) {
+	v, k := uvarint(p[*at:])
+	if k <= 0 {
+		return 0, false
+	}
+	*at += k
+	return v, true
 }
 
 // uvarint is binary.Uvarint that refuses an encoding longer than needed,

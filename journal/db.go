@@ -332,12 +332,11 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		j.unl.fa = flushApplied{}
 		return fmt.Errorf("journal: commit: %w", err)
 	}
-	if j.unl.setsApplied {
-		// Before commitGen moves on (dirattr.go).
-		j.unl.dropSetsLocked(&j.flushGen, j.commitGen.Load()+1)
-	}
 	// After the commit: whoever reads the new value sees it.
 	gen := j.commitGen.Add(1)
+	if j.unl.setsApplied {
+		j.unl.dropSetsLocked(&j.flushGen, gen) // dirattr.go
+	}
 	if len(folded) > 0 {
 		j.ul.dropApplied(len(folded))
 	}

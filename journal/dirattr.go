@@ -36,10 +36,15 @@ import (
 //     would undo a later one).
 //
 // It is deferred under wmu, so a transaction that applies the pending
-// records applies every pending change: after its commit and before
-// commitGen moves on, the changes are dropped from memory
-// (dropSetsLocked), and flushGen tells a read that began before the
-// commit to read once more (flushedSince), as after a flush.
+// records applies every pending change: right after its commit, the
+// changes are dropped from memory (dropSetsLocked), and flushGen tells
+// a read that began before the commit to read once more (flushedSince),
+// as after a flush. In between, a read of the committed row may find
+// the change still pending and lay it over the row again: the same
+// values, unless the transaction went on to change the directory (a
+// mkdir or rename in it, which applied the change first), whose call
+// has not returned yet then; the kernel drops the directory's cached
+// attributes when it does.
 //
 // A kill -9 after the SetAttr returned loses nothing (the kernel has the
 // log's write); a power cut may lose the last second of them, as of any
@@ -152,11 +157,11 @@ func decodeSetPayload(p []byte) (ino Ino, r *setRec, ok bool) {
 	at := 0
 	next := func() (uint64, bool) { return nextUvarint(p, &at) }
 	i, good := next()
-	if !good || i == 0 {
+	if !good || i == 0 || i > math.MaxInt64 {
 		return 0, nil, false
 	}
 	seq, good := next()
-	if !good || seq == 0 || at >= len(p) || p[at]&^setHasAll != 0 {
+	if !good || seq == 0 || seq > math.MaxInt64 || at >= len(p) || p[at]&^setHasAll != 0 {
 		return 0, nil, false
 	}
 	r = &setRec{seq: seq, has: p[at]}
@@ -278,13 +283,19 @@ func maxFlushSeq(recs []unlinkRec) uint64 {
 }
 
 // dropSetsLocked forgets the pending directory changes once the
-// transaction that applied them all has committed, before commitGen
-// moves on: a read that began before it reads once more (flushedSince),
-// and one that begins after it finds them in the row. wmu held.
-func (q *unlinkQueue) dropSetsLocked(flushGen *atomic.Uint64, next uint64) {
+// transaction that applied them all has committed (gen), with the
+// pending times of the directories they change: every record pending in
+// such a directory was applied with them (none is deferred behind a
+// change), and the row has the change's times, which GetAttr must not
+// replace with those until dropApplied forgets the records. A read that
+// began before the commit reads once more (flushedSince). wmu held.
+func (q *unlinkQueue) dropSetsLocked(flushGen *atomic.Uint64, gen uint64) {
 	q.umu.Lock()
 	defer q.umu.Unlock()
-	flushGen.Store(next)
+	raiseGen(flushGen, gen)
+	for ino := range q.sets {
+		delete(q.unlDirs, ino)
+	}
 	clear(q.sets)
 	q.setN.Store(0)
 	q.setsApplied = false

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -265,5 +266,42 @@ func TestDirSetAttrConcurrentApply(t *testing.T) {
 		if a := dbAttr(t, j, inos[d]); !a.Mtime.Equal(base.Add(rounds * time.Second)) {
 			t.Fatalf("dir %d: the database's mtime %v, want the last one set", d, a.Mtime)
 		}
+	}
+}
+
+// TestDirSetAttrBetweenCommitAndForget: after the transaction that
+// applied a create in a directory and then the directory's change has
+// committed, and before the applied records are forgotten, GetAttr
+// shows the change's mtime, not the create's pending time.
+func TestDirSetAttrBetweenCommitAndForget(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	j := e.j
+	dir := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+	must[Attr](t)(j.Mknod(bg, dir.Ino, "f", 0o644, 0, 0, 0))
+	mtime := time.Unix(1600000000, 0)
+	must[Attr](t)(j.SetAttr(bg, dir.Ino, SetAttr{Mtime: &mtime}))
+	// txApplyingLocked, stopped before dropApplied.
+	j.wmu.Lock()
+	recs := j.unl.pending()
+	j.unl.unlApplying = true
+	var fr freed
+	j.imu.Lock()
+	err := j.c.txLocked(bg, func(tx *sql.Tx) error {
+		_, err := j.ul.applyTx(bg, tx, recs, &fr)
+		return err
+	})
+	j.imu.Unlock()
+	j.unl.unlApplying = false
+	a, gerr := j.GetAttr(bg, dir.Ino)
+	j.ul.dropApplied(len(recs))
+	j.wmu.Unlock()
+	if err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if !a.Mtime.Equal(mtime) {
+		t.Fatalf("between the commit and the forgetting, GetAttr shows mtime %v, want %v", a.Mtime, mtime)
+	}
+	if a := must[Attr](t)(j.GetAttr(bg, dir.Ino)); !a.Mtime.Equal(mtime) {
+		t.Fatalf("after: mtime %v, want %v", a.Mtime, mtime)
 	}
 }

@@ -297,7 +297,7 @@ func (j *flusher) updateFlushed(ctx context.Context, tx *sql.Tx, ino Ino, size, 
 // them: size is the size that commit stored. n.mu held.
 func (j *flusher) cleanLocked(n *inode, size int64) {
 	// Before attrDirty and pend are cleared below (see flushedSince).
-	j.flushGen.Store(j.commitGen.Load())
+	raiseGen(&j.flushGen, j.commitGen.Load())
 	j.qmu.Lock()
 	j.dirtyB -= int64(len(n.dirty)) * j.bs
 	j.up.signalFreeLocked()
@@ -387,7 +387,7 @@ func decodeFlushPayload(p []byte) (ino Ino, r *flushRec, ok bool) {
 			return 0, nil, false
 		}
 	}
-	if v[0] == 0 || v[1] == 0 || v[2] > math.MaxInt64 || at >= len(p) {
+	if v[0] == 0 || v[0] > math.MaxInt64 || v[1] == 0 || v[1] > math.MaxInt64 || v[2] > math.MaxInt64 || at >= len(p) {
 		return 0, nil, false
 	}
 	r = &flushRec{seq: v[1], size: int64(v[2]), mtime: unzigzag(v[3]), ctime: unzigzag(v[4])}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,6 +87,17 @@ func (j *namespace) Lookup(ctx context.Context, parent Ino, name string) (Attr, 
 // flush and then found the in-memory attributes gone (the flush clears
 // them after its commit): GetAttr and Lookup read once more.
 func (j *namespace) flushedSince(gen uint64) bool { return j.flushGen.Load() > gen }
+
+// raiseGen sets g to v unless it is past v already: flushGen only goes
+// up, whoever stores it first (a flush's clean runs without wmu).
+func raiseGen(g *atomic.Uint64, v uint64) {
+	for {
+		old := g.Load()
+		if old >= v || g.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
 
 func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen uint64, cached bool) (Attr, error) {
 	if a, ok := j.la.get(parent, name, gen); ok && cached {
@@ -207,16 +219,19 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	// pending change of the directory's times comes after them
 	// (dirattr.go), before the read or after it.
 	pend, pending := j.unl.dirPendTime(ino)
-	set0, _ := j.unl.dirSet(ino)
+	set0, set := j.unl.dirSet(ino)
 	for try := 0; ; try++ {
 		gen, cached := j.cacheGen()
 		a, err := j.getAttrOnce(ctx, ino, gen, cached)
 		if err != nil || try > 0 || !j.flushedSince(gen) {
 			if pending && err == nil && pend > a.Mtime.UnixNano() {
-				if set1, _ := j.unl.dirSet(ino); (set0.has|set1.has)&setHasMtime == 0 {
+				set1, set2 := j.unl.dirSet(ino)
+				if (set0.has|set1.has)&setHasMtime == 0 {
 					a.Mtime = time.Unix(0, pend)
-					a.Ctime = time.Unix(0, max(pend, a.Ctime.UnixNano()))
 				}
+				if !set && !set2 {
+					a.Ctime = a.Mtime
+				} // else the change's, applied after the times
 			}
 			if pending && err == nil {
 				a.Nlink -= uint32(j.unl.rmdirsIn(ino))

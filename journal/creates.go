@@ -218,6 +218,10 @@ func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec
 	if err != nil {
 		return nil, fmt.Errorf("journal: replay the unlink log: %w", err)
 	}
+	setsApplied, err := j.seqApplied(ctx, "dirset_seq")
+	if err != nil {
+		return nil, fmt.Errorf("journal: replay the unlink log: %w", err)
+	}
 	out := recs[:0]
 	made := map[dirName]bool{} // names the records before made (true) or freed (false)
 	for _, r := range recs {
@@ -228,7 +232,7 @@ func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec
 			continue
 		}
 		if r.set != nil {
-			if r.set.seq > flushed {
+			if r.set.seq > setsApplied {
 				out = append(out, r)
 			}
 			continue

@@ -281,12 +281,19 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	// create with its data); with unlinks, in a transaction of their
 	// own, which holds imu.
 	var folded []unlinkRec
+	foldN, light := 0, j.foldLight
+	j.foldLight = false
 	if j.unl.unlN.Load() > 0 && !j.unl.unlApplying {
 		// Creates are made under wmu, unlinks under umu alone: the
 		// pending ones now are all the creates there will be until
 		// this commit, and maybe some unlinks.
 		if recs := j.unl.pending(); !slices.ContainsFunc(recs, func(r unlinkRec) bool { return !r.create && r.fl == nil && r.set == nil }) {
-			folded = recs
+			folded, foldN = recs, len(recs)
+			if light {
+				// The caller changes no file's row or data: the closes
+				// stay pending for the unlinker, off the caller's path.
+				folded = slices.DeleteFunc(slices.Clone(recs), func(r unlinkRec) bool { return r.fl != nil })
+			}
 		} else {
 			// That transaction says for itself which rows it changes:
 			// this one's scope is not its.
@@ -338,7 +345,11 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		j.unl.dropSetsLocked(&j.flushGen, gen) // dirattr.go
 	}
 	if len(folded) > 0 {
-		j.ul.dropApplied(len(folded))
+		if len(folded) == foldN {
+			j.ul.dropApplied(foldN)
+		} else {
+			j.ul.dropAppliedOf(foldN, func(r unlinkRec) bool { return r.fl == nil })
+		}
 	}
 	if keep := j.keptRows(scope, applied); len(keep) > 0 {
 		j.ac.carry(gen-1, gen, keep...)
@@ -397,7 +408,7 @@ func (j *core) applyFolded(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([
 		applied = append(applied, j.unl.fa.inos...)
 	}
 	if len(st) > 0 {
-		inos, err := j.da.apply(ctx, tx, st, maxFlushSeq(fl))
+		inos, err := j.da.apply(ctx, tx, st)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -30,10 +30,13 @@ import (
 //     deferRmdirLocked take the synchronous way, whose transaction
 //     applies the change first). Every other change of the directory,
 //     a rename, a mkdir or a link in it, commits after applying it too;
-//   - a record is applied exactly once, like a close's: it takes its
-//     number from the same sequence (flush_seq in meta), and Open
-//     replays only the records above it (an old change applied again
-//     would undo a later one).
+//   - a record is applied exactly once, like a close's: it takes a
+//     number of its own sequence, the transaction that applies it writes
+//     the number to meta (dirset_seq), and Open replays only the records
+//     above it (an old change applied again would undo a later one). The
+//     sequence is not the closes' (flush_seq): a mkdir applies the
+//     pending creates and changes and leaves the closes pending (db.go,
+//     foldLight).
 //
 // It is deferred under wmu, so a transaction that applies the pending
 // records applies every pending change: right after its commit, the
@@ -225,23 +228,24 @@ func (j *dirAttrs) deferLocked(ctx context.Context, ino Ino, s *SetAttr) bool {
 		return false
 	}
 	r := newSetRec(s)
-	r.seq = q.flushSeq + 1
+	r.seq = q.setSeq + 1
 	if !j.ul.logLocked(unlinkRec{ino: ino, set: &r}, nowNS()) {
 		return false
 	}
-	q.flushSeq = r.seq
+	q.setSeq = r.seq
 	q.kick()
 	return true
 }
 
 // apply applies recs, pending directory changes in the log's order, in
-// tx, after every other kind of record of their batch; floor is the
-// largest sequence number of the batch's closes (applyFlushRecs wrote
-// it as flush_seq). A record whose inode is gone or is no directory does
-// nothing. It returns the rows it changed. wmu held, in a transaction.
-func (j *dirAttrs) apply(ctx context.Context, tx *sql.Tx, recs []unlinkRec, floor uint64) ([]Ino, error) {
+// tx, after the records of other kinds that it applies (none of which is
+// in their directories after them), and writes the last one's sequence
+// number to meta (dirset_seq). A record whose inode is gone or is no
+// directory does nothing. It returns the rows it changed. wmu held, in a
+// transaction.
+func (j *dirAttrs) apply(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([]Ino, error) {
 	inos := make([]Ino, 0, len(recs))
-	last := floor
+	var last uint64
 	for _, ur := range recs {
 		r := ur.set
 		last = max(last, r.seq)
@@ -262,24 +266,11 @@ func (j *dirAttrs) apply(ctx context.Context, tx *sql.Tx, recs []unlinkRec, floo
 		}
 		inos = append(inos, ur.ino)
 	}
-	if last > floor {
-		if _, err := j.texec(ctx, tx, `INSERT OR REPLACE INTO meta(key, value) VALUES('flush_seq', ?)`, strconv.FormatUint(last, 10)); err != nil {
-			return nil, err
-		}
+	if _, err := j.texec(ctx, tx, `INSERT OR REPLACE INTO meta(key, value) VALUES('dirset_seq', ?)`, strconv.FormatUint(last, 10)); err != nil {
+		return nil, err
 	}
 	j.unl.setsApplied = true
 	return inos, nil
-}
-
-// maxFlushSeq is the largest sequence number of the closes in recs.
-func maxFlushSeq(recs []unlinkRec) uint64 {
-	var m uint64
-	for _, r := range recs {
-		if r.fl != nil {
-			m = max(m, r.fl.seq)
-		}
-	}
-	return m
 }
 
 // dropSetsLocked forgets the pending directory changes once the

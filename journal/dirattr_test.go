@@ -305,3 +305,55 @@ func TestDirSetAttrBetweenCommitAndForget(t *testing.T) {
 		t.Fatalf("after: mtime %v, want %v", a.Mtime, mtime)
 	}
 }
+
+// TestMkdirLeavesClosesPending: a mkdir's transaction applies the
+// pending creates and directory changes (it must: their inode numbers
+// and parents' times come first) but leaves the pending closes to the
+// unlinker, off the mkdir's path; the file reads the same all along.
+func TestMkdirLeavesClosesPending(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	j := e.j
+	f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	j.OpenFile(f.Ino)
+	must[int](t)(j.WriteAt(bg, f.Ino, []byte("data"), 0))
+	if err := j.Flush(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	j.ReleaseFile(f.Ino)
+	mtime := time.Unix(1600000000, 0)
+	must[Attr](t)(j.SetAttr(bg, RootIno, SetAttr{Mtime: &mtime}))
+	if n := j.unl.unlN.Load(); n != 3 {
+		t.Fatalf("%d records pending, want the create, the close and the root's change", n)
+	}
+	d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+	if n := j.unl.unlN.Load(); n != 1 || j.unl.pending()[0].fl == nil {
+		t.Fatalf("after the mkdir %d records pending, want the close alone", n)
+	}
+	if a := dbAttr(t, j, f.Ino); a.Size != 0 {
+		t.Fatalf("the file's row after the mkdir: size %d, want 0 (its close pending)", a.Size)
+	}
+	if a := dbAttr(t, j, RootIno); a.Nlink != 3 || a.Mtime.Equal(mtime) {
+		t.Fatalf("the root's row after the mkdir: nlink %d, mtime %v (the change applied, then the mkdir's time)", a.Nlink, a.Mtime)
+	}
+	if a := must[Attr](t)(j.GetAttr(bg, f.Ino)); a.Size != 4 {
+		t.Fatalf("the file's size while its close is pending: %d", a.Size)
+	}
+	if got := readAll(t, j, f.Ino); string(got) != "data" {
+		t.Fatalf("the file reads %q while its close is pending", got)
+	}
+	applyUnlinks(t, j)
+	if a := dbAttr(t, j, f.Ino); a.Size != 4 {
+		t.Fatalf("the file's row after the apply: size %d", a.Size)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	e.open()
+	if got := readAll(t, e.j, f.Ino); string(got) != "data" {
+		t.Fatalf("after reopen the file reads %q", got)
+	}
+	if _, err := e.j.Lookup(bg, RootIno, "d"); err != nil || d.Ino == 0 {
+		t.Fatal(err)
+	}
+}

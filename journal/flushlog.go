@@ -453,8 +453,14 @@ func decodeFlushPayload(p []byte) (ino Ino, r *flushRec, ok bool) {
 // flushSeqApplied is the sequence number of the last deferred flush
 // applied (meta's flush_seq), 0 before the first.
 func (j *unlinks) flushSeqApplied(ctx context.Context) (uint64, error) {
+	return j.seqApplied(ctx, "flush_seq")
+}
+
+// seqApplied is meta's key, a sequence number of the unlink log's
+// records (flush_seq, dirset_seq), 0 before the first.
+func (j *unlinks) seqApplied(ctx context.Context, key string) (uint64, error) {
 	var v string
-	err := j.qrow(ctx, `SELECT value FROM meta WHERE key = 'flush_seq'`).Scan(&v)
+	err := j.qrow(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -463,7 +469,7 @@ func (j *unlinks) flushSeqApplied(ctx context.Context) (uint64, error) {
 	}
 	seq, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("meta flush_seq %q: %w", v, err)
+		return 0, fmt.Errorf("meta %s %q: %w", key, v, err)
 	}
 	return seq, nil
 }

@@ -159,6 +159,7 @@ type shared struct {
 	created   created      // guarded by imu
 	scope     Ino          // of the running transaction; guarded by wmu (scopeLocked)
 	narrow    []Ino        // set by the running transaction; guarded by wmu (narrowLocked)
+	foldLight bool         // the next transaction folds creates and directory changes only; guarded by wmu (txLocked)
 	ents      entryChanges // said by the running transaction; guarded by wmu
 	names     nameSets
 	st        stmts

@@ -335,7 +335,8 @@ func (j *namespace) create(ctx context.Context, parent Ino, name string, mode, r
 	// is a directory), the inode, the entry (whose UNIQUE(parent, name)
 	// says whether the name is taken); the reply is built from what was
 	// inserted rather than read back.
-	j.unl.crNext = 0 // AUTOINCREMENT takes the number
+	j.unl.crNext = 0   // AUTOINCREMENT takes the number
+	j.foldLight = true // no file's row but the new one
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		now := nowNS()
 		nlink, dl := 1, 0

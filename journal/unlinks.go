@@ -119,6 +119,7 @@ type unlinkQueue struct {
 	sets        map[Ino]setRec
 	setN        atomic.Int64
 	setsApplied bool
+	setSeq      uint64 // the last sequence number given (meta's dirset_seq once applied)
 }
 
 // pendCount is how many pending unlinks (rmdirs included), rmdirs and
@@ -233,10 +234,22 @@ func (q *unlinkQueue) pending() []unlinkRec {
 // directory that still has pending unlinks keeps its newest time, which
 // the apply wrote as its mtime.
 func (j *unlinks) dropApplied(n int) {
+	j.dropAppliedOf(n, nil)
+}
+
+// dropAppliedOf is dropApplied when of the first n pending records only
+// those for which applied is true (all: nil) were applied; the others
+// stay pending, in their order.
+func (j *unlinks) dropAppliedOf(n int, applied func(unlinkRec) bool) {
 	q := &j.unl
 	q.umu.Lock()
 	defer q.umu.Unlock()
+	kept := q.unlRecs[:0]
 	for _, r := range q.unlRecs[:n] {
+		if applied != nil && !applied(r) {
+			kept = append(kept, r)
+			continue
+		}
 		if r.fl != nil {
 			q.flushB -= r.fl.logB
 			continue
@@ -259,7 +272,7 @@ func (j *unlinks) dropApplied(n int) {
 			q.inDir[r.parent] = c
 		}
 	}
-	q.unlRecs = q.unlRecs[:copy(q.unlRecs, q.unlRecs[n:])]
+	q.unlRecs = append(kept, q.unlRecs[n:]...)
 	q.unlN.Store(int64(len(q.unlRecs)))
 	q.crN.Store(int64(len(q.crAttrs)))
 	if len(q.unlRecs) > 0 {
@@ -348,8 +361,12 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("journal: read the unlink log's state: %w", err)
 	}
+	setSeq, err := j.seqApplied(ctx, "dirset_seq")
+	if err != nil {
+		return fmt.Errorf("journal: read the unlink log's state: %w", err)
+	}
 	j.unl.umu.Lock()
-	j.unl.flushSeq = seq
+	j.unl.flushSeq, j.unl.setSeq = seq, setSeq
 	j.unl.umu.Unlock()
 	if len(b) > 0 {
 		// Emptied at once, whatever its size: appends must not follow
@@ -694,7 +711,7 @@ func (j *unlinks) applyTx(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr 
 	}
 	// After everything that changes a directory's times (dirattr.go).
 	if len(st) > 0 {
-		inos, err := j.da.apply(ctx, tx, st, maxFlushSeq(fl))
+		inos, err := j.da.apply(ctx, tx, st)
 		if err != nil {
 			return nil, err
 		}

@@ -127,7 +127,7 @@ func (j *writeBehind) behind(n *inode) {
 		n.mu.Unlock()
 		var c cut
 		if err == nil {
-			c, err = j.fl.cutPlain(ctx, idx, plain, true)
+			c, err = j.fl.cutPlain(ctx, idx, plain, true, false)
 		}
 		if pb != nil && c.plain == nil {
 			plainBufs.Put(pb) // sealed and staged: the bytes are not needed

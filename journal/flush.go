@@ -27,6 +27,7 @@ type cut struct {
 	tmp      string // sealed bytes staged under a temporary name
 	inline   []byte // or, for a small block, the sealed bytes to stage in the database
 	plain    []byte // kept only when deduplicated (tmp and inline empty), to seal late if the block vanished
+	unsealed []byte // or, for a new small block of a close to be logged, its plain bytes: sealed when the close is applied (flushlog.go)
 	staged   uint64 // or: the inode number of its file at its staging name (stageDirect), until a commit takes it
 }
 
@@ -88,7 +89,10 @@ func (j *flusher) flushHowLocked(ctx context.Context, n *inode, durable, mayLog 
 		j.bigFlushes.Add(1)
 		defer j.bigFlushes.Add(-1)
 	}
-	cuts, err := j.prepCuts(ctx, n, idxs, size)
+	// A close that may be logged leaves its small new blocks unsealed:
+	// the apply seals them, off the close's path (flushlog.go).
+	mayDefer := mayLog && !durable && size <= flushMaxSize
+	cuts, err := j.prepCuts(ctx, n, idxs, size, mayDefer)
 	cleanup := func() {
 		for _, c := range cuts {
 			if c.tmp != "" {
@@ -104,10 +108,19 @@ func (j *flusher) flushHowLocked(ctx context.Context, n *inode, durable, mayLog 
 	var added []qitem
 	// A file with no block map rows has no old blocks to replace or drop.
 	fresh := n.mapEmpty
-	if mayLog && !durable && size <= flushMaxSize && loggable(cuts) {
+	if mayDefer && loggable(cuts) {
 		r := &flushRec{size: size, mtime: mtime, ctime: ctime, pend: pend, cuts: cuts, fresh: fresh}
 		if j.ul.logFlushLocked(n, r) {
 			return nil
+		}
+	}
+	for i := range cuts { // not logged after all: sealed here, outside wmu
+		if c := &cuts[i]; c.unsealed != nil {
+			if err := j.stageSealed(c, c.unsealed, false); err != nil {
+				cleanup()
+				return err
+			}
+			c.unsealed = nil
 		}
 	}
 	// An open inode's row lives until reclaim, which waits for n.mu.
@@ -250,7 +263,7 @@ const flushWorkers = 4
 // idxs of n (sorted), several at a time. The cuts come back in idxs order;
 // on error the caller removes the temporary files of those returned. n.mu
 // held.
-func (j *flusher) prepCuts(ctx context.Context, n *inode, idxs []int64, size int64) ([]cut, error) {
+func (j *flusher) prepCuts(ctx context.Context, n *inode, idxs []int64, size int64, late bool) ([]cut, error) {
 	cuts := make([]cut, len(idxs))
 	one := func(i int) error {
 		idx := idxs[i]
@@ -264,7 +277,7 @@ func (j *flusher) prepCuts(ctx context.Context, n *inode, idxs []int64, size int
 		if err := n.f.readFull(plain, idx*j.bs); err != nil {
 			return fmt.Errorf("journal: read dirty data of inode %d: %w", n.ino, err)
 		}
-		c, err := j.cutPlain(ctx, idx, plain, false)
+		c, err := j.cutPlain(ctx, idx, plain, false, late)
 		if err != nil {
 			return err
 		}
@@ -289,8 +302,10 @@ func (j *flusher) prepCuts(ctx context.Context, n *inode, idxs []int64, size int
 // trailing zeros are not stored (a short block reads as zeros), an
 // all-zero block is a hole; otherwise it is hashed, looked up for dedup,
 // and sealed and staged (stageSealed) when it is new. direct: stage a
-// big block under its own name (stageDirect) when it can.
-func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte, direct bool) (cut, error) {
+// big block under its own name (stageDirect) when it can. late: a new
+// block that seals small enough for the database whatever its bytes is
+// left unsealed (cut.unsealed), for a logged close's apply to seal.
+func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte, direct, late bool) (cut, error) {
 	plain = bytes.TrimRight(plain, "\x00")
 	if len(plain) == 0 {
 		return cut{idx: idx, hole: true}, nil
@@ -301,6 +316,10 @@ func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte, direct 
 		// New for sure, and staged in the database whatever it seals to
 		// (known.go): no look-up.
 		j.known.skipped.Add(1)
+		if late {
+			c.unsealed = plain
+			return c, nil
+		}
 		err := j.stageSealed(&c, plain, false)
 		return c, err
 	}
@@ -310,6 +329,10 @@ func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte, direct 
 	}
 	if exists {
 		c.plain = plain
+		return c, nil
+	}
+	if late && remote.SealedSizeMax(len(plain)) <= j.inlineMax() {
+		c.unsealed = plain
 		return c, nil
 	}
 	err = j.stageSealed(&c, plain, direct)
@@ -436,6 +459,13 @@ func syncDir(dir string) error {
 // reference update runs only if another flush added the block since: a
 // new small file's flush runs one statement fewer.
 func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *freed) (it *qitem, renamed bool, err error) {
+	if c.unsealed != nil {
+		// A logged close's block that nothing sealed ahead (sealAhead).
+		if err := j.stageSealed(c, c.unsealed, false); err != nil {
+			return nil, false, err
+		}
+		c.unsealed = nil
+	}
 	sealedNow := c.tmp != "" || c.inline != nil || c.staged != 0
 	if !sealedNow {
 		if ok, err := j.addRef(ctx, tx, c); ok || err != nil {

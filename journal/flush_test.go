@@ -82,7 +82,7 @@ func TestIncRefSealedBlockAddedMeanwhile(t *testing.T) {
 func testIncRefSealedBlockAddedMeanwhile(t *testing.T) {
 	e := newEnv(t, nil)
 	data := bytes.Repeat([]byte("sealed twice "), 300)
-	c, err := e.j.fl.cutPlain(bg, 0, bytes.Clone(data), false)
+	c, err := e.j.fl.cutPlain(bg, 0, bytes.Clone(data), false, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,18 +7,27 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+
+	"github.com/meshdrive/meshdrive/remote"
 )
 
 // Deferred flushes. The close of a small file (every cut a new block
 // small enough to stage in the database, or a hole) does not commit its
-// own transaction: its cuts are sealed as before, outside wmu, then one
-// record goes to the unlink log with one write() (an 'f' record: the
-// size, times, pending attributes and the sealed bytes), and the close
-// returns. A kill -9 after it loses nothing: the next Open applies the
+// own transaction: its cuts are hashed, and the blocks that seal small
+// enough for the database whatever their bytes are left unsealed
+// (cut.unsealed), then one record goes to the unlink log with one
+// write() (an 'f' record: the size, times, pending attributes and the
+// sealed or plain bytes), and the close returns. Sealing (zstd and
+// AES-GCM, about 90 µs of a source file's close) is off the close's
+// path: the unlinker seals the pending records' blocks before its apply
+// (sealAhead), outside wmu, and an apply that finds a record not sealed
+// ahead seals its blocks itself (incRef). The log holds plain bytes
+// then, as the dirty files do: local only. A kill -9 after it loses nothing: the next Open applies the
 // record. The record is applied with the other pending records, in log
 // order, by the unlinker (many files a commit: cp -a of a source tree
 // commits once per many files, not once per file), or at the start of
@@ -48,7 +57,12 @@ type flushRec struct {
 	seq                uint64
 	size, mtime, ctime int64
 	pend               pendAttr
-	cuts               []cut // holes, and new blocks with their sealed bytes (cut.inline)
+	cuts               []cut // holes, and new blocks with their sealed bytes (cut.inline) or plain ones (cut.unsealed)
+	// late: some cut is unsealed; sealed: its cuts with every block
+	// sealed, when the unlinker sealed them ahead of the apply
+	// (sealAhead).
+	late   bool
+	sealed atomic.Pointer[[]cut]
 	// Known only to the mount that logged it (zero for a record read
 	// back from the log): the inode and its write generation when it
 	// was logged, whether its block map was empty then, and the
@@ -101,7 +115,7 @@ func cutsUsed(cuts []cut) int64 {
 // blocks sealed by this flush, small enough for the database.
 func loggable(cuts []cut) bool {
 	for _, c := range cuts {
-		if !c.hole && c.inline == nil {
+		if !c.hole && c.inline == nil && c.unsealed == nil {
 			return false
 		}
 	}
@@ -121,7 +135,8 @@ func (j *unlinks) logFlushLocked(n *inode, r *flushRec) bool {
 	}
 	size := 0
 	for _, c := range r.cuts {
-		size += len(c.inline) + 64
+		size += len(c.inline) + len(c.unsealed) + 64
+		r.late = r.late || c.unsealed != nil
 	}
 	if q.flushB+size > flushLogMax || q.ulogSize > flushLogGrow {
 		return false
@@ -183,7 +198,15 @@ func (j *unlinks) applyFlushRecs(ctx context.Context, tx *sql.Tx, recs []unlinkR
 			prio = 0
 		}
 		// Only blocks in the database: no staging file is renamed.
-		row, _, err := j.fl.cutsTx(ctx, tx, ur.ino, r.cuts, prio, r.fresh, r.size, r.mtime, r.ctime, &r.pend, fr, &fa.added)
+		// A copy: incRef seals the blocks nothing sealed ahead in it,
+		// and the unlinker may be reading r.cuts (sealAhead).
+		cuts := r.cuts
+		if p := r.sealed.Load(); p != nil {
+			cuts = *p
+		} else if r.late {
+			cuts = slices.Clone(cuts)
+		}
+		row, _, err := j.fl.cutsTx(ctx, tx, ur.ino, cuts, prio, r.fresh, r.size, r.mtime, r.ctime, &r.pend, fr, &fa.added)
 		if err != nil {
 			return fmt.Errorf("journal: flush inode %d: %w", ur.ino, err)
 		}
@@ -206,6 +229,9 @@ func (j *unlinks) fitsBlocks(r *flushRec) bool {
 	for _, c := range r.cuts {
 		if c.idx < 0 || c.idx > r.size/j.bs || c.plainLen > j.bs || c.plainLen > r.size-c.idx*j.bs {
 			return false
+		}
+		if c.unsealed != nil && remote.SealedSizeMax(len(c.unsealed)) > j.fl.inlineMax() {
+			return false // would need a staging file: not from this journal
 		}
 	}
 	return true
@@ -233,6 +259,7 @@ func (j *unlinks) afterFlushRecsLocked(gen uint64, put bool, skip []Ino) {
 	j.unl.umu.Lock()
 	for _, r := range fa.recs {
 		r.cuts = nil // committed: the bytes are in the database now
+		r.sealed.Store(nil)
 		r.applied.Store(true)
 		if r.n != nil {
 			j.unl.toClean = append(j.unl.toClean, r)
@@ -243,6 +270,47 @@ func (j *unlinks) afterFlushRecsLocked(gen uint64, put bool, skip []Ino) {
 	*fa = flushApplied{}
 	if clean {
 		j.unl.kick()
+	}
+}
+
+// sealAhead seals the blocks of the pending closes that left them
+// unsealed, outside wmu, so that their apply (which holds it) only
+// stores them; the unlinker calls it before each apply. A close that
+// another transaction applies first is sealed by that one (incRef).
+func (j *unlinks) sealAhead() {
+	type job struct {
+		r    *flushRec
+		cuts []cut
+	}
+	var jobs []job
+	q := &j.unl
+	q.umu.Lock()
+	for _, ur := range q.unlRecs {
+		if r := ur.fl; r != nil && r.late && r.sealed.Load() == nil {
+			jobs = append(jobs, job{r, r.cuts})
+		}
+	}
+	q.umu.Unlock()
+	for _, jb := range jobs {
+		cuts := slices.Clone(jb.cuts)
+		ok := true
+		for i := range cuts {
+			c := &cuts[i]
+			if c.unsealed == nil {
+				continue
+			}
+			if err := j.fl.stageSealed(c, c.unsealed, false); err != nil || c.tmp != "" {
+				if c.tmp != "" {
+					os.Remove(c.tmp)
+				}
+				ok = false // left to the apply
+				break
+			}
+			c.unsealed = nil
+		}
+		if ok {
+			jb.r.sealed.CompareAndSwap(nil, &cuts)
+		}
 	}
 }
 
@@ -366,11 +434,15 @@ func appendFlushPayload(p []byte, ino Ino, r *flushRec) []byte {
 			p = append(p, 0)
 			continue
 		}
-		p = append(p, 1)
+		b, kind := c.inline, byte(1)
+		if c.unsealed != nil {
+			b, kind = c.unsealed, 2
+		}
+		p = append(p, kind)
 		p = append(p, c.id[:]...)
 		p = binary.AppendUvarint(p, uint64(c.plainLen))
-		p = binary.AppendUvarint(p, uint64(len(c.inline)))
-		p = append(p, c.inline...)
+		p = binary.AppendUvarint(p, uint64(len(b)))
+		p = append(p, b...)
 	}
 	return p
 }
@@ -422,7 +494,7 @@ func decodeFlushPayload(p []byte) (ino Ino, r *flushRec, ok bool) {
 		switch kind {
 		case 0:
 			c.hole = true
-		case 1:
+		case 1, 2:
 			if len(p)-at < len(c.id) {
 				return 0, nil, false
 			}
@@ -437,7 +509,13 @@ func decodeFlushPayload(p []byte) (ino Ino, r *flushRec, ok bool) {
 				return 0, nil, false
 			}
 			c.plainLen = int64(pl)
-			c.inline = p[at : at+int(sl) : at+int(sl)]
+			if kind == 1 {
+				c.inline = p[at : at+int(sl) : at+int(sl)]
+			} else if sl != pl {
+				return 0, nil, false
+			} else {
+				c.unsealed = p[at : at+int(sl) : at+int(sl)]
+			}
 			at += int(sl)
 		default:
 			return 0, nil, false

@@ -2,8 +2,10 @@ package journal
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -208,6 +210,7 @@ func TestFlushRecRoundTrip(t *testing.T) {
 			cuts: []cut{{idx: 0, id: [32]byte{1, 2, 3}, plainLen: 65536, inline: []byte("sealed bytes")}, {idx: 1, hole: true}}}},
 		{parent: 1, ino: 2, name: "a"},
 		{ino: 1 << 40, fl: &flushRec{seq: 1 << 50, cuts: []cut{}}},
+		{ino: 9, fl: &flushRec{seq: 7, size: 5, cuts: []cut{{idx: 0, id: [32]byte{9}, plainLen: 5, unsealed: []byte("plain")}}}},
 	}
 	same := func(a, b unlinkRec) bool {
 		if a.fl == nil || b.fl == nil {
@@ -219,7 +222,8 @@ func TestFlushRecRoundTrip(t *testing.T) {
 		}
 		for i, c := range x.cuts {
 			d := y.cuts[i]
-			if c.idx != d.idx || c.hole != d.hole || c.id != d.id || c.plainLen != d.plainLen || !bytes.Equal(c.inline, d.inline) {
+			if c.idx != d.idx || c.hole != d.hole || c.id != d.id || c.plainLen != d.plainLen || !bytes.Equal(c.inline, d.inline) ||
+				!bytes.Equal(c.unsealed, d.unsealed) || (c.unsealed == nil) != (d.unsealed == nil) {
 				return false
 			}
 		}
@@ -361,5 +365,66 @@ func TestFoldedCloseFreesBlockAnotherBringsBack(t *testing.T) {
 	e.reopen() // checkDB, and Open refuses a staged block without its file
 	if got := readAll(t, e.j, b.Ino); !bytes.Equal(got, x) {
 		t.Fatal("b does not read back")
+	}
+}
+
+// TestLoggedCloseSealedByApply: a logged close leaves its small block
+// unsealed; its record holds the plain bytes, and the apply seals them,
+// whether the unlinker sealed them ahead (sealAhead) or not (incRef).
+// Either way the staged row opens to the file's bytes under the block's
+// id, and a record whose plain bytes do not match its length is not
+// read back.
+func TestLoggedCloseSealedByApply(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour; o.IdleFlush = time.Hour })
+	j := e.j
+	for i, ahead := range []bool{false, true} {
+		name := fmt.Sprintf("f%d", i)
+		data := []byte(strings.Repeat(name+" plain bytes ", 10))
+		f := must[Attr](t)(j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+		j.OpenFile(f.Ino)
+		must[int](t)(j.WriteAt(bg, f.Ino, data, 0))
+		if err := j.Flush(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(f.Ino)
+		var rec *flushRec
+		for _, r := range j.unl.pending() {
+			if r.fl != nil && r.ino == f.Ino {
+				rec = r.fl
+			}
+		}
+		if rec == nil || len(rec.cuts) != 1 || !bytes.Equal(rec.cuts[0].unsealed, data) || rec.cuts[0].inline != nil {
+			t.Fatalf("%s: the logged close does not hold its block unsealed: %+v", name, rec)
+		}
+		log, err := os.ReadFile(filepath.Join(e.opts.Dir, unlinkLogName))
+		if err != nil || !bytes.Contains(log, data) {
+			t.Fatalf("%s: the log does not hold the plain bytes (%v)", name, err)
+		}
+		if ahead {
+			j.ul.sealAhead()
+			if rec.sealed.Load() == nil {
+				t.Fatalf("%s: sealAhead sealed nothing", name)
+			}
+		}
+		bid := rec.cuts[0].id
+		applyUnlinks(t, j)
+		var sealed []byte
+		if err := j.db.QueryRow(`SELECT sealed FROM staged WHERE id = ?`, bid[:]).Scan(&sealed); err != nil {
+			t.Fatalf("%s: no staged row after the apply: %v", name, err)
+		}
+		if n := queryInt(t, j, `SELECT count(*) FROM blockmap WHERE ino = ? AND block = ?`, f.Ino, bid[:]); n != 1 {
+			t.Fatalf("%s: the file's block map does not name the block", name)
+		}
+		plain, err := j.seal.Open(nil, bid, sealed)
+		if err != nil || !bytes.Equal(plain, data) {
+			t.Fatalf("%s: the staged row opens to %q (%v), want the file's bytes", name, plain, err)
+		}
+		if got := readAll(t, j, f.Ino); !bytes.Equal(got, data) {
+			t.Fatalf("%s: reads %q", name, got)
+		}
+	}
+	bad := appendFlushPayload(nil, 5, &flushRec{seq: 1, size: 4, cuts: []cut{{id: [32]byte{1}, plainLen: 4, unsealed: []byte("abc")}}})
+	if _, _, ok := decodeFlushPayload(bad); ok {
+		t.Fatal("a plain block shorter than its length decoded")
 	}
 }

@@ -143,7 +143,7 @@ func BenchmarkKnownBlocks(b *testing.B) {
 			plain := slices.Clone(data)
 			for i := 0; b.Loop(); i++ {
 				binary.LittleEndian.PutUint64(plain[8:], uint64(i)+1<<40) // new each time
-				if _, err := j.fl.cutPlain(bg, 0, slices.Clone(plain), false); err != nil {
+				if _, err := j.fl.cutPlain(bg, 0, slices.Clone(plain), false, false); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -99,7 +99,7 @@ func TestStageDirect(t *testing.T) {
 		for i := range data {
 			data[i] = byte(r.Uint32())
 		}
-		c, err := e.j.fl.cutPlain(bg, 0, bytes.Clone(data), true)
+		c, err := e.j.fl.cutPlain(bg, 0, bytes.Clone(data), true, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -860,6 +860,7 @@ func (j *unlinks) unlinker(ctx context.Context) {
 			return
 		case <-time.After(j.o.UnlinkDelay):
 		}
+		j.sealAhead()
 		j.wmu.Lock()
 		err := j.applyUnlinksLocked(ctx)
 		j.wmu.Unlock()

@@ -263,7 +263,7 @@ func FuzzUnlinkLog(f *testing.F) {
 	f.Add(appendUnlink(appendUnlink(nil, unlinkRec{ino: 7, fl: &flushRec{seq: 3, size: 70000, mtime: -5, ctime: 1 << 60,
 		pend: pendAttr{mode: 0o4755, hasMode: true, atime: -1, hasAtime: true, exactCtime: true},
 		cuts: []cut{{idx: 0, id: [32]byte{1, 2, 3}, plainLen: 65536, inline: []byte("sealed bytes")}, {idx: 1, hole: true}}}}),
-		unlinkRec{ino: 8, fl: &flushRec{seq: 4}}))
+		unlinkRec{ino: 8, fl: &flushRec{seq: 4, size: 3, cuts: []cut{{idx: 0, id: [32]byte{4}, plainLen: 3, unsealed: []byte("abc")}}}}))
 	f.Add(appendUnlink(appendUnlink(nil, unlinkRec{ino: 9, set: &setRec{seq: 5, has: setHasMode | setHasMtime, mode: 0o755, mtime: -7, ctime: 1 << 61}}),
 		unlinkRec{parent: 9, ino: 10, name: "x"}))
 	f.Add([]byte{unlinkMagic, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})

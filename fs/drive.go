@@ -173,19 +173,19 @@ const shedMargin = 8 << 20
 // goMemoryLimit is the Go memory limit for a process whose RSS should stay
 // under target, with other bytes resident outside the Go runtime and a
 // live Go heap of live bytes: what target leaves of other, but at least
-// 1.25x live + 8 MiB (the collector's headroom).
+// 1.125x live + 8 MiB (the collector's headroom).
 func goMemoryLimit(target, other, live int64) int64 {
 	return max(target-max(other, 0), liveFloor(live))
 }
 
 // liveFloor is the least Go memory limit for a live heap of live bytes:
 // the collector's headroom above it.
-func liveFloor(live int64) int64 { return live + live/4 + 8<<20 }
+func liveFloor(live int64) int64 { return live + live/8 + 8<<20 }
 
 // overLive is how much of a live heap of live bytes must be freed for
 // goMemoryLimit to be what target leaves of other again (0: it is).
 func overLive(target, other, live int64) int64 {
-	return max(liveFloor(live)-(target-max(other, 0)), 0) * 4 / 5
+	return max(liveFloor(live)-(target-max(other, 0)), 0) * 8 / 9
 }
 
 // residentBytes is the process's resident memory (/proc/self/statm);

@@ -18,8 +18,8 @@ func TestGoMemoryLimit(t *testing.T) {
 		{"what the rest leaves", 128 * mib, 40 * mib, 30 * mib, 88 * mib},
 		{"nothing outside Go", 128 * mib, 0, 30 * mib, 128 * mib},
 		{"negative other counts as none", 128 * mib, -5 * mib, 30 * mib, 128 * mib},
-		{"live heap too large: a quarter above it", 128 * mib, 40 * mib, 96 * mib, 128 * mib},
-		{"live heap larger than target", 128 * mib, 40 * mib, 160 * mib, 208 * mib},
+		{"live heap too large: an eighth above it", 128 * mib, 40 * mib, 96 * mib, 116 * mib},
+		{"live heap larger than target", 128 * mib, 40 * mib, 160 * mib, 188 * mib},
 		{"others fill the target", 128 * mib, 200 * mib, 0, 8 * mib},
 	} {
 		if got := goMemoryLimit(c.target, c.other, c.live); got != c.want {
@@ -35,8 +35,8 @@ func TestOverLive(t *testing.T) {
 		target, other, live, want int64
 	}{
 		{"fits", 120 * mib, 25 * mib, 60 * mib, 0},
-		{"fits exactly", 120 * mib, 25 * mib, 69 * mib, 0},
-		{"over: what brings the floor to the target", 120 * mib, 25 * mib, 80 * mib, 104 * mib / 10},
+		{"fits exactly", 120 * mib, 25 * mib, 77 * mib, 0},
+		{"over: what brings the floor to the target", 120 * mib, 25 * mib, 80 * mib, 24 * mib / 9},
 		{"negative other counts as none", 120 * mib, -5 * mib, 80 * mib, 0},
 	} {
 		got := overLive(c.target, c.other, c.live)

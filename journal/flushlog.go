@@ -259,8 +259,8 @@ func (j *unlinks) afterFlushRecsLocked(gen uint64, put bool, skip []Ino) {
 	j.unl.umu.Lock()
 	for _, r := range fa.recs {
 		r.cuts = nil // committed: the bytes are in the database now
-		r.sealed.Store(nil)
 		r.applied.Store(true)
+		r.sealed.Store(nil) // after applied: see sealAhead
 		if r.n != nil {
 			j.unl.toClean = append(j.unl.toClean, r)
 			clean = true
@@ -308,8 +308,10 @@ func (j *unlinks) sealAhead() {
 			}
 			c.unsealed = nil
 		}
-		if ok {
-			jb.r.sealed.CompareAndSwap(nil, &cuts)
+		if ok && jb.r.sealed.CompareAndSwap(nil, &cuts) && jb.r.applied.Load() {
+			// Applied meanwhile, by a transaction that sealed them
+			// itself: nothing will read these.
+			jb.r.sealed.Store(nil)
 		}
 	}
 }
@@ -515,6 +517,7 @@ func decodeFlushPayload(p []byte) (ino Ino, r *flushRec, ok bool) {
 				return 0, nil, false
 			} else {
 				c.unsealed = p[at : at+int(sl) : at+int(sl)]
+				r.late = true
 			}
 			at += int(sl)
 		default:

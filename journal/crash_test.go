@@ -117,7 +117,7 @@ func apply(m map[string][]byte, o crashOp) {
 	case 'U':
 		delete(m, o.name)
 	case 'M':
-		m[o.name+"/"] = []byte{}
+		m[o.name+"/"] = dirState(dirMode(o), dirMtime(o))
 		m[o.name+"/x"] = opData(o)
 	case 'X':
 		delete(m, o.name+"/x")
@@ -140,10 +140,41 @@ func partials(m map[string][]byte, o crashOp) []map[string][]byte {
 	case 'M':
 		with(func(a map[string][]byte) { a[o.name+"/"] = []byte{} })
 		with(func(a map[string][]byte) { a[o.name+"/"] = []byte{}; a[o.name+"/x"] = []byte{} })
+		with(func(a map[string][]byte) { a[o.name+"/"] = []byte{}; a[o.name+"/x"] = opData(o) }) // before the setattr
 	case 'X':
-		with(func(a map[string][]byte) { delete(a, o.name+"/x") })
+		with(func(a map[string][]byte) {
+			delete(a, o.name+"/x")
+			// The unlink moved the directory's mtime to its own time.
+			if d := a[o.name+"/"]; len(d) > 0 {
+				a[o.name+"/"] = append(bytes.Fields(d)[0], " now"...)
+			}
+		})
 	}
 	return out
+}
+
+// dirMode and dirMtime are what an M op sets on its directory after
+// writing x: a deferred SetAttr of a directory (dirattr.go), which a
+// kill -9 after it returned must not lose.
+func dirMode(o crashOp) uint32 { return 0o700 | uint32(o.seed%8)<<3 }
+
+func dirMtime(o crashOp) time.Time { return time.Unix(dirEpoch+int64(o.seed%1_000_000), 0) }
+
+// dirEpoch starts the mtimes M ops set: any other is the drive's clock.
+const dirEpoch = 1_000_000_000
+
+// dirState is a directory's entry in a state: empty for a directory
+// with the mode mkdir gave it and the drive's time, else its mode and
+// the mtime an M op set (or "now").
+func dirState(mode uint32, mtime time.Time) []byte {
+	set := mtime.Unix() >= dirEpoch && mtime.Unix() < dirEpoch+1_000_000
+	switch {
+	case set:
+		return fmt.Appendf(nil, "%o %d", mode, mtime.Unix())
+	case mode != 0o755:
+		return fmt.Appendf(nil, "%o now", mode)
+	}
+	return []byte{}
 }
 
 // partialBlocks reports whether got is what a crash may leave of o, a
@@ -318,6 +349,10 @@ func TestCrashChild(t *testing.T) {
 				err = j.Flush(bg, x.Ino)
 			}
 			j.ReleaseFile(x.Ino)
+			if err == nil {
+				mode, mtime := dirMode(o), dirMtime(o)
+				_, err = j.SetAttr(bg, d.Ino, SetAttr{Mode: &mode, Mtime: &mtime})
+			}
 		case 'X':
 			if _, lerr := j.Lookup(bg, ino, "x"); lerr == nil { // a crash may have cut M short
 				err = j.Unlink(bg, ino, "x")
@@ -347,7 +382,8 @@ func state(t *testing.T, j *Journal) map[string][]byte {
 			m[e.Name] = readAll(t, j, e.Ino)
 			continue
 		}
-		m[e.Name+"/"] = []byte{}
+		a := must[Attr](t)(j.GetAttr(bg, e.Ino))
+		m[e.Name+"/"] = dirState(a.Mode&0o7777, a.Mtime)
 		for _, c := range must[[]DirEntry](t)(j.ReadDir(bg, e.Ino, 0, 1000)) {
 			m[e.Name+"/"+c.Name] = readAll(t, j, c.Ino)
 		}

@@ -2,9 +2,13 @@ package fs
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/meshdrive/meshdrive/journal"
 )
@@ -40,12 +44,125 @@ func xattrReply(value, dest []byte) (uint32, syscall.Errno) {
 	return uint32(copy(dest, value)), 0
 }
 
-// isACL reports whether attr is a POSIX ACL. The drive keeps no ACLs:
-// storing system.posix_acl_access as a plain attribute would let cp -a
-// "set permissions" that never reach the mode bits. Refusing it makes
-// tools fall back to chmod, as on a file system mounted without ACLs.
+// The drive keeps no POSIX ACLs. An access ACL of the three base entries
+// alone (owner, group, other) is the mode and nothing more, as
+// POSIX.1e and acl(5) say, so setting one is a chmod: that is what ext4
+// does (it stores no such ACL), and what cp -a sends for every file and
+// directory it copies (with it refused, cp -a sent a chmod after it: one
+// more round trip a file). Any other ACL is
+// refused with EOPNOTSUPP, so tools fall back to chmod, as on a file
+// system mounted without ACLs; storing it as a plain attribute would let
+// them "set permissions" that never reach the mode bits. Reading an ACL
+// finds none (ENODATA) and removing one succeeds, as on ext4 for a file
+// whose ACL is its mode.
+const (
+	aclAccess  = "system.posix_acl_access"
+	aclVersion = 2 // POSIX_ACL_XATTR_VERSION
+
+	// e_tag values of <linux/posix_acl.h>
+	aclUserObj  = 0x01
+	aclUser     = 0x02
+	aclGroupObj = 0x04
+	aclGroup    = 0x08
+	aclMask     = 0x10
+	aclOther    = 0x20
+)
+
+// isACL reports whether attr is a POSIX ACL.
 func isACL(attr string) bool {
 	return strings.HasPrefix(attr, "system.posix_acl_")
+}
+
+// errNotTrivial is an ACL with named users or groups, or a mask: more
+// than a mode can say.
+var errNotTrivial = errors.New("ACL has entries beyond owner, group and other")
+
+// aclMode decodes an ACL in its extended-attribute form (a little-endian
+// uint32 version, then 8-byte entries: uint16 tag, uint16 permissions,
+// uint32 id) and returns the permission bits (0777) it is equivalent to.
+// It fails with errNotTrivial for a well-formed ACL that a mode cannot
+// hold, and with another error for bytes that are no ACL.
+func aclMode(b []byte) (uint32, error) {
+	if len(b) < 4 || (len(b)-4)%8 != 0 {
+		return 0, fmt.Errorf("ACL of %d bytes: not 4 + 8 per entry", len(b))
+	}
+	if v := binary.LittleEndian.Uint32(b); v != aclVersion {
+		return 0, fmt.Errorf("ACL version %d, want %d", v, aclVersion)
+	}
+	var mode uint32
+	var seen uint16
+	trivial := true
+	for e := b[4:]; len(e) > 0; e = e[8:] {
+		tag, perm := binary.LittleEndian.Uint16(e), binary.LittleEndian.Uint16(e[2:])
+		if perm&^7 != 0 {
+			return 0, fmt.Errorf("ACL entry with permissions %#o", perm)
+		}
+		switch tag {
+		case aclUserObj, aclGroupObj, aclOther:
+			if seen&tag != 0 {
+				return 0, fmt.Errorf("ACL with tag %#x twice", tag)
+			}
+			seen |= tag
+			switch tag {
+			case aclUserObj:
+				mode |= uint32(perm) << 6
+			case aclGroupObj:
+				mode |= uint32(perm) << 3
+			default:
+				mode |= uint32(perm)
+			}
+		case aclUser, aclGroup, aclMask:
+			trivial = false
+		default:
+			return 0, fmt.Errorf("ACL entry with tag %#x", tag)
+		}
+	}
+	if seen != aclUserObj|aclGroupObj|aclOther {
+		return 0, errors.New("ACL without an owner, group or other entry")
+	}
+	if !trivial {
+		return 0, errNotTrivial
+	}
+	return mode, nil
+}
+
+// setACLMode applies an access ACL that is a mode: its permission bits
+// replace the file's, and set-group-ID is cleared when the caller is
+// neither root nor of the file's group (the kernel's rule for ACLs that
+// update the mode; only the caller's primary group is known here). Only
+// the owner or root may (the kernel checks that first). The kernel, which does not cache ACLs for us,
+// is told to forget the inode's attributes: without that it would
+// check permissions against the old mode until they time out.
+func (n *node) setACLMode(ctx context.Context, data []byte) syscall.Errno {
+	perm, err := aclMode(data)
+	if errors.Is(err, errNotTrivial) {
+		return syscall.EOPNOTSUPP
+	}
+	if err != nil {
+		return syscall.EINVAL
+	}
+	cur, err := n.fsys.j.GetAttr(settled(ctx), n.ino())
+	if err != nil {
+		return n.errno("setxattr", err)
+	}
+	var uid, gid uint32
+	if c, ok := fuse.FromContext(ctx); ok {
+		uid, gid = c.Uid, c.Gid
+	}
+	if uid != 0 && uid != cur.Uid {
+		return syscall.EPERM
+	}
+	mode := cur.Mode&(syscall.S_ISUID|syscall.S_ISGID|syscall.S_ISVTX) | perm
+	if uid != 0 && gid != cur.Gid {
+		mode &^= syscall.S_ISGID
+	}
+	a, err := n.fsys.j.SetAttr(settled(ctx), n.ino(), journal.SetAttr{Mode: &mode})
+	if err != nil {
+		return n.errno("setxattr", err)
+	}
+	n.remember(a)
+	n.NotifyContent(-1, 0) // attributes only; ENOSYS before the mount is up
+	return 0
 }
 
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
@@ -70,6 +187,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 // journal copies it. XATTR_CREATE and XATTR_REPLACE pass through (the
 // journal's flags have the same values).
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if attr == aclAccess {
+		return n.setACLMode(ctx, data)
+	}
 	if isACL(attr) {
 		return syscall.EOPNOTSUPP
 	}
@@ -103,7 +223,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if isACL(attr) {
-		return syscall.EOPNOTSUPP
+		return 0 // none is kept: the mode stays what it is
 	}
 	if attr == StatusXattr {
 		return syscall.EPERM

@@ -127,12 +127,14 @@ func aclMode(b []byte) (uint32, error) {
 }
 
 // setACLMode applies an access ACL that is a mode: its permission bits
-// replace the file's, and set-group-ID is cleared when the caller is
-// neither root nor of the file's group (the kernel's rule for ACLs that
-// update the mode; only the caller's primary group is known here). Only
-// the owner or root may (the kernel checks that first). The kernel, which does not cache ACLs for us,
-// is told to forget the inode's attributes: without that it would
-// check permissions against the old mode until they time out.
+// replace the file's. Only the owner or root may (the kernel checks that
+// first). The kernel's rule clears set-group-ID when the caller is not
+// of the file's group; only the caller's primary group is known here,
+// so a set-group-ID file of another group is refused (tools then chmod,
+// and the kernel, which knows every group of the caller, decides). The
+// kernel, which does not cache ACLs for us, is told to forget the
+// inode's attributes: without that it would check permissions against
+// the old mode until they time out.
 func (n *node) setACLMode(ctx context.Context, data []byte) syscall.Errno {
 	perm, err := aclMode(data)
 	if errors.Is(err, errNotTrivial) {
@@ -152,10 +154,14 @@ func (n *node) setACLMode(ctx context.Context, data []byte) syscall.Errno {
 	if uid != 0 && uid != cur.Uid {
 		return syscall.EPERM
 	}
-	mode := cur.Mode&(syscall.S_ISUID|syscall.S_ISGID|syscall.S_ISVTX) | perm
-	if uid != 0 && gid != cur.Gid {
-		mode &^= syscall.S_ISGID
+	if cur.Mode&syscall.S_ISGID != 0 && uid != 0 && gid != cur.Gid {
+		// The kernel keeps the bit for a member of the file's group
+		// through a supplementary group, which the request does not
+		// say: refused, the tool falls back to chmod, and the kernel
+		// decides.
+		return syscall.EOPNOTSUPP
 	}
+	mode := cur.Mode&(syscall.S_ISUID|syscall.S_ISGID|syscall.S_ISVTX) | perm
 	a, err := n.fsys.j.SetAttr(settled(ctx), n.ino(), journal.SetAttr{Mode: &mode})
 	if err != nil {
 		return n.errno("setxattr", err)

@@ -261,6 +261,9 @@ type shared struct {
 	// be, since logging takes no wmu).
 	durableHook      func()
 	durableStartHook func()
+	// appliedHook, when set (tests), runs after the commit of the
+	// pending records' apply and before they are forgotten, wmu held.
+	appliedHook func()
 }
 
 // uploadQueue is the upload queue's state, a part of shared. The

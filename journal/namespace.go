@@ -70,12 +70,19 @@ func (j *namespace) Lookup(ctx context.Context, parent Ino, name string) (Attr, 
 	if j.unl.unlinkPending(parent, name) {
 		return Attr{}, ErrNotFound
 	}
+	rs := j.unl.rmSeq.Load()
 	for try := 0; ; try++ {
 		gen, cached := j.cacheGen()
 		a, err := j.lookupOnce(ctx, parent, name, gen, cached)
 		if err != nil || try > 0 || !j.flushedSince(gen) {
 			if err == nil && isDir(a.Mode) {
 				a.Nlink -= uint32(j.unl.rmdirsIn(a.Ino)) // as GetAttr shows it
+				if !j.unl.rmSeqSame(rs) {
+					// Rmdirs were applied meanwhile: the row may
+					// count one that the count took away too.
+					rs, try = j.unl.rmSeqEven(), -1
+					continue
+				}
 			}
 			return a, err
 		}
@@ -220,6 +227,7 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	// (dirattr.go), before the read or after it.
 	pend, pending := j.unl.dirPendTime(ino)
 	set0, set := j.unl.dirSet(ino)
+	rs := j.unl.rmSeq.Load()
 	for try := 0; ; try++ {
 		gen, cached := j.cacheGen()
 		a, err := j.getAttrOnce(ctx, ino, gen, cached)
@@ -235,6 +243,11 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 			}
 			if pending && err == nil {
 				a.Nlink -= uint32(j.unl.rmdirsIn(ino))
+				if !j.unl.rmSeqSame(rs) {
+					// Rmdirs were applied meanwhile (unlinkQueue.rmSeq).
+					rs, try = j.unl.rmSeqEven(), -1
+					continue
+				}
 			}
 			return a, err
 		}

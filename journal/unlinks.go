@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,13 @@ type unlinkQueue struct {
 	// rmdirs is the directories a pending rmdir removes.
 	inDir  map[Ino]pendCount
 	rmdirs map[Ino]struct{}
+	// rmSeq is odd from before the commit of a transaction that applies
+	// pending rmdirs until it has forgotten them, or failed (wmu held
+	// throughout):
+	// a directory's row and its count of pending rmdirs (rmdirsIn) show
+	// each rmdir once only when both were read while rmSeq stayed one
+	// even value (GetAttr, Lookup).
+	rmSeq atomic.Uint64
 	// unlN is len(unlRecs) (unlinks and creates), crN len(crAttrs), for
 	// a check without umu.
 	unlN atomic.Int64
@@ -548,6 +556,20 @@ func (q *unlinkQueue) rmdirPending(dir Ino) bool {
 	return ok
 }
 
+// rmSeqEven returns rmSeq once it is even: no apply of rmdirs is
+// between its commit and forgetting them. The wait is that commit's.
+func (q *unlinkQueue) rmSeqEven() uint64 {
+	for {
+		if s := q.rmSeq.Load(); s&1 == 0 {
+			return s
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// rmSeqSame reports whether rmSeq is still s, an even value.
+func (q *unlinkQueue) rmSeqSame(s uint64) bool { return s&1 == 0 && q.rmSeq.Load() == s }
+
 // rmdirsIn is how many pending rmdirs remove a directory in dir: its
 // link count is that much lower once they are applied.
 func (q *unlinkQueue) rmdirsIn(dir Ino) int {
@@ -623,6 +645,11 @@ func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) erro
 	}
 	j.unl.unlApplying = true
 	defer func() { j.unl.unlApplying = false }()
+	rm := slices.ContainsFunc(recs, func(r unlinkRec) bool { return r.dir && !r.create })
+	if rm {
+		j.unl.rmSeq.Add(1) // odd: see rmSeq
+		defer j.unl.rmSeq.Add(1)
+	}
 	var fr freed
 	var gone []Ino
 	// imu is held from the look at j.inodes until the commit, so no
@@ -646,6 +673,9 @@ func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) erro
 			return err
 		}
 		return fmt.Errorf("journal: apply %d deferred unlinks: %w", len(recs), err)
+	}
+	if j.appliedHook != nil {
+		j.appliedHook()
 	}
 	j.dropApplied(len(recs))
 	j.fl.afterFreeLocked(&fr)

@@ -617,3 +617,51 @@ func TestDeferredRmdir(t *testing.T) {
 		checkDB(t, e.opts.Dir)
 	})
 }
+
+// Between the commit that applies a pending rmdir and the moment the
+// record is forgotten, the parent's row already lacks the directory and
+// the record still counts it: GetAttr and Lookup must take it away once,
+// not twice (rmSeq).
+func TestRmdirCountedOnceDuringApply(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+		j := e.j
+		d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+		must[Attr](t)(j.Mkdir(bg, d.Ino, "sub", 0o755, 0, 0))
+		applyUnlinks(t, j)
+		if err := j.Rmdir(bg, d.Ino, "sub"); err != nil {
+			t.Fatal(err)
+		}
+		if j.unl.rmdirsIn(d.Ino) != 1 {
+			t.Fatal("the rmdir was not deferred")
+		}
+		type got struct {
+			getattr, lookup uint32
+		}
+		res := make(chan got, 1)
+		j.appliedHook = func() {
+			j.appliedHook = nil
+			go func() {
+				var g got
+				a, err := j.GetAttr(bg, d.Ino)
+				if err != nil {
+					t.Error(err)
+				}
+				g.getattr = a.Nlink
+				if a, err = j.Lookup(bg, RootIno, "d"); err != nil {
+					t.Error(err)
+				}
+				g.lookup = a.Nlink
+				res <- g
+			}()
+			time.Sleep(10 * time.Millisecond) // the reads run in the window
+		}
+		applyUnlinks(t, j)
+		if g := <-res; g.getattr != 2 || g.lookup != 2 {
+			t.Errorf("d's link count read between the apply's commit and its end: GetAttr %d, Lookup %d; want 2", g.getattr, g.lookup)
+		}
+		if g := must[Attr](t)(j.GetAttr(bg, d.Ino)); g.Nlink != 2 {
+			t.Errorf("after the apply: nlink %d, want 2", g.Nlink)
+		}
+	})
+}

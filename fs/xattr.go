@@ -45,16 +45,15 @@ func xattrReply(value, dest []byte) (uint32, syscall.Errno) {
 }
 
 // The drive keeps no POSIX ACLs. An access ACL of the three base entries
-// alone (owner, group, other) is the mode and nothing more, as
-// POSIX.1e and acl(5) say, so setting one is a chmod: that is what ext4
-// does (it stores no such ACL), and what cp -a sends for every file and
-// directory it copies (with it refused, cp -a sent a chmod after it: one
-// more round trip a file). Any other ACL is
-// refused with EOPNOTSUPP, so tools fall back to chmod, as on a file
-// system mounted without ACLs; storing it as a plain attribute would let
-// them "set permissions" that never reach the mode bits. Reading an ACL
-// finds none (ENODATA) and removing one succeeds, as on ext4 for a file
-// whose ACL is its mode.
+// alone (owner, group, other) is the mode and nothing more, as POSIX.1e
+// and acl(5) say, so setting one is a chmod: that is what ext4 does (it
+// stores no such ACL), and what cp -a sends for every file and directory
+// it copies (with it refused, cp -a sent a chmod after it: one more
+// round trip a file). Any other ACL is refused with EOPNOTSUPP, so tools
+// fall back to chmod, as on a file system mounted without ACLs; storing
+// it as a plain attribute would let them "set permissions" that never
+// reach the mode bits. Reading an ACL finds none (ENODATA) and removing
+// one succeeds, as on ext4 for a file whose ACL is its mode.
 const (
 	aclAccess  = "system.posix_acl_access"
 	aclVersion = 2 // POSIX_ACL_XATTR_VERSION

@@ -97,10 +97,9 @@ type unlinkQueue struct {
 	rmdirs map[Ino]struct{}
 	// rmSeq is odd from before the commit of a transaction that applies
 	// pending rmdirs until it has forgotten them, or failed (wmu held
-	// throughout):
-	// a directory's row and its count of pending rmdirs (rmdirsIn) show
-	// each rmdir once only when both were read while rmSeq stayed one
-	// even value (GetAttr, Lookup).
+	// throughout): a directory's row and its count of pending rmdirs
+	// (rmdirsIn) show each rmdir once only when both were read while
+	// rmSeq stayed one even value (GetAttr, Lookup).
 	rmSeq atomic.Uint64
 	// unlN is len(unlRecs) (unlinks and creates), crN len(crAttrs), for
 	// a check without umu.

@@ -34,8 +34,8 @@
 // kernel leaves to a file system: group inheritance from set-group-ID
 // directories, NAME_MAX (FUSE itself allows 1024-byte names), POSIX
 // ACLs as ext4 treats an ACL that is only the mode (set: a chmod; read:
-// none; removed: nothing to do) and refused otherwise, so tools fall
-// back to chmod (xattr.go), and the read-only
+// none; removed: nothing to do, EROFS in a snapshot) and refused
+// otherwise, so tools fall back to chmod (xattr.go), and the read-only
 // user.meshdrive.status xattr (StatusXattr), and the pin xattr
 // user.meshdrive.pinned (PinXattr), which goes through the drive's Pinner
 // (pins.go): a pin over the budget is ENOSPC.

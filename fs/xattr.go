@@ -228,6 +228,9 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if isACL(attr) {
+		if n.fsys.inoOff != 0 {
+			return syscall.EROFS // a snapshot changes nothing, as every other change there says
+		}
 		return 0 // none is kept: the mode stays what it is
 	}
 	if attr == StatusXattr {

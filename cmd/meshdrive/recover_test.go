@@ -230,6 +230,15 @@ func TestRecoverFromGrid(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mp, ".snapshots", "s1", "work", "a"), []byte("x"), 0o644); !errors_Is(err, syscall.EROFS) {
 		t.Errorf("writing into a snapshot: %v, want EROFS", err)
 	}
+	// What cp -a does to every directory it copies, and what it sets on
+	// every file: both changes, both refused.
+	if err := unix.Removexattr(filepath.Join(mp, ".snapshots", "s1", "work"), "system.posix_acl_default"); err != unix.EROFS {
+		t.Errorf("removing an ACL in a snapshot: %v, want EROFS", err)
+	}
+	acl := []byte{2, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, 0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff}
+	if err := unix.Setxattr(filepath.Join(mp, ".snapshots", "s1", "work", "a"), "system.posix_acl_access", acl, 0); err != unix.EROFS {
+		t.Errorf("setting an ACL in a snapshot: %v, want EROFS", err)
+	}
 	mustRun(t, env, "snapshot", "restore", "--data", dir, "s1", "work/b")
 	if b, err := os.ReadFile(filepath.Join(work, "b")); err != nil || string(b) != "first b" {
 		t.Errorf("restored work/b: %q, %v", b, err)

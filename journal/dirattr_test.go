@@ -357,3 +357,52 @@ func TestMkdirLeavesClosesPending(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGetAttrReadsAgainAfterCommit: a GetAttr that read a row from before
+// a commit, and finds what memory held over that row gone when it lays
+// memory over it (the commit took it), reads once more (flushedSince).
+// The commit runs in that window through a test hook: a file's flush
+// (cleanLocked) and the apply of a directory's pending change
+// (dropSetsLocked). Without the retry the read shows the old size, and
+// the old mode.
+func TestGetAttrReadsAgainAfterCommit(t *testing.T) {
+	t.Run("flush", func(t *testing.T) {
+		j := newEnv(t, nil).j
+		f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+		applyUnlinks(t, j)
+		j.OpenFile(f.Ino)
+		defer j.ReleaseFile(f.Ino)
+		must[int](t)(j.WriteAt(bg, f.Ino, []byte("abc"), 0))
+		j.attrReadHook = func(ino Ino) {
+			j.attrReadHook = nil
+			if err := j.Fsync(bg, ino); err != nil { // a flush that commits at once
+				t.Error(err)
+			}
+		}
+		if a := must[Attr](t)(j.GetAttr(bg, f.Ino)); a.Size != 3 {
+			t.Errorf("size %d read across the flush's commit, want 3", a.Size)
+		}
+		if j.attrReadHook != nil {
+			t.Fatal("the hook did not run")
+		}
+	})
+	t.Run("directory", func(t *testing.T) {
+		j := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour }).j
+		d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+		mode := uint32(0o700)
+		must[Attr](t)(j.SetAttr(bg, d.Ino, SetAttr{Mode: &mode}))
+		if !j.unl.dirSetPending(d.Ino) {
+			t.Fatal("the change was not deferred")
+		}
+		j.attrReadHook = func(Ino) {
+			j.attrReadHook = nil
+			applyUnlinks(t, j)
+		}
+		if a := must[Attr](t)(j.GetAttr(bg, d.Ino)); a.Mode != sIFDIR|mode {
+			t.Errorf("mode %o read across the change's apply, want %o", a.Mode, sIFDIR|mode)
+		}
+		if j.attrReadHook != nil {
+			t.Fatal("the hook did not run")
+		}
+	})
+}

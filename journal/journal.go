@@ -264,6 +264,9 @@ type shared struct {
 	// appliedHook, when set (tests), runs after the commit of the
 	// pending records' apply and before they are forgotten, wmu held.
 	appliedHook func()
+	// attrReadHook, when set (tests), runs in GetAttr between the read
+	// of the row and the overlay of what memory holds over it.
+	attrReadHook func(Ino)
 }
 
 // uploadQueue is the upload queue's state, a part of shared. The

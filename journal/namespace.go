@@ -255,17 +255,21 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 }
 
 func (j *namespace) getAttrOnce(ctx context.Context, ino Ino, gen uint64, cached bool) (Attr, error) {
-	if a, ok := j.ac.get(ino, gen); ok && cached {
-		return j.it.overlay(a), nil
+	a, ok := j.ac.get(ino, gen)
+	if !ok || !cached {
+		st, release := j.reader(j.st.getattr, j.wst.getattr)
+		var err error
+		a, err = scanAttr(st.QueryRowContext(ctx, ino))
+		release()
+		if err != nil {
+			return Attr{}, err
+		}
+		if cached {
+			j.ac.put(ino, a, gen)
+		}
 	}
-	st, release := j.reader(j.st.getattr, j.wst.getattr)
-	a, err := scanAttr(st.QueryRowContext(ctx, ino))
-	release()
-	if err != nil {
-		return Attr{}, err
-	}
-	if cached {
-		j.ac.put(ino, a, gen)
+	if j.attrReadHook != nil {
+		j.attrReadHook(ino)
 	}
 	return j.it.overlay(a), nil
 }

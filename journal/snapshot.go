@@ -83,8 +83,11 @@ func parseLongDuration(v string) (time.Duration, error) {
 	for suf, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
 		if n, ok := strings.CutSuffix(v, suf); ok {
 			x, err := strconv.ParseFloat(n, 64)
-			if err != nil || x < 0 {
-				return 0, fmt.Errorf("bad duration %q", v)
+			// !(x >= 0) is also NaN; past 1<<63 ns (292 years, and
+			// Inf) the conversion would wrap to a negative duration,
+			// which keeps nothing.
+			if err != nil || !(x >= 0) || x*float64(unit) >= 1<<63 {
+				return 0, fmt.Errorf("bad duration %q (like 30d or 52w, at most 290 years)", v)
 			}
 			return time.Duration(x * float64(unit)), nil
 		}

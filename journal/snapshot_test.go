@@ -43,7 +43,7 @@ func testRetentionKeeps(t *testing.T) {
 	if got[8] {
 		t.Errorf("seq 8 kept, but 9 is newer in its hour")
 	}
-	for _, bad := range []string{"last", "forever=1d", "daily=-1d", "hourly=abc"} {
+	for _, bad := range []string{"last", "forever=1d", "daily=-1d", "hourly=abc", "daily=NaNd", "daily=Infd", "weekly=1e300w", "daily=200000d"} {
 		if _, err := ParseRetention(bad); err == nil {
 			t.Errorf("ParseRetention(%q) accepted", bad)
 		}

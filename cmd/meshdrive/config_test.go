@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/meshdrive/meshdrive/fs"
 )
 
 func validConfig() *Config {
@@ -93,6 +95,10 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"version":1}`))
 	f.Add([]byte(`{"version":1,"k":-1,"m":300,"nodes":[{"name":"a","url":"b"}]}`))
 	f.Add([]byte("\x00"))
+	inf := validConfig()
+	inf.Retention = "daily=Infd"
+	b, _ := inf.marshal()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := parseConfig(data)
 		if err != nil {
@@ -100,6 +106,12 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if checkKM(c.K, c.M, len(c.Nodes)) != nil || c.Version != configVersion {
 			t.Fatalf("accepted an invalid config: %+v", c)
+		}
+		if c.Retention != "" {
+			r, _ := fs.ParseRetention(c.Retention)
+			if r.Last < 0 || r.Hourly < 0 || r.Daily < 0 || r.Weekly < 0 {
+				t.Fatalf("accepted a retention that keeps nothing: %q is %+v", c.Retention, r)
+			}
 		}
 		b, err := c.marshal()
 		if err != nil {

@@ -240,6 +240,9 @@ func (j *collector) gcScan(ctx context.Context) ([]*remote.SegmentInfo, map[remo
 		}
 		copy(b.id[:], id)
 		copy(b.seg[:], seg)
+		if b.off < 0 || b.len <= 0 || b.len > remote.MaxSealedSize {
+			return nil, nil, damagedSegment(fmt.Errorf("block %s: range [%d,+%d) in segment %s", b.id, b.off, b.len, b.seg))
+		}
 		bySeg[b.seg] = append(bySeg[b.seg], b)
 	}
 	return segs, bySeg, brows.Err()

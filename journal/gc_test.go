@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -305,5 +306,40 @@ func TestSegmentForgottenDurablyBeforeItsShardsGo(t *testing.T) {
 	}
 	if g.deletes == 0 || g.notDurable != 0 {
 		t.Fatalf("%d segments deleted, %d of them while the commit that forgot them was not durable", g.deletes, g.notDurable)
+	}
+}
+
+// TestDamagedSegmentRows: rows of journal.db that no meshdrive writes (a
+// chunk size of 0, a negative coding, a block's negative length) are
+// errors that say the database is damaged, in the listing that check and
+// repair read and in garbage collection, not a division by zero or a
+// panic of make.
+func TestDamagedSegmentRows(t *testing.T) {
+	for _, tc := range []struct {
+		name, damage string
+		listed       bool // Segments sees it too
+	}{
+		{"chunk size 0", `UPDATE segments SET chunk_size = 0`, true},
+		{"k -1", `UPDATE segments SET k = -1, m = 4`, true},
+		{"block length -1", `UPDATE blocks SET seg_len = -1 WHERE segment IS NOT NULL`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newGridEnv(t, 3, 2, 1, func(o *Options) { o.MetaInterval = time.Hour })
+			e.writeFile("f", randBytes(1<<20))
+			if err := e.waitDurable(time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.j.db.Exec(tc.damage); err != nil {
+				t.Fatal(err)
+			}
+			e.reopen()
+			_, err := e.j.Segments(bg)
+			if tc.listed != (err != nil) || err != nil && !strings.Contains(err.Error(), "damaged") {
+				t.Errorf("Segments: %v", err)
+			}
+			if _, err := e.j.CollectGarbage(bg, GCOptions{}); err == nil || !strings.Contains(err.Error(), "damaged") {
+				t.Errorf("CollectGarbage: %v, want an error that says journal.db is damaged", err)
+			}
+		})
 	}
 }

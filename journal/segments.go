@@ -41,6 +41,9 @@ func (j *gridView) Segments(ctx context.Context) ([]SegmentRow, error) {
 		if err := json.Unmarshal([]byte(nodes), &s.Nodes); err != nil {
 			return nil, fmt.Errorf("journal: segment %s has a bad node list: %w", s.ID, err)
 		}
+		if err := s.Check(); err != nil {
+			return nil, damagedSegment(err)
+		}
 		out = append(out, SegmentRow{Info: s})
 	}
 	if err := rows.Err(); err != nil {

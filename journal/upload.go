@@ -592,6 +592,13 @@ func (j *uploader) waitQueue(ctx context.Context, pending func() bool) error {
 	}
 }
 
+// damagedSegment is the error for a segments row that fails Check: the
+// database was changed outside meshdrive, or its disk lost data.
+func damagedSegment(err error) error {
+	return fmt.Errorf("journal: the journal's row of %w: journal.db was changed outside meshdrive or damaged "+
+		"(recover into a new data dir, with meshdrive recover, rebuilds it from the grid)", err)
+}
+
 func loadSegment(ctx context.Context, db *sql.DB, id remote.SegmentID) (*remote.SegmentInfo, error) {
 	s := &remote.SegmentInfo{ID: id}
 	var nodes string
@@ -602,6 +609,9 @@ func loadSegment(ctx context.Context, db *sql.DB, id remote.SegmentID) (*remote.
 	}
 	if err := json.Unmarshal([]byte(nodes), &s.Nodes); err != nil {
 		return nil, fmt.Errorf("journal: segment %s has bad node list: %w", id, err)
+	}
+	if err := s.Check(); err != nil {
+		return nil, damagedSegment(err)
 	}
 	return s, nil
 }

@@ -45,10 +45,8 @@ func checkRange(seg *SegmentInfo, off, n int64) error {
 	switch {
 	case seg == nil:
 		return errors.New("no segment")
-	case seg.K < 1 || seg.M < 0 || seg.K+seg.M != len(seg.Nodes) || seg.ShardSize <= 0 || seg.ChunkSize <= 0 ||
-		seg.ShardSize*int64(seg.K) < seg.Size:
-		return fmt.Errorf("segment %s: inconsistent info (k=%d m=%d nodes=%d shard size %d chunk %d size %d)",
-			seg.ID, seg.K, seg.M, len(seg.Nodes), seg.ShardSize, seg.ChunkSize, seg.Size)
+	case seg.Check() != nil:
+		return fmt.Errorf("inconsistent info: %w", seg.Check())
 	case off < 0 || n <= 0 || off+n > seg.Size:
 		return fmt.Errorf("segment %s: range [%d,+%d) outside its %d bytes", seg.ID, off, n, seg.Size)
 	}

@@ -130,7 +130,7 @@ func DecodeSegmentInfo(b []byte) (*SegmentInfo, []byte, error) {
 		}
 		v[i], b = x, b[n:]
 	}
-	if v[0] < 1 || v[0]+v[1] > shard.MaxShards {
+	if v[0] < 1 || v[0] > shard.MaxShards || v[1] > shard.MaxShards || v[0]+v[1] > shard.MaxShards {
 		return bad(fmt.Sprintf("k=%d m=%d", v[0], v[1]))
 	}
 	s.K, s.M = int(v[0]), int(v[1])
@@ -157,6 +157,9 @@ func DecodeSegmentInfo(b []byte) (*SegmentInfo, []byte, error) {
 		}
 		s.Nodes[i] = string(b[n : n+int(l)])
 		b = b[n+int(l):]
+	}
+	if err := s.Check(); err != nil {
+		return bad(err.Error())
 	}
 	return s, b, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -60,9 +61,34 @@ func TestDecodeSegmentInfoRefusesBadFields(t *testing.T) {
 		{K: 2, M: 1, Size: 100, ShardSize: 5, ChunkSize: 64 << 10, Nodes: []string{"", "", ""}},
 		{K: 2, M: 1, Size: 100, ShardSize: ShardSizeFor(100, 2), ChunkSize: 1000, Nodes: []string{"", "", ""}},
 		{K: 2, M: 1, Size: 100, ShardSize: ShardSizeFor(100, 2), ChunkSize: 64 << 10, Nodes: []string{""}},
+		// k and m that wrap when added as unsigned (a review found
+		// these accepted).
+		{K: -1, M: 1, ShardSize: 64, ChunkSize: 64 << 10},
+		{K: -2, M: 3, ShardSize: 64, ChunkSize: 64 << 10, Nodes: []string{""}},
+		{K: math.MinInt64, M: math.MinInt64, ShardSize: 64, ChunkSize: 64 << 10},
 	} {
 		if _, _, err := DecodeSegmentInfo(AppendSegmentInfo(nil, s)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%+v decoded: %v", s, err)
+		}
+		if s.Check() == nil {
+			t.Errorf("%+v passes Check", s)
+		}
+	}
+	h := sampleRoot().Head
+	if err := h.Check(); err != nil {
+		t.Errorf("a good segment fails Check: %v", err)
+	}
+	for _, bad := range []func(*SegmentInfo){
+		func(s *SegmentInfo) { s.ChunkSize = 0 },
+		func(s *SegmentInfo) { s.Size = -1 },
+		func(s *SegmentInfo) { s.ShardSize = 0 },
+		func(s *SegmentInfo) { s.Size = s.ShardSize*int64(s.K) + 1 },
+		func(s *SegmentInfo) { s.M = 250 },
+	} {
+		s := sampleRoot().Head
+		bad(&s)
+		if s.Check() == nil {
+			t.Errorf("%+v passes Check", s)
 		}
 	}
 }
@@ -83,13 +109,24 @@ func FuzzDecodeRoot(f *testing.F) {
 			}
 			return
 		}
-		// What decodes re-encodes to the same bytes.
+		if err := r.Head.Check(); err != nil {
+			t.Fatalf("decoded a head a reader cannot use: %v", err)
+		}
+		// What decodes re-encodes to a record that decodes the same
+		// (not always the same bytes: a uvarint may come padded).
 		again := append([]byte(rootMagic), 0)
 		again = appendU64(again, r.Seq)
 		again = appendU64(again, uint64(r.Created.UnixNano()))
 		again = AppendSegmentInfo(again, &r.Head)
 		if len(again) > len(b) {
 			t.Fatalf("re-encoding is longer than the input")
+		}
+		r2, err := DecodeRoot(again)
+		if err != nil {
+			t.Fatalf("re-encoded record does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(r, r2) {
+			t.Fatalf("re-encoded record decodes to\n%+v\nnot\n%+v", r2, r)
 		}
 	})
 }

@@ -633,3 +633,46 @@ func TestFetchBlockIntoBuffers(t *testing.T) {
 	}
 	home.SetMode(MemUp)
 }
+
+// forgetfulStore answers List from the start whatever after says, as a
+// broken or foreign node might.
+type forgetfulStore struct{ *MemStore }
+
+func (s forgetfulStore) List(ctx context.Context, prefix, after string, limit int) ([]ObjectInfo, error) {
+	return s.MemStore.List(ctx, prefix, "", limit)
+}
+
+// TestListFromForgetfulNode: a node whose listing does not move past
+// after is an error of that node (ListObjects) or a node down (Survey),
+// not a loop that lists, and grows its list, for ever.
+func TestListFromForgetfulNode(t *testing.T) {
+	tg := newTestGrid(t, 3, 2, 1, func(o *GridOptions) {
+		o.Members[1].Store = forgetfulStore{o.Members[1].Store.(*MemStore)}
+	})
+	ctx := context.Background()
+	for i := range listPage + 1 {
+		if err := tg.stores[1].Put(ctx, fmt.Sprintf("shards/%08d.0", i), []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		objs, err := tg.ListObjects(ctx, "shards/")
+		if err == nil || !strings.Contains(err.Error(), "node-1") || !strings.Contains(err.Error(), "out of order") {
+			t.Errorf("ListObjects: %v, want an error of node-1", err)
+		}
+		if _, ok := objs["node-1"]; ok || len(objs) != 2 {
+			t.Errorf("ListObjects listed %d nodes, node-1 among them: %v", len(objs), ok)
+		}
+		s := tg.Survey(ctx)
+		if err := s.Down["node-1"]; err == nil || !strings.Contains(err.Error(), "out of order") {
+			t.Errorf("Survey: node-1 down with %v, want an error", err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("listing a node that ignores after did not end")
+	}
+}

@@ -10,6 +10,40 @@ import (
 // listPage is how many objects one List call asks for.
 const listPage = 1000
 
+// listFrom asks m for one page of the names under prefix after after,
+// and checks it: at most limit names, each under prefix, each past the
+// one before. A node that answers otherwise (one that ignores after)
+// would keep its caller listing, and growing its list, for ever.
+func (g *Grid) listFrom(ctx context.Context, m *member, prefix, after string, limit int) ([]ObjectInfo, error) {
+	var page []ObjectInfo
+	err := g.call(ctx, m, func(ctx context.Context, s Store) error {
+		var err error
+		page, err = s.List(ctx, prefix, after, limit)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	bad := func(what string) ([]ObjectInfo, error) {
+		return nil, fmt.Errorf("node %s: %s in a listing of %q after %q: the node does not keep the storage protocol; "+
+			"update its meshdrive, or take it out of the grid (meshdrive node drain)", m.Name, what, prefix, after)
+	}
+	if len(page) > limit {
+		return bad(fmt.Sprintf("%d names where at most %d were asked for", len(page), limit))
+	}
+	prev := after
+	for i, o := range page {
+		if !strings.HasPrefix(o.Name, prefix) {
+			return bad(fmt.Sprintf("name %q not under the prefix", o.Name))
+		}
+		if (i > 0 || after != "") && o.Name <= prev {
+			return bad(fmt.Sprintf("name %q out of order after %q", o.Name, prev))
+		}
+		prev = o.Name
+	}
+	return page, nil
+}
+
 // ListObjects lists, on every member that answers, the objects whose names
 // start with prefix: garbage collection finds orphaned shards this way.
 // A member that fails is left out of the map and named in the error; the
@@ -22,12 +56,7 @@ func (g *Grid) ListObjects(ctx context.Context, prefix string) (map[string][]Obj
 		after := ""
 		err := func() error {
 			for {
-				var page []ObjectInfo
-				err := g.call(ctx, m, func(ctx context.Context, s Store) error {
-					var err error
-					page, err = s.List(ctx, prefix, after, listPage)
-					return err
-				})
+				page, err := g.listFrom(ctx, m, prefix, after, listPage)
 				if err != nil {
 					return err
 				}

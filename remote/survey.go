@@ -52,12 +52,7 @@ func (g *Grid) listShards(ctx context.Context, m *member) (map[string]int64, err
 	out := map[string]int64{}
 	after := ""
 	for {
-		var page []ObjectInfo
-		err := g.call(ctx, m, func(ctx context.Context, s Store) error {
-			var err error
-			page, err = s.List(ctx, "shards/", after, surveyPage)
-			return err
-		})
+		page, err := g.listFrom(ctx, m, "shards/", after, surveyPage)
 		if err != nil {
 			return nil, err
 		}

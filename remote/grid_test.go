@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshdrive/meshdrive/remote/shard"
 )
 
 type testGrid struct {
@@ -674,5 +677,60 @@ func TestListFromForgetfulNode(t *testing.T) {
 	case <-done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("listing a node that ignores after did not end")
+	}
+}
+
+// bigStatStore says every object is much bigger than it is, as a broken
+// node's HEAD might.
+type bigStatStore struct{ *MemStore }
+
+func (s bigStatStore) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+	st, err := s.MemStore.Stat(ctx, name)
+	st.Size += 900 << 20
+	return st, err
+}
+
+// TestVerifyObject: the whole-object verify that stores without a faster
+// one use (and nodes too old for verify) checks the header and every
+// chunk, reading a piece at a time, and does not size a buffer from the
+// size a store claims.
+func TestVerifyObject(t *testing.T) {
+	ctx := context.Background()
+	ms := NewMemStore()
+	payload := make([]byte, 9<<20+123) // three pieces of 4 MiB, the last short
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range payload {
+		payload[i] = byte(r.Uint32())
+	}
+	obj, err := shard.Encode(&shard.Header{K: 2, M: 1, ChunkSize: 4 << 10, SegmentSize: 2 * int64(len(payload))}, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Put(ctx, "shards/a.0", obj); err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyObject(ctx, ms, "shards/a.0"); err != nil {
+		t.Fatalf("intact object: %v", err)
+	}
+	for _, at := range []int{5, 60, len(obj) - 7<<20, len(obj) - 1} { // header, checksums, payload
+		bad := bytes.Clone(obj)
+		bad[at] ^= 1
+		ms.Put(ctx, "shards/b.0", bad)
+		if err := VerifyObject(ctx, ms, "shards/b.0"); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("byte %d flipped: %v, want ErrCorrupt", at, err)
+		}
+	}
+	ms.Put(ctx, "shards/c.0", obj[:len(obj)-1])
+	if err := VerifyObject(ctx, ms, "shards/c.0"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("truncated: %v, want ErrCorrupt", err)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	if err := VerifyObject(ctx, bigStatStore{ms}, "shards/a.0"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a size 900 MiB larger than the object: %v, want ErrCorrupt", err)
+	}
+	runtime.ReadMemStats(&m1)
+	if a := m1.TotalAlloc - m0.TotalAlloc; a > 64<<20 {
+		t.Errorf("verifying an object whose store claims 900 MiB allocated %d MiB", a>>20)
 	}
 }

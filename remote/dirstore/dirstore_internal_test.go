@@ -259,12 +259,12 @@ func FuzzGet(f *testing.F) {
 // FuzzVerify stores arbitrary bytes as an object file: Verify never
 // panics, and it passes only a file that shard.Verify accepts whole.
 func FuzzVerify(f *testing.F) {
-	valid, err := shard.Encode(&shard.Header{Kind: shard.KindSegment, K: 2, M: 1, ChunkSize: 4 << 10}, bytes.Repeat([]byte("xyz"), 5000))
+	valid, err := shard.Encode(&shard.Header{Kind: shard.KindSegment, K: 2, M: 1, ChunkSize: 4 << 10}, bytes.Repeat([]byte("xyz"), 1700))
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(valid)
-	f.Add(remotetest.Flip(valid, 9000))
+	f.Add(remotetest.Flip(valid, 3000))
 	f.Add(valid[:len(valid)-1])
 	f.Add(append(slices.Clone(valid), 0))
 	f.Add([]byte("MDS1"))

@@ -35,6 +35,9 @@ func newControlClient(dir string) *controlClient {
 
 // notMounted is the one-line answer when no mount serves the socket.
 func (c *controlClient) notMounted() error {
+	if _, err := loadConfig(c.dir); err != nil {
+		return err // no drive there: mounting it would make a new one
+	}
 	return fmt.Errorf("drive at %s is not mounted; run meshdrive mount --data %s MOUNTPOINT", c.dir, c.dir)
 }
 
@@ -308,6 +311,9 @@ on a terminal, plain progress lines otherwise. Talks to the running mount.`)
 	}
 	if len(pos) > 0 {
 		return usageError("sync takes no arguments")
+	}
+	if *timeout < 0 {
+		return usageError("--timeout %v: want a positive duration like 5m, or 0 to wait as long as it takes", *timeout)
 	}
 	dir, err := dataDir()
 	if err != nil {

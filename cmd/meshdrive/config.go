@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
@@ -96,6 +97,9 @@ func loadConfig(dataDir string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w at %s (no %s); create one with meshdrive init --data %s", errNoDrive, dataDir, configFile, dataDir)
+	}
+	if errors.Is(err, syscall.ENOTDIR) {
+		return nil, fmt.Errorf("%s is not a directory: --data names a drive's data dir; check the path", dataDir)
 	}
 	if errors.Is(err, os.ErrPermission) {
 		return nil, fmt.Errorf("no permission to read the drive config %s: run meshdrive as the user who owns the drive, or use your own with --data DIR", path)

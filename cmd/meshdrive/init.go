@@ -46,8 +46,8 @@ else $MESHDRIVE_PASSPHRASE, else a prompt (asked twice).`)
 	dataDir := dataDirFlag(e, fl)
 	var nodes, zoneOf stringList
 	fl.Var(&nodes, "node", "a node URL (repeat for each node)")
-	k := fl.Int("k", 0, "data shards per segment (default: 4 with no --node, else nodes-2 or nodes-1)")
-	m := fl.Int("m", 0, "parity shards per segment: how many nodes may be lost (default: 2, or 1 with fewer than 4 nodes)")
+	k := fl.Int("k", 0, "data shards per segment (default: 4 with no --node; with nodes, those --m leaves, else nodes-2, or nodes-1 with fewer than 4 nodes)")
+	m := fl.Int("m", 0, "parity shards per segment: how many nodes may be lost (default: 2 with no --node; with nodes, those --k leaves, else 2, or 1 with fewer than 4 nodes)")
 	fl.Var(&zoneOf, "zone-of", "URL=ZONE: label a node's failure domain (repeatable)")
 	passFile := fl.String("passphrase-file", "", "read the passphrase from this file")
 	tokenFile := fl.String("token-file", "", "access token for http(s) nodes whose URL carries none")
@@ -134,8 +134,11 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 		if _, err := os.Stat(filepath.Join(dir, nodesDir)); err == nil {
 			return nil, nil, fmt.Errorf("%s already exists; move it away or choose another --data DIR", filepath.Join(dir, nodesDir))
 		}
-		if cfg.K == 0 && cfg.M == 0 {
-			cfg.K, cfg.M = defaultK, defaultM
+		if cfg.K == 0 {
+			cfg.K = defaultK
+		}
+		if cfg.M == 0 {
+			cfg.M = defaultM
 		}
 		for i := range cfg.K + cfg.M {
 			name := "node-" + strconv.Itoa(i+1)
@@ -148,6 +151,9 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 				return nil, nil, usageError("--node %s given twice", u)
 			}
 			seen[u] = true
+			if err := remoteopen.CheckForm(u); err != nil {
+				return nil, nil, usageError("--node: %v", err)
+			}
 			nu := withToken(u, o.token)
 			if !strings.Contains(nu, "://") && !filepath.IsAbs(nu) {
 				// A relative directory is relative to where init runs; the

@@ -108,6 +108,9 @@ else a prompt on the terminal.`)
 	if err != nil {
 		return err
 	}
+	if *gcInterval < 0 {
+		return usageError("--gc-interval %v: want a positive interval like 1h, or 0 for gc only by meshdrive gc", *gcInterval)
+	}
 	if *metaInterval != 0 && *metaInterval < 100*time.Millisecond {
 		return usageError("--metadata-interval %v: want at least 100ms, like 30s", *metaInterval)
 	}

@@ -15,6 +15,7 @@ import (
 type passphraseSource struct {
 	file   string // --passphrase-file
 	envVar string // MESHDRIVE_PASSPHRASE
+	flag   string // the file's flag in errors ("" is --passphrase-file)
 }
 
 // errNoPassphrase: no file, no variable, and stdin is not a terminal.
@@ -26,7 +27,15 @@ func (s passphraseSource) read(e *env, prompt string, confirm bool) ([]byte, err
 	if s.file != "" {
 		b, err := os.ReadFile(s.file)
 		if err != nil {
-			return nil, fmt.Errorf("passphrase file: %w", err)
+			flag := s.flag
+			if flag == "" {
+				flag = "--passphrase-file"
+			}
+			reason := err
+			if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+				reason = pe.Err // the path is in the message already
+			}
+			return nil, fmt.Errorf("cannot read %s %s: %w; check the path and that this user may read it", flag, s.file, reason)
 		}
 		b = bytes.TrimRight(b, "\r\n")
 		if len(b) == 0 {

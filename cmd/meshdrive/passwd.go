@@ -49,7 +49,7 @@ else $MESHDRIVE_NEW_PASSPHRASE, else a prompt (asked twice).`)
 		return err
 	}
 	defer clear(master)
-	newPass, err := passphraseSource{file: *newFile, envVar: "MESHDRIVE_NEW_PASSPHRASE"}.read(e, "New passphrase for the drive at "+dir, true)
+	newPass, err := passphraseSource{file: *newFile, envVar: "MESHDRIVE_NEW_PASSPHRASE", flag: "--new-passphrase-file"}.read(e, "New passphrase for the drive at "+dir, true)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -50,6 +51,9 @@ change while nodes were reachable) comes back, snapshots included.`)
 	if err != nil {
 		return err
 	}
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%s is a file, not a directory; recover into an empty or new --data DIR", dir)
+	}
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		if _, err := os.Stat(filepath.Join(dir, configFile)); err == nil {
 			return fmt.Errorf("a drive already exists at %s; recover into an empty or new --data DIR", dir)
@@ -60,6 +64,12 @@ change while nodes were reachable) comes back, snapshots included.`)
 	defer stop()
 
 	// The node named on the command line: the wrapped key and the config.
+	// A local node must exist: opening one makes its directory.
+	if p, ok := remoteopen.LocalPath(*node); ok {
+		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+			return fmt.Errorf("node %s: no such directory; check the path of the node's directory", *node)
+		}
+	}
 	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	st, err := remoteopen.Store(octx, *node, remoteopen.Options{Logger: log})
 	cancel()
@@ -153,7 +163,7 @@ change while nodes were reachable) comes back, snapshots included.`)
 	if err := writeFileAtomic(filepath.Join(tmp, configFile), cfgOut, 0o600); err != nil {
 		return err
 	}
-	os.Remove(dir) // an empty dir the user made
+	syscall.Rmdir(dir) // an empty dir the user made; never a file (checked above)
 	if err := os.Rename(tmp, dir); err != nil {
 		return fmt.Errorf("cannot move the recovered drive into %s: %w", dir, err)
 	}

@@ -280,3 +280,77 @@ func mountCount(t *testing.T, mp string) int {
 	}
 	return n
 }
+
+// TestRefusalsWithoutDrive: bad input to commands that need no mount
+// (found by an audit of the CLI): each is one line that says what to
+// do, and none leaves a file changed or a directory made.
+func TestRefusalsWithoutDrive(t *testing.T) {
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=pw1")
+	base := t.TempDir()
+	file := filepath.Join(base, "important.txt")
+	if err := os.WriteFile(file, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(base, "typo")
+
+	// A data dir that is not a drive: not "mount it", which would make one.
+	for _, cmd := range []string{"status", "sync", "gc"} {
+		assertRefusal(t, runBin(t, env, cmd, "--data", missing), "", "", "no drive at "+missing, "meshdrive init --data "+missing)
+		assertRefusal(t, runBin(t, env, cmd, "--data", file), "", "", file+" is not a directory")
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Errorf("%s was made", missing)
+	}
+
+	// Node addresses init would have taken for local directories.
+	r := runBin(t, env, "init", "--data", filepath.Join(base, "d1"), "--node=", "--node", filepath.Join(base, "n1"))
+	assertRefusal(t, r, "", "", "--node", "empty")
+	r = runBin(t, env, "init", "--data", filepath.Join(base, "d2"), "--node", "127.0.0.1:9000", "--node", filepath.Join(base, "n2"))
+	assertRefusal(t, r, "", "", "write http://127.0.0.1:9000")
+	if r.code != 2 {
+		t.Errorf("exit %d, want 2 (usage)", r.code)
+	}
+	if _, err := os.Stat("127.0.0.1:9000"); err == nil {
+		os.RemoveAll("127.0.0.1:9000")
+		t.Errorf("init made a directory named 127.0.0.1:9000")
+	}
+
+	// Negative durations.
+	for flag, args := range map[string][]string{
+		"--timeout":     {"sync", "--data", missing, "--timeout", "-1s"},
+		"--gc-interval": {"mount", "--data", missing, "--gc-interval", "-5m", base},
+		"--wait":        {"unmount", "--wait", "-1s", base},
+	} {
+		r := runBin(t, env, args...)
+		assertRefusal(t, r, "", "", flag+" -")
+		if r.code != 2 {
+			t.Errorf("meshdrive %v: exit %d, want 2", args, r.code)
+		}
+	}
+
+	// A passphrase file that is not there, named with its flag.
+	assertRefusal(t, runBin(t, cmdEnv(), "init", "--data", filepath.Join(base, "d3"), "--passphrase-file", missing),
+		"", "", "cannot read --passphrase-file "+missing, "check the path")
+
+	// recover: a node directory that is not there is not made, and a
+	// data dir that is a file is not replaced.
+	assertRefusal(t, runBin(t, env, "recover", "--node", missing, "--data", filepath.Join(base, "r1")), "", "", missing, "no such directory")
+	if _, err := os.Stat(missing); err == nil {
+		t.Errorf("recover made the node directory %s", missing)
+	}
+	assertRefusal(t, runBin(t, env, "recover", "--node", base, "--data", file), "", "", file+" is a file")
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep me" {
+		t.Errorf("recover --data FILE: the file now reads %q, %v", b, err)
+	}
+
+	// init --k alone keeps the documented m.
+	d4 := filepath.Join(base, "d4")
+	mustRun(t, env, "init", "--data", d4, "--k", "3")
+	cfg, err := loadConfig(d4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.K != 3 || cfg.M != 2 {
+		t.Errorf("init --k 3: k=%d m=%d, want 3 and 2 (init --help)", cfg.K, cfg.M)
+	}
+}

@@ -29,6 +29,9 @@ default) and that drive is mounted there, unmount waits for that (up to
 	if len(pos) != 1 {
 		return usageError("unmount needs exactly one MOUNTPOINT")
 	}
+	if *wait < 0 {
+		return usageError("--wait %v: want a duration like 60s", *wait)
+	}
 	mp, err := filepath.Abs(pos[0])
 	if err != nil {
 		return err

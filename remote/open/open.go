@@ -41,15 +41,12 @@ func Store(ctx context.Context, rawURL string, o Options) (remote.Store, error) 
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
 	}
-	s := strings.TrimSpace(rawURL)
-	if s == "" {
-		return nil, bad(rawURL, "empty")
+	if err := CheckForm(rawURL); err != nil {
+		return nil, err
 	}
+	s := strings.TrimSpace(rawURL)
 	scheme, _, hasScheme := strings.Cut(s, "://")
 	if !hasScheme {
-		if hostPort.MatchString(s) {
-			return nil, bad(rawURL, "looks like host:port; write http://"+s+" for a node")
-		}
 		return openDir(s, o)
 	}
 	u, err := url.Parse(s)
@@ -84,6 +81,40 @@ func Store(ctx context.Context, rawURL string, o Options) (remote.Store, error) 
 }
 
 var hostPort = regexp.MustCompile(`^[A-Za-z0-9.\-]+:[0-9]+$`)
+
+// LocalPath returns the directory rawURL names when it names one (a path,
+// or a file URL), as Store would open it. Store makes a local node's
+// directory; a caller that must not make one checks it first.
+func LocalPath(rawURL string) (string, bool) {
+	s := strings.TrimSpace(rawURL)
+	scheme, _, hasScheme := strings.Cut(s, "://")
+	switch {
+	case s == "":
+		return "", false
+	case !hasScheme:
+		return s, !hostPort.MatchString(s)
+	case strings.EqualFold(scheme, "file"):
+		u, err := url.Parse(s)
+		if err != nil || u.Path == "" {
+			return "", false
+		}
+		return u.Path, true
+	}
+	return "", false
+}
+
+// CheckForm reports what Store would refuse in rawURL's form alone (empty,
+// host:port without a scheme), without opening anything.
+func CheckForm(rawURL string) error {
+	s := strings.TrimSpace(rawURL)
+	if s == "" {
+		return bad(rawURL, "empty")
+	}
+	if !strings.Contains(s, "://") && hostPort.MatchString(s) {
+		return bad(rawURL, "looks like host:port; write http://"+s+" for a node")
+	}
+	return nil
+}
 
 func bad(rawURL, why string) error {
 	return fmt.Errorf("%w %q: %s; accepted: %s", ErrBadURL, redact(rawURL), why, Forms)

@@ -192,6 +192,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 // journal copies it. XATTR_CREATE and XATTR_REPLACE pass through (the
 // journal's flags have the same values).
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if isACL(attr) && n.fsys.inoOff != 0 {
+		return syscall.EROFS // a snapshot: before EOPNOTSUPP for an ACL that is more than the mode
+	}
 	if attr == aclAccess {
 		return n.setACLMode(ctx, data)
 	}

@@ -87,7 +87,7 @@ func parseLongDuration(v string) (time.Duration, error) {
 			// Inf) the conversion would wrap to a negative duration,
 			// which keeps nothing.
 			if err != nil || !(x >= 0) || x*float64(unit) >= 1<<63 {
-				return 0, fmt.Errorf("bad duration %q (like 30d or 52w, at most 290 years)", v)
+				return 0, fmt.Errorf("bad duration %q (like 30d or 52w, at most 292 years)", v)
 			}
 			return time.Duration(x * float64(unit)), nil
 		}

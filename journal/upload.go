@@ -595,8 +595,8 @@ func (j *uploader) waitQueue(ctx context.Context, pending func() bool) error {
 // damagedSegment is the error for a segments row that fails Check: the
 // database was changed outside meshdrive, or its disk lost data.
 func damagedSegment(err error) error {
-	return fmt.Errorf("journal: the journal's row of %w: journal.db was changed outside meshdrive or damaged "+
-		"(recover into a new data dir, with meshdrive recover, rebuilds it from the grid)", err)
+	return fmt.Errorf("journal: the journal's row of %w: journal.db was changed outside meshdrive or damaged; "+
+		"meshdrive recover --node URL --data NEWDIR rebuilds the drive from its grid as of its last metadata checkpoint", err)
 }
 
 func loadSegment(ctx context.Context, db *sql.DB, id remote.SegmentID) (*remote.SegmentInfo, error) {

@@ -26,7 +26,7 @@ func (g *Grid) listFrom(ctx context.Context, m *member, prefix, after string, li
 	}
 	bad := func(what string) ([]ObjectInfo, error) {
 		return nil, fmt.Errorf("node %s: %s in a listing of %q after %q: the node does not keep the storage protocol; "+
-			"update its meshdrive, or take it out of the grid (meshdrive node drain)", m.Name, what, prefix, after)
+			"update its meshdrive, or replace it (meshdrive node remove %s: repair regenerates its shards elsewhere)", m.Name, what, prefix, after, m.Name)
 	}
 	if len(page) > limit {
 		return bad(fmt.Sprintf("%d names where at most %d were asked for", len(page), limit))

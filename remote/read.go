@@ -42,12 +42,13 @@ func pieces(seg *SegmentInfo, off, n int64) []piece {
 }
 
 func checkRange(seg *SegmentInfo, off, n int64) error {
-	switch {
-	case seg == nil:
+	if seg == nil {
 		return errors.New("no segment")
-	case seg.Check() != nil:
-		return fmt.Errorf("inconsistent info: %w", seg.Check())
-	case off < 0 || n <= 0 || off+n > seg.Size:
+	}
+	if err := seg.Check(); err != nil {
+		return fmt.Errorf("inconsistent info: %w", err)
+	}
+	if off < 0 || n <= 0 || off+n > seg.Size {
 		return fmt.Errorf("segment %s: range [%d,+%d) outside its %d bytes", seg.ID, off, n, seg.Size)
 	}
 	return nil

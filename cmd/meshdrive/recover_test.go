@@ -239,6 +239,9 @@ func TestRecoverFromGrid(t *testing.T) {
 	if err := unix.Setxattr(filepath.Join(mp, ".snapshots", "s1", "work", "a"), "system.posix_acl_access", acl, 0); err != unix.EROFS {
 		t.Errorf("setting an ACL in a snapshot: %v, want EROFS", err)
 	}
+	if err := unix.Setxattr(filepath.Join(mp, ".snapshots", "s1", "work"), "system.posix_acl_default", acl, 0); err != unix.EROFS {
+		t.Errorf("setting a default ACL in a snapshot: %v, want EROFS", err)
+	}
 	mustRun(t, env, "snapshot", "restore", "--data", dir, "s1", "work/b")
 	if b, err := os.ReadFile(filepath.Join(work, "b")); err != nil || string(b) != "first b" {
 		t.Errorf("restored work/b: %q, %v", b, err)

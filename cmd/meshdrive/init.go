@@ -88,7 +88,7 @@ else $MESHDRIVE_PASSPHRASE, else a prompt (asked twice).`)
 	if *tokenFile != "" {
 		b, err := os.ReadFile(*tokenFile)
 		if err != nil {
-			return fmt.Errorf("token file: %w", err)
+			return unreadableFile("--token-file", *tokenFile, err)
 		}
 		token = strings.TrimSpace(string(b))
 	}
@@ -120,6 +120,9 @@ type createOptions struct {
 // leaves nothing half-made behind.
 func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, master []byte, err error) {
 	dir := o.dataDir
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, nil, fmt.Errorf("%s is a file, not a directory; choose another --data DIR", dir)
+	}
 	for _, f := range []string{configFile, keyFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			return nil, nil, fmt.Errorf("a drive already exists at %s (%s); mount it, or choose another --data DIR", dir, f)

@@ -95,7 +95,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	if *tokenFile != "" {
 		b, err := os.ReadFile(*tokenFile)
 		if err != nil {
-			return fmt.Errorf("token file: %w", err)
+			return unreadableFile("--token-file", *tokenFile, err)
 		}
 		token = strings.TrimSpace(string(b))
 		if token == "" {
@@ -109,14 +109,16 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	// The metrics ask the server, which is made after them.
 	var srv *node.Server
 	metrics := web.NewNodeMetrics(func(ctx context.Context) (remoteopen.NodeInfo, error) { return srv.Info(ctx) })
-	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate,
-		Observe: metrics.Observe, Metrics: metrics.Handler()})
-	if err != nil {
-		return err
-	}
+	// Listen first: a bad address should not leave a node directory made.
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", *listen, err)
+	}
+	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate,
+		Observe: metrics.Observe, Metrics: metrics.Handler()})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("%w; --dir takes the node's directory (made if missing)", err)
 	}
 	if *certFile != "" {
 		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)

@@ -21,6 +21,15 @@ type passphraseSource struct {
 // errNoPassphrase: no file, no variable, and stdin is not a terminal.
 var errNoPassphrase = errors.New("no passphrase: give --passphrase-file FILE, set MESHDRIVE_PASSPHRASE, or run on a terminal")
 
+// unreadableFile is the error for a file a flag names that cannot be
+// read.
+func unreadableFile(flag, path string, err error) error {
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+		err = pe.Err // the path is in the message already
+	}
+	return fmt.Errorf("cannot read %s %s: %w; check the path and that this user may read it", flag, path, err)
+}
+
 // read returns the passphrase. With confirm set, a prompted passphrase is
 // asked twice and must match (for init and passwd).
 func (s passphraseSource) read(e *env, prompt string, confirm bool) ([]byte, error) {
@@ -31,11 +40,7 @@ func (s passphraseSource) read(e *env, prompt string, confirm bool) ([]byte, err
 			if flag == "" {
 				flag = "--passphrase-file"
 			}
-			reason := err
-			if pe := (*os.PathError)(nil); errors.As(err, &pe) {
-				reason = pe.Err // the path is in the message already
-			}
-			return nil, fmt.Errorf("cannot read %s %s: %w; check the path and that this user may read it", flag, s.file, reason)
+			return nil, unreadableFile(flag, s.file, err)
 		}
 		b = bytes.TrimRight(b, "\r\n")
 		if len(b) == 0 {

@@ -343,6 +343,20 @@ func TestRefusalsWithoutDrive(t *testing.T) {
 		t.Errorf("recover --data FILE: the file now reads %q, %v", b, err)
 	}
 
+	// init into a file; a node that cannot listen makes no directory; a
+	// token file that is not there.
+	assertRefusal(t, runBin(t, env, "init", "--data", file), "", "", file+" is a file")
+	nd := filepath.Join(base, "nd")
+	assertRefusal(t, runBin(t, env, "node", "serve", "--dir", nd, "--listen", "127.0.0.1:99999"), "", "", "cannot listen on 127.0.0.1:99999")
+	if _, err := os.Stat(nd); err == nil {
+		t.Errorf("node serve made %s before it failed to listen", nd)
+	}
+	assertRefusal(t, runBin(t, env, "node", "serve", "--dir", nd, "--listen", "127.0.0.1:0", "--token-file", missing), "", "",
+		"cannot read --token-file "+missing)
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep me" {
+		t.Errorf("the file now reads %q, %v", b, err)
+	}
+
 	// init --k alone keeps the documented m.
 	d4 := filepath.Join(base, "d4")
 	mustRun(t, env, "init", "--data", d4, "--k", "3")

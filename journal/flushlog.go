@@ -325,6 +325,14 @@ func (j *unlinks) cleanApplied() {
 	j.unl.umu.Unlock()
 	var busy []*flushRec
 	for _, r := range recs {
+		if _, ok := j.unl.createdAttr(r.n.ino); ok {
+			// The apply that committed the close and the file's create
+			// hands the close over at its commit and forgets the create
+			// after: cleaned in between, the inode would read as the
+			// create's empty file. The apply's own clean comes after.
+			busy = append(busy, r)
+			continue
+		}
 		n := j.it.memInode(r.n.ino)
 		if n == nil {
 			continue

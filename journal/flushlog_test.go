@@ -457,3 +457,50 @@ func FuzzFlushPayload(f *testing.F) {
 		}
 	})
 }
+
+// TestCleanWhileCreatePending: the unlinker's apply of a create and the
+// close after it hands the closed inode to be cleaned when its
+// transaction commits, and forgets the create a moment later. A
+// cleanApplied from another goroutine in between (settle, WaitDurable)
+// found the inode clean while the create was still in memory: GetAttr
+// and reads answered from the create, an empty file (CI saw go build
+// read an empty go.mod written just before). The hook runs the clean in
+// that window.
+func TestCleanWhileCreatePending(t *testing.T) {
+	j := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour }).j
+	f := must[Attr](t)(j.Mknod(bg, RootIno, "go.mod", 0o644, 0, 0, 0))
+	j.OpenFile(f.Ino)
+	must[int](t)(j.WriteAt(bg, f.Ino, []byte("module x\n"), 0))
+	if err := j.Flush(bg, f.Ino); err != nil { // logged, with the create pending
+		t.Fatal(err)
+	}
+	j.ReleaseFile(f.Ino)
+	if _, ok := j.unl.createdAttr(f.Ino); !ok {
+		t.Fatal("the create was not deferred")
+	}
+	check := func(when string) {
+		t.Helper()
+		a, err := j.GetAttr(bg, f.Ino)
+		if err != nil || a.Size != 9 {
+			t.Errorf("%s: size %d, %v; want 9", when, a.Size, err)
+		}
+		j.OpenFile(f.Ino)
+		defer j.ReleaseFile(f.Ino)
+		b, err := j.Read(bg, f.Ino, make([]byte, 64), 0)
+		if err != nil || string(b) != "module x\n" {
+			t.Errorf("%s: read %q, %v", when, b, err)
+		}
+	}
+	ran := false
+	j.appliedHook = func() {
+		j.appliedHook = nil
+		ran = true
+		j.ul.cleanApplied() // another goroutine's, in the window
+		check("between the apply's commit and its end")
+	}
+	applyUnlinks(t, j)
+	if !ran {
+		t.Fatal("the hook did not run")
+	}
+	check("after the apply")
+}

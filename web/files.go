@@ -18,6 +18,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/meshdrive/meshdrive/fs"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -301,6 +302,66 @@ func (s *Server) free() (int64, bool) {
 	return int64(st.Bavail) * int64(st.Bsize), true
 }
 
+// tempBeside is a new hidden name in rel's folder (isUploadTemp) for
+// what becomes rel once it is whole.
+func tempBeside(rel string) string {
+	dir, name := path.Split(rel)
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:])+"-"+name)
+	if len(path.Base(tmp)) > 255 {
+		tmp = path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:]))
+	}
+	return tmp
+}
+
+// readErr remembers the error of the reads from r: a body cut short
+// (a connection reset) is the client's, not the drive's.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (b *readErr) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// carryOver gives f, the new content of rel, the permission bits and
+// user xattrs of the file it replaces, as an editor's save keeps them: a
+// pin (fs.PinXattr), a private mode, a tag survive an upload over the
+// file. Nothing when rel is not a regular file yet. Best effort: a
+// failure leaves f as created (0644, no xattrs), as before.
+func carryOver(root *os.Root, rel string, f *os.File) {
+	old, err := root.Open(rel)
+	if err != nil {
+		return
+	}
+	defer old.Close()
+	fi, err := old.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return
+	}
+	f.Chmod(fi.Mode().Perm())
+	buf := make([]byte, 64<<10)
+	n, err := unix.Flistxattr(int(old.Fd()), buf)
+	if err != nil {
+		return
+	}
+	for name := range strings.SplitSeq(string(buf[:n]), "\x00") {
+		if !strings.HasPrefix(name, "user.") || name == fs.StatusXattr {
+			continue
+		}
+		v := make([]byte, 64<<10)
+		if vn, err := unix.Fgetxattr(int(old.Fd()), name, v); err == nil {
+			unix.Fsetxattr(int(f.Fd()), name, v[:vn], 0)
+		}
+	}
+}
+
 // upload writes the body to a temporary file beside the target and
 // renames it over the target once complete: readers see the old file or
 // the whole new one.
@@ -332,19 +393,17 @@ func (s *fileOps) upload(w http.ResponseWriter, r *http.Request, escaped string)
 		writeError(w, http.StatusConflict, "is_dir", "upload /"+rel+": a folder has that name; choose another name")
 		return
 	}
-	dir, name := path.Split(rel)
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	tmp := path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:])+"-"+name)
-	if len(path.Base(tmp)) > 255 {
-		tmp = path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:]))
-	}
+	tmp := tempBeside(rel)
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		fsError(w, "upload /"+rel, err)
 		return
 	}
-	n, err := io.Copy(f, http.MaxBytesReader(w, r.Body, s.o.MaxUpload))
+	body := &readErr{r: http.MaxBytesReader(w, r.Body, s.o.MaxUpload)}
+	n, err := io.Copy(f, body)
+	if err == nil {
+		carryOver(s.root, rel, f)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -357,7 +416,7 @@ func (s *fileOps) upload(w http.ResponseWriter, r *http.Request, escaped string)
 	if err != nil {
 		s.root.Remove(tmp)
 		var errno syscall.Errno
-		if errors.As(err, &errno) || errors.Is(err, iofs.ErrNotExist) {
+		if body.err == nil && (errors.As(err, &errno) || errors.Is(err, iofs.ErrNotExist)) {
 			fsError(w, "upload /"+rel, err)
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -355,5 +357,37 @@ func TestStatBudget(t *testing.T) {
 	}
 	if w := serve(s, "GET", "/api/v1/files/in/file.txt", nil); w.Code != 200 || w.Header().Get("Cache-Control") != "private, no-cache" {
 		t.Errorf("download: %d, Cache-Control %q; want private, no-cache", w.Code, w.Header().Get("Cache-Control"))
+	}
+}
+
+// resetBody is a request body whose connection resets after some bytes.
+type resetBody struct{ n int }
+
+func (b *resetBody) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	}
+	k := min(len(p), b.n)
+	b.n -= k
+	clear(p[:k])
+	return k, nil
+}
+
+// TestUploadReset: an upload whose connection resets is the client's
+// incomplete request (400), not a drive error with the socket's text
+// (500), and the file it would have replaced is untouched.
+func TestUploadReset(t *testing.T) {
+	s, mp := folderServer(t)
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("PUT", "http://"+fuzzHost+"/api/v1/files/in/file.txt", &resetBody{n: 1000})
+	r.Host = fuzzHost
+	r.Header.Set("Authorization", "Bearer "+fuzzToken)
+	s.ServeHTTP(w, r)
+	var e apiError
+	if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 400 || e.Code != "incomplete" {
+		t.Errorf("PUT with a reset body: %d %s; want 400 incomplete", w.Code, w.Body)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "in/file.txt")); err != nil || string(b) != fileContent {
+		t.Errorf("the file reads %q, %v after a reset upload", b, err)
 	}
 }

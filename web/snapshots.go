@@ -125,9 +125,18 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	// Copied under a hidden name and renamed when whole: a restore cut
+	// short (the client gone, a read of the grid failing) leaves no
+	// partial copy under the name a retry would avoid.
 	res := restoreResult{Snapshot: req.Snapshot, Path: "/" + rel, To: "/" + to}
-	if err := s.copyTree(r.Context(), src, to, &res); err != nil {
-		fsError(w, fmt.Sprintf("restore /%s from %s (%d files copied to /%s)", rel, req.Snapshot, res.Files, to), err)
+	tmp := tempBeside(to)
+	err = s.copyTree(r.Context(), src, tmp, &res)
+	if err == nil {
+		err = s.root.Rename(tmp, to)
+	}
+	if err != nil {
+		s.root.RemoveAll(tmp)
+		fsError(w, fmt.Sprintf("restore /%s from %s to /%s: nothing was restored", rel, req.Snapshot, to), err)
 		return
 	}
 	writeJSON(w, http.StatusOK, res)

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/meshdrive/meshdrive/web"
+	"golang.org/x/sys/unix"
 )
 
 // webDrive is a mounted drive on six real nodes with its web app.
@@ -208,9 +209,25 @@ func testWebAPI(t *testing.T, f *webFixture) {
 	if got := readMount(t, filepath.Join(f.mp, "docs", "notes v1.txt")); !bytes.Equal(got, up) {
 		t.Fatalf("the mount holds %d bytes after PUT; want the %d sent", len(got), len(up))
 	}
+	// A private mode and a user xattr on it: an overwrite keeps both, as
+	// an editor's save does.
+	notes := filepath.Join(f.mp, "docs", "notes v1.txt")
+	if err := os.Chmod(notes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(notes, "user.tag", []byte("blue"), 0); err != nil {
+		t.Fatal(err)
+	}
 	f.want(t, 201, nil, "PUT", "/api/v1/files/docs/notes%20v1.txt", strings.NewReader("short"))
-	if got := readMount(t, filepath.Join(f.mp, "docs", "notes v1.txt")); string(got) != "short" {
+	if got := readMount(t, notes); string(got) != "short" {
 		t.Fatalf("after the second PUT the mount holds %q", got)
+	}
+	if fi, err := os.Stat(notes); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("after an overwrite through the API: mode %v, %v; want 0600 kept", fi.Mode(), err)
+	}
+	tag := make([]byte, 16)
+	if n, err := unix.Getxattr(notes, "user.tag", tag); err != nil || string(tag[:n]) != "blue" {
+		t.Errorf("after an overwrite through the API: user.tag %q, %v; want blue kept", tag[:max(n, 0)], err)
 	}
 
 	// mkdir, rename, delete.

@@ -336,7 +336,12 @@ func (b *readErr) Read(p []byte) (int, error) {
 // file. Nothing when rel is not a regular file yet. Best effort: a
 // failure leaves f as created (0644, no xattrs), as before.
 func carryOver(root *os.Root, rel string, f *os.File) {
-	old, err := root.Open(rel)
+	// Not a symlink's target (the rename replaces the link), and never
+	// blocking in open on a FIFO of that name.
+	if fi, err := root.Lstat(rel); err != nil || !fi.Mode().IsRegular() {
+		return
+	}
+	old, err := root.OpenFile(rel, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return
 	}

@@ -391,3 +391,36 @@ func TestUploadReset(t *testing.T) {
 		t.Errorf("the file reads %q, %v after a reset upload", b, err)
 	}
 }
+
+// TestUploadOverFIFO: an upload to the name of a FIFO does not block
+// opening it for its mode and xattrs (carryOver), and replaces it.
+func TestUploadOverFIFO(t *testing.T) {
+	s, mp := folderServer(t)
+	if err := unix.Mkfifo(filepath.Join(mp, "in/fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("PUT", "http://"+fuzzHost+"/api/v1/files/in/fifo", strings.NewReader("data"))
+		r.Host = fuzzHost
+		r.Header.Set("Authorization", "Bearer "+fuzzToken)
+		s.ServeHTTP(w, r)
+		done <- w
+	}()
+	select {
+	case w := <-done:
+		if w.Code != 201 {
+			t.Errorf("PUT over a FIFO: %d %s", w.Code, w.Body)
+		}
+		if b, err := os.ReadFile(filepath.Join(mp, "in/fifo")); err != nil || string(b) != "data" {
+			t.Errorf("after the upload the name reads %q, %v", b, err)
+		}
+	case <-time.After(10 * time.Second):
+		// Unblock the handler's open before the test ends.
+		if f, err := os.OpenFile(filepath.Join(mp, "in/fifo"), os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("an upload over a FIFO blocked")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -255,9 +256,11 @@ func (srv *Server) api(w http.ResponseWriter, r *http.Request, rest string) {
 		writeJSON(w, http.StatusOK, s.check.state())
 	case ep == "check" && tail == "" && m == http.MethodPost:
 		s.checkStart(w, r)
+	case ep == "ticket" && tail == "" && m == http.MethodPost:
+		s.ticket(w, r)
 	default:
 		switch ep {
-		case "list", "stat", "files", "mkdir", "rename", "status", "nodes", "snapshots", "restore", "check":
+		case "list", "stat", "files", "mkdir", "rename", "status", "nodes", "snapshots", "restore", "check", "ticket":
 			if tail == "" || ep == "list" || ep == "stat" || ep == "files" || ep == "mkdir" {
 				writeError(w, http.StatusMethodNotAllowed, "method", fmt.Sprintf("%s is not allowed on %s%s; see docs/API.md", m, apiPrefix, ep))
 				return
@@ -265,4 +268,35 @@ func (srv *Server) api(w http.ResponseWriter, r *http.Request, rest string) {
 		}
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s%s; see docs/API.md", apiPrefix, rest))
 	}
+}
+
+// ticketRequest is POST /api/v1/ticket's body; ticketAnswer its answer.
+type ticketRequest struct {
+	URL string `json:"url"` // /api/v1/files/PATH[?snapshot=NAME]
+}
+type ticketAnswer struct {
+	URL     string    `json:"url"` // the same address with ?ticket=T: one GET, no header
+	Expires time.Time `json:"expires"`
+}
+
+// ticket gives the page an address it can hand to the browser (a download
+// link): the browser follows it without the page's Authorization header.
+func (s *Server) ticket(w http.ResponseWriter, r *http.Request) {
+	var req ticketRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	u, err := url.Parse(req.URL)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Fragment != "" ||
+		!strings.HasPrefix(u.EscapedPath(), apiPrefix+"files/") || u.Query().Has("ticket") {
+		writeError(w, http.StatusBadRequest, "bad_url", "a ticket is only for a download: url must be "+apiPrefix+"files/PATH, with ?snapshot=NAME if any")
+		return
+	}
+	_, target := ticketTarget(u)
+	tk := s.sess.newTicket(target)
+	sep := "?"
+	if strings.Contains(target, "?") {
+		sep = "&"
+	}
+	writeJSON(w, http.StatusOK, ticketAnswer{URL: target + sep + "ticket=" + tk, Expires: s.sess.now().Add(ticketTTL).UTC()})
 }

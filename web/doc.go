@@ -20,16 +20,20 @@
 //   - A request that carries an Origin (every POST, PUT and DELETE from a
 //     browser does) must come from this server's own origin, and an API
 //     request a browser marks with Sec-Fetch-Site must be same-origin (or
-//     "none": a typed address) (403). Cookies are not kept apart by port,
-//     so a page of another local server is same-site but not same-origin.
+//     "none": a typed address) (403). A page of another local server
+//     is same-site but not same-origin.
 //   - Every request but the login page and the page's static assets needs
 //     the access token as "Authorization: Bearer TOKEN" (scripts; compared
-//     in constant time), or a browser session: GET /login?code=CODE trades
-//     a single-use code (LoginURL, a minute) for a random secret kept in
-//     memory only, in an HttpOnly SameSite=Strict cookie named after the
-//     port. The token never goes into a URL or a cookie (cookies reach
-//     every port of the host). Options.MetricsToken opens /metrics only.
-//     401 otherwise.
+//     in constant time), or a browser session as "Authorization: Session
+//     S": GET /login?code=CODE sends the browser to /#login=CODE (a
+//     fragment no server sees), the page POSTs the code to /login, once,
+//     within a minute of LoginURL making it, and gets a random secret kept
+//     in this process's memory only; the page keeps it in its origin's
+//     localStorage. A download link carries a ticket instead (POST
+//     /api/v1/ticket): one GET of the one address it was made for, within
+//     a minute. No cookie is set or read: cookies reach every port of the
+//     host, so another local server the browser visits would get it.
+//     Options.MetricsToken opens /metrics only. 401 otherwise.
 //   - Paths are decoded segment by segment (DecodePath): a segment that is
 //     "." or "..", holds an encoded slash or a NUL is refused (400), and
 //     os.Root refuses symlinks that leave the mountpoint.

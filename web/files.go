@@ -498,7 +498,22 @@ const maxJSONBody = 64 << 10
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	err := dec.Decode(v)
+	if err == nil {
+		// One value and nothing after it (a second is not ignored).
+		if _, e := dec.Token(); e != io.EOF {
+			err = e
+			if err == nil {
+				err = errors.New("something follows the JSON object")
+			}
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the request body is over %d KiB; this endpoint takes a small JSON object, see docs/API.md", maxJSONBody>>10))
+		return false
+	case err != nil:
 		writeError(w, http.StatusBadRequest, "bad_json", "the request body is not the JSON this endpoint takes ("+err.Error()+"); see docs/API.md")
 		return false
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,10 +138,6 @@ func (s *Server) LoginURL() string {
 	return s.URL() + "login?code=" + s.sess.newCode()
 }
 
-// cookieName is the session cookie's: one per port, as cookies are not
-// port-scoped and two mounts on one computer would clobber one cookie.
-func (s *Server) cookieName() string { return "meshdrive_" + s.port }
-
 // Close stops serving: requests in flight get 5 s, a running check is
 // cancelled. It may be called more than once.
 func (s *Server) Close() error {
@@ -251,40 +248,91 @@ func (s *Server) originOK(r *http.Request) bool {
 	return o == "http://"+r.Host
 }
 
-// authorized: the request carries the token, or a live session cookie;
-// on /metrics the metrics-only token too.
+// authorized: the request carries the token, a live session, or a
+// ticket for this very address (a download the page started); on
+// /metrics the metrics-only token too. Cookies are never looked at.
 func (s *Server) authorized(r *http.Request, metrics bool) bool {
-	if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
-		got := []byte(strings.TrimSpace(strings.TrimPrefix(a, "Bearer ")))
-		if len(got) == 0 {
+	a := r.Header.Get("Authorization")
+	if scheme, cred, ok := strings.Cut(a, " "); ok {
+		cred = strings.TrimSpace(cred)
+		if cred == "" {
 			return false
 		}
-		if subtle.ConstantTimeCompare(got, []byte(s.o.Token)) == 1 {
-			return true
+		switch strings.ToLower(scheme) {
+		case "bearer":
+			if subtle.ConstantTimeCompare([]byte(cred), []byte(s.o.Token)) == 1 {
+				return true
+			}
+			return metrics && s.o.MetricsToken != "" && subtle.ConstantTimeCompare([]byte(cred), []byte(s.o.MetricsToken)) == 1
+		case "session":
+			return !metrics && s.sess.valid(cred)
 		}
-		return metrics && s.o.MetricsToken != "" && subtle.ConstantTimeCompare(got, []byte(s.o.MetricsToken)) == 1
+		return false
 	}
-	c, err := r.Cookie(s.cookieName())
-	return err == nil && s.sess.valid(c.Value)
+	if a != "" || (r.Method != http.MethodGet && r.Method != http.MethodHead) ||
+		!strings.HasPrefix(r.URL.EscapedPath(), apiPrefix+"files/") {
+		return false
+	}
+	ticket, target := ticketTarget(r.URL)
+	return s.sess.useTicket(ticket, target)
 }
 
-// login exchanges a single-use code from LoginURL for a session cookie
-// and sends the browser to the app, so the code leaves the address bar.
+// ticketTarget splits u into its ticket and the address the ticket is
+// for: the escaped path and the rest of the query, in a canonical order.
+func ticketTarget(u *url.URL) (ticket, target string) {
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return "", ""
+	}
+	ticket = q.Get("ticket")
+	q.Del("ticket")
+	target = u.EscapedPath()
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	return ticket, target
+}
+
+// login: GET /login?code=CODE (LoginURL) sends the browser to the app with
+// the code in the address's fragment, which no server sees; the page
+// POSTs it back to /login and gets its session secret as JSON, which it
+// keeps in localStorage. The code leaves the address bar either way.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		writeError(w, http.StatusMethodNotAllowed, "method", "only GET here")
-		return
+	switch r.Method {
+	case http.MethodGet:
+		code := r.URL.Query().Get("code")
+		if !s.sess.known(code) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, loginFailedPage)
+			return
+		}
+		http.Redirect(w, r, "/#login="+url.QueryEscape(code), http.StatusSeeOther)
+	case http.MethodPost:
+		var req loginRequest
+		if !decodeBody(w, r, &req) {
+			return
+		}
+		sec, ok := s.sess.redeem(req.Code)
+		if !ok {
+			writeError(w, http.StatusUnauthorized, "login_expired",
+				"this login address was used already or is more than a minute old; run meshdrive web-url on this computer and open the address it prints")
+			return
+		}
+		writeJSON(w, http.StatusOK, loginAnswer{Session: sec, Expires: s.sess.now().Add(sessionTTL).UTC()})
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		writeError(w, http.StatusMethodNotAllowed, "method", "only GET and POST here")
 	}
-	sec, ok := s.sess.redeem(r.URL.Query().Get("code"))
-	if !ok {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(http.StatusUnauthorized)
-		fmt.Fprint(w, loginFailedPage)
-		return
-	}
-	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: sec, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// loginRequest is POST /login's body; loginAnswer its answer.
+type loginRequest struct {
+	Code string `json:"code"`
+}
+type loginAnswer struct {
+	Session string    `json:"session"` // send as Authorization: Session SECRET
+	Expires time.Time `json:"expires"`
 }
 
 const loginFailedPage = `<!doctype html><html lang="en"><head><meta charset="utf-8">

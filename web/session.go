@@ -10,27 +10,35 @@ import (
 
 // Browsers log in with a single-use code (LoginURL, asked for over the
 // mount's control socket by meshdrive web-url) and get a session: a random
-// secret kept only in this process's memory, in a cookie named after the
-// port. The access token never goes into a URL or a cookie: cookies are
-// not port-scoped, so a cookie on 127.0.0.1 reaches every local server.
+// secret kept only in this process's memory, which the page keeps in its
+// origin's localStorage and sends as "Authorization: Session SECRET".
+// Neither the token nor the session ever goes into a cookie: cookies are
+// not port-scoped, so a cookie on 127.0.0.1 reaches every local server,
+// and any of them could use it from then on. A link the browser follows
+// by itself (a download) carries a ticket instead: single-use, for that
+// one address, valid for a minute.
 const (
 	codeTTL     = 60 * time.Second
 	sessionTTL  = 7 * 24 * time.Hour
+	ticketTTL   = 60 * time.Second
 	maxCodes    = 16  // unused login codes kept at once
 	maxSessions = 256 // live sessions kept at once
+	maxTickets  = 64  // unused download tickets kept at once
 )
 
 // sessions holds login codes and session secrets, by their SHA-256 (a map
 // lookup on the hash leaks no timing about the secret).
 type sessions struct {
-	mu    sync.Mutex             // guards the two below
-	codes map[[32]byte]time.Time // single-use code → expiry
-	live  map[[32]byte]time.Time // session secret → expiry
-	now   func() time.Time       // time.Now; tests replace it
+	mu      sync.Mutex             // guards the three below
+	codes   map[[32]byte]time.Time // single-use code → expiry
+	live    map[[32]byte]time.Time // session secret → expiry
+	tickets map[[32]byte]time.Time // sha256(ticket, NUL, address) → expiry
+	now     func() time.Time       // time.Now; tests replace it
 }
 
 func newSessions() *sessions {
-	return &sessions{codes: map[[32]byte]time.Time{}, live: map[[32]byte]time.Time{}, now: time.Now}
+	return &sessions{codes: map[[32]byte]time.Time{}, live: map[[32]byte]time.Time{},
+		tickets: map[[32]byte]time.Time{}, now: time.Now}
 }
 
 func randomSecret() string {
@@ -70,6 +78,18 @@ func (ss *sessions) newCode() string {
 	return c
 }
 
+// known: code is a login code that has not expired or been used (it is
+// not used up: the page redeems it).
+func (ss *sessions) known(code string) bool {
+	if code == "" {
+		return false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	exp, ok := ss.codes[sha256.Sum256([]byte(code))]
+	return ok && ss.now().Before(exp)
+}
+
 // redeem uses up code and, if it was valid, returns a new session secret.
 func (ss *sessions) redeem(code string) (string, bool) {
 	if code == "" {
@@ -102,4 +122,30 @@ func (ss *sessions) valid(secret string) bool {
 		ok = false
 	}
 	return ok
+}
+
+// ticketKey binds a ticket to the one address it opens.
+func ticketKey(ticket, target string) string { return ticket + "\x00" + target }
+
+// newTicket is a single-use ticket for a GET of target (a path and its
+// query, without the ticket), valid for ticketTTL.
+func (ss *sessions) newTicket(target string) string {
+	t := randomSecret()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.add(ss.tickets, ticketKey(t, target), ticketTTL, maxTickets)
+	return t
+}
+
+// useTicket uses up ticket if it was made for target and has not expired.
+func (ss *sessions) useTicket(ticket, target string) bool {
+	if ticket == "" {
+		return false
+	}
+	k := sha256.Sum256([]byte(ticketKey(ticket, target)))
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	exp, ok := ss.tickets[k]
+	delete(ss.tickets, k)
+	return ok && ss.now().Before(exp)
 }

@@ -213,8 +213,9 @@ func (w *webDrive) Check(ctx context.Context, req mfs.CheckRequest, progress fun
 func runWebURL(e *env) error {
 	fl := newFlagSet(e, "web-url", "web-url [--data DIR]", `
 Print a login address for the mounted drive's web app. Open it in a browser
-within a minute: it works once, and gives the browser a session (a cookie) that
-lasts until the drive is unmounted, or a week. Scripts use the API with the
+within a minute: it works once, and gives that browser a session (kept in the
+page's storage, never in a cookie) that lasts until the drive is unmounted, or a
+week. Scripts use the API with the
 token in DATA/web.token, and Prometheus /metrics with DATA/metrics.token (see
 docs/API.md).`)
 	dataDir := dataDirFlag(e, fl)

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	cdpruntime "github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/storage"
 	"github.com/chromedp/chromedp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -324,26 +324,28 @@ func testWebRefusals(t *testing.T, f *webFixture) {
 		}
 	}
 
-	// A login address sets a session cookie, HttpOnly, SameSite=Strict,
-	// named after the port, without the token; it works once.
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// A login address sends the browser to the page with the code in the
+	// fragment (no cookie, no token); the page trades it for a session,
+	// once, which opens the API as "Authorization: Session".
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	login := f.loginURL(t)
 	resp, err := c.Get(login)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	ck := resp.Cookies()
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" || len(ck) != 1 || !ck[0].HttpOnly ||
-		ck[0].SameSite != http.SameSiteStrictMode || ck[0].Name != "meshdrive_"+port || strings.Contains(ck[0].Value, f.token) {
-		t.Fatalf("login: %d, cookies %+v", resp.StatusCode, ck)
+	code := strings.TrimPrefix(login, f.base+"/login?code=")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/#login="+code || len(resp.Cookies()) != 0 {
+		t.Fatalf("login: %d, Location %q, cookies %+v", resp.StatusCode, resp.Header.Get("Location"), resp.Cookies())
 	}
-	resp, err = c.Get(f.base + "/api/v1/status")
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("status with the cookie: %v %v", resp, err)
+	var la struct{ Session string }
+	f.want(t, 200, &la, "POST", "/login", jsonBody(map[string]string{"code": code}), "Authorization", "", "Origin", f.base)
+	if la.Session == "" || strings.Contains(la.Session, f.token) {
+		t.Fatalf("login answered session %q", la.Session)
 	}
-	resp.Body.Close()
+	f.want(t, 200, nil, "GET", "/api/v1/status", nil, "Authorization", "Session "+la.Session)
+	f.want(t, 401, nil, "GET", "/api/v1/status", nil, "Authorization", "", "Cookie", "meshdrive_"+port+"="+la.Session)
+	f.want(t, 401, nil, "POST", "/login", jsonBody(map[string]string{"code": code}), "Authorization", "")
 	if resp, _ := f.req(t, "GET", strings.TrimPrefix(login, f.base), nil); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
 		t.Errorf("a login address used twice: %d, cookies %v; want 401", resp.StatusCode, resp.Cookies())
 	}
@@ -692,8 +694,14 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 	run("log in and list the root",
 		chromedp.Navigate(f.loginURL(t)),
 		wait(`document.querySelector('tr[data-name="docs"]') !== null`),
-		wait(`location.search === "" && document.getElementById("drive-state").textContent !== "…"`),
+		wait(`location.search === "" && location.hash === "#/files/" && document.getElementById("drive-state").textContent !== "…"`),
 		shot("files"))
+	// The session is in the page's storage, not in a cookie: cookies reach
+	// every server on 127.0.0.1, whatever its port.
+	cookies, err := chromedp.CallBrowser(ctx, storage.GetCookies, storage.GetCookiesParams{})
+	if err != nil || len(cookies.Cookies) != 0 {
+		t.Errorf("the browser holds cookies %+v (%v); want none", cookies.Cookies, err)
+	}
 
 	// Open a folder; the synced file says it is on the grid.
 	// Folders whose names hold % route to themselves: each segment of the
@@ -787,10 +795,13 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 
 	// The page's own requests are refused for a path with an encoded slash
 	// or "..", like anyone's.
-	codes, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`Promise.all(["/api/v1/files/docs%2Fphoto.jpg", "/api/v1/files/docs/..%2Fx"].map(u => fetch(u).then(r => r.status)))`,
-		chromedp.EvalAwaitPromise))
-	if err != nil || len(codes) != 2 || codes[0] != 400 || codes[1] != 400 {
-		t.Errorf("the page's fetch of bad paths: %v, %v; want 400, 400", codes, err)
+	// Without the session header the page's origin opens nothing.
+	codes, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`(() => {
+		const h = { headers: { Authorization: "Session " + localStorage.getItem("meshdrive-session") } };
+		return Promise.all([fetch("/api/v1/files/docs%2Fphoto.jpg", h), fetch("/api/v1/files/docs/..%2Fx", h), fetch("/api/v1/files/docs/photo.jpg")].map(p => p.then(r => r.status)));
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || len(codes) != 3 || codes[0] != 400 || codes[1] != 400 || codes[2] != 401 {
+		t.Errorf("the page's fetch of bad paths, and of a good one without the session: %v, %v; want 400, 400, 401", codes, err)
 	}
 
 	// Activity, check, and the phone layout.

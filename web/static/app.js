@@ -1,5 +1,8 @@
 // meshdrive web app: plain JS, no build step. Every request goes to the
-// drive's own API (/api/v1/), which the page reaches with its cookie.
+// drive's own API (/api/v1/) with the session from the login address, kept
+// in this origin's localStorage and sent as "Authorization: Session S".
+// No cookie: cookies are not kept apart by port, so another local server
+// would receive it. A download link gets a single-use ticket instead.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -52,8 +55,32 @@ class APIError extends Error {
   constructor(status, msg) { super(msg); this.status = status; }
 }
 
+const SESSION = "meshdrive-session";
+const session = () => { try { return localStorage.getItem(SESSION) || ""; } catch { return ""; } };
+function signedOut() {
+  try { localStorage.removeItem(SESSION); } catch { /* storage off */ }
+  $("gone").hidden = false;
+}
+
+// logIn trades the code of a login address (/login sent the browser to
+// /#login=CODE) for a session, and takes the code out of the address.
+async function logIn() {
+  const m = location.hash.match(/^#login=([^&]*)$/);
+  if (!m) return;
+  history.replaceState(null, "", "/#/files/");
+  let r;
+  try {
+    r = await fetch("/login", { method: "POST", credentials: "omit", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ code: decodeURIComponent(m[1]) }) });
+  } catch (e) { return; }
+  const data = await r.json().catch(() => null);
+  if (r.ok && data && data.session) {
+    try { localStorage.setItem(SESSION, data.session); } catch { /* storage off: signed out */ }
+  }
+}
+
 async function api(method, path, body) {
-  const opts = { method, credentials: "same-origin", headers: {} };
+  const opts = { method, credentials: "omit", headers: { Authorization: "Session " + session() } };
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
@@ -64,7 +91,7 @@ async function api(method, path, body) {
   } catch (e) {
     throw new APIError(0, "The drive is not answering: is it still mounted? (meshdrive status)");
   }
-  if (r.status === 401) { $("gone").hidden = false; throw new APIError(401, "Signed out"); }
+  if (r.status === 401) { signedOut(); throw new APIError(401, "Signed out"); }
   if (r.status === 204) return null;
   let data = null;
   try { data = await r.json(); } catch (e) { /* not JSON */ }
@@ -197,11 +224,24 @@ async function fillStates(missing, path) {
   await Promise.all([next(), next()]);
 }
 
+// download has the browser save the file at href: the browser fetches it
+// by itself, without the session header, so href gets a ticket first.
+async function download(href, name) {
+  try {
+    const t = await api("POST", "ticket", { url: href });
+    const a = el("a", { href: t.url, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (e) { fail(e); }
+}
+
 function fileRow(e, snap) {
   const isDir = e.type === "dir";
   const q = snap ? "?snapshot=" + encodeURIComponent(snap) : "";
   const href = isDir ? filesHash(e.path, snap) : API + "files/" + encPath(e.path) + q;
-  const link = isDir ? el("a", { href }, e.name) : e.type === "file" ? el("a", { href, download: e.name, title: "Download " + e.name }, e.name)
+  const dl = (ev) => { ev.preventDefault(); download(href, e.name); };
+  const link = isDir ? el("a", { href }, e.name) : e.type === "file" ? el("a", { href, download: e.name, title: "Download " + e.name, onclick: dl }, e.name)
     : el("span", { class: "n", title: e.target ? "Link to " + e.target : "" }, e.name);
   const icon = el("span", { class: "fi " + (isDir ? "dir" : e.type === "symlink" ? "link" : "file"), "aria-hidden": "true" });
   const badges = el("div", { class: "badges" });
@@ -214,7 +254,7 @@ function fileRow(e, snap) {
   if (snap) {
     acts.append(el("button", { class: "btn small", onclick: () => restore(snap, e.path, e.type) }, "Restore"));
   } else {
-    if (e.type === "file") acts.append(el("a", { class: "btn small hide-phone", href, download: e.name }, "Download"), " ");
+    if (e.type === "file") acts.append(el("a", { class: "btn small hide-phone", href, download: e.name, onclick: dl }, "Download"), " ");
     acts.append(el("button", { class: "btn small", title: "Rename", onclick: () => rename(e) }, "Rename"), " ",
       el("button", { class: "btn small danger", title: "Delete", onclick: () => remove(e) }, "Delete"));
   }
@@ -303,13 +343,14 @@ function uploadFile(file, dir) {
   return new Promise((resolve) => {
     const x = new XMLHttpRequest();
     x.open("PUT", API + "files/" + encPath(t.path));
+    x.setRequestHeader("Authorization", "Session " + session());
     x.upload.onprogress = (ev) => { t.sent = ev.loaded; renderTransfers(); };
     x.onload = () => {
       if (x.status === 201) { t.state = "done"; t.end = Date.now(); t.sent = t.total; }
       else {
         t.state = "failed";
         try { t.error = JSON.parse(x.responseText).error; } catch (e) { t.error = "The drive answered " + x.status; }
-        if (x.status === 401) $("gone").hidden = false;
+        if (x.status === 401) signedOut();
       }
       renderTransfers();
       resolve();
@@ -517,7 +558,10 @@ $("check-form").onsubmit = async (ev) => {
 // --- Start --------------------------------------------------------------
 
 window.addEventListener("hashchange", show);
-show();
-refreshStatus();
-setInterval(refreshStatus, 3000);
-setInterval(() => { if (transfers.some((t) => t.state === "sending" || (t.state === "done" && Date.now() - t.end < 16000))) renderTransfers(); }, 1000);
+(async () => {
+  await logIn();
+  show();
+  refreshStatus();
+  setInterval(refreshStatus, 3000);
+  setInterval(() => { if (transfers.some((t) => t.state === "sending" || (t.state === "done" && Date.now() - t.end < 16000))) renderTransfers(); }, 1000);
+})();

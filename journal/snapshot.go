@@ -109,7 +109,15 @@ type Snapshot struct {
 
 // TimeName is the name of an unnamed snapshot taken at t: its UTC time,
 // without characters file managers stumble on.
-func TimeName(t time.Time) string { return t.UTC().Format("2006-01-02T150405Z") }
+func TimeName(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+const timeLayout = "2006-01-02T150405Z"
+
+// timeNameOK: s is a TimeName.
+func timeNameOK(s string) bool {
+	_, err := time.Parse(timeLayout, s)
+	return err == nil
+}
 
 type mlogRow struct {
 	seq, base, prev uint64
@@ -238,7 +246,9 @@ func CheckSnapshotName(name string) error {
 	case strings.ContainsAny(name, "/\x00"):
 		return fmt.Errorf("%w: snapshot name %q has a / or NUL", ErrInvalid, name)
 	}
-	if _, err := time.Parse("2006-01-02T150405Z", strings.SplitN(name, "-", 4)[0]); err == nil {
+	// A time name, or one with the "-SEQ" that tells two of a second
+	// apart: the unnamed snapshot of that second would share the name.
+	if len(name) >= len(timeLayout) && timeNameOK(name[:len(timeLayout)]) {
 		return fmt.Errorf("%w: snapshot name %q looks like a time name; choose another", ErrInvalid, name)
 	}
 	return nil

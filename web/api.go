@@ -212,6 +212,13 @@ func (s *Server) openRoot() (*os.Root, error) {
 
 var errNotMounted = errors.New("the drive is no longer mounted")
 
+// allowed is each endpoint's methods, for a 405's Allow header; it must
+// match api's cases.
+var allowed = map[string]string{
+	"list": "GET", "stat": "GET", "files": "GET, HEAD, PUT, DELETE", "mkdir": "POST", "rename": "POST",
+	"status": "GET", "nodes": "GET", "snapshots": "GET, POST", "restore": "POST", "check": "GET, POST", "ticket": "POST",
+}
+
 // api routes /api/v1/REST.
 func (srv *Server) api(w http.ResponseWriter, r *http.Request, rest string) {
 	ep, tail, _ := strings.Cut(rest, "/")
@@ -259,12 +266,10 @@ func (srv *Server) api(w http.ResponseWriter, r *http.Request, rest string) {
 	case ep == "ticket" && tail == "" && m == http.MethodPost:
 		s.ticket(w, r)
 	default:
-		switch ep {
-		case "list", "stat", "files", "mkdir", "rename", "status", "nodes", "snapshots", "restore", "check", "ticket":
-			if tail == "" || ep == "list" || ep == "stat" || ep == "files" || ep == "mkdir" {
-				writeError(w, http.StatusMethodNotAllowed, "method", fmt.Sprintf("%s is not allowed on %s%s; see docs/API.md", m, apiPrefix, ep))
-				return
-			}
+		if allow, ok := allowed[ep]; ok && (tail == "" || ep == "list" || ep == "stat" || ep == "files" || ep == "mkdir") {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "method", fmt.Sprintf("%s is not allowed on %s%s (only %s); see docs/API.md", m, apiPrefix, ep, allow))
+			return
 		}
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s%s; see docs/API.md", apiPrefix, rest))
 	}

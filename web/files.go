@@ -132,6 +132,9 @@ func (s *fileOps) list(w http.ResponseWriter, r *http.Request, escaped string) {
 	var files []int // entries that get a state
 	for _, de := range ents {
 		if isUploadTemp(de.Name()) {
+			if fi, err := de.Info(); err == nil && snap == "" {
+				s.sweepLeftover(path.Join(rel, de.Name()), fi)
+			}
 			continue
 		}
 		fi, err := de.Info()
@@ -303,16 +306,43 @@ func (s *Server) free() (int64, bool) {
 }
 
 // tempBeside is a new hidden name in rel's folder (isUploadTemp) for
-// what becomes rel once it is whole.
-func tempBeside(rel string) string {
+// what becomes rel once it is whole. It is this server's until the
+// returned release is called (after the rename, or the removal).
+func (s *Server) tempBeside(rel string) (tmp string, release func()) {
 	dir, name := path.Split(rel)
 	var rnd [6]byte
 	rand.Read(rnd[:])
-	tmp := path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:])+"-"+name)
+	tmp = path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:])+"-"+name)
 	if len(path.Base(tmp)) > 255 {
 		tmp = path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:]))
 	}
-	return tmp
+	s.tmpMu.Lock()
+	s.tmps[tmp] = true
+	s.tmpMu.Unlock()
+	return tmp, func() {
+		s.tmpMu.Lock()
+		delete(s.tmps, tmp)
+		s.tmpMu.Unlock()
+	}
+}
+
+// sweepLeftover removes the hidden name rel (isUploadTemp), met in a
+// listing, when an upload or restore of an earlier run left it: a mount
+// killed mid-upload leaves one that nothing lists, and it would hold its
+// space for ever. One this server is writing now, or that changed since
+// it started, is left alone.
+func (s *fileOps) sweepLeftover(rel string, fi os.FileInfo) {
+	s.tmpMu.Lock()
+	ours := s.tmps[rel]
+	s.tmpMu.Unlock()
+	if ours || !fi.ModTime().Before(s.started) {
+		return
+	}
+	if err := s.root.RemoveAll(rel); err != nil {
+		s.log.Warn("web: cannot remove what an interrupted upload left", "path", "/"+rel, "err", err)
+		return
+	}
+	s.log.Info("web: removed what an interrupted upload or restore left", "path", "/"+rel)
 }
 
 // readErr remembers the error of the reads from r: a body cut short
@@ -398,7 +428,13 @@ func (s *fileOps) upload(w http.ResponseWriter, r *http.Request, escaped string)
 		writeError(w, http.StatusConflict, "is_dir", "upload /"+rel+": a folder has that name; choose another name")
 		return
 	}
-	tmp := tempBeside(rel)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		writeError(w, http.StatusUnsupportedMediaType, "multipart",
+			"upload /"+rel+": the body is a form (multipart/form-data), which would be stored as the file; send the file's bytes as the body instead (curl -T FILE URL)")
+		return
+	}
+	tmp, release := s.tempBeside(rel)
+	defer release()
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		fsError(w, "upload /"+rel, err)

@@ -63,6 +63,10 @@ type Server struct {
 
 	check checkJob
 	sess  *sessions
+
+	started time.Time
+	tmpMu   sync.Mutex      // guards tmps
+	tmps    map[string]bool // hidden names uploads and restores are writing now
 }
 
 // Start opens the mountpoint as a root, listens on o.Addr and serves until
@@ -117,7 +121,8 @@ func newServer(o Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{o: o, log: log, dev: st.Dev, hosts: map[string]bool{}, done: make(chan struct{}), sess: newSessions()}, nil
+	return &Server{o: o, log: log, dev: st.Dev, hosts: map[string]bool{}, done: make(chan struct{}), sess: newSessions(),
+		started: time.Now(), tmps: map[string]bool{}}, nil
 }
 
 // Addr is the address the server listens on (host:port).
@@ -352,7 +357,8 @@ var (
 // data; the page asks the API, which does).
 func (s *Server) static(w http.ResponseWriter, r *http.Request, p string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		writeError(w, http.StatusMethodNotAllowed, "method", "only GET here")
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "method", "only GET and HEAD here")
 		return
 	}
 	staticOnce.Do(func() { staticSub, _ = fs.Sub(staticFS, "static") })

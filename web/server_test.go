@@ -288,23 +288,22 @@ func (d snapDrive) CreateSnapshot(context.Context, string) (Snapshot, error) {
 func TestSnapshotCreateErrors(t *testing.T) {
 	s, _ := folderServer(t)
 	for _, c := range []struct {
+		name   string
 		err    error
 		status int
 		code   string
 	}{
-		{fmt.Errorf("journal: %w: snapshot name looks like a time name", journal.ErrInvalid), 400, "bad_name"},
-		{fmt.Errorf("journal: %w", journal.ErrReadOnly), 403, "read_only"},
-		{fmt.Errorf("journal: snapshot %q: %w", "x", journal.ErrExist), 409, "exists"},
+		{"2026-01-02T150405Z", nil, 400, "bad_name"}, // refused before the drive is asked
+		{"x", fmt.Errorf("journal: %w: no grid for metadata", journal.ErrInvalid), 503, "snapshot"},
+		{"x", fmt.Errorf("journal: %w", journal.ErrReadOnly), 403, "read_only"},
+		{"x", fmt.Errorf("journal: snapshot %q: %w", "x", journal.ErrExist), 409, "exists"},
+		{"x", errors.New("remote: no node answered"), 503, "snapshot"},
 	} {
 		s.o.Drive = snapDrive{err: c.err}
-		w := httptest.NewRecorder()
-		r := httptest.NewRequest("POST", "http://"+fuzzHost+"/api/v1/snapshots", strings.NewReader(`{"name":"x"}`))
-		r.Host = fuzzHost
-		r.Header.Set("Authorization", "Bearer "+fuzzToken)
-		s.ServeHTTP(w, r)
+		w := serveBody(s, "POST", "/api/v1/snapshots", `{"name":"`+c.name+`"}`, nil)
 		var e apiError
 		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != c.status || e.Code != c.code {
-			t.Errorf("CreateSnapshot failing with %v: %d %q; want %d %s", c.err, w.Code, w.Body, c.status, c.code)
+			t.Errorf("CreateSnapshot %q failing with %v: %d %q; want %d %s", c.name, c.err, w.Code, w.Body, c.status, c.code)
 		}
 	}
 }
@@ -422,5 +421,91 @@ func TestUploadOverFIFO(t *testing.T) {
 			f.Close()
 		}
 		t.Fatal("an upload over a FIFO blocked")
+	}
+}
+
+// TestLeftoversSwept: what an upload or restore of an earlier run left
+// under a hidden name is removed when its folder is listed; one being
+// written now, or written since the server started, is not.
+func TestLeftoversSwept(t *testing.T) {
+	s, mp := folderServer(t)
+	old := time.Now().Add(-time.Hour)
+	leftFile := filepath.Join(mp, "in/.meshdrive-upload-0123456789ab-big.iso")
+	leftDir := filepath.Join(mp, "in/.meshdrive-upload-ba9876543210-photos")
+	if err := os.WriteFile(leftFile, []byte("half an upload"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(leftDir, "2024"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(leftDir, "2024/a.jpg"), []byte("jpg"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Ours, now: registered, and as old as a restore's copied times.
+	ours, release := s.tempBeside("in/restoring")
+	if err := os.Mkdir(filepath.Join(mp, ours), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(mp, "in/.meshdrive-upload-aaaaaaaaaaaa-new")
+	if err := os.WriteFile(fresh, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{leftFile, leftDir, filepath.Join(mp, ours)} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := serve(s, "GET", "/api/v1/list/in", nil)
+	if w.Code != 200 || strings.Contains(w.Body.String(), ".meshdrive-upload-") {
+		t.Fatalf("list: %d %s", w.Code, w.Body)
+	}
+	for _, p := range []string{leftFile, leftDir} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left by an earlier run is still there: %v", filepath.Base(p), err)
+		}
+	}
+	for _, p := range []string{filepath.Join(mp, ours), fresh} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s, written now, was removed: %v", filepath.Base(p), err)
+		}
+	}
+	release()
+	if b, err := os.ReadFile(filepath.Join(mp, "in/file.txt")); err != nil || string(b) != fileContent {
+		t.Errorf("file.txt after the sweep: %q %v", b, err)
+	}
+}
+
+// TestUploadRefusesForm: a multipart form is not stored as the file.
+func TestUploadRefusesForm(t *testing.T) {
+	s, mp := folderServer(t)
+	body := "--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"file.txt\"\r\n\r\nnew\r\n--x--\r\n"
+	w := serveBody(s, "PUT", "/api/v1/files/in/file.txt", body, map[string]string{"Content-Type": "multipart/form-data; boundary=x"})
+	var e apiError
+	if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 415 || e.Code != "multipart" {
+		t.Errorf("PUT of a form: %d %s; want 415 multipart", w.Code, w.Body)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "in/file.txt")); err != nil || string(b) != fileContent {
+		t.Errorf("file.txt after a refused form: %q %v", b, err)
+	}
+	if w := serveBody(s, "PUT", "/api/v1/files/in/file.txt", "new", map[string]string{"Content-Type": "text/plain"}); w.Code != 201 {
+		t.Errorf("PUT of text/plain: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestMethodNotAllowed: a 405 says which methods the endpoint takes.
+func TestMethodNotAllowed(t *testing.T) {
+	s, _ := folderServer(t)
+	for _, c := range [][3]string{
+		{"PATCH", "/api/v1/files/in/file.txt", "GET, HEAD, PUT, DELETE"},
+		{"DELETE", "/api/v1/snapshots", "GET, POST"},
+		{"GET", "/api/v1/ticket", "POST"},
+		{"PUT", "/api/v1/list/in", "GET"},
+		{"POST", "/", "GET, HEAD"},
+		{"DELETE", "/login", "GET, POST"},
+	} {
+		w := serve(s, c[0], c[1], nil)
+		if w.Code != 405 || w.Header().Get("Allow") != c[2] {
+			t.Errorf("%s %s: %d, Allow %q; want 405, %q", c[0], c[1], w.Code, w.Header().Get("Allow"), c[2])
+		}
 	}
 }

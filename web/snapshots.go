@@ -18,7 +18,8 @@ import (
 func (s *Server) snapshots(w http.ResponseWriter, r *http.Request) {
 	ss, err := s.o.Drive.Snapshots(r.Context())
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "snapshots", "cannot list snapshots: "+err.Error())
+		writeError(w, http.StatusServiceUnavailable, "snapshots", "cannot list snapshots: "+err.Error()+
+			"; snapshots are read from the grid: check the nodes (meshdrive status, or the Nodes page) and try again")
 		return
 	}
 	if ss == nil {
@@ -38,16 +39,21 @@ func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_name", "a snapshot's name is one path segment: no slash, not . or ..")
 		return
 	}
+	if req.Name != "" {
+		if err := journal.CheckSnapshotName(req.Name); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_name", "cannot take a snapshot: "+err.Error()+"; choose another name (at most 100 bytes, not a time like 2026-01-02T150405Z)")
+			return
+		}
+	}
 	sn, err := s.o.Drive.CreateSnapshot(r.Context(), req.Name)
 	switch {
-	case errors.Is(err, journal.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "bad_name", "cannot take a snapshot: "+err.Error()+"; choose another name (at most 100 bytes, not a time like 2026-01-02T150405Z)")
 	case errors.Is(err, journal.ErrReadOnly):
 		writeError(w, http.StatusForbidden, "read_only", "cannot take a snapshot: the drive is mounted read-only; remount it read-write")
 	case errors.Is(err, journal.ErrExist):
 		writeError(w, http.StatusConflict, "exists", fmt.Sprintf("cannot take a snapshot: one is named %q already; choose another name", req.Name))
 	case err != nil:
-		writeError(w, http.StatusConflict, "snapshot", "cannot take a snapshot: "+err.Error())
+		writeError(w, http.StatusServiceUnavailable, "snapshot", "cannot take a snapshot: "+err.Error()+
+			"; a snapshot is taken once the drive's metadata is on the grid: check the nodes (meshdrive status, or the Nodes page) and try again")
 	}
 	if err != nil {
 		return
@@ -129,7 +135,8 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 	// short (the client gone, a read of the grid failing) leaves no
 	// partial copy under the name a retry would avoid.
 	res := restoreResult{Snapshot: req.Snapshot, Path: "/" + rel, To: "/" + to}
-	tmp := tempBeside(to)
+	tmp, release := s.tempBeside(to)
+	defer release()
 	err = s.copyTree(r.Context(), src, tmp, &res)
 	if err == nil {
 		err = s.root.Rename(tmp, to)

@@ -214,10 +214,9 @@ func runWebURL(e *env) error {
 	fl := newFlagSet(e, "web-url", "web-url [--data DIR]", `
 Print a login address for the mounted drive's web app. Open it in a browser
 within a minute: it works once, and gives that browser a session (kept in the
-page's storage, never in a cookie) that lasts until the drive is unmounted, or a
-week. Scripts use the API with the
-token in DATA/web.token, and Prometheus /metrics with DATA/metrics.token (see
-docs/API.md).`)
+page's storage, never in a cookie) that lasts until the drive is unmounted, or
+a week. Scripts use the API with the token in DATA/web.token, and Prometheus
+/metrics with DATA/metrics.token (see docs/API.md).`)
 	dataDir := dataDirFlag(e, fl)
 	pos, err := parseFlags(e, fl, e.args)
 	if err != nil {

@@ -62,6 +62,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	addrFile := fl.String("addr-file", "", "also write the bound address to this file")
 	logLevel := fl.String("log-level", "info", "log level: debug, info, warn, error")
 	scrubRate := fl.String("scrub-rate", "0", "verify every stored shard at about this many bytes/s (suffixes K, M, G, KiB, MiB, GiB; 0 = no scrub)")
+	maxObject := fl.String("max-object", "64MiB", "largest object a client may upload (shards of a drive's 16 MiB segments fit the default; at most 1GiB)")
 	insecure := fl.Bool("insecure", false, "serve a non-loopback address without a token: anyone who reaches it may read, replace or delete shards")
 	pos, err := parseFlags(e, fl, e.args[1:])
 	if err != nil {
@@ -79,6 +80,10 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	rate, err := parseBytes(*scrubRate)
 	if err != nil || rate < 0 {
 		return usageError("--scrub-rate %q: want bytes per second like 8MiB, or 0", *scrubRate)
+	}
+	maxObj, err := parseBytes(*maxObject)
+	if err != nil || maxObj < 1<<20 || maxObj > 1<<30 {
+		return usageError("--max-object %q: want a size from 1MiB to 1GiB, like 64MiB", *maxObject)
 	}
 	if *tokenFile == "" && !loopbackAddr(*listen) {
 		if !*insecure {
@@ -114,7 +119,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", *listen, err)
 	}
-	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate,
+	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate, MaxObject: node.MaxObjectFor(maxObj),
 		Observe: metrics.Observe, Metrics: metrics.Handler()})
 	if err != nil {
 		ln.Close()

@@ -33,6 +33,7 @@ const (
 	codeUnauthorized = "unauthorized"
 	codeBadRequest   = "bad_request"
 	codeTooLarge     = "too_large"
+	codeBusy         = "busy" // 503: try again
 	codeMethod       = "method_not_allowed"
 	codeInternal     = "internal"
 )

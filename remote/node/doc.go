@@ -4,7 +4,13 @@
 //
 // # HTTP API
 //
-//	PUT    /v1/o/{name}   body = the whole object (shard format); 201 once verified and durable
+//	PUT    /v1/o/{name}   body = the whole object (shard format); 201 once verified and durable.
+//	       The fixed header is read first: a body that is not an object, whose
+//	       header says more than MaxObject (413), or whose length is not its
+//	       header's (422) is refused before it is buffered. The bytes of uploads
+//	       read at once are bounded by UploadBudget (503 busy, Retry-After: the
+//	       client tries again), and a body must keep arriving (60 s, then at
+//	       least 32 KiB/s) or the connection is cut.
 //	GET    /v1/o/{name}   optional "Range: bytes=a-b" (also a- and -n; one range only); 200 or 206
 //	HEAD   /v1/o/{name}   size in Content-Length, mtime in X-Meshdrive-Mtime
 //	DELETE /v1/o/{name}   204, also for a missing name
@@ -22,6 +28,7 @@
 //	401 unauthorized   404 not_found   413 too_large   416 range
 //	409 corrupt: a stored object failed its checksum on GET (never bad bytes)
 //	422 corrupt: an uploaded object failed verification (nothing stored)
+//	503 busy: other uploads fill the upload budget; try again
 //	507 full: the node's disk is full (no partial file is left)
 //	5xx internal: anything else
 //

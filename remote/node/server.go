@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -25,12 +24,40 @@ import (
 // Version is the default NodeInfo.Version a server reports.
 const Version = "meshdrive-node/1"
 
-// DefaultMaxObject is the largest object a server takes by default: the
-// largest payload the shard format allows plus its largest header.
-const DefaultMaxObject = shard.MaxPayloadLen + FixedMaxHeader
+// DefaultMaxObject is the largest object a server takes by default:
+// a 64 MiB payload and its largest header. A drive's objects are at most
+// a segment (16 MiB) or a metadata object (16 MiB) and their headers;
+// ServerOptions.MaxObject (node serve --max-object) raises it, up to
+// what the shard format allows.
+const DefaultMaxObject = defaultMaxPayload + shard.FixedLen + 8*(defaultMaxPayload/shard.MinChunkSize)
+
+const defaultMaxPayload = 64 << 20
 
 // FixedMaxHeader is the header length of the largest shard object.
 const FixedMaxHeader = shard.FixedLen + 8*(shard.MaxPayloadLen/shard.MinChunkSize)
+
+// MaxObjectFor is the object limit that takes payloads of up to payload
+// bytes with their largest headers.
+func MaxObjectFor(payload int64) int64 {
+	return payload + shard.HeaderLen(payload, shard.MinChunkSize)
+}
+
+// MaxObjectLimit is the most ServerOptions.MaxObject can be: the largest
+// payload the shard format allows and its largest header.
+const MaxObjectLimit = shard.MaxPayloadLen + FixedMaxHeader
+
+// DefaultUploadBudget bounds the bytes of the uploads a server holds in
+// memory at once; one more is answered 503 (the client tries again).
+// One upload is always let in, whatever its size.
+const DefaultUploadBudget = 256 << 20
+
+// Uploads must arrive at uploadMinRate bytes a second after an allowance
+// of uploadGrace, or the connection is cut: a client that stalls does not
+// hold its share of the budget for ever.
+var (
+	uploadGrace   = 60 * time.Second
+	uploadMinRate = int64(32 << 10)
+)
 
 // DefaultShutdownTimeout bounds how long Serve waits for requests in
 // flight after its context is cancelled.
@@ -39,10 +66,6 @@ const DefaultShutdownTimeout = 30 * time.Second
 // streamPiece is the size of the pieces a large GET is read and verified
 // in; ranges up to 2*streamPiece are served from one buffer.
 const streamPiece = 4 << 20
-
-// putPrealloc bounds the buffer allocated for an upload before its bytes
-// arrive.
-const putPrealloc = 16 << 20
 
 // ServerOptions configure a Server.
 type ServerOptions struct {
@@ -54,8 +77,12 @@ type ServerOptions struct {
 	Token string
 	// Logger receives request errors and lifecycle messages. Nil discards.
 	Logger *slog.Logger
-	// MaxObject bounds an uploaded object's size (default DefaultMaxObject).
+	// MaxObject bounds an uploaded object's size (default DefaultMaxObject,
+	// at most MaxObjectLimit).
 	MaxObject int64
+	// UploadBudget bounds the bytes of uploads held in memory at once
+	// (default DefaultUploadBudget).
+	UploadBudget int64
 	// Version is reported by /v1/info (default Version).
 	Version string
 	// ShutdownTimeout bounds the wait for requests in flight when Serve's
@@ -86,6 +113,9 @@ type Server struct {
 	hasToken  bool
 	log       *slog.Logger
 	maxObject int64
+	budget    int64
+	upMu      sync.Mutex // guards upBytes
+	upBytes   int64      // bytes of the uploads being read now
 	version   string
 	shutdown  time.Duration
 	pieces    sync.Pool // *[]byte of streamPiece bytes, for large GETs
@@ -126,6 +156,13 @@ func NewServer(o ServerOptions) (*Server, error) {
 	}
 	if s.maxObject <= 0 {
 		s.maxObject = DefaultMaxObject
+	}
+	if s.maxObject > MaxObjectLimit {
+		return nil, fmt.Errorf("node: an object limit of %d bytes is more than the shard format allows (%d); choose a smaller --max-object", s.maxObject, int64(MaxObjectLimit))
+	}
+	s.budget = o.UploadBudget
+	if s.budget <= 0 {
+		s.budget = DefaultUploadBudget
 	}
 	if s.version == "" {
 		s.version = Version
@@ -385,40 +422,75 @@ func (s *Server) storeFail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// put reads the whole body (bounded by MaxObject), and stores it; the store
-// verifies it before anything is written.
+// put reads the whole body and stores it; the store verifies it before
+// anything is written. The object's fixed header comes first and says
+// how long the object is: a body that is not an object, is longer than
+// MaxObject or is not as long as its header says is refused before a
+// buffer of its size is made, and the bytes of uploads in memory at once
+// are bounded (UploadBudget).
 func (s *Server) put(w http.ResponseWriter, r *http.Request, name string) {
-	if r.ContentLength > s.maxObject {
+	tooLarge := func(n int64) {
 		s.fail(w, r, http.StatusRequestEntityTooLarge, codeTooLarge,
-			fmt.Sprintf("object of %d bytes is larger than this node's limit of %d", r.ContentLength, s.maxObject))
+			fmt.Sprintf("object of %d bytes is larger than this node's limit of %d; raise it with meshdrive node serve --max-object", n, s.maxObject))
+	}
+	if r.ContentLength > s.maxObject {
+		tooLarge(r.ContentLength)
 		return
 	}
-	var data []byte
-	if r.ContentLength >= 0 {
-		// Grow with the bytes that really arrive rather than trusting the
-		// declared length with a large allocation up front.
-		buf := bytes.NewBuffer(make([]byte, 0, min(r.ContentLength, putPrealloc)))
-		n, err := buf.ReadFrom(io.LimitReader(r.Body, r.ContentLength))
-		if err == nil && n < r.ContentLength {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			s.fail(w, r, http.StatusBadRequest, codeBadRequest,
-				fmt.Sprintf("truncated upload of %s: got %d of %d bytes (%v); nothing stored", name, n, r.ContentLength, err))
-			return
-		}
-		data = buf.Bytes()
-	} else {
-		var err error
-		data, err = io.ReadAll(io.LimitReader(r.Body, s.maxObject+1))
-		if err != nil {
-			s.fail(w, r, http.StatusBadRequest, codeBadRequest,
-				fmt.Sprintf("reading upload of %s: %v; nothing stored", name, err))
-			return
-		}
-		if int64(len(data)) > s.maxObject {
-			s.fail(w, r, http.StatusRequestEntityTooLarge, codeTooLarge,
-				fmt.Sprintf("object is larger than this node's limit of %d bytes", s.maxObject))
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(uploadGrace)) // not every ResponseWriter can
+	var fixed [shard.FixedLen]byte
+	n, err := io.ReadFull(r.Body, fixed[:])
+	if err != nil && (r.ContentLength < 0 || int64(n) < r.ContentLength) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		s.fail(w, r, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("reading upload of %s: %v; nothing stored", name, err))
+		return
+	}
+	if err != nil && r.ContentLength >= 0 && int64(n) < r.ContentLength {
+		s.fail(w, r, http.StatusBadRequest, codeBadRequest,
+			fmt.Sprintf("truncated upload of %s: got %d of %d bytes (%v); nothing stored", name, n, r.ContentLength, err))
+		return
+	}
+	if err != nil {
+		s.fail(w, r, http.StatusUnprocessableEntity, codeCorrupt,
+			fmt.Sprintf("refusing object %s of %d bytes: shorter than a shard header (%d bytes); nothing stored", name, n, shard.FixedLen))
+		return
+	}
+	h, hlen, err := shard.ParseFixed(fixed[:])
+	if err != nil {
+		s.fail(w, r, http.StatusUnprocessableEntity, codeCorrupt, fmt.Sprintf("refusing object %s: %v; nothing stored", name, err))
+		return
+	}
+	size := hlen + h.PayloadLen
+	switch {
+	case size > s.maxObject:
+		tooLarge(size)
+		return
+	case r.ContentLength >= 0 && r.ContentLength != size:
+		s.fail(w, r, http.StatusUnprocessableEntity, codeCorrupt,
+			fmt.Sprintf("refusing object %s: %d bytes sent, its header says %d; nothing stored", name, r.ContentLength, size))
+		return
+	}
+	if !s.admit(size) {
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, r, http.StatusServiceUnavailable, codeBusy,
+			fmt.Sprintf("this node is reading %d MiB of other uploads; try again in a moment", s.budget>>20))
+		return
+	}
+	defer s.release(size)
+	_ = rc.SetReadDeadline(time.Now().Add(uploadGrace + time.Duration(size/uploadMinRate)*time.Second))
+	data := make([]byte, size)
+	copy(data, fixed[:])
+	got, err := io.ReadFull(r.Body, data[shard.FixedLen:])
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, codeBadRequest,
+			fmt.Sprintf("truncated upload of %s: got %d of %d bytes (%v); nothing stored", name, shard.FixedLen+got, size, err))
+		return
+	}
+	if r.ContentLength < 0 {
+		var one [1]byte
+		if k, _ := io.ReadFull(r.Body, one[:]); k > 0 {
+			s.fail(w, r, http.StatusUnprocessableEntity, codeCorrupt,
+				fmt.Sprintf("refusing object %s: more bytes sent than its header says (%d); nothing stored", name, size))
 			return
 		}
 	}
@@ -429,6 +501,24 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, name string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusCreated)
 	fmt.Fprintf(w, "stored %s (%d bytes)\n", name, len(data))
+}
+
+// admit takes n bytes of the upload budget; false when they do not fit
+// beside the uploads being read (one upload always fits).
+func (s *Server) admit(n int64) bool {
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	if s.upBytes > 0 && s.upBytes+n > s.budget {
+		return false
+	}
+	s.upBytes += n
+	return true
+}
+
+func (s *Server) release(n int64) {
+	s.upMu.Lock()
+	s.upBytes -= n
+	s.upMu.Unlock()
 }
 
 // get answers GET and HEAD; GET reads are verified by the store before a

@@ -576,6 +576,11 @@ func (s *Store) Verify(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	return s.verifyFile(ctx, name, path)
+}
+
+// verifyFile is Verify of the file at path, which holds object name.
+func (s *Store) verifyFile(ctx context.Context, name, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return s.fsErr("verify", name, err)
@@ -643,5 +648,25 @@ func (s *Store) Quarantine(ctx context.Context, name string) error {
 		return s.fsErr("quarantine", name, err)
 	}
 	s.objects.Add(-1)
+	// A Put may have replaced the corrupt object with a good copy between
+	// the caller's Verify and the rename: what was moved is checked again,
+	// and a good copy goes back (unless yet another Put has the name now,
+	// which is good too).
+	if err := s.verifyFile(ctx, name, dst); err == nil {
+		err = renameNoReplace(dst, path)
+		switch {
+		case err == nil:
+			s.objects.Add(1)
+		case errors.Is(err, syscall.EEXIST):
+			os.Remove(dst)
+		default:
+			return s.fsErr("quarantine (putting a good copy back)", name, err)
+		}
+		return fmt.Errorf("%s: quarantine %s: %w", s, name, ErrReplaced)
+	}
 	return nil
 }
+
+// ErrReplaced: Quarantine found a good copy under the name (written since
+// the object was found corrupt) and left it there.
+var ErrReplaced = errors.New("a good copy replaced the corrupt object meanwhile; it was left in place")

@@ -287,3 +287,66 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestQuarantineKeepsGoodCopy: an object found corrupt and replaced by a
+// good copy before Quarantine runs (a repair between the scrubber's
+// Verify and its Quarantine) is left in place; a corrupt one is moved
+// aside. The object count stays right either way.
+func TestQuarantineKeepsGoodCopy(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir, dirstore.Options{})
+	ctx := t.Context()
+	obj := remotetest.Object(t, 1, 3*shard.MinChunkSize, 0)
+	path := filepath.Join(dir, "shards", "x.0")
+	damage := func() {
+		t.Helper()
+		b := bytes.Clone(obj)
+		b[len(b)-1] ^= 0xff
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Verify(ctx, "shards/x.0"); !errors.Is(err, remote.ErrCorrupt) {
+			t.Fatalf("Verify of a damaged object: %v", err)
+		}
+	}
+	count := func() int64 {
+		ni, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ni.Objects
+	}
+	if err := s.Put(ctx, "shards/x.0", obj); err != nil {
+		t.Fatal(err)
+	}
+	damage()
+	if err := s.Put(ctx, "shards/x.0", obj); err != nil { // the repair
+		t.Fatal(err)
+	}
+	if err := s.Quarantine(ctx, "shards/x.0"); !errors.Is(err, dirstore.ErrReplaced) {
+		t.Errorf("Quarantine of a name a good copy holds again: %v; want ErrReplaced", err)
+	}
+	got := make([]byte, len(obj))
+	if err := s.Get(ctx, "shards/x.0", 0, got); err != nil || !bytes.Equal(got, obj) {
+		t.Fatalf("the good copy after Quarantine: %v", err)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("%d objects counted; want 1", n)
+	}
+	if q, _ := os.ReadDir(filepath.Join(dir, dirstore.QuarantineDir)); len(q) != 0 {
+		t.Errorf("the good copy left %d files in quarantine", len(q))
+	}
+	damage()
+	if err := s.Quarantine(ctx, "shards/x.0"); err != nil {
+		t.Fatalf("Quarantine of a corrupt object: %v", err)
+	}
+	if _, err := s.Stat(ctx, "shards/x.0"); !errors.Is(err, remote.ErrNotFound) {
+		t.Errorf("Stat after Quarantine: %v; want ErrNotFound", err)
+	}
+	if q, _ := os.ReadDir(filepath.Join(dir, dirstore.QuarantineDir)); len(q) != 1 {
+		t.Errorf("%d files in quarantine; want 1", len(q))
+	}
+	if n := count(); n != 0 {
+		t.Errorf("%d objects counted; want 0", n)
+	}
+}

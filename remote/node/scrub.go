@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/dirstore"
 )
 
 // Quarantiner is a store that can move a corrupt object aside
@@ -120,7 +121,12 @@ func (s *scrubber) pass(ctx context.Context) (int, error) {
 func (s *scrubber) corrupt(ctx context.Context, name string, cause error) {
 	moved := "left in place (this store cannot move it aside)"
 	if s.q != nil {
-		if err := s.q.Quarantine(ctx, name); err != nil {
+		err := s.q.Quarantine(ctx, name)
+		if errors.Is(err, dirstore.ErrReplaced) {
+			s.log.Info("node: scrub found a corrupt object that a good copy has replaced since", "name", name)
+			return
+		}
+		if err != nil {
 			moved = "could not be moved aside: " + err.Error()
 		} else {
 			moved = "moved aside; repair from the drive regenerates it"

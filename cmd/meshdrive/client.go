@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -200,7 +201,7 @@ func printStatus(w io.Writer, r *statusReport) {
 			if n.Free >= 0 {
 				free = "free " + humanBytes(n.Free)
 			}
-			fmt.Fprintf(w, "  %-10s up    %8.2f ms  %-16s %6d shards  %s\n", n.Name, n.LatencyMS, free, n.Shards, n.URL)
+			fmt.Fprintf(w, "  %-10s up    %8.2f ms  %-16s %6s shards  %s\n", n.Name, n.LatencyMS, free, shardCount(n.Shards), n.URL)
 		} else {
 			fmt.Fprintf(w, "  %-10s DOWN  %s  (%s)\n", n.Name, n.URL, n.Error)
 		}
@@ -416,4 +417,13 @@ so nothing is lost. Talks to the running mount.`)
 		humanBytes(num(b, "MemBytes")), humanBytes(num(a, "MemBytes")),
 		humanBytes(num(b, "DiskBytes")), humanBytes(num(a, "DiskBytes")))
 	return nil
+}
+
+// shardCount is a node's shard count for people: "?" while the node has
+// not counted them yet (an S3 bucket's count runs in the background).
+func shardCount(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	return strconv.FormatInt(n, 10)
 }

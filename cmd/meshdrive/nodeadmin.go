@@ -120,7 +120,7 @@ func printNodes(w io.Writer, ns []nodeStatus) {
 		}
 		fmt.Fprintf(w, "%-10s %-13s", n.Name, state)
 		if n.Up {
-			fmt.Fprintf(w, " %8.2f ms  %10s of %-10s %7d shards", n.LatencyMS, humanBytes(n.Free), humanBytes(n.Capacity), n.Shards)
+			fmt.Fprintf(w, " %8.2f ms  %10s of %-10s %7s shards", n.LatencyMS, humanBytes(n.Free), humanBytes(n.Capacity), shardCount(n.Shards))
 		}
 		fmt.Fprintf(w, "  %s", n.URL)
 		if n.Zone != "" {

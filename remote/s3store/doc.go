@@ -5,8 +5,12 @@
 // Put verifies the object's shard format client-side before one PUT of
 // known size (with Content-MD5); Get is one ranged GET; List pages with
 // StartAfter in key order; Delete is idempotent. Info reports Capacity and
-// Free as -1 (S3 does not tell) and counts the objects under the prefix, up
-// to Options.CountLimit. New creates the bucket when it is missing.
+// Free as -1 (S3 does not tell) and the objects under the prefix, up to
+// Options.CountLimit: Info itself lists one key (health checks run every
+// few seconds with a 3 s limit), and the count, a listing of the whole
+// prefix, runs in the background, one at a time; Info waits a second for
+// it, then reports the last count (-1 before the first). New creates the
+// bucket when it is missing.
 //
 // Errors map S3 codes to the remote sentinels (NoSuchKey -> ErrNotFound,
 // InvalidRange -> ErrRange, AccessDenied and signature errors ->

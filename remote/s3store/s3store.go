@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -66,6 +67,7 @@ type Store struct {
 	endpoint   string
 	countLimit int64
 	log        *slog.Logger
+	cnt        objCount
 }
 
 var _ remote.Store = (*Store)(nil)
@@ -217,6 +219,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 		DisableMultipart: true,
 		SendContentMd5:   true,
 	})
+	s.wrote()
 	if err != nil {
 		return s.mapErr("put", name, err)
 	}
@@ -295,6 +298,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: delete %s: %w", s, name, err)
 	}
+	s.wrote()
 	if err := s.c.RemoveObject(ctx, s.bucket, k, minio.RemoveObjectOptions{}); err != nil {
 		err = s.mapErr("delete", name, err)
 		if errors.Is(err, remote.ErrNotFound) {
@@ -339,23 +343,106 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]re
 	return out, nil
 }
 
-// Info reports Capacity and Free as -1 (S3 does not say) and counts the
-// objects under the prefix, up to CountLimit.
+// Info reports Capacity and Free as -1 (S3 does not say) and the objects
+// under the prefix, up to CountLimit. It asks S3 for one page of one key
+// (the health check every few seconds must stay cheap and quick); the
+// count is a listing of the whole prefix, which for a large bucket takes
+// many pages, so it runs in the background, one at a time, and Info waits
+// for it at most countWait: past that it reports the last count, or -1
+// before the first. A count is kept countFresh after a write, and
+// countKept otherwise, when it took longer than countWait; a quick one
+// is made again after every write.
 func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return remote.NodeInfo{}, fmt.Errorf("%s: info: %w", s, err)
 	}
-	lctx, cancel := context.WithCancel(ctx)
+	if _, err := s.List(ctx, "", "", 1); err != nil {
+		return remote.NodeInfo{}, err
+	}
+	return remote.NodeInfo{Capacity: -1, Free: -1, Objects: s.objects(ctx), Version: Version}, nil
+}
+
+const (
+	countWait  = time.Second
+	countFresh = time.Minute
+	countKept  = 10 * time.Minute
+	countMax   = 10 * time.Minute // one count's own time limit
+)
+
+// objCount is Info's count of the objects.
+type objCount struct {
+	mu      sync.Mutex
+	n       int64         // the last count; valid when at is set
+	at      time.Time     // when it started
+	took    time.Duration // how long it took
+	dirty   bool          // written since it started
+	running chan struct{} // closed when the count running ends; nil: none
+}
+
+// wrote marks the count as behind the bucket.
+func (s *Store) wrote() {
+	s.cnt.mu.Lock()
+	s.cnt.dirty = true
+	s.cnt.mu.Unlock()
+}
+
+// objects is the object count for Info (-1 before the first one ends).
+func (s *Store) objects(ctx context.Context) int64 {
+	c := &s.cnt
+	c.mu.Lock()
+	age := time.Since(c.at)
+	if !c.at.IsZero() && ((!c.dirty && age < countKept) || (c.took > countWait && age < countFresh)) {
+		defer c.mu.Unlock()
+		return c.n
+	}
+	if c.running == nil {
+		c.running = make(chan struct{})
+		c.dirty = false
+		go s.count(c.running)
+	}
+	done := c.running
+	c.mu.Unlock()
+	t := time.NewTimer(countWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() {
+		return -1
+	}
+	return c.n
+}
+
+// count lists the prefix and keeps the count, then closes done.
+func (s *Store) count(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), countMax)
 	defer cancel()
+	start := time.Now()
 	var n int64
-	for o := range s.c.ListObjectsIter(lctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix, Recursive: true}) {
+	var err error
+	for o := range s.c.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix, Recursive: true}) {
 		if o.Err != nil {
-			return remote.NodeInfo{}, s.mapErr("info (counting objects)", "", o.Err)
+			err = o.Err
+			break
 		}
 		n++
 		if n >= s.countLimit {
 			break
 		}
 	}
-	return remote.NodeInfo{Capacity: -1, Free: -1, Objects: n, Version: Version}, nil
+	c := &s.cnt
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.dirty = true // count again next time
+		s.log.Warn("s3store: counting the objects failed", "store", s.String(), "err", s.mapErr("info (counting objects)", "", err))
+	} else {
+		c.n, c.at, c.took = n, start, time.Since(start)
+	}
+	close(done)
+	c.running = nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,5 +107,68 @@ func TestBadOptions(t *testing.T) {
 		if _, err := s3store.New(t.Context(), o); err == nil {
 			t.Errorf("New(%+v) succeeded", o)
 		}
+	}
+}
+
+// slowCount delays the listings that count a bucket (pages of more than
+// one key), as a bucket of many pages does.
+type slowCount struct {
+	rt    http.RoundTripper
+	delay time.Duration
+	pages atomic.Int64
+}
+
+func (s *slowCount) RoundTrip(r *http.Request) (*http.Response, error) {
+	q := r.URL.Query()
+	if r.Method == http.MethodGet && q.Has("list-type") && q.Get("max-keys") != "1" {
+		s.pages.Add(1)
+		select {
+		case <-time.After(s.delay):
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	return s.rt.RoundTrip(r)
+}
+
+// TestInfoQuickOnALargeBucket: Info answers within the health check's
+// time however long the count of the objects takes (it counted every
+// object first, so a bucket of tens of thousands of shards was a node
+// that never answered); the count arrives later.
+func TestInfoQuickOnALargeBucket(t *testing.T) {
+	addr := startVersitygw(t)
+	slow := &slowCount{rt: http.DefaultTransport, delay: 5 * time.Second}
+	s, err := s3store.New(t.Context(), s3store.Options{Endpoint: addr, Bucket: "large", Prefix: "p",
+		AccessKey: testAccess, SecretKey: testSecret, MaxRetries: 1, Transport: slow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := s.Put(t.Context(), fmt.Sprintf("shards/x.%d", i), remotetest.Object(t, uint64(i), 100, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info := func() remote.NodeInfo {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // as Grid.Health
+		defer cancel()
+		ni, err := s.Info(ctx)
+		if err != nil {
+			t.Fatalf("Info while the objects are counted: %v", err)
+		}
+		return ni
+	}
+	if ni := info(); ni.Objects != -1 {
+		t.Errorf("Info before the first count ends: %d objects; want -1 (not known yet)", ni.Objects)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for ni := info(); ni.Objects != 3; ni = info() {
+		if time.Now().After(deadline) {
+			t.Fatalf("Info still says %d objects 30 s later; want 3", ni.Objects)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := slow.pages.Load(); n != 1 {
+		t.Errorf("%d counts ran; want 1 (one at a time, kept while fresh)", n)
 	}
 }

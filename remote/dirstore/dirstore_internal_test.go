@@ -3,6 +3,7 @@ package dirstore_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -348,5 +349,79 @@ func TestQuarantineKeepsGoodCopy(t *testing.T) {
 	}
 	if n := count(); n != 0 {
 		t.Errorf("%d objects counted; want 0", n)
+	}
+}
+
+// TestListLargeDirectory: paging through a large directory reads it once
+// per listing, not once per page (a listing of 100,000 objects took 15 s,
+// each page reading and sorting the whole directory), and the pages still
+// hold every object in order, leaving out what was removed meanwhile.
+func TestListLargeDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir, dirstore.Options{})
+	ctx := t.Context()
+	const n = 6000
+	if err := os.MkdirAll(filepath.Join(dir, "shards"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range n {
+		name := fmt.Sprintf("shards/%08x.%d", i*2654435761%(1<<32), i%6)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, name)
+	}
+	slices.Sort(want)
+	reads, restore := dirstore.CountReadDirs()
+	defer restore()
+	page := func(after string) []remote.ObjectInfo {
+		t.Helper()
+		objs, err := s.List(ctx, "shards/", after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return objs
+	}
+	var got []string
+	after, pages := "", 0
+	for {
+		objs := page(after)
+		pages++
+		if len(objs) == 0 {
+			break
+		}
+		for _, o := range objs {
+			got = append(got, o.Name)
+		}
+		after = objs[len(objs)-1].Name
+		if len(got) == 3000 { // removed meanwhile: not listed
+			for _, name := range want[3000:3010] {
+				if err := os.Remove(filepath.Join(dir, name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	wantLeft := slices.Concat(want[:3000], want[3010:])
+	if !slices.Equal(got, wantLeft) {
+		t.Fatalf("paged listing: %d names (first %v); want %d in order", len(got), got[:min(3, len(got))], len(wantLeft))
+	}
+	// The store's own directory (a few entries) is read for every page,
+	// shards/ once: the pages continue from its sorted entries.
+	if r := reads.Load(); r > int64(pages)+1 {
+		t.Errorf("%d directory reads for one listing of %d pages; want %d", r, pages, pages+1)
+	}
+	// A new listing reads again, and sees what was made since.
+	extra := "shards/ffffffff.0"
+	if err := os.WriteFile(filepath.Join(dir, extra), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	objs := page(want[len(want)-1])
+	if len(objs) != 0 {
+		t.Errorf("a page after the last name: %v", objs)
+	}
+	if all, err := s.List(ctx, "shards/ffff", "", 1000); err != nil || len(all) != 1 || all[0].Name != extra {
+		t.Errorf("a new listing: %v, %v; want %s", all, err, extra)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -52,7 +51,7 @@ repair failed. Talks to the running mount.`)
 	q := url.Values{}
 	if len(pos) == 1 {
 		q.Set("path", pos[0])
-		if abs, err := filepath.Abs(pos[0]); err == nil {
+		if abs := cliAbs(pos[0]); abs != "" {
 			q.Set("abs", abs)
 		}
 	}

@@ -109,7 +109,7 @@ mount.`)
 	c := newControlClient(dir)
 	if len(pos) == 1 {
 		q := url.Values{"path": {pos[0]}}
-		if abs, err := filepath.Abs(pos[0]); err == nil {
+		if abs := cliAbs(pos[0]); abs != "" {
 			q.Set("abs", abs)
 		}
 		var rep pathReport

@@ -143,6 +143,9 @@ type controlServer struct {
 
 	cfgMu sync.Mutex // guards o.cfg (replaced whole by node add, drain, remove); taken alone
 
+	realMPOnce sync.Once
+	realMP     string // realMountpoint
+
 	webURL atomic.Pointer[string]     // the web app's address, once it listens
 	web    atomic.Pointer[web.Server] // the web app, once it listens
 }

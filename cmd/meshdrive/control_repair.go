@@ -91,13 +91,51 @@ func (c *controlServer) check(w http.ResponseWriter, r *http.Request) {
 // the drive's root.
 func (c *controlServer) relPath(rel, abs string) (string, error) {
 	if abs != "" {
-		if r, err := filepath.Rel(c.o.mountpoint, abs); err == nil && r != ".." && !strings.HasPrefix(r, "../") {
-			rel = r
-		} else if filepath.IsAbs(rel) {
+		inside := false
+		// abs has its symlinks resolved (cliAbs); the mountpoint as the
+		// config names it may not.
+		for _, mp := range []string{c.o.mountpoint, c.realMountpoint()} {
+			if r, err := filepath.Rel(mp, abs); mp != "" && err == nil && r != ".." && !strings.HasPrefix(r, "../") {
+				rel, inside = r, true
+				break
+			}
+		}
+		if !inside && filepath.IsAbs(rel) {
 			return "", fmt.Errorf("%s is not inside the drive mounted at %s", abs, c.o.mountpoint)
 		}
 	}
 	return fs.CleanPath(filepath.ToSlash(rel)), nil
+}
+
+// realMountpoint is the mountpoint with its symlinks resolved ("" when it
+// cannot be).
+func (c *controlServer) realMountpoint() string {
+	c.realMPOnce.Do(func() { c.realMP, _ = filepath.EvalSymlinks(c.o.mountpoint) })
+	return c.realMP
+}
+
+// cliAbs is the command line's path argument p made absolute for the
+// mount to find it in the drive. The working directory may be reached
+// through a symlink (a shortcut into the drive), which filepath.Abs keeps
+// (it answers $PWD): the working directory, or an absolute argument's
+// folder, is resolved; the last name is not (a symlink in the drive is
+// itself). "" when the working directory cannot be read.
+func cliAbs(p string) string {
+	if !filepath.IsAbs(p) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return ""
+		}
+		if r, err := filepath.EvalSymlinks(wd); err == nil {
+			wd = r
+		}
+		return filepath.Join(wd, p)
+	}
+	p = filepath.Clean(p)
+	if d, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+		return filepath.Join(d, filepath.Base(p))
+	}
+	return p
 }
 
 // config returns the drive config as it is now.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 
 	"github.com/meshdrive/meshdrive/fs"
 )
@@ -116,8 +115,7 @@ until that folder is unpinned. Talks to the running mount.`
 	q := url.Values{}
 	for _, p := range pos {
 		q.Add("path", p)
-		abs, _ := filepath.Abs(p)
-		q.Add("abs", abs)
+		q.Add("abs", cliAbs(p))
 	}
 	var reps []pinReport
 	if err := newControlClient(dir).getJSON(ctx, "POST", "/"+name+"?"+q.Encode(), &reps); err != nil {

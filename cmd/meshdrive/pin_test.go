@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -124,6 +127,20 @@ func TestPinKeepsFolderOffline(t *testing.T) {
 	}
 	if p := pathJSON(t, env, dir, filepath.Join(keep, "sub", "f1")); !p.Pinned || p.Local != "fully" {
 		t.Fatalf("a file under the pinned folder: %+v", p)
+	}
+	// From a shortcut into the drive (a symlink outside it, as the
+	// working directory): a relative path names the file in the drive,
+	// not one at the drive's root.
+	link := filepath.Join(t.TempDir(), "shortcut")
+	if err := os.Symlink(filepath.Join(keep, "sub"), link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(meshdriveBin(t), "status", "--data", dir, "--json", "f1")
+	cmd.Dir, cmd.Env = link, append(slices.Clone(env), "PWD="+link)
+	out, cerr := cmd.Output()
+	var viaLink pathReport
+	if cerr != nil || json.Unmarshal(out, &viaLink) != nil || viaLink.Path != "/keep/sub/f1" || !viaLink.Pinned {
+		t.Fatalf("status f1 in a symlinked working directory: %v %+v %s", cerr, viaLink, out)
 	}
 	if p := pathJSON(t, env, dir, otherFile); p.Pinned || p.Local != "not" {
 		t.Fatalf("an unpinned file after cache clear: %+v", p)

@@ -280,7 +280,7 @@ type ticketRequest struct {
 	URL string `json:"url"` // /api/v1/files/PATH[?snapshot=NAME]
 }
 type ticketAnswer struct {
-	URL     string    `json:"url"` // the same address with ?ticket=T: one GET, no header
+	URL     string    `json:"url"` // the same address with ?ticket=T: GETs without a header
 	Expires time.Time `json:"expires"`
 }
 
@@ -291,10 +291,18 @@ func (s *Server) ticket(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
+	bad := func() {
+		writeError(w, http.StatusBadRequest, "bad_url", "a ticket is only for a download: url must be "+apiPrefix+"files/PATH, with ?snapshot=NAME if any")
+	}
 	u, err := url.Parse(req.URL)
 	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Fragment != "" ||
-		!strings.HasPrefix(u.EscapedPath(), apiPrefix+"files/") || u.Query().Has("ticket") {
-		writeError(w, http.StatusBadRequest, "bad_url", "a ticket is only for a download: url must be "+apiPrefix+"files/PATH, with ?snapshot=NAME if any")
+		!strings.HasPrefix(u.EscapedPath(), apiPrefix+"files/") {
+		bad()
+		return
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if _, perr := DecodePath(strings.TrimPrefix(u.EscapedPath(), apiPrefix+"files/")); err != nil || perr != nil || q.Has("ticket") {
+		bad()
 		return
 	}
 	_, target := ticketTarget(u)

@@ -30,9 +30,12 @@
 //     within a minute of LoginURL making it, and gets a random secret kept
 //     in this process's memory only; the page keeps it in its origin's
 //     localStorage. A download link carries a ticket instead (POST
-//     /api/v1/ticket): one GET of the one address it was made for, within
-//     a minute. No cookie is set or read: cookies reach every port of the
-//     host, so another local server the browser visits would get it.
+//     /api/v1/ticket): GETs and HEADs of the one address it was made for,
+//     for ten minutes. No cookie is set or read: cookies reach every port
+//     of the host, so another local server the browser visits would get
+//     it. (The session is readable by the page's scripts, which the
+//     HttpOnly cookie was not; the page builds its elements from text and
+//     the CSP allows only its own scripts.)
 //     Options.MetricsToken opens /metrics only. 401 otherwise.
 //   - Paths are decoded segment by segment (DecodePath): a segment that is
 //     "." or "..", holds an encoded slash or a NUL is refused (400), and

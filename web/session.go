@@ -15,15 +15,16 @@ import (
 // Neither the token nor the session ever goes into a cookie: cookies are
 // not port-scoped, so a cookie on 127.0.0.1 reaches every local server,
 // and any of them could use it from then on. A link the browser follows
-// by itself (a download) carries a ticket instead: single-use, for that
-// one address, valid for a minute.
+// by itself (a download) carries a ticket instead: for that one address,
+// GET and HEAD only, for ticketTTL (a download the browser resumes asks
+// again, with a Range).
 const (
 	codeTTL     = 60 * time.Second
 	sessionTTL  = 7 * 24 * time.Hour
-	ticketTTL   = 60 * time.Second
+	ticketTTL   = 10 * time.Minute
 	maxCodes    = 16  // unused login codes kept at once
 	maxSessions = 256 // live sessions kept at once
-	maxTickets  = 64  // unused download tickets kept at once
+	maxTickets  = 256 // download tickets kept at once (the page asks for one per link pointed at)
 )
 
 // sessions holds login codes and session secrets, by their SHA-256 (a map
@@ -127,8 +128,8 @@ func (ss *sessions) valid(secret string) bool {
 // ticketKey binds a ticket to the one address it opens.
 func ticketKey(ticket, target string) string { return ticket + "\x00" + target }
 
-// newTicket is a single-use ticket for a GET of target (a path and its
-// query, without the ticket), valid for ticketTTL.
+// newTicket is a ticket for GETs of target (a path and its query, without
+// the ticket), valid for ticketTTL.
 func (ss *sessions) newTicket(target string) string {
 	t := randomSecret()
 	ss.mu.Lock()
@@ -137,7 +138,7 @@ func (ss *sessions) newTicket(target string) string {
 	return t
 }
 
-// useTicket uses up ticket if it was made for target and has not expired.
+// useTicket: ticket was made for target and has not expired.
 func (ss *sessions) useTicket(ticket, target string) bool {
 	if ticket == "" {
 		return false
@@ -146,6 +147,9 @@ func (ss *sessions) useTicket(ticket, target string) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	exp, ok := ss.tickets[k]
-	delete(ss.tickets, k)
-	return ok && ss.now().Before(exp)
+	if ok && !ss.now().Before(exp) {
+		delete(ss.tickets, k)
+		ok = false
+	}
+	return ok
 }

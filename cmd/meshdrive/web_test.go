@@ -739,6 +739,21 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 	if !bytes.Equal(got, f.photo) {
 		t.Fatalf("downloaded %d bytes; want photo.jpg's %d, byte for byte", len(got), len(f.photo))
 	}
+	// The pointer on a download link gets it a ticket, so its own address
+	// (a middle click, "open in new tab", "copy link") opens the file
+	// without the session's header, more than once (HEAD, a resumed GET).
+	btn := row("photo.jpg") + " .c-act a"
+	run("point at Download", chromedp.Evaluate[chromedp.Void](`document.querySelector('`+btn+`').dispatchEvent(new MouseEvent("mouseenter"))`),
+		wait(`document.querySelector('`+btn+`').href.includes("ticket=")`))
+	linkCodes, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`(async () => {
+		const u = document.querySelector('`+btn+`').href;
+		const a = await fetch(u, { method: "HEAD", credentials: "omit" });
+		const b = await fetch(u, { credentials: "omit", headers: { Range: "bytes=10-" } });
+		return [a.status, b.status, (await b.arrayBuffer()).byteLength];
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || len(linkCodes) != 3 || linkCodes[0] != 200 || linkCodes[1] != 206 || linkCodes[2] != len(f.photo)-10 {
+		t.Errorf("the Download link's own address, HEAD then a ranged GET: %v, %v; want 200, 206, %d bytes", linkCodes, err, len(f.photo)-10)
+	}
 
 	// Upload through the file input: the file appears in the mount.
 	upData := make([]byte, 300<<10)

@@ -56,11 +56,19 @@ class APIError extends Error {
 }
 
 const SESSION = "meshdrive-session";
-const session = () => { try { return localStorage.getItem(SESSION) || ""; } catch { return ""; } };
-function signedOut() {
-  try { localStorage.removeItem(SESSION); } catch { /* storage off */ }
+let memSession = ""; // when the browser keeps no storage for this page
+const session = () => { try { return localStorage.getItem(SESSION) || memSession; } catch { return memSession; } };
+// signedOut shows that this page has no access. It forgets the session it
+// sent only if no other tab has stored a new one since.
+function signedOut(sent) {
+  try { if (localStorage.getItem(SESSION) === sent) localStorage.removeItem(SESSION); } catch { /* storage off */ }
+  if (memSession === sent) memSession = "";
   $("gone").hidden = false;
 }
+// Another tab logged in: this one has access again.
+window.addEventListener("storage", (ev) => {
+  if (ev.key === SESSION && ev.newValue) { $("gone").hidden = true; show(); refreshStatus(); }
+});
 
 // logIn trades the code of a login address (/login sent the browser to
 // /#login=CODE) for a session, and takes the code out of the address.
@@ -75,12 +83,14 @@ async function logIn() {
   } catch (e) { return; }
   const data = await r.json().catch(() => null);
   if (r.ok && data && data.session) {
-    try { localStorage.setItem(SESSION, data.session); } catch { /* storage off: signed out */ }
+    memSession = data.session;
+    try { localStorage.setItem(SESSION, data.session); } catch { /* storage off: this tab only */ }
   }
 }
 
 async function api(method, path, body) {
-  const opts = { method, credentials: "omit", headers: { Authorization: "Session " + session() } };
+  const sent = session();
+  const opts = { method, credentials: "omit", headers: { Authorization: "Session " + sent } };
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
@@ -91,7 +101,7 @@ async function api(method, path, body) {
   } catch (e) {
     throw new APIError(0, "The drive is not answering: is it still mounted? (meshdrive status)");
   }
-  if (r.status === 401) { signedOut(); throw new APIError(401, "Signed out"); }
+  if (r.status === 401) { signedOut(sent); throw new APIError(401, "Signed out"); }
   if (r.status === 204) return null;
   let data = null;
   try { data = await r.json(); } catch (e) { /* not JSON */ }
@@ -224,24 +234,48 @@ async function fillStates(missing, path) {
   await Promise.all([next(), next()]);
 }
 
-// download has the browser save the file at href: the browser fetches it
-// by itself, without the session header, so href gets a ticket first.
-async function download(href, name) {
-  try {
-    const t = await api("POST", "ticket", { url: href });
-    const a = el("a", { href: t.url, download: name, hidden: true });
-    document.body.append(a);
-    a.click();
-    a.remove();
-  } catch (e) { fail(e); }
+// Download links: the browser follows them by itself, without the
+// session header, so each gets a ticket (an address that needs none, for
+// ten minutes) when the pointer or focus reaches it, in time for a click,
+// a middle click or the link's menu. A click before the ticket arrives
+// waits for it.
+function downloadLinks(href, name, links) {
+  let exp = 0, pending = null;
+  const fresh = () => exp - Date.now() > 60000;
+  const ensure = () => {
+    if (fresh()) return Promise.resolve();
+    if (!pending) {
+      pending = api("POST", "ticket", { url: href }).then((t) => {
+        exp = Date.parse(t.expires);
+        for (const a of links) a.href = t.url;
+      }).finally(() => { pending = null; });
+    }
+    return pending;
+  };
+  const go = async (ev) => {
+    if (fresh()) return; // the link's own address has its ticket
+    ev.preventDefault();
+    try {
+      await ensure();
+      const a = el("a", { href: links[0].href, download: name, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+    } catch (e) { fail(e); }
+  };
+  for (const a of links) {
+    a.addEventListener("mouseenter", () => ensure().catch(() => {}));
+    a.addEventListener("focus", () => ensure().catch(() => {}));
+    a.addEventListener("click", go);
+    a.addEventListener("auxclick", (ev) => { if (ev.button === 1) go(ev); });
+  }
 }
 
 function fileRow(e, snap) {
   const isDir = e.type === "dir";
   const q = snap ? "?snapshot=" + encodeURIComponent(snap) : "";
   const href = isDir ? filesHash(e.path, snap) : API + "files/" + encPath(e.path) + q;
-  const dl = (ev) => { ev.preventDefault(); download(href, e.name); };
-  const link = isDir ? el("a", { href }, e.name) : e.type === "file" ? el("a", { href, download: e.name, title: "Download " + e.name, onclick: dl }, e.name)
+  const link = isDir ? el("a", { href }, e.name) : e.type === "file" ? el("a", { href, download: e.name, title: "Download " + e.name }, e.name)
     : el("span", { class: "n", title: e.target ? "Link to " + e.target : "" }, e.name);
   const icon = el("span", { class: "fi " + (isDir ? "dir" : e.type === "symlink" ? "link" : "file"), "aria-hidden": "true" });
   const badges = el("div", { class: "badges" });
@@ -251,10 +285,12 @@ function fileRow(e, snap) {
   if (e.pinned === true) badges.append(el("span", { class: "pill info", title: "Kept on this computer" }, "Pinned"));
   if (e.pending_bytes > 0 && e.state === "local") badges.title = bytes(e.pending_bytes) + " still to upload";
   const acts = el("td", { class: "c-act" });
+  const dlBtn = !snap && e.type === "file" ? el("a", { class: "btn small hide-phone", href, download: e.name }, "Download") : null;
+  if (e.type === "file") downloadLinks(href, e.name, dlBtn ? [link, dlBtn] : [link]);
   if (snap) {
     acts.append(el("button", { class: "btn small", onclick: () => restore(snap, e.path, e.type) }, "Restore"));
   } else {
-    if (e.type === "file") acts.append(el("a", { class: "btn small hide-phone", href, download: e.name, onclick: dl }, "Download"), " ");
+    if (e.type === "file") acts.append(dlBtn, " ");
     acts.append(el("button", { class: "btn small", title: "Rename", onclick: () => rename(e) }, "Rename"), " ",
       el("button", { class: "btn small danger", title: "Delete", onclick: () => remove(e) }, "Delete"));
   }
@@ -343,14 +379,15 @@ function uploadFile(file, dir) {
   return new Promise((resolve) => {
     const x = new XMLHttpRequest();
     x.open("PUT", API + "files/" + encPath(t.path));
-    x.setRequestHeader("Authorization", "Session " + session());
+    const sent = session();
+    x.setRequestHeader("Authorization", "Session " + sent);
     x.upload.onprogress = (ev) => { t.sent = ev.loaded; renderTransfers(); };
     x.onload = () => {
       if (x.status === 201) { t.state = "done"; t.end = Date.now(); t.sent = t.total; }
       else {
         t.state = "failed";
         try { t.error = JSON.parse(x.responseText).error; } catch (e) { t.error = "The drive answered " + x.status; }
-        if (x.status === 401) signedOut();
+        if (x.status === 401) signedOut(sent);
       }
       renderTransfers();
       resolve();

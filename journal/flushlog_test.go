@@ -504,3 +504,45 @@ func TestCleanWhileCreatePending(t *testing.T) {
 	}
 	check("after the apply")
 }
+
+// TestCreatedOverlayAcrossApply: a GetAttr or Lookup that finds a file's
+// create pending, and whose overlay of the inode comes after the apply
+// that commits the create and its close and cleans the inode, reads the
+// committed row, not the create's empty file (CI: go build read an empty
+// go.mod).
+func TestCreatedOverlayAcrossApply(t *testing.T) {
+	for _, op := range []string{"getattr", "lookup"} {
+		t.Run(op, func(t *testing.T) {
+			j := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour }).j
+			f := must[Attr](t)(j.Mknod(bg, RootIno, "go.mod", 0o644, 0, 0, 0))
+			j.OpenFile(f.Ino)
+			must[int](t)(j.WriteAt(bg, f.Ino, []byte("module x\n"), 0))
+			if err := j.Flush(bg, f.Ino); err != nil {
+				t.Fatal(err)
+			}
+			j.ReleaseFile(f.Ino)
+			if _, ok := j.unl.createdAttr(f.Ino); !ok {
+				t.Fatal("the create was not deferred")
+			}
+			ran := false
+			j.createdHook = func() {
+				j.createdHook = nil
+				ran = true
+				applyUnlinks(t, j) // commits the create and the close, cleans the inode
+			}
+			var a Attr
+			var err error
+			if op == "getattr" {
+				a, err = j.GetAttr(bg, f.Ino)
+			} else {
+				a, err = j.Lookup(bg, RootIno, "go.mod")
+			}
+			if !ran {
+				t.Fatal("the hook did not run")
+			}
+			if err != nil || a.Size != 9 {
+				t.Errorf("%s across the apply: size %d, %v; want 9", op, a.Size, err)
+			}
+		})
+	}
+}

@@ -267,6 +267,9 @@ type shared struct {
 	// attrReadHook, when set (tests), runs in GetAttr between the read
 	// of the row and the overlay of what memory holds over it.
 	attrReadHook func(Ino)
+	// createdHook, when set (tests), runs in createdOverlay between the
+	// first look at the pending create and the overlay.
+	createdHook func()
 }
 
 // uploadQueue is the upload queue's state, a part of shared. The

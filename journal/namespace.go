@@ -64,8 +64,8 @@ func (j *namespace) Lookup(ctx context.Context, parent Ino, name string) (Attr, 
 	if len(name) > maxName {
 		return Attr{}, ErrNameTooLong
 	}
-	if a, ok := j.unl.createdAt(parent, name); ok {
-		return j.it.overlay(a), nil
+	if a, ok := j.createdOverlay(func() (Attr, bool) { return j.unl.createdAt(parent, name) }); ok {
+		return a, nil
 	}
 	if j.unl.unlinkPending(parent, name) {
 		return Attr{}, ErrNotFound
@@ -219,8 +219,8 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	if err := j.checkOpen(); err != nil {
 		return Attr{}, err
 	}
-	if a, ok := j.unl.createdAttr(ino); ok {
-		return j.it.overlay(a), nil
+	if a, ok := j.createdOverlay(func() (Attr, bool) { return j.unl.createdAttr(ino) }); ok {
+		return a, nil
 	}
 	// Before the read: an apply in between writes these times. A
 	// pending change of the directory's times comes after them
@@ -250,6 +250,34 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 				}
 			}
 			return a, err
+		}
+	}
+}
+
+// createdOverlay is the attributes of a file a pending create made (found
+// by created), with what the inode in memory holds laid over them: its
+// size and times once written and closed. The apply that commits the
+// create commits the file's logged close with it and cleans the inode
+// after: an overlay read across that cleaned inode is the create's empty
+// file (CI's go build read an empty go.mod). So the create must still be
+// pending after the overlay, and no clean have run meanwhile; else false
+// once the create is gone (the caller reads the committed row).
+func (j *namespace) createdOverlay(created func() (Attr, bool)) (Attr, bool) {
+	for try := 0; ; try++ {
+		gen := j.commitGen.Load()
+		a, ok := created()
+		if !ok {
+			return Attr{}, false
+		}
+		if j.createdHook != nil {
+			j.createdHook()
+		}
+		o := j.it.overlay(a)
+		if _, still := created(); !still {
+			return Attr{}, false
+		}
+		if !j.flushedSince(gen) || try >= 3 {
+			return o, true
 		}
 	}
 }

@@ -30,6 +30,7 @@ var errnoTable = []struct {
 	{ErrPinBudget, syscall.ENOSPC},
 	{journal.ErrReadOnly, syscall.EROFS},
 	{journal.ErrNameTooLong, syscall.ENAMETOOLONG},
+	{journal.ErrTooBig, syscall.EFBIG},
 	{journal.ErrOffline, syscall.EIO},
 	{journal.ErrClosed, syscall.EIO},
 	{journal.ErrLostBlock, syscall.EIO},

@@ -44,6 +44,9 @@ func (n *node) open(flags uint32) (fusefs.FileHandle, uint32) {
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if n.fsys.inoOff != 0 && (flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0) {
+		return nil, 0, syscall.EROFS // a snapshot's file (a shared mmap's writes would show until dropped)
+	}
 	fh, fl := n.open(flags)
 	return fh, fl, 0
 }
@@ -51,6 +54,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint3
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
 	if len(name) > nameMax {
 		return nil, nil, 0, syscall.ENAMETOOLONG
+	}
+	if n.reserved(name) {
+		return nil, nil, 0, syscall.EEXIST
 	}
 	uid, gid, m := n.owner(ctx, syscall.S_IFREG|mode&07777)
 	a, err := n.fsys.j.Mknod(settled(ctx), n.ino(), name, m, 0, uid, gid)
@@ -218,7 +224,11 @@ func (n *node) Allocate(ctx context.Context, f fusefs.FileHandle, off uint64, si
 		if err != nil {
 			return n.errno("fallocate", err)
 		}
-		if end := off + size; end > a.Size {
+		end := off + size
+		if end < off || end > journal.MaxFileSize {
+			return syscall.EFBIG
+		}
+		if end > a.Size {
 			a, err = n.fsys.j.SetAttr(settled(ctx), n.ino(), journal.SetAttr{Size: &end})
 			if err != nil {
 				return n.errno("fallocate", err)

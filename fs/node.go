@@ -231,11 +231,17 @@ func (n *node) owner(ctx context.Context, mode uint32) (uid, gid, newMode uint32
 	return uid, gid, newMode
 }
 
+// reserved: name is the snapshots folder in the drive's root, which no
+// file, folder or link may take (it would hide behind the folder).
+func (n *node) reserved(name string) bool {
+	return name == snapshotsName && n.fsys.snaps != nil && n.ino() == journal.RootIno
+}
+
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	if len(name) > nameMax {
 		return nil, syscall.ENAMETOOLONG
 	}
-	if name == snapshotsName && n.fsys.snaps != nil && n.ino() == journal.RootIno {
+	if n.reserved(name) {
 		return n.snapshotsDir(ctx, out), 0
 	}
 	a, err := n.fsys.j.Lookup(settled(ctx), n.ino(), name)
@@ -339,6 +345,9 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 	if len(name) > nameMax {
 		return nil, syscall.ENAMETOOLONG
 	}
+	if n.reserved(name) {
+		return nil, syscall.EEXIST
+	}
 	switch mode & syscall.S_IFMT {
 	case 0:
 		mode |= syscall.S_IFREG
@@ -358,6 +367,9 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if len(name) > nameMax {
 		return nil, syscall.ENAMETOOLONG
 	}
+	if n.reserved(name) {
+		return nil, syscall.EEXIST
+	}
 	uid, gid, mode := n.owner(ctx, syscall.S_IFDIR|mode&07777)
 	a, err := n.fsys.j.Mkdir(settled(ctx), n.ino(), name, mode, uid, gid)
 	if err != nil {
@@ -369,6 +381,9 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	if len(name) > nameMax {
 		return nil, syscall.ENAMETOOLONG
+	}
+	if n.reserved(name) {
+		return nil, syscall.EEXIST
 	}
 	uid, gid, _ := n.owner(ctx, syscall.S_IFLNK)
 	a, err := n.fsys.j.Symlink(settled(ctx), n.ino(), name, target, uid, gid)
@@ -391,8 +406,13 @@ func (n *node) Link(ctx context.Context, target fusefs.InodeEmbedder, name strin
 		return nil, syscall.ENAMETOOLONG
 	}
 	t, ok := target.(*node)
-	if !ok {
+	if !ok || t.fsys != n.fsys {
+		// Another tree (a snapshot and the drive): its inode numbers are
+		// not this journal's.
 		return nil, syscall.EXDEV
+	}
+	if n.reserved(name) {
+		return nil, syscall.EEXIST
 	}
 	a, err := n.fsys.j.Link(settled(ctx), t.ino(), n.ino(), name)
 	if err != nil {
@@ -417,8 +437,17 @@ func (n *node) Rename(ctx context.Context, name string, newParent fusefs.InodeEm
 		return syscall.ENAMETOOLONG
 	}
 	np, ok := newParent.(*node)
-	if !ok {
+	if !ok || np.fsys != n.fsys {
+		// Between a snapshot and the drive, or two snapshots: each
+		// tree's inode numbers are its own journal's. Into a snapshot
+		// this is EROFS, out of one a copy (mv copies on EXDEV).
+		if ok && np.fsys.inoOff != 0 {
+			return syscall.EROFS
+		}
 		return syscall.EXDEV
+	}
+	if np.reserved(newName) {
+		return syscall.EROFS // the snapshots folder, which is read-only
 	}
 	var jflags uint32
 	switch flags {

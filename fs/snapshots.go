@@ -43,7 +43,28 @@ var (
 	_ fusefs.NodeLookuper  = (*snapshotsNode)(nil)
 	_ fusefs.NodeReaddirer = (*snapshotsNode)(nil)
 	_ fusefs.NodeGetattrer = (*snapshotsNode)(nil)
+	_ fusefs.NodeRmdirer   = (*snapshotsNode)(nil)
+	_ fusefs.NodeUnlinker  = (*snapshotsNode)(nil)
+	_ fusefs.NodeMkdirer   = (*snapshotsNode)(nil)
+	_ fusefs.NodeRenamer   = (*snapshotsNode)(nil)
+	_ fusefs.NodeSetattrer = (*snapshotsNode)(nil)
 )
+
+// The snapshots folder changes only by meshdrive snapshot: every change
+// through the mount is EROFS (go-fuse answered success for an rmdir of a
+// snapshot, which stayed, and EOPNOTSUPP for the others).
+
+func (s *snapshotsNode) Rmdir(context.Context, string) syscall.Errno  { return syscall.EROFS }
+func (s *snapshotsNode) Unlink(context.Context, string) syscall.Errno { return syscall.EROFS }
+func (s *snapshotsNode) Mkdir(context.Context, string, uint32, *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (s *snapshotsNode) Rename(context.Context, string, fusefs.InodeEmbedder, string, uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (s *snapshotsNode) Setattr(context.Context, fusefs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
 
 func (n *node) snapshotsDir(ctx context.Context, out *fuse.EntryOut) *fusefs.Inode {
 	s := &snapshotsNode{fsys: n.fsys}

@@ -405,3 +405,41 @@ func testWriterWaitsForWriteBehindMemory(t *testing.T) {
 		t.Fatal("b reads back other bytes than were written")
 	}
 }
+
+// TestSizeLimit: a size past MaxFileSize is refused and changes nothing
+// (at 2^63-1 a block's end overflowed: the flush's cut of the block map
+// dropped every block, and shrinking back read zeros).
+func TestSizeLimit(t *testing.T) { bubble(t, testSizeLimit) }
+
+func testSizeLimit(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.BlockSize = 1 << 20 })
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "big", 0o100644, 0, 0, 0))
+	data := bytes.Repeat([]byte("0123456789"), 30000)
+	must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+	if err := e.j.Fsync(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []uint64{1<<63 - 1, MaxFileSize + 1} {
+		_, err := e.j.SetAttr(bg, a.Ino, SetAttr{Size: ptr(size)})
+		wantErr(t, err, ErrTooBig)
+	}
+	_, err := e.j.WriteAt(bg, a.Ino, []byte("x"), MaxFileSize)
+	wantErr(t, err, ErrTooBig)
+	// The largest size works, and shrinking back keeps the data.
+	if _, err := e.j.SetAttr(bg, a.Ino, SetAttr{Size: ptr(uint64(MaxFileSize))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.Fsync(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.j.SetAttr(bg, a.Ino, SetAttr{Size: ptr(uint64(len(data)))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.Fsync(bg, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen()
+	if got := readAll(t, e.j, a.Ino); !bytes.Equal(got, data) {
+		t.Fatalf("after growing to MaxFileSize and back: %d bytes, equal %v", len(got), bytes.Equal(got, data))
+	}
+}

@@ -465,6 +465,9 @@ func (j *files) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (int,
 	if off < 0 || off+int64(len(p)) < off {
 		return 0, ErrInvalid
 	}
+	if off+int64(len(p)) > MaxFileSize {
+		return 0, ErrTooBig
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -730,9 +733,17 @@ func (j *files) flushInoHow(ctx context.Context, ino Ino, durable, mayLog bool) 
 }
 
 // truncate sets the file's size. n.mu is taken here.
+// MaxFileSize is the largest size a file may have: far beyond any disk,
+// and far enough below 2^63 that a block's end (its start plus the block
+// size) never overflows.
+const MaxFileSize = 1 << 62
+
 func (j *files) truncate(ctx context.Context, ino Ino, size int64) error {
 	if size < 0 {
 		return ErrInvalid
+	}
+	if size > MaxFileSize {
+		return ErrTooBig
 	}
 	n := j.it.getInode(ino)
 	defer j.it.putInode(n)

@@ -138,6 +138,7 @@ var (
 	ErrFull        = errors.New("journal is full: uploads are behind; wait or raise the quota")
 	ErrReadOnly    = errors.New("drive is read-only")
 	ErrNameTooLong = errors.New("file name too long")
+	ErrTooBig      = errors.New("file too large: the drive's files end before 4 EiB (MaxFileSize)")
 	ErrOffline     = errors.New("block not cached and no node reachable")
 	ErrClosed      = errors.New("journal is closed")
 	// ErrLostBlock: the drive was recovered from the grid, and this block

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -242,6 +243,56 @@ func TestRecoverFromGrid(t *testing.T) {
 	if err := unix.Setxattr(filepath.Join(mp, ".snapshots", "s1", "work"), "system.posix_acl_default", acl, 0); err != unix.EROFS {
 		t.Errorf("setting a default ACL in a snapshot: %v, want EROFS", err)
 	}
+	// Changes that name a snapshot and the drive at once, and the
+	// snapshots folder itself: refused, and the drive unchanged (a rename
+	// onto a snapshot's file replaced the live file of that number, a link
+	// from a snapshot linked the live file, a folder renamed to .snapshots
+	// hid behind it, an rmdir of a snapshot answered success).
+	snapA := filepath.Join(mp, ".snapshots", "s1", "work", "a")
+	if err := os.Rename(filepath.Join(work, "d"), snapA); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("renaming a file of the drive onto a snapshot's: %v, want EROFS", err)
+	}
+	if err := os.Link(snapA, filepath.Join(work, "linked")); !errors.Is(err, syscall.EXDEV) {
+		t.Errorf("linking a snapshot's file into the drive: %v, want EXDEV", err)
+	}
+	if err := os.Mkdir(filepath.Join(work, "hideme"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(work, "hideme"), filepath.Join(mp, ".snapshots")); !errors.Is(err, syscall.EROFS) && !errors.Is(err, syscall.EEXIST) {
+		t.Errorf("renaming a folder to /.snapshots: %v, want EROFS or EEXIST", err)
+	}
+	if err := syscall.Rmdir(filepath.Join(mp, ".snapshots", "s1")); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("rmdir of a snapshot: %v, want EROFS", err)
+	}
+	if f, err := os.OpenFile(snapA, os.O_RDWR, 0); !errors_Is(err, syscall.EROFS) {
+		if f != nil {
+			f.Close()
+		}
+		t.Errorf("opening a snapshot's file for writing: %v, want EROFS", err)
+	}
+	// A size past the largest file (a block's end overflowed: shrinking
+	// back zeroed the file).
+	if err := os.Truncate(filepath.Join(work, "d"), 1<<63-1); !errors.Is(err, syscall.EFBIG) {
+		t.Errorf("truncate to 2^63-1: %v, want EFBIG", err)
+	}
+	for p, want := range map[string]string{"a": "second a, longer", "d": "new d", "hideme": ""} {
+		if p == "hideme" {
+			if fi, err := os.Stat(filepath.Join(work, p)); err != nil || !fi.IsDir() {
+				t.Errorf("work/hideme after the refused rename: %v", err)
+			}
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(work, p)); err != nil || string(b) != want {
+			t.Errorf("work/%s after the refused changes: %q, %v; want %q", p, b, err, want)
+		}
+	}
+	if b, err := os.ReadFile(snapA); err != nil || string(b) != "first a" {
+		t.Errorf("the snapshot's work/a: %q, %v", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(work, "linked")); !os.IsNotExist(err) {
+		t.Errorf("work/linked: %v, want none", err)
+	}
+	os.Remove(filepath.Join(work, "hideme"))
 	mustRun(t, env, "snapshot", "restore", "--data", dir, "s1", "work/b")
 	if b, err := os.ReadFile(filepath.Join(work, "b")); err != nil || string(b) != "first b" {
 		t.Errorf("restored work/b: %q, %v", b, err)

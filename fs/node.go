@@ -288,9 +288,11 @@ func (n *node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 		n.dirty.Store(true)
 	}
 	if t, ok := in.GetATime(); ok {
+		t = clampTime(t)
 		s.Atime = &t
 	}
 	if t, ok := in.GetMTime(); ok {
+		t = clampTime(t)
 		s.Mtime = &t
 	}
 	if t, ok := in.GetCTime(); ok {
@@ -487,4 +489,31 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	out.Ffree = freeFiles
 	out.NameLen = nameMax
 	return 0
+}
+
+// Times the drive keeps: nanoseconds since 1970 in an int64, from 1677 to
+// 2262. A time past either end is kept as that end (it wrapped: year 1
+// was stored as 1754, 10^11 s as 2216).
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+func clampTime(t time.Time) time.Time {
+	switch {
+	case t.Before(minTime):
+		return minTime
+	case t.After(maxTime):
+		return maxTime
+	}
+	return t
+}
+
+// addSat is a+b, or math.MaxInt64 past it (sizes of many huge sparse
+// files).
+func addSat(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }

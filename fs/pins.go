@@ -168,10 +168,10 @@ func (p *Pinner) Pin(ctx context.Context, ino journal.Ino) error {
 	var need int64
 	for f, size := range add {
 		if !pinned[f] {
-			need += size
+			need = addSat(need, size)
 		}
 	}
-	if used+need > p.budget {
+	if addSat(used, need) > p.budget {
 		return fmt.Errorf("%w: pinning it needs %s more, and %s of the %s pin budget is in use; unpin something, or mount with a larger --pin-budget",
 			ErrPinBudget, humanSize(need), humanSize(used), humanSize(p.budget))
 	}

@@ -115,7 +115,7 @@ func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
 		rep.GridBlocks += len(gb)
 		rep.CachedBlocks += cached
 		rep.Files++
-		rep.Size += int64(size)
+		rep.Size = addSat(rep.Size, int64(size))
 		rep.Blocks += st.Blocks
 		rep.PendingBlocks += st.PendingBlocks
 		rep.PendingBytes += st.PendingBytes

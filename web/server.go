@@ -279,7 +279,7 @@ func (s *Server) authorized(r *http.Request, metrics bool) bool {
 		return false
 	}
 	ticket, target := ticketTarget(r.URL)
-	return s.sess.useTicket(ticket, target)
+	return s.sess.ticketOK(ticket, target)
 }
 
 // ticketTarget splits u into its ticket and the address the ticket is

@@ -81,15 +81,7 @@ func (ss *sessions) newCode() string {
 
 // known: code is a login code that has not expired or been used (it is
 // not used up: the page redeems it).
-func (ss *sessions) known(code string) bool {
-	if code == "" {
-		return false
-	}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	exp, ok := ss.codes[sha256.Sum256([]byte(code))]
-	return ok && ss.now().Before(exp)
-}
+func (ss *sessions) known(code string) bool { return ss.liveIn(ss.codes, code) }
 
 // redeem uses up code and, if it was valid, returns a new session secret.
 func (ss *sessions) redeem(code string) (string, bool) {
@@ -110,16 +102,20 @@ func (ss *sessions) redeem(code string) (string, bool) {
 }
 
 // valid: secret is a live session.
-func (ss *sessions) valid(secret string) bool {
-	if secret == "" {
+func (ss *sessions) valid(secret string) bool { return ss.liveIn(ss.live, secret) }
+
+// liveIn: key is in m (by its SHA-256) and has not expired; an expired one
+// is dropped.
+func (ss *sessions) liveIn(m map[[32]byte]time.Time, key string) bool {
+	if key == "" {
 		return false
 	}
-	k := sha256.Sum256([]byte(secret))
+	k := sha256.Sum256([]byte(key))
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	exp, ok := ss.live[k]
+	exp, ok := m[k]
 	if ok && !ss.now().Before(exp) {
-		delete(ss.live, k)
+		delete(m, k)
 		ok = false
 	}
 	return ok
@@ -138,18 +134,7 @@ func (ss *sessions) newTicket(target string) string {
 	return t
 }
 
-// useTicket: ticket was made for target and has not expired.
-func (ss *sessions) useTicket(ticket, target string) bool {
-	if ticket == "" {
-		return false
-	}
-	k := sha256.Sum256([]byte(ticketKey(ticket, target)))
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	exp, ok := ss.tickets[k]
-	if ok && !ss.now().Before(exp) {
-		delete(ss.tickets, k)
-		ok = false
-	}
-	return ok
+// ticketOK: ticket was made for target and has not expired.
+func (ss *sessions) ticketOK(ticket, target string) bool {
+	return ticket != "" && ss.liveIn(ss.tickets, ticketKey(ticket, target))
 }

@@ -441,16 +441,16 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, name string) {
 	_ = rc.SetReadDeadline(time.Now().Add(uploadGrace)) // not every ResponseWriter can
 	var fixed [shard.FixedLen]byte
 	n, err := io.ReadFull(r.Body, fixed[:])
-	if err != nil && (r.ContentLength < 0 || int64(n) < r.ContentLength) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		s.fail(w, r, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("reading upload of %s: %v; nothing stored", name, err))
-		return
-	}
-	if err != nil && r.ContentLength >= 0 && int64(n) < r.ContentLength {
+	switch {
+	case err == nil:
+	case r.ContentLength >= 0 && int64(n) < r.ContentLength:
 		s.fail(w, r, http.StatusBadRequest, codeBadRequest,
 			fmt.Sprintf("truncated upload of %s: got %d of %d bytes (%v); nothing stored", name, n, r.ContentLength, err))
 		return
-	}
-	if err != nil {
+	case !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
+		s.fail(w, r, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("reading upload of %s: %v; nothing stored", name, err))
+		return
+	default: // the whole body, shorter than a header
 		s.fail(w, r, http.StatusUnprocessableEntity, codeCorrupt,
 			fmt.Sprintf("refusing object %s of %d bytes: shorter than a shard header (%d bytes); nothing stored", name, n, shard.FixedLen))
 		return

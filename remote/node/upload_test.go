@@ -1,9 +1,8 @@
-package node
+package node_test
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshdrive/meshdrive/remote/node"
 	"github.com/meshdrive/meshdrive/remote/remotetest"
 	"github.com/meshdrive/meshdrive/remote/shard"
 )
@@ -53,22 +53,9 @@ func answer(t *testing.T, c net.Conn) (int, string) {
 // bytes of uploads read at once are bounded; a stalled upload is cut off
 // and gives its share back.
 func TestUploadBounded(t *testing.T) {
-	grace, rate := uploadGrace, uploadMinRate
-	uploadGrace, uploadMinRate = 500*time.Millisecond, 1<<40
-	t.Cleanup(func() { uploadGrace, uploadMinRate = grace, rate })
-	srv, err := NewServer(ServerOptions{Dir: t.TempDir(), UploadBudget: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	addr := ln.Addr().String()
+	t.Cleanup(node.SetUploadPace(500*time.Millisecond, 1<<40))
+	url, srv := startServer(t, node.ServerOptions{UploadBudget: 1 << 20})
+	addr := strings.TrimPrefix(url, "http://")
 	obj := remotetest.Object(t, 1, 700<<10, 0)
 
 	// 60 MiB of zeros: refused after its first bytes, without a buffer of
@@ -110,10 +97,7 @@ func TestUploadBounded(t *testing.T) {
 	if resp := put(t, addr, "shards/b", obj); resp.StatusCode != 201 {
 		t.Errorf("PUT after the stalled upload was cut off: %d; want 201", resp.StatusCode)
 	}
-	srv.upMu.Lock()
-	left := srv.upBytes
-	srv.upMu.Unlock()
-	if left != 0 {
+	if left := node.UploadBytes(srv); left != 0 {
 		t.Errorf("%d bytes of the budget still taken after every upload ended", left)
 	}
 	// Chunked: the header's length, not more.

@@ -726,3 +726,52 @@ func name(i int) string { return "entry-" + strings.Repeat("x", i%7) + "-" + ito
 func itoa(i int) string {
 	return strings.TrimLeft(string([]byte{byte('0' + i/1000%10), byte('0' + i/100%10), byte('0' + i/10%10), byte('0' + i%10)}), "")
 }
+
+// TestOpenRacingUnlink: a file created and removed in a loop while
+// another goroutine opens it by name and writes. An open either fails
+// (ENOENT) or gives a handle that writes: the kernel's LOOKUP can find the
+// inode just before the unlink frees it, and the OPEN that follows used
+// to succeed on the freed inode, its pwrite then failing with ENOENT
+// (about one open in twelve here).
+func TestOpenRacingUnlink(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	p := filepath.Join(s.mnt, "f")
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			if f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+				f.Close()
+			}
+			os.Remove(p)
+		}
+	}()
+	defer func() { stop.Store(true); <-done }()
+	opens, failed := 0, 0
+	var first error
+	start := time.Now()
+	for time.Since(start) < 15*time.Second && !(opens >= 500 && time.Since(start) > 3*time.Second) {
+		fd, err := unix.Open(p, unix.O_RDWR, 0)
+		if err != nil {
+			if err != unix.ENOENT {
+				t.Fatalf("open: %v", err)
+			}
+			continue
+		}
+		opens++
+		if _, err := unix.Pwrite(fd, []byte("x"), 0); err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+		}
+		unix.Close(fd)
+	}
+	if failed > 0 {
+		t.Errorf("%d of %d opens gave a handle that could not write (first: %v)", failed, opens, first)
+	}
+	if opens < 20 {
+		t.Errorf("only %d opens succeeded in %v: the race was not exercised", opens, time.Since(start).Round(time.Millisecond))
+	}
+}

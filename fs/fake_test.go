@@ -450,6 +450,17 @@ func (f *fakeJournal) OpenFile(ino journal.Ino) {
 	}
 }
 
+func (f *fakeJournal) OpenExisting(ctx context.Context, ino journal.Ino) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in, ok := f.inodes[ino]
+	if !ok {
+		return journal.ErrNotFound
+	}
+	in.opens++
+	return nil
+}
+
 func (f *fakeJournal) ReleaseFile(ino journal.Ino) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -38,17 +38,22 @@ func openFlags(flags uint32) uint32 {
 // open registers an open of n with the journal and returns its handle.
 // O_TRUNC is not seen here: the kernel truncates with a SETATTR before
 // OPEN (we do not ask for atomic O_TRUNC), and Create deals with it.
-func (n *node) open(flags uint32) (fusefs.FileHandle, uint32) {
-	n.fsys.j.OpenFile(n.ino())
-	return &handle{flags: flags}, openFlags(flags)
+// An inode found by an earlier lookup may have been deleted since (its
+// last name removed by someone else before this open): the open then
+// fails with ENOENT, as on a network file system, rather than succeed
+// with a handle whose every read and write fails.
+func (n *node) open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if err := n.fsys.j.OpenExisting(settled(ctx), n.ino()); err != nil {
+		return nil, 0, n.errno("open", err)
+	}
+	return &handle{flags: flags}, openFlags(flags), 0
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	if n.fsys.inoOff != 0 && (flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0) {
 		return nil, 0, syscall.EROFS // a snapshot's file (a shared mmap's writes would show until dropped)
 	}
-	fh, fl := n.open(flags)
-	return fh, fl, 0
+	return n.open(ctx, flags)
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
@@ -75,7 +80,10 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, n.errno("create", err)
 	}
 	c := n.child(ctx, a, out)
-	fh, fl := c.Operations().(*node).open(flags)
+	fh, fl, errno := c.Operations().(*node).open(ctx, flags)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
 	return c, fh, fl, 0
 }
 

@@ -54,6 +54,9 @@ type Files interface {
 	// OpenFile and ReleaseFile count opens: the data of an unlinked inode
 	// lives until its last release.
 	OpenFile(ino journal.Ino)
+	// OpenExisting is OpenFile for an inode found by an earlier lookup:
+	// journal.ErrNotFound, and no open counted, when it was deleted since.
+	OpenExisting(ctx context.Context, ino journal.Ino) error
 	ReleaseFile(ino journal.Ino)
 	// ReadShared returns the bytes at off, short only at EOF: p (owned by
 	// the caller) filled, or a read-only slice shared with the block

@@ -142,6 +142,11 @@ func (j *Journal) BlockPlace(ctx context.Context, id remote.BlockID) (BlockPlace
 // OpenFile: see inodeTable.OpenFile (inode.go).
 func (j *Journal) OpenFile(ino Ino) { j.it.OpenFile(ino) }
 
+// OpenExisting: see inodeTable.OpenExisting (inode.go).
+func (j *Journal) OpenExisting(ctx context.Context, ino Ino) error {
+	return j.it.OpenExisting(ctx, ino)
+}
+
 // ReleaseFile: see inodeTable.ReleaseFile (inode.go).
 func (j *Journal) ReleaseFile(ino Ino) { j.it.ReleaseFile(ino) }
 

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -221,4 +222,64 @@ func testFailedReclaimIsRetried(t *testing.T) {
 		t.Fatalf("not freed %v after freeing works again: %d inode rows, %d block map rows", e.opts.RetryMax, i, m)
 	}
 	e.reopen() // checkDB: refcounts match the block map
+}
+
+// An open of an inode found by a lookup before its last name went away
+// (the kernel's LOOKUP, someone's unlink, then the OPEN) fails with
+// ErrNotFound once the inode is freed, and counts no handle; before that
+// it succeeds and keeps the file's data until its release.
+func TestOpenExistingAfterFree(t *testing.T) { bubble(t, testOpenExistingAfterFree) }
+
+func testOpenExistingAfterFree(t *testing.T) {
+	e := newEnv(t, nil)
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o100600, 0, 0, 0))
+	b := must[Attr](t)(e.j.Mknod(bg, RootIno, "g", 0o100600, 0, 0, 0))
+	for _, x := range []Attr{a, b} {
+		e.j.OpenFile(x.Ino)
+		must[int](t)(e.j.WriteAt(bg, x.Ino, []byte("kept"), 0))
+		e.j.ReleaseFile(x.Ino)
+	}
+	e.reopen() // nothing of either in memory
+
+	// g: unlinked, not yet freed; the open keeps it.
+	if err := e.j.Unlink(bg, RootIno, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.OpenExisting(bg, b.Ino); err != nil {
+		t.Fatalf("open of an unlinked file not yet freed: %v", err)
+	}
+	e.reap()
+	p := make([]byte, 4)
+	if n, err := e.j.ReadAt(bg, b.Ino, p, 0); err != nil || string(p[:n]) != "kept" {
+		t.Fatalf("read of the open unlinked file: %q, %v", p[:n], err)
+	}
+	if _, err := e.j.WriteAt(bg, b.Ino, []byte("more"), 4); err != nil {
+		t.Fatalf("write to the open unlinked file: %v", err)
+	}
+	e.j.ReleaseFile(b.Ino)
+
+	// f: unlinked and freed before the open.
+	if err := e.j.Unlink(bg, RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	e.reap()
+	if err := e.j.OpenExisting(bg, a.Ino); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("open of a freed inode: %v, want ErrNotFound", err)
+	}
+	if e.j.it.isOpen(a.Ino) {
+		t.Error("a failed open left a handle counted")
+	}
+	e.j.imu.Lock()
+	_, inMem := e.j.inodes[a.Ino]
+	e.j.imu.Unlock()
+	if inMem {
+		t.Error("a failed open left the inode in memory")
+	}
+	e.reap()
+	for _, x := range []Attr{a, b} {
+		var n int
+		if err := e.j.db.QueryRow(`SELECT count(*) FROM inodes WHERE ino = ?`, x.Ino).Scan(&n); err != nil || n != 0 {
+			t.Errorf("inode %d: %d rows after the last release, %v", x.Ino, n, err)
+		}
+	}
 }

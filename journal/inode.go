@@ -263,6 +263,12 @@ func (j *inodeTable) overlay(a Attr) Attr {
 func (j *inodeTable) OpenFile(ino Ino) {
 	j.imu.Lock()
 	defer j.imu.Unlock()
+	j.openLocked(ino)
+}
+
+// openLocked counts an open handle of ino and returns its inode, which
+// stays in the map while the handle is open. imu held.
+func (j *inodeTable) openLocked(ino Ino) *inode {
 	n := j.inodes[ino]
 	if n == nil {
 		n = &inode{ino: ino, dirty: map[int64]uint64{}, lastIdx: -1}
@@ -276,6 +282,37 @@ func (j *inodeTable) OpenFile(ino Ino) {
 		j.inodes[ino] = n
 	}
 	n.open++
+	return n
+}
+
+// OpenExisting is OpenFile for an inode the caller found by a lookup
+// before: ErrNotFound, and no handle, when the inode was freed since (its
+// last name went away and the reaper dropped its row between the
+// kernel's LOOKUP and its OPEN). Without the check the open succeeded and
+// every read and write of the handle failed with ENOENT. An inode open
+// elsewhere has its row (isOpen); otherwise the row is read under the
+// inode's lock, which reclaimBatch holds from its look at the open count
+// to its commit: either it sees this handle and keeps the inode, or the
+// row is gone by the time the lock is ours.
+func (j *inodeTable) OpenExisting(ctx context.Context, ino Ino) error {
+	j.imu.Lock()
+	n := j.openLocked(ino)
+	held := n.open > 1
+	j.imu.Unlock()
+	if held {
+		return nil
+	}
+	n.mu.Lock()
+	err := j.load(ctx, n)
+	n.mu.Unlock()
+	if errors.Is(err, ErrNotFound) {
+		j.imu.Lock()
+		n.open--
+		j.maybeForgetLocked(n)
+		j.imu.Unlock()
+		return err
+	}
+	return nil // another error is the reads' and writes' to report
 }
 
 // isOpen reports whether ino has an open handle (then its row exists).

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -773,5 +775,54 @@ func TestOpenRacingUnlink(t *testing.T) {
 	}
 	if opens < 20 {
 		t.Errorf("only %d opens succeeded in %v: the race was not exercised", opens, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// TestTmpfileLinkat: open(O_TMPFILE) then linkat(2) of its descriptor,
+// how programs make a file appear whole under its name. The file keeps
+// what was written, across a remount; with O_EXCL the kernel refuses the
+// link.
+func TestTmpfileLinkat(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	// A descriptor left open at the end would hang the test's exit on its
+	// own mount: each is closed on every path.
+	tmpfile := func(flags int) (fd int, close func()) {
+		fd, err := unix.Open(s.mnt, unix.O_TMPFILE|unix.O_RDWR|flags, 0o640)
+		if err != nil {
+			t.Fatalf("open O_TMPFILE (flags %#x): %v", flags, err)
+		}
+		var once sync.Once
+		close = func() { once.Do(func() { unix.Close(fd) }) }
+		t.Cleanup(close)
+		return fd, close
+	}
+	fd, closeFd := tmpfile(0)
+	want := bytes.Repeat([]byte("tmpfile "), 40000) // several blocks
+	if _, err := unix.Write(fd, want); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(s.mnt, "made")
+	if err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW); err != nil {
+		t.Fatalf("linkat of the O_TMPFILE descriptor: %v", err)
+	}
+	closeFd()
+	if st := stat(t, name); st.Nlink != 1 || st.Mode&0o777 != 0o640 || st.Size != int64(len(want)) {
+		t.Errorf("linked file: nlink %d mode %o size %d", st.Nlink, st.Mode, st.Size)
+	}
+
+	fd, closeFd = tmpfile(unix.O_EXCL)
+	err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, filepath.Join(s.mnt, "excl"), unix.AT_SYMLINK_FOLLOW)
+	closeFd()
+	if err == nil {
+		t.Error("linkat of an O_TMPFILE|O_EXCL descriptor succeeded")
+	}
+
+	s.remount()
+	got, err := os.ReadFile(name)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after a remount: %d bytes (want %d), %v", len(got), len(want), err)
+	}
+	if _, err := os.Lstat(filepath.Join(s.mnt, "excl")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("excl: %v, want it absent", err)
 	}
 }

@@ -91,7 +91,8 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 // has no nameless inodes, so it is created under a hidden unique name,
 // opened, and unlinked at once; the open count keeps it alive until the
 // last close. For that instant the name is visible to a concurrent
-// readdir.
+// readdir. linkat(2) of the descriptor gives it a name (Link takes an
+// open inode with no links).
 func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
 	var r [12]byte
 	if _, err := rand.Read(r[:]); err != nil {

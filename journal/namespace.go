@@ -527,7 +527,11 @@ func (j *namespace) Link(ctx context.Context, ino, newParent Ino, newName string
 		if isDir(src.Mode) {
 			return fmt.Errorf("%w: cannot hard-link a directory", ErrIsDir)
 		}
-		if src.Nlink == 0 {
+		if src.Nlink == 0 && !j.it.isOpen(ino) {
+			// An open file with no name (open(O_TMPFILE), or unlinked
+			// while open) may be given one: linkat(2) of the descriptor.
+			// The handle keeps the reaper off it until the link commits
+			// (reclaimBatch skips open inodes, freeTx those with links).
 			return fmt.Errorf("%w: inode %d was unlinked", ErrNotFound, ino)
 		}
 		if _, err := j.dirAttr(ctx, tx, newParent); err != nil {

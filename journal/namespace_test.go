@@ -337,11 +337,11 @@ func testHardLinksAndUnlinkWhileOpen(t *testing.T) {
 	if a := must[Attr](t)(j.GetAttr(bg, f.Ino)); a.Nlink != 0 {
 		t.Fatalf("nlink %d", a.Nlink)
 	}
-	_, err := j.Link(bg, f.Ino, RootIno, "back")
-	wantErr(t, err, ErrNotFound)
 	j.ReleaseFile(f.Ino)
 	e.reap()
-	_, err = j.GetAttr(bg, f.Ino)
+	_, err := j.GetAttr(bg, f.Ino)
+	wantErr(t, err, ErrNotFound)
+	_, err = j.Link(bg, f.Ino, RootIno, "back") // freed: nothing to link
 	wantErr(t, err, ErrNotFound)
 	var blocks int
 	e.j.db.QueryRow(`SELECT count(*) FROM blocks WHERE refcount > 0`).Scan(&blocks)
@@ -556,4 +556,35 @@ func testUnlinkFreesEmptyFileAtOnce(t *testing.T) {
 	must[Attr](t)(j.Mkdir(bg, RootIno, "dir", 0o755, 0, 0))
 	wantErr(t, j.Unlink(bg, RootIno, "dir"), ErrIsDir)
 	must[Attr](t)(j.Lookup(bg, RootIno, "dir"))
+}
+
+// An open file with no name left (open(O_TMPFILE) makes one) may be
+// linked again, linkat(2) of its descriptor; it keeps its data and is not
+// freed at its release.
+func TestLinkOfOpenUnlinkedFile(t *testing.T) { bubble(t, testLinkOfOpenUnlinkedFile) }
+
+func testLinkOfOpenUnlinkedFile(t *testing.T) {
+	e := newEnv(t, nil)
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "tmp", 0o100600, 0, 0, 0))
+	e.j.OpenFile(a.Ino)
+	if err := e.j.Unlink(bg, RootIno, "tmp"); err != nil {
+		t.Fatal(err)
+	}
+	must[int](t)(e.j.WriteAt(bg, a.Ino, []byte("data"), 0))
+	l, err := e.j.Link(bg, a.Ino, RootIno, "named")
+	if err != nil {
+		t.Fatalf("link: %v", err)
+	}
+	if l.Nlink != 1 {
+		t.Errorf("nlink %d", l.Nlink)
+	}
+	e.j.ReleaseFile(a.Ino)
+	e.reap()
+	e.reopen()
+	got := must[Attr](t)(e.j.Lookup(bg, RootIno, "named"))
+	p := make([]byte, 8)
+	n, _ := e.j.ReadAt(bg, got.Ino, p, 0)
+	if string(p[:n]) != "data" {
+		t.Fatalf("read %q", p[:n])
+	}
 }

@@ -40,14 +40,20 @@ type snapshotsNode struct {
 }
 
 var (
-	_ fusefs.NodeLookuper  = (*snapshotsNode)(nil)
-	_ fusefs.NodeReaddirer = (*snapshotsNode)(nil)
-	_ fusefs.NodeGetattrer = (*snapshotsNode)(nil)
-	_ fusefs.NodeRmdirer   = (*snapshotsNode)(nil)
-	_ fusefs.NodeUnlinker  = (*snapshotsNode)(nil)
-	_ fusefs.NodeMkdirer   = (*snapshotsNode)(nil)
-	_ fusefs.NodeRenamer   = (*snapshotsNode)(nil)
-	_ fusefs.NodeSetattrer = (*snapshotsNode)(nil)
+	_ fusefs.NodeLookuper      = (*snapshotsNode)(nil)
+	_ fusefs.NodeReaddirer     = (*snapshotsNode)(nil)
+	_ fusefs.NodeGetattrer     = (*snapshotsNode)(nil)
+	_ fusefs.NodeRmdirer       = (*snapshotsNode)(nil)
+	_ fusefs.NodeUnlinker      = (*snapshotsNode)(nil)
+	_ fusefs.NodeMkdirer       = (*snapshotsNode)(nil)
+	_ fusefs.NodeRenamer       = (*snapshotsNode)(nil)
+	_ fusefs.NodeSetattrer     = (*snapshotsNode)(nil)
+	_ fusefs.NodeCreater       = (*snapshotsNode)(nil)
+	_ fusefs.NodeSymlinker     = (*snapshotsNode)(nil)
+	_ fusefs.NodeMknoder       = (*snapshotsNode)(nil)
+	_ fusefs.NodeLinker        = (*snapshotsNode)(nil)
+	_ fusefs.NodeSetxattrer    = (*snapshotsNode)(nil)
+	_ fusefs.NodeRemovexattrer = (*snapshotsNode)(nil)
 )
 
 // The snapshots folder changes only by meshdrive snapshot: every change
@@ -65,6 +71,23 @@ func (s *snapshotsNode) Rename(context.Context, string, fusefs.InodeEmbedder, st
 func (s *snapshotsNode) Setattr(context.Context, fusefs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
 	return syscall.EROFS
 }
+
+func (s *snapshotsNode) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EROFS
+}
+func (s *snapshotsNode) Symlink(context.Context, string, string, *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (s *snapshotsNode) Mknod(context.Context, string, uint32, uint32, *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (s *snapshotsNode) Link(context.Context, fusefs.InodeEmbedder, string, *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (s *snapshotsNode) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (s *snapshotsNode) Removexattr(context.Context, string) syscall.Errno { return syscall.EROFS }
 
 func (n *node) snapshotsDir(ctx context.Context, out *fuse.EntryOut) *fusefs.Inode {
 	s := &snapshotsNode{fsys: n.fsys}

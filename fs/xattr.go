@@ -208,6 +208,19 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 		return syscall.EINVAL
 	}
 	if attr == PinXattr && n.fsys.pins != nil {
+		if flags != 0 {
+			// XATTR_CREATE and XATTR_REPLACE as for any attribute: the
+			// pin is one when the journal has it.
+			_, err := n.fsys.j.GetXattr(settled(ctx), n.ino(), PinXattr)
+			switch {
+			case err == nil && flags&journal.XattrCreate != 0:
+				return syscall.EEXIST
+			case errors.Is(err, journal.ErrNoXattr) && flags&journal.XattrReplace != 0:
+				return syscall.ENODATA
+			case err != nil && !errors.Is(err, journal.ErrNoXattr):
+				return n.errno("setxattr", err)
+			}
+		}
 		if string(data) == "0" {
 			return n.errno("setxattr", n.fsys.pins.Unpin(settled(ctx), n.ino()))
 		}

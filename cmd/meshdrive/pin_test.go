@@ -152,11 +152,20 @@ func TestPinKeepsFolderOffline(t *testing.T) {
 	}
 	small := filepath.Join(other, "small")
 	randomFile(t, small, 1000, 7)
-	if err := unix.Setxattr(small, "user.meshdrive.pinned", []byte("1"), 0); err != nil {
+	if err := unix.Setxattr(small, "user.meshdrive.pinned", []byte("1"), unix.XATTR_REPLACE); err != unix.ENODATA {
+		t.Fatalf("XATTR_REPLACE of a pin not set: %v, want ENODATA", err)
+	}
+	if err := unix.Setxattr(small, "user.meshdrive.pinned", []byte("1"), unix.XATTR_CREATE); err != nil {
 		t.Fatalf("pin by xattr: %v", err)
 	}
 	if p := pathJSON(t, env, dir, small); !p.Pinned {
 		t.Fatalf("pinned by xattr, status says %+v", p)
+	}
+	if err := unix.Setxattr(small, "user.meshdrive.pinned", []byte("1"), unix.XATTR_CREATE); err != unix.EEXIST {
+		t.Fatalf("XATTR_CREATE of a pin already set: %v, want EEXIST", err)
+	}
+	if err := unix.Setxattr(small, "user.meshdrive.pinned", []byte("1"), unix.XATTR_REPLACE); err != nil {
+		t.Fatalf("XATTR_REPLACE of a pin set: %v", err)
 	}
 	if err := unix.Removexattr(small, "user.meshdrive.pinned"); err != nil {
 		t.Fatalf("unpin by xattr: %v", err)

@@ -258,8 +258,32 @@ func TestRecoverFromGrid(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(work, "hideme"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(filepath.Join(work, "hideme"), filepath.Join(mp, ".snapshots")); !errors.Is(err, syscall.EROFS) && !errors.Is(err, syscall.EEXIST) {
-		t.Errorf("renaming a folder to /.snapshots: %v, want EROFS or EEXIST", err)
+	// (rename(2) itself: os.Rename answers EEXIST for any folder onto a
+	// folder before asking the kernel.)
+	if err := syscall.Rename(filepath.Join(work, "hideme"), filepath.Join(mp, ".snapshots")); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("renaming a folder to /.snapshots: %v, want EROFS", err)
+	}
+	snapDir := filepath.Join(mp, ".snapshots")
+	if err := unix.Setxattr(snapDir, "user.x", []byte("1"), 0); err != unix.EROFS {
+		t.Errorf("setxattr on .snapshots: %v, want EROFS", err)
+	}
+	if err := unix.Removexattr(snapDir, "user.x"); err != unix.EROFS {
+		t.Errorf("removexattr on .snapshots: %v, want EROFS", err)
+	}
+	if f, err := os.Create(filepath.Join(snapDir, "new")); !errors.Is(err, syscall.EROFS) {
+		if f != nil {
+			f.Close()
+		}
+		t.Errorf("creating a file in .snapshots: %v, want EROFS", err)
+	}
+	if err := os.Symlink("s1", filepath.Join(snapDir, "link")); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("a symlink in .snapshots: %v, want EROFS", err)
+	}
+	if err := syscall.Mknod(filepath.Join(snapDir, "fifo"), syscall.S_IFIFO|0o644, 0); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("mknod in .snapshots: %v, want EROFS", err)
+	}
+	if err := os.Link(filepath.Join(work, "d"), filepath.Join(snapDir, "hard")); !errors.Is(err, syscall.EROFS) && !errors.Is(err, syscall.EXDEV) {
+		t.Errorf("a hard link in .snapshots: %v, want EROFS or EXDEV", err)
 	}
 	if err := syscall.Rmdir(filepath.Join(mp, ".snapshots", "s1")); !errors.Is(err, syscall.EROFS) {
 		t.Errorf("rmdir of a snapshot: %v, want EROFS", err)

@@ -1,6 +1,7 @@
 package dirstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -47,12 +49,22 @@ type Options struct {
 	// HeaderCache is the number of parsed object headers kept in memory
 	// (default 256; negative disables the cache).
 	HeaderCache int
+	// QuarantineMax bounds the bytes kept in QuarantineDir: past it the
+	// oldest quarantined objects are removed (default
+	// DefaultQuarantineMax; negative keeps everything).
+	QuarantineMax int64
 }
+
+// DefaultQuarantineMax is Options.QuarantineMax's default: enough to
+// inspect what a failing disk did, not enough to fill it.
+const DefaultQuarantineMax = 1 << 30
 
 // Store is a remote.Store over a local directory.
 type Store struct {
 	dir     string
 	log     *slog.Logger
+	qmax    int64                                // Options.QuarantineMax, the default applied
+	qmu     sync.Mutex                           // one quarantine prune at a time
 	headers *lru.Cache[headerKey, *cachedHeader] // nil when disabled
 	objects atomic.Int64                         // approximate object count, see Info
 
@@ -100,7 +112,10 @@ func New(dir string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{dir: abs, log: log}
+	s := &Store{dir: abs, log: log, qmax: opts.QuarantineMax}
+	if s.qmax == 0 {
+		s.qmax = DefaultQuarantineMax
+	}
 	n := opts.HeaderCache
 	if n == 0 {
 		n = 256
@@ -713,6 +728,7 @@ func (s *Store) Quarantine(ctx context.Context, name string) error {
 		return s.fsErr("quarantine", name, err)
 	}
 	s.objects.Add(-1)
+	defer s.pruneQuarantine(qdir)
 	// A Put may have replaced the corrupt object with a good copy between
 	// the caller's Verify and the rename: what was moved is checked again,
 	// and a good copy goes back (unless yet another Put has the name now,
@@ -730,6 +746,60 @@ func (s *Store) Quarantine(ctx context.Context, name string) error {
 		return fmt.Errorf("%s: quarantine %s: %w", s, name, ErrReplaced)
 	}
 	return nil
+}
+
+// pruneQuarantine removes the oldest quarantined objects (by the time in
+// their names, which sorts as text) while the directory holds more than
+// s.qmax bytes: a disk that keeps corrupting objects must not fill up
+// with their copies.
+func (s *Store) pruneQuarantine(qdir string) {
+	if s.qmax < 0 {
+		return
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	ents, err := os.ReadDir(qdir)
+	if err != nil {
+		return
+	}
+	type qfile struct {
+		name, stamp string
+		size        int64
+	}
+	var files []qfile
+	var total int64
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		n := e.Name()
+		stamp := n[strings.LastIndexByte(n, '.')+1:]
+		files = append(files, qfile{n, stamp, fi.Size()})
+		total += fi.Size()
+	}
+	if total <= s.qmax {
+		return
+	}
+	slices.SortFunc(files, func(a, b qfile) int {
+		return cmp.Or(strings.Compare(a.stamp, b.stamp), strings.Compare(a.name, b.name))
+	})
+	removed, freed := 0, int64(0)
+	for _, f := range files {
+		if total <= s.qmax {
+			break
+		}
+		if err := os.Remove(filepath.Join(qdir, f.name)); err != nil {
+			continue
+		}
+		total -= f.size
+		removed++
+		freed += f.size
+	}
+	if removed > 0 {
+		s.log.Warn("dirstore: quarantine full; removed the oldest corrupt copies kept for inspection",
+			"dir", qdir, "removed", removed, "bytes", freed, "kept_bytes", total, "limit", s.qmax)
+	}
 }
 
 // ErrReplaced: Quarantine found a good copy under the name (written since

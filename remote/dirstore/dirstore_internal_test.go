@@ -352,6 +352,43 @@ func TestQuarantineKeepsGoodCopy(t *testing.T) {
 	}
 }
 
+// TestQuarantineBounded: the quarantine keeps the newest corrupt copies
+// up to QuarantineMax bytes and removes the oldest past it.
+func TestQuarantineBounded(t *testing.T) {
+	dir := t.TempDir()
+	obj := remotetest.Object(t, 1, 3*shard.MinChunkSize, 0)
+	s := newStore(t, dir, dirstore.Options{QuarantineMax: int64(2*len(obj) + len(obj)/2)})
+	ctx := t.Context()
+	qdir := filepath.Join(dir, dirstore.QuarantineDir)
+	for i := range 5 {
+		name := fmt.Sprintf("shards/x.%d", i)
+		if err := s.Put(ctx, name, obj); err != nil {
+			t.Fatal(err)
+		}
+		b := bytes.Clone(obj)
+		b[len(b)-1] ^= 0xff
+		if err := os.WriteFile(filepath.Join(dir, "shards", fmt.Sprintf("x.%d", i)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Quarantine(ctx, name); err != nil {
+			t.Fatalf("Quarantine %s: %v", name, err)
+		}
+		time.Sleep(2 * time.Millisecond) // stamps in order
+	}
+	ents, err := os.ReadDir(qdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, e := range ents {
+		kept = append(kept, e.Name()[:len("shards#x.0")])
+	}
+	slices.Sort(kept)
+	if want := []string{"shards#x.3", "shards#x.4"}; !slices.Equal(kept, want) {
+		t.Errorf("quarantine keeps %v; want the newest two, %v", kept, want)
+	}
+}
+
 // TestListLargeDirectory: paging through a large directory reads it once
 // per listing, not once per page (a listing of 100,000 objects took 15 s,
 // each page reading and sorting the whole directory), and the pages still

@@ -523,8 +523,9 @@ func (s *Server) release(n int64) {
 
 // get answers GET and HEAD; GET reads are verified by the store before a
 // byte is sent. A range larger than 2*streamPiece is streamed in pieces;
-// if a later piece fails its checksum the connection is cut, so the
-// client sees a short body, never bad bytes.
+// if a later piece fails its checksum, or the object is replaced between
+// pieces, the connection is cut, so the client sees a short body, never
+// bad bytes or a mix of two versions.
 func (s *Server) get(w http.ResponseWriter, r *http.Request, name string) {
 	ctx := r.Context()
 	oi, err := s.store.Stat(ctx, name)
@@ -593,6 +594,15 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, name string) {
 			return // client went away
 		}
 		sent += m
+		if sent < n {
+			// Each piece is read on its own: an object replaced
+			// meanwhile (a Put of the name) must not be sent as a mix
+			// of two versions.
+			if now, err := s.store.Stat(ctx, name); err != nil || now.Size != oi.Size || !now.ModTime.Equal(oi.ModTime) {
+				s.log.Warn("node: aborting GET of an object replaced while it was sent", "name", name, "sent", sent, "err", err)
+				panic(http.ErrAbortHandler)
+			}
+		}
 	}
 }
 

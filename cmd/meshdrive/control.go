@@ -142,6 +142,9 @@ type controlServer struct {
 	done   sync.WaitGroup
 
 	cfgMu sync.Mutex // guards o.cfg (replaced whole by node add, drain, remove); taken alone
+	// addMu: one node add at a time, from its look at the config to its
+	// update (each picks the next node name; two at once picked one).
+	addMu sync.Mutex
 
 	realMPOnce sync.Once
 	realMP     string // realMountpoint

@@ -268,6 +268,8 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{"node add needs a URL"})
 		return
 	}
+	c.addMu.Lock()
+	defer c.addMu.Unlock()
 	cfg := c.config()
 	if n, err := findNode(cfg, c.o.dataDir, u); err == nil {
 		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("%s is already node %s of the drive", redactURL(u), n.Name)})

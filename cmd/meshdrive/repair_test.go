@@ -500,19 +500,43 @@ func TestNodeAddDrain(t *testing.T) {
 		t.Errorf("removing a node below k+m: %s", r)
 	}
 
-	// An eighth node joins and dies: node remove forgets it, and the
-	// background pass the removal starts regenerates its shards.
+	// An eighth and a ninth node join at once (each add picks the next
+	// name: two at once picked the same, and one failed); the eighth
+	// dies, node remove forgets both, and the background pass the
+	// removal starts regenerates their shards.
 	n8 := startNode(t, filepath.Join(d.base, "node", "7"))
-	mustRun(t, d.env, "node", "add", "--data", d.dir, n8.url())
-	waitStatus(t, d, "the rebalancing pass onto node-8", func(s statusReport) bool {
+	n9 := startNode(t, filepath.Join(d.base, "node", "8"))
+	adds := make(chan result, 2)
+	for _, n := range []*nodeProc{n8, n9} {
+		go func() { adds <- runBin(t, d.env, "node", "add", "--data", d.dir, n.url()) }()
+	}
+	var added []string
+	for range 2 {
+		r := <-adds
+		if r.code != 0 {
+			t.Fatalf("two node adds at once: %s", r)
+		}
+		added = append(added, strings.TrimSpace(r.stdout))
+	}
+	cfg8, err := loadConfig(d.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := nodeNames(cfg8); !slices.Contains(names, "node-8") || !slices.Contains(names, "node-9") {
+		t.Fatalf("two node adds at once: nodes %v (%q)", names, added)
+	}
+	waitStatus(t, d, "the rebalancing pass onto node-8 and node-9", func(s statusReport) bool {
 		return s.Repair.Phase == "rebalance" && !s.Repair.Running
 	})
 	n8.stop(t, syscall.SIGKILL)
 	removed := time.Now()
-	r = mustRun(t, d.env, "node", "remove", "--data", d.dir, n8.url())
-	if !strings.Contains(r.stdout, "removed node-8") {
-		t.Errorf("node remove: %s", r)
+	for _, n := range []*nodeProc{n8, n9} {
+		r = mustRun(t, d.env, "node", "remove", "--data", d.dir, n.url())
+		if !strings.Contains(r.stdout, "removed node-") {
+			t.Errorf("node remove: %s", r)
+		}
 	}
+	n9.stop(t, syscall.SIGTERM)
 	waitStatus(t, d, "the pass after the removal", func(s statusReport) bool {
 		return s.Repair.LastPass.After(removed) && !s.Repair.Running
 	})

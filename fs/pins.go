@@ -233,18 +233,25 @@ func (p *Pinner) walk(ctx context.Context, ino journal.Ino, files map[journal.In
 			if err != nil {
 				return err
 			}
-			files[f] = int64(fa.Size)
+			files[f] = pinSize(fa)
 			return nil
 		})
 	}
 	switch a.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
-		files[ino] = int64(a.Size)
+		files[ino] = pinSize(a)
 		return nil
 	case syscall.S_IFDIR:
 		return walk(ino)
 	}
 	return nil // symlinks and devices have no blocks
+}
+
+// pinSize is what a pinned file holds on this machine: its stored bytes
+// (st_blocks), not its apparent size, which a sparse file (a disk image)
+// can take far past them; never more than its size.
+func pinSize(a journal.Attr) int64 {
+	return min(int64(min(a.Size, 1<<62)), int64(min(a.Blocks, 1<<53))*512)
 }
 
 // pass brings the cache in line with the pins.

@@ -103,6 +103,20 @@ func TestPinKeepsFolderOffline(t *testing.T) {
 	}
 	otherFile := filepath.Join(other, "big")
 	randomFile(t, otherFile, 8<<20, 99)
+	// A sparse file of 1 TiB that stores 4 KiB: the budget counts what
+	// is stored, not the apparent size.
+	sparse := filepath.Join(mp, "sparse")
+	sf, err := os.Create(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sf.WriteAt(bytes.Repeat([]byte("s"), 4096), 1<<39); err != nil {
+		t.Fatal(err)
+	}
+	if err := sf.Truncate(1 << 40); err != nil {
+		t.Fatal(err)
+	}
+	sf.Close()
 	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
 	mustRun(t, env, "cache", "clear", "--data", dir)
 
@@ -114,6 +128,10 @@ func TestPinKeepsFolderOffline(t *testing.T) {
 	if p := pathJSON(t, env, dir, keep); p.Pinned {
 		t.Fatalf("a refused pin pinned %s", keep)
 	}
+	if r := runBin(t, env, "pin", "--data", dir, sparse); r.code != 0 {
+		t.Fatalf("pin of a sparse 1 TiB file storing 4 KiB, budget 56 MiB: %s", r)
+	}
+	mustRun(t, env, "unpin", "--data", dir, sparse)
 
 	r = mustRun(t, env, "pin", "--data", dir, keep)
 	if !strings.Contains(r.stdout, "pinned /keep") {
@@ -204,7 +222,7 @@ func TestPinKeepsFolderOffline(t *testing.T) {
 		}
 	}
 	start = time.Now()
-	_, err := os.ReadFile(otherFile)
+	_, err = os.ReadFile(otherFile)
 	took := time.Since(start)
 	if !errors.Is(err, syscall.EIO) || took > 2*time.Second {
 		t.Fatalf("offline read of an unpinned, uncached file: %v after %v; want EIO within 2s", err, took)

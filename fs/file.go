@@ -64,27 +64,33 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, syscall.EEXIST
 	}
 	uid, gid, m := n.owner(ctx, syscall.S_IFREG|mode&07777)
-	a, err := n.fsys.j.Mknod(settled(ctx), n.ino(), name, m, 0, uid, gid)
-	if errors.Is(err, journal.ErrExist) && flags&syscall.O_EXCL == 0 {
-		// Lost a race with another creator: open what is there.
-		a, err = n.fsys.j.Lookup(settled(ctx), n.ino(), name)
-		if err == nil && a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-			return nil, nil, 0, syscall.EISDIR
+	for attempt := 1; ; attempt++ {
+		a, err := n.fsys.j.Mknod(settled(ctx), n.ino(), name, m, 0, uid, gid)
+		if errors.Is(err, journal.ErrExist) && flags&syscall.O_EXCL == 0 {
+			// Lost a race with another creator: open what is there.
+			a, err = n.fsys.j.Lookup(settled(ctx), n.ino(), name)
+			if err == nil && a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+				return nil, nil, 0, syscall.EISDIR
+			}
+			if err == nil && flags&syscall.O_TRUNC != 0 && a.Size > 0 {
+				zero := uint64(0)
+				a, err = n.fsys.j.SetAttr(settled(ctx), a.Ino, journal.SetAttr{Size: &zero})
+			}
 		}
-		if err == nil && flags&syscall.O_TRUNC != 0 && a.Size > 0 {
-			zero := uint64(0)
-			a, err = n.fsys.j.SetAttr(settled(ctx), a.Ino, journal.SetAttr{Size: &zero})
+		if err == nil {
+			err = n.fsys.j.OpenExisting(settled(ctx), a.Ino)
+			if errors.Is(err, journal.ErrNotFound) && attempt < 3 {
+				// Deleted by someone else between its making (or
+				// look-up) and this open: O_CREAT makes it again
+				// rather than fail with ENOENT.
+				continue
+			}
 		}
+		if err != nil {
+			return nil, nil, 0, n.errno("create", err)
+		}
+		return n.child(ctx, a, out), &handle{flags: flags}, openFlags(flags), 0
 	}
-	if err != nil {
-		return nil, nil, 0, n.errno("create", err)
-	}
-	c := n.child(ctx, a, out)
-	fh, fl, errno := c.Operations().(*node).open(ctx, flags)
-	if errno != 0 {
-		return nil, nil, 0, errno
-	}
-	return c, fh, fl, 0
 }
 
 // Tmpfile answers open(O_TMPFILE): a file in no directory. The journal

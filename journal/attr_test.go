@@ -275,6 +275,19 @@ func testOpenExistingAfterFree(t *testing.T) {
 	if inMem {
 		t.Error("a failed open left the inode in memory")
 	}
+	// A second open while another is counted but not yet checked (two
+	// processes opening the name they both looked up): no proof the row
+	// is there.
+	e.j.imu.Lock()
+	other := e.j.it.openLocked(a.Ino)
+	e.j.imu.Unlock()
+	if err := e.j.OpenExisting(bg, a.Ino); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("open of a freed inode beside another open in flight: %v, want ErrNotFound", err)
+	}
+	e.j.imu.Lock()
+	other.open--
+	e.j.it.maybeForgetLocked(other)
+	e.j.imu.Unlock()
 	e.reap()
 	for _, x := range []Attr{a, b} {
 		var n int

@@ -25,6 +25,9 @@ type inode struct {
 	// unlinked: a name of it went away while it was open, so its last
 	// ReleaseFile checks whether it has links left.
 	unlinked bool
+	// openOK: an open handle found its row (OpenExisting), so the
+	// inode lives until the last release; false again then.
+	openOK bool
 
 	hasDirty atomic.Bool // dirty blocks or unflushed size/times
 
@@ -289,15 +292,16 @@ func (j *inodeTable) openLocked(ino Ino) *inode {
 // before: ErrNotFound, and no handle, when the inode was freed since (its
 // last name went away and the reaper dropped its row between the
 // kernel's LOOKUP and its OPEN). Without the check the open succeeded and
-// every read and write of the handle failed with ENOENT. An inode open
-// elsewhere has its row (isOpen); otherwise the row is read under the
-// inode's lock, which reclaimBatch holds from its look at the open count
-// to its commit: either it sees this handle and keeps the inode, or the
-// row is gone by the time the lock is ours.
+// every read and write of the handle failed with ENOENT. An inode whose
+// row a handle still open found (openOK) keeps it; otherwise the row is
+// read under the inode's lock, which reclaimBatch holds from its look at
+// the open count to its commit: either it sees this handle and keeps the
+// inode, or the row is gone by the time the lock is ours. (Another
+// handle merely counted is no proof: its own check may be failing.)
 func (j *inodeTable) OpenExisting(ctx context.Context, ino Ino) error {
 	j.imu.Lock()
 	n := j.openLocked(ino)
-	held := n.open > 1
+	held := n.openOK
 	j.imu.Unlock()
 	if held {
 		return nil
@@ -305,12 +309,15 @@ func (j *inodeTable) OpenExisting(ctx context.Context, ino Ino) error {
 	n.mu.Lock()
 	err := j.load(ctx, n)
 	n.mu.Unlock()
+	j.imu.Lock()
+	defer j.imu.Unlock()
 	if errors.Is(err, ErrNotFound) {
-		j.imu.Lock()
 		n.open--
 		j.maybeForgetLocked(n)
-		j.imu.Unlock()
 		return err
+	}
+	if err == nil {
+		n.openOK = true
 	}
 	return nil // another error is the reads' and writes' to report
 }
@@ -336,7 +343,7 @@ func (j *inodeTable) ReleaseFile(ino Ino) {
 	last := n.open == 0
 	check := last && n.unlinked
 	if last {
-		n.unlinked = false
+		n.unlinked, n.openOK = false, false
 		j.maybeForgetLocked(n)
 	}
 	j.imu.Unlock()

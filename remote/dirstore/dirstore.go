@@ -723,7 +723,7 @@ func (s *Store) Quarantine(ctx context.Context, name string) error {
 	if err := os.MkdirAll(qdir, 0o700); err != nil {
 		return s.fsErr("quarantine", name, err)
 	}
-	dst := filepath.Join(qdir, strings.ReplaceAll(name, "/", "#")+"."+time.Now().UTC().Format("20060102T150405.000000000"))
+	dst := filepath.Join(qdir, strings.ReplaceAll(name, "/", "#")+"."+time.Now().UTC().Format(quarantineStamp))
 	if err := os.Rename(path, dst); err != nil {
 		return s.fsErr("quarantine", name, err)
 	}
@@ -747,6 +747,10 @@ func (s *Store) Quarantine(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// quarantineStamp ends a quarantined copy's name: the time it was moved,
+// which sorts as text.
+const quarantineStamp = "20060102T150405.000000000"
 
 // pruneQuarantine removes the oldest quarantined objects (by the time in
 // their names, which sorts as text) while the directory holds more than
@@ -774,7 +778,7 @@ func (s *Store) pruneQuarantine(qdir string) {
 			continue
 		}
 		n := e.Name()
-		stamp := n[strings.LastIndexByte(n, '.')+1:]
+		stamp := n[max(0, len(n)-len(quarantineStamp)):]
 		files = append(files, qfile{n, stamp, fi.Size()})
 		total += fi.Size()
 	}

@@ -389,6 +389,41 @@ func TestQuarantineBounded(t *testing.T) {
 	}
 }
 
+// TestQuarantineOrderAcrossSeconds: the oldest copy is the one with the
+// earliest time, 10:00:00.999 before 10:00:01.001, whose fractions of a
+// second alone sort the other way.
+func TestQuarantineOrderAcrossSeconds(t *testing.T) {
+	dir := t.TempDir()
+	obj := remotetest.Object(t, 1, 3*shard.MinChunkSize, 0)
+	s := newStore(t, dir, dirstore.Options{QuarantineMax: int64(2*len(obj) + len(obj)/2)})
+	qdir := filepath.Join(dir, dirstore.QuarantineDir)
+	if err := os.MkdirAll(qdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, stamp := range []string{"20260101T100001.001000000", "20260101T100000.999000000"} {
+		if err := os.WriteFile(filepath.Join(qdir, "shards#y.0."+stamp), obj, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Put(t.Context(), "shards/x.0", obj); err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Clone(obj)
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(filepath.Join(dir, "shards", "x.0"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Quarantine(t.Context(), "shards/x.0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(qdir, "shards#y.0.20260101T100000.999000000")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the oldest copy is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(qdir, "shards#y.0.20260101T100001.001000000")); err != nil {
+		t.Errorf("a newer copy was removed: %v", err)
+	}
+}
+
 // TestListLargeDirectory: paging through a large directory reads it once
 // per listing, not once per page (a listing of 100,000 objects took 15 s,
 // each page reading and sorting the whole directory), and the pages still

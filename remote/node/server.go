@@ -586,6 +586,20 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, name string) {
 			s.log.Warn("node: aborting GET after a failed piece", "name", name, "sent", sent, "err", err)
 			panic(http.ErrAbortHandler) // cuts the connection: the client sees a short body
 		}
+		// Each piece is read on its own: an object replaced since the
+		// Stat above (a Put of the name) must not be sent as a mix of
+		// two versions. (Size and time: a replacement within the file
+		// system's clock tick at the same size goes unseen.)
+		if now, err := s.store.Stat(ctx, name); err != nil || now.Size != oi.Size || !now.ModTime.Equal(oi.ModTime) {
+			if sent == 0 {
+				h.Del("Content-Range")
+				h.Set("Retry-After", "1")
+				s.fail(w, r, http.StatusServiceUnavailable, codeBusy, fmt.Sprintf("%s was replaced while it was read; try again", name))
+				return
+			}
+			s.log.Warn("node: aborting GET of an object replaced while it was sent", "name", name, "sent", sent, "err", err)
+			panic(http.ErrAbortHandler)
+		}
 		if sent == 0 {
 			h.Set("Content-Length", strconv.FormatInt(n, 10))
 			w.WriteHeader(status)
@@ -594,15 +608,6 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, name string) {
 			return // client went away
 		}
 		sent += m
-		if sent < n {
-			// Each piece is read on its own: an object replaced
-			// meanwhile (a Put of the name) must not be sent as a mix
-			// of two versions.
-			if now, err := s.store.Stat(ctx, name); err != nil || now.Size != oi.Size || !now.ModTime.Equal(oi.ModTime) {
-				s.log.Warn("node: aborting GET of an object replaced while it was sent", "name", name, "sent", sent, "err", err)
-				panic(http.ErrAbortHandler)
-			}
-		}
 	}
 }
 

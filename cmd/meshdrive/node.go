@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/meshdrive/meshdrive/remote/dirstore"
 	"github.com/meshdrive/meshdrive/remote/node"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 	"github.com/meshdrive/meshdrive/web"
@@ -63,6 +64,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	logLevel := fl.String("log-level", "info", "log level: debug, info, warn, error")
 	scrubRate := fl.String("scrub-rate", "0", "verify every stored shard at about this many bytes/s (suffixes K, M, G, KiB, MiB, GiB; 0 = no scrub)")
 	maxObject := fl.String("max-object", "64MiB", "largest object a client may upload (shards of a drive's 16 MiB segments fit the default; at most 1GiB)")
+	quarantineMax := fl.String("quarantine-max", "1GiB", "bytes of corrupt shards the scrubber keeps in DIR/.quarantine for inspection; past it the oldest are removed (0 keeps none, \"all\" keeps every one)")
 	insecure := fl.Bool("insecure", false, "serve a non-loopback address without a token: anyone who reaches it may read, replace or delete shards")
 	pos, err := parseFlags(e, fl, e.args[1:])
 	if err != nil {
@@ -84,6 +86,14 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	maxObj, err := parseBytes(*maxObject)
 	if err != nil || maxObj < 1<<20 || maxObj > 1<<30 {
 		return usageError("--max-object %q: want a size from 1MiB to 1GiB, like 64MiB", *maxObject)
+	}
+	qmax := int64(-1) // "all"
+	if *quarantineMax != "all" {
+		q, err := parseBytes(*quarantineMax)
+		if err != nil || q < 0 {
+			return usageError("--quarantine-max %q: want a size like 1GiB, 0 to keep none, or all", *quarantineMax)
+		}
+		qmax = max(q, 1) // dirstore's 0 is its default; 1 byte keeps no shard
 	}
 	if *tokenFile == "" && !loopbackAddr(*listen) {
 		if !*insecure {
@@ -120,7 +130,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 		return fmt.Errorf("cannot listen on %s: %w", *listen, err)
 	}
 	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate, MaxObject: node.MaxObjectFor(maxObj),
-		Observe: metrics.Observe, Metrics: metrics.Handler()})
+		DirOptions: dirstore.Options{QuarantineMax: qmax}, Observe: metrics.Observe, Metrics: metrics.Handler()})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("%w; --dir takes the node's directory (made if missing)", err)

@@ -285,11 +285,16 @@ func TestScrubAndVerify(t *testing.T) {
 		t.Errorf("check without --verify (sizes only) reports %v", plain.Problems)
 	}
 
-	// The scrubbers of the two nodes find the same ones and move them aside.
+	// The scrubbers of the two nodes find the same ones and move them
+	// aside; the first keeps no copy of them (--quarantine-max 0).
 	for _, ni := range []int{0, 1} {
 		addr := d.nodes[ni].addr
 		d.nodes[ni].stop(t, syscall.SIGTERM)
-		d.nodes[ni] = startNode(t, d.nodeDirs[ni], "--listen", addr, "--scrub-rate", "1GiB")
+		args := []string{"--listen", addr, "--scrub-rate", "1GiB"}
+		if ni == 0 {
+			args = append(args, "--quarantine-max", "0")
+		}
+		d.nodes[ni] = startNode(t, d.nodeDirs[ni], args...)
 	}
 	scrubbed := map[string]bool{}
 	deadline := time.Now().Add(60 * time.Second)
@@ -319,6 +324,18 @@ func TestScrubAndVerify(t *testing.T) {
 	}
 	if !mapsEqual(scrubbed, want) {
 		t.Errorf("scrub found %v, flipped %v", keys(scrubbed), keys(want))
+	}
+	for _, ni := range []int{0, 1} {
+		flipped := 0
+		for k := range want {
+			if strings.HasPrefix(k, fmt.Sprintf("%d ", ni)) {
+				flipped++
+			}
+		}
+		q, _ := os.ReadDir(filepath.Join(d.nodeDirs[ni], ".quarantine"))
+		if keep := map[bool]int{true: 0, false: flipped}[ni == 0]; len(q) != keep || flipped == 0 {
+			t.Errorf("node %d: %d copies in .quarantine of %d corrupt shards, want %d", ni, len(q), flipped, keep)
+		}
 	}
 	rep, r = d.check(t, "--repair")
 	if r.code != 0 || rep.RepairFailed != 0 || len(rep.Problems) != len(want) {
@@ -578,6 +595,9 @@ func TestNodeServeRefusesOpen(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "without a token") || !strings.Contains(r.stderr, "--token-file") ||
 		strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("open node without a token: %s", r)
+	}
+	if r := runBin(t, cmdEnv(), "node", "serve", "--dir", t.TempDir(), "--listen", "127.0.0.1:0", "--quarantine-max", "lots"); r.code != 2 || !strings.Contains(r.stderr, "--quarantine-max \"lots\"") {
+		t.Errorf("a bad --quarantine-max: %s", r)
 	}
 	n := startNode(t, t.TempDir(), "--listen", "0.0.0.0:0", "--insecure")
 	n.stop(t, syscall.SIGTERM)

@@ -224,6 +224,11 @@ func (g *Grid) encoder(k, m int) (reedsolomon.Encoder, error) {
 	return e, nil
 }
 
+// ErrNodeRemoved: a call to a node that left the grid (node remove or
+// drain) after the caller chose it; the reads and repairs that meet it go
+// to other shards.
+var ErrNodeRemoved = errors.New("the node was removed from the grid meanwhile")
+
 // putAllowance: a Put's timeout grows by a second per this many bytes
 // (2 Mbit/s), on top of CallTimeout.
 const putAllowance = 256 << 10
@@ -231,6 +236,10 @@ const putAllowance = 256 << 10
 // call runs fn against member m's store, with the grid's stack around
 // each of its calls (see newMember), and names the node in an error.
 func (g *Grid) call(ctx context.Context, m *member, fn func(ctx context.Context, s Store) error) error {
+	if m == nil {
+		// Looked up in a view taken after the node was removed.
+		return ErrNodeRemoved
+	}
 	if err := fn(ctx, m.st); err != nil {
 		return fmt.Errorf("node %s: %w", m.Name, err)
 	}

@@ -734,3 +734,31 @@ func TestVerifyObject(t *testing.T) {
 		t.Errorf("verifying an object whose store claims 900 MiB allocated %d MiB", a>>20)
 	}
 }
+
+// TestReadAfterNodeRemoved: a read that chose its shards before a node
+// left the grid (node remove, drain) and reads them in a newer view of
+// it gets an error for that shard, not a nil node: the mount crashed on
+// it when two nodes were removed one after the other during a repair.
+func TestReadAfterNodeRemoved(t *testing.T) {
+	g := newTestGrid(t, 7, 4, 2, nil)
+	w := writeMixed(t, g.Grid, rand.New(rand.NewPCG(5, 5)), 6, 20<<10)
+	seg := w.seg
+	ps := pieces(seg, 0, int64(len(w.data)))
+	gone := seg.Nodes[ps[0].shard]
+	if err := g.RemoveMember(gone); err != nil {
+		t.Fatal(err)
+	}
+	for _, verify := range []bool{false, true} {
+		if _, err := g.readHealthy(context.Background(), seg, ps, int64(len(w.data)), verify, nil); !errors.Is(err, ErrNodeRemoved) {
+			t.Errorf("healthy read (verify %v) with a shard on a removed node: %v, want ErrNodeRemoved", verify, err)
+		}
+	}
+	if _, err := g.fetchVerified(context.Background(), seg, ps[0].shard, nil, ps[:1]); !errors.Is(err, ErrNodeRemoved) {
+		t.Errorf("fetchVerified of a removed node: %v", err)
+	}
+	// The whole read goes to the other shards.
+	got := make([]byte, len(w.data))
+	if err := g.ReadSegment(context.Background(), seg, 0, got); err != nil || !bytes.Equal(got, w.data) {
+		t.Fatalf("read with a node removed: %v", err)
+	}
+}

@@ -292,10 +292,13 @@ func (g *Grid) readHealthy(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 		buf = make([]byte, n)
 	}
 	hl := shard.HeaderLen(seg.ShardSize, seg.ChunkSize)
-	byName := g.view().byName
+	byName := g.view().byName            // may be newer than the caller's: a node may have gone since
 	eg, ctx := errgroup.WithContext(ctx) // one piece failing ends the other
 	for _, p := range ps {
 		mb := byName[seg.Nodes[p.shard]]
+		if mb == nil {
+			return nil, fmt.Errorf("shard %d: node %q: %w", p.shard, seg.Nodes[p.shard], ErrNodeRemoved)
+		}
 		eg.Go(func() error {
 			if verify {
 				spans, err := g.fetchVerified(ctx, seg, p.shard, mb, []piece{p})
@@ -325,6 +328,9 @@ func (g *Grid) readHealthy(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 // the header belongs to seg and each span against its checksums, and
 // returns the spans' payload bytes (newly allocated), one per piece.
 func (g *Grid) fetchVerified(ctx context.Context, seg *SegmentInfo, idx int, mb *member, ps []piece) ([][]byte, error) {
+	if mb == nil {
+		return nil, fmt.Errorf("shard %d: node %q: %w", idx, seg.Nodes[idx], ErrNodeRemoved)
+	}
 	name := ShardName(seg.ID, idx)
 	hl := shard.HeaderLen(seg.ShardSize, seg.ChunkSize)
 	var hdr []byte

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/meshdrive/meshdrive/remote/dirstore"
 	"github.com/meshdrive/meshdrive/remote/node"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 	"github.com/meshdrive/meshdrive/web"
@@ -130,7 +129,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 		return fmt.Errorf("cannot listen on %s: %w", *listen, err)
 	}
 	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate, MaxObject: node.MaxObjectFor(maxObj),
-		DirOptions: dirstore.Options{QuarantineMax: qmax}, Observe: metrics.Observe, Metrics: metrics.Handler()})
+		QuarantineMax: qmax, Observe: metrics.Observe, Metrics: metrics.Handler()})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("%w; --dir takes the node's directory (made if missing)", err)

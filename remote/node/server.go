@@ -90,6 +90,9 @@ type ServerOptions struct {
 	ShutdownTimeout time.Duration
 	// DirOptions configure the dirstore opened in Dir.
 	DirOptions dirstore.Options
+	// QuarantineMax, when not 0, is DirOptions.QuarantineMax (the bytes
+	// of corrupt objects kept aside; negative keeps all).
+	QuarantineMax int64
 	// Store, when set, is served instead of a dirstore in Dir (tests and
 	// wrappers such as remote/faulty).
 	Store remote.Store
@@ -136,6 +139,9 @@ func NewServer(o ServerOptions) (*Server, error) {
 			return nil, errors.New("node: ServerOptions.Dir is empty; give the directory to keep shards in (--dir)")
 		}
 		dopts := o.DirOptions
+		if o.QuarantineMax != 0 {
+			dopts.QuarantineMax = o.QuarantineMax
+		}
 		if dopts.Logger == nil {
 			dopts.Logger = log
 		}

@@ -129,7 +129,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 		return fmt.Errorf("cannot listen on %s: %w", *listen, err)
 	}
 	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate, MaxObject: node.MaxObjectFor(maxObj),
-		QuarantineMax: qmax, Observe: metrics.Observe, Metrics: metrics.Handler()})
+		DirOptions: node.DirOptions{QuarantineMax: qmax}, Observe: metrics.Observe, Metrics: metrics.Handler()})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("%w; --dir takes the node's directory (made if missing)", err)

@@ -67,6 +67,10 @@ const DefaultShutdownTimeout = 30 * time.Second
 // in; ranges up to 2*streamPiece are served from one buffer.
 const streamPiece = 4 << 20
 
+// DirOptions are dirstore.Options, named here for callers that reach the
+// store only through the node (cmd/meshdrive's node serve).
+type DirOptions = dirstore.Options
+
 // ServerOptions configure a Server.
 type ServerOptions struct {
 	// Dir is the directory objects are kept in (a dirstore). Required
@@ -89,10 +93,7 @@ type ServerOptions struct {
 	// context ends (default DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
 	// DirOptions configure the dirstore opened in Dir.
-	DirOptions dirstore.Options
-	// QuarantineMax, when not 0, is DirOptions.QuarantineMax (the bytes
-	// of corrupt objects kept aside; negative keeps all).
-	QuarantineMax int64
+	DirOptions DirOptions
 	// Store, when set, is served instead of a dirstore in Dir (tests and
 	// wrappers such as remote/faulty).
 	Store remote.Store
@@ -139,9 +140,6 @@ func NewServer(o ServerOptions) (*Server, error) {
 			return nil, errors.New("node: ServerOptions.Dir is empty; give the directory to keep shards in (--dir)")
 		}
 		dopts := o.DirOptions
-		if o.QuarantineMax != 0 {
-			dopts.QuarantineMax = o.QuarantineMax
-		}
 		if dopts.Logger == nil {
 			dopts.Logger = log
 		}

@@ -64,7 +64,8 @@ type Store struct {
 	dir     string
 	log     *slog.Logger
 	qmax    int64                                // Options.QuarantineMax, the default applied
-	qmu     sync.Mutex                           // one quarantine prune at a time
+	qmu     sync.Mutex                           // one quarantine prune at a time; guards qbusy
+	qbusy   map[string]bool                      // quarantined copies a Quarantine is still checking: not pruned
 	headers *lru.Cache[headerKey, *cachedHeader] // nil when disabled
 	objects atomic.Int64                         // approximate object count, see Info
 
@@ -723,12 +724,26 @@ func (s *Store) Quarantine(ctx context.Context, name string) error {
 	if err := os.MkdirAll(qdir, 0o700); err != nil {
 		return s.fsErr("quarantine", name, err)
 	}
-	dst := filepath.Join(qdir, strings.ReplaceAll(name, "/", "#")+"."+time.Now().UTC().Format(quarantineStamp))
+	base := strings.ReplaceAll(name, "/", "#") + "." + time.Now().UTC().Format(quarantineStamp)
+	dst := filepath.Join(qdir, base)
+	// Another Quarantine's prune must not remove this copy before it is
+	// checked below: it may be a good one that goes back.
+	s.qmu.Lock()
+	if s.qbusy == nil {
+		s.qbusy = make(map[string]bool)
+	}
+	s.qbusy[base] = true
+	s.qmu.Unlock()
+	defer s.pruneQuarantine(qdir)
+	defer func() {
+		s.qmu.Lock()
+		delete(s.qbusy, base)
+		s.qmu.Unlock()
+	}()
 	if err := os.Rename(path, dst); err != nil {
 		return s.fsErr("quarantine", name, err)
 	}
 	s.objects.Add(-1)
-	defer s.pruneQuarantine(qdir)
 	// A Put may have replaced the corrupt object with a good copy between
 	// the caller's Verify and the rename: what was moved is checked again,
 	// and a good copy goes back (unless yet another Put has the name now,
@@ -755,7 +770,7 @@ const quarantineStamp = "20060102T150405.000000000"
 // pruneQuarantine removes the oldest quarantined objects (by the time in
 // their names, which sorts as text) while the directory holds more than
 // s.qmax bytes: a disk that keeps corrupting objects must not fill up
-// with their copies.
+// with their copies. Copies a Quarantine is still checking (qbusy) stay.
 func (s *Store) pruneQuarantine(qdir string) {
 	if s.qmax < 0 {
 		return
@@ -778,6 +793,9 @@ func (s *Store) pruneQuarantine(qdir string) {
 			continue
 		}
 		n := e.Name()
+		if s.qbusy[n] {
+			continue
+		}
 		stamp := n[max(0, len(n)-len(quarantineStamp)):]
 		files = append(files, qfile{n, stamp, fi.Size()})
 		total += fi.Size()

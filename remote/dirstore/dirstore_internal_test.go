@@ -497,3 +497,49 @@ func TestListLargeDirectory(t *testing.T) {
 		t.Errorf("a new listing: %v, %v; want %s", all, err, extra)
 	}
 }
+
+// TestQuarantinePruneSparesCopyBeingChecked: with a quarantine that keeps
+// nothing, one Quarantine's prune must not remove the copy another is
+// still checking. That copy may be good (a repair wrote it between the
+// scrubber's Verify and its Quarantine) and must go back, not be lost.
+func TestQuarantinePruneSparesCopyBeingChecked(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir, dirstore.Options{QuarantineMax: 1})
+	ctx := t.Context()
+	obj := remotetest.Object(t, 1, 64*shard.MinChunkSize, 0)
+	bad := bytes.Clone(obj)
+	bad[len(bad)-1] ^= 0xff
+	done := make(chan struct{})
+	go func() { // a scrubber quarantining corrupt objects, pruning each time
+		defer close(done)
+		for i := 0; ctx.Err() == nil && i < 300; i++ {
+			name := fmt.Sprintf("shards/y.%d", i%4)
+			if err := s.Put(ctx, name, obj); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := os.WriteFile(filepath.Join(dir, "shards", fmt.Sprintf("y.%d", i%4)), bad, 0o600); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := s.Quarantine(ctx, name); err != nil {
+				t.Errorf("Quarantine of a corrupt object: %v", err)
+				return
+			}
+		}
+	}()
+	if err := s.Put(ctx, "shards/x.0", obj); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 300; i++ {
+		if err := s.Quarantine(ctx, "shards/x.0"); !errors.Is(err, dirstore.ErrReplaced) {
+			t.Errorf("Quarantine %d of a good copy: %v; want ErrReplaced", i, err)
+			break
+		}
+		if _, err := s.Stat(ctx, "shards/x.0"); err != nil {
+			t.Errorf("the good copy after Quarantine %d: %v", i, err)
+			break
+		}
+	}
+	<-done
+}

@@ -234,3 +234,21 @@ func VerifyObject(ctx context.Context, s Store, name string) error {
 	}
 	return nil
 }
+
+// Opener is implemented by stores that can hold one version of an object
+// open and read it in parts: a reader of a large object (the node server,
+// which streams it in pieces) then never mixes the bytes of two versions
+// when a Put replaces the name meanwhile.
+type Opener interface {
+	Open(ctx context.Context, name string) (Object, error)
+}
+
+// Object is one version of a stored object, open for reading.
+type Object interface {
+	// Info returns the object's name, size and modification time.
+	Info() ObjectInfo
+	// ReadAt reads exactly len(p) bytes at off into p, verified as Get
+	// verifies them.
+	ReadAt(ctx context.Context, p []byte, off int64) error
+	Close() error
+}

@@ -315,18 +315,34 @@ func (s *Store) Get(ctx context.Context, name string, off int64, p []byte) error
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: get %s: %w", s, name, err)
 	}
-	f, err := os.Open(path)
+	f, fi, err := s.openFile(name, path)
 	if err != nil {
-		return s.fsErr("get", name, err)
+		return err
 	}
 	defer f.Close()
+	return s.readAt(name, f, fi, off, p)
+}
+
+// openFile opens the object file at path for reading.
+func (s *Store) openFile(name, path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, s.fsErr("get", name, err)
+	}
 	fi, err := f.Stat()
 	if err != nil {
-		return s.fsErr("get", name, err)
+		f.Close()
+		return nil, nil, s.fsErr("get", name, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: get %s: %w", s, name, remote.ErrNotFound)
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: get %s: %w", s, name, remote.ErrNotFound)
 	}
+	return f, fi, nil
+}
+
+// readAt is Get on the open object file f.
+func (s *Store) readAt(name string, f *os.File, fi os.FileInfo, off int64, p []byte) error {
 	size := fi.Size()
 	n := int64(len(p))
 	if off < 0 || off > size || n > size-off {
@@ -379,6 +395,47 @@ func (s *Store) Get(ctx context.Context, name string, off int64, p []byte) error
 	}
 	return nil
 }
+
+// Open opens the present version of name for reading in parts
+// (remote.Opener): a Put that replaces the name meanwhile does not change
+// what the returned object reads.
+func (s *Store) Open(ctx context.Context, name string) (remote.Object, error) {
+	path, err := s.path("get", name)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: get %s: %w", s, name, err)
+	}
+	f, fi, err := s.openFile(name, path)
+	if err != nil {
+		return nil, err
+	}
+	return &object{s: s, name: name, f: f, fi: fi}, nil
+}
+
+var _ remote.Opener = (*Store)(nil)
+
+// object is one open version of an object (Open).
+type object struct {
+	s    *Store
+	name string
+	f    *os.File
+	fi   os.FileInfo
+}
+
+func (o *object) Info() remote.ObjectInfo {
+	return remote.ObjectInfo{Name: o.name, Size: o.fi.Size(), ModTime: o.fi.ModTime()}
+}
+
+func (o *object) ReadAt(ctx context.Context, p []byte, off int64) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: get %s: %w", o.s, o.name, err)
+	}
+	return o.s.readAt(o.name, o.f, o.fi, off, p)
+}
+
+func (o *object) Close() error { return o.f.Close() }
 
 // header returns the verified header of the open file f, from the cache
 // when the file is unchanged.

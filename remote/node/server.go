@@ -532,8 +532,24 @@ func (s *Server) release(n int64) {
 // bad bytes or a mix of two versions.
 func (s *Server) get(w http.ResponseWriter, r *http.Request, name string) {
 	ctx := r.Context()
-	oi, err := s.store.Stat(ctx, name)
-	if err != nil {
+	// A store that can hold the object open (a dirstore) is read from
+	// one version throughout; another is checked between pieces.
+	var (
+		oi     remote.ObjectInfo
+		err    error
+		read   = func(p []byte, off int64) error { return s.store.Get(ctx, name, off, p) }
+		pinned bool
+	)
+	if op, ok := s.store.(remote.Opener); ok && r.Method == http.MethodGet {
+		obj, oerr := op.Open(ctx, name)
+		if oerr != nil {
+			s.storeFail(w, r, oerr)
+			return
+		}
+		defer obj.Close()
+		oi, pinned = obj.Info(), true
+		read = func(p []byte, off int64) error { return obj.ReadAt(ctx, p, off) }
+	} else if oi, err = s.store.Stat(ctx, name); err != nil {
 		s.storeFail(w, r, err)
 		return
 	}
@@ -565,7 +581,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	if n <= 2*streamPiece {
 		buf := make([]byte, n)
-		if err := s.store.Get(ctx, name, off, buf); err != nil {
+		if err := read(buf, off); err != nil {
 			h.Del("Content-Range")
 			s.storeFail(w, r, err)
 			return
@@ -581,7 +597,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, name string) {
 	sent := int64(0)
 	for sent < n {
 		m := min(n-sent, int64(len(piece)))
-		if err := s.store.Get(ctx, name, off+sent, piece[:m]); err != nil {
+		if err := read(piece[:m], off+sent); err != nil {
 			if sent == 0 {
 				h.Del("Content-Range")
 				s.storeFail(w, r, err)
@@ -590,18 +606,19 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, name string) {
 			s.log.Warn("node: aborting GET after a failed piece", "name", name, "sent", sent, "err", err)
 			panic(http.ErrAbortHandler) // cuts the connection: the client sees a short body
 		}
-		// Each piece is read on its own: an object replaced since the
-		// Stat above (a Put of the name) must not be sent as a mix of
+		// A store read by name piece by piece: an object replaced since
+		// the Stat above (a Put of the name) must not be sent as a mix of
 		// two versions. (Size and time: a replacement within the file
-		// system's clock tick at the same size goes unseen.)
-		if now, err := s.store.Stat(ctx, name); err != nil || now.Size != oi.Size || !now.ModTime.Equal(oi.ModTime) {
+		// system's clock tick at the same size goes unseen; a dirstore is
+		// pinned and needs no check.)
+		if !pinned && s.replaced(ctx, name, oi) {
 			if sent == 0 {
 				h.Del("Content-Range")
 				h.Set("Retry-After", "1")
 				s.fail(w, r, http.StatusServiceUnavailable, codeBusy, fmt.Sprintf("%s was replaced while it was read; try again", name))
 				return
 			}
-			s.log.Warn("node: aborting GET of an object replaced while it was sent", "name", name, "sent", sent, "err", err)
+			s.log.Warn("node: aborting GET of an object replaced while it was sent", "name", name, "sent", sent)
 			panic(http.ErrAbortHandler)
 		}
 		if sent == 0 {
@@ -613,6 +630,13 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, name string) {
 		}
 		sent += m
 	}
+}
+
+// replaced reports whether name no longer has the size and time oi
+// gave, or cannot be looked at.
+func (s *Server) replaced(ctx context.Context, name string, oi remote.ObjectInfo) bool {
+	now, err := s.store.Stat(ctx, name)
+	return err != nil || now.Size != oi.Size || !now.ModTime.Equal(oi.ModTime)
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, name string) {

@@ -51,6 +51,9 @@ type pinCache interface {
 type Pins interface {
 	Pin(ctx context.Context, ino journal.Ino) error
 	Unpin(ctx context.Context, ino journal.Ino) error
+	// SetXattr is setxattr(2) of PinXattr: pin (on) or unpin, with its
+	// XATTR_CREATE and XATTR_REPLACE flags.
+	SetXattr(ctx context.Context, ino journal.Ino, on bool, flags uint32) error
 }
 
 const (
@@ -154,6 +157,35 @@ func (p *Pinner) Pin(ctx context.Context, ino journal.Ino) error {
 	// makes the check and the count one step.
 	p.pinMu.Lock()
 	defer p.pinMu.Unlock()
+	return p.pinLocked(ctx, ino)
+}
+
+// SetXattr is a setxattr(2) of PinXattr on ino: pin (on) or unpin, with
+// XATTR_CREATE (journal.XattrCreate: the pin must not be there yet) and
+// XATTR_REPLACE (it must be) decided in the same step as the change, so
+// two creates at once do not both succeed.
+func (p *Pinner) SetXattr(ctx context.Context, ino journal.Ino, on bool, flags uint32) error {
+	p.pinMu.Lock()
+	defer p.pinMu.Unlock()
+	if flags != 0 {
+		_, err := p.j.GetXattr(ctx, ino, PinXattr)
+		switch {
+		case err == nil && flags&journal.XattrCreate != 0:
+			return journal.ErrExist
+		case errors.Is(err, journal.ErrNoXattr) && flags&journal.XattrReplace != 0:
+			return err
+		case err != nil && !errors.Is(err, journal.ErrNoXattr):
+			return err
+		}
+	}
+	if on {
+		return p.pinLocked(ctx, ino)
+	}
+	return p.unpinLocked(ctx, ino)
+}
+
+// pinLocked is Pin with pinMu held.
+func (p *Pinner) pinLocked(ctx context.Context, ino journal.Ino) error {
 	p.mu.Lock()
 	pinned := make(map[journal.Ino]bool, len(p.files))
 	for f := range p.files {
@@ -195,6 +227,13 @@ func (p *Pinner) Pin(ctx context.Context, ino journal.Ino) error {
 // Unpin removes ino's own pin (a file pinned through its folder stays
 // pinned until the folder is unpinned: journal.ErrNoXattr then).
 func (p *Pinner) Unpin(ctx context.Context, ino journal.Ino) error {
+	p.pinMu.Lock()
+	defer p.pinMu.Unlock()
+	return p.unpinLocked(ctx, ino)
+}
+
+// unpinLocked is Unpin with pinMu held.
+func (p *Pinner) unpinLocked(ctx context.Context, ino journal.Ino) error {
 	if err := p.j.RemoveXattr(ctx, ino, PinXattr); err != nil {
 		return err
 	}

@@ -208,23 +208,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 		return syscall.EINVAL
 	}
 	if attr == PinXattr && n.fsys.pins != nil {
-		if flags != 0 {
-			// XATTR_CREATE and XATTR_REPLACE as for any attribute: the
-			// pin is one when the journal has it.
-			_, err := n.fsys.j.GetXattr(settled(ctx), n.ino(), PinXattr)
-			switch {
-			case err == nil && flags&journal.XattrCreate != 0:
-				return syscall.EEXIST
-			case errors.Is(err, journal.ErrNoXattr) && flags&journal.XattrReplace != 0:
-				return syscall.ENODATA
-			case err != nil && !errors.Is(err, journal.ErrNoXattr):
-				return n.errno("setxattr", err)
-			}
-		}
-		if string(data) == "0" {
-			return n.errno("setxattr", n.fsys.pins.Unpin(settled(ctx), n.ino()))
-		}
-		return n.errno("setxattr", n.fsys.pins.Pin(settled(ctx), n.ino()))
+		// XATTR_CREATE and XATTR_REPLACE as for any attribute: the pin
+		// is one when the journal has it.
+		return n.errno("setxattr", n.fsys.pins.SetXattr(settled(ctx), n.ino(), string(data) != "0", flags))
 	}
 	return n.errno("setxattr", n.fsys.j.SetXattr(settled(ctx), n.ino(), attr, data, flags))
 }

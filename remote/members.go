@@ -90,6 +90,16 @@ func (g *Grid) RemoveMember(name string) error {
 	if len(old.all)-1 < g.k+g.m {
 		return fmt.Errorf("grid: removing %s would leave %d nodes for k=%d m=%d; add a node first", name, len(old.all)-1, g.k, g.m)
 	}
+	// Draining nodes take no shard: the ones left that do must hold k+m.
+	placeable := 0
+	for _, x := range old.all {
+		if x.Name != name && !x.draining.Load() {
+			placeable++
+		}
+	}
+	if placeable < g.k+g.m {
+		return fmt.Errorf("grid: removing %s would leave %d nodes that take shards (the others are draining) for k=%d m=%d; add a node first, or stop a drain", name, placeable, g.k, g.m)
+	}
 	ms := &membership{byName: make(map[string]*member, len(old.all)-1)}
 	for _, x := range old.all {
 		if x.Name != name {

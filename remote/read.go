@@ -292,13 +292,19 @@ func (g *Grid) readHealthy(ctx context.Context, seg *SegmentInfo, ps []piece, n 
 		buf = make([]byte, n)
 	}
 	hl := shard.HeaderLen(seg.ShardSize, seg.ChunkSize)
-	byName := g.view().byName            // may be newer than the caller's: a node may have gone since
-	eg, ctx := errgroup.WithContext(ctx) // one piece failing ends the other
-	for _, p := range ps {
-		mb := byName[seg.Nodes[p.shard]]
-		if mb == nil {
+	// Every node is looked up before any Get starts: a Get left running
+	// after an early return would write into dst, which the caller may
+	// have handed to another read by then.
+	byName := g.view().byName // may be newer than the caller's: a node may have gone since
+	mbs := make([]*member, len(ps))
+	for i, p := range ps {
+		if mbs[i] = byName[seg.Nodes[p.shard]]; mbs[i] == nil {
 			return nil, fmt.Errorf("shard %d: node %q: %w", p.shard, seg.Nodes[p.shard], ErrNodeRemoved)
 		}
+	}
+	eg, ctx := errgroup.WithContext(ctx) // one piece failing ends the other
+	for i, p := range ps {
+		mb := mbs[i]
 		eg.Go(func() error {
 			if verify {
 				spans, err := g.fetchVerified(ctx, seg, p.shard, mb, []piece{p})

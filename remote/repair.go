@@ -78,7 +78,7 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 	for i, sc := range h.Shards {
 		mb := ms.byName[sc.Node]
 		switch {
-		case sc.State != ShardOK:
+		case sc.State != ShardOK || mb == nil: // mb nil: removed since the health was taken
 			targets = append(targets, i)
 		case mb != nil && mb.draining.Load():
 			sources = append(sources, i)
@@ -94,8 +94,8 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 		idx[m.Name] = j
 	}
 	for i, sc := range h.Shards {
-		if sc.State == ShardOK && !moving[i] {
-			pl.claim(idx[sc.Node])
+		if j, ok := idx[sc.Node]; ok && sc.State == ShardOK && !moving[i] {
+			pl.claim(j)
 		}
 	}
 	if o.Rebalance && len(targets) == 0 {
@@ -183,6 +183,24 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 		}()
 	}
 	wg.Wait()
+	// A target removed while its Put ran holds a shard no read will ask
+	// for: the segment keeps naming the old node (its copy is not stale).
+	cur := g.view().byName
+	for _, i := range targets {
+		name, old := res.Seg.Nodes[i], seg.Nodes[i]
+		if name == old || cur[name] != nil {
+			continue
+		}
+		res.Seg.Nodes[i] = old
+		res.Stale = slices.DeleteFunc(res.Stale, func(s StaleShard) bool { return s.Index == i })
+		if moving[i] {
+			res.Moved--
+		} else {
+			res.Rebuilt--
+		}
+		res.Failed++
+		errs = append(errs, fmt.Errorf("shard %d: node %q: %w", i, name, ErrNodeRemoved))
+	}
 	if res.Failed > 0 {
 		return res, fmt.Errorf("repair segment %s: %d shards found no node to take them (start stopped nodes, free space or add a node): %w",
 			seg.ID, res.Failed, errors.Join(errs...))

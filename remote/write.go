@@ -114,6 +114,16 @@ func (g *Grid) WriteSegmentBuf(ctx context.Context, b *SegmentBuf) (*SegmentInfo
 		}()
 	}
 	wg.Wait()
+	// A node removed while its Put ran is one no read will ask: its shard
+	// counts as missing (repair owed), as for a segment stored before
+	// the remove.
+	cur := g.view().byName
+	for i, name := range info.Nodes {
+		if name != "" && cur[name] == nil {
+			info.Nodes[i] = ""
+			errs = append(errs, fmt.Errorf("shard %d: node %q: %w", i, name, ErrNodeRemoved))
+		}
+	}
 
 	stored := info.Stored()
 	if stored == n || (stored >= k+1 && ctx.Err() == nil) {

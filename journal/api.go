@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -197,6 +198,26 @@ func (j *Journal) UpdateSegment(ctx context.Context, info *remote.SegmentInfo, m
 
 // Foreground: see gridView.Foreground (segments.go).
 func (j *Journal) Foreground() bool { return j.gv.Foreground() }
+
+// WaitSegmentWrites returns once every segment write in flight when it
+// was called (an upload or a metadata record between its shards and the
+// row that names them) has recorded its row or failed. A drain calls it
+// after marking its node draining: a write that placed a shard there
+// before the mark is then in the segments it moves. It gives up after
+// max, when a write keeps retrying against down nodes.
+func (j *Journal) WaitSegmentWrites(ctx context.Context, max time.Duration) error {
+	deadline := time.Now().Add(max)
+	for !j.segWriteMu.TryLock() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("journal: a segment upload has been in flight for %v (a node down?); try again once it is recorded", max)
+		}
+		if !sleepCtx(ctx, 20*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	j.segWriteMu.Unlock()
+	return nil
+}
 
 // Stats: see uploader.Stats (upload.go).
 func (j *Journal) Stats() UploadStats { return j.up.Stats() }

@@ -98,7 +98,7 @@ func (g *Grid) RemoveMember(name string) error {
 		}
 	}
 	if placeable < g.k+g.m {
-		return fmt.Errorf("grid: removing %s would leave %d nodes that take shards (the others are draining) for k=%d m=%d; add a node first, or stop a drain", name, placeable, g.k, g.m)
+		return fmt.Errorf("grid: removing %s would leave %d nodes that take shards (the others are draining) for k=%d m=%d; add a node first (meshdrive node add), or let the drains finish", name, placeable, g.k, g.m)
 	}
 	ms := &membership{byName: make(map[string]*member, len(old.all)-1)}
 	for _, x := range old.all {

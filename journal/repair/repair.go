@@ -38,6 +38,7 @@ type Journal interface {
 	ReadDir(ctx context.Context, dir journal.Ino, off uint64, max int) ([]journal.DirEntry, error)
 	GetAttr(ctx context.Context, ino journal.Ino) (journal.Attr, error)
 	Stats() journal.UploadStats
+	WaitSegmentWrites(ctx context.Context, max time.Duration) error
 }
 
 // Options configure New.
@@ -394,6 +395,9 @@ func (r *Repairer) one(ctx context.Context, seg journal.SegmentRow, h *remote.Se
 	return res.Bytes, err
 }
 
+// drainWaitWrites bounds Drain's wait for the segment writes in flight.
+const drainWaitWrites = 2 * time.Minute
+
 // Drain moves every shard off node (the caller has marked it draining
 // in the grid), within Options.Limit and yielding to applications like
 // the background pass, then deletes whatever shard objects are left on
@@ -402,6 +406,12 @@ func (r *Repairer) one(ctx context.Context, seg journal.SegmentRow, h *remote.Se
 func (r *Repairer) Drain(ctx context.Context, node string, progress func(done, total int)) error {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
+	// An upload that placed a shard on node before it was marked
+	// draining, not recorded yet, would be in no segment the survey
+	// sees, and its shard among the leftovers deleted below.
+	if err := r.o.Journal.WaitSegmentWrites(ctx, drainWaitWrites); err != nil {
+		return fmt.Errorf("drain %s: %w", node, err)
+	}
 	segs, hs, err := r.survey(ctx)
 	if err != nil {
 		return err

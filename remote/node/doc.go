@@ -33,9 +33,10 @@
 //	5xx internal: anything else
 //
 // GET reads are verified chunk by chunk before a byte is sent. Ranges over
-// 8 MiB are streamed in verified 4 MiB pieces; if a later piece fails its
-// checksum the server cuts the connection, so the client sees a short
-// body, never unverified bytes.
+// 8 MiB are streamed in verified 4 MiB pieces, all read from the version
+// of the object the GET opened (a Put of the name meanwhile does not mix
+// in); if a later piece fails its checksum the server cuts the
+// connection, so the client sees a short body, never unverified bytes.
 //
 // # Client
 //

@@ -464,6 +464,13 @@ func (j *collector) collectOrphans(ctx context.Context, g GCGrid, o GCOptions, s
 	}
 	if r, err := ReadRoot(ctx, g, j.o.Sealer, nil); err == nil {
 		known[r.Head.ID] = true // shipped by another mount of this data dir? never deleted
+		if j.ms != nil {
+			// Another computer writing the drive: its segments are in no
+			// row here, and must not be taken for orphans (writer.go).
+			if err := j.md.rootOurs(ctx, r); err != nil {
+				return fmt.Errorf("orphans not collected: %w", err)
+			}
+		}
 	}
 	objs, lerr := g.ListObjects(ctx, "shards/")
 	j.segWriteMu.Unlock()

@@ -62,7 +62,10 @@ type metaShipper struct {
 	kick     chan struct{}
 	done     chan struct{}
 
-	mu sync.Mutex // serializes ship; guards nothing else
+	mu sync.Mutex // serializes ship; guards takenOver
+	// takenOver: another journal wrote the drive's root record (writer.go);
+	// nothing is shipped any more.
+	takenOver *TakenOverError
 
 	stMu  sync.Mutex // guards stats
 	stats MetaStats
@@ -113,6 +116,13 @@ func (m *metaShipper) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, ErrTakenOver) {
+				m.stMu.Lock()
+				m.stats.LastError = err.Error()
+				m.stMu.Unlock()
+				<-ctx.Done() // logged once by checkWriter; status shows it
+				return
+			}
 			wait = bo.Delay(fails)
 			fails++
 			m.log.Warn("journal: metadata not shipped to the grid; retrying", "retry_in", wait, "err", err)
@@ -131,6 +141,17 @@ func (m *metaShipper) checkRoot(ctx context.Context) {
 		if !errors.Is(err, remote.ErrNoRoot) {
 			m.log.Debug("journal: root record not read at start", "err", err)
 		}
+		return
+	}
+	var to *TakenOverError
+	if err := m.j.rootOurs(ctx, r); errors.As(err, &to) {
+		m.mu.Lock()
+		m.takenOver = to
+		m.mu.Unlock()
+		m.stMu.Lock()
+		m.stats.LastError = to.Error()
+		m.stMu.Unlock()
+		m.log.Error("journal: another computer has written this drive; metadata is not shipped from here", "err", to)
 		return
 	}
 	next, err := m.j.metaNext(ctx)
@@ -339,6 +360,13 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 		}
 	}
 	data := b.Seal(m.seal)
+	if err := m.checkWriter(ctx); err != nil {
+		return 0, err
+	}
+	writer, err := j.md.writerID(ctx)
+	if err != nil {
+		return 0, err
+	}
 
 	j.segWriteMu.RLock() // until the record's row is written (gc.go, orphans)
 	defer j.segWriteMu.RUnlock()
@@ -346,7 +374,7 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 	if err != nil {
 		return 0, fmt.Errorf("journal: ship metadata record %d: %w", seq, err)
 	}
-	root := m.seal.SealRoot(&remote.RootRecord{Seq: seq, Created: h.Created, Head: *info})
+	root := m.seal.SealRoot(&remote.RootRecord{Seq: seq, Created: h.Created, Writer: writer, Head: *info})
 	if _, err := m.g.PutMeta(ctx, remote.MetaRoot, root); err != nil {
 		m.g.DeleteSegment(context.WithoutCancel(ctx), info)
 		return 0, fmt.Errorf("journal: ship root record %d: %w", seq, err)
@@ -359,7 +387,8 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 			seq, h.Kind, h.Base, h.Prev, h.Created.UnixNano(), segBytes, len(data)); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('mlog_next', ?)`, strconv.FormatUint(seq+1, 10)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('mlog_next', ?), ('root_seen', ?)`,
+			strconv.FormatUint(seq+1, 10), rootSeen(seq, writer)); err != nil {
 			return err
 		}
 		if err := markBornFreed(ctx, tx, seq, h.Kind == metalog.Full, maxID.Int64, staged, freedIDs); err != nil {
@@ -524,6 +553,9 @@ func (j *meta) SyncGrid(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, ErrTakenOver) {
+			return err // for good: retrying cannot help
 		}
 		j.ms.stMu.Lock()
 		j.ms.stats.LastError = err.Error()

@@ -38,20 +38,43 @@ func LegacyMetaName(name string) string {
 type RootRecord struct {
 	Seq     uint64
 	Created time.Time
+	// Writer is the journal (one data dir) that wrote the record. A mount
+	// ships a record only while the newest root is its own or the one it
+	// took up (recover): two computers writing one drive are stopped and
+	// told, not left to delete each other's segments as orphans. Zero in
+	// records written before 2026-12-07 (version 0).
+	Writer WriterID
 	// Head is the segment holding log record Seq.
 	Head SegmentInfo
 }
 
+// WriterID names the journal that wrote a root record: random, made once
+// per data dir.
+type WriterID [16]byte
+
+// IsZero reports whether w is the zero id (a record from before writer
+// ids).
+func (w WriterID) IsZero() bool { return w == WriterID{} }
+
+func (w WriterID) String() string { return fmt.Sprintf("%x", w[:]) }
+
 const rootMagic = "MDR1"
+
+// Root record versions: the byte after the magic. 0 has no writer.
+const (
+	rootV0 = 0
+	rootV1 = 1
+)
 
 // rootAD binds the sealed root record to its purpose.
 const rootAD = "meshdrive root record"
 
 // SealRoot encodes and seals r.
 func (s *Sealer) SealRoot(r *RootRecord) []byte {
-	b := append([]byte(rootMagic), 0)
+	b := append([]byte(rootMagic), rootV1)
 	b = binary.BigEndian.AppendUint64(b, r.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Created.UnixNano()))
+	b = append(b, r.Writer[:]...)
 	b = AppendSegmentInfo(b, &r.Head)
 	return s.SealMeta(rootAD, b)
 }
@@ -70,14 +93,23 @@ func (s *Sealer) OpenRoot(sealed []byte) (*RootRecord, error) {
 // DecodeRoot decodes an opened root record. Exported for fuzzing; use
 // OpenRoot.
 func DecodeRoot(b []byte) (*RootRecord, error) {
-	if len(b) < len(rootMagic)+1+16 || string(b[:4]) != rootMagic || b[4] != 0 {
+	if len(b) < len(rootMagic)+1+16 || string(b[:4]) != rootMagic || (b[4] != rootV0 && b[4] != rootV1) {
 		return nil, fmt.Errorf("%w: root record: bad header", ErrCorrupt)
 	}
 	r := &RootRecord{
 		Seq:     binary.BigEndian.Uint64(b[5:]),
 		Created: time.Unix(0, int64(binary.BigEndian.Uint64(b[13:]))).UTC(),
 	}
-	seg, rest, err := DecodeSegmentInfo(b[21:])
+	version := b[4]
+	b = b[21:]
+	if version == rootV1 {
+		if len(b) < len(r.Writer) {
+			return nil, fmt.Errorf("%w: root record: truncated writer", ErrCorrupt)
+		}
+		copy(r.Writer[:], b)
+		b = b[len(r.Writer):]
+	}
+	seg, rest, err := DecodeSegmentInfo(b)
 	if err != nil {
 		return nil, fmt.Errorf("root record: %w", err)
 	}

@@ -21,7 +21,7 @@ func rootSealer(t testing.TB, b byte) *Sealer {
 }
 
 func sampleRoot() *RootRecord {
-	return &RootRecord{Seq: 42, Created: time.Unix(1700000000, 123).UTC(), Head: SegmentInfo{
+	return &RootRecord{Seq: 42, Created: time.Unix(1700000000, 123).UTC(), Writer: WriterID{7, 8, 9}, Head: SegmentInfo{
 		ID: SegmentID{9}, K: 4, M: 2, Size: 12345, ShardSize: ShardSizeFor(12345, 4), ChunkSize: 64 << 10,
 		Nodes: []string{"n1", "n2", "", "n4", "n5", "n6"}}}
 }
@@ -48,6 +48,31 @@ func TestRootRecord(t *testing.T) {
 	}
 	if _, err := s.OpenRoot(sealed[:10]); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("truncated: %v", err)
+	}
+}
+
+// TestRootRecordVersion0: a record from before writer ids (version 0:
+// no writer after the time) decodes, with the zero writer.
+func TestRootRecordVersion0(t *testing.T) {
+	r := sampleRoot()
+	b := append([]byte(rootMagic), rootV0)
+	b = appendU64(b, r.Seq)
+	b = appendU64(b, uint64(r.Created.UnixNano()))
+	b = AppendSegmentInfo(b, &r.Head)
+	got, err := DecodeRoot(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Writer = WriterID{}
+	if !reflect.DeepEqual(got, r) {
+		t.Fatalf("got %+v, want %+v", got, r)
+	}
+	if !got.Writer.IsZero() {
+		t.Error("a version 0 record has a writer")
+	}
+	b[4] = 2
+	if _, err := DecodeRoot(b); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("version 2: %v, want ErrCorrupt", err)
 	}
 }
 
@@ -101,6 +126,11 @@ func FuzzDecodeRoot(f *testing.F) {
 	}
 	f.Add(plain)
 	f.Add([]byte("MDR1\x00"))
+	f.Add([]byte("MDR1\x01"))
+	v0 := append([]byte(rootMagic), rootV0)
+	v0 = appendU64(v0, 1)
+	v0 = appendU64(v0, 2)
+	f.Add(AppendSegmentInfo(v0, &sampleRoot().Head))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRoot(b)
 		if err != nil {
@@ -114,9 +144,12 @@ func FuzzDecodeRoot(f *testing.F) {
 		}
 		// What decodes re-encodes to a record that decodes the same
 		// (not always the same bytes: a uvarint may come padded).
-		again := append([]byte(rootMagic), 0)
+		again := append([]byte(rootMagic), b[4])
 		again = appendU64(again, r.Seq)
 		again = appendU64(again, uint64(r.Created.UnixNano()))
+		if b[4] == rootV1 {
+			again = append(again, r.Writer[:]...)
+		}
 		again = AppendSegmentInfo(again, &r.Head)
 		if len(again) > len(b) {
 			t.Fatalf("re-encoding is longer than the input")

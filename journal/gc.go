@@ -281,6 +281,10 @@ func (j *collector) compact(ctx context.Context, g GCGrid, segs []*remote.Segmen
 		if err := budget(int64(len(buf))); err != nil {
 			return err
 		}
+		// Between the shards and the row: a drain (WaitSegmentWrites)
+		// must see this write in flight.
+		j.segWriteMu.RLock()
+		defer j.segWriteMu.RUnlock()
 		info, err := g.WriteSegment(ctx, buf)
 		if err != nil {
 			return fmt.Errorf("journal: compact: write segment: %w", err)

@@ -133,6 +133,7 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 		wg   sync.WaitGroup
 		mu   sync.Mutex // guards res and errs
 		errs []error
+		put  = make([]bool, n) // target i's Put succeeded
 	)
 	for _, i := range targets {
 		obj := make([]byte, 0, hl+seg.ShardSize)
@@ -156,6 +157,7 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 				if err == nil {
 					mu.Lock()
 					res.Seg.Nodes[i] = mb.Name
+					put[i] = true
 					res.Bytes += int64(len(obj))
 					if moving[i] {
 						res.Moved++
@@ -188,7 +190,7 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 	cur := g.view().byName
 	for _, i := range targets {
 		name, old := res.Seg.Nodes[i], seg.Nodes[i]
-		if name == old || cur[name] != nil {
+		if !put[i] || cur[name] != nil {
 			continue
 		}
 		res.Seg.Nodes[i] = old

@@ -169,3 +169,41 @@ func TestRepairToRemovedNode(t *testing.T) {
 		t.Error("RepairSegment reported no failure for a shard it could not move")
 	}
 }
+
+// TestRepairBackToOldNodeRemoved: a rebuild whose Put goes back to the node that lost the shard, removed
+// while that Put ran: the shard is on no member, yet the repair reports
+// it rebuilt and no failure.
+func TestRepairBackToOldNodeRemoved(t *testing.T) {
+	gt := newGate("put")
+	g := newTestGrid(t, 8, 4, 2, gt.wrap)
+	seg := writeMixed(t, g.Grid, rand.New(rand.NewPCG(9, 9)), 4, 20<<10).seg
+	old := seg.Nodes[1]
+	if err := g.store(old).Delete(context.Background(), ShardName(seg.ID, 1)); err != nil {
+		t.Fatal(err)
+	}
+	gt.armed.Store(true)
+	type result struct {
+		res *RepairResult
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		res, err := g.RepairSegment(context.Background(), seg, RepairOptions{})
+		ch <- result{res, err}
+	}()
+	target := <-gt.entered
+	if target != old {
+		close(gt.release)
+		<-ch
+		t.Fatalf("repair placed shard 1 on %s, not on %s, which lost it and still wins its rendezvous", target, old)
+	}
+	if err := g.RemoveMember(target); err != nil {
+		t.Fatal(err)
+	}
+	close(gt.release)
+	r := <-ch
+	t.Logf("err=%v rebuilt=%d failed=%d nodes=%v", r.err, r.res.Rebuilt, r.res.Failed, r.res.Seg.Nodes)
+	if r.err == nil || r.res.Rebuilt != 0 {
+		t.Errorf("shard 1 stored only on %s, removed during its Put: Rebuilt=%d Failed=%d err=%v", target, r.res.Rebuilt, r.res.Failed, r.err)
+	}
+}

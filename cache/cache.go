@@ -610,6 +610,18 @@ func (c *Cache) Adopt(id remote.BlockID, path string, size int64) {
 	c.disk.adopt(id, path, size)
 }
 
+// Forget drops blocks nothing names any more (garbage collection deleted
+// them with their segment) from memory and disk, pinned or not, so the
+// disk tier keeps room for live blocks. A read or fetch running meanwhile
+// may cache one again; that costs room, never correctness (a block's
+// bytes are its id's).
+func (c *Cache) Forget(ids []remote.BlockID) {
+	for _, id := range ids {
+		c.mem.remove(blockKey(id))
+		c.disk.remove(id)
+	}
+}
+
 // Clear drops every unpinned block from memory and disk, and the disk
 // writes still queued. Reads and fetches running meanwhile may cache their
 // block again.

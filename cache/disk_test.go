@@ -628,3 +628,34 @@ func TestFetchesReuseBuffers(t *testing.T) {
 		})
 	}
 }
+
+// TestForgetDropsDeletedBlocks: blocks garbage collection deleted leave
+// both tiers and their room goes to live blocks: an adopted live block
+// is not evicted for them, and a read of a forgotten one fetches again.
+func TestForgetDropsDeletedBlocks(t *testing.T) {
+	dir, stage := t.TempDir(), t.TempDir()
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(33, 33)), 4, 1000, 1000)
+	budget := 3 * refs[0].Length
+	c := newTestCache(t, Options{Dir: dir, Fetcher: g, DiskBytes: budget, ReadAhead: -1})
+	for _, r := range refs[:3] {
+		mustRead(t, c, g, r)
+		c.disk.waitIdle()
+	}
+	c.Forget([]remote.BlockID{refs[0].ID, refs[1].ID})
+	if c.Has(refs[0].ID) || c.Has(refs[1].ID) {
+		t.Fatal("forgotten blocks still cached")
+	}
+	if _, err := os.Stat(blockPath(dir, refs[0].ID)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a forgotten block's file: %v", err)
+	}
+	c.Adopt(refs[3].ID, writeSealed(t, stage, g, refs[3]), refs[3].Length)
+	if s := c.Stats(); s.DiskBlocks != 2 || s.Evictions != 0 {
+		t.Fatalf("stats %+v: want the live block and the adopted one, nothing evicted", s)
+	}
+	fetched := g.fetches.Load()
+	mustRead(t, c, g, refs[0])
+	if g.fetches.Load() == fetched {
+		t.Error("a forgotten block was read without a fetch")
+	}
+}

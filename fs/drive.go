@@ -264,6 +264,7 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		Retention:    o.Retention,
 		GCInterval:   o.GCInterval,
 		Uploaded:     c.Adopt,
+		Dropped:      c.Forget,
 		KeepSmall:    keepSmall(o.CacheDiskBytes),
 	})
 	if err != nil {

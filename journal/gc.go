@@ -373,10 +373,11 @@ func insertSegment(ctx context.Context, tx *sql.Tx, info *remote.SegmentInfo) er
 func (j *collector) dropSegment(ctx context.Context, g GCGrid, s *remote.SegmentInfo) (bool, error) {
 	gone := false
 	var unkept int64
+	var dropped []remote.BlockID
 	j.wmu.Lock()
 	j.scopeLocked(scopeNone)
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
-		gone, unkept = false, 0
+		gone, unkept, dropped = false, 0, nil
 		var liveN int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM blocks WHERE segment = ? AND state != ?`, s.ID[:], blockGarbage).Scan(&liveN); err != nil {
 			return err
@@ -387,6 +388,11 @@ func (j *collector) dropSegment(ctx context.Context, g GCGrid, s *remote.Segment
 		var err error
 		if unkept, err = j.kp.dropTx(ctx, tx, s.ID); err != nil {
 			return err
+		}
+		if j.o.Dropped != nil {
+			if dropped, err = blockIDs(ctx, tx, `SELECT id FROM blocks WHERE segment = ? AND state = ?`, s.ID[:], blockGarbage); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM blocks WHERE segment = ? AND state = ?`, s.ID[:], blockGarbage); err != nil {
 			return err
@@ -412,6 +418,9 @@ func (j *collector) dropSegment(ctx context.Context, g GCGrid, s *remote.Segment
 	}
 	if !gone {
 		return false, nil
+	}
+	if len(dropped) > 0 {
+		j.o.Dropped(dropped)
 	}
 	j.segMu.Lock()
 	delete(j.segs, s.ID)

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,9 +25,18 @@ func randBytes(n int) []byte {
 // of one file, through compaction; deleting the snapshot frees them too;
 // the drive still rebuilds from the grid; an orphaned shard goes.
 func TestCollectGarbage(t *testing.T) {
+	var (
+		droppedMu sync.Mutex
+		dropped   []remote.BlockID
+	)
 	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
 		o.MetaInterval = time.Hour
 		o.Retention = &Retention{} // only the newest checkpoint and named snapshots
+		o.Dropped = func(ids []remote.BlockID) {
+			droppedMu.Lock()
+			dropped = append(dropped, ids...)
+			droppedMu.Unlock()
+		}
 	})
 	j := e.j
 	// Three groups, each uploaded before the next is written, so that no
@@ -89,6 +100,20 @@ func TestCollectGarbage(t *testing.T) {
 	}
 	e.wantContent(b, shared)
 	e.wantContent(survivor, survivorData)
+	// The cache is told of the blocks that went (d's and the small
+	// files'), and of none that lives on.
+	droppedMu.Lock()
+	gone := slices.Clone(dropped)
+	droppedMu.Unlock()
+	if len(gone) < 2 {
+		t.Errorf("the first collection handed %d dropped blocks to the cache; want d's and the small files'", len(gone))
+	}
+	for _, id := range gone {
+		var n int
+		if err := j.db.QueryRow(`SELECT count(*) FROM blocks WHERE id = ?`, id[:]).Scan(&n); err != nil || n != 0 {
+			t.Errorf("block %s handed over as dropped still has %d rows (%v)", id, n, err)
+		}
+	}
 	snap, err := j.FindSnapshot(bg, "keep")
 	if err != nil {
 		t.Fatal(err)

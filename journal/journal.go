@@ -117,6 +117,13 @@ type Options struct {
 	// their rows instead). It runs with the
 	// journal's write lock held, so it must not call the journal.
 	Uploaded func(id remote.BlockID, path string, size int64)
+	// Dropped, when set, is handed the blocks whose rows garbage
+	// collection deleted with their segment (no file, snapshot or record
+	// names them any more), after the commit, so the drive drops them from
+	// its cache: otherwise the disk tier fills with deleted files' blocks,
+	// which uploads put at its most recently used end. It runs with no
+	// journal lock held.
+	Dropped func(ids []remote.BlockID)
 	// KeepSmall bounds the sealed bytes of small blocks (those staged in
 	// the database, table staged) kept there after their upload, so that
 	// a small file written here is read from local disk after a remount,

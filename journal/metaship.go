@@ -639,8 +639,8 @@ func stagedRow(r metalog.Row) bool {
 	return r.Table == 6 && len(r.Vals) > 3 && r.Vals[3] == int64(blockStaged)
 }
 
-func blockIDs(ctx context.Context, tx *sql.Tx, q string, arg int64) ([]remote.BlockID, error) {
-	rows, err := tx.QueryContext(ctx, q, arg)
+func blockIDs(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]remote.BlockID, error) {
+	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

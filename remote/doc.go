@@ -60,7 +60,11 @@
 // draining nodes, and with Rebalance onto nodes that joined; the caller
 // records the new node list, then deletes the shards it replaced
 // (DeleteShards). The member list is an immutable view swapped whole by
-// AddMember, RemoveMember and SetDraining.
+// AddMember, RemoveMember and SetDraining. SameStore and Aliases tell
+// whether stores under different addresses are one (a probe object put on
+// one is looked for on the others), since a node that joins twice would
+// hold two "distinct" shards of a segment and be wiped by a drain of
+// either name.
 //
 // # Errors
 //

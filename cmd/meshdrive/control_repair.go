@@ -302,6 +302,23 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("node %s already holds another meshdrive drive (meta/key found); use an empty node", redactURL(u))})
 		return
 	}
+	// The same store under another address (a URL spelled otherwise, a
+	// symlink to a node's directory) must not join twice: see notMember.
+	pctx, pcancel := context.WithTimeout(ctx, reachTimeout)
+	answers, err := c.o.grid.SameStore(pctx, st)
+	pcancel()
+	if err != nil {
+		writeJSON(w, http.StatusBadGateway, apiError{fmt.Sprintf("node %s did not take a small probe object (%v); check that it has space and runs (meshdrive node serve)", redactURL(u), err)})
+		return
+	}
+	unchecked, err := notMember(cfg, u, answers)
+	if err != nil {
+		writeJSON(w, http.StatusConflict, apiError{err.Error()})
+		return
+	}
+	for _, n := range unchecked {
+		c.o.log.Warn("node add: could not check that the new node is not this one under another address", "url", redactURL(u), "node", n.Name, "err", n.Error)
+	}
 	name := nextNodeName(cfg)
 	if err := c.o.grid.AddMember(remoteopen.Member{Name: name, Store: c.o.stack.Wrap(name, st), Zone: zone}); err != nil {
 		writeJSON(w, http.StatusConflict, apiError{err.Error()})
@@ -321,7 +338,38 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	c.o.log.Info("node added; rebalancing onto it in the background", "node", name, "url", redactURL(u))
 	c.o.repair.Kick(true)
-	writeJSON(w, http.StatusOK, c.nodeStatusOf(ctx, name))
+	writeJSON(w, http.StatusOK, nodeAdded{nodeStatus: c.nodeStatusOf(ctx, name), Unchecked: unchecked})
+}
+
+// nodeAdded is node add's answer: the new node, and the nodes that could
+// not be asked whether they are the same store (Error says why).
+type nodeAdded struct {
+	nodeStatus
+	Unchecked []nodeStatus `json:"unchecked,omitempty"`
+}
+
+// notMember reads the answers of the drive's nodes to a probe object put
+// on the store u names (remote.Grid.SameStore), and refuses it when a
+// node holds the probe: two names for one store would put two "distinct"
+// shards of a segment on one disk, and a drain of either name would
+// delete the other's shards and meta objects. A node that did not answer
+// cannot be checked; it does not block the add (a node is often added
+// again under a new address because its old one broke) and is returned
+// for the user to see, with the cause in its Error.
+func notMember(cfg *Config, u string, answers []remoteopen.ProbeAnswer) (unchecked []nodeStatus, err error) {
+	urls := map[string]string{}
+	for _, n := range cfg.Nodes {
+		urls[n.Name] = redactURL(n.URL)
+	}
+	for _, a := range answers {
+		switch {
+		case a.Same:
+			return nil, fmt.Errorf("%s is the same node as %s (%s): a probe object written to it appeared there; give another node", redactURL(u), a.Node, urls[a.Node])
+		case a.Err != nil:
+			unchecked = append(unchecked, nodeStatus{Name: a.Node, URL: urls[a.Node], Error: a.Err.Error()})
+		}
+	}
+	return unchecked, nil
 }
 
 // nextNodeName is node-N for the smallest N above every node-N in use.

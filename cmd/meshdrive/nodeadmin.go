@@ -81,11 +81,15 @@ To retire a node that still runs, drain it instead. Talks to the running mount.`
 		if *zone != "" {
 			q.Set("zone", *zone)
 		}
-		var ns nodeStatus
+		var ns nodeAdded
 		if err := c.getJSON(ctx, "POST", "/nodes/add?"+q.Encode(), &ns); err != nil {
 			return fmt.Errorf("node add: %w", err)
 		}
 		fmt.Fprintf(e.stdout, "added %s (%s); existing shards rebalance onto it in the background (meshdrive status shows the repair)\n", ns.Name, ns.URL)
+		for _, n := range ns.Unchecked {
+			fmt.Fprintf(e.stderr, "meshdrive: warning: %s (%s) did not answer (%s), so whether %s is the same node under another address is not known; if it is, run meshdrive node remove %s (not drain: a drain would delete %s's shards)\n",
+				n.Name, n.URL, n.Error, ns.Name, ns.Name, n.Name)
+		}
 		return nil
 	case "drain":
 		err := streamLines(ctx, e, dir, "/nodes/drain?"+url.Values{"node": {pos[0]}}.Encode(), func(l checkLine) {

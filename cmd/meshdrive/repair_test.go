@@ -410,6 +410,64 @@ func shardLayout(t *testing.T, dirs []string) map[string]map[int][]int {
 	return out
 }
 
+// TestNodeAddRefusesAlias: a node of the drive under another address (the
+// host spelled otherwise, a trailing slash, file:// before a directory, a
+// symlink to it, the directory a node process serves) is refused, naming
+// the node it is, and the drive's nodes stay as they were; no probe object
+// stays behind. Accepted, a drain of the alias deleted the node's shards
+// and meta/key. A node that is down does not block an add of another: the
+// add warns that it could not ask it.
+func TestNodeAddRefusesAlias(t *testing.T) {
+	d := newRepairDrive(t, 1, 2)
+	dn := filepath.Join(d.base, "dirnode")
+	if r := mustRun(t, d.env, "node", "add", "--data", d.dir, dn); !strings.Contains(r.stdout, "added node-7") {
+		t.Fatalf("node add of a directory: %s", r)
+	}
+	link := filepath.Join(d.base, "link")
+	if err := os.Symlink(dn, link); err != nil {
+		t.Fatal(err)
+	}
+	before, err := loadConfig(d.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := strings.Cut(d.nodes[0].addr, ":")
+	for _, c := range []struct{ url, node, nodeURL string }{
+		{"http://localhost:" + port, "node-1", d.nodes[0].url()},
+		{d.nodes[0].url() + "/", "node-1", d.nodes[0].url()},
+		{d.nodeDirs[0], "node-1", d.nodes[0].url()},
+		{"file://" + dn, "node-7", dn},
+		{dn + "/", "node-7", dn},
+		{link, "node-7", dn},
+	} {
+		r := runBin(t, d.env, "node", "add", "--data", d.dir, c.url)
+		want := c.url + " is the same node as " + c.node + " (" + c.nodeURL + "): a probe object written to it appeared there"
+		if r.code == 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("node add %s: %s\nwant %q", c.url, r, want)
+		}
+	}
+	after, err := loadConfig(d.dir)
+	if err != nil || !slices.Equal(after.Nodes, before.Nodes) {
+		t.Errorf("the drive's nodes after the refused adds: %+v (%v), want %+v", after.Nodes, err, before.Nodes)
+	}
+	for _, dir := range append(slices.Clone(d.nodeDirs), dn) {
+		if left, _ := filepath.Glob(filepath.Join(dir, "meta", "probe-*")); len(left) != 0 {
+			t.Errorf("probe objects left on %s: %v", dir, left)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d.nodeDirs[0], "meta", metaKey)); err != nil {
+		t.Errorf("node-1 lost its meta/key: %v", err)
+	}
+
+	d.nodes[5].stop(t, syscall.SIGTERM)
+	fresh := startNode(t, filepath.Join(d.base, "node", "fresh"))
+	r := mustRun(t, d.env, "node", "add", "--data", d.dir, fresh.url())
+	if !strings.Contains(r.stdout, "added node-8") || !strings.Contains(r.stderr, "warning: node-6 ("+d.nodes[5].url()+") did not answer") ||
+		!strings.Contains(r.stderr, "meshdrive node remove node-8") {
+		t.Errorf("node add with node-6 down: %s", r)
+	}
+}
+
 // TestNodeAddDrain: a seventh node is added, then the first is drained
 // while the mount is killed with SIGKILL in the middle; mounting again
 // and draining again finishes: the drained node holds no shard, every

@@ -21,6 +21,7 @@ type (
 	Member      = remote.Member
 	NodeInfo    = remote.NodeInfo
 	ScrubReport = remote.ScrubReport
+	ProbeAnswer = remote.ProbeAnswer
 )
 
 // Names of the small objects every node holds under meta/.

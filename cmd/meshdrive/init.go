@@ -40,9 +40,11 @@ DATA/nodes, k=4 m=2. With --node, each URL is one node:
                                      an S3-compatible bucket (AWS_ACCESS_KEY_ID,
                                      AWS_SECRET_ACCESS_KEY from the environment)
   file:///dir or a path              a local directory
-Every node must be reachable; init refuses to overwrite an existing drive or a
-node that already holds one. The passphrase comes from --passphrase-file,
-else $MESHDRIVE_PASSPHRASE, else a prompt (asked twice).`)
+Every node must be reachable; init refuses to overwrite an existing drive, a
+node that already holds one, or one node given twice under two addresses
+(localhost for 127.0.0.1, a symlink to a directory). The passphrase comes
+from --passphrase-file, else $MESHDRIVE_PASSPHRASE, else a prompt (asked
+twice).`)
 	dataDir := dataDirFlag(e, fl)
 	var nodes, zoneOf stringList
 	fl.Var(&nodes, "node", "a node URL (repeat for each node)")
@@ -133,6 +135,7 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 		return nil, nil, err
 	}
 	embedded := len(o.nodes) == 0
+	given := map[string]string{} // node name -> its --node URL as given (token redacted)
 	if embedded {
 		if _, err := os.Stat(filepath.Join(dir, nodesDir)); err == nil {
 			return nil, nil, fmt.Errorf("%s already exists; move it away or choose another --data DIR", filepath.Join(dir, nodesDir))
@@ -166,6 +169,7 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 				}
 			}
 			cfg.Nodes = append(cfg.Nodes, NodeConfig{Name: "node-" + strconv.Itoa(i+1), URL: nu, Zone: o.zones[u]})
+			given[cfg.Nodes[i].Name] = redactURL(u)
 		}
 		if cfg.K == 0 && cfg.M == 0 {
 			cfg.K, cfg.M = defaultKM(len(cfg.Nodes))
@@ -224,8 +228,11 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 		return nil, nil, err
 	}
 	if !embedded {
+		if err := checkDistinct(ctx, grid, given); err != nil {
+			return nil, nil, err
+		}
 		if _, gerr := grid.GetMeta(ctx, metaKey); gerr == nil {
-			return nil, nil, errors.New("a node already holds a meshdrive drive (meta/key found); use empty nodes for a new drive")
+			return nil, nil, heldDrive(ctx, grid, given)
 		}
 	}
 	cfgBytes, err := cfg.marshal()
@@ -290,6 +297,50 @@ func checkReachable(ctx context.Context, dir string, cfg *Config, log *slog.Logg
 		}
 	}
 	return nil
+}
+
+// checkDistinct refuses two nodes that are one store under two addresses
+// (a URL spelled otherwise, a symlink to a directory): a probe object put
+// on each node must appear on no other. Two names for one store would put
+// two "distinct" shards of a segment on one disk. given maps node names
+// to the URLs the user gave.
+func checkDistinct(ctx context.Context, grid *remoteopen.Grid, given map[string]string) error {
+	pctx, cancel := context.WithTimeout(ctx, reachTimeout)
+	defer cancel()
+	aliases, err := grid.Aliases(pctx)
+	if len(aliases) > 0 {
+		a := aliases[0]
+		return fmt.Errorf("--node %s is the same node as --node %s: a probe object written to it appeared there; give another node",
+			given[a.Node], given[a.SameAs])
+	}
+	if err != nil {
+		return fmt.Errorf("cannot check that the nodes are distinct stores (a probe object failed: %v); check the nodes and run init again", err)
+	}
+	return nil
+}
+
+// heldDrive is the error of an init that found meta/key on a node: it
+// names the nodes (by the URL given: the user knows no node names yet)
+// that hold a good copy, or one under its pre-2026-12 name.
+func heldDrive(ctx context.Context, grid *remoteopen.Grid, given map[string]string) error {
+	var holders []string
+	seen := map[string]bool{}
+	for _, name := range []string{metaKey, "meta/" + metaKey} {
+		for _, c := range grid.GetMetaAll(ctx, name) {
+			if c.Err == nil && !seen[c.Node] {
+				seen[c.Node] = true
+				holders = append(holders, given[c.Node])
+			}
+		}
+	}
+	if len(holders) == 0 { // a copy gone since GetMeta found it
+		return errors.New("a node already holds a meshdrive drive (meta/key found); use empty nodes for a new drive")
+	}
+	also := ""
+	if len(holders) > 1 {
+		also = "; also on " + strings.Join(holders[1:], ", ")
+	}
+	return fmt.Errorf("--node %s already holds a meshdrive drive (meta/key found%s); use empty nodes for a new drive", holders[0], also)
 }
 
 // withToken puts token into an http(s) URL that carries none.

@@ -165,9 +165,43 @@ func TestRefusals(t *testing.T) {
 		first := filepath.Join(t.TempDir(), "data")
 		mustRun(t, env, append([]string{"init", "--data", first}, args...)...)
 		second := filepath.Join(t.TempDir(), "data")
-		assertRefusal(t, runBin(t, env, append([]string{"init", "--data", second}, args...)...), "", "", "already holds a meshdrive drive")
+		want := "--node " + args[1] + " already holds a meshdrive drive (meta/key found; also on " + args[3] + ", " + args[5] + ")"
+		assertRefusal(t, runBin(t, env, append([]string{"init", "--data", second}, args...)...), "", "", want)
 		if _, err := os.Stat(second); !os.IsNotExist(err) {
 			t.Errorf("a refused init left %s behind (%v)", second, err)
+		}
+	})
+	t.Run("one node twice at init", func(t *testing.T) {
+		// Two spellings of one store are one node: init refuses them, and
+		// leaves neither a data dir, nor the drive's key, nor a probe object.
+		base := t.TempDir()
+		e1, e2, e3 := filepath.Join(base, "e1"), filepath.Join(base, "e2"), filepath.Join(base, "e3")
+		link := filepath.Join(base, "link")
+		if err := os.Mkdir(e2, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(e2, link); err != nil {
+			t.Fatal(err)
+		}
+		live := startNode(t, filepath.Join(base, "served"))
+		_, port, _ := strings.Cut(live.addr, ":")
+		for _, c := range [][2]string{
+			{e1, "file://" + e1},
+			{e2, link},
+			{live.url(), "http://localhost:" + port + "/"},
+		} {
+			ndir := filepath.Join(t.TempDir(), "data")
+			args := []string{"init", "--data", ndir, "--node", c[0], "--node", e3, "--node", c[1], "--k", "2", "--m", "1"}
+			assertRefusal(t, runBin(t, env, args...), "", "",
+				"--node "+c[1]+" is the same node as --node "+c[0]+": a probe object written to it appeared there; give another node")
+			if _, err := os.Stat(ndir); !os.IsNotExist(err) {
+				t.Errorf("a refused init left %s behind (%v)", ndir, err)
+			}
+		}
+		for _, dir := range []string{e1, e2, e3, filepath.Join(base, "served")} {
+			if left, _ := filepath.Glob(filepath.Join(dir, "meta", "*")); len(left) != 0 {
+				t.Errorf("a refused init left %v on a node", left)
+			}
 		}
 	})
 	t.Run("not mounted", func(t *testing.T) {

@@ -100,7 +100,9 @@ change while nodes were reachable) comes back, snapshots included.`)
 	}
 	master, err := remoteopen.UnwrapKey(wrapped, pass)
 	if errors.Is(err, remoteopen.ErrWrongPassphrase) {
-		return fmt.Errorf("wrong passphrase for the drive on node %s (key check failed); nothing was written", redactURL(*node))
+		return fmt.Errorf("wrong passphrase for the drive on node %s (key check failed); nothing was written. "+
+			"If the passphrase was changed (meshdrive passwd) while this node was down, it still holds the key under the one before: "+
+			"try another node of the drive, or that older passphrase", redactURL(*node))
 	}
 	if err != nil {
 		return fmt.Errorf("drive key on node %s: %w", redactURL(*node), err)

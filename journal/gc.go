@@ -45,11 +45,15 @@ const BackgroundGCLimit = 8 << 20
 
 // GCStats says what a collection found and did.
 type GCStats struct {
-	Segments        int   // data segments looked at
-	DeadSegments    int   // with no live block: deleted
-	Compacted       int   // rewritten: their live blocks moved to new segments
-	MovedBytes      int64 // sealed bytes copied by compaction
-	GarbageBytes    int64 // sealed bytes of dead blocks found
+	Segments     int   // data segments looked at
+	DeadSegments int   // with no live block: deleted
+	Compacted    int   // rewritten: their live blocks moved to new segments
+	MovedBytes   int64 // sealed bytes copied by compaction
+	GarbageBytes int64 // sealed bytes of dead blocks found
+	// KeptBytes: sealed bytes of blocks no file names any more, kept
+	// because a snapshot still does (a named one, or a recent checkpoint
+	// the retention keeps); freed once it expires or is deleted.
+	KeptBytes       int64
 	FreedBytes      int64 // segment bytes deleted (before erasure coding)
 	Orphans         int   // shards no record names, deleted
 	OrphanBytes     int64
@@ -131,6 +135,9 @@ func (j *collector) CollectGarbage(ctx context.Context, o GCOptions) (*GCStats, 
 		for _, b := range bySeg[s.ID] {
 			if b.live(kept) {
 				liveB += b.len
+				if b.state == blockGarbage && b.freed.Valid {
+					st.KeptBytes += b.len
+				}
 			} else {
 				st.GarbageBytes += b.len
 			}

@@ -98,6 +98,9 @@ func TestCollectGarbage(t *testing.T) {
 	if st.Orphans != 1 || st.DeadSegments+st.Compacted == 0 || mid >= before {
 		t.Fatalf("first collection freed nothing or missed the orphan: %+v, node bytes %d -> %d", st, before, mid)
 	}
+	if st.KeptBytes < int64(len(keep)) {
+		t.Errorf("first collection: %d bytes kept for the snapshot; want at least c's %d", st.KeptBytes, len(keep))
+	}
 	e.wantContent(b, shared)
 	e.wantContent(survivor, survivorData)
 	// The cache is told of the blocks that went (d's and the small
@@ -136,6 +139,9 @@ func TestCollectGarbage(t *testing.T) {
 	}
 	after := e.nodeBytes()
 	t.Logf("second collection: %+v; node bytes %d -> %d", st, mid, after)
+	if st.KeptBytes != 0 {
+		t.Errorf("second collection, no snapshot left: %d bytes kept for snapshots", st.KeptBytes)
+	}
 	left := int64(len(shared) + 1<<20)
 	// Every segment left is at least half live (the threshold): at most
 	// twice the live bytes, times n/k, plus headers and metadata.

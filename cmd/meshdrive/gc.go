@@ -148,4 +148,8 @@ func printGC(e *env, st *fs.GCStats) {
 	fmt.Fprintf(e.stdout, "gc: %s %s in %d segments (%d deleted, %d compacted, %s of live blocks moved) and %d orphaned shards (%s); %d segments looked at in %.1fs\n",
 		verb, humanBytes(st.FreedBytes), st.DeadSegments+st.Compacted, st.DeadSegments, st.Compacted, humanBytes(st.MovedBytes),
 		st.Orphans, humanBytes(st.OrphanBytes), st.Segments, st.Finish.Sub(st.Started).Seconds())
+	if st.KeptBytes > 0 {
+		fmt.Fprintf(e.stdout, "gc: %s of deleted or overwritten data is kept because snapshots still name it (named ones, and the checkpoints the retention keeps: the last hour's, hourly, daily and weekly ones, config retention); "+
+			"it is freed when they expire, or now with meshdrive snapshot delete (meshdrive snapshot list shows them)\n", humanBytes(st.KeptBytes))
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
 )
@@ -74,6 +75,19 @@ func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out = append(out, pinReport{Path: "/" + rel, Pinned: !unpin, Stats: p.Stats()})
+	}
+	if unpin && len(out) > 0 {
+		// A pin is counted at once; an unpin only by the next pass, which
+		// is quick unless it is fetching: the totals reported are its
+		// when it ends soon, else the ones before.
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if p.WaitPass(wctx) == nil {
+			st := p.Stats()
+			for i := range out {
+				out[i].Stats = st
+			}
+		}
+		cancel()
 	}
 	writeJSON(w, http.StatusOK, out)
 }

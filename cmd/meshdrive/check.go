@@ -74,9 +74,12 @@ repair failed. Talks to the running mount.`)
 		printCheck(e.stdout, rep)
 	}
 	switch {
-	case rep.Unrecoverable > 0 || len(rep.MetaUnrecoverable) > 0:
-		return &exitError{code: 1, err: fmt.Errorf("%d files and %d metadata records are unrecoverable (fewer than k shards); start stopped nodes (%s) and check again",
+	case (rep.Unrecoverable > 0 || len(rep.MetaUnrecoverable) > 0) && len(rep.Down) > 0:
+		return &exitError{code: 1, err: fmt.Errorf("%d files and %d metadata records are unrecoverable (fewer than k shards); start the stopped nodes (%s) and check again",
 			rep.Unrecoverable, len(rep.MetaUnrecoverable), strings.Join(rep.Down, ", "))}
+	case rep.Unrecoverable > 0 || len(rep.MetaUnrecoverable) > 0:
+		return &exitError{code: 1, err: fmt.Errorf("%d files and %d metadata records are unrecoverable: every node answers, and fewer than k shards of their data are left "+
+			"(deleted or lost on the nodes): they cannot be read back from this grid; copy them in again from elsewhere, or delete them", rep.Unrecoverable, len(rep.MetaUnrecoverable))}
 	case rep.RepairFailed > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d segments could not be repaired (first: %s)", rep.RepairFailed, strings.Join(rep.RepairErrors[:min(1, len(rep.RepairErrors))], ""))}
 	}

@@ -94,6 +94,9 @@ so --listen 127.0.0.1:0 picks a free port.`)
 		}
 		qmax = max(q, 1) // dirstore's 0 is its default; 1 byte keeps no shard
 	}
+	if _, _, err := net.SplitHostPort(*listen); err != nil {
+		return usageError("--listen %q does not parse as an address: want host:port, like 127.0.0.1:7070, :7070 or [::1]:7070", *listen)
+	}
 	if *tokenFile == "" && !loopbackAddr(*listen) {
 		if !*insecure {
 			return usageError("refusing to serve %s without a token: anyone who can reach it could read, replace or delete shards; "+

@@ -661,6 +661,15 @@ func TestNodeServeRefusesOpen(t *testing.T) {
 		strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("open node without a token: %s", r)
 	}
+	// An address that does not parse is named as such, not refused for
+	// want of a token.
+	for _, addr := range []string{"nonsense", "127.0.0.1"} {
+		r := runBin(t, cmdEnv(), "node", "serve", "--dir", t.TempDir(), "--listen", addr)
+		if r.code != 2 || !strings.Contains(r.stderr, "--listen \""+addr+"\" does not parse") || !strings.Contains(r.stderr, "host:port") ||
+			strings.Contains(r.stderr, "token") {
+			t.Errorf("--listen %s: %s", addr, r)
+		}
+	}
 	if r := runBin(t, cmdEnv(), "node", "serve", "--dir", t.TempDir(), "--listen", "127.0.0.1:0", "--quarantine-max", "lots"); r.code != 2 || !strings.Contains(r.stderr, "--quarantine-max \"lots\"") {
 		t.Errorf("a bad --quarantine-max: %s", r)
 	}

@@ -172,6 +172,9 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 			given[cfg.Nodes[i].Name] = redactURL(u)
 		}
 		if cfg.K == 0 && cfg.M == 0 {
+			if len(cfg.Nodes) < 2 {
+				return nil, nil, usageError("a drive needs at least 2 nodes (one for data, one for parity), got %d; give another --node URL", len(cfg.Nodes))
+			}
 			cfg.K, cfg.M = defaultKM(len(cfg.Nodes))
 		} else if cfg.K == 0 {
 			cfg.K = len(cfg.Nodes) - cfg.M

@@ -391,6 +391,13 @@ func TestRefusalsWithoutDrive(t *testing.T) {
 		t.Errorf("the file now reads %q, %v", b, err)
 	}
 
+	// One node, no --k or --m: the count of nodes is what is wrong.
+	r = runBin(t, env, "init", "--data", filepath.Join(base, "d5"), "--node", filepath.Join(base, "n5"))
+	assertRefusal(t, r, "", "", "at least 2 nodes", "got 1", "--node URL")
+	if r.code != 2 || strings.Contains(r.stderr, "k=0") {
+		t.Errorf("init with one node: %s", r)
+	}
+
 	// init --k alone keeps the documented m.
 	d4 := filepath.Join(base, "d4")
 	mustRun(t, env, "init", "--data", d4, "--k", "3")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/url"
@@ -97,6 +98,12 @@ To retire a node that still runs, drain it instead. Talks to the running mount.`
 				fmt.Fprintf(e.stdout, "moved the shards of %d segments\n", p.Total)
 			}
 		})
+		if err != nil && ctx.Err() != nil {
+			node := redactURL(pos[0])
+			return fmt.Errorf("node drain: interrupted (%v); what was moved so far stays moved, and %s stays marked draining "+
+				"(the mount goes on moving its shards in the background); run meshdrive node drain --data %s %s again to finish and remove it",
+				context.Cause(ctx), node, dir, node)
+		}
 		if err != nil {
 			return fmt.Errorf("node drain: %w", err)
 		}

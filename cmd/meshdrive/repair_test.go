@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -679,4 +681,47 @@ func TestNodeServeRefusesOpen(t *testing.T) {
 	os.WriteFile(tok, []byte("s3cret\n"), 0o600)
 	n = startNode(t, t.TempDir(), "--listen", "0.0.0.0:0", "--token-file", tok)
 	n.stop(t, syscall.SIGTERM)
+}
+
+// TestNodeDrainInterrupted: a drain cut short by Ctrl-C says the node stays
+// marked draining and that running node drain again finishes it. The mount
+// is a fake control socket that never answers.
+func TestNodeDrainInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, controlSock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := make(chan struct{}, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		asked <- struct{}{}
+		<-r.Context().Done()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	drain := exec.Command(meshdriveBin(t), "node", "drain", "--data", dir, "node-1")
+	drain.Env = cmdEnv()
+	var stderr bytes.Buffer
+	drain.Stderr = &stderr
+	if err := drain.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-asked:
+	case <-time.After(time.Minute):
+		drain.Process.Kill()
+		t.Fatal("node drain never asked the mount")
+	}
+	drain.Process.Signal(os.Interrupt)
+	if err := drain.Wait(); err == nil {
+		t.Errorf("an interrupted drain exited 0")
+	}
+	msg := stderr.String()
+	for _, want := range []string{"interrupted", "node-1 stays marked draining", "meshdrive node drain --data " + dir + " node-1 again"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not contain %q", msg, want)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,9 +115,34 @@ func printBandwidth(w io.Writer, r *statusReport) {
 	}
 }
 
-// offlineLine says since when the drive is offline and what waits.
+// offlineLine says since when the drive is offline and what waits:
+// "OFFLINE since T (D): 1 file (8 B) to upload and 1926 metadata changes
+// wait for the nodes; they go up by themselves when nodes come back".
 func offlineLine(r *statusReport, now time.Time) string {
 	since := *r.OfflineSince
-	return fmt.Sprintf("OFFLINE since %s (%s): waiting for the nodes are %d files (%s) to upload and %d metadata changes; they go up by themselves when nodes come back",
-		since.Local().Format(time.DateTime), now.Sub(since).Round(time.Second), r.Uploads.Files, humanBytes(r.Uploads.Bytes), r.Metadata.PendingRows)
+	head := fmt.Sprintf("OFFLINE since %s (%s)", since.Local().Format(time.DateTime), now.Sub(since).Round(time.Second))
+	var waits []string
+	if f := r.Uploads.Files; f > 0 {
+		waits = append(waits, fmt.Sprintf("%s (%s) to upload", plural(f, "file", "files"), humanBytes(r.Uploads.Bytes)))
+	}
+	if n := r.Metadata.PendingRows; n > 0 {
+		waits = append(waits, plural(n, "metadata change", "metadata changes"))
+	}
+	switch {
+	case len(waits) == 0:
+		return head + ": nothing waits for the nodes"
+	case len(waits) == 1 && !strings.HasPrefix(waits[0], "1 "):
+		return head + ": " + waits[0] + " wait for the nodes; they go up by themselves when nodes come back"
+	case len(waits) == 1:
+		return head + ": " + waits[0] + " waits for the nodes; it goes up by itself when nodes come back"
+	}
+	return head + ": " + strings.Join(waits, " and ") + " wait for the nodes; they go up by themselves when nodes come back"
+}
+
+// plural is "1 file" or "2 files".
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -7,7 +7,35 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
+
+// TestOfflineLine: the offline sentence of status reads right for none,
+// one and many files and metadata changes.
+func TestOfflineLine(t *testing.T) {
+	since := time.Date(2025, 3, 1, 12, 0, 0, 0, time.Local)
+	now := since.Add(90 * time.Second)
+	const by = "; they go up by themselves when nodes come back"
+	for _, c := range []struct {
+		files, bytes, rows int64
+		want               string
+	}{
+		{0, 0, 0, ": nothing waits for the nodes"},
+		{1, 8, 0, ": 1 file (8 B) to upload waits for the nodes; it goes up by itself when nodes come back"},
+		{3, 3 << 20, 0, ": 3 files (3.0 MiB) to upload wait for the nodes" + by},
+		{0, 0, 1, ": 1 metadata change waits for the nodes; it goes up by itself when nodes come back"},
+		{0, 0, 1926, ": 1926 metadata changes wait for the nodes" + by},
+		{1, 8, 1, ": 1 file (8 B) to upload and 1 metadata change wait for the nodes" + by},
+		{1, 8, 1926, ": 1 file (8 B) to upload and 1926 metadata changes wait for the nodes" + by},
+	} {
+		r := &statusReport{OfflineSince: &since}
+		r.Uploads.Files, r.Uploads.Bytes, r.Metadata.PendingRows = c.files, c.bytes, c.rows
+		want := "OFFLINE since 2025-03-01 12:00:00 (1m30s)" + c.want
+		if got := offlineLine(r, now); got != want {
+			t.Errorf("files %d rows %d:\n got %q\nwant %q", c.files, c.rows, got, want)
+		}
+	}
+}
 
 // TestStatusPathCached: status PATH says whether a file's uploaded blocks
 // are in the local cache. After sync, a remount (so the kernel's page cache

@@ -152,7 +152,7 @@ else a prompt on the terminal.`)
 	}
 	o.repairLimit = float64(rl)
 	if *repairBelow < 0 {
-		return usageError("--repair-below %d: want a shard count, or 0 for k+m", *repairBelow)
+		return usageError("--repair-below %d: want a shard count from 1 to k+m, or 0 for k+m", *repairBelow)
 	}
 	o.repairBelow = *repairBelow
 	if *repairInterval < time.Second {
@@ -180,6 +180,9 @@ else a prompt on the terminal.`)
 	// Refusals first, cheapest first, before anything is made or asked.
 	if sock := filepath.Join(o.dataDir, controlSock); len(sock) > maxSockPath {
 		return fmt.Errorf("data dir %s is too long a path for the control socket (%d bytes, at most %d); choose a shorter --data", o.dataDir, len(sock), maxSockPath)
+	}
+	if err := checkRepairBelow(o); err != nil {
+		return err
 	}
 	if err := checkMountpoint(o.mountpoint); err != nil {
 		return err
@@ -258,6 +261,29 @@ func unlock(e *env, dir string, src passphraseSource) ([]byte, error) {
 		return nil, fmt.Errorf("drive key %s: %w", kp, err)
 	}
 	return master, nil
+}
+
+// checkRepairBelow refuses a --repair-below above k+m: a segment never has
+// more than k+m shards, so such a value would only mean k+m. The drive's k+m
+// comes from its config, or the default drive's when there is none yet (a
+// config that does not load is reported by the mount itself).
+func checkRepairBelow(o mountOptions) error {
+	if o.repairBelow == 0 {
+		return nil
+	}
+	n := defaultK + defaultM
+	cfg, err := loadConfig(o.dataDir)
+	switch {
+	case err == nil:
+		n = cfg.K + cfg.M
+	case !errors.Is(err, errNoDrive):
+		return nil
+	}
+	if o.repairBelow > n {
+		return usageError("--repair-below %d: want a shard count from 1 to %d (k+m of the drive at %s), or 0 for %d: repair any missing shard",
+			o.repairBelow, n, o.dataDir, n)
+	}
+	return nil
 }
 
 // checkMountpoint refuses a missing, non-directory, non-empty, stale or

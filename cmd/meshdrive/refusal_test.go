@@ -70,6 +70,22 @@ func TestRefusals(t *testing.T) {
 			assertRefusal(t, runBin(t, noDev, "mount", daemon, "--data", dir, mp), dir, mp, "/nonexistent/fuse is missing", "modprobe fuse")
 		}
 	})
+	t.Run("repair-below above k+m", func(t *testing.T) {
+		for _, daemon := range []string{"--daemon=false", "--daemon"} {
+			r := runBin(t, env, "mount", daemon, "--repair-below", "100", "--data", dir, mp)
+			assertRefusal(t, r, dir, mp, "--repair-below 100", "from 1 to 6")
+			if r.code != 2 {
+				t.Errorf("exit %d, want 2 (usage)", r.code)
+			}
+		}
+		// A data dir with no drive yet gets the default drive's k+m,
+		// and is not made.
+		fresh := filepath.Join(t.TempDir(), "fresh")
+		assertRefusal(t, runBin(t, env, "mount", "--repair-below", "7", "--data", fresh, mp), "", mp, "from 1 to 6")
+		if _, err := os.Stat(fresh); err == nil {
+			t.Errorf("the refused mount made %s", fresh)
+		}
+	})
 	t.Run("corrupt config", func(t *testing.T) {
 		cdir := copyDrive(t, dir)
 		cp := filepath.Join(cdir, configFile)

@@ -18,8 +18,9 @@ import (
 	"github.com/meshdrive/meshdrive/remote/keyring"
 )
 
-// TestHelp: every command answers --help on stdout with exit 0, and the
-// flags its synopsis names are the flags it has.
+// TestHelp: every command answers --help on stdout with exit 0, the flags
+// its synopsis names are the flags it has (all of them, unless it says
+// [flags]), and README's line for it names the same flags.
 func TestHelp(t *testing.T) {
 	r := mustRun(t, cmdEnv(), "--help")
 	for _, c := range commands() {
@@ -27,8 +28,10 @@ func TestHelp(t *testing.T) {
 			t.Errorf("top help lacks %q", c.name)
 		}
 	}
+	readme := readmeSynopses(t)
 	cases := [][]string{{"init"}, {"mount"}, {"unmount"}, {"status"}, {"sync"}, {"cache"}, {"passwd"}, {"node", "serve"}, {"check"},
-		{"node", "list"}, {"node", "add"}, {"node", "drain"}, {"node", "remove"}}
+		{"node", "list"}, {"node", "add"}, {"node", "drain"}, {"node", "remove"},
+		{"pin"}, {"unpin"}, {"recover"}, {"gc"}, {"snapshot"}, {"web-url"}}
 	for _, c := range cases {
 		r := mustRun(t, cmdEnv(), append(c, "--help")...)
 		usage := "Usage: meshdrive " + strings.Join(c, " ")
@@ -37,14 +40,37 @@ func TestHelp(t *testing.T) {
 			continue
 		}
 		synopsis, _, _ := strings.Cut(r.stdout, "\n")
-		for _, f := range strings.Fields(synopsis) {
-			f = strings.Trim(f, "[]")
-			if !strings.HasPrefix(f, "--") {
-				continue
+		have := map[string]bool{} // the flags --help lists
+		for _, l := range strings.Split(r.stdout, "\n") {
+			if strings.HasPrefix(l, "  -") {
+				have[strings.Fields(l)[0][1:]] = true
 			}
-			name, _, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
-			if !strings.Contains(r.stdout, "\n  -"+name+" ") && !strings.Contains(r.stdout, "\n  -"+name+"\n") {
+		}
+		named := synopsisFlags(synopsis)
+		for name := range named {
+			if !have[name] {
 				t.Errorf("%v: synopsis names --%s but the flag list lacks it", c, name)
+			}
+		}
+		for name := range have {
+			if !named[name] && !strings.Contains(synopsis, "[flags]") {
+				t.Errorf("%v: synopsis %q lacks --%s", c, synopsis, name)
+			}
+		}
+		line, ok := readme[strings.Join(c, " ")]
+		if !ok {
+			t.Errorf("README has no line for meshdrive %s", strings.Join(c, " "))
+			continue
+		}
+		inReadme := synopsisFlags(line)
+		for name := range have {
+			if !inReadme[name] {
+				t.Errorf("README's line for %v lacks --%s: %s", c, name, line)
+			}
+		}
+		for name := range inReadme {
+			if !have[name] {
+				t.Errorf("README's line for %v names --%s, which it does not have: %s", c, name, line)
 			}
 		}
 	}
@@ -56,6 +82,47 @@ func TestHelp(t *testing.T) {
 	if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "-bogus") {
 		t.Errorf("bad flag: %s", r)
 	}
+}
+
+// synopsisFlags returns the names of the --flags a usage line names.
+func synopsisFlags(synopsis string) map[string]bool {
+	names := map[string]bool{}
+	for _, f := range strings.Fields(synopsis) {
+		f = strings.Trim(f, "[]`|")
+		if !strings.HasPrefix(f, "--") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+		names[name] = true
+	}
+	return names
+}
+
+// readmeSynopses returns README's command table: "node serve" -> the usage
+// line in its first column (`meshdrive node serve --dir DIR ...`).
+func readmeSynopses(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]string{}
+	for _, row := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(row, "| `meshdrive ") {
+			continue
+		}
+		first, _, _ := strings.Cut(strings.TrimPrefix(row, "| "), "` |")
+		for _, u := range strings.Split(first, "` / `") { // pin ... / unpin ...
+			u = strings.Trim(u, "`")
+			words := strings.Fields(strings.TrimPrefix(u, "meshdrive "))
+			name := words[0]
+			if name == "node" {
+				name += " " + words[1]
+			}
+			lines[name] = u
+		}
+	}
+	return lines
 }
 
 // TestPasswd changes the passphrase: the old one stops working, the new one

@@ -28,7 +28,7 @@ const (
 const reachTimeout = 10 * time.Second
 
 func runInit(e *env) error {
-	fl := newFlagSet(e, "init", "init [--data DIR] [--node URL ...] [--k K --m M] [--zone-of URL=ZONE] [--passphrase-file F] [--token-file F]", `
+	fl := newFlagSet(e, "init", "init [--data DIR] [--node URL ...] [--k K --m M] [--zone-of URL=ZONE] [--passphrase-file F] [--token-file F] [--log-level L]", `
 Create a drive: a random 256-bit master key wrapped under your passphrase
 (argon2id + AES-256-GCM), stored in DATA/key.json and on every node, and the
 drive config DATA/config.json (also stored, sealed, on every node).

@@ -41,7 +41,7 @@ func runNode(e *env) error {
 		fmt.Fprint(e.stderr, nodeUsage)
 		return usageError("unknown node subcommand %q: want serve, list, add, drain or remove", e.args[0])
 	}
-	fl := newFlagSet(e, "node serve", "node serve --dir DIR --listen ADDR [--token-file F] [--tls-cert F --tls-key F] [--scrub-rate R]", `
+	fl := newFlagSet(e, "node serve", "node serve --dir DIR --listen ADDR [--token-file F] [--tls-cert F --tls-key F] [--scrub-rate R] [--max-object SIZE] [--quarantine-max SIZE] [--addr-file F] [--insecure] [--log-level L]", `
 Serve a storage node: shards are kept in DIR and served over HTTP (the node
 API, /v1/...). The node sees only encrypted shards, never a file name or a
 plaintext byte. With --token-file, every request must carry that token (give

@@ -10,7 +10,7 @@ import (
 )
 
 func runPasswd(e *env) error {
-	fl := newFlagSet(e, "passwd", "passwd [--data DIR] [--passphrase-file F] [--new-passphrase-file F]", `
+	fl := newFlagSet(e, "passwd", "passwd [--data DIR] [--passphrase-file F] [--new-passphrase-file F] [--log-level L]", `
 Change the drive's passphrase. The master key stays the same, so no data is
 rewritten: only the wrapped key changes, in DATA/key.json and on every node
 that is up. The current passphrase comes from --passphrase-file, else

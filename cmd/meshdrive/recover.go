@@ -17,7 +17,7 @@ import (
 )
 
 func runRecover(e *env) error {
-	fl := newFlagSet(e, "recover", "recover --node URL [--data DIR] [--passphrase-file F]", `
+	fl := newFlagSet(e, "recover", "recover --node URL [--data DIR] [--passphrase-file F] [--log-level L]", `
 Rebuild a drive on this machine from its grid: the passphrase and the address
 of one of its nodes are enough. recover fetches the wrapped key and the drive
 config from that node (the config names the other nodes), asks for the

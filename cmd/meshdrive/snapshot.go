@@ -76,7 +76,7 @@ func (c *controlServer) snapshotDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func runSnapshot(e *env) error {
-	fl := newFlagSet(e, "snapshot", "snapshot [--data DIR] create [--name N] | list | delete NAME... | delete --all | restore SNAPSHOT PATH [--to DEST]", `
+	fl := newFlagSet(e, "snapshot", "snapshot [--data DIR] create [--name N] | list [--json] | delete NAME... | delete --all | restore SNAPSHOT PATH [--to DEST]", `
 Snapshots are metadata checkpoints on the grid, kept by the retention policy
 (config "retention"; default: every checkpoint of the last hour, hourly for 48
 hours, daily for 30 days, weekly for a year) or by name until deleted. Each is

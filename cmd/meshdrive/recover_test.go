@@ -203,6 +203,11 @@ func TestRecoverFromGrid(t *testing.T) {
 	os.WriteFile(filepath.Join(work, "d"), []byte("new d"), 0o600)
 	os.Chmod(filepath.Join(work, "a"), 0o600)
 	snapshot("s3")
+	// A name taken, a name not there: what happened and what to do.
+	assertRefusal(t, runBin(t, env, "snapshot", "create", "--data", dir, "--name", "s1"), "", "",
+		`a snapshot named "s1" already exists`, "choose another name", "meshdrive snapshot delete s1")
+	assertRefusal(t, runBin(t, env, "snapshot", "delete", "--data", dir, "s1", "nosuch"), "", "",
+		`no snapshot named "nosuch"`, "nothing was deleted", "meshdrive snapshot list")
 	for _, s := range []string{"s1", "s2", "s3"} {
 		sameTree(t, "snapshot "+s, filepath.Join(copies, s), filepath.Join(mp, ".snapshots", s, "work"))
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -57,7 +58,12 @@ func (c *controlServer) snapshotList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *controlServer) snapshotCreate(w http.ResponseWriter, r *http.Request) {
-	s, err := c.o.drive.CreateSnapshot(r.Context(), r.URL.Query().Get("name"))
+	name := r.URL.Query().Get("name")
+	s, err := c.o.drive.CreateSnapshot(r.Context(), name)
+	if errors.Is(err, mfs.ErrExist) {
+		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("a snapshot named %q already exists; choose another name or delete it first (meshdrive snapshot delete %s)", name, name)})
+		return
+	}
 	if err != nil {
 		writeJSON(w, snapshotStatus(err), apiError{err.Error()})
 		return
@@ -68,6 +74,16 @@ func (c *controlServer) snapshotCreate(w http.ResponseWriter, r *http.Request) {
 func (c *controlServer) snapshotDelete(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	del, err := c.o.drive.DeleteSnapshots(r.Context(), q["name"], q.Get("all") == "1")
+	if errors.Is(err, mfs.ErrNotFound) {
+		// Name the first one missing, as the journal found it.
+		ss, _ := c.o.drive.Snapshots(r.Context())
+		for _, n := range q["name"] {
+			if !slices.ContainsFunc(ss, func(s mfs.Snapshot) bool { return s.Name == n }) {
+				writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no snapshot named %q (nothing was deleted); meshdrive snapshot list shows them", n)})
+				return
+			}
+		}
+	}
 	if err != nil {
 		writeJSON(w, snapshotStatus(err), apiError{err.Error()})
 		return

@@ -241,8 +241,36 @@ func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped strin
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": path.Base("/" + rel)}))
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	h.Set("Cache-Control", "private, no-cache")
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	http.ServeContent(&rangeErrorWriter{ResponseWriter: w, rel: rel, size: fi.Size()}, r, "", fi.ModTime(), f)
 }
+
+// rangeErrorWriter turns ServeContent's 416 (a plain-text line) into the
+// API's JSON error; every other answer passes through.
+type rangeErrorWriter struct {
+	http.ResponseWriter
+	rel      string
+	size     int64
+	replaced bool // the 416 was answered in JSON; ServeContent's text is dropped
+}
+
+func (w *rangeErrorWriter) WriteHeader(code int) {
+	if code != http.StatusRequestedRangeNotSatisfiable {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.replaced = true
+	writeError(w.ResponseWriter, code, "bad_range", fmt.Sprintf("download /%s: the Range asks for bytes outside the file, which has %d; ask for bytes 0 to %d, or no Range for all of it",
+		w.rel, w.size, max(w.size-1, 0)))
+}
+
+func (w *rangeErrorWriter) Write(p []byte) (int, error) {
+	if w.replaced {
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *rangeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // openDir opens a folder. O_NONBLOCK and O_DIRECTORY: a FIFO's open
 // would wait for a writer, holding the request and the mount busy.
@@ -499,6 +527,12 @@ func (s *fileOps) remove(w http.ResponseWriter, r *http.Request, escaped string)
 		err = s.root.RemoveAll(rel)
 	} else {
 		err = s.root.Remove(rel)
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) && (errno == syscall.ENOTEMPTY || errno == syscall.EEXIST) {
+		writeError(w, http.StatusConflict, "not_empty", "delete /"+rel+": the folder is not empty; delete what is in it first, or delete it with everything in it: DELETE "+
+			apiPrefix+"files/"+escapePath(rel)+"?recursive=1")
+		return
 	}
 	if err != nil {
 		fsError(w, "delete /"+rel, err)

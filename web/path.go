@@ -65,3 +65,12 @@ func cleanRel(p string) (string, error) {
 	}
 	return strings.Join(segs, "/"), nil
 }
+
+// escapePath %-encodes a path segment by segment, as DecodePath takes it.
+func escapePath(rel string) string {
+	segs := strings.Split(rel, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}

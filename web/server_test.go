@@ -509,3 +509,41 @@ func TestMethodNotAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteNotEmptyAndBadRange: a folder deleted without recursive=1 while
+// it holds something is 409 not_empty with the request that would delete
+// it; a Range past the end is the API's JSON error, not ServeContent's text.
+func TestDeleteNotEmptyAndBadRange(t *testing.T) {
+	s, mp := folderServer(t)
+	if err := os.Mkdir(filepath.Join(mp, "in/a b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mp, "in/a b/x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := serve(s, "DELETE", "/api/v1/files/in/a%20b", nil)
+	var e apiError
+	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != 409 || e.Code != "not_empty" ||
+		!strings.Contains(e.Error, "not empty") || !strings.Contains(e.Error, "DELETE /api/v1/files/in/a%20b?recursive=1") {
+		t.Errorf("DELETE of a folder with a file in it: %d %q", w.Code, w.Body)
+	}
+	if _, err := os.Stat(filepath.Join(mp, "in/a b/x")); err != nil {
+		t.Errorf("the refused delete removed something: %v", err)
+	}
+	if w := serve(s, "DELETE", "/api/v1/files/in/a%20b?recursive=1", nil); w.Code != 204 {
+		t.Errorf("DELETE ?recursive=1: %d %q", w.Code, w.Body)
+	}
+
+	w = serve(s, "GET", "/api/v1/files/in/file.txt", map[string]string{"Range": "bytes=1000-"})
+	e = apiError{}
+	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != 416 || e.Code != "bad_range" ||
+		!strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") || !strings.Contains(e.Error, fmt.Sprintf("has %d", len(fileContent))) {
+		t.Errorf("GET a Range past the end: %d %q %q", w.Code, w.Header().Get("Content-Type"), w.Body)
+	}
+	if cr := w.Header().Get("Content-Range"); cr != fmt.Sprintf("bytes */%d", len(fileContent)) {
+		t.Errorf("416 Content-Range %q", cr)
+	}
+	if w := serve(s, "GET", "/api/v1/files/in/file.txt", map[string]string{"Range": "bytes=1-2"}); w.Code != 206 || w.Body.String() != fileContent[1:3] {
+		t.Errorf("GET Range 1-2: %d %q", w.Code, w.Body)
+	}
+}

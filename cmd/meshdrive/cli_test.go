@@ -398,3 +398,57 @@ func TestProductBinaryHasNoTestHooks(t *testing.T) {
 		t.Fatalf("the product binary made a key with %+v under %s=1, want %+v", got, testKDFEnv, keyring.DefaultParams)
 	}
 }
+
+// TestMountThroughSymlink: a mountpoint given through a symlink (omlink ->
+// Drive) is recorded resolved, and unmount by either name unmounts it and
+// waits for the mount process.
+func TestMountThroughSymlink(t *testing.T) {
+	requireFuse(t)
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=pw1")
+	dir, mp := newDefaultDrive(t, env)
+	cleanupMount(t, env, dir, mp)
+	link := filepath.Join(filepath.Dir(mp), "omlink")
+	if err := os.Symlink("Drive", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ mount, unmount string }{{link + "/", link}, {mp, link}, {link, mp}} {
+		r := mustRun(t, env, "mount", "--daemon", "--data", dir, c.mount)
+		if !strings.Contains(r.stdout, "mounted at "+mp+" ") {
+			t.Errorf("mount %s: %s", c.mount, r)
+		}
+		if _, holder := lockHolder(dir); holder != mp {
+			t.Errorf("mount %s: the lock names %q, want %s", c.mount, holder, mp)
+		}
+		r = mustRun(t, env, "unmount", "--data", dir, c.unmount)
+		if !strings.Contains(r.stdout, "unmounted "+mp) {
+			t.Errorf("unmount %s: %s", c.unmount, r)
+		}
+		// unmount waited for the mount process: the lock is free now.
+		if !lockFree(t, dir) {
+			t.Fatalf("mount %s, unmount %s: the mount process still holds the lock after unmount returned", c.mount, c.unmount)
+		}
+	}
+}
+
+// TestPathInMount: a path reaching the mountpoint through a symlink is
+// inside it; what follows the mountpoint is not resolved.
+func TestPathInMount(t *testing.T) {
+	base := t.TempDir()
+	mp := filepath.Join(base, "om")
+	os.MkdirAll(filepath.Join(mp, "work"), 0o755)
+	os.Symlink("om", filepath.Join(base, "omlink"))
+	os.Symlink(".", filepath.Join(mp, "up"))
+	for _, c := range []struct{ p, want string }{
+		{filepath.Join(base, "om/work/a"), "work/a"},
+		{filepath.Join(base, "omlink/work/a"), "work/a"},
+		{filepath.Join(base, "omlink/gone/a"), "gone/a"},
+		{filepath.Join(base, "omlink/up/a"), "up/a"},
+	} {
+		if got, ok := pathInMount(c.p, mp); !ok || got != c.want {
+			t.Errorf("pathInMount(%s) = %q, %v; want %q", c.p, got, ok, c.want)
+		}
+	}
+	if got, ok := pathInMount(filepath.Join(base, "elsewhere/a"), mp); ok {
+		t.Errorf("a path outside the mount is inside it as %q", got)
+	}
+}

@@ -122,7 +122,7 @@ else a prompt on the terminal.`)
 	if o.dataDir, err = dataDir(); err != nil {
 		return err
 	}
-	if o.mountpoint, err = filepath.Abs(pos[0]); err != nil {
+	if o.mountpoint, err = resolveMountpoint(pos[0]); err != nil {
 		return err
 	}
 	if o.cacheSize, err = parseBytes(*cacheSize); err != nil || o.cacheSize < 0 {

@@ -183,6 +183,34 @@ listed in the drive's root). The drive must be mounted.
 	return usageError("unknown snapshot subcommand %q: want create, list, delete or restore", pos[0])
 }
 
+// pathInMount is p relative to the mountpoint mp when p is inside it, also
+// when p reaches it through a symlink (omlink/work/a with omlink -> om).
+// Only the part of p up to the mountpoint is resolved: what follows names
+// a file in the drive, which may be a symlink or gone.
+func pathInMount(p, mp string) (string, bool) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", false
+	}
+	real, err := resolveMountpoint(mp)
+	if err != nil {
+		real = mp
+	}
+	var dirs []string // abs's folders, the shortest first
+	for d := filepath.Dir(abs); d != "/" && d != "."; d = filepath.Dir(d) {
+		dirs = append([]string{d}, dirs...)
+	}
+	for _, d := range dirs {
+		if d == mp || d == real {
+			return abs[len(d)+1:], true
+		}
+		if r, err := filepath.EvalSymlinks(d); err == nil && r == real {
+			return abs[len(d)+1:], true
+		}
+	}
+	return "", false
+}
+
 // restoreSnapshot copies PATH out of MOUNT/.snapshots/SNAP.
 func restoreSnapshot(ctx context.Context, e *env, c *controlClient, snap, path, to string) error {
 	var st statusReport
@@ -190,8 +218,8 @@ func restoreSnapshot(ctx context.Context, e *env, c *controlClient, snap, path, 
 		return err
 	}
 	rel := strings.TrimPrefix(filepath.Clean("/"+path), "/")
-	if abs, err := filepath.Abs(path); err == nil && strings.HasPrefix(abs, st.Mountpoint+"/") {
-		rel = strings.TrimPrefix(abs, st.Mountpoint+"/") // a path inside the mount
+	if r, ok := pathInMount(path, st.Mountpoint); ok {
+		rel = r // a path inside the mount
 	}
 	if strings.HasPrefix(rel, ".snapshots") {
 		return usageError("PATH is relative to the drive's root and may not be inside .snapshots")

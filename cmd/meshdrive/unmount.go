@@ -32,7 +32,7 @@ default) and that drive is mounted there, unmount waits for that (up to
 	if *wait < 0 {
 		return usageError("--wait %v: want a duration like 60s", *wait)
 	}
-	mp, err := filepath.Abs(pos[0])
+	mp, err := resolveMountpoint(pos[0])
 	if err != nil {
 		return err
 	}
@@ -43,6 +43,9 @@ default) and that drive is mounted there, unmount waits for that (up to
 	ours := false
 	if dir != "" {
 		_, holder := lockHolder(dir)
+		if holder != "" {
+			holder, _ = resolveMountpoint(holder) // a mount before symlinks were resolved
+		}
 		ours = holder == mp && lockHeld(dir)
 	}
 	if err := unmountPath(mp); err != nil {
@@ -61,6 +64,37 @@ default) and that drive is mounted there, unmount waits for that (up to
 	}
 	fmt.Fprintf(e.stdout, "unmounted %s\n", mp)
 	return nil
+}
+
+// resolveMountpoint makes a mountpoint given on the command line absolute
+// and resolves its symlinks, so that om and omlink -> om name one mount:
+// the kernel's table (/proc/self/mounts) and DATA/lock then agree with
+// what either spelling finds. A path that cannot be resolved whole (one
+// missing, which mount refuses with its own message, or a dead mount, which
+// answers ENOTCONN and unmount clears) has its folder resolved and a
+// symlink at its end followed once.
+func resolveMountpoint(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		return r, nil
+	}
+	resolveDir := func(p string) string {
+		if d, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+			return filepath.Join(d, filepath.Base(p))
+		}
+		return p
+	}
+	abs = resolveDir(abs)
+	if t, err := os.Readlink(abs); err == nil {
+		if !filepath.IsAbs(t) {
+			t = filepath.Join(filepath.Dir(abs), t)
+		}
+		return resolveDir(filepath.Clean(t)), nil
+	}
+	return abs, nil
 }
 
 // unmountPath unmounts mp: umount(2) first, fusermount3 -u when that is

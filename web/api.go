@@ -189,6 +189,7 @@ func fsError(w http.ResponseWriter, what string, err error) {
 type fileOps struct {
 	*Server
 	root *os.Root
+	body *uploadBody // a PUT's body (uploads registers it)
 }
 
 // openRoot opens the mountpoint, and refuses when the drive is no longer
@@ -224,6 +225,13 @@ func (srv *Server) api(w http.ResponseWriter, r *http.Request, rest string) {
 	ep, tail, _ := strings.Cut(rest, "/")
 	m := r.Method
 	s := &fileOps{Server: srv}
+	if ep == "files" && m == http.MethodPut {
+		// Unregistered after the root is closed (defers run last first):
+		// EndUploads waits until nothing of the upload holds the mount.
+		b, done := srv.ups.add(w, r.Body)
+		defer done()
+		s.body = b
+	}
 	switch ep {
 	case "list", "stat", "files", "mkdir", "rename", "restore":
 		root, err := srv.openRoot()

@@ -468,7 +468,7 @@ func (s *fileOps) upload(w http.ResponseWriter, r *http.Request, escaped string)
 		fsError(w, "upload /"+rel, err)
 		return
 	}
-	body := &readErr{r: http.MaxBytesReader(w, r.Body, s.o.MaxUpload)}
+	body := &readErr{r: http.MaxBytesReader(w, s.body, s.o.MaxUpload)}
 	n, err := io.Copy(f, body)
 	if err == nil {
 		carryOver(s.root, rel, f)
@@ -487,6 +487,20 @@ func (s *fileOps) upload(w http.ResponseWriter, r *http.Request, escaped string)
 		var errno syscall.Errno
 		if body.err == nil && (errors.As(err, &errno) || errors.Is(err, iofs.ErrNotExist)) {
 			fsError(w, "upload /"+rel, err)
+			return
+		}
+		if errors.Is(err, errUploadsEnded) {
+			writeError(w, http.StatusServiceUnavailable, "not_mounted",
+				fmt.Sprintf("upload /%s: the drive is being unmounted; nothing was changed; send it again once it is mounted", rel))
+			return
+		}
+		if s.body.stalled {
+			of := ""
+			if r.ContentLength >= 0 {
+				of = fmt.Sprintf(" of %d", r.ContentLength)
+			}
+			writeError(w, http.StatusRequestTimeout, "stalled",
+				fmt.Sprintf("upload /%s: the body stopped arriving (nothing for %v, after %d%s bytes); nothing was changed, send it again", rel, s.o.UploadIdle, n, of))
 			return
 		}
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {

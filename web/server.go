@@ -41,6 +41,11 @@ type Options struct {
 	// MaxUpload bounds one upload (0: DefaultMaxUpload). Larger files go
 	// through the mounted folder, which streams them into the journal.
 	MaxUpload int64
+	// UploadIdle ends an upload whose body makes no progress for this long
+	// (408 stalled), so a stalled client does not hold a file of the mount
+	// open for ever (0: DefaultUploadIdle). An upload that keeps sending
+	// is never cut off.
+	UploadIdle time.Duration
 	// Metrics serves /metrics (behind the token); nil: 404.
 	Metrics http.Handler
 	Logger  *slog.Logger
@@ -67,6 +72,7 @@ type Server struct {
 	started time.Time
 	tmpMu   sync.Mutex      // guards tmps
 	tmps    map[string]bool // hidden names uploads and restores are writing now
+	ups     uploads         // the uploads in flight
 }
 
 // Start opens the mountpoint as a root, listens on o.Addr and serves until
@@ -117,12 +123,15 @@ func newServer(o Options) (*Server, error) {
 	if o.MaxUpload <= 0 {
 		o.MaxUpload = DefaultMaxUpload
 	}
+	if o.UploadIdle <= 0 {
+		o.UploadIdle = DefaultUploadIdle
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{o: o, log: log, dev: st.Dev, hosts: map[string]bool{}, done: make(chan struct{}), sess: newSessions(),
-		started: time.Now(), tmps: map[string]bool{}}, nil
+		started: time.Now(), tmps: map[string]bool{}, ups: uploads{idle: o.UploadIdle}}, nil
 }
 
 // Addr is the address the server listens on (host:port).
@@ -143,12 +152,14 @@ func (s *Server) LoginURL() string {
 	return s.URL() + "login?code=" + s.sess.newCode()
 }
 
-// Close stops serving: requests in flight get 5 s, a running check is
-// cancelled. It may be called more than once.
+// Close stops serving: uploads in flight are ended (EndUploads), other
+// requests get 5 s, a running check is cancelled. It may be called more
+// than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		s.EndUploads(5 * time.Second)
 		s.closeErr = s.srv.Shutdown(ctx)
 		<-s.done
 		s.check.cancelRun()

@@ -183,6 +183,7 @@ func startControl(o controlOptions) (*controlServer, error) {
 	mux.HandleFunc("POST /snapshots/delete", c.snapshotDelete)
 	mux.HandleFunc("POST /check", c.check)
 	mux.HandleFunc("POST /web/login", c.webLogin)
+	mux.HandleFunc("POST /web/end-uploads", c.webEndUploads)
 	mux.HandleFunc("GET /nodes", c.nodeList)
 	mux.HandleFunc("POST /nodes/add", c.nodeAdd)
 	mux.HandleFunc("POST /nodes/drain", c.nodeDrain)

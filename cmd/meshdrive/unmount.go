@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -47,6 +48,17 @@ default) and that drive is mounted there, unmount waits for that (up to
 			holder, _ = resolveMountpoint(holder) // a mount before symlinks were resolved
 		}
 		ours = holder == mp && lockHeld(dir)
+	}
+	if ours {
+		// The web app's uploads hold files of the mount open; a stalled
+		// one would make the unmount fail as busy. Best effort: a mount
+		// that does not answer is unmounted all the same.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		var ended webEndUploadsReply
+		if err := newControlClient(dir).getJSON(ctx, "POST", "/web/end-uploads", &ended); err == nil && ended.Ended > 0 {
+			fmt.Fprintf(e.stderr, "meshdrive: ended %d web uploads in flight (nothing of them was kept)\n", ended.Ended)
+		}
+		cancel()
 	}
 	if err := unmountPath(mp); err != nil {
 		return err

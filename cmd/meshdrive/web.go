@@ -246,6 +246,22 @@ type webLoginReply struct {
 	URL string `json:"url"`
 }
 
+// webEndUploadsReply is POST /web/end-uploads.
+type webEndUploadsReply struct {
+	Ended int `json:"ended"`
+}
+
+// webEndUploads ends the web app's uploads in flight before meshdrive
+// unmount unmounts: a stalled one would hold a file of the mount open and
+// the unmount would fail as busy.
+func (c *controlServer) webEndUploads(w http.ResponseWriter, r *http.Request) {
+	n := 0
+	if srv := c.web.Load(); srv != nil {
+		n = srv.EndUploads(10 * time.Second)
+	}
+	writeJSON(w, http.StatusOK, webEndUploadsReply{Ended: n})
+}
+
 // webLogin answers web-url: a login address with a fresh single-use code
 // (the control socket is 0600: only the mount's user gets one).
 func (c *controlServer) webLogin(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -838,4 +839,45 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 		t.Errorf("nodes page says %q; want it to say 1 node of 6 is down", sentence)
 	}
 	t.Logf("screenshots in %s", shots)
+}
+
+// TestUnmountEndsStalledUpload: a web upload whose body stalls holds a
+// hidden file of the mount open; meshdrive unmount ends it (503) instead
+// of failing as busy.
+func TestUnmountEndsStalledUpload(t *testing.T) {
+	f := newWebFixture(t)
+	host := strings.TrimPrefix(f.base, "http://")
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "PUT /api/v1/files/short.txt HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n11 bytes...", host, f.token)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ents, _ := os.ReadDir(f.mp)
+		if slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), ".meshdrive-upload-") }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the upload's hidden file never showed in the mount")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := mustRun(t, f.env, "unmount", "--data", f.dir, f.mp)
+	if !strings.Contains(r.stdout, "unmounted "+f.mp) || !strings.Contains(r.stderr, "ended 1 web uploads") {
+		t.Errorf("unmount: %s", r)
+	}
+	if mounted(f.mp) {
+		t.Errorf("still mounted at %s", f.mp)
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("the upload got no answer: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "being unmounted") {
+		t.Errorf("the stalled upload: %d %s", resp.StatusCode, b)
+	}
 }

@@ -1,0 +1,120 @@
+package web
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultUploadIdle is Options.UploadIdle's default.
+const DefaultUploadIdle = 60 * time.Second
+
+// errUploadsEnded is an upload's body read after EndUploads: the drive is
+// being unmounted.
+var errUploadsEnded = errors.New("uploads ended: the drive is being unmounted")
+
+// uploads are the PUTs in flight, so EndUploads (an unmount) can end them:
+// each holds a hidden file of the mount and the mount's root open, and the
+// mount cannot be unmounted while they do.
+type uploads struct {
+	mu   sync.Mutex // guards m; wg counts m's entries
+	m    map[*uploadBody]bool
+	wg   sync.WaitGroup
+	idle time.Duration
+}
+
+// add registers a request's body; done (after the request's files are
+// closed) unregisters it.
+func (u *uploads) add(w http.ResponseWriter, r io.ReadCloser) (b *uploadBody, done func()) {
+	b = &uploadBody{r: r, rc: http.NewResponseController(w), idle: u.idle}
+	u.mu.Lock()
+	if u.m == nil {
+		u.m = map[*uploadBody]bool{}
+	}
+	u.m[b] = true
+	u.wg.Add(1)
+	u.mu.Unlock()
+	return b, func() {
+		u.mu.Lock()
+		delete(u.m, b)
+		u.mu.Unlock()
+		u.wg.Done()
+	}
+}
+
+// end makes every upload in flight fail (its next or current read returns
+// errUploadsEnded) and waits, at most wait, until they have cleaned up.
+// It reports how many there were.
+func (u *uploads) end(wait time.Duration) int {
+	u.mu.Lock()
+	n := len(u.m)
+	for b := range u.m {
+		b.end()
+	}
+	u.mu.Unlock()
+	done := make(chan struct{})
+	go func() { u.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(wait):
+	}
+	return n
+}
+
+// uploadBody is an upload's request body with a deadline on progress:
+// each Read moves the connection's read deadline idle into the future, so
+// a body that stops arriving fails with os.ErrDeadlineExceeded after idle
+// while one that keeps coming, however large and slow, is never cut off.
+// end sets the deadline in the past to stop a Read blocked now.
+type uploadBody struct {
+	r     io.ReadCloser
+	rc    *http.ResponseController
+	idle  time.Duration
+	ended atomic.Bool
+	// stalled: the idle deadline passed (the client stopped sending).
+	stalled bool
+}
+
+func (b *uploadBody) Read(p []byte) (int, error) {
+	if b.ended.Load() {
+		return 0, errUploadsEnded
+	}
+	// Unsupported (a recorder in tests): no deadline, as before.
+	b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	// end stores ended before it moves the deadline back, so either this
+	// sees it or end's deadline comes after ours.
+	if b.ended.Load() {
+		return 0, errUploadsEnded
+	}
+	n, err := b.r.Read(p)
+	if err != nil && b.ended.Load() {
+		return n, errUploadsEnded
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		b.stalled = true
+	}
+	return n, err
+}
+
+func (b *uploadBody) Close() error { return b.r.Close() }
+
+func (b *uploadBody) end() {
+	b.ended.Store(true)
+	b.rc.SetReadDeadline(time.Now().Add(-time.Second))
+}
+
+// EndUploads ends the uploads in flight (an unmount is coming: their open
+// files would keep the mount busy): each answers 503 and removes its
+// hidden file. It waits at most wait for them and reports how many there
+// were.
+func (s *Server) EndUploads(wait time.Duration) int {
+	n := s.ups.end(wait)
+	if n > 0 {
+		s.log.Info("web: uploads in flight ended for the unmount", "uploads", n)
+	}
+	return n
+}

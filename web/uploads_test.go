@@ -1,0 +1,136 @@
+package web
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// uploadServer is folderServer on a real listener (read deadlines need a
+// connection) with uploads that stall after idle.
+func uploadServer(t *testing.T, idle time.Duration) (*Server, string, string) {
+	s, mp := folderServer(t)
+	s.o.UploadIdle, s.ups.idle = idle, idle
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	addr := ts.Listener.Addr().String()
+	s.hosts[addr] = true
+	return s, mp, addr
+}
+
+// startPut sends a PUT's head announcing size bytes, and the first bytes
+// of its body; the caller sends the rest, or not.
+func startPut(t *testing.T, addr, target string, size int, first []byte) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", target, addr, fuzzToken, size)
+	c.Write(first)
+	return c
+}
+
+func readAnswer(t *testing.T, c net.Conn) (int, apiError) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var e apiError
+	json.Unmarshal(b, &e)
+	return resp.StatusCode, e
+}
+
+func uploadTemps(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmps []string
+	for _, e := range ents {
+		if isUploadTemp(e.Name()) {
+			tmps = append(tmps, e.Name())
+		}
+	}
+	return tmps
+}
+
+// TestUploadStalls: a body that stops arriving ends the upload with 408
+// stalled and removes its hidden file; one that keeps arriving, slower in
+// all than the idle time, is stored whole.
+func TestUploadStalls(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	_, mp, addr := uploadServer(t, idle)
+	start := time.Now()
+	c := startPut(t, addr, "/api/v1/files/in/short.txt", 100, []byte("11 bytes..."))
+	code, e := readAnswer(t, c)
+	if code != http.StatusRequestTimeout || e.Code != "stalled" || !strings.Contains(e.Error, "after 11 of 100 bytes") {
+		t.Errorf("a stalled upload: %d %+v", code, e)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the stalled upload took %v to end, idle is %v", d, idle)
+	}
+	if tmps := uploadTemps(t, filepath.Join(mp, "in")); len(tmps) > 0 {
+		t.Errorf("a stalled upload left %v", tmps)
+	}
+	if _, err := os.Stat(filepath.Join(mp, "in/short.txt")); err == nil {
+		t.Errorf("a stalled upload made the file")
+	}
+
+	// 8 pieces 100 ms apart: 800 ms in all, more than idle.
+	want := strings.Repeat("0123456789", 8)
+	c = startPut(t, addr, "/api/v1/files/in/slow.txt", len(want), nil)
+	for i := 0; i < len(want); i += 10 {
+		time.Sleep(idle / 3)
+		if _, err := c.Write([]byte(want[i : i+10])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, e := readAnswer(t, c); code != http.StatusCreated {
+		t.Errorf("a slow upload that keeps sending: %d %+v", code, e)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "in/slow.txt")); err != nil || string(b) != want {
+		t.Errorf("the slow upload stored %q, %v", b, err)
+	}
+}
+
+// TestEndUploads: EndUploads (an unmount) ends an upload waiting for its
+// body at once: 503, and its hidden file is gone when EndUploads returns.
+func TestEndUploads(t *testing.T) {
+	s, mp, addr := uploadServer(t, time.Hour)
+	c := startPut(t, addr, "/api/v1/files/in/big.bin", 1<<20, []byte("the first bytes"))
+	deadline := time.Now().Add(30 * time.Second)
+	for len(uploadTemps(t, filepath.Join(mp, "in"))) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload never made its hidden file")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := s.EndUploads(10 * time.Second); n != 1 {
+		t.Errorf("EndUploads ended %d uploads, want 1", n)
+	}
+	if tmps := uploadTemps(t, filepath.Join(mp, "in")); len(tmps) > 0 {
+		t.Errorf("after EndUploads, %v is still there", tmps)
+	}
+	if code, e := readAnswer(t, c); code != http.StatusServiceUnavailable || e.Code != "not_mounted" || !strings.Contains(e.Error, "being unmounted") {
+		t.Errorf("an ended upload: %d %+v", code, e)
+	}
+	if n := s.EndUploads(time.Second); n != 0 {
+		t.Errorf("a second EndUploads found %d", n)
+	}
+}

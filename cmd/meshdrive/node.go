@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/meshdrive/meshdrive/remote/node"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
@@ -137,6 +141,12 @@ so --listen 127.0.0.1:0 picks a free port.`)
 		ln.Close()
 		return fmt.Errorf("%w; --dir takes the node's directory (made if missing)", err)
 	}
+	unlock, err := lockNodeDir(*dir)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer unlock()
 	if *certFile != "" {
 		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 		if err != nil {
@@ -154,6 +164,34 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	}
 	fmt.Fprintf(e.stdout, "listening on %s\n", addr)
 	return srv.Serve(ctx, ln)
+}
+
+// nodeLock is the file in a node's directory that the process serving it
+// holds locked (flock), so a second node serve of the directory is
+// refused: two processes serving one directory would each count, scrub
+// and quarantine its objects behind the other's back.
+const nodeLock = ".node.lock"
+
+// lockNodeDir locks dir for this process until unlock, or says which
+// process serves it.
+func lockNodeDir(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, nodeLock)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cannot lock the node directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		pid, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s is already served by another meshdrive node process (pid %s); one process serves a directory: stop that one first, or give another --dir",
+				dir, strings.TrimSpace(string(pid)))
+		}
+		return nil, fmt.Errorf("cannot lock the node directory %s: %w", dir, err)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
 }
 
 // loopbackAddr reports whether a listen address (host:port) is on a

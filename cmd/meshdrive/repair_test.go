@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -675,7 +676,13 @@ func TestNodeServeRefusesOpen(t *testing.T) {
 	if r := runBin(t, cmdEnv(), "node", "serve", "--dir", t.TempDir(), "--listen", "127.0.0.1:0", "--quarantine-max", "lots"); r.code != 2 || !strings.Contains(r.stderr, "--quarantine-max \"lots\"") {
 		t.Errorf("a bad --quarantine-max: %s", r)
 	}
-	n := startNode(t, t.TempDir(), "--listen", "0.0.0.0:0", "--insecure")
+	served := t.TempDir()
+	n := startNode(t, served, "--listen", "0.0.0.0:0", "--insecure")
+	// A second process for the same directory is refused, naming the first.
+	if r := runBin(t, cmdEnv(), "node", "serve", "--dir", served, "--listen", "127.0.0.1:0"); r.code == 0 ||
+		!strings.Contains(r.stderr, "already served by another meshdrive node process (pid "+strconv.Itoa(n.cmd.Process.Pid)) {
+		t.Errorf("a second node serve of one directory: %s", r)
+	}
 	n.stop(t, syscall.SIGTERM)
 	tok := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tok, []byte("s3cret\n"), 0o600)

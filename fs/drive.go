@@ -32,7 +32,8 @@ type DriveOptions struct {
 
 	CacheMemBytes, CacheDiskBytes int64
 	// PinBudget bounds the bytes of pinned files (0: CacheDiskBytes, or
-	// the cache's default disk size).
+	// the cache's default disk size; with no disk tier, CacheDiskBytes
+	// below 0, nothing can be pinned).
 	PinBudget    int64
 	JournalQuota int64 // 0 = journal default
 	BlockSize    int   // 0 = journal default (4 MiB)
@@ -284,9 +285,10 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		if budget <= 0 {
 			budget = o.CacheDiskBytes
 		}
-		if budget <= 0 {
+		if budget == 0 {
 			budget = cache.DefaultDiskBytes
 		}
+		budget = max(budget, 0) // no disk tier: nothing can be pinned
 		d.pins = NewPinner(j, c, budget, log)
 		var pctx context.Context
 		pctx, d.stopPins = context.WithCancel(context.Background())

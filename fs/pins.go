@@ -203,6 +203,9 @@ func (p *Pinner) pinLocked(ctx context.Context, ino journal.Ino) error {
 			need = addSat(need, size)
 		}
 	}
+	if p.budget == 0 && need > 0 {
+		return fmt.Errorf("%w: the drive is mounted without a disk cache (--cache-size 0), where pinned files would be kept; mount it with one to pin", ErrPinBudget)
+	}
 	if addSat(used, need) > p.budget {
 		return fmt.Errorf("%w: pinning it needs %s more, and %s of the %s pin budget is in use; unpin something, or mount with a larger --pin-budget",
 			ErrPinBudget, humanSize(need), humanSize(used), humanSize(p.budget))

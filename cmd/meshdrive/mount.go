@@ -87,7 +87,7 @@ example "08:00-18:00 1MiB/s, otherwise unlimited" (re-read every 2 s).
 The passphrase comes from --passphrase-file, else $MESHDRIVE_PASSPHRASE,
 else a prompt on the terminal.`)
 	dataDir := dataDirFlag(e, fl)
-	cacheSize := fl.String("cache-size", "4GiB", "disk cache size in bytes (suffixes K, M, G, T, KiB, MiB, GiB, TiB); small blocks written here are kept in the journal besides, up to a quarter of it")
+	cacheSize := fl.String("cache-size", "4GiB", "disk cache size in bytes (suffixes K, M, G, T, KiB, MiB, GiB, TiB); small blocks written here are kept in the journal besides, up to a quarter of it; 0: no disk cache (every read the memory cache misses goes to the grid, and nothing can be pinned)")
 	cacheMem := fl.String("cache-mem", "32MiB", "memory cache size in bytes (same suffixes): plaintext blocks and frames kept in RAM, most of the mount's memory; raise it for hot working sets larger than this")
 	pinBudget := fl.String("pin-budget", "", "how much pinned files (meshdrive pin) may hold on this machine, in bytes (same suffixes; default: --cache-size); pinned blocks live in the disk cache and take their room from it")
 	uploadLimit := fl.String("upload-limit", "0", "upload bandwidth limit in bytes/s, shards and metadata to every node together (same suffixes; 0 = unlimited); the config's bandwidth_schedule overrides it in its windows")
@@ -134,6 +134,9 @@ else a prompt on the terminal.`)
 	if *pinBudget != "" {
 		if o.pinBudget, err = parseBytes(*pinBudget); err != nil || o.pinBudget <= 0 {
 			return usageError("--pin-budget %q: want a byte count like 10GiB", *pinBudget)
+		}
+		if o.cacheSize == 0 {
+			return usageError("--pin-budget with --cache-size 0: pinned files live in the disk cache; give the cache a size")
 		}
 	}
 	ul, err := parseBytes(*uploadLimit)
@@ -396,9 +399,13 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	if mem == 0 {
 		mem = -1 // --cache-mem 0: no memory tier (the cache's 0 means its default)
 	}
+	disk := o.cacheSize
+	if disk == 0 {
+		disk = -1 // --cache-size 0: no disk tier, likewise
+	}
 	drive, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir: o.dataDir, Grid: grid, Sealer: sealer,
-		CacheMemBytes: mem, CacheDiskBytes: o.cacheSize, PinBudget: o.pinBudget,
+		CacheMemBytes: mem, CacheDiskBytes: disk, PinBudget: o.pinBudget,
 		BlockSize: cfg.BlockSize, ReadOnly: o.readOnly, AllowOther: o.allowOther, Logger: log,
 		MetaInterval: metaInterval(o, cfg), Retention: retention(cfg), GCInterval: o.gcInterval,
 		ObserveOp:  metrics.ObserveFUSE,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -246,4 +247,31 @@ func TestPinKeepsFolderOffline(t *testing.T) {
 	pollStatus(t, env, dir, "the pinner to hold nothing after unpin", func(s statusReport) bool {
 		return s.Pins != nil && s.Pins.Files == 0 && s.Pins.Blocks == 0 && s.Pins.Bytes == 0
 	})
+}
+
+// TestNoDiskCache: --cache-size 0 mounts with no disk tier: files read
+// back, no block file is kept under the data dir's cache, and a pin is
+// refused saying why.
+func TestNoDiskCache(t *testing.T) {
+	_, dir, _, env, mp := mountedCluster(t, "nocache", nil, "--cache-size", "0")
+	p := filepath.Join(mp, "f")
+	want := randomFile(t, p, 6<<20, 5)
+	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
+	got, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back: %v", err)
+	}
+	var blocks int
+	filepath.WalkDir(filepath.Join(dir, cacheDir), func(_ string, d iofs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			blocks++
+		}
+		return nil
+	})
+	if blocks != 0 {
+		t.Errorf("%d files in the cache directory of a mount with --cache-size 0", blocks)
+	}
+	if r := runBin(t, env, "pin", "--data", dir, p); r.code == 0 || !strings.Contains(r.stderr, "without a disk cache") {
+		t.Errorf("pin with no disk cache: %s", r)
+	}
 }

@@ -70,6 +70,13 @@ func TestRefusals(t *testing.T) {
 			assertRefusal(t, runBin(t, noDev, "mount", daemon, "--data", dir, mp), dir, mp, "/nonexistent/fuse is missing", "modprobe fuse")
 		}
 	})
+	t.Run("pin budget without a disk cache", func(t *testing.T) {
+		r := runBin(t, env, "mount", "--cache-size", "0", "--pin-budget", "1GiB", "--data", dir, mp)
+		assertRefusal(t, r, dir, mp, "--pin-budget with --cache-size 0")
+		if r.code != 2 {
+			t.Errorf("exit %d, want 2 (usage)", r.code)
+		}
+	})
 	t.Run("repair-below above k+m", func(t *testing.T) {
 		for _, daemon := range []string{"--daemon=false", "--daemon"} {
 			r := runBin(t, env, "mount", daemon, "--repair-below", "100", "--data", dir, mp)

@@ -19,6 +19,22 @@ import (
 // wrong (a hung disk, say).
 const readyTimeout = 2 * time.Minute
 
+// logKeep is the size past which a mount's log is moved aside (to
+// meshdrive.log.1, replacing the one before) when the next mount starts:
+// a drive mounted for years must not fill its disk with log lines.
+const logKeep = 16 << 20
+
+// openDaemonLog opens the log at path for appending, first moving it
+// aside when it has grown past logKeep.
+func openDaemonLog(path string) (*os.File, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > logKeep {
+		if err := os.Rename(path, path+".1"); err != nil {
+			return nil, err
+		}
+	}
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+}
+
 // startDaemon re-executes this binary detached (new session, output to
 // DATA/meshdrive.log), hands it the master key over a pipe and waits for
 // its one-line readiness report: "ok" or "error: MESSAGE".
@@ -28,7 +44,7 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 		return fmt.Errorf("daemon: cannot find this program: %w", err)
 	}
 	logPath := filepath.Join(o.dataDir, logFile)
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := openDaemonLog(logPath)
 	if err != nil {
 		return fmt.Errorf("daemon: cannot open the log %s: %w", logPath, err)
 	}

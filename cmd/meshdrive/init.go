@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -60,6 +61,20 @@ twice).`)
 	}
 	if len(pos) > 0 {
 		return usageError("init takes no arguments (got %q); nodes are given with --node URL", pos[0])
+	}
+	// 0 is the flags' "choose for me"; given by hand it is a mistake, not
+	// a request for the default.
+	var bad error
+	fl.Visit(func(f *flag.Flag) {
+		switch {
+		case f.Name == "k" && *k < 1:
+			bad = usageError("--k %d: a segment needs at least 1 data shard", *k)
+		case f.Name == "m" && *m < 1:
+			bad = usageError("--m %d: a drive needs at least 1 parity shard (with none, losing any node loses data, and uploads need k+1 nodes to answer)", *m)
+		}
+	})
+	if bad != nil {
+		return bad
 	}
 	dir, err := dataDir()
 	if err != nil {

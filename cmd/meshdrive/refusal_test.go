@@ -372,6 +372,15 @@ func TestRefusalsWithoutDrive(t *testing.T) {
 		t.Errorf("init made a directory named 127.0.0.1:9000")
 	}
 
+	// k and m of 0 given by hand are mistakes, not "the default".
+	for _, c := range [][2]string{{"--k", "--k 0: a segment needs at least 1 data shard"}, {"--m", "--m 0: a drive needs at least 1 parity shard"}} {
+		r := runBin(t, env, "init", "--data", filepath.Join(base, "d4"), "--node", filepath.Join(base, "n4"), "--node", filepath.Join(base, "n5"), c[0], "0")
+		assertRefusal(t, r, "", "", c[1])
+		if r.code != 2 {
+			t.Errorf("init %s 0: exit %d, want 2 (usage)", c[0], r.code)
+		}
+	}
+
 	// Negative durations.
 	for flag, args := range map[string][]string{
 		"--timeout":     {"sync", "--data", missing, "--timeout", "-1s"},

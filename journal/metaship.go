@@ -66,6 +66,9 @@ type metaShipper struct {
 	// takenOver: another journal wrote the drive's root record (writer.go);
 	// nothing is shipped any more.
 	takenOver *TakenOverError
+	// afterRoot, when set (tests), runs after a ship's root Put; an error
+	// ends the ship there, as a crash would.
+	afterRoot func() error
 
 	stMu  sync.Mutex // guards stats
 	stats MetaStats
@@ -374,10 +377,22 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 	if err != nil {
 		return 0, fmt.Errorf("journal: ship metadata record %d: %w", seq, err)
 	}
+	// Known before any node has it: a crash between the root's Put and
+	// the row below must not leave this journal taking its own root for
+	// another writer's (writer.go).
+	if err := j.md.setRootPending(ctx, seq, info.ID); err != nil {
+		m.g.DeleteSegment(context.WithoutCancel(ctx), info)
+		return 0, err
+	}
 	root := m.seal.SealRoot(&remote.RootRecord{Seq: seq, Created: h.Created, Writer: writer, Head: *info})
 	if _, err := m.g.PutMeta(ctx, remote.MetaRoot, root); err != nil {
 		m.g.DeleteSegment(context.WithoutCancel(ctx), info)
 		return 0, fmt.Errorf("journal: ship root record %d: %w", seq, err)
+	}
+	if m.afterRoot != nil {
+		if err := m.afterRoot(); err != nil {
+			return 0, err // tests: a crash after the root's Put
+		}
 	}
 	segBytes := remote.AppendSegmentInfo(nil, info)
 	j.wmu.Lock()
@@ -387,8 +402,7 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 			seq, h.Kind, h.Base, h.Prev, h.Created.UnixNano(), segBytes, len(data)); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('mlog_next', ?), ('root_seen', ?)`,
-			strconv.FormatUint(seq+1, 10), rootSeen(seq, writer)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('mlog_next', ?)`, strconv.FormatUint(seq+1, 10)); err != nil {
 			return err
 		}
 		if err := markBornFreed(ctx, tx, seq, h.Kind == metalog.Full, maxID.Int64, staged, freedIDs); err != nil {

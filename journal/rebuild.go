@@ -23,11 +23,8 @@ type RebuildOptions struct {
 	Sealer *remote.Sealer
 	// Seq and Head name the record to rebuild (a root record's, or a
 	// snapshot's).
-	Seq  uint64
-	Head remote.SegmentInfo
-	// Writer is the root record's writer: the rebuilt journal takes that
-	// record up as the one it last saw, and ships after it (writer.go).
-	Writer    remote.WriterID
+	Seq       uint64
+	Head      remote.SegmentInfo
 	BlockSize int
 	// Progress, when set, is called as records are read ("read") and
 	// applied ("apply"), with done and total counts of records.
@@ -195,8 +192,8 @@ func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildStats, error) {
 			return nil, fmt.Errorf("journal: rebuild: %w", err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('mlog_next', ?), ('recovered', ?), ('root_seen', ?)`,
-		fmt.Sprint(o.Seq+1), time.Now().UTC().Format(time.RFC3339), rootSeen(o.Seq, o.Writer)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('mlog_next', ?), ('recovered', ?)`,
+		fmt.Sprint(o.Seq+1), time.Now().UTC().Format(time.RFC3339)); err != nil {
 		return nil, fmt.Errorf("journal: rebuild: %w", err)
 	}
 	var root int

@@ -7,26 +7,27 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/meshdrive/meshdrive/remote"
 )
 
-// One writer per drive. Each journal has a random writer id (meta key
-// "writer"), which every root record it ships carries. Before a metadata
-// record is written, and before orphans are collected, the journal reads
-// the grid's newest root record: it goes on only while that record is its
-// own, or the one it last wrote or took up (meta key "root_seen": set by
-// every ship and by Rebuild). Anything else means another computer has
-// written the drive since (a recover on a new laptop while the old one
-// still runs, or a copied data dir): this journal stops shipping metadata
-// and collecting orphans, which would delete the other's segments, and
-// says so (ErrTakenOver). Records from before writer ids carry the zero
-// id; a journal that has never seen a root takes such a record up once.
+// One writer per drive. Before a metadata record is written, at the
+// shipper's start, and before orphans are collected, the journal reads the
+// grid's newest root record and goes on only while that record is one it
+// wrote or took up: its seq and head segment are a row of its own log
+// (mlog: every record it shipped, and those Rebuild took from the grid),
+// or the record its last ship was putting on the nodes (meta key
+// "root_pending", committed durably before the root's Put, so a crash
+// between that Put and the row leaves it known). Anything else means
+// another computer has written the drive since (a recover on a new laptop
+// while the old one still runs, a copied or cloned data dir, a restored
+// backup): this journal stops shipping metadata and collecting garbage,
+// which would delete the other's segments as orphans, and says so
+// (ErrTakenOver). Each journal also has a random writer id (meta key
+// "writer") that its root records carry, to name the other writer in
+// the message; the decision never rests on it.
 
 // ErrTakenOver: the drive's newest root record on the grid was written by
 // another journal after this one's last. The error value is a
@@ -48,27 +49,20 @@ func (e *TakenOverError) Error() string {
 
 func (e *TakenOverError) Unwrap() error { return ErrTakenOver }
 
-// rootSeen is the meta value naming root record r.
-func rootSeen(seq uint64, w remote.WriterID) string {
-	return strconv.FormatUint(seq, 10) + ":" + w.String()
+// rootKey names root record r by its seq and head segment.
+func rootKey(seq uint64, head remote.SegmentID) string {
+	return strconv.FormatUint(seq, 10) + ":" + head.String()
 }
 
-// writerID returns the journal's writer id, made on first use. A journal
-// whose database is not the file the id was made for (a copy of the data
-// dir, on this computer or another) makes an id of its own: otherwise a
-// copy and its original, both running, would pass for one writer.
+// writerID returns the journal's writer id, made on first use (durably:
+// root records carry it as soon as it is made).
 func (j *meta) writerID(ctx context.Context) (remote.WriterID, error) {
 	var w remote.WriterID
 	v, err := j.metaValue(ctx, "writer")
 	if err != nil {
 		return w, err
 	}
-	made, err := j.metaValue(ctx, "writer_file")
-	if err != nil {
-		return w, err
-	}
-	here := dbFileID(filepath.Join(j.o.Dir, "journal.db"))
-	if b, err := hex.DecodeString(v); err == nil && len(b) == len(w) && (made == here || here == "") {
+	if b, err := hex.DecodeString(v); err == nil && len(b) == len(w) {
 		copy(w[:], b)
 		return w, nil
 	}
@@ -76,8 +70,8 @@ func (j *meta) writerID(ctx context.Context) (remote.WriterID, error) {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	j.scopeLocked(scopeNone)
-	err = j.txLocked(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('writer', ?), ('writer_file', ?)`, w.String(), here)
+	err = j.durableTxLocked(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('writer', ?)`, w.String())
 		return err
 	})
 	if err != nil {
@@ -86,14 +80,20 @@ func (j *meta) writerID(ctx context.Context) (remote.WriterID, error) {
 	return w, nil
 }
 
-// dbFileID names the file at path by device and inode number ("" when it
-// cannot be looked at).
-func dbFileID(path string) string {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return ""
+// setRootPending records, durably, the root record a ship is about to
+// put on the nodes.
+func (j *meta) setRootPending(ctx context.Context, seq uint64, head remote.SegmentID) error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	j.scopeLocked(scopeNone)
+	err := j.durableTxLocked(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('root_pending', ?)`, rootKey(seq, head))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("journal: record the root record being shipped: %w", err)
 	}
-	return fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+	return nil
 }
 
 // metaValue reads meta key, "" when unset.
@@ -109,21 +109,24 @@ func (j *meta) metaValue(ctx context.Context, key string) (string, error) {
 	return v, nil
 }
 
-// rootOurs reports whether root record r (the grid's newest) leaves this
-// journal the drive's writer: nil, or a *TakenOverError.
+// rootOurs reports whether root record r (the grid's newest) is one this
+// journal wrote or took up: nil, or a *TakenOverError.
 func (j *meta) rootOurs(ctx context.Context, r *remote.RootRecord) error {
-	w, err := j.writerID(ctx)
+	var seg []byte
+	err := j.db.QueryRowContext(ctx, `SELECT seg FROM mlog WHERE seq = ?`, r.Seq).Scan(&seg)
+	switch {
+	case err == nil:
+		if info, _, derr := remote.DecodeSegmentInfo(seg); derr == nil && info.ID == r.Head.ID {
+			return nil
+		}
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("journal: read the metadata log: %w", err)
+	}
+	pending, err := j.metaValue(ctx, "root_pending")
 	if err != nil {
 		return err
 	}
-	if r.Writer == w {
-		return nil
-	}
-	seen, err := j.metaValue(ctx, "root_seen")
-	if err != nil {
-		return err
-	}
-	if seen == rootSeen(r.Seq, r.Writer) || (seen == "" && r.Writer.IsZero()) {
+	if pending == rootKey(r.Seq, r.Head.ID) {
 		return nil
 	}
 	return &TakenOverError{Seq: r.Seq, Created: r.Created, Writer: r.Writer}

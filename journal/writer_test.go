@@ -33,7 +33,7 @@ func TestTwoWritersOneDrive(t *testing.T) {
 	ob := e.opts
 	ob.Dir = filepath.Join(t.TempDir(), "journal")
 	if _, err := Rebuild(bg, RebuildOptions{Dir: ob.Dir, Grid: e.grid, Sealer: e.sealer, Seq: r.Seq, Head: r.Head,
-		Writer: r.Writer, BlockSize: ob.BlockSize}); err != nil {
+		BlockSize: ob.BlockSize}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := Open(bg, ob)
@@ -91,24 +91,43 @@ func TestTwoWritersOneDrive(t *testing.T) {
 	}
 }
 
-// TestRootOursLegacy: a journal that never saw a root takes up a record
-// from before writer ids once; after its own ship, a zero-writer record
-// (an older meshdrive elsewhere) is another writer's.
-func TestRootOursLegacy(t *testing.T) {
+// TestShipAfterCrashAfterRootPut: a ship whose root record reached the
+// nodes but whose row did not (a crash between the two) leaves the
+// journal the drive's writer: the next mount ships on.
+func TestShipAfterCrashAfterRootPut(t *testing.T) {
 	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
-	legacy := &remote.RootRecord{Seq: 5, Created: time.Now()}
-	if err := e.j.md.rootOurs(bg, legacy); err != nil {
-		t.Fatalf("a legacy root before any ship: %v", err)
-	}
 	e.writeFile("a", []byte("x"))
 	e.syncGrid()
-	if err := e.j.md.rootOurs(bg, legacy); !errors.Is(err, ErrTakenOver) {
-		t.Fatalf("a legacy root after this journal shipped: %v; want ErrTakenOver", err)
+	crash := errors.New("crash after the root's Put")
+	e.j.ms.afterRoot = func() error { return crash }
+	e.writeFile("b", []byte("y"))
+	if err := e.j.up.WaitDurable(bg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.j.ms.ship(bg, false, false, false); !errors.Is(err, crash) {
+		t.Fatalf("ship with the crash: %v", err)
+	}
+	r, err := ReadRoot(bg, e.grid, e.sealer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := e.j.md.metaNext(bg); r.Seq != n {
+		t.Fatalf("the grid's root is record %d; want the one the crash cut short, %d", r.Seq, n)
+	}
+	e.reopen()
+	e.writeFile("c", []byte("z"))
+	e.syncGrid()
+	got, _ := e.rebuildFromGrid()
+	for _, name := range []string{"a", "b", "c"} {
+		if _, err := got.Lookup(bg, RootIno, name); err != nil {
+			t.Errorf("the grid's copy lacks %s: %v", name, err)
+		}
 	}
 }
 
-// TestCopiedDataDir: a copy of a data dir, opened beside its original,
-// writes as a writer of its own: whichever ships second is told.
+// TestCopiedDataDir: a copy of a data dir (or a clone of the disk, a
+// restored backup), opened beside its original: whichever ships second is
+// told, and the first goes on.
 func TestCopiedDataDir(t *testing.T) {
 	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
 	e.writeFile("a", []byte("before the copy"))

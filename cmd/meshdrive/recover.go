@@ -150,7 +150,7 @@ change while nodes were reachable) comes back, snapshots included.`)
 	}
 	progress := recoverProgress(e)
 	rs, err := fs.Rebuild(ctx, fs.RebuildOptions{Dir: filepath.Join(tmp, "journal"), Grid: grid, Sealer: sealer,
-		Seq: root.Seq, Head: root.Head, Writer: root.Writer, BlockSize: cfg.BlockSize, Progress: progress, Logger: log})
+		Seq: root.Seq, Head: root.Head, BlockSize: cfg.BlockSize, Progress: progress, Logger: log})
 	progress("", -1, 0)
 	if err != nil {
 		return fmt.Errorf("cannot rebuild the drive from checkpoint %d: %w; nothing was written", root.Seq, err)

@@ -157,9 +157,9 @@ func (s *Server) LoginURL() string {
 // than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.EndUploads(5 * time.Second)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		s.EndUploads(5 * time.Second)
 		s.closeErr = s.srv.Shutdown(ctx)
 		<-s.done
 		s.check.cancelRun()

@@ -21,48 +21,50 @@ var errUploadsEnded = errors.New("uploads ended: the drive is being unmounted")
 // each holds a hidden file of the mount and the mount's root open, and the
 // mount cannot be unmounted while they do.
 type uploads struct {
-	mu   sync.Mutex // guards m; wg counts m's entries
+	mu   sync.Mutex // guards m
 	m    map[*uploadBody]bool
-	wg   sync.WaitGroup
 	idle time.Duration
 }
 
 // add registers a request's body; done (after the request's files are
 // closed) unregisters it.
 func (u *uploads) add(w http.ResponseWriter, r io.ReadCloser) (b *uploadBody, done func()) {
-	b = &uploadBody{r: r, rc: http.NewResponseController(w), idle: u.idle}
+	b = &uploadBody{r: r, rc: http.NewResponseController(w), idle: u.idle, done: make(chan struct{})}
 	u.mu.Lock()
 	if u.m == nil {
 		u.m = map[*uploadBody]bool{}
 	}
 	u.m[b] = true
-	u.wg.Add(1)
 	u.mu.Unlock()
 	return b, func() {
 		u.mu.Lock()
 		delete(u.m, b)
 		u.mu.Unlock()
-		u.wg.Done()
+		close(b.done)
 	}
 }
 
 // end makes every upload in flight fail (its next or current read returns
-// errUploadsEnded) and waits, at most wait, until they have cleaned up.
-// It reports how many there were.
+// errUploadsEnded) and waits, at most wait, until those have cleaned up
+// (uploads that start meanwhile are not waited for: a WaitGroup here
+// could be added to while waited on). It reports how many there were.
 func (u *uploads) end(wait time.Duration) int {
 	u.mu.Lock()
-	n := len(u.m)
+	ended := make([]*uploadBody, 0, len(u.m))
 	for b := range u.m {
 		b.end()
+		ended = append(ended, b)
 	}
 	u.mu.Unlock()
-	done := make(chan struct{})
-	go func() { u.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(wait):
+	timeout := time.After(wait)
+	for _, b := range ended {
+		select {
+		case <-b.done:
+		case <-timeout:
+			return len(ended)
+		}
 	}
-	return n
+	return len(ended)
 }
 
 // uploadBody is an upload's request body with a deadline on progress:
@@ -77,6 +79,7 @@ type uploadBody struct {
 	ended atomic.Bool
 	// stalled: the idle deadline passed (the client stopped sending).
 	stalled bool
+	done    chan struct{} // closed once the upload has cleaned up
 }
 
 func (b *uploadBody) Read(p []byte) (int, error) {

@@ -1,0 +1,41 @@
+package web
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUploadsEndRacesAdd: uploads that start while end waits for the ones
+// it ended (a web page sending files back to back during an unmount that
+// then fails as busy) never panic the mount. A review found a WaitGroup
+// added to while waited on ("WaitGroup is reused before previous Wait has
+// returned").
+func TestUploadsEndRacesAdd(t *testing.T) {
+	u := &uploads{idle: time.Minute}
+	for range 5000 {
+		_, done := u.add(httptest.NewRecorder(), io.NopCloser(strings.NewReader("")))
+		stop := make(chan struct{})
+		finished := make(chan struct{})
+		go func() {
+			defer close(finished)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, d := u.add(httptest.NewRecorder(), io.NopCloser(strings.NewReader("")))
+				d()
+			}
+		}()
+		go done()
+		if n := u.end(time.Second); n < 1 {
+			t.Fatalf("end found %d uploads; want the one in flight", n)
+		}
+		close(stop)
+		<-finished
+	}
+}

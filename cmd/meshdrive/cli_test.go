@@ -452,3 +452,42 @@ func TestPathInMount(t *testing.T) {
 		t.Errorf("a path outside the mount is inside it as %q", got)
 	}
 }
+
+// TestUnmountOfStoppedMount: unmount of a drive whose mount process is
+// stopped (SIGSTOP: hung, or paused in a debugger) returns. A review found
+// that resolving the mountpoint with stat asked the stopped daemon, and
+// unmount then waited for ever.
+func TestUnmountOfStoppedMount(t *testing.T) {
+	requireFuse(t)
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=pw1")
+	dir, mp := newDefaultDrive(t, env)
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	pid, _ := lockHolder(dir)
+	if pid <= 0 {
+		t.Fatal("no mount process in the lock file")
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cont := func() { syscall.Kill(pid, syscall.SIGCONT) }
+	defer cont()
+	time.Sleep(2 * time.Second) // past the kernel's attribute cache of the root
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, meshdriveBin(t), "unmount", "--data", dir, "--wait", "1s", mp)
+	cmd.Env = env
+	out, _ := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("unmount of a stopped mount still running after 30 s: %s", out)
+	}
+	if isMounted(mp) {
+		t.Errorf("still mounted after unmount: %s", out)
+	}
+	cont()
+	for deadline := time.Now().Add(30 * time.Second); !lockFree(t, dir); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the mount process did not end after it was continued")
+		}
+	}
+}

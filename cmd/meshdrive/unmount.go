@@ -53,7 +53,7 @@ default) and that drive is mounted there, unmount waits for that (up to
 		// The web app's uploads hold files of the mount open; a stalled
 		// one would make the unmount fail as busy. Best effort: a mount
 		// that does not answer is unmounted all the same.
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 7*time.Second) // the mount waits 5 s for them
 		var ended webEndUploadsReply
 		if err := newControlClient(dir).getJSON(ctx, "POST", "/web/end-uploads", &ended); err == nil && ended.Ended > 0 {
 			fmt.Fprintf(e.stderr, "meshdrive: ended %d web uploads in flight (nothing of them was kept)\n", ended.Ended)
@@ -81,17 +81,14 @@ default) and that drive is mounted there, unmount waits for that (up to
 // resolveMountpoint makes a mountpoint given on the command line absolute
 // and resolves its symlinks, so that om and omlink -> om name one mount:
 // the kernel's table (/proc/self/mounts) and DATA/lock then agree with
-// what either spelling finds. A path that cannot be resolved whole (one
-// missing, which mount refuses with its own message, or a dead mount, which
-// answers ENOTCONN and unmount clears) has its folder resolved and a
-// symlink at its end followed once.
+// what either spelling finds. Its folder is resolved whole and a symlink
+// at its end followed once (readlink): the path itself is never looked at
+// with stat, which would ask a mounted drive's daemon, and a stopped or
+// hung one would never answer an unmount.
 func resolveMountpoint(p string) (string, error) {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return "", err
-	}
-	if r, err := filepath.EvalSymlinks(abs); err == nil {
-		return r, nil
 	}
 	resolveDir := func(p string) string {
 		if d, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {

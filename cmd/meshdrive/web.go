@@ -257,7 +257,7 @@ type webEndUploadsReply struct {
 func (c *controlServer) webEndUploads(w http.ResponseWriter, r *http.Request) {
 	n := 0
 	if srv := c.web.Load(); srv != nil {
-		n = srv.EndUploads(10 * time.Second)
+		n = srv.EndUploads(5 * time.Second)
 	}
 	writeJSON(w, http.StatusOK, webEndUploadsReply{Ended: n})
 }

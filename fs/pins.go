@@ -92,11 +92,15 @@ type Pinner struct {
 
 	pinMu sync.Mutex // serializes Pin (check, set, count); taken before mu
 
-	mu       sync.Mutex // mu guards the fields below
-	files    map[journal.Ino]int64
-	blocks   map[remote.BlockID]struct{}
-	stats    PinStats
-	passDone chan struct{} // closed and replaced after every pass
+	mu     sync.Mutex // mu guards the fields below
+	files  map[journal.Ino]int64
+	blocks map[remote.BlockID]struct{}
+	stats  PinStats
+	// started counts the passes begun; counted is the number of the last
+	// pass that has set the totals, countDone closed and replaced then
+	// (WaitPass).
+	started, counted uint64
+	countDone        chan struct{}
 }
 
 // NewPinner makes a pinner over j and c whose pinned files may add up to
@@ -107,7 +111,7 @@ func NewPinner(j pinJournal, c pinCache, budget int64, log *slog.Logger) *Pinner
 	}
 	return &Pinner{j: j, c: c, budget: budget, log: log, kick: make(chan struct{}, 1),
 		files: map[journal.Ino]int64{}, blocks: map[remote.BlockID]struct{}{},
-		stats: PinStats{Budget: budget}, passDone: make(chan struct{})}
+		stats: PinStats{Budget: budget}, countDone: make(chan struct{})}
 }
 
 // Run runs passes until ctx ends: one at once, then every pinPassEvery and
@@ -244,17 +248,26 @@ func (p *Pinner) unpinLocked(ctx context.Context, ino journal.Ino) error {
 	return nil
 }
 
-// WaitPass returns after the next pass has finished, or when ctx ends.
+// WaitPass returns once a pass that began after the call has set the
+// totals (Stats), so they count every pin and unpin made before the call,
+// or when ctx ends. It does not wait for that pass's fetches.
 func (p *Pinner) WaitPass(ctx context.Context) error {
 	p.mu.Lock()
-	ch := p.passDone
+	want := p.started + 1
 	p.mu.Unlock()
 	p.Kick()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		p.mu.Lock()
+		done, ch := p.counted >= want, p.countDone
+		p.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -298,15 +311,22 @@ func pinSize(a journal.Attr) int64 {
 
 // pass brings the cache in line with the pins.
 func (p *Pinner) pass(ctx context.Context) (err error) {
+	p.mu.Lock()
+	p.started++
+	n := p.started
+	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
+		if p.counted < n { // a pass that failed before counting
+			p.counted = n
+			close(p.countDone)
+			p.countDone = make(chan struct{})
+		}
 		p.stats.LastPass = time.Now()
 		p.stats.LastError = ""
 		if err != nil {
 			p.stats.LastError = err.Error()
 		}
-		close(p.passDone)
-		p.passDone = make(chan struct{})
 		p.mu.Unlock()
 	}()
 	roots, err := p.j.XattrInodes(ctx, PinXattr)
@@ -346,6 +366,9 @@ func (p *Pinner) pass(ctx context.Context) (err error) {
 	old := p.blocks
 	p.files, p.blocks = files, blocks
 	p.stats.Files, p.stats.Bytes, p.stats.Blocks = len(files), bytes, len(blocks)
+	p.counted = n
+	close(p.countDone)
+	p.countDone = make(chan struct{})
 	p.mu.Unlock()
 	for id := range old {
 		if _, ok := blocks[id]; !ok {

@@ -77,9 +77,10 @@ func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
 		out = append(out, pinReport{Path: "/" + rel, Pinned: !unpin, Stats: p.Stats()})
 	}
 	if unpin && len(out) > 0 {
-		// A pin is counted at once; an unpin only by the next pass, which
-		// is quick unless it is fetching: the totals reported are its
-		// when it ends soon, else the ones before.
+		// A pin is counted at once; an unpin only by a pass begun after
+		// it, which counts at its start (one still fetching delays it):
+		// the totals reported are that pass's when it comes within 10 s,
+		// else the ones before.
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if p.WaitPass(wctx) == nil {
 			st := p.Stats()

@@ -1,0 +1,124 @@
+package fs
+
+import (
+	"context"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// pinFiles is a journal of regular files (inodes 2, 3, ...) of 1 MiB, one
+// block each, for the pinner.
+type pinFiles struct {
+	mu     sync.Mutex
+	pinned map[journal.Ino]bool
+}
+
+func (f *pinFiles) GetAttr(_ context.Context, ino journal.Ino) (journal.Attr, error) {
+	return journal.Attr{Ino: ino, Mode: syscall.S_IFREG | 0o644, Size: 1 << 20, Blocks: 2048}, nil
+}
+
+func (f *pinFiles) GetXattr(_ context.Context, ino journal.Ino, name string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pinned[ino] {
+		return []byte("1"), nil
+	}
+	return nil, journal.ErrNoXattr
+}
+
+func (f *pinFiles) ReadDir(context.Context, journal.Ino, uint64, int) ([]journal.DirEntry, error) {
+	return nil, nil
+}
+
+func (f *pinFiles) SetXattr(_ context.Context, ino journal.Ino, _ string, _ []byte, _ uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pinned[ino] = true
+	return nil
+}
+
+func (f *pinFiles) RemoveXattr(_ context.Context, ino journal.Ino, _ string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.pinned[ino] {
+		return journal.ErrNoXattr
+	}
+	delete(f.pinned, ino)
+	return nil
+}
+
+func (f *pinFiles) XattrInodes(context.Context, string) ([]journal.Ino, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []journal.Ino
+	for ino := range f.pinned {
+		out = append(out, ino)
+	}
+	return out, nil
+}
+
+func (f *pinFiles) GridRefs(_ context.Context, ino journal.Ino) ([]remote.BlockRef, error) {
+	var id remote.BlockID
+	id[0] = byte(ino)
+	return []remote.BlockRef{{ID: id, Length: 1 << 20}}, nil
+}
+
+// slowKeep is a cache whose Keep takes a while while slow is set (a pass
+// fetching), and that has nothing on disk.
+type slowKeep struct{ slow chan struct{} }
+
+func (c *slowKeep) Keep(ctx context.Context, _ remote.BlockRef) error {
+	select {
+	case <-c.slow:
+	case <-ctx.Done():
+	}
+	return nil
+}
+func (c *slowKeep) Unpin(remote.BlockID)       {}
+func (c *slowKeep) OnDisk(remote.BlockID) bool { return false }
+
+// TestUnpinTotalsWhilePassRuns: the totals WaitPass gives after an unpin
+// are of a pass that began after it, not of one running during it (which
+// still counts the unpinned file).
+func TestUnpinTotalsWhilePassRuns(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	j := &pinFiles{pinned: map[journal.Ino]bool{}}
+	c := &slowKeep{slow: make(chan struct{})}
+	p := NewPinner(j, c, 1<<30, nil)
+	if err := p.Pin(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Pin(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	// The first pass counts both and is now fetching (Keep blocks):
+	// unpin one file meanwhile.
+	time.Sleep(50 * time.Millisecond)
+	if err := p.Unpin(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(100 * time.Millisecond); close(c.slow) }() // the fetch ends
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := p.WaitPass(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Files != 1 || st.Bytes != 1<<20 {
+		t.Errorf("totals after the unpin: %d files, %d bytes; want 1 file of 1 MiB", st.Files, st.Bytes)
+	}
+	p.mu.Lock()
+	_, still := p.files[2]
+	p.mu.Unlock()
+	if still {
+		t.Error("the unpinned file is still counted")
+	}
+}

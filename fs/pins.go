@@ -114,6 +114,10 @@ func NewPinner(j pinJournal, c pinCache, budget int64, log *slog.Logger) *Pinner
 		stats: PinStats{Budget: budget}, countDone: make(chan struct{})}
 }
 
+// errNoDiskTier: the drive is mounted without a disk cache, where pinned
+// blocks are kept.
+var errNoDiskTier = errors.New("the drive is mounted without a disk cache (--cache-size 0), where pinned files are kept; mount it with one to keep them")
+
 // Run runs passes until ctx ends: one at once, then every pinPassEvery and
 // whenever Kick asks.
 func (p *Pinner) Run(ctx context.Context) {
@@ -123,7 +127,9 @@ func (p *Pinner) Run(ctx context.Context) {
 	for {
 		err := p.pass(ctx)
 		switch {
-		case err != nil && ctx.Err() == nil && !failing:
+		case errors.Is(err, errNoDiskTier) && !failing:
+			p.log.Warn("pins: pinned files are not kept here", "err", err)
+		case err != nil && ctx.Err() == nil && !failing && !errors.Is(err, errNoDiskTier):
 			p.log.Warn("pins: not every pinned block is on this machine yet; retrying every few seconds", "err", err)
 		case err == nil && failing:
 			p.log.Info("pins: every pinned block is on this machine")
@@ -378,6 +384,9 @@ func (p *Pinner) pass(ctx context.Context) (err error) {
 	if bytes > p.budget {
 		p.log.Warn("pins: pinned files outgrew the pin budget (files were added under pinned folders); they are all kept, unpin something or raise --pin-budget",
 			"pinned", bytes, "budget", p.budget)
+	}
+	if p.budget == 0 && len(refs) > 0 {
+		return fmt.Errorf("%w: %d pinned files are not kept on this machine", errNoDiskTier, len(files))
 	}
 	// Keep every block (pins it; fetches those not on disk).
 	var g errgroup.Group

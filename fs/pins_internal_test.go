@@ -2,7 +2,10 @@ package fs
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -120,5 +123,45 @@ func TestUnpinTotalsWhilePassRuns(t *testing.T) {
 	p.mu.Unlock()
 	if still {
 		t.Error("the unpinned file is still counted")
+	}
+}
+
+// countKeep counts Keep calls.
+type countKeep struct{ n atomic.Int64 }
+
+func (c *countKeep) Keep(context.Context, remote.BlockRef) error { c.n.Add(1); return nil }
+func (c *countKeep) Unpin(remote.BlockID)                        {}
+func (c *countKeep) OnDisk(remote.BlockID) bool                  { return false }
+
+// TestPinsWithoutDiskTier: files pinned before the drive was mounted with
+// --cache-size 0 (budget 0) are counted, not fetched, and the pass says
+// why, not "could not be fetched (offline?)"; a new pin is refused.
+func TestPinsWithoutDiskTier(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	j := &pinFiles{pinned: map[journal.Ino]bool{2: true}}
+	c := &countKeep{}
+	p := NewPinner(j, c, 0, nil)
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := p.WaitPass(wctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); p.Stats().LastPass.IsZero(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no pass ended")
+		}
+	}
+	if st := p.Stats(); st.Files != 1 || !strings.Contains(st.LastError, "without a disk cache") {
+		t.Errorf("stats %+v: want the pinned file counted and the reason it is not kept", st)
+	}
+	if n := c.n.Load(); n != 0 {
+		t.Errorf("%d fetches with no disk tier to keep them in", n)
+	}
+	if err := p.Pin(ctx, 3); !errors.Is(err, ErrPinBudget) || !strings.Contains(err.Error(), "without a disk cache") {
+		t.Errorf("a pin with no disk tier: %v", err)
 	}
 }

@@ -304,7 +304,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (res *results, err er
 				res.add(wl, k, m)
 				log.Info("measured", "workload", wl.name, "round", round, "kind", k,
 					"value", fmt.Sprintf("%.1f %s", m.value, wl.unit), "secs", fmt.Sprintf("%.2f", m.secs),
-					"daemon_cpu", m.use.CPU, "settle", fmt.Sprintf("%.2f", m.settle))
+					"daemon_cpu", m.use.CPU, "peak_rss_mib", m.use.RSS>>20, "settle", fmt.Sprintf("%.2f", m.settle))
 			}
 		}
 	}

@@ -476,13 +476,20 @@ func TestOpenFramesNoCopies(t *testing.T) {
 	if &got[0] != &dst[:1][0] {
 		t.Fatal("Open did not fill the buffer it was given")
 	}
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	if _, err := s.Open(dst, id, sealed); err != nil {
-		t.Fatal(err)
+	// TotalAlloc is the whole process's: a goroutine another test left
+	// running can allocate in the window (a CI run saw 4 MiB once). The
+	// least of five tries is the call's own.
+	least := uint64(1<<64 - 1)
+	for range 5 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if _, err := s.Open(dst, id, sealed); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		least = min(least, after.TotalAlloc-before.TotalAlloc)
 	}
-	runtime.ReadMemStats(&after)
-	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(len(plain)) {
-		t.Fatalf("opening a %d-byte block into a buffer with room allocated %d bytes", len(plain), n)
+	if least > uint64(len(plain)) {
+		t.Fatalf("opening a %d-byte block into a buffer with room allocated %d bytes (the least of five tries)", len(plain), least)
 	}
 }

@@ -394,18 +394,6 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 			return 0, err // tests: a crash after the root's Put
 		}
 	}
-	// Another writer may have put a root between checkWriter's look and
-	// ours (writer.go): look again, so the one that lost is stopped now,
-	// before this record counts as shipped.
-	if r, err := ReadRoot(ctx, m.g, m.seal, nil); err == nil && (r.Seq != seq || r.Head.ID != info.ID) && r.Seq >= seq {
-		to := &TakenOverError{Seq: r.Seq, Created: r.Created, Writer: r.Writer}
-		m.takenOver = to
-		m.stMu.Lock()
-		m.stats.LastError = to.Error()
-		m.stMu.Unlock()
-		m.log.Error("journal: another computer wrote this drive's root record beside this one; metadata is no longer shipped from here", "err", to)
-		return 0, to
-	}
 	segBytes := remote.AppendSegmentInfo(nil, info)
 	j.wmu.Lock()
 	j.c.scopeLocked(scopeNone)

@@ -163,37 +163,3 @@ func TestCopiedDataDir(t *testing.T) {
 	e.writeFile("from-original-2", []byte("y"))
 	e.syncGrid() // the original goes on
 }
-
-// TestRootRaceAfterPut: another writer's root lands between this
-// journal's look at the grid and its own root's Put (same seq, another
-// head): the look after the Put stops this journal there, so its record
-// does not count as shipped.
-func TestRootRaceAfterPut(t *testing.T) {
-	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
-	e.writeFile("a", []byte("x"))
-	e.syncGrid()
-	e.j.ms.afterRoot = func() error {
-		r, err := ReadRoot(bg, e.grid, e.sealer, nil)
-		if err != nil {
-			return err
-		}
-		other := *r
-		other.Writer = remote.WriterID{9}
-		other.Head.ID[0] ^= 1
-		_, err = e.grid.PutMeta(bg, remote.MetaRoot, e.sealer.SealRoot(&other))
-		return err
-	}
-	e.writeFile("b", []byte("y"))
-	if err := e.j.up.WaitDurable(bg); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.j.ms.ship(bg, false, false, false); !errors.Is(err, ErrTakenOver) {
-		t.Fatalf("ship with another writer's root put beside it: %v; want ErrTakenOver", err)
-	}
-	e.j.ms.afterRoot = nil
-	ctx, cancel := contextTimeout(30 * time.Second)
-	defer cancel()
-	if err := e.j.SyncGrid(ctx); !errors.Is(err, ErrTakenOver) {
-		t.Fatalf("sync after: %v; want ErrTakenOver for good", err)
-	}
-}

@@ -50,6 +50,10 @@ type MetaStats struct {
 	LastError   string
 }
 
+// rootCheckWait bounds a ship's look at the grid's root record: nodes that
+// have not answered by then are left out of it.
+const rootCheckWait = 2 * time.Second
+
 // metaShipper ships the journal's metadata to the grid: a full record
 // now and then, deltas of the rows changed (mdirty) in between, and a
 // root record on every node naming the newest. One ship runs at a time.
@@ -363,17 +367,25 @@ func (m *metaShipper) ship(ctx context.Context, force, full, deferStaged bool) (
 		}
 	}
 	data := b.Seal(m.seal)
-	if err := m.checkWriter(ctx); err != nil {
-		return 0, err
-	}
 	writer, err := j.md.writerID(ctx)
 	if err != nil {
 		return 0, err
 	}
+	// The look at the grid's root (writer.go) runs beside the record's
+	// write, and a node that does not answer within rootCheckWait is left
+	// out of it: a hung node must not hold every ship for its timeout.
+	checked := make(chan error, 1)
+	go func() { checked <- m.checkWriter(ctx) }()
 
 	j.segWriteMu.RLock() // until the record's row is written (gc.go, orphans)
 	defer j.segWriteMu.RUnlock()
 	info, err := m.g.WriteSegment(ctx, data)
+	if cerr := <-checked; cerr != nil {
+		if err == nil {
+			m.g.DeleteSegment(context.WithoutCancel(ctx), info)
+		}
+		return 0, cerr
+	}
 	if err != nil {
 		return 0, fmt.Errorf("journal: ship metadata record %d: %w", seq, err)
 	}

@@ -140,7 +140,11 @@ func (m *metaShipper) checkWriter(ctx context.Context) error {
 	if m.takenOver != nil {
 		return m.takenOver
 	}
-	r, err := ReadRoot(ctx, m.g, m.seal, nil) // nodes behind are the ship's to update, not to warn of
+	// Nodes behind are the ship's to update, not to warn of; nodes that
+	// do not answer within rootCheckWait are left out.
+	rctx, cancel := context.WithTimeout(ctx, rootCheckWait)
+	r, err := ReadRoot(rctx, m.g, m.seal, nil)
+	cancel()
 	if err != nil {
 		return nil
 	}

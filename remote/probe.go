@@ -49,7 +49,8 @@ func (g *Grid) SameStore(ctx context.Context, s Store) ([]ProbeAnswer, error) {
 
 // Alias is a member found to be the same store as an earlier one.
 type Alias struct {
-	Node, SameAs string
+	Node   string `json:"node"`
+	SameAs string `json:"same_as"`
 }
 
 // Aliases finds the members of the grid that are one store under two

@@ -28,6 +28,8 @@ degraded (k to n-1: how many) or unrecoverable (fewer than k: which
 segments). With --repair, missing and corrupt shards are rebuilt from any k
 and stored on the nodes placement picks, so every segment returns to n shards
 on n distinct nodes. Nodes that do not answer are reported, not waited for.
+A whole drive's check with every node answering also looks for two nodes
+that are one store under two addresses, and warns.
 Prints the files that are not healthy and a summary (--json: every file);
 a progress bar on a terminal. Exits 1 when anything is unrecoverable or a
 repair failed. Talks to the running mount.`)
@@ -167,6 +169,11 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 	}
 	if len(r.Down) > 0 {
 		fmt.Fprintf(w, "nodes that did not answer: %s\n", strings.Join(r.Down, ", "))
+	}
+	for _, a := range r.Aliases {
+		fmt.Fprintf(w, "WARNING: node %s is the same store as node %s (a probe object written to one appeared on the other): "+
+			"shards placed on both share one disk, so segments survive fewer node losses than their shard counts say; "+
+			"move its shards off with meshdrive node drain %s\n", a.Node, a.SameAs, a.Node)
 	}
 }
 

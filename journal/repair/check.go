@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -57,6 +58,11 @@ type Report struct {
 	RepairErrors []string `json:"repair_errors,omitempty"` // the first 10
 	// Nodes that did not answer.
 	Down []string `json:"down,omitempty"`
+	// Aliases: nodes that are one store under two addresses (a whole
+	// drive's check with every node answering looks; see remote.Grid.Aliases).
+	// Shards placed on both share a disk, so a segment there survives
+	// fewer losses than its shard count says.
+	Aliases []remote.Alias `json:"aliases,omitempty"`
 	// Problems lists the shards found wanting (before any repair), at
 	// most maxProblems.
 	Problems []ShardProblem `json:"problems,omitempty"`
@@ -71,6 +77,9 @@ type ShardProblem struct {
 	State   string `json:"state"`  // missing, corrupt, unreachable
 	Error   string `json:"error,omitempty"`
 }
+
+// aliasWait bounds the look for aliases (a probe per node).
+const aliasWait = 20 * time.Second
 
 // maxProblems bounds Report.Problems.
 const maxProblems = 10000
@@ -138,6 +147,18 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 		rep.Down = append(rep.Down, name)
 	}
 	slices.Sort(rep.Down)
+	if req.Path == "" && len(rep.Down) == 0 {
+		// A probe object on each node, looked for on the others: init and
+		// node add refuse an alias, but a grid set up before they did, or
+		// a directory moved behind a symlink since, may hold one.
+		actx, cancel := context.WithTimeout(ctx, aliasWait)
+		al, err := r.o.Grid.Aliases(actx)
+		cancel()
+		rep.Aliases = al
+		if err != nil && ctx.Err() == nil {
+			r.log.Info("check: could not tell whether two nodes are one store", "err", err)
+		}
+	}
 	hs := make([]*remote.SegmentHealth, len(segs))
 	for i, s := range segs {
 		hs[i] = sv.Segment(s.Info, r.o.Grid.HasMember)

@@ -26,6 +26,7 @@ type Grid interface {
 	DeleteObjects(ctx context.Context, node string, names []string) error
 	Members() []remote.MemberInfo
 	HasMember(name string) bool
+	Aliases(ctx context.Context) ([]remote.Alias, error)
 }
 
 // Journal is what repair needs from the journal; *journal.Journal has it.

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -25,7 +27,11 @@ type drive struct {
 	faults []*faulty.Store // one per node, no rules: each can be taken down
 }
 
-func newDrive(t *testing.T) *drive {
+func newDrive(t *testing.T) *drive { return newDriveWith(t, nil) }
+
+// newDriveWith is newDrive with the members extra returns (given the
+// directory that holds the nodes' directories) after the six.
+func newDriveWith(t *testing.T, extra func(nodes string) []remote.Member) *drive {
 	t.Helper()
 	root := t.TempDir()
 	sealer, err := remote.NewSealer(bytes.Repeat([]byte{3}, 32))
@@ -43,6 +49,9 @@ func newDrive(t *testing.T) *drive {
 		f := faulty.New(st, faulty.Options{Name: name})
 		faults = append(faults, f)
 		members = append(members, remote.Member{Name: name, Store: f})
+	}
+	if extra != nil {
+		members = append(members, extra(filepath.Join(root, "nodes"))...)
 	}
 	g, err := remote.NewGrid(remote.GridOptions{K: 4, M: 2, Members: members, Sealer: sealer, ChunkSize: 4 << 10})
 	if err != nil {
@@ -153,5 +162,46 @@ func TestCheckRepairRecords(t *testing.T) {
 	}
 	if st := r.Stats(); st.Owed != 0 || st.Repaired != int64(len(segs)) {
 		t.Errorf("after the background pass: %+v", st)
+	}
+}
+
+// TestCheckFindsAliases: a node that is another node's directory behind a
+// symlink (one store under two names) is reported by a whole drive's
+// check, once, against the first of the two; a check of one path does
+// not look.
+func TestCheckFindsAliases(t *testing.T) {
+	ctx := t.Context()
+	d := newDriveWith(t, func(nodes string) []remote.Member {
+		dir := filepath.Join(nodes, "node-6")
+		if err := os.Symlink(filepath.Join(nodes, "node-2"), dir); err != nil {
+			t.Fatal(err)
+		}
+		st, err := dirstore.New(dir, dirstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []remote.Member{{Name: "node-6", Store: st}}
+	})
+	d.write(t, "f", bytes.Repeat([]byte{9}, 100_000))
+	r := repair.New(repair.Options{Grid: d.g, Journal: d.j})
+	rep, err := r.Check(ctx, repair.CheckRequest{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []remote.Alias{{Node: "node-6", SameAs: "node-2"}}; fmt.Sprint(rep.Aliases) != fmt.Sprint(want) {
+		t.Errorf("aliases %v, want %v", rep.Aliases, want)
+	}
+	rep, err = r.Check(ctx, repair.CheckRequest{Path: "f"}, nil)
+	if err != nil || len(rep.Aliases) != 0 {
+		t.Errorf("check of one file: aliases %v, err %v", rep.Aliases, err)
+	}
+	err = filepath.WalkDir(filepath.Join(d.nodes, "node-2"), func(p string, e iofs.DirEntry, err error) error {
+		if err == nil && strings.Contains(e.Name(), "probe-") {
+			t.Errorf("probe object %s left on the node", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -578,6 +578,7 @@ function renderCheck(st) {
   s += ". Files: " + r.healthy + " healthy";
   if (r.degraded) s += ", " + r.degraded + " degraded";
   if (r.unrecoverable) s += ", " + r.unrecoverable + " lost (restore them from a snapshot or a copy)";
+  for (const a of r.aliases || []) s += ". Warning: node " + a.node + " is the same store as node " + a.same_as + ", so shards on both share one disk; drain " + a.node;
   $("check-sentence").textContent = s + ".";
   for (const f of r.files || []) files.append(el("li", { class: "xfer" }, el("span", { class: "what" }, f.path), el("span", { class: "pill " + (f.state === "unrecoverable" ? "bad" : "warn") }, f.state)));
 }

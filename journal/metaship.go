@@ -189,11 +189,26 @@ func (j *meta) metaNext(ctx context.Context) (uint64, error) {
 	return max(next, uint64(head.Int64)+1), nil
 }
 
+// setMeta sets meta key to value in an ordinary commit.
 func (j *meta) setMeta(ctx context.Context, key, value string) error {
+	return j.putMeta(ctx, key, value, false)
+}
+
+// setMetaDurable is setMeta in a durable commit: the value survives a
+// power cut when it returns.
+func (j *meta) setMetaDurable(ctx context.Context, key, value string) error {
+	return j.putMeta(ctx, key, value, true)
+}
+
+func (j *meta) putMeta(ctx context.Context, key, value string, durable bool) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	j.scopeLocked(scopeNone)
-	return j.txLocked(ctx, func(tx *sql.Tx) error {
+	tx := j.txLocked
+	if durable {
+		tx = j.durableTxLocked
+	}
+	return tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)`, key, value)
 		return err
 	})

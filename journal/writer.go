@@ -67,14 +67,7 @@ func (j *meta) writerID(ctx context.Context) (remote.WriterID, error) {
 		return w, nil
 	}
 	rand.Read(w[:])
-	j.wmu.Lock()
-	defer j.wmu.Unlock()
-	j.scopeLocked(scopeNone)
-	err = j.durableTxLocked(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('writer', ?)`, w.String())
-		return err
-	})
-	if err != nil {
+	if err := j.setMetaDurable(ctx, "writer", w.String()); err != nil {
 		return w, fmt.Errorf("journal: record writer id: %w", err)
 	}
 	return w, nil
@@ -83,14 +76,7 @@ func (j *meta) writerID(ctx context.Context) (remote.WriterID, error) {
 // setRootPending records, durably, the root record a ship is about to
 // put on the nodes.
 func (j *meta) setRootPending(ctx context.Context, seq uint64, head remote.SegmentID) error {
-	j.wmu.Lock()
-	defer j.wmu.Unlock()
-	j.scopeLocked(scopeNone)
-	err := j.durableTxLocked(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta(key, value) VALUES('root_pending', ?)`, rootKey(seq, head))
-		return err
-	})
-	if err != nil {
+	if err := j.setMetaDurable(ctx, "root_pending", rootKey(seq, head)); err != nil {
 		return fmt.Errorf("journal: record the root record being shipped: %w", err)
 	}
 	return nil

@@ -156,6 +156,8 @@ func fsError(w http.ResponseWriter, what string, err error) {
 	switch {
 	case errors.Is(err, errBadPath) || strings.Contains(err.Error(), "path escapes from parent"):
 		writeError(w, http.StatusBadRequest, "bad_path", what+": the path leaves the drive or is not a name (no \"..\", no encoded slash, no symlink out of the drive)")
+	case errors.Is(err, errRestoreEnded):
+		writeError(w, http.StatusServiceUnavailable, "not_mounted", what+": the drive is being unmounted; send it again once it is mounted")
 	case errors.Is(err, iofs.ErrNotExist):
 		writeError(w, http.StatusNotFound, "not_found", what+": no such file or folder; list its folder to see what is there")
 	case errors.Is(err, iofs.ErrExist) || errno == syscall.ENOTEMPTY:
@@ -190,6 +192,8 @@ type fileOps struct {
 	*Server
 	root *os.Root
 	body *uploadBody // a PUT's body (uploads registers it)
+	// restoring is a restore's run (uploads registers it).
+	restoring *restoreRun
 }
 
 // openRoot opens the mountpoint, and refuses when the drive is no longer
@@ -231,6 +235,11 @@ func (srv *Server) api(w http.ResponseWriter, r *http.Request, rest string) {
 		b, done := srv.ups.add(w, r.Body)
 		defer done()
 		s.body = b
+	}
+	if ep == "restore" && m == http.MethodPost {
+		run, done := srv.ups.addRestore()
+		defer done()
+		s.restoring = run
 	}
 	switch ep {
 	case "list", "stat", "files", "mkdir", "rename", "restore":

@@ -159,6 +159,9 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.restoring != nil && s.restoring.ended.Load() {
+		return errRestoreEnded
+	}
 	switch {
 	case fi.IsDir():
 		if err := s.root.Mkdir(dst, fi.Mode().Perm()|0o700); err != nil {
@@ -201,7 +204,7 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 		if err != nil {
 			return err
 		}
-		n, err := io.Copy(out, in)
+		n, err := s.copyFile(out, in)
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}
@@ -214,4 +217,35 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 		return nil // devices, fifos, sockets are not copied
 	}
 	return s.root.Chtimes(dst, fi.ModTime(), fi.ModTime())
+}
+
+// restoreChunk is how much of a file a restore copies between looks at
+// whether an unmount ended it (a variable for tests).
+var restoreChunk int64 = 8 << 20
+
+// restoreChunkHook, when set (tests), runs after each chunk a restore
+// copies.
+var restoreChunkHook func()
+
+// copyFile copies in to out in chunks (each as io.Copy would: the kernel
+// may copy it without reading it out) until EOF, or until an unmount
+// ends the restore.
+func (s *fileOps) copyFile(out, in *os.File) (int64, error) {
+	var total int64
+	for {
+		if s.restoring != nil && s.restoring.ended.Load() {
+			return total, errRestoreEnded
+		}
+		n, err := io.CopyN(out, in, restoreChunk)
+		total += n
+		if restoreChunkHook != nil {
+			restoreChunkHook()
+		}
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }

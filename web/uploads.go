@@ -17,32 +17,64 @@ const DefaultUploadIdle = 60 * time.Second
 // being unmounted.
 var errUploadsEnded = errors.New("uploads ended: the drive is being unmounted")
 
-// uploads are the PUTs in flight, so EndUploads (an unmount) can end them:
-// each holds a hidden file of the mount and the mount's root open, and the
-// mount cannot be unmounted while they do.
+// errRestoreEnded is a restore's read after EndUploads.
+var errRestoreEnded = errors.New("restore ended: the drive is being unmounted")
+
+// uploads are the PUTs and restores in flight, so EndUploads (an unmount)
+// can end them: each holds a hidden file of the mount and the mount's
+// root open, and the mount cannot be unmounted while they do.
 type uploads struct {
 	mu   sync.Mutex // guards m
-	m    map[*uploadBody]bool
+	m    map[ender]bool
 	idle time.Duration
+}
+
+// ender is one upload or restore in flight.
+type ender interface {
+	end()                      // make its reads fail from now on
+	finished() <-chan struct{} // closed once it has cleaned up
+}
+
+// register adds e; the func returned (after e's files are closed)
+// unregisters it and closes done.
+func (u *uploads) register(e ender, done chan struct{}) func() {
+	u.mu.Lock()
+	if u.m == nil {
+		u.m = map[ender]bool{}
+	}
+	u.m[e] = true
+	u.mu.Unlock()
+	return func() {
+		u.mu.Lock()
+		delete(u.m, e)
+		u.mu.Unlock()
+		close(done)
+	}
 }
 
 // add registers a request's body; done (after the request's files are
 // closed) unregisters it.
 func (u *uploads) add(w http.ResponseWriter, r io.ReadCloser) (b *uploadBody, done func()) {
 	b = &uploadBody{r: r, rc: http.NewResponseController(w), idle: u.idle, done: make(chan struct{})}
-	u.mu.Lock()
-	if u.m == nil {
-		u.m = map[*uploadBody]bool{}
-	}
-	u.m[b] = true
-	u.mu.Unlock()
-	return b, func() {
-		u.mu.Lock()
-		delete(u.m, b)
-		u.mu.Unlock()
-		close(b.done)
-	}
+	return b, u.register(b, b.done)
 }
+
+// addRestore registers a restore; done (after its files are closed)
+// unregisters it.
+func (u *uploads) addRestore() (r *restoreRun, done func()) {
+	r = &restoreRun{done: make(chan struct{})}
+	return r, u.register(r, r.done)
+}
+
+// restoreRun is a restore in flight: once ended, its copy stops at the
+// next file or chunk (restoreChunk) with errRestoreEnded.
+type restoreRun struct {
+	ended atomic.Bool
+	done  chan struct{}
+}
+
+func (r *restoreRun) end()                      { r.ended.Store(true) }
+func (r *restoreRun) finished() <-chan struct{} { return r.done }
 
 // end makes every upload in flight fail (its next or current read returns
 // errUploadsEnded) and waits, at most wait, until those have cleaned up
@@ -50,16 +82,16 @@ func (u *uploads) add(w http.ResponseWriter, r io.ReadCloser) (b *uploadBody, do
 // could be added to while waited on). It reports how many there were.
 func (u *uploads) end(wait time.Duration) int {
 	u.mu.Lock()
-	ended := make([]*uploadBody, 0, len(u.m))
-	for b := range u.m {
-		b.end()
-		ended = append(ended, b)
+	ended := make([]ender, 0, len(u.m))
+	for e := range u.m {
+		e.end()
+		ended = append(ended, e)
 	}
 	u.mu.Unlock()
 	timeout := time.After(wait)
-	for _, b := range ended {
+	for _, e := range ended {
 		select {
-		case <-b.done:
+		case <-e.finished():
 		case <-timeout:
 			return len(ended)
 		}
@@ -105,14 +137,16 @@ func (b *uploadBody) Read(p []byte) (int, error) {
 
 func (b *uploadBody) Close() error { return b.r.Close() }
 
+func (b *uploadBody) finished() <-chan struct{} { return b.done }
+
 func (b *uploadBody) end() {
 	b.ended.Store(true)
 	b.rc.SetReadDeadline(time.Now().Add(-time.Second))
 }
 
-// EndUploads ends the uploads in flight (an unmount is coming: their open
-// files would keep the mount busy): each answers 503 and removes its
-// hidden file. It waits at most wait for them and reports how many there
+// EndUploads ends the uploads and restores in flight (an unmount is
+// coming: their open files would keep the mount busy): each answers 503
+// and removes its hidden file. It waits at most wait for them and reports how many there
 // were.
 func (s *Server) EndUploads(wait time.Duration) int {
 	n := s.ups.end(wait)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -132,5 +133,66 @@ func TestEndUploads(t *testing.T) {
 	}
 	if n := s.EndUploads(time.Second); n != 0 {
 		t.Errorf("a second EndUploads found %d", n)
+	}
+}
+
+// TestEndUploadsEndsRestore: EndUploads (an unmount) also ends a restore
+// copying a file out of a snapshot: it stops at its next chunk, answers
+// 503, and its hidden copy is gone when EndUploads returns.
+func TestEndUploadsEndsRestore(t *testing.T) {
+	s, mp := folderServer(t)
+	snap := filepath.Join(mp, ".snapshots", "s1", "in")
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snap, "big.bin"), make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oldChunk, oldHook := restoreChunk, restoreChunkHook
+	t.Cleanup(func() { restoreChunk, restoreChunkHook = oldChunk, oldHook })
+	restoreChunk = 4 << 10
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	restoreChunkHook = func() {
+		once.Do(func() { close(started); <-release })
+	}
+	answer := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		answer <- serveBody(s, "POST", "/api/v1/restore", `{"snapshot":"s1","path":"in/big.bin","to":"big.bin"}`, nil)
+	}()
+	<-started
+	ended := make(chan int, 1)
+	go func() { ended <- s.EndUploads(10 * time.Second) }()
+	// Let the copy go on once EndUploads has ended the restore.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		s.ups.mu.Lock()
+		all := len(s.ups.m) > 0
+		for e := range s.ups.m {
+			all = all && e.(*restoreRun).ended.Load()
+		}
+		s.ups.mu.Unlock()
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("EndUploads did not end the restore")
+		}
+	}
+	close(release)
+	if n := <-ended; n != 1 {
+		t.Errorf("EndUploads ended %d, want 1 (the restore)", n)
+	}
+	w := <-answer
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "being unmounted") {
+		t.Errorf("an ended restore: %d %s", w.Code, w.Body)
+	}
+	ents, err := os.ReadDir(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "in" && e.Name() != ".snapshots" {
+			t.Errorf("after an ended restore, %s is in the drive", e.Name())
+		}
 	}
 }

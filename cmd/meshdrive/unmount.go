@@ -56,7 +56,7 @@ default) and that drive is mounted there, unmount waits for that (up to
 		ctx, cancel := context.WithTimeout(context.Background(), 7*time.Second) // the mount waits 5 s for them
 		var ended webEndUploadsReply
 		if err := newControlClient(dir).getJSON(ctx, "POST", "/web/end-uploads", &ended); err == nil && ended.Ended > 0 {
-			fmt.Fprintf(e.stderr, "meshdrive: ended %d web uploads in flight (nothing of them was kept)\n", ended.Ended)
+			fmt.Fprintf(e.stderr, "meshdrive: ended %d web uploads or restores in flight (nothing of them was kept)\n", ended.Ended)
 		}
 		cancel()
 	}

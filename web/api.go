@@ -233,11 +233,19 @@ func (srv *Server) api(w http.ResponseWriter, r *http.Request, rest string) {
 		// Unregistered after the root is closed (defers run last first):
 		// EndUploads waits until nothing of the upload holds the mount.
 		b, done := srv.ups.add(w, r.Body)
+		if done == nil {
+			writeError(w, http.StatusServiceUnavailable, "not_mounted", "upload: the drive is being unmounted; nothing was changed; send it again once it is mounted")
+			return
+		}
 		defer done()
 		s.body = b
 	}
 	if ep == "restore" && m == http.MethodPost {
 		run, done := srv.ups.addRestore()
+		if done == nil {
+			writeError(w, http.StatusServiceUnavailable, "not_mounted", "restore: the drive is being unmounted; nothing was restored; send it again once it is mounted")
+			return
+		}
 		defer done()
 		s.restoring = run
 	}

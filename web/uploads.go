@@ -24,10 +24,18 @@ var errRestoreEnded = errors.New("restore ended: the drive is being unmounted")
 // can end them: each holds a hidden file of the mount and the mount's
 // root open, and the mount cannot be unmounted while they do.
 type uploads struct {
-	mu   sync.Mutex // guards m
-	m    map[ender]bool
-	idle time.Duration
+	mu sync.Mutex // guards m and refuseUntil
+	m  map[ender]bool
+	// refuseUntil: end ran for an unmount; until then new uploads and
+	// restores are refused, so none opens a file between end and the
+	// umount (which would then fail as busy). If the unmount fails they
+	// are taken again after it.
+	refuseUntil time.Time
+	idle        time.Duration
 }
+
+// refuseAfterEnd is how long uploads and restores are refused after end.
+const refuseAfterEnd = 30 * time.Second
 
 // ender is one upload or restore in flight.
 type ender interface {
@@ -36,9 +44,14 @@ type ender interface {
 }
 
 // register adds e; the func returned (after e's files are closed)
-// unregisters it and closes done.
+// unregisters it and closes done. nil when an unmount is ending uploads
+// (refuseUntil): then e must not start.
 func (u *uploads) register(e ender, done chan struct{}) func() {
 	u.mu.Lock()
+	if time.Now().Before(u.refuseUntil) {
+		u.mu.Unlock()
+		return nil
+	}
 	if u.m == nil {
 		u.m = map[ender]bool{}
 	}
@@ -53,14 +66,15 @@ func (u *uploads) register(e ender, done chan struct{}) func() {
 }
 
 // add registers a request's body; done (after the request's files are
-// closed) unregisters it.
+// closed) unregisters it. done is nil when an unmount is ending uploads:
+// the upload must be refused.
 func (u *uploads) add(w http.ResponseWriter, r io.ReadCloser) (b *uploadBody, done func()) {
 	b = &uploadBody{r: r, rc: http.NewResponseController(w), idle: u.idle, done: make(chan struct{})}
 	return b, u.register(b, b.done)
 }
 
 // addRestore registers a restore; done (after its files are closed)
-// unregisters it.
+// unregisters it; nil as for add.
 func (u *uploads) addRestore() (r *restoreRun, done func()) {
 	r = &restoreRun{done: make(chan struct{})}
 	return r, u.register(r, r.done)
@@ -82,6 +96,7 @@ func (r *restoreRun) finished() <-chan struct{} { return r.done }
 // could be added to while waited on). It reports how many there were.
 func (u *uploads) end(wait time.Duration) int {
 	u.mu.Lock()
+	u.refuseUntil = time.Now().Add(refuseAfterEnd)
 	ended := make([]ender, 0, len(u.m))
 	for e := range u.m {
 		e.end()

@@ -16,6 +16,9 @@ import (
 func TestUploadsEndRacesAdd(t *testing.T) {
 	u := &uploads{idle: time.Minute}
 	for range 5000 {
+		u.mu.Lock()
+		u.refuseUntil = time.Time{} // as after a failed unmount's refusal ran out
+		u.mu.Unlock()
 		_, done := u.add(httptest.NewRecorder(), io.NopCloser(strings.NewReader("")))
 		stop := make(chan struct{})
 		finished := make(chan struct{})
@@ -27,8 +30,9 @@ func TestUploadsEndRacesAdd(t *testing.T) {
 					return
 				default:
 				}
-				_, d := u.add(httptest.NewRecorder(), io.NopCloser(strings.NewReader("")))
-				d()
+				if _, d := u.add(httptest.NewRecorder(), io.NopCloser(strings.NewReader(""))); d != nil {
+					d()
+				}
 			}
 		}()
 		go done()

@@ -134,6 +134,23 @@ func TestEndUploads(t *testing.T) {
 	if n := s.EndUploads(time.Second); n != 0 {
 		t.Errorf("a second EndUploads found %d", n)
 	}
+	// Until the umount, a new upload is refused at once: it would hold
+	// a file open and make the umount fail as busy.
+	c = startPut(t, addr, "/api/v1/files/in/late.bin", 10, []byte("0123456789"))
+	if code, e := readAnswer(t, c); code != http.StatusServiceUnavailable || e.Code != "not_mounted" {
+		t.Errorf("an upload after EndUploads: %d %+v", code, e)
+	}
+	if _, err := os.Stat(filepath.Join(mp, "in/late.bin")); err == nil {
+		t.Error("the upload after EndUploads made its file")
+	}
+	// An unmount that failed: after refuseAfterEnd, uploads are taken.
+	s.ups.mu.Lock()
+	s.ups.refuseUntil = time.Now()
+	s.ups.mu.Unlock()
+	c = startPut(t, addr, "/api/v1/files/in/later.bin", 10, []byte("0123456789"))
+	if code, e := readAnswer(t, c); code != http.StatusCreated {
+		t.Errorf("an upload once the refusal ran out: %d %+v", code, e)
+	}
 }
 
 // TestEndUploadsEndsRestore: EndUploads (an unmount) also ends a restore

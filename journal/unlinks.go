@@ -340,11 +340,30 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 	}
 	j.unl.ulog = f
 	recs, n := decodeUnlinks(b)
-	if n < len(b) {
-		j.log.Warn("journal: the unlink log ends in a torn record; the unlinks before it are applied", "bytes", len(b)-n)
-	}
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
+	if at := wholeRecordAfter(b, n); at >= 0 {
+		// Not a torn tail: emptying the log would drop the records
+		// after the damage. Those applied already (the log keeps
+		// applied records until it is emptied) lose nothing; the others
+		// may be files the drive answered for and keeps nowhere else.
+		after, _ := decodeUnlinks(b[at:])
+		c, u, fl, st, err := j.unapplied(ctx, after)
+		if err != nil {
+			return err
+		}
+		if c+u+fl+st > 0 {
+			j.unl.closeLog()
+			return fmt.Errorf("journal: the unlink log %s is damaged at byte %d of %d, and %d creates, %d deletes, %d closed files and %d folder attribute changes "+
+				"after the damage (from byte %d) are not in journal.db yet. Nothing was changed. Keep a copy of the log for a bug report; "+
+				"to start without the records it holds, mv %s %s.damaged (the files they name are then as of journal.db)",
+				path, n, len(b), c, u, fl, st, at, path, path)
+		}
+		j.log.Warn("journal: the unlink log is damaged before its end; the records after the damage are in journal.db already, the ones before it are applied",
+			"path", path, "at", n, "bytes", len(b))
+	} else if n < len(b) {
+		j.log.Warn("journal: the unlink log ends in a torn record; the unlinks before it are applied", "bytes", len(b)-n)
+	}
 	if recs, err = j.replayable(ctx, recs); err != nil {
 		return err
 	}
@@ -405,10 +424,24 @@ func (j *unlinks) warnUnapplied(ctx context.Context) error {
 		return nil // no log: nothing to show; an unreadable one is the read-write open's to report
 	}
 	recs, _ := decodeUnlinks(b)
-	if recs, err = j.replayable(ctx, recs); err != nil {
+	creates, unlinks, flushes, sets, err := j.unapplied(ctx, recs)
+	if err != nil {
 		return err
 	}
-	creates, unlinks, flushes, sets := 0, 0, 0, 0
+	if creates+unlinks+flushes+sets > 0 {
+		j.log.Warn("journal: the drive stopped before it applied its last creates, deletes, closed files and folder attribute changes; this read-only mount shows the drive without them. Mount it read-write once to apply them",
+			"creates", creates, "unlinks", unlinks, "closed_files", flushes, "folder_changes", sets)
+	}
+	return nil
+}
+
+// unapplied counts the records of recs that the database does not show
+// yet: creates, unlinks (of an entry still there), closed files and
+// folder attribute changes.
+func (j *unlinks) unapplied(ctx context.Context, recs []unlinkRec) (creates, unlinks, flushes, sets int, err error) {
+	if recs, err = j.replayable(ctx, recs); err != nil {
+		return 0, 0, 0, 0, err
+	}
 	for _, r := range recs {
 		if r.fl != nil {
 			flushes++
@@ -428,14 +461,10 @@ func (j *unlinks) warnUnapplied(ctx context.Context) error {
 		case err == nil:
 			unlinks++
 		case !errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("journal: read the unlink log: %w", err)
+			return 0, 0, 0, 0, fmt.Errorf("journal: read the unlink log: %w", err)
 		}
 	}
-	if creates+unlinks+flushes+sets > 0 {
-		j.log.Warn("journal: the drive stopped before it applied its last creates, deletes, closed files and folder attribute changes; this read-only mount shows the drive without them. Mount it read-write once to apply them",
-			"creates", creates, "unlinks", unlinks, "closed_files", flushes, "folder_changes", sets)
-	}
-	return nil
+	return creates, unlinks, flushes, sets, nil
 }
 
 // deferUnlink is Unlink's fast way: it reports false when the unlink
@@ -1017,6 +1046,29 @@ func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 		n += 1 + k + int(l) + 4
 	}
 	return recs, n
+}
+
+// wholeRecordAfter returns the first offset past n from which b holds
+// whole records that decode and check up to its end, or -1 when there
+// is none: the bytes from n on are then a torn last record (which may
+// hold, in a closed file's data, bytes that look like records, but not
+// ones that end where the log ends), or damage at the end.
+func wholeRecordAfter(b []byte, n int) int {
+	for at := n + 1; at < len(b); {
+		recs, k := decodeUnlinks(b[at:])
+		switch {
+		case len(recs) == 0:
+			at++
+		case k == len(b)-at:
+			return at
+		default:
+			// Records that stop short of the end: look past where
+			// they stop, not inside them again (which would read
+			// the rest of the log once per record).
+			at += k + 1
+		}
+	}
+	return -1
 }
 
 // nextUvarint reads a uvarint at *at in p and moves *at past it.

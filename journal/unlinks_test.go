@@ -280,6 +280,14 @@ func FuzzUnlinkLog(f *testing.F) {
 		if !bytes.Equal(again, b[:n]) {
 			t.Fatalf("records re-encode to other bytes than they were read from")
 		}
+		if at := wholeRecordAfter(b, n); at != -1 {
+			if at <= n || at >= len(b) {
+				t.Fatalf("whole records after byte %d of %d found at %d", n, len(b), at)
+			}
+			if _, k := decodeUnlinks(b[at:]); k != len(b)-at {
+				t.Fatalf("the records from byte %d stop at %d of %d", at, at+k, len(b))
+			}
+		}
 	})
 }
 
@@ -664,4 +672,77 @@ func TestRmdirCountedOnceDuringApply(t *testing.T) {
 			t.Errorf("after the apply: nlink %d, want 2", g.Nlink)
 		}
 	})
+}
+
+// TestUnlinkLogDamagedMidway: a damaged record with whole records after
+// it is not a torn tail (a crash tears only the last append). When one of
+// those is not in journal.db yet, Open refuses, saying where and what to
+// do, and leaves the log as it was: the create after the damage is a
+// file the drive answered for, held in no other place.
+func TestUnlinkLogDamagedMidway(t *testing.T) {
+	e := newEnv(t, nil)
+	x := must[Attr](t)(e.j.Mknod(bg, RootIno, "x", 0o644, 0, 0, 0))
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	b := appendUnlink(nil, unlinkRec{parent: RootIno, ino: x.Ino, name: "x"})
+	b[len(b)-6] ^= 0x40 // x's name: its checksum fails
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: x.Ino + 1, name: "new", create: true, mode: sIFREG | 0o644, t: 1})
+	path := filepath.Join(e.opts.Dir, unlinkLogName)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, err := Open(bg, e.opts)
+	if err == nil {
+		j.Close()
+		t.Fatalf("Open applied a damaged unlink log (lookup of the create after the damage lost it)")
+	}
+	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "mv ") {
+		t.Fatalf("Open's error does not name the log and what to do: %v", err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, b) {
+		t.Fatalf("Open changed the damaged unlink log (%d bytes, was %d)", len(got), len(b))
+	}
+	// Moved aside, as the error says, the drive opens without it.
+	if err := os.Rename(path, path+".damaged"); err != nil {
+		t.Fatal(err)
+	}
+	e.open()
+	must[Attr](t)(e.j.Lookup(bg, RootIno, "x"))
+	// Records after the damage that journal.db shows already (the log
+	// keeps applied records until it is emptied) lose nothing: the open
+	// goes on.
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	b = appendUnlink(nil, unlinkRec{parent: RootIno, ino: x.Ino, name: "x"})
+	b[len(b)-6] ^= 0x40
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: x.Ino, name: "x", create: true, mode: sIFREG | 0o644, t: 1})
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.open()
+	must[Attr](t)(e.j.Lookup(bg, RootIno, "x"))
+}
+
+// TestUnlinkLogDamagedTwice: a log damaged at its start and torn at its
+// end is looked through once, not once per record (a 32 MiB log of small
+// records would take hours), and is a torn log: no whole records reach
+// its end.
+func TestUnlinkLogDamagedTwice(t *testing.T) {
+	var b []byte
+	for i := range 200000 {
+		b = appendUnlink(b, unlinkRec{parent: RootIno, ino: Ino(i + 2), name: "n"})
+	}
+	b[0] ^= 0xff
+	b = b[:len(b)-1]
+	recs, n := decodeUnlinks(b)
+	if len(recs) != 0 || n != 0 {
+		t.Fatalf("decoded %d records, %d bytes, of a log damaged at its first byte", len(recs), n)
+	}
+	if at := wholeRecordAfter(b, n); at != -1 {
+		t.Fatalf("whole records to the end from byte %d of a torn log", at)
+	}
 }

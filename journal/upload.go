@@ -228,6 +228,13 @@ func (j *uploader) packBlock(seg *remote.SegmentBuf, it qitem) error {
 			if err != nil {
 				return err
 			}
+			if st.Size() != it.sealedLen {
+				// Shipped, it would be taken for durable and fail only
+				// when read back, as corruption on the grid.
+				return fmt.Errorf("staging file %s is %d bytes, journal.db says %d: the local disk damaged it, and the block was never uploaded. "+
+					"It is not shipped: the file that holds it cannot be read back at that block; delete that file or write it again, "+
+					"which frees the block", f.Name(), st.Size(), it.sealedLen)
+			}
 			if err := seg.ReadFull(f, st.Size()); err != nil {
 				return fmt.Errorf("read %s: %w", f.Name(), err)
 			}

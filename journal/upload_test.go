@@ -159,3 +159,71 @@ func testUploadedStagingFilesHandedOver(t *testing.T) {
 		t.Errorf("staging file %s left after its upload", f.Name())
 	}
 }
+
+// TestDamagedStagingFileNotShipped: a staging file cut short or grown on
+// the local disk (while nothing runs) is not uploaded as the block: the
+// uploader says what is wrong and what to do, the other blocks ship, and
+// deleting the file that holds it frees the block.
+func TestDamagedStagingFileNotShipped(t *testing.T) {
+	for _, damage := range []string{"cut", "grown"} {
+		t.Run(damage, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.g.down.Store(true) // keep the blocks staged
+			f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+			data := make([]byte, 4<<16)
+			fillRand(3, data)
+			must[int](t)(e.j.WriteAt(bg, f.Ino, data, 0))
+			if err := e.j.Fsync(bg, f.Ino); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			e.j = nil
+			stage, _ := filepath.Glob(filepath.Join(e.opts.Dir, "staging", "*"))
+			if len(stage) != 4 {
+				t.Fatalf("%d staging files, want 4", len(stage))
+			}
+			switch damage {
+			case "cut":
+				if err := os.Truncate(stage[0], 100); err != nil {
+					t.Fatal(err)
+				}
+			case "grown":
+				st, _ := os.Stat(stage[0])
+				if err := os.Truncate(stage[0], st.Size()+5000); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.g.down.Store(false)
+			e.open()
+			deadline := time.Now().Add(10 * time.Second)
+			for e.j.Stats().QueuedBlocks > 1 || e.j.Stats().LastError == "" {
+				if time.Now().After(deadline) {
+					t.Fatalf("stats: %+v", e.j.Stats())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if st := must[FileStatus](t)(e.j.Status(bg, f.Ino)); st.State == StateDurable || st.PendingBlocks != 1 {
+				t.Fatalf("a file with a damaged staging file is %+v", st)
+			}
+			if _, err := os.Stat(stage[0]); err != nil {
+				t.Fatalf("the damaged staging file: %v", err)
+			}
+			if msg := e.j.Stats().LastError; !strings.Contains(msg, stage[0]) || !strings.Contains(msg, "delete that file") {
+				t.Fatalf("the uploader's error does not say what is wrong and what to do: %s", msg)
+			}
+			// The remedy the error names: the block is freed, the
+			// queue drains.
+			if err := e.j.Unlink(bg, RootIno, "f"); err != nil {
+				t.Fatal(err)
+			}
+			e.reap()
+			ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+			defer cancel()
+			if err := e.j.WaitDurable(ctx); err != nil {
+				t.Fatalf("after the file was deleted: %v (%+v)", err, e.j.Stats())
+			}
+		})
+	}
+}

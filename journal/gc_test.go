@@ -341,7 +341,8 @@ func TestSegmentForgottenDurablyBeforeItsShardsGo(t *testing.T) {
 }
 
 // TestDamagedSegmentRows: rows of journal.db that no meshdrive writes (a
-// chunk size of 0, a negative coding, a block's negative length) are
+// chunk size of 0, a negative coding, a block's negative length, a node
+// list that is no JSON list) are
 // errors that say the database is damaged, in the listing that check and
 // repair read and in garbage collection, not a division by zero or a
 // panic of make.
@@ -353,6 +354,8 @@ func TestDamagedSegmentRows(t *testing.T) {
 		{"chunk size 0", `UPDATE segments SET chunk_size = 0`, true},
 		{"k -1", `UPDATE segments SET k = -1, m = 4`, true},
 		{"block length -1", `UPDATE blocks SET seg_len = -1 WHERE segment IS NOT NULL`, false},
+		{"node list cut", `UPDATE segments SET nodes = '["node-1",'`, true},
+		{"node list not a list", `UPDATE segments SET nodes = '{}'`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newGridEnv(t, 3, 2, 1, func(o *Options) { o.MetaInterval = time.Hour })

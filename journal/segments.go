@@ -39,7 +39,7 @@ func (j *gridView) Segments(ctx context.Context) ([]SegmentRow, error) {
 		}
 		copy(s.ID[:], id)
 		if err := json.Unmarshal([]byte(nodes), &s.Nodes); err != nil {
-			return nil, fmt.Errorf("journal: segment %s has a bad node list: %w", s.ID, err)
+			return nil, damagedSegment(fmt.Errorf("segment %s: node list is not a JSON list of names: %w", s.ID, err))
 		}
 		if err := s.Check(); err != nil {
 			return nil, damagedSegment(err)

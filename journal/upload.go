@@ -615,7 +615,7 @@ func loadSegment(ctx context.Context, db *sql.DB, id remote.SegmentID) (*remote.
 		return nil, fmt.Errorf("journal: read segment %s: %w", id, err)
 	}
 	if err := json.Unmarshal([]byte(nodes), &s.Nodes); err != nil {
-		return nil, fmt.Errorf("journal: segment %s has bad node list: %w", id, err)
+		return nil, damagedSegment(fmt.Errorf("segment %s: node list is not a JSON list of names: %w", id, err))
 	}
 	if err := s.Check(); err != nil {
 		return nil, damagedSegment(err)

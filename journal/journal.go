@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"modernc.org/sqlite"
 
 	"github.com/meshdrive/meshdrive/remote"
 )
@@ -309,9 +310,26 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 	}
 	j, err := open(ctx, o, o.Sealer)
 	if err != nil {
-		return nil, err
+		return nil, dbDamaged(err, o.Dir)
 	}
 	return j, nil
+}
+
+// dbDamaged adds what to do to sqlite's word that journal.db is damaged
+// ("database disk image is malformed", "file is not a database"), which
+// says only what happened.
+func dbDamaged(err error, dir string) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	const corrupt, notADB = 11, 26 // SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
+	if c := se.Code() & 0xff; c != corrupt && c != notADB {
+		return err
+	}
+	return fmt.Errorf("%w: journal.db is damaged (the local disk lost or changed it). Keep a copy of %s for a bug report; "+
+		"meshdrive recover --node URL --data NEWDIR rebuilds the drive from its grid as of its last metadata checkpoint "+
+		"(what this journal held that never reached the grid is not in it)", err, dir)
 }
 
 func open(ctx context.Context, o Options, s sealer) (*Journal, error) {

@@ -547,3 +547,55 @@ func TestDeleteNotEmptyAndBadRange(t *testing.T) {
 		t.Errorf("GET Range 1-2: %d %q", w.Code, w.Body)
 	}
 }
+
+// FuzzJSONBody: whatever JSON body (or not JSON) a client posts to an
+// endpoint that takes one, the server never panics or answers 5xx for it
+// (a drive that is not there is the fake's 5xx, not the body's), and
+// never changes anything outside the drive.
+func FuzzJSONBody(f *testing.F) {
+	eps := []string{"rename", "mkdir/in/new", "snapshots", "restore", "check", "ticket"}
+	for _, s := range []struct {
+		ep   byte
+		body string
+	}{
+		{0, `{"from":"in/file.txt","to":"in/sub/moved"}`},
+		{0, `{"from":"in/file.txt","to":"../outside/x"}`},
+		{0, `{"from":"in/dirlink","to":"in/sub/x"}`},
+		{0, `{"from":"in/dirlink/secret","to":"in/got"}`},
+		{0, `{"from":"in","to":"in/sub"}`},
+		{1, `{}`},
+		{2, `{"name":"s1"}`},
+		{3, `{"snapshot":"s1","path":"in/file.txt","to":"../outside"}`},
+		{4, `{"repair":true}`},
+		{5, `{"url":"/api/v1/files/in/file.txt"}`},
+		{5, `{"url":"//evil/api/v1/files/x"}`},
+		{0, `{"from":"a","to":"b"}{"from":"b"}`},
+		{0, `{"from":"a","to":"b","extra":1}`},
+		{0, `[` + strings.Repeat(`[`, 10000)},
+	} {
+		f.Add(s.ep, s.body)
+	}
+	f.Fuzz(func(t *testing.T, ep byte, body string) {
+		srv, mp := folderServer(t)
+		base := filepath.Dir(mp)
+		target := apiPrefix + eps[int(ep)%len(eps)]
+		r := httptest.NewRequest(http.MethodPost, "http://"+fuzzHost+target, strings.NewReader(body))
+		r.Host = fuzzHost
+		r.Header.Set("Authorization", "Bearer "+fuzzToken)
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		if w.Code >= 500 && !strings.Contains(w.Body.String(), errNoDrive.Error()) {
+			t.Fatalf("POST %s %q: %d %q", target, body, w.Code, w.Body)
+		}
+		if b, err := os.ReadFile(filepath.Join(base, "outside/secret")); err != nil || string(b) != secret {
+			t.Fatalf("POST %s %q changed what is outside the drive: %v", target, body, err)
+		}
+		for _, d := range []string{base, filepath.Join(base, "outside")} {
+			ents, _ := os.ReadDir(d)
+			if len(ents) != 2 && d == base || len(ents) != 1 && d != base {
+				t.Fatalf("POST %s %q: %s holds %v", target, body, d, ents)
+			}
+		}
+	})
+}

@@ -286,6 +286,12 @@ func (s *Store) Stat(ctx context.Context, name string) (remote.ObjectInfo, error
 	if err != nil {
 		return remote.ObjectInfo{}, s.mapErr("stat", name, err)
 	}
+	if oi.Size < 0 {
+		// minio-go's -1 for an answer without a Content-Length: not a
+		// size, and read as one it makes every object look corrupt.
+		return remote.ObjectInfo{}, remote.Permanent(fmt.Errorf("%s: stat %s: the server answered HEAD without a Content-Length; "+
+			"is %s an S3 server, and not a proxy that drops it?", s, name, s.endpoint))
+	}
 	return remote.ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}, nil
 }
 

@@ -163,7 +163,8 @@ func (s *Store) mapErr(op, name string, err error) error {
 		return fmt.Errorf("%s: bucket %s is gone: %w (%v)", where, s.bucket, remote.ErrUnavailable, err)
 	case "InvalidRange":
 		sentinel = remote.ErrRange
-	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AllAccessDisabled":
+	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AllAccessDisabled",
+		"XAdminUserNotFound": // versitygw's answer to an unknown access key, with status 404
 		sentinel = remote.ErrUnauthorized
 	case "XMinioStorageFull", "StorageFull", "QuotaExceeded", "XAmzQuotaExceeded", "EntityTooLarge":
 		sentinel = remote.ErrFull

@@ -80,6 +80,22 @@ func TestWrongCredentials(t *testing.T) {
 	}
 }
 
+// TestUnknownAccessKey: an access key the server does not know is refused
+// credentials, not a missing object (versitygw answers it with a 404).
+func TestUnknownAccessKey(t *testing.T) {
+	addr := startVersitygw(t)
+	good := newStore(t, addr, "creds", "p")
+	if err := good.Put(t.Context(), "x", remotetest.Object(t, 2, 100, 0)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s3store.New(t.Context(), s3store.Options{
+		Endpoint: addr, Bucket: "creds", Prefix: "p", AccessKey: "NOSUCHKEY", SecretKey: testSecret, MaxRetries: 1,
+	})
+	if !errors.Is(err, remote.ErrUnauthorized) || errors.Is(err, remote.ErrNotFound) {
+		t.Fatalf("New with an unknown access key: %v, want ErrUnauthorized", err)
+	}
+}
+
 func TestUnavailable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/minio/minio-go/v7/pkg/s3utils"
+
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/dirstore"
 	"github.com/meshdrive/meshdrive/remote/node"
@@ -187,6 +189,11 @@ func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.S
 	}
 	if so.Endpoint == "" || strings.Contains(so.Endpoint, "/") {
 		return nil, bad(rawURL, "endpoint must be host:port")
+	}
+	if err := s3utils.CheckValidBucketName(so.Bucket); err != nil {
+		// minio-go checks it on every call, as an error without a status,
+		// which would read as a node that does not answer.
+		return nil, bad(rawURL, "bucket "+strconv.Quote(so.Bucket)+": "+err.Error())
 	}
 	if so.AccessKey == "" || so.SecretKey == "" {
 		return nil, fmt.Errorf("open store %q: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", rawURL)

@@ -108,6 +108,8 @@ func TestBadURLs(t *testing.T) {
 		"file://host/dir", "file:///dir?x=1", "s3://", "s3://b?bogus=1", "s3://b?secure=maybe",
 		"s3://b?endpoint=a&endpoint=b", "s3://AK:SK@bucket/p", "s3://b?endpoint=http://x:1",
 		"http://secrettoken@host:1?q=1",
+		// Bucket names S3 refuses: not a node that does not answer.
+		"s3://ab/p?endpoint=127.0.0.1:1", "s3://a..b/p?endpoint=127.0.0.1:1", "s3://10.0.0.1/p?endpoint=127.0.0.1:1",
 	} {
 		_, err := open.Store(t.Context(), u, open.Options{Getenv: func(string) string { return "x" }})
 		if err == nil {

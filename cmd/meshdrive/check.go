@@ -29,7 +29,10 @@ segments). With --repair, missing and corrupt shards are rebuilt from any k
 and stored on the nodes placement picks, so every segment returns to n shards
 on n distinct nodes. Nodes that do not answer are reported, not waited for.
 A whole drive's check with every node answering also looks for two nodes
-that are one store under two addresses, and warns.
+that are one store under two addresses, and warns. A whole drive's check
+names the nodes that lost their copy of the drive's key or config (a wiped
+disk, an emptied bucket: recover cannot start from them); --repair stores
+those again.
 Prints the files that are not healthy and a summary (--json: every file);
 a progress bar on a terminal. Exits 1 when anything is unrecoverable or a
 repair failed. Talks to the running mount.`)
@@ -82,6 +85,8 @@ repair failed. Talks to the running mount.`)
 	case rep.Unrecoverable > 0 || len(rep.MetaUnrecoverable) > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d files and %d metadata records are unrecoverable: every node answers, and fewer than k shards of their data are left "+
 			"(deleted or lost on the nodes): they cannot be read back from this grid; copy them in again from elsewhere, or delete them", rep.Unrecoverable, len(rep.MetaUnrecoverable))}
+	case rep.MetaError != "":
+		return &exitError{code: 1, err: fmt.Errorf("the drive key and config could not be stored again on %s: %s", strings.Join(rep.MetaMissing, ", "), rep.MetaError)}
 	case rep.RepairFailed > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d segments could not be repaired (first: %s)", rep.RepairFailed, strings.Join(rep.RepairErrors[:min(1, len(rep.RepairErrors))], ""))}
 	}
@@ -169,6 +174,13 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 	}
 	if len(r.Down) > 0 {
 		fmt.Fprintf(w, "nodes that did not answer: %s\n", strings.Join(r.Down, ", "))
+	}
+	if len(r.MetaMissing) > 0 {
+		if r.MetaRestored {
+			fmt.Fprintf(w, "stored the drive key and config again on nodes that had lost them: %s\n", strings.Join(r.MetaMissing, ", "))
+		} else {
+			fmt.Fprintf(w, "nodes without the drive key or config (meshdrive recover cannot start from them; check --repair stores them again): %s\n", strings.Join(r.MetaMissing, ", "))
+		}
 	}
 	for _, a := range r.Aliases {
 		fmt.Fprintf(w, "WARNING: node %s is the same store as node %s (a probe object written to one appeared on the other): "+

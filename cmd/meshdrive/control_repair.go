@@ -83,8 +83,74 @@ func (c *controlServer) check(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return checkLine{Error: err.Error()}
 		}
+		if req.Path == "" {
+			c.checkDriveMeta(r.Context(), rep, req.Repair)
+		}
 		return checkLine{Report: rep, Done: true}
 	})
+}
+
+// checkDriveMeta finds the nodes that answer without the drive's wrapped
+// key or its config (under their names or the pre-2026-12 ones): a node
+// wiped or a bucket emptied gets its shards back from repair and its root
+// record from the next checkpoint, but nothing else writes these two, and
+// meshdrive recover --node cannot start from a node without them. With
+// fix, they are stored again on every node.
+func (c *controlServer) checkDriveMeta(ctx context.Context, rep *fs.RepairReport, fix bool) {
+	grid := c.o.grid
+	members := grid.Members()
+	lacks := make(map[string]bool, len(members))
+	unknown := map[string]bool{}
+	for _, names := range [][2]string{{metaKey, "meta/" + metaKey}, {metaConfig, "meta/" + metaConfig}} {
+		held := map[string]bool{}
+		for _, name := range names {
+			for _, mc := range grid.GetMetaAll(ctx, name) {
+				switch {
+				case mc.Err == nil:
+					held[mc.Node] = true
+				case !errors.Is(mc.Err, remoteopen.ErrNotFound):
+					unknown[mc.Node] = true // did not answer: not known
+				}
+			}
+		}
+		for _, m := range members {
+			if !held[m.Name] && !unknown[m.Name] {
+				lacks[m.Name] = true
+			}
+		}
+	}
+	for _, m := range members {
+		if lacks[m.Name] && !unknown[m.Name] && !m.Draining {
+			rep.MetaMissing = append(rep.MetaMissing, m.Name)
+		}
+	}
+	if !fix || len(rep.MetaMissing) == 0 || ctx.Err() != nil {
+		return
+	}
+	wrapped, err := os.ReadFile(filepath.Join(c.o.dataDir, keyFile))
+	if err != nil {
+		rep.MetaError = fmt.Sprintf("store the drive key again: %v", err)
+		return
+	}
+	n := len(members) // those that did not answer may miss the copies
+	if got, err := grid.PutMeta(ctx, metaKey, wrapped); err != nil || got < n-len(unknown) {
+		rep.MetaError = fmt.Sprintf("the drive key reached %d of %d nodes (%v)", got, n, err)
+		return
+	}
+	// Under the config's lock, so a node change's newer config is not
+	// overwritten by this one.
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	cfg, err := c.o.cfg.marshal()
+	if err != nil {
+		rep.MetaError = fmt.Sprintf("store the drive config again: %v", err)
+		return
+	}
+	if got, err := grid.PutMeta(ctx, metaConfig, grid.Sealer().SealMeta(configSealName, cfg)); err != nil || got < n-len(unknown) {
+		rep.MetaError = fmt.Sprintf("the drive config reached %d of %d nodes (%v)", got, n, err)
+		return
+	}
+	rep.MetaRestored = true
 }
 
 // relPath turns a status or check path argument into a path relative to

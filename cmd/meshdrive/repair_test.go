@@ -221,6 +221,31 @@ func TestRepairWipedNode(t *testing.T) {
 }
 
 // shardFiles lists the shard objects under a node dir, as names.
+// TestRepairRestoresDriveMeta: a node that lost everything (a disk
+// replaced, a bucket emptied) gets its shards back from check --repair,
+// and its copy of the drive key and config too, so meshdrive recover
+// can start from it again; a check without --repair names it.
+func TestRepairRestoresDriveMeta(t *testing.T) {
+	d := newRepairDrive(t, 1, 3)
+	wipe(t, d.nodeDirs[2])
+	rep, r := d.check(t)
+	if r.code != 0 || len(rep.MetaMissing) != 1 || rep.MetaMissing[0] != "node-3" || rep.MetaRestored {
+		t.Fatalf("check after wiping node-3: nodes without the key or config %v (restored %v)\n%s", rep.MetaMissing, rep.MetaRestored, r)
+	}
+	rep, r = d.check(t, "--repair")
+	if r.code != 0 || rep.RepairFailed != 0 || !rep.MetaRestored || rep.MetaError != "" {
+		t.Fatalf("check --repair after wiping node-3: restored %v (%s)\n%s", rep.MetaRestored, rep.MetaError, r)
+	}
+	if rep, r = d.check(t); r.code != 0 || len(rep.MetaMissing) != 0 {
+		t.Fatalf("check after the repair: nodes without the key or config %v\n%s", rep.MetaMissing, r)
+	}
+	d.unmount(t)
+	r = runBin(t, d.env, "recover", "--node", d.nodes[2].url(), "--data", filepath.Join(d.base, "recovered"))
+	if r.code != 0 {
+		t.Fatalf("recover from the repaired node:\n%s", r)
+	}
+}
+
 func shardFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(dir, "shards"))

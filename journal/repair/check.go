@@ -63,6 +63,15 @@ type Report struct {
 	// Shards placed on both share a disk, so a segment there survives
 	// fewer losses than its shard count says.
 	Aliases []remote.Alias `json:"aliases,omitempty"`
+	// MetaMissing: nodes that answered without the drive's wrapped key or
+	// config (a node wiped, a bucket emptied: repair brings back its shards
+	// and the next checkpoint its root record, but recover --node needs the
+	// key and config too). The caller fills it for a whole drive's check;
+	// MetaRestored says a repair stored them on those nodes again, and
+	// MetaError why it could not.
+	MetaMissing  []string `json:"meta_missing,omitempty"`
+	MetaRestored bool     `json:"meta_restored,omitempty"`
+	MetaError    string   `json:"meta_error,omitempty"`
 	// Problems lists the shards found wanting (before any repair), at
 	// most maxProblems.
 	Problems []ShardProblem `json:"problems,omitempty"`

@@ -12,9 +12,9 @@
 // Tokens never appear in errors.
 //
 // It also builds a drive's grid from its node list (NewGrid): each store
-// opened (a store that cannot be opened stands in as a down node, Down,
-// unless Strict), wrapped in the Stack of metrics and bandwidth limits,
-// then the sealer and the remote.Grid over them. With the key wrapping of
+// opened (a store that cannot be opened stands in as a down node, opened
+// again by later calls, unless Strict), wrapped in the Stack of metrics
+// and bandwidth limits, then the sealer and the remote.Grid over them. With the key wrapping of
 // remote/keyring and the names and errors of remote that a program
 // handles, re-exported here, a command needs no package of remote but
 // this one (and remote/node to serve a node).

@@ -111,7 +111,9 @@ func NewGrid(ctx context.Context, o GridOptions) (*Grid, *Sealer, error) {
 }
 
 // Members opens every node's store, in parallel, each wrapped in the
-// stack (o's K, M and Master are not used).
+// stack (o's K, M and Master are not used). Unless Strict, a store that
+// cannot be opened stands in as a down node and is opened again by the
+// calls made to it, at most every reopenEvery (reopen).
 func Members(ctx context.Context, o GridOptions) ([]Member, error) {
 	log := o.Logger
 	if log == nil {
@@ -129,10 +131,12 @@ func Members(ctx context.Context, o GridOptions) ([]Member, error) {
 			defer wg.Done()
 			octx, cancel := context.WithTimeout(ctx, o.Timeout)
 			defer cancel()
-			st, err := Store(octx, n.URL, Options{Logger: log.With("node", n.Name)})
+			so := Options{Logger: log.With("node", n.Name)}
+			st, err := Store(octx, n.URL, so)
 			if err != nil {
 				errs[i] = fmt.Errorf("node %s (%s): %w", n.Name, redact(n.URL), err)
-				st = Down(errs[i])
+				st = &reopen{name: n.Name, url: n.URL, o: so, timeout: o.Timeout, log: so.Logger,
+					err: errs[i], next: time.Now().Add(reopenEvery)}
 			}
 			members[i] = remote.Member{Name: n.Name, Store: o.Stack.Wrap(n.Name, st), Zone: n.Zone}
 		}()
@@ -145,7 +149,7 @@ func Members(ctx context.Context, o GridOptions) ([]Member, error) {
 		if o.Strict {
 			return nil, err
 		}
-		log.Warn("node unavailable: it counts as down until the next mount", "err", err)
+		log.Warn("node unavailable: it counts as down until it can be opened (tried again every 10 s)", "err", err)
 	}
 	return members, nil
 }
@@ -174,3 +178,105 @@ func RateString(bps float64) string { return limit.RateString(bps) }
 
 // ParseSize parses "4096", "10M", "4GiB", "1.5G" (limit.ParseSize).
 func ParseSize(s string) (float64, error) { return limit.ParseSize(s) }
+
+// reopenEvery is how often a store that could not be opened is tried
+// again (a variable for tests).
+var reopenEvery = 10 * time.Second
+
+// reopen stands in for a node whose store could not be opened when the
+// grid was built (an S3 server stopped or a bucket check timed out at
+// mount time): calls fail with remote.ErrUnavailable, as Down's, and at
+// most every reopenEvery one of them (the health check's, say) tries to
+// open the store again, without waiting for it; once one opened, every
+// call goes to it. Without this the node stayed down until the next
+// mount though the server came back.
+type reopen struct {
+	name, url string
+	o         Options
+	timeout   time.Duration
+	log       *slog.Logger
+
+	mu      sync.Mutex // guards the fields below
+	st      remote.Store
+	err     error     // why the last try failed
+	next    time.Time // no try before
+	opening bool      // a try is running
+}
+
+func (r *reopen) store(ctx context.Context) (remote.Store, error) {
+	r.mu.Lock()
+	if r.st != nil {
+		defer r.mu.Unlock()
+		return r.st, nil
+	}
+	if r.opening || time.Now().Before(r.next) {
+		defer r.mu.Unlock()
+		return nil, fmt.Errorf("%w: %v", remote.ErrUnavailable, r.err)
+	}
+	r.opening = true
+	r.mu.Unlock()
+
+	octx, cancel := context.WithTimeout(ctx, r.timeout)
+	st, err := Store(octx, r.url, r.o)
+	cancel()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.opening = false
+	if err != nil {
+		r.err = fmt.Errorf("node %s (%s): %w", r.name, redact(r.url), err)
+		r.next = time.Now().Add(reopenEvery)
+		return nil, fmt.Errorf("%w: %v", remote.ErrUnavailable, r.err)
+	}
+	r.st = st
+	r.log.Info("node opened: it was unavailable when the drive was opened")
+	return st, nil
+}
+
+func (r *reopen) Put(ctx context.Context, name string, data []byte) error {
+	st, err := r.store(ctx)
+	if err != nil {
+		return err
+	}
+	return st.Put(ctx, name, data)
+}
+
+func (r *reopen) Get(ctx context.Context, name string, off int64, p []byte) error {
+	st, err := r.store(ctx)
+	if err != nil {
+		return err
+	}
+	return st.Get(ctx, name, off, p)
+}
+
+func (r *reopen) Stat(ctx context.Context, name string) (remote.ObjectInfo, error) {
+	st, err := r.store(ctx)
+	if err != nil {
+		return remote.ObjectInfo{}, err
+	}
+	return st.Stat(ctx, name)
+}
+
+func (r *reopen) Delete(ctx context.Context, name string) error {
+	st, err := r.store(ctx)
+	if err != nil {
+		return err
+	}
+	return st.Delete(ctx, name)
+}
+
+func (r *reopen) List(ctx context.Context, prefix, after string, limit int) ([]remote.ObjectInfo, error) {
+	st, err := r.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st.List(ctx, prefix, after, limit)
+}
+
+func (r *reopen) Info(ctx context.Context) (remote.NodeInfo, error) {
+	st, err := r.store(ctx)
+	if err != nil {
+		return remote.NodeInfo{}, err
+	}
+	return st.Info(ctx)
+}

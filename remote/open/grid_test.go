@@ -3,6 +3,7 @@ package open_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -84,5 +85,46 @@ func TestNewGridDownNode(t *testing.T) {
 	}
 	if _, _, err := open.NewGrid(t.Context(), o); err != nil {
 		t.Fatalf("NewGrid with one node down: %v", err)
+	}
+}
+
+// TestMembersReopenDownNode: a node whose store could not be opened when
+// the grid was built (its server stopped, its disk not there yet) is
+// opened again by a later call once it can be, not left down until the
+// grid is built again.
+func TestMembersReopenDownNode(t *testing.T) {
+	open.SetReopenEvery(t, 50*time.Millisecond)
+	nodes := gridNodes(t, 3)
+	blocker := filepath.Join(t.TempDir(), "not-yet")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes[1].URL = filepath.Join(blocker, "node") // a file where its parent directory should be
+	members, err := open.Members(t.Context(), open.GridOptions{Nodes: nodes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := members[1].Store.Info(t.Context()); !errors.Is(err, remote.ErrUnavailable) {
+		t.Fatalf("the node that could not be opened: %v, want remote.ErrUnavailable", err)
+	}
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(blocker, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := members[1].Store.Info(t.Context())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node can be opened now, but its store still says: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := members[1].Store.List(t.Context(), "", "", 10); err != nil {
+		t.Fatalf("List on the node once opened: %v", err)
 	}
 }

@@ -341,6 +341,7 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("%s is already node %s of the drive", redactURL(u), n.Name)})
 		return
 	}
+	u = withS3Region(u, os.Getenv("AWS_REGION")) // the region this mount opens it with, kept in the config
 	if !strings.Contains(u, "://") && !filepath.IsAbs(u) {
 		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("node URL %q: give an http(s):// or s3:// URL or an absolute directory", u)})
 		return

@@ -175,7 +175,7 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 			if err := remoteopen.CheckForm(u); err != nil {
 				return nil, nil, usageError("--node: %v", err)
 			}
-			nu := withToken(u, o.token)
+			nu := withS3Region(withToken(u, o.token), os.Getenv("AWS_REGION"))
 			if !strings.Contains(nu, "://") && !filepath.IsAbs(nu) {
 				// A relative directory is relative to where init runs; the
 				// config keeps it absolute (relative means the data dir).
@@ -372,6 +372,34 @@ func withToken(u, token string) string {
 	}
 	p.User = url.User(token)
 	return p.String()
+}
+
+// withS3Region writes region into an s3:// URL that names none. An S3
+// store takes its region from the URL, else from $AWS_REGION (else
+// us-east-1): a drive made with $AWS_REGION set must keep it in its node
+// URLs, or a mount, a recover or node add without it (a systemd unit, a
+// mount from fstab, another computer) signs for another region and the
+// server refuses every request.
+func withS3Region(u, region string) string {
+	scheme, _, ok := strings.Cut(u, "://")
+	if region == "" || !ok || !strings.EqualFold(scheme, "s3") || strings.Contains(u, "#") {
+		return u
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	if q, err := url.ParseQuery(p.RawQuery); err != nil || q.Has("region") {
+		return u
+	}
+	sep := "&"
+	if p.RawQuery == "" {
+		sep = "?"
+		if strings.HasSuffix(u, "?") {
+			sep = ""
+		}
+	}
+	return u + sep + "region=" + url.QueryEscape(region)
 }
 
 // printProtectNotice says where the drive lives and how to keep it safe.

@@ -113,7 +113,9 @@ func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string
 			return Attr{}, true, err
 		}
 	}
-	if len(j.unl.pending()) >= unlinkMax {
+	if j.unl.full() {
+		// Under wmu no create comes meanwhile, and no unlink or close
+		// while the log is full: this apply empties it.
 		if err := j.applyUnlinksLocked(ctx); err != nil {
 			return Attr{}, true, err
 		}

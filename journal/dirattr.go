@@ -212,7 +212,7 @@ func (q *unlinkQueue) dirSetPending(ino Ino) bool {
 // deferLocked is SetAttr's fast way for a directory (s without Size):
 // it logs s and reports true, or reports false when s must take the
 // synchronous way (deferral off, not a directory, one its parent's
-// pending rmdir removes, unlinkMax pending, the log unwritable). wmu held.
+// pending rmdir removes, the log full or unwritable). wmu held.
 func (j *dirAttrs) deferLocked(ctx context.Context, ino Ino, s *SetAttr) bool {
 	if j.unl.ulogOff() {
 		return false
@@ -224,7 +224,7 @@ func (j *dirAttrs) deferLocked(ctx context.Context, ino Ino, s *SetAttr) bool {
 	q := &j.unl
 	q.umu.Lock()
 	defer q.umu.Unlock()
-	if _, gone := q.rmdirs[ino]; gone || q.ulog == nil || len(q.unlRecs) >= unlinkMax {
+	if _, gone := q.rmdirs[ino]; gone || q.ulog == nil || q.fullLocked() {
 		return false
 	}
 	r := newSetRec(s)

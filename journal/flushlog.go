@@ -79,13 +79,6 @@ type flushRec struct {
 // commits at once, and its transaction applies them all.
 const flushLogMax = 8 << 20
 
-// flushLogGrow bounds the unlink log while deferred flushes keep coming:
-// it is emptied only when an apply finds nothing new pending, which a
-// steady stream of closes may never let happen. Past it a close commits
-// itself, and its transaction applies the pending records first; the
-// log is then emptied when nothing else came meanwhile.
-const flushLogGrow = 32 << 20
-
 // flushMaxSize is the largest file whose close may be logged: larger
 // ones do not fit in the database's staging (stagedInlineMax) anyway.
 const flushMaxSize = 1 << 20
@@ -123,14 +116,14 @@ func loggable(cuts []cut) bool {
 }
 
 // logFlushLocked logs r, the close of n, and makes it pending. It
-// reports false when the log cannot take it (deferral off, too many
-// pending records or bytes): the caller commits the flush itself. n.mu
-// held.
+// reports false when the log cannot take it (deferral off, the log
+// full, too many pending bytes): the caller commits the flush itself,
+// and its transaction applies the pending records first. n.mu held.
 func (j *unlinks) logFlushLocked(n *inode, r *flushRec) bool {
 	q := &j.unl
 	q.umu.Lock()
 	defer q.umu.Unlock()
-	if q.ulog == nil || len(q.unlRecs) >= unlinkMax {
+	if q.ulog == nil || q.fullLocked() {
 		return false
 	}
 	size := 0
@@ -138,7 +131,7 @@ func (j *unlinks) logFlushLocked(n *inode, r *flushRec) bool {
 		size += len(c.inline) + len(c.unsealed) + 64
 		r.late = r.late || c.unsealed != nil
 	}
-	if q.flushB+size > flushLogMax || q.ulogSize > flushLogGrow {
+	if q.flushB+size > flushLogMax {
 		return false
 	}
 	r.seq = q.flushSeq + 1

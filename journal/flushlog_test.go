@@ -232,7 +232,7 @@ func TestFlushRecRoundTrip(t *testing.T) {
 	checkRoundTrip(t, recs, same)
 }
 
-// TestDeferredFlushBounded: past flushLogGrow bytes of log a close
+// TestDeferredFlushBounded: past ulogGrow bytes of log a close
 // commits itself (and applies what is pending) rather than grow it.
 func TestDeferredFlushBounded(t *testing.T) {
 	e := newEnv(t, noTimers)
@@ -241,7 +241,7 @@ func TestDeferredFlushBounded(t *testing.T) {
 	j.OpenFile(f.Ino)
 	defer j.ReleaseFile(f.Ino)
 	j.unl.umu.Lock()
-	j.unl.ulogSize = flushLogGrow + 1
+	j.unl.ulogSize = ulogGrow + 1
 	j.unl.umu.Unlock()
 	must[int](t)(j.WriteAt(bg, f.Ino, []byte("data"), 0))
 	if err := j.Flush(bg, f.Ino); err != nil {

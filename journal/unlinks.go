@@ -46,6 +46,14 @@ import (
 // A power cut may lose the last second of unlinks nobody fsync'd, as it
 // may any namespace change (promise 1): the log is not fsync'd, and it is
 // truncated once the transaction that applied it is committed.
+//
+// The log is emptied only by an apply that leaves nothing pending, which
+// a stream of records that never goes quiet (closes and unlinks do not
+// wait for wmu, and may land while an apply runs) might never let happen.
+// So past ulogGrow bytes it takes no record at all (fullLocked): each
+// kind takes its synchronous way, whose transaction applies the pending
+// records first, and the first apply after that finds nothing new and
+// empties it.
 
 // unlinkRec is one deferred change: an unlink (name in parent, which
 // named ino); with dir set, an rmdir (name in parent, the directory ino);
@@ -151,6 +159,26 @@ func (c pendCount) add(r unlinkRec, d int) pendCount {
 // applies them first.
 const unlinkMax = 2048
 
+// ulogGrow bounds the unlink log, applied records and pending ones: past
+// it, the log takes no record until an apply has emptied it (fullLocked).
+const ulogGrow = 32 << 20
+
+// fullLocked reports whether the log takes no record now: unlinkMax
+// records pending, or the log past ulogGrow bytes. The record then takes
+// the synchronous way, whose transaction applies the pending ones first;
+// with nothing appended meanwhile (every other record is refused too),
+// that apply leaves nothing pending and empties the log. umu held.
+func (q *unlinkQueue) fullLocked() bool {
+	return len(q.unlRecs) >= unlinkMax || q.ulogSize > ulogGrow
+}
+
+// full is fullLocked for callers without umu.
+func (q *unlinkQueue) full() bool {
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	return q.fullLocked()
+}
+
 // unlinkLogName is the unlink log's file in Options.Dir.
 const unlinkLogName = "unlinks.log"
 
@@ -237,7 +265,8 @@ func (q *unlinkQueue) pending() []unlinkRec {
 
 // dropApplied forgets the first n pending unlinks (applied), and empties
 // the log when no other came meanwhile (else the next apply does: a
-// record applied twice finds its entry gone and does nothing). A
+// record applied twice finds its entry gone and does nothing; past
+// ulogGrow none comes, fullLocked). A
 // directory that still has pending unlinks keeps its newest time, which
 // the apply wrote as its mtime.
 func (j *unlinks) dropApplied(n int) {
@@ -469,7 +498,7 @@ func (j *unlinks) unapplied(ctx context.Context, recs []unlinkRec) (creates, unl
 
 // deferUnlink is Unlink's fast way: it reports false when the unlink
 // must take the synchronous one (deferral off, a file someone holds,
-// more than one link, unlinkMax pending, the log unwritable). It takes
+// more than one link, the log full or unwritable). It takes
 // neither wmu nor a transaction: the kernel holds the directory's lock,
 // so no other change to this name runs meanwhile, and the apply looks at
 // j.inodes again.
@@ -503,7 +532,7 @@ func (j *unlinks) deferUnlink(ctx context.Context, parent Ino, name string) (boo
 	}
 	q := &j.unl
 	q.umu.Lock()
-	if _, set := q.sets[parent]; set || q.ulog == nil || len(q.unlRecs) >= unlinkMax {
+	if _, set := q.sets[parent]; set || q.ulog == nil || q.fullLocked() {
 		// Full, or parent's pending attribute change must be applied
 		// before the unlink changes its times (dirattr.go): the
 		// synchronous unlink applies what is pending first.
@@ -527,9 +556,8 @@ func (j *unlinks) deferUnlink(ctx context.Context, parent Ino, name string) (boo
 // rmdir is a record in the log too, and the unlinker applies it after
 // them; the call does not wait for their transaction. It reports false
 // when the rmdir must take the synchronous way (deferral off, the
-// directory holds a pending create or something holds it, unlinkMax
-// pending, the log unwritable); its transaction then applies what is
-// pending first. wmu held, so no apply changes the pending unlinks and
+// directory holds a pending create or something holds it, the log full
+// or unwritable); its transaction then applies what is pending first. wmu held, so no apply changes the pending unlinks and
 // the database between the count and the record.
 func (j *unlinks) deferRmdirLocked(ctx context.Context, parent Ino, name string) (bool, error) {
 	if j.unl.ulogOff() {
@@ -549,7 +577,7 @@ func (j *unlinks) deferRmdirLocked(ctx context.Context, parent Ino, name string)
 	q.umu.Lock()
 	c := q.inDir[a.Ino]
 	_, set := q.sets[parent] // applied first (dirattr.go)
-	full := set || q.ulog == nil || len(q.unlRecs) >= unlinkMax
+	full := set || q.ulog == nil || q.fullLocked()
 	q.umu.Unlock()
 	if held || full || c.creates > 0 {
 		return false, nil

@@ -746,3 +746,76 @@ func TestUnlinkLogDamagedTwice(t *testing.T) {
 		t.Fatalf("whole records to the end from byte %d of a torn log", at)
 	}
 }
+
+// TestUnlinkLogNeverQuiet: the unlink log is emptied when an apply finds
+// nothing new pending, which a stream of records that never goes quiet
+// may never let happen (here an unlink lands in every apply's window,
+// between its commit and its end, as another directory's rm or a close
+// may). Past ulogGrow bytes the log takes no record until an apply has
+// emptied it.
+func TestUnlinkLogNeverQuiet(t *testing.T) {
+	e := newEnv(t, noTimers)
+	j := e.j
+	const files = 400
+	name := func(i int) string { return fmt.Sprintf("%0200d", i) } // records of about 220 bytes
+	d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+	for i := range files {
+		must[Attr](t)(j.Mknod(bg, d.Ino, name(i), 0o644, 0, 0, 0))
+	}
+	applyUnlinks(t, j)
+	// As if the log held ulogGrow - 32 KiB of applied records already
+	// (a million unlinks' worth): the stream below passes the bound.
+	path := filepath.Join(e.opts.Dir, unlinkLogName)
+	j.unl.umu.Lock()
+	j.unl.ulogSize = ulogGrow - 32<<10
+	j.unl.umu.Unlock()
+	size := func() int64 { return must[os.FileInfo](t)(os.Stat(path)).Size() }
+	last := size()
+	next := 0
+	var late []string // unlinks the log did not take in the window
+	j.appliedHook = func() {
+		if next == files {
+			return
+		}
+		switch ok, err := j.ul.deferUnlink(bg, d.Ino, name(next)); {
+		case err != nil:
+			t.Error(err)
+		case !ok:
+			late = append(late, name(next))
+		}
+		next++
+	}
+	if err := j.Unlink(bg, d.Ino, name(0)); err != nil { // the first, deferred
+		t.Fatal(err)
+	}
+	next = 1
+	var most int64
+	emptied := false
+	for next < files || j.unl.unlN.Load() > 0 || len(late) > 0 {
+		applyUnlinks(t, j) // the unlinker's
+		for _, n := range late {
+			if err := j.Unlink(bg, d.Ino, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		late = nil
+		j.unl.umu.Lock()
+		most = max(most, j.unl.ulogSize)
+		j.unl.umu.Unlock()
+		// Emptied while the stream runs: it goes quiet at its end.
+		now := size()
+		emptied = emptied || now < last && next < files
+		last = now
+	}
+	j.appliedHook = nil
+	if most > ulogGrow+1<<10 || !emptied {
+		t.Errorf("the unlink log grew to %d bytes (bound %d), emptied: %v", most, ulogGrow, emptied)
+	}
+	if n := len(must[[]DirEntry](t)(j.ReadDir(bg, d.Ino, 0, 2*files))); n != 0 {
+		t.Errorf("%d entries left", n)
+	}
+	e.reopen()
+	if n := len(must[[]DirEntry](t)(e.j.ReadDir(bg, d.Ino, 0, 2*files))); n != 0 {
+		t.Errorf("%d entries after a reopen", n)
+	}
+}

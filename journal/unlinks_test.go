@@ -751,71 +751,84 @@ func TestUnlinkLogDamagedTwice(t *testing.T) {
 // nothing new pending, which a stream of records that never goes quiet
 // may never let happen (here an unlink lands in every apply's window,
 // between its commit and its end, as another directory's rm or a close
-// may). Past ulogGrow bytes the log takes no record until an apply has
-// emptied it.
+// may). Past ulogGrow bytes or ulogGrowRecs records the log takes no
+// record until an apply has emptied it.
 func TestUnlinkLogNeverQuiet(t *testing.T) {
-	e := newEnv(t, noTimers)
-	j := e.j
-	const files = 400
-	name := func(i int) string { return fmt.Sprintf("%0200d", i) } // records of about 220 bytes
-	d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
-	for i := range files {
-		must[Attr](t)(j.Mknod(bg, d.Ino, name(i), 0o644, 0, 0, 0))
-	}
-	applyUnlinks(t, j)
-	// As if the log held ulogGrow - 32 KiB of applied records already
-	// (a million unlinks' worth): the stream below passes the bound.
-	path := filepath.Join(e.opts.Dir, unlinkLogName)
-	j.unl.umu.Lock()
-	j.unl.ulogSize = ulogGrow - 32<<10
-	j.unl.umu.Unlock()
-	size := func() int64 { return must[os.FileInfo](t)(os.Stat(path)).Size() }
-	last := size()
-	next := 0
-	var late []string // unlinks the log did not take in the window
-	j.appliedHook = func() {
-		if next == files {
-			return
-		}
-		switch ok, err := j.ul.deferUnlink(bg, d.Ino, name(next)); {
-		case err != nil:
-			t.Error(err)
-		case !ok:
-			late = append(late, name(next))
-		}
-		next++
-	}
-	if err := j.Unlink(bg, d.Ino, name(0)); err != nil { // the first, deferred
-		t.Fatal(err)
-	}
-	next = 1
-	var most int64
-	emptied := false
-	for next < files || j.unl.unlN.Load() > 0 || len(late) > 0 {
-		applyUnlinks(t, j) // the unlinker's
-		for _, n := range late {
-			if err := j.Unlink(bg, d.Ino, n); err != nil {
+	for _, bound := range []string{"bytes", "records"} {
+		t.Run(bound, func(t *testing.T) {
+			e := newEnv(t, noTimers)
+			j := e.j
+			const files = 400
+			name := func(i int) string { return fmt.Sprintf("%0200d", i) } // records of about 220 bytes
+			d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+			for i := range files {
+				must[Attr](t)(j.Mknod(bg, d.Ino, name(i), 0o644, 0, 0, 0))
+			}
+			applyUnlinks(t, j)
+			// As if the log held that many applied records already (a
+			// million unlinks' worth of bytes; 65000 records): the
+			// stream below passes the bound.
+			j.unl.umu.Lock()
+			if bound == "bytes" {
+				j.unl.ulogSize = ulogGrow - 32<<10
+			} else {
+				j.unl.ulogRecs = ulogGrowRecs - 150
+			}
+			j.unl.umu.Unlock()
+			path := filepath.Join(e.opts.Dir, unlinkLogName)
+			size := func() int64 { return must[os.FileInfo](t)(os.Stat(path)).Size() }
+			last := size()
+			next := 0
+			var late []string // unlinks the log did not take in the window
+			j.appliedHook = func() {
+				if next == files {
+					return
+				}
+				switch ok, err := j.ul.deferUnlink(bg, d.Ino, name(next)); {
+				case err != nil:
+					t.Error(err)
+				case !ok:
+					late = append(late, name(next))
+				}
+				next++
+			}
+			if err := j.Unlink(bg, d.Ino, name(0)); err != nil { // the first, deferred
 				t.Fatal(err)
 			}
-		}
-		late = nil
-		j.unl.umu.Lock()
-		most = max(most, j.unl.ulogSize)
-		j.unl.umu.Unlock()
-		// Emptied while the stream runs: it goes quiet at its end.
-		now := size()
-		emptied = emptied || now < last && next < files
-		last = now
-	}
-	j.appliedHook = nil
-	if most > ulogGrow+1<<10 || !emptied {
-		t.Errorf("the unlink log grew to %d bytes (bound %d), emptied: %v", most, ulogGrow, emptied)
-	}
-	if n := len(must[[]DirEntry](t)(j.ReadDir(bg, d.Ino, 0, 2*files))); n != 0 {
-		t.Errorf("%d entries left", n)
-	}
-	e.reopen()
-	if n := len(must[[]DirEntry](t)(e.j.ReadDir(bg, d.Ino, 0, 2*files))); n != 0 {
-		t.Errorf("%d entries after a reopen", n)
+			next = 1
+			var most int64
+			mostRecs := 0
+			emptied := false
+			for round := 0; next < files || j.unl.unlN.Load() > 0 || len(late) > 0; round++ {
+				if round > 2*files {
+					t.Fatalf("%d applies for %d unlinks: the stream stalled at %d", round, files, next)
+				}
+				applyUnlinks(t, j) // the unlinker's
+				for _, n := range late {
+					if err := j.Unlink(bg, d.Ino, n); err != nil {
+						t.Fatal(err)
+					}
+				}
+				late = nil
+				j.unl.umu.Lock()
+				most, mostRecs = max(most, j.unl.ulogSize), max(mostRecs, j.unl.ulogRecs)
+				j.unl.umu.Unlock()
+				// Emptied while the stream runs: it goes quiet at its end.
+				now := size()
+				emptied = emptied || now < last && next < files
+				last = now
+			}
+			j.appliedHook = nil
+			if most > ulogGrow+1<<10 || mostRecs > ulogGrowRecs || !emptied {
+				t.Errorf("the unlink log grew to %d bytes, %d records (bounds %d, %d), emptied: %v", most, mostRecs, ulogGrow, ulogGrowRecs, emptied)
+			}
+			if n := len(must[[]DirEntry](t)(j.ReadDir(bg, d.Ino, 0, 2*files))); n != 0 {
+				t.Errorf("%d entries left", n)
+			}
+			e.reopen()
+			if n := len(must[[]DirEntry](t)(e.j.ReadDir(bg, d.Ino, 0, 2*files))); n != 0 {
+				t.Errorf("%d entries after a reopen", n)
+			}
+		})
 	}
 }

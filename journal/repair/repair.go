@@ -324,7 +324,8 @@ func (r *Repairer) repairAll(ctx context.Context, phase string, segs []journal.S
 		out[i] = repairOutcome{ok: err == nil, err: err}
 		r.mu.Lock()
 		r.st.Done = n + 1
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
+			// A pass cut short (Ctrl-C, unmount) failed no segment.
 			r.st.LastError = err.Error()
 		}
 		r.mu.Unlock()

@@ -205,3 +205,27 @@ func TestCheckFindsAliases(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCancelledRepairLeavesNoError: a repair cut short (node drain or
+// check --repair interrupted with Ctrl-C) is not a failure of the
+// segment it was on: the repairer's last error, which status prints,
+// stays empty rather than claiming the segment has no usable shards.
+func TestCancelledRepairLeavesNoError(t *testing.T) {
+	d := newDrive(t)
+	d.write(t, "f", bytes.Repeat([]byte{9}, 100_000))
+	if err := os.RemoveAll(filepath.Join(d.nodes, "node-3")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range d.faults {
+		f.SetRules(faulty.Rule{Ops: faulty.OpGet, Prefix: "shards/", Action: faulty.Hang})
+	}
+	r := repair.New(repair.Options{Grid: d.g, Journal: d.j})
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	if _, err := r.Check(ctx, repair.CheckRequest{Repair: true}, nil); err == nil {
+		t.Fatal("a check --repair whose reads hang until cancelled succeeded")
+	}
+	if st := r.Stats(); st.LastError != "" {
+		t.Errorf("after a cancelled repair, last error %q; want none", st.LastError)
+	}
+}

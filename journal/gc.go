@@ -170,7 +170,17 @@ func (j *collector) CollectGarbage(ctx context.Context, o GCOptions) (*GCStats, 
 		}
 		dead = append(dead, sparse...)
 	} else if o.DryRun {
-		st.Compacted = len(sparse)
+		// What compact would count: each segment's live bytes moved,
+		// the whole segment freed.
+		for _, s := range sparse {
+			for _, b := range bySeg[s.ID] {
+				if b.live(kept) {
+					st.MovedBytes += b.len
+				}
+			}
+			st.Compacted++
+			st.FreedBytes += s.Size
+		}
 	}
 	for _, s := range dead {
 		if !o.DryRun {

@@ -377,3 +377,39 @@ func TestDamagedSegmentRows(t *testing.T) {
 		})
 	}
 }
+
+// TestGCDryRunCountsCompaction: a dry run says what the collection would
+// free, compacted segments included: the same segments, bytes freed and
+// live bytes to move as the collection then reports.
+func TestGCDryRunCountsCompaction(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
+		o.MetaInterval = time.Hour
+		o.Retention = &Retention{}
+	})
+	j := e.j
+	e.writeFile("survivor", randBytes(1<<20))
+	e.writeFile("d", randBytes(4<<20))
+	if err := e.waitDurable(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Unlink(bg, RootIno, "d"); err != nil {
+		t.Fatal(err)
+	}
+	e.syncGrid()
+	dry, err := j.CollectGarbage(bg, GCOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := j.CollectGarbage(bg, GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dry run: %+v; collection: %+v", dry, st)
+	if st.Compacted == 0 {
+		t.Fatalf("nothing compacted: %+v", st)
+	}
+	if dry.Compacted != st.Compacted || dry.DeadSegments != st.DeadSegments || dry.FreedBytes != st.FreedBytes || dry.MovedBytes != st.MovedBytes {
+		t.Errorf("dry run said %d compacted, %d deleted, %d bytes freed, %d moved; the collection did %d, %d, %d, %d",
+			dry.Compacted, dry.DeadSegments, dry.FreedBytes, dry.MovedBytes, st.Compacted, st.DeadSegments, st.FreedBytes, st.MovedBytes)
+	}
+}

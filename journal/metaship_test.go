@@ -333,3 +333,47 @@ func testRebuildWithCorruptShards(t *testing.T) {
 		t.Fatalf("a failed rebuild left %d entries beside %s", len(ents), dir)
 	}
 }
+
+// TestSegmentsListDeletedSnapshots: a deleted snapshot whose record the
+// newest checkpoint's chain still needs stays on the grid, so Segments
+// lists it and UpdateSegment records its moves: check, repair and node
+// drain work from that list, and a drain deletes what it leaves on the
+// node (then recover could not read the chain).
+func TestSegmentsListDeletedSnapshots(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
+		o.MetaInterval = time.Hour
+		o.Retention = &Retention{}
+	})
+	e.writeFile("a", []byte("before the snapshot"))
+	e.syncGrid()
+	snap, err := e.j.CreateSnapshot(bg, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.writeFile("b", []byte("after the snapshot"))
+	e.syncGrid()
+	if _, err := e.j.DeleteSnapshots(bg, []string{"s"}, false); err != nil {
+		t.Fatal(err)
+	}
+	var segBytes []byte
+	if err := e.j.db.QueryRow(`SELECT seg FROM mlog WHERE seq = ?`, snap.Seq).Scan(&segBytes); err != nil {
+		t.Fatalf("the deleted snapshot's record %d left the journal: %v (the test wants it in the newest chain)", snap.Seq, err)
+	}
+	info, _, err := remote.DecodeSegmentInfo(segBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := e.grid.CheckSegment(bg, info, remote.CheckOptions{}); !h.Healthy() {
+		t.Fatalf("record %d is not on the grid: %d shards", snap.Seq, h.OK)
+	}
+	segs, err := e.j.Segments(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(segs, func(s SegmentRow) bool { return s.MetaSeq == snap.Seq && s.Info.ID == info.ID }) {
+		t.Errorf("record %d, a deleted snapshot still on the grid, is not in Segments", snap.Seq)
+	}
+	if err := e.j.UpdateSegment(bg, info, snap.Seq); err != nil {
+		t.Errorf("UpdateSegment of record %d: %v", snap.Seq, err)
+	}
+}

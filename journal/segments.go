@@ -19,7 +19,9 @@ type SegmentRow struct {
 }
 
 // Segments lists every segment the drive keeps on the grid: data segments,
-// then the segments of the metadata records not deleted from the grid.
+// then the segments of the metadata records not deleted from the grid
+// (every mlog row: a deleted snapshot's record stays on the grid while a
+// chain needs it, and pruneMeta removes the row with the segment).
 func (j *gridView) Segments(ctx context.Context) ([]SegmentRow, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err
@@ -49,7 +51,7 @@ func (j *gridView) Segments(ctx context.Context) ([]SegmentRow, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("journal: list segments: %w", err)
 	}
-	mrows, err := j.db.QueryContext(ctx, `SELECT seq, seg FROM mlog WHERE deleted = 0 ORDER BY seq`)
+	mrows, err := j.db.QueryContext(ctx, `SELECT seq, seg FROM mlog ORDER BY seq`)
 	if err != nil {
 		return nil, fmt.Errorf("journal: list metadata records: %w", err)
 	}
@@ -122,7 +124,7 @@ func (j *gridView) UpdateSegment(ctx context.Context, info *remote.SegmentInfo, 
 		if metaSeq == 0 {
 			res, err = tx.ExecContext(ctx, `UPDATE segments SET nodes = ?, stored = ? WHERE id = ?`, string(nodes), info.Stored(), info.ID[:])
 		} else {
-			res, err = tx.ExecContext(ctx, `UPDATE mlog SET seg = ? WHERE seq = ? AND deleted = 0`, remote.AppendSegmentInfo(nil, info), metaSeq)
+			res, err = tx.ExecContext(ctx, `UPDATE mlog SET seg = ? WHERE seq = ?`, remote.AppendSegmentInfo(nil, info), metaSeq)
 		}
 		if err != nil {
 			return err

@@ -93,9 +93,12 @@ To retire a node that still runs, drain it instead. Talks to the running mount.`
 		}
 		return nil
 	case "drain":
+		// Progress counts the segments tried: say they moved only once
+		// the drain succeeded.
+		moved := -1
 		err := streamLines(ctx, e, dir, "/nodes/drain?"+url.Values{"node": {pos[0]}}.Encode(), func(l checkLine) {
 			if p := l.Progress; p != nil && p.Done == p.Total {
-				fmt.Fprintf(e.stdout, "moved the shards of %d segments\n", p.Total)
+				moved = p.Total
 			}
 		})
 		if err != nil && ctx.Err() != nil {
@@ -106,6 +109,9 @@ To retire a node that still runs, drain it instead. Talks to the running mount.`
 		}
 		if err != nil {
 			return fmt.Errorf("node drain: %w", err)
+		}
+		if moved >= 0 {
+			fmt.Fprintf(e.stdout, "moved the shards of %d segments\n", moved)
 		}
 		fmt.Fprintf(e.stdout, "drained and removed %s\n", pos[0])
 		return nil

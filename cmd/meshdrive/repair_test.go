@@ -757,3 +757,36 @@ func TestNodeDrainInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeDrainFailedMovedNothing: a drain whose every segment failed (no
+// node free to take the shards) ends with its progress at the total, but
+// says it failed, not that it moved the shards of those segments. The
+// mount is a fake control socket.
+func TestNodeDrainFailedMovedNothing(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, controlSock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprintln(w, `{"progress":{"phase":"drain node-1","done":1,"total":2}}`)
+		fmt.Fprintln(w, `{"progress":{"phase":"drain node-1","done":2,"total":2}}`)
+		fmt.Fprintln(w, `{"error":"drain node-1: 2 of 2 segments not repaired, first: no node to take them"}`)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	drain := exec.Command(meshdriveBin(t), "node", "drain", "--data", dir, "node-1")
+	drain.Env = cmdEnv()
+	var stdout, stderr bytes.Buffer
+	drain.Stdout, drain.Stderr = &stdout, &stderr
+	if err := drain.Run(); err == nil {
+		t.Errorf("a failed drain exited 0")
+	}
+	if strings.Contains(stdout.String(), "moved the shards") {
+		t.Errorf("a drain that moved nothing says %q (stderr %q)", stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "2 of 2 segments not repaired") {
+		t.Errorf("stderr %q does not say why the drain failed", stderr.String())
+	}
+}

@@ -349,6 +349,10 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 	octx, cancel := context.WithTimeout(ctx, reachTimeout)
 	defer cancel()
 	st, err := remoteopen.Store(octx, u, remoteopen.Options{Logger: c.o.log})
+	if errors.Is(err, remoteopen.ErrBadURL) {
+		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		return
+	}
 	if err == nil {
 		_, err = st.Info(octx)
 	}

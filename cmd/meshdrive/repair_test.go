@@ -474,6 +474,11 @@ func TestNodeAddRefusesAlias(t *testing.T) {
 			t.Errorf("node add %s: %s\nwant %q", c.url, r, want)
 		}
 	}
+	// A URL of no known form is a bad URL, not a node that does not answer.
+	r := runBin(t, d.env, "node", "add", "--data", d.dir, "htp://host:7070")
+	if r.code == 0 || !strings.Contains(r.stderr, `bad store URL "htp://host:7070"`) || strings.Contains(r.stderr, "does not answer") {
+		t.Errorf("node add of a malformed URL: %s", r)
+	}
 	after, err := loadConfig(d.dir)
 	if err != nil || !slices.Equal(after.Nodes, before.Nodes) {
 		t.Errorf("the drive's nodes after the refused adds: %+v (%v), want %+v", after.Nodes, err, before.Nodes)
@@ -489,7 +494,7 @@ func TestNodeAddRefusesAlias(t *testing.T) {
 
 	d.nodes[5].stop(t, syscall.SIGTERM)
 	fresh := startNode(t, filepath.Join(d.base, "node", "fresh"))
-	r := mustRun(t, d.env, "node", "add", "--data", d.dir, fresh.url())
+	r = mustRun(t, d.env, "node", "add", "--data", d.dir, fresh.url())
 	if !strings.Contains(r.stdout, "added node-8") || !strings.Contains(r.stderr, "warning: node-6 ("+d.nodes[5].url()+") did not answer") ||
 		!strings.Contains(r.stderr, "meshdrive node remove node-8") {
 		t.Errorf("node add with node-6 down: %s", r)

@@ -22,6 +22,10 @@ type gcLine struct {
 }
 
 func (c *controlServer) gc(w http.ResponseWriter, r *http.Request) {
+	if c.o.readOnly {
+		writeJSON(w, http.StatusConflict, apiError{"the drive is mounted read-only: gc needs a read-write mount (unmount it and mount it without --read-only)"})
+		return
+	}
 	q := r.URL.Query()
 	o := fs.GCOptions{DryRun: q.Get("dry_run") == "1"}
 	if g := q.Get("grace"); g != "" {

@@ -160,6 +160,10 @@ func TestReadOnlyNewDrive(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(mp, "note")); err != nil || string(b) != "read-write later" {
 			t.Errorf("read-only mount after a read-write one: %q %v", b, err)
 		}
+		// gc cannot run here, and running it again would not help.
+		if r := runBin(t, env, "gc", "--data", dir); r.code == 0 || !strings.Contains(r.stderr, "read-write mount") || strings.Contains(r.stderr, "run it again") {
+			t.Errorf("gc on a read-only mount: %s", r)
+		}
 		mustRun(t, env, "unmount", "--data", dir, mp)
 	})
 

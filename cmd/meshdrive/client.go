@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/sys/unix"
 )
 
 // controlClient talks to a running mount over DATA/control.sock.
@@ -39,7 +40,27 @@ func (c *controlClient) notMounted() error {
 	if _, err := loadConfig(c.dir); err != nil {
 		return err // no drive there: mounting it would make a new one
 	}
+	if _, mp := lockHolder(c.dir); mp != "" && !lockHeld(c.dir) {
+		// A mount killed (kill -9, a crash) leaves its record in
+		// DATA/lock and, often, a dead mount that mount refuses.
+		if deadMount(mp) {
+			return fmt.Errorf("drive at %s is not mounted: its mount process is gone and left a dead mount at %s; "+
+				"clear it with meshdrive unmount %s, then run meshdrive mount --data %s %s", c.dir, mp, mp, c.dir, mp)
+		}
+	}
 	return fmt.Errorf("drive at %s is not mounted; run meshdrive mount --data %s MOUNTPOINT", c.dir, c.dir)
+}
+
+// deadMount reports whether mp is a mount whose process is gone. (Its
+// root's attributes may still come from the kernel's cache: stat can
+// succeed; a read of the directory cannot.)
+func deadMount(mp string) bool {
+	d, err := os.Open(mp)
+	if err == nil {
+		_, err = d.Readdirnames(1)
+		d.Close()
+	}
+	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED)
 }
 
 func (c *controlClient) do(ctx context.Context, method, path string) (*http.Response, error) {

@@ -275,7 +275,12 @@ func TestRefusals(t *testing.T) {
 				t.Fatal("lock still held 10s after SIGKILL of the mount process")
 			}
 		}
-		r := runBin(t, env, "mount", "--data", dir, mp)
+		// status says what mount will want first.
+		r := runBin(t, env, "status", "--data", dir)
+		if r.code == 0 || !strings.Contains(r.stderr, "dead mount at "+mp) || !strings.Contains(r.stderr, "meshdrive unmount "+mp) {
+			t.Fatalf("status after the mount was killed: %s", r)
+		}
+		r = runBin(t, env, "mount", "--data", dir, mp)
 		if r.code == 0 || !strings.Contains(r.stderr, "dead mount") || !strings.Contains(r.stderr, "meshdrive unmount "+mp) {
 			t.Fatalf("mount on a dead mount: %s", r)
 		}

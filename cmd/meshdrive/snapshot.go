@@ -57,6 +57,10 @@ func (c *controlServer) snapshotList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toJSON(ss))
 }
 
+// snapshotWaitNote is how long snapshot create waits before it says
+// what it waits for.
+const snapshotWaitNote = 3 * time.Second
+
 func (c *controlServer) snapshotCreate(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("name")
 	s, err := c.o.drive.CreateSnapshot(r.Context(), name)
@@ -150,14 +154,27 @@ listed in the drive's root). The drive must be mounted.
 			return usageError("snapshot create takes no arguments (use --name N)")
 		}
 		var s snapshotJSON
-		if err := c.getJSON(ctx, "POST", "/snapshots?name="+url.QueryEscape(*name), &s); err != nil {
+		// A snapshot is a checkpoint on the grid: everything written
+		// goes up first, which waits as long as no node answers.
+		waiting := time.AfterFunc(snapshotWaitNote, func() {
+			fmt.Fprintln(e.stderr, "meshdrive: waiting until everything written is on the grid (a snapshot is a checkpoint there); meshdrive status shows what waits, Ctrl-C gives up")
+		})
+		err := c.getJSON(ctx, "POST", "/snapshots?name="+url.QueryEscape(*name), &s)
+		waiting.Stop()
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("interrupted (%v) before the snapshot was confirmed; meshdrive snapshot list shows whether it was taken. What was written stays, and goes up to the grid by itself", context.Cause(ctx))
+		}
+		if err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "snapshot %s taken (checkpoint %d)\n", s.Name, s.Seq)
 		return nil
 	case "delete":
-		if (len(pos) == 1) == !*all {
-			return usageError("snapshot delete needs NAME... or --all, not both")
+		switch {
+		case len(pos) == 1 && !*all:
+			return usageError("snapshot delete needs the NAMEs of the snapshots to delete, or --all (snapshot list shows them)")
+		case len(pos) > 1 && *all:
+			return usageError("snapshot delete takes NAMEs or --all, not both")
 		}
 		q := url.Values{}
 		for _, n := range pos[1:] {

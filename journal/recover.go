@@ -129,7 +129,9 @@ func (j *flusher) recover(ctx context.Context) error {
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("journal: %d staged blocks are missing from %s (first %s): the local staging area was damaged "+
-			"outside meshdrive; these blocks were never uploaded, so files that use them cannot be read back",
+			"outside meshdrive; these blocks were never uploaded, so files that use them cannot be read back. "+
+			"Put the files back if you have a copy of that folder; else start from what the grid holds: "+
+			"meshdrive recover --node URL --data NEWDIR (changes not yet on the grid are lost; this data dir is left as it is)",
 			len(missing), j.stage, strings.Join(missing[:min(3, len(missing))], ", "))
 	}
 	return syncDir(j.stage)

@@ -250,7 +250,8 @@ func unlock(e *env, dir string, src passphraseSource) ([]byte, error) {
 		return nil, fmt.Errorf("cannot read the drive key %s: %w; restore it from a backup", kp, err)
 	}
 	if _, err := remoteopen.DecodeKey(wrapped); err != nil {
-		return nil, fmt.Errorf("drive key %s is corrupt (%v); restore it from a backup", kp, err)
+		return nil, fmt.Errorf("drive key %s is corrupt (%v); restore it from a backup, or rebuild the drive from the grid, "+
+			"whose every node holds the key: meshdrive recover --node URL --data NEWDIR (changes not yet on the grid stay only in %s)", kp, err, dir)
 	}
 	pass, err := src.read(e, "Passphrase for the drive at "+dir, false)
 	if err != nil {

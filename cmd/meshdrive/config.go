@@ -64,6 +64,11 @@ type Config struct {
 	// when empty) mount's --upload-limit and --download-limit apply. The
 	// mount re-reads it every 2 s.
 	BandwidthSchedule string `json:"bandwidth_schedule,omitempty"`
+	// Generation counts the changes of the node list (init writes 1,
+	// each node add, drain or remove one more): a node that was down
+	// during a change keeps an older copy, and recover takes the highest
+	// it finds on the nodes. 0: written before 2026-12-07.
+	Generation uint64 `json:"generation,omitempty"`
 }
 
 // NodeConfig is one node of the grid. URL is "http(s)://[token@]host:port",

@@ -225,6 +225,7 @@ func (c *controlServer) updateConfig(ctx context.Context, edit func(*Config) err
 	if err := nc.validateNodes(); err != nil {
 		return err
 	}
+	nc.Generation = c.o.cfg.Generation + 1
 	b, err := nc.marshal()
 	if err != nil {
 		return err

@@ -145,7 +145,7 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 			return nil, nil, fmt.Errorf("a drive already exists at %s (%s); mount it, or choose another --data DIR", dir, f)
 		}
 	}
-	cfg := &Config{Version: configVersion, BlockSize: defaultBlockSize, K: o.k, M: o.m}
+	cfg := &Config{Version: configVersion, BlockSize: defaultBlockSize, K: o.k, M: o.m, Generation: 1}
 	if cfg.DriveID, err = newDriveID(); err != nil {
 		return nil, nil, err
 	}

@@ -140,6 +140,17 @@ change while nodes were reachable) comes back, snapshots included.`)
 	if err != nil {
 		return err
 	}
+	// The node given may have been down when the node list last changed:
+	// the config with the highest generation on the nodes it names wins.
+	if newer, from := newestConfig(ctx, grid, sealer, cfg); newer != nil {
+		fmt.Fprintf(e.stderr, "meshdrive: node %s holds a newer drive config than node %s (change %d against %d): recovering with its node list\n",
+			from, redactURL(*node), newer.Generation, cfg.Generation)
+		rebaseEmbedded(newer, *node)
+		cfg = newer
+		if grid, _, err = openGrid(ctx, tmp, cfg, master, log, false); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	root, err := fs.ReadRoot(ctx, grid, sealer, log)
 	switch {
@@ -231,4 +242,32 @@ func recoverProgress(e *env) func(stage string, done, total int) {
 		}
 		bar.Set(done)
 	}
+}
+
+// newestConfig asks every node of grid for its copy of the drive config
+// and returns the one of the highest generation, with the node that held
+// it, when that is higher than cfg's (nil otherwise). Copies that do not
+// open with the drive's key, or are of another drive, are passed over.
+func newestConfig(ctx context.Context, grid *remoteopen.Grid, sealer *remoteopen.Sealer, cfg *Config) (*Config, string) {
+	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var best *Config
+	from := ""
+	for _, c := range grid.GetMetaAll(gctx, metaConfig) {
+		if c.Err != nil {
+			continue
+		}
+		b, err := sealer.OpenMeta(configSealName, c.Data)
+		if err != nil {
+			continue
+		}
+		got, err := parseConfig(b)
+		if err != nil || got.DriveID != cfg.DriveID {
+			continue
+		}
+		if got.Generation > cfg.Generation && (best == nil || got.Generation > best.Generation) {
+			best, from = got, c.Node
+		}
+	}
+	return best, from
 }

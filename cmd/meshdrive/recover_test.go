@@ -437,3 +437,57 @@ func TestRecoverEmbeddedCopy(t *testing.T) {
 	}
 	mustRun(t, env, "unmount", "--data", dir2, mp)
 }
+
+// TestRecoverFromStaleNode: a node that was down while the node list
+// changed keeps the config before the change; recover from it takes the
+// newest config on the nodes it names (the highest generation), not its
+// own, so the recovered drive knows the node added meanwhile.
+func TestRecoverFromStaleNode(t *testing.T) {
+	requireFuse(t)
+	base := t.TempDir()
+	dir := filepath.Join(base, "data")
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=stale")
+	mustRun(t, env, "init", "--data", dir)
+	mp := filepath.Join(base, "Drive")
+	os.Mkdir(mp, 0o755)
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	if err := os.WriteFile(filepath.Join(mp, "f.txt"), []byte("kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// node-1 misses the node add: its config is put back as it was.
+	cfgObj := filepath.Join(dir, nodesDir, "node-1", "meta", metaConfig)
+	old, err := os.ReadFile(cfgObj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := filepath.Join(base, "extra")
+	mustRun(t, env, "node", "add", "--data", dir, extra)
+	if now, err := os.ReadFile(cfgObj); err != nil || bytes.Equal(now, old) {
+		t.Fatalf("node add did not write node-1's config (%v)", err)
+	}
+	if err := os.WriteFile(cfgObj, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
+	mustRun(t, env, "unmount", "--data", dir, mp)
+
+	dir2 := filepath.Join(base, "data2")
+	r := mustRun(t, env, "recover", "--node", filepath.Join(dir, nodesDir, "node-1"), "--data", dir2)
+	if !strings.Contains(r.stderr, "holds a newer drive config") {
+		t.Errorf("recover from the stale node did not say it took a newer config: %s", r)
+	}
+	cfg, err := loadConfig(dir2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(cfg.Nodes, func(n NodeConfig) bool { return n.URL == extra }) || len(cfg.Nodes) != 7 {
+		t.Errorf("recovered config's nodes %+v: want the six and %s", cfg.Nodes, extra)
+	}
+	cleanupMount(t, env, dir2, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir2, mp)
+	if got, err := os.ReadFile(filepath.Join(mp, "f.txt")); err != nil || string(got) != "kept\n" {
+		t.Errorf("f.txt after recovering from the stale node: %q, %v", got, err)
+	}
+	mustRun(t, env, "unmount", "--data", dir2, mp)
+}

@@ -408,16 +408,24 @@ func errors_Is(err error, target syscall.Errno) bool {
 // TestRecoverEmbeddedCopy: a drive on the embedded default grid, its
 // node directories copied elsewhere, the data dir lost: recover from the
 // copy finds the other node dirs beside the one named.
-func TestRecoverEmbeddedCopy(t *testing.T) {
+// mountEmbedded inits a drive on the embedded default grid under a new
+// temp dir base, with passphrase pass, and mounts it at base/Drive.
+func mountEmbedded(t *testing.T, pass string) (base, dir, mp string, env []string) {
+	t.Helper()
 	requireFuse(t)
-	base := t.TempDir()
-	dir := filepath.Join(base, "data")
-	env := cmdEnv("MESHDRIVE_PASSPHRASE=embedded")
+	base = t.TempDir()
+	dir = filepath.Join(base, "data")
+	env = cmdEnv("MESHDRIVE_PASSPHRASE=" + pass)
 	mustRun(t, env, "init", "--data", dir)
-	mp := filepath.Join(base, "Drive")
+	mp = filepath.Join(base, "Drive")
 	os.Mkdir(mp, 0o755)
 	cleanupMount(t, env, dir, mp)
 	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	return base, dir, mp, env
+}
+
+func TestRecoverEmbeddedCopy(t *testing.T) {
+	base, dir, mp, env := mountEmbedded(t, "embedded")
 	want := []byte("kept on the embedded grid\n")
 	if err := os.WriteFile(filepath.Join(mp, "note.txt"), want, 0o640); err != nil {
 		t.Fatal(err)
@@ -443,15 +451,7 @@ func TestRecoverEmbeddedCopy(t *testing.T) {
 // newest config on the nodes it names (the highest generation), not its
 // own, so the recovered drive knows the node added meanwhile.
 func TestRecoverFromStaleNode(t *testing.T) {
-	requireFuse(t)
-	base := t.TempDir()
-	dir := filepath.Join(base, "data")
-	env := cmdEnv("MESHDRIVE_PASSPHRASE=stale")
-	mustRun(t, env, "init", "--data", dir)
-	mp := filepath.Join(base, "Drive")
-	os.Mkdir(mp, 0o755)
-	cleanupMount(t, env, dir, mp)
-	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	base, dir, mp, env := mountEmbedded(t, "stale")
 	if err := os.WriteFile(filepath.Join(mp, "f.txt"), []byte("kept\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -352,6 +352,18 @@ func TestMountHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustRun(t, env, "unmount", "--data", dir, mp)
+	// Variables from env_file (S3 credentials at boot; here the
+	// passphrase), and a name meshdrive does not read refused.
+	ef := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(ef, []byte("# for the boot mount\nMESHDRIVE_PASSPHRASE=helper\nAWS_REGION=eu-west-1\n"), 0o600)
+	mountHelper("env_file=" + ef)
+	mustRun(t, env, "unmount", "--data", dir, mp)
+	bad := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(bad, []byte("PATH=/nowhere\n"), 0o600)
+	out, err = exec.Command("env", append(henv, helper, dir, mp, "-o", "env_file="+bad)...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "PATH is not a variable meshdrive reads") || mounted(mp) {
+		t.Errorf("env_file with PATH: %v %s", err, out)
+	}
 	mountHelper("ro,passphrase_file=" + pf)
 	if b, err := os.ReadFile(filepath.Join(mp, "x")); err != nil || string(b) != "via fstab" {
 		t.Errorf("read back: %q %v", b, err)

@@ -68,6 +68,11 @@ func Store(ctx context.Context, rawURL string, o Options) (remote.Store, error) 
 		if u.Host == "" {
 			return nil, bad(rawURL, "no host")
 		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return nil, bad(rawURL, "port "+p+" is not a port (1 to 65535)")
+			}
+		}
 		c, err := node.NewClient(s, node.ClientOptions{Token: o.Token, Logger: o.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("%w %q: %w; accepted: %s", ErrBadURL, redact(rawURL), err, Forms)

@@ -107,7 +107,7 @@ func TestBadURLs(t *testing.T) {
 		"", "   ", "ftp://host/x", "node1:9000", "127.0.0.1:8080", "http://", "https://:80x",
 		"file://host/dir", "file:///dir?x=1", "s3://", "s3://b?bogus=1", "s3://b?secure=maybe",
 		"s3://b?endpoint=a&endpoint=b", "s3://AK:SK@bucket/p", "s3://b?endpoint=http://x:1",
-		"http://secrettoken@host:1?q=1",
+		"http://secrettoken@host:1?q=1", "http://127.0.0.1:99999", "https://host:0",
 		// Bucket names S3 refuses: not a node that does not answer.
 		"s3://ab/p?endpoint=127.0.0.1:1", "s3://a..b/p?endpoint=127.0.0.1:1", "s3://10.0.0.1/p?endpoint=127.0.0.1:1",
 	} {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
+	"github.com/meshdrive/meshdrive/remote/faulty"
 	"github.com/meshdrive/meshdrive/remote/shard"
 )
 
@@ -375,5 +376,48 @@ func TestSegmentsListDeletedSnapshots(t *testing.T) {
 	}
 	if err := e.j.UpdateSegment(bg, info, snap.Seq); err != nil {
 		t.Errorf("UpdateSegment of record %d: %v", snap.Seq, err)
+	}
+}
+
+// TestPruneForgetsRecordFirst: a metadata record no snapshot and not the
+// newest chain needs is forgotten before its segment is deleted, so a
+// delete that a node refuses leaves shards no row names (the orphan
+// pass's) rather than a row whose segment is below k, which check, repair
+// and drain (Segments) took for a lost record and could never mend.
+func TestPruneForgetsRecordFirst(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
+		o.MetaInterval = time.Hour
+		o.Retention = &Retention{}
+	})
+	e.writeFile("a", []byte("before the snapshot"))
+	e.syncGrid()
+	snap, err := e.j.CreateSnapshot(bg, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.writeFile("b", []byte("after the snapshot"))
+	e.syncGrid()
+	if _, err := e.j.ms.ship(bg, true, true, false); err != nil { // a full record: s leaves the newest chain
+		t.Fatal(err)
+	}
+	e.nodes[5].SetRules(faulty.Rule{Ops: faulty.OpDelete})
+	if _, err := e.j.DeleteSnapshots(bg, []string{"s"}, false); err != nil {
+		t.Fatal(err)
+	}
+	e.nodes[5].Clear()
+	segs, err := e.j.Segments(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs {
+		if s.MetaSeq == 0 {
+			continue
+		}
+		if s.MetaSeq == snap.Seq {
+			t.Errorf("record %d, pruned while a node refused deletes, is still listed", snap.Seq)
+		}
+		if h := e.grid.CheckSegment(bg, s.Info, remote.CheckOptions{}); !h.Recoverable() {
+			t.Errorf("listed record %d has %d shards, below k", s.MetaSeq, h.OK)
+		}
 	}
 }

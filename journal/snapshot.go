@@ -385,25 +385,30 @@ func (j *snapshots) pruneMeta(ctx context.Context) {
 		if need[r.seq] || r.seq >= headBase {
 			continue
 		}
-		seg, _, err := remote.DecodeSegmentInfo(r.seg)
-		if err == nil {
-			err = j.o.Meta.DeleteSegment(ctx, seg)
-		}
-		if err != nil {
-			j.log.Warn("journal: cannot delete an old metadata record from the grid; will retry", "seq", r.seq, "err", err)
-			continue
-		}
+		// The row goes first, durably: a delete that reaches only some
+		// nodes (one down or refusing) then leaves shards no row names,
+		// which the orphan pass removes (collectOrphans). The other way
+		// round, the row outlived its segment's shards, and check,
+		// repair and drain (Segments) took it for a record below k.
 		j.wmu.Lock()
 		j.scopeLocked(scopeNone)
-		err = j.txLocked(ctx, func(tx *sql.Tx) error {
+		err := j.durableTxLocked(ctx, func(tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, `DELETE FROM mlog WHERE seq = ?`, r.seq)
 			return err
 		})
 		j.wmu.Unlock()
 		if err != nil {
-			j.log.Warn("journal: forget an old metadata record", "seq", r.seq, "err", err)
+			j.log.Warn("journal: forget an old metadata record; will retry", "seq", r.seq, "err", err)
+			continue
 		}
 		os.RemoveAll(j.snapshotDir(r.seq))
+		seg, _, err := remote.DecodeSegmentInfo(r.seg)
+		if err == nil {
+			err = j.o.Meta.DeleteSegment(ctx, seg)
+		}
+		if err != nil {
+			j.log.Warn("journal: an old metadata record was not deleted from every node; the orphan pass removes the rest", "seq", r.seq, "err", err)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,6 +103,7 @@ func (c *controlServer) checkDriveMeta(ctx context.Context, rep *fs.RepairReport
 	members := grid.Members()
 	lacks := make(map[string]bool, len(members))
 	unknown := map[string]bool{}
+	var keys [][]byte // the wrapped keys the nodes hold
 	for _, names := range [][2]string{{metaKey, "meta/" + metaKey}, {metaConfig, "meta/" + metaConfig}} {
 		held := map[string]bool{}
 		for _, name := range names {
@@ -108,6 +111,9 @@ func (c *controlServer) checkDriveMeta(ctx context.Context, rep *fs.RepairReport
 				switch {
 				case mc.Err == nil:
 					held[mc.Node] = true
+					if names[0] == metaKey {
+						keys = append(keys, mc.Data)
+					}
 				case !errors.Is(mc.Err, remoteopen.ErrNotFound):
 					unknown[mc.Node] = true // did not answer: not known
 				}
@@ -130,6 +136,12 @@ func (c *controlServer) checkDriveMeta(ctx context.Context, rep *fs.RepairReport
 	wrapped, err := os.ReadFile(filepath.Join(c.o.dataDir, keyFile))
 	if err != nil {
 		rep.MetaError = fmt.Sprintf("store the drive key again: %v", err)
+		return
+	}
+	// A passwd that ran since key.json was read has put the key under
+	// the new passphrase on the nodes: this older copy must not undo it.
+	if len(keys) > 0 && !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, wrapped) }) {
+		rep.MetaError = fmt.Sprintf("%s is not the drive key the nodes hold (a meshdrive passwd running?); nothing was stored: run check --repair again once it has finished", keyFile)
 		return
 	}
 	n := len(members) // those that did not answer may miss the copies

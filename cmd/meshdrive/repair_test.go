@@ -232,6 +232,23 @@ func TestRepairRestoresDriveMeta(t *testing.T) {
 	if r.code != 0 || len(rep.MetaMissing) != 1 || rep.MetaMissing[0] != "node-3" || rep.MetaRestored {
 		t.Fatalf("check after wiping node-3: nodes without the key or config %v (restored %v)\n%s", rep.MetaMissing, rep.MetaRestored, r)
 	}
+	// A key.json that is not the key the nodes hold (read before a
+	// passwd put the new one on them) is not stored over it.
+	kp := filepath.Join(d.dir, keyFile)
+	key, err := os.ReadFile(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kp, append(slices.Clone(key), '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, r = d.check(t, "--repair")
+	if r.code == 0 || rep.MetaRestored || !strings.Contains(rep.MetaError, "is not the drive key the nodes hold") {
+		t.Fatalf("check --repair with another key.json: restored %v (%s)\n%s", rep.MetaRestored, rep.MetaError, r)
+	}
+	if err := os.WriteFile(kp, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	rep, r = d.check(t, "--repair")
 	if r.code != 0 || rep.RepairFailed != 0 || !rep.MetaRestored || rep.MetaError != "" {
 		t.Fatalf("check --repair after wiping node-3: restored %v (%s)\n%s", rep.MetaRestored, rep.MetaError, r)

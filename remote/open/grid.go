@@ -10,6 +10,7 @@ import (
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/limit"
 	"github.com/meshdrive/meshdrive/remote/metered"
+	"github.com/meshdrive/meshdrive/remote/shard"
 )
 
 // The grid's types and names that a program opening a drive handles, so
@@ -279,4 +280,29 @@ func (r *reopen) Info(ctx context.Context) (remote.NodeInfo, error) {
 		return remote.NodeInfo{}, err
 	}
 	return st.Info(ctx)
+}
+
+// Verify lets the opened store check a shard itself when it can (a node,
+// a directory), so check --verify need not download it; else the shard is
+// read and checked here.
+func (r *reopen) Verify(ctx context.Context, name string) error {
+	st, err := r.store(ctx)
+	if err != nil {
+		return err
+	}
+	if v, ok := st.(remote.Verifier); ok {
+		return v.Verify(ctx, name)
+	}
+	oi, err := st.Stat(ctx, name)
+	if err != nil {
+		return err
+	}
+	obj := make([]byte, oi.Size)
+	if err := st.Get(ctx, name, 0, obj); err != nil {
+		return err
+	}
+	if _, _, err := shard.Verify(obj); err != nil {
+		return fmt.Errorf("%w: %w", remote.ErrCorrupt, err)
+	}
+	return nil
 }

@@ -127,4 +127,13 @@ func TestMembersReopenDownNode(t *testing.T) {
 	if _, err := members[1].Store.List(t.Context(), "", "", 10); err != nil {
 		t.Fatalf("List on the node once opened: %v", err)
 	}
+	// Opened late, the node still checks shards itself (check --verify
+	// downloads nothing from it), as one opened at once does.
+	v, ok := members[1].Store.(remote.Verifier)
+	if !ok {
+		t.Fatal("the node opened late lost Verify")
+	}
+	if err := v.Verify(t.Context(), "shards/none.0"); !errors.Is(err, remote.ErrNotFound) {
+		t.Errorf("Verify of a shard the node does not hold: %v, want remote.ErrNotFound", err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
 	"golang.org/x/sync/errgroup"
@@ -363,7 +364,10 @@ func (s *fileOps) sweepLeftover(rel string, fi os.FileInfo) {
 	s.tmpMu.Lock()
 	ours := s.tmps[rel]
 	s.tmpMu.Unlock()
-	if ours || !fi.ModTime().Before(s.started) {
+	// A second's margin: the file system's clock ticks coarser than
+	// time.Now, so a file written just after the start can carry a time
+	// just before it.
+	if ours || !fi.ModTime().Before(s.started.Add(-time.Second)) {
 		return
 	}
 	if err := s.root.RemoveAll(rel); err != nil {

@@ -335,12 +335,11 @@ func testRebuildWithCorruptShards(t *testing.T) {
 	}
 }
 
-// TestSegmentsListDeletedSnapshots: a deleted snapshot whose record the
-// newest checkpoint's chain still needs stays on the grid, so Segments
-// lists it and UpdateSegment records its moves: check, repair and node
-// drain work from that list, and a drain deletes what it leaves on the
-// node (then recover could not read the chain).
-func TestSegmentsListDeletedSnapshots(t *testing.T) {
+// snapshotBetweenWrites is a journal on a grid of six nodes (k=4, m=2,
+// no automatic snapshots kept) with snapshot "s" taken between two files'
+// writes, both shipped to the grid.
+func snapshotBetweenWrites(t *testing.T) (*gridEnv, Snapshot) {
+	t.Helper()
 	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
 		o.MetaInterval = time.Hour
 		o.Retention = &Retention{}
@@ -353,6 +352,16 @@ func TestSegmentsListDeletedSnapshots(t *testing.T) {
 	}
 	e.writeFile("b", []byte("after the snapshot"))
 	e.syncGrid()
+	return e, snap
+}
+
+// TestSegmentsListDeletedSnapshots: a deleted snapshot whose record the
+// newest checkpoint's chain still needs stays on the grid, so Segments
+// lists it and UpdateSegment records its moves: check, repair and node
+// drain work from that list, and a drain deletes what it leaves on the
+// node (then recover could not read the chain).
+func TestSegmentsListDeletedSnapshots(t *testing.T) {
+	e, snap := snapshotBetweenWrites(t)
 	if _, err := e.j.DeleteSnapshots(bg, []string{"s"}, false); err != nil {
 		t.Fatal(err)
 	}
@@ -385,18 +394,7 @@ func TestSegmentsListDeletedSnapshots(t *testing.T) {
 // pass's) rather than a row whose segment is below k, which check, repair
 // and drain (Segments) took for a lost record and could never mend.
 func TestPruneForgetsRecordFirst(t *testing.T) {
-	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
-		o.MetaInterval = time.Hour
-		o.Retention = &Retention{}
-	})
-	e.writeFile("a", []byte("before the snapshot"))
-	e.syncGrid()
-	snap, err := e.j.CreateSnapshot(bg, "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.writeFile("b", []byte("after the snapshot"))
-	e.syncGrid()
+	e, snap := snapshotBetweenWrites(t)
 	if _, err := e.j.ms.ship(bg, true, true, false); err != nil { // a full record: s leaves the newest chain
 		t.Fatal(err)
 	}

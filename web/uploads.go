@@ -17,7 +17,7 @@ const DefaultUploadIdle = 60 * time.Second
 // being unmounted.
 var errUploadsEnded = errors.New("uploads ended: the drive is being unmounted")
 
-// errRestoreEnded is a restore's read after EndUploads.
+// errRestoreEnded ends a restore's copy after EndUploads.
 var errRestoreEnded = errors.New("restore ended: the drive is being unmounted")
 
 // uploads are the PUTs and restores in flight, so EndUploads (an unmount)

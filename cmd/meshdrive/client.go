@@ -60,6 +60,12 @@ func deadMount(mp string) bool {
 		_, err = d.Readdirnames(1)
 		d.Close()
 	}
+	return deadMountErr(err)
+}
+
+// deadMountErr reports whether err is what a mount whose process is gone
+// answers.
+func deadMountErr(err error) bool {
 	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED)
 }
 

@@ -294,7 +294,7 @@ func checkRepairBelow(o mountOptions) error {
 // unwritable mountpoint.
 func checkMountpoint(mp string) error {
 	dead := func(err error) error {
-		if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+		if deadMountErr(err) {
 			return fmt.Errorf("mountpoint %s is a dead mount (its mount process is gone); clear it with meshdrive unmount %s", mp, mp)
 		}
 		return nil

@@ -30,7 +30,14 @@ func openGridStack(ctx context.Context, dataDir string, cfg *Config, master []by
 func gridOptions(dataDir string, cfg *Config, master []byte, log *slog.Logger, strict bool, stack remoteopen.Stack) remoteopen.GridOptions {
 	nodes := make([]remoteopen.Node, len(cfg.Nodes))
 	for i, n := range cfg.Nodes {
-		nodes[i] = remoteopen.Node{Name: n.Name, URL: nodeURL(dataDir, n.URL), Zone: n.Zone}
+		u := nodeURL(dataDir, n.URL)
+		// Only init (strict) makes a node directory given by the user
+		// (a spare disk): anything else opening one that is missing
+		// would make it on the file system under an unmounted disk.
+		// The embedded grid's (relative: inside the data dir) is made
+		// again as before.
+		_, local := remoteopen.LocalPath(n.URL)
+		nodes[i] = remoteopen.Node{Name: n.Name, URL: u, Zone: n.Zone, MustExist: !strict && local && u == n.URL}
 	}
 	return remoteopen.GridOptions{K: cfg.K, M: cfg.M, Master: master, Nodes: nodes,
 		Strict: strict, Stack: stack, Timeout: openTimeout, Logger: log}

@@ -53,7 +53,16 @@ type Options struct {
 	// oldest quarantined objects are removed (default
 	// DefaultQuarantineMax; negative keeps everything).
 	QuarantineMax int64
+	// MustExist: New opens an existing directory and never makes one. A
+	// drive opening a node it used before sets it: a node directory on a
+	// disk that is not mounted would otherwise be made, empty, on the
+	// file system under it, and filled there by repair.
+	MustExist bool
 }
+
+// ErrNoDir is wrapped by New's error when Options.MustExist is set and
+// the directory does not exist.
+var ErrNoDir = errors.New("the node's directory does not exist")
 
 // DefaultQuarantineMax is Options.QuarantineMax's default: enough to
 // inspect what a failing disk did, not enough to fill it.
@@ -99,7 +108,12 @@ func New(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dirstore: directory %q: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
+	if opts.MustExist {
+		if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("dirstore: %w: %s (if it is on a disk, mount the disk; if the disk was replaced, "+
+				"mkdir %s and run meshdrive check --repair to fill it again)", ErrNoDir, abs, abs)
+		}
+	} else if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("dirstore: create directory %s: %w", abs, err)
 	}
 	st, err := os.Stat(abs)

@@ -72,6 +72,8 @@ func (s Stack) Wrap(name string, st remote.Store) remote.Store {
 // relative directories are the caller's to resolve) and its zone.
 type Node struct {
 	Name, URL, Zone string
+	// MustExist: a directory node is opened, never made (Options).
+	MustExist bool
 }
 
 // DefaultTimeout bounds opening one store of a grid (an S3 store checks
@@ -132,7 +134,7 @@ func Members(ctx context.Context, o GridOptions) ([]Member, error) {
 			defer wg.Done()
 			octx, cancel := context.WithTimeout(ctx, o.Timeout)
 			defer cancel()
-			so := Options{Logger: log.With("node", n.Name)}
+			so := Options{Logger: log.With("node", n.Name), MustExist: n.MustExist}
 			st, err := Store(octx, n.URL, so)
 			if err != nil {
 				errs[i] = fmt.Errorf("node %s (%s): %w", n.Name, redact(n.URL), err)

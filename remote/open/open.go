@@ -36,6 +36,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Getenv reads the S3 credentials (default os.Getenv).
 	Getenv func(string) string
+	// MustExist: a directory store is opened, never made
+	// (dirstore.Options.MustExist).
+	MustExist bool
 }
 
 // Store opens the store rawURL names.
@@ -149,7 +152,7 @@ func openDir(path string, o Options) (remote.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", path, err)
 	}
-	return dirstore.New(abs, dirstore.Options{Logger: o.Logger})
+	return dirstore.New(abs, dirstore.Options{Logger: o.Logger, MustExist: o.MustExist})
 }
 
 func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.Store, error) {

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMountDoesNotMakeMissingNodeDir: a drive whose nodes are directories
+// given at init (spare disks) is mounted while one of them is missing, as
+// when its disk is not mounted. The mount counts that node as down, says
+// why, and does not make the directory (repair would otherwise fill it on
+// the file system under the disk); once the directory is back, the node
+// opens by itself.
+func TestMountDoesNotMakeMissingNodeDir(t *testing.T) {
+	requireFuse(t)
+	base := t.TempDir()
+	dir, mp := filepath.Join(base, "data"), filepath.Join(base, "mnt")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=correct horse battery staple")
+	args := []string{"init", "--data", dir, "--k", "2", "--m", "1"}
+	var nodes []string
+	for i := range 3 {
+		n := filepath.Join(base, "disk"+string(rune('1'+i)), "meshdrive")
+		nodes = append(nodes, n)
+		args = append(args, "--node", n)
+	}
+	mustRun(t, env, args...)
+	// The second disk is not mounted: its node directory is gone.
+	away := filepath.Join(base, "away")
+	if err := os.Rename(nodes[1], away); err != nil {
+		t.Fatal(err)
+	}
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	if err := os.WriteFile(filepath.Join(mp, "f"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := statusJSON(t, env, dir)
+	if st.NodesUp != 2 || len(st.Nodes) != 3 || st.Nodes[1].Up || !strings.Contains(st.Nodes[1].Error, "does not exist") ||
+		!strings.Contains(st.Nodes[1].Error, "mount the disk") {
+		t.Fatalf("status with a node's directory missing: %+v", st.Nodes)
+	}
+	if _, err := os.Stat(nodes[1]); !os.IsNotExist(err) {
+		t.Fatalf("the mount made the missing node directory: %v", err)
+	}
+	// The disk is mounted again: the node opens within the retry period.
+	if err := os.Rename(away, nodes[1]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for st = statusJSON(t, env, dir); st.NodesUp != 3; st = statusJSON(t, env, dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node did not open once its directory was back: %+v", st.Nodes)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}

@@ -49,6 +49,9 @@ type DriveOptions struct {
 	GCInterval time.Duration
 
 	ReadOnly, AllowOther bool
+	// DropMissing: staged blocks whose staging file is gone are marked
+	// lost instead of the open failing (journal.Options.DropMissing).
+	DropMissing bool
 	// Writeback turns on the kernel's write-back cache (see
 	// MountOptions.Writeback).
 	Writeback bool
@@ -267,6 +270,7 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		Uploaded:     c.Adopt,
 		Dropped:      c.Forget,
 		KeepSmall:    keepSmall(o.CacheDiskBytes),
+		DropMissing:  o.DropMissing,
 	})
 	if err != nil {
 		c.Close()

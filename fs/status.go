@@ -25,6 +25,9 @@ type PathStatus struct {
 	Blocks        int    `json:"blocks"`
 	PendingBlocks int    `json:"pending_blocks"`
 	PendingBytes  int64  `json:"pending_bytes"`
+	// LostBlocks cannot be read from anywhere (state "lost"): restore
+	// the file from a copy.
+	LostBlocks int `json:"lost_blocks,omitempty"`
 	// The local cache, over the blocks that are on the grid (blocks not yet
 	// uploaded are in the journal, on this machine anyway).
 	Cached       string `json:"cached"`        // fully | partly | not: are the grid blocks in the cache
@@ -119,6 +122,7 @@ func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
 		rep.Blocks += st.Blocks
 		rep.PendingBlocks += st.PendingBlocks
 		rep.PendingBytes += st.PendingBytes
+		rep.LostBlocks += st.LostBlocks
 		worst = min(worst, st.State)
 		return nil
 	}

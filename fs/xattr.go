@@ -22,6 +22,8 @@ const StatusXattr = "user.meshdrive.status"
 // statusText renders a FileStatus as the xattr value.
 func statusText(s journal.FileStatus) string {
 	switch s.State {
+	case journal.StateLost:
+		return fmt.Sprintf("lost (%d blocks cannot be read)", s.LostBlocks)
 	case journal.StateDurable:
 		return "durable"
 	case journal.StateDegraded:

@@ -493,8 +493,12 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 	seq := j.nextSeq
 	j.nextSeq++
 	j.qmu.Unlock()
+	// A lost block's row (ErrLostBlock) is taken over by the new copy,
+	// as a new block: the files that name it read again.
 	res, err := j.texec(ctx, tx, `INSERT INTO blocks(id, plain_len, sealed_len, refcount, state, prio, seq)
-		VALUES(?, ?, ?, 1, ?, ?, ?) ON CONFLICT(id) DO NOTHING`, c.id[:], c.plainLen, sealedLen, blockStaged, prio, seq)
+		VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6) ON CONFLICT(id) DO UPDATE SET plain_len = ?2, sealed_len = ?3,
+			refcount = blocks.refcount + 1, state = ?4, prio = ?5, seq = ?6, segment = NULL, seg_off = NULL, seg_len = NULL
+		WHERE blocks.state = ?7`, c.id[:], c.plainLen, sealedLen, blockStaged, prio, seq, blockLost)
 	if err != nil {
 		return nil, false, err
 	}
@@ -541,10 +545,12 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 }
 
 // addRef adds a reference to c's block if its row exists (reviving it
-// if it was garbage), and reports whether it did. wmu held.
+// if it was garbage), and reports whether it did. A lost block's row is
+// not one to add to: the caller seals c and incRef's insert takes the
+// row over. wmu held.
 func (j *flusher) addRef(ctx context.Context, tx *sql.Tx, c *cut) (bool, error) {
 	res, err := j.texec(ctx, tx, `UPDATE blocks SET refcount = refcount + 1,
-		state = CASE state WHEN ? THEN ? ELSE state END WHERE id = ?`, blockGarbage, blockUploaded, c.id[:])
+		state = CASE state WHEN ? THEN ? ELSE state END WHERE id = ? AND state != ?`, blockGarbage, blockUploaded, c.id[:], blockLost)
 	if err != nil {
 		return false, err
 	}
@@ -567,6 +573,11 @@ func (j *flusher) decRef(ctx context.Context, tx *sql.Tx, id []byte, fr *freed) 
 	}
 	if state == blockStaged {
 		return j.dropStaged(ctx, tx, id, sealedLen, fr)
+	}
+	if state == blockLost {
+		// Nothing to collect: its bytes are nowhere.
+		_, err = j.texec(ctx, tx, `DELETE FROM blocks WHERE id = ?`, id)
+		return err
 	}
 	_, err = j.texec(ctx, tx, `UPDATE blocks SET state = ? WHERE id = ?`, blockGarbage, id)
 	return err

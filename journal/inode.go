@@ -559,9 +559,9 @@ func (j *inodeTable) freeTx(ctx context.Context, tx *sql.Tx, inos []Ino, fr *fre
 	// reads the row as it was): one left with none becomes garbage when
 	// it was uploaded; a staged one is deleted below.
 	rows, err := j.tquery(ctx, tx, `UPDATE blocks SET refcount = refcount - d.n,
-		state = CASE WHEN refcount - d.n <= 0 AND state != ?2 THEN ?3 ELSE state END
+		state = CASE WHEN refcount - d.n <= 0 AND state NOT IN (?2, ?4) THEN ?3 ELSE state END
 		FROM (SELECT block, count(*) AS n FROM blockmap WHERE ino IN (SELECT value FROM json_each(?1)) GROUP BY block) AS d
-		WHERE blocks.id = d.block RETURNING id, refcount, state, sealed_len`, arg, blockStaged, blockGarbage)
+		WHERE blocks.id = d.block RETURNING id, refcount, state, sealed_len`, arg, blockStaged, blockGarbage, blockLost)
 	if err != nil {
 		return nil, fmt.Errorf("journal: free inodes: drop block references: %w", err)
 	}
@@ -570,6 +570,7 @@ func (j *inodeTable) freeTx(ctx context.Context, tx *sql.Tx, inos []Ino, fr *fre
 		sealedLen int64
 	}
 	var staged []stagedRow
+	var lost [][]byte // nothing to collect: their bytes are nowhere
 	for rows.Next() {
 		var id []byte
 		var ref, state int
@@ -581,6 +582,9 @@ func (j *inodeTable) freeTx(ctx context.Context, tx *sql.Tx, inos []Ino, fr *fre
 		if ref <= 0 && state == blockStaged {
 			staged = append(staged, stagedRow{id, sealedLen})
 		}
+		if ref <= 0 && state == blockLost {
+			lost = append(lost, id)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -588,6 +592,11 @@ func (j *inodeTable) freeTx(ctx context.Context, tx *sql.Tx, inos []Ino, fr *fre
 	}
 	if _, err := j.texec(ctx, tx, `DELETE FROM blockmap WHERE ino IN (SELECT value FROM json_each(?1))`, arg); err != nil {
 		return nil, fmt.Errorf("journal: free inodes: drop block maps: %w", err)
+	}
+	for _, id := range lost {
+		if _, err := j.texec(ctx, tx, `DELETE FROM blocks WHERE id = ?`, id); err != nil {
+			return nil, fmt.Errorf("journal: free inodes: drop lost blocks: %w", err)
+		}
 	}
 	for _, s := range staged { // after the block map rows that named them
 		if err := j.fl.dropStaged(ctx, tx, s.id, s.sealedLen, fr); err != nil {

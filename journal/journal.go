@@ -131,6 +131,12 @@ type Options struct {
 	// as Uploaded does for the others; the oldest go first past it
 	// (kept.go). 0: none are kept.
 	KeepSmall int64
+	// DropMissing: staged blocks whose staging file is gone (the local
+	// disk or a person removed it) are marked lost at Open (reads of
+	// them fail with ErrLostBlock, Status says StateLost, writing the
+	// same bytes again brings them back) instead of Open refusing: the
+	// way to keep everything else the journal holds.
+	DropMissing bool
 
 	// after is the group committer's clock (tests; default time.After).
 	after func(time.Duration) <-chan time.Time

@@ -38,8 +38,10 @@ type RebuildStats struct {
 	Bytes      int64 // their sealed bytes
 	Inodes     int64
 	LostBlocks int64 // blocks not on the grid when their record was shipped
-	// LostFiles lists up to 100 inodes with a lost block.
-	LostFiles []Ino
+	// LostFiles is the count of files with a lost block; LostPaths names
+	// up to 100 of them.
+	LostFiles int64
+	LostPaths []string
 }
 
 // maxWalk bounds a chain walk: a longer chain is corrupt (the shipper
@@ -207,15 +209,8 @@ func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildStats, error) {
 		return nil, fmt.Errorf("journal: rebuild: %w", err)
 	}
 	if st.LostBlocks > 0 {
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT m.ino FROM blockmap m JOIN blocks b ON b.id = m.block WHERE b.state = 3 LIMIT 100`)
-		if err == nil {
-			for rows.Next() {
-				var ino Ino
-				if rows.Scan(&ino) == nil {
-					st.LostFiles = append(st.LostFiles, ino)
-				}
-			}
-			rows.Close()
+		if st.LostFiles, st.LostPaths, err = lostFiles(ctx, tx); err != nil {
+			return nil, fmt.Errorf("journal: rebuild: name the files with lost blocks: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -122,17 +122,59 @@ func (j *flusher) recover(ctx context.Context) error {
 		}
 	}
 	var missing []string
+	var missingIDs []remote.BlockID
 	for id := range j.queue {
 		if !present[id] {
 			missing = append(missing, id.String())
+			missingIDs = append(missingIDs, id)
 		}
 	}
-	if len(missing) > 0 {
+	if len(missing) > 0 && !j.o.DropMissing {
 		return fmt.Errorf("journal: %d staged blocks are missing from %s (first %s): the local staging area was damaged "+
 			"outside meshdrive; these blocks were never uploaded, so files that use them cannot be read back. "+
-			"Put the files back if you have a copy of that folder; else start from what the grid holds: "+
+			"Put the files back if you have a copy of that folder; else mount with --drop-missing to keep everything else "+
+			"(reading those blocks then fails, and status PATH names them lost), or start from what the grid holds: "+
 			"meshdrive recover --node URL --data NEWDIR (changes not yet on the grid are lost; this data dir is left as it is)",
 			len(missing), j.stage, strings.Join(missing[:min(3, len(missing))], ", "))
 	}
+	if len(missing) > 0 {
+		if err := j.dropMissing(ctx, missingIDs); err != nil {
+			return err
+		}
+	}
 	return syncDir(j.stage)
+}
+
+// dropMissing marks the staged blocks whose staging file is gone lost
+// (Options.DropMissing), durably, takes them out of the upload queue and
+// says which files they belong to.
+func (j *flusher) dropMissing(ctx context.Context, missing []remote.BlockID) error {
+	var files int64
+	var paths []string
+	err := j.tx(ctx, func(tx *sql.Tx) error {
+		for _, id := range missing {
+			if _, err := tx.ExecContext(ctx, `UPDATE blocks SET state = ? WHERE id = ? AND state = ?`, blockLost, id[:], blockStaged); err != nil {
+				return err
+			}
+		}
+		var err error
+		files, paths, err = lostFiles(ctx, tx)
+		return err
+	})
+	if err == nil {
+		err = j.barrier(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("journal: mark the blocks missing from %s lost: %w", j.stage, err)
+	}
+	for _, id := range missing {
+		if it, ok := j.queue[id]; ok {
+			j.stagedB -= it.sealedLen
+			delete(j.queue, id)
+		}
+	}
+	j.log.Warn("journal: staged blocks were missing from the staging folder and are now lost: reading them fails; "+
+		"restore the files that use them from a copy (writing the same bytes again brings the blocks back), or delete them",
+		"blocks", len(missing), "files", files, "some", strings.Join(paths[:min(10, len(paths))], ", "))
+	return nil
 }

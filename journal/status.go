@@ -7,7 +7,8 @@ import (
 	"github.com/meshdrive/meshdrive/remote"
 )
 
-// Status reports how safe a file's data is: local while any block is
+// Status reports how safe a file's data is: lost while any block cannot
+// be read (ErrLostBlock), local while any block is
 // dirty or staged or its metadata has not reached the grid (with a
 // metadata grid), degraded while any segment lacks shards, else durable.
 func (j *gridView) Status(ctx context.Context, ino Ino) (FileStatus, error) {
@@ -18,17 +19,18 @@ func (j *gridView) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 		return FileStatus{}, err
 	}
 	var fs FileStatus
-	var pending, pendingB, degraded int64
+	var pending, pendingB, degraded, lost int64
 	err := j.db.QueryRowContext(ctx, `SELECT count(*),
-			coalesce(sum(b.state = ?), 0),
-			coalesce(sum(CASE WHEN b.state = ? THEN b.plain_len ELSE 0 END), 0),
-			coalesce(sum(CASE WHEN b.state != ? AND s.stored < s.k + s.m THEN 1 ELSE 0 END), 0)
+			coalesce(sum(b.state = ?1), 0),
+			coalesce(sum(CASE WHEN b.state = ?1 THEN b.plain_len ELSE 0 END), 0),
+			coalesce(sum(CASE WHEN b.state != ?1 AND s.stored < s.k + s.m THEN 1 ELSE 0 END), 0),
+			coalesce(sum(b.state = ?2), 0)
 		FROM blockmap m JOIN blocks b ON b.id = m.block LEFT JOIN segments s ON s.id = b.segment
-		WHERE m.ino = ?`, blockStaged, blockStaged, blockStaged, ino).Scan(&fs.Blocks, &pending, &pendingB, &degraded)
+		WHERE m.ino = ?3`, blockStaged, blockLost, ino).Scan(&fs.Blocks, &pending, &pendingB, &degraded, &lost)
 	if err != nil {
 		return fs, fmt.Errorf("journal: status of inode %d: %w", ino, err)
 	}
-	fs.PendingBlocks, fs.PendingBytes = int(pending), pendingB
+	fs.PendingBlocks, fs.PendingBytes, fs.LostBlocks = int(pending), pendingB, int(lost)
 	// Dirty blocks are pending too.
 	j.imu.Lock()
 	n := j.inodes[ino]
@@ -69,6 +71,8 @@ func (j *gridView) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 		fs.MetaPending = p
 	}
 	switch {
+	case fs.LostBlocks > 0:
+		fs.State = StateLost
 	case fs.PendingBlocks > 0 || fs.MetaPending:
 		fs.State = StateLocal
 	case degraded > 0:

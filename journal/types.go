@@ -78,9 +78,12 @@ type StatFS struct {
 type State int
 
 const (
+	// StateLost: some block cannot be read from anywhere (ErrLostBlock):
+	// the worst state, below the others (a folder shows its worst file's).
+	StateLost State = iota - 1
 	// StateLocal: some data, or the metadata naming it, is only in the
 	// journal on this machine.
-	StateLocal State = iota
+	StateLocal
 	// StateDegraded: on the grid, but some segment has fewer than n shards
 	// (repair owed).
 	StateDegraded
@@ -90,6 +93,8 @@ const (
 
 func (s State) String() string {
 	switch s {
+	case StateLost:
+		return "lost"
 	case StateLocal:
 		return "local"
 	case StateDegraded:
@@ -107,6 +112,7 @@ type FileStatus struct {
 	Blocks        int   // non-hole blocks
 	PendingBlocks int   // not yet on the grid
 	PendingBytes  int64 // plaintext bytes not yet on the grid
+	LostBlocks    int   // blocks that cannot be read (ErrLostBlock)
 	// MetaPending: the file's metadata (name, attributes, block map)
 	// changed since the last metadata record reached the grid, so a
 	// recovery from the grid would not find it as it is now.
@@ -143,5 +149,5 @@ var (
 	ErrClosed      = errors.New("journal is closed")
 	// ErrLostBlock: the drive was recovered from the grid, and this block
 	// had not reached the grid when its file's metadata was shipped.
-	ErrLostBlock = errors.New("block was not on the grid when the drive was recovered; restore the file from a copy")
+	ErrLostBlock = errors.New("block is lost (not on the grid when the drive was recovered, or its staging file was gone at a mount with --drop-missing); restore the file from a copy")
 )

@@ -153,6 +153,9 @@ mount.`)
 			fmt.Fprintf(e.stdout, "  %s\n", humanBytes(rep.Size))
 		}
 		fmt.Fprintf(e.stdout, "  %d blocks, %d pending upload (%s)\n", rep.Blocks, rep.PendingBlocks, humanBytes(rep.PendingBytes))
+		if rep.LostBlocks > 0 {
+			fmt.Fprintf(e.stdout, "  %d blocks lost: reading them fails (EIO); restore the file from a copy, or delete it\n", rep.LostBlocks)
+		}
 		printCached(e.stdout, &rep)
 		printPinned(e.stdout, &rep)
 		return nil

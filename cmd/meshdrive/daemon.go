@@ -77,6 +77,9 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 	if o.readOnly {
 		args = append(args, "--read-only")
 	}
+	if o.dropMissing {
+		args = append(args, "--drop-missing")
+	}
 	args = append(args, "--gc-interval", o.gcInterval.String())
 	if o.metaInterval > 0 {
 		args = append(args, "--metadata-interval", o.metaInterval.String())

@@ -47,6 +47,7 @@ type mountOptions struct {
 	downloadLimit float64
 	allowOther    bool
 	readOnly      bool
+	dropMissing   bool
 	daemon        bool
 	logLevel      string
 	pass          passphraseSource
@@ -94,6 +95,7 @@ else a prompt on the terminal.`)
 	downloadLimit := fl.String("download-limit", "0", "download bandwidth limit in bytes/s, reads from every node together (same suffixes; 0 = unlimited); the config's bandwidth_schedule overrides it in its windows")
 	allowOther := fl.Bool("allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root)")
 	readOnly := fl.Bool("read-only", false, "mount read-only")
+	dropMissing := fl.Bool("drop-missing", false, "when staging files of blocks never uploaded are gone from DATA/journal/staging, mount anyway: those blocks are lost (reading them fails, status PATH says lost, writing the same bytes again brings them back) and everything else is kept")
 	daemon := fl.Bool("daemon", false, "detach once the mount is ready; log to DATA/meshdrive.log")
 	logLevel := fl.String("log-level", "info", "log level: debug, info, warn, error")
 	passFile := fl.String("passphrase-file", "", "read the passphrase from this file")
@@ -117,7 +119,7 @@ else a prompt on the terminal.`)
 	if len(pos) != 1 {
 		return usageError("mount needs exactly one MOUNTPOINT (got %d arguments); see meshdrive mount --help", len(pos))
 	}
-	o := mountOptions{allowOther: *allowOther, readOnly: *readOnly, daemon: *daemon, logLevel: *logLevel, metaInterval: *metaInterval, gcInterval: *gcInterval,
+	o := mountOptions{allowOther: *allowOther, readOnly: *readOnly, dropMissing: *dropMissing, daemon: *daemon, logLevel: *logLevel, metaInterval: *metaInterval, gcInterval: *gcInterval,
 		pass: passphraseSource{file: *passFile, envVar: "MESHDRIVE_PASSPHRASE"}}
 	if o.dataDir, err = dataDir(); err != nil {
 		return err
@@ -407,7 +409,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	drive, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir: o.dataDir, Grid: grid, Sealer: sealer,
 		CacheMemBytes: mem, CacheDiskBytes: disk, PinBudget: o.pinBudget,
-		BlockSize: cfg.BlockSize, ReadOnly: o.readOnly, AllowOther: o.allowOther, Logger: log,
+		BlockSize: cfg.BlockSize, ReadOnly: o.readOnly, DropMissing: o.dropMissing, AllowOther: o.allowOther, Logger: log,
 		MetaInterval: metaInterval(o, cfg), Retention: retention(cfg), GCInterval: o.gcInterval,
 		ObserveOp:  metrics.ObserveFUSE,
 		WrapBlocks: testHooks.wrapBlocks,

@@ -15,23 +15,9 @@ import (
 // the file system under the disk); once the directory is back, the node
 // opens by itself.
 func TestMountDoesNotMakeMissingNodeDir(t *testing.T) {
-	requireFuse(t)
-	base := t.TempDir()
-	dir, mp := filepath.Join(base, "data"), filepath.Join(base, "mnt")
-	if err := os.Mkdir(mp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	env := cmdEnv("MESHDRIVE_PASSPHRASE=correct horse battery staple")
-	args := []string{"init", "--data", dir, "--k", "2", "--m", "1"}
-	var nodes []string
-	for i := range 3 {
-		n := filepath.Join(base, "disk"+string(rune('1'+i)), "meshdrive")
-		nodes = append(nodes, n)
-		args = append(args, "--node", n)
-	}
-	mustRun(t, env, args...)
+	dir, mp, env, nodes := newDiskDrive(t, "meshdrive")
 	// The second disk is not mounted: its node directory is gone.
-	away := filepath.Join(base, "away")
+	away := nodes[1] + ".away"
 	if err := os.Rename(nodes[1], away); err != nil {
 		t.Fatal(err)
 	}
@@ -60,4 +46,27 @@ func TestMountDoesNotMakeMissingNodeDir(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	mustRun(t, env, "unmount", "--data", dir, mp)
+}
+
+// newDiskDrive makes a drive (k=2, m=1) whose three nodes are directories
+// given to init, as on spare disks (disk1/SUB, ...; SUB may be empty),
+// and returns its data dir, an empty mountpoint, the environment and the
+// node directories. The test needs FUSE.
+func newDiskDrive(t *testing.T, sub string) (dir, mp string, env, nodes []string) {
+	t.Helper()
+	requireFuse(t)
+	base := t.TempDir()
+	dir, mp = filepath.Join(base, "data"), filepath.Join(base, "mnt")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env = cmdEnv("MESHDRIVE_PASSPHRASE=correct horse battery staple")
+	args := []string{"init", "--data", dir, "--k", "2", "--m", "1"}
+	for i := range 3 {
+		n := filepath.Join(base, "disk"+string(rune('1'+i)), sub)
+		nodes = append(nodes, n)
+		args = append(args, "--node", n)
+	}
+	mustRun(t, env, args...)
+	return dir, mp, env, nodes
 }

@@ -143,6 +143,7 @@ const STATE = {
   local: ["warn", "Local only", "Written on this computer; not yet on the grid"],
   degraded: ["warn", "Degraded", "On the grid with fewer shards than it should have; repair is owed"],
   durable: ["ok", "On the grid", "Stored on the grid with every shard: it survives losing this computer"],
+  lost: ["bad", "Lost", "Some of its data is nowhere: reading it fails. Restore the file from a copy, or delete it"],
 };
 function stateBadge(s) {
   const [cls, label, title] = STATE[s] || ["muted", s, ""];

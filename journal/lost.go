@@ -1,0 +1,64 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+)
+
+// maxLostNamed bounds the files LostFiles names.
+const maxLostNamed = 100
+
+// lostFiles counts the files with a lost block (blockLost: reading it
+// fails) and names up to maxLostNamed of them by a path from the root
+// ("/a/b"; one of a hard link's names; "inode N" for one no folder
+// names), on the pool or in a transaction.
+func lostFiles(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (files int64, paths []string, err error) {
+	if err := q.QueryRowContext(ctx, `SELECT count(DISTINCT m.ino) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE b.state = ?`,
+		blockLost).Scan(&files); err != nil || files == 0 {
+		return files, nil, err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT m.ino FROM blockmap m JOIN blocks b ON b.id = m.block
+		WHERE b.state = ? ORDER BY m.ino LIMIT ?`, blockLost, maxLostNamed)
+	if err != nil {
+		return files, nil, err
+	}
+	var inos []Ino
+	for rows.Next() {
+		var ino Ino
+		if err := rows.Scan(&ino); err != nil {
+			rows.Close()
+			return files, nil, err
+		}
+		inos = append(inos, ino)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return files, nil, err
+	}
+	for _, ino := range inos {
+		// Up the tree: a file's first name, then its folders' (a folder
+		// has one); the depth bound stops a cycle that damaged tables
+		// could hold.
+		var p sql.NullString
+		err := q.QueryRowContext(ctx, `WITH RECURSIVE up(ino, path, depth) AS (
+				SELECT parent, '/' || name, 0 FROM (SELECT parent, name FROM entries WHERE ino = ?1 ORDER BY parent, name LIMIT 1)
+				UNION ALL
+				SELECT e.parent, '/' || e.name || up.path, up.depth + 1
+				FROM up JOIN entries e ON e.ino = up.ino
+				WHERE up.ino != ?2 AND up.depth < 4096)
+			SELECT path FROM up WHERE ino = ?2 LIMIT 1`, ino, RootIno).Scan(&p)
+		switch {
+		case err == nil && p.Valid:
+			paths = append(paths, p.String)
+		case err == nil || err == sql.ErrNoRows:
+			paths = append(paths, "inode "+strconv.FormatUint(uint64(ino), 10))
+		default:
+			return files, paths, err
+		}
+	}
+	return files, paths, nil
+}

@@ -1,0 +1,172 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDropMissingStaged: a staging file removed behind the journal's back
+// makes Open refuse and name --drop-missing; with DropMissing the journal
+// opens, the block is lost (reads fail, Status says lost, the file is
+// named), everything else reads and uploads, and writing the same bytes
+// again brings the block back for every file that names it.
+func TestDropMissingStaged(t *testing.T) {
+	e := newEnv(t, nil)
+	e.g.down.Store(true) // keep the blocks staged
+	dir := must[Attr](t)(e.j.Mkdir(bg, RootIno, "docs", 0o755, 0, 0))
+	a := must[Attr](t)(e.j.Mknod(bg, dir.Ino, "a", 0o644, 0, 0, 0))
+	b := must[Attr](t)(e.j.Mknod(bg, RootIno, "b", 0o644, 0, 0, 0))
+	da, db := make([]byte, 4<<16), make([]byte, 3<<16)
+	fillRand(11, da)
+	fillRand(12, db)
+	must[int](t)(e.j.WriteAt(bg, a.Ino, da, 0))
+	must[int](t)(e.j.WriteAt(bg, b.Ino, db, 0))
+	for _, ino := range []Ino{a.Ino, b.Ino} {
+		if err := e.j.Fsync(bg, ino); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, err := e.j.fd.mapRange(bg, a.Ino, 1, 1)
+	if err != nil || len(ms) != 1 || ms[0].state != blockStaged {
+		t.Fatalf("block 1 of a: %+v, %v", ms, err)
+	}
+	gone := filepath.Join(e.opts.Dir, "staging", ms[0].id.String())
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = Open(bg, e.opts)
+	if err == nil || !strings.Contains(err.Error(), "1 staged blocks are missing") || !strings.Contains(err.Error(), "--drop-missing") {
+		t.Fatalf("Open with a staging file gone: %v", err)
+	}
+	e.opts.DropMissing = true
+	e.open()
+	j := e.j
+	if _, err := j.Read(bg, a.Ino, make([]byte, 100), 1<<16); !errors.Is(err, ErrLostBlock) {
+		t.Fatalf("read of the lost block: %v, want ErrLostBlock", err)
+	}
+	for _, c := range []struct {
+		ino       Ino
+		off, n    int
+		want      []byte
+		whichFile string
+	}{{a.Ino, 0, 1 << 16, da[:1<<16], "a, block 0"}, {a.Ino, 2 << 16, 2 << 16, da[2<<16:], "a, blocks 2-3"}, {b.Ino, 0, len(db), db, "b"}} {
+		got, err := j.Read(bg, c.ino, make([]byte, c.n), int64(c.off))
+		if err != nil || !bytes.Equal(got, c.want) {
+			t.Fatalf("%s after the drop: %v (equal %v)", c.whichFile, err, bytes.Equal(got, c.want))
+		}
+	}
+	if st := must[FileStatus](t)(j.Status(bg, a.Ino)); st.State != StateLost || st.LostBlocks != 1 {
+		t.Fatalf("status of a: %+v, want lost with 1 lost block", st)
+	}
+	if st := must[FileStatus](t)(j.Status(bg, b.Ino)); st.State != StateLocal || st.LostBlocks != 0 {
+		t.Fatalf("status of b: %+v", st)
+	}
+	n, paths, err := lostFiles(bg, j.db)
+	if err != nil || n != 1 || !slices.Equal(paths, []string{"/docs/a"}) {
+		t.Fatalf("lostFiles: %d %q %v", n, paths, err)
+	}
+	// Nothing waits for the lost block: the rest uploads.
+	e.g.down.Store(false)
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := j.WaitDurable(ctx); err != nil {
+		t.Fatalf("WaitDurable after the drop: %v (%+v)", err, j.Stats())
+	}
+
+	// The same bytes written again, in another file: both read.
+	c := must[Attr](t)(j.Mknod(bg, RootIno, "copy", 0o644, 0, 0, 0))
+	must[int](t)(j.WriteAt(bg, c.Ino, da[1<<16:2<<16], 0))
+	if err := j.Fsync(bg, c.Ino); err != nil {
+		t.Fatal(err)
+	}
+	for _, ino := range []Ino{a.Ino, c.Ino} {
+		off := int64(1 << 16)
+		if ino == c.Ino {
+			off = 0
+		}
+		got, err := j.Read(bg, ino, make([]byte, 1<<16), off)
+		if err != nil || !bytes.Equal(got, da[1<<16:2<<16]) {
+			t.Fatalf("inode %d after the bytes were written again: %v", ino, err)
+		}
+	}
+	if st := must[FileStatus](t)(j.Status(bg, a.Ino)); st.State == StateLost || st.LostBlocks != 0 {
+		t.Fatalf("status of a after the bytes came back: %+v", st)
+	}
+	if err := j.WaitDurable(ctx); err != nil {
+		t.Fatalf("WaitDurable after the bytes came back: %v", err)
+	}
+	e.reopen() // checks every refcount
+	if got, err := e.j.Read(bg, a.Ino, make([]byte, len(da)), 0); err != nil || !bytes.Equal(got, da) {
+		t.Fatalf("a after a reopen: %v", err)
+	}
+}
+
+// TestLostBlockFreed: a file with a lost block is deleted: the lost
+// block's row goes with it (not garbage, which has nothing to collect
+// and would be revived by a write of the same bytes as uploaded with no
+// segment); so do the rows of a lost block dropped by a truncate.
+func TestLostBlockFreed(t *testing.T) {
+	e := newEnv(t, nil)
+	e.g.down.Store(true)
+	var inos []Ino
+	var ids []string
+	for i, name := range []string{"deleted", "truncated"} {
+		f := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+		d := make([]byte, 2<<16)
+		fillRand(uint64(20+i), d)
+		must[int](t)(e.j.WriteAt(bg, f.Ino, d, 0))
+		if err := e.j.Fsync(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := e.j.fd.mapRange(bg, f.Ino, 1, 1)
+		if err != nil || len(ms) != 1 {
+			t.Fatal(ms, err)
+		}
+		inos, ids = append(inos, f.Ino), append(ids, ms[0].id.String())
+	}
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	for _, id := range ids {
+		if err := os.Remove(filepath.Join(e.opts.Dir, "staging", id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.opts.DropMissing = true
+	e.open()
+	if err := e.j.Unlink(bg, RootIno, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	e.reap()
+	if _, err := e.j.SetAttr(bg, inos[1], SetAttr{Size: ptr(uint64(1 << 16))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.Fsync(bg, inos[1]); err != nil {
+		t.Fatal(err)
+	}
+	var lost, noSeg int
+	if err := e.j.db.QueryRow(`SELECT count(*) FROM blocks WHERE state = ?`, blockLost).Scan(&lost); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.db.QueryRow(`SELECT count(*) FROM blocks WHERE state != ? AND segment IS NULL`, blockStaged).Scan(&noSeg); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		t.Fatal(err)
+	}
+	if lost != 0 || noSeg != 0 {
+		t.Fatalf("after the files went: %d lost rows, %d rows neither staged nor in a segment", lost, noSeg)
+	}
+	e.reopen()
+}

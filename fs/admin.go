@@ -111,6 +111,13 @@ func (d *Drive) ShedMemory(n int64) int64 { return d.cache.ShedMem(n) }
 // GarbageBytes is the sealed bytes no file refers to (snapshots may).
 func (d *Drive) GarbageBytes(ctx context.Context) int64 { return d.j.GarbageBytes(ctx) }
 
+// LostReport counts the blocks that cannot be read from anywhere.
+type LostReport = journal.LostReport
+
+// Lost reports the blocks that cannot be read from anywhere and their
+// files (journal.Journal.Lost).
+func (d *Drive) Lost(ctx context.Context) (LostReport, error) { return d.j.Lost(ctx) }
+
 // LastGC is what the last garbage collection did (nil: none yet).
 func (d *Drive) LastGC() *GCStats { return d.j.LastGC() }
 

@@ -62,3 +62,23 @@ func lostFiles(ctx context.Context, q interface {
 	}
 	return files, paths, nil
 }
+
+// LostReport counts the blocks that cannot be read from anywhere
+// (ErrLostBlock) and the files they belong to.
+type LostReport struct {
+	Blocks int64    `json:"blocks"`
+	Files  int64    `json:"files"`
+	Paths  []string `json:"paths,omitempty"` // up to 100 of the files
+}
+
+// Lost reports the lost blocks and names their files (cheap when there
+// are none: one look at the queue's index).
+func (j *Journal) Lost(ctx context.Context) (LostReport, error) {
+	var r LostReport
+	if err := j.db.QueryRowContext(ctx, `SELECT count(*) FROM blocks WHERE state = ?`, blockLost).Scan(&r.Blocks); err != nil || r.Blocks == 0 {
+		return r, err
+	}
+	var err error
+	r.Files, r.Paths, err = lostFiles(ctx, j.db)
+	return r, err
+}

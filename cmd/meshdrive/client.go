@@ -217,6 +217,14 @@ func printStatus(w io.Writer, r *statusReport) {
 		state = "not yet durable: data waits in the local journal"
 	}
 	fmt.Fprintf(w, "  %s\n", state)
+	if l := r.Lost; l != nil {
+		more := ""
+		if l.Files > 5 {
+			more = fmt.Sprintf(" and %d more (status --json names up to 100)", l.Files-5)
+		}
+		fmt.Fprintf(w, "  LOST: %d blocks of %d files cannot be read from anywhere; restore those files from a copy, or delete them: %s%s\n",
+			l.Blocks, l.Files, strings.Join(l.Paths[:min(5, len(l.Paths))], ", "), more)
+	}
 	online := "online"
 	if !r.Online {
 		online = "OFFLINE: no node reachable"

@@ -50,7 +50,10 @@ type statusReport struct {
 	ReadOnly   bool   `json:"read_only"`
 	State      string `json:"state"`   // durable | degraded | local
 	Durable    bool   `json:"durable"` // everything written is on the grid with all n shards
-	Online     bool   `json:"online"`  // at least one node answered
+	// Lost: blocks that cannot be read from anywhere, and their files
+	// (nil when there are none).
+	Lost   *fs.LostReport `json:"lost,omitempty"`
+	Online bool           `json:"online"` // at least one node answered
 	// OfflineSince: when no node was reachable any more (set while
 	// offline); what waits is in Uploads and Metadata.
 	OfflineSince *time.Time      `json:"offline_since,omitempty"`
@@ -269,6 +272,9 @@ func (c *controlServer) report(ctx context.Context) statusReport {
 	}
 	state, up, ms := c.o.drive.State(ctx, owed)
 	rep.State, rep.Durable, rep.Uploads = state.String(), state == fs.StateDurable, up
+	if l, err := c.o.drive.Lost(ctx); err == nil && l.Blocks > 0 {
+		rep.Lost = &l
+	}
 	rep.GC = gcStatus{GarbageBytes: c.o.drive.GarbageBytes(ctx), Last: c.o.drive.LastGC()}
 	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError}
 	rep.Cache, _ = json.Marshal(c.o.drive.CacheStats())

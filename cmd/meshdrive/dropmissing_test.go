@@ -57,6 +57,12 @@ func TestMountDropMissing(t *testing.T) {
 	if out := mustRun(t, env, "status", "--data", dir, filepath.Join(mp, "big")).stdout; !strings.Contains(out, "1 blocks lost") {
 		t.Errorf("status PATH does not say the block is lost:\n%s", out)
 	}
+	if st := statusJSON(t, env, dir); st.Lost == nil || st.Lost.Blocks != 1 || st.Lost.Files != 1 || len(st.Lost.Paths) != 1 || st.Lost.Paths[0] != "/big" {
+		t.Errorf("status of the drive does not count the lost block: %+v", st.Lost)
+	}
+	if out := mustRun(t, env, "status", "--data", dir).stdout; !strings.Contains(out, "LOST: 1 blocks of 1 files") || !strings.Contains(out, "/big") {
+		t.Errorf("status does not say a block is lost:\n%s", out)
+	}
 	if log, _ := os.ReadFile(filepath.Join(dir, "meshdrive.log")); !strings.Contains(string(log), "/big") {
 		t.Errorf("the log does not name the file that lost a block:\n%s", log)
 	}

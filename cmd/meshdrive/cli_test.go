@@ -355,7 +355,7 @@ func TestMountHelper(t *testing.T) {
 	// Variables from env_file (S3 credentials at boot; here the
 	// passphrase), and a name meshdrive does not read refused.
 	ef := filepath.Join(t.TempDir(), "env")
-	os.WriteFile(ef, []byte("# for the boot mount\nMESHDRIVE_PASSPHRASE=helper\nAWS_REGION=eu-west-1\n"), 0o600)
+	os.WriteFile(ef, []byte("# for the boot mount\nMESHDRIVE_PASSPHRASE=helper\nAWS_REGION=eu-west-1\nAWS_ACCESS_KEY_ID_OFFICE=a\nAWS_SECRET_ACCESS_KEY_OFFICE=b\n"), 0o600)
 	mountHelper("env_file=" + ef)
 	mustRun(t, env, "unmount", "--data", dir, mp)
 	bad := filepath.Join(t.TempDir(), "env")
@@ -363,6 +363,11 @@ func TestMountHelper(t *testing.T) {
 	out, err = exec.Command("env", append(henv, helper, dir, mp, "-o", "env_file="+bad)...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "PATH is not a variable meshdrive reads") || mounted(mp) {
 		t.Errorf("env_file with PATH: %v %s", err, out)
+	}
+	os.WriteFile(bad, []byte("AWS_ACCESS_KEY_ID_A-B=x\n"), 0o600)
+	out, err = exec.Command("env", append(henv, helper, dir, mp, "-o", "env_file="+bad)...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is not a variable name") || mounted(mp) {
+		t.Errorf("env_file with a bad name: %v %s", err, out)
 	}
 	mountHelper("ro,passphrase_file=" + pf)
 	if b, err := os.ReadFile(filepath.Join(mp, "x")); err != nil || string(b) != "via fstab" {

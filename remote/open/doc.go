@@ -3,10 +3,12 @@
 //
 //	/path/to/dir, ./dir, file:///path/to/dir   a local directory (remote/dirstore)
 //	http(s)://[TOKEN@]host:port[/path]         a node server (remote/node client)
-//	s3://bucket[/prefix]?endpoint=host:port&region=R&secure=false
+//	s3://bucket[/prefix]?endpoint=host:port&region=R&secure=false&keys=NAME
 //	                                           an S3 bucket (remote/s3store), with the
 //	                                           credentials in AWS_ACCESS_KEY_ID and
-//	                                           AWS_SECRET_ACCESS_KEY
+//	                                           AWS_SECRET_ACCESS_KEY (with keys=NAME,
+//	                                           in AWS_ACCESS_KEY_ID_NAME and
+//	                                           AWS_SECRET_ACCESS_KEY_NAME)
 //
 // A URL it cannot read gets a one-line error that lists the accepted forms.
 // Tokens never appear in errors.

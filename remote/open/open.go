@@ -22,7 +22,8 @@ import (
 
 // Forms is the list of accepted URL forms, for messages.
 const Forms = "/path/to/dir, file:///path/to/dir, http(s)://[TOKEN@]host:port, " +
-	"s3://bucket/prefix?endpoint=host:port&region=R&secure=false (keys in AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+	"s3://bucket/prefix?endpoint=host:port&region=R&secure=false&keys=NAME (keys in AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; " +
+	"with keys=NAME, in AWS_ACCESS_KEY_ID_NAME, AWS_SECRET_ACCESS_KEY_NAME)"
 
 // ErrBadURL is wrapped by every error about the URL's form.
 var ErrBadURL = errors.New("bad store URL")
@@ -91,6 +92,9 @@ func Store(ctx context.Context, rawURL string, o Options) (remote.Store, error) 
 }
 
 var hostPort = regexp.MustCompile(`^[A-Za-z0-9.\-]+:[0-9]+$`)
+
+// keysName is an S3 URL's keys=NAME: it ends environment variable names.
+var keysName = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 
 // LocalPath returns the directory rawURL names when it names one (a path,
 // or a file URL), as Store would open it. Store makes a local node's
@@ -163,19 +167,18 @@ func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.S
 		return nil, bad(rawURL, "no bucket")
 	}
 	so := s3store.Options{
-		Bucket:    u.Host,
-		Prefix:    strings.Trim(u.Path, "/"),
-		Endpoint:  "s3.amazonaws.com",
-		Secure:    true,
-		AccessKey: o.Getenv("AWS_ACCESS_KEY_ID"),
-		SecretKey: o.Getenv("AWS_SECRET_ACCESS_KEY"),
-		Region:    o.Getenv("AWS_REGION"),
-		Logger:    o.Logger,
+		Bucket:   u.Host,
+		Prefix:   strings.Trim(u.Path, "/"),
+		Endpoint: "s3.amazonaws.com",
+		Secure:   true,
+		Region:   o.Getenv("AWS_REGION"),
+		Logger:   o.Logger,
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return nil, bad(rawURL, "bad query")
 	}
+	keys := ""
 	for k, v := range q {
 		if len(v) != 1 {
 			return nil, bad(rawURL, k+" given more than once")
@@ -185,6 +188,11 @@ func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.S
 			so.Endpoint = v[0]
 		case "region":
 			so.Region = v[0]
+		case "keys":
+			if !keysName.MatchString(v[0]) {
+				return nil, bad(rawURL, "keys names the credentials' variables (AWS_ACCESS_KEY_ID_NAME): letters, digits and _")
+			}
+			keys = v[0]
 		case "secure":
 			b, err := strconv.ParseBool(v[0])
 			if err != nil {
@@ -192,7 +200,7 @@ func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.S
 			}
 			so.Secure = b
 		default:
-			return nil, bad(rawURL, "unknown parameter "+strconv.Quote(k)+" (endpoint, region, secure)")
+			return nil, bad(rawURL, "unknown parameter "+strconv.Quote(k)+" (endpoint, region, secure, keys)")
 		}
 	}
 	if so.Endpoint == "" || strings.Contains(so.Endpoint, "/") {
@@ -203,8 +211,15 @@ func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.S
 		// which would read as a node that does not answer.
 		return nil, bad(rawURL, "bucket "+strconv.Quote(so.Bucket)+": "+err.Error())
 	}
+	// Nodes on different accounts or providers each name their pair
+	// (keys=NAME); the others share the default one.
+	idVar, secretVar := "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"
+	if keys != "" {
+		idVar, secretVar = idVar+"_"+strings.ToUpper(keys), secretVar+"_"+strings.ToUpper(keys)
+	}
+	so.AccessKey, so.SecretKey = o.Getenv(idVar), o.Getenv(secretVar)
 	if so.AccessKey == "" || so.SecretKey == "" {
-		return nil, fmt.Errorf("open store %q: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", rawURL)
+		return nil, fmt.Errorf("open store %q: no S3 credentials: set %s and %s", rawURL, idVar, secretVar)
 	}
 	st, err := s3store.New(ctx, so)
 	if err != nil {

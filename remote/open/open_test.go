@@ -100,6 +100,25 @@ func TestS3(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
 		t.Fatalf("no credentials: %v, want an error naming AWS_ACCESS_KEY_ID", err)
 	}
+
+	// A node with keys=NAME takes its own pair; the default pair here is
+	// wrong, and does not stand in for a missing named one.
+	env = map[string]string{"AWS_ACCESS_KEY_ID": "wrong", "AWS_SECRET_ACCESS_KEY": "wrong",
+		"AWS_ACCESS_KEY_ID_OFFICE_2": remotetest.VersitygwAccess, "AWS_SECRET_ACCESS_KEY_OFFICE_2": remotetest.VersitygwSecret}
+	getenv := open.Options{Getenv: func(k string) string { return env[k] }}
+	s, err = open.Store(t.Context(), "s3://bkt/node-2?endpoint="+addr+"&secure=false&region=us-east-1&keys=office_2", getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, s)
+	_, err = open.Store(t.Context(), "s3://bkt/node-3?endpoint="+addr+"&secure=false&keys=other", getenv)
+	if err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID_OTHER and AWS_SECRET_ACCESS_KEY_OTHER") {
+		t.Fatalf("keys=other without its variables: %v, want an error naming them", err)
+	}
+	_, err = open.Store(t.Context(), "s3://bkt/node-3?endpoint="+addr+"&secure=false&keys=a-b", getenv)
+	if !errors.Is(err, open.ErrBadURL) || !strings.Contains(err.Error(), "keys") {
+		t.Fatalf("keys=a-b: %v, want a bad URL", err)
+	}
 }
 
 func TestBadURLs(t *testing.T) {

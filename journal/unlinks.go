@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -8,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,7 +48,10 @@ import (
 //
 // A power cut may lose the last second of unlinks nobody fsync'd, as it
 // may any namespace change (promise 1): the log is not fsync'd, and it is
-// truncated once the transaction that applied it is committed.
+// truncated once the transaction that applied it is committed. A log
+// damaged before its end is refused at Open, unless the machine restarted
+// since it was written (restarted): then the records after the damage
+// are appends a power cut may drop.
 //
 // The log is emptied only by an apply that leaves nothing pending, which
 // a stream of records that never goes quiet (closes and unlinks do not
@@ -391,15 +397,33 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if c+u+fl+st > 0 {
+		if c+u+fl+st > 0 && restarted(j.o.Dir) {
+			// The machine stopped since the log was written, with it
+			// not empty: a power cut (or a crash of the kernel), which
+			// may leave appends nobody fsync'd damaged on a file system
+			// that does not order them (every record in journal.db
+			// was fsync'd; the log never is). The records after the
+			// damage are such appends, which a power cut may drop
+			// (promise 1): dropped, with a copy of the log kept.
+			keep := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
+			if err := writeSynced(keep, b); err != nil {
+				j.unl.closeLog()
+				return fmt.Errorf("journal: keep a copy of the damaged unlink log: %w", err)
+			}
+			j.log.Warn("journal: the unlink log is damaged, and the machine restarted since it was written (a power cut can damage what was not fsync'd): "+
+				"the records before the damage are applied, the ones after it dropped (nobody fsync'd them); the log is kept",
+				"path", path, "at", n, "bytes", len(b), "dropped_creates", c, "dropped_deletes", u,
+				"dropped_closes", fl, "dropped_folder_changes", st, "copy", keep)
+		} else if c+u+fl+st > 0 {
 			j.unl.closeLog()
 			return fmt.Errorf("journal: the unlink log %s is damaged at byte %d of %d, and %d creates, %d deletes, %d closed files and %d folder attribute changes "+
 				"after the damage (from byte %d) are not in journal.db yet. Nothing was changed. Keep a copy of the log for a bug report; "+
 				"to start without the records it holds, mv %s %s.damaged (the files they name are then as of journal.db)",
 				path, n, len(b), c, u, fl, st, at, path, path)
+		} else {
+			j.log.Warn("journal: the unlink log is damaged before its end; the records after the damage are in journal.db already, the ones before it are applied",
+				"path", path, "at", n, "bytes", len(b))
 		}
-		j.log.Warn("journal: the unlink log is damaged before its end; the records after the damage are in journal.db already, the ones before it are applied",
-			"path", path, "at", n, "bytes", len(b))
 	} else if n < len(b) {
 		j.log.Warn("journal: the unlink log ends in a torn record; the unlinks before it are applied", "bytes", len(b)-n)
 	}
@@ -440,6 +464,7 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 			return fmt.Errorf("journal: empty the unlink log: %w", err)
 		}
 	}
+	markBoot(j.o.Dir, j.log)
 	if j.o.UnlinkDelay < 0 {
 		// Deferral off: the log is replayed (a mount with it on may
 		// have left records), then not written.
@@ -1128,4 +1153,69 @@ func uvarint(b []byte) (uint64, int) {
 		return 0, -1
 	}
 	return v, k
+}
+
+// bootName is the file beside the unlink log that holds the boot the log
+// is written in (markBoot), so that the next Open knows whether the
+// machine stopped in between (restarted).
+const bootName = "unlinks.boot"
+
+// bootID reads this boot's identity (tests replace it).
+var bootID = func() (string, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(b)), err
+}
+
+// restarted reports whether the unlink log in dir was written in an
+// earlier boot of the machine: false when either is unknown.
+func restarted(dir string) bool {
+	was, err := os.ReadFile(filepath.Join(dir, bootName))
+	if err != nil || len(bytes.TrimSpace(was)) == 0 {
+		return false
+	}
+	now, err := bootID()
+	return err == nil && now != "" && now != string(bytes.TrimSpace(was))
+}
+
+// markBoot records this boot as the unlink log's, durably, before any
+// record of it is appended (once per boot: it is kept when it says so
+// already). A failure only costs the next Open its knowledge of a
+// restart: logged.
+func markBoot(dir string, log *slog.Logger) {
+	now, err := bootID()
+	if err != nil || now == "" {
+		return
+	}
+	path := filepath.Join(dir, bootName)
+	if was, err := os.ReadFile(path); err == nil && string(bytes.TrimSpace(was)) == now {
+		return
+	}
+	err = writeSynced(path+".tmp", []byte(now+"\n"))
+	if err == nil {
+		err = os.Rename(path+".tmp", path)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err == nil {
+		return
+	}
+	log.Warn("journal: cannot record the boot the unlink log is written in", "path", path, "err", err)
+}
+
+// writeSynced writes b to a new file at path and fsyncs it.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

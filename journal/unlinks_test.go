@@ -727,6 +727,48 @@ func TestUnlinkLogDamagedMidway(t *testing.T) {
 	must[Attr](t)(e.j.Lookup(bg, RootIno, "x"))
 }
 
+// TestUnlinkLogDamagedAfterRestart: a log damaged mid-way in an earlier
+// boot of the machine (a power cut, which may damage appends nobody
+// fsync'd) is applied up to the damage and the records after it are
+// dropped, with a copy of the log kept; the Open goes on.
+func TestUnlinkLogDamagedAfterRestart(t *testing.T) {
+	e := newEnv(t, nil)
+	x := must[Attr](t)(e.j.Mknod(bg, RootIno, "x", 0o644, 0, 0, 0))
+	y := must[Attr](t)(e.j.Mknod(bg, RootIno, "y", 0o644, 0, 0, 0))
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	b := appendUnlink(nil, unlinkRec{parent: RootIno, ino: x.Ino, name: "x"})
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: y.Ino, name: "y"})
+	b[len(b)-6] ^= 0x40 // y's record: its checksum fails
+	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: y.Ino + 1, name: "new", create: true, mode: sIFREG | 0o644, t: 1})
+	path := filepath.Join(e.opts.Dir, unlinkLogName)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.opts.Dir, bootName), []byte("an earlier boot\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.open()
+	for name, want := range map[string]error{"x": ErrNotFound, "y": nil, "new": ErrNotFound} {
+		if _, err := e.j.Lookup(bg, RootIno, name); !errors.Is(err, want) {
+			t.Errorf("lookup of %s after the open: %v, want %v", name, err, want)
+		}
+	}
+	copies, _ := filepath.Glob(path + ".damaged-*")
+	if len(copies) != 1 {
+		t.Fatalf("copies of the damaged log: %v", copies)
+	}
+	if got, _ := os.ReadFile(copies[0]); !bytes.Equal(got, b) {
+		t.Fatalf("the copy of the damaged log differs from it")
+	}
+	now, _ := bootID()
+	if got, _ := os.ReadFile(filepath.Join(e.opts.Dir, bootName)); strings.TrimSpace(string(got)) != now {
+		t.Fatalf("the boot the log is written in: %q, want %q", got, now)
+	}
+}
+
 // TestUnlinkLogDamagedTwice: a log damaged at its start and torn at its
 // end is looked through once, not once per record (a 32 MiB log of small
 // records would take hours), and is a torn log: no whole records reach

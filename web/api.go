@@ -53,10 +53,13 @@ type Summary struct {
 	Nodes      []Node      `json:"nodes"`
 	Uploads    fs.Progress `json:"uploads"`
 	// MetaPendingRows: metadata changes not yet on the grid.
-	MetaPendingRows int64        `json:"meta_pending_rows"`
-	MetaLastError   string       `json:"meta_last_error,omitempty"`
-	RepairOwed      int64        `json:"repair_owed"` // segments below n shards
-	Cache           CacheSummary `json:"cache"`
+	MetaPendingRows int64  `json:"meta_pending_rows"`
+	MetaLastError   string `json:"meta_last_error,omitempty"`
+	RepairOwed      int64  `json:"repair_owed"` // segments below n shards
+	// Lost: blocks that cannot be read from anywhere and their files
+	// (nil when there are none).
+	Lost  *fs.LostReport `json:"lost,omitempty"`
+	Cache CacheSummary   `json:"cache"`
 }
 
 // Node is one storage node's health.

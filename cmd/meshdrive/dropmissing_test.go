@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/meshdrive/meshdrive/web"
 )
 
 // TestMountDropMissing: a staging file of a block never uploaded is gone
@@ -59,6 +63,20 @@ func TestMountDropMissing(t *testing.T) {
 	}
 	if st := statusJSON(t, env, dir); st.Lost == nil || st.Lost.Blocks != 1 || st.Lost.Files != 1 || len(st.Lost.Paths) != 1 || st.Lost.Paths[0] != "/big" {
 		t.Errorf("status of the drive does not count the lost block: %+v", st.Lost)
+	}
+	// The web app's summary says it too.
+	tok, _ := os.ReadFile(filepath.Join(dir, webTokenFile))
+	req, _ := http.NewRequest("GET", strings.TrimSuffix(statusJSON(t, env, dir).Web, "/")+"/api/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	var sum web.Summary
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Errorf("GET /api/v1/status: %v", err)
+	} else {
+		err = json.NewDecoder(resp.Body).Decode(&sum)
+		resp.Body.Close()
+		if err != nil || sum.Lost == nil || sum.Lost.Blocks != 1 || len(sum.Lost.Paths) != 1 || sum.Lost.Paths[0] != "/big" {
+			t.Errorf("the web app's summary does not count the lost block: %+v, %v", sum.Lost, err)
+		}
 	}
 	if out := mustRun(t, env, "status", "--data", dir).stdout; !strings.Contains(out, "LOST: 1 blocks of 1 files") || !strings.Contains(out, "/big") {
 		t.Errorf("status does not say a block is lost:\n%s", out)

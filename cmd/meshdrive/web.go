@@ -166,7 +166,7 @@ func (w *webDrive) Summary(ctx context.Context) web.Summary {
 	r := w.c.report(ctx)
 	s := web.Summary{Mountpoint: r.Mountpoint, State: r.State, Durable: r.Durable, Online: r.Online, ReadOnly: r.ReadOnly,
 		K: r.K, M: r.M, NodesUp: r.NodesUp, NodesTotal: r.NodesTotal, Uploads: r.Uploads,
-		MetaPendingRows: r.Metadata.PendingRows, MetaLastError: r.Metadata.LastError, RepairOwed: r.Uploads.RepairOwed}
+		MetaPendingRows: r.Metadata.PendingRows, MetaLastError: r.Metadata.LastError, RepairOwed: r.Uploads.RepairOwed, Lost: r.Lost}
 	if r.Repair != nil {
 		s.RepairOwed = max(s.RepairOwed, int64(r.Repair.Owed))
 	}

@@ -488,6 +488,9 @@ function renderActivity() {
   if (s.state === "durable") safety = "Every file is stored as " + (s.k + s.m) + " shards on the nodes; any " + s.k + " of them rebuild it, so " + plural(s.m, "node") + " can be lost.";
   else if (s.state === "degraded") safety = plural(s.repair_owed, "segment") + " on the grid lack shards. Repair runs in the background; you can start one under Check.";
   else safety = "Some recent changes exist only on this computer until they are uploaded.";
+  if (s.lost) safety += " " + plural(s.lost.blocks, "block") + " of " + plural(s.lost.files, "file") +
+    " cannot be read from anywhere (" + (s.lost.paths || []).slice(0, 3).join(", ") + (s.lost.files > 3 ? ", ..." : "") +
+    "): restore those files from a copy, or delete them.";
   $("safety-sentence").textContent = safety;
 }
 

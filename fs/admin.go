@@ -85,6 +85,9 @@ func (d *Drive) Resolve(ctx context.Context, rel string) (Ino, error) {
 // grid-durable, data and metadata.
 func (d *Drive) SyncGrid(ctx context.Context) error { return d.j.SyncGrid(ctx) }
 
+// CheckpointFull ships a full metadata record now (journal.Journal.CheckpointFull).
+func (d *Drive) CheckpointFull(ctx context.Context) (uint64, error) { return d.j.CheckpointFull(ctx) }
+
 // WaitDurable returns once every queued upload is on the grid.
 func (d *Drive) WaitDurable(ctx context.Context) error { return d.j.WaitDurable(ctx) }
 

@@ -233,6 +233,17 @@ func (j *Journal) ShipMeta(ctx context.Context, force bool) (uint64, error) {
 // SyncGrid: see meta.SyncGrid (metaship.go).
 func (j *Journal) SyncGrid(ctx context.Context) error { return j.md.SyncGrid(ctx) }
 
+// CheckpointFull ships a full metadata record now, one that needs no
+// earlier record, and returns its seq: when records of the newest chain
+// have fewer than k shards left, recovery from the grid works again from
+// it (records only snapshots need stay as they are).
+func (j *Journal) CheckpointFull(ctx context.Context) (uint64, error) {
+	if j.ms == nil {
+		return 0, fmt.Errorf("journal: %w: no grid for metadata", ErrInvalid)
+	}
+	return j.ms.ship(ctx, true, true, false)
+}
+
 // MetaStats: see meta.MetaStats (metaship.go).
 func (j *Journal) MetaStats(ctx context.Context) MetaStats { return j.md.MetaStats(ctx) }
 

@@ -419,3 +419,57 @@ func TestPruneForgetsRecordFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointFullStandsAlone: a delta record of the newest chain loses
+// shards below k (nodes lost without repair): recovery from the grid
+// fails; a full record shipped then (what check --repair does) needs no
+// earlier record, and the drive rebuilds from it as it is.
+func TestCheckpointFullStandsAlone(t *testing.T) { bubble(t, testCheckpointFullStandsAlone) }
+
+func testCheckpointFullStandsAlone(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.MetaInterval = time.Hour })
+	e.writeFile("a", []byte("one"))
+	e.syncGrid()
+	e.writeFile("b", []byte("two"))
+	e.syncGrid()
+	head := must[*remote.RootRecord](t)(ReadRoot(bg, e.grid, e.sealer, nil))
+	segs := must[[]SegmentRow](t)(e.j.Segments(bg))
+	var delta *SegmentRow
+	for i := range segs {
+		if segs[i].MetaSeq == head.Seq {
+			delta = &segs[i]
+		}
+	}
+	if delta == nil {
+		t.Fatalf("no segment for the newest record %d", head.Seq)
+	}
+	for i, node := range delta.Info.Nodes[:3] {
+		st := e.nodes[nodeIndex(t, node)]
+		if err := st.Delete(bg, remote.ShardName(delta.Info.ID, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "journal")
+	if _, err := Rebuild(bg, RebuildOptions{Dir: dir, Grid: e.grid, Sealer: e.sealer, Seq: head.Seq, Head: head.Head, BlockSize: e.opts.BlockSize}); err == nil {
+		t.Fatal("rebuilt a chain whose newest record has 3 of 6 shards")
+	}
+	seq := must[uint64](t)(e.j.CheckpointFull(bg))
+	if seq <= head.Seq {
+		t.Fatalf("full record %d, not after %d", seq, head.Seq)
+	}
+	want := dumpTree(t, e.j)
+	got, st := e.rebuildFromGrid()
+	if g := dumpTree(t, got); g != want || st.Records != 1 {
+		t.Fatalf("rebuilt from the full record (%d records):\n got:\n%s\nwant:\n%s", st.Records, g, want)
+	}
+}
+
+// nodeIndex is the index of node-N in a gridEnv.
+func nodeIndex(t *testing.T, name string) int {
+	t.Helper()
+	var i int
+	if _, err := fmt.Sscanf(name, "node-%d", &i); err != nil {
+		t.Fatalf("node name %q: %v", name, err)
+	}
+	return i
+}

@@ -82,6 +82,10 @@ repair failed. Talks to the running mount.`)
 	case (rep.Unrecoverable > 0 || len(rep.MetaUnrecoverable) > 0) && len(rep.Down) > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d files and %d metadata records are unrecoverable (fewer than k shards); start the stopped nodes (%s) and check again",
 			rep.Unrecoverable, len(rep.MetaUnrecoverable), strings.Join(rep.Down, ", "))}
+	case rep.Unrecoverable == 0 && rep.MetaFull != 0:
+		return &exitError{code: 1, err: fmt.Errorf("%d metadata records are unrecoverable (fewer than k shards left with every node answering); "+
+			"a full record (%d) was written, so recover works again without them; the snapshots that need them cannot be restored: "+
+			"meshdrive snapshot list shows them, snapshot delete drops them", len(rep.MetaUnrecoverable), rep.MetaFull)}
 	case rep.Unrecoverable > 0 || len(rep.MetaUnrecoverable) > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d files and %d metadata records are unrecoverable: every node answers, and fewer than k shards of their data are left "+
 			"(deleted or lost on the nodes): they cannot be read back from this grid; copy them in again from elsewhere, or delete them", rep.Unrecoverable, len(rep.MetaUnrecoverable))}
@@ -164,6 +168,9 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 		r.SegmentsHealthy, r.SegmentsDegraded, r.SegmentsUnrecoverable)
 	if len(r.MetaUnrecoverable) > 0 {
 		fmt.Fprintf(w, "metadata records below k shards: %v (the drive's history before the newest full record may not be recoverable)\n", r.MetaUnrecoverable)
+		if r.MetaFull != 0 {
+			fmt.Fprintf(w, "wrote a full metadata record (%d): recover starts from it and needs none of those; snapshots older than it that need them cannot be restored\n", r.MetaFull)
+		}
 	}
 	if r.Repair {
 		fmt.Fprintf(w, "repaired %d segments", r.Repaired)

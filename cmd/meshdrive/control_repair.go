@@ -88,6 +88,15 @@ func (c *controlServer) check(w http.ResponseWriter, r *http.Request) {
 		if req.Path == "" {
 			c.checkDriveMeta(r.Context(), rep, req.Repair)
 		}
+		if req.Repair && len(rep.MetaUnrecoverable) > 0 {
+			// Records below k cannot be rebuilt: a full record makes
+			// the newest chain stand without them.
+			if seq, err := c.o.drive.CheckpointFull(r.Context()); err != nil {
+				rep.MetaError = strings.TrimPrefix(rep.MetaError+"; write a full metadata record: "+err.Error(), "; ")
+			} else {
+				rep.MetaFull = seq
+			}
+		}
 		return checkLine{Report: rep, Done: true}
 	})
 }

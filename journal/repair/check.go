@@ -50,8 +50,12 @@ type Report struct {
 	SegmentsUnrecoverable int `json:"segments_unrecoverable"`
 	// Metadata records whose segment is below k (their seq).
 	MetaUnrecoverable []uint64 `json:"meta_unrecoverable,omitempty"`
-	MetaSegments      int      `json:"meta_segments"`
-	MetaDegraded      int      `json:"meta_degraded"`
+	// MetaFull: the seq of the full metadata record a repair shipped
+	// because of MetaUnrecoverable (0: none), from which the drive is
+	// recovered without them.
+	MetaFull     uint64 `json:"meta_full,omitempty"`
+	MetaSegments int    `json:"meta_segments"`
+	MetaDegraded int    `json:"meta_degraded"`
 	// Repairs: segments brought back to n shards, and failures.
 	Repaired     int      `json:"repaired"`
 	RepairFailed int      `json:"repair_failed"`

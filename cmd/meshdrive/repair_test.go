@@ -812,3 +812,68 @@ func TestNodeDrainFailedMovedNothing(t *testing.T) {
 		t.Errorf("stderr %q does not say why the drain failed", stderr.String())
 	}
 }
+
+// TestRepairWritesFullRecord: the newest metadata record keeps 3 of its 6
+// shards, every node answering. check says so and exits 1; check
+// --repair writes a full record and says what stays lost; recover from
+// one node then works and has the newest change.
+func TestRepairWritesFullRecord(t *testing.T) {
+	d := newRepairDrive(t, 1, 2)
+	before := map[string]bool{}
+	for i, nd := range d.nodeDirs {
+		for _, s := range shardFiles(t, nd) {
+			before[fmt.Sprint(i, s)] = true
+		}
+	}
+	if err := os.Mkdir(filepath.Join(d.mp, "newest"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, d.env, "sync", "--data", d.dir, "--timeout", "1m")
+	// The shards that appeared: the new record's (no data changed).
+	bySeg := map[string][]string{} // segment -> shard files
+	for i, nd := range d.nodeDirs {
+		for _, s := range shardFiles(t, nd) {
+			if !before[fmt.Sprint(i, s)] {
+				seg, _, _ := strings.Cut(strings.TrimPrefix(s, "shards/"), ".")
+				bySeg[seg] = append(bySeg[seg], filepath.Join(nd, s))
+			}
+		}
+	}
+	if len(bySeg) != 1 {
+		t.Fatalf("new segments after a metadata change: %v, want the record's", bySeg)
+	}
+	for _, files := range bySeg {
+		if len(files) != 6 {
+			t.Fatalf("the new record's shards: %v", files)
+		}
+		for _, f := range files[:3] {
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rep, r := d.check(t)
+	if r.code != 1 || len(rep.MetaUnrecoverable) != 1 || rep.MetaFull != 0 {
+		t.Fatalf("check with the newest record below k: %+v\n%s", rep.MetaUnrecoverable, r)
+	}
+	rep, r = d.check(t, "--repair")
+	if r.code != 1 || rep.MetaFull <= rep.MetaUnrecoverable[0] || !strings.Contains(r.stderr, "recover works again") {
+		t.Fatalf("check --repair with the newest record below k: full record %d\n%s", rep.MetaFull, r)
+	}
+	d.unmount(t)
+	got := filepath.Join(d.base, "recovered")
+	r = runBin(t, d.env, "recover", "--node", d.nodes[4].url(), "--data", got)
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("from checkpoint %d ", rep.MetaFull)) {
+		t.Fatalf("recover after the full record:\n%s", r)
+	}
+	mp := filepath.Join(d.base, "mnt2")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cleanupMount(t, d.env, got, mp)
+	mustRun(t, d.env, "mount", "--daemon", "--data", got, mp)
+	if fi, err := os.Stat(filepath.Join(mp, "newest")); err != nil || !fi.IsDir() {
+		t.Errorf("the recovered drive lacks the newest folder: %v", err)
+	}
+	mustRun(t, d.env, "unmount", "--data", got, mp)
+}

@@ -131,6 +131,11 @@ func (s *snapshotsNode) Lookup(ctx context.Context, name string, out *fuse.Entry
 	ctx0 := settled(ctx)
 	sn, err := s.fsys.snaps.FindSnapshot(ctx0, name)
 	if errors.Is(err, journal.ErrNotFound) {
+		// No negative entry: snapshots are made by the mount process,
+		// not through the kernel, which would go on answering ENOENT
+		// for a snapshot made right after a miss (go-fuse caches an
+		// ENOENT for NegativeTimeout unless the entry has a timeout).
+		out.SetEntryTimeout(time.Nanosecond)
 		return nil, syscall.ENOENT
 	}
 	if err != nil {

@@ -178,15 +178,19 @@ func (r *sharedResult) Slices() ([][]byte, fuse.Status) { return [][]byte{r.b}, 
 func (r *sharedResult) Done() { r.once.Do(r.release) }
 
 // Write hands data to the journal. data belongs to go-fuse and is reused
-// once we return; the journal copies what it keeps.
+// once we return; the journal copies what it keeps. The file is marked
+// dirty once the journal has the data: a Flush (another descriptor's
+// close) or an Fsync that takes the mark while this write is on its way
+// commits without it, and the mark set after it makes the writer's own
+// close commit it.
 func (n *node) Write(ctx context.Context, f fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
-	n.dirty.Store(true)
 	if n.fsys.killRequested(ctx) {
 		if errno := n.killSetID(ctx); errno != 0 {
 			return 0, errno
 		}
 	}
 	k, err := n.fsys.j.WriteAt(ctx, n.ino(), data, off)
+	n.dirty.Store(true) // after a failed write too: part of it may be in
 	if err != nil {
 		return uint32(k), n.errno("write", err)
 	}

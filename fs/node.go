@@ -298,6 +298,24 @@ func (n *node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 	if t, ok := in.GetCTime(); ok {
 		s.Ctime = &t // the write-back cache's own (see journal.SetAttr)
 	}
+	if in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == 0 {
+		// chown(2) with -1 for both ids, the one SETATTR that names no
+		// attribute: it changes no owner, but as any chown it moves
+		// ctime and clears the set-ID bits of a non-directory (the
+		// kernel leaves the clearing to us, killpriv.go, and here sends
+		// no FATTR_KILL_SUIDGID).
+		cur, err := n.fsys.j.GetAttr(settled(ctx), n.ino())
+		if err != nil {
+			return n.errno("setattr", err)
+		}
+		m := cur.Mode & 07777
+		if cur.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			if k, ok := withoutSetID(cur.Mode); ok {
+				m = k
+			}
+		}
+		s.Mode = &m // the same bits or fewer: a change, so ctime moves
+	}
 	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && s.Mode == nil {
 		// A truncate by a caller without CAP_FSETID, or a chown: the
 		// kernel leaves clearing set-ID bits to us (killpriv.go).

@@ -300,11 +300,13 @@ func copyTree(src, dst string) (int, error) {
 			return nil // devices, fifos and sockets are not copied
 		}
 		copyXattrs(p, out)
-		if err := os.Chmod(out, fi.Mode().Perm()|fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-			return err
-		}
+		// The owner before the mode: chown clears set-user-ID and
+		// set-group-ID (root's too), chmod then sets them.
 		if s, ok := fi.Sys().(*syscall.Stat_t); ok {
 			os.Lchown(out, int(s.Uid), int(s.Gid))
+		}
+		if err := os.Chmod(out, fi.Mode().Perm()|fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+			return err
 		}
 		return os.Chtimes(out, fi.ModTime(), fi.ModTime())
 	})

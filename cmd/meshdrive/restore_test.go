@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestRestoreKeepsSetIDBits: snapshot restore (copyTree) gives a copied
@@ -33,5 +35,43 @@ func TestRestoreKeepsSetIDBits(t *testing.T) {
 		if got := st.Mode & 0o7777; got != want {
 			t.Errorf("%s restored with mode %o, want %o", name, got, want)
 		}
+	}
+}
+
+// TestRestoreKeepsSymlinkTimesAndOwner: a restored symlink has its
+// modification time (and owner), as every other restored entry does.
+// copyTree returned right after making the link, leaving it the time of
+// the restore.
+func TestRestoreKeepsSymlinkTimesAndOwner(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "out")
+	link := filepath.Join(src, "link")
+	if err := os.Symlink("target", link); err != nil {
+		t.Fatal(err)
+	}
+	old := []unix.Timespec{{Sec: 1_000_000_000, Nsec: 5}, {Sec: 1_000_000_000, Nsec: 5}}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, link, old, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() == 0 {
+		if err := os.Lchown(link, 12, 34); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want syscall.Stat_t
+	if err := syscall.Lstat(link, &want); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := copyTree(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	var got syscall.Stat_t
+	if err := syscall.Lstat(filepath.Join(dst, "link"), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Mtim != want.Mtim {
+		t.Errorf("restored symlink's mtime %v, want %v", got.Mtim, want.Mtim)
+	}
+	if got.Uid != want.Uid || got.Gid != want.Gid {
+		t.Errorf("restored symlink owned by %d:%d, want %d:%d", got.Uid, got.Gid, want.Uid, want.Gid)
 	}
 }

@@ -290,7 +290,16 @@ func copyTree(src, dst string) (int, error) {
 			if err != nil {
 				return err
 			}
-			return os.Symlink(t, out)
+			if err := os.Symlink(t, out); err != nil {
+				return err
+			}
+			// Its owner and time, not its target's (a symlink has
+			// no mode of its own, and no user xattrs).
+			if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+				os.Lchown(out, int(s.Uid), int(s.Gid))
+			}
+			mt := unix.NsecToTimespec(fi.ModTime().UnixNano())
+			return unix.UtimesNanoAt(unix.AT_FDCWD, out, []unix.Timespec{mt, mt}, unix.AT_SYMLINK_NOFOLLOW)
 		case fi.Mode().IsRegular():
 			if err := copyFile(p, out); err != nil {
 				return err

@@ -75,3 +75,42 @@ func TestRestoreKeepsSymlinkTimesAndOwner(t *testing.T) {
 		t.Errorf("restored symlink owned by %d:%d, want %d:%d", got.Uid, got.Gid, want.Uid, want.Gid)
 	}
 }
+
+// TestRestoreKeepsHardLinks: names of one file in the restored folder
+// stay names of one file. copyTree copied each name as a file of its
+// own: a folder of backups made with rsync --link-dest came back as
+// many times its size, and a change to one name no longer showed in the
+// others.
+func TestRestoreKeepsHardLinks(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "out")
+	if err := os.Mkdir(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "a"), []byte("shared"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(src, "a"), filepath.Join(src, "sub", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "c"), []byte("shared"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := copyTree(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	var a, b, c syscall.Stat_t
+	for p, st := range map[string]*syscall.Stat_t{"a": &a, "sub/b": &b, "c": &c} {
+		if err := syscall.Lstat(filepath.Join(dst, p), st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Ino != b.Ino || a.Nlink != 2 {
+		t.Errorf("a and sub/b restored as inodes %d and %d (a has %d links), want one inode with 2", a.Ino, b.Ino, a.Nlink)
+	}
+	if c.Ino == a.Ino || c.Nlink != 1 {
+		t.Errorf("c, a file of its own, restored as inode %d with %d links", c.Ino, c.Nlink)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst, "sub", "b")); string(got) != "shared" {
+		t.Errorf("sub/b restored as %q", got)
+	}
+}

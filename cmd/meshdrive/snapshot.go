@@ -266,10 +266,11 @@ func restoreSnapshot(ctx context.Context, e *env, c *controlClient, snap, path, 
 }
 
 // copyTree copies src to dst (which must not exist): folders, files,
-// symlinks, with modes, times and user xattrs. It returns the files
-// copied.
+// symlinks, with modes, times and user xattrs; names of one file in src
+// stay names of one file. It returns the files copied.
 func copyTree(src, dst string) (int, error) {
 	n := 0
+	copied := map[uint64]string{} // inode in src -> its first copy, for files with more names
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -301,6 +302,14 @@ func copyTree(src, dst string) (int, error) {
 			mt := unix.NsecToTimespec(fi.ModTime().UnixNano())
 			return unix.UtimesNanoAt(unix.AT_FDCWD, out, []unix.Timespec{mt, mt}, unix.AT_SYMLINK_NOFOLLOW)
 		case fi.Mode().IsRegular():
+			s, ok := fi.Sys().(*syscall.Stat_t)
+			if ok && s.Nlink > 1 {
+				if first, seen := copied[s.Ino]; seen {
+					n++
+					return os.Link(first, out) // its attributes came with the first
+				}
+				copied[s.Ino] = out
+			}
 			if err := copyFile(p, out); err != nil {
 				return err
 			}

@@ -160,7 +160,8 @@ func options(o MountOptions, log *slog.Logger) *fusefs.Options {
 		DirectMount: true,
 		// The kernel asks for security.capability before every write to
 		// know whether to clear it; answer "none" without a round trip
-		// into the journal. (Setting security.* xattrs still works.)
+		// into the journal. (Other security.* xattrs still work; the
+		// drive keeps no file capabilities, see capabilityXattr.)
 		IgnoreSecurityLabels: true,
 		// Only this mount changes the drive, so the kernel never needs to
 		// drop cached pages because an mtime moved; it drops them itself

@@ -34,6 +34,13 @@ func statusText(s journal.FileStatus) string {
 	return s.State.String()
 }
 
+// capabilityXattr holds a file's capabilities. The drive keeps none: the
+// mount answers every GETXATTR of it with ENODATA without asking the
+// journal (IgnoreSecurityLabels in mount.go; the kernel asks before every
+// write), so Setxattr refuses it, as a file system without file
+// capabilities does, and Listxattr leaves out one stored before.
+const capabilityXattr = "security.capability"
+
 // xattrReply copies value into dest as getxattr(2) wants: a size probe
 // when dest is empty, ERANGE with the size when it is too small.
 func xattrReply(value, dest []byte) (uint32, syscall.Errno) {
@@ -206,6 +213,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if attr == StatusXattr {
 		return syscall.EPERM
 	}
+	if attr == capabilityXattr {
+		return syscall.EOPNOTSUPP
+	}
 	if flags&^(journal.XattrCreate|journal.XattrReplace) != 0 {
 		return syscall.EINVAL
 	}
@@ -224,6 +234,9 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	}
 	var list []byte
 	for _, name := range names {
+		if name == capabilityXattr {
+			continue
+		}
 		list = append(list, name...)
 		list = append(list, 0)
 	}

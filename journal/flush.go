@@ -219,7 +219,16 @@ func (j *flusher) applyCuts(ctx context.Context, tx *sql.Tx, ino Ino, cuts []cut
 			}
 		}
 		if !c.hole && bytes.Equal(old, c.id[:]) {
-			continue
+			// Unchanged, unless the block is lost: the bytes written
+			// over it bring it back (incRef takes the row over, and
+			// decRef below drops the reference it added).
+			var state int
+			if err := j.tqrow(ctx, tx, `SELECT state FROM blocks WHERE id = ?`, old).Scan(&state); err != nil {
+				return renamed, err
+			}
+			if state != blockLost {
+				continue
+			}
 		}
 		if c.hole {
 			if old == nil {

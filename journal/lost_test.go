@@ -170,3 +170,57 @@ func TestLostBlockFreed(t *testing.T) {
 	}
 	e.reopen()
 }
+
+// TestLostBlockRewrittenInPlace: the bytes of a lost block are written
+// again into its own file, at its own place (dd conv=notrunc, an editor
+// that writes over the file): the block map already names that id, and
+// the flush must still take the lost row over, not skip the block as
+// unchanged and drop the bytes just written.
+func TestLostBlockRewrittenInPlace(t *testing.T) {
+	e := newEnv(t, nil)
+	e.g.down.Store(true) // keep the blocks staged
+	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	d := make([]byte, 3<<16)
+	fillRand(31, d)
+	must[int](t)(e.j.WriteAt(bg, f.Ino, d, 0))
+	if err := e.j.Fsync(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := e.j.fd.mapRange(bg, f.Ino, 1, 1)
+	if err != nil || len(ms) != 1 || ms[0].state != blockStaged {
+		t.Fatalf("block 1: %+v, %v", ms, err)
+	}
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	if err := os.Remove(filepath.Join(e.opts.Dir, "staging", ms[0].id.String())); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.DropMissing = true
+	e.open()
+	if _, err := e.j.Read(bg, f.Ino, make([]byte, 1<<16), 1<<16); !errors.Is(err, ErrLostBlock) {
+		t.Fatalf("read of the lost block: %v, want ErrLostBlock", err)
+	}
+	// The same bytes, over themselves.
+	must[int](t)(e.j.WriteAt(bg, f.Ino, d[1<<16:2<<16], 1<<16))
+	if err := e.j.Fsync(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.j.Read(bg, f.Ino, make([]byte, len(d)), 0); err != nil || !bytes.Equal(got, d) {
+		t.Fatalf("the file after its lost block's bytes were written over it: %v (equal %v)", err, bytes.Equal(got, d))
+	}
+	if st := must[FileStatus](t)(e.j.Status(bg, f.Ino)); st.State == StateLost || st.LostBlocks != 0 {
+		t.Fatalf("status after the bytes came back: %+v", st)
+	}
+	e.g.down.Store(false)
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatalf("WaitDurable: %v", err)
+	}
+	e.reopen() // checks every refcount
+	if got, err := e.j.Read(bg, f.Ino, make([]byte, len(d)), 0); err != nil || !bytes.Equal(got, d) {
+		t.Fatalf("the file after a reopen: %v", err)
+	}
+}

@@ -503,11 +503,15 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 	j.nextSeq++
 	j.qmu.Unlock()
 	// A lost block's row (ErrLostBlock) is taken over by the new copy,
-	// as a new block: the files that name it read again.
+	// as a new block: the files that name it read again. So is a
+	// garbage row with no segment: a lost block freed by a build before
+	// lost blocks were deleted when freed (its freed mark goes too).
 	res, err := j.texec(ctx, tx, `INSERT INTO blocks(id, plain_len, sealed_len, refcount, state, prio, seq)
 		VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6) ON CONFLICT(id) DO UPDATE SET plain_len = ?2, sealed_len = ?3,
-			refcount = blocks.refcount + 1, state = ?4, prio = ?5, seq = ?6, segment = NULL, seg_off = NULL, seg_len = NULL
-		WHERE blocks.state = ?7`, c.id[:], c.plainLen, sealedLen, blockStaged, prio, seq, blockLost)
+			refcount = blocks.refcount + 1, state = ?4, prio = ?5, seq = ?6, segment = NULL, seg_off = NULL, seg_len = NULL,
+			freed = NULL
+		WHERE blocks.state = ?7 OR (blocks.state = ?8 AND blocks.segment IS NULL)`,
+		c.id[:], c.plainLen, sealedLen, blockStaged, prio, seq, blockLost, blockGarbage)
 	if err != nil {
 		return nil, false, err
 	}
@@ -555,11 +559,13 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 
 // addRef adds a reference to c's block if its row exists (reviving it
 // if it was garbage), and reports whether it did. A lost block's row is
-// not one to add to: the caller seals c and incRef's insert takes the
+// not one to add to, nor a garbage row with no segment (an older build's
+// freed lost block): the caller seals c and incRef's insert takes the
 // row over. wmu held.
 func (j *flusher) addRef(ctx context.Context, tx *sql.Tx, c *cut) (bool, error) {
 	res, err := j.texec(ctx, tx, `UPDATE blocks SET refcount = refcount + 1,
-		state = CASE state WHEN ? THEN ? ELSE state END WHERE id = ? AND state != ?`, blockGarbage, blockUploaded, c.id[:], blockLost)
+		state = CASE state WHEN ?1 THEN ?2 ELSE state END WHERE id = ?3 AND state != ?4 AND (state != ?1 OR segment IS NOT NULL)`,
+		blockGarbage, blockUploaded, c.id[:], blockLost)
 	if err != nil {
 		return false, err
 	}

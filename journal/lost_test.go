@@ -224,3 +224,57 @@ func TestLostBlockRewrittenInPlace(t *testing.T) {
 		t.Fatalf("the file after a reopen: %v", err)
 	}
 }
+
+// TestLostGarbageRowFromOlderBuild: a build before lost blocks were
+// deleted when freed made them garbage with no segment (a deleted file's
+// lost block). Such a row, left in the database of a drive used by that
+// build, must not be revived by a write of the same bytes as uploaded
+// with nowhere to read it from: the write takes it over as a new block.
+func TestLostGarbageRowFromOlderBuild(t *testing.T) {
+	e := newEnv(t, nil)
+	d := make([]byte, 1<<16)
+	fillRand(41, d)
+	id := e.j.seal.BlockID(d)
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	// What the older build left: garbage, no reference, no segment,
+	// marked freed by a record.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.opts.Dir, "journal.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Exec(`INSERT INTO blocks(id, plain_len, sealed_len, refcount, state, prio, seq, born, freed) VALUES(?, ?, 0, 0, ?, 0, 1, 1, 2)`,
+		id[:], len(d), blockGarbage)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.open()
+	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	must[int](t)(e.j.WriteAt(bg, f.Ino, d, 0))
+	if err := e.j.Fsync(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatalf("WaitDurable: %v (%+v)", err, e.j.Stats())
+	}
+	var state int
+	var seg []byte
+	var freed sql.NullInt64
+	if err := e.j.db.QueryRow(`SELECT state, segment, freed FROM blocks WHERE id = ?`, id[:]).Scan(&state, &seg, &freed); err != nil {
+		t.Fatal(err)
+	}
+	if state != blockUploaded || seg == nil || freed.Valid {
+		t.Fatalf("the block after a write of its bytes: state %d, segment %x, freed %v; want uploaded, in a segment, not freed", state, seg, freed)
+	}
+	if got, err := e.j.Read(bg, f.Ino, make([]byte, len(d)), 0); err != nil || !bytes.Equal(got, d) {
+		t.Fatalf("read: %v (equal %v)", err, bytes.Equal(got, d))
+	}
+	e.reopen()
+}

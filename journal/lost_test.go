@@ -71,6 +71,11 @@ func TestDropMissingStaged(t *testing.T) {
 	if st := must[FileStatus](t)(j.Status(bg, a.Ino)); st.State != StateLost || st.LostBlocks != 1 {
 		t.Fatalf("status of a: %+v, want lost with 1 lost block", st)
 	}
+	// The lost block is nowhere: not one of the file's blocks on the
+	// grid (status PATH's grid and cached counts).
+	if gb := must[[]GridBlock](t)(j.GridBlocks(bg, a.Ino)); len(gb) != 0 {
+		t.Fatalf("GridBlocks of a, whose blocks are staged or lost: %+v", gb)
+	}
 	if st := must[FileStatus](t)(j.Status(bg, b.Ino)); st.State != StateLocal || st.LostBlocks != 0 {
 		t.Fatalf("status of b: %+v", st)
 	}

@@ -93,7 +93,7 @@ type GridBlock struct {
 
 // GridBlocks returns the blocks of a file that are on the grid, in file
 // order (a block used twice appears twice). Blocks still dirty or staged
-// live in the journal and are not listed. Meant for status reports: a file
+// live in the journal and are not listed, nor lost ones (nowhere). Meant for status reports: a file
 // being written meanwhile may list a block its dirty data is replacing.
 func (j *gridView) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error) {
 	if err := j.checkOpen(); err != nil {
@@ -101,7 +101,7 @@ func (j *gridView) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error)
 	}
 	rows, err := j.db.QueryContext(ctx, `SELECT b.id, b.plain_len, EXISTS(SELECT 1 FROM staged s WHERE s.id = b.id)
 		FROM blockmap m JOIN blocks b ON b.id = m.block
-		WHERE m.ino = ? AND b.state != ? ORDER BY m.idx`, ino, blockStaged)
+		WHERE m.ino = ? AND b.state NOT IN (?, ?) ORDER BY m.idx`, ino, blockStaged, blockLost)
 	if err != nil {
 		return nil, fmt.Errorf("journal: grid blocks of inode %d: %w", ino, err)
 	}

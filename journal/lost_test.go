@@ -283,3 +283,65 @@ func TestLostGarbageRowFromOlderBuild(t *testing.T) {
 	}
 	e.reopen()
 }
+
+// TestDropMissingFilePutBack: the refusal says to put the staging files
+// back if there is a copy of them. One put back after a mount with
+// --drop-missing (its block lost by then) is not a stale file to delete:
+// the next Open takes it, and the block is staged and read again.
+func TestDropMissingFilePutBack(t *testing.T) {
+	e := newEnv(t, nil)
+	e.g.down.Store(true) // keep the blocks staged
+	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	d := make([]byte, 2<<16)
+	fillRand(51, d)
+	must[int](t)(e.j.WriteAt(bg, f.Ino, d, 0))
+	if err := e.j.Fsync(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := e.j.fd.mapRange(bg, f.Ino, 1, 1)
+	if err != nil || len(ms) != 1 || ms[0].state != blockStaged {
+		t.Fatalf("block 1: %+v, %v", ms, err)
+	}
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	name := filepath.Join(e.opts.Dir, "staging", ms[0].id.String())
+	copyOf, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.DropMissing = true
+	e.open()
+	if _, err := e.j.Read(bg, f.Ino, make([]byte, 1<<16), 1<<16); !errors.Is(err, ErrLostBlock) {
+		t.Fatalf("read of the lost block: %v, want ErrLostBlock", err)
+	}
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	if err := os.WriteFile(name, copyOf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.DropMissing = false
+	e.open()
+	if got, err := e.j.Read(bg, f.Ino, make([]byte, len(d)), 0); err != nil || !bytes.Equal(got, d) {
+		t.Fatalf("the file once its staging file is back: %v (equal %v)", err, bytes.Equal(got, d))
+	}
+	if st := must[FileStatus](t)(e.j.Status(bg, f.Ino)); st.State != StateLocal || st.LostBlocks != 0 {
+		t.Fatalf("status once the staging file is back: %+v", st)
+	}
+	e.g.down.Store(false)
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatalf("WaitDurable: %v (%+v)", err, e.j.Stats())
+	}
+	e.reopen()
+	if got, err := e.j.Read(bg, f.Ino, make([]byte, len(d)), 0); err != nil || !bytes.Equal(got, d) {
+		t.Fatalf("the file after a reopen: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -116,6 +117,12 @@ func (j *flusher) recover(ctx context.Context) error {
 				present[id] = true
 				continue
 			}
+			if back, err := j.takeBackLost(ctx, id); err != nil {
+				return err
+			} else if back {
+				present[id] = true
+				continue
+			}
 		}
 		if err := os.Remove(j.stage + "/" + e.Name()); err != nil {
 			return fmt.Errorf("journal: remove stale staging file %s: %w", e.Name(), err)
@@ -174,7 +181,60 @@ func (j *flusher) dropMissing(ctx context.Context, missing []remote.BlockID) err
 		}
 	}
 	j.log.Warn("journal: staged blocks were missing from the staging folder and are now lost: reading them fails; "+
-		"restore the files that use them from a copy (writing the same bytes again brings the blocks back), or delete them",
+		"restore the files that use them from a copy (writing the same bytes again brings the blocks back), or delete them; "+
+		"staging files put back later are taken at the next mount",
 		"blocks", len(missing), "files", files, "some", strings.Join(paths[:min(10, len(paths))], ", "))
 	return nil
+}
+
+// takeBackLost stages lost block id again when its staging file is in the
+// staging folder (put back after a mount with --drop-missing, as the
+// refusal asks) and opens as that block, and reports whether it did; a
+// file that is not one is left to the caller, which removes it. Part of
+// recover.
+func (j *flusher) takeBackLost(ctx context.Context, id remote.BlockID) (bool, error) {
+	var one int
+	err := j.db.QueryRowContext(ctx, `SELECT 1 FROM blocks WHERE id = ? AND state = ?`, id[:], blockLost).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("journal: look up a lost block: %w", err)
+	}
+	name := j.stagePath(id)
+	sealed, err := os.ReadFile(name)
+	if err != nil || len(sealed) <= j.inlineMax() {
+		return false, nil // a small block's bytes live in the database
+	}
+	plain, err := j.seal.Open(nil, id, sealed)
+	if err != nil {
+		j.log.Warn("journal: a staging file named by a lost block does not open as that block; removed", "id", id, "err", err)
+		return false, nil
+	}
+	f, err := os.Open(name)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err == nil {
+		err = syncDir(j.stage)
+	}
+	if err != nil {
+		return false, fmt.Errorf("journal: take back lost block %s: %w", id, err)
+	}
+	it := qitem{id: id, seq: j.nextSeq, prio: 1, sealedLen: int64(len(sealed)), plainLen: int64(len(plain))}
+	err = j.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE blocks SET state = ?, plain_len = ?, sealed_len = ?, prio = ?, seq = ?,
+			segment = NULL, seg_off = NULL, seg_len = NULL WHERE id = ? AND state = ?`,
+			blockStaged, it.plainLen, it.sealedLen, it.prio, it.seq, id[:], blockLost)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("journal: take back lost block %s: %w", id, err)
+	}
+	j.nextSeq++
+	j.queue[id] = it
+	j.stagedB += it.sealedLen
+	j.log.Info("journal: a lost block's staging file is back: the block is staged again", "id", id)
+	return true, nil
 }

@@ -116,6 +116,9 @@ else a prompt on the terminal.`)
 	if *metaInterval != 0 && *metaInterval < 100*time.Millisecond {
 		return usageError("--metadata-interval %v: want at least 100ms, like 30s", *metaInterval)
 	}
+	if *readOnly && *dropMissing {
+		return usageError("--drop-missing with --read-only: a read-only mount does not look at the staging folder and changes nothing; mount read-write to mark the missing blocks lost")
+	}
 	if len(pos) != 1 {
 		return usageError("mount needs exactly one MOUNTPOINT (got %d arguments); see meshdrive mount --help", len(pos))
 	}

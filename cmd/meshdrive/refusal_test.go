@@ -77,6 +77,15 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("exit %d, want 2 (usage)", r.code)
 		}
 	})
+	t.Run("drop-missing with read-only", func(t *testing.T) {
+		// A read-only mount does not look at the staging folder, so
+		// the flag would do nothing.
+		r := runBin(t, env, "mount", "--read-only", "--drop-missing", "--data", dir, mp)
+		assertRefusal(t, r, dir, mp, "--drop-missing with --read-only")
+		if r.code != 2 {
+			t.Errorf("exit %d, want 2 (usage)", r.code)
+		}
+	})
 	t.Run("repair-below above k+m", func(t *testing.T) {
 		for _, daemon := range []string{"--daemon=false", "--daemon"} {
 			r := runBin(t, env, "mount", daemon, "--repair-below", "100", "--data", dir, mp)

@@ -93,8 +93,9 @@ type GridBlock struct {
 
 // GridBlocks returns the blocks of a file that are on the grid, in file
 // order (a block used twice appears twice). Blocks still dirty or staged
-// live in the journal and are not listed, nor lost ones (nowhere). Meant for status reports: a file
-// being written meanwhile may list a block its dirty data is replacing.
+// live in the journal and are not listed, nor are lost ones (nowhere).
+// Meant for status reports: a file being written meanwhile may list a
+// block its dirty data is replacing.
 func (j *gridView) GridBlocks(ctx context.Context, ino Ino) ([]GridBlock, error) {
 	if err := j.checkOpen(); err != nil {
 		return nil, err

@@ -181,7 +181,8 @@ func (j *flusher) dropMissing(ctx context.Context, missing []remote.BlockID) err
 		}
 	}
 	j.log.Warn("journal: staged blocks were missing from the staging folder and are now lost: reading them fails; "+
-		"restore the files that use them from a copy (writing the same bytes again brings the blocks back), or delete them; "+
+		"restore the files that use them from a copy (writing the same bytes again brings the blocks back), or from an older version "+
+		"in the mount's .snapshots folder, or delete them; "+
 		"staging files put back later are taken at the next mount",
 		"blocks", len(missing), "files", files, "some", strings.Join(paths[:min(10, len(paths))], ", "))
 	return nil

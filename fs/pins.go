@@ -21,7 +21,8 @@ import (
 // Setting it (any value but "0") pins through Pinner.Pin, so a pin over
 // the budget is refused with ENOSPC; removing it (or setting "0") unpins.
 // It is an ordinary stored xattr, so pins survive a remount and travel with
-// the metadata to the grid.
+// the metadata to the grid; listxattr leaves it out, so that copying tools
+// do not pin the copies.
 const PinXattr = "user.meshdrive.pinned"
 
 // ErrPinBudget is a pin refused because the pinned data would not fit the

@@ -234,7 +234,10 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	}
 	var list []byte
 	for _, name := range names {
-		if name == capabilityXattr {
+		if name == capabilityXattr || (name == PinXattr && n.fsys.pins != nil) {
+			// A pin is this machine's choice, not the file's: cp -a,
+			// rsync -X and tar --xattrs would pin every copy (getxattr
+			// still reads it, as the status xattr).
 			continue
 		}
 		list = append(list, name...)

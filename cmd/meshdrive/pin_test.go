@@ -275,3 +275,39 @@ func TestNoDiskCache(t *testing.T) {
 		t.Errorf("pin with no disk cache: %s", r)
 	}
 }
+
+// TestPinNotCopied: a pin is not listed among a file's xattrs (getxattr
+// still reads it), so cp -a of a pinned file, inside the drive or out of
+// it, does not pin or mark the copy.
+func TestPinNotCopied(t *testing.T) {
+	dir, mp, env, _ := newDiskDrive(t, "")
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	a, b := filepath.Join(mp, "a"), filepath.Join(mp, "b")
+	randomFile(t, a, 1000, 1)
+	if err := unix.Setxattr(a, "user.note", []byte("kept"), 0); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "pin", "--data", dir, a)
+	buf := make([]byte, 1024)
+	n, err := unix.Listxattr(a, buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "user.note") || strings.Contains(string(buf[:n]), "user.meshdrive.pinned") {
+		t.Fatalf("listxattr of a pinned file: %q, %v", buf[:n], err)
+	}
+	if n, err := unix.Getxattr(a, "user.meshdrive.pinned", buf); err != nil || n == 0 {
+		t.Fatalf("getxattr of the pin: %v", err)
+	}
+	if out, err := exec.Command("cp", "-a", a, b).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+	if _, err := unix.Getxattr(b, "user.meshdrive.pinned", buf); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("the copy of a pinned file is pinned: %v", err)
+	}
+	if n, err := unix.Getxattr(b, "user.note", buf); err != nil || string(buf[:n]) != "kept" {
+		t.Errorf("the copy lost its own xattr: %q, %v", buf[:n], err)
+	}
+	if p := pathJSON(t, env, dir, b); p.Pinned {
+		t.Errorf("status of the copy: pinned")
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}

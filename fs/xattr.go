@@ -41,6 +41,21 @@ func statusText(s journal.FileStatus) string {
 // capabilities does, and Listxattr leaves out one stored before.
 const capabilityXattr = "security.capability"
 
+// xattrNameErrno refuses what ext4 refuses to store: a name outside the
+// four namespaces (EOPNOTSUPP), or a namespace with no name after it
+// (EINVAL).
+func xattrNameErrno(name string) syscall.Errno {
+	for _, ns := range []string{"user.", "trusted.", "security.", "system."} {
+		if rest, ok := strings.CutPrefix(name, ns); ok {
+			if rest == "" {
+				return syscall.EINVAL
+			}
+			return 0
+		}
+	}
+	return syscall.EOPNOTSUPP
+}
+
 // xattrReply copies value into dest as getxattr(2) wants: a size probe
 // when dest is empty, ERANGE with the size when it is too small.
 func xattrReply(value, dest []byte) (uint32, syscall.Errno) {
@@ -215,6 +230,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	}
 	if attr == capabilityXattr {
 		return syscall.EOPNOTSUPP
+	}
+	if errno := xattrNameErrno(attr); errno != 0 {
+		return errno
 	}
 	if flags&^(journal.XattrCreate|journal.XattrReplace) != 0 {
 		return syscall.EINVAL

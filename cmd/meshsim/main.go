@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -244,6 +245,11 @@ func parseBytes(s string) (float64, error) {
 // once, and writes the report to out; progress goes to logw.
 func run(ctx context.Context, o *options, out, logw io.Writer) error {
 	start := time.Now()
+	if o.plot != "" {
+		if err := checkPlotPath(o.plot); err != nil {
+			return err
+		}
+	}
 	var cfgs []Config
 	for _, n := range o.nodes {
 		for _, p := range o.km {
@@ -293,6 +299,21 @@ func run(ctx context.Context, o *options, out, logw io.Writer) error {
 	}
 	fmt.Fprintf(out, "\nSimulated in %s.\n", time.Since(start).Round(time.Second))
 	return nil
+}
+
+// checkPlotPath says before the simulation, not after it, when -plot names
+// a file that cannot be written: a missing or read-only folder, a folder.
+func checkPlotPath(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("-plot %s: is a folder; name a .png file", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".meshsim-plot-*")
+	if err != nil {
+		return fmt.Errorf("-plot %s: cannot write there (%w); name a file in a folder you can write", path, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }
 
 func (o *options) config(nodes int, km [2]int, bw float64) Config {

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -44,6 +47,24 @@ func TestParseBytes(t *testing.T) {
 	for in, want := range map[string]float64{"20MB": 20e6, "20MB/s": 20e6, "1.5TB": 1.5e12, "100MiB": 100 << 20, "512": 512} {
 		if got, err := parseBytes(in); err != nil || got != want {
 			t.Errorf("%s: %v, %v; want %v", in, got, err, want)
+		}
+	}
+}
+
+// A -plot that cannot be written fails before the simulation, not after
+// minutes of it.
+func TestRunRefusesUnwritablePlotFirst(t *testing.T) {
+	dir := t.TempDir()
+	for _, path := range []string{filepath.Join(dir, "missing", "p.png"), dir} {
+		o, err := parseFlags([]string{"-nodes", "6", "-years", "1e9", "-plot", path}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = run(ctx, o, io.Discard, io.Discard)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "-plot") {
+			t.Errorf("-plot %s: %v; want an error naming -plot before simulating", path, err)
 		}
 	}
 }

@@ -204,32 +204,60 @@ type Progress struct {
 	QueueAgeSeconds float64 `json:"queue_age_seconds"`
 }
 
-// rateSampler keeps an exponentially weighted average of the upload rate,
-// sampled once a second by the drive's own goroutine.
+// rateSampler keeps the recent upload rate, sampled once a second by the
+// drive's own goroutine. Bytes become durable a segment at a time (tens of
+// MiB, which take many seconds under --upload-limit), so the rate is an
+// average over the recent commits, each one's bytes over the time since
+// the one before: it holds between commits instead of decaying to nothing
+// (an ETA of half an hour a few seconds before the end). When the segment
+// in flight takes longer than that rate says, the rate falls to what it
+// can be at most (its bytes over the time since the last commit), and to
+// unknown when it takes four times as long, so a stalled or offline upload
+// does not keep a stale rate.
 type rateSampler struct {
 	mu        sync.Mutex // guards the fields below
-	rate      float64
+	rate      float64    // what status shows
+	commit    float64    // average over recent commits
 	lastDone  int64
-	lastAt    time.Time
+	lastSeg   int64     // the bytes of the last commit
+	lastAt    time.Time // the last commit, or when the queue became busy
 	busySince time.Time // zero while the queue is empty
 }
 
 func (r *rateSampler) sample(now time.Time, s journal.UploadStats) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if dt := now.Sub(r.lastAt).Seconds(); dt > 0 {
-		inst := float64(s.DoneBytes-r.lastDone) / dt
-		r.rate = 0.7*r.rate + 0.3*inst
-		if r.rate < 1 {
+	busy := s.QueuedBytes > 0 || s.QueuedBlocks > 0
+	if busy && r.busySince.IsZero() {
+		r.busySince = now
+	}
+	if d := s.DoneBytes - r.lastDone; d > 0 {
+		if dt := now.Sub(r.lastAt).Seconds(); dt > 0 {
+			inst := float64(d) / dt
+			if r.commit == 0 {
+				r.commit = inst
+			} else {
+				r.commit = 0.5*r.commit + 0.5*inst
+			}
+		}
+		r.lastDone, r.lastAt, r.lastSeg = s.DoneBytes, now, d
+	}
+	if !busy {
+		// Idle time is no part of the next commit's rate.
+		r.busySince = time.Time{}
+		r.lastDone, r.lastAt = s.DoneBytes, now
+	}
+	r.rate = r.commit
+	if seg := float64(max(s.InFlightBytes, r.lastSeg)); busy && r.rate > 0 {
+		switch el, want := now.Sub(r.lastAt).Seconds(), seg/r.rate; {
+		case el > 4*want:
 			r.rate = 0
+		case el > want:
+			r.rate = seg / el
 		}
 	}
-	r.lastDone, r.lastAt = s.DoneBytes, now
-	switch busy := s.QueuedBytes > 0 || s.QueuedBlocks > 0; {
-	case busy && r.busySince.IsZero():
-		r.busySince = now
-	case !busy:
-		r.busySince = time.Time{}
+	if r.rate < 1 {
+		r.rate = 0
 	}
 }
 

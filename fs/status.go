@@ -126,6 +126,16 @@ func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
 		worst = min(worst, st.State)
 		return nil
 	}
+	// A folder's, a symlink's or a device's own metadata (its name, its
+	// target) is safe only once it is on the grid too: a folder just made
+	// is local, like a file.
+	if attr.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		st, err := j.Status(ctx, ino)
+		if err != nil {
+			return nil, err
+		}
+		worst = st.State
+	}
 	switch attr.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
 		rep.Type = "file"

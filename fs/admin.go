@@ -33,6 +33,10 @@ type (
 	CheckRequest   = repair.CheckRequest
 )
 
+// ErrDrainedNodeDown: a drain moved everything off a node that does not
+// answer (repair.ErrDrainedNodeDown).
+var ErrDrainedNodeDown = repair.ErrDrainedNodeDown
+
 // RootIno is the drive's root folder.
 const RootIno = journal.RootIno
 

@@ -512,7 +512,7 @@ func (c *controlServer) nodeDrain(w http.ResponseWriter, r *http.Request) {
 	c.stream(w, func(send func(checkLine)) checkLine {
 		err := c.o.repair.Drain(ctx, n.Name, func(d, t int) { send(checkLine{Progress: &fs.RepairProgress{Phase: "drain", Done: d, Total: t}}) })
 		if err != nil {
-			return checkLine{Error: err.Error() + "; run meshdrive node drain again to finish"}
+			return checkLine{Error: drainAdvice(err, n.Name)}
 		}
 		if err := c.forget(ctx, n.Name, true); err != nil {
 			return checkLine{Error: err.Error()}
@@ -520,6 +520,16 @@ func (c *controlServer) nodeDrain(w http.ResponseWriter, r *http.Request) {
 		c.o.log.Info("node drained and removed", "node", n.Name)
 		return checkLine{Done: true}
 	})
+}
+
+// drainAdvice is the line for a drain that failed: run it again, or, when
+// everything is moved off a node that is down, start it or remove it
+// (running the drain again would fail the same way while it is down).
+func drainAdvice(err error, node string) string {
+	if errors.Is(err, fs.ErrDrainedNodeDown) {
+		return fmt.Sprintf("%v; start the node and run meshdrive node drain %s again to delete what is left on it, or, if it is gone for good, meshdrive node remove %s (no segment needs it any more)", err, node, node)
+	}
+	return err.Error() + "; run meshdrive node drain again to finish"
 }
 
 // forget removes a node from the grid and the config; clean also deletes

@@ -151,3 +151,77 @@ func TestDrainWaitsForUploadInFlight(t *testing.T) {
 		t.Error("no segment recorded")
 	}
 }
+
+// TestDrainOfDownNodeSaysSo: a drain of a node that is down moves every
+// segment off it (from the other shards) and then cannot delete what is
+// left there: it says so with ErrDrainedNodeDown, so the command can tell
+// the operator to start the node or remove it, not to run the same drain
+// again, which fails the same way while the node is down.
+func TestDrainOfDownNodeSaysSo(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	sealer, err := remote.NewSealer(bytes.Repeat([]byte{5}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	var members []remote.Member
+	for i := range 7 {
+		name := fmt.Sprintf("node-%d", i)
+		st, err := dirstore.New(filepath.Join(root, "nodes", name), dirstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s remote.Store = st
+		if i == 0 {
+			s = remote.Wrap(st, func(ctx context.Context, c remote.Call, next func(context.Context) error) error {
+				if down.Load() {
+					return fmt.Errorf("%s %s: %w", name, c.Op, remote.ErrUnavailable)
+				}
+				return next(ctx)
+			})
+		}
+		members = append(members, remote.Member{Name: name, Store: s})
+	}
+	g, err := remote.NewGrid(remote.GridOptions{K: 4, M: 2, Members: members, Sealer: sealer, ChunkSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(ctx, journal.Options{Dir: filepath.Join(root, "journal"), Grid: g, Sealer: sealer, BlockSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	for i := range 8 {
+		a, err := j.Mknod(ctx, journal.RootIno, fmt.Sprintf("f%d", i), syscall.S_IFREG|0o644, 0, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.WriteAt(ctx, a.Ino, bytes.Repeat([]byte{byte(i)}, 100_000), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Flush(ctx, a.Ino); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.WaitDurable(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down.Store(true)
+	if err := g.SetDraining("node-0", true); err != nil {
+		t.Fatal(err)
+	}
+	err = repair.New(repair.Options{Grid: g, Journal: j}).Drain(ctx, "node-0", nil)
+	if !errors.Is(err, repair.ErrDrainedNodeDown) {
+		t.Fatalf("Drain of a down node: %v, want ErrDrainedNodeDown", err)
+	}
+	segs, err := j.Segments(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs {
+		if slices.Contains(s.Info.Nodes, "node-0") {
+			t.Errorf("segment %s still names node-0 after the drain", s.Info.ID)
+		}
+	}
+}

@@ -397,6 +397,11 @@ func (r *Repairer) one(ctx context.Context, seg journal.SegmentRow, h *remote.Se
 	return res.Bytes, err
 }
 
+// ErrDrainedNodeDown: a drain moved every segment off its node, but the
+// node does not answer, so what is left on it cannot be deleted. Nothing
+// on it is needed any more: the node can be removed.
+var ErrDrainedNodeDown = errors.New("every segment moved off it, but it does not answer to delete what is left")
+
 // drainWaitWrites bounds Drain's wait for the segment writes in flight.
 const drainWaitWrites = 2 * time.Minute
 
@@ -445,7 +450,7 @@ func (r *Repairer) Drain(ctx context.Context, node string, progress func(done, t
 	}
 	sv := r.o.Grid.Survey(ctx)
 	if sv.Count(node) < 0 {
-		return fmt.Errorf("drain %s: every segment moved off it, but it does not answer to delete what is left: %v", node, sv.Down[node])
+		return fmt.Errorf("drain %s: %w: %v", node, ErrDrainedNodeDown, sv.Down[node])
 	}
 	if err := r.o.Grid.DeleteObjects(ctx, node, sv.Names(node)); err != nil {
 		return fmt.Errorf("drain %s: deleting leftover shards: %w", node, err)

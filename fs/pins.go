@@ -369,10 +369,19 @@ func (p *Pinner) pass(ctx context.Context) (err error) {
 			}
 		}
 	}
+	// The blocks already on disk are counted with the pinned ones, so the
+	// totals never say more are local than are pinned while this pass
+	// fetches (it counts again when the fetches end).
+	local := 0
+	for _, r := range refs {
+		if p.c.OnDisk(r.ID) {
+			local++
+		}
+	}
 	p.mu.Lock()
 	old := p.blocks
 	p.files, p.blocks = files, blocks
-	p.stats.Files, p.stats.Bytes, p.stats.Blocks = len(files), bytes, len(blocks)
+	p.stats.Files, p.stats.Bytes, p.stats.Blocks, p.stats.LocalBlocks = len(files), bytes, len(blocks), local
 	p.counted = n
 	close(p.countDone)
 	p.countDone = make(chan struct{})
@@ -409,7 +418,7 @@ func (p *Pinner) pass(ctx context.Context) (err error) {
 		})
 	}
 	g.Wait()
-	local := 0
+	local = 0
 	for _, r := range refs {
 		if p.c.OnDisk(r.ID) {
 			local++

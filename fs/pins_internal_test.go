@@ -165,3 +165,60 @@ func TestPinsWithoutDiskTier(t *testing.T) {
 		t.Errorf("a pin with no disk tier: %v", err)
 	}
 }
+
+// diskKeep is a cache that has every block on disk, whose Keep blocks
+// while hold is set (a pass still fetching).
+type diskKeep struct {
+	hold    atomic.Bool
+	release chan struct{}
+}
+
+func (c *diskKeep) Keep(ctx context.Context, _ remote.BlockRef) error {
+	if c.hold.Load() {
+		select {
+		case <-c.release:
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+func (c *diskKeep) Unpin(remote.BlockID)       {}
+func (c *diskKeep) OnDisk(remote.BlockID) bool { return true }
+
+// TestPinTotalsAgreeWhilePassFetches: the blocks on this machine are
+// counted with the blocks pinned, so the totals an unpin reports never say
+// more blocks are local than are pinned ("4 of 3 blocks on this machine"
+// while the pass fetched).
+func TestPinTotalsAgreeWhilePassFetches(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	j := &pinFiles{pinned: map[journal.Ino]bool{}}
+	c := &diskKeep{release: make(chan struct{})}
+	defer close(c.release)
+	p := NewPinner(j, c, 1<<30, nil)
+	for _, ino := range []journal.Ino{2, 3} {
+		if err := p.Pin(ctx, ino); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); p.Stats().LocalBlocks != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("first pass: %+v, want 2 of 2 blocks local", p.Stats())
+		}
+	}
+	c.hold.Store(true) // the next pass fetches for a while
+	if err := p.Unpin(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := p.WaitPass(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Blocks != 1 || st.LocalBlocks != 1 {
+		t.Errorf("after the unpin: %d of %d blocks local; want 1 of 1", st.LocalBlocks, st.Blocks)
+	}
+}

@@ -103,7 +103,13 @@ func printBandwidth(w io.Writer, r *statusReport) {
 	b := r.Bandwidth
 	fmt.Fprintf(w, "\nbandwidth: up %s, down %s in force", remoteopen.RateString(b.Up), remoteopen.RateString(b.Down))
 	if b.Schedule != "" {
-		fmt.Fprintf(w, " (schedule: %s; outside it up %s, down %s)", b.Schedule, remoteopen.RateString(b.BaseUp), remoteopen.RateString(b.BaseDown))
+		// The flags' limits apply outside the windows only when the
+		// schedule has no "otherwise" rule of its own.
+		if s, err := remoteopen.ParseSchedule(b.Schedule); err == nil && s.Otherwise != nil {
+			fmt.Fprintf(w, " (schedule: %s)", b.Schedule)
+		} else {
+			fmt.Fprintf(w, " (schedule: %s; outside it up %s, down %s)", b.Schedule, remoteopen.RateString(b.BaseUp), remoteopen.RateString(b.BaseDown))
+		}
 	}
 	fmt.Fprintln(w)
 	if b.Error != "" {

@@ -37,6 +37,26 @@ func TestOfflineLine(t *testing.T) {
 	}
 }
 
+// TestBandwidthLine: the flags' limits are named as what applies outside
+// the schedule's windows only when it has no "otherwise" rule (which
+// applies there instead).
+func TestBandwidthLine(t *testing.T) {
+	for _, c := range []struct {
+		sched, want, not string
+	}{
+		{"08:00-18:00 up 1MiB/s, otherwise unlimited", "(schedule: 08:00-18:00 up 1MiB/s, otherwise unlimited)\n", "outside it"},
+		{"08:00-18:00 up 1MiB/s", "(schedule: 08:00-18:00 up 1MiB/s; outside it up 2097152/s, down unlimited)\n", ""},
+	} {
+		r := &statusReport{}
+		r.Bandwidth = bandwidthStatus{Up: 1 << 20, BaseUp: 2 << 20, Schedule: c.sched}
+		var b strings.Builder
+		printBandwidth(&b, r)
+		if !strings.Contains(b.String(), c.want) || c.not != "" && strings.Contains(b.String(), c.not) {
+			t.Errorf("schedule %q:\n%s\nwant it to say %q", c.sched, b.String(), c.want)
+		}
+	}
+}
+
 // TestStatusPathCached: status PATH says whether a file's uploaded blocks
 // are in the local cache. After sync, a remount (so the kernel's page cache
 // holds nothing) and cache clear: not cached. Reading the small file makes

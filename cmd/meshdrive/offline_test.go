@@ -82,7 +82,7 @@ func TestBandwidthAndUploadOrder(t *testing.T) {
 		t.Fatalf("status bandwidth under the schedule: %+v", s.Bandwidth)
 	}
 	r := mustRun(t, env, "status", "--data", dir)
-	if !strings.Contains(r.stdout, "bandwidth: up 1048576/s, down 2097152/s in force (schedule:") {
+	if !strings.Contains(r.stdout, "bandwidth: up 1MiB/s, down 2MiB/s in force (schedule:") {
 		t.Errorf("status does not show the limits in force:\n%s", r.stdout)
 	}
 	// Dropping the schedule from the config applies while mounted: the

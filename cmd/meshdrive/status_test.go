@@ -45,7 +45,7 @@ func TestBandwidthLine(t *testing.T) {
 		sched, want, not string
 	}{
 		{"08:00-18:00 up 1MiB/s, otherwise unlimited", "(schedule: 08:00-18:00 up 1MiB/s, otherwise unlimited)\n", "outside it"},
-		{"08:00-18:00 up 1MiB/s", "(schedule: 08:00-18:00 up 1MiB/s; outside it up 2097152/s, down unlimited)\n", ""},
+		{"08:00-18:00 up 1MiB/s", "(schedule: 08:00-18:00 up 1MiB/s; outside it up 2MiB/s, down unlimited)\n", ""},
 	} {
 		r := &statusReport{}
 		r.Bandwidth = bandwidthStatus{Up: 1 << 20, BaseUp: 2 << 20, Schedule: c.sched}

@@ -2,6 +2,7 @@ package limit
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -85,11 +86,22 @@ func ratesString(r Rates) string {
 	return "up " + RateString(r.Up) + " down " + RateString(r.Down)
 }
 
-// RateString renders bytes/s ("unlimited" for 0) exactly, so that
-// ParseRate reads it back to the same value.
+// RateString renders bytes/s ("unlimited" for 0) as a person writes it
+// and exactly, so that ParseRate reads it back to the same value: 1MiB/s,
+// 512KiB/s, 20M/s, and plain bytes when no unit divides the rate.
 func RateString(bps float64) string {
 	if bps <= 0 {
 		return "unlimited"
+	}
+	if bps == math.Trunc(bps) && bps < 1<<62 {
+		for _, u := range []struct {
+			suffix string
+			div    float64
+		}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"T", 1e12}, {"G", 1e9}, {"M", 1e6}, {"K", 1e3}} {
+			if q := bps / u.div; q >= 1 && q == math.Trunc(q) {
+				return strconv.FormatFloat(q, 'f', -1, 64) + u.suffix + "/s"
+			}
+		}
 	}
 	return strconv.FormatFloat(bps, 'f', -1, 64) + "/s"
 }

@@ -80,3 +80,18 @@ func FuzzParseSchedule(f *testing.F) {
 		}
 	})
 }
+
+// TestRateString: status shows a rate as a person wrote it (1MiB/s, not
+// 1048576/s), and ParseRate reads it back to the same value.
+func TestRateString(t *testing.T) {
+	for bps, want := range map[float64]string{0: "unlimited", 1 << 20: "1MiB/s", 512 << 10: "512KiB/s",
+		2.5 * (1 << 20): "2560KiB/s", 20e6: "20M/s", 1500: "1500/s", 3: "3/s", 1.5: "1.5/s", 1 << 40: "1TiB/s"} {
+		got := RateString(bps)
+		if got != want {
+			t.Errorf("RateString(%v) = %q, want %q", bps, got, want)
+		}
+		if back, err := ParseRate(got); err != nil || back != bps {
+			t.Errorf("ParseRate(%q) = %v, %v; want %v", got, back, err, bps)
+		}
+	}
+}

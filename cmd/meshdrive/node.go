@@ -133,7 +133,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	// Listen first: a bad address should not leave a node directory made.
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", *listen, err)
+		return fmt.Errorf("cannot listen on %s: %w; stop what listens there, or give another --listen address (port 0 picks a free one)", *listen, err)
 	}
 	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate, MaxObject: node.MaxObjectFor(maxObj),
 		DirOptions: node.DirOptions{QuarantineMax: qmax}, Observe: metrics.Observe, Metrics: metrics.Handler()})

@@ -196,19 +196,22 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 	}
 }
 
-// printRepair is status's repair paragraph.
-func printRepair(w io.Writer, rp *fs.RepairStats) {
+// printRepair is status's repair paragraph. owed is the journal's count
+// of segments below n shards now; the repairer's is of its last survey,
+// which does not see a segment uploaded since with a node down.
+func printRepair(w io.Writer, rp *fs.RepairStats, owed int64) {
+	owed = max(owed, int64(rp.Owed))
 	fmt.Fprintf(w, "\nrepair: ")
 	switch {
-	case rp.LastPass.IsZero() && !rp.Running:
-		fmt.Fprintf(w, "no pass yet")
-	case rp.Owed == 0:
-		fmt.Fprintf(w, "every segment has all its shards")
-	default:
-		fmt.Fprintf(w, "%d segments owe repair", rp.Owed)
+	case owed > 0:
+		fmt.Fprint(w, plural(owed, "segment owes repair", "segments owe repair"))
 		if rp.Unrecovered > 0 {
 			fmt.Fprintf(w, ", %d below k shards (start the stopped nodes)", rp.Unrecovered)
 		}
+	case rp.LastPass.IsZero() && !rp.Running:
+		fmt.Fprintf(w, "no pass yet")
+	default:
+		fmt.Fprintf(w, "every segment has all its shards")
 	}
 	if rp.Running {
 		fmt.Fprintf(w, "; repairing now, %d of %d", rp.Done, rp.Total)

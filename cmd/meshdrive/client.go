@@ -261,7 +261,7 @@ func printStatus(w io.Writer, r *statusReport) {
 		fmt.Fprintf(w, "  %d upload errors, last: %s\n", u.Errors, u.LastError)
 	}
 	if rp := r.Repair; rp != nil {
-		printRepair(w, rp)
+		printRepair(w, rp, u.RepairOwed)
 	}
 	md := r.Metadata
 	switch {

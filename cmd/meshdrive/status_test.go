@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshdrive/meshdrive/fs"
 )
 
 // TestOfflineLine: the offline sentence of status reads right for none,
@@ -53,6 +55,31 @@ func TestBandwidthLine(t *testing.T) {
 		printBandwidth(&b, r)
 		if !strings.Contains(b.String(), c.want) || c.not != "" && strings.Contains(b.String(), c.not) {
 			t.Errorf("schedule %q:\n%s\nwant it to say %q", c.sched, b.String(), c.want)
+		}
+	}
+}
+
+// TestRepairLine: the repair paragraph counts the segments that owe repair
+// now (the journal's count), not only at the repairer's last survey: a
+// segment uploaded with a node down made status say "1 segments owe
+// repair" under uploads and "every segment has all its shards" under
+// repair.
+func TestRepairLine(t *testing.T) {
+	for _, c := range []struct {
+		st   fs.RepairStats
+		owed int64
+		want string
+	}{
+		{fs.RepairStats{LastPass: time.Now()}, 1, "repair: 1 segment owes repair\n"},
+		{fs.RepairStats{LastPass: time.Now(), Owed: 3}, 1, "repair: 3 segments owe repair\n"},
+		{fs.RepairStats{LastPass: time.Now()}, 0, "repair: every segment has all its shards\n"},
+		{fs.RepairStats{}, 0, "repair: no pass yet\n"},
+		{fs.RepairStats{}, 2, "repair: 2 segments owe repair\n"},
+	} {
+		var b strings.Builder
+		printRepair(&b, &c.st, c.owed)
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("repairer owes %d, journal %d:\n%s\nwant %q", c.st.Owed, c.owed, b.String(), c.want)
 		}
 	}
 }

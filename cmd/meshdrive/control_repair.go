@@ -191,7 +191,11 @@ func (c *controlServer) relPath(rel, abs string) (string, error) {
 			return "", fmt.Errorf("%s is not inside the drive mounted at %s", abs, c.o.mountpoint)
 		}
 	}
-	return fs.CleanPath(filepath.ToSlash(rel)), nil
+	rel = fs.CleanPath(filepath.ToSlash(rel))
+	if rel == ".snapshots" || strings.HasPrefix(rel, ".snapshots/") {
+		return "", fmt.Errorf("/%s is in .snapshots, the drive's read-only history: status, pin and check work on the live drive's files (meshdrive snapshot restore copies one out)", rel)
+	}
+	return rel, nil
 }
 
 // realMountpoint is the mountpoint with its symlinks resolved ("" when it

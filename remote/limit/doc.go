@@ -9,8 +9,10 @@
 //     the new rate; 0 is unlimited.
 //   - Over any window long against the burst (Burst, 1 MiB), the bytes
 //     passed to Put, or read by Get, stay within the rate plus one burst.
-//     A call larger than the burst waits for its bytes in burst-sized
-//     steps before it starts; nothing is split on the wire.
+//     A call waits for its bytes in steps of 64 KiB before it starts
+//     (nothing is split on the wire), and calls waiting at once take
+//     turns a step at a time: a small call is not held behind the whole
+//     of the large calls ahead of it.
 //   - A waiting call returns ctx.Err() when ctx ends; it then takes no
 //     bandwidth.
 //   - Stat, List, Delete and Info pass through unlimited (they carry no

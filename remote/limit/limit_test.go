@@ -128,3 +128,28 @@ func TestFollowSwitchesAtItsTime(t *testing.T) {
 		check(20*time.Minute+11*time.Second, Rates{Up: 8 << 20, Down: 4 << 20})
 	})
 }
+
+// A small Put that comes while large ones wait takes its turn among them:
+// it waits behind a step of each, not behind all their bytes (at
+// 512 KiB/s, six 1 MiB shards of a bulk segment held a 4 KiB metadata
+// shard 12 s).
+func TestSmallPutTakesTurns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New(Rates{Up: 512 << 10})
+		s := l.Wrap(&nullStore{})
+		ctx := t.Context()
+		var wg sync.WaitGroup
+		for range 6 {
+			wg.Go(func() { s.Put(ctx, "bulk", make([]byte, 1<<20)) })
+		}
+		time.Sleep(10 * time.Millisecond)
+		start := time.Now()
+		if err := s.Put(ctx, "small", make([]byte, 4<<10)); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("a 4 KiB Put behind six 1 MiB ones at 512 KiB/s took %v, want at most 2s", took)
+		}
+		wg.Wait()
+	})
+}

@@ -116,7 +116,7 @@ func (m *metaShipper) run(ctx context.Context) {
 		// files whose blocks still wait behind bulk uploads wait for a
 		// later record (deferStaged).
 		wctx, cancel := context.WithTimeout(ctx, m.interval/2)
-		m.j.waitUrgent(wctx)
+		urgentLeft := m.j.waitUrgent(wctx) != nil
 		cancel()
 		last = time.Now()
 		if _, err := m.ship(ctx, false, false, true); err != nil {
@@ -137,6 +137,15 @@ func (m *metaShipper) run(ctx context.Context) {
 		}
 		fails, wait = 0, m.interval
 		m.j.sn.pruneMeta(ctx)
+		if urgentLeft {
+			// Urgent blocks were still behind a bulk segment in flight
+			// (a slow link), so this record left their files out: ship
+			// again once they are up, not a whole interval later.
+			wctx, cancel := context.WithTimeout(ctx, m.interval)
+			m.j.waitUrgent(wctx)
+			cancel()
+			wait = 0
+		}
 	}
 }
 

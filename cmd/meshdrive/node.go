@@ -139,7 +139,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 		DirOptions: node.DirOptions{QuarantineMax: qmax}, Observe: metrics.Observe, Metrics: metrics.Handler()})
 	if err != nil {
 		ln.Close()
-		return fmt.Errorf("%w; --dir takes the node's directory (made if missing)", err)
+		return nodeDirError(err)
 	}
 	unlock, err := lockNodeDir(*dir)
 	if err != nil {
@@ -166,6 +166,19 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	return srv.Serve(ctx, ln)
 }
 
+// nodeDirError is err (the node's directory could not be made or used)
+// with what to do: a directory this user may not write, or on a read-only
+// file system, needs another --dir or its permissions changed.
+func nodeDirError(err error) error {
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%w; this user (uid %d) cannot write there: give --dir a directory it can write (chown or chmod it), or another one", err, os.Getuid())
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w; that file system is mounted read-only: give --dir a directory on a writable one", err)
+	}
+	return fmt.Errorf("%w; --dir takes the node's directory (made if missing)", err)
+}
+
 // nodeLock is the file in a node's directory that the process serving it
 // holds locked (flock), so a second node serve of the directory is
 // refused: two processes serving one directory would each count, scrub
@@ -178,7 +191,7 @@ func lockNodeDir(dir string) (unlock func(), err error) {
 	path := filepath.Join(dir, nodeLock)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("cannot lock the node directory: %w", err)
+		return nil, nodeDirError(fmt.Errorf("cannot lock the node directory: %w", err))
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		pid, _ := os.ReadFile(path)

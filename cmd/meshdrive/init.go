@@ -103,11 +103,9 @@ twice).`)
 	}
 	token := ""
 	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return unreadableFile("--token-file", *tokenFile, err)
+		if token, err = readTokenFile(*tokenFile); err != nil {
+			return err
 		}
-		token = strings.TrimSpace(string(b))
 	}
 	o := createOptions{dataDir: dir, nodes: nodes, k: *k, m: *m, zones: zones, token: token, log: log,
 		pass: passphraseSource{file: *passFile, envVar: "MESHDRIVE_PASSPHRASE"}}

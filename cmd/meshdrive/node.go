@@ -114,13 +114,8 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	}
 	token := ""
 	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return unreadableFile("--token-file", *tokenFile, err)
-		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			return fmt.Errorf("token file %s is empty", *tokenFile)
+		if token, err = readTokenFile(*tokenFile); err != nil {
+			return err
 		}
 	}
 	// Signals are caught before the address is printed, so a supervisor
@@ -164,6 +159,28 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	}
 	fmt.Fprintf(e.stdout, "listening on %s\n", addr)
 	return srv.Serve(ctx, ln)
+}
+
+// readTokenFile reads an access token from path (--token-file): one line
+// of printable characters without spaces, what a client can send in an
+// Authorization header and a URL. A token with a space or a line break
+// inside was taken, and every client then failed with "unreachable
+// (invalid header field value)".
+func readTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", unreadableFile("--token-file", path, err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", fmt.Errorf("token file %s is empty; put one line in it, like the output of: head -c 32 /dev/urandom | base64", path)
+	}
+	for _, r := range token {
+		if r <= ' ' || r > '~' {
+			return "", fmt.Errorf("token file %s holds %q inside the token: a token is one line of printable characters without spaces (clients send it in a header); make one with: head -c 32 /dev/urandom | base64", path, r)
+		}
+	}
+	return token, nil
 }
 
 // nodeDirError is err (the node's directory could not be made or used)

@@ -14,9 +14,11 @@ import (
 
 // pinReport is one path of POST /pin or /unpin.
 type pinReport struct {
-	Path   string      `json:"path"`
-	Pinned bool        `json:"pinned"`
-	Stats  fs.PinStats `json:"stats"` // the pinner's, after the change
+	Path   string `json:"path"`
+	Pinned bool   `json:"pinned"`
+	// Unchanged: an unpin of a path that was not pinned (nothing done).
+	Unchanged bool        `json:"unchanged,omitempty"`
+	Stats     fs.PinStats `json:"stats"` // the pinner's, after the change
 }
 
 // resolve turns a path relative to the drive's root (or abs, when set and
@@ -52,6 +54,7 @@ func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
 			abs = abss[i]
 		}
 		ino, rel, err := c.resolve(ctx, path, abs)
+		unchanged := false
 		if err == nil {
 			if unpin {
 				err = p.Unpin(ctx, ino)
@@ -59,7 +62,7 @@ func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
 					if c.o.drive.Pinned(ctx, rel) {
 						err = fmt.Errorf("/%s is pinned through a folder above it; unpin that folder", rel)
 					} else {
-						err = nil // not pinned: nothing to do
+						err, unchanged = nil, true // not pinned: nothing to do
 					}
 				}
 			} else {
@@ -74,7 +77,7 @@ func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("cannot %s %s: %v", verb, path, err)})
 			return
 		}
-		out = append(out, pinReport{Path: "/" + rel, Pinned: !unpin, Stats: p.Stats()})
+		out = append(out, pinReport{Path: "/" + rel, Pinned: !unpin, Unchanged: unchanged, Stats: p.Stats()})
 	}
 	if unpin && len(out) > 0 {
 		// A pin is counted at once; an unpin only by a pass begun after
@@ -136,17 +139,25 @@ until that folder is unpinned. Talks to the running mount.`
 	if err := newControlClient(dir).getJSON(ctx, "POST", "/"+name+"?"+q.Encode(), &reps); err != nil {
 		return err
 	}
+	printPinReports(e.stdout, reps, unpin)
+	return nil
+}
+
+// printPinReports prints what pin or unpin did to each path.
+func printPinReports(w io.Writer, reps []pinReport, unpin bool) {
 	for _, r := range reps {
 		s := r.Stats
-		if unpin {
-			fmt.Fprintf(e.stdout, "unpinned %s\n", r.Path)
-		} else {
-			fmt.Fprintf(e.stdout, "pinned %s; fetching it in the background (meshdrive status PATH shows how much is local)\n", r.Path)
+		switch {
+		case unpin && r.Unchanged:
+			fmt.Fprintf(w, "%s was not pinned; nothing to unpin\n", r.Path)
+		case unpin:
+			fmt.Fprintf(w, "unpinned %s\n", r.Path)
+		default:
+			fmt.Fprintf(w, "pinned %s; fetching it in the background (meshdrive status PATH shows how much is local)\n", r.Path)
 		}
-		fmt.Fprintf(e.stdout, "  pins: %d files, %s of %s budget; %d of %d blocks on this machine\n",
+		fmt.Fprintf(w, "  pins: %d files, %s of %s budget; %d of %d blocks on this machine\n",
 			s.Files, humanBytes(s.Bytes), humanBytes(s.Budget), s.LocalBlocks, s.Blocks)
 	}
-	return nil
 }
 
 // printPinned prints the pin line of status PATH.

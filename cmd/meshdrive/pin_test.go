@@ -137,6 +137,10 @@ func TestPinKeepsFolderOffline(t *testing.T) {
 	if r := mustRun(t, env, "unpin", "--data", dir, sparse); !strings.Contains(r.stdout, "pins: 0 files, 0 B") {
 		t.Errorf("unpin of the only pin: %s", r.stdout)
 	}
+	// Unpinning it again changes nothing, and says so.
+	if r := mustRun(t, env, "unpin", "--data", dir, sparse); !strings.Contains(r.stdout, " was not pinned; nothing to unpin") {
+		t.Errorf("unpin of a path not pinned: %s", r.stdout)
+	}
 
 	r = mustRun(t, env, "pin", "--data", dir, keep)
 	if !strings.Contains(r.stdout, "pinned /keep") {

@@ -169,6 +169,13 @@ func printPinned(w io.Writer, r *pathReport) {
 	if r.Pinned {
 		pin = "pinned"
 	}
-	fmt.Fprintf(w, "  %s; local: %s (%d of %d uploaded blocks on this machine's disk, %s of %s)\n",
-		pin, r.Local, r.LocalBlocks, r.GridBlocks, humanBytes(r.LocalBytes), humanBytes(r.GridBytes))
+	switch {
+	case r.GridBlocks == 0 && r.Blocks == 0:
+		fmt.Fprintf(w, "  %s; local: %s (no data)\n", pin, r.Local)
+	case r.GridBlocks == 0:
+		fmt.Fprintf(w, "  %s; local: %s (nothing uploaded yet: every block is in the local journal)\n", pin, r.Local)
+	default:
+		fmt.Fprintf(w, "  %s; local: %s (%d of %d uploaded blocks on this machine's disk, %s of %s)\n",
+			pin, r.Local, r.LocalBlocks, r.GridBlocks, humanBytes(r.LocalBytes), humanBytes(r.GridBytes))
+	}
 }

@@ -233,3 +233,22 @@ func TestReadOnlyNewDrive(t *testing.T) {
 		}
 	})
 }
+
+// The local line of status PATH reads like the cached one for a file with
+// nothing on the grid yet, not "0 of 0 uploaded blocks ..., 0 B of 0 B".
+func TestPinnedLineNothingUploaded(t *testing.T) {
+	for _, c := range []struct {
+		r    pathReport
+		want string
+	}{
+		{pathReport{Type: "file", Blocks: 1, Local: "fully"}, "not pinned; local: fully (nothing uploaded yet: every block is in the local journal)\n"},
+		{pathReport{Type: "file", Local: "fully"}, "not pinned; local: fully (no data)\n"},
+		{pathReport{Type: "file", Blocks: 2, GridBlocks: 2, LocalBlocks: 1, Local: "partly"}, "local: partly (1 of 2 uploaded blocks on this machine's disk"},
+	} {
+		var b strings.Builder
+		printPinned(&b, &c.r)
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("%+v:\n%s\nwant %q", c.r, b.String(), c.want)
+		}
+	}
+}

@@ -116,8 +116,8 @@ func printBandwidth(w io.Writer, r *statusReport) {
 		fmt.Fprintf(w, "  the config's bandwidth_schedule is wrong, the previous one applies: %s\n", b.Error)
 	}
 	if p := r.Pins; p != nil {
-		fmt.Fprintf(w, "pins: %d files, %s of a %s budget; %d of %d uploaded blocks on this machine\n",
-			p.Files, humanBytes(p.Bytes), humanBytes(p.Budget), p.LocalBlocks, p.Blocks)
+		fmt.Fprintf(w, "pins: %s, %s of a %s budget; %d of %d uploaded blocks on this machine\n",
+			plural(int64(p.Files), "file", "files"), humanBytes(p.Bytes), humanBytes(p.Budget), p.LocalBlocks, p.Blocks)
 	}
 }
 

@@ -245,7 +245,7 @@ func printStatus(w io.Writer, r *statusReport) {
 		}
 	}
 	u := r.Uploads
-	fmt.Fprintf(w, "\nuploads: %d files, %s queued", u.Files, humanBytes(u.Bytes))
+	fmt.Fprintf(w, "\nuploads: %s, %s queued", plural(u.Files, "file", "files"), humanBytes(u.Bytes))
 	if u.InFlightBytes > 0 {
 		fmt.Fprintf(w, " (a %s segment in flight)", humanBytes(u.InFlightBytes))
 	}
@@ -254,7 +254,7 @@ func printStatus(w io.Writer, r *statusReport) {
 	}
 	fmt.Fprintf(w, "\n  %s made durable since mount, %s shipped to nodes", humanBytes(u.DoneBytes), humanBytes(u.ShippedBytes))
 	if u.RepairOwed > 0 {
-		fmt.Fprintf(w, ", %d segments owe repair", u.RepairOwed)
+		fmt.Fprintf(w, ", %s", plural(u.RepairOwed, "segment owes repair", "segments owe repair"))
 	}
 	fmt.Fprintln(w)
 	if u.Errors > 0 {

@@ -155,8 +155,8 @@ func printPinReports(w io.Writer, reps []pinReport, unpin bool) {
 		default:
 			fmt.Fprintf(w, "pinned %s; fetching it in the background (meshdrive status PATH shows how much is local)\n", r.Path)
 		}
-		fmt.Fprintf(w, "  pins: %d files, %s of %s budget; %d of %d blocks on this machine\n",
-			s.Files, humanBytes(s.Bytes), humanBytes(s.Budget), s.LocalBlocks, s.Blocks)
+		fmt.Fprintf(w, "  pins: %s, %s of %s budget; %d of %d blocks on this machine\n",
+			plural(int64(s.Files), "file", "files"), humanBytes(s.Bytes), humanBytes(s.Budget), s.LocalBlocks, s.Blocks)
 	}
 }
 

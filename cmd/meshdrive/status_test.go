@@ -252,3 +252,22 @@ func TestPinnedLineNothingUploaded(t *testing.T) {
 		}
 	}
 }
+
+// One file, one pinned file, one segment: status says so in the singular.
+func TestStatusSingular(t *testing.T) {
+	r := &statusReport{}
+	r.Uploads.Files, r.Uploads.Bytes, r.Uploads.RepairOwed = 1, 8, 1
+	r.Pins = &fs.PinStats{Files: 1}
+	var b strings.Builder
+	printStatus(&b, r)
+	for _, want := range []string{"uploads: 1 file, 8 B queued", ", 1 segment owes repair", "pins: 1 file, "} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status does not say %q:\n%s", want, b.String())
+		}
+	}
+	var p strings.Builder
+	printPinReports(&p, []pinReport{{Path: "/a", Pinned: true, Stats: fs.PinStats{Files: 1}}}, false)
+	if !strings.Contains(p.String(), "pins: 1 file, ") {
+		t.Errorf("pin says:\n%s", p.String())
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -173,7 +174,7 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 			if err := remoteopen.CheckForm(u); err != nil {
 				return nil, nil, usageError("--node: %v", err)
 			}
-			nu := withS3Region(withToken(u, o.token), os.Getenv("AWS_REGION"))
+			nu := withS3Region(withToken(escapeToken(u), o.token), os.Getenv("AWS_REGION"))
 			if !strings.Contains(nu, "://") && !filepath.IsAbs(nu) {
 				// A relative directory is relative to where init runs; the
 				// config keeps it absolute (relative means the data dir).
@@ -357,6 +358,34 @@ func heldDrive(ctx context.Context, grid *remoteopen.Grid, given map[string]stri
 		also = "; also on " + strings.Join(holders[1:], ", ")
 	}
 	return fmt.Errorf("--node %s already holds a meshdrive drive (meta/key found%s); use empty nodes for a new drive", holders[0], also)
+}
+
+// tokenHostPort is what follows the token in http://TOKEN@host:port.
+var tokenHostPort = regexp.MustCompile(`^([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):[0-9]+/?$`)
+
+// escapeToken percent-encodes the token of an http(s) node URL written
+// http://TOKEN@host:port when the token holds a character a URL's userinfo
+// cannot (a base64 token's "/", one time in two): url.Parse would take the
+// part before the "/" for the host, so the drive dialed a host named after
+// the token's start and printed the token in its error. Any other URL is
+// returned as it is.
+func escapeToken(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok || !(strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https")) {
+		return u
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return u
+	}
+	user, host := rest[:at], rest[at+1:]
+	if !strings.ContainsAny(user, "/?#") || !tokenHostPort.MatchString(host) {
+		return u // already well formed, or not TOKEN@host:port: not ours to guess
+	}
+	if un, err := url.PathUnescape(user); err == nil {
+		user = un
+	}
+	return scheme + "://" + url.User(user).String() + "@" + host
 }
 
 // withToken puts token into an http(s) URL that carries none.

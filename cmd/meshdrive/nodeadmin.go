@@ -78,7 +78,7 @@ To retire a node that still runs, drain it instead. Talks to the running mount.`
 		printNodes(e.stdout, ns)
 		return nil
 	case "add":
-		q := url.Values{"url": {pos[0]}}
+		q := url.Values{"url": {escapeToken(pos[0])}}
 		if *zone != "" {
 			q.Set("zone", *zone)
 		}

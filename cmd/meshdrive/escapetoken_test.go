@@ -55,4 +55,10 @@ func TestInitWithSlashInURLToken(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, token) {
 		t.Errorf("init printed the token:\n%s", r)
 	}
+	// recover --node takes the same form: it reaches the drive (never
+	// mounted, so it has nothing to recover yet).
+	r = runBin(t, env, "recover", "--data", filepath.Join(base, "data2"), "--node", "http://"+token+"@"+a.addr)
+	if !strings.Contains(r.stderr, "no metadata checkpoint on the grid yet") {
+		t.Fatalf("recover with a / in the URL's token did not reach the drive: %s", r)
+	}
 }

@@ -43,6 +43,7 @@ change while nodes were reachable) comes back, snapshots included.`)
 	if *node == "" {
 		return usageError("recover needs --node URL: the address of one node of the drive")
 	}
+	*node = escapeToken(*node) // a "/" in http://TOKEN@host:port
 	dir, err := dataDir()
 	if err != nil {
 		return err

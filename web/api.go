@@ -176,7 +176,7 @@ func fsError(w http.ResponseWriter, what string, err error) {
 	case errno == syscall.ENOSPC || errno == syscall.EDQUOT:
 		writeError(w, http.StatusInsufficientStorage, "full", what+": the drive's journal is full; wait for uploads to catch up (meshdrive status) and try again")
 	case errno == syscall.ENAMETOOLONG:
-		writeError(w, http.StatusBadRequest, "name_too_long", what+": a name is longer than 255 bytes")
+		writeError(w, http.StatusBadRequest, "name_too_long", what+": a name is longer than 255 bytes; choose a shorter name")
 	case errno == syscall.ELOOP:
 		writeError(w, http.StatusBadRequest, "symlink_loop", what+": a symlink on the path points back at itself (a loop); fix or delete the symlink")
 	case errno == syscall.EINVAL:

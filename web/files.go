@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -620,8 +621,8 @@ func (s *fileOps) rename(w http.ResponseWriter, r *http.Request) {
 	}
 	from, err1 := cleanRel(req.From)
 	to, err2 := cleanRel(req.To)
-	if err := errors.Join(err1, err2); err != nil || from == "" || to == "" {
-		fsError(w, "rename", errBadPath)
+	if err := cmp.Or(err1, err2); err != nil || from == "" || to == "" {
+		fsError(w, "rename", cmp.Or(err, errBadPath))
 		return
 	}
 	if to == from || strings.HasPrefix(to, from+"/") {

@@ -2,13 +2,20 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
+	"syscall"
 )
 
 // errBadPath is a path the API refuses: it would leave the drive or is
 // not a name.
 var errBadPath = errors.New("bad path")
+
+// errNameTooLong is a path segment longer than a name may be: a name the
+// drive would refuse, not a path that leaves it (fsError answers
+// name_too_long).
+var errNameTooLong = fmt.Errorf("a name is longer than 255 bytes: %w", syscall.ENAMETOOLONG)
 
 // snapshotsDir is the drive's folder of snapshots (fs.snapshotsName); the
 // API reaches it with ?snapshot=NAME, never by path.
@@ -30,7 +37,10 @@ func DecodePath(escaped string) (string, error) {
 		if err != nil {
 			return "", errBadPath
 		}
-		if !validName(d) { // ".", "..", "/", NUL, longer than a name may be
+		if len(d) > maxName {
+			return "", errNameTooLong
+		}
+		if !validName(d) { // ".", "..", "/", NUL
 			return "", errBadPath
 		}
 		segs = append(segs, d)
@@ -41,10 +51,13 @@ func DecodePath(escaped string) (string, error) {
 	return strings.Join(segs, "/"), nil
 }
 
+// maxName is the longest name the drive takes, in bytes.
+const maxName = 255
+
 // validName reports whether s is one path segment: a snapshot's name, a
 // new name in a rename.
 func validName(s string) bool {
-	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00") && len(s) <= 255
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00") && len(s) <= maxName
 }
 
 // cleanRel checks a path given in a JSON body ("a/b", "/a/b"): the same
@@ -54,6 +67,9 @@ func cleanRel(p string) (string, error) {
 	for _, s := range strings.Split(p, "/") {
 		if s == "" {
 			continue
+		}
+		if len(s) > maxName {
+			return "", errNameTooLong
 		}
 		if !validName(s) {
 			return "", errBadPath

@@ -599,3 +599,31 @@ func FuzzJSONBody(f *testing.F) {
 		}
 	})
 }
+
+// TestNameTooLong: a name over 255 bytes is answered name_too_long, as
+// docs/API.md says, not bad_path (whose sentence is about leaving the
+// drive), wherever the path comes from.
+func TestNameTooLong(t *testing.T) {
+	s, mp := folderServer(t)
+	if err := os.MkdirAll(filepath.Join(mp, ".snapshots/s1/in"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("n", 256)
+	for _, c := range []struct{ method, target, body string }{
+		{"PUT", "/api/v1/files/in/" + long, "x"},
+		{"GET", "/api/v1/files/in/" + long, ""},
+		{"POST", "/api/v1/mkdir/in/" + long, ""},
+		{"POST", "/api/v1/rename", `{"from":"in/file.txt","to":"in/` + long + `"}`},
+		{"POST", "/api/v1/restore", `{"snapshot":"s1","path":"in","to":"` + long + `"}`},
+		{"POST", "/api/v1/check", `{"path":"in/` + long + `"}`},
+	} {
+		w := serveBody(s, c.method, c.target, c.body, nil)
+		var e apiError
+		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 400 || e.Code != "name_too_long" {
+			t.Errorf("%s %.40s... %.40s: %d %q; want 400 name_too_long", c.method, c.target, c.body, w.Code, w.Body)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(mp, "in/file.txt")); err != nil {
+		t.Errorf("the file after a refused rename: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,7 +87,7 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 	}
 	rel, err := cleanRel(req.Path)
 	if err != nil || !validName(req.Snapshot) {
-		fsError(w, "restore", errBadPath)
+		fsError(w, "restore", cmp.Or(err, errBadPath))
 		return
 	}
 	src := path.Join(snapshotsDir, req.Snapshot, rel)
@@ -102,7 +103,7 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case req.To != "":
 		if to, err = cleanRel(req.To); err != nil || to == "" {
-			fsError(w, "restore", errBadPath)
+			fsError(w, "restore", cmp.Or(err, errBadPath))
 			return
 		}
 		if _, err := s.root.Lstat(to); err == nil {

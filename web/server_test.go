@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/journal"
@@ -625,5 +626,38 @@ func TestNameTooLong(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(mp, "in/file.txt")); err != nil {
 		t.Errorf("the file after a refused rename: %v", err)
+	}
+}
+
+// TestRestoreBesideLongName: restoring a file whose name is near 255
+// bytes while the file is there puts the copy beside it under a name cut
+// short to fit, not "too many restored copies already".
+func TestRestoreBesideLongName(t *testing.T) {
+	s, mp := folderServer(t)
+	long := strings.Repeat("é", 127) // 254 bytes: the suffix must cut it on a character boundary
+	for _, d := range []string{mp + "/in", mp + "/.snapshots/s1/in"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, long), []byte(d), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, want := range []string{" (restored s1)", " (restored s1, 2)"} {
+		w := serveBody(s, "POST", "/api/v1/restore", `{"snapshot":"s1","path":"in/`+long+`"}`, nil)
+		var res restoreResult
+		if json.Unmarshal(w.Body.Bytes(), &res); w.Code != 200 {
+			t.Fatalf("restore %d beside a long name: %d %q; want 200", i+1, w.Code, w.Body)
+		}
+		name := path.Base(res.To)
+		if !strings.HasSuffix(name, want) || len(name) > 255 || !utf8.ValidString(name) || !strings.HasPrefix(long, strings.TrimSuffix(name, want)) {
+			t.Errorf("restore %d went to %q (%d bytes); want a valid name ending %q of at most 255 bytes", i+1, name, len(name), want)
+		}
+		if b, err := os.ReadFile(filepath.Join(mp, res.To)); err != nil || string(b) != mp+"/.snapshots/s1/in" {
+			t.Errorf("the restored copy: %q %v", b, err)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "in", long)); err != nil || string(b) != mp+"/in" {
+		t.Errorf("the file restored beside: %q %v", b, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -120,12 +121,15 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 		for i := 1; ; i++ {
 			if _, err := s.root.Lstat(to); errors.Is(err, iofs.ErrNotExist) {
 				break
+			} else if err != nil {
+				fsError(w, "restore /"+rel+" from "+req.Snapshot+" to /"+to, err)
+				return
 			}
 			suffix := fmt.Sprintf(" (restored %s)", req.Snapshot)
 			if i > 1 {
 				suffix = fmt.Sprintf(" (restored %s, %d)", req.Snapshot, i)
 			}
-			to = base + suffix
+			to = withSuffix(base, suffix)
 			if i > 100 {
 				writeError(w, http.StatusConflict, "exists", "restore: too many restored copies already; choose a destination with \"to\"")
 				return
@@ -249,4 +253,17 @@ func (s *fileOps) copyFile(out, in *os.File) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// withSuffix is rel with suffix added to its last name, which is cut
+// short first (on a character boundary) when the two together would be
+// longer than a name may be: a copy beside a file with a long name gets
+// a name the drive takes.
+func withSuffix(rel, suffix string) string {
+	dir, name := path.Split(rel)
+	for name != "" && len(name)+len(suffix) > maxName {
+		_, n := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-n]
+	}
+	return dir + name + suffix
 }

@@ -243,7 +243,70 @@ func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped strin
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": path.Base("/" + rel)}))
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	h.Set("Cache-Control", "private, no-cache")
-	http.ServeContent(&rangeErrorWriter{ResponseWriter: w, rel: rel, size: fi.Size()}, r, "", fi.ModTime(), f)
+	// The status waits for the first byte of body: a first read that
+	// fails (the block not cached and the grid not answering) is answered
+	// with its error (502 io) instead of a 200 whose body ends at once.
+	hw := &heldWriter{ResponseWriter: w}
+	content := &fileReadErr{File: f}
+	http.ServeContent(&rangeErrorWriter{ResponseWriter: hw, rel: rel, size: fi.Size()}, r, "", fi.ModTime(), content)
+	if !hw.sent && content.err != nil {
+		for _, k := range []string{"Content-Length", "Content-Range", "Accept-Ranges", "Last-Modified", "Content-Encoding"} {
+			h.Del(k)
+		}
+		hw.sent = true
+		fsError(w, "download /"+rel, content.err)
+		return
+	}
+	hw.send()
+}
+
+// heldWriter holds back the status until the first Write (or send): until
+// then the answer can still become an error.
+type heldWriter struct {
+	http.ResponseWriter
+	code int  // the status held back; 0 when none was set
+	sent bool // the status went out
+}
+
+func (w *heldWriter) WriteHeader(code int) {
+	if w.sent {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.code = code
+}
+
+func (w *heldWriter) Write(p []byte) (int, error) {
+	w.send()
+	return w.ResponseWriter.Write(p)
+}
+
+// send sends the status held back, if it was not sent yet.
+func (w *heldWriter) send() {
+	if w.sent {
+		return
+	}
+	w.sent = true
+	if w.code != 0 {
+		w.ResponseWriter.WriteHeader(w.code)
+	}
+}
+
+func (w *heldWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// fileReadErr is a file that remembers its first read error (EOF is not
+// one).
+type fileReadErr struct {
+	*os.File
+	err error
+}
+
+func (f *fileReadErr) Read(p []byte) (int, error) {
+	n, err := f.File.Read(p)
+	if err != nil && err != io.EOF && f.err == nil {
+		f.err = err
+	}
+	return n, err
 }
 
 // rangeErrorWriter turns ServeContent's 416 (a plain-text line) into the

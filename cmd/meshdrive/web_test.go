@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/network"
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/storage"
 	"github.com/chromedp/chromedp"
@@ -838,6 +839,29 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 	if !strings.Contains(sentence, "1 node of 6 is down") {
 		t.Errorf("nodes page says %q; want it to say 1 node of 6 is down", sentence)
 	}
+
+	// The drive stops answering (unmounted, its process gone; here its
+	// status requests are blocked): the page says so, on the top bar and
+	// on Activity and Nodes, rather than keep the last state it had, which
+	// said everything was safe.
+	block := func(patterns ...string) {
+		t.Helper()
+		var bp []*network.BlockPattern
+		for _, p := range patterns {
+			bp = append(bp, &network.BlockPattern{URLPattern: p, Block: true})
+		}
+		if _, err := chromedp.Call(ctx, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: bp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	block(f.base + "/api/v1/status")
+	run("drive not answering", chromedp.Evaluate[chromedp.Void](`location.hash = "#/activity"`),
+		wait(`document.getElementById("drive-state").textContent === "Drive not answering" && document.getElementById("q-sentence").textContent.includes("not answering")`),
+		chromedp.Evaluate[chromedp.Void](`location.hash = "#/nodes"`),
+		wait(`document.getElementById("nodes-sentence").textContent.includes("not answering") && document.querySelectorAll("#node-cards .card").length === 0`),
+		shot("not-answering"))
+	block()
+	run("drive answering again", wait(`document.getElementById("drive-state").textContent !== "Drive not answering" && document.querySelectorAll("#node-cards .card").length === 6`))
 	t.Logf("screenshots in %s", shots)
 }
 

@@ -440,10 +440,25 @@ $("file-input").onchange = (ev) => { uploadFiles(ev.target.files); ev.target.val
 // --- Status, activity, nodes -------------------------------------------
 
 let summary = null;
+let statusErr = ""; // why the last status did not come: the drive stopped answering
 async function refreshStatus() {
-  try { summary = await api("GET", "status"); } catch (e) { return; }
-  const s = summary;
   const top = $("drive-state");
+  try { summary = await api("GET", "status"); } catch (e) {
+    if (e.status === 401) return;
+    // Unmounted, or its process gone: say so, rather than keep showing the
+    // last state (which may say everything is safe).
+    summary = null;
+    statusErr = e.message;
+    top.className = "pill bad";
+    top.textContent = "Drive not answering";
+    top.title = e.message;
+    if (route.view === "activity") renderActivity();
+    if (route.view === "nodes") renderNodes();
+    return;
+  }
+  statusErr = "";
+  top.title = "The state of the whole drive";
+  const s = summary;
   const [cls, label] = s.online ? (STATE[s.state] || ["muted", s.state]) : ["bad", "Offline"];
   top.className = "pill " + cls;
   top.textContent = !s.online ? "Offline — working from this computer" : s.state === "durable" ? "All safe on the grid" :
@@ -465,7 +480,10 @@ function facts(dl, pairs) {
 function renderActivity() {
   renderTransfers();
   const s = summary;
-  if (!s) return;
+  if (!s) {
+    if (statusErr) { $("q-sentence").textContent = statusErr; $("q-facts").replaceChildren(); $("safety-sentence").textContent = ""; }
+    return;
+  }
   const u = s.uploads;
   let sent;
   if (u.bytes === 0 && u.in_flight_bytes === 0) sent = s.meta_pending_rows > 0 ? "All file data is on the grid; the latest folder changes follow within a minute." : "Nothing waiting: everything written is on the grid.";
@@ -496,7 +514,12 @@ function renderActivity() {
 
 function renderNodes() {
   const s = summary;
-  if (!s) { refreshStatus(); return; }
+  if (!s) {
+    if (!statusErr) { refreshStatus(); return; }
+    $("nodes-sentence").textContent = statusErr;
+    $("node-cards").replaceChildren();
+    return;
+  }
   const down = s.nodes_total - s.nodes_up;
   $("nodes-sentence").textContent = down === 0 ? "All " + plural(s.nodes_total, "node") + " are up." :
     plural(down, "node") + " of " + s.nodes_total + (down === 1 ? " is" : " are") + " down. " +

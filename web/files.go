@@ -697,7 +697,13 @@ func (s *fileOps) rename(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusConflict, "exists", "rename: /"+to+" exists; choose another name or delete it first")
 			return
 		}
-		fsError(w, "rename /"+from, err)
+		if _, ferr := s.root.Lstat(from); ferr == nil && errors.Is(err, iofs.ErrNotExist) {
+			// from is there: what is missing is the destination's folder.
+			writeError(w, http.StatusNotFound, "not_found", "rename /"+from+" to /"+to+": there is no folder /"+path.Dir(to)+
+				"; make it first ("+apiPrefix+"mkdir/PATH) or choose another destination")
+			return
+		}
+		fsError(w, "rename /"+from+" to /"+to, err)
 		return
 	}
 	fi, err := s.root.Lstat(to)

@@ -339,6 +339,19 @@ func TestRenameNoReplace(t *testing.T) {
 	if w := post(`{"from":"in/nothing","to":"in/sub/x"}`); w.Code != 404 {
 		t.Errorf("rename of nothing: %d %q; want 404", w.Code, w.Body)
 	}
+	// A missing destination folder is named as what is missing, not the
+	// file, which is there.
+	w := post(`{"from":"in/sub/moved","to":"nodir/moved"}`)
+	var e apiError
+	if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 404 || e.Code != "not_found" || !strings.Contains(e.Error, "no folder /nodir") {
+		t.Errorf("rename into a folder that does not exist: %d %q; want 404 naming /nodir", w.Code, w.Body)
+	}
+	if _, err := os.Stat(filepath.Join(mp, "in/sub/moved")); err != nil {
+		t.Errorf("the file after a refused rename: %v", err)
+	}
+	if w := post(`{"from":"in/sub/moved","to":"in/sub/other/x"}`); w.Code != 409 || !strings.Contains(w.Body.String(), "/in/sub/other/x") {
+		t.Errorf("rename under a file: %d %q; want 409 naming the destination", w.Code, w.Body)
+	}
 }
 
 // TestStatBudget: a folder's stat (a walk of its tree) keeps a listing's

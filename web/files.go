@@ -41,6 +41,19 @@ func (s *Server) target(r *http.Request, escaped string) (rel, inRoot, snap stri
 	return rel, path.Join(snapshotsDir, snap, rel), snap, nil
 }
 
+// noSnapshot answers 404 no_snapshot when snap names a snapshot the drive
+// does not have ("" is the drive itself: false).
+func (s *fileOps) noSnapshot(w http.ResponseWriter, snap string) bool {
+	if snap == "" {
+		return false
+	}
+	if _, err := s.root.Lstat(path.Join(snapshotsDir, snap)); err == nil {
+		return false
+	}
+	writeError(w, http.StatusNotFound, "no_snapshot", fmt.Sprintf("no snapshot %q; GET %ssnapshots lists them", snap, apiPrefix))
+	return true
+}
+
 func orDot(rel string) string {
 	if rel == "" {
 		return "."
@@ -98,11 +111,8 @@ func (s *fileOps) list(w http.ResponseWriter, r *http.Request, escaped string) {
 		fsError(w, "list", err)
 		return
 	}
-	if snap != "" {
-		if _, err := s.root.Lstat(path.Join(snapshotsDir, snap)); err != nil {
-			writeError(w, http.StatusNotFound, "no_snapshot", fmt.Sprintf("no snapshot %q; GET %ssnapshots lists them", snap, apiPrefix))
-			return
-		}
+	if s.noSnapshot(w, snap) {
+		return
 	}
 	d, err := openDir(s.root, inRoot)
 	if errors.Is(err, syscall.ENOTDIR) {
@@ -201,6 +211,9 @@ func (s *fileOps) stat(w http.ResponseWriter, r *http.Request, escaped string) {
 		return
 	}
 	fi, err := s.root.Lstat(inRoot)
+	if errors.Is(err, iofs.ErrNotExist) && s.noSnapshot(w, snap) {
+		return
+	}
 	if err != nil {
 		fsError(w, "stat /"+rel, err)
 		return
@@ -210,12 +223,15 @@ func (s *fileOps) stat(w http.ResponseWriter, r *http.Request, escaped string) {
 }
 
 func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped string) {
-	rel, inRoot, _, err := s.target(r, escaped)
+	rel, inRoot, snap, err := s.target(r, escaped)
 	if err != nil {
 		fsError(w, "download", err)
 		return
 	}
 	f, err := s.root.OpenFile(inRoot, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if errors.Is(err, iofs.ErrNotExist) && s.noSnapshot(w, snap) {
+		return
+	}
 	if err != nil {
 		fsError(w, "download /"+rel, err)
 		return

@@ -674,3 +674,34 @@ func TestRestoreBesideLongName(t *testing.T) {
 		t.Errorf("the file restored beside: %q %v", b, err)
 	}
 }
+
+// TestNoSnapshot: a download, stat or listing in a snapshot the drive does
+// not have says so (404 no_snapshot, and where the snapshots are listed),
+// not that the file is missing from a folder.
+func TestNoSnapshot(t *testing.T) {
+	s, mp := folderServer(t)
+	if err := os.MkdirAll(filepath.Join(mp, ".snapshots/s1/in"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mp, ".snapshots/s1/in/old.txt"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		target string
+		status int
+		code   string
+	}{
+		{"/api/v1/files/in/old.txt?snapshot=nope", 404, "no_snapshot"},
+		{"/api/v1/stat/in/old.txt?snapshot=nope", 404, "no_snapshot"},
+		{"/api/v1/list/in?snapshot=nope", 404, "no_snapshot"},
+		{"/api/v1/files/in/missing?snapshot=s1", 404, "not_found"},
+		{"/api/v1/stat/in/missing?snapshot=s1", 404, "not_found"},
+		{"/api/v1/files/in/old.txt?snapshot=s1", 200, ""},
+	} {
+		w := serve(s, "GET", c.target, nil)
+		var e apiError
+		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != c.status || e.Code != c.code {
+			t.Errorf("GET %s: %d %q; want %d %s", c.target, w.Code, w.Body, c.status, c.code)
+		}
+	}
+}

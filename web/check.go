@@ -88,6 +88,21 @@ func (s *Server) checkStart(w http.ResponseWriter, r *http.Request) {
 		fsError(w, "check", err)
 		return
 	}
+	if rel != "" {
+		// A path that is not there is the request's mistake, answered now,
+		// not a check that starts and stops with the drive's own words.
+		root, err := s.openRoot()
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "not_mounted", "the drive is not mounted at "+s.o.Mountpoint+" any more ("+err.Error()+"); mount it again")
+			return
+		}
+		_, err = root.Lstat(rel)
+		root.Close()
+		if err != nil {
+			fsError(w, "check /"+rel, err)
+			return
+		}
+	}
 	c := &s.check
 	c.mu.Lock()
 	if c.running {

@@ -705,3 +705,21 @@ func TestNoSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckMissingPath: a check of a path that is not on the drive is
+// refused at once (404, what to do), not started to stop with the drive's
+// "resolve ...: no such file or directory".
+func TestCheckMissingPath(t *testing.T) {
+	s, _ := folderServer(t)
+	w := serveBody(s, "POST", "/api/v1/check", `{"path":"in/nothing"}`, nil)
+	var e apiError
+	if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 404 || e.Code != "not_found" || !strings.Contains(e.Error, "/in/nothing") {
+		t.Errorf("check of a missing path: %d %q; want 404 not_found naming it", w.Code, w.Body)
+	}
+	if st := s.check.state(); st.Started != nil {
+		t.Errorf("a refused check started: %+v", st)
+	}
+	if w := serveBody(s, "POST", "/api/v1/check", `{"path":"in/file.txt"}`, nil); w.Code != http.StatusAccepted {
+		t.Errorf("check of a file that is there: %d %q; want 202", w.Code, w.Body)
+	}
+}

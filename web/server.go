@@ -209,6 +209,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case p == "/metrics":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, "method", r.Method+" is not allowed on /metrics (only GET, HEAD); see docs/API.md")
+			return
+		}
 		if s.o.Metrics == nil {
 			writeError(w, http.StatusNotFound, "not_found", "metrics are not served by this mount")
 			return

@@ -509,6 +509,7 @@ func TestUploadRefusesForm(t *testing.T) {
 // TestMethodNotAllowed: a 405 says which methods the endpoint takes.
 func TestMethodNotAllowed(t *testing.T) {
 	s, _ := folderServer(t)
+	s.o.Metrics = NewMetrics().Handler()
 	for _, c := range [][3]string{
 		{"PATCH", "/api/v1/files/in/file.txt", "GET, HEAD, PUT, DELETE"},
 		{"DELETE", "/api/v1/snapshots", "GET, POST"},
@@ -516,6 +517,8 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"PUT", "/api/v1/list/in", "GET"},
 		{"POST", "/", "GET, HEAD"},
 		{"DELETE", "/login", "GET, POST"},
+		{"POST", "/metrics", "GET, HEAD"},
+		{"DELETE", "/metrics", "GET, HEAD"},
 	} {
 		w := serve(s, c[0], c[1], nil)
 		if w.Code != 405 || w.Header().Get("Allow") != c[2] {

@@ -159,7 +159,7 @@ func fsError(w http.ResponseWriter, what string, err error) {
 	switch {
 	case errors.Is(err, errBadPath) || strings.Contains(err.Error(), "path escapes from parent"):
 		writeError(w, http.StatusBadRequest, "bad_path", what+": the path leaves the drive or is not a name (no \"..\", no encoded slash, no symlink out of the drive)")
-	case errors.Is(err, errRestoreEnded):
+	case errors.Is(err, errRestoreEnded) || errors.Is(err, errDownloadEnded):
 		writeError(w, http.StatusServiceUnavailable, "not_mounted", what+": the drive is being unmounted; send it again once it is mounted")
 	case errors.Is(err, iofs.ErrNotExist):
 		writeError(w, http.StatusNotFound, "not_found", what+": no such file or folder; list its folder to see what is there")
@@ -197,6 +197,8 @@ type fileOps struct {
 	body *uploadBody // a PUT's body (uploads registers it)
 	// restoring is a restore's run (uploads registers it).
 	restoring *restoreRun
+	// downloading is a download's run (uploads registers it).
+	downloading *downloadRun
 }
 
 // openRoot opens the mountpoint, and refuses when the drive is no longer
@@ -242,6 +244,15 @@ func (srv *Server) api(w http.ResponseWriter, r *http.Request, rest string) {
 		}
 		defer done()
 		s.body = b
+	}
+	if ep == "files" && (m == http.MethodGet || m == http.MethodHead) {
+		d, done := srv.ups.addDownload(w)
+		if done == nil {
+			writeError(w, http.StatusServiceUnavailable, "not_mounted", "download: the drive is being unmounted; download it again once it is mounted")
+			return
+		}
+		defer done()
+		s.downloading = d
 	}
 	if ep == "restore" && m == http.MethodPost {
 		run, done := srv.ups.addRestore()

@@ -263,7 +263,7 @@ func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped strin
 	// fails (the block not cached and the grid not answering) is answered
 	// with its error (502 io) instead of a 200 whose body ends at once.
 	hw := &heldWriter{ResponseWriter: w}
-	content := &fileReadErr{File: f}
+	content := &fileReadErr{File: f, run: s.downloading}
 	http.ServeContent(&rangeErrorWriter{ResponseWriter: hw, rel: rel, size: fi.Size()}, r, "", fi.ModTime(), content)
 	if !hw.sent && content.err != nil {
 		for _, k := range []string{"Content-Length", "Content-Range", "Accept-Ranges", "Last-Modified", "Content-Encoding"} {
@@ -311,13 +311,20 @@ func (w *heldWriter) send() {
 func (w *heldWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // fileReadErr is a file that remembers its first read error (EOF is not
-// one).
+// one). Its reads fail once run is ended (an unmount).
 type fileReadErr struct {
 	*os.File
+	run *downloadRun // nil: never ended
 	err error
 }
 
 func (f *fileReadErr) Read(p []byte) (int, error) {
+	if f.run != nil && f.run.ended.Load() {
+		if f.err == nil {
+			f.err = errDownloadEnded
+		}
+		return 0, errDownloadEnded
+	}
 	n, err := f.File.Read(p)
 	if err != nil && err != io.EOF && f.err == nil {
 		f.err = err

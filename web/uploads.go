@@ -20,9 +20,9 @@ var errUploadsEnded = errors.New("uploads ended: the drive is being unmounted")
 // errRestoreEnded ends a restore's copy after EndUploads.
 var errRestoreEnded = errors.New("restore ended: the drive is being unmounted")
 
-// uploads are the PUTs and restores in flight, so EndUploads (an unmount)
-// can end them: each holds a hidden file of the mount and the mount's
-// root open, and the mount cannot be unmounted while they do.
+// uploads are the PUTs, downloads and restores in flight, so EndUploads
+// (an unmount) can end them: each holds a file of the mount and the
+// mount's root open, and the mount cannot be unmounted while they do.
 type uploads struct {
 	mu sync.Mutex // guards m and refuseUntil
 	m  map[ender]bool
@@ -37,7 +37,7 @@ type uploads struct {
 // refuseAfterEnd is how long uploads and restores are refused after end.
 const refuseAfterEnd = 30 * time.Second
 
-// ender is one upload or restore in flight.
+// ender is one upload, download or restore in flight.
 type ender interface {
 	end()                      // make its reads fail from now on
 	finished() <-chan struct{} // closed once it has cleaned up
@@ -79,6 +79,32 @@ func (u *uploads) addRestore() (r *restoreRun, done func()) {
 	r = &restoreRun{done: make(chan struct{})}
 	return r, u.register(r, r.done)
 }
+
+// errDownloadEnded ends a download's reads after EndUploads.
+var errDownloadEnded = errors.New("download ended: the drive is being unmounted")
+
+// addDownload registers a download; done (after its file and the root are
+// closed) unregisters it; nil as for add.
+func (u *uploads) addDownload(w http.ResponseWriter) (d *downloadRun, done func()) {
+	d = &downloadRun{rc: http.NewResponseController(w), done: make(chan struct{})}
+	return d, u.register(d, d.done)
+}
+
+// downloadRun is a download in flight: it holds a file of the mount open.
+// Once ended, its next read of the file fails with errDownloadEnded, and a
+// write blocked on a slow client fails at once (the write deadline moves
+// into the past), so the handler returns and closes the file.
+type downloadRun struct {
+	rc    *http.ResponseController
+	ended atomic.Bool
+	done  chan struct{}
+}
+
+func (d *downloadRun) end() {
+	d.ended.Store(true)
+	d.rc.SetWriteDeadline(time.Now().Add(-time.Second)) // unsupported (a recorder in tests): reads still stop
+}
+func (d *downloadRun) finished() <-chan struct{} { return d.done }
 
 // restoreRun is a restore in flight: once ended, its copy stops at the
 // next file or chunk (restoreChunk) with errRestoreEnded.
@@ -159,9 +185,10 @@ func (b *uploadBody) end() {
 	b.rc.SetReadDeadline(time.Now().Add(-time.Second))
 }
 
-// EndUploads ends the uploads and restores in flight (an unmount is
-// coming: their open files would keep the mount busy): each answers 503
-// and removes its hidden file. It waits at most wait for them and reports how many there
+// EndUploads ends the uploads, downloads and restores in flight (an
+// unmount is coming: their open files would keep the mount busy): an
+// upload or restore answers 503 and removes its hidden file, a download
+// is cut short. It waits at most wait for them and reports how many there
 // were.
 func (s *Server) EndUploads(wait time.Duration) int {
 	n := s.ups.end(wait)

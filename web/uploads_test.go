@@ -213,3 +213,54 @@ func TestEndUploadsEndsRestore(t *testing.T) {
 		}
 	}
 }
+
+// TestEndUploadsEndsDownload: EndUploads (an unmount) also ends a download
+// whose client reads slowly (or not at all): its write fails at once, the
+// file is closed when EndUploads returns (an open one would make the
+// umount fail as busy), and a download after it is refused with 503.
+func TestEndUploadsEndsDownload(t *testing.T) {
+	s, mp, addr := uploadServer(t, time.Hour)
+	big := filepath.Join(mp, "in/big.bin")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(256 << 20) // far more than the connection's buffers
+	f.Close()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /api/v1/files/in/big.bin HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n", addr, fuzzToken)
+	// The client reads nothing: the handler blocks writing, the file open.
+	openFile := func() bool {
+		fds, _ := os.ReadDir("/proc/self/fd")
+		for _, fd := range fds {
+			if l, _ := os.Readlink("/proc/self/fd/" + fd.Name()); l == big {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(30 * time.Second); !openFile(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the download never opened its file")
+		}
+	}
+	start := time.Now()
+	if n := s.EndUploads(20 * time.Second); n != 1 {
+		t.Errorf("EndUploads ended %d, want the download", n)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("EndUploads took %v: it waited for the download instead of ending it", d)
+	}
+	if openFile() {
+		t.Error("after EndUploads the download still holds its file open")
+	}
+	w := serve(s, "GET", "/api/v1/files/in/file.txt", nil)
+	var e apiError
+	if json.Unmarshal(w.Body.Bytes(), &e); w.Code != http.StatusServiceUnavailable || e.Code != "not_mounted" {
+		t.Errorf("a download after EndUploads: %d %q; want 503 not_mounted", w.Code, w.Body)
+	}
+}

@@ -50,13 +50,13 @@ default) and that drive is mounted there, unmount waits for that (up to
 		ours = holder == mp && lockHeld(dir)
 	}
 	if ours {
-		// The web app's uploads hold files of the mount open; a stalled
-		// one would make the unmount fail as busy. Best effort: a mount
+		// The web app's uploads and downloads hold files of the mount
+		// open; a stalled one would make the unmount fail as busy. Best effort: a mount
 		// that does not answer is unmounted all the same.
 		ctx, cancel := context.WithTimeout(context.Background(), 7*time.Second) // the mount waits 5 s for them
 		var ended webEndUploadsReply
 		if err := newControlClient(dir).getJSON(ctx, "POST", "/web/end-uploads", &ended); err == nil && ended.Ended > 0 {
-			fmt.Fprintf(e.stderr, "meshdrive: ended %d web uploads or restores in flight (nothing of them was kept)\n", ended.Ended)
+			fmt.Fprintf(e.stderr, "meshdrive: ended %d web uploads, downloads or restores in flight (nothing of an upload or restore was kept)\n", ended.Ended)
 		}
 		cancel()
 	}

@@ -295,6 +295,9 @@ func TestSnapshotCreateErrors(t *testing.T) {
 		code   string
 	}{
 		{"2026-01-02T150405Z", nil, 400, "bad_name"}, // refused before the drive is asked
+		{strings.Repeat("x", 300), nil, 400, "bad_name"},
+		{"a/b", nil, 400, "bad_name"},
+		{"..", nil, 400, "bad_name"},
 		{"x", fmt.Errorf("journal: %w: no grid for metadata", journal.ErrInvalid), 503, "snapshot"},
 		{"x", fmt.Errorf("journal: %w", journal.ErrReadOnly), 403, "read_only"},
 		{"x", fmt.Errorf("journal: snapshot %q: %w", "x", journal.ErrExist), 409, "exists"},
@@ -305,6 +308,10 @@ func TestSnapshotCreateErrors(t *testing.T) {
 		var e apiError
 		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != c.status || e.Code != c.code {
 			t.Errorf("CreateSnapshot %q failing with %v: %d %q; want %d %s", c.name, c.err, w.Code, w.Body, c.status, c.code)
+		}
+		// A refused name is told its own reason, once.
+		if e.Code == "bad_name" && (len(c.name) > 100) != strings.Contains(e.Error, "longer than 100 bytes") || strings.Count(e.Error, "choose") > 1 {
+			t.Errorf("CreateSnapshot %.20q: %q; want the reason for this name, and what to do once", c.name, e.Error)
 		}
 	}
 }

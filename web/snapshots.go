@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"strings"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -37,13 +38,12 @@ func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !decodeBody(w, r, &req) {
 		return
 	}
-	if req.Name != "" && !validName(req.Name) {
-		writeError(w, http.StatusBadRequest, "bad_name", "a snapshot's name is one path segment: no slash, not . or ..")
-		return
-	}
+	// CheckSnapshotName refuses what validName does (., .., a slash, NUL,
+	// a long name), each with its own reason.
 	if req.Name != "" {
 		if err := journal.CheckSnapshotName(req.Name); err != nil {
-			writeError(w, http.StatusBadRequest, "bad_name", "cannot take a snapshot: "+err.Error()+"; choose another name (at most 100 bytes, not a time like 2026-01-02T150405Z)")
+			writeError(w, http.StatusBadRequest, "bad_name", "cannot take a snapshot: "+strings.TrimSuffix(err.Error(), "; choose another")+
+				"; choose a name of at most 100 bytes, with no slash, that is not a time like 2026-01-02T150405Z")
 			return
 		}
 	}

@@ -715,6 +715,17 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 			wait(`document.querySelector('tr[data-name="docs"]') !== null && document.querySelector('tr[data-name="inside.txt"]') === null`))
 	}
 
+	// A new folder's name with a slash is refused, as a rename's is: it
+	// made a folder inside another one ("100%/inner").
+	run("new folder with a slash", chromedp.Click(chromedp.CSS("#btn-mkdir")),
+		wait(`!document.getElementById("modal").hidden`),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("modal-input").value = "100%/inner"`),
+		chromedp.Click(chromedp.CSS("#modal-ok")),
+		wait(`!document.getElementById("toast").hidden && document.getElementById("toast").textContent.includes("slash")`))
+	if _, err := os.Stat(filepath.Join(f.mp, "100%", "inner")); err == nil {
+		t.Errorf("New folder %q made a folder inside 100%%", "100%/inner")
+	}
+
 	run("open docs", chromedp.Click(chromedp.CSS(row("docs")+" .c-name a")),
 		wait(`location.hash === "#/files/docs" && document.querySelector('tr[data-name="photo.jpg"]') !== null`))
 	state, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(row("photo.jpg")+" .c-state .pill")))

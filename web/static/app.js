@@ -330,6 +330,8 @@ async function remove(e) {
 $("btn-mkdir").onclick = async () => {
   const name = await ask("New folder", "Name of the new folder", "New folder", "Create");
   if (!name) return;
+  // A slash would make a folder inside another one (or fail as missing).
+  if (name.includes("/")) { toast("A name cannot hold a slash.", true); return; }
   try {
     await api("POST", "mkdir/" + encPath(joinPath(route.path, name)));
     loadFiles();

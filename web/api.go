@@ -222,6 +222,10 @@ func (s *Server) openRoot() (*os.Root, error) {
 
 var errNotMounted = errors.New("the drive is no longer mounted")
 
+// jsonBodies are the endpoints whose POST takes a JSON body (readJSONBody
+// reads it before the request does anything else).
+var jsonBodies = map[string]bool{"rename": true, "restore": true, "snapshots": true, "check": true, "ticket": true}
+
 // allowed is each endpoint's methods, for a 405's Allow header; it must
 // match api's cases.
 var allowed = map[string]string{
@@ -234,6 +238,9 @@ func (srv *Server) api(w http.ResponseWriter, r *http.Request, rest string) {
 	ep, tail, _ := strings.Cut(rest, "/")
 	m := r.Method
 	s := &fileOps{Server: srv}
+	if m == http.MethodPost && jsonBodies[ep] && !srv.readJSONBody(w, r) {
+		return
+	}
 	if ep == "files" && m == http.MethodPut {
 		// Unregistered after the root is closed (defers run last first):
 		// EndUploads waits until nothing of the upload holds the mount.

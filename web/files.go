@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -669,6 +670,36 @@ func (s *fileOps) mkdir(w http.ResponseWriter, r *http.Request, escaped string) 
 
 // maxJSONBody bounds a JSON request body.
 const maxJSONBody = 64 << 10
+
+// readJSONBody reads a JSON endpoint's body into memory before anything
+// else is done for the request (the mount's root is opened after it): a
+// body that stops arriving must not hold the mount busy, or a goroutine,
+// for ever. It has UploadIdle to arrive whole (it is at most 64 KiB);
+// past it the answer is 408 stalled. Bodies over maxJSONBody are left for
+// decodeBody to refuse. false: answered.
+func (s *Server) readJSONBody(w http.ResponseWriter, r *http.Request) bool {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(s.o.UploadIdle)) // unsupported (a recorder in tests): no deadline
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody+1))
+	if err == nil {
+		// Off again: past the handler's own reads the server watches the
+		// connection, and a deadline then would end a long restore's
+		// context. (Kept after an error: the server reads what is left of
+		// the body before it answers, and must not wait for it.)
+		rc.SetReadDeadline(time.Time{})
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		writeError(w, http.StatusRequestTimeout, "stalled",
+			fmt.Sprintf("the request body stopped arriving (not whole after %v); nothing was changed, send it again", s.o.UploadIdle))
+		return false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "incomplete", "the request body ended early ("+err.Error()+"); nothing was changed, send it again")
+		return false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return true
+}
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))

@@ -331,7 +331,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/#login="+url.QueryEscape(code), http.StatusSeeOther)
 	case http.MethodPost:
 		var req loginRequest
-		if !decodeBody(w, r, &req) {
+		if !s.readJSONBody(w, r) || !decodeBody(w, r, &req) {
 			return
 		}
 		sec, ok := s.sess.redeem(req.Code)

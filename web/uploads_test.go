@@ -264,3 +264,36 @@ func TestEndUploadsEndsDownload(t *testing.T) {
 		t.Errorf("a download after EndUploads: %d %q; want 503 not_mounted", w.Code, w.Body)
 	}
 }
+
+// TestJSONBodyStalls: a JSON body that never arrives (a rename, a restore,
+// a login) is answered 408 stalled after the idle time, and while it is
+// awaited the mount's root is not open (it would make an unmount fail as
+// busy, with no end).
+func TestJSONBodyStalls(t *testing.T) {
+	const idle = time.Second
+	_, mp, addr := uploadServer(t, idle)
+	rootOpen := func() bool {
+		fds, _ := os.ReadDir("/proc/self/fd")
+		for _, fd := range fds {
+			if l, _ := os.Readlink("/proc/self/fd/" + fd.Name()); l == mp {
+				return true
+			}
+		}
+		return false
+	}
+	for _, target := range []string{"/api/v1/rename", "/api/v1/restore", "/login"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{\"from\":", target, addr, fuzzToken)
+		time.Sleep(idle / 4)
+		if rootOpen() {
+			t.Errorf("POST %s: the root is open while the body is awaited", target)
+		}
+		if code, e := readAnswer(t, c); code != http.StatusRequestTimeout || e.Code != "stalled" {
+			t.Errorf("POST %s whose body stops: %d %+v; want 408 stalled", target, code, e)
+		}
+	}
+}

@@ -51,6 +51,12 @@ func (s *fileOps) noSnapshot(w http.ResponseWriter, snap string) bool {
 	if _, err := s.root.Lstat(path.Join(snapshotsDir, snap)); err == nil {
 		return false
 	}
+	if _, err := s.root.Lstat(snapshotsDir); err != nil {
+		// No .snapshots at all: a read-only mount serves none, though
+		// GET /snapshots lists them.
+		writeError(w, http.StatusForbidden, "read_only", fmt.Sprintf("snapshot %q cannot be opened: this mount serves no snapshots (a read-only mount does not); mount the drive read-write to browse or restore them", snap))
+		return true
+	}
 	writeError(w, http.StatusNotFound, "no_snapshot", fmt.Sprintf("no snapshot %q; GET %ssnapshots lists them", snap, apiPrefix))
 	return true
 }

@@ -733,3 +733,22 @@ func TestCheckMissingPath(t *testing.T) {
 		t.Errorf("check of a file that is there: %d %q; want 202", w.Code, w.Body)
 	}
 }
+
+// TestSnapshotsNotServed: a mount that serves no .snapshots (a read-only
+// one), while GET /snapshots lists them, says so and what to do, not
+// "no snapshot", which the list contradicts.
+func TestSnapshotsNotServed(t *testing.T) {
+	s, _ := folderServer(t) // no .snapshots
+	for _, c := range []struct{ method, target, body string }{
+		{"GET", "/api/v1/list/?snapshot=s1", ""},
+		{"GET", "/api/v1/files/in/file.txt?snapshot=s1", ""},
+		{"GET", "/api/v1/stat/in/file.txt?snapshot=s1", ""},
+		{"POST", "/api/v1/restore", `{"snapshot":"s1","path":"in/file.txt","to":"x"}`},
+	} {
+		w := serveBody(s, c.method, c.target, c.body, nil)
+		var e apiError
+		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 403 || e.Code != "read_only" || !strings.Contains(e.Error, "read-write") {
+			t.Errorf("%s %s %s: %d %q; want 403 read_only saying to mount read-write", c.method, c.target, c.body, w.Code, w.Body)
+		}
+	}
+}

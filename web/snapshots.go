@@ -92,8 +92,7 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	src := path.Join(snapshotsDir, req.Snapshot, rel)
-	if _, err := s.root.Lstat(path.Join(snapshotsDir, req.Snapshot)); err != nil {
-		writeError(w, http.StatusNotFound, "no_snapshot", fmt.Sprintf("no snapshot %q; GET %ssnapshots lists them", req.Snapshot, apiPrefix))
+	if s.noSnapshot(w, req.Snapshot) {
 		return
 	}
 	if _, err := s.root.Lstat(src); err != nil {

@@ -80,8 +80,26 @@ func typeOf(m os.FileMode) string {
 	return "other"
 }
 
-// isUploadTemp: the temporary name an upload writes before its rename.
-func isUploadTemp(name string) bool { return strings.HasPrefix(name, ".meshdrive-upload-") }
+// uploadTempPrefix starts the temporary name an upload or restore writes
+// before its rename (tempBeside): the prefix, 12 lowercase hex digits,
+// then nothing or "-" and the target's name.
+const uploadTempPrefix = ".meshdrive-upload-"
+
+// isUploadTemp: name is one tempBeside made. Only that exact shape: a
+// person's own ".meshdrive-upload-notes.txt" is neither hidden from
+// listings nor swept away as a leftover.
+func isUploadTemp(name string) bool {
+	id, ok := strings.CutPrefix(name, uploadTempPrefix)
+	if !ok || len(id) < 12 || (len(id) > 12 && id[12] != '-') {
+		return false
+	}
+	for _, c := range id[:12] {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 func (s *fileOps) entry(ctx context.Context, rel, inRoot, name string, fi os.FileInfo, withState bool) Entry {
 	e := Entry{Name: name, Path: rel, Type: typeOf(fi.Mode()), Size: fi.Size(), MTime: fi.ModTime()}
@@ -435,9 +453,9 @@ func (s *Server) tempBeside(rel string) (tmp string, release func()) {
 	dir, name := path.Split(rel)
 	var rnd [6]byte
 	rand.Read(rnd[:])
-	tmp = path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:])+"-"+name)
+	tmp = path.Join(dir, uploadTempPrefix+hex.EncodeToString(rnd[:])+"-"+name)
 	if len(path.Base(tmp)) > 255 {
-		tmp = path.Join(dir, ".meshdrive-upload-"+hex.EncodeToString(rnd[:]))
+		tmp = path.Join(dir, uploadTempPrefix+hex.EncodeToString(rnd[:]))
 	}
 	s.tmpMu.Lock()
 	s.tmps[tmp] = true

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -471,14 +472,36 @@ func TestLeftoversSwept(t *testing.T) {
 	if err := os.WriteFile(fresh, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{leftFile, leftDir, filepath.Join(mp, ours)} {
+	// A person's own names that only start like ours: listed, kept.
+	mineFile := filepath.Join(mp, "in/.meshdrive-upload-notes.txt")
+	mineDir := filepath.Join(mp, "in/.meshdrive-upload-0123456789abcdef")
+	if err := os.WriteFile(mineFile, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(mineDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{leftFile, leftDir, filepath.Join(mp, ours), mineFile, mineDir} {
 		if err := os.Chtimes(p, old, old); err != nil {
 			t.Fatal(err)
 		}
 	}
 	w := serve(s, "GET", "/api/v1/list/in", nil)
-	if w.Code != 200 || strings.Contains(w.Body.String(), ".meshdrive-upload-") {
-		t.Fatalf("list: %d %s", w.Code, w.Body)
+	var l Listing
+	json.Unmarshal(w.Body.Bytes(), &l)
+	var names []string
+	for _, e := range l.Entries {
+		if strings.HasPrefix(e.Name, ".meshdrive-upload-") {
+			names = append(names, e.Name)
+		}
+	}
+	if w.Code != 200 || !slices.Equal(names, []string{".meshdrive-upload-0123456789abcdef", ".meshdrive-upload-notes.txt"}) {
+		t.Fatalf("list: %d, hidden-looking names listed %q; want only the person's own two", w.Code, names)
+	}
+	for _, p := range []string{mineFile, mineDir} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s, a person's own, was removed: %v", filepath.Base(p), err)
+		}
 	}
 	for _, p := range []string{leftFile, leftDir} {
 		if _, err := os.Lstat(p); !os.IsNotExist(err) {

@@ -115,25 +115,35 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 	default:
 		to = rel
 	}
-	if req.To == "" {
-		base := to
-		for i := 1; ; i++ {
+	// The names tried when no "to" was given: the path itself, then
+	// "P (restored S)", "P (restored S, 2)", ...
+	base, i := to, 0
+	name := func(i int) string {
+		switch i {
+		case 0:
+			return base
+		case 1:
+			return withSuffix(base, fmt.Sprintf(" (restored %s)", req.Snapshot))
+		}
+		return withSuffix(base, fmt.Sprintf(" (restored %s, %d)", req.Snapshot, i))
+	}
+	// free sets to to the first name from name(i) on that nothing has;
+	// false: answered.
+	free := func() bool {
+		for ; i <= 101; i++ {
+			to = name(i)
 			if _, err := s.root.Lstat(to); errors.Is(err, iofs.ErrNotExist) {
-				break
+				return true
 			} else if err != nil {
 				fsError(w, "restore /"+rel+" from "+req.Snapshot+" to /"+to, err)
-				return
-			}
-			suffix := fmt.Sprintf(" (restored %s)", req.Snapshot)
-			if i > 1 {
-				suffix = fmt.Sprintf(" (restored %s, %d)", req.Snapshot, i)
-			}
-			to = withSuffix(base, suffix)
-			if i > 100 {
-				writeError(w, http.StatusConflict, "exists", "restore: too many restored copies already; choose a destination with \"to\"")
-				return
+				return false
 			}
 		}
+		writeError(w, http.StatusConflict, "exists", "restore: too many restored copies already; choose a destination with \"to\"")
+		return false
+	}
+	if req.To == "" && !free() {
+		return
 	}
 	// Copied under a hidden name and renamed when whole: a restore cut
 	// short (the client gone, a read of the grid failing) leaves no
@@ -142,8 +152,20 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 	tmp, release := s.tempBeside(to)
 	defer release()
 	err = s.copyTree(r.Context(), src, tmp, &res)
-	if err == nil {
-		err = s.root.Rename(tmp, to)
+	for err == nil {
+		// Never over what is there: the name may have been taken while
+		// the copy was made (another restore of the same path, a file
+		// written meanwhile). Then the next free name, unless "to" was
+		// given.
+		err = s.renameNoReplace(tmp, to)
+		if !errors.Is(err, iofs.ErrExist) || req.To != "" {
+			break
+		}
+		if i++; !free() {
+			s.root.RemoveAll(tmp)
+			return
+		}
+		res.To, err = "/"+to, nil
 	}
 	if err != nil {
 		s.root.RemoveAll(tmp)

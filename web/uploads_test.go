@@ -297,3 +297,50 @@ func TestJSONBodyStalls(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreNeverOverwrites: a restore never replaces what appears at
+// its destination while it copies (another restore of the same path, a
+// file written meanwhile): with "to" given it is refused (409) and the
+// file kept; without, the copy goes to the next free name.
+func TestRestoreNeverOverwrites(t *testing.T) {
+	s, mp := folderServer(t)
+	snap := filepath.Join(mp, ".snapshots", "s1", "in")
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snap, "old.txt"), []byte("from the snapshot"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oldHook := restoreChunkHook
+	t.Cleanup(func() { restoreChunkHook = oldHook })
+	for _, c := range []struct {
+		body, appears string
+		status        int
+		to            string
+	}{
+		{`{"snapshot":"s1","path":"in/old.txt","to":"in/dest.txt"}`, "in/dest.txt", 409, ""},
+		{`{"snapshot":"s1","path":"in/old.txt"}`, "in/old.txt", 200, "/in/old.txt (restored s1)"},
+	} {
+		restoreChunkHook = func() {
+			if _, err := os.Stat(filepath.Join(mp, c.appears)); os.IsNotExist(err) {
+				os.WriteFile(filepath.Join(mp, c.appears), []byte("written meanwhile"), 0o644)
+			}
+		}
+		w := serveBody(s, "POST", "/api/v1/restore", c.body, nil)
+		var res restoreResult
+		if json.Unmarshal(w.Body.Bytes(), &res); w.Code != c.status || res.To != c.to {
+			t.Errorf("restore %s while %s appears: %d %q; want %d to %q", c.body, c.appears, w.Code, w.Body, c.status, c.to)
+		}
+		if b, err := os.ReadFile(filepath.Join(mp, c.appears)); err != nil || string(b) != "written meanwhile" {
+			t.Errorf("%s, written while the restore copied: %q %v; want it kept", c.appears, b, err)
+		}
+		if c.to != "" {
+			if b, err := os.ReadFile(filepath.Join(mp, c.to)); err != nil || string(b) != "from the snapshot" {
+				t.Errorf("the restored copy %s: %q %v", c.to, b, err)
+			}
+		}
+		if tmps := uploadTemps(t, filepath.Join(mp, "in")); len(tmps) > 0 {
+			t.Errorf("the restore left %v", tmps)
+		}
+	}
+}

@@ -35,12 +35,19 @@ type eioRoot struct{ gofs.Inode }
 
 func (r *eioRoot) OnAdd(ctx context.Context) {
 	r.AddChild("unreadable", r.NewPersistentInode(ctx, &eioFile{}, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+	r.AddChild(".snapshots", r.NewPersistentInode(ctx, &eioSnapshots{}, gofs.StableAttr{Mode: syscall.S_IFDIR}), false)
 }
 
-// TestDownloadReadFails: a download whose first read fails (nothing
-// cached, no node answering) is answered 502 io with what to do, not a
-// 200 whose body ends at once with no word of why.
-func TestDownloadReadFails(t *testing.T) {
+// eioSnapshots is a .snapshots whose every snapshot fails to open with
+// EIO, as one does whose metadata no node can serve.
+type eioSnapshots struct{ gofs.Inode }
+
+func (*eioSnapshots) Lookup(context.Context, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EIO
+}
+
+// eioMount mounts eioRoot and serves it.
+func eioMount(t *testing.T) *Server {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("/dev/fuse is required under CI: %v", err)
@@ -59,6 +66,14 @@ func TestDownloadReadFails(t *testing.T) {
 	}
 	s.port = "8080"
 	s.hosts[fuzzHost] = true
+	return s
+}
+
+// TestDownloadReadFails: a download whose first read fails (nothing
+// cached, no node answering) is answered 502 io with what to do, not a
+// 200 whose body ends at once with no word of why.
+func TestDownloadReadFails(t *testing.T) {
+	s := eioMount(t)
 	for _, rng := range []string{"", "bytes=10-19"} {
 		w := serve(s, "GET", "/api/v1/files/unreadable", map[string]string{"Range": rng})
 		var e apiError
@@ -70,6 +85,25 @@ func TestDownloadReadFails(t *testing.T) {
 		}
 		if cr := w.Header().Get("Content-Range"); cr != "" {
 			t.Errorf("the error carries the file's Content-Range %q", cr)
+		}
+	}
+}
+
+// TestSnapshotUnreadable: a snapshot that is listed but cannot be opened
+// now (its metadata on the grid, no node answering) is answered 502 io,
+// try again, not "no snapshot; GET /snapshots lists them", which the list
+// contradicts.
+func TestSnapshotUnreadable(t *testing.T) {
+	s := eioMount(t)
+	for _, c := range []struct{ method, target, body string }{
+		{"GET", "/api/v1/list/?snapshot=s1", ""},
+		{"GET", "/api/v1/files/unreadable?snapshot=s1", ""},
+		{"POST", "/api/v1/restore", `{"snapshot":"s1","path":"unreadable","to":"x"}`},
+	} {
+		w := serveBody(s, c.method, c.target, c.body, nil)
+		var e apiError
+		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != http.StatusBadGateway || e.Code != "io" {
+			t.Errorf("%s %s %s: %d %q; want 502 io", c.method, c.target, c.body, w.Code, w.Body)
 		}
 	}
 }

@@ -43,13 +43,21 @@ func (s *Server) target(r *http.Request, escaped string) (rel, inRoot, snap stri
 }
 
 // noSnapshot answers 404 no_snapshot when snap names a snapshot the drive
-// does not have ("" is the drive itself: false).
+// does not have, or the error that kept it from being opened ("" is the
+// drive itself: false).
 func (s *fileOps) noSnapshot(w http.ResponseWriter, snap string) bool {
 	if snap == "" {
 		return false
 	}
-	if _, err := s.root.Lstat(path.Join(snapshotsDir, snap)); err == nil {
+	_, err := s.root.Lstat(path.Join(snapshotsDir, snap))
+	if err == nil {
 		return false
+	}
+	if !errors.Is(err, iofs.ErrNotExist) {
+		// It is there but could not be opened: its metadata is on the
+		// grid, and no node answered (EIO: 502 io, try again).
+		fsError(w, fmt.Sprintf("open snapshot %q", snap), err)
+		return true
 	}
 	if _, err := s.root.Lstat(snapshotsDir); err != nil {
 		// No .snapshots at all: a read-only mount serves none, though

@@ -585,6 +585,13 @@ func (s *fileOps) upload(w http.ResponseWriter, r *http.Request, escaped string)
 			"upload /"+rel+": the body is a form (multipart/form-data), which would be stored as the file; send the file's bytes as the body instead (curl -T FILE URL)")
 		return
 	}
+	if r.Header.Get("Content-Range") != "" {
+		// A part of a file (a resumed upload): stored as the whole file it
+		// would cut the file short (RFC 9110 14.5: refuse it).
+		writeError(w, http.StatusBadRequest, "invalid",
+			"upload /"+rel+": the request has a Content-Range: a PUT here replaces the whole file, and would store the part as all of it; nothing was changed; send the whole file without Content-Range")
+		return
+	}
 	tmp, release := s.tempBeside(rel)
 	defer release()
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)

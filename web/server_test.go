@@ -519,7 +519,8 @@ func TestLeftoversSwept(t *testing.T) {
 	}
 }
 
-// TestUploadRefusesForm: a multipart form is not stored as the file.
+// TestUploadRefusesForm: a multipart form, or a part of a file (a PUT
+// with Content-Range), is not stored as the file.
 func TestUploadRefusesForm(t *testing.T) {
 	s, mp := folderServer(t)
 	body := "--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"file.txt\"\r\n\r\nnew\r\n--x--\r\n"
@@ -530,6 +531,14 @@ func TestUploadRefusesForm(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(mp, "in/file.txt")); err != nil || string(b) != fileContent {
 		t.Errorf("file.txt after a refused form: %q %v", b, err)
+	}
+	// A part of the file (a resumed upload) would be stored as all of it.
+	w = serveBody(s, "PUT", "/api/v1/files/in/file.txt", "012", map[string]string{"Content-Range": "bytes 0-2/37"})
+	if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 400 || e.Code != "invalid" {
+		t.Errorf("PUT with a Content-Range: %d %s; want 400 invalid", w.Code, w.Body)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "in/file.txt")); err != nil || string(b) != fileContent {
+		t.Errorf("file.txt after a refused part: %q %v", b, err)
 	}
 	if w := serveBody(s, "PUT", "/api/v1/files/in/file.txt", "new", map[string]string{"Content-Type": "text/plain"}); w.Code != 201 {
 		t.Errorf("PUT of text/plain: %d %s", w.Code, w.Body)

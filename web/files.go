@@ -781,7 +781,11 @@ func (s *fileOps) rename(w http.ResponseWriter, r *http.Request) {
 		fsError(w, "rename", cmp.Or(err, errBadPath))
 		return
 	}
-	if to == from || strings.HasPrefix(to, from+"/") {
+	if to == from {
+		writeError(w, http.StatusConflict, "exists", "rename: /"+to+" already has that name; choose another name")
+		return
+	}
+	if strings.HasPrefix(to, from+"/") {
 		writeError(w, http.StatusBadRequest, "into_itself", "rename: /"+to+" is inside /"+from+": a folder cannot be moved into itself; choose a destination outside it")
 		return
 	}

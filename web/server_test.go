@@ -338,6 +338,10 @@ func TestRenameNoReplace(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(mp, "in/sub/other")); err != nil || string(b) != "other" {
 		t.Errorf("the destination after a refused rename: %q %v", b, err)
 	}
+	// Its own name: it exists (409), not "a folder moved into itself".
+	if w := post(`{"from":"in/file.txt","to":"/in/file.txt/"}`); w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), `"exists"`) {
+		t.Errorf("rename of a file to its own name: %d %q; want 409 exists", w.Code, w.Body)
+	}
 	if w := post(`{"from":"in/file.txt","to":"in/sub/moved"}`); w.Code != 200 {
 		t.Errorf("rename to a free name: %d %q", w.Code, w.Body)
 	}

@@ -23,10 +23,13 @@ import (
 //   - no block is marked freed by such a record (the older version's
 //     blocks are garbage locally but still named on the grid: garbage
 //     collection must keep them);
-//   - when the window removes a name (unlink, rename), nothing is left
-//     out: a removed name may be the old name of a file whose new name
-//     would be left out (the grid would lose the file), and leaving the
-//     removal out while shipping a new name would give a file two names.
+//   - when the window removes a name (unlink, rename) or an inode,
+//     nothing is left out: a removed name may be the old name of a file
+//     whose new name would be left out (the grid would lose the file),
+//     leaving the removal out while shipping a new name would give a file
+//     two names, and a removed inode may be the old target of a name
+//     that now points to a queued file (a rename over NAME: the grid
+//     would keep the name pointing nowhere, and lose it).
 //     Such a record waits for the queued blocks, as every record did
 //     before (an editor's save by rename during a copy waits for it).
 //
@@ -56,9 +59,17 @@ type deferral struct {
 // leaves out: those with a block in the upload queue. nil when there is
 // none, or when the window removes a name (then nothing is left out).
 func deferredInodes(ctx context.Context, tx *sql.Tx, maxID int64) (map[int64]bool, error) {
+	// A removed name may have been made again in the window (NAME.tmp
+	// renamed over NAME, then NAME.tmp again): the names as they are now
+	// do not show it, but the inode it left is gone. So an inode removed
+	// in the window counts as a removal too: the record would otherwise
+	// ship the old inode's removal while it leaves out the name that now
+	// points to a queued one, and the grid would lose the name.
 	var removes bool
-	if err := tx.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM mdirty d WHERE d.tbl = 2 AND d.id <= ?
-		AND NOT EXISTS(SELECT 1 FROM entries e WHERE e.parent = d.a AND e.name = d.b))`, maxID).Scan(&removes); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM mdirty d WHERE d.tbl = 2 AND d.id <= ?1
+		AND NOT EXISTS(SELECT 1 FROM entries e WHERE e.parent = d.a AND e.name = d.b))
+		OR EXISTS(SELECT 1 FROM mdirty d WHERE d.tbl = 1 AND d.id <= ?1
+		AND NOT EXISTS(SELECT 1 FROM inodes i WHERE i.ino = d.a))`, maxID).Scan(&removes); err != nil {
 		return nil, err
 	}
 	if removes {

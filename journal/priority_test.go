@@ -139,3 +139,49 @@ func TestRenameDuringDeferredCopy(t *testing.T) {
 	}
 	e.syncGrid()
 }
+
+// A file on the grid replaced by a rename over it (an editor's or a
+// manifest's save: write NAME.tmp, rename it over NAME) while a copy's
+// blocks are queued, and NAME.tmp made again at once, before a record:
+// the window's removal of NAME.tmp is not visible in the names as they
+// are now, but the old file's inode is gone. The grid's copy always names
+// NAME (old version or new), never loses it: the record must not ship the
+// old inode's removal while it leaves out NAME's new target.
+func TestReplaceByRenameDuringDeferredCopy(t *testing.T) {
+	e := newPacedEnv(t)
+	e.writeFile("manifest", []byte("1"))
+	e.syncGrid()
+
+	rng := rand.New(rand.NewPCG(20, 20))
+	bulk := make([]byte, 16<<20)
+	for i := range bulk {
+		bulk[i] = byte(rng.Uint32())
+	}
+	bulkIno := e.writeFile("bulk", bulk)
+	must[struct{}](t)(struct{}{}, e.j.Flush(bg, bulkIno))
+	for gen := 2; gen < 6; gen++ {
+		// Big enough to queue behind the copy, not ahead of it.
+		tmp := e.writeFile("manifest.tmp", bulk[gen<<20:gen<<20+300<<10])
+		must[struct{}](t)(struct{}{}, e.j.Flush(bg, tmp))
+		if err := e.j.Rename(bg, RootIno, "manifest.tmp", RootIno, "manifest", 0); err != nil {
+			t.Fatal(err)
+		}
+		applyUnlinks(t, e.j) // the old manifest's inode goes
+		if err := e.j.it.freeOrphans(bg); err != nil {
+			t.Fatal(err)
+		}
+		next := e.writeFile("manifest.tmp", []byte("next"))
+		must[struct{}](t)(struct{}{}, e.j.Flush(bg, next))
+		time.Sleep(400 * time.Millisecond) // two records' time
+		g, _ := e.rebuildFromGrid()
+		_, err := g.Lookup(bg, RootIno, "manifest")
+		g.Close()
+		if err != nil {
+			t.Fatalf("generation %d: the grid's copy lost the manifest: %v", gen, err)
+		}
+		if err := e.j.Unlink(bg, RootIno, "manifest.tmp"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.syncGrid()
+}

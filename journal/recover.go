@@ -117,7 +117,7 @@ func (j *flusher) recover(ctx context.Context) error {
 				present[id] = true
 				continue
 			}
-			if back, err := j.takeBackLost(ctx, id); err != nil {
+			if back, err := takeBackLost(ctx, j, id); err != nil {
 				return err
 			} else if back {
 				present[id] = true
@@ -145,7 +145,7 @@ func (j *flusher) recover(ctx context.Context) error {
 			len(missing), j.stage, strings.Join(missing[:min(3, len(missing))], ", "))
 	}
 	if len(missing) > 0 {
-		if err := j.dropMissing(ctx, missingIDs); err != nil {
+		if err := dropMissing(ctx, j, missingIDs); err != nil {
 			return err
 		}
 	}
@@ -154,8 +154,9 @@ func (j *flusher) recover(ctx context.Context) error {
 
 // dropMissing marks the staged blocks whose staging file is gone lost
 // (Options.DropMissing), durably, takes them out of the upload queue and
-// says which files they belong to.
-func (j *flusher) dropMissing(ctx context.Context, missing []remote.BlockID) error {
+// says which files they belong to. A function of recover's, not a
+// method: flusher's method set is at its bound.
+func dropMissing(ctx context.Context, j *flusher, missing []remote.BlockID) error {
 	var files int64
 	var paths []string
 	err := j.tx(ctx, func(tx *sql.Tx) error {
@@ -193,7 +194,7 @@ func (j *flusher) dropMissing(ctx context.Context, missing []remote.BlockID) err
 // refusal asks) and opens as that block, and reports whether it did; a
 // file that is not one is left to the caller, which removes it. Part of
 // recover.
-func (j *flusher) takeBackLost(ctx context.Context, id remote.BlockID) (bool, error) {
+func takeBackLost(ctx context.Context, j *flusher, id remote.BlockID) (bool, error) {
 	var one int
 	err := j.db.QueryRowContext(ctx, `SELECT 1 FROM blocks WHERE id = ? AND state = ?`, id[:], blockLost).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {

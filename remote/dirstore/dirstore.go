@@ -61,8 +61,40 @@ type Options struct {
 }
 
 // ErrNoDir is wrapped by New's error when Options.MustExist is set and
-// the directory does not exist.
+// the directory does not exist, or is empty without MarkName.
 var ErrNoDir = errors.New("the node's directory does not exist")
+
+// MarkName is the file New leaves in a store's directory (a name no
+// object can have). With Options.MustExist, an empty directory without it
+// is taken for a disk's mount point with the disk not mounted, not for
+// the node.
+const MarkName = ".meshdrive-node"
+
+// mark checks dir for its mark and writes it where it is missing: in a
+// new store, or one from before marks (it holds something). An empty
+// directory without one is refused when mustExist.
+func mark(dir, marker string, mustExist bool) error {
+	if _, err := os.Lstat(marker); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if mustExist {
+		d, err := os.Open(dir)
+		if err != nil {
+			return fmt.Errorf("dirstore: %w", err)
+		}
+		names, err := d.Readdirnames(1)
+		d.Close()
+		if len(names) == 0 && (err == nil || errors.Is(err, io.EOF)) {
+			return fmt.Errorf("dirstore: %w: %s is empty, without the mark a node's directory carries "+
+				"(if it is a disk's mount point, mount the disk; if the disk was replaced, touch %s, "+
+				"then run meshdrive check --repair to fill it again)", ErrNoDir, dir, marker)
+		}
+	}
+	if err := os.WriteFile(marker, []byte("meshdrive node directory\n"), 0o600); err != nil && !errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("dirstore: mark %s as a node's directory: %w", dir, err)
+	}
+	return nil
+}
 
 // DefaultQuarantineMax is Options.QuarantineMax's default: enough to
 // inspect what a failing disk did, not enough to fill it.
@@ -108,10 +140,11 @@ func New(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dirstore: directory %q: %w", dir, err)
 	}
+	marker := filepath.Join(abs, MarkName)
 	if opts.MustExist {
 		if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("dirstore: %w: %s (if it is on a disk, mount the disk; if the disk was replaced, "+
-				"mkdir %s and run meshdrive check --repair to fill it again)", ErrNoDir, abs, abs)
+				"mkdir %s; touch %s, then run meshdrive check --repair to fill it again)", ErrNoDir, abs, abs, marker)
 		}
 	} else if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("dirstore: create directory %s: %w", abs, err)
@@ -122,6 +155,9 @@ func New(dir string, opts Options) (*Store, error) {
 	}
 	if !st.IsDir() {
 		return nil, fmt.Errorf("dirstore: %s is not a directory", abs)
+	}
+	if err := mark(abs, marker, opts.MustExist); err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {

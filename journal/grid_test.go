@@ -200,6 +200,9 @@ func (e *gridEnv) shardFiles() map[remote.SegmentID]map[int]int {
 			}
 			rel, _ := filepath.Rel(dir, p)
 			rel = filepath.ToSlash(rel)
+			if rel == dirstore.MarkName {
+				return nil // the store's own mark, not the drive's
+			}
 			if !strings.HasPrefix(rel, "shards/") {
 				return fmt.Errorf("node-%d holds an unexpected file %s", node, rel)
 			}

@@ -182,23 +182,7 @@ func TestLostBlockFreed(t *testing.T) {
 // the flush must still take the lost row over, not skip the block as
 // unchanged and drop the bytes just written.
 func TestLostBlockRewrittenInPlace(t *testing.T) {
-	e := newEnv(t, nil)
-	e.g.down.Store(true) // keep the blocks staged
-	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
-	d := make([]byte, 3<<16)
-	fillRand(31, d)
-	must[int](t)(e.j.WriteAt(bg, f.Ino, d, 0))
-	if err := e.j.Fsync(bg, f.Ino); err != nil {
-		t.Fatal(err)
-	}
-	ms, err := e.j.fd.mapRange(bg, f.Ino, 1, 1)
-	if err != nil || len(ms) != 1 || ms[0].state != blockStaged {
-		t.Fatalf("block 1: %+v, %v", ms, err)
-	}
-	if err := e.j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e.j = nil
+	e, f, d, ms := stagedAndClosed(t, 31, 3<<16)
 	if err := os.Remove(filepath.Join(e.opts.Dir, "staging", ms[0].id.String())); err != nil {
 		t.Fatal(err)
 	}
@@ -289,23 +273,7 @@ func TestLostGarbageRowFromOlderBuild(t *testing.T) {
 // --drop-missing (its block lost by then) is not a stale file to delete:
 // the next Open takes it, and the block is staged and read again.
 func TestDropMissingFilePutBack(t *testing.T) {
-	e := newEnv(t, nil)
-	e.g.down.Store(true) // keep the blocks staged
-	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
-	d := make([]byte, 2<<16)
-	fillRand(51, d)
-	must[int](t)(e.j.WriteAt(bg, f.Ino, d, 0))
-	if err := e.j.Fsync(bg, f.Ino); err != nil {
-		t.Fatal(err)
-	}
-	ms, err := e.j.fd.mapRange(bg, f.Ino, 1, 1)
-	if err != nil || len(ms) != 1 || ms[0].state != blockStaged {
-		t.Fatalf("block 1: %+v, %v", ms, err)
-	}
-	if err := e.j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e.j = nil
+	e, f, d, ms := stagedAndClosed(t, 51, 2<<16)
 	name := filepath.Join(e.opts.Dir, "staging", ms[0].id.String())
 	copyOf, err := os.ReadFile(name)
 	if err != nil {
@@ -344,4 +312,29 @@ func TestDropMissingFilePutBack(t *testing.T) {
 	if got, err := e.j.Read(bg, f.Ino, make([]byte, len(d)), 0); err != nil || !bytes.Equal(got, d) {
 		t.Fatalf("the file after a reopen: %v", err)
 	}
+}
+
+// stagedAndClosed writes n random bytes (from seed) to a new file f with
+// the grid down, fsyncs it and closes the journal, and returns the env,
+// the file, its bytes and the map row of its block 1, still staged.
+func stagedAndClosed(t *testing.T, seed uint64, n int) (*env, Attr, []byte, []mapped) {
+	t.Helper()
+	e := newEnv(t, nil)
+	e.g.down.Store(true) // keep the blocks staged
+	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	d := make([]byte, n)
+	fillRand(seed, d)
+	must[int](t)(e.j.WriteAt(bg, f.Ino, d, 0))
+	if err := e.j.Fsync(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := e.j.fd.mapRange(bg, f.Ino, 1, 1)
+	if err != nil || len(ms) != 1 || ms[0].state != blockStaged {
+		t.Fatalf("block 1: %+v, %v", ms, err)
+	}
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	return e, f, d, ms
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -24,7 +26,7 @@ func TestRestoreKeepsSetIDBits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := copyTree(src, dst); err != nil {
+	if _, _, err := copyTree(src, dst); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]uint32{"suid": 0o4755, "sgid": 0o2755, "both": 0o6711} {
@@ -61,7 +63,7 @@ func TestRestoreKeepsSymlinkTimesAndOwner(t *testing.T) {
 	if err := syscall.Lstat(link, &want); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := copyTree(src, dst); err != nil {
+	if _, _, err := copyTree(src, dst); err != nil {
 		t.Fatal(err)
 	}
 	var got syscall.Stat_t
@@ -95,7 +97,7 @@ func TestRestoreKeepsHardLinks(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "c"), []byte("shared"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := copyTree(src, dst); err != nil {
+	if _, _, err := copyTree(src, dst); err != nil {
 		t.Fatal(err)
 	}
 	var a, b, c syscall.Stat_t
@@ -112,5 +114,81 @@ func TestRestoreKeepsHardLinks(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(dst, "sub", "b")); string(got) != "shared" {
 		t.Errorf("sub/b restored as %q", got)
+	}
+}
+
+// TestRestoreKeepsHoles: a restored sparse file keeps its holes. copyTree
+// wrote every zero it read, so restoring a folder with a 10 GiB
+// `truncate -s 10G` file out of a snapshot filled 10 GiB of the disk.
+func TestRestoreKeepsHoles(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "out")
+	const size = 64 << 20
+	f, err := os.Create(filepath.Join(src, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("middle"), size/2); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, _, err := copyTree(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dst, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, size)
+	copy(want[size/2:], "middle")
+	if len(got) != size || !bytes.Equal(got, want) {
+		t.Fatalf("restored sparse file differs (%d bytes, want %d)", len(got), size)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(dst, "sparse"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if used := st.Blocks * 512; used > 1<<20 {
+		t.Errorf("restored sparse file of %d bytes takes %d bytes of disk, want its one written page", size, used)
+	}
+}
+
+// TestRestoreSpecialFiles: fifos (and, for root, device nodes) come back
+// from a snapshot, and what cannot (a socket) is named, not dropped in
+// silence. copyTree skipped all of them and said "N files" as if the
+// folder had come back whole.
+func TestRestoreSpecialFiles(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "out")
+	if err := unix.Mkfifo(filepath.Join(src, "fifo"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	root := os.Getuid() == 0
+	if root {
+		if err := unix.Mknod(filepath.Join(src, "null"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := net.Listen("unix", filepath.Join(src, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, skipped, err := copyTree(src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dst, "fifo"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO || st.Mode&0o777 != 0o640 {
+		t.Errorf("fifo restored as mode %o (%v), want a fifo with mode 640", st.Mode, err)
+	}
+	if root {
+		if err := unix.Lstat(filepath.Join(dst, "null"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
+			t.Errorf("device restored as mode %o rdev %x (%v), want character device 1,3", st.Mode, st.Rdev, err)
+		}
+	}
+	if len(skipped) != 1 || skipped[0] != "sock" {
+		t.Errorf("skipped %q, want the socket named", skipped)
 	}
 }

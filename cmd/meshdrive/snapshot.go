@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -257,21 +258,39 @@ func restoreSnapshot(ctx context.Context, e *env, c *controlClient, snap, path, 
 	} else if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("%s exists; choose a --to that does not (nothing was changed)", dst)
 	}
-	n, err := copyTree(src, dst)
+	n, skipped, err := copyTree(src, dst)
 	if err != nil {
 		return fmt.Errorf("restore %s from snapshot %s: %w (%d files copied to %s)", rel, snap, err, n, dst)
 	}
 	fmt.Fprintf(e.stdout, "restored %s from snapshot %s to %s (%d files)\n", rel, snap, dst, n)
+	if len(skipped) > 0 {
+		more := ""
+		if len(skipped) > 10 {
+			more = fmt.Sprintf(" and %d more", len(skipped)-10)
+			skipped = skipped[:10]
+		}
+		fmt.Fprintf(e.stdout, "not restored (a socket is made by the program that listens on it, a device only by root): %s%s\n",
+			strings.Join(quoteAll(skipped), ", "), more)
+	}
 	return nil
 }
 
-// copyTree copies src to dst (which must not exist): folders, files,
-// symlinks, with modes, times and user xattrs; names of one file in src
-// stay names of one file. It returns the files copied.
-func copyTree(src, dst string) (int, error) {
-	n := 0
+func quoteAll(names []string) []string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return q
+}
+
+// copyTree copies src to dst (which must not exist): folders, files
+// (their holes kept), symlinks, fifos and, for root, devices, with modes,
+// times and user xattrs; names of one file in src stay names of one
+// file. It returns the files copied and what it could not make (sockets,
+// and devices when not root), relative to src.
+func copyTree(src, dst string) (n int, skipped []string, err error) {
 	copied := map[uint64]string{} // inode in src -> its first copy, for files with more names
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -314,8 +333,22 @@ func copyTree(src, dst string) (int, error) {
 				return err
 			}
 			n++
+		case fi.Mode()&(fs.ModeNamedPipe|fs.ModeDevice) != 0:
+			s, ok := fi.Sys().(*syscall.Stat_t)
+			if !ok {
+				skipped = append(skipped, rel)
+				return nil
+			}
+			if err := unix.Mknod(out, s.Mode, int(s.Rdev)); err != nil {
+				if errors.Is(err, unix.EPERM) {
+					skipped = append(skipped, rel) // a device, not root
+					return nil
+				}
+				return err
+			}
 		default:
-			return nil // devices, fifos and sockets are not copied
+			skipped = append(skipped, rel) // a socket
+			return nil
 		}
 		copyXattrs(p, out)
 		// The owner before the mode: chown clears set-user-ID and
@@ -329,7 +362,7 @@ func copyTree(src, dst string) (int, error) {
 		return os.Chtimes(out, fi.ModTime(), fi.ModTime())
 	})
 	if err != nil {
-		return n, err
+		return n, skipped, err
 	}
 	// Folders' times again: copying into them moved their mtimes.
 	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -341,9 +374,11 @@ func copyTree(src, dst string) (int, error) {
 		}
 		return nil
 	})
-	return n, nil
+	return n, skipped, nil
 }
 
+// copyFile copies src to a new file dst, leaving a hole wherever src
+// reads as a whole page of zeros: a sparse file stays sparse.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -354,11 +389,58 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	buf := make([]byte, 1<<20)
+	var off int64
+	for {
+		n, err := io.ReadFull(in, buf)
+		if n > 0 {
+			if err := writeSparse(out, buf[:n], off); err != nil {
+				out.Close()
+				return err
+			}
+			off += int64(n)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			out.Close()
+			return err
+		}
+	}
+	if err := out.Truncate(off); err != nil { // a hole at the end
 		out.Close()
 		return err
 	}
 	return out.Close()
+}
+
+const sparsePage = 4096
+
+var zeroPage [sparsePage]byte
+
+// writeSparse writes p at off in f, skipping its pages of zeros.
+func writeSparse(f *os.File, p []byte, off int64) error {
+	zero := func(i int) bool {
+		return bytes.Equal(p[i:min(i+sparsePage, len(p))], zeroPage[:min(sparsePage, len(p)-i)])
+	}
+	for i := 0; i < len(p); {
+		for i < len(p) && zero(i) {
+			i += sparsePage
+		}
+		j := i
+		for j < len(p) && !zero(j) {
+			j += sparsePage
+		}
+		i, j = min(i, len(p)), min(j, len(p))
+		if j > i {
+			if _, err := f.WriteAt(p[i:j], off+int64(i)); err != nil {
+				return err
+			}
+		}
+		i = j
+	}
+	return nil
 }
 
 func copyXattrs(src, dst string) {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -190,5 +191,43 @@ func TestRestoreSpecialFiles(t *testing.T) {
 	}
 	if len(skipped) != 1 || skipped[0] != "sock" {
 		t.Errorf("skipped %q, want the socket named", skipped)
+	}
+}
+
+// TestSnapshotRestoreSparseAndSpecial is the same through a real mount:
+// a folder with a sparse file, a fifo and a socket, restored out of a
+// snapshot to local disk, comes back with its hole, its fifo, and a line
+// naming the socket by its path on the drive.
+func TestSnapshotRestoreSparseAndSpecial(t *testing.T) {
+	base, dir, _, env, mp := mountedCluster(t, "pw", nil)
+	work := filepath.Join(mp, "work")
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const size = 32 << 20
+	if err := os.WriteFile(filepath.Join(work, "sparse"), []byte("head"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(work, "sparse"), size); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(work, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(work, "sock"), unix.S_IFSOCK|0o600, 0); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "snapshot", "create", "--data", dir, "--name", "s1")
+	out := filepath.Join(base, "restored")
+	r := mustRun(t, env, "snapshot", "restore", "--data", dir, "s1", "work", "--to", out)
+	if !strings.Contains(r.stdout, `"work/sock"`) {
+		t.Errorf("restore does not name the socket it left out:\n%s", r.stdout)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(out, "sparse"), &st); err != nil || st.Size != size || st.Blocks*512 > 1<<20 {
+		t.Errorf("restored sparse file: size %d, %d bytes of disk (%v); want %d bytes in one page", st.Size, st.Blocks*512, err, size)
+	}
+	if err := unix.Lstat(filepath.Join(out, "fifo"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		t.Errorf("restored fifo: mode %o, %v", st.Mode, err)
 	}
 }

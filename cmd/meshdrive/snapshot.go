@@ -270,15 +270,16 @@ func restoreSnapshot(ctx context.Context, e *env, c *controlClient, snap, path, 
 			skipped = skipped[:10]
 		}
 		fmt.Fprintf(e.stdout, "not restored (a socket is made by the program that listens on it, a device only by root): %s%s\n",
-			strings.Join(quoteAll(skipped), ", "), more)
+			strings.Join(quoteAll(rel, skipped), ", "), more)
 	}
 	return nil
 }
 
-func quoteAll(names []string) []string {
+// quoteAll quotes each of names, paths relative to dir.
+func quoteAll(dir string, names []string) []string {
 	q := make([]string, len(names))
 	for i, n := range names {
-		q[i] = fmt.Sprintf("%q", n)
+		q[i] = fmt.Sprintf("%q", filepath.Join(dir, n))
 	}
 	return q
 }
@@ -286,8 +287,8 @@ func quoteAll(names []string) []string {
 // copyTree copies src to dst (which must not exist): folders, files
 // (their holes kept), symlinks, fifos and, for root, devices, with modes,
 // times and user xattrs; names of one file in src stay names of one
-// file. It returns the files copied and what it could not make (sockets,
-// and devices when not root), relative to src.
+// file. It returns the files, fifos and devices copied and what it could
+// not make (sockets, and devices when not root), relative to src.
 func copyTree(src, dst string) (n int, skipped []string, err error) {
 	copied := map[uint64]string{} // inode in src -> its first copy, for files with more names
 	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -346,6 +347,7 @@ func copyTree(src, dst string) (n int, skipped []string, err error) {
 				}
 				return err
 			}
+			n++
 		default:
 			skipped = append(skipped, rel) // a socket
 			return nil

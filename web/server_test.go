@@ -788,3 +788,48 @@ func TestSnapshotsNotServed(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreSpecialFiles: a restored folder brings its fifo back and
+// names the socket it leaves out; a lone socket is refused as one. The
+// restore dropped both in silence and counted only the files, and the
+// restore of a lone fifo answered 404 "no such file or folder" for what
+// the snapshot's listing showed.
+func TestRestoreSpecialFiles(t *testing.T) {
+	s, mp := folderServer(t)
+	snap := filepath.Join(mp, ".snapshots/s1/dir")
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snap, "file"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(snap, "fifo"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(snap, "sock"), unix.S_IFSOCK|0o600, 0); err != nil {
+		t.Fatal(err)
+	}
+	w := serveBody(s, "POST", "/api/v1/restore", `{"snapshot":"s1","path":"dir","to":"back"}`, nil)
+	var res restoreResult
+	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || w.Code != 200 {
+		t.Fatalf("restore of a folder with a fifo and a socket: %d %s", w.Code, w.Body)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(mp, "back/fifo"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO || st.Mode&0o777 != 0o640 {
+		t.Errorf("restored fifo: mode %o, %v; want a fifo with mode 640", st.Mode, err)
+	}
+	if res.Files != 2 || len(res.Skipped) != 1 || res.Skipped[0] != "/dir/sock" {
+		t.Errorf("restore answered %d files, skipped %q; want 2 and the socket named", res.Files, res.Skipped)
+	}
+	w = serveBody(s, "POST", "/api/v1/restore", `{"snapshot":"s1","path":"dir/fifo","to":"fifo2"}`, nil)
+	if err := unix.Lstat(filepath.Join(mp, "fifo2"), &st); w.Code != 200 || err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		t.Errorf("restore of a lone fifo: %d %s (%v)", w.Code, w.Body, err)
+	}
+	w = serveBody(s, "POST", "/api/v1/restore", `{"snapshot":"s1","path":"dir/sock","to":"sock2"}`, nil)
+	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), `"not_regular"`) {
+		t.Errorf("restore of a lone socket: %d %s; want 409 not_regular", w.Code, w.Body)
+	}
+	if _, err := os.Lstat(filepath.Join(mp, "sock2")); !os.IsNotExist(err) {
+		t.Errorf("the refused restore left sock2: %v", err)
+	}
+}

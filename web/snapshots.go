@@ -77,7 +77,13 @@ type restoreResult struct {
 	To       string `json:"to"`
 	Files    int    `json:"files"`
 	Bytes    int64  `json:"bytes"`
+	// Skipped: the sockets and devices under path, which a restore does
+	// not make (paths in the snapshot, at most maxSkipped).
+	Skipped []string `json:"skipped,omitempty"`
 }
+
+// maxSkipped bounds restoreResult.Skipped.
+const maxSkipped = 100
 
 // restore copies a file or folder out of a snapshot into the drive. It
 // never overwrites: the copy goes where nothing is.
@@ -95,8 +101,13 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 	if s.noSnapshot(w, req.Snapshot) {
 		return
 	}
-	if _, err := s.root.Lstat(src); err != nil {
+	fi, err := s.root.Lstat(src)
+	if err != nil {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("snapshot %s has no /%s; list the snapshot to see what it holds", req.Snapshot, rel))
+		return
+	}
+	if fi.Mode()&(os.ModeSocket|os.ModeDevice) != 0 {
+		writeError(w, http.StatusConflict, "not_regular", fmt.Sprintf("restore /%s: it is a socket or device, which a restore does not make (the program that listens makes a socket; root makes a device with mknod); nothing was restored", rel))
 		return
 	}
 	var to string
@@ -214,6 +225,11 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 			return err
 		}
 		return s.root.Symlink(t, dst)
+	case fi.Mode()&os.ModeNamedPipe != 0:
+		if err := s.mkfifo(dst, fi.Mode().Perm()); err != nil {
+			return err
+		}
+		res.Files++
 	case fi.Mode().IsRegular():
 		in, err := s.root.OpenFile(src, os.O_RDONLY|unix.O_NONBLOCK, 0)
 		if err != nil {
@@ -239,10 +255,28 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 		}
 		res.Files++
 		res.Bytes += n
-	default:
-		return nil // devices, fifos, sockets are not copied
+	default: // sockets and devices are not made, but named
+		if len(res.Skipped) < maxSkipped {
+			_, inSnap, _ := strings.Cut(strings.TrimPrefix(src, snapshotsDir+"/"), "/")
+			res.Skipped = append(res.Skipped, "/"+inSnap)
+		}
+		return nil
 	}
 	return s.root.Chtimes(dst, fi.ModTime(), fi.ModTime())
+}
+
+// mkfifo makes the fifo name inside the root, in its folder opened
+// through the root (so no symlink takes it out).
+func (s *fileOps) mkfifo(name string, perm os.FileMode) error {
+	d, err := openDir(s.root, path.Dir(name))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Mknodat(int(d.Fd()), path.Base(name), unix.S_IFIFO|uint32(perm), 0); err != nil {
+		return &os.PathError{Op: "mkfifo", Path: name, Err: err}
+	}
+	return s.root.Chmod(name, perm) // the umask took bits off
 }
 
 // restoreChunk is how much of a file a restore copies between looks at

@@ -345,7 +345,8 @@ async function restore(snap, path, type) {
   toast("Restoring " + what + " from " + snap + "…");
   try {
     const r = await api("POST", "restore", { snapshot: snap, path });
-    toast("Restored " + plural(r.files, "file") + " (" + bytes(r.bytes) + ") to " + r.to);
+    toast("Restored " + plural(r.files, "file") + " (" + bytes(r.bytes) + ") to " + r.to +
+      (r.skipped ? "; not restored (sockets and devices): " + r.skipped.slice(0, 3).join(", ") + (r.skipped.length > 3 ? ", ..." : "") : ""));
     const dir = r.to.split("/").filter(Boolean).slice(0, type === "dir" && !path ? 1 : -1).join("/");
     location.hash = filesHash(type === "dir" && !path ? "" : dir, "");
   } catch (err) { fail(err); }

@@ -833,3 +833,39 @@ func TestRestoreSpecialFiles(t *testing.T) {
 		t.Errorf("the refused restore left sock2: %v", err)
 	}
 }
+
+// TestRestoreKeepsHardLinks: names of one file in a snapshot come back
+// as names of one file. The web restore copied each name as a file of
+// its own, so a folder of rsync --link-dest backups came back many times
+// its size, and a change to one name no longer showed in the others.
+func TestRestoreKeepsHardLinks(t *testing.T) {
+	s, mp := folderServer(t)
+	snap := filepath.Join(mp, ".snapshots/s1/dir")
+	if err := os.MkdirAll(filepath.Join(snap, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snap, "a"), []byte("shared"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(snap, "a"), filepath.Join(snap, "sub/b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snap, "c"), []byte("shared"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if w := serveBody(s, "POST", "/api/v1/restore", `{"snapshot":"s1","path":"dir","to":"back"}`, nil); w.Code != 200 {
+		t.Fatalf("restore: %d %s", w.Code, w.Body)
+	}
+	var a, b, c unix.Stat_t
+	for p, st := range map[string]*unix.Stat_t{"a": &a, "sub/b": &b, "c": &c} {
+		if err := unix.Lstat(filepath.Join(mp, "back", p), st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Ino != b.Ino || a.Nlink != 2 {
+		t.Errorf("a and sub/b restored as inodes %d and %d (a has %d links), want one inode with 2", a.Ino, b.Ino, a.Nlink)
+	}
+	if c.Ino == a.Ino || c.Nlink != 1 {
+		t.Errorf("c, a file of its own, restored as inode %d with %d links", c.Ino, c.Nlink)
+	}
+}

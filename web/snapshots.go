@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -80,6 +81,9 @@ type restoreResult struct {
 	// Skipped: the sockets and devices under path, which a restore does
 	// not make (paths in the snapshot, at most maxSkipped).
 	Skipped []string `json:"skipped,omitempty"`
+	// copies: a file with more names (inode in the snapshot) -> its
+	// first copy, which the next names are linked to.
+	copies map[uint64]string
 }
 
 // maxSkipped bounds restoreResult.Skipped.
@@ -187,7 +191,8 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 }
 
 // copyTree copies src to dst (which does not exist) inside the root:
-// folders, files and symlinks, with modes and times.
+// folders, files, symlinks and fifos, with modes and times; names of one
+// file in src stay names of one file.
 func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreResult) error {
 	fi, err := s.root.Lstat(src)
 	if err != nil {
@@ -241,6 +246,16 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 		}
 		if err := setBlocking(in); err != nil {
 			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			if first, seen := res.copies[st.Ino]; seen {
+				res.Files++
+				return s.root.Link(first, dst) // one file, its times came with the first
+			}
+			if res.copies == nil {
+				res.copies = map[uint64]string{}
+			}
+			res.copies[st.Ino] = dst
 		}
 		out, err := s.root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
 		if err != nil {

@@ -533,8 +533,14 @@ func carryOver(root *os.Root, rel string, f *os.File) {
 		return
 	}
 	f.Chmod(fi.Mode().Perm())
+	copyUserXattrs(old, f)
+}
+
+// copyUserXattrs gives to the user xattrs of from (a tag, a comment, a
+// pin; not the drive's status), best effort.
+func copyUserXattrs(from, to *os.File) {
 	buf := make([]byte, 64<<10)
-	n, err := unix.Flistxattr(int(old.Fd()), buf)
+	n, err := unix.Flistxattr(int(from.Fd()), buf)
 	if err != nil {
 		return
 	}
@@ -543,8 +549,8 @@ func carryOver(root *os.Root, rel string, f *os.File) {
 			continue
 		}
 		v := make([]byte, 64<<10)
-		if vn, err := unix.Fgetxattr(int(old.Fd()), name, v); err == nil {
-			unix.Fsetxattr(int(f.Fd()), name, v[:vn], 0)
+		if vn, err := unix.Fgetxattr(int(from.Fd()), name, v); err == nil {
+			unix.Fsetxattr(int(to.Fd()), name, v[:vn], 0)
 		}
 	}
 }

@@ -796,13 +796,7 @@ func TestSnapshotsNotServed(t *testing.T) {
 // the snapshot's listing showed.
 func TestRestoreSpecialFiles(t *testing.T) {
 	s, mp := folderServer(t)
-	snap := filepath.Join(mp, ".snapshots/s1/dir")
-	if err := os.MkdirAll(snap, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(snap, "file"), []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	snap := snapshotFolder(t, mp)
 	if err := unix.Mkfifo(filepath.Join(snap, "fifo"), 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -868,4 +862,43 @@ func TestRestoreKeepsHardLinks(t *testing.T) {
 	if c.Ino == a.Ino || c.Nlink != 1 {
 		t.Errorf("c, a file of its own, restored as inode %d with %d links", c.Ino, c.Nlink)
 	}
+}
+
+// TestRestoreKeepsUserXattrs: a file and a folder restored in the web app
+// keep their user xattrs (a tag, a comment), as the command line's
+// restore and an upload over a file keep them. The web restore dropped
+// them.
+func TestRestoreKeepsUserXattrs(t *testing.T) {
+	s, mp := folderServer(t)
+	snap := snapshotFolder(t, mp)
+	if err := unix.Setxattr(filepath.Join(snap, "file"), "user.xdg.comment", []byte("keep me"), 0); err != nil {
+		t.Skipf("no user xattrs on the test's file system: %v", err)
+	}
+	if err := unix.Setxattr(snap, "user.xdg.tags", []byte("red"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if w := serveBody(s, "POST", "/api/v1/restore", `{"snapshot":"s1","path":"dir","to":"back"}`, nil); w.Code != 200 {
+		t.Fatalf("restore: %d %s", w.Code, w.Body)
+	}
+	for p, want := range map[string][2]string{"back/file": {"user.xdg.comment", "keep me"}, "back": {"user.xdg.tags", "red"}} {
+		v := make([]byte, 64)
+		n, err := unix.Getxattr(filepath.Join(mp, p), want[0], v)
+		if err != nil || string(v[:max(n, 0)]) != want[1] {
+			t.Errorf("restored %s: %s = %q (%v), want %q", p, want[0], v[:max(n, 0)], err, want[1])
+		}
+	}
+}
+
+// snapshotFolder makes the folder "dir" of snapshot s1 under mp, with a
+// file "file" in it, and returns its path.
+func snapshotFolder(t *testing.T, mp string) string {
+	t.Helper()
+	snap := filepath.Join(mp, ".snapshots/s1/dir")
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snap, "file"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return snap
 }

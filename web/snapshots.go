@@ -191,8 +191,8 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 }
 
 // copyTree copies src to dst (which does not exist) inside the root:
-// folders, files, symlinks and fifos, with modes and times; names of one
-// file in src stay names of one file.
+// folders, files, symlinks and fifos, with modes, times and user xattrs;
+// names of one file in src stay names of one file.
 func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreResult) error {
 	fi, err := s.root.Lstat(src)
 	if err != nil {
@@ -212,6 +212,10 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 		d, err := openDir(s.root, src)
 		if err != nil {
 			return err
+		}
+		if out, err := openDir(s.root, dst); err == nil {
+			copyUserXattrs(d, out)
+			out.Close()
 		}
 		names, err := d.Readdirnames(-1)
 		d.Close()
@@ -262,6 +266,9 @@ func (s *fileOps) copyTree(ctx context.Context, src, dst string, res *restoreRes
 			return err
 		}
 		n, err := s.copyFile(out, in)
+		if err == nil {
+			copyUserXattrs(in, out)
+		}
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}

@@ -94,8 +94,13 @@ type Snapshot struct {
 
 // Entry is one file or folder in a listing, and GET /api/v1/stat.
 type Entry struct {
-	Name  string    `json:"name"`
-	Path  string    `json:"path"` // relative to the drive's root
+	Name string `json:"name"`
+	Path string `json:"path"` // relative to the drive's root
+	// Href is Path %-encoded segment by segment from its bytes, for the
+	// API's addresses: a name that is not UTF-8 shows in Name and Path
+	// with U+FFFD for each bad byte (JSON holds no other), which names
+	// another file or none; Href names this one.
+	Href  string    `json:"href"`
 	Type  string    `json:"type"` // file, dir, symlink, other
 	Size  int64     `json:"size"`
 	MTime time.Time `json:"mtime"`

@@ -13,6 +13,7 @@ import (
 	iofs "io/fs"
 	"mime"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"sort"
@@ -109,8 +110,17 @@ func isUploadTemp(name string) bool {
 	return true
 }
 
+// hrefOf is rel with each segment %-encoded from its bytes.
+func hrefOf(rel string) string {
+	segs := strings.Split(rel, "/")
+	for i, seg := range segs {
+		segs[i] = url.PathEscape(seg)
+	}
+	return strings.Join(segs, "/")
+}
+
 func (s *fileOps) entry(ctx context.Context, rel, inRoot, name string, fi os.FileInfo, withState bool) Entry {
-	e := Entry{Name: name, Path: rel, Type: typeOf(fi.Mode()), Size: fi.Size(), MTime: fi.ModTime()}
+	e := Entry{Name: name, Path: rel, Href: hrefOf(rel), Type: typeOf(fi.Mode()), Size: fi.Size(), MTime: fi.ModTime()}
 	if e.Type == "dir" {
 		e.Size = 0
 	}

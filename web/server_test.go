@@ -902,3 +902,40 @@ func snapshotFolder(t *testing.T, mp string) string {
 	}
 	return snap
 }
+
+// TestNotUTF8NameHref: a name that is not UTF-8 shows in a listing with
+// U+FFFD for its bad byte, which names another file (or none); the
+// entry's href names this one. The page built its addresses from the
+// lossy path, so Download and Delete of "\xff.txt" reached "\ufffd.txt",
+// a different file, when there was one.
+func TestNotUTF8NameHref(t *testing.T) {
+	s, mp := folderServer(t)
+	for name, content := range map[string]string{"in/\xff.txt": "precious", "in/\ufffd.txt": "other"} {
+		if err := os.WriteFile(filepath.Join(mp, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := serve(s, "GET", "/api/v1/list/in", nil)
+	var l Listing
+	if err := json.Unmarshal(w.Body.Bytes(), &l); err != nil || w.Code != 200 {
+		t.Fatalf("list: %d %s", w.Code, w.Body)
+	}
+	seen := 0
+	for _, e := range l.Entries {
+		want, ok := map[int64]string{8: "in/%FF.txt", 5: "in/%EF%BF%BD.txt"}[e.Size]
+		if !strings.HasSuffix(e.Name, ".txt") || !ok {
+			continue
+		}
+		seen++
+		if e.Href != want {
+			t.Errorf("entry %q of %d bytes: href %q, want %q", e.Name, e.Size, e.Href, want)
+			continue
+		}
+		if got := serve(s, "GET", "/api/v1/files/"+e.Href, nil); got.Code != 200 || int64(got.Body.Len()) != e.Size {
+			t.Errorf("download of href %q: %d %q, want its own %d bytes", e.Href, got.Code, got.Body, e.Size)
+		}
+	}
+	if seen != 2 {
+		t.Errorf("listing has %d of the two files: %+v", seen, l.Entries)
+	}
+}

@@ -26,6 +26,13 @@ function el(tag, attrs, ...kids) {
 
 const encPath = (p) => p.split("/").filter(Boolean).map(encodeURIComponent).join("/");
 const joinPath = (dir, name) => (dir ? dir + "/" : "") + name;
+// An entry's address: href is its path %-encoded from its bytes. A name
+// that is not UTF-8 shows with U+FFFD in name and path, which name
+// another file or none; such an entry is "lossy", and JSON bodies
+// (rename, restore) cannot name it.
+const hrefOf = (e) => e.href ?? encPath(e.path);
+const lossy = (e) => { try { return e.href !== undefined && decodeURIComponent(e.href) !== e.path; } catch { return true; } };
+const notUTF8 = (e) => toast("The name " + e.name + " is not valid UTF-8; do that in the mounted folder.", true);
 
 function bytes(n) {
   if (n === undefined || n === null || n < 0) return "unknown";
@@ -227,7 +234,7 @@ async function fillStates(missing, path) {
     for (let e = missing.shift(); e; e = missing.shift()) {
       if (route.path !== path || route.snap || route.view !== "files") return;
       let st;
-      try { st = await api("GET", "stat/" + encPath(e.path)); } catch (err) { continue; }
+      try { st = await api("GET", "stat/" + hrefOf(e)); } catch (err) { continue; }
       const tr = [...$("rows").children].find((r) => r.dataset.name === e.name);
       if (tr) tr.replaceWith(fileRow(st, ""));
     }
@@ -275,7 +282,7 @@ function downloadLinks(href, name, links) {
 function fileRow(e, snap) {
   const isDir = e.type === "dir";
   const q = snap ? "?snapshot=" + encodeURIComponent(snap) : "";
-  const href = isDir ? filesHash(e.path, snap) : API + "files/" + encPath(e.path) + q;
+  const href = isDir ? filesHash(e.path, snap) : API + "files/" + hrefOf(e) + q;
   const link = isDir ? el("a", { href }, e.name) : e.type === "file" ? el("a", { href, download: e.name, title: "Download " + e.name }, e.name)
     : el("span", { class: "n", title: e.target ? "Link to " + e.target : "" }, e.name);
   const icon = el("span", { class: "fi " + (isDir ? "dir" : e.type === "symlink" ? "link" : "file"), "aria-hidden": "true" });
@@ -289,7 +296,7 @@ function fileRow(e, snap) {
   const dlBtn = !snap && e.type === "file" ? el("a", { class: "btn small hide-phone", href, download: e.name }, "Download") : null;
   if (e.type === "file") downloadLinks(href, e.name, dlBtn ? [link, dlBtn] : [link]);
   if (snap) {
-    acts.append(el("button", { class: "btn small", onclick: () => restore(snap, e.path, e.type) }, "Restore"));
+    acts.append(el("button", { class: "btn small", onclick: () => lossy(e) ? notUTF8(e) : restore(snap, e.path, e.type) }, "Restore"));
   } else {
     if (e.type === "file") acts.append(dlBtn, " ");
     acts.append(el("button", { class: "btn small", title: "Rename", onclick: () => rename(e) }, "Rename"), " ",
@@ -306,6 +313,7 @@ function fileRow(e, snap) {
 }
 
 async function rename(e) {
+  if (lossy(e)) { notUTF8(e); return; }
   const name = await ask("Rename", "New name for " + e.name, e.name, "Rename");
   if (!name || name === e.name) return;
   if (name.includes("/")) { toast("A name cannot hold a slash.", true); return; }
@@ -321,7 +329,7 @@ async function remove(e) {
   const what = e.type === "dir" ? "the folder " + e.name + " and everything in it" : e.name;
   if (!(await ask("Delete", "Delete " + what + "? Snapshots keep their copies.", undefined, "Delete"))) return;
   try {
-    await api("DELETE", "files/" + encPath(e.path) + (e.type === "dir" ? "?recursive=1" : ""));
+    await api("DELETE", "files/" + hrefOf(e) + (e.type === "dir" ? "?recursive=1" : ""));
     toast("Deleted " + e.name);
     loadFiles();
   } catch (err) { fail(err); }

@@ -23,13 +23,16 @@ import (
 //   - no block is marked freed by such a record (the older version's
 //     blocks are garbage locally but still named on the grid: garbage
 //     collection must keep them);
-//   - when the window removes a name (unlink, rename) or an inode,
+//   - when the window removes a name (unlink, rename) or an inode, or
+//     re-points a name (removes and makes it again, exchanges it),
 //     nothing is left out: a removed name may be the old name of a file
 //     whose new name would be left out (the grid would lose the file),
 //     leaving the removal out while shipping a new name would give a file
-//     two names, and a removed inode may be the old target of a name
-//     that now points to a queued file (a rename over NAME: the grid
-//     would keep the name pointing nowhere, and lose it).
+//     two names, and a removed inode or one that lost a link may be the
+//     old target of a name that now points to a queued file (a rename
+//     over NAME: the grid would keep the name pointing at an inode with
+//     no link, freed at the next open, or at one it also names
+//     elsewhere).
 //     Such a record waits for the queued blocks, as every record did
 //     before (an editor's save by rename during a copy waits for it).
 //
@@ -65,11 +68,23 @@ func deferredInodes(ctx context.Context, tx *sql.Tx, maxID int64) (map[int64]boo
 	// in the window counts as a removal too: the record would otherwise
 	// ship the old inode's removal while it leaves out the name that now
 	// points to a queued one, and the grid would lose the name.
+	//
+	// Nor do they show a name that now points elsewhere: one removed and
+	// made again (a rename over it, an unlink and a create, a rename away
+	// and a create) is noted more than once in the window, and so is one
+	// an exchange re-pointed (it notes both names again: namespace.go).
+	// The grid's copy of such a name may lead to another inode, whose own
+	// change (its new name, its lower link count) the record would ship
+	// while it leaves the name out: the grid would name that inode twice
+	// with one link, or with none, or lose the name's old target. So a
+	// name noted twice counts as a removal too. (The names a record left
+	// out are noted once again, not twice: requeue.)
 	var removes bool
 	if err := tx.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM mdirty d WHERE d.tbl = 2 AND d.id <= ?1
 		AND NOT EXISTS(SELECT 1 FROM entries e WHERE e.parent = d.a AND e.name = d.b))
 		OR EXISTS(SELECT 1 FROM mdirty d WHERE d.tbl = 1 AND d.id <= ?1
-		AND NOT EXISTS(SELECT 1 FROM inodes i WHERE i.ino = d.a))`, maxID).Scan(&removes); err != nil {
+		AND NOT EXISTS(SELECT 1 FROM inodes i WHERE i.ino = d.a))
+		OR EXISTS(SELECT 1 FROM mdirty d WHERE d.tbl = 2 AND d.id <= ?1 GROUP BY d.a, d.b HAVING count(*) > 1)`, maxID).Scan(&removes); err != nil {
 		return nil, err
 	}
 	if removes {

@@ -825,6 +825,11 @@ func (j *namespace) Rename(ctx context.Context, oldParent Ino, oldName string, n
 			if _, err := j.texec(ctx, tx, `UPDATE entries SET ino = ? WHERE parent = ? AND name = ?`, src, newParent, newName); err != nil {
 				return fmt.Errorf("journal: rename: %w", err)
 			}
+			// Both names now lead elsewhere: noted once more each, so
+			// that a metadata record leaves neither out (metadefer.go).
+			if _, err := j.texec(ctx, tx, `INSERT INTO mdirty(tbl, a, b) VALUES(2, ?, ?), (2, ?, ?)`, oldParent, oldName, newParent, newName); err != nil {
+				return fmt.Errorf("journal: rename: %w", err)
+			}
 			dOld, dNew := 0, 0
 			if oldParent != newParent {
 				if isDir(smode) {

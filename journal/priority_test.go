@@ -11,12 +11,16 @@ import (
 // newPacedEnv is a grid env whose uploads are held to 8 MiB/s of shards
 // (all nodes together) by the bandwidth wrapper, with small blocks and
 // segments and a metadata record every 200 ms.
-func newPacedEnv(t *testing.T) *gridEnv {
+// more changes the options further.
+func newPacedEnv(t *testing.T, more ...func(*Options)) *gridEnv {
 	lim := limit.New(limit.Rates{Up: 8 << 20})
 	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
 		o.BlockSize = 256 << 10
 		o.SegmentSize = 1 << 20
 		o.MetaInterval = 200 * time.Millisecond
+		for _, f := range more {
+			f(o)
+		}
 	})
 	e.wrap = lim.Wrap
 	e.reopen()

@@ -76,31 +76,76 @@ func TestRepointedNameDuringDeferredCopy(t *testing.T) {
 			return a
 		}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			e := newPacedEnv(t, func(o *Options) { o.MetaInterval = time.Hour })
-			c.before(e)
-			e.syncGrid()
-			bulkIno := e.writeFile("bulk", bulk)
-			must[struct{}](t)(struct{}{}, e.j.Flush(bg, bulkIno))
-			left := c.window(e)
-			applyUnlinks(t, e.j) // and creates: the database as the unlinker leaves it
-			if st := must[FileStatus](t)(e.j.Status(bg, left)); st.PendingBlocks == 0 {
-				t.Fatalf("the window's file was uploaded before the record: the test proves nothing")
-			}
-			// The record leaves the queued file out, or waits for it.
-			if _, err := e.j.ms.ship(bg, false, false, true); err != nil {
-				t.Fatal(err)
-			}
-			g, _ := e.rebuildFromGrid()
-			checkLinks(t, g)
-			g.Close()
-			e.syncGrid()
-			g, _ = e.rebuildFromGrid()
-			checkLinks(t, g)
-			if a, b := dumpTree(t, g), dumpTree(t, e.j); a != b {
-				t.Fatalf("after a sync, the grid's copy differs from the drive:\n grid:\n%s\ndrive:\n%s", a, b)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { runDeferredShape(t, bulk, c.before, c.window) })
+	}
+}
+
+// A file on the grid rewritten in place while a copy's blocks are queued:
+// the record leaves the file out (the grid keeps its older version, whole)
+// and ships its old blocks' rows, garbage here. A rebuild from such a
+// record must take the blocks the older version names for live: garbage
+// there is collected at the recovered drive's next collection, and the
+// file's data with it.
+func TestRewriteInPlaceDuringDeferredCopy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(22, 22))
+	bulk := make([]byte, 8<<20)
+	for i := range bulk {
+		bulk[i] = byte(rng.Uint32())
+	}
+	runDeferredShape(t, bulk, func(e *gridEnv) {
+		ino := e.writeFile("doc", bulk[3<<20:3<<20+300<<10])
+		must[struct{}](e.t)(struct{}{}, e.j.Flush(bg, ino))
+	}, func(e *gridEnv) Ino {
+		doc := must[Attr](e.t)(e.j.Lookup(bg, RootIno, "doc")).Ino
+		must[int](e.t)(e.j.WriteAt(bg, doc, bulk[4<<20:4<<20+300<<10], 0))
+		must[struct{}](e.t)(struct{}{}, e.j.Flush(bg, doc))
+		return doc
+	})
+}
+
+// runDeferredShape makes what before makes grid-durable, queues a copy of
+// bulk on a paced grid, runs window (which returns a file it left with
+// queued blocks), ships one record that may leave queued files out, and
+// checks the grid's copy as recover rebuilds it; then syncs and checks
+// the grid's copy is the drive.
+func runDeferredShape(t *testing.T, bulk []byte, before func(*gridEnv), window func(*gridEnv) Ino) {
+	e := newPacedEnv(t, func(o *Options) { o.MetaInterval = time.Hour })
+	before(e)
+	e.syncGrid()
+	bulkIno := e.writeFile("bulk", bulk)
+	must[struct{}](t)(struct{}{}, e.j.Flush(bg, bulkIno))
+	left := window(e)
+	applyUnlinks(t, e.j) // and creates: the database as the unlinker leaves it
+	if st := must[FileStatus](t)(e.j.Status(bg, left)); st.PendingBlocks == 0 {
+		t.Fatalf("the window's file was uploaded before the record: the test proves nothing")
+	}
+	// The record leaves the queued file out, or waits for it.
+	if _, err := e.j.ms.ship(bg, false, false, true); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := e.rebuildFromGrid()
+	checkLinks(t, g)
+	checkNamedBlocksLive(t, g)
+	g.Close()
+	e.syncGrid()
+	g, _ = e.rebuildFromGrid()
+	checkLinks(t, g)
+	if a, b := dumpTree(t, g), dumpTree(t, e.j); a != b {
+		t.Fatalf("after a sync, the grid's copy differs from the drive:\n grid:\n%s\ndrive:\n%s", a, b)
+	}
+}
+
+// checkNamedBlocksLive fails t when a block a file names is garbage in j
+// (its collection would take the file's data).
+func checkNamedBlocksLive(t testing.TB, j *Journal) {
+	t.Helper()
+	var n int
+	if err := j.db.QueryRow(`SELECT count(*) FROM blocks b WHERE b.state = ? AND EXISTS(SELECT 1 FROM blockmap m WHERE m.block = b.id)`,
+		blockGarbage).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n > 0 {
+		t.Errorf("the grid's copy has %d blocks that files name marked garbage (collected at its next collection)", n)
 	}
 }
 

@@ -186,6 +186,11 @@ func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildStats, error) {
 		`UPDATE blocks SET state = 3, segment = NULL, seg_off = NULL, seg_len = NULL
 			WHERE state = 0 OR (segment IS NOT NULL AND segment NOT IN (SELECT id FROM segments))`,
 		`UPDATE blocks SET refcount = (SELECT count(*) FROM blockmap m WHERE m.block = blocks.id)`,
+		// A record that left out a file rewritten in place (its blocks
+		// queued: metadefer.go) lists its older version's blocks as
+		// garbage, which they were on the machine that wrote it; here
+		// that version is the file's, and its blocks are live.
+		`UPDATE blocks SET state = CASE WHEN segment IS NULL THEN 3 ELSE 1 END WHERE refcount > 0 AND state = 2`,
 		`UPDATE blocks SET state = 2 WHERE refcount = 0 AND state = 1`,
 		`DELETE FROM blocks WHERE refcount = 0 AND state = 3`,
 		`DELETE FROM mdirty`,

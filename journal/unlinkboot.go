@@ -2,6 +2,8 @@ package journal
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,7 +35,8 @@ func restarted(dir string) bool {
 // markBoot records this boot as the unlink log's, durably, before any
 // record of it is appended (once per boot: it is kept when it says so
 // already). A failure only costs the next Open its knowledge of a
-// restart: logged.
+// restart (logged): the record of an earlier boot is removed, or that
+// Open would take damage done in this boot for a power cut's.
 func markBoot(dir string, log *slog.Logger) {
 	now, err := bootID()
 	if err != nil || now == "" {
@@ -51,6 +54,12 @@ func markBoot(dir string, log *slog.Logger) {
 		err = syncDir(dir)
 	}
 	if err == nil {
+		return
+	}
+	os.Remove(path + ".tmp")
+	if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		log.Error("journal: cannot record the boot the unlink log is written in, nor remove the record of an earlier one: "+
+			"a damaged unlink log will be taken for a power cut's; remove the file", "path", path, "err", err, "remove_err", rerr)
 		return
 	}
 	log.Warn("journal: cannot record the boot the unlink log is written in", "path", path, "err", err)

@@ -674,6 +674,14 @@ func TestRmdirCountedOnceDuringApply(t *testing.T) {
 	})
 }
 
+// damagedLog is an unlink log whose first record (the unlink of x, inode
+// ino) is damaged, with a create of "new" after it.
+func damagedLog(ino Ino) []byte {
+	b := appendUnlink(nil, unlinkRec{parent: RootIno, ino: ino, name: "x"})
+	b[len(b)-6] ^= 0x40 // x's name: its checksum fails
+	return appendUnlink(b, unlinkRec{parent: RootIno, ino: ino + 1, name: "new", create: true, mode: sIFREG | 0o644, t: 1})
+}
+
 // TestUnlinkLogDamagedMidway: a damaged record with whole records after
 // it is not a torn tail (a crash tears only the last append). When one of
 // those is not in journal.db yet, Open refuses, saying where and what to
@@ -686,9 +694,7 @@ func TestUnlinkLogDamagedMidway(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.j = nil
-	b := appendUnlink(nil, unlinkRec{parent: RootIno, ino: x.Ino, name: "x"})
-	b[len(b)-6] ^= 0x40 // x's name: its checksum fails
-	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: x.Ino + 1, name: "new", create: true, mode: sIFREG | 0o644, t: 1})
+	b := damagedLog(x.Ino)
 	path := filepath.Join(e.opts.Dir, unlinkLogName)
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -766,6 +772,43 @@ func TestUnlinkLogDamagedAfterRestart(t *testing.T) {
 	now, _ := bootID()
 	if got, _ := os.ReadFile(filepath.Join(e.opts.Dir, bootName)); strings.TrimSpace(string(got)) != now {
 		t.Fatalf("the boot the log is written in: %q, want %q", got, now)
+	}
+}
+
+// TestUnlinkLogBootNotRecorded: when this boot cannot be recorded as the
+// log's (the boot file cannot be replaced), the boot file of an earlier
+// boot must not stay: the next Open would take a log damaged in this
+// boot (outside meshdrive: a kill -9 damages nothing) for a power cut's,
+// and drop the records after the damage instead of refusing.
+func TestUnlinkLogBootNotRecorded(t *testing.T) {
+	if now, err := bootID(); err != nil || now == "" {
+		t.Skip("this machine tells no boot id")
+	}
+	e := newEnv(t, nil)
+	x := must[Attr](t)(e.j.Mknod(bg, RootIno, "x", 0o644, 0, 0, 0))
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	boot := filepath.Join(e.opts.Dir, bootName)
+	if err := os.WriteFile(boot, []byte("an earlier boot\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(boot+".tmp", 0o700); err != nil { // the new boot file cannot be written
+		t.Fatal(err)
+	}
+	e.open() // records this boot, or fails to
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	if err := os.WriteFile(filepath.Join(e.opts.Dir, unlinkLogName), damagedLog(x.Ino), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, err := Open(bg, e.opts)
+	if err == nil {
+		j.Close()
+		t.Fatalf("Open took a log damaged in this boot for a power cut's and dropped the create after the damage")
 	}
 }
 

@@ -58,6 +58,10 @@ type Options struct {
 	// disk that is not mounted would otherwise be made, empty, on the
 	// file system under it, and filled there by repair.
 	MustExist bool
+	// Fstab is the file system table whose mount points New checks
+	// (default DefaultFstab): a directory on one with nothing mounted
+	// there is refused, never made or opened.
+	Fstab string
 }
 
 // ErrNoDir is wrapped by New's error when Options.MustExist is set and
@@ -139,6 +143,14 @@ func New(dir string, opts Options) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("dirstore: directory %q: %w", dir, err)
+	}
+	fstab := opts.Fstab
+	if fstab == "" {
+		fstab = DefaultFstab
+	}
+	if mp := unmountedMount(abs, fstab); mp != "" {
+		return nil, fmt.Errorf("dirstore: %w: %s is on %s, a mount point %s names, and nothing is mounted there "+
+			"(a disk not mounted): mount it (mount %s), then start again", ErrNoDir, abs, mp, fstab, mp)
 	}
 	marker := filepath.Join(abs, MarkName)
 	if opts.MustExist {

@@ -58,3 +58,44 @@ func TestMark(t *testing.T) {
 		t.Fatalf("the mark is listed as an object: %v %v", objs, err)
 	}
 }
+
+// TestUnmountedMountPoint: a directory on a mount point that the file
+// system table names, with nothing mounted there (a node served from a
+// disk's mount point, the disk not mounted at boot), is refused whether
+// or not the store must exist, and nothing is made or written there: the
+// store would be made on the file system under the disk, and filled
+// there by repair. Once mounted (here: once the table no longer names
+// it), it opens.
+func TestUnmountedMountPoint(t *testing.T) {
+	base := t.TempDir()
+	disk := filepath.Join(base, "disk1")
+	if err := os.Mkdir(disk, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fstab := filepath.Join(base, "fstab")
+	table := "# a comment\nUUID=0123 " + strings.ReplaceAll(disk, " ", `\040`) + " ext4 defaults,nofail 0 2\n"
+	if err := os.WriteFile(fstab, []byte(table), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := filepath.Join(base, "srv") // a path to the disk through a symbolic link
+	if err := os.Symlink(disk, srv); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{disk, filepath.Join(disk, "meshdrive"), filepath.Join(srv, "meshdrive")} {
+		for _, must := range []bool{false, true} {
+			_, err := dirstore.New(dir, dirstore.Options{MustExist: must, Fstab: fstab})
+			if !errors.Is(err, dirstore.ErrNoDir) || !strings.Contains(err.Error(), "mount "+disk) {
+				t.Fatalf("%s (must exist %v) on a mount point with nothing mounted: %v", dir, must, err)
+			}
+		}
+	}
+	if ents, _ := os.ReadDir(disk); len(ents) != 0 {
+		t.Fatalf("the refused opens wrote under the mount point: %v", ents)
+	}
+	if err := os.WriteFile(fstab, []byte("# the disk is gone from the table\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dirstore.New(filepath.Join(disk, "meshdrive"), dirstore.Options{Fstab: fstab}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"maps"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -41,6 +42,19 @@ func TestRepointedNameDuringDeferredCopy(t *testing.T) {
 		}, func(e *gridEnv) Ino {
 			ino := queued(e, "manifest.tmp")
 			if err := e.j.Rename(bg, RootIno, "manifest.tmp", RootIno, "manifest", 0); err != nil {
+				e.t.Fatal(err)
+			}
+			small(e, "manifest.tmp", "next")
+			return ino
+		}},
+		{"save by rename over a file freed at once, NAME.tmp made again", func(e *gridEnv) {
+			small(e, "manifest", "v1")
+		}, func(e *gridEnv) Ino {
+			ino := queued(e, "manifest.tmp")
+			if err := e.j.Rename(bg, RootIno, "manifest.tmp", RootIno, "manifest", 0); err != nil {
+				e.t.Fatal(err)
+			}
+			if err := e.j.it.freeOrphans(bg); err != nil { // as the reaper does
 				e.t.Fatal(err)
 			}
 			small(e, "manifest.tmp", "next")
@@ -112,10 +126,13 @@ func runDeferredShape(t *testing.T, bulk []byte, before func(*gridEnv), window f
 	e := newPacedEnv(t, func(o *Options) { o.MetaInterval = time.Hour })
 	before(e)
 	e.syncGrid()
+	kept := rootNames(t, e.j) // named before the window and after it: the grid names them throughout
 	bulkIno := e.writeFile("bulk", bulk)
 	must[struct{}](t)(struct{}{}, e.j.Flush(bg, bulkIno))
 	left := window(e)
 	applyUnlinks(t, e.j) // and creates: the database as the unlinker leaves it
+	after := rootNames(t, e.j)
+	maps.DeleteFunc(kept, func(name string, _ bool) bool { return !after[name] })
 	if st := must[FileStatus](t)(e.j.Status(bg, left)); st.PendingBlocks == 0 {
 		t.Fatalf("the window's file was uploaded before the record: the test proves nothing")
 	}
@@ -126,6 +143,12 @@ func runDeferredShape(t *testing.T, bulk []byte, before func(*gridEnv), window f
 	g, _ := e.rebuildFromGrid()
 	checkLinks(t, g)
 	checkNamedBlocksLive(t, g)
+	grid := rootNames(t, g)
+	for name := range kept {
+		if !grid[name] {
+			t.Errorf("the grid's copy lost %q, named before the window and after it", name)
+		}
+	}
 	g.Close()
 	e.syncGrid()
 	g, _ = e.rebuildFromGrid()
@@ -133,6 +156,16 @@ func runDeferredShape(t *testing.T, bulk []byte, before func(*gridEnv), window f
 	if a, b := dumpTree(t, g), dumpTree(t, e.j); a != b {
 		t.Fatalf("after a sync, the grid's copy differs from the drive:\n grid:\n%s\ndrive:\n%s", a, b)
 	}
+}
+
+// rootNames returns the names in j's root directory.
+func rootNames(t testing.TB, j *Journal) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, d := range must[[]DirEntry](t)(j.ReadDir(bg, RootIno, 0, 1000)) {
+		out[d.Name] = true
+	}
+	return out
 }
 
 // checkNamedBlocksLive fails t when a block a file names is garbage in j

@@ -312,13 +312,19 @@ func ETA(pending int64, rate float64) float64 {
 	return float64(pending) / rate
 }
 
-// State is the whole drive's state: local while any data or metadata is
-// only on this machine, degraded while a segment owes repair (repairOwed
-// adds what a repairer outside the journal counts), else durable.
+// State is the whole drive's state: lost while any block cannot be read
+// from anywhere (whatever else waits: the drive is not safe, and saying
+// durable or uploading would hide it), local while any data or metadata
+// is only on this machine, degraded while a segment owes repair
+// (repairOwed adds what a repairer outside the journal counts), else
+// durable.
 func (d *Drive) State(ctx context.Context, repairOwed int64) (journal.State, Progress, journal.MetaStats) {
 	p := d.Progress()
 	ms := d.j.MetaStats(ctx)
+	lost, _ := d.j.Lost(ctx)
 	switch {
+	case lost.Blocks > 0:
+		return journal.StateLost, p, ms
 	case p.Bytes > 0 || p.InFlightBytes > 0 || p.Blocks > 0 || (ms.PendingRows > 0 && !d.o.ReadOnly):
 		return journal.StateLocal, p, ms
 	case p.RepairOwed > 0 || repairOwed > 0:

@@ -34,6 +34,28 @@ func statusText(s journal.FileStatus) string {
 	return s.State.String()
 }
 
+// lostCounter is the journal's count of lost blocks (*journal.Journal
+// has it; a snapshot's journal and test fakes need not).
+type lostCounter interface {
+	Lost(ctx context.Context) (journal.LostReport, error)
+}
+
+// rootLost is the status xattr of the drive's root while blocks are lost
+// anywhere in it ("" otherwise, and for every other inode): the root's
+// own metadata may be durable, but a person asking the root asks about
+// the drive, and must not read "durable" while files read EIO.
+func (n *node) rootLost(ctx context.Context) string {
+	lc, ok := n.fsys.j.(lostCounter)
+	if !ok || n.ino() != journal.RootIno || n.fsys.inoOff != 0 {
+		return ""
+	}
+	l, err := lc.Lost(settled(ctx))
+	if err != nil || l.Blocks == 0 {
+		return ""
+	}
+	return fmt.Sprintf("lost (%d blocks of %d files cannot be read; restore them from a copy or delete them; meshdrive status names them)", l.Blocks, l.Files)
+}
+
 // capabilityXattr holds a file's capabilities. The drive keeps none: the
 // mount answers every GETXATTR of it with ENODATA without asking the
 // journal (IgnoreSecurityLabels in mount.go; the kernel asks before every
@@ -202,6 +224,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		st, err := n.fsys.j.Status(settled(ctx), n.ino())
 		if err != nil {
 			return 0, n.errno("getxattr", err)
+		}
+		if v := n.rootLost(ctx); v != "" {
+			return xattrReply([]byte(v), dest)
 		}
 		return xattrReply([]byte(statusText(st)), dest)
 	}

@@ -42,7 +42,7 @@ type Pinner interface {
 // Summary is GET /api/v1/status.
 type Summary struct {
 	Mountpoint string      `json:"mountpoint"`
-	State      string      `json:"state"` // durable | degraded | local
+	State      string      `json:"state"` // durable | degraded | local | lost
 	Durable    bool        `json:"durable"`
 	Online     bool        `json:"online"`
 	ReadOnly   bool        `json:"read_only"`

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/meshdrive/meshdrive/fs"
 	"golang.org/x/sys/unix"
 )
 
@@ -215,15 +217,12 @@ func printStatus(w io.Writer, r *statusReport) {
 		state = "degraded: on the grid, some segments owe repair"
 	case "local":
 		state = "not yet durable: data waits in the local journal"
+	case "lost":
+		state = "NOT safe: some files cannot be read from anywhere (LOST below)"
 	}
 	fmt.Fprintf(w, "  %s\n", state)
 	if l := r.Lost; l != nil {
-		more := ""
-		if l.Files > 5 {
-			more = fmt.Sprintf(" and %d more (status --json names up to 100)", l.Files-5)
-		}
-		fmt.Fprintf(w, "  LOST: %d blocks of %d files cannot be read from anywhere; restore those files from a copy, or delete them: %s%s\n",
-			l.Blocks, l.Files, strings.Join(l.Paths[:min(5, len(l.Paths))], ", "), more)
+		fmt.Fprintf(w, "  LOST: %s\n", lostSentence(l))
 	}
 	online := "online"
 	if !r.Online {
@@ -280,6 +279,17 @@ func printStatus(w io.Writer, r *statusReport) {
 	}
 	fmt.Fprintln(w)
 	printCacheStats(w, r.Cache)
+}
+
+// lostSentence says which files lost blocks and the way out, for status
+// and sync.
+func lostSentence(l *fs.LostReport) string {
+	more := ""
+	if l.Files > 5 {
+		more = fmt.Sprintf(" and %d more (status --json names up to 100)", l.Files-5)
+	}
+	return fmt.Sprintf("%d blocks of %d files cannot be read from anywhere; restore those files from a copy, or delete them: %s%s",
+		l.Blocks, l.Files, strings.Join(l.Paths[:min(5, len(l.Paths))], ", "), more)
 }
 
 // printCacheStats says what the cache holds and how reads went, in
@@ -341,7 +351,13 @@ func runSync(e *env) error {
 Wait until everything written to the mounted drive so far is grid-durable
 (every segment stored on the nodes, and the metadata naming it in a checkpoint
 on the grid). Shows a progress bar (bytes, rate, ETA)
-on a terminal, plain progress lines otherwise. Talks to the running mount.`)
+on a terminal, plain progress lines otherwise. Talks to the running mount.
+
+Exits 0 once everything is grid-durable. Blocks that are lost (they cannot be
+read from anywhere: status says LOST and names their files) are not waited
+for: sync waits for everything else, then names those files and exits 1;
+restore them from a copy, or delete them, and sync exits 0 again. It exits 1
+too when --timeout passes or the mount goes away.`)
 	dataDir := dataDirFlag(e, fl)
 	timeout := fl.Duration("timeout", 0, "give up after this long (0 = wait as long as it takes)")
 	pos, err := parseFlags(e, fl, e.args)
@@ -382,6 +398,13 @@ on a terminal, plain progress lines otherwise. Talks to the running mount.`)
 		}
 		if l.Error != "" {
 			return fmt.Errorf("sync did not finish: %s", l.Error)
+		}
+		if l.Lost != nil {
+			if bar != nil {
+				bar.Finish()
+				fmt.Fprintln(e.stdout)
+			}
+			return fmt.Errorf("sync: everything else written is grid-durable, but %s", lostSentence(l.Lost))
 		}
 		if total < 0 {
 			startDone = l.DoneBytes

@@ -48,7 +48,7 @@ type statusReport struct {
 	M          int    `json:"m"`
 	BlockSize  int    `json:"block_size"`
 	ReadOnly   bool   `json:"read_only"`
-	State      string `json:"state"`   // durable | degraded | local
+	State      string `json:"state"`   // durable | degraded | local | lost
 	Durable    bool   `json:"durable"` // everything written is on the grid with all n shards
 	// Lost: blocks that cannot be read from anywhere, and their files
 	// (nil when there are none).
@@ -117,6 +117,9 @@ type syncLine struct {
 	LastError  string  `json:"last_error,omitempty"`
 	Durable    bool    `json:"durable"`
 	Error      string  `json:"error,omitempty"`
+	// Lost, on the last line: everything else is grid-durable, but these
+	// blocks cannot be read from anywhere (Durable is false).
+	Lost *fs.LostReport `json:"lost,omitempty"`
 }
 
 type clearReport struct {
@@ -329,9 +332,16 @@ func (c *controlServer) sync(w http.ResponseWriter, r *http.Request) {
 		select {
 		case err := <-done:
 			l := line()
-			if err != nil {
+			switch lost, lerr := c.o.drive.Lost(ctx); {
+			case err != nil:
 				l.Error = err.Error()
-			} else {
+			case lerr != nil:
+				l.Error = "everything else is on the grid, but the journal could not count lost blocks: " + lerr.Error()
+			case lost.Blocks > 0:
+				// Lost blocks are in no upload queue: waiting for them
+				// would never end, and "durable" would be a lie.
+				l.Lost = &lost
+			default:
 				l.Durable = true
 			}
 			enc.Encode(l)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/meshdrive/meshdrive/web"
 )
 
@@ -20,7 +22,45 @@ import (
 // the drive mounts, the file's block is lost (EIO; status PATH says lost)
 // and the other file reads.
 func TestMountDropMissing(t *testing.T) {
-	dir, mp, env, nodes := newDiskDrive(t, "")
+	dir, mp, env, _, kept := stageLostBlock(t)
+	r := runBin(t, env, "mount", "--daemon", "--data", dir, mp)
+	assertRefusal(t, r, dir, mp, "1 staged blocks are missing", "--drop-missing")
+	mustRun(t, env, "mount", "--daemon", "--drop-missing", "--data", dir, mp)
+	if b, err := os.ReadFile(filepath.Join(mp, "small")); err != nil || !bytes.Equal(b, kept) {
+		t.Errorf("the other file after --drop-missing: %q, %v", b, err)
+	}
+	if _, err := os.ReadFile(filepath.Join(mp, "big")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of the file whose block was dropped: %v, want EIO", err)
+	}
+	if p := pathJSON(t, env, dir, filepath.Join(mp, "big")); p.State != "lost" || p.LostBlocks != 1 {
+		t.Errorf("status of the file whose block was dropped: %+v", p)
+	}
+	if out := mustRun(t, env, "status", "--data", dir, filepath.Join(mp, "big")).stdout; !strings.Contains(out, "1 blocks lost") {
+		t.Errorf("status PATH does not say the block is lost:\n%s", out)
+	}
+	if st := statusJSON(t, env, dir); st.Lost == nil || st.Lost.Blocks != 1 || st.Lost.Files != 1 || len(st.Lost.Paths) != 1 || st.Lost.Paths[0] != "/big" {
+		t.Errorf("status of the drive does not count the lost block: %+v", st.Lost)
+	}
+	// The web app's summary says it too.
+	if sum := webSummary(t, dir, statusJSON(t, env, dir).Web); sum.Lost == nil || sum.Lost.Blocks != 1 || len(sum.Lost.Paths) != 1 || sum.Lost.Paths[0] != "/big" {
+		t.Errorf("the web app's summary does not count the lost block: %+v", sum.Lost)
+	}
+	if out := mustRun(t, env, "status", "--data", dir).stdout; !strings.Contains(out, "LOST: 1 blocks of 1 files") || !strings.Contains(out, "/big") {
+		t.Errorf("status does not say a block is lost:\n%s", out)
+	}
+	if log, _ := os.ReadFile(filepath.Join(dir, "meshdrive.log")); !strings.Contains(string(log), "/big") {
+		t.Errorf("the log does not name the file that lost a block:\n%s", log)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}
+
+// stageLostBlock makes a drive on three node directories whose file
+// /big has a block that was never uploaded and whose staging file is
+// gone, beside /small (kept, in the journal's database); the drive is
+// unmounted and its nodes are renamed to NODE.away (nodes names them).
+func stageLostBlock(t *testing.T) (dir, mp string, env, nodes []string, kept []byte) {
+	t.Helper()
+	dir, mp, env, nodes = newDiskDrive(t, "")
 	// Every node away: nothing is uploaded.
 	for _, n := range nodes {
 		if err := os.Rename(n, n+".away"); err != nil {
@@ -45,44 +85,71 @@ func TestMountDropMissing(t *testing.T) {
 	if err := os.Remove(staged[0]); err != nil {
 		t.Fatal(err)
 	}
+	return dir, mp, env, nodes, kept
+}
 
-	r := runBin(t, env, "mount", "--daemon", "--data", dir, mp)
-	assertRefusal(t, r, dir, mp, "1 staged blocks are missing", "--drop-missing")
-	mustRun(t, env, "mount", "--daemon", "--drop-missing", "--data", dir, mp)
-	if b, err := os.ReadFile(filepath.Join(mp, "small")); err != nil || !bytes.Equal(b, kept) {
-		t.Errorf("the other file after --drop-missing: %q, %v", b, err)
-	}
-	if _, err := os.ReadFile(filepath.Join(mp, "big")); !errors.Is(err, syscall.EIO) {
-		t.Errorf("read of the file whose block was dropped: %v, want EIO", err)
-	}
-	if p := pathJSON(t, env, dir, filepath.Join(mp, "big")); p.State != "lost" || p.LostBlocks != 1 {
-		t.Errorf("status of the file whose block was dropped: %+v", p)
-	}
-	if out := mustRun(t, env, "status", "--data", dir, filepath.Join(mp, "big")).stdout; !strings.Contains(out, "1 blocks lost") {
-		t.Errorf("status PATH does not say the block is lost:\n%s", out)
-	}
-	if st := statusJSON(t, env, dir); st.Lost == nil || st.Lost.Blocks != 1 || st.Lost.Files != 1 || len(st.Lost.Paths) != 1 || st.Lost.Paths[0] != "/big" {
-		t.Errorf("status of the drive does not count the lost block: %+v", st.Lost)
-	}
-	// The web app's summary says it too.
-	tok, _ := os.ReadFile(filepath.Join(dir, webTokenFile))
-	req, _ := http.NewRequest("GET", strings.TrimSuffix(statusJSON(t, env, dir).Web, "/")+"/api/v1/status", nil)
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	var sum web.Summary
-	if resp, err := http.DefaultClient.Do(req); err != nil {
-		t.Errorf("GET /api/v1/status: %v", err)
-	} else {
-		err = json.NewDecoder(resp.Body).Decode(&sum)
-		resp.Body.Close()
-		if err != nil || sum.Lost == nil || sum.Lost.Blocks != 1 || len(sum.Lost.Paths) != 1 || sum.Lost.Paths[0] != "/big" {
-			t.Errorf("the web app's summary does not count the lost block: %+v, %v", sum.Lost, err)
+// TestLostNotDurable: with every node back and everything else uploaded,
+// a drive with a lost block is not called durable anywhere a person asks
+// about the whole drive: status (text and JSON), the web app's summary,
+// the root's status xattr; sync does not wait for the lost block, names
+// its file and exits 1.
+func TestLostNotDurable(t *testing.T) {
+	dir, mp, env, nodes, _ := stageLostBlock(t)
+	for _, n := range nodes {
+		if err := os.Rename(n+".away", n); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if out := mustRun(t, env, "status", "--data", dir).stdout; !strings.Contains(out, "LOST: 1 blocks of 1 files") || !strings.Contains(out, "/big") {
-		t.Errorf("status does not say a block is lost:\n%s", out)
+	mustRun(t, env, "mount", "--daemon", "--drop-missing", "--data", dir, mp)
+	r := runBin(t, env, "sync", "--data", dir, "--timeout", "2m")
+	if r.code != 1 || !strings.Contains(r.stderr, "everything else written is grid-durable") ||
+		!strings.Contains(r.stderr, "/big") || !strings.Contains(r.stderr, "restore those files from a copy, or delete them") {
+		t.Errorf("sync with a lost block: want exit 1 naming /big and the way out, got %s", r)
 	}
-	if log, _ := os.ReadFile(filepath.Join(dir, "meshdrive.log")); !strings.Contains(string(log), "/big") {
-		t.Errorf("the log does not name the file that lost a block:\n%s", log)
+	st := statusJSON(t, env, dir)
+	if st.State != "lost" || st.Durable || st.Uploads.Bytes != 0 {
+		t.Errorf("status of a synced drive with a lost block: state %q, durable %v, %d bytes queued; want lost, false, 0",
+			st.State, st.Durable, st.Uploads.Bytes)
+	}
+	if out := mustRun(t, env, "status", "--data", dir).stdout; strings.Contains(out, "durable: everything written") ||
+		!strings.Contains(out, "NOT safe") || !strings.Contains(out, "LOST: 1 blocks of 1 files") {
+		t.Errorf("status says the drive is safe, or not that it is lost:\n%s", out)
+	}
+	if sum := webSummary(t, dir, st.Web); sum.State != "lost" || sum.Durable {
+		t.Errorf("the web app's summary: state %q, durable %v; want lost, false", sum.State, sum.Durable)
+	}
+	buf := make([]byte, 512)
+	n, err := unix.Getxattr(mp, "user.meshdrive.status", buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "lost (1 blocks of 1 files") {
+		t.Errorf("the root's status xattr: %q, %v; want it to say lost", buf[:max(n, 0)], err)
+	}
+	// Deleting the file is the way out: sync says durable again.
+	if err := os.Remove(filepath.Join(mp, "big")); err != nil {
+		t.Fatal(err)
+	}
+	if r := runBin(t, env, "sync", "--data", dir, "--timeout", "2m"); r.code != 0 || !strings.Contains(r.stdout, "everything written is grid-durable") {
+		t.Errorf("sync once the lost file is deleted: %s", r)
+	}
+	if st := statusJSON(t, env, dir); st.State != "durable" || !st.Durable || st.Lost != nil {
+		t.Errorf("status once the lost file is deleted: state %q, durable %v, lost %+v", st.State, st.Durable, st.Lost)
 	}
 	mustRun(t, env, "unmount", "--data", dir, mp)
+}
+
+// webSummary is GET /api/v1/status of the web app at addr.
+func webSummary(t *testing.T, dir, addr string) web.Summary {
+	t.Helper()
+	tok, _ := os.ReadFile(filepath.Join(dir, webTokenFile))
+	req, _ := http.NewRequest("GET", strings.TrimSuffix(addr, "/")+"/api/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	var sum web.Summary
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /api/v1/status: %v", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&sum); err != nil {
+		t.Fatalf("GET /api/v1/status: %v", err)
+	}
+	return sum
 }

@@ -473,7 +473,7 @@ async function refreshStatus() {
   const [cls, label] = s.online ? (STATE[s.state] || ["muted", s.state]) : ["bad", "Offline"];
   top.className = "pill " + cls;
   top.textContent = !s.online ? "Offline — working from this computer" : s.state === "durable" ? "All safe on the grid" :
-    s.state === "local" ? "Uploading to the grid" : "Repair owed";
+    s.state === "lost" ? "Files lost: see Activity" : s.state === "local" ? "Uploading to the grid" : "Repair owed";
   const q = $("nav-queue");
   q.hidden = !(s.uploads.bytes > 0);
   q.textContent = bytes(s.uploads.bytes);
@@ -515,6 +515,7 @@ function renderActivity() {
   facts($("cache-facts"), [["In memory", bytes(c.mem_bytes)], ["On disk", bytes(c.disk_bytes)], ["Reads from cache", String(c.hits)], ["Reads from the grid", String(c.misses)]]);
   let safety;
   if (s.state === "durable") safety = "Every file is stored as " + (s.k + s.m) + " shards on the nodes; any " + s.k + " of them rebuild it, so " + plural(s.m, "node") + " can be lost.";
+  else if (s.state === "lost") safety = "Not everything is safe.";
   else if (s.state === "degraded") safety = plural(s.repair_owed, "segment") + " on the grid lack shards. Repair runs in the background; you can start one under Check.";
   else safety = "Some recent changes exist only on this computer until they are uploaded.";
   if (s.lost) safety += " " + plural(s.lost.blocks, "block") + " of " + plural(s.lost.files, "file") +

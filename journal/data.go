@@ -131,7 +131,9 @@ func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, err
 	var hold BlockHold
 	for attempt := 0; ; attempt++ {
 		var err error
-		if m.state == blockStaged {
+		if m.state == blockStaged && j.roLost.ids[m.id] {
+			err = ErrLostBlock // read-only: its staging file is gone (roMissing)
+		} else if m.state == blockStaged {
 			plain, err = j.readStaged(m.id)
 			if errors.Is(err, fs.ErrNotExist) && attempt == 0 {
 				// Uploaded (and unstaged) since we looked: look again.

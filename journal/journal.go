@@ -184,6 +184,7 @@ type shared struct {
 	stage     string // Dir/staging
 	bs        int64  // block size
 	closed    atomic.Bool
+	roLost    roMissing // read-only: staged blocks whose staging file is gone (romissing.go)
 
 	// bufferedStage: the staging directory refused O_DIRECT writes, so
 	// staging files are written through the page cache (stagefile.go).
@@ -423,7 +424,11 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		return nil, err
 	}
 	if o.ReadOnly {
-		if err := j.ul.warnUnapplied(ctx); err != nil {
+		err := j.ul.warnUnapplied(ctx)
+		if err == nil {
+			err = findMissingReadOnly(ctx, j.c)
+		}
+		if err != nil {
 			j.c.closeStmts()
 			db.Close()
 			return nil, err

@@ -39,6 +39,14 @@ func lostFiles(ctx context.Context, q interface {
 	if err := rows.Err(); err != nil {
 		return files, nil, err
 	}
+	paths, err = inoPaths(ctx, q, inos)
+	return files, paths, err
+}
+
+// inoPaths names each of inos by a path from the root, as lostFiles does.
+func inoPaths(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, inos []Ino) (paths []string, err error) {
 	for _, ino := range inos {
 		// Up the tree: a file's first name, then its folders' (a folder
 		// has one); the depth bound stops a cycle that damaged tables
@@ -57,10 +65,10 @@ func lostFiles(ctx context.Context, q interface {
 		case err == nil || err == sql.ErrNoRows:
 			paths = append(paths, "inode "+strconv.FormatUint(uint64(ino), 10))
 		default:
-			return files, paths, err
+			return paths, err
 		}
 	}
-	return files, paths, nil
+	return paths, nil
 }
 
 // LostReport counts the blocks that cannot be read from anywhere
@@ -73,12 +81,22 @@ type LostReport struct {
 
 // Lost reports the lost blocks and names their files (cheap when there
 // are none: one look at the queue's index).
+// A read-only open adds the staged blocks it found missing (roMissing).
 func (j *Journal) Lost(ctx context.Context) (LostReport, error) {
 	var r LostReport
-	if err := j.db.QueryRowContext(ctx, `SELECT count(*) FROM blocks WHERE state = ?`, blockLost).Scan(&r.Blocks); err != nil || r.Blocks == 0 {
+	if err := j.db.QueryRowContext(ctx, `SELECT count(*) FROM blocks WHERE state = ?`, blockLost).Scan(&r.Blocks); err != nil {
 		return r, err
 	}
-	var err error
-	r.Files, r.Paths, err = lostFiles(ctx, j.db)
-	return r, err
+	if r.Blocks > 0 {
+		var err error
+		if r.Files, r.Paths, err = lostFiles(ctx, j.db); err != nil {
+			return r, err
+		}
+	}
+	if ro := j.roLost.rep; ro.Blocks > 0 {
+		r.Blocks += ro.Blocks
+		r.Files += ro.Files
+		r.Paths = append(r.Paths, ro.Paths[:min(len(ro.Paths), max(0, maxLostNamed-len(r.Paths)))]...)
+	}
+	return r, nil
 }

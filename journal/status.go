@@ -31,6 +31,15 @@ func (j *gridView) Status(ctx context.Context, ino Ino) (FileStatus, error) {
 		return fs, fmt.Errorf("journal: status of inode %d: %w", ino, err)
 	}
 	fs.PendingBlocks, fs.PendingBytes, fs.LostBlocks = int(pending), pendingB, int(lost)
+	// Staged blocks a read-only open found without their staging file
+	// wait for nothing: they are lost.
+	roBlocks, roBytes, err := roLostIn(ctx, j.core, ino)
+	if err != nil {
+		return fs, err
+	}
+	fs.PendingBlocks -= roBlocks
+	fs.PendingBytes -= roBytes
+	fs.LostBlocks += roBlocks
 	// Dirty blocks are pending too.
 	j.imu.Lock()
 	n := j.inodes[ino]

@@ -135,10 +135,13 @@ func startDaemon(ctx context.Context, e *env, o mountOptions, master []byte) err
 		return fmt.Errorf("the mount was not ready after %v; see %s", readyTimeout, logPath)
 	}
 	switch {
-	case r.line == "ok":
+	case r.line == "ok" || strings.HasPrefix(r.line, "ok warning: "):
 		pid := cmd.Process.Pid
 		cmd.Process.Release()
 		fmt.Fprintf(e.stdout, "drive at %s mounted at %s (pid %d, log %s)\n", o.dataDir, o.mountpoint, pid, logPath)
+		if w, ok := strings.CutPrefix(r.line, "ok warning: "); ok {
+			fmt.Fprintf(e.stderr, "meshdrive: warning: %s\n", w)
+		}
 		return nil
 	case strings.HasPrefix(r.line, "error: "):
 		cmd.Wait()

@@ -153,3 +153,31 @@ func webSummary(t *testing.T, dir, addr string) web.Summary {
 	}
 	return sum
 }
+
+// TestReadOnlyMissingStaged: a read-only mount of a journal whose staging
+// file of a block never uploaded is gone mounts (it may write nothing,
+// so it cannot refuse for --drop-missing's sake), but says so at once,
+// naming the file and what to do; the file reads EIO, status calls it
+// and the drive lost, and the other file reads.
+func TestReadOnlyMissingStaged(t *testing.T) {
+	dir, mp, env, _, kept := stageLostBlock(t)
+	r := mustRun(t, env, "mount", "--daemon", "--read-only", "--data", dir, mp)
+	for _, w := range []string{"warning", "1 blocks of 1 files (/big)", "never uploaded", "--drop-missing", "Put the staging files back"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("read-only mount's warning does not say %q: %s", w, r)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "small")); err != nil || !bytes.Equal(b, kept) {
+		t.Errorf("the other file: %q, %v", b, err)
+	}
+	if _, err := os.ReadFile(filepath.Join(mp, "big")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of the file whose staging file is gone: %v, want EIO", err)
+	}
+	if p := pathJSON(t, env, dir, filepath.Join(mp, "big")); p.State != "lost" || p.LostBlocks != 1 || p.PendingBlocks != 0 {
+		t.Errorf("status of the file whose staging file is gone: %+v; want lost, 1 lost block, none pending", p)
+	}
+	if st := statusJSON(t, env, dir); st.State != "lost" || st.Lost == nil || st.Lost.Files != 1 || len(st.Lost.Paths) != 1 || st.Lost.Paths[0] != "/big" {
+		t.Errorf("status of the drive: state %q, lost %+v; want lost naming /big", st.State, st.Lost)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}

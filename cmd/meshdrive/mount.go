@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -376,9 +377,32 @@ func checkFuseDevice(e *env, allowOther bool) error {
 	return nil
 }
 
+// mountWarning is what serveMount hands ready when the mount is ready
+// but a person must hear something at once (mount --daemon prints it).
+type mountWarning struct{ msg string }
+
+func (w *mountWarning) Error() string { return w.msg }
+
+// readOnlyLost warns of a read-only mount whose journal misses staging
+// files of blocks never uploaded (nil otherwise): those files read EIO,
+// and a read-only mount cannot mark them lost.
+func readOnlyLost(ctx context.Context, o mountOptions, drive *fs.Drive) error {
+	if !o.readOnly {
+		return nil
+	}
+	l, err := drive.Lost(ctx)
+	if err != nil || l.Blocks == 0 {
+		return nil
+	}
+	return &mountWarning{fmt.Sprintf("mounted read-only, but %d blocks of %d files (%s) were never uploaded and their staging files are gone from %s: "+
+		"reading those files fails (EIO) and status says lost. Put the staging files back if you have a copy and mount again, "+
+		"or mount read-write with --drop-missing to keep everything else, then restore those files from a copy or delete them",
+		l.Blocks, l.Files, strings.Join(l.Paths[:min(3, len(l.Paths))], ", "), filepath.Join(o.dataDir, "journal", "staging"))}
+}
+
 // serveMount mounts the drive and serves it until unmounted or signalled.
-// ready is called once: nil when the mount is ready, or the error that
-// stopped it.
+// ready is called once: nil (or a *mountWarning) when the mount is ready,
+// or the error that stopped it.
 func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte, log *slog.Logger, ready func(error)) (err error) {
 	reported := false
 	defer func() {
@@ -475,7 +499,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 
 	log.Info("mounted", "data", o.dataDir, "mountpoint", o.mountpoint, "nodes", len(cfg.Nodes), "k", cfg.K, "m", cfg.M, "pid", os.Getpid())
 	reported = true
-	ready(nil)
+	ready(readOnlyLost(ctx, o, drive))
 	select {
 	case <-served:
 		log.Info("unmounted", "mountpoint", o.mountpoint)
@@ -601,7 +625,10 @@ func runDaemonChild(e *env, o mountOptions, log *slog.Logger) error {
 		}
 		once = true
 		msg := "ok\n"
-		if err != nil {
+		var w *mountWarning
+		if errors.As(err, &w) {
+			msg = "ok warning: " + oneLine(w.msg) + "\n"
+		} else if err != nil {
 			msg = "error: " + oneLine(err.Error()) + "\n"
 		}
 		report.WriteString(msg)

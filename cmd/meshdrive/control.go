@@ -227,6 +227,17 @@ type apiError struct {
 	Error string `json:"error"`
 }
 
+// refuseReadOnly answers a request that needs a writable journal, on a
+// read-only mount, before anything is done, and reports whether it did.
+func (c *controlServer) refuseReadOnly(w http.ResponseWriter, what string) bool {
+	if !c.o.readOnly {
+		return false
+	}
+	writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("the drive is mounted read-only: %s needs a read-write mount; "+
+		"unmount it (meshdrive unmount %s) and mount it without --read-only", what, c.o.mountpoint)})
+	return true
+}
+
 func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if p, ok := r.URL.Query()["path"]; ok {

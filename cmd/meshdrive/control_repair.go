@@ -76,8 +76,11 @@ func (c *controlServer) check(w http.ResponseWriter, r *http.Request) {
 		}
 		req.Path = rel
 	}
+	if c.refuseReadOnly(w, "check (it records what it finds and repairs in the journal)") {
+		return
+	}
 	if c.o.repair == nil {
-		writeJSON(w, http.StatusConflict, apiError{"the drive is mounted read-only: check needs a read-write mount (it reads the journal's segments and records repairs)"})
+		writeJSON(w, http.StatusConflict, apiError{"check: the mount runs no repairer; unmount it and mount it again"})
 		return
 	}
 	c.stream(w, func(send func(checkLine)) checkLine {

@@ -22,8 +22,7 @@ type gcLine struct {
 }
 
 func (c *controlServer) gc(w http.ResponseWriter, r *http.Request) {
-	if c.o.readOnly {
-		writeJSON(w, http.StatusConflict, apiError{"the drive is mounted read-only: gc needs a read-write mount (unmount it and mount it without --read-only)"})
+	if c.refuseReadOnly(w, "gc") {
 		return
 	}
 	q := r.URL.Query()

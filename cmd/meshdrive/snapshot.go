@@ -63,6 +63,9 @@ func (c *controlServer) snapshotList(w http.ResponseWriter, r *http.Request) {
 const snapshotWaitNote = 3 * time.Second
 
 func (c *controlServer) snapshotCreate(w http.ResponseWriter, r *http.Request) {
+	if c.refuseReadOnly(w, "snapshot create (it writes a metadata checkpoint)") {
+		return
+	}
 	name := r.URL.Query().Get("name")
 	s, err := c.o.drive.CreateSnapshot(r.Context(), name)
 	if errors.Is(err, mfs.ErrExist) {
@@ -77,6 +80,9 @@ func (c *controlServer) snapshotCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *controlServer) snapshotDelete(w http.ResponseWriter, r *http.Request) {
+	if c.refuseReadOnly(w, "snapshot delete") {
+		return
+	}
 	q := r.URL.Query()
 	del, err := c.o.drive.DeleteSnapshots(r.Context(), q["name"], q.Get("all") == "1")
 	if errors.Is(err, mfs.ErrNotFound) {

@@ -211,6 +211,12 @@ func TestReadOnlyNewDrive(t *testing.T) {
 		if r := runBin(t, env, "gc", "--data", dir); r.code == 0 || !strings.Contains(r.stderr, "read-write mount") || strings.Contains(r.stderr, "run it again") {
 			t.Errorf("gc on a read-only mount: %s", r)
 		}
+		// Everything that needs a writable journal is refused up front,
+		// saying why and how to get a read-write mount.
+		for _, args := range [][]string{{"check"}, {"check", "--repair"}, {"snapshot", "create", "--name", "x"}, {"snapshot", "delete", "x"}, {"gc"}} {
+			r := runBin(t, env, append(args, "--data", dir)...)
+			assertRefusal(t, r, "", "", "mounted read-only", "needs a read-write mount", "meshdrive unmount "+mp, "without --read-only")
+		}
 		mustRun(t, env, "unmount", "--data", dir, mp)
 	})
 

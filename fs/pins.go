@@ -174,7 +174,8 @@ func (p *Pinner) Pin(ctx context.Context, ino journal.Ino) error {
 // SetXattr is a setxattr(2) of PinXattr on ino: pin (on) or unpin, with
 // XATTR_CREATE (journal.XattrCreate: the pin must not be there yet) and
 // XATTR_REPLACE (it must be) decided in the same step as the change, so
-// two creates at once do not both succeed.
+// two creates at once do not both succeed. Unpinning what is not pinned
+// succeeds.
 func (p *Pinner) SetXattr(ctx context.Context, ino journal.Ino, on bool, flags uint32) error {
 	p.pinMu.Lock()
 	defer p.pinMu.Unlock()
@@ -192,7 +193,13 @@ func (p *Pinner) SetXattr(ctx context.Context, ino journal.Ino, on bool, flags u
 	if on {
 		return p.pinLocked(ctx, ino)
 	}
-	return p.unpinLocked(ctx, ino)
+	// Setting the pin to 0 says "not pinned": already so is success, as
+	// meshdrive unpin has it (XATTR_REPLACE asked above for one to be
+	// there). A removexattr of it keeps ENODATA, as for any attribute.
+	if err := p.unpinLocked(ctx, ino); err != nil && !errors.Is(err, journal.ErrNoXattr) {
+		return err
+	}
+	return nil
 }
 
 // pinLocked is Pin with pinMu held.

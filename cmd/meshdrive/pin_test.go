@@ -315,3 +315,60 @@ func TestPinNotCopied(t *testing.T) {
 	}
 	mustRun(t, env, "unmount", "--data", dir, mp)
 }
+
+// TestUnpinNotPinned: unpinning what is not pinned is what a person means
+// by "make sure it is not pinned", so setfattr -v 0 of a file or a folder
+// that is not pinned succeeds, as does meshdrive unpin; a folder's pin set
+// and cleared by xattr covers its files, written ones still waiting for
+// their upload included.
+func TestUnpinNotPinned(t *testing.T) {
+	dir, mp, env, nodes := newDiskDrive(t, "")
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	d := filepath.Join(mp, "d")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a, b := filepath.Join(mp, "a"), filepath.Join(d, "b")
+	randomFile(t, a, 1000, 1)
+	for _, p := range []string{a, d} {
+		if err := unix.Setxattr(p, "user.meshdrive.pinned", []byte("0"), 0); err != nil {
+			t.Errorf("setfattr -v 0 of %s, not pinned: %v; want success", p, err)
+		}
+	}
+	if r := runBin(t, env, "unpin", "--data", dir, a); r.code != 0 {
+		t.Errorf("meshdrive unpin of a file that is not pinned: %s", r)
+	}
+	// XATTR_REPLACE asks for a pin to be there: ENODATA, as for any attribute.
+	if err := unix.Setxattr(a, "user.meshdrive.pinned", []byte("0"), unix.XATTR_REPLACE); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("unpin with XATTR_REPLACE of a file that is not pinned: %v; want ENODATA", err)
+	}
+	// A folder pinned and unpinned by xattr, with a file in it that waits
+	// for its upload (every node away).
+	for _, n := range nodes {
+		if err := os.Rename(n, n+".away"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	randomFile(t, b, 1000, 2)
+	if err := unix.Setxattr(d, "user.meshdrive.pinned", []byte("1"), 0); err != nil {
+		t.Fatalf("pin of a folder by xattr: %v", err)
+	}
+	if p := pathJSON(t, env, dir, b); !p.Pinned || p.Local != "fully" {
+		t.Errorf("a file waiting for upload in a folder pinned by xattr: pinned %v, local %q", p.Pinned, p.Local)
+	}
+	for i := range 2 {
+		if err := unix.Setxattr(d, "user.meshdrive.pinned", []byte("0"), 0); err != nil {
+			t.Errorf("unpin %d of a folder by xattr: %v", i+1, err)
+		}
+	}
+	if p := pathJSON(t, env, dir, b); p.Pinned {
+		t.Errorf("a file in a folder unpinned by xattr: still pinned")
+	}
+	for _, n := range nodes {
+		if err := os.Rename(n+".away", n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}

@@ -270,6 +270,7 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		Uploaded:     c.Adopt,
 		Dropped:      c.Forget,
 		KeepSmall:    keepSmall(o.CacheDiskBytes),
+		LocalXattrs:  []string{PinXattr},
 		DropMissing:  o.DropMissing,
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -236,6 +237,9 @@ func (j *attrs) SetXattr(ctx context.Context, ino Ino, name string, value []byte
 			return fmt.Errorf("journal: setxattr: %w", err)
 		}
 		j.narrowLocked(ino) // its row alone: the caches keep the others
+		if slices.Contains(j.o.LocalXattrs, name) {
+			return nil // this machine's choice, not a change of the file: its ctime stays
+		}
 		_, err = j.texec(ctx, tx, `UPDATE inodes SET ctime = ? WHERE ino = ?`, nowNS(), ino)
 		return err
 	})
@@ -283,6 +287,9 @@ func (j *attrs) RemoveXattr(ctx context.Context, ino Ino, name string) error {
 			return ErrNoXattr
 		}
 		j.narrowLocked(ino) // its row alone: the caches keep the others
+		if slices.Contains(j.o.LocalXattrs, name) {
+			return nil // this machine's choice, not a change of the file: its ctime stays
+		}
 		_, err = j.texec(ctx, tx, `UPDATE inodes SET ctime = ? WHERE ino = ?`, nowNS(), ino)
 		return err
 	})

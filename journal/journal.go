@@ -131,6 +131,13 @@ type Options struct {
 	// as Uploaded does for the others; the oldest go first past it
 	// (kept.go). 0: none are kept.
 	KeepSmall int64
+	// LocalXattrs are extended attributes that say what this machine does
+	// with a file (fs.PinXattr), not what the file is: a change of one
+	// alone leaves the file's ctime, its Status and MetaStats.PendingRows
+	// as they were (it still ships with the next metadata record), so
+	// pinning a durable file does not make it read "local" until that
+	// record.
+	LocalXattrs []string
 	// DropMissing: staged blocks whose staging file is gone (the local
 	// disk or a person removed it) are marked lost at Open (reads of
 	// them fail with ErrLostBlock, Status says StateLost, writing the

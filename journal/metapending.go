@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -155,6 +156,9 @@ func (j *meta) refreshPending(ctx context.Context, p *pendingKeys) error {
 		if err := rows.Scan(&tbl, &a, &b); err != nil {
 			p.keys = nil
 			return err
+		}
+		if name, ok := b.(string); ok && tbl == 3 && slices.Contains(j.o.LocalXattrs, name) {
+			continue // this machine's choice (Options.LocalXattrs)
 		}
 		k := pendingKey{tbl: tbl, a: mdKey(a)}
 		if tbl == 2 {

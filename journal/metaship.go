@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -630,7 +631,9 @@ func (j *meta) MetaStats(ctx context.Context) MetaStats {
 		j.db.QueryRowContext(ctx, `SELECT created FROM mlog WHERE seq = ?`, h.seq).Scan(&created)
 		st.HeadTime = time.Unix(0, created).UTC()
 	}
-	j.db.QueryRowContext(ctx, `SELECT count(*) FROM mdirty WHERE tbl != ?`, mlogTable).Scan(&st.PendingRows)
+	local, _ := json.Marshal(j.o.LocalXattrs)
+	j.db.QueryRowContext(ctx, `SELECT count(*) FROM mdirty WHERE tbl != ?1
+		AND NOT (tbl = 3 AND b IN (SELECT value FROM json_each(?2)))`, mlogTable, string(local)).Scan(&st.PendingRows)
 	return st
 }
 

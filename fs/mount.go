@@ -92,7 +92,40 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 		return nil, fmt.Errorf("mount %s: %w (is /dev/fuse present and the mountpoint an empty directory?)", mountpoint, err)
 	}
 	raiseReadAhead(mountpoint, opts.MaxReadAhead, log)
+	noAtime(mountpoint, log)
 	return server, nil
+}
+
+// noAtime makes the mount at mountpoint noatime, so that it says what the
+// drive does: a read never moves a file's atime (only touch, utimensat and
+// the like set it). mount(2) would show relatime, the kernel's default,
+// which the drive never honoured; keeping relatime's promise would cost
+// the read path a check and a batched journal write, for a time almost
+// nothing reads. Per-mount flags are set by a bind remount after the
+// mount, which only root may do (go-fuse's direct mount takes no atime
+// flag): a mount made through fusermount3 keeps relatime, and the log
+// says so.
+func noAtime(mountpoint string, log *slog.Logger) {
+	var st unix.Statfs_t
+	err := unix.Statfs(mountpoint, &st)
+	if err == nil && st.Flags&unix.ST_NOATIME != 0 {
+		return
+	}
+	if err == nil {
+		// A remount sets every per-mount flag: keep the ones it has.
+		flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOATIME)
+		for _, f := range [][2]int64{{unix.ST_RDONLY, unix.MS_RDONLY}, {unix.ST_NOSUID, unix.MS_NOSUID},
+			{unix.ST_NODEV, unix.MS_NODEV}, {unix.ST_NOEXEC, unix.MS_NOEXEC}} {
+			if st.Flags&f[0] != 0 {
+				flags |= uintptr(f[1])
+			}
+		}
+		err = unix.Mount("", mountpoint, "", flags, "")
+	}
+	if err != nil {
+		log.Info("fs: the mount stays relatime (making it noatime needs root); reads do not move atime all the same",
+			"mountpoint", mountpoint, "err", err)
+	}
 }
 
 // raiseReadAhead sets the kernel's read-ahead for the mount at mountpoint

@@ -1,0 +1,51 @@
+package fs
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// mountOpts returns the per-mount options of the mount at mnt, from
+// /proc/self/mountinfo (its sixth field).
+func mountOpts(t *testing.T, mnt string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 5 && f[4] == mnt {
+			return strings.Split(f[5], ",")
+		}
+	}
+	t.Fatalf("no mount at %s in /proc/self/mountinfo", mnt)
+	return nil
+}
+
+// TestMountNoatime: reads never move atime, so the mount says noatime
+// (it said relatime, the kernel's default), and keeps its other flags:
+// a read-only mount stays ro, and nosuid and nodev stay.
+func TestMountNoatime(t *testing.T) {
+	mnt, _ := mountFake(t)
+	opts := strings.Join(mountOpts(t, mnt), ",")
+	for _, want := range []string{"rw", "noatime", "nosuid", "nodev"} {
+		if !strings.Contains(","+opts+",", ","+want+",") {
+			t.Errorf("mount options %q lack %s", opts, want)
+		}
+	}
+	if strings.Contains(opts, "relatime") {
+		t.Errorf("mount options %q say relatime; reads do not move atime", opts)
+	}
+
+	requireFUSE(t)
+	ro := t.TempDir()
+	srv, err := Mount(ro, newFakeJournal(), MountOptions{ReadOnly: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmountOnCleanup(t, srv)
+	if opts := mountOpts(t, ro); opts[0] != "ro" || !strings.Contains(strings.Join(opts, ","), "noatime") {
+		t.Errorf("read-only mount's options %q: want ro and noatime", opts)
+	}
+}

@@ -19,36 +19,57 @@ import (
 type roMissing struct {
 	ids map[remote.BlockID]bool
 	rep LostReport
+	// waiting is the staged blocks that are there: written by an
+	// earlier read-write mount, not yet on the grid, and only a
+	// read-write mount uploads them (Stats counts them as queued).
+	waitBlocks, waitBytes, waitFiles int64
 }
 
-// findMissingReadOnly fills j.roLost and logs what is missing and what to
-// do (a function, not a method: the parts' method sets are bounded).
+// findMissingReadOnly fills j.roLost: the staged blocks that wait for a
+// read-write mount's upload, and those whose staging file is gone, with a
+// log line of what is missing and what to do (a function, not a method:
+// the parts' method sets are bounded).
 func findMissingReadOnly(ctx context.Context, j *core) error {
-	rows, err := j.db.QueryContext(ctx, `SELECT id FROM blocks WHERE state = ? AND id NOT IN (SELECT id FROM staged)`, blockStaged)
+	rows, err := j.db.QueryContext(ctx, `SELECT id, plain_len, id IN (SELECT id FROM staged) FROM blocks WHERE state = ?`, blockStaged)
 	if err != nil {
 		return fmt.Errorf("journal: read staged blocks: %w", err)
 	}
 	var missing []remote.BlockID
+	var m roMissing
 	for rows.Next() {
 		var b []byte
-		if err := rows.Scan(&b); err != nil {
+		var n int64
+		var inDB bool
+		if err := rows.Scan(&b, &n, &inDB); err != nil {
 			rows.Close()
 			return fmt.Errorf("journal: read staged blocks: %w", err)
 		}
 		var id remote.BlockID
 		copy(id[:], b)
-		if _, err := os.Stat(j.stagePath(id)); errors.Is(err, os.ErrNotExist) {
-			missing = append(missing, id)
+		if !inDB {
+			if _, err := os.Stat(j.stagePath(id)); errors.Is(err, os.ErrNotExist) {
+				missing = append(missing, id)
+				continue
+			}
 		}
+		m.waitBlocks++
+		m.waitBytes += n
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("journal: read staged blocks: %w", err)
 	}
+	if m.waitBlocks > 0 {
+		if err := j.db.QueryRowContext(ctx, `SELECT count(DISTINCT m.ino) FROM blocks b JOIN blockmap m ON m.block = b.id WHERE b.state = ?`,
+			blockStaged).Scan(&m.waitFiles); err != nil {
+			return fmt.Errorf("journal: read staged blocks: %w", err)
+		}
+	}
+	j.roLost = m
 	if len(missing) == 0 {
 		return nil
 	}
-	m := roMissing{ids: map[remote.BlockID]bool{}, rep: LostReport{Blocks: int64(len(missing))}}
+	m.ids, m.rep = map[remote.BlockID]bool{}, LostReport{Blocks: int64(len(missing))}
 	files := map[Ino]bool{}
 	var named []Ino
 	for _, id := range missing {

@@ -532,6 +532,11 @@ func (j *uploader) Stats() UploadStats {
 		s.QueuedBytes += it.plainLen
 	}
 	j.qmu.Unlock()
+	if ro := &j.roLost; ro.waitBlocks > 0 {
+		// Read-only: what an earlier mount left for the grid waits.
+		s.QueuedBlocks, s.QueuedBytes, s.QueuedFiles = ro.waitBlocks, ro.waitBytes, ro.waitFiles
+		return s
+	}
 	if s.QueuedBlocks > 0 && !j.closed.Load() {
 		j.db.QueryRow(`SELECT count(DISTINCT m.ino) FROM blocks b JOIN blockmap m ON m.block = b.id WHERE b.state = ?`,
 			blockStaged).Scan(&s.QueuedFiles)

@@ -217,6 +217,9 @@ func printStatus(w io.Writer, r *statusReport) {
 		state = "degraded: on the grid, some segments owe repair"
 	case "local":
 		state = "not yet durable: data waits in the local journal"
+		if r.ReadOnly && r.Uploads.Bytes > 0 {
+			state += " (a read-only mount does not upload it: mount read-write)"
+		}
 	case "lost":
 		state = "NOT safe: some files cannot be read from anywhere (LOST below)"
 	}
@@ -357,7 +360,9 @@ Exits 0 once everything is grid-durable. Blocks that are lost (they cannot be
 read from anywhere: status says LOST and names their files) are not waited
 for: sync waits for everything else, then names those files and exits 1;
 restore them from a copy, or delete them, and sync exits 0 again. It exits 1
-too when --timeout passes or the mount goes away.`)
+too when --timeout passes or the mount goes away, and at once on a read-only
+mount whose journal holds data an earlier mount did not upload (only a
+read-write mount uploads).`)
 	dataDir := dataDirFlag(e, fl)
 	timeout := fl.Duration("timeout", 0, "give up after this long (0 = wait as long as it takes)")
 	pos, err := parseFlags(e, fl, e.args)

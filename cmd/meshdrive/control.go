@@ -334,7 +334,14 @@ func (c *controlServer) sync(w http.ResponseWriter, r *http.Request) {
 			ETASeconds: u.ETASeconds, Errors: u.Errors, LastError: u.LastError}
 	}
 	done := make(chan error, 1)
-	go func() { done <- c.o.drive.SyncGrid(ctx) }()
+	if u := c.uploads(); c.o.readOnly && u.Bytes > 0 {
+		// Nothing would ever move: only a read-write mount uploads.
+		done <- fmt.Errorf("the drive is mounted read-only: %s of %s written by an earlier mount wait in the journal, "+
+			"and only a read-write mount uploads them; unmount it (meshdrive unmount %s), mount it without --read-only and sync again",
+			humanBytes(u.Bytes), plural(u.Files, "file", "files"), c.o.mountpoint)
+	} else {
+		go func() { done <- c.o.drive.SyncGrid(ctx) }()
+	}
 	t := time.NewTicker(syncProgressEvery)
 	defer t.Stop()
 	enc.Encode(line())

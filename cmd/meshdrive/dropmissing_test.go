@@ -181,3 +181,32 @@ func TestReadOnlyMissingStaged(t *testing.T) {
 	}
 	mustRun(t, env, "unmount", "--data", dir, mp)
 }
+
+// TestReadOnlyPendingNotDurable: data an earlier mount wrote while no
+// node was reachable waits in the journal. A read-only mount of it does
+// not upload it, so it must not call the drive durable (it did, and sync
+// said everything was grid-durable and exited 0): status says local and
+// what waits, and sync refuses at once, saying how to upload it.
+func TestReadOnlyPendingNotDurable(t *testing.T) {
+	dir, mp, env, nodes := newDiskDrive(t, "")
+	for _, n := range nodes {
+		if err := os.Rename(n, n+".away"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	randomFile(t, filepath.Join(mp, "big"), 500_000, 1)
+	mustRun(t, env, "unmount", "--data", dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--read-only", "--data", dir, mp)
+	if st := statusJSON(t, env, dir); st.State != "local" || st.Durable || st.Uploads.Bytes != 500_000 || st.Uploads.Files != 1 {
+		t.Errorf("status of a read-only mount with data waiting: state %q, durable %v, %d bytes of %d files queued; want local, 500000 of 1",
+			st.State, st.Durable, st.Uploads.Bytes, st.Uploads.Files)
+	}
+	if out := mustRun(t, env, "status", "--data", dir).stdout; !strings.Contains(out, "a read-only mount does not upload it") {
+		t.Errorf("status does not say the read-only mount does not upload:\n%s", out)
+	}
+	r := runBin(t, env, "sync", "--data", dir, "--timeout", "1m")
+	assertRefusal(t, r, "", "", "mounted read-only", "488.3 KiB of 1 file", "meshdrive unmount "+mp, "without --read-only")
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -100,7 +101,14 @@ func (d *Drive) CacheStats() CacheStats { return d.cache.Stats() }
 
 // ClearCache empties the block cache but for pinned blocks, and drops the
 // copies of small blocks the journal keeps (journal.Options.KeepSmall).
+// Every block of a pinned file is pinned first, those of a file uploaded
+// under a pinned folder since the pinner's last pass included.
 func (d *Drive) ClearCache() error {
+	if d.pins != nil {
+		if err := d.pins.Hold(context.Background()); err != nil {
+			return fmt.Errorf("cache clear: could not list the blocks of the pinned files, so nothing was cleared (a clear now could drop pinned blocks); try again, and see the log if it persists: %w", err)
+		}
+	}
 	if err := d.cache.Clear(); err != nil {
 		return err
 	}

@@ -43,6 +43,7 @@ type pinJournal interface {
 // pinCache is what the pinner needs from the block cache (*cache.Cache).
 type pinCache interface {
 	Keep(ctx context.Context, ref remote.BlockRef) error
+	Pin(id remote.BlockID)
 	Unpin(id remote.BlockID)
 	OnDisk(id remote.BlockID) bool
 }
@@ -92,6 +93,10 @@ type Pinner struct {
 	kick   chan struct{}
 
 	pinMu sync.Mutex // serializes Pin (check, set, count); taken before mu
+	// countMu serializes a pass's walk and count with Hold, so a pass that
+	// read the journal before a Hold does not drop the blocks it added
+	// from blocks (their pins would never be let go). Taken before mu.
+	countMu sync.Mutex
 
 	mu     sync.Mutex // mu guards the fields below
 	files  map[journal.Ino]int64
@@ -343,38 +348,11 @@ func (p *Pinner) pass(ctx context.Context) (err error) {
 		}
 		p.mu.Unlock()
 	}()
-	roots, err := p.j.XattrInodes(ctx, PinXattr)
+	p.countMu.Lock() // until the count is in (not through the fetches)
+	files, bytes, refs, blocks, err := p.pinned(ctx)
 	if err != nil {
+		p.countMu.Unlock()
 		return err
-	}
-	files := map[journal.Ino]int64{}
-	for _, r := range roots {
-		v, err := p.j.GetXattr(ctx, r, PinXattr)
-		if err != nil || string(v) == "0" {
-			continue
-		}
-		if err := p.walk(ctx, r, files); err != nil && !errors.Is(err, journal.ErrNotFound) {
-			return err
-		}
-	}
-	var bytes int64
-	var refs []remote.BlockRef
-	blocks := map[remote.BlockID]struct{}{}
-	for f, size := range files {
-		bytes += size
-		rs, err := p.j.GridRefs(ctx, f)
-		if err != nil {
-			if errors.Is(err, journal.ErrNotFound) {
-				continue
-			}
-			return err
-		}
-		for _, r := range rs {
-			if _, ok := blocks[r.ID]; !ok {
-				blocks[r.ID] = struct{}{}
-				refs = append(refs, r)
-			}
-		}
 	}
 	// The blocks already on disk are counted with the pinned ones, so the
 	// totals never say more are local than are pinned while this pass
@@ -398,6 +376,7 @@ func (p *Pinner) pass(ctx context.Context) (err error) {
 			p.c.Unpin(id)
 		}
 	}
+	p.countMu.Unlock()
 	if bytes > p.budget {
 		p.log.Warn("pins: pinned files outgrew the pin budget (files were added under pinned folders); they are all kept, unpin something or raise --pin-budget",
 			"pinned", bytes, "budget", p.budget)
@@ -437,6 +416,71 @@ func (p *Pinner) pass(ctx context.Context) (err error) {
 	if first != nil {
 		return fmt.Errorf("%d of %d pinned blocks could not be fetched (offline?); the next pass tries again: %w", failed, len(refs), first)
 	}
+	return nil
+}
+
+// pinned walks the pinned folders and files: every pinned file with its
+// size, their total, and their blocks on the grid (as a list and a set).
+func (p *Pinner) pinned(ctx context.Context) (files map[journal.Ino]int64, bytes int64, refs []remote.BlockRef, blocks map[remote.BlockID]struct{}, err error) {
+	roots, err := p.j.XattrInodes(ctx, PinXattr)
+	if err != nil {
+		return nil, 0, nil, nil, err
+	}
+	files = map[journal.Ino]int64{}
+	for _, r := range roots {
+		v, err := p.j.GetXattr(ctx, r, PinXattr)
+		if err != nil || string(v) == "0" {
+			continue
+		}
+		if err := p.walk(ctx, r, files); err != nil && !errors.Is(err, journal.ErrNotFound) {
+			return nil, 0, nil, nil, err
+		}
+	}
+	blocks = map[remote.BlockID]struct{}{}
+	for f, size := range files {
+		bytes += size
+		rs, err := p.j.GridRefs(ctx, f)
+		if err != nil {
+			if errors.Is(err, journal.ErrNotFound) {
+				continue
+			}
+			return nil, 0, nil, nil, err
+		}
+		for _, r := range rs {
+			if _, ok := blocks[r.ID]; !ok {
+				blocks[r.ID] = struct{}{}
+				refs = append(refs, r)
+			}
+		}
+	}
+	return files, bytes, refs, blocks, nil
+}
+
+// Hold pins in the cache, without fetching, every block of every pinned
+// file as the journal has it now, files uploaded under a pinned folder
+// since the last pass included, so a cache clear after it keeps them. (An
+// upload puts a file's blocks in the disk cache at once, unpinned until
+// the next pass: a clear in between dropped them, and a pinned file was
+// not local until the pinner fetched it back, or at all offline.) It only
+// adds pins; the next pass lets go of the ones no pinned file uses.
+func (p *Pinner) Hold(ctx context.Context) error {
+	if p.budget == 0 {
+		return nil // no disk tier: nothing is kept
+	}
+	p.countMu.Lock()
+	defer p.countMu.Unlock()
+	_, _, refs, _, err := p.pinned(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		p.c.Pin(r.ID)
+	}
+	p.mu.Lock()
+	for _, r := range refs {
+		p.blocks[r.ID] = struct{}{}
+	}
+	p.mu.Unlock()
 	return nil
 }
 

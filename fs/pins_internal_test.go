@@ -82,6 +82,7 @@ func (c *slowKeep) Keep(ctx context.Context, _ remote.BlockRef) error {
 	}
 	return nil
 }
+func (c *slowKeep) Pin(remote.BlockID)         {}
 func (c *slowKeep) Unpin(remote.BlockID)       {}
 func (c *slowKeep) OnDisk(remote.BlockID) bool { return false }
 
@@ -130,6 +131,7 @@ func TestUnpinTotalsWhilePassRuns(t *testing.T) {
 type countKeep struct{ n atomic.Int64 }
 
 func (c *countKeep) Keep(context.Context, remote.BlockRef) error { c.n.Add(1); return nil }
+func (c *countKeep) Pin(remote.BlockID)                          {}
 func (c *countKeep) Unpin(remote.BlockID)                        {}
 func (c *countKeep) OnDisk(remote.BlockID) bool                  { return false }
 
@@ -182,6 +184,7 @@ func (c *diskKeep) Keep(ctx context.Context, _ remote.BlockRef) error {
 	}
 	return nil
 }
+func (c *diskKeep) Pin(remote.BlockID)         {}
 func (c *diskKeep) Unpin(remote.BlockID)       {}
 func (c *diskKeep) OnDisk(remote.BlockID) bool { return true }
 

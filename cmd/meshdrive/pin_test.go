@@ -207,7 +207,13 @@ func TestPinKeepsFolderOffline(t *testing.T) {
 	want[late] = randomFile(t, late, 1<<20, 42)
 	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
 	waitLocal(t, env, dir, late)
-	// Pins survive cache clear.
+	// Pins survive cache clear, with every node stopped first (so a
+	// dropped block cannot be fetched back before status looks), right
+	// after the upload, before the pinner's next pass: the upload put
+	// late's blocks in the disk cache, and they are pinned already.
+	for _, n := range nodes {
+		n.stop(t, syscall.SIGTERM)
+	}
 	mustRun(t, env, "cache", "clear", "--data", dir)
 	if p := pathJSON(t, env, dir, keep); p.Local != "fully" {
 		t.Fatalf("cache clear dropped pinned blocks: %+v", p)
@@ -217,11 +223,8 @@ func TestPinKeepsFolderOffline(t *testing.T) {
 		t.Errorf("status keep does not say pinned and local:\n%s", r.stdout)
 	}
 
-	// Every node stopped, a fresh mount (nothing in the kernel's page
-	// cache): the pinned folder reads back byte for byte.
-	for _, n := range nodes {
-		n.stop(t, syscall.SIGTERM)
-	}
+	// A fresh mount (nothing in the kernel's page cache), every node
+	// still stopped: the pinned folder reads back byte for byte.
 	mustRun(t, env, "unmount", "--data", dir, mp)
 	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
 	for path, b := range want {

@@ -66,19 +66,36 @@ if [ -n "$integ" ]; then
 fi
 
 echo "== fuzz targets, $fuzztime each"
+# The targets are read from the test files go list names for the package
+# (no build: go test -list would build and link every package's tests),
+# and each package's test binary is built once, instrumented for fuzzing,
+# and run once per target, as go test -fuzz runs it (in the package's
+# directory, the same cache of found inputs), which would link it again
+# for every target.
+fuzzcache="$(go env GOCACHE)/fuzz"
+bins=$(mktemp -d)
+trap 'rm -rf "$bins"' EXIT
 n=0
-for pkg in $(go list $pkgs); do
-	for target in $(go test -list 'Fuzz.*' "$pkg" | grep '^Fuzz' || true); do
+while IFS='|' read -r pkg dir files; do
+	targets=$(cd "$dir" && for f in ${files//,/ }; do sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*\*testing\.F).*/\1/p' "$f"; done)
+	[ -n "$targets" ] || continue
+	bin="$bins/$(echo "$pkg" | tr / _).test"
+	go test -c -fuzz . -o "$bin" "$pkg"
+	fuzz() {
+		(cd "$dir" && "$bin" -test.paniconexit0 -test.timeout 10m -test.run '^$' -test.fuzz "^${1}\$" \
+			-test.fuzztime "$fuzztime" -test.fuzzcachedir "$fuzzcache/$pkg")
+	}
+	for target in $targets; do
 		echo "-- $pkg $target"
 		out=$(mktemp)
-		if ! go test -count=1 -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" 2>&1 | tee "$out"; then
+		if ! fuzz "$target" 2>&1 | tee "$out"; then
 			# "context deadline exceeded" with no failing input is the fuzz
 			# engine losing a starved worker (seen with the machine's other
 			# load dropping caches), not a finding: try once more. A real
 			# finding is written to testdata and fails the retry too.
 			if grep -q 'context deadline exceeded' "$out" && ! grep -q 'Failing input written' "$out"; then
 				echo "-- $pkg $target: the fuzz engine timed out a worker without a failing input; once more"
-				go test -count=1 -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+				fuzz "$target"
 			else
 				rm -f "$out"
 				exit 1
@@ -87,5 +104,5 @@ for pkg in $(go list $pkgs); do
 		rm -f "$out"
 		n=$((n + 1))
 	done
-done
+done < <(go list -f '{{.ImportPath}}|{{.Dir}}|{{join .TestGoFiles ","}},{{join .XTestGoFiles ","}}' $pkgs)
 echo "== all tests passed ($n fuzz targets) in $(($(date +%s) - start))s"

@@ -60,6 +60,7 @@ func pathJSON(t *testing.T, env []string, dir, path string) pathReport {
 // copy a source tree in, sync, unmount, remount with an empty cache and two
 // nodes stopped, and compare every byte.
 func TestEndToEnd(t *testing.T) {
+	longTest(t)
 	requireFuse(t)
 	base := t.TempDir()
 	var nodes []*nodeProc

@@ -32,6 +32,7 @@ func nodeDirBytes(t *testing.T, root string) int64 {
 // times n/k (no segment under half live is kept) plus the metadata; what is left reads byte-exact with the cache
 // cleared and 2 nodes stopped, and a recover from scratch still works.
 func TestGarbageCollection(t *testing.T) {
+	longTest(t)
 	requireFuse(t)
 	base := t.TempDir()
 	dir, nodes, env := newCluster(t, base, "collect me")

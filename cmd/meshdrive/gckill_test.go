@@ -18,6 +18,7 @@ import (
 // collections (20 times), with files written and deleted between: nothing
 // live is ever lost, and a last gc finishes the job.
 func TestGCKills(t *testing.T) {
+	longTest(t)
 	requireFuse(t)
 	base := t.TempDir()
 	dir, _, env := newCluster(t, base, "kill the collector")
@@ -103,6 +104,7 @@ func TestGCKills(t *testing.T) {
 // TestGCUnderLoad runs collections while fio writes and verifies a file
 // on the mount: no error, nothing lost.
 func TestGCUnderLoad(t *testing.T) {
+	longTest(t)
 	requireFuse(t)
 	fio, err := exec.LookPath("fio")
 	if err != nil {

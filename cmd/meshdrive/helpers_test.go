@@ -62,6 +62,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// longTest marks one of the package's longest tests (each tens of seconds
+// on 2 cores, mostly waiting on its own nodes and mount) to run beside
+// another such test (go test -parallel, GOMAXPROCS at a time) once the
+// short ones are done: they share nothing but the binary (own temporary
+// directories, kernel-chosen ports, own mountpoints). The package's tests
+// otherwise run one by one: the suite's longest package by minutes, still
+// running long after the others are done.
+func longTest(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+}
+
 // requireFuse skips without /dev/fuse, except under CI where that fails.
 func requireFuse(t *testing.T) {
 	t.Helper()

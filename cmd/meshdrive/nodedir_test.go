@@ -15,6 +15,7 @@ import (
 // the file system under the disk); once the directory is back, the node
 // opens by itself.
 func TestMountDoesNotMakeMissingNodeDir(t *testing.T) {
+	longTest(t)
 	dir, mp, env, nodes := newDiskDrive(t, "meshdrive")
 	// The second disk is not mounted: its node directory is gone.
 	away := nodes[1] + ".away"

@@ -85,6 +85,7 @@ func waitLocal(t *testing.T, env []string, dir, path string) pathReport {
 // unpinned, uncached file fails with EIO within 2 s. A pin over the budget
 // is refused up front (command and xattr) and changes nothing.
 func TestPinKeepsFolderOffline(t *testing.T) {
+	longTest(t)
 	_, dir, nodes, env, mp := mountedCluster(t, "pins", nil, "--pin-budget", "56MiB")
 
 	keep := filepath.Join(mp, "keep")

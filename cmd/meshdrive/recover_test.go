@@ -154,6 +154,7 @@ func makeRefTree(t *testing.T, ref string) {
 // nodes stopped, and the drive recovered from one of the others: the tree,
 // its attributes and its snapshots come back.
 func TestRecoverFromGrid(t *testing.T) {
+	longTest(t)
 	requireFuse(t)
 	base := t.TempDir()
 	dir, nodes, env := newCluster(t, base, "recover me")

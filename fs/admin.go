@@ -93,6 +93,16 @@ func (d *Drive) SyncGrid(ctx context.Context) error { return d.j.SyncGrid(ctx) }
 // CheckpointFull ships a full metadata record now (journal.Journal.CheckpointFull).
 func (d *Drive) CheckpointFull(ctx context.Context) (uint64, error) { return d.j.CheckpointFull(ctx) }
 
+// NodesBack is the mount's health check seeing nodes again after none
+// was reachable: uploads waiting out a retry backoff go now, and the
+// pinner fetches what it could not.
+func (d *Drive) NodesBack() {
+	d.j.RetryNow()
+	if d.pins != nil {
+		d.pins.Kick()
+	}
+}
+
 // WaitDurable returns once every queued upload is on the grid.
 func (d *Drive) WaitDurable(ctx context.Context) error { return d.j.WaitDurable(ctx) }
 

@@ -225,6 +225,9 @@ func (j *Journal) Stats() UploadStats { return j.up.Stats() }
 // WaitDurable: see uploader.WaitDurable (upload.go).
 func (j *Journal) WaitDurable(ctx context.Context) error { return j.up.WaitDurable(ctx) }
 
+// RetryNow: see uploader.RetryNow (upload.go).
+func (j *Journal) RetryNow() { j.up.RetryNow() }
+
 // ShipMeta: see meta.ShipMeta (metaship.go).
 func (j *Journal) ShipMeta(ctx context.Context, force bool) (uint64, error) {
 	return j.md.ShipMeta(ctx, force)

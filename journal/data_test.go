@@ -376,6 +376,39 @@ func TestQuotaFullThenDrain(t *testing.T) {
 		atFull, took, e.g.fails.Load())
 }
 
+// TestRetryNowEndsTheBackoff: after the grid was down long enough for the
+// uploader's backoff to reach RetryMax (a minute here), RetryNow (the
+// mount's health check seeing the nodes back) makes it upload at once,
+// with no time passing, not when the backoff ends. The mount's test
+// TestOfflineStatusThenDrain waited 54 s for it on a loaded machine.
+func TestRetryNowEndsTheBackoff(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.RetryMax = time.Minute })
+		e.g.down.Store(true)
+		f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+		data := bytes.Repeat([]byte("back"), 100000)
+		must[int](t)(e.j.WriteAt(bg, f.Ino, data, 0))
+		if err := e.j.Fsync(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Minute) // the backoff grows to its cap
+		synctest.Wait()
+		fails := e.g.fails.Load()
+		if fails < 5 {
+			t.Fatalf("%d failed uploads in 10 minutes with the grid down", fails)
+		}
+		e.g.down.Store(false)
+		e.j.RetryNow()
+		synctest.Wait()
+		if st := e.j.Stats(); st.QueuedBlocks > 0 {
+			t.Fatalf("RetryNow with the grid back: the queue still waits (%+v)", st)
+		}
+		if !bytes.Equal(readAll(t, e.j, f.Ino), data) {
+			t.Fatal("data differs")
+		}
+	})
+}
+
 func TestUploaderRetriesUntilGridReturns(t *testing.T) {
 	bubble(t, testUploaderRetriesUntilGridReturns)
 }

@@ -234,6 +234,9 @@ type shared struct {
 	kick   chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
+	// retryNow cuts short the uploader's wait between failed uploads
+	// (Journal.RetryNow).
+	retryNow chan struct{}
 	// orphanKick wakes the reaper (reclaimLater); reaperDone is closed
 	// when it has stopped.
 	orphanKick chan struct{}
@@ -382,6 +385,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		inodes:     map[Ino]*inode{},
 		segs:       map[remote.SegmentID]*remote.SegmentInfo{},
 		kick:       make(chan struct{}, 1),
+		retryNow:   make(chan struct{}, 1),
 		orphanKick: make(chan struct{}, 1),
 		reaperDone: make(chan struct{}),
 		groupKick:  make(chan struct{}, 1),

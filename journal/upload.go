@@ -318,9 +318,27 @@ func (j *uploader) ship(ctx context.Context, seg *remote.SegmentBuf) (*remote.Se
 		j.noteError(err)
 		d := bo.Delay(attempt)
 		j.log.Warn("journal: segment upload failed; retrying", "bytes", seg.Len(), "retry_in", d, "err", err)
-		if !sleepCtx(ctx, d) {
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return nil, ctx.Err()
+		case <-t.C:
+		case <-j.retryNow:
+			t.Stop()
+			attempt = -1 // the nodes are back: start the backoff over
 		}
+	}
+}
+
+// RetryNow ends the uploader's wait before its next attempt, when one
+// failed: the nodes are back (the mount's health check saw them), so the
+// queue goes now, not after a backoff that grows to RetryMax while they
+// were away. A call while nothing waits cuts the next wait short.
+func (j *uploader) RetryNow() {
+	select {
+	case j.retryNow <- struct{}{}:
+	default:
 	}
 }
 

@@ -470,11 +470,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	hctx, hcancel := context.WithCancel(context.Background())
 	defer hcancel()
 	online := &onlineState{}
-	go watchHealth(hctx, grid, online, func() {
-		if p := drive.Pins(); p != nil {
-			p.Kick()
-		}
-	}, log)
+	go watchHealth(hctx, grid, online, drive.NodesBack, log)
 	go bw.follow(hctx)
 	rep := startRepair(hctx, o, cfg, grid, drive, log)
 	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep,

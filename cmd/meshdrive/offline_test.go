@@ -19,8 +19,14 @@ func pollStatus(t *testing.T, env []string, dir, what string, cond func(statusRe
 // TestOfflineStatusThenDrain: with every node stopped, status says since
 // when the drive is offline and what waits; when the nodes come back (same
 // addresses), the queue drains and the drive is durable with no command.
+// The nodes come back one by one, so a segment may go out while only five
+// of the six are up: stored short, it is durable once the background
+// repair has written its sixth shard, 30 s (repair's "soon") after it was
+// stored, plus its next look; with the one-minute wait below that drain
+// took up to 58 s on a loaded machine. --repair-interval 5s makes that
+// soon 5 s.
 func TestOfflineStatusThenDrain(t *testing.T) {
-	base, dir, nodes, env, mp := mountedCluster(t, "offline", nil, "--metadata-interval", "1s")
+	base, dir, nodes, env, mp := mountedCluster(t, "offline", nil, "--metadata-interval", "1s", "--repair-interval", "5s")
 
 	before := time.Now()
 	for _, n := range nodes {

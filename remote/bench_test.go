@@ -46,6 +46,12 @@ func cpuLoop(b *testing.B, bytes int64, body func()) {
 	}
 }
 
+// benchKinds are the two kinds of block a benchmark runs on (benchData).
+var benchKinds = []struct {
+	name string
+	k    int
+}{{"incompressible", 0}, {"compressible", 1}}
+
 func benchData(kind int, n int) []byte {
 	return mixedBlock(rand.New(rand.NewPCG(42, uint64(kind))), kind, n)
 }
@@ -159,10 +165,7 @@ func BenchmarkRSReconstruct(b *testing.B) {
 
 func BenchmarkSeal(b *testing.B) {
 	s := newTestSealer(b)
-	for _, kind := range []struct {
-		name string
-		k    int
-	}{{"incompressible", 0}, {"compressible", 1}} {
+	for _, kind := range benchKinds {
 		p := benchData(kind.k, benchBlock)
 		id := s.BlockID(p)
 		dst := make([]byte, 0, len(p)+SealOverhead)
@@ -177,6 +180,31 @@ func BenchmarkSeal(b *testing.B) {
 			cpuLoop(b, int64(int64(len(p))), func() {
 				var err error
 				if out, err = s.Open(out[:0], id, sealed); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkVerifyIn is the uploader's check of a staged 4 MiB block packed
+// into a 16 MiB segment (4+2, so it crosses a shard boundary): per byte of
+// sealed block, to set beside Seal's cost per byte of plaintext.
+func BenchmarkVerifyIn(b *testing.B) {
+	s := newTestSealer(b)
+	for _, kind := range benchKinds {
+		p := benchData(kind.k, benchBlock)
+		id := s.BlockID(p)
+		sealed := s.Seal(nil, id, p)
+		seg, err := NewSegmentBuf(4, 2, 0, 16<<20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		seg.Write(make([]byte, 3<<20)) // the block at 3 MiB crosses into shard 1
+		seg.Write(sealed)
+		b.Run(kind.name, func(b *testing.B) {
+			cpuLoop(b, int64(len(sealed)), func() {
+				if err := s.VerifyIn(seg, 3<<20, int64(len(sealed)), id); err != nil {
 					b.Fatal(err)
 				}
 			})

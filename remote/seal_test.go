@@ -493,3 +493,46 @@ func TestOpenFramesNoCopies(t *testing.T) {
 		t.Fatalf("opening a %d-byte block into a buffer with room allocated %d bytes (the least of five tries)", len(plain), least)
 	}
 }
+
+// TestVerifyIn: a sealed block packed into a segment verifies where it
+// lies, across shard boundaries, compressed or not; one flipped byte
+// anywhere in it (header, index, nonce, body, tag), or another block's id,
+// fails with ErrCorrupt; an old (version 1) block verifies too.
+func TestVerifyIn(t *testing.T) {
+	s := newTestSealer(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	for kind := range 3 {
+		plain := mixedBlock(r, kind, 300_001)
+		id := s.BlockID(plain)
+		sealed := s.Seal(nil, id, plain)
+		v1 := sealV1(s, id, plain)
+		// 5 bytes ahead of the block, a segment laid out so its three
+		// data shards cut the blocks (shard size about 200 KB).
+		b, err := NewSegmentBuf(3, 1, 0, int64(5+len(sealed)+len(v1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write([]byte("ahead"))
+		b.Write(sealed)
+		b.Write(v1)
+		if err := s.VerifyIn(b, 5, int64(len(sealed)), id); err != nil {
+			t.Fatalf("kind %d: a good block fails: %v", kind, err)
+		}
+		if err := s.VerifyIn(b, int64(5+len(sealed)), int64(len(v1)), id); err != nil {
+			t.Fatalf("kind %d: a good version-1 block fails: %v", kind, err)
+		}
+		if err := s.VerifyIn(b, 5, int64(len(sealed)), BlockID{1}); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("kind %d: another id: %v, want ErrCorrupt", kind, err)
+		}
+		for _, at := range []int{0, 3, 7, 200, len(sealed) / 2, len(sealed) - 1} {
+			b2, _ := NewSegmentBuf(3, 1, 0, int64(5+len(sealed)))
+			bad := bytes.Clone(sealed)
+			bad[at] ^= 0x10
+			b2.Write([]byte("ahead"))
+			b2.Write(bad)
+			if err := s.VerifyIn(b2, 5, int64(len(bad)), id); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("kind %d: byte %d flipped: %v, want ErrCorrupt", kind, at, err)
+			}
+		}
+	}
+}

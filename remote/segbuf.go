@@ -206,3 +206,30 @@ func (b *SegmentBuf) putBuf(o []byte) {
 		b.pool.Put(&o)
 	}
 }
+
+// view returns the appended bytes [off, off+n): a slice of the shard
+// payload that holds them, or, when they cross into the next data shard,
+// a copy in scratch's array (grown when too small). The caller has
+// checked the range.
+func (b *SegmentBuf) view(off, n int64, scratch []byte) []byte {
+	i, o := off/b.ss, off%b.ss
+	if o+n <= b.ss {
+		return b.objs[i][b.hl+o : b.hl+o+n]
+	}
+	out := scratch[:0]
+	for n > 0 {
+		i, o = off/b.ss, off%b.ss
+		c := min(n, b.ss-o)
+		out = append(out, b.objs[i][b.hl+o:b.hl+o+c]...)
+		off, n = off+c, n-c
+	}
+	return out
+}
+
+// Truncate drops the bytes appended after the first n (a block the
+// caller took back); n beyond Len changes nothing.
+func (b *SegmentBuf) Truncate(n int64) {
+	if n >= 0 && n < b.n {
+		b.n = n
+	}
+}

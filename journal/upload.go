@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -205,16 +206,88 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 					continue
 				}
 			}
+			if still && errors.Is(err, errDamaged) {
+				loseDamaged(j, it, err)
+				continue
+			}
 			if still {
 				j.noteError(fmt.Errorf("read staged block %s: %w", it.id, err))
 				j.log.Error("journal: staged block unreadable; it stays queued", "id", it.id, "err", err)
 			}
 			continue
 		}
+		// The bytes about to ship are the ones sealed, or the block is
+		// lost here and now, not years later at a read of the grid's copy.
+		if err := j.seal.VerifyIn(seg, off, seg.Len()-off, it.id); err != nil {
+			seg.Truncate(off)
+			loseDamaged(j, it, err)
+			continue
+		}
 		placed = append(placed, placedBlock{qitem: it, off: off, len: seg.Len() - off})
 	}
 	return seg, placed
 }
+
+// loseDamaged marks staged block it lost, as a mount with --drop-missing
+// marks one whose staging file is gone (recover.go): its sealed bytes
+// (staging file or staged row) no longer authenticate, so the local disk
+// changed them after they were sealed, and nothing else holds them (the
+// disk cache takes a block only after its upload, memory only while it is
+// dirty). Reads of it fail with ErrLostBlock, Status says StateLost, an
+// identical write takes the row over. The damaged bytes go. When the
+// database cannot record it the block stays queued, and is checked again.
+func loseDamaged(j *uploader, it qitem, cause error) {
+	ctx := context.Background()
+	var files int64
+	var paths []string
+	lost := false
+	j.wmu.Lock()
+	j.scopeLocked(scopeNone)
+	err := j.txLocked(ctx, func(tx *sql.Tx) error {
+		res, err := j.texec(ctx, tx, `UPDATE blocks SET state = ? WHERE id = ? AND state = ?`, blockLost, it.id[:], blockStaged)
+		if err != nil {
+			return err
+		}
+		if k, _ := res.RowsAffected(); k == 0 {
+			lost = false // freed meanwhile: nothing to lose
+			return nil
+		}
+		lost = true
+		if _, err := j.texec(ctx, tx, `DELETE FROM staged WHERE id = ?`, it.id[:]); err != nil {
+			return err
+		}
+		files, paths, err = lostFiles(ctx, tx)
+		return err
+	})
+	if err == nil && lost {
+		err = j.barrierLocked(ctx)
+	}
+	if err == nil && lost {
+		if rerr := os.Remove(j.stagePath(it.id)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			j.log.Warn("journal: remove a damaged staging file", "id", it.id, "err", rerr)
+		}
+	}
+	j.wmu.Unlock()
+	if err != nil {
+		j.noteError(fmt.Errorf("staged block %s is damaged and cannot be marked lost: %w", it.id, err))
+		j.log.Error("journal: a staged block is damaged (it fails its check) and the journal cannot mark it lost; it stays queued, not uploaded",
+			"id", it.id, "check", cause, "err", err)
+		return
+	}
+	j.dequeue(it.id, it.sealedLen)
+	if !lost {
+		return
+	}
+	j.noteError(fmt.Errorf("staged block %s was damaged on local disk before its upload and is lost: %w", it.id, cause))
+	j.log.Error("journal: a staged block changed on local disk after it was sealed (the disk or something outside meshdrive "+
+		"damaged it); it was not uploaded and is now lost: reading the files that use it fails at that block and "+
+		"meshdrive status names them lost. Restore those files from a copy (writing the same bytes again brings the block back), "+
+		"or from an older version in the mount's .snapshots folder, or delete them; and check the local disk",
+		"id", it.id, "files", files, "some", strings.Join(paths[:min(10, len(paths))], ", "), "check", cause)
+}
+
+// errDamaged: a staged block's bytes are not the ones sealed (pack).
+var errDamaged = errors.New("staged block damaged")
 
 // packBlock appends staged block it's sealed bytes to seg: a staging file
 // is read straight into the shard payloads, a database row (small blocks)
@@ -231,9 +304,9 @@ func (j *uploader) packBlock(seg *remote.SegmentBuf, it qitem) error {
 			if st.Size() != it.sealedLen {
 				// Shipped, it would be taken for durable and fail only
 				// when read back, as corruption on the grid.
-				return fmt.Errorf("staging file %s is %d bytes, journal.db says %d: the local disk damaged it, and the block was never uploaded. "+
-					"It is not shipped: the file that holds it cannot be read back at that block; delete that file or write it again, "+
-					"which frees the block", f.Name(), st.Size(), it.sealedLen)
+				return fmt.Errorf("%w: staging file %s is %d bytes, journal.db says %d: the local disk damaged it, and the block was never uploaded. "+
+					"It is not shipped and the block is lost: the file that holds it cannot be read back at that block; restore that file from a copy "+
+					"(writing the same bytes again brings the block back) or delete it", errDamaged, f.Name(), st.Size(), it.sealedLen)
 			}
 			if err := seg.ReadFull(f, st.Size()); err != nil {
 				return fmt.Errorf("read %s: %w", f.Name(), err)

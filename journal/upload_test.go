@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -162,8 +163,9 @@ func testUploadedStagingFilesHandedOver(t *testing.T) {
 
 // TestDamagedStagingFileNotShipped: a staging file cut short or grown on
 // the local disk (while nothing runs) is not uploaded as the block: the
-// uploader says what is wrong and what to do, the other blocks ship, and
-// deleting the file that holds it frees the block.
+// block is lost (not retried forever), the uploader says what is wrong and
+// what to do, the other blocks ship, and deleting the file that holds it
+// frees the block.
 func TestDamagedStagingFileNotShipped(t *testing.T) {
 	for _, damage := range []string{"cut", "grown"} {
 		t.Run(damage, func(t *testing.T) {
@@ -198,19 +200,19 @@ func TestDamagedStagingFileNotShipped(t *testing.T) {
 			e.g.down.Store(false)
 			e.open()
 			deadline := time.Now().Add(10 * time.Second)
-			for e.j.Stats().QueuedBlocks > 1 || e.j.Stats().LastError == "" {
+			for e.j.Stats().QueuedBlocks > 0 || e.j.Stats().LastError == "" {
 				if time.Now().After(deadline) {
 					t.Fatalf("stats: %+v", e.j.Stats())
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			if st := must[FileStatus](t)(e.j.Status(bg, f.Ino)); st.State == StateDurable || st.PendingBlocks != 1 {
-				t.Fatalf("a file with a damaged staging file is %+v", st)
+			if st := must[FileStatus](t)(e.j.Status(bg, f.Ino)); st.State != StateLost || st.LostBlocks != 1 || st.PendingBlocks != 0 {
+				t.Fatalf("a file with a damaged staging file is %+v, want lost", st)
 			}
-			if _, err := os.Stat(stage[0]); err != nil {
-				t.Fatalf("the damaged staging file: %v", err)
+			if _, err := os.Stat(stage[0]); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the damaged staging file: %v, want removed", err)
 			}
-			if msg := e.j.Stats().LastError; !strings.Contains(msg, stage[0]) || !strings.Contains(msg, "delete that file") {
+			if msg := e.j.Stats().LastError; !strings.Contains(msg, stage[0]) || !strings.Contains(msg, "restore that file") {
 				t.Fatalf("the uploader's error does not say what is wrong and what to do: %s", msg)
 			}
 			// The remedy the error names: the block is freed, the

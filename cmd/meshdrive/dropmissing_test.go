@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -60,29 +59,8 @@ func TestMountDropMissing(t *testing.T) {
 // unmounted and its nodes are renamed to NODE.away (nodes names them).
 func stageLostBlock(t *testing.T) (dir, mp string, env, nodes []string, kept []byte) {
 	t.Helper()
-	dir, mp, env, nodes = newDiskDrive(t, "")
-	// Every node away: nothing is uploaded.
-	for _, n := range nodes {
-		if err := os.Rename(n, n+".away"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cleanupMount(t, env, dir, mp)
-	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
-	lost, kept := make([]byte, 500_000), []byte("kept")
-	rand.Read(lost) // sealed bigger than what the journal's database holds
-	if err := os.WriteFile(filepath.Join(mp, "big"), lost, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(mp, "small"), kept, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, env, "unmount", "--data", dir, mp)
-	staged, _ := filepath.Glob(filepath.Join(dir, "journal", "staging", "*"))
-	if len(staged) != 1 {
-		t.Fatalf("%d staging files, want 1: %v", len(staged), staged)
-	}
-	if err := os.Remove(staged[0]); err != nil {
+	dir, mp, env, nodes, _, kept, staged := stagedOffline(t)
+	if err := os.Remove(staged); err != nil {
 		t.Fatal(err)
 	}
 	return dir, mp, env, nodes, kept

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestMountFlippedStagingByte: a staging file of a block never uploaded
+// has one byte flipped (same length) while the drive is unmounted and the
+// nodes away. When they are back, the uploader does not ship the block as
+// if it were good: the file is lost (EIO, status names it), the queue
+// drains, and the log says what happened and what to do.
+func TestMountFlippedStagingByte(t *testing.T) {
+	dir, mp, env, nodes, big, kept, staged := stagedOffline(t)
+	b, err := os.ReadFile(staged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/3] ^= 0x01
+	if err := os.WriteFile(staged, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if err := os.Rename(n+".away", n); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	s := pollStatus(t, env, dir, "the upload queue to drain", func(s statusReport) bool {
+		return s.Uploads.Files == 0 && s.Uploads.Blocks == 0
+	})
+	if s.Lost == nil || s.Lost.Blocks != 1 || len(s.Lost.Paths) != 1 || s.Lost.Paths[0] != "/big" {
+		t.Errorf("status of the drive: lost %+v", s.Lost)
+	}
+	if _, err := os.ReadFile(filepath.Join(mp, "big")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of the file whose staged block was damaged: %v, want EIO", err)
+	}
+	if p := pathJSON(t, env, dir, filepath.Join(mp, "big")); p.State != "lost" || p.LostBlocks != 1 {
+		t.Errorf("status of the file whose staged block was damaged: %+v", p)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "small")); err != nil || !bytes.Equal(b, kept) {
+		t.Errorf("the other file: %q, %v", b, err)
+	}
+	// The remedy the log names: the same bytes written again.
+	if err := os.WriteFile(filepath.Join(mp, "restored"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "big")); err != nil || !bytes.Equal(b, big) {
+		t.Errorf("the file after its bytes were written again: %v", err)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+	if log, _ := os.ReadFile(filepath.Join(dir, "meshdrive.log")); !strings.Contains(string(log), "changed on local disk after it was sealed") ||
+		!strings.Contains(string(log), "/big") {
+		t.Errorf("the log does not say that a staged block was damaged, nor name its file:\n%s", log)
+	}
+}
+
+// stagedOffline makes a drive whose nodes are away (nothing uploads),
+// writes big (500 KB of random bytes, one staging file) and small (kept in
+// the database) through a mount and unmounts it; it returns the drive, the
+// node directories (renamed to DIR.away), the two files' bytes and the
+// path of big's staging file.
+func stagedOffline(t *testing.T) (dir, mp string, env, nodes []string, big, small []byte, staged string) {
+	t.Helper()
+	dir, mp, env, nodes = newDiskDrive(t, "")
+	for _, n := range nodes {
+		if err := os.Rename(n, n+".away"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	big, small = make([]byte, 500_000), []byte("kept")
+	rand.Read(big) // sealed bigger than what the journal's database holds
+	if err := os.WriteFile(filepath.Join(mp, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mp, "small"), small, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+	files, _ := filepath.Glob(filepath.Join(dir, "journal", "staging", "*"))
+	if len(files) != 1 {
+		t.Fatalf("%d staging files, want 1: %v", len(files), files)
+	}
+	return dir, mp, env, nodes, big, small, files[0]
+}

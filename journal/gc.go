@@ -117,7 +117,7 @@ func (j *collector) CollectGarbage(ctx context.Context, o GCOptions) (*GCStats, 
 	if err != nil {
 		return nil, err
 	}
-	keptSet := j.sn.retention().kept(mrows, time.Now())
+	keptSet := j.sn.keptRecords(ctx, mrows)
 	var kept []uint64
 	for s := range keptSet {
 		kept = append(kept, s)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -412,4 +414,108 @@ func TestGCDryRunCountsCompaction(t *testing.T) {
 		t.Errorf("dry run said %d compacted, %d deleted, %d bytes freed, %d moved; the collection did %d, %d, %d, %d",
 			dry.Compacted, dry.DeadSegments, dry.FreedBytes, dry.MovedBytes, st.Compacted, st.DeadSegments, st.FreedBytes, st.MovedBytes)
 	}
+}
+
+// TestLostBlocksKeepOlderVersion: a file uploaded and named by a metadata
+// record (v1) is rewritten (v2) while the grid is down, and v2's staging
+// files are gone before its upload: a mount with DropMissing marks them
+// lost, and the next record names v2's lost blocks, not v1's. With a
+// retention that keeps only the newest record, pruning and garbage
+// collection would destroy v1, the last good copy of the file's bytes.
+// While a block is lost every record stays a snapshot and v1 reads from
+// one after a collection; once the file is restored from it, the drive
+// collects as its retention says again.
+func TestLostBlocksKeepOlderVersion(t *testing.T) {
+	e := newGridEnv(t, 3, 2, 1, func(o *Options) {
+		o.MetaInterval = time.Hour
+		o.Retention = &Retention{} // only the newest checkpoint and named snapshots
+	})
+	v1, v2 := randBytes(2<<20), randBytes(2<<20)
+	f := e.writeFile("f", v1)
+	if err := e.waitDurable(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	e.syncGrid()
+	for _, n := range e.nodes {
+		n.SetDown(true)
+	}
+	must[int](t)(e.j.WriteAt(bg, f, v2, 0))
+	if err := e.j.Fsync(bg, f); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	staged, _ := filepath.Glob(filepath.Join(e.opts.Dir, "staging", "*"))
+	if len(staged) != 2 {
+		t.Fatalf("%d staging files, want v2's 2", len(staged))
+	}
+	for _, p := range staged {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.opts.DropMissing = true
+	e.newGrid() // all nodes up
+	e.open()
+	if st := must[FileStatus](t)(e.j.Status(bg, f)); st.State != StateLost || st.LostBlocks != 2 {
+		t.Fatalf("f after the drop: %+v", st)
+	}
+	// Records after the drop: the first names v2's lost blocks.
+	e.syncGrid()
+	e.writeFile("other", randBytes(100_000))
+	if err := e.waitDurable(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	e.syncGrid()
+	if _, err := e.j.CollectGarbage(bg, GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	older := func() (Snapshot, bool) {
+		t.Helper()
+		snaps := must[[]Snapshot](t)(e.j.Snapshots(bg))
+		for _, s := range snaps {
+			sj, err := e.j.SnapshotJournal(bg, s.Seq)
+			if err != nil {
+				t.Fatalf("snapshot %s: %v", s.Name, err)
+			}
+			ino, err := sj.Lookup(bg, RootIno, "f")
+			if err != nil {
+				continue
+			}
+			buf := make([]byte, len(v1)+1)
+			if n, err := sj.ReadAt(bg, ino.Ino, buf, 0); err == nil && bytes.Equal(buf[:n], v1) {
+				return s, true
+			}
+		}
+		return Snapshot{}, false
+	}
+	if _, ok := older(); !ok {
+		t.Fatalf("after a collection no snapshot holds f's older version, its last good copy (%d snapshots)",
+			len(must[[]Snapshot](t)(e.j.Snapshots(bg))))
+	}
+
+	// The user decides: f restored from the snapshot (its bytes written
+	// again). Nothing is lost any more, and the retention applies.
+	must[int](t)(e.j.WriteAt(bg, f, v1, 0))
+	if err := e.j.Fsync(bg, f); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.waitDurable(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	e.syncGrid()
+	if r := must[LostReport](t)(e.j.Lost(bg)); r.Blocks != 0 {
+		t.Fatalf("lost after the restore: %+v", r)
+	}
+	if _, err := e.j.CollectGarbage(bg, GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(must[[]Snapshot](t)(e.j.Snapshots(bg))); n != 1 {
+		t.Fatalf("%d snapshots after the restore, want the newest only", n)
+	}
+	e.wantContent(f, v1)
+	e.reopen()
+	e.wantContent(f, v1)
 }

@@ -185,6 +185,28 @@ func (r Retention) kept(rows []mlogRow, now time.Time) map[uint64]bool {
 	return keep
 }
 
+// keptRecords is which of rows (sorted by seq) stay snapshots now: the
+// retention's, or, while some block is lost (ErrLostBlock: its staging
+// file went missing or was damaged before its upload), every record but
+// deleted named ones. The older version of a file whose new blocks were
+// lost is then the last good copy of its bytes, and only older records
+// name it: the .snapshots folder shows them all, pruning keeps them and
+// garbage collection keeps the blocks they name, until the files with
+// lost blocks are restored or deleted (see docs/DESIGN.md, "Lost
+// blocks"). When the database cannot say, everything is kept.
+func (j *snapshots) keptRecords(ctx context.Context, rows []mlogRow) map[uint64]bool {
+	keep := j.retention().kept(rows, time.Now())
+	var lost bool
+	if err := j.db.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM blocks WHERE state = ?)`, blockLost).Scan(&lost); err != nil || lost {
+		for _, r := range rows {
+			if !r.deleted {
+				keep[r.seq] = true
+			}
+		}
+	}
+	return keep
+}
+
 func (j *snapshots) retention() Retention {
 	if j.o.Retention != nil {
 		return *j.o.Retention
@@ -201,7 +223,7 @@ func (j *snapshots) Snapshots(ctx context.Context) ([]Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	keep := j.retention().kept(rows, time.Now())
+	keep := j.keptRecords(ctx, rows)
 	var out []Snapshot
 	used := map[string]bool{}
 	for _, r := range rows {
@@ -370,7 +392,7 @@ func (j *snapshots) pruneMeta(ctx context.Context) {
 		bySeq[rows[i].seq] = &rows[i]
 	}
 	need := map[uint64]bool{}
-	for seq := range j.retention().kept(rows, time.Now()) {
+	for seq := range j.keptRecords(ctx, rows) {
 		for s := seq; s != 0 && !need[s]; {
 			need[s] = true
 			r := bySeq[s]

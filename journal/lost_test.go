@@ -394,3 +394,58 @@ func TestFlippedStagingByteNotShipped(t *testing.T) {
 		t.Fatalf("the file after the bytes came back: %v", err)
 	}
 }
+
+// TestDamagedCheckOfAnOldStaging: the uploader's check fails on what it
+// read of a block that was freed and staged anew since (the same bytes
+// written again, a new good staging file): the new row is not marked
+// lost, its file stays, and it stays queued.
+func TestDamagedCheckOfAnOldStaging(t *testing.T) {
+	e := newEnv(t, nil)
+	e.g.down.Store(true) // keep the blocks staged
+	d := make([]byte, 1<<16)
+	fillRand(71, d)
+	write := func(name string) Ino {
+		f := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+		must[int](t)(e.j.WriteAt(bg, f.Ino, d, 0))
+		if err := e.j.Fsync(bg, f.Ino); err != nil {
+			t.Fatal(err)
+		}
+		return f.Ino
+	}
+	write("old")
+	ms := must[[]mapped](t)(e.j.fd.mapRange(bg, must[Attr](t)(e.j.Lookup(bg, RootIno, "old")).Ino, 0, 0))
+	e.j.qmu.Lock()
+	old, ok := e.j.queue[ms[0].id]
+	e.j.qmu.Unlock()
+	if !ok {
+		t.Fatal("the block is not queued")
+	}
+	if err := e.j.Unlink(bg, RootIno, "old"); err != nil {
+		t.Fatal(err)
+	}
+	e.reap()
+	f := write("new")
+	loseDamaged(e.j.up, old, errors.New("test: the old file failed its check"))
+	if st := must[FileStatus](t)(e.j.Status(bg, f)); st.State != StateLocal || st.LostBlocks != 0 {
+		t.Fatalf("the new file after a failed check of the old staging: %+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(e.opts.Dir, "staging", ms[0].id.String())); err != nil {
+		t.Fatalf("the new staging file: %v", err)
+	}
+	e.j.qmu.Lock()
+	_, ok = e.j.queue[ms[0].id]
+	e.j.qmu.Unlock()
+	if !ok {
+		t.Fatal("the new block left the queue")
+	}
+	e.g.down.Store(false)
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen()
+	if got := readAll(t, e.j, f); !bytes.Equal(got, d) {
+		t.Fatal("the new file does not read back")
+	}
+}

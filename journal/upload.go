@@ -244,13 +244,14 @@ func loseDamaged(j *uploader, it qitem, cause error) {
 	j.wmu.Lock()
 	j.scopeLocked(scopeNone)
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
-		res, err := j.texec(ctx, tx, `UPDATE blocks SET state = ? WHERE id = ? AND state = ?`, blockLost, it.id[:], blockStaged)
+		// The seq: not a row staged anew since (freed, then the same bytes
+		// written again), whose good file this is not.
+		res, err := j.texec(ctx, tx, `UPDATE blocks SET state = ? WHERE id = ? AND state = ? AND seq = ?`, blockLost, it.id[:], blockStaged, it.seq)
 		if err != nil {
 			return err
 		}
 		if k, _ := res.RowsAffected(); k == 0 {
-			lost = false // freed meanwhile: nothing to lose
-			return nil
+			return nil // freed meanwhile: nothing to lose
 		}
 		lost = true
 		if _, err := j.texec(ctx, tx, `DELETE FROM staged WHERE id = ?`, it.id[:]); err != nil {
@@ -274,7 +275,15 @@ func loseDamaged(j *uploader, it qitem, cause error) {
 			"id", it.id, "check", cause, "err", err)
 		return
 	}
-	j.dequeue(it.id, it.sealedLen)
+	// Out of the queue unless the block was staged anew meanwhile (the
+	// next pack reads its new file).
+	j.qmu.Lock()
+	if q, ok := j.queue[it.id]; ok && q.seq == it.seq {
+		delete(j.queue, it.id)
+		j.stagedB -= q.sealedLen
+		j.signalProgressLocked()
+	}
+	j.qmu.Unlock()
 	if !lost {
 		return
 	}

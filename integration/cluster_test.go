@@ -68,7 +68,7 @@ func (n *node) start(t testing.TB) {
 	if n.p != nil && !n.p.exited() {
 		t.Fatalf("%s is already running", n.name)
 	}
-	p, err := startProc(n.name, n.logPath, nil, "node", "serve", "--dir", n.dir, "--listen", n.addr)
+	p, err := startProc(n.name, n.logPath, nil, "node", "serve", "--dir", n.dir, "--new", "--listen", n.addr)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}

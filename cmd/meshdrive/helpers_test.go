@@ -145,11 +145,17 @@ type nodeProc struct {
 }
 
 // startNode starts a node on 127.0.0.1 with a kernel-chosen port and
-// stops it (SIGTERM, then SIGKILL) at cleanup.
+// stops it (SIGTERM, then SIGKILL) at cleanup. The node is started with
+// --new: dir is made and marked when it is not a node's directory yet.
 func startNode(t *testing.T, dir string, extra ...string) *nodeProc {
 	t.Helper()
-	args := append([]string{"node", "serve", "--dir", dir, "--listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)
-	cmd := exec.Command(meshdriveBin(t), args...)
+	return startNodeArgs(t, append([]string{"--dir", dir, "--new", "--listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)...)
+}
+
+// startNodeArgs is startNode with node serve's every flag given.
+func startNodeArgs(t *testing.T, flags ...string) *nodeProc {
+	t.Helper()
+	cmd := exec.Command(meshdriveBin(t), append([]string{"node", "serve"}, flags...)...)
 	cmd.Env = cmdEnv()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

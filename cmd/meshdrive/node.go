@@ -45,11 +45,17 @@ func runNode(e *env) error {
 		fmt.Fprint(e.stderr, nodeUsage)
 		return usageError("unknown node subcommand %q: want serve, list, add, drain or remove", e.args[0])
 	}
-	fl := newFlagSet(e, "node serve", "node serve --dir DIR --listen ADDR [--token-file F] [--tls-cert F --tls-key F] [--scrub-rate R] [--max-object SIZE] [--quarantine-max SIZE] [--addr-file F] [--insecure] [--log-level L]", `
+	fl := newFlagSet(e, "node serve", "node serve --dir DIR --listen ADDR [--new] [--token-file F] [--tls-cert F --tls-key F] [--scrub-rate R] [--max-object SIZE] [--quarantine-max SIZE] [--addr-file F] [--insecure] [--log-level L]", `
 Serve a storage node: shards are kept in DIR and served over HTTP (the node
 API, /v1/...). The node sees only encrypted shards, never a file name or a
-plaintext byte. With --token-file, every request must carry that token (give
-drives the URL http://TOKEN@host:port). A node listening on anything but a
+plaintext byte. The first run of a new node takes --new: it makes DIR when
+missing and leaves the mark every node directory carries (.meshdrive-node).
+Without --new a missing DIR, or an empty one without the mark, is refused:
+that is a disk's mount point with the disk not mounted, and serving it would
+fill the file system under the disk. For a replaced disk, start the node
+once with --new; the drives' repair (meshdrive check --repair) fills it.
+With --token-file, every request must carry that token (give drives the URL
+http://TOKEN@host:port). A node listening on anything but a
 loopback address needs a token (it would be open to anyone who can reach
 it); --insecure serves without one anyway. With --scrub-rate the node reads
 every stored shard again and again at about that many bytes per second,
@@ -58,7 +64,8 @@ moves the ones that fail their checksums aside and reports them in
 them). SIGTERM or Ctrl-C stop accepting, finish the requests in flight and
 exit 0. The bound address is printed on stdout ("listening on HOST:PORT"),
 so --listen 127.0.0.1:0 picks a free port.`)
-	dir := fl.String("dir", "", "directory to keep shards in (created if missing)")
+	dir := fl.String("dir", "", "directory to keep shards in (a node's directory, made by the first run with --new)")
+	fresh := fl.Bool("new", false, "a new node (or a replaced disk): make DIR if missing and mark it as a node's directory; without it DIR must be one already")
 	listen := fl.String("listen", "", "address to listen on, host:port (port 0 picks a free one)")
 	tokenFile := fl.String("token-file", "", "file holding the access token clients must send")
 	certFile := fl.String("tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS")
@@ -131,9 +138,12 @@ so --listen 127.0.0.1:0 picks a free port.`)
 		return fmt.Errorf("cannot listen on %s: %w; stop what listens there, or give another --listen address (port 0 picks a free one)", *listen, err)
 	}
 	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate, MaxObject: node.MaxObjectFor(maxObj),
-		DirOptions: node.DirOptions{QuarantineMax: qmax}, Observe: metrics.Observe, Metrics: metrics.Handler()})
+		DirOptions: node.DirOptions{QuarantineMax: qmax, MustExist: !*fresh}, Observe: metrics.Observe, Metrics: metrics.Handler()})
 	if err != nil {
 		ln.Close()
+		if errors.Is(err, node.ErrNoDir) {
+			return notANodeDir(*dir)
+		}
 		return nodeDirError(err)
 	}
 	unlock, err := lockNodeDir(*dir)
@@ -193,7 +203,19 @@ func nodeDirError(err error) error {
 	case errors.Is(err, syscall.EROFS):
 		return fmt.Errorf("%w; that file system is mounted read-only: give --dir a directory on a writable one", err)
 	}
-	return fmt.Errorf("%w; --dir takes the node's directory (made if missing)", err)
+	return fmt.Errorf("%w; --dir takes the node's directory (--new makes it when missing)", err)
+}
+
+// notANodeDir says why node serve (without --new) refuses dir: it is
+// missing, or empty without the node's mark, as a disk's mount point is
+// when the disk is not mounted; and what to do either way.
+func notANodeDir(dir string) error {
+	what := "does not exist"
+	if _, err := os.Stat(dir); err == nil {
+		what = "is empty, without the mark a node's directory carries (" + node.MarkName + ")"
+	}
+	return fmt.Errorf("node directory %s %s: if it is on a disk that is not mounted, mount the disk and start the node again; "+
+		"if this is a new node, or its disk was replaced, start it once with --new (a replaced disk is then filled again by the drives' repair: meshdrive check --repair)", dir, what)
 }
 
 // nodeLock is the file in a node's directory that the process serving it

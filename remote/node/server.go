@@ -71,6 +71,14 @@ const streamPiece = 4 << 20
 // store only through the node (cmd/meshdrive's node serve).
 type DirOptions = dirstore.Options
 
+// ErrNoDir is dirstore.ErrNoDir: NewServer's error wraps it when
+// DirOptions.MustExist is set and Dir is missing, or empty without
+// MarkName (a disk's mount point with the disk not mounted).
+var ErrNoDir = dirstore.ErrNoDir
+
+// MarkName is dirstore.MarkName, the file every node directory carries.
+const MarkName = dirstore.MarkName
+
 // ServerOptions configure a Server.
 type ServerOptions struct {
 	// Dir is the directory objects are kept in (a dirstore). Required

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,4 +71,49 @@ func newDiskDrive(t *testing.T, sub string) (dir, mp string, env, nodes []string
 	}
 	mustRun(t, env, args...)
 	return dir, mp, env, nodes
+}
+
+// TestMountKeepsOffUnmountedNodeDisk: a node directory's disk goes away
+// while the drive is mounted (the directory is then its empty mount
+// point). The mount stores nothing there: status counts the node down and
+// says to mount the disk again, and a file written meanwhile waits in the
+// journal; once the disk is back the file becomes grid-durable.
+func TestMountKeepsOffUnmountedNodeDisk(t *testing.T) {
+	dir, mp, env, nodes := newDiskDrive(t, "")
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	// The second disk goes; its mount point is left, empty.
+	away := nodes[1] + ".away"
+	if err := os.Rename(nodes[1], away); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(nodes[1], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mp, "f"), bytes.Repeat([]byte("while the disk is away "), 50000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	st := statusJSON(t, env, dir)
+	for ; st.Nodes[1].Up || st.Uploads.Errors == 0; st = statusJSON(t, env, dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no upload was refused by the node whose disk went away: %+v %+v", st.Nodes, st.Uploads)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !strings.Contains(st.Nodes[1].Error, "mount it again") {
+		t.Errorf("status of the node whose disk went away: %+v", st.Nodes[1])
+	}
+	if ents, err := os.ReadDir(nodes[1]); err != nil || len(ents) != 0 {
+		t.Fatalf("the mount wrote %v into the disk's empty mount point (%v)", ents, err)
+	}
+	// The disk is back: the file goes up.
+	if err := os.Remove(nodes[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(away, nodes[1]); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
+	mustRun(t, env, "unmount", "--data", dir, mp)
 }

@@ -56,7 +56,9 @@ type Options struct {
 	// MustExist: New opens an existing directory and never makes one. A
 	// drive opening a node it used before sets it: a node directory on a
 	// disk that is not mounted would otherwise be made, empty, on the
-	// file system under it, and filled there by repair.
+	// file system under it, and filled there by repair. Put and Info
+	// then also check that the mark is still there (the disk may go
+	// while the store is open).
 	MustExist bool
 	// Fstab is the file system table whose mount points New checks
 	// (default DefaultFstab): a directory on one with nothing mounted
@@ -107,6 +109,8 @@ const DefaultQuarantineMax = 1 << 30
 // Store is a remote.Store over a local directory.
 type Store struct {
 	dir     string
+	marker  string // dir's MarkName
+	must    bool   // Options.MustExist: writes need the mark (see checkMark)
 	log     *slog.Logger
 	qmax    int64                                // Options.QuarantineMax, the default applied
 	qmu     sync.Mutex                           // one quarantine prune at a time; guards qbusy
@@ -175,7 +179,7 @@ func New(dir string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{dir: abs, log: log, qmax: opts.QuarantineMax}
+	s := &Store{dir: abs, marker: marker, must: opts.MustExist, log: log, qmax: opts.QuarantineMax}
 	if s.qmax == 0 {
 		s.qmax = DefaultQuarantineMax
 	}
@@ -249,6 +253,27 @@ func (s *Store) fsErr(op, name string, err error) error {
 	return fmt.Errorf("%s: %s %s: %w", s, op, name, err)
 }
 
+// checkMark is what a store opened with MustExist does before it writes
+// or reports itself: its directory still carries the mark. A disk that is
+// unmounted (or fails) while the store is open leaves the directory gone,
+// or its mount point empty, on the file system under it; writing there
+// would make the directory again, and repair would fill it.
+func (s *Store) checkMark(op string) error {
+	if !s.must {
+		return nil
+	}
+	_, err := os.Lstat(s.marker)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		return fmt.Errorf("%s: %s: %w", s, op, err)
+	}
+	return fmt.Errorf("%s: %s: %w (%w): %s no longer holds its mark %s; its disk may have been unmounted: "+
+		"mount it again (if the disk was replaced: mkdir -p %s; touch %s, then run meshdrive check --repair to fill it)",
+		s, op, remote.ErrUnavailable, ErrNoDir, s.dir, MarkName, s.dir, s.marker)
+}
+
 // Put verifies data as a shard object and stores it atomically under name.
 // data is only read, and not kept after Put returns.
 func (s *Store) Put(ctx context.Context, name string, data []byte) error {
@@ -261,6 +286,9 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	}
 	if _, _, err := shard.Verify(data); err != nil {
 		return fmt.Errorf("%s: put %s: refusing object of %d bytes: %w: %w", s, name, len(data), remote.ErrCorrupt, err)
+	}
+	if err := s.checkMark("put " + name); err != nil {
+		return err
 	}
 	parent := filepath.Dir(p)
 	if err := s.mkdirs(parent); err != nil {
@@ -745,6 +773,9 @@ func (s *Store) sortedDir(dir, rel string, fresh bool) ([]listEntry, error) {
 func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return remote.NodeInfo{}, fmt.Errorf("%s: info: %w", s, err)
+	}
+	if err := s.checkMark("info"); err != nil {
+		return remote.NodeInfo{}, err
 	}
 	var st syscall.Statfs_t
 	err := syscall.Statfs(s.dir, &st)

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/dirstore"
+	"github.com/meshdrive/meshdrive/remote/remotetest"
 )
 
 // TestMark: a new store's directory carries the mark, and so does one
@@ -97,5 +99,76 @@ func TestUnmountedMountPoint(t *testing.T) {
 	}
 	if _, err := dirstore.New(filepath.Join(disk, "meshdrive"), dirstore.Options{Fstab: fstab}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMarkLostWhileOpen: a store opened with MustExist whose disk goes
+// away while it is open (its directory gone, or an empty mount point in
+// its place) writes nothing there and reports itself unavailable, saying
+// why; once the mark is back it stores again. A store without MustExist
+// (the embedded grid) makes its directory again, as before.
+func TestMarkLostWhileOpen(t *testing.T) {
+	ctx := t.Context()
+	base := t.TempDir()
+	dir := filepath.Join(base, "disk", "node")
+	if _, err := dirstore.New(dir, dirstore.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := dirstore.New(dir, dirstore.Options{MustExist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := remotetest.Object(t, 1, 1000, 0)
+	if err := s.Put(ctx, "shards/a.0", obj); err != nil {
+		t.Fatal(err)
+	}
+
+	// The disk goes: the directory is gone.
+	if err := os.Rename(filepath.Join(base, "disk"), filepath.Join(base, "away")); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Put(ctx, "shards/b.0", obj)
+	if !errors.Is(err, remote.ErrUnavailable) || !errors.Is(err, dirstore.ErrNoDir) || !strings.Contains(err.Error(), "mount it again") {
+		t.Fatalf("put with the directory gone: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(base, "disk")); !os.IsNotExist(err) {
+		t.Fatalf("the put made the directory again: %v", err)
+	}
+	if _, err := s.Info(ctx); !errors.Is(err, dirstore.ErrNoDir) {
+		t.Fatalf("info with the directory gone: %v", err)
+	}
+
+	// An empty directory in its place (a mount point, the disk not mounted).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "shards/b.0", obj); !errors.Is(err, dirstore.ErrNoDir) {
+		t.Fatalf("put into an empty directory without the mark: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("the refused put wrote into the directory: %v", ents)
+	}
+
+	// A replaced disk, marked by hand: stored again.
+	if err := os.WriteFile(filepath.Join(dir, dirstore.MarkName), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "shards/b.0", obj); err != nil {
+		t.Fatalf("put once the mark is back: %v", err)
+	}
+	if _, err := s.Info(ctx); err != nil {
+		t.Fatalf("info once the mark is back: %v", err)
+	}
+
+	// Without MustExist a gone directory is made again.
+	loose, err := dirstore.New(filepath.Join(base, "loose"), dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(base, "loose")); err != nil {
+		t.Fatal(err)
+	}
+	if err := loose.Put(ctx, "shards/a.0", obj); err != nil {
+		t.Fatalf("put into a wiped store without MustExist: %v", err)
 	}
 }

@@ -354,7 +354,9 @@ func runSync(e *env) error {
 Wait until everything written to the mounted drive so far is grid-durable
 (every segment stored on the nodes, and the metadata naming it in a checkpoint
 on the grid). Shows a progress bar (bytes, rate, ETA)
-on a terminal, plain progress lines otherwise. Talks to the running mount.
+on a terminal, plain progress lines otherwise, and on stderr why an upload
+failed (too few nodes up, a full node...; the mount retries it, and says so
+at most every 30 s). Talks to the running mount.
 
 Exits 0 once everything is grid-durable. Blocks that are lost (they cannot be
 read from anywhere: status says LOST and names their files) are not waited
@@ -395,6 +397,10 @@ read-write mount uploads).`)
 	var bar *progressbar.ProgressBar
 	var total, startDone int64 = -1, 0
 	lastPrint := time.Time{}
+	// Upload errors during the sync are shown (the mount retries them),
+	// one every half minute at most: without them a stalled sync said
+	// only "0 B/s, ETA unknown".
+	errsSeen, lastErr, errNew, errShown := int64(-1), "", false, time.Time{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		var l syncLine
@@ -413,6 +419,19 @@ read-write mount uploads).`)
 		}
 		if total < 0 {
 			startDone = l.DoneBytes
+		}
+		if errsSeen < 0 {
+			errsSeen = l.Errors
+		}
+		if l.Errors > errsSeen && l.LastError != "" {
+			errsSeen, lastErr, errNew = l.Errors, strings.ReplaceAll(strings.TrimSpace(l.LastError), "\n", "; "), true
+		}
+		if errNew && time.Since(errShown) >= 30*time.Second {
+			errNew, errShown = false, time.Now()
+			if bar != nil {
+				bar.Clear()
+			}
+			fmt.Fprintf(e.stderr, "sync: an upload failed; the mount retries it: %s\n", lastErr)
 		}
 		// The total grows when more data is written during the sync.
 		total = max(total, l.DoneBytes-startDone+l.Pending, 1)
@@ -444,6 +463,9 @@ read-write mount uploads).`)
 		}
 	}
 	if ctx.Err() != nil {
+		if lastErr != "" {
+			return fmt.Errorf("sync: gave up before everything was durable (%v); the upload goes on in the mount; its last error: %s", context.Cause(ctx), lastErr)
+		}
 		return fmt.Errorf("sync: gave up before everything was durable (%v); the upload goes on in the mount", context.Cause(ctx))
 	}
 	if err := sc.Err(); err != nil {

@@ -138,6 +138,9 @@ type controlOptions struct {
 	stack               remoteopen.Stack // what a node added while mounted is wrapped in
 	bandwidth           *bandwidth       // the limits in force and their schedule
 	online              *onlineState     // since when no node is reachable
+	// repairInterval: how often the drive key and config are looked for
+	// on every node and stored again where lost (keepDriveMeta).
+	repairInterval time.Duration
 }
 
 type controlServer struct {
@@ -196,6 +199,13 @@ func startControl(o controlOptions) (*controlServer, error) {
 	mux.HandleFunc("POST /nodes/remove", c.nodeRemove)
 	c.srv = &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx },
 		ReadHeaderTimeout: 10 * time.Second}
+	if o.repair != nil && o.repairInterval > 0 {
+		c.done.Add(1)
+		go func() {
+			defer c.done.Done()
+			c.keepDriveMeta(ctx, o.repairInterval)
+		}()
+	}
 	c.done.Add(1)
 	go func() {
 		defer c.done.Done()

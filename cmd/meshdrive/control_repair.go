@@ -104,12 +104,41 @@ func (c *controlServer) check(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// keepDriveMeta stores the drive key and config again on nodes that lost
+// them, at once and every interval, as the background repair brings back
+// their shards: a wiped node or a replaced disk was refilled by repair
+// but, until someone ran check --repair, recover could not start from it.
+func (c *controlServer) keepDriveMeta(ctx context.Context, every time.Duration) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var rep fs.RepairReport
+		c.checkDriveMeta(ctx, &rep, true)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case rep.MetaRestored:
+			c.o.log.Info("stored the drive key and config again on nodes that had lost them", "nodes", strings.Join(rep.MetaMissing, ", "))
+		case rep.MetaError != "":
+			c.o.log.Warn("the drive key and config could not be stored again on nodes that lost them; the next pass tries again (meshdrive check --repair now)",
+				"nodes", strings.Join(rep.MetaMissing, ", "), "err", rep.MetaError)
+		}
+		t.Reset(every)
+	}
+}
+
 // checkDriveMeta finds the nodes that answer without the drive's wrapped
 // key or its config (under their names or the pre-2026-12 ones): a node
 // wiped or a bucket emptied gets its shards back from repair and its root
 // record from the next checkpoint, but nothing else writes these two, and
 // meshdrive recover --node cannot start from a node without them. With
-// fix, they are stored again on every node.
+// fix (check --repair, and the mount's keepDriveMeta), they are stored
+// again on every node.
 func (c *controlServer) checkDriveMeta(ctx context.Context, rep *fs.RepairReport, fix bool) {
 	grid := c.o.grid
 	members := grid.Members()

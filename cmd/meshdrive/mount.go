@@ -104,7 +104,7 @@ else a prompt on the terminal.`)
 	metaInterval := fl.Duration("metadata-interval", 0, "how far the grid's copy of the metadata may trail the journal while nodes are up (default: the config's metadata_interval, else 30s)")
 	repairLimit := fl.String("repair-limit", "16MiB", "bandwidth of the background repair in bytes/s, shards read plus written (same suffixes; 0 = unlimited); it also holds back while reads and uploads run")
 	repairBelow := fl.Int("repair-below", 0, "the background repair rebuilds segments with fewer than this many shards (default 0: k+m, any missing shard)")
-	repairInterval := fl.Duration("repair-interval", 10*time.Minute, "time between background repair passes (one also runs at mount, after node add or remove, and 30s after the last one while segments miss shards, backing off while a node stays down)")
+	repairInterval := fl.Duration("repair-interval", 10*time.Minute, "time between background repair passes (one also runs at mount, after node add or remove, and 30s after the last one while segments miss shards, backing off while a node stays down); at mount and this often the drive key and config are also stored again on nodes that lost them")
 	webMaxUpload := fl.String("web-max-upload", "4GiB", "the largest file the web app and API take in one upload (same suffixes); larger ones go through the mounted folder")
 	webFlag := fl.String("web", defaultWebAddr, "serve the web app, the HTTP API and /metrics on this address (port 0: a free port, which meshdrive status and web-url print); off: none. Keep it on loopback unless you mean to share the drive")
 	pos, err := parseFlags(e, fl, e.args)
@@ -474,7 +474,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	go bw.follow(hctx)
 	rep := startRepair(hctx, o, cfg, grid, drive, log)
 	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep,
-		stack: stack, bandwidth: bw, online: online})
+		stack: stack, bandwidth: bw, online: online, repairInterval: o.repairInterval})
 	if err != nil {
 		unmountServer(o.mountpoint, srv, served, log)
 		return err

@@ -222,6 +222,6 @@ func printRepair(w io.Writer, rp *fs.RepairStats, owed int64) {
 	}
 	fmt.Fprintln(w)
 	if rp.LastError != "" {
-		fmt.Fprintf(w, "  last error: %s\n", rp.LastError)
+		fmt.Fprintf(w, "  last error: %s\n", joinLines(rp.LastError))
 	}
 }

@@ -243,7 +243,7 @@ func printStatus(w io.Writer, r *statusReport) {
 			}
 			fmt.Fprintf(w, "  %-10s up    %8.2f ms  %-16s %6s shards  %s\n", n.Name, n.LatencyMS, free, shardCount(n.Shards), n.URL)
 		} else {
-			fmt.Fprintf(w, "  %-10s DOWN  %s  (%s)\n", n.Name, n.URL, n.Error)
+			fmt.Fprintf(w, "  %-10s DOWN  %s  (%s)\n", n.Name, n.URL, joinLines(n.Error))
 		}
 	}
 	u := r.Uploads
@@ -260,7 +260,7 @@ func printStatus(w io.Writer, r *statusReport) {
 	}
 	fmt.Fprintln(w)
 	if u.Errors > 0 {
-		fmt.Fprintf(w, "  %d upload errors, last: %s\n", u.Errors, u.LastError)
+		fmt.Fprintf(w, "  %d upload errors, last: %s\n", u.Errors, joinLines(u.LastError))
 	}
 	if rp := r.Repair; rp != nil {
 		printRepair(w, rp, u.RepairOwed)
@@ -273,7 +273,7 @@ func printStatus(w io.Writer, r *statusReport) {
 		fmt.Fprintf(w, "\nmetadata: checkpoint %d on the grid since %s, %d changes waiting\n", md.Head, md.HeadTime.Local().Format(time.DateTime), md.PendingRows)
 	}
 	if md.LastError != "" {
-		fmt.Fprintf(w, "  last error: %s\n", md.LastError)
+		fmt.Fprintf(w, "  last error: %s\n", joinLines(md.LastError))
 	}
 	printBandwidth(w, r)
 	fmt.Fprintf(w, "\ngarbage: %s no file refers to (kept snapshots may)", humanBytes(r.GC.GarbageBytes))
@@ -347,6 +347,12 @@ func humanETA(s float64) string {
 		return "unknown"
 	}
 	return (time.Duration(s) * time.Second).Round(time.Second).String()
+}
+
+// joinLines is an error's text for one line of status or sync output:
+// the errors it joins (one a line, errors.Join) separated by "; ".
+func joinLines(s string) string {
+	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ")
 }
 
 func runSync(e *env) error {
@@ -424,7 +430,7 @@ read-write mount uploads).`)
 			errsSeen = l.Errors
 		}
 		if l.Errors > errsSeen && l.LastError != "" {
-			errsSeen, lastErr, errNew = l.Errors, strings.ReplaceAll(strings.TrimSpace(l.LastError), "\n", "; "), true
+			errsSeen, lastErr, errNew = l.Errors, joinLines(l.LastError), true
 		}
 		if errNew && time.Since(errShown) >= 30*time.Second {
 			errNew, errShown = false, time.Now()

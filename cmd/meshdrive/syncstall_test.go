@@ -39,5 +39,15 @@ func TestSyncSaysWhyItWaits(t *testing.T) {
 	if !strings.Contains(r.stdout+r.stderr, "too few nodes up to store a segment") || !strings.Contains(r.stdout+r.stderr, "retr") {
 		t.Errorf("sync does not say why it waits: %s", r)
 	}
+	// status shows the error on its one line, not one line a shard.
+	r = mustRun(t, env, "status", "--data", dir)
+	if !strings.Contains(r.stdout, "upload errors, last: ") {
+		t.Errorf("status does not show the upload error: %s", r)
+	}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(line, "shard ") {
+			t.Errorf("status splits an error over lines: %q\n%s", line, r.stdout)
+		}
+	}
 	mustRun(t, env, "unmount", "--data", dir, mp)
 }

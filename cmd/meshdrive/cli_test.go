@@ -139,7 +139,15 @@ func TestPasswd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertRefusal(t, runBin(t, cmdEnv("MESHDRIVE_PASSPHRASE=nope", "MESHDRIVE_NEW_PASSPHRASE=x"), "passwd", "--data", dir), dir, "", "wrong passphrase for drive at "+dir)
+	// A wrong passphrase: the refusal says where it came from.
+	assertRefusal(t, runBin(t, cmdEnv("MESHDRIVE_PASSPHRASE=nope", "MESHDRIVE_NEW_PASSPHRASE=x"), "passwd", "--data", dir), dir, "",
+		"wrong passphrase for drive at "+dir, "taken from $MESHDRIVE_PASSPHRASE", "the new one if meshdrive passwd changed it")
+	wrong := filepath.Join(t.TempDir(), "pass")
+	if err := os.WriteFile(wrong, []byte("nope\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	assertRefusal(t, runBin(t, cmdEnv("MESHDRIVE_PASSPHRASE=old pass", "MESHDRIVE_NEW_PASSPHRASE=x"), "passwd", "--data", dir, "--passphrase-file", wrong), dir, "",
+		"read from --passphrase-file "+wrong)
 	r := mustRun(t, cmdEnv("MESHDRIVE_PASSPHRASE=old pass", "MESHDRIVE_NEW_PASSPHRASE=new pass"), "passwd", "--data", dir)
 	if !strings.Contains(r.stdout, "all 6 nodes") {
 		t.Errorf("passwd output: %s", r.stdout)

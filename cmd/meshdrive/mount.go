@@ -265,7 +265,8 @@ func unlock(e *env, dir string, src passphraseSource) ([]byte, error) {
 	}
 	master, err := remoteopen.UnwrapKey(wrapped, pass)
 	if errors.Is(err, remoteopen.ErrWrongPassphrase) {
-		return nil, fmt.Errorf("wrong passphrase for drive at %s (key check failed)", dir)
+		return nil, fmt.Errorf("wrong passphrase for drive at %s (key check failed): the passphrase was %s; give the drive's passphrase, "+
+			"the new one if meshdrive passwd changed it; nothing was changed", dir, src.origin(e))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("drive key %s: %w", kp, err)

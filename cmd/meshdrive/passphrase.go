@@ -81,6 +81,22 @@ func (s passphraseSource) read(e *env, prompt string, confirm bool) ([]byte, err
 	return p, nil
 }
 
+// origin says where read took the passphrase from, for an error about it:
+// a stale MESHDRIVE_PASSPHRASE or an old file is the usual wrong one.
+func (s passphraseSource) origin(e *env) string {
+	flag := s.flag
+	if flag == "" {
+		flag = "--passphrase-file"
+	}
+	switch {
+	case s.file != "":
+		return "read from " + flag + " " + s.file
+	case e.getenv(s.envVar) != "":
+		return "taken from $" + s.envVar
+	}
+	return "typed at the prompt"
+}
+
 // isTerminal reports whether w is a terminal (progress bars go there;
 // plain lines elsewhere).
 func isTerminal(w io.Writer) bool {

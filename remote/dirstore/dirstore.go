@@ -109,8 +109,9 @@ const DefaultQuarantineMax = 1 << 30
 // Store is a remote.Store over a local directory.
 type Store struct {
 	dir     string
-	marker  string // dir's MarkName
-	must    bool   // Options.MustExist: writes need the mark (see checkMark)
+	marker  string      // dir's MarkName
+	must    bool        // Options.MustExist: writes need the mark (see checkMark)
+	away    atomic.Bool // checkMark found the mark gone: recount objects when it is back
 	log     *slog.Logger
 	qmax    int64                                // Options.QuarantineMax, the default applied
 	qmu     sync.Mutex                           // one quarantine prune at a time; guards qbusy
@@ -264,11 +265,18 @@ func (s *Store) checkMark(op string) error {
 	}
 	_, err := os.Lstat(s.marker)
 	if err == nil {
+		if s.away.CompareAndSwap(true, false) {
+			// Another disk, or the same one back: count what it holds.
+			if n, err := s.scan(); err == nil {
+				s.objects.Store(n)
+			}
+		}
 		return nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 		return fmt.Errorf("%s: %s: %w", s, op, err)
 	}
+	s.away.Store(true)
 	return fmt.Errorf("%s: %s: %w (%w): %s no longer holds its mark %s; its disk may have been unmounted: "+
 		"mount it again (if the disk was replaced: mkdir -p %s; touch %s, then run meshdrive check --repair to fill it)",
 		s, op, remote.ErrUnavailable, ErrNoDir, s.dir, MarkName, s.dir, s.marker)

@@ -235,6 +235,7 @@ func printStatus(w io.Writer, r *statusReport) {
 		fmt.Fprintf(w, "  %s\n", offlineLine(r, time.Now()))
 	}
 	fmt.Fprintf(w, "\nnodes: %d of %d up, k=%d m=%d (%s)\n", r.NodesUp, r.NodesTotal, r.K, r.M, online)
+	var down []string
 	for _, n := range r.Nodes {
 		if n.Up {
 			free := "free ?"
@@ -244,7 +245,12 @@ func printStatus(w io.Writer, r *statusReport) {
 			fmt.Fprintf(w, "  %-10s up    %8.2f ms  %-16s %6s shards  %s\n", n.Name, n.LatencyMS, free, shardCount(n.Shards), n.URL)
 		} else {
 			fmt.Fprintf(w, "  %-10s DOWN  %s  (%s)\n", n.Name, n.URL, joinLines(n.Error))
+			down = append(down, n.Name)
 		}
+	}
+	if len(down) > 0 {
+		fmt.Fprintf(w, "  down: bring %s back (start its meshdrive node serve, mount its disk, or check its S3 endpoint); one gone for good: meshdrive node remove NAME (repair rebuilds its shards)\n",
+			strings.Join(down, ", "))
 	}
 	u := r.Uploads
 	fmt.Fprintf(w, "\nuploads: %s, %s queued", plural(u.Files, "file", "files"), humanBytes(u.Bytes))

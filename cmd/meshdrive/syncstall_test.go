@@ -41,6 +41,9 @@ func TestSyncSaysWhyItWaits(t *testing.T) {
 	}
 	// status shows the error on its one line, not one line a shard.
 	r = mustRun(t, env, "status", "--data", dir)
+	if !strings.Contains(r.stdout, "down: bring node-5, node-6 back") || !strings.Contains(r.stdout, "meshdrive node remove NAME") {
+		t.Errorf("status does not say what to do about the stopped nodes: %s", r)
+	}
 	if !strings.Contains(r.stdout, "upload errors, last: ") {
 		t.Errorf("status does not show the upload error: %s", r)
 	}

@@ -186,9 +186,29 @@ func (c *controlServer) checkDriveMeta(ctx context.Context, rep *fs.RepairReport
 		return
 	}
 	n := len(members) // those that did not answer may miss the copies
-	if got, err := grid.PutMeta(ctx, metaKey, wrapped); err != nil || got < n-len(unknown) {
-		rep.MetaError = fmt.Sprintf("the drive key reached %d of %d nodes (%v)", got, n, err)
-		return
+	for {
+		if got, err := grid.PutMeta(ctx, metaKey, wrapped); err != nil || got < n-len(unknown) {
+			rep.MetaError = fmt.Sprintf("the drive key reached %d of %d nodes (%v)", got, n, err)
+			return
+		}
+		// A passwd that started since key.json was read may have put
+		// the new key on the nodes before this put of the old one. It
+		// writes key.json before the nodes: when key.json still holds
+		// what was put, any passwd's node writes come after this put;
+		// when it changed, the newer key goes to the nodes too.
+		now, err := os.ReadFile(filepath.Join(c.o.dataDir, keyFile))
+		if err != nil {
+			rep.MetaError = fmt.Sprintf("read the drive key again after storing it: %v; run meshdrive check --repair to store the current one", err)
+			return
+		}
+		if bytes.Equal(now, wrapped) {
+			break
+		}
+		if ctx.Err() != nil {
+			rep.MetaError = fmt.Sprintf("%s changed (a meshdrive passwd) while the drive key was stored; run meshdrive check --repair to store the current one", keyFile)
+			return
+		}
+		wrapped = now
 	}
 	// Under the config's lock, so a node change's newer config is not
 	// overwritten by this one.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,18 +107,17 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 // flag): a mount made through fusermount3 keeps relatime, and the log
 // says so.
 func noAtime(mountpoint string, log *slog.Logger) {
-	var st unix.Statfs_t
-	err := unix.Statfs(mountpoint, &st)
-	if err == nil && st.Flags&unix.ST_NOATIME != 0 {
+	opts, err := mountFlags(mountpoint)
+	if err == nil && opts["noatime"] {
 		return
 	}
 	if err == nil {
 		// A remount sets every per-mount flag: keep the ones it has.
 		flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOATIME)
-		for _, f := range [][2]int64{{unix.ST_RDONLY, unix.MS_RDONLY}, {unix.ST_NOSUID, unix.MS_NOSUID},
-			{unix.ST_NODEV, unix.MS_NODEV}, {unix.ST_NOEXEC, unix.MS_NOEXEC}} {
-			if st.Flags&f[0] != 0 {
-				flags |= uintptr(f[1])
+		for name, f := range map[string]uintptr{"ro": unix.MS_RDONLY, "nosuid": unix.MS_NOSUID,
+			"nodev": unix.MS_NODEV, "noexec": unix.MS_NOEXEC} {
+			if opts[name] {
+				flags |= f
 			}
 		}
 		err = unix.Mount("", mountpoint, "", flags, "")
@@ -126,6 +126,44 @@ func noAtime(mountpoint string, log *slog.Logger) {
 		log.Info("fs: the mount stays relatime (making it noatime needs root); reads do not move atime all the same",
 			"mountpoint", mountpoint, "err", err)
 	}
+}
+
+// mountFlags returns the per-mount options of the mount at mountpoint
+// (ro or rw, nosuid, noatime...), from /proc/self/mountinfo by the
+// mount's id. Not from statfs(2): that is a call into the drive, which
+// asks every node for its capacity, and a node that does not answer
+// held the mount back for seconds.
+func mountFlags(mountpoint string) (map[string]bool, error) {
+	var stx unix.Statx_t
+	// No sync: the kernel answers from what it has, without a GETATTR.
+	if err := unix.Statx(unix.AT_FDCWD, mountpoint, unix.AT_STATX_DONT_SYNC, unix.STATX_MNT_ID, &stx); err != nil {
+		return nil, err
+	}
+	if stx.Mask&unix.STATX_MNT_ID == 0 {
+		return nil, fmt.Errorf("the kernel does not report the mount id of %s (Linux 5.8 or later does)", mountpoint)
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	id := strconv.FormatUint(stx.Mnt_id, 10)
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 5 && f[0] == id {
+			opts := map[string]bool{}
+			for _, o := range strings.Split(f[5], ",") {
+				opts[o] = true
+			}
+			// A read-only superblock (a read-only drive's) makes the
+			// mount read-only too, as statfs would say: ro, not rw.
+			if i := slices.Index(f[6:], "-"); i >= 0 && len(f) > 6+i+3 &&
+				slices.Contains(strings.Split(f[6+i+3], ","), "ro") {
+				delete(opts, "rw")
+				opts["ro"] = true
+			}
+			return opts, nil
+		}
+	}
+	return nil, fmt.Errorf("mount %s (id %s) is not in /proc/self/mountinfo", mountpoint, id)
 }
 
 // raiseReadAhead sets the kernel's read-ahead for the mount at mountpoint

@@ -1,9 +1,13 @@
 package fs
 
 import (
+	"context"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/meshdrive/meshdrive/journal"
 )
 
 // mountOpts returns the per-mount options of the mount at mnt, from
@@ -47,5 +51,40 @@ func TestMountNoatime(t *testing.T) {
 	unmountOnCleanup(t, srv)
 	if opts := mountOpts(t, ro); opts[0] != "ro" || !strings.Contains(strings.Join(opts, ","), "noatime") {
 		t.Errorf("read-only mount's options %q: want ro and noatime", opts)
+	}
+}
+
+// statfsCounting is a journal whose StatFS calls are counted.
+type statfsCounting struct {
+	*fakeJournal
+	calls atomic.Int32
+}
+
+func (j *statfsCounting) StatFS(ctx context.Context) (journal.StatFS, error) {
+	j.calls.Add(1)
+	return j.fakeJournal.StatFS(ctx)
+}
+
+// TestMountNoatimeNoStatfs: the noatime remount read the mount's flags
+// with statfs(2), a call into the drive, whose StatFS asks every node for
+// its capacity: a node that did not answer held every mount back for the
+// health timeout (3 s). The flags come from /proc/self/mountinfo now; the
+// mount makes no StatFS call.
+func TestMountNoatimeNoStatfs(t *testing.T) {
+	requireFUSE(t)
+	for _, ro := range []bool{false, true} {
+		j := &statfsCounting{fakeJournal: newFakeJournal()}
+		mnt := t.TempDir()
+		srv, err := Mount(mnt, j, MountOptions{ReadOnly: ro, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unmountOnCleanup(t, srv)
+		if n := j.calls.Load(); n != 0 {
+			t.Errorf("read-only %v: the mount called the journal's StatFS %d times (every node asked for its capacity before the mount returned)", ro, n)
+		}
+		if opts := strings.Join(mountOpts(t, mnt), ","); !strings.Contains(","+opts+",", ",noatime,") {
+			t.Errorf("read-only %v: mount options %q lack noatime", ro, opts)
+		}
 	}
 }

@@ -102,11 +102,10 @@ type Pinner struct {
 	files  map[journal.Ino]int64
 	blocks map[remote.BlockID]struct{}
 	stats  PinStats
-	// started counts the passes begun; counted is the number of the last
-	// pass that has set the totals, countDone closed and replaced then
-	// (WaitPass).
-	started, counted uint64
-	countDone        chan struct{}
+	// counts numbers the counts that set the totals (a pass's, or
+	// WaitPass's): a pass sets LocalBlocks after its fetches only when
+	// no count came after its own.
+	counts uint64
 }
 
 // NewPinner makes a pinner over j and c whose pinned files may add up to
@@ -117,7 +116,7 @@ func NewPinner(j pinJournal, c pinCache, budget int64, log *slog.Logger) *Pinner
 	}
 	return &Pinner{j: j, c: c, budget: budget, log: log, kick: make(chan struct{}, 1),
 		files: map[journal.Ino]int64{}, blocks: map[remote.BlockID]struct{}{},
-		stats: PinStats{Budget: budget}, countDone: make(chan struct{})}
+		stats: PinStats{Budget: budget}}
 }
 
 // errNoDiskTier: the drive is mounted without a disk cache, where pinned
@@ -267,27 +266,18 @@ func (p *Pinner) unpinLocked(ctx context.Context, ino journal.Ino) error {
 	return nil
 }
 
-// WaitPass returns once a pass that began after the call has set the
-// totals (Stats), so they count every pin and unpin made before the call,
-// or when ctx ends. It does not wait for that pass's fetches.
+// WaitPass counts the pinned files now and sets the totals (Stats) from
+// them, so they count every pin and unpin made before the call, and
+// starts a pass for the fetches. It does not wait for a pass: one may be
+// fetching for hours (a big folder, or the nodes away), and an unpin's
+// totals would only have come after it. An error (ctx, the journal) leaves
+// the totals as they were.
 func (p *Pinner) WaitPass(ctx context.Context) error {
-	p.mu.Lock()
-	want := p.started + 1
-	p.mu.Unlock()
+	p.countMu.Lock()
+	_, _, err := p.countLocked(ctx)
+	p.countMu.Unlock()
 	p.Kick()
-	for {
-		p.mu.Lock()
-		done, ch := p.counted >= want, p.countDone
-		p.mu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return err
 }
 
 // walk adds every regular file under ino (ino itself when it is one) to
@@ -330,17 +320,8 @@ func pinSize(a journal.Attr) int64 {
 
 // pass brings the cache in line with the pins.
 func (p *Pinner) pass(ctx context.Context) (err error) {
-	p.mu.Lock()
-	p.started++
-	n := p.started
-	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
-		if p.counted < n { // a pass that failed before counting
-			p.counted = n
-			close(p.countDone)
-			p.countDone = make(chan struct{})
-		}
 		p.stats.LastPass = time.Now()
 		p.stats.LastError = ""
 		if err != nil {
@@ -349,27 +330,17 @@ func (p *Pinner) pass(ctx context.Context) (err error) {
 		p.mu.Unlock()
 	}()
 	p.countMu.Lock() // until the count is in (not through the fetches)
-	files, bytes, refs, blocks, err := p.pinned(ctx)
+	c, n, err := p.countLocked(ctx)
 	if err != nil {
 		p.countMu.Unlock()
 		return err
 	}
-	// The blocks already on disk are counted with the pinned ones, so the
-	// totals never say more are local than are pinned while this pass
-	// fetches (it counts again when the fetches end).
-	local := 0
-	for _, r := range refs {
-		if p.c.OnDisk(r.ID) {
-			local++
-		}
-	}
+	files, bytes, refs, blocks := c.files, c.bytes, c.refs, c.blocks
+	// The pins follow this pass's count, the one whose blocks it keeps
+	// (not WaitPass's, made while a pass may still be fetching).
 	p.mu.Lock()
 	old := p.blocks
-	p.files, p.blocks = files, blocks
-	p.stats.Files, p.stats.Bytes, p.stats.Blocks, p.stats.LocalBlocks = len(files), bytes, len(blocks), local
-	p.counted = n
-	close(p.countDone)
-	p.countDone = make(chan struct{})
+	p.blocks = blocks
 	p.mu.Unlock()
 	for id := range old {
 		if _, ok := blocks[id]; !ok {
@@ -404,19 +375,55 @@ func (p *Pinner) pass(ctx context.Context) (err error) {
 		})
 	}
 	g.Wait()
-	local = 0
+	local := 0
 	for _, r := range refs {
 		if p.c.OnDisk(r.ID) {
 			local++
 		}
 	}
 	p.mu.Lock()
-	p.stats.LocalBlocks = local
+	if p.counts == n { // else a later count's totals stand
+		p.stats.LocalBlocks = local
+	}
 	p.mu.Unlock()
 	if first != nil {
 		return fmt.Errorf("%d of %d pinned blocks could not be fetched (offline?); the next pass tries again: %w", failed, len(refs), first)
 	}
 	return nil
+}
+
+// pinCount is one count of the pinned files (Pinner.pinned).
+type pinCount struct {
+	files  map[journal.Ino]int64
+	bytes  int64
+	refs   []remote.BlockRef
+	blocks map[remote.BlockID]struct{}
+}
+
+// countLocked walks the pinned files and sets the totals (Stats) and the
+// files from them; it returns the count and its number. The blocks
+// already on disk are counted with the pinned ones, so the totals never
+// say more are local than are pinned while a pass fetches (it counts
+// again when the fetches end). countMu held.
+func (p *Pinner) countLocked(ctx context.Context) (pinCount, uint64, error) {
+	var c pinCount
+	var err error
+	c.files, c.bytes, c.refs, c.blocks, err = p.pinned(ctx)
+	if err != nil {
+		return c, 0, err
+	}
+	local := 0
+	for _, r := range c.refs {
+		if p.c.OnDisk(r.ID) {
+			local++
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.files = c.files
+	p.stats.Files, p.stats.Bytes, p.stats.Blocks, p.stats.LocalBlocks = len(c.files), c.bytes, len(c.blocks), local
+	p.counts++
+	return c, p.counts, nil
 }
 
 // pinned walks the pinned folders and files: every pinned file with its

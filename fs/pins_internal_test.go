@@ -188,17 +188,12 @@ func (c *diskKeep) Pin(remote.BlockID)         {}
 func (c *diskKeep) Unpin(remote.BlockID)       {}
 func (c *diskKeep) OnDisk(remote.BlockID) bool { return true }
 
-// TestPinTotalsAgreeWhilePassFetches: the blocks on this machine are
-// counted with the blocks pinned, so the totals an unpin reports never say
-// more blocks are local than are pinned ("4 of 3 blocks on this machine"
-// while the pass fetched).
-func TestPinTotalsAgreeWhilePassFetches(t *testing.T) {
+// runPinnerOfTwo runs a pinner over c with files 2 and 3 pinned, until the
+// test ends (c's fetches released then), once its first pass has counted
+// their two blocks.
+func runPinnerOfTwo(t *testing.T, c *diskKeep) *Pinner {
 	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	j := &pinFiles{pinned: map[journal.Ino]bool{}}
-	c := &diskKeep{release: make(chan struct{})}
-	defer close(c.release)
-	p := NewPinner(j, c, 1<<30, nil)
+	p := NewPinner(&pinFiles{pinned: map[journal.Ino]bool{}}, c, 1<<30, nil)
 	for _, ino := range []journal.Ino{2, 3} {
 		if err := p.Pin(ctx, ino); err != nil {
 			t.Fatal(err)
@@ -206,12 +201,23 @@ func TestPinTotalsAgreeWhilePassFetches(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	for deadline := time.Now().Add(10 * time.Second); p.Stats().LocalBlocks != 2; time.Sleep(10 * time.Millisecond) {
+	t.Cleanup(func() { close(c.release); cancel(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); p.Stats().Blocks != 2 || (!c.hold.Load() && p.Stats().LocalBlocks != 2); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("first pass: %+v, want 2 of 2 blocks local", p.Stats())
+			t.Fatalf("first pass: %+v, want 2 blocks (local unless fetches hold)", p.Stats())
 		}
 	}
+	return p
+}
+
+// TestPinTotalsAgreeWhilePassFetches: the blocks on this machine are
+// counted with the blocks pinned, so the totals an unpin reports never say
+// more blocks are local than are pinned ("4 of 3 blocks on this machine"
+// while the pass fetched).
+func TestPinTotalsAgreeWhilePassFetches(t *testing.T) {
+	ctx := t.Context()
+	c := &diskKeep{release: make(chan struct{})}
+	p := runPinnerOfTwo(t, c)
 	c.hold.Store(true) // the next pass fetches for a while
 	if err := p.Unpin(ctx, 2); err != nil {
 		t.Fatal(err)
@@ -223,5 +229,29 @@ func TestPinTotalsAgreeWhilePassFetches(t *testing.T) {
 	}
 	if st := p.Stats(); st.Blocks != 1 || st.LocalBlocks != 1 {
 		t.Errorf("after the unpin: %d of %d blocks local; want 1 of 1", st.LocalBlocks, st.Blocks)
+	}
+}
+
+// TestUnpinCountedWhilePassFetches: an unpin's totals (meshdrive unpin
+// reports them) came only from a pass begun after it, and a pass begins
+// only when the one before has fetched everything: while a pinned folder
+// was being fetched (hours for a big one, or never offline), unpin waited
+// its 10 s and reported the totals from before, the unpinned file still
+// counted. WaitPass now counts at once.
+func TestUnpinCountedWhilePassFetches(t *testing.T) {
+	ctx := t.Context()
+	c := &diskKeep{release: make(chan struct{})}
+	c.hold.Store(true) // every pass fetches until the test ends
+	p := runPinnerOfTwo(t, c)
+	if err := p.Unpin(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := p.WaitPass(wctx); err != nil {
+		t.Fatalf("WaitPass while a pass fetches: %v", err)
+	}
+	if st := p.Stats(); st.Files != 1 || st.Blocks != 1 || st.LocalBlocks != 1 {
+		t.Errorf("after the unpin: %d files, %d of %d blocks local; want 1 file, 1 of 1", st.Files, st.LocalBlocks, st.Blocks)
 	}
 }

@@ -80,10 +80,9 @@ func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
 		out = append(out, pinReport{Path: "/" + rel, Pinned: !unpin, Unchanged: unchanged, Stats: p.Stats()})
 	}
 	if unpin && len(out) > 0 {
-		// A pin is counted at once; an unpin only by a pass begun after
-		// it, which counts at its start (one still fetching delays it):
-		// the totals reported are that pass's when it comes within 10 s,
-		// else the ones before.
+		// A pin is counted at once; an unpin by WaitPass's count (not
+		// held back by a pass still fetching): the totals reported are
+		// that count's when it comes within 10 s, else the ones before.
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if p.WaitPass(wctx) == nil {
 			st := p.Stats()

@@ -226,6 +226,7 @@ func printStatus(w io.Writer, r *statusReport) {
 	fmt.Fprintf(w, "  %s\n", state)
 	if l := r.Lost; l != nil {
 		fmt.Fprintf(w, "  LOST: %s\n", lostSentence(l))
+		fmt.Fprintf(w, "  while files are lost every snapshot is kept, and the grid grows by each one: an older version may be under .snapshots\n")
 	}
 	online := "online"
 	if !r.Online {

@@ -90,7 +90,8 @@ func TestLostNotDurable(t *testing.T) {
 			st.State, st.Durable, st.Uploads.Bytes)
 	}
 	if out := mustRun(t, env, "status", "--data", dir).stdout; strings.Contains(out, "durable: everything written") ||
-		!strings.Contains(out, "NOT safe") || !strings.Contains(out, "LOST: 1 blocks of 1 files") {
+		!strings.Contains(out, "NOT safe") || !strings.Contains(out, "LOST: 1 blocks of 1 files") ||
+		!strings.Contains(out, "every snapshot is kept") {
 		t.Errorf("status says the drive is safe, or not that it is lost:\n%s", out)
 	}
 	if sum := webSummary(t, dir, st.Web); sum.State != "lost" || sum.Durable {

@@ -71,21 +71,47 @@ func deadMountErr(err error) bool {
 	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED)
 }
 
+// mountStartWait bounds how long a command waits for the control socket
+// of a mount that is starting (a variable for tests).
+var mountStartWait = 60 * time.Second
+
 func (c *controlClient) do(ctx context.Context, method, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://meshdrive"+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
+	deadline := time.Now().Add(mountStartWait)
+	var resp *http.Response
+	for {
+		req, err := http.NewRequestWithContext(ctx, method, "http://meshdrive"+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err = c.http.Do(req)
+		if err == nil {
+			break
+		}
 		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			if errors.Is(err, os.ErrPermission) {
-				return nil, fmt.Errorf("no permission to reach the control socket of the drive at %s: run meshdrive as the user who mounted it", c.dir)
-			}
+		if !errors.As(err, &op) || op.Op != "dial" {
+			return nil, fmt.Errorf("control socket of the drive at %s: %w", c.dir, err)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("no permission to reach the control socket of the drive at %s: run meshdrive as the user who mounted it", c.dir)
+		}
+		// A mount that holds the drive's lock but does not answer yet is
+		// starting: the folder can show as mounted a moment before its
+		// control socket listens. Wait for it rather than say "not
+		// mounted" to a command run right after the mount.
+		pid, mp := lockHolder(c.dir)
+		if mp == "" || !lockHeld(c.dir) {
 			return nil, c.notMounted()
 		}
-		return nil, fmt.Errorf("control socket of the drive at %s: %w", c.dir, err)
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the drive at %s is held by its mount process (pid %d, at %s), but its control socket %s did not answer within %v: "+
+				"see the mount's log (%s for a --daemon mount), or unmount it (meshdrive unmount %s) and mount again",
+				c.dir, pid, mp, filepath.Join(c.dir, controlSock), mountStartWait, filepath.Join(c.dir, logFile), mp)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()

@@ -32,6 +32,7 @@ type (
 	RepairReport   = repair.Report
 	RepairProgress = repair.Progress
 	CheckRequest   = repair.CheckRequest
+	StagedCheck    = journal.StagedCheck
 )
 
 // ErrDrainedNodeDown: a drain moved everything off a node that does not
@@ -101,6 +102,13 @@ func (d *Drive) NodesBack() {
 	if d.pins != nil {
 		d.pins.Kick()
 	}
+}
+
+// CheckStaged authenticates the blocks written and not yet uploaded on
+// the local disk; with repair it marks damaged ones lost
+// (journal.Journal.CheckStaged).
+func (d *Drive) CheckStaged(ctx context.Context, repair bool, progress func(done, total int)) (*StagedCheck, error) {
+	return d.j.CheckStaged(ctx, repair, progress)
 }
 
 // WaitDurable returns once every queued upload is on the grid.

@@ -236,7 +236,9 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 // dirty). Reads of it fail with ErrLostBlock, Status says StateLost, an
 // identical write takes the row over. The damaged bytes go. When the
 // database cannot record it the block stays queued, and is checked again.
-func loseDamaged(j *uploader, it qitem, cause error) {
+// It says whether it marked the block lost (false: freed or staged anew
+// meanwhile, or the database failed).
+func loseDamaged(j *uploader, it qitem, cause error) bool {
 	ctx := context.Background()
 	var files int64
 	var paths []string
@@ -273,7 +275,7 @@ func loseDamaged(j *uploader, it qitem, cause error) {
 		j.noteError(fmt.Errorf("staged block %s is damaged and cannot be marked lost: %w", it.id, err))
 		j.log.Error("journal: a staged block is damaged (it fails its check) and the journal cannot mark it lost; it stays queued, not uploaded",
 			"id", it.id, "check", cause, "err", err)
-		return
+		return false
 	}
 	// Out of the queue unless the block was staged anew meanwhile (the
 	// next pack reads its new file).
@@ -285,7 +287,7 @@ func loseDamaged(j *uploader, it qitem, cause error) {
 	}
 	j.qmu.Unlock()
 	if !lost {
-		return
+		return false
 	}
 	j.noteError(fmt.Errorf("staged block %s was damaged on local disk before its upload and is lost: %w", it.id, cause))
 	j.log.Error("journal: a staged block changed on local disk after it was sealed (the disk or something outside meshdrive "+
@@ -293,6 +295,7 @@ func loseDamaged(j *uploader, it qitem, cause error) {
 		"meshdrive status names them lost. Restore those files from a copy (writing the same bytes again brings the block back), "+
 		"or from an older version in the mount's .snapshots folder, or delete them; and check the local disk",
 		"id", it.id, "files", files, "some", strings.Join(paths[:min(10, len(paths))], ", "), "check", cause)
+	return true
 }
 
 // errDamaged: a staged block's bytes are not the ones sealed (pack).

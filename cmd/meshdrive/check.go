@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +33,10 @@ A whole drive's check with every node answering also looks for two nodes
 that are one store under two addresses, and warns. A whole drive's check
 names the nodes that lost their copy of the drive's key or config (a wiped
 disk, an emptied bucket: recover cannot start from them); --repair stores
-those again.
+those again. A whole drive's check also reads the blocks written here and
+not yet uploaded (on the local disk; no network) and authenticates each: a
+damaged one is reported with its files while you may still have a copy;
+--repair marks it lost, as the uploader does when it reaches one.
 Prints the files that are not healthy and a summary (--json: every file);
 a progress bar on a terminal. Exits 1 when anything is unrecoverable or a
 repair failed. Talks to the running mount.`)
@@ -93,8 +97,37 @@ repair failed. Talks to the running mount.`)
 		return &exitError{code: 1, err: fmt.Errorf("the drive key and config could not be stored again on %s: %s", strings.Join(rep.MetaMissing, ", "), rep.MetaError)}
 	case rep.RepairFailed > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d segments could not be repaired (first: %s)", rep.RepairFailed, strings.Join(rep.RepairErrors[:min(1, len(rep.RepairErrors))], ""))}
+	case rep.Staged != nil && len(rep.Staged.Damaged) > 0:
+		return &exitError{code: 1, err: stagedDamageError(rep.Staged)}
 	}
 	return nil
+}
+
+// stagedDamageError says what to do about staged blocks that fail their
+// check on the local disk.
+func stagedDamageError(sc *fs.StagedCheck) error {
+	var paths []string
+	lost := 0
+	for _, d := range sc.Damaged {
+		paths = append(paths, d.Paths...)
+		if d.Lost {
+			lost++
+		}
+	}
+	slices.Sort(paths)
+	paths = slices.Compact(paths)
+	files := strings.Join(paths[:min(10, len(paths))], ", ")
+	if len(paths) > 10 {
+		files += fmt.Sprintf(" and %d more", len(paths)-10)
+	}
+	if lost == len(sc.Damaged) {
+		return fmt.Errorf("%d blocks written on this machine and not yet uploaded were damaged on the local disk and are now marked lost (files: %s): "+
+			"restore those files from a copy (writing the same bytes again brings a block back), or from an older version in the mount's .snapshots folder, "+
+			"or delete them; and check the local disk", len(sc.Damaged), files)
+	}
+	return fmt.Errorf("%d blocks written on this machine and not yet uploaded are damaged on the local disk (files: %s): they can never be uploaded. "+
+		"Copy those files in again from a copy while you still have it (writing the same bytes again brings a block back); "+
+		"meshdrive check --repair marks the damaged blocks lost, as the uploader will when it reaches them; and check the local disk", len(sc.Damaged), files)
 }
 
 // streamLines POSTs to a streaming control endpoint, shows its progress
@@ -124,8 +157,12 @@ func streamLines(ctx context.Context, e *env, dir, path string, each func(checkL
 					fmt.Fprintln(e.stderr)
 				}
 				phase = p.Phase
+				desc := p.Phase + " segments"
+				if p.Phase == "staged" {
+					desc = "check blocks not yet uploaded"
+				}
 				bar = progressbar.NewOptions(p.Total, progressbar.OptionSetWriter(e.stderr),
-					progressbar.OptionSetDescription(p.Phase+" segments"), progressbar.OptionShowCount(),
+					progressbar.OptionSetDescription(desc), progressbar.OptionShowCount(),
 					progressbar.OptionFullWidth(), progressbar.OptionThrottle(100*time.Millisecond))
 			}
 			bar.Set(p.Done)
@@ -171,6 +208,16 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 		if r.MetaFull != 0 {
 			fmt.Fprintf(w, "wrote a full metadata record (%d): recover starts from it and needs none of those; snapshots older than it that need them cannot be restored\n", r.MetaFull)
 		}
+	}
+	if sc := r.Staged; sc != nil {
+		for _, d := range sc.Damaged {
+			what := "DAMAGED       "
+			if d.Lost {
+				what = "LOST          "
+			}
+			fmt.Fprintf(w, "%s %s: not yet uploaded, and its block %s fails its check on the local disk (%s)\n", what, strings.Join(d.Paths, ", "), d.Block, d.Error)
+		}
+		fmt.Fprintf(w, "checked %d blocks not yet uploaded on the local disk: %d damaged\n", sc.Blocks, len(sc.Damaged))
 	}
 	if r.Repair {
 		fmt.Fprintf(w, "repaired %d segments", r.Repaired)

@@ -167,13 +167,7 @@ func TestReadOnlyMissingStaged(t *testing.T) {
 // said everything was grid-durable and exited 0): status says local and
 // what waits, and sync refuses at once, saying how to upload it.
 func TestReadOnlyPendingNotDurable(t *testing.T) {
-	dir, mp, env, nodes := newDiskDrive(t, "")
-	for _, n := range nodes {
-		if err := os.Rename(n, n+".away"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cleanupMount(t, env, dir, mp)
+	dir, mp, env, _ := awayDiskDrive(t)
 	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
 	randomFile(t, filepath.Join(mp, "big"), 500_000, 1)
 	mustRun(t, env, "unmount", "--data", dir, mp)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -69,13 +70,7 @@ func TestMountFlippedStagingByte(t *testing.T) {
 // path of big's staging file.
 func stagedOffline(t *testing.T) (dir, mp string, env, nodes []string, big, small []byte, staged string) {
 	t.Helper()
-	dir, mp, env, nodes = newDiskDrive(t, "")
-	for _, n := range nodes {
-		if err := os.Rename(n, n+".away"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cleanupMount(t, env, dir, mp)
+	dir, mp, env, nodes = awayDiskDrive(t)
 	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
 	big, small = make([]byte, 500_000), []byte("kept")
 	rand.Read(big) // sealed bigger than what the journal's database holds
@@ -91,4 +86,84 @@ func stagedOffline(t *testing.T) (dir, mp string, env, nodes []string, big, smal
 		t.Fatalf("%d staging files, want 1: %v", len(files), files)
 	}
 	return dir, mp, env, nodes, big, small, files[0]
+}
+
+// TestCheckFlippedStagingByte: the nodes are away, so the uploader holds
+// its first segment and retries it; a file written next is staged on the
+// local disk, and its staging file gets a byte flipped. check finds it
+// there, names the file and says to copy it in again, without marking it
+// lost; check --repair marks it lost (status names it, a read fails with
+// EIO), as the uploader would when it reached it.
+func TestCheckFlippedStagingByte(t *testing.T) {
+	dir, mp, env, _ := awayDiskDrive(t)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	if err := os.WriteFile(filepath.Join(mp, "first"), []byte("first"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A failed upload: the uploader has packed its segment and retries it
+	// until a node answers, so it reads no staged block meanwhile.
+	pollStatus(t, env, dir, "the first upload to fail", func(s statusReport) bool { return s.Uploads.Errors > 0 })
+	big := make([]byte, 500_000)
+	rand.Read(big) // sealed bigger than what the journal's database holds
+	if err := os.WriteFile(filepath.Join(mp, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pollStatus(t, env, dir, "big to be staged", func(s statusReport) bool { return s.Uploads.Blocks >= 2 })
+	files, _ := filepath.Glob(filepath.Join(dir, "journal", "staging", "*"))
+	files = slices.DeleteFunc(files, func(f string) bool { return strings.HasSuffix(f, ".tmp") })
+	if len(files) != 1 {
+		t.Fatalf("%d staging files, want 1: %v", len(files), files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/3] ^= 0x01
+	if err := os.WriteFile(files[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runBin(t, env, "check", "--data", dir)
+	if r.code != 1 || !strings.Contains(r.stdout, "DAMAGED") || !strings.Contains(r.stdout, "/big") ||
+		!strings.Contains(r.stdout, "checked 2 blocks not yet uploaded on the local disk: 1 damaged") ||
+		!strings.Contains(r.stderr, "/big") || !strings.Contains(r.stderr, "while you still have it") {
+		t.Errorf("check of a drive with a damaged staging file: %s", r)
+	}
+	if s := statusJSON(t, env, dir); s.Lost != nil {
+		t.Errorf("check without --repair marked blocks lost: %+v", s.Lost)
+	}
+
+	r = runBin(t, env, "check", "--repair", "--data", dir)
+	if r.code != 1 || !strings.Contains(r.stdout, "LOST") || !strings.Contains(r.stderr, "marked lost (files: /big)") {
+		t.Errorf("check --repair of a drive with a damaged staging file: %s", r)
+	}
+	if s := statusJSON(t, env, dir); s.Lost == nil || s.Lost.Blocks != 1 || len(s.Lost.Paths) != 1 || s.Lost.Paths[0] != "/big" {
+		t.Errorf("status after check --repair: lost %+v", s.Lost)
+	}
+	if _, err := os.ReadFile(filepath.Join(mp, "big")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of the file whose staged block was damaged: %v, want EIO", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "first")); err != nil || string(b) != "first" {
+		t.Errorf("the other file: %q, %v", b, err)
+	}
+	r = runBin(t, env, "check", "--data", dir)
+	if !strings.Contains(r.stdout, "checked 1 blocks not yet uploaded on the local disk: 0 damaged") {
+		t.Errorf("check after check --repair: %s", r)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}
+
+// awayDiskDrive makes a drive whose node directories are renamed to
+// DIR.away (no node answers, nothing uploads) and unmounts its mountpoint
+// at cleanup; it returns the node directories' names.
+func awayDiskDrive(t *testing.T) (dir, mp string, env, nodes []string) {
+	t.Helper()
+	dir, mp, env, nodes = newDiskDrive(t, "")
+	for _, n := range nodes {
+		if err := os.Rename(n, n+".away"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cleanupMount(t, env, dir, mp)
+	return dir, mp, env, nodes
 }

@@ -76,6 +76,9 @@ type Report struct {
 	MetaMissing  []string `json:"meta_missing,omitempty"`
 	MetaRestored bool     `json:"meta_restored,omitempty"`
 	MetaError    string   `json:"meta_error,omitempty"`
+	// Staged: the blocks written here and not yet uploaded, checked on
+	// the local disk (a whole drive's check; the caller fills it).
+	Staged *journal.StagedCheck `json:"staged,omitempty"`
 	// Problems lists the shards found wanting (before any repair), at
 	// most maxProblems.
 	Problems []ShardProblem `json:"problems,omitempty"`

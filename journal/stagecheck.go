@@ -1,0 +1,132 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/meshdrive/meshdrive/remote"
+)
+
+// StagedCheck is CheckStaged's answer.
+type StagedCheck struct {
+	Blocks  int            `json:"blocks"` // staged blocks checked
+	Damaged []StagedDamage `json:"damaged,omitempty"`
+}
+
+// StagedDamage is a staged block whose sealed bytes fail their check.
+type StagedDamage struct {
+	Block string   `json:"block"`
+	Paths []string `json:"paths"` // files that use it (the first maxLostNamed)
+	Error string   `json:"error"`
+	// Lost: CheckStaged (repair) marked it lost, as the uploader does.
+	Lost bool `json:"lost,omitempty"`
+}
+
+// CheckStaged: see uploader.checkStaged (stagecheck.go).
+func (j *Journal) CheckStaged(ctx context.Context, repair bool, progress func(done, total int)) (*StagedCheck, error) {
+	return j.up.checkStaged(ctx, repair, progress)
+}
+
+// checkStaged authenticates every block staged and not yet uploaded (its
+// staging file, or its row in table staged) on the local disk, as pack
+// does before shipping one (VerifyIn), so a disk that damaged them is
+// found while the files' owner may still have a copy, not when the
+// uploader reaches them. A damaged block is reported with the files that
+// use it; with repair it is marked lost by loseDamaged, the uploader's
+// own path. A block uploaded or freed meanwhile is skipped. A block in
+// the segment the uploader is shipping now was read and checked when it
+// was packed; it is checked here again all the same (its staging file
+// is what a restart would ship).
+func (j *uploader) checkStaged(ctx context.Context, repair bool, progress func(done, total int)) (*StagedCheck, error) {
+	if progress == nil {
+		progress = func(int, int) {}
+	}
+	j.qmu.Lock()
+	items := make([]qitem, 0, len(j.queue))
+	var most int64
+	for _, it := range j.queue {
+		items = append(items, it)
+		most = max(most, it.sealedLen)
+	}
+	j.qmu.Unlock()
+	slices.SortFunc(items, func(a, b qitem) int { return int(a.seq - b.seq) })
+	rep := &StagedCheck{}
+	if len(items) == 0 {
+		progress(0, 0)
+		return rep, nil
+	}
+	// One buffer, laid out as pack's, refilled for each block.
+	buf, err := remote.NewSegmentBuf(1, 0, 0, most)
+	if err != nil {
+		return nil, fmt.Errorf("check staged blocks: %w", err)
+	}
+	defer buf.Release()
+	for i, it := range items {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		progress(i, len(items))
+		buf.Truncate(0)
+		err := j.packBlock(buf, it)
+		if err == nil {
+			err = j.seal.VerifyIn(buf, 0, buf.Len(), it.id)
+			if err != nil {
+				err = fmt.Errorf("%w: %w", errDamaged, err)
+			}
+		}
+		if err == nil {
+			rep.Blocks++
+			continue
+		}
+		if !errors.Is(err, errDamaged) {
+			if j.stillStaged(ctx, it) {
+				return nil, fmt.Errorf("check staged block %s: %w", it.id, err)
+			}
+			continue // uploaded or freed meanwhile
+		}
+		rep.Blocks++
+		d := StagedDamage{Block: it.id.String(), Error: err.Error()}
+		if d.Paths, err = j.blockPaths(ctx, it.id); err != nil {
+			return nil, fmt.Errorf("check staged block %s: name its files: %w", it.id, err)
+		}
+		if repair {
+			d.Lost = loseDamaged(j, it, err)
+		}
+		rep.Damaged = append(rep.Damaged, d)
+	}
+	progress(len(items), len(items))
+	return rep, nil
+}
+
+// stillStaged says whether block it is still the staged row it was.
+func (j *uploader) stillStaged(ctx context.Context, it qitem) bool {
+	var state int
+	var seq int64
+	err := j.db.QueryRowContext(ctx, `SELECT state, seq FROM blocks WHERE id = ?`, it.id[:]).Scan(&state, &seq)
+	return err == nil && state == blockStaged && seq == it.seq || err != nil && !errors.Is(err, sql.ErrNoRows)
+}
+
+// blockPaths names the files that use block id (the first maxLostNamed).
+func (j *uploader) blockPaths(ctx context.Context, id remote.BlockID) ([]string, error) {
+	rows, err := j.db.QueryContext(ctx, `SELECT DISTINCT ino FROM blockmap WHERE block = ? ORDER BY ino LIMIT ?`, id[:], maxLostNamed)
+	if err != nil {
+		return nil, err
+	}
+	var inos []Ino
+	for rows.Next() {
+		var ino Ino
+		if err := rows.Scan(&ino); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		inos = append(inos, ino)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return inoPaths(ctx, j.db, inos)
+}

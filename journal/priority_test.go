@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -105,43 +106,27 @@ func TestFsyncedSmallFileDurableBeforeBulk(t *testing.T) {
 // renamed: the grid's copy names it once, under its old name or its new
 // one, never both and never neither (a window that removes a name leaves
 // nothing out; leaving out the new name of a queued file while shipping
-// the removal of its old one would lose it).
+// the removal of its old one would lose it). runDeferredShape ships the
+// record with the file's blocks still queued, and checkLinks fails a file
+// named twice or nowhere.
 func TestRenameDuringDeferredCopy(t *testing.T) {
-	e := newPacedEnv(t)
-	doc := []byte("the document, version 1\n")
-	docIno := e.writeFile("doc", doc)
-	must[struct{}](t)(struct{}{}, e.j.Flush(bg, docIno))
-	e.syncGrid()
-
 	rng := rand.New(rand.NewPCG(19, 19))
-	bulk := make([]byte, 16<<20)
+	bulk := make([]byte, 8<<20)
 	for i := range bulk {
 		bulk[i] = byte(rng.Uint32())
 	}
-	bulkIno := e.writeFile("bulk", bulk)
-	must[struct{}](t)(struct{}{}, e.j.Flush(bg, bulkIno))
-	v2 := bulk[: 2<<20 : 2<<20]
-	must[int](t)(e.j.WriteAt(bg, docIno, v2, 0))
-	must[struct{}](t)(struct{}{}, e.j.Flush(bg, docIno))
-	if err := e.j.Rename(bg, RootIno, "doc", RootIno, "doc.renamed", 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.j.Fsync(bg, docIno); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		time.Sleep(500 * time.Millisecond)
-		g, _ := e.rebuildFromGrid()
-		checkDB(t, g.o.Dir)
-		_, errOld := g.Lookup(bg, RootIno, "doc")
-		_, errNew := g.Lookup(bg, RootIno, "doc.renamed")
-		if (errOld == nil) == (errNew == nil) {
-			t.Fatalf("the grid names the renamed file %s (old name: %v, new name: %v)",
-				map[bool]string{true: "twice", false: "nowhere"}[errOld == nil], errOld, errNew)
+	runDeferredShape(t, bulk, func(e *gridEnv) {
+		doc := e.writeFile("doc", []byte("the document, version 1\n"))
+		must[struct{}](e.t)(struct{}{}, e.j.Flush(bg, doc))
+	}, func(e *gridEnv) Ino {
+		doc := must[Attr](e.t)(e.j.Lookup(bg, RootIno, "doc")).Ino
+		must[int](e.t)(e.j.WriteAt(bg, doc, bulk[2<<20:2<<20+300<<10], 0))
+		must[struct{}](e.t)(struct{}{}, e.j.Flush(bg, doc))
+		if err := e.j.Rename(bg, RootIno, "doc", RootIno, "doc.renamed", 0); err != nil {
+			e.t.Fatal(err)
 		}
-		g.Close()
-	}
-	e.syncGrid()
+		return doc
+	})
 }
 
 // A file on the grid replaced by a rename over it (an editor's or a
@@ -150,42 +135,42 @@ func TestRenameDuringDeferredCopy(t *testing.T) {
 // the window's removal of NAME.tmp is not visible in the names as they
 // are now, but the old file's inode is gone. The grid's copy always names
 // NAME (old version or new), never loses it: the record must not ship the
-// old inode's removal while it leaves out NAME's new target.
+// old inode's removal while it leaves out NAME's new target. One save in
+// the window, and four (each NAME.tmp of the next made and removed again),
+// as a program that saves often leaves them between two records.
 func TestReplaceByRenameDuringDeferredCopy(t *testing.T) {
-	e := newPacedEnv(t)
-	e.writeFile("manifest", []byte("1"))
-	e.syncGrid()
-
 	rng := rand.New(rand.NewPCG(20, 20))
-	bulk := make([]byte, 16<<20)
+	bulk := make([]byte, 8<<20)
 	for i := range bulk {
 		bulk[i] = byte(rng.Uint32())
 	}
-	bulkIno := e.writeFile("bulk", bulk)
-	must[struct{}](t)(struct{}{}, e.j.Flush(bg, bulkIno))
-	for gen := 2; gen < 6; gen++ {
-		// Big enough to queue behind the copy, not ahead of it.
-		tmp := e.writeFile("manifest.tmp", bulk[gen<<20:gen<<20+300<<10])
-		must[struct{}](t)(struct{}{}, e.j.Flush(bg, tmp))
-		if err := e.j.Rename(bg, RootIno, "manifest.tmp", RootIno, "manifest", 0); err != nil {
-			t.Fatal(err)
-		}
-		applyUnlinks(t, e.j) // the old manifest's inode goes
-		if err := e.j.it.freeOrphans(bg); err != nil {
-			t.Fatal(err)
-		}
-		next := e.writeFile("manifest.tmp", []byte("next"))
-		must[struct{}](t)(struct{}{}, e.j.Flush(bg, next))
-		time.Sleep(400 * time.Millisecond) // two records' time
-		g, _ := e.rebuildFromGrid()
-		_, err := g.Lookup(bg, RootIno, "manifest")
-		g.Close()
-		if err != nil {
-			t.Fatalf("generation %d: the grid's copy lost the manifest: %v", gen, err)
-		}
-		if err := e.j.Unlink(bg, RootIno, "manifest.tmp"); err != nil {
-			t.Fatal(err)
-		}
+	for _, saves := range []int{1, 4} {
+		t.Run(fmt.Sprintf("%d saves", saves), func(t *testing.T) {
+			runDeferredShape(t, bulk, func(e *gridEnv) {
+				e.writeFile("manifest", []byte("1"))
+			}, func(e *gridEnv) Ino {
+				var tmp Ino
+				for gen := 2; gen < 2+saves; gen++ {
+					if gen > 2 {
+						if err := e.j.Unlink(bg, RootIno, "manifest.tmp"); err != nil {
+							e.t.Fatal(err)
+						}
+					}
+					// Big enough to queue behind the copy, not ahead of it.
+					tmp = e.writeFile("manifest.tmp", bulk[gen<<20:gen<<20+300<<10])
+					must[struct{}](e.t)(struct{}{}, e.j.Flush(bg, tmp))
+					if err := e.j.Rename(bg, RootIno, "manifest.tmp", RootIno, "manifest", 0); err != nil {
+						e.t.Fatal(err)
+					}
+					applyUnlinks(e.t, e.j) // the old manifest's inode goes
+					if err := e.j.it.freeOrphans(bg); err != nil {
+						e.t.Fatal(err)
+					}
+					next := e.writeFile("manifest.tmp", []byte("next"))
+					must[struct{}](e.t)(struct{}{}, e.j.Flush(bg, next))
+				}
+				return tmp
+			})
+		})
 	}
-	e.syncGrid()
 }

@@ -95,14 +95,17 @@ func (d *Drive) SyncGrid(ctx context.Context) error { return d.j.SyncGrid(ctx) }
 func (d *Drive) CheckpointFull(ctx context.Context) (uint64, error) { return d.j.CheckpointFull(ctx) }
 
 // NodesBack is the mount's health check seeing nodes again after none
-// was reachable: uploads waiting out a retry backoff go now, and the
-// pinner fetches what it could not.
+// was reachable: the pinner fetches what it could not.
 func (d *Drive) NodesBack() {
-	d.j.RetryNow()
 	if d.pins != nil {
 		d.pins.Kick()
 	}
 }
+
+// NodesUp is the mount's health check's count of the nodes that answer,
+// at each look: uploads waiting out a retry backoff go as soon as enough
+// nodes to store a segment answer again (journal.Journal.NodesUp).
+func (d *Drive) NodesUp(up int) { d.j.NodesUp(up) }
 
 // CheckStaged authenticates the blocks written and not yet uploaded on
 // the local disk; with repair it marks damaged ones lost

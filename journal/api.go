@@ -228,6 +228,9 @@ func (j *Journal) WaitDurable(ctx context.Context) error { return j.up.WaitDurab
 // RetryNow: see uploader.RetryNow (upload.go).
 func (j *Journal) RetryNow() { j.up.RetryNow() }
 
+// NodesUp: see uploader.NodesUp (upload.go).
+func (j *Journal) NodesUp(up int) { j.up.NodesUp(up) }
+
 // ShipMeta: see meta.ShipMeta (metaship.go).
 func (j *Journal) ShipMeta(ctx context.Context, force bool) (uint64, error) {
 	return j.md.ShipMeta(ctx, force)

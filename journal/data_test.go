@@ -384,19 +384,7 @@ func TestQuotaFullThenDrain(t *testing.T) {
 func TestRetryNowEndsTheBackoff(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		e := newEnv(t, func(o *Options) { o.RetryMax = time.Minute })
-		e.g.down.Store(true)
-		f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
-		data := bytes.Repeat([]byte("back"), 100000)
-		must[int](t)(e.j.WriteAt(bg, f.Ino, data, 0))
-		if err := e.j.Fsync(bg, f.Ino); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Minute) // the backoff grows to its cap
-		synctest.Wait()
-		fails := e.g.fails.Load()
-		if fails < 5 {
-			t.Fatalf("%d failed uploads in 10 minutes with the grid down", fails)
-		}
+		f, data := backedOff(t, e)
 		e.g.down.Store(false)
 		e.j.RetryNow()
 		synctest.Wait()
@@ -407,6 +395,57 @@ func TestRetryNowEndsTheBackoff(t *testing.T) {
 			t.Fatal("data differs")
 		}
 	})
+}
+
+// TestNodesUpEndsTheBackoffAfterPartialOutage: some nodes stayed up, too
+// few to store a segment (k of the k+m), long enough for the uploader's
+// backoff to reach RetryMax (a minute here); when the health check sees
+// enough nodes again (k+1), the queue goes at once, without waiting out
+// the backoff. A rise that stays below k+1 does not wake it. (Only a
+// rise from no node at all used to.)
+func TestNodesUpEndsTheBackoffAfterPartialOutage(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.RetryMax = time.Minute })
+		k := e.g.K()
+		e.j.NodesUp(k + e.g.M())
+		e.j.NodesUp(k - 1)
+		f, data := backedOff(t, e)
+		fails := e.g.fails.Load()
+		e.j.NodesUp(k) // more, still too few: no retry now
+		synctest.Wait()
+		if got := e.g.fails.Load(); got != fails {
+			t.Fatalf("a rise to k nodes woke the uploader (%d failed uploads, then %d)", fails, got)
+		}
+		e.g.down.Store(false)
+		e.j.NodesUp(k + 1)
+		synctest.Wait()
+		if st := e.j.Stats(); st.QueuedBlocks > 0 {
+			t.Fatalf("k+1 nodes back after a partial outage: the queue still waits out the backoff (%+v)", st)
+		}
+		if !bytes.Equal(readAll(t, e.j, f.Ino), data) {
+			t.Fatal("data differs")
+		}
+	})
+}
+
+// backedOff takes e's grid down, writes and fsyncs a file, and lets ten
+// minutes pass in the bubble, so the uploader's backoff reaches its cap
+// (RetryMax); it returns the file and its bytes.
+func backedOff(t *testing.T, e *env) (Attr, []byte) {
+	t.Helper()
+	e.g.down.Store(true)
+	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	data := bytes.Repeat([]byte("back"), 100000)
+	must[int](t)(e.j.WriteAt(bg, f.Ino, data, 0))
+	if err := e.j.Fsync(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Minute)
+	synctest.Wait()
+	if fails := e.g.fails.Load(); fails < 5 {
+		t.Fatalf("%d failed uploads in 10 minutes with the grid down", fails)
+	}
+	return f, data
 }
 
 func TestUploaderRetriesUntilGridReturns(t *testing.T) {

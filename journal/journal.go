@@ -238,6 +238,9 @@ type shared struct {
 	// retryNow cuts short the uploader's wait between failed uploads
 	// (Journal.RetryNow).
 	retryNow chan struct{}
+	// nodesUp is the nodes the mount's health check last saw answer (-1
+	// before its first look; NodesUp).
+	nodesUp atomic.Int64
 	// orphanKick wakes the reaper (reclaimLater); reaperDone is closed
 	// when it has stopped.
 	orphanKick chan struct{}
@@ -397,6 +400,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		behindSem:  make(chan struct{}, behindWorkers),
 		done:       make(chan struct{}),
 	})}
+	j.nodesUp.Store(-1)
 	j.unl.unlKick = make(chan struct{}, 1)
 	j.unl.unlDone = make(chan struct{})
 	j.queue = map[remote.BlockID]qitem{}

@@ -427,6 +427,25 @@ func (j *uploader) RetryNow() {
 	}
 }
 
+// NodesUp tells the uploader how many nodes answer now (the mount's
+// health check, every few seconds). When that rises from fewer than a
+// segment needs (k+1 shards stored, or all n when there is no parity:
+// remote.Grid.WriteSegmentBuf) to enough, the wait between failed uploads
+// ends (RetryNow): after an outage where some nodes stayed up but too
+// few to store a segment, as after one where none did, the queue goes at
+// once, not after a backoff that grew to RetryMax meanwhile.
+func (j *uploader) NodesUp(up int) {
+	if j.o.Grid == nil {
+		return
+	}
+	k, m := j.o.Grid.K(), j.o.Grid.M()
+	need := int64(min(k+1, k+m))
+	prev := j.nodesUp.Swap(int64(up))
+	if prev >= 0 && prev < need && int64(up) >= need {
+		j.RetryNow()
+	}
+}
+
 // maxYield bounds how long one segment upload waits for application
 // reads, so a drive that is read without pause still uploads.
 const maxYield = 250 * time.Millisecond

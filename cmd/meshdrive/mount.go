@@ -471,7 +471,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	hctx, hcancel := context.WithCancel(context.Background())
 	defer hcancel()
 	online := &onlineState{}
-	go watchHealth(hctx, grid, online, drive.NodesBack, log)
+	go watchHealth(hctx, grid, online, drive.NodesBack, drive.NodesUp, log)
 	go bw.follow(hctx)
 	rep := startRepair(hctx, o, cfg, grid, drive, log)
 	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep,
@@ -570,8 +570,10 @@ func (s *onlineState) offlineSince() time.Time {
 
 // watchHealth looks at the nodes every healthEvery, records when the grid
 // goes offline and comes back, and logs it; back is called when it comes
-// back (the pinner fetches what it could not).
-func watchHealth(ctx context.Context, g *remoteopen.Grid, st *onlineState, back func(), log *slog.Logger) {
+// back (the pinner fetches what it could not), nodesUp with the number of
+// nodes that answer at every look (the uploader retries at once when
+// enough to store a segment answer again).
+func watchHealth(ctx context.Context, g *remoteopen.Grid, st *onlineState, back func(), nodesUp func(int), log *slog.Logger) {
 	last := -1
 	t := time.NewTicker(healthEvery)
 	defer t.Stop()
@@ -586,6 +588,7 @@ func watchHealth(ctx context.Context, g *remoteopen.Grid, st *onlineState, back 
 		if ctx.Err() != nil {
 			return
 		}
+		nodesUp(up)
 		if st.observe(up, time.Now()) {
 			back()
 		}

@@ -1,0 +1,102 @@
+package journal
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestCheckStaged: while the uploader retries its first segment (the grid
+// is down), two files are staged: one in a staging file, one in a row of
+// the database. A byte of each is flipped. CheckStaged finds both, names
+// their files and marks nothing lost; with repair it marks both lost (as
+// the uploader does) and leaves the block in flight alone; a check after
+// that finds only that one, whole.
+func TestCheckStaged(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.RetryMax = time.Hour })
+		e.g.down.Store(true)
+		rng := rand.New(rand.NewPCG(7, 7))
+		write := func(name string, n int) Ino {
+			f := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			must[int](t)(e.j.WriteAt(bg, f.Ino, b, 0))
+			if err := e.j.Fsync(bg, f.Ino); err != nil {
+				t.Fatal(err)
+			}
+			return f.Ino
+		}
+		write("first", 100)
+		time.Sleep(time.Minute) // the first segment is packed and fails
+		synctest.Wait()
+		if e.g.fails.Load() == 0 {
+			t.Fatal("no upload failed: the test proves nothing")
+		}
+		big, small := write("big", int(e.j.bs)), write("small", 1000) // a staging file, a row
+		synctest.Wait()
+
+		files, _ := filepath.Glob(filepath.Join(e.j.stage, "*"))
+		if len(files) != 1 {
+			t.Fatalf("%d staging files, want big's: %v", len(files), files)
+		}
+		b := must[[]byte](t)(os.ReadFile(files[0]))
+		b[len(b)/2] ^= 1
+		if err := os.WriteFile(files[0], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var id, sealed []byte
+		if err := e.j.db.QueryRow(`SELECT s.id, s.sealed FROM staged s JOIN blockmap m ON m.block = s.id WHERE m.ino = ?`, small).Scan(&id, &sealed); err != nil {
+			t.Fatal(err)
+		}
+		sealed[len(sealed)-3] ^= 1
+		if _, err := e.j.db.Exec(`UPDATE staged SET sealed = ? WHERE id = ?`, sealed, id); err != nil {
+			t.Fatal(err)
+		}
+
+		var done, total int
+		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, false, func(d, n int) { done, total = d, n }))
+		if rep.Blocks != 3 || len(rep.Damaged) != 2 || done != 3 || total != 3 {
+			t.Fatalf("check: %d blocks, %d damaged (%+v), progress %d of %d; want 3, 2, 3 of 3", rep.Blocks, len(rep.Damaged), rep.Damaged, done, total)
+		}
+		var named []string
+		for _, d := range rep.Damaged {
+			named = append(named, d.Paths...)
+			if d.Lost {
+				t.Errorf("check without repair marked %s lost", d.Block)
+			}
+		}
+		if strings.Join(named, " ") != "/big /small" {
+			t.Errorf("check named %v, want /big /small", named)
+		}
+		for _, ino := range []Ino{big, small} {
+			if st := must[FileStatus](t)(e.j.Status(bg, ino)); st.State == StateLost {
+				t.Errorf("check without repair: file %d lost", ino)
+			}
+		}
+
+		rep = must[*StagedCheck](t)(e.j.CheckStaged(bg, true, nil))
+		if len(rep.Damaged) != 2 || !rep.Damaged[0].Lost || !rep.Damaged[1].Lost {
+			t.Fatalf("check with repair: %+v", rep.Damaged)
+		}
+		for _, ino := range []Ino{big, small} {
+			if st := must[FileStatus](t)(e.j.Status(bg, ino)); st.State != StateLost || st.LostBlocks != 1 {
+				t.Errorf("after check with repair: file %d %+v, want lost", ino, st)
+			}
+		}
+		if _, err := os.Stat(files[0]); !os.IsNotExist(err) {
+			t.Errorf("the damaged staging file is still there: %v", err)
+		}
+		rep = must[*StagedCheck](t)(e.j.CheckStaged(bg, false, nil))
+		if rep.Blocks != 1 || len(rep.Damaged) != 0 {
+			t.Errorf("check after repair: %d blocks, damaged %+v; want the first file's, whole", rep.Blocks, rep.Damaged)
+		}
+		e.g.down.Store(false)
+	})
+}

@@ -33,6 +33,7 @@ type (
 	RepairProgress = repair.Progress
 	CheckRequest   = repair.CheckRequest
 	StagedCheck    = journal.StagedCheck
+	StagedDamage   = journal.StagedDamage
 )
 
 // ErrDrainedNodeDown: a drain moved everything off a node that does not

@@ -306,8 +306,11 @@ type shared struct {
 // append to it.
 type uploadQueue struct {
 	// qmu guards the fields below.
-	qmu       sync.Mutex
-	queue     map[remote.BlockID]qitem
+	qmu   sync.Mutex
+	queue map[remote.BlockID]qitem
+	// inflight: the blocks of the segment the uploader is shipping (by
+	// seq), read and checked when it packed them (checkStaged).
+	inflight  map[remote.BlockID]int64
 	nextSeq   int64
 	progress  chan struct{} // closed and replaced on every upload commit or queue removal
 	force     bool          // ship a partial segment now

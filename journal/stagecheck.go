@@ -23,6 +23,24 @@ type StagedDamage struct {
 	Error string   `json:"error"`
 	// Lost: CheckStaged (repair) marked it lost, as the uploader does.
 	Lost bool `json:"lost,omitempty"`
+	// InFlight: the uploader read and checked the block before the disk
+	// damaged it, and is shipping that good copy now; it is not marked
+	// lost (a restart before that upload ends finds it damaged).
+	InFlight bool `json:"in_flight,omitempty"`
+}
+
+// setInflight records the blocks of the segment the uploader ships
+// (nil: none).
+func (j *uploader) setInflight(placed []placedBlock) {
+	j.qmu.Lock()
+	defer j.qmu.Unlock()
+	j.inflight = nil
+	if len(placed) > 0 {
+		j.inflight = make(map[remote.BlockID]int64, len(placed))
+		for _, p := range placed {
+			j.inflight[p.id] = p.seq
+		}
+	}
 }
 
 // CheckStaged: see uploader.checkStaged (stagecheck.go).
@@ -36,10 +54,10 @@ func (j *Journal) CheckStaged(ctx context.Context, repair bool, progress func(do
 // found while the files' owner may still have a copy, not when the
 // uploader reaches them. A damaged block is reported with the files that
 // use it; with repair it is marked lost by loseDamaged, the uploader's
-// own path. A block uploaded or freed meanwhile is skipped. A block in
-// the segment the uploader is shipping now was read and checked when it
-// was packed; it is checked here again all the same (its staging file
-// is what a restart would ship).
+// own path, unless it is in the segment the uploader is shipping now:
+// that copy was read and checked when it was packed, and its upload
+// makes the block whole (its damage is reported all the same). A block
+// uploaded or freed meanwhile is skipped.
 func (j *uploader) checkStaged(ctx context.Context, repair bool, progress func(done, total int)) (*StagedCheck, error) {
 	if progress == nil {
 		progress = func(int, int) {}
@@ -92,7 +110,11 @@ func (j *uploader) checkStaged(ctx context.Context, repair bool, progress func(d
 		if d.Paths, err = j.blockPaths(ctx, it.id); err != nil {
 			return nil, fmt.Errorf("check staged block %s: name its files: %w", it.id, err)
 		}
-		if repair {
+		j.qmu.Lock()
+		seq, ok := j.inflight[it.id]
+		j.qmu.Unlock()
+		d.InFlight = ok && seq == it.seq
+		if repair && !d.InFlight {
 			d.Lost = loseDamaged(j, it, err)
 		}
 		rep.Damaged = append(rep.Damaged, d)

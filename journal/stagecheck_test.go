@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,8 +15,9 @@ import (
 // is down), two files are staged: one in a staging file, one in a row of
 // the database. A byte of each is flipped. CheckStaged finds both, names
 // their files and marks nothing lost; with repair it marks both lost (as
-// the uploader does) and leaves the block in flight alone; a check after
-// that finds only that one, whole.
+// the uploader does). A byte of the first file's row is flipped too: the
+// uploader holds a good copy of it, read before, so it is reported in
+// flight and not marked lost, and its upload stores it.
 func TestCheckStaged(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		e := newEnv(t, func(o *Options) { o.RetryMax = time.Hour })
@@ -33,7 +35,7 @@ func TestCheckStaged(t *testing.T) {
 			}
 			return f.Ino
 		}
-		write("first", 100)
+		first := write("first", 100)
 		time.Sleep(time.Minute) // the first segment is packed and fails
 		synctest.Wait()
 		if e.g.fails.Load() == 0 {
@@ -51,29 +53,31 @@ func TestCheckStaged(t *testing.T) {
 		if err := os.WriteFile(files[0], b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		var id, sealed []byte
-		if err := e.j.db.QueryRow(`SELECT s.id, s.sealed FROM staged s JOIN blockmap m ON m.block = s.id WHERE m.ino = ?`, small).Scan(&id, &sealed); err != nil {
-			t.Fatal(err)
-		}
-		sealed[len(sealed)-3] ^= 1
-		if _, err := e.j.db.Exec(`UPDATE staged SET sealed = ? WHERE id = ?`, sealed, id); err != nil {
-			t.Fatal(err)
+		for _, ino := range []Ino{small, first} {
+			var id, sealed []byte
+			if err := e.j.db.QueryRow(`SELECT s.id, s.sealed FROM staged s JOIN blockmap m ON m.block = s.id WHERE m.ino = ?`, ino).Scan(&id, &sealed); err != nil {
+				t.Fatal(err)
+			}
+			sealed[len(sealed)-3] ^= 1
+			if _, err := e.j.db.Exec(`UPDATE staged SET sealed = ? WHERE id = ?`, sealed, id); err != nil {
+				t.Fatal(err)
+			}
 		}
 
 		var done, total int
 		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, false, func(d, n int) { done, total = d, n }))
-		if rep.Blocks != 3 || len(rep.Damaged) != 2 || done != 3 || total != 3 {
-			t.Fatalf("check: %d blocks, %d damaged (%+v), progress %d of %d; want 3, 2, 3 of 3", rep.Blocks, len(rep.Damaged), rep.Damaged, done, total)
+		if rep.Blocks != 3 || len(rep.Damaged) != 3 || done != 3 || total != 3 {
+			t.Fatalf("check: %d blocks, %d damaged (%+v), progress %d of %d; want 3, 3, 3 of 3", rep.Blocks, len(rep.Damaged), rep.Damaged, done, total)
 		}
 		var named []string
 		for _, d := range rep.Damaged {
-			named = append(named, d.Paths...)
+			named = append(named, fmt.Sprint(d.Paths, d.InFlight))
 			if d.Lost {
 				t.Errorf("check without repair marked %s lost", d.Block)
 			}
 		}
-		if strings.Join(named, " ") != "/big /small" {
-			t.Errorf("check named %v, want /big /small", named)
+		if got := strings.Join(named, " "); got != "[/first] true [/big] false [/small] false" {
+			t.Errorf("check named %v, want /first (in flight), /big, /small", got)
 		}
 		for _, ino := range []Ino{big, small} {
 			if st := must[FileStatus](t)(e.j.Status(bg, ino)); st.State == StateLost {
@@ -82,7 +86,7 @@ func TestCheckStaged(t *testing.T) {
 		}
 
 		rep = must[*StagedCheck](t)(e.j.CheckStaged(bg, true, nil))
-		if len(rep.Damaged) != 2 || !rep.Damaged[0].Lost || !rep.Damaged[1].Lost {
+		if len(rep.Damaged) != 3 || rep.Damaged[0].Lost || !rep.Damaged[1].Lost || !rep.Damaged[2].Lost {
 			t.Fatalf("check with repair: %+v", rep.Damaged)
 		}
 		for _, ino := range []Ino{big, small} {
@@ -94,9 +98,15 @@ func TestCheckStaged(t *testing.T) {
 			t.Errorf("the damaged staging file is still there: %v", err)
 		}
 		rep = must[*StagedCheck](t)(e.j.CheckStaged(bg, false, nil))
-		if rep.Blocks != 1 || len(rep.Damaged) != 0 {
-			t.Errorf("check after repair: %d blocks, damaged %+v; want the first file's, whole", rep.Blocks, rep.Damaged)
+		if rep.Blocks != 1 || len(rep.Damaged) != 1 || !rep.Damaged[0].InFlight {
+			t.Errorf("check after repair: %d blocks, damaged %+v; want the first file's, in flight", rep.Blocks, rep.Damaged)
 		}
+		// The good copy in flight is stored: the first file is whole.
 		e.g.down.Store(false)
+		e.j.RetryNow()
+		synctest.Wait()
+		if st := must[FileStatus](t)(e.j.Status(bg, first)); st.State == StateLost || st.PendingBlocks != 0 {
+			t.Errorf("the first file after its upload: %+v", st)
+		}
 	})
 }

@@ -115,6 +115,7 @@ func (j *uploader) uploader(ctx context.Context) {
 			}
 			continue
 		}
+		j.setInflight(placed)
 		// Between the shards' write and the row that names them, the
 		// segment would look orphaned to garbage collection (gc.go).
 		j.segWriteMu.RLock()
@@ -122,11 +123,13 @@ func (j *uploader) uploader(ctx context.Context) {
 		if err != nil {
 			j.segWriteMu.RUnlock()
 			seg.Release()
+			j.setInflight(nil)
 			return // ctx cancelled: the blocks stay staged for the next Open
 		}
 		err = j.commitSegment(ctx, info, placed)
 		j.segWriteMu.RUnlock()
 		seg.Release()
+		j.setInflight(nil)
 		if err != nil {
 			j.noteError(err)
 			j.log.Error("journal: record uploaded segment; the blocks stay queued and will be uploaded again", "err", err)

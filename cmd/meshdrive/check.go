@@ -97,18 +97,22 @@ repair failed. Talks to the running mount.`)
 		return &exitError{code: 1, err: fmt.Errorf("the drive key and config could not be stored again on %s: %s", strings.Join(rep.MetaMissing, ", "), rep.MetaError)}
 	case rep.RepairFailed > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d segments could not be repaired (first: %s)", rep.RepairFailed, strings.Join(rep.RepairErrors[:min(1, len(rep.RepairErrors))], ""))}
-	case rep.Staged != nil && len(rep.Staged.Damaged) > 0:
+	case rep.Staged != nil && slices.ContainsFunc(rep.Staged.Damaged, func(d fs.StagedDamage) bool { return !d.InFlight }):
 		return &exitError{code: 1, err: stagedDamageError(rep.Staged)}
 	}
 	return nil
 }
 
 // stagedDamageError says what to do about staged blocks that fail their
-// check on the local disk.
+// check on the local disk (those being uploaded from a good copy aside).
 func stagedDamageError(sc *fs.StagedCheck) error {
 	var paths []string
-	lost := 0
+	lost, n := 0, 0
 	for _, d := range sc.Damaged {
+		if d.InFlight {
+			continue // its good copy is being uploaded
+		}
+		n++
 		paths = append(paths, d.Paths...)
 		if d.Lost {
 			lost++
@@ -120,14 +124,14 @@ func stagedDamageError(sc *fs.StagedCheck) error {
 	if len(paths) > 10 {
 		files += fmt.Sprintf(" and %d more", len(paths)-10)
 	}
-	if lost == len(sc.Damaged) {
+	if lost == n {
 		return fmt.Errorf("%d blocks written on this machine and not yet uploaded were damaged on the local disk and are now marked lost (files: %s): "+
 			"restore those files from a copy (writing the same bytes again brings a block back), or from an older version in the mount's .snapshots folder, "+
-			"or delete them; and check the local disk", len(sc.Damaged), files)
+			"or delete them; and check the local disk", n, files)
 	}
 	return fmt.Errorf("%d blocks written on this machine and not yet uploaded are damaged on the local disk (files: %s): they can never be uploaded. "+
 		"Copy those files in again from a copy while you still have it (writing the same bytes again brings a block back); "+
-		"meshdrive check --repair marks the damaged blocks lost, as the uploader will when it reaches them; and check the local disk", len(sc.Damaged), files)
+		"meshdrive check --repair marks the damaged blocks lost, as the uploader will when it reaches them; and check the local disk", n, files)
 }
 
 // streamLines POSTs to a streaming control endpoint, shows its progress
@@ -212,8 +216,11 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 	if sc := r.Staged; sc != nil {
 		for _, d := range sc.Damaged {
 			what := "DAMAGED       "
-			if d.Lost {
+			switch {
+			case d.Lost:
 				what = "LOST          "
+			case d.InFlight:
+				what = "DAMAGED (a good copy read before is uploading now; a restart before it is stored loses the block)"
 			}
 			fmt.Fprintf(w, "%s %s: not yet uploaded, and its block %s fails its check on the local disk (%s)\n", what, strings.Join(d.Paths, ", "), d.Block, d.Error)
 		}

@@ -33,6 +33,7 @@ var errnoTable = []struct {
 	{journal.ErrTooBig, syscall.EFBIG},
 	{journal.ErrOffline, syscall.EIO},
 	{journal.ErrClosed, syscall.EIO},
+	{journal.ErrNoData, syscall.ENXIO},
 	{journal.ErrLostBlock, syscall.EIO},
 	{remote.ErrTooFewShards, syscall.EIO},
 	{remote.ErrCorrupt, syscall.EIO},

@@ -477,6 +477,24 @@ func (f *fakeJournal) ReadShared(ctx context.Context, ino journal.Ino, p []byte,
 	return b, nil, err
 }
 
+// Seek reports the whole file as data, as POSIX allows.
+func (f *fakeJournal) Seek(ctx context.Context, ino journal.Ino, off int64, hole bool) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in, err := f.get(ino)
+	if err != nil {
+		return 0, err
+	}
+	size := int64(len(in.data))
+	switch {
+	case off < 0 || off >= size:
+		return 0, journal.ErrNoData
+	case hole:
+		return size, nil
+	}
+	return off, nil
+}
+
 func (f *fakeJournal) read(ctx context.Context, ino journal.Ino, p []byte, off int64) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

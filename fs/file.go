@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"math"
 	"sync"
 	"syscall"
 
@@ -176,6 +177,39 @@ func (r *sharedResult) Bytes(buf []byte) ([]byte, fuse.Status) { return r.b, fus
 func (r *sharedResult) Slices() ([][]byte, fuse.Status) { return [][]byte{r.b}, fuse.OK }
 
 func (r *sharedResult) Done() { r.once.Do(r.release) }
+
+// Lseek answers SEEK_DATA and SEEK_HOLE (the kernel serves the other
+// whences itself), so cp, tar and rsync skip a sparse file's holes
+// instead of reading their zeros. The journal answers at block
+// granularity and counts dirty data as data (journal.Files.Seek). With
+// the kernel's write-back cache the newest bytes may sit in the page
+// cache, unseen by the journal, and a hole reported over them would be
+// skipped by every copy: ENOSYS then makes the kernel report the whole
+// file as data (and stop asking, for this mount).
+func (n *node) Lseek(ctx context.Context, f fusefs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	if n.fsys.noLseek {
+		return 0, syscall.ENOSYS
+	}
+	var hole bool
+	switch whence {
+	case unix.SEEK_DATA:
+	case unix.SEEK_HOLE:
+		hole = true
+	default:
+		return 0, syscall.EINVAL
+	}
+	if off > math.MaxInt64 {
+		return 0, syscall.ENXIO // a negative offset, as the kernel passes it on
+	}
+	// Not interruptible: the answer is a query of the local journal, and
+	// an EINTR would fail cp's lseek, which nobody retries (Go's runtime
+	// signals its own threads often enough to make that common).
+	o, err := n.fsys.j.Seek(settled(ctx), n.ino(), int64(off), hole)
+	if err != nil {
+		return 0, n.errno("lseek", err)
+	}
+	return uint64(o), 0
+}
 
 // Write hands data to the journal. data belongs to go-fuse and is reused
 // once we return; the journal copies what it keeps. The file is marked

@@ -62,6 +62,12 @@ type Files interface {
 	// the caller) filled, or a read-only slice shared with the block
 	// cache, with a release to call once when done with it.
 	ReadShared(ctx context.Context, ino journal.Ino, p []byte, off int64) ([]byte, func(), error)
+	// Seek answers SEEK_DATA (hole false) and SEEK_HOLE (hole true) from
+	// off: the offset of the next data, or of the next hole (the end of
+	// the file is one). journal.ErrNoData when off is at or past the end,
+	// or no data follows it. A region reported as a hole must read as
+	// zeros: cp skips it.
+	Seek(ctx context.Context, ino journal.Ino, off int64, hole bool) (int64, error)
 	// WriteAt uses p (owned by the caller) only during the call.
 	WriteAt(ctx context.Context, ino journal.Ino, p []byte, off int64) (int, error)
 	Flush(ctx context.Context, ino journal.Ino) error

@@ -72,7 +72,8 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	marks := new(sync.Map)
-	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout, snaps: o.Snapshots, pins: o.Pins, killMarks: marks}}
+	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout, snaps: o.Snapshots, pins: o.Pins, killMarks: marks,
+		noLseek: o.Writeback}}
 	a, err := j.GetAttr(context.Background(), journal.RootIno)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: reading the root directory from the journal: %w", mountpoint, err)

@@ -41,6 +41,11 @@ type fileSystem struct {
 	pins        Pins
 	log         *slog.Logger
 	attrTimeout time.Duration
+	// noLseek answers SEEK_DATA and SEEK_HOLE with ENOSYS, which makes the
+	// kernel treat every file of the mount as all data: set with the
+	// kernel's write-back cache, whose dirty pages the journal has not
+	// seen (see node.Lseek).
+	noLseek bool
 
 	// killMarks holds the WRITEs being served that must clear set-ID
 	// bits first (killPrivFS); nil inside a snapshot.

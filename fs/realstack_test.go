@@ -87,6 +87,7 @@ type stackOptions struct {
 	BlockSize  int
 	AllowOther bool
 	CacheMem   int64 // the memory cache's bytes (0: default)
+	ObserveOp  OpObserver
 }
 
 // writebackTests runs the real-stack tests with the kernel write-back
@@ -176,6 +177,7 @@ func (s *stack) driveOptions() DriveOptions {
 		AllowOther:    s.o.AllowOther,
 		CacheMemBytes: s.o.CacheMem,
 		Writeback:     writebackTests,
+		ObserveOp:     s.o.ObserveOp,
 		Logger:        testLogger(),
 	}
 }

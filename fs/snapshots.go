@@ -149,7 +149,8 @@ func (s *snapshotsNode) Lookup(ctx context.Context, name string, out *fuse.Entry
 	if err != nil {
 		return nil, errno(s.fsys.log, "open snapshot "+name, journal.RootIno, err)
 	}
-	fsys := &fileSystem{j: sj, log: s.fsys.log, attrTimeout: s.fsys.attrTimeout, inoOff: snapOff(sn.Seq)}
+	fsys := &fileSystem{j: sj, log: s.fsys.log, attrTimeout: s.fsys.attrTimeout, inoOff: snapOff(sn.Seq),
+		noLseek: s.fsys.noLseek}
 	c := &node{fsys: fsys}
 	c.last = packAttr(a)
 	fsys.fillAttr(&out.Attr, a)

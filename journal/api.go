@@ -124,6 +124,11 @@ func (j *Journal) ReadShared(ctx context.Context, ino Ino, p []byte, off int64) 
 	return j.fd.ReadShared(ctx, ino, p, off)
 }
 
+// Seek: see files.Seek (seek.go).
+func (j *Journal) Seek(ctx context.Context, ino Ino, off int64, hole bool) (int64, error) {
+	return j.fd.Seek(ctx, ino, off, hole)
+}
+
 // WriteAt: see files.WriteAt (data.go).
 func (j *Journal) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (int, error) {
 	return j.fd.WriteAt(ctx, ino, p, off)

@@ -147,6 +147,9 @@ var (
 	ErrTooBig      = errors.New("file too large: the drive's files end before 4 EiB (MaxFileSize)")
 	ErrOffline     = errors.New("block not cached and no node reachable")
 	ErrClosed      = errors.New("journal is closed")
+	// ErrNoData: lseek's SEEK_DATA found no data at or after the offset,
+	// or the offset is at or past the end of the file (ENXIO).
+	ErrNoData = errors.New("no data at or after this offset: it is past the file's last data or its end")
 	// ErrLostBlock: the drive was recovered from the grid, and this block
 	// had not reached the grid when its file's metadata was shipped.
 	ErrLostBlock = errors.New("block is lost (not on the grid when the drive was recovered, or its staging file was gone at a mount with --drop-missing); restore the file from a copy")

@@ -385,42 +385,93 @@ func copyTree(src, dst string) (n int, skipped []string, err error) {
 	return n, skipped, nil
 }
 
-// copyFile copies src to a new file dst, leaving a hole wherever src
-// reads as a whole page of zeros: a sparse file stays sparse.
+// copyFile copies src to a new file dst, holes kept: it reads only the
+// data regions src reports (SEEK_DATA/SEEK_HOLE: a sparse file's holes
+// are skipped, not read through the drive as zeros), and leaves a hole
+// in dst wherever a data region reads as a whole page of zeros too.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 1<<20)
-	var off int64
-	for {
-		n, err := io.ReadFull(in, buf)
-		if n > 0 {
-			if err := writeSparse(out, buf[:n], off); err != nil {
-				out.Close()
-				return err
-			}
-			off += int64(n)
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			out.Close()
-			return err
-		}
-	}
-	if err := out.Truncate(off); err != nil { // a hole at the end
+	if err := copyData(in, out, fi.Size()); err != nil {
 		out.Close()
 		return err
 	}
 	return out.Close()
+}
+
+// copyData copies the first size bytes of in to out (empty), region by
+// data region, and gives out that size (a hole at the end stays one). A
+// file shorter than size by now ends out where it ends.
+func copyData(in, out *os.File, size int64) error {
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; {
+		d, h, err := dataRegion(in, off, size)
+		if err != nil {
+			return err
+		}
+		for off = d; off < h; {
+			n, err := in.ReadAt(buf[:min(int64(len(buf)), h-off)], off)
+			if n > 0 {
+				if err := writeSparse(out, buf[:n], off); err != nil {
+					return err
+				}
+				off += int64(n)
+			}
+			if errors.Is(err, io.EOF) {
+				size = off
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return out.Truncate(size)
+}
+
+// dataRegion returns [d, h), the first data region of f at or after off,
+// cut at size; d is size when only a hole follows. A file system without
+// SEEK_DATA (EINVAL, EOPNOTSUPP) has one region, the whole file.
+func dataRegion(f *os.File, off, size int64) (d, h int64, err error) {
+	fd := int(f.Fd())
+	d, err = seekRetry(fd, off, unix.SEEK_DATA)
+	switch {
+	case errors.Is(err, unix.ENXIO):
+		return size, size, nil
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP):
+		return off, size, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("finding the data of %s (lseek SEEK_DATA at %d): %w", f.Name(), off, err)
+	}
+	h, err = seekRetry(fd, d, unix.SEEK_HOLE)
+	if err != nil {
+		return 0, 0, fmt.Errorf("finding the data of %s (lseek SEEK_HOLE at %d): %w", f.Name(), d, err)
+	}
+	if d >= size || h <= d || h > size {
+		h = size // grown since, or an answer that makes no progress: read to the end
+	}
+	return min(d, size), h, nil
+}
+
+// seekRetry is lseek(2), again when a signal interrupted it.
+func seekRetry(fd int, off int64, whence int) (int64, error) {
+	for {
+		o, err := unix.Seek(fd, off, whence)
+		if !errors.Is(err, unix.EINTR) {
+			return o, err
+		}
+	}
 }
 
 const sparsePage = 4096

@@ -181,7 +181,7 @@ func (r *sharedResult) Done() { r.once.Do(r.release) }
 // Lseek answers SEEK_DATA and SEEK_HOLE (the kernel serves the other
 // whences itself), so cp, tar and rsync skip a sparse file's holes
 // instead of reading their zeros. The journal answers at block
-// granularity and counts dirty data as data (journal.Files.Seek). With
+// granularity and counts dirty data as data (Files.Seek). With
 // the kernel's write-back cache the newest bytes may sit in the page
 // cache, unseen by the journal, and a hole reported over them would be
 // skipped by every copy: ENOSYS then makes the kernel report the whole

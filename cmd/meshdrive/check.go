@@ -145,6 +145,7 @@ func streamLines(ctx context.Context, e *env, dir, path string, each func(checkL
 	defer resp.Body.Close()
 	tty := isTerminal(e.stderr)
 	var bar *progressbar.ProgressBar
+	lines := &countLines{w: e.stderr, what: "segments"}
 	phase := ""
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 256<<20)
@@ -165,11 +166,15 @@ func streamLines(ctx context.Context, e *env, dir, path string, each func(checkL
 				if p.Phase == "staged" {
 					desc = "check blocks not yet uploaded"
 				}
-				bar = progressbar.NewOptions(p.Total, progressbar.OptionSetWriter(e.stderr),
-					progressbar.OptionSetDescription(desc), progressbar.OptionShowCount(),
-					progressbar.OptionFullWidth(), progressbar.OptionThrottle(100*time.Millisecond))
+				bar = countBar(e.stderr, p.Total, desc)
 			}
 			bar.Set(p.Done)
+		} else if p != nil {
+			lines.what = "segments"
+			if p.Phase == "staged" {
+				lines.what = "blocks not yet uploaded"
+			}
+			lines.report(p.Phase, p.Done, p.Total)
 		}
 		if l.Error != "" || l.Done {
 			if bar != nil {

@@ -564,6 +564,11 @@ func TestNodeAddDrain(t *testing.T) {
 	if err := drain.Wait(); err == nil {
 		t.Errorf("node drain exited 0 although its mount was killed: %s", drainOut.String())
 	}
+	// Not a terminal: the drain's progress was plain lines (the mount
+	// had sent one for the segment moved before the kill).
+	if out := drainOut.String(); !strings.Contains(out, "drain: ") || !strings.Contains(out, " segments\n") {
+		t.Errorf("node drain on a non-terminal showed no progress: %s", out)
+	}
 	mustRun(t, d.env, "unmount", "--data", d.dir, d.mp) // clears the dead mount
 	cfg, err := loadConfig(d.dir)
 	if err != nil || len(cfg.Nodes) != 7 || !cfg.Nodes[0].Draining {

@@ -26,6 +26,13 @@ func metaName(name string) (string, error) {
 // how many members took it; the error is non-nil only when none did.
 // data is only read during the call.
 func (g *Grid) PutMeta(ctx context.Context, name string, data []byte) (int, error) {
+	return g.PutMetaEach(ctx, name, data, nil)
+}
+
+// PutMetaEach is PutMeta that calls each (when not nil) as each member
+// answers, with the member's name and its error (nil: it took the
+// object), one call at a time, so a command can show its progress.
+func (g *Grid) PutMetaEach(ctx context.Context, name string, data []byte, each func(node string, err error)) (int, error) {
 	full, err := metaName(name)
 	if err != nil {
 		return 0, err
@@ -39,7 +46,7 @@ func (g *Grid) PutMeta(ctx context.Context, name string, data []byte) (int, erro
 	}
 	var (
 		wg   sync.WaitGroup
-		mu   sync.Mutex // guards ok, errs
+		mu   sync.Mutex // guards ok, errs and calls to each
 		ok   int
 		errs []error
 	)
@@ -50,6 +57,9 @@ func (g *Grid) PutMeta(ctx context.Context, name string, data []byte) (int, erro
 			err := g.call(ctx, m, func(ctx context.Context, s Store) error { return s.Put(ctx, full, obj) })
 			mu.Lock()
 			defer mu.Unlock()
+			if each != nil {
+				each(m.Name, err)
+			}
 			if err != nil {
 				errs = append(errs, err)
 				return

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,6 +152,19 @@ func TestPasswd(t *testing.T) {
 	r := mustRun(t, cmdEnv("MESHDRIVE_PASSPHRASE=old pass", "MESHDRIVE_NEW_PASSPHRASE=new pass"), "passwd", "--data", dir)
 	if !strings.Contains(r.stdout, "all 6 nodes") {
 		t.Errorf("passwd output: %s", r.stdout)
+	}
+	// Not a terminal: each step and each node's answer is a plain line
+	// on stderr as it happens (with 6 far nodes passwd took seconds and
+	// said nothing until the end).
+	for _, want := range []string{"passwd: wrapping the key under the new passphrase\n", "opening the 6 nodes\n", "6 of 6 nodes answered"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("passwd progress does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	for i := 1; i <= 6; i++ {
+		if want := fmt.Sprintf("node-%d took the new key\n", i); !strings.Contains(r.stderr, want) {
+			t.Errorf("passwd progress does not say %q:\n%s", want, r.stderr)
+		}
 	}
 	after, _ := os.ReadFile(filepath.Join(dir, keyFile))
 	if _, err := keyring.Unwrap(after, []byte("old pass")); err != keyring.ErrWrongPassphrase {

@@ -57,10 +57,15 @@ else $MESHDRIVE_NEW_PASSPHRASE, else a prompt (asked twice).`)
 	if err != nil {
 		return err
 	}
+	// Each step can take seconds (key derivation, nodes far away, an S3
+	// bucket): say which one is running.
+	st := newSteps(e.stderr)
+	defer st.clear()
 	params := b.Params()
 	if def := kdfParams(e); params.MemoryKiB < def.MemoryKiB || params.Time < def.Time {
 		params = def // raise the cost of an old or weak key
 	}
+	st.say("passwd: wrapping the key under the new passphrase")
 	nw, err := remoteopen.WrapKey(master, newPass, params)
 	if err != nil {
 		return err
@@ -71,15 +76,26 @@ else $MESHDRIVE_NEW_PASSPHRASE, else a prompt (asked twice).`)
 	}
 	ctx, stop := signalContext()
 	defer stop()
+	st.say("passwd: changed in %s; opening the %d nodes", kp, len(cfg.Nodes))
 	grid, _, err := openGrid(ctx, dir, cfg, master, log, false)
 	if err != nil {
 		return fmt.Errorf("passphrase changed in %s, but the nodes were not updated: %w", kp, err)
 	}
-	n, err := grid.PutMeta(ctx, metaKey, nw)
+	answered := 0
+	n, err := grid.PutMetaEach(ctx, metaKey, nw, func(node string, err error) {
+		answered++
+		if err != nil {
+			st.say("passwd: %d of %d nodes answered; %s did not take the new key: %v", answered, len(cfg.Nodes), node, err)
+			return
+		}
+		st.say("passwd: %d of %d nodes answered; %s took the new key", answered, len(cfg.Nodes), node)
+	})
 	if err != nil && !errors.Is(err, ctx.Err()) && n == 0 {
 		return fmt.Errorf("passphrase changed in %s, but no node took the new key (%v); run meshdrive passwd again when the nodes are up (the new passphrase is then the current one)", kp, err)
 	}
+	st.say("passwd: removing copies of the key kept under an older name")
 	grid.DeleteLegacyMeta(ctx, metaKey) // a pre-2026-12 copy would still open with the old passphrase
+	st.clear()
 	if n < len(cfg.Nodes) {
 		fmt.Fprintf(e.stdout, "passphrase changed locally and on %d of %d nodes; the others still hold the key under the old passphrase: run meshdrive passwd again (current = new) when they are up\n", n, len(cfg.Nodes))
 		return nil

@@ -285,6 +285,10 @@ func (d *Drive) sampleRate(ctx context.Context) {
 }
 
 // Progress reports the upload queue, its rate and ETA.
+// SegmentSize is the size of a full segment the drive uploads: a node
+// with less free space than SegmentSize/k takes no more of its shards.
+func (d *Drive) SegmentSize() int64 { return d.j.SegmentSize() }
+
 func (d *Drive) Progress() Progress {
 	s := d.j.Stats()
 	d.rate.mu.Lock()

@@ -227,6 +227,10 @@ func (j *Journal) WaitSegmentWrites(ctx context.Context, max time.Duration) erro
 // Stats: see uploader.Stats (upload.go).
 func (j *Journal) Stats() UploadStats { return j.up.Stats() }
 
+// SegmentSize is the size of a full segment the uploader ships (one of its
+// shards is about SegmentSize/k bytes on a node).
+func (j *Journal) SegmentSize() int64 { return j.o.SegmentSize }
+
 // WaitDurable: see uploader.WaitDurable (upload.go).
 func (j *Journal) WaitDurable(ctx context.Context) error { return j.up.WaitDurable(ctx) }
 

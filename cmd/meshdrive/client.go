@@ -263,17 +263,27 @@ func printStatus(w io.Writer, r *statusReport) {
 	}
 	fmt.Fprintf(w, "\nnodes: %d of %d up, k=%d m=%d (%s)\n", r.NodesUp, r.NodesTotal, r.K, r.M, online)
 	var down []string
+	var notes []string
 	for _, n := range r.Nodes {
 		if n.Up {
-			free := "free ?"
+			free := "free n/a"
 			if n.Free >= 0 {
 				free = "free " + humanBytes(n.Free)
 			}
+			if n.Full {
+				free += " FULL"
+			}
 			fmt.Fprintf(w, "  %-10s up    %8.2f ms  %-16s %6s shards  %s\n", n.Name, n.LatencyMS, free, shardCount(n.Shards), n.URL)
+			if s := spaceNote(n); s != "" {
+				notes = append(notes, s)
+			}
 		} else {
 			fmt.Fprintf(w, "  %-10s DOWN  %s  (%s)\n", n.Name, n.URL, joinLines(n.Error))
 			down = append(down, n.Name)
 		}
+	}
+	for _, s := range notes {
+		fmt.Fprintf(w, "  %s\n", s)
 	}
 	if len(down) > 0 {
 		fmt.Fprintf(w, "  down: bring %s back (start its meshdrive node serve, mount its disk, or check its S3 endpoint); one gone for good: meshdrive node remove NAME (repair rebuilds its shards)\n",

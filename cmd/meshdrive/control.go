@@ -97,6 +97,10 @@ type nodeStatus struct {
 	Shards    int64   `json:"shards"`   // objects on the node (all are shards)
 	Error     string  `json:"error,omitempty"`
 	Draining  bool    `json:"draining,omitempty"`
+	// Full: the node has less free space than one shard of a full
+	// segment (ShardBytes), so uploads that place a shard on it fail.
+	Full       bool  `json:"full,omitempty"`
+	ShardBytes int64 `json:"shard_bytes,omitempty"`
 	// Scrub is the node's own scrubber's report (node serve --scrub-rate).
 	Scrub *remoteopen.ScrubReport `json:"scrub,omitempty"`
 }
@@ -263,6 +267,17 @@ func (c *controlServer) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, c.report(ctx))
 }
 
+// space fills in what node n said of its space and shards, and whether
+// it is full: less free than one shard of a full segment of a k-of-n
+// drive needs.
+func (c *controlServer) space(n *nodeStatus, info remoteopen.NodeInfo, k int) {
+	n.Capacity, n.Free, n.Shards = info.Capacity, info.Free, info.Objects
+	if k > 0 {
+		n.ShardBytes = (c.o.drive.SegmentSize() + int64(k) - 1) / int64(k)
+	}
+	n.Full = n.Free >= 0 && n.Free < n.ShardBytes
+}
+
 // report is the drive's status as GET /status serves it.
 func (c *controlServer) report(ctx context.Context) statusReport {
 	cfg := c.config()
@@ -277,7 +292,7 @@ func (c *controlServer) report(ctx context.Context) statusReport {
 			LatencyMS: float64(h.Latency.Microseconds()) / 1000, Capacity: -1, Free: -1}
 		if h.Up {
 			rep.NodesUp++
-			ns.Capacity, ns.Free, ns.Shards = h.Info.Capacity, h.Info.Free, h.Info.Objects
+			c.space(&ns, h.Info, cfg.K)
 		}
 		rep.Nodes = append(rep.Nodes, ns)
 	}

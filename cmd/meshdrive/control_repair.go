@@ -386,7 +386,7 @@ func (c *controlServer) nodes(ctx context.Context) []nodeStatus {
 		ns := nodeStatus{Name: h.Name, Zone: h.Zone, URL: urls[h.Name], Up: h.Up, Error: h.Err, Draining: h.Draining,
 			LatencyMS: float64(h.Latency.Microseconds()) / 1000, Capacity: -1, Free: -1}
 		if h.Up {
-			ns.Capacity, ns.Free, ns.Shards = h.Info.Capacity, h.Info.Free, h.Info.Objects
+			c.space(&ns, h.Info, cfg.K)
 			if n := sv.Count(h.Name); n >= 0 {
 				ns.Shards = int64(n)
 			}

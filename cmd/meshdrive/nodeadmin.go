@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 )
 
 // runNodeAdmin runs node list, add, drain and remove against the mount.
@@ -126,6 +127,22 @@ To retire a node that still runs, drain it instead. Talks to the running mount.`
 	return nil
 }
 
+// spaceNote says what to do about a node that is full, and why a node's
+// free space is not shown ("" when there is nothing to say).
+func spaceNote(n nodeStatus) string {
+	switch {
+	case n.Full:
+		return fmt.Sprintf("%s is full: %s free, less than one shard of a segment needs (%s), so uploads that place a shard on it fail; "+
+			"free space on its disk, add a node (meshdrive node add URL), or move its shards to the other nodes (meshdrive node drain %s)",
+			n.Name, humanBytes(n.Free), humanBytes(n.ShardBytes), n.Name)
+	case n.Free < 0 && strings.HasPrefix(n.URL, "s3://"):
+		return fmt.Sprintf("%s: free n/a, as S3 does not report free space (normal for a bucket; any quota is the provider's to show)", n.Name)
+	case n.Free < 0:
+		return fmt.Sprintf("%s: free n/a, as the node does not report its free space", n.Name)
+	}
+	return ""
+}
+
 func printNodes(w io.Writer, ns []nodeStatus) {
 	for _, n := range ns {
 		state := "up"
@@ -135,9 +152,16 @@ func printNodes(w io.Writer, ns []nodeStatus) {
 		if n.Draining {
 			state += ",draining"
 		}
+		if n.Full {
+			state += ",FULL"
+		}
 		fmt.Fprintf(w, "%-10s %-13s", n.Name, state)
 		if n.Up {
-			fmt.Fprintf(w, " %8.2f ms  %10s of %-10s %7s shards", n.LatencyMS, humanBytes(n.Free), humanBytes(n.Capacity), shardCount(n.Shards))
+			space := fmt.Sprintf("%10s of %-10s", humanBytes(n.Free), humanBytes(n.Capacity))
+			if n.Free < 0 {
+				space = fmt.Sprintf("%-24s", "free n/a")
+			}
+			fmt.Fprintf(w, " %8.2f ms  %s %7s shards", n.LatencyMS, space, shardCount(n.Shards))
 		}
 		fmt.Fprintf(w, "  %s", n.URL)
 		if n.Zone != "" {
@@ -147,6 +171,9 @@ func printNodes(w io.Writer, ns []nodeStatus) {
 			fmt.Fprintf(w, "  (%s)", n.Error)
 		}
 		fmt.Fprintln(w)
+		if s := spaceNote(n); s != "" && n.Up {
+			fmt.Fprintf(w, "           %s\n", s)
+		}
 		if s := n.Scrub; s != nil {
 			last := "no full pass yet"
 			if !s.LastPass.IsZero() {

@@ -220,8 +220,41 @@ func TestSnapshotRestoreSparseAndSpecial(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustRun(t, env, "snapshot", "create", "--data", dir, "--name", "s1")
+	// --to is a path on this machine: outside the drive, a folder that
+	// does not exist is refused (it reads too easily as the drive's
+	// /restored), and nothing is made.
 	out := filepath.Join(base, "restored")
-	r := mustRun(t, env, "snapshot", "restore", "--data", dir, "s1", "work", "--to", out)
+	r := runBin(t, env, "snapshot", "restore", "--data", dir, "s1", "/work", "--to", out)
+	if r.code != 2 {
+		t.Errorf("restore to a missing folder outside the drive: %s", r)
+	}
+	for _, want := range []string{"--to " + out + " is not in the drive (mounted at " + mp + ")", "path on this machine, not relative to the drive",
+		"give --to " + filepath.Join(mp, out), "mkdir " + out, "nothing was changed"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the refusal does not say %q: %s", want, r.stderr)
+		}
+	}
+	if _, err := os.Lstat(out); !os.IsNotExist(err) {
+		t.Errorf("the refused restore made %s: %v", out, err)
+	}
+	// An existing folder gets the copy inside it, and restore says where.
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r = mustRun(t, env, "snapshot", "restore", "--data", dir, "s1", "work", "--to", out)
+	if want := "to " + filepath.Join(out, "work") + ", on this machine, outside the drive"; !strings.Contains(r.stdout, want) {
+		t.Errorf("restore does not say %q:\n%s", want, r.stdout)
+	}
+	out = filepath.Join(out, "work")
+	// Into the drive: a new path under the mountpoint.
+	r = mustRun(t, env, "snapshot", "restore", "--data", dir, "s1", "work/sparse", "--to", filepath.Join(mp, "back"))
+	if want := "to " + filepath.Join(mp, "back") + ", in the drive"; !strings.Contains(r.stdout, want) {
+		t.Errorf("restore into the drive does not say %q:\n%s", want, r.stdout)
+	}
+	if fi, err := os.Stat(filepath.Join(mp, "back")); err != nil || fi.Size() != size {
+		t.Errorf("restored into the drive: %v", err)
+	}
+	r = mustRun(t, env, "snapshot", "restore", "--data", dir, "s1", "work", "--to", filepath.Join(mp, "back2"))
 	if !strings.Contains(r.stdout, `"work/sock"`) {
 		t.Errorf("restore does not name the socket it left out:\n%s", r.stdout)
 	}

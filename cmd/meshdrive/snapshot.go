@@ -114,13 +114,21 @@ listed in the drive's root). The drive must be mounted.
   list                    the kept snapshots, oldest first
   delete NAME... | --all  stop keeping snapshots (the newest checkpoint stays)
   restore SNAPSHOT PATH   copy PATH (a file or folder, relative to the drive's
-                          root) out of the snapshot, back to PATH when nothing
-                          is there now, else to --to DEST (a path in or out of
-                          the drive). It never changes the snapshot.`)
+                          root; a leading / is the drive's root too) out of the
+                          snapshot, back to PATH when nothing is there now,
+                          else to --to DEST. It never changes the snapshot.
+
+--to DEST is a path on this machine, read as cp reads it (relative to the
+current directory, or absolute), not relative to the drive: --to /restored is
+/restored at the root of this machine. Inside the drive give its mountpoint,
+e.g. --to MOUNTPOINT/restored. A DEST that is an existing folder gets the copy
+inside it (DEST/NAME). Outside the drive DEST must be an existing folder, so
+that a path meant for the drive never lands on this machine by mistake; make
+it first (mkdir). restore prints where the files went.`)
 	dataDir := dataDirFlag(e, fl)
 	name := fl.String("name", "", "create: the snapshot's name (kept until deleted)")
 	all := fl.Bool("all", false, "delete: every snapshot but the newest checkpoint")
-	to := fl.String("to", "", "restore: where to put the copy")
+	to := fl.String("to", "", "restore: where to put the copy: a path on this machine (not relative to the drive); outside the drive an existing folder")
 	jsonOut := fl.Bool("json", false, "list: print JSON")
 	pos, err := parseFlags(e, fl, e.args)
 	if err != nil {
@@ -255,20 +263,15 @@ func restoreSnapshot(ctx context.Context, e *env, c *controlClient, snap, path, 
 	if _, err := os.Lstat(src); err != nil {
 		return fmt.Errorf("snapshot %s has no %s", snap, rel)
 	}
-	dst := to
-	if dst == "" {
-		dst = filepath.Join(st.Mountpoint, rel)
-		if _, err := os.Lstat(dst); err == nil {
-			return fmt.Errorf("%s exists now; restore elsewhere with --to DEST (nothing was changed)", dst)
-		}
-	} else if _, err := os.Lstat(dst); err == nil {
-		return fmt.Errorf("%s exists; choose a --to that does not (nothing was changed)", dst)
+	dst, where, err := restoreDest(st.Mountpoint, rel, to)
+	if err != nil {
+		return err
 	}
 	n, skipped, err := copyTree(src, dst)
 	if err != nil {
 		return fmt.Errorf("restore %s from snapshot %s: %w (%d files copied to %s)", rel, snap, err, n, dst)
 	}
-	fmt.Fprintf(e.stdout, "restored %s from snapshot %s to %s (%d files)\n", rel, snap, dst, n)
+	fmt.Fprintf(e.stdout, "restored %s from snapshot %s to %s, %s (%d files)\n", rel, snap, dst, where, n)
 	if len(skipped) > 0 {
 		more := ""
 		if len(skipped) > 10 {
@@ -279,6 +282,53 @@ func restoreSnapshot(ctx context.Context, e *env, c *controlClient, snap, path, 
 			strings.Join(quoteAll(rel, skipped), ", "), more)
 	}
 	return nil
+}
+
+// restoreDest is where restore copies rel of the drive mounted at mp, and
+// a few words saying whether that is in the drive: MP/rel with no --to;
+// else to, a path on this machine (relative to the current directory),
+// or to/BASE(rel) when to is an existing folder. Outside the drive, to
+// must be an existing folder: --to /restored, meant as the drive's
+// /restored, would otherwise land at the root of this machine.
+func restoreDest(mp, rel, to string) (dst, where string, err error) {
+	if to == "" {
+		dst = filepath.Join(mp, rel)
+		if _, err := os.Lstat(dst); err == nil {
+			return "", "", fmt.Errorf("%s exists now; restore elsewhere with --to DEST (nothing was changed)", dst)
+		}
+		return dst, "in the drive", nil
+	}
+	dst, err = filepath.Abs(to)
+	if err != nil {
+		return "", "", fmt.Errorf("--to %s: %w", to, err)
+	}
+	fi, statErr := os.Stat(dst)
+	isDir := statErr == nil && fi.IsDir()
+	if isDir {
+		base := filepath.Base(rel)
+		if rel == "" {
+			base = "drive"
+		}
+		dst = filepath.Join(dst, base)
+	}
+	_, inDrive := pathInMount(dst, mp)
+	where = "in the drive"
+	if !inDrive {
+		where = "on this machine, outside the drive"
+	}
+	switch {
+	case !inDrive && !isDir:
+		return "", "", usageError("--to %s is not in the drive (mounted at %s) and is not an existing folder on this machine; nothing was changed. "+
+			"--to is a path on this machine, not relative to the drive: to restore into the drive give --to %s; "+
+			"to restore out of it, make the folder first (mkdir %s) and the copy goes inside it",
+			to, mp, filepath.Join(mp, strings.TrimPrefix(filepath.Clean("/"+to), "/")), to)
+	case statErr == nil && !isDir:
+		return "", "", fmt.Errorf("%s exists; choose a --to that does not, or an existing folder to restore into (nothing was changed)", dst)
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return "", "", fmt.Errorf("%s exists; choose another --to (nothing was changed)", dst)
+	}
+	return dst, where, nil
 }
 
 // quoteAll quotes each of names, paths relative to dir.

@@ -155,13 +155,21 @@ func startNode(t *testing.T, dir string, extra ...string) *nodeProc {
 // startNodeArgs is startNode with node serve's every flag given.
 func startNodeArgs(t *testing.T, flags ...string) *nodeProc {
 	t.Helper()
+	return startNodeStderr(t, os.Stderr, flags...)
+}
+
+// startNodeStderr is startNodeArgs with the node's stderr going to
+// stderr (a file: what the node wrote before it listened is in it once
+// it has).
+func startNodeStderr(t *testing.T, stderr *os.File, flags ...string) *nodeProc {
+	t.Helper()
 	cmd := exec.Command(meshdriveBin(t), append([]string{"node", "serve"}, flags...)...)
 	cmd.Env = cmdEnv()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

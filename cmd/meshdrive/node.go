@@ -54,6 +54,8 @@ Without --new a missing DIR, or an empty one without the mark, is refused:
 that is a disk's mount point with the disk not mounted, and serving it would
 fill the file system under the disk. For a replaced disk, start the node
 once with --new; the drives' repair (meshdrive check --repair) fills it.
+Keep --new out of a service unit: a start with --new of a directory that is
+already a node's warns, as it gets none of this protection.
 With --token-file, every request must carry that token (give drives the URL
 http://TOKEN@host:port). A node listening on anything but a
 loopback address needs a token (it would be open to anyone who can reach
@@ -137,6 +139,14 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w; stop what listens there, or give another --listen address (port 0 picks a free one)", *listen, err)
 	}
+	if *fresh {
+		if held := nodeDirObjects(*dir); len(held) > 0 {
+			fmt.Fprintf(e.stderr, "meshdrive: warning: --new given, but %s is already a node's directory (it has the mark %s and holds objects: %s); "+
+				"--new is for a node's first start only: drop --new from the service unit or script that starts this node, "+
+				"or a start with its disk not mounted will serve and fill the empty mount point instead of refusing\n",
+				*dir, node.MarkName, strings.Join(held, ", "))
+		}
+	}
 	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate, MaxObject: node.MaxObjectFor(maxObj),
 		DirOptions: node.DirOptions{QuarantineMax: qmax, MustExist: !*fresh}, Observe: metrics.Observe, Metrics: metrics.Handler()})
 	if err != nil {
@@ -216,6 +226,26 @@ func notANodeDir(dir string) error {
 	}
 	return fmt.Errorf("node directory %s %s: if it is on a disk that is not mounted, mount the disk and start the node again; "+
 		"if this is a new node, or its disk was replaced, start it once with --new (a replaced disk is then filled again by the drives' repair: meshdrive check --repair)", dir, what)
+}
+
+// nodeDirObjects names the folders of objects ("meta/", "shards/") dir
+// holds when it carries a node's mark: none for a new node's directory,
+// some for one that has served (node serve --new on every start).
+func nodeDirObjects(dir string) []string {
+	if _, err := os.Lstat(filepath.Join(dir, node.MarkName)); err != nil {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var held []string
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") {
+			held = append(held, e.Name()+"/")
+		}
+	}
+	return held
 }
 
 // nodeLock is the file in a node's directory that the process serving it

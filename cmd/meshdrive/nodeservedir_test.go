@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -59,5 +60,51 @@ func TestNodeServeRefusesUnmountedDisk(t *testing.T) {
 	n = startNodeArgs(t, "--dir", old, "--listen", "127.0.0.1:0", "--log-level", "warn")
 	if _, err := os.Stat(filepath.Join(old, ".meshdrive-node")); err != nil {
 		t.Errorf("a node directory from before the mark was not marked: %v", err)
+	}
+}
+
+// TestNodeServeNewOnEveryStart: node serve --new left in a service unit
+// gets none of the protection for an unmounted disk, so a start with --new
+// of a directory that already is a node's (mark and objects) warns, once,
+// to drop --new; a new node's first start does not.
+func TestNodeServeNewOnEveryStart(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "node")
+	serve := func() string {
+		t.Helper()
+		errf, err := os.Create(filepath.Join(base, "stderr"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer errf.Close()
+		n := startNodeStderr(t, errf, "--dir", dir, "--new", "--listen", "127.0.0.1:0", "--log-level", "warn")
+		b, err := os.ReadFile(errf.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.stop(t, syscall.SIGTERM); err != nil {
+			t.Fatalf("node stopped with %v", err)
+		}
+		return string(b)
+	}
+	if out := serve(); out != "" {
+		t.Errorf("the first start of a new node printed: %s", out)
+	}
+	// The node serves a drive: it holds the drive's objects now.
+	n := startNodeArgs(t, "--dir", dir, "--listen", "127.0.0.1:0", "--log-level", "warn")
+	mustRun(t, cmdEnv("MESHDRIVE_PASSPHRASE=pw"), "init", "--data", filepath.Join(base, "data"), "--k", "1", "--m", "1",
+		"--node", n.url(), "--node", filepath.Join(base, "other"))
+	if err := n.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("node stopped with %v", err)
+	}
+	out := serve()
+	for _, want := range []string{"warning: --new given, but " + dir + " is already a node's directory", "meta/",
+		"drop --new from the service unit"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("node serve --new of a used node directory does not say %q: %q", want, out)
+		}
+	}
+	if c := strings.Count(out, "warning"); c != 1 {
+		t.Errorf("%d warnings, want one: %s", c, out)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshdrive/meshdrive/remote/node"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
 
@@ -206,13 +207,6 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 		return nil, nil, err
 	}
 
-	// Nodes next: an unreachable node stops init before anything is made.
-	if !embedded {
-		if err := checkReachable(ctx, dir, cfg, o.log); err != nil {
-			return nil, nil, err
-		}
-	}
-
 	var made []string // paths to remove on failure, most recent last
 	defer func() {
 		if err != nil {
@@ -221,6 +215,20 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 			}
 		}
 	}()
+	// Nodes next: an unreachable node stops init before anything is made.
+	// Opening a directory node makes it (and marks it): a failed init
+	// removes what it made there, and nothing else.
+	if !embedded {
+		undo := nodeDirsUndo(cfg)
+		defer func() {
+			if err != nil {
+				undo()
+			}
+		}()
+		if err := checkReachable(ctx, dir, cfg, o.log); err != nil {
+			return nil, nil, err
+		}
+	}
 	if _, statErr := os.Stat(dir); errors.Is(statErr, os.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("cannot create the data dir: %w", err)
@@ -273,6 +281,59 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 		return nil, nil, fmt.Errorf("cannot write %s: %w", cp, err)
 	}
 	return cfg, master, nil
+}
+
+// nodeDirsUndo notes the state of cfg's directory nodes before init opens
+// them (which makes and marks them) and returns what removes exactly what
+// init then made there: a missing directory's topmost folder that did not
+// exist yet; in an existing folder that was not a node's, every entry that
+// was not there before (the mark, meta/ of a probe).
+func nodeDirsUndo(cfg *Config) (undo func()) {
+	var made []string                      // removed whole
+	before := map[string]map[string]bool{} // existing unmarked folder -> its entries
+	for _, n := range cfg.Nodes {
+		p, local := remoteopen.LocalPath(n.URL)
+		if !local || !filepath.IsAbs(p) {
+			continue
+		}
+		p = filepath.Clean(p)
+		if _, err := os.Lstat(p); err == nil {
+			if _, err := os.Lstat(filepath.Join(p, node.MarkName)); !errors.Is(err, os.ErrNotExist) {
+				continue // already a node's: init makes nothing there
+			}
+			ents, err := os.ReadDir(p)
+			if err != nil {
+				continue
+			}
+			had := map[string]bool{}
+			for _, e := range ents {
+				had[e.Name()] = true
+			}
+			before[p] = had
+			continue
+		}
+		top := p
+		for parent := filepath.Dir(top); parent != top; parent = filepath.Dir(top) {
+			if _, err := os.Lstat(parent); err == nil {
+				break
+			}
+			top = parent
+		}
+		made = append(made, top)
+	}
+	return func() {
+		for _, p := range made {
+			os.RemoveAll(p)
+		}
+		for p, had := range before {
+			ents, _ := os.ReadDir(p)
+			for _, e := range ents {
+				if !had[e.Name()] {
+					os.RemoveAll(filepath.Join(p, e.Name()))
+				}
+			}
+		}
+	}
 }
 
 // kdfParams are the argon2id parameters of new keys.

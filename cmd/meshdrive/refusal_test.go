@@ -198,9 +198,24 @@ func TestRefusals(t *testing.T) {
 		mustRun(t, env, append([]string{"init", "--data", first}, args...)...)
 		second := filepath.Join(t.TempDir(), "data")
 		want := "--node " + args[1] + " already holds a meshdrive drive (meta/key found; also on " + args[3] + ", " + args[5] + ")"
-		assertRefusal(t, runBin(t, env, append([]string{"init", "--data", second}, args...)...), "", "", want)
+		// Beside them, directory nodes: one missing (with its parent),
+		// one an existing empty folder. The refused init leaves neither a
+		// folder it made nor a mark behind, and keeps the folder it found.
+		base := t.TempDir()
+		missing, empty := filepath.Join(base, "new", "node"), filepath.Join(base, "empty")
+		if err := os.Mkdir(empty, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		dirs := []string{"--node", missing, "--node", empty}
+		assertRefusal(t, runBin(t, env, append(append([]string{"init", "--data", second}, args...), dirs...)...), "", "", want)
 		if _, err := os.Stat(second); !os.IsNotExist(err) {
 			t.Errorf("a refused init left %s behind (%v)", second, err)
+		}
+		if _, err := os.Lstat(filepath.Join(base, "new")); !os.IsNotExist(err) {
+			t.Errorf("a refused init left the node folder it made, %s (%v)", filepath.Join(base, "new"), err)
+		}
+		if ents, err := os.ReadDir(empty); err != nil || len(ents) != 0 {
+			t.Errorf("a refused init left %v in the empty folder it was given (%v)", ents, err)
 		}
 	})
 	t.Run("one node twice at init", func(t *testing.T) {

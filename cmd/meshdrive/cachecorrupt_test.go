@@ -9,44 +9,44 @@ import (
 	"testing"
 )
 
-// TestCorruptCacheFileUnderMount: a block in the disk tier (here the
-// staging file the uploader handed over) with one byte flipped while the
-// drive was unmounted is detected when read through the mount, the file
-// dropped and the block read from the grid: a random read (the frame
-// path) and a whole-file read (the block path) both get the right bytes,
-// and the log says what happened.
+// TestCorruptCacheFileUnderMount: blocks in the disk tier (here the
+// staging files the uploader handed over) with one byte flipped while the
+// drive was unmounted are detected when read through the mount, the files
+// dropped and the blocks read from the grid: a random read of one file
+// (the frame path) and a whole-file read of the other (the block path)
+// both get the right bytes, and the log says what happened.
 func TestCorruptCacheFileUnderMount(t *testing.T) {
 	dir, mp, env, _ := newDiskDrive(t, "")
 	cleanupMount(t, env, dir, mp)
 	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
-	want := make([]byte, 600_000)
-	rand.Read(want)
-	if err := os.WriteFile(filepath.Join(mp, "big"), want, 0o644); err != nil {
-		t.Fatal(err)
+	want := map[string][]byte{"big": make([]byte, 600_000), "big2": make([]byte, 700_000)}
+	for name, b := range want {
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(mp, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
 	mustRun(t, env, "unmount", "--data", dir, mp)
 
-	flip := func() string {
-		t.Helper()
-		files, _ := filepath.Glob(filepath.Join(dir, "cache", "blocks", "*", "*"))
-		if len(files) != 1 {
-			t.Fatalf("%d blocks in the disk tier, want 1: %v", len(files), files)
-		}
-		b, err := os.ReadFile(files[0])
+	// One byte flipped in each block of the disk tier.
+	files, _ := filepath.Glob(filepath.Join(dir, "cache", "blocks", "*", "*"))
+	if len(files) != 2 {
+		t.Fatalf("%d blocks in the disk tier, want 2: %v", len(files), files)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b[len(b)/2] ^= 0x20
-		if err := os.WriteFile(files[0], b, 0o600); err != nil {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return files[0]
 	}
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
 
 	// A random read: the frames that hold it, from the disk tier.
-	flip()
-	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
 	f, err := os.Open(filepath.Join(mp, "big"))
 	if err != nil {
 		t.Fatal(err)
@@ -54,20 +54,15 @@ func TestCorruptCacheFileUnderMount(t *testing.T) {
 	got := make([]byte, 8192)
 	_, err = f.ReadAt(got, 300_000)
 	f.Close()
-	if err != nil || !bytes.Equal(got, want[300_000:300_000+8192]) {
-		t.Fatalf("random read over a damaged cache file: %v (right bytes: %v)", err, bytes.Equal(got, want[300_000:300_000+8192]))
+	if w := want["big"][300_000 : 300_000+8192]; err != nil || !bytes.Equal(got, w) {
+		t.Fatalf("random read over a damaged cache file: %v (right bytes: %v)", err, bytes.Equal(got, w))
 	}
-	// A whole read brings the block into the disk tier again.
-	if b, err := os.ReadFile(filepath.Join(mp, "big")); err != nil || !bytes.Equal(b, want) {
+	// A whole read of the other file: its block from the disk tier.
+	if b, err := os.ReadFile(filepath.Join(mp, "big2")); err != nil || !bytes.Equal(b, want["big2"]) {
+		t.Fatalf("whole read over a damaged cache file: %v (right bytes: %v)", err, bytes.Equal(b, want["big2"]))
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "big")); err != nil || !bytes.Equal(b, want["big"]) {
 		t.Fatalf("whole read after the random one: %v", err)
-	}
-	mustRun(t, env, "unmount", "--data", dir, mp)
-
-	// A whole read: the block from the disk tier.
-	flip()
-	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
-	if b, err := os.ReadFile(filepath.Join(mp, "big")); err != nil || !bytes.Equal(b, want) {
-		t.Fatalf("whole read over a damaged cache file: %v (right bytes: %v)", err, bytes.Equal(b, want))
 	}
 	mustRun(t, env, "unmount", "--data", dir, mp)
 	log, _ := os.ReadFile(filepath.Join(dir, "meshdrive.log"))

@@ -47,7 +47,16 @@ func (n *node) open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint3
 	if err := n.fsys.j.OpenExisting(settled(ctx), n.ino()); err != nil {
 		return nil, 0, n.errno("open", err)
 	}
-	return &handle{flags: flags}, openFlags(flags), 0
+	return n.newHandle(flags), openFlags(flags), 0
+}
+
+// newHandle is a handle of n opened with flags, counted in n.writers when
+// it may write (Release counts it out).
+func (n *node) newHandle(flags uint32) *handle {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		n.writers.Add(1)
+	}
+	return &handle{flags: flags}
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
@@ -90,7 +99,8 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		if err != nil {
 			return nil, nil, 0, n.errno("create", err)
 		}
-		return n.child(ctx, a, out), &handle{flags: flags}, openFlags(flags), 0
+		ci := n.child(ctx, a, out)
+		return ci, ci.Operations().(*node).newHandle(flags), openFlags(flags), 0
 	}
 }
 
@@ -121,7 +131,7 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	c.last = packAttr(a)
 	n.fsys.fillAttr(&out.Attr, a)
 	child := n.NewInode(ctx, c, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(a.Ino) + n.fsys.inoOff})
-	return child, &handle{flags: flags}, openFlags(flags), 0
+	return child, child.Operations().(*node).newHandle(flags), openFlags(flags), 0
 }
 
 // Read answers with dest (the request buffer go-fuse lends us until the
@@ -181,7 +191,8 @@ func (r *sharedResult) Done() { r.once.Do(r.release) }
 // Lseek answers SEEK_DATA and SEEK_HOLE (the kernel serves the other
 // whences itself), so cp, tar and rsync skip a sparse file's holes
 // instead of reading their zeros. The journal answers at block
-// granularity and counts dirty data as data (Files.Seek). With
+// granularity and counts dirty data as data (Files.Seek); while a handle
+// that may write is open, the whole file is data (node.writers). With
 // the kernel's write-back cache the newest bytes may sit in the page
 // cache, unseen by the journal, and a hole reported over them would be
 // skipped by every copy: ENOSYS then makes the kernel report the whole
@@ -200,6 +211,26 @@ func (n *node) Lseek(ctx context.Context, f fusefs.FileHandle, off uint64, whenc
 	}
 	if off > math.MaxInt64 {
 		return 0, syscall.ENXIO // a negative offset, as the kernel passes it on
+	}
+	if n.writers.Load() > 0 {
+		// A shared writable mmap may hold bytes the journal has not
+		// seen, and the kernel does not write them back before it asks:
+		// a hole reported over them would be skipped by every copy. The
+		// whole file is data, as a file system without SEEK_HOLE says.
+		// (A copy whose calls straddle the last writer's release gets
+		// this answer, then the journal's, which has every byte by then:
+		// the kernel writes a mapping's pages back at munmap.)
+		a, err := n.fsys.j.GetAttr(settled(ctx), n.ino())
+		if err != nil {
+			return 0, n.errno("lseek", err)
+		}
+		if off >= a.Size {
+			return 0, syscall.ENXIO
+		}
+		if hole {
+			return a.Size, 0
+		}
+		return off, 0
 	}
 	// Not interruptible: the answer is a query of the local journal, and
 	// an EINTR would fail cp's lseek, which nobody retries (Go's runtime
@@ -260,7 +291,10 @@ func (n *node) Fsync(ctx context.Context, f fusefs.FileHandle, flags uint32) sys
 }
 
 func (n *node) Release(ctx context.Context, f fusefs.FileHandle) syscall.Errno {
-	if _, ok := f.(*handle); ok {
+	if h, ok := f.(*handle); ok {
+		if h.flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+			n.writers.Add(-1)
+		}
 		n.fsys.j.ReleaseFile(n.ino())
 	}
 	return 0

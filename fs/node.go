@@ -88,6 +88,14 @@ type node struct {
 	// lives on the node and not on a handle.
 	dirty atomic.Bool
 
+	// writers counts this inode's open handles that may write (O_WRONLY,
+	// O_RDWR), from open to release. While one is open a shared writable
+	// mmap may hold bytes in the kernel's page cache that the journal has
+	// not seen (the kernel writes them back at msync, at munmap before the
+	// handle's release, or in its own time), so Lseek answers the whole
+	// file as data.
+	writers atomic.Int32
+
 	// last is the newest attributes seen, guarded by n.attrLock(). It
 	// answers fstat of an inode whose last name is gone and which the
 	// journal no longer knows (a directory renamed over while open), and

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -232,11 +233,27 @@ func TestSeekDataHoleModel(t *testing.T) {
 				cpSparse(t, path, filepath.Join(s.mnt, "copy"), want)
 			}
 		}
-		fd := int(f.Fd())
+		// While a writer is open the whole file is data (a shared
+		// mmap's bytes may be in the kernel's page cache only).
+		if d := seekRegions(t, int(f.Fd()), want); len(want) > 0 && (len(d) != 1 || d[0] != [2]int64{0, int64(len(want))}) {
+			t.Errorf("with a writer open: data regions %v, want the whole file", d)
+		}
+		// With none, the journal's answer: close (the journal's flush,
+		// then the handle's release), seek on a read-only descriptor,
+		// open again.
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r := waitReleased(t, path, want, bs)
+		fd := int(r.Fd())
 		data := seekRegions(t, fd, want)
 		seekFrom(t, rng, fd, want)
 		if op == 7 {
 			seekExact(t, fd, want, bs)
+		}
+		r.Close()
+		if f, err = os.OpenFile(path, os.O_RDWR, 0); err != nil {
+			t.Fatal(err)
 		}
 		if len(data) != 1 || data[0] != [2]int64{0, int64(len(want))} {
 			holes++
@@ -335,4 +352,92 @@ func TestSeekSnapshotFile(t *testing.T) {
 		t.Errorf("snapshot file's data regions %v; want its two data blocks", data)
 	}
 	cpSparse(t, sf.Name(), filepath.Join(s.base, "copy"), want)
+}
+
+// waitReleased opens path read-only once the kernel has released the
+// last writable handle (release comes after close returns) and the
+// journal has applied the close: when want has a block of zeros, the
+// journal then reports a hole before the end, which the whole-file
+// answer given while a writer is open (or dirty data) does not.
+func waitReleased(t *testing.T, path string, want []byte, bs int64) *os.File {
+	t.Helper()
+	size := int64(len(want))
+	zeroBlock := false
+	for lo := int64(0); lo < size && !zeroBlock; lo += bs {
+		zeroBlock = !slices.ContainsFunc(want[lo:min(lo+bs, size)], func(b byte) bool { return b != 0 })
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		r, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !zeroBlock {
+			return r
+		}
+		if h, err := unix.Seek(int(r.Fd()), 0, unix.SEEK_HOLE); err == nil && h < size {
+			return r
+		}
+		r.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the last writer's close, SEEK_HOLE still finds no hole in a file with a block of zeros")
+		}
+	}
+}
+
+// TestSeekMmapDirtyPages: bytes written into a hole through a shared
+// writable mmap stay in the kernel's page cache until msync, munmap or
+// writeback, and the kernel does not write them back before it asks the
+// drive for SEEK_HOLE. While the mapping (and so a writable handle) is
+// there, the drive answers the whole file as data: a hole reported over
+// those bytes would be skipped by cp and lost in the copy. Once the
+// mapping and its handle are gone, the answer is exact again.
+func TestSeekMmapDirtyPages(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	bs := int64(s.o.BlockSize)
+	path := filepath.Join(s.mnt, "mapped")
+	want := make([]byte, 3*bs)
+	for i := range bs {
+		want[i] = byte(i%251 + 1)
+	}
+	if err := os.WriteFile(path, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitReleased(t, path, want, bs).Close() // the close applied: the journal knows the holes
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(3*bs), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped := true
+	t.Cleanup(func() { // before the unmount (cleanups run last first): a mapping left would hang it
+		if mapped {
+			unix.Munmap(m)
+		}
+	})
+	f.Close() // the mapping keeps the handle open
+	const note = "written through the mapping, not synced"
+	copy(m[2*bs+100:], note)
+	copy(want[2*bs+100:], note)
+	r, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seekRegions(t, int(r.Fd()), want)
+	r.Close()
+	cpSparse(t, path, filepath.Join(s.base, "copy"), want)
+	mapped = false
+	if err := unix.Munmap(m); err != nil { // the kernel writes the pages back
+		t.Fatal(err)
+	}
+	// The release follows the unmap; then the exact answer: the middle
+	// block is a hole.
+	r = waitReleased(t, path, want, bs)
+	data := seekRegions(t, int(r.Fd()), want)
+	r.Close()
+	if len(data) != 2 {
+		t.Fatalf("data regions %v after the unmap, want the first and the last block", data)
+	}
 }

@@ -269,7 +269,7 @@ func TestWritesAskNoCapability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unmountOnCleanup(t, srv)
+	unmountOnCleanup(t, srv, mnt)
 	f, err := os.Create(filepath.Join(mnt, "f"))
 	if err != nil {
 		t.Fatal(err)
@@ -570,10 +570,19 @@ func TestSharedWritableMmap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Closed and unmapped by cleanups too, before the unmount (cleanups
+	// run last first): a file or mapping a t.Fatal left would fail it.
+	t.Cleanup(func() { f.Close() }) // a second Close does nothing
 	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		t.Fatal(err)
 	}
+	mapped := true
+	t.Cleanup(func() {
+		if mapped {
+			unix.Munmap(m)
+		}
+	})
 	want := make([]byte, size)
 	for i := range want {
 		want[i] = byte(i*31 + i>>9)
@@ -582,6 +591,7 @@ func TestSharedWritableMmap(t *testing.T) {
 	if err := unix.Msync(m, unix.MS_SYNC); err != nil {
 		t.Fatal(err)
 	}
+	mapped = false
 	if err := unix.Munmap(m); err != nil {
 		t.Fatal(err)
 	}

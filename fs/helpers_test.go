@@ -12,6 +12,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/hanwen/go-fuse/v2/posixtest"
+	"golang.org/x/sys/unix"
 )
 
 // requireFUSE skips a test that needs /dev/fuse when it is missing, except
@@ -30,13 +31,55 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// unmountOnCleanup unmounts srv when the test ends.
-func unmountOnCleanup(t testing.TB, srv *fuse.Server) {
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
+// unmountOnCleanup unmounts srv, mounted at mnt, when the test ends.
+func unmountOnCleanup(t testing.TB, srv *fuse.Server, mnt string) {
+	t.Cleanup(func() { unmount(t, srv, mnt) })
+}
+
+// unmount unmounts srv, mounted at mnt. When the kernel refuses (EBUSY: a
+// file or a mapping of this process on the mount is still open, most
+// often one a t.Fatal skipped the Close or Munmap of), the test fails
+// naming what is open, and the mount's connection is aborted and the
+// mount detached. Left mounted, the process could never exit: its exit
+// closes that file, which sends a FLUSH (and a mapping's end writes its
+// dirty pages back) to a server that was this process and is gone.
+func unmount(t testing.TB, srv *fuse.Server, mnt string) {
+	err := srv.Unmount()
+	if err == nil {
+		return
+	}
+	t.Errorf("unmount %s: %v; this process still has open on it: %s (close each in a defer or t.Cleanup, so that a t.Fatal cannot leave it open)",
+		mnt, strings.Join(strings.Fields(err.Error()), " "), openOn(mnt))
+	if err := abortMount(mnt); err != nil {
+		t.Errorf("unmount: aborting the FUSE connection of %s: %v", mnt, err)
+	}
+	if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
+		t.Errorf("unmount: detaching %s: %v", mnt, err)
+	}
+}
+
+// openOn lists the files this process has open under mnt, by descriptor
+// (/proc/self/fd) and by mapping (/proc/self/maps).
+func openOn(mnt string) string {
+	under := func(p string) bool { return p == mnt || strings.HasPrefix(p, mnt+"/") }
+	var open []string
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		if p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && under(p) {
+			open = append(open, fmt.Sprintf("fd %s %s", fd.Name(), p))
 		}
-	})
+	}
+	maps, _ := os.ReadFile("/proc/self/maps")
+	for _, line := range strings.Split(string(maps), "\n") {
+		// address perms offset dev inode path
+		if f := strings.Fields(line); len(f) >= 6 && under(f[5]) {
+			open = append(open, fmt.Sprintf("mapping %s %s %s", f[0], f[1], f[5]))
+		}
+	}
+	if len(open) == 0 {
+		return "nothing (another process, then)"
+	}
+	return strings.Join(open, ", ")
 }
 
 // mountFake mounts an in-memory fake journal.
@@ -48,7 +91,7 @@ func mountFake(t testing.TB) (string, *fakeJournal) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unmountOnCleanup(t, srv)
+	unmountOnCleanup(t, srv, mnt)
 	return mnt, j
 }
 
@@ -121,20 +164,72 @@ func watchdog(t testing.TB, mnt string, d time.Duration) (stop func()) {
 // abortMount aborts the FUSE connection of the mount at mnt through
 // fusectl (/sys/fs/fuse/connections/DEV/abort).
 func abortMount(mnt string) error {
-	info, err := os.ReadFile("/proc/self/mountinfo")
+	conn, err := fuseConn(mnt)
 	if err != nil {
 		return err
+	}
+	return os.WriteFile(filepath.Join("/sys/fs/fuse/connections", conn, "abort"), []byte("1"), 0)
+}
+
+// fuseConn returns the fusectl name of the connection of the mount at mnt
+// (its device's minor number), or an error when nothing is mounted there.
+func fuseConn(mnt string) (string, error) {
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
 	}
 	for _, line := range strings.Split(string(info), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 5 || f[4] != mnt {
 			continue
 		}
-		_, minor, ok := strings.Cut(f[2], ":")
-		if !ok {
-			continue
+		if _, minor, ok := strings.Cut(f[2], ":"); ok {
+			return minor, nil
 		}
-		return os.WriteFile(filepath.Join("/sys/fs/fuse/connections", minor, "abort"), []byte("1"), 0)
 	}
-	return fmt.Errorf("%s not in /proc/self/mountinfo", mnt)
+	return "", fmt.Errorf("%s not in /proc/self/mountinfo", mnt)
+}
+
+// errorsTB records Errorf calls instead of failing the test.
+type errorsTB struct {
+	testing.TB
+	errs []string
+}
+
+func (r *errorsTB) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+// TestUnmountWithFileLeftOpen: a test that ends with a file on its mount
+// still open (a t.Fatal before the Close) fails and ends, instead of
+// hanging at exit. unmount names the file, aborts the connection and
+// detaches the mount, so the process's exit, which closes the file and
+// so sends a FLUSH, no longer waits on a server that was itself.
+func TestUnmountWithFileLeftOpen(t *testing.T) {
+	requireFUSE(t)
+	mnt := t.TempDir()
+	srv, err := Mount(mnt, newFakeJournal(), MountOptions{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(mnt, "left-open"))
+	if err != nil {
+		srv.Unmount()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // only when unmount failed to detach the mount
+		f.Close()
+		if _, err := fuseConn(mnt); err == nil {
+			srv.Unmount()
+		}
+	})
+	rec := &errorsTB{TB: t}
+	unmount(rec, srv, mnt)
+	if len(rec.errs) != 1 || !strings.Contains(rec.errs[0], "fd ") || !strings.Contains(rec.errs[0], f.Name()) {
+		t.Errorf("unmount with %s open reported %q; want one error that names the file", f.Name(), rec.errs)
+	}
+	if _, err := fuseConn(mnt); err == nil {
+		t.Fatalf("%s is still mounted after unmount with a file left open: the test process would hang at exit", mnt)
+	}
+	f.Close() // the FLUSH fails at once: the connection is gone
 }

@@ -48,7 +48,7 @@ func TestMountNoatime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unmountOnCleanup(t, srv)
+	unmountOnCleanup(t, srv, ro)
 	if opts := mountOpts(t, ro); opts[0] != "ro" || !strings.Contains(strings.Join(opts, ","), "noatime") {
 		t.Errorf("read-only mount's options %q: want ro and noatime", opts)
 	}
@@ -79,7 +79,7 @@ func TestMountNoatimeNoStatfs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		unmountOnCleanup(t, srv)
+		unmountOnCleanup(t, srv, mnt)
 		if n := j.calls.Load(); n != 0 {
 			t.Errorf("read-only %v: the mount called the journal's StatFS %d times (every node asked for its capacity before the mount returned)", ro, n)
 		}

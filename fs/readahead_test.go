@@ -51,9 +51,7 @@ func TestSequentialReadsInLargeRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	werr := os.WriteFile(filepath.Join(mnt, "big"), want, 0o644)
-	if err := srv.Unmount(); err != nil {
-		t.Fatalf("unmount: %v", err)
-	}
+	unmount(t, srv, mnt)
 	if werr != nil {
 		t.Fatal(werr)
 	}
@@ -62,7 +60,7 @@ func TestSequentialReadsInLargeRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unmountOnCleanup(t, srv)
+	unmountOnCleanup(t, srv, mnt)
 
 	p, err := readAheadPath(mnt)
 	if err != nil {

@@ -203,9 +203,7 @@ func (s *stack) mount() {
 // close unmounts and closes the drive (what a clean shutdown does).
 func (s *stack) close() {
 	if s.srv != nil {
-		if err := s.srv.Unmount(); err != nil {
-			s.t.Errorf("unmount: %v", err)
-		}
+		unmount(s.t, s.srv, s.mnt)
 		s.srv = nil
 	}
 	if s.drive != nil {

@@ -358,7 +358,9 @@ func TestSeekSnapshotFile(t *testing.T) {
 // last writable handle (release comes after close returns) and the
 // journal has applied the close: when want has a block of zeros, the
 // journal then reports a hole before the end, which the whole-file
-// answer given while a writer is open (or dirty data) does not.
+// answer given while a writer is open (or dirty data) does not. The file
+// is closed at the test's end too (before the unmount), in case a
+// t.Fatal comes before the caller's Close.
 func waitReleased(t *testing.T, path string, want []byte, bs int64) *os.File {
 	t.Helper()
 	size := int64(len(want))
@@ -371,10 +373,13 @@ func waitReleased(t *testing.T, path string, want []byte, bs int64) *os.File {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !zeroBlock {
-			return r
+		done := !zeroBlock
+		if !done {
+			h, err := unix.Seek(int(r.Fd()), 0, unix.SEEK_HOLE)
+			done = err == nil && h < size
 		}
-		if h, err := unix.Seek(int(r.Fd()), 0, unix.SEEK_HOLE); err == nil && h < size {
+		if done {
+			t.Cleanup(func() { r.Close() }) // a second Close does nothing
 			return r
 		}
 		r.Close()
@@ -403,16 +408,20 @@ func TestSeekMmapDirtyPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReleased(t, path, want, bs).Close() // the close applied: the journal knows the holes
+	// Every file and mapping below is closed by a cleanup too, which
+	// runs before the unmount (cleanups run last first): one a t.Fatal
+	// left open would make the unmount fail.
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { f.Close() }) // a second Close does nothing
 	m, err := unix.Mmap(int(f.Fd()), 0, int(3*bs), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mapped := true
-	t.Cleanup(func() { // before the unmount (cleanups run last first): a mapping left would hang it
+	t.Cleanup(func() {
 		if mapped {
 			unix.Munmap(m)
 		}
@@ -425,6 +434,7 @@ func TestSeekMmapDirtyPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { r.Close() })
 	seekRegions(t, int(r.Fd()), want)
 	r.Close()
 	cpSparse(t, path, filepath.Join(s.base, "copy"), want)
@@ -434,9 +444,9 @@ func TestSeekMmapDirtyPages(t *testing.T) {
 	}
 	// The release follows the unmap; then the exact answer: the middle
 	// block is a hole.
-	r = waitReleased(t, path, want, bs)
-	data := seekRegions(t, int(r.Fd()), want)
-	r.Close()
+	after := waitReleased(t, path, want, bs)
+	data := seekRegions(t, int(after.Fd()), want)
+	after.Close()
 	if len(data) != 2 {
 		t.Fatalf("data regions %v after the unmap, want the first and the last block", data)
 	}

@@ -11,13 +11,17 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/journal/href"
 )
 
 // PathStatus is what the drive says about one file, or a folder's files
 // summed: how safe the data is and how much of it is in the local cache.
 // The control socket (meshdrive status PATH) and the web API both serve it.
 type PathStatus struct {
-	Path          string `json:"path"`
+	Path string `json:"path"`
+	// PathHref is Path %-encoded from its bytes when it is not UTF-8
+	// (JSON shows Path with U+FFFD then; href.IfNotUTF8).
+	PathHref      string `json:"path_href,omitempty"`
 	Type          string `json:"type"` // file, dir, symlink, other
 	Size          int64  `json:"size"` // bytes (a folder: sum over its files)
 	State         string `json:"state"`
@@ -89,7 +93,7 @@ func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &PathStatus{Path: "/" + rel, Pinned: d.Pinned(ctx, rel)}
+	rep := &PathStatus{Path: "/" + rel, PathHref: href.IfNotUTF8("/" + rel), Pinned: d.Pinned(ctx, rel)}
 	worst := journal.StateDurable
 	add := func(ino journal.Ino, size uint64) error {
 		st, err := j.Status(ctx, ino)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"strconv"
+
+	"github.com/meshdrive/meshdrive/journal/href"
 )
 
 // maxLostNamed bounds the files LostFiles names.
@@ -77,6 +79,9 @@ type LostReport struct {
 	Blocks int64    `json:"blocks"`
 	Files  int64    `json:"files"`
 	Paths  []string `json:"paths,omitempty"` // up to 100 of the files
+	// PathsHref is Paths %-encoded from their bytes (href.List) when one
+	// of them is not UTF-8, which JSON would show with U+FFFD.
+	PathsHref []string `json:"paths_href,omitempty"`
 }
 
 // Lost reports the lost blocks and names their files (cheap when there
@@ -98,5 +103,6 @@ func (j *Journal) Lost(ctx context.Context) (LostReport, error) {
 		r.Files += ro.Files
 		r.Paths = append(r.Paths, ro.Paths[:min(len(ro.Paths), max(0, maxLostNamed-len(r.Paths)))]...)
 	}
+	r.PathsHref = href.List(r.Paths)
 	return r, nil
 }

@@ -449,3 +449,24 @@ func TestDamagedCheckOfAnOldStaging(t *testing.T) {
 		t.Fatal("the new file does not read back")
 	}
 }
+
+// TestLostPathNotUTF8: a lost file whose name is not UTF-8 (Latin-1
+// "\xe9") is named in the report's paths_href by its bytes: status
+// --json and the web app's summary showed it with U+FFFD only, which
+// names another file or none.
+func TestLostPathNotUTF8(t *testing.T) {
+	e, _, _, ms := stagedAndClosed(t, 13, 2<<16)
+	if err := os.Remove(filepath.Join(e.opts.Dir, "staging", ms[0].id.String())); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.DropMissing = true
+	e.open()
+	dir := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d\xe9j\xe0", 0o755, 0, 0))
+	if err := e.j.Rename(bg, RootIno, "f", dir.Ino, "caf\xe9", 0); err != nil {
+		t.Fatal(err)
+	}
+	r := must[LostReport](t)(e.j.Lost(bg))
+	if !slices.Equal(r.Paths, []string{"/d\xe9j\xe0/caf\xe9"}) || !slices.Equal(r.PathsHref, []string{"/d%E9j%E0/caf%E9"}) {
+		t.Fatalf("Lost: paths %q, paths_href %q; want the path and /d%%E9j%%E0/caf%%E9", r.Paths, r.PathsHref)
+	}
+}

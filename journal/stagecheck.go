@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/meshdrive/meshdrive/journal/href"
 	"github.com/meshdrive/meshdrive/remote"
 )
 
@@ -20,7 +21,10 @@ type StagedCheck struct {
 type StagedDamage struct {
 	Block string   `json:"block"`
 	Paths []string `json:"paths"` // files that use it (the first maxLostNamed)
-	Error string   `json:"error"`
+	// PathsHref is Paths %-encoded from their bytes when one of them is
+	// not UTF-8 (href.List).
+	PathsHref []string `json:"paths_href,omitempty"`
+	Error     string   `json:"error"`
 	// Lost: CheckStaged (repair) marked it lost, as the uploader does.
 	Lost bool `json:"lost,omitempty"`
 	// InFlight: the uploader read and checked the block before the disk
@@ -110,6 +114,7 @@ func (j *uploader) checkStaged(ctx context.Context, repair bool, progress func(d
 		if d.Paths, err = j.blockPaths(ctx, it.id); err != nil {
 			return nil, fmt.Errorf("check staged block %s: name its files: %w", it.id, err)
 		}
+		d.PathsHref = href.List(d.Paths)
 		j.qmu.Lock()
 		seq, ok := j.inflight[it.id]
 		j.qmu.Unlock()

@@ -41,7 +41,8 @@ func TestCheckStaged(t *testing.T) {
 		if e.g.fails.Load() == 0 {
 			t.Fatal("no upload failed: the test proves nothing")
 		}
-		big, small := write("big", int(e.j.bs)), write("small", 1000) // a staging file, a row
+		// A staging file, a row (named in Latin-1: "\xe4" is not UTF-8).
+		big, small := write("big", int(e.j.bs)), write("sm\xe4ll", 1000)
 		synctest.Wait()
 
 		files, _ := filepath.Glob(filepath.Join(e.j.stage, "*"))
@@ -69,15 +70,20 @@ func TestCheckStaged(t *testing.T) {
 		if rep.Blocks != 3 || len(rep.Damaged) != 3 || done != 3 || total != 3 {
 			t.Fatalf("check: %d blocks, %d damaged (%+v), progress %d of %d; want 3, 3, 3 of 3", rep.Blocks, len(rep.Damaged), rep.Damaged, done, total)
 		}
-		var named []string
+		var named, hrefs []string
 		for _, d := range rep.Damaged {
 			named = append(named, fmt.Sprint(d.Paths, d.InFlight))
+			hrefs = append(hrefs, fmt.Sprint(d.PathsHref))
 			if d.Lost {
 				t.Errorf("check without repair marked %s lost", d.Block)
 			}
 		}
-		if got := strings.Join(named, " "); got != "[/first] true [/big] false [/small] false" {
-			t.Errorf("check named %v, want /first (in flight), /big, /small", got)
+		if got := strings.Join(named, " "); got != "[/first] true [/big] false [/sm\xe4ll] false" {
+			t.Errorf("check named %q, want /first (in flight), /big, /sm\\xe4ll", got)
+		}
+		// The name that is not UTF-8 is named by its bytes too, for JSON.
+		if got := strings.Join(hrefs, " "); got != "[] [] [/sm%E4ll]" {
+			t.Errorf("check's paths_href: %q, want only /sm%%E4ll's", got)
 		}
 		for _, ino := range []Ino{big, small} {
 			if st := must[FileStatus](t)(e.j.Status(bg, ino)); st.State == StateLost {

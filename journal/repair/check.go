@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/journal/href"
 	"github.com/meshdrive/meshdrive/remote"
 )
 
@@ -25,8 +26,11 @@ const (
 
 // FileReport is one file's verdict.
 type FileReport struct {
-	Path  string `json:"path"`
-	State string `json:"state"`
+	Path string `json:"path"`
+	// PathHref is Path %-encoded from its bytes when it is not UTF-8
+	// (href.IfNotUTF8).
+	PathHref string `json:"path_href,omitempty"`
+	State    string `json:"state"`
 	// Shards is the fewest intact shards of any of its segments; N is k+m.
 	Shards int `json:"shards"`
 	N      int `json:"n"`
@@ -273,7 +277,7 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 		if len(ids) == 0 {
 			continue // no data on the grid (empty, inline or not uploaded yet)
 		}
-		fr := FileReport{Path: f.path, Shards: n, N: n}
+		fr := FileReport{Path: f.path, PathHref: href.IfNotUTF8(f.path), Shards: n, N: n}
 		for _, id := range ids {
 			h := byID[id]
 			if h == nil {

@@ -229,3 +229,22 @@ func TestCancelledRepairLeavesNoError(t *testing.T) {
 		t.Errorf("after a cancelled repair, last error %q; want none", st.LastError)
 	}
 }
+
+// TestCheckPathNotUTF8: a file whose name is not UTF-8 (Latin-1 "\xe9")
+// is named in a check's report by path_href too, its bytes %-encoded:
+// check --json and the web app's report showed it with U+FFFD only.
+func TestCheckPathNotUTF8(t *testing.T) {
+	d := newDrive(t)
+	d.write(t, "caf\xe9", bytes.Repeat([]byte{9}, 1000))
+	d.write(t, "café", bytes.Repeat([]byte{8}, 1000))
+	rep, err := repair.New(repair.Options{Grid: d.g, Journal: d.j}).Check(t.Context(), repair.CheckRequest{}, nil)
+	if err != nil || len(rep.Files) != 2 {
+		t.Fatalf("check: %+v %v", rep, err)
+	}
+	for _, f := range rep.Files {
+		want := map[string]string{"/caf\xe9": "/caf%E9", "/café": ""}[f.Path]
+		if f.PathHref != want {
+			t.Errorf("file %q: path_href %q, want %q", f.Path, f.PathHref, want)
+		}
+	}
+}

@@ -96,10 +96,13 @@ type Snapshot struct {
 type Entry struct {
 	Name string `json:"name"`
 	Path string `json:"path"` // relative to the drive's root
-	// Href is Path %-encoded segment by segment from its bytes, for the
-	// API's addresses: a name that is not UTF-8 shows in Name and Path
-	// with U+FFFD for each bad byte (JSON holds no other), which names
-	// another file or none; Href names this one.
+	// Href is Path %-encoded segment by segment from its bytes
+	// (href.Escape), for the API's addresses and the JSON bodies' *_href
+	// fields: a name that is not UTF-8 shows in Name and Path with U+FFFD
+	// for each bad byte (JSON holds no other), which names another file
+	// or none; Href names this one, and its last segment is Name's bytes.
+	// Always there (every other path gets its FIELD_href only when it is
+	// not UTF-8).
 	Href  string    `json:"href"`
 	Type  string    `json:"type"` // file, dir, symlink, other
 	Size  int64     `json:"size"`
@@ -114,11 +117,15 @@ type Entry struct {
 	StatePartial bool   `json:"state_partial,omitempty"`
 	Pinned       *bool  `json:"pinned,omitempty"` // nil: pins not known
 	Target       string `json:"target,omitempty"` // a symlink's
+	// TargetHref is Target %-encoded from its bytes when it is not UTF-8.
+	TargetHref string `json:"target_href,omitempty"`
 }
 
 // Listing is GET /api/v1/list/PATH.
 type Listing struct {
-	Path     string  `json:"path"`
+	Path string `json:"path"`
+	// PathHref is Path %-encoded from its bytes when it is not UTF-8.
+	PathHref string  `json:"path_href,omitempty"`
 	Snapshot string  `json:"snapshot,omitempty"`
 	Entries  []Entry `json:"entries"`
 	// Truncated: the folder has more than maxList entries; the first are
@@ -161,7 +168,10 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 func fsError(w http.ResponseWriter, what string, err error) {
 	var errno syscall.Errno
 	errors.As(err, &errno)
+	var two *twoFormsError
 	switch {
+	case errors.As(err, &two):
+		writeError(w, http.StatusBadRequest, "bad_json", what+": "+two.Error()+"; see docs/API.md")
 	case errors.Is(err, errBadPath) || strings.Contains(err.Error(), "path escapes from parent"):
 		writeError(w, http.StatusBadRequest, "bad_path", what+": the path leaves the drive or is not a name (no \"..\", no encoded slash, no symlink out of the drive)")
 	case errors.Is(err, errRestoreEnded) || errors.Is(err, errDownloadEnded):

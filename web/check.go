@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshdrive/meshdrive/journal/href"
 	"github.com/meshdrive/meshdrive/journal/repair"
 )
 
@@ -26,6 +27,7 @@ type checkJob struct {
 type CheckState struct {
 	Running  bool            `json:"running"`
 	Path     string          `json:"path,omitempty"`
+	PathHref string          `json:"path_href,omitempty"` // Path %-encoded, when it is not UTF-8
 	Verify   bool            `json:"verify"`
 	Repair   bool            `json:"repair"`
 	Started  *time.Time      `json:"started,omitempty"`
@@ -40,7 +42,7 @@ type CheckState struct {
 func (c *checkJob) state() CheckState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := CheckState{Running: c.running, Path: "/" + c.req.Path, Verify: c.req.Verify, Repair: c.req.Repair,
+	st := CheckState{Running: c.running, Path: "/" + c.req.Path, PathHref: href.IfNotUTF8("/" + c.req.Path), Verify: c.req.Verify, Repair: c.req.Repair,
 		Progress: c.progress, Error: c.err}
 	if !c.started.IsZero() {
 		t := c.started
@@ -72,9 +74,10 @@ func (c *checkJob) cancelRun() {
 }
 
 type checkRequest struct {
-	Path   string `json:"path"`
-	Verify bool   `json:"verify"`
-	Repair bool   `json:"repair"`
+	Path     string `json:"path"`
+	PathHref string `json:"path_href"` // Path %-encoded from its bytes (bodyPath)
+	Verify   bool   `json:"verify"`
+	Repair   bool   `json:"repair"`
 }
 
 // checkStart starts a check in the background; GET /api/v1/check follows it.
@@ -83,7 +86,7 @@ func (s *Server) checkStart(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !decodeBody(w, r, &req) {
 		return
 	}
-	rel, err := cleanRel(req.Path)
+	rel, err := bodyPath("path", req.Path, req.PathHref)
 	if err != nil {
 		fsError(w, "check", err)
 		return

@@ -11,6 +11,13 @@
 // queue, nodes, snapshots, check) comes from the Drive interface, which the
 // mount process implements.
 //
+// Names are bytes. One that is not UTF-8 (Latin-1 from an old archive)
+// has no JSON string, so every answer that holds such a path carries
+// FIELD_href beside it, the path %-encoded from its bytes as addresses
+// take it (journal/href), and every JSON body takes FIELD_href for each
+// path it names (bodyPath): any file can be listed, renamed, restored,
+// checked and deleted. docs/API.md describes it for clients.
+//
 // Security, in the order a request meets it:
 //
 //   - The server listens on loopback unless told otherwise.

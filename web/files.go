@@ -13,7 +13,6 @@ import (
 	iofs "io/fs"
 	"mime"
 	"net/http"
-	"net/url"
 	"os"
 	"path"
 	"sort"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/journal/href"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -110,22 +110,14 @@ func isUploadTemp(name string) bool {
 	return true
 }
 
-// hrefOf is rel with each segment %-encoded from its bytes.
-func hrefOf(rel string) string {
-	segs := strings.Split(rel, "/")
-	for i, seg := range segs {
-		segs[i] = url.PathEscape(seg)
-	}
-	return strings.Join(segs, "/")
-}
-
 func (s *fileOps) entry(ctx context.Context, rel, inRoot, name string, fi os.FileInfo, withState bool) Entry {
-	e := Entry{Name: name, Path: rel, Href: hrefOf(rel), Type: typeOf(fi.Mode()), Size: fi.Size(), MTime: fi.ModTime()}
+	e := Entry{Name: name, Path: rel, Href: href.Escape(rel), Type: typeOf(fi.Mode()), Size: fi.Size(), MTime: fi.ModTime()}
 	if e.Type == "dir" {
 		e.Size = 0
 	}
 	if e.Type == "symlink" {
 		e.Target, _ = s.root.Readlink(inRoot)
+		e.TargetHref = href.IfNotUTF8(e.Target)
 	}
 	if withState && (e.Type == "file" || e.Type == "dir") {
 		// A folder's state walks its tree: the budget of a listing's.
@@ -174,7 +166,7 @@ func (s *fileOps) list(w http.ResponseWriter, r *http.Request, escaped string) {
 		fsError(w, "list /"+rel, err)
 		return
 	}
-	out := Listing{Path: "/" + rel, Snapshot: snap, Entries: []Entry{}}
+	out := Listing{Path: "/" + rel, PathHref: href.IfNotUTF8("/" + rel), Snapshot: snap, Entries: []Entry{}}
 	if len(ents) > maxList {
 		ents, out.Truncated = ents[:maxList], true
 	}
@@ -692,7 +684,7 @@ func (s *fileOps) remove(w http.ResponseWriter, r *http.Request, escaped string)
 	var errno syscall.Errno
 	if errors.As(err, &errno) && (errno == syscall.ENOTEMPTY || errno == syscall.EEXIST) {
 		writeError(w, http.StatusConflict, "not_empty", "delete /"+rel+": the folder is not empty; delete what is in it first, or delete it with everything in it: DELETE "+
-			apiPrefix+"files/"+escapePath(rel)+"?recursive=1")
+			apiPrefix+"files/"+href.Escape(rel)+"?recursive=1")
 		return
 	}
 	if err != nil {
@@ -781,9 +773,13 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// renameRequest is POST /api/v1/rename's body. Each path is given as
+// text, or as FIELD_href: %-encoded from its bytes (bodyPath).
 type renameRequest struct {
-	From string `json:"from"`
-	To   string `json:"to"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+	FromHref string `json:"from_href"`
+	ToHref   string `json:"to_href"`
 }
 
 func (s *fileOps) rename(w http.ResponseWriter, r *http.Request) {
@@ -791,8 +787,8 @@ func (s *fileOps) rename(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	from, err1 := cleanRel(req.From)
-	to, err2 := cleanRel(req.To)
+	from, err1 := bodyPath("from", req.From, req.FromHref)
+	to, err2 := bodyPath("to", req.To, req.ToHref)
 	if err := cmp.Or(err1, err2); err != nil || from == "" || to == "" {
 		fsError(w, "rename", cmp.Or(err, errBadPath))
 		return

@@ -82,11 +82,26 @@ func cleanRel(p string) (string, error) {
 	return strings.Join(segs, "/"), nil
 }
 
-// escapePath %-encodes a path segment by segment, as DecodePath takes it.
-func escapePath(rel string) string {
-	segs := strings.Split(rel, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
+// bodyPath is the path a JSON body gives in field (from, to, path): as
+// the plain string (cleanRel), or as field_href, the path %-encoded from
+// its bytes as in addresses (DecodePath), which is how a name that is not
+// UTF-8 is given (JSON strings hold no such name). One of the two, not
+// both; neither is "".
+func bodyPath(field, plain, escaped string) (string, error) {
+	if escaped == "" {
+		return cleanRel(plain)
 	}
-	return strings.Join(segs, "/")
+	if plain != "" {
+		return "", &twoFormsError{field}
+	}
+	return DecodePath(escaped)
+}
+
+// twoFormsError is a JSON body that gives a path both as FIELD and as
+// FIELD_href (fsError answers 400 bad_json).
+type twoFormsError struct{ field string }
+
+func (e *twoFormsError) Error() string {
+	return fmt.Sprintf("the body gives both %q and %q; give the path once: %q as text, or %q %%-encoded from its bytes (a name that is not UTF-8)",
+		e.field, e.field+"_href", e.field, e.field+"_href")
 }

@@ -632,6 +632,11 @@ func FuzzJSONBody(f *testing.F) {
 		{0, `{"from":"a","to":"b"}{"from":"b"}`},
 		{0, `{"from":"a","to":"b","extra":1}`},
 		{0, `[` + strings.Repeat(`[`, 10000)},
+		{0, `{"from_href":"in/file.txt","to_href":"..%2Foutside%2Fx"}`},
+		{0, `{"from_href":"in/dirlink%2Fsecret","to_href":"in/%E9"}`},
+		{0, `{"from":"in/file.txt","from_href":"in/file.txt","to":"x"}`},
+		{3, `{"snapshot":"s1","path_href":"in/file.txt","to_href":"..%2F..%2Foutside"}`},
+		{4, `{"path_href":"in/dirlink/%2E%2E"}`},
 	} {
 		f.Add(s.ep, s.body)
 	}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/journal/href"
 )
 
 func (s *Server) snapshots(w http.ResponseWriter, r *http.Request) {
@@ -64,23 +65,33 @@ func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, sn)
 }
 
+// restoreRequest is POST /api/v1/restore's body. Path and To are given
+// as text, or as PathHref and ToHref: %-encoded from their bytes
+// (bodyPath).
 type restoreRequest struct {
 	Snapshot string `json:"snapshot"`
 	Path     string `json:"path"`
+	PathHref string `json:"path_href,omitempty"`
 	// To is where the copy goes; "" puts it back at Path when nothing is
 	// there now, else beside it as "NAME (restored SNAPSHOT)".
-	To string `json:"to,omitempty"`
+	To     string `json:"to,omitempty"`
+	ToHref string `json:"to_href,omitempty"`
 }
 
+// restoreResult is POST /api/v1/restore's answer. Each *Href is its
+// path %-encoded from its bytes, there only when that path is not UTF-8.
 type restoreResult struct {
 	Snapshot string `json:"snapshot"`
 	Path     string `json:"path"`
+	PathHref string `json:"path_href,omitempty"`
 	To       string `json:"to"`
+	ToHref   string `json:"to_href,omitempty"`
 	Files    int    `json:"files"`
 	Bytes    int64  `json:"bytes"`
 	// Skipped: the sockets and devices under path, which a restore does
 	// not make (paths in the snapshot, at most maxSkipped).
-	Skipped []string `json:"skipped,omitempty"`
+	Skipped     []string `json:"skipped,omitempty"`
+	SkippedHref []string `json:"skipped_href,omitempty"`
 	// copies: a file with more names (inode in the snapshot) -> its
 	// first copy, which the next names are linked to.
 	copies map[uint64]string
@@ -96,7 +107,7 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	rel, err := cleanRel(req.Path)
+	rel, err := bodyPath("path", req.Path, req.PathHref)
 	if err != nil || !validName(req.Snapshot) {
 		fsError(w, "restore", cmp.Or(err, errBadPath))
 		return
@@ -115,9 +126,10 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var to string
+	toGiven := req.To != "" || req.ToHref != ""
 	switch {
-	case req.To != "":
-		if to, err = cleanRel(req.To); err != nil || to == "" {
+	case toGiven:
+		if to, err = bodyPath("to", req.To, req.ToHref); err != nil || to == "" {
 			fsError(w, "restore", cmp.Or(err, errBadPath))
 			return
 		}
@@ -157,7 +169,7 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "exists", "restore: too many restored copies already; choose a destination with \"to\"")
 		return false
 	}
-	if req.To == "" && !free() {
+	if !toGiven && !free() {
 		return
 	}
 	// Copied under a hidden name and renamed when whole: a restore cut
@@ -173,7 +185,7 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 		// written meanwhile). Then the next free name, unless "to" was
 		// given.
 		err = s.renameNoReplace(tmp, to)
-		if !errors.Is(err, iofs.ErrExist) || req.To != "" {
+		if !errors.Is(err, iofs.ErrExist) || toGiven {
 			break
 		}
 		if i++; !free() {
@@ -187,6 +199,7 @@ func (s *fileOps) restore(w http.ResponseWriter, r *http.Request) {
 		fsError(w, fmt.Sprintf("restore /%s from %s to /%s: nothing was restored", rel, req.Snapshot, to), err)
 		return
 	}
+	res.PathHref, res.ToHref, res.SkippedHref = href.IfNotUTF8(res.Path), href.IfNotUTF8(res.To), href.List(res.Skipped)
 	writeJSON(w, http.StatusOK, res)
 }
 

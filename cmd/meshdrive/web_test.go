@@ -171,6 +171,7 @@ func TestWeb(t *testing.T) {
 	f := newWebFixture(t)
 	t.Run("API", func(t *testing.T) { testWebAPI(t, f) })
 	t.Run("Refusals", func(t *testing.T) { testWebRefusals(t, f) })
+	t.Run("NotUTF8", func(t *testing.T) { testWebNotUTF8(t, f) })
 	t.Run("Metrics", func(t *testing.T) { testWebMetrics(t, f) })
 	t.Run("Browser", func(t *testing.T) { testWebBrowser(t, f) })
 }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/meshdrive/meshdrive/web"
+)
+
+// testWebNotUTF8 names a file whose name is not UTF-8 (Latin-1, as old
+// archives have them) through the API of a real mount: by its href in
+// addresses, by the *_href fields of JSON bodies (rename, restore, check),
+// and status --json PATH gives its path_href. JSON has no string for the
+// byte 0xE9 alone: before, such a file could only be downloaded and
+// deleted from the web, and status --json showed its path with U+FFFD.
+func testWebNotUTF8(t *testing.T, f *webFixture) {
+	dir := filepath.Join(f.mp, "arch\xefve")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "r\xe9sum\xe9.txt"), []byte("latin-1 name"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var l web.Listing
+	f.want(t, 200, &l, "GET", "/api/v1/list/arch%EFve", nil)
+	if l.PathHref != "/arch%EFve" || len(l.Entries) != 1 || l.Entries[0].Href != "arch%EFve/r%E9sum%E9.txt" {
+		t.Fatalf("listing of /arch\\xefve: path_href %q, entries %+v", l.PathHref, l.Entries)
+	}
+
+	var e web.Entry
+	f.want(t, 200, &e, "POST", "/api/v1/rename", jsonBody(map[string]string{"from_href": l.Entries[0].Href, "to_href": "arch%EFve/na%EFve.txt"}))
+	if e.Href != "arch%EFve/na%EFve.txt" || string(readMount(t, filepath.Join(dir, "na\xefve.txt"))) != "latin-1 name" {
+		t.Fatalf("rename by href: %+v", e)
+	}
+
+	// status --json PATH: the daemon's JSON, then the command's, keep the
+	// bytes in path_href.
+	p := pathJSON(t, f.env, f.dir, filepath.Join(dir, "na\xefve.txt"))
+	if p.PathHref != "/arch%EFve/na%EFve.txt" || p.Type != "file" || p.Size != int64(len("latin-1 name")) {
+		t.Errorf("status --json of /arch\\xefve/na\\xefve.txt: path %q, path_href %q, %+v", p.Path, p.PathHref, p)
+	}
+	if p := pathJSON(t, f.env, f.dir, filepath.Join(f.mp, "docs")); p.PathHref != "" {
+		t.Errorf("status --json of a UTF-8 path has path_href %q", p.PathHref)
+	}
+
+	// Restore out of a snapshot by path_href: back under its own bytes.
+	f.want(t, 201, nil, "POST", "/api/v1/snapshots", jsonBody(map[string]string{"name": "latin1-api"}))
+	if err := os.Remove(filepath.Join(dir, "na\xefve.txt")); err != nil {
+		t.Fatal(err)
+	}
+	var rr struct {
+		To       string `json:"to"`
+		ToHref   string `json:"to_href"`
+		PathHref string `json:"path_href"`
+		Files    int    `json:"files"`
+	}
+	f.want(t, 200, &rr, "POST", "/api/v1/restore", jsonBody(map[string]string{"snapshot": "latin1-api", "path_href": "arch%EFve/na%EFve.txt"}))
+	if rr.ToHref != "/arch%EFve/na%EFve.txt" || rr.PathHref != rr.ToHref || rr.Files != 1 {
+		t.Fatalf("restore by path_href: %+v", rr)
+	}
+	if got := string(readMount(t, filepath.Join(dir, "na\xefve.txt"))); got != "latin-1 name" {
+		t.Fatalf("the restored file: %q", got)
+	}
+
+	// A check of the folder by path_href, which names it in its state.
+	var cs web.CheckState
+	f.want(t, 202, &cs, "POST", "/api/v1/check", jsonBody(map[string]any{"path_href": "arch%EFve"}))
+	for deadline := time.Now().Add(time.Minute); cs.Running && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		f.want(t, 200, &cs, "GET", "/api/v1/check", nil)
+	}
+	if cs.Running || cs.Error != "" || cs.PathHref != "/arch%EFve" {
+		t.Fatalf("check by path_href: %+v", cs)
+	}
+
+	f.want(t, 204, nil, "DELETE", "/api/v1/files/arch%EFve?recursive=1", nil)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the folder after its delete: %v", err)
+	}
+}

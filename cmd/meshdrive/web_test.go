@@ -716,6 +716,8 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 			wait(`document.querySelector('tr[data-name="docs"]') !== null && document.querySelector('tr[data-name="inside.txt"]') === null`))
 	}
 
+	browseNotUTF8(t, f, ctx, run, wait)
+
 	// A new folder's name with a slash is refused, as a rename's is: it
 	// made a folder inside another one ("100%/inner").
 	run("new folder with a slash", chromedp.Click(chromedp.CSS("#btn-mkdir")),

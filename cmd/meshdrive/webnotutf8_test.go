@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/meshdrive/meshdrive/web"
 )
@@ -79,4 +83,88 @@ func testWebNotUTF8(t *testing.T, f *webFixture) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("the folder after its delete: %v", err)
 	}
+}
+
+// browseNotUTF8 uses the web app on a folder whose name is not UTF-8,
+// beside a folder whose name is that name as the JSON shows it (U+FFFD for
+// each bad byte): the page opens the folder itself, uploads into it,
+// renames in it, restores it and deletes it. Before, the page built the
+// folder's address from the lossy path and opened the look-alike (or
+// nothing), and refused rename and restore.
+func browseNotUTF8(t *testing.T, f *webFixture, ctx context.Context, run func(string, ...chromedp.Action[chromedp.Void]),
+	wait func(string) chromedp.Action[chromedp.Void]) {
+	dir := filepath.Join(f.mp, "d\xe9j\xe0")
+	for _, d := range []string{dir, filepath.Join(f.mp, "d\ufffdj\ufffd")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "caf\xe9.txt"), []byte("caf\xe9"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.mp, "d\ufffdj\ufffd", "look-alike.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	row := func(href string) string { return fmt.Sprintf(`tr[data-href=%q]`, href) }
+	has := func(href string) string { return fmt.Sprintf(`document.querySelector('%s') !== null`, row(href)) }
+	// The page lists the root again (it listed it before the folders were made).
+	run("open the folder d\\xe9j\\xe0", chromedp.Evaluate[chromedp.Void](`location.hash = "#/activity"`),
+		chromedp.Evaluate[chromedp.Void](`location.hash = "#/files/"`), wait(has("d%E9j%E0")),
+		chromedp.Click(chromedp.CSS(row("d%E9j%E0")+" .c-name a")),
+		wait(`location.hash === "#/files/d%E9j%E0" && `+has("d%E9j%E0/caf%E9.txt")),
+		wait(`[...document.querySelectorAll("#crumbs a")].at(-1).textContent === "d\ufffdj\ufffd"`))
+
+	// Upload into it.
+	local := filepath.Join(t.TempDir(), "up.txt")
+	if err := os.WriteFile(local, []byte("uploaded"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run("upload into d\\xe9j\\xe0", chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{local}),
+		wait(has("d%E9j%E0/up.txt")))
+	if got := string(readMount(t, filepath.Join(dir, "up.txt"))); got != "uploaded" {
+		t.Fatalf("the uploaded file in the mount: %q", got)
+	}
+
+	// Rename the Latin-1 file to a UTF-8 name.
+	run("rename caf\\xe9.txt", chromedp.Click(chromedp.CSS(row("d%E9j%E0/caf%E9.txt")+` button[title="Rename"]`)),
+		wait(`!document.getElementById("modal").hidden`),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("modal-input").value = "café.txt"`),
+		chromedp.Click(chromedp.CSS("#modal-ok")),
+		wait(has("d%E9j%E0/caf%C3%A9.txt")+` && document.querySelector('`+row("d%E9j%E0/caf%E9.txt")+`') === null`))
+	if got := string(readMount(t, filepath.Join(dir, "café.txt"))); got != "caf\xe9" {
+		t.Fatalf("the renamed file: %q", got)
+	}
+
+	// Restore the folder from a snapshot, from the snapshot's root.
+	f.want(t, 201, nil, "POST", "/api/v1/snapshots", jsonBody(map[string]string{"name": "latin1-snap"}))
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	run("restore d\\xe9j\\xe0", chromedp.Navigate(f.base+"/#/snap/latin1-snap/"),
+		wait(has("d%E9j%E0")),
+		chromedp.Click(chromedp.CSS(row("d%E9j%E0")+" button")),
+		wait(`!document.getElementById("modal").hidden`),
+		chromedp.Click(chromedp.CSS("#modal-ok")),
+		wait(`location.hash === "#/files/" && `+has("d%E9j%E0")))
+	for name, want := range map[string]string{"café.txt": "caf\xe9", "up.txt": "uploaded"} {
+		if got := string(readMount(t, filepath.Join(dir, name))); got != want {
+			t.Errorf("restored %s: %q, want %q", name, got, want)
+		}
+	}
+
+	// Delete it: the look-alike stays.
+	run("delete d\\xe9j\\xe0", chromedp.Click(chromedp.CSS(row("d%E9j%E0")+` button[title="Delete"]`)),
+		wait(`!document.getElementById("modal").hidden`),
+		chromedp.Click(chromedp.CSS("#modal-ok")),
+		wait(`document.querySelector('`+row("d%E9j%E0")+`') === null`))
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("d\\xe9j\\xe0 after its delete: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.mp, "d\ufffdj\ufffd", "look-alike.txt")); err != nil {
+		t.Errorf("the look-alike folder after the delete: %v", err)
+	}
+	if err := os.RemoveAll(filepath.Join(f.mp, "d\ufffdj\ufffd")); err != nil {
+		t.Fatal(err)
+	}
+	run("back to the root", chromedp.Evaluate[chromedp.Void](`location.hash = "#/files/"`), wait(`document.querySelector('tr[data-name="docs"]') !== null`))
 }

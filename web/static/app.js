@@ -24,15 +24,46 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
-const encPath = (p) => p.split("/").filter(Boolean).map(encodeURIComponent).join("/");
-const joinPath = (dir, name) => (dir ? dir + "/" : "") + name;
+// Paths: the page keeps every path as the API writes an entry's href,
+// each segment %-encoded from the name's bytes ("docs/caf%E9.txt"), and
+// puts that form in addresses, in the hash and in JSON bodies (the
+// *_href fields). Linux names are bytes: a name that is not UTF-8
+// (Latin-1 from an old archive) has no exact form as a JS string, so the
+// page never turns a path into text and back; text is only for showing
+// (U+FFFD for a byte that is not UTF-8). See docs/API.md.
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+// segBytes is the bytes a segment of an address stands for: %XX is one
+// byte; anything else (a "%" without two hex digits too) its UTF-8.
+function segBytes(seg) {
+  const out = [], utf8 = new TextEncoder();
+  for (let i = 0; i < seg.length;) {
+    if (seg[i] === "%" && /^[0-9A-Fa-f]{2}$/.test(seg.slice(i + 1, i + 3))) {
+      out.push(parseInt(seg.slice(i + 1, i + 3), 16));
+      i += 3;
+      continue;
+    }
+    const ch = String.fromCodePoint(seg.codePointAt(i));
+    out.push(...utf8.encode(ch));
+    i += ch.length;
+  }
+  return Uint8Array.from(out);
+}
+const escBytes = (b) => Array.from(b, (x) => x < 128 && UNRESERVED.test(String.fromCharCode(x)) ? String.fromCharCode(x)
+  : "%" + x.toString(16).toUpperCase().padStart(2, "0")).join("");
+const escName = (name) => escBytes(new TextEncoder().encode(name)); // a name typed in the page
+const segsOf = (href) => href.split("/").filter(Boolean);
+// canon writes a path from an address (the hash, which a person may type)
+// the page's one way, so two spellings of a folder compare equal.
+const canon = (href) => segsOf(href).map((g) => escBytes(segBytes(g))).join("/");
+const showSeg = (seg) => new TextDecoder().decode(segBytes(seg));
+const showPath = (href) => segsOf(href).map(showSeg).join("/");
+const hrefOfText = (p) => segsOf(p).map(escName).join("/"); // a path the API gave as text (no *_href: it is UTF-8)
+const joinHref = (dir, seg) => (dir ? dir + "/" : "") + seg;
+const parentHref = (href) => segsOf(href).slice(0, -1).join("/");
 // An entry's address: href is its path %-encoded from its bytes. A name
 // that is not UTF-8 shows with U+FFFD in name and path, which name
-// another file or none; such an entry is "lossy", and JSON bodies
-// (rename, restore) cannot name it.
-const hrefOf = (e) => e.href ?? encPath(e.path);
-const lossy = (e) => { try { return e.href !== undefined && decodeURIComponent(e.href) !== e.path; } catch { return true; } };
-const notUTF8 = (e) => toast("The name " + e.name + " is not valid UTF-8; do that in the mounted folder.", true);
+// another file or none; href names this one.
+const hrefOf = (e) => e.href ?? hrefOfText(e.path);
 
 function bytes(n) {
   if (n === undefined || n === null || n < 0) return "unknown";
@@ -164,21 +195,21 @@ function cacheBadge(c) {
 
 // --- Routing ----------------------------------------------------------
 
-let route = { view: "files", path: "", snap: "" };
-// Each segment of the hash is %-encoded (filesHash): decode each once, as
-// a whole the hash is not decoded ("100%" is 100%25, "a%2Fb" is a%252Fb).
+// route.href is the folder shown, as an href (each segment %-encoded from
+// its bytes, like the hash: "100%" is 100%25, "a%2Fb" is a%252Fb, the
+// Latin-1 "\xe9" is %E9).
+let route = { view: "files", href: "", snap: "" };
 const decSeg = (s) => { try { return decodeURIComponent(s); } catch { return s; } };
 function parseRoute() {
   const h = location.hash.slice(1) || "/files/";
   const parts = h.split("/").filter((x, i) => i > 0);
   const view = parts[0] || "files";
-  if (view === "snap") return { view: "files", snap: decSeg(parts[1] || ""), path: parts.slice(2).map(decSeg).join("/") };
-  if (view === "files") return { view, snap: "", path: parts.slice(1).map(decSeg).join("/") };
-  return { view, snap: "", path: "" };
+  if (view === "snap") return { view: "files", snap: decSeg(parts[1] || ""), href: canon(parts.slice(2).join("/")) };
+  if (view === "files") return { view, snap: "", href: canon(parts.slice(1).join("/")) };
+  return { view, snap: "", href: "" };
 }
-function filesHash(path, snap) {
-  const p = path.split("/").filter(Boolean).map(encodeURIComponent).join("/");
-  return snap ? "#/snap/" + encodeURIComponent(snap) + "/" + p : "#/files/" + p;
+function filesHash(href, snap) {
+  return snap ? "#/snap/" + encodeURIComponent(snap) + "/" + href : "#/files/" + href;
 }
 
 function show() {
@@ -192,13 +223,13 @@ function show() {
 // --- Files ------------------------------------------------------------
 
 async function loadFiles() {
-  const { path, snap } = route;
+  const { href, snap } = route;
   const crumbs = $("crumbs");
   crumbs.replaceChildren(el("li", {}, el("a", { href: filesHash("", snap) }, snap ? "Snapshot " + snap : "My drive")));
   let acc = "";
-  for (const seg of path.split("/").filter(Boolean)) {
-    acc = joinPath(acc, seg);
-    crumbs.append(el("li", {}, el("a", { href: filesHash(acc, snap) }, seg)));
+  for (const seg of segsOf(href)) {
+    acc = joinHref(acc, seg);
+    crumbs.append(el("li", {}, el("a", { href: filesHash(acc, snap) }, showSeg(seg))));
   }
   $("file-actions").hidden = !!snap;
   const banner = $("snap-banner");
@@ -206,36 +237,36 @@ async function loadFiles() {
   if (snap) {
     banner.replaceChildren(el("span", {}, "You are looking at snapshot ", el("b", {}, snap), ", read-only."),
       el("span", { class: "actions" },
-        el("button", { class: "btn small", onclick: () => restore(snap, path, "dir") }, path ? "Restore this folder" : "Restore everything"),
-        el("a", { class: "btn small", href: "#/files/" + encPath(path) }, "Back to the drive")));
+        el("button", { class: "btn small", onclick: () => restore(snap, href, "dir") }, href ? "Restore this folder" : "Restore everything"),
+        el("a", { class: "btn small", href: filesHash(href, "") }, "Back to the drive")));
   }
   let list;
   try {
-    list = await api("GET", "list/" + encPath(path) + (snap ? "?snapshot=" + encodeURIComponent(snap) : ""));
+    list = await api("GET", "list/" + href + (snap ? "?snapshot=" + encodeURIComponent(snap) : ""));
   } catch (e) {
     $("rows").replaceChildren();
     $("empty").hidden = false;
     $("empty").textContent = e.message;
     return;
   }
-  if (route.path !== path || route.snap !== snap) return; // moved on meanwhile
+  if (route.href !== href || route.snap !== snap) return; // moved on meanwhile
   const rows = list.entries.map((e) => fileRow(e, snap));
   $("rows").replaceChildren(...rows);
   $("empty").hidden = rows.length > 0;
   $("empty").textContent = snap ? "This folder was empty in the snapshot." : "This folder is empty. Drop files here, or use Upload.";
   if (list.truncated) toast("This folder is very large: only the first 10,000 entries are shown.");
-  if (list.states_partial) fillStates(list.entries.filter((e) => e.type === "file" && !e.state), path);
+  if (list.states_partial) fillStates(list.entries.filter((e) => e.type === "file" && !e.state), href);
 }
 
 // fillStates asks for the states a large folder's listing left out, a few
 // at a time, while the folder stays open.
-async function fillStates(missing, path) {
+async function fillStates(missing, dir) {
   const next = async () => {
     for (let e = missing.shift(); e; e = missing.shift()) {
-      if (route.path !== path || route.snap || route.view !== "files") return;
+      if (route.href !== dir || route.snap || route.view !== "files") return;
       let st;
       try { st = await api("GET", "stat/" + hrefOf(e)); } catch (err) { continue; }
-      const tr = [...$("rows").children].find((r) => r.dataset.name === e.name);
+      const tr = [...$("rows").children].find((r) => r.dataset.href === hrefOf(e));
       if (tr) tr.replaceWith(fileRow(st, ""));
     }
   };
@@ -282,7 +313,7 @@ function downloadLinks(href, name, links) {
 function fileRow(e, snap) {
   const isDir = e.type === "dir";
   const q = snap ? "?snapshot=" + encodeURIComponent(snap) : "";
-  const href = isDir ? filesHash(e.path, snap) : API + "files/" + hrefOf(e) + q;
+  const href = isDir ? filesHash(hrefOf(e), snap) : API + "files/" + hrefOf(e) + q;
   const link = isDir ? el("a", { href }, e.name) : e.type === "file" ? el("a", { href, download: e.name, title: "Download " + e.name }, e.name)
     : el("span", { class: "n", title: e.target ? "Link to " + e.target : "" }, e.name);
   const icon = el("span", { class: "fi " + (isDir ? "dir" : e.type === "symlink" ? "link" : "file"), "aria-hidden": "true" });
@@ -296,7 +327,7 @@ function fileRow(e, snap) {
   const dlBtn = !snap && e.type === "file" ? el("a", { class: "btn small hide-phone", href, download: e.name }, "Download") : null;
   if (e.type === "file") downloadLinks(href, e.name, dlBtn ? [link, dlBtn] : [link]);
   if (snap) {
-    acts.append(el("button", { class: "btn small", onclick: () => lossy(e) ? notUTF8(e) : restore(snap, e.path, e.type) }, "Restore"));
+    acts.append(el("button", { class: "btn small", onclick: () => restore(snap, hrefOf(e), e.type) }, "Restore"));
   } else {
     if (e.type === "file") acts.append(dlBtn, " ");
     acts.append(el("button", { class: "btn small", title: "Rename", onclick: () => rename(e) }, "Rename"), " ",
@@ -304,7 +335,7 @@ function fileRow(e, snap) {
   }
   // On a phone the size, date and state columns fold into a line under the name.
   const sub = el("div", { class: "sub" }, isDir ? "Folder" : bytes(e.size), " · ", when(e.mtime), badges.cloneNode(true));
-  return el("tr", { "data-name": e.name },
+  return el("tr", { "data-name": e.name, "data-href": hrefOf(e) },
     el("td", { class: "c-name" }, el("div", { class: "name" }, icon, el("div", { class: "nm" }, link, sub))),
     el("td", { class: "c-size" }, isDir ? "" : bytes(e.size)),
     el("td", { class: "c-date" }, when(e.mtime)),
@@ -313,13 +344,12 @@ function fileRow(e, snap) {
 }
 
 async function rename(e) {
-  if (lossy(e)) { notUTF8(e); return; }
   const name = await ask("Rename", "New name for " + e.name, e.name, "Rename");
   if (!name || name === e.name) return;
   if (name.includes("/")) { toast("A name cannot hold a slash.", true); return; }
-  const dir = e.path.split("/").slice(0, -1).join("/");
+  const from = hrefOf(e);
   try {
-    await api("POST", "rename", { from: e.path, to: joinPath(dir, name) });
+    await api("POST", "rename", { from_href: from, to_href: joinHref(parentHref(from), escName(name)) });
     toast("Renamed to " + name);
     loadFiles();
   } catch (err) { fail(err); }
@@ -341,22 +371,23 @@ $("btn-mkdir").onclick = async () => {
   // A slash would make a folder inside another one (or fail as missing).
   if (name.includes("/")) { toast("A name cannot hold a slash.", true); return; }
   try {
-    await api("POST", "mkdir/" + encPath(joinPath(route.path, name)));
+    await api("POST", "mkdir/" + joinHref(route.href, escName(name)));
     loadFiles();
   } catch (err) { fail(err); }
 };
 
-async function restore(snap, path, type) {
-  const what = path ? "/" + path : "the whole drive";
+// restore copies href (a path in the snapshot) back into the drive.
+async function restore(snap, href, type) {
+  const what = href ? "/" + showPath(href) : "the whole drive";
   if (!(await ask("Restore from " + snap, "Copy " + what + " as it was in snapshot " + snap +
     " back into the drive. If something is there now, the copy is put beside it.", undefined, "Restore"))) return;
   toast("Restoring " + what + " from " + snap + "…");
   try {
-    const r = await api("POST", "restore", { snapshot: snap, path });
+    const r = await api("POST", "restore", { snapshot: snap, path_href: href });
     toast("Restored " + plural(r.files, "file") + " (" + bytes(r.bytes) + ") to " + r.to +
       (r.skipped ? "; not restored (sockets and devices): " + r.skipped.slice(0, 3).join(", ") + (r.skipped.length > 3 ? ", ..." : "") : ""));
-    const dir = r.to.split("/").filter(Boolean).slice(0, type === "dir" && !path ? 1 : -1).join("/");
-    location.hash = filesHash(type === "dir" && !path ? "" : dir, "");
+    const to = r.to_href ?? hrefOfText(r.to);
+    location.hash = filesHash(type === "dir" && !href ? "" : parentHref(to), "");
   } catch (err) { fail(err); }
 }
 
@@ -385,12 +416,13 @@ function renderTransfers() {
 }
 
 function uploadFile(file, dir) {
-  const t = { path: joinPath(dir, file.name), total: file.size, sent: 0, state: "sending", start: Date.now() };
+  const to = joinHref(dir, escName(file.name));
+  const t = { path: showPath(to), total: file.size, sent: 0, state: "sending", start: Date.now() };
   transfers.push(t);
   renderTransfers();
   return new Promise((resolve) => {
     const x = new XMLHttpRequest();
-    x.open("PUT", API + "files/" + encPath(t.path));
+    x.open("PUT", API + "files/" + to);
     const sent = session();
     x.setRequestHeader("Authorization", "Session " + sent);
     x.upload.onprogress = (ev) => { t.sent = ev.loaded; renderTransfers(); };
@@ -410,7 +442,7 @@ function uploadFile(file, dir) {
 }
 
 async function uploadFiles(files) {
-  const dir = route.path;
+  const dir = route.href;
   if (route.snap) { toast("Snapshots are read-only: open the drive to upload.", true); return; }
   let list = Array.from(files);
   const here = new Set([...$("rows").children].map((r) => r.dataset.name));
@@ -422,7 +454,7 @@ async function uploadFiles(files) {
     if (!ok) list = list.filter((f) => !here.has(f.name));
   }
   for (const f of list) await uploadFile(f, dir);
-  if (route.path === dir && route.view === "files") loadFiles();
+  if (route.href === dir && route.view === "files") loadFiles();
   const failed = transfers.filter((t) => t.state === "failed").length;
   if (!failed && list.length) toast(plural(list.length, "file") + " uploaded. They reach the grid in the background (see Activity).");
 }
@@ -585,7 +617,7 @@ $("btn-snap").onclick = async () => {
 
 let checkTimer, checkSeq = 0;
 async function loadCheck() {
-  if (!$("check-path").value && route.path) $("check-path").value = "/" + route.path;
+  if (!$("check-path").value && route.href) $("check-path").value = "/" + showPath(route.href);
   const seq = ++checkSeq;
   let st;
   try { st = await api("GET", "check"); } catch (e) { return; }

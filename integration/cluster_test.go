@@ -352,6 +352,7 @@ type status struct {
 		Up     bool   `json:"up"`
 		Free   int64  `json:"free"`
 		Shards int64  `json:"shards"`
+		Full   bool   `json:"full"`
 	} `json:"nodes"`
 	Uploads struct {
 		Files         int64  `json:"files"`

@@ -13,8 +13,9 @@ import (
 )
 
 // TestFullDisk fills disks: a node whose directory is an 8 MiB tmpfs (it
-// answers 507 and the uploader places shards on the other nodes of a grid
-// of 7), and a data dir (journal and cache) on a small tmpfs while no node
+// takes shards until it has no room for another, then placement leaves
+// it out, and the uploader places shards on the other nodes of a grid of
+// 7), and a data dir (journal and cache) on a small tmpfs while no node
 // is reachable (writers get ENOSPC; the drive stays mountable and
 // consistent and uploads everything once the nodes are back).
 func TestFullDisk(t *testing.T) {
@@ -35,30 +36,43 @@ func fullNode(t *testing.T, verified *atomic.Int64) {
 	d := newDrive(t, driveOptions{Nodes: nodeURLs(nodes), K: 4, M: 2})
 	d.mount(t, nil)
 	// Rounds of 8 MiB (segments of about 2 MiB shards): the small node
-	// takes a few shards, then answers 507. Placement follows segment ids,
-	// which follow the drive's random key, so whether a given round lands
-	// a shard on the full node is chance (6 in 7 per segment): write at
-	// least 6 rounds, and on until the node has refused a shard.
+	// takes a few shards, until status marks it FULL. Placement follows
+	// segment ids, which follow the drive's random key, so whether a
+	// given round lands a shard on it is chance (6 in 7 per segment):
+	// write at least 6 rounds, and on until it is full.
 	const minRounds, maxRounds = 6, 24
 	files := fileSet{}
-	full := 0
-	for r := 0; r < maxRounds && (r < minRounds || full == 0); r++ {
-		round := makeFiles(fmt.Sprintf("r%d/f", r), 2, 4<<20, uint64(70+r))
-		round.write(t, d.mnt)
+	round := func(r int) {
+		f := makeFiles(fmt.Sprintf("r%d/f", r), 2, 4<<20, uint64(70+r))
+		f.write(t, d.mnt)
 		d.sync(t, 3*time.Minute)
-		for k, v := range round {
+		for k, v := range f {
 			files[k] = v
 		}
-		// The node logs every failed request; a full disk is status=507.
-		full = strings.Count(fileTail(nodes[0].logPath, 1<<20), "status=507")
 	}
-	free := freeBytes(t, small)
+	r := 0
+	for st := d.status(t); r < maxRounds && (r < minRounds || !st.Nodes[0].Full); st = d.status(t) {
+		round(r)
+		r++
+	}
 	st := d.status(t)
-	t.Logf("small node: %d bytes free of 8 MiB; status nodes: %+v; uploads: %+v", free, st.Nodes, st.Uploads)
-	t.Logf("the small node answered 507 %d times after %s written", full, mib(files.bytes()))
-	if full == 0 {
-		t.Errorf("the 8 MiB node never answered 507 (%d bytes free) after %s written: the test proves nothing", free, mib(files.bytes()))
+	t.Logf("small node: %d bytes free of 8 MiB after %s written; status nodes: %+v; uploads: %+v", freeBytes(t, small), mib(files.bytes()), st.Nodes, st.Uploads)
+	if !st.Nodes[0].Full {
+		t.Fatalf("the 8 MiB node never filled up (%d bytes free) after %s written: the test proves nothing", freeBytes(t, small), mib(files.bytes()))
 	}
+	// Full, and known to be: rounds written now send it no shard to be
+	// refused (smaller ones, of metadata or a short segment, may fit).
+	// The node logs every failed request; a full disk is status=507.
+	refused := func() int { return strings.Count(fileTail(nodes[0].logPath, 1<<20), "status=507") }
+	before := refused()
+	for range 4 {
+		round(r)
+		r++
+	}
+	if after := refused(); after != before {
+		t.Errorf("the full node refused %d shards as full after status marked it FULL (%d before)", after-before, before)
+	}
+	t.Logf("the small node refused %d shards as full in all", refused())
 	count := shardCount(t, nodeDirs(nodes))
 	for seg, n := range count {
 		if n < 5 {

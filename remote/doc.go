@@ -45,6 +45,13 @@
 // Placer is the placement as a pure function of the node list: weighted
 // rendezvous hashing of (segment, shard index), distinct nodes, zones
 // spread. WriteSegment uses it; repair and cmd/meshsim must too.
+// WriteSegment and repair leave out the nodes that have no room for a
+// shard as far as the grid knows (what Health last heard of their free
+// space, less what was stored there since and the shards on their way
+// there, or a Put they refused as ErrFull, for a minute), so no shard
+// crosses the network to be refused;
+// when too few nodes are left the write fails with ErrTooFewNodes naming
+// the full ones.
 // RepairPolicy says when a segment is owed repair (fewer than Below
 // shards stored) and in what order segments are repaired (fewest shards
 // to spare, then oldest); RepairSegment places with it.

@@ -83,6 +83,8 @@ type member struct {
 	downUntil atomic.Int64
 	// draining: the node takes no new shard; repair moves its shards off.
 	draining atomic.Bool
+	// space: its free space as far as the grid knows (space.go).
+	space space
 }
 
 // downFor is how long a node that failed as unavailable is tried last.
@@ -308,7 +310,8 @@ const healthTimeout = 3 * time.Second
 
 // Health asks every member for its Info in parallel, each bounded by a
 // short timeout, and reports who answered and how fast. It never blocks
-// longer than that timeout (or ctx).
+// longer than that timeout (or ctx). Placement learns each answer's free
+// space: a node without room for a shard is left out.
 func (g *Grid) Health(ctx context.Context) []NodeHealth {
 	members := g.view().all
 	out := make([]NodeHealth, len(members))
@@ -324,6 +327,8 @@ func (g *Grid) Health(ctx context.Context) []NodeHealth {
 			h := NodeHealth{Name: m.Name, Zone: m.Zone, Latency: time.Since(t0), Info: info, Up: err == nil, Draining: m.draining.Load()}
 			if err != nil {
 				h.Err = err.Error()
+			} else {
+				m.space.learn(info.Free, time.Now())
 			}
 			out[i] = h
 		}()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/zeebo/xxh3"
 )
@@ -163,20 +164,34 @@ func (pl *Placement) Fail(j int) {
 
 // placer hands out members to the shards of one segment (a write, a
 // repair) for concurrent callers: the Placement of a Placer over the
-// members, draining members never, members recently seen down only when
-// no other is left.
+// members, draining members never, members without room for a shard
+// (as far as the grid knows, see space) never, members recently seen
+// down only when no other is left. Lock order: mu, then a member's
+// space.mu.
 type placer struct {
 	members []*member
+	need    int64      // bytes of one shard object; 0: space is not looked at
+	claims  bool       // pick claims the room (a Put follows; putDone ends it)
+	now     time.Time  // when the placement started: space is judged as of then
 	mu      sync.Mutex // guards pl
 	pl      *Placement
 }
 
-func newPlacer(members []*member, seg SegmentID, n int) *placer {
+// newPlacer places the shards of seg, need bytes each, on members. With
+// claim, each pick counts the shard in flight on its member until
+// putDone.
+func newPlacer(members []*member, seg SegmentID, need int64, claim bool) *placer {
 	nodes := make([]PlaceNode, len(members))
 	for j, m := range members {
 		nodes[j] = PlaceNode{Name: m.Name, Zone: m.Zone, Weight: m.weight}
 	}
-	return &placer{members: members, pl: NewPlacer(nodes).Segment(seg)}
+	return &placer{members: members, need: need, claims: claim, now: time.Now(), pl: NewPlacer(nodes).Segment(seg)}
+}
+
+// room reports whether member j has room for a shard.
+func (p *placer) room(j int) bool {
+	ok, _ := p.members[j].space.room(p.need, p.now)
+	return ok
 }
 
 // pick claims the best free member for shard i. ok is false when no
@@ -184,12 +199,21 @@ func newPlacer(members []*member, seg SegmentID, n int) *placer {
 func (p *placer) pick(i int) (int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	up := func(j int) bool { return !p.members[j].draining.Load() && !p.members[j].isDown() }
-	if j := p.pl.Pick(i, up); j >= 0 {
-		return j, true
+	up := func(j int) bool { return !p.members[j].draining.Load() && !p.members[j].isDown() && p.room(j) }
+	placeable := func(j int) bool { return !p.members[j].draining.Load() && p.room(j) }
+	for {
+		j := p.pl.Pick(i, up)
+		if j < 0 {
+			j = p.pl.Pick(i, placeable)
+		}
+		if j < 0 {
+			return -1, false
+		}
+		if !p.claims || p.members[j].space.claim(p.need, p.now) {
+			return j, true
+		}
+		p.pl.Fail(j) // another segment's shard took the room meanwhile
 	}
-	j := p.pl.Pick(i, func(j int) bool { return !p.members[j].draining.Load() })
-	return j, j >= 0
 }
 
 // free counts members that could still take a shard.
@@ -198,11 +222,23 @@ func (p *placer) free() int {
 	defer p.mu.Unlock()
 	n := 0
 	for j, m := range p.members {
-		if !p.pl.taken[j] && !m.draining.Load() && !m.isDown() {
+		if !p.pl.taken[j] && !m.draining.Load() && !m.isDown() && p.room(j) {
 			n++
 		}
 	}
 	return n
+}
+
+// noRoom names the members, not draining, that have no room for a shard,
+// and their free bytes: what an error says when too few nodes took one.
+func (p *placer) noRoom() (names []string, frees []int64) {
+	for _, m := range p.members {
+		if ok, free := m.space.room(p.need, p.now); !ok && !m.draining.Load() {
+			names = append(names, m.Name)
+			frees = append(frees, free)
+		}
+	}
+	return names, frees
 }
 
 // claim marks member j as holding a shard of this segment already (a
@@ -218,4 +254,10 @@ func (p *placer) fail(j int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pl.Fail(j)
+}
+
+// putDone ends the claim of a Put of n bytes on m that pick made, with
+// its outcome, in what the grid knows of m's space.
+func putDone(m *member, n int64, err error) {
+	m.space.done(n, err, time.Now())
 }

@@ -88,7 +88,9 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 			sources = append(sources, i)
 		}
 	}
-	pl := newPlacer(ms.all, seg.ID, n)
+	hl := shard.HeaderLen(seg.ShardSize, seg.ChunkSize)
+	need := hl + seg.ShardSize // one shard object's bytes
+	pl := newPlacer(ms.all, seg.ID, need, true)
 	idx := make(map[string]int, len(ms.all))
 	for j, m := range ms.all {
 		idx[m.Name] = j
@@ -99,7 +101,7 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 		}
 	}
 	if o.Rebalance && len(targets) == 0 {
-		targets = g.rebalanceTargets(seg, ms, idx, moving)
+		targets = g.rebalanceTargets(seg, ms, need, moving)
 		for _, i := range targets {
 			moving[i] = true
 		}
@@ -108,8 +110,12 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 		return res, nil
 	}
 	if pl.free() == 0 {
-		return res, fmt.Errorf("repair segment %s: %w: every node that could take one of its %d missing shards holds another shard of it, is draining or is down; start the stopped nodes or add one (meshdrive node add)",
-			seg.ID, ErrTooFewNodes, len(targets))
+		full := ""
+		if names, frees := pl.noRoom(); len(names) > 0 {
+			full = "; " + fullNote(names, frees, need)
+		}
+		return res, fmt.Errorf("repair segment %s: %w: every node that could take one of its %d missing shards holds another shard of it, is draining, is down or is full; start the stopped nodes or add one (meshdrive node add)%s",
+			seg.ID, ErrTooFewNodes, len(targets), full)
 	}
 	if len(sources) < seg.K {
 		var causes []error
@@ -128,7 +134,6 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 	res.Bytes += read
 
 	// Build each target's object, then place and store them in parallel.
-	hl := shard.HeaderLen(seg.ShardSize, seg.ChunkSize)
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex // guards res and errs
@@ -154,6 +159,7 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 				err := g.call(ctx, mb, func(ctx context.Context, s Store) error {
 					return s.Put(ctx, ShardName(seg.ID, i), obj)
 				})
+				putDone(mb, int64(len(obj)), err)
 				if err == nil {
 					mu.Lock()
 					res.Seg.Nodes[i] = mb.Name
@@ -211,13 +217,14 @@ func (g *Grid) RepairSegment(ctx context.Context, seg *SegmentInfo, o RepairOpti
 }
 
 // rebalanceTargets lists shards whose rendezvous winner among all
-// members is a node that holds no shard of seg.
-func (g *Grid) rebalanceTargets(seg *SegmentInfo, ms *membership, idx map[string]int, moving []bool) []int {
+// members with room for a shard of need bytes is a node that holds no
+// shard of seg.
+func (g *Grid) rebalanceTargets(seg *SegmentInfo, ms *membership, need int64, moving []bool) []int {
 	holds := map[string]bool{}
 	for _, name := range seg.Nodes {
 		holds[name] = true
 	}
-	ideal := newPlacer(ms.all, seg.ID, len(seg.Nodes))
+	ideal := newPlacer(ms.all, seg.ID, need, false)
 	var out []int
 	for i := range seg.Nodes {
 		j, ok := ideal.pick(i)

@@ -78,7 +78,7 @@ func (g *Grid) WriteSegmentBuf(ctx context.Context, b *SegmentBuf) (*SegmentInfo
 	objs := b.objs
 
 	members := g.view().all
-	pl := newPlacer(members, info.ID, n)
+	pl := newPlacer(members, info.ID, int64(len(objs[0])), true)
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex // guards errs and info.Nodes
@@ -96,6 +96,7 @@ func (g *Grid) WriteSegmentBuf(ctx context.Context, b *SegmentBuf) (*SegmentInfo
 				err := g.call(ctx, mb, func(ctx context.Context, s Store) error {
 					return s.Put(ctx, ShardName(info.ID, i), objs[i])
 				})
+				putDone(mb, int64(len(objs[i])), err)
 				mu.Lock()
 				tried[mb.Name] = true
 				if err == nil {
@@ -128,7 +129,9 @@ func (g *Grid) WriteSegmentBuf(ctx context.Context, b *SegmentBuf) (*SegmentInfo
 	stored := info.Stored()
 	if stored == n || (stored >= k+1 && ctx.Err() == nil) {
 		if stored < n {
-			g.log.Warn("segment stored degraded; repair owed", "segment", info.ID, "stored", stored, "n", n, "errors", errors.Join(errs...))
+			names, frees := pl.noRoom()
+			g.log.Warn("segment stored degraded; repair owed", "segment", info.ID, "stored", stored, "n", n, "errors", errors.Join(errs...),
+				"full", fullNote(names, frees, int64(len(objs[0]))))
 		}
 		return info, nil
 	}
@@ -137,6 +140,9 @@ func (g *Grid) WriteSegmentBuf(ctx context.Context, b *SegmentBuf) (*SegmentInfo
 	defer cancel()
 	if err := g.DeleteSegment(cleanCtx, info); err != nil {
 		g.log.Warn("could not remove the shards of a failed segment write", "segment", info.ID, "err", err)
+	}
+	if names, frees := pl.noRoom(); len(names) > 0 {
+		errs = append(errs, errors.New(fullNote(names, frees, int64(len(objs[0])))))
 	}
 	cause := errors.Join(errs...)
 	if ctx.Err() != nil {

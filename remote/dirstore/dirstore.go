@@ -108,16 +108,17 @@ const DefaultQuarantineMax = 1 << 30
 
 // Store is a remote.Store over a local directory.
 type Store struct {
-	dir     string
-	marker  string      // dir's MarkName
-	must    bool        // Options.MustExist: writes need the mark (see checkMark)
-	away    atomic.Bool // checkMark found the mark gone: recount objects when it is back
-	log     *slog.Logger
-	qmax    int64                                // Options.QuarantineMax, the default applied
-	qmu     sync.Mutex                           // one quarantine prune at a time; guards qbusy
-	qbusy   map[string]bool                      // quarantined copies a Quarantine is still checking: not pruned
-	headers *lru.Cache[headerKey, *cachedHeader] // nil when disabled
-	objects atomic.Int64                         // approximate object count, see Info
+	dir      string
+	marker   string      // dir's MarkName
+	must     bool        // Options.MustExist: writes need the mark (see checkMark)
+	away     atomic.Bool // checkMark found the mark gone: recount objects when it is back
+	log      *slog.Logger
+	qmax     int64                                // Options.QuarantineMax, the default applied
+	qmu      sync.Mutex                           // one quarantine prune at a time; guards qbusy
+	qbusy    map[string]bool                      // quarantined copies a Quarantine is still checking: not pruned
+	headers  *lru.Cache[headerKey, *cachedHeader] // nil when disabled
+	objects  atomic.Int64                         // approximate object count, see Info
+	recounts sync.WaitGroup                       // recount walks running (recount); tests wait on them
 
 	snapMu sync.Mutex          // guards snaps
 	snaps  map[string]*dirSnap // sorted listings of large directories, by path (see sortedDir)
@@ -210,7 +211,7 @@ func (s *Store) String() string { return "dirstore " + s.dir }
 // scan counts objects and removes stale temporary files.
 func (s *Store) scan() (int64, error) {
 	var n int64
-	err := filepath.WalkDir(s.dir, func(p string, d fs.DirEntry, err error) error {
+	err := walkDir(s.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -266,10 +267,7 @@ func (s *Store) checkMark(op string) error {
 	_, err := os.Lstat(s.marker)
 	if err == nil {
 		if s.away.CompareAndSwap(true, false) {
-			// Another disk, or the same one back: count what it holds.
-			if n, err := s.scan(); err == nil {
-				s.objects.Store(n)
-			}
+			s.recount()
 		}
 		return nil
 	}
@@ -280,6 +278,30 @@ func (s *Store) checkMark(op string) error {
 	return fmt.Errorf("%s: %s: %w (%w): %s no longer holds its mark %s; its disk may have been unmounted: "+
 		"mount it again (if the disk was replaced: mkdir -p %s; touch %s, then run meshdrive check --repair to fill it)",
 		s, op, remote.ErrUnavailable, ErrNoDir, s.dir, MarkName, s.dir, s.marker)
+}
+
+// recount counts the objects again, in the background: the mark is back
+// (another disk, or the same one mounted again), and what the store
+// counted was another disk's. On a big node the walk takes minutes, and
+// no Put or Info waits for it (it ran inside the first one, past any
+// deadline its caller had). Until it ends Info reports the old count;
+// objects put or deleted while it walks may be counted once too many or
+// too few, as when other processes write to the directory.
+func (s *Store) recount() {
+	s.recounts.Add(1)
+	go func() {
+		defer s.recounts.Done()
+		n, err := s.scan()
+		switch {
+		case err != nil:
+			s.log.Warn("dirstore: could not count the objects of the node's directory again; the count in its info stays approximate",
+				"dir", s.dir, "err", err)
+		case s.away.Load():
+			// Gone again meanwhile: the next return counts again.
+		default:
+			s.objects.Store(n)
+		}
+	}()
 }
 
 // Put verifies data as a shard object and stores it atomically under name.
@@ -721,6 +743,9 @@ type dirSnap struct {
 	ents []listEntry
 	at   time.Time
 }
+
+// walkDir is filepath.WalkDir (scan's walk); tests hold it.
+var walkDir = filepath.WalkDir
 
 // readDir is os.ReadDir; tests count the calls.
 var readDir = os.ReadDir

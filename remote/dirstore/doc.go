@@ -21,7 +21,9 @@
 //
 // Deletes are not fsynced: after a crash a deleted object may come back,
 // which costs space, never data. The object count in Info is kept in
-// memory and is approximate when other processes write to the directory.
+// memory and is approximate when other processes write to the directory,
+// and while it is counted again in the background after the directory's
+// disk comes back (see Options.MustExist).
 //
 // A Store is safe for concurrent use. Two Stores on one directory work,
 // with the caveat on the object count above.

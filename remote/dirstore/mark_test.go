@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/dirstore"
@@ -102,6 +103,27 @@ func TestUnmountedMountPoint(t *testing.T) {
 	}
 }
 
+// openOnDisk makes a node's directory at dir, opens it as a drive does
+// (MustExist) and puts an object under each of names; it returns the
+// store and the object.
+func openOnDisk(t *testing.T, dir string, names ...string) (*dirstore.Store, []byte) {
+	t.Helper()
+	if _, err := dirstore.New(dir, dirstore.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := dirstore.New(dir, dirstore.Options{MustExist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := remotetest.Object(t, 1, 1000, 0)
+	for _, name := range names {
+		if err := s.Put(t.Context(), name, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s, obj
+}
+
 // TestMarkLostWhileOpen: a store opened with MustExist whose disk goes
 // away while it is open (its directory gone, or an empty mount point in
 // its place) writes nothing there and reports itself unavailable, saying
@@ -111,23 +133,13 @@ func TestMarkLostWhileOpen(t *testing.T) {
 	ctx := t.Context()
 	base := t.TempDir()
 	dir := filepath.Join(base, "disk", "node")
-	if _, err := dirstore.New(dir, dirstore.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := dirstore.New(dir, dirstore.Options{MustExist: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj := remotetest.Object(t, 1, 1000, 0)
-	if err := s.Put(ctx, "shards/a.0", obj); err != nil {
-		t.Fatal(err)
-	}
+	s, obj := openOnDisk(t, dir, "shards/a.0")
 
 	// The disk goes: the directory is gone.
 	if err := os.Rename(filepath.Join(base, "disk"), filepath.Join(base, "away")); err != nil {
 		t.Fatal(err)
 	}
-	err = s.Put(ctx, "shards/b.0", obj)
+	err := s.Put(ctx, "shards/b.0", obj)
 	if !errors.Is(err, remote.ErrUnavailable) || !errors.Is(err, dirstore.ErrNoDir) || !strings.Contains(err.Error(), "mount it again") {
 		t.Fatalf("put with the directory gone: %v", err)
 	}
@@ -149,10 +161,14 @@ func TestMarkLostWhileOpen(t *testing.T) {
 		t.Fatalf("the refused put wrote into the directory: %v", ents)
 	}
 
-	// A replaced disk, marked by hand: stored again.
+	// A replaced disk, marked by hand: stored again, once counted.
 	if err := os.WriteFile(filepath.Join(dir, dirstore.MarkName), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.Info(ctx); err != nil {
+		t.Fatalf("info once the mark is back: %v", err)
+	}
+	dirstore.WaitRecount(s)
 	if err := s.Put(ctx, "shards/b.0", obj); err != nil {
 		t.Fatalf("put once the mark is back: %v", err)
 	}
@@ -172,4 +188,67 @@ func TestMarkLostWhileOpen(t *testing.T) {
 	if err := loose.Put(ctx, "shards/a.0", obj); err != nil {
 		t.Fatalf("put into a wiped store without MustExist: %v", err)
 	}
+}
+
+// TestRecountDoesNotBlockPut: when a node's disk comes back, the walk
+// that counts its objects again runs beside the Puts and Infos that
+// meet the mark again, which do not wait for it (on a big node it takes
+// minutes, past any deadline of theirs); its count is the one Info
+// reports once it ends.
+func TestRecountDoesNotBlockPut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		base := t.TempDir()
+		dir := filepath.Join(base, "disk", "node")
+		s, obj := openOnDisk(t, dir, "shards/a.0", "shards/a.1", "shards/a.2")
+		// The disk goes, and comes back.
+		if err := os.Rename(filepath.Join(base, "disk"), filepath.Join(base, "away")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Put(ctx, "shards/b.0", obj); !errors.Is(err, dirstore.ErrNoDir) {
+			t.Fatalf("put with the disk gone: %v", err)
+		}
+		if err := os.Rename(filepath.Join(base, "away"), filepath.Join(base, "disk")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(dir, "shards", "a.2")); err != nil { // deleted while it was away
+			t.Fatal(err)
+		}
+
+		release := make(chan struct{})
+		walking, restore := dirstore.HoldWalks(release)
+		defer restore()
+		put := make(chan error, 1)
+		go func() { put <- s.Put(ctx, "shards/c.0", obj) }()
+		synctest.Wait() // the Put has returned, or waits on the held walk
+		var putErr error
+		returned := false
+		select {
+		case putErr = <-put:
+			returned = true
+		default:
+		}
+		if returned {
+			if _, err := s.Info(ctx); err != nil {
+				t.Errorf("info while the recount walks: %v", err)
+			}
+		}
+		select {
+		case <-walking:
+		default:
+			t.Error("no walk counted the objects of the disk that came back")
+		}
+		close(release)
+		if !returned {
+			putErr = <-put
+			t.Error("a Put waited for the walk that counts the objects of the disk that came back")
+		}
+		if putErr != nil {
+			t.Fatalf("put once the disk is back: %v", putErr)
+		}
+		dirstore.WaitRecount(s)
+		if ni, err := s.Info(ctx); err != nil || ni.Objects != 3 {
+			t.Fatalf("info after the recount: %d objects, %v; want 3 (a.0, a.1, c.0)", ni.Objects, err)
+		}
+	})
 }

@@ -49,6 +49,10 @@ type NodeInfo struct {
 	Free     int64  `json:"free"`
 	Objects  int64  `json:"objects"`
 	Version  string `json:"version"`
+	// ID is the node's id, the random one in its directory's mark
+	// (remote/dirstore.MarkName), which a drive records to tell the node's
+	// directory from another; "" when the node has none (S3).
+	ID string `json:"id,omitempty"`
 	// Scrub is the node's own scrubber's report (node servers with
 	// --scrub-rate); nil when it runs none.
 	Scrub *ScrubReport `json:"scrub,omitempty"`

@@ -64,43 +64,16 @@ type Options struct {
 	// (default DefaultFstab): a directory on one with nothing mounted
 	// there is refused, never made or opened.
 	Fstab string
+	// ID is the node's id as the drive recorded it ("": not recorded): a
+	// directory whose mark holds another id, or that holds files but no
+	// mark, is refused (ErrWrongNode), at New and when its disk comes
+	// back while the store is open. See MarkName.
+	ID string
 }
 
 // ErrNoDir is wrapped by New's error when Options.MustExist is set and
 // the directory does not exist, or is empty without MarkName.
 var ErrNoDir = errors.New("the node's directory does not exist")
-
-// MarkName is the file New leaves in a store's directory (a name no
-// object can have). With Options.MustExist, an empty directory without it
-// is taken for a disk's mount point with the disk not mounted, not for
-// the node.
-const MarkName = ".meshdrive-node"
-
-// mark checks dir for its mark and writes it where it is missing: in a
-// new store, or one from before marks (it holds something). An empty
-// directory without one is refused when mustExist.
-func mark(dir, marker string, mustExist bool) error {
-	if _, err := os.Lstat(marker); err == nil || !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if mustExist {
-		d, err := os.Open(dir)
-		if err != nil {
-			return fmt.Errorf("dirstore: %w", err)
-		}
-		names, err := d.Readdirnames(1)
-		d.Close()
-		if len(names) == 0 && (err == nil || errors.Is(err, io.EOF)) {
-			return fmt.Errorf("dirstore: %w: %s is empty, without the mark a node's directory carries "+
-				"(if it is a disk's mount point, mount the disk; if the disk was replaced, touch %s, "+
-				"then run meshdrive check --repair to fill it again)", ErrNoDir, dir, marker)
-		}
-	}
-	if err := os.WriteFile(marker, []byte("meshdrive node directory\n"), 0o600); err != nil && !errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
-		return fmt.Errorf("dirstore: mark %s as a node's directory: %w", dir, err)
-	}
-	return nil
-}
 
 // DefaultQuarantineMax is Options.QuarantineMax's default: enough to
 // inspect what a failing disk did, not enough to fill it.
@@ -110,6 +83,7 @@ const DefaultQuarantineMax = 1 << 30
 type Store struct {
 	dir      string
 	marker   string      // dir's MarkName
+	id       string      // the node's id, in its mark
 	must     bool        // Options.MustExist: writes need the mark (see checkMark)
 	away     atomic.Bool // checkMark found the mark gone: recount objects when it is back
 	log      *slog.Logger
@@ -174,14 +148,18 @@ func New(dir string, opts Options) (*Store, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("dirstore: %s is not a directory", abs)
 	}
-	if err := mark(abs, marker, opts.MustExist); err != nil {
+	if opts.ID != "" && !validID(opts.ID) {
+		return nil, fmt.Errorf("dirstore: node id %q: want 32 hex digits (the drive's config is damaged?)", opts.ID)
+	}
+	id, err := mark(abs, marker, opts.MustExist, opts.ID)
+	if err != nil {
 		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{dir: abs, marker: marker, must: opts.MustExist, log: log, qmax: opts.QuarantineMax}
+	s := &Store{dir: abs, marker: marker, id: id, must: opts.MustExist, log: log, qmax: opts.QuarantineMax}
 	if s.qmax == 0 {
 		s.qmax = DefaultQuarantineMax
 	}
@@ -202,6 +180,10 @@ func New(dir string, opts Options) (*Store, error) {
 	s.objects.Store(count)
 	return s, nil
 }
+
+// ID returns the node's id, the one in its directory's mark ("" when the
+// directory could not be written to hold one).
+func (s *Store) ID() string { return s.id }
 
 // Dir returns the store's absolute directory.
 func (s *Store) Dir() string { return s.dir }
@@ -266,8 +248,19 @@ func (s *Store) checkMark(op string) error {
 	}
 	_, err := os.Lstat(s.marker)
 	if err == nil {
-		if s.away.CompareAndSwap(true, false) {
-			s.recount()
+		if s.away.Load() {
+			// Back: the same disk, or another one. Another node's is
+			// refused as the directory's absence was.
+			id, err := s.markID()
+			if err == nil && s.id != "" && id != s.id {
+				err = wrongNode(s.dir, s.marker, id, s.id)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %s: %w (%w)", s, op, remote.ErrUnavailable, err)
+			}
+			if s.away.CompareAndSwap(true, false) {
+				s.recount()
+			}
 		}
 		return nil
 	}
@@ -388,7 +381,16 @@ func (s *Store) mkdirs(dir string) error {
 		// again, so the node can be repaired back to its shards.
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("dirstore: the store's directory was gone; made it again", "dir", dir)
-			return os.MkdirAll(dir, 0o700)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			// With its mark and id, or the next open would take it for
+			// another node's directory (files, no mark).
+			if s.id != "" {
+				if _, err := writeMark(dir, s.marker, s.id); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	}
@@ -823,6 +825,7 @@ func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 		Free:     int64(st.Bavail) * int64(st.Bsize),
 		Objects:  max(s.objects.Load(), 0),
 		Version:  Version,
+		ID:       s.id,
 	}, nil
 }
 

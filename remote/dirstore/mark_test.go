@@ -188,6 +188,11 @@ func TestMarkLostWhileOpen(t *testing.T) {
 	if err := loose.Put(ctx, "shards/a.0", obj); err != nil {
 		t.Fatalf("put into a wiped store without MustExist: %v", err)
 	}
+	// Made again with its mark: the next open, with the node's id, takes
+	// it for the node's directory.
+	if _, err := dirstore.New(filepath.Join(base, "loose"), dirstore.Options{ID: loose.ID()}); err != nil {
+		t.Fatalf("open a wiped store made again by a put: %v", err)
+	}
 }
 
 // TestRecountDoesNotBlockPut: when a node's disk comes back, the walk
@@ -251,4 +256,117 @@ func TestRecountDoesNotBlockPut(t *testing.T) {
 			t.Fatalf("info after the recount: %d objects, %v; want 3 (a.0, a.1, c.0)", ni.Objects, err)
 		}
 	})
+}
+
+// TestNodeID: a node's directory carries a random id in its mark, which
+// Info reports; opened with the id the drive recorded, another node's
+// directory (another id, or files without a mark) is refused, at New and
+// when it takes the place of the node's directory while the store is
+// open. Marks without an id are adopted: the id is written into them.
+func TestNodeID(t *testing.T) {
+	ctx := t.Context()
+	base := t.TempDir()
+	dirA, dirB := filepath.Join(base, "a"), filepath.Join(base, "b")
+	a, err := dirstore.New(dirA, dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dirstore.New(dirB, dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idA, idB := a.ID(), b.ID()
+	if len(idA) != 32 || len(idB) != 32 || idA == idB {
+		t.Fatalf("node ids %q and %q: want two different ids of 32 hex digits", idA, idB)
+	}
+	if ni, err := a.Info(ctx); err != nil || ni.ID != idA {
+		t.Fatalf("info reports id %q (%v), want %q", ni.ID, err, idA)
+	}
+	if m, _ := os.ReadFile(filepath.Join(dirA, dirstore.MarkName)); !strings.Contains(string(m), "id "+idA+"\n") {
+		t.Fatalf("the mark does not hold the id:\n%s", m)
+	}
+	if s, err := dirstore.New(dirA, dirstore.Options{MustExist: true, ID: idA}); err != nil || s.ID() != idA {
+		t.Fatalf("reopen with its own id: %v", err)
+	}
+
+	// Another node's directory, given as this node's.
+	_, err = dirstore.New(dirB, dirstore.Options{MustExist: true, ID: idA})
+	if !errors.Is(err, dirstore.ErrWrongNode) || !strings.Contains(err.Error(), idA) || !strings.Contains(err.Error(), idB) ||
+		!strings.Contains(err.Error(), "another node's directory") {
+		t.Fatalf("open another node's directory: %v", err)
+	}
+
+	// Files without a mark, where the drive knows the node's id: not the
+	// node's directory. Without an id recorded: a store from before marks.
+	dirC := filepath.Join(base, "c")
+	if err := os.MkdirAll(filepath.Join(dirC, "photos"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dirstore.New(dirC, dirstore.Options{MustExist: true, ID: idA}); !errors.Is(err, dirstore.ErrWrongNode) || !strings.Contains(err.Error(), "holds files but not the mark") {
+		t.Fatalf("open an unmarked directory with files as a node with an id: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dirC, dirstore.MarkName)); !os.IsNotExist(err) {
+		t.Fatalf("the refused open marked the directory: %v", err)
+	}
+	if s, err := dirstore.New(dirC, dirstore.Options{MustExist: true}); err != nil || len(s.ID()) != 32 {
+		t.Fatalf("open an unmarked directory with files, no id recorded: %v", err)
+	}
+
+	// A mark without an id (from before ids, or touched by hand for a
+	// replaced disk) takes the recorded id, or a new one.
+	for _, want := range []string{idA, ""} {
+		dirD := filepath.Join(base, "d"+want)
+		if _, err := dirstore.New(dirD, dirstore.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dirD, dirstore.MarkName), []byte("meshdrive node directory\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := dirstore.New(dirD, dirstore.Options{MustExist: true, ID: want})
+		if err != nil {
+			t.Fatalf("open a mark without an id (recorded id %q): %v", want, err)
+		}
+		if want != "" && s.ID() != want || len(s.ID()) != 32 {
+			t.Fatalf("adopted mark: id %q, want %q", s.ID(), want)
+		}
+		if m, _ := os.ReadFile(filepath.Join(dirD, dirstore.MarkName)); !strings.Contains(string(m), "id "+s.ID()+"\n") {
+			t.Fatalf("the adopted mark does not hold the id:\n%s", m)
+		}
+	}
+
+	// While open, another node's directory takes the place of this one's
+	// (another disk mounted at its path): refused until it is back.
+	s, err := dirstore.New(dirA, dirstore.Options{MustExist: true, ID: idA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dirA, filepath.Join(base, "a-away")); err != nil {
+		t.Fatal(err)
+	}
+	obj := remotetest.Object(t, 1, 1000, 0)
+	if err := s.Put(ctx, "shards/x.0", obj); !errors.Is(err, dirstore.ErrNoDir) {
+		t.Fatalf("put with the directory gone: %v", err)
+	}
+	if err := os.Rename(dirB, dirA); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Put(ctx, "shards/x.0", obj)
+	if !errors.Is(err, remote.ErrUnavailable) || !errors.Is(err, dirstore.ErrWrongNode) {
+		t.Fatalf("put into another node's directory: %v", err)
+	}
+	if _, err := s.Info(ctx); !errors.Is(err, dirstore.ErrWrongNode) {
+		t.Fatalf("info of another node's directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dirA, "shards", "x.0")); !os.IsNotExist(err) {
+		t.Fatalf("the refused put wrote into the other node's directory: %v", err)
+	}
+	if err := os.Rename(dirA, dirB); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(base, "a-away"), dirA); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "shards/x.0", obj); err != nil {
+		t.Fatalf("put once the node's own directory is back: %v", err)
+	}
 }

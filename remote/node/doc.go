@@ -15,7 +15,7 @@
 //	HEAD   /v1/o/{name}   size in Content-Length, mtime in X-Meshdrive-Mtime
 //	DELETE /v1/o/{name}   204, also for a missing name
 //	GET    /v1/list?prefix=P&after=A&limit=N   {"objects":[{"name","size","mtime"}...]} in name order
-//	GET    /v1/info       remote.NodeInfo as JSON (capacity, free, objects, version, scrub report)
+//	GET    /v1/info       remote.NodeInfo as JSON (capacity, free, objects, version, id, scrub report)
 //	POST   /v1/verify/{name}  the node checks every checksum of the object: 204 intact, 409 corrupt, 404 missing
 //
 // When the server has a token every request needs "Authorization: Bearer

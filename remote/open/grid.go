@@ -74,6 +74,8 @@ type Node struct {
 	Name, URL, Zone string
 	// MustExist: a directory node is opened, never made (Options).
 	MustExist bool
+	// ID is the node's id as the drive recorded it (Options).
+	ID string
 }
 
 // DefaultTimeout bounds opening one store of a grid (an S3 store checks
@@ -134,7 +136,7 @@ func Members(ctx context.Context, o GridOptions) ([]Member, error) {
 			defer wg.Done()
 			octx, cancel := context.WithTimeout(ctx, o.Timeout)
 			defer cancel()
-			so := Options{Logger: log.With("node", n.Name), MustExist: n.MustExist}
+			so := Options{Logger: log.With("node", n.Name), MustExist: n.MustExist, ID: n.ID}
 			st, err := Store(octx, n.URL, so)
 			if err != nil {
 				errs[i] = fmt.Errorf("node %s (%s): %w", n.Name, redact(n.URL), err)
@@ -292,6 +294,12 @@ func (r *reopen) Verify(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	return verify(ctx, st, name)
+}
+
+// verify has st check shard name itself when it can (remote.Verifier),
+// and else reads the shard and checks it here.
+func verify(ctx context.Context, st remote.Store, name string) error {
 	if v, ok := st.(remote.Verifier); ok {
 		return v.Verify(ctx, name)
 	}

@@ -40,6 +40,10 @@ type Options struct {
 	// MustExist: a directory store is opened, never made
 	// (dirstore.Options.MustExist).
 	MustExist bool
+	// ID is the node's id as the drive recorded it ("": none): a
+	// directory store whose mark holds another is refused, and a node
+	// server that reports another fails every call (ErrWrongNode).
+	ID string
 }
 
 // Store opens the store rawURL names.
@@ -82,9 +86,13 @@ func Store(ctx context.Context, rawURL string, o Options) (remote.Store, error) 
 			return nil, fmt.Errorf("%w %q: %w; accepted: %s", ErrBadURL, redact(rawURL), err, Forms)
 		}
 		// The client tries each call once; retries wrap it here.
-		return remote.WithRetry(c, remote.RetryOptions{
+		st := remote.WithRetry(c, remote.RetryOptions{
 			Retries: remote.DefaultRetry.Retries, Backoff: remote.DefaultRetry.Backoff, Logger: o.Logger,
-		}), nil
+		})
+		if o.ID != "" {
+			st = &identity{Store: st, url: s, want: o.ID}
+		}
+		return st, nil
 	case "s3":
 		return openS3(ctx, rawURL, u, o)
 	}
@@ -156,7 +164,7 @@ func openDir(path string, o Options) (remote.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", path, err)
 	}
-	return dirstore.New(abs, dirstore.Options{Logger: o.Logger, MustExist: o.MustExist})
+	return dirstore.New(abs, dirstore.Options{Logger: o.Logger, MustExist: o.MustExist, ID: o.ID})
 }
 
 func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.Store, error) {

@@ -82,6 +82,11 @@ type NodeConfig struct {
 	// Draining: meshdrive node drain began and has not finished; the node
 	// takes no new shard and the mount moves its shards off.
 	Draining bool `json:"draining,omitempty"`
+	// ID is the node's id (the random one in its directory's mark) as
+	// init or node add found it: a directory or node server of another
+	// id is another node's, and refused. Empty: recorded before ids
+	// (2026-12), or a node without one (S3); nothing is checked.
+	ID string `json:"id,omitempty"`
 }
 
 func newDriveID() (string, error) {
@@ -172,6 +177,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("node name %q appears twice", n.Name)
 		}
 		names[n.Name] = true
+		if _, err := hex.DecodeString(n.ID); err != nil || n.ID != "" && len(n.ID) != 32 {
+			return fmt.Errorf("node %s: id %q is not 32 hex digits", n.Name, n.ID)
+		}
 	}
 	return nil
 }

@@ -439,8 +439,9 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
 		return
 	}
+	var info remoteopen.NodeInfo
 	if err == nil {
-		_, err = st.Info(octx)
+		info, err = st.Info(octx)
 	}
 	if err != nil {
 		what := "does not answer"
@@ -485,7 +486,7 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 		c.o.log.Warn("the drive key reached only some nodes", "stored", got, "err", err)
 	}
 	err = c.updateConfig(ctx, func(nc *Config) error {
-		nc.Nodes = append(nc.Nodes, NodeConfig{Name: name, URL: u, Zone: zone})
+		nc.Nodes = append(nc.Nodes, NodeConfig{Name: name, URL: u, Zone: zone, ID: info.ID})
 		return nil
 	})
 	if err != nil {

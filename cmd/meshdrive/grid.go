@@ -37,7 +37,7 @@ func gridOptions(dataDir string, cfg *Config, master []byte, log *slog.Logger, s
 		// The embedded grid's (relative: inside the data dir) is made
 		// again as before.
 		_, local := remoteopen.LocalPath(n.URL)
-		nodes[i] = remoteopen.Node{Name: n.Name, URL: u, Zone: n.Zone, MustExist: !strict && local && u == n.URL}
+		nodes[i] = remoteopen.Node{Name: n.Name, URL: u, Zone: n.Zone, MustExist: !strict && local && u == n.URL, ID: n.ID}
 	}
 	return remoteopen.GridOptions{K: cfg.K, M: cfg.M, Master: master, Nodes: nodes,
 		Strict: strict, Stack: stack, Timeout: openTimeout, Logger: log}

@@ -260,6 +260,11 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 			return nil, nil, heldDrive(ctx, grid, given)
 		}
 	}
+	// Each node's id, so a mount can tell the node's directory from
+	// another (the wrong disk mounted at its path, another grid's node).
+	for i, h := range grid.Health(ctx) {
+		cfg.Nodes[i].ID = h.Info.ID
+	}
 	cfgBytes, err := cfg.marshal()
 	if err != nil {
 		return nil, nil, err

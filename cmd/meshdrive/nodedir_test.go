@@ -23,12 +23,7 @@ func TestMountDoesNotMakeMissingNodeDir(t *testing.T) {
 	if err := os.Rename(nodes[1], away); err != nil {
 		t.Fatal(err)
 	}
-	cleanupMount(t, env, dir, mp)
-	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
-	if err := os.WriteFile(filepath.Join(mp, "f"), []byte("kept"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	st := statusJSON(t, env, dir)
+	st := mountAndWrite(t, env, dir, mp)
 	if st.NodesUp != 2 || len(st.Nodes) != 3 || st.Nodes[1].Up || !strings.Contains(st.Nodes[1].Error, "does not exist") ||
 		!strings.Contains(st.Nodes[1].Error, "mount the disk") {
 		t.Fatalf("status with a node's directory missing: %+v", st.Nodes)
@@ -40,14 +35,33 @@ func TestMountDoesNotMakeMissingNodeDir(t *testing.T) {
 	if err := os.Rename(away, nodes[1]); err != nil {
 		t.Fatal(err)
 	}
+	waitNodesUp(t, env, dir, 3)
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}
+
+// mountAndWrite mounts the drive (unmounted at cleanup), writes a file f
+// there and returns the mount's status.
+func mountAndWrite(t *testing.T, env []string, dir, mp string) statusReport {
+	t.Helper()
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	if err := os.WriteFile(filepath.Join(mp, "f"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return statusJSON(t, env, dir)
+}
+
+// waitNodesUp waits, a minute at most, for the mount's status to count n
+// nodes up (a node that could not be opened is tried again every 10 s).
+func waitNodesUp(t *testing.T, env []string, dir string, n int) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for st = statusJSON(t, env, dir); st.NodesUp != 3; st = statusJSON(t, env, dir) {
+	for st := statusJSON(t, env, dir); st.NodesUp != n; st = statusJSON(t, env, dir) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the node did not open once its directory was back: %+v", st.Nodes)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	mustRun(t, env, "unmount", "--data", dir, mp)
 }
 
 // newDiskDrive makes a drive (k=2, m=1) whose three nodes are directories

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/meshdrive/meshdrive/journal/repair"
+	"github.com/meshdrive/meshdrive/remote/node"
 )
 
 // repairDrive is a drive over six real node processes, mounted, with
@@ -573,6 +574,15 @@ func TestNodeAddDrain(t *testing.T) {
 	cfg, err := loadConfig(d.dir)
 	if err != nil || len(cfg.Nodes) != 7 || !cfg.Nodes[0].Draining {
 		t.Fatalf("config after the killed drain: %+v %v", cfg, err)
+	}
+	// init and node add recorded each node's id, the one in its mark.
+	if mark, _ := os.ReadFile(filepath.Join(n7dir, node.MarkName)); cfg.Nodes[6].ID == "" || !strings.Contains(string(mark), "id "+cfg.Nodes[6].ID+"\n") {
+		t.Errorf("node add recorded id %q for node-7; its mark holds:\n%s", cfg.Nodes[6].ID, mark)
+	}
+	for _, n := range cfg.Nodes {
+		if len(n.ID) != 32 {
+			t.Errorf("node %s's id in the config: %q", n.Name, n.ID)
+		}
 	}
 	d.mount(t, "--repair-limit", "0")
 	r = mustRun(t, d.env, "node", "drain", "--data", d.dir, "node-1")

@@ -1,7 +1,9 @@
 package journal
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -113,6 +115,119 @@ func TestCheckStaged(t *testing.T) {
 		synctest.Wait()
 		if st := must[FileStatus](t)(e.j.Status(bg, first)); st.State == StateLost || st.PendingBlocks != 0 {
 			t.Errorf("the first file after its upload: %+v", st)
+		}
+	})
+}
+
+// heldEnv is a journal whose uploader holds its first segment (the grid
+// is down, retries an hour apart): blocks staged after it stay staged
+// and unread. It returns a function that reads the journal's log.
+func heldEnv(t *testing.T) (*env, func() string) {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "log")
+	f := must[*os.File](t)(os.Create(name)) // its writes are safe for the journal's goroutines
+	t.Cleanup(func() { f.Close() })
+	e := newEnv(t, func(o *Options) {
+		o.RetryMax = time.Hour
+		o.Logger = slog.New(slog.NewTextHandler(f, nil))
+	})
+	e.g.down.Store(true)
+	writeRand(t, e, "first", 100, 1)
+	time.Sleep(time.Minute) // the first segment is packed and fails
+	synctest.Wait()
+	if e.g.fails.Load() == 0 {
+		t.Fatal("no upload failed: the test proves nothing")
+	}
+	return e, func() string { return string(must[[]byte](t)(os.ReadFile(name))) }
+}
+
+// writeRand writes n random bytes (from seed) to a new file name and
+// fsyncs it.
+func writeRand(t *testing.T, e *env, name string, n int, seed uint64) (Ino, []byte) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	f := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+	must[int](t)(e.j.WriteAt(bg, f.Ino, b, 0))
+	if err := e.j.Fsync(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	return f.Ino, b
+}
+
+// flipStaged flips a byte in the middle of the staging file of block 0
+// of ino and returns the file's path.
+func flipStaged(t *testing.T, e *env, ino Ino) string {
+	t.Helper()
+	ms := must[[]mapped](t)(e.j.fd.mapRange(bg, ino, 0, 0))
+	if len(ms) != 1 || ms[0].state != blockStaged {
+		t.Fatalf("block 0 of inode %d: %+v, want one staged", ino, ms)
+	}
+	name := filepath.Join(e.j.stage, ms[0].id.String())
+	b := must[[]byte](t)(os.ReadFile(name))
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(name, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// TestLoseDamagedNotDurable: a damaged staged block is marked lost, and
+// the WAL fsync that would make that durable fails (a trigger stands for
+// the disk refusing it). The block is lost all the same: it leaves the
+// queue, the file reads as lost, and the log says so, not that the block
+// "stays queued"; its damaged staging file stays until the lost state is
+// durable, and the next Open removes it.
+func TestLoseDamagedNotDurable(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e, log := heldEnv(t)
+		big, _ := writeRand(t, e, "big", int(e.j.bs), 2)
+		synctest.Wait()
+		name := flipStaged(t, e, big)
+		if _, err := e.j.db.Exec(`CREATE TRIGGER fail_sync BEFORE INSERT ON meta WHEN NEW.key = 'sync'
+			BEGIN SELECT RAISE(ABORT, 'test: the disk refuses the fsync'); END`); err != nil {
+			t.Fatal(err)
+		}
+		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, true, nil))
+		if len(rep.Damaged) != 1 || !rep.Damaged[0].Lost {
+			t.Fatalf("check with repair: %+v, want big's block marked lost", rep.Damaged)
+		}
+		if st := must[FileStatus](t)(e.j.Status(bg, big)); st.State != StateLost || st.LostBlocks != 1 || st.PendingBlocks != 0 {
+			t.Errorf("the file after its block was marked lost: %+v", st)
+		}
+		e.j.qmu.Lock()
+		queued := len(e.j.queue)
+		e.j.qmu.Unlock()
+		if queued != 1 { // the first file's block, in flight
+			t.Errorf("%d blocks queued, want 1: the lost one left in the queue", queued)
+		}
+		s := log()
+		if strings.Contains(s, "stays queued") || !strings.Contains(s, "marked lost, but the journal could not make that durable") ||
+			!strings.Contains(s, "the disk refuses the fsync") {
+			t.Errorf("the log does not say what happened:\n%s", s)
+		}
+		if last := e.j.Stats().LastError; !strings.Contains(last, "is lost") || !strings.Contains(last, "could not make that durable") {
+			t.Errorf("the uploader's last error: %q", last)
+		}
+		if _, err := os.Stat(name); err != nil {
+			t.Errorf("the damaged staging file went before the lost state was durable: %v", err)
+		}
+
+		if _, err := e.j.db.Exec(`DROP TRIGGER fail_sync`); err != nil {
+			t.Fatal(err)
+		}
+		e.g.down.Store(false)
+		e.j.RetryNow()
+		synctest.Wait()
+		e.reopen()
+		if st := must[FileStatus](t)(e.j.Status(bg, big)); st.State != StateLost {
+			t.Errorf("the file after a reopen: %+v, want lost", st)
+		}
+		if _, err := os.Stat(name); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the damaged staging file after a reopen: %v, want removed", err)
 		}
 	})
 }

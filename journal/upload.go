@@ -237,9 +237,13 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 // changed them after they were sealed, and nothing else holds them (the
 // disk cache takes a block only after its upload, memory only while it is
 // dirty). Reads of it fail with ErrLostBlock, Status says StateLost, an
-// identical write takes the row over. The damaged bytes go. When the
-// database cannot record it the block stays queued, and is checked again.
-// It says whether it marked the block lost (false: freed or staged anew
+// identical write takes the row over. The damaged bytes go once that is
+// durable. When the database cannot record it the block stays queued,
+// and is checked again; when it records it but cannot make it durable
+// (the WAL's fsync fails), the block is lost all the same and leaves the
+// queue, and its damaged staging file stays for a power cut that would
+// bring the staged row back (the next Open removes it otherwise). It says
+// whether it marked the block lost (false: freed or staged anew
 // meanwhile, or the database failed).
 func loseDamaged(j *uploader, it qitem, cause error) bool {
 	ctx := context.Background()
@@ -265,12 +269,12 @@ func loseDamaged(j *uploader, it qitem, cause error) bool {
 		files, paths, err = lostFiles(ctx, tx)
 		return err
 	})
+	var syncErr error
 	if err == nil && lost {
-		err = j.barrierLocked(ctx)
-	}
-	if err == nil && lost {
-		if rerr := os.Remove(j.stagePath(it.id)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			j.log.Warn("journal: remove a damaged staging file", "id", it.id, "err", rerr)
+		if syncErr = j.barrierLocked(ctx); syncErr == nil {
+			if rerr := os.Remove(j.stagePath(it.id)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				j.log.Warn("journal: remove a damaged staging file", "id", it.id, "err", rerr)
+			}
 		}
 	}
 	j.wmu.Unlock()
@@ -292,12 +296,23 @@ func loseDamaged(j *uploader, it qitem, cause error) bool {
 	if !lost {
 		return false
 	}
+	const remedy = "reading the files that use it fails at that block and meshdrive status names them lost. " +
+		"Restore those files from a copy (writing the same bytes again brings the block back), " +
+		"or from an older version in the mount's .snapshots folder, or delete them; and check the local disk"
+	some := strings.Join(paths[:min(10, len(paths))], ", ")
+	if syncErr != nil {
+		j.noteError(fmt.Errorf("staged block %s was damaged on local disk before its upload and is lost (%w); "+
+			"the journal could not make that durable: %w", it.id, cause, syncErr))
+		j.log.Error("journal: a staged block changed on local disk after it was sealed (the disk or something outside meshdrive "+
+			"damaged it); it was not uploaded and is now marked lost, but the journal could not make that durable on the local disk "+
+			"(its damaged staging file is kept: after a power cut the block may be staged again, and is found damaged again): "+remedy,
+			"id", it.id, "files", files, "some", some, "check", cause, "err", syncErr)
+		return true
+	}
 	j.noteError(fmt.Errorf("staged block %s was damaged on local disk before its upload and is lost: %w", it.id, cause))
 	j.log.Error("journal: a staged block changed on local disk after it was sealed (the disk or something outside meshdrive "+
-		"damaged it); it was not uploaded and is now lost: reading the files that use it fails at that block and "+
-		"meshdrive status names them lost. Restore those files from a copy (writing the same bytes again brings the block back), "+
-		"or from an older version in the mount's .snapshots folder, or delete them; and check the local disk",
-		"id", it.id, "files", files, "some", strings.Join(paths[:min(10, len(paths))], ", "), "check", cause)
+		"damaged it); it was not uploaded and is now lost: "+remedy,
+		"id", it.id, "files", files, "some", some, "check", cause)
 	return true
 }
 

@@ -111,8 +111,9 @@ func (j *uploader) checkStaged(ctx context.Context, repair bool, progress func(d
 		}
 		rep.Blocks++
 		d := StagedDamage{Block: it.id.String(), Error: err.Error()}
-		if d.Paths, err = j.blockPaths(ctx, it.id); err != nil {
-			return nil, fmt.Errorf("check staged block %s: name its files: %w", it.id, err)
+		var perr error
+		if d.Paths, perr = j.blockPaths(ctx, it.id); perr != nil {
+			return nil, fmt.Errorf("check staged block %s: name its files: %w", it.id, perr)
 		}
 		d.PathsHref = href.List(d.Paths)
 		j.qmu.Lock()
@@ -138,22 +139,36 @@ func (j *uploader) stillStaged(ctx context.Context, it qitem) bool {
 
 // blockPaths names the files that use block id (the first maxLostNamed).
 func (j *uploader) blockPaths(ctx context.Context, id remote.BlockID) ([]string, error) {
-	rows, err := j.db.QueryContext(ctx, `SELECT DISTINCT ino FROM blockmap WHERE block = ? ORDER BY ino LIMIT ?`, id[:], maxLostNamed)
+	_, paths, err := blockFiles(ctx, j.db, id)
+	return paths, err
+}
+
+// blockFiles counts the files that use block id and names the first
+// maxLostNamed as lostFiles does, on the pool or in a transaction.
+func blockFiles(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id remote.BlockID) (files int64, paths []string, err error) {
+	if err := q.QueryRowContext(ctx, `SELECT count(DISTINCT ino) FROM blockmap WHERE block = ?`, id[:]).Scan(&files); err != nil || files == 0 {
+		return files, nil, err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT ino FROM blockmap WHERE block = ? ORDER BY ino LIMIT ?`, id[:], maxLostNamed)
 	if err != nil {
-		return nil, err
+		return files, nil, err
 	}
 	var inos []Ino
 	for rows.Next() {
 		var ino Ino
 		if err := rows.Scan(&ino); err != nil {
 			rows.Close()
-			return nil, err
+			return files, nil, err
 		}
 		inos = append(inos, ino)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return files, nil, err
 	}
-	return inoPaths(ctx, j.db, inos)
+	paths, err = inoPaths(ctx, q, inos)
+	return files, paths, err
 }

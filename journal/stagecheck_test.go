@@ -231,3 +231,39 @@ func TestLoseDamagedNotDurable(t *testing.T) {
 		}
 	})
 }
+
+// TestLoseDamagedNamesItsFiles: two staged blocks of two files are found
+// damaged; the log line of each names the files that use that block, not
+// every file with a lost block in the drive, and says how its check
+// failed.
+func TestLoseDamagedNamesItsFiles(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e, log := heldEnv(t)
+		a, _ := writeRand(t, e, "a", int(e.j.bs), 3)
+		b, _ := writeRand(t, e, "b", int(e.j.bs), 4)
+		synctest.Wait()
+		flipStaged(t, e, a)
+		flipStaged(t, e, b)
+		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, true, nil))
+		if len(rep.Damaged) != 2 || !rep.Damaged[0].Lost || !rep.Damaged[1].Lost {
+			t.Fatalf("check with repair: %+v, want both blocks marked lost", rep.Damaged)
+		}
+		var lines []string
+		for l := range strings.Lines(log()) {
+			if strings.Contains(l, "is now lost") {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 2 || !strings.Contains(lines[0], `files=1 some=/a `) || !strings.Contains(lines[1], `files=1 some=/b `) {
+			t.Errorf("the log lines of the lost blocks do not name their own files:\n%s", strings.Join(lines, ""))
+		}
+		for _, l := range lines {
+			if !strings.Contains(l, "authentication failed") {
+				t.Errorf("the log line of a lost block does not say how its check failed:\n%s", l)
+			}
+		}
+		if last := e.j.Stats().LastError; strings.Contains(last, "%!") || !strings.Contains(last, "authentication failed") {
+			t.Errorf("the uploader's last error: %q", last)
+		}
+	})
+}

@@ -266,7 +266,7 @@ func loseDamaged(j *uploader, it qitem, cause error) bool {
 		if _, err := j.texec(ctx, tx, `DELETE FROM staged WHERE id = ?`, it.id[:]); err != nil {
 			return err
 		}
-		files, paths, err = lostFiles(ctx, tx)
+		files, paths, err = blockFiles(ctx, tx, it.id) // this block's, not every lost one's
 		return err
 	})
 	var syncErr error

@@ -654,8 +654,11 @@ func (j *flusher) afterFree(fr *freed) {
 // the next durable commit (freeLaterLocked), else a power cut could
 // bring back a staged block whose file is gone, and Open would refuse
 // the journal. The blocks leave the upload queue and the quota at once.
+// A block dropped and staged again in the transaction (incRef took it
+// off fr.staged) keeps its file and its place in the queue, which the
+// new copy's enqueue takes over, but its old bytes leave the quota.
 func (j *flusher) afterFreeLocked(fr *freed) {
-	if len(fr.staged) == 0 {
+	if len(fr.staged) == 0 && fr.sealedB == 0 {
 		return
 	}
 	if !fr.durable {

@@ -281,15 +281,27 @@ func (s *Sealer) VerifyIn(b *SegmentBuf, off, n int64, id BlockID) error {
 	if off < 0 || n < 0 || off+n > b.Len() {
 		return fmt.Errorf("verify block %s: bytes [%d,%d) are outside the segment's %d", id, off, off+n, b.Len())
 	}
+	return s.verify(id, n, func(o, l int64, tmp []byte) []byte { return b.view(off+o, l, tmp) })
+}
+
+// Verify is VerifyIn for a sealed block in one slice: a flush checks a
+// staged copy with it before it takes a reference to it.
+func (s *Sealer) Verify(sealed []byte, id BlockID) error {
+	return s.verify(id, int64(len(sealed)), func(o, l int64, _ []byte) []byte { return sealed[o : o+l] })
+}
+
+// verify authenticates the sealed block of n bytes that view reads
+// (bytes [o, o+l), contiguous, in tmp when it must copy) as block id.
+func (s *Sealer) verify(id BlockID, n int64, view func(o, l int64, tmp []byte) []byte) error {
 	tmp := s.scratch(int(min(n, FrameHeadMax)))
 	defer func() { s.putScratch(tmp) }()
-	head := b.view(off, min(n, FrameHeadMax), tmp)
+	head := view(0, min(n, FrameHeadMax), tmp)
 	f, err := ParseFrames(head, n)
 	if err != nil {
 		return fmt.Errorf("verify block %s: %w", id, err)
 	}
 	if f.ents == nil { // version 1: one AEAD over the whole block
-		_, err := s.openV1(nil, id, b.view(off, n, nil))
+		_, err := s.openV1(nil, id, view(0, n, nil))
 		return err
 	}
 	var ad [frameADLen]byte
@@ -304,7 +316,7 @@ func (s *Sealer) VerifyIn(b *SegmentBuf, off, n int64, id BlockID) error {
 		}
 		// The frame where it lies (or copied into tmp's first half when
 		// it crosses into the next shard), opened into tmp's second half.
-		fr := b.view(off+fo, fn, tmp[:fn:fn])
+		fr := view(fo, fn, tmp[:fn:fn])
 		binary.LittleEndian.PutUint32(ad[42:46], uint32(i))
 		binary.LittleEndian.PutUint32(ad[46:50], f.ents[i])
 		if _, err := s.block.Open(tmp[fn:fn], fr[:nonceLen], fr[nonceLen:], ad[:]); err != nil {

@@ -497,7 +497,8 @@ func TestOpenFramesNoCopies(t *testing.T) {
 // TestVerifyIn: a sealed block packed into a segment verifies where it
 // lies, across shard boundaries, compressed or not; one flipped byte
 // anywhere in it (header, index, nonce, body, tag), or another block's id,
-// fails with ErrCorrupt; an old (version 1) block verifies too.
+// fails with ErrCorrupt; an old (version 1) block verifies too. Verify,
+// on the block's own slice, agrees.
 func TestVerifyIn(t *testing.T) {
 	s := newTestSealer(t)
 	r := rand.New(rand.NewPCG(7, 8))
@@ -524,6 +525,11 @@ func TestVerifyIn(t *testing.T) {
 		if err := s.VerifyIn(b, 5, int64(len(sealed)), BlockID{1}); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("kind %d: another id: %v, want ErrCorrupt", kind, err)
 		}
+		for _, v := range [][]byte{sealed, v1} {
+			if err := s.Verify(v, id); err != nil {
+				t.Fatalf("kind %d: Verify of a good block (%d bytes) fails: %v", kind, len(v), err)
+			}
+		}
 		for _, at := range []int{0, 3, 7, 200, len(sealed) / 2, len(sealed) - 1} {
 			b2, _ := NewSegmentBuf(3, 1, 0, int64(5+len(sealed)))
 			bad := bytes.Clone(sealed)
@@ -532,6 +538,9 @@ func TestVerifyIn(t *testing.T) {
 			b2.Write(bad)
 			if err := s.VerifyIn(b2, 5, int64(len(bad)), id); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("kind %d: byte %d flipped: %v, want ErrCorrupt", kind, at, err)
+			}
+			if err := s.Verify(bad, id); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("kind %d: Verify with byte %d flipped: %v, want ErrCorrupt", kind, at, err)
 			}
 		}
 	}

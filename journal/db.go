@@ -634,7 +634,7 @@ const (
 	lookAheadQ = `SELECT e.name, e.cookie, ` + attrCols + ` FROM entries e JOIN inodes i ON i.ino = e.ino
 		WHERE e.parent = ? AND e.cookie > ? ORDER BY e.cookie LIMIT ?`
 	getattrQ     = `SELECT ` + attrCols + ` FROM inodes i WHERE i.ino = ?`
-	blockExistsQ = `SELECT 1 FROM blocks WHERE id = ?`
+	blockExistsQ = `SELECT state, seq, sealed_len FROM blocks WHERE id = ?`
 	getxattrQ    = `SELECT value FROM xattrs WHERE ino = ? AND name = ?`
 )
 

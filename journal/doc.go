@@ -54,8 +54,10 @@
 // before the flush loses both together. WriteAt puts bytes in the file's
 // dirty data and returns; they are readable at once but may be lost by a
 // crash. A flush cuts the dirty blocks, hashes them (keyed BLAKE3 via
-// remote.Sealer), deduplicates against existing blocks (refcount only),
-// seals, stages them (a row of table staged for a small sealed block, in
+// remote.Sealer), deduplicates against existing blocks (refcount only;
+// against a block not yet uploaded only once its staged copy on the
+// local disk authenticates, else the flush seals its own bytes and they
+// replace that copy), seals, stages them (a row of table staged for a small sealed block, in
 // the flush's own commit; else a staging file, written and fsync'd, and
 // the staging directory fsync'd, before the commit that names it, so no
 // commit, durable or not, ever names a staging file whose bytes could be

@@ -29,6 +29,12 @@ type cut struct {
 	plain    []byte // kept only when deduplicated (tmp and inline empty), to seal late if the block vanished
 	unsealed []byte // or, for a new small block of a close to be logged, its plain bytes: sealed when the close is applied (flushlog.go)
 	staged   uint64 // or: the inode number of its file at its staging name (stageDirect), until a commit takes it
+	// retake: the seq of the block's staged row when its copy on the
+	// local disk failed its check (cutPlain): the flush sealed the
+	// block again from its own bytes (tmp or inline), and incRef takes
+	// that row over, if it is still the one, instead of adding a
+	// reference to a copy that can never be uploaded. 0: none.
+	retake int64
 }
 
 // stagedInlineMax is the largest sealed block staged in the database
@@ -218,7 +224,7 @@ func (j *flusher) applyCuts(ctx context.Context, tx *sql.Tx, ino Ino, cuts []cut
 				return renamed, err
 			}
 		}
-		if !c.hole && bytes.Equal(old, c.id[:]) {
+		if !c.hole && c.retake == 0 && bytes.Equal(old, c.id[:]) {
 			// Unchanged, unless the block is lost: the bytes written
 			// over it bring it back (incRef takes the row over, and
 			// decRef below drops the reference it added).
@@ -332,11 +338,29 @@ func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte, direct,
 		err := j.stageSealed(&c, plain, false)
 		return c, err
 	}
-	exists, err := j.blockExists(ctx, c.id)
+	row, err := j.blockRow(ctx, c.id)
 	if err != nil {
 		return c, err
 	}
-	if exists {
+	if row.found && row.state == blockStaged {
+		// Its only copy is the staging file or row on this disk: one the
+		// disk damaged must not take the reference while these good
+		// bytes are dropped.
+		if err := j.stagedIntact(ctx, c.id, row); err != nil {
+			j.log.Warn("journal: a block not yet uploaded was damaged on the local disk; the same bytes, written again, replace it",
+				"id", c.id, "err", err)
+			c.retake = row.seq
+			if err := j.stageSealed(&c, plain, false); err != nil || c.inline == nil || row.sealedLen <= int64(j.inlineMax()) {
+				return c, err
+			}
+			// The damaged copy is a staging file (sealed before with
+			// another compression): so is the new one, which replaces it.
+			c.tmp, err = j.writeTemp(c.id, c.inline)
+			c.inline = nil
+			return c, err
+		}
+	}
+	if row.found {
 		c.plain = plain
 		return c, nil
 	}
@@ -369,18 +393,48 @@ func (j *flusher) stageSealed(c *cut, plain []byte, direct bool) error {
 // Seal to the end of writeTemp (or the copy kept as cut.inline).
 var sealBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-func (j *flusher) blockExists(ctx context.Context, id remote.BlockID) (bool, error) {
-	var one int
+// blockRow is block id's row as a flush looks it up (found false: none).
+type blockRow struct {
+	found          bool
+	state          int
+	seq, sealedLen int64
+}
+
+func (j *flusher) blockRow(ctx context.Context, id remote.BlockID) (blockRow, error) {
+	var r blockRow
 	st, release := j.reader(j.st.blockExists, j.wst.blockExists)
-	err := st.QueryRowContext(ctx, id[:]).Scan(&one)
+	err := st.QueryRowContext(ctx, id[:]).Scan(&r.state, &r.seq, &r.sealedLen)
 	release()
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return r, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("journal: look up block: %w", err)
+		return r, fmt.Errorf("journal: look up block: %w", err)
 	}
-	return true, nil
+	r.found = true
+	return r, nil
+}
+
+// stagedIntact checks staged block id's copy on the local disk (its
+// staging file or its row in table staged) as the uploader will before
+// shipping it: there, of the length row says, and authentic (Verify). A
+// copy gone because the block was uploaded or freed since row was read
+// is no damage: nil.
+func (j *flusher) stagedIntact(ctx context.Context, id remote.BlockID, row blockRow) error {
+	buf := sealBufs.Get().(*[]byte)
+	b, err := j.fd.stagedBytes(id, (*buf)[:0], row.sealedLen)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if now, lerr := j.blockRow(ctx, id); lerr != nil || now != row {
+			err = nil // uploaded or freed meanwhile: incRef sees to it
+		}
+	case err == nil && int64(len(b)) != row.sealedLen:
+		err = fmt.Errorf("%w: %d bytes, journal.db says %d", errDamaged, len(b), row.sealedLen)
+	case err == nil:
+		err = j.seal.Verify(b, id)
+	}
+	sealBufs.Put(buf) // b is in it, or was allocated (the pool's are aligned: sealBuf)
+	return err
 }
 
 // writeTemp writes sealed bytes to a new temporary staging file and
@@ -442,10 +496,14 @@ func (j *flusher) syncStagingIf(renamed bool) error {
 }
 
 // unstage removes the staging files of blocks whose commit failed: no
-// row refers to them (Open would remove them too).
+// row refers to them (Open would remove them too), but for a row a
+// flush was taking over (qitem.retook), whose damaged copy that file
+// replaced.
 func (j *flusher) unstage(added []qitem) {
 	for _, it := range added {
-		os.Remove(j.stagePath(it.id))
+		if !it.retook { // the good copy of a row the commit leaves as it was
+			os.Remove(j.stagePath(it.id))
+		}
 	}
 }
 
@@ -498,6 +556,21 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 		}
 		sealedLen = st.Size()
 	}
+	// A staged row whose copy failed its check (cut.retake) is taken
+	// over when it is still that row: its damaged bytes leave the quota
+	// (the queue's entry is the new copy's from its enqueue on).
+	retake, damagedLen := int64(-1), int64(0)
+	if c.retake != 0 {
+		var state int
+		var seq int64
+		err := j.tqrow(ctx, tx, `SELECT state, seq, sealed_len FROM blocks WHERE id = ?`, c.id[:]).Scan(&state, &seq, &damagedLen)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, false, err
+		}
+		if err == nil && state == blockStaged && seq == c.retake {
+			retake = seq
+		}
+	}
 	j.qmu.Lock()
 	seq := j.nextSeq
 	j.nextSeq++
@@ -510,8 +583,8 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 		VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6) ON CONFLICT(id) DO UPDATE SET plain_len = ?2, sealed_len = ?3,
 			refcount = blocks.refcount + 1, state = ?4, prio = ?5, seq = ?6, segment = NULL, seg_off = NULL, seg_len = NULL,
 			freed = NULL
-		WHERE blocks.state = ?7 OR (blocks.state = ?8 AND blocks.segment IS NULL)`,
-		c.id[:], c.plainLen, sealedLen, blockStaged, prio, seq, blockLost, blockGarbage)
+		WHERE blocks.state = ?7 OR (blocks.state = ?8 AND blocks.segment IS NULL) OR (blocks.state = ?4 AND blocks.seq = ?9)`,
+		c.id[:], c.plainLen, sealedLen, blockStaged, prio, seq, blockLost, blockGarbage, retake)
 	if err != nil {
 		return nil, false, err
 	}
@@ -541,7 +614,19 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 		fa.staged = slices.DeleteFunc(fa.staged, func(id remote.BlockID) bool { return id == c.id })
 	}
 	j.keepStagedLocked(c.id)
-	it = &qitem{id: c.id, seq: seq, prio: prio, sealedLen: sealedLen, plainLen: c.plainLen}
+	it = &qitem{id: c.id, seq: seq, prio: prio, sealedLen: sealedLen, plainLen: c.plainLen, retook: retake > 0}
+	if retake > 0 {
+		fr.sealedB += damagedLen
+		if c.inline == nil { // a staging file replaces a damaged row
+			if _, err := j.texec(ctx, tx, `DELETE FROM staged WHERE id = ?`, c.id[:]); err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	if c.inline != nil && retake > 0 { // over the damaged row, if it was one
+		_, err = j.texec(ctx, tx, `INSERT OR REPLACE INTO staged(id, sealed) VALUES(?, ?)`, c.id[:], c.inline)
+		return it, false, err
+	}
 	if c.inline != nil {
 		_, err = j.texec(ctx, tx, `INSERT INTO staged(id, sealed) VALUES(?, ?)`, c.id[:], c.inline)
 		return it, false, err

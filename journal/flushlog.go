@@ -108,8 +108,8 @@ func cutsUsed(cuts []cut) int64 {
 // blocks sealed by this flush, small enough for the database.
 func loggable(cuts []cut) bool {
 	for _, c := range cuts {
-		if !c.hole && c.inline == nil && c.unsealed == nil {
-			return false
+		if !c.hole && c.inline == nil && c.unsealed == nil || c.retake != 0 {
+			return false // a record keeps no retake: its apply would take a reference to the damaged copy
 		}
 	}
 	return true

@@ -53,6 +53,7 @@ type sealer interface {
 	Seal(dst []byte, id remote.BlockID, plain []byte) []byte
 	Open(dst []byte, id remote.BlockID, sealed []byte) ([]byte, error)
 	VerifyIn(b *remote.SegmentBuf, off, n int64, id remote.BlockID) error
+	Verify(sealed []byte, id remote.BlockID) error
 }
 
 // Options configure Open. Dir, Grid and Sealer are required (Grid may be

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -266,4 +267,100 @@ func TestLoseDamagedNamesItsFiles(t *testing.T) {
 			t.Errorf("the uploader's last error: %q", last)
 		}
 	})
+}
+
+// TestDedupOntoDamagedStaged: a staged block's copy on the local disk is
+// damaged (a flipped byte in its staging file or its database row, or
+// the file gone) before the uploader reads it, and a file is closed with
+// the same bytes: the close finds the copy damaged, seals the block again
+// from its own bytes and takes the row over, instead of adding a
+// reference to a copy that the uploader would then mark lost. Both files
+// upload whole. The same holds for a file whose unchanged block is
+// written over with the same bytes; and a close whose commit fails
+// leaves the new copy in place of the damaged one.
+func TestDedupOntoDamagedStaged(t *testing.T) {
+	for _, kind := range []string{"file", "row", "gone", "in place", "commit fails"} {
+		t.Run(kind, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				e, log := heldEnv(t)
+				n := int(e.j.bs) // sealed to a staging file
+				if kind == "row" {
+					n = 1000 // sealed to a row of table staged
+				}
+				a, d := writeRand(t, e, "a", n, 5)
+				synctest.Wait()
+				ms := must[[]mapped](t)(e.j.fd.mapRange(bg, a, 0, 0))
+				id := ms[0].id
+				switch kind {
+				case "row":
+					var sealed []byte
+					if err := e.j.db.QueryRow(`SELECT sealed FROM staged WHERE id = ?`, id[:]).Scan(&sealed); err != nil {
+						t.Fatal(err)
+					}
+					sealed[len(sealed)/2] ^= 1
+					if _, err := e.j.db.Exec(`UPDATE staged SET sealed = ? WHERE id = ?`, sealed, id[:]); err != nil {
+						t.Fatal(err)
+					}
+				case "gone":
+					if err := os.Remove(filepath.Join(e.j.stage, id.String())); err != nil {
+						t.Fatal(err)
+					}
+				default:
+					flipStaged(t, e, a)
+				}
+				// The close of identical bytes: another file's, or a's own.
+				b := a
+				if kind != "in place" {
+					b = must[Attr](t)(e.j.Mknod(bg, RootIno, "b", 0o644, 0, 0, 0)).Ino
+				}
+				e.j.OpenFile(b)
+				must[int](t)(e.j.WriteAt(bg, b, d, 0))
+				if kind == "commit fails" {
+					// The new copy replaced the damaged one before the
+					// commit: it stays, so a crash now finds a good copy.
+					if _, err := e.j.db.Exec(`CREATE TRIGGER fail_map BEFORE INSERT ON blockmap
+						BEGIN SELECT RAISE(ABORT, 'test: the commit fails'); END`); err != nil {
+						t.Fatal(err)
+					}
+					if err := e.j.Flush(bg, b); err == nil || !strings.Contains(err.Error(), "the commit fails") {
+						t.Fatalf("flush with a failing commit: %v", err)
+					}
+					if rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, false, nil)); len(rep.Damaged) != 0 {
+						t.Errorf("after a failed commit, the staged copy is damaged: %+v", rep.Damaged)
+					}
+					if _, err := e.j.db.Exec(`DROP TRIGGER fail_map`); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := e.j.Flush(bg, b); err != nil {
+					t.Fatal(err)
+				}
+				e.j.ReleaseFile(b)
+				if !strings.Contains(log(), "the same bytes, written again, replace it") {
+					t.Errorf("the close did not say it found the staged copy damaged:\n%s", log())
+				}
+				checkStagedB(t, e.j)
+				rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, false, nil))
+				if len(rep.Damaged) != 0 {
+					t.Errorf("after the close, the staged copy is still damaged: %+v", rep.Damaged)
+				}
+
+				e.g.down.Store(false)
+				e.j.RetryNow()
+				synctest.Wait()
+				if err := e.j.WaitDurable(bg); err != nil {
+					t.Fatal(err)
+				}
+				e.reopen() // checks every refcount, and one copy per staged block
+				for _, ino := range []Ino{a, b} {
+					if st := must[FileStatus](t)(e.j.Status(bg, ino)); st.State == StateLost || st.PendingBlocks != 0 {
+						t.Errorf("file %d after the upload: %+v", ino, st)
+					}
+					if got := readAll(t, e.j, ino); !bytes.Equal(got, d) {
+						t.Errorf("file %d does not read back", ino)
+					}
+				}
+			})
+		})
+	}
 }

@@ -24,6 +24,10 @@ type qitem struct {
 	prio      int
 	sealedLen int64
 	plainLen  int64
+	// retook: its flush took over a staged row whose copy was damaged
+	// (cut.retake): its staging file replaced that copy, and stays if
+	// the commit fails (unstage).
+	retook bool
 }
 
 // placedBlock is a block packed into a segment buffer.

@@ -109,10 +109,11 @@ func (d *Drive) NodesBack() {
 func (d *Drive) NodesUp(up int) { d.j.NodesUp(up) }
 
 // CheckStaged authenticates the blocks written and not yet uploaded on
-// the local disk; with repair it marks damaged ones lost
+// the local disk, every one, or (path not "") those of the files at or
+// under path; with repair it marks damaged ones lost
 // (journal.Journal.CheckStaged).
-func (d *Drive) CheckStaged(ctx context.Context, repair bool, progress func(done, total int)) (*StagedCheck, error) {
-	return d.j.CheckStaged(ctx, repair, progress)
+func (d *Drive) CheckStaged(ctx context.Context, path string, repair bool, progress func(done, total int)) (*StagedCheck, error) {
+	return d.j.CheckStaged(ctx, path, repair, progress)
 }
 
 // WaitDurable returns once every queued upload is on the grid.

@@ -3,8 +3,10 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 
 	"github.com/meshdrive/meshdrive/journal/href"
@@ -31,6 +33,10 @@ type StagedDamage struct {
 	// damaged it, and is shipping that good copy now; it is not marked
 	// lost (a restart before that upload ends finds it damaged).
 	InFlight bool `json:"in_flight,omitempty"`
+	// Unreadable: its copy could not be read (Error says why: the disk
+	// failed, or a permission); not known damaged, so never marked lost:
+	// the uploader tries it again.
+	Unreadable bool `json:"unreadable,omitempty"`
 }
 
 // setInflight records the blocks of the segment the uploader ships
@@ -47,9 +53,80 @@ func (j *uploader) setInflight(placed []placedBlock) {
 	}
 }
 
-// CheckStaged: see uploader.checkStaged (stagecheck.go).
-func (j *Journal) CheckStaged(ctx context.Context, repair bool, progress func(done, total int)) (*StagedCheck, error) {
-	return j.up.checkStaged(ctx, repair, progress)
+// CheckStaged: see uploader.checkStaged (stagecheck.go). path "" checks
+// every staged block; else those of the files at or under path (a file
+// or folder relative to the root, as ResolvePath takes it).
+func (j *Journal) CheckStaged(ctx context.Context, path string, repair bool, progress func(done, total int)) (*StagedCheck, error) {
+	var only map[remote.BlockID]bool
+	if path != "" {
+		var err error
+		if only, err = stagedUnder(ctx, j, path); err != nil {
+			return nil, fmt.Errorf("check staged blocks of %s: %w", path, err)
+		}
+	}
+	return j.up.checkStaged(ctx, only, repair, progress)
+}
+
+// maxStagedWalk bounds the entries a check of a folder's staged blocks
+// visits (the check of its segments has the same bound).
+const maxStagedWalk = 10_000_000
+
+// stagedUnder is the set of staged blocks that the files at or under
+// path use.
+func stagedUnder(ctx context.Context, j *Journal, path string) (map[remote.BlockID]bool, error) {
+	ino, err := j.ResolvePath(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	a, err := j.GetAttr(ctx, ino)
+	if err != nil {
+		return nil, err
+	}
+	var inos []Ino
+	switch a.Mode & sIFMT {
+	case sIFREG:
+		inos = append(inos, ino)
+	case sIFDIR:
+		err := WalkFiles(ctx, j, ino, "/"+path, maxStagedWalk, func(_ string, e DirEntry) error {
+			inos = append(inos, e.Ino)
+			return nil
+		})
+		if errors.Is(err, ErrTooManyEntries) {
+			return nil, errors.New("more than 10 million entries; check a folder at a time")
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	only := map[remote.BlockID]bool{}
+	for len(inos) > 0 {
+		batch := inos[:min(len(inos), 500)]
+		inos = inos[len(batch):]
+		list, err := json.Marshal(batch)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := j.db.QueryContext(ctx, `SELECT DISTINCT m.block FROM blockmap m JOIN blocks b ON b.id = m.block
+			WHERE b.state = ? AND m.ino IN (SELECT value FROM json_each(?))`, blockStaged, string(list))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			var id remote.BlockID
+			copy(id[:], b)
+			only[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return only, nil
 }
 
 // checkStaged authenticates every block staged and not yet uploaded (its
@@ -61,8 +138,12 @@ func (j *Journal) CheckStaged(ctx context.Context, repair bool, progress func(do
 // own path, unless it is in the segment the uploader is shipping now:
 // that copy was read and checked when it was packed, and its upload
 // makes the block whole (its damage is reported all the same). A block
-// uploaded or freed meanwhile is skipped.
-func (j *uploader) checkStaged(ctx context.Context, repair bool, progress func(done, total int)) (*StagedCheck, error) {
+// whose copy is missing (no staging file, no row) is damaged too, as a
+// mount with --drop-missing finds it; one whose copy cannot be read is
+// reported, not marked lost. A block uploaded or freed meanwhile is
+// skipped. only, when not nil, is the blocks to check (those of a
+// path); else every staged block is.
+func (j *uploader) checkStaged(ctx context.Context, only map[remote.BlockID]bool, repair bool, progress func(done, total int)) (*StagedCheck, error) {
 	if progress == nil {
 		progress = func(int, int) {}
 	}
@@ -70,8 +151,10 @@ func (j *uploader) checkStaged(ctx context.Context, repair bool, progress func(d
 	items := make([]qitem, 0, len(j.queue))
 	var most int64
 	for _, it := range j.queue {
-		items = append(items, it)
-		most = max(most, it.sealedLen)
+		if only == nil || only[it.id] {
+			items = append(items, it)
+			most = max(most, it.sealedLen)
+		}
 	}
 	j.qmu.Unlock()
 	slices.SortFunc(items, func(a, b qitem) int { return int(a.seq - b.seq) })
@@ -104,13 +187,15 @@ func (j *uploader) checkStaged(ctx context.Context, repair bool, progress func(d
 			continue
 		}
 		if !errors.Is(err, errDamaged) {
-			if j.stillStaged(ctx, it) {
-				return nil, fmt.Errorf("check staged block %s: %w", it.id, err)
+			if !j.stillStaged(ctx, it) {
+				continue // uploaded or freed meanwhile
 			}
-			continue // uploaded or freed meanwhile
+			if errors.Is(err, os.ErrNotExist) {
+				err = fmt.Errorf("%w: its copy on the local disk is missing (no staging file %s, no row in journal.db)", errDamaged, j.stagePath(it.id))
+			}
 		}
 		rep.Blocks++
-		d := StagedDamage{Block: it.id.String(), Error: err.Error()}
+		d := StagedDamage{Block: it.id.String(), Error: err.Error(), Unreadable: !errors.Is(err, errDamaged)}
 		var perr error
 		if d.Paths, perr = j.blockPaths(ctx, it.id); perr != nil {
 			return nil, fmt.Errorf("check staged block %s: name its files: %w", it.id, perr)
@@ -120,7 +205,7 @@ func (j *uploader) checkStaged(ctx context.Context, repair bool, progress func(d
 		seq, ok := j.inflight[it.id]
 		j.qmu.Unlock()
 		d.InFlight = ok && seq == it.seq
-		if repair && !d.InFlight {
+		if repair && !d.InFlight && !d.Unreadable {
 			d.Lost = loseDamaged(j, it, err)
 		}
 		rep.Damaged = append(rep.Damaged, d)

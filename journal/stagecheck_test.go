@@ -69,7 +69,7 @@ func TestCheckStaged(t *testing.T) {
 		}
 
 		var done, total int
-		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, false, func(d, n int) { done, total = d, n }))
+		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, "", false, func(d, n int) { done, total = d, n }))
 		if rep.Blocks != 3 || len(rep.Damaged) != 3 || done != 3 || total != 3 {
 			t.Fatalf("check: %d blocks, %d damaged (%+v), progress %d of %d; want 3, 3, 3 of 3", rep.Blocks, len(rep.Damaged), rep.Damaged, done, total)
 		}
@@ -94,7 +94,7 @@ func TestCheckStaged(t *testing.T) {
 			}
 		}
 
-		rep = must[*StagedCheck](t)(e.j.CheckStaged(bg, true, nil))
+		rep = must[*StagedCheck](t)(e.j.CheckStaged(bg, "", true, nil))
 		if len(rep.Damaged) != 3 || rep.Damaged[0].Lost || !rep.Damaged[1].Lost || !rep.Damaged[2].Lost {
 			t.Fatalf("check with repair: %+v", rep.Damaged)
 		}
@@ -106,7 +106,7 @@ func TestCheckStaged(t *testing.T) {
 		if _, err := os.Stat(files[0]); !os.IsNotExist(err) {
 			t.Errorf("the damaged staging file is still there: %v", err)
 		}
-		rep = must[*StagedCheck](t)(e.j.CheckStaged(bg, false, nil))
+		rep = must[*StagedCheck](t)(e.j.CheckStaged(bg, "", false, nil))
 		if rep.Blocks != 1 || len(rep.Damaged) != 1 || !rep.Damaged[0].InFlight {
 			t.Errorf("check after repair: %d blocks, damaged %+v; want the first file's, in flight", rep.Blocks, rep.Damaged)
 		}
@@ -142,16 +142,22 @@ func heldEnv(t *testing.T) (*env, func() string) {
 	return e, func() string { return string(must[[]byte](t)(os.ReadFile(name))) }
 }
 
-// writeRand writes n random bytes (from seed) to a new file name and
-// fsyncs it.
+// writeRand writes n random bytes (from seed) to a new file name in the
+// root and fsyncs it.
 func writeRand(t *testing.T, e *env, name string, n int, seed uint64) (Ino, []byte) {
+	t.Helper()
+	return writeRandIn(t, e, RootIno, name, n, seed)
+}
+
+// writeRandIn is writeRand in folder dir.
+func writeRandIn(t *testing.T, e *env, dir Ino, name string, n int, seed uint64) (Ino, []byte) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed))
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(rng.Uint32())
 	}
-	f := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+	f := must[Attr](t)(e.j.Mknod(bg, dir, name, 0o644, 0, 0, 0))
 	must[int](t)(e.j.WriteAt(bg, f.Ino, b, 0))
 	if err := e.j.Fsync(bg, f.Ino); err != nil {
 		t.Fatal(err)
@@ -192,7 +198,7 @@ func TestLoseDamagedNotDurable(t *testing.T) {
 			BEGIN SELECT RAISE(ABORT, 'test: the disk refuses the fsync'); END`); err != nil {
 			t.Fatal(err)
 		}
-		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, true, nil))
+		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, "", true, nil))
 		if len(rep.Damaged) != 1 || !rep.Damaged[0].Lost {
 			t.Fatalf("check with repair: %+v, want big's block marked lost", rep.Damaged)
 		}
@@ -245,7 +251,7 @@ func TestLoseDamagedNamesItsFiles(t *testing.T) {
 		synctest.Wait()
 		flipStaged(t, e, a)
 		flipStaged(t, e, b)
-		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, true, nil))
+		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, "", true, nil))
 		if len(rep.Damaged) != 2 || !rep.Damaged[0].Lost || !rep.Damaged[1].Lost {
 			t.Fatalf("check with repair: %+v, want both blocks marked lost", rep.Damaged)
 		}
@@ -325,7 +331,7 @@ func TestDedupOntoDamagedStaged(t *testing.T) {
 					if err := e.j.Flush(bg, b); err == nil || !strings.Contains(err.Error(), "the commit fails") {
 						t.Fatalf("flush with a failing commit: %v", err)
 					}
-					if rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, false, nil)); len(rep.Damaged) != 0 {
+					if rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, "", false, nil)); len(rep.Damaged) != 0 {
 						t.Errorf("after a failed commit, the staged copy is damaged: %+v", rep.Damaged)
 					}
 					if _, err := e.j.db.Exec(`DROP TRIGGER fail_map`); err != nil {
@@ -340,7 +346,7 @@ func TestDedupOntoDamagedStaged(t *testing.T) {
 					t.Errorf("the close did not say it found the staged copy damaged:\n%s", log())
 				}
 				checkStagedB(t, e.j)
-				rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, false, nil))
+				rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, "", false, nil))
 				if len(rep.Damaged) != 0 {
 					t.Errorf("after the close, the staged copy is still damaged: %+v", rep.Damaged)
 				}
@@ -363,4 +369,94 @@ func TestDedupOntoDamagedStaged(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestCheckStagedPathAndMissing: the staged check of a path checks the
+// blocks of the files at or under it only; a staged block whose staging
+// file is gone is reported as damaged, the check goes on with the rest,
+// and with repair it is marked lost, as a mount with --drop-missing does;
+// one that cannot be read is reported and left staged.
+func TestCheckStagedPathAndMissing(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e, _ := heldEnv(t)
+		d := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+		x, _ := writeRandIn(t, e, d.Ino, "x", int(e.j.bs), 6)
+		y, _ := writeRand(t, e, "y", int(e.j.bs), 7)
+		writeRand(t, e, "z", 1000, 8)
+		synctest.Wait()
+		ms := must[[]mapped](t)(e.j.fd.mapRange(bg, x, 0, 0))
+		if err := os.Remove(filepath.Join(e.j.stage, ms[0].id.String())); err != nil {
+			t.Fatal(err)
+		}
+		flipStaged(t, e, y)
+
+		named := func(rep *StagedCheck) string {
+			var s []string
+			for _, d := range rep.Damaged {
+				s = append(s, fmt.Sprint(d.Paths, d.Lost, d.Unreadable))
+			}
+			return fmt.Sprint(rep.Blocks, s)
+		}
+		for _, c := range []struct{ path, want string }{
+			{"", "4 [[/d/x] false false [/y] false false]"},
+			{"d", "1 [[/d/x] false false]"},
+			{"d/x", "1 [[/d/x] false false]"},
+			{"y", "1 [[/y] false false]"},
+			{"z", "1 []"},
+		} {
+			rep, err := e.j.CheckStaged(bg, c.path, false, nil)
+			if err != nil {
+				t.Fatalf("check of %q: %v", c.path, err)
+			}
+			if got := named(rep); got != c.want {
+				t.Errorf("check of %q: %s, want %s", c.path, got, c.want)
+			}
+		}
+		rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, "", false, nil))
+		if msg := rep.Damaged[0].Error; !strings.Contains(msg, "missing") {
+			t.Errorf("the missing block's error: %q", msg)
+		}
+
+		rep = must[*StagedCheck](t)(e.j.CheckStaged(bg, "d", true, nil))
+		if got := named(rep); got != "1 [[/d/x] true false]" {
+			t.Errorf("check --repair of d: %s", got)
+		}
+		if st := must[FileStatus](t)(e.j.Status(bg, x)); st.State != StateLost {
+			t.Errorf("d/x after check --repair of d: %+v, want lost", st)
+		}
+		if st := must[FileStatus](t)(e.j.Status(bg, y)); st.State == StateLost {
+			t.Errorf("y after check --repair of d: %+v, want not lost", st)
+		}
+
+		// A staging file that cannot be read (a symlink loop stands for a
+		// failing disk): reported, the check goes on, and it is not
+		// marked lost: the uploader tries it again.
+		w, _ := writeRand(t, e, "w", int(e.j.bs), 9)
+		synctest.Wait()
+		ms = must[[]mapped](t)(e.j.fd.mapRange(bg, w, 0, 0))
+		name := filepath.Join(e.j.stage, ms[0].id.String())
+		if err := os.Rename(name, name+".aside"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(name, name); err != nil {
+			t.Fatal(err)
+		}
+		rep = must[*StagedCheck](t)(e.j.CheckStaged(bg, "", true, nil))
+		if got := named(rep); got != "4 [[/y] true false [/w] false true]" {
+			t.Errorf("check --repair with an unreadable staging file: %s", got)
+		}
+		if st := must[FileStatus](t)(e.j.Status(bg, w)); st.State == StateLost {
+			t.Errorf("w after check --repair: %+v, want not lost", st)
+		}
+		if err := os.Remove(name); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(name+".aside", name); err != nil {
+			t.Fatal(err)
+		}
+		e.reopen() // no missing staging file stops the mount now
+		if st := must[FileStatus](t)(e.j.Status(bg, x)); st.State != StateLost {
+			t.Errorf("d/x after a reopen: %+v, want lost", st)
+		}
+	})
 }

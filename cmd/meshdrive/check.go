@@ -33,10 +33,13 @@ A whole drive's check with every node answering also looks for two nodes
 that are one store under two addresses, and warns. A whole drive's check
 names the nodes that lost their copy of the drive's key or config (a wiped
 disk, an emptied bucket: recover cannot start from them); --repair stores
-those again. A whole drive's check also reads the blocks written here and
-not yet uploaded (on the local disk; no network) and authenticates each: a
-damaged one is reported with its files while you may still have a copy;
---repair marks it lost, as the uploader does when it reaches one.
+those again. The check also reads the blocks written here and not yet
+uploaded (those of the files under PATH, or all; on the local disk, no
+network) and authenticates each: a damaged or missing one is reported with
+its files while you may still have a copy, and the check goes on; --repair
+marks it lost, as the uploader does when it reaches one (and a mount with
+--drop-missing, one whose staging file is gone). One that cannot be read
+is reported and left as it is.
 Prints the files that are not healthy and a summary (--json: every file);
 a progress bar on a terminal. Exits 1 when anything is unrecoverable or a
 repair failed. Talks to the running mount.`)
@@ -106,11 +109,16 @@ repair failed. Talks to the running mount.`)
 // stagedDamageError says what to do about staged blocks that fail their
 // check on the local disk (those being uploaded from a good copy aside).
 func stagedDamageError(sc *fs.StagedCheck) error {
-	var paths []string
-	lost, n := 0, 0
+	var paths, unreadPaths []string
+	lost, n, unread := 0, 0, 0
 	for _, d := range sc.Damaged {
-		if d.InFlight {
+		switch {
+		case d.InFlight:
 			continue // its good copy is being uploaded
+		case d.Unreadable:
+			unread++
+			unreadPaths = append(unreadPaths, d.Paths...)
+			continue
 		}
 		n++
 		paths = append(paths, d.Paths...)
@@ -118,20 +126,33 @@ func stagedDamageError(sc *fs.StagedCheck) error {
 			lost++
 		}
 	}
-	slices.Sort(paths)
-	paths = slices.Compact(paths)
+	var errs []error
+	switch {
+	case n == 0:
+	case lost == n:
+		errs = append(errs, fmt.Errorf("%d blocks written on this machine and not yet uploaded were damaged on the local disk and are now marked lost (files: %s): "+
+			"restore those files from a copy (writing the same bytes again brings a block back), or from an older version in the mount's .snapshots folder, "+
+			"or delete them; and check the local disk", n, someFiles(paths)))
+	default:
+		errs = append(errs, fmt.Errorf("%d blocks written on this machine and not yet uploaded are damaged on the local disk (files: %s): they can never be uploaded. "+
+			"Copy those files in again from a copy while you still have it (writing the same bytes again brings a block back); "+
+			"meshdrive check --repair marks the damaged blocks lost, as the uploader will when it reaches them; and check the local disk", n, someFiles(paths)))
+	}
+	if unread > 0 {
+		errs = append(errs, fmt.Errorf("%d blocks written on this machine and not yet uploaded could not be read on the local disk (files: %s): "+
+			"they stay queued; check the local disk (and that the data dir is readable), then run meshdrive check again", unread, someFiles(unreadPaths)))
+	}
+	return errors.Join(errs...)
+}
+
+// someFiles lists up to 10 of paths, sorted and without repeats.
+func someFiles(paths []string) string {
+	paths = slices.Compact(slices.Sorted(slices.Values(paths)))
 	files := strings.Join(paths[:min(10, len(paths))], ", ")
 	if len(paths) > 10 {
 		files += fmt.Sprintf(" and %d more", len(paths)-10)
 	}
-	if lost == n {
-		return fmt.Errorf("%d blocks written on this machine and not yet uploaded were damaged on the local disk and are now marked lost (files: %s): "+
-			"restore those files from a copy (writing the same bytes again brings a block back), or from an older version in the mount's .snapshots folder, "+
-			"or delete them; and check the local disk", n, files)
-	}
-	return fmt.Errorf("%d blocks written on this machine and not yet uploaded are damaged on the local disk (files: %s): they can never be uploaded. "+
-		"Copy those files in again from a copy while you still have it (writing the same bytes again brings a block back); "+
-		"meshdrive check --repair marks the damaged blocks lost, as the uploader will when it reaches them; and check the local disk", n, files)
+	return files
 }
 
 // streamLines POSTs to a streaming control endpoint, shows its progress
@@ -220,14 +241,16 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 	}
 	if sc := r.Staged; sc != nil {
 		for _, d := range sc.Damaged {
-			what := "DAMAGED       "
+			what, fails := "DAMAGED       ", "fails its check"
 			switch {
 			case d.Lost:
 				what = "LOST          "
 			case d.InFlight:
 				what = "DAMAGED (a good copy read before is uploading now; a restart before it is stored loses the block)"
+			case d.Unreadable:
+				what, fails = "UNREADABLE    ", "cannot be read"
 			}
-			fmt.Fprintf(w, "%s %s: not yet uploaded, and its block %s fails its check on the local disk (%s)\n", what, strings.Join(d.Paths, ", "), d.Block, d.Error)
+			fmt.Fprintf(w, "%s %s: not yet uploaded, and its block %s %s on the local disk (%s)\n", what, strings.Join(d.Paths, ", "), d.Block, fails, d.Error)
 		}
 		fmt.Fprintf(w, "checked %d blocks not yet uploaded on the local disk: %d damaged\n", sc.Blocks, len(sc.Damaged))
 	}

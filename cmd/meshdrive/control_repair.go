@@ -90,14 +90,15 @@ func (c *controlServer) check(w http.ResponseWriter, r *http.Request) {
 		}
 		if req.Path == "" {
 			c.checkDriveMeta(r.Context(), rep, req.Repair)
-			// The blocks not yet uploaded, on the local disk: a disk that
-			// damaged them is found now, not when the uploader reaches them.
-			rep.Staged, err = c.o.drive.CheckStaged(r.Context(), req.Repair, func(d, t int) {
-				send(checkLine{Progress: &fs.RepairProgress{Phase: "staged", Done: d, Total: t}})
-			})
-			if err != nil {
-				return checkLine{Error: fmt.Sprintf("the blocks not yet uploaded could not be checked on the local disk: %v; check the disk under %s", err, c.o.dataDir)}
-			}
+		}
+		// The blocks not yet uploaded (the path's files', or all), on the
+		// local disk: a disk that damaged them is found now, not when the
+		// uploader reaches them.
+		rep.Staged, err = c.o.drive.CheckStaged(r.Context(), req.Path, req.Repair, func(d, t int) {
+			send(checkLine{Progress: &fs.RepairProgress{Phase: "staged", Done: d, Total: t}})
+		})
+		if err != nil {
+			return checkLine{Error: fmt.Sprintf("the blocks not yet uploaded could not be checked on the local disk: %v; check the disk under %s", err, c.o.dataDir)}
 		}
 		if req.Repair && len(rep.MetaUnrecoverable) > 0 {
 			// Records below k cannot be rebuilt: a full record makes

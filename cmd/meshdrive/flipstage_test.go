@@ -95,14 +95,7 @@ func stagedOffline(t *testing.T) (dir, mp string, env, nodes []string, big, smal
 // lost; check --repair marks it lost (status names it, a read fails with
 // EIO), as the uploader would when it reached it.
 func TestCheckFlippedStagingByte(t *testing.T) {
-	dir, mp, env, _ := awayDiskDrive(t)
-	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
-	if err := os.WriteFile(filepath.Join(mp, "first"), []byte("first"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// A failed upload: the uploader has packed its segment and retries it
-	// until a node answers, so it reads no staged block meanwhile.
-	pollStatus(t, env, dir, "the first upload to fail", func(s statusReport) bool { return s.Uploads.Errors > 0 })
+	dir, mp, env := heldMount(t)
 	big := make([]byte, 500_000)
 	rand.Read(big) // sealed bigger than what the journal's database holds
 	if err := os.WriteFile(filepath.Join(mp, "big"), big, 0o644); err != nil {
@@ -153,6 +146,20 @@ func TestCheckFlippedStagingByte(t *testing.T) {
 	mustRun(t, env, "unmount", "--data", dir, mp)
 }
 
+// heldMount mounts a drive whose nodes are away and writes the file
+// first, whose upload fails: the uploader has packed its segment and
+// retries it until a node answers, so it reads no staged block meanwhile.
+func heldMount(t *testing.T) (dir, mp string, env []string) {
+	t.Helper()
+	dir, mp, env, _ = awayDiskDrive(t)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	if err := os.WriteFile(filepath.Join(mp, "first"), []byte("first"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pollStatus(t, env, dir, "the first upload to fail", func(s statusReport) bool { return s.Uploads.Errors > 0 })
+	return dir, mp, env
+}
+
 // awayDiskDrive makes a drive whose node directories are renamed to
 // DIR.away (no node answers, nothing uploads) and unmounts its mountpoint
 // at cleanup; it returns the node directories' names.
@@ -166,4 +173,69 @@ func awayDiskDrive(t *testing.T) (dir, mp string, env, nodes []string) {
 	}
 	cleanupMount(t, env, dir, mp)
 	return dir, mp, env, nodes
+}
+
+// TestCheckPathStaged: with the nodes away, two files are staged on the
+// local disk: d/x's staging file is removed, y's gets a byte flipped.
+// check of a path checks the staged blocks of the files under it only;
+// the missing staging file is reported with its file (the check goes on
+// with the rest, it does not stop), and check --repair of its folder marks
+// it lost, as a mount with --drop-missing would, and leaves y alone.
+func TestCheckPathStaged(t *testing.T) {
+	dir, mp, env := heldMount(t)
+	if err := os.Mkdir(filepath.Join(mp, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Each file's staging file is the one that appears when it is written.
+	var seen []string
+	stage := func(name string) string {
+		b := make([]byte, 500_000)
+		rand.Read(b) // sealed bigger than what the journal's database holds
+		if err := os.WriteFile(filepath.Join(mp, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pollStatus(t, env, dir, name+" to be staged", func(s statusReport) bool { return s.Uploads.Blocks >= int64(2+len(seen)) })
+		files, _ := filepath.Glob(filepath.Join(dir, "journal", "staging", "*"))
+		files = slices.DeleteFunc(files, func(f string) bool { return strings.HasSuffix(f, ".tmp") || slices.Contains(seen, f) })
+		if len(files) != 1 {
+			t.Fatalf("%d new staging files for %s, want 1: %v", len(files), name, files)
+		}
+		seen = append(seen, files[0])
+		return files[0]
+	}
+	x, y := stage("d/x"), stage("y")
+	if err := os.Remove(x); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/3] ^= 0x01
+	if err := os.WriteFile(y, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runBin(t, env, "check", "--data", dir, filepath.Join(mp, "y"))
+	if r.code != 1 || !strings.Contains(r.stdout, "DAMAGED") || !strings.Contains(r.stdout, "/y") || strings.Contains(r.stdout, "/d/x") ||
+		!strings.Contains(r.stdout, "checked 1 blocks not yet uploaded on the local disk: 1 damaged") {
+		t.Errorf("check of y: %s", r)
+	}
+	r = runBin(t, env, "check", "--data", dir)
+	if r.code != 1 || !strings.Contains(r.stdout, "/d/x") || !strings.Contains(r.stdout, "missing") || !strings.Contains(r.stdout, "/y") ||
+		!strings.Contains(r.stdout, "checked 3 blocks not yet uploaded on the local disk: 2 damaged") {
+		t.Errorf("check of the drive with a missing and a damaged staging file: %s", r)
+	}
+	r = runBin(t, env, "check", "--repair", "--data", dir, filepath.Join(mp, "d"))
+	if r.code != 1 || !strings.Contains(r.stdout, "LOST") || strings.Contains(r.stdout, "/y") || !strings.Contains(r.stderr, "marked lost (files: /d/x)") {
+		t.Errorf("check --repair of d: %s", r)
+	}
+	if s := statusJSON(t, env, dir); s.Lost == nil || s.Lost.Blocks != 1 || len(s.Lost.Paths) != 1 || s.Lost.Paths[0] != "/d/x" {
+		t.Errorf("status after check --repair of d: lost %+v", s.Lost)
+	}
+	r = runBin(t, env, "check", "--data", dir)
+	if r.code != 1 || !strings.Contains(r.stdout, "checked 2 blocks not yet uploaded on the local disk: 1 damaged") {
+		t.Errorf("check of the drive after check --repair of d: %s", r)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
 }

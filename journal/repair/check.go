@@ -81,7 +81,8 @@ type Report struct {
 	MetaRestored bool     `json:"meta_restored,omitempty"`
 	MetaError    string   `json:"meta_error,omitempty"`
 	// Staged: the blocks written here and not yet uploaded, checked on
-	// the local disk (a whole drive's check; the caller fills it).
+	// the local disk (the files under the path's, or all; the caller
+	// fills it).
 	Staged *journal.StagedCheck `json:"staged,omitempty"`
 	// Problems lists the shards found wanting (before any repair), at
 	// most maxProblems.

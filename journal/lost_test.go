@@ -470,3 +470,34 @@ func TestLostPathNotUTF8(t *testing.T) {
 		t.Fatalf("Lost: paths %q, paths_href %q; want the path and /d%%E9j%%E0/caf%%E9", r.Paths, r.PathsHref)
 	}
 }
+
+// TestDamagedStagedRowLength: a small block's row in table staged grows
+// (the database damaged) while nothing runs: the uploader does not keep
+// it queued for ever because it no longer fits the segment laid out for
+// it; the block is lost, the queue drains, and the error says why.
+func TestDamagedStagedRowLength(t *testing.T) {
+	e, f, _, ms := stagedAndClosed(t, 83, 1<<16+1000) // block 1: 1000 bytes, a row
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.opts.Dir, "journal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec(`UPDATE staged SET sealed = sealed || zeroblob(1 << 21) WHERE id = ?`, ms[0].id[:])
+	if n, _ := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("grow the staged row: %d rows, %v", n, err)
+	}
+	db.Close()
+	e.g.down.Store(false)
+	e.open()
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatalf("WaitDurable with a grown staged row: %v (%+v)", err, e.j.Stats())
+	}
+	if st := must[FileStatus](t)(e.j.Status(bg, f.Ino)); st.State != StateLost || st.LostBlocks != 1 {
+		t.Fatalf("status of the file: %+v, want lost with 1 lost block", st)
+	}
+	if s := e.j.Stats().LastError; !strings.Contains(s, "journal.db says") {
+		t.Fatalf("the uploader's last error: %q", s)
+	}
+	e.reopen()
+}

@@ -355,6 +355,13 @@ func (j *uploader) packBlock(seg *remote.SegmentBuf, it qitem) error {
 	if err != nil {
 		return err
 	}
+	if int64(len(b)) != it.sealedLen {
+		// Longer, it may not fit the segment laid out for it: an error
+		// that would keep it queued for ever.
+		return fmt.Errorf("%w: its staged copy is %d bytes, journal.db says %d: the local disk damaged it, and the block was never uploaded. "+
+			"It is not shipped and the block is lost: the file that holds it cannot be read back at that block; restore that file from a copy "+
+			"(writing the same bytes again brings the block back) or delete it", errDamaged, len(b), it.sealedLen)
+	}
 	_, err = seg.Write(b)
 	return err
 }

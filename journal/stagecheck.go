@@ -53,6 +53,20 @@ func (j *uploader) setInflight(placed []placedBlock) {
 	}
 }
 
+// addInflight records block it, which pack has just read and checked,
+// as in flight at once: pack goes on reading the rest of the segment
+// (tens of MiB), and a check --repair meanwhile must not mark lost a
+// block whose good copy is in the segment (setInflight then names the
+// segment's blocks).
+func (j *uploader) addInflight(it qitem) {
+	j.qmu.Lock()
+	defer j.qmu.Unlock()
+	if j.inflight == nil {
+		j.inflight = map[remote.BlockID]int64{}
+	}
+	j.inflight[it.id] = it.seq
+}
+
 // CheckStaged: see uploader.checkStaged (stagecheck.go). path "" checks
 // every staged block; else those of the files at or under path (a file
 // or folder relative to the root, as ResolvePath takes it).

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -459,4 +461,64 @@ func TestCheckStagedPathAndMissing(t *testing.T) {
 			t.Errorf("d/x after a reopen: %+v, want lost", st)
 		}
 	})
+}
+
+// TestCheckStagedDuringPack: the uploader has read and checked a's block
+// and is still packing the segment (it waits on b's staging file, a FIFO
+// here). a's staging file is damaged now: check --repair reports a in
+// flight and does not mark it lost, and a's upload stores the good copy.
+func TestCheckStagedDuringPack(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.RetryMax = time.Hour; o.IdleFlush = time.Hour })
+	e.g.down.Store(true)
+	a, d := writeRand(t, e, "a", int(e.j.bs), 10)
+	b, _ := writeRand(t, e, "b", int(e.j.bs), 11)
+	ms := must[[]mapped](t)(e.j.fd.mapRange(bg, b, 0, 0))
+	fifo := filepath.Join(e.j.stage, ms[0].id.String())
+	if err := os.Remove(fifo); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release := func() { // pack's open of the FIFO returns; it finds b empty
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+	}
+	t.Cleanup(release) // before the journal's Close
+	e.j.qmu.Lock()
+	e.j.force = true // pack now
+	e.j.qmu.Unlock()
+	e.j.up.poke()
+	ida := must[[]mapped](t)(e.j.fd.mapRange(bg, a, 0, 0))[0].id
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		e.j.qmu.Lock()
+		_, ok := e.j.inflight[ida]
+		e.j.qmu.Unlock()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a's block is not in flight while the uploader packs the rest of its segment")
+		}
+	}
+	flipStaged(t, e, a)
+	rep := must[*StagedCheck](t)(e.j.CheckStaged(bg, "a", true, nil))
+	if len(rep.Damaged) != 1 || !rep.Damaged[0].InFlight || rep.Damaged[0].Lost {
+		t.Fatalf("check --repair during the pack: %+v, want a in flight, not lost", rep.Damaged)
+	}
+	release()
+	e.g.down.Store(false)
+	e.j.RetryNow()
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := must[FileStatus](t)(e.j.Status(bg, a)); st.State == StateLost || st.PendingBlocks != 0 {
+		t.Errorf("a after its upload: %+v", st)
+	}
+	if got := readAll(t, e.j, a); !bytes.Equal(got, d) {
+		t.Error("a does not read back")
+	}
 }

@@ -111,6 +111,7 @@ func (j *uploader) uploader(ctx context.Context) {
 		j.yieldToForeground(ctx)
 		seg, placed := j.pack()
 		if len(placed) == 0 {
+			j.setInflight(nil)
 			if seg != nil {
 				seg.Release()
 			}
@@ -231,6 +232,7 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 			continue
 		}
 		placed = append(placed, placedBlock{qitem: it, off: off, len: seg.Len() - off})
+		j.addInflight(it)
 	}
 	return seg, placed
 }

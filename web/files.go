@@ -20,6 +20,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/journal/href"
@@ -291,7 +292,7 @@ func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped strin
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": path.Base("/" + rel)}))
+	h.Set("Content-Disposition", attachment(path.Base("/"+rel)))
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	h.Set("Cache-Control", "private, no-cache")
 	// The status waits for the first byte of body: a first read that
@@ -309,6 +310,37 @@ func (s *fileOps) download(w http.ResponseWriter, r *http.Request, escaped strin
 		return
 	}
 	hw.send()
+}
+
+// attachment is the Content-Disposition of a download of the file named
+// name. filename= is for every client, in plain ASCII: each other
+// character, each byte that is not UTF-8 and each control character is
+// "_". filename* (RFC 6266, RFC 5987) gives the name itself, %-encoded,
+// when it is UTF-8 with a character beyond ASCII. A name that is not UTF-8
+// (Latin-1, as old archives have them) has no filename*: its bytes are
+// not the UTF-8 that filename* says they are, and nothing tells their
+// charset; the browser saves the file as filename= names it.
+func attachment(name string) string {
+	var ascii, ext strings.Builder
+	for _, r := range name {
+		if r < 0x20 || r >= 0x7f {
+			r = '_'
+		}
+		ascii.WriteRune(r)
+	}
+	d := mime.FormatMediaType("attachment", map[string]string{"filename": ascii.String()})
+	if !utf8.ValidString(name) || !strings.ContainsFunc(name, func(r rune) bool { return r >= 0x80 }) {
+		return d
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$&+-.^_`|~", c) >= 0 {
+			ext.WriteByte(c)
+		} else {
+			fmt.Fprintf(&ext, "%%%02X", c)
+		}
+	}
+	return d + "; filename*=UTF-8''" + ext.String()
 }
 
 // heldWriter holds back the status until the first Write (or send): until

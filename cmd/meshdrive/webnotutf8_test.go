@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
 	"github.com/meshdrive/meshdrive/web"
@@ -113,6 +115,25 @@ func browseNotUTF8(t *testing.T, f *webFixture, ctx context.Context, run func(st
 		chromedp.Click(chromedp.CSS(row("d%E9j%E0")+" .c-name a")),
 		wait(`location.hash === "#/files/d%E9j%E0" && `+has("d%E9j%E0/caf%E9.txt")),
 		wait(`[...document.querySelectorAll("#crumbs a")].at(-1).textContent === "d\ufffdj\ufffd"`))
+
+	// Download the Latin-1 file: the browser saves it under the plain
+	// ASCII name of the download's header, over the link's download
+	// attribute (its name as text: U+FFFD for the bad byte), with its bytes.
+	dl := t.TempDir()
+	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: dl}); err != nil {
+		t.Fatal(err)
+	}
+	run("download caf\\xe9.txt", chromedp.Click(chromedp.CSS(row("d%E9j%E0/caf%E9.txt")+" .c-name a")))
+	var saved []string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if saved, _ = filepath.Glob(filepath.Join(dl, "*")); len(saved) == 1 && !strings.HasSuffix(saved[0], ".crdownload") {
+			break
+		}
+	}
+	if len(saved) != 1 || filepath.Base(saved[0]) != "caf_.txt" || string(readMount(t, saved[0])) != "caf\xe9" {
+		t.Errorf("the browser saved caf\\xe9.txt as %q; want caf_.txt holding its bytes", saved)
+	}
 
 	// Upload into it.
 	local := filepath.Join(t.TempDir(), "up.txt")

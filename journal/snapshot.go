@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/meshdrive/meshdrive/remote"
 )
@@ -258,7 +260,11 @@ func (j *snapshots) FindSnapshot(ctx context.Context, name string) (Snapshot, er
 }
 
 // CheckSnapshotName refuses names that cannot be a folder under
-// .snapshots or that look like a time name.
+// .snapshots, that look like a time name, or that are not printable text.
+// A snapshot's name is a label a person types and reads: one that is not
+// UTF-8 has no JSON string (the web API could not name it), and one with
+// control characters (ESC, a newline) would rewrite the terminal that
+// lists it.
 func CheckSnapshotName(name string) error {
 	switch {
 	case name == "" || name == "." || name == "..":
@@ -267,6 +273,10 @@ func CheckSnapshotName(name string) error {
 		return fmt.Errorf("%w: snapshot name longer than 100 bytes", ErrInvalid)
 	case strings.ContainsAny(name, "/\x00"):
 		return fmt.Errorf("%w: snapshot name %q has a / or NUL", ErrInvalid, name)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: snapshot name %q is not UTF-8", ErrInvalid, name)
+	case strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsGraphic(r) }):
+		return fmt.Errorf("%w: snapshot name %q holds a control or invisible character", ErrInvalid, name)
 	}
 	// A time name, or one with the "-SEQ" that tells two of a second
 	// apart: the unnamed snapshot of that second would share the name.

@@ -299,6 +299,9 @@ func TestSnapshotCreateErrors(t *testing.T) {
 		{strings.Repeat("x", 300), nil, 400, "bad_name"},
 		{"a/b", nil, 400, "bad_name"},
 		{"..", nil, 400, "bad_name"},
+		{`wipe\u001b[2J`, nil, 400, "bad_name"}, // JSON escapes: control and invisible characters
+		{`two\nlines`, nil, 400, "bad_name"},
+		{`rtl\u202etxt`, nil, 400, "bad_name"},
 		{"x", fmt.Errorf("journal: %w: no grid for metadata", journal.ErrInvalid), 503, "snapshot"},
 		{"x", fmt.Errorf("journal: %w", journal.ErrReadOnly), 403, "read_only"},
 		{"x", fmt.Errorf("journal: snapshot %q: %w", "x", journal.ErrExist), 409, "exists"},
@@ -311,7 +314,8 @@ func TestSnapshotCreateErrors(t *testing.T) {
 			t.Errorf("CreateSnapshot %q failing with %v: %d %q; want %d %s", c.name, c.err, w.Code, w.Body, c.status, c.code)
 		}
 		// A refused name is told its own reason, once.
-		if e.Code == "bad_name" && (len(c.name) > 100) != strings.Contains(e.Error, "longer than 100 bytes") || strings.Count(e.Error, "choose") > 1 {
+		if e.Code == "bad_name" && ((len(c.name) > 100) != strings.Contains(e.Error, "longer than 100 bytes") ||
+			strings.Contains(c.name, `\`) != strings.Contains(e.Error, "control or invisible character")) || strings.Count(e.Error, "choose") > 1 {
 			t.Errorf("CreateSnapshot %.20q: %q; want the reason for this name, and what to do once", c.name, e.Error)
 		}
 	}

@@ -41,11 +41,12 @@ func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// CheckSnapshotName refuses what validName does (., .., a slash, NUL,
-	// a long name), each with its own reason.
+	// a long name), and names that are not printable UTF-8, each with
+	// its own reason.
 	if req.Name != "" {
 		if err := journal.CheckSnapshotName(req.Name); err != nil {
 			writeError(w, http.StatusBadRequest, "bad_name", "cannot take a snapshot: "+strings.TrimSuffix(err.Error(), "; choose another")+
-				"; choose a name of at most 100 bytes, with no slash, that is not a time like 2026-01-02T150405Z")
+				"; choose a name of at most 100 bytes of printable text, with no slash, that is not a time like 2026-01-02T150405Z")
 			return
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshdrive/meshdrive/cache"
 	"github.com/meshdrive/meshdrive/journal"
+	"github.com/meshdrive/meshdrive/journal/href"
 	"github.com/meshdrive/meshdrive/journal/repair"
 	"github.com/meshdrive/meshdrive/remote"
 )
@@ -34,6 +35,7 @@ type (
 	CheckRequest   = repair.CheckRequest
 	StagedCheck    = journal.StagedCheck
 	StagedDamage   = journal.StagedDamage
+	RebuildStats   = journal.RebuildStats
 )
 
 // ErrDrainedNodeDown: a drain moved everything off a node that does not
@@ -72,9 +74,17 @@ func ReadRoot(ctx context.Context, g journal.MetaGrid, s *remote.Sealer, log *sl
 
 // Rebuild makes a drive's journal from the metadata on the grid (meshdrive
 // recover).
-func Rebuild(ctx context.Context, o RebuildOptions) (*journal.RebuildStats, error) {
+func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildStats, error) {
 	return journal.Rebuild(ctx, o)
 }
+
+// CheckSnapshotName refuses a name a snapshot cannot have (a slash, a
+// time name, text that is not printable UTF-8), saying why.
+func CheckSnapshotName(name string) error { return journal.CheckSnapshotName(name) }
+
+// PathHref is p %-encoded from its bytes when it is not UTF-8, else "":
+// the FIELD_href companion of a path in JSON (docs/API.md).
+func PathHref(p string) string { return href.IfNotUTF8(p) }
 
 // ParseRetention parses a snapshot retention ("" is the default).
 func ParseRetention(s string) (Retention, error) { return journal.ParseRetention(s) }

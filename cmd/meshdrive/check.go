@@ -121,7 +121,7 @@ func stagedDamageError(sc *fs.StagedCheck) error {
 			continue
 		}
 		n++
-		paths = append(paths, d.Paths...)
+		paths = append(paths, showNames(pathsOf(d.Paths, d.PathsHref))...)
 		if d.Lost {
 			lost++
 		}
@@ -221,9 +221,9 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 	for _, f := range r.Files {
 		switch f.State {
 		case fs.FileDegraded:
-			fmt.Fprintf(w, "degraded       %s: %d of %d shards\n", f.Path, f.Shards, f.N)
+			fmt.Fprintf(w, "degraded       %s: %d of %d shards\n", showName(pathOf(f.Path, f.PathHref)), f.Shards, f.N)
 		case fs.FileUnrecoverable:
-			fmt.Fprintf(w, "UNRECOVERABLE  %s: %d of %d shards, segments %s\n", f.Path, f.Shards, f.N, strings.Join(f.Segments, ", "))
+			fmt.Fprintf(w, "UNRECOVERABLE  %s: %d of %d shards, segments %s\n", showName(pathOf(f.Path, f.PathHref)), f.Shards, f.N, strings.Join(f.Segments, ", "))
 		}
 	}
 	what := "checked"
@@ -250,7 +250,7 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 			case d.Unreadable:
 				what, fails = "UNREADABLE    ", "cannot be read"
 			}
-			fmt.Fprintf(w, "%s %s: not yet uploaded, and its block %s %s on the local disk (%s)\n", what, strings.Join(d.Paths, ", "), d.Block, fails, d.Error)
+			fmt.Fprintf(w, "%s %s: not yet uploaded, and its block %s %s on the local disk (%s)\n", what, strings.Join(showNames(pathsOf(d.Paths, d.PathsHref)), ", "), d.Block, fails, d.Error)
 		}
 		fmt.Fprintf(w, "checked %d blocks not yet uploaded on the local disk: %d damaged\n", sc.Blocks, len(sc.Damaged))
 	}

@@ -174,7 +174,7 @@ mount.`)
 		if *asJSON {
 			return printJSON(e.stdout, rep)
 		}
-		fmt.Fprintf(e.stdout, "%s (%s): %s\n", rep.Path, rep.Type, rep.State)
+		fmt.Fprintf(e.stdout, "%s (%s): %s\n", showName(pathOf(rep.Path, rep.PathHref)), rep.Type, rep.State)
 		if rep.Type == "dir" {
 			fmt.Fprintf(e.stdout, "  %d files, %s\n", rep.Files, humanBytes(rep.Size))
 		} else if rep.Type == "file" {
@@ -226,12 +226,12 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func printStatus(w io.Writer, r *statusReport) {
-	fmt.Fprintf(w, "drive %s at %s\n", r.DriveID, r.DataDir)
+	fmt.Fprintf(w, "drive %s at %s\n", r.DriveID, showName(r.DataDir))
 	ro := ""
 	if r.ReadOnly {
 		ro = ", read-only"
 	}
-	fmt.Fprintf(w, "  mounted at %s (pid %d%s)\n", r.Mountpoint, r.PID, ro)
+	fmt.Fprintf(w, "  mounted at %s (pid %d%s)\n", showName(r.Mountpoint), r.PID, ro)
 	if r.Web != "" {
 		fmt.Fprintf(w, "  web app at %s (meshdrive web-url prints a login address)\n", r.Web)
 	}
@@ -334,8 +334,9 @@ func lostSentence(l *fs.LostReport) string {
 	if l.Files > 5 {
 		more = fmt.Sprintf(" and %d more (status --json names up to 100)", l.Files-5)
 	}
+	paths := showNames(pathsOf(l.Paths, l.PathsHref))
 	return fmt.Sprintf("%d blocks of %d files cannot be read from anywhere; restore those files from a copy, or delete them: %s%s",
-		l.Blocks, l.Files, strings.Join(l.Paths[:min(5, len(l.Paths))], ", "), more)
+		l.Blocks, l.Files, strings.Join(paths[:min(5, len(paths))], ", "), more)
 }
 
 // printCacheStats says what the cache holds and how reads went, in
@@ -393,9 +394,10 @@ func humanETA(s float64) string {
 }
 
 // joinLines is an error's text for one line of status or sync output:
-// the errors it joins (one a line, errors.Join) separated by "; ".
+// the errors it joins (one a line, errors.Join) separated by "; ", and
+// other control characters escaped (plainText).
 func joinLines(s string) string {
-	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ")
+	return plainText(strings.ReplaceAll(strings.TrimSpace(s), "\n", "; "))
 }
 
 func runSync(e *env) error {

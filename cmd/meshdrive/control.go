@@ -232,6 +232,12 @@ func (c *controlServer) close() {
 func (c *controlServer) uploads() uploadStatus { return c.o.drive.Progress() }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	if e, ok := v.(apiError); ok {
+		// It may name a path the mount was given, in bytes JSON has
+		// no string for.
+		e.Error = utf8Text(e.Error)
+		v = e
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)

@@ -249,12 +249,12 @@ func (c *controlServer) relPath(rel, abs string) (string, error) {
 			}
 		}
 		if !inside && filepath.IsAbs(rel) {
-			return "", fmt.Errorf("%s is not inside the drive mounted at %s", abs, c.o.mountpoint)
+			return "", fmt.Errorf("%s is not inside the drive mounted at %s", showName(abs), showName(c.o.mountpoint))
 		}
 	}
 	rel = fs.CleanPath(filepath.ToSlash(rel))
 	if rel == ".snapshots" || strings.HasPrefix(rel, ".snapshots/") {
-		return "", fmt.Errorf("/%s is in .snapshots, the drive's read-only history: status, pin and check work on the live drive's files (meshdrive snapshot restore copies one out)", rel)
+		return "", fmt.Errorf("%s is in .snapshots, the drive's read-only history: status, pin and check work on the live drive's files (meshdrive snapshot restore copies one out)", showName("/"+rel))
 	}
 	return rel, nil
 }

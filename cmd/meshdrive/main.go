@@ -67,8 +67,11 @@ func main() {
 	os.Exit(run(e))
 }
 
-func run(e *env) int {
-	err := dispatch(e)
+func run(e *env) int { return finish(e, dispatch(e)) }
+
+// finish prints err, when there is one, as one line on stderr, and
+// returns the exit code.
+func finish(e *env, err error) int {
 	if err == nil {
 		return 0
 	}
@@ -80,7 +83,7 @@ func run(e *env) int {
 	if errors.As(err, &ee) {
 		code = ee.code
 	}
-	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	msg := plainText(strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
 	fmt.Fprintf(e.stderr, "meshdrive: %s\n", msg)
 	return code
 }

@@ -14,8 +14,11 @@ import (
 
 // pinReport is one path of POST /pin or /unpin.
 type pinReport struct {
-	Path   string `json:"path"`
-	Pinned bool   `json:"pinned"`
+	Path string `json:"path"`
+	// PathHref is Path %-encoded from its bytes when it is not UTF-8
+	// (JSON shows it with U+FFFD then).
+	PathHref string `json:"path_href,omitempty"`
+	Pinned   bool   `json:"pinned"`
 	// Unchanged: an unpin of a path that was not pinned (nothing done).
 	Unchanged bool        `json:"unchanged,omitempty"`
 	Stats     fs.PinStats `json:"stats"` // the pinner's, after the change
@@ -30,7 +33,7 @@ func (c *controlServer) resolve(ctx context.Context, rel, abs string) (fs.Ino, s
 	}
 	ino, err := c.o.drive.Resolve(ctx, rel)
 	if err != nil {
-		return 0, "", fmt.Errorf("%s: %w", rel, err)
+		return 0, "", fmt.Errorf("%s: %w", showName(rel), err)
 	}
 	return ino, rel, nil
 }
@@ -60,7 +63,7 @@ func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
 				err = p.Unpin(ctx, ino)
 				if errors.Is(err, fs.ErrNoXattr) {
 					if c.o.drive.Pinned(ctx, rel) {
-						err = fmt.Errorf("/%s is pinned through a folder above it; unpin that folder", rel)
+						err = fmt.Errorf("%s is pinned through a folder above it; unpin that folder", showName("/"+rel))
 					} else {
 						err, unchanged = nil, true // not pinned: nothing to do
 					}
@@ -74,10 +77,10 @@ func (c *controlServer) pin(w http.ResponseWriter, r *http.Request) {
 			if unpin {
 				verb = "unpin"
 			}
-			writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("cannot %s %s: %v", verb, path, err)})
+			writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("cannot %s %s: %v", verb, showName(path), err)})
 			return
 		}
-		out = append(out, pinReport{Path: "/" + rel, Pinned: !unpin, Unchanged: unchanged, Stats: p.Stats()})
+		out = append(out, pinReport{Path: "/" + rel, PathHref: fs.PathHref("/" + rel), Pinned: !unpin, Unchanged: unchanged, Stats: p.Stats()})
 	}
 	if unpin && len(out) > 0 {
 		// A pin is counted at once; an unpin by WaitPass's count (not
@@ -146,13 +149,14 @@ until that folder is unpinned. Talks to the running mount.`
 func printPinReports(w io.Writer, reps []pinReport, unpin bool) {
 	for _, r := range reps {
 		s := r.Stats
+		p := showName(pathOf(r.Path, r.PathHref))
 		switch {
 		case unpin && r.Unchanged:
-			fmt.Fprintf(w, "%s was not pinned; nothing to unpin\n", r.Path)
+			fmt.Fprintf(w, "%s was not pinned; nothing to unpin\n", p)
 		case unpin:
-			fmt.Fprintf(w, "unpinned %s\n", r.Path)
+			fmt.Fprintf(w, "unpinned %s\n", p)
 		default:
-			fmt.Fprintf(w, "pinned %s; fetching it in the background (meshdrive status PATH shows how much is local)\n", r.Path)
+			fmt.Fprintf(w, "pinned %s; fetching it in the background (meshdrive status PATH shows how much is local)\n", p)
 		}
 		fmt.Fprintf(w, "  pins: %s, %s of %s budget; %d of %d blocks on this machine\n",
 			plural(int64(s.Files), "file", "files"), humanBytes(s.Bytes), humanBytes(s.Budget), s.LocalBlocks, s.Blocks)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,19 +185,26 @@ change while nodes were reachable) comes back, snapshots included.`)
 	done = true
 	fmt.Fprintf(e.stdout, "recovered drive %s into %s: %d files and folders from checkpoint %d of %s (%d records, %s of metadata) in %.1fs\n",
 		cfg.DriveID, dir, rs.Inodes, root.Seq, root.Created.Local().Format(time.DateTime), rs.Records, humanBytes(rs.Bytes), time.Since(start).Seconds())
-	if rs.LostBlocks > 0 {
-		fmt.Fprintf(e.stdout, "warning: %d blocks of %d files had not reached the grid when that checkpoint was made: reading them fails (EIO), "+
-			"and meshdrive status PATH says lost. Restore those files from a copy, or delete them:\n", rs.LostBlocks, rs.LostFiles)
-		for i, p := range rs.LostPaths {
-			if i == 10 && len(rs.LostPaths) > 11 {
-				fmt.Fprintf(e.stdout, "  ... and %d more\n", rs.LostFiles-10)
-				break
-			}
-			fmt.Fprintf(e.stdout, "  %s\n", p)
-		}
-	}
+	printRecoverLost(e.stdout, rs)
 	fmt.Fprintf(e.stdout, "mount it with: meshdrive mount --data %s MOUNTPOINT\n", dir)
 	return nil
+}
+
+// printRecoverLost names the files of a recovered drive whose blocks had
+// not reached the grid, one a line.
+func printRecoverLost(w io.Writer, rs *fs.RebuildStats) {
+	if rs.LostBlocks == 0 {
+		return
+	}
+	fmt.Fprintf(w, "warning: %d blocks of %d files had not reached the grid when that checkpoint was made: reading them fails (EIO), "+
+		"and meshdrive status PATH says lost. Restore those files from a copy, or delete them:\n", rs.LostBlocks, rs.LostFiles)
+	for i, p := range rs.LostPaths {
+		if i == 10 && len(rs.LostPaths) > 11 {
+			fmt.Fprintf(w, "  ... and %d more\n", rs.LostFiles-10)
+			break
+		}
+		fmt.Fprintf(w, "  %s\n", showName(p))
+	}
 }
 
 // rebaseEmbedded points the relative node paths of an embedded default

@@ -67,6 +67,13 @@ func (c *controlServer) snapshotCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.URL.Query().Get("name")
+	if name != "" {
+		if err := mfs.CheckSnapshotName(name); err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{"cannot take a snapshot: " + strings.TrimSuffix(err.Error(), "; choose another") +
+				"; choose a --name of at most 100 bytes of printable text, with no slash, that is not a time like 2026-01-02T150405Z (nothing was taken)"})
+			return
+		}
+	}
 	s, err := c.o.drive.CreateSnapshot(r.Context(), name)
 	if errors.Is(err, mfs.ErrExist) {
 		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("a snapshot named %q already exists; choose another name or delete it first (meshdrive snapshot delete %s)", name, name)})
@@ -161,7 +168,7 @@ it first (mkdir). restore prints where the files went.`)
 			if s.Named {
 				kind = "named"
 			}
-			fmt.Fprintf(e.stdout, "%-32s %-5s %s\n", s.Name, kind, s.Created.Local().Format(time.DateTime))
+			fmt.Fprintf(e.stdout, "%-32s %-5s %s\n", showName(s.Name), kind, s.Created.Local().Format(time.DateTime))
 		}
 		return nil
 	case "create":
@@ -182,7 +189,7 @@ it first (mkdir). restore prints where the files went.`)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "snapshot %s taken (checkpoint %d)\n", s.Name, s.Seq)
+		fmt.Fprintf(e.stdout, "snapshot %s taken (checkpoint %d)\n", showName(s.Name), s.Seq)
 		return nil
 	case "delete":
 		switch {
@@ -203,7 +210,7 @@ it first (mkdir). restore prints where the files went.`)
 			return err
 		}
 		for _, s := range del {
-			fmt.Fprintf(e.stdout, "deleted snapshot %s\n", s.Name)
+			fmt.Fprintf(e.stdout, "deleted snapshot %s\n", showName(s.Name))
 		}
 		return nil
 	case "restore":
@@ -261,7 +268,7 @@ func restoreSnapshot(ctx context.Context, e *env, c *controlClient, snap, path, 
 		return fmt.Errorf("no snapshot %q (meshdrive snapshot list shows the names)", snap)
 	}
 	if _, err := os.Lstat(src); err != nil {
-		return fmt.Errorf("snapshot %s has no %s", snap, rel)
+		return fmt.Errorf("snapshot %s has no %s", showName(snap), showName(rel))
 	}
 	dst, where, err := restoreDest(st.Mountpoint, rel, to)
 	if err != nil {
@@ -269,9 +276,9 @@ func restoreSnapshot(ctx context.Context, e *env, c *controlClient, snap, path, 
 	}
 	n, skipped, err := copyTree(src, dst)
 	if err != nil {
-		return fmt.Errorf("restore %s from snapshot %s: %w (%d files copied to %s)", rel, snap, err, n, dst)
+		return fmt.Errorf("restore %s from snapshot %s: %w (%d files copied to %s)", showName(rel), showName(snap), err, n, showName(dst))
 	}
-	fmt.Fprintf(e.stdout, "restored %s from snapshot %s to %s, %s (%d files)\n", rel, snap, dst, where, n)
+	fmt.Fprintf(e.stdout, "restored %s from snapshot %s to %s, %s (%d files)\n", showName(rel), showName(snap), showName(dst), where, n)
 	if len(skipped) > 0 {
 		more := ""
 		if len(skipped) > 10 {
@@ -294,7 +301,7 @@ func restoreDest(mp, rel, to string) (dst, where string, err error) {
 	if to == "" {
 		dst = filepath.Join(mp, rel)
 		if _, err := os.Lstat(dst); err == nil {
-			return "", "", fmt.Errorf("%s exists now; restore elsewhere with --to DEST (nothing was changed)", dst)
+			return "", "", fmt.Errorf("%s exists now; restore elsewhere with --to DEST (nothing was changed)", showName(dst))
 		}
 		return dst, "in the drive", nil
 	}
@@ -323,19 +330,24 @@ func restoreDest(mp, rel, to string) (dst, where string, err error) {
 			"to restore out of it, make the folder first (mkdir %s) and the copy goes inside it",
 			to, mp, filepath.Join(mp, strings.TrimPrefix(filepath.Clean("/"+to), "/")), to)
 	case statErr == nil && !isDir:
-		return "", "", fmt.Errorf("%s exists; choose a --to that does not, or an existing folder to restore into (nothing was changed)", dst)
+		return "", "", fmt.Errorf("%s exists; choose a --to that does not, or an existing folder to restore into (nothing was changed)", showName(dst))
 	}
 	if _, err := os.Lstat(dst); err == nil {
-		return "", "", fmt.Errorf("%s exists; choose another --to (nothing was changed)", dst)
+		return "", "", fmt.Errorf("%s exists; choose another --to (nothing was changed)", showName(dst))
 	}
 	return dst, where, nil
 }
 
-// quoteAll quotes each of names, paths relative to dir.
+// quoteAll quotes each of names, paths relative to dir: in double quotes
+// when printable, else as showName quotes it.
 func quoteAll(dir string, names []string) []string {
 	q := make([]string, len(names))
 	for i, n := range names {
-		q[i] = fmt.Sprintf("%q", filepath.Join(dir, n))
+		p := filepath.Join(dir, n)
+		q[i] = showName(p)
+		if plainName(p) {
+			q[i] = fmt.Sprintf("%q", p)
+		}
 	}
 	return q
 }

@@ -21,7 +21,8 @@ func runCheck(e *env) error {
 	fl := newFlagSet(e, "check", "check [--data DIR] [--verify] [--repair] [--json] [PATH]", `
 Check the shards of every segment under PATH (a file or folder inside the
 mount, or a path relative to the drive's root; the whole drive by default,
-the metadata's segments included). Without --verify a shard counts when its
+the metadata's segments and those only snapshots keep, of deleted and
+overwritten files, included). Without --verify a shard counts when its
 node lists it with the right size (one listing per node); with --verify each
 node reads its shards and checks every checksum itself, answering with a
 verdict (the data does not travel). Each file is healthy (n of n shards),
@@ -86,6 +87,8 @@ repair failed. Talks to the running mount.`)
 		printCheck(e.stdout, rep)
 	}
 	switch {
+	case len(rep.SnapshotUnrecoverable) > 0 && rep.Unrecoverable == 0 && len(rep.MetaUnrecoverable) == 0:
+		return &exitError{code: 1, err: snapshotLossError(rep)}
 	case (rep.Unrecoverable > 0 || len(rep.MetaUnrecoverable) > 0) && len(rep.Down) > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d files and %d metadata records are unrecoverable (fewer than k shards); start the stopped nodes (%s) and check again",
 			rep.Unrecoverable, len(rep.MetaUnrecoverable), strings.Join(rep.Down, ", "))}
@@ -104,6 +107,19 @@ repair failed. Talks to the running mount.`)
 		return &exitError{code: 1, err: stagedDamageError(rep.Staged)}
 	}
 	return nil
+}
+
+// snapshotLossError says what it means that segments only snapshots
+// keep are below k shards, and what to do.
+func snapshotLossError(rep *fs.RepairReport) error {
+	n := len(rep.SnapshotUnrecoverable)
+	if len(rep.Down) > 0 {
+		return fmt.Errorf("%d segments that only snapshots keep (data of deleted or overwritten files) have fewer than k shards; "+
+			"start the stopped nodes (%s) and check again", n, strings.Join(rep.Down, ", "))
+	}
+	return fmt.Errorf("%d segments that only snapshots keep (data of deleted or overwritten files) have fewer than k shards with every node answering: "+
+		"the files in .snapshots that need them cannot be read or restored; the files in the drive are not affected "+
+		"(meshdrive snapshot list shows the snapshots, snapshot delete drops them)", n)
 }
 
 // stagedDamageError says what to do about staged blocks that fail their
@@ -230,9 +246,23 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 	if r.Verify {
 		what = "verified"
 	}
-	fmt.Fprintf(w, "%s %d files: %d healthy, %d degraded, %d unrecoverable; %d segments (%d of metadata): %d healthy, %d degraded, %d unrecoverable\n",
-		what, len(r.Files), r.Healthy, r.Degraded, r.Unrecoverable, r.Segments, r.MetaSegments,
+	snaps := ""
+	if r.SnapshotSegments > 0 {
+		snaps = fmt.Sprintf(", %d only in snapshots", r.SnapshotSegments)
+	}
+	fmt.Fprintf(w, "%s %d files: %d healthy, %d degraded, %d unrecoverable; %d segments (%d of metadata%s): %d healthy, %d degraded, %d unrecoverable\n",
+		what, len(r.Files), r.Healthy, r.Degraded, r.Unrecoverable, r.Segments, r.MetaSegments, snaps,
 		r.SegmentsHealthy, r.SegmentsDegraded, r.SegmentsUnrecoverable)
+	if r.SnapshotDegraded > 0 {
+		fmt.Fprintf(w, "segments only snapshots keep (of deleted or overwritten files), missing shards: %d", r.SnapshotDegraded)
+		if !r.Repair {
+			fmt.Fprint(w, " (check --repair rebuilds them)")
+		}
+		fmt.Fprintln(w)
+	}
+	if n := len(r.SnapshotUnrecoverable); n > 0 {
+		fmt.Fprintf(w, "UNRECOVERABLE  %d segments only snapshots keep (of deleted or overwritten files): %s\n", n, strings.Join(r.SnapshotUnrecoverable[:min(10, n)], ", "))
+	}
 	if len(r.MetaUnrecoverable) > 0 {
 		fmt.Fprintf(w, "metadata records below k shards: %v (the drive's history before the newest full record may not be recoverable)\n", r.MetaUnrecoverable)
 		if r.MetaFull != 0 {

@@ -47,7 +47,9 @@ type Report struct {
 	Healthy       int `json:"healthy"`
 	Degraded      int `json:"degraded"`
 	Unrecoverable int `json:"unrecoverable"`
-	// Segments checked and their states (data and metadata).
+	// Segments checked and their states (data and metadata; a whole
+	// drive's check counts every segment the journal names, those of
+	// files gone from the tree that snapshots keep included).
 	Segments              int `json:"segments"`
 	SegmentsHealthy       int `json:"segments_healthy"`
 	SegmentsDegraded      int `json:"segments_degraded"`
@@ -60,6 +62,14 @@ type Report struct {
 	MetaFull     uint64 `json:"meta_full,omitempty"`
 	MetaSegments int    `json:"meta_segments"`
 	MetaDegraded int    `json:"meta_degraded"`
+	// Data segments of a whole drive's check that no file in the tree
+	// uses now: they hold what snapshots keep of deleted and overwritten
+	// files (and garbage gc has not collected yet). Their states count in
+	// the segment totals; SnapshotUnrecoverable names those below k (a
+	// restore from a snapshot that needs them fails).
+	SnapshotSegments      int      `json:"snapshot_segments"`
+	SnapshotDegraded      int      `json:"snapshot_degraded"`
+	SnapshotUnrecoverable []string `json:"snapshot_unrecoverable,omitempty"`
 	// Repairs: segments brought back to n shards, and failures.
 	Repaired     int      `json:"repaired"`
 	RepairFailed int      `json:"repair_failed"`
@@ -149,7 +159,9 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 		return nil, err
 	}
 	// The segments in scope: those of the files, and with the whole
-	// drive, the metadata's.
+	// drive every one the journal names: the metadata's, and those only
+	// snapshots keep (deleted and overwritten files), which a restore
+	// reads and the background pass repairs too.
 	want := map[remote.SegmentID]bool{}
 	for _, f := range files {
 		for _, id := range fileSegs[f.ino] {
@@ -158,7 +170,7 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 	}
 	var segs []journal.SegmentRow
 	for _, s := range all {
-		if want[s.Info.ID] || (req.Path == "" && s.MetaSeq != 0) {
+		if want[s.Info.ID] || req.Path == "" {
 			segs = append(segs, s)
 		}
 	}
@@ -263,12 +275,20 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 		default:
 			rep.SegmentsUnrecoverable++
 		}
-		if s.MetaSeq != 0 {
+		switch {
+		case s.MetaSeq != 0:
 			rep.MetaSegments++
 			if !h.Recoverable() {
 				rep.MetaUnrecoverable = append(rep.MetaUnrecoverable, s.MetaSeq)
 			} else if !h.Healthy() {
 				rep.MetaDegraded++
+			}
+		case !want[s.Info.ID]:
+			rep.SnapshotSegments++
+			if !h.Recoverable() {
+				rep.SnapshotUnrecoverable = append(rep.SnapshotUnrecoverable, s.Info.ID.String())
+			} else if !h.Healthy() {
+				rep.SnapshotDegraded++
 			}
 		}
 	}

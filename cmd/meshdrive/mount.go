@@ -471,9 +471,13 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	hctx, hcancel := context.WithCancel(context.Background())
 	defer hcancel()
 	online := &onlineState{}
-	go watchHealth(hctx, grid, online, drive.NodesBack, drive.NodesUp, log)
 	go bw.follow(hctx)
 	rep := startRepair(hctx, o, cfg, grid, drive, log)
+	observe := func([]remoteopen.NodeHealth) {}
+	if rep != nil {
+		observe = rep.Observe
+	}
+	go watchHealth(hctx, grid, online, drive.NodesBack, drive.NodesUp, observe, log)
 	ctl, err := startControl(controlOptions{dataDir: o.dataDir, mountpoint: o.mountpoint, cfg: cfg, drive: drive, grid: grid, readOnly: o.readOnly, log: log, repair: rep,
 		stack: stack, bandwidth: bw, online: online, repairInterval: o.repairInterval})
 	if err != nil {
@@ -572,14 +576,17 @@ func (s *onlineState) offlineSince() time.Time {
 // goes offline and comes back, and logs it; back is called when it comes
 // back (the pinner fetches what it could not), nodesUp with the number of
 // nodes that answer at every look (the uploader retries at once when
-// enough to store a segment answer again).
-func watchHealth(ctx context.Context, g *remoteopen.Grid, st *onlineState, back func(), nodesUp func(int), log *slog.Logger) {
+// enough to store a segment answer again), observe with every look (the
+// repairer counts the segments short of shards again when a node goes
+// down, comes back or loses shards).
+func watchHealth(ctx context.Context, g *remoteopen.Grid, st *onlineState, back func(), nodesUp func(int), observe func([]remoteopen.NodeHealth), log *slog.Logger) {
 	last := -1
 	t := time.NewTicker(healthEvery)
 	defer t.Stop()
 	for {
 		up, n := 0, 0
-		for _, h := range g.Health(ctx) {
+		hs := g.Health(ctx)
+		for _, h := range hs {
 			n++
 			if h.Up {
 				up++
@@ -589,6 +596,7 @@ func watchHealth(ctx context.Context, g *remoteopen.Grid, st *onlineState, back 
 			return
 		}
 		nodesUp(up)
+		observe(hs)
 		if st.observe(up, time.Now()) {
 			back()
 		}

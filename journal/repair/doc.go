@@ -19,7 +19,11 @@
 // shards present (default k+m), fewest first, within Options.Limit bytes
 // per second of shard traffic, and holds each segment back (up to 5 s)
 // while an application waits for the grid, a big flush runs or an upload
-// is in flight.
+// is in flight. Observe takes the mount's look at its nodes: when one
+// goes down, comes back, loses half its objects or finds corrupt ones,
+// the nodes are surveyed again at once (no repair), so the count of
+// segments owing repair that status shows follows the grid between
+// passes.
 //
 // # Concurrency
 //

@@ -72,9 +72,11 @@ type Repairer struct {
 	passMu sync.Mutex    // one pass (check --repair, background, drain) at a time
 	kick   chan struct{} // wakes Run
 	rebal  chan struct{} // wakes Run for a rebalancing pass
+	notice chan struct{} // wakes Run to survey again (Observe saw the nodes change)
 
-	mu sync.Mutex // guards st
-	st Stats
+	mu   sync.Mutex // guards st and seen
+	st   Stats
+	seen map[string]nodeSeen // by node name, what Observe saw last
 }
 
 // Stats is the repair state status shows.
@@ -109,7 +111,7 @@ func New(o Options) *Repairer {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Repairer{o: o, log: o.Logger, kick: make(chan struct{}, 1), rebal: make(chan struct{}, 1)}
+	r := &Repairer{o: o, log: o.Logger, kick: make(chan struct{}, 1), rebal: make(chan struct{}, 1), notice: make(chan struct{}, 1)}
 	if o.Limit > 0 {
 		r.lim = rate.NewLimiter(rate.Limit(o.Limit), int(min(max(o.Limit, 64<<10), 1<<30)))
 	}
@@ -141,7 +143,9 @@ func (r *Repairer) Kick(rebalance bool) {
 // segments owe repair (the uploader stores a segment short while a node
 // is down or restarting): a pass then runs Soon after the last one, and
 // the wait doubles, up to Interval, while passes leave work owed (a node
-// still down); a segment stored short since resets it to Soon.
+// still down); a segment stored short since resets it to Soon. When
+// Observe sees the nodes change, it surveys them again at once (see
+// Observe), repairing nothing.
 func (r *Repairer) Run(ctx context.Context) {
 	rebalance := false
 	t := time.NewTimer(0)
@@ -160,6 +164,9 @@ func (r *Repairer) Run(ctx context.Context) {
 		case <-r.kick:
 		case <-r.rebal:
 			rebalance = true
+		case <-r.notice:
+			r.recount(ctx)
+			continue
 		case now := <-watch.C:
 			n := r.o.Journal.Stats().RepairOwed
 			if n > owed {

@@ -248,3 +248,50 @@ func TestCheckPathNotUTF8(t *testing.T) {
 		}
 	}
 }
+
+// TestObserveRecounts: Observe of a node gone down, back, or back with
+// an empty disk has Run survey again without a pass, so Stats().Owed
+// follows the grid between passes (an hour apart here); the first look
+// is only a baseline.
+func TestObserveRecounts(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	d := newDrive(t)
+	d.write(t, "f", bytes.Repeat([]byte{5}, 100_000))
+	segs, err := d.j.Segments(ctx)
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments %d, %v", len(segs), err)
+	}
+	r := repair.New(repair.Options{Grid: d.g, Journal: d.j, Interval: time.Hour})
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the first pass", func() bool { return !r.Stats().LastPass.IsZero() })
+	passes := r.Stats().LastPass
+	r.Observe(d.g.Health(ctx))
+
+	d.faults[1].SetDown(true)
+	r.Observe(d.g.Health(ctx))
+	waitFor(t, "the count with a node down", func() bool { return r.Stats().Owed == len(segs) })
+	d.faults[1].SetDown(false)
+	r.Observe(d.g.Health(ctx))
+	waitFor(t, "the count with the node back", func() bool { return r.Stats().Owed == 0 })
+
+	// The node's shards gone while it stays up (its scrubber moved them
+	// aside, say): it holds fewer objects.
+	st := d.faults[4].Inner()
+	objs, err := st.List(ctx, "shards/", "", 1000)
+	if err != nil || len(objs) == 0 {
+		t.Fatalf("node-4 lists %d shards, %v", len(objs), err)
+	}
+	for _, o := range objs {
+		if err := st.Delete(ctx, o.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Observe(d.g.Health(ctx))
+	waitFor(t, "the count with a node emptied", func() bool { return r.Stats().Owed == len(segs) })
+	if st := r.Stats(); !st.LastPass.Equal(passes) || st.Repaired != 0 {
+		t.Errorf("Observe ran a repair: %+v", st)
+	}
+}

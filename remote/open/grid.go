@@ -21,6 +21,7 @@ type (
 	Sealer      = remote.Sealer
 	Member      = remote.Member
 	NodeInfo    = remote.NodeInfo
+	NodeHealth  = remote.NodeHealth
 	ScrubReport = remote.ScrubReport
 	ProbeAnswer = remote.ProbeAnswer
 )

@@ -262,9 +262,12 @@ func printStatus(w io.Writer, r *statusReport) {
 		fmt.Fprintf(w, "  %s\n", offlineLine(r, time.Now()))
 	}
 	fmt.Fprintf(w, "\nnodes: %d of %d up, k=%d m=%d (%s)\n", r.NodesUp, r.NodesTotal, r.K, r.M, online)
-	var down []string
+	var down, draining []string
 	var notes []string
 	for _, n := range r.Nodes {
+		if n.Draining {
+			draining = append(draining, n.Name)
+		}
 		if n.Up {
 			free := "free n/a"
 			if n.Free >= 0 {
@@ -272,6 +275,9 @@ func printStatus(w io.Writer, r *statusReport) {
 			}
 			if n.Full {
 				free += " FULL"
+			}
+			if n.Draining {
+				free += " draining"
 			}
 			fmt.Fprintf(w, "  %-10s up    %8.2f ms  %-16s %6s shards  %s\n", n.Name, n.LatencyMS, free, shardCount(n.Shards), n.URL)
 			if s := spaceNote(n); s != "" {
@@ -281,6 +287,10 @@ func printStatus(w io.Writer, r *statusReport) {
 			fmt.Fprintf(w, "  %-10s DOWN  %s  (%s)\n", n.Name, n.URL, joinLines(n.Error))
 			down = append(down, n.Name)
 		}
+	}
+	for _, name := range draining {
+		notes = append(notes, fmt.Sprintf("%s is draining (a node drain that did not finish): the background repair moves its shards to the other nodes; "+
+			"meshdrive node drain %s finishes it and removes the node", name, name))
 	}
 	for _, s := range notes {
 		fmt.Fprintf(w, "  %s\n", s)

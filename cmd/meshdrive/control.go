@@ -294,7 +294,7 @@ func (c *controlServer) report(ctx context.Context) statusReport {
 		urls[n.Name] = redactURL(n.URL)
 	}
 	for _, h := range c.o.grid.Health(ctx) {
-		ns := nodeStatus{Name: h.Name, Zone: h.Zone, URL: urls[h.Name], Up: h.Up, Error: h.Err,
+		ns := nodeStatus{Name: h.Name, Zone: h.Zone, URL: urls[h.Name], Up: h.Up, Error: h.Err, Draining: h.Draining,
 			LatencyMS: float64(h.Latency.Microseconds()) / 1000, Capacity: -1, Free: -1}
 		if h.Up {
 			rep.NodesUp++

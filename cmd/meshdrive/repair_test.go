@@ -585,6 +585,14 @@ func TestNodeAddDrain(t *testing.T) {
 		}
 	}
 	d.mount(t, "--repair-limit", "0")
+	// status says the drain is unfinished, and how to finish it.
+	if st := statusJSON(t, d.env, d.dir); len(st.Nodes) == 0 || st.Nodes[0].Name != "node-1" || !st.Nodes[0].Draining {
+		t.Errorf("status JSON after the killed drain does not mark node-1 draining: %+v", st.Nodes)
+	}
+	if txt := mustRun(t, d.env, "status", "--data", d.dir).stdout; !strings.Contains(txt, "node-1 is draining") ||
+		!strings.Contains(txt, "meshdrive node drain node-1 finishes it") {
+		t.Errorf("status after the killed drain does not say node-1 is draining:\n%s", txt)
+	}
 	r = mustRun(t, d.env, "node", "drain", "--data", d.dir, "node-1")
 	if !strings.Contains(r.stdout, "drained and removed node-1") {
 		t.Errorf("node drain: %s", r)

@@ -458,7 +458,7 @@ func (c *controlServer) nodeAdd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if theirs, err := remoteopen.GetMeta(octx, st, metaKey); err == nil && string(theirs) != string(wrapped) {
-		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("node %s already holds another meshdrive drive (meta/key found); use an empty node", redactURL(u))})
+		writeJSON(w, http.StatusConflict, apiError{fmt.Sprintf("node %s already holds another meshdrive drive (meta/key found); use an empty node (%s)", redactURL(u), oneDrivePerNode)})
 		return
 	}
 	// The same store under another address (a URL spelled otherwise, a

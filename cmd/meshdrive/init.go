@@ -417,14 +417,18 @@ func heldDrive(ctx context.Context, grid *remoteopen.Grid, given map[string]stri
 		}
 	}
 	if len(holders) == 0 { // a copy gone since GetMeta found it
-		return errors.New("a node already holds a meshdrive drive (meta/key found); use empty nodes for a new drive")
+		return errors.New("a node already holds a meshdrive drive (meta/key found); use empty nodes for a new drive (" + oneDrivePerNode + ")")
 	}
 	also := ""
 	if len(holders) > 1 {
 		also = "; also on " + strings.Join(holders[1:], ", ")
 	}
-	return fmt.Errorf("--node %s already holds a meshdrive drive (meta/key found%s); use empty nodes for a new drive", holders[0], also)
+	return fmt.Errorf("--node %s already holds a meshdrive drive (meta/key found%s); use empty nodes for a new drive (%s)", holders[0], also, oneDrivePerNode)
 }
+
+// oneDrivePerNode says how two drives share a machine or a bucket.
+const oneDrivePerNode = "a node holds one drive: for another drive on the same machine run another meshdrive node serve " +
+	"with its own --dir and --listen port, and in an S3 bucket give each drive its own prefix, s3://BUCKET/PREFIX"
 
 // tokenHostPort is what follows the token in http://TOKEN@host:port.
 var tokenHostPort = regexp.MustCompile(`^([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):[0-9]+/?$`)

@@ -207,7 +207,8 @@ func TestRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		dirs := []string{"--node", missing, "--node", empty}
-		assertRefusal(t, runBin(t, env, append(append([]string{"init", "--data", second}, args...), dirs...)...), "", "", want)
+		assertRefusal(t, runBin(t, env, append(append([]string{"init", "--data", second}, args...), dirs...)...), "", "", want,
+			"run another meshdrive node serve with its own --dir and --listen port", "its own prefix, s3://BUCKET/PREFIX")
 		if _, err := os.Stat(second); !os.IsNotExist(err) {
 			t.Errorf("a refused init left %s behind (%v)", second, err)
 		}

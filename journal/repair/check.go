@@ -222,6 +222,10 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 	} else {
 		progress(Progress{Phase: "check", Done: len(segs), Total: len(segs)})
 	}
+	if segs, hs, err = r.stillNamed(ctx, segs, hs); err != nil {
+		return nil, err
+	}
+	rep.Segments = len(segs)
 	for _, h := range hs {
 		for _, sc := range h.Shards {
 			if sc.State != remote.ShardOK && len(rep.Problems) < maxProblems {
@@ -324,6 +328,33 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 		rep.Files = append(rep.Files, fr)
 	}
 	return rep, nil
+}
+
+// stillNamed leaves out of segs (and hs) the segments below k shards
+// that the journal no longer names: gc dropped them while the check
+// looked (their rows go first, then their shards), so they are not the
+// drive's to lose. Without such a segment it asks the journal nothing.
+func (r *Repairer) stillNamed(ctx context.Context, segs []journal.SegmentRow, hs []*remote.SegmentHealth) ([]journal.SegmentRow, []*remote.SegmentHealth, error) {
+	if !slices.ContainsFunc(hs, func(h *remote.SegmentHealth) bool { return !h.Recoverable() }) {
+		return segs, hs, nil
+	}
+	now, err := r.o.Journal.Segments(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	named := make(map[remote.SegmentID]bool, len(now))
+	for _, s := range now {
+		named[s.Info.ID] = true
+	}
+	var keptSegs []journal.SegmentRow
+	var keptHs []*remote.SegmentHealth
+	for i, s := range segs {
+		if hs[i].Recoverable() || named[s.Info.ID] {
+			keptSegs = append(keptSegs, s)
+			keptHs = append(keptHs, hs[i])
+		}
+	}
+	return keptSegs, keptHs, nil
 }
 
 type fileIno struct {

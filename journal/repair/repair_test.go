@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +34,14 @@ func newDrive(t *testing.T) *drive { return newDriveWith(t, nil) }
 // directory that holds the nodes' directories) after the six.
 func newDriveWith(t *testing.T, extra func(nodes string) []remote.Member) *drive {
 	t.Helper()
+	return newDriveFull(t, extra, nil, nil)
+}
+
+// newDriveFull is newDriveWith with each of the six stores wrapped by
+// wrap (around the faulty one, when set) and the journal's options
+// changed by opts (when set; the grid is in them).
+func newDriveFull(t *testing.T, extra func(nodes string) []remote.Member, wrap func(remote.Store) remote.Store, opts func(*journal.Options)) *drive {
+	t.Helper()
 	root := t.TempDir()
 	sealer, err := remote.NewSealer(bytes.Repeat([]byte{3}, 32))
 	if err != nil {
@@ -48,7 +57,11 @@ func newDriveWith(t *testing.T, extra func(nodes string) []remote.Member) *drive
 		}
 		f := faulty.New(st, faulty.Options{Name: name})
 		faults = append(faults, f)
-		members = append(members, remote.Member{Name: name, Store: f})
+		var s remote.Store = f
+		if wrap != nil {
+			s = wrap(f)
+		}
+		members = append(members, remote.Member{Name: name, Store: s})
 	}
 	if extra != nil {
 		members = append(members, extra(filepath.Join(root, "nodes"))...)
@@ -57,7 +70,11 @@ func newDriveWith(t *testing.T, extra func(nodes string) []remote.Member) *drive
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := journal.Open(t.Context(), journal.Options{Dir: filepath.Join(root, "journal"), Grid: g, Sealer: sealer, BlockSize: 64 << 10})
+	o := journal.Options{Dir: filepath.Join(root, "journal"), Grid: g, Sealer: sealer, BlockSize: 64 << 10}
+	if opts != nil {
+		opts(&o)
+	}
+	j, err := journal.Open(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,5 +310,79 @@ func TestObserveRecounts(t *testing.T) {
 	waitFor(t, "the count with a node emptied", func() bool { return r.Stats().Owed == len(segs) })
 	if st := r.Stats(); !st.LastPass.Equal(passes) || st.Repaired != 0 {
 		t.Errorf("Observe ran a repair: %+v", st)
+	}
+}
+
+// inGC marks the context of the collection the listing hook runs.
+type inGC struct{}
+
+// listHook is a node store whose first listing, once armed, runs fn
+// first; every other listing (but fn's own) waits until fn is done. A
+// check's survey then sees the nodes as they are after fn, all of them.
+type listHook struct {
+	remote.Store
+	armed *atomic.Bool
+	done  chan struct{}
+	fn    func(ctx context.Context)
+}
+
+func (h *listHook) List(ctx context.Context, prefix, after string, limit int) ([]remote.ObjectInfo, error) {
+	if ctx.Value(inGC{}) == nil {
+		if h.armed.CompareAndSwap(true, false) {
+			h.fn(context.WithValue(ctx, inGC{}, true))
+			close(h.done)
+		}
+		select {
+		case <-h.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return h.Store.List(ctx, prefix, after, limit)
+}
+
+// TestCheckSkipsSegmentGCDropped: a whole drive's check takes every
+// segment the journal names, garbage not collected yet included; gc
+// dropping one between the check's list of segments and its survey of
+// the nodes (its rows go first, then its shards) does not make the check
+// call that segment unrecoverable: it is no longer the drive's.
+func TestCheckSkipsSegmentGCDropped(t *testing.T) {
+	ctx := t.Context()
+	var armed atomic.Bool
+	done := make(chan struct{})
+	var j *journal.Journal
+	var gc *journal.GCStats
+	var gcErr error
+	collect := func(ctx context.Context) { gc, gcErr = j.CollectGarbage(ctx, journal.GCOptions{}) }
+	// Only the newest checkpoint is kept, and none is shipped: the
+	// deleted file's blocks are garbage no snapshot keeps.
+	d := newDriveFull(t, nil, func(s remote.Store) remote.Store {
+		return &listHook{Store: s, armed: &armed, done: done, fn: collect}
+	}, func(o *journal.Options) {
+		o.Meta, o.MetaInterval, o.Retention = o.Grid.(*remote.Grid), time.Hour, &journal.Retention{}
+	})
+	j = d.j
+	d.write(t, "gone", bytes.Repeat([]byte{1}, 100_000))
+	d.write(t, "kept", bytes.Repeat([]byte{2}, 100_000))
+	if err := j.Unlink(ctx, journal.RootIno, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := j.Segments(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	armed.Store(true)
+	r := repair.New(repair.Options{Grid: d.g, Journal: j})
+	rep, err := r.Check(ctx, repair.CheckRequest{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gcErr != nil || gc == nil || gc.DeadSegments != 1 {
+		t.Fatalf("the collection during the check: %+v %v; want one segment dropped", gc, gcErr)
+	}
+	if rep.SegmentsUnrecoverable != 0 || len(rep.SnapshotUnrecoverable) != 0 || rep.Segments != len(segs)-1 || rep.Healthy != 1 {
+		t.Errorf("check while gc dropped a segment: %d of %d segments unrecoverable (%v), %d files healthy; want none, %d segments, 1 file",
+			rep.SegmentsUnrecoverable, rep.Segments, rep.SnapshotUnrecoverable, rep.Healthy, len(segs)-1)
 	}
 }

@@ -114,10 +114,10 @@ repair failed. Talks to the running mount.`)
 func snapshotLossError(rep *fs.RepairReport) error {
 	n := len(rep.SnapshotUnrecoverable)
 	if len(rep.Down) > 0 {
-		return fmt.Errorf("%d segments that only snapshots keep (data of deleted or overwritten files) have fewer than k shards; "+
+		return fmt.Errorf("%d segments that only snapshots keep (data of deleted or overwritten files, or garbage gc has yet to collect) have fewer than k shards; "+
 			"start the stopped nodes (%s) and check again", n, strings.Join(rep.Down, ", "))
 	}
-	return fmt.Errorf("%d segments that only snapshots keep (data of deleted or overwritten files) have fewer than k shards with every node answering: "+
+	return fmt.Errorf("%d segments that only snapshots keep (data of deleted or overwritten files, or garbage gc has yet to collect) have fewer than k shards with every node answering: "+
 		"the files in .snapshots that need them cannot be read or restored; the files in the drive are not affected "+
 		"(meshdrive snapshot list shows the snapshots, snapshot delete drops them)", n)
 }
@@ -254,14 +254,14 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 		what, len(r.Files), r.Healthy, r.Degraded, r.Unrecoverable, r.Segments, r.MetaSegments, snaps,
 		r.SegmentsHealthy, r.SegmentsDegraded, r.SegmentsUnrecoverable)
 	if r.SnapshotDegraded > 0 {
-		fmt.Fprintf(w, "segments only snapshots keep (of deleted or overwritten files), missing shards: %d", r.SnapshotDegraded)
+		fmt.Fprintf(w, "segments only snapshots keep (of deleted or overwritten files, or garbage gc has yet to collect), missing shards: %d", r.SnapshotDegraded)
 		if !r.Repair {
 			fmt.Fprint(w, " (check --repair rebuilds them)")
 		}
 		fmt.Fprintln(w)
 	}
 	if n := len(r.SnapshotUnrecoverable); n > 0 {
-		fmt.Fprintf(w, "UNRECOVERABLE  %d segments only snapshots keep (of deleted or overwritten files): %s\n", n, strings.Join(r.SnapshotUnrecoverable[:min(10, n)], ", "))
+		fmt.Fprintf(w, "UNRECOVERABLE  %d segments only snapshots keep (of deleted or overwritten files, or garbage gc has yet to collect): %s\n", n, strings.Join(r.SnapshotUnrecoverable[:min(10, n)], ", "))
 	}
 	if len(r.MetaUnrecoverable) > 0 {
 		fmt.Fprintf(w, "metadata records below k shards: %v (the drive's history before the newest full record may not be recoverable)\n", r.MetaUnrecoverable)

@@ -71,7 +71,7 @@ type Node struct {
 	LatencyMS float64 `json:"latency_ms"`
 	Capacity  int64   `json:"capacity"` // bytes, -1 unknown
 	Free      int64   `json:"free"`     // bytes, -1 unknown
-	Shards    int64   `json:"shards"`
+	Shards    int64   `json:"shards"`   // objects the node holds: shards and the drive's key, config and root record
 	Error     string  `json:"error,omitempty"`
 }
 

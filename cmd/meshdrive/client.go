@@ -136,8 +136,9 @@ func (c *controlClient) getJSON(ctx context.Context, method, path string, v any)
 
 func runStatus(e *env) error {
 	fl := newFlagSet(e, "status", "status [--data DIR] [--json] [PATH]", `
-Show the mounted drive: its nodes (up or down, latency, free space, shard
-count), the upload queue (files, bytes, rate, ETA), the cache, and whether
+Show the mounted drive: its nodes (up or down, latency, free space, the
+objects each holds: shards and the drive's key, config and root record;
+node list counts the shards alone), the upload queue (files, bytes, rate, ETA), the cache, and whether
 everything written is grid-durable. With PATH (a file or folder inside the
 mount, or a path relative to the drive's root): its state (durable, degraded
 or local), blocks and bytes still pending upload, and whether its blocks on
@@ -279,7 +280,7 @@ func printStatus(w io.Writer, r *statusReport) {
 			if n.Draining {
 				free += " draining"
 			}
-			fmt.Fprintf(w, "  %-10s up    %8.2f ms  %-16s %6s shards  %s\n", n.Name, n.LatencyMS, free, shardCount(n.Shards), n.URL)
+			fmt.Fprintf(w, "  %-10s up    %8.2f ms  %-16s %6s objects  %s\n", n.Name, n.LatencyMS, free, shardCount(n.Shards), n.URL)
 			if s := spaceNote(n); s != "" {
 				notes = append(notes, s)
 			}

@@ -94,9 +94,13 @@ type nodeStatus struct {
 	LatencyMS float64 `json:"latency_ms"`
 	Capacity  int64   `json:"capacity"` // bytes, -1 unknown
 	Free      int64   `json:"free"`     // bytes, -1 unknown
-	Shards    int64   `json:"shards"`   // objects on the node (all are shards)
-	Error     string  `json:"error,omitempty"`
-	Draining  bool    `json:"draining,omitempty"`
+	// Shards: in status, the objects the node reports holding (the
+	// drive's shards, its key, config and root record, and shards no
+	// segment names any more, the node's own approximate count); in node
+	// list, the shards a listing found.
+	Shards   int64  `json:"shards"`
+	Error    string `json:"error,omitempty"`
+	Draining bool   `json:"draining,omitempty"`
 	// Full: the node has less free space than one shard of a full
 	// segment (ShardBytes), so uploads that place a shard on it fail.
 	Full       bool  `json:"full,omitempty"`

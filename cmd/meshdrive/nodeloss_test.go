@@ -79,6 +79,12 @@ func TestStatusTellsNodeLoss(t *testing.T) {
 	if !strings.Contains(txt, "segments owe repair") || strings.Contains(txt, "every segment has all its shards") {
 		t.Errorf("status with a node down:\n%s", txt)
 	}
+	// The node's own count of what it holds is of objects (the drive's
+	// key, config and root record beside its shards), and says so: node
+	// list, which counts shards by a listing, shows fewer.
+	if !strings.Contains(txt, " objects  http://") || strings.Contains(txt, " shards  http://") {
+		t.Errorf("status labels the nodes' object counts as shards:\n%s", txt)
+	}
 	if n := owedMetric(t, d, st.Web); n != segs {
 		t.Errorf("meshdrive_repair_owed_segments %d with a node down, want %d", n, segs)
 	}

@@ -579,7 +579,7 @@ function renderNodes() {
       n.zone ? el("p", { class: "muted" }, "Zone " + n.zone) : null,
       n.up && n.capacity > 0 ? meter : null);
     const dl = el("dl", { class: "facts" });
-    facts(dl, n.up ? [["Answers in", n.latency_ms.toFixed(1) + " ms"], ["Shards", n.shards < 0 ? "still counting" : String(n.shards)],
+    facts(dl, n.up ? [["Answers in", n.latency_ms.toFixed(1) + " ms"], ["Objects held", n.shards < 0 ? "still counting" : String(n.shards)],
       ["Free", n.free >= 0 ? bytes(n.free) + (n.capacity > 0 ? " of " + bytes(n.capacity) : "") : "unknown"]] : []);
     card.append(dl);
     if (!n.up) card.append(el("p", { class: "err" }, "Not answering: " + (n.error || "no reply") + ". Start the node again, or replace it with meshdrive node add and node remove."));

@@ -255,7 +255,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fu
 		return nil, syscall.ENAMETOOLONG
 	}
 	if n.reserved(name) {
-		return n.snapshotsDir(ctx, out), 0
+		return n.snapshotsDir(ctx, out)
 	}
 	a, err := n.fsys.j.Lookup(settled(ctx), n.ino(), name)
 	if err != nil {

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"math"
 	"syscall"
 	"time"
 
@@ -89,17 +90,24 @@ func (s *snapshotsNode) Setxattr(context.Context, string, []byte, uint32) syscal
 }
 func (s *snapshotsNode) Removexattr(context.Context, string) syscall.Errno { return syscall.EROFS }
 
-func (n *node) snapshotsDir(ctx context.Context, out *fuse.EntryOut) *fusefs.Inode {
+func (n *node) snapshotsDir(ctx context.Context, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	s := &snapshotsNode{fsys: n.fsys}
-	s.fill(&out.Attr, n.lastAttr())
-	return n.NewInode(ctx, s, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: snapshotsIno})
+	snaps, err := s.fsys.snaps.Snapshots(settled(ctx))
+	if err != nil {
+		return nil, errno(s.fsys.log, "lookup .snapshots", journal.RootIno, err)
+	}
+	s.fill(&out.Attr, n.lastAttr(), len(snaps))
+	out.SetAttrTimeout(time.Nanosecond) // see Getattr
+	return n.NewInode(ctx, s, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: snapshotsIno}), 0
 }
 
-// fill gives .snapshots the root's owner and times, mode 0555.
-func (s *snapshotsNode) fill(out *fuse.Attr, root journal.Attr) {
+// fill gives .snapshots the root's owner and times, mode 0555, and the
+// link count of a folder with one subfolder per snapshot: 2 + snaps
+// (find and fts count a folder's subfolders by it).
+func (s *snapshotsNode) fill(out *fuse.Attr, root journal.Attr, snaps int) {
 	out.Ino = snapshotsIno
 	out.Mode = syscall.S_IFDIR | 0o555
-	out.Nlink = 2
+	out.Nlink = uint32(min(2+snaps, math.MaxUint32))
 	out.Uid, out.Gid = root.Uid, root.Gid
 	out.Blksize = blksize
 	now := time.Now()
@@ -111,7 +119,14 @@ func (s *snapshotsNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *f
 	if err != nil {
 		return errno(s.fsys.log, "getattr .snapshots", journal.RootIno, err)
 	}
-	s.fill(&out.Attr, root)
+	snaps, err := s.fsys.snaps.Snapshots(settled(ctx))
+	if err != nil {
+		return errno(s.fsys.log, "getattr .snapshots", journal.RootIno, err)
+	}
+	s.fill(&out.Attr, root, len(snaps))
+	// The link count changes with every checkpoint the retention keeps
+	// or prunes, behind the kernel's back: it must not cache it.
+	out.SetTimeout(time.Nanosecond)
 	return 0
 }
 

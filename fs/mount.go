@@ -79,6 +79,9 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 		return nil, fmt.Errorf("mount %s: reading the root directory from the journal: %w", mountpoint, err)
 	}
 	root.last = packAttr(a)
+	if o.Snapshots != nil {
+		root.fsys.slots = newSlotTable()
+	}
 
 	opts := options(o, log)
 	var raw fuse.RawFileSystem = &killPrivFS{RawFileSystem: fusefs.NewNodeFS(root, opts), marks: marks}

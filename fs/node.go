@@ -26,7 +26,8 @@ const blksize = 128 << 10
 // kernel lets FUSE names grow to 1024 bytes, so we check it ourselves.
 const nameMax = 255
 
-// fileSystem is the state every node shares. It holds no mutable state.
+// fileSystem is the state every node shares. Its mutable state has its
+// own locks.
 type fileSystem struct {
 	j Journal
 	// inoOff is added to the journal's inode numbers to make the kernel's
@@ -36,6 +37,8 @@ type fileSystem struct {
 	// snaps serves MOUNT/.snapshots (nil: no snapshots; always nil inside
 	// a snapshot).
 	snaps Snapshotter
+	// slots numbers the snapshots' trees (set with snaps).
+	slots *slotTable
 	// pins handles PinXattr (nil: it is an ordinary xattr; always nil
 	// inside a snapshot).
 	pins        Pins

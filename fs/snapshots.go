@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,13 +27,52 @@ type Snapshotter interface {
 	SnapshotJournal(ctx context.Context, seq uint64) (*journal.Journal, error)
 }
 
-// Inode numbers the kernel sees: the drive's own are the journal's; the
-// .snapshots folder has snapshotsIno; snapshot seq's tree has the
-// journal's numbers of that snapshot plus snapOff(seq). Journal numbers
-// stay far below 2^40, so the ranges never meet.
-const snapshotsIno = 1 << 62
+// Inode numbers the kernel sees stay below 2^63, so that programs that
+// read st_ino as a signed 64-bit number (Java, and others) never see a
+// negative one. The drive's own are the journal's, which stay far below
+// 2^40 (AUTOINCREMENT from 1). The .snapshots folder has snapshotsIno.
+// A snapshot's tree has the journal's numbers of that snapshot plus
+// snapBase + slot<<snapInoBits: [2^62, 2^63) holds 2^22 slots of 2^40
+// numbers, and the ranges never meet.
+const (
+	snapshotsIno = 1<<62 - 1
+	snapBase     = 1 << 62
+	snapInoBits  = 40
+	snapSlots    = 1 << (62 - snapInoBits)
+)
 
-func snapOff(seq uint64) uint64 { return 1<<63 | seq<<40 }
+// slotTable gives each snapshot (by seq) the slot of its inode numbers:
+// seq mod snapSlots, so a snapshot has the same numbers in every mount,
+// or, when a snapshot with another seq took that slot earlier in this
+// mount (seqs 2^22 apart), the next free one. Two snapshots never share
+// numbers: go-fuse would hand one's files for the other's.
+type slotTable struct {
+	mu    sync.Mutex        // guards the fields below
+	slot  map[uint64]uint64 // seq → slot
+	taken map[uint64]uint64 // slot → seq
+}
+
+func newSlotTable() *slotTable {
+	return &slotTable{slot: map[uint64]uint64{}, taken: map[uint64]uint64{}}
+}
+
+// off is what snapshot seq's tree adds to its journal's inode numbers.
+func (t *slotTable) off(seq uint64) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.slot[seq]
+	if !ok {
+		s = seq % snapSlots
+		for {
+			if _, used := t.taken[s]; !used {
+				break
+			}
+			s = (s + 1) % snapSlots
+		}
+		t.slot[seq], t.taken[s] = s, seq
+	}
+	return snapBase + s<<snapInoBits
+}
 
 // snapshotsNode is MOUNT/.snapshots: read-only, one folder per snapshot.
 type snapshotsNode struct {
@@ -137,7 +177,7 @@ func (s *snapshotsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.
 	}
 	ents := make([]fuse.DirEntry, 0, len(snaps))
 	for _, sn := range snaps {
-		ents = append(ents, fuse.DirEntry{Name: sn.Name, Mode: syscall.S_IFDIR, Ino: snapOff(sn.Seq) + uint64(journal.RootIno)})
+		ents = append(ents, fuse.DirEntry{Name: sn.Name, Mode: syscall.S_IFDIR, Ino: s.fsys.slots.off(sn.Seq) + uint64(journal.RootIno)})
 	}
 	return fusefs.NewListDirStream(ents), 0
 }
@@ -164,7 +204,7 @@ func (s *snapshotsNode) Lookup(ctx context.Context, name string, out *fuse.Entry
 	if err != nil {
 		return nil, errno(s.fsys.log, "open snapshot "+name, journal.RootIno, err)
 	}
-	fsys := &fileSystem{j: sj, log: s.fsys.log, attrTimeout: s.fsys.attrTimeout, inoOff: snapOff(sn.Seq),
+	fsys := &fileSystem{j: sj, log: s.fsys.log, attrTimeout: s.fsys.attrTimeout, inoOff: s.fsys.slots.off(sn.Seq),
 		noLseek: s.fsys.noLseek}
 	c := &node{fsys: fsys}
 	c.last = packAttr(a)

@@ -82,3 +82,76 @@ func TestSnapshotsLinkCount(t *testing.T) {
 		t.Errorf("a snapshot's folder with 1 subfolder: nlink %d, want 3", got)
 	}
 }
+
+// TestSnapshotInodeNumbers: the files of a snapshot have inode numbers
+// below 2^63 (programs that read st_ino as a signed number saw negative
+// ones), apart from the drive's and from another snapshot's, and the same
+// after a remount.
+func TestSnapshotInodeNumbers(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	if err := os.Mkdir(filepath.Join(s.mnt, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.mnt, "d", "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"one", "two"} {
+		if _, err := s.drive.CreateSnapshot(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paths := []string{"", "d", "d/f", snapshotsName}
+	for _, n := range []string{"one", "two"} {
+		for _, p := range []string{"", "d", "d/f"} {
+			paths = append(paths, filepath.Join(snapshotsName, n, p))
+		}
+	}
+	inos := func() map[string]uint64 {
+		t.Helper()
+		m := map[string]uint64{}
+		seen := map[uint64]string{}
+		for _, p := range paths {
+			var st syscall.Stat_t
+			if err := syscall.Stat(filepath.Join(s.mnt, p), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Ino >= 1<<63 {
+				t.Errorf("%q: inode number %d, want below 2^63", p, st.Ino)
+			}
+			if q, dup := seen[st.Ino]; dup {
+				t.Errorf("%q and %q share inode number %d", p, q, st.Ino)
+			}
+			m[p], seen[st.Ino] = st.Ino, p
+		}
+		return m
+	}
+	before := inos()
+	s.remount()
+	after := inos()
+	for _, p := range paths {
+		if before[p] != after[p] {
+			t.Errorf("%q: inode number %d, after a remount %d", p, before[p], after[p])
+		}
+	}
+}
+
+// TestSnapshotSlots: two snapshots whose seqs are a multiple of the slot
+// count apart get different numbers, each the same every time it is asked.
+func TestSnapshotSlots(t *testing.T) {
+	tab := newSlotTable()
+	a, b, c := tab.off(7), tab.off(7+snapSlots), tab.off(snapSlots-1)
+	if a == b || a == c || b == c {
+		t.Fatalf("offsets %#x, %#x, %#x: want three different", a, b, c)
+	}
+	if tab.off(7) != a || tab.off(7+snapSlots) != b {
+		t.Fatal("a snapshot's offset changed when asked again")
+	}
+	if a != snapBase+7<<snapInoBits {
+		t.Errorf("seq 7: offset %#x, want %#x (its own slot)", a, uint64(snapBase+7<<snapInoBits))
+	}
+	for _, o := range []uint64{a, b, c} {
+		if o < snapBase || o+1<<snapInoBits-1 >= 1<<63 || o+1<<snapInoBits-1 < o {
+			t.Errorf("offset %#x: its numbers leave [2^62, 2^63)", o)
+		}
+	}
+}

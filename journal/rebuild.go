@@ -173,6 +173,12 @@ func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildStats, error) {
 		}
 	}
 	for _, q := range []string{
+		// Files deleted while open when the record was made: nothing can
+		// have them open here. Open would reap them, a change the grid
+		// never needed, and status would count it as waiting for the
+		// grid until the next record; their rows go with the dangling
+		// ones below.
+		`DELETE FROM inodes WHERE nlink = 0`,
 		// A consistent record has no dangling row; these guard the drive
 		// against one that has (a bug), at the cost of the dangling rows.
 		`DELETE FROM entries WHERE ino NOT IN (SELECT ino FROM inodes) OR parent NOT IN (SELECT ino FROM inodes)`,

@@ -447,6 +447,55 @@ func TestRecoverEmbeddedCopy(t *testing.T) {
 	mustRun(t, env, "unmount", "--data", dir2, mp)
 }
 
+// TestRecoverNothingWaiting: a machine lost while a program held a
+// deleted file open (its checkpoint names the file with no link left):
+// the recovered drive's status says everything is on the grid, with no
+// change waiting for a checkpoint. The first mount reaped the file and
+// counted that as changes waiting, and the drive as not durable, until
+// the next checkpoint.
+func TestRecoverNothingWaiting(t *testing.T) {
+	base, dir, mp, env := mountEmbedded(t, "waiting")
+	data := make([]byte, 9<<20)
+	rand.Read(data)
+	for _, n := range []string{"kept", "deleted-while-open"} {
+		if err := os.WriteFile(filepath.Join(mp, n), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(filepath.Join(mp, "deleted-while-open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.Remove(filepath.Join(mp, "deleted-while-open")); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
+	// The machine is lost now: what is left is a copy of its node dirs.
+	sh(t, "cp", "-a", filepath.Join(dir, nodesDir), filepath.Join(base, "backup"))
+	f.Close()
+	mustRun(t, env, "unmount", "--data", dir, mp)
+
+	dir2 := filepath.Join(base, "data2")
+	mustRun(t, env, "recover", "--node", filepath.Join(base, "backup", "node-1"), "--data", dir2)
+	cleanupMount(t, env, dir2, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir2, mp)
+	st := statusJSON(t, env, dir2)
+	if st.Metadata.PendingRows != 0 || !st.Durable {
+		t.Errorf("status right after recover: %d changes waiting, durable %v; want none waiting, durable", st.Metadata.PendingRows, st.Durable)
+	}
+	if r := mustRun(t, env, "status", "--data", dir2); !strings.Contains(r.stdout, ", 0 changes waiting") {
+		t.Errorf("status right after recover:\n%s", r.stdout)
+	}
+	if got, err := os.ReadFile(filepath.Join(mp, "kept")); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("kept after recover: %d bytes, %v", len(got), err)
+	}
+	if ents, err := os.ReadDir(mp); err != nil || len(ents) != 1 {
+		t.Errorf("the recovered drive holds %v (%v), want only kept", ents, err)
+	}
+	mustRun(t, env, "unmount", "--data", dir2, mp)
+}
+
 // TestRecoverFromStaleNode: a node that was down while the node list
 // changed keeps the config before the change; recover from it takes the
 // newest config on the nodes it names (the highest generation), not its

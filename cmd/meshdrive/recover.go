@@ -27,7 +27,9 @@ journal from the metadata checkpoints it names. File data stays on the grid
 and is fetched when read, so recovery time grows with the number of files,
 not their size. Then mount works as usual.
 
-DIR must not hold a drive; nothing is written to it unless recovery succeeds.
+DIR must be empty, or hold only the nodes folder of its own default grid
+(its journal and config lost: recover --node DIR/nodes/node-1 rebuilds the
+drive around it); nothing is written to it unless recovery succeeds.
 Everything that was grid-durable (meshdrive sync, or about 30 seconds after a
 change while nodes were reachable) comes back, snapshots included.`)
 	dataDir := dataDirFlag(e, fl)
@@ -56,11 +58,20 @@ change while nodes were reachable) comes back, snapshots included.`)
 	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
 		return fmt.Errorf("%s is a file, not a directory; recover into an empty or new --data DIR", dir)
 	}
+	// In place: the node given is one of dir's own embedded grid
+	// (DIR/nodes/NAME), whose journal and config were lost; the drive is
+	// rebuilt around its nodes folder, which is all dir may hold.
+	inPlace := ownNodes(*node, dir)
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		if _, err := os.Stat(filepath.Join(dir, configFile)); err == nil {
 			return fmt.Errorf("a drive already exists at %s; recover into an empty or new --data DIR", dir)
 		}
-		return fmt.Errorf("data dir %s is not empty; recover into an empty or new --data DIR", dir)
+		if inPlace && (len(ents) > 1 || ents[0].Name() != nodesDir) {
+			return fmt.Errorf("data dir %s holds more than its nodes folder; move everything but %s out of it, then recover again", dir, filepath.Join(dir, nodesDir))
+		}
+		if !inPlace {
+			return fmt.Errorf("data dir %s is not empty; recover into an empty or new --data DIR", dir)
+		}
 	}
 	ctx, stop := signalContext()
 	defer stop()
@@ -121,7 +132,7 @@ change while nodes were reachable) comes back, snapshots included.`)
 	if err != nil {
 		return fmt.Errorf("the drive config on node %s is corrupt (%v); try another node", redactURL(*node), err)
 	}
-	rebaseEmbedded(cfg, *node)
+	rebaseEmbedded(cfg, *node, inPlace)
 
 	// Build everything in a sibling of dir, renamed into place at the end.
 	parent := filepath.Dir(dir)
@@ -138,7 +149,8 @@ change while nodes were reachable) comes back, snapshots included.`)
 			os.RemoveAll(tmp)
 		}
 	}()
-	grid, _, err := openGrid(ctx, tmp, cfg, master, log, false)
+	// (dir: the embedded grid's nodes in place are relative to it.)
+	grid, _, err := openGrid(ctx, dir, cfg, master, log, false)
 	if err != nil {
 		return err
 	}
@@ -147,9 +159,9 @@ change while nodes were reachable) comes back, snapshots included.`)
 	if newer, from := newestConfig(ctx, grid, sealer, cfg); newer != nil {
 		fmt.Fprintf(e.stderr, "meshdrive: node %s holds a newer drive config than node %s (change %d against %d): recovering with its node list\n",
 			from, redactURL(*node), newer.Generation, cfg.Generation)
-		rebaseEmbedded(newer, *node)
+		rebaseEmbedded(newer, *node, inPlace)
 		cfg = newer
-		if grid, _, err = openGrid(ctx, tmp, cfg, master, log, false); err != nil {
+		if grid, _, err = openGrid(ctx, dir, cfg, master, log, false); err != nil {
 			return err
 		}
 	}
@@ -178,9 +190,16 @@ change while nodes were reachable) comes back, snapshots included.`)
 	if err := writeFileAtomic(filepath.Join(tmp, configFile), cfgOut, 0o600); err != nil {
 		return err
 	}
-	syscall.Rmdir(dir) // an empty dir the user made; never a file (checked above)
-	if err := os.Rename(tmp, dir); err != nil {
-		return fmt.Errorf("cannot move the recovered drive into %s: %w", dir, err)
+	if inPlace {
+		if err := moveInto(tmp, dir); err != nil {
+			return err
+		}
+		os.Remove(tmp)
+	} else {
+		syscall.Rmdir(dir) // an empty dir the user made; never a file (checked above)
+		if err := os.Rename(tmp, dir); err != nil {
+			return fmt.Errorf("cannot move the recovered drive into %s: %w", dir, err)
+		}
 	}
 	done = true
 	fmt.Fprintf(e.stdout, "recovered drive %s into %s: %d files and folders from checkpoint %d of %s (%d records, %s of metadata) in %.1fs\n",
@@ -207,16 +226,32 @@ func printRecoverLost(w io.Writer, rs *fs.RebuildStats) {
 	}
 }
 
+// ownNodes: node is a directory in dataDir's nodes folder, where init
+// puts the embedded grid's.
+func ownNodes(node, dataDir string) bool {
+	p := strings.TrimPrefix(node, "file://")
+	if strings.Contains(p, "://") {
+		return false
+	}
+	abs, err := filepath.Abs(p)
+	return err == nil && filepath.Dir(abs) == filepath.Join(dataDir, nodesDir)
+}
+
 // rebaseEmbedded points the relative node paths of an embedded default
 // grid (DATA/nodes/node-N) at the directories of the same names beside
-// the one given, so a copy of a lost machine's node dirs recovers.
-func rebaseEmbedded(cfg *Config, node string) {
+// the one given, so a copy of a lost machine's node dirs recovers. In
+// place (the one given is in the new data dir's nodes folder) they stay
+// relative, as init writes them, so the data dir can move.
+func rebaseEmbedded(cfg *Config, node string, inPlace bool) {
 	p := strings.TrimPrefix(node, "file://")
 	if strings.Contains(p, "://") {
 		return
 	}
 	dir := filepath.Dir(filepath.Clean(p))
 	for i, n := range cfg.Nodes {
+		if inPlace && n.URL == filepath.Join(nodesDir, filepath.Base(n.URL)) {
+			continue // DATA/nodes/NAME, beside the one given
+		}
 		if !strings.Contains(n.URL, "://") && !filepath.IsAbs(n.URL) {
 			if abs, err := filepath.Abs(filepath.Join(dir, filepath.Base(n.URL))); err == nil {
 				cfg.Nodes[i].URL = abs
@@ -286,4 +321,29 @@ func newestConfig(ctx context.Context, grid *remoteopen.Grid, sealer *remoteopen
 		}
 	}
 	return best, from
+}
+
+// moveInto renames everything in src into dst, the config last (it makes
+// dst a drive). On failure the ones moved go back, and dst is as it was.
+func moveInto(src, dst string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return fmt.Errorf("cannot move the recovered drive into %s: %w", dst, err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.Name() != configFile {
+			names = append(names, e.Name())
+		}
+	}
+	names = append(names, configFile)
+	for i, n := range names {
+		if err := os.Rename(filepath.Join(src, n), filepath.Join(dst, n)); err != nil {
+			for _, m := range names[:i] {
+				os.Rename(filepath.Join(dst, m), filepath.Join(src, m))
+			}
+			return fmt.Errorf("cannot move the recovered drive into %s: %w", dst, err)
+		}
+	}
+	return nil
 }

@@ -425,14 +425,22 @@ func mountEmbedded(t *testing.T, pass string) (base, dir, mp string, env []strin
 	return base, dir, mp, env
 }
 
-func TestRecoverEmbeddedCopy(t *testing.T) {
-	base, dir, mp, env := mountEmbedded(t, "embedded")
-	want := []byte("kept on the embedded grid\n")
+// syncedEmbedded is mountEmbedded with note.txt holding want, synced to
+// the grid, and the drive unmounted.
+func syncedEmbedded(t *testing.T, pass string, want []byte) (base, dir, mp string, env []string) {
+	t.Helper()
+	base, dir, mp, env = mountEmbedded(t, pass)
 	if err := os.WriteFile(filepath.Join(mp, "note.txt"), want, 0o640); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, env, "sync", "--data", dir, "--timeout", "2m")
 	mustRun(t, env, "unmount", "--data", dir, mp)
+	return base, dir, mp, env
+}
+
+func TestRecoverEmbeddedCopy(t *testing.T) {
+	want := []byte("kept on the embedded grid\n")
+	base, dir, mp, env := syncedEmbedded(t, "embedded", want)
 	sh(t, "cp", "-a", filepath.Join(dir, nodesDir), filepath.Join(base, "backup"))
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
@@ -445,6 +453,69 @@ func TestRecoverEmbeddedCopy(t *testing.T) {
 		t.Errorf("note.txt after recovering from a copy of the node dirs: %q, %v", got, err)
 	}
 	mustRun(t, env, "unmount", "--data", dir2, mp)
+}
+
+// TestRecoverEmbeddedInPlace: a drive on the embedded default grid lost
+// its journal and config, not its nodes folder: recover with one of its
+// own node dirs rebuilds it in that data dir, with the config naming the
+// nodes relative to the data dir as init wrote it, so the whole data dir
+// can move afterwards. (recover refused the data dir as not empty; from a
+// copy elsewhere the paths were absolute, and the moved drive had none.)
+func TestRecoverEmbeddedInPlace(t *testing.T) {
+	want := []byte("kept in the data dir's own nodes\n")
+	base, dir, mp, env := syncedEmbedded(t, "in place", want)
+	initCfg, err := os.ReadFile(filepath.Join(dir, configFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != nodesDir && e.Name() != "junk" {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Anything but the nodes folder: refused, and left as it was.
+	if err := os.WriteFile(filepath.Join(dir, "junk"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node := filepath.Join(dir, nodesDir, "node-2")
+	assertRefusal(t, runBin(t, env, "recover", "--node", node, "--data", dir), "", "",
+		"holds more than its nodes folder", "move everything but "+filepath.Join(dir, nodesDir))
+	os.Remove(filepath.Join(dir, "junk"))
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 {
+		t.Fatalf("the refused recover left %v in the data dir (%v), want its nodes folder only", ents, err)
+	}
+
+	mustRun(t, env, "recover", "--node", node, "--data", dir)
+	got, err := loadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initial, err := parseConfig(initCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Nodes, initial.Nodes) {
+		t.Errorf("recovered config's nodes %+v, want init's %+v", got.Nodes, initial.Nodes)
+	}
+	moved := filepath.Join(base, "moved")
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	cleanupMount(t, env, moved, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", moved, mp)
+	if b, err := os.ReadFile(filepath.Join(mp, "note.txt")); err != nil || !bytes.Equal(b, want) {
+		t.Errorf("note.txt of the recovered drive, its data dir moved: %q, %v", b, err)
+	}
+	mustRun(t, env, "unmount", "--data", moved, mp)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the moved drive made %s again (%v)", dir, err)
+	}
 }
 
 // TestRecoverNothingWaiting: a machine lost while a program held a

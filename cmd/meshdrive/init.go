@@ -219,10 +219,11 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 	// Opening a directory node makes it (and marks it): a failed init
 	// removes what it made there, and nothing else.
 	if !embedded {
-		undo := nodeDirsUndo(cfg)
+		undo, undoBuckets := nodeDirsUndo(cfg), s3BucketsUndo(ctx, e, cfg, o.log)
 		defer func() {
 			if err != nil {
 				undo()
+				undoBuckets()
 			}
 		}()
 		if err := checkReachable(ctx, dir, cfg, o.log); err != nil {
@@ -336,6 +337,45 @@ func nodeDirsUndo(cfg *Config) (undo func()) {
 				if !had[e.Name()] {
 					os.RemoveAll(filepath.Join(p, e.Name()))
 				}
+			}
+		}
+	}
+}
+
+// s3BucketsUndo notes which buckets of cfg's S3 nodes are missing before
+// init opens them (which makes them) and returns what removes, with
+// everything in them, the ones init then made. A bucket that existed, or
+// whose state could not be read, is never touched.
+func s3BucketsUndo(ctx context.Context, e *env, cfg *Config, log *slog.Logger) (undo func()) {
+	missing := make([]string, len(cfg.Nodes)) // a node's URL: its bucket was missing
+	ids := make([]string, len(cfg.Nodes))
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i, n := range cfg.Nodes {
+		g.Go(func() error {
+			bctx, cancel := context.WithTimeout(ctx, openTimeout)
+			defer cancel()
+			id, exists, ok, err := remoteopen.Bucket(bctx, n.URL, remoteopen.Options{Logger: log})
+			if ok && err == nil && !exists {
+				missing[i], ids[i] = n.URL, id
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	return func() {
+		done := map[string]bool{} // nodes may share a bucket (their prefixes differ)
+		for i, u := range missing {
+			if u == "" || done[ids[i]] {
+				continue
+			}
+			done[ids[i]] = true
+			// Also after a ^C: the bucket is init's to take back.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			err := remoteopen.RemoveBucket(rctx, u, remoteopen.Options{Logger: log})
+			cancel()
+			if err != nil {
+				fmt.Fprintf(e.stderr, "meshdrive: init made bucket %s and could not remove it (%v); delete it yourself\n", ids[i], err)
 			}
 		}
 	}

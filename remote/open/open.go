@@ -167,14 +167,16 @@ func openDir(path string, o Options) (remote.Store, error) {
 	return dirstore.New(abs, dirstore.Options{Logger: o.Logger, MustExist: o.MustExist, ID: o.ID})
 }
 
-func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.Store, error) {
+// s3Options are the options of the S3 store rawURL (parsed: u) names.
+func s3Options(rawURL string, u *url.URL, o Options) (s3store.Options, error) {
+	var so s3store.Options
 	if u.User != nil {
-		return nil, bad(rawURL, "put S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, not in the URL")
+		return so, bad(rawURL, "put S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, not in the URL")
 	}
 	if u.Host == "" {
-		return nil, bad(rawURL, "no bucket")
+		return so, bad(rawURL, "no bucket")
 	}
-	so := s3store.Options{
+	so = s3store.Options{
 		Bucket:   u.Host,
 		Prefix:   strings.Trim(u.Path, "/"),
 		Endpoint: "s3.amazonaws.com",
@@ -184,12 +186,12 @@ func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.S
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return nil, bad(rawURL, "bad query")
+		return so, bad(rawURL, "bad query")
 	}
 	keys := ""
 	for k, v := range q {
 		if len(v) != 1 {
-			return nil, bad(rawURL, k+" given more than once")
+			return so, bad(rawURL, k+" given more than once")
 		}
 		switch k {
 		case "endpoint":
@@ -198,26 +200,26 @@ func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.S
 			so.Region = v[0]
 		case "keys":
 			if !keysName.MatchString(v[0]) {
-				return nil, bad(rawURL, "keys names the credentials' variables (AWS_ACCESS_KEY_ID_NAME): letters, digits and _")
+				return so, bad(rawURL, "keys names the credentials' variables (AWS_ACCESS_KEY_ID_NAME): letters, digits and _")
 			}
 			keys = v[0]
 		case "secure":
 			b, err := strconv.ParseBool(v[0])
 			if err != nil {
-				return nil, bad(rawURL, "secure must be true or false")
+				return so, bad(rawURL, "secure must be true or false")
 			}
 			so.Secure = b
 		default:
-			return nil, bad(rawURL, "unknown parameter "+strconv.Quote(k)+" (endpoint, region, secure, keys)")
+			return so, bad(rawURL, "unknown parameter "+strconv.Quote(k)+" (endpoint, region, secure, keys)")
 		}
 	}
 	if so.Endpoint == "" || strings.Contains(so.Endpoint, "/") {
-		return nil, bad(rawURL, "endpoint must be host:port")
+		return so, bad(rawURL, "endpoint must be host:port")
 	}
 	if err := s3utils.CheckValidBucketName(so.Bucket); err != nil {
 		// minio-go checks it on every call, as an error without a status,
 		// which would read as a node that does not answer.
-		return nil, bad(rawURL, "bucket "+strconv.Quote(so.Bucket)+": "+err.Error())
+		return so, bad(rawURL, "bucket "+strconv.Quote(so.Bucket)+": "+err.Error())
 	}
 	// Nodes on different accounts or providers each name their pair
 	// (keys=NAME); the others share the default one.
@@ -227,13 +229,67 @@ func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.S
 	}
 	so.AccessKey, so.SecretKey = o.Getenv(idVar), o.Getenv(secretVar)
 	if so.AccessKey == "" || so.SecretKey == "" {
-		return nil, fmt.Errorf("open store %q: no S3 credentials: set %s and %s", rawURL, idVar, secretVar)
+		return so, fmt.Errorf("open store %q: no S3 credentials: set %s and %s", rawURL, idVar, secretVar)
+	}
+	return so, nil
+}
+
+func openS3(ctx context.Context, rawURL string, u *url.URL, o Options) (remote.Store, error) {
+	so, err := s3Options(rawURL, u, o)
+	if err != nil {
+		return nil, err
 	}
 	st, err := s3store.New(ctx, so)
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", rawURL, err)
 	}
 	return st, nil
+}
+
+// s3URL parses rawURL when it is an s3:// URL (ok false otherwise) into
+// its store's options.
+func s3URL(rawURL string, o Options) (so s3store.Options, ok bool, err error) {
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	s := strings.TrimSpace(rawURL)
+	scheme, _, hasScheme := strings.Cut(s, "://")
+	if !hasScheme || !strings.EqualFold(scheme, "s3") {
+		return so, false, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return so, true, bad(rawURL, "does not parse")
+	}
+	so, err = s3Options(rawURL, u, o)
+	return so, true, err
+}
+
+// Bucket names the bucket of an s3:// URL, as endpoint/bucket (ok false
+// for any other URL), and says whether it exists now, without making it:
+// what a caller that may give up after Store (init) notes first, to know
+// which buckets RemoveBucket may undo.
+func Bucket(ctx context.Context, rawURL string, o Options) (id string, exists, ok bool, err error) {
+	so, ok, err := s3URL(rawURL, o)
+	if !ok || err != nil {
+		return "", false, ok, err
+	}
+	exists, err = s3store.BucketExists(ctx, so)
+	return so.Endpoint + "/" + so.Bucket, exists, true, err
+}
+
+// RemoveBucket deletes the bucket of an s3:// URL and every object in it
+// (s3store.RemoveBucket): only for a bucket Bucket found missing and Store
+// then made.
+func RemoveBucket(ctx context.Context, rawURL string, o Options) error {
+	so, ok, err := s3URL(rawURL, o)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w %q: not an S3 URL", ErrBadURL, redact(rawURL))
+	}
+	return s3store.RemoveBucket(ctx, so)
 }
 
 // Down returns a store that stands in for a node whose store could not be

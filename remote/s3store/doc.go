@@ -10,7 +10,9 @@
 // few seconds with a 3 s limit), and the count, a listing of the whole
 // prefix, runs in the background, one at a time; Info waits a second for
 // it, then reports the last count (-1 before the first). New creates the
-// bucket when it is missing.
+// bucket when it is missing; BucketExists asks without making it, and
+// RemoveBucket deletes a bucket with all it holds, for a caller that made
+// it and gave up (a failed init).
 //
 // Errors map S3 codes to the remote sentinels (NoSuchKey -> ErrNotFound,
 // InvalidRange -> ErrRange, AccessDenied and signature errors ->

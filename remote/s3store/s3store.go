@@ -74,11 +74,44 @@ var _ remote.Store = (*Store)(nil)
 
 // New connects to the S3 server and makes sure the bucket exists.
 func New(ctx context.Context, o Options) (*Store, error) {
+	c, o, err := newClient(o)
+	if err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	prefix := strings.Trim(o.Prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	s := &Store{c: c, core: minio.Core{Client: c}, bucket: o.Bucket, prefix: prefix,
+		endpoint: o.Endpoint, countLimit: o.CountLimit, log: log}
+	ok, err := c.BucketExists(ctx, o.Bucket)
+	if err != nil {
+		return nil, s.mapErr("check bucket", "", err)
+	}
+	if !ok {
+		err := c.MakeBucket(ctx, o.Bucket, minio.MakeBucketOptions{Region: o.Region})
+		if err != nil {
+			code := minio.ToErrorResponse(err).Code
+			if code != "BucketAlreadyOwnedByYou" && code != "BucketAlreadyExists" {
+				return nil, s.mapErr("create bucket", "", err)
+			}
+		}
+		log.Info("s3store: created bucket", "endpoint", o.Endpoint, "bucket", o.Bucket)
+	}
+	return s, nil
+}
+
+// newClient checks o, fills its defaults and makes its client.
+func newClient(o Options) (*minio.Client, Options, error) {
 	if o.Endpoint == "" || strings.Contains(o.Endpoint, "://") {
-		return nil, fmt.Errorf("s3store: endpoint %q: want host:port without a scheme", o.Endpoint)
+		return nil, o, fmt.Errorf("s3store: endpoint %q: want host:port without a scheme", o.Endpoint)
 	}
 	if o.Bucket == "" {
-		return nil, errors.New("s3store: no bucket given")
+		return nil, o, errors.New("s3store: no bucket given")
 	}
 	if o.Region == "" {
 		o.Region = "us-east-1"
@@ -111,33 +144,50 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		MaxRetries:   o.MaxRetries,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("s3store: endpoint %s: %w", o.Endpoint, err)
+		return nil, o, fmt.Errorf("s3store: endpoint %s: %w", o.Endpoint, err)
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	return c, o, nil
+}
+
+// BucketExists reports whether o's bucket exists, without making it.
+func BucketExists(ctx context.Context, o Options) (bool, error) {
+	c, o, err := newClient(o)
+	if err != nil {
+		return false, err
 	}
-	prefix := strings.Trim(o.Prefix, "/")
-	if prefix != "" {
-		prefix += "/"
-	}
-	s := &Store{c: c, core: minio.Core{Client: c}, bucket: o.Bucket, prefix: prefix,
-		endpoint: o.Endpoint, countLimit: o.CountLimit, log: log}
 	ok, err := c.BucketExists(ctx, o.Bucket)
 	if err != nil {
-		return nil, s.mapErr("check bucket", "", err)
+		return false, (&Store{bucket: o.Bucket, endpoint: o.Endpoint}).mapErr("check bucket", "", err)
 	}
-	if !ok {
-		err := c.MakeBucket(ctx, o.Bucket, minio.MakeBucketOptions{Region: o.Region})
-		if err != nil {
-			code := minio.ToErrorResponse(err).Code
-			if code != "BucketAlreadyOwnedByYou" && code != "BucketAlreadyExists" {
-				return nil, s.mapErr("create bucket", "", err)
+	return ok, nil
+}
+
+// RemoveBucket deletes o's bucket with every object in it, whatever its
+// prefix: it undoes a bucket that New made for a caller that then gave up
+// (a failed init). A bucket that is already gone is no error.
+func RemoveBucket(ctx context.Context, o Options) error {
+	c, o, err := newClient(o)
+	if err != nil {
+		return err
+	}
+	s := &Store{bucket: o.Bucket, endpoint: o.Endpoint}
+	lctx, cancel := context.WithCancel(ctx) // ends the listing on a return
+	defer cancel()
+	for obj := range c.ListObjects(lctx, o.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			if minio.ToErrorResponse(obj.Err).Code == "NoSuchBucket" {
+				return nil
 			}
+			return s.mapErr("remove bucket: list it", "", obj.Err)
 		}
-		log.Info("s3store: created bucket", "endpoint", o.Endpoint, "bucket", o.Bucket)
+		if err := c.RemoveObject(ctx, o.Bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil {
+			return s.mapErr("remove bucket: empty it", obj.Key, err)
+		}
 	}
-	return s, nil
+	if err := c.RemoveBucket(ctx, o.Bucket); err != nil && minio.ToErrorResponse(err).Code != "NoSuchBucket" {
+		return s.mapErr("remove bucket", "", err)
+	}
+	return nil
 }
 
 func (s *Store) String() string {

@@ -188,3 +188,39 @@ func TestInfoQuickOnALargeBucket(t *testing.T) {
 		t.Errorf("%d counts ran; want 1 (one at a time, kept while fresh)", n)
 	}
 }
+
+// TestRemoveBucket: BucketExists sees a bucket New made; RemoveBucket
+// deletes it with the objects of every prefix in it, and a second
+// RemoveBucket of the gone bucket is no error.
+func TestRemoveBucket(t *testing.T) {
+	addr := startVersitygw(t)
+	ctx := t.Context()
+	o := s3store.Options{Endpoint: addr, Bucket: "undo", AccessKey: testAccess, SecretKey: testSecret, MaxRetries: 1}
+	exists := func() bool {
+		t.Helper()
+		ok, err := s3store.BucketExists(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if exists() {
+		t.Fatal("a bucket nobody made exists")
+	}
+	for _, p := range []string{"a", "b"} {
+		if err := newStore(t, addr, "undo", p).Put(ctx, "x", remotetest.Object(t, 1, 100, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !exists() {
+		t.Fatal("BucketExists does not see the bucket New made")
+	}
+	for range 2 {
+		if err := s3store.RemoveBucket(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		if exists() {
+			t.Fatal("the bucket is still there after RemoveBucket")
+		}
+	}
+}

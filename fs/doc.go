@@ -19,7 +19,11 @@
 // reused and survives remount, so `ls -i` and tools that remember inode
 // numbers (rsync, git, tar) see the same numbers after a restart. go-fuse
 // keeps one node per number: every name of a hard-linked file ends at one
-// *fs.Inode. Directory offsets are the journal's entry cookies (see
+// *fs.Inode. The .snapshots folder and the snapshots' trees have numbers
+// of their own in [2^62, 2^63), the same in every mount while the drive's
+// stay far below (snapshots.go); every number is below 2^63, so programs
+// that read st_ino as signed see none negative. Directory offsets are the
+// journal's entry cookies (see
 // dir.go), so telldir/seekdir work across calls and a listing taken while
 // entries come and go returns each surviving entry once.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,8 +150,7 @@ change while nodes were reachable) comes back, snapshots included.`)
 			os.RemoveAll(tmp)
 		}
 	}()
-	// (dir: the embedded grid's nodes in place are relative to it.)
-	grid, _, err := openGrid(ctx, dir, cfg, master, log, false)
+	grid, err := recoverGrid(ctx, dir, cfg, master, log)
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ change while nodes were reachable) comes back, snapshots included.`)
 			from, redactURL(*node), newer.Generation, cfg.Generation)
 		rebaseEmbedded(newer, *node, inPlace)
 		cfg = newer
-		if grid, _, err = openGrid(ctx, dir, cfg, master, log, false); err != nil {
+		if grid, err = recoverGrid(ctx, dir, cfg, master, log); err != nil {
 			return err
 		}
 	}
@@ -258,6 +258,18 @@ func rebaseEmbedded(cfg *Config, node string, inPlace bool) {
 			}
 		}
 	}
+}
+
+// recoverGrid opens cfg's grid for recover: relative node dirs (the
+// embedded grid's, in place) are dir's, and no node dir is made; a
+// missing one is a node down (recover writes nothing before it is done).
+func recoverGrid(ctx context.Context, dir string, cfg *Config, master []byte, log *slog.Logger) (*remoteopen.Grid, error) {
+	o := gridOptions(dir, cfg, master, log, false, remoteopen.Stack{})
+	for i := range o.Nodes {
+		o.Nodes[i].MustExist = true
+	}
+	g, _, err := remoteopen.NewGrid(ctx, o)
+	return g, err
 }
 
 // recoverProgress reports the rebuild: a bar on a terminal, else nothing

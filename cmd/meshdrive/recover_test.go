@@ -518,6 +518,37 @@ func TestRecoverEmbeddedInPlace(t *testing.T) {
 	}
 }
 
+// TestRecoverInPlaceFailsClean: an in-place recover that fails once it
+// has opened the nodes (the drive never shipped a checkpoint) leaves the
+// data dir as it found it: no node dir made for a missing node, nothing
+// else written.
+func TestRecoverInPlaceFailsClean(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=never synced")
+	mustRun(t, env, "init", "--data", dir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != nodesDir {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(dir, nodesDir, "node-6")); err != nil {
+		t.Fatal(err)
+	}
+	before := describeTree(t, dir)
+	// (No node has a root record; node-6, missing, is named as down.)
+	if r := runBin(t, env, "recover", "--node", filepath.Join(dir, nodesDir, "node-1"), "--data", dir); r.code == 0 ||
+		!strings.Contains(r.stderr, "root record") || !strings.Contains(r.stderr, "node-6") {
+		t.Errorf("recover of a drive that never shipped a checkpoint, node-6 missing: %s", r)
+	}
+	if after := describeTree(t, dir); after != before {
+		t.Errorf("a failed recover changed the data dir:\n%s\nwas:\n%s", after, before)
+	}
+}
+
 // TestRecoverNothingWaiting: a machine lost while a program held a
 // deleted file open (its checkpoint names the file with no link left):
 // the recovered drive's status says everything is on the grid, with no

@@ -271,6 +271,17 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 		return nil, nil, err
 	}
 	n := len(cfg.Nodes)
+	// No node held a drive key (heldDrive): every copy of the key and
+	// config is this init's, and a failed init takes them back, or the
+	// next init would find them and refuse the nodes.
+	defer func() {
+		if err != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reachTimeout)
+			grid.DeleteMeta(dctx, metaKey)
+			grid.DeleteMeta(dctx, metaConfig)
+			cancel()
+		}
+	}()
 	if got, err := grid.PutMeta(ctx, metaKey, wrapped); err != nil || got < n {
 		return nil, nil, fmt.Errorf("only %d of %d nodes stored the drive key (%v); check the nodes and run init again", got, n, err)
 	}

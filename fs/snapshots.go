@@ -57,19 +57,26 @@ func newSlotTable() *slotTable {
 }
 
 // off is what snapshot seq's tree adds to its journal's inode numbers.
-func (t *slotTable) off(seq uint64) uint64 {
+func (t *slotTable) off(seq uint64) uint64 { return t.get(seq, true) }
+
+// peek is off without taking a slot: a listing's d_ino for snapshots it
+// may never open (a slot is kept for the mount's life, so only lookups
+// take one).
+func (t *slotTable) peek(seq uint64) uint64 { return t.get(seq, false) }
+
+func (t *slotTable) get(seq uint64, take bool) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.slot[seq]
 	if !ok {
 		s = seq % snapSlots
-		for {
+		for take {
 			if _, used := t.taken[s]; !used {
+				t.slot[seq], t.taken[s] = s, seq
 				break
 			}
 			s = (s + 1) % snapSlots
 		}
-		t.slot[seq], t.taken[s] = s, seq
 	}
 	return snapBase + s<<snapInoBits
 }
@@ -177,7 +184,7 @@ func (s *snapshotsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.
 	}
 	ents := make([]fuse.DirEntry, 0, len(snaps))
 	for _, sn := range snaps {
-		ents = append(ents, fuse.DirEntry{Name: sn.Name, Mode: syscall.S_IFDIR, Ino: s.fsys.slots.off(sn.Seq) + uint64(journal.RootIno)})
+		ents = append(ents, fuse.DirEntry{Name: sn.Name, Mode: syscall.S_IFDIR, Ino: s.fsys.slots.peek(sn.Seq) + uint64(journal.RootIno)})
 	}
 	return fusefs.NewListDirStream(ents), 0
 }

@@ -146,6 +146,12 @@ func TestSnapshotSlots(t *testing.T) {
 	if tab.off(7) != a || tab.off(7+snapSlots) != b {
 		t.Fatal("a snapshot's offset changed when asked again")
 	}
+	if tab.peek(7+snapSlots) != b || tab.peek(8) != snapBase+8<<snapInoBits {
+		t.Errorf("peek: %#x for a taken seq (want %#x), %#x for a new one", tab.peek(7+snapSlots), b, tab.peek(8))
+	}
+	if len(tab.slot) != 3 {
+		t.Errorf("peek took a slot: %d taken, want 3", len(tab.slot))
+	}
 	if a != snapBase+7<<snapInoBits {
 		t.Errorf("seq 7: offset %#x, want %#x (its own slot)", a, uint64(snapBase+7<<snapInoBits))
 	}

@@ -384,9 +384,14 @@ func (s *Store) mkdirs(dir string) error {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return err
 			}
-			// With its mark and id, or the next open would take it for
-			// another node's directory (files, no mark).
-			if s.id != "" {
+		}
+		// A directory made again, or wiped of everything (its mark too)
+		// while the store was open, gets its mark and id back before
+		// objects go in, or the next open would take it for another
+		// node's directory (files, no mark). A store opened with
+		// MustExist gets here only with its mark in place (checkMark).
+		if s.id != "" {
+			if _, err := os.Lstat(s.marker); errors.Is(err, fs.ErrNotExist) {
 				if _, err := writeMark(dir, s.marker, s.id); err != nil {
 					return err
 				}

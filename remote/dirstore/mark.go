@@ -2,6 +2,7 @@ package dirstore
 
 import (
 	"bufio"
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -88,11 +88,17 @@ func readMark(marker string) (string, error) {
 // its mark as it is, and that is no error.
 func writeMark(dir, marker, id string) (bool, error) {
 	data := []byte(markText + "id " + id + "\n")
-	tmp := filepath.Join(dir, tempPrefix+"mark")
-	err := os.WriteFile(tmp, data, 0o600)
+	// A temporary file of its own: two calls at once (Puts that both
+	// find the mark gone) must not rename each other's.
+	f, err := os.CreateTemp(dir, tempPrefix+"mark-*")
 	if err == nil {
-		if err = os.Rename(tmp, marker); err != nil {
-			os.Remove(tmp)
+		_, err = f.Write(data)
+		err = cmp.Or(err, f.Close())
+		if err == nil {
+			err = os.Rename(f.Name(), marker)
+		}
+		if err != nil {
+			os.Remove(f.Name())
 		}
 	}
 	switch {

@@ -2,9 +2,11 @@ package dirstore_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 
@@ -368,5 +370,51 @@ func TestNodeID(t *testing.T) {
 	}
 	if err := s.Put(ctx, "shards/x.0", obj); err != nil {
 		t.Fatalf("put once the node's own directory is back: %v", err)
+	}
+}
+
+// TestMarkKeptWhenWiped: a store without MustExist (the embedded grid's
+// directories, a node served with --new) whose directory is emptied while
+// it is open, its mark too (a disk swapped under it, a person's rm), and
+// that then stores again (repair fills it), writes its mark and id back,
+// so the next open with the id the drive recorded takes the directory
+// for the node's, not for another node's (files, no mark).
+func TestMarkKeptWhenWiped(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "node")
+	s, err := dirstore.New(dir, dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := remotetest.Object(t, 1, 1000, 0)
+	if err := s.Put(ctx, "shards/a.0", obj); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"shards", dirstore.MarkName} { // all it holds
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("the wiped directory holds %v", ents)
+	}
+	// Stored again from many Puts at once: they all find the mark gone.
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.Put(ctx, fmt.Sprintf("shards/b%d/x.%d", i, i), obj) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("puts into the wiped directory: %v", err)
+	}
+	for _, mode := range []bool{false, true} {
+		if _, err := dirstore.New(dir, dirstore.Options{ID: s.ID(), MustExist: mode}); err != nil {
+			t.Fatalf("open (MustExist %v) with the node's id after the wiped directory was stored again: %v", mode, err)
+		}
+	}
+	mark, err := os.ReadFile(filepath.Join(dir, dirstore.MarkName))
+	if err != nil || !strings.Contains(string(mark), "id "+s.ID()+"\n") {
+		t.Fatalf("the mark after the wipe: %q, %v", mark, err)
 	}
 }

@@ -89,6 +89,12 @@ type NodeConfig struct {
 	ID string `json:"id,omitempty"`
 }
 
+// validNodeID: a node's id as a mark holds it, 32 lowercase hex digits.
+func validNodeID(id string) bool {
+	_, err := hex.DecodeString(id)
+	return err == nil && len(id) == 32 && strings.ToLower(id) == id
+}
+
 func newDriveID() (string, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {

@@ -45,7 +45,7 @@ func runNode(e *env) error {
 		fmt.Fprint(e.stderr, nodeUsage)
 		return usageError("unknown node subcommand %q: want serve, list, add, drain or remove", e.args[0])
 	}
-	fl := newFlagSet(e, "node serve", "node serve --dir DIR --listen ADDR [--new] [--token-file F] [--tls-cert F --tls-key F] [--scrub-rate R] [--max-object SIZE] [--quarantine-max SIZE] [--addr-file F] [--insecure] [--log-level L]", `
+	fl := newFlagSet(e, "node serve", "node serve --dir DIR --listen ADDR [--new] [--id ID] [--token-file F] [--tls-cert F --tls-key F] [--scrub-rate R] [--max-object SIZE] [--quarantine-max SIZE] [--addr-file F] [--insecure] [--log-level L]", `
 Serve a storage node: shards are kept in DIR and served over HTTP (the node
 API, /v1/...). The node sees only encrypted shards, never a file name or a
 plaintext byte. The first run of a new node takes --new: it makes DIR when
@@ -53,7 +53,10 @@ missing and leaves the mark every node directory carries (.meshdrive-node).
 Without --new a missing DIR, or an empty one without the mark, is refused:
 that is a disk's mount point with the disk not mounted, and serving it would
 fill the file system under the disk. For a replaced disk, start the node
-once with --new; the drives' repair (meshdrive check --repair) fills it.
+once with --new --id ID, ID being the node's id that its drives recorded
+(when they refuse the node as another one, their status names it): the new
+disk's mark takes it, and the drives' repair (meshdrive check --repair)
+fills it. Without --id a new disk gets a new id, and the drives refuse it.
 Keep --new out of a service unit: a start with --new of a directory that is
 already a node's warns, as it gets none of this protection.
 With --token-file, every request must carry that token (give drives the URL
@@ -67,7 +70,8 @@ them). SIGTERM or Ctrl-C stop accepting, finish the requests in flight and
 exit 0. The bound address is printed on stdout ("listening on HOST:PORT"),
 so --listen 127.0.0.1:0 picks a free port.`)
 	dir := fl.String("dir", "", "directory to keep shards in (a node's directory, made by the first run with --new)")
-	fresh := fl.Bool("new", false, "a new node (or a replaced disk): make DIR if missing and mark it as a node's directory; without it DIR must be one already")
+	fresh := fl.Bool("new", false, "a new node (or a replaced disk, with --id): make DIR if missing and mark it as a node's directory; without it DIR must be one already")
+	id := fl.String("id", "", "the node's id as its drives recorded it (32 hex digits): a mark without an id (a replaced disk's) takes it, and a directory of another id is refused")
 	listen := fl.String("listen", "", "address to listen on, host:port (port 0 picks a free one)")
 	tokenFile := fl.String("token-file", "", "file holding the access token clients must send")
 	certFile := fl.String("tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS")
@@ -87,6 +91,10 @@ so --listen 127.0.0.1:0 picks a free port.`)
 	}
 	if *dir == "" || *listen == "" {
 		return usageError("node serve needs --dir DIR and --listen ADDR")
+	}
+	nodeID := strings.ToLower(*id)
+	if nodeID != "" && !validNodeID(nodeID) {
+		return usageError("--id %q: want the node's id as its drives recorded it, 32 hex digits (a drive that refuses the node as another one names it)", *id)
 	}
 	if (*certFile == "") != (*keyFile == "") {
 		return usageError("--tls-cert and --tls-key go together")
@@ -148,7 +156,7 @@ so --listen 127.0.0.1:0 picks a free port.`)
 		}
 	}
 	srv, err = node.NewServer(node.ServerOptions{Dir: *dir, Token: token, Logger: log, ScrubRate: rate, MaxObject: node.MaxObjectFor(maxObj),
-		DirOptions: node.DirOptions{QuarantineMax: qmax, MustExist: !*fresh}, Observe: metrics.Observe, Metrics: metrics.Handler()})
+		DirOptions: node.DirOptions{QuarantineMax: qmax, MustExist: !*fresh, ID: nodeID}, Observe: metrics.Observe, Metrics: metrics.Handler()})
 	if err != nil {
 		ln.Close()
 		if errors.Is(err, node.ErrNoDir) {
@@ -225,7 +233,8 @@ func notANodeDir(dir string) error {
 		what = "is empty, without the mark a node's directory carries (" + node.MarkName + ")"
 	}
 	return fmt.Errorf("node directory %s %s: if it is on a disk that is not mounted, mount the disk and start the node again; "+
-		"if this is a new node, or its disk was replaced, start it once with --new (a replaced disk is then filled again by the drives' repair: meshdrive check --repair)", dir, what)
+		"if this is a new node, start it once with --new; if its disk was replaced, start it once with --new --id ID, ID being the node's id "+
+		"that its drives recorded (their status names it when they refuse the node), and the drives' repair fills it again (meshdrive check --repair)", dir, what)
 }
 
 // nodeDirObjects names the folders of objects ("meta/", "shards/") dir

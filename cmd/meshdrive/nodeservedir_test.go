@@ -33,9 +33,17 @@ func TestNodeServeRefusesUnmountedDisk(t *testing.T) {
 	// A directory on a disk that is not mounted: missing.
 	missing := filepath.Join(base, "disk2", "meshdrive")
 	r = runBin(t, env, "node", "serve", "--dir", missing, "--listen", "127.0.0.1:0")
-	assertRefusal(t, r, "", "", "node directory "+missing+" does not exist", "mount the disk", "start it once with --new")
+	assertRefusal(t, r, "", "", "node directory "+missing+" does not exist", "mount the disk", "start it once with --new",
+		"if its disk was replaced, start it once with --new --id ID")
 	if _, err := os.Stat(filepath.Join(base, "disk2")); !os.IsNotExist(err) {
 		t.Errorf("the refused node serve made the missing directory: %v", err)
+	}
+	// A replaced disk takes the id its drives recorded: one that is not
+	// an id is refused, and nothing is made.
+	r = runBin(t, env, "node", "serve", "--dir", missing, "--new", "--id", "0123-not-an-id", "--listen", "127.0.0.1:0")
+	assertRefusal(t, r, "", "", `--id "0123-not-an-id"`, "32 hex digits")
+	if _, err := os.Stat(filepath.Join(base, "disk2")); !os.IsNotExist(err) {
+		t.Errorf("node serve with a bad --id made the directory: %v", err)
 	}
 
 	// A new node: --new makes and marks it, and it serves.

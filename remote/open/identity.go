@@ -72,8 +72,10 @@ func (s *identity) Info(ctx context.Context) (remote.NodeInfo, error) {
 		s.set(false)
 		return remote.NodeInfo{}, fmt.Errorf("%w (%w): %s is node %s, but this drive recorded node %s at that address: "+
 			"its server serves another node's directory (another grid's node, or the wrong disk mounted at its path); "+
-			"serve this node's own directory there (meshdrive node serve --dir), or if the node moved, fix its address in the drive",
-			remote.ErrUnavailable, ErrWrongNode, redact(s.url), ni.ID, s.want)
+			"serve this node's own directory there (meshdrive node serve --dir), or if the node moved, fix its address in the drive; "+
+			"if the node's disk was replaced, stop its server, empty the mark in its directory (: > DIR/%s; a start without --id wrote a new id there), "+
+			"start it with --id %s, then run meshdrive check --repair",
+			remote.ErrUnavailable, ErrWrongNode, redact(s.url), ni.ID, s.want, dirstore.MarkName, s.want)
 	}
 	s.set(true)
 	return ni, nil

@@ -57,12 +57,18 @@ func startCountedNode(t *testing.T, name, dir string) (*countedNode, remote.Memb
 // them on a 1 MiB disk (tmpfs), less than a shard of a 4 MiB segment
 // needs.
 func fullGrid(t *testing.T, nodes, nfull int) (*remote.Grid, []*countedNode) {
+	return tmpfsGrid(t, nodes, nfull, "1m")
+}
+
+// tmpfsGrid is a k=2 m=2 grid over real node servers, the first ntmpfs of
+// them on a tmpfs of size.
+func tmpfsGrid(t *testing.T, nodes, ntmpfs int, size string) (*remote.Grid, []*countedNode) {
 	var members []remote.Member
 	var ns []*countedNode
 	for i := range nodes {
 		dir := t.TempDir()
-		if i < nfull {
-			dir = remotetest.Tmpfs(t, "1m")
+		if i < ntmpfs {
+			dir = remotetest.Tmpfs(t, size)
 		}
 		n, m := startCountedNode(t, fmt.Sprintf("node-%d", i), dir)
 		ns = append(ns, n)
@@ -184,5 +190,29 @@ func TestTooFewNodesWithRoom(t *testing.T) {
 	}
 	if info.Stored() != 4 {
 		t.Fatalf("segment stored on %d nodes, want 4: %v", info.Stored(), info.Nodes)
+	}
+}
+
+// TestUnsizedDiskNotFull: a node on a file system that does not tell its
+// size (statfs reports 0 blocks: a tmpfs without a size, a FUSE file
+// system without statfs) has room as far as anyone knows, not none: it
+// still takes shards after Health.
+func TestUnsizedDiskNotFull(t *testing.T) {
+	g, ns := tmpfsGrid(t, 4, 1, "0") // no limit: statfs says 0 of 0 blocks
+	ctx := t.Context()
+	for _, h := range g.Health(ctx) {
+		if !h.Up {
+			t.Fatalf("%s is down: %s", h.Name, h.Err)
+		}
+		if h.Name == ns[0].name && (h.Info.Capacity != -1 || h.Info.Free != -1) {
+			t.Errorf("a node on a file system of unknown size reports capacity %d, free %d; want -1, -1", h.Info.Capacity, h.Info.Free)
+		}
+	}
+	info, err := g.WriteSegment(ctx, segmentData(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Stored() != 4 || ns[0].puts.Load() != 1 {
+		t.Fatalf("segment stored on %v; node-0, on a file system of unknown size, was sent %d shards", info.Nodes, ns[0].puts.Load())
 	}
 }

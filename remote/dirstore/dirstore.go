@@ -809,7 +809,8 @@ func (s *Store) sortedDir(dir, rel string, fresh bool) ([]listEntry, error) {
 }
 
 // Info reports the filesystem's capacity and free bytes (for an
-// unprivileged writer) and the number of objects.
+// unprivileged writer; -1 when the file system does not tell) and the
+// number of objects.
 func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return remote.NodeInfo{}, fmt.Errorf("%s: info: %w", s, err)
@@ -825,9 +826,16 @@ func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 	if err != nil {
 		return remote.NodeInfo{}, fmt.Errorf("%s: statfs: %w", s, err)
 	}
+	capacity, free := int64(st.Blocks)*int64(st.Bsize), int64(st.Bavail)*int64(st.Bsize)
+	if st.Blocks == 0 {
+		// The file system does not tell (a tmpfs without a size, a FUSE
+		// one without statfs): its 0 bytes free are no full disk, and
+		// the grid must not leave the node out for them.
+		capacity, free = -1, -1
+	}
 	return remote.NodeInfo{
-		Capacity: int64(st.Blocks) * int64(st.Bsize),
-		Free:     int64(st.Bavail) * int64(st.Bsize),
+		Capacity: capacity,
+		Free:     free,
 		Objects:  max(s.objects.Load(), 0),
 		Version:  Version,
 		ID:       s.id,

@@ -96,6 +96,12 @@ type Store struct {
 
 	snapMu sync.Mutex          // guards snaps
 	snaps  map[string]*dirSnap // sorted listings of large directories, by path (see sortedDir)
+
+	// markSeen is the mark file whose id checkMark last found to be the
+	// node's (nil: none yet): another file there (another disk mounted
+	// at the path, even with no call in between to find it gone) has its
+	// id read again.
+	markSeen atomic.Pointer[os.FileInfo]
 }
 
 var _ remote.Store = (*Store)(nil)
@@ -160,6 +166,9 @@ func New(dir string, opts Options) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{dir: abs, marker: marker, id: id, must: opts.MustExist, log: log, qmax: opts.QuarantineMax}
+	if fi, err := os.Lstat(marker); err == nil {
+		s.markSeen.Store(&fi)
+	}
 	if s.qmax == 0 {
 		s.qmax = DefaultQuarantineMax
 	}
@@ -246,11 +255,15 @@ func (s *Store) checkMark(op string) error {
 	if !s.must {
 		return nil
 	}
-	_, err := os.Lstat(s.marker)
+	fi, err := os.Lstat(s.marker)
 	if err == nil {
-		if s.away.Load() {
-			// Back: the same disk, or another one. Another node's is
-			// refused as the directory's absence was.
+		seen := s.markSeen.Load()
+		changed := seen == nil || !os.SameFile(fi, *seen)
+		if s.away.Load() || changed {
+			// Back, or another mark file in its place: the same disk, or
+			// another one (mounted over the node's path between two
+			// calls). Another node's is refused as the directory's
+			// absence was.
 			id, err := s.markID()
 			if err == nil && s.id != "" && id != s.id {
 				err = wrongNode(s.dir, s.marker, id, s.id)
@@ -258,7 +271,13 @@ func (s *Store) checkMark(op string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %s: %w (%w)", s, op, remote.ErrUnavailable, err)
 			}
-			if s.away.CompareAndSwap(true, false) {
+			now := fi
+			if fi, err := os.Lstat(s.marker); err == nil { // markID may have written it
+				now = fi
+			}
+			// One count again per change, however many calls met it.
+			won := s.markSeen.CompareAndSwap(seen, &now)
+			if s.away.CompareAndSwap(true, false) || changed && won {
 				s.recount()
 			}
 		}

@@ -267,16 +267,7 @@ func TestRecountDoesNotBlockPut(t *testing.T) {
 // open. Marks without an id are adopted: the id is written into them.
 func TestNodeID(t *testing.T) {
 	ctx := t.Context()
-	base := t.TempDir()
-	dirA, dirB := filepath.Join(base, "a"), filepath.Join(base, "b")
-	a, err := dirstore.New(dirA, dirstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := dirstore.New(dirB, dirstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, dirA, dirB, a, b := twoNodes(t)
 	idA, idB := a.ID(), b.ID()
 	if len(idA) != 32 || len(idB) != 32 || idA == idB {
 		t.Fatalf("node ids %q and %q: want two different ids of 32 hex digits", idA, idB)
@@ -292,7 +283,7 @@ func TestNodeID(t *testing.T) {
 	}
 
 	// Another node's directory, given as this node's.
-	_, err = dirstore.New(dirB, dirstore.Options{MustExist: true, ID: idA})
+	_, err := dirstore.New(dirB, dirstore.Options{MustExist: true, ID: idA})
 	if !errors.Is(err, dirstore.ErrWrongNode) || !strings.Contains(err.Error(), idA) || !strings.Contains(err.Error(), idB) ||
 		!strings.Contains(err.Error(), "another node's directory") {
 		t.Fatalf("open another node's directory: %v", err)
@@ -417,4 +408,65 @@ func TestMarkKeptWhenWiped(t *testing.T) {
 	if err != nil || !strings.Contains(string(mark), "id "+s.ID()+"\n") {
 		t.Fatalf("the mark after the wipe: %q, %v", mark, err)
 	}
+}
+
+// TestNodeSwappedBetweenCalls: another node's directory that takes the
+// place of the node's between two calls (another disk mounted over the
+// node's path at once, no call finding the mark gone) is refused, and
+// nothing is written there; the node's own directory back is served
+// again.
+func TestNodeSwappedBetweenCalls(t *testing.T) {
+	ctx := t.Context()
+	_, dirA, dirB, a, _ := twoNodes(t)
+	s, err := dirstore.New(dirA, dirstore.Options{MustExist: true, ID: a.ID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := remotetest.Object(t, 1, 1000, 0)
+	if err := s.Put(ctx, "shards/x.0", obj); err != nil {
+		t.Fatal(err)
+	}
+	swap := func() {
+		t.Helper()
+		for _, mv := range [][2]string{{dirA, dirA + ".tmp"}, {dirB, dirA}, {dirA + ".tmp", dirB}} {
+			if err := os.Rename(mv[0], mv[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	swap() // b's directory now at a's path, a's at b's
+	if err := s.Put(ctx, "shards/y.0", obj); !errors.Is(err, remote.ErrUnavailable) || !errors.Is(err, dirstore.ErrWrongNode) {
+		t.Fatalf("put into another node's directory swapped in between two calls: %v", err)
+	}
+	if _, err := s.Info(ctx); !errors.Is(err, dirstore.ErrWrongNode) {
+		t.Fatalf("info of another node's directory swapped in: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dirA, "shards", "y.0")); !os.IsNotExist(err) {
+		t.Fatalf("the refused put wrote into the other node's directory: %v", err)
+	}
+	swap() // back
+	if err := s.Put(ctx, "shards/y.0", obj); err != nil {
+		t.Fatalf("put once the node's own directory is back: %v", err)
+	}
+	dirstore.WaitRecount(s)
+	if ni, err := s.Info(ctx); err != nil || ni.Objects != 2 {
+		t.Fatalf("info once the node's own directory is back: %d objects, %v; want 2", ni.Objects, err)
+	}
+}
+
+// twoNodes makes two nodes' directories, a and b, under base and returns
+// them with their stores.
+func twoNodes(t *testing.T) (base, dirA, dirB string, a, b *dirstore.Store) {
+	t.Helper()
+	base = t.TempDir()
+	dirA, dirB = filepath.Join(base, "a"), filepath.Join(base, "b")
+	a, err := dirstore.New(dirA, dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = dirstore.New(dirB, dirstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, dirA, dirB, a, b
 }

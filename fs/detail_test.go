@@ -556,6 +556,32 @@ func TestStatfsIsGridCapacity(t *testing.T) {
 	}
 }
 
+// TestStatfsCountsOneDiskOnce: the stack's nodes are directories on one
+// disk, as the embedded default grid's are. df of the drive shows that
+// disk's space once, times k/n (what data can use), not once per node:
+// six nodes on a disk with 50 GiB free offer about 33 GiB, not 200.
+func TestStatfsCountsOneDiskOnce(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	var drive, disk unix.Statfs_t
+	if err := unix.Statfs(s.mnt, &drive); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Statfs(filepath.Join(s.base, "nodes"), &disk); err != nil {
+		t.Fatal(err)
+	}
+	wantTotal := disk.Blocks * uint64(disk.Bsize) / (gridK + gridM) * gridK
+	wantFree := disk.Bavail * uint64(disk.Bsize) / (gridK + gridM) * gridK
+	gotTotal := drive.Blocks * uint64(drive.Frsize)
+	gotFree := drive.Bavail * uint64(drive.Frsize)
+	if d := float64(gotTotal) - float64(wantTotal); d > 0.01*float64(wantTotal) || d < -0.01*float64(wantTotal) {
+		t.Errorf("df total %d, want the nodes' one disk x k/n = %d", gotTotal, wantTotal)
+	}
+	// Free space moves as other processes write; allow 1%.
+	if d := float64(gotFree) - float64(wantFree); d > 0.01*float64(wantFree) || d < -0.01*float64(wantFree) {
+		t.Errorf("df free %d, want the nodes' one disk's free x k/n = %d", gotFree, wantFree)
+	}
+}
+
 func TestSharedWritableMmap(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		// A page fault blocks its thread without releasing its P; the

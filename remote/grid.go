@@ -339,14 +339,24 @@ func (g *Grid) Health(ctx context.Context) []NodeHealth {
 
 // Capacity sums the capacity and free bytes of the nodes that answer.
 // Nodes that cannot tell (they report -1, e.g. S3) are left out; when no
-// node can tell, both results are -1.
+// node can tell, both results are -1. Nodes that share a file system
+// (the same Info.Volume: the embedded grid's directories on one disk)
+// count its space once, since each byte one of them stores is gone for
+// the others too.
 func (g *Grid) Capacity(ctx context.Context) (total, free int64) {
 	known := false
+	volumes := map[string]bool{}
 	for _, h := range g.Health(ctx) {
 		if !h.Up || h.Info.Capacity < 0 || h.Info.Free < 0 {
 			continue
 		}
 		known = true
+		if v := h.Info.Volume; v != "" {
+			if volumes[v] {
+				continue
+			}
+			volumes[v] = true
+		}
 		total += h.Info.Capacity
 		free += h.Info.Free
 	}

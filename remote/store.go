@@ -53,6 +53,11 @@ type NodeInfo struct {
 	// (remote/dirstore.MarkName), which a drive records to tell the node's
 	// directory from another; "" when the node has none (S3).
 	ID string `json:"id,omitempty"`
+	// Volume names the file system that holds the node's data, so that
+	// nodes sharing one disk (the embedded grid's directories, two node
+	// servers on one machine) count its space once; empty when the
+	// backend cannot tell. Only equality means anything.
+	Volume string `json:"volume,omitempty"`
 	// Scrub is the node's own scrubber's report (node servers with
 	// --scrub-rate); nil when it runs none.
 	Scrub *ScrubReport `json:"scrub,omitempty"`

@@ -837,10 +837,12 @@ func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 	if err := s.checkMark("info"); err != nil {
 		return remote.NodeInfo{}, err
 	}
+	dir := s.dir
 	var st syscall.Statfs_t
-	err := syscall.Statfs(s.dir, &st)
+	err := syscall.Statfs(dir, &st)
 	if errors.Is(err, syscall.ENOENT) { // the directory is gone (wiped): its disk is the parent's
-		err = syscall.Statfs(filepath.Dir(s.dir), &st)
+		dir = filepath.Dir(s.dir)
+		err = syscall.Statfs(dir, &st)
 	}
 	if err != nil {
 		return remote.NodeInfo{}, fmt.Errorf("%s: statfs: %w", s, err)
@@ -858,7 +860,25 @@ func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 		Objects:  max(s.objects.Load(), 0),
 		Version:  Version,
 		ID:       s.id,
+		Volume:   volume(dir),
 	}, nil
+}
+
+// volume names the file system that holds dir: this machine's host name
+// and the file system's device number, the same for every directory of
+// one disk (bind mounts included) and different across disks. Empty
+// when dir cannot be stat'ed.
+func volume(dir string) string {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%x", host, st.Dev)
 }
 
 // verifyPiece is how much of an object Verify reads at a time.

@@ -27,6 +27,7 @@ var errnoTable = []struct {
 	{journal.ErrInvalid, syscall.EINVAL},
 	{journal.ErrNoXattr, syscall.ENODATA},
 	{journal.ErrFull, syscall.ENOSPC},
+	{journal.ErrDiskFull, syscall.ENOSPC},
 	{ErrPinBudget, syscall.ENOSPC},
 	{journal.ErrReadOnly, syscall.EROFS},
 	{journal.ErrNameTooLong, syscall.ENAMETOOLONG},

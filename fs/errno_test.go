@@ -32,6 +32,7 @@ func TestErrnoTable(t *testing.T) {
 		{wrap(journal.ErrInvalid), syscall.EINVAL, true},
 		{wrap(journal.ErrNoXattr), syscall.ENODATA, true},
 		{wrap(journal.ErrFull), syscall.ENOSPC, true},
+		{wrap(journal.ErrDiskFull), syscall.ENOSPC, true},
 		{wrap(journal.ErrReadOnly), syscall.EROFS, true},
 		{wrap(journal.ErrNameTooLong), syscall.ENAMETOOLONG, true},
 		{wrap(journal.ErrOffline), syscall.EIO, true},

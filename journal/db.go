@@ -271,7 +271,8 @@ func (j *core) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 // txLocked is tx for callers that hold wmu.
-func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	defer func() { err = diskFull(err) }()
 	// The commit must not be cut short by a cancelled caller once the
 	// transaction has started: run it on a context without cancellation.
 	ctx0 := context.WithoutCancel(ctx)
@@ -310,7 +311,6 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	j.narrow = j.narrow[:0]
 	j.ents.reset()
 	var tx *sql.Tx
-	var err error
 	if j.w != nil {
 		tx, err = j.w.BeginTx(ctx0, nil)
 	} else {

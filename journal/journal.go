@@ -357,6 +357,21 @@ func dbDamaged(err error, dir string) error {
 		"(what this journal held that never reached the grid is not in it)", err, dir)
 }
 
+// diskFull marks sqlite's word that the disk is full ("database or disk
+// is full") as ErrDiskFull, so that the application sees ENOSPC, as it
+// would on a local disk, rather than EIO.
+func diskFull(err error) error {
+	var se *sqlite.Error
+	if err == nil || errors.Is(err, ErrDiskFull) || !errors.As(err, &se) {
+		return err
+	}
+	const full = 13 // SQLITE_FULL (primary code)
+	if se.Code()&0xff != full {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, ErrDiskFull)
+}
+
 func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 	if o.BlockSize <= 0 {
 		o.BlockSize = 4 << 20

@@ -153,4 +153,7 @@ var (
 	// ErrLostBlock: the drive was recovered from the grid, and this block
 	// had not reached the grid when its file's metadata was shipped.
 	ErrLostBlock = errors.New("block is lost (not on the grid when the drive was recovered, or its staging file was gone at a mount with --drop-missing); restore the file from a copy")
+	// ErrDiskFull: the disk that holds the journal's database has no
+	// room for a change (sqlite's SQLITE_FULL); fs answers ENOSPC.
+	ErrDiskFull = errors.New("the journal's disk is full: free space on it (meshdrive cache clear drops the cached blocks kept there) and try again")
 )

@@ -32,7 +32,30 @@ const (
 	// fullDiskPause is how long disk caching stays off after the disk
 	// reported it is full.
 	fullDiskPause = time.Minute
+	// reserveShare and reserveMax: the disk tier leaves a twentieth of
+	// its file system free, at most 2 GiB (diskReserve).
+	reserveShare = 20
+	reserveMax   = 2 << 30
 )
+
+// diskReserve is the free space the disk tier leaves on a file system of
+// size bytes: unpinned blocks are evicted, or not kept, rather than take
+// it. The cache shares the disk with the journal (whose writes would
+// fail with ENOSPC), the default grid's nodes and every other program on
+// the machine; a cache that filled the disk to its last byte, as one
+// within --cache-size did on a disk with less room than that, broke
+// them all.
+func diskReserve(size int64) int64 { return min(size/reserveShare, reserveMax) }
+
+// fsSpace reports the size of the file system that holds dir and its
+// free bytes for an unprivileged writer.
+func fsSpace(dir string) (size, free int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, 0, err
+	}
+	return int64(st.Blocks) * int64(st.Bsize), int64(st.Bavail) * int64(st.Bsize), nil
+}
 
 // disk is the disk tier: sealed blocks, one file each, bounded by bytes,
 // in a segmented LRU like mem's (probation, then protected once read
@@ -55,6 +78,8 @@ type disk struct {
 	// writeFile writes data to a new file in dir and returns its path. A
 	// field so tests can make the disk "full".
 	writeFile func(dir string, data []byte) (string, error)
+	// space is fsSpace; a field so tests can give the tier a small disk.
+	space func(dir string) (size, free int64, err error)
 
 	mu       sync.Mutex // mu guards the fields below; taken after mem.mu, never before
 	index    map[remote.BlockID]*diskEntry
@@ -112,6 +137,7 @@ func newDisk(dir string, budget int64, log *slog.Logger, evictions, errs *atomic
 		evictions: evictions,
 		errs:      errs,
 		writeFile: writeTemp,
+		space:     fsSpace,
 		index:     make(map[remote.BlockID]*diskEntry),
 		lru:       list.New(),
 		prot:      list.New(),
@@ -553,7 +579,10 @@ func (d *disk) adopt(id remote.BlockID, path string, size int64) {
 
 // commit makes room for the block of size bytes written to tmp, renames
 // it into place and indexes it. tmp is removed whenever it is not
-// renamed.
+// renamed. Room is the budget, and for an unpinned block the disk's
+// reserve (diskReserve): tmp is on the disk already, so the block stays
+// only when the disk has the reserve free with it, after evicting older
+// blocks if need be.
 func (d *disk) commit(w diskWrite, size int64, tmp string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -562,16 +591,24 @@ func (d *disk) commit(w diskWrite, size int64, tmp string) error {
 		os.Remove(tmp)
 		return nil
 	}
-	for d.bytes+size > d.budget {
+	free, reserve := int64(0), int64(0)
+	if !pinned {
+		if fsSize, f, err := d.space(d.dir); err == nil {
+			free, reserve = f, diskReserve(fsSize)
+		}
+	}
+	for d.bytes+size > d.budget || free < reserve {
 		old := d.oldestLocked()
 		if old == nil {
 			break
 		}
 		d.drop(old)
 		d.evictions.Add(1)
+		free += old.size
 	}
-	if d.bytes+size > d.budget && !pinned {
-		// Everything left is pinned: no room for an unpinned block.
+	if (d.bytes+size > d.budget || free < reserve) && !pinned {
+		// Everything left is pinned: no room for an unpinned block
+		// within the budget, or without taking the disk's reserve.
 		os.Remove(tmp)
 		return nil
 	}

@@ -232,6 +232,50 @@ func TestFullDiskNeverFailsReads(t *testing.T) {
 	}
 }
 
+// TestDiskKeepsReserveFree: a disk with less room than the cache's
+// budget (the default --cache-size is 4 GiB) is not filled to its last
+// byte: the disk tier evicts its oldest blocks to leave a twentieth of
+// the file system free for the journal and every other program, and keeps
+// caching the newest. The disk here is 100 kB, 40 kB of it used by
+// others; the blocks read add up to about 90 kB.
+func TestDiskKeepsReserveFree(t *testing.T) {
+	const size, others = 100_000, 40_000
+	dir := t.TempDir()
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(26, 26)), 60, 1000, 2000)
+	c := newTestCache(t, Options{Dir: dir, Fetcher: g, MemBytes: -1, ReadAhead: -1})
+	used := func() int64 { // the tier's files, temp files included
+		var n int64
+		filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && !e.IsDir() {
+				if info, err := e.Info(); err == nil {
+					n += info.Size()
+				}
+			}
+			return nil
+		})
+		return n
+	}
+	// Only writer goroutines call this; waitIdle orders it with the test.
+	c.disk.space = func(string) (int64, int64, error) { return size, size - others - used(), nil }
+	for _, r := range refs {
+		mustRead(t, c, g, r)
+		c.disk.waitIdle()
+	}
+	reserve := diskReserve(size)
+	_, onDisk := diskUsage(t, dir)
+	if free := size - others - onDisk; free < reserve {
+		t.Errorf("the cache left %d bytes free on a %d-byte disk, want at least %d (a twentieth)", free, size, reserve)
+	}
+	last := refs[len(refs)-1]
+	if _, err := os.Stat(blockPath(dir, last.ID)); err != nil {
+		t.Errorf("the newest block is not on disk: %v", err)
+	}
+	if s := c.Stats(); s.Evictions == 0 || s.DiskErrors != 0 {
+		t.Errorf("stats %+v: want evictions and no disk error", s)
+	}
+}
+
 // Any other write error is logged and ignored.
 func TestDiskWriteErrorIgnored(t *testing.T) {
 	dir := t.TempDir()

@@ -610,6 +610,15 @@ func (c *Cache) Adopt(id remote.BlockID, path string, size int64) {
 	c.disk.adopt(id, path, size)
 }
 
+// MakeRoom evicts unpinned blocks from the disk tier, least recently used
+// first, until about need bytes are freed or none is left, and returns
+// the bytes freed. The journal calls it when a write of data not yet on
+// the grid finds the disk full: the cache, which only saves fetches,
+// gives way. Pinned blocks stay.
+func (c *Cache) MakeRoom(need int64) int64 {
+	return c.disk.makeRoom(need)
+}
+
 // Forget drops blocks nothing names any more (garbage collection deleted
 // them with their segment) from memory and disk, pinned or not, so the
 // disk tier keeps room for live blocks. A read or fetch running meanwhile

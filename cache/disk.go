@@ -447,6 +447,34 @@ func (d *disk) drop(e *diskEntry) {
 	}
 }
 
+// makeRoom drops the oldest unpinned blocks until need bytes are freed
+// or none is left; it returns the bytes freed (Cache.MakeRoom).
+func (d *disk) makeRoom(need int64) int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var freed int64
+	for freed < need {
+		n, ok := d.evictOldestLocked()
+		if !ok {
+			break
+		}
+		freed += n
+	}
+	return freed
+}
+
+// evictOldestLocked drops the next block to evict (oldestLocked) and
+// returns its size; false when only pinned blocks are left. d.mu held.
+func (d *disk) evictOldestLocked() (int64, bool) {
+	old := d.oldestLocked()
+	if old == nil {
+		return 0, false
+	}
+	d.drop(old)
+	d.evictions.Add(1)
+	return old.size, true
+}
+
 // store queues sealed (owned by the disk tier from now on) to be written.
 // When the queue is full it writes the block itself before returning
 // (backpressure: the fetch that brought the block pays for its write, and
@@ -598,13 +626,11 @@ func (d *disk) commit(w diskWrite, size int64, tmp string) error {
 		}
 	}
 	for d.bytes+size > d.budget || free < reserve {
-		old := d.oldestLocked()
-		if old == nil {
+		n, ok := d.evictOldestLocked()
+		if !ok {
 			break
 		}
-		d.drop(old)
-		d.evictions.Add(1)
-		free += old.size
+		free += n
 	}
 	if (d.bytes+size > d.budget || free < reserve) && !pinned {
 		// Everything left is pinned: no room for an unpinned block

@@ -276,6 +276,39 @@ func TestDiskKeepsReserveFree(t *testing.T) {
 	}
 }
 
+// TestMakeRoomEvictsUnpinned: the journal asks for room on a full disk;
+// the disk tier frees at least that much, oldest first, and never a
+// pinned block.
+func TestMakeRoomEvictsUnpinned(t *testing.T) {
+	dir := t.TempDir()
+	g := newFakeGrid()
+	refs := g.addRandom(rand.New(rand.NewPCG(27, 27)), 10, 1000, 1000)
+	c := newTestCache(t, Options{Dir: dir, Fetcher: g, MemBytes: -1, ReadAhead: -1})
+	pin := refs[0]
+	c.Pin(pin.ID)
+	for _, r := range refs {
+		mustRead(t, c, g, r)
+		c.disk.waitIdle()
+	}
+	_, before := diskUsage(t, dir)
+	if freed := c.MakeRoom(2500); freed < 2500 {
+		t.Errorf("MakeRoom(2500) freed %d bytes", freed)
+	}
+	_, after := diskUsage(t, dir)
+	if before-after < 2500 {
+		t.Errorf("%d bytes on disk before, %d after: want 2500 freed", before, after)
+	}
+	if _, err := os.Stat(blockPath(dir, refs[1].ID)); err == nil {
+		t.Error("the oldest unpinned block is still on disk")
+	}
+	if freed := c.MakeRoom(1 << 30); freed != after-pin.Length {
+		t.Errorf("MakeRoom of everything freed %d bytes, want %d (all but the pinned block)", freed, after-pin.Length)
+	}
+	if _, err := os.Stat(blockPath(dir, pin.ID)); err != nil {
+		t.Errorf("pinned block evicted: %v", err)
+	}
+}
+
 // Any other write error is logged and ignored.
 func TestDiskWriteErrorIgnored(t *testing.T) {
 	dir := t.TempDir()

@@ -269,6 +269,7 @@ func OpenDrive(ctx context.Context, o DriveOptions) (*Drive, error) {
 		GCInterval:   o.GCInterval,
 		Uploaded:     c.Adopt,
 		Dropped:      c.Forget,
+		MakeRoom:     c.MakeRoom,
 		KeepSmall:    keepSmall(o.CacheDiskBytes),
 		LocalXattrs:  []string{PinXattr},
 		DropMissing:  o.DropMissing,

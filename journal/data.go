@@ -514,7 +514,11 @@ func (j *files) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (int,
 		}
 		filled++
 	}
-	if _, err := n.f.WriteAt(p, off); err != nil {
+	_, err = n.f.WriteAt(p, off)
+	if madeRoom(&j.o, j.log, err, len(p)) {
+		_, err = n.f.WriteAt(p, off)
+	}
+	if err != nil {
 		// The dirty file may now hold part of p: the blocks are dirty
 		// either way, which is safe (they are re-read from the file).
 		for idx := first; idx <= last; idx++ {

@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -272,7 +274,14 @@ func (j *core) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 // txLocked is tx for callers that hold wmu.
 func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	defer func() { err = diskFull(err) }()
+	defer func() {
+		if err = diskFull(err); errors.Is(err, ErrDiskFull) && j.o.MakeRoom != nil {
+			// Not tried again here (fn may have changed more than the
+			// database): room for the caller's next try, and for the
+			// uploader's and the group commit's, which retry.
+			madeRoom(&j.o, j.log, syscall.ENOSPC, sqliteRoom)
+		}
+	}()
 	// The commit must not be cut short by a cancelled caller once the
 	// transaction has started: run it on a context without cancellation.
 	ctx0 := context.WithoutCancel(ctx)
@@ -374,6 +383,25 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) (err err
 		j.checkpointSoon()
 	}
 	return nil
+}
+
+// sqliteRoom is what a commit that found the disk full asks MakeRoom to
+// free: the write-ahead log grows by the pages a commit changes, a few
+// MiB for the largest (an upload's, a metadata record's).
+const sqliteRoom = 32 << 20
+
+// madeRoom reports whether err is a full disk and o.MakeRoom freed some
+// of it for a write of need bytes, which is then worth trying again. (A
+// function, not a method: every part of the journal would carry it.)
+func madeRoom(o *Options, log *slog.Logger, err error, need int) bool {
+	if !errors.Is(err, syscall.ENOSPC) || o.MakeRoom == nil {
+		return false
+	}
+	freed := o.MakeRoom(int64(need))
+	if freed > 0 {
+		log.Info("journal: the disk is full; the disk cache gave back room", "need", need, "freed", freed)
+	}
+	return freed > 0
 }
 
 // applyFolded applies the pending creates, flushes and directory

@@ -438,9 +438,20 @@ func (j *flusher) stagedIntact(ctx context.Context, id remote.BlockID, row block
 }
 
 // writeTemp writes sealed bytes to a new temporary staging file and
-// fsyncs it: with O_DIRECT when it can (stagefile.go), else through the
-// page cache.
+// fsyncs it (stageTemp), a second time when the disk was full and
+// Options.MakeRoom freed some of it.
 func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
+	name, err := stageTemp(j, id, sealed)
+	if madeRoom(&j.o, j.log, err, len(sealed)) {
+		name, err = stageTemp(j, id, sealed)
+	}
+	return name, err
+}
+
+// stageTemp writes sealed bytes to a new temporary staging file and
+// fsyncs it: with O_DIRECT when it can (stagefile.go), else through the
+// page cache. (A function: flusher's method set is full.)
+func stageTemp(j *flusher, id remote.BlockID, sealed []byte) (string, error) {
 	var r [8]byte
 	rand.Read(r[:])
 	name := j.stagePath(id) + "." + hex.EncodeToString(r[:]) + ".tmp"

@@ -127,6 +127,13 @@ type Options struct {
 	// which uploads put at its most recently used end. It runs with no
 	// journal lock held.
 	Dropped func(ids []remote.BlockID)
+	// MakeRoom, when set, is asked to free about need bytes of the local
+	// disk when a write of dirty or staged data fails with ENOSPC; the
+	// write is tried once more when it freed any. The drive evicts clean
+	// blocks from its disk cache (cache.MakeRoom), which shares the disk:
+	// a cache must give way to what is not on the grid yet. It may run
+	// with the journal's locks held, so it must not call the journal.
+	MakeRoom func(need int64) int64
 	// KeepSmall bounds the sealed bytes of small blocks (those staged in
 	// the database, table staged) kept there after their upload, so that
 	// a small file written here is read from local disk after a remount,

@@ -49,6 +49,9 @@ type MetaStats struct {
 	Bytes       int64     // their sealed bytes (before erasure coding)
 	PendingRows int64     // changed rows not yet on the grid
 	LastError   string
+	// TakenOver: another computer has written the drive since this
+	// journal last did (writer.go); nothing ships from here any more.
+	TakenOver bool
 }
 
 // rootCheckWait bounds a ship's look at the grid's root record: nodes that
@@ -166,7 +169,7 @@ func (m *metaShipper) checkRoot(ctx context.Context) {
 		m.takenOver = to
 		m.mu.Unlock()
 		m.stMu.Lock()
-		m.stats.LastError = to.Error()
+		m.stats.LastError, m.stats.TakenOver = to.Error(), true
 		m.stMu.Unlock()
 		m.log.Error("journal: another computer has written this drive; metadata is not shipped from here", "err", to)
 		return

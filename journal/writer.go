@@ -139,7 +139,7 @@ func (m *metaShipper) checkWriter(ctx context.Context) error {
 		if errors.As(err, &to) {
 			m.takenOver = to
 			m.stMu.Lock()
-			m.stats.LastError = to.Error()
+			m.stats.LastError, m.stats.TakenOver = to.Error(), true
 			m.stMu.Unlock()
 			m.log.Error("journal: another computer has written this drive; metadata is no longer shipped from here", "err", err)
 		}

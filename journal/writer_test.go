@@ -58,8 +58,11 @@ func TestTwoWritersOneDrive(t *testing.T) {
 	if !errors.As(err, &to) || !errors.Is(err, ErrTakenOver) {
 		t.Errorf("the first journal's sync after the takeover: %v; want ErrTakenOver", err)
 	}
-	if st := a.MetaStats(bg); st.LastError == "" {
-		t.Error("the first journal's metadata stats show no error")
+	if st := a.MetaStats(bg); st.LastError == "" || !st.TakenOver {
+		t.Errorf("the first journal's metadata stats %+v: want the error and TakenOver", st)
+	}
+	if st := b.MetaStats(bg); st.TakenOver {
+		t.Errorf("the recovered journal's metadata stats %+v: want it not taken over", st)
 	}
 	if _, err := a.CollectGarbage(ctx, GCOptions{OrphanGrace: time.Nanosecond}); !errors.Is(err, ErrTakenOver) {
 		t.Errorf("the first journal's garbage collection: %v; want ErrTakenOver", err)

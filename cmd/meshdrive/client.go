@@ -250,6 +250,12 @@ func printStatus(w io.Writer, r *statusReport) {
 	case "lost":
 		state = "NOT safe: some files cannot be read from anywhere (LOST below)"
 	}
+	if r.Metadata.TakenOver && r.State == "local" {
+		// The data does not wait: nothing goes up from here any more.
+		state = "NOT durable, and nothing written here will be: another computer has written this drive since (metadata below says what to do)"
+	} else if r.Metadata.TakenOver {
+		state += "; but another computer has written this drive since, and nothing written here from now on reaches the grid (metadata below says what to do)"
+	}
 	fmt.Fprintf(w, "  %s\n", state)
 	if l := r.Lost; l != nil {
 		fmt.Fprintf(w, "  LOST: %s\n", lostSentence(l))

@@ -84,6 +84,9 @@ type metaStatus struct {
 	HeadTime    time.Time `json:"head_time"` // when it was shipped
 	PendingRows int64     `json:"pending_rows"`
 	LastError   string    `json:"last_error,omitempty"`
+	// TakenOver: another computer has written the drive since this data
+	// dir did; this mount ships nothing more (LastError says what to do).
+	TakenOver bool `json:"taken_over,omitempty"`
 }
 
 type nodeStatus struct {
@@ -325,7 +328,7 @@ func (c *controlServer) report(ctx context.Context) statusReport {
 		rep.Lost = &l
 	}
 	rep.GC = gcStatus{GarbageBytes: c.o.drive.GarbageBytes(ctx), Last: c.o.drive.LastGC()}
-	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError}
+	rep.Metadata = metaStatus{Head: ms.Head, HeadTime: ms.HeadTime, PendingRows: ms.PendingRows, LastError: ms.LastError, TakenOver: ms.TakenOver}
 	rep.Cache, _ = json.Marshal(c.o.drive.CacheStats())
 	if u := c.webURL.Load(); u != nil {
 		rep.Web = *u

@@ -277,3 +277,24 @@ func TestStatusSingular(t *testing.T) {
 		t.Errorf("pin says:\n%s", p.String())
 	}
 }
+
+// A mount whose drive another computer has written since (a recover on a
+// new laptop, then the old one mounted again) ships nothing more: its
+// status must not say that its changes wait in the journal to go up.
+func TestStatusTakenOver(t *testing.T) {
+	for _, c := range []struct {
+		state, want string
+	}{
+		{"local", "NOT durable, and nothing written here will be: another computer has written this drive since"},
+		{"durable", "durable: everything written is on the grid; but another computer has written this drive since, and nothing written here from now on reaches the grid"},
+	} {
+		r := &statusReport{State: c.state}
+		r.Metadata.TakenOver = true
+		r.Metadata.LastError = "another computer has written this drive since this data dir last did"
+		var b strings.Builder
+		printStatus(&b, r)
+		if !strings.Contains(b.String(), c.want) || strings.Contains(b.String(), "data waits in the local journal") {
+			t.Errorf("state %s, taken over:\n%s\nwant %q and no word of data waiting to go up", c.state, b.String(), c.want)
+		}
+	}
+}

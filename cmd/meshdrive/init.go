@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/node"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
@@ -44,7 +45,8 @@ DATA/nodes, k=4 m=2. With --node, each URL is one node:
                                      AWS_SECRET_ACCESS_KEY from the environment)
   file:///dir or a path              a local directory
 Every node must be reachable; init refuses to overwrite an existing drive, a
-node that already holds one, or one node given twice under two addresses
+node that already holds one (or a copy of a drive key it cannot read, which
+may be a drive's only way back), or one node given twice under two addresses
 (localhost for 127.0.0.1, a symlink to a directory). The passphrase comes
 from --passphrase-file, else $MESHDRIVE_PASSPHRASE, else a prompt (asked
 twice).`)
@@ -259,6 +261,13 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 		}
 		if _, gerr := grid.GetMeta(ctx, metaKey); gerr == nil {
 			return nil, nil, heldDrive(ctx, grid, given)
+		} else if !errors.Is(gerr, remote.ErrNotFound) {
+			// A node holds a key it could not serve (a damaged copy, a
+			// failing disk): it may be a drive's only way back, so a new
+			// key is never written over it.
+			return nil, nil, fmt.Errorf("cannot tell whether the nodes already hold a meshdrive drive: %v; "+
+				"init writes a new drive only on nodes that all answer that they hold none. Fix the node, or, "+
+				"if what it holds is no drive you need, empty it (its meta objects) and run init again", gerr)
 		}
 	}
 	// Each node's id, so a mount can tell the node's directory from

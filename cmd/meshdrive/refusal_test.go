@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -217,6 +219,50 @@ func TestRefusals(t *testing.T) {
 		}
 		if ents, err := os.ReadDir(empty); err != nil || len(ents) != 0 {
 			t.Errorf("a refused init left %v in the empty folder it was given (%v)", ents, err)
+		}
+	})
+	t.Run("node holds a drive key it cannot serve", func(t *testing.T) {
+		// A node whose copy of a drive's key is damaged may hold that
+		// drive's only way back: init refuses it as it refuses a good
+		// copy, and writes no key of its own over it.
+		base := t.TempDir()
+		var args []string
+		for i := range 3 {
+			args = append(args, "--node", filepath.Join(base, fmt.Sprintf("n%d", i)))
+		}
+		mustRun(t, env, append([]string{"init", "--data", filepath.Join(t.TempDir(), "data"), "--k", "2", "--m", "1"}, args...)...)
+		keys, _ := filepath.Glob(filepath.Join(base, "n*", "meta", "*key*"))
+		if len(keys) == 0 {
+			t.Fatal("no key object on the nodes")
+		}
+		before := map[string][]byte{}
+		for _, k := range keys {
+			b, err := os.ReadFile(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)/2] ^= 0x55
+			if err := os.WriteFile(k, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before[k] = b
+		}
+		second := filepath.Join(t.TempDir(), "data")
+		// The nodes log each damaged copy they find; the last line is
+		// the refusal.
+		r := runBin(t, env, append([]string{"init", "--data", second, "--k", "2", "--m", "1"}, args...)...)
+		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+		last := lines[len(lines)-1]
+		if r.code == 0 || !strings.Contains(last, "cannot tell whether the nodes already hold a meshdrive drive") || !strings.Contains(last, "Fix the node") {
+			t.Errorf("init over nodes holding damaged key copies: %s", r)
+		}
+		for k, b := range before {
+			if after, err := os.ReadFile(k); err != nil || !bytes.Equal(after, b) {
+				t.Errorf("the refused init changed %s (%v)", k, err)
+			}
+		}
+		if _, err := os.Stat(second); !os.IsNotExist(err) {
+			t.Errorf("a refused init left %s behind (%v)", second, err)
 		}
 	})
 	t.Run("one node twice at init", func(t *testing.T) {

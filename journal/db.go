@@ -176,6 +176,11 @@ var migrations = []string{
 }
 
 func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
+	if !readOnly {
+		if err := makeDB(ctx, path); err != nil {
+			return nil, err
+		}
+	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")
@@ -213,6 +218,30 @@ func openDB(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
 		return nil, fmt.Errorf("journal: open database %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// makeDB makes the database at path, when it does not exist or is empty,
+// with auto_vacuum=INCREMENTAL, so that the space deletes free can go
+// back to the disk (vacuum.go). The mode is set by the first write of the
+// file, the header that the switch to WAL writes, so on a connection of
+// its own: set on every connection of the pool, it would be a write
+// transaction each time one opens (sqlite records the mode in the header
+// again), which waits behind the write connection's transactions.
+func makeDB(ctx context.Context, path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		return nil
+	}
+	db, err := sql.Open("sqlite", "file:"+uriPath(path)+"?_pragma=auto_vacuum(INCREMENTAL)&_pragma=journal_mode(WAL)")
+	if err == nil {
+		err = db.PingContext(ctx)
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("journal: make database %s: %w", path, err)
+	}
+	return nil
 }
 
 func (j *core) migrate(ctx context.Context) error {

@@ -6,7 +6,9 @@
 //
 // # Files in Options.Dir
 //
-//	journal.db (+ -wal, -shm)  the database (WAL; see Promises for when commits are fsync'd)
+//	journal.db (+ -wal, -shm)  the database (WAL; see Promises for when commits are fsync'd;
+//	                           auto_vacuum=INCREMENTAL: the space deletes free goes back to the
+//	                           disk in the background, vacuum.go)
 //	dirty/<ino>                unflushed writes of one file, sparse, at the file's own offsets,
 //	                           once they reach past memDirtyMax (128 KiB; below, they stay in memory,
 //	                           and so do up to 32 whole blocks of the journal past it: dirty.go)

@@ -27,7 +27,8 @@ func (j *core) kickGroup() {
 
 // groupCommitter is the goroutine that makes ordinary commits durable:
 // GroupCommit after a kick, one barrier (which does nothing when a fsync
-// got there first). It stops with ctx; Close makes the rest durable.
+// got there first), then gives free pages back when they are many
+// (space.some). It stops with ctx; Close makes the rest durable.
 func (j *core) groupCommitter(ctx context.Context) {
 	defer close(j.groupDone)
 	for {
@@ -46,6 +47,11 @@ func (j *core) groupCommitter(ctx context.Context) {
 		if err := j.barrier(ctx); err != nil && ctx.Err() == nil {
 			j.log.Warn("journal: group commit failed; closed files since the last fsync may not survive a power cut yet", "err", err)
 			j.kickGroup() // retry after the next interval
+			continue
+		}
+		// Then space, off every caller's path (vacuum.go).
+		if err := (space{j}).some(ctx); err != nil && ctx.Err() == nil {
+			j.log.Warn("journal: cannot give free space in journal.db back; it stays in the file for later inserts", "err", err)
 		}
 	}
 }

@@ -283,6 +283,9 @@ type shared struct {
 	// (checkpointSoon); Close takes it to wait for the last one.
 	ckpt  chan struct{}
 	after func(time.Duration) <-chan time.Time
+	// incremental: journal.db is auto_vacuum=INCREMENTAL, so the group
+	// committer gives its free pages back (vacuum.go). Set by Open.
+	incremental bool
 
 	// durableGen is commitGen after the newest durable commit; lazyFree
 	// holds the blocks whose staging files wait for the next durable
@@ -461,6 +464,9 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		db.Close()
 		return nil, err
 	}
+	if !o.ReadOnly {
+		j.incremental = space{j.c}.convert(ctx)
+	}
 	if err := j.c.prepare(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -503,6 +509,7 @@ func open(ctx context.Context, o Options, s sealer) (*Journal, error) {
 		go j.up.uploader(uctx)
 		go j.it.reaper(uctx)
 		go j.c.groupCommitter(uctx)
+		j.c.kickGroup() // a first round, which gives back what deletes before this Open freed
 		j.known.build = func(k *knownBlocks) { j.fl.buildKnown(uctx, k) }
 		j.known.buildSoon()
 		if j.unl.ulog != nil {

@@ -1,0 +1,180 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Space. Rows a delete removes (a file's inode, names, block map and
+// small blocks' sealed bytes, the metadata shipped, the garbage
+// collected) leave their pages on sqlite's free list, where later
+// inserts reuse them; the file does not shrink by itself. journal.db is
+// made with auto_vacuum=INCREMENTAL (openDB), which lets free pages at
+// the end of the file be cut off by `PRAGMA incremental_vacuum(N)`, one
+// short write transaction that moves N pages' worth of the file's tail
+// into free pages and truncates it (at the next checkpoint, in WAL mode).
+// It is never run inside a caller's operation: the group committer,
+// after its barrier, gives pages back (space.some) when the free ones
+// are many, at most vacuumRound a round, wmu taken for each step alone.
+// A journal made before (auto_vacuum=NONE) is converted once, by a
+// VACUUM at Open (space.convert). Neither changes a row: a crash in
+// either leaves the database as its last commit left it, free pages and
+// all.
+const (
+	// Free pages are given back once they are at least vacuumFree and
+	// 1/vacuumShare of the file: fewer stay for the next inserts, so a
+	// drive that makes and deletes files all day does not shrink and
+	// grow its file over and over.
+	vacuumFree  = 1024 // pages (4 MiB)
+	vacuumShare = 8
+	vacuumStep  = 256 // pages (1 MiB) per transaction, wmu held
+	vacuumRound = 16  // steps per group commit round (16 MiB)
+)
+
+// space gives journal.db's free pages back: the group committer's
+// (some) and Open's (convert). A type of its own, not methods of core,
+// which every part embeds.
+type space struct{ j *core }
+
+// freePagesLocked returns the database's page count and free pages, on
+// the write connection (wmu held).
+func (s space) freePagesLocked(ctx context.Context) (pages, free int64, err error) {
+	j := s.j
+	if err := j.w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return 0, 0, err
+	}
+	if err := j.w.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&free); err != nil {
+		return 0, 0, err
+	}
+	return pages, free, nil
+}
+
+// manyFree says whether free of pages are enough to give back.
+func manyFree(pages, free int64) bool {
+	return free >= vacuumFree && free*vacuumShare >= pages
+}
+
+// some gives free pages back to the file system when they are
+// many: up to vacuumRound steps of vacuumStep pages, each its own
+// transaction under wmu, so the commits of callers wait for one step at
+// most. When pages are left to give back, it kicks the group committer
+// for another round; when it gave some back, it starts a checkpoint,
+// which cuts the file to its new size. The group committer calls it.
+func (s space) some(ctx context.Context) error {
+	j := s.j
+	if !j.incremental {
+		return nil
+	}
+	gave := false
+	defer func() {
+		if gave {
+			j.checkpointSoon()
+		}
+	}()
+	for step := 0; ctx.Err() == nil; step++ {
+		more, err := s.step(ctx, step == 0)
+		if err != nil || !more {
+			return err
+		}
+		gave = true
+		if step+1 == vacuumRound {
+			j.kickGroup() // the rest in the next round
+			return nil
+		}
+	}
+	return nil
+}
+
+// step gives back up to vacuumStep free pages: when first, only if
+// they are many (manyFree); else while any are left. It reports whether
+// it gave any back.
+func (s space) step(ctx context.Context, first bool) (bool, error) {
+	j := s.j
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	pages, free, err := s.freePagesLocked(ctx)
+	if err != nil {
+		return false, fmt.Errorf("journal: count free pages: %w", err)
+	}
+	if free == 0 || first && !manyFree(pages, free) {
+		return false, nil
+	}
+	// Not cancelled halfway: a step is one short transaction.
+	if _, err := j.w.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA incremental_vacuum(%d)", vacuumStep)); err != nil {
+		return false, fmt.Errorf("journal: give %d free pages back (incremental_vacuum): %w", min(free, vacuumStep), err)
+	}
+	return true, nil
+}
+
+// convert makes a journal made before auto_vacuum=INCREMENTAL able
+// to give free pages back: one VACUUM, at Open before anything else runs,
+// which rewrites the whole database (about a second per 100 MiB of live
+// data, and about as much free disk twice: the copy and the WAL) in one
+// transaction. A crash, kill or cancelled ctx during it leaves the
+// journal as it was;
+// any error is logged and the journal is used as it is, to be converted
+// at a later Open. (A VACUUM may renumber the rowids of tables without
+// an INTEGER PRIMARY KEY; the only one read is staged's, as an order
+// (kept.go), and the copy keeps their order.) It reports whether the
+// journal is INCREMENTAL now.
+func (s space) convert(ctx context.Context) bool {
+	j := s.j
+	conn, err := j.db.Conn(ctx)
+	if err != nil {
+		j.log.Warn("journal: cannot check journal.db's auto_vacuum; it keeps the space deletes free", "err", err)
+		return false
+	}
+	defer conn.Close()
+	var mode int
+	if err := conn.QueryRowContext(ctx, "PRAGMA auto_vacuum").Scan(&mode); err != nil {
+		j.log.Warn("journal: cannot check journal.db's auto_vacuum; it keeps the space deletes free", "err", err)
+		return false
+	}
+	const incremental = 2
+	if mode == incremental {
+		return true
+	}
+	size, free := fileBytes(ctx, conn)
+	j.log.Info("journal: converting journal.db once so that it gives back the space deletes free; this rewrites it",
+		"size_mib", size>>20, "free_mib", free>>20)
+	t0 := time.Now()
+	if err := convertIncremental(ctx, conn); err != nil {
+		j.log.Warn("journal: could not convert journal.db (it needs free disk about twice its size); it keeps its size and the next mount tries again",
+			"err", err)
+		return false
+	}
+	size, _ = fileBytes(ctx, conn)
+	j.log.Info("journal: journal.db converted", "size_mib", size>>20, "took", time.Since(t0).Round(time.Millisecond))
+	return true
+}
+
+// fileBytes returns the database's size and its free pages' in bytes (0
+// when it cannot tell: they are only logged).
+func fileBytes(ctx context.Context, conn *sql.Conn) (size, free int64) {
+	var pageSize, pages, freePages int64
+	conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize)
+	conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages)
+	conn.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&freePages)
+	return pages * pageSize, freePages * pageSize
+}
+
+// convertIncremental sets auto_vacuum=INCREMENTAL on conn, runs VACUUM
+// (which makes the setting take effect) and checkpoints the WAL the
+// VACUUM filled, so that its space comes back at once.
+func convertIncremental(ctx context.Context, conn *sql.Conn) error {
+	for _, q := range []string{"PRAGMA auto_vacuum = INCREMENTAL", "VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	var mode int
+	if err := conn.QueryRowContext(ctx, "PRAGMA auto_vacuum").Scan(&mode); err != nil {
+		return err
+	}
+	if mode != 2 {
+		return fmt.Errorf("auto_vacuum is %d after VACUUM, not 2 (INCREMENTAL)", mode)
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package journal
+
+import (
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// spaceFiles makes n files of 8 KiB of random bytes each in the root:
+// with the grid down their sealed bytes stay in journal.db (staged rows),
+// as a copy into a drive that has not uploaded yet leaves them.
+func spaceFiles(t *testing.T, j *Journal, n int) {
+	t.Helper()
+	p := make([]byte, 8<<10)
+	for i := range n {
+		a := must[Attr](t)(j.Mknod(bg, RootIno, fmt.Sprintf("f%05d", i), 0o100644, 0, 0, 0))
+		j.OpenFile(a.Ino)
+		fillRand(uint64(i), p)
+		must[int](t)(j.WriteAt(bg, a.Ino, p, 0))
+		if err := j.Flush(bg, a.Ino); err != nil {
+			t.Fatal(err)
+		}
+		j.ReleaseFile(a.Ino)
+	}
+}
+
+// spaceDelete unlinks the n files spaceFiles made and frees them.
+func spaceDelete(t *testing.T, e *env, n int) {
+	t.Helper()
+	for i := range n {
+		if err := e.j.Unlink(bg, RootIno, fmt.Sprintf("f%05d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.reap()
+}
+
+// dbPages returns journal.db's pages and free pages, WAL included.
+func dbPages(t *testing.T, j *Journal) (pages, free int) {
+	t.Helper()
+	return queryInt(t, j, "PRAGMA page_count"), queryInt(t, j, "PRAGMA freelist_count")
+}
+
+// fileSize is the size of the file at path.
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestDeletesGiveSpaceBack: files made and then deleted leave journal.db
+// at about its size before them, not at its peak: the group committer
+// gives the free pages back in the background, and the file on disk
+// shrinks once the WAL is checkpointed.
+func TestDeletesGiveSpaceBack(t *testing.T) { bubble(t, testDeletesGiveSpaceBack) }
+
+func testDeletesGiveSpaceBack(t *testing.T) {
+	e := newEnv(t, nil)
+	e.g.down.Store(true) // nothing uploads: the files' bytes stay in journal.db
+	path := filepath.Join(e.opts.Dir, "journal.db")
+	before, _ := dbPages(t, e.j)
+	const n = 2000 // about 16 MiB of sealed bytes
+	spaceFiles(t, e.j, n)
+	time.Sleep(time.Minute) // the group commits, and whatever else the journal does by itself
+	synctest.Wait()
+	peak, _ := dbPages(t, e.j)
+	if peak-before < n*2 {
+		t.Fatalf("journal.db grew from %d to %d pages for %d files of 8 KiB; the test needs their bytes in it", before, peak, n)
+	}
+
+	spaceDelete(t, e, n)
+	time.Sleep(time.Minute) // group commit rounds: each gives back up to vacuumRound steps
+	synctest.Wait()
+	pages, free := dbPages(t, e.j)
+	t.Logf("journal.db: %d pages before the files, %d with them, %d after their delete (%d free)", before, peak, pages, free)
+	if manyFree(int64(pages), int64(free)) || pages > before+(peak-before)/4 {
+		t.Fatalf("after the delete of every file journal.db has %d pages, %d of them free (%d before the files, %d with them): the space was not given back",
+			pages, free, before, peak)
+	}
+
+	// On disk: Close checkpoints the WAL into the file.
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	if size := fileSize(t, path); size > int64(pages)*4096 {
+		t.Fatalf("journal.db is %d bytes on disk after Close; its %d pages are %d", size, pages, pages*4096)
+	}
+	checkDB(t, e.opts.Dir)
+}
+
+// TestNewJournalIncremental: a new journal.db is made INCREMENTAL before
+// its schema, so its first Open has nothing to convert (a VACUUM).
+func TestNewJournalIncremental(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	db, err := openDB(bg, path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mode int
+	if err := db.QueryRow("PRAGMA auto_vacuum").Scan(&mode); err != nil || mode != 2 {
+		t.Fatalf("a new journal.db has auto_vacuum %d (%v); want 2 (INCREMENTAL)", mode, err)
+	}
+}
+
+// TestOldJournalConverted: a journal made before auto_vacuum=INCREMENTAL
+// (auto_vacuum=NONE, its free pages kept in the file forever) is
+// converted at Open: its free pages go at once, and it is INCREMENTAL
+// from then on, as a new journal.
+func TestOldJournalConverted(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.GroupCommit = time.Hour })
+	e.g.down.Store(true)
+	spaceFiles(t, e.j, 100)
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	// What a journal of an older meshdrive is: auto_vacuum=NONE, with the
+	// deleted files' pages on its free list.
+	path := filepath.Join(e.opts.Dir, "journal.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1) // the pragma and the VACUUM on one connection
+	for _, q := range []string{"PRAGMA auto_vacuum = NONE", "VACUUM", "PRAGMA journal_mode = WAL",
+		// Free pages: a table of 16 MiB made and dropped.
+		"CREATE TABLE filler(b BLOB)",
+		"WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 2000) INSERT INTO filler SELECT randomblob(8192) FROM c",
+		"DROP TABLE filler", "PRAGMA wal_checkpoint(TRUNCATE)"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var mode, free int
+	db.QueryRow("PRAGMA auto_vacuum").Scan(&mode)
+	db.QueryRow("PRAGMA freelist_count").Scan(&free)
+	db.Close()
+	if mode != 0 || free < 2000 {
+		t.Fatalf("the old journal has auto_vacuum %d and %d free pages; the test needs NONE (0) and many", mode, free)
+	}
+	old := fileSize(t, path)
+
+	e.open()
+	if got := queryInt(t, e.j, "PRAGMA auto_vacuum"); got != 2 {
+		t.Fatalf("auto_vacuum is %d after Open of an old journal, want 2 (INCREMENTAL)", got)
+	}
+	if size := fileSize(t, path); size > old/4 {
+		t.Fatalf("journal.db is %d bytes after its conversion, %d before with %d free pages", size, old, free)
+	}
+	// And it is the journal it was.
+	for i := range 100 {
+		a := must[Attr](t)(e.j.Lookup(bg, RootIno, fmt.Sprintf("f%05d", i)))
+		if a.Size != 8<<10 {
+			t.Fatalf("f%05d: %d bytes after the conversion, want %d", i, a.Size, 8<<10)
+		}
+	}
+	spaceDelete(t, e, 100)
+	e.reopen()
+}

@@ -17,7 +17,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/node"
 	remoteopen "github.com/meshdrive/meshdrive/remote/open"
 )
@@ -261,7 +260,7 @@ func createDrive(ctx context.Context, e *env, o createOptions) (_ *Config, maste
 		}
 		if _, gerr := grid.GetMeta(ctx, metaKey); gerr == nil {
 			return nil, nil, heldDrive(ctx, grid, given)
-		} else if !errors.Is(gerr, remote.ErrNotFound) {
+		} else if !errors.Is(gerr, remoteopen.ErrNotFound) {
 			// A node holds a key it could not serve (a damaged copy, a
 			// failing disk): it may be a drive's only way back, so a new
 			// key is never written over it.

@@ -27,6 +27,7 @@ func seekRegions(t *testing.T, fd int, want []byte) [][2]int64 {
 	size := int64(len(want))
 	var data [][2]int64
 	off := int64(0)
+	again := 0 // SEEK_HOLE answers at the data SEEK_DATA found, in a row
 	for off < size {
 		d, err := unix.Seek(fd, off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) {
@@ -38,9 +39,18 @@ func seekRegions(t *testing.T, fd int, want []byte) [][2]int64 {
 		}
 		mustZero(t, want, off, d, "in the hole SEEK_DATA from %d skips", off)
 		h, err := unix.Seek(fd, d, unix.SEEK_HOLE)
+		if err == nil && h == d && again < 3 {
+			// The region became a hole between the two calls (a block of
+			// zeros the journal's background apply of a close turned into
+			// one): as for any file that changes under lseek, ask again.
+			again++
+			off = d
+			continue
+		}
 		if err != nil || h <= d || h > size {
 			t.Fatalf("SEEK_HOLE from data at %d of a %d-byte file: %d, %v", d, size, h, err)
 		}
+		again = 0
 		data = append(data, [2]int64{d, h})
 		off = h
 	}

@@ -213,6 +213,17 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 					j.dequeue(it.id, 0)
 					continue
 				}
+				if qerr == nil {
+					// Staged, and neither its staging file nor its row is
+					// there: removed outside meshdrive. Nothing else holds
+					// its bytes, and waiting would keep sync waiting for
+					// ever: it is lost now, as the next mount's
+					// --drop-missing would mark it (loseDamaged checks it
+					// is still this row).
+					loseDamaged(j, it, fmt.Errorf("its staging file %s is gone from the local disk (removed outside meshdrive) "+
+						"and journal.db holds no copy: %w", j.stagePath(it.id), os.ErrNotExist))
+					continue
+				}
 			}
 			if still && errors.Is(err, errDamaged) {
 				loseDamaged(j, it, err)
@@ -248,7 +259,10 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 // and is checked again; when it records it but cannot make it durable
 // (the WAL's fsync fails), the block is lost all the same and leaves the
 // queue, and its damaged staging file stays for a power cut that would
-// bring the staged row back (the next Open removes it otherwise). It says
+// bring the staged row back (the next Open removes it otherwise). A block
+// whose staging file and row are both gone (cause is os.ErrNotExist:
+// removed outside meshdrive while the drive runs) is lost the same way,
+// and said to be missing rather than damaged. It says
 // whether it marked the block lost (false: freed or staged anew
 // meanwhile, or the database failed).
 func loseDamaged(j *uploader, it qitem, cause error) bool {
@@ -285,9 +299,9 @@ func loseDamaged(j *uploader, it qitem, cause error) bool {
 	}
 	j.wmu.Unlock()
 	if err != nil {
-		j.noteError(fmt.Errorf("staged block %s is damaged and cannot be marked lost: %w", it.id, err))
-		j.log.Error("journal: a staged block is damaged (it fails its check) and the journal cannot mark it lost; it stays queued, not uploaded",
-			"id", it.id, "check", cause, "err", err)
+		j.noteError(fmt.Errorf("staged block %s is damaged or missing (%w) and cannot be marked lost: %w", it.id, cause, err))
+		j.log.Error("journal: a staged block is damaged (it fails its check) or its staging file is gone, and the journal cannot mark it lost; "+
+			"it stays queued, not uploaded", "id", it.id, "check", cause, "err", err)
 		return false
 	}
 	// Out of the queue unless the block was staged anew meanwhile (the
@@ -306,18 +320,28 @@ func loseDamaged(j *uploader, it qitem, cause error) bool {
 		"Restore those files from a copy (writing the same bytes again brings the block back), " +
 		"or from an older version in the mount's .snapshots folder, or delete them; and check the local disk"
 	some := strings.Join(paths[:min(10, len(paths))], ", ")
+	// What happened, for the uploader's last error (status prints it) and
+	// the log: a staging file gone is not one the disk damaged.
+	short, what := "was damaged on local disk before its upload", "a staged block changed on local disk after it was sealed "+
+		"(the disk or something outside meshdrive damaged it); it was not uploaded and is now"
+	if errors.Is(cause, os.ErrNotExist) {
+		short, what = "lost its staging file before its upload", "a staged block's staging file was removed outside meshdrive "+
+			"before its upload; nothing else holds its bytes, and it is now"
+	}
+	named := fmt.Sprintf("%d files use it", files)
+	if some != "" {
+		named += " (" + some + ")"
+	}
 	if syncErr != nil {
-		j.noteError(fmt.Errorf("staged block %s was damaged on local disk before its upload and is lost (%w); "+
-			"the journal could not make that durable: %w", it.id, cause, syncErr))
-		j.log.Error("journal: a staged block changed on local disk after it was sealed (the disk or something outside meshdrive "+
-			"damaged it); it was not uploaded and is now marked lost, but the journal could not make that durable on the local disk "+
-			"(its damaged staging file is kept: after a power cut the block may be staged again, and is found damaged again): "+remedy,
+		j.noteError(fmt.Errorf("staged block %s %s and is lost (%w); "+
+			"the journal could not make that durable: %w; %s", it.id, short, cause, syncErr, named))
+		j.log.Error("journal: "+what+" marked lost, but the journal could not make that durable on the local disk "+
+			"(its staging file, if any, is kept: after a power cut the block may be staged again, and is checked again): "+remedy,
 			"id", it.id, "files", files, "some", some, "check", cause, "err", syncErr)
 		return true
 	}
-	j.noteError(fmt.Errorf("staged block %s was damaged on local disk before its upload and is lost: %w", it.id, cause))
-	j.log.Error("journal: a staged block changed on local disk after it was sealed (the disk or something outside meshdrive "+
-		"damaged it); it was not uploaded and is now lost: "+remedy,
+	j.noteError(fmt.Errorf("staged block %s %s and is lost: %w; %s; restore them from a copy or delete them", it.id, short, cause, named))
+	j.log.Error("journal: "+what+" lost: "+remedy,
 		"id", it.id, "files", files, "some", some, "check", cause)
 	return true
 }

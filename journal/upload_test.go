@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -227,5 +229,72 @@ func TestDamagedStagingFileNotShipped(t *testing.T) {
 				t.Fatalf("after the file was deleted: %v (%+v)", err, e.j.Stats())
 			}
 		})
+	}
+}
+
+// TestMissingStagingFileWhileOpen: a staged block's staging file is
+// removed (outside meshdrive) while the journal is open, before the
+// uploader reaches it. The uploader marks the block lost, as a mount
+// with --drop-missing would, rather than keep it queued for ever: the
+// wait for durability returns, the file says lost, Lost names it, the
+// uploader's last error says what happened to which file, and the other
+// file ships.
+func TestMissingStagingFileWhileOpen(t *testing.T) {
+	logName := filepath.Join(t.TempDir(), "log")
+	logf := must[*os.File](t)(os.Create(logName)) // its writes are safe for the journal's goroutines
+	t.Cleanup(func() { logf.Close() })
+	e := newEnv(t, func(o *Options) {
+		// Nothing ships until WaitDurable asks for it.
+		o.IdleFlush, o.SegmentSize = time.Hour, 64<<20
+		o.Logger = slog.New(slog.NewTextHandler(logf, nil))
+	})
+	gone := must[Attr](t)(e.j.Mknod(bg, RootIno, "gone", 0o644, 0, 0, 0))
+	kept := must[Attr](t)(e.j.Mknod(bg, RootIno, "kept", 0o644, 0, 0, 0))
+	data := make([]byte, 2<<16)
+	fillRand(5, data)
+	must[int](t)(e.j.WriteAt(bg, gone.Ino, data, 0))
+	fillRand(6, data)
+	must[int](t)(e.j.WriteAt(bg, kept.Ino, data, 0))
+	for _, ino := range []Ino{gone.Ino, kept.Ino} {
+		if err := e.j.Fsync(bg, ino); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := must[[]mapped](t)(e.j.fd.mapRange(bg, gone.Ino, 0, 0))[0].id
+	if err := os.Remove(e.j.c.stagePath(id)); err != nil {
+		t.Fatalf("the staging file of gone's first block: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(bg, time.Minute)
+	defer cancel()
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatalf("the wait for durability with a staging file gone: %v (%+v)", err, e.j.Stats())
+	}
+	if st := must[FileStatus](t)(e.j.Status(bg, gone.Ino)); st.State != StateLost || st.LostBlocks != 1 {
+		t.Errorf("the file whose staging file is gone is %+v, want lost, 1 block", st)
+	}
+	if st := must[FileStatus](t)(e.j.Status(bg, kept.Ino)); st.State == StateLost || st.PendingBlocks != 0 || st.LostBlocks != 0 {
+		t.Errorf("the other file is %+v, want uploaded", st)
+	}
+	if l := must[LostReport](t)(e.j.Lost(bg)); l.Blocks != 1 || l.Files != 1 || !slices.Equal(l.Paths, []string{"/gone"}) {
+		t.Errorf("Lost: %+v, want 1 block of /gone", l)
+	}
+	if msg := e.j.Stats().LastError; !strings.Contains(msg, "removed outside meshdrive") || !strings.Contains(msg, "/gone") ||
+		!strings.Contains(msg, "restore them from a copy") {
+		t.Errorf("the uploader's last error does not say what happened to which file and what to do: %s", msg)
+	}
+	if log := string(must[[]byte](t)(os.ReadFile(logName))); !strings.Contains(log, "removed outside meshdrive") || !strings.Contains(log, "/gone") {
+		t.Errorf("the log does not say the staging file was removed, nor name the file:\n%s", log)
+	}
+	// Writing the same bytes again brings the block back.
+	fillRand(5, data)
+	must[int](t)(e.j.WriteAt(bg, gone.Ino, data, 0))
+	if err := e.j.Fsync(bg, gone.Ino); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := must[LostReport](t)(e.j.Lost(bg)); l.Blocks != 0 {
+		t.Errorf("Lost after the same bytes were written again: %+v", l)
 	}
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -181,5 +183,54 @@ func TestReadOnlyPendingNotDurable(t *testing.T) {
 	}
 	r := runBin(t, env, "sync", "--data", dir, "--timeout", "1m")
 	assertRefusal(t, r, "", "", "mounted read-only", "488.3 KiB of 1 file", "meshdrive unmount "+mp, "without --read-only")
+	mustRun(t, env, "unmount", "--data", dir, mp)
+}
+
+// TestStagingFileGoneWhileMounted: with the nodes away, /big is staged on
+// the local disk, and its staging file is removed while the drive is
+// mounted. When the nodes are back, the uploader marks the block lost (as
+// the next mount's --drop-missing would) rather than keep it queued for
+// ever: sync returns, exits 1, names /big and the way out; status's LOST
+// line names it; the log says the staging file was removed.
+func TestStagingFileGoneWhileMounted(t *testing.T) {
+	dir, mp, env, nodes := awayDiskDrive(t)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+	if err := os.WriteFile(filepath.Join(mp, "first"), []byte("first"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pollStatus(t, env, dir, "the first upload to fail", func(s statusReport) bool { return s.Uploads.Errors > 0 })
+	big := make([]byte, 500_000)
+	rand.Read(big) // sealed bigger than what the journal's database holds
+	if err := os.WriteFile(filepath.Join(mp, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pollStatus(t, env, dir, "big to be staged", func(s statusReport) bool { return s.Uploads.Blocks >= 2 })
+	files, _ := filepath.Glob(filepath.Join(dir, "journal", "staging", "*"))
+	files = slices.DeleteFunc(files, func(f string) bool { return strings.HasSuffix(f, ".tmp") })
+	if len(files) != 1 {
+		t.Fatalf("%d staging files, want 1: %v", len(files), files)
+	}
+	if err := os.Remove(files[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if err := os.Rename(n+".away", n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runBin(t, env, "sync", "--data", dir, "--timeout", "2m")
+	if r.code != 1 || !strings.Contains(r.stderr, "everything else written is grid-durable") ||
+		!strings.Contains(r.stderr, "/big") || !strings.Contains(r.stderr, "restore those files from a copy, or delete them") {
+		t.Errorf("sync with a staging file gone: want exit 1 naming /big and the way out, got %s", r)
+	}
+	if out := mustRun(t, env, "status", "--data", dir).stdout; !strings.Contains(out, "LOST: 1 blocks of 1 files") || !strings.Contains(out, "/big") {
+		t.Errorf("status does not name the file whose staging file is gone:\n%s", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "first")); err != nil || string(b) != "first" {
+		t.Errorf("the other file: %q, %v", b, err)
+	}
+	if log, _ := os.ReadFile(filepath.Join(dir, "meshdrive.log")); !strings.Contains(string(log), "removed outside meshdrive") || !strings.Contains(string(log), "/big") {
+		t.Errorf("the log does not say the staging file was removed, nor name /big:\n%s", log)
+	}
 	mustRun(t, env, "unmount", "--data", dir, mp)
 }

@@ -18,7 +18,7 @@ import (
 )
 
 func runCheck(e *env) error {
-	fl := newFlagSet(e, "check", "check [--data DIR] [--verify] [--repair] [--json] [PATH]", `
+	fl := newFlagSet(e, "check", "check [--data DIR] [--verify] [--repair] [--json] [--verbose] [PATH]", `
 Check the shards of every segment under PATH (a file or folder inside the
 mount, or a path relative to the drive's root; the whole drive by default,
 the metadata's segments and those only snapshots keep, of deleted and
@@ -41,13 +41,17 @@ its files while you may still have a copy, and the check goes on; --repair
 marks it lost, as the uploader does when it reaches one (and a mount with
 --drop-missing, one whose staging file is gone). One that cannot be read
 is reported and left as it is.
-Prints the files that are not healthy and a summary (--json: every file);
+Prints the unrecoverable files, the degraded ones (the first 20 and a
+count; --verbose: all), a summary with a count by state, and the nodes
+that did not answer, whose shards are what a degraded file misses when a
+node is down (--json: every file);
 a progress bar on a terminal. Exits 1 when anything is unrecoverable or a
 repair failed. Talks to the running mount.`)
 	dataDir := dataDirFlag(e, fl)
 	verify := fl.Bool("verify", false, "have each node check its shards' checksums (reads every shard on the nodes)")
 	doRepair := fl.Bool("repair", false, "rebuild missing and corrupt shards")
 	asJSON := fl.Bool("json", false, "print the report as JSON")
+	verbose := fl.Bool("verbose", false, fmt.Sprintf("name every degraded file (without it, the first %d and a count)", checkDegradedShown))
 	pos, err := parseFlags(e, fl, e.args)
 	if err != nil {
 		return err
@@ -84,7 +88,7 @@ repair failed. Talks to the running mount.`)
 			return err
 		}
 	} else {
-		printCheck(e.stdout, rep)
+		printCheck(e.stdout, rep, *verbose)
 	}
 	switch {
 	case len(rep.SnapshotUnrecoverable) > 0 && rep.Unrecoverable == 0 && len(rep.MetaUnrecoverable) == 0:
@@ -233,14 +237,31 @@ func streamLines(ctx context.Context, e *env, dir, path string, each func(checkL
 	return errors.New("the mount ended the answer early (was it unmounted?); run the command again to finish")
 }
 
-func printCheck(w io.Writer, r *fs.RepairReport) {
+// checkDegradedShown bounds the degraded files check names without
+// --verbose: with a node down every file of a big drive is degraded, and
+// a line each would bury the ones below k.
+const checkDegradedShown = 20
+
+// printCheck prints a check's report: every unrecoverable file, the
+// degraded ones (the first checkDegradedShown unless verbose), the counts,
+// and what the nodes that did not answer have to do with it.
+func printCheck(w io.Writer, r *fs.RepairReport, verbose bool) {
 	for _, f := range r.Files {
-		switch f.State {
-		case fs.FileDegraded:
-			fmt.Fprintf(w, "degraded       %s: %d of %d shards\n", showName(pathOf(f.Path, f.PathHref)), f.Shards, f.N)
-		case fs.FileUnrecoverable:
+		if f.State == fs.FileUnrecoverable {
 			fmt.Fprintf(w, "UNRECOVERABLE  %s: %d of %d shards, segments %s\n", showName(pathOf(f.Path, f.PathHref)), f.Shards, f.N, strings.Join(f.Segments, ", "))
 		}
+	}
+	shown := 0
+	for _, f := range r.Files {
+		if f.State != fs.FileDegraded {
+			continue
+		}
+		if !verbose && shown == checkDegradedShown {
+			fmt.Fprintf(w, "degraded       ... and %d more (check --verbose or --json names every file)\n", r.Degraded-shown)
+			break
+		}
+		shown++
+		fmt.Fprintf(w, "degraded       %s: %d of %d shards\n", showName(pathOf(f.Path, f.PathHref)), f.Shards, f.N)
 	}
 	what := "checked"
 	if r.Verify {
@@ -293,6 +314,11 @@ func printCheck(w io.Writer, r *fs.RepairReport) {
 	}
 	if len(r.Down) > 0 {
 		fmt.Fprintf(w, "nodes that did not answer: %s\n", strings.Join(r.Down, ", "))
+		if r.Degraded+r.Unrecoverable > 0 || r.SegmentsDegraded+r.SegmentsUnrecoverable > 0 {
+			fmt.Fprintf(w, "  their shards are not counted, which is why files show fewer than n: bring %s back (start its meshdrive node serve, "+
+				"mount its disk, or check its S3 endpoint) and check again; one gone for good: meshdrive node remove NAME (repair rebuilds its shards)\n",
+				strings.Join(r.Down, ", "))
+		}
 	}
 	if len(r.MetaMissing) > 0 {
 		if r.MetaRestored {

@@ -159,7 +159,7 @@ func TestPrintedNames(t *testing.T) {
 	}
 	rep = viaJSON(t, rep)
 	b.Reset()
-	printCheck(&b, rep)
+	printCheck(&b, rep, true)
 	has("check", b.String(), want)
 	clean(t, "check", b.String(), len(paths)+3)
 	msg := stagedDamageError(rep.Staged).Error()

@@ -73,6 +73,9 @@ type Grid interface {
 	journal.Grid
 	journal.GCGrid
 	repair.Grid
+	// DownNodes names the nodes the last health look found down (Status
+	// counts no shard on them).
+	DownNodes() []string
 }
 
 // BlockReader reads plaintext blocks for the journal: the block cache, or

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/meshdrive/meshdrive/journal"
 	"github.com/meshdrive/meshdrive/journal/href"
+	"github.com/meshdrive/meshdrive/remote"
 )
 
 // PathStatus is what the drive says about one file, or a folder's files
@@ -47,6 +49,15 @@ type PathStatus struct {
 	Local       string `json:"local"`
 	LocalBlocks int    `json:"local_blocks"`
 	LocalBytes  int64  `json:"local_bytes"`
+	// Down names the nodes that hold shards of its segments and were
+	// down at the grid's last health look (the mount looks every few
+	// seconds); then ShardsUp is the fewest shards of any of those
+	// segments on nodes that answer, of N, k of which read it; and a
+	// state that would be durable is degraded.
+	Down     []string `json:"down,omitempty"`
+	ShardsUp int      `json:"shards_up,omitempty"`
+	N        int      `json:"n,omitempty"`
+	K        int      `json:"k,omitempty"`
 }
 
 // Values of PathStatus.Cached.
@@ -95,10 +106,24 @@ func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
 	}
 	rep := &PathStatus{Path: "/" + rel, PathHref: href.IfNotUTF8("/" + rel), Pinned: d.Pinned(ctx, rel)}
 	worst := journal.StateDurable
+	down := map[string]bool{}
+	for _, n := range d.o.Grid.DownNodes() {
+		down[n] = true
+	}
+	downHolds := map[string]bool{}
 	add := func(ino journal.Ino, size uint64) error {
 		st, err := j.Status(ctx, ino)
 		if err != nil {
 			return err
+		}
+		if len(down) > 0 && st.State >= journal.StateLocal {
+			short, err := d.shardsDown(ctx, ino, down, rep, downHolds)
+			if err != nil {
+				return err
+			}
+			if short {
+				st.State = min(st.State, journal.StateDegraded)
+			}
 		}
 		gb, err := j.GridBlocks(ctx, ino)
 		if err != nil {
@@ -167,9 +192,50 @@ func (d *Drive) Status(ctx context.Context, rel string) (*PathStatus, error) {
 		rep.Type = "other"
 	}
 	rep.State = worst.String()
+	for n := range downHolds {
+		rep.Down = append(rep.Down, n)
+	}
+	slices.Sort(rep.Down)
 	rep.Cached = cachedVerdict(rep.CachedBlocks, rep.GridBlocks)
 	rep.Local = cachedVerdict(rep.LocalBlocks, rep.GridBlocks)
 	return rep, nil
+}
+
+// shardsDown counts the shards of ino's segments on nodes that answer,
+// down being the nodes that do not: rep.ShardsUp keeps the fewest of any
+// segment (with its N and K), holds gathers the down nodes that hold a
+// shard. It reports whether a segment of ino has a shard on one of them.
+func (d *Drive) shardsDown(ctx context.Context, ino journal.Ino, down map[string]bool, rep *PathStatus, holds map[string]bool) (bool, error) {
+	refs, err := d.j.GridRefs(ctx, ino)
+	if err != nil {
+		return false, err
+	}
+	short := false
+	seen := map[remote.SegmentID]bool{}
+	for _, r := range refs {
+		if r.Seg == nil || seen[r.Seg.ID] {
+			continue
+		}
+		seen[r.Seg.ID] = true
+		up, hit := 0, false
+		for _, n := range r.Seg.Nodes {
+			switch {
+			case n == "":
+			case down[n]:
+				holds[n], hit = true, true
+			default:
+				up++
+			}
+		}
+		if !hit {
+			continue
+		}
+		short = true
+		if rep.N == 0 || up < rep.ShardsUp {
+			rep.ShardsUp, rep.N, rep.K = up, r.Seg.K+r.Seg.M, r.Seg.K
+		}
+	}
+	return short, nil
 }
 
 // Pinned reports whether rel (relative to the drive's root, see

@@ -85,6 +85,8 @@ type member struct {
 	draining atomic.Bool
 	// space: its free space as far as the grid knows (space.go).
 	space space
+	// unanswered: the last Health look found it down (DownNodes).
+	unanswered atomic.Bool
 }
 
 // downFor is how long a node that failed as unavailable is tried last.
@@ -311,16 +313,18 @@ const healthTimeout = 3 * time.Second
 // Health asks every member for its Info in parallel, each bounded by a
 // short timeout, and reports who answered and how fast. It never blocks
 // longer than that timeout (or ctx). Placement learns each answer's free
-// space: a node without room for a shard is left out.
+// space: a node without room for a shard is left out; DownNodes, who did
+// not answer.
 func (g *Grid) Health(ctx context.Context) []NodeHealth {
 	members := g.view().all
 	out := make([]NodeHealth, len(members))
 	var wg sync.WaitGroup
+	parent := ctx
 	for i, m := range members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(ctx, min(healthTimeout, g.timeout))
+			ctx, cancel := context.WithTimeout(parent, min(healthTimeout, g.timeout))
 			defer cancel()
 			t0 := time.Now()
 			info, err := m.Store.Info(ctx)
@@ -330,10 +334,27 @@ func (g *Grid) Health(ctx context.Context) []NodeHealth {
 			} else {
 				m.space.learn(info.Free, time.Now())
 			}
+			if parent.Err() == nil || err == nil { // not a look its caller cut short
+				m.unanswered.Store(err != nil)
+			}
 			out[i] = h
 		}()
 	}
 	wg.Wait()
+	return out
+}
+
+// DownNodes names the members the last Health look found not answering
+// (none before the first look): the grid's current view of which nodes
+// are down, for reports that must not claim shards on them (a mount
+// looks every few seconds).
+func (g *Grid) DownNodes() []string {
+	var out []string
+	for _, m := range g.view().all {
+		if m.unanswered.Load() {
+			out = append(out, m.Name)
+		}
+	}
 	return out
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -760,5 +761,36 @@ func TestReadAfterNodeRemoved(t *testing.T) {
 	got := make([]byte, len(w.data))
 	if err := g.ReadSegment(context.Background(), seg, 0, got); err != nil || !bytes.Equal(got, w.data) {
 		t.Fatalf("read with a node removed: %v", err)
+	}
+}
+
+// TestDownNodes: DownNodes names the nodes the last Health look found
+// not answering (a node down, a node that hangs), none before the first
+// look and none once they answer again; a look its caller cancels marks
+// no node down.
+func TestDownNodes(t *testing.T) {
+	tg := newTestGrid(t, 6, 4, 2, func(o *GridOptions) { o.CallTimeout = 300 * time.Millisecond })
+	ctx := context.Background()
+	tg.stores[2].SetMode(MemDown)
+	tg.stores[3].SetMode(MemHang)
+	if d := tg.DownNodes(); len(d) != 0 {
+		t.Fatalf("DownNodes before any look: %v", d)
+	}
+	tg.Health(ctx)
+	if d := tg.DownNodes(); !slices.Equal(d, []string{"node-2", "node-3"}) {
+		t.Fatalf("DownNodes with nodes 2 and 3 down: %v", d)
+	}
+	tg.stores[2].SetMode(MemUp)
+	tg.stores[3].SetMode(MemUp)
+	tg.Health(ctx)
+	if d := tg.DownNodes(); len(d) != 0 {
+		t.Fatalf("DownNodes once every node answers: %v", d)
+	}
+	tg.stores[3].SetMode(MemHang)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	tg.Health(cctx)
+	if d := tg.DownNodes(); len(d) != 0 {
+		t.Fatalf("DownNodes after a look its caller cancelled: %v", d)
 	}
 }

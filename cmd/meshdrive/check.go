@@ -315,9 +315,7 @@ func printCheck(w io.Writer, r *fs.RepairReport, verbose bool) {
 	if len(r.Down) > 0 {
 		fmt.Fprintf(w, "nodes that did not answer: %s\n", strings.Join(r.Down, ", "))
 		if r.Degraded+r.Unrecoverable > 0 || r.SegmentsDegraded+r.SegmentsUnrecoverable > 0 {
-			fmt.Fprintf(w, "  their shards are not counted, which is why files show fewer than n: bring %s back (start its meshdrive node serve, "+
-				"mount its disk, or check its S3 endpoint) and check again; one gone for good: meshdrive node remove NAME (repair rebuilds its shards)\n",
-				strings.Join(r.Down, ", "))
+			fmt.Fprintf(w, "  their shards are not counted, which is why files show fewer than n; check again once they answer. %s\n", bringBack(r.Down))
 		}
 	}
 	if len(r.MetaMissing) > 0 {

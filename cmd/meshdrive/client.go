@@ -182,6 +182,7 @@ mount.`)
 			fmt.Fprintf(e.stdout, "  %s\n", humanBytes(rep.Size))
 		}
 		fmt.Fprintf(e.stdout, "  %d blocks, %d pending upload (%s)\n", rep.Blocks, rep.PendingBlocks, humanBytes(rep.PendingBytes))
+		printShardsDown(e.stdout, &rep)
 		if rep.LostBlocks > 0 {
 			fmt.Fprintf(e.stdout, "  %d blocks lost: reading them fails (EIO); restore the file from a copy, or delete it\n", rep.LostBlocks)
 		}
@@ -198,6 +199,30 @@ mount.`)
 	}
 	printStatus(e.stdout, &rep)
 	return nil
+}
+
+// printShardsDown says, for status PATH, how many shards of its data the
+// nodes that answer hold when some that hold the rest are down.
+func printShardsDown(w io.Writer, r *pathReport) {
+	if len(r.Down) == 0 {
+		return
+	}
+	down, holds := strings.Join(r.Down, ", "), "which holds the rest, is down"
+	if len(r.Down) > 1 {
+		holds = "which hold the rest, are down"
+	}
+	fmt.Fprintf(w, "  %d of %d shards reachable (the fewest of any of its segments; any %d read it): %s, %s\n",
+		r.ShardsUp, r.N, r.K, down, holds)
+	if r.ShardsUp < r.K {
+		fmt.Fprintf(w, "  fewer than k: reading what is not in the local cache fails until enough of them are back\n")
+	}
+	fmt.Fprintf(w, "  %s\n", bringBack(r.Down))
+}
+
+// bringBack says what to do about nodes that are down.
+func bringBack(down []string) string {
+	return fmt.Sprintf("bring %s back (start its meshdrive node serve, mount its disk, or check its S3 endpoint); "+
+		"one gone for good: meshdrive node remove NAME (repair rebuilds its shards)", strings.Join(down, ", "))
 }
 
 // printCached prints the cache line of status PATH.
@@ -303,8 +328,7 @@ func printStatus(w io.Writer, r *statusReport) {
 		fmt.Fprintf(w, "  %s\n", s)
 	}
 	if len(down) > 0 {
-		fmt.Fprintf(w, "  down: bring %s back (start its meshdrive node serve, mount its disk, or check its S3 endpoint); one gone for good: meshdrive node remove NAME (repair rebuilds its shards)\n",
-			strings.Join(down, ", "))
+		fmt.Fprintf(w, "  down: %s\n", bringBack(down))
 	}
 	u := r.Uploads
 	fmt.Fprintf(w, "\nuploads: %s, %s queued", plural(u.Files, "file", "files"), humanBytes(u.Bytes))

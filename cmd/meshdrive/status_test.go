@@ -5,7 +5,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,4 +299,35 @@ func TestStatusTakenOver(t *testing.T) {
 			t.Errorf("state %s, taken over:\n%s\nwant %q and no word of data waiting to go up", c.state, b.String(), c.want)
 		}
 	}
+}
+
+// TestStatusPathNodeDown: status PATH of a file on six real nodes says
+// durable while they all answer; with the node that holds one of its
+// shards stopped, it says degraded, 5 of 6 shards reachable, and names
+// the node and what to do, as soon as the mount's health check has seen
+// it down (it read the shard count the journal stored at upload, and
+// said durable).
+func TestStatusPathNodeDown(t *testing.T) {
+	d := newRepairDrive(t, 1, 2)
+	f := filepath.Join(d.mp, "b0", "f0")
+	if p := pathJSON(t, d.env, d.dir, f); p.State != "durable" || len(p.Down) != 0 {
+		t.Fatalf("status PATH with every node up: %+v", p)
+	}
+	d.nodes[2].stop(t, syscall.SIGKILL)
+	p := waitUntil(t, "status PATH to see node-3 down", func() pathReport { return pathJSON(t, d.env, d.dir, f) },
+		func(p pathReport) bool { return p.State != "durable" })
+	if p.State != "degraded" || !slices.Equal(p.Down, []string{"node-3"}) || p.ShardsUp != 5 || p.N != 6 || p.K != 4 {
+		t.Errorf("status PATH with node-3 down: state %s, down %v, %d of %d shards up (k=%d); want degraded, node-3, 5 of 6, k=4",
+			p.State, p.Down, p.ShardsUp, p.N, p.K)
+	}
+	out := mustRun(t, d.env, "status", "--data", d.dir, f).stdout
+	for _, want := range []string{": degraded", "5 of 6 shards reachable", "node-3, which holds the rest, is down", "bring node-3 back"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status PATH with node-3 down does not say %q:\n%s", want, out)
+		}
+	}
+	if p := pathJSON(t, d.env, d.dir, filepath.Join(d.mp, "b0")); p.State != "degraded" || !slices.Equal(p.Down, []string{"node-3"}) {
+		t.Errorf("status of the folder with node-3 down: state %s, down %v", p.State, p.Down)
+	}
+	d.unmount(t)
 }

@@ -319,6 +319,7 @@ func (d *Drive) Mount(mountpoint string) (*fuse.Server, error) {
 		Writeback:  d.o.Writeback,
 		Logger:     d.log,
 		Observe:    d.o.ObserveOp,
+		ShardsDown: d.fileShardsDown,
 	}
 	if !d.o.ReadOnly {
 		mo.Snapshots = d.j

@@ -57,6 +57,10 @@ type MountOptions struct {
 	Observe OpObserver
 	// Pins, when set, handles the PinXattr xattr (pin, unpin).
 	Pins Pins
+	// ShardsDown, when set, says whether a shard of a file's data is on
+	// a node that is down now: the status xattr says degraded then, not
+	// durable (Drive.Mount sets it from the grid's health looks).
+	ShardsDown func(ctx context.Context, ino journal.Ino) (bool, error)
 	// Debug logs every FUSE request (very verbose).
 	Debug  bool
 	Logger *slog.Logger
@@ -73,7 +77,7 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 	}
 	marks := new(sync.Map)
 	root := &node{fsys: &fileSystem{j: j, log: log, attrTimeout: attrTimeout, snaps: o.Snapshots, pins: o.Pins, killMarks: marks,
-		noLseek: o.Writeback}}
+		noLseek: o.Writeback, shardsDown: o.ShardsDown}}
 	a, err := j.GetAttr(context.Background(), journal.RootIno)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: reading the root directory from the journal: %w", mountpoint, err)

@@ -41,7 +41,9 @@ type fileSystem struct {
 	slots *slotTable
 	// pins handles PinXattr (nil: it is an ordinary xattr; always nil
 	// inside a snapshot).
-	pins        Pins
+	pins Pins
+	// shardsDown: MountOptions.ShardsDown (nil inside a snapshot).
+	shardsDown  func(ctx context.Context, ino journal.Ino) (bool, error)
 	log         *slog.Logger
 	attrTimeout time.Duration
 	// noLseek answers SEEK_DATA and SEEK_HOLE with ENOSYS, which makes the

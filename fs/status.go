@@ -238,6 +238,20 @@ func (d *Drive) shardsDown(ctx context.Context, ino journal.Ino, down map[string
 	return short, nil
 }
 
+// fileShardsDown reports whether a shard of ino's data is on a node the
+// grid's last health look found down (the status xattr).
+func (d *Drive) fileShardsDown(ctx context.Context, ino journal.Ino) (bool, error) {
+	names := d.o.Grid.DownNodes()
+	if len(names) == 0 {
+		return false, nil
+	}
+	down := make(map[string]bool, len(names))
+	for _, n := range names {
+		down[n] = true
+	}
+	return d.shardsDown(ctx, ino, down, &PathStatus{}, map[string]bool{})
+}
+
 // Pinned reports whether rel (relative to the drive's root, see
 // CleanPath) or a folder above it is pinned.
 func (d *Drive) Pinned(ctx context.Context, rel string) bool {

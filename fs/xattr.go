@@ -15,7 +15,8 @@ import (
 
 // StatusXattr is the read-only extended attribute that says how safe a
 // file's data is: "durable", "degraded" or "local (N bytes pending)". It
-// is computed from journal.Status on every read and not listed by
+// is computed from journal.Status on every read (degraded too when a node
+// that holds a shard of it is down now: MountOptions.ShardsDown) and not listed by
 // listxattr, so copying tools (cp -a, rsync -X) do not carry it along.
 const StatusXattr = "user.meshdrive.status"
 
@@ -227,6 +228,15 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		}
 		if v := n.rootLost(ctx); v != "" {
 			return xattrReply([]byte(v), dest)
+		}
+		if st.State == journal.StateDurable && n.fsys.shardsDown != nil {
+			short, err := n.fsys.shardsDown(settled(ctx), n.ino())
+			if err != nil {
+				return 0, n.errno("getxattr", err)
+			}
+			if short {
+				st.State = journal.StateDegraded
+			}
 		}
 		return xattrReply([]byte(statusText(st)), dest)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/meshdrive/meshdrive/fs"
 )
 
@@ -306,12 +308,15 @@ func TestStatusTakenOver(t *testing.T) {
 // shards stopped, it says degraded, 5 of 6 shards reachable, and names
 // the node and what to do, as soon as the mount's health check has seen
 // it down (it read the shard count the journal stored at upload, and
-// said durable).
+// said durable); so does the file's status xattr.
 func TestStatusPathNodeDown(t *testing.T) {
 	d := newRepairDrive(t, 1, 2)
 	f := filepath.Join(d.mp, "b0", "f0")
 	if p := pathJSON(t, d.env, d.dir, f); p.State != "durable" || len(p.Down) != 0 {
 		t.Fatalf("status PATH with every node up: %+v", p)
+	}
+	if b, err := unix.Getxattr(f, fs.StatusXattr, make([]byte, 256)); err != nil || b != len("durable") {
+		t.Fatalf("the status xattr with every node up: %d bytes, %v; want durable", b, err)
 	}
 	d.nodes[2].stop(t, syscall.SIGKILL)
 	p := waitUntil(t, "status PATH to see node-3 down", func() pathReport { return pathJSON(t, d.env, d.dir, f) },
@@ -328,6 +333,10 @@ func TestStatusPathNodeDown(t *testing.T) {
 	}
 	if p := pathJSON(t, d.env, d.dir, filepath.Join(d.mp, "b0")); p.State != "degraded" || !slices.Equal(p.Down, []string{"node-3"}) {
 		t.Errorf("status of the folder with node-3 down: state %s, down %v", p.State, p.Down)
+	}
+	buf := make([]byte, 256)
+	if n, err := unix.Getxattr(f, fs.StatusXattr, buf); err != nil || string(buf[:n]) != "degraded" {
+		t.Errorf("the status xattr with node-3 down: %q, %v; want degraded", buf[:max(n, 0)], err)
 	}
 	d.unmount(t)
 }

@@ -58,6 +58,16 @@
 //
 // # Health, repair and membership
 //
+// Health asks every node for its Info with a short timeout. A node that
+// does not answer (a stopped process keeps its connections open and
+// never answers) is unresponsive until a later Health sees it answer:
+// meanwhile placement leaves it out (segments are stored on the others,
+// repair owed), reads reconstruct from the other shards, any other call
+// to it fails at once with ErrUnavailable wrapping ErrUnresponsive, and
+// the calls in flight to it when it was found are ended. A node that
+// answers Health keeps its slow transfers. A mount calls Health every
+// few seconds, so a stopped node costs one health timeout.
+//
 // Survey lists every node's shards once, so the shards of many segments
 // are counted from a few listings; CheckSegment asks each shard's node
 // about it (with Verify, the node checks every checksum itself when its

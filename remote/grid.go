@@ -81,6 +81,8 @@ type member struct {
 	// downUntil (unix nanoseconds): the node failed as unavailable or timed
 	// out recently; reads try it last and writes prefer others until then.
 	downUntil atomic.Int64
+	// live: what the last health check saw (liveness.go).
+	live *liveness
 	// draining: the node takes no new shard; repair moves its shards off.
 	draining atomic.Bool
 	// space: its free space as far as the grid knows (space.go).
@@ -92,7 +94,12 @@ type member struct {
 // downFor is how long a node that failed as unavailable is tried last.
 const downFor = 3 * time.Second
 
-func (m *member) isDown() bool { return time.Now().UnixNano() < m.downUntil.Load() }
+func (m *member) isDown() bool {
+	if down, _ := m.live.unresponsive(); down {
+		return true
+	}
+	return time.Now().UnixNano() < m.downUntil.Load()
+}
 
 // Stats counts what the grid's reads did, for tests and status output.
 type Stats struct {
@@ -313,8 +320,11 @@ const healthTimeout = 3 * time.Second
 // Health asks every member for its Info in parallel, each bounded by a
 // short timeout, and reports who answered and how fast. It never blocks
 // longer than that timeout (or ctx). Placement learns each answer's free
-// space: a node without room for a shard is left out; DownNodes, who did
-// not answer.
+// space: a node without room for a shard is left out. A node that does
+// not answer (it times out or cannot be reached) is unresponsive until a
+// later Health sees it answer: the grid's calls skip it meanwhile (see
+// liveness), so a stopped node costs one health timeout, not a call
+// timeout per shard. DownNodes names who did not answer.
 func (g *Grid) Health(ctx context.Context) []NodeHealth {
 	members := g.view().all
 	out := make([]NodeHealth, len(members))
@@ -324,14 +334,18 @@ func (g *Grid) Health(ctx context.Context) []NodeHealth {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(parent, min(healthTimeout, g.timeout))
+			hctx, cancel := context.WithTimeout(parent, min(healthTimeout, g.timeout))
 			defer cancel()
 			t0 := time.Now()
-			info, err := m.Store.Info(ctx)
+			info, err := m.Store.Info(hctx)
 			h := NodeHealth{Name: m.Name, Zone: m.Zone, Latency: time.Since(t0), Info: info, Up: err == nil, Draining: m.draining.Load()}
 			if err != nil {
 				h.Err = err.Error()
+				if unresponsiveCause(ctx, err) {
+					m.live.mark(err)
+				}
 			} else {
+				m.live.mark(nil)
 				m.space.learn(info.Free, time.Now())
 			}
 			if parent.Err() == nil || err == nil { // not a look its caller cut short

@@ -26,10 +26,12 @@ func (g *Grid) newMember(mb Member) (*member, error) {
 	if len(mb.Name) > MaxNameLen {
 		return nil, fmt.Errorf("grid: member name %q is longer than %d bytes", mb.Name, MaxNameLen)
 	}
-	m := &member{Member: mb, weight: mb.Weight}
+	m := &member{Member: mb, weight: mb.Weight, live: newLiveness()}
 	// The grid's stack, innermost first: each call's timeout starts once
-	// it has a slot; the breaker sees what the caller sees.
-	m.st = Wrap(Wrap(Wrap(mb.Store, callTimeout(g.timeout)), slots(g.conc)), m.breaker())
+	// it has a slot; the breaker sees what the caller sees; the gate
+	// turns away a call to a node the health check found unresponsive
+	// before it waits for a slot.
+	m.st = Wrap(Wrap(Wrap(Wrap(mb.Store, callTimeout(g.timeout)), slots(g.conc)), m.breaker()), m.gate())
 	if m.weight == 0 {
 		m.weight = 1
 	}

@@ -36,6 +36,7 @@ const (
 	gateUp int32 = iota
 	gateFail
 	gateHang
+	gateSlowPut // PUTs wait for release; other calls answer
 )
 
 // testNode is one real node server whose listener can be stopped (every
@@ -49,13 +50,19 @@ type testNode struct {
 	srv  *node.Server
 	mode atomic.Int32
 	hang chan struct{} // closed at cleanup: releases hung handlers
+	// reqs counts the requests that reached the node; seen gets each
+	// one's method when there is room.
+	reqs    atomic.Int64
+	seen    chan string
+	release chan struct{} // closed: gateSlowPut's PUTs go on
 
 	mu sync.Mutex // guards hs
 	hs *http.Server
 }
 
 func startNode(t testing.TB, name string) *testNode {
-	n := &testNode{t: t, name: name, dir: t.TempDir(), addr: "127.0.0.1:0", hang: make(chan struct{})}
+	n := &testNode{t: t, name: name, dir: t.TempDir(), addr: "127.0.0.1:0", hang: make(chan struct{}),
+		seen: make(chan string, 64), release: make(chan struct{})}
 	srv, err := node.NewServer(node.ServerOptions{Dir: n.dir})
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +81,11 @@ func (n *testNode) start() {
 	n.addr = ln.Addr().String()
 	h := n.srv.Handler()
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.reqs.Add(1)
+		select {
+		case n.seen <- r.Method:
+		default:
+		}
 		switch n.mode.Load() {
 		case gateFail:
 			http.Error(w, "injected failure", http.StatusInternalServerError)
@@ -84,6 +96,14 @@ func (n *testNode) start() {
 			case <-n.hang:
 			}
 			return
+		case gateSlowPut:
+			if r.Method == http.MethodPut {
+				select {
+				case <-r.Context().Done():
+					return
+				case <-n.release:
+				}
+			}
 		}
 		h.ServeHTTP(w, r)
 	})}

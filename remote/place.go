@@ -165,8 +165,9 @@ func (pl *Placement) Fail(j int) {
 // placer hands out members to the shards of one segment (a write, a
 // repair) for concurrent callers: the Placement of a Placer over the
 // members, draining members never, members without room for a shard
-// (as far as the grid knows, see space) never, members recently seen
-// down only when no other is left. Lock order: mu, then a member's
+// (as far as the grid knows, see space) never, members the last health
+// check found unresponsive never (liveness), members recently seen down
+// only when no other is left. Lock order: mu, then a member's
 // space.mu.
 type placer struct {
 	members []*member
@@ -200,7 +201,10 @@ func (p *placer) pick(i int) (int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	up := func(j int) bool { return !p.members[j].draining.Load() && !p.members[j].isDown() && p.room(j) }
-	placeable := func(j int) bool { return !p.members[j].draining.Load() && p.room(j) }
+	placeable := func(j int) bool {
+		down, _ := p.members[j].live.unresponsive()
+		return !p.members[j].draining.Load() && !down && p.room(j)
+	}
 	for {
 		j := p.pl.Pick(i, up)
 		if j < 0 {

@@ -94,7 +94,9 @@
 // # Concurrency and buffers
 //
 // Sealer and Grid are safe for concurrent use. Every store call holds one
-// of the node's NodeConcurrency slots and is bounded by CallTimeout; a
+// of the node's NodeConcurrency slots and is bounded by CallTimeout (a
+// Put has more time per byte it carries; a stat, delete or info at most
+// seconds); a
 // read that returns cancels the shard reads it no longer needs. Slices
 // passed in (plaintext, segment data, ReadSegment's p) are read or written
 // only during the call; slices returned are newly allocated and owned by

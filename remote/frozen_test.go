@@ -184,3 +184,31 @@ func hasNode(info *remote.SegmentInfo, name string) bool {
 	}
 	return false
 }
+
+// Before any health check: a call about one object (a check's stat) to
+// a node that never answers ends after seconds, though the grid's call
+// timeout (for shards crossing a slow link) is an hour.
+func TestSmallCallToFrozenNodeEnds(t *testing.T) {
+	nodes, g, ctx := frozenGrid(t)
+	info, err := g.WriteSegment(ctx, bytes.Repeat([]byte("small calls "), 10_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frozen := nodes[3]
+	frozen.mode.Store(gateHang)
+	h := g.CheckSegment(ctx, info, remote.CheckOptions{})
+	if ctx.Err() != nil {
+		t.Fatalf("a check of a segment with a shard on a frozen node outlived the hang guard: %v", ctx.Err())
+	}
+	for _, sc := range h.Shards {
+		if (sc.Node == frozen.name) != (sc.State == remote.ShardUnreachable) {
+			t.Fatalf("shard %d on %s: %s (%v)", sc.Index, sc.Node, sc.State, sc.Err)
+		}
+		if sc.Node == frozen.name && !errors.Is(sc.Err, context.DeadlineExceeded) {
+			t.Fatalf("shard on the frozen node: %v, want a timeout", sc.Err)
+		}
+	}
+	if h.OK != 5 {
+		t.Fatalf("check: %d shards ok, want the 5 on the nodes that answer", h.OK)
+	}
+}

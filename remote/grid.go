@@ -43,7 +43,10 @@ type GridOptions struct {
 	ChunkSize int
 	// CallTimeout bounds each store call (default 10s). A Put is allowed
 	// one more second per putAllowance bytes it carries, so shards can
-	// cross a slow uplink.
+	// cross a slow uplink; a call about one object or none (stat, delete,
+	// info) is bounded by at most smallCallTimeout, so a node that stopped
+	// answering holds it up seconds, not the time a shard's transfer may
+	// take.
 	CallTimeout time.Duration
 	Logger      *slog.Logger
 }
@@ -244,6 +247,13 @@ var ErrNodeRemoved = errors.New("the node was removed from the grid meanwhile")
 // (2 Mbit/s), on top of CallTimeout.
 const putAllowance = 256 << 10
 
+// smallCallTimeout bounds a call about one object or none (stat,
+// delete, info) when CallTimeout is longer: a node that answers at all
+// answers these in well under a second, even on a busy disk. (A List
+// page stats up to a thousand objects and a Verify reads a whole shard:
+// they get CallTimeout.)
+const smallCallTimeout = 5 * time.Second
+
 // call runs fn against member m's store, with the grid's stack around
 // each of its calls (see newMember), and names the node in an error.
 func (g *Grid) call(ctx context.Context, m *member, fn func(ctx context.Context, s Store) error) error {
@@ -271,13 +281,17 @@ func slots(n int) Middleware {
 	}
 }
 
-// callTimeout is the Middleware that bounds each call by d, and a Put by
-// one more second per putAllowance bytes it carries.
+// callTimeout is the Middleware that bounds each call by d, a Put by one
+// more second per putAllowance bytes it carries, and a stat, delete or
+// info by at most smallCallTimeout.
 func callTimeout(d time.Duration) Middleware {
 	return func(ctx context.Context, c Call, next func(context.Context) error) error {
 		t := d
-		if c.Op == "put" {
+		switch c.Op {
+		case "put":
 			t += time.Duration(c.Size/putAllowance) * time.Second
+		case "stat", "delete", "info":
+			t = min(t, smallCallTimeout)
 		}
 		cctx, cancel := context.WithTimeout(ctx, t)
 		defer cancel()

@@ -23,8 +23,13 @@ import (
 // returns, of 60 s): only the health check can end a call to a node that
 // never answers.
 func frozenGrid(t *testing.T) ([]*testNode, *remote.Grid, context.Context) {
-	nodes := make([]*testNode, 6)
-	members := make([]remote.Member, 6)
+	return frozenGridOf(t, 6)
+}
+
+// frozenGridOf is frozenGrid of n nodes.
+func frozenGridOf(t *testing.T, n int) ([]*testNode, *remote.Grid, context.Context) {
+	nodes := make([]*testNode, n)
+	members := make([]remote.Member, n)
 	for i := range nodes {
 		nodes[i] = startNode(t, fmt.Sprintf("node-%d", i))
 		c, err := node.NewClient("http://"+nodes[i].addr, node.ClientOptions{Timeout: time.Hour})
@@ -150,6 +155,58 @@ func TestFrozenNodeIsSkipped(t *testing.T) {
 	}
 	if info.Stored() != 6 {
 		t.Fatalf("after the node came back: stored on %q, want all 6", info.Nodes)
+	}
+}
+
+// A drain with two frozen nodes among nine: once a health check found
+// them, the shards of the draining node and those on the frozen nodes
+// go to the nodes that answer, and the frozen ones are asked nothing.
+func TestDrainPlacesNothingOnFrozenNodes(t *testing.T) {
+	nodes, g, ctx := frozenGridOf(t, 9)
+	info, err := g.WriteSegment(ctx, bytes.Repeat([]byte("drain "), 100_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two of the segment's nodes freeze, a third drains.
+	frozen := map[string]*testNode{}
+	for _, n := range nodes {
+		if hasNode(info, n.name) && len(frozen) < 2 {
+			n.mode.Store(gateHang)
+			frozen[n.name] = n
+		}
+	}
+	draining := ""
+	for _, name := range info.Nodes {
+		if frozen[name] == nil {
+			draining = name
+			break
+		}
+	}
+	if err := g.SetDraining(draining, true); err != nil {
+		t.Fatal(err)
+	}
+	g.Health(ctx)
+	asked := int64(0)
+	for _, n := range frozen {
+		asked += n.reqs.Load()
+	}
+	res, err := g.RepairSegment(ctx, info, remote.RepairOptions{})
+	if err != nil {
+		t.Fatalf("repair with two frozen nodes: %v", err)
+	}
+	for _, name := range res.Seg.Nodes {
+		if name == "" || name == draining || frozen[name] != nil {
+			t.Fatalf("after the repair the shards are on %q: %s drains, %d are frozen", res.Seg.Nodes, draining, len(frozen))
+		}
+	}
+	if res.Moved != 1 || res.Rebuilt != 2 {
+		t.Fatalf("repair moved %d and rebuilt %d shards, want 1 and 2", res.Moved, res.Rebuilt)
+	}
+	for _, n := range frozen {
+		asked -= n.reqs.Load()
+	}
+	if asked != 0 {
+		t.Fatalf("the frozen nodes were asked %d times after the health check found them", -asked)
 	}
 }
 

@@ -114,8 +114,8 @@ func (s space) step(ctx context.Context, first bool) (bool, error) {
 // data, and about as much free disk twice: the copy and the WAL) in one
 // transaction. A crash, kill or cancelled ctx during it leaves the
 // journal as it was;
-// any error is logged and the journal is used as it is, to be converted
-// at a later Open. (A VACUUM may renumber the rowids of tables without
+// any error is logged, the WAL it grew is cut back, and the journal is
+// used as it is, to be converted at a later Open. (A VACUUM may renumber the rowids of tables without
 // an INTEGER PRIMARY KEY; the only one read is staged's, as an order
 // (kept.go), and the copy keeps their order.) It reports whether the
 // journal is INCREMENTAL now.
@@ -141,6 +141,13 @@ func (s space) convert(ctx context.Context) bool {
 		"size_mib", size>>20, "free_mib", free>>20)
 	t0 := time.Now()
 	if err := convertIncremental(ctx, conn); err != nil {
+		// The VACUUM wrote its copy into the WAL, on a full disk up to
+		// its last byte, and the rollback leaves the file that size:
+		// background checkpoints do not truncate it, so without this
+		// the disk stayed full until Close.
+		if _, terr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA wal_checkpoint(TRUNCATE)"); terr != nil {
+			j.log.Warn("journal: cannot truncate journal.db-wal after the failed conversion; it keeps its size until the drive is unmounted", "err", terr)
+		}
 		j.log.Warn("journal: could not convert journal.db (it needs free disk about twice its size); it keeps its size and the next mount tries again",
 			"err", err)
 		return false

@@ -123,29 +123,14 @@ func TestOldJournalConverted(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.j = nil
-	// What a journal of an older meshdrive is: auto_vacuum=NONE, with the
-	// deleted files' pages on its free list.
+	// Free pages: a table of 16 MiB made and dropped.
 	path := filepath.Join(e.opts.Dir, "journal.db")
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1) // the pragma and the VACUUM on one connection
-	for _, q := range []string{"PRAGMA auto_vacuum = NONE", "VACUUM", "PRAGMA journal_mode = WAL",
-		// Free pages: a table of 16 MiB made and dropped.
+	free := makeOld(t, path,
 		"CREATE TABLE filler(b BLOB)",
 		"WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 2000) INSERT INTO filler SELECT randomblob(8192) FROM c",
-		"DROP TABLE filler", "PRAGMA wal_checkpoint(TRUNCATE)"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	var mode, free int
-	db.QueryRow("PRAGMA auto_vacuum").Scan(&mode)
-	db.QueryRow("PRAGMA freelist_count").Scan(&free)
-	db.Close()
-	if mode != 0 || free < 2000 {
-		t.Fatalf("the old journal has auto_vacuum %d and %d free pages; the test needs NONE (0) and many", mode, free)
+		"DROP TABLE filler")
+	if free < 2000 {
+		t.Fatalf("the old journal has %d free pages; the test needs many", free)
 	}
 	old := fileSize(t, path)
 
@@ -164,5 +149,82 @@ func TestOldJournalConverted(t *testing.T) {
 		}
 	}
 	spaceDelete(t, e, 100)
+	e.reopen()
+}
+
+// makeOld turns the closed journal.db at path into what an older
+// meshdrive made (auto_vacuum=NONE), runs then, and returns its free
+// pages.
+func makeOld(t *testing.T, path string, then ...string) (free int) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1) // the pragma and the VACUUM on one connection
+	qs := append([]string{"PRAGMA auto_vacuum = NONE", "VACUUM", "PRAGMA journal_mode = WAL"}, then...)
+	for _, q := range append(qs, "PRAGMA wal_checkpoint(TRUNCATE)") {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var mode int
+	db.QueryRow("PRAGMA auto_vacuum").Scan(&mode)
+	db.QueryRow("PRAGMA freelist_count").Scan(&free)
+	if mode != 0 {
+		t.Fatalf("the old journal has auto_vacuum %d; the test needs NONE (0)", mode)
+	}
+	return free
+}
+
+// TestOldJournalOnFullDisk: the conversion of an old journal at Open
+// needs free disk about its size for the WAL; on a disk with less, the
+// VACUUM fails, and the journal is used as it is. The WAL that VACUUM
+// grew until the disk was full is cut back, not left filling the disk
+// until the journal's Close (its background checkpoints do not truncate
+// it): a mount that found its disk nearly full left it full, and every
+// write of dirty data then failed.
+func TestOldJournalOnFullDisk(t *testing.T) {
+	small := mountTmpfs(t, "16m")
+	e := newEnv(t, func(o *Options) {
+		o.Dir = filepath.Join(small, "journal")
+		o.GroupCommit = time.Hour
+	})
+	e.g.down.Store(true) // the files' bytes stay in journal.db
+	spaceFiles(t, e.j, 500)
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	path := filepath.Join(e.opts.Dir, "journal.db")
+	makeOld(t, path)
+	size := fileSize(t, path)
+	// Leave the disk less free space than the conversion needs.
+	ballast := filepath.Join(small, "other")
+	fill(t, ballast)
+	const left = 1 << 20
+	if err := os.Truncate(ballast, fileSize(t, ballast)-left); err != nil {
+		t.Fatal(err)
+	}
+	if size < 2*left {
+		t.Fatalf("journal.db is %d bytes; the test needs more than %d, the free disk, for its conversion to fail", size, 2*left)
+	}
+
+	e.open()
+	if got := queryInt(t, e.j, "PRAGMA auto_vacuum"); got != 0 {
+		t.Fatalf("auto_vacuum is %d after Open on a disk with %d bytes free for %d of journal.db; the test needs the conversion to fail", got, left, size)
+	}
+	if wal := fileSize(t, path+"-wal"); wal > left/2 {
+		t.Errorf("journal.db-wal is %d bytes after a conversion that failed, of the %d bytes the disk had free", wal, left)
+	}
+	// The journal is as it was, and writes.
+	for i := range 500 {
+		a := must[Attr](t)(e.j.Lookup(bg, RootIno, fmt.Sprintf("f%05d", i)))
+		if a.Size != 8<<10 {
+			t.Fatalf("f%05d: %d bytes after Open, want %d", i, a.Size, 8<<10)
+		}
+	}
+	os.Remove(ballast)
 	e.reopen()
 }

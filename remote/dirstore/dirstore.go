@@ -865,9 +865,9 @@ func (s *Store) Info(ctx context.Context) (remote.NodeInfo, error) {
 }
 
 // volume names the file system that holds dir: this machine's host name
-// and the file system's device number, the same for every directory of
-// one disk (bind mounts included) and different across disks. Empty
-// when dir cannot be stat'ed.
+// and id (machineID) and the file system's device number, the same for
+// every directory of one disk (bind mounts included) and different
+// across disks. Empty when dir cannot be stat'ed.
 func volume(dir string) string {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -878,7 +878,32 @@ func volume(dir string) string {
 		return ""
 	}
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s:%x", host, st.Dev)
+	return volumeName(host, machineID(), uint64(st.Dev))
+}
+
+// volumeName is volume's name of device dev on the machine called host
+// with id machine. The host name alone does not tell machines apart:
+// node servers made from one image share it ("raspberrypi") and the
+// device numbers of their disks (179:2), and df then counted a grid of
+// such machines as one disk.
+func volumeName(host, machine string, dev uint64) string {
+	if machine == "" {
+		return fmt.Sprintf("%s:%x", host, dev)
+	}
+	return fmt.Sprintf("%s:%s:%x", host, machine, dev)
+}
+
+// machineID is the machine's id (systemd's /etc/machine-id, or D-Bus's),
+// made at a system's first boot; "" where there is none.
+func machineID() string {
+	for _, p := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(p); err == nil {
+			if id := strings.TrimSpace(string(b)); id != "" {
+				return id
+			}
+		}
+	}
+	return ""
 }
 
 // verifyPiece is how much of an object Verify reads at a time.

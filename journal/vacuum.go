@@ -137,6 +137,17 @@ func (s space) convert(ctx context.Context) bool {
 		return true
 	}
 	size, free := fileBytes(ctx, conn)
+	if size-free > convertMax {
+		// The VACUUM rewrites every live page before the mount can
+		// answer (about a second per 100 MiB on a fast disk, ten times
+		// that on an SD card or a spinning disk), and the mount's parent
+		// gives up after two minutes: a kill would leave it unconverted,
+		// and every mount would try again. A journal this big stays as
+		// it is: its free pages are reused by later inserts.
+		j.log.Info("journal: journal.db is too big to convert at mount without delaying it; it keeps its size, and later inserts reuse its free pages",
+			"size_mib", size>>20, "free_mib", free>>20, "limit_mib", convertMax>>20)
+		return false
+	}
 	j.log.Info("journal: converting journal.db once so that it gives back the space deletes free; this rewrites it",
 		"size_mib", size>>20, "free_mib", free>>20)
 	t0 := time.Now()
@@ -156,6 +167,12 @@ func (s space) convert(ctx context.Context) bool {
 	j.log.Info("journal: journal.db converted", "size_mib", size>>20, "took", time.Since(t0).Round(time.Millisecond))
 	return true
 }
+
+// convertMax bounds the live bytes (pages in use) of an old journal.db
+// that Open converts: at most a few seconds on a fast disk, well under
+// the two minutes a mount's parent waits on a slow one. A variable for
+// tests.
+var convertMax int64 = 256 << 20
 
 // fileBytes returns the database's size and its free pages' in bytes (0
 // when it cannot tell: they are only logged).

@@ -152,6 +152,37 @@ func TestOldJournalConverted(t *testing.T) {
 	e.reopen()
 }
 
+// TestOldJournalTooBigToConvert: an old journal whose live pages are
+// over convertMax is opened as it is, not rewritten inside Open: a
+// VACUUM of gigabytes on a slow disk outlasts the two minutes a mount's
+// parent waits, and the kill would leave it to be tried at every mount.
+func TestOldJournalTooBigToConvert(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.GroupCommit = time.Hour })
+	e.g.down.Store(true)
+	spaceFiles(t, e.j, 100)
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	path := filepath.Join(e.opts.Dir, "journal.db")
+	makeOld(t, path)
+	old := fileSize(t, path)
+	defer func(m int64) { convertMax = m }(convertMax)
+	convertMax = old / 2 // the live pages are more than this
+	e.open()
+	if got := queryInt(t, e.j, "PRAGMA auto_vacuum"); got != 0 {
+		t.Fatalf("auto_vacuum is %d after Open of an old journal over the limit, want 0 (left as it was)", got)
+	}
+	for i := range 100 {
+		a := must[Attr](t)(e.j.Lookup(bg, RootIno, fmt.Sprintf("f%05d", i)))
+		if a.Size != 8<<10 {
+			t.Fatalf("f%05d: %d bytes, want %d", i, a.Size, 8<<10)
+		}
+	}
+	spaceDelete(t, e, 100)
+	e.reopen()
+}
+
 // makeOld turns the closed journal.db at path into what an older
 // meshdrive made (auto_vacuum=NONE), runs then, and returns its free
 // pages.

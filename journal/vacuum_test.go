@@ -116,13 +116,7 @@ func TestNewJournalIncremental(t *testing.T) {
 // converted at Open: its free pages go at once, and it is INCREMENTAL
 // from then on, as a new journal.
 func TestOldJournalConverted(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.GroupCommit = time.Hour })
-	e.g.down.Store(true)
-	spaceFiles(t, e.j, 100)
-	if err := e.j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e.j = nil
+	e := closedWithFiles(t)
 	// Free pages: a table of 16 MiB made and dropped.
 	path := filepath.Join(e.opts.Dir, "journal.db")
 	free := makeOld(t, path,
@@ -142,14 +136,7 @@ func TestOldJournalConverted(t *testing.T) {
 		t.Fatalf("journal.db is %d bytes after its conversion, %d before with %d free pages", size, old, free)
 	}
 	// And it is the journal it was.
-	for i := range 100 {
-		a := must[Attr](t)(e.j.Lookup(bg, RootIno, fmt.Sprintf("f%05d", i)))
-		if a.Size != 8<<10 {
-			t.Fatalf("f%05d: %d bytes after the conversion, want %d", i, a.Size, 8<<10)
-		}
-	}
-	spaceDelete(t, e, 100)
-	e.reopen()
+	filesIntact(t, e)
 }
 
 // TestOldJournalTooBigToConvert: an old journal whose live pages are
@@ -157,13 +144,7 @@ func TestOldJournalConverted(t *testing.T) {
 // VACUUM of gigabytes on a slow disk outlasts the two minutes a mount's
 // parent waits, and the kill would leave it to be tried at every mount.
 func TestOldJournalTooBigToConvert(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.GroupCommit = time.Hour })
-	e.g.down.Store(true)
-	spaceFiles(t, e.j, 100)
-	if err := e.j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e.j = nil
+	e := closedWithFiles(t)
 	path := filepath.Join(e.opts.Dir, "journal.db")
 	makeOld(t, path)
 	old := fileSize(t, path)
@@ -173,10 +154,30 @@ func TestOldJournalTooBigToConvert(t *testing.T) {
 	if got := queryInt(t, e.j, "PRAGMA auto_vacuum"); got != 0 {
 		t.Fatalf("auto_vacuum is %d after Open of an old journal over the limit, want 0 (left as it was)", got)
 	}
+	filesIntact(t, e)
+}
+
+// closedWithFiles returns a closed journal (grid down) holding 100 files
+// of 8 KiB made by spaceFiles.
+func closedWithFiles(t *testing.T) *env {
+	e := newEnv(t, func(o *Options) { o.GroupCommit = time.Hour })
+	e.g.down.Store(true)
+	spaceFiles(t, e.j, 100)
+	if err := e.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	return e
+}
+
+// filesIntact checks closedWithFiles' files in the reopened journal, then
+// deletes them and reopens it once more.
+func filesIntact(t *testing.T, e *env) {
+	t.Helper()
 	for i := range 100 {
 		a := must[Attr](t)(e.j.Lookup(bg, RootIno, fmt.Sprintf("f%05d", i)))
 		if a.Size != 8<<10 {
-			t.Fatalf("f%05d: %d bytes, want %d", i, a.Size, 8<<10)
+			t.Fatalf("f%05d: %d bytes after the reopen, want %d", i, a.Size, 8<<10)
 		}
 	}
 	spaceDelete(t, e, 100)

@@ -593,7 +593,13 @@ func (j *files) fill(ctx context.Context, n *inode, idx int64) error {
 		keep := min(int64(len(plain)), n.size-idx*j.bs)
 		n.amu.Unlock()
 		if keep > 0 {
-			if _, err := n.f.WriteAt(plain[:keep], idx*j.bs); err != nil {
+			// On a full disk as the write itself does (WriteAt): the
+			// disk cache gives room, and the copy is tried once more.
+			_, err := n.f.WriteAt(plain[:keep], idx*j.bs)
+			if madeRoom(&j.o, j.log, err, int(keep)) {
+				_, err = n.f.WriteAt(plain[:keep], idx*j.bs)
+			}
+			if err != nil {
 				return fmt.Errorf("journal: write dirty data of inode %d: %w", n.ino, err)
 			}
 		}

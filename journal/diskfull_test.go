@@ -65,20 +65,7 @@ func TestDiskFullIsErrDiskFull(t *testing.T) {
 // The disk is a real 16 MiB tmpfs, filled to its last byte by a file
 // that MakeRoom deletes, as the cache would its blocks.
 func TestFullDiskMakesRoom(t *testing.T) {
-	small := mountTmpfs(t, "16m")
-	ballast := filepath.Join(small, "cache-block")
-	var asked atomic.Int64
-	e := newEnv(t, func(o *Options) {
-		o.Dir = filepath.Join(small, "journal")
-		o.MakeRoom = func(need int64) int64 {
-			asked.Add(need)
-			fi, err := os.Stat(ballast)
-			if err != nil || os.Remove(ballast) != nil {
-				return 0
-			}
-			return fi.Size()
-		}
-	})
+	e, ballast, asked := smallDiskEnv(t, nil)
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "doc", 0o644, 0, 0, 0))
 	fill(t, ballast)
 	want := bytes.Repeat([]byte("not on the grid yet "), 1<<15) // 640 KiB
@@ -91,8 +78,46 @@ func TestFullDiskMakesRoom(t *testing.T) {
 	if err := e.j.Flush(bg, f.Ino); err != nil {
 		t.Fatal(err)
 	}
+	readBack(t, e.j, f.Ino, want)
+}
+
+// smallDiskEnv opens a journal on a real 16 MiB tmpfs (mod, when set,
+// changes its options) whose MakeRoom deletes the file ballast, which
+// the test fills the disk with; asked counts the bytes MakeRoom was
+// asked for.
+func smallDiskEnv(t *testing.T, mod func(*Options)) (e *env, ballast string, asked *atomic.Int64) {
+	t.Helper()
+	small := mountTmpfs(t, "16m")
+	ballast = filepath.Join(small, "cache-block")
+	asked = new(atomic.Int64)
+	e = newEnv(t, func(o *Options) {
+		o.Dir = filepath.Join(small, "journal")
+		o.MakeRoom = removeBallast(ballast, asked)
+		if mod != nil {
+			mod(o)
+		}
+	})
+	return e, ballast, asked
+}
+
+// removeBallast is a MakeRoom that deletes the file at path, as the disk
+// cache would its blocks, and counts the bytes asked for in asked.
+func removeBallast(path string, asked *atomic.Int64) func(need int64) int64 {
+	return func(need int64) int64 {
+		asked.Add(need)
+		fi, err := os.Stat(path)
+		if err != nil || os.Remove(path) != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+}
+
+// readBack checks that ino reads as want.
+func readBack(t *testing.T, j *Journal, ino Ino, want []byte) {
+	t.Helper()
 	got := make([]byte, len(want))
-	if n, err := e.j.ReadAt(bg, f.Ino, got, 0); err != nil || n != len(want) || !bytes.Equal(got, want) {
+	if n, err := j.ReadAt(bg, ino, got, 0); err != nil || n != len(want) || !bytes.Equal(got, want) {
 		t.Fatalf("read back %d bytes, %v (equal %v)", n, err, bytes.Equal(got, want))
 	}
 }
@@ -135,4 +160,39 @@ func mountTmpfs(t *testing.T, size string) string {
 		t.Skipf("mount a tmpfs (needs root): %v", err)
 	}
 	return dir
+}
+
+// TestFullDiskFillMakesRoom: a write into part of a stored block first
+// copies the block's other bytes into the dirty data (fill); on a full
+// disk that copy asks Options.MakeRoom for room and is tried again, as
+// the write's own bytes are (TestFullDiskMakesRoom). An edit of a few
+// bytes in a big file failed with ENOSPC while the disk cache held
+// blocks it could give back. The block is 1 MiB, so its copy goes to a
+// dirty file on disk (memDirtyMax), on a real 16 MiB tmpfs.
+func TestFullDiskFillMakesRoom(t *testing.T) {
+	e, ballast, asked := smallDiskEnv(t, func(o *Options) { o.BlockSize = 1 << 20 })
+	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "big", 0o644, 0, 0, 0))
+	want := make([]byte, 1<<20)
+	fillRand(7, want)
+	must[int](t)(e.j.WriteAt(bg, f.Ino, want, 0))
+	if err := e.j.Fsync(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	// Uploaded, so that no staging file goes once the disk is full.
+	if err := e.j.WaitDurable(bg); err != nil {
+		t.Fatal(err)
+	}
+	fill(t, ballast)
+	edit := []byte("a few bytes in the middle")
+	if n, err := e.j.WriteAt(bg, f.Ino, edit, 500<<10); err != nil || n != len(edit) {
+		t.Fatalf("a small edit of a stored block on a full disk with a cache to evict: %d bytes, %v", n, err)
+	}
+	if asked.Load() == 0 {
+		t.Fatal("MakeRoom was never asked")
+	}
+	copy(want[500<<10:], edit)
+	if err := e.j.Flush(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	readBack(t, e.j, f.Ino, want)
 }

@@ -326,6 +326,7 @@ type uploadQueue struct {
 	progress  chan struct{} // closed and replaced on every upload commit or queue removal
 	force     bool          // ship a partial segment now
 	stats     UploadStats
+	stageGone bool          // the uploader found the staging folder gone (noteStaging)
 	dirtyB    int64         // bytes of dirty blocks (counted by block)
 	stagedB   int64         // sealed bytes in staging
 	quotaFree chan struct{} // closed and replaced whenever space is freed

@@ -195,6 +195,8 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 		return nil, nil
 	}
 	var placed []placedBlock
+	var goneErr error // the staging folder is gone (stagingGone)
+	defer func() { noteStaging(j, goneErr) }()
 	for _, it := range items {
 		if seg.Len() >= limit || it.sealedLen > seg.Cap()-seg.Len() {
 			break // full, or a block before this one was skipped
@@ -211,6 +213,16 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 				qerr := j.db.QueryRow(`SELECT state FROM blocks WHERE id = ?`, it.id[:]).Scan(&state)
 				if errors.Is(qerr, sql.ErrNoRows) || qerr == nil && state != blockStaged {
 					j.dequeue(it.id, 0)
+					continue
+				}
+				if qerr == nil && goneErr == nil {
+					goneErr = stagingGone(j)
+				}
+				if qerr == nil && goneErr != nil {
+					// The whole staging folder is gone, not this file: a
+					// disk not mounted, a folder moved or deleted by
+					// mistake, which may be undone. The block stays
+					// queued; one error says so (noteStaging).
 					continue
 				}
 				if qerr == nil {
@@ -246,6 +258,50 @@ func (j *uploader) pack() (*remote.SegmentBuf, []placedBlock) {
 		j.addInflight(it)
 	}
 	return seg, placed
+}
+
+// stagingGone returns an error that says so when the staging folder
+// itself is gone (or is no longer a folder), else nil.
+func stagingGone(j *uploader) error {
+	fi, err := os.Stat(j.stage)
+	what := "nothing is there now"
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		what = fmt.Sprintf("it is not a folder now (mode %v)", fi.Mode())
+	case !errors.Is(err, os.ErrNotExist):
+		return nil // unreadable, not gone: the blocks' own errors say more
+	}
+	j.qmu.Lock()
+	n := len(j.queue)
+	j.qmu.Unlock()
+	return fmt.Errorf("the staging folder %s is gone (%s): the %d blocks queued for upload stay queued, none is marked lost. "+
+		"Put the folder back (mount its disk, or move it back) and the upload goes on; if it cannot come back, "+
+		"unmount and mount with --drop-missing, which marks the blocks whose files it held lost and keeps everything else", j.stage, what, n)
+}
+
+// noteStaging reports what pack found of the staging folder: goneErr,
+// when it is gone, as the uploader's last error at every pass and in
+// the log once; a line in the log when it is back.
+func noteStaging(j *uploader, goneErr error) {
+	j.qmu.Lock()
+	was := j.stageGone
+	j.qmu.Unlock()
+	switch {
+	case goneErr != nil:
+		j.noteError(goneErr)
+		if !was {
+			j.log.Error("journal: "+goneErr.Error(), "dir", j.stage)
+		}
+	case !was || stagingGone(j) != nil:
+		return
+	default:
+		j.log.Info("journal: the staging folder is back; the queued blocks upload again", "dir", j.stage)
+	}
+	j.qmu.Lock()
+	j.stageGone = goneErr != nil
+	j.qmu.Unlock()
 }
 
 // loseDamaged marks staged block it lost, as a mount with --drop-missing

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -296,5 +297,86 @@ func TestMissingStagingFileWhileOpen(t *testing.T) {
 	}
 	if l := must[LostReport](t)(e.j.Lost(bg)); l.Blocks != 0 {
 		t.Errorf("Lost after the same bytes were written again: %+v", l)
+	}
+}
+
+// TestStagingFolderGoneWhileOpen: the whole staging folder disappears
+// while the journal is open (a disk not mounted, a folder moved by
+// mistake), not one staging file. That may be undone, so the uploader
+// marks no block lost: the blocks stay queued, its last error and the
+// log (once, however many passes find it gone) say the folder is gone
+// and what to do, and once the folder is back the blocks upload.
+func TestStagingFolderGoneWhileOpen(t *testing.T) { bubble(t, testStagingFolderGoneWhileOpen) }
+
+func testStagingFolderGoneWhileOpen(t *testing.T) {
+	logName := filepath.Join(t.TempDir(), "log")
+	logf := must[*os.File](t)(os.Create(logName))
+	t.Cleanup(func() { logf.Close() })
+	e := newEnv(t, func(o *Options) {
+		// Nothing ships until WaitDurable asks for it; then a pass an hour.
+		o.IdleFlush, o.SegmentSize = time.Hour, 64<<20
+		o.Logger = slog.New(slog.NewTextHandler(logf, nil))
+	})
+	var inos []Ino
+	data := make([]byte, 2<<16)
+	for i, name := range []string{"a", "b"} {
+		a := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+		fillRand(uint64(10+i), data)
+		must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+		if err := e.j.Fsync(bg, a.Ino); err != nil {
+			t.Fatal(err)
+		}
+		inos = append(inos, a.Ino)
+	}
+	stage := filepath.Join(e.opts.Dir, "staging")
+	if err := os.Rename(stage, stage+".away"); err != nil {
+		t.Fatal(err)
+	}
+	durable := make(chan error, 1)
+	go func() { durable <- e.j.WaitDurable(bg) }()
+	time.Sleep(3 * time.Hour) // three passes of the uploader
+	synctest.Wait()
+	st := e.j.Stats()
+	if !strings.Contains(st.LastError, "the staging folder "+stage+" is gone") || !strings.Contains(st.LastError, "Put the folder back") ||
+		st.Errors < 3 {
+		t.Fatalf("after three passes with the staging folder gone, the uploader's errors (%d) and last: %s", st.Errors, st.LastError)
+	}
+	for _, ino := range inos {
+		if s := must[FileStatus](t)(e.j.Status(bg, ino)); s.State == StateLost || s.LostBlocks != 0 || s.PendingBlocks == 0 {
+			t.Errorf("inode %d with the staging folder gone is %+v, want pending and nothing lost", ino, s)
+		}
+	}
+	if l := must[LostReport](t)(e.j.Lost(bg)); l.Blocks != 0 {
+		t.Errorf("Lost with the staging folder gone: %+v, want nothing", l)
+	}
+	if log := string(must[[]byte](t)(os.ReadFile(logName))); strings.Count(log, "is gone") != 1 {
+		t.Errorf("the log says the folder is gone %d times, want once:\n%s", strings.Count(log, "is gone"), log)
+	}
+	select {
+	case err := <-durable:
+		t.Fatalf("the wait for durability returned with the staging folder gone: %v", err)
+	default:
+	}
+
+	if err := os.Rename(stage+".away", stage); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Hour)
+	synctest.Wait()
+	select {
+	case err := <-durable:
+		if err != nil {
+			t.Fatalf("the wait for durability once the folder is back: %v", err)
+		}
+	default:
+		t.Fatalf("the wait for durability goes on with the folder back: %+v", e.j.Stats())
+	}
+	for _, ino := range inos {
+		if s := must[FileStatus](t)(e.j.Status(bg, ino)); s.State == StateLost || s.PendingBlocks != 0 {
+			t.Errorf("inode %d once the folder is back is %+v, want uploaded", ino, s)
+		}
+	}
+	if log := string(must[[]byte](t)(os.ReadFile(logName))); !strings.Contains(log, "the staging folder is back") {
+		t.Errorf("the log does not say the folder is back:\n%s", log)
 	}
 }

@@ -28,9 +28,10 @@ func (j *core) kickGroup() {
 // groupCommitter is the goroutine that makes ordinary commits durable:
 // GroupCommit after a kick, one barrier (which does nothing when a fsync
 // got there first), then gives free pages back when they are many
-// (space.some). It stops with ctx; Close makes the rest durable.
+// (space.some; not for a while after that failed, spaceRetry). It stops with ctx; Close makes the rest durable.
 func (j *core) groupCommitter(ctx context.Context) {
 	defer close(j.groupDone)
+	var retry spaceRetry
 	for {
 		select {
 		case <-ctx.Done():
@@ -49,10 +50,9 @@ func (j *core) groupCommitter(ctx context.Context) {
 			j.kickGroup() // retry after the next interval
 			continue
 		}
-		// Then space, off every caller's path (vacuum.go).
-		if err := (space{j}).some(ctx); err != nil && ctx.Err() == nil {
-			j.log.Warn("journal: cannot give free space in journal.db back; it stays in the file for later inserts", "err", err)
-		}
+		// Then space, off every caller's path (vacuum.go), unless it
+		// failed lately.
+		retry.some(ctx, j)
 	}
 }
 

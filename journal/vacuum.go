@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
 )
 
 // Space. Rows a delete removes (a file's inode, names, block map and
@@ -85,6 +87,45 @@ func (s space) some(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// spaceRetry spaces out the group committer's space.some after one
+// fails. On a full disk (its incremental_vacuum grows the WAL) it failed
+// at every group commit, a warning each time, and each time took the
+// disk's last bytes for a WAL that could not hold it: now it warns once,
+// waits spaceRetryBackoff (a minute at first, up to an hour) before the
+// next try, and says when it gives pages back again. The group committer
+// owns it.
+type spaceRetry struct {
+	fails int       // failures in a row
+	next  time.Time // no try before
+}
+
+// spaceRetryBackoff is the wait after a failed give-back.
+var spaceRetryBackoff = remote.Backoff{Min: time.Minute, Max: time.Hour}
+
+// some runs space.some on j's journal unless a failure is too recent.
+func (r *spaceRetry) some(ctx context.Context, j *core) {
+	now := time.Now()
+	if now.Before(r.next) {
+		return
+	}
+	err := space{j}.some(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		wait := spaceRetryBackoff.Delay(r.fails)
+		if r.fails == 0 {
+			j.log.Warn("journal: cannot give free space in journal.db back (is the disk full?); it stays in the file for later inserts, "+
+				"and the journal tries again later, without a warning each time", "err", err, "retry_in", wait.Round(time.Second))
+		} else {
+			j.log.Debug("journal: still cannot give free space in journal.db back", "err", err, "retry_in", wait.Round(time.Second))
+		}
+		r.fails++
+		r.next = now.Add(wait)
+	case err == nil && r.fails > 0:
+		j.log.Info("journal: giving journal.db's free space back works again", "failed_tries", r.fails)
+		r.fails, r.next = 0, time.Time{}
+	}
 }
 
 // step gives back up to vacuumStep free pages: when first, only if

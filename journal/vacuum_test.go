@@ -3,8 +3,10 @@ package journal
 import (
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -259,4 +261,67 @@ func TestOldJournalOnFullDisk(t *testing.T) {
 	}
 	os.Remove(ballast)
 	e.reopen()
+}
+
+// TestVacuumOnFullDiskBacksOff: on a full disk the background give-back
+// of free pages fails (its incremental_vacuum grows the WAL). It must not
+// be tried again at every group commit, each time with a warning and
+// each time taking the disk's last bytes for a WAL that cannot hold it:
+// it warns once and waits (a minute at first, longer after each
+// failure), and once the disk has room again it gives the pages back.
+func TestVacuumOnFullDiskBacksOff(t *testing.T) { bubble(t, testVacuumOnFullDiskBacksOff) }
+
+func testVacuumOnFullDiskBacksOff(t *testing.T) {
+	small := mountTmpfs(t, "32m")
+	ballast := filepath.Join(small, "ballast")
+	logName := filepath.Join(t.TempDir(), "log")
+	logf := must[*os.File](t)(os.Create(logName))
+	t.Cleanup(func() { logf.Close() })
+	e := newEnv(t, func(o *Options) {
+		o.Dir = filepath.Join(small, "journal")
+		o.Logger = slog.New(slog.NewTextHandler(logf, nil))
+	})
+	// 6 MiB of free pages, and a WAL of no size, so that giving them back
+	// needs new disk space.
+	e.j.wmu.Lock()
+	for _, q := range []string{"CREATE TABLE filler(b BLOB)",
+		"WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 1500) INSERT INTO filler SELECT randomblob(4000) FROM c",
+		"DROP TABLE filler", "PRAGMA wal_checkpoint(TRUNCATE)"} {
+		if _, err := e.j.w.ExecContext(bg, q); err != nil {
+			e.j.wmu.Unlock()
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	e.j.wmu.Unlock()
+	if pages, free := dbPages(t, e.j); !manyFree(int64(pages), int64(free)) {
+		t.Fatalf("journal.db has %d pages, %d free: the test needs many free", pages, free)
+	}
+	// Every commit so far durable: the group commits' barriers have
+	// nothing to write (a barrier that fails retries, and warns, at every
+	// group commit; not the give-back's business).
+	if err := e.j.c.barrier(bg); err != nil {
+		t.Fatal(err)
+	}
+	fill(t, ballast)
+	const rounds = 20
+	for range rounds { // group commits, a second apart
+		e.j.c.kickGroup()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+	}
+	log := string(must[[]byte](t)(os.ReadFile(logName)))
+	if n := strings.Count(log, "cannot give free space in journal.db back"); n != 1 {
+		t.Fatalf("%d group commits on a full disk warned %d times that the free pages cannot be given back, want once:\n%s", rounds, n, log)
+	}
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 { // past the wait, which is at most two minutes
+		e.j.c.kickGroup()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+	}
+	if pages, free := dbPages(t, e.j); manyFree(int64(pages), int64(free)) {
+		t.Fatalf("with room again journal.db has %d pages, %d free: they were not given back", pages, free)
+	}
 }

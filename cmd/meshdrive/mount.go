@@ -79,7 +79,7 @@ the mount is ready (log in DATA/meshdrive.log); the exit code says whether the
 mount got there.
 
 If DATA holds no drive yet, a default drive is created first: its grid is 6
-node directories under DATA/nodes, k=4 m=2. Mounting never waits for the
+node directories under DATA/nodes, k=4 m=2 (--read-only creates nothing). Mounting never waits for the
 nodes: with none reachable the drive mounts from its journal and cache and the
 log says it is offline; writes wait in the journal and go up by themselves
 when nodes come back. Small and fsync'd files upload before bulk copies.
@@ -190,6 +190,9 @@ else a prompt on the terminal.`)
 	if sock := filepath.Join(o.dataDir, controlSock); len(sock) > maxSockPath {
 		return fmt.Errorf("data dir %s is too long a path for the control socket (%d bytes, at most %d); choose a shorter --data", o.dataDir, len(sock), maxSockPath)
 	}
+	if err := checkReadOnlyDrive(o); err != nil {
+		return err
+	}
 	if err := checkRepairBelow(o); err != nil {
 		return err
 	}
@@ -272,6 +275,22 @@ func unlock(e *env, dir string, src passphraseSource) ([]byte, error) {
 		return nil, fmt.Errorf("drive key %s: %w", kp, err)
 	}
 	return master, nil
+}
+
+// checkReadOnlyDrive refuses a read-only mount of a data dir that holds no
+// drive: mount would make the default drive there, and a read-only mount
+// must not make anything. A config that does not load is left to the
+// mount itself, which says what is wrong with it.
+func checkReadOnlyDrive(o mountOptions) error {
+	if !o.readOnly {
+		return nil
+	}
+	if _, err := loadConfig(o.dataDir); errors.Is(err, errNoDrive) {
+		return fmt.Errorf("no drive at %s (no %s), and a read-only mount makes none: create one with meshdrive init --data %s "+
+			"(or mount without --read-only), or rebuild one from its grid with meshdrive recover --node URL --data %s; "+
+			"if the drive lives elsewhere, give its data dir with --data", o.dataDir, configFile, o.dataDir, o.dataDir)
+	}
+	return nil
 }
 
 // checkRepairBelow refuses a --repair-below above k+m: a segment never has

@@ -88,6 +88,26 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("exit %d, want 2 (usage)", r.code)
 		}
 	})
+	t.Run("read-only with no drive", func(t *testing.T) {
+		// A read-only mount makes nothing: not the default drive a
+		// read-write mount would make in an empty or missing data dir.
+		missing := filepath.Join(t.TempDir(), "missing")
+		empty := t.TempDir()
+		for _, data := range []string{missing, empty} {
+			cleanupMount(t, env, data, mp) // should the mount not be refused
+			for _, daemon := range []string{"--daemon", "--daemon=false"} {
+				r := runBin(t, env, "mount", "--read-only", daemon, "--data", data, mp)
+				assertRefusal(t, r, "", mp, "no drive at "+data, "read-only mount makes none",
+					"meshdrive init --data "+data, "meshdrive recover --node URL --data "+data)
+			}
+		}
+		if _, err := os.Stat(missing); !os.IsNotExist(err) {
+			t.Errorf("the refused mount made %s (%v)", missing, err)
+		}
+		if ents, err := os.ReadDir(empty); err != nil || len(ents) != 0 {
+			t.Errorf("the refused mount wrote into %s: %v %v", empty, ents, err)
+		}
+	})
 	t.Run("repair-below above k+m", func(t *testing.T) {
 		for _, daemon := range []string{"--daemon=false", "--daemon"} {
 			r := runBin(t, env, "mount", daemon, "--repair-below", "100", "--data", dir, mp)

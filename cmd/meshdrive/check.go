@@ -45,8 +45,9 @@ Prints the unrecoverable files, the degraded ones (the first 20 and a
 count; --verbose: all), a summary with a count by state, and the nodes
 that did not answer, whose shards are what a degraded file misses when a
 node is down (--json: every file);
-a progress bar on a terminal. Exits 1 when anything is unrecoverable or a
-repair failed. Talks to the running mount.`)
+a progress bar on a terminal. Exits 1 when anything is unrecoverable, a
+repair failed or a block not yet uploaded is damaged; the last line names
+every such reason, the most serious first. Talks to the running mount.`)
 	dataDir := dataDirFlag(e, fl)
 	verify := fl.Bool("verify", false, "have each node check its shards' checksums (reads every shard on the nodes)")
 	doRepair := fl.Bool("repair", false, "rebuild missing and corrupt shards")
@@ -90,27 +91,48 @@ repair failed. Talks to the running mount.`)
 	} else {
 		printCheck(e.stdout, rep, *verbose)
 	}
+	return checkExitError(rep)
+}
+
+// checkExitError is check's verdict on its report: nil when all is well,
+// else exit code 1 with every reason, the most serious first (data of the
+// live drive lost, then blocks damaged before upload, then what only
+// snapshots keep, then repairs that failed, then the key and config not
+// stored again), each with what to do.
+func checkExitError(rep *fs.RepairReport) error {
+	var errs []error
 	switch {
-	case len(rep.SnapshotUnrecoverable) > 0 && rep.Unrecoverable == 0 && len(rep.MetaUnrecoverable) == 0:
-		return &exitError{code: 1, err: snapshotLossError(rep)}
 	case (rep.Unrecoverable > 0 || len(rep.MetaUnrecoverable) > 0) && len(rep.Down) > 0:
-		return &exitError{code: 1, err: fmt.Errorf("%d files and %d metadata records are unrecoverable (fewer than k shards); start the stopped nodes (%s) and check again",
-			rep.Unrecoverable, len(rep.MetaUnrecoverable), strings.Join(rep.Down, ", "))}
+		errs = append(errs, fmt.Errorf("%d files and %d metadata records are unrecoverable (fewer than k shards); start the stopped nodes (%s) and check again",
+			rep.Unrecoverable, len(rep.MetaUnrecoverable), strings.Join(rep.Down, ", ")))
 	case rep.Unrecoverable == 0 && rep.MetaFull != 0:
-		return &exitError{code: 1, err: fmt.Errorf("%d metadata records are unrecoverable (fewer than k shards left with every node answering); "+
+		errs = append(errs, fmt.Errorf("%d metadata records are unrecoverable (fewer than k shards left with every node answering); "+
 			"a full record (%d) was written, so recover works again without them; the snapshots that need them cannot be restored: "+
-			"meshdrive snapshot list shows them, snapshot delete drops them", len(rep.MetaUnrecoverable), rep.MetaFull)}
+			"meshdrive snapshot list shows them, snapshot delete drops them", len(rep.MetaUnrecoverable), rep.MetaFull))
 	case rep.Unrecoverable > 0 || len(rep.MetaUnrecoverable) > 0:
-		return &exitError{code: 1, err: fmt.Errorf("%d files and %d metadata records are unrecoverable: every node answers, and fewer than k shards of their data are left "+
-			"(deleted or lost on the nodes): they cannot be read back from this grid; copy them in again from elsewhere, or delete them", rep.Unrecoverable, len(rep.MetaUnrecoverable))}
-	case rep.MetaError != "":
-		return &exitError{code: 1, err: fmt.Errorf("the drive key and config could not be stored again on %s: %s", strings.Join(rep.MetaMissing, ", "), rep.MetaError)}
-	case rep.RepairFailed > 0:
-		return &exitError{code: 1, err: fmt.Errorf("%d segments could not be repaired (first: %s)", rep.RepairFailed, strings.Join(rep.RepairErrors[:min(1, len(rep.RepairErrors))], ""))}
-	case rep.Staged != nil && slices.ContainsFunc(rep.Staged.Damaged, func(d fs.StagedDamage) bool { return !d.InFlight }):
-		return &exitError{code: 1, err: stagedDamageError(rep.Staged)}
+		errs = append(errs, fmt.Errorf("%d files and %d metadata records are unrecoverable: every node answers, and fewer than k shards of their data are left "+
+			"(deleted or lost on the nodes): they cannot be read back from this grid; copy them in again from elsewhere, or delete them", rep.Unrecoverable, len(rep.MetaUnrecoverable)))
 	}
-	return nil
+	if rep.Staged != nil && slices.ContainsFunc(rep.Staged.Damaged, func(d fs.StagedDamage) bool { return !d.InFlight }) {
+		errs = append(errs, stagedDamageError(rep.Staged))
+	}
+	if len(rep.SnapshotUnrecoverable) > 0 {
+		errs = append(errs, snapshotLossError(rep))
+	}
+	if rep.RepairFailed > 0 {
+		first := ""
+		if len(rep.RepairErrors) > 0 {
+			first = fmt.Sprintf(" (first: %s)", rep.RepairErrors[0])
+		}
+		errs = append(errs, fmt.Errorf("%d segments could not be repaired%s; check --repair tries them again", rep.RepairFailed, first))
+	}
+	if rep.MetaError != "" {
+		errs = append(errs, fmt.Errorf("the drive key and config could not be stored again on %s: %s; check --repair tries again", strings.Join(rep.MetaMissing, ", "), rep.MetaError))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return &exitError{code: 1, err: errors.Join(errs...)}
 }
 
 // snapshotLossError says what it means that segments only snapshots
@@ -122,7 +144,7 @@ func snapshotLossError(rep *fs.RepairReport) error {
 			"start the stopped nodes (%s) and check again", n, strings.Join(rep.Down, ", "))
 	}
 	return fmt.Errorf("%d segments that only snapshots keep (data of deleted or overwritten files, or garbage gc has yet to collect) have fewer than k shards with every node answering: "+
-		"the files in .snapshots that need them cannot be read or restored; the files in the drive are not affected "+
+		"the files in .snapshots that need them cannot be read or restored; the files in the drive do not need them "+
 		"(meshdrive snapshot list shows the snapshots, snapshot delete drops them)", n)
 }
 

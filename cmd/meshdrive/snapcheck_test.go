@@ -127,7 +127,7 @@ func TestCheckCoversSnapshotSegments(t *testing.T) {
 		t.Fatalf("check with the snapshot's segments below k: code %d, %d of %d named unrecoverable, files %v\n%s",
 			r.code, len(rep.SnapshotUnrecoverable), len(only), statesOf(rep), r)
 	}
-	if !strings.Contains(r.stderr, "only snapshots keep") || !strings.Contains(r.stderr, "the files in the drive are not affected") {
+	if !strings.Contains(r.stderr, "only snapshots keep") || !strings.Contains(r.stderr, "the files in the drive do not need them") {
 		t.Errorf("check's error does not say what was lost:\n%s", r)
 	}
 	d.readAll(t, "after losing the snapshot's segments")

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/meshdrive/meshdrive/fs"
+)
+
+// TestCheckExitErrorNamesEveryReason: check's final error names every
+// reason it exits 1 for, the most serious first. Segments only snapshots
+// keep below k once hid a failed repair, a key and config not stored
+// again, and damaged blocks not yet uploaded.
+func TestCheckExitErrorNamesEveryReason(t *testing.T) {
+	staged := &fs.StagedCheck{Blocks: 3, Damaged: []fs.StagedDamage{{Block: "b1", Paths: []string{"/a.txt"}, Error: "authentication failed"}}}
+	reasons := []struct {
+		name string
+		set  func(*fs.RepairReport)
+		want string
+	}{
+		{"live files unrecoverable", func(r *fs.RepairReport) { r.Unrecoverable = 2 }, "2 files and 0 metadata records are unrecoverable"},
+		{"staged damage", func(r *fs.RepairReport) { r.Staged = staged }, "damaged on the local disk (files: /a.txt)"},
+		{"snapshot segments below k", func(r *fs.RepairReport) { r.SnapshotUnrecoverable = []string{"s1", "s2"} }, "2 segments that only snapshots keep"},
+		{"repair failed", func(r *fs.RepairReport) { r.RepairFailed, r.RepairErrors = 3, []string{"node-2: disk full"} }, "3 segments could not be repaired (first: node-2: disk full)"},
+		{"key and config not stored", func(r *fs.RepairReport) { r.MetaMissing, r.MetaError = []string{"node-5"}, "node-5: read-only bucket" },
+			"the drive key and config could not be stored again on node-5: node-5: read-only bucket"},
+	}
+	exit1 := func(t *testing.T, err error) string {
+		t.Helper()
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != 1 {
+			t.Fatalf("want exit code 1, got %#v", err)
+		}
+		return err.Error()
+	}
+	for _, r := range reasons {
+		t.Run(r.name, func(t *testing.T) {
+			rep := &fs.RepairReport{}
+			r.set(rep)
+			if msg := exit1(t, checkExitError(rep)); !strings.Contains(msg, r.want) {
+				t.Errorf("error %q does not name %q", msg, r.want)
+			}
+		})
+	}
+	t.Run("all at once, most serious first", func(t *testing.T) {
+		rep := &fs.RepairReport{}
+		for _, r := range reasons {
+			r.set(rep)
+		}
+		msg := exit1(t, checkExitError(rep))
+		last := -1
+		for _, r := range reasons {
+			i := strings.Index(msg, r.want)
+			if i < 0 {
+				t.Errorf("error %q does not name %s (%q)", msg, r.name, r.want)
+				continue
+			}
+			if i < last {
+				t.Errorf("%s comes before a more serious reason in %q", r.name, msg)
+			}
+			last = i
+		}
+	})
+	t.Run("snapshot loss with each other reason", func(t *testing.T) {
+		for _, r := range reasons {
+			if r.name == "snapshot segments below k" {
+				continue
+			}
+			rep := &fs.RepairReport{SnapshotUnrecoverable: []string{"s1"}}
+			r.set(rep)
+			msg := exit1(t, checkExitError(rep))
+			if !strings.Contains(msg, r.want) || !strings.Contains(msg, "1 segments that only snapshots keep") {
+				t.Errorf("with %s: error %q does not name both", r.name, msg)
+			}
+		}
+	})
+	t.Run("nothing wrong", func(t *testing.T) {
+		inFlight := &fs.StagedCheck{Blocks: 1, Damaged: []fs.StagedDamage{{Block: "b2", InFlight: true}}}
+		rep := &fs.RepairReport{Healthy: 4, Degraded: 1, Repaired: 2, Staged: inFlight, MetaMissing: []string{"node-1"}, MetaRestored: true}
+		if err := checkExitError(rep); err != nil {
+			t.Errorf("a healthy report gives %v", err)
+		}
+	})
+}

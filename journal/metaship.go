@@ -644,7 +644,8 @@ func (j *meta) MetaStats(ctx context.Context) MetaStats {
 // one with the highest seq. A node whose copy fails authentication (a
 // tampered record, or another drive's) or is older than the newest is
 // named in a warning; neither can roll the drive back. remote.ErrNoRoot
-// when no node has one.
+// when no node has one; a *remote.NoRootError when none that answered
+// has one and some could not be read.
 func ReadRoot(ctx context.Context, g MetaGrid, s *remote.Sealer, log *slog.Logger) (*remote.RootRecord, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -653,13 +654,15 @@ func ReadRoot(ctx context.Context, g MetaGrid, s *remote.Sealer, log *slog.Logge
 	var best *remote.RootRecord
 	seqs := make([]uint64, len(copies))
 	var errs []error
-	notFound := 0
+	var unread []string
+	notFound, forged := 0, 0
 	for i, c := range copies {
 		if c.Err != nil {
 			if errors.Is(c.Err, remote.ErrNotFound) {
 				notFound++
 			} else {
 				errs = append(errs, c.Err)
+				unread = append(unread, c.Node)
 			}
 			continue
 		}
@@ -667,6 +670,7 @@ func ReadRoot(ctx context.Context, g MetaGrid, s *remote.Sealer, log *slog.Logge
 		if err != nil {
 			log.Warn("ignoring the root record of a node: it fails authentication (tampered, or another drive's)", "node", c.Node, "err", err)
 			errs = append(errs, fmt.Errorf("node %s: %w", c.Node, err))
+			forged++
 			continue
 		}
 		seqs[i] = r.Seq
@@ -675,8 +679,11 @@ func ReadRoot(ctx context.Context, g MetaGrid, s *remote.Sealer, log *slog.Logge
 		}
 	}
 	if best == nil {
-		if notFound == len(copies) {
+		switch {
+		case notFound == len(copies):
 			return nil, remote.ErrNoRoot
+		case forged == 0:
+			return nil, &remote.NoRootError{Answered: notFound, Unread: unread, Err: errors.Join(errs...)}
 		}
 		return nil, fmt.Errorf("no node served a valid root record: %w", errors.Join(errs...))
 	}

@@ -199,3 +199,20 @@ func DecodeSegmentInfo(b []byte) (*SegmentInfo, []byte, error) {
 // ErrNoRoot: no node holds a root record: the drive has never shipped its
 // metadata (or the nodes are not this drive's).
 var ErrNoRoot = errors.New("no root record on any node")
+
+// NoRootError: no node that answered holds a root record (or none
+// answered), and some could not be read, so whether the drive ever
+// shipped its metadata is not known: its root record may be only on
+// those. (With every node answering, and none holding one, the error is
+// ErrNoRoot.)
+type NoRootError struct {
+	Answered int      // nodes that answered with no root record
+	Unread   []string // the nodes that could not be read
+	Err      error    // why, each named by its node
+}
+
+func (e *NoRootError) Error() string {
+	return fmt.Sprintf("no root record on the %d nodes that answered, and %d could not be read: %v", e.Answered, len(e.Unread), e.Err)
+}
+
+func (e *NoRootError) Unwrap() error { return e.Err }

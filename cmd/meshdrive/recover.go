@@ -167,9 +167,20 @@ change while nodes were reachable) comes back, snapshots included.`)
 	}
 	start := time.Now()
 	root, err := fs.ReadRoot(ctx, grid, sealer, log)
+	var noRoot *remoteopen.NoRootError
 	switch {
 	case errors.Is(err, remoteopen.ErrNoRoot):
-		return fmt.Errorf("the drive on these nodes has no metadata checkpoint on the grid yet (it was last used by a meshdrive older than 2026-12, or never synced); nothing to recover")
+		return fmt.Errorf("the drive on these nodes has no metadata checkpoint on the grid yet (it was last used by a meshdrive older than 2026-12, or never synced); nothing to recover: %s", neverShipped)
+	case errors.As(err, &noRoot) && noRoot.Answered == 0:
+		return fmt.Errorf("none of the drive's %d nodes could be read (%v): make them reachable (start them; a node directory must be where the drive config names it) and recover again; nothing was written",
+			len(noRoot.Unread), noRoot.Err)
+	case errors.As(err, &noRoot):
+		unread := strings.Join(noRoot.Unread, ", ")
+		return fmt.Errorf("the %d nodes recover could read hold no metadata checkpoint of this drive, and %s could not be read (%v). "+
+			"If the drive ever shipped its metadata (meshdrive sync, or a mount with nodes up for about 30 seconds), it may be only there: "+
+			"make %s reachable (start it; a node directory must be where the drive config names it) and recover again; "+
+			"if it never did, there is nothing on the grid to recover: %s",
+			noRoot.Answered, unread, noRoot.Err, unread, neverShipped)
 	case err != nil:
 		return fmt.Errorf("cannot read the drive's root record: %w", err)
 	}
@@ -208,6 +219,9 @@ change while nodes were reachable) comes back, snapshots included.`)
 	fmt.Fprintf(e.stdout, "mount it with: meshdrive mount --data %s MOUNTPOINT\n", dir)
 	return nil
 }
+
+// neverShipped says where a drive that never shipped its metadata lives.
+const neverShipped = "its files are only in the data dir where it was mounted: if that machine still has it, mount it there and run meshdrive sync; nothing was written"
 
 // printRecoverLost names the files of a recovered drive whose blocks had
 // not reached the grid, one a line.

@@ -541,11 +541,53 @@ func TestRecoverInPlaceFailsClean(t *testing.T) {
 	before := describeTree(t, dir)
 	// (No node has a root record; node-6, missing, is named as down.)
 	if r := runBin(t, env, "recover", "--node", filepath.Join(dir, nodesDir, "node-1"), "--data", dir); r.code == 0 ||
-		!strings.Contains(r.stderr, "root record") || !strings.Contains(r.stderr, "node-6") {
+		!strings.Contains(r.stderr, "no metadata checkpoint") || !strings.Contains(r.stderr, "node-6 could not be read") {
 		t.Errorf("recover of a drive that never shipped a checkpoint, node-6 missing: %s", r)
 	}
 	if after := describeTree(t, dir); after != before {
 		t.Errorf("a failed recover changed the data dir:\n%s\nwas:\n%s", after, before)
+	}
+}
+
+// TestRecoverNoCheckpoint: a drive that never shipped its metadata,
+// recovered from a copy of its node dirs. With one node dir missing,
+// recover says the nodes it read hold no metadata checkpoint, names the
+// one it could not read, and what to do either way (it said "no node
+// served a valid root record", as if the records were damaged); with all
+// of them, that the drive has no checkpoint on the grid yet.
+func TestRecoverNoCheckpoint(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "data")
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=never shipped")
+	mustRun(t, env, "init", "--data", dir)
+	nodes := filepath.Join(base, "copy")
+	if err := os.Rename(filepath.Join(dir, nodesDir), nodes); err != nil {
+		t.Fatal(err)
+	}
+	aside := filepath.Join(base, "node-6")
+	if err := os.Rename(filepath.Join(nodes, "node-6"), aside); err != nil {
+		t.Fatal(err)
+	}
+	into := filepath.Join(base, "recovered")
+	// (--log-level error: the node's warning aside, the error is one line.)
+	r := runBin(t, env, "recover", "--log-level", "error", "--node", filepath.Join(nodes, "node-1"), "--data", into)
+	assertRefusal(t, r, "", "", "the 5 nodes recover could read hold no metadata checkpoint of this drive",
+		"node-6 could not be read", "the node's directory does not exist", "make node-6 reachable", "recover again",
+		"nothing on the grid to recover", "mount it there and run meshdrive sync", "nothing was written")
+	if strings.Contains(r.stderr, "no node served a valid root record") {
+		t.Errorf("recover calls a missing node's record invalid: %s", r.stderr)
+	}
+	if _, err := os.Stat(into); !os.IsNotExist(err) {
+		t.Errorf("the failed recover made %s (%v)", into, err)
+	}
+
+	if err := os.Rename(aside, filepath.Join(nodes, "node-6")); err != nil {
+		t.Fatal(err)
+	}
+	r = runBin(t, env, "recover", "--node", filepath.Join(nodes, "node-1"), "--data", into)
+	assertRefusal(t, r, "", "", "no metadata checkpoint on the grid yet", "nothing to recover", "mount it there and run meshdrive sync")
+	if strings.Contains(r.stderr, "could not be read") {
+		t.Errorf("recover with every node read names one it could not read: %s", r.stderr)
 	}
 }
 

@@ -24,6 +24,7 @@ type (
 	NodeHealth  = remote.NodeHealth
 	ScrubReport = remote.ScrubReport
 	ProbeAnswer = remote.ProbeAnswer
+	NoRootError = remote.NoRootError
 )
 
 // Names of the small objects every node holds under meta/.

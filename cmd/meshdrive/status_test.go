@@ -193,6 +193,8 @@ func TestReadOnlyNewDrive(t *testing.T) {
 		}
 	}
 
+	// A read-only mount of a data dir with no drive makes none and refuses
+	// (TestRefusals/read-only_with_no_drive).
 	t.Run("after init", func(t *testing.T) {
 		dir, mp := newDefaultDrive(t, env)
 		cleanupMount(t, env, dir, mp)
@@ -222,25 +224,6 @@ func TestReadOnlyNewDrive(t *testing.T) {
 			assertRefusal(t, r, "", "", "mounted read-only", "needs a read-write mount", "meshdrive unmount "+mp, "without --read-only")
 		}
 		mustRun(t, env, "unmount", "--data", dir, mp)
-	})
-
-	t.Run("first mount of the embedded default", func(t *testing.T) {
-		base := t.TempDir()
-		dir := filepath.Join(base, "data")
-		mp := filepath.Join(base, "Drive")
-		if err := os.Mkdir(mp, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cleanupMount(t, env, dir, mp)
-		r := mustRun(t, env, "mount", "--daemon", "--read-only", "--data", dir, mp)
-		if !strings.Contains(r.stderr, "lives in "+dir) {
-			t.Errorf("first mount did not say where the drive lives:\n%s", r.stderr)
-		}
-		expectEmptyReadOnly(mp)
-		mustRun(t, env, "unmount", "--data", dir, mp)
-		if mounted(mp) || !lockFree(t, dir) {
-			t.Errorf("after unmount: mounted %v, lock free %v", mounted(mp), lockFree(t, dir))
-		}
 	})
 }
 

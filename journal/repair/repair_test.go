@@ -381,8 +381,11 @@ func TestCheckSkipsSegmentGCDropped(t *testing.T) {
 	if gcErr != nil || gc == nil || gc.DeadSegments != 1 {
 		t.Fatalf("the collection during the check: %+v %v; want one segment dropped", gc, gcErr)
 	}
-	if rep.SegmentsUnrecoverable != 0 || len(rep.SnapshotUnrecoverable) != 0 || rep.Segments != len(segs)-1 || rep.Healthy != 1 {
-		t.Errorf("check while gc dropped a segment: %d of %d segments unrecoverable (%v), %d files healthy; want none, %d segments, 1 file",
-			rep.SegmentsUnrecoverable, rep.Segments, rep.SnapshotUnrecoverable, rep.Healthy, len(segs)-1)
+	// The dropped segment is left out, or, when its shards were still on
+	// the nodes as they were listed (a loaded machine: they go after its
+	// rows), counted whole; never unrecoverable.
+	if rep.SegmentsUnrecoverable != 0 || len(rep.SnapshotUnrecoverable) != 0 || rep.Segments < len(segs)-1 || rep.Segments > len(segs) || rep.Healthy != 1 {
+		t.Errorf("check while gc dropped a segment: %d of %d segments unrecoverable (%v), %d files healthy; want none, %d or %d segments, 1 file",
+			rep.SegmentsUnrecoverable, rep.Segments, rep.SnapshotUnrecoverable, rep.Healthy, len(segs)-1, len(segs))
 	}
 }

@@ -19,12 +19,23 @@ func lostFiles(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) (files int64, paths []string, err error) {
-	if err := q.QueryRowContext(ctx, `SELECT count(DISTINCT m.ino) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE b.state = ?`,
-		blockLost).Scan(&files); err != nil || files == 0 {
+	return namedFiles(ctx, q,
+		`SELECT count(DISTINCT m.ino) FROM blockmap m JOIN blocks b ON b.id = m.block WHERE b.state = ?`,
+		`SELECT DISTINCT m.ino FROM blockmap m JOIN blocks b ON b.id = m.block
+		WHERE b.state = ? ORDER BY m.ino LIMIT ?`, blockLost)
+}
+
+// namedFiles runs count (the number of files) and, when it finds any,
+// list (their inodes, args then maxLostNamed as its last parameter), and
+// names the listed inodes by a path each (inoPaths).
+func namedFiles(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, count, list string, args ...any) (files int64, paths []string, err error) {
+	if err := q.QueryRowContext(ctx, count, args...).Scan(&files); err != nil || files == 0 {
 		return files, nil, err
 	}
-	rows, err := q.QueryContext(ctx, `SELECT DISTINCT m.ino FROM blockmap m JOIN blocks b ON b.id = m.block
-		WHERE b.state = ? ORDER BY m.ino LIMIT ?`, blockLost, maxLostNamed)
+	rows, err := q.QueryContext(ctx, list, append(args, maxLostNamed)...)
 	if err != nil {
 		return files, nil, err
 	}

@@ -248,26 +248,6 @@ func blockFiles(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, id remote.BlockID) (files int64, paths []string, err error) {
-	if err := q.QueryRowContext(ctx, `SELECT count(DISTINCT ino) FROM blockmap WHERE block = ?`, id[:]).Scan(&files); err != nil || files == 0 {
-		return files, nil, err
-	}
-	rows, err := q.QueryContext(ctx, `SELECT DISTINCT ino FROM blockmap WHERE block = ? ORDER BY ino LIMIT ?`, id[:], maxLostNamed)
-	if err != nil {
-		return files, nil, err
-	}
-	var inos []Ino
-	for rows.Next() {
-		var ino Ino
-		if err := rows.Scan(&ino); err != nil {
-			rows.Close()
-			return files, nil, err
-		}
-		inos = append(inos, ino)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return files, nil, err
-	}
-	paths, err = inoPaths(ctx, q, inos)
-	return files, paths, err
+	return namedFiles(ctx, q, `SELECT count(DISTINCT ino) FROM blockmap WHERE block = ?`,
+		`SELECT DISTINCT ino FROM blockmap WHERE block = ? ORDER BY ino LIMIT ?`, id[:])
 }

@@ -965,9 +965,13 @@ func (j *unlinks) applyUnlinksFor(ctx context.Context, dir Ino) error {
 	return j.applyUnlinksLocked(ctx)
 }
 
-// unlinker applies pending unlinks UnlinkDelay after the first of them.
+// unlinker applies pending unlinks UnlinkDelay after the first of them,
+// on a thread of lowered priority (nice.go).
 func (j *unlinks) unlinker(ctx context.Context) {
 	defer close(j.unl.unlDone)
+	if err := lowerThreadPriority(); err != nil { // nice.go
+		j.log.Debug("journal: the unlinker runs at the drive's own priority", "err", err)
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -82,6 +82,7 @@ func mountDrive(ctx context.Context, a serveArgs, log *slog.Logger) (*driveMount
 	if os.Getenv("GOMEMLIMIT") == "" { // as meshdrive mount does; once per process (remounts)
 		limitOnce.Do(func() { fs.LimitMemory(context.Background(), fs.MemoryLimit(a.cacheMem), shedMounted) })
 	}
+	fs.RaiseProcs() // as meshdrive mount does
 	d, err := fs.OpenDrive(ctx, fs.DriveOptions{
 		DataDir:       a.data,
 		Grid:          grid,

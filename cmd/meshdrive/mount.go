@@ -472,6 +472,7 @@ func serveMount(ctx context.Context, o mountOptions, cfg *Config, master []byte,
 	if os.Getenv("GOMEMLIMIT") == "" {
 		fs.LimitMemory(ctx, fs.MemoryLimit(mem), drive.ShedMemory)
 	}
+	fs.RaiseProcs()
 	defer func() {
 		if cerr := drive.Close(); cerr != nil {
 			log.Error("closing the drive", "err", cerr)

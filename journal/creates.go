@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// Deferred creates. A regular file made by create or mknod is acknowledged
-// once it is in memory and appended to the unlink log (unlinks.go), as a
-// deferred unlink is: its inode number is handed out from memory, and the
+// Deferred creates. A regular file made by create or mknod, or a
+// directory made by mkdir, is acknowledged once it is in memory and
+// appended to the unlink log (unlinks.go), as a deferred unlink is: its inode number is handed out from memory, and the
 // sqlite work (the parent's times, the inode, the entry, and a commit:
 // most of a create's cost) is done for many creates at once, in log order
 // with the deferred unlinks, by the unlinker or by the next transaction.
@@ -21,6 +21,15 @@ import (
 //   - a lookup of its name and a GETATTR, GETXATTR or LISTXATTR of its
 //     inode answer from memory (the inode has no xattrs yet);
 //   - an open knows it is empty and has no block map (OpenFile);
+//   - a directory's: a READDIR of it finds no entry in the database and
+//     answers from what is pending in it (nothing, or the pending creates
+//     it applies first); its link count and times are its own (2, its
+//     mkdir's time) and those of the directories and changes pending in
+//     it (createdAt); a committed directory's link count counts the
+//     pending mkdirs in it (GetAttr, Lookup: pendingNlink), as it does the
+//     pending rmdirs, and an apply of either makes rmSeq odd until they
+//     are forgotten; an rmdir of it takes the synchronous way
+//     (deferRmdirLocked), which applies it first;
 //   - every transaction applies it first (txLocked), so whatever changes
 //     or reads the file inside one (a flush of its data, a setattr, an
 //     unlink, a rename, a link) finds its row;
@@ -41,10 +50,30 @@ import (
 // ones first. So a create record whose inode number is at most
 // sqlite_sequence's was applied before a crash cut the log short.
 
-// attr is a pending create's inode as a GETATTR shows it.
+// attr is a pending create's inode as a GETATTR shows it (a directory's
+// without what is pending in it: createdAt adds that).
 func (r unlinkRec) attr() Attr {
 	t := time.Unix(0, r.t)
-	return Attr{Ino: r.ino, Mode: r.mode, Nlink: 1, Uid: r.uid, Gid: r.gid, Atime: t, Mtime: t, Ctime: t}
+	nlink := uint32(1)
+	if isDir(r.mode) {
+		nlink = 2
+	}
+	return Attr{Ino: r.ino, Mode: r.mode, Nlink: nlink, Uid: r.uid, Gid: r.gid, Atime: t, Mtime: t, Ctime: t}
+}
+
+// pendingInLocked is a (pending) directory's attributes with what is
+// pending in it laid over: a link for each pending mkdir in it, and the
+// time of the newest pending create or unlink in it as its mtime and
+// ctime. umu held.
+func (q *unlinkQueue) pendingInLocked(a Attr) Attr {
+	if !isDir(a.Mode) {
+		return a
+	}
+	a.Nlink += uint32(q.inDir[a.Ino].mkdirs)
+	if t, ok := q.unlDirs[a.Ino]; ok && t > a.Mtime.UnixNano() {
+		a.Mtime, a.Ctime = time.Unix(0, t), time.Unix(0, t)
+	}
+	return a
 }
 
 // createPending reports whether name in parent was made by a create
@@ -65,7 +94,7 @@ func (q *unlinkQueue) createdAt(parent Ino, name string) (Attr, bool) {
 	if !ok {
 		return Attr{}, false
 	}
-	return q.crAttrs[ino], true
+	return q.pendingInLocked(q.crAttrs[ino]), true
 }
 
 // createdAttr returns ino's attributes if a pending create made it.
@@ -76,14 +105,30 @@ func (q *unlinkQueue) createdAttr(ino Ino) (Attr, bool) {
 	q.umu.Lock()
 	defer q.umu.Unlock()
 	a, ok := q.crAttrs[ino]
-	return a, ok
+	if !ok {
+		return Attr{}, false
+	}
+	return q.pendingInLocked(a), true
 }
 
-// deferCreateLocked is create's fast way for a regular file: it reports
-// false when the create must take the synchronous one (deferral off,
-// not a regular file, the log unwritable). wmu held.
+// pendingNlink is how much the pending mkdirs and rmdirs in a committed
+// directory change its link count once they are applied.
+func (q *unlinkQueue) pendingNlink(dir Ino) int {
+	if q.unlN.Load() == 0 {
+		return 0
+	}
+	q.umu.Lock()
+	defer q.umu.Unlock()
+	c := q.inDir[dir]
+	return c.mkdirs - c.rmdirs
+}
+
+// deferCreateLocked is create's fast way for a regular file or a
+// directory: it reports false when the create must take the synchronous
+// one (deferral off, another kind of file, the log unwritable). wmu
+// held.
 func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string, mode, uid, gid uint32) (Attr, bool, error) {
-	if mode&sIFMT != sIFREG || j.unl.ulogOff() {
+	if t := mode & sIFMT; t != sIFREG && t != sIFDIR || j.unl.ulogOff() {
 		return Attr{}, false, nil
 	}
 	pa, err := j.ns.GetAttr(ctx, parent)
@@ -145,7 +190,7 @@ func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string
 const createRows = 32
 
 var (
-	insertInodes  = `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime) VALUES` + valueRows(createRows, "(?, ?, ?, ?, 1, ?, ?, ?)")
+	insertInodes  = `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime) VALUES` + valueRows(createRows, "(?, ?, ?, ?, ?, ?, ?, ?)")
 	insertEntries = `INSERT INTO entries(parent, name, ino) VALUES` + valueRows(createRows, "(?, ?, ?)")
 )
 
@@ -154,36 +199,30 @@ func valueRows(n int, row string) string {
 }
 
 // applyCreates inserts pending creates' inodes and entries, createRows
-// to a statement, and moves their parents' times to the newest pending
-// change in each; it returns the parents and their rows as the
-// transaction leaves them. wmu held, in a transaction.
+// to a statement, then moves their parents' times to the newest pending
+// change in each and adds a link to a parent for each directory made in
+// it (a parent may be one of the directories made: its row comes first);
+// it returns the parents and their rows as the transaction leaves them.
+// wmu held, in a transaction.
 func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([]Ino, []Attr, error) {
 	var parents []Ino
+	subdirs := map[Ino]int{}
 	for _, r := range recs {
 		if !slices.Contains(parents, r.parent) {
 			parents = append(parents, r.parent)
 		}
-		j.ents.added = append(j.ents.added, addedEntry{parent: r.parent, name: r.name})
-	}
-	now := nowNS()
-	rows := make([]Attr, 0, len(parents))
-	for _, p := range parents {
-		t, ok := j.unl.dirPendTime(p)
-		if !ok {
-			t = now
+		var made Ino
+		if isDir(r.mode) {
+			made = r.ino
+			subdirs[r.parent]++
 		}
-		a, err := scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2 RETURNING `+
-			strings.ReplaceAll(attrCols, "i.", ""), t, p))
-		if err != nil {
-			return nil, nil, fmt.Errorf("journal: create: update parent: %w", err)
-		}
-		rows = append(rows, a)
+		j.ents.added = append(j.ents.added, addedEntry{parent: r.parent, name: r.name, dir: made})
 	}
 	for len(recs) >= createRows {
-		ia := make([]any, 0, 7*createRows)
+		ia := make([]any, 0, 8*createRows)
 		ea := make([]any, 0, 3*createRows)
 		for _, r := range recs[:createRows] {
-			ia = append(ia, r.ino, r.mode, r.uid, r.gid, r.t, r.t, r.t)
+			ia = append(ia, r.ino, r.mode, r.uid, r.gid, r.attr().Nlink, r.t, r.t, r.t)
 			ea = append(ea, r.parent, r.name, r.ino)
 		}
 		if _, err := j.texec(ctx, tx, insertInodes, ia...); err != nil {
@@ -195,13 +234,27 @@ func (j *unlinks) applyCreates(ctx context.Context, tx *sql.Tx, recs []unlinkRec
 		recs = recs[createRows:]
 	}
 	for _, r := range recs {
-		if _, err := j.texec(ctx, tx, `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime) VALUES(?, ?, ?, ?, 1, ?, ?, ?)`,
-			r.ino, r.mode, r.uid, r.gid, r.t, r.t, r.t); err != nil {
+		if _, err := j.texec(ctx, tx, `INSERT INTO inodes(ino, mode, uid, gid, nlink, atime, mtime, ctime) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ino, r.mode, r.uid, r.gid, r.attr().Nlink, r.t, r.t, r.t); err != nil {
 			return nil, nil, fmt.Errorf("journal: create inode %d: %w", r.ino, err)
 		}
 		if _, err := j.texec(ctx, tx, `INSERT INTO entries(parent, name, ino) VALUES(?, ?, ?)`, r.parent, r.name, r.ino); err != nil {
 			return nil, nil, fmt.Errorf("journal: create entry %q in %d: %w", r.name, r.parent, err)
 		}
+	}
+	now := nowNS()
+	rows := make([]Attr, 0, len(parents))
+	for _, p := range parents {
+		t, ok := j.unl.dirPendTime(p)
+		if !ok {
+			t = now
+		}
+		a, err := scanAttr(j.tqrow(ctx, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1, nlink = nlink + ?3 WHERE ino = ?2 RETURNING `+
+			strings.ReplaceAll(attrCols, "i.", ""), t, p, subdirs[p]))
+		if err != nil {
+			return nil, nil, fmt.Errorf("journal: create: update parent: %w", err)
+		}
+		rows = append(rows, a)
 	}
 	return parents, rows, nil
 }
@@ -226,6 +279,7 @@ func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec
 	}
 	out := recs[:0]
 	made := map[dirName]bool{} // names the records before made (true) or freed (false)
+	dirs := map[Ino]bool{}     // directories the records before make
 	for _, r := range recs {
 		if r.fl != nil {
 			if r.fl.seq > flushed {
@@ -257,12 +311,18 @@ func (j *unlinks) replayable(ctx context.Context, recs []unlinkRec) ([]unlinkRec
 			}
 			taken = lerr == nil
 		}
-		_, perr := j.ns.dirAttr(ctx, nil, r.parent)
+		var perr error
+		if !dirs[r.parent] {
+			_, perr = j.ns.dirAttr(ctx, nil, r.parent)
+		}
 		if taken || perr != nil {
 			j.log.Warn("journal: the unlink log holds a create that does not fit the database; dropped", "parent", r.parent, "name", r.name, "ino", r.ino)
 			continue
 		}
 		made[key] = true
+		if isDir(r.mode) {
+			dirs[r.ino] = true
+		}
 		seq = r.ino
 		out = append(out, r)
 	}

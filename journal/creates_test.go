@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -101,9 +102,9 @@ func TestDeferredCreate(t *testing.T) {
 		if a := must[Attr](t)(j.SetAttr(bg, s.Ino, SetAttr{Mode: &m})); a.Mode != sIFREG|0o600 {
 			t.Fatalf("setattr of a pending create: mode %o", a.Mode)
 		}
-		// Inode numbers: a synchronous create (mkdir) and deferred ones
+		// Inode numbers: a synchronous create (symlink) and deferred ones
 		// never share one.
-		d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+		d := must[Attr](t)(j.Symlink(bg, RootIno, "d", "target", 0, 0))
 		x := must[Attr](t)(j.Mknod(bg, RootIno, "x", 0o644, 0, 0, 0))
 		inos := []Ino{f.Ino, g.Ino, k.Ino, s.Ino, d.Ino, x.Ino}
 		for i := 1; i < len(inos); i++ {
@@ -264,18 +265,19 @@ func TestFoldedCreateKeepsParentRow(t *testing.T) {
 				t.Fatalf("file %d: getattr of the parent %+v, want the database's %+v", i, got, want)
 			}
 		}
-		// A create pending, then a mkdir in the same directory: its
-		// transaction folds the create and changes the parent again.
+		// A create pending, then a symlink in the same directory (a
+		// create that is not deferred): its transaction folds the create
+		// and changes the parent again.
 		time.Sleep(time.Millisecond)
 		must[Attr](t)(j.Mknod(bg, d.Ino, "g", sIFREG|0o644, 0, 0, 0))
 		time.Sleep(time.Millisecond)
-		must[Attr](t)(j.Mkdir(bg, d.Ino, "sub", 0o755, 0, 0))
+		sl := must[Attr](t)(j.Symlink(bg, d.Ino, "sub", "target", 0, 0))
 		want := dbRow()
-		if want.Nlink != 3 {
-			t.Fatalf("the parent's nlink after a mkdir in it: %d, want 3", want.Nlink)
+		if !want.Mtime.Equal(sl.Mtime) {
+			t.Fatalf("the parent's mtime after a symlink in it: %v, want the symlink's %v", want.Mtime, sl.Mtime)
 		}
 		if got := must[Attr](t)(j.GetAttr(bg, d.Ino)); got != want {
-			t.Fatalf("after a mkdir: getattr of the parent %+v, want the database's %+v", got, want)
+			t.Fatalf("after a symlink: getattr of the parent %+v, want the database's %+v", got, want)
 		}
 		// A create pending, then a chmod of the directory, deferred
 		// behind it (dirattr.go); the fsync of a file folds both, the
@@ -305,6 +307,129 @@ func TestFoldedCreateKeepsParentRow(t *testing.T) {
 		}
 		if got := must[Attr](t)(j.GetAttr(bg, d.Ino)); got != want {
 			t.Fatalf("after a chmod: getattr of the parent %+v, want the database's %+v", got, want)
+		}
+	})
+}
+
+// dbNlink is directory ino's link count in the database (-1: no row).
+func dbNlink(t *testing.T, j *Journal, ino Ino) int {
+	t.Helper()
+	n := -1
+	if err := j.db.QueryRow(`SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&n); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestDeferredMkdir: a mkdir is answered from memory and applied later,
+// as a create is: the new directory, what is made in it meanwhile and its
+// parent's link count and times read as after the apply, before it and
+// after it; a READDIR of it lists what is pending in it; an rmdir of it
+// takes it away for good; a kill -9 loses none of it.
+func TestDeferredMkdir(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+		j := e.j
+		root0 := must[Attr](t)(j.GetAttr(bg, RootIno))
+		time.Sleep(time.Millisecond) // the bubble's clock: times must move
+		d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o750, 7, 8))
+		if entryRows(t, j, "d") != 0 {
+			t.Fatal("the mkdir was applied at once, not deferred")
+		}
+		if d.Mode != sIFDIR|0o750 || d.Nlink != 2 || d.Uid != 7 || d.Gid != 8 {
+			t.Fatalf("mkdir's reply: %+v", d)
+		}
+		if a := must[Attr](t)(j.GetAttr(bg, RootIno)); a.Nlink != root0.Nlink+1 || !a.Mtime.Equal(d.Mtime) {
+			t.Fatalf("the parent with a pending mkdir: nlink %d mtime %v, want %d and %v", a.Nlink, a.Mtime, root0.Nlink+1, d.Mtime)
+		}
+		if a := must[Attr](t)(j.Lookup(bg, RootIno, "d")); a != d {
+			t.Fatalf("lookup: %+v, want %+v", a, d)
+		}
+		if des := must[[]DirEntry](t)(j.ReadDir(bg, d.Ino, 0, 100)); len(des) != 0 {
+			t.Fatalf("readdir of the new directory: %v", des)
+		}
+		// Made in it while it is pending: a directory and a file.
+		time.Sleep(time.Millisecond)
+		sub := must[Attr](t)(j.Mkdir(bg, d.Ino, "sub", 0o755, 0, 0))
+		f := must[Attr](t)(j.Mknod(bg, d.Ino, "f", 0o644, 0, 0, 0))
+		if a := must[Attr](t)(j.GetAttr(bg, d.Ino)); a.Nlink != 3 || !a.Mtime.Equal(f.Mtime) {
+			t.Fatalf("the pending directory with a pending subdirectory and file: nlink %d mtime %v, want 3 and %v", a.Nlink, a.Mtime, f.Mtime)
+		}
+		if a := must[Attr](t)(j.Lookup(bg, d.Ino, "sub")); a != sub {
+			t.Fatalf("lookup in the pending directory: %+v, want %+v", a, sub)
+		}
+		if _, err := j.Mkdir(bg, d.Ino, "sub", 0o755, 0, 0); !errors.Is(err, ErrExist) {
+			t.Fatalf("second mkdir of the name: %v", err)
+		}
+		if dbNlink(t, j, d.Ino) != -1 {
+			t.Fatal("a mkdir or create in the pending directory applied it")
+		}
+		// An rmdir of an empty pending directory.
+		gone := must[Attr](t)(j.Mkdir(bg, RootIno, "gone", 0o755, 0, 0))
+		if err := j.Rmdir(bg, RootIno, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.Lookup(bg, RootIno, "gone"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup after rmdir: %v", err)
+		}
+		// A READDIR of the pending directory lists what is in it.
+		var names []string
+		for _, de := range must[[]DirEntry](t)(j.ReadDir(bg, d.Ino, 0, 100)) {
+			names = append(names, de.Name)
+		}
+		slices.Sort(names)
+		if !slices.Equal(names, []string{"f", "sub"}) {
+			t.Fatalf("readdir of the directory: %v", names)
+		}
+		applyUnlinks(t, j)
+		if n := dbNlink(t, j, d.Ino); n != 3 {
+			t.Fatalf("the directory's row: nlink %d, want 3", n)
+		}
+		if n := dbNlink(t, j, sub.Ino); n != 2 {
+			t.Fatalf("the subdirectory's row: nlink %d, want 2", n)
+		}
+		if n := dbNlink(t, j, RootIno); n != int(root0.Nlink)+1 {
+			t.Fatalf("the root's row: nlink %d, want %d", n, root0.Nlink+1)
+		}
+		if n := dbNlink(t, j, gone.Ino); n != -1 || entryRows(t, j, "gone") != 0 {
+			t.Fatalf("the removed directory came back: nlink %d, %d entries", n, entryRows(t, j, "gone"))
+		}
+		for _, a := range []Attr{must[Attr](t)(j.GetAttr(bg, RootIno)), must[Attr](t)(j.Lookup(bg, RootIno, "d"))} {
+			if want := uint32(dbNlink(t, j, a.Ino)); a.Nlink != want {
+				t.Fatalf("inode %d after the apply: nlink %d, the row says %d", a.Ino, a.Nlink, want)
+			}
+		}
+		// A kill -9 with a mkdir, a mkdir in it and a create in that
+		// pending: Open replays them, in order.
+		m := must[Attr](t)(j.Mkdir(bg, RootIno, "m", 0o755, 0, 0))
+		mm := must[Attr](t)(j.Mkdir(bg, m.Ino, "mm", 0o700, 0, 0))
+		mf := must[Attr](t)(j.Mknod(bg, mm.Ino, "mf", 0o600, 0, 0, 0))
+		// What a kill -9 leaves is the directory as it is now (the
+		// database, its write-ahead log, the unlink log): a copy of it
+		// is opened (without sqlite's shared-memory index, which a new
+		// process rebuilds).
+		killed := filepath.Join(t.TempDir(), "journal")
+		if err := os.CopyFS(killed, os.DirFS(e.opts.Dir)); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(filepath.Join(killed, "journal.db-shm"))
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.j = nil
+		e.opts.Dir = killed
+		e.open()
+		j = e.j
+		for _, c := range []struct {
+			parent Ino
+			name   string
+			want   Attr
+			nlink  uint32
+		}{{RootIno, "m", m, 3}, {m.Ino, "mm", mm, 2}, {mm.Ino, "mf", mf, 1}} {
+			a, err := j.Lookup(bg, c.parent, c.name)
+			if err != nil || a.Ino != c.want.Ino || a.Mode != c.want.Mode || a.Nlink != c.nlink {
+				t.Fatalf("after the replay, %q: %+v (%v), want inode %d mode %o nlink %d", c.name, a, err, c.want.Ino, c.want.Mode, c.nlink)
+			}
 		}
 	})
 }

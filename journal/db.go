@@ -344,6 +344,10 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) (err err
 			j.scope = scope
 		}
 	}
+	if slices.ContainsFunc(folded, changesNlink) {
+		j.unl.rmSeq.Add(1) // odd until dropApplied forgot them: see rmSeq
+		defer j.unl.rmSeq.Add(1)
+	}
 	scope := j.scope
 	j.scope = scopeAll // for the next transaction, whatever becomes of this one
 	j.narrow = j.narrow[:0]

@@ -284,7 +284,16 @@ func (q *unlinkQueue) dropSetsLocked(flushGen *atomic.Uint64, gen uint64) {
 	q.umu.Lock()
 	defer q.umu.Unlock()
 	raiseGen(flushGen, gen)
-	for ino := range q.sets {
+	for ino, r := range q.sets {
+		if a, ok := q.crAttrs[ino]; ok {
+			// A directory a deferred mkdir made, applied in this
+			// transaction too and forgotten only by dropApplied: until
+			// then GetAttr reads it from here, as the row is now.
+			if t, ok := q.unlDirs[ino]; ok && t > a.Mtime.UnixNano() {
+				a.Mtime, a.Ctime = time.Unix(0, t), time.Unix(0, t)
+			}
+			q.crAttrs[ino] = r.apply(a)
+		}
 		delete(q.unlDirs, ino)
 	}
 	clear(q.sets)

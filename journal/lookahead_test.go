@@ -213,6 +213,7 @@ func testAttrCacheNeverStale(t *testing.T) {
 		}
 	}
 	d := must[Attr](t)(e.j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+	applyUnlinks(t, e.j) // the deferred mkdir, for row()
 	same(RootIno, "root after mkdir")
 	same(d.Ino, "d after mkdir")
 	f := must[Attr](t)(e.j.Mknod(bg, d.Ino, "f", 0o100644, 0, 0, 0))
@@ -240,6 +241,7 @@ func testAttrCacheNeverStale(t *testing.T) {
 	applyUnlinks(t, e.j) // the deferred chmod (dirattr.go), for row()
 	same(d.Ino, "d after chmod")
 	sub := must[Attr](t)(e.j.Mkdir(bg, d.Ino, "sub", 0o755, 0, 0))
+	applyUnlinks(t, e.j) // the deferred mkdir, for row()
 	same(d.Ino, "d after mkdir in it")
 	if a := must[Attr](t)(e.j.GetAttr(bg, d.Ino)); a.Nlink != 3 || a.Mode != 0o40700 {
 		t.Fatalf("d: nlink %d mode %o", a.Nlink, a.Mode)

@@ -22,6 +22,7 @@ func TestNameSets(t *testing.T) {
 	}
 	d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
 	other := must[Attr](t)(j.Mkdir(bg, RootIno, "other", 0o755, 0, 0))
+	applyUnlinks(t, j) // the mkdirs: a directory's set starts at its apply
 	// found checks every name in want is found in dir, and a few that
 	// are not there are not.
 	found := func(dir Ino, want ...string) {
@@ -87,6 +88,7 @@ func TestNameSets(t *testing.T) {
 	applyUnlinks(t, j)
 	for _, how := range []string{"link", "rename"} {
 		to := must[Attr](t)(j.Mkdir(bg, RootIno, "to-"+how, 0o755, 0, 0))
+		applyUnlinks(t, j) // the mkdir
 		h := hits()
 		found(to.Ino)
 		if hits() == h {

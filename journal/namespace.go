@@ -70,16 +70,22 @@ func (j *namespace) Lookup(ctx context.Context, parent Ino, name string) (Attr, 
 	if j.unl.unlinkPending(parent, name) {
 		return Attr{}, ErrNotFound
 	}
+	if p, ok := j.unl.createdAttr(parent); ok && isDir(p.Mode) {
+		// In a directory a pending mkdir made, every name is pending
+		// (createdAt found none): the database has none under it. (One
+		// applied with it is forgotten with it, by one dropApplied.)
+		return Attr{}, ErrNotFound
+	}
 	rs := j.unl.rmSeq.Load()
 	for try := 0; ; try++ {
 		gen, cached := j.cacheGen()
 		a, err := j.lookupOnce(ctx, parent, name, gen, cached)
 		if err != nil || try > 0 || !j.flushedSince(gen) {
 			if err == nil && isDir(a.Mode) {
-				a.Nlink -= uint32(j.unl.rmdirsIn(a.Ino)) // as GetAttr shows it
+				a.Nlink = uint32(int(a.Nlink) + j.unl.pendingNlink(a.Ino)) // as GetAttr shows it
 				if !j.unl.rmSeqSame(rs) {
-					// Rmdirs were applied meanwhile: the row may
-					// count one that the count took away too.
+					// Rmdirs or mkdirs were applied meanwhile: the
+					// row may count one that the count did too.
 					rs, try = j.unl.rmSeqEven(), -1
 					continue
 				}
@@ -242,9 +248,10 @@ func (j *namespace) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 				} // else the change's, applied after the times
 			}
 			if pending && err == nil {
-				a.Nlink -= uint32(j.unl.rmdirsIn(ino))
+				a.Nlink = uint32(int(a.Nlink) + j.unl.pendingNlink(ino))
 				if !j.unl.rmSeqSame(rs) {
-					// Rmdirs were applied meanwhile (unlinkQueue.rmSeq).
+					// Rmdirs or mkdirs were applied meanwhile
+					// (unlinkQueue.rmSeq).
 					rs, try = j.unl.rmSeqEven(), -1
 					continue
 				}
@@ -318,7 +325,10 @@ func (j *namespace) getAttrTx(ctx context.Context, tx *sql.Tx, ino Ino) (Attr, e
 func (j *namespace) dirAttr(ctx context.Context, tx *sql.Tx, ino Ino) (Attr, error) {
 	var a Attr
 	var err error
-	if _, ok := j.unl.createdAttr(ino); ok && tx == nil {
+	if c, ok := j.unl.createdAttr(ino); ok && tx == nil {
+		if isDir(c.Mode) {
+			return c, nil // a deferred mkdir's (creates.go)
+		}
 		return a, ErrNotDir // a deferred create's regular file
 	}
 	if tx == nil {
@@ -369,7 +379,7 @@ func (j *namespace) create(ctx context.Context, parent Ino, name string, mode, r
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	if a, done, err := j.ul.deferCreateLocked(ctx, parent, name, mode, uid, gid); done {
-		if err == nil {
+		if err == nil && mode&sIFMT == sIFREG {
 			j.imu.Lock()
 			j.created = created{ino: a.Ino, mode: mode, gen: j.commitGen.Load()}
 			j.imu.Unlock()
@@ -478,7 +488,8 @@ func (j *namespace) Mknod(ctx context.Context, parent Ino, name string, mode, rd
 	return j.create(ctx, parent, name, mode, rdev, uid, gid, "")
 }
 
-// Mkdir creates a directory.
+// Mkdir creates a directory; like a regular file's create, it is
+// deferred when it can be (creates.go).
 func (j *namespace) Mkdir(ctx context.Context, parent Ino, name string, mode, uid, gid uint32) (Attr, error) {
 	return j.create(ctx, parent, name, sIFDIR|mode&07777, 0, uid, gid, "")
 }

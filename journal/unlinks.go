@@ -109,10 +109,10 @@ type unlinkQueue struct {
 	inDir  map[Ino]pendCount
 	rmdirs map[Ino]struct{}
 	// rmSeq is odd from before the commit of a transaction that applies
-	// pending rmdirs until it has forgotten them, or failed (wmu held
-	// throughout): a directory's row and its count of pending rmdirs
-	// (rmdirsIn) show each rmdir once only when both were read while
-	// rmSeq stayed one even value (GetAttr, Lookup).
+	// pending rmdirs or mkdirs until it has forgotten them, or failed
+	// (wmu held throughout): a directory's row and its count of pending
+	// rmdirs and mkdirs (pendingNlink) show each once only when both
+	// were read while rmSeq stayed one even value (GetAttr, Lookup).
 	rmSeq atomic.Uint64
 	// unlN is len(unlRecs) (unlinks and creates), crN len(crAttrs), for
 	// a check without umu.
@@ -143,14 +143,17 @@ type unlinkQueue struct {
 }
 
 // pendCount is how many pending unlinks (rmdirs included), rmdirs and
-// creates a directory has in it.
-type pendCount struct{ unl, rmdirs, creates int }
+// creates (mkdirs included) and mkdirs a directory has in it.
+type pendCount struct{ unl, rmdirs, creates, mkdirs int }
 
 // add adds the count of r to c, or takes it away with d = -1.
 func (c pendCount) add(r unlinkRec, d int) pendCount {
 	switch {
 	case r.create:
 		c.creates += d
+		if isDir(r.mode) {
+			c.mkdirs += d
+		}
 	case r.dir:
 		c.rmdirs += d
 		c.unl += d
@@ -592,7 +595,10 @@ func (j *unlinks) deferUnlink(ctx context.Context, parent Ino, name string) (boo
 // or unwritable); its transaction then applies what is pending first. wmu held, so no apply changes the pending unlinks and
 // the database between the count and the record.
 func (j *unlinks) deferRmdirLocked(ctx context.Context, parent Ino, name string) (bool, error) {
-	if j.unl.ulogOff() {
+	if j.unl.ulogOff() || j.unl.createPending(parent, name) {
+		// A directory made by a deferred mkdir goes the synchronous
+		// way, whose transaction applies the mkdir first (the apply
+		// takes rmdirs before creates).
 		return false, nil
 	}
 	a, err := j.ns.Lookup(ctx, parent, name)
@@ -658,15 +664,10 @@ func (q *unlinkQueue) rmSeqEven() uint64 {
 // rmSeqSame reports whether rmSeq is still s, an even value.
 func (q *unlinkQueue) rmSeqSame(s uint64) bool { return s&1 == 0 && q.rmSeq.Load() == s }
 
-// rmdirsIn is how many pending rmdirs remove a directory in dir: its
-// link count is that much lower once they are applied.
-func (q *unlinkQueue) rmdirsIn(dir Ino) int {
-	if q.unlN.Load() == 0 {
-		return 0
-	}
-	q.umu.Lock()
-	defer q.umu.Unlock()
-	return q.inDir[dir].rmdirs
+// changesNlink reports whether r, a pending record, changes its parent's
+// link count when applied: an rmdir or a mkdir (see rmSeq).
+func changesNlink(r unlinkRec) bool {
+	return r.dir && !r.create || r.create && isDir(r.mode)
 }
 
 // logLocked appends r to the log with one write() and makes it pending,
@@ -734,8 +735,7 @@ func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) erro
 	}
 	j.unl.unlApplying = true
 	defer func() { j.unl.unlApplying = false }()
-	rm := slices.ContainsFunc(recs, func(r unlinkRec) bool { return r.dir && !r.create })
-	if rm {
+	if slices.ContainsFunc(recs, changesNlink) {
 		j.unl.rmSeq.Add(1) // odd: see rmSeq
 		defer j.unl.rmSeq.Add(1)
 	}
@@ -998,8 +998,8 @@ func (j *unlinks) unlinker(ctx context.Context) {
 // create), the payload's length (uvarint), the payload, the payload's
 // CRC-32C (4 bytes, little-endian). An unlink's and an rmdir's payload is
 // parent and inode as uvarints, then the name; a create's is parent,
-// inode, mode, uid, gid and time (nanoseconds) as uvarints, then the
-// name. A close's record ('f') is in flushlog.go, a directory's
+// inode, mode (a regular file's or, since 2026-12-07, a directory's),
+// uid, gid and time (nanoseconds) as uvarints, then the name. A close's record ('f') is in flushlog.go, a directory's
 // attribute change ('s') in dirattr.go. (A build from before rmdirs,
 // closes or attribute changes were deferred stops at a 'd', 'f' or 's'
 // record as at a torn one.)
@@ -1098,7 +1098,7 @@ func decodeUnlinks(b []byte) (recs []unlinkRec, n int) {
 				v[i], at = x, at+k
 			}
 			if v[0] > math.MaxUint32 || v[1] > math.MaxUint32 || v[2] > math.MaxUint32 || v[3] > math.MaxInt64 ||
-				uint32(v[0])&sIFMT != sIFREG {
+				uint32(v[0])&sIFMT != sIFREG && uint32(v[0])&sIFMT != sIFDIR {
 				return recs, n
 			}
 			r.mode, r.uid, r.gid, r.t = uint32(v[0]), uint32(v[1]), uint32(v[2]), int64(v[3])

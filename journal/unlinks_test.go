@@ -640,7 +640,7 @@ func TestRmdirCountedOnceDuringApply(t *testing.T) {
 		if err := j.Rmdir(bg, d.Ino, "sub"); err != nil {
 			t.Fatal(err)
 		}
-		if j.unl.rmdirsIn(d.Ino) != 1 {
+		if j.unl.pendingNlink(d.Ino) != -1 {
 			t.Fatal("the rmdir was not deferred")
 		}
 		type got struct {

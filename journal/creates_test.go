@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -314,11 +313,7 @@ func TestFoldedCreateKeepsParentRow(t *testing.T) {
 // dbNlink is directory ino's link count in the database (-1: no row).
 func dbNlink(t *testing.T, j *Journal, ino Ino) int {
 	t.Helper()
-	n := -1
-	if err := j.db.QueryRow(`SELECT nlink FROM inodes WHERE ino = ?`, ino).Scan(&n); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		t.Fatal(err)
-	}
-	return n
+	return queryInt(t, j, `SELECT coalesce((SELECT nlink FROM inodes WHERE ino = ?), -1)`, ino)
 }
 
 // TestDeferredMkdir: a mkdir is answered from memory and applied later,

@@ -86,6 +86,12 @@ func (s *nameSets) commit(old, gen uint64, c *entryChanges) {
 		s.dirs, s.n = nil, 0
 	}
 	s.gen = gen
+	if !c.known {
+		// It may have added entries it did not say, also to the
+		// directories it made (a rename's transaction folds the pending
+		// mkdirs, then adds its entry to one): no set is known.
+		return
+	}
 	for _, d := range c.removed {
 		s.n -= len(s.dirs[d])
 		delete(s.dirs, d)

@@ -136,3 +136,28 @@ func TestNameSets(t *testing.T) {
 		t.Error("the removed directory's set is kept")
 	}
 }
+
+// TestNameSetsRenameIntoPendingMkdir: a rename into a directory whose
+// mkdir is pending folds the mkdir into its own transaction, then adds its
+// entry there without saying so: the commit must not leave the new
+// directory a set that lacks the name (the lookup said ENOENT, and the web
+// app's recursive delete found the folder not empty).
+func TestNameSetsRenameIntoPendingMkdir(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	j := e.j
+	f := must[Attr](t)(j.Mknod(bg, RootIno, "notes", 0o644, 0, 0, 0))
+	applyUnlinks(t, j)
+	sub := must[Attr](t)(j.Mkdir(bg, RootIno, "sub", 0o755, 0, 0))
+	if err := j.Rename(bg, RootIno, "notes", sub.Ino, "notes.txt", 0); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := j.Lookup(bg, sub.Ino, "notes.txt"); err != nil || a.Ino != f.Ino {
+		t.Fatalf("lookup of the renamed file in the new directory: %+v, %v", a, err)
+	}
+	if err := j.Unlink(bg, sub.Ino, "notes.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Rmdir(bg, RootIno, "sub"); err != nil {
+		t.Fatal(err)
+	}
+}

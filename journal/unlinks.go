@@ -393,7 +393,7 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 		// applied records until it is emptied) lose nothing; the others
 		// may be files the drive answered for and keeps nowhere else.
 		after, _ := decodeUnlinks(b[at:])
-		c, u, fl, st, err := j.unapplied(ctx, after)
+		c, u, fl, st, err := unappliedAfter(ctx, j, recs, after)
 		if err != nil {
 			return err
 		}
@@ -497,6 +497,22 @@ func (j *unlinks) warnUnapplied(ctx context.Context) error {
 			"creates", creates, "unlinks", unlinks, "closed_files", flushes, "folder_changes", sets)
 	}
 	return nil
+}
+
+// unappliedAfter is unapplied of the records after a damaged one, read
+// after those before it: a create after the damage may be in a directory
+// that a deferred mkdir before it made, which the database lacks as well
+// (alone, such a create would not fit the database, and be dropped
+// uncounted). replayable decides each record from those before it, so
+// the records before count the same either way.
+// (A function: unlinks's method set is full.)
+func unappliedAfter(ctx context.Context, j *unlinks, before, after []unlinkRec) (creates, unlinks, flushes, sets int, err error) {
+	c0, u0, f0, s0, err := j.unapplied(ctx, slices.Clone(before)) // replayable filters in place
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	c, u, f, s, err := j.unapplied(ctx, append(slices.Clone(before), after...))
+	return c - c0, u - u0, f - f0, s - s0, err
 }
 
 // unapplied counts the records of recs that the database does not show

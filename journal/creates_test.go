@@ -428,3 +428,31 @@ func TestDeferredMkdir(t *testing.T) {
 		}
 	})
 }
+
+// TestFailedSyncCreateKeepsInodeNumbers: a synchronous create (a symlink)
+// that fails (its name is taken) rolls back the pending creates it folded,
+// which stay pending with their inode numbers: the next deferred create
+// must not take one of them again. It took sqlite_sequence's next number,
+// a pending directory's, and every transaction after it failed on the
+// fold's UNIQUE constraint (the drive could change nothing).
+func TestFailedSyncCreateKeepsInodeNumbers(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	j := e.j
+	d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+	if _, err := j.Symlink(bg, RootIno, "d", "target", 0, 0); !errors.Is(err, ErrExist) {
+		t.Fatalf("symlink over a pending directory's name: %v, want ErrExist", err)
+	}
+	f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
+	if f.Ino == d.Ino {
+		t.Fatalf("the create after the failed symlink took the pending mkdir's inode %d", d.Ino)
+	}
+	applyUnlinks(t, j)
+	for _, c := range []struct {
+		name string
+		want Attr
+	}{{"d", d}, {"f", f}} {
+		if a, err := j.Lookup(bg, RootIno, c.name); err != nil || a.Ino != c.want.Ino || a.Mode != c.want.Mode {
+			t.Fatalf("lookup of %q after the apply: %+v, %v; want inode %d mode %o", c.name, a, err, c.want.Ino, c.want.Mode)
+		}
+	}
+}

@@ -390,7 +390,6 @@ func (j *namespace) create(ctx context.Context, parent Ino, name string, mode, r
 	// is a directory), the inode, the entry (whose UNIQUE(parent, name)
 	// says whether the name is taken); the reply is built from what was
 	// inserted rather than read back.
-	j.unl.crNext = 0   // AUTOINCREMENT takes the number
 	j.foldLight = true // no file's row but the new one
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		now := nowNS()
@@ -442,8 +441,14 @@ func (j *namespace) create(ctx context.Context, parent Ino, name string, mode, r
 		return nil
 	})
 	if err != nil {
+		// The creates it folded are rolled back, pending still: crNext
+		// stays past their numbers (reset, the next deferred create
+		// took sqlite_sequence's next, one of theirs).
 		return a, err
 	}
+	// AUTOINCREMENT took the number, past every create pending (the
+	// commit applied them all first): the next deferred one reads it.
+	j.unl.crNext = 0
 	gen := j.commitGen.Load() // wmu held: no commit since this one
 	j.ac.put(parent, parentAttr, gen)
 	j.ac.put(a.Ino, a, gen)

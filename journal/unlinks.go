@@ -393,7 +393,7 @@ func (j *unlinks) openUnlinkLog(ctx context.Context) error {
 		// applied records until it is emptied) lose nothing; the others
 		// may be files the drive answered for and keeps nowhere else.
 		after, _ := decodeUnlinks(b[at:])
-		c, u, fl, st, err := unappliedAfter(ctx, j, recs, after)
+		c, u, fl, st, err := unappliedAfter(ctx, j, after)
 		if err != nil {
 			return err
 		}
@@ -499,20 +499,30 @@ func (j *unlinks) warnUnapplied(ctx context.Context) error {
 	return nil
 }
 
-// unappliedAfter is unapplied of the records after a damaged one, read
-// after those before it: a create after the damage may be in a directory
-// that a deferred mkdir before it made, which the database lacks as well
-// (alone, such a create would not fit the database, and be dropped
-// uncounted). replayable decides each record from those before it, so
-// the records before count the same either way.
+// unappliedAfter is unapplied of the records after a damaged one. A
+// create among them numbered past sqlite_sequence is not in the database,
+// whether it fits it or not: it may be in a directory that a deferred
+// mkdir before the damage, or in the damaged record, made (replayable
+// alone would find its parent missing and drop it uncounted, and Open
+// would empty the log). The other kinds do not depend on the creates.
 // (A function: unlinks's method set is full.)
-func unappliedAfter(ctx context.Context, j *unlinks, before, after []unlinkRec) (creates, unlinks, flushes, sets int, err error) {
-	c0, u0, f0, s0, err := j.unapplied(ctx, slices.Clone(before)) // replayable filters in place
+func unappliedAfter(ctx context.Context, j *unlinks, after []unlinkRec) (creates, unlinks, flushes, sets int, err error) {
+	seq, err := j.inodeSeq(ctx)
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return 0, 0, 0, 0, fmt.Errorf("journal: read the unlink log: %w", err)
 	}
-	c, u, f, s, err := j.unapplied(ctx, append(slices.Clone(before), after...))
-	return c - c0, u - u0, f - f0, s - s0, err
+	rest := after[:0:0]
+	for _, r := range after {
+		if r.create {
+			if r.ino > seq {
+				creates++
+			}
+			continue
+		}
+		rest = append(rest, r)
+	}
+	_, unlinks, flushes, sets, err = j.unapplied(ctx, rest)
+	return creates, unlinks, flushes, sets, err
 }
 
 // unapplied counts the records of recs that the database does not show

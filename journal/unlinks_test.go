@@ -919,35 +919,43 @@ func TestUnlinkLogNeverQuiet(t *testing.T) {
 }
 
 // TestUnlinkLogDamagedMidwayUnderMkdir: the create after the damage is in
-// a directory a deferred mkdir before the damage made. Neither is in
-// journal.db yet, so Open refuses as for any create after the damage
-// (TestUnlinkLogDamagedMidway); counted alone, the records after the
-// damage made a create whose parent journal.db lacks, which "does not fit
-// the database": Open applied the mkdir, dropped the file and emptied the
-// log.
+// a directory a deferred mkdir made, before the damage or in the damaged
+// record itself. Neither is in journal.db yet, so Open refuses as for any
+// create after the damage (TestUnlinkLogDamagedMidway); counted alone,
+// the records after the damage made a create whose parent journal.db
+// lacks, which "does not fit the database": Open dropped the file and
+// emptied the log.
 func TestUnlinkLogDamagedMidwayUnderMkdir(t *testing.T) {
-	e := newEnv(t, nil)
-	x := must[Attr](t)(e.j.Mknod(bg, RootIno, "x", 0o644, 0, 0, 0))
-	if err := e.j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e.j = nil
-	d := unlinkRec{parent: RootIno, ino: x.Ino + 1, name: "d", create: true, mode: sIFDIR | 0o755, t: 1}
-	b := appendUnlink(nil, d)
-	b = appendUnlink(b, unlinkRec{parent: RootIno, ino: x.Ino, name: "x"})
-	b[len(b)-6] ^= 0x40 // x's name: its checksum fails
-	b = appendUnlink(b, unlinkRec{parent: d.ino, ino: d.ino + 1, name: "f", create: true, mode: sIFREG | 0o644, t: 1})
-	path := filepath.Join(e.opts.Dir, unlinkLogName)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	j, err := Open(bg, e.opts)
-	if err == nil {
-		_, lerr := j.Lookup(bg, d.ino, "f")
-		j.Close()
-		t.Fatalf("Open applied a damaged unlink log whose create after the damage is in a directory made before it (lookup of the create: %v)", lerr)
-	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, b) {
-		t.Fatalf("Open changed the damaged unlink log (%d bytes, was %d)", len(got), len(b))
+	for _, damaged := range []string{"a record between", "the mkdir"} {
+		t.Run(damaged, func(t *testing.T) {
+			e := newEnv(t, nil)
+			x := must[Attr](t)(e.j.Mknod(bg, RootIno, "x", 0o644, 0, 0, 0))
+			if err := e.j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			e.j = nil
+			d := unlinkRec{parent: RootIno, ino: x.Ino + 1, name: "d", create: true, mode: sIFDIR | 0o755, t: 1}
+			b := appendUnlink(nil, d)
+			if damaged == "the mkdir" {
+				b[len(b)-6] ^= 0x40 // d's name: its checksum fails
+			} else {
+				b = appendUnlink(b, unlinkRec{parent: RootIno, ino: x.Ino, name: "x"})
+				b[len(b)-6] ^= 0x40 // x's name
+			}
+			b = appendUnlink(b, unlinkRec{parent: d.ino, ino: d.ino + 1, name: "f", create: true, mode: sIFREG | 0o644, t: 1})
+			path := filepath.Join(e.opts.Dir, unlinkLogName)
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			j, err := Open(bg, e.opts)
+			if err == nil {
+				_, lerr := j.Lookup(bg, d.ino, "f")
+				j.Close()
+				t.Fatalf("Open applied a damaged unlink log whose create after the damage is in a directory a deferred mkdir made (lookup of the create: %v)", lerr)
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, b) {
+				t.Fatalf("Open changed the damaged unlink log (%d bytes, was %d)", len(got), len(b))
+			}
+		})
 	}
 }

@@ -14,8 +14,9 @@ import (
 // share the cores, and every request the handler answers late delays the
 // program. So the unlinker runs on an OS thread of its own whose nice
 // value is raised: the kernel then runs the handler and the program
-// first, and gives the unlinker what they leave (cp -a of $GOROOT/src:
-// about 5% less time, docs/BENCHMARKS.md).
+// first, and gives the unlinker what they leave (with the spare Ps of
+// fs.RaiseProcs, cp -a of $GOROOT/src took about 10% less time:
+// docs/BENCHMARKS.md).
 //
 // Not 19: the unlinker holds wmu while it applies, and a FUSE request
 // that needs wmu then waits for it. At nice 10 the thread still gets

@@ -2,13 +2,11 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -199,18 +197,8 @@ func TestStagingFileGoneWhileMounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	pollStatus(t, env, dir, "the first upload to fail", func(s statusReport) bool { return s.Uploads.Errors > 0 })
-	big := make([]byte, 500_000)
-	rand.Read(big) // sealed bigger than what the journal's database holds
-	if err := os.WriteFile(filepath.Join(mp, "big"), big, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pollStatus(t, env, dir, "big to be staged", func(s statusReport) bool { return s.Uploads.Blocks >= 2 })
-	files, _ := filepath.Glob(filepath.Join(dir, "journal", "staging", "*"))
-	files = slices.DeleteFunc(files, func(f string) bool { return strings.HasSuffix(f, ".tmp") })
-	if len(files) != 1 {
-		t.Fatalf("%d staging files, want 1: %v", len(files), files)
-	}
-	if err := os.Remove(files[0]); err != nil {
+	staged := stageBig(t, env, dir, mp)
+	if err := os.Remove(staged); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {

@@ -96,23 +96,13 @@ func stagedOffline(t *testing.T) (dir, mp string, env, nodes []string, big, smal
 // EIO), as the uploader would when it reached it.
 func TestCheckFlippedStagingByte(t *testing.T) {
 	dir, mp, env := heldMount(t)
-	big := make([]byte, 500_000)
-	rand.Read(big) // sealed bigger than what the journal's database holds
-	if err := os.WriteFile(filepath.Join(mp, "big"), big, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pollStatus(t, env, dir, "big to be staged", func(s statusReport) bool { return s.Uploads.Blocks >= 2 })
-	files, _ := filepath.Glob(filepath.Join(dir, "journal", "staging", "*"))
-	files = slices.DeleteFunc(files, func(f string) bool { return strings.HasSuffix(f, ".tmp") })
-	if len(files) != 1 {
-		t.Fatalf("%d staging files, want 1: %v", len(files), files)
-	}
-	b, err := os.ReadFile(files[0])
+	staged := stageBig(t, env, dir, mp)
+	b, err := os.ReadFile(staged)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b[len(b)/3] ^= 0x01
-	if err := os.WriteFile(files[0], b, 0o600); err != nil {
+	if err := os.WriteFile(staged, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -149,6 +139,25 @@ func TestCheckFlippedStagingByte(t *testing.T) {
 // heldMount mounts a drive whose nodes are away and writes the file
 // first, whose upload fails: the uploader has packed its segment and
 // retries it until a node answers, so it reads no staged block meanwhile.
+// stageBig writes MP/big, random bytes that seal bigger than what the
+// journal's database holds, waits until it is staged, and returns its
+// staging file (the only one but temporaries).
+func stageBig(t *testing.T, env []string, dir, mp string) string {
+	t.Helper()
+	big := make([]byte, 500_000)
+	rand.Read(big)
+	if err := os.WriteFile(filepath.Join(mp, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pollStatus(t, env, dir, "big to be staged", func(s statusReport) bool { return s.Uploads.Blocks >= 2 })
+	files, _ := filepath.Glob(filepath.Join(dir, "journal", "staging", "*"))
+	files = slices.DeleteFunc(files, func(f string) bool { return strings.HasSuffix(f, ".tmp") })
+	if len(files) != 1 {
+		t.Fatalf("%d staging files, want 1: %v", len(files), files)
+	}
+	return files[0]
+}
+
 func heldMount(t *testing.T) (dir, mp string, env []string) {
 	t.Helper()
 	dir, mp, env, _ = awayDiskDrive(t)

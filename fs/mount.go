@@ -20,17 +20,25 @@ import (
 
 // Kernel cache lifetimes. The kernel invalidates its own entries and
 // attributes for every change made through this mount, and every change
-// to the drive is made through it (one mount per journal, enforced by the
-// data dir lock), so these bound staleness only for changes the kernel
-// cannot see: attributes the journal computes by itself (st_blocks after
-// a flush). One second is libfuse's default and keeps a stat-heavy
+// to the drive's names is made through it (one mount per journal,
+// enforced by the data dir lock; the web app writes through the mount
+// too), so a name the kernel has looked up stays right until the kernel
+// itself changes it. Entries are therefore kept for a minute, not
+// libfuse's second: a name created, listed or looked up a little while
+// ago is not asked for again before its unlink, rename or open (rm of
+// files made a few seconds before took one LOOKUP each, a third of the
+// unlink's time; docs/BENCHMARKS.md). The minute only bounds how long a
+// mistake could last. The snapshots' trees keep one second
+// (snapshotEntryTimeout): the mount process deletes snapshots, not the
+// kernel. Attributes keep one second: the journal changes some by
+// itself (st_blocks after a flush), and one second keeps a stat-heavy
 // workload (ls -l, make, git status) to about one GETATTR per file per
-// second. Negative entries are cached for the same second: a create
-// through this mount replaces the negative dentry at once, and build
-// tools probe many missing paths.
+// second. Negative entries are cached for a second: a create through
+// this mount replaces the negative dentry at once, and build tools probe
+// many missing paths.
 const (
 	attrTimeout     = time.Second
-	entryTimeout    = time.Second
+	entryTimeout    = time.Minute
 	negativeTimeout = time.Second
 )
 

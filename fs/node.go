@@ -46,6 +46,10 @@ type fileSystem struct {
 	shardsDown  func(ctx context.Context, ino journal.Ino) (bool, error)
 	log         *slog.Logger
 	attrTimeout time.Duration
+	// entryTimeout, when not 0, is how long the kernel keeps the entries
+	// of this file system's lookups instead of the mount's entryTimeout
+	// (a snapshot's tree: snapshotEntryTimeout).
+	entryTimeout time.Duration
 	// noLseek answers SEEK_DATA and SEEK_HOLE with ENOSYS, which makes the
 	// kernel treat every file of the mount as all data: set with the
 	// kernel's write-back cache, whose dirty pages the journal has not
@@ -229,6 +233,9 @@ func (n *node) child(ctx context.Context, a journal.Attr, out *fuse.EntryOut) *f
 	c := &node{fsys: n.fsys}
 	c.last = packAttr(a)
 	n.fsys.fillAttr(&out.Attr, a)
+	if n.fsys.entryTimeout > 0 {
+		out.SetEntryTimeout(n.fsys.entryTimeout)
+	}
 	return n.NewInode(ctx, c, fusefs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: uint64(a.Ino) + n.fsys.inoOff})
 }
 

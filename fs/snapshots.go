@@ -189,6 +189,13 @@ func (s *snapshotsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.
 	return fusefs.NewListDirStream(ents), 0
 }
 
+// snapshotEntryTimeout is how long the kernel keeps a snapshot's name in
+// .snapshots and the names in its tree: the mount's entryTimeout relies on
+// every change going through the kernel, but snapshots are deleted by the
+// mount process, so a deleted one must be gone from the kernel's cache as
+// soon as a second later, as before the longer entryTimeout.
+const snapshotEntryTimeout = time.Second
+
 func (s *snapshotsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	ctx0 := settled(ctx)
 	sn, err := s.fsys.snaps.FindSnapshot(ctx0, name)
@@ -211,10 +218,11 @@ func (s *snapshotsNode) Lookup(ctx context.Context, name string, out *fuse.Entry
 	if err != nil {
 		return nil, errno(s.fsys.log, "open snapshot "+name, journal.RootIno, err)
 	}
-	fsys := &fileSystem{j: sj, log: s.fsys.log, attrTimeout: s.fsys.attrTimeout, inoOff: s.fsys.slots.off(sn.Seq),
-		noLseek: s.fsys.noLseek}
+	fsys := &fileSystem{j: sj, log: s.fsys.log, attrTimeout: s.fsys.attrTimeout, entryTimeout: snapshotEntryTimeout,
+		inoOff: s.fsys.slots.off(sn.Seq), noLseek: s.fsys.noLseek}
 	c := &node{fsys: fsys}
 	c.last = packAttr(a)
 	fsys.fillAttr(&out.Attr, a)
+	out.SetEntryTimeout(snapshotEntryTimeout)
 	return s.NewInode(ctx, c, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: uint64(a.Ino) + fsys.inoOff}), 0
 }

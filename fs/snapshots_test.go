@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestSnapshotVisibleAtOnce: a script that looks for a snapshot, makes it
@@ -158,6 +159,37 @@ func TestSnapshotSlots(t *testing.T) {
 	for _, o := range []uint64{a, b, c} {
 		if o < snapBase || o+1<<snapInoBits-1 >= 1<<63 || o+1<<snapInoBits-1 < o {
 			t.Errorf("offset %#x: its numbers leave [2^62, 2^63)", o)
+		}
+	}
+}
+
+// TestDeletedSnapshotGoneFromKernel: a snapshot deleted by the mount
+// process (meshdrive snapshot delete) is gone from .snapshots a moment
+// later, its name and its tree's: the kernel keeps them for
+// snapshotEntryTimeout, not the mount's longer entryTimeout, which relies
+// on every change going through the kernel.
+func TestDeletedSnapshotGoneFromKernel(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	if err := os.WriteFile(filepath.Join(s.mnt, "a"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.drive.CreateSnapshot(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(s.mnt, snapshotsName, "old")
+	for _, p := range []string{snap, filepath.Join(snap, "a")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.drive.DeleteSnapshots(ctx, []string{"old"}, false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(snapshotEntryTimeout + snapshotEntryTimeout/2)
+	for _, p := range []string{snap, filepath.Join(snap, "a")} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("stat %s of a deleted snapshot %v later: %v, want ENOENT", p[len(s.mnt):], snapshotEntryTimeout*3/2, err)
 		}
 	}
 }

@@ -442,10 +442,37 @@ func (j *flusher) stagedIntact(ctx context.Context, id remote.BlockID, row block
 // Options.MakeRoom freed some of it.
 func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 	name, err := stageTemp(j, id, sealed)
+	if errors.Is(err, os.ErrNotExist) && remakeStaging(j) {
+		name, err = stageTemp(j, id, sealed)
+	}
 	if madeRoom(&j.o, j.log, err, len(sealed)) {
 		name, err = stageTemp(j, id, sealed)
 	}
 	return name, err
+}
+
+// remakeStaging makes the staging directory again when it is gone
+// (removed by hand, or by a cleaner of old files), so that closes and
+// fsyncs go on instead of failing with a bare "no such file or
+// directory". What was staged in it and not yet uploaded went with it:
+// the log says so, and what to run. It reports whether it made the
+// directory. (A function: flusher's method set is full.)
+func remakeStaging(j *flusher) bool {
+	if _, err := os.Stat(j.stage); !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	if err := os.Mkdir(j.stage, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		j.log.Error("journal: the staging folder is gone and cannot be made again; closes of large files fail until it can",
+			"dir", j.stage, "err", err)
+		return false
+	}
+	if err := syncDir(j.o.Dir); err != nil {
+		j.log.Warn("journal: sync the journal folder after making the staging folder again", "dir", j.o.Dir, "err", err)
+	}
+	j.log.Warn("journal: the staging folder was gone (removed by hand or by a cleaner?) and was made again; "+
+		"blocks that waited in it for upload are lost: run `meshdrive check --repair` to find the files they belonged to",
+		"dir", j.stage)
+	return true
 }
 
 // stageTemp writes sealed bytes to a new temporary staging file and

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"database/sql"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -181,5 +183,42 @@ func TestStageDirect(t *testing.T) {
 	e.j.fl.dropOwnStaged(&c)
 	if _, err := os.Stat(e.j.c.stagePath(c.id)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("an uncommitted directly staged file stayed: %v", err)
+	}
+}
+
+// TestStagingFolderRemade: a staging folder removed while the drive runs
+// (by hand, or by a cleaner of old files) is made again by the next close
+// that stages a block, which then succeeds, and the log says what was
+// lost and what to run; before, every such close failed with a bare "no
+// such file or directory" until a restart.
+func TestStagingFolderRemade(t *testing.T) {
+	logName := filepath.Join(t.TempDir(), "log")
+	logf := must[*os.File](t)(os.Create(logName)) // its writes are safe for the journal's goroutines
+	t.Cleanup(func() { logf.Close() })
+	e := newEnv(t, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(logf, nil)) })
+	a := must[Attr](t)(e.j.Mknod(bg, RootIno, "big", 0o644, 0, 0, 0))
+	data := make([]byte, 64<<10) // incompressible, over inlineMax of the test's blocks: staged in a file
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+	if err := os.RemoveAll(e.j.stage); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.j.Fsync(bg, a.Ino); err != nil {
+		t.Fatalf("fsync with the staging folder gone: %v", err)
+	}
+	if _, err := os.Stat(e.j.stage); err != nil {
+		t.Fatalf("staging folder after the fsync: %v", err)
+	}
+	if log := string(must[[]byte](t)(os.ReadFile(logName))); !strings.Contains(log, "staging folder was gone") || !strings.Contains(log, "check --repair") {
+		t.Errorf("log does not say the staging folder was made again and what to run:\n%s", log)
+	}
+	e.reopen()
+	got := make([]byte, len(data))
+	must[int](t)(e.j.ReadAt(bg, a.Ino, got, 0))
+	if !bytes.Equal(got, data) {
+		t.Fatal("the file read back after a reopen differs from what was written")
 	}
 }

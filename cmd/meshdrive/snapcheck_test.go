@@ -130,5 +130,15 @@ func TestCheckCoversSnapshotSegments(t *testing.T) {
 	if !strings.Contains(r.stderr, "only snapshots keep") || !strings.Contains(r.stderr, "the files in the drive do not need them") {
 		t.Errorf("check's error does not say what was lost:\n%s", r)
 	}
+	// check --repair cannot rebuild them: it says they are lost, once,
+	// and does not offer to try them again.
+	rep, r = d.check(t, "--repair")
+	if r.code != 1 || len(rep.SnapshotUnrecoverable) != len(only) || rep.RepairFailed != 0 {
+		t.Fatalf("check --repair with the snapshot's segments below k: code %d, %d of %d named unrecoverable, %d failed repairs (want 0: nothing to try again)\n%s",
+			r.code, len(rep.SnapshotUnrecoverable), len(only), rep.RepairFailed, r)
+	}
+	if !strings.Contains(r.stderr, "only snapshots keep") || strings.Contains(r.stderr, "could not be repaired") {
+		t.Errorf("check --repair's error should name the lost segments once, as only snapshots keep them:\n%s", r)
+	}
 	d.readAll(t, "after losing the snapshot's segments")
 }

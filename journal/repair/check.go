@@ -256,6 +256,12 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 				rep.Repaired++
 				n := len(hs[i].Shards)
 				hs[i] = &remote.SegmentHealth{Seg: hs[i].Seg, Shards: hs[i].Shards, OK: n}
+			case !hs[i].Recoverable():
+				// Below k shards: no repair can rebuild it, and the report
+				// names it as unrecoverable (the files, metadata or
+				// snapshots that need it), with what to do; counted as a
+				// failed repair too, check said twice that it is lost and
+				// that check --repair would try it again.
 			default:
 				rep.RepairFailed++
 				if len(rep.RepairErrors) < 10 && o.err != nil {

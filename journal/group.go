@@ -32,6 +32,7 @@ func (j *core) kickGroup() {
 func (j *core) groupCommitter(ctx context.Context) {
 	defer close(j.groupDone)
 	var retry spaceRetry
+	var failing repeatWarn
 	for {
 		select {
 		case <-ctx.Done():
@@ -46,14 +47,53 @@ func (j *core) groupCommitter(ctx context.Context) {
 		// Kicks during the wait are covered by this barrier (they come
 		// from commits before it) or leave a kick for the next round.
 		if err := j.barrier(ctx); err != nil && ctx.Err() == nil {
-			j.log.Warn("journal: group commit failed; closed files since the last fsync may not survive a power cut yet", "err", err)
+			if n, ok := failing.fail(time.Now()); ok {
+				j.log.Warn("journal: group commit failed; closed files since the last fsync may not survive a power cut yet "+
+					"(it is tried again every interval; a full disk is the usual cause: free some room)", "err", err, "failures", n)
+			}
 			j.kickGroup() // retry after the next interval
 			continue
+		}
+		if n, since, ok := failing.ok(); ok {
+			j.log.Info("journal: group commit works again", "failures", n, "failing_since", since.Format(time.RFC3339))
 		}
 		// Then space, off every caller's path (vacuum.go), unless it
 		// failed lately.
 		retry.some(ctx, j)
 	}
+}
+
+// repeatWarn keeps a failure that repeats every interval (the group
+// commit on a full disk, every GroupCommit) from filling the log: the
+// first failure is logged, then one a minute (repeatWarnEvery) with the
+// count so far, and ok reports the recovery once.
+type repeatWarn struct {
+	n      int       // failures since the last success
+	since  time.Time // the first of them
+	logged time.Time // the last one logged
+}
+
+const repeatWarnEvery = time.Minute
+
+// fail counts a failure at now and reports whether to log it, with the
+// failures counted since the last success.
+func (w *repeatWarn) fail(now time.Time) (int, bool) {
+	w.n++
+	if w.n == 1 {
+		w.since = now
+	}
+	if w.n > 1 && now.Sub(w.logged) < repeatWarnEvery {
+		return w.n, false
+	}
+	w.logged = now
+	return w.n, true
+}
+
+// ok records a success and reports, once, the failures it ends.
+func (w *repeatWarn) ok() (int, time.Time, bool) {
+	n, since := w.n, w.since
+	*w = repeatWarn{}
+	return n, since, n > 0
 }
 
 // freeLaterLocked records the staging files of blocks an ordinary commit

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -404,4 +405,31 @@ func testUnlinkLeavesFreeingToReaper(t *testing.T) {
 		t.Fatalf("%d staging files left after a durable commit", n)
 	}
 	e.reopen()
+}
+
+// TestRepeatWarn: a group commit that fails every interval (a full disk)
+// is logged at its first failure and then once a minute with the count,
+// not every second; the recovery is reported once, with the count.
+func TestRepeatWarn(t *testing.T) {
+	var w repeatWarn
+	t0 := time.Date(2026, 12, 7, 14, 0, 0, 0, time.UTC)
+	var logged []int
+	for s := 0; s <= 150; s++ { // a failure a second for 150 s
+		if n, ok := w.fail(t0.Add(time.Duration(s) * time.Second)); ok {
+			logged = append(logged, n)
+		}
+	}
+	if want := []int{1, 61, 121}; !slices.Equal(logged, want) {
+		t.Errorf("failures logged at counts %v, want %v (the first, then one a minute)", logged, want)
+	}
+	n, since, ok := w.ok()
+	if !ok || n != 151 || !since.Equal(t0) {
+		t.Errorf("recovery: %d failures since %v, reported %v; want 151 since %v, reported", n, since, ok, t0)
+	}
+	if _, _, ok := w.ok(); ok {
+		t.Error("a second success reported a recovery again")
+	}
+	if n, ok := w.fail(t0.Add(200 * time.Second)); !ok || n != 1 {
+		t.Errorf("the first failure after a recovery: count %d, logged %v; want 1, logged", n, ok)
+	}
 }

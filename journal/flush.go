@@ -442,8 +442,12 @@ func (j *flusher) stagedIntact(ctx context.Context, id remote.BlockID, row block
 // Options.MakeRoom freed some of it.
 func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 	name, err := stageTemp(j, id, sealed)
-	if errors.Is(err, os.ErrNotExist) && remakeStaging(j) {
-		name, err = stageTemp(j, id, sealed)
+	if errors.Is(err, os.ErrNotExist) {
+		if made, rerr := remakeStaging(j); made {
+			name, err = stageTemp(j, id, sealed)
+		} else if rerr != nil {
+			return "", rerr
+		}
 	}
 	if madeRoom(&j.o, j.log, err, len(sealed)) {
 		name, err = stageTemp(j, id, sealed)
@@ -452,27 +456,41 @@ func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 }
 
 // remakeStaging makes the staging directory again when it is gone
-// (removed by hand, or by a cleaner of old files), so that closes and
-// fsyncs go on instead of failing with a bare "no such file or
-// directory". What was staged in it and not yet uploaded went with it:
-// the log says so, and what to run. It reports whether it made the
-// directory. (A function: flusher's method set is full.)
-func remakeStaging(j *flusher) bool {
+// (removed by hand, or by a cleaner of old files) and no block waits in
+// it for upload, so that closes and fsyncs go on instead of failing with
+// a bare "no such file or directory". It reports whether it made the
+// directory. When blocks do wait in it, the folder may have been moved
+// or its disk not mounted, which can be undone: an empty folder in its
+// place would make the uploader find their files missing and mark them
+// all lost (uploader.pack), and would stand in the way of moving the
+// folder back. It then makes nothing and returns an error that says
+// what to do, as the uploader's own (stagingGone). (A function:
+// flusher's method set is full.)
+func remakeStaging(j *flusher) (bool, error) {
 	if _, err := os.Stat(j.stage); !errors.Is(err, os.ErrNotExist) {
-		return false
+		return false, nil
+	}
+	var waiting int64
+	if err := j.db.QueryRow(`SELECT count(*) FROM blocks WHERE state = ? AND id NOT IN (SELECT id FROM staged)`,
+		blockStaged).Scan(&waiting); err != nil {
+		return false, fmt.Errorf("journal: the staging folder %s is gone, and the blocks that wait in it cannot be counted: %w", j.stage, err)
+	}
+	if waiting > 0 {
+		return false, fmt.Errorf("journal: the staging folder %s is gone, and %d blocks not yet uploaded have their only copy in it: "+
+			"put the folder back (mount its disk, or move it back) and write again; if it cannot come back, "+
+			"unmount and mount with --drop-missing, which marks those blocks lost and keeps everything else", j.stage, waiting)
 	}
 	if err := os.Mkdir(j.stage, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		j.log.Error("journal: the staging folder is gone and cannot be made again; closes of large files fail until it can",
 			"dir", j.stage, "err", err)
-		return false
+		return false, nil
 	}
 	if err := syncDir(j.o.Dir); err != nil {
 		j.log.Warn("journal: sync the journal folder after making the staging folder again", "dir", j.o.Dir, "err", err)
 	}
-	j.log.Warn("journal: the staging folder was gone (removed by hand or by a cleaner?) and was made again; "+
-		"blocks that waited in it for upload are lost: run `meshdrive check --repair` to find the files they belonged to",
+	j.log.Warn("journal: the staging folder was gone (removed by hand or by a cleaner?) and was made again; no block waited in it for upload",
 		"dir", j.stage)
-	return true
+	return true, nil
 }
 
 // stageTemp writes sealed bytes to a new temporary staging file and

@@ -380,3 +380,78 @@ func testStagingFolderGoneWhileOpen(t *testing.T) {
 		t.Errorf("the log does not say the folder is back:\n%s", log)
 	}
 }
+
+// TestStagingFolderMovedNotRemade: a close that stages a block while the
+// staging folder is moved away (by mistake, or its disk not mounted)
+// must not make an empty one in its place while blocks wait for upload
+// in the old one: the uploader would then find the folder there and each
+// queued block's file missing, and mark them all lost, and the folder
+// could not be moved back over the new one. The close fails and says
+// what to do; once the folder is back, it succeeds and everything
+// uploads.
+func TestStagingFolderMovedNotRemade(t *testing.T) { bubble(t, testStagingFolderMovedNotRemade) }
+
+func testStagingFolderMovedNotRemade(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		// Nothing ships until WaitDurable asks for it; then a pass an hour.
+		o.IdleFlush, o.SegmentSize = time.Hour, 64<<20
+	})
+	var inos []Ino
+	data := make([]byte, 2<<16)
+	for i, name := range []string{"a", "b"} {
+		a := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+		fillRand(uint64(20+i), data)
+		must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+		if err := e.j.Fsync(bg, a.Ino); err != nil {
+			t.Fatal(err)
+		}
+		inos = append(inos, a.Ino)
+	}
+	stage := filepath.Join(e.opts.Dir, "staging")
+	if err := os.Rename(stage, stage+".away"); err != nil {
+		t.Fatal(err)
+	}
+	c := must[Attr](t)(e.j.Mknod(bg, RootIno, "c", 0o644, 0, 0, 0))
+	cdata := make([]byte, 2<<16)
+	fillRand(30, cdata)
+	must[int](t)(e.j.WriteAt(bg, c.Ino, cdata, 0))
+	err := e.j.Fsync(bg, c.Ino)
+	if err == nil || !strings.Contains(err.Error(), "staging folder") {
+		t.Errorf("fsync with the staging folder moved away while blocks wait in it: %v, want an error that names the folder", err)
+	}
+	durable := make(chan error, 1)
+	go func() { durable <- e.j.WaitDurable(bg) }()
+	time.Sleep(3 * time.Hour) // three passes of the uploader
+	synctest.Wait()
+	for _, ino := range inos {
+		if s := must[FileStatus](t)(e.j.Status(bg, ino)); s.State == StateLost || s.LostBlocks != 0 {
+			t.Errorf("inode %d after a close with the staging folder away is %+v, want nothing lost", ino, s)
+		}
+	}
+	if err := os.Rename(stage+".away", stage); err != nil {
+		t.Fatalf("move the staging folder back: %v", err)
+	}
+	if err := e.j.Fsync(bg, c.Ino); err != nil {
+		t.Fatalf("fsync once the staging folder is back: %v", err)
+	}
+	select {
+	case <-durable: // it may have failed on c's close, which failed
+	default:
+	}
+	go func() { durable <- e.j.WaitDurable(bg) }()
+	time.Sleep(2 * time.Hour)
+	synctest.Wait()
+	select {
+	case err := <-durable:
+		if err != nil {
+			t.Fatalf("the wait for durability once the folder is back: %v", err)
+		}
+	default:
+		t.Fatalf("the wait for durability goes on with the folder back: %+v", e.j.Stats())
+	}
+	got := make([]byte, len(cdata))
+	must[int](t)(e.j.ReadAt(bg, c.Ino, got, 0))
+	if !bytes.Equal(got, cdata) {
+		t.Fatal("c read back differs from what was written")
+	}
+}

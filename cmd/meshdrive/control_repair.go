@@ -100,9 +100,12 @@ func (c *controlServer) check(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return checkLine{Error: fmt.Sprintf("the blocks not yet uploaded could not be checked on the local disk: %v; check the disk under %s", err, c.o.dataDir)}
 		}
-		if req.Repair && len(rep.MetaUnrecoverable) > 0 {
+		if req.Repair && len(rep.MetaUnrecoverable) > 0 && len(rep.Down) == 0 {
 			// Records below k cannot be rebuilt: a full record makes
-			// the newest chain stand without them.
+			// the newest chain stand without them. Not while nodes are
+			// down: the records may only be out of reach (the report
+			// says to start the nodes), and the write would fail for
+			// want of nodes, its error shown as one of the drive key's.
 			if seq, err := c.o.drive.CheckpointFull(r.Context()); err != nil {
 				rep.MetaError = strings.TrimPrefix(rep.MetaError+"; write a full metadata record: "+err.Error(), "; ")
 			} else {

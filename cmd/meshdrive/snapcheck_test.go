@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	_ "modernc.org/sqlite" // the journal's database, read by the test
@@ -141,4 +142,42 @@ func TestCheckCoversSnapshotSegments(t *testing.T) {
 		t.Errorf("check --repair's error should name the lost segments once, as only snapshots keep them:\n%s", r)
 	}
 	d.readAll(t, "after losing the snapshot's segments")
+}
+
+// TestCheckRepairNodesDownAdvice: with three of six nodes stopped (k=4),
+// the tree's files and the segments only a snapshot keeps are below k
+// shards, not lost: check --repair exits 1 and says, for both, to start
+// the stopped nodes, counts no failed repair (there is nothing it could
+// do), does not call them deleted or lost on the nodes, and does not
+// try to write a full metadata record (for want of nodes it failed, and
+// its error was shown as "the drive key and config could not be stored
+// again on : write a full metadata record: ...").
+func TestCheckRepairNodesDownAdvice(t *testing.T) {
+	d := newRepairDrive(t, 2, 2)
+	mustRun(t, d.env, "snapshot", "create", "--data", d.dir, "--name", "before")
+	if err := os.RemoveAll(filepath.Join(d.mp, "b1")); err != nil {
+		t.Fatal(err)
+	}
+	for name := range d.files {
+		if strings.HasPrefix(name, "b1/") {
+			delete(d.files, name)
+		}
+	}
+	mustRun(t, d.env, "sync", "--data", d.dir)
+	only := snapshotOnlySegments(t, d.dir)
+	if len(only) == 0 {
+		t.Fatal("no segment is kept by the snapshot alone")
+	}
+	for _, i := range []int{3, 4, 5} {
+		d.nodes[i].stop(t, syscall.SIGKILL)
+	}
+	rep, r := d.check(t, "--repair")
+	if r.code != 1 || len(rep.Down) != 3 || rep.RepairFailed != 0 || len(rep.SnapshotUnrecoverable) != len(only) || rep.Unrecoverable != len(d.files) {
+		t.Fatalf("check --repair with three nodes stopped: code %d, down %v, %d failed repairs, %d of %d snapshot segments unrecoverable, %d of %d files unrecoverable\n%s",
+			r.code, rep.Down, rep.RepairFailed, len(rep.SnapshotUnrecoverable), len(only), rep.Unrecoverable, len(d.files), r)
+	}
+	if n := strings.Count(r.stderr, "start the stopped nodes ("); n != 2 || strings.Contains(r.stderr, "every node answers") ||
+		strings.Contains(r.stderr, "could not be repaired") || strings.Contains(r.stderr, "could not be stored again") {
+		t.Errorf("check --repair with three nodes stopped should say twice (files, snapshots) to start them (says it %d times), and nothing else:\n%s", n, r)
+	}
 }

@@ -108,8 +108,8 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 // has no nameless inodes, so it is created under a hidden unique name,
 // opened, and unlinked at once; the open count keeps it alive until the
 // last close. For that instant the name is visible to a concurrent
-// readdir. linkat(2) of the descriptor gives it a name (Link takes an
-// open inode with no links).
+// readdir, and the kernel is told to forget it. linkat(2) of the
+// descriptor gives it a name (Link takes an open inode with no links).
 func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
 	var r [12]byte
 	if _, err := rand.Read(r[:]); err != nil {
@@ -126,6 +126,13 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 		n.fsys.j.ReleaseFile(a.Ino)
 		return nil, nil, 0, n.errno("tmpfile", err)
 	}
+	// This unlink is the one change to a name the kernel does not make
+	// itself: a listing (READDIRPLUS) that saw the name in its instant
+	// left an entry, which the kernel would keep for entryTimeout (a
+	// minute), showing a file that is gone. Not sent from here: the
+	// kernel takes the folder's lock for it, which a listing in flight
+	// holds.
+	go n.NotifyEntry(name)
 	a.Nlink = 0
 	c := &node{fsys: n.fsys}
 	c.last = packAttr(a)

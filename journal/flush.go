@@ -477,7 +477,7 @@ func remakeStaging(j *flusher) (bool, error) {
 	}
 	if waiting > 0 {
 		return false, fmt.Errorf("journal: the staging folder %s is gone, and %d blocks not yet uploaded have their only copy in it: "+
-			"put the folder back (mount its disk, or move it back) and write again; if it cannot come back, "+
+			"put the folder back (mount its disk, or move it back) and closes and fsyncs go on (what they wrote is kept until then); if it cannot come back, "+
 			"unmount and mount with --drop-missing, which marks those blocks lost and keeps everything else", j.stage, waiting)
 	}
 	if err := os.Mkdir(j.stage, 0o700); err != nil && !errors.Is(err, os.ErrExist) {

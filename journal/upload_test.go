@@ -308,20 +308,17 @@ func TestMissingStagingFileWhileOpen(t *testing.T) {
 // and what to do, and once the folder is back the blocks upload.
 func TestStagingFolderGoneWhileOpen(t *testing.T) { bubble(t, testStagingFolderGoneWhileOpen) }
 
-func testStagingFolderGoneWhileOpen(t *testing.T) {
-	logName := filepath.Join(t.TempDir(), "log")
-	logf := must[*os.File](t)(os.Create(logName))
-	t.Cleanup(func() { logf.Close() })
-	e := newEnv(t, func(o *Options) {
-		// Nothing ships until WaitDurable asks for it; then a pass an hour.
-		o.IdleFlush, o.SegmentSize = time.Hour, 64<<20
-		o.Logger = slog.New(slog.NewTextHandler(logf, nil))
-	})
+// stageTwoMoveAway fsyncs two files of random bytes, "a" and "b" (seeds
+// seed and seed+1), whose blocks wait in staging/ for upload, then moves
+// the folder away to stage+".away". It returns their inodes and the
+// folder's path.
+func stageTwoMoveAway(t *testing.T, e *env, seed uint64) ([]Ino, string) {
+	t.Helper()
 	var inos []Ino
 	data := make([]byte, 2<<16)
 	for i, name := range []string{"a", "b"} {
 		a := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
-		fillRand(uint64(10+i), data)
+		fillRand(seed+uint64(i), data)
 		must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
 		if err := e.j.Fsync(bg, a.Ino); err != nil {
 			t.Fatal(err)
@@ -332,6 +329,19 @@ func testStagingFolderGoneWhileOpen(t *testing.T) {
 	if err := os.Rename(stage, stage+".away"); err != nil {
 		t.Fatal(err)
 	}
+	return inos, stage
+}
+
+func testStagingFolderGoneWhileOpen(t *testing.T) {
+	logName := filepath.Join(t.TempDir(), "log")
+	logf := must[*os.File](t)(os.Create(logName))
+	t.Cleanup(func() { logf.Close() })
+	e := newEnv(t, func(o *Options) {
+		// Nothing ships until WaitDurable asks for it; then a pass an hour.
+		o.IdleFlush, o.SegmentSize = time.Hour, 64<<20
+		o.Logger = slog.New(slog.NewTextHandler(logf, nil))
+	})
+	inos, stage := stageTwoMoveAway(t, e, 10)
 	durable := make(chan error, 1)
 	go func() { durable <- e.j.WaitDurable(bg) }()
 	time.Sleep(3 * time.Hour) // three passes of the uploader
@@ -396,21 +406,7 @@ func testStagingFolderMovedNotRemade(t *testing.T) {
 		// Nothing ships until WaitDurable asks for it; then a pass an hour.
 		o.IdleFlush, o.SegmentSize = time.Hour, 64<<20
 	})
-	var inos []Ino
-	data := make([]byte, 2<<16)
-	for i, name := range []string{"a", "b"} {
-		a := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
-		fillRand(uint64(20+i), data)
-		must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
-		if err := e.j.Fsync(bg, a.Ino); err != nil {
-			t.Fatal(err)
-		}
-		inos = append(inos, a.Ino)
-	}
-	stage := filepath.Join(e.opts.Dir, "staging")
-	if err := os.Rename(stage, stage+".away"); err != nil {
-		t.Fatal(err)
-	}
+	inos, stage := stageTwoMoveAway(t, e, 20)
 	c := must[Attr](t)(e.j.Mknod(bg, RootIno, "c", 0o644, 0, 0, 0))
 	cdata := make([]byte, 2<<16)
 	fillRand(30, cdata)

@@ -61,16 +61,11 @@ func shardIndexes(t *testing.T, dirs []string) map[string]map[string]bool {
 	return out
 }
 
-// TestCheckCoversSnapshotSegments: the segments that only a snapshot
-// keeps (a folder deleted after the snapshot) are part of a whole drive's
-// check: with a node wiped, check says they miss shards, check --repair
-// brings them back to 6 of 6 like the others, and with three of their
-// shards gone check exits 1 saying the snapshot's copy cannot be
-// restored, while the files in the tree stay healthy. Before, check
-// counted only the tree's files and the metadata: it said everything
-// was healthy and --repair left those segments short.
-func TestCheckCoversSnapshotSegments(t *testing.T) {
-	d := newRepairDrive(t, 2, 3)
+// snapshotKeepsB1 takes a snapshot, deletes the folder b1 from the drive
+// and syncs: the segments of b1's files are then kept by the snapshot
+// alone. It returns them.
+func snapshotKeepsB1(t *testing.T, d *repairDrive) []string {
+	t.Helper()
 	mustRun(t, d.env, "snapshot", "create", "--data", d.dir, "--name", "before")
 	if err := os.RemoveAll(filepath.Join(d.mp, "b1")); err != nil {
 		t.Fatal(err)
@@ -85,6 +80,20 @@ func TestCheckCoversSnapshotSegments(t *testing.T) {
 	if len(only) == 0 {
 		t.Fatal("no segment is kept by the snapshot alone: the test deletes nothing that a snapshot keeps")
 	}
+	return only
+}
+
+// TestCheckCoversSnapshotSegments: the segments that only a snapshot
+// keeps (a folder deleted after the snapshot) are part of a whole drive's
+// check: with a node wiped, check says they miss shards, check --repair
+// brings them back to 6 of 6 like the others, and with three of their
+// shards gone check exits 1 saying the snapshot's copy cannot be
+// restored, while the files in the tree stay healthy. Before, check
+// counted only the tree's files and the metadata: it said everything
+// was healthy and --repair left those segments short.
+func TestCheckCoversSnapshotSegments(t *testing.T) {
+	d := newRepairDrive(t, 2, 3)
+	only := snapshotKeepsB1(t, d)
 
 	wipe(t, d.nodeDirs[2])
 	rep, r := d.check(t)
@@ -154,20 +163,7 @@ func TestCheckCoversSnapshotSegments(t *testing.T) {
 // again on : write a full metadata record: ...").
 func TestCheckRepairNodesDownAdvice(t *testing.T) {
 	d := newRepairDrive(t, 2, 2)
-	mustRun(t, d.env, "snapshot", "create", "--data", d.dir, "--name", "before")
-	if err := os.RemoveAll(filepath.Join(d.mp, "b1")); err != nil {
-		t.Fatal(err)
-	}
-	for name := range d.files {
-		if strings.HasPrefix(name, "b1/") {
-			delete(d.files, name)
-		}
-	}
-	mustRun(t, d.env, "sync", "--data", d.dir)
-	only := snapshotOnlySegments(t, d.dir)
-	if len(only) == 0 {
-		t.Fatal("no segment is kept by the snapshot alone")
-	}
+	only := snapshotKeepsB1(t, d)
 	for _, i := range []int{3, 4, 5} {
 		d.nodes[i].stop(t, syscall.SIGKILL)
 	}

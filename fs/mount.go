@@ -23,7 +23,9 @@ import (
 // to the drive's names is made through it (one mount per journal,
 // enforced by the data dir lock; the web app writes through the mount
 // too), so a name the kernel has looked up stays right until the kernel
-// itself changes it. Entries are therefore kept for a minute, not
+// itself changes it (the one name the mount process removes by itself,
+// O_TMPFILE's hidden one, it tells the kernel to forget: Tmpfile).
+// Entries are therefore kept for a minute, not
 // libfuse's second: a name created, listed or looked up a little while
 // ago is not asked for again before its unlink, rename or open (rm of
 // files made a few seconds before took one LOOKUP each, a third of the

@@ -308,6 +308,23 @@ func TestMissingStagingFileWhileOpen(t *testing.T) {
 // and what to do, and once the folder is back the blocks upload.
 func TestStagingFolderGoneWhileOpen(t *testing.T) { bubble(t, testStagingFolderGoneWhileOpen) }
 
+// durableOnceBack lets two hours of the bubble's time pass with the
+// staging folder back and checks that the wait for durability (durable)
+// has ended, without an error.
+func durableOnceBack(t *testing.T, e *env, durable chan error) {
+	t.Helper()
+	time.Sleep(2 * time.Hour)
+	synctest.Wait()
+	select {
+	case err := <-durable:
+		if err != nil {
+			t.Fatalf("the wait for durability once the folder is back: %v", err)
+		}
+	default:
+		t.Fatalf("the wait for durability goes on with the folder back: %+v", e.j.Stats())
+	}
+}
+
 // stageTwoMoveAway fsyncs two files of random bytes, "a" and "b" (seeds
 // seed and seed+1), whose blocks wait in staging/ for upload, then moves
 // the folder away to stage+".away". It returns their inodes and the
@@ -371,16 +388,7 @@ func testStagingFolderGoneWhileOpen(t *testing.T) {
 	if err := os.Rename(stage+".away", stage); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Hour)
-	synctest.Wait()
-	select {
-	case err := <-durable:
-		if err != nil {
-			t.Fatalf("the wait for durability once the folder is back: %v", err)
-		}
-	default:
-		t.Fatalf("the wait for durability goes on with the folder back: %+v", e.j.Stats())
-	}
+	durableOnceBack(t, e, durable)
 	for _, ino := range inos {
 		if s := must[FileStatus](t)(e.j.Status(bg, ino)); s.State == StateLost || s.PendingBlocks != 0 {
 			t.Errorf("inode %d once the folder is back is %+v, want uploaded", ino, s)
@@ -435,16 +443,7 @@ func testStagingFolderMovedNotRemade(t *testing.T) {
 	default:
 	}
 	go func() { durable <- e.j.WaitDurable(bg) }()
-	time.Sleep(2 * time.Hour)
-	synctest.Wait()
-	select {
-	case err := <-durable:
-		if err != nil {
-			t.Fatalf("the wait for durability once the folder is back: %v", err)
-		}
-	default:
-		t.Fatalf("the wait for durability goes on with the folder back: %+v", e.j.Stats())
-	}
+	durableOnceBack(t, e, durable)
 	got := make([]byte, len(cdata))
 	must[int](t)(e.j.ReadAt(bg, c.Ino, got, 0))
 	if !bytes.Equal(got, cdata) {

@@ -399,21 +399,7 @@ func TestDeferredMkdir(t *testing.T) {
 		m := must[Attr](t)(j.Mkdir(bg, RootIno, "m", 0o755, 0, 0))
 		mm := must[Attr](t)(j.Mkdir(bg, m.Ino, "mm", 0o700, 0, 0))
 		mf := must[Attr](t)(j.Mknod(bg, mm.Ino, "mf", 0o600, 0, 0, 0))
-		// What a kill -9 leaves is the directory as it is now (the
-		// database, its write-ahead log, the unlink log): a copy of it
-		// is opened (without sqlite's shared-memory index, which a new
-		// process rebuilds).
-		killed := filepath.Join(t.TempDir(), "journal")
-		if err := os.CopyFS(killed, os.DirFS(e.opts.Dir)); err != nil {
-			t.Fatal(err)
-		}
-		os.Remove(filepath.Join(killed, "journal.db-shm"))
-		if err := j.Close(); err != nil {
-			t.Fatal(err)
-		}
-		e.j = nil
-		e.opts.Dir = killed
-		e.open()
+		e.killAndReopen()
 		j = e.j
 		for _, c := range []struct {
 			parent Ino

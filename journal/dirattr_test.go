@@ -316,13 +316,7 @@ func TestDirSetAttrBetweenCommitAndForget(t *testing.T) {
 func TestMkdirLeavesClosesPending(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
 	j := e.j
-	f := must[Attr](t)(j.Mknod(bg, RootIno, "f", 0o644, 0, 0, 0))
-	j.OpenFile(f.Ino)
-	must[int](t)(j.WriteAt(bg, f.Ino, []byte("data"), 0))
-	if err := j.Flush(bg, f.Ino); err != nil {
-		t.Fatal(err)
-	}
-	j.ReleaseFile(f.Ino)
+	f := writeClosed(t, j, "f", []byte("data"))
 	mtime := time.Unix(1600000000, 0)
 	must[Attr](t)(j.SetAttr(bg, RootIno, SetAttr{Mtime: &mtime}))
 	if n := j.unl.unlN.Load(); n != 3 {

@@ -27,7 +27,8 @@ type cut struct {
 	tmp      string // sealed bytes staged under a temporary name
 	inline   []byte // or, for a small block, the sealed bytes to stage in the database
 	plain    []byte // kept only when deduplicated (tmp and inline empty), to seal late if the block vanished
-	unsealed []byte // or, for a new small block of a close to be logged, its plain bytes: sealed when the close is applied (flushlog.go)
+	unsealed []byte // or, for a new block of a close to be logged, its plain bytes: sealed when the close is applied (flushlog.go)
+	big      []byte // or, for such a block sealed ahead too big for the database, its sealed bytes: the apply stages them in a file (incRef)
 	staged   uint64 // or: the inode number of its file at its staging name (stageDirect), until a commit takes it
 	// retake: the seq of the block's staged row when its copy on the
 	// local disk failed its check (cutPlain): the flush sealed the
@@ -35,6 +36,10 @@ type cut struct {
 	// that row over, if it is still the one, instead of adding a
 	// reference to a copy that can never be uploaded. 0: none.
 	retake int64
+	// lost: deduplicated against a lost block's row, which this cut's
+	// bytes bring back (incRef): its close commits at once (loggable),
+	// so the files that name the block read again when it returns.
+	lost bool
 }
 
 // stagedInlineMax is the largest sealed block staged in the database
@@ -318,8 +323,8 @@ func (j *flusher) prepCuts(ctx context.Context, n *inode, idxs []int64, size int
 // all-zero block is a hole; otherwise it is hashed, looked up for dedup,
 // and sealed and staged (stageSealed) when it is new. direct: stage a
 // big block under its own name (stageDirect) when it can. late: a new
-// block that seals small enough for the database whatever its bytes is
-// left unsealed (cut.unsealed), for a logged close's apply to seal.
+// block is left unsealed (cut.unsealed), for a logged close's apply to
+// seal, and to stage in a file if it seals too big for the database.
 func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte, direct, late bool) (cut, error) {
 	plain = bytes.TrimRight(plain, "\x00")
 	if len(plain) == 0 {
@@ -361,10 +366,10 @@ func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte, direct,
 		}
 	}
 	if row.found {
-		c.plain = plain
+		c.plain, c.lost = plain, row.state == blockLost
 		return c, nil
 	}
-	if late && remote.SealedSizeMax(len(plain)) <= j.inlineMax() {
+	if late {
 		c.unsealed = plain
 		return c, nil
 	}
@@ -376,13 +381,25 @@ func (j *flusher) cutPlain(ctx context.Context, idx int64, plain []byte, direct,
 // small, else in a temporary staging file named by c.tmp, or (direct)
 // under its own name (c.staged, stageDirect).
 func (j *flusher) stageSealed(c *cut, plain []byte, direct bool) error {
+	return sealCut(j, c, plain, func(sealed []byte) (err error) {
+		if !direct || !j.stageDirect(c, sealed) {
+			c.tmp, err = j.writeTemp(c.id, sealed)
+		}
+		return err
+	})
+}
+
+// sealCut seals plain as block c: in c.inline when small enough for the
+// database, else it hands the sealed bytes to big (they live in a pooled
+// buffer until big returns). (A function: flusher's method set is full.)
+func sealCut(j *flusher, c *cut, plain []byte, big func(sealed []byte) error) error {
 	buf := sealBufs.Get().(*[]byte)
 	sealed := j.seal.Seal(sealBuf(buf, len(plain)), c.id, plain)
 	var err error
 	if len(sealed) <= j.inlineMax() {
 		c.inline = slices.Clone(sealed)
-	} else if !direct || !j.stageDirect(c, sealed) {
-		c.tmp, err = j.writeTemp(c.id, sealed)
+	} else {
+		err = big(sealed)
 	}
 	*buf = sealed[:0]
 	sealBufs.Put(buf)
@@ -588,6 +605,14 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 			return nil, false, err
 		}
 		c.unsealed = nil
+	}
+	if c.big != nil && c.tmp == "" {
+		// Sealed ahead, too big for the database: to a staging file
+		// now. c.big stays: a transaction rolled back after the rename
+		// below is tried again from it.
+		if c.tmp, err = j.writeTemp(c.id, c.big); err != nil {
+			return nil, false, err
+		}
 	}
 	sealedNow := c.tmp != "" || c.inline != nil || c.staged != 0
 	if !sealedNow {

@@ -12,21 +12,24 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-
-	"github.com/meshdrive/meshdrive/remote"
 )
 
-// Deferred flushes. The close of a small file (every cut a new block
-// small enough to stage in the database, or a hole) does not commit its
-// own transaction: its cuts are hashed, and the blocks that seal small
-// enough for the database whatever their bytes are left unsealed
-// (cut.unsealed), then one record goes to the unlink log with one
-// write() (an 'f' record: the size, times, pending attributes and the
-// sealed or plain bytes), and the close returns. Sealing (zstd and
-// AES-GCM, about 90 µs of a source file's close) is off the close's
-// path: the unlinker seals the pending records' blocks before its apply
-// (sealAhead), outside wmu, and an apply that finds a record not sealed
-// ahead seals its blocks itself (incRef). The log holds plain bytes
+// Deferred flushes. The close of a file of at most flushMaxSize does
+// not commit its own transaction: its cuts are hashed, new blocks are
+// left unsealed (cut.unsealed), and blocks already in the database
+// (deduplicated) are only looked up; then one record goes to the unlink
+// log with one write() (an 'f' record: the size, times, pending
+// attributes and the plain bytes), and the close returns. Sealing (zstd
+// and AES-GCM, about 90 µs of a source file's close) is off the close's
+// path, and so is, for a block that seals too big for the database, its
+// staging file (written with O_DIRECT, renamed, the staging folder
+// synced), and so is the commit, which would apply every pending record
+// first: a close that committed took milliseconds where a logged one
+// takes tens of microseconds. The unlinker seals the pending records'
+// blocks before its apply (sealAhead), outside wmu, and the apply stages
+// them (incRef: a big one's file is written then, under wmu, and the
+// staging folder synced once before the commit). An apply that finds a
+// record not sealed ahead seals its blocks itself. The log holds plain bytes
 // then, as the dirty files do: local only. A kill -9 after it loses nothing: the next Open applies the
 // record. The record is applied with the other pending records, in log
 // order, by the unlinker (many files a commit: cp -a of a source tree
@@ -79,8 +82,9 @@ type flushRec struct {
 // commits at once, and its transaction applies them all.
 const flushLogMax = 8 << 20
 
-// flushMaxSize is the largest file whose close may be logged: larger
-// ones do not fit in the database's staging (stagedInlineMax) anyway.
+// flushMaxSize is the largest file whose close may be logged: its plain
+// bytes are written to the log and held in memory until the apply, and a
+// larger file's close is rarer, and pays its own staging less per byte.
 const flushMaxSize = 1 << 20
 
 // matches reports whether n is still in the state r logged. n.mu held.
@@ -104,11 +108,14 @@ func cutsUsed(cuts []cut) int64 {
 	return used
 }
 
-// loggable reports whether cuts can go in a flush record: holes and
-// blocks sealed by this flush, small enough for the database.
+// loggable reports whether cuts can go in a flush record: holes, blocks
+// left unsealed or sealed small enough for the database, and blocks
+// found in the database (deduplicated: the record keeps their plain
+// bytes, which its apply seals only if the block has gone since), but
+// not a lost one (cut.lost).
 func loggable(cuts []cut) bool {
 	for _, c := range cuts {
-		if !c.hole && c.inline == nil && c.unsealed == nil || c.retake != 0 {
+		if !c.hole && c.inline == nil && c.unsealed == nil && c.plain == nil || c.retake != 0 || c.lost {
 			return false // a record keeps no retake: its apply would take a reference to the damaged copy
 		}
 	}
@@ -128,7 +135,7 @@ func (j *unlinks) logFlushLocked(n *inode, r *flushRec) bool {
 	}
 	size := 0
 	for _, c := range r.cuts {
-		size += len(c.inline) + len(c.unsealed) + 64
+		size += len(c.inline) + len(c.unsealed) + len(c.plain) + 64
 		r.late = r.late || c.unsealed != nil
 	}
 	if q.flushB+size > flushLogMax {
@@ -174,6 +181,7 @@ type flushApplied struct {
 func (j *unlinks) applyFlushRecs(ctx context.Context, tx *sql.Tx, recs []unlinkRec, fr *freed) error {
 	fa := &j.unl.fa
 	var last uint64
+	renamed := false
 	for _, ur := range recs {
 		r := ur.fl
 		last = max(last, r.seq)
@@ -199,7 +207,17 @@ func (j *unlinks) applyFlushRecs(ctx context.Context, tx *sql.Tx, recs []unlinkR
 		} else if r.late {
 			cuts = slices.Clone(cuts)
 		}
-		row, _, err := j.fl.cutsTx(ctx, tx, ur.ino, cuts, prio, r.fresh, r.size, r.mtime, r.ctime, &r.pend, fr, &fa.added)
+		row, moved, err := j.fl.cutsTx(ctx, tx, ur.ino, cuts, prio, r.fresh, r.size, r.mtime, r.ctime, &r.pend, fr, &fa.added)
+		renamed = renamed || moved
+		// A staging file written here and not renamed into place: its
+		// block was added by another flush meanwhile, or the
+		// transaction fails.
+		for i := range cuts {
+			if c := &cuts[i]; c.tmp != "" {
+				os.Remove(c.tmp)
+				c.tmp = ""
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("journal: flush inode %d: %w", ur.ino, err)
 		}
@@ -209,6 +227,11 @@ func (j *unlinks) applyFlushRecs(ctx context.Context, tx *sql.Tx, recs []unlinkR
 	}
 	if last == 0 {
 		return nil
+	}
+	// The staging files renamed into place, before the commit that
+	// names them: once for all the records.
+	if err := j.fl.syncStagingIf(renamed); err != nil {
+		return err
 	}
 	_, err := j.texec(ctx, tx, `INSERT OR REPLACE INTO meta(key, value) VALUES('flush_seq', ?)`, strconv.FormatUint(last, 10))
 	return err
@@ -222,9 +245,6 @@ func (j *unlinks) fitsBlocks(r *flushRec) bool {
 	for _, c := range r.cuts {
 		if c.idx < 0 || c.idx > r.size/j.bs || c.plainLen > j.bs || c.plainLen > r.size-c.idx*j.bs {
 			return false
-		}
-		if c.unsealed != nil && remote.SealedSizeMax(len(c.unsealed)) > j.fl.inlineMax() {
-			return false // would need a staging file: not from this journal
 		}
 	}
 	return true
@@ -286,22 +306,22 @@ func (j *unlinks) sealAhead() {
 	q.umu.Unlock()
 	for _, jb := range jobs {
 		cuts := slices.Clone(jb.cuts)
-		ok := true
 		for i := range cuts {
 			c := &cuts[i]
 			if c.unsealed == nil {
 				continue
 			}
-			if err := j.fl.stageSealed(c, c.unsealed, false); err != nil || c.tmp != "" {
-				if c.tmp != "" {
-					os.Remove(c.tmp)
-				}
-				ok = false // left to the apply
-				break
-			}
+			// Sealed only: a block too big for the database keeps its
+			// sealed bytes (c.big) for the apply to write to a file, so
+			// that no staging file is left behind by a record another
+			// transaction applies first.
+			_ = sealCut(j.fl, c, c.unsealed, func(sealed []byte) error {
+				c.big = slices.Clone(sealed)
+				return nil
+			})
 			c.unsealed = nil
 		}
-		if ok && jb.r.sealed.CompareAndSwap(nil, &cuts) && jb.r.applied.Load() {
+		if jb.r.sealed.CompareAndSwap(nil, &cuts) && jb.r.applied.Load() {
 			// Applied meanwhile, by a transaction that sealed them
 			// itself: nothing will read these.
 			jb.r.sealed.Store(nil)
@@ -440,6 +460,8 @@ func appendFlushPayload(p []byte, ino Ino, r *flushRec) []byte {
 		b, kind := c.inline, byte(1)
 		if c.unsealed != nil {
 			b, kind = c.unsealed, 2
+		} else if c.plain != nil {
+			b, kind = c.plain, 2 // read back, sealed unless the block is there
 		}
 		p = append(p, kind)
 		p = append(p, c.id[:]...)

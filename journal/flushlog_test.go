@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -266,13 +267,7 @@ func TestDeferredFlushBlocks(t *testing.T) {
 	files := map[string][]byte{"zeros": make([]byte, 3), "data": data}
 	before := map[Ino]uint64{}
 	for name, b := range files {
-		f := must[Attr](t)(j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
-		j.OpenFile(f.Ino)
-		must[int](t)(j.WriteAt(bg, f.Ino, b, 0))
-		if err := j.Flush(bg, f.Ino); err != nil {
-			t.Fatal(err)
-		}
-		j.ReleaseFile(f.Ino)
+		f := writeClosed(t, j, name, b)
 		before[f.Ino] = must[Attr](t)(j.GetAttr(bg, f.Ino)).Blocks
 	}
 	if pendingFlushes(j) != 2 {
@@ -380,13 +375,7 @@ func TestLoggedCloseSealedByApply(t *testing.T) {
 	for i, ahead := range []bool{false, true} {
 		name := fmt.Sprintf("f%d", i)
 		data := []byte(strings.Repeat(name+" plain bytes ", 10))
-		f := must[Attr](t)(j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
-		j.OpenFile(f.Ino)
-		must[int](t)(j.WriteAt(bg, f.Ino, data, 0))
-		if err := j.Flush(bg, f.Ino); err != nil {
-			t.Fatal(err)
-		}
-		j.ReleaseFile(f.Ino)
+		f := writeClosed(t, j, name, data)
 		var rec *flushRec
 		for _, r := range j.unl.pending() {
 			if r.fl != nil && r.ino == f.Ino {
@@ -426,6 +415,122 @@ func TestLoggedCloseSealedByApply(t *testing.T) {
 	bad := appendFlushPayload(nil, 5, &flushRec{seq: 1, size: 4, cuts: []cut{{id: [32]byte{1}, plainLen: 4, unsealed: []byte("abc")}}})
 	if _, _, ok := decodeFlushPayload(bad); ok {
 		t.Fatal("a plain block shorter than its length decoded")
+	}
+}
+
+// TestLoggedCloseStagedInFile: the close of a file whose block seals too
+// big for the database is logged like a small file's (no commit, no
+// staging file on the close's path), and so is the close of a file whose
+// block is in the database already. The apply stages the first in a
+// staging file, sealed ahead or not, and leaves no temporary file; it
+// adds a reference to the second. A kill -9 before the apply loses
+// neither.
+func TestLoggedCloseStagedInFile(t *testing.T) {
+	e := newEnv(t, noTimers)
+	j := e.j
+	random := func(seed uint64) []byte {
+		b := make([]byte, 60<<10) // seals to more than half the 64 KiB block
+		fillRand(seed, b)
+		return b
+	}
+	closeLogged := func(name string, data []byte) (Ino, *flushRec) {
+		t.Helper()
+		gen := j.commitGen.Load()
+		f := writeClosed(t, j, name, data)
+		if j.commitGen.Load() != gen {
+			t.Fatalf("%s: the close committed", name)
+		}
+		for _, r := range j.unl.pending() {
+			if r.fl != nil && r.ino == f.Ino {
+				if len(r.fl.cuts) != 1 {
+					t.Fatalf("%s: the record holds %d cuts", name, len(r.fl.cuts))
+				}
+				return f.Ino, r.fl
+			}
+		}
+		t.Fatalf("%s: the close was not logged", name)
+		return 0, nil
+	}
+	// stagedInFile checks that block id is staged in its file, which
+	// opens to data, and not in table staged, with no temporary file.
+	stagedInFile := func(name string, id [32]byte, data []byte) {
+		t.Helper()
+		sealed, err := os.ReadFile(j.c.stagePath(id))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if plain, err := j.seal.Open(nil, id, sealed); err != nil || !bytes.Equal(plain, data) {
+			t.Fatalf("%s: the staging file does not open to the file's bytes (%v)", name, err)
+		}
+		if n := queryInt(t, j, `SELECT count(*) FROM staged WHERE id = ?`, id[:]); n != 0 {
+			t.Fatalf("%s: the block is in table staged too", name)
+		}
+		if tmp, _ := filepath.Glob(j.c.stagePath(id) + ".*.tmp"); len(tmp) != 0 {
+			t.Fatalf("%s: temporary staging files left: %v", name, tmp)
+		}
+	}
+
+	for i, ahead := range []bool{false, true} {
+		name := fmt.Sprintf("big%d", i)
+		data := random(uint64(11 + i))
+		ino, rec := closeLogged(name, data)
+		id := rec.cuts[0].id
+		if !bytes.Equal(rec.cuts[0].unsealed, data) {
+			t.Fatalf("%s: the record does not hold the block's plain bytes", name)
+		}
+		if _, err := os.Stat(j.c.stagePath(id)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: a staging file before the apply: %v", name, err)
+		}
+		if ahead {
+			j.ul.sealAhead()
+			if p := rec.sealed.Load(); p == nil || (*p)[0].big == nil || (*p)[0].inline != nil {
+				t.Fatalf("%s: sealAhead did not keep the sealed block for a file", name)
+			}
+		}
+		applyUnlinks(t, j)
+		stagedInFile(name, id, data)
+		if got := readAll(t, j, ino); !bytes.Equal(got, data) {
+			t.Fatalf("%s: reads other bytes after the apply", name)
+		}
+	}
+	blocks := queryInt(t, j, `SELECT count(*) FROM blocks`)
+	dup, rec := closeLogged("dup", random(11))
+	if rec.cuts[0].plain == nil {
+		t.Fatal("the close of a copy did not find its block in the database")
+	}
+	bid := rec.cuts[0].id
+	applyUnlinks(t, j)
+	if n, ref := queryInt(t, j, `SELECT count(*) FROM blocks`), queryInt(t, j, `SELECT refcount FROM blocks WHERE id = ?`, bid[:]); n != blocks || ref != 2 {
+		t.Fatalf("after the apply of a copy's close: %d blocks (want %d), refcount %d (want 2)", n, blocks, ref)
+	}
+	if got := readAll(t, j, dup); !bytes.Equal(got, random(11)) {
+		t.Fatal("the copy reads other bytes")
+	}
+
+	// The same bytes as a lost block: the close that brings it back
+	// commits at once, so that the files that name it read again.
+	if _, err := j.db.Exec(`UPDATE blocks SET state = ? WHERE id = ?`, blockLost, bid[:]); err != nil {
+		t.Fatal(err)
+	}
+	writeClosed(t, j, "revive", random(11))
+	if st := queryInt(t, j, `SELECT state FROM blocks WHERE id = ?`, bid[:]); st == blockLost {
+		t.Fatal("the close of a lost block's bytes did not bring it back at once")
+	}
+	if got := readAll(t, j, dup); !bytes.Equal(got, random(11)) {
+		t.Fatal("a file that names the lost block reads other bytes after it was brought back")
+	}
+
+	// Closes logged, then a kill -9: Open applies them.
+	big, rec := closeLogged("big-killed", random(13))
+	id := rec.cuts[0].id
+	dup2, _ := closeLogged("dup-killed", random(12))
+	e.killAndReopen()
+	j = e.j
+	stagedInFile("big-killed", id, random(13))
+	for ino, want := range map[Ino][]byte{big: random(13), dup2: random(12), dup: random(11)} {
+		if got := readAll(t, j, ino); !bytes.Equal(got, want) {
+			t.Fatalf("inode %d reads other bytes after a kill -9 and Open", ino)
+		}
 	}
 }
 

@@ -70,6 +70,7 @@ func testGroupCommit(t *testing.T) {
 	if err := j.Flush(bg, a.Ino); err != nil {
 		t.Fatal(err)
 	}
+	applyUnlinks(t, j) // the close was logged: its apply is the commit
 	old := j.blockIDs(t, a.Ino)[0]
 	if _, err := os.Stat(j.c.stagePath(old)); err != nil {
 		t.Fatalf("staging file of the flushed block: %v", err)
@@ -84,6 +85,7 @@ func testGroupCommit(t *testing.T) {
 	if err := j.Flush(bg, a.Ino); err != nil {
 		t.Fatal(err)
 	}
+	applyUnlinks(t, j)
 	if _, err := os.Stat(j.c.stagePath(old)); err != nil {
 		t.Fatalf("staging file of a block freed by an ordinary commit was removed before a durable commit: %v", err)
 	}

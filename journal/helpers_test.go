@@ -230,6 +230,39 @@ func (e *env) reopen() {
 	e.open()
 }
 
+// writeClosed makes file name in the root with data, as a program that
+// writes a file and closes it: its close's flush and release.
+func writeClosed(t testing.TB, j *Journal, name string, data []byte) Attr {
+	t.Helper()
+	f := must[Attr](t)(j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+	j.OpenFile(f.Ino)
+	must[int](t)(j.WriteAt(bg, f.Ino, data, 0))
+	if err := j.Flush(bg, f.Ino); err != nil {
+		t.Fatal(err)
+	}
+	j.ReleaseFile(f.Ino)
+	return f
+}
+
+// killAndReopen opens, in place of e's journal, the folder as a kill -9
+// would leave it now: a copy of it (the database, its write-ahead log,
+// the unlink log, the staging folder), without sqlite's shared-memory
+// index, which a new process rebuilds. The journal it copied is closed.
+func (e *env) killAndReopen() {
+	e.t.Helper()
+	killed := filepath.Join(e.t.TempDir(), "journal")
+	if err := os.CopyFS(killed, os.DirFS(e.opts.Dir)); err != nil {
+		e.t.Fatal(err)
+	}
+	os.Remove(filepath.Join(killed, "journal.db-shm"))
+	if err := e.j.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.j = nil
+	e.opts.Dir = killed
+	e.open()
+}
+
 // checkDB runs PRAGMA integrity_check and foreign_key_check on a closed
 // (or idle) journal and checks that every block's refcount equals the
 // number of block map rows that refer to it.

@@ -304,6 +304,9 @@ type shared struct {
 	// appliedHook, when set (tests), runs after the commit of the
 	// pending records' apply and before they are forgotten, wmu held.
 	appliedHook func()
+	// applyingHook, when set (tests), runs in the transaction of an
+	// apply of n pending records, after them, wmu held.
+	applyingHook func(n int)
 	// attrReadHook, when set (tests), runs in GetAttr between the read
 	// of the row and the overlay of what memory holds over it.
 	attrReadHook func(Ino)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -957,5 +958,87 @@ func TestUnlinkLogDamagedMidwayUnderMkdir(t *testing.T) {
 				t.Fatalf("Open changed the damaged unlink log (%d bytes, was %d)", len(got), len(b))
 			}
 		})
+	}
+}
+
+// TestApplyLeavesInodesFree: an apply of creates and closes holds no
+// imu, which every write, release and GetAttr takes (a cp -a waited on
+// it while a hundred closes were applied); an apply with an unlink holds
+// it from its look at the open inodes to its commit.
+func TestApplyLeavesInodesFree(t *testing.T) {
+	e := newEnv(t, noTimers)
+	j := e.j
+	held := func() (held bool) {
+		t.Helper()
+		j.applyingHook = func(int) {
+			if held = !j.imu.TryLock(); !held {
+				j.imu.Unlock()
+			}
+		}
+		defer func() { j.applyingHook = nil }()
+		applyUnlinks(t, j)
+		return held
+	}
+	writeClosed(t, j, "f", []byte("data"))
+	if pendingFlushes(j) != 1 {
+		t.Fatal("the close was not logged")
+	}
+	if held() {
+		t.Fatal("the apply of a create and a close held imu")
+	}
+	if err := j.Unlink(bg, RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if j.unl.unlN.Load() != 1 {
+		t.Fatal("the unlink was not deferred")
+	}
+	if !held() {
+		t.Fatal("the apply of an unlink did not hold imu")
+	}
+}
+
+// TestUnlinkerBatches: the unlinker applies the pending records
+// unlinkerBatch at a time, each in a transaction of its own, so that a
+// create waits for wmu no longer than one batch takes; all are applied.
+func TestUnlinkerBatches(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.UnlinkDelay = 300 * time.Millisecond
+		o.IdleFlush, o.GroupCommit = time.Hour, time.Hour
+	})
+	j := e.j
+	var mu sync.Mutex
+	var sizes []int
+	j.wmu.Lock()
+	j.applyingHook = func(n int) { // wmu held: no race with the test
+		mu.Lock()
+		sizes = append(sizes, n)
+		mu.Unlock()
+	}
+	j.wmu.Unlock()
+	const files = 2*unlinkerBatch + 10
+	for i := range files {
+		must[Attr](t)(j.Mknod(bg, RootIno, fmt.Sprintf("f%d", i), 0o644, 0, 0, 0))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for j.unl.unlN.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records still pending after 10 s", j.unl.unlN.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, n := range sizes {
+		if n > unlinkerBatch {
+			t.Fatalf("one apply took %d records, more than %d (applies: %v)", n, unlinkerBatch, sizes)
+		}
+		total += n
+	}
+	if total != files {
+		t.Fatalf("the applies took %d records, want %d (applies: %v)", total, files, sizes)
+	}
+	for i := range files {
+		must[Attr](t)(j.Lookup(bg, RootIno, fmt.Sprintf("f%d", i)))
 	}
 }

@@ -752,12 +752,13 @@ func (j *unlinks) txApplying(ctx context.Context, fn func(tx *sql.Tx) error) err
 // txApplyingLocked applies the pending unlinks, then runs fn (when not
 // nil) in the same transaction. wmu held.
 func (j *unlinks) txApplyingLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return j.txApplyingRecsLocked(ctx, j.unl.pending(), fn)
+	return txApplyingRecsLocked(j, ctx, j.unl.pending(), fn)
 }
 
 // txApplyingRecsLocked is txApplyingLocked for recs, the first of the
-// pending records (all of them, or the unlinker's batch). wmu held.
-func (j *unlinks) txApplyingRecsLocked(ctx context.Context, recs []unlinkRec, fn func(tx *sql.Tx) error) error {
+// pending records (all of them, or the unlinker's batch). wmu held. (A
+// function: unlinks' method set is full.)
+func txApplyingRecsLocked(j *unlinks, ctx context.Context, recs []unlinkRec, fn func(tx *sql.Tx) error) error {
 	if len(recs) == 0 {
 		if fn != nil {
 			return j.txLocked(ctx, fn)
@@ -1033,7 +1034,7 @@ func (j *unlinks) unlinker(ctx context.Context) {
 			if more = len(recs) > unlinkerBatch; more {
 				recs = recs[:unlinkerBatch]
 			}
-			err := j.txApplyingRecsLocked(ctx, recs, nil)
+			err := txApplyingRecsLocked(j, ctx, recs, nil)
 			j.wmu.Unlock()
 			if err != nil {
 				if ctx.Err() == nil {

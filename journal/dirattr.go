@@ -39,8 +39,9 @@ import (
 //     foldLight).
 //
 // It is deferred under wmu, so a transaction that applies the pending
-// records applies every pending change: right after its commit, the
-// changes are dropped from memory (dropSetsLocked), and flushGen tells
+// records applies every pending change (but the unlinker's, which
+// applies a batch at a time: the changes after its batch stay): right
+// after its commit, the changes are dropped from memory (dropSetsLocked), and flushGen tells
 // a read that began before the commit to read once more (flushedSince),
 // as after a flush. In between, a read of the committed row may find
 // the change still pending and lay it over the row again: the same
@@ -269,22 +270,29 @@ func (j *dirAttrs) apply(ctx context.Context, tx *sql.Tx, recs []unlinkRec) ([]I
 	if _, err := j.texec(ctx, tx, `INSERT OR REPLACE INTO meta(key, value) VALUES('dirset_seq', ?)`, strconv.FormatUint(last, 10)); err != nil {
 		return nil, err
 	}
-	j.unl.setsApplied = true
+	j.unl.setsApplied, j.unl.setsLast = true, last
 	return inos, nil
 }
 
 // dropSetsLocked forgets the pending directory changes once the
-// transaction that applied them all has committed (gen), with the
-// pending times of the directories they change: every record pending in
-// such a directory was applied with them (none is deferred behind a
-// change), and the row has the change's times, which GetAttr must not
-// replace with those until dropApplied forgets the records. A read that
-// began before the commit reads once more (flushedSince). wmu held.
+// transaction that applied them has committed (gen), with the pending
+// times of the directories they change: every record pending in such a
+// directory was applied with them (none is deferred behind a change),
+// and the row has the change's times, which GetAttr must not replace
+// with those until dropApplied forgets the records. A directory whose
+// newest change is past setsLast (the unlinker applies a batch of the
+// pending records at a time) keeps it, merged with those applied: it is
+// still pending, so the reads lay it over the row, and no create or
+// unlink in the directory is deferred behind it. A read that began
+// before the commit reads once more (flushedSince). wmu held.
 func (q *unlinkQueue) dropSetsLocked(flushGen *atomic.Uint64, gen uint64) {
 	q.umu.Lock()
 	defer q.umu.Unlock()
 	raiseGen(flushGen, gen)
 	for ino, r := range q.sets {
+		if r.seq > q.setsLast {
+			continue
+		}
 		if a, ok := q.crAttrs[ino]; ok {
 			// A directory a deferred mkdir made, applied in this
 			// transaction too and forgotten only by dropApplied: until
@@ -295,8 +303,8 @@ func (q *unlinkQueue) dropSetsLocked(flushGen *atomic.Uint64, gen uint64) {
 			q.crAttrs[ino] = r.apply(a)
 		}
 		delete(q.unlDirs, ino)
+		delete(q.sets, ino)
 	}
-	clear(q.sets)
-	q.setN.Store(0)
+	q.setN.Store(int64(len(q.sets)))
 	q.setsApplied = false
 }

@@ -424,3 +424,44 @@ func FuzzSetPayload(f *testing.F) {
 		}
 	})
 }
+
+// TestDirSetAttrAfterBatch: the unlinker applies a batch of the pending
+// records at a time. A directory change logged after the batch stays
+// pending: reads still show it, a create in the directory still takes
+// the synchronous way (which applies it first), and the next apply
+// stores it.
+func TestDirSetAttrAfterBatch(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	j := e.j
+	a := must[Attr](t)(j.Mkdir(bg, RootIno, "a", 0o755, 0, 0))
+	b := must[Attr](t)(j.Mkdir(bg, RootIno, "b", 0o755, 0, 0))
+	applyUnlinks(t, j)
+	ma, mb := time.Unix(1500000000, 0), time.Unix(1600000000, 0)
+	must[Attr](t)(j.SetAttr(bg, a.Ino, SetAttr{Mtime: &ma}))
+	must[Attr](t)(j.SetAttr(bg, b.Ino, SetAttr{Mtime: &mb}))
+	if n := len(j.unl.pending()); n != 2 {
+		t.Fatalf("%d records pending, want the two changes", n)
+	}
+	j.wmu.Lock()
+	err := txApplyingRecsLocked(j.ul, bg, j.unl.pending()[:1], nil) // a batch of one
+	j.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dbAttr(t, j, a.Ino).Mtime; !got.Equal(ma) {
+		t.Fatalf("the batch stored mtime %v for a, want %v", got, ma)
+	}
+	if got := must[Attr](t)(j.GetAttr(bg, b.Ino)).Mtime; !got.Equal(mb) {
+		t.Fatalf("b's change, after the batch, reads as mtime %v, want %v", got, mb)
+	}
+	if !j.unl.dirSetPending(b.Ino) {
+		t.Fatal("b's change is not pending after a batch that did not apply it")
+	}
+	applyUnlinks(t, j)
+	if got := dbAttr(t, j, b.Ino).Mtime; !got.Equal(mb) {
+		t.Fatalf("the next apply stored mtime %v for b, want %v", got, mb)
+	}
+	if j.unl.dirSetPending(b.Ino) || j.unl.dirSetPending(a.Ino) {
+		t.Fatal("a change is still pending after every record was applied")
+	}
+}

@@ -135,10 +135,13 @@ type unlinkQueue struct {
 	fa       flushApplied
 	// Deferred changes of directories' attributes (dirattr.go), under
 	// umu: merged, by directory; setN is len(sets), for a look without
-	// umu. setsApplied (wmu): the transaction under way applied them.
+	// umu. setsApplied (wmu): the transaction under way applied them,
+	// up to sequence number setsLast (the unlinker's batch may stop
+	// short of the last).
 	sets        map[Ino]setRec
 	setN        atomic.Int64
 	setsApplied bool
+	setsLast    uint64
 	setSeq      uint64 // the last sequence number given (meta's dirset_seq once applied)
 }
 

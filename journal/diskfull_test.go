@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestDiskFullIsErrDiskFull: when the journal's disk has no room for a
@@ -63,9 +64,14 @@ func TestDiskFullIsErrDiskFull(t *testing.T) {
 // shares the disk, evicts clean blocks) and is tried again, rather than
 // fail with ENOSPC while the disk holds blocks that are only a cache.
 // The disk is a real 16 MiB tmpfs, filled to its last byte by a file
-// that MakeRoom deletes, as the cache would its blocks.
+// that MakeRoom deletes, as the cache would its blocks. Nothing else
+// commits while it is full: the unlinker's apply of the deferred create
+// (UnlinkDelay after it) found the disk full too and had MakeRoom delete
+// the file between the write's ENOSPC and its own MakeRoom, which then
+// freed nothing, and the write failed (one run in a few of a loaded
+// package run).
 func TestFullDiskMakesRoom(t *testing.T) {
-	e, ballast, asked := smallDiskEnv(t, nil)
+	e, ballast, asked := smallDiskEnv(t, func(o *Options) { o.UnlinkDelay, o.GroupCommit = time.Hour, time.Hour })
 	f := must[Attr](t)(e.j.Mknod(bg, RootIno, "doc", 0o644, 0, 0, 0))
 	fill(t, ballast)
 	want := bytes.Repeat([]byte("not on the grid yet "), 1<<15) // 640 KiB

@@ -365,20 +365,28 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) (err err
 	var parentRows []Attr // and the parents' rows as they left them
 	j.unl.fa = flushApplied{}
 	j.unl.setsApplied = false
+	// A failed transaction's deferred flushes stay pending; the staging
+	// files their apply renamed into place (blocks too big for the
+	// database) are named by no row now, and the next apply writes them
+	// again.
+	forget := func() {
+		j.fl.unstage(j.unl.fa.added)
+		j.unl.fa = flushApplied{}
+	}
 	if len(folded) > 0 {
 		if applied, parentRows, err = j.applyFolded(ctx0, tx, folded); err != nil {
 			tx.Rollback()
-			j.unl.fa = flushApplied{}
+			forget()
 			return err
 		}
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		j.unl.fa = flushApplied{}
+		forget()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		j.unl.fa = flushApplied{}
+		forget()
 		return fmt.Errorf("journal: commit: %w", err)
 	}
 	// After the commit: whoever reads the new value sees it.

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -649,5 +650,61 @@ func TestCreatedOverlayAcrossApply(t *testing.T) {
 				t.Errorf("%s across the apply: size %d, %v; want 9", op, a.Size, err)
 			}
 		})
+	}
+}
+
+// TestLoggedCloseRolledBackLeavesNoFile: a logged close whose block
+// seals too big for the database, applied in a transaction that then
+// fails after the rename of its staging file: the file, which no row
+// names, goes with the rollback, sealed ahead or not; the next apply
+// stages the block again, and the file reads back, also after a kill -9.
+func TestLoggedCloseRolledBackLeavesNoFile(t *testing.T) {
+	e := newEnv(t, noTimers)
+	j := e.j
+	boom := errors.New("boom")
+	for i, ahead := range []bool{false, true} {
+		name := fmt.Sprintf("big%d", i)
+		data := make([]byte, 60<<10) // seals to more than half the 64 KiB block
+		fillRand(uint64(31+i), data)
+		gen := j.commitGen.Load()
+		f := writeClosed(t, j, name, data)
+		if j.commitGen.Load() != gen {
+			t.Fatalf("%s: the close committed", name)
+		}
+		id := j.seal.BlockID(data)
+		if ahead {
+			j.ul.sealAhead()
+		}
+		j.wmu.Lock()
+		err := j.ul.txApplyingLocked(bg, func(*sql.Tx) error { return boom })
+		j.wmu.Unlock()
+		if !errors.Is(err, boom) {
+			t.Fatalf("%s: the failed apply returned %v", name, err)
+		}
+		if n := queryInt(t, j, `SELECT count(*) FROM blocks WHERE id = ?`, id[:]); n != 0 {
+			t.Fatalf("%s: the block's row survived the rollback", name)
+		}
+		if _, err := os.Stat(j.c.stagePath(id)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: a staging file no row names after the rollback (%v)", name, err)
+		}
+		if tmp, _ := filepath.Glob(j.c.stagePath(id) + ".*.tmp"); len(tmp) != 0 {
+			t.Fatalf("%s: temporary staging files left: %v", name, tmp)
+		}
+		applyUnlinks(t, j)
+		if _, err := os.Stat(j.c.stagePath(id)); err != nil {
+			t.Fatalf("%s: no staging file after the apply that committed: %v", name, err)
+		}
+		if got := readAll(t, j, f.Ino); !bytes.Equal(got, data) {
+			t.Fatalf("%s: reads other bytes after the apply", name)
+		}
+	}
+	e.killAndReopen()
+	for i := range 2 {
+		data := make([]byte, 60<<10)
+		fillRand(uint64(31+i), data)
+		a := must[Attr](t)(e.j.Lookup(bg, RootIno, fmt.Sprintf("big%d", i)))
+		if got := readAll(t, e.j, a.Ino); !bytes.Equal(got, data) {
+			t.Fatalf("big%d: reads other bytes after a kill -9", i)
+		}
 	}
 }

@@ -708,3 +708,51 @@ func TestLoggedCloseRolledBackLeavesNoFile(t *testing.T) {
 		}
 	}
 }
+
+// TestLoggedCopyOfFreedBlock: the close of a copy is logged with its
+// block found in the database (cut.plain); the original is unlinked
+// before the apply, which frees the block in the same transaction: the
+// copy's apply stages it again, and its staging file is not removed
+// with the freed block's.
+func TestLoggedCopyOfFreedBlock(t *testing.T) {
+	e := newEnv(t, noTimers)
+	j := e.j
+	data := make([]byte, 60<<10) // seals to more than half the 64 KiB block
+	fillRand(77, data)
+	writeClosed(t, j, "orig", data)
+	applyUnlinks(t, j)
+	id := j.seal.BlockID(data)
+	cp := writeClosed(t, j, "copy", data)
+	found := false
+	for _, r := range j.unl.pending() {
+		if r.fl != nil && r.ino == cp.Ino {
+			found = r.fl.cuts[0].plain != nil
+		}
+	}
+	if !found {
+		t.Fatal("the copy's close was not logged with its block found")
+	}
+	if err := j.Unlink(bg, RootIno, "orig"); err != nil {
+		t.Fatal(err)
+	}
+	if recs := j.unl.pending(); len(recs) < 2 || recs[len(recs)-2].fl == nil || recs[len(recs)-1].fl != nil || recs[len(recs)-1].create {
+		t.Fatalf("the unlink was not deferred behind the close: %d records pending", len(recs))
+	}
+	applyUnlinks(t, j)
+	if err := j.c.barrier(bg); err != nil { // the freed block's file goes after a durable commit
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(j.c.stagePath(id)); err != nil {
+		t.Fatalf("the copy's block has no staging file: %v", err)
+	}
+	if ref := queryInt(t, j, `SELECT refcount FROM blocks WHERE id = ?`, id[:]); ref != 1 {
+		t.Fatalf("the block's refcount is %d, want 1", ref)
+	}
+	if got := readAll(t, j, cp.Ino); !bytes.Equal(got, data) {
+		t.Fatal("the copy reads other bytes")
+	}
+	e.killAndReopen()
+	if got := readAll(t, e.j, cp.Ino); !bytes.Equal(got, data) {
+		t.Fatal("the copy reads other bytes after a kill -9")
+	}
+}

@@ -756,3 +756,70 @@ func TestLoggedCopyOfFreedBlock(t *testing.T) {
 		t.Fatal("the copy reads other bytes after a kill -9")
 	}
 }
+
+// TestLoggedBigCloseKilledDuringApply: a kill -9 while a logged close's
+// block, too big for the database, is applied: between the rename of its
+// staging file and the commit (the file is there, no row names it), and
+// between the commit and the apply's forgetting of the record. Either
+// way the reopened journal reads the file's bytes, its block staged in
+// its file, with no staging file left over.
+func TestLoggedBigCloseKilledDuringApply(t *testing.T) {
+	for _, when := range []string{"before the commit", "after the commit"} {
+		t.Run(strings.ReplaceAll(when, " ", "_"), func(t *testing.T) {
+			e := newEnv(t, noTimers)
+			j := e.j
+			data := make([]byte, 60<<10) // seals to more than half the 64 KiB block
+			fillRand(91, data)
+			f := writeClosed(t, j, "big", data)
+			id := j.seal.BlockID(data)
+			killed := filepath.Join(t.TempDir(), "journal")
+			snap := func() {
+				if err := os.CopyFS(killed, os.DirFS(e.opts.Dir)); err != nil {
+					t.Error(err)
+				}
+				os.Remove(filepath.Join(killed, "journal.db-shm"))
+			}
+			j.wmu.Lock()
+			if when == "before the commit" {
+				j.applyingHook = func(int) {
+					if _, err := os.Stat(j.c.stagePath(id)); err != nil {
+						t.Errorf("no staging file renamed before the commit: %v", err)
+					}
+					snap()
+				}
+			} else {
+				j.appliedHook = snap
+			}
+			j.wmu.Unlock()
+			applyUnlinks(t, j)
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			e.j = nil
+			e.opts.Dir = killed
+			e.open()
+			j = e.j
+			if got := readAll(t, j, f.Ino); !bytes.Equal(got, data) {
+				t.Fatal("reads other bytes after the kill -9")
+			}
+			applyUnlinks(t, j)
+			if n := queryInt(t, j, `SELECT refcount FROM blocks WHERE id = ?`, id[:]); n != 1 {
+				t.Fatalf("the block's refcount is %d, want 1", n)
+			}
+			if _, err := os.Stat(j.c.stagePath(id)); err != nil {
+				t.Fatalf("the block's staging file: %v", err)
+			}
+			if tmp, _ := filepath.Glob(filepath.Join(filepath.Dir(j.c.stagePath(id)), "*.tmp")); len(tmp) != 0 {
+				t.Fatalf("temporary staging files left: %v", tmp)
+			}
+			if got := readAll(t, j, f.Ino); !bytes.Equal(got, data) {
+				t.Fatal("reads other bytes after the replay's apply")
+			}
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			e.j = nil
+			checkDB(t, killed)
+		})
+	}
+}

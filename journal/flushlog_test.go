@@ -8,8 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshdrive/meshdrive/remote"
 )
 
 // dbSize is ino's size in the database.
@@ -822,4 +825,78 @@ func TestLoggedBigCloseKilledDuringApply(t *testing.T) {
 			checkDB(t, killed)
 		})
 	}
+}
+
+// TestSealAheadRacesFold: the unlinker seals the pending closes ahead
+// (sealAhead) while other transactions apply them first (the fold in
+// txLocked): every file reads back, each block staged once, with no
+// staging file left that no row names. Run with -race.
+func TestSealAheadRacesFold(t *testing.T) {
+	e := newEnv(t, noTimers)
+	j := e.j
+	const files = 40
+	datas := make([][]byte, files)
+	inos := make([]Ino, files)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // the unlinker's seal ahead, as often as it can
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				j.ul.sealAhead()
+			}
+		}
+	}()
+	go func() { // transactions that fold the pending closes
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := j.SetXattr(bg, RootIno, "user.n", []byte(fmt.Sprint(i)), 0); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := range files {
+		size := 1 << 10
+		if i%2 == 0 {
+			size = 60 << 10 // seals too big for the database
+		}
+		datas[i] = make([]byte, size)
+		fillRand(uint64(200+i%7), datas[i]) // some copies among them
+		inos[i] = writeClosed(t, j, fmt.Sprintf("f%d", i), datas[i]).Ino
+	}
+	close(stop)
+	wg.Wait()
+	applyUnlinks(t, j)
+	for i, ino := range inos {
+		if got := readAll(t, j, ino); !bytes.Equal(got, datas[i]) {
+			t.Fatalf("f%d reads other bytes", i)
+		}
+	}
+	ents, err := os.ReadDir(filepath.Dir(j.c.stagePath(remote.BlockID{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range ents {
+		if strings.HasSuffix(de.Name(), ".tmp") {
+			t.Fatalf("temporary staging file left: %s", de.Name())
+		}
+	}
+	if staged := queryInt(t, j, `SELECT count(*) FROM blocks WHERE state = ? AND id NOT IN (SELECT id FROM staged)`, blockStaged); staged != len(ents) {
+		t.Fatalf("%d blocks staged in files, %d files in the staging folder", staged, len(ents))
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.j = nil
+	checkDB(t, e.opts.Dir)
 }

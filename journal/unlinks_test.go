@@ -1042,3 +1042,66 @@ func TestUnlinkerBatches(t *testing.T) {
 		must[Attr](t)(j.Lookup(bg, RootIno, fmt.Sprintf("f%d", i)))
 	}
 }
+
+// unlinkerStep is one pass of the unlinker's loop: a batch of at most
+// unlinkerBatch pending records applied in its own transaction.
+func unlinkerStep(t *testing.T, j *Journal) {
+	t.Helper()
+	j.ul.sealAhead()
+	j.wmu.Lock()
+	recs := j.unl.pending()
+	recs = recs[:min(len(recs), unlinkerBatch)]
+	err := txApplyingRecsLocked(j.ul, bg, recs, nil)
+	j.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.ul.cleanApplied()
+}
+
+// TestUnlinkerBatchKeepsLaterDirSets: a batch that applies one
+// directory's pending SetAttr leaves another's, logged after the batch,
+// pending: GetAttr still shows it, and a create in that directory is
+// not deferred behind it (the apply would lay the change's times over
+// the create's).
+func TestUnlinkerBatchKeepsLaterDirSets(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.UnlinkDelay = time.Hour // the test runs the unlinker's passes
+		o.IdleFlush, o.GroupCommit = time.Hour, time.Hour
+	})
+	j := e.j
+	d0 := must[Attr](t)(j.Mkdir(bg, RootIno, "d0", 0o755, 0, 0))
+	d1 := must[Attr](t)(j.Mkdir(bg, RootIno, "d1", 0o755, 0, 0))
+	applyUnlinks(t, j)
+	mode := uint32(0o711)
+	old := time.Unix(1600000000, 0)
+	must[Attr](t)(j.SetAttr(bg, d0.Ino, SetAttr{Mode: &mode}))
+	for i := range unlinkerBatch + 6 {
+		must[Attr](t)(j.Mknod(bg, RootIno, fmt.Sprintf("f%d", i), 0o644, 0, 0, 0))
+	}
+	must[Attr](t)(j.SetAttr(bg, d1.Ino, SetAttr{Mode: &mode, Mtime: &old}))
+	if n := j.unl.unlN.Load(); n != unlinkerBatch+8 {
+		t.Fatalf("%d records pending, want %d (all deferred)", n, unlinkerBatch+8)
+	}
+	unlinkerStep(t, j)
+	if j.unl.unlN.Load() == 0 {
+		t.Fatal("the first pass applied everything")
+	}
+	if a := must[Attr](t)(j.GetAttr(bg, d1.Ino)); a.Mode != sIFDIR|mode || !a.Mtime.Equal(old) {
+		t.Errorf("d1 between the passes: mode %o mtime %v, want %o %v (its change is still pending)", a.Mode, a.Mtime, sIFDIR|mode, old)
+	}
+	before := time.Now()
+	must[Attr](t)(j.Mknod(bg, d1.Ino, "late", 0o644, 0, 0, 0))
+	for j.unl.unlN.Load() > 0 {
+		unlinkerStep(t, j)
+	}
+	for _, d := range []Attr{d0, d1} {
+		if a := dbAttr(t, j, d.Ino); a.Mode != sIFDIR|mode {
+			t.Fatalf("directory %d's row after the passes: mode %o, want %o", d.Ino, a.Mode, sIFDIR|mode)
+		}
+	}
+	if a := dbAttr(t, j, d1.Ino); a.Mtime.Before(before) {
+		t.Fatalf("d1's mtime %v after a create in it at %v: the change logged before the create was applied over it", a.Mtime, before)
+	}
+	must[Attr](t)(j.Lookup(bg, d1.Ino, "late"))
+}

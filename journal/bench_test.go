@@ -397,3 +397,27 @@ func BenchmarkDedupStaged(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkApplyCloses is the unlinker's apply of what cp -a logs per
+// small file, a create and a close, in batches of unlinkerBatch records:
+// the time the apply holds wmu, per file.
+//
+//	go test -run '^$' -bench ApplyCloses -count 5 ./journal/
+func BenchmarkApplyCloses(b *testing.B) {
+	e := newEnv(b, func(o *Options) { o.BlockSize = 4 << 20; noTimers(o) })
+	data := bytes.Repeat([]byte("package main // some source text\n"), 150) // ~5 KB
+	const files = unlinkerBatch / 2                                         // a create and a close each
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		for k := range files {
+			n := i*files + k
+			data[0], data[1], data[2] = byte(n), byte(n>>8), byte(n>>16) // distinct blocks
+			writeClosed(b, e.j, fmt.Sprintf("f%07d", n), data)
+		}
+		e.j.ul.sealAhead() // as the unlinker does before it takes wmu
+		b.StartTimer()
+		applyUnlinks(b, e.j)
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*files), "µs/file")
+}

@@ -41,9 +41,10 @@ import (
 // It is deferred under wmu, so a transaction that applies the pending
 // records applies every pending change (but the unlinker's, which
 // applies a batch at a time: the changes after its batch stay): right
-// after its commit, the changes are dropped from memory (dropSetsLocked), and flushGen tells
-// a read that began before the commit to read once more (flushedSince),
-// as after a flush. In between, a read of the committed row may find
+// after its commit, the changes are dropped from memory
+// (dropSetsLocked), and flushGen tells a read that began before the
+// commit to read once more (flushedSince), as after a flush. In
+// between, a read of the committed row may find
 // the change still pending and lay it over the row again: the same
 // values, unless the transaction went on to change the directory (a
 // mkdir or rename in it, which applied the change first), whose call

@@ -40,11 +40,12 @@ func (j *attrs) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 	if kept {
 		return j.ns.GetAttr(ctx, ino)
 	}
-	j.wmu.Lock()
-	if s.Size == nil && j.da.deferLocked(ctx, ino, &s) {
-		j.wmu.Unlock() // a directory's: in the log (dirattr.go)
+	j.unl.cmu.Lock() // no create deferred behind a directory's change: unlinks.go
+	if s.Size == nil && j.da.deferSet(ctx, ino, &s) {
+		j.unl.cmu.Unlock() // a directory's: in the log (dirattr.go)
 		return j.ns.GetAttr(ctx, ino)
 	}
+	j.wmu.Lock()
 	var row Attr
 	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		j.narrowLocked(ino) // its row alone: the caches keep the others
@@ -59,6 +60,7 @@ func (j *attrs) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 		j.ac.put(ino, row, j.commitGen.Load()) // wmu held: no commit since
 	}
 	j.wmu.Unlock()
+	j.unl.cmu.Unlock()
 	if err != nil {
 		return Attr{}, err
 	}

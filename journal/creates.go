@@ -123,11 +123,14 @@ func (q *unlinkQueue) pendingNlink(dir Ino) int {
 	return c.mkdirs - c.rmdirs
 }
 
-// deferCreateLocked is create's fast way for a regular file or a
-// directory: it reports false when the create must take the synchronous
-// one (deferral off, another kind of file, the log unwritable). wmu
-// held.
-func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string, mode, uid, gid uint32) (Attr, bool, error) {
+// deferCreate is create's fast way for a regular file or a directory:
+// it reports false when the create must take the synchronous one
+// (deferral off, another kind of file, the log unwritable). cmu held,
+// not wmu: a create does not wait for the unlinker's apply, whose
+// commit comes before it forgets the records it applied, so that these
+// checks, which read the pending records first and the database after,
+// see each record in one place or the other.
+func (j *unlinks) deferCreate(ctx context.Context, parent Ino, name string, mode, uid, gid uint32) (Attr, bool, error) {
 	if t := mode & sIFMT; t != sIFREG && t != sIFDIR || j.unl.ulogOff() {
 		return Attr{}, false, nil
 	}
@@ -159,9 +162,12 @@ func (j *unlinks) deferCreateLocked(ctx context.Context, parent Ino, name string
 		}
 	}
 	if j.unl.full() {
-		// Under wmu no create comes meanwhile, and no unlink or close
+		// Under cmu no create comes meanwhile, and no unlink or close
 		// while the log is full: this apply empties it.
-		if err := j.applyUnlinksLocked(ctx); err != nil {
+		j.wmu.Lock()
+		err := j.applyUnlinksLocked(ctx)
+		j.wmu.Unlock()
+		if err != nil {
 			return Attr{}, true, err
 		}
 	}

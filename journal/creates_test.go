@@ -442,3 +442,59 @@ func TestFailedSyncCreateKeepsInodeNumbers(t *testing.T) {
 		}
 	}
 }
+
+// TestDeferredCreatesSkipTheWriteLock: a deferred create, mkdir and
+// change of a directory's times do not wait for wmu, which the
+// unlinker's apply holds for a batch of records: under cp -a, about one
+// create in fifty waited for it, 5 ms each, a fifth of the copy. What
+// they logged meanwhile is applied as if they had waited.
+func TestDeferredCreatesSkipTheWriteLock(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	j := e.j
+	d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
+	applyUnlinks(t, j)
+	mt := time.Unix(1_000_000_000, 0)
+	type made struct {
+		f, sub Attr
+		err    error
+	}
+	done := make(chan made, 1)
+	j.wmu.Lock() // as the unlinker's apply does
+	go func() {
+		var m made
+		if m.f, m.err = j.Mknod(bg, d.Ino, "f", sIFREG|0o640, 0, 0, 0); m.err != nil {
+			done <- m
+			return
+		}
+		if m.sub, m.err = j.Mkdir(bg, d.Ino, "sub", 0o700, 0, 0); m.err != nil {
+			done <- m
+			return
+		}
+		_, m.err = j.SetAttr(bg, d.Ino, SetAttr{Atime: &mt, Mtime: &mt})
+		done <- m
+	}()
+	var m made
+	select {
+	case m = <-done:
+		j.wmu.Unlock()
+	case <-time.After(20 * time.Second):
+		j.wmu.Unlock()
+		<-done
+		t.Fatal("a deferred create, mkdir or directory change waited for wmu")
+	}
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	applyUnlinks(t, j)
+	if n := dbNlink(t, j, d.Ino); n != 3 {
+		t.Fatalf("the directory's row: nlink %d, want 3", n)
+	}
+	for name, want := range map[string]Attr{"f": m.f, "sub": m.sub} {
+		if a, err := j.Lookup(bg, d.Ino, name); err != nil || a.Ino != want.Ino || a.Mode != want.Mode {
+			t.Fatalf("after the apply, %q: %+v (%v), want inode %d mode %o", name, a, err, want.Ino, want.Mode)
+		}
+	}
+	if a := must[Attr](t)(j.GetAttr(bg, d.Ino)); !a.Mtime.Equal(mt) || !a.Atime.Equal(mt) {
+		t.Fatalf("the directory's times after the apply: mtime %v atime %v, want %v (the change came after the creates)", a.Mtime, a.Atime, mt)
+	}
+}

@@ -323,9 +323,9 @@ func (j *core) txLocked(ctx context.Context, fn func(tx *sql.Tx) error) (err err
 	foldN, light := 0, j.foldLight
 	j.foldLight = false
 	if j.unl.unlN.Load() > 0 && !j.unl.unlApplying {
-		// Creates are made under wmu, unlinks under umu alone: the
-		// pending ones now are all the creates there will be until
-		// this commit, and maybe some unlinks.
+		// Creates are made under cmu, unlinks under umu alone: more
+		// may come before this commit, after the records folded here,
+		// which are the log's first foldN (dropApplied).
 		if recs := j.unl.pending(); !slices.ContainsFunc(recs, func(r unlinkRec) bool { return !r.create && r.fl == nil && r.set == nil }) {
 			folded, foldN = recs, len(recs)
 			if light {

@@ -26,7 +26,7 @@ import (
 //   - it is applied after the unlinks, rmdirs, creates and closes of its
 //     batch. That is the log's order for the records that touch the
 //     directory's row, because no unlink, rmdir or create in a directory
-//     with a pending change is deferred (deferCreateLocked, deferUnlink,
+//     with a pending change is deferred (deferCreate, deferUnlink,
 //     deferRmdirLocked take the synchronous way, whose transaction
 //     applies the change first). Every other change of the directory,
 //     a rename, a mkdir or a link in it, commits after applying it too;
@@ -38,13 +38,14 @@ import (
 //     pending creates and changes and leaves the closes pending (db.go,
 //     foldLight).
 //
-// It is deferred under wmu, so a transaction that applies the pending
-// records applies every pending change (but the unlinker's, which
-// applies a batch at a time: the changes after its batch stay): right
-// after its commit, the changes are dropped from memory
-// (dropSetsLocked), and flushGen tells a read that began before the
-// commit to read once more (flushedSince), as after a flush. In
-// between, a read of the committed row may find
+// It is deferred under cmu, not wmu (a change does not wait for an
+// apply), so a transaction that applies the pending records applies the
+// changes logged before it began; right after its commit, the changes
+// it applied are dropped from memory (dropSetsLocked: those logged
+// since, past its last, stay, as do those past the unlinker's batch),
+// and flushGen tells a read that began before the commit to read once
+// more (flushedSince), as after a flush. In between, a read of the
+// committed row may find
 // the change still pending and lay it over the row again: the same
 // values, unless the transaction went on to change the directory (a
 // mkdir or rename in it, which applied the change first), whose call
@@ -211,11 +212,12 @@ func (q *unlinkQueue) dirSetPending(ino Ino) bool {
 	return ok
 }
 
-// deferLocked is SetAttr's fast way for a directory (s without Size):
-// it logs s and reports true, or reports false when s must take the
+// deferSet is SetAttr's fast way for a directory (s without Size): it
+// logs s and reports true, or reports false when s must take the
 // synchronous way (deferral off, not a directory, one its parent's
-// pending rmdir removes, the log full or unwritable). wmu held.
-func (j *dirAttrs) deferLocked(ctx context.Context, ino Ino, s *SetAttr) bool {
+// pending rmdir removes, the log full or unwritable). cmu held, not wmu:
+// a change does not wait for the unlinker's apply.
+func (j *dirAttrs) deferSet(ctx context.Context, ino Ino, s *SetAttr) bool {
 	if j.unl.ulogOff() {
 		return false
 	}

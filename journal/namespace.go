@@ -157,7 +157,7 @@ func (j *namespace) lookupOnce(ctx context.Context, parent Ino, name string, gen
 // kernel looked up just before (deferUnlink), which the window has
 // already given away and which is no reason to read a directory's table.
 // It remembers a lookup that found nothing too: a create asks again for
-// the name the kernel looked up just before (deferCreateLocked).
+// the name the kernel looked up just before (deferCreate).
 type lastLookup struct {
 	mu     sync.Mutex
 	parent Ino
@@ -376,9 +376,9 @@ func (j *namespace) create(ctx context.Context, parent Ino, name string, mode, r
 		return Attr{}, err
 	}
 	var a, parentAttr Attr
-	j.wmu.Lock()
-	defer j.wmu.Unlock()
-	if a, done, err := j.ul.deferCreateLocked(ctx, parent, name, mode, uid, gid); done {
+	j.unl.cmu.Lock()
+	defer j.unl.cmu.Unlock()
+	if a, done, err := j.ul.deferCreate(ctx, parent, name, mode, uid, gid); done {
 		if err == nil && mode&sIFMT == sIFREG {
 			j.imu.Lock()
 			j.created = created{ino: a.Ino, mode: mode, gen: j.commitGen.Load()}
@@ -386,6 +386,8 @@ func (j *namespace) create(ctx context.Context, parent Ino, name string, mode, r
 		}
 		return a, err
 	}
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
 	// Three statements: the parent's update (which also checks that it
 	// is a directory), the inode, the entry (whose UNIQUE(parent, name)
 	// says whether the name is taken); the reply is built from what was
@@ -535,6 +537,8 @@ func (j *namespace) Link(ctx context.Context, ino, newParent Ino, newName string
 		return Attr{}, err
 	}
 	var a Attr
+	j.unl.cmu.Lock() // a name added: unlinks.go
+	defer j.unl.cmu.Unlock()
 	err := j.tx(ctx, func(tx *sql.Tx) error {
 		src, err := j.getAttrTx(ctx, tx, ino)
 		if err != nil {
@@ -701,6 +705,8 @@ func (j *namespace) Rmdir(ctx context.Context, parent Ino, name string) error {
 	if name == ".." {
 		return ErrNotEmpty
 	}
+	j.unl.cmu.Lock() // no create in the directory meanwhile: unlinks.go
+	defer j.unl.cmu.Unlock()
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	if done, err := j.ul.deferRmdirLocked(ctx, parent, name); done {
@@ -790,6 +796,8 @@ func (j *namespace) Rename(ctx context.Context, oldParent Ino, oldName string, n
 		return ErrInvalid
 	}
 	var gone Ino
+	j.unl.cmu.Lock() // a name added: unlinks.go
+	defer j.unl.cmu.Unlock()
 	err := j.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := j.dirAttr(ctx, tx, oldParent); err != nil {
 			return err

@@ -118,8 +118,17 @@ type unlinkQueue struct {
 	// a check without umu.
 	unlN atomic.Int64
 	crN  atomic.Int64
+	// cmu is held by a create from its checks to its record in the log,
+	// so that a deferred create needs no wmu and does not wait for the
+	// unlinker's apply (creates.go); and by every call that changes what
+	// those checks read, but for the appliers of the log (which commit
+	// before they forget a record: the checks read the log first) and
+	// the unlinks (whose records umu orders): a synchronous create,
+	// link, rename, rmdir, and a SetAttr that may defer a directory's
+	// change. Taken before wmu.
+	cmu sync.Mutex
 	// crNext is the next inode number a deferred create takes (0: read
-	// it from the database first). Guarded by wmu.
+	// it from the database first). Guarded by cmu.
 	crNext Ino
 	// unlApplying is guarded by wmu.
 	unlApplying bool
@@ -824,7 +833,7 @@ func txApplyingRecsLocked(j *unlinks, ctx context.Context, recs []unlinkRec, fn 
 // applyTx applies recs, pending unlinks, rmdirs and creates, in tx. No
 // name is both pending-unlinked and pending-created (creates.go), an
 // unlink names an inode no pending create made, and no create is pending
-// in a directory a pending rmdir removes (deferCreateLocked), so the
+// in a directory a pending rmdir removes (deferCreate), so the
 // kinds are applied apart, whatever their order in the log: the unlinks,
 // then the rmdirs, then the creates. It returns the unlinked inodes
 // something holds, for the reaper. wmu and imu held, within txLocked's

@@ -140,7 +140,9 @@ func (j *inodeTable) getInode(ino Ino) *inode {
 	n := j.inodes[ino]
 	if n == nil {
 		n = &inode{ino: ino, dirty: map[int64]uint64{}, lastIdx: -1}
+		j.imapMu.Lock()
 		j.inodes[ino] = n
+		j.imapMu.Unlock()
 	}
 	n.refs++
 	return n
@@ -168,7 +170,9 @@ func (j *inodeTable) putInode(n *inode) {
 // maybeForgetLocked drops a clean, unused inode from the map. imu held.
 func (j *inodeTable) maybeForgetLocked(n *inode) {
 	if n.refs == 0 && n.open == 0 && !n.hasDirty.Load() && j.inodes[n.ino] == n {
+		j.imapMu.Lock()
 		delete(j.inodes, n.ino)
+		j.imapMu.Unlock()
 		if n.f != nil {
 			n.f.remove()
 			n.f = nil
@@ -223,9 +227,9 @@ func (j *inodeTable) regular(ctx context.Context, n *inode) error {
 // database.
 func (j *inodeTable) overlay(a Attr) Attr {
 	a = j.unl.dirSetOverlay(a) // a directory's pending change (dirattr.go)
-	j.imu.Lock()
+	j.imapMu.Lock()
 	n := j.inodes[a.Ino]
-	j.imu.Unlock()
+	j.imapMu.Unlock()
 	if n == nil {
 		return a
 	}
@@ -282,7 +286,9 @@ func (j *inodeTable) openLocked(ino Ino) *inode {
 		} else if a, ok := j.unl.createdAttr(ino); ok {
 			n.mode, n.loaded, n.mapEmpty = a.Mode, true, true // made by a pending create
 		}
+		j.imapMu.Lock()
 		j.inodes[ino] = n
+		j.imapMu.Unlock()
 	}
 	n.open++
 	return n

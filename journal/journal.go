@@ -210,8 +210,12 @@ type shared struct {
 	// that must agree with them. Lock order: inode.mu -> wmu -> imu -> qmu.
 	wmu sync.Mutex
 
-	// imu guards inodes.
+	// imu guards inodes. Its writers hold imapMu too, which the reads
+	// that need no more than the map take alone (a leaf after imu): a
+	// GETATTR, LOOKUP or UNLINK does not wait while the unlinker's
+	// apply of unlinks holds imu through its transaction.
 	imu    sync.Mutex
+	imapMu sync.Mutex
 	inodes map[Ino]*inode
 
 	// segMu guards segs, a cache of segment rows.

@@ -597,9 +597,9 @@ func (j *unlinks) deferUnlink(ctx context.Context, parent Ino, name string) (boo
 	if a.Nlink != 1 {
 		return false, nil
 	}
-	j.imu.Lock()
+	j.imapMu.Lock()
 	held := j.inodes[a.Ino] != nil
-	j.imu.Unlock()
+	j.imapMu.Unlock()
 	if held {
 		return false, nil
 	}
@@ -646,9 +646,9 @@ func (j *unlinks) deferRmdirLocked(ctx context.Context, parent Ino, name string)
 	if !isDir(a.Mode) {
 		return true, ErrNotDir
 	}
-	j.imu.Lock()
+	j.imapMu.Lock()
 	held := j.inodes[a.Ino] != nil
-	j.imu.Unlock()
+	j.imapMu.Unlock()
 	q := &j.unl
 	q.umu.Lock()
 	c := q.inDir[a.Ino]

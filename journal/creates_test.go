@@ -454,42 +454,26 @@ func TestDeferredCreatesSkipTheWriteLock(t *testing.T) {
 	d := must[Attr](t)(j.Mkdir(bg, RootIno, "d", 0o755, 0, 0))
 	applyUnlinks(t, j)
 	mt := time.Unix(1_000_000_000, 0)
-	type made struct {
-		f, sub Attr
-		err    error
-	}
-	done := make(chan made, 1)
-	j.wmu.Lock() // as the unlinker's apply does
-	go func() {
-		var m made
-		if m.f, m.err = j.Mknod(bg, d.Ino, "f", sIFREG|0o640, 0, 0, 0); m.err != nil {
-			done <- m
-			return
+	var f, sub Attr
+	err := whileLocked(t, &j.wmu, "a deferred create, mkdir or directory change", func() error { // as the unlinker's apply holds it
+		var err error
+		if f, err = j.Mknod(bg, d.Ino, "f", sIFREG|0o640, 0, 0, 0); err != nil {
+			return err
 		}
-		if m.sub, m.err = j.Mkdir(bg, d.Ino, "sub", 0o700, 0, 0); m.err != nil {
-			done <- m
-			return
+		if sub, err = j.Mkdir(bg, d.Ino, "sub", 0o700, 0, 0); err != nil {
+			return err
 		}
-		_, m.err = j.SetAttr(bg, d.Ino, SetAttr{Atime: &mt, Mtime: &mt})
-		done <- m
-	}()
-	var m made
-	select {
-	case m = <-done:
-		j.wmu.Unlock()
-	case <-time.After(20 * time.Second):
-		j.wmu.Unlock()
-		<-done
-		t.Fatal("a deferred create, mkdir or directory change waited for wmu")
-	}
-	if m.err != nil {
-		t.Fatal(m.err)
+		_, err = j.SetAttr(bg, d.Ino, SetAttr{Atime: &mt, Mtime: &mt})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	applyUnlinks(t, j)
 	if n := dbNlink(t, j, d.Ino); n != 3 {
 		t.Fatalf("the directory's row: nlink %d, want 3", n)
 	}
-	for name, want := range map[string]Attr{"f": m.f, "sub": m.sub} {
+	for name, want := range map[string]Attr{"f": f, "sub": sub} {
 		if a, err := j.Lookup(bg, d.Ino, name); err != nil || a.Ino != want.Ino || a.Mode != want.Mode {
 			t.Fatalf("after the apply, %q: %+v (%v), want inode %d mode %o", name, a, err, want.Ino, want.Mode)
 		}

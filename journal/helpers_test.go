@@ -369,3 +369,23 @@ func applyUnlinks(t testing.TB, j *Journal) {
 	}
 	j.ul.cleanApplied()
 }
+
+// whileLocked runs fn while mu is locked and returns its error; the test
+// fails when fn has not returned within 20 s: it waited for mu, which it
+// must not (what says which calls).
+func whileLocked(t *testing.T, mu *sync.Mutex, what string, fn func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	mu.Lock()
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		mu.Unlock()
+		return err
+	case <-time.After(20 * time.Second):
+		mu.Unlock()
+		<-done
+		t.Fatalf("%s waited for the lock", what)
+		return nil
+	}
+}

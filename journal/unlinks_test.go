@@ -1117,28 +1117,15 @@ func TestUnlinkSkipsTheInodeLock(t *testing.T) {
 		must[Attr](t)(j.Mknod(bg, RootIno, name, sIFREG|0o644, 0, 0, 0))
 	}
 	applyUnlinks(t, j)
-	done := make(chan error, 1)
-	j.imu.Lock() // as the unlinker's apply of unlinks does
-	go func() {
+	err := whileLocked(t, &j.imu, "a getattr, lookup or deferred unlink", func() error { // as the unlinker's apply of unlinks holds it
 		if _, err := j.GetAttr(bg, RootIno); err != nil {
-			done <- err
-			return
+			return err
 		}
 		if _, err := j.Lookup(bg, RootIno, "b"); err != nil {
-			done <- err
-			return
+			return err
 		}
-		done <- j.Unlink(bg, RootIno, "a")
-	}()
-	var err error
-	select {
-	case err = <-done:
-		j.imu.Unlock()
-	case <-time.After(20 * time.Second):
-		j.imu.Unlock()
-		<-done
-		t.Fatal("a getattr, lookup or deferred unlink waited for imu")
-	}
+		return j.Unlink(bg, RootIno, "a")
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -134,6 +134,14 @@ func (j *unlinks) deferCreate(ctx context.Context, parent Ino, name string, mode
 	if t := mode & sIFMT; t != sIFREG && t != sIFDIR || j.unl.ulogOff() {
 		return Attr{}, false, nil
 	}
+	if j.unl.rmdirPending(parent) {
+		// Before the parent's row, as every check here reads the
+		// pending records before the database: an apply of the rmdir
+		// between the two (no wmu here) would leave a row read before
+		// it and no rmdir pending after it, and a create in a
+		// directory that is gone. The synchronous way finds none.
+		return Attr{}, false, nil
+	}
 	pa, err := j.ns.GetAttr(ctx, parent)
 	if err != nil {
 		return Attr{}, true, err
@@ -144,12 +152,11 @@ func (j *unlinks) deferCreate(ctx context.Context, parent Ino, name string, mode
 	if j.unl.createPending(parent, name) {
 		return Attr{}, true, ErrExist
 	}
-	if j.unl.unlinkPending(parent, name) || j.unl.rmdirPending(parent) || j.unl.dirSetPending(parent) {
+	if j.unl.unlinkPending(parent, name) || j.unl.dirSetPending(parent) {
 		// The name is free once the unlink is applied, which must come
 		// first in the database: apply it now, and take this create
-		// the synchronous way. (In a directory a pending rmdir removes,
-		// that way finds no directory. A pending change of the
-		// directory's attributes must come first too: dirattr.go.)
+		// the synchronous way. (A pending change of the directory's
+		// attributes must come first too: dirattr.go.)
 		return Attr{}, false, nil
 	}
 	gen, cached := j.ns.cacheGen()

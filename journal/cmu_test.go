@@ -2,6 +2,11 @@ package journal
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -58,5 +63,268 @@ func TestCreateInDirectoryWhoseRmdirIsApplied(t *testing.T) {
 			}
 			applyUnlinks(t, j)
 		})
+	}
+}
+
+// stressDir is a directory of the model in TestCreatesRaceApplies.
+type stressDir struct {
+	ino    Ino
+	parent *stressDir
+	name   string
+	files  map[string]Ino // regular files, by name
+	subs   map[string]*stressDir
+	mtime  time.Time // set by the last change when it was a SetAttr, else zero
+	mode   uint32
+}
+
+func (d *stressDir) nlink() int { return 2 + len(d.subs) }
+
+// TestCreatesRaceApplies: workers, each in a tree of its own (the kernel
+// serializes calls on one directory, not on different ones), create
+// files, make and remove directories, set directories' times and modes,
+// rename, link, unlink and write files, while the unlinker applies every
+// few hundred microseconds and a writer elsewhere commits transactions
+// that fold the pending records. After each call, what it changed reads
+// back; at the end the database, after an apply and after a kill -9,
+// is the model's.
+func TestCreatesRaceApplies(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = 300 * time.Microsecond })
+	j := e.j
+	const workers, ops = 6, 400
+	roots := make([]*stressDir, workers)
+	for w := range roots {
+		a := must[Attr](t)(j.Mkdir(bg, RootIno, fmt.Sprintf("w%d", w), 0o755, 0, 0))
+		roots[w] = &stressDir{ino: a.Ino, name: fmt.Sprintf("w%d", w), files: map[string]Ino{}, subs: map[string]*stressDir{}, mode: sIFDIR | 0o755}
+	}
+	other := must[Attr](t)(j.Mkdir(bg, RootIno, "other", 0o755, 0, 0))
+	applyUnlinks(t, j)
+	errs := make(chan error, workers+1)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { // transactions that fold the pending records: flushes, file setattrs
+		defer close(stopped)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f, err := j.Mknod(bg, other.Ino, fmt.Sprintf("f%d", i), 0o644, 0, 0, 0)
+			if err == nil {
+				j.OpenFile(f.Ino)
+				if _, err = j.WriteAt(bg, f.Ino, []byte("x"), 0); err == nil {
+					err = j.Fsync(bg, f.Ino)
+				}
+				j.ReleaseFile(f.Ino)
+			}
+			if err == nil {
+				m := uint32(0o600)
+				_, err = j.SetAttr(bg, f.Ino, SetAttr{Mode: &m})
+			}
+			if err != nil {
+				errs <- fmt.Errorf("other: %w", err)
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := stressWorker(j, roots[w], w, ops); err != nil {
+				errs <- fmt.Errorf("worker %d: %w", w, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-stopped
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	applyUnlinks(t, j)
+	if n := j.unl.unlN.Load(); n != 0 {
+		t.Fatalf("%d records pending after the apply", n)
+	}
+	for _, r := range roots {
+		checkStressTree(t, j, r, true)
+	}
+	e.killAndReopen()
+	for _, r := range roots {
+		checkStressTree(t, e.j, r, true)
+	}
+	e.reopen()
+}
+
+func stressWorker(j *Journal, root *stressDir, w, ops int) error {
+	rng := rand.New(rand.NewPCG(uint64(w), 7))
+	dirs := []*stressDir{root}
+	pick := func() *stressDir { return dirs[rng.IntN(len(dirs))] }
+	anyFile := func(d *stressDir) (string, bool) {
+		for n := range d.files {
+			return n, true
+		}
+		return "", false
+	}
+	check := func(d *stressDir, what string) error {
+		a, err := j.GetAttr(bg, d.ino)
+		if err != nil {
+			return fmt.Errorf("%s: getattr of %s: %w", what, d.name, err)
+		}
+		if int(a.Nlink) != d.nlink() {
+			return fmt.Errorf("%s: %s's link count %d, want %d", what, d.name, a.Nlink, d.nlink())
+		}
+		if !d.mtime.IsZero() && !a.Mtime.Equal(d.mtime) {
+			return fmt.Errorf("%s: %s's mtime %v, want %v", what, d.name, a.Mtime, d.mtime)
+		}
+		if a.Mode != d.mode {
+			return fmt.Errorf("%s: %s's mode %o, want %o", what, d.name, a.Mode, d.mode)
+		}
+		return nil
+	}
+	for i := range ops {
+		d := pick()
+		name := fmt.Sprintf("n%d", i)
+		var what string
+		switch k := rng.IntN(10); {
+		case k < 3:
+			what = "create " + name
+			a, err := j.Mknod(bg, d.ino, name, sIFREG|0o644, 0, 0, 0)
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			d.files[name], d.mtime = a.Ino, time.Time{}
+			if l, err := j.Lookup(bg, d.ino, name); err != nil || l.Ino != a.Ino {
+				return fmt.Errorf("%s: lookup %+v %v", what, l, err)
+			}
+		case k < 5:
+			what = "mkdir " + name
+			a, err := j.Mkdir(bg, d.ino, name, 0o755, 0, 0)
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			s := &stressDir{ino: a.Ino, parent: d, name: name, files: map[string]Ino{}, subs: map[string]*stressDir{}, mode: sIFDIR | 0o755}
+			d.subs[name], d.mtime = s, time.Time{}
+			dirs = append(dirs, s)
+			if err := check(s, what); err != nil {
+				return err
+			}
+		case k < 7:
+			what = "setattr " + d.name
+			m := time.Unix(1_600_000_000+int64(w)*1_000_000+int64(i), 0)
+			mode := uint32(0o700 + rng.IntN(2)*0o55)
+			if _, err := j.SetAttr(bg, d.ino, SetAttr{Atime: &m, Mtime: &m, Mode: &mode}); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			d.mtime, d.mode = m, sIFDIR|mode
+		case k < 8:
+			f, ok := anyFile(d)
+			if !ok {
+				continue
+			}
+			what = "unlink " + f
+			if err := j.Unlink(bg, d.ino, f); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			delete(d.files, f)
+			d.mtime = time.Time{}
+			if _, err := j.Lookup(bg, d.ino, f); !errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("%s: lookup after: %v", what, err)
+			}
+		case k < 9:
+			f, ok := anyFile(d)
+			if !ok {
+				continue
+			}
+			to := pick()
+			what = "rename " + f + " to " + to.name + "/" + name
+			if err := j.Rename(bg, d.ino, f, to.ino, name, 0); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			to.files[name] = d.files[f]
+			delete(d.files, f)
+			d.mtime, to.mtime = time.Time{}, time.Time{}
+			if err := check(to, what); err != nil {
+				return err
+			}
+		default:
+			// An empty directory without subdirectories goes; else a
+			// file is written and closed (a deferred close).
+			var s *stressDir
+			for _, c := range d.subs {
+				if len(c.files) == 0 && len(c.subs) == 0 {
+					s = c
+					break
+				}
+			}
+			if s != nil {
+				what = "rmdir " + s.name
+				if err := j.Rmdir(bg, d.ino, s.name); err != nil {
+					return fmt.Errorf("%s: %w", what, err)
+				}
+				delete(d.subs, s.name)
+				d.mtime = time.Time{}
+				dirs = slices.DeleteFunc(dirs, func(x *stressDir) bool { return x == s })
+				break
+			}
+			f, ok := anyFile(d)
+			if !ok {
+				continue
+			}
+			what = "write " + f
+			ino := d.files[f]
+			j.OpenFile(ino)
+			_, err := j.WriteAt(bg, ino, []byte("data"), 0)
+			if err == nil {
+				err = j.Flush(bg, ino)
+			}
+			j.ReleaseFile(ino)
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+		}
+		if err := check(d, what); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkStressTree compares d's directory in j with the model.
+func checkStressTree(t *testing.T, j *Journal, d *stressDir, db bool) {
+	t.Helper()
+	ents, err := j.ReadDir(bg, d.ino, 0, 100000)
+	if err != nil {
+		t.Fatalf("readdir %s: %v", d.name, err)
+	}
+	got := map[string]Ino{}
+	for _, de := range ents {
+		if de.Name == "." || de.Name == ".." {
+			continue
+		}
+		got[de.Name] = de.Ino
+	}
+	want := map[string]Ino{}
+	for n, ino := range d.files {
+		want[n] = ino
+	}
+	for n, s := range d.subs {
+		want[n] = s.ino
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("directory %s (%d) lists %v, want %v", d.name, d.ino, got, want)
+	}
+	a := must[Attr](t)(j.GetAttr(bg, d.ino))
+	if int(a.Nlink) != d.nlink() || a.Mode != d.mode || !d.mtime.IsZero() && !a.Mtime.Equal(d.mtime) {
+		t.Fatalf("directory %s: nlink %d mode %o mtime %v, want %d %o %v", d.name, a.Nlink, a.Mode, a.Mtime, d.nlink(), d.mode, d.mtime)
+	}
+	if db {
+		if n := dbNlink(t, j, d.ino); n != d.nlink() {
+			t.Fatalf("directory %s: the row's nlink %d, want %d", d.name, n, d.nlink())
+		}
+	}
+	for _, s := range d.subs {
+		checkStressTree(t, j, s, db)
 	}
 }

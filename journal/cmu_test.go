@@ -328,3 +328,150 @@ func checkStressTree(t *testing.T, j *Journal, d *stressDir, db bool) {
 		checkStressTree(t, j, s, db)
 	}
 }
+
+// TestCreatesRaceAppliesSharedDirs is TestCreatesRaceApplies with the
+// workers in the same directories, which the kernel would not do (it
+// serializes calls on one directory): an API caller's races. Each
+// worker makes, renames, links and removes names of its own; all of
+// them set the directories' modes. At the end the directories list
+// every worker's names, and their link counts count every worker's
+// subdirectories, after an apply and after a kill -9.
+func TestCreatesRaceAppliesSharedDirs(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = 200 * time.Microsecond })
+	j := e.j
+	const workers, ndirs, ops = 6, 3, 300
+	var dirs [ndirs]Ino
+	for i := range dirs {
+		dirs[i] = must[Attr](t)(j.Mkdir(bg, RootIno, fmt.Sprintf("s%d", i), 0o755, 0, 0)).Ino
+	}
+	applyUnlinks(t, j)
+	type entry struct {
+		ino Ino
+		dir bool
+	}
+	models := make([]map[dirName]entry, workers) // each worker's names
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		models[w] = map[dirName]entry{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := models[w]
+			rng := rand.New(rand.NewPCG(uint64(w), 11))
+			fail := func(err error) { errs <- fmt.Errorf("worker %d: %w", w, err) }
+			own := func(dir bool) (dirName, bool) {
+				for k, v := range m {
+					if v.dir == dir {
+						return k, true
+					}
+				}
+				return dirName{}, false
+			}
+			for i := range ops {
+				d := dirs[rng.IntN(ndirs)]
+				name := fmt.Sprintf("w%dn%d", w, i)
+				switch k := rng.IntN(10); {
+				case k < 3:
+					a, err := j.Mknod(bg, d, name, sIFREG|0o644, 0, 0, 0)
+					if err != nil {
+						fail(fmt.Errorf("create %s: %w", name, err))
+						return
+					}
+					m[dirName{d, name}] = entry{ino: a.Ino}
+				case k < 5:
+					a, err := j.Mkdir(bg, d, name, 0o755, 0, 0)
+					if err != nil {
+						fail(fmt.Errorf("mkdir %s: %w", name, err))
+						return
+					}
+					m[dirName{d, name}] = entry{ino: a.Ino, dir: true}
+				case k < 7:
+					mode := uint32(0o700 + rng.IntN(2)*0o55)
+					mt := time.Unix(1_600_000_000+int64(i), 0)
+					if _, err := j.SetAttr(bg, d, SetAttr{Mode: &mode, Mtime: &mt}); err != nil {
+						fail(fmt.Errorf("setattr: %w", err))
+						return
+					}
+				case k < 8:
+					if f, ok := own(false); ok {
+						if err := j.Unlink(bg, f.parent, f.name); err != nil {
+							fail(fmt.Errorf("unlink %s: %w", f.name, err))
+							return
+						}
+						delete(m, f)
+					}
+				case k < 9:
+					if f, ok := own(rng.IntN(2) == 0); ok {
+						if err := j.Rename(bg, f.parent, f.name, d, name, 0); err != nil {
+							fail(fmt.Errorf("rename %s: %w", f.name, err))
+							return
+						}
+						m[dirName{d, name}] = m[f]
+						delete(m, f)
+					}
+				default:
+					if s, ok := own(true); ok {
+						if err := j.Rmdir(bg, s.parent, s.name); err != nil {
+							fail(fmt.Errorf("rmdir %s: %w", s.name, err))
+							return
+						}
+						delete(m, s)
+					}
+				}
+				for k, v := range m {
+					if rng.IntN(8) != 0 {
+						continue
+					}
+					if a, err := j.Lookup(bg, k.parent, k.name); err != nil || a.Ino != v.ino {
+						fail(fmt.Errorf("lookup %s: %+v %v, want inode %d", k.name, a, err, v.ino))
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	check := func(j *Journal) {
+		t.Helper()
+		applyUnlinks(t, j)
+		for _, d := range dirs {
+			want := map[string]Ino{}
+			subs := 0
+			for _, m := range models {
+				for k, v := range m {
+					if k.parent == d {
+						want[k.name] = v.ino
+						if v.dir {
+							subs++
+						}
+					}
+				}
+			}
+			ents := must[[]DirEntry](t)(j.ReadDir(bg, d, 0, 100000))
+			got := map[string]Ino{}
+			for _, de := range ents {
+				if de.Name != "." && de.Name != ".." {
+					got[de.Name] = de.Ino
+				}
+			}
+			if !maps.Equal(got, want) {
+				t.Fatalf("directory %d lists %d names, want %d: %v, want %v", d, len(got), len(want), got, want)
+			}
+			if a := must[Attr](t)(j.GetAttr(bg, d)); int(a.Nlink) != 2+subs {
+				t.Fatalf("directory %d: nlink %d, want %d", d, a.Nlink, 2+subs)
+			}
+			if n := dbNlink(t, j, d); n != 2+subs {
+				t.Fatalf("directory %d: the row's nlink %d, want %d", d, n, 2+subs)
+			}
+		}
+	}
+	check(j)
+	e.killAndReopen()
+	check(e.j)
+	e.reopen()
+}

@@ -40,10 +40,15 @@ func (j *attrs) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 	if kept {
 		return j.ns.GetAttr(ctx, ino)
 	}
-	j.unl.cmu.Lock() // no create deferred behind a directory's change: unlinks.go
-	if s.Size == nil && j.da.deferSet(ctx, ino, &s) {
-		j.unl.cmu.Unlock() // a directory's: in the log (dirattr.go)
-		return j.ns.GetAttr(ctx, ino)
+	// cmu: no create deferred behind a directory's change (unlinks.go).
+	// Not held for the synchronous way, which leaves nothing pending
+	// and would keep every create waiting with it for wmu (a chmod of
+	// a file, behind the unlinker's apply).
+	j.unl.cmu.Lock()
+	deferred := s.Size == nil && j.da.deferSet(ctx, ino, &s)
+	j.unl.cmu.Unlock()
+	if deferred {
+		return j.ns.GetAttr(ctx, ino) // a directory's: in the log (dirattr.go)
 	}
 	j.wmu.Lock()
 	var row Attr
@@ -60,7 +65,6 @@ func (j *attrs) SetAttr(ctx context.Context, ino Ino, s SetAttr) (Attr, error) {
 		j.ac.put(ino, row, j.commitGen.Load()) // wmu held: no commit since
 	}
 	j.wmu.Unlock()
-	j.unl.cmu.Unlock()
 	if err != nil {
 		return Attr{}, err
 	}

@@ -475,3 +475,47 @@ func TestCreatesRaceAppliesSharedDirs(t *testing.T) {
 	check(e.j)
 	e.reopen()
 }
+
+// TestFileSetAttrLetsCreatesBy: a SetAttr that takes the synchronous way
+// (a chmod of a file with nothing unflushed) waits for wmu, which the
+// unlinker's apply holds; a create elsewhere meanwhile does not wait
+// with it. It did when the SetAttr held cmu while it waited.
+func TestFileSetAttrLetsCreatesBy(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+	j := e.j
+	x := must[Attr](t)(j.Mkdir(bg, RootIno, "x", 0o755, 0, 0))
+	y := must[Attr](t)(j.Mkdir(bg, RootIno, "y", 0o755, 0, 0))
+	f := must[Attr](t)(j.Mknod(bg, x.Ino, "f", sIFREG|0o644, 0, 0, 0))
+	applyUnlinks(t, j)
+	j.wmu.Lock() // as the unlinker's apply does
+	set := make(chan error, 1)
+	go func() {
+		m := uint32(0o600)
+		_, err := j.SetAttr(bg, f.Ino, SetAttr{Mode: &m})
+		set <- err
+	}()
+	// Let the SetAttr come to wmu (or pass cmu) first.
+	time.Sleep(50 * time.Millisecond)
+	made := make(chan error, 1)
+	go func() {
+		_, err := j.Mknod(bg, y.Ino, "n", sIFREG|0o644, 0, 0, 0)
+		made <- err
+	}()
+	select {
+	case err := <-made:
+		j.wmu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		j.wmu.Unlock()
+		<-made
+		t.Error("a create waited for wmu behind a file's SetAttr")
+	}
+	if err := <-set; err != nil {
+		t.Fatal(err)
+	}
+	if a := must[Attr](t)(j.GetAttr(bg, f.Ino)); a.Mode != sIFREG|0o600 {
+		t.Fatalf("mode %o, want %o", a.Mode, sIFREG|0o600)
+	}
+}

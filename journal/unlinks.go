@@ -124,7 +124,7 @@ type unlinkQueue struct {
 	// those checks read, but for the appliers of the log (which commit
 	// before they forget a record: the checks read the log first) and
 	// the unlinks (whose records umu orders): a synchronous create,
-	// link, rename, rmdir, and a SetAttr that may defer a directory's
+	// link, rename, rmdir, and a SetAttr while it defers a directory's
 	// change. Taken before wmu.
 	cmu sync.Mutex
 	// crNext is the next inode number a deferred create takes (0: read

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -126,22 +128,86 @@ func TestCreatesRaceApplies(t *testing.T) {
 			}
 		}
 	}()
+	// Halfway, a kill -9: a copy of the folder taken while every worker
+	// waits, under wmu and umu (no commit, no record meanwhile).
+	var halfway sync.WaitGroup
+	halfway.Add(workers)
+	resume := make(chan struct{})
+	pause := func(i int) {
+		if i == ops/2 {
+			halfway.Done()
+			<-resume
+		}
+	}
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := stressWorker(j, roots[w], w, ops); err != nil {
+			if err := stressWorker(j, roots[w], w, ops, pause); err != nil {
 				errs <- fmt.Errorf("worker %d: %w", w, err)
+				pause(ops / 2) // the others wait for it
 			}
 		}()
 	}
+	halfway.Wait()
+	killed := *e
+	killed.t = t
+	killed.opts.Dir = filepath.Join(t.TempDir(), "journal")
+	j.wmu.Lock()
+	// Records the kill leaves to the replay, deferred while no apply
+	// can run: a file, a directory and a change of times in every tree.
+	for w, r := range roots {
+		for _, d := range []*stressDir{r, r.anySub()} {
+			if d == nil {
+				continue
+			}
+			j.unl.cmu.Lock()
+			name := fmt.Sprintf("k%d", d.ino)
+			if a, ok, err := j.ul.deferCreate(bg, d.ino, name, sIFREG|0o644, 0, 0); ok && err == nil {
+				d.files[name] = a.Ino
+				d.mtime = time.Time{}
+			} else if err != nil {
+				t.Error(err)
+			}
+			if a, ok, err := j.ul.deferCreate(bg, d.ino, name+"d", sIFDIR|0o755, 0, 0); ok && err == nil {
+				d.subs[name+"d"] = &stressDir{ino: a.Ino, parent: d, name: name + "d", files: map[string]Ino{}, subs: map[string]*stressDir{}, mode: sIFDIR | 0o755}
+				d.mtime = time.Time{}
+			} else if err != nil {
+				t.Error(err)
+			}
+			m := time.Unix(1_700_000_000+int64(w), 0)
+			mode := uint32(0o750)
+			if j.da.deferSet(bg, d.ino, &SetAttr{Mtime: &m, Mode: &mode}) {
+				d.mtime, d.mode = m, sIFDIR|mode
+			}
+			j.unl.cmu.Unlock()
+		}
+	}
+	j.unl.umu.Lock()
+	pending := len(j.unl.unlRecs)
+	err := os.CopyFS(killed.opts.Dir, os.DirFS(e.opts.Dir))
+	j.unl.umu.Unlock()
+	j.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(killed.opts.Dir, "journal.db-shm"))
+	t.Logf("%d records pending at the kill", pending)
+	var atKill []*stressDir
+	for _, r := range roots {
+		atKill = append(atKill, r.clone())
+	}
+	close(resume)
 	wg.Wait()
 	close(stop)
 	<-stopped
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	for _, r := range roots {
+		checkStressTree(t, j, r, false) // pending records and all
 	}
 	applyUnlinks(t, j)
 	if n := j.unl.unlN.Load(); n != 0 {
@@ -150,14 +216,34 @@ func TestCreatesRaceApplies(t *testing.T) {
 	for _, r := range roots {
 		checkStressTree(t, j, r, true)
 	}
-	e.killAndReopen()
-	for _, r := range roots {
-		checkStressTree(t, e.j, r, true)
-	}
 	e.reopen()
+	killed.open()
+	defer killed.j.Close()
+	applyUnlinks(t, killed.j)
+	for _, r := range atKill {
+		checkStressTree(t, killed.j, r, true)
+	}
 }
 
-func stressWorker(j *Journal, root *stressDir, w, ops int) error {
+// anySub is one of d's subdirectories, nil if none.
+func (d *stressDir) anySub() *stressDir {
+	for _, s := range d.subs {
+		return s
+	}
+	return nil
+}
+
+func (d *stressDir) clone() *stressDir {
+	c := *d
+	c.files = maps.Clone(d.files)
+	c.subs = make(map[string]*stressDir, len(d.subs))
+	for n, s := range d.subs {
+		c.subs[n] = s.clone()
+	}
+	return &c
+}
+
+func stressWorker(j *Journal, root *stressDir, w, ops int, pause func(i int)) error {
 	rng := rand.New(rand.NewPCG(uint64(w), 7))
 	dirs := []*stressDir{root}
 	pick := func() *stressDir { return dirs[rng.IntN(len(dirs))] }
@@ -184,6 +270,7 @@ func stressWorker(j *Journal, root *stressDir, w, ops int) error {
 		return nil
 	}
 	for i := range ops {
+		pause(i)
 		d := pick()
 		name := fmt.Sprintf("n%d", i)
 		var what string

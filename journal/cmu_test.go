@@ -84,11 +84,12 @@ func (d *stressDir) nlink() int { return 2 + len(d.subs) }
 // TestCreatesRaceApplies: workers, each in a tree of its own (the kernel
 // serializes calls on one directory, not on different ones), create
 // files, make and remove directories, set directories' times and modes,
-// rename, link, unlink and write files, while the unlinker applies every
-// few hundred microseconds and a writer elsewhere commits transactions
-// that fold the pending records. After each call, what it changed reads
-// back; at the end the database, after an apply and after a kill -9,
-// is the model's.
+// rename, hard-link, unlink and write files, while the unlinker applies
+// every few hundred microseconds and a writer elsewhere commits
+// transactions that fold the pending records. After each call, what it
+// changed reads back; at the end the database is the model's, after an
+// apply, and after a kill -9 halfway (with records pending) and Open's
+// replay.
 func TestCreatesRaceApplies(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.UnlinkDelay = 300 * time.Microsecond })
 	j := e.j
@@ -325,13 +326,23 @@ func stressWorker(j *Journal, root *stressDir, w, ops int, pause func(i int)) er
 				continue
 			}
 			to := pick()
-			what = "rename " + f + " to " + to.name + "/" + name
-			if err := j.Rename(bg, d.ino, f, to.ino, name, 0); err != nil {
-				return fmt.Errorf("%s: %w", what, err)
+			if rng.IntN(3) == 0 {
+				what = "link " + f + " as " + to.name + "/" + name
+				a, err := j.Link(bg, d.files[f], to.ino, name)
+				if err != nil || a.Ino != d.files[f] {
+					return fmt.Errorf("%s: %+v %v", what, a, err)
+				}
+				to.files[name] = a.Ino
+				to.mtime = time.Time{}
+			} else {
+				what = "rename " + f + " to " + to.name + "/" + name
+				if err := j.Rename(bg, d.ino, f, to.ino, name, 0); err != nil {
+					return fmt.Errorf("%s: %w", what, err)
+				}
+				to.files[name] = d.files[f]
+				delete(d.files, f)
+				d.mtime, to.mtime = time.Time{}, time.Time{}
 			}
-			to.files[name] = d.files[f]
-			delete(d.files, f)
-			d.mtime, to.mtime = time.Time{}, time.Time{}
 			if err := check(to, what); err != nil {
 				return err
 			}

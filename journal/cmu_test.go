@@ -574,46 +574,58 @@ func TestCreatesRaceAppliesSharedDirs(t *testing.T) {
 	e.reopen()
 }
 
-// TestFileSetAttrLetsCreatesBy: a SetAttr that takes the synchronous way
-// (a chmod of a file with nothing unflushed) waits for wmu, which the
-// unlinker's apply holds; a create elsewhere meanwhile does not wait
-// with it. It did when the SetAttr held cmu while it waited.
-func TestFileSetAttrLetsCreatesBy(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
-	j := e.j
-	x := must[Attr](t)(j.Mkdir(bg, RootIno, "x", 0o755, 0, 0))
-	y := must[Attr](t)(j.Mkdir(bg, RootIno, "y", 0o755, 0, 0))
-	f := must[Attr](t)(j.Mknod(bg, x.Ino, "f", sIFREG|0o644, 0, 0, 0))
-	applyUnlinks(t, j)
-	j.wmu.Lock() // as the unlinker's apply does
-	set := make(chan error, 1)
-	go func() {
-		m := uint32(0o600)
-		_, err := j.SetAttr(bg, f.Ino, SetAttr{Mode: &m})
-		set <- err
-	}()
-	// Let the SetAttr come to wmu (or pass cmu) first.
-	time.Sleep(50 * time.Millisecond)
-	made := make(chan error, 1)
-	go func() {
-		_, err := j.Mknod(bg, y.Ino, "n", sIFREG|0o644, 0, 0, 0)
-		made <- err
-	}()
-	select {
-	case err := <-made:
-		j.wmu.Unlock()
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		j.wmu.Unlock()
-		<-made
-		t.Error("a create waited for wmu behind a file's SetAttr")
-	}
-	if err := <-set; err != nil {
-		t.Fatal(err)
-	}
-	if a := must[Attr](t)(j.GetAttr(bg, f.Ino)); a.Mode != sIFREG|0o600 {
-		t.Fatalf("mode %o, want %o", a.Mode, sIFREG|0o600)
+// TestSyncCallsLetCreatesBy: a call that takes the synchronous way (a
+// SetAttr of a file with nothing unflushed, a symlink, a link, a rename,
+// an rmdir) waits for wmu behind the unlinker's apply, but not while it
+// holds cmu: a deferred create in another directory does not wait for
+// that apply with it, which is what cmu is for.
+func TestSyncCallsLetCreatesBy(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		call func(j *Journal, x, f Attr) error
+	}{
+		{"setattr", func(j *Journal, x, f Attr) error {
+			m := uint32(0o600)
+			_, err := j.SetAttr(bg, f.Ino, SetAttr{Mode: &m})
+			return err
+		}},
+		{"symlink", func(j *Journal, x, f Attr) error {
+			_, err := j.Symlink(bg, x.Ino, "s", "f", 0, 0)
+			return err
+		}},
+		{"link", func(j *Journal, x, f Attr) error {
+			_, err := j.Link(bg, f.Ino, x.Ino, "g")
+			return err
+		}},
+		{"rename", func(j *Journal, x, f Attr) error { return j.Rename(bg, x.Ino, "f", x.Ino, "h", 0) }},
+		{"rmdir", func(j *Journal, x, f Attr) error { return j.Rmdir(bg, x.Ino, "e") }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, func(o *Options) { o.UnlinkDelay = time.Hour })
+			j := e.j
+			x := must[Attr](t)(j.Mkdir(bg, RootIno, "x", 0o755, 0, 0))
+			y := must[Attr](t)(j.Mkdir(bg, RootIno, "y", 0o755, 0, 0))
+			f := must[Attr](t)(j.Mknod(bg, x.Ino, "f", sIFREG|0o644, 0, 0, 0))
+			must[Attr](t)(j.Mkdir(bg, x.Ino, "e", 0o755, 0, 0))
+			applyUnlinks(t, j)
+			done := make(chan error, 1)
+			err := whileLocked(t, &j.wmu, "a create behind a synchronous "+c.name, func() error { // as the unlinker's apply holds it
+				go func() { done <- c.call(j, x, f) }()
+				time.Sleep(50 * time.Millisecond) // let the call come to wmu first
+				_, err := j.Mknod(bg, y.Ino, "n", sIFREG|0o644, 0, 0, 0)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("the %s: %v", c.name, err)
+			}
+			applyUnlinks(t, j)
+			var n int
+			if err := j.db.QueryRow(`SELECT count(*) FROM entries WHERE parent = ? AND name = 'n'`, y.Ino).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("the create's entry after the apply: %d rows (%v), want 1", n, err)
+			}
+		})
 	}
 }

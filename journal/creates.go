@@ -169,14 +169,10 @@ func (j *unlinks) deferCreate(ctx context.Context, parent Ino, name string, mode
 		}
 	}
 	if j.unl.full() {
-		// Under cmu no create comes meanwhile, and no unlink or close
-		// while the log is full: this apply empties it.
-		j.wmu.Lock()
-		err := j.applyUnlinksLocked(ctx)
-		j.wmu.Unlock()
-		if err != nil {
-			return Attr{}, true, err
-		}
+		// The synchronous way applies the log first, which empties it
+		// (under cmu no create comes meanwhile, and no unlink or close
+		// is logged while it is full). Not here: wmu comes before cmu.
+		return Attr{}, false, nil
 	}
 	if j.unl.crNext == 0 {
 		seq, err := j.inodeSeq(ctx)

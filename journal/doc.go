@@ -149,7 +149,7 @@
 // (wmu) that is never held while hashing, sealing or talking to the grid,
 // and run on one connection; lookups and getattrs run on it too when they
 // get wmu without waiting (TryLock), on the pool of read connections
-// otherwise. Lock order: inode.mu -> cmu -> wmu -> imu -> qmu, imu ->
+// otherwise. Lock order: inode.mu -> wmu -> cmu -> imu -> qmu, imu ->
 // imapMu (a leaf: the map of inodes for the reads that need no more),
 // and wmu -> lookAhead.mu, attrCache.mu; the deferred unlinks' umu is a leaf (an
 // unlink defers itself under umu alone, not wmu; a create under cmu,

@@ -377,23 +377,29 @@ func (j *namespace) create(ctx context.Context, parent Ino, name string, mode, r
 	}
 	var a, parentAttr Attr
 	j.unl.cmu.Lock()
-	defer j.unl.cmu.Unlock()
-	if a, done, err := j.ul.deferCreate(ctx, parent, name, mode, uid, gid); done {
-		if err == nil && mode&sIFMT == sIFREG {
-			j.imu.Lock()
-			j.created = created{ino: a.Ino, mode: mode, gen: j.commitGen.Load()}
-			j.imu.Unlock()
-		}
+	a, done, err := j.ul.deferCreate(ctx, parent, name, mode, uid, gid)
+	if done && err == nil && mode&sIFMT == sIFREG {
+		j.imu.Lock()
+		j.created = created{ino: a.Ino, mode: mode, gen: j.commitGen.Load()}
+		j.imu.Unlock()
+	}
+	j.unl.cmu.Unlock()
+	if done {
 		return a, err
 	}
+	// The synchronous way: wmu, then cmu (unlinks.go) for the checks of
+	// its transaction and crNext. A deferred create in another
+	// directory waits for this transaction, not for wmu before it.
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
+	j.unl.cmu.Lock()
+	defer j.unl.cmu.Unlock()
 	// Three statements: the parent's update (which also checks that it
 	// is a directory), the inode, the entry (whose UNIQUE(parent, name)
 	// says whether the name is taken); the reply is built from what was
 	// inserted rather than read back.
 	j.foldLight = true // no file's row but the new one
-	err := j.txLocked(ctx, func(tx *sql.Tx) error {
+	err = j.txLocked(ctx, func(tx *sql.Tx) error {
 		now := nowNS()
 		nlink, dl := 1, 0
 		if isDir(mode) {
@@ -537,9 +543,11 @@ func (j *namespace) Link(ctx context.Context, ino, newParent Ino, newName string
 		return Attr{}, err
 	}
 	var a Attr
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
 	j.unl.cmu.Lock() // a name added: unlinks.go
 	defer j.unl.cmu.Unlock()
-	err := j.tx(ctx, func(tx *sql.Tx) error {
+	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		src, err := j.getAttrTx(ctx, tx, ino)
 		if err != nil {
 			return err
@@ -705,10 +713,10 @@ func (j *namespace) Rmdir(ctx context.Context, parent Ino, name string) error {
 	if name == ".." {
 		return ErrNotEmpty
 	}
-	j.unl.cmu.Lock() // no create in the directory meanwhile: unlinks.go
-	defer j.unl.cmu.Unlock()
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
+	j.unl.cmu.Lock() // no create in the directory meanwhile: unlinks.go
+	defer j.unl.cmu.Unlock()
 	if done, err := j.ul.deferRmdirLocked(ctx, parent, name); done {
 		return err
 	}
@@ -796,9 +804,11 @@ func (j *namespace) Rename(ctx context.Context, oldParent Ino, oldName string, n
 		return ErrInvalid
 	}
 	var gone Ino
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
 	j.unl.cmu.Lock() // a name added: unlinks.go
 	defer j.unl.cmu.Unlock()
-	err := j.tx(ctx, func(tx *sql.Tx) error {
+	err := j.txLocked(ctx, func(tx *sql.Tx) error {
 		if _, err := j.dirAttr(ctx, tx, oldParent); err != nil {
 			return err
 		}

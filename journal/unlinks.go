@@ -124,8 +124,10 @@ type unlinkQueue struct {
 	// those checks read, but for the appliers of the log (which commit
 	// before they forget a record: the checks read the log first) and
 	// the unlinks (whose records umu orders): a synchronous create,
-	// link, rename, rmdir, and a SetAttr while it defers a directory's
-	// change. Taken before wmu.
+	// link, rename, rmdir (these after wmu: they wait for the apply
+	// before them without cmu, and a deferred create waits only for
+	// their own transaction), and a SetAttr while it defers a
+	// directory's change.
 	cmu sync.Mutex
 	// crNext is the next inode number a deferred create takes (0: read
 	// it from the database first). Guarded by cmu.

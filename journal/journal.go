@@ -207,7 +207,8 @@ type shared struct {
 	bufferedStage atomic.Bool
 
 	// wmu serializes write transactions and the staging-file operations
-	// that must agree with them. Lock order: inode.mu -> wmu -> imu -> qmu.
+	// that must agree with them. Lock order: inode.mu -> wmu -> cmu ->
+	// imu -> qmu (doc.go).
 	wmu sync.Mutex
 
 	// imu guards inodes. Its writers hold imapMu too, which the reads

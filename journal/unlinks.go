@@ -1062,10 +1062,12 @@ func (j *unlinks) unlinker(ctx context.Context) {
 }
 
 // unlinkerBatch bounds the records the unlinker applies in one
-// transaction: it holds wmu throughout, and a create waits for wmu. A
-// cp -a of a source tree logs a hundred records (creates and closes)
-// while one apply runs, whose next apply then took about 8 ms, and so
-// did the create that came during it, a hundred times in the copy.
+// transaction: it holds wmu throughout, and every call that commits (a
+// big file's close, a rename, a file's SetAttr) waits for wmu. A cp -a
+// of a source tree logs a hundred records (creates and closes) while one
+// apply runs, whose next apply then took about 8 ms, and so did the
+// create that came during it (creates waited for wmu then; they take
+// cmu now), a hundred times in the copy.
 const unlinkerBatch = 64
 
 // The unlink log's record: 'u' (an unlink), 'd' (an rmdir) or 'c' (a

@@ -168,8 +168,15 @@ func LimitMemory(ctx context.Context, target int64, shed func(n int64) int64) {
 // memory is sampled only every 500 ms. Without it, writes peaked at
 // 130-133 MiB against a 128 MiB target; at 8 MiB, with two spare Ps
 // (RaiseProcs: more threads allocating at once), a full run's create
-// after the reads and the copy peaked at 130 MiB.
-const limitSlack = 12 << 20
+// after the reads and the copy peaked at 130 MiB. At 12 MiB the copy,
+// the read of the copied tree and the create, run alone, peaked at
+// 120-134 MiB: the Go heap fills its limit whatever the live heap
+// (shedding the memory tier sooner, or all of it, left the peak where
+// it was). At 20 MiB the same runs peaked at 108-127 MiB, the copy's
+// and the read's rows 8 MiB lower; the collector then runs more often
+// while the create's inodes fill the heap: about a tenth more CPU for
+// the create (25-31 s against 23-25 s for 100,000 files on a slow host).
+const limitSlack = 20 << 20
 
 // shedMargin: the memory cache gives way while the collector still has
 // this much room under the limit, not once it has none. A directory's

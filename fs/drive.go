@@ -170,7 +170,7 @@ func LimitMemory(ctx context.Context, target int64, shed func(n int64) int64) {
 // (RaiseProcs: more threads allocating at once), a full run's create
 // after the reads and the copy peaked at 130 MiB. At 12 MiB the copy,
 // the read of the copied tree and the create, run alone, peaked at
-// 120-134 MiB: the Go heap fills its limit whatever the live heap
+// 115-134 MiB: the Go heap fills its limit whatever the live heap
 // (shedding the memory tier sooner, or all of it, left the peak where
 // it was). At 20 MiB the same runs peaked at 108-127 MiB, the copy's
 // and the read's rows 8 MiB lower; the collector then runs more often

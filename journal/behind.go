@@ -222,6 +222,7 @@ func (j *writeBehind) commitBehind(ctx context.Context, n *inode, c *cut, end in
 	j.fl.afterFreeLocked(&fr)
 	j.up.enqueue(added)
 	j.wmu.Unlock()
+	j.c.chargeBack(n)
 	delete(n.dirty, c.idx)
 	j.qmu.Lock()
 	j.dirtyB -= j.bs

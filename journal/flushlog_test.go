@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -899,4 +900,73 @@ func TestSealAheadRacesFold(t *testing.T) {
 	}
 	e.j = nil
 	checkDB(t, e.opts.Dir)
+}
+
+// TestLoggedClosesKeepLittleQuota: a logged close keeps charged only
+// what it holds on disk (its record and the dirty file's bytes), not a
+// whole block per dirty block: many small files closed while their
+// apply is held back (noTimers here; wmu held by a long segment commit
+// in a mount) fit a quota of a few blocks. A write or a truncate of a
+// logged file charges its blocks whole again, and once everything is
+// applied and shipped the counters are back to zero.
+func TestLoggedClosesKeepLittleQuota(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		noTimers(o)
+		o.Quota = 8 * 64 << 10 // eight blocks
+		o.QuotaWait = 200 * time.Millisecond
+	})
+	j := e.j
+	data := func(i int) []byte { return fmt.Appendf(nil, "small file %d\n", i) }
+	var inos []Ino
+	for i := range 64 { // eight times the quota, charged whole
+		f := writeClosed(t, j, fmt.Sprintf("f%d", i), data(i))
+		inos = append(inos, f.Ino)
+	}
+	if n := pendingFlushes(j); n != 64 {
+		t.Fatalf("%d closes pending, want 64 logged", n)
+	}
+	j.qmu.Lock()
+	d := j.dirtyB
+	j.qmu.Unlock()
+	if d > 64*100 {
+		t.Fatalf("64 logged closes of %d bytes keep %d bytes of quota", len(data(0)), d)
+	}
+	// A write after a logged close charges the block whole; the next
+	// close gives it back again.
+	j.OpenFile(inos[0])
+	must[int](t)(j.WriteAt(bg, inos[0], []byte("more\n"), int64(len(data(0)))))
+	j.qmu.Lock()
+	d2 := j.dirtyB
+	j.qmu.Unlock()
+	if d2 < d+j.bs-100 {
+		t.Fatalf("a write after a logged close: quota %d bytes, was %d: the block is not charged whole", d2, d)
+	}
+	if err := j.Flush(bg, inos[0]); err != nil {
+		t.Fatal(err)
+	}
+	j.ReleaseFile(inos[0])
+	three := uint64(3)
+	must[Attr](t)(j.SetAttr(bg, inos[1], SetAttr{Size: &three}))
+	applyUnlinks(t, j)
+	ctx, cancel := context.WithTimeout(bg, 60*time.Second)
+	defer cancel()
+	if err := j.Fsync(ctx, inos[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkAccounting(t, j)
+	for i, ino := range inos {
+		want := data(i)
+		switch i {
+		case 0:
+			want = append(want, "more\n"...)
+		case 1:
+			want = want[:3]
+		}
+		if got := readAll(t, j, ino); !bytes.Equal(got, want) {
+			t.Fatalf("f%d reads %q, want %q", i, got, want)
+		}
+	}
 }

@@ -51,6 +51,13 @@ type inode struct {
 	// (0: not known), so that its stat shows what the apply will store.
 	rec       *flushRec
 	recBlocks atomic.Int64
+	// logRefund is the quota (dirtyB) that the logging of rec gave back:
+	// dirty blocks are charged whole while written, but a logged close
+	// holds only its record and the dirty file's bytes. The next write,
+	// truncate or write-behind charges it again (chargeBack), and a
+	// release of the dirty data gives back only what is charged
+	// (charged).
+	logRefund int64
 	// behindQ are blocks a sequential writer has moved past, for the
 	// write-behind goroutines; behindN of them run; behindIdle is
 	// non-nil while any does and closed when the last stops (behind.go).
@@ -688,10 +695,11 @@ func (j *inodeTable) reclaim(ctx context.Context, ino Ino) error {
 func (j *inodeTable) discardDirty(n *inode) {
 	if len(n.dirty) > 0 {
 		j.qmu.Lock()
-		j.dirtyB -= int64(len(n.dirty)) * j.bs
+		j.dirtyB -= n.charged(j.bs)
 		j.qmu.Unlock()
 		clear(n.dirty)
 	}
+	n.logRefund = 0
 	if n.f != nil {
 		n.f.remove()
 		n.f = nil
@@ -728,4 +736,42 @@ func (n *inode) dropLast() {
 		n.lastHold.Release()
 	}
 	n.lastIdx, n.lastPlain, n.lastHold = -1, nil, nil
+}
+
+// charged is n's share of dirtyB: its dirty blocks, whole, less what
+// the logging of its close gave back (logRefund). n.mu held.
+func (n *inode) charged(bs int64) int64 {
+	return int64(len(n.dirty))*bs - n.logRefund
+}
+
+// chargeBack charges n's dirty blocks whole again before they change
+// (logRefund). n.mu held.
+func (c *core) chargeBack(n *inode) {
+	if n.logRefund == 0 {
+		return
+	}
+	c.qmu.Lock()
+	c.dirtyB += n.logRefund
+	c.qmu.Unlock()
+	n.logRefund = 0
+}
+
+// refundLogged gives back the quota of n's dirty blocks beyond what r,
+// the close just logged, holds on disk: its record and the dirty file's
+// bytes, at most r.size. Without it a close logged keeps a whole block
+// charged until its apply, and a few hundred small files closed while
+// the apply waits for wmu fill a small quota with a few hundred KB of
+// data. n.mu held.
+func (c *core) refundLogged(n *inode, r *flushRec) {
+	total := int64(len(n.dirty)) * c.bs
+	keep := min(total, int64(r.logB)+r.size)
+	refund := total - keep
+	if refund == n.logRefund {
+		return
+	}
+	c.qmu.Lock()
+	c.dirtyB -= refund - n.logRefund
+	c.up.signalFreeLocked()
+	c.qmu.Unlock()
+	n.logRefund = refund
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 )
 
 // rawTransport answers the bucket check of New with 200 and every later
@@ -53,6 +55,12 @@ func FuzzS3Answer(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// minio-go sleeps its backoff after a call's last attempt too: up to
+	// 200 ms of each failed call, which kept this target at a few inputs
+	// a second. The calls made here run one at a time.
+	unit := minio.DefaultRetryUnit
+	minio.DefaultRetryUnit = 0
+	f.Cleanup(func() { minio.DefaultRetryUnit = unit })
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		tr := &rawTransport{raw: raw}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -928,7 +928,7 @@ func TestLoggedClosesKeepLittleQuota(t *testing.T) {
 	j.qmu.Lock()
 	d := j.dirtyB
 	j.qmu.Unlock()
-	if d > 64*100 {
+	if d > 64*1024 { // whole blocks would be 64 * 64 KiB
 		t.Fatalf("64 logged closes of %d bytes keep %d bytes of quota", len(data(0)), d)
 	}
 	// A write after a logged close charges the block whole; the next

@@ -837,7 +837,11 @@ func testWebBrowser(t *testing.T, f *webFixture) {
 
 	// Activity, check, and the phone layout.
 	run("activity", chromedp.Navigate(f.base+"/#/activity"), wait(`document.getElementById("q-sentence").textContent !== ""`), shot("activity"))
-	run("check", chromedp.Navigate(f.base+"/#/check"), chromedp.Click(chromedp.CSS("#btn-check")),
+	// A folder typed into the check form: its text is sent %-encoded ("100%" as 100%25).
+	run("check a typed folder", chromedp.Navigate(f.base+"/#/check"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("check-path").value = " /100% "`), chromedp.Click(chromedp.CSS("#btn-check")),
+		wait(`document.getElementById("check-title").textContent === "Check and repair of /100%" && document.getElementById("check-sentence").textContent.includes(" checked: ")`))
+	run("check", chromedp.Evaluate[chromedp.Void](`document.getElementById("check-path").value = ""`), chromedp.Click(chromedp.CSS("#btn-check")),
 		wait(`document.getElementById("check-title").textContent.endsWith("the whole drive") && document.getElementById("check-sentence").textContent.includes("segments checked")`),
 		shot("check"))
 	run("phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(f.base+"/#/files/docs"),

@@ -90,9 +90,10 @@ func testWebNotUTF8(t *testing.T, f *webFixture) {
 // browseNotUTF8 uses the web app on a folder whose name is not UTF-8,
 // beside a folder whose name is that name as the JSON shows it (U+FFFD for
 // each bad byte): the page opens the folder itself, uploads into it,
-// renames in it, restores it and deletes it. Before, the page built the
-// folder's address from the lossy path and opened the look-alike (or
-// nothing), and refused rename and restore.
+// renames in it, restores it, checks it and deletes it. Before, the page
+// built the folder's address from the lossy path and opened the
+// look-alike (or nothing), and refused rename and restore; its check form
+// sent the folder as text and never opened on the folder shown.
 func browseNotUTF8(t *testing.T, f *webFixture, ctx context.Context, run func(string, ...chromedp.Action[chromedp.Void]),
 	wait func(string) chromedp.Action[chromedp.Void]) {
 	dir := filepath.Join(f.mp, "d\xe9j\xe0")
@@ -172,6 +173,22 @@ func browseNotUTF8(t *testing.T, f *webFixture, ctx context.Context, run func(st
 			t.Errorf("restored %s: %q, want %q", name, got, want)
 		}
 	}
+
+	// Check it from the folder itself: the nav's Check opens the form on
+	// it, shown with U+FFFD, and the check is of the folder's own bytes,
+	// not of the look-alike that text names.
+	run("check d\\xe9j\\xe0", chromedp.Click(chromedp.CSS(row("d%E9j%E0")+" .c-name a")),
+		wait(`location.hash === "#/files/d%E9j%E0"`),
+		chromedp.Click(chromedp.CSS(`#nav a[data-view="check"]`)),
+		wait(`location.hash === "#/check/d%E9j%E0" && document.getElementById("check-path").value === "/d\ufffdj\ufffd"`),
+		chromedp.Click(chromedp.CSS("#btn-check")),
+		wait(`document.getElementById("check-title").textContent.endsWith("/d\ufffdj\ufffd") && document.getElementById("check-sentence").textContent.includes(" checked: ")`))
+	var cs web.CheckState
+	f.want(t, 200, &cs, "GET", "/api/v1/check", nil)
+	if cs.Running || cs.Error != "" || cs.PathHref != "/d%E9j%E0" {
+		t.Errorf("the check the page started: path %q, path_href %q, error %q; want the folder /d%%E9j%%E0", cs.Path, cs.PathHref, cs.Error)
+	}
+	run("back to the root after the check", chromedp.Evaluate[chromedp.Void](`location.hash = "#/files/"`), wait(has("d%E9j%E0")))
 
 	// Delete it: the look-alike stays.
 	run("delete d\\xe9j\\xe0", chromedp.Click(chromedp.CSS(row("d%E9j%E0")+` button[title="Delete"]`)),

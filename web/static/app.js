@@ -206,6 +206,7 @@ function parseRoute() {
   const view = parts[0] || "files";
   if (view === "snap") return { view: "files", snap: decSeg(parts[1] || ""), href: canon(parts.slice(2).join("/")) };
   if (view === "files") return { view, snap: "", href: canon(parts.slice(1).join("/")) };
+  if (view === "check") return { view, snap: "", href: canon(parts.slice(1).join("/")) }; // the folder to check
   return { view, snap: "", href: "" };
 }
 function filesHash(href, snap) {
@@ -217,7 +218,10 @@ function show() {
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== "view-" + route.view;
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("on", a.dataset.view === route.view || (route.snap && a.dataset.view === "snapshots"));
   if (route.snap) document.querySelector('#nav a[data-view="files"]').classList.remove("on");
-  ({ files: loadFiles, activity: renderActivity, nodes: renderNodes, snapshots: loadSnapshots, check: loadCheck }[route.view] || loadFiles)();
+  // Check opens on the drive's folder shown last.
+  if (route.view === "files") document.querySelector('#nav a[data-view="check"]').href = "#/check/" + (route.snap ? "" : route.href);
+  const showCheck = () => { fillCheck(route.href); loadCheck(); };
+  ({ files: loadFiles, activity: renderActivity, nodes: renderNodes, snapshots: loadSnapshots, check: showCheck }[route.view] || loadFiles)();
 }
 
 // --- Files ------------------------------------------------------------
@@ -616,8 +620,17 @@ $("btn-snap").onclick = async () => {
 // --- Check --------------------------------------------------------------
 
 let checkTimer, checkSeq = 0;
+// checkHref is the path the check form was filled with, as an href, and
+// checkShown the text it shows for it: a folder whose name is not UTF-8
+// shows with U+FFFD, which names another folder or none, so while the
+// text is unchanged the form sends the href; text typed in is UTF-8.
+let checkHref = "", checkShown = "";
+function fillCheck(href) {
+  checkHref = href;
+  checkShown = href ? "/" + showPath(href) : "";
+  $("check-path").value = checkShown;
+}
 async function loadCheck() {
-  if (!$("check-path").value && route.href) $("check-path").value = "/" + showPath(route.href);
   const seq = ++checkSeq;
   let st;
   try { st = await api("GET", "check"); } catch (e) { return; }
@@ -658,7 +671,9 @@ $("check-form").onsubmit = async (ev) => {
   ev.preventDefault();
   try {
     const seq = ++checkSeq;
-    const st = await api("POST", "check", { path: $("check-path").value.trim(), verify: $("check-verify").checked, repair: $("check-repair").checked });
+    const text = $("check-path").value.trim();
+    const href = text === checkShown ? checkHref : hrefOfText(text);
+    const st = await api("POST", "check", { path_href: href, verify: $("check-verify").checked, repair: $("check-repair").checked });
     if (seq === checkSeq) renderCheck(st);
     checkTimer = setTimeout(loadCheck, 300);
   } catch (e) { fail(e); }

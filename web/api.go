@@ -60,6 +60,9 @@ type Summary struct {
 	// (nil when there are none).
 	Lost  *fs.LostReport `json:"lost,omitempty"`
 	Cache CacheSummary   `json:"cache"`
+	// MountpointHref is Mountpoint %-encoded from its bytes when it is
+	// not UTF-8 (docs/API.md).
+	MountpointHref string `json:"mountpoint_href,omitempty"`
 }
 
 // Node is one storage node's health.

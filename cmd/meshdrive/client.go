@@ -252,12 +252,12 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func printStatus(w io.Writer, r *statusReport) {
-	fmt.Fprintf(w, "drive %s at %s\n", r.DriveID, showName(r.DataDir))
+	fmt.Fprintf(w, "drive %s at %s\n", r.DriveID, showName(pathOf(r.DataDir, r.DataDirHref)))
 	ro := ""
 	if r.ReadOnly {
 		ro = ", read-only"
 	}
-	fmt.Fprintf(w, "  mounted at %s (pid %d%s)\n", showName(r.Mountpoint), r.PID, ro)
+	fmt.Fprintf(w, "  mounted at %s (pid %d%s)\n", showName(pathOf(r.Mountpoint, r.MountpointHref)), r.PID, ro)
 	if r.Web != "" {
 		fmt.Fprintf(w, "  web app at %s (meshdrive web-url prints a login address)\n", r.Web)
 	}

@@ -70,6 +70,10 @@ type statusReport struct {
 	// Web is the web app's address ("" when off); meshdrive web-url
 	// asks POST /web/login for a login address.
 	Web string `json:"web,omitempty"`
+	// DataDirHref and MountpointHref are DataDir and Mountpoint
+	// %-encoded from their bytes when they are not UTF-8 (docs/API.md).
+	DataDirHref    string `json:"data_dir_href,omitempty"`
+	MountpointHref string `json:"mountpoint_href,omitempty"`
 }
 
 // gcStatus is garbage collection: what waits, what the last one freed.
@@ -295,6 +299,7 @@ func (c *controlServer) space(n *nodeStatus, info remoteopen.NodeInfo, k int) {
 func (c *controlServer) report(ctx context.Context) statusReport {
 	cfg := c.config()
 	rep := statusReport{DataDir: c.o.dataDir, DriveID: cfg.DriveID, Mountpoint: c.o.mountpoint, PID: os.Getpid(),
+		DataDirHref: fs.PathHref(c.o.dataDir), MountpointHref: fs.PathHref(c.o.mountpoint),
 		K: cfg.K, M: cfg.M, BlockSize: cfg.BlockSize, ReadOnly: c.o.readOnly, NodesTotal: len(cfg.Nodes)}
 	urls := map[string]string{}
 	for _, n := range cfg.Nodes {

@@ -164,7 +164,7 @@ func (w *webDrive) Pinned(ctx context.Context, rel string) (bool, error) {
 
 func (w *webDrive) Summary(ctx context.Context) web.Summary {
 	r := w.c.report(ctx)
-	s := web.Summary{Mountpoint: r.Mountpoint, State: r.State, Durable: r.Durable, Online: r.Online, ReadOnly: r.ReadOnly,
+	s := web.Summary{Mountpoint: r.Mountpoint, MountpointHref: r.MountpointHref, State: r.State, Durable: r.Durable, Online: r.Online, ReadOnly: r.ReadOnly,
 		K: r.K, M: r.M, NodesUp: r.NodesUp, NodesTotal: r.NodesTotal, Uploads: r.Uploads,
 		MetaPendingRows: r.Metadata.PendingRows, MetaLastError: r.Metadata.LastError, RepairOwed: r.Uploads.RepairOwed, Lost: r.Lost}
 	if r.Repair != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,6 +50,9 @@ func testWebNotUTF8(t *testing.T, f *webFixture) {
 	}
 	if p := pathJSON(t, f.env, f.dir, filepath.Join(f.mp, "docs")); p.PathHref != "" {
 		t.Errorf("status --json of a UTF-8 path has path_href %q", p.PathHref)
+	}
+	if out := mustRun(t, f.env, "status", "--data", f.dir, "--json").stdout; strings.Contains(out, "_href") {
+		t.Errorf("status --json of a drive whose paths are UTF-8 has a companion:\n%s", out)
 	}
 
 	// Restore out of a snapshot by path_href: back under its own bytes.
@@ -205,4 +209,52 @@ func browseNotUTF8(t *testing.T, f *webFixture, ctx context.Context, run func(st
 		t.Fatal(err)
 	}
 	run("back to the root", chromedp.Evaluate[chromedp.Void](`location.hash = "#/files/"`), wait(`document.querySelector('tr[data-name="docs"]') !== null`))
+}
+
+// TestStatusNotUTF8Dirs: a drive whose data dir and mountpoint are named
+// in Latin-1 gives both with their bytes: status --json in data_dir_href
+// and mountpoint_href, the web API's status in mountpoint_href, and
+// status prints them quoted by their bytes. Before, JSON had them with
+// U+FFFD alone, which names another folder.
+func TestStatusNotUTF8Dirs(t *testing.T) {
+	requireFuse(t)
+	base := t.TempDir()
+	dir, mp := filepath.Join(base, "d\xe9ta"), filepath.Join(base, "Dr\xefve")
+	env := cmdEnv("MESHDRIVE_PASSPHRASE=latin-1 dirs")
+	mustRun(t, env, "init", "--data", dir)
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cleanupMount(t, env, dir, mp)
+	mustRun(t, env, "mount", "--daemon", "--data", dir, mp)
+
+	var st statusReport
+	if err := json.Unmarshal([]byte(mustRun(t, env, "status", "--data", dir, "--json").stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if got := pathOf(st.DataDir, st.DataDirHref); got != dir || !strings.HasSuffix(st.DataDirHref, "/d%E9ta") {
+		t.Errorf("status --json: data_dir %q, data_dir_href %q; want the bytes of %q", st.DataDir, st.DataDirHref, dir)
+	}
+	if got := pathOf(st.Mountpoint, st.MountpointHref); got != mp || !strings.HasSuffix(st.MountpointHref, "/Dr%EFve") {
+		t.Errorf("status --json: mountpoint %q, mountpoint_href %q; want the bytes of %q", st.Mountpoint, st.MountpointHref, mp)
+	}
+	out := mustRun(t, env, "status", "--data", dir).stdout
+	for _, want := range []string{"at " + showName(dir) + "\n", "mounted at " + showName(mp) + " ("} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status does not print %q:\n%s", want, out)
+		}
+	}
+
+	// The web API's status, with the token from the data dir.
+	tok, err := os.ReadFile(filepath.Join(dir, webTokenFile))
+	if err != nil || st.Web == "" {
+		t.Fatalf("web app at %q, token %v", st.Web, err)
+	}
+	api := &webFixture{base: strings.TrimSuffix(st.Web, "/"), token: strings.TrimSpace(string(tok))}
+	var s web.Summary
+	api.want(t, 200, &s, "GET", "/api/v1/status", nil)
+	if got := pathOf(s.Mountpoint, s.MountpointHref); got != mp {
+		t.Errorf("GET /api/v1/status: mountpoint %q, mountpoint_href %q; want the bytes of %q", s.Mountpoint, s.MountpointHref, mp)
+	}
+	mustRun(t, env, "unmount", "--data", dir, mp)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -81,9 +82,26 @@ func oplogRun(b *testing.B, j *Journal, op string, dir Ino, n, batch int) {
 		b.Fatal(err)
 	}
 	defer f.Close()
+	// Fail only once oplogApply has let go of wmu and its transaction:
+	// the cleanup's Close waits for both.
+	if err := oplogApply(j, f, op, dir, n, batch); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// oplogApply is oplogRun's work, log records into f. It holds wmu and,
+// between commits, a transaction of j.w; it returns holding neither,
+// the transaction a failure left open rolled back.
+func oplogApply(j *Journal, f *os.File, op string, dir Ino, n, batch int) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	var tx *sql.Tx
+	defer func() {
+		if tx != nil {
+			tx.Rollback()
+		}
+		j.commitGen.Add(1) // the caches must not keep rows read before these commits
+	}()
 	rec := make([]byte, 0, 64)
 	for i := range n {
 		name := fmt.Sprintf("f%07d", i)
@@ -94,49 +112,84 @@ func oplogRun(b *testing.B, j *Journal, op string, dir Ino, n, batch int) {
 		rec = binary.AppendUvarint(rec, uint64(time.Now().UnixNano()))
 		rec = append(rec, name...)
 		if _, err := f.Write(rec); err != nil {
-			b.Fatal(err)
+			return fmt.Errorf("oplog: write the record of %s %s: %w", op, name, err)
 		}
 		if tx == nil {
+			var err error
 			if tx, err = j.w.BeginTx(bg, nil); err != nil {
-				b.Fatal(err)
+				return fmt.Errorf("oplog: begin a transaction: %w", err)
 			}
 		}
-		now := nowNS()
-		if op == "create" {
-			if _, err := scanAttr(j.c.tqrow(bg, tx, `UPDATE inodes SET mtime = ?, ctime = ?, nlink = nlink + ? WHERE ino = ? AND mode & ? = ?
-				RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), now, now, 0, dir, sIFMT, sIFDIR)); err != nil {
-				b.Fatal(err)
-			}
-			res, err := j.c.texec(bg, tx, `INSERT INTO inodes(mode, uid, gid, rdev, nlink, size, atime, mtime, ctime)
-				VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, 0o100644, 0, 0, 0, 1, 0, now, now, now)
-			if err != nil {
-				b.Fatal(err)
-			}
-			id, _ := res.LastInsertId()
-			if _, err := j.c.texec(bg, tx, `INSERT INTO entries(parent, name, ino) VALUES(?, ?, ?)`, dir, name, id); err != nil {
-				b.Fatal(err)
-			}
-		} else {
-			var ino Ino
-			if err := j.c.tqrow(bg, tx, `DELETE FROM entries WHERE parent = ? AND name = ? RETURNING ino`, dir, name).Scan(&ino); err != nil {
-				b.Fatal(err)
-			}
-			var mode uint32
-			if err := j.c.tqrow(bg, tx, `DELETE FROM inodes WHERE ino = ?1 AND nlink = 1 AND mode & ?2 != ?3
-				AND NOT EXISTS(SELECT 1 FROM blockmap WHERE ino = ?1) RETURNING mode`, ino, sIFMT, sIFDIR).Scan(&mode); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := scanAttr(j.c.tqrow(bg, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2
-				RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), now, dir)); err != nil {
-				b.Fatal(err)
-			}
+		if err := oplogStatements(j, tx, op, dir, name); err != nil {
+			return fmt.Errorf("oplog: %s %s: %w", op, name, err)
 		}
 		if (i+1)%batch == 0 || i == n-1 {
-			if err := tx.Commit(); err != nil {
-				b.Fatal(err)
-			}
+			err := tx.Commit()
 			tx = nil
+			if err != nil {
+				return fmt.Errorf("oplog: commit: %w", err)
+			}
 		}
 	}
-	j.commitGen.Add(1) // the caches must not keep rows read before these commits
+	return nil
+}
+
+// oplogStatements runs in tx the statements of Journal.create (op
+// "create") or Journal.Unlink of name in dir.
+func oplogStatements(j *Journal, tx *sql.Tx, op string, dir Ino, name string) error {
+	now := nowNS()
+	if op == "create" {
+		if _, err := scanAttr(j.c.tqrow(bg, tx, `UPDATE inodes SET mtime = ?, ctime = ?, nlink = nlink + ? WHERE ino = ? AND mode & ? = ?
+			RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), now, now, 0, dir, sIFMT, sIFDIR)); err != nil {
+			return err
+		}
+		res, err := j.c.texec(bg, tx, `INSERT INTO inodes(mode, uid, gid, rdev, nlink, size, atime, mtime, ctime)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, 0o100644, 0, 0, 0, 1, 0, now, now, now)
+		if err != nil {
+			return err
+		}
+		id, _ := res.LastInsertId()
+		_, err = j.c.texec(bg, tx, `INSERT INTO entries(parent, name, ino) VALUES(?, ?, ?)`, dir, name, id)
+		return err
+	}
+	var ino Ino
+	if err := j.c.tqrow(bg, tx, `DELETE FROM entries WHERE parent = ? AND name = ? RETURNING ino`, dir, name).Scan(&ino); err != nil {
+		return err
+	}
+	var mode uint32
+	if err := j.c.tqrow(bg, tx, `DELETE FROM inodes WHERE ino = ?1 AND nlink = 1 AND mode & ?2 != ?3
+		AND NOT EXISTS(SELECT 1 FROM blockmap WHERE ino = ?1) RETURNING mode`, ino, sIFMT, sIFDIR).Scan(&mode); err != nil {
+		return err
+	}
+	_, err := scanAttr(j.c.tqrow(bg, tx, `UPDATE inodes SET mtime = ?1, ctime = ?1 WHERE ino = ?2
+		RETURNING `+strings.ReplaceAll(attrCols, "i.", ""), now, dir))
+	return err
+}
+
+// TestOpLogRunFails: a failure inside oplogRun's transaction (an unlink
+// of a name that is not there) fails the benchmark, and the journal still
+// closes: oplogRun rolls back and unlocks before it fails, where a
+// b.Fatal with the transaction open left the journal's Close (the
+// benchmark's cleanup) waiting for it for ever.
+func TestOpLogRunFails(t *testing.T) {
+	var ran atomic.Bool
+	done := make(chan testing.BenchmarkResult, 1)
+	go func() {
+		done <- testing.Benchmark(func(b *testing.B) {
+			e, dir := oplogEnv(b, "create", 0) // no files: the first unlink fails
+			ran.Store(true)
+			oplogRun(b, e.j, "unlink", dir.Ino, 1, 1)
+		})
+	}()
+	select {
+	case r := <-done:
+		if !ran.Load() {
+			t.Fatal("the benchmark failed before oplogRun: oplogEnv could not make its journal")
+		}
+		if r.N != 0 {
+			t.Fatalf("oplogRun unlinked a file that is not there (%d runs); want it to fail", r.N)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("oplogRun's failure did not end within 30 s: its cleanup (the journal's Close) waits for what it left held")
+	}
 }

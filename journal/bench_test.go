@@ -219,6 +219,7 @@ func walFrames(b *testing.B, dir string) (map[string]int, int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer rows.Close() // on a failure too: the journal's Close waits for an open read
 	owner := map[uint32]string{}
 	for rows.Next() {
 		var name string
@@ -229,6 +230,9 @@ func walFrames(b *testing.B, dir string) (map[string]int, int) {
 		owner[page] = name
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
 	const walHeader, frameHeader = 32, 24
 	pageSize := int(binary.BigEndian.Uint32(wal[8:]))
 	byName, total := map[string]int{}, 0

@@ -40,16 +40,22 @@ func BenchmarkPack(b *testing.B) {
 	b.Run("pack", func(b *testing.B) {
 		run(b, func() int64 {
 			seg, placed := e.j.up.pack()
+			n := int64(0)
+			if seg != nil {
+				n = seg.Len()
+				seg.Release()
+			}
 			if len(placed) != 4 {
 				b.Fatalf("%d blocks packed, want 4", len(placed))
 			}
-			n := seg.Len()
-			seg.Release()
 			return n
 		})
 	})
 	b.Run("check-alone", func(b *testing.B) {
 		seg, placed := e.j.up.pack()
+		if seg == nil {
+			b.Fatal("nothing packed, want 4 blocks")
+		}
 		defer seg.Release()
 		run(b, func() int64 {
 			for _, p := range placed {

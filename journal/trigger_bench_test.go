@@ -77,6 +77,7 @@ func dropMetaTriggers(b *testing.B, j *Journal) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer rows.Close() // on a failure too: the journal's Close waits for an open read
 	var names []string
 	for rows.Next() {
 		var n string
@@ -86,6 +87,9 @@ func dropMetaTriggers(b *testing.B, j *Journal) {
 		names = append(names, n)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
 	if len(names) == 0 {
 		b.Fatal("no md_ triggers found")
 	}

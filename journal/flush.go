@@ -461,7 +461,7 @@ func (j *flusher) stagedIntact(ctx context.Context, id remote.BlockID, row block
 func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 	name, err := stageTemp(j, id, sealed)
 	if errors.Is(err, os.ErrNotExist) {
-		if made, rerr := remakeStaging(j); made {
+		if there, rerr := remakeStaging(j); there {
 			name, err = stageTemp(j, id, sealed)
 		} else if rerr != nil {
 			return "", rerr
@@ -476,38 +476,51 @@ func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 // remakeStaging makes the staging directory again when it is gone
 // (removed by hand, or by a cleaner of old files) and no block waits in
 // it for upload, so that closes and fsyncs go on instead of failing with
-// a bare "no such file or directory". It reports whether it made the
-// directory. When blocks do wait in it, the folder may have been moved
-// or its disk not mounted, which can be undone: an empty folder in its
-// place would make the uploader find their files missing and mark them
-// all lost (uploader.pack), and would stand in the way of moving the
-// folder back. It then makes nothing and returns an error that says
-// what to do, as the uploader's own (stagingGone). (A function:
-// flusher's method set is full.)
+// a bare "no such file or directory". It reports whether the directory
+// is there now, made by this call or by a close racing with it, so the
+// caller tries again; only the call that made it logs so, once. When
+// blocks do wait in it, the folder may have been moved or its disk not
+// mounted, which can be undone: an empty folder in its place would make
+// the uploader find their files missing and mark them all lost
+// (uploader.pack), and would stand in the way of moving the folder back.
+// It then makes nothing and returns an error that says what to do, as the
+// uploader's own (stagingGone). (A function: flusher's method set is
+// full.)
 func remakeStaging(j *flusher) (bool, error) {
-	if _, err := os.Stat(j.stage); !errors.Is(err, os.ErrNotExist) {
-		return false, nil
+	made := false
+	if _, err := os.Stat(j.stage); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		var waiting int64
+		if err := j.db.QueryRow(`SELECT count(*) FROM blocks WHERE state = ? AND id NOT IN (SELECT id FROM staged)`,
+			blockStaged).Scan(&waiting); err != nil {
+			return false, fmt.Errorf("journal: the staging folder %s is gone, and the blocks that wait in it cannot be counted: %w", j.stage, err)
+		}
+		if waiting > 0 {
+			if _, err := os.Stat(j.stage); err != nil { // else a racing close made it and staged those since the look above
+				return false, fmt.Errorf("journal: the staging folder %s is gone, and %d blocks not yet uploaded have their only copy in it: "+
+					"put the folder back (mount its disk, or move it back) and closes and fsyncs go on (what they wrote is kept until then); if it cannot come back, "+
+					"unmount and mount with --drop-missing, which marks those blocks lost and keeps everything else", j.stage, waiting)
+			}
+		} else if err := os.Mkdir(j.stage, 0o700); err == nil {
+			made = true
+		} else if !errors.Is(err, os.ErrExist) {
+			j.log.Error("journal: the staging folder is gone and cannot be made again; closes of large files fail until it can",
+				"dir", j.stage, "err", err)
+			return false, nil
+		}
 	}
-	var waiting int64
-	if err := j.db.QueryRow(`SELECT count(*) FROM blocks WHERE state = ? AND id NOT IN (SELECT id FROM staged)`,
-		blockStaged).Scan(&waiting); err != nil {
-		return false, fmt.Errorf("journal: the staging folder %s is gone, and the blocks that wait in it cannot be counted: %w", j.stage, err)
-	}
-	if waiting > 0 {
-		return false, fmt.Errorf("journal: the staging folder %s is gone, and %d blocks not yet uploaded have their only copy in it: "+
-			"put the folder back (mount its disk, or move it back) and closes and fsyncs go on (what they wrote is kept until then); if it cannot come back, "+
-			"unmount and mount with --drop-missing, which marks those blocks lost and keeps everything else", j.stage, waiting)
-	}
-	if err := os.Mkdir(j.stage, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		j.log.Error("journal: the staging folder is gone and cannot be made again; closes of large files fail until it can",
-			"dir", j.stage, "err", err)
-		return false, nil
-	}
+	// There now, made by this call or by a racing close, whose sync of
+	// the journal folder may not be done: an fsync that returns must
+	// find the folder after a power cut.
 	if err := syncDir(j.o.Dir); err != nil {
 		j.log.Warn("journal: sync the journal folder after making the staging folder again", "dir", j.o.Dir, "err", err)
 	}
-	j.log.Warn("journal: the staging folder was gone (removed by hand or by a cleaner?) and was made again; no block waited in it for upload",
-		"dir", j.stage)
+	if made {
+		j.log.Warn("journal: the staging folder was gone (removed by hand or by a cleaner?) and was made again; no block waited in it for upload",
+			"dir", j.stage)
+	}
 	return true, nil
 }
 

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
 )
@@ -220,5 +223,59 @@ func TestStagingFolderRemade(t *testing.T) {
 	must[int](t)(e.j.ReadAt(bg, a.Ino, got, 0))
 	if !bytes.Equal(got, data) {
 		t.Fatal("the file read back after a reopen differs from what was written")
+	}
+}
+
+// TestStagingFolderRemadeLoggedOnce: closes that race past a removed
+// staging folder all go on, and the log says once that it was made
+// again, not once per close that found it gone. Before, every close that
+// looked before one of them had made it logged the warning too, and a
+// close that looked just after failed, saying blocks had their only copy
+// in a folder that was gone.
+func TestStagingFolderRemadeLoggedOnce(t *testing.T) {
+	const racers = 8
+	rounds := 20 // each finds the race most times, not every time
+	if testing.Short() {
+		rounds = 8
+	}
+	logName := filepath.Join(t.TempDir(), "log")
+	logf := must[*os.File](t)(os.Create(logName)) // its writes are safe for the journal's goroutines
+	t.Cleanup(func() { logf.Close() })
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range rounds {
+		e := newEnv(t, func(o *Options) {
+			o.Logger = slog.New(slog.NewTextHandler(logf, nil))
+			o.IdleFlush = time.Hour // only the racing fsyncs flush
+		})
+		var inos []Ino
+		for i := range racers {
+			a := must[Attr](t)(e.j.Mknod(bg, RootIno, fmt.Sprint("big", i), 0o644, 0, 0, 0))
+			data := make([]byte, 64<<10) // incompressible, over inlineMax of the test's blocks: staged in a file
+			for k := range data {
+				data[k] = byte(rng.Uint32())
+			}
+			must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+			inos = append(inos, a.Ino)
+		}
+		if err := os.RemoveAll(e.j.stage); err != nil {
+			t.Fatal(err)
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, ino := range inos {
+			wg.Go(func() {
+				<-start
+				if err := e.j.Fsync(bg, ino); err != nil {
+					t.Errorf("round %d: fsync with the staging folder gone: %v", round, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		log := string(must[[]byte](t)(os.ReadFile(logName)))
+		if n := strings.Count(log, "staging folder was gone"); n != round+1 {
+			t.Fatalf("after %d rounds of %d closes racing past a removed staging folder, the log says %d times that it was made again; want once a round:\n%s",
+				round+1, racers, n, log)
+		}
 	}
 }

@@ -46,7 +46,10 @@ func (j *core) groupCommitter(ctx context.Context) {
 		}
 		// Kicks during the wait are covered by this barrier (they come
 		// from commits before it) or leave a kick for the next round.
-		if err := j.barrier(ctx); err != nil && ctx.Err() == nil {
+		if err := j.barrier(ctx); err != nil {
+			if ctx.Err() != nil {
+				return // Close cut it short, and makes the rest durable itself: no recovery to report
+			}
 			if n, ok := failing.fail(time.Now()); ok {
 				j.log.Warn("journal: group commit failed; closed files since the last fsync may not survive a power cut yet "+
 					"(it is tried again every interval; a full disk is the usual cause: free some room)", "err", err, "failures", n)

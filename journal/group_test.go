@@ -2,15 +2,20 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/meshdrive/meshdrive/remote"
@@ -434,4 +439,142 @@ func TestRepeatWarn(t *testing.T) {
 	if n, ok := w.fail(t0.Add(200 * time.Second)); !ok || n != 1 {
 		t.Errorf("the first failure after a recovery: count %d, logged %v; want 1, logged", n, ok)
 	}
+}
+
+// TestGroupCommitFailingLog: the group committer on a disk that stays full
+// for 150 s (its barrier fails every second, here by a trigger that
+// answers sqlite's full-disk error) warns at the first failure and then
+// once a minute with the count, says what to do, and logs its recovery
+// once at Info. A failure that Close cut short is no recovery: before,
+// the committer's last round, whose barrier failed as Close cancelled
+// it, logged "works again" on its way out.
+func TestGroupCommitFailingLog(t *testing.T) { bubble(t, testGroupCommitFailingLog) }
+
+func testGroupCommitFailingLog(t *testing.T) {
+	var logged logRecords
+	e := newEnv(t, func(o *Options) { o.Logger = slog.New(&logged) })
+	j := e.j
+	full := func(on bool) {
+		t.Helper()
+		q := `DROP TRIGGER IF EXISTS temp.no_room`
+		if on {
+			q = `CREATE TEMP TRIGGER no_room BEFORE INSERT ON main.meta WHEN NEW.key = 'sync'
+				BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`
+		}
+		j.wmu.Lock()
+		defer j.wmu.Unlock()
+		if _, err := j.w.ExecContext(bg, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const failed, works = "journal: group commit failed", "journal: group commit works again"
+
+	full(true)
+	must[Attr](t)(j.Mkdir(bg, RootIno, "d1", 0o755, 0, 0)) // starts the interval
+	time.Sleep(150*time.Second + 500*time.Millisecond)     // 150 failures, a second apart
+	synctest.Wait()
+	warns := logged.find(failed)
+	if got := counts(warns); !slices.Equal(got, []int64{1, 61, 121}) {
+		t.Fatalf("warnings at failure counts %v, want [1 61 121] (the first, then one a minute)", got)
+	}
+	w := warns[0]
+	if w.Level != slog.LevelWarn || !strings.Contains(w.Message, "free some room") ||
+		!strings.Contains(attr(w, "err").String(), "disk is full") {
+		t.Errorf("warning: %v %q err=%v; want a warning that names the cause and says to free room", w.Level, w.Message, attr(w, "err"))
+	}
+	if len(logged.find(works)) != 0 {
+		t.Fatal("a recovery was logged while the group commit still failed")
+	}
+
+	full(false)
+	time.Sleep(time.Second)
+	synctest.Wait()
+	must[Attr](t)(j.Mkdir(bg, RootIno, "d2", 0o755, 0, 0))
+	time.Sleep(2 * time.Second) // a durable commit with nothing to report
+	synctest.Wait()
+	oks := logged.find(works)
+	if got := counts(oks); !slices.Equal(got, []int64{150}) || oks[0].Level != slog.LevelInfo {
+		t.Fatalf("recoveries logged with counts %v, want one at Info with 150", got)
+	}
+	if len(logged.find(failed)) != 3 {
+		t.Fatalf("warnings after the recovery: %d, want the 3 before it", len(logged.find(failed)))
+	}
+
+	// Failing again; then a round whose barrier fails as Close cancels
+	// the committer.
+	full(true)
+	must[Attr](t)(j.Mkdir(bg, RootIno, "d3", 0o755, 0, 0)) // applied, and so committed, UnlinkDelay later
+	time.Sleep(1500 * time.Millisecond)
+	synctest.Wait()
+	if got := counts(logged.find(failed)); len(got) != 4 || got[3] != 1 {
+		t.Fatalf("warnings at failure counts %v, want a 4th at 1", got)
+	}
+	j.wmu.Lock()
+	j.durableStartHook = j.cancel
+	j.wmu.Unlock()
+	time.Sleep(time.Second)
+	<-j.groupDone
+	if got := counts(logged.find(works)); len(got) != 1 {
+		t.Errorf("recoveries logged %v, want only the one before: a barrier that failed as Close cancelled it logged a recovery", got)
+	}
+	j.wmu.Lock()
+	j.durableStartHook = nil
+	j.wmu.Unlock()
+	full(false)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// logRecords is a slog.Handler that keeps every record, for a test to
+// look at. Safe for concurrent use.
+type logRecords struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecords) WithGroup(string) slog.Handler            { return l }
+
+func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r.Clone())
+	return nil
+}
+
+// find returns the records whose message begins with prefix.
+func (l *logRecords) find(prefix string) []slog.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []slog.Record
+	for _, r := range l.recs {
+		if strings.HasPrefix(r.Message, prefix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// attr returns r's attribute key (the zero Value when it has none).
+func attr(r slog.Record, key string) slog.Value {
+	var v slog.Value
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+// counts returns the "failures" attribute of each record.
+func counts(recs []slog.Record) []int64 {
+	var out []int64
+	for _, r := range recs {
+		out = append(out, attr(r, "failures").Int64())
+	}
+	return out
 }

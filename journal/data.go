@@ -203,7 +203,8 @@ func (j *core) stagePath(id remote.BlockID) string { return j.stage + "/" + id.S
 // stagedBytes returns staged block id's sealed bytes, from its staging
 // file or its row in table staged, read into dst's spare capacity when
 // they fit (see readFileInto). sealedLen, when known (else 0), says which
-// to try first. A block in neither is os.ErrNotExist.
+// to try first. A block in neither is os.ErrNotExist (stagingFolderErr's
+// when the staging folder itself is gone).
 func (j *files) stagedBytes(id remote.BlockID, dst []byte, sealedLen int64) ([]byte, error) {
 	row := func() ([]byte, error) {
 		var b []byte
@@ -223,13 +224,15 @@ func (j *files) stagedBytes(id remote.BlockID, dst []byte, sealedLen int64) ([]b
 		if b, err := row(); !errors.Is(err, os.ErrNotExist) {
 			return b, err
 		}
-		return readFileInto(j.stagePath(id), dst)
+		b, err := readFileInto(j.stagePath(id), dst)
+		return b, stagingFolderErr(j.stage, err)
 	}
 	b, err := readFileInto(j.stagePath(id), dst)
 	if !errors.Is(err, os.ErrNotExist) {
 		return b, err
 	}
-	return row()
+	b, err = row()
+	return b, stagingFolderErr(j.stage, err)
 }
 
 func (j *files) readStaged(id remote.BlockID) ([]byte, error) {

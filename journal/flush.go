@@ -461,7 +461,7 @@ func (j *flusher) stagedIntact(ctx context.Context, id remote.BlockID, row block
 func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 	name, err := stageTemp(j, id, sealed)
 	if errors.Is(err, os.ErrNotExist) {
-		if there, rerr := remakeStaging(j); there {
+		if there, rerr := remakeStaging(j, err); there {
 			name, err = stageTemp(j, id, sealed)
 		} else if rerr != nil {
 			return "", rerr
@@ -470,7 +470,7 @@ func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 	if madeRoom(&j.o, j.log, err, len(sealed)) {
 		name, err = stageTemp(j, id, sealed)
 	}
-	return name, err
+	return name, stagingFolderErr(j.stage, err) // gone still: not made again
 }
 
 // remakeStaging makes the staging directory again when it is gone
@@ -484,9 +484,11 @@ func (j *flusher) writeTemp(id remote.BlockID, sealed []byte) (string, error) {
 // the uploader find their files missing and mark them all lost
 // (uploader.pack), and would stand in the way of moving the folder back.
 // It then makes nothing and returns an error that says what to do, as the
-// uploader's own (stagingGone). (A function: flusher's method set is
+// uploader's own (stagingGone), with cause (the staging write's error) in
+// it. A link to nothing (its disk not mounted) is not there: the caller's
+// error says so (stagingFolderErr). (A function: flusher's method set is
 // full.)
-func remakeStaging(j *flusher) (bool, error) {
+func remakeStaging(j *flusher, cause error) (bool, error) {
 	made := false
 	if _, err := os.Stat(j.stage); err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
@@ -501,7 +503,7 @@ func remakeStaging(j *flusher) (bool, error) {
 			if _, err := os.Stat(j.stage); err != nil { // else a racing close made it and staged those since the look above
 				return false, fmt.Errorf("journal: the staging folder %s is gone, and %d blocks not yet uploaded have their only copy in it: "+
 					"put the folder back (mount its disk, or move it back) and closes and fsyncs go on (what they wrote is kept until then); if it cannot come back, "+
-					"unmount and mount with --drop-missing, which marks those blocks lost and keeps everything else", j.stage, waiting)
+					"unmount and mount with --drop-missing, which marks those blocks lost and keeps everything else: %w", j.stage, waiting, hideErrno{cause})
 			}
 		} else if err := os.Mkdir(j.stage, 0o700); err == nil {
 			made = true
@@ -509,6 +511,8 @@ func remakeStaging(j *flusher) (bool, error) {
 			j.log.Error("journal: the staging folder is gone and cannot be made again; closes of large files fail until it can",
 				"dir", j.stage, "err", err)
 			return false, nil
+		} else if _, err := os.Stat(j.stage); err != nil {
+			return false, nil // a link to nothing
 		}
 	}
 	// There now, made by this call or by a racing close, whose sync of

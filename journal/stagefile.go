@@ -3,6 +3,8 @@ package journal
 import (
 	"database/sql"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"unsafe"
 
@@ -151,3 +153,34 @@ func (j *flusher) dropOwnStaged(c *cut) {
 	}
 	c.staged = 0
 }
+
+// stagingFolderErr returns err as it is unless err is a missing file and
+// the staging folder dir is gone too (nothing there, or a link to
+// nothing: its disk not mounted, the folder moved or removed); then an
+// error that names the folder and says what to do, ending in err (which
+// alone named no folder and said nothing to do). It still matches
+// fs.ErrNotExist (callers look for a block uploaded or freed meanwhile,
+// the uploader for a folder gone), but not err's errno (hideErrno).
+func stagingFolderErr(dir string, err error) error {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if _, serr := os.Stat(dir); !errors.Is(serr, fs.ErrNotExist) {
+		return err
+	}
+	return fmt.Errorf("journal: the staging folder %s is gone (its disk not mounted, or the folder moved or removed): "+
+		"put it back and closes, fsyncs and reads of the blocks not yet uploaded go on; if it cannot come back, "+
+		"unmount and mount with --drop-missing, which marks the blocks whose only copy it held lost and keeps everything else: %w",
+		dir, hideErrno{err})
+}
+
+// hideErrno is a missing-file err with its text, matching fs.ErrNotExist
+// (whatever err is), but not its errno: fs answers a syscall.Errno it finds as it is and logs nothing
+// (fs/errno.go), so ENOENT from a staging file would tell a program that
+// wrote or fsync'd a file that exists "no such file or directory", and
+// the message above would reach nobody; this way fs answers EIO and logs
+// it.
+type hideErrno struct{ err error }
+
+func (e hideErrno) Error() string        { return e.err.Error() }
+func (e hideErrno) Is(target error) bool { return target == fs.ErrNotExist }

@@ -5,12 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -278,4 +280,82 @@ func TestStagingFolderRemadeLoggedOnce(t *testing.T) {
 				round+1, racers, n, log)
 		}
 	}
+}
+
+// TestStagingFolderGoneErr: with the staging folder gone while blocks
+// wait in it for upload, an fsync that stages a block, a partial write
+// into a staged block and a read of it fail with an error that names the
+// folder and says what to do, and still matches fs.ErrNotExist but
+// carries no errno (fs answers EIO and logs it, not a silent ENOENT for
+// a file that exists). Before, the write and the read said "staged block
+// ...: file does not exist", naming no folder, and the fsync's error did
+// not match fs.ErrNotExist. A staging folder that is a link to nothing
+// (its disk not mounted) cannot be made again: the close's write said a
+// bare "no such file or directory" (ENOENT), and the log that the folder
+// was made again.
+func TestStagingFolderGoneErr(t *testing.T) {
+	check := func(t *testing.T, what string, err error, stage string) {
+		t.Helper()
+		var en syscall.Errno
+		switch {
+		case err == nil:
+			t.Fatalf("%s with the staging folder gone: no error", what)
+		case !strings.Contains(err.Error(), "staging folder "+stage+" is gone") || !strings.Contains(err.Error(), "put ") ||
+			!strings.Contains(err.Error(), "--drop-missing"):
+			t.Errorf("%s: %v; want the folder named and what to do", what, err)
+		case !errors.Is(err, fs.ErrNotExist):
+			t.Errorf("%s: %v does not match fs.ErrNotExist", what, err)
+		case errors.As(err, &en):
+			t.Errorf("%s: %v carries errno %v, which fs would answer as it is, unlogged", what, err, en)
+		}
+	}
+	t.Run("blocks waiting", func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.g.down.Store(true) // a's block stays staged
+		a := must[Attr](t)(e.j.Mknod(bg, RootIno, "a", 0o644, 0, 0, 0))
+		data := make([]byte, 64<<10) // over inlineMax: a staging file
+		fillRand(1, data)
+		must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+		if err := e.j.Fsync(bg, a.Ino); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(e.j.stage); err != nil {
+			t.Fatal(err)
+		}
+		b := must[Attr](t)(e.j.Mknod(bg, RootIno, "b", 0o644, 0, 0, 0))
+		fillRand(2, data)
+		must[int](t)(e.j.WriteAt(bg, b.Ino, data, 0))
+		check(t, "fsync", e.j.Fsync(bg, b.Ino), e.j.stage)
+		_, err := e.j.WriteAt(bg, a.Ino, []byte("an edit"), 100) // reads the rest of the block first
+		check(t, "partial write", err, e.j.stage)
+		_, err = e.j.ReadAt(bg, a.Ino, make([]byte, 10), 0)
+		check(t, "read", err, e.j.stage)
+		if err := os.Mkdir(e.j.stage, 0o700); err != nil { // empty: a reopen would ask for --drop-missing
+			t.Fatal(err)
+		}
+	})
+	t.Run("link to nothing", func(t *testing.T) {
+		var logged logRecords
+		e := newEnv(t, func(o *Options) { o.Logger = slog.New(&logged) })
+		if err := os.Remove(e.j.stage); err != nil { // empty: nothing staged yet
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(t.TempDir(), "unmounted", "staging"), e.j.stage); err != nil {
+			t.Fatal(err)
+		}
+		a := must[Attr](t)(e.j.Mknod(bg, RootIno, "a", 0o644, 0, 0, 0))
+		data := make([]byte, 64<<10)
+		fillRand(3, data)
+		must[int](t)(e.j.WriteAt(bg, a.Ino, data, 0))
+		check(t, "fsync", e.j.Fsync(bg, a.Ino), e.j.stage)
+		if made := logged.find("journal: the staging folder was gone"); len(made) != 0 {
+			t.Errorf("logged %q for a link to nothing, which was not made again", made[0].Message)
+		}
+		if err := os.Remove(e.j.stage); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(e.j.stage, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -222,7 +222,7 @@ func (j *writeBehind) commitBehind(ctx context.Context, n *inode, c *cut, end in
 	j.fl.afterFreeLocked(&fr)
 	j.up.enqueue(added)
 	j.wmu.Unlock()
-	j.c.chargeBack(n)
+	n.chargeBack(j.c)
 	delete(n.dirty, c.idx)
 	j.qmu.Lock()
 	j.dirtyB -= j.bs

@@ -488,7 +488,7 @@ func (j *files) WriteAt(ctx context.Context, ino Ino, p []byte, off int64) (int,
 	if err := j.it.regular(ctx, n); err != nil {
 		return 0, err
 	}
-	j.c.chargeBack(n)
+	n.chargeBack(j.c)
 	reserved, err := j.reserve(ctx, n, first, last)
 	if err != nil {
 		return 0, err
@@ -770,7 +770,7 @@ func (j *files) truncate(ctx context.Context, ino Ino, size int64) error {
 	}
 	n.wgen++ // a logged close's state is not this one (flushRec.matches)
 	n.recBlocks.Store(0)
-	j.c.chargeBack(n)
+	n.chargeBack(j.c)
 	n.amu.Lock()
 	old := n.size
 	n.amu.Unlock()

@@ -122,7 +122,7 @@ func (j *flusher) flushHowLocked(ctx context.Context, n *inode, durable, mayLog 
 	if mayDefer && loggable(cuts) {
 		r := &flushRec{size: size, mtime: mtime, ctime: ctime, pend: pend, cuts: cuts, fresh: fresh}
 		if j.ul.logFlushLocked(n, r) {
-			j.c.refundLogged(n, r)
+			n.refundLogged(j.c, r)
 			return nil
 		}
 	}

@@ -746,7 +746,7 @@ func (n *inode) charged(bs int64) int64 {
 
 // chargeBack charges n's dirty blocks whole again before they change
 // (logRefund). n.mu held.
-func (c *core) chargeBack(n *inode) {
+func (n *inode) chargeBack(c *core) {
 	if n.logRefund == 0 {
 		return
 	}
@@ -762,7 +762,7 @@ func (c *core) chargeBack(n *inode) {
 // charged until its apply, and a few hundred small files closed while
 // the apply waits for wmu fill a small quota with a few hundred KB of
 // data. n.mu held.
-func (c *core) refundLogged(n *inode, r *flushRec) {
+func (n *inode) refundLogged(c *core, r *flushRec) {
 	total := int64(len(n.dirty)) * c.bs
 	keep := min(total, int64(r.logB)+r.size)
 	refund := total - keep

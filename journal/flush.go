@@ -581,7 +581,7 @@ func (j *flusher) syncStagingIf(renamed bool) error {
 		return nil
 	}
 	if err := syncDir(j.stage); err != nil {
-		return fmt.Errorf("sync staging directory: %w", err)
+		return stagingFolderErr(j.stage, fmt.Errorf("sync staging directory: %w", err))
 	}
 	return nil
 }
@@ -651,7 +651,7 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 	} else {
 		st, err := os.Stat(c.tmp)
 		if err != nil {
-			return nil, false, err
+			return nil, false, stagingFolderErr(j.stage, err)
 		}
 		sealedLen = st.Size()
 	}
@@ -735,7 +735,7 @@ func (j *flusher) incRef(ctx context.Context, tx *sql.Tx, c *cut, prio int, fr *
 		return it, false, nil
 	}
 	if err := os.Rename(c.tmp, j.stagePath(c.id)); err != nil {
-		return nil, false, fmt.Errorf("stage block: %w", err)
+		return nil, false, stagingFolderErr(j.stage, fmt.Errorf("stage block: %w", err))
 	}
 	c.tmp = ""
 	return it, true, nil

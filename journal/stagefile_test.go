@@ -358,4 +358,16 @@ func TestStagingFolderGoneErr(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("sync of the folder", func(t *testing.T) {
+		// The apply renames staging files in, then syncs the folder: gone
+		// in between, the sync's error names it too.
+		e := newEnv(t, nil)
+		if err := os.RemoveAll(e.j.stage); err != nil {
+			t.Fatal(err)
+		}
+		check(t, "the staging folder's sync", e.j.fl.syncStagingIf(true), e.j.stage)
+		if err := os.Mkdir(e.j.stage, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -70,6 +70,13 @@ type Report struct {
 	SnapshotSegments      int      `json:"snapshot_segments"`
 	SnapshotDegraded      int      `json:"snapshot_degraded"`
 	SnapshotUnrecoverable []string `json:"snapshot_unrecoverable,omitempty"`
+	// CorruptUnrecoverable names the segments a repair found below k:
+	// their nodes list k or more shards of the right size, but fewer than
+	// k pass their checksums (the nodes' own verify confirmed it, every
+	// node of the segment answering). They count as unrecoverable in the states above,
+	// not as failed repairs: trying again cannot help, only a corrupt
+	// shard restored (Problems names them) brings the data back.
+	CorruptUnrecoverable []string `json:"corrupt_unrecoverable,omitempty"`
 	// Repairs: segments brought back to n shards, and failures.
 	Repaired     int      `json:"repaired"`
 	RepairFailed int      `json:"repair_failed"`
@@ -94,8 +101,8 @@ type Report struct {
 	// the local disk (the files under the path's, or all; the caller
 	// fills it).
 	Staged *journal.StagedCheck `json:"staged,omitempty"`
-	// Problems lists the shards found wanting (before any repair), at
-	// most maxProblems.
+	// Problems lists the shards found wanting (before any repair, and
+	// the corrupt ones of CorruptUnrecoverable), at most maxProblems.
 	Problems []ShardProblem `json:"problems,omitempty"`
 }
 
@@ -176,8 +183,10 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 	}
 	rep := &Report{Verify: req.Verify, Repair: req.Repair, Segments: len(segs)}
 	sv := r.o.Grid.Survey(ctx)
+	down := map[string]bool{}
 	for name := range sv.Down {
 		rep.Down = append(rep.Down, name)
+		down[name] = true
 	}
 	slices.Sort(rep.Down)
 	if req.Path == "" && len(rep.Down) == 0 {
@@ -197,10 +206,6 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 		hs[i] = sv.Segment(s.Info, r.o.Grid.HasMember)
 	}
 	if req.Verify {
-		down := map[string]bool{}
-		for _, n := range rep.Down {
-			down[n] = true
-		}
 		var eg errgroup.Group
 		eg.SetLimit(checkConcurrency)
 		var mu sync.Mutex // guards done
@@ -227,16 +232,7 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 	}
 	rep.Segments = len(segs)
 	for _, h := range hs {
-		for _, sc := range h.Shards {
-			if sc.State != remote.ShardOK && len(rep.Problems) < maxProblems {
-				p := ShardProblem{Segment: h.Seg.ID.String(), Index: sc.Index, Node: sc.Node,
-					Object: remote.ShardName(h.Seg.ID, sc.Index), State: sc.State.String()}
-				if sc.Err != nil {
-					p.Error = sc.Err.Error()
-				}
-				rep.Problems = append(rep.Problems, p)
-			}
-		}
+		rep.addProblems(h, nil)
 	}
 	if req.Repair {
 		var work []int
@@ -263,6 +259,14 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 				// failed repair too, check said twice that it is lost and
 				// that check --repair would try it again.
 			default:
+				if v := r.lostToCorruption(ctx, hs[i], o.err, down); v != nil {
+					// Listed whole, but fewer than k shards intact: lost
+					// like the one above, its corrupt shards named.
+					rep.addProblems(v, hs[i])
+					hs[i] = v
+					rep.CorruptUnrecoverable = append(rep.CorruptUnrecoverable, v.Seg.ID.String())
+					continue
+				}
 				rep.RepairFailed++
 				if len(rep.RepairErrors) < 10 && o.err != nil {
 					rep.RepairErrors = append(rep.RepairErrors, o.err.Error())
@@ -334,6 +338,40 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 		rep.Files = append(rep.Files, fr)
 	}
 	return rep, nil
+}
+
+// lostToCorruption tells whether the repair of segment h (listed with k
+// or more shards) failed for good: too few of its shards read back
+// intact, and the nodes' own verify finds fewer than k intact with none
+// out of reach. It returns that verify's health then, else nil: a node
+// down, a read that timed out, and a later try may do better.
+func (r *Repairer) lostToCorruption(ctx context.Context, h *remote.SegmentHealth, err error, down map[string]bool) *remote.SegmentHealth {
+	if !errors.Is(err, remote.ErrTooFewShards) || ctx.Err() != nil {
+		return nil
+	}
+	v := r.o.Grid.CheckSegment(ctx, h.Seg, remote.CheckOptions{Verify: true, Down: down})
+	if v.Recoverable() || ctx.Err() != nil ||
+		slices.ContainsFunc(v.Shards, func(sc remote.ShardCheck) bool { return sc.State == remote.ShardUnreachable }) {
+		return nil
+	}
+	return v
+}
+
+// addProblems adds the shards of h that are not intact to rep.Problems,
+// but those already wanting in before (nil: none), up to maxProblems.
+func (rep *Report) addProblems(h, before *remote.SegmentHealth) {
+	for _, sc := range h.Shards {
+		if sc.State == remote.ShardOK || len(rep.Problems) >= maxProblems ||
+			(before != nil && before.Shards[sc.Index].State != remote.ShardOK) {
+			continue
+		}
+		p := ShardProblem{Segment: h.Seg.ID.String(), Index: sc.Index, Node: sc.Node,
+			Object: remote.ShardName(h.Seg.ID, sc.Index), State: sc.State.String()}
+		if sc.Err != nil {
+			p.Error = sc.Err.Error()
+		}
+		rep.Problems = append(rep.Problems, p)
+	}
 }
 
 // stillNamed leaves out of segs (and hs) the segments below k shards

@@ -29,7 +29,10 @@ verdict (the data does not travel). Each file is healthy (n of n shards),
 degraded (k to n-1: how many) or unrecoverable (fewer than k: which
 segments). With --repair, missing and corrupt shards are rebuilt from any k
 and stored on the nodes placement picks, so every segment returns to n shards
-on n distinct nodes. Nodes that do not answer are reported, not waited for.
+on n distinct nodes; a segment whose listed shards fail their checksums
+when read, fewer than k intact, cannot be and is reported unrecoverable,
+with the nodes that hold the corrupt shards. Nodes that do not answer are
+reported, not waited for.
 A whole drive's check with every node answering also looks for two nodes
 that are one store under two addresses, and warns. A whole drive's check
 names the nodes that lost their copy of the drive's key or config (a wiped
@@ -113,6 +116,9 @@ func checkExitError(rep *fs.RepairReport) error {
 		errs = append(errs, fmt.Errorf("%d files and %d metadata records are unrecoverable: every node answers, and fewer than k shards of their data are left "+
 			"(deleted or lost on the nodes): they cannot be read back from this grid; copy them in again from elsewhere, or delete them", rep.Unrecoverable, len(rep.MetaUnrecoverable)))
 	}
+	if len(rep.CorruptUnrecoverable) > 0 {
+		errs = append(errs, corruptLossError(rep))
+	}
 	if rep.Staged != nil && slices.ContainsFunc(rep.Staged.Damaged, func(d fs.StagedDamage) bool { return !d.InFlight }) {
 		errs = append(errs, stagedDamageError(rep.Staged))
 	}
@@ -146,6 +152,33 @@ func snapshotLossError(rep *fs.RepairReport) error {
 	return fmt.Errorf("%d segments that only snapshots keep (data of deleted or overwritten files, or garbage gc has yet to collect) have fewer than k shards with every node answering: "+
 		"the files in .snapshots that need them cannot be read or restored; the files in the drive do not need them "+
 		"(meshdrive snapshot list shows the snapshots, snapshot delete drops them)", n)
+}
+
+// corruptLossError says what it means that repair found segments listed
+// whole with fewer than k shards that pass their checksums, and what to
+// do: trying again cannot help.
+func corruptLossError(rep *fs.RepairReport) error {
+	on := "check --json names them under problems"
+	if nodes := corruptNodes(rep); len(nodes) > 0 {
+		on = "on " + strings.Join(nodes, ", ")
+	}
+	return fmt.Errorf("%d segments cannot be repaired, now or by trying again: their nodes list enough shards, but fewer than k pass their checksums "+
+		"(the nodes' own verify found the others corrupt, %s), so the data in them is lost (of the files named UNRECOVERABLE, and the snapshots or metadata records said); "+
+		"to get it back, restore the disk of one of those nodes from a backup and run check --repair again; else copy the files in again from elsewhere, or delete them. "+
+		"meshdrive check --verify finds other corrupt shards, which a check without it counts as whole",
+		len(rep.CorruptUnrecoverable), on)
+}
+
+// corruptNodes names the nodes holding a corrupt shard of a segment in
+// rep.CorruptUnrecoverable, sorted.
+func corruptNodes(rep *fs.RepairReport) []string {
+	var nodes []string
+	for _, p := range rep.Problems {
+		if p.State == "corrupt" && slices.Contains(rep.CorruptUnrecoverable, p.Segment) {
+			nodes = append(nodes, p.Node)
+		}
+	}
+	return slices.Compact(slices.Sorted(slices.Values(nodes)))
 }
 
 // stagedDamageError says what to do about staged blocks that fail their
@@ -333,6 +366,10 @@ func printCheck(w io.Writer, r *fs.RepairReport, verbose bool) {
 			fmt.Fprintf(w, ", %d failed: %s", r.RepairFailed, strings.Join(r.RepairErrors, "; "))
 		}
 		fmt.Fprintln(w)
+		if n := len(r.CorruptUnrecoverable); n > 0 {
+			fmt.Fprintf(w, "UNRECOVERABLE  %d segments listed whole, but fewer than k of their shards pass their checksums (corrupt on %s): %s\n",
+				n, strings.Join(corruptNodes(r), ", "), strings.Join(r.CorruptUnrecoverable[:min(10, n)], ", "))
+		}
 	}
 	if len(r.Down) > 0 {
 		fmt.Fprintf(w, "nodes that did not answer: %s\n", strings.Join(r.Down, ", "))

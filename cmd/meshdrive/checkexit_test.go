@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/journal/repair"
 )
 
 // TestCheckExitErrorNamesEveryReason: check's final error names every
@@ -20,6 +21,10 @@ func TestCheckExitErrorNamesEveryReason(t *testing.T) {
 		want string
 	}{
 		{"live files unrecoverable", func(r *fs.RepairReport) { r.Unrecoverable = 2 }, "2 files and 0 metadata records are unrecoverable"},
+		{"segments corrupt below k", func(r *fs.RepairReport) {
+			r.CorruptUnrecoverable = []string{"s3"}
+			r.Problems = []repair.ShardProblem{{Segment: "s3", Node: "node-2", State: "corrupt"}, {Segment: "s3", Node: "node-4", State: "missing"}}
+		}, "1 segments cannot be repaired, now or by trying again: their nodes list enough shards, but fewer than k pass their checksums (the nodes' own verify found the others corrupt, on node-2)"},
 		{"staged damage", func(r *fs.RepairReport) { r.Staged = staged }, "damaged on the local disk (files: /a.txt)"},
 		{"snapshot segments below k", func(r *fs.RepairReport) { r.SnapshotUnrecoverable = []string{"s1", "s2"} }, "2 segments that only snapshots keep"},
 		{"repair failed", func(r *fs.RepairReport) { r.RepairFailed, r.RepairErrors = 3, []string{"node-2: disk full"} }, "3 segments could not be repaired (first: node-2: disk full)"},

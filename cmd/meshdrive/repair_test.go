@@ -291,15 +291,7 @@ func TestScrubAndVerify(t *testing.T) {
 			t.Fatalf("node %d holds %d shards, need 10", ni, len(names))
 		}
 		for _, name := range names[:10] {
-			p := filepath.Join(d.nodeDirs[ni], name)
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b[len(b)-1-len(b)/3] ^= 0x5a // in the payload, past the header
-			if err := os.WriteFile(p, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			flipShardFile(t, filepath.Join(d.nodeDirs[ni], name))
 			want[fmt.Sprintf("%d %s", ni, name)] = true
 		}
 	}

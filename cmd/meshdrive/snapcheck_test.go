@@ -16,12 +16,26 @@ import (
 // snapshots keep.
 func snapshotOnlySegments(t *testing.T, dir string) []string {
 	t.Helper()
+	return journalSegments(t, dir, "NOT IN")
+}
+
+// fileSegments reads the drive's journal (read-only, beside the running
+// mount) for the data segments files in the tree use.
+func fileSegments(t *testing.T, dir string) []string {
+	t.Helper()
+	return journalSegments(t, dir, "IN")
+}
+
+// journalSegments lists the segments whose id is (op "IN") or is not
+// ("NOT IN") among those of the files in the tree.
+func journalSegments(t *testing.T, dir, op string) []string {
+	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "journal", "journal.db")+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT lower(hex(id)) FROM segments WHERE id NOT IN
+	rows, err := db.Query(`SELECT lower(hex(id)) FROM segments WHERE id ` + op + `
 		(SELECT b.segment FROM blockmap m JOIN blocks b ON b.id = m.block WHERE b.segment IS NOT NULL)`)
 	if err != nil {
 		t.Fatal(err)

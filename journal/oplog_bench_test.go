@@ -12,23 +12,37 @@ import (
 	"time"
 )
 
-// BenchmarkOpLog measures what an operation log would save on the create
-// and unlink paths before anyone builds one: each operation appended to a
-// file of its own with one write() (what a kill -9 cannot lose: the bytes
-// are in the kernel's page cache once write returns) and its statements
-// applied to sqlite in transactions of `batch` operations, against the
-// journal's path today (one transaction per operation). The statements
-// are those of Journal.create and Journal.Unlink (triggers, indexes and
-// foreign keys included); what it leaves out is what a real log must add
-// on top: the reads that merge unapplied operations, replay at Open, and
-// the flush of the batch on a timer. By this process's CPU time:
+// BenchmarkOpLog compares the journal's operation log, the deferred
+// creates and unlinks (creates.go, unlinks.go), with the simplest log one
+// could put in its place: n creates, then n unlinks, in one directory,
+// by this process's CPU time per operation.
+//
+// journal: Journal.Mknod and Journal.Unlink as they are. Each operation
+// is a record appended to the unlink log with one write() (what a kill
+// -9 cannot lose: the bytes are in the kernel's page cache once write
+// returns) and kept in memory; the unlinker applies the records
+// UnlinkDelay after the first, in transactions of unlinkerBatch records,
+// each kind in a few statements whatever their number (applyCreates,
+// applyUnlinkRecs). oplogJournal applies what it has not reached when
+// the calls end, so the figure is the whole cost. Replay at Open and the
+// reads that answer from the pending records are not exercised.
+//
+// logN: a record appended the same way, then the three statements an
+// operation of the synchronous way (namespace.create, namespace.Unlink),
+// in transactions of N operations. log1 is about what a create or unlink
+// costs that the journal does not defer (deferCreate, deferUnlink say
+// which), plus the record's write; log16 and log256 batch the commits
+// alone.
+//
+// So journal against log1 is what the deferral saves an operation, and
+// journal against log256 what applying many records in a few statements
+// saves beyond batching the commits alone:
 //
 //	go test -run '^$' -bench OpLog -benchtime 1x ./journal/
 //
-// It reports µs of CPU per operation for the journal (journal-µs/op; its
-// wall time too, journal-wall-µs/op) and
-// for each batch size (logN-µs/op; log1 is the journal's statements plus
-// the log record's write, one commit each).
+// It reports µs of CPU per operation for the journal (journal-µs/op; the
+// wall time of its calls, what their callers waited, as
+// journal-wall-µs/op) and for each batch size (logN-µs/op).
 func BenchmarkOpLog(b *testing.B) {
 	const n = 4000
 	for range b.N {

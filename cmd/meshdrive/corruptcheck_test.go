@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/meshdrive/meshdrive/remote/remotetest"
 )
 
 // TestCheckRepairCorruptBelowKAdvice: every segment of the files misses
@@ -38,7 +40,7 @@ func TestCheckRepairCorruptBelowKAdvice(t *testing.T) {
 					t.Fatal(err)
 				}
 			case 0, 1:
-				flipShardFile(t, p)
+				remotetest.FlipFile(t, p)
 				corruptOn[fmt.Sprintf("node-%d", ds[0]+1)] = true
 			}
 		}
@@ -87,18 +89,4 @@ func TestCheckRepairCorruptBelowKAdvice(t *testing.T) {
 		t.Errorf("check --repair's report does not name the lost files and segments:\n%s", txt)
 	}
 	d.unmount(t)
-}
-
-// flipShardFile flips a byte in the payload of the shard file at p, past
-// its header: the file keeps its size, so a listing still counts it.
-func flipShardFile(t *testing.T, p string) {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)-1-len(b)/3] ^= 0x5a
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshdrive/meshdrive/journal/repair"
 	"github.com/meshdrive/meshdrive/remote/node"
+	"github.com/meshdrive/meshdrive/remote/remotetest"
 )
 
 // repairDrive is a drive over six real node processes, mounted, with
@@ -291,7 +292,7 @@ func TestScrubAndVerify(t *testing.T) {
 			t.Fatalf("node %d holds %d shards, need 10", ni, len(names))
 		}
 		for _, name := range names[:10] {
-			flipShardFile(t, filepath.Join(d.nodeDirs[ni], name))
+			remotetest.FlipFile(t, filepath.Join(d.nodeDirs[ni], name))
 			want[fmt.Sprintf("%d %s", ni, name)] = true
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/meshdrive/meshdrive/journal/repair"
 	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/faulty"
+	"github.com/meshdrive/meshdrive/remote/remotetest"
 )
 
 // TestCheckRepairCorruptBelowK: a segment missing a shard, whose nodes
@@ -39,7 +40,7 @@ func TestCheckRepairCorruptBelowK(t *testing.T) {
 	}
 	r := repair.New(repair.Options{Grid: d.g, Journal: d.j})
 
-	flipShard(t, shardPath(0))
+	remotetest.FlipFile(t, shardPath(0))
 	var unreadable *faulty.Store
 	for i, f := range d.faults {
 		if fmt.Sprintf("node-%d", i) == seg.Nodes[1] {
@@ -57,7 +58,7 @@ func TestCheckRepairCorruptBelowK(t *testing.T) {
 	}
 
 	unreadable.Clear()
-	flipShard(t, shardPath(1))
+	remotetest.FlipFile(t, shardPath(1))
 	rep, err = r.Check(ctx, repair.CheckRequest{Repair: true}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -81,19 +82,5 @@ func TestCheckRepairCorruptBelowK(t *testing.T) {
 	}
 	if want := map[int]string{0: "corrupt", 1: "corrupt", 5: "missing"}; len(rep.Problems) != 3 || fmt.Sprint(states) != fmt.Sprint(want) {
 		t.Errorf("a shard missing, two corrupt: problems %+v, want %v", rep.Problems, want)
-	}
-}
-
-// flipShard flips a byte in the payload of the shard object at p: it
-// keeps its size, so a listing still counts it.
-func flipShard(t *testing.T, p string) {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)-1-len(b)/3] ^= 0x5a
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -2,6 +2,7 @@ package remotetest
 
 import (
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"github.com/meshdrive/meshdrive/remote/shard"
@@ -53,4 +54,19 @@ func Flip(obj []byte, i int) []byte {
 	c := append([]byte(nil), obj...)
 	c[i] ^= 0xff
 	return c
+}
+
+// FlipFile flips a byte in the payload of the shard object stored in the
+// file at p, past its header: the file keeps its size, so a listing still
+// counts the shard, and only a checksum finds it corrupt.
+func FlipFile(t testing.TB, p string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1-len(b)/3] ^= 0x5a
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -390,11 +390,10 @@ func (j *flusher) cleanLocked(n *inode, size int64) {
 	// Before attrDirty and pend are cleared below (see flushedSince).
 	raiseGen(&j.flushGen, j.commitGen.Load())
 	j.qmu.Lock()
-	j.dirtyB -= n.charged(j.bs)
+	j.dirtyB -= n.takeCharge(j.bs)
 	j.up.signalFreeLocked()
 	j.qmu.Unlock()
 	clear(n.dirty)
-	n.logRefund = 0
 	if n.f != nil {
 		// Drop the bytes; keep the file open for the next write.
 		if err := n.f.reset(); err != nil {

@@ -56,7 +56,7 @@ type inode struct {
 	// holds only its record and the dirty file's bytes. The next write,
 	// truncate or write-behind charges it again (chargeBack), and a
 	// release of the dirty data gives back only what is charged
-	// (charged).
+	// (takeCharge).
 	logRefund int64
 	// behindQ are blocks a sequential writer has moved past, for the
 	// write-behind goroutines; behindN of them run; behindIdle is
@@ -695,11 +695,10 @@ func (j *inodeTable) reclaim(ctx context.Context, ino Ino) error {
 func (j *inodeTable) discardDirty(n *inode) {
 	if len(n.dirty) > 0 {
 		j.qmu.Lock()
-		j.dirtyB -= n.charged(j.bs)
+		j.dirtyB -= n.takeCharge(j.bs)
 		j.qmu.Unlock()
 		clear(n.dirty)
 	}
-	n.logRefund = 0
 	if n.f != nil {
 		n.f.remove()
 		n.f = nil
@@ -738,10 +737,13 @@ func (n *inode) dropLast() {
 	n.lastIdx, n.lastPlain, n.lastHold = -1, nil, nil
 }
 
-// charged is n's share of dirtyB: its dirty blocks, whole, less what
-// the logging of its close gave back (logRefund). n.mu held.
-func (n *inode) charged(bs int64) int64 {
-	return int64(len(n.dirty))*bs - n.logRefund
+// takeCharge returns n's share of dirtyB, for a release of all its
+// dirty blocks: the blocks, whole, less what the logging of its close
+// gave back (logRefund, zero after). n.mu held.
+func (n *inode) takeCharge(bs int64) int64 {
+	b := int64(len(n.dirty))*bs - n.logRefund
+	n.logRefund = 0
+	return b
 }
 
 // chargeBack charges n's dirty blocks whole again before they change

@@ -111,6 +111,11 @@ type Options struct {
 	// Places, when set, says where a block lives now when a read of it
 	// fails (a snapshot journal asks the drive's: compaction moves blocks).
 	Places func(ctx context.Context, id remote.BlockID) (BlockPlace, bool)
+	// Kept, when set, is asked for the plaintext of an uploaded small
+	// block before the grid, in place of this journal's own kept rows: a
+	// snapshot journal asks the drive's, so a snapshot of files written
+	// here is browsed from local disk, as the drive reads them (KeepSmall).
+	Kept func(ctx context.Context, id remote.BlockID) ([]byte, bool)
 	// Uploaded, when set, is handed the staging file of each block whose
 	// upload has committed durably (its path and sealed size) in place of
 	// the journal deleting it, and must move or delete it. The drive gives

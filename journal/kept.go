@@ -151,23 +151,37 @@ func (j *keeper) DropKept(ctx context.Context) error {
 // or false when it has none (or the row does not open: the grid has the
 // block). n.mu held.
 func (j *keeper) plain(ctx context.Context, m mapped) ([]byte, bool) {
+	if j.o.Kept != nil {
+		if !m.len.Valid || m.len.Int64 > int64(j.fl.inlineMax()) {
+			return nil, false
+		}
+		return j.o.Kept(ctx, m.id)
+	}
 	if !j.mayBe(m) {
 		return nil, false
 	}
+	return j.byID(ctx, m.id)
+}
+
+// byID returns the plaintext of block id from its row of table staged,
+// or false when it has none (or the row does not open). It takes no
+// lock: a snapshot's journal calls it (Options.Kept) with its own
+// inode's lock held.
+func (j *keeper) byID(ctx context.Context, id remote.BlockID) ([]byte, bool) {
 	var sealed []byte
-	err := j.qrow(ctx, `SELECT sealed FROM staged WHERE id = ?`, m.id[:]).Scan(&sealed)
+	err := j.qrow(ctx, `SELECT sealed FROM staged WHERE id = ?`, id[:]).Scan(&sealed)
 	if err != nil {
 		if !errors.Is(err, sql.ErrNoRows) {
-			j.log.Debug("journal: read kept small block; reading it from the grid", "id", m.id, "err", err)
+			j.log.Debug("journal: read kept small block; reading it from the grid", "id", id, "err", err)
 		}
 		return nil, false
 	}
-	plain, err := j.seal.Open(nil, m.id, sealed)
+	plain, err := j.seal.Open(nil, id, sealed)
 	if err != nil {
 		j.log.Warn("journal: a small block kept on local disk fails to open (local disk corrupted it?); dropping the copy and reading the block from the grid",
-			"id", m.id, "err", err)
+			"id", id, "err", err)
 		// Not here: n.mu is held, and the commit may wait for a flush.
-		j.dropLater(m.id, int64(len(sealed)))
+		j.dropLater(id, int64(len(sealed)))
 		return nil, false
 	}
 	return plain, true

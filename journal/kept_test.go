@@ -269,3 +269,52 @@ func TestKeptSmallBlocksCollected(t *testing.T) {
 		t.Fatalf("small-0 after unlink: %v", err)
 	}
 }
+
+// A snapshot of small files written here is read from the drive's kept
+// rows, as the drive reads them, not fetched back from the grid: its
+// journal asks the drive's (Options.Kept). A big block, which has no
+// kept row, still comes from the grid.
+func TestSnapshotReadsKeptBlocks(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) {
+		o.MetaInterval = time.Hour
+		o.KeepSmall = 1 << 20
+	})
+	small := make([][]byte, 3)
+	inos := make([]Ino, 3)
+	for i := range small {
+		small[i] = randBytes(2000 + i)
+		inos[i] = e.writeFile(fmt.Sprintf("small-%d", i), small[i])
+	}
+	big := randBytes(1 << 20) // one whole block: staged as a file, no kept row
+	bigIno := e.writeFile("big", big)
+	if err := e.waitDurable(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(keptIDs(t, e.j)); n != len(small) {
+		t.Fatalf("%d small blocks kept after upload; want %d", n, len(small))
+	}
+	e.syncGrid()
+	snap, err := e.j.CreateSnapshot(bg, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sj, err := e.j.SnapshotJournal(bg, snap.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.reader.reads.Load()
+	for i, ino := range inos {
+		if got := readAll(t, sj, ino); !bytes.Equal(got, small[i]) {
+			t.Fatalf("snapshot's small-%d: %d bytes differ from the %d written", i, len(got), len(small[i]))
+		}
+	}
+	if got := e.reader.reads.Load() - before; got != 0 {
+		t.Fatalf("%d reads of the grid for the snapshot's small files, which the drive keeps", got)
+	}
+	if got := readAll(t, sj, bigIno); !bytes.Equal(got, big) {
+		t.Fatal("snapshot's big file differs from what was written")
+	}
+	if e.reader.reads.Load() == before {
+		t.Fatal("the snapshot's big file was read without the grid: the reads counted are not the snapshot's")
+	}
+}

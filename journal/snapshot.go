@@ -487,7 +487,7 @@ func (j *snapshots) SnapshotJournal(ctx context.Context, seq uint64) (*Journal, 
 		return nil, fmt.Errorf("journal: snapshot %d: %w", seq, err)
 	}
 	sj, err := Open(ctx, Options{Dir: dir, Sealer: j.o.Sealer, Blocks: j.o.Blocks, BlockSize: int(j.bs), ReadOnly: true, Logger: j.log,
-		Places: j.fd.BlockPlace})
+		Places: j.fd.BlockPlace, Kept: j.kp.byID})
 	if err != nil {
 		return nil, fmt.Errorf("journal: snapshot %d: %w", seq, err)
 	}

@@ -153,8 +153,16 @@ func (d *Drive) ClearCache() error {
 
 // ShedMemory evicts at least n bytes from the block cache's memory tier
 // (or all it holds) and returns the bytes evicted: LimitMemory's shed,
-// when the rest of the process needs the memory.
-func (d *Drive) ShedMemory(n int64) int64 { return d.cache.ShedMem(n) }
+// when the rest of the process needs the memory. When the tier holds
+// less than n, the kernel is asked to forget files it keeps cached
+// (pruneInodes), and their share of n counts as freed.
+func (d *Drive) ShedMemory(n int64) int64 {
+	freed := d.cache.ShedMem(n)
+	if freed < n {
+		freed += d.pruneInodes(n - freed)
+	}
+	return freed
+}
 
 // GarbageBytes is the sealed bytes no file refers to (snapshots may).
 func (d *Drive) GarbageBytes(ctx context.Context) int64 { return d.j.GarbageBytes(ctx) }

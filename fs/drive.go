@@ -238,8 +238,11 @@ type Drive struct {
 	stopRate context.CancelFunc
 	rateDone chan struct{}
 
-	mu      sync.Mutex // guards servers
+	mu      sync.Mutex // guards servers and mounts
 	servers []*fuse.Server
+	mounts  []*mounted
+
+	prune pruner
 }
 
 // OpenDrive opens the cache (DataDir/cache, fetching from the grid) and the
@@ -334,14 +337,15 @@ func (d *Drive) Mount(mountpoint string) (*fuse.Server, error) {
 		mo.Snapshots = d.j
 		mo.Pins = d.pins
 	}
-	s, err := Mount(mountpoint, d.j, mo)
+	m, err := mount(mountpoint, d.j, mo)
 	if err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
-	d.servers = append(d.servers, s)
+	d.servers = append(d.servers, m.server)
+	d.mounts = append(d.mounts, m)
 	d.mu.Unlock()
-	return s, nil
+	return m.server, nil
 }
 
 // Pins returns the drive's pinner (nil on a read-only drive).
@@ -353,7 +357,7 @@ func (d *Drive) Pins() *Pinner { return d.pins }
 func (d *Drive) Close() error {
 	d.mu.Lock()
 	servers := d.servers
-	d.servers = nil
+	d.servers, d.mounts = nil, nil
 	d.mu.Unlock()
 	d.stopRate()
 	<-d.rateDone

@@ -81,6 +81,20 @@ type MountOptions struct {
 // kernel has the mount ready (server.WaitMount), so callers may use the
 // path at once.
 func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
+	m, err := mount(mountpoint, j, o)
+	if err != nil {
+		return nil, err
+	}
+	return m.server, nil
+}
+
+// mounted is a mount's server and the root of its tree of inodes.
+type mounted struct {
+	server *fuse.Server
+	root   *node
+}
+
+func mount(mountpoint string, j Journal, o MountOptions) (*mounted, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -112,7 +126,7 @@ func Mount(mountpoint string, j Journal, o MountOptions) (*fuse.Server, error) {
 	}
 	raiseReadAhead(mountpoint, opts.MaxReadAhead, log)
 	noAtime(mountpoint, log)
-	return server, nil
+	return &mounted{server: server, root: root}, nil
 }
 
 // noAtime makes the mount at mountpoint noatime, so that it says what the

@@ -10,8 +10,11 @@
 // (package remote). fs owns the FUSE protocol details and the one errno
 // table (errno.go): journal and remote sentinels are matched with
 // errors.Is, context.Canceled becomes EINTR, a syscall.Errno passes
-// through, and anything else becomes EIO with its cause logged. A domain
-// error is never handed to go-fuse's ToErrno (which would say ENOSYS).
+// through but ENOENT (a missing name is journal.ErrNotFound; an ENOENT is
+// one of the drive's own local files gone, which the program must not
+// take for its own), and anything else becomes EIO with its cause logged.
+// A domain error is never handed to go-fuse's ToErrno (which would say
+// ENOSYS).
 //
 // # Inodes
 //

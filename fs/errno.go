@@ -56,8 +56,16 @@ func expected(e syscall.Errno) bool {
 }
 
 // toErrno maps err to the errno an application should see. known is false
-// when err matched nothing in the table and is not a syscall.Errno: the
-// caller then answers EIO and logs the cause.
+// when err matched nothing in the table and is not a syscall.Errno, or is
+// ENOENT: the caller then answers EIO and logs the cause.
+//
+// A name the program asked for and that is missing is journal.ErrNotFound,
+// matched above. An ENOENT errno is the drive's own local file missing (a
+// staging, dirty or cache file, the journal folder's, found in an
+// *os.PathError): answered as it is, it would tell the program that its
+// file, which exists, is gone, and nobody would learn why. No fs call
+// hands errno a bare ENOENT meant for the program (Getattr and the
+// snapshots' Lookup answer it themselves).
 func toErrno(err error) (e syscall.Errno, known bool) {
 	if err == nil {
 		return 0, true
@@ -69,7 +77,7 @@ func toErrno(err error) (e syscall.Errno, known bool) {
 	}
 	var se syscall.Errno
 	if errors.As(err, &se) {
-		if se == 0 {
+		if se == 0 || se == syscall.ENOENT {
 			return syscall.EIO, false
 		}
 		return se, true

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,6 +50,10 @@ func TestErrnoTable(t *testing.T) {
 		{syscall.Errno(0), syscall.EIO, false},
 		{errors.New("something nobody expected"), syscall.EIO, false},
 		{fs.ErrNotExist, syscall.EIO, false}, // a missing cache file is not a missing name
+		// ENOENT of the drive's own files: the program's file exists.
+		{&os.PathError{Op: "open", Path: "dirty/7", Err: syscall.ENOENT}, syscall.EIO, false},
+		{wrap(&os.PathError{Op: "stat", Path: "staging/ab.tmp", Err: syscall.ENOENT}), syscall.EIO, false},
+		{syscall.ENOENT, syscall.EIO, false},
 	} {
 		got, known := toErrno(c.err)
 		if got != c.want || known != c.known {
@@ -72,6 +77,58 @@ func TestErrnoLogsUnknownCauses(t *testing.T) {
 	}
 	if b.Len() != 0 {
 		t.Errorf("an ordinary ENOENT was logged: %q", b.String())
+	}
+}
+
+// TestErrnoLogsOwnFileGone: an ENOENT from one of the drive's own files
+// reaches the program as EIO, and the log names the file; a missing name
+// (journal.ErrNotFound) stays a silent ENOENT.
+func TestErrnoLogsOwnFileGone(t *testing.T) {
+	var b strings.Builder
+	log := slog.New(slog.NewTextHandler(&b, nil))
+	own := fmt.Errorf("journal: write dirty data of inode 7: %w",
+		&os.PathError{Op: "open", Path: "journal/dirty/7", Err: syscall.ENOENT})
+	if e := errno(log, "write", 7, own); e != syscall.EIO {
+		t.Fatalf("own file gone: got %v, want EIO", e)
+	}
+	if !strings.Contains(b.String(), "journal/dirty/7") || !strings.Contains(b.String(), "ino=7") {
+		t.Errorf("cause not logged: %q", b.String())
+	}
+	b.Reset()
+	if e := errno(log, "lookup", 1, fmt.Errorf("journal: lookup 1/%q: %w", "x", journal.ErrNotFound)); e != syscall.ENOENT {
+		t.Fatalf("missing name: got %v, want ENOENT", e)
+	}
+	if b.Len() != 0 {
+		t.Errorf("an ordinary ENOENT was logged: %q", b.String())
+	}
+}
+
+// TestOwnFileGoneIsEIO: a write that needs one of the drive's own local
+// files, which cannot be made (the dirty folder a link to nothing, as when
+// its disk is not mounted), fails with EIO through the real FUSE path:
+// ENOENT would tell the program that the file it holds open is gone.
+func TestOwnFileGoneIsEIO(t *testing.T) {
+	// Blocks larger than the bytes a file keeps in memory (128 KiB), so
+	// that the write below moves them to a dirty file.
+	s := newStack(t, stackOptions{BlockSize: 1 << 20})
+	dirty := filepath.Join(s.base, "data", "journal", "dirty")
+	f, err := os.Create(filepath.Join(s.mnt, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.RemoveAll(dirty); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(s.base, "not-mounted", "dirty"), dirty); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Write(make([]byte, 256<<10))
+	if err == nil {
+		err = f.Sync() // the kernel's write-back cache kept the bytes
+	}
+	if !errors.Is(err, syscall.EIO) {
+		t.Errorf("write with the dirty folder a link to nothing: %v, want EIO", err)
 	}
 }
 

@@ -175,11 +175,10 @@ func stagingFolderErr(dir string, err error) error {
 }
 
 // hideErrno is a missing-file err with its text, matching fs.ErrNotExist
-// (whatever err is), but not its errno: fs answers a syscall.Errno it finds as it is and logs nothing
-// (fs/errno.go), so ENOENT from a staging file would tell a program that
-// wrote or fsync'd a file that exists "no such file or directory", and
-// the message above would reach nobody; this way fs answers EIO and logs
-// it.
+// (whatever err is), but not its errno: ENOENT from a staging file must
+// not tell a program that wrote or fsync'd a file that exists "no such
+// file or directory", whoever reads the error. (fs answers EIO for any
+// ENOENT errno too, and logs it with the message above: fs/errno.go.)
 type hideErrno struct{ err error }
 
 func (e hideErrno) Error() string        { return e.err.Error() }

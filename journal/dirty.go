@@ -1,7 +1,11 @@
 package journal
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -333,9 +337,27 @@ func (d *dirtyFile) writeBase(p []byte, off int64) (int, error) {
 	return d.f.WriteAt(p, off)
 }
 
-// spill moves mem into a new file at path.
+// spill moves mem into a new file at path. The dirty folder holds only
+// this run's unflushed bytes (Open empties it), and a file spilled before
+// keeps them through its open descriptor: when the folder is gone (removed
+// by hand or by a cleaner of old files) spill makes it again, with nothing
+// lost. It makes only the folder, not the journal folder above it: that
+// one gone is its disk not mounted, which writes must not hide by filling
+// the disk under it.
 func (d *dirtyFile) spill() error {
-	f, err := os.OpenFile(d.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	const flags = os.O_RDWR | os.O_CREATE | os.O_TRUNC
+	f, err := os.OpenFile(d.path, flags, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		dir := filepath.Dir(d.path)
+		if merr := os.Mkdir(dir, 0o700); merr == nil || errors.Is(merr, fs.ErrExist) {
+			f, err = os.OpenFile(d.path, flags, 0o600)
+		}
+		if err != nil {
+			return fmt.Errorf("the dirty folder %s, where files being written keep their bytes until closed, is gone "+
+				"and cannot be made again (the journal folder gone, or the folder a link to nothing: its disk not mounted?): "+
+				"put it back, or unmount and mount again, then write again: %w", dir, err)
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,13 @@ package journal
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -148,5 +152,73 @@ func testDirtyFileModel(t *testing.T) {
 	}
 	if !sawBlocks || !sawFile || !sawLent {
 		t.Fatalf("the model run used in-memory blocks %v, a dirty file %v and lent blocks %v: want all", sawBlocks, sawFile, sawLent)
+	}
+}
+
+// TestDirtyFolderGone: the dirty folder removed while files are being
+// written (by hand, by a cleaner of old files) is made again at the next
+// write that needs a dirty file, and no byte is lost: a file spilled
+// before keeps its bytes through its open descriptor. The folder a link
+// to nothing (its disk not mounted) is not hidden by a folder made under
+// it: the write fails with an error that names the folder and says what
+// to do.
+func TestDirtyFolderGone(t *testing.T) {
+	// Blocks larger than memDirtyMax: a write past it spills.
+	e := newEnv(t, func(o *Options) { o.BlockSize = 1 << 20 })
+	dirty := filepath.Join(e.opts.Dir, "dirty")
+	data := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = seed + byte(i%251)
+		}
+		return b
+	}
+	open := func(name string) Ino {
+		a := must[Attr](t)(e.j.Mknod(bg, RootIno, name, 0o644, 0, 0, 0))
+		e.j.OpenFile(a.Ino)
+		t.Cleanup(func() { e.j.ReleaseFile(a.Ino) })
+		return a.Ino
+	}
+	spilled, small := open("spilled"), open("small")
+	spilledData, smallData := data(2*memDirtyMax, 1), data(3*memDirtyMax, 2)
+	must[int](t)(e.j.WriteAt(bg, spilled, spilledData, 0))
+	must[int](t)(e.j.WriteAt(bg, small, smallData[:memDirtyMax/2], 0))
+	if err := os.RemoveAll(dirty); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.j.WriteAt(bg, small, smallData[memDirtyMax/2:], memDirtyMax/2); err != nil {
+		t.Fatalf("write with the dirty folder gone: %v", err)
+	}
+	if _, err := os.Stat(dirty); err != nil {
+		t.Errorf("the dirty folder was not made again: %v", err)
+	}
+	for _, f := range []struct {
+		ino  Ino
+		want []byte
+	}{{spilled, spilledData}, {small, smallData}} {
+		if err := e.j.Flush(bg, f.ino); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(f.want))
+		must[int](t)(e.j.ReadAt(bg, f.ino, got, 0))
+		if !bytes.Equal(got, f.want) {
+			t.Errorf("inode %d reads other bytes than written", f.ino)
+		}
+	}
+
+	if err := os.RemoveAll(dirty); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(e.dir, "not-mounted", "dirty"), dirty); err != nil {
+		t.Fatal(err)
+	}
+	linked := open("linked")
+	_, err := e.j.WriteAt(bg, linked, data(2*memDirtyMax, 3), 0)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "dirty folder "+dirty) ||
+		!strings.Contains(err.Error(), "put it back") {
+		t.Errorf("write with the dirty folder a link to nothing: %v; want the folder named and what to do", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "not-mounted")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a folder was made under the link: %v", err)
 	}
 }

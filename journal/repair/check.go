@@ -77,7 +77,17 @@ type Report struct {
 	// not as failed repairs: trying again cannot help, only a corrupt
 	// shard restored (Problems names them) brings the data back.
 	CorruptUnrecoverable []string `json:"corrupt_unrecoverable,omitempty"`
-	// Repairs: segments brought back to n shards, and failures.
+	// OutOfReach names the segments a repair could not read: fewer than
+	// k of their shards answered, and the nodes' own verify, asked after,
+	// finds fewer than k intact with the others on nodes that do not
+	// answer (stopped, unreachable, timing out; OutOfReachNodes names
+	// them, sorted). Not counted as failed repairs: trying again cannot
+	// help until those nodes answer, and then it can. Their states above
+	// are those the check counted before the repair.
+	OutOfReach      []string `json:"out_of_reach,omitempty"`
+	OutOfReachNodes []string `json:"out_of_reach_nodes,omitempty"`
+	// Repairs: segments brought back to n shards, and failures a later
+	// try may get past.
 	Repaired     int      `json:"repaired"`
 	RepairFailed int      `json:"repair_failed"`
 	RepairErrors []string `json:"repair_errors,omitempty"` // the first 10
@@ -259,10 +269,22 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 				// failed repair too, check said twice that it is lost and
 				// that check --repair would try it again.
 			default:
-				if v := r.lostToCorruption(ctx, hs[i], o.err, down); v != nil {
-					// Listed whole, but fewer than k shards intact: lost
-					// like the one above, its corrupt shards named.
+				v := r.belowK(ctx, hs[i], o.err, down)
+				if v != nil {
 					rep.addProblems(v, hs[i])
+				}
+				if nodes := unreachableNodes(v); len(nodes) > 0 {
+					// Fewer than k intact among the nodes that answer:
+					// the others' nodes must answer before a try can
+					// read it, so it is named with them, not tried again.
+					rep.OutOfReach = append(rep.OutOfReach, v.Seg.ID.String())
+					rep.OutOfReachNodes = append(rep.OutOfReachNodes, nodes...)
+					continue
+				}
+				if v != nil {
+					// Listed whole, but fewer than k shards intact, every
+					// node answering: lost like the one above, its
+					// corrupt shards named.
 					hs[i] = v
 					rep.CorruptUnrecoverable = append(rep.CorruptUnrecoverable, v.Seg.ID.String())
 					continue
@@ -276,6 +298,7 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		rep.OutOfReachNodes = slices.Compact(slices.Sorted(slices.Values(rep.OutOfReachNodes)))
 	}
 	byID := map[remote.SegmentID]*remote.SegmentHealth{}
 	for i, s := range segs {
@@ -340,21 +363,37 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 	return rep, nil
 }
 
-// lostToCorruption tells whether the repair of segment h (listed with k
-// or more shards) failed for good: too few of its shards read back
-// intact, and the nodes' own verify finds fewer than k intact with none
-// out of reach. It returns that verify's health then, else nil: a node
-// down, a read that timed out, and a later try may do better.
-func (r *Repairer) lostToCorruption(ctx context.Context, h *remote.SegmentHealth, err error, down map[string]bool) *remote.SegmentHealth {
+// belowK tells why the repair of segment h (listed with k or more
+// shards) failed, when too few of its shards read back: it returns the
+// nodes' own verify of it when that finds fewer than k intact, else nil
+// (a read that timed out or a node that came back: a later try may do
+// better). With no shard of that verify out of reach, the segment is
+// lost to corruption; with some, its nodes must answer first
+// (unreachableNodes).
+func (r *Repairer) belowK(ctx context.Context, h *remote.SegmentHealth, err error, down map[string]bool) *remote.SegmentHealth {
 	if !errors.Is(err, remote.ErrTooFewShards) || ctx.Err() != nil {
 		return nil
 	}
 	v := r.o.Grid.CheckSegment(ctx, h.Seg, remote.CheckOptions{Verify: true, Down: down})
-	if v.Recoverable() || ctx.Err() != nil ||
-		slices.ContainsFunc(v.Shards, func(sc remote.ShardCheck) bool { return sc.State == remote.ShardUnreachable }) {
+	if v.Recoverable() || ctx.Err() != nil {
 		return nil
 	}
 	return v
+}
+
+// unreachableNodes names the nodes of h's shards that did not answer
+// (nil h: none).
+func unreachableNodes(h *remote.SegmentHealth) []string {
+	if h == nil {
+		return nil
+	}
+	var out []string
+	for _, sc := range h.Shards {
+		if sc.State == remote.ShardUnreachable {
+			out = append(out, sc.Node)
+		}
+	}
+	return out
 }
 
 // addProblems adds the shards of h that are not intact to rep.Problems,

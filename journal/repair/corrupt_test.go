@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/meshdrive/meshdrive/journal/repair"
-	"github.com/meshdrive/meshdrive/remote"
 	"github.com/meshdrive/meshdrive/remote/faulty"
 	"github.com/meshdrive/meshdrive/remote/remotetest"
 )
@@ -19,22 +18,15 @@ import (
 // file too), names it and its corrupt shards, and counts no failed
 // repair; before, it was a failed repair that "check --repair tries
 // again". With one of those shards only out of reach (its node fails
-// reads), a later try can pass: that stays a failed repair.
+// every read), the segment is named out of reach with that node, not
+// lost; with its node failing one read, a later try can pass: that
+// stays a failed repair.
 func TestCheckRepairCorruptBelowK(t *testing.T) {
 	ctx := t.Context()
 	d := newDrive(t)
 	d.write(t, "f", bytes.Repeat([]byte("corrupt below k "), 8000))
-	segs, err := d.j.Segments(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(segs) != 1 || segs[0].MetaSeq != 0 {
-		t.Fatalf("segments after one write: %d, want one of data", len(segs))
-	}
-	seg := segs[0].Info
-	shardPath := func(i int) string {
-		return filepath.Join(d.nodes, seg.Nodes[i], filepath.FromSlash(remote.ShardName(seg.ID, i)))
-	}
+	seg := d.onlySegment(t)
+	shardPath := func(i int) string { return d.shardPath(seg, i) }
 	if err := os.Remove(shardPath(5)); err != nil {
 		t.Fatal(err)
 	}
@@ -52,9 +44,20 @@ func TestCheckRepairCorruptBelowK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.RepairFailed != 1 || len(rep.CorruptUnrecoverable) != 0 || rep.SegmentsUnrecoverable != 0 || rep.Unrecoverable != 0 {
-		t.Fatalf("a shard missing, one corrupt, one out of reach: %d failed repairs (want 1), corrupt below k %v (want none), %d segments and %d files unrecoverable (want 0)",
-			rep.RepairFailed, rep.CorruptUnrecoverable, rep.SegmentsUnrecoverable, rep.Unrecoverable)
+	if rep.RepairFailed != 0 || !slices.Equal(rep.OutOfReach, []string{seg.ID.String()}) || !slices.Equal(rep.OutOfReachNodes, []string{seg.Nodes[1]}) ||
+		len(rep.CorruptUnrecoverable) != 0 || rep.SegmentsUnrecoverable != 0 || rep.Unrecoverable != 0 {
+		t.Fatalf("a shard missing, one corrupt, one out of reach: %d failed repairs (want 0), out of reach %v on %v (want [%s] on [%s]), corrupt below k %v (want none), %d segments and %d files unrecoverable (want 0)",
+			rep.RepairFailed, rep.OutOfReach, rep.OutOfReachNodes, seg.ID, seg.Nodes[1], rep.CorruptUnrecoverable, rep.SegmentsUnrecoverable, rep.Unrecoverable)
+	}
+
+	unreadable.SetRules(faulty.Rule{Ops: faulty.OpGet, Prefix: "shards/", Count: 1})
+	rep, err = r.Check(ctx, repair.CheckRequest{Repair: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RepairFailed != 1 || len(rep.RepairErrors) != 1 || len(rep.OutOfReach) != 0 || len(rep.CorruptUnrecoverable) != 0 {
+		t.Fatalf("a shard missing, one corrupt, one read failing once: %d failed repairs %v (want 1), out of reach %v, corrupt below k %v (want none)",
+			rep.RepairFailed, rep.RepairErrors, rep.OutOfReach, rep.CorruptUnrecoverable)
 	}
 
 	unreadable.Clear()

@@ -101,6 +101,25 @@ func (d *drive) write(t *testing.T, name string, data []byte) {
 	}
 }
 
+// onlySegment returns the drive's one segment, which must hold data (a
+// write's, before any metadata reached the grid).
+func (d *drive) onlySegment(t *testing.T) *remote.SegmentInfo {
+	t.Helper()
+	segs, err := d.j.Segments(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 1 || segs[0].MetaSeq != 0 {
+		t.Fatalf("segments after one write: %d, want one of data", len(segs))
+	}
+	return segs[0].Info
+}
+
+// shardPath is the file of seg's shard i on its node's disk.
+func (d *drive) shardPath(seg *remote.SegmentInfo, i int) string {
+	return filepath.Join(d.nodes, seg.Nodes[i], filepath.FromSlash(remote.ShardName(seg.ID, i)))
+}
+
 // TestRunRepairsSoon: a segment stored short while a node is down is
 // repaired by the background loop soon after the node comes back, not an
 // Interval later; the passes that fail while it is down back off.

@@ -31,8 +31,10 @@ segments). With --repair, missing and corrupt shards are rebuilt from any k
 and stored on the nodes placement picks, so every segment returns to n shards
 on n distinct nodes; a segment whose listed shards fail their checksums
 when read, fewer than k intact, cannot be and is reported unrecoverable,
-with the nodes that hold the corrupt shards. Nodes that do not answer are
-reported, not waited for.
+with the nodes that hold the corrupt shards; one whose repair cannot read
+k shards because the nodes that hold the others stop answering is reported
+out of reach, with those nodes to start again. Nodes that do not answer
+are reported, not waited for.
 A whole drive's check with every node answering also looks for two nodes
 that are one store under two addresses, and warns. A whole drive's check
 names the nodes that lost their copy of the drive's key or config (a wiped
@@ -125,6 +127,9 @@ func checkExitError(rep *fs.RepairReport) error {
 	if len(rep.SnapshotUnrecoverable) > 0 {
 		errs = append(errs, snapshotLossError(rep))
 	}
+	if len(rep.OutOfReach) > 0 {
+		errs = append(errs, outOfReachError(rep))
+	}
 	if rep.RepairFailed > 0 {
 		first := ""
 		if len(rep.RepairErrors) > 0 {
@@ -152,6 +157,17 @@ func snapshotLossError(rep *fs.RepairReport) error {
 	return fmt.Errorf("%d segments that only snapshots keep (data of deleted or overwritten files, or garbage gc has yet to collect) have fewer than k shards with every node answering: "+
 		"the files in .snapshots that need them cannot be read or restored; the files in the drive do not need them "+
 		"(meshdrive snapshot list shows the snapshots, snapshot delete drops them)", n)
+}
+
+// outOfReachError says why repair could not read segments whose nodes
+// did not answer, and what to do: trying again cannot help until they
+// do, and a node added cannot either (it holds none of their shards).
+func outOfReachError(rep *fs.RepairReport) error {
+	return fmt.Errorf("%d segments could not be repaired: fewer than k of their shards could be read, the others are on nodes that did not answer (%s), "+
+		"and trying again cannot help until they do: start the stopped nodes (meshdrive node serve on their hosts; meshdrive node list shows their addresses) "+
+		"or make them reachable again, then run check --repair again (a node added does not help: it holds none of their shards); "+
+		"check --json names each shard's error under problems",
+		len(rep.OutOfReach), strings.Join(rep.OutOfReachNodes, ", "))
 }
 
 // corruptLossError says what it means that repair found segments listed
@@ -366,6 +382,10 @@ func printCheck(w io.Writer, r *fs.RepairReport, verbose bool) {
 			fmt.Fprintf(w, ", %d failed: %s", r.RepairFailed, strings.Join(r.RepairErrors, "; "))
 		}
 		fmt.Fprintln(w)
+		if n := len(r.OutOfReach); n > 0 {
+			fmt.Fprintf(w, "OUT OF REACH   %d segments not repaired: fewer than k of their shards could be read, the others on nodes that did not answer (%s): %s\n",
+				n, strings.Join(r.OutOfReachNodes, ", "), strings.Join(r.OutOfReach[:min(10, n)], ", "))
+		}
 		if n := len(r.CorruptUnrecoverable); n > 0 {
 			fmt.Fprintf(w, "UNRECOVERABLE  %d segments listed whole, but fewer than k of their shards pass their checksums (corrupt on %s): %s\n",
 				n, strings.Join(corruptNodes(r), ", "), strings.Join(r.CorruptUnrecoverable[:min(10, n)], ", "))

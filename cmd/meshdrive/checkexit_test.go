@@ -27,6 +27,11 @@ func TestCheckExitErrorNamesEveryReason(t *testing.T) {
 		}, "1 segments cannot be repaired, now or by trying again: their nodes list enough shards, but fewer than k pass their checksums (the nodes' own verify found the others corrupt, on node-2)"},
 		{"staged damage", func(r *fs.RepairReport) { r.Staged = staged }, "damaged on the local disk (files: /a.txt)"},
 		{"snapshot segments below k", func(r *fs.RepairReport) { r.SnapshotUnrecoverable = []string{"s1", "s2"} }, "2 segments that only snapshots keep"},
+		{"segments out of reach", func(r *fs.RepairReport) {
+			r.OutOfReach, r.OutOfReachNodes = []string{"s5"}, []string{"node-0", "node-2"}
+		},
+			"1 segments could not be repaired: fewer than k of their shards could be read, the others are on nodes that did not answer (node-0, node-2), " +
+				"and trying again cannot help until they do: start the stopped nodes (meshdrive node serve on their hosts"},
 		{"repair failed", func(r *fs.RepairReport) { r.RepairFailed, r.RepairErrors = 3, []string{"node-2: disk full"} }, "3 segments could not be repaired (first: node-2: disk full)"},
 		{"key and config not stored", func(r *fs.RepairReport) { r.MetaMissing, r.MetaError = []string{"node-5"}, "node-5: read-only bucket" },
 			"the drive key and config could not be stored again on node-5: node-5: read-only bucket"},
@@ -87,4 +92,27 @@ func TestCheckExitErrorNamesEveryReason(t *testing.T) {
 			t.Errorf("a healthy report gives %v", err)
 		}
 	})
+}
+
+// TestCheckOutOfReachNotTriedAgain: segments whose repair could not read
+// k shards because their nodes did not answer are named with those nodes
+// and what to do, in the report and the final error; that error does not
+// offer check --repair's next try, which cannot help while they are
+// stopped, unless another repair failed for a reason a try can get past.
+func TestCheckOutOfReachNotTriedAgain(t *testing.T) {
+	rep := &fs.RepairReport{Repair: true, Degraded: 1, SegmentsDegraded: 1, Segments: 1,
+		OutOfReach: []string{"s5"}, OutOfReachNodes: []string{"node-0", "node-2"}}
+	var b strings.Builder
+	printCheck(&b, rep, false)
+	if want := "OUT OF REACH   1 segments not repaired: fewer than k of their shards could be read, the others on nodes that did not answer (node-0, node-2): s5"; !strings.Contains(b.String(), want) {
+		t.Errorf("check's report does not say %q:\n%s", want, b.String())
+	}
+	err := checkExitError(rep)
+	if err == nil || !strings.Contains(err.Error(), "start the stopped nodes") || strings.Contains(err.Error(), "tries them again") {
+		t.Errorf("segments out of reach only: error %v; want the nodes to start, and no try again", err)
+	}
+	rep.RepairFailed, rep.RepairErrors = 1, []string{"node-3: timeout"}
+	if err := checkExitError(rep); err == nil || !strings.Contains(err.Error(), "1 segments could not be repaired (first: node-3: timeout); check --repair tries them again") {
+		t.Errorf("segments out of reach and a failed repair: error %v; want the failed one tried again", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/meshdrive/meshdrive/fs"
+	"github.com/meshdrive/meshdrive/remote"
 )
 
 func runCheck(e *env) error {
@@ -130,12 +132,21 @@ func checkExitError(rep *fs.RepairReport) error {
 	if len(rep.OutOfReach) > 0 {
 		errs = append(errs, outOfReachError(rep))
 	}
-	if rep.RepairFailed > 0 {
-		first := ""
-		if len(rep.RepairErrors) > 0 {
-			first = fmt.Sprintf(" (first: %s)", rep.RepairErrors[0])
+	if n := rep.RepairNoRoom; n > 0 {
+		down := ""
+		if len(rep.Down) > 0 {
+			down = " (down: " + strings.Join(rep.Down, ", ") + ")"
 		}
-		errs = append(errs, fmt.Errorf("%d segments could not be repaired%s; check --repair tries them again", rep.RepairFailed, first))
+		errs = append(errs, fmt.Errorf("%d segments could not be repaired: no node up%s could take their missing shards "+
+			"(every other one is down, draining, full or holds a shard of the segment already); start the stopped nodes or add one "+
+			"(meshdrive node add), then run check --repair again", n, down))
+	}
+	if n := rep.RepairFailed - rep.RepairNoRoom; n > 0 {
+		first := ""
+		if i := slices.IndexFunc(rep.RepairErrors, func(e string) bool { return !strings.Contains(e, remote.ErrTooFewNodes.Error()) }); i >= 0 {
+			first = fmt.Sprintf(" (first: %s)", rep.RepairErrors[i])
+		}
+		errs = append(errs, fmt.Errorf("%d segments could not be repaired%s; check --repair tries them again", n, first))
 	}
 	if rep.MetaError != "" {
 		errs = append(errs, fmt.Errorf("the drive key and config could not be stored again on %s: %s; check --repair tries again", strings.Join(rep.MetaMissing, ", "), rep.MetaError))
@@ -379,7 +390,7 @@ func printCheck(w io.Writer, r *fs.RepairReport, verbose bool) {
 	if r.Repair {
 		fmt.Fprintf(w, "repaired %d segments", r.Repaired)
 		if r.RepairFailed > 0 {
-			fmt.Fprintf(w, ", %d failed: %s", r.RepairFailed, strings.Join(r.RepairErrors, "; "))
+			fmt.Fprintf(w, ", %d failed: %s", r.RepairFailed, strings.Join(groupRepairErrors(r.RepairErrors), "; "))
 		}
 		fmt.Fprintln(w)
 		if n := len(r.OutOfReach); n > 0 {
@@ -439,4 +450,39 @@ func printRepair(w io.Writer, rp *fs.RepairStats, owed int64) {
 	if rp.LastError != "" {
 		fmt.Fprintf(w, "  last error: %s\n", joinLines(rp.LastError))
 	}
+}
+
+// repairSegPrefix starts a repair's error: "repair segment ID: cause".
+var repairSegPrefix = regexp.MustCompile(`^repair segment ([0-9a-f]+): `)
+
+// groupRepairErrors says each cause of the failed repairs once, with the
+// segments it stopped: ten segments that found no node to take their
+// shards were ten copies of a long line.
+func groupRepairErrors(errs []string) []string {
+	var causes []string // in the order first met
+	segs := map[string][]string{}
+	for _, e := range errs {
+		cause, seg := e, ""
+		if m := repairSegPrefix.FindStringSubmatch(e); m != nil {
+			cause, seg = e[len(m[0]):], m[1]
+		}
+		if !slices.Contains(causes, cause) {
+			causes = append(causes, cause)
+		}
+		if seg != "" {
+			segs[cause] = append(segs[cause], seg)
+		}
+	}
+	out := make([]string, len(causes))
+	for i, c := range causes {
+		switch ids := segs[c]; len(ids) {
+		case 0:
+			out[i] = c
+		case 1:
+			out[i] = "segment " + ids[0] + ": " + c
+		default:
+			out[i] = fmt.Sprintf("%d segments (%s): %s", len(ids), strings.Join(ids, ", "), c)
+		}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/journal/repair"
+	"github.com/meshdrive/meshdrive/remote"
 )
 
 // TestCheckExitErrorNamesEveryReason: check's final error names every
@@ -114,5 +115,40 @@ func TestCheckOutOfReachNotTriedAgain(t *testing.T) {
 	rep.RepairFailed, rep.RepairErrors = 1, []string{"node-3: timeout"}
 	if err := checkExitError(rep); err == nil || !strings.Contains(err.Error(), "1 segments could not be repaired (first: node-3: timeout); check --repair tries them again") {
 		t.Errorf("segments out of reach and a failed repair: error %v; want the failed one tried again", err)
+	}
+}
+
+// TestCheckNoRoomNotTriedAgain: repairs that found no node to take a
+// missing shard are said once per cause with their segments, and check
+// says to start or add a node, not that a try alone gets past them.
+func TestCheckNoRoomNotTriedAgain(t *testing.T) {
+	noRoom := func(seg string) string {
+		return "repair segment " + seg + ": " + remote.ErrTooFewNodes.Error() + ": every node that could take one of its 2 missing shards holds another shard of it"
+	}
+	rep := &fs.RepairReport{Repair: true, Degraded: 3, SegmentsDegraded: 3, Segments: 3, Down: []string{"node-2", "node-5"},
+		RepairFailed: 3, RepairNoRoom: 3, RepairErrors: []string{noRoom("0bfa"), noRoom("14cb"), noRoom("51cf")}}
+	var b strings.Builder
+	printCheck(&b, rep, false)
+	if n := strings.Count(b.String(), remote.ErrTooFewNodes.Error()); n != 1 {
+		t.Errorf("the cause is said %d times; want once:\n%s", n, b.String())
+	}
+	if want := "3 failed: 3 segments (0bfa, 14cb, 51cf): " + remote.ErrTooFewNodes.Error(); !strings.Contains(b.String(), want) {
+		t.Errorf("check's report does not say %q:\n%s", want, b.String())
+	}
+	err := checkExitError(rep)
+	if err == nil || !strings.Contains(err.Error(), "3 segments could not be repaired: no node up (down: node-2, node-5) could take their missing shards") ||
+		!strings.Contains(err.Error(), "start the stopped nodes or add one (meshdrive node add)") || strings.Contains(err.Error(), "tries them again") {
+		t.Errorf("repairs that found no room only: error %v; want the nodes to start or add, and no try again", err)
+	}
+	rep.RepairFailed++
+	rep.RepairErrors = append(rep.RepairErrors, "repair segment 9a9a: node-3: timeout")
+	b.Reset()
+	printCheck(&b, rep, false)
+	if want := "4 failed: 3 segments (0bfa, 14cb, 51cf): " + remote.ErrTooFewNodes.Error(); !strings.Contains(b.String(), want) ||
+		!strings.Contains(b.String(), "; segment 9a9a: node-3: timeout") {
+		t.Errorf("check's report does not group the two causes:\n%s", b.String())
+	}
+	if err := checkExitError(rep); err == nil || !strings.Contains(err.Error(), "1 segments could not be repaired (first: repair segment 9a9a: node-3: timeout); check --repair tries them again") {
+		t.Errorf("a failed repair beside those: error %v; want it tried again, named first", err)
 	}
 }

@@ -91,6 +91,11 @@ type Report struct {
 	Repaired     int      `json:"repaired"`
 	RepairFailed int      `json:"repair_failed"`
 	RepairErrors []string `json:"repair_errors,omitempty"` // the first 10
+	// RepairNoRoom counts the failed repairs (of RepairFailed) that
+	// found no node to take a missing shard (remote.ErrTooFewNodes: the
+	// others down, draining, full or holding a shard of it already): a
+	// node started or added gets them past, not a try alone.
+	RepairNoRoom int `json:"repair_no_room,omitempty"`
 	// Nodes that did not answer.
 	Down []string `json:"down,omitempty"`
 	// Aliases: nodes that are one store under two addresses (a whole
@@ -290,6 +295,9 @@ func (r *Repairer) Check(ctx context.Context, req CheckRequest, progress func(Pr
 					continue
 				}
 				rep.RepairFailed++
+				if errors.Is(o.err, remote.ErrTooFewNodes) {
+					rep.RepairNoRoom++
+				}
 				if len(rep.RepairErrors) < 10 && o.err != nil {
 					rep.RepairErrors = append(rep.RepairErrors, o.err.Error())
 				}

@@ -408,3 +408,31 @@ func TestCheckSkipsSegmentGCDropped(t *testing.T) {
 			rep.SegmentsUnrecoverable, rep.Segments, rep.SnapshotUnrecoverable, rep.Healthy, len(segs)-1, len(segs))
 	}
 }
+
+// TestCheckRepairNoRoomCounted: with two of six nodes down (k=4 m=2),
+// every segment has its k shards to read but no node to take its two
+// missing ones: the failed repairs are counted as finding no room, which a
+// node started or added gets past; once the nodes are back, nothing is
+// left to repair.
+func TestCheckRepairNoRoomCounted(t *testing.T) {
+	ctx := t.Context()
+	d := newDrive(t)
+	d.write(t, "f", bytes.Repeat([]byte{7}, 100_000))
+	d.faults[1].SetDown(true)
+	d.faults[4].SetDown(true)
+	r := repair.New(repair.Options{Grid: d.g, Journal: d.j})
+	rep, err := r.Check(ctx, repair.CheckRequest{Repair: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RepairFailed == 0 || rep.RepairNoRoom != rep.RepairFailed || len(rep.OutOfReach) != 0 {
+		t.Fatalf("two of six nodes down: %d failed repairs, %d finding no room (want all, and some), out of reach %v; errors %v",
+			rep.RepairFailed, rep.RepairNoRoom, rep.OutOfReach, rep.RepairErrors)
+	}
+	d.faults[1].SetDown(false)
+	d.faults[4].SetDown(false)
+	rep, err = r.Check(ctx, repair.CheckRequest{Repair: true}, nil)
+	if err != nil || rep.RepairFailed != 0 || rep.RepairNoRoom != 0 || rep.Healthy != 1 {
+		t.Fatalf("the nodes back: %d failed, %d no room, %d healthy files (%v)", rep.RepairFailed, rep.RepairNoRoom, rep.Healthy, err)
+	}
+}

@@ -61,6 +61,9 @@ var (
 	ErrInvalid  = journal.ErrInvalid
 	ErrReadOnly = journal.ErrReadOnly
 	ErrNoXattr  = journal.ErrNoXattr
+	// ErrTooFewNodes: no node up could take a segment's shard (the
+	// others down, draining, full or holding one of it already).
+	ErrTooFewNodes = remote.ErrTooFewNodes
 )
 
 // RebuildOptions configure Rebuild.

@@ -16,7 +16,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/meshdrive/meshdrive/fs"
-	"github.com/meshdrive/meshdrive/remote"
 )
 
 func runCheck(e *env) error {
@@ -143,7 +142,7 @@ func checkExitError(rep *fs.RepairReport) error {
 	}
 	if n := rep.RepairFailed - rep.RepairNoRoom; n > 0 {
 		first := ""
-		if i := slices.IndexFunc(rep.RepairErrors, func(e string) bool { return !strings.Contains(e, remote.ErrTooFewNodes.Error()) }); i >= 0 {
+		if i := slices.IndexFunc(rep.RepairErrors, func(e string) bool { return !strings.Contains(e, fs.ErrTooFewNodes.Error()) }); i >= 0 {
 			first = fmt.Sprintf(" (first: %s)", rep.RepairErrors[i])
 		}
 		errs = append(errs, fmt.Errorf("%d segments could not be repaired%s; check --repair tries them again", n, first))

@@ -7,7 +7,6 @@ import (
 
 	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/journal/repair"
-	"github.com/meshdrive/meshdrive/remote"
 )
 
 // TestCheckExitErrorNamesEveryReason: check's final error names every
@@ -123,16 +122,16 @@ func TestCheckOutOfReachNotTriedAgain(t *testing.T) {
 // says to start or add a node, not that a try alone gets past them.
 func TestCheckNoRoomNotTriedAgain(t *testing.T) {
 	noRoom := func(seg string) string {
-		return "repair segment " + seg + ": " + remote.ErrTooFewNodes.Error() + ": every node that could take one of its 2 missing shards holds another shard of it"
+		return "repair segment " + seg + ": " + fs.ErrTooFewNodes.Error() + ": every node that could take one of its 2 missing shards holds another shard of it"
 	}
 	rep := &fs.RepairReport{Repair: true, Degraded: 3, SegmentsDegraded: 3, Segments: 3, Down: []string{"node-2", "node-5"},
 		RepairFailed: 3, RepairNoRoom: 3, RepairErrors: []string{noRoom("0bfa"), noRoom("14cb"), noRoom("51cf")}}
 	var b strings.Builder
 	printCheck(&b, rep, false)
-	if n := strings.Count(b.String(), remote.ErrTooFewNodes.Error()); n != 1 {
+	if n := strings.Count(b.String(), fs.ErrTooFewNodes.Error()); n != 1 {
 		t.Errorf("the cause is said %d times; want once:\n%s", n, b.String())
 	}
-	if want := "3 failed: 3 segments (0bfa, 14cb, 51cf): " + remote.ErrTooFewNodes.Error(); !strings.Contains(b.String(), want) {
+	if want := "3 failed: 3 segments (0bfa, 14cb, 51cf): " + fs.ErrTooFewNodes.Error(); !strings.Contains(b.String(), want) {
 		t.Errorf("check's report does not say %q:\n%s", want, b.String())
 	}
 	err := checkExitError(rep)
@@ -144,7 +143,7 @@ func TestCheckNoRoomNotTriedAgain(t *testing.T) {
 	rep.RepairErrors = append(rep.RepairErrors, "repair segment 9a9a: node-3: timeout")
 	b.Reset()
 	printCheck(&b, rep, false)
-	if want := "4 failed: 3 segments (0bfa, 14cb, 51cf): " + remote.ErrTooFewNodes.Error(); !strings.Contains(b.String(), want) ||
+	if want := "4 failed: 3 segments (0bfa, 14cb, 51cf): " + fs.ErrTooFewNodes.Error(); !strings.Contains(b.String(), want) ||
 		!strings.Contains(b.String(), "; segment 9a9a: node-3: timeout") {
 		t.Errorf("check's report does not group the two causes:\n%s", b.String())
 	}

@@ -135,6 +135,9 @@ func (j *files) blockPlain(ctx context.Context, n *inode, m mapped) ([]byte, err
 			err = ErrLostBlock // read-only: its staging file is gone (roMissing)
 		} else if m.state == blockStaged {
 			plain, err = j.readStaged(m.id)
+			if err == nil {
+				j.stagedReads.Add(1)
+			}
 			if errors.Is(err, fs.ErrNotExist) && attempt == 0 {
 				// Uploaded (and unstaged) since we looked: look again.
 				ms, qerr := j.mapRange(ctx, n.ino, m.idx, m.idx)

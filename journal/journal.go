@@ -235,6 +235,11 @@ type shared struct {
 	// appReads counts block reads from the grid that an application is
 	// waiting for; the uploader yields to them (yieldToForeground).
 	appReads atomic.Int64
+	// keptReads and stagedReads count the block reads served from the
+	// journal's own copies (ReadStatsOf): kept rows of uploaded small
+	// blocks (a snapshot's, through Options.Kept, included) and blocks
+	// still staged.
+	keptReads, stagedReads atomic.Uint64
 	// bigFlushes counts flushes of bigFlushBlocks or more blocks in
 	// progress (an fsync or close after a large write) and write-behind
 	// goroutines running; the uploader holds back while one runs

@@ -166,7 +166,9 @@ func (j *keeper) plain(ctx context.Context, m mapped) ([]byte, bool) {
 // byID returns the plaintext of block id from its row of table staged,
 // or false when it has none (or the row does not open). It takes no
 // lock: a snapshot's journal calls it (Options.Kept) with its own
-// inode's lock held.
+// inode's lock held. It counts the read here, not in plain, so that a
+// snapshot's reads of the drive's kept rows count in the drive's
+// journal, the one status reads.
 func (j *keeper) byID(ctx context.Context, id remote.BlockID) ([]byte, bool) {
 	var sealed []byte
 	err := j.qrow(ctx, `SELECT sealed FROM staged WHERE id = ?`, id[:]).Scan(&sealed)
@@ -184,6 +186,7 @@ func (j *keeper) byID(ctx context.Context, id remote.BlockID) ([]byte, bool) {
 		j.dropLater(id, int64(len(sealed)))
 		return nil, false
 	}
+	j.keptReads.Add(1)
 	return plain, true
 }
 

@@ -302,7 +302,7 @@ func TestSnapshotReadsKeptBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := e.reader.reads.Load()
+	before, kept := e.reader.reads.Load(), ReadStatsOf(e.j).Kept
 	for i, ino := range inos {
 		if got := readAll(t, sj, ino); !bytes.Equal(got, small[i]) {
 			t.Fatalf("snapshot's small-%d: %d bytes differ from the %d written", i, len(got), len(small[i]))
@@ -311,10 +311,67 @@ func TestSnapshotReadsKeptBlocks(t *testing.T) {
 	if got := e.reader.reads.Load() - before; got != 0 {
 		t.Fatalf("%d reads of the grid for the snapshot's small files, which the drive keeps", got)
 	}
+	// Counted in the drive's journal, whose counts status reports.
+	if got := ReadStatsOf(e.j).Kept - kept; got != uint64(len(small)) {
+		t.Fatalf("the drive's journal counts %d reads of its kept rows for the snapshot's %d small files", got, len(small))
+	}
 	if got := readAll(t, sj, bigIno); !bytes.Equal(got, big) {
 		t.Fatal("snapshot's big file differs from what was written")
 	}
 	if e.reader.reads.Load() == before {
 		t.Fatal("the snapshot's big file was read without the grid: the reads counted are not the snapshot's")
+	}
+}
+
+// ReadStatsOf counts the block reads the journal serves from its own
+// copies, which a cache in front of the grid never sees: blocks still
+// staged before their upload (a small one from its row, a whole one from
+// its file), and a small block's kept row after it. A read of the grid
+// counts in neither.
+func TestReadStatsCountLocalReads(t *testing.T) {
+	e := newGridEnv(t, 6, 4, 2, func(o *Options) { o.KeepSmall = 1 << 20 })
+	for _, n := range e.nodes {
+		n.SetDown(true) // the blocks stay staged
+	}
+	small, big := randBytes(2000), randBytes(1<<20)
+	smallIno, bigIno := e.writeFile("small", small), e.writeFile("big", big)
+	for _, ino := range []Ino{smallIno, bigIno} {
+		if err := e.j.Fsync(bg, ino); err != nil {
+			t.Fatal(err)
+		}
+		if st := e.wantState(ino, StateLocal); st.PendingBlocks != 1 {
+			t.Fatalf("inode %d: %d blocks pending, want its one block staged", ino, st.PendingBlocks)
+		}
+	}
+	if got := ReadStatsOf(e.j); got != (ReadStats{}) {
+		t.Fatalf("read stats %+v before any read", got)
+	}
+	e.wantContent(smallIno, small)
+	e.wantContent(bigIno, big)
+	if got := ReadStatsOf(e.j); got != (ReadStats{Staged: 2}) {
+		t.Fatalf("read stats %+v after reading two staged blocks; want 2 staged reads", got)
+	}
+
+	for _, n := range e.nodes {
+		n.SetDown(false)
+	}
+	if err := e.waitDurable(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen() // the counts are since Open; no block is in memory
+	before := e.reader.reads.Load()
+	e.wantContent(smallIno, small)
+	if got := ReadStatsOf(e.j); got != (ReadStats{Kept: 1}) {
+		t.Fatalf("read stats %+v after reading a kept small block; want 1 kept read", got)
+	}
+	if got := e.reader.reads.Load() - before; got != 0 {
+		t.Fatalf("%d reads of the grid for a kept small block", got)
+	}
+	e.wantContent(bigIno, big)
+	if e.reader.reads.Load() == before {
+		t.Fatal("the uploaded whole block was read without the grid")
+	}
+	if got := ReadStatsOf(e.j); got != (ReadStats{Kept: 1}) {
+		t.Fatalf("read stats %+v after a read of the grid; want it unchanged, 1 kept read", got)
 	}
 }

@@ -132,6 +132,20 @@ type UploadStats struct {
 	RepairOwed    int64 // segments stored with fewer than n shards
 }
 
+// ReadStats counts the block reads since Open that the journal served
+// from its own copies on local disk. They never reach the block reader
+// (Options.Blocks), so a cache in front of the grid does not count them.
+type ReadStats struct {
+	Kept   uint64 // uploaded small blocks read from their kept rows (Options.KeepSmall), a snapshot's included
+	Staged uint64 // blocks not yet uploaded, read from staging
+}
+
+// ReadStatsOf reports j's ReadStats. It is a function, not a method of
+// Journal, whose method set is at the module's limit (methodset_test.go).
+func ReadStatsOf(j *Journal) ReadStats {
+	return ReadStats{Kept: j.keptReads.Load(), Staged: j.stagedReads.Load()}
+}
+
 // Errors of the journal. fs/errno.go maps them to errno values.
 var (
 	ErrNotFound    = errors.New("no such file or directory")

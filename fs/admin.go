@@ -27,7 +27,6 @@ type (
 	Retention      = journal.Retention
 	GCOptions      = journal.GCOptions
 	GCStats        = journal.GCStats
-	CacheStats     = cache.Stats
 	Repairer       = repair.Repairer
 	RepairStats    = repair.Stats
 	RepairReport   = repair.Report
@@ -132,8 +131,22 @@ func (d *Drive) CheckStaged(ctx context.Context, path string, repair bool, progr
 // WaitDurable returns once every queued upload is on the grid.
 func (d *Drive) WaitDurable(ctx context.Context) error { return d.j.WaitDurable(ctx) }
 
-// CacheStats reports the block cache.
-func (d *Drive) CacheStats() CacheStats { return d.cache.Stats() }
+// CacheStats is the block cache's counters, and the block reads the
+// journal served from its copies of blocks written here, which never
+// reach the cache (journal.ReadStats): a folder of small files written
+// here and read back is read almost wholly from those. Its JSON is
+// cache.Stats' with the two fields added.
+type CacheStats struct {
+	cache.Stats
+	KeptReads   uint64 // uploaded small blocks read from the journal's kept rows
+	StagedReads uint64 // blocks not yet uploaded, read from the journal's staging
+}
+
+// CacheStats reports the block cache and the journal's local reads.
+func (d *Drive) CacheStats() CacheStats {
+	r := journal.ReadStatsOf(d.j)
+	return CacheStats{Stats: d.cache.Stats(), KeptReads: r.Kept, StagedReads: r.Staged}
+}
 
 // ClearCache empties the block cache but for pinned blocks, and drops the
 // copies of small blocks the journal keeps (journal.Options.KeepSmall).

@@ -381,22 +381,33 @@ func lostSentence(l *fs.LostReport) string {
 }
 
 // printCacheStats says what the cache holds and how reads went, in
-// sentences; the counters themselves are on /metrics.
+// sentences; the counters themselves are on /metrics. Reads of the
+// journal's own copies of blocks written here (kept after their upload,
+// or not uploaded yet) never reach the cache but are served here too; a
+// daemon from before they were counted sends none, and the line reads
+// as it did then.
 func printCacheStats(w io.Writer, raw json.RawMessage) {
 	var cs struct {
 		MemBytes, DiskBytes                      int64
 		Hits, DiskHits, Misses                   uint64
+		KeptReads, StagedReads                   uint64
 		FetchErrors, DiskErrors, PrefetchDropped uint64
 	}
 	if json.Unmarshal(raw, &cs) != nil {
 		return
 	}
 	fmt.Fprintf(w, "\ncache: %s in memory, %s on disk\n", humanBytes(cs.MemBytes), humanBytes(cs.DiskBytes))
-	if reads := cs.Hits + cs.DiskHits + cs.Misses; reads == 0 {
-		fmt.Fprintln(w, "  no block read from the grid since mount")
+	journal := cs.KeptReads + cs.StagedReads
+	here := cs.Hits + cs.DiskHits + journal
+	if reads := here + cs.Misses; reads == 0 {
+		fmt.Fprintln(w, "  no block read since mount")
 	} else {
-		fmt.Fprintf(w, "  %.0f%% of %d block reads since mount were served here (%d from memory, %d from disk); %d went to the grid\n",
-			100*float64(cs.Hits+cs.DiskHits)/float64(reads), reads, cs.Hits, cs.DiskHits, cs.Misses)
+		fromJournal := ""
+		if journal > 0 {
+			fromJournal = fmt.Sprintf(", %d from the journal's local copies of files written here", journal)
+		}
+		fmt.Fprintf(w, "  %.0f%% of %d block reads since mount were served here (%d from memory, %d from disk%s); %d went to the grid\n",
+			100*float64(here)/float64(reads), reads, cs.Hits, cs.DiskHits, fromJournal, cs.Misses)
 	}
 	if cs.FetchErrors > 0 {
 		fmt.Fprintf(w, "  %d fetches from the grid failed (see the node list above)\n", cs.FetchErrors)

@@ -66,7 +66,7 @@ type statusReport struct {
 	Repair       *fs.RepairStats `json:"repair,omitempty"` // nil on a read-only mount
 	Bandwidth    bandwidthStatus `json:"bandwidth"`
 	Pins         *fs.PinStats    `json:"pins,omitempty"` // nil on a read-only mount
-	Cache        json.RawMessage `json:"cache"`          // cache.Stats
+	Cache        json.RawMessage `json:"cache"`          // fs.CacheStats
 	// Web is the web app's address ("" when off); meshdrive web-url
 	// asks POST /web/login for a login address.
 	Web string `json:"web,omitempty"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/meshdrive/meshdrive/cache"
 	"github.com/meshdrive/meshdrive/fs"
 )
 
@@ -84,6 +86,39 @@ func TestRepairLine(t *testing.T) {
 		printRepair(&b, &c.st, c.owed)
 		if !strings.Contains(b.String(), c.want) {
 			t.Errorf("repairer owes %d, journal %d:\n%s\nwant %q", c.st.Owed, c.owed, b.String(), c.want)
+		}
+	}
+}
+
+// TestCacheLine: the cache line of status counts the blocks read from the
+// journal's local copies of files written here (which never reach the
+// cache) as served here: a folder of small files written here and read
+// back said "1% of 171 block reads ... were served here". A daemon that
+// does not send them gets the line it had.
+func TestCacheLine(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		stats any
+		want  string
+	}{
+		{"small files written here", fs.CacheStats{Stats: cache.Stats{Hits: 1, DiskHits: 1, Misses: 1}, KeptReads: 160, StagedReads: 8},
+			"  99% of 171 block reads since mount were served here (1 from memory, 1 from disk, 168 from the journal's local copies of files written here); 1 went to the grid\n"},
+		{"only the journal's", fs.CacheStats{StagedReads: 3},
+			"  100% of 3 block reads since mount were served here (0 from memory, 0 from disk, 3 from the journal's local copies of files written here); 0 went to the grid\n"},
+		{"none from the journal", fs.CacheStats{Stats: cache.Stats{Hits: 1, DiskHits: 1, Misses: 2}},
+			"  50% of 4 block reads since mount were served here (1 from memory, 1 from disk); 2 went to the grid\n"},
+		{"an older daemon", cache.Stats{Hits: 1, DiskHits: 1, Misses: 169},
+			"  1% of 171 block reads since mount were served here (1 from memory, 1 from disk); 169 went to the grid\n"},
+		{"no read", fs.CacheStats{}, "  no block read since mount\n"},
+	} {
+		raw, err := json.Marshal(c.stats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		printCacheStats(&b, raw)
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("%s (%s):\n%s\nwant %q", c.name, raw, b.String(), c.want)
 		}
 	}
 }

@@ -78,13 +78,16 @@ type Node struct {
 	Error     string  `json:"error,omitempty"`
 }
 
-// CacheSummary is the local block cache.
+// CacheSummary is the local block cache, and the block reads the
+// journal served from its copies of files written here, which never
+// reach the cache.
 type CacheSummary struct {
-	MemBytes  int64   `json:"mem_bytes"`
-	DiskBytes int64   `json:"disk_bytes"`
-	Hits      uint64  `json:"hits"` // memory and disk
-	Misses    uint64  `json:"misses"`
-	HitRate   float64 `json:"hit_rate"` // 0..1, -1 before the first read
+	MemBytes     int64   `json:"mem_bytes"`
+	DiskBytes    int64   `json:"disk_bytes"`
+	Hits         uint64  `json:"hits"` // memory and disk
+	Misses       uint64  `json:"misses"`
+	JournalReads uint64  `json:"journal_reads"` // not in hits
+	HitRate      float64 `json:"hit_rate"`      // reads served here (hits and journal reads) of all, 0..1; -1 before the first read
 }
 
 // Snapshot is one kept snapshot.

@@ -30,6 +30,10 @@ type Sources struct {
 	// Cache: reads served from memory and from disk, reads that went to
 	// the grid, and the bytes each tier holds.
 	Cache func() (memHits, diskHits, misses uint64, memBytes, diskBytes int64)
+	// JournalReads: block reads served from the journal's copies of
+	// blocks written here, which the cache never sees: kept after their
+	// upload, and staged before it (fs.CacheStats).
+	JournalReads func() (kept, staged uint64)
 	// Progress is the upload queue (fs.Drive.Progress).
 	Progress func() fs.Progress
 	// RepairOwed: segments with fewer than n shards.
@@ -106,6 +110,20 @@ func (m *Metrics) Watch(src Sources) {
 			ConstLabels: prometheus.Labels{"tier": "memory"}}, func() float64 { _, _, _, b, _ := c(); return float64(b) }))
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshdrive_cache_bytes", Help: "Bytes the local cache holds, by tier.",
 			ConstLabels: prometheus.Labels{"tier": "disk"}}, func() float64 { _, _, _, _, b := c(); return float64(b) }))
+	}
+	if r := src.JournalReads; r != nil {
+		// A metric of its own: the cache's counters keep their meaning.
+		const help = "Block reads served from the journal's local copies of files written here (not in meshdrive_cache_*), by copy: kept after the upload, or staged before it."
+		for _, c := range []struct {
+			copy string
+			f    func() float64
+		}{
+			{"kept", func() float64 { k, _ := r(); return float64(k) }},
+			{"staged", func() float64 { _, s := r(); return float64(s) }},
+		} {
+			m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshdrive_journal_reads_total", Help: help,
+				ConstLabels: prometheus.Labels{"copy": c.copy}}, c.f))
+		}
 	}
 	if p := src.Progress; p != nil {
 		gauge("meshdrive_upload_queue_bytes", "Plaintext bytes waiting to reach the grid.", func() float64 { return float64(p().Bytes) })

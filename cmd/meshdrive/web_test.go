@@ -30,6 +30,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/meshdrive/meshdrive/cache"
+	"github.com/meshdrive/meshdrive/fs"
 	"github.com/meshdrive/meshdrive/web"
 	"golang.org/x/sys/unix"
 )
@@ -481,21 +483,30 @@ func testWebMetrics(t *testing.T, f *webFixture) {
 	}
 	before := scrape()
 	for _, name := range []string{"meshdrive_fuse_op_duration_seconds", "meshdrive_cache_hits_total", "meshdrive_cache_misses_total",
-		"meshdrive_grid_read_bytes_total", "meshdrive_grid_shipped_bytes_total", "meshdrive_upload_queue_bytes",
+		"meshdrive_journal_reads_total", "meshdrive_grid_read_bytes_total", "meshdrive_grid_shipped_bytes_total", "meshdrive_upload_queue_bytes",
 		"meshdrive_upload_queue_age_seconds", "meshdrive_node_request_duration_seconds", "meshdrive_repair_owed_segments", "meshdrive_journal_bytes"} {
 		if before[name] == nil {
 			t.Errorf("/metrics has no %s", name)
 		}
 	}
+	var sum0 web.Summary
+	f.want(t, 200, &sum0, "GET", "/api/v1/status", nil)
 	data := bytes.Repeat([]byte("metrics move\n"), 1<<15)
-	if err := os.WriteFile(filepath.Join(f.mp, "metrics.txt"), data, 0o644); err != nil {
-		t.Fatal(err)
+	small := []byte("a small file, kept in the journal after its upload\n")
+	for name, b := range map[string][]byte{"metrics.txt": data, "metrics-small.txt": small} {
+		if err := os.WriteFile(filepath.Join(f.mp, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mustRun(t, f.env, "sync", "--data", f.dir, "--timeout", "1m")
-	// Read it from a new snapshot after a cache clear: the kernel has not
-	// seen the snapshot's inode, and the cache holds nothing, so its blocks
-	// come from the grid.
+	// Read them from a new snapshot: the kernel has not seen the
+	// snapshot's inodes. The small file comes from the journal's kept row
+	// (before the cache clear drops it); the big one, after a cache clear,
+	// from the grid.
 	f.want(t, 201, nil, "POST", "/api/v1/snapshots", jsonBody(map[string]string{"name": "metrics-snap"}))
+	if got := readMount(t, filepath.Join(f.mp, ".snapshots", "metrics-snap", "metrics-small.txt")); !bytes.Equal(got, small) {
+		t.Fatal("the small file read back from the snapshot differs")
+	}
 	mustRun(t, f.env, "cache", "clear", "--data", f.dir)
 	if got := readMount(t, filepath.Join(f.mp, ".snapshots", "metrics-snap", "metrics.txt")); !bytes.Equal(got, data) {
 		t.Fatal("read back from the snapshot differs")
@@ -512,6 +523,7 @@ func testWebMetrics(t *testing.T, f *webFixture) {
 		{"meshdrive_node_request_duration_seconds", map[string]string{"node": "node-1", "op": "put"}},
 		{"meshdrive_cache_misses_total", nil},
 		{"meshdrive_grid_read_bytes_total", nil},
+		{"meshdrive_journal_reads_total", map[string]string{"copy": "kept"}},
 	} {
 		b, a := metricValue(before, c.name, c.labels), metricValue(after, c.name, c.labels)
 		if !(a > b) {
@@ -520,6 +532,12 @@ func testWebMetrics(t *testing.T, f *webFixture) {
 	}
 	if v := metricValue(after, "meshdrive_journal_bytes", nil); v <= 0 {
 		t.Errorf("meshdrive_journal_bytes = %v", v)
+	}
+	// The status summary counts the kept read too, as served here.
+	var sum1 web.Summary
+	f.want(t, 200, &sum1, "GET", "/api/v1/status", nil)
+	if c0, c1 := sum0.Cache, sum1.Cache; c1.JournalReads <= c0.JournalReads {
+		t.Errorf("status cache after reading a kept small file: %+v, before %+v; want more journal reads", c1, c0)
 	}
 	testNodeMetrics(t, f)
 }
@@ -921,5 +939,25 @@ func TestUnmountEndsStalledUpload(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "being unmounted") {
 		t.Errorf("the stalled upload: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestCacheSummary: the web app's hit rate counts the journal's reads of
+// its copies of files written here as served here, in a field of their
+// own (hits keeps its meaning): 168 of 171 reads from the journal is a
+// rate near 1, not near 0.
+func TestCacheSummary(t *testing.T) {
+	for _, c := range []struct {
+		cs   fs.CacheStats
+		want web.CacheSummary
+	}{
+		{fs.CacheStats{Stats: cache.Stats{Hits: 1, DiskHits: 1, Misses: 1}, KeptReads: 160, StagedReads: 8},
+			web.CacheSummary{Hits: 2, Misses: 1, JournalReads: 168, HitRate: 170.0 / 171}},
+		{fs.CacheStats{Stats: cache.Stats{Hits: 1, Misses: 3}}, web.CacheSummary{Hits: 1, Misses: 3, HitRate: 0.25}},
+		{fs.CacheStats{}, web.CacheSummary{HitRate: -1}},
+	} {
+		if got := cacheSummary(c.cs); got != c.want {
+			t.Errorf("cache %+v: summary %+v, want %+v", c.cs, got, c.want)
+		}
 	}
 }

@@ -546,9 +546,11 @@ function renderActivity() {
   facts($("q-facts"), rows);
   if (u.last_error && u.bytes > 0) $("q-sentence").append(el("p", { class: "err" }, "Last problem: " + u.last_error));
   const c = s.cache;
-  $("cache-sentence").textContent = c.hit_rate < 0 ? "Nothing read from the grid yet." :
+  $("cache-sentence").textContent = c.hit_rate < 0 ? "Nothing read yet." :
     Math.round(c.hit_rate * 100) + "% of reads were served from this computer.";
-  facts($("cache-facts"), [["In memory", bytes(c.mem_bytes)], ["On disk", bytes(c.disk_bytes)], ["Reads from cache", String(c.hits)], ["Reads from the grid", String(c.misses)]]);
+  // journal_reads: local copies of files written here (absent from an older drive).
+  facts($("cache-facts"), [["In memory", bytes(c.mem_bytes)], ["On disk", bytes(c.disk_bytes)], ["Reads from cache", String(c.hits)],
+    ["Reads of files written here", String(c.journal_reads || 0)], ["Reads from the grid", String(c.misses)]]);
   let safety;
   if (s.state === "durable") safety = "Every file is stored as " + (s.k + s.m) + " shards on the nodes; any " + s.k + " of them rebuild it, so " + plural(s.m, "node") + " can be lost.";
   else if (s.state === "lost") safety = "Not everything is safe.";

@@ -238,9 +238,8 @@ type Drive struct {
 	stopRate context.CancelFunc
 	rateDone chan struct{}
 
-	mu      sync.Mutex // guards servers and mounts
-	servers []*fuse.Server
-	mounts  []*mounted
+	mu     sync.Mutex // guards mounts
+	mounts []*mounted
 
 	prune pruner
 }
@@ -342,7 +341,6 @@ func (d *Drive) Mount(mountpoint string) (*fuse.Server, error) {
 		return nil, err
 	}
 	d.mu.Lock()
-	d.servers = append(d.servers, m.server)
 	d.mounts = append(d.mounts, m)
 	d.mu.Unlock()
 	return m.server, nil
@@ -356,14 +354,14 @@ func (d *Drive) Pins() *Pinner { return d.pins }
 // on the grid resumes at the next open) and the cache.
 func (d *Drive) Close() error {
 	d.mu.Lock()
-	servers := d.servers
-	d.servers, d.mounts = nil, nil
+	mounts := d.mounts
+	d.mounts = nil
 	d.mu.Unlock()
 	d.stopRate()
 	<-d.rateDone
 	var errs []error
-	for _, s := range servers {
-		if err := s.Unmount(); err != nil {
+	for _, m := range mounts {
+		if err := m.server.Unmount(); err != nil {
 			// Already unmounted by its owner: nothing to do.
 			d.log.Debug("fs: unmount at close", "err", err)
 		}

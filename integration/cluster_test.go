@@ -39,8 +39,17 @@ func startNodes(t *testing.T, count int, dirs ...string) []*node {
 	t.Helper()
 	base := t.TempDir()
 	nodes := make([]*node, count)
+	// freeAddr's port is free only until its listener closes: the kernel
+	// may hand the same one out again at once (two nodes on one port made
+	// init refuse the list, "given twice").
+	taken := map[string]bool{}
 	for i := range nodes {
-		n := &node{name: fmt.Sprintf("node-%d", i), addr: freeAddr(t)}
+		addr := freeAddr(t)
+		for taken[addr] {
+			addr = freeAddr(t)
+		}
+		taken[addr] = true
+		n := &node{name: fmt.Sprintf("node-%d", i), addr: addr}
 		n.dir = filepath.Join(base, n.name)
 		if i < len(dirs) && dirs[i] != "" {
 			n.dir = dirs[i]
